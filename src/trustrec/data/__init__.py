@@ -1,15 +1,29 @@
-"""Data layer: the immutable Dataset, loaders, the registry of named datasets, filters, splits."""
+"""Data layer: the immutable Dataset, loaders, the registry of named datasets, filters, splits,
+and the queries recommenders answer."""
 
 from trustrec.data._arrays import Ragged
 from trustrec.data._atomic import load_atomic, read_atomic_file
 from trustrec.data._dataset import Dataset, FilterStep, IndexedArray, Interactions
+from trustrec.data._detect import detect_format, load_path
+from trustrec.data._filters import drop_duplicates, k_core, to_implicit
+from trustrec.data._query import Query, QueryBatch
+from trustrec.data._registry import DatasetEntry, load_dataset, register_dataset, registry, resolve_dataset
+from trustrec.data._split import (
+    SPLITTERS,
+    EvalSet,
+    Split,
+    make_split,
+    split_given_test,
+    split_leave_one_out,
+    split_random,
+    split_temporal,
+)
 
 __all__ = [
-    "Dataset",
-    "Interactions",
-    "IndexedArray",
-    "FilterStep",
-    "Ragged",
-    "load_atomic",
-    "read_atomic_file",
+    "Dataset", "Interactions", "IndexedArray", "FilterStep", "Ragged",
+    "Query", "QueryBatch", "Split", "EvalSet",
+    "load_atomic", "read_atomic_file", "load_path", "detect_format",
+    "load_dataset", "resolve_dataset", "registry", "register_dataset", "DatasetEntry",
+    "to_implicit", "drop_duplicates", "k_core",
+    "split_leave_one_out", "split_temporal", "split_random", "split_given_test", "make_split", "SPLITTERS",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
@@ -430,16 +431,26 @@ def _as_timestamps(col: pd.Series, name: str, column: str) -> np.ndarray:
         values = col.to_numpy(np.float64)
     else:
         values = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
-        if np.isnan(values).any():
+        non_numeric = np.isnan(values) & col.notna().to_numpy()
+        if non_numeric.any():
+            if not non_numeric[col.notna().to_numpy()].all():
+                row = int(np.flatnonzero(non_numeric)[0])
+                raise DataError(
+                    f"Dataset '{name}': column '{column}' mixes numbers and text; {col.iloc[row]!r} "
+                    f"at data row {row} is not a number; timestamps must be numbers (epoch) or dates"
+                )
             # Dates as text (ISO or similar): parse them; anything unparsable is an error.
-            parsed = pd.to_datetime(col, errors="coerce", utc=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parsed = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
             if parsed.isna().any():
                 row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
                 raise DataError(
-                    f"Dataset '{name}': column '{column}' has a non-numeric, non-date timestamp "
-                    f"{col.iloc[row]!r} at data row {row}; timestamps must be numbers (epoch) or dates"
+                    f"Dataset '{name}': column '{column}' has a timestamp {col.iloc[row]!r} at data row "
+                    f"{row} that is neither a number (epoch) nor a date"
                 )
-            return (parsed.astype("int64") // 10**9).to_numpy(np.int64)
+            epoch = pd.Timestamp(0, tz="UTC")
+            return ((parsed - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -482,12 +493,12 @@ def _id_table(table, raw_col, id_col, raw_seen, name, label) -> pd.DataFrame:
 
 def _lookup(column: pd.Series, raw_ids, kind: str, name: str, missing: str) -> np.ndarray:
     scalar = np.ndim(raw_ids) == 0
-    raw = np.atleast_1d(np.asarray(raw_ids)).astype(str)
+    raw = np.atleast_1d(np.asarray(raw_ids)).astype(str).astype(object)
     idx = pd.Index(column).get_indexer(raw)
     if missing == "raise" and (idx < 0).any():
         bad = raw[idx < 0]
         raise DataError(
-            f"Dataset '{name}': unknown {kind} id {bad[0]!r}"
+            f"Dataset '{name}': unknown {kind} id {str(bad[0])!r}"
             + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
             + f"; valid {kind} ids look like {list(column.iloc[:3])}"
         )

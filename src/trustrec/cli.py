@@ -1,0 +1,145 @@
+"""The ``trustrec`` command: parses arguments, calls the library, prints tables (thin by design)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trustrec._version import __version__
+from trustrec.errors import TrustrecError
+
+app = typer.Typer(
+    name="trustrec",
+    help="Build, evaluate, audit and harden LLM-empowered recommender systems.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect datasets: registered names or your own files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+DataDir = typer.Option(None, "--data-dir", help="Folder holding dataset folders (overrides TRUSTREC_DATA).")
+
+
+def _version_callback(value: bool):
+    if value:
+        console.print(f"trustrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Show the version and exit."),
+):
+    """trustrec: accuracy and trust (robustness, fairness, controllability, explainability,
+    factuality, privacy, safety) of recommenders, on real data."""
+
+
+def stats_table(stats: dict, title: str) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key in ("n_users", "n_items", "n_interactions"):
+        table.add_row(key, f"{stats[key]:,}")
+    table.add_row("density", f"{stats['density']:.4%}")
+    hl = stats["history_length"]
+    table.add_row("history length (min/q25/median/q75/q90/max)",
+                  " / ".join(f"{hl[k]:g}" for k in ("q0", "q25", "q50", "q75", "q90", "q100")))
+    table.add_row("ratings", "yes ({min:g}-{max:g}, mean {mean:.2f})".format(**stats["rating"])
+                  if stats.get("rating") else "no (implicit)")
+    table.add_row("timestamps", "yes" if stats["has_timestamps"] else "no (order only)")
+    table.add_row("item columns", ", ".join(stats["item_columns"]) or "-")
+    table.add_row("user columns", ", ".join(stats["user_columns"]) or "-")
+    if stats["items_without_title"]:
+        table.add_row("items without title", f"{stats['items_without_title']:,}")
+    for key, value in stats.get("extras", {}).items():
+        table.add_row(f"extra: {key}", value)
+    for note in stats["notes"] + stats["provenance"]:
+        table.add_row("note", note)
+    return table
+
+
+@data_app.command("list")
+def data_list(data_dir: Optional[Path] = DataDir, all: bool = typer.Option(
+        False, "--all", help="Also list every dataset of RecBole's atomic zoo.")):
+    """List registered datasets and where each would load from now."""
+    from trustrec.data import registry, resolve_dataset
+
+    table = Table(title="registered datasets", header_style="bold")
+    for col in ("name", "resolves from", "location", "description"):
+        table.add_column(col, overflow="fold")
+    hidden = 0
+    for name, entry in registry().items():
+        if "recbole-zoo" in entry.tags and not all:
+            hidden += 1
+            continue
+        kind, where = resolve_dataset(name, data_dir=data_dir)
+        table.add_row(name, kind, where, entry.description)
+    console.print(table)
+    if hidden:
+        console.print(f"... and {hidden} datasets of RecBole's atomic zoo (use --all to list them).")
+
+
+@data_app.command("info")
+def data_info(
+    name_or_path: str = typer.Argument(..., help="A registered name (see `data list`) or a file/folder."),
+    data_dir: Optional[Path] = DataDir,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
+):
+    """Load a dataset and print its statistics."""
+    from trustrec._cache import atomic_write_text
+    from trustrec.data import load_dataset
+
+    ds = load_dataset(name_or_path, data_dir=data_dir)
+    stats = ds.stats()
+    console.print(stats_table(stats, f"dataset {ds.name}"))
+    if json_out:
+        atomic_write_text(json_out, json.dumps(stats, indent=1))
+
+
+@app.command()
+def demo(
+    data_dir: Optional[Path] = DataDir,
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's JSON output."),
+):
+    """The front door: load ml-100k (offline through the package index if needed), show its
+    statistics and a leave-one-out split."""
+    from trustrec._cache import atomic_write_text
+    from trustrec.data import load_dataset, split_leave_one_out
+
+    ds = load_dataset("ml-100k", data_dir=data_dir)
+    stats = ds.stats()
+    console.print(stats_table(stats, "ml-100k"))
+    split = split_leave_one_out(ds)
+    sizes = split.sizes()
+    table = Table(title="leave-one-out split (by time)", header_style="bold")
+    for col in ("part", "interactions", "users"):
+        table.add_column(col, justify="right")
+    table.add_row("train", f"{sizes['train']:,}", f"{len(set(split.train.user.tolist())):,}")
+    table.add_row("valid", f"{sizes['valid']:,}", f"{sizes['valid_users']:,}")
+    table.add_row("test", f"{sizes['test']:,}", f"{sizes['test_users']:,}")
+    console.print(table)
+    result = {"dataset": stats, "split": split.describe()}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "demo.json", json.dumps(result, indent=1))
+    console.print(f"written: {out / 'demo.json'}")
+
+
+def main():
+    try:
+        app()
+    except TrustrecError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Load a file or folder by recognising its format, so users can inspect their own data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trustrec.data._dataset import Dataset
+from trustrec.errors import DataError
+
+__all__ = ["detect_format", "load_path"]
+
+FORMATS = ("atomic", "movielens", "coat", "bigrec", "amazon", "tabular")
+_JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".csv.gz", ".tsv.gz")
+
+
+def _has_suffix(path: Path, suffixes) -> bool:
+    return path.name.lower().endswith(suffixes)
+
+
+def detect_format(path: str | Path) -> str:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix == ".inter":
+            return "atomic"
+        if _has_suffix(path, _JSON_SUFFIXES):
+            return "amazon"
+        if _has_suffix(path, _TABLE_SUFFIXES):
+            return "tabular"
+        raise DataError(
+            f"{path}: cannot tell the format from the name; expected .inter (RecBole atomic), "
+            ".json/.jsonl[.gz] (Amazon reviews) or .csv/.tsv/.parquet (generic table)"
+        )
+    names = {p.name for p in path.iterdir()}
+    if any(n.endswith(".inter") for n in names):
+        return "atomic"
+    if "u.data" in names or "ratings.dat" in names:
+        return "movielens"
+    if {"train.ascii", "test.ascii"} <= names:
+        return "coat"
+    if "info" in names and names & {"train", "valid", "test"}:
+        return "bigrec"
+    if any(_has_suffix(path / n, _JSON_SUFFIXES) for n in names):
+        return "amazon"
+    tables = [n for n in names if _has_suffix(path / n, _TABLE_SUFFIXES)]
+    if len(tables) == 1:
+        return "tabular"
+    raise DataError(
+        f"{path}: no known dataset layout (found {sorted(names)[:10]}); supported: RecBole atomic "
+        "(NAME.inter/.item/.user), MovieLens raw (u.data or ratings.dat), Coat (train.ascii/test.ascii), "
+        "BIGRec CSV (info/ + valid/ + test/), Amazon reviews (.json/.jsonl), one CSV/parquet table"
+    )
+
+
+def load_path(path: str | Path, *, name: str | None = None, format: str | None = None) -> Dataset:
+    """Load any supported file or folder; ``format`` overrides detection (one of FORMATS)."""
+    path = Path(path)
+    fmt = format or detect_format(path)
+    if fmt == "atomic":
+        from trustrec.data._atomic import load_atomic
+
+        return load_atomic(path, name=name)
+    if fmt == "movielens":
+        from trustrec.data._movielens import load_movielens
+
+        return load_movielens(path, name=name)
+    if fmt == "coat":
+        from trustrec.data._coat import load_coat
+
+        return load_coat(path, name=name or "coat")
+    if fmt == "bigrec":
+        from trustrec.data._bigrec import load_bigrec
+
+        return load_bigrec(path, name=name)
+    if fmt == "amazon":
+        from trustrec.data._amazon import load_amazon
+
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if _has_suffix(p, _JSON_SUFFIXES))
+            meta = [p for p in files if "meta" in p.name.lower()]
+            reviews = [p for p in files if p not in meta]
+            if len(reviews) != 1 or len(meta) > 1:
+                raise DataError(
+                    f"{path}: expected one review file and at most one meta_* file, found "
+                    f"{[p.name for p in files]}; pass the files to load_amazon explicitly"
+                )
+            return load_amazon(reviews[0], meta[0] if meta else None, name=name or path.name)
+        return load_amazon(path, name=name)
+    if fmt == "tabular":
+        from trustrec.data._tabular import load_tabular
+
+        if path.is_dir():
+            path = next(p for p in path.iterdir() if _has_suffix(p, _TABLE_SUFFIXES))
+        return load_tabular(path, name=name)
+    raise DataError(f"unknown format {fmt!r}; expected one of {FORMATS}")

@@ -1,0 +1,68 @@
+"""Preprocessing that returns a new Dataset and records what it removed in ``provenance``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trustrec.data._dataset import Dataset, FilterStep
+from trustrec.errors import ConfigError, DataError
+
+__all__ = ["to_implicit", "drop_duplicates", "k_core"]
+
+
+def to_implicit(dataset: Dataset, threshold: float) -> Dataset:
+    """Keep interactions rated at least ``threshold``; ratings are kept for reference."""
+    inter = dataset.interactions
+    if inter.rating is None:
+        raise DataError(f"Dataset '{dataset.name}' has no ratings; it is already implicit")
+    keep = inter.rating >= threshold
+    step = FilterStep("to_implicit", {"threshold": threshold}, int((~keep).sum()))
+    return dataset.with_interactions(inter.select(keep), step)
+
+
+def drop_duplicates(dataset: Dataset, keep: str = "last") -> Dataset:
+    """One interaction per (user, item): the ``last`` or ``first`` in time."""
+    if keep not in ("first", "last"):
+        raise ConfigError(f"drop_duplicates: keep must be 'first' or 'last', got {keep!r}")
+    inter = dataset.interactions
+    order = inter.chronological_order()
+    if keep == "last":
+        order = order[::-1]
+    key = inter.user[order] * dataset.n_items + inter.item[order]
+    _, first = np.unique(key, return_index=True)
+    rows = np.sort(order[first])
+    step = FilterStep("drop_duplicates", {"keep": keep}, len(inter) - len(rows))
+    return dataset.with_interactions(inter.select(rows), step)
+
+
+def k_core(dataset: Dataset, user_k: int = 5, item_k: int | None = None, max_iter: int = 1000) -> Dataset:
+    """Iteratively drop users with < ``user_k`` and items with < ``item_k`` interactions until
+    every remaining user and item has enough (the k-core fixed point); renumbers densely."""
+    item_k = user_k if item_k is None else item_k
+    if user_k < 1 or item_k < 1:
+        raise ConfigError(f"k_core: user_k and item_k must be >= 1, got {user_k}, {item_k}")
+    inter = dataset.interactions
+    alive = np.ones(len(inter), dtype=bool)
+    keep_users = np.ones(dataset.n_users, dtype=bool)
+    keep_items = np.ones(dataset.n_items, dtype=bool)
+    for iteration in range(1, max_iter + 1):
+        user_counts = np.bincount(inter.user[alive], minlength=dataset.n_users)
+        item_counts = np.bincount(inter.item[alive], minlength=dataset.n_items)
+        keep_users = user_counts >= user_k
+        keep_items = item_counts >= item_k
+        new_alive = alive & keep_users[inter.user] & keep_items[inter.item]
+        if new_alive.sum() == alive.sum():
+            break
+        alive = new_alive
+    else:
+        raise DataError(f"k_core did not converge in {max_iter} iterations")
+    step = FilterStep(
+        "k_core", {"user_k": user_k, "item_k": item_k}, int((~alive).sum()),
+        int((~keep_users).sum()), int((~keep_items).sum()), iteration,
+    )
+    if not alive.any():
+        raise DataError(
+            f"k_core(user_k={user_k}, item_k={item_k}) removed every interaction of '{dataset.name}'; "
+            "lower k"
+        )
+    return dataset.compact(keep_users, keep_items, inter.select(alive), step)

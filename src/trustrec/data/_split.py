@@ -1,0 +1,263 @@
+"""Train/valid/test splits that never leak, and the queries + targets they define.
+
+Every split orders interactions the same way (user, timestamp, position in the source), so ties
+in time are broken by the file order and results are reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from trustrec.data._arrays import Ragged
+from trustrec.data._dataset import Dataset, Interactions
+from trustrec.data._query import QueryBatch
+from trustrec.errors import ConfigError, DataError
+
+__all__ = [
+    "Split",
+    "EvalSet",
+    "split_leave_one_out",
+    "split_temporal",
+    "split_random",
+    "split_given_test",
+    "make_split",
+    "SPLITTERS",
+]
+
+PARTS = ("valid", "test")
+
+
+@dataclass(frozen=True, eq=False)
+class EvalSet:
+    """Queries for users with at least one target, and their targets (rows aligned)."""
+
+    queries: QueryBatch
+    targets: Ragged
+    part: str
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def __getitem__(self, index) -> "EvalSet":
+        rows = np.atleast_1d(np.arange(len(self))[index])
+        return EvalSet(self.queries[rows], self.targets.take(rows), self.part)
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """``train``/``valid``/``test`` interactions of one dataset (same index space)."""
+
+    dataset: Dataset
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+    method: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+    def train_dataset(self) -> Dataset:
+        """The dataset restricted to training interactions (catalog and users unchanged)."""
+        return self.dataset.with_interactions(self.train)
+
+    def history_for(self, part: str) -> Interactions:
+        """What a model may see when asked about ``part``: train for valid, train+valid for test."""
+        _check_part(part)
+        return self.train if part == "valid" else Interactions.concat([self.train, self.valid])
+
+    def eval_set(self, part: str = "test", *, with_attributes: bool = False) -> EvalSet:
+        """Users with a target in ``part``; their histories (chronological) and their targets."""
+        _check_part(part)
+        held = self.valid if part == "valid" else self.test
+        threshold = self.params.get("positive_threshold")
+        if threshold is not None and held.rating is not None:
+            held = held.select(held.rating >= threshold)
+        n_users = self.dataset.n_users
+        users = np.unique(held.user)
+        histories = self.history_for(part).by_user(n_users).take(users)
+        targets = held.by_user(n_users).take(users)
+        attrs = None
+        if with_attributes:
+            attrs = self.dataset.users.iloc[users].drop(columns=["user_id"]).reset_index(drop=True)
+        return EvalSet(QueryBatch(users, histories, attrs), targets, part)
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "train": len(self.train), "valid": len(self.valid), "test": len(self.test),
+            "valid_users": len(np.unique(self.valid.user)), "test_users": len(np.unique(self.test.user)),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "params": dict(self.params), **self.sizes(), "notes": list(self.notes)}
+
+
+def _check_part(part: str) -> None:
+    if part not in PARTS:
+        raise ConfigError(f"split part must be one of {PARTS}, got {part!r}")
+
+
+def _rank_within_user(users_sorted: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each row within its user's block and the block size (rows sorted by user)."""
+    counts = np.bincount(users_sorted, minlength=n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.arange(len(users_sorted)) - starts[users_sorted]
+    return position, counts[users_sorted]
+
+
+def split_leave_one_out(dataset: Dataset, *, short_users: str = "error") -> Split:
+    """Per user, by time: last interaction -> test, second last -> valid, the rest -> train.
+
+    A user needs 3 interactions; ``short_users`` says what to do with others: ``'error'``
+    (default), ``'train'`` (keep them as training data only) or ``'drop'``.
+    """
+    if short_users not in ("error", "train", "drop"):
+        raise ConfigError(f"split_leave_one_out: short_users must be 'error', 'train' or 'drop', got {short_users!r}")
+    inter = dataset.interactions
+    if len(inter) == 0:
+        raise DataError(f"Dataset '{dataset.name}' has no interactions to split")
+    order = inter.chronological_order()
+    position, count = _rank_within_user(inter.user[order], dataset.n_users)
+    from_end = count - 1 - position
+    short = count < 3
+    notes = []
+    if short.any():
+        short_users_idx = np.unique(inter.user[order][short])
+        example = dataset.user_ids[short_users_idx[0]]
+        n_ex = int(np.bincount(inter.user, minlength=dataset.n_users)[short_users_idx[0]])
+        if short_users == "error":
+            raise DataError(
+                f"leave-one-out needs 3 interactions per user, but {len(short_users_idx)} users of "
+                f"'{dataset.name}' have fewer (e.g. user {example!r} has {n_ex}). Filter them first "
+                "(k_core(dataset, user_k=3)) or pass short_users='train' or 'drop'."
+            )
+        notes.append(f"{len(short_users_idx)} users with < 3 interactions: {short_users}")
+    part = np.where(from_end == 0, 2, np.where(from_end == 1, 1, 0))
+    if short.any():
+        part[short] = 0 if short_users == "train" else -1
+    rows = [order[part == p] for p in (0, 1, 2)]
+    return Split(
+        dataset, *(inter.select(np.sort(r)) for r in rows), method="leave_one_out",
+        params={"short_users": short_users}, notes=tuple(notes),
+    )
+
+
+def split_temporal(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+    """Global time split: the oldest interactions train, then valid, then the newest test.
+
+    Cut points are timestamps, so interactions at the same time always land on the same side.
+    """
+    if not (0 <= valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise ConfigError(
+            f"split_temporal: need 0 <= valid_frac, 0 < test_frac and valid_frac + test_frac < 1; "
+            f"got valid_frac={valid_frac}, test_frac={test_frac}"
+        )
+    inter = dataset.interactions
+    n = len(inter)
+    if n == 0:
+        raise DataError(f"Dataset '{dataset.name}' has no interactions to split")
+    ts = np.sort(inter.timestamp)
+    t_valid = ts[min(n - 1, int(np.floor(n * (1 - valid_frac - test_frac))))]
+    t_test = ts[min(n - 1, int(np.floor(n * (1 - test_frac))))]
+    train = inter.timestamp < t_valid
+    valid = (inter.timestamp >= t_valid) & (inter.timestamp < t_test)
+    test = inter.timestamp >= t_test
+    notes = []
+    if not valid.any() and valid_frac > 0:
+        notes.append("valid is empty: too many interactions share the cut-off timestamp")
+    cold = np.setdiff1d(np.unique(inter.user[test]), np.unique(inter.user[train | valid]))
+    if len(cold):
+        notes.append(f"{len(cold)} test users have no earlier interactions (cold start)")
+    return Split(
+        dataset, inter.select(train), inter.select(valid), inter.select(test), method="temporal",
+        params={"valid_frac": valid_frac, "test_frac": test_frac, "valid_from": int(t_valid),
+                "test_from": int(t_test)}, notes=tuple(notes),
+    )
+
+
+def split_random(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1,
+                 seed: int = 0) -> Split:
+    """Per user, a seeded random share of interactions goes to valid and test (rounded);
+    every user with at least one interaction keeps at least one for training."""
+    if not (0 <= valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise ConfigError(
+            f"split_random: need 0 <= valid_frac, 0 < test_frac, valid_frac + test_frac < 1; "
+            f"got {valid_frac}, {test_frac}"
+        )
+    inter = dataset.interactions
+    if len(inter) == 0:
+        raise DataError(f"Dataset '{dataset.name}' has no interactions to split")
+    keys = np.random.default_rng(seed).random(len(inter))
+    order = np.lexsort((keys, inter.user))
+    position, count = _rank_within_user(inter.user[order], dataset.n_users)
+    n_test = np.minimum(np.round(count * test_frac), count - 1)
+    n_valid = np.minimum(np.round(count * valid_frac), count - 1 - n_test)
+    part = np.where(position < n_test, 2, np.where(position < n_test + n_valid, 1, 0))
+    rows = [order[part == p] for p in (0, 1, 2)]
+    return Split(
+        dataset, *(inter.select(np.sort(r)) for r in rows), method="random",
+        params={"valid_frac": valid_frac, "test_frac": test_frac, "seed": seed},
+    )
+
+
+def split_given_test(dataset: Dataset, *, test: Interactions | str = "random_exposure_test",
+                     valid_frac: float = 0.0, positive_threshold: float | None = None,
+                     seed: int = 0) -> Split:
+    """Train on the dataset's interactions and test on a given set (e.g. a random-exposure test).
+
+    ``test`` is an ``Interactions`` in the dataset's index space or the name of one of the
+    dataset's ``extras``. ``valid_frac`` carves a seeded per-user validation share from train.
+    With ``positive_threshold``, only test ratings at or above it count as targets.
+    """
+    if isinstance(test, str):
+        if test not in dataset.extras or not isinstance(dataset.extras[test], Interactions):
+            raise DataError(
+                f"Dataset '{dataset.name}' has no interaction set {test!r} "
+                f"(extras: {sorted(dataset.extras)}); pass the test interactions explicitly"
+            )
+        test_name, test = test, dataset.extras[test]
+    else:
+        test_name = "given"
+    if len(test) and (test.user.max() >= dataset.n_users or test.item.max() >= dataset.n_items):
+        raise DataError("split_given_test: test interactions refer to users/items outside the dataset")
+    inter = dataset.interactions
+    if valid_frac > 0:
+        inner = split_random(dataset, valid_frac=valid_frac / 2, test_frac=valid_frac / 2, seed=seed)
+        train, valid = inner.train, Interactions.concat([inner.valid, inner.test])
+    else:
+        train, valid = inter, inter.select(np.zeros(len(inter), dtype=bool))
+    key_train = train.user * dataset.n_items + train.item
+    key_test = test.user * dataset.n_items + test.item
+    overlap = int(np.isin(key_test, key_train).sum())
+    notes = []
+    if overlap:
+        notes.append(f"{overlap} test (user, item) pairs also occur in train (as published)")
+    return Split(
+        dataset, train, valid, test, method="given_test",
+        params={"test": test_name, "valid_frac": valid_frac, "positive_threshold": positive_threshold,
+                "seed": seed, "train_test_overlap": overlap},
+        notes=tuple(notes),
+    )
+
+
+SPLITTERS = {
+    "leave_one_out": split_leave_one_out,
+    "temporal": split_temporal,
+    "random": split_random,
+    "given_test": split_given_test,
+}
+
+
+def make_split(dataset: Dataset, method: str, **params) -> Split:
+    """Split by name (as in a run config)."""
+    if method not in SPLITTERS:
+        raise ConfigError(f"unknown split method {method!r}; valid: {sorted(SPLITTERS)}")
+    try:
+        return SPLITTERS[method](dataset, **params)
+    except TypeError as exc:
+        raise ConfigError(f"split {method!r}: {exc}") from exc

@@ -1,0 +1,47 @@
+import json
+
+from typer.testing import CliRunner
+
+from trustrec import __version__
+from trustrec.cli import app
+
+runner = CliRunner()
+
+
+def test_version_and_help():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0 and "demo" in res.output and "data" in res.output
+
+
+def test_data_info_ml100k(shared_data, tmp_path):
+    out = tmp_path / "s.json"
+    res = runner.invoke(app, ["data", "info", "ml-100k", "--data-dir", str(shared_data), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "943" in res.output and "1,682" in res.output and "100,000" in res.output
+    stats = json.loads(out.read_text())
+    assert (stats["n_users"], stats["n_items"], stats["n_interactions"]) == (943, 1682, 100000)
+
+
+def test_data_info_on_a_path(tmp_path):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "mine.inter").write_text("user_id:token\titem_id:token\nu\ti\nv\ti\n")
+    res = runner.invoke(app, ["data", "info", str(d)])
+    assert res.exit_code == 0 and "n_interactions" in res.output
+
+
+def test_data_list_and_unknown_name(shared_data):
+    res = runner.invoke(app, ["data", "list", "--data-dir", str(shared_data)])
+    assert res.exit_code == 0 and "ml-100k" in res.output and "local" in res.output
+    res = runner.invoke(app, ["data", "info", "no-such-set"])
+    assert res.exit_code != 0
+    assert "unknown dataset 'no-such-set'" in str(res.exception)
+
+
+def test_demo_writes_json(shared_data, tmp_path):
+    res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "demo.json").read_text())
+    assert result["split"]["test"] == 943
