@@ -2,9 +2,14 @@
 and the queries recommenders answer."""
 
 from trustrec.data._arrays import Ragged
+from trustrec.data._amazon import load_amazon
 from trustrec.data._atomic import load_atomic, read_atomic_file
+from trustrec.data._bigrec import load_bigrec
+from trustrec.data._coat import load_coat
 from trustrec.data._dataset import Dataset, FilterStep, IndexedArray, Interactions
 from trustrec.data._detect import detect_format, load_path
+from trustrec.data._movielens import load_movielens
+from trustrec.data._tabular import load_tabular
 from trustrec.data._filters import drop_duplicates, k_core, to_implicit
 from trustrec.data._query import Query, QueryBatch
 from trustrec.data._registry import DatasetEntry, load_dataset, register_dataset, registry, resolve_dataset
@@ -22,7 +27,8 @@ from trustrec.data._split import (
 __all__ = [
     "Dataset", "Interactions", "IndexedArray", "FilterStep", "Ragged",
     "Query", "QueryBatch", "Split", "EvalSet",
-    "load_atomic", "read_atomic_file", "load_path", "detect_format",
+    "load_atomic", "read_atomic_file", "load_movielens", "load_amazon", "load_tabular", "load_coat",
+    "load_bigrec", "load_path", "detect_format",
     "load_dataset", "resolve_dataset", "registry", "register_dataset", "DatasetEntry",
     "to_implicit", "drop_duplicates", "k_core",
     "split_leave_one_out", "split_temporal", "split_random", "split_given_test", "make_split", "SPLITTERS",

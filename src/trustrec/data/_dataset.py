@@ -175,7 +175,15 @@ class Dataset:
             if isinstance(value, Interactions):
                 if len(value) and (value.user.max() >= n_users or value.item.max() >= n_items):
                     raise DataError(f"Dataset '{self.name}': extra '{key}' refers to unknown users/items")
-            elif not isinstance(value, IndexedArray):
+            elif isinstance(value, IndexedArray):
+                sizes = {"user": n_users, "item": n_items}
+                expected = tuple(sizes[a] for a in value.axes)
+                if value.array.shape[: len(expected)] != expected:
+                    raise DataError(
+                        f"Dataset '{self.name}': extra '{key}' has shape {value.array.shape}, but its "
+                        f"{'/'.join(value.axes)} axes need {expected}"
+                    )
+            else:
                 raise DataError(f"Dataset '{self.name}': extra '{key}' must be Interactions or IndexedArray")
         object.__setattr__(self, "extras", MappingProxyType(dict(self.extras)))
         inter = self.interactions

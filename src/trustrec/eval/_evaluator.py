@@ -1,0 +1,199 @@
+"""Full-ranking evaluation over all items, batched so memory stays bounded, with per-user results
+and bootstrap confidence intervals. Sampled evaluation exists only on request and is labelled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from trustrec.data import EvalSet, Ragged, Split
+from trustrec.errors import ConfigError
+from trustrec.eval import _metrics as M
+from trustrec.eval._stats import bootstrap_ci
+from trustrec.models import Recommender, TopK, topk_from_scores
+from trustrec.models._base import exclusion_mask
+
+__all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix"]
+
+DEFAULT_METRICS = ("ndcg@10", "hr@10", "recall@10", "mrr@10")
+
+
+@dataclass(frozen=True, eq=False)
+class EvalResult:
+    """Per-user values, their means with CIs, list-level aggregates and what was counted."""
+
+    per_user: pd.DataFrame
+    summary: pd.DataFrame
+    aggregates: dict[str, float]
+    counts: dict[str, int]
+    settings: dict[str, Any]
+    topk: TopK | None = field(default=None, repr=False)
+
+    def mean(self, metric: str) -> float:
+        return float(self.summary.loc[metric, "mean"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": {m: {k: (None if pd.isna(v) else float(v)) for k, v in row.items()}
+                        for m, row in self.summary.to_dict(orient="index").items()},
+            "aggregates": self.aggregates, "counts": self.counts, "settings": self.settings,
+        }
+
+
+def hits_matrix(top_items: np.ndarray, targets: Ragged, n_items: int) -> np.ndarray:
+    """hits[u, r] = the item at rank r of user u is one of u's targets (padding never hits)."""
+    target_mask = targets.to_dense_mask(n_items)
+    rows = np.arange(len(top_items))[:, None]
+    return target_mask[rows, np.where(top_items >= 0, top_items, 0)] & (top_items >= 0)
+
+
+def _sampled_candidates(eval_set: EvalSet, n_items: int, n_negatives: int, rng) -> Ragged:
+    """Targets plus ``n_negatives`` uniformly sampled items per user that are neither targets nor
+    history items (fewer when the catalog runs out)."""
+    q, t = eval_set.queries, eval_set.targets
+    forbidden = q.histories.to_dense_mask(n_items) | t.to_dense_mask(n_items)
+    keys = rng.random((len(q), n_items))
+    keys[forbidden] = np.inf
+    take = min(n_negatives, n_items)
+    neg = np.argpartition(keys, take - 1, axis=1)[:, :take] if take else np.empty((len(q), 0), int)
+    ok = np.take_along_axis(keys, neg, axis=1) < np.inf
+    rows = [np.concatenate([t.row(i), neg[i][ok[i]]]) for i in range(len(q))]
+    return Ragged.from_rows(rows)
+
+
+def _rank_batch(model: Recommender, queries, k: int, exclude_seen: bool) -> TopK:
+    if "score" in model.capabilities and queries.candidates is None:
+        prepared = model._prepare(queries)
+        scores = model.score(prepared)
+        return topk_from_scores(scores, k, exclusion_mask(prepared, model.n_items_, exclude_seen))
+    return model.recommend(queries, k, exclude_seen=exclude_seen)
+
+
+def evaluate(
+    model: Recommender,
+    eval_set: EvalSet,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    batch_size: int = 1024,
+    exclude_seen: bool = True,
+    sampled_negatives: int | None = None,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    item_popularity: np.ndarray | None = None,
+    n_train_users: int | None = None,
+    item_vectors: np.ndarray | None = None,
+    keep_topk: bool = False,
+    progress: bool = True,
+) -> EvalResult:
+    """Rank the whole catalog for every query (seen items masked), compare with the targets.
+
+    Users in ``eval_set`` all have at least one target; users with empty histories are ranked as
+    the model can and counted. ``sampled_negatives=N`` ranks each user's targets among N
+    sampled negatives instead, and every metric name gets the suffix ``(sampled-N)``.
+    """
+    from tqdm.auto import tqdm
+
+    model._check_fitted()
+    specs = [M.parse_metric(m) for m in metrics]
+    if not specs:
+        raise ConfigError("evaluate: give at least one metric")
+    beyond = {s.name for s in specs if s.name in M.BEYOND_METRICS}
+    if beyond & {"avg_popularity", "aplt", "novelty"} and item_popularity is None:
+        raise ConfigError(f"metrics {sorted(beyond)} need item_popularity (use evaluate_split)")
+    if "ild" in beyond and item_vectors is None:
+        raise ConfigError("metric 'ild' needs item_vectors (item features or embeddings)")
+    n_items = model.n_items_
+    k_max = max(s.k for s in specs)
+    queries = eval_set.queries
+    suffix = ""
+    if sampled_negatives is not None:
+        if sampled_negatives < 1:
+            raise ConfigError(f"sampled_negatives must be >= 1, got {sampled_negatives}")
+        queries = queries.with_candidates(
+            _sampled_candidates(eval_set, n_items, sampled_negatives, np.random.default_rng(seed)))
+        suffix = f" (sampled-{sampled_negatives})"
+    parts, hits_parts = [], []
+    batches = range(0, len(queries), batch_size)
+    for start in tqdm(batches, desc=f"evaluate {model.name}", disable=not progress, leave=False):
+        top = _rank_batch(model, queries[start:start + batch_size], k_max, exclude_seen)
+        parts.append(top)
+        hits_parts.append(hits_matrix(top.items, eval_set.targets.take(np.arange(start, min(start + batch_size, len(queries)))), n_items)
+                          if len(top) else np.zeros((0, k_max), bool))
+    top = TopK.concat(parts) if parts else TopK(np.empty((0, k_max)), np.empty((0, k_max)))
+    hits = np.concatenate(hits_parts) if hits_parts else np.zeros((0, k_max), bool)
+    n_rel = _unique_counts(eval_set.targets)
+
+    per_user = pd.DataFrame({
+        "user": queries.users, "n_targets": n_rel, "history_length": queries.histories.lengths,
+        "list_length": top.valid.sum(1),
+    })
+    aggregates: dict[str, float] = {}
+    tail = M.long_tail_mask(item_popularity) if item_popularity is not None else None
+    for s in specs:
+        label = s.label + suffix
+        items = top.items[:, :s.k]
+        if s.name in M.ACCURACY_METRICS:
+            per_user[label] = M.ACCURACY_METRICS[s.name](hits[:, :s.k], n_rel)
+        elif s.name == "coverage":
+            aggregates[label] = M.catalog_coverage(items, n_items)
+        elif s.name == "gini":
+            aggregates[label] = M.exposure_gini(items, n_items)
+        elif s.name == "avg_popularity":
+            per_user[label] = M.average_popularity(items, item_popularity)
+        elif s.name == "aplt":
+            per_user[label] = M.aplt(items, tail)
+        elif s.name == "novelty":
+            per_user[label] = M.novelty(items, item_popularity, n_train_users or len(queries))
+        elif s.name == "ild":
+            per_user[label] = M.intra_list_diversity(items, item_vectors)
+    rows = []
+    for i, col in enumerate(c for c in per_user.columns if "@" in c):
+        lo, hi = bootstrap_ci(per_user[col].to_numpy(), n_boot=n_boot, ci=ci, seed=seed + i)
+        rows.append({"metric": col, "mean": float(np.nanmean(per_user[col])) if len(per_user) else np.nan,
+                     "ci_low": lo, "ci_high": hi, "n_users": int(per_user[col].notna().sum())})
+    summary = pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n_users"]).set_index("metric")
+    counts = {
+        "n_users_evaluated": len(queries),
+        "n_empty_history": int((queries.histories.lengths == 0).sum()),
+        "n_short_lists": int((top.valid.sum(1) < k_max).sum()),
+        "n_no_recommendation": int((top.valid.sum(1) == 0).sum()),
+    }
+    settings = {"protocol": "sampled" if suffix else "full", "sampled_negatives": sampled_negatives,
+                "exclude_seen": exclude_seen, "k_max": k_max, "n_boot": n_boot, "ci": ci, "seed": seed,
+                "part": eval_set.part, "metrics": [s.label + suffix for s in specs]}
+    return EvalResult(per_user, summary, aggregates, counts, settings, top if keep_topk else None)
+
+
+def _unique_counts(targets: Ragged) -> np.ndarray:
+    """Distinct targets per user (a repeated target counts once)."""
+    rows = targets.row_ids()
+    if len(rows) == 0:
+        return np.zeros(len(targets), dtype=np.int64)
+    key = np.unique(rows * (int(targets.values.max()) + 1) + targets.values)
+    return np.bincount(key // (int(targets.values.max()) + 1), minlength=len(targets))
+
+
+def evaluate_split(model: Recommender, split: Split, part: str = "test", **kwargs) -> EvalResult:
+    """``evaluate`` on a split's valid or test part, with item statistics taken from train."""
+    eval_set = split.eval_set(part)
+    kwargs.setdefault("item_popularity", np.bincount(split.train.item, minlength=split.dataset.n_items))
+    kwargs.setdefault("n_train_users", len(np.unique(split.train.user)))
+    return evaluate(model, eval_set, **kwargs)
+
+
+class Validator:
+    """Early-stopping signal: the mean of one metric on a split's validation part."""
+
+    def __init__(self, split: Split, metric: str = "ndcg@10", batch_size: int = 1024, part: str = "valid"):
+        self.eval_set = split.eval_set(part)
+        self.metric = M.parse_metric(metric).label
+        self.batch_size = batch_size
+
+    def __call__(self, model: Recommender) -> float:
+        res = evaluate(model, self.eval_set, metrics=[self.metric], batch_size=self.batch_size,
+                       n_boot=0, progress=False)
+        return res.mean(self.metric)

@@ -1,0 +1,208 @@
+"""Metrics as pure, vectorised functions.
+
+Accuracy metrics read a boolean ``hits`` matrix (n_users, K): ``hits[u, r]`` is True when the
+item at rank r+1 of user u's list is relevant; ``n_relevant`` (n_users,) is the number of
+relevant items of each user. Each returns one value per user; the evaluator aggregates.
+Beyond-accuracy metrics read the recommended item matrix (-1 = no item) and item statistics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from trustrec.errors import ConfigError
+
+__all__ = [
+    "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision",
+    "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "novelty",
+    "intra_list_diversity", "ACCURACY_METRICS", "parse_metric", "MetricSpec",
+]
+
+
+def _check(hits: np.ndarray, n_relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    hits = np.asarray(hits, dtype=bool)
+    n_relevant = np.asarray(n_relevant, dtype=np.float64)
+    if hits.ndim != 2 or len(n_relevant) != len(hits):
+        raise ValueError(f"hits must be (n_users, k) and n_relevant (n_users,), got {hits.shape} and "
+                         f"{n_relevant.shape}")
+    return hits, n_relevant
+
+
+def _safe_div(num, den):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def recall(hits, n_relevant):
+    """Relevant items found in the top K over all relevant items (NaN when none is relevant)."""
+    hits, n_rel = _check(hits, n_relevant)
+    return _safe_div(hits.sum(1), n_rel)
+
+
+def precision(hits, n_relevant):
+    """Relevant items in the top K over K (K = the list width, padding counts as a miss)."""
+    hits, n_rel = _check(hits, n_relevant)
+    return np.where(n_rel > 0, hits.sum(1) / max(hits.shape[1], 1), np.nan)
+
+
+def hit_rate(hits, n_relevant):
+    """1 if any relevant item is in the top K."""
+    hits, n_rel = _check(hits, n_relevant)
+    return np.where(n_rel > 0, hits.any(1).astype(np.float64), np.nan)
+
+
+def ndcg(hits, n_relevant):
+    """Binary-relevance NDCG: DCG with log2(rank + 1) discounts over the ideal DCG of
+    min(n_relevant, K) hits at the top."""
+    hits, n_rel = _check(hits, n_relevant)
+    k = hits.shape[1]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = hits @ discounts
+    ideal_cum = np.concatenate([[0.0], np.cumsum(discounts)])
+    idcg = ideal_cum[np.minimum(n_rel, k).astype(np.int64)]
+    return _safe_div(dcg, idcg)
+
+
+def mrr(hits, n_relevant):
+    """Reciprocal rank of the first relevant item in the top K (0 if none)."""
+    hits, n_rel = _check(hits, n_relevant)
+    first = np.argmax(hits, axis=1)
+    rr = np.where(hits.any(1), 1.0 / (first + 1), 0.0)
+    return np.where(n_rel > 0, rr, np.nan)
+
+
+def average_precision(hits, n_relevant):
+    """AP@K: mean of precision@r at each relevant rank r, over min(n_relevant, K)."""
+    hits, n_rel = _check(hits, n_relevant)
+    k = hits.shape[1]
+    prec_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+    return _safe_div((prec_at * hits).sum(1), np.minimum(n_rel, k))
+
+
+ACCURACY_METRICS: dict[str, Callable] = {
+    "recall": recall, "precision": precision, "hr": hit_rate, "ndcg": ndcg, "mrr": mrr, "map": average_precision,
+}
+
+# -- beyond accuracy ---------------------------------------------------------------------------
+
+
+def _items(top: np.ndarray) -> np.ndarray:
+    top = np.asarray(top)
+    if top.ndim != 2:
+        raise ValueError(f"recommended items must be (n_users, k), got {top.shape}")
+    return top
+
+
+def catalog_coverage(top, n_items: int) -> float:
+    """Share of the catalog that appears in at least one list."""
+    top = _items(top)
+    return len(np.unique(top[top >= 0])) / n_items if n_items else np.nan
+
+
+def gini(values) -> float:
+    """Gini coefficient of non-negative values (0 = equal, -> 1 = concentrated)."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(x)
+    if n == 0 or x.sum() == 0:
+        return np.nan
+    ranks = np.arange(1, n + 1)
+    return float((2 * ranks - n - 1) @ x / (n * x.sum()))
+
+
+def exposure_gini(top, n_items: int) -> float:
+    """Gini of how often each catalog item is recommended (items never shown count as 0)."""
+    top = _items(top)
+    return gini(np.bincount(top[top >= 0], minlength=n_items))
+
+
+def average_popularity(top, item_popularity) -> np.ndarray:
+    """Per user: mean training popularity (interaction count) of the recommended items."""
+    top = _items(top)
+    pop = np.asarray(item_popularity, dtype=np.float64)
+    valid = top >= 0
+    vals = np.where(valid, pop[np.where(valid, top, 0)], 0.0)
+    return _safe_div(vals.sum(1), valid.sum(1))
+
+
+def long_tail_mask(item_popularity, head_share: float = 0.2) -> np.ndarray:
+    """True for long-tail items: outside the most popular ``head_share`` of the catalog."""
+    pop = np.asarray(item_popularity)
+    n_head = int(np.ceil(head_share * len(pop)))
+    order = np.lexsort((np.arange(len(pop)), -pop))
+    tail = np.ones(len(pop), dtype=bool)
+    tail[order[:n_head]] = False
+    return tail
+
+
+def aplt(top, tail_mask) -> np.ndarray:
+    """Average percentage of long-tail items: per user, the share of the list from the tail."""
+    top = _items(top)
+    tail = np.asarray(tail_mask, dtype=bool)
+    valid = top >= 0
+    in_tail = valid & tail[np.where(valid, top, 0)]
+    return _safe_div(in_tail.sum(1), valid.sum(1))
+
+
+def novelty(top, item_popularity, n_users: int) -> np.ndarray:
+    """Per user: mean self-information -log2(p_i) of the recommended items, p_i = share of
+    users who interacted with item i in training (items never seen count as seen once)."""
+    top = _items(top)
+    pop = np.asarray(item_popularity, dtype=np.float64)
+    p = np.maximum(pop, 1.0) / max(n_users, 1)
+    info = -np.log2(np.clip(p, 1e-300, 1.0))
+    valid = top >= 0
+    vals = np.where(valid, info[np.where(valid, top, 0)], 0.0)
+    return _safe_div(vals.sum(1), valid.sum(1))
+
+
+def intra_list_diversity(top, item_vectors) -> np.ndarray:
+    """Per user: mean pairwise cosine distance (1 - cos) between the list's item vectors
+    (features, genres one-hot, or embeddings). NaN for lists with fewer than 2 items."""
+    top = _items(top)
+    vec = np.asarray(item_vectors, dtype=np.float64)
+    norms = np.linalg.norm(vec, axis=1, keepdims=True)
+    unit = np.divide(vec, norms, out=np.zeros_like(vec), where=norms > 0)
+    valid = top >= 0
+    v = unit[np.where(valid, top, 0)] * valid[..., None]          # (n, k, d)
+    sims = np.einsum("nkd,njd->nkj", v, v)
+    n_valid = valid.sum(1)
+    pair_mask = valid[:, :, None] & valid[:, None, :] & ~np.eye(top.shape[1], dtype=bool)[None]
+    mean_sim = _safe_div((sims * pair_mask).sum((1, 2)), pair_mask.sum((1, 2)))
+    return np.where(n_valid >= 2, 1.0 - mean_sim, np.nan)
+
+
+# -- names -------------------------------------------------------------------------------------
+BEYOND_METRICS = ("coverage", "gini", "avg_popularity", "aplt", "novelty", "ild")
+_NAME = re.compile(r"^([a-z_]+)@(\d+)$")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    k: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.k}"
+
+    @property
+    def per_user(self) -> bool:
+        return self.name not in ("coverage", "gini")
+
+
+def parse_metric(text: str) -> MetricSpec:
+    """'ndcg@10' -> MetricSpec('ndcg', 10); clear errors listing the valid names."""
+    m = _NAME.match(text.strip().lower())
+    valid = ", ".join(list(ACCURACY_METRICS) + list(BEYOND_METRICS))
+    if not m:
+        raise ConfigError(f"metric {text!r} must look like 'name@K' (e.g. 'ndcg@10'); names: {valid}")
+    name, k = m.group(1), int(m.group(2))
+    if name not in ACCURACY_METRICS and name not in BEYOND_METRICS:
+        raise ConfigError(f"unknown metric {name!r} in {text!r}; valid names: {valid}")
+    if k < 1:
+        raise ConfigError(f"metric {text!r}: K must be >= 1")
+    return MetricSpec(name, k)
