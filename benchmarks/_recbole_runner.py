@@ -109,14 +109,22 @@ def split_table(dataset, valid_ds, test_ds) -> list[tuple[str, str, str]]:
     return [(u, valid.get(u, ""), test[u]) for u in sorted(test)]
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    data_dir = args.data_dir.resolve()
-    out = args.out.resolve()
-    split_out = args.split_out.resolve() if args.split_out else None
+def _timed(fn, sink: list[float]):
+    """Wrap ``fn`` so that each call's wall time is appended to ``sink``."""
 
-    import torch
+    def wrapper(*a, **kw):
+        start = time.perf_counter()
+        result = fn(*a, **kw)
+        sink.append(time.perf_counter() - start)
+        return result
+
+    return wrapper
+
+
+def train_and_test(args: argparse.Namespace, data_path: Path, work: str) -> tuple[dict, str]:
+    """Run RecBole in ``work`` (the current directory); return the result and the split TSV."""
     import recbole
+    import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_logger, init_seed
@@ -124,62 +132,43 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="recbole-run-") as work:
-        # RecBole writes ./log/ and ./log_tensorboard/ relative to the working directory.
-        os.chdir(work)
-        try:
-            result = _train_and_test(args, data_dir, work)
-        finally:
-            os.chdir(cwd)
-        checkpoint_dir = os.path.join(work, "saved")
+    config = Config(
+        model="SASRec",
+        dataset=args.dataset,
+        config_dict=recbole_config(args, os.path.join(work, "saved")),
+    )
+    # For the name "ml-100k" RecBole always reads the copy bundled in its wheel, whatever
+    # data_path says; point it at the requested folder instead.
+    config["data_path"] = str(data_path)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
 
-        config = Config(
-            model="SASRec", dataset=args.dataset, config_dict=recbole_config(args, checkpoint_dir)
-        )
-        # For the name "ml-100k" RecBole always reads the copy bundled in its wheel,
-        # whatever data_path says; point it at the requested folder instead.
-        config["data_path"] = str(data_dir / args.dataset)
-        init_seed(config["seed"], config["reproducibility"])
-        init_logger(config)
+    t0 = time.perf_counter()
+    dataset = create_dataset(config)
+    n_interactions = dataset.inter_num  # before build(), which replaces rows by prefixes
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    data_prep_s = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        dataset = create_dataset(config)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
-        data_prep_s = time.perf_counter() - t0
+    # Re-seed before building the model, as RecBole's own quick_start does.
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
-        # Re-seed before building the model, as RecBole's own quick_start does.
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    # Per-epoch training time and validation time, from the trainer's own methods.
+    epoch_s: list[float] = []
+    valid_s: list[float] = []
+    trainer._train_epoch = _timed(trainer._train_epoch, epoch_s)
+    trainer._valid_epoch = _timed(trainer._valid_epoch, valid_s)
 
-        # Time each training epoch and each validation by wrapping the trainer's own methods.
-        epoch_s: list[float] = []
-        valid_s: list[float] = []
+    t0 = time.perf_counter()
+    _, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    fit_s = time.perf_counter() - t0
 
-        def timed(fn, sink):
-            def wrapper(*a, **kw):
-                start = time.perf_counter()
-                result = fn(*a, **kw)
-                sink.append(time.perf_counter() - start)
-                return result
+    t0 = time.perf_counter()
+    test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    test_eval_s = time.perf_counter() - t0
 
-            return wrapper
-
-        trainer._train_epoch = timed(trainer._train_epoch, epoch_s)
-        trainer._valid_epoch = timed(trainer._valid_epoch, valid_s)
-
-        t0 = time.perf_counter()
-        _, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-        fit_s = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-        test_eval_s = time.perf_counter() - t0
-
-        split = split_table(dataset, valid_data._dataset, test_data._dataset)
-        os.chdir(out.parent if out.parent.exists() else "/")
-
+    split = split_table(dataset, valid_data._dataset, test_data._dataset)
     split_text = "".join("\t".join(row) + "\n" for row in split)
     result = {
         "framework": "recbole",
@@ -188,7 +177,7 @@ def main(argv=None) -> dict:
         "python": sys.version.split()[0],
         "model": "SASRec",
         "dataset": args.dataset,
-        "data_path": str(data_dir / args.dataset),
+        "data_path": str(data_path),
         "seed": args.seed,
         "epochs": args.epochs,
         "threads": torch.get_num_threads(),
@@ -202,7 +191,7 @@ def main(argv=None) -> dict:
         "data_prep_s": data_prep_s,
         "epoch_train_s": epoch_s,
         "train_total_s": sum(epoch_s),
-        "fit_wall_s": fit_s,
+        "fit_wall_s": fit_s,  # training + the one validation + checkpoint save
         "valid_eval_s": valid_s,
         "test_eval_s": test_eval_s,
         "test": {
@@ -215,6 +204,23 @@ def main(argv=None) -> dict:
         "normalize_all": bool(config["normalize_all"]),
         "split_sha256": hashlib.sha256(split_text.encode()).hexdigest(),
     }
+    return result, split_text
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    data_path = args.data_dir.resolve() / args.dataset
+    out = args.out.resolve()
+    split_out = args.split_out.resolve() if args.split_out else None
+
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="recbole-run-") as work:
+        # RecBole writes ./log/ and ./log_tensorboard/ relative to the working directory.
+        os.chdir(work)
+        try:
+            result, split_text = train_and_test(args, data_path, work)
+        finally:
+            os.chdir(cwd)
 
     if split_out:
         split_out.parent.mkdir(parents=True, exist_ok=True)

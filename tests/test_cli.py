@@ -41,7 +41,9 @@ def test_data_list_and_unknown_name(shared_data):
 
 
 def test_demo_writes_json(shared_data, tmp_path):
-    res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path)])
+    res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path), "--epochs", "1"])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "demo.json").read_text())
     assert result["split"]["test"] == 943
+    assert set(result["results"]) == {"most_popular", "sasrec"}
+    assert round(result["results"]["most_popular"]["metrics"]["ndcg@10"]["mean"], 4) == 0.0449

@@ -105,15 +105,33 @@ def data_info(
         atomic_write_text(json_out, json.dumps(stats, indent=1))
 
 
+def metrics_table(rows: dict[str, dict], metrics: list[str], title: str) -> Table:
+    """Models as rows, metrics as columns: 'mean [ci_low, ci_high]'."""
+    table = Table(title=title, header_style="bold")
+    table.add_column("model")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for model, values in rows.items():
+        cells = []
+        for m in metrics:
+            v = values.get(m)
+            cells.append("-" if v is None else f"{v['mean']:.4f} [{v['ci_low']:.4f}, {v['ci_high']:.4f}]")
+        table.add_row(model, *cells)
+    return table
+
+
 @app.command()
 def demo(
     data_dir: Optional[Path] = DataDir,
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's JSON output."),
+    epochs: int = typer.Option(10, help="SASRec training epochs."),
 ):
     """The front door: load ml-100k (offline through the package index if needed), show its
-    statistics and a leave-one-out split."""
+    statistics and leave-one-out split, train MostPopular and SASRec, compare their accuracy."""
     from trustrec._cache import atomic_write_text
     from trustrec.data import load_dataset, split_leave_one_out
+    from trustrec.eval import evaluate_split
+    from trustrec.models import FitOptions, make_model
 
     ds = load_dataset("ml-100k", data_dir=data_dir)
     stats = ds.stats()
@@ -127,10 +145,63 @@ def demo(
     table.add_row("valid", f"{sizes['valid']:,}", f"{sizes['valid_users']:,}")
     table.add_row("test", f"{sizes['test']:,}", f"{sizes['test_users']:,}")
     console.print(table)
-    result = {"dataset": stats, "split": split.describe()}
+    metrics = ["ndcg@10", "hr@10", "mrr@10", "coverage@10", "aplt@10"]
+    results = {}
+    for name, params in (("most_popular", {}), ("sasrec", {"epochs": epochs})):
+        model = make_model(name, **params).fit(split, FitOptions(seed=0))
+        res = evaluate_split(model, split, metrics=metrics, n_boot=1000)
+        results[name] = res.to_dict()
+    accuracy = [m for m in metrics if m in results["sasrec"]["metrics"]]
+    console.print(metrics_table({n: r["metrics"] for n, r in results.items()}, accuracy,
+                                "test accuracy, full ranking, seen items masked (95% bootstrap CI)"))
+    for name, r in results.items():
+        agg = ", ".join(f"{k} {v:.3f}" for k, v in r["aggregates"].items())
+        console.print(f"{name}: {agg}")
+    result = {"dataset": stats, "split": split.describe(), "results": results}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "demo.json", json.dumps(result, indent=1))
+    atomic_write_text(out / "demo.json", json.dumps(result, indent=1, default=str))
     console.print(f"written: {out / 'demo.json'}")
+
+
+@app.command("run")
+def run_cmd(
+    config: Path = typer.Argument(..., help="Run config (YAML): dataset, split, model, fit, eval, seed."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run directory."),
+):
+    """Train and evaluate one model as a config says; writes a run directory atomically."""
+    from trustrec.runs import run_experiment
+
+    res = run_experiment(config, out)
+    metrics = [m for m in res.metrics["metrics"]]
+    console.print(metrics_table({res.metrics["model"]: res.metrics["metrics"]}, metrics,
+                                f"run {res.metrics['run']} ({res.metrics['dataset']})"))
+    if res.metrics["aggregates"]:
+        console.print(", ".join(f"{k} {v:.4f}" for k, v in res.metrics["aggregates"].items()))
+    console.print(f"written: {res.path}")
+
+
+@app.command()
+def compare(
+    run_a: Path = typer.Argument(..., help="Run directory A."),
+    run_b: Path = typer.Argument(..., help="Run directory B."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison as JSON."),
+):
+    """Compare two runs on the users both evaluated: means with CIs, B - A, paired t and Wilcoxon."""
+    from trustrec._cache import atomic_write_text
+    from trustrec.runs import compare_runs
+
+    frame = compare_runs(run_a, run_b)
+    table = Table(title=f"A = {run_a.name}   B = {run_b.name}", header_style="bold")
+    for col in ("metric", "users", "A [95% CI]", "B [95% CI]", "B - A", "p (t)", "p (Wilcoxon)"):
+        table.add_column(col, justify="right")
+    fmt_ci = lambda m, lo, hi: f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None else f"{m:.4f}"
+    for metric, r in frame.iterrows():
+        table.add_row(metric, str(int(r.n_users)), fmt_ci(r.a_mean, r.a_ci_low, r.a_ci_high),
+                      fmt_ci(r.b_mean, r.b_ci_low, r.b_ci_high), f"{r.diff_b_minus_a:+.4f}",
+                      f"{r.t_pvalue:.3g}", f"{r.wilcoxon_pvalue:.3g}")
+    console.print(table)
+    if json_out:
+        atomic_write_text(json_out, frame.reset_index().to_json(orient="records", indent=1))
 
 
 def main():
