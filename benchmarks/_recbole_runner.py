@@ -12,7 +12,18 @@ per-epoch times are pure training. The JSON written to ``--out`` (and printed) h
 per-epoch and total training wall time, the test evaluation wall time, test NDCG@10, HR@10
 (RecBole: hit@10) and MRR@10, the number of training examples RecBole's prefix augmentation
 built, and a fingerprint of the split; ``--split-out`` writes the split itself
-(``user, valid item, test item`` as the file's tokens) for a side-by-side check.
+(``user, valid item, test item`` as the file's tokens) for a side-by-side check;
+``split_sha256`` is the sha256 of those rows, without the header, sorted by user token as a
+string, each ``user\\tvalid\\ttest\\n``.
+
+How RecBole 1.2.1 orders the data (to rebuild its split exactly elsewhere): timestamps are
+read as float64, min-max normalised when ``normalize_all`` is on (it is for the name
+"ml-100k", from RecBole's ml-100k.yaml; off for other names), then stored as float32, which
+merges nearby timestamps into ties. Rows are stably sorted by user, then by that float32 key,
+ties keeping file order; each user's last row is the test target, the second last the
+valid target, and every earlier row from the second on is a training target whose history
+is the at most 50 rows before it. The full-ranking evaluation of sequential models does not
+mask items the user has already seen; only the padding id is excluded.
 
 Checkpoints: RecBole saves the best model to ``checkpoint_dir`` and by default reloads it with
 ``torch.load`` before testing, which fails on torch >= 2.6 (``weights_only=True`` by default,
@@ -85,6 +96,7 @@ def recbole_config(args: argparse.Namespace, checkpoint_dir: str) -> dict:
         "metrics": ["NDCG", "Hit", "MRR"],
         "topk": [10],
         "valid_metric": "NDCG@10",
+        "metric_decimal_place": 8,  # RecBole rounds metrics to 4 places by default
         # environment
         "use_gpu": False,
         "gpu_id": "",  # empty -> RecBole picks torch.device("cpu")
@@ -132,6 +144,9 @@ def train_and_test(args: argparse.Namespace, data_path: Path, work: str) -> tupl
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    # RecBole's Config also parses sys.argv (`--key=value` overrides everything else), so
+    # keep this script's own options away from it.
+    sys.argv = sys.argv[:1]
     config = Config(
         model="SASRec",
         dataset=args.dataset,

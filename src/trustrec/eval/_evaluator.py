@@ -52,7 +52,7 @@ def hits_matrix(top_items: np.ndarray, targets: Ragged, n_items: int) -> np.ndar
 
 def _sampled_candidates(eval_set: EvalSet, n_items: int, n_negatives: int, rng) -> Ragged:
     """Targets plus ``n_negatives`` uniformly sampled items per user that are neither targets nor
-    history items (fewer when the catalog runs out)."""
+    history items (fewer when the catalog runs out). Called per batch, so memory stays bounded."""
     q, t = eval_set.queries, eval_set.targets
     forbidden = q.histories.to_dense_mask(n_items) | t.to_dense_mask(n_items)
     keys = rng.random((len(q), n_items))
@@ -60,8 +60,15 @@ def _sampled_candidates(eval_set: EvalSet, n_items: int, n_negatives: int, rng) 
     take = min(n_negatives, n_items)
     neg = np.argpartition(keys, take - 1, axis=1)[:, :take] if take else np.empty((len(q), 0), int)
     ok = np.take_along_axis(keys, neg, axis=1) < np.inf
-    rows = [np.concatenate([t.row(i), neg[i][ok[i]]]) for i in range(len(q))]
-    return Ragged.from_rows(rows)
+    cand = t.to_dense_mask(n_items)
+    cand[np.repeat(np.arange(len(q)), ok.sum(1)), neg[ok]] = True
+    lengths = cand.sum(1)
+    return Ragged(np.concatenate([[0], np.cumsum(lengths)]), np.nonzero(cand)[1])
+
+
+def auto_batch_size(n_items: int, budget: int = 20_000_000) -> int:
+    """Users per batch so one batch's score matrix stays near ``budget`` cells (160 MB float64)."""
+    return int(max(1, min(4096, budget // max(n_items, 1))))
 
 
 def _rank_batch(model: Recommender, queries, k: int, exclude_seen: bool) -> TopK:
@@ -77,7 +84,7 @@ def evaluate(
     eval_set: EvalSet,
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     exclude_seen: bool = True,
     sampled_negatives: int | None = None,
     n_boot: int = 1000,
@@ -94,6 +101,7 @@ def evaluate(
     Users in ``eval_set`` all have at least one target; users with empty histories are ranked as
     the model can and counted. ``sampled_negatives=N`` ranks each user's targets among N
     sampled negatives instead, and every metric name gets the suffix ``(sampled-N)``.
+    ``batch_size=None`` picks a batch that keeps one score matrix near 20M cells.
     """
     from tqdm.auto import tqdm
 
@@ -113,16 +121,20 @@ def evaluate(
     if sampled_negatives is not None:
         if sampled_negatives < 1:
             raise ConfigError(f"sampled_negatives must be >= 1, got {sampled_negatives}")
-        queries = queries.with_candidates(
-            _sampled_candidates(eval_set, n_items, sampled_negatives, np.random.default_rng(seed)))
         suffix = f" (sampled-{sampled_negatives})"
+    batch_size = batch_size or auto_batch_size(n_items)
+    rng = np.random.default_rng(seed)
     parts, hits_parts = [], []
     batches = range(0, len(queries), batch_size)
     for start in tqdm(batches, desc=f"evaluate {model.name}", disable=not progress, leave=False):
-        top = _rank_batch(model, queries[start:start + batch_size], k_max, exclude_seen)
+        batch = eval_set[start:start + batch_size]
+        batch_queries = batch.queries
+        if sampled_negatives is not None:
+            batch_queries = batch_queries.with_candidates(
+                _sampled_candidates(batch, n_items, sampled_negatives, rng))
+        top = _rank_batch(model, batch_queries, k_max, exclude_seen)
         parts.append(top)
-        hits_parts.append(hits_matrix(top.items, eval_set.targets.take(np.arange(start, min(start + batch_size, len(queries)))), n_items)
-                          if len(top) else np.zeros((0, k_max), bool))
+        hits_parts.append(hits_matrix(top.items, batch.targets, n_items))
     top = TopK.concat(parts) if parts else TopK(np.empty((0, k_max)), np.empty((0, k_max)))
     hits = np.concatenate(hits_parts) if hits_parts else np.zeros((0, k_max), bool)
     n_rel = _unique_counts(eval_set.targets)
@@ -188,7 +200,8 @@ def evaluate_split(model: Recommender, split: Split, part: str = "test", **kwarg
 class Validator:
     """Early-stopping signal: the mean of one metric on a split's validation part."""
 
-    def __init__(self, split: Split, metric: str = "ndcg@10", batch_size: int = 1024, part: str = "valid"):
+    def __init__(self, split: Split, metric: str = "ndcg@10", batch_size: int | None = None,
+                 part: str = "valid"):
         self.eval_set = split.eval_set(part)
         self.metric = M.parse_metric(metric).label
         self.batch_size = batch_size

@@ -4,6 +4,7 @@ stopping, and saving the network's weights through safetensors."""
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -47,12 +48,14 @@ class TorchRecommender(Recommender):
 
         epochs = self.config.epochs
         best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
-        losses, scores = [], []
+        losses, scores, seconds = [], [], []
         bar = tqdm(range(1, epochs + 1), desc=f"fit {self.name}", disable=not options.progress,
                    unit="epoch", leave=False)
         for epoch in bar:
             self.net_.train()
+            started = time.perf_counter()
             loss = float(self._train_epoch(epoch, rng))
+            seconds.append(time.perf_counter() - started)
             losses.append(loss)
             postfix = {"loss": f"{loss:.4f}"}
             if options.validator is not None and epoch % options.eval_every == 0:
@@ -73,7 +76,7 @@ class TorchRecommender(Recommender):
         if best_state is not None:
             self.net_.load_state_dict(best_state)
         return {"loss": losses, "valid": scores, "best_epoch": best_epoch or len(losses),
-                "epochs_run": len(losses)}
+                "epochs_run": len(losses), "epoch_seconds": seconds}
 
     def _train_epoch(self, epoch: int, rng: np.random.Generator) -> float:
         raise NotImplementedError
