@@ -67,7 +67,7 @@ def _say(msg: str) -> None:
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     _say("$ " + " ".join(cmd))
-    return subprocess.run(cmd, text=True)
+    return subprocess.run(cmd, check=False, text=True)
 
 
 def _venv_python(venv: Path) -> Path:
@@ -114,7 +114,9 @@ def ensure_recbole_venv(root: Path, base_python: str | None = None) -> Path:
 
     version = subprocess.run(
         [base_python, "-c", "import sys; print(*sys.version_info[:2])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     if tuple(map(int, version)) >= (3, 12):
         raise RuntimeError(
@@ -142,7 +144,9 @@ def ensure_recbole_venv(root: Path, base_python: str | None = None) -> Path:
         )
     installed_torch = subprocess.run(
         [str(py), "-c", "import torch; print(torch.__version__)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     _say(f"torch {installed_torch} installed ({' '.join(torch_choice)})")
 
@@ -153,18 +157,22 @@ def ensure_recbole_venv(root: Path, base_python: str | None = None) -> Path:
     if not _pip(py, f"torch=={installed_torch}", *PINS, *IMPORT_DEPS):
         raise RuntimeError("pip could not install RecBole's runtime dependencies")
 
-    check = subprocess.run([str(py), "-W", "ignore", "-c", IMPORT_CHECK], text=True)
+    check = subprocess.run([str(py), "-W", "ignore", "-c", IMPORT_CHECK], check=False, text=True)
     if check.returncode != 0:
         raise RuntimeError(f"RecBole venv built but `{IMPORT_CHECK}` fails in it")
 
     freeze = subprocess.run(
         [str(py), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
     ).stdout.split()
-    stamp.write_text(json.dumps({"spec": spec, "torch": installed_torch, "freeze": freeze}, indent=1))
+    stamp.write_text(
+        json.dumps({"spec": spec, "torch": installed_torch, "freeze": freeze}, indent=1)
+    )
     _say(f"ready: {py} (torch {installed_torch}, {RECBOLE})")
     return py
 
 
 if __name__ == "__main__":
     # `python benchmarks/_recbole_env.py [ROOT]` builds the venv and prints its python.
-    print(ensure_recbole_venv(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1]))
+    print(
+        ensure_recbole_venv(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1])
+    )
