@@ -21,23 +21,8 @@ import numpy as np
 
 from trustrec.data import EvalSet, QueryBatch, Ragged, load_dataset, split_leave_one_out
 from trustrec.eval import evaluate
-from trustrec.models import FitOptions, Recommender, make_model
-
-
-class PrecomputedScores(Recommender):
-    """Scores looked up by user index: isolates the evaluator's own cost."""
-
-    name = "precomputed_scores"
-
-    def __init__(self, table=None):
-        super().__init__()
-        self._table = table
-
-    def _fit(self, train, options):
-        self.table_ = self._table
-
-    def score(self, queries):
-        return self.table_[queries.users]
+from trustrec.models import FitOptions, make_model
+from trustrec.testing import PrecomputedScores
 
 
 def numpy_argsort_eval(scores, es: EvalSet, k=10):

@@ -47,3 +47,14 @@ def test_demo_writes_json(shared_data, tmp_path):
     assert result["split"]["test"] == 943
     assert set(result["results"]) == {"most_popular", "sasrec"}
     assert round(result["results"]["most_popular"]["metrics"]["ndcg@10"]["mean"], 4) == 0.0449
+
+
+def test_data_info_with_column_mapping(tmp_path):
+    f = tmp_path / "log.csv"
+    f.write_text("cust,prod,when\na,x,2020-01-01\nb,y,2020-01-02\n")
+    res = runner.invoke(app, ["data", "info", str(f), "--column", "user=cust", "--column", "item=prod",
+                              "--column", "timestamp=when"])
+    assert res.exit_code == 0, res.output
+    assert "n_interactions" in res.output
+    res = runner.invoke(app, ["data", "info", str(f), "--column", "user"])
+    assert res.exit_code != 0 and "ROLE=NAME" in str(res.exception)

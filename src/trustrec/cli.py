@@ -93,12 +93,26 @@ def data_info(
     name_or_path: str = typer.Argument(..., help="A registered name (see `data list`) or a file/folder."),
     data_dir: Optional[Path] = DataDir,
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
+    format: Optional[str] = typer.Option(None, "--format", help="Force a format for a path: atomic, "
+                                         "movielens, coat, bigrec, amazon, tabular."),
+    column: list[str] = typer.Option([], "--column", help="For tables: ROLE=NAME, roles user, item, "
+                                     "timestamp, rating (repeat the option)."),
 ):
-    """Load a dataset and print its statistics."""
+    """Load a dataset (registered name, or any file/folder) and print its statistics."""
     from trustrec._cache import atomic_write_text
-    from trustrec.data import load_dataset
+    from trustrec.data import load_dataset, load_path
+    from trustrec.errors import ConfigError
 
-    ds = load_dataset(name_or_path, data_dir=data_dir)
+    columns = {}
+    for item in column:
+        role, sep, col = item.partition("=")
+        if not sep or not role or not col:
+            raise ConfigError(f"--column expects ROLE=NAME (e.g. user=customer), got {item!r}")
+        columns[role.strip()] = col.strip()
+    if format or columns:
+        ds = load_path(name_or_path, format=format, columns=columns or None)
+    else:
+        ds = load_dataset(name_or_path, data_dir=data_dir)
     stats = ds.stats()
     console.print(stats_table(stats, f"dataset {ds.name}"))
     if json_out:

@@ -6,23 +6,7 @@ from trustrec.data import EvalSet, QueryBatch, Ragged, split_leave_one_out
 from trustrec.eval import bootstrap_ci, evaluate, evaluate_split, paired_test
 from trustrec.models import FitOptions, Recommender, make_model, topk_from_scores
 from trustrec.models._base import FitOptions as _FO
-from trustrec.testing import toy_dataset
-
-
-class FixedScores(Recommender):
-    """Returns a given score matrix for user indices (test double with real semantics)."""
-
-    name = "fixed_scores_test"
-
-    def __init__(self, table=None):
-        super().__init__()
-        self._table = table
-
-    def _fit(self, train, options):
-        self.table_ = self._table
-
-    def score(self, queries):
-        return self.table_[queries.users].astype(float)
+from trustrec.testing import PrecomputedScores, toy_dataset
 
 
 def slow_reference(scores, histories, targets, k):
@@ -49,7 +33,7 @@ def test_evaluator_equals_slow_reference(seed):
     scores = rng.integers(0, 8, size=(n_users, n_items)).astype(float)  # many ties on purpose
     hist = [rng.choice(n_items, rng.integers(0, 15), replace=False) for _ in range(n_users)]
     tgt = [rng.choice(np.setdiff1d(np.arange(n_items), h), rng.integers(1, 4), replace=False) for h in hist]
-    model = FixedScores(scores)
+    model = PrecomputedScores(scores)
     model.fit(toy_dataset(n_users=n_users, n_items=n_items, n_inter=300), _FO(progress=False))
     es = EvalSet(QueryBatch(np.arange(n_users), Ragged.from_rows(hist)), Ragged.from_rows(tgt), "test")
     res = evaluate(model, es, metrics=["ndcg@10", "hr@10", "recall@10", "mrr@10"], batch_size=7,
@@ -61,7 +45,7 @@ def test_evaluator_equals_slow_reference(seed):
 
 def test_seen_items_are_masked_and_can_be_unmasked():
     scores = np.array([[5.0, 4.0, 3.0, 2.0]])
-    model = FixedScores(scores)
+    model = PrecomputedScores(scores)
     model.fit(toy_dataset(n_users=3, n_items=4, n_inter=20), _FO(progress=False))
     es = EvalSet(QueryBatch(np.array([0]), Ragged.from_rows([[0]])), Ragged.from_rows([[1]]), "test")
     assert evaluate(model, es, metrics=["mrr@2"], n_boot=0, progress=False).mean("mrr@2") == 1.0

@@ -54,10 +54,14 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-def load_path(path: str | Path, *, name: str | None = None, format: str | None = None) -> Dataset:
-    """Load any supported file or folder; ``format`` overrides detection (one of FORMATS)."""
+def load_path(path: str | Path, *, name: str | None = None, format: str | None = None,
+              columns: dict[str, str] | None = None) -> Dataset:
+    """Load any supported file or folder; ``format`` overrides detection (one of FORMATS);
+    ``columns`` maps roles (user, item, timestamp, rating) to column names for tables."""
     path = Path(path)
     fmt = format or detect_format(path)
+    if columns and fmt != "tabular":
+        raise DataError(f"{path}: a column mapping applies to CSV/TSV/parquet tables, not to {fmt!r} data")
     if fmt == "atomic":
         from trustrec.data._atomic import load_atomic
 
@@ -93,5 +97,5 @@ def load_path(path: str | Path, *, name: str | None = None, format: str | None =
 
         if path.is_dir():
             path = next(p for p in path.iterdir() if _has_suffix(p, _TABLE_SUFFIXES))
-        return load_tabular(path, name=name)
+        return load_tabular(path, name=name, columns=columns)
     raise DataError(f"unknown format {fmt!r}; expected one of {FORMATS}")
