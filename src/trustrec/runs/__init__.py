@@ -1,0 +1,8 @@
+"""Experiment runs: config -> run directory (atomic, resumable), and run comparison."""
+
+from trustrec.runs._compare import compare_runs, load_run
+from trustrec.runs._config import RunConfig, load_run_config
+from trustrec.runs._run import RunResult, environment_info, prepare_data, run_experiment
+
+__all__ = ["RunConfig", "load_run_config", "run_experiment", "RunResult", "environment_info", "prepare_data",
+           "compare_runs", "load_run"]

@@ -1,0 +1,118 @@
+"""The run config: plain, validated data (YAML on disk). Every key is named in its error."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from trustrec.errors import ConfigError
+
+__all__ = ["RunConfig", "load_run_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FilterConfig(_Strict):
+    kind: Literal["to_implicit", "drop_duplicates", "k_core"]
+    threshold: float | None = None
+    keep: Literal["first", "last"] = "last"
+    user_k: PositiveInt | None = None
+    item_k: PositiveInt | None = None
+
+
+class DatasetConfig(_Strict):
+    name: str
+    data_dir: str | None = None
+    filters: list[FilterConfig] = Field(default_factory=list)
+
+
+class SplitConfig(_Strict):
+    method: Literal["leave_one_out", "temporal", "random", "given_test"] = "leave_one_out"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EarlyStopping(_Strict):
+    metric: str = "ndcg@10"
+    patience: PositiveInt = 5
+    eval_every: PositiveInt = 1
+
+
+class FitConfig(_Strict):
+    early_stopping: EarlyStopping | None = None
+    threads: PositiveInt | None = None
+
+
+class EvalConfig(_Strict):
+    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "hr@10", "recall@10", "mrr@10",
+                                                         "coverage@10", "aplt@10"])
+    part: Literal["valid", "test"] = "test"
+    n_boot: int = Field(1000, ge=0)
+    batch_size: PositiveInt | None = None  # None: sized so one score matrix stays ~20M cells
+    sampled_negatives: PositiveInt | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, v):
+        from trustrec.eval._metrics import parse_metric
+
+        for m in v:
+            parse_metric(m)
+        return v
+
+
+class RunConfig(_Strict):
+    name: str | None = None
+    dataset: DatasetConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig
+    fit: FitConfig = Field(default_factory=FitConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    seed: int = 0
+
+    def run_name(self) -> str:
+        return self.name or f"{self.model.name}-{Path(self.dataset.name).name}"
+
+    def digest(self) -> str:
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_run_config(source: str | Path | dict) -> RunConfig:
+    """Read and validate a run config from a YAML file or a mapping."""
+    if isinstance(source, dict):
+        data, where = source, "run config"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        where = str(path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping with keys dataset, split, model, eval, seed")
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{where}: {problems}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    from trustrec.models import model_class
+
+    klass = model_class(config.model.name)  # unknown names list the valid ones
+    klass.validate_config(config.model.params)
+    return config

@@ -1,0 +1,141 @@
+"""Run an experiment from a config and write its directory atomically.
+
+Layout: ``config.yaml`` (as resolved), ``environment.json`` (versions, platform, data
+fingerprint, seed), ``metrics.json`` (means with CIs, aggregates, counts, fit history, timings),
+``per_user.parquet`` (one row per evaluated user), ``checkpoint/`` (safetensors + JSON).
+Work happens in a hidden ``.partial-<digest>`` folder renamed at the end; a crashed run with the
+same config resumes from its saved checkpoint instead of refitting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trustrec._cache import atomic_write_bytes, atomic_write_text
+from trustrec.runs._config import RunConfig, load_run_config
+
+__all__ = ["run_experiment", "RunResult", "environment_info", "prepare_data"]
+
+_PACKAGES = ("trustrec", "numpy", "pandas", "scipy", "torch", "pydantic", "pyarrow", "safetensors")
+
+
+def environment_info() -> dict[str, Any]:
+    versions = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"python": sys.version.split()[0], "platform": platform.platform(),
+            "processor": platform.machine(), "cpu_count": os.cpu_count(), "packages": versions}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    path: Path
+    metrics: dict[str, Any]
+
+
+def prepare_data(config: RunConfig):
+    from trustrec.data import drop_duplicates, k_core, load_dataset, make_split, to_implicit
+
+    ds = load_dataset(config.dataset.name, data_dir=config.dataset.data_dir)
+    for f in config.dataset.filters:
+        if f.kind == "to_implicit":
+            if f.threshold is None:
+                from trustrec.errors import ConfigError
+
+                raise ConfigError("dataset.filters: to_implicit needs 'threshold'")
+            ds = to_implicit(ds, f.threshold)
+        elif f.kind == "drop_duplicates":
+            ds = drop_duplicates(ds, keep=f.keep)
+        else:
+            ds = k_core(ds, f.user_k or 5, f.item_k)
+    params = dict(config.split.params)
+    if config.split.method == "random":
+        params.setdefault("seed", config.seed)
+    return ds, make_split(ds, config.split.method, **params)
+
+
+def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = "runs", *,
+                   progress: bool = True, log=print) -> RunResult:
+    from trustrec.eval import Validator, evaluate_split
+    from trustrec.models import FitOptions, ModelSpec, Recommender
+
+    if not isinstance(config, RunConfig):
+        config = load_run_config(config)
+    out_dir = Path(out_dir)
+    final = out_dir / config.run_name()
+    work = out_dir / f".partial-{config.run_name()}-{config.digest()}"
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+    t0 = time.perf_counter()
+    dataset, split = prepare_data(config)
+    t_data = time.perf_counter() - t0
+    env = {**environment_info(), "seed": config.seed, "config_digest": config.digest(),
+           "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "source": dataset.source,
+                       "stats": dataset.stats()},
+           "split": split.describe()}
+    atomic_write_text(work / "environment.json", json.dumps(env, indent=1, default=str))
+
+    ckpt = work / "checkpoint"
+    fit_seconds = None
+    if (ckpt / "state.safetensors").exists():
+        log(f"resuming: loading the checkpoint saved by an interrupted run ({ckpt})")
+        model = Recommender.load(ckpt)
+    else:
+        model = ModelSpec(name=config.model.name, params=config.model.params).build()
+        es = config.fit.early_stopping
+        options = FitOptions(
+            seed=config.seed, progress=progress, threads=config.fit.threads,
+            validator=Validator(split, es.metric) if es else None,
+            patience=es.patience if es else 5, eval_every=es.eval_every if es else 1,
+        )
+        t0 = time.perf_counter()
+        model.fit(split, options)
+        fit_seconds = time.perf_counter() - t0
+        model.save(ckpt)
+
+    t0 = time.perf_counter()
+    result = evaluate_split(model, split, config.eval.part, metrics=config.eval.metrics,
+                            batch_size=config.eval.batch_size, n_boot=config.eval.n_boot,
+                            sampled_negatives=config.eval.sampled_negatives, seed=config.seed,
+                            progress=progress)
+    eval_seconds = time.perf_counter() - t0
+    per_user = result.per_user.copy()
+    per_user.insert(1, "user_id", dataset.user_ids[per_user["user"].to_numpy()])
+    buf = per_user.to_parquet(index=False)
+    atomic_write_bytes(work / "per_user.parquet", buf)
+    metrics = {
+        "run": config.run_name(), "model": config.model.name, "dataset": dataset.name,
+        **result.to_dict(),
+        "fit_history": getattr(model, "history_", None),
+        "timings_s": {"data": t_data, "fit": fit_seconds, "evaluate": eval_seconds},
+    }
+    atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=1, default=_json_default))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(work, final)
+    return RunResult(final, metrics)
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
