@@ -1,9 +1,10 @@
 """SASRec: trustrec vs RecBole 1.2.1 on the same ml-100k leave-one-out split.
 
 Same hyper-parameters (max length 50, 2 blocks, 2 heads, 64 dims, inner 256, dropout 0.5/0.5,
-Adam lr 1e-3, no weight decay, CE over all items), same epoch budget, same number of optimiser
-steps per epoch (RecBole: 97,171 prefix examples / 2,048 per batch; trustrec: 4,320 windows of
-~22.5 counted targets / 91 per batch), full-ranking test evaluation with seen items masked.
+Adam lr 1e-3, no weight decay, CE over all items), same epoch budget, the same training targets
+(every next item of every user's training sequence, once per epoch) and the same number of
+optimiser steps per epoch (RecBole: ceil(97,171 prefix examples / 2,048); trustrec: its windows
+split into as many batches), full-ranking test evaluation.
 
 Protocol: RecBole's full ranking for sequential models does not mask the user's history, so
 the comparison uses the same (unmasked) ranking on both sides; trustrec's default, with seen
@@ -38,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _recbole_env import ensure_recbole_venv  # noqa: E402
 
 SASREC = dict(max_len=50, embedding_size=64, n_blocks=2, n_heads=2, inner_size=256, dropout=0.5,
-              attn_dropout=0.5, learning_rate=1e-3, reg=0.0, batch_size=91)
+              attn_dropout=0.5, learning_rate=1e-3, reg=0.0)
+RECBOLE_BATCH = 2048
 METRICS = ["ndcg@10", "hr@10", "mrr@10"]
 
 
@@ -76,11 +78,20 @@ def run_trustrec(data_dir: Path, epochs: int, seeds: list[int], threads: int | N
 
     if threads:
         torch.set_num_threads(threads)
+    from trustrec.models.classic._sasrec import _windows
+
     ds = load_dataset(data_dir / "ml-100k")
     split = split_leave_one_out(ds)
+    probe = make_model("sasrec", **SASREC)
+    windows = len(_windows(split.train_dataset().histories(), probe.config.max_len, probe._stride)[0])
+    targets = int(np.maximum(split.train_dataset().histories().lengths - 1, 0).sum())
+    steps = -(-targets // RECBOLE_BATCH)
+    batch = -(-windows // steps)
+    print(f"  {targets} training targets; RecBole: {steps} steps of {RECBOLE_BATCH}; "
+          f"trustrec: {windows} windows in batches of {batch}", flush=True)
     runs = []
     for seed in seeds:
-        model = make_model("sasrec", epochs=epochs, **SASREC)
+        model = make_model("sasrec", epochs=epochs, batch_size=batch, **SASREC)
         t0 = time.perf_counter()
         model.fit(split, FitOptions(seed=seed, progress=False))
         fit_s = time.perf_counter() - t0

@@ -2,9 +2,10 @@
 
 Training reads each user's training sequence as overlapping windows of ``max_len`` positions
 (``window_stride`` apart); every next-item target is counted exactly once per epoch, with at
-least ``window_stride`` items of context (or the whole prefix). That gives the same targets as
-training every prefix separately (RecBole's way) at a fraction of the cost: one causal pass
-predicts all positions of a window at once.
+least ``max_len - window_stride`` items of context (or the whole prefix). That gives the same
+targets as training every prefix separately (RecBole's way) at a fraction of the cost: one
+causal pass predicts ``window_stride`` targets at once. ``window_stride=1`` is exactly the
+prefix scheme; the default ``max_len // 5`` keeps at least 80% of the context.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class SASRecConfig(Config):
     batch_size: PositiveInt = 128                  # windows per step
     learning_rate: PositiveFloat = 1e-3
     reg: NonNegativeFloat = 0.0                    # weight decay
-    window_stride: PositiveInt | None = None       # default: max_len // 2
+    window_stride: PositiveInt | None = None       # default: max_len // 5
 
     @model_validator(mode="after")
     def _check(self):
@@ -120,7 +121,7 @@ class SASRec(TorchRecommender):
 
     @property
     def _stride(self) -> int:
-        return self.config.window_stride or max(1, self.config.max_len // 2)
+        return self.config.window_stride or max(1, self.config.max_len // 5)
 
     def _build_net(self, train: Dataset):
         return _make_net(train.n_items, self.config)
