@@ -108,7 +108,7 @@ def main(argv=None):
         agree = all(abs(res.mean(m) - ref[m]) < 1e-9 and abs(res.mean(m) - ref2[m]) < 1e-9 for m in ref)
         table.add_row(name, f"{t_ours:.3f}", f"{t_np:.3f}", f"{t_loop:.3f}", f"{t_np / t_ours:.1f}x",
                       f"{t_loop / t_ours:.1f}x", "yes" if agree else "NO")
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def print_table(rows: dict, n_ours: int, n_peer: int) -> None:
         else:
             table.add_row(name, fmt(r["trustrec"]), fmt(r["recbole"]),
                           "-" if np.isnan(r["ratio"]) else f"{r['ratio']:.2f}")
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 def main(argv=None):

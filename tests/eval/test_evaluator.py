@@ -133,3 +133,17 @@ def test_sasrec_learns_on_ml100k(ml100k):
     res = evaluate_split(sas, split, n_boot=0, progress=False)
     assert res.mean("ndcg@10") > pop.mean("ndcg@10")
     assert res.mean("hr@10") > pop.mean("hr@10")
+
+
+def test_users_without_targets_and_cold_users_are_counted():
+    from trustrec.data import split_temporal
+
+    ds = toy_dataset()
+    split = split_temporal(ds, valid_frac=0.1, test_frac=0.2)
+    model = make_model("item_knn").fit(split, FitOptions(progress=False))
+    res = evaluate_split(model, split, metrics=["hr@5"], n_boot=0, progress=False)
+    n_test_users = len(np.unique(split.test.user))
+    assert res.counts["n_users_evaluated"] == n_test_users
+    assert res.counts["n_users_without_target"] == ds.n_users - n_test_users
+    cold = len(np.setdiff1d(np.unique(split.test.user), np.unique(np.concatenate([split.train.user, split.valid.user]))))
+    assert res.counts["n_empty_history"] == cold

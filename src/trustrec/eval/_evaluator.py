@@ -194,7 +194,9 @@ def evaluate_split(model: Recommender, split: Split, part: str = "test", **kwarg
     eval_set = split.eval_set(part)
     kwargs.setdefault("item_popularity", np.bincount(split.train.item, minlength=split.dataset.n_items))
     kwargs.setdefault("n_train_users", len(np.unique(split.train.user)))
-    return evaluate(model, eval_set, **kwargs)
+    result = evaluate(model, eval_set, **kwargs)
+    result.counts["n_users_without_target"] = split.dataset.n_users - len(eval_set)
+    return result
 
 
 class Validator:
