@@ -36,7 +36,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _recbole_env import ensure_recbole_venv  # noqa: E402
+from _recbole_env import ensure_recbole_venv
 
 SASREC = dict(max_len=50, embedding_size=64, n_blocks=2, n_heads=2, inner_size=256, dropout=0.5,
               attn_dropout=0.5, learning_rate=1e-3, reg=0.0)

@@ -22,6 +22,15 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect datasets: registered names or your own files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+def _add_models_app():
+    from trustrec.cli_models import models_app
+
+    app.add_typer(models_app, name="models")
+
+
+_add_models_app()
 console = Console()
 err_console = Console(stderr=True)
 

@@ -7,14 +7,15 @@ received and what to do next.
 from __future__ import annotations
 
 __all__ = [
-    "TrustrecError",
-    "DataError",
-    "ConfigError",
-    "NotFittedError",
     "ChecksumError",
-    "DownloadError",
-    "DatasetNotFoundError",
+    "ConfigError",
+    "DataError",
     "DataWarning",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "ModelNotFoundError",
+    "NotFittedError",
+    "TrustrecError",
 ]
 
 
@@ -44,6 +45,10 @@ class DownloadError(TrustrecError, OSError):
 
 class DatasetNotFoundError(TrustrecError, LookupError):
     """A dataset name is not registered, or no source for it could be reached."""
+
+
+class ModelNotFoundError(TrustrecError, LookupError):
+    """A model name is not registered, or no checkpoint for it could be found."""
 
 
 class DataWarning(UserWarning):

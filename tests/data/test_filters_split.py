@@ -2,9 +2,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trustrec.data import (Dataset, QueryBatch, Query, drop_duplicates, k_core, make_split,
-                           split_given_test, split_leave_one_out, split_random, split_temporal,
-                           to_implicit)
+from trustrec.data import (
+    Dataset,
+    Query,
+    QueryBatch,
+    drop_duplicates,
+    k_core,
+    make_split,
+    split_given_test,
+    split_leave_one_out,
+    split_random,
+    split_temporal,
+    to_implicit,
+)
 from trustrec.errors import ConfigError, DataError
 
 from ..conftest import make_dataset

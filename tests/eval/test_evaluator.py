@@ -1,10 +1,9 @@
 import numpy as np
-import pandas as pd
 import pytest
 
 from trustrec.data import EvalSet, QueryBatch, Ragged, split_leave_one_out
 from trustrec.eval import bootstrap_ci, evaluate, evaluate_split, paired_test
-from trustrec.models import FitOptions, Recommender, make_model, topk_from_scores
+from trustrec.models import FitOptions, make_model, topk_from_scores
 from trustrec.models._base import FitOptions as _FO
 from trustrec.testing import PrecomputedScores, toy_dataset
 

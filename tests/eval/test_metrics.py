@@ -6,9 +6,23 @@ import numpy as np
 import pytest
 
 from trustrec.errors import ConfigError
-from trustrec.eval import (aplt, average_popularity, average_precision, catalog_coverage, exposure_gini,
-                           gini, hit_rate, intra_list_diversity, long_tail_mask, mrr, ndcg, novelty,
-                           parse_metric, precision, recall)
+from trustrec.eval import (
+    aplt,
+    average_popularity,
+    average_precision,
+    catalog_coverage,
+    exposure_gini,
+    gini,
+    hit_rate,
+    intra_list_diversity,
+    long_tail_mask,
+    mrr,
+    ndcg,
+    novelty,
+    parse_metric,
+    precision,
+    recall,
+)
 
 # user 0: relevant at ranks 2 and 4 of 5, 3 relevant in total
 # user 1: nothing relevant found, 1 relevant in total

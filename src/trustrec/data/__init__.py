@@ -1,18 +1,23 @@
 """Data layer: the immutable Dataset, loaders, the registry of named datasets, filters, splits,
 and the queries recommenders answer."""
 
-from trustrec.data._arrays import Ragged
 from trustrec.data._amazon import load_amazon
+from trustrec.data._arrays import Ragged
 from trustrec.data._atomic import load_atomic, read_atomic_file
 from trustrec.data._bigrec import load_bigrec
 from trustrec.data._coat import load_coat
 from trustrec.data._dataset import Dataset, FilterStep, IndexedArray, Interactions
 from trustrec.data._detect import detect_format, load_path
-from trustrec.data._movielens import load_movielens
-from trustrec.data._tabular import load_tabular
 from trustrec.data._filters import drop_duplicates, k_core, to_implicit
+from trustrec.data._movielens import load_movielens
 from trustrec.data._query import Query, QueryBatch
-from trustrec.data._registry import DatasetEntry, load_dataset, register_dataset, registry, resolve_dataset
+from trustrec.data._registry import (
+    DatasetEntry,
+    load_dataset,
+    register_dataset,
+    registry,
+    resolve_dataset,
+)
 from trustrec.data._split import (
     SPLITTERS,
     EvalSet,
@@ -23,6 +28,7 @@ from trustrec.data._split import (
     split_random,
     split_temporal,
 )
+from trustrec.data._tabular import load_tabular
 
 __all__ = [
     "Dataset", "Interactions", "IndexedArray", "FilterStep", "Ragged",

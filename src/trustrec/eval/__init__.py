@@ -1,9 +1,31 @@
 """Evaluation: metrics (pure functions), the full-ranking evaluator, statistics."""
 
-from trustrec.eval._evaluator import DEFAULT_METRICS, EvalResult, Validator, evaluate, evaluate_split, hits_matrix
-from trustrec.eval._metrics import (ACCURACY_METRICS, aplt, average_popularity, average_precision,
-                                    catalog_coverage, exposure_gini, gini, hit_rate, intra_list_diversity,
-                                    long_tail_mask, mrr, ndcg, novelty, parse_metric, precision, recall)
+from trustrec.eval._evaluator import (
+                                    DEFAULT_METRICS,
+                                    EvalResult,
+                                    Validator,
+                                    evaluate,
+                                    evaluate_split,
+                                    hits_matrix,
+)
+from trustrec.eval._metrics import (
+                                    ACCURACY_METRICS,
+                                    aplt,
+                                    average_popularity,
+                                    average_precision,
+                                    catalog_coverage,
+                                    exposure_gini,
+                                    gini,
+                                    hit_rate,
+                                    intra_list_diversity,
+                                    long_tail_mask,
+                                    mrr,
+                                    ndcg,
+                                    novelty,
+                                    parse_metric,
+                                    precision,
+                                    recall,
+)
 from trustrec.eval._stats import PairedTest, bootstrap_ci, paired_test
 
 __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",

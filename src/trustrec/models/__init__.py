@@ -1,7 +1,13 @@
 """Recommenders: the protocol, the registry and the model families (classic, llm, agents)."""
 
 from trustrec.models._base import FitOptions, Recommender
-from trustrec.models._registry import ModelSpec, available_models, make_model, model_class, register_model
+from trustrec.models._registry import (
+           ModelSpec,
+           available_models,
+           make_model,
+           model_class,
+           register_model,
+)
 from trustrec.models._topk import TopK, topk_from_scores
 
 __all__ = ["Recommender", "FitOptions", "TopK", "topk_from_scores", "ModelSpec", "register_model",

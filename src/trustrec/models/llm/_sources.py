@@ -18,15 +18,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from trustrec.data._sources import WheelSource
 from trustrec.errors import DataError
 
-__all__ = ["HFCacheSource", "GGUFWheelSource", "FolderWheelSource", "TinyRandomSource",
-           "hf_cache_root", "checkpoint_problem"]
+__all__ = [
+    "FolderWheelSource",
+    "GGUFWheelSource",
+    "HFCacheSource",
+    "TinyRandomSource",
+    "checkpoint_problem",
+    "hf_cache_root",
+]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
