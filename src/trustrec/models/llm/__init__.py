@@ -5,12 +5,27 @@ cache, or fetched from a package-index wheel once); ``load_causal_lm`` and ``loa
 load one. Importing this package imports neither torch nor transformers.
 """
 
+from trustrec.models.llm._backend import (
+    ContextLengthError,
+    LLMBackend,
+    LocalBackend,
+    LocalBackendConfig,
+)
 from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_checkpoint
 from trustrec.models.llm._loading import (
     TextEncoder,
     load_causal_lm,
     load_text_encoder,
     resolve_checkpoint,
+)
+from trustrec.models.llm._prompts import (
+    PromptResult,
+    PromptTemplate,
+    build_prompt,
+    build_prompts,
+    clean_text,
+    fill_template,
+    render_item,
 )
 from trustrec.models.llm._registry import (
     KINDS,
@@ -34,16 +49,26 @@ from trustrec.models.llm._sources import (
 
 __all__ = [
     "KINDS",
+    "ContextLengthError",
     "FolderWheelSource",
     "GGUFWheelSource",
     "HFCacheSource",
+    "LLMBackend",
     "LLMEntry",
+    "LocalBackend",
+    "LocalBackendConfig",
     "ModelNotFoundError",
     "ModelStatus",
+    "PromptResult",
+    "PromptTemplate",
     "TextEncoder",
     "TinyRandomSource",
+    "build_prompt",
+    "build_prompts",
     "build_tiny_random",
+    "clean_text",
     "convert_gguf",
+    "fill_template",
     "list_models",
     "llm_entry",
     "llm_registry",
@@ -52,6 +77,7 @@ __all__ = [
     "model_cache_folder",
     "pull_model",
     "register_llm",
+    "render_item",
     "resolve_checkpoint",
     "resolve_model",
     "save_checkpoint",

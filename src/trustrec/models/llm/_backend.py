@@ -1,0 +1,346 @@
+"""LLM backends: one small interface for scoring continuations and generating text.
+
+Every model call in trustrec (LLM rankers, generative recommenders, user simulators, audits)
+goes through an :class:`LLMBackend`, so it can be routed to a local transformers model
+(:class:`LocalBackend`) or, later, to an OpenAI-compatible endpoint without changing the caller.
+
+The base class validates inputs once for every backend:
+
+- an empty prompt list gives an empty result (no model is loaded);
+- ``prompts`` and ``continuations`` of different lengths raise ``ValueError`` naming both;
+- an empty continuation scores log-probability 0 over 0 tokens (its mean is 0 too).
+
+Importing this module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import PositiveInt
+
+from trustrec._config import Config, validate_config
+from trustrec.errors import ConfigError
+
+__all__ = ["ContextLengthError", "LLMBackend", "LocalBackend", "LocalBackendConfig"]
+
+Reduction = Literal["sum", "mean"]
+
+
+class ContextLengthError(ConfigError):
+    """A continuation (or a prompt, with ``truncation="error"``) does not fit the context window."""
+
+
+def _check_strings(values: Any, label: str, owner: str) -> list[str]:
+    if isinstance(values, str):
+        raise TypeError(f"{owner}: {label} must be a list of strings, not one string; wrap it in a list")
+    values = list(values)
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(f"{owner}: {label}[{i}] must be a string; got {type(v).__name__}")
+    return values
+
+
+class LLMBackend(abc.ABC):
+    """Batched continuation scoring and batched generation.
+
+    Subclasses implement ``_score_pairs`` and ``_generate``; the public methods validate the
+    inputs and handle the empty cases, so every backend behaves the same on bad input.
+    """
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score_continuations(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]], *,
+                            reduction: Reduction = "sum") -> list[np.ndarray]:
+        """Log-probability of each continuation given its prompt.
+
+        ``continuations[i]`` are the candidate continuations of ``prompts[i]``. Returns one float64
+        array per prompt, aligned with ``continuations[i]``: the summed log-probability of the
+        continuation's tokens (``reduction="sum"``) or their mean per token (``"mean"``). Use
+        :meth:`score_continuations_detailed` to get both and the token counts.
+        """
+        if reduction not in ("sum", "mean"):
+            raise ConfigError(f"{type(self).__name__}.score_continuations: reduction must be 'sum' or "
+                              f"'mean'; got {reduction!r}")
+        sums, counts = self.score_continuations_detailed(prompts, continuations)
+        if reduction == "sum":
+            return sums
+        return [np.divide(s, np.maximum(c, 1)) for s, c in zip(sums, counts)]
+
+    def score_continuations_detailed(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+                                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(sums, n_tokens)``: summed log-probabilities (float64) and token counts (int64), one
+        array of each per prompt, aligned with ``continuations[i]``."""
+        owner = f"{type(self).__name__}.score_continuations"
+        prompts = _check_strings(prompts, "prompts", owner)
+        if isinstance(continuations, str):
+            raise TypeError(f"{owner}: continuations must be a list of lists of strings, one list per prompt")
+        continuations = list(continuations)
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{owner}: got {len(prompts)} prompts but {len(continuations)} continuation "
+                             "lists; give one list of continuations per prompt")
+        conts = [_check_strings(c, f"continuations[{i}]", owner) for i, c in enumerate(continuations)]
+        sums = [np.zeros(len(c), dtype=np.float64) for c in conts]
+        counts = [np.zeros(len(c), dtype=np.int64) for c in conts]
+        pairs = [(i, j) for i, c in enumerate(conts) for j, text in enumerate(c) if text]
+        if pairs:
+            values, n_tokens = self._score_pairs([prompts[i] for i, _ in pairs], [conts[i][j] for i, j in pairs])
+            for (i, j), v, n in zip(pairs, values, n_tokens):
+                sums[i][j], counts[i][j] = v, n
+        return sums, counts
+
+    @abc.abstractmethod
+    def _score_pairs(self, prompts: list[str], continuations: list[str]) -> tuple[Sequence[float], Sequence[int]]:
+        """Summed log-probability and token count of each (non-empty) continuation."""
+
+    # -- generation ------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, *, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int = 0, stop: Sequence[str] | None = None) -> list[str]:
+        """Generate a completion of each prompt (the new text only, without the prompt).
+
+        Greedy when ``temperature == 0``; otherwise sampling with ``temperature`` and nucleus
+        ``top_p``, reproducible for the same ``seed``, prompts and batch size. A completion is cut
+        before the first occurrence of any string in ``stop``.
+        """
+        owner = f"{type(self).__name__}.generate"
+        prompts = _check_strings(prompts, "prompts", owner)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+            raise ConfigError(f"{owner}: max_new_tokens must be a positive integer; got {max_new_tokens!r}")
+        if not temperature >= 0:
+            raise ConfigError(f"{owner}: temperature must be >= 0; got {temperature!r}")
+        if not 0 < top_p <= 1:
+            raise ConfigError(f"{owner}: top_p must be in (0, 1]; got {top_p!r}")
+        stop = [] if stop is None else _check_strings(stop, "stop", owner)
+        stop = [s for s in stop if s]
+        if not prompts:
+            return []
+        texts = self._generate(prompts, int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
+                               seed=int(seed))
+        return [_cut_at_stop(t, stop) for t in texts]
+
+    @abc.abstractmethod
+    def _generate(self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float,
+                  seed: int) -> list[str]:
+        """Completions of non-empty ``prompts`` (stop strings are applied by the caller)."""
+
+    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *,
+                            add_generation_prompt: bool = True) -> str:
+        """The prompt string for chat ``messages`` (``[{"role": ..., "content": ...}, ...]``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no chat template")
+
+
+def _cut_at_stop(text: str, stop: list[str]) -> str:
+    cut = len(text)
+    for s in stop:
+        at = text.find(s)
+        if 0 <= at < cut:
+            cut = at
+    return text[:cut]
+
+
+# -- local transformers backend ---------------------------------------------------------------
+class LocalBackendConfig(Config):
+    """Settings of :class:`LocalBackend`.
+
+    ``max_length``: context window in tokens (default: the model's ``max_position_embeddings``).
+    ``truncation``: what to do when a prompt does not fit: ``"left"`` drops the prompt's oldest
+    (leftmost) tokens, ``"error"`` raises :class:`ContextLengthError`. A continuation is never
+    truncated: one longer than ``max_length - 1`` tokens always raises.
+    """
+
+    model_name_or_path: str
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "cpu"
+    batch_size: PositiveInt = 8
+    max_length: PositiveInt | None = None
+    truncation: Literal["left", "error"] = "left"
+
+
+class LocalBackend(LLMBackend):
+    """A local transformers causal LM (loaded with :func:`trustrec.models.llm.load_causal_lm`).
+
+    The model is loaded on first use. Scoring runs one forward pass per batch of ``batch_size``
+    (prompt, continuation) pairs, right-padded with attention masks (pairs sorted by length, so
+    little padding); generation left-pads prompts and uses the KV cache. Prompt and continuation
+    are tokenized separately and concatenated (no special tokens added), so the continuation's
+    tokens are exactly ``tokenizer(continuation)``; an empty prompt is replaced by the
+    tokenizer's BOS token (EOS if it has none), so the first continuation token has a context.
+
+    >>> backend = LocalBackend("tiny-smollm2-random", batch_size=16)  # doctest: +SKIP
+    >>> backend.score_continuations(["I like"], [[" cats", " dogs"]])  # doctest: +SKIP
+    """
+
+    config: LocalBackendConfig
+
+    def __init__(self, model_name_or_path: str | os.PathLike | None = None, *,
+                 config: LocalBackendConfig | Mapping | None = None, **kwargs):
+        if config is not None and (model_name_or_path is not None or kwargs):
+            raise ConfigError("LocalBackend: pass either config or keyword arguments, not both")
+        if config is None:
+            if model_name_or_path is None:
+                raise ConfigError("LocalBackend: model_name_or_path is required (a registered name, "
+                                  "see `trustrec models list`, or a checkpoint folder)")
+            config = {"model_name_or_path": os.fspath(model_name_or_path), **kwargs}
+        self.config = validate_config(LocalBackendConfig, config, "LocalBackend")
+        self._model = None
+        self._tokenizer = None
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({self.config.model_dump_json()})"
+
+    # -- lazy loading ------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._model is None:
+            from trustrec.models.llm._loading import load_causal_lm
+
+            model, tokenizer = load_causal_lm(self.config.model_name_or_path, dtype=self.config.dtype,
+                                              device=self.config.device)
+            self._model, self._tokenizer = model, tokenizer
+
+    @property
+    def model(self):
+        self._load()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        self._load()
+        return self._tokenizer
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def max_length(self) -> int:
+        if self.config.max_length is not None:
+            return self.config.max_length
+        n = getattr(self.model.config, "max_position_embeddings", None)
+        return int(n) if n else 2048
+
+    @property
+    def pad_token_id(self) -> int:
+        tok = self.tokenizer
+        for candidate in (tok.pad_token_id, tok.eos_token_id, 0):
+            if candidate is not None:
+                return int(candidate)
+        return 0  # pragma: no cover
+
+    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *,
+                            add_generation_prompt: bool = True) -> str:
+        tok = self.tokenizer
+        if not getattr(tok, "chat_template", None):
+            raise ConfigError(f"LocalBackend: the tokenizer of {self.config.model_name_or_path!r} has no chat "
+                              "template; build the prompt as plain text instead")
+        return tok.apply_chat_template([dict(m) for m in messages], tokenize=False,
+                                       add_generation_prompt=add_generation_prompt)
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def _context_ids(self, ids: list[int]) -> list[int]:
+        if ids:
+            return ids
+        tok = self.tokenizer
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        if start is None:
+            raise ConfigError("LocalBackend: an empty prompt needs a BOS or EOS token, and the tokenizer has neither")
+        return [int(start)]
+
+    # -- scoring -----------------------------------------------------------------------------
+    def _score_pairs(self, prompts: list[str], continuations: list[str]):
+        import torch
+
+        limit = self.max_length
+        unique_prompts = list(dict.fromkeys(prompts))
+        prompt_ids = dict(zip(unique_prompts, self._encode(unique_prompts)))
+        cont_ids = self._encode(continuations)
+        seqs, n_cont = [], []
+        for k, (p, c) in enumerate(zip(prompts, cont_ids)):
+            if len(c) + 1 > limit:
+                raise ContextLengthError(
+                    f"LocalBackend.score_continuations: continuation {continuations[k][:60]!r} has {len(c)} "
+                    f"tokens; with at least one prompt token it does not fit max_length={limit}")
+            ctx = self._context_ids(prompt_ids[p])
+            if len(ctx) + len(c) > limit:
+                if self.config.truncation == "error":
+                    raise ContextLengthError(
+                        f"LocalBackend.score_continuations: prompt ({len(ctx)} tokens) + continuation "
+                        f"({len(c)} tokens) exceed max_length={limit}; shorten the prompt or use truncation='left'")
+                ctx = ctx[len(ctx) + len(c) - limit:]
+            seqs.append(ctx + c)
+            n_cont.append(len(c))
+        order = np.argsort([-len(s) for s in seqs], kind="stable")
+        out = np.zeros(len(seqs), dtype=np.float64)
+        model, device, pad = self.model, self.config.device, self.pad_token_id
+        with torch.inference_mode():
+            for start in range(0, len(order), self.config.batch_size):
+                idx = order[start:start + self.config.batch_size]
+                width = max(len(seqs[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, i in enumerate(idx):  # right padding: real tokens keep positions 0..len-1
+                    ids[r, :len(seqs[i])] = torch.tensor(seqs[i])
+                    mask[r, :len(seqs[i])] = 1
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+                logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                token_lp = logprobs.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
+                for r, i in enumerate(idx):
+                    end = len(seqs[i]) - 1  # logprob of token t sits at t - 1
+                    out[i] = float(token_lp[r, end - n_cont[i]:end].double().sum())
+        return out, n_cont
+
+    # -- generation --------------------------------------------------------------------------
+    def _generate(self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float,
+                  seed: int) -> list[str]:
+        import torch
+
+        limit = self.max_length
+        if max_new_tokens >= limit:
+            raise ContextLengthError(f"LocalBackend.generate: max_new_tokens={max_new_tokens} leaves no room for "
+                                     f"the prompt in max_length={limit}")
+        room = limit - max_new_tokens
+        encoded = []
+        for k, ids in enumerate(self._encode(prompts)):
+            ids = self._context_ids(ids)
+            if len(ids) > room:
+                if self.config.truncation == "error":
+                    raise ContextLengthError(
+                        f"LocalBackend.generate: prompts[{k}] has {len(ids)} tokens; with max_new_tokens="
+                        f"{max_new_tokens} at most {room} fit max_length={limit}")
+                ids = ids[len(ids) - room:]
+            encoded.append(ids)
+        model, tok, device, pad = self.model, self.tokenizer, self.config.device, self.pad_token_id
+        sample = temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample, "use_cache": True,
+                                  "pad_token_id": pad, "num_beams": 1}
+        if tok.eos_token_id is not None:
+            kwargs["eos_token_id"] = tok.eos_token_id
+        if sample:
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        texts: list[str] = [""] * len(encoded)
+        with torch.inference_mode(), torch.random.fork_rng(devices=[] if device == "cpu" else None):
+            torch.manual_seed(seed)
+            for start in range(0, len(encoded), self.config.batch_size):
+                batch = encoded[start:start + self.config.batch_size]
+                width = max(len(x) for x in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for r, x in enumerate(batch):  # left padding: every prompt ends at the last column
+                    ids[r, width - len(x):] = torch.tensor(x)
+                    mask[r, width - len(x):] = 1
+                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+                new = out[:, width:].cpu()
+                for r in range(len(batch)):
+                    row = new[r].tolist()
+                    if tok.eos_token_id is not None and tok.eos_token_id in row:
+                        row = row[:row.index(tok.eos_token_id)]
+                    texts[start + r] = tok.decode(row, skip_special_tokens=True)
+        return texts
