@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
         ensure_env("")
         return run(BIN / "trustrec", "demo", *rest)
     if task == "test":
-        ensure_env("dev,llm")
+        ensure_env("dev,llm,serve")
         env = dict(os.environ)
         shared = ROOT.parent / "shared" / "data"
         if "TRUSTREC_DATA" not in env and shared.is_dir():

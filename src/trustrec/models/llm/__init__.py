@@ -12,6 +12,7 @@ from trustrec.models.llm._backend import (
     LocalBackendConfig,
 )
 from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_checkpoint
+from trustrec.models.llm._http import EndpointError, OpenAIBackend, OpenAIBackendConfig
 from trustrec.models.llm._loading import (
     TextEncoder,
     load_causal_lm,
@@ -50,6 +51,7 @@ from trustrec.models.llm._sources import (
 __all__ = [
     "KINDS",
     "ContextLengthError",
+    "EndpointError",
     "FolderWheelSource",
     "GGUFWheelSource",
     "HFCacheSource",
@@ -59,6 +61,8 @@ __all__ = [
     "LocalBackendConfig",
     "ModelNotFoundError",
     "ModelStatus",
+    "OpenAIBackend",
+    "OpenAIBackendConfig",
     "PromptResult",
     "PromptTemplate",
     "TextEncoder",

@@ -1,0 +1,280 @@
+"""An :class:`LLMBackend` for any OpenAI-compatible completions endpoint (vLLM, llama.cpp server, Ollama).
+
+Both operations use the legacy text endpoint ``POST {base_url}/v1/completions`` (not chat), because
+it takes raw prompts and is what vLLM, llama.cpp's server and Ollama all implement:
+
+- **generation** sends ``{"model", "prompt": [...], "max_tokens", "temperature", "top_p", "seed"}``
+  in batches of ``batch_size`` prompts and reads ``choices[k]["text"]``. Stop strings are applied
+  on the client (by :meth:`LLMBackend.generate`), exactly as for :class:`LocalBackend`.
+- **scoring** sends ``prompt = prompt + continuation`` with ``echo=true``, ``logprobs=1`` and
+  ``max_tokens=1`` (the OpenAI legacy trick used ``max_tokens=0``; vLLM rejects 0 in several
+  versions, and the single generated token is excluded anyway, see below). The response must carry
+  the legacy logprobs object ``choices[k]["logprobs"] = {"tokens", "token_logprobs", "text_offset"}``
+  for the *echoed prompt tokens*. ``text_offset[t]`` is the character offset of token ``t`` in the
+  echoed text. The continuation's tokens are the tokens whose offset lies in
+  ``[len(prompt), len(prompt) + len(continuation))``; the score is the sum of their
+  ``token_logprobs`` and the token count is how many there are. A token must start exactly at
+  ``len(prompt)``: if the server's tokenizer merges the end of the prompt with the start of the
+  continuation into one token, the pair cannot be scored and :class:`EndpointError` says so
+  (end prompts without a trailing space and start continuations with one, e.g. ``" Heat"``).
+  The server tokenizes the joined text, so scores can differ slightly from :class:`LocalBackend`,
+  which tokenizes prompt and continuation separately, when the two tokenizations differ.
+  Servers that do not return prompt logprobs (Ollama, llama.cpp's OpenAI route) cannot score:
+  :class:`EndpointError` says to use an endpoint with echo+logprobs support, such as vLLM.
+  An empty prompt cannot be scored over HTTP (the first token has no logprob); use a non-empty prompt.
+
+Choices are matched to prompts by their ``index`` field, never by position. Connection errors,
+timeouts, HTTP 429 and 5xx are retried ``max_retries`` times with exponential backoff
+(``backoff_s * 2**attempt``, or the server's ``Retry-After`` when longer, capped at 60 s); other
+4xx are not retried. Every failure raises :class:`EndpointError` naming the URL, the status and what
+to do. Importing this module imports neither httpx nor torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
+
+from trustrec._config import Config, validate_config
+from trustrec.errors import ConfigError, TrustrecError
+from trustrec.models.llm._backend import LLMBackend
+
+__all__ = ["EndpointError", "OpenAIBackend", "OpenAIBackendConfig"]
+
+
+class EndpointError(TrustrecError):
+    """An OpenAI-compatible endpoint could not be reached or gave an unusable answer."""
+
+
+def _default_api_key() -> SecretStr:
+    return SecretStr(os.environ.get("OPENAI_API_KEY", ""))
+
+
+class OpenAIBackendConfig(Config):
+    """Settings of :class:`OpenAIBackend`.
+
+    ``base_url``: the server root, e.g. ``http://localhost:8000`` (a trailing ``/v1`` is accepted
+    too); requests go to ``{base_url}/v1/completions``. ``model``: the model name the server
+    serves. ``api_key``: sent as ``Authorization: Bearer ...`` when non-empty (default: the
+    ``OPENAI_API_KEY`` environment variable; empty for local servers). ``timeout_s``: per-request
+    timeout; ``max_retries``: retries after the first attempt; ``backoff_s``: first retry delay,
+    doubled each time; ``batch_size``: prompts per request.
+    """
+
+    base_url: str
+    model: str
+    api_key: SecretStr = Field(default_factory=_default_api_key)
+    timeout_s: PositiveFloat = 60.0
+    max_retries: NonNegativeInt = 3
+    backoff_s: NonNegativeFloat = 0.5
+    batch_size: PositiveInt = 16
+
+
+def _excerpt(text: str, n: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n] + "..."
+
+
+class OpenAIBackend(LLMBackend):
+    """Scoring and generation through an OpenAI-compatible ``/v1/completions`` endpoint.
+
+    >>> backend = OpenAIBackend("http://localhost:8000", model="HuggingFaceTB/SmolLM2-135M")  # doctest: +SKIP
+    >>> backend.generate(["The user watched Heat and"], max_new_tokens=8)  # doctest: +SKIP
+
+    See the module documentation for the exact request formats and how scores are computed.
+    """
+
+    config: OpenAIBackendConfig
+
+    def __init__(self, base_url: str | None = None, *, config: OpenAIBackendConfig | Mapping | None = None,
+                 **kwargs):
+        if config is not None and (base_url is not None or kwargs):
+            raise ConfigError("OpenAIBackend: pass either config or keyword arguments, not both")
+        if config is None:
+            if base_url is None:
+                raise ConfigError("OpenAIBackend: base_url is required, e.g. 'http://localhost:8000'")
+            config = {"base_url": base_url, **kwargs}
+        self.config = validate_config(OpenAIBackendConfig, config, "OpenAIBackend")
+        root = self.config.base_url.strip().rstrip("/")
+        if not root.startswith(("http://", "https://")):
+            raise ConfigError(f"OpenAIBackend: base_url must start with http:// or https://; got "
+                              f"{self.config.base_url!r}")
+        root = root.removesuffix("/v1")
+        self.completions_url = root + "/v1/completions"
+        self._client = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({self.config.model_dump_json()})"
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    @property
+    def client(self):
+        if self._client is None:
+            try:
+                import httpx
+            except ImportError:  # pragma: no cover - depends on the environment
+                raise ConfigError("OpenAIBackend needs httpx: pip install 'trustrec[serve]'") from None
+            headers = {"Content-Type": "application/json"}
+            key = self.config.api_key.get_secret_value()
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+            self._client = httpx.Client(timeout=self.config.timeout_s, headers=headers)
+        return self._client
+
+    def close(self) -> None:
+        """Close the HTTP connection pool (a later call opens a new one)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST to the completions URL with retries; the parsed JSON object, or EndpointError."""
+        import httpx
+
+        url, cfg = self.completions_url, self.config
+        attempts = cfg.max_retries + 1
+        last = ""
+        for attempt in range(attempts):
+            delay = cfg.backoff_s * (2 ** attempt)
+            try:
+                response = self.client.post(url, json=payload)
+            except httpx.TimeoutException:
+                last = (f"no answer within timeout_s={cfg.timeout_s:g} s; the server is overloaded or the "
+                        "request is too large: raise timeout_s or lower batch_size / max_new_tokens")
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                last = (f"connection failed ({type(exc).__name__}: {exc}); check that the server is running "
+                        "and that base_url (host and port) is right")
+            except httpx.HTTPError as exc:  # invalid URL, unsupported protocol, ...: not transient
+                raise EndpointError(f"OpenAIBackend: request to {url} failed: {type(exc).__name__}: {exc}; "
+                                    "check base_url") from None
+            else:
+                status = response.status_code
+                if status == 200:
+                    return self._parse_json(response, url)
+                body = _excerpt(response.text)
+                if status == 429 or status >= 500:
+                    last = f"HTTP {status} ({body!r}); the server is overloaded or failing"
+                    retry_after = response.headers.get("Retry-After", "")
+                    try:
+                        delay = max(delay, min(float(retry_after), 60.0))
+                    except ValueError:
+                        pass
+                else:
+                    hint = {401: "set api_key (or OPENAI_API_KEY) to a valid key",
+                            403: "set api_key (or OPENAI_API_KEY) to a key allowed to use this model",
+                            404: "check base_url and that the server implements /v1/completions "
+                                 f"and serves model {cfg.model!r}"}.get(
+                        status, f"check the request parameters and that the server serves model {cfg.model!r}")
+                    raise EndpointError(f"OpenAIBackend: POST {url} returned HTTP {status}: {body!r}; {hint}")
+            if attempt + 1 < attempts:
+                time.sleep(min(delay, 60.0))
+        raise EndpointError(f"OpenAIBackend: POST {url} failed after {attempts} attempt(s): {last}")
+
+    @staticmethod
+    def _parse_json(response, url: str) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise EndpointError(f"OpenAIBackend: POST {url} returned HTTP 200 but not JSON "
+                                f"({_excerpt(response.text)!r}); check that base_url points to an "
+                                "OpenAI-compatible server") from None
+        if not isinstance(data, dict):
+            raise EndpointError(f"OpenAIBackend: POST {url} returned JSON that is not an object "
+                                f"({_excerpt(json.dumps(data))!r}); expected an OpenAI completions response")
+        return data
+
+    def _choices(self, data: dict[str, Any], n: int) -> list[dict[str, Any]]:
+        """The ``n`` choices of a response, ordered by their ``index`` (0..n-1), or EndpointError."""
+        url = self.completions_url
+        choices = data.get("choices")
+        if not isinstance(choices, list):
+            raise EndpointError(f"OpenAIBackend: the response of {url} has no 'choices' list "
+                                f"({_excerpt(json.dumps(data))!r}); expected an OpenAI completions response")
+        if len(choices) != n:
+            raise EndpointError(f"OpenAIBackend: {url} returned {len(choices)} choices for {n} prompts; "
+                                "the server must return one choice per prompt (n=1)")
+        ordered: list[dict[str, Any] | None] = [None] * n
+        for c in choices:
+            index = c.get("index") if isinstance(c, dict) else None
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n or ordered[index] is not None:
+                raise EndpointError(f"OpenAIBackend: {url} returned a choice with a missing, duplicate or "
+                                    f"out-of-range 'index' ({_excerpt(json.dumps(c))!r}) for {n} prompts")
+            ordered[index] = c
+        return ordered  # type: ignore[return-value]
+
+    # -- generation ------------------------------------------------------------------------------
+    def _generate(self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float,
+                  seed: int) -> list[str]:
+        texts: list[str] = []
+        for start in range(0, len(prompts), self.config.batch_size):
+            batch = prompts[start:start + self.config.batch_size]
+            data = self._post({"model": self.config.model, "prompt": batch, "max_tokens": max_new_tokens,
+                               "temperature": temperature, "top_p": top_p, "seed": seed, "n": 1})
+            for k, c in enumerate(self._choices(data, len(batch))):
+                text = c.get("text")
+                if not isinstance(text, str):
+                    raise EndpointError(f"OpenAIBackend: choice {k} from {self.completions_url} has no 'text' "
+                                        "string; expected an OpenAI completions response")
+                texts.append(text)
+        return texts
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _score_pairs(self, prompts: list[str], continuations: list[str]):
+        url = self.completions_url
+        sums: list[float] = []
+        counts: list[int] = []
+        pairs = list(zip(prompts, continuations))
+        for start in range(0, len(pairs), self.config.batch_size):
+            batch = pairs[start:start + self.config.batch_size]
+            data = self._post({"model": self.config.model, "prompt": [p + c for p, c in batch], "max_tokens": 1,
+                               "echo": True, "logprobs": 1, "temperature": 0.0, "n": 1})
+            for (prompt, cont), choice in zip(batch, self._choices(data, len(batch))):
+                lp = choice.get("logprobs")
+                offsets = lp.get("text_offset") if isinstance(lp, dict) else None
+                values = lp.get("token_logprobs") if isinstance(lp, dict) else None
+                if (not isinstance(offsets, list) or not isinstance(values, list) or len(offsets) != len(values)
+                        or not offsets):
+                    raise EndpointError(
+                        f"OpenAIBackend.score_continuations: {url} did not return prompt log-probabilities "
+                        "('logprobs' with 'token_logprobs' and 'text_offset' for the echoed prompt). Scoring "
+                        "needs an endpoint that supports echo=true with logprobs on /v1/completions, such as "
+                        "vLLM; Ollama and llama.cpp's server do not. Use generation only, or serve the model "
+                        "with vLLM or trustrec's LocalBackend.")
+                begin, end = len(prompt), len(prompt) + len(cont)
+                total, n, starts_at_boundary = 0.0, 0, False
+                for offset, value in zip(offsets, values):
+                    if not isinstance(offset, int) or isinstance(offset, bool):
+                        raise EndpointError(f"OpenAIBackend.score_continuations: {url} returned a non-integer "
+                                            f"text_offset {offset!r}")
+                    if offset == begin:
+                        starts_at_boundary = True
+                    if begin <= offset < end:
+                        if isinstance(value, bool) or not isinstance(value, (int, float)):
+                            hint = (" (the prompt is empty, so the first token has no context; give a "
+                                    "non-empty prompt)" if begin == 0 else "")
+                            raise EndpointError(f"OpenAIBackend.score_continuations: {url} returned no "
+                                                f"log-probability ({value!r}) for a token of continuation "
+                                                f"{cont[:60]!r}{hint}")
+                        total += float(value)
+                        n += 1
+                if not starts_at_boundary or n == 0:
+                    raise EndpointError(
+                        f"OpenAIBackend.score_continuations: in the server's tokenization of prompt + "
+                        f"continuation no token starts where continuation {cont[:60]!r} begins (character "
+                        f"{begin}): the tokenizer merged the end of the prompt with its start, so its tokens "
+                        "cannot be separated. End prompts without a trailing space and start continuations "
+                        "with one (e.g. ' Heat').")
+                sums.append(total)
+                counts.append(n)
+        return sums, counts
