@@ -11,6 +11,7 @@ from trustrec.models.llm._backend import (
     LocalBackend,
     LocalBackendConfig,
 )
+from trustrec.models.llm._constrained import constrained_beam_search
 from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_checkpoint
 from trustrec.models.llm._http import EndpointError, OpenAIBackend, OpenAIBackendConfig
 from trustrec.models.llm._loading import (
@@ -47,6 +48,7 @@ from trustrec.models.llm._sources import (
     HFCacheSource,
     TinyRandomSource,
 )
+from trustrec.models.llm._trie import TitleTrie
 
 __all__ = [
     "KINDS",
@@ -67,10 +69,12 @@ __all__ = [
     "PromptTemplate",
     "TextEncoder",
     "TinyRandomSource",
+    "TitleTrie",
     "build_prompt",
     "build_prompts",
     "build_tiny_random",
     "clean_text",
+    "constrained_beam_search",
     "convert_gguf",
     "fill_template",
     "list_models",

@@ -1,0 +1,131 @@
+"""A prefix trie of catalog titles in a tokenizer's token ids, for constrained decoding.
+
+Each non-empty title is tokenized (no special tokens) and ended with an *end marker* (the
+tokenizer's eos token id by default); the complete sequence maps back to catalog item indices.
+
+* Duplicate titles (distinct items, same text, hence the same token sequence) share one leaf:
+  ``items_at(leaf)`` lists all their item indices, ascending. Decoding resolves a leaf to its
+  *lowest* item index (``item_at``); ``n_duplicates`` counts the items that can never be
+  returned for that reason, ``duplicate_groups`` lists the groups.
+* Empty titles (empty or whitespace only, or tokenizing to nothing) are left out of the trie:
+  those items can never be recommended; ``n_empty`` counts them, ``empty_items`` lists them.
+
+For vectorised decoding every node stores its allowed next-token ids as a sorted ``int64``
+numpy array (``allowed[node]``) and the matching child node ids (``children[node]``); the child
+reached by the end marker is a leaf (``leaf_items[leaf]`` non-empty).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["TitleTrie"]
+
+
+class TitleTrie:
+    """Prefix trie over tokenized catalog titles; node 0 is the root.
+
+    ``titles[i]`` is item ``i``'s title. ``end_id`` defaults to ``tokenizer.eos_token_id``.
+    ``prefix`` is prepended to every title before tokenizing (e.g. ``" "`` when the model
+    should write a leading space); its tokens become part of every sequence.
+    """
+
+    def __init__(self, titles: Sequence[str], tokenizer, *, end_id: int | None = None, prefix: str = ""):
+        if end_id is None:
+            end_id = tokenizer.eos_token_id
+        if end_id is None:
+            raise ValueError("TitleTrie: the tokenizer has no eos token; pass end_id")
+        self.end_id = int(end_id)
+        self.n_items = len(titles)
+        self.empty_items: list[int] = []
+        child_maps: list[dict[int, int]] = [{}]
+        leaf_of_node: dict[int, list[int]] = {}
+        self.sequences: dict[int, tuple[int, ...]] = {}  # leaf -> token ids (incl. end marker)
+        texts = [(i, t) for i, t in enumerate(titles) if t is not None and str(t).strip()]
+        self.empty_items = sorted(set(range(len(titles))) - {i for i, _ in texts})
+        encoded = tokenizer([prefix + str(t) for _, t in texts], add_special_tokens=False)["input_ids"] \
+            if texts else []
+        max_len = 0
+        for (item, _), ids in zip(texts, encoded):
+            ids = [int(x) for x in ids]
+            if not ids:
+                self.empty_items.append(item)
+                continue
+            if self.end_id in ids:
+                raise ValueError(f"TitleTrie: title of item {item} tokenizes to the end marker {self.end_id}")
+            seq = ids + [self.end_id]
+            node = 0
+            for tok in seq:
+                nxt = child_maps[node].get(tok)
+                if nxt is None:
+                    nxt = len(child_maps)
+                    child_maps[node][tok] = nxt
+                    child_maps.append({})
+                node = nxt
+            leaf_of_node.setdefault(node, []).append(item)
+            self.sequences[node] = tuple(seq)
+            max_len = max(max_len, len(seq))
+        self.empty_items.sort()
+        self.n_nodes = len(child_maps)
+        self.max_length = max_len  # longest sequence, end marker included
+        self.allowed: list[np.ndarray] = []
+        self.children: list[np.ndarray] = []
+        for cmap in child_maps:
+            toks = np.array(sorted(cmap), dtype=np.int64)
+            self.allowed.append(toks)
+            self.children.append(np.array([cmap[t] for t in toks.tolist()], dtype=np.int64))
+        self.leaf_items: dict[int, list[int]] = {leaf: sorted(items) for leaf, items in leaf_of_node.items()}
+        self._child_maps = child_maps
+
+    # -- queries ---------------------------------------------------------------------------
+    @property
+    def n_empty(self) -> int:
+        return len(self.empty_items)
+
+    @property
+    def duplicate_groups(self) -> list[list[int]]:
+        return [items for items in self.leaf_items.values() if len(items) > 1]
+
+    @property
+    def n_duplicates(self) -> int:
+        """Items hidden behind a lower-indexed item with the same title."""
+        return sum(len(items) - 1 for items in self.leaf_items.values())
+
+    @property
+    def n_sequences(self) -> int:
+        """Distinct token sequences (= distinct recommendable items)."""
+        return len(self.leaf_items)
+
+    def child(self, node: int, token: int) -> int:
+        """The child of ``node`` by ``token``; -1 when ``token`` is not allowed there."""
+        if node < 0:
+            return -1
+        return self._child_maps[node].get(int(token), -1)
+
+    def walk(self, tokens: Sequence[int]) -> int:
+        """The node reached from the root by ``tokens``; -1 when they leave the trie."""
+        node = 0
+        for tok in tokens:
+            node = self.child(node, tok)
+            if node < 0:
+                return -1
+        return node
+
+    def allowed_tokens(self, tokens: Sequence[int]) -> list[int]:
+        """Allowed next tokens after the generated ``tokens`` (for ``prefix_allowed_tokens_fn``)."""
+        node = self.walk(tokens)
+        return [] if node < 0 else self.allowed[node].tolist()
+
+    def items_at(self, leaf: int) -> list[int]:
+        return self.leaf_items.get(leaf, [])
+
+    def item_at(self, leaf: int) -> int:
+        """The item a finished sequence resolves to: the lowest index among same-title items."""
+        return self.leaf_items[leaf][0]
+
+    def items_of(self, tokens: Sequence[int]) -> list[int]:
+        """All items whose complete sequence (title tokens + end marker) is ``tokens``."""
+        node = self.walk(tokens)
+        return [] if node < 0 else self.items_at(node)
