@@ -19,6 +19,7 @@ _BUILTIN_MODULES = {
     "ease": "trustrec.models.classic._ease",
     "bpr_mf": "trustrec.models.classic._bpr",
     "sasrec": "trustrec.models.classic._sasrec",
+    "llm_generative": "trustrec.models.llm._generative",
 }
 
 

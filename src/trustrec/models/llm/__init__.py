@@ -52,6 +52,7 @@ from trustrec.models.llm._trie import TitleTrie
 
 __all__ = [
     "KINDS",
+    "GenerativeRecommender",
     "ContextLengthError",
     "EndpointError",
     "FolderWheelSource",
@@ -90,3 +91,12 @@ __all__ = [
     "resolve_model",
     "save_checkpoint",
 ]
+
+
+def __getattr__(name):
+    """Lazy export: ``GenerativeRecommender`` imports the model base classes only when asked for."""
+    if name == "GenerativeRecommender":
+        from trustrec.models.llm._generative import GenerativeRecommender
+
+        return GenerativeRecommender
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,490 @@
+"""``GenerativeRecommender``: a causal LM fine-tuned to write the title of the next item.
+
+Training examples: for each user's chronological training sequence ``s`` the last
+``targets_per_user`` positions ``t >= 1`` give one example each (history ``s[:t]`` -> title of
+``s[t]``); users with a single interaction give none. When there are more than
+``max_train_examples`` examples, that many are sampled without replacement with the fit seed.
+The prompt is :func:`build_prompt` (history cut to ``max_history_tokens``); the answer is the
+item's title followed by the eos token. Supervised fine-tuning uses the causal-LM cross-entropy
+on the ANSWER tokens only (labels are -100 on prompt and padding); :func:`causal_lm_loss` also
+takes optional per-token weights (for CFT-style training later) and subclasses may add terms in
+:meth:`GenerativeRecommender._extra_loss`. With ``lora`` only LoRA adapters (peft) are trained
+and saved; otherwise every weight is fine-tuned and saved.
+
+Recommending: ``decoding="constrained"`` runs :func:`constrained_beam_search` over a
+:class:`TitleTrie` of the catalog (scores are sequence log-probabilities); seen items are
+removed by over-generating (``num_beams + len(history)`` beams), and a query with candidates
+searches a trie of its candidates only. ``decoding="unconstrained"`` generates free text (beam
+search, ``num_beams`` sequences) and grounds each text to a catalog item: exact match after
+normalisation (case, whitespace), else by ``grounding``: ``"tfidf"`` (character 3-gram TF-IDF
+nearest title, cosine >= ``min_similarity``) or ``"embedding"`` (``load_text_encoder(encoder)``
+nearest title). :meth:`recommend_with_stats` also returns ``n_generated``, ``n_exact``,
+``n_near_miss`` (grounded by the fallback) and ``n_out_of_catalog`` (matched nothing).
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from trustrec._config import Config
+from trustrec.data import Dataset, QueryBatch
+from trustrec.errors import ConfigError, DataError
+from trustrec.models._base import FitOptions, Recommender, exclusion_mask
+from trustrec.models._registry import register_model
+from trustrec.models._topk import TopK
+
+__all__ = ["GenerativeConfig", "GenerativeRecommender", "LoraConfig", "causal_lm_loss", "collate_examples"]
+
+IGNORE = -100
+
+
+class LoraConfig(Config):
+    r: PositiveInt = 8
+    alpha: PositiveFloat = 16.0
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+
+class GenerativeConfig(Config):
+    model: str = "smollm2-135m-instruct"
+    template: dict[str, Any] = Field(default_factory=dict)
+    max_history_tokens: PositiveInt | None = 256
+    epochs: PositiveInt = 1
+    learning_rate: PositiveFloat = 2e-4
+    batch_size: PositiveInt = 8
+    lora: LoraConfig | None = None
+    targets_per_user: PositiveInt = 1
+    max_train_examples: PositiveInt | None = 2000
+    num_beams: PositiveInt = 10
+    decoding: Literal["constrained", "unconstrained"] = "constrained"
+    grounding: Literal["exact", "tfidf", "embedding"] = "tfidf"
+    encoder: str = "all-minilm-l6-v2"
+    min_similarity: float = Field(0.3, ge=0, le=1)
+    max_new_tokens: PositiveInt = 32
+    inference_batch_size: PositiveInt = 8
+
+    @model_validator(mode="after")
+    def _check(self):
+        from trustrec.models.llm._prompts import PromptTemplate
+
+        PromptTemplate.from_dict(self.template)  # raises ConfigError on a bad template
+        return self
+
+
+# -- training pieces (plain functions, unit-tested) ------------------------------------------------
+def collate_examples(examples, pad_id: int, weights=None):
+    """Right-padded batch from ``(prompt_ids, answer_ids)`` pairs: ``input_ids``,
+    ``attention_mask``, ``labels`` (-100 on prompt and padding) and, with ``weights`` (one
+    sequence per example, one weight per answer token), ``weights`` (0 off the answer)."""
+    import torch
+
+    length = max(len(p) + len(a) for p, a in examples)
+    n = len(examples)
+    ids = torch.full((n, length), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, length), dtype=torch.long)
+    labels = torch.full((n, length), IGNORE, dtype=torch.long)
+    w = torch.zeros((n, length), dtype=torch.float32) if weights is not None else None
+    for row, (prompt, answer) in enumerate(examples):
+        seq = list(prompt) + list(answer)
+        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, :len(seq)] = 1
+        labels[row, len(prompt):len(seq)] = torch.tensor(list(answer), dtype=torch.long)
+        if w is not None:
+            if len(weights[row]) != len(answer):
+                raise ValueError(f"collate_examples: example {row} has {len(answer)} answer tokens but "
+                                 f"{len(weights[row])} weights")
+            w[row, len(prompt):len(seq)] = torch.as_tensor(weights[row], dtype=torch.float32)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if w is not None:
+        batch["weights"] = w
+    return batch
+
+
+def causal_lm_loss(logits, labels, weights=None):
+    """Next-token cross-entropy on positions whose label is not -100 (logits at ``t`` predict the
+    label at ``t + 1``). Without ``weights``: the mean over those tokens (the standard loss).
+    With ``weights`` (same shape as ``labels``): ``sum(w * ce) / sum(w)`` over those tokens."""
+    import torch.nn.functional as F
+
+    logits = logits[:, :-1, :].float()
+    target = labels[:, 1:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE,
+                         reduction="none").view(target.shape)
+    valid = (target != IGNORE).float()
+    if weights is None:
+        return (ce * valid).sum() / valid.sum().clamp(min=1.0)
+    w = weights[:, 1:].float() * valid
+    return (ce * w).sum() / w.sum().clamp(min=1e-12)
+
+
+# -- grounding -------------------------------------------------------------------------------------
+def normalise_title(text: str) -> str:
+    text = unicodedata.normalize("NFKC", str(text)).casefold()
+    return " ".join(text.split()).strip(" .\"'")
+
+
+def _char_ngrams(text: str, n: int = 3) -> list[str]:
+    padded = f" {text} "
+    return [padded[i:i + n] for i in range(max(1, len(padded) - n + 1))]
+
+
+class _TfidfIndex:
+    """Character 3-gram TF-IDF (sublinear tf, smooth idf, l2 rows) over catalog titles."""
+
+    def __init__(self, titles: list[str]):
+        self.vocab: dict[str, int] = {}
+        rows = []
+        for t in titles:
+            counts: dict[int, int] = {}
+            for g in _char_ngrams(normalise_title(t)):
+                j = self.vocab.setdefault(g, len(self.vocab))
+                counts[j] = counts.get(j, 0) + 1
+            rows.append(counts)
+        df = np.zeros(len(self.vocab))
+        for counts in rows:
+            df[list(counts)] += 1
+        self.idf = np.log((1 + len(titles)) / (1 + df)) + 1
+        self.matrix = np.stack([self._vector(c) for c in rows]) if rows else np.zeros((0, len(self.vocab)))
+
+    def _vector(self, counts: dict[int, int]) -> np.ndarray:
+        v = np.zeros(len(self.vocab))
+        for j, c in counts.items():
+            v[j] = (1 + math.log(c)) * self.idf[j]
+        norm = np.linalg.norm(v)
+        return v / norm if norm > 0 else v
+
+    def nearest(self, text: str) -> tuple[int, float]:
+        counts: dict[int, int] = {}
+        for g in _char_ngrams(normalise_title(text)):
+            j = self.vocab.get(g)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts or not len(self.matrix):
+            return -1, 0.0
+        sims = self.matrix @ self._vector(counts)
+        best = int(np.argmax(sims))
+        return best, float(sims[best])
+
+
+class _Catalog:
+    """Just enough of a Dataset for :func:`build_prompt`: ``items`` (title + template fields)."""
+
+    def __init__(self, columns: dict[str, list]):
+        import pandas as pd
+
+        self.items = pd.DataFrame(columns)
+
+
+@register_model
+class GenerativeRecommender(Recommender):
+    """Fine-tuned causal LM that generates the next item's title (see the module docstring)."""
+
+    name = "llm_generative"
+    config_class = GenerativeConfig
+    capabilities = frozenset({"uses_history", "stochastic_training", "text"})
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _fit(self, train: Dataset, options: FitOptions) -> None:
+        import torch
+        from tqdm.auto import tqdm
+
+        c = self.config
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        torch.manual_seed(options.seed)
+        rng = options.rng()
+        fields = [f for f in self._template().item_fields if f in train.items.columns]
+        self.catalog_ = {col: [None if _missing(v) else str(v) for v in train.items[col].tolist()]
+                         for col in ["title", "item_id", *fields] if col in train.items.columns}
+        self._load_lm(options.device, options.progress)
+        examples = self._examples(train, rng)
+        if not examples:
+            raise DataError(f"{type(self).__name__}.fit: no training example (every user has a single interaction)")
+        optimizer = torch.optim.AdamW([p for p in self.lm_.parameters() if p.requires_grad], lr=c.learning_rate)
+        pad_id = self._pad_id()
+        device = next(self.lm_.parameters()).device
+        losses = []
+        bar = tqdm(range(1, c.epochs + 1), desc=type(self).__name__, disable=not options.progress, unit="epoch")
+        for _ in bar:
+            self.lm_.train()
+            total, count = 0.0, 0
+            for idx in np.array_split(rng.permutation(len(examples)), max(1, math.ceil(len(examples) / c.batch_size))):
+                batch = collate_examples([examples[i] for i in idx], pad_id)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                loss = self._training_loss(batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+            losses.append(total / count)
+            bar.set_postfix({"loss": f"{losses[-1]:.4f}"})
+        bar.close()
+        self.lm_.eval()
+        self.history_ = {"loss": losses, "n_examples": len(examples), "epochs_run": len(losses)}
+
+    def _training_loss(self, batch):
+        """Causal-LM loss on the answer tokens (weighted when the batch has ``weights``) plus
+        :meth:`_extra_loss`."""
+        out = self.lm_(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss = causal_lm_loss(out.logits, batch["labels"], batch.get("weights"))
+        extra = self._extra_loss(batch, out)
+        return loss if extra is None else loss + extra
+
+    def _extra_loss(self, batch, outputs):
+        """Hook for subclasses: an extra loss term (a scalar tensor) or None."""
+        return
+
+    def _examples(self, train: Dataset, rng: np.random.Generator) -> list[tuple[list[int], list[int]]]:
+        from trustrec.models.llm._prompts import build_prompt
+
+        c = self.config
+        pairs = []  # (history, target)
+        for seq in train.histories().rows():
+            for t in range(max(1, len(seq) - c.targets_per_user), len(seq)):
+                pairs.append((seq[:t], int(seq[t])))
+        if c.max_train_examples is not None and len(pairs) > c.max_train_examples:
+            keep = np.sort(rng.choice(len(pairs), c.max_train_examples, replace=False))
+            pairs = [pairs[i] for i in keep]
+        template, catalog = self._template(), _Catalog(self.catalog_)
+        titles = self._titles()
+        examples = []
+        for history, target in pairs:
+            q = QueryBatch.from_histories([history]).query(0)
+            prompt = build_prompt(q, catalog, template, self.tokenizer_,
+                                  max_history_tokens=c.max_history_tokens).text
+            prompt_ids = self.tokenizer_(prompt, add_special_tokens=True)["input_ids"]
+            answer = self.tokenizer_(titles[target], add_special_tokens=False)["input_ids"] \
+                + [self.tokenizer_.eos_token_id]
+            examples.append((list(prompt_ids), answer))
+        return examples
+
+    # -- model pieces -----------------------------------------------------------------------------
+    def _template(self):
+        from trustrec.models.llm._prompts import PromptTemplate
+
+        return PromptTemplate.from_dict(self.config.template)
+
+    def _titles(self) -> list[str]:
+        """Each item's answer text: its cleaned title or the template's placeholder."""
+        from trustrec.models.llm._prompts import render_item
+
+        t = self._template()
+        cols = self.catalog_
+        n = len(cols["title"]) if "title" in cols else len(next(iter(cols.values())))
+        return [render_item({k: cols[k][i] for k in cols if k in ("title", "item_id")}, (), index=i,
+                            max_chars=t.max_item_chars, missing_title=t.missing_title) for i in range(n)]
+
+    def _pad_id(self) -> int:
+        tok = self.tokenizer_
+        return int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+    def _load_lm(self, device: str = "cpu", progress: bool = False) -> None:
+        from trustrec.models.llm._loading import load_causal_lm
+        from trustrec.models.llm._trie import TitleTrie
+
+        model, tokenizer = load_causal_lm(self.config.model, device=device, progress=progress)
+        if self.config.lora is not None:
+            from peft import LoraConfig as PeftLoraConfig
+            from peft import get_peft_model
+
+            lc = self.config.lora
+            model = get_peft_model(model, PeftLoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                                         target_modules=list(lc.target_modules),
+                                                         task_type="CAUSAL_LM"))
+        model.eval()
+        self.lm_, self.tokenizer_ = model, tokenizer
+        self.trie_ = TitleTrie(self._titles(), tokenizer)
+
+    # -- recommending -------------------------------------------------------------------------------
+    def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
+        return self.recommend_with_stats(queries, k, exclude_seen=exclude_seen)[0]
+
+    def recommend_with_stats(self, queries: QueryBatch, k: int = 10, *,
+                             exclude_seen: bool = True) -> tuple[TopK, dict[str, int]]:
+        """:meth:`recommend` and counts of the decoding: ``n_generated``, ``n_exact``,
+        ``n_near_miss``, ``n_out_of_catalog`` (all 0 but ``n_generated`` when constrained)."""
+        if k < 0:
+            raise ConfigError(f"{type(self).__name__}.recommend: k must be >= 0, got {k}")
+        queries = self._prepare(queries)
+        k = min(k, self.n_items_)
+        mask = exclusion_mask(queries, self.n_items_, exclude_seen)
+        from trustrec.models.llm._prompts import build_prompts
+
+        prompts = [p.text for p in build_prompts(queries, _Catalog(self.catalog_), self._template(),
+                                                 self.tokenizer_, max_history_tokens=self.config.max_history_tokens)]
+        items = np.full((len(queries), k), -1, dtype=np.int64)
+        scores = np.full((len(queries), k), -np.inf)
+        stats = {"n_generated": 0, "n_exact": 0, "n_near_miss": 0, "n_out_of_catalog": 0}
+        if k == 0 or not len(queries):
+            return TopK(items, scores), stats
+        if self.config.decoding == "constrained":
+            ranked = self._constrained(queries, prompts, k, mask, stats)
+        else:
+            ranked = self._unconstrained(prompts, k, stats)
+        for i, pairs in enumerate(ranked):
+            kept, seen = [], set()
+            for item, score in pairs:
+                if item in seen or (mask is not None and mask[i, item]):
+                    continue
+                seen.add(item)
+                kept.append((item, score))
+                if len(kept) == k:
+                    break
+            for j, (item, score) in enumerate(kept):
+                items[i, j], scores[i, j] = item, score
+        return TopK(items, scores), stats
+
+    def _constrained(self, queries, prompts, k, mask, stats):
+        from trustrec.models.llm._trie import TitleTrie
+
+        titles = self._titles()
+        ranked: list[list[tuple[int, float]]] = [[] for _ in prompts]
+        groups: dict[int, list[int]] = {}
+        for i in range(len(prompts)):
+            if queries.candidates is not None:
+                allowed = set(int(x) for x in queries.candidates.row(i))
+                trie = TitleTrie([t if j in allowed else "" for j, t in enumerate(titles)], self.tokenizer_)
+                n_excl = int(mask[i].sum() - (self.n_items_ - len(allowed))) if mask is not None else 0
+                beams = min(trie.n_sequences, max(self.config.num_beams, k) + max(0, n_excl))
+                if beams:
+                    ranked[i] = self._search([prompts[i]], trie, beams)[0]
+            else:
+                n_excl = int(mask[i].sum()) if mask is not None else 0
+                beams = min(self.trie_.n_sequences, max(self.config.num_beams, k) + n_excl)
+                groups.setdefault(beams, []).append(i)
+        for beams, rows in groups.items():
+            if beams:
+                for i, res in zip(rows, self._search([prompts[i] for i in rows], self.trie_, beams)):
+                    ranked[i] = res
+        stats["n_generated"] = sum(len(r) for r in ranked)
+        return ranked
+
+    def _search(self, prompts, trie, beams):
+        from trustrec.models.llm._constrained import constrained_beam_search
+
+        return constrained_beam_search(self.lm_, self.tokenizer_, prompts, trie, num_beams=beams, top_k=beams,
+                                       batch_size=self.config.inference_batch_size)
+
+    def _unconstrained(self, prompts, k, stats):
+        import torch
+
+        tok = self.tokenizer_
+        beams = max(self.config.num_beams, k)
+        texts: list[list[tuple[str, float]]] = []
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            for start in range(0, len(prompts), self.config.inference_batch_size):
+                chunk = prompts[start:start + self.config.inference_batch_size]
+                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True)
+                enc = {key: v.to(next(self.lm_.parameters()).device) for key, v in enc.items()}
+                with torch.inference_mode():
+                    out = self.lm_.generate(**enc, num_beams=beams, num_return_sequences=beams, do_sample=False,
+                                            max_new_tokens=self.config.max_new_tokens, length_penalty=0.0,
+                                            early_stopping="never", output_scores=True,
+                                            return_dict_in_generate=True, pad_token_id=self._pad_id(),
+                                            eos_token_id=tok.eos_token_id)
+                new = out.sequences[:, enc["input_ids"].shape[1]:]
+                decoded = tok.batch_decode(new, skip_special_tokens=True)
+                seq_scores = out.sequences_scores.float().cpu().numpy()
+                for b in range(len(chunk)):
+                    texts.append([(decoded[b * beams + j], float(seq_scores[b * beams + j])) for j in range(beams)])
+        finally:
+            tok.padding_side = old_side
+        ground = self._grounder()
+        ranked = []
+        for row in texts:
+            pairs = []
+            for text, score in row:
+                stats["n_generated"] += 1
+                item, how = ground(text)
+                stats[{"exact": "n_exact", "near": "n_near_miss", "none": "n_out_of_catalog"}[how]] += 1
+                if item >= 0:
+                    pairs.append((item, score))
+            pairs.sort(key=lambda p: -p[1])
+            ranked.append(pairs)
+        return ranked
+
+    def _grounder(self):
+        titles = self._titles()
+        exact: dict[str, int] = {}
+        for i, t in enumerate(titles):
+            exact.setdefault(normalise_title(t), i)
+        c = self.config
+        if c.grounding == "tfidf":
+            index = _TfidfIndex(titles)
+            fallback = index.nearest
+        elif c.grounding == "embedding":
+            from trustrec.models.llm._loading import load_text_encoder
+
+            encoder = load_text_encoder(c.encoder)
+            emb = np.asarray(encoder.encode(titles), dtype=np.float64)
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+            def fallback(text):
+                v = np.asarray(encoder.encode([text]), dtype=np.float64)[0]
+                sims = emb @ (v / max(np.linalg.norm(v), 1e-12))
+                best = int(np.argmax(sims))
+                return best, float(sims[best])
+        else:
+            fallback = None
+
+        def ground(text: str) -> tuple[int, str]:
+            key = normalise_title(text)
+            if key in exact:
+                return exact[key], "exact"
+            if fallback is not None and key:
+                item, sim = fallback(text)
+                if item >= 0 and sim >= c.min_similarity:
+                    return item, "near"
+            return -1, "none"
+
+        return ground
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def _state(self):
+        arrays, values = {}, {}
+        for key, value in vars(self).items():
+            if not key.endswith("_") or key in ("lm_", "tokenizer_", "trie_"):
+                continue
+            values[key] = value
+        if hasattr(self, "lm_"):
+            if self.config.lora is not None:
+                from peft import get_peft_model_state_dict
+
+                state = get_peft_model_state_dict(self.lm_)
+            else:
+                state = self.lm_.state_dict()
+            for name, tensor in state.items():
+                arrays[f"lm_/{name}"] = tensor.detach().cpu().numpy().copy()
+        return arrays, values
+
+    def _restore(self, arrays, values) -> None:
+        import torch
+
+        for key, value in values.items():
+            setattr(self, key, value)
+        self._load_lm()
+        state = {k[len("lm_/"):]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("lm_/")}
+        if self.config.lora is not None:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.lm_, state)
+        else:
+            self.lm_.load_state_dict(state, strict=False)
+        self.lm_.eval()
+
+
+def _missing(value) -> bool:
+    try:
+        import pandas as pd
+
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
