@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -982,11 +981,9 @@ def test_bigrec_layout_errors(bigrec, tmp_path):
 
 # == Real shared data ==============================================================================
 @pytest.fixture
-def data_dir() -> Path:
-    root = os.environ.get("TRUSTREC_DATA")
-    if not root:
-        pytest.skip("TRUSTREC_DATA is not set: real-data tests need the shared datasets directory")
-    return Path(root)
+def data_dir(shared_data) -> Path:
+    """The shared real-data folder (the conftest's ``shared_data`` skips with a reason if unset)."""
+    return shared_data
 
 
 @pytest.mark.realdata
