@@ -10,7 +10,6 @@ file is there and verified, so the cache never holds a half-written dataset.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from trustrec._cache import atomic_directory, atomic_write_text, cache_dir
+from trustrec._registry import NamedRegistry
 from trustrec.data._dataset import Dataset
 from trustrec.data._detect import load_path
 from trustrec.data._sources import FilesSource, UrlSource, WheelSource
@@ -154,33 +154,22 @@ def _recbole_zoo() -> dict[str, str]:
     return {name: spec["base"] + rel for name, rel in spec["datasets"].items()}
 
 
-_REGISTRY: dict[str, DatasetEntry] = {}
+_DATASETS: NamedRegistry[DatasetEntry] = NamedRegistry(
+    "dataset", lambda: _builtin_entries(), DatasetNotFoundError,
+    "`trustrec data list` shows the registered names; a path to a file or folder also works.",
+)
 
 
 def registry() -> dict[str, DatasetEntry]:
-    if not _REGISTRY:
-        for entry in _builtin_entries():
-            _REGISTRY[entry.name] = entry
-    return _REGISTRY
+    return _DATASETS.all()
 
 
 def register_dataset(entry: DatasetEntry, *, overwrite: bool = False) -> None:
-    reg = registry()
-    if entry.name in reg and not overwrite:
-        raise TrustrecError(f"dataset {entry.name!r} is already registered; pass overwrite=True")
-    reg[entry.name] = entry
+    _DATASETS.add(entry, overwrite=overwrite)
 
 
 def _entry(name: str) -> DatasetEntry:
-    reg = registry()
-    if name not in reg:
-        close = difflib.get_close_matches(name, list(reg), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise DatasetNotFoundError(
-            f"unknown dataset {name!r}.{hint} `trustrec data list` shows the registered names; "
-            "a path to a file or folder also works."
-        )
-    return reg[name]
+    return _DATASETS.get(name)
 
 
 def _data_dirs(data_dir) -> list[Path]:

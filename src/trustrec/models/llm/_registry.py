@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from trustrec._cache import atomic_directory, atomic_write_text, cache_dir
+from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError, DownloadError, ModelNotFoundError, TrustrecError
 from trustrec.models.llm._convert import TINY_SMOLLM2_CONFIG
 from trustrec.models.llm._sources import (
@@ -105,34 +105,23 @@ def _builtin_entries() -> list[LLMEntry]:
     ]
 
 
-_REGISTRY: dict[str, LLMEntry] = {}
+_MODELS: NamedRegistry[LLMEntry] = NamedRegistry(
+    "model", lambda: _builtin_entries(), ModelNotFoundError,
+    "A path to a checkpoint folder also works (`trustrec models list` shows them).",
+)
 
 
 def llm_registry() -> dict[str, LLMEntry]:
     """Every registered model by name (the built-in ones first)."""
-    if not _REGISTRY:
-        for entry in _builtin_entries():
-            _REGISTRY[entry.name] = entry
-    return _REGISTRY
+    return _MODELS.all()
 
 
 def register_llm(entry: LLMEntry, *, overwrite: bool = False) -> None:
-    reg = llm_registry()
-    if entry.name in reg and not overwrite:
-        raise ConfigError(f"model {entry.name!r} is already registered; pass overwrite=True to replace it")
-    reg[entry.name] = entry
+    _MODELS.add(entry, overwrite=overwrite)
 
 
 def llm_entry(name: str) -> LLMEntry:
-    reg = llm_registry()
-    if name not in reg:
-        close = difflib.get_close_matches(name, list(reg), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ModelNotFoundError(
-            f"unknown model {name!r}.{hint} Registered models: {', '.join(reg)}. "
-            "A path to a checkpoint folder also works (`trustrec models list` shows them)."
-        )
-    return reg[name]
+    return _MODELS.get(name)
 
 
 def model_cache_folder(name: str) -> Path:
