@@ -158,3 +158,23 @@ def test_sampling_is_seeded_and_stop_strings(backend):
 def test_chat_template(backend):
     text = backend.apply_chat_template([{"role": "user", "content": "Recommend {a} movie"}])
     assert "Recommend {a} movie" in text and text.rstrip().endswith("assistant")
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_prefix_cache_equals_full_reads(tiny_checkpoint, backend, batch_size):
+    """One prompt run once with its KV cache copied per batch == every pair read in full, also
+    when a prompt's continuations span several batches and differ in length."""
+    prompts = [PROMPTS[2], PROMPTS[0], PROMPTS[2]]
+    conts = [[" Fargo", " Heat", " The Lord of the Rings: The Return of the King (2003)", " a", " ü"],
+             [" Casino"], [" x y z", " Fargo"]]
+    scores = {}
+    for cached in (True, False):
+        b = LocalBackend(str(tiny_checkpoint), batch_size=batch_size, prefix_cache=cached)
+        b._model, b._tokenizer = backend.model, backend.tokenizer
+        scores[cached] = b.score_continuations_detailed(prompts, conts)
+    for a, b in zip(scores[True][0], scores[False][0]):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    for a, b in zip(scores[True][1], scores[False][1]):
+        np.testing.assert_array_equal(a, b)
+    ref, _ = _reference_logprob(backend, prompts[0], conts[0][2])
+    assert scores[True][0][0][2] == pytest.approx(ref, abs=1e-4)
