@@ -20,6 +20,7 @@ _BUILTIN_MODULES = {
     "bpr_mf": "trustrec.models.classic._bpr",
     "sasrec": "trustrec.models.classic._sasrec",
     "llm_generative": "trustrec.models.llm._generative",
+    "llm_ranker": "trustrec.models.llm._ranker",
 }
 
 

@@ -1,16 +1,12 @@
 """OpenAIBackend against a real local server process (tests/models/llm/llm_test_server.py under uvicorn)."""
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from trustrec.errors import ConfigError, TrustrecError
+from tests.models.llm.conftest import free_port
 from trustrec.models.llm import EndpointError, LLMBackend, LocalBackend, OpenAIBackend
 
 pytest.importorskip("torch")
@@ -18,50 +14,14 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-HERE = Path(__file__).resolve().parent
 MODEL = "tiny-smollm2-random"
 PROMPTS = ["The user watched Heat, Alien and", "Hi", "A much longer prompt about movies: Toy Story (1995)," * 3]
 CONTS = [[" Casino", " Toy Story (1995)", " a"], [" there", " friend of mine"], [" Fargo", " the end"]]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint, tmp_path_factory):
-    """Start the test server as a real uvicorn process on a free port; yields its base URL."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("llm-server") / "server.log"
-    env = {**os.environ, "TRUSTREC_TEST_SERVER_MODEL": str(tiny_checkpoint), "HF_HUB_OFFLINE": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "llm_test_server:app",
-                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"test server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"test server not ready after 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def server(llm_server):
+    return llm_server
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +115,7 @@ def test_timeout_names_the_url(server):
 
 
 def test_down_endpoint_fails_fast():
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     start = time.monotonic()
     with _http(url, max_retries=2) as b, pytest.raises(EndpointError, match="server is running") as info:
         b.generate(["Hi"], 2)

@@ -132,6 +132,18 @@ class LLMBackend(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} has no chat template")
 
 
+def _sum_logprobs(logits, ids, rows: np.ndarray, cols: np.ndarray, n_rows: int, offset: int = 0) -> np.ndarray:
+    """Per row, the summed log-probability of tokens ``ids[rows, cols]`` under the logits one
+    position earlier (``logits`` start at position ``offset``); the softmax runs over those
+    positions only, not the whole batch."""
+    import torch
+
+    r = torch.from_numpy(rows).to(ids.device)
+    c = torch.from_numpy(cols).to(ids.device)
+    lp = torch.log_softmax(logits[r, c - 1 - offset].float(), dim=-1).gather(-1, ids[r, c].unsqueeze(-1)).squeeze(-1)
+    return np.bincount(rows, weights=lp.double().cpu().numpy(), minlength=n_rows)
+
+
 def _cut_at_stop(text: str, stop: list[str]) -> str:
     cut = len(text)
     for s in stop:
@@ -147,7 +159,8 @@ class LocalBackendConfig(Config):
 
     ``max_length``: context window in tokens (default: the model's ``max_position_embeddings``).
     ``truncation``: what to do when a prompt does not fit: ``"left"`` drops the prompt's oldest
-    (leftmost) tokens, ``"error"`` raises :class:`ContextLengthError`. A continuation is never
+    (leftmost) tokens (when scoring, as many as its longest continuation needs, so all its
+    continuations are scored on the same context), ``"error"`` raises :class:`ContextLengthError`. A continuation is never
     truncated: one longer than ``max_length - 1`` tokens always raises.
     ``prefix_cache``: when one prompt has several continuations (an LLM ranker scoring its
     candidates), run the prompt once and score its continuations in batches on copies of its KV
@@ -263,20 +276,24 @@ class LocalBackend(LLMBackend):
         unique_prompts = list(dict.fromkeys(prompts))
         prompt_ids = dict(zip(unique_prompts, self._encode(unique_prompts)))
         cont_ids = self._encode(continuations)
-        contexts = []
+        longest: dict[str, int] = {}
         for k, (p, c) in enumerate(zip(prompts, cont_ids)):
             if len(c) + 1 > limit:
                 raise ContextLengthError(
                     f"LocalBackend.score_continuations: continuation {continuations[k][:60]!r} has {len(c)} "
                     f"tokens; with at least one prompt token it does not fit max_length={limit}")
-            ctx = self._context_ids(prompt_ids[p])
-            if len(ctx) + len(c) > limit:
+            longest[p] = max(longest.get(p, 0), len(c))
+        for p, ids in prompt_ids.items():
+            ctx = self._context_ids(ids)
+            if len(ctx) + longest[p] > limit:  # one cut per prompt: its continuations share the context
                 if self.config.truncation == "error":
                     raise ContextLengthError(
                         f"LocalBackend.score_continuations: prompt ({len(ctx)} tokens) + continuation "
-                        f"({len(c)} tokens) exceed max_length={limit}; shorten the prompt or use truncation='left'")
-                ctx = ctx[len(ctx) + len(c) - limit:]
-            contexts.append(ctx)
+                        f"({longest[p]} tokens) exceed max_length={limit}; shorten the prompt or use "
+                        "truncation='left'")
+                ctx = ctx[len(ctx) + longest[p] - limit:]
+            prompt_ids[p] = ctx
+        contexts = [prompt_ids[p] for p in prompts]
         out = np.zeros(len(prompts), dtype=np.float64)
         groups: dict[tuple[int, ...], list[int]] = {}
         for k, ctx in enumerate(contexts):
@@ -308,12 +325,14 @@ class LocalBackend(LLMBackend):
                 for r, i in enumerate(idx):  # right padding: real tokens keep positions 0..len-1
                     ids[r, :len(seqs[i])] = torch.tensor(seqs[i])
                     mask[r, :len(seqs[i])] = 1
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
-                logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                token_lp = logprobs.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
-                for r, i in enumerate(idx):
-                    end = len(seqs[i]) - 1  # logprob of token t sits at t - 1
-                    out[i] = float(token_lp[r, end - n_cont[i]:end].double().sum())
+                # token t is predicted at t - 1; only continuation tokens are scored, so the LM head
+                # runs on the positions from the earliest continuation start on
+                rows = np.repeat(np.arange(len(idx)), [n_cont[i] for i in idx])
+                cols = np.concatenate([np.arange(len(seqs[i]) - n_cont[i], len(seqs[i])) for i in idx])
+                first = int(cols.min()) - 1
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
+                               logits_to_keep=width - first).logits
+                out[idx] = _sum_logprobs(logits, ids.to(device), rows, cols, len(idx), offset=first)
         return out
 
     def _score_shared_prefix(self, context: list[int], conts: list[list[int]]) -> np.ndarray:
@@ -329,7 +348,7 @@ class LocalBackend(LLMBackend):
         out = np.zeros(len(conts), dtype=np.float64)
         order = np.argsort([-len(c) for c in conts], kind="stable")
         with torch.inference_mode():
-            first = model(input_ids=torch.tensor([context], device=device), use_cache=True)
+            first = model(input_ids=torch.tensor([context], device=device), use_cache=True, logits_to_keep=1)
             prompt_cache = first.past_key_values
             first_lp = torch.log_softmax(first.logits[0, -1].float(), dim=-1).cpu()
             del first
@@ -349,216 +368,11 @@ class LocalBackend(LLMBackend):
                                position_ids=positions.to(device), past_key_values=cache, use_cache=True).logits
                 del cache
                 # token 0 is predicted by the context's last position, token t by continuation t - 1
-                logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                token_lp = logprobs.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
-                for r, i in enumerate(idx):
-                    n = len(conts[i])
-                    out[i] = float(first_lp[conts[i][0]]) + float(token_lp[r, :n - 1].double().sum())
+                rows = np.repeat(np.arange(len(idx)), [len(conts[i]) - 1 for i in idx])
+                cols = np.concatenate([np.arange(1, len(conts[i])) for i in idx])
+                first = first_lp[[conts[i][0] for i in idx]].double().numpy()
+                out[idx] = first + _sum_logprobs(logits, ids.to(device), rows, cols, len(idx))
         return out
-
-    # -- generation ------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, *, temperature: float = 0.0,
-                 top_p: float = 1.0, seed: int = 0, stop: Sequence[str] | None = None) -> list[str]:
-        """Generate a completion of each prompt (the new text only, without the prompt).
-
-        Greedy when ``temperature == 0``; otherwise sampling with ``temperature`` and nucleus
-        ``top_p``, reproducible for the same ``seed``, prompts and batch size. A completion is cut
-        before the first occurrence of any string in ``stop``.
-        """
-        owner = f"{type(self).__name__}.generate"
-        prompts = _check_strings(prompts, "prompts", owner)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
-            raise ConfigError(f"{owner}: max_new_tokens must be a positive integer; got {max_new_tokens!r}")
-        if not temperature >= 0:
-            raise ConfigError(f"{owner}: temperature must be >= 0; got {temperature!r}")
-        if not 0 < top_p <= 1:
-            raise ConfigError(f"{owner}: top_p must be in (0, 1]; got {top_p!r}")
-        stop = [] if stop is None else _check_strings(stop, "stop", owner)
-        stop = [s for s in stop if s]
-        if not prompts:
-            return []
-        texts = self._generate(prompts, int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
-                               seed=int(seed))
-        return [_cut_at_stop(t, stop) for t in texts]
-
-    @abc.abstractmethod
-    def _generate(self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float,
-                  seed: int) -> list[str]:
-        """Completions of non-empty ``prompts`` (stop strings are applied by the caller)."""
-
-    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *,
-                            add_generation_prompt: bool = True) -> str:
-        """The prompt string for chat ``messages`` (``[{"role": ..., "content": ...}, ...]``)."""
-        raise NotImplementedError(f"{type(self).__name__} has no chat template")
-
-
-def _cut_at_stop(text: str, stop: list[str]) -> str:
-    cut = len(text)
-    for s in stop:
-        at = text.find(s)
-        if 0 <= at < cut:
-            cut = at
-    return text[:cut]
-
-
-# -- local transformers backend ---------------------------------------------------------------
-class LocalBackendConfig(Config):
-    """Settings of :class:`LocalBackend`.
-
-    ``max_length``: context window in tokens (default: the model's ``max_position_embeddings``).
-    ``truncation``: what to do when a prompt does not fit: ``"left"`` drops the prompt's oldest
-    (leftmost) tokens, ``"error"`` raises :class:`ContextLengthError`. A continuation is never
-    truncated: one longer than ``max_length - 1`` tokens always raises.
-    ``prefix_cache``: when one prompt has several continuations (an LLM ranker scoring its
-    candidates), run the prompt once and score its continuations in batches on copies of its KV
-    cache, instead of re-reading the prompt for every continuation. Same log-probabilities (up
-    to float rounding); much faster when prompts are long and continuations short.
-    """
-
-    model_name_or_path: str
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    device: str = "cpu"
-    batch_size: PositiveInt = 8
-    max_length: PositiveInt | None = None
-    truncation: Literal["left", "error"] = "left"
-    prefix_cache: bool = True
-
-
-class LocalBackend(LLMBackend):
-    """A local transformers causal LM (loaded with :func:`trustrec.models.llm.load_causal_lm`).
-
-    The model is loaded on first use. Scoring runs one forward pass per batch of ``batch_size``
-    (prompt, continuation) pairs, right-padded with attention masks (pairs sorted by length, so
-    little padding); generation left-pads prompts and uses the KV cache. Prompt and continuation
-    are tokenized separately and concatenated (no special tokens added), so the continuation's
-    tokens are exactly ``tokenizer(continuation)``; an empty prompt is replaced by the
-    tokenizer's BOS token (EOS if it has none), so the first continuation token has a context.
-
-    >>> backend = LocalBackend("tiny-smollm2-random", batch_size=16)  # doctest: +SKIP
-    >>> backend.score_continuations(["I like"], [[" cats", " dogs"]])  # doctest: +SKIP
-    """
-
-    config: LocalBackendConfig
-
-    def __init__(self, model_name_or_path: str | os.PathLike | None = None, *,
-                 config: LocalBackendConfig | Mapping | None = None, **kwargs):
-        if config is not None and (model_name_or_path is not None or kwargs):
-            raise ConfigError("LocalBackend: pass either config or keyword arguments, not both")
-        if config is None:
-            if model_name_or_path is None:
-                raise ConfigError("LocalBackend: model_name_or_path is required (a registered name, "
-                                  "see `trustrec models list`, or a checkpoint folder)")
-            config = {"model_name_or_path": os.fspath(model_name_or_path), **kwargs}
-        self.config = validate_config(LocalBackendConfig, config, "LocalBackend")
-        self._model = None
-        self._tokenizer = None
-
-    def __repr__(self) -> str:
-        return f"LocalBackend({self.config.model_dump_json()})"
-
-    # -- lazy loading ------------------------------------------------------------------------
-    def _load(self) -> None:
-        if self._model is None:
-            from trustrec.models.llm._loading import load_causal_lm
-
-            model, tokenizer = load_causal_lm(self.config.model_name_or_path, dtype=self.config.dtype,
-                                              device=self.config.device)
-            self._model, self._tokenizer = model, tokenizer
-
-    @property
-    def model(self):
-        self._load()
-        return self._model
-
-    @property
-    def tokenizer(self):
-        self._load()
-        return self._tokenizer
-
-    @property
-    def is_loaded(self) -> bool:
-        return self._model is not None
-
-    @property
-    def max_length(self) -> int:
-        if self.config.max_length is not None:
-            return self.config.max_length
-        n = getattr(self.model.config, "max_position_embeddings", None)
-        return int(n) if n else 2048
-
-    @property
-    def pad_token_id(self) -> int:
-        tok = self.tokenizer
-        for candidate in (tok.pad_token_id, tok.eos_token_id, 0):
-            if candidate is not None:
-                return int(candidate)
-        return 0  # pragma: no cover
-
-    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *,
-                            add_generation_prompt: bool = True) -> str:
-        tok = self.tokenizer
-        if not getattr(tok, "chat_template", None):
-            raise ConfigError(f"LocalBackend: the tokenizer of {self.config.model_name_or_path!r} has no chat "
-                              "template; build the prompt as plain text instead")
-        return tok.apply_chat_template([dict(m) for m in messages], tokenize=False,
-                                       add_generation_prompt=add_generation_prompt)
-
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-    def _context_ids(self, ids: list[int]) -> list[int]:
-        if ids:
-            return ids
-        tok = self.tokenizer
-        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        if start is None:
-            raise ConfigError("LocalBackend: an empty prompt needs a BOS or EOS token, and the tokenizer has neither")
-        return [int(start)]
-
-    # -- scoring -----------------------------------------------------------------------------
-    def _score_pairs(self, prompts: list[str], continuations: list[str]):
-        import torch
-
-        limit = self.max_length
-        unique_prompts = list(dict.fromkeys(prompts))
-        prompt_ids = dict(zip(unique_prompts, self._encode(unique_prompts)))
-        cont_ids = self._encode(continuations)
-        seqs, n_cont = [], []
-        for k, (p, c) in enumerate(zip(prompts, cont_ids)):
-            if len(c) + 1 > limit:
-                raise ContextLengthError(
-                    f"LocalBackend.score_continuations: continuation {continuations[k][:60]!r} has {len(c)} "
-                    f"tokens; with at least one prompt token it does not fit max_length={limit}")
-            ctx = self._context_ids(prompt_ids[p])
-            if len(ctx) + len(c) > limit:
-                if self.config.truncation == "error":
-                    raise ContextLengthError(
-                        f"LocalBackend.score_continuations: prompt ({len(ctx)} tokens) + continuation "
-                        f"({len(c)} tokens) exceed max_length={limit}; shorten the prompt or use truncation='left'")
-                ctx = ctx[len(ctx) + len(c) - limit:]
-            seqs.append(ctx + c)
-            n_cont.append(len(c))
-        order = np.argsort([-len(s) for s in seqs], kind="stable")
-        out = np.zeros(len(seqs), dtype=np.float64)
-        model, device, pad = self.model, self.config.device, self.pad_token_id
-        with torch.inference_mode():
-            for start in range(0, len(order), self.config.batch_size):
-                idx = order[start:start + self.config.batch_size]
-                width = max(len(seqs[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, i in enumerate(idx):  # right padding: real tokens keep positions 0..len-1
-                    ids[r, :len(seqs[i])] = torch.tensor(seqs[i])
-                    mask[r, :len(seqs[i])] = 1
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
-                logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                token_lp = logprobs.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
-                for r, i in enumerate(idx):
-                    end = len(seqs[i]) - 1  # logprob of token t sits at t - 1
-                    out[i] = float(token_lp[r, end - n_cont[i]:end].double().sum())
-        return out, n_cont
 
     # -- generation --------------------------------------------------------------------------
     def _generate(self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float,

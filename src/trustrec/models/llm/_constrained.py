@@ -77,7 +77,8 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
     end_id = trie.end_id
     n = n_prompts * nb
     with torch.inference_mode():
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
         cache = out.past_key_values
         logits = out.logits[:, -1, :].float().repeat_interleave(nb, dim=0)
         del out

@@ -37,6 +37,7 @@ from trustrec.errors import ConfigError, DataError
 from trustrec.models._base import FitOptions, Recommender, exclusion_mask
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
+from trustrec.models.llm._prompts import PromptCatalog
 
 __all__ = ["GenerativeConfig", "GenerativeRecommender", "LoraConfig", "causal_lm_loss", "collate_examples"]
 
@@ -171,15 +172,6 @@ class _TfidfIndex:
         return best, float(sims[best])
 
 
-class _Catalog:
-    """Just enough of a Dataset for :func:`build_prompt`: ``items`` (title + template fields)."""
-
-    def __init__(self, columns: dict[str, list]):
-        import pandas as pd
-
-        self.items = pd.DataFrame(columns)
-
-
 @register_model
 class GenerativeRecommender(Recommender):
     """Fine-tuned causal LM that generates the next item's title (see the module docstring)."""
@@ -198,9 +190,7 @@ class GenerativeRecommender(Recommender):
             torch.set_num_threads(options.threads)
         torch.manual_seed(options.seed)
         rng = options.rng()
-        fields = [f for f in self._template().item_fields if f in train.items.columns]
-        self.catalog_ = {col: [None if _missing(v) else str(v) for v in train.items[col].tolist()]
-                         for col in ["title", "item_id", *fields] if col in train.items.columns}
+        self.catalog_ = PromptCatalog.from_items(train.items, self._template().item_fields).columns
         self._load_lm(options.device, options.progress)
         examples = self._examples(train, rng)
         if not examples:
@@ -251,7 +241,7 @@ class GenerativeRecommender(Recommender):
         if c.max_train_examples is not None and len(pairs) > c.max_train_examples:
             keep = np.sort(rng.choice(len(pairs), c.max_train_examples, replace=False))
             pairs = [pairs[i] for i in keep]
-        template, catalog = self._template(), _Catalog(self.catalog_)
+        template, catalog = self._template(), PromptCatalog(self.catalog_)
         titles = self._titles()
         examples = []
         for history, target in pairs:
@@ -316,7 +306,7 @@ class GenerativeRecommender(Recommender):
         mask = exclusion_mask(queries, self.n_items_, exclude_seen)
         from trustrec.models.llm._prompts import build_prompts
 
-        prompts = [p.text for p in build_prompts(queries, _Catalog(self.catalog_), self._template(),
+        prompts = [p.text for p in build_prompts(queries, PromptCatalog(self.catalog_), self._template(),
                                                  self.tokenizer_, max_history_tokens=self.config.max_history_tokens)]
         items = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.full((len(queries), k), -np.inf)
@@ -479,12 +469,3 @@ class GenerativeRecommender(Recommender):
         else:
             self.lm_.load_state_dict(state, strict=False)
         self.lm_.eval()
-
-
-def _missing(value) -> bool:
-    try:
-        import pandas as pd
-
-        return value is None or bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False

@@ -10,8 +10,12 @@ instructions") stays data inside its item line; the tokenizer's special-token st
 
 Slots of each field:
 
-- ``system``: none. ``user``: ``{history}``, ``{profile}``, ``{request}``, ``{n_items}``.
+- ``system``: none. ``user``: ``{history}``, ``{profile}``, ``{request}``, ``{n_items}``,
+  ``{candidates}`` (the candidate list, for rankers), ``{examples}`` (in-context examples block).
 - ``profile`` (used only when the query has attributes): ``{attributes}``.
+- ``candidate_line``: ``{position}`` (1 = first listed), ``{item}``, ``{index}``.
+- ``example_block`` (used only when examples are given): ``{examples}`` (the example lines).
+- ``example_line``: ``{history}`` (items joined by ``example_item_separator``), ``{item}``.
 - ``request`` (used only when the query has free text): ``{text}``.
 - ``item_line``: ``{position}`` (1 = oldest kept item), ``{item}`` (the text from
   :func:`render_item`), ``{index}`` (item index).
@@ -33,14 +37,17 @@ from pydantic import PositiveInt, model_validator
 from trustrec._config import Config, validate_config
 from trustrec.errors import ConfigError
 
-__all__ = ["PromptResult", "PromptTemplate", "build_prompt", "build_prompts", "clean_text", "fill_template",
-           "render_item"]
+__all__ = ["PromptCatalog", "PromptResult", "PromptTemplate", "build_prompt", "build_prompts", "clean_text",
+           "fill_template", "render_item"]
 
 _SLOT = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
 _BIDI = {*(chr(c) for c in range(0x202A, 0x202F)), *(chr(c) for c in range(0x2066, 0x206A))}
 _SLOTS = {
     "system": set(),
-    "user": {"history", "profile", "request", "n_items"},
+    "user": {"history", "profile", "request", "n_items", "candidates", "examples"},
+    "candidate_line": {"position", "item", "index"},
+    "example_block": {"examples"},
+    "example_line": {"history", "item"},
     "profile": {"attributes"},
     "request": {"text"},
     "item_line": {"position", "item", "index"},
@@ -99,6 +106,10 @@ class PromptTemplate(Config):
     history_separator: str = "\n"
     empty_history: str = "(no items yet)"
     attribute: str = "{key}: {value}"
+    candidate_line: str = "- {item}"
+    example_block: str = "Earlier choices of this user:\n{examples}\n"
+    example_line: str = "after {history} -> {item}"
+    example_item_separator: str = ", "
     attribute_separator: str = "; "
     attribute_keys: tuple[str, ...] | None = None
     item_fields: tuple[str, ...] = ()
@@ -191,6 +202,33 @@ def render_item(item_row: Mapping[str, Any], fields: Sequence[str] = (), *, inde
     return clean_text(text, max_chars)
 
 
+class PromptCatalog:
+    """The item text prompts need (title, item_id and template fields), held as plain lists so an
+    LLM recommender keeps it as JSON-able fitted state (``columns``) and rebuilds ``items`` from it."""
+
+    def __init__(self, columns: Mapping[str, Sequence[str | None]]):
+        import pandas as pd
+
+        self.columns = {k: list(v) for k, v in columns.items()}
+        self.items = pd.DataFrame(self.columns)
+
+    @classmethod
+    def from_items(cls, items, fields: Sequence[str] = ()) -> PromptCatalog:
+        """From a ``Dataset.items`` table: its title, item_id and the given fields (those present)."""
+        wanted = ["title", "item_id", *[f for f in fields if f not in ("title", "item_id")]]
+        return cls({col: [None if _is_missing(v) else str(v) for v in items[col].tolist()]
+                    for col in wanted if col in items.columns})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def texts(self, template: PromptTemplate, *, remove: Sequence[str] = ()) -> list[str]:
+        """Every item as :func:`render_item` shows it under ``template``."""
+        return [render_item(self.items.iloc[i], template.item_fields, index=i, max_chars=template.max_item_chars,
+                            missing_title=template.missing_title, field_separator=template.field_separator,
+                            remove=remove) for i in range(len(self.items))]
+
+
 @dataclass(frozen=True)
 class PromptResult:
     """A built prompt: ``text`` (final string) and ``n_history`` (history items kept, the most
@@ -215,14 +253,17 @@ def _count_tokens(tokenizer, text: str) -> int:
 
 
 def build_prompt(query, dataset, template: PromptTemplate | Mapping | None = None, tokenizer=None, *,
-                 max_history_tokens: int | None = None) -> PromptResult:
+                 max_history_tokens: int | None = None, candidates: Sequence[int] | None = None,
+                 examples: Sequence[tuple[Sequence[int], int]] = ()) -> PromptResult:
     """The prompt for one :class:`~trustrec.data.Query` (or a one-row ``QueryBatch``).
 
     The history is shown oldest first, most recent last. With ``max_history_tokens``, the rendered
     history block is cut to that many tokens by dropping the OLDEST items first (the most recent
     ones are always kept, as many as fit; possibly none). The query's attributes fill the
     ``profile`` section and its free text the ``request`` section; each section is left out when
-    empty. With ``template.chat`` and a tokenizer that has a chat template, system + user are
+    empty. ``candidates`` (item indices, listed in the given order) fill ``{candidates}``;
+    ``examples`` (``(history, next_item)`` pairs) fill ``{examples}`` through ``example_block``.
+    Neither counts against ``max_history_tokens``. With ``template.chat`` and a tokenizer that has a chat template, system + user are
     wrapped in it (generation prompt added) and ``answer_prefix`` is appended.
     """
     template = template if isinstance(template, PromptTemplate) else PromptTemplate.from_dict(template)
@@ -239,12 +280,21 @@ def build_prompt(query, dataset, template: PromptTemplate | Mapping | None = Non
     items = dataset.items
     history = [int(i) for i in query.history]
     n_items = len(items)
-    for i in history:
-        if not 0 <= i < n_items:
-            raise ValueError(f"build_prompt: history item index {i} is outside the catalog of {n_items} items")
-    texts = [render_item(items.iloc[i], template.item_fields, index=i, max_chars=template.max_item_chars,
-                         missing_title=template.missing_title, field_separator=template.field_separator,
-                         remove=remove) for i in history]
+
+    def checked(indices, what: str) -> list[int]:
+        out = [int(i) for i in indices]
+        for i in out:
+            if not 0 <= i < n_items:
+                raise ValueError(f"build_prompt: {what} item index {i} is outside the catalog of {n_items} items")
+        return out
+
+    def render(i: int) -> str:
+        return render_item(items.iloc[i], template.item_fields, index=i, max_chars=template.max_item_chars,
+                           missing_title=template.missing_title, field_separator=template.field_separator,
+                           remove=remove)
+
+    history = checked(history, "history")
+    texts = [render(i) for i in history]
 
     def block(k: int) -> str:
         kept = list(zip(history[len(history) - k:], texts[len(texts) - k:]))
@@ -276,7 +326,18 @@ def build_prompt(query, dataset, template: PromptTemplate | Mapping | None = Non
     profile = fill_template(template.profile, {"attributes": template.attribute_separator.join(pairs)}) if pairs else ""
     text = clean_text(query.text, template.max_text_chars, remove=remove)
     request = fill_template(template.request, {"text": text}) if text else ""
-    user = fill_template(template.user, {"history": block(k), "profile": profile, "request": request, "n_items": k})
+    candidate_block = template.history_separator.join(
+        fill_template(template.candidate_line, {"position": p, "item": render(i), "index": i})
+        for p, i in enumerate(checked(candidates if candidates is not None else (), "candidate"), start=1))
+    example_lines = []
+    for past, target in examples:
+        shown = template.example_item_separator.join(render(i) for i in checked(past, "example history"))
+        example_lines.append(fill_template(template.example_line, {
+            "history": shown or template.empty_history, "item": render(checked([target], "example target")[0])}))
+    example_block = (fill_template(template.example_block, {"examples": template.history_separator.join(example_lines)})
+                     if example_lines else "")
+    user = fill_template(template.user, {"history": block(k), "profile": profile, "request": request, "n_items": k,
+                                         "candidates": candidate_block, "examples": example_block})
     system = fill_template(template.system, {})
     prefix = fill_template(template.answer_prefix, {})
     if template.chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
