@@ -112,3 +112,16 @@ def test_tfidf_grounding_finds_near_miss(split):
 class TestGenerativeChecks(RecommenderChecks):
     component = GenerativeRecommender
     configs = [{**TINY, "epochs": 1, "max_train_examples": 8}]
+
+
+def test_early_stopping_restores_the_best_epoch(split):
+    script = iter([0.5, 0.2, 0.1, 0.9])
+    options = FitOptions(seed=0, progress=False, validator=lambda m: next(script), patience=2)
+    stopped = GenerativeRecommender(**{**TINY, "epochs": 4, "lora": LORA}).fit(split, options)
+    assert stopped.history_["epochs_run"] == 3 and stopped.history_["best_epoch"] == 1
+    assert [v["score"] for v in stopped.history_["valid"]] == [0.5, 0.2, 0.1]
+    one = _fit(split, epochs=1, lora=LORA)
+    q = split.eval_set("test").queries
+    a, b = stopped.recommend(q, 3), one.recommend(q, 3)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)

@@ -53,6 +53,7 @@ from trustrec.models.llm._trie import TitleTrie
 __all__ = [
     "KINDS",
     "GenerativeRecommender",
+    "LLMRanker",
     "ContextLengthError",
     "EndpointError",
     "FolderWheelSource",
@@ -93,10 +94,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    """Lazy export: ``GenerativeRecommender`` imports the model base classes only when asked for."""
-    if name == "GenerativeRecommender":
-        from trustrec.models.llm._generative import GenerativeRecommender
+_LAZY = {"GenerativeRecommender": "trustrec.models.llm._generative", "LLMRanker": "trustrec.models.llm._ranker"}
 
-        return GenerativeRecommender
+
+def __getattr__(name):
+    """Lazy exports: the recommenders import the model base classes only when asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

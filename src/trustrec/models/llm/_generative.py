@@ -9,7 +9,9 @@ item's title followed by the eos token. Supervised fine-tuning uses the causal-L
 on the ANSWER tokens only (labels are -100 on prompt and padding); :func:`causal_lm_loss` also
 takes optional per-token weights (for CFT-style training later) and subclasses may add terms in
 :meth:`GenerativeRecommender._extra_loss`. With ``lora`` only LoRA adapters (peft) are trained
-and saved; otherwise every weight is fine-tuned and saved.
+and saved; otherwise every weight is fine-tuned and saved. With ``FitOptions.validator`` the
+trainer scores the model every ``eval_every`` epochs, stops after ``patience`` checks without
+improvement and restores the best epoch's trainable weights (``history_["valid"]``).
 
 Recommending: ``decoding="constrained"`` runs :func:`constrained_beam_search` over a
 :class:`TitleTrie` of the catalog (scores are sequence log-probabilities); seen items are
@@ -198,9 +200,10 @@ class GenerativeRecommender(Recommender):
         optimizer = torch.optim.AdamW([p for p in self.lm_.parameters() if p.requires_grad], lr=c.learning_rate)
         pad_id = self._pad_id()
         device = next(self.lm_.parameters()).device
-        losses = []
+        losses, scores = [], []
+        best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
         bar = tqdm(range(1, c.epochs + 1), desc=type(self).__name__, disable=not options.progress, unit="epoch")
-        for _ in bar:
+        for epoch in bar:
             self.lm_.train()
             total, count = 0.0, 0
             for idx in np.array_split(rng.permutation(len(examples)), max(1, math.ceil(len(examples) / c.batch_size))):
@@ -213,10 +216,42 @@ class GenerativeRecommender(Recommender):
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
             losses.append(total / count)
-            bar.set_postfix({"loss": f"{losses[-1]:.4f}"})
+            postfix = {"loss": f"{losses[-1]:.4f}"}
+            if options.validator is not None and (epoch % options.eval_every == 0 or epoch == c.epochs):
+                self.lm_.eval()
+                score = float(options.validator(self))
+                scores.append({"epoch": epoch, "score": score})
+                postfix["valid"] = f"{score:.4f}"
+                if score > best_score:
+                    best_score, best_epoch, stale = score, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in self._trainable_state().items()}
+                else:
+                    stale += 1
+            bar.set_postfix(postfix)
+            if options.validator is not None and stale >= options.patience:
+                break
         bar.close()
+        if best_state is not None and best_epoch != len(losses):
+            self._load_trainable_state(best_state)
         self.lm_.eval()
-        self.history_ = {"loss": losses, "n_examples": len(examples), "epochs_run": len(losses)}
+        self.history_ = {"loss": losses, "n_examples": len(examples), "epochs_run": len(losses),
+                         "valid": scores, "best_epoch": best_epoch or len(losses)}
+
+    def _trainable_state(self) -> dict:
+        """What training changes: the LoRA adapters, or every weight."""
+        if self.config.lora is not None:
+            from peft import get_peft_model_state_dict
+
+            return get_peft_model_state_dict(self.lm_)
+        return self.lm_.state_dict()
+
+    def _load_trainable_state(self, state: dict) -> None:
+        if self.config.lora is not None:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.lm_, state)
+        else:
+            self.lm_.load_state_dict(state, strict=False)
 
     def _training_loss(self, batch):
         """Causal-LM loss on the answer tokens (weighted when the batch has ``weights``) plus
@@ -445,13 +480,7 @@ class GenerativeRecommender(Recommender):
                 continue
             values[key] = value
         if hasattr(self, "lm_"):
-            if self.config.lora is not None:
-                from peft import get_peft_model_state_dict
-
-                state = get_peft_model_state_dict(self.lm_)
-            else:
-                state = self.lm_.state_dict()
-            for name, tensor in state.items():
+            for name, tensor in self._trainable_state().items():
                 arrays[f"lm_/{name}"] = tensor.detach().cpu().numpy().copy()
         return arrays, values
 
@@ -461,11 +490,6 @@ class GenerativeRecommender(Recommender):
         for key, value in values.items():
             setattr(self, key, value)
         self._load_lm()
-        state = {k[len("lm_/"):]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("lm_/")}
-        if self.config.lora is not None:
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(self.lm_, state)
-        else:
-            self.lm_.load_state_dict(state, strict=False)
+        self._load_trainable_state({k[len("lm_/"):]: torch.from_numpy(v.copy()) for k, v in arrays.items()
+                                    if k.startswith("lm_/")})
         self.lm_.eval()
