@@ -17,7 +17,8 @@ num_return_sequences=B, prefix_allowed_tokens_fn=...)`` mapped to items:
   scores no better than its worst finished one (log-probs only fall, so nothing can improve).
 
 The prompt is run once (left padded, batch of ``batch_size`` prompts); its KV cache is repeated
-to ``num_beams`` beams and reordered by beam origin each step. A finished sequence resolves to
+to ``num_beams`` beams and reordered by beam origin each step; a prompt whose search is done
+leaves the batch (its beams are not run again). A finished sequence resolves to
 the lowest index among items sharing its title (see :class:`TitleTrie`).
 """
 
@@ -92,7 +93,9 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
         scores[::nb] = 0.0
         finished: list[list[tuple[float, int]]] = [[] for _ in range(n_prompts)]  # (score, leaf)
         done = np.zeros(n_prompts, dtype=bool)
+        active = np.arange(n_prompts)  # prompts still searching; their beams are the rows, in order
         for step in range(trie.max_length):
+            n = len(active) * nb
             logp = torch.log_softmax(logits, dim=-1)
             live = np.flatnonzero(nodes >= 0)
             allowed = [trie.allowed[nodes[i]] for i in live]
@@ -100,7 +103,7 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
             cols = torch.from_numpy(np.concatenate(allowed) if allowed else np.zeros(0, np.int64)).to(device)
             masked = torch.full((n, vocab), float("-inf"), device=device)
             masked[rows, cols] = logp[rows, cols] + scores[rows]
-            top_v, top_i = masked.view(n_prompts, nb * vocab).topk(2 * nb, dim=-1)
+            top_v, top_i = masked.view(len(active), nb * vocab).topk(2 * nb, dim=-1)
             top_v_np = top_v.cpu().numpy()
             top_i_np = top_i.cpu().numpy()
             beam_local, tokens = top_i_np // vocab, top_i_np % vocab
@@ -108,41 +111,40 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
             new_tokens = np.full(n, end_id, dtype=np.int64)
             parents = np.arange(n, dtype=np.int64)
             new_scores = np.full(n, -np.inf, dtype=np.float64)
-            for b in range(n_prompts):
-                if done[b]:
-                    continue  # HF: no new finished hypotheses once nothing can improve
+            for a, b in enumerate(active):
                 slot = 0
                 for rank in range(2 * nb):
-                    value = float(top_v_np[b, rank])
+                    value = float(top_v_np[a, rank])
                     if value == -np.inf:
                         break
-                    parent = b * nb + int(beam_local[b, rank])
-                    tok = int(tokens[b, rank])
+                    parent = a * nb + int(beam_local[a, rank])
+                    tok = int(tokens[a, rank])
                     child = trie.child(int(nodes[parent]), tok)
                     if tok == end_id:
                         if rank < nb:
                             finished[b].append((value, child))
                     elif slot < nb:
-                        row = b * nb + slot
+                        row = a * nb + slot
                         parents[row], new_nodes[row], new_tokens[row], new_scores[row] = parent, child, tok, value
                         slot += 1
                 finished[b].sort(key=lambda f: -f[0])
                 del finished[b][nb:]
-                best_running = new_scores[b * nb]
+                best_running = new_scores[a * nb]
                 if best_running == -np.inf or len(finished[b]) == nb and not best_running > finished[b][-1][0]:
-                    done[b] = True
-            for b in np.flatnonzero(done):
-                new_nodes[b * nb:(b + 1) * nb] = -1
-                new_scores[b * nb:(b + 1) * nb] = -np.inf
-            nodes = new_nodes
+                    done[b] = True  # HF: no new finished hypotheses once nothing can improve
             if done.all() or step == trie.max_length - 1:
                 break
-            beam_idx = torch.from_numpy(parents).to(device)
+            # finished prompts leave the batch: their beams are not run again
+            keep = np.flatnonzero(~done[active])
+            kept_rows = (keep[:, None] * nb + np.arange(nb)[None, :]).ravel()
+            active = active[keep]
+            beam_idx = torch.from_numpy(parents[kept_rows]).to(device)
             cache.reorder_cache(beam_idx)
-            scores = torch.from_numpy(new_scores).to(device=device, dtype=torch.float32)
-            mask = torch.cat([mask[beam_idx], mask.new_ones((n, 1))], dim=1)
-            last_pos = last_pos + 1  # positions agree across the beams of one prompt
-            out = model(input_ids=torch.from_numpy(new_tokens).to(device)[:, None], attention_mask=mask,
+            nodes = new_nodes[kept_rows]
+            scores = torch.from_numpy(new_scores[kept_rows]).to(device=device, dtype=torch.float32)
+            mask = torch.cat([mask[beam_idx], mask.new_ones((len(kept_rows), 1))], dim=1)
+            last_pos = last_pos[beam_idx] + 1  # positions agree across the beams of one prompt
+            out = model(input_ids=torch.from_numpy(new_tokens[kept_rows]).to(device)[:, None], attention_mask=mask,
                         position_ids=last_pos[:, None], past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             logits = out.logits[:, -1, :].float()

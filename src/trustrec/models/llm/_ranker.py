@@ -240,9 +240,14 @@ class LLMRanker(Recommender):
                 continuations.append([texts[i] for i in cands])
                 slots.append((q, p))
         out = np.zeros((len(head), c.n_permutations, width))
-        if prompts:
-            scored = self.backend.score_continuations(prompts, continuations, reduction=c.reduction)
-            for (q, p), values in zip(slots, scored):
+        from tqdm.auto import tqdm
+
+        step = 8 * c.n_permutations  # prompts per backend call: the bar moves every 8 queries
+        for start in tqdm(range(0, len(prompts), step), desc="LLM ranker", unit="chunk", leave=False,
+                          disable=len(prompts) <= step):
+            scored = self.backend.score_continuations(prompts[start:start + step], continuations[start:start + step],
+                                                      reduction=c.reduction)
+            for (q, p), values in zip(slots[start:start + step], scored):
                 out[q, p, :len(values)] = values
         return out
 
