@@ -21,6 +21,8 @@ _BUILTIN_MODULES = {
     "sasrec": "trustrec.models.classic._sasrec",
     "llm_generative": "trustrec.models.llm._generative",
     "llm_ranker": "trustrec.models.llm._ranker",
+    "text_knn": "trustrec.models.llm._encoder_models",
+    "sasrec_text": "trustrec.models.llm._encoder_models",
 }
 
 

@@ -44,7 +44,15 @@ class SASRecConfig(Config):
         return self
 
 
-def _make_net(n_items: int, c: SASRecConfig):
+def _make_net(n_items: int, c: SASRecConfig, item_emb=None):
+    """The SASRec network over ``n_items`` items (model id 0 is padding, item ``i`` is ``i + 1``).
+
+    ``item_emb`` replaces the learned ID embedding (default) with any module that behaves like
+    one: called on (B, L) model ids it gives (B, L, embedding_size) vectors, and its ``weight``
+    is the (n_items + 1, embedding_size) table. The same vectors embed the input sequence and
+    score the output (tied weights), so a variant that builds item vectors from content (e.g.
+    ``TextSASRec``) scores items it never saw in training.
+    """
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -52,7 +60,8 @@ def _make_net(n_items: int, c: SASRecConfig):
     class SASRecNet(nn.Module):
         def __init__(self):
             super().__init__()
-            self.item_emb = nn.Embedding(n_items + 1, c.embedding_size, padding_idx=0)
+            self.item_emb = item_emb if item_emb is not None else nn.Embedding(
+                n_items + 1, c.embedding_size, padding_idx=0)
             self.pos_emb = nn.Embedding(c.max_len, c.embedding_size)
             self.norm = nn.LayerNorm(c.embedding_size, eps=1e-12)
             self.dropout = nn.Dropout(c.dropout)
@@ -151,7 +160,7 @@ class SASRec(TorchRecommender):
             seq, tgt, w = inputs[rows], targets[rows], weights[rows]
             keep = w                                  # positions whose target counts this epoch
             hidden = self.net_(seq)[keep]             # (n_targets, d)
-            loss = F.cross_entropy(self.net_.logits(hidden), tgt[keep] - 1)
+            loss = F.cross_entropy(self._training_logits(hidden), tgt[keep] - 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -159,6 +168,10 @@ class SASRec(TorchRecommender):
             total += float(loss.detach()) * n
             count += n
         return total / max(count, 1)
+
+    def _training_logits(self, hidden):
+        """The scores the training softmax normalises over (a hook: a subclass may leave items out)."""
+        return self.net_.logits(hidden)
 
     def score(self, queries: QueryBatch) -> np.ndarray:
         import torch
