@@ -133,3 +133,30 @@ def test_bad_arguments(lm, trie):
         constrained_beam_search(model, tok, PROMPTS, trie, num_beams=2, top_k=3)
     empty = TitleTrie(["", "  "], tok)
     assert empty.n_empty == 2 and constrained_beam_search(model, tok, ["x"], empty) == [[]]
+
+
+@pytest.mark.parametrize("num_beams", [3, 11])
+def test_exclusion_equals_the_trie_of_the_remaining_titles(lm, trie, num_beams):
+    """Excluding items inside the search == searching a trie built without them (per prompt)."""
+    import numpy as np
+
+    from trustrec.models.llm import TitleTrie, constrained_beam_search
+
+    model, tok = lm
+    exclude = np.zeros((len(PROMPTS), len(TITLES)), dtype=bool)
+    exclude[0, [0, 1, 2]] = True          # every "Star ..." title: the whole branch closes
+    exclude[1, [5, 3]] = True             # Heat (and with it its duplicate 7, which resolves to 5)
+    exclude[2, :] = True                  # nothing left
+    exclude[2, 9] = False
+    results = constrained_beam_search(model, tok, PROMPTS, trie, num_beams=num_beams, top_k=min(num_beams, 3),
+                                      exclude=exclude)
+    for p, res in enumerate(results):
+        kept = [t if not exclude[p, i] and not (i == 7 and exclude[p, 5]) else "" for i, t in enumerate(TITLES)]
+        reference = constrained_beam_search(model, tok, [PROMPTS[p]], TitleTrie(kept, tok), num_beams=num_beams,
+                                            top_k=min(num_beams, 3))[0]
+        assert [i for i, _ in res] == [i for i, _ in reference]
+        np.testing.assert_allclose([s for _, s in res], [s for _, s in reference], atol=1e-4)
+        assert not any(exclude[p, i] for i, _ in res)
+    assert [i for i, _ in results[2]] == [9]
+    with pytest.raises(ValueError, match="exclude must be"):
+        constrained_beam_search(model, tok, PROMPTS, trie, exclude=exclude[:1])

@@ -34,13 +34,16 @@ __all__ = ["constrained_beam_search"]
 
 
 def constrained_beam_search(model, tokenizer, prompts: Sequence[str], trie: TitleTrie, *, num_beams: int = 10,
-                            top_k: int = 10, batch_size: int = 8,
-                            add_special_tokens: bool = True) -> list[list[tuple[int, float]]]:
+                            top_k: int = 10, batch_size: int = 8, add_special_tokens: bool = True,
+                            exclude: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
     """Top-``top_k`` catalog items per prompt by constrained beam search.
 
     Returns, per prompt, up to ``top_k`` ``(item_index, sequence_logprob)`` pairs, best first,
     distinct items (fewer when the trie holds fewer sequences than asked for). ``top_k`` must not
     exceed ``num_beams``; ``num_beams >= trie.n_sequences`` makes the search exhaustive.
+    ``exclude`` (``(n_prompts, n_items)`` bool) marks items a prompt must not get (its history,
+    items outside its candidates): the search never enters a branch left without items, which
+    is the same as searching a trie of the remaining titles, with no extra beams.
     """
     if num_beams < 1 or top_k < 1 or batch_size < 1:
         raise ValueError("constrained_beam_search: num_beams, top_k and batch_size must be >= 1")
@@ -48,16 +51,22 @@ def constrained_beam_search(model, tokenizer, prompts: Sequence[str], trie: Titl
         raise ValueError(f"constrained_beam_search: top_k={top_k} > num_beams={num_beams}")
     if isinstance(prompts, str):
         raise TypeError("constrained_beam_search: prompts must be a list of strings")
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=bool)
+        if exclude.shape != (len(prompts), trie.n_items):
+            raise ValueError(f"constrained_beam_search: exclude must be ({len(prompts)}, {trie.n_items}); "
+                             f"got {exclude.shape}")
     results: list[list[tuple[int, float]]] = []
     if trie.n_sequences == 0:
         return [[] for _ in prompts]
     for start in range(0, len(prompts), batch_size):
+        open_counts = None if exclude is None else trie.open_counts(exclude[start:start + batch_size])
         results.extend(_search_chunk(model, tokenizer, list(prompts[start:start + batch_size]), trie,
-                                     num_beams, top_k, add_special_tokens))
+                                     num_beams, top_k, add_special_tokens, open_counts))
     return results
 
 
-def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens):
+def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens, open_counts=None):
     import torch
 
     n_prompts = len(prompts)
@@ -89,6 +98,8 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
         vocab = logits.shape[-1]
         nodes = np.full(n, -1, dtype=np.int64)
         nodes[::nb] = 0  # only the first beam of each prompt is live at the start (as in HF)
+        if open_counts is not None:
+            nodes[::nb][open_counts[:, 0] == 0] = -1  # nothing left to recommend
         scores = torch.full((n,), float("-inf"), device=device)
         scores[::nb] = 0.0
         finished: list[list[tuple[float, int]]] = [[] for _ in range(n_prompts)]  # (score, leaf)
@@ -98,7 +109,11 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
             n = len(active) * nb
             logp = torch.log_softmax(logits, dim=-1)
             live = np.flatnonzero(nodes >= 0)
-            allowed = [trie.allowed[nodes[i]] for i in live]
+            if open_counts is None:
+                allowed = [trie.allowed[nodes[i]] for i in live]
+            else:  # only children that still lead to an item this prompt may get
+                allowed = [trie.allowed[nodes[i]][open_counts[active[i // nb], trie.children[nodes[i]]] > 0]
+                           for i in live]
             rows = torch.from_numpy(np.repeat(live, [len(a) for a in allowed])).to(device)
             cols = torch.from_numpy(np.concatenate(allowed) if allowed else np.zeros(0, np.int64)).to(device)
             masked = torch.full((n, vocab), float("-inf"), device=device)

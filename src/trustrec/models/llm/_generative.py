@@ -14,9 +14,9 @@ trainer scores the model every ``eval_every`` epochs, stops after ``patience`` c
 improvement and restores the best epoch's trainable weights (``history_["valid"]``).
 
 Recommending: ``decoding="constrained"`` runs :func:`constrained_beam_search` over a
-:class:`TitleTrie` of the catalog (scores are sequence log-probabilities); seen items are
-removed by over-generating (``num_beams + len(history)`` beams), and a query with candidates
-searches a trie of its candidates only. ``decoding="unconstrained"`` generates free text (beam
+:class:`TitleTrie` of the catalog (scores are sequence log-probabilities) with ``max(num_beams,
+k)`` beams; seen items, and for a query with candidates every other item, are excluded inside
+the search (branches left without allowed items are never entered), so no beam is spent on them. ``decoding="unconstrained"`` generates free text (beam
 search, ``num_beams`` sequences) and grounds each text to a catalog item: exact match after
 normalisation (case, whitespace), else by ``grounding``: ``"tfidf"`` (character 3-gram TF-IDF
 nearest title, cosine >= ``min_similarity``) or ``"embedding"`` (``load_text_encoder(encoder)``
@@ -366,35 +366,14 @@ class GenerativeRecommender(Recommender):
         return TopK(items, scores), stats
 
     def _constrained(self, queries, prompts, k, mask, stats):
-        from trustrec.models.llm._trie import TitleTrie
-
-        titles = self._titles()
-        ranked: list[list[tuple[int, float]]] = [[] for _ in prompts]
-        groups: dict[int, list[int]] = {}
-        for i in range(len(prompts)):
-            if queries.candidates is not None:
-                allowed = set(int(x) for x in queries.candidates.row(i))
-                trie = TitleTrie([t if j in allowed else "" for j, t in enumerate(titles)], self.tokenizer_)
-                n_excl = int(mask[i].sum() - (self.n_items_ - len(allowed))) if mask is not None else 0
-                beams = min(trie.n_sequences, max(self.config.num_beams, k) + max(0, n_excl))
-                if beams:
-                    ranked[i] = self._search([prompts[i]], trie, beams)[0]
-            else:
-                n_excl = int(mask[i].sum()) if mask is not None else 0
-                beams = min(self.trie_.n_sequences, max(self.config.num_beams, k) + n_excl)
-                groups.setdefault(beams, []).append(i)
-        for beams, rows in groups.items():
-            if beams:
-                for i, res in zip(rows, self._search([prompts[i] for i in rows], self.trie_, beams)):
-                    ranked[i] = res
-        stats["n_generated"] = sum(len(r) for r in ranked)
-        return ranked
-
-    def _search(self, prompts, trie, beams):
         from trustrec.models.llm._constrained import constrained_beam_search
 
-        return constrained_beam_search(self.lm_, self.tokenizer_, prompts, trie, num_beams=beams, top_k=beams,
-                                       batch_size=self.config.inference_batch_size)
+        beams = min(self.trie_.n_sequences, max(self.config.num_beams, k))
+        ranked = constrained_beam_search(self.lm_, self.tokenizer_, prompts, self.trie_, num_beams=beams,
+                                         top_k=beams, batch_size=self.config.inference_batch_size,
+                                         exclude=mask) if beams else [[] for _ in prompts]
+        stats["n_generated"] = sum(len(r) for r in ranked)
+        return ranked
 
     def _unconstrained(self, prompts, k, stats):
         import torch

@@ -125,6 +125,40 @@ class TitleTrie:
         """The item a finished sequence resolves to: the lowest index among same-title items."""
         return self.leaf_items[leaf][0]
 
+    def open_counts(self, excluded: np.ndarray) -> np.ndarray:
+        """``(n_rows, n_nodes)`` counts of the recommendable leaves under each node once the items
+        marked in ``excluded`` (``(n_rows, n_items)`` bool) are taken out: a leaf is out when the
+        item it resolves to (:meth:`item_at`) is excluded. A node with count 0 leads to no item
+        this row may get, so a search that never enters such nodes searches exactly the trie of
+        the remaining titles (same log-probabilities)."""
+        excluded = np.asarray(excluded, dtype=bool)
+        if excluded.ndim != 2 or excluded.shape[1] != self.n_items:
+            raise ValueError(f"TitleTrie.open_counts: excluded must be (n_rows, {self.n_items}); got {excluded.shape}")
+        below, leaf_items = self._ancestry()
+        open_leaves = ~excluded[:, leaf_items]                       # (rows, leaves)
+        return np.asarray((below @ open_leaves.T.astype(np.int64)).T)
+
+    def _ancestry(self):
+        """Sparse (n_nodes, n_leaves) matrix: node is the leaf or one of its ancestors; and the
+        item each leaf resolves to."""
+        if getattr(self, "_below", None) is None:
+            from scipy import sparse
+
+            leaves = sorted(self.leaf_items)
+            rows, cols = [], []
+            for j, leaf in enumerate(leaves):
+                node = 0
+                rows.append(0)
+                cols.append(j)
+                for tok in self.sequences[leaf]:
+                    node = self._child_maps[node][tok]
+                    rows.append(node)
+                    cols.append(j)
+            self._below = sparse.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
+                                            shape=(self.n_nodes, len(leaves)))
+            self._leaf_item = np.array([self.leaf_items[leaf][0] for leaf in leaves], dtype=np.int64)
+        return self._below, self._leaf_item
+
     def items_of(self, tokens: Sequence[int]) -> list[int]:
         """All items whose complete sequence (title tokens + end marker) is ``tokens``."""
         node = self.walk(tokens)
