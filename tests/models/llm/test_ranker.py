@@ -96,6 +96,11 @@ def test_retriever_weight_one_gives_the_retriever_order(ranker, split):
     fused.__dict__.update({k: v for k, v in vars(ranker).items() if k.endswith("_")})
     fused._backend = ranker.backend
     np.testing.assert_array_equal(fused.recommend(q, 5).items, ranker.retriever_.recommend(q, 5).items)
+    scored = ranker.score_candidates(q, 5)      # one LLM pass, any weight afterwards
+    np.testing.assert_array_equal(ranker.rank(scored, 5, retriever_weight=1.0).items, fused.recommend(q, 5).items)
+    np.testing.assert_array_equal(ranker.rank(scored, 5).items, ranker.recommend(q, 5).items)
+    with pytest.raises(ConfigError, match="retriever_weight"):
+        ranker.rank(scored, 5, retriever_weight=2.0)
 
 
 def test_few_shot_prompt_holds_examples_from_the_users_history(ranker, split):
