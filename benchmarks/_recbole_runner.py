@@ -192,7 +192,7 @@ def train_and_test(args: argparse.Namespace, data_path: Path, work: str) -> tupl
         "python": sys.version.split()[0],
         "model": "SASRec",
         "dataset": args.dataset,
-        "data_path": str(data_path),
+        "data_path": os.path.relpath(data_path),  # relative: results carry no machine paths
         "seed": args.seed,
         "epochs": args.epochs,
         "threads": torch.get_num_threads(),

@@ -109,7 +109,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--data-dir", default="/work/shared/data")
+    p.add_argument("--data-dir", default=None, help="folder holding ml-100k/ (default: TRUSTREC_DATA, then the cache)")
     p.add_argument("--skip-hf-single", action="store_true", help="skip HF one-prompt-at-a-time")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "constrained_beam_vs_hf.json")
     args = p.parse_args()

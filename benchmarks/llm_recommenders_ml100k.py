@@ -135,7 +135,7 @@ def main() -> None:
                       f"{b['top1_first_listed_chance']:.3f}), top-1 agreement across orders "
                       f"{b['top1_agreement']:.3f}, Kendall tau {b['kendall_tau']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "llm_recommenders_ml100k", "args": {k: str(v) for k, v in vars(args).items()},
+    payload = {"benchmark": "llm_recommenders_ml100k", "args": {k: str(v) for k, v in vars(args).items() if k != "out"},
                "machine": platform.platform(), "sample_users": sample.tolist(), "results": results,
                "ndcg_ratios": ratios}
     args.out.write_text(json.dumps(payload, indent=1, default=float))

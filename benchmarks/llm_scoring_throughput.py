@@ -108,7 +108,7 @@ def main() -> None:
     console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "llm_scoring_throughput", "machine": platform.platform(),
-                                    "args": {k: str(v) for k, v in vars(args).items()}, "prompt_tokens": p_len,
+                                    "args": {k: str(v) for k, v in vars(args).items() if k != "out"}, "prompt_tokens": p_len,
                                     "pair_tokens": pair_tokens, "n_pairs": n_pairs, "rows": rows}, indent=1))
     console.print(f"written: {args.out}")
 
