@@ -202,11 +202,12 @@ class GenerativeRecommender(Recommender):
         device = next(self.lm_.parameters()).device
         losses, scores = [], []
         best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
-        bar = tqdm(range(1, c.epochs + 1), desc=type(self).__name__, disable=not options.progress, unit="epoch")
-        for epoch in bar:
+        n_batches = max(1, math.ceil(len(examples) / c.batch_size))
+        bar = tqdm(total=c.epochs * n_batches, desc=type(self).__name__, disable=not options.progress, unit="batch")
+        for epoch in range(1, c.epochs + 1):
             self.lm_.train()
             total, count = 0.0, 0
-            for idx in np.array_split(rng.permutation(len(examples)), max(1, math.ceil(len(examples) / c.batch_size))):
+            for idx in np.array_split(rng.permutation(len(examples)), n_batches):
                 batch = collate_examples([examples[i] for i in idx], pad_id)
                 batch = {k: v.to(device) for k, v in batch.items()}
                 loss = self._training_loss(batch)
@@ -215,8 +216,9 @@ class GenerativeRecommender(Recommender):
                 optimizer.step()
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
+                bar.update(1)
             losses.append(total / count)
-            postfix = {"loss": f"{losses[-1]:.4f}"}
+            postfix = {"epoch": epoch, "loss": f"{losses[-1]:.4f}"}
             if options.validator is not None and (epoch % options.eval_every == 0 or epoch == c.epochs):
                 self.lm_.eval()
                 score = float(options.validator(self))
