@@ -169,3 +169,18 @@ def test_template_override_from_dict_and_yaml(dataset, tokenizer, tmp_path):
 def test_plain_prompt_without_tokenizer(dataset):
     res = build_prompt(Query(history=[7]), dataset)
     assert res.text.startswith("You are a recommender system.") and "1. Heat" in res.text
+
+
+def test_prompt_catalog_rejects_unknown_item_fields():
+    import pandas as pd
+
+    from trustrec.errors import DataError
+    from trustrec.models.llm import PromptTemplate
+    from trustrec.models.llm._prompts import PromptCatalog
+
+    items = pd.DataFrame({"item_id": ["a", "b"], "title": ["Heat", None], "genre": ["Crime", "Drama"]})
+    catalog = PromptCatalog.from_items(items, ["genre"])
+    assert catalog.texts(PromptTemplate.from_dict({"item_fields": ["genre"]})) == ["Heat (genre: Crime)",
+                                                                                   "item 1 (genre: Drama)"]
+    with pytest.raises(DataError, match=r"\['genr'\].*genre"):
+        PromptCatalog.from_items(items, ["genr"])

@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import PositiveInt, model_validator
 
 from trustrec._config import Config, validate_config
-from trustrec.errors import ConfigError
+from trustrec.errors import ConfigError, DataError
 
 __all__ = ["PromptCatalog", "PromptResult", "PromptTemplate", "build_prompt", "build_prompts", "clean_text",
            "fill_template", "render_item"]
@@ -214,7 +214,13 @@ class PromptCatalog:
 
     @classmethod
     def from_items(cls, items, fields: Sequence[str] = ()) -> PromptCatalog:
-        """From a ``Dataset.items`` table: its title, item_id and the given fields (those present)."""
+        """From a ``Dataset.items`` table: its title and item_id (when present) and the given
+        ``fields``, each of which must be a column (a typo would otherwise silently drop text
+        from every prompt)."""
+        unknown = [f for f in fields if f not in items.columns]
+        if unknown:
+            raise DataError(f"prompt template item_fields {unknown} are not item columns; "
+                            f"the items have: {list(items.columns)}")
         wanted = ["title", "item_id", *[f for f in fields if f not in ("title", "item_id")]]
         return cls({col: [None if _is_missing(v) else str(v) for v in items[col].tolist()]
                     for col in wanted if col in items.columns})
