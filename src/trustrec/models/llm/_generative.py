@@ -299,13 +299,8 @@ class GenerativeRecommender(Recommender):
 
     def _titles(self) -> list[str]:
         """Each item's answer text: its cleaned title or the template's placeholder."""
-        from trustrec.models.llm._prompts import render_item
-
-        t = self._template()
-        cols = self.catalog_
-        n = len(cols["title"]) if "title" in cols else len(next(iter(cols.values())))
-        return [render_item({k: cols[k][i] for k in cols if k in ("title", "item_id")}, (), index=i,
-                            max_chars=t.max_item_chars, missing_title=t.missing_title) for i in range(n)]
+        titles_only = self._template().model_copy(update={"item_fields": ()})
+        return PromptCatalog(self.catalog_).texts(titles_only)
 
     def _pad_id(self) -> int:
         tok = self.tokenizer_

@@ -228,11 +228,14 @@ class PromptCatalog:
     def __len__(self) -> int:
         return len(self.items)
 
-    def texts(self, template: PromptTemplate, *, remove: Sequence[str] = ()) -> list[str]:
-        """Every item as :func:`render_item` shows it under ``template``."""
+    def texts(self, template: PromptTemplate, *, remove: Sequence[str] = (),
+              indices: Sequence[int] | None = None) -> list[str]:
+        """Items (all, or those at ``indices``, in that order) as :func:`render_item` shows them
+        under ``template``."""
+        rows = range(len(self.items)) if indices is None else [int(i) for i in indices]
         return [render_item(self.items.iloc[i], template.item_fields, index=i, max_chars=template.max_item_chars,
                             missing_title=template.missing_title, field_separator=template.field_separator,
-                            remove=remove) for i in range(len(self.items))]
+                            remove=remove) for i in rows]
 
 
 @dataclass(frozen=True)

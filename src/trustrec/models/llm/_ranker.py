@@ -221,8 +221,8 @@ class LLMRanker(Recommender):
         head = retrieved.items[:, :c.n_candidates]
         valid = head >= 0
         n_cand = valid.sum(1)
-        llm = self._llm_scores(queries, head, n_cand)                       # (q, P, c)
         orders = cyclic_orders(n_cand, c.n_permutations, head.shape[1])
+        llm = self._llm_scores(queries, head, n_cand, orders)               # (q, P, c)
         positions = np.argsort(np.where(orders >= 0, orders, np.iinfo(np.int64).max), axis=-1, kind="stable")
         bias = position_bias(llm, positions, valid)
         bias["n_scored"] = int(valid.sum() * c.n_permutations)
@@ -240,18 +240,22 @@ class LLMRanker(Recommender):
         fused = _fuse(scored.llm.mean(1), scored.retrieved.scores[:, :width], valid, w)
         return self._assemble(scored.retrieved, head, fused, valid, k)
 
-    def _llm_scores(self, queries: QueryBatch, head: np.ndarray, n_cand: np.ndarray) -> np.ndarray:
+    def _llm_scores(self, queries: QueryBatch, head: np.ndarray, n_cand: np.ndarray,
+                    orders: np.ndarray | None = None) -> np.ndarray:
         """``out[q, p, c]``: LLM score of candidate ``head[q, c]`` when the list is shown in order
-        ``p`` (see :func:`cyclic_orders`); 0 where there is no candidate."""
+        ``p`` (``orders``, default :func:`cyclic_orders`); 0 where there is no candidate."""
         from trustrec.models.llm._prompts import build_prompt
 
         c = self.config
         template = c.prompt_template()
         catalog = PromptCatalog(self.catalog_)
         tokenizer = self._tokenizer()
-        texts = catalog.texts(template, remove=_special_strings(tokenizer) if tokenizer is not None else [])
+        needed = np.unique(head[head >= 0])  # render only the candidates, not the whole catalog
+        texts = dict(zip(needed.tolist(), catalog.texts(
+            template, remove=_special_strings(tokenizer) if tokenizer is not None else [], indices=needed)))
         width = head.shape[1]
-        orders = cyclic_orders(n_cand, c.n_permutations, width)
+        if orders is None:
+            orders = cyclic_orders(n_cand, c.n_permutations, width)
         prompts, continuations, slots = [], [], []
         budget = c.max_history_tokens if tokenizer is not None else None
         for q in np.flatnonzero(n_cand > 0):
@@ -266,7 +270,7 @@ class LLMRanker(Recommender):
                 listed = cands[orders[q, p, :n_cand[q]]]
                 prompts.append(build_prompt(query, catalog, template, tokenizer, max_history_tokens=budget,
                                             candidates=listed, examples=examples).text)
-                continuations.append([texts[i] for i in cands])
+                continuations.append([texts[int(i)] for i in cands])
                 slots.append((q, p))
         out = np.zeros((len(head), c.n_permutations, width))
         from tqdm.auto import tqdm
