@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,3 +29,34 @@ def validate_config(config_class: type[Config], data: Any, owner: str) -> Config
         )
         valid = ", ".join(config_class.model_fields)
         raise ConfigError(f"{owner}: invalid config: {problems}. Valid keys: {valid}") from None
+
+
+class Configurable:
+    """Objects whose constructor holds hyper-parameters only, in a frozen ``config_class``
+    (recommenders, audits): keyword arguments or a config, never both; ``set_params`` returns a
+    fresh object; ``repr`` prints the config as JSON."""
+
+    config_class: ClassVar[type[Config]] = Config
+
+    def __init__(self, config: Config | Mapping[str, Any] | None = None, **kwargs):
+        if config is not None and kwargs:
+            raise ConfigError(f"{type(self).__name__}: pass a config or keyword arguments, not both")
+        self.config = validate_config(self.config_class, kwargs if config is None else config,
+                                      type(self).__name__)
+
+    def get_params(self) -> dict[str, Any]:
+        return self.config.model_dump()
+
+    def set_params(self, **params):
+        """A fresh, unfitted object with these parameters changed."""
+        return type(self)(**{**self.get_params(), **params})
+
+    def dump_config(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    @classmethod
+    def validate_config(cls, data) -> Config:
+        return validate_config(cls.config_class, data, cls.__name__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({json.dumps(self.dump_config())})"

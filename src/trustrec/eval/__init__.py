@@ -26,9 +26,24 @@ from trustrec.eval._metrics import (
                                     precision,
                                     recall,
 )
+from trustrec.eval._fairness import (
+                                    exposure_by_group,
+                                    group_distribution,
+                                    jaccard_at_k,
+                                    lorenz_curve,
+                                    miscalibration,
+                                    popularity_lift,
+                                    prag_star_at_k,
+                                    serp_star_at_k,
+                                    snsr,
+                                    snsv,
+)
+from trustrec.eval._groups import GroupMetricFrame
 from trustrec.eval._stats import PairedTest, bootstrap_ci, paired_test
 
 __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
            "ACCURACY_METRICS", "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision",
            "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "long_tail_mask",
-           "novelty", "intra_list_diversity", "parse_metric", "bootstrap_ci", "paired_test", "PairedTest"]
+           "novelty", "intra_list_diversity", "parse_metric", "bootstrap_ci", "paired_test", "PairedTest",
+           "GroupMetricFrame", "group_distribution", "miscalibration", "popularity_lift", "lorenz_curve",
+           "exposure_by_group", "jaccard_at_k", "serp_star_at_k", "prag_star_at_k", "snsr", "snsv"]

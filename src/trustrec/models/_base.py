@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from trustrec._config import Config, validate_config
+from trustrec._config import Config, Configurable
 from trustrec.data import Dataset, QueryBatch, Split
 from trustrec.errors import ConfigError, DataError, NotFittedError
 from trustrec.models._topk import TopK, topk_from_scores
@@ -43,7 +43,7 @@ class FitOptions:
         return np.random.default_rng(self.seed)
 
 
-class Recommender:
+class Recommender(Configurable):
     """Base class. Subclasses set ``config_class`` and implement ``_fit`` and ``score`` (full
     ranking) or override ``recommend``.
 
@@ -55,30 +55,6 @@ class Recommender:
     name: ClassVar[str] = ""
     config_class: ClassVar[type[Config]] = Config
     capabilities: ClassVar[frozenset[str]] = frozenset({"score"})
-
-    def __init__(self, config: Config | Mapping[str, Any] | None = None, **kwargs):
-        if config is not None and kwargs:
-            raise ConfigError(f"{type(self).__name__}: pass a config or keyword arguments, not both")
-        self.config = validate_config(self.config_class, kwargs if config is None else config,
-                                      type(self).__name__)
-
-    # -- sklearn-style parameters -------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        return self.config.model_dump()
-
-    def set_params(self, **params) -> "Recommender":
-        """A fresh, unfitted model with these parameters changed."""
-        return type(self)(**{**self.get_params(), **params})
-
-    def dump_config(self) -> dict[str, Any]:
-        return self.config.model_dump(mode="json")
-
-    @classmethod
-    def validate_config(cls, data) -> Config:
-        return validate_config(cls.config_class, data, cls.__name__)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({json.dumps(self.dump_config())})"
 
     # -- fitting ------------------------------------------------------------------------
     def fit(self, data: Dataset | Split, options: FitOptions | None = None) -> "Recommender":

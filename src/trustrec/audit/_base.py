@@ -1,0 +1,189 @@
+"""The audit protocol: a frozen config, ``run(model, split) -> AuditResult``, a registry by name.
+
+Audits on one model share an :class:`AuditInputs`: the model's top-K lists on the evaluation
+part, per-user accuracy, item popularity and user/item groups are computed once and reused, so a
+full audit ranks the catalog once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, PositiveInt
+
+from trustrec._config import Config, Configurable
+from trustrec._registry import NamedRegistry
+from trustrec.audit._result import DIMENSIONS, AuditResult, Threshold, judge
+from trustrec.errors import ConfigError
+
+__all__ = ["Audit", "AuditConfig", "AuditInputs", "register_audit", "audit_class", "available_audits"]
+
+
+class AuditConfig(Config):
+    """Settings every audit shares. ``thresholds`` judge the estimates (see ``Verdict``);
+    ``max_users`` caps the evaluated users (a seeded sample) for audits whose model calls are
+    expensive; ``min_group_size``: smaller groups are flagged and get no CI."""
+
+    k: PositiveInt = 10
+    part: str = "test"
+    n_boot: int = Field(500, ge=0)
+    seed: int = 0
+    max_users: PositiveInt | None = None
+    min_group_size: PositiveInt = 20
+    thresholds: tuple[Threshold, ...] = ()
+
+
+class AuditInputs:
+    """What audits of one fitted model on one split share, computed on first use."""
+
+    def __init__(self, model, split, *, part: str = "test", k: int = 10, max_users: int | None = None,
+                 seed: int = 0, progress: bool = False, batch_size: int | None = None):
+        model._check_fitted()
+        self.model, self.split, self.part, self.k = model, split, part, k
+        self.seed, self.progress, self.batch_size = seed, progress, batch_size
+        eval_set = split.eval_set(part)
+        self.n_users_total = len(eval_set)
+        if max_users is not None and max_users < len(eval_set):
+            rows = np.sort(np.random.default_rng(seed).choice(len(eval_set), max_users, replace=False))
+            eval_set = eval_set[rows]
+        self.eval_set = eval_set
+
+    @property
+    def dataset(self):
+        return self.split.dataset
+
+    @property
+    def queries(self):
+        return self.eval_set.queries
+
+    @cached_property
+    def item_popularity(self) -> np.ndarray:
+        return np.bincount(self.split.train.item, minlength=self.dataset.n_items)
+
+    @cached_property
+    def train_counts(self) -> np.ndarray:
+        """Training interactions per user index."""
+        return np.bincount(self.split.train.user, minlength=self.dataset.n_users)
+
+    @cached_property
+    def evaluation(self):
+        """The evaluator's result on the (sampled) eval users: per-user accuracy and the top-K."""
+        from trustrec.eval import evaluate
+
+        metrics = [f"{m}@{self.k}" for m in ("ndcg", "hr", "recall", "mrr")]
+        return evaluate(self.model, self.eval_set, metrics=metrics, n_boot=0, keep_topk=True,
+                        batch_size=self.batch_size, progress=self.progress, seed=self.seed)
+
+    @property
+    def topk(self) -> np.ndarray:
+        return self.evaluation.topk.items
+
+    @cached_property
+    def user_groups(self) -> pd.DataFrame:
+        """One row per evaluated user: attribute groups (age banded, missing as "(missing)") and
+        activity level; empty of attributes when the dataset has no user table."""
+        from trustrec.data._groups import user_group_table
+
+        users = self.dataset.users
+        table = user_group_table(users if users is not None else pd.DataFrame(index=range(self.dataset.n_users)),
+                                 self.train_counts)
+        return table.iloc[self.queries.users].reset_index(drop=True)
+
+    def item_groups(self, column: str | None = None):
+        """(membership matrix, group names, counts) of an item column (``None``: guessed), or
+        None when the dataset has no such column."""
+        from trustrec.data._groups import guess_item_group_column, item_group_matrix
+
+        items = self.dataset.items
+        if items is None:
+            return None
+        column = column or guess_item_group_column(items)
+        if column is None:
+            return None
+        key = f"_item_groups_{column}"
+        if key not in self.__dict__:
+            self.__dict__[key] = (column, *item_group_matrix(items, column))
+        return self.__dict__[key]
+
+
+class Audit(Configurable):
+    """Base class. Subclasses set ``name``, ``dimension``, ``description``, ``needs`` (what the
+    audit needs, in words, for ``trustrec audit --list``) and implement ``_run``; ``_why_not``
+    returns the reason it does not apply to a model/data, or None."""
+
+    name: ClassVar[str] = ""
+    dimension: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    needs: ClassVar[str] = "a fitted model and a split"
+    config_class: ClassVar[type[Config]] = AuditConfig
+
+    def inputs_for(self, model, split, progress: bool = False) -> AuditInputs:
+        c = self.config
+        return AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed, progress=progress)
+
+    def run(self, model, split, *, inputs: AuditInputs | None = None, progress: bool = False) -> AuditResult:
+        """Audit a fitted ``model`` on ``split``; pass ``inputs`` to share work with other audits
+        (its k, part and user sample must match this audit's config)."""
+        if inputs is None:
+            inputs = self.inputs_for(model, split, progress)
+        elif inputs.model is not model:
+            raise ConfigError(f"{self.name}: inputs were computed for a different model")
+        settings = {"audit": self.name, "config": self.dump_config(), "model": getattr(model, "name", ""),
+                    "model_config": model.dump_config() if hasattr(model, "dump_config") else None,
+                    "dataset": inputs.dataset.name, "part": inputs.part,
+                    "n_users": len(inputs.eval_set), "n_users_total": inputs.n_users_total}
+        reason = self._why_not(inputs)
+        if reason:
+            return AuditResult.not_applicable(self.name, self.dimension, reason, settings)
+        result = self._run(inputs)
+        verdict = judge(result.estimates, self.config.thresholds)
+        return AuditResult(result.audit, result.dimension, result.estimates, result.evidence,
+                           {**settings, **result.settings}, verdict, result.warnings, result.plots, result.summary)
+
+    def _why_not(self, inputs: AuditInputs) -> str | None:
+        return None
+
+    def _run(self, inputs: AuditInputs) -> AuditResult:
+        raise NotImplementedError
+
+    def _result(self, estimates, **kw) -> AuditResult:
+        return AuditResult(self.name, self.dimension, estimates, **kw)
+
+
+# -- registry ----------------------------------------------------------------------------------------
+_BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality")
+_DECLARED: dict[str, type[Audit]] = {}
+
+
+def _builtins():
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    return list(_DECLARED.values())
+
+
+AUDITS: NamedRegistry[type[Audit]] = NamedRegistry(
+    "audit", _builtins, ConfigError, "See `trustrec audit --list`.", list_up_to=40)
+
+
+def register_audit(cls: type[Audit]) -> type[Audit]:
+    """Class decorator: register an audit under ``cls.name`` (a later one of the same name wins)."""
+    if not cls.name or cls.dimension not in DIMENSIONS:
+        raise ConfigError(f"{cls.__name__}: an audit needs a name and a dimension in {DIMENSIONS}")
+    _DECLARED[cls.name] = cls
+    if cls.__module__ not in _BUILTIN_MODULES:
+        AUDITS.add(cls, overwrite=True)
+    return cls
+
+
+def audit_class(name: str) -> type[Audit]:
+    return AUDITS.get(name)
+
+
+def available_audits(dimension: str | None = None) -> dict[str, type[Audit]]:
+    if dimension is not None and dimension not in DIMENSIONS:
+        raise ConfigError(f"unknown dimension {dimension!r}; one of {', '.join(DIMENSIONS)}")
+    return {n: c for n, c in AUDITS.all().items() if dimension is None or c.dimension == dimension}

@@ -1,0 +1,194 @@
+"""What an audit returns: named estimates with CIs, evidence tables, the settings used, and a
+verdict against thresholds. Plain data that saves to JSON + parquet and loads back."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from trustrec._cache import atomic_write_bytes, atomic_write_text
+from trustrec.errors import DataError
+
+__all__ = ["Estimate", "Threshold", "Verdict", "Plot", "AuditResult", "DIMENSIONS", "judge"]
+
+DIMENSIONS = ("robustness", "fairness", "controllability", "explainability", "factuality", "privacy", "safety")
+Status = Literal["pass", "warn", "fail", "not_applicable", "no_threshold"]
+
+
+def _num(x) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One number an audit measured, with its CI (None when it has none, e.g. a group too small
+    to bootstrap), the sample it rests on, an optional p-value, and what it means."""
+
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    p_value: float | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        for name in ("value", "ci_low", "ci_high", "p_value"):
+            object.__setattr__(self, name, _num(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Threshold(BaseModel):
+    """A rule on one estimate: ``value op limit`` must hold (e.g. ``ndcg@10 ratio >= 0.8``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    estimate: str
+    op: Literal["<=", ">="]
+    limit: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``fail``: the whole CI breaks a threshold (or the value, when there is no CI); ``warn``: the
+    value breaks it but the CI reaches back over the limit; ``pass``: all thresholds hold;
+    ``no_threshold``: nothing to judge; ``not_applicable``: the audit does not apply (reasons say
+    why)."""
+
+    status: Status
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reasons": list(self.reasons)}
+
+
+def judge(estimates: Mapping[str, Estimate], thresholds) -> Verdict:
+    """The verdict of ``estimates`` against ``thresholds`` (see :class:`Verdict`)."""
+    thresholds = list(thresholds)
+    if not thresholds:
+        return Verdict("no_threshold")
+    worst, reasons = "pass", []
+    for t in thresholds:
+        est = estimates.get(t.estimate)
+        if est is None or est.value is None:
+            reasons.append(f"{t.estimate}: not measured, threshold {t.op} {t.limit:g} not checked")
+            continue
+        ok = est.value <= t.limit if t.op == "<=" else est.value >= t.limit
+        if ok:
+            continue
+        bound = est.ci_low if t.op == "<=" else est.ci_high
+        clear = bound is None or (bound > t.limit if t.op == "<=" else bound < t.limit)
+        status = "fail" if clear else "warn"
+        ci = "" if est.ci_low is None else f" (CI {est.ci_low:.4g} to {est.ci_high:.4g})"
+        reasons.append(f"{t.estimate} = {est.value:.4g}{ci} breaks {t.op} {t.limit:g}"
+                       + ("" if clear else "; the CI reaches the limit"))
+        if status == "fail" or worst == "pass":
+            worst = status
+    return Verdict(worst, tuple(reasons))
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A figure the report draws from one evidence table: ``kind`` is ``bar`` (``y`` with optional
+    ``ci_low``/``ci_high``, one bar per ``x``, optionally one colour per ``series``), ``line``
+    (``y`` against ``x``, one line per ``series``) or ``lorenz`` (``y`` against ``x`` with the
+    equality diagonal)."""
+
+    kind: Literal["bar", "line", "lorenz", "scatter"]
+    table: str
+    x: str
+    y: str
+    title: str
+    series: str | None = None
+    ci_low: str | None = None
+    ci_high: str | None = None
+    x_label: str | None = None
+    y_label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class AuditResult:
+    """The outcome of one audit run. ``evidence`` tables are per user / item / group rows;
+    ``settings`` holds the exact config, model and data the estimates came from."""
+
+    audit: str
+    dimension: str
+    estimates: Mapping[str, Estimate]
+    evidence: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    verdict: Verdict = Verdict("no_threshold")
+    warnings: tuple[str, ...] = ()
+    plots: tuple[Plot, ...] = ()
+    summary: str = ""
+
+    def __post_init__(self):
+        if self.dimension not in DIMENSIONS:
+            raise DataError(f"AuditResult {self.audit!r}: unknown dimension {self.dimension!r}; one of {DIMENSIONS}")
+        for p in self.plots:
+            if p.table not in self.evidence:
+                raise DataError(f"AuditResult {self.audit!r}: plot {p.title!r} reads evidence {p.table!r}, "
+                                f"which is not among {sorted(self.evidence)}")
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "plots", tuple(self.plots))
+
+    @classmethod
+    def not_applicable(cls, audit: str, dimension: str, reason: str, settings=None) -> "AuditResult":
+        return cls(audit, dimension, {}, settings=settings or {}, verdict=Verdict("not_applicable", (reason,)),
+                   summary=f"not applicable: {reason}")
+
+    def estimate_frame(self) -> pd.DataFrame:
+        rows = [{"estimate": k, **v.to_dict()} for k, v in self.estimates.items()]
+        return pd.DataFrame(rows, columns=["estimate", "value", "ci_low", "ci_high", "n", "p_value", "description"])
+
+    def to_dict(self, *, evidence_rows: int | None = None) -> dict[str, Any]:
+        """JSON-ready dict; evidence tables as records (the first ``evidence_rows`` rows of each,
+        all when None) with their full row count."""
+        evidence = {}
+        for name, frame in self.evidence.items():
+            shown = frame if evidence_rows is None else frame.head(evidence_rows)
+            evidence[name] = {"n_rows": len(frame), "columns": [str(c) for c in frame.columns],
+                              "records": json.loads(shown.to_json(orient="records"))}
+        return {"audit": self.audit, "dimension": self.dimension, "summary": self.summary,
+                "verdict": self.verdict.to_dict(),
+                "estimates": {k: v.to_dict() for k, v in self.estimates.items()},
+                "settings": json.loads(json.dumps(dict(self.settings), default=str)),
+                "warnings": list(self.warnings), "plots": [p.to_dict() for p in self.plots],
+                "evidence": evidence}
+
+    def save(self, directory: str | Path) -> Path:
+        """``result.json`` (everything but full evidence) and one parquet file per evidence table."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, frame in self.evidence.items():
+            atomic_write_bytes(directory / f"{name}.parquet", frame.to_parquet(index=False))
+        atomic_write_text(directory / "result.json", json.dumps(self.to_dict(evidence_rows=50), indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "AuditResult":
+        directory = Path(directory)
+        path = directory / "result.json"
+        if not path.exists():
+            raise DataError(f"{directory}: no result.json; not a saved audit result")
+        data = json.loads(path.read_text())
+        evidence = {}
+        for name in data.get("evidence", {}):
+            file = directory / f"{name}.parquet"
+            evidence[name] = pd.read_parquet(file) if file.exists() else pd.DataFrame(data["evidence"][name]["records"])
+        return cls(data["audit"], data["dimension"],
+                   {k: Estimate(**v) for k, v in data["estimates"].items()}, evidence, data["settings"],
+                   Verdict(data["verdict"]["status"], tuple(data["verdict"]["reasons"])),
+                   tuple(data.get("warnings", ())), tuple(Plot(**p) for p in data.get("plots", ())),
+                   data.get("summary", ""))

@@ -1,0 +1,187 @@
+"""Fairness metrics over recommendation lists: pure, vectorised functions.
+
+Lists are ``(n_users, k)`` item-index matrices with ``-1`` for "no item". Item groups (genres,
+providers) are an ``(n_items, n_groups)`` membership matrix; a multi-group item splits its weight
+equally over its groups (Steck 2018), so every item carries weight 1.
+
+List similarity follows FaiRLLM (Zhang et al., RecSys 2023), normalised so identical lists score
+1 and disjoint lists 0:
+
+- ``jaccard``: |A ∩ B| / |A ∪ B|.
+- ``serp_star``: sum over items v of B found in A of (K - rank_A(v) + 1), divided by K(K+1)/2,
+  the value of two identical full lists (rank is 1-based, K = the list length).
+- ``prag_star``: over ordered pairs (v1, v2) of B with rank_B(v1) < rank_B(v2), count pairs with
+  v1 in A and rank_A(v1) < rank_A(v2) (an item missing from A ranks after all of A), divided by
+  K(K-1)/2, the number of pairs two identical full lists agree on (the paper divides by K(K+1),
+  which puts identical lists at (K-1)/(2(K+1)); we rescale so 1 means identical).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["group_distribution", "miscalibration", "popularity_lift", "lorenz_curve",
+           "exposure_by_group", "jaccard_at_k", "serp_star_at_k", "prag_star_at_k", "snsr", "snsv"]
+
+
+def _lists(top, name: str = "top") -> np.ndarray:
+    top = np.asarray(top)
+    if top.ndim != 2:
+        raise ValueError(f"{name} must be an (n_users, k) matrix of item indices, got shape {top.shape}")
+    return top.astype(np.int64, copy=False)
+
+
+def _normalised_membership(membership) -> sp.csr_matrix:
+    """Rows of the item-group matrix scaled to sum 1 (items in no group keep a zero row)."""
+    m = sp.csr_matrix(membership, dtype=np.float64)
+    sums = np.asarray(m.sum(1)).ravel()
+    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+    return sp.diags(inv) @ m
+
+
+def group_distribution(rows, membership, weights=None) -> np.ndarray:
+    """Per row, the distribution over item groups of the row's items, shape (n_rows, n_groups).
+
+    ``rows``: an (n, k) item matrix (-1 = none) or a ``Ragged`` of item lists. ``weights``
+    (same shape as the items) weight each item, e.g. by recency. Rows with no grouped item are
+    all zero.
+    """
+    m = _normalised_membership(membership)
+    n_items = m.shape[0]
+    if hasattr(rows, "indptr"):
+        users, items = rows.row_ids(), np.asarray(rows.values, np.int64)
+        n_rows = len(rows)
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64).ravel()
+    else:
+        top = _lists(rows, "rows")
+        valid = top >= 0
+        users, items = np.nonzero(valid)[0], top[valid]
+        n_rows = len(top)
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)[valid]
+    if len(items) and (items.min() < 0 or items.max() >= n_items):
+        raise ValueError(f"item index out of range for a membership matrix of {n_items} items")
+    user_item = sp.csr_matrix((w, (users, items)), shape=(n_rows, n_items))
+    counts = np.asarray((user_item @ m).todense())
+    totals = counts.sum(1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def miscalibration(p, q, alpha: float = 0.01) -> np.ndarray:
+    """Steck's KL(p || q~) per row, q~ = (1 - alpha) q + alpha p: p = the profile's group
+    distribution, q = the list's. 0 when the list mirrors the profile; NaN for an empty profile."""
+    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
+    if p.shape != q.shape:
+        raise ValueError(f"miscalibration: p has shape {p.shape}, q has {q.shape}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"miscalibration: alpha must be in (0, 1), got {alpha}")
+    q_tilde = (1 - alpha) * q + alpha * p
+    ratio = np.divide(p, q_tilde, out=np.ones_like(p), where=(p > 0) & (q_tilde > 0))
+    kl = (p * np.log(ratio)).sum(1)
+    return np.where(p.sum(1) > 0, kl, np.nan)
+
+
+def popularity_lift(recommended_popularity, profile_popularity) -> np.ndarray:
+    """(GAP_rec - GAP_profile) / GAP_profile per user (Abdollahpouri et al. 2021): > 0 when the
+    lists are more popular than what the user consumed. NaN where the profile's GAP is 0."""
+    r = np.asarray(recommended_popularity, np.float64)
+    p = np.asarray(profile_popularity, np.float64)
+    if r.shape != p.shape:
+        raise ValueError(f"popularity_lift: {r.shape} recommended values vs {p.shape} profile values")
+    return np.divide(r - p, p, out=np.full_like(r, np.nan), where=p > 0)
+
+
+def lorenz_curve(exposure) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative share of items (x) against cumulative share of exposure (y), items sorted from
+    least to most exposed; both start at 0 and end at 1. The Gini is 1 - 2 * area under y."""
+    x = np.sort(np.asarray(exposure, np.float64))
+    if np.any(x < 0):
+        raise ValueError("lorenz_curve: exposure must be non-negative")
+    total = x.sum()
+    cum = np.concatenate([[0.0], np.cumsum(x) / total]) if total > 0 else np.linspace(0, 1, len(x) + 1)
+    return np.linspace(0.0, 1.0, len(x) + 1), cum
+
+
+def exposure_by_group(top, membership, item_popularity=None) -> dict[str, np.ndarray]:
+    """Exposure share of each item group (share of filled list slots, multi-group items split)
+    next to its catalog share (share of items) and, given ``item_popularity``, its interaction
+    share; ``ratio`` = exposure share / catalog share (1 = exposed as often as its size)."""
+    top = _lists(top)
+    m = _normalised_membership(membership)
+    valid = top >= 0
+    slots = np.bincount(top[valid], minlength=m.shape[0]).astype(np.float64)
+    exposure = np.asarray(m.T @ slots).ravel()
+    catalog = np.asarray(m.sum(0)).ravel()
+    out = {
+        "exposure_share": exposure / max(exposure.sum(), 1e-300),
+        "catalog_share": catalog / max(catalog.sum(), 1e-300),
+    }
+    if item_popularity is not None:
+        inter = np.asarray(m.T @ np.asarray(item_popularity, np.float64)).ravel()
+        out["interaction_share"] = inter / max(inter.sum(), 1e-300)
+    out["ratio"] = np.divide(out["exposure_share"], out["catalog_share"],
+                             out=np.full_like(exposure, np.nan), where=out["catalog_share"] > 0)
+    return out
+
+
+# -- list similarity (FaiRLLM) -------------------------------------------------------------------
+def _ranks_in(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """rank[u, j] = 1-based position of other[u, j] in reference[u], 0 where absent or padding."""
+    match = (other[:, :, None] == reference[:, None, :]) & (other[:, :, None] >= 0)
+    pos = np.argmax(match, axis=2) + 1
+    return np.where(match.any(2), pos, 0)
+
+
+def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _lists(a, "a"), _lists(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"list similarity needs lists of one shape: a {a.shape}, b {b.shape}")
+    return a, b
+
+
+def jaccard_at_k(a, b) -> np.ndarray:
+    """Per row, |A ∩ B| / |A ∪ B| of two top-K lists (-1 ignored); 1 for two empty lists."""
+    a, b = _pair(a, b)
+    inter = (_ranks_in(a, b) > 0).sum(1)
+    union = (a >= 0).sum(1) + (b >= 0).sum(1) - inter
+    return np.divide(inter, union, out=np.ones(len(a)), where=union > 0)
+
+
+def serp_star_at_k(reference, other) -> np.ndarray:
+    """Per row, FaiRLLM SERP*@K of ``other`` against ``reference`` (module docstring)."""
+    ref, oth = _pair(reference, other)
+    k = ref.shape[1]
+    if k == 0:
+        return np.ones(len(ref))
+    rank = _ranks_in(ref, oth)
+    gain = np.where(rank > 0, k - rank + 1, 0).sum(1)
+    return gain / (k * (k + 1) / 2)
+
+
+def prag_star_at_k(reference, other) -> np.ndarray:
+    """Per row, FaiRLLM PRAG*@K of ``other`` against ``reference`` (module docstring)."""
+    ref, oth = _pair(reference, other)
+    k = ref.shape[1]
+    if k < 2:
+        return jaccard_at_k(ref, oth)
+    rank = _ranks_in(ref, oth).astype(np.float64)
+    rank_ref = np.where(rank > 0, rank, np.inf)           # absent from the reference: after all of it
+    valid = oth >= 0
+    upper = np.triu(np.ones((k, k), bool), 1)              # pairs j1 < j2 in the other list
+    agree = ((rank[:, :, None] > 0) & (rank_ref[:, :, None] < rank_ref[:, None, :])
+             & valid[:, :, None] & valid[:, None, :] & upper[None])
+    return agree.sum((1, 2)) / (k * (k - 1) / 2)
+
+
+def snsr(similarities) -> float:
+    """Sensitive-to-neutral similarity range: max minus min over attribute values."""
+    s = np.asarray(similarities, np.float64)
+    s = s[~np.isnan(s)]
+    return float(s.max() - s.min()) if len(s) else np.nan
+
+
+def snsv(similarities) -> float:
+    """Sensitive-to-neutral similarity variance: the population standard deviation over values."""
+    s = np.asarray(similarities, np.float64)
+    s = s[~np.isnan(s)]
+    return float(s.std(ddof=0)) if len(s) else np.nan
