@@ -140,12 +140,16 @@ class Audit(Configurable):
         if reason:
             return AuditResult.not_applicable(self.name, self.dimension, reason, settings)
         result = self._run(inputs)
-        verdict = judge(result.estimates, self.config.thresholds)
+        verdict = judge(result.estimates, self._thresholds(result.estimates))
         return AuditResult(result.audit, result.dimension, result.estimates, result.evidence,
                            {**settings, **result.settings}, verdict, result.warnings, result.plots, result.summary)
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
         return None
+
+    def _thresholds(self, estimates) -> list[Threshold]:
+        """The configured thresholds plus any an audit derives from its own settings."""
+        return list(self.config.thresholds)
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         raise NotImplementedError

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from trustrec._cache import atomic_write_bytes, atomic_write_text
 from trustrec.errors import DataError
@@ -49,18 +49,22 @@ class Estimate:
 
 
 class Threshold(BaseModel):
-    """A rule on one estimate: ``value op limit`` must hold (e.g. ``ndcg@10 ratio >= 0.8``)."""
+    """A rule on one estimate: ``value op limit`` must hold (e.g. ``ndcg@10 ratio >= 0.8``).
+    When the estimate carries a p-value (a test of "no effect"), a breach with ``p >= alpha`` is
+    only a warning: a gap between noisy groups is not evidence of unfairness by itself."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     estimate: str
     op: Literal["<=", ">="]
     limit: float
+    alpha: float = Field(0.05, gt=0, lt=1)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """``fail``: the whole CI breaks a threshold (or the value, when there is no CI); ``warn``: the
-    value breaks it but the CI reaches back over the limit; ``pass``: all thresholds hold;
+    """``fail``: the whole CI breaks a threshold (or the value, when there is no CI) and, for an
+    estimate with a p-value, the test is significant; ``warn``: the value breaks it but the CI
+    reaches back over the limit or the test is not significant; ``pass``: all thresholds hold;
     ``no_threshold``: nothing to judge; ``not_applicable``: the audit does not apply (reasons say
     why)."""
 
@@ -87,10 +91,12 @@ def judge(estimates: Mapping[str, Estimate], thresholds) -> Verdict:
             continue
         bound = est.ci_low if t.op == "<=" else est.ci_high
         clear = bound is None or (bound > t.limit if t.op == "<=" else bound < t.limit)
-        status = "fail" if clear else "warn"
+        significant = est.p_value is None or est.p_value < t.alpha
+        status = "fail" if clear and significant else "warn"
         ci = "" if est.ci_low is None else f" (CI {est.ci_low:.4g} to {est.ci_high:.4g})"
         reasons.append(f"{t.estimate} = {est.value:.4g}{ci} breaks {t.op} {t.limit:g}"
-                       + ("" if clear else "; the CI reaches the limit"))
+                       + ("" if clear else "; the CI reaches the limit")
+                       + ("" if significant else f"; not significant (p = {est.p_value:.3g})"))
         if status == "fail" or worst == "pass":
             worst = status
     return Verdict(worst, tuple(reasons))

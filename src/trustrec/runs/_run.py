@@ -84,10 +84,12 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
     t0 = time.perf_counter()
     dataset, split = prepare_data(config)
     t_data = time.perf_counter() - t0
+    from trustrec.runs._trail import data_trail
+
     env = {**environment_info(), "seed": config.seed, "config_digest": config.digest(),
            "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "source": dataset.source,
                        "stats": dataset.stats()},
-           "split": split.describe()}
+           "split": split.describe(), "data_checksums": data_trail(dataset, split)}
     atomic_write_text(work / "environment.json", json.dumps(env, indent=1, default=str))
 
     ckpt = work / "checkpoint"
@@ -108,6 +110,8 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
         fit_seconds = time.perf_counter() - t0
         model.save(ckpt)
 
+    from trustrec.runs._trail import model_trail
+
     t0 = time.perf_counter()
     result = evaluate_split(model, split, config.eval.part, metrics=config.eval.metrics,
                             batch_size=config.eval.batch_size, n_boot=config.eval.n_boot,
@@ -122,6 +126,7 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
         "run": config.run_name(), "model": config.model.name, "dataset": dataset.name,
         **result.to_dict(),
         "fit_history": getattr(model, "history_", None),
+        "checkpoint_sha256": model_trail(ckpt)["files"],
         "timings_s": {"data": t_data, "fit": fit_seconds, "evaluate": eval_seconds},
     }
     atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=1, default=_json_default))

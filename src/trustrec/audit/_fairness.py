@@ -1,0 +1,414 @@
+"""Fairness audits: user groups (consumer side), item exposure and popularity (provider side),
+calibration, and counterfactual sensitive-attribute probing of models that read attributes."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, PositiveInt
+
+from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
+from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
+from trustrec.eval import _fairness as F
+from trustrec.eval import _metrics as M
+from trustrec.eval._groups import GroupMetricFrame
+from trustrec.eval._stats import bootstrap_ci
+
+__all__ = ["UserFairnessAudit", "ItemExposureAudit", "CalibrationAudit", "CounterfactualAttributeAudit"]
+
+
+def _ci_estimate(values, *, n_boot: int, seed: int, description: str) -> Estimate:
+    x = np.asarray(values, np.float64)
+    lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
+    ok = ~np.isnan(x)
+    return Estimate(float(x[ok].mean()) if ok.any() else None, lo, hi, int(ok.sum()), description=description)
+
+
+# -- user side -------------------------------------------------------------------------------------
+class UserFairnessConfig(AuditConfig):
+    metrics: tuple[str, ...] = ("ndcg", "hr")
+    groupings: tuple[str, ...] | None = None    # None: every user attribute column plus "activity"
+    active_share: float = Field(0.2, gt=0, lt=1)
+    min_ratio: float | None = Field(0.8, gt=0, le=1)  # four-fifths rule on each grouping's first metric
+
+
+@register_audit
+class UserFairnessAudit(Audit):
+    """Accuracy sliced by user group (attributes, age bands, activity level): per-group means with
+    CIs, worst/best ratio and gap with stratified-bootstrap CIs, and a test of equal groups."""
+
+    name: ClassVar[str] = "user_fairness"
+    dimension: ClassVar[str] = "fairness"
+    description: ClassVar[str] = "accuracy by user group (gender, age band, occupation, activity): gaps, ratios, tests"
+    needs: ClassVar[str] = "any model; user attributes for attribute groups (activity needs none)"
+    config_class = UserFairnessConfig
+
+    def _run(self, inputs: AuditInputs) -> AuditResult:
+        c = self.config
+        from trustrec.data._groups import activity_levels
+
+        per_user = inputs.evaluation.per_user
+        metrics = [f"{m}@{c.k}" for m in c.metrics]
+        unknown = [m for m in metrics if m not in per_user.columns]
+        if unknown:
+            from trustrec.errors import ConfigError
+
+            raise ConfigError(f"{self.name}: metrics {unknown} are not per-user accuracy metrics; "
+                              f"use some of ndcg, hr, recall, mrr")
+        groups = inputs.user_groups.copy()
+        groups["activity"] = activity_levels(inputs.train_counts, c.active_share)[inputs.queries.users]
+        chosen = list(groups.columns) if c.groupings is None else list(c.groupings)
+        missing_cols = [g for g in chosen if g not in groups.columns]
+        if missing_cols:
+            from trustrec.errors import ConfigError
+
+            raise ConfigError(f"{self.name}: groupings {missing_cols} not found; available: {list(groups.columns)}")
+        estimates, tables, comps, plots, warnings = {}, [], [], [], []
+        evidence: dict[str, pd.DataFrame] = {}
+        for gi, grouping in enumerate(chosen):
+            gmf = GroupMetricFrame(metrics=per_user[metrics], groups=groups[grouping], n_boot=c.n_boot,
+                                   seed=c.seed + gi, min_group_size=c.min_group_size)
+            table = gmf.table.assign(grouping=grouping)
+            tables.append(table)
+            comps.append(gmf.comparisons.reset_index().assign(grouping=grouping))
+            small = table[(table.metric == metrics[0]) & table.too_small & ~table.missing_label]
+            if len(small):
+                warnings.append(f"{grouping}: {len(small)} group(s) under {c.min_group_size} users "
+                                f"({', '.join(f'{g} n={n}' for g, n in zip(small.group, small.n_users))}); "
+                                "shown without CI and left out of the gap and ratio")
+            if gmf.n_missing:
+                warnings.append(f"{grouping}: {gmf.n_missing} of {len(groups)} users have no value; "
+                                "reported as '(missing)', not compared")
+            for m in metrics:
+                row = gmf.comparisons.loc[m]
+                if row.n_groups_compared < 2:
+                    continue
+                estimates[f"{m} gap [{grouping}]"] = Estimate(
+                    row.difference, row.difference_ci_low, row.difference_ci_high, int(row.n_groups_compared),
+                    row.p_value, f"best minus worst group mean ({row.best_group} vs {row.worst_group}); "
+                                 f"p from {row.test}")
+                estimates[f"{m} ratio [{grouping}]"] = Estimate(
+                    row.ratio, row.ratio_ci_low, row.ratio_ci_high, int(row.n_groups_compared), row.p_value,
+                    f"worst group mean / best group mean ({row.worst_group} / {row.best_group})")
+            name = f"groups_{grouping}"
+            evidence[name] = table[table.metric == metrics[0]].reset_index(drop=True)
+            plots.append(Plot("bar", name, "group", "mean", f"{metrics[0]} by {grouping} (95% CI)",
+                              ci_low="ci_low", ci_high="ci_high", y_label=metrics[0]))
+        evidence = {"by_group": pd.concat(tables, ignore_index=True),
+                    "comparisons": pd.concat(comps, ignore_index=True), **evidence}
+        worst = min(((k, e.value) for k, e in estimates.items() if "ratio" in k and e.value is not None),
+                    key=lambda kv: kv[1], default=None)
+        summary = (f"{len(chosen)} groupings over {len(per_user)} users"
+                   + (f"; lowest ratio {worst[1]:.3f} ({worst[0]})" if worst else ""))
+        return self._result(estimates, evidence=evidence, plots=tuple(plots), warnings=tuple(warnings),
+                            summary=summary, settings={"groupings": chosen, "metrics": metrics})
+
+    def _thresholds(self, estimates):
+        extra = []
+        if self.config.min_ratio is not None:
+            first = f"{self.config.metrics[0]}@{self.config.k}"
+            extra = [Threshold(estimate=k, op=">=", limit=self.config.min_ratio)
+                     for k in estimates if k.startswith(f"{first} ratio [")]
+        return [*self.config.thresholds, *extra]
+
+
+# -- item side: exposure and popularity --------------------------------------------------------------
+class ItemExposureConfig(AuditConfig):
+    head_share: float = Field(0.2, gt=0, lt=1)
+    item_group_column: str | None = None     # None: guessed (genre, category, provider, ...)
+    max_popularity_lift: float | None = 1.0  # lists at most twice as popular as the profiles
+
+
+@register_audit
+class ItemExposureAudit(Audit):
+    """Who gets exposed: exposure Gini and Lorenz curve, average recommendation popularity, APLT,
+    popularity lift over the users' profiles, and exposure share vs catalog share by item group
+    (popularity head/tail, and genre/provider when the items have such a column)."""
+
+    name: ClassVar[str] = "item_exposure"
+    dimension: ClassVar[str] = "fairness"
+    description: ClassVar[str] = "exposure Gini, Lorenz curve, APLT, popularity lift, exposure vs catalog share by group"
+    needs: ClassVar[str] = "any model; an item group column (genre/provider) for the per-group shares"
+    config_class = ItemExposureConfig
+
+    def _run(self, inputs: AuditInputs) -> AuditResult:
+        c = self.config
+        top = inputs.topk[:, :c.k]
+        n_items = inputs.dataset.n_items
+        pop = inputs.item_popularity.astype(np.float64)
+        tail = M.long_tail_mask(pop, c.head_share)
+        histories = inputs.queries.histories
+        rec_pop = M.average_popularity(top, pop)
+        hist_pop = np.divide(np.bincount(histories.row_ids(), pop[histories.values], minlength=len(histories)),
+                             histories.lengths, out=np.full(len(histories), np.nan), where=histories.lengths > 0)
+        exposure = np.bincount(top[top >= 0], minlength=n_items)
+        rng = np.random.default_rng(c.seed)
+        boot_gini = []
+        for _ in range(c.n_boot):
+            rows = top[rng.integers(0, len(top), len(top))]
+            boot_gini.append(M.gini(np.bincount(rows[rows >= 0], minlength=n_items)))
+        gini_ci = np.nanquantile(boot_gini, [0.025, 0.975]) if boot_gini else (None, None)
+        n_users = len(top)
+        lift = F.popularity_lift(np.nanmean(rec_pop)[None], np.nanmean(hist_pop)[None])[0]
+        per_user_lift = F.popularity_lift(rec_pop, hist_pop)
+        lift_boot = []
+        for _ in range(c.n_boot):
+            r = rng.integers(0, n_users, n_users)
+            lift_boot.append(F.popularity_lift(np.nanmean(rec_pop[r])[None], np.nanmean(hist_pop[r])[None])[0])
+        lift_ci = np.nanquantile(lift_boot, [0.025, 0.975]) if lift_boot else (None, None)
+        estimates = {
+            "exposure_gini": Estimate(M.gini(exposure), *gini_ci, n_users,
+                                      description="Gini of recommendation counts over the whole catalog"),
+            "coverage": Estimate(M.catalog_coverage(top, n_items), n=n_users,
+                                 description="share of the catalog recommended to anyone"),
+            "aplt": _ci_estimate(M.aplt(top, tail), n_boot=c.n_boot, seed=c.seed,
+                                 description=f"share of each list from the long tail (outside the top "
+                                             f"{c.head_share:.0%} items by training popularity)"),
+            "avg_rec_popularity": _ci_estimate(rec_pop, n_boot=c.n_boot, seed=c.seed + 1,
+                                               description="mean training interactions of recommended items"),
+            "avg_profile_popularity": _ci_estimate(hist_pop, n_boot=c.n_boot, seed=c.seed + 2,
+                                                   description="mean training interactions of history items"),
+            "popularity_lift": Estimate(lift, *lift_ci, n_users,
+                                        description="(mean rec popularity - mean profile popularity) / "
+                                                    "mean profile popularity"),
+            "tail_exposure_share": Estimate(float(exposure[tail].sum() / max(exposure.sum(), 1)), n=n_users,
+                                            description="share of all recommendation slots given to long-tail "
+                                                        f"items, which are {tail.mean():.0%} of the catalog"),
+        }
+        x, y = F.lorenz_curve(exposure)
+        keep = np.unique(np.linspace(0, len(x) - 1, min(len(x), 201)).astype(int))
+        evidence = {"lorenz": pd.DataFrame({"item_share": x[keep], "exposure_share": y[keep]}),
+                    "per_user": pd.DataFrame({"user": inputs.queries.users, "avg_rec_popularity": rec_pop,
+                                              "avg_profile_popularity": hist_pop, "popularity_lift": per_user_lift,
+                                              "aplt": M.aplt(top, tail)})}
+        pop_groups = np.where(tail, "tail", "head")[:, None] == np.array(["head", "tail"])[None]
+        shares = F.exposure_by_group(top, pop_groups, pop)
+        frames = [self._share_frame("popularity", ["head", "tail"], shares)]
+        plots = [Plot("lorenz", "lorenz", "item_share", "exposure_share",
+                      f"exposure Lorenz curve (Gini {estimates['exposure_gini'].value:.3f})",
+                      x_label="cumulative share of items", y_label="cumulative share of exposure")]
+        warnings = []
+        groups = inputs.item_groups(c.item_group_column)
+        if groups is not None:
+            column, membership, names, counts = groups
+            shares = F.exposure_by_group(top, membership, pop)
+            frames.append(self._share_frame(column, names, shares))
+            if counts["n_items_without_group"]:
+                warnings.append(f"{counts['n_items_without_group']} items have no value in {column!r}; "
+                                "they count in no group's share")
+            ratio = shares["ratio"]
+            estimates["group_exposure_ratio_min"] = Estimate(
+                float(np.nanmin(ratio)), n=len(names),
+                description=f"lowest exposure share / catalog share over {column!r} groups "
+                            f"({names[int(np.nanargmin(ratio))]})")
+        elif c.item_group_column is None:
+            warnings.append("no item group column (genre, category, provider) found: only popularity groups")
+        share_table = pd.concat(frames, ignore_index=True)
+        evidence["group_exposure"] = share_table
+        long = share_table.melt(id_vars=["grouping", "group"], value_vars=["exposure_share", "catalog_share"],
+                                var_name="share", value_name="value")
+        for grouping in share_table.grouping.unique():
+            name = f"shares_{grouping}"
+            evidence[name] = long[long.grouping == grouping].reset_index(drop=True)
+            plots.append(Plot("bar", name, "group", "value", f"exposure vs catalog share by {grouping}",
+                              series="share", y_label="share"))
+        e = estimates
+        summary = (f"Gini {e['exposure_gini'].value:.3f}, APLT {e['aplt'].value:.3f}, "
+                   f"popularity lift {e['popularity_lift'].value:+.2f}, coverage {e['coverage'].value:.3f}")
+        return self._result(estimates, evidence=evidence, plots=tuple(plots), warnings=tuple(warnings),
+                            summary=summary, settings={"n_long_tail_items": int(tail.sum())})
+
+    @staticmethod
+    def _share_frame(grouping, names, shares) -> pd.DataFrame:
+        return pd.DataFrame({"grouping": grouping, "group": names, **{k: v for k, v in shares.items()}})
+
+    def _thresholds(self, estimates):
+        extra = []
+        if self.config.max_popularity_lift is not None:
+            extra = [Threshold(estimate="popularity_lift", op="<=", limit=self.config.max_popularity_lift)]
+        return [*self.config.thresholds, *extra]
+
+
+# -- calibration -------------------------------------------------------------------------------------
+class CalibrationConfig(AuditConfig):
+    item_group_column: str | None = None
+    alpha: float = Field(0.01, gt=0, lt=1)
+    max_miscalibration: float | None = None
+
+
+@register_audit
+class CalibrationAudit(Audit):
+    """Steck's miscalibration: KL between the genre mix of each user's history and of their list."""
+
+    name: ClassVar[str] = "calibration"
+    dimension: ClassVar[str] = "fairness"
+    description: ClassVar[str] = "Steck's KL(history genres || list genres) per user, by genre and by user group"
+    needs: ClassVar[str] = "an item group column (genre, category)"
+    config_class = CalibrationConfig
+
+    def _why_not(self, inputs: AuditInputs) -> str | None:
+        if inputs.item_groups(self.config.item_group_column) is None:
+            return (f"dataset {inputs.dataset.name!r} has no item group column (genre, category, ...) to "
+                    "calibrate on; set item_group_column")
+        return None
+
+    def _run(self, inputs: AuditInputs) -> AuditResult:
+        c = self.config
+        column, membership, names, _ = inputs.item_groups(c.item_group_column)
+        top = inputs.topk[:, :c.k]
+        p = F.group_distribution(inputs.queries.histories, membership)
+        q = F.group_distribution(top, membership)
+        kl = F.miscalibration(p, q, c.alpha)
+        n_empty = int(np.isnan(kl).sum())
+        estimates = {"miscalibration": _ci_estimate(kl, n_boot=c.n_boot, seed=c.seed,
+                                                    description=f"mean KL(p_u || q~_u) over {column!r}, "
+                                                                f"alpha={c.alpha}")}
+        by_genre = pd.DataFrame({"group": names, "profile_share": p.mean(0), "list_share": q.mean(0)})
+        long = by_genre.melt(id_vars="group", var_name="share", value_name="value")
+        groups = inputs.user_groups
+        frames = []
+        for grouping in groups.columns:
+            gmf = GroupMetricFrame(metrics={"miscalibration": kl}, groups=groups[grouping], n_boot=c.n_boot,
+                                   seed=c.seed, min_group_size=c.min_group_size)
+            frames.append(gmf.table.assign(grouping=grouping))
+            row = gmf.comparisons.loc["miscalibration"]
+            if row.n_groups_compared >= 2:
+                estimates[f"miscalibration gap [{grouping}]"] = Estimate(
+                    row.difference, row.difference_ci_low, row.difference_ci_high, int(row.n_groups_compared),
+                    row.p_value, f"most minus least miscalibrated group ({row.best_group} vs {row.worst_group})")
+        evidence = {"per_user": pd.DataFrame({"user": inputs.queries.users, "miscalibration": kl}),
+                    "by_genre": by_genre, "genre_shares": long}
+        if frames:
+            evidence["by_user_group"] = pd.concat(frames, ignore_index=True)
+        warnings = [f"{n_empty} users with no grouped history item have no calibration value"] if n_empty else []
+        return self._result(
+            estimates, evidence=evidence, warnings=tuple(warnings),
+            plots=(Plot("bar", "genre_shares", "group", "value", f"{column}: history vs list share",
+                        series="share", y_label="mean share"),),
+            summary=f"mean miscalibration {estimates['miscalibration'].value:.3f} over {column!r}",
+            settings={"item_group_column": column})
+
+    def _thresholds(self, estimates):
+        extra = ([Threshold(estimate="miscalibration", op="<=", limit=self.config.max_miscalibration)]
+                 if self.config.max_miscalibration is not None else [])
+        return [*self.config.thresholds, *extra]
+
+
+# -- counterfactual sensitive attributes (FaiRLLM) ---------------------------------------------------
+class CounterfactualConfig(AuditConfig):
+    attributes: tuple[str, ...] | None = None      # None: user attribute columns with few values
+    values: dict[str, list[str]] = Field(default_factory=dict)  # override the values probed per attribute
+    max_values: PositiveInt = 30
+    max_users: PositiveInt | None = 200
+    batch_size: PositiveInt = 256
+    max_snsr: float | None = 0.05                   # on Jaccard@K
+
+
+@register_audit
+class CounterfactualAttributeAudit(Audit):
+    """FaiRLLM-style probing: the same histories asked neutrally and once per value of a sensitive
+    attribute (through Query attributes); top-K similarity to the neutral list by Jaccard@K,
+    SERP*@K and PRAG*@K, and the attribute's unfairness as SNSR (range) and SNSV (std) over values.
+    A model that ignores attributes scores 0 by construction; see ``trustrec.eval._fairness``
+    for the SERP*/PRAG* normalisation."""
+
+    name: ClassVar[str] = "counterfactual_attributes"
+    dimension: ClassVar[str] = "fairness"
+    description: ClassVar[str] = "FaiRLLM probe: top-K change when the query states gender/age/occupation"
+    needs: ClassVar[str] = "user attributes (or configured values); meaningful for models that read query attributes"
+    config_class = CounterfactualConfig
+    SIMILARITIES: ClassVar[dict] = {"jaccard": F.jaccard_at_k, "serp_star": F.serp_star_at_k,
+                                    "prag_star": F.prag_star_at_k}
+
+    def _probe_values(self, inputs: AuditInputs) -> dict[str, list[str]]:
+        from trustrec.data._groups import MISSING_GROUP
+
+        c = self.config
+        values = {a: [str(v) for v in vs] for a, vs in c.values.items()}
+        groups = inputs.user_groups.drop(columns=["activity"], errors="ignore")
+        attrs = c.attributes if c.attributes is not None else [a for a in groups.columns if a not in values]
+        for a in attrs:
+            if a in values:
+                continue
+            if a not in groups.columns:
+                from trustrec.errors import ConfigError
+
+                raise ConfigError(f"{self.name}: attribute {a!r} is not a user column; give its values in "
+                                  f"'values' or use one of {list(groups.columns)}")
+            found = sorted(set(groups[a]) - {MISSING_GROUP})
+            if 1 < len(found) <= c.max_values:
+                values[a] = found
+        return values
+
+    def _why_not(self, inputs: AuditInputs) -> str | None:
+        if not self._probe_values(inputs):
+            return ("no sensitive attribute to probe: the dataset has no user attribute with 2 to "
+                    f"{self.config.max_values} values; give attributes and values in the config")
+        return None
+
+    def _recommend(self, model, queries, k: int) -> np.ndarray:
+        parts = [model.recommend(b, k).items for b in queries.batches(self.config.batch_size)]
+        return np.concatenate(parts) if parts else np.empty((0, k), np.int64)
+
+    def _run(self, inputs: AuditInputs) -> AuditResult:
+        from tqdm.auto import tqdm
+
+        c = self.config
+        model, queries = inputs.model, inputs.queries.with_attributes(None)
+        probe = self._probe_values(inputs)
+        neutral = self._recommend(model, queries, c.k)
+        rows, estimates = [], {}
+        rng = np.random.default_rng(c.seed)
+        n = len(queries)
+        boot_rows = rng.integers(0, n, size=(c.n_boot, n)) if c.n_boot and n else None
+        total = sum(len(v) for v in probe.values())
+        bar = tqdm(total=total, desc=f"{self.name}", disable=not inputs.progress, leave=False)
+        for attr, vals in probe.items():
+            sims = {s: np.empty((n, len(vals))) for s in self.SIMILARITIES}
+            for j, v in enumerate(vals):
+                asked = queries.with_attributes(pd.DataFrame({attr: [v] * n}))
+                top = self._recommend(model, asked, c.k)
+                for s, fn in self.SIMILARITIES.items():
+                    sims[s][:, j] = fn(neutral, top)
+                bar.update(1)
+            for s, mat in sims.items():
+                means = mat.mean(0)
+                for j, v in enumerate(vals):
+                    lo, hi = bootstrap_ci(mat[:, j], n_boot=c.n_boot, seed=c.seed + j)
+                    rows.append({"attribute": attr, "value": v, "similarity": s, "mean": means[j],
+                                 "ci_low": lo, "ci_high": hi, "n_users": n})
+                ci_r = ci_v = (None, None)
+                if boot_rows is not None:
+                    boot = mat[boot_rows].mean(1)                       # (n_boot, n_values)
+                    ci_r = tuple(np.quantile(boot.max(1) - boot.min(1), [0.025, 0.975]))
+                    ci_v = tuple(np.quantile(boot.std(1), [0.025, 0.975]))
+                estimates[f"snsr {s}@{c.k} [{attr}]"] = Estimate(
+                    F.snsr(means), *ci_r, n, description=f"range of mean {s}@{c.k} to the neutral list over "
+                                                          f"{len(vals)} values of {attr}")
+                estimates[f"snsv {s}@{c.k} [{attr}]"] = Estimate(
+                    F.snsv(means), *ci_v, n, description=f"population std of mean {s}@{c.k} over values of {attr}")
+                estimates[f"mean {s}@{c.k} [{attr}]"] = Estimate(
+                    float(mat.mean()), n=n, description=f"mean {s}@{c.k} to the neutral list over values")
+        bar.close()
+        table = pd.DataFrame(rows)
+        evidence = {"similarity": table}
+        plots = []
+        for attr in probe:
+            name = f"jaccard_{attr}"
+            evidence[name] = table[(table.attribute == attr) & (table.similarity == "jaccard")].reset_index(drop=True)
+            plots.append(Plot("bar", name, "value", "mean", f"Jaccard@{c.k} to the neutral list when the "
+                              f"query states {attr}", ci_low="ci_low", ci_high="ci_high", y_label="Jaccard"))
+        worst = max(((a, estimates[f"snsr jaccard@{c.k} [{a}]"].value) for a in probe), key=lambda t: t[1])
+        summary = (f"{len(probe)} attributes, {total} values, {n} users; largest SNSR (Jaccard@{c.k}) "
+                   f"{worst[1]:.3f} for {worst[0]}")
+        return self._result(estimates, evidence=evidence, plots=tuple(plots), summary=summary,
+                            settings={"probed_values": probe, "n_model_calls": (total + 1) * n})
+
+    def _thresholds(self, estimates):
+        extra = []
+        if self.config.max_snsr is not None:
+            extra = [Threshold(estimate=k, op="<=", limit=self.config.max_snsr)
+                     for k in estimates if k.startswith("snsr jaccard@")]
+        return [*self.config.thresholds, *extra]

@@ -1,0 +1,71 @@
+"""``trustrec audit``: run the trust audits that apply to a finished run, or list them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["audit"]
+
+console = Console()
+_STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_applicable": "dim",
+                 "no_threshold": "cyan"}
+
+
+def _list_table() -> Table:
+    from trustrec.audit import available_audits
+
+    table = Table(title="registered audits", header_style="bold")
+    for col in ("dimension", "audit", "measures", "needs"):
+        table.add_column(col, overflow="fold")
+    for cls in sorted(available_audits().values(), key=lambda c: (c.dimension, c.name)):
+        table.add_row(cls.dimension, cls.name, cls.description, cls.needs)
+    return table
+
+
+def audit(
+    run_dir: Optional[Path] = typer.Argument(None, help="A finished run directory (from `trustrec run`)."),
+    dimension: list[str] = typer.Option([], "--dimension", "-d", help="Only audits of this dimension "
+                                        "(repeatable): robustness, fairness, controllability, explainability, "
+                                        "factuality, privacy, safety."),
+    name: list[str] = typer.Option([], "--audit", "-a", help="Only this audit (repeatable)."),
+    params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping audit name -> config overrides."),
+    list_: bool = typer.Option(False, "--list", help="List every audit with its dimension and what it needs."),
+):
+    """Run the audits that apply to a run's model; results go to RUN_DIR/audits/."""
+    import yaml
+
+    from trustrec.errors import ConfigError
+
+    if list_:
+        console.print(_list_table())
+        return
+    if run_dir is None:
+        raise ConfigError("trustrec audit: give a RUN_DIR (or --list to see the audits)")
+    overrides = {}
+    if params is not None:
+        if not params.exists():
+            raise ConfigError(f"{params}: no such audit parameter file")
+        overrides = yaml.safe_load(params.read_text()) or {}
+        if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+            raise ConfigError(f"{params}: expected a mapping of audit name -> mapping of parameters")
+    from trustrec.runs import run_audits
+
+    index = run_audits(run_dir, dimensions=dimension or None, names=name or None, params=overrides,
+                       log=lambda *_: None)
+    console.print(audit_table(index["audits"], f"audits of {index['run']} ({index['model']} on {index['dataset']})"))
+    console.print(f"written: {run_dir / 'audits'}")
+
+
+def audit_table(entries, title: str) -> Table:
+    table = Table(title=title, header_style="bold")
+    for col in ("dimension", "audit", "verdict", "summary"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        style = _STATUS_STYLE.get(e["status"], "")
+        table.add_row(e["dimension"], e["name"], f"[{style}]{e['status']}[/]", e["summary"])
+    return table

@@ -1,0 +1,124 @@
+"""Audit a finished run directory: rebuild its data and split from the saved config, load its
+checkpoint, run every audit that applies (or the chosen dimensions / names), and write
+``audits/<name>/`` (result.json + evidence parquet) and ``audits/index.json`` with the trail."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from trustrec._cache import atomic_write_text
+from trustrec.errors import ConfigError, DataError
+
+__all__ = ["run_audits", "load_audit_results", "audit_plan"]
+
+
+def _load_finished_run(run_dir: Path):
+    from trustrec.runs._config import load_run_config
+
+    for needed in ("config.yaml", "metrics.json", "checkpoint"):
+        if not (run_dir / needed).exists():
+            raise DataError(f"{run_dir}: not a finished trustrec run (missing {needed}); "
+                            "create one with `trustrec run CONFIG`")
+    return load_run_config(run_dir / "config.yaml")
+
+
+def audit_plan(dimensions: Iterable[str] | None = None, names: Iterable[str] | None = None,
+               params: Mapping[str, Mapping[str, Any]] | None = None) -> list:
+    """The audits to run, configured: every registered audit in ``dimensions`` (all when None),
+    or exactly ``names``; ``params`` maps an audit name to its config overrides."""
+    from trustrec.audit import DIMENSIONS, audit_class, available_audits
+
+    params = dict(params or {})
+    if names:
+        classes = [audit_class(n) for n in names]
+    else:
+        dims = list(dimensions or DIMENSIONS)
+        for d in dims:
+            if d not in DIMENSIONS:
+                raise ConfigError(f"unknown dimension {d!r}; one of {', '.join(DIMENSIONS)}")
+        classes = [c for c in available_audits().values() if c.dimension in dims]
+    unknown = set(params) - {c.name for c in classes}
+    if unknown:
+        raise ConfigError(f"audit parameters given for {sorted(unknown)}, which are not in this plan "
+                          f"({', '.join(c.name for c in classes)})")
+    return [c(**params.get(c.name, {})) for c in classes]
+
+
+def run_audits(run_dir: str | Path, *, dimensions: Iterable[str] | None = None,
+               names: Iterable[str] | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
+               progress: bool = True, log=print) -> dict[str, Any]:
+    """Audit the run in ``run_dir``; returns the index written to ``audits/index.json``."""
+    from tqdm.auto import tqdm
+
+    from trustrec.audit import AuditInputs
+    from trustrec.models import Recommender
+    from trustrec.runs._run import prepare_data
+    from trustrec.runs._trail import audit_trail
+
+    run_dir = Path(run_dir)
+    config = _load_finished_run(run_dir)
+    plan = audit_plan(dimensions, names, params)
+    dataset, split = prepare_data(config)
+    model = Recommender.load(run_dir / "checkpoint")
+    out = run_dir / "audits"
+    out.mkdir(exist_ok=True)
+    shared: dict[tuple, AuditInputs] = {}
+    entries = []
+    for audit in tqdm(plan, desc="audits", disable=not progress):
+        c = audit.config
+        key = (c.k, c.part, c.max_users, c.seed)
+        if key not in shared:
+            shared[key] = AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed,
+                                      progress=progress)
+        t0 = time.perf_counter()
+        result = audit.run(model, split, inputs=shared[key], progress=progress)
+        seconds = time.perf_counter() - t0
+        result.save(out / audit.name)
+        entries.append({"name": audit.name, "dimension": audit.dimension, "status": result.verdict.status,
+                        "summary": result.summary, "dir": audit.name, "seconds": round(seconds, 3)})
+        log(f"{audit.dimension:>12} {audit.name:<28} {result.verdict.status:<15} {result.summary}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    index = {
+        "run": metrics.get("run", run_dir.name), "model": config.model.name, "dataset": dataset.name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "trail": audit_trail(dataset=dataset, split=split, checkpoint=run_dir / "checkpoint",
+                             run_config_digest=config.digest(),
+                             seeds={"run": config.seed, **{a.name: a.config.seed for a in plan}},
+                             audit_configs={a.name: a.dump_config() for a in plan}),
+        "audits": _merge_entries(out, entries),
+    }
+    atomic_write_text(out / "index.json", json.dumps(index, indent=1, default=str))
+    atomic_write_text(out / "audit_config.yaml", yaml.safe_dump({a.name: a.dump_config() for a in plan},
+                                                                 sort_keys=False))
+    return index
+
+
+def _merge_entries(out: Path, entries: list[dict]) -> list[dict]:
+    """Keep earlier results of audits not rerun this time (``--dimension`` runs add up)."""
+    previous = []
+    index = out / "index.json"
+    if index.exists():
+        try:
+            previous = json.loads(index.read_text()).get("audits", [])
+        except json.JSONDecodeError:
+            previous = []
+    rerun = {e["name"] for e in entries}
+    kept = [e for e in previous if e["name"] not in rerun and (out / e["dir"] / "result.json").exists()]
+    return kept + entries
+
+
+def load_audit_results(run_dir: str | Path) -> tuple[dict[str, Any], list]:
+    """The index and every saved ``AuditResult`` of a run (empty when it was never audited)."""
+    from trustrec.audit import AuditResult
+
+    out = Path(run_dir) / "audits"
+    if not (out / "index.json").exists():
+        return {}, []
+    index = json.loads((out / "index.json").read_text())
+    return index, [AuditResult.load(out / e["dir"]) for e in index.get("audits", [])]

@@ -1,0 +1,72 @@
+"""The audit trail: what exactly a run or an audit rested on, as checksums and versions.
+
+Data: the interaction fingerprint plus sha256 of the item and user tables and of the split's
+parts; model: sha256 of the saved config and of every checkpoint file; config digests, seeds and
+library versions. Two trails that agree name the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["file_sha256", "frame_sha256", "data_trail", "model_trail", "audit_trail"]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def frame_sha256(frame: pd.DataFrame | None) -> str | None:
+    """Order-sensitive sha256 of a table's values and column names (None for no table)."""
+    if frame is None:
+        return None
+    h = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _arrays_sha256(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def data_trail(dataset, split=None) -> dict[str, Any]:
+    out = {"name": dataset.name, "source": dataset.source, "interactions_fingerprint": dataset.fingerprint(),
+           "items_sha256": frame_sha256(dataset.items), "users_sha256": frame_sha256(dataset.users),
+           "n_users": dataset.n_users, "n_items": dataset.n_items, "n_interactions": dataset.n_interactions}
+    if split is not None:
+        out["split"] = {part: _arrays_sha256(inter.user, inter.item)
+                        for part, inter in (("train", split.train), ("valid", split.valid), ("test", split.test))
+                        if inter is not None}
+    return out
+
+
+def model_trail(checkpoint: str | Path) -> dict[str, Any]:
+    """sha256 of each file of a saved model folder (config.json, state.safetensors, fitted.json)."""
+    checkpoint = Path(checkpoint)
+    files = sorted(p for p in checkpoint.rglob("*") if p.is_file()) if checkpoint.exists() else []
+    return {"files": {p.relative_to(checkpoint).as_posix(): file_sha256(p) for p in files}}
+
+
+def audit_trail(*, dataset, split, checkpoint, run_config_digest: str | None, seeds: dict[str, int],
+                audit_configs: dict[str, dict]) -> dict[str, Any]:
+    import json
+
+    from trustrec.runs._run import environment_info
+
+    return {"data": data_trail(dataset, split), "model": model_trail(checkpoint),
+            "run_config_digest": run_config_digest, "seeds": seeds,
+            "audit_config_sha256": {name: hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+                                    for name, cfg in audit_configs.items()},
+            "environment": environment_info()}
