@@ -20,7 +20,9 @@ def _list_table() -> Table:
     from trustrec.audit import available_audits
 
     table = Table(title="registered audits", header_style="bold")
-    for col in ("dimension", "audit", "measures", "needs"):
+    table.add_column("dimension", no_wrap=True)
+    table.add_column("audit", no_wrap=True)
+    for col in ("measures", "needs"):
         table.add_column(col, overflow="fold")
     for cls in sorted(available_audits().values(), key=lambda c: (c.dimension, c.name)):
         table.add_row(cls.dimension, cls.name, cls.description, cls.needs)
@@ -63,8 +65,9 @@ def audit(
 
 def audit_table(entries, title: str) -> Table:
     table = Table(title=title, header_style="bold")
-    for col in ("dimension", "audit", "verdict", "summary"):
-        table.add_column(col, overflow="fold")
+    for col in ("dimension", "audit", "verdict"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary", overflow="fold")
     for e in entries:
         style = _STATUS_STYLE.get(e["status"], "")
         table.add_row(e["dimension"], e["name"], f"[{style}]{e['status']}[/]", e["summary"])

@@ -159,7 +159,7 @@ class Audit(Configurable):
 
 
 # -- registry ----------------------------------------------------------------------------------------
-_BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality")
+_BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality", "trustrec.audit._mitigations")
 _DECLARED: dict[str, type[Audit]] = {}
 
 

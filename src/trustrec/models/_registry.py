@@ -23,6 +23,8 @@ _BUILTIN_MODULES = {
     "llm_ranker": "trustrec.models.llm._ranker",
     "text_knn": "trustrec.models.llm._encoder_models",
     "sasrec_text": "trustrec.models.llm._encoder_models",
+    "calibrated_reranker": "trustrec.mitigate._rerank",
+    "exposure_reranker": "trustrec.mitigate._rerank",
 }
 
 
