@@ -21,7 +21,12 @@ search, ``num_beams`` sequences) and grounds each text to a catalog item: exact 
 normalisation (case, whitespace), else by ``grounding``: ``"tfidf"`` (character 3-gram TF-IDF
 nearest title, cosine >= ``min_similarity``) or ``"embedding"`` (``load_text_encoder(encoder)``
 nearest title). :meth:`recommend_with_stats` also returns ``n_generated``, ``n_exact``,
-``n_near_miss`` (grounded by the fallback) and ``n_out_of_catalog`` (matched nothing).
+``n_near_miss`` (grounded by the fallback) and ``n_out_of_catalog`` (matched nothing); its
+``decoding`` argument overrides the configured decoding for one call. The two halves of the
+unconstrained path are public for audits (``trustrec.audit`` ``hallucination``):
+:meth:`GenerativeRecommender.generate_titles` (the raw beam texts, whatever the configured
+decoding) and :meth:`GenerativeRecommender.grounder` (``text -> (item, "exact"|"near"|"none")``
+for any grounding mode).
 """
 
 from __future__ import annotations
@@ -279,7 +284,7 @@ class GenerativeRecommender(Recommender):
             keep = np.sort(rng.choice(len(pairs), c.max_train_examples, replace=False))
             pairs = [pairs[i] for i in keep]
         template, catalog = self._template(), PromptCatalog(self.catalog_)
-        titles = self._titles()
+        titles = self.titles()
         examples = []
         for history, target in pairs:
             q = QueryBatch.from_histories([history]).query(0)
@@ -297,8 +302,9 @@ class GenerativeRecommender(Recommender):
 
         return PromptTemplate.from_dict(self.config.template)
 
-    def _titles(self) -> list[str]:
-        """Each item's answer text: its cleaned title or the template's placeholder."""
+    def titles(self) -> list[str]:
+        """Each item's answer text (what the model is trained to write): its cleaned title or the
+        template's placeholder."""
         titles_only = self._template().model_copy(update={"item_fields": ()})
         return PromptCatalog(self.catalog_).texts(titles_only)
 
@@ -321,31 +327,34 @@ class GenerativeRecommender(Recommender):
                                                          task_type="CAUSAL_LM"))
         model.eval()
         self.lm_, self.tokenizer_ = model, tokenizer
-        self.trie_ = TitleTrie(self._titles(), tokenizer)
+        self.trie_ = TitleTrie(self.titles(), tokenizer)
 
     # -- recommending -------------------------------------------------------------------------------
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
         return self.recommend_with_stats(queries, k, exclude_seen=exclude_seen)[0]
 
-    def recommend_with_stats(self, queries: QueryBatch, k: int = 10, *,
-                             exclude_seen: bool = True) -> tuple[TopK, dict[str, int]]:
+    def recommend_with_stats(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True,
+                             decoding: Literal["constrained", "unconstrained"] | None = None,
+                             ) -> tuple[TopK, dict[str, int]]:
         """:meth:`recommend` and counts of the decoding: ``n_generated``, ``n_exact``,
-        ``n_near_miss``, ``n_out_of_catalog`` (all 0 but ``n_generated`` when constrained)."""
+        ``n_near_miss``, ``n_out_of_catalog`` (all 0 but ``n_generated`` when constrained).
+        ``decoding`` overrides the configured decoding for this call (audits compare both)."""
         if k < 0:
             raise ConfigError(f"{type(self).__name__}.recommend: k must be >= 0, got {k}")
+        decoding = decoding or self.config.decoding
+        if decoding not in ("constrained", "unconstrained"):
+            raise ConfigError(f"{type(self).__name__}.recommend_with_stats: decoding must be 'constrained' or "
+                              f"'unconstrained', got {decoding!r}")
         queries = self._prepare(queries)
         k = min(k, self.n_items_)
         mask = exclusion_mask(queries, self.n_items_, exclude_seen)
-        from trustrec.models.llm._prompts import build_prompts
-
-        prompts = [p.text for p in build_prompts(queries, PromptCatalog(self.catalog_), self._template(),
-                                                 self.tokenizer_, max_history_tokens=self.config.max_history_tokens)]
         items = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.full((len(queries), k), -np.inf)
         stats = {"n_generated": 0, "n_exact": 0, "n_near_miss": 0, "n_out_of_catalog": 0}
         if k == 0 or not len(queries):
             return TopK(items, scores), stats
-        if self.config.decoding == "constrained":
+        prompts = self._prompts(queries)
+        if decoding == "constrained":
             ranked = self._constrained(queries, prompts, k, mask, stats)
         else:
             ranked = self._unconstrained(prompts, k, stats)
@@ -362,6 +371,12 @@ class GenerativeRecommender(Recommender):
                 items[i, j], scores[i, j] = item, score
         return TopK(items, scores), stats
 
+    def _prompts(self, queries: QueryBatch) -> list[str]:
+        from trustrec.models.llm._prompts import build_prompts
+
+        return [p.text for p in build_prompts(queries, PromptCatalog(self.catalog_), self._template(),
+                                              self.tokenizer_, max_history_tokens=self.config.max_history_tokens)]
+
     def _constrained(self, queries, prompts, k, mask, stats):
         from trustrec.models.llm._constrained import constrained_beam_search
 
@@ -372,11 +387,21 @@ class GenerativeRecommender(Recommender):
         stats["n_generated"] = sum(len(r) for r in ranked)
         return ranked
 
-    def _unconstrained(self, prompts, k, stats):
+    def generate_titles(self, queries: QueryBatch, n: int | None = None) -> list[list[tuple[str, float]]]:
+        """Free text, whatever the configured decoding: per query, ``n`` (default ``num_beams``)
+        beam-search outputs as ``(text, sequence log-probability)``, best first, ungrounded (they
+        may be empty, off-catalog or malformed; :meth:`grounder` maps them to items)."""
+        if n is not None and n < 1:
+            raise ConfigError(f"{type(self).__name__}.generate_titles: n must be >= 1, got {n}")
+        queries = self._prepare(queries)
+        if not len(queries):
+            return []
+        return self._generate(self._prompts(queries), n or self.config.num_beams)
+
+    def _generate(self, prompts: list[str], beams: int) -> list[list[tuple[str, float]]]:
         import torch
 
         tok = self.tokenizer_
-        beams = max(self.config.num_beams, k)
         texts: list[list[tuple[str, float]]] = []
         old_side = tok.padding_side
         tok.padding_side = "left"
@@ -395,12 +420,16 @@ class GenerativeRecommender(Recommender):
                 decoded = tok.batch_decode(new, skip_special_tokens=True)
                 seq_scores = out.sequences_scores.float().cpu().numpy()
                 for b in range(len(chunk)):
-                    texts.append([(decoded[b * beams + j], float(seq_scores[b * beams + j])) for j in range(beams)])
+                    row = [(decoded[b * beams + j], float(seq_scores[b * beams + j])) for j in range(beams)]
+                    texts.append(sorted(row, key=lambda p: -p[1]))  # stable: ties keep beam order
         finally:
             tok.padding_side = old_side
-        ground = self._grounder()
+        return texts
+
+    def _unconstrained(self, prompts, k, stats):
+        ground = self.grounder()
         ranked = []
-        for row in texts:
+        for row in self._generate(prompts, max(self.config.num_beams, k)):
             pairs = []
             for text, score in row:
                 stats["n_generated"] += 1
@@ -408,23 +437,32 @@ class GenerativeRecommender(Recommender):
                 stats[{"exact": "n_exact", "near": "n_near_miss", "none": "n_out_of_catalog"}[how]] += 1
                 if item >= 0:
                     pairs.append((item, score))
-            pairs.sort(key=lambda p: -p[1])
             ranked.append(pairs)
         return ranked
 
-    def _grounder(self):
-        titles = self._titles()
+    def grounder(self, mode: Literal["exact", "tfidf", "embedding"] | None = None, *, encoder=None):
+        """``ground(text) -> (item, how)``: the catalog item a free text names and how it was found,
+        ``how`` in ``"exact"`` (normalised title match), ``"near"`` (the ``mode`` fallback at
+        similarity >= ``min_similarity``) or ``"none"`` (item -1). ``mode`` defaults to the
+        configured ``grounding``; ``"embedding"`` uses ``encoder`` (a loaded text encoder) or loads
+        the configured one."""
+        self._check_fitted()
+        c = self.config
+        mode = mode or c.grounding
+        if mode not in ("exact", "tfidf", "embedding"):
+            raise ConfigError(f"{type(self).__name__}.grounder: mode must be 'exact', 'tfidf' or 'embedding', "
+                              f"got {mode!r}")
+        titles = self.titles()
         exact: dict[str, int] = {}
         for i, t in enumerate(titles):
             exact.setdefault(normalise_title(t), i)
-        c = self.config
-        if c.grounding == "tfidf":
-            index = _TfidfIndex(titles)
-            fallback = index.nearest
-        elif c.grounding == "embedding":
-            from trustrec.models.llm._loading import load_text_encoder
+        if mode == "tfidf":
+            fallback = _TfidfIndex(titles).nearest
+        elif mode == "embedding":
+            if encoder is None:
+                from trustrec.models.llm._loading import load_text_encoder
 
-            encoder = load_text_encoder(c.encoder)
+                encoder = load_text_encoder(c.encoder)
             emb = np.asarray(encoder.encode(titles), dtype=np.float64)
             emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
@@ -447,6 +485,8 @@ class GenerativeRecommender(Recommender):
             return -1, "none"
 
         return ground
+
+    _grounder = grounder  # the name earlier callers use
 
     # -- persistence -----------------------------------------------------------------------------------
     def _state(self):
