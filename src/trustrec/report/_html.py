@@ -1,0 +1,342 @@
+"""The report as one self-contained HTML page: inline CSS, inline SVG figures, no script, no
+external reference. Rendered with jinja2 with autoescaping on, so every string from a run
+(item titles in evidence, audit reasons, settings) is escaped; only the SVG that matplotlib made
+here is inserted as markup."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from trustrec.report._data import STATUS_ORDER, RunContents
+from trustrec.report._plots import RenderedPlot, render_plot
+
+__all__ = ["render_html"]
+
+_CELL_CHARS = 200  # evidence cells longer than this are cut
+
+
+def render_html(contents: RunContents, data: dict[str, Any]) -> str:
+    """The HTML page for ``data`` (from :func:`report_data`); figures are drawn from the full
+    evidence tables in ``contents``."""
+    import jinja2
+    from markupsafe import Markup
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters.update(num=_num, ci=_ci, pval=_pval, count=_count, cell=_cell, label=_label)
+    anchors = _anchors([a["audit"] for a in data["audits"]])
+    audits = []
+    for entry, audit, anchor in zip(contents.audits, data["audits"], anchors):
+        plots: list[RenderedPlot] = []
+        if entry.result is not None:
+            for p in entry.result.plots:
+                r = render_plot(p, entry.result.evidence.get(p.table))
+                plots.append(RenderedPlot(r.title, r.kind, Markup(r.svg) if r.svg else None, r.notes))
+        audits.append({**audit, "anchor": anchor, "rendered_plots": plots,
+                       "settings_json": json.dumps(audit["settings"], indent=1, sort_keys=True, default=str)})
+    scorecard = [{**row, "linked": [a for a in audits if a["dimension"] == row["dimension"]]}
+                 for row in data["scorecard"]]
+    dims = [row for row in scorecard if row["n_audits"]]
+    config = data["settings"]["config"]
+    page = env.from_string(_TEMPLATE).render(
+        d=data, audits=audits, dims=dims, scorecard=scorecard, status_counts=_status_counts(audits),
+        trail=_flatten(data["trail"]), environment=_flatten(data["environment"] or {}),
+        evaluation=_flatten(data["settings"]["evaluation"]), timings=_flatten(data["settings"]["timings_s"]),
+        config=None if config is None else _yaml(config),
+        css=Markup(_CSS))
+    return page
+
+
+# -- formatting (jinja filters) -------------------------------------------------------------------------
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _num(v, digits: int = 4) -> str:
+    if _is_missing(v):
+        return "\u2013"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return str(v)
+        return f"{int(v):,}" if v == int(v) and abs(v) < 1e15 else f"{v:.{digits}g}"
+    return _cell(v)
+
+
+def _ci(lo, hi) -> str:
+    return "\u2013" if _is_missing(lo) or _is_missing(hi) else f"[{_num(lo)}, {_num(hi)}]"
+
+
+def _pval(p) -> str:
+    if _is_missing(p):
+        return "\u2013"
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def _count(v) -> str:
+    return "\u2013" if _is_missing(v) else f"{int(v):,}"
+
+
+def _cell(v) -> str:
+    if _is_missing(v):
+        return "\u2013"
+    if isinstance(v, float):
+        return _num(v)
+    if isinstance(v, (dict, list)):
+        v = json.dumps(v, default=str)
+    text = str(v)
+    return text if len(text) <= _CELL_CHARS else text[: _CELL_CHARS - 1] + "\u2026"
+
+
+def _label(status: str) -> str:
+    return str(status).replace("_", " ")
+
+
+def _flatten(value: Any, prefix: str = "", limit: int = 400) -> list[tuple[str, str]]:
+    """Nested dicts as ``(dotted.key, value)`` rows; lists of scalars joined by commas."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(v, key):
+        if len(rows) >= limit:
+            return
+        if isinstance(v, dict) and v:
+            for k, sub in v.items():
+                walk(sub, f"{key}.{k}" if key else str(k))
+        elif isinstance(v, list) and v and all(not isinstance(x, (dict, list)) for x in v):
+            rows.append((key, ", ".join(_cell(x) for x in v)))
+        elif isinstance(v, (dict, list)):
+            rows.append((key, _cell(v)))
+        else:
+            rows.append((key, _cell(v)))
+
+    walk(value, prefix)
+    if len(rows) >= limit:
+        rows.append(("\u2026", f"cut at {limit} entries; see report.json"))
+    return rows
+
+
+def _yaml(value) -> str:
+    import yaml
+
+    try:
+        return yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError:
+        return json.dumps(value, indent=1, default=str)
+
+
+def _status_counts(audits) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for a in audits:
+        counts[a["verdict"]["status"]] = counts.get(a["verdict"]["status"], 0) + 1
+    rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    return sorted(counts.items(), key=lambda kv: rank.get(kv[0], rank["error"]))
+
+
+def _anchors(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        slug = "audit-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", str(name)).strip("-") or "x")
+        seen[slug] = seen.get(slug, 0) + 1
+        out.append(slug if seen[slug] == 1 else f"{slug}-{seen[slug]}")
+    return out
+
+
+_CSS = """
+:root { --fg:#1d2433; --muted:#5b6475; --line:#d9dee7; --bg:#ffffff; --soft:#f5f7fa; --accent:#2f5d9f; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+       color:var(--fg); background:var(--bg); }
+header.top { background:#1f2d44; color:#fff; padding:18px 32px; }
+header.top h1 { margin:0; font-size:22px; }
+header.top p { margin:4px 0 0; color:#c9d3e3; }
+nav { position:sticky; top:0; background:#fff; border-bottom:1px solid var(--line); padding:8px 32px; z-index:2;
+      font-size:13px; }
+nav a { margin-right:14px; color:var(--accent); text-decoration:none; }
+main { max-width:1120px; margin:0 auto; padding:8px 32px 48px; }
+section { margin-top:28px; }
+h2 { font-size:19px; border-bottom:2px solid var(--line); padding-bottom:4px; }
+h3 { font-size:16px; margin:0 0 6px; }
+h4 { font-size:14px; margin:16px 0 6px; color:var(--muted); }
+article.audit { border:1px solid var(--line); border-radius:6px; padding:14px 18px; margin:14px 0;
+                background:#fff; }
+table { border-collapse:collapse; margin:6px 0 10px; font-size:13px; max-width:100%; }
+th, td { border-bottom:1px solid var(--line); padding:4px 10px; text-align:left; vertical-align:top; }
+th { background:var(--soft); font-weight:600; }
+td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
+tbody tr:nth-child(even) td { background:#fafbfc; }
+.scroll { overflow-x:auto; max-width:100%; }
+.kv td:first-child { color:var(--muted); white-space:nowrap; }
+.kv td { word-break:break-all; }
+.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600;
+         color:#fff; background:#7a8394; white-space:nowrap; }
+.badge.pass { background:#2e7d32; } .badge.warn { background:#c77700; } .badge.fail { background:#c62828; }
+.badge.error { background:#6a1b9a; } .badge.no_threshold { background:#607d8b; }
+.badge.not_applicable { background:#b0b7c3; color:#1d2433; } .badge.not_audited { background:#e3e7ee; color:#5b6475; }
+.audit-list a { margin-right:10px; text-decoration:none; color:var(--fg); white-space:nowrap; }
+.summary-line { font-size:15px; margin:4px 0 8px; }
+.note { color:var(--muted); font-style:italic; }
+.callout { background:#fff8e1; border-left:4px solid #c77700; padding:8px 12px; margin:10px 0; }
+ul.reasons, ul.warnings { margin:4px 0 8px; padding-left:20px; }
+ul.warnings li { color:#8a5300; }
+figure { margin:10px 0; }
+figure svg.plot { width:100%; max-width:720px; height:auto; display:block; }
+figcaption { font-size:12px; color:var(--muted); }
+pre { background:var(--soft); padding:10px; overflow-x:auto; font-size:12px; max-height:480px; }
+details summary { cursor:pointer; color:var(--accent); margin:6px 0; }
+footer { color:var(--muted); font-size:12px; margin-top:40px; }
+"""
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="trustrec">
+<title>Trust report: {{ d.run }}</title>
+<style>{{ css }}</style>
+</head>
+<body>
+<header class="top">
+<h1>Trust report: {{ d.run }}</h1>
+<p>{{ d.model }} on {{ d.dataset }} &middot; {{ d.date }}</p>
+</header>
+<nav>
+<a href="#summary">Summary</a><a href="#accuracy">Accuracy</a><a href="#scorecard">Scorecard</a>
+{% for row in dims %}<a href="#dim-{{ row.dimension }}">{{ row.dimension|capitalize }}</a>{% endfor %}
+<a href="#trail">Audit trail</a><a href="#settings">Settings</a>
+</nav>
+<main>
+<section id="summary">
+<h2>Summary</h2>
+<table class="kv">
+<tr><td>run</td><td>{{ d.run }}</td></tr>
+<tr><td>model</td><td>{{ d.model }}</td></tr>
+<tr><td>dataset</td><td>{{ d.dataset }}</td></tr>
+<tr><td>date</td><td>{{ d.date }}</td></tr>
+<tr><td>report generated</td><td>{{ d.generated }}</td></tr>
+<tr><td>audits</td><td>{{ d.audits|length }}{% if d.audits %} &mdash;
+{% for status, n in status_counts %}<span class="badge {{ status }}">{{ n }} {{ status|label }}</span> {% endfor %}
+{% endif %}</td></tr>
+</table>
+{% for note in d.notes %}<p class="callout">{{ note }}</p>{% endfor %}
+</section>
+
+<section id="accuracy">
+<h2>Accuracy</h2>
+{% if d.accuracy.metrics %}
+<div class="scroll"><table>
+<thead><tr><th>metric</th><th class="num">mean</th><th class="num">95% CI</th><th class="num">users</th></tr></thead>
+<tbody>
+{% for name, m in d.accuracy.metrics.items() %}
+<tr><td>{{ name }}</td><td class="num">{{ m.get("mean")|num }}</td>
+<td class="num">{{ m.get("ci_low")|ci(m.get("ci_high")) }}</td><td class="num">{{ m.get("n_users")|count }}</td></tr>
+{% endfor %}
+</tbody></table></div>
+{% else %}<p class="note">metrics.json lists no metrics.</p>{% endif %}
+{% if d.accuracy.aggregates %}
+<h4>Aggregates</h4>
+<table><thead><tr><th>aggregate</th><th class="num">value</th></tr></thead><tbody>
+{% for name, v in d.accuracy.aggregates.items() %}<tr><td>{{ name }}</td><td class="num">{{ v|num }}</td></tr>
+{% endfor %}</tbody></table>
+{% endif %}
+{% if d.accuracy.counts %}
+<h4>Counts</h4>
+<table><thead><tr><th>count</th><th class="num">value</th></tr></thead><tbody>
+{% for name, v in d.accuracy.counts.items() %}<tr><td>{{ name }}</td><td class="num">{{ v|num }}</td></tr>
+{% endfor %}</tbody></table>
+{% endif %}
+</section>
+
+<section id="scorecard">
+<h2>Trust scorecard</h2>
+{% if not d.audited %}<p class="note">Not audited yet: every dimension below is unaudited.</p>{% endif %}
+<table>
+<thead><tr><th>dimension</th><th class="num">audits</th><th>worst status</th><th>audits</th></tr></thead>
+<tbody>
+{% for row in scorecard %}
+<tr><td>{% if row.n_audits %}<a href="#dim-{{ row.dimension }}">{{ row.dimension }}</a>{% else %}{{ row.dimension }}{% endif %}</td>
+<td class="num">{{ row.n_audits }}</td>
+<td>{% if row.n_audits %}<span class="badge {{ row.worst_status }}">{{ row.worst_status|label }}</span>{% else %}<span class="badge not_audited">not audited</span>{% endif %}</td>
+<td class="audit-list">{% for a in row.linked %}<a href="#{{ a.anchor }}">{{ a.audit }} <span class="badge {{ a.verdict.status }}">{{ a.verdict.status|label }}</span></a>{% endfor %}</td></tr>
+{% endfor %}
+</tbody></table>
+</section>
+
+{% for row in dims %}
+<section id="dim-{{ row.dimension }}">
+<h2>{{ row.dimension|capitalize }}</h2>
+{% for a in audits if a.dimension == row.dimension %}
+<article class="audit" id="{{ a.anchor }}">
+<h3>{{ a.audit }} <span class="badge {{ a.verdict.status }}">{{ a.verdict.status|label }}</span></h3>
+{% if a.summary %}<p class="summary-line">{{ a.summary }}</p>{% endif %}
+{% if a.verdict.reasons %}<ul class="reasons">{% for r in a.verdict.reasons %}<li>{{ r }}</li>{% endfor %}</ul>{% endif %}
+{% if a.estimates %}
+<h4>Estimates</h4>
+<div class="scroll"><table>
+<thead><tr><th>estimate</th><th class="num">value</th><th class="num">95% CI</th><th class="num">n</th><th class="num">p</th><th>meaning</th></tr></thead>
+<tbody>
+{% for name, e in a.estimates.items() %}
+<tr><td>{{ name }}</td><td class="num">{{ e.value|num }}</td><td class="num">{{ e.ci_low|ci(e.ci_high) }}</td>
+<td class="num">{{ e.n|count }}</td><td class="num">{{ e.p_value|pval }}</td><td>{{ e.description }}</td></tr>
+{% endfor %}
+</tbody></table></div>
+{% endif %}
+{% if a.warnings %}<h4>Warnings</h4><ul class="warnings">{% for w in a.warnings %}<li>{{ w }}</li>{% endfor %}</ul>{% endif %}
+{% for p in a.rendered_plots %}
+<figure>
+{% if p.svg %}{{ p.svg }}
+{% for n in p.notes %}<figcaption>{{ n }}</figcaption>{% endfor %}
+{% else %}<p class="note">Figure &ldquo;{{ p.title }}&rdquo; ({{ p.kind }}) not drawn: {{ p.notes|join("; ") }}</p>{% endif %}
+</figure>
+{% endfor %}
+{% for name, ev in a.evidence.items() %}
+<h4>Evidence: {{ name }} <span class="note">({% if ev.n_rows > ev.records|length %}first {{ ev.records|length }} of {{ ev.n_rows|count }} rows{% else %}{{ ev.n_rows|count }} rows{% endif %})</span></h4>
+{% if ev.records %}
+<div class="scroll"><table>
+<thead><tr>{% for c in ev.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for rec in ev.records %}<tr>{% for c in ev.columns %}{% set v = rec.get(c) %}<td{% if v is number and v is not boolean %} class="num"{% endif %}>{{ v|cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</tbody></table></div>
+{% else %}<p class="note">empty table</p>{% endif %}
+{% endfor %}
+</article>
+{% endfor %}
+</section>
+{% endfor %}
+
+<section id="trail">
+<h2>Audit trail</h2>
+{% if trail %}
+<table class="kv"><tbody>{% for k, v in trail %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</tbody></table>
+{% else %}<p class="note">No audit trail (the run has not been audited).</p>{% endif %}
+<h4>Environment (environment.json)</h4>
+{% if environment %}
+<table class="kv"><tbody>{% for k, v in environment %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</tbody></table>
+{% else %}<p class="note">environment.json is missing.</p>{% endif %}
+</section>
+
+<section id="settings">
+<h2>Settings</h2>
+<h4>Run config (config.yaml)</h4>
+{% if config %}<pre>{{ config }}</pre>{% else %}<p class="note">config.yaml is missing.</p>{% endif %}
+{% if evaluation %}<h4>Evaluation</h4>
+<table class="kv"><tbody>{% for k, v in evaluation %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</tbody></table>{% endif %}
+{% if timings %}<h4>Timings (s)</h4>
+<table class="kv"><tbody>{% for k, v in timings %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</tbody></table>{% endif %}
+{% for a in audits %}
+<details><summary>{{ a.audit }} ({{ a.dimension }}): settings</summary><pre>{{ a.settings_json }}</pre></details>
+{% endfor %}
+</section>
+<footer>Written by trustrec {{ d.trustrec_version }} ({{ d.format }}); the same content as data is in report.json.</footer>
+</main>
+</body>
+</html>
+"""
