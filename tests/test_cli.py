@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +61,14 @@ def test_demo_writes_json(shared_data, tmp_path):
     assert all(len(set(v)) == 10 for v in recs.values())
     assert not set(recs["generative LLM"]) & set(side["history"])    # seen items are not recommended again
     assert "side by side" in res.output
+    # the demo ends by auditing both runs and writing their trust reports
+    for name, report in result["reports"].items():
+        html = Path(report)
+        assert html.exists() and html.with_suffix(".json").exists() and "trust report" in res.output
+        index = json.loads((html.parent / "audits" / "index.json").read_text())
+        audits = {e["name"]: e["status"] for e in index["audits"]}
+        assert {"user_fairness", "item_exposure", "calibration", "counterfactual_attributes"} <= set(audits)
+        assert audits["hallucination"] == "not_applicable"      # neither run generates free text
 
 
 def test_demo_unknown_user(shared_data, tmp_path):

@@ -1,0 +1,57 @@
+"""Every registered audit passes AuditChecks on a small model with user and item attributes."""
+
+import pytest
+
+from trustrec.audit import available_audits
+from trustrec.audit._factuality import HallucinationAudit
+from trustrec.audit._fairness import (
+    CalibrationAudit,
+    CounterfactualAttributeAudit,
+    ItemExposureAudit,
+    UserFairnessAudit,
+)
+from trustrec.audit._mitigations import FairnessMitigationsAudit
+from trustrec.models import FitOptions, make_model
+from trustrec.testing import AuditChecks
+
+
+@pytest.fixture(scope="module")
+def fitted(attributed):
+    ds, split = attributed
+    return make_model("item_knn").fit(split, FitOptions(progress=False)), split
+
+
+class TestUserFairness(AuditChecks):
+    audit = UserFairnessAudit
+    configs = [{"n_boot": 30}]
+
+
+class TestItemExposure(AuditChecks):
+    audit = ItemExposureAudit
+    configs = [{"n_boot": 30}]
+
+
+class TestCalibration(AuditChecks):
+    audit = CalibrationAudit
+    configs = [{"n_boot": 30}]
+
+
+class TestCounterfactual(AuditChecks):
+    audit = CounterfactualAttributeAudit
+    configs = [{"n_boot": 30, "max_users": 50}]
+
+
+class TestFairnessMitigations(AuditChecks):
+    audit = FairnessMitigationsAudit
+    configs = [{"n_boot": 30, "strengths": [0.0, 0.5, 0.9], "n_candidates": 20}]
+
+
+class TestHallucination(AuditChecks):          # not applicable to item_knn: the reason is checked
+    audit = HallucinationAudit
+    configs = [{"max_users": 5}]
+
+
+def test_every_registered_audit_has_a_conformance_class():
+    tested = {c.audit for c in globals().values() if isinstance(c, type) and issubclass(c, AuditChecks)
+              and c is not AuditChecks}
+    assert set(available_audits().values()) <= tested
