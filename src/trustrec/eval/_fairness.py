@@ -32,12 +32,12 @@ def _lists(top, name: str = "top") -> np.ndarray:
     return top.astype(np.int64, copy=False)
 
 
-def _normalised_membership(membership) -> sp.csr_matrix:
+def normalised_membership(membership) -> sp.csr_matrix:
     """Rows of the item-group matrix scaled to sum 1 (items in no group keep a zero row)."""
     m = sp.csr_matrix(membership, dtype=np.float64)
     sums = np.asarray(m.sum(1)).ravel()
     inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
-    return sp.diags(inv) @ m
+    return sp.csr_matrix(sp.diags(inv) @ m)
 
 
 def group_distribution(rows, membership, weights=None) -> np.ndarray:
@@ -47,7 +47,7 @@ def group_distribution(rows, membership, weights=None) -> np.ndarray:
     (same shape as the items) weight each item, e.g. by recency. Rows with no grouped item are
     all zero.
     """
-    m = _normalised_membership(membership)
+    m = normalised_membership(membership)
     n_items = m.shape[0]
     if hasattr(rows, "indptr"):
         users, items = rows.row_ids(), np.asarray(rows.values, np.int64)
@@ -107,7 +107,7 @@ def exposure_by_group(top, membership, item_popularity=None) -> dict[str, np.nda
     next to its catalog share (share of items) and, given ``item_popularity``, its interaction
     share; ``ratio`` = exposure share / catalog share (1 = exposed as often as its size)."""
     top = _lists(top)
-    m = _normalised_membership(membership)
+    m = normalised_membership(membership)
     valid = top >= 0
     slots = np.bincount(top[valid], minlength=m.shape[0]).astype(np.float64)
     exposure = np.asarray(m.T @ slots).ravel()

@@ -47,7 +47,7 @@ from pydantic import Field, PositiveInt, field_validator
 from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
-from trustrec.eval._fairness import group_distribution, miscalibration
+from trustrec.eval._fairness import group_distribution, miscalibration, normalised_membership
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
@@ -93,12 +93,6 @@ def _gather_groups(membership: sp.csr_matrix, items: np.ndarray, valid: np.ndarr
     n, m = items.shape
     rows = membership[np.where(valid, items, 0).ravel()].toarray().reshape(n, m, membership.shape[1])
     return rows * valid[..., None]
-
-
-def _row_normalised(membership: sp.csr_matrix) -> sp.csr_matrix:
-    sums = np.asarray(membership.sum(1)).ravel()
-    inv = np.divide(1.0, sums, out=np.zeros_like(sums, dtype=np.float64), where=sums > 0)
-    return sp.csr_matrix(sp.diags(inv) @ membership)
 
 
 class _CalibrationObjective:
@@ -199,7 +193,7 @@ def calibrated_rerank(histories: Ragged, items, scores, membership, k: int, *, s
     membership = sp.csr_matrix(membership, dtype=np.float64)
     n, m = items.shape
     n_pick = max(0, min(int(k), m))
-    normalised = _row_normalised(membership)
+    normalised = normalised_membership(membership)
     profile = group_distribution(histories, membership)
     out_items = np.full((n, n_pick), -1, np.int64)
     out_scores = np.full((n, n_pick), -np.inf)
