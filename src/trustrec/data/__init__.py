@@ -11,6 +11,7 @@ from trustrec.data._detect import detect_format, load_path
 from trustrec.data._filters import drop_duplicates, k_core, to_implicit
 from trustrec.data._movielens import load_movielens
 from trustrec.data._query import Query, QueryBatch
+from trustrec.data._random_exposure import load_kuairec, load_random_exposure, load_yahoo_r3
 from trustrec.data._registry import (
     DatasetEntry,
     load_dataset,
@@ -26,6 +27,7 @@ from trustrec.data._split import (
     split_given_test,
     split_leave_one_out,
     split_random,
+    split_random_exposure,
     split_temporal,
 )
 from trustrec.data._tabular import load_tabular
@@ -34,8 +36,8 @@ __all__ = [
     "Dataset", "Interactions", "IndexedArray", "FilterStep", "Ragged",
     "Query", "QueryBatch", "Split", "EvalSet",
     "load_atomic", "read_atomic_file", "load_movielens", "load_amazon", "load_tabular", "load_coat",
-    "load_bigrec", "load_path", "detect_format",
+    "load_bigrec", "load_path", "detect_format", "load_random_exposure", "load_yahoo_r3", "load_kuairec",
     "load_dataset", "resolve_dataset", "registry", "register_dataset", "DatasetEntry",
     "to_implicit", "drop_duplicates", "k_core",
-    "split_leave_one_out", "split_temporal", "split_random", "split_given_test", "make_split", "SPLITTERS",
+    "split_leave_one_out", "split_temporal", "split_random", "split_given_test", "split_random_exposure", "make_split", "SPLITTERS",
 ]

@@ -9,7 +9,7 @@ from trustrec.errors import DataError
 
 __all__ = ["detect_format", "load_path"]
 
-FORMATS = ("atomic", "movielens", "coat", "bigrec", "amazon", "tabular")
+FORMATS = ("atomic", "movielens", "coat", "yahoo-r3", "kuairec", "bigrec", "amazon", "tabular")
 _JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".csv.gz", ".tsv.gz")
 
@@ -40,6 +40,12 @@ def detect_format(path: str | Path) -> str:
         return "movielens"
     if {"train.ascii", "test.ascii"} <= names:
         return "coat"
+    from trustrec.data._random_exposure import KUAIREC_FILES, YAHOO_R3_FILES
+
+    if set(YAHOO_R3_FILES) <= names:
+        return "yahoo-r3"
+    if set(KUAIREC_FILES) <= names or (path / "data" / KUAIREC_FILES[0]).is_file():
+        return "kuairec"
     if "info" in names and names & {"train", "valid", "test"}:
         return "bigrec"
     if any(_has_suffix(path / n, _JSON_SUFFIXES) for n in names):
@@ -50,6 +56,7 @@ def detect_format(path: str | Path) -> str:
     raise DataError(
         f"{path}: no known dataset layout (found {sorted(names)[:10]}); supported: RecBole atomic "
         "(NAME.inter/.item/.user), MovieLens raw (u.data or ratings.dat), Coat (train.ascii/test.ascii), "
+        "Yahoo! R3 (ydata-ymusic-*.txt), KuaiRec (big_matrix.csv + small_matrix.csv), "
         "BIGRec CSV (info/ + valid/ + test/), Amazon reviews (.json/.jsonl), one CSV/parquet table"
     )
 
@@ -74,6 +81,11 @@ def load_path(path: str | Path, *, name: str | None = None, format: str | None =
         from trustrec.data._coat import load_coat
 
         return load_coat(path, name=name or "coat")
+    if fmt in ("yahoo-r3", "kuairec"):
+        from trustrec.data._random_exposure import load_kuairec, load_yahoo_r3
+
+        loader = load_yahoo_r3 if fmt == "yahoo-r3" else load_kuairec
+        return loader(path, name=name or fmt)
     if fmt == "bigrec":
         from trustrec.data._bigrec import load_bigrec
 

@@ -94,6 +94,28 @@ def _builtin_entries() -> list[DatasetEntry]:
             tags=("random-exposure", "ratings", "user-attributes"),
         ),
         DatasetEntry(
+            "yahoo-r3",
+            "Yahoo! R3 music ratings: 15,400 users x 1,000 songs; user-selected train ratings and a "
+            "random-exposure test set (10 random songs for 5,400 users); not shipped: place the "
+            "Webscope files in a local data folder",
+            local_names=("yahoo-r3", "yahoo_r3", "ydata-ymusic-rating-study-v1_0"),
+            format="yahoo-r3",
+            citation="Marlin & Zemel, RecSys 2009",
+            terms="Yahoo! Webscope data agreement; obtain it from Yahoo! Research",
+            tags=("random-exposure", "ratings"),
+        ),
+        DatasetEntry(
+            "kuairec",
+            "KuaiRec short videos: the platform log (big matrix) and a fully-exposed 1,411 x 3,327 "
+            "small matrix as the test set, watch_ratio as the rating (positives: >= 2); not shipped: "
+            "place its data/ folder locally",
+            local_names=("kuairec", "KuaiRec", "KuaiRec 2.0"),
+            format="kuairec",
+            citation="Gao et al., CIKM 2022",
+            terms="CC BY-SA 4.0; obtain it from the authors' release",
+            tags=("random-exposure", "fully-exposed", "videos"),
+        ),
+        DatasetEntry(
             "amazon-games",
             "Amazon Video Games with titles as used by LLMRank: leave-one-out sequences, no timestamps",
             local_names=("amazon_games_llmrank", "amazon-games"),
@@ -233,6 +255,12 @@ def load_dataset(name_or_path: str | os.PathLike, *, data_dir=None, download: bo
         del dataset
         return load_path(folder, name=name, format=entry.format)
     where = ", ".join(str(d) for d in _data_dirs(data_dir)) or "none set"
+    if not entry.sources:
+        raise DatasetNotFoundError(
+            f"dataset {name!r} is not shipped ({entry.terms or 'no public source'}); put a copy in a local "
+            f"data folder (TRUSTREC_DATA / --data-dir; looked at: {where}) as a subfolder named "
+            f"{' or '.join(entry.local_names)}"
+        )
     raise DownloadError(
         f"dataset {name!r} could not be loaded from any source.\n"
         f"Local folders looked at (TRUSTREC_DATA / --data-dir): {where}; expected a subfolder named "

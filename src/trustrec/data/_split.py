@@ -24,6 +24,7 @@ __all__ = [
     "split_temporal",
     "split_random",
     "split_given_test",
+    "split_random_exposure",
     "make_split",
     "SPLITTERS",
 ]
@@ -245,11 +246,80 @@ def split_given_test(dataset: Dataset, *, test: Interactions | str = "random_exp
     )
 
 
+def split_random_exposure(dataset: Dataset, *, test: Interactions | str = "random_exposure_test",
+                          positive_threshold: float | None = 4.0, valid_frac: float = 0.0,
+                          cold_test_items: str = "error", seed: int = 0) -> Split:
+    """Train on the (missing-not-at-random) log, test on a random-exposure set: the ratings of
+    items shown to users at random (Coat's ``test.ascii``, Yahoo! R3's test file, a random sample
+    of KuaiRec's fully-exposed matrix).
+
+    The test part keeps every exposed rating, positive or not, because the unbiased schemes in
+    ``trustrec.eval`` need the exposed negatives; targets of the ordinary evaluation are those
+    rated ``>= positive_threshold`` (4 by default; ``None`` for a test set without ratings, where
+    every exposed item is a positive). ``cold_test_items`` says what to do with test items that
+    never occur in train (no model learnt them): ``'error'`` (default), ``'drop'`` (their test
+    rows are removed and counted in the notes) or ``'keep'``.
+    """
+    if cold_test_items not in ("error", "drop", "keep"):
+        raise ConfigError(
+            f"split_random_exposure: cold_test_items must be 'error', 'drop' or 'keep', got {cold_test_items!r}"
+        )
+    if isinstance(test, str) and test not in dataset.extras:
+        raise DataError(
+            f"Dataset '{dataset.name}' has no random-exposure test set {test!r} (extras: "
+            f"{sorted(dataset.extras)}); load a dataset that ships one (coat, yahoo-r3, kuairec) or "
+            "pass test=Interactions(...)"
+        )
+    if positive_threshold is not None:
+        try:
+            positive_threshold = float(positive_threshold)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"split_random_exposure: positive_threshold must be a number or None, got {positive_threshold!r}"
+            ) from None
+    base = split_given_test(dataset, test=test, valid_frac=valid_frac,
+                            positive_threshold=positive_threshold, seed=seed)
+    held = base.test
+    if positive_threshold is not None and held.rating is None:
+        raise DataError(
+            f"split_random_exposure: the test set of '{dataset.name}' has no ratings, so "
+            f"positive_threshold={positive_threshold:g} cannot apply; pass positive_threshold=None "
+            "(every exposed item is then a positive)"
+        )
+    notes = list(base.notes)
+    train_items = np.bincount(base.train.item, minlength=dataset.n_items) > 0
+    cold = ~train_items[held.item]
+    if cold.any():
+        n_items_cold = len(np.unique(held.item[cold]))
+        what = (f"{int(cold.sum())} test ratings of {n_items_cold} items that never occur in train "
+                f"(e.g. item {dataset.item_ids[held.item[cold][0]]!r})")
+        if cold_test_items == "error":
+            raise DataError(
+                f"split_random_exposure: {what}; no model has learnt them. Pass "
+                "cold_test_items='drop' to remove those test rows or 'keep' to evaluate them as they are"
+            )
+        if cold_test_items == "drop":
+            held = held.select(~cold)
+            notes.append(f"dropped {what}")
+        else:
+            notes.append(f"kept {what}")
+    n_pos = len(held) if positive_threshold is None else int((held.rating >= positive_threshold).sum())
+    notes.append(
+        f"random-exposure test: {len(held)} exposed (user, item) pairs of "
+        f"{len(np.unique(held.user))} users, {n_pos} positives"
+        + ("" if positive_threshold is None else f" (rating >= {positive_threshold:g})")
+    )
+    params = {**dict(base.params), "cold_test_items": cold_test_items, "random_exposure": True}
+    return Split(dataset, base.train, base.valid, held, method="random_exposure", params=params,
+                 notes=tuple(notes))
+
+
 SPLITTERS = {
     "leave_one_out": split_leave_one_out,
     "temporal": split_temporal,
     "random": split_random,
     "given_test": split_given_test,
+    "random_exposure": split_random_exposure,
 }
 
 

@@ -40,10 +40,31 @@ from trustrec.eval._fairness import (
 )
 from trustrec.eval._groups import GroupMetricFrame
 from trustrec.eval._stats import PairedTest, bootstrap_ci, paired_test
+from trustrec.eval._semisynthetic import (
+                                    SemiSyntheticConfig,
+                                    SemiSyntheticWorld,
+                                    draw_world,
+                                    fit_ground_truth,
+                                    true_recall,
+)
+from trustrec.eval._unbiased import (
+                                    SCHEMES,
+                                    UNBIASED_METRICS,
+                                    RandomExposureSet,
+                                    evaluate_random_exposure,
+                                    evaluate_schemes,
+                                    random_exposure_set,
+                                    scheme_label,
+                                    score_candidates,
+                                    topk_membership,
+)
 
 __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
            "ACCURACY_METRICS", "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision",
            "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "long_tail_mask",
            "novelty", "intra_list_diversity", "parse_metric", "bootstrap_ci", "paired_test", "PairedTest",
            "GroupMetricFrame", "group_distribution", "miscalibration", "popularity_lift", "lorenz_curve",
-           "exposure_by_group", "jaccard_at_k", "serp_star_at_k", "prag_star_at_k", "snsr", "snsv"]
+           "exposure_by_group", "jaccard_at_k", "serp_star_at_k", "prag_star_at_k", "snsr", "snsv",
+           "SCHEMES", "UNBIASED_METRICS", "RandomExposureSet", "random_exposure_set", "topk_membership",
+           "evaluate_random_exposure", "evaluate_schemes", "scheme_label", "score_candidates",
+           "SemiSyntheticConfig", "SemiSyntheticWorld", "fit_ground_truth", "draw_world", "true_recall"]

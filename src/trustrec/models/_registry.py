@@ -18,6 +18,7 @@ _BUILTIN_MODULES = {
     "item_knn": "trustrec.models.classic._itemknn",
     "ease": "trustrec.models.classic._ease",
     "bpr_mf": "trustrec.models.classic._bpr",
+    "mf": "trustrec.models.classic._mf",
     "sasrec": "trustrec.models.classic._sasrec",
     "llm_generative": "trustrec.models.llm._generative",
     "llm_ranker": "trustrec.models.llm._ranker",

@@ -169,6 +169,7 @@ def report_data(contents: RunContents, *, evidence_rows: int = 20) -> dict[str, 
         "notes": notes,
         "accuracy": {"metrics": m.get("metrics") or {}, "aggregates": m.get("aggregates") or {},
                      "counts": m.get("counts") or {}},
+        "evaluation_bias": evaluation_bias(m),
         "scorecard": scorecard,
         "audits": audits,
         "trail": (index or {}).get("trail") or {},
@@ -177,6 +178,33 @@ def report_data(contents: RunContents, *, evidence_rows: int = 20) -> dict[str, 
                      "timings_s": m.get("timings_s") or {}},
     }
     return finite_json(data)
+
+
+def evaluation_bias(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The "evaluation bias" panel: each metric under every scheme the run was evaluated with
+    (``metrics.json['schemes']``, e.g. full, traditional-random, ure), or None with fewer than two."""
+    schemes = metrics.get("schemes") or {}
+    if not isinstance(schemes, dict) or len(schemes) < 2:
+        return None
+    values = metrics.get("metrics") or {}
+    rows: dict[str, dict[str, Any]] = {}
+    for scheme, info in schemes.items():
+        for label in (info or {}).get("metrics") or []:
+            suffix = f" ({scheme})"
+            base = label[: -len(suffix)] if label.endswith(suffix) else label
+            rows.setdefault(base, {})[scheme] = values.get(label) or {}
+    rows = {base: by for base, by in rows.items() if len(by) > 1}
+    return {
+        "schemes": list(schemes),
+        "rows": rows,
+        "counts": {scheme: (info or {}).get("counts") or {} for scheme, info in schemes.items()},
+        "explanation": (
+            "The test set was randomly exposed. 'traditional-random' ranks only each user's randomly "
+            "exposed items, which does not estimate the Recall@K the model would have if every item "
+            "were shown; 'ure' (unbiased recall evaluation) ranks the whole catalog and counts the "
+            "exposed positives above the user's top-K score threshold, which does; 'full' is the "
+            "ordinary full-ranking evaluation with unexposed items counted as irrelevant."),
+    }
 
 
 def finite_json(value: Any) -> Any:

@@ -208,7 +208,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <p>{{ d.model }} on {{ d.dataset }} &middot; {{ d.date }}</p>
 </header>
 <nav>
-<a href="#summary">Summary</a><a href="#accuracy">Accuracy</a><a href="#scorecard">Scorecard</a>
+<a href="#summary">Summary</a><a href="#accuracy">Accuracy</a>{% if d.evaluation_bias %}<a href="#evaluation-bias">Evaluation bias</a>{% endif %}<a href="#scorecard">Scorecard</a>
 {% for row in dims %}<a href="#dim-{{ row.dimension }}">{{ row.dimension|capitalize }}</a>{% endfor %}
 <a href="#trail">Audit trail</a><a href="#settings">Settings</a>
 </nav>
@@ -253,6 +253,23 @@ _TEMPLATE = """<!DOCTYPE html>
 {% endfor %}</tbody></table>
 {% endif %}
 </section>
+
+{% if d.evaluation_bias %}{% set eb = d.evaluation_bias %}
+<section id="evaluation-bias">
+<h2>Evaluation bias</h2>
+<p>{{ eb.explanation }}</p>
+<div class="scroll"><table>
+<thead><tr><th>metric</th>{% for sc in eb.schemes %}<th class="num">{{ sc }} (95% CI)</th>{% endfor %}</tr></thead>
+<tbody>
+{% for name, by in eb.rows.items() %}
+<tr><td>{{ name }}</td>{% for sc in eb.schemes %}{% set m = by.get(sc) %}<td class="num">{% if m %}{{ m.get("mean")|num }} {{ m.get("ci_low")|ci(m.get("ci_high")) }}{% else %}&ndash;{% endif %}</td>{% endfor %}</tr>
+{% endfor %}
+</tbody></table></div>
+{% for sc, c in eb.counts.items() if c.get("n_users_no_exposed_positive") is not none %}
+<p class="note">{{ sc }}: {{ c.get("n_users_evaluated")|count }} users evaluated, {{ c.get("n_users_no_exposed_positive")|count }} without an exposed positive (excluded from Recall), {{ c.get("n_exposed_in_history")|count }} exposed pairs already in the history dropped.</p>
+{% endfor %}
+</section>
+{% endif %}
 
 <section id="scorecard">
 <h2>Trust scorecard</h2>

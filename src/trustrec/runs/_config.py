@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trustrec.errors import ConfigError
 
@@ -34,7 +42,7 @@ class DatasetConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    method: Literal["leave_one_out", "temporal", "random", "given_test"] = "leave_one_out"
+    method: Literal["leave_one_out", "temporal", "random", "given_test", "random_exposure"] = "leave_one_out"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -61,6 +69,11 @@ class EvalConfig(_Strict):
     n_boot: int = Field(1000, ge=0)
     batch_size: PositiveInt | None = None  # None: sized so one score matrix stays ~20M cells
     sampled_negatives: PositiveInt | None = None
+    # Evaluation schemes (trustrec.eval): "full" (rank the catalog, the ordinary evaluator),
+    # "traditional-random" (rank only each user's randomly-exposed items) and "ure" (unbiased
+    # recall evaluation); the last two need a random-exposure split and use the recall@K /
+    # precision@K among `metrics`. Outputs label them: "recall@10 (ure)".
+    schemes: list[Literal["full", "traditional-random", "ure"]] = Field(default_factory=lambda: ["full"])
 
     @field_validator("metrics")
     @classmethod
@@ -70,6 +83,26 @@ class EvalConfig(_Strict):
         for m in v:
             parse_metric(m)
         return v
+
+    @field_validator("schemes", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _schemes_have_metrics(self):
+        from trustrec.eval._metrics import parse_metric
+        from trustrec.eval._unbiased import UNBIASED_METRICS
+
+        if not self.schemes:
+            raise ValueError("schemes: give at least one of 'full', 'traditional-random', 'ure'")
+        if len(set(self.schemes)) != len(self.schemes):
+            raise ValueError(f"schemes: {self.schemes} repeats a scheme")
+        random = [s for s in self.schemes if s != "full"]
+        if random and not any(parse_metric(m).name in UNBIASED_METRICS for m in self.metrics):
+            raise ValueError(f"schemes {random} measure {list(UNBIASED_METRICS)} at K: add e.g. 'recall@10' "
+                             f"to metrics (got {self.metrics})")
+        return self
 
 
 class RunConfig(_Strict):
@@ -85,7 +118,10 @@ class RunConfig(_Strict):
         return self.name or f"{self.model.name}-{Path(self.dataset.name).name}"
 
     def digest(self) -> str:
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        data = self.model_dump(mode="json")
+        if data["eval"]["schemes"] == ["full"]:
+            del data["eval"]["schemes"]   # the default: digests of configs without schemes stay as they were
+        text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

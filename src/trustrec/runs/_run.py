@@ -84,6 +84,7 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
     t0 = time.perf_counter()
     dataset, split = prepare_data(config)
     t_data = time.perf_counter() - t0
+    _check_schemes(config, split)
     from trustrec.runs._trail import data_trail
 
     env = {**environment_info(), "seed": config.seed, "config_digest": config.digest(),
@@ -113,18 +114,38 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
     from trustrec.runs._trail import model_trail
 
     t0 = time.perf_counter()
-    result = evaluate_split(model, split, config.eval.part, metrics=config.eval.metrics,
-                            batch_size=config.eval.batch_size, n_boot=config.eval.n_boot,
-                            sampled_negatives=config.eval.sampled_negatives, seed=config.seed,
-                            progress=progress)
+    results = {}
+    for scheme in config.eval.schemes:
+        if scheme == "full":
+            results[scheme] = evaluate_split(
+                model, split, config.eval.part, metrics=config.eval.metrics, batch_size=config.eval.batch_size,
+                n_boot=config.eval.n_boot, sampled_negatives=config.eval.sampled_negatives, seed=config.seed,
+                progress=progress)
+        else:
+            from trustrec.eval import UNBIASED_METRICS, evaluate_random_exposure
+            from trustrec.eval._metrics import parse_metric
+
+            results[scheme] = evaluate_random_exposure(
+                model, split, scheme=scheme, part=config.eval.part, batch_size=config.eval.batch_size,
+                metrics=[m for m in config.eval.metrics if parse_metric(m).name in UNBIASED_METRICS],
+                n_boot=config.eval.n_boot, seed=config.seed, progress=progress)
     eval_seconds = time.perf_counter() - t0
+    result = next(iter(results.values()))
     per_user = result.per_user.copy()
+    for scheme, other in list(results.items())[1:]:   # one row per user, every scheme's columns
+        cols = ["user"] + [c for c in other.per_user.columns if c not in per_user.columns]
+        per_user = per_user.merge(other.per_user[cols], on="user", how="outer")
     per_user.insert(1, "user_id", dataset.user_ids[per_user["user"].to_numpy()])
     buf = per_user.to_parquet(index=False)
     atomic_write_bytes(work / "per_user.parquet", buf)
+    merged = result.to_dict()
+    for scheme, other in list(results.items())[1:]:
+        merged["metrics"].update(other.to_dict()["metrics"])
+    merged["schemes"] = {scheme: {"metrics": list(r.summary.index), "counts": r.counts, "settings": r.settings}
+                         for scheme, r in results.items()}
     metrics = {
         "run": config.run_name(), "model": config.model.name, "dataset": dataset.name,
-        **result.to_dict(),
+        **merged,
         "fit_history": getattr(model, "history_", None),
         "checkpoint_sha256": model_trail(ckpt)["files"],
         "timings_s": {"data": t_data, "fit": fit_seconds, "evaluate": eval_seconds},
@@ -134,6 +155,23 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
         shutil.rmtree(final)
     os.replace(work, final)
     return RunResult(final, metrics)
+
+
+def _check_schemes(config: RunConfig, split) -> None:
+    """The random-exposure schemes need a random-exposure test set: fail before fitting."""
+    from trustrec.errors import ConfigError
+
+    random = [s for s in config.eval.schemes if s != "full"]
+    is_random = split.params.get("random_exposure") or (
+        split.method == "given_test" and split.params.get("test") == "random_exposure_test")
+    if random and not is_random:
+        raise ConfigError(
+            f"eval.schemes {random} need a random-exposure test set, but the split is {split.method!r}; use "
+            "split: {method: random_exposure} on a dataset that has one (coat, yahoo-r3, kuairec)")
+    if random and split.params.get("positive_threshold") is None and split.test.rating is not None:
+        raise ConfigError(
+            f"eval.schemes {random} need split.params.positive_threshold to tell the exposed positives from "
+            "the exposed negatives (e.g. 4 on Coat and Yahoo! R3)")
 
 
 def _json_default(value):

@@ -1,10 +1,11 @@
-"""Classic recommenders: MostPopular, ItemKNN, EASE, BPR-MF, SASRec."""
+"""Classic recommenders: MostPopular, ItemKNN, EASE, BPR-MF, MF (naive / IPS / DR), SASRec."""
 
 from trustrec.models.classic._bpr import BPRMF, BPRConfig
 from trustrec.models.classic._ease import EASE, EASEConfig
 from trustrec.models.classic._itemknn import ItemKNN, ItemKNNConfig
+from trustrec.models.classic._mf import MF, MFConfig
 from trustrec.models.classic._popular import MostPopular, MostPopularConfig
 from trustrec.models.classic._sasrec import SASRec, SASRecConfig
 
 __all__ = ["MostPopular", "MostPopularConfig", "ItemKNN", "ItemKNNConfig", "EASE", "EASEConfig",
-           "BPRMF", "BPRConfig", "SASRec", "SASRecConfig"]
+           "BPRMF", "BPRConfig", "MF", "MFConfig", "SASRec", "SASRecConfig"]
