@@ -11,6 +11,8 @@ from trustrec.audit._fairness import (
     UserFairnessAudit,
 )
 from trustrec.audit._mitigations import FairnessMitigationsAudit
+from trustrec.audit._robustness import HistoryPerturbationAudit, PoisoningAudit
+from trustrec.audit._safety import FeedbackLoopAudit
 from trustrec.models import FitOptions, make_model
 from trustrec.testing import AuditChecks
 
@@ -49,6 +51,21 @@ class TestFairnessMitigations(AuditChecks):
 class TestHallucination(AuditChecks):          # not applicable to item_knn: the reason is checked
     audit = HallucinationAudit
     configs = [{"max_users": 5}]
+
+
+class TestHistoryPerturbation(AuditChecks):
+    audit = HistoryPerturbationAudit
+    configs = [{"n_boot": 20, "budgets": [0.2, 0.5], "perturbations": ["delete", "substitute"], "max_users": 60}]
+
+
+class TestPoisoning(AuditChecks):
+    audit = PoisoningAudit
+    configs = [{"n_boot": 20, "attacks": ["random", "sequential"], "budgets": [0.05], "max_users": 80}]
+
+
+class TestFeedbackLoop(AuditChecks):
+    audit = FeedbackLoopAudit
+    configs = [{"n_boot": 20, "rounds": 2, "max_users": 80}]
 
 
 def test_every_registered_audit_has_a_conformance_class():

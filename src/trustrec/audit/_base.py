@@ -159,7 +159,8 @@ class Audit(Configurable):
 
 
 # -- registry ----------------------------------------------------------------------------------------
-_BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality", "trustrec.audit._mitigations")
+_BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality", "trustrec.audit._mitigations",
+                    "trustrec.audit._robustness", "trustrec.audit._safety")
 _DECLARED: dict[str, type[Audit]] = {}
 
 

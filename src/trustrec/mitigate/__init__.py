@@ -8,6 +8,7 @@ trade-off curves over their strength.
   reusing one set of base candidates.
 """
 
+from trustrec.mitigate._defences import FakeUserDetector, FakeUserDetectorConfig, detection_scores, user_profile_features
 from trustrec.mitigate._rerank import (
     CalibratedReranker,
     CalibratedRerankerConfig,
@@ -26,4 +27,5 @@ from trustrec.mitigate._rerank import (
 
 __all__ = ["Reranker", "RerankerConfig", "CalibratedReranker", "CalibratedRerankerConfig", "ExposureReranker",
            "ExposureRerankerConfig", "calibrated_rerank", "xquad_rerank", "minmax_relevance", "TradeoffPoint",
-           "tradeoff_points", "summarise_tradeoff", "tradeoff_curve"]
+           "tradeoff_points", "summarise_tradeoff", "tradeoff_curve",
+           "FakeUserDetector", "FakeUserDetectorConfig", "user_profile_features", "detection_scores"]

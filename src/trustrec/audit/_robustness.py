@@ -1,0 +1,807 @@
+"""Robustness audits: how far a model's lists move when a user's history is perturbed
+(``history_perturbation``), and how far a target item is pushed when fake users are injected into
+the training data and the model is retrained (``poisoning``).
+
+History perturbation
+    Four kinds of edit, each at several budgets (a share of each history, at least one item):
+    ``insert`` (new items, not already in the history, drawn uniformly from the catalog),
+    ``delete``, ``substitute`` (an item replaced by a new one, drawn as for insertion) and
+    ``reorder`` (the chosen items permuted among their positions). ``random`` picks positions
+    uniformly; ``targeted`` hits what a history-reading model relies on most, **the most recent
+    positions**: insertions are appended at the end, deletions and substitutions take the newest
+    items, and reordering moves the newest items to the front (oldest) of the history (at most
+    ``length - 1`` of them); random reordering permutes the chosen items cyclically, so each one
+    moves. Deletion always leaves at least one item; reordering needs two. See :func:`perturb_histories`.
+    Stability of the top-K against the unperturbed list: Jaccard@K, rank-biased overlap
+    (:func:`rank_biased_overlap`, extrapolated RBO_ext of Webber et al. 2010, ``p = 0.9``), the
+    share of users whose top-1 changes, and the NDCG@K drop on the audit's targets.
+
+Poisoning (shilling)
+    Fake users (new user ids, ``budget`` x the number of genuine users in training) are added to
+    the *training* interactions (valid and test are untouched), a fresh copy of the model is
+    retrained from its :class:`~trustrec.models.ModelSpec`, and genuine evaluation users are
+    measured against a clean retrain: target HR@K, mean full-ranking rank of the target and the
+    success rate (share of users with at least one target in their top-K). Attacks
+    (:func:`fake_profiles`) put the target in every fake profile plus ``filler_size`` items:
+    ``random`` (uniform filler), ``average`` (implicit version: filler drawn with probability
+    proportional to item popularity, so profiles look like an average user's), ``bandwagon``
+    (filler from the head: the most popular ``max(2 x filler, 10%)`` items), ``segment`` (items
+    sharing a group with the target in the item group column, else the items most co-consumed
+    with it, topped up at random) and ``sequential`` (popular items in increasing popularity,
+    then the target as the newest item: the target comes right after popular items in time).
+    With ratings, the target and the selected (popular / segment) items get the top rating and
+    filler gets ratings drawn around the item mean (``average``) or the global mean (others).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, PositiveInt, field_validator
+
+from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
+from trustrec.audit._result import AuditResult, Estimate, Plot
+from trustrec.data import Dataset, Interactions, Ragged, Split
+from trustrec.errors import ConfigError, DataError
+
+__all__ = ["perturb_histories", "rank_biased_overlap", "HistoryPerturbationConfig", "HistoryPerturbationAudit",
+           "fake_profiles", "inject_fake_users", "target_ranks", "PoisoningConfig", "PoisoningAudit",
+           "ATTACKS", "PERTURBATIONS"]
+
+PERTURBATIONS = ("insert", "delete", "substitute", "reorder")
+ATTACKS = ("random", "average", "bandwagon", "segment", "sequential")
+Perturbation = Literal["insert", "delete", "substitute", "reorder"]
+Attack = Literal["random", "average", "bandwagon", "segment", "sequential"]
+
+
+# -- list similarity ------------------------------------------------------------------------------
+def rank_biased_overlap(a, b, p: float = 0.9) -> np.ndarray:
+    """Per row, the extrapolated rank-biased overlap RBO_ext of two ranked lists (Webber, Moffat
+    and Zobel 2010, eq. 32, which also covers lists of different lengths).
+
+    ``a`` and ``b`` are (n, k) item arrays, ``-1`` as padding after the valid items. With ``s``
+    and ``l`` the shorter and longer valid length and ``X_d`` the overlap at depth ``d`` (for
+    ``d > s`` the whole shorter list against the longer list's prefix)::
+
+        RBO_ext = (1-p)/p * (sum_{d=1..l} X_d/d p^d + sum_{d=s+1..l} X_s (d-s)/(s d) p^d)
+                  + ((X_l - X_s)/l + X_s/s) p^l
+
+    Two identical lists give 1, disjoint lists 0; two empty lists give 1 and one empty list 0
+    (as :func:`trustrec.eval.jaccard_at_k`).
+    """
+    from trustrec.eval._fairness import _ranks_in
+
+    if not 0 < p < 1:
+        raise ConfigError(f"rank_biased_overlap: p must be in (0, 1), got {p}")
+    a, b = np.atleast_2d(np.asarray(a)), np.atleast_2d(np.asarray(b))
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"rank_biased_overlap: a has {a.shape[0]} rows, b has {b.shape[0]}")
+    n = a.shape[0]
+    k = max(a.shape[1], b.shape[1])
+    a = np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=-1)
+    b = np.pad(b, ((0, 0), (0, k - b.shape[1])), constant_values=-1)
+    if k == 0:
+        return np.ones(n)
+    la, lb = (a >= 0).sum(1), (b >= 0).sum(1)
+    rank_in_b = _ranks_in(b, a).astype(np.float64)                  # 1-based rank of a's items in b, 0 = absent
+    pos_a = np.arange(1, k + 1, dtype=np.float64)[None, :]
+    depth = np.where((rank_in_b > 0) & (a >= 0), np.maximum(pos_a, rank_in_b), np.inf)
+    d = np.arange(1, k + 1, dtype=np.float64)
+    x = (depth[:, :, None] <= d[None, None, :]).sum(1).astype(np.float64)  # X_d, (n, k)
+    s, l = np.minimum(la, lb), np.maximum(la, lb)
+    rows = np.arange(n)
+    pd_ = p ** d
+    in_l = d[None, :] <= l[:, None]
+    term1 = np.where(in_l, x / d * pd_, 0.0).sum(1)
+    x_s = np.where(s > 0, x[rows, np.maximum(s - 1, 0)], 0.0)
+    x_l = np.where(l > 0, x[rows, np.maximum(l - 1, 0)], 0.0)
+    s_safe = np.maximum(s, 1).astype(np.float64)
+    tail = (d[None, :] > s[:, None]) & in_l
+    term2 = np.where(tail, x_s[:, None] * (d[None, :] - s[:, None]) / (s_safe[:, None] * d[None, :]) * pd_,
+                     0.0).sum(1)
+    l_safe = np.maximum(l, 1).astype(np.float64)
+    rbo = (1 - p) / p * (term1 + term2) + ((x_l - x_s) / l_safe + x_s / s_safe) * p ** l_safe
+    rbo = np.where(s == 0, 0.0, rbo)
+    return np.where(l == 0, 1.0, np.clip(rbo, 0.0, 1.0))
+
+
+# -- history perturbation ---------------------------------------------------------------------------
+def _n_changes(lengths: np.ndarray, budget: float, kind: str, n_items: int) -> np.ndarray:
+    n = np.maximum(1, np.round(budget * lengths)).astype(np.int64)
+    if kind == "insert":
+        return np.minimum(n, np.maximum(n_items - lengths, 0))
+    if kind == "delete":
+        return np.minimum(n, np.maximum(lengths - 1, 0))
+    if kind == "reorder":
+        return np.where(lengths >= 2, np.clip(n, 2, lengths), 0)
+    return np.minimum(n, np.minimum(lengths, np.maximum(n_items - lengths, 0)))
+
+
+def _chosen_positions(h: Ragged, n: np.ndarray, targeted: bool, rng) -> np.ndarray:
+    """Boolean mask over ``h.values``: ``n[i]`` positions of row ``i`` (the newest when
+    ``targeted``, else uniform)."""
+    rows = h.row_ids()
+    pos = np.arange(len(h.values)) - h.indptr[rows]
+    if targeted:
+        return pos >= (h.lengths - n)[rows]
+    keys = rng.random(len(h.values))
+    order = np.lexsort((keys, rows))
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order)) - h.indptr[rows[order]]
+    return rank < n[rows]
+
+
+def _new_items(h: Ragged, n: np.ndarray, n_items: int, rng, max_rounds: int = 50) -> Ragged:
+    """``n[i]`` distinct items per row, none in row ``i`` of ``h``, uniform over the rest of the
+    catalog (vectorised rejection sampling)."""
+    n_rows = len(h)
+    seen = np.unique(h.row_ids() * n_items + h.values)
+    picked = np.empty(0, np.int64)                       # keys row * n_items + item
+    need = n.astype(np.int64).copy()
+    for _ in range(max_rounds):
+        if not need.any():
+            break
+        draw = need * 2 + 4
+        rows = np.repeat(np.arange(n_rows), draw)
+        keys = rows * n_items + rng.integers(0, n_items, len(rows))
+        keys = keys[~np.isin(keys, seen) & ~np.isin(keys, picked)]
+        keys, first = np.unique(keys, return_index=True)
+        keys = keys[np.argsort(first, kind="stable")]     # keep the random draw order
+        rows = keys // n_items
+        order = np.argsort(rows, kind="stable")
+        keys, rows = keys[order], rows[order]
+        starts = np.searchsorted(rows, np.arange(n_rows))
+        rank = np.arange(len(rows)) - starts[rows]
+        take = keys[rank < need[rows]]
+        picked = np.concatenate([picked, take])
+        need = n - np.bincount(picked // n_items, minlength=n_rows)
+    if need.any():                                        # tiny catalogs: exhaustive fallback
+        for i in np.flatnonzero(need):
+            have = np.concatenate([h.row(i), picked[picked // n_items == i] % n_items])
+            free = np.setdiff1d(np.arange(n_items), have)
+            extra = rng.permutation(free)[:need[i]]
+            picked = np.concatenate([picked, i * n_items + extra])
+    rows = picked // n_items
+    return Ragged.from_groups(rows, picked % n_items, n_rows)
+
+
+def _rebuild(rows: np.ndarray, keys: np.ndarray, values: np.ndarray, n_rows: int) -> Ragged:
+    order = np.lexsort((keys, rows))
+    counts = np.bincount(rows, minlength=n_rows)
+    return Ragged(np.concatenate([[0], np.cumsum(counts)]), values[order])
+
+
+def perturb_histories(histories: Ragged, kind: str, budget: float, *, n_items: int, seed: int = 0,
+                      targeted: bool = False) -> Ragged:
+    """Perturbed copies of ``histories`` (chronological rows), vectorised over rows and seeded.
+
+    Each non-empty row gets ``max(1, round(budget * length))`` edits of ``kind`` (module
+    docstring), capped so the result stays valid: insertion at most the items not yet in the
+    history, deletion at most ``length - 1``, reordering at least 2 items (rows shorter than 2 are
+    unchanged). Inserted and substituted items are in-catalog and not already in the row, so no
+    duplicate is introduced. Lengths: ``+n`` for insert, ``-n`` for delete, unchanged otherwise.
+    Empty rows are unchanged except by insertion.
+    """
+    if kind not in PERTURBATIONS:
+        raise ConfigError(f"perturb_histories: kind must be one of {PERTURBATIONS}, got {kind!r}")
+    if not 0 < budget <= 1:
+        raise ConfigError(f"perturb_histories: budget must be in (0, 1], got {budget}")
+    rng = np.random.default_rng(seed)
+    h = histories
+    n_rows, lengths = len(h), h.lengths
+    n = _n_changes(lengths, budget, kind, n_items)
+    if kind == "insert":
+        n = np.where(lengths > 0, n, np.minimum(1, n_items))
+    else:
+        n = np.where(lengths > 0, n, 0)
+    rows = h.row_ids()
+    pos = (np.arange(len(h.values)) - h.indptr[rows]).astype(np.float64)
+    if kind == "insert":
+        new = _new_items(h, n, n_items, rng)
+        new_rows = new.row_ids()
+        if targeted:
+            new_pos = lengths[new_rows] + (np.arange(len(new.values)) - new.indptr[new_rows])
+        else:                                             # a random slot among length + 1 gaps
+            new_pos = rng.random(len(new.values)) * (lengths[new_rows] + 1) - 0.5
+        return _rebuild(np.concatenate([rows, new_rows]), np.concatenate([pos, new_pos]),
+                        np.concatenate([h.values, new.values]), n_rows)
+    if kind == "reorder" and targeted:                    # moving the whole history would change nothing
+        n = np.minimum(n, np.maximum(lengths - 1, 0))
+    chosen = _chosen_positions(h, n, targeted, rng)
+    if kind == "delete":
+        keep = ~chosen
+        counts = np.bincount(rows[keep], minlength=n_rows)
+        return Ragged(np.concatenate([[0], np.cumsum(counts)]), h.values[keep])
+    values = np.array(h.values, copy=True)
+    if kind == "substitute":
+        new = _new_items(h, n, n_items, rng)
+        # chosen positions are in row order; new items are grouped by row in the same counts
+        values[np.flatnonzero(chosen)] = new.values
+        return Ragged(h.indptr, values)
+    # reorder
+    if targeted:                                          # the newest n items move to the front
+        new_pos = np.where(chosen, pos - lengths[rows], pos)
+        return _rebuild(rows, new_pos, values, n_rows)
+    # a random cyclic permutation of the chosen positions of each row: every chosen item moves
+    idx = np.flatnonzero(chosen)
+    idx = idx[np.lexsort((rng.random(len(idx)), rows[idx]))]
+    r = rows[idx]
+    nxt = np.arange(1, len(idx) + 1)
+    last = np.r_[r[1:] != r[:-1], True] if len(idx) else np.zeros(0, bool)
+    first_of = np.searchsorted(r, r)
+    nxt[last] = first_of[last]
+    values[idx] = h.values[idx[nxt]] if len(idx) else values[idx]
+    return Ragged(h.indptr, values)
+
+
+class HistoryPerturbationConfig(AuditConfig):
+    """``perturbations``: kinds of edit; ``targeting``: ``random`` and/or ``targeted`` (newest
+    positions); ``budgets``: shares of each history edited (at least one item); ``rbo_p``: the
+    persistence of RBO; ``default_budget``: where the headline estimates are read (added to the
+    sweep); ``max_users``: a seeded sample of evaluation users (each setting re-asks the model)."""
+
+    perturbations: tuple[Perturbation, ...] = PERTURBATIONS
+    targeting: tuple[Literal["random", "targeted"], ...] = ("random", "targeted")
+    budgets: tuple[float, ...] = (0.1, 0.2, 0.4)
+    default_budget: float = Field(0.2, gt=0, le=1)
+    rbo_p: float = Field(0.9, gt=0, lt=1)
+    max_users: PositiveInt | None = 1000
+    batch_size: PositiveInt = 512
+
+    @field_validator("budgets")
+    @classmethod
+    def _check_budgets(cls, values):
+        if not values:
+            raise ValueError("give at least one budget")
+        bad = [v for v in values if not 0 < v <= 1]
+        if bad:
+            raise ValueError(f"budgets are shares of each history and must be in (0, 1]; got {bad}")
+        return tuple(sorted({float(v) for v in values}))
+
+    @field_validator("perturbations", "targeting")
+    @classmethod
+    def _non_empty(cls, values):
+        if not values:
+            raise ValueError("give at least one value")
+        return tuple(dict.fromkeys(values))
+
+
+def _recommend(model, queries, k: int, batch_size: int) -> np.ndarray:
+    parts = [model.recommend(b, k).items for b in queries.batches(batch_size)]
+    return np.concatenate(parts) if parts else np.empty((0, k), np.int64)
+
+
+def _mean_ci(values, n_boot: int, seed: int) -> tuple[float, float, float, int]:
+    from trustrec.eval import bootstrap_ci
+
+    x = np.asarray(values, np.float64)
+    ok = ~np.isnan(x)
+    lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
+    return (float(x[ok].mean()) if ok.any() else np.nan), lo, hi, int(ok.sum())
+
+
+@register_audit
+class HistoryPerturbationAudit(Audit):
+    """Top-K stability under random and targeted edits of the query history (module docstring)."""
+
+    name: ClassVar[str] = "history_perturbation"
+    dimension: ClassVar[str] = "robustness"
+    description: ClassVar[str] = ("top-K stability (Jaccard, RBO, top-1 flips) and NDCG drop when history items "
+                                  "are inserted, deleted, substituted or reordered, random vs targeted")
+    needs: ClassVar[str] = "any model (models that ignore the history are stable by construction)"
+    config_class = HistoryPerturbationConfig
+
+    def _why_not(self, inputs: AuditInputs) -> str | None:
+        if len(inputs.eval_set) == 0:
+            return f"no users with a target in the '{inputs.part}' part"
+        return None
+
+    def _run(self, inputs: AuditInputs) -> AuditResult:
+        from trustrec.eval import hits_matrix, jaccard_at_k, ndcg
+
+        c = self.config
+        k = c.k
+        model, queries, targets = inputs.model, inputs.queries, inputs.eval_set.targets
+        n_items = inputs.dataset.n_items
+        base = np.asarray(inputs.topk)[:, :k]
+        base_ndcg = inputs.evaluation.per_user[f"ndcg@{k}"].to_numpy()
+        from trustrec.eval._evaluator import _unique_counts
+
+        n_rel = _unique_counts(targets)
+        budgets = sorted(set(c.budgets) | {c.default_budget})
+        rows, estimates = [], {}
+        setting = 0
+        for kind in c.perturbations:
+            for targeting in c.targeting:
+                label = f"{kind}/{targeting}"
+                for budget in budgets:
+                    setting += 1
+                    hist = perturb_histories(queries.histories, kind, budget, n_items=n_items,
+                                             seed=c.seed * 7919 + setting, targeted=targeting == "targeted")
+                    top = _recommend(model, queries.with_histories(hist), k, c.batch_size)
+                    per = {
+                        "jaccard": jaccard_at_k(base, top),
+                        "rbo": rank_biased_overlap(base, top, c.rbo_p),
+                        "top1_flip": (base[:, 0] != top[:, 0]).astype(np.float64) if k else np.zeros(len(top)),
+                        "ndcg_drop": base_ndcg - ndcg(hits_matrix(top, targets, n_items), n_rel),
+                    }
+                    row = {"perturbation": label, "kind": kind, "targeting": targeting, "budget": budget,
+                           "mean_edits": float(np.abs(hist.lengths - queries.histories.lengths).mean())
+                           if kind in ("insert", "delete") else np.nan}
+                    for j, (metric, values) in enumerate(per.items()):
+                        mean, lo, hi, n = _mean_ci(values, c.n_boot, c.seed + j)
+                        row.update({metric: mean, f"{metric}_ci_low": lo, f"{metric}_ci_high": hi})
+                        if budget == c.default_budget:
+                            estimates[f"{self._names[metric].format(k=k)} [{label}]"] = Estimate(
+                                mean, lo, hi, n, description=self._describe(metric, k, kind, targeting, budget))
+                    row["n_users"] = len(queries)
+                    rows.append(row)
+        table = pd.DataFrame(rows)
+        plots = tuple(
+            Plot("line", "by_budget", "budget", metric, f"{title} vs perturbation budget", series="perturbation",
+                 x_label="share of history edited", y_label=title.format(k=k).split(" (")[0])
+            for metric, title in (("jaccard", f"Jaccard@{k} to the unperturbed list"),
+                                  ("rbo", f"RBO (p={c.rbo_p:g}) to the unperturbed list"),
+                                  ("ndcg_drop", f"NDCG@{k} drop"), ("top1_flip", "share of top-1 flips")))
+        at = table[table.budget == c.default_budget]
+        worst = at.loc[at.jaccard.idxmin()]
+        summary = (f"{len(queries)} users, {len(c.perturbations) * len(c.targeting)} perturbations x "
+                   f"{len(budgets)} budgets; at {c.default_budget:.0%} the least stable is {worst.perturbation}: "
+                   f"Jaccard@{k} {worst.jaccard:.3f}, RBO {worst.rbo:.3f}, NDCG@{k} drop {worst.ndcg_drop:+.4f}, "
+                   f"top-1 flips {worst.top1_flip:.1%}")
+        return self._result(estimates, evidence={"by_budget": table}, plots=plots, summary=summary,
+                            settings={"budgets": budgets, "targeted_rule": "most recent positions",
+                                      "n_model_calls": setting * len(queries)})
+
+    _names: ClassVar[dict] = {"jaccard": "jaccard@{k}", "rbo": "rbo@{k}", "top1_flip": "top1_flip_rate",
+                              "ndcg_drop": "ndcg@{k}_drop"}
+
+    @staticmethod
+    def _describe(metric, k, kind, targeting, budget) -> str:
+        what = {"jaccard": f"mean Jaccard@{k} between the lists before and after",
+                "rbo": f"mean extrapolated rank-biased overlap (Webber et al. 2010) of the top-{k} before and after",
+                "top1_flip": "share of users whose first item changes",
+                "ndcg_drop": f"mean per-user NDCG@{k} before minus after (> 0 = accuracy lost)"}[metric]
+        where = "the newest positions" if targeting == "targeted" else "random positions"
+        return f"{what}, {kind} of {budget:.0%} of each history (at least 1 item) at {where}"
+
+
+# -- poisoning ---------------------------------------------------------------------------------------
+def _segment_items(dataset: Dataset, train: Interactions, target: int, column: str | None) -> tuple[np.ndarray, str]:
+    """Items of the target's segment: sharing an item-group value with it, else co-consumed."""
+    from trustrec.data._groups import guess_item_group_column, item_group_matrix
+
+    items = dataset.items
+    column = column or guess_item_group_column(items)
+    if column is not None and column in items.columns:
+        membership, _, _ = item_group_matrix(items, column)
+        groups = membership[target].indices
+        if len(groups):
+            same = np.flatnonzero(np.asarray(membership[:, groups].sum(1)).ravel() > 0)
+            same = same[same != target]
+            if len(same):
+                return same, f"items sharing a {column!r} value with the target"
+    users = np.unique(train.user[train.item == target])
+    co = np.bincount(train.item[np.isin(train.user, users)], minlength=dataset.n_items)
+    co[target] = 0
+    return np.flatnonzero(co > 0)[np.argsort(-co[co > 0], kind="stable")], "items co-consumed with the target"
+
+
+def fake_profiles(split: Split, attack: str, n_fake: int, targets, *, filler_size: int, seed: int = 0,
+                  item_group_column: str | None = None) -> Interactions:
+    """Training interactions of ``n_fake`` fake users (indices ``n_users .. n_users + n_fake - 1``
+    of ``split.dataset``), each holding every item of ``targets`` plus ``filler_size`` other
+    items chosen by ``attack`` (module docstring). Timestamps lie within the training period;
+    ratings are set when the training data has them. Seeded."""
+    if attack not in ATTACKS:
+        raise ConfigError(f"fake_profiles: attack must be one of {ATTACKS}, got {attack!r}")
+    if n_fake < 1:
+        raise ConfigError(f"fake_profiles: n_fake must be >= 1, got {n_fake}")
+    rng = np.random.default_rng(seed)
+    ds, train = split.dataset, split.train
+    n_items = ds.n_items
+    targets = np.atleast_1d(np.asarray(targets, np.int64))
+    pop = np.bincount(train.item, minlength=n_items).astype(np.float64)
+    allowed = np.ones(n_items, bool)
+    allowed[targets] = False
+    m = int(min(filler_size, allowed.sum()))
+    by_pop = np.lexsort((np.arange(n_items), -pop))
+    by_pop = by_pop[allowed[by_pop]]
+    selected_mask = np.zeros((n_fake, m), bool)            # items given the top rating
+    if attack in ("random", "average"):
+        weights = allowed.astype(np.float64) if attack == "random" else np.where(allowed, pop + 1e-12, 0)
+        filler = _weighted_rows(rng, weights, n_fake, m)
+    elif attack == "bandwagon":
+        head = by_pop[:max(2 * m, int(np.ceil(0.1 * n_items)), 1)]
+        filler = _weighted_rows(rng, np.isin(np.arange(n_items), head).astype(np.float64), n_fake, m)
+        selected_mask[:] = True
+    elif attack == "segment":
+        seg, _ = _segment_items(ds, train, int(targets[0]), item_group_column)
+        seg = seg[allowed[seg]]
+        n_seg = min(len(seg), m)
+        w = np.isin(np.arange(n_items), seg).astype(np.float64)
+        part = _weighted_rows(rng, w, n_fake, n_seg) if n_seg else np.empty((n_fake, 0), np.int64)
+        rest_w = allowed & ~np.isin(np.arange(n_items), seg)
+        rest = _weighted_rows(rng, rest_w.astype(np.float64), n_fake, min(m - n_seg, int(rest_w.sum())))
+        filler = np.concatenate([part, rest], 1)
+        selected_mask = np.zeros(filler.shape, bool)
+        selected_mask[:, :n_seg] = True
+        m = filler.shape[1]
+    else:                                                   # sequential: popular items, then the target
+        head = by_pop[:max(2 * m, int(np.ceil(0.1 * n_items)), 1)]
+        w = np.where(np.isin(np.arange(n_items), head), pop + 1e-12, 0.0)
+        filler = _weighted_rows(rng, w, n_fake, m)
+        filler = np.take_along_axis(filler, np.argsort(pop[filler], axis=1, kind="stable"), 1)
+        selected_mask[:] = True
+    n_t = len(targets)
+    users = np.repeat(np.arange(n_fake), m + n_t) + ds.n_users
+    items = np.concatenate([filler, np.broadcast_to(targets, (n_fake, n_t))], 1)
+    t_lo, t_hi = (int(train.timestamp.min()), int(train.timestamp.max())) if len(train) else (0, 1)
+    start = rng.integers(t_lo, max(t_hi - (m + n_t), t_lo) + 1, n_fake)
+    if attack == "sequential":                               # filler in popularity order, target last
+        order = np.broadcast_to(np.arange(m + n_t), (n_fake, m + n_t))
+    else:                                                    # a random order
+        order = np.argsort(rng.random((n_fake, m + n_t)), 1)
+    ts = start[:, None] + order
+    rating = None
+    if train.rating is not None:
+        rating = _fake_ratings(train, items, np.concatenate([selected_mask, np.ones((n_fake, n_t), bool)], 1),
+                               attack, rng)
+    return Interactions(users, items.ravel(), ts.ravel(), None if rating is None else rating.ravel())
+
+
+def _weighted_rows(rng, weights: np.ndarray, n_rows: int, m: int) -> np.ndarray:
+    """(n_rows, m) items drawn without replacement within a row, with probability ~ weights
+    (Gumbel top-m)."""
+    w = np.asarray(weights, np.float64)
+    m = int(min(m, (w > 0).sum()))
+    if m == 0:
+        return np.empty((n_rows, 0), np.int64)
+    keys = np.log(np.where(w > 0, w, 1.0))[None, :] - np.log(-np.log(rng.random((n_rows, len(w)))))
+    keys[:, w <= 0] = -np.inf
+    top = np.argpartition(-keys, m - 1, axis=1)[:, :m]
+    return np.take_along_axis(top, np.argsort(-np.take_along_axis(keys, top, 1), 1), 1).astype(np.int64)
+
+
+def _fake_ratings(train: Interactions, items: np.ndarray, top_rated: np.ndarray, attack: str, rng) -> np.ndarray:
+    r = train.rating.astype(np.float64)
+    lo, hi = float(r.min()), float(r.max())
+    integer = bool(np.all(r == np.round(r)))
+    if attack == "average":
+        sums = np.bincount(train.item, weights=r, minlength=int(items.max()) + 1)
+        counts = np.bincount(train.item, minlength=len(sums))
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), r.mean())
+        filler = mean[items] + rng.normal(0, r.std() / 2, items.shape)
+    else:
+        filler = rng.normal(r.mean(), r.std(), items.shape)
+    filler = np.clip(np.round(filler) if integer else filler, lo, hi)
+    return np.where(top_rated, hi, filler)
+
+
+def inject_fake_users(split: Split, fake: Interactions) -> Split:
+    """``split`` with ``fake`` added to the training part; fake users get new user rows
+    (``user_id`` ``"__fake_<n>"``) after the genuine ones, valid and test are unchanged."""
+    ds = split.dataset
+    if len(fake) == 0:
+        return split
+    if fake.user.min() < ds.n_users:
+        raise DataError(f"inject_fake_users: fake users must have new indices >= {ds.n_users}; "
+                        f"got {int(fake.user.min())}")
+    if fake.item.max() >= ds.n_items:
+        raise DataError(f"inject_fake_users: item index {int(fake.item.max())} is outside the catalog")
+    n_new = int(fake.user.max()) + 1 - ds.n_users
+    users = ds.users
+    extra = pd.DataFrame({"user_id": [f"__fake_{i}" for i in range(n_new)]})
+    taken = set(users["user_id"])
+    if taken & set(extra["user_id"]):
+        raise DataError("inject_fake_users: the dataset already has users named '__fake_<n>'")
+    users = pd.concat([users, extra], ignore_index=True)
+    if (split.train.rating is None) != (fake.rating is None):
+        raise DataError("inject_fake_users: fake interactions must have ratings exactly when the training data has")
+    extras = {key: v for key, v in ds.extras.items() if isinstance(v, Interactions)}
+    poisoned = Dataset(ds.name, Interactions.concat([ds.interactions, fake]), ds.items, users, ds.provenance,
+                       ds.notes + (f"{n_new} injected fake users",), ds.source, extras)
+    return Split(poisoned, Interactions.concat([split.train, fake]), split.valid, split.test, split.method,
+                 {**split.params, "n_fake_users": n_new}, split.notes)
+
+
+def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, depth: int = 100) -> np.ndarray:
+    """(n_queries, n_targets) 1-based rank of each target in the model's full ranking of the
+    catalog with the history masked (ties broken by the lower item index, as
+    :func:`trustrec.models.topk_from_scores`); NaN where the target is in the history.
+    Models without full-ranking scores are ranked from their top-``depth`` list: absent targets
+    get ``depth + 1`` (censored)."""
+    from trustrec.models._base import exclusion_mask
+
+    targets = np.atleast_1d(np.asarray(targets, np.int64))
+    out = []
+    for batch in queries.batches(batch_size):
+        if "score" in model.capabilities and batch.candidates is None:
+            prepared = model._prepare(batch)
+            s = np.asarray(model.score(prepared), np.float64)
+            s = np.where(np.isnan(s), -np.inf, s)
+            mask = exclusion_mask(prepared, model.n_items_, True)
+            s[mask] = -np.inf
+            ts = s[:, targets]                                                 # (b, t)
+            higher = (s[:, None, :] > ts[:, :, None]).sum(2)
+            ties = ((s[:, None, :] == ts[:, :, None])
+                    & (np.arange(s.shape[1])[None, None, :] < targets[None, :, None])).sum(2)
+            r = (1 + higher + ties).astype(np.float64)
+            r[mask[:, targets]] = np.nan
+        else:
+            top = model.recommend(batch, depth).items
+            hit = top[:, :, None] == targets[None, None, :]
+            r = np.where(hit.any(1), hit.argmax(1) + 1, depth + 1).astype(np.float64)
+            r[batch.histories.to_dense_mask(model.n_items_)[:, targets]] = np.nan
+        out.append(r)
+    return np.concatenate(out) if out else np.empty((0, len(targets)))
+
+
+class PoisoningConfig(AuditConfig):
+    """``target_items``: raw item ids to promote (``None``: ``n_targets`` items drawn with
+    ``seed`` from the less popular half of the items seen in training); ``attacks``: see
+    :data:`ATTACKS`; ``budgets``: fake users as a share of the genuine training users, each in
+    (0, 1); ``filler_size``: items per fake profile besides the targets (``None``: the median
+    training profile length); ``model_spec``: what to retrain (``{"name", "params"}``; ``None``:
+    the audited model's own name and config); ``detector``: a
+    :class:`trustrec.mitigate.FakeUserDetector` config (``None``: no defence); when set, each
+    poisoned training set is screened, flagged users are dropped and the model is retrained,
+    and detection precision/recall/F1 and the defended promotion are reported too;
+    ``item_group_column``: the segment attack's column (``None``: guessed); ``max_users``: a
+    seeded sample of genuine evaluation users."""
+
+    target_items: tuple[str, ...] | None = None
+    n_targets: PositiveInt = 1
+    attacks: tuple[Attack, ...] = ATTACKS
+    budgets: tuple[float, ...] = (0.01, 0.03, 0.05)
+    filler_size: PositiveInt | None = None
+    model_spec: dict | None = None
+    detector: dict | None = None
+    item_group_column: str | None = None
+    batch_size: PositiveInt = 512
+
+    @field_validator("budgets")
+    @classmethod
+    def _check_budgets(cls, values):
+        if not values:
+            raise ValueError("give at least one budget")
+        bad = [v for v in values if not 0 < v < 1]
+        if bad:
+            raise ValueError(f"budgets are shares of the genuine users and must be in (0, 1); got {bad}")
+        return tuple(sorted({float(v) for v in values}))
+
+    @field_validator("attacks")
+    @classmethod
+    def _check_attacks(cls, values):
+        if not values:
+            raise ValueError(f"give at least one attack of {ATTACKS}")
+        return tuple(dict.fromkeys(values))
+
+    @field_validator("target_items")
+    @classmethod
+    def _check_targets(cls, values):
+        if values is not None and not values:
+            raise ValueError("target_items is empty; give raw item ids or leave it unset (n_targets)")
+        return None if values is None else tuple(str(v) for v in dict.fromkeys(values))
+
+    @field_validator("model_spec")
+    @classmethod
+    def _check_spec(cls, value):
+        if value is None:
+            return None
+        from trustrec.models import ModelSpec, available_models
+
+        spec = ModelSpec.model_validate(value)
+        if spec.name not in available_models():
+            raise ValueError(f"unknown model {spec.name!r}; known: {', '.join(available_models())}")
+        return spec.model_dump(mode="json")
+
+    @field_validator("detector")
+    @classmethod
+    def _check_detector(cls, value):
+        if value is None:
+            return None
+        from trustrec.mitigate._defences import FakeUserDetector
+
+        return FakeUserDetector.validate_config(value).model_dump(mode="json")
+
+
+@register_audit
+class PoisoningAudit(Audit):
+    """Data poisoning by fake-user injection, retraining, and target promotion on genuine users
+    (module docstring)."""
+
+    name: ClassVar[str] = "poisoning"
+    dimension: ClassVar[str] = "robustness"
+    description: ClassVar[str] = ("fake-user injection (random, average, bandwagon, segment, sequential) at several "
+                                  "budgets, retraining, and target HR@K / rank / success rate on genuine users")
+    needs: ClassVar[str] = "a model that can be rebuilt from its name and config (or a model_spec) and retrained"
+    config_class = PoisoningConfig
+
+    def _why_not(self, inputs: AuditInputs) -> str | None:
+        if len(inputs.eval_set) == 0:
+            return f"no users with a target in the '{inputs.part}' part"
+        return None
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _spec(self, model):
+        from trustrec.models import ModelSpec
+
+        if self.config.model_spec is not None:
+            return ModelSpec.model_validate(self.config.model_spec)
+        if not getattr(model, "name", "") or not hasattr(model, "dump_config"):
+            raise ConfigError(f"{self.name}: the audited {type(model).__name__} has no registered name; "
+                              "give model_spec={'name': ..., 'params': ...}")
+        return ModelSpec(name=model.name, params=model.dump_config())
+
+    def choose_targets(self, split: Split) -> np.ndarray:
+        """Target item indices: the configured raw ids, or ``n_targets`` seeded draws from the
+        less popular half of the items with training interactions."""
+        c = self.config
+        ds = split.dataset
+        if c.target_items is not None:
+            idx = ds.item_index(list(c.target_items), missing="ignore")
+            unknown = [t for t, i in zip(c.target_items, idx) if i < 0]
+            if unknown:
+                raise ConfigError(f"{self.name}: target_items {unknown} are not items of dataset '{ds.name}' "
+                                  f"(e.g. {list(ds.item_ids[:3])}); give raw item ids")
+            return np.asarray(idx, np.int64)
+        pop = np.bincount(split.train.item, minlength=ds.n_items)
+        seen = np.flatnonzero(pop > 0)
+        if len(seen) < 2 * c.n_targets:
+            raise ConfigError(f"{self.name}: dataset '{ds.name}' has {len(seen)} items with training data, "
+                              f"too few to draw {c.n_targets} unpopular targets; give target_items")
+        order = seen[np.lexsort((seen, pop[seen]))]
+        pool = order[:len(order) // 2]
+        return np.sort(np.random.default_rng(c.seed).choice(pool, c.n_targets, replace=False))
+
+    def _measure(self, model, queries, targets, eval_targets, k: int):
+        from trustrec.eval import hits_matrix, ndcg
+        from trustrec.eval._evaluator import _unique_counts
+
+        c = self.config
+        ranks = target_ranks(model, queries, targets, batch_size=c.batch_size)
+        top = _recommend(model, queries, k, c.batch_size)
+        in_top = (top[:, :, None] == targets[None, None, :]).any(1)              # (n, t)
+        known = ~np.isnan(ranks)
+        n_known = known.sum(1)
+        some = n_known > 0
+        hr_user = np.where(some, (in_top & known).sum(1) / np.maximum(n_known, 1), np.nan)
+        rank_user = np.where(some, np.where(known, ranks, 0.0).sum(1) / np.maximum(n_known, 1), np.nan)
+        success = np.where(known.any(1), (in_top & known).any(1), np.nan).astype(np.float64)
+        acc = ndcg(hits_matrix(top, eval_targets, model.n_items_), _unique_counts(eval_targets))
+        return {"hr": hr_user, "rank": rank_user, "success": success, "ndcg": acc}
+
+    def _fit(self, spec, split, seed):
+        from trustrec.models import FitOptions
+
+        t0 = time.perf_counter()
+        model = spec.build().fit(split, FitOptions(seed=seed, progress=False))
+        return model, time.perf_counter() - t0
+
+    def _paired(self, after, before, seed, description) -> Estimate:
+        from trustrec.eval import bootstrap_ci
+
+        d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+        d = d[~np.isnan(d)]
+        if not len(d):
+            return Estimate(None, n=0, description=description)
+        lo, hi = bootstrap_ci(d, n_boot=self.config.n_boot, seed=seed)
+        return Estimate(float(d.mean()), lo, hi, len(d), description=description)
+
+    # -- run -------------------------------------------------------------------------------------
+    def _run(self, inputs: AuditInputs) -> AuditResult:
+        c = self.config
+        k = c.k
+        split, queries = inputs.split, inputs.queries
+        eval_targets = inputs.eval_set.targets
+        spec = self._spec(inputs.model)
+        targets = self.choose_targets(split)
+        genuine = len(np.unique(split.train.user))
+        lengths = np.bincount(split.train.user, minlength=split.dataset.n_users)
+        filler = c.filler_size or max(1, int(np.median(lengths[lengths > 0])))
+        filler = min(filler, split.dataset.n_items - len(targets))
+        clean, t_clean = self._fit(spec, split, c.seed)
+        base = self._measure(clean, queries, targets, eval_targets, k)
+        detector = None
+        if c.detector is not None:
+            from trustrec.mitigate._defences import FakeUserDetector
+
+            detector = FakeUserDetector(c.detector)
+        estimates: dict[str, Estimate] = {}
+        est = self._estimate_set(base, None, f"clean retrain of {spec.name}", 0)
+        estimates[f"target_hr@{k} [clean]"] = est["hr"]
+        estimates["target_mean_rank [clean]"] = est["rank"]
+        rows = [self._row("clean", 0.0, 0, base, base, t_clean)]
+        warnings, fit_times, setting = [], {"clean": t_clean}, 0
+        for attack in c.attacks:
+            for budget in c.budgets:
+                setting += 1
+                n_fake = max(1, int(round(budget * genuine)))
+                fake = fake_profiles(split, attack, n_fake, targets, filler_size=filler, seed=c.seed + setting,
+                                     item_group_column=c.item_group_column)
+                poisoned = inject_fake_users(split, fake)
+                model, t_fit = self._fit(spec, poisoned, c.seed)
+                after = self._measure(model, queries, targets, eval_targets, k)
+                label = f"{attack} @{budget:g}"
+                fit_times[label] = t_fit
+                row = self._row(attack, budget, n_fake, after, base, t_fit)
+                for name, e in self._estimate_set(after, base, f"{attack} attack, {n_fake} fake users "
+                                                  f"({budget:.0%} of {genuine})", setting * 10).items():
+                    estimates[f"{self._est_names[name].format(k=k)} [{label}]"] = e
+                if detector is not None:
+                    is_fake = np.zeros(poisoned.dataset.n_users, bool)
+                    is_fake[split.dataset.n_users:] = True
+                    fitted = detector.set_params().fit(poisoned)
+                    report = fitted.report(is_fake)
+                    defended_split = fitted.drop_flagged(poisoned)
+                    defended, t_def = self._fit(spec, defended_split, c.seed)
+                    d = self._measure(defended, queries, targets, eval_targets, k)
+                    row.update({f"detector_{m}": report[m] for m in ("precision", "recall", "f1", "n_flagged")},
+                               defended_target_hr=np.nanmean(d["hr"]), defended_success_rate=np.nanmean(d["success"]),
+                               defended_ndcg=np.nanmean(d["ndcg"]), defended_fit_seconds=t_def)
+                    for m in ("precision", "recall", "f1"):
+                        estimates[f"detector_{m} [{label}]"] = Estimate(
+                            report[m], n=int(is_fake.sum()),
+                            description=f"{fitted.config.method} on per-user profile features: {m} of the flags "
+                                        f"against the {int(is_fake.sum())} injected users")
+                    estimates[f"target_hr@{k} lift defended [{label}]"] = self._paired(
+                        d["hr"], base["hr"], c.seed + setting * 10 + 7,
+                        f"target HR@{k} after dropping flagged users and retraining, minus clean")
+                rows.append(row)
+        table = pd.DataFrame(rows)
+        evidence = {"by_attack": table, "targets": pd.DataFrame({
+            "item": targets, "item_id": split.dataset.item_ids[targets],
+            "train_popularity": inputs.item_popularity[targets]})}
+        curve = table[table.attack != "clean"]
+        plots = [Plot("line", "by_attack_curve", "budget", "target_hr", f"target HR@{k} vs attack budget",
+                      series="attack", x_label="fake users / genuine users", y_label=f"target HR@{k}"),
+                 Plot("line", "by_attack_curve", "budget", "success_rate", "attack success rate vs budget",
+                      series="attack", x_label="fake users / genuine users", y_label="success rate"),
+                 Plot("line", "by_attack_curve", "budget", "mean_rank_change", "mean target rank change vs budget",
+                      series="attack", x_label="fake users / genuine users", y_label="rank gained")]
+        evidence["by_attack_curve"] = curve.reset_index(drop=True)
+        best = curve.sort_values(["target_hr", "mean_rank_change"], ascending=False).iloc[0] if len(curve) else None
+        summary = (f"{spec.name}, {len(targets)} target(s), {len(c.attacks)} attacks x {len(c.budgets)} budgets; "
+                   f"clean target HR@{k} {np.nanmean(base['hr']):.4f}")
+        if best is not None:
+            summary += (f"; strongest: {best.attack} @{best.budget:g} -> HR@{k} {best.target_hr:.4f}, "
+                        f"success rate {best.success_rate:.3f}, mean rank {best.mean_rank:.1f}")
+        return self._result(estimates, evidence=evidence, plots=tuple(plots), warnings=tuple(warnings),
+                            summary=summary,
+                            settings={"model_spec": spec.model_dump(mode="json"), "target_items": targets.tolist(),
+                                      "filler_size": filler, "n_genuine_users": genuine,
+                                      "fit_seconds": fit_times})
+
+    _est_names: ClassVar[dict] = {"hr": "target_hr@{k}", "hr_lift": "target_hr@{k} lift", "rank": "target_mean_rank",
+                                  "rank_change": "target_rank_change", "success": "success_rate",
+                                  "ndcg_drop": "ndcg@{k}_drop"}
+
+    def _estimate_set(self, after, before, what: str, seed: int) -> dict[str, Estimate]:
+        k = self.config.k
+        out = {}
+        for j, (key, desc) in enumerate((("hr", f"share of (genuine user, target) pairs with the target in the "
+                                                 f"top-{k}"),
+                                          ("rank", "mean 1-based full-ranking rank of the target (history masked)"),
+                                          ("success", f"share of genuine users with a target in their top-{k}"))):
+            mean, lo, hi, n = _mean_ci(after[key], self.config.n_boot, self.config.seed + seed + j)
+            out[key] = Estimate(mean, lo, hi, n, description=f"{desc}; {what}")
+        if before is not None:
+            out["hr_lift"] = self._paired(after["hr"], before["hr"], self.config.seed + seed + 4,
+                                          f"target HR@{k} poisoned minus clean, per user; {what}")
+            out["rank_change"] = self._paired(before["rank"], after["rank"], self.config.seed + seed + 5,
+                                              f"clean minus poisoned mean target rank (> 0 = promoted); {what}")
+            out["ndcg_drop"] = self._paired(before["ndcg"], after["ndcg"], self.config.seed + seed + 6,
+                                            f"NDCG@{k} on genuine users' own targets, clean minus poisoned; {what}")
+        return out
+
+    @staticmethod
+    def _row(attack, budget, n_fake, after, base, t_fit) -> dict:
+        return {"attack": attack, "budget": budget, "n_fake_users": n_fake,
+                "target_hr": float(np.nanmean(after["hr"])), "success_rate": float(np.nanmean(after["success"])),
+                "mean_rank": float(np.nanmean(after["rank"])),
+                "mean_rank_change": float(np.nanmean(base["rank"]) - np.nanmean(after["rank"])),
+                "ndcg": float(np.nanmean(after["ndcg"])), "fit_seconds": float(t_fit)}
