@@ -1,8 +1,23 @@
 """Trust audits: one protocol (``Audit.run(model, split) -> AuditResult``), a registry by name,
 and one module per dimension. ``run_audits`` audits a finished run directory."""
 
-from trustrec.audit._base import Audit, AuditConfig, AuditInputs, audit_class, available_audits, register_audit
-from trustrec.audit._result import DIMENSIONS, AuditResult, Estimate, Plot, Threshold, Verdict, judge
+from trustrec.audit._base import (
+           Audit,
+           AuditConfig,
+           AuditInputs,
+           audit_class,
+           available_audits,
+           register_audit,
+)
+from trustrec.audit._result import (
+           DIMENSIONS,
+           AuditResult,
+           Estimate,
+           Plot,
+           Threshold,
+           Verdict,
+           judge,
+)
 
 __all__ = ["Audit", "AuditConfig", "AuditInputs", "AuditResult", "Estimate", "Plot", "Threshold", "Verdict",
            "DIMENSIONS", "judge", "register_audit", "audit_class", "available_audits"]

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import importlib
 from functools import cached_property
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt
+from pydantic import AfterValidator, Field, PositiveInt
 
 from trustrec._config import Config, Configurable
 from trustrec._registry import NamedRegistry
 from trustrec.audit._result import DIMENSIONS, AuditResult, Threshold, judge
 from trustrec.errors import ConfigError
 
-__all__ = ["Audit", "AuditConfig", "AuditInputs", "register_audit", "audit_class", "available_audits"]
+__all__ = ["Audit", "RetrainingAudit", "ModelSpecField", "AuditConfig", "AuditInputs", "register_audit", "audit_class", "available_audits"]
 
 
 class AuditConfig(Config):
@@ -35,6 +35,21 @@ class AuditConfig(Config):
     max_users: PositiveInt | None = None
     min_group_size: PositiveInt = 20
     thresholds: tuple[Threshold, ...] = ()
+
+
+def _check_model_spec(value):
+    if value is None:
+        return None
+    from trustrec.models import ModelSpec, available_models
+
+    spec = ModelSpec.model_validate(value)
+    if spec.name not in available_models():
+        raise ValueError(f"unknown model {spec.name!r}; known: {', '.join(available_models())}")
+    return spec.model_dump(mode="json")
+
+
+#: A config field naming a model to build and train: ``{"name": ..., "params": {...}}`` or None.
+ModelSpecField = Annotated[dict | None, AfterValidator(_check_model_spec)]
 
 
 class AuditInputs:
@@ -156,6 +171,23 @@ class Audit(Configurable):
 
     def _result(self, estimates, **kw) -> AuditResult:
         return AuditResult(self.name, self.dimension, estimates, **kw)
+
+
+class RetrainingAudit(Audit):
+    """An audit that trains fresh copies of the model (poisoning, feedback loops, unlearning):
+    what to train is the config's ``model_spec``, else the audited model's own name and config."""
+
+    needs: ClassVar[str] = "a model that can be rebuilt from its name and config (or a model_spec) and retrained"
+
+    def _spec(self, model):
+        from trustrec.models import ModelSpec
+
+        if self.config.model_spec is not None:
+            return ModelSpec.model_validate(self.config.model_spec)
+        if not getattr(model, "name", "") or not hasattr(model, "dump_config"):
+            raise ConfigError(f"{self.name}: the audited {type(model).__name__} has no registered name; "
+                              "give model_spec={'name': ..., 'params': ...}")
+        return ModelSpec(name=model.name, params=model.dump_config())
 
 
 # -- registry ----------------------------------------------------------------------------------------

@@ -42,7 +42,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, PositiveInt, field_validator
 
-from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
+from trustrec.audit._base import (
+    Audit,
+    AuditConfig,
+    AuditInputs,
+    ModelSpecField,
+    RetrainingAudit,
+    register_audit,
+)
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import Dataset, Interactions, Ragged, Split
 from trustrec.errors import ConfigError, DataError
@@ -558,7 +565,7 @@ class PoisoningConfig(AuditConfig):
     attacks: tuple[Attack, ...] = ATTACKS
     budgets: tuple[float, ...] = (0.01, 0.03, 0.05)
     filler_size: PositiveInt | None = None
-    model_spec: dict | None = None
+    model_spec: ModelSpecField = None
     detector: dict | None = None
     item_group_column: str | None = None
     batch_size: PositiveInt = 512
@@ -587,17 +594,6 @@ class PoisoningConfig(AuditConfig):
             raise ValueError("target_items is empty; give raw item ids or leave it unset (n_targets)")
         return None if values is None else tuple(str(v) for v in dict.fromkeys(values))
 
-    @field_validator("model_spec")
-    @classmethod
-    def _check_spec(cls, value):
-        if value is None:
-            return None
-        from trustrec.models import ModelSpec, available_models
-
-        spec = ModelSpec.model_validate(value)
-        if spec.name not in available_models():
-            raise ValueError(f"unknown model {spec.name!r}; known: {', '.join(available_models())}")
-        return spec.model_dump(mode="json")
 
     @field_validator("detector")
     @classmethod
@@ -610,7 +606,7 @@ class PoisoningConfig(AuditConfig):
 
 
 @register_audit
-class PoisoningAudit(Audit):
+class PoisoningAudit(RetrainingAudit):
     """Data poisoning by fake-user injection, retraining, and target promotion on genuine users
     (module docstring)."""
 
@@ -618,7 +614,6 @@ class PoisoningAudit(Audit):
     dimension: ClassVar[str] = "robustness"
     description: ClassVar[str] = ("fake-user injection (random, average, bandwagon, segment, sequential) at several "
                                   "budgets, retraining, and target HR@K / rank / success rate on genuine users")
-    needs: ClassVar[str] = "a model that can be rebuilt from its name and config (or a model_spec) and retrained"
     config_class = PoisoningConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -627,15 +622,6 @@ class PoisoningAudit(Audit):
         return None
 
     # -- pieces ---------------------------------------------------------------------------------
-    def _spec(self, model):
-        from trustrec.models import ModelSpec
-
-        if self.config.model_spec is not None:
-            return ModelSpec.model_validate(self.config.model_spec)
-        if not getattr(model, "name", "") or not hasattr(model, "dump_config"):
-            raise ConfigError(f"{self.name}: the audited {type(model).__name__} has no registered name; "
-                              "give model_spec={'name': ..., 'params': ...}")
-        return ModelSpec(name=model.name, params=model.dump_config())
 
     def choose_targets(self, split: Split) -> np.ndarray:
         """Target item indices: the configured raw ids, or ``n_targets`` seeded draws from the

@@ -42,12 +42,17 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt
 
-from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
+from trustrec.audit._base import (
+    AuditConfig,
+    AuditInputs,
+    ModelSpecField,
+    RetrainingAudit,
+    register_audit,
+)
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import Interactions, QueryBatch, Split
-from trustrec.errors import ConfigError
 
 __all__ = ["FeedbackLoopConfig", "FeedbackLoopAudit", "acceptance_probabilities"]
 
@@ -77,27 +82,16 @@ class FeedbackLoopConfig(AuditConfig):
     users)."""
 
     rounds: PositiveInt = 5
-    user_model: dict = Field(default_factory=lambda: {"name": "ease", "params": {}})
+    user_model: ModelSpecField = Field(default_factory=lambda: {"name": "ease", "params": {}})
     accept_max: float = Field(0.5, gt=0, le=1)
     sharpness: float = Field(20.0, gt=0)
-    model_spec: dict | None = None
+    model_spec: ModelSpecField = None
     mitigation: Literal["exposure"] | None = None
     mitigation_strength: float = Field(0.5, ge=0, le=1)
     n_pairs: PositiveInt = 2000
     max_users: PositiveInt | None = 500
     batch_size: PositiveInt = 512
 
-    @field_validator("user_model", "model_spec")
-    @classmethod
-    def _check_spec(cls, value):
-        if value is None:
-            return None
-        from trustrec.models import ModelSpec, available_models
-
-        spec = ModelSpec.model_validate(value)
-        if spec.name not in available_models():
-            raise ValueError(f"unknown model {spec.name!r}; known: {', '.join(available_models())}")
-        return spec.model_dump(mode="json")
 
 
 def _lists(model, queries: QueryBatch, k: int, batch_size: int) -> np.ndarray:
@@ -106,14 +100,13 @@ def _lists(model, queries: QueryBatch, k: int, batch_size: int) -> np.ndarray:
 
 
 @register_audit
-class FeedbackLoopAudit(Audit):
+class FeedbackLoopAudit(RetrainingAudit):
     """Repeated recommend -> accept -> retrain rounds with a simulated user model (module docstring)."""
 
     name: ClassVar[str] = "feedback_loop"
     dimension: ClassVar[str] = "safety"
     description: ClassVar[str] = ("feedback-loop simulation: coverage, exposure Gini, popularity, homogenisation, "
                                   "head/tail exposure and held-out accuracy over rounds of retraining")
-    needs: ClassVar[str] = "a model that can be rebuilt from its name and config (or a model_spec) and retrained"
     config_class = FeedbackLoopConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -121,15 +114,6 @@ class FeedbackLoopAudit(Audit):
             return f"fewer than 2 users with a target in the '{inputs.part}' part"
         return None
 
-    def _spec(self, model):
-        from trustrec.models import ModelSpec
-
-        if self.config.model_spec is not None:
-            return ModelSpec.model_validate(self.config.model_spec)
-        if not getattr(model, "name", "") or not hasattr(model, "dump_config"):
-            raise ConfigError(f"{self.name}: the audited {type(model).__name__} has no registered name; "
-                              "give model_spec={'name': ..., 'params': ...}")
-        return ModelSpec(name=model.name, params=model.dump_config())
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         from trustrec.eval import (
