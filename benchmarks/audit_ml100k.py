@@ -124,7 +124,8 @@ def llm_ranker_audits(sasrec_dir: Path, users: int, permutations: int, seed: int
         t0 = time.perf_counter()
         out[name] = audit.run(ranker, split, inputs=inputs, progress=True)
         timings[name] = time.perf_counter() - t0
-        console.print(f"llm_ranker {name}: {out[name].verdict.status} {out[name].summary} ({timings[name]:.0f} s)")
+        console.print(f"llm_ranker {name}: {out[name].verdict.status} {out[name].summary} ({timings[name]:.0f} s)",
+                      markup=False)
     timings["total"] = time.perf_counter() - t_all
     return {"results": out, "timings_s": timings, "ndcg@10": float(inputs.evaluation.per_user["ndcg@10"].mean())}
 
@@ -180,7 +181,7 @@ def main() -> None:
         table.add_row(label, _fmt(a), _fmt(b))
     console.print(table)
     verdicts = {name: {"most_popular": pop[name].verdict.status, "sasrec": sas[name].verdict.status} for name in sas}
-    console.print(f"verdicts: {verdicts}")
+    console.print(f"verdicts: {verdicts}", markup=False)
     gini_ok = comparison["exposure Gini"]["most_popular"] > comparison["exposure Gini"]["sasrec"]
     aplt_ok = comparison["APLT"]["most_popular"] < comparison["APLT"]["sasrec"]
     console.print(f"popularity bias seen correctly: Gini MostPopular > SASRec: {gini_ok}; APLT MostPopular < SASRec: {aplt_ok}")
@@ -188,7 +189,7 @@ def main() -> None:
                   f"{t_sas:.1f} s: ratio {t_audit_sas / t_sas:.2f} (target: audit < 120 s); "
                   f"MostPopular audit {t_audit_pop:.1f} s")
     peer = fairlearn_peer(sas_dir)
-    console.print(f"fairlearn MetricFrame peer: {peer}")
+    console.print(f"fairlearn MetricFrame peer: {peer}", markup=False)
     result = {"platform": platform.platform(terse=True), "processor": platform.machine(),
               "sasrec_epochs": args.sasrec_epochs, "comparison": comparison, "verdicts": verdicts,
               "popularity_bias_seen": {"gini": gini_ok, "aplt": aplt_ok},
@@ -210,7 +211,7 @@ def _llm_part(sas_dir: Path, args) -> dict:
     mean_jaccard = {k: e.value for k, e in cf.estimates.items() if k.startswith("mean jaccard")}
     console.print(f"LLM ranker on {args.llm_users} users ({args.llm_permutations} order(s)): NDCG@10 "
                   f"{llm['ndcg@10']:.4f}; SNSR Jaccard@10 {snsr}, mean Jaccard@10 to neutral {mean_jaccard} "
-                  f"(sensitivity expected); audits {llm['timings_s']['total']:.0f} s (target < 900 s)")
+                  f"(sensitivity expected); audits {llm['timings_s']['total']:.0f} s (target < 900 s)", markup=False)
     return {"users": args.llm_users, "permutations": args.llm_permutations, "ndcg@10": llm["ndcg@10"],
             "timings_s": llm["timings_s"], "snsr_jaccard": snsr, "mean_jaccard_to_neutral": mean_jaccard,
             "estimates": {name: {k: e.value for k, e in r.estimates.items()} for name, r in res.items()},

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["audit"]
@@ -70,5 +71,5 @@ def audit_table(entries, title: str) -> Table:
     table.add_column("summary", overflow="fold")
     for e in entries:
         style = _STATUS_STYLE.get(e["status"], "")
-        table.add_row(e["dimension"], e["name"], f"[{style}]{e['status']}[/]", e["summary"])
+        table.add_row(e["dimension"], e["name"], f"[{style}]{e['status']}[/]", escape(e["summary"]))
     return table
