@@ -151,7 +151,8 @@ class Audit(Configurable):
                     "model_config": model.dump_config() if hasattr(model, "dump_config") else None,
                     "dataset": inputs.dataset.name, "part": inputs.part,
                     "n_users": len(inputs.eval_set), "n_users_total": inputs.n_users_total}
-        reason = self._why_not(inputs)
+        reason = (f"no users with a target in the '{inputs.part}' part" if len(inputs.eval_set) == 0
+                  else self._why_not(inputs))
         if reason:
             return AuditResult.not_applicable(self.name, self.dimension, reason, settings)
         result = self._run(inputs)

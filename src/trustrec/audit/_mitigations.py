@@ -105,8 +105,6 @@ class FairnessMitigationsAudit(Audit):
         return out
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
-        if len(inputs.eval_set) == 0:
-            return f"no users with a target in the '{inputs.part}' part"
         missing = self._missing(inputs)
         if len(missing) == len(self.config.curves):
             return "; ".join(missing.values())

@@ -301,11 +301,6 @@ class HistoryPerturbationAudit(Audit):
     needs: ClassVar[str] = "any model (models that ignore the history are stable by construction)"
     config_class = HistoryPerturbationConfig
 
-    def _why_not(self, inputs: AuditInputs) -> str | None:
-        if len(inputs.eval_set) == 0:
-            return f"no users with a target in the '{inputs.part}' part"
-        return None
-
     def _run(self, inputs: AuditInputs) -> AuditResult:
         from trustrec.eval import hits_matrix, jaccard_at_k, ndcg
 
@@ -615,11 +610,6 @@ class PoisoningAudit(RetrainingAudit):
     description: ClassVar[str] = ("fake-user injection (random, average, bandwagon, segment, sequential) at several "
                                   "budgets, retraining, and target HR@K / rank / success rate on genuine users")
     config_class = PoisoningConfig
-
-    def _why_not(self, inputs: AuditInputs) -> str | None:
-        if len(inputs.eval_set) == 0:
-            return f"no users with a target in the '{inputs.part}' part"
-        return None
 
     # -- pieces ---------------------------------------------------------------------------------
 
