@@ -193,7 +193,8 @@ class RetrainingAudit(Audit):
 
 # -- registry ----------------------------------------------------------------------------------------
 _BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality", "trustrec.audit._mitigations",
-                    "trustrec.audit._robustness", "trustrec.audit._safety")
+                    "trustrec.audit._robustness", "trustrec.audit._text_attacks", "trustrec.audit._safety",
+                    "trustrec.audit._privacy", "trustrec.audit._explainability", "trustrec.audit._controllability")
 _DECLARED: dict[str, type[Audit]] = {}
 
 

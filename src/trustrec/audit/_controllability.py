@@ -1,0 +1,1 @@
+"""Controllability audits: user constraints, platform rules, prompt sensitivity and position bias."""

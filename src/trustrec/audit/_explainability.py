@@ -1,0 +1,1 @@
+"""Explainability audits: attributions, generated explanations and their faithfulness."""

@@ -1,0 +1,1 @@
+"""Privacy audits: membership inference, attribute inference and unlearning."""

@@ -1,0 +1,1 @@
+"""Robustness audits of LLM recommenders against manipulated item text."""
