@@ -290,6 +290,24 @@ def _mean_ci(values, n_boot: int, seed: int) -> tuple[float, float, float, int]:
     return (float(x[ok].mean()) if ok.any() else np.nan), lo, hi, int(ok.sum())
 
 
+def paired_estimate(after, before, *, n_boot: int, seed: int, description: str, test: bool = False) -> Estimate:
+    """Mean of the per-user difference ``after - before`` (NaN pairs left out) with a bootstrap CI;
+    with ``test``, the Wilcoxon signed-rank p-value of the differences (None when all are 0)."""
+    from scipy.stats import wilcoxon
+
+    from trustrec.eval import bootstrap_ci
+
+    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    d = d[~np.isnan(d)]
+    if not len(d):
+        return Estimate(None, n=0, description=description)
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
+    p = None
+    if test and np.any(d != 0):
+        p = float(wilcoxon(d, zero_method="zsplit").pvalue)
+    return Estimate(float(d.mean()), lo, hi, len(d), p_value=p, description=description)
+
+
 @register_audit
 class HistoryPerturbationAudit(Audit):
     """Top-K stability under random and targeted edits of the query history (module docstring)."""
@@ -659,14 +677,7 @@ class PoisoningAudit(RetrainingAudit):
         return model, time.perf_counter() - t0
 
     def _paired(self, after, before, seed, description) -> Estimate:
-        from trustrec.eval import bootstrap_ci
-
-        d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
-        d = d[~np.isnan(d)]
-        if not len(d):
-            return Estimate(None, n=0, description=description)
-        lo, hi = bootstrap_ci(d, n_boot=self.config.n_boot, seed=seed)
-        return Estimate(float(d.mean()), lo, hi, len(d), description=description)
+        return paired_estimate(after, before, n_boot=self.config.n_boot, seed=seed, description=description)
 
     # -- run -------------------------------------------------------------------------------------
     def _run(self, inputs: AuditInputs) -> AuditResult:

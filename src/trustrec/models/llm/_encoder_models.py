@@ -71,6 +71,29 @@ class TextKNN(Recommender):
         log_counts = np.log1p(_item_counts(train)).astype(np.float32)
         self.popularity_ = log_counts / max(float(log_counts.max()), 1e-12)
 
+    def with_item_text(self, items, *, injection_guard: str | None = None) -> TextKNN:
+        """A fitted copy whose item vectors are re-encoded from ``items`` (same catalog, row ``i``
+        = item index ``i``): what the deployed model scores after sellers edit their listings.
+        It builds no prompt, so it has no injection guard."""
+        import copy
+
+        from trustrec.errors import ConfigError, DataError
+
+        self._check_fitted()
+        if injection_guard is not None:
+            raise ConfigError(f"{type(self).__name__}.with_item_text: the model embeds item text and builds no "
+                              "prompt, so it has no injection guard")
+        clone = copy.copy(self)
+        if items is not None:
+            if len(items) != self.n_items_:
+                raise DataError(f"{type(self).__name__}.with_item_text: the items table has {len(items)} rows but "
+                                f"the model knows {self.n_items_} items")
+            c = self.config
+            embeddings = item_text_embeddings(items, c.encoder, fields=c.fields, max_chars=c.max_chars)
+            norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+            clone.item_embeddings_ = (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
+        return clone
+
     def _profile_weights(self, queries: QueryBatch) -> sp.csr_matrix:
         """(n_queries, n_items) recency weights of each query's latest ``recent`` items."""
         recent = queries.histories.last(self.config.recent)

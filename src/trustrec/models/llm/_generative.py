@@ -44,7 +44,7 @@ from trustrec.errors import ConfigError, DataError
 from trustrec.models._base import FitOptions, Recommender, exclusion_mask
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
-from trustrec.models.llm._prompts import PromptCatalog
+from trustrec.models.llm._prompts import PromptCatalog, ReadsItemText
 
 __all__ = ["GenerativeConfig", "GenerativeRecommender", "LoraConfig", "causal_lm_loss", "collate_examples"]
 
@@ -180,7 +180,7 @@ class _TfidfIndex:
 
 
 @register_model
-class GenerativeRecommender(Recommender):
+class GenerativeRecommender(ReadsItemText, Recommender):
     """Fine-tuned causal LM that generates the next item's title (see the module docstring)."""
 
     name = "llm_generative"
@@ -302,10 +302,18 @@ class GenerativeRecommender(Recommender):
 
         return PromptTemplate.from_dict(self.config.template)
 
+    def _prompt_template(self):
+        return self._template()
+
+    def _item_text_changed(self) -> None:
+        from trustrec.models.llm._trie import TitleTrie
+
+        self.trie_ = TitleTrie(self.titles(), self.tokenizer_)
+
     def titles(self) -> list[str]:
         """Each item's answer text (what the model is trained to write): its cleaned title or the
         template's placeholder."""
-        titles_only = self._template().model_copy(update={"item_fields": ()})
+        titles_only = self._template().model_copy(update={"item_fields": (), "injection_guard": "off"})
         return PromptCatalog(self.catalog_).texts(titles_only)
 
     def _pad_id(self) -> int:
@@ -418,7 +426,12 @@ class GenerativeRecommender(Recommender):
                                             eos_token_id=tok.eos_token_id)
                 new = out.sequences[:, enc["input_ids"].shape[1]:]
                 decoded = tok.batch_decode(new, skip_special_tokens=True)
-                seq_scores = out.sequences_scores.float().cpu().numpy()
+                if beams > 1:
+                    seq_scores = out.sequences_scores.float().cpu().numpy()
+                else:                     # greedy search reports per-step scores, not a sequence score
+                    steps = self.lm_.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+                    kept = new != self._pad_id()
+                    seq_scores = torch.where(kept[:, :steps.shape[1]], steps, 0.0).sum(1).float().cpu().numpy()
                 for b in range(len(chunk)):
                     row = [(decoded[b * beams + j], float(seq_scores[b * beams + j])) for j in range(beams)]
                     texts.append(sorted(row, key=lambda p: -p[1]))  # stable: ties keep beam order

@@ -36,7 +36,7 @@ from trustrec.errors import ConfigError
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
-from trustrec.models.llm._prompts import PromptCatalog, _special_strings
+from trustrec.models.llm._prompts import PromptCatalog, ReadsItemText, _special_strings
 
 __all__ = ["LLMRanker", "RANKER_TEMPLATE", "RankerConfig", "ScoredCandidates", "cyclic_orders", "position_bias"]
 
@@ -150,7 +150,7 @@ class ScoredCandidates:
 
 
 @register_model
-class LLMRanker(Recommender):
+class LLMRanker(ReadsItemText, Recommender):
     """Re-ranks a retriever's candidates with an LLM (see the module docstring)."""
 
     name = "llm_ranker"
@@ -177,6 +177,9 @@ class LLMRanker(Recommender):
         ranker.retriever_ = retriever
         ranker.catalog_ = PromptCatalog.from_items(train.items, ranker.config.prompt_template().item_fields).columns
         return ranker
+
+    def _prompt_template(self):
+        return self.config.prompt_template()
 
     # -- the language model ------------------------------------------------------------------------
     @property
