@@ -20,6 +20,7 @@ from trustrec.models.llm._loading import (
     load_text_encoder,
     resolve_checkpoint,
 )
+from trustrec.models.llm._injection import InjectionMatch, find_injections, guard_text, has_injection
 from trustrec.models.llm._prompts import (
     PromptResult,
     PromptTemplate,
@@ -51,6 +52,10 @@ from trustrec.models.llm._sources import (
 from trustrec.models.llm._trie import TitleTrie
 
 __all__ = [
+    "InjectionMatch",
+    "find_injections",
+    "guard_text",
+    "has_injection",
     "KINDS",
     "GenerativeRecommender",
     "LLMRanker",
