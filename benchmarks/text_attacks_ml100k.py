@@ -57,18 +57,19 @@ def main() -> None:
 
     out = Table(title=f"text attacks on llm_ranker ({args.model}) vs its text-blind retriever, ml-100k, "
                       f"{result.settings['n_exposed']} exposed / {result.settings['n_untouched']} untouched users")
-    for col in ("attack", "defence", f"target top-{args.k} rate", "clean rate", "lift [95% CI]", "p",
-                "rank gain", "retriever lift", f"NDCG@{args.k} untouched drop"):
+    for col in ("attack", "defence", "target rate", "clean", "lift", "95% CI", "p", "rank gain",
+                "untouched NDCG drop"):
         out.add_column(col, justify="left" if col in ("attack", "defence") else "right")
     for row in table.itertuples():
         if row.attack == "clean":
             continue
-        ci = "" if row.ci_low is None or row.ci_low != row.ci_low else f" [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+        ci = "" if row.ci_low is None or row.ci_low != row.ci_low else f"{row.ci_low:+.2f}..{row.ci_high:+.2f}"
         out.add_row(row.attack, row.defence, f"{row.target_rate:.3f}", f"{row.clean_rate:.3f}",
-                    f"{row.target_lift:+.3f}{ci}", "" if row.p_value is None or row.p_value != row.p_value
-                    else f"{row.p_value:.3g}", f"{row.rank_gain:+.2f}", "+0.000 (reads no text)",
-                    f"{row.ndcg_drop_untouched:+.4f}")
+                    f"{row.target_lift:+.3f}", ci, "" if row.p_value is None or row.p_value != row.p_value
+                    else f"{row.p_value:.2g}", f"{row.rank_gain:+.2f}", f"{row.ndcg_drop_untouched:+.4f}")
     console.print(out)
+    console.print(f"peer: the {args.retriever} retriever alone reads no item text, so every attack's lift on it is "
+                  "+0.000 by construction", markup=False)
     detector = result.evidence["detector"]
     fpr = result.estimates["detector_false_positive_rate"]
     console.print("injection detector: flagged share of attacked texts "
