@@ -201,16 +201,43 @@ def test_injection_guard_defends_an_obedient_model(llm_split):
     assert est["detector_flag_rate [injection]"].value == 1.0
     assert est["detector_false_positive_rate"].value == 0.0
     table = res.evidence["by_setting"]
-    assert set(table.defence) == {"none", "flag", "strip"}
+    assert set(table.defence) == {"none", "flag", "strip", "sum log-prob"}
 
 
 def test_fusion_with_the_retriever_is_reported_without_more_llm_calls(llm_split):
     model = _ranker(llm_split, _obedient)
     res = TextAttackAudit(max_users=40, n_boot=50, n_targets=4, k=1, n_candidates=10, attacks=("injection",),
-                          guards=("off",), fusion_weight=0.5).run(model, llm_split)
+                          guards=("off",), fusion_weight=0.5, sum_scoring=False).run(model, llm_split)
     est = res.estimates
     assert "target_top1_lift [injection, fusion w=0.5]" in est
     assert model.backend.calls == 2 * 40           # one scoring pass for clean, one for the attack
+
+
+class _TokenBackend:
+    """Per-word log-probabilities: -0.1 for fluent promotional words, -2 for any other word;
+    reduced by mean or sum as asked, like a real backend."""
+
+    def score_continuations(self, prompts, continuations, reduction="mean"):
+        def score(text):
+            logp = np.array([-0.1 if w.strip(",.-").lower() in FLUENT else -2.0 for w in text.split()])
+            return logp.mean() if reduction == "mean" else logp.sum()
+        return [np.array([score(t) for t in conts]) for conts in continuations]
+
+
+FLUENT = set(" ".join(p.lower() for p in
+                      ("critically acclaimed must-see loved by millions of viewers the award-winning masterpiece "
+                       "everyone is talking about a timeless five-star classic you will not want to miss voted "
+                       "best all time critics and fans alike number one fan favourite perfect pick for")).split())
+
+
+def test_sum_scoring_defends_against_appended_fluent_text(llm_split):
+    model = _ranker(llm_split, _promo_lover)
+    model._backend = _TokenBackend()
+    res = TextAttackAudit(max_users=60, n_boot=100, n_targets=4, k=1, n_candidates=10, attacks=("promotional",),
+                          guards=("off",), fusion_weight=0.0).run(model, llm_split)
+    est = res.estimates
+    assert est["target_top1_lift [promotional]"].ci_low > 0             # the mean rewards the appended sentence
+    assert est["target_top1_lift [promotional, sum log-prob]"].value <= 0  # the sum charges for it
 
 
 def test_audit_is_repeatable(llm_split):

@@ -33,7 +33,8 @@ constrained decoding. Defences, measured by the same protocol: the prompt's ``in
 (``flag``: flagged and escaped; ``strip``: removed; see :mod:`trustrec.models.llm._injection`),
 constrained decoding (generators), and robust aggregation for rankers with a retriever
 (``fusion_weight``: the LLM score z-mixed with the text-blind retriever's score, no extra LLM
-call). The injection detector's recall on the attacked texts and its false-positive rate on the
+call), and for rankers that average token log-probabilities, scoring by their sum
+(``sum_scoring``: one more LLM pass per setting), since a mean rewards any appended fluent text. The injection detector's recall on the attacked texts and its false-positive rate on the
 whole clean catalog are reported too.
 """
 
@@ -162,6 +163,8 @@ class TextAttackConfig(AuditConfig):
     among items with training data outside the ``head_share`` most popular (or ``target_items``,
     raw ids); ``guards``: prompt injection guards to measure (``"off"`` is the undefended model);
     ``fusion_weight``: robust aggregation with the retriever for rankers (0 turns it off);
+    ``sum_scoring``: also measure a ranker that scores a candidate's text by its total instead of
+    its mean token log-probability (appended text then costs likelihood instead of adding it);
     ``n_candidates``: candidate list length for rankers; ``control_share``: untouched users;
     ``strength``/``n_words``: char and word attack sizes; ``marker``: the hijack's answer."""
 
@@ -173,6 +176,7 @@ class TextAttackConfig(AuditConfig):
     head_share: float = Field(0.1, ge=0, lt=1)
     guards: tuple[Literal["off", "flag", "strip"], ...] = ("off", "flag", "strip")
     fusion_weight: float = Field(0.5, ge=0, le=1)
+    sum_scoring: bool = True
     n_candidates: int = Field(20, ge=3)
     control_share: float = Field(0.25, ge=0, lt=1)
     column: str = "title"
@@ -479,6 +483,7 @@ class TextAttackAudit(Audit):
         if c.fusion_weight > 0 and not fusion:
             warnings.append(f"{model.name} has no retriever to fuse with, so robust aggregation was not measured")
         calls = {"n": 0}
+        sum_scoring = c.sum_scoring and getattr(getattr(model, "config", None), "reduction", None) == "mean"
 
         def measure(items, guard):
             variant = model.with_item_text(items, injection_guard=guard)
@@ -491,6 +496,12 @@ class TextAttackAudit(Audit):
                     tops[f"fusion w={c.fusion_weight:g}"] = variant.rank(scored, m, retriever_weight=c.fusion_weight)
             else:
                 tops = {"none" if guard == "off" else guard: variant.recommend(queries, m)}
+            if guard == "off" and sum_scoring:
+                import copy
+
+                summed = copy.copy(variant)
+                summed.config = variant.config.model_copy(update={"reduction": "sum"})
+                tops["sum log-prob"] = summed.recommend(queries, m)
             for name, top in tops.items():
                 t_rank = self._ranks(top.items, np.where(exposed, assigned, -1))
                 out[name] = {"target_rank": t_rank, "ndcg": self._ndcg(self._ranks(top.items, held_out))}
