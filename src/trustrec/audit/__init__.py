@@ -9,6 +9,16 @@ from trustrec.audit._base import (
            available_audits,
            register_audit,
 )
+from trustrec.audit._explainability import (
+           Attribution,
+           Deletion,
+           attribute,
+           check_explanations,
+           deletion_test,
+           explain,
+           explanation_requests,
+           generate_explanations,
+)
 from trustrec.audit._result import (
            DIMENSIONS,
            AuditResult,
@@ -20,4 +30,6 @@ from trustrec.audit._result import (
 )
 
 __all__ = ["Audit", "AuditConfig", "AuditInputs", "AuditResult", "Estimate", "Plot", "Threshold", "Verdict",
-           "DIMENSIONS", "judge", "register_audit", "audit_class", "available_audits"]
+           "DIMENSIONS", "judge", "register_audit", "audit_class", "available_audits",
+           "Attribution", "Deletion", "attribute", "deletion_test", "explain", "explanation_requests",
+           "generate_explanations", "check_explanations"]

@@ -2,11 +2,14 @@
 
 from trustrec.eval._evaluator import (
                                     DEFAULT_METRICS,
+                                    TARGET_SEGMENTS,
                                     EvalResult,
                                     Validator,
+                                    cold_item_mask,
                                     evaluate,
                                     evaluate_split,
                                     hits_matrix,
+                                    restrict_targets,
 )
 from trustrec.eval._metrics import (
                                     ACCURACY_METRICS,
@@ -60,6 +63,7 @@ from trustrec.eval._unbiased import (
 )
 
 __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
+           "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets",
            "ACCURACY_METRICS", "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision",
            "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "long_tail_mask",
            "novelty", "intra_list_diversity", "parse_metric", "bootstrap_ci", "paired_test", "PairedTest",

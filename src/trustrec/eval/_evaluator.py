@@ -16,9 +16,12 @@ from trustrec.eval._stats import bootstrap_ci
 from trustrec.models import Recommender, TopK, topk_from_scores
 from trustrec.models._base import exclusion_mask
 
-__all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix"]
+__all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
+           "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets"]
 
 DEFAULT_METRICS = ("ndcg@10", "hr@10", "recall@10", "mrr@10")
+#: Which held-out targets count: all, only cold items, or only warm items (see :func:`cold_item_mask`).
+TARGET_SEGMENTS = ("all", "cold", "warm")
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,13 +192,67 @@ def _unique_counts(targets: Ragged) -> np.ndarray:
     return np.bincount(key // (int(targets.values.max()) + 1), minlength=len(targets))
 
 
-def evaluate_split(model: Recommender, split: Split, part: str = "test", **kwargs) -> EvalResult:
-    """``evaluate`` on a split's valid or test part, with item statistics taken from train."""
+def cold_item_mask(split: Split, max_train_interactions: int) -> np.ndarray:
+    """Boolean (n_items,) mask of the *cold* items of ``split``: those with at most
+    ``max_train_interactions`` interactions in its training part (what a model fitted on the split
+    learned from); ``0`` selects items never seen in training. Repeated interactions count each
+    time. The complement is the *warm* items."""
+    if isinstance(max_train_interactions, bool) or not isinstance(max_train_interactions, (int, np.integer)) \
+            or max_train_interactions < 0:
+        raise ConfigError(f"cold_item_mask: max_train_interactions must be an integer >= 0 (0 = items never seen "
+                          f"in training); got {max_train_interactions!r}")
+    counts = np.bincount(split.train.item, minlength=split.dataset.n_items)
+    return counts <= max_train_interactions
+
+
+def restrict_targets(eval_set: EvalSet, keep_items: np.ndarray) -> EvalSet:
+    """``eval_set`` with only the targets whose item is ``True`` in ``keep_items`` (a boolean mask
+    over the catalog, e.g. :func:`cold_item_mask`); users left without a target are dropped (their
+    number is ``len(eval_set) - len(result)``). Histories are unchanged, so every model still ranks
+    the whole catalog; only which held-out items count as hits changes."""
+    keep_items = np.asarray(keep_items)
+    if keep_items.dtype != bool or keep_items.ndim != 1:
+        raise ValueError(f"restrict_targets: keep_items must be a 1-d boolean mask over the catalog; got "
+                         f"dtype {keep_items.dtype}, shape {keep_items.shape}")
+    t = eval_set.targets
+    if len(t.values) and int(t.values.max()) >= len(keep_items):
+        raise ValueError(f"restrict_targets: keep_items has {len(keep_items)} entries but a target is item "
+                         f"{int(t.values.max())}; give one entry per catalog item")
+    ok = keep_items[t.values]
+    lengths = np.bincount(t.row_ids()[ok], minlength=len(t))
+    kept = Ragged(np.concatenate([[0], np.cumsum(lengths)]), t.values[ok])
+    rows = np.flatnonzero(lengths > 0)
+    return EvalSet(eval_set.queries[rows], kept.take(rows), eval_set.part)
+
+
+def evaluate_split(model: Recommender, split: Split, part: str = "test", *, targets: str = "all",
+                   cold_max_interactions: int = 0, **kwargs) -> EvalResult:
+    """``evaluate`` on a split's valid or test part, with item statistics taken from train.
+
+    ``targets="cold"`` counts only held-out targets that are cold items (at most
+    ``cold_max_interactions`` training interactions, see :func:`cold_item_mask`; 0 = never seen in
+    training) and evaluates only the users who have one; ``"warm"`` counts the other targets. The
+    catalog is ranked in full either way. ``counts`` then also holds ``n_cold_items`` (in the
+    catalog), ``n_targets_kept`` and ``n_users_without_<segment>_target`` (users of the part left
+    out because none of their targets is in the segment)."""
+    if targets not in TARGET_SEGMENTS:
+        raise ConfigError(f"evaluate_split: targets must be one of {TARGET_SEGMENTS}; got {targets!r}")
     eval_set = split.eval_set(part)
+    n_part = len(eval_set)
+    cold = None
+    if targets != "all":
+        cold = cold_item_mask(split, cold_max_interactions)
+        eval_set = restrict_targets(eval_set, cold if targets == "cold" else ~cold)
     kwargs.setdefault("item_popularity", np.bincount(split.train.item, minlength=split.dataset.n_items))
     kwargs.setdefault("n_train_users", len(np.unique(split.train.user)))
     result = evaluate(model, eval_set, **kwargs)
-    result.counts["n_users_without_target"] = split.dataset.n_users - len(eval_set)
+    result.counts["n_users_without_target"] = split.dataset.n_users - n_part
+    result.settings["targets"] = targets
+    if cold is not None:
+        result.settings["cold_max_interactions"] = int(cold_max_interactions)
+        result.counts["n_cold_items"] = int(cold.sum())
+        result.counts["n_targets_kept"] = len(eval_set.targets.values)
+        result.counts[f"n_users_without_{targets}_target"] = n_part - len(eval_set)
     return result
 
 

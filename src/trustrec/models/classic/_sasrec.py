@@ -78,10 +78,11 @@ def _make_net(n_items: int, c: SASRecConfig, item_emb=None):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-        def forward(self, seq):                    # seq: (B, L) model ids, 0 = padding (left)
+        def forward(self, seq, item_vectors=None):  # seq: (B, L) model ids, 0 = padding (left)
+            # item_vectors: (B, L, d) input item vectors to use instead of item_emb(seq) (attribution)
             length = seq.shape[1]
             pos = torch.arange(length, device=seq.device)
-            h = self.item_emb(seq) + self.pos_emb(pos)[None]
+            h = (self.item_emb(seq) if item_vectors is None else item_vectors) + self.pos_emb(pos)[None]
             h = self.dropout(self.norm(h))
             causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seq.device), 1)
             pad = seq == 0
@@ -173,6 +174,22 @@ class SASRec(TorchRecommender):
         """The scores the training softmax normalises over (a hook: a subclass may leave items out)."""
         return self.net_.logits(hidden)
 
+    def _sequence_losses(self, histories, users, rng):
+        """Per row, the mean training cross-entropy of its sequence's next-item targets (the
+        training windows; NaN for rows shorter than 2), for ``TorchRecommender.unlearn``."""
+        import torch
+        import torch.nn.functional as F
+
+        inputs, targets, counts = _windows(histories, self.config.max_len, self._stride)
+        n_windows = -(-np.maximum(histories.lengths - 1, 0) // self._stride)
+        rows = np.broadcast_to(np.repeat(np.arange(len(histories)), n_windows)[:, None], counts.shape)[counts]
+        hidden = self.net_(torch.from_numpy(inputs))[torch.from_numpy(counts)]
+        ce = F.cross_entropy(self._training_logits(hidden), torch.from_numpy(targets[counts] - 1), reduction="none")
+        index = torch.from_numpy(rows)
+        sums = torch.zeros(len(histories), dtype=ce.dtype).index_add(0, index, ce)
+        n = torch.from_numpy(np.bincount(rows, minlength=len(histories))).to(ce.dtype)
+        return torch.where(n > 0, sums / n.clamp(min=1), torch.full_like(sums, float("nan")))
+
     def score(self, queries: QueryBatch) -> np.ndarray:
         import torch
 
@@ -187,6 +204,43 @@ class SASRec(TorchRecommender):
                 hidden = self.net_(batch)[:, -1]
                 out[start:start + 512] = self.net_.logits(hidden).double().numpy()
         out[empty] = np.nan                            # nothing to condition on: cannot score
+        return out
+
+    def history_gradients(self, queries: QueryBatch, items, *, batch_size: int = 256) -> np.ndarray:
+        """Gradient x input attribution of each item's score to the query's input items.
+
+        ``items``: (n_queries, m) item indices (-1 = none). Returns (n_queries, m, max_len): for the
+        last ``max_len`` history items (right-aligned, as the network reads them; NaN on the left
+        padding and for ``items == -1``), ``sum_d grad_d * x_d`` where ``x`` is the input item
+        vector at that position and ``grad`` the gradient of the item's score (its logit) with
+        respect to it. Positive values push the item up. One backward pass per item column.
+        """
+        import torch
+
+        queries = self._prepare(queries)
+        items = np.atleast_2d(np.asarray(items, dtype=np.int64))
+        if items.shape[0] != len(queries):
+            raise ValueError(f"{type(self).__name__}.history_gradients: {len(queries)} queries but "
+                             f"{items.shape[0]} rows of items")
+        if ((items >= self.n_items_) | (items < -1)).any():
+            raise ValueError(f"{type(self).__name__}.history_gradients: item indices must be in "
+                             f"[0, {self.n_items_}) or -1")
+        seq = queries.histories.to_padded(self.config.max_len, fill=-1) + 1   # model ids, 0 = pad
+        n, m = items.shape
+        out = np.full((n, m, self.config.max_len), np.nan)
+        self.net_.eval()
+        with torch.enable_grad():
+            for start in range(0, n, batch_size):
+                batch = torch.from_numpy(seq[start:start + batch_size])
+                wanted = torch.from_numpy(np.maximum(items[start:start + batch_size], 0))
+                vectors = self.net_.item_emb(batch).detach().requires_grad_(True)
+                logits = self.net_.logits(self.net_(batch, vectors)[:, -1])
+                chosen = logits.gather(1, wanted)                                # (b, m)
+                for j in range(m):                       # rows are independent: one pass per column
+                    grad, = torch.autograd.grad(chosen[:, j].sum(), vectors, retain_graph=j < m - 1)
+                    out[start:start + len(batch), j] = (grad * vectors).sum(-1).detach().double().numpy()
+        out[np.broadcast_to((seq == 0)[:, None, :], out.shape)] = np.nan
+        out[items < 0] = np.nan
         return out
 
 
