@@ -95,6 +95,28 @@ class BPRMF(TorchRecommender):
             total += float(loss.detach()) * len(rows)
         return total / len(users)
 
+    def _sequence_losses(self, histories, users, rng):
+        """Per row, the mean BPR loss of user ``users[i]``'s items ``histories[i]`` against one
+        sampled negative each (NaN for rows shorter than 2, as sequence models), for
+        ``TorchRecommender.unlearn``."""
+        import torch
+        import torch.nn.functional as F
+
+        users = np.asarray(users, np.int64)
+        if len(users) != len(histories) or (users < 0).any() or (users >= self.n_users_).any():
+            raise ValueError(f"{type(self).__name__}: unlearning needs the fit-time user index of every sequence")
+        rows = histories.row_ids()
+        u = users[rows]
+        i = histories.values
+        j = rng.integers(0, self.n_items_, len(i))
+        clash = j == i
+        j[clash] = (j[clash] + 1) % self.n_items_
+        ut, it, jt = (torch.from_numpy(np.array(a, np.int64)) for a in (u, i, j))
+        loss = -F.logsigmoid(self.net_(ut, it) - self.net_(ut, jt))
+        sums = torch.zeros(len(histories), dtype=loss.dtype).index_add(0, torch.from_numpy(rows), loss)
+        n = torch.from_numpy(histories.lengths).to(loss.dtype)
+        return torch.where(n >= 2, sums / n.clamp(min=1), torch.full_like(sums, float("nan")))
+
     def user_embeddings(self, queries: QueryBatch) -> np.ndarray:
         """Known users: their factors; unknown users: the mean factors of their history."""
         import torch

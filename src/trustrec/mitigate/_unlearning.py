@@ -1,0 +1,118 @@
+"""Forget requests: remove users' data from a fitted recommender.
+
+``method="exact"`` (every model) retrains a fresh copy with the same hyper-parameters and seed
+on the data without the users' interactions: the reference, which by construction keeps no
+trace of them (same index space, so it answers the same queries). ``method="gradient_ascent"``
+(torch models with a per-sequence training loss: ``sasrec``, ``bpr_mf``) starts from the fitted
+model and runs a few steps of gradient ascent on the forgotten users' sequences with a
+retain-set term (:meth:`trustrec.models._torch.TorchRecommender.unlearn`): approximate, much
+faster, to be verified with the ``unlearning`` audit (membership inference on the forgotten
+users, distance of the outputs to the exact retrain, accuracy on retained users).
+
+The model given is never changed: a new model is returned. Its ``unlearning_`` attribute records
+the method, the number of users and the seconds taken, never their ids.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Literal
+
+import numpy as np
+
+from trustrec.data import Dataset, Split
+from trustrec.errors import ConfigError, DataError
+
+__all__ = ["forget", "remove_users", "resolve_users", "UNLEARNING_METHODS"]
+
+UNLEARNING_METHODS = ("exact", "gradient_ascent")
+
+
+def resolve_users(dataset: Dataset, user_ids, *, by: Literal["id", "index"] = "id", owner: str = "forget") -> np.ndarray:
+    """Sorted unique user indices of raw ``user_ids`` (``by="id"``) or of indices (``"index"``);
+    unknown users raise a :class:`DataError` that names them."""
+    values = list(np.atleast_1d(np.asarray(user_ids, dtype=object)))
+    if not values:
+        raise DataError(f"{owner}: the forget set is empty; give at least one user")
+    if by == "index":
+        try:
+            idx = np.asarray(values, np.int64)
+        except (TypeError, ValueError):
+            raise DataError(f"{owner}: by='index' needs integer user indices, got {values[:5]}") from None
+        unknown = [int(i) for i in idx if not 0 <= i < dataset.n_users]
+        if unknown:
+            raise DataError(f"{owner}: {len(unknown)} user indices are not users of dataset '{dataset.name}' "
+                            f"(0..{dataset.n_users - 1}): {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+        return np.unique(idx)
+    if by != "id":
+        raise ConfigError(f"{owner}: by must be 'id' or 'index', got {by!r}")
+    raw = [str(v) for v in values]
+    idx = dataset.user_index(raw, missing="ignore")
+    unknown = [r for r, i in zip(raw, idx) if i < 0]
+    if unknown:
+        raise DataError(f"{owner}: {len(unknown)} of {len(raw)} user ids are not users of dataset "
+                        f"'{dataset.name}': {unknown[:10]}{' ...' if len(unknown) > 10 else ''} "
+                        f"(known ids look like {list(dataset.user_ids[:3])}); nothing was forgotten")
+    return np.unique(np.asarray(idx, np.int64))
+
+
+def remove_users(data: Dataset | Split, users) -> Dataset | Split:
+    """``data`` without any interaction of the user indices ``users`` (for a Split: its training
+    part; valid and test stay, they are never trained on). Users and items keep their indices."""
+    users = np.asarray(users, np.int64)
+    if isinstance(data, Split):
+        keep = ~np.isin(data.train.user, users)
+        return Split(data.dataset, data.train.select(keep), data.valid, data.test, data.method,
+                     data.params, data.notes + (f"training interactions of {len(users)} users removed",))
+    if isinstance(data, Dataset):
+        return data.with_interactions(data.interactions.select(~np.isin(data.interactions.user, users)))
+    raise DataError(f"remove_users: expected a Dataset or a Split, got {type(data).__name__}")
+
+
+def _training(data: Dataset | Split):
+    if isinstance(data, Split):
+        return data.dataset, data.train
+    if isinstance(data, Dataset):
+        return data, data.interactions
+    raise DataError(f"forget: expected the Dataset or Split the model was fitted on, got {type(data).__name__}")
+
+
+def forget(model, data: Dataset | Split, user_ids, *, method: Literal["exact", "gradient_ascent"] = "exact",
+           by: Literal["id", "index"] = "id", seed: int = 0, steps: int = 10, learning_rate: float | None = None,
+           retain_weight: float = 1.0, batch_size: int = 32, max_forget_loss: float | None = None):
+    """A copy of ``model`` (fitted on ``data``) that has forgotten the users ``user_ids`` (raw
+    ids, or indices with ``by="index"``; unknown users raise, naming them). See the module
+    docstring for the methods; ``seed`` is the seed of the exact retrain (use the fit's seed to
+    get exactly the model trained without them) and of the approximate method's batches; the
+    other keywords go to :meth:`~trustrec.models._torch.TorchRecommender.unlearn`."""
+    from trustrec.models import FitOptions
+
+    if method not in UNLEARNING_METHODS:
+        raise ConfigError(f"forget: method must be one of {UNLEARNING_METHODS}, got {method!r}")
+    dataset, train = _training(data)
+    users = resolve_users(dataset, user_ids, by=by)
+    started = time.perf_counter()
+    if method == "exact":
+        fresh = model.set_params()
+        fresh.fit(remove_users(data, users), FitOptions(seed=seed, progress=False))
+        fresh.unlearning_ = {"method": "exact", "n_users": len(users), "seconds": time.perf_counter() - started}
+        return fresh
+    model._check_fitted()
+    if not (hasattr(model, "can_unlearn") and model.can_unlearn()):
+        raise ConfigError(f"forget: {type(model).__name__} has no approximate unlearning (gradient_ascent needs a torch "
+                          "model with a per-sequence training loss: sasrec, bpr_mf); use method='exact'")
+    if model.n_users_ != dataset.n_users or model.n_items_ != dataset.n_items:
+        raise DataError(f"forget: the model was fitted on {model.n_users_} users x {model.n_items_} items but the "
+                        f"data has {dataset.n_users} x {dataset.n_items}; pass the data it was fitted on")
+    seqs = train.by_user(dataset.n_users)
+    counts = seqs.lengths
+    retained = np.flatnonzero((counts > 0) & ~np.isin(np.arange(dataset.n_users), users))
+    clone = copy.deepcopy(model)
+    clone.unlearn(seqs.take(users), seqs.take(retained), forget_users=users, retain_users=retained, steps=steps,
+                  learning_rate=learning_rate, retain_weight=retain_weight, batch_size=batch_size,
+                  max_forget_loss=max_forget_loss, seed=seed)
+    clone.unlearning_ = {**clone.unlearning_, "n_users": len(users),
+                         "n_users_without_data": int((counts[users] == 0).sum()),
+                         "seconds": time.perf_counter() - started}
+    return clone
