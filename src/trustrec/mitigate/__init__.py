@@ -6,9 +6,48 @@ trade-off curves over their strength.
   (Abdollahpouri et al., FLAIRS 2019).
 - :func:`tradeoff_curve`: NDCG/Recall vs the targeted fairness figure for a list of strengths,
   reusing one set of base candidates.
+- Control: :func:`parse_constraint` turns a request's text into structured constraints
+  (:class:`ExcludeGroups`, :class:`IncludeGroups`, :class:`YearRange`, :class:`SimilarTo`,
+  :class:`Different`) that :class:`ConstrainedRecommender` enforces for any model;
+  :class:`PlatformRules` (blocked items, exposure caps) are enforced by
+  :class:`RuleEnforcedRecommender`.
+- Privacy: :func:`randomised_response` / :func:`noise_training` (noise on histories at a stated
+  epsilon), :func:`drop_items` / :func:`generalise_item_text` / :func:`minimise_history` (history
+  minimisation in prompts) and :func:`forget` (forget requests: exact retraining or approximate
+  unlearning by gradient ascent).
 """
 
+from trustrec.mitigate._control import (
+    ConstrainedConfig,
+    ConstrainedRecommender,
+    Constraint,
+    ControlCatalog,
+    Different,
+    ExcludeGroups,
+    IncludeGroups,
+    ParsedConstraint,
+    PlatformRules,
+    RuleEnforcedConfig,
+    RuleEnforcedRecommender,
+    SimilarTo,
+    YearRange,
+    allowed_items,
+    enforce_rules,
+    parse_constraint,
+)
+from trustrec.models.llm._injection import find_injections, guard_text  # the item-text defence lives with prompts
 from trustrec.mitigate._defences import FakeUserDetector, FakeUserDetectorConfig, detection_scores, user_profile_features
+from trustrec.mitigate._privacy import (
+    drop_items,
+    generalise_item_text,
+    keep_probability,
+    minimise_history,
+    noise_training,
+    randomise_interactions,
+    randomised_response,
+    revealing_items,
+    sensitive_mask,
+)
 from trustrec.mitigate._rerank import (
     CalibratedReranker,
     CalibratedRerankerConfig,
@@ -24,8 +63,15 @@ from trustrec.mitigate._rerank import (
     tradeoff_points,
     xquad_rerank,
 )
+from trustrec.mitigate._unlearning import UNLEARNING_METHODS, forget, remove_users, resolve_users
 
 __all__ = ["Reranker", "RerankerConfig", "CalibratedReranker", "CalibratedRerankerConfig", "ExposureReranker",
            "ExposureRerankerConfig", "calibrated_rerank", "xquad_rerank", "minmax_relevance", "TradeoffPoint",
            "tradeoff_points", "summarise_tradeoff", "tradeoff_curve",
-           "FakeUserDetector", "FakeUserDetectorConfig", "user_profile_features", "detection_scores"]
+           "FakeUserDetector", "FakeUserDetectorConfig", "user_profile_features", "detection_scores",
+           "Constraint", "ExcludeGroups", "IncludeGroups", "YearRange", "SimilarTo", "Different", "ParsedConstraint",
+           "ControlCatalog", "parse_constraint", "allowed_items", "ConstrainedConfig", "ConstrainedRecommender",
+           "PlatformRules", "enforce_rules", "RuleEnforcedConfig", "RuleEnforcedRecommender",
+           "keep_probability", "randomised_response", "randomise_interactions", "noise_training", "drop_items",
+           "generalise_item_text", "minimise_history", "revealing_items", "sensitive_mask",
+           "forget", "remove_users", "resolve_users", "UNLEARNING_METHODS"]

@@ -231,6 +231,32 @@ class LLMRanker(ReadsItemText, Recommender):
         bias["n_scored"] = int(valid.sum() * c.n_permutations)
         return ScoredCandidates(retrieved, llm, bias)
 
+    def score_listed(self, queries: QueryBatch, lists: np.ndarray, n_permutations: int | None = None) -> np.ndarray:
+        """LLM scores of candidate lists listed in an order the caller chooses (position-bias
+        audits must control where each candidate is shown; :meth:`recommend` lists a query's
+        candidates in the retriever's order). ``lists`` (n_queries, width): item indices, -1 as
+        padding after the candidates; each row is shown as given (order 0) and in
+        ``n_permutations - 1`` further cyclic shifts (:func:`cyclic_orders`; default: the
+        config's). Returns ``out[q, p, c]``, the score of ``lists[q, c]`` in order ``p`` (0 where
+        there is no candidate); one prompt per query and order."""
+        from trustrec.errors import DataError
+
+        queries = self._prepare(queries)
+        lists = np.asarray(lists, dtype=np.int64)
+        if lists.ndim != 2 or len(lists) != len(queries):
+            raise DataError(f"{type(self).__name__}.score_listed: lists must be (n_queries={len(queries)}, width); "
+                            f"got shape {lists.shape}")
+        n_cand = (lists >= 0).sum(1)
+        if ((lists >= 0) != (np.arange(lists.shape[1])[None, :] < n_cand[:, None])).any():
+            raise DataError(f"{type(self).__name__}.score_listed: padding (-1) must come after the candidates")
+        if (lists >= self.n_items_).any():
+            raise DataError(f"{type(self).__name__}.score_listed: item index {int(lists.max())} is outside the "
+                            f"catalog of {self.n_items_} items")
+        n_orders = self.config.n_permutations if n_permutations is None else int(n_permutations)
+        if n_orders < 1:
+            raise ConfigError(f"{type(self).__name__}.score_listed: n_permutations must be >= 1; got {n_orders}")
+        return self._llm_scores(queries, lists, n_cand, cyclic_orders(n_cand, n_orders, lists.shape[1]))
+
     def rank(self, scored: ScoredCandidates, k: int = 10, *, retriever_weight: float | None = None) -> TopK:
         """Top-``k`` lists from :meth:`score_candidates` (order-averaged LLM scores, fused with the
         retriever's by ``retriever_weight``, default: the config's)."""
@@ -259,6 +285,7 @@ class LLMRanker(ReadsItemText, Recommender):
         width = head.shape[1]
         if orders is None:
             orders = cyclic_orders(n_cand, c.n_permutations, width)
+        n_orders = orders.shape[1]
         prompts, continuations, slots = [], [], []
         budget = c.max_history_tokens if tokenizer is not None else None
         for q in np.flatnonzero(n_cand > 0):
@@ -269,16 +296,16 @@ class LLMRanker(ReadsItemText, Recommender):
             query = dataclasses.replace(query, history=history)
             examples = _examples(history, c.n_shots, c.example_history)
             cands = head[q, :n_cand[q]]
-            for p in range(c.n_permutations):
+            for p in range(n_orders):
                 listed = cands[orders[q, p, :n_cand[q]]]
                 prompts.append(build_prompt(query, catalog, template, tokenizer, max_history_tokens=budget,
                                             candidates=listed, examples=examples).text)
                 continuations.append([texts[int(i)] for i in cands])
                 slots.append((q, p))
-        out = np.zeros((len(head), c.n_permutations, width))
+        out = np.zeros((len(head), n_orders, width))
         from tqdm.auto import tqdm
 
-        step = 8 * c.n_permutations  # prompts per backend call: the bar moves every 8 queries
+        step = 8 * n_orders  # prompts per backend call: the bar moves every 8 queries
         for start in tqdm(range(0, len(prompts), step), desc="LLM ranker", unit="chunk", leave=False,
                           disable=len(prompts) <= step):
             scored = self.backend.score_continuations(prompts[start:start + step], continuations[start:start + step],
