@@ -47,7 +47,8 @@ def test_demo_writes_json(shared_data, tmp_path):
     """The demo end to end; the LLM side runs on the tiny random model (the real one: `make.py demo`)."""
     pytest.importorskip("transformers")
     res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path), "--epochs", "1",
-                              "--llm-model", "tiny-smollm2-random", "--sft-examples", "8", "--user", "42"])
+                              "--llm-model", "tiny-smollm2-random", "--sft-examples", "8", "--user", "42",
+                              "--audit-users", "60"])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "demo.json").read_text())
     assert result["split"]["test"] == 943
@@ -69,6 +70,10 @@ def test_demo_writes_json(shared_data, tmp_path):
         audits = {e["name"]: e["status"] for e in index["audits"]}
         assert {"user_fairness", "item_exposure", "calibration", "counterfactual_attributes"} <= set(audits)
         assert audits["hallucination"] == "not_applicable"      # neither run generates free text
+        dimensions = {e["dimension"] for e in index["audits"]}
+        assert {"robustness", "fairness", "controllability", "explainability", "factuality",
+                "privacy"} <= dimensions                          # every trust dimension is audited
+        assert "poisoning" not in audits                           # retraining audits only on request
 
 
 def test_demo_unknown_user(shared_data, tmp_path):

