@@ -87,7 +87,7 @@ def main() -> None:
     ds = load_dataset("ml-100k")
     split = split_leave_one_out(ds)
     results: dict = {"dataset": "ml-100k", "split": "leave_one_out", "machine": platform.platform(),
-                     "processor": platform.processor(), "args": vars(args), "classic": {}, "llm": {}}
+                     "processor": platform.processor(), "args": {k: v for k, v in vars(args).items() if k != "out"}, "classic": {}, "llm": {}}
 
     table = Table(title=f"user_control and platform_rules on ml-100k ({args.classic_users} users for user_control, "
                         "all 943 for platform_rules)")
