@@ -36,6 +36,7 @@ from trustrec.mitigate._control import (
     parse_constraint,
 )
 from trustrec.models.llm._injection import find_injections, guard_text  # the item-text defence lives with prompts
+from trustrec.mitigate._wrap import WrapperRecommender
 from trustrec.mitigate._defences import FakeUserDetector, FakeUserDetectorConfig, detection_scores, user_profile_features
 from trustrec.mitigate._privacy import (
     drop_items,
@@ -74,4 +75,5 @@ __all__ = ["Reranker", "RerankerConfig", "CalibratedReranker", "CalibratedRerank
            "PlatformRules", "enforce_rules", "RuleEnforcedConfig", "RuleEnforcedRecommender",
            "keep_probability", "randomised_response", "randomise_interactions", "noise_training", "drop_items",
            "generalise_item_text", "minimise_history", "revealing_items", "sensitive_mask",
-           "forget", "remove_users", "resolve_users", "UNLEARNING_METHODS"]
+           "forget", "remove_users", "resolve_users", "UNLEARNING_METHODS", "find_injections", "guard_text",
+           "WrapperRecommender"]

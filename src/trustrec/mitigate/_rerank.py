@@ -48,7 +48,8 @@ from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
 from trustrec.eval._fairness import group_distribution, miscalibration, normalised_membership
-from trustrec.models._base import FitOptions, Recommender
+from trustrec.mitigate._wrap import WrapperRecommender, train_dataset
+from trustrec.models._base import Recommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
 
@@ -242,14 +243,6 @@ def xquad_rerank(histories: Ragged, items, scores, membership, k: int, *, streng
 
 
 # -- item groups from data --------------------------------------------------------------------------
-def _train_dataset(data: Dataset | Split) -> Dataset:
-    if isinstance(data, Split):
-        return data.train_dataset()
-    if isinstance(data, Dataset):
-        return data
-    raise DataError(f"expected the training Dataset or a Split, got {type(data).__name__}")
-
-
 def _genre_membership(dataset: Dataset, column: str | None, owner: str) -> tuple[sp.csr_matrix, list[str], str]:
     """(membership, group names, column) of an item group column; ``None``: guessed (genre,
     class, category ...). Raises DataError naming the columns when there is none."""
@@ -325,38 +318,15 @@ class RerankerConfig(Config):
         return spec
 
 
-class Reranker(Recommender):
+class Reranker(WrapperRecommender):
     """Base class of the re-rankers: holds a fitted ``base_`` and an item-group membership
     (``group_indptr_``/``group_indices_``, names ``group_names_``, source ``group_source_``);
     subclasses implement ``_groups(train)`` and ``_select(...)``."""
 
     config_class: ClassVar[type[Config]] = RerankerConfig
-    capabilities = frozenset({"uses_history", "candidates"})
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _fit(self, train: Dataset, options: FitOptions) -> None:
-        self.base_ = self.config.base.build().fit(train, options)
-        self._set_groups(train)
-
-    @classmethod
-    def from_fitted(cls, base: Recommender, train: Dataset | Split, **params) -> Reranker:
-        """A fitted re-ranker over an already fitted ``base`` (trained on ``train``, a Dataset or
-        the Split it was fitted on), without refitting it; ``params`` are the re-ranker's other
-        config fields (``strength``, ``n_candidates`` ...)."""
-        if not base.is_fitted():
-            raise ConfigError(f"{cls.__name__}.from_fitted: the base {type(base).__name__} is not fitted")
-        train = _train_dataset(train)
-        if base.n_items_ != train.n_items:
-            raise ConfigError(f"{cls.__name__}.from_fitted: the base knows {base.n_items_} items but the "
-                              f"dataset '{train.name}' has {train.n_items}")
-        spec = ModelSpec(name=base.name, params=base.dump_config())
-        reranker = cls(**{**params, "base": spec})
-        reranker.n_users_, reranker.n_items_ = base.n_users_, base.n_items_
-        reranker.base_ = base
-        reranker._set_groups(train)
-        return reranker
-
-    def _set_groups(self, train: Dataset) -> None:
+    def _setup(self, train: Dataset) -> None:
         membership, names, source = self._groups(train)
         membership = sp.csr_matrix(membership)
         self.group_indptr_ = membership.indptr.astype(np.int64)
@@ -394,34 +364,6 @@ class Reranker(Recommender):
     def _select(self, histories: Ragged, items: np.ndarray, scores: np.ndarray, k: int,
                 strength: float) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
-
-    # -- persistence -------------------------------------------------------------------------------
-    def _state(self):
-        arrays: dict[str, np.ndarray] = {}
-        values: dict[str, Any] = {}
-        for key, value in vars(self).items():
-            if not key.endswith("_") or key == "base_":
-                continue
-            if isinstance(value, np.ndarray):
-                arrays[key] = np.ascontiguousarray(value)
-            else:
-                values[key] = value
-        base_arrays, base_values = self.base_._state()
-        arrays.update({f"base_/{k}": v for k, v in base_arrays.items()})
-        values["base_"] = base_values
-        return arrays, values
-
-    def _restore(self, arrays, values) -> None:
-        for key, value in values.items():
-            if key != "base_":
-                setattr(self, key, value)
-        for key, value in arrays.items():
-            if not key.startswith("base_/"):
-                setattr(self, key, value)
-        base = self.config.base.build()
-        base._restore({k[len("base_/"):]: v for k, v in arrays.items() if k.startswith("base_/")},
-                      values["base_"])
-        self.base_ = base
 
 
 class CalibratedRerankerConfig(RerankerConfig):
@@ -542,7 +484,7 @@ def tradeoff_points(model: Recommender, eval_set, strengths: Sequence[float], *,
                               "the base is the fitted model given)")
     config = validate_config(_METHODS[method].config_class, params, f"tradeoff_curve({method})")
     model._check_fitted()
-    train_ds = _train_dataset(train)
+    train_ds = train_dataset(train)
     n_items = model.n_items_
     if train_ds.n_items != n_items:
         raise ConfigError(f"tradeoff_curve: the model knows {n_items} items but the dataset "
