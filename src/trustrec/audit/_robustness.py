@@ -290,6 +290,17 @@ def _mean_ci(values, n_boot: int, seed: int) -> tuple[float, float, float, int]:
     return (float(x[ok].mean()) if ok.any() else np.nan), lo, hi, int(ok.sum())
 
 
+def target_item_indices(dataset: Dataset, raw_ids, who: str) -> np.ndarray:
+    """Item indices of the raw ``target_items`` of an attack audit; unknown ids raise
+    ``ConfigError`` naming them."""
+    idx = np.asarray(dataset.item_index(list(raw_ids), missing="ignore"), np.int64)
+    unknown = [t for t, i in zip(raw_ids, idx) if i < 0]
+    if unknown:
+        raise ConfigError(f"{who}: target_items {unknown} are not items of dataset '{dataset.name}' "
+                          f"(e.g. {list(dataset.item_ids[:3])}); give raw item ids")
+    return idx
+
+
 def paired_estimate(after, before, *, n_boot: int, seed: int, description: str, test: bool = False) -> Estimate:
     """Mean of the per-user difference ``after - before`` (NaN pairs left out) with a bootstrap CI;
     with ``test``, the Wilcoxon signed-rank p-value of the differences (None when all are 0)."""
@@ -637,12 +648,7 @@ class PoisoningAudit(RetrainingAudit):
         c = self.config
         ds = split.dataset
         if c.target_items is not None:
-            idx = ds.item_index(list(c.target_items), missing="ignore")
-            unknown = [t for t, i in zip(c.target_items, idx) if i < 0]
-            if unknown:
-                raise ConfigError(f"{self.name}: target_items {unknown} are not items of dataset '{ds.name}' "
-                                  f"(e.g. {list(ds.item_ids[:3])}); give raw item ids")
-            return np.asarray(idx, np.int64)
+            return target_item_indices(ds, c.target_items, self.name)
         pop = np.bincount(split.train.item, minlength=ds.n_items)
         seen = np.flatnonzero(pop > 0)
         if len(seen) < 2 * c.n_targets:

@@ -49,7 +49,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
 
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
-from trustrec.audit._robustness import _mean_ci, paired_estimate
+from trustrec.audit._robustness import _mean_ci, paired_estimate, target_item_indices
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
 
@@ -258,11 +258,7 @@ class TextAttackAudit(Audit):
     def choose_targets(self, inputs: AuditInputs) -> np.ndarray:
         c, ds = self.config, inputs.dataset
         if c.target_items is not None:
-            idx = np.asarray(ds.item_index(list(c.target_items), missing="ignore"), np.int64)
-            unknown = [t for t, i in zip(c.target_items, idx) if i < 0]
-            if unknown:
-                raise ConfigError(f"{self.name}: target_items {unknown} are not items of dataset '{ds.name}'")
-            return idx
+            return target_item_indices(ds, c.target_items, self.name)
         pop = inputs.item_popularity
         seen = np.flatnonzero(pop > 0)
         order = seen[np.lexsort((seen, -pop[seen]))]
