@@ -60,6 +60,20 @@ def test_run_resumes_from_checkpoint(tmp_path):
     assert again.metrics["metrics"] == res.metrics["metrics"]
 
 
+def test_run_on_a_user_sample(tmp_path):
+    from trustrec.runs._run import prepare_data
+
+    cfg = config(tmp_path)
+    cfg["dataset"]["filters"] = [{"kind": "sample_users", "n_users": 5, "seed": 3}]
+    ds, split = prepare_data(load_run_config(cfg))
+    assert ds.n_users == 5 and ds.provenance[-1].name == "sample_users"
+    res = run_experiment(cfg, tmp_path / "runs", progress=False, log=lambda *_: None)
+    assert res.metrics["counts"]["n_users_evaluated"] <= 5
+    cfg["dataset"]["filters"] = [{"kind": "sample_users"}]
+    with pytest.raises(ConfigError, match="sample_users needs 'n_users'"):
+        prepare_data(load_run_config(cfg))
+
+
 def test_config_errors_name_the_key(tmp_path):
     bad = config(tmp_path)
     bad["eval"]["metrics"] = ["ndgc@10"]

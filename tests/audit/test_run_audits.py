@@ -10,7 +10,8 @@ from tests.audit.conftest import attributed_frames
 from trustrec.audit import AuditResult
 from trustrec.cli import app
 from trustrec.errors import ConfigError, DataError
-from trustrec.runs import load_audit_results, run_audits, run_experiment
+from trustrec.runs import audit_model, audit_plan, load_audit_results, prepare_data, run_audits, run_experiment
+from trustrec.runs import load_run_config
 
 runner = CliRunner()
 
@@ -64,6 +65,32 @@ def test_run_audits_writes_results_index_and_trail(run_dir):
     # a second, narrower run keeps the earlier results
     again = run_audits(run_dir, names=["item_exposure"], progress=False, log=lambda *_: None)
     assert {e["name"] for e in again["audits"]} == names
+
+
+def test_audit_model_runs_a_plan_in_memory_and_shares_inputs(run_dir, tmp_path, monkeypatch):
+    from trustrec.audit import AuditInputs
+    from trustrec.models import Recommender
+
+    _, split = prepare_data(load_run_config(run_dir / "config.yaml"))
+    model = Recommender.load(run_dir / "checkpoint")
+    built = []
+    original = AuditInputs.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AuditInputs, "__init__", counting_init)
+    plan = audit_plan(names=["item_exposure", "calibration", "user_fairness"],
+                      params={"user_fairness": {"max_users": 20, "n_boot": 20}})
+    entries, results = audit_model(model, split, plan, progress=False, log=lambda *_: None)
+    assert [e["name"] for e in entries] == ["item_exposure", "calibration", "user_fairness"]
+    assert [r.audit for r in results] == [e["name"] for e in entries]
+    assert len(built) == 2                                  # the two full-sample audits shared one ranking
+    assert results[2].settings["n_users"] == 20
+    assert not list(tmp_path.iterdir())                     # nothing written without `out`
+    audit_model(model, split, plan[:1], out=tmp_path / "a", progress=False, log=lambda *_: None)
+    assert (tmp_path / "a" / "item_exposure" / "result.json").exists()
 
 
 def test_bad_inputs(tmp_path, run_dir):

@@ -9,6 +9,7 @@ from trustrec.data import (
     drop_duplicates,
     k_core,
     make_split,
+    sample_users,
     split_given_test,
     split_leave_one_out,
     split_random,
@@ -35,6 +36,24 @@ def test_to_implicit_and_dedupe_report_removed():
     pair = dd.interactions.select(dd.interactions.item == 0)
     assert pair.timestamp[pair.user == 0].tolist() == [2]
     assert drop_duplicates(ds, keep="first").interactions.timestamp.tolist() == [1, 3, 1]
+
+
+def test_sample_users_keeps_whole_histories_and_the_catalog():
+    rows = [(f"u{u}", f"i{(u * 3 + j) % 7}", j, 5) for u in range(10) for j in range(u % 3 + 1)]
+    ds = frame_ds(rows)
+    sub = sample_users(ds, 4, seed=1)
+    assert sub.n_users == 4 and sub.n_items == ds.n_items
+    kept = set(sub.user_ids)
+    full = ds.interactions.to_frame().assign(user_id=lambda f: ds.user_ids[f.user])
+    assert sub.n_interactions == int(full.user_id.isin(kept).sum())          # every interaction of a kept user
+    assert sub.provenance[-1].removed_users == 6
+    assert sub.provenance[-1].removed_interactions == ds.n_interactions - sub.n_interactions
+    assert set(sample_users(ds, 4, seed=1).user_ids) == kept                  # seeded
+    assert set(sample_users(ds, 4, seed=2).user_ids) != kept
+    with pytest.raises(ConfigError, match="not below"):
+        sample_users(ds, 10)
+    with pytest.raises(ConfigError, match=">= 1"):
+        sample_users(ds, 0)
 
 
 def test_k_core_reaches_fixed_point():

@@ -8,6 +8,7 @@ full audit ranks the catalog once.
 from __future__ import annotations
 
 import importlib
+import time
 from functools import cached_property
 from typing import Annotated, ClassVar
 
@@ -189,6 +190,17 @@ class RetrainingAudit(Audit):
             raise ConfigError(f"{self.name}: the audited {type(model).__name__} has no registered name; "
                               "give model_spec={'name': ..., 'params': ...}")
         return ModelSpec(name=model.name, params=model.dump_config())
+
+
+def fit_spec(spec, data, *, seed: int, progress: bool = False):
+    """Build ``spec`` (a ModelSpec) and fit it on ``data`` (a Split or Dataset); returns the model
+    and the seconds it took. ``progress`` shows the fit's own progress bar, so a long retraining
+    audit is never silent."""
+    from trustrec.models import FitOptions
+
+    t0 = time.perf_counter()
+    model = spec.build().fit(data, FitOptions(seed=seed, progress=progress))
+    return model, time.perf_counter() - t0
 
 
 # -- registry ----------------------------------------------------------------------------------------

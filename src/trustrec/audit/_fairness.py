@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, PositiveInt, field_validator
 
-from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
+from trustrec.audit._base import Audit, AuditConfig, AuditInputs, fit_spec, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.eval import _fairness as F
 from trustrec.eval import _metrics as M
@@ -504,7 +504,7 @@ class ColdStartAudit(Audit):
         return None
 
     def _references(self, inputs: AuditInputs, warnings: list[str]):
-        from trustrec.models import FitOptions, ModelSpec
+        from trustrec.models import ModelSpec
 
         out, seen = [], {}
         for spec in self.config.compare_with:
@@ -512,7 +512,7 @@ class ColdStartAudit(Audit):
             label = spec.name if spec.name not in seen else f"{spec.name} #{seen[spec.name] + 1}"
             seen[spec.name] = seen.get(spec.name, 0) + 1
             try:
-                model = spec.build().fit(inputs.split, FitOptions(seed=self.config.seed, progress=False))
+                model, _ = fit_spec(spec, inputs.split, seed=self.config.seed, progress=inputs.progress)
             except Exception as exc:  # a missing extra or offline encoder: report, do not crash the audit
                 warnings.append(f"reference {label} not measured: {type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''}")

@@ -76,7 +76,6 @@ Unlearning (``unlearning``, retrains)
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -89,6 +88,7 @@ from trustrec.audit._base import (
     AuditInputs,
     ModelSpecField,
     RetrainingAudit,
+    fit_spec,
     register_audit,
 )
 from trustrec.audit._result import AuditResult, Estimate, Plot
@@ -393,14 +393,6 @@ def _with_canaries(split: Split, canaries: Ragged, repeats: int) -> tuple[Split,
                   split.params, split.notes), new_users)
 
 
-def _fit(spec, split: Split, seed: int):
-    from trustrec.models import FitOptions
-
-    t0 = time.perf_counter()
-    model = spec.build().fit(split, FitOptions(seed=seed, progress=False))
-    return model, time.perf_counter() - t0
-
-
 def _recommend(model, queries: QueryBatch, k: int, batch_size: int) -> np.ndarray:
     parts = [model.recommend(b, k).items for b in queries.batches(batch_size)]
     return np.concatenate(parts) if parts else np.empty((0, k), np.int64)
@@ -579,7 +571,7 @@ class MembershipInferenceAudit(RetrainingAudit):
         member_split = _train_only(split, members, f"membership inference: trained on {len(members)} member users")
         target_split, canary_users = _with_canaries(member_split, canaries, c.canary_repeats) if n_can else \
             (member_split, np.empty(0, np.int64))
-        target, t_target = _fit(spec, target_split, c.seed)
+        target, t_target = fit_spec(spec, target_split, seed=c.seed, progress=inputs.progress)
         positions = _default_positions(target, c.positions)
         fit_seconds = {"target": t_target}
         ref_model = None
@@ -587,8 +579,9 @@ class MembershipInferenceAudit(RetrainingAudit):
             from trustrec.models import ModelSpec
 
             ref_spec = ModelSpec.model_validate(c.reference_spec) if c.reference_spec is not None else spec
-            ref_model, fit_seconds["reference"] = _fit(
-                ref_spec, _train_only(split, ref_users, f"reference model trained on {len(ref_users)} users"), c.seed)
+            ref_model, fit_seconds["reference"] = fit_spec(
+                ref_spec, _train_only(split, ref_users, f"reference model trained on {len(ref_users)} users"),
+                seed=c.seed, progress=inputs.progress)
         loss_t = self._losses(target, hist, positions)
         loss_r = self._reference_losses(kind, target, ref_model, hist, positions)
         scored = ~np.isnan(loss_t) & (np.ones(len(loss_t), bool) if loss_r is None else ~np.isnan(loss_r))
@@ -654,7 +647,7 @@ class MembershipInferenceAudit(RetrainingAudit):
             label = f"rr eps={eps:g}"
             noised = noise_training(target_split, eps, seed=c.seed + 101 + j,
                                     users=np.concatenate([members, canary_users]))
-            model, fit_seconds[label] = _fit(spec, noised, c.seed)
+            model, fit_seconds[label] = fit_spec(spec, noised, seed=c.seed, progress=inputs.progress)
             lt = self._losses(model, hist, positions)
             s_eps = attack_scores(lt, loss_r)
             ok = ~np.isnan(s_eps["loss"])
@@ -1073,7 +1066,7 @@ class UnlearningAudit(RetrainingAudit):
         rng = np.random.default_rng(c.seed)
         forget, heldout, retained = self._partition(inputs, rng)
         base = remove_users(split, heldout)
-        original, t_orig = _fit(spec, base, c.seed)
+        original, t_orig = fit_spec(spec, base, seed=c.seed, progress=inputs.progress)
         exact = forget_users(original, base, forget, by="index", method="exact", seed=c.seed)
         models = {"original": original, "exact": exact}
         seconds = {"original_fit": t_orig, "exact": exact.unlearning_["seconds"]}

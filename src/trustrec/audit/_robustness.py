@@ -35,7 +35,6 @@ Poisoning (shilling)
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -48,6 +47,7 @@ from trustrec.audit._base import (
     AuditInputs,
     ModelSpecField,
     RetrainingAudit,
+    fit_spec,
     register_audit,
 )
 from trustrec.audit._result import AuditResult, Estimate, Plot
@@ -675,13 +675,6 @@ class PoisoningAudit(RetrainingAudit):
         acc = ndcg(hits_matrix(top, eval_targets, model.n_items_), _unique_counts(eval_targets))
         return {"hr": hr_user, "rank": rank_user, "success": success, "ndcg": acc}
 
-    def _fit(self, spec, split, seed):
-        from trustrec.models import FitOptions
-
-        t0 = time.perf_counter()
-        model = spec.build().fit(split, FitOptions(seed=seed, progress=False))
-        return model, time.perf_counter() - t0
-
     def _paired(self, after, before, seed, description) -> Estimate:
         return paired_estimate(after, before, n_boot=self.config.n_boot, seed=seed, description=description)
 
@@ -697,7 +690,7 @@ class PoisoningAudit(RetrainingAudit):
         lengths = np.bincount(split.train.user, minlength=split.dataset.n_users)
         filler = c.filler_size or max(1, int(np.median(lengths[lengths > 0])))
         filler = min(filler, split.dataset.n_items - len(targets))
-        clean, t_clean = self._fit(spec, split, c.seed)
+        clean, t_clean = fit_spec(spec, split, seed=c.seed, progress=inputs.progress)
         base = self._measure(clean, queries, targets, eval_targets, k)
         detector = None
         if c.detector is not None:
@@ -717,7 +710,7 @@ class PoisoningAudit(RetrainingAudit):
                 fake = fake_profiles(split, attack, n_fake, targets, filler_size=filler, seed=c.seed + setting,
                                      item_group_column=c.item_group_column)
                 poisoned = inject_fake_users(split, fake)
-                model, t_fit = self._fit(spec, poisoned, c.seed)
+                model, t_fit = fit_spec(spec, poisoned, seed=c.seed, progress=inputs.progress)
                 after = self._measure(model, queries, targets, eval_targets, k)
                 label = f"{attack} @{budget:g}"
                 fit_times[label] = t_fit
@@ -731,7 +724,7 @@ class PoisoningAudit(RetrainingAudit):
                     fitted = detector.set_params().fit(poisoned)
                     report = fitted.report(is_fake)
                     defended_split = fitted.drop_flagged(poisoned)
-                    defended, t_def = self._fit(spec, defended_split, c.seed)
+                    defended, t_def = fit_spec(spec, defended_split, seed=c.seed, progress=inputs.progress)
                     d = self._measure(defended, queries, targets, eval_targets, k)
                     row.update({f"detector_{m}": report[m] for m in ("precision", "recall", "f1", "n_flagged")},
                                defended_target_hr=np.nanmean(d["hr"]), defended_success_rate=np.nanmean(d["success"]),

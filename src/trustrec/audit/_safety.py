@@ -37,7 +37,6 @@ Mitigation
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -49,6 +48,7 @@ from trustrec.audit._base import (
     AuditInputs,
     ModelSpecField,
     RetrainingAudit,
+    fit_spec,
     register_audit,
 )
 from trustrec.audit._result import AuditResult, Estimate, Plot
@@ -161,13 +161,12 @@ class FeedbackLoopAudit(RetrainingAudit):
             rng = np.random.default_rng(c.seed)
             current = split
             for rnd in range(c.rounds + 1):
-                t0 = time.perf_counter()
-                model = spec.build().fit(current, FitOptions(seed=c.seed, progress=False))
+                model, fit_seconds[f"{arm} round {rnd}"] = fit_spec(spec, current, seed=c.seed,
+                                                                    progress=inputs.progress)
                 if arm != "model":
                     from trustrec.mitigate import ExposureReranker
 
                     model = ExposureReranker.from_fitted(model, current, strength=c.mitigation_strength)
-                fit_seconds[f"{arm} round {rnd}"] = time.perf_counter() - t0
                 eval_set = current.eval_set(inputs.part)
                 rows_of = np.searchsorted(eval_set.queries.users, users)
                 queries = eval_set.queries[rows_of]

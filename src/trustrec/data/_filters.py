@@ -7,7 +7,7 @@ import numpy as np
 from trustrec.data._dataset import Dataset, FilterStep
 from trustrec.errors import ConfigError, DataError
 
-__all__ = ["to_implicit", "drop_duplicates", "k_core"]
+__all__ = ["to_implicit", "drop_duplicates", "k_core", "sample_users"]
 
 
 def to_implicit(dataset: Dataset, threshold: float) -> Dataset:
@@ -66,3 +66,20 @@ def k_core(dataset: Dataset, user_k: int = 5, item_k: int | None = None, max_ite
             "lower k"
         )
     return dataset.compact(keep_users, keep_items, inter.select(alive), step)
+
+
+def sample_users(dataset: Dataset, n_users: int, *, seed: int = 0) -> Dataset:
+    """A seeded uniform sample of ``n_users`` users with all their interactions (e.g. to audit an
+    LLM recommender on a stated user sample); the catalog is kept whole, users are renumbered."""
+    if n_users < 1:
+        raise ConfigError(f"sample_users: n_users must be >= 1, got {n_users}")
+    if n_users >= dataset.n_users:
+        raise ConfigError(f"sample_users: n_users={n_users} is not below the {dataset.n_users} users of "
+                          f"'{dataset.name}'; drop the filter to keep every user")
+    keep_users = np.zeros(dataset.n_users, dtype=bool)
+    keep_users[np.random.default_rng(seed).choice(dataset.n_users, n_users, replace=False)] = True
+    inter = dataset.interactions
+    alive = keep_users[inter.user]
+    step = FilterStep("sample_users", {"n_users": n_users, "seed": seed}, int((~alive).sum()),
+                      int((~keep_users).sum()), 0)
+    return dataset.compact(keep_users, np.ones(dataset.n_items, dtype=bool), inter.select(alive), step)

@@ -1,10 +1,10 @@
 """Experiment runs: config -> run directory (atomic, resumable), and run comparison."""
 
-from trustrec.runs._audit import audit_plan, load_audit_results, run_audits
+from trustrec.runs._audit import audit_model, audit_plan, load_audit_results, run_audits
 from trustrec.runs._compare import compare_runs, load_run, schemes_side_by_side, split_scheme
 from trustrec.runs._config import RunConfig, load_run_config
 from trustrec.runs._run import RunResult, environment_info, prepare_data, run_experiment
 
 __all__ = ["RunConfig", "load_run_config", "run_experiment", "RunResult", "environment_info", "prepare_data",
            "compare_runs", "load_run", "schemes_side_by_side", "split_scheme",
-           "run_audits", "audit_plan", "load_audit_results"]
+           "run_audits", "audit_model", "audit_plan", "load_audit_results"]

@@ -15,7 +15,7 @@ import yaml
 from trustrec._cache import atomic_write_text
 from trustrec.errors import ConfigError, DataError
 
-__all__ = ["run_audits", "load_audit_results", "audit_plan"]
+__all__ = ["run_audits", "audit_model", "load_audit_results", "audit_plan"]
 
 
 def _load_finished_run(run_dir: Path):
@@ -50,13 +50,43 @@ def audit_plan(dimensions: Iterable[str] | None = None, names: Iterable[str] | N
     return [c(**params.get(c.name, {})) for c in classes]
 
 
+def audit_model(model, split, plan, *, out: str | Path | None = None, progress: bool = True,
+                log=print) -> tuple[list[dict[str, Any]], list]:
+    """Run ``plan`` (from :func:`audit_plan`) on a fitted ``model`` and its ``split``; audits with
+    the same k, part, user sample and seed share their inputs (one ranking pass). Each result is
+    saved to ``out/<name>/`` when ``out`` is given. Returns the index entries (name, dimension,
+    status, summary, seconds) and the results, in plan order."""
+    from tqdm.auto import tqdm
+
+    from trustrec.audit import AuditInputs
+
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+    shared: dict[tuple, AuditInputs] = {}
+    entries, results = [], []
+    for audit in tqdm(plan, desc="audits", disable=not progress):
+        c = audit.config
+        key = (c.k, c.part, c.max_users, c.seed)
+        if key not in shared:
+            shared[key] = AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed,
+                                      progress=progress)
+        t0 = time.perf_counter()
+        result = audit.run(model, split, inputs=shared[key], progress=progress)
+        seconds = time.perf_counter() - t0
+        if out is not None:
+            result.save(out / audit.name)
+        entries.append({"name": audit.name, "dimension": audit.dimension, "status": result.verdict.status,
+                        "summary": result.summary, "dir": audit.name, "seconds": round(seconds, 3)})
+        results.append(result)
+        log(f"{audit.dimension:>12} {audit.name:<28} {result.verdict.status:<15} {result.summary}")
+    return entries, results
+
+
 def run_audits(run_dir: str | Path, *, dimensions: Iterable[str] | None = None,
                names: Iterable[str] | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
                progress: bool = True, log=print) -> dict[str, Any]:
     """Audit the run in ``run_dir``; returns the index written to ``audits/index.json``."""
-    from tqdm.auto import tqdm
-
-    from trustrec.audit import AuditInputs
     from trustrec.models import Recommender
     from trustrec.runs._run import prepare_data
     from trustrec.runs._trail import audit_trail
@@ -67,22 +97,7 @@ def run_audits(run_dir: str | Path, *, dimensions: Iterable[str] | None = None,
     dataset, split = prepare_data(config)
     model = Recommender.load(run_dir / "checkpoint")
     out = run_dir / "audits"
-    out.mkdir(exist_ok=True)
-    shared: dict[tuple, AuditInputs] = {}
-    entries = []
-    for audit in tqdm(plan, desc="audits", disable=not progress):
-        c = audit.config
-        key = (c.k, c.part, c.max_users, c.seed)
-        if key not in shared:
-            shared[key] = AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed,
-                                      progress=progress)
-        t0 = time.perf_counter()
-        result = audit.run(model, split, inputs=shared[key], progress=progress)
-        seconds = time.perf_counter() - t0
-        result.save(out / audit.name)
-        entries.append({"name": audit.name, "dimension": audit.dimension, "status": result.verdict.status,
-                        "summary": result.summary, "dir": audit.name, "seconds": round(seconds, 3)})
-        log(f"{audit.dimension:>12} {audit.name:<28} {result.verdict.status:<15} {result.summary}")
+    entries, _ = audit_model(model, split, plan, out=out, progress=progress, log=log)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     index = {
         "run": metrics.get("run", run_dir.name), "model": config.model.name, "dataset": dataset.name,

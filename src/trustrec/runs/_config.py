@@ -28,8 +28,10 @@ class _Strict(BaseModel):
 
 
 class FilterConfig(_Strict):
-    kind: Literal["to_implicit", "drop_duplicates", "k_core"]
+    kind: Literal["to_implicit", "drop_duplicates", "k_core", "sample_users"]
     threshold: float | None = None
+    n_users: PositiveInt | None = None
+    seed: int = 0
     keep: Literal["first", "last"] = "last"
     user_k: PositiveInt | None = None
     item_k: PositiveInt | None = None

@@ -1,0 +1,169 @@
+"""Every trust dimension audited on ml-100k, timed (issue 9 targets).
+
+1. **SASRec** (``configs/sasrec-ml100k.yaml`` with ``--epochs`` / ``--stride``): ``trustrec run``,
+   then ``trustrec audit`` with every registered audit, retraining audits included, then
+   ``trustrec report``. Prints each audit's time, verdict and summary, the time per dimension,
+   and the target: all six dimensions answered (at least one audit applicable in each) in under
+   600 s, training included. The peer is the run itself (fit + evaluate): the audit/run ratio.
+2. **LLM ranker** (SmolLM2-135M-Instruct re-ranking the same SASRec's top-``--llm-candidates``):
+   every audit on a seeded sample of ``--llm-users`` test users (``audit_model`` in memory, the
+   retraining audits retrain the retriever and re-rank the sample); target under 1800 s.
+
+``--plan`` picks the audit settings: ``default`` (every audit at its defaults) or ``budgeted``
+(the grid-shaped audits cut to one point: poisoning at a single 3% budget instead of 1/3/5%,
+feedback loop 3 rounds instead of 5; every other audit at its defaults). Both are printed in the
+results with the overrides, so a reader sees what was run.
+
+    python benchmarks/all_dimensions_ml100k.py --plan budgeted
+    python benchmarks/all_dimensions_ml100k.py --llm-only --llm-users 20
+
+Writes benchmarks/results/all_dimensions_ml100k.json (no machine paths) and leaves the run
+directories (with audits and report.html) under ``--runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "all_dimensions_ml100k.json"
+console = Console()
+
+PLANS = {
+    "default": {},
+    "budgeted": {"poisoning": {"budgets": [0.03]}, "feedback_loop": {"rounds": 3}},
+}
+SIX = ("robustness", "fairness", "controllability", "explainability", "factuality", "privacy")
+
+
+def _table(title: str, entries: list[dict]) -> Table:
+    table = Table(title=title, header_style="bold")
+    for col in ("dimension", "audit", "verdict", "seconds", "summary"):
+        table.add_column(col, overflow="fold", justify="right" if col == "seconds" else "left")
+    for e in sorted(entries, key=lambda e: (e["dimension"], e["name"])):
+        table.add_row(e["dimension"], e["name"], e["status"], f"{e['seconds']:.1f}", e["summary"][:160])
+    return table
+
+
+def _by_dimension(entries: list[dict]) -> dict:
+    out = {}
+    for e in entries:
+        d = out.setdefault(e["dimension"], {"seconds": 0.0, "audits": 0, "applicable": 0})
+        d["seconds"] += e["seconds"]
+        d["audits"] += 1
+        d["applicable"] += e["status"] != "not_applicable"
+    return out
+
+
+def _answered(by_dim: dict) -> dict:
+    return {d: by_dim.get(d, {}).get("applicable", 0) > 0 for d in SIX}
+
+
+def sasrec_part(args, overrides: dict) -> tuple[dict, Path]:
+    from trustrec.report import write_report
+    from trustrec.runs import load_run_config, run_audits, run_experiment
+
+    config = yaml.safe_load((ROOT / "configs" / "sasrec-ml100k.yaml").read_text())
+    config["model"]["params"] = {"epochs": args.epochs, "window_stride": args.stride}
+    config["name"] = f"sasrec-ml100k-e{args.epochs}-s{args.stride}"
+    config["seed"] = args.seed
+    run_dir = args.runs / load_run_config(config).run_name()
+    t0 = time.perf_counter()
+    run_experiment(config, args.runs, progress=True, log=lambda *_: None)
+    t_run = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index = run_audits(run_dir, params=overrides, progress=True, log=lambda *_: None)
+    t_audit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    html = write_report(run_dir)
+    t_report = time.perf_counter() - t0
+    entries = index["audits"]
+    console.print(_table(f"SASRec on ml-100k, every audit ({args.plan} plan)", entries))
+    by_dim = _by_dimension(entries)
+    answered = _answered(by_dim)
+    total = t_run + t_audit + t_report
+    console.print(f"SASRec run (fit + evaluate) {t_run:.0f} s; every audit {t_audit:.0f} s "
+                  f"(audit/run ratio {t_audit / t_run:.1f}); report {t_report:.1f} s; total {total:.0f} s", markup=False)
+    console.print(f"dimensions answered: {answered}; target all six in < 600 s: "
+                  f"{'met' if all(answered.values()) and total < 600 else 'NOT met'}", markup=False)
+    sections = {part.split('"', 1)[0]: part for part in html.read_text().split('<section id="dim-')[1:]}
+    plots = {d: sections[d].count("<svg") for d in sections}
+    console.print(f"report sections (figures drawn): {plots}", markup=False)
+    return {"config": config["model"], "seconds": {"run": t_run, "audits": t_audit, "report": t_report, "total": total},
+            "by_dimension": by_dim, "answered": answered, "audits": entries,
+            "report_figures_by_dimension": plots,
+            "target_met": all(answered.values()) and total < 600}, run_dir
+
+
+def llm_part(args, overrides: dict, sasrec_dir: Path) -> dict:
+    from trustrec.models import Recommender
+    from trustrec.models.llm._ranker import LLMRanker
+    from trustrec.runs import audit_model, audit_plan, load_run_config, prepare_data
+
+    _, split = prepare_data(load_run_config(sasrec_dir / "config.yaml"))
+    sasrec = Recommender.load(sasrec_dir / "checkpoint")
+    ranker = LLMRanker.from_fitted(sasrec, split.train_dataset(), n_candidates=args.llm_candidates)
+    from trustrec.audit import available_audits
+
+    params = {name: {**overrides.get(name, {}), "max_users": args.llm_users, "seed": args.seed}
+              for name in available_audits()}
+    plan = audit_plan(params=params)
+    t0 = time.perf_counter()
+    entries, _ = audit_model(ranker, split, plan, out=args.runs / "llm-ranker-audits", progress=True,
+                             log=lambda *_: None)
+    took = time.perf_counter() - t0
+    console.print(_table(f"LLM ranker (SmolLM2 over SASRec top-{args.llm_candidates}), "
+                         f"{args.llm_users} sampled test users", entries))
+    by_dim = _by_dimension(entries)
+    answered = _answered(by_dim)
+    console.print(f"LLM ranker, every audit on {args.llm_users} users: {took:.0f} s; dimensions answered: "
+                  f"{answered}; target < 1800 s: {'met' if took < 1800 else 'NOT met'}", markup=False)
+    return {"users": args.llm_users, "candidates": args.llm_candidates, "seconds": took, "by_dimension": by_dim,
+            "answered": answered, "audits": entries, "target_met": took < 1800}
+
+
+def main() -> None:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-all-dimensions")
+    ap.add_argument("--plan", choices=sorted(PLANS), default="budgeted")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--stride", type=int, default=50, help="SASRec window_stride")
+    ap.add_argument("--llm-users", type=int, default=20)
+    ap.add_argument("--llm-candidates", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-llm", action="store_true")
+    ap.add_argument("--llm-only", action="store_true", help="Only the LLM part, merged into the results file.")
+    args = ap.parse_args()
+    overrides = PLANS[args.plan]
+    result = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.llm_only else {}
+    result.update({"platform": platform.platform(terse=True), "processor": platform.machine(),
+                   "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "seed": args.seed})
+    if not args.llm_only:
+        result["sasrec"], sas_dir = sasrec_part(args, overrides)
+        result["sasrec"]["plan"] = {"name": args.plan, "overrides": overrides}
+    else:
+        from trustrec.runs import load_run_config
+
+        config = yaml.safe_load((ROOT / "configs" / "sasrec-ml100k.yaml").read_text())
+        config["name"] = f"sasrec-ml100k-e{args.epochs}-s{args.stride}"
+        sas_dir = args.runs / load_run_config(config).run_name()
+    if not args.skip_llm:
+        result["llm_ranker"] = llm_part(args, overrides, sas_dir)
+        result["llm_ranker"]["plan"] = {"name": args.plan, "overrides": overrides}
+    RESULTS.write_text(json.dumps(result, indent=1, default=float))
+    console.print(f"written: {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
