@@ -36,7 +36,7 @@ import platform
 import time
 from pathlib import Path
 
-from privacy_ml100k import _est, _fmt
+from privacy_ml100k import report_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,12 +77,7 @@ def main() -> None:
     names = ["auc [loss]", "auc [calibrated]", "auc_gain [calibrated - loss]", "tpr@1%fpr [loss]",
              "tpr@1%fpr [calibrated]", "tpr@0.1%fpr [loss]", "tpr@0.1%fpr [calibrated]", "canary_exposure",
              "canary_exposure [control]", "canary_exposure_max"]
-    figures = {n: _est(res, n) for n in names}
-    print(f"\nmembership inference on the fine-tuned LLM ({took:.0f} s): {res.summary}")
-    for n in names:
-        print(f"  {n:34s} {_fmt(figures[n])}")
-    for w in res.warnings:
-        print(f"  note: {w}")
+    figures = report_figures(res, names, "membership inference on the fine-tuned LLM", took)
     gain = figures["auc_gain [calibrated - loss]"]
     beats = gain is not None and gain["ci_low"] is not None and gain["ci_low"] > 0
     print(f"\ntarget — calibrated attack beats the loss attack (CI of the paired gain above 0): "

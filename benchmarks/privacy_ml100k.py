@@ -49,6 +49,17 @@ def _fmt(e) -> str:
     return f"{e['value']:.4f}{ci}"
 
 
+def report_figures(result, names: list[str], title: str, took: float) -> dict:
+    """Print the named estimates of an audit result with their CIs, and its warnings; returns them."""
+    figures = {n: _est(result, n) for n in names}
+    print(f"\n{title} ({took:.0f} s): {result.summary}")
+    for n in names:
+        print(f"  {n:38s} {_fmt(figures[n])}")
+    for w in result.warnings:
+        print(f"  note: {w}")
+    return figures
+
+
 def main() -> None:
     import torch
 
@@ -96,12 +107,7 @@ def main() -> None:
             names += [f"auc [loss, rr eps={e:g}]", f"auc_drop [loss, rr eps={e:g}]",
                       f"auc [calibrated, rr eps={e:g}]", f"auc_drop [calibrated, rr eps={e:g}]",
                       f"canary_exposure [rr eps={e:g}]", f"ndcg@10_cost [rr eps={e:g}]"]
-        figures = {n: _est(res, n) for n in names}
-        print(f"\nmembership inference ({took:.0f} s): {res.summary}")
-        for n in names:
-            print(f"  {n:38s} {_fmt(figures[n])}")
-        for w in res.warnings:
-            print(f"  note: {w}")
+        figures = report_figures(res, names, "membership inference", took)
         out["membership_inference"] = {
             "seconds": took, "summary": res.summary, "estimates": figures, "warnings": list(res.warnings),
             "settings": {k: res.settings[k] for k in ("reference", "n_members", "n_non_members", "n_reference_users",
