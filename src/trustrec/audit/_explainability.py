@@ -226,9 +226,9 @@ class _LikelihoodScorer:
     fixed candidate set per query (``universe``)."""
 
     def __init__(self, model, queries: QueryBatch, universe: np.ndarray | None = None, n_candidates: int = 20,
-                 chunk: int = 32):
+                 chunk: int = 32, progress: bool = False):
         self.model, self.queries, self.kind = model, queries, _llm_kind(model)
-        self.chunk = chunk
+        self.chunk, self.progress = chunk, progress
         if universe is None:               # the ranker: exactly the candidates it ranks itself
             if self.kind == "ranker":
                 universe = model.retriever_.recommend(queries, model.config.n_candidates).items
@@ -284,7 +284,10 @@ class _LikelihoodScorer:
         scores = np.full((n_var, m), np.nan)
         rank = np.full((n_var, m), np.nan)
         cands = self.universe[rows]
-        for start in range(0, n_var, self.chunk):
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, n_var, self.chunk), desc="LLM likelihoods", unit="chunk", leave=False,
+                          disable=not self.progress):
             stop = min(start + self.chunk, n_var)
             q = self.queries[rows[start:stop]].with_histories(histories.take(np.arange(start, stop)))
             scored_items = cands[start:stop] if ranks else items[start:stop]
@@ -310,7 +313,8 @@ class _Session:
     """One model and one batch of queries, with the scorer that edited histories go through."""
 
     def __init__(self, model, queries: QueryBatch, method: str = "auto", *, max_history: int | None = 50,
-                 batch_size: int = 512, n_candidates: int = 20, universe: np.ndarray | None = None):
+                 batch_size: int = 512, n_candidates: int = 20, universe: np.ndarray | None = None,
+                 progress: bool = False):
         model._check_fitted()
         if not isinstance(queries, QueryBatch):
             raise DataError(f"attribute: expected a QueryBatch, got {type(queries).__name__}")
@@ -319,7 +323,7 @@ class _Session:
         self.model, self.method = model, _resolve_method(model, method)
         self.queries = model._prepare(queries)        # unknown users/items restricted, as the model reads them
         self.max_history, self.batch_size, self.n_candidates = max_history, batch_size, n_candidates
-        self._universe = universe
+        self._universe, self.progress = universe, progress
         self._scorer = None
 
     @property
@@ -327,7 +331,8 @@ class _Session:
         if self._scorer is None:
             if _llm_kind(self.model) is not None and (self.method == "likelihood"
                                                       or "score" not in self.model.capabilities):
-                self._scorer = _LikelihoodScorer(self.model, self.queries, self._universe, self.n_candidates)
+                self._scorer = _LikelihoodScorer(self.model, self.queries, self._universe, self.n_candidates,
+                                                 progress=self.progress)
             else:
                 self._scorer = _CatalogScorer(self.model, self.queries, self.batch_size)
         return self._scorer
@@ -1009,7 +1014,7 @@ class ExplanationFaithfulnessAudit(Audit):
         kind = _llm_kind(model)
         universe = topk if kind == "generative" else None
         session = _Session(model, queries, c.method, max_history=c.max_history, batch_size=c.batch_size,
-                           universe=universe)
+                           universe=universe, progress=inputs.progress)
         attribution = session.attribute(items)
         steps = c.all_steps()
         deletion = session.deletion(attribution, steps, c.n_random, c.seed)
