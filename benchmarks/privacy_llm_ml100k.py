@@ -16,7 +16,9 @@ whether it holds. Measured (3 epochs, 360 users): it does *not* hold in that reg
 attack reaches AUC 0.93, the calibrated one 0.85 (paired gain -0.08, CI excludes 0): after three
 passes over 180 examples the members' losses are low whatever the title, so subtracting the base
 model's title difficulty only adds its noise. Difficulty calibration is known to help where
-memorisation is weak (one pass over many examples); ``--epochs 1`` measures that regime.
+memorisation is weak (one pass over many examples); ``--epochs 1`` measures that regime, and it
+does not hold there either: loss AUC 0.81, calibrated 0.74 (gain -0.07, CI [-0.13, -0.005]).
+With 180 single-example members the SFT target memorises each title in one pass already.
 Canary exposure: ``--canaries`` random sequences inserted as extra users.
 
 The MIA audit retrains its target from ``model_spec``, so the model handed to the audit is fitted
