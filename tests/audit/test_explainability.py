@@ -393,6 +393,27 @@ def test_llm_ranker_attribution_by_likelihood_change(llm_ranker):
     assert np.isfinite(a.values[~np.isnan(a.values)]).all() and np.abs(a.values[~np.isnan(a.values)]).max() > 0
 
 
+def test_llm_attribution_covers_only_the_history_the_prompt_shows(llm_ranker):
+    from trustrec.models.llm._prompts import PromptCatalog
+
+    import copy
+
+    fitted, split = llm_ranker
+    ranker = copy.copy(fitted)                                   # same weights, a 20-token history budget
+    ranker.config = fitted.config.model_copy(update={"max_history_tokens": 20})
+    q = ranker._prepare(split.eval_set("test").queries[:6])
+    top = ranker.recommend(q, 1).items
+    catalog, template, tok = PromptCatalog(ranker.catalog_), ranker.config.prompt_template(), ranker._tokenizer()
+    shown = np.array([ranker._prompt(q.query(v), [], catalog, template, tok).n_history for v in range(len(q))])
+    lengths = q.histories.lengths
+    assert (shown < lengths).any() and (shown > 0).all()      # the budget cuts some histories
+    a = attribute(ranker, q, top, max_history=None)
+    attributed = ~np.isnan(a.values[:, 0])
+    assert attributed.sum(1).tolist() == shown.tolist()
+    for r in range(len(q)):                                      # the most recent ones, the ones it reads
+        assert attributed[r, lengths[r] - shown[r]:lengths[r]].all()
+
+
 def test_llm_explanations_are_generated_and_checked(llm_ranker, monkeypatch):
     ranker, split = llm_ranker
     ds = split.dataset

@@ -17,7 +17,10 @@ Attribution (:func:`attribute`)
       recommender it is its generation prompt and the answer is the item's title.
 
     Only the most recent ``max_history`` history items are attributed (older ones get NaN and are
-    never cited). A leave-one-out value is NaN too when the model cannot score the item without
+    never cited); for LLM recommenders, only those their prompt shows as well (the prompt's history
+    budget drops the oldest first). An item the LLM never reads cannot drive its answer, and drawing
+    the random-deletion baseline among unread items would make any explanation look faithful; it
+    also saves one LLM call per unread item. A leave-one-out value is NaN too when the model cannot score the item without
     that history item (SASRec on a one-item history has nothing left to read).
 
 Faithfulness by deletion (:func:`deletion_test`)
@@ -254,26 +257,23 @@ class _LikelihoodScorer:
             self._texts.update(zip(missing, texts))
         return [self._texts[int(i)] for i in items]
 
-    def _prompts(self, queries: QueryBatch, candidates: np.ndarray) -> list[str]:
+    def _prompt_results(self, queries: QueryBatch, candidates: np.ndarray) -> list:
         if self.kind == "generative":
-            return self.model._prompts(queries)
-        from trustrec.models.llm._prompts import PromptCatalog, build_prompt
-        from trustrec.models.llm._ranker import _examples
+            return self.model._prompt_results(queries)
+        from trustrec.models.llm._prompts import PromptCatalog
 
-        c = self.model.config
-        template, catalog, tok = c.prompt_template(), PromptCatalog(self.model.catalog_), self.model._tokenizer()
-        budget = c.max_history_tokens if tok is not None else None
-        out = []
-        for v in range(len(queries)):
-            query = queries.query(v)
-            history = np.asarray(query.history)
-            if c.max_history_items is not None:
-                history = history[-c.max_history_items:]
-            query = dataclasses.replace(query, history=history)
-            cands = candidates[v][candidates[v] >= 0]
-            out.append(build_prompt(query, catalog, template, tok, max_history_tokens=budget, candidates=cands,
-                                    examples=_examples(history, c.n_shots, c.example_history)).text)
-        return out
+        template, catalog, tok = self.model.config.prompt_template(), PromptCatalog(self.model.catalog_), \
+            self.model._tokenizer()
+        return [self.model._prompt(queries.query(v), row[row >= 0], catalog, template, tok)
+                for v, row in enumerate(candidates)]
+
+    def _prompts(self, queries: QueryBatch, candidates: np.ndarray) -> list[str]:
+        return [p.text for p in self._prompt_results(queries, candidates)]
+
+    def read(self) -> np.ndarray:
+        """How many of each query's most recent history items the LLM's prompt shows (the rest
+        were cut by the prompt's history budget: the LLM never reads them)."""
+        return np.array([p.n_history for p in self._prompt_results(self.queries, self.universe)], np.int64)
 
     def _reduction(self) -> str:
         return self.model.config.reduction if self.kind == "ranker" else "sum"
@@ -338,8 +338,13 @@ class _Session:
         return self._scorer
 
     def window(self) -> np.ndarray:
+        """How many of each query's most recent history items are attributed: at most
+        ``max_history``, and for LLM recommenders only those their prompt shows."""
         lengths = self.queries.histories.lengths
-        return lengths if self.max_history is None else np.minimum(lengths, self.max_history)
+        keep = lengths if self.max_history is None else np.minimum(lengths, self.max_history)
+        if self.method != "gradient" and isinstance(self.scorer, _LikelihoodScorer):
+            keep = np.minimum(keep, self.scorer.read())
+        return keep
 
     # -- attribution ---------------------------------------------------------------------------------
     def attribute(self, items: np.ndarray) -> "Attribution":

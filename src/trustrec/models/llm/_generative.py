@@ -380,10 +380,14 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         return TopK(items, scores), stats
 
     def _prompts(self, queries: QueryBatch) -> list[str]:
+        return [p.text for p in self._prompt_results(queries)]
+
+    def _prompt_results(self, queries: QueryBatch) -> list:
+        """The generation prompts, with how many (most recent) history items each one shows."""
         from trustrec.models.llm._prompts import build_prompts
 
-        return [p.text for p in build_prompts(queries, PromptCatalog(self.catalog_), self._template(),
-                                              self.tokenizer_, max_history_tokens=self.config.max_history_tokens)]
+        return build_prompts(queries, PromptCatalog(self.catalog_), self._template(), self.tokenizer_,
+                             max_history_tokens=self.config.max_history_tokens)
 
     def _constrained(self, queries, prompts, k, mask, stats):
         from trustrec.models.llm._constrained import constrained_beam_search

@@ -36,7 +36,7 @@ from trustrec.errors import ConfigError
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
-from trustrec.models.llm._prompts import PromptCatalog, ReadsItemText, _special_strings
+from trustrec.models.llm._prompts import PromptCatalog, PromptResult, ReadsItemText, _special_strings, build_prompt
 
 __all__ = ["LLMRanker", "RANKER_TEMPLATE", "RankerConfig", "ScoredCandidates", "cyclic_orders", "position_bias"]
 
@@ -273,8 +273,6 @@ class LLMRanker(ReadsItemText, Recommender):
                     orders: np.ndarray | None = None) -> np.ndarray:
         """``out[q, p, c]``: LLM score of candidate ``head[q, c]`` when the list is shown in order
         ``p`` (``orders``, default :func:`cyclic_orders`); 0 where there is no candidate."""
-        from trustrec.models.llm._prompts import build_prompt
-
         c = self.config
         template = c.prompt_template()
         catalog = PromptCatalog(self.catalog_)
@@ -287,19 +285,12 @@ class LLMRanker(ReadsItemText, Recommender):
             orders = cyclic_orders(n_cand, c.n_permutations, width)
         n_orders = orders.shape[1]
         prompts, continuations, slots = [], [], []
-        budget = c.max_history_tokens if tokenizer is not None else None
         for q in np.flatnonzero(n_cand > 0):
             query = queries.query(int(q))
-            history = np.asarray(query.history)
-            if c.max_history_items is not None:
-                history = history[-c.max_history_items:]
-            query = dataclasses.replace(query, history=history)
-            examples = _examples(history, c.n_shots, c.example_history)
             cands = head[q, :n_cand[q]]
             for p in range(n_orders):
                 listed = cands[orders[q, p, :n_cand[q]]]
-                prompts.append(build_prompt(query, catalog, template, tokenizer, max_history_tokens=budget,
-                                            candidates=listed, examples=examples).text)
+                prompts.append(self._prompt(query, listed, catalog, template, tokenizer).text)
                 continuations.append([texts[int(i)] for i in cands])
                 slots.append((q, p))
         out = np.zeros((len(head), n_orders, width))
@@ -313,6 +304,18 @@ class LLMRanker(ReadsItemText, Recommender):
             for (q, p), values in zip(slots[start:start + step], scored):
                 out[q, p, :len(values)] = values
         return out
+
+    def _prompt(self, query, candidates, catalog, template, tokenizer) -> PromptResult:
+        """The ranking prompt for one query with ``candidates`` listed in that order: the last
+        ``max_history_items`` of the history, cut further to ``max_history_tokens``, and the
+        in-context examples drawn from it."""
+        c = self.config
+        history = np.asarray(query.history)
+        if c.max_history_items is not None:
+            history = history[-c.max_history_items:]
+        return build_prompt(dataclasses.replace(query, history=history), catalog, template, tokenizer,
+                            max_history_tokens=c.max_history_tokens if tokenizer is not None else None,
+                            candidates=candidates, examples=_examples(history, c.n_shots, c.example_history))
 
     @staticmethod
     def _assemble(retrieved: TopK, head: np.ndarray, fused: np.ndarray, valid: np.ndarray, k: int) -> TopK:
