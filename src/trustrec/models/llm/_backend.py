@@ -132,6 +132,22 @@ class LLMBackend(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} has no chat template")
 
 
+def cache_kwargs(model, cache) -> dict:
+    """The forward keyword that passes a KV cache: ``cache`` in recent transformers, which warn on
+    every call that still uses the older ``past_key_values``; older 5.x versions know only that."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft wraps forward
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+def output_cache(out):
+    """The KV cache a forward returned, under either name (see :func:`cache_kwargs`)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def _sum_logprobs(logits, ids, rows: np.ndarray, cols: np.ndarray, n_rows: int, offset: int = 0) -> np.ndarray:
     """Per row, the summed log-probability of tokens ``ids[rows, cols]`` under the logits one
     position earlier (``logits`` start at position ``offset``); the softmax runs over those
@@ -349,7 +365,7 @@ class LocalBackend(LLMBackend):
         order = np.argsort([-len(c) for c in conts], kind="stable")
         with torch.inference_mode():
             first = model(input_ids=torch.tensor([context], device=device), use_cache=True, logits_to_keep=1)
-            prompt_cache = first.past_key_values
+            prompt_cache = output_cache(first)
             first_lp = torch.log_softmax(first.logits[0, -1].float(), dim=-1).cpu()
             del first
             for start in range(0, len(order), self.config.batch_size):
@@ -365,7 +381,7 @@ class LocalBackend(LLMBackend):
                 cache.batch_repeat_interleave(len(idx))
                 positions = torch.arange(n_ctx, n_ctx + width).expand(len(idx), width)
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device), past_key_values=cache, use_cache=True).logits
+                               position_ids=positions.to(device), use_cache=True, **cache_kwargs(model, cache)).logits
                 del cache
                 # token 0 is predicted by the context's last position, token t by continuation t - 1
                 rows = np.repeat(np.arange(len(idx)), [len(conts[i]) - 1 for i in idx])

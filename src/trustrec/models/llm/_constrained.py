@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from trustrec.models.llm._backend import cache_kwargs, output_cache
 from trustrec.models.llm._trie import TitleTrie
 
 __all__ = ["constrained_beam_search"]
@@ -89,7 +90,7 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
     with torch.inference_mode():
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
                     logits_to_keep=1)
-        cache = out.past_key_values
+        cache = output_cache(out)
         logits = out.logits[:, -1, :].float().repeat_interleave(nb, dim=0)
         del out
         cache.batch_repeat_interleave(nb)
@@ -160,8 +161,8 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
             mask = torch.cat([mask[beam_idx], mask.new_ones((len(kept_rows), 1))], dim=1)
             last_pos = last_pos[beam_idx] + 1  # positions agree across the beams of one prompt
             out = model(input_ids=torch.from_numpy(new_tokens[kept_rows]).to(device)[:, None], attention_mask=mask,
-                        position_ids=last_pos[:, None], past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+                        position_ids=last_pos[:, None], use_cache=True, **cache_kwargs(model, cache))
+            cache = output_cache(out)
             logits = out.logits[:, -1, :].float()
             del out
     return [[(trie.item_at(leaf), score) for score, leaf in fin[:top_k]] for fin in finished]
