@@ -178,3 +178,35 @@ def test_prefix_cache_equals_full_reads(tiny_checkpoint, backend, batch_size):
         np.testing.assert_array_equal(a, b)
     ref, _ = _reference_logprob(backend, prompts[0], conts[0][2])
     assert scores[True][0][0][2] == pytest.approx(ref, abs=1e-4)
+
+
+def test_shared_stems_group_prompts_by_their_common_prefix():
+    from trustrec.models.llm._backend import _shared_stems
+
+    a, b, c = (1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 9), (1, 2, 3, 4, 5, 7, 8)
+    other = (7, 7, 7, 7)
+    groups = dict((tuple(m), s) for s, m in _shared_stems([a, other, b, c], min_stem=3))
+    assert groups == {(a, c, b): 4, (other,): 0}          # sorted: a < c < b
+    # a stem never swallows a whole context: each keeps the token that predicts its continuations
+    assert _shared_stems([(1, 2, 3), (1, 2, 3, 4)], min_stem=1) == [(2, [(1, 2, 3), (1, 2, 3, 4)])]
+    # a shorter stem is not worth it when it saves fewer tokens than the group already does
+    long_pair = [(1,) * 10 + (2,), (1,) * 10 + (3,)]
+    assert [s for s, _ in _shared_stems(long_pair + [(1, 5)], min_stem=1)] == [10, 0]
+    assert [len(m) for _, m in _shared_stems([(1, 2), (3, 4)], min_stem=1)] == [1, 1]
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_shared_stems_equal_full_reads(tiny_checkpoint, backend, batch_size):
+    """Prompts that share a long stem (one history, several candidate orders; histories edited at
+    different positions) score as if each was read in full, single continuations included."""
+    stem = "The user watched Heat, Alien, Fargo, Casino and Toy Story. Candidates: "
+    prompts = [stem + "Heat, Alien", stem + "Alien, Heat", stem + "Alien, Heat", stem + "Fargo", "Hi", stem]
+    conts = [[" Fargo", " Heat (1995)"], [" x"], [" Casino", " a b c"], [" Fargo"], [" there"], [" Alien"]]
+    scores = {}
+    for cached, min_stem in ((True, 1), (True, 10_000), (False, 1)):
+        b = LocalBackend(str(tiny_checkpoint), batch_size=batch_size, prefix_cache=cached, min_shared_prefix=min_stem)
+        b._model, b._tokenizer = backend.model, backend.tokenizer
+        scores[cached, min_stem] = b.score_continuations(prompts, conts, reduction="sum")
+    for key in ((True, 10_000), (False, 1)):
+        for x, y in zip(scores[True, 1], scores[key]):
+            np.testing.assert_allclose(x, y, atol=1e-4)

@@ -160,6 +160,33 @@ def _sum_logprobs(logits, ids, rows: np.ndarray, cols: np.ndarray, n_rows: int, 
     return np.bincount(rows, weights=lp.double().cpu().numpy(), minlength=n_rows)
 
 
+def _shared_stems(contexts: list[tuple[int, ...]], min_stem: int) -> list[tuple[int, list[tuple[int, ...]]]]:
+    """Distinct token contexts grouped by a shared leading stem: ``(stem length, contexts)`` per
+    group, ``0`` for a context that shares none worth running once. Sorted contexts are walked in
+    order; one joins the current group while the tokens saved (stem x (members - 1)) do not shrink
+    and the stem stays at least ``min_stem`` long. Each context keeps at least one token of its own
+    (the one whose logits predict its continuations)."""
+    out: list[tuple[int, list[tuple[int, ...]]]] = []
+    members: list[tuple[int, ...]] = []
+    stem = 0
+    for ctx in sorted(contexts):
+        if members:
+            prev = members[-1]
+            n = min(len(prev), len(ctx))
+            diff = np.flatnonzero(np.asarray(prev[:n]) != np.asarray(ctx[:n]))
+            shared = int(diff[0]) if len(diff) else n
+            joined = min(stem if len(members) > 1 else len(prev) - 1, shared, len(ctx) - 1)
+            if joined >= min_stem and joined * len(members) >= stem * (len(members) - 1):
+                members.append(ctx)
+                stem = joined
+                continue
+            out.append((stem if len(members) > 1 else 0, members))
+        members, stem = [ctx], 0
+    if members:
+        out.append((stem if len(members) > 1 else 0, members))
+    return out
+
+
 def _cut_at_stop(text: str, stop: list[str]) -> str:
     cut = len(text)
     for s in stop:
@@ -181,7 +208,12 @@ class LocalBackendConfig(Config):
     ``prefix_cache``: when one prompt has several continuations (an LLM ranker scoring its
     candidates), run the prompt once and score its continuations in batches on copies of its KV
     cache, instead of re-reading the prompt for every continuation. Same log-probabilities (up
-    to float rounding); much faster when prompts are long and continuations short.
+    to float rounding); much faster when prompts are long and continuations short. With it,
+    prompts of one call that have several continuations each and share a token prefix of at
+    least ``min_shared_prefix`` tokens (the same user's history under several candidate orders,
+    or edited histories that agree up to the edit) run that stem once too, and each prompt only
+    its own remainder on a copy of it. Prompts with a single continuation are read in full, in
+    batches.
     """
 
     model_name_or_path: str
@@ -191,6 +223,7 @@ class LocalBackendConfig(Config):
     max_length: PositiveInt | None = None
     truncation: Literal["left", "error"] = "left"
     prefix_cache: bool = True
+    min_shared_prefix: PositiveInt = 32
 
 
 class LocalBackend(LLMBackend):
@@ -315,11 +348,23 @@ class LocalBackend(LLMBackend):
         for k, ctx in enumerate(contexts):
             groups.setdefault(tuple(ctx), []).append(k)
         single = []
-        for ctx, rows in groups.items():
-            if self.config.prefix_cache and len(rows) > 1:
-                out[rows] = self._score_shared_prefix(list(ctx), [cont_ids[k] for k in rows])
-            else:
-                single.extend(rows)
+        if self.config.prefix_cache:
+            # a context with one continuation is read in full, in batches: on a CPU that beats running
+            # its own remainder alone on a stem (measured in benchmarks/llm_shared_stems.py)
+            shared = [ctx for ctx, rows in groups.items() if len(rows) > 1]
+            single = [k for rows in groups.values() if len(rows) == 1 for k in rows]
+            for stem, members in _shared_stems(shared, self.config.min_shared_prefix):
+                if stem == 0:
+                    rows = groups[members[0]]
+                    out[rows] = self._score_shared_prefix(list(members[0]), [cont_ids[k] for k in rows])
+                    continue
+                stem_cache = self._prefill(list(members[0][:stem]))
+                for ctx in members:
+                    rows = groups[ctx]
+                    out[rows] = self._score_shared_prefix(list(ctx), [cont_ids[k] for k in rows],
+                                                          stem=(stem, stem_cache))
+        else:
+            single = list(range(len(prompts)))
         if single:
             out[single] = self._score_full([contexts[k] + cont_ids[k] for k in single],
                                            [len(cont_ids[k]) for k in single])
@@ -351,10 +396,19 @@ class LocalBackend(LLMBackend):
                 out[idx] = _sum_logprobs(logits, ids.to(device), rows, cols, len(idx), offset=first)
         return out
 
-    def _score_shared_prefix(self, context: list[int], conts: list[list[int]]) -> np.ndarray:
+    def _prefill(self, ids: list[int]):
+        """The KV cache of ``ids`` (a stem several prompts start with)."""
+        import torch
+
+        with torch.inference_mode():
+            return output_cache(self.model(input_ids=torch.tensor([ids], device=self.config.device), use_cache=True,
+                                           logits_to_keep=1))
+
+    def _score_shared_prefix(self, context: list[int], conts: list[list[int]], stem=None) -> np.ndarray:
         """Log-probabilities of several continuations of ONE context: the context is run once and
         its KV cache copied for each batch of continuations (right padded, positions continuing
-        after the context)."""
+        after the context). ``stem``: ``(n, cache)``, the KV cache of the context's first ``n``
+        tokens (shared with other contexts, left intact): only the rest of the context is run."""
         import copy
 
         import torch
@@ -363,8 +417,14 @@ class LocalBackend(LLMBackend):
         n_ctx = len(context)
         out = np.zeros(len(conts), dtype=np.float64)
         order = np.argsort([-len(c) for c in conts], kind="stable")
+        n_stem, stem_cache = stem if stem is not None else (0, None)
         with torch.inference_mode():
-            first = model(input_ids=torch.tensor([context], device=device), use_cache=True, logits_to_keep=1)
+            if stem_cache is None:
+                first = model(input_ids=torch.tensor([context], device=device), use_cache=True, logits_to_keep=1)
+            else:
+                first = model(input_ids=torch.tensor([context[n_stem:]], device=device),
+                              position_ids=torch.arange(n_stem, n_ctx, device=device)[None],
+                              use_cache=True, logits_to_keep=1, **cache_kwargs(model, copy.deepcopy(stem_cache)))
             prompt_cache = output_cache(first)
             first_lp = torch.log_softmax(first.logits[0, -1].float(), dim=-1).cpu()
             del first
