@@ -11,8 +11,9 @@
 
 ``--plan`` picks the audit settings: ``default`` (every audit at its defaults) or ``budgeted``
 (the grid-shaped audits cut to one point: poisoning at a single 3% budget instead of 1/3/5%,
-feedback loop 3 rounds instead of 5; every other audit at its defaults). Both are printed in the
-results with the overrides, so a reader sees what was run.
+feedback loop 3 rounds instead of 5; for the LLM part also history perturbation at the 20% budget
+only and deletion faithfulness at 3 cited items with 2 random draws; every other audit at its
+defaults). The overrides are written with the results, so a reader sees what was run.
 
     python benchmarks/all_dimensions_ml100k.py --plan budgeted
     python benchmarks/all_dimensions_ml100k.py --llm-only --llm-users 20
@@ -41,8 +42,13 @@ console = Console()
 
 PLANS = {
     "default": {},
-    "budgeted": {"poisoning": {"budgets": [0.03]}, "feedback_loop": {"rounds": 3}},
+    "budgeted": {"poisoning": {"budgets": [0.03]}, "feedback_loop": {"rounds": 3},
+                 # the LLM part only (each setting re-asks the LLM about every sampled user): history
+                 # edits at the headline 20% budget only; deletion faithfulness at the cited count only
+                 "history_perturbation": {"budgets": [0.2]},
+                 "explanation_faithfulness": {"steps": [3], "n_random": 2}},
 }
+LLM_ONLY = ("history_perturbation", "explanation_faithfulness")     # SASRec keeps their defaults
 SIX = ("robustness", "fairness", "controllability", "explainability", "factuality", "privacy")
 
 
@@ -161,8 +167,9 @@ def main() -> None:
     result.update({"platform": platform.platform(terse=True), "processor": platform.machine(),
                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "seed": args.seed})
     if not args.llm_only:
-        result["sasrec"], sas_dir = sasrec_part(args, overrides)
-        result["sasrec"]["plan"] = {"name": args.plan, "overrides": overrides}
+        sasrec_overrides = {k: v for k, v in overrides.items() if k not in LLM_ONLY}
+        result["sasrec"], sas_dir = sasrec_part(args, sasrec_overrides)
+        result["sasrec"]["plan"] = {"name": args.plan, "overrides": sasrec_overrides}
     else:
         from trustrec.runs import load_run_config
 
@@ -174,9 +181,10 @@ def main() -> None:
         sas["answered"] = _answered(sas["by_dimension"])
         sas["measured"] = {d: sas["by_dimension"].get(d, {}).get("applicable", 0) for d in SIX}
         sas["target_met"] = all(sas["answered"].values()) and sas["seconds"]["total"] < 600
-    if not args.skip_llm:
-        result["llm_ranker"] = llm_part(args, overrides, sas_dir)
-        result["llm_ranker"]["plan"] = {"name": args.plan, "overrides": overrides}
+    if not args.skip_llm:      # a run of some audits only is kept apart from the every-audit run
+        key = f"llm_ranker_subset_{args.llm_users}_users" if args.llm_audits else "llm_ranker"
+        result[key] = llm_part(args, overrides, sas_dir)
+        result[key]["plan"] = {"name": args.plan, "overrides": overrides}
     RESULTS.write_text(json.dumps(result, indent=1, default=float))
     console.print(f"written: {RESULTS.relative_to(ROOT)}")
 
