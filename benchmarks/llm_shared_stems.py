@@ -12,9 +12,10 @@ Workloads (ml-100k, leave-one-out, SASRec-free: MostPopular retrieves the 20 can
 * **ranker**: the LLM ranker (SmolLM2-135M-Instruct) ranking ``--users`` test users with its
   default 3 candidate orders per user (position-bias averaging): the 3 prompts share the system
   text and the history, and differ from the candidate list on;
-* **attribution**: likelihood attribution of each user's top item (``attribute``, the
-  explainability audit's leave-one-out over the history items the prompt shows): each variant
-  drops one history item, so variants agree up to the dropped item.
+* **deletion**: the explainability audit's deletion test of each user's top item (3 cited and
+  2x3 random history items removed or kept; each edited history re-ranks the 20 candidates): edited
+  histories agree up to their first edit. (The attribution before it scores one continuation per
+  prompt; those prompts are read in full in batches either way, so it is computed once, untimed.)
 
     python benchmarks/llm_shared_stems.py --users 6
 
@@ -46,7 +47,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from trustrec.audit import attribute
+    from trustrec.audit import attribute, deletion_test
     from trustrec.data import load_dataset, split_leave_one_out
     from trustrec.models import FitOptions, make_model
     from trustrec.models.llm import LocalBackend
@@ -66,12 +67,13 @@ def main() -> None:
         b._model, b._tokenizer = shared.model, shared.tokenizer
         return b
 
-    top = ranker.recommend(queries[:1], 1).items       # warm-up
+    ranker.recommend(queries[:1], 1)                     # warm-up
+    attribution = attribute(ranker, queries, ranker.recommend(queries, 1).items)
     workloads = {
         "ranker": lambda: ranker.score_candidates(queries, 10).llm,
-        "attribution": lambda: attribute(ranker, queries, top, max_history=None).values,
+        "deletion": lambda: np.stack([deletion_test(ranker, queries, attribution, steps=(3,), n_random=2).ranks[v]
+                                      for v in ("remove_cited", "remove_random", "keep_cited", "keep_random")]),
     }
-    top = ranker.recommend(queries, 1).items
     rows = []
     for name, work in workloads.items():
         seconds, values = {}, {}

@@ -410,13 +410,18 @@ class _Session:
                 chosen = np.zeros((len(p), width), bool)
                 chosen[np.arange(len(p))[:, None], np.argpartition(keys, m - 1, axis=1)[:, :m]] = True
                 draws.append(chosen)
-            for variant, selected_sets in (("cited", [cited]), ("random", draws)):
-                for keep in (False, True):
-                    measured = []
-                    for selected in selected_sets:
-                        edited = _select(h, row[p], selected, keep)
-                        measured.append(self.scorer.measure(row[p], edited, item[p, None])[1][:, 0])
-                    ranks[f"{'keep' if keep else 'remove'}_{variant}"][p, j] = np.mean(measured, axis=0)
+            # every edit of step m in one call, pair-major: one pair's edited histories are scored
+            # together (an LLM runs the prompt stem they share once); removing a set = keeping the rest
+            sets = np.stack([cited, *draws])                                    # (S, P, width)
+            kept = np.concatenate([~sets, sets]).transpose(1, 0, 2).reshape(-1, width)
+            n_edits = 2 * len(sets)
+            rows_all = np.repeat(row[p], n_edits)
+            edited = _select(h, rows_all, kept, keep=True)
+            measured = self.scorer.measure(rows_all, edited, np.repeat(item[p], n_edits)[:, None])[1][:, 0]
+            measured = measured.reshape(len(p), 2, len(sets))                  # (pair, remove/keep, set)
+            for k, action in enumerate(("remove", "keep")):
+                ranks[f"{action}_cited"][p, j] = measured[:, k, 0]
+                ranks[f"{action}_random"][p, j] = measured[:, k, 1:].mean(1)
         return Deletion(row, slot, item, base, steps, ranks, n_attr)
 
 
