@@ -16,6 +16,8 @@ Importing this module imports neither torch nor transformers.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -132,14 +134,17 @@ class LLMBackend(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} has no chat template")
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def cache_kwargs(model, cache) -> dict:
     """The forward keyword that passes a KV cache: ``cache`` in recent transformers, which warn on
-    every call that still uses the older ``past_key_values``; older 5.x versions know only that."""
+    every call that still uses the older ``past_key_values``; older 5.x versions know only that.
+    Looked up once per model class (this runs on every decoding step)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft wraps forward
-    import inspect
-
-    name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-    return {name: cache}
+    return {_cache_keyword(type(base)): cache}
 
 
 def output_cache(out):
