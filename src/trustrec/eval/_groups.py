@@ -126,16 +126,25 @@ class GroupMetricFrame:
         return t.pivot(index="group", columns="metric", values="mean").reindex(columns=self.metrics)
 
     def difference(self, method: str = "between_groups") -> pd.Series:
-        """Largest gap between compared groups, or (``to_overall``) of any group to everyone."""
+        """fairlearn's ``MetricFrame.difference``: the largest gap between two compared groups
+        (``between_groups``: best minus worst mean), or (``to_overall``) the largest absolute gap
+        between a compared group's mean and everyone's (``max |g - overall|``)."""
         if method not in ("between_groups", "to_overall"):
             raise ValueError(f"difference: method must be 'between_groups' or 'to_overall', got {method!r}")
         col = "difference" if method == "between_groups" else "difference_to_overall"
         return self.comparisons[col].rename(method)
 
     def ratio(self, method: str = "between_groups") -> pd.Series:
-        """Worst group's mean over the best group's (``between_groups``) or over everyone's."""
+        """fairlearn's ``MetricFrame.ratio``: ``between_groups`` is the worst compared group's mean
+        over the best one's; ``to_overall`` is the smallest of ``min(g / overall, overall / g)``
+        over the compared groups, so a group far *above* everyone lowers it as much as one far
+        below (a group at twice the overall mean gives 0.5). NaN when the overall mean is 0."""
         if method == "between_groups":
             return self.comparisons["ratio"].rename(method)
         if method == "to_overall":
-            return (self.group_min() / self.overall.replace(0, np.nan)).rename(method)
+            means = self._eligible_means()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = means / self.overall.reindex(means.columns).replace(0, np.nan)
+                folded = r.where(r <= 1, 1 / r)                     # expressed as a number <= 1
+            return folded.min().reindex(self.metrics).rename(method)
         raise ValueError(f"ratio: method must be 'between_groups' or 'to_overall', got {method!r}")
