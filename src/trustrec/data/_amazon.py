@@ -14,7 +14,6 @@ Files may be gzipped (``.gz``). The format is detected from the keys of the firs
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trustrec._safeio import open_decompressed
 from trustrec.data._dataset import Dataset
 from trustrec.data._tabular import _check_present, _numeric, _timestamps
 from trustrec.errors import DataError
@@ -56,22 +56,22 @@ LIST_JOIN = {"categories": "|", "description": " ", "features": " "}
 
 
 def _open(path: Path):
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: expected a JSON-lines file, found a folder")
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    """A reader of the file, gunzipped when it is gzip data, within the decompression limits."""
+    return open_decompressed(path, what="a JSON-lines file")
 
 
 def _parse_line(raw: bytes, path: Path, lineno: int, literal: bool) -> dict:
     try:
         record = json.loads(raw)
+    except RecursionError:
+        raise DataError(f"{path}, line {lineno}: JSON nested too deeply to read; expected one flat "
+                        "review object per line") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         record = None
         if isinstance(exc, UnicodeDecodeError):
             try:
                 record = json.loads(raw.decode("latin-1"))
-            except ValueError:
+            except (ValueError, RecursionError):
                 record = None
         if record is None and literal:
             try:

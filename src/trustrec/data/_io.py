@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from trustrec._safeio import read_decompressed
 from trustrec.errors import DataError
 
 ENCODINGS = ("utf-8", "latin-1")
@@ -15,7 +16,7 @@ ENCODINGS = ("utf-8", "latin-1")
 
 def read_text(path: Path, encodings=ENCODINGS) -> tuple[str, str]:
     """The file's text and the encoding that decoded it (MovieLens files are latin-1)."""
-    data = Path(path).read_bytes()
+    data = read_decompressed(path, what="a data file")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     for enc in encodings:

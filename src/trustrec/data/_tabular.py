@@ -12,7 +12,6 @@ timestamps) are shared by the other format loaders.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import re
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trustrec._safeio import open_regular, read_decompressed
 from trustrec.data._atomic import TITLE_COLUMNS
 from trustrec.data._dataset import Dataset, _as_id_strings
 from trustrec.data._io import ENCODINGS, sniff_separator
@@ -54,18 +54,9 @@ _SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", "::": "d
 
 # -- shared low-level helpers ------------------------------------------------------------------
 def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when the name ends in ``.gz``."""
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: expected a file, found a folder")
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: not a valid gzip file ({exc}); is it compressed?") from exc
-    return data
+    """The file's bytes, gunzipped when it is gzip data (bounded: see ``trustrec._safeio``);
+    folders, FIFOs and other non-regular files are refused."""
+    return read_decompressed(path, what="a data file")
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -320,14 +311,13 @@ def _read_any_table(path: Path, sep: str | None = None) -> tuple[pd.DataFrame, n
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in PARQUET_SUFFIXES:
-        if not path.is_file():
-            raise DataError(f"{path}: file not found")
-        try:
-            import pyarrow.parquet as pq
+        with open_regular(path, what="a parquet file") as fh:
+            try:
+                import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise DataError(f"{path}: cannot read as parquet ({exc})") from exc
+                table = pq.read_table(fh)
+            except Exception as exc:  # pyarrow raises several types for a corrupt file
+                raise DataError(f"{path}: cannot read as parquet ({exc})") from None
         names = [str(n).strip() for n in table.column_names]
         _check_header(path, names)
         frame = table.to_pandas()
