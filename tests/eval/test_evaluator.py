@@ -123,6 +123,24 @@ def test_most_popular_matches_independent_reference(ml100k):
     assert round(res.mean("hr@10"), 4) == 0.0859
 
 
+@pytest.mark.realdata
+def test_ild_on_ml100k_from_the_genre_column(ml100k):
+    """ILD needs item vectors; on ml-100k they are derived from the items' genre column ('class')."""
+    from trustrec.data._groups import item_group_matrix
+    from trustrec.eval import intra_list_diversity
+
+    split = split_leave_one_out(ml100k)
+    model = make_model("most_popular").fit(split, FitOptions(progress=False))
+    res = evaluate_split(model, split, metrics=["ild@10", "novelty@10"], n_boot=0, keep_topk=True, progress=False)
+    assert "'class' column" in res.settings["ild_item_vectors"] and "multi-hot" in res.settings["ild_item_vectors"]
+    genres, names, _ = item_group_matrix(ml100k.items, "class")
+    assert "Drama" in names and "Comedy" in names
+    manual = intra_list_diversity(res.topk.items[:, :10], genres.toarray())
+    np.testing.assert_allclose(res.per_user["ild@10"], manual)
+    assert 0 < res.mean("ild@10") < 1
+    assert "distinct users" in res.settings["novelty"]
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_sasrec_learns_on_ml100k(ml100k):

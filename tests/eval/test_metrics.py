@@ -10,11 +10,13 @@ from trustrec.eval import (
     aplt,
     average_popularity,
     average_precision,
+    average_precision_trec,
     catalog_coverage,
     exposure_gini,
     gini,
     hit_rate,
     intra_list_diversity,
+    item_user_counts,
     long_tail_mask,
     mrr,
     ndcg,
@@ -54,9 +56,21 @@ def test_mrr_and_map():
     np.testing.assert_allclose(average_precision(HITS, NREL), [(1 / 2 + 2 / 4) / 3, 0, 1])
 
 
+def test_map_conventions_by_hand():
+    # user 0: hits at ranks 2 and 4 of 5; precision there 1/2 and 2/4, sum 1.
+    # 3 relevant: map divides by min(3, 5) = 3, map_trec by 3 as well
+    # user 3 (below): hits at ranks 1 and 2 of K = 2, 4 relevant: sum = 1 + 1 = 2;
+    # map divides by min(4, 2) = 2 -> 1.0 (RecBole), map_trec by 4 -> 0.5 (trec_eval, ranx)
+    hits = np.array([[1, 1]], dtype=bool)
+    assert average_precision(hits, np.array([4]))[0] == pytest.approx(1.0)
+    assert average_precision_trec(hits, np.array([4]))[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(average_precision_trec(HITS, NREL), [(1 / 2 + 2 / 4) / 3, 0, 1])
+    assert parse_metric("map_trec@10").label == "map_trec@10"
+
+
 def test_no_relevant_items_gives_nan():
     hits = np.zeros((1, 3), dtype=bool)
-    for f in (recall, precision, hit_rate, ndcg, mrr, average_precision):
+    for f in (recall, precision, hit_rate, ndcg, mrr, average_precision, average_precision_trec):
         assert np.isnan(f(hits, np.array([0]))[0])
 
 
@@ -96,6 +110,21 @@ def test_novelty():
     expected0 = (0 + 1 + -math.log2(0.1)) / 3
     expected1 = (0 + -math.log2(0.1)) / 2
     np.testing.assert_allclose(novelty(TOP, POP, 10), [expected0, expected1])
+
+
+def test_novelty_counts_users_not_interactions():
+    # 4 users. item 0: user 0 three times and user 1 once -> 2 distinct users (4 interactions);
+    # item 1: user 2 once; item 2: nobody (counts as 1 user)
+    users = np.array([0, 0, 0, 1, 2])
+    items = np.array([0, 0, 0, 0, 1])
+    counts = item_user_counts(users, items, 3)
+    assert counts.tolist() == [2, 1, 0]
+    # list [0, 1, 2]: -log2(2/4) = 1, -log2(1/4) = 2, -log2(1/4) = 2 -> mean 5/3
+    np.testing.assert_allclose(novelty(np.array([[0, 1, 2]]), counts, 4), [5 / 3])
+    # counting interactions instead would give item 0 p = 4/4 -> 0 bits: not what the docstring says
+    assert novelty(np.array([[0]]), np.bincount(items, minlength=3), 4)[0] == 0.0
+    with pytest.raises(ValueError):
+        item_user_counts(users, items[:2], 3)
 
 
 def test_intra_list_diversity():

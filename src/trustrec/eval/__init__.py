@@ -9,6 +9,7 @@ from trustrec.eval._evaluator import (
                                     evaluate,
                                     evaluate_split,
                                     hits_matrix,
+                                    item_vectors_from_groups,
                                     restrict_targets,
 )
 from trustrec.eval._metrics import (
@@ -16,11 +17,13 @@ from trustrec.eval._metrics import (
                                     aplt,
                                     average_popularity,
                                     average_precision,
+                                    average_precision_trec,
                                     catalog_coverage,
                                     exposure_gini,
                                     gini,
                                     hit_rate,
                                     intra_list_diversity,
+                                    item_user_counts,
                                     long_tail_mask,
                                     mrr,
                                     ndcg,
@@ -63,8 +66,9 @@ from trustrec.eval._unbiased import (
 )
 
 __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
-           "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets",
+           "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets", "item_vectors_from_groups",
            "ACCURACY_METRICS", "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision",
+           "average_precision_trec", "item_user_counts",
            "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "long_tail_mask",
            "novelty", "intra_list_diversity", "parse_metric", "bootstrap_ci", "paired_test", "PairedTest",
            "GroupMetricFrame", "group_distribution", "miscalibration", "popularity_lift", "lorenz_curve",

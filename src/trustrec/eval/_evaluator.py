@@ -17,7 +17,7 @@ from trustrec.models import Recommender, TopK, topk_from_scores
 from trustrec.models._base import exclusion_mask
 
 __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
-           "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets"]
+           "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets", "item_vectors_from_groups"]
 
 DEFAULT_METRICS = ("ndcg@10", "hr@10", "recall@10", "mrr@10")
 #: Which held-out targets count: all, only cold items, or only warm items (see :func:`cold_item_mask`).
@@ -74,12 +74,40 @@ def auto_batch_size(n_items: int, budget: int = 20_000_000) -> int:
     return int(max(1, min(4096, budget // max(n_items, 1))))
 
 
-def _rank_batch(model: Recommender, queries, k: int, exclude_seen: bool) -> TopK:
+def _rank_batch(model: Recommender, queries, k: int, exclude_seen: bool, *, full: bool = False):
+    """The batch's top-``k``; with ``full``, also the (n, n_items) float64 scores the list was cut
+    from (-inf where the list may not go: history, cannot score), or None for a model that only
+    returns lists (or is given candidates)."""
     if "score" in model.capabilities and queries.candidates is None:
         prepared = model._prepare(queries)
         scores = model.score(prepared)
-        return topk_from_scores(scores, k, exclusion_mask(prepared, model.n_items_, exclude_seen))
-    return model.recommend(queries, k, exclude_seen=exclude_seen)
+        mask = exclusion_mask(prepared, model.n_items_, exclude_seen)
+        top = topk_from_scores(scores, k, mask)
+        if not full:
+            return top
+        s = np.array(scores.detach().cpu() if hasattr(scores, "detach") else scores, dtype=np.float64)
+        s[np.isnan(s)] = -np.inf
+        if mask is not None:
+            s[np.asarray(mask, bool)] = -np.inf
+        return top, s
+    top = model.recommend(queries, k, exclude_seen=exclude_seen)
+    return (top, None) if full else top
+
+
+def item_vectors_from_groups(items: pd.DataFrame | None, column: str | None = None) -> tuple[np.ndarray, str]:
+    """Multi-hot item vectors from an item group column (genres: ``column`` or the guessed one,
+    see :func:`trustrec.data.guess_item_group_column`), for ILD when no vectors are given; returns
+    the (n_items, n_groups) array and a description of where it came from."""
+    from trustrec.data._groups import guess_item_group_column, item_group_matrix
+
+    column = column or (guess_item_group_column(items) if items is not None else None)
+    if column is None:
+        raise ConfigError("metric 'ild' needs item_vectors (item features or embeddings), and the items table "
+                          "has no group column (genre, category, ...) to derive them from; pass item_vectors")
+    matrix, names, info = item_group_matrix(items, column)
+    source = (f"multi-hot of the items' {column!r} column ({len(names)} values, "
+              f"{info['n_items_without_group']} items without one)")
+    return np.asarray(matrix.todense(), np.float64), source
 
 
 def evaluate(
@@ -96,6 +124,8 @@ def evaluate(
     item_popularity: np.ndarray | None = None,
     n_train_users: int | None = None,
     item_vectors: np.ndarray | None = None,
+    item_user_counts: np.ndarray | None = None,
+    ties: str = "index",
     keep_topk: bool = False,
     progress: bool = True,
 ) -> EvalResult:
@@ -105,10 +135,27 @@ def evaluate(
     the model can and counted. ``sampled_negatives=N`` ranks each user's targets among N
     sampled negatives instead, and every metric name gets the suffix ``(sampled-N)``.
     ``batch_size=None`` picks a batch that keeps one score matrix near 20M cells.
+
+    ``ties``: ``"index"`` (default) cuts the top K with ties going to the lower item index;
+    ``"expected"`` reports every metric's expected value over a uniformly random order of tied
+    items (:mod:`trustrec.eval._ties`), and every metric name gets the suffix ``(ties-expected)``.
+    For models without full-catalog scores (or given candidates) the tie at the list's end is
+    seen only within the returned list (``settings["ties_scope"]``).
+
+    ``item_popularity``: training interactions per item (average popularity, APLT);
+    ``item_user_counts``: distinct training users per item (novelty's share of users; defaults to
+    ``item_popularity``, which is the same when no user repeats an item); ``n_train_users``:
+    novelty's denominator. ``map`` divides by ``min(n_relevant, K)``, ``map_trec`` by
+    ``n_relevant`` (both stated in ``settings["map_denominator"]``).
     """
     from tqdm.auto import tqdm
 
+    from trustrec.eval import _ties as T
+
     model._check_fitted()
+    if ties not in T.TIE_RULES:
+        raise ConfigError(f"evaluate: ties must be one of {sorted(T.TIE_RULES)}, got {ties!r}")
+    expected = ties == "expected"
     specs = [M.parse_metric(m) for m in metrics]
     if not specs:
         raise ConfigError("evaluate: give at least one metric")
@@ -116,18 +163,41 @@ def evaluate(
     if beyond & {"avg_popularity", "aplt", "novelty"} and item_popularity is None:
         raise ConfigError(f"metrics {sorted(beyond)} need item_popularity (use evaluate_split)")
     if "ild" in beyond and item_vectors is None:
-        raise ConfigError("metric 'ild' needs item_vectors (item features or embeddings)")
+        raise ConfigError("metric 'ild' needs item_vectors (item features or embeddings; evaluate_split derives "
+                          "them from the items' genre column)")
+    user_counts = item_popularity if item_user_counts is None else item_user_counts
     n_items = model.n_items_
     k_max = max(s.k for s in specs)
     queries = eval_set.queries
-    suffix = ""
+    tags = []
     if sampled_negatives is not None:
         if sampled_negatives < 1:
             raise ConfigError(f"sampled_negatives must be >= 1, got {sampled_negatives}")
-        suffix = f" (sampled-{sampled_negatives})"
+        tags.append(f"sampled-{sampled_negatives}")
+    if expected:
+        tags.append("ties-expected")
+    suffix = f" ({', '.join(tags)})" if tags else ""
+    tail = M.long_tail_mask(item_popularity) if item_popularity is not None else None
+    # expected-tie mode: item statistics averaged over tie blocks, and exposure per cutoff, per batch
+    stats: dict[str, np.ndarray] = {}
+    if expected:
+        if "avg_popularity" in beyond:
+            stats["avg_popularity"] = np.asarray(item_popularity, np.float64)
+        if "aplt" in beyond:
+            stats["aplt"] = tail.astype(np.float64)
+        if "novelty" in beyond:
+            stats["novelty"] = M.novelty(np.arange(n_items)[:, None], user_counts, n_train_users or len(queries))
+        if "ild" in beyond:
+            vec = np.asarray(item_vectors, np.float64)
+            norms = np.linalg.norm(vec, axis=1, keepdims=True)
+            stats["ild_unit"] = np.divide(vec, norms, out=np.zeros_like(vec), where=norms > 0)
+            stats["ild_sq"] = (norms[:, 0] > 0).astype(np.float64)
+    exposure = {s.k: T.ExposureAccumulator(n_items, s.k) for s in specs if expected and s.name in ("coverage", "gini")}
     batch_size = batch_size or auto_batch_size(n_items)
     rng = np.random.default_rng(seed)
-    parts, hits_parts = [], []
+    parts, hits_parts, block_parts = [], [], []
+    stat_parts: dict[str, list] = {name: [] for name in stats}
+    scopes = set()
     batches = range(0, len(queries), batch_size)
     for start in tqdm(batches, desc=f"evaluate {model.name}", disable=not progress, leave=False):
         batch = eval_set[start:start + batch_size]
@@ -135,36 +205,54 @@ def evaluate(
         if sampled_negatives is not None:
             batch_queries = batch_queries.with_candidates(
                 _sampled_candidates(batch, n_items, sampled_negatives, rng))
-        top = _rank_batch(model, batch_queries, k_max, exclude_seen)
+        if not expected:
+            top = _rank_batch(model, batch_queries, k_max, exclude_seen)
+        else:
+            top, full = _rank_batch(model, batch_queries, k_max, exclude_seen, full=True)
+            scopes.add("catalog" if full is not None else "list")
+            tb = T.tie_blocks(top.items, top.scores, target_mask=batch.targets.to_dense_mask(n_items),
+                              full_scores=full)
+            for name, values in stats.items():
+                stat_parts[name].append(T.block_means(tb, top.items, values))
+            for acc in exposure.values():
+                acc.add(tb, top.items)
+            block_parts.append(tb.without_mask())
         parts.append(top)
         hits_parts.append(hits_matrix(top.items, batch.targets, n_items))
     top = TopK.concat(parts) if parts else TopK(np.empty((0, k_max)), np.empty((0, k_max)))
     hits = np.concatenate(hits_parts) if hits_parts else np.zeros((0, k_max), bool)
     n_rel = _unique_counts(eval_set.targets)
+    if expected:
+        tb = T.TieBlocks.concat(block_parts, top.k)
+        means = {name: (np.concatenate(v) if v else np.zeros((0, top.k) + stats[name].shape[1:]))
+                 for name, v in stat_parts.items()}
 
     per_user = pd.DataFrame({
         "user": queries.users, "n_targets": n_rel, "history_length": queries.histories.lengths,
         "list_length": top.valid.sum(1),
     })
     aggregates: dict[str, float] = {}
-    tail = M.long_tail_mask(item_popularity) if item_popularity is not None else None
     for s in specs:
         label = s.label + suffix
         items = top.items[:, :s.k]
         if s.name in M.ACCURACY_METRICS:
-            per_user[label] = M.ACCURACY_METRICS[s.name](hits[:, :s.k], n_rel)
+            per_user[label] = (T.expected_accuracy(s.name, tb, n_rel, s.k) if expected
+                               else M.ACCURACY_METRICS[s.name](hits[:, :s.k], n_rel))
         elif s.name == "coverage":
-            aggregates[label] = M.catalog_coverage(items, n_items)
+            aggregates[label] = exposure[s.k].coverage() if expected else M.catalog_coverage(items, n_items)
         elif s.name == "gini":
-            aggregates[label] = M.exposure_gini(items, n_items)
+            aggregates[label] = M.gini(exposure[s.k].exposure) if expected else M.exposure_gini(items, n_items)
+        elif s.name in ("avg_popularity", "aplt", "novelty") and expected:
+            per_user[label] = T.expected_item_mean(tb, means[s.name], s.k)
         elif s.name == "avg_popularity":
             per_user[label] = M.average_popularity(items, item_popularity)
         elif s.name == "aplt":
             per_user[label] = M.aplt(items, tail)
         elif s.name == "novelty":
-            per_user[label] = M.novelty(items, item_popularity, n_train_users or len(queries))
+            per_user[label] = M.novelty(items, user_counts, n_train_users or len(queries))
         elif s.name == "ild":
-            per_user[label] = M.intra_list_diversity(items, item_vectors)
+            per_user[label] = (T.expected_ild(tb, means["ild_unit"], means["ild_sq"], s.k) if expected
+                               else M.intra_list_diversity(items, item_vectors))
     rows = []
     for i, col in enumerate(c for c in per_user.columns if "@" in c):
         lo, hi = bootstrap_ci(per_user[col].to_numpy(), n_boot=n_boot, ci=ci, seed=seed + i)
@@ -177,9 +265,22 @@ def evaluate(
         "n_short_lists": int((top.valid.sum(1) < k_max).sum()),
         "n_no_recommendation": int((top.valid.sum(1) == 0).sum()),
     }
-    settings = {"protocol": "sampled" if suffix else "full", "sampled_negatives": sampled_negatives,
+    settings = {"protocol": "sampled" if sampled_negatives is not None else "full",
+                "sampled_negatives": sampled_negatives,
                 "exclude_seen": exclude_seen, "k_max": k_max, "n_boot": n_boot, "ci": ci, "seed": seed,
-                "part": eval_set.part, "metrics": [s.label + suffix for s in specs]}
+                "part": eval_set.part, "metrics": [s.label + suffix for s in specs],
+                "ties": ties, "ties_rule": T.TIE_RULES[ties]}
+    if expected:
+        settings["ties_scope"] = ("list: the model returns lists only (or was given candidates), so the tie at "
+                                  "the list's end is seen within the returned list" if "list" in scopes
+                                  else "catalog: tie blocks sized from the full score matrix")
+    names = {s.name for s in specs}
+    if names & set(M.MAP_DENOMINATORS):
+        settings["map_denominator"] = {n: M.MAP_DENOMINATORS[n] for n in sorted(names & set(M.MAP_DENOMINATORS))}
+    if "novelty" in names:
+        settings["novelty"] = ("mean -log2(share of the training users who interacted with the item), "
+                               + ("distinct users per item" if item_user_counts is not None
+                                  else "item_popularity taken as the users per item"))
     return EvalResult(per_user, summary, aggregates, counts, settings, top if keep_topk else None)
 
 
@@ -244,8 +345,15 @@ def evaluate_split(model: Recommender, split: Split, part: str = "test", *, targ
         cold = cold_item_mask(split, cold_max_interactions)
         eval_set = restrict_targets(eval_set, cold if targets == "cold" else ~cold)
     kwargs.setdefault("item_popularity", np.bincount(split.train.item, minlength=split.dataset.n_items))
+    kwargs.setdefault("item_user_counts", M.item_user_counts(split.train.user, split.train.item, split.dataset.n_items))
     kwargs.setdefault("n_train_users", len(np.unique(split.train.user)))
+    vectors_from = None
+    wants_ild = any(M.parse_metric(m).name == "ild" for m in kwargs.get("metrics", DEFAULT_METRICS))
+    if wants_ild and kwargs.get("item_vectors") is None:
+        kwargs["item_vectors"], vectors_from = item_vectors_from_groups(split.dataset.items)
     result = evaluate(model, eval_set, **kwargs)
+    if wants_ild:
+        result.settings["ild_item_vectors"] = vectors_from or "given by the caller"
     result.counts["n_users_without_target"] = split.dataset.n_users - n_part
     result.settings["targets"] = targets
     if cold is not None:

@@ -17,8 +17,8 @@ import numpy as np
 from trustrec.errors import ConfigError
 
 __all__ = [
-    "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision",
-    "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "novelty",
+    "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision", "average_precision_trec",
+    "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "novelty", "item_user_counts",
     "intra_list_diversity", "ACCURACY_METRICS", "parse_metric", "MetricSpec",
 ]
 
@@ -76,16 +76,35 @@ def mrr(hits, n_relevant):
 
 
 def average_precision(hits, n_relevant):
-    """AP@K: mean of precision@r at each relevant rank r, over min(n_relevant, K)."""
+    """AP@K, metric name ``map``: the sum of precision@r at each relevant rank r within the top K,
+    divided by ``min(n_relevant, K)`` (RecBole's and LensKit's convention: a user with more
+    relevant items than K can still reach 1). For trec_eval's and ranx's convention (divided by
+    ``n_relevant``) use :func:`average_precision_trec` (``map_trec``)."""
     hits, n_rel = _check(hits, n_relevant)
     k = hits.shape[1]
+    return _safe_div(_precision_sum(hits), np.minimum(n_rel, k))
+
+
+def average_precision_trec(hits, n_relevant):
+    """AP@K, metric name ``map_trec``: the same sum of precision@r at the relevant ranks within the
+    top K, divided by ``n_relevant`` (trec_eval's ``map_cut_K`` and ranx's ``map@K``), so it can
+    reach 1 only when every relevant item is in the top K."""
+    hits, n_rel = _check(hits, n_relevant)
+    return _safe_div(_precision_sum(hits), n_rel)
+
+
+def _precision_sum(hits: np.ndarray) -> np.ndarray:
+    k = hits.shape[1]
     prec_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
-    return _safe_div((prec_at * hits).sum(1), np.minimum(n_rel, k))
+    return (prec_at * hits).sum(1)
 
 
 ACCURACY_METRICS: dict[str, Callable] = {
     "recall": recall, "precision": precision, "hr": hit_rate, "ndcg": ndcg, "mrr": mrr, "map": average_precision,
+    "map_trec": average_precision_trec,
 }
+#: What each AP name divides by (stated in the evaluator's settings).
+MAP_DENOMINATORS = {"map": "min(n_relevant, K) (RecBole, LensKit)", "map_trec": "n_relevant (trec_eval, ranx)"}
 
 # -- beyond accuracy ---------------------------------------------------------------------------
 
@@ -147,16 +166,31 @@ def aplt(top, tail_mask) -> np.ndarray:
     return _safe_div(in_tail.sum(1), valid.sum(1))
 
 
-def novelty(top, item_popularity, n_users: int) -> np.ndarray:
-    """Per user: mean self-information -log2(p_i) of the recommended items, p_i = share of
-    users who interacted with item i in training (items never seen count as seen once)."""
+def novelty(top, item_user_counts, n_users: int) -> np.ndarray:
+    """Per user: mean self-information -log2(p_i) of the recommended items, where p_i is the share
+    of the ``n_users`` training users who interacted with item i: ``item_user_counts[i]`` must
+    count *distinct users* (a user who rated an item twice counts once; see
+    :func:`item_user_counts`), not interactions. Items no training user has seen count as seen by
+    one user, so their novelty is finite (log2 of the number of users)."""
     top = _items(top)
-    pop = np.asarray(item_popularity, dtype=np.float64)
+    pop = np.asarray(item_user_counts, dtype=np.float64)
     p = np.maximum(pop, 1.0) / max(n_users, 1)
     info = -np.log2(np.clip(p, 1e-300, 1.0))
     valid = top >= 0
     vals = np.where(valid, info[np.where(valid, top, 0)], 0.0)
     return _safe_div(vals.sum(1), valid.sum(1))
+
+
+def item_user_counts(users, items, n_items: int) -> np.ndarray:
+    """Distinct users per item in an interaction list (repeated interactions count once)."""
+    users = np.asarray(users, np.int64)
+    items = np.asarray(items, np.int64)
+    if len(users) != len(items):
+        raise ValueError(f"item_user_counts: {len(users)} users but {len(items)} items")
+    if len(items) == 0:
+        return np.zeros(n_items, np.int64)
+    pairs = np.unique(users * np.int64(n_items) + items)
+    return np.bincount(pairs % n_items, minlength=n_items)
 
 
 def intra_list_diversity(top, item_vectors) -> np.ndarray:
