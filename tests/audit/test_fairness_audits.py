@@ -127,6 +127,7 @@ class AttributeShift(Recommender):
 
     name = "attribute_shift_test"
     config_class = _AttributeConfig
+    capabilities = frozenset({"score", "attributes"})
 
     def _fit(self, train, options):
         self.pop_ = np.bincount(train.interactions.item, minlength=train.n_items).astype(float)
@@ -141,13 +142,39 @@ class AttributeShift(Recommender):
         return scores
 
 
-def test_counterfactual_probe_zero_for_models_that_ignore_attributes(attributed):
+def test_counterfactual_probe_not_applicable_to_models_that_cannot_read_attributes(attributed):
     ds, split = attributed
     res = CounterfactualAttributeAudit(n_boot=50).run(make_model("item_knn").fit(split, QUIET), split)
-    snsr = {k: e.value for k, e in res.estimates.items() if k.startswith("snsr")}
-    assert set(res.settings["probed_values"]) == {"gender", "age", "occupation"}
+    assert res.verdict.status == "not_applicable" and not res.estimates
+    assert "does not read the query's user attributes" in res.verdict.reasons[0]
+    # the probe itself, forced on such a model through the capability, measures nothing: zero by construction
+    blind = AttributeShift(shift=0.0).fit(split, QUIET)
+    zero = CounterfactualAttributeAudit(n_boot=50).run(blind, split)
+    snsr = {k: e.value for k, e in zero.estimates.items() if k.startswith("snsr")}
+    assert set(zero.settings["probed_values"]) == {"gender", "age", "occupation"}
     assert snsr and all(v == 0 for v in snsr.values())
-    assert res.verdict.status == "pass"
+    assert zero.verdict.status == "pass"
+
+
+def test_reads_query_attributes_follows_capability_template_and_wrappers(attributed):
+    from types import SimpleNamespace
+
+    from trustrec.audit._fairness import reads_query_attributes
+
+    _, split = attributed
+    shift = AttributeShift().fit(split, QUIET)
+    assert reads_query_attributes(shift) and not reads_query_attributes(make_model("item_knn").fit(split, QUIET))
+    wrapper = SimpleNamespace(capabilities=frozenset({"uses_history", "candidates"}), base_=shift)  # a re-ranker
+    assert reads_query_attributes(wrapper)
+
+    class _Template:
+        attribute_keys = ()
+
+    class _NoProfile(AttributeShift):
+        def _prompt_template(self):
+            return _Template()
+
+    assert not reads_query_attributes(_NoProfile())
 
 
 def test_counterfactual_probe_flags_a_model_that_reads_attributes(attributed):

@@ -19,7 +19,7 @@ from trustrec.eval._groups import GroupMetricFrame
 from trustrec.eval._stats import bootstrap_ci
 
 __all__ = ["UserFairnessAudit", "ItemExposureAudit", "CalibrationAudit", "CounterfactualAttributeAudit",
-           "ColdStartConfig", "ColdStartAudit"]
+           "ColdStartConfig", "ColdStartAudit", "reads_query_attributes"]
 
 
 def _ci_estimate(values, *, n_boot: int, seed: int, description: str) -> Estimate:
@@ -309,18 +309,35 @@ class CounterfactualConfig(AuditConfig):
     max_snsr: float | None = 0.05                   # on Jaccard@K
 
 
+def reads_query_attributes(model) -> bool:
+    """True when ``model`` declares the ``"attributes"`` capability (its answers read the query's
+    user attributes, e.g. an LLM prompt's profile line) and does not switch them off (a prompt
+    template with ``attribute_keys=()``), or wraps a base model that does."""
+    if "attributes" in getattr(model, "capabilities", frozenset()):
+        template = getattr(model, "_prompt_template", None)
+        try:
+            keys = template().attribute_keys if callable(template) else None
+        except Exception:  # noqa: BLE001 - a template that cannot be built says nothing about attributes
+            keys = None
+        return keys is None or len(keys) > 0
+    base = getattr(model, "base_", None)
+    return base is not None and reads_query_attributes(base)
+
+
 @register_audit
 class CounterfactualAttributeAudit(Audit):
     """FaiRLLM-style probing: the same histories asked neutrally and once per value of a sensitive
     attribute (through Query attributes); top-K similarity to the neutral list by Jaccard@K,
     SERP*@K and PRAG*@K, and the attribute's unfairness as SNSR (range) and SNSV (std) over values.
-    A model that ignores attributes scores 0 by construction; see ``trustrec.eval._fairness``
-    for the SERP*/PRAG* normalisation."""
+    A model that does not read attributes (no ``"attributes"`` capability) would score 0 by
+    construction, so the audit answers ``not_applicable`` for it, with that reason; see
+    ``trustrec.eval._fairness`` for the SERP*/PRAG* normalisation."""
 
     name: ClassVar[str] = "counterfactual_attributes"
     dimension: ClassVar[str] = "fairness"
     description: ClassVar[str] = "FaiRLLM probe: top-K change when the query states gender/age/occupation"
-    needs: ClassVar[str] = "user attributes (or configured values); meaningful for models that read query attributes"
+    needs: ClassVar[str] = ("a model that reads the query's user attributes (the 'attributes' capability: LLM "
+                            "recommenders with a profile line) and user attributes (or configured values)")
     config_class = CounterfactualConfig
     SIMILARITIES: ClassVar[dict] = {"jaccard": F.jaccard_at_k, "serp_star": F.serp_star_at_k,
                                     "prag_star": F.prag_star_at_k}
@@ -346,6 +363,10 @@ class CounterfactualAttributeAudit(Audit):
         return values
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
+        if not reads_query_attributes(inputs.model):
+            name = getattr(inputs.model, "name", "") or type(inputs.model).__name__
+            return (f"{name} does not read the query's user attributes (no 'attributes' capability), so stating "
+                    "an attribute cannot change its lists: a probe would show no change by construction")
         if not self._probe_values(inputs):
             return ("no sensitive attribute to probe: the dataset has no user attribute with 2 to "
                     f"{self.config.max_values} values; give attributes and values in the config")

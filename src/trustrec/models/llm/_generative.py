@@ -185,7 +185,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
     name = "llm_generative"
     config_class = GenerativeConfig
-    capabilities = frozenset({"uses_history", "stochastic_training", "text"})
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "attributes"})
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:

@@ -155,7 +155,7 @@ class LLMRanker(ReadsItemText, Recommender):
 
     name = "llm_ranker"
     config_class = RankerConfig
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates"})
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "attributes"})
 
     # -- fitting ---------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:
