@@ -29,7 +29,6 @@ import json
 import os
 import stat
 import zlib
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from trustrec.errors import ConfigError, DataError, TrustrecError
@@ -138,7 +137,7 @@ def _parse_size(text: str, name: str) -> int:
     except ValueError:
         raise ConfigError(f"{name}={text!r} is not a size; use bytes or a number with K, M, G or T "
                           "(e.g. 8G)") from None
-    if not value > 0 or value != value:
+    if not 0 < value < float("inf"):
         raise ConfigError(f"{name}={text!r} must be a positive size (e.g. 8G)")
     return int(value)
 

@@ -3,6 +3,18 @@
 A header field is ``name:type`` with type one of token, token_seq, float, float_seq.
 Sequence-style ``.inter`` files (``item_id_list:token_seq`` + ``item_id:token``, as LLMRank and
 RecBole's benchmark files use) are expanded into one interaction per list element.
+
+Which files are read (one rule, and the choice is printed in ``Dataset.notes``):
+
+- Given a ``.inter`` file, that file. Its tables are ``STEM.item`` and ``STEM.user`` next to it,
+  where STEM is the file name without ``.inter`` (dots inside a name are kept: ``ml.v2.inter``
+  pairs with ``ml.v2.item``). For a RecBole split file ``BASE.train|valid|test.inter`` without
+  its own tables, ``BASE.item`` / ``BASE.user`` are used.
+- Given a folder: ``FOLDER.inter`` when it exists (other ``.inter`` files are ignored, and named
+  in a note); else the only ``.inter`` file; else, for the split files of one sequence dataset
+  (``BASE.test.inter`` with ``item_id_list``, plus ``BASE.train/valid.inter``), the test file,
+  whose histories extend the others (the LLMRank layout). Any other set of ``.inter`` files is
+  refused with the list of choices: pass the path of the one to load.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trustrec._safeio import check_path_text, open_regular
 from trustrec.data._dataset import Dataset
 from trustrec.data._io import numeric_column, read_delimited, read_text, require_nonempty
 from trustrec.errors import DataError
@@ -85,40 +98,82 @@ def _expand_sequences(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, li
     return out, notes
 
 
-def _find_files(folder: Path) -> tuple[Path | None, Path | None, Path | None]:
-    inters = sorted(folder.glob("*.inter"))
+_SPLIT_PARTS = (".train", ".valid", ".test")
+
+
+def _stem(inter: Path) -> str:
+    return inter.name.removesuffix(".inter")
+
+
+def _split_base(stem: str) -> str | None:
+    """``BASE`` of a RecBole split file stem ``BASE.train|valid|test``, else None."""
+    for part in _SPLIT_PARTS:
+        if stem.endswith(part) and len(stem) > len(part):
+            return stem[: -len(part)]
+    return None
+
+
+def _is_sequence_file(path: Path) -> bool:
+    with open_regular(path, what="a RecBole .inter file") as fh:
+        header = fh.readline(1 << 16).decode("utf-8", "replace")
+    return any(f.split(":", 1)[0].strip() == "item_id_list" for f in header.split("\t"))
+
+
+def _choose_inter(folder: Path) -> tuple[Path | None, list[str]]:
+    """The ``.inter`` file of a folder by the module's rule, and the notes saying what was chosen."""
+    inters = sorted(p for p in folder.glob("*.inter"))
     if not inters:
-        return None, None, None
-    stem = folder.name
-    inter = next((p for p in inters if p.name == f"{stem}.inter"), None)
-    if inter is None:
-        plain = [p for p in inters if p.name.count(".") == 1]
-        tests = [p for p in inters if p.name.endswith(".test.inter")]
-        inter = plain[0] if plain else (tests[0] if tests else inters[0])
-    prefix = inter.name.split(".")[0]
-    item = folder / f"{prefix}.item"
-    user = folder / f"{prefix}.user"
-    return inter, item if item.exists() else None, user if user.exists() else None
+        return None, []
+    if len(inters) == 1:
+        return inters[0], []
+    names = [p.name for p in inters]
+    own = folder / f"{folder.name}.inter"
+    if own in inters:
+        others = [n for n in names if n != own.name]
+        return own, [f"read {own.name} (named like its folder); other .inter files ignored: {others}"]
+    bases = {_split_base(_stem(p)) for p in inters}
+    if len(bases) == 1 and None not in bases:
+        base = bases.pop()
+        test = folder / f"{base}.test.inter"
+        if test in inters and _is_sequence_file(test):
+            others = [n for n in names if n != test.name]
+            return test, [f"read {test.name}: in a folder of split sequence files its histories extend "
+                          f"the others ({others}, ignored)"]
+    raise DataError(
+        f"{folder}: {len(inters)} .inter files {names} and none named {folder.name}.inter; trustrec "
+        "reads one interaction file: pass the path of the one to load (e.g. "
+        f"{folder / names[0]})")
+
+
+def _side_tables(inter: Path) -> tuple[Path | None, Path | None, str]:
+    """The ``.item`` and ``.user`` files that go with a ``.inter`` file, and the dataset name."""
+    stem = _stem(inter)
+    stems = [stem]
+    base = _split_base(stem)
+    if base is not None:
+        stems.append(base)
+    found = {}
+    for ext in ("item", "user"):
+        found[ext] = next((inter.parent / f"{s}.{ext}" for s in stems
+                           if (inter.parent / f"{s}.{ext}").exists()), None)
+    return found["item"], found["user"], base or stem
 
 
 def load_atomic(path: str | Path, name: str | None = None) -> Dataset:
     """Load a RecBole atomic dataset from a folder (or the path of its ``.inter`` file)."""
     path = Path(path)
-    if path.is_file():
-        folder, inter_path = path.parent, path
-        prefix = path.name.split(".")[0]
-        item_path = folder / f"{prefix}.item"
-        user_path = folder / f"{prefix}.user"
-        item_path = item_path if item_path.exists() else None
-        user_path = user_path if user_path.exists() else None
-    else:
+    check_path_text(path)
+    notes: list[str] = []
+    if path.is_dir():
         folder = path
-        inter_path, item_path, user_path = _find_files(folder)
+        inter_path, notes = _choose_inter(folder)
         if inter_path is None:
             raise DataError(f"{folder}: no '.inter' file found; an atomic dataset needs NAME.inter")
-    name = name or inter_path.name.split(".")[0]
+    else:
+        folder, inter_path = path.parent, path
+    item_path, user_path, stem = _side_tables(inter_path)
+    name = name or stem
     inter, types = read_atomic_file(inter_path)
-    notes: list[str] = []
     if "item_id_list" in inter.columns:
         if "user_id" not in inter.columns:
             raise DataError(f"{inter_path}: a sequence file needs a 'user_id' column")

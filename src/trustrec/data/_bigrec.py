@@ -31,6 +31,7 @@ from trustrec.data._tabular import (
     _timestamps,
     _where,
 )
+from trustrec.data._validate import timestamps_to_int64
 from trustrec.errors import DataError
 
 __all__ = ["load_bigrec"]
@@ -221,7 +222,11 @@ def _read_split(path: Path) -> dict:
         {
             "user_id": np.repeat(users, n_hist),
             "item_id": hist_items,
-            "timestamp": hist_ts.astype(np.int64),
+            "timestamp": timestamps_to_int64(
+                hist_ts,
+                lambda i: _where(path, lines, int(np.searchsorted(np.cumsum(n_hist), i, side="right"))),
+                "history_timestamp",
+            ),
         }
     )
     if has_rating:

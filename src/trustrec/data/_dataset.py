@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from trustrec.data._arrays import Ragged, readonly
+from trustrec.data._validate import (
+    check_time_units,
+    data_rows,
+    id_strings,
+    parse_dates,
+    timestamps_to_int64,
+)
 from trustrec.errors import DataError
 
-__all__ = ["Interactions", "Dataset", "FilterStep", "IndexedArray"]
+__all__ = ["Dataset", "FilterStep", "IndexedArray", "Interactions"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +40,7 @@ class IndexedArray:
             raise DataError(f"IndexedArray: axes {self.axes} must be 'user'/'item' leading axes")
         object.__setattr__(self, "array", readonly(self.array))
 
-    def take(self, keep_users: np.ndarray, keep_items: np.ndarray) -> "IndexedArray":
+    def take(self, keep_users: np.ndarray, keep_items: np.ndarray) -> IndexedArray:
         arr = self.array
         for axis, name in enumerate(self.axes):
             arr = np.compress(keep_users if name == "user" else keep_items, arr, axis=axis)
@@ -56,7 +63,10 @@ class Interactions:
     def __post_init__(self):
         user = readonly(self.user, np.int64)
         item = readonly(self.item, np.int64)
-        ts = readonly(self.timestamp, np.int64)
+        raw_ts = np.asarray(self.timestamp)
+        if raw_ts.dtype.kind not in "iu" or raw_ts.dtype == np.uint64:  # no silent wrap-around
+            raw_ts = timestamps_to_int64(raw_ts.ravel(), data_rows("Interactions")).reshape(raw_ts.shape)
+        ts = readonly(raw_ts, np.int64)
         n = len(user)
         for name, arr in (("item", item), ("timestamp", ts)):
             if arr.ndim != 1 or len(arr) != n:
@@ -85,7 +95,7 @@ class Interactions:
     def has_rating(self) -> bool:
         return self.rating is not None
 
-    def select(self, mask_or_index) -> "Interactions":
+    def select(self, mask_or_index) -> Interactions:
         sel = np.asarray(mask_or_index)
         return Interactions(
             self.user[sel],
@@ -111,7 +121,7 @@ class Interactions:
         return pd.DataFrame(cols)
 
     @classmethod
-    def concat(cls, parts: Iterable["Interactions"]) -> "Interactions":
+    def concat(cls, parts: Iterable[Interactions]) -> Interactions:
         parts = list(parts)
         ratings = [p.rating for p in parts]
         rating = None if any(r is None for r in ratings) else np.concatenate(ratings)
@@ -223,7 +233,7 @@ class Dataset:
         source: str = "",
         notes: Iterable[str] = (),
         extras: Mapping[str, pd.DataFrame | IndexedArray] | None = None,
-    ) -> "Dataset":
+    ) -> Dataset:
         """Build a dataset from a frame of raw ids.
 
         Raw ids are kept as strings. Item indices follow the order of the ``items`` table, then
@@ -247,14 +257,14 @@ class Dataset:
                     f"(first at data row {row}); drop or fill those rows"
                 )
         notes = list(notes)
-        raw_users = _as_id_strings(frame[user_col])
-        raw_items = _as_id_strings(frame[item_col])
+        raw_users = _as_id_strings(frame[user_col], data_rows(f"Dataset '{name}'"), user_col)
+        raw_items = _as_id_strings(frame[item_col], data_rows(f"Dataset '{name}'"), item_col)
         items_table = _id_table(items, item_col, "item_id", raw_items, name, "items")
         users_table = _id_table(users, user_col, "user_id", raw_users, name, "users")
         item_index = pd.Index(items_table["item_id"])
         user_index = pd.Index(users_table["user_id"])
         if timestamp_col is not None and timestamp_col in frame.columns:
-            ts = _as_timestamps(frame[timestamp_col], name, timestamp_col)
+            ts = _as_timestamps(frame[timestamp_col], name, timestamp_col, notes)
         else:
             ts = np.arange(len(frame), dtype=np.int64)
             notes.append("no timestamps: the row order of the source is used as time")
@@ -332,7 +342,7 @@ class Dataset:
         return self.interactions.by_user(self.n_users)
 
     # -- derived datasets ---------------------------------------------------------------
-    def with_interactions(self, interactions: Interactions, step: FilterStep | None = None) -> "Dataset":
+    def with_interactions(self, interactions: Interactions, step: FilterStep | None = None) -> Dataset:
         """Same catalog and users, other interactions (e.g. a training subset)."""
         return Dataset(
             self.name,
@@ -346,7 +356,7 @@ class Dataset:
         )
 
     def compact(self, keep_users: np.ndarray, keep_items: np.ndarray, interactions: Interactions,
-                step: FilterStep) -> "Dataset":
+                step: FilterStep) -> Dataset:
         """Drop users/items outside the boolean masks and renumber indices densely."""
         user_map = np.cumsum(keep_users) - 1
         item_map = np.cumsum(keep_items) - 1
@@ -379,12 +389,16 @@ class Dataset:
         item_counts = np.bincount(inter.item, minlength=self.n_items)
         q = [0, 0.25, 0.5, 0.75, 0.9, 1.0]
         quant = np.quantile(lengths, q) if self.n_users else np.zeros(len(q))
+        n_pairs = _distinct_pairs(inter.user, inter.item, self.n_items)
         out: dict[str, Any] = {
             "name": self.name,
             "n_users": self.n_users,
             "n_items": self.n_items,
             "n_interactions": self.n_interactions,
-            "density": self.n_interactions / max(1, self.n_users * self.n_items),
+            # Distinct (user, item) pairs: a repeated interaction never pushes density past 100%.
+            "n_user_item_pairs": n_pairs,
+            "n_repeated_interactions": self.n_interactions - n_pairs,
+            "density": n_pairs / max(1, self.n_users * self.n_items),
             "history_length": {f"q{int(p * 100)}": float(v) for p, v in zip(q, quant)},
             "users_without_interactions": int((lengths == 0).sum()),
             "items_without_interactions": int((item_counts == 0).sum()),
@@ -405,6 +419,10 @@ class Dataset:
         }
         out["provenance"] = [s.describe() for s in self.provenance]
         out["notes"] = list(self.notes)
+        if out["n_repeated_interactions"]:
+            out["notes"].append(
+                f"{out['n_repeated_interactions']:,} interactions repeat an earlier (user, item) pair "
+                f"({n_pairs:,} distinct pairs); density counts each pair once")
         return out
 
     def fingerprint(self) -> str:
@@ -425,18 +443,35 @@ class Dataset:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _as_id_strings(col: pd.Series) -> np.ndarray:
-    """Raw ids as strings; integral floats (e.g. 3.0 from a CSV with NaNs) print as '3'."""
-    if pd.api.types.is_float_dtype(col):
+def _distinct_pairs(user: np.ndarray, item: np.ndarray, n_items: int) -> int:
+    """Number of distinct (user, item) pairs."""
+    if not len(user):
+        return 0
+    if (int(user.max()) + 1) * max(n_items, 1) < 2**62:
+        return len(np.unique(user.astype(np.int64) * max(n_items, 1) + item))
+    return int((~pd.DataFrame({"u": user, "i": item}).duplicated()).sum())
+
+
+def _as_id_strings(col: pd.Series, where=None, column: str = "id") -> np.ndarray:
+    """Raw ids as exact strings (rules in ``trustrec.data._validate``); integral floats such as
+    3.0 print as '3', at any size."""
+    return id_strings(col, where, column)
+
+
+def _as_timestamps(col: pd.Series, name: str, column: str, notes: list[str] | None = None) -> np.ndarray:
+    """Epoch numbers or date strings as int64 (rules in ``trustrec.data._validate``)."""
+    where = data_rows(f"Dataset '{name}'")
+    if pd.api.types.is_datetime64_any_dtype(col):
+        parsed = pd.to_datetime(col, utc=True)
+        if parsed.isna().any():
+            row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            raise DataError(f"{where(row)}, column '{column}': the timestamp is missing "
+                            f"({int(parsed.isna().sum())} such rows); fill them or drop the column")
+        return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         values = col.to_numpy()
-        if np.all(np.mod(values, 1) == 0):
-            return col.astype(np.int64).astype(str).to_numpy(dtype=object)
-    return col.astype(str).str.strip().to_numpy(dtype=object)
-
-
-def _as_timestamps(col: pd.Series, name: str, column: str) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(col):
-        values = col.to_numpy(np.float64)
+        if values.dtype.kind == "f" or col.hasnans:
+            values = col.to_numpy(np.float64, na_value=np.nan)
     else:
         values = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
         non_numeric = np.isnan(values) & col.notna().to_numpy()
@@ -448,9 +483,7 @@ def _as_timestamps(col: pd.Series, name: str, column: str) -> np.ndarray:
                     f"at data row {row} is not a number; timestamps must be numbers (epoch) or dates"
                 )
             # Dates as text (ISO or similar): parse them; anything unparsable is an error.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                parsed = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+            parsed = parse_dates(col.where(col.notna(), ""), where, column, notes)
             if parsed.isna().any():
                 row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
                 raise DataError(
@@ -459,14 +492,10 @@ def _as_timestamps(col: pd.Series, name: str, column: str) -> np.ndarray:
                 )
             epoch = pd.Timestamp(0, tz="UTC")
             return ((parsed - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"Dataset '{name}': column '{column}' has {int(bad.sum())} missing timestamps "
-            f"(first at data row {row}); fill them or drop the column to use row order as time"
-        )
-    return np.round(values).astype(np.int64)
+    ts = timestamps_to_int64(values, where, column,
+                             "fill them or drop the column to use row order as time")
+    check_time_units(ts, where, column)
+    return ts
 
 
 def _id_table(table, raw_col, id_col, raw_seen, name, label) -> pd.DataFrame:

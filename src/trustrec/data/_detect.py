@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
+from trustrec._safeio import check_path_text, open_regular
 from trustrec.data._dataset import Dataset
 from trustrec.errors import DataError
 
@@ -19,10 +21,23 @@ def _has_suffix(path: Path, suffixes) -> bool:
 
 
 def detect_format(path: str | Path) -> str:
+    """The format of a file (by its name) or folder (by the files it holds).
+
+    A folder matching more than one layout (e.g. ``NAME.inter`` next to ``u.data``) is refused
+    with the choices: pass ``format=`` (``--format``). Paths that are neither a regular file nor a
+    folder (FIFOs, sockets, devices) are refused without being opened.
+    """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    if path.is_file():
+    check_path_text(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file or folder") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        open_regular(path, what="a data file or folder")  # raises, naming what the path is
+    if stat.S_ISREG(mode):
         if path.suffix == ".inter":
             return "atomic"
         if _has_suffix(path, _JSON_SUFFIXES):
@@ -33,26 +48,45 @@ def detect_format(path: str | Path) -> str:
             f"{path}: cannot tell the format from the name; expected .inter (RecBole atomic), "
             ".json/.jsonl[.gz] (Amazon reviews) or .csv/.tsv/.parquet (generic table)"
         )
-    names = {p.name for p in path.iterdir()}
-    if any(n.endswith(".inter") for n in names):
-        return "atomic"
-    if "u.data" in names or "ratings.dat" in names:
-        return "movielens"
-    if {"train.ascii", "test.ascii"} <= names:
-        return "coat"
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError as exc:
+        raise DataError(f"{path}: cannot list the folder ({exc.strerror or exc})") from None
     from trustrec.data._random_exposure import KUAIREC_FILES, YAHOO_R3_FILES
 
+    matches: dict[str, str] = {}
+    inters = sorted(n for n in names if n.endswith(".inter"))
+    if inters:
+        matches["atomic"] = inters[0]
+    ratings = sorted(names & {"u.data", "ratings.dat"})
+    if not ratings and {"ratings.csv", "movies.csv"} <= names:
+        ratings = ["ratings.csv"]
+    if ratings:
+        matches["movielens"] = ratings[0]
+    if {"train.ascii", "test.ascii"} <= names:
+        matches["coat"] = "train.ascii + test.ascii"
     if set(YAHOO_R3_FILES) <= names:
-        return "yahoo-r3"
+        matches["yahoo-r3"] = YAHOO_R3_FILES[0]
     if set(KUAIREC_FILES) <= names or (path / "data" / KUAIREC_FILES[0]).is_file():
-        return "kuairec"
+        matches["kuairec"] = KUAIREC_FILES[0]
     if "info" in names and names & {"train", "valid", "test"}:
-        return "bigrec"
-    if any(_has_suffix(path / n, _JSON_SUFFIXES) for n in names):
-        return "amazon"
-    tables = [n for n in names if _has_suffix(path / n, _TABLE_SUFFIXES)]
-    if len(tables) == 1:
-        return "tabular"
+        matches["bigrec"] = "info/ + " + "/".join(sorted(names & {"train", "valid", "test"}))
+    if not matches:
+        jsons = sorted(n for n in names if _has_suffix(path / n, _JSON_SUFFIXES))
+        if jsons:
+            matches["amazon"] = jsons[0]
+        tables = sorted(n for n in names if _has_suffix(path / n, _TABLE_SUFFIXES))
+        if len(tables) == 1 and not jsons:
+            matches["tabular"] = tables[0]
+        elif len(tables) > 1 and not jsons:
+            raise DataError(f"{path}: holds {len(tables)} tables {tables[:10]}; pass the path of the one "
+                            "to load")
+    if len(matches) == 1:
+        return next(iter(matches))
+    if len(matches) > 1:
+        found = ", ".join(f"{fmt} ({why})" for fmt, why in matches.items())
+        raise DataError(f"{path}: matches several dataset layouts: {found}; choose one with format= "
+                        f"(--format {' | '.join(matches)}) or pass the file to load")
     raise DataError(
         f"{path}: no known dataset layout (found {sorted(names)[:10]}); supported: RecBole atomic "
         "(NAME.inter/.item/.user), MovieLens raw (u.data or ratings.dat), Coat (train.ascii/test.ascii), "
@@ -66,6 +100,9 @@ def load_path(path: str | Path, *, name: str | None = None, format: str | None =
     """Load any supported file or folder; ``format`` overrides detection (one of FORMATS);
     ``columns`` maps roles (user, item, timestamp, rating) to column names for tables."""
     path = Path(path)
+    check_path_text(path)
+    if format is not None and format not in FORMATS:
+        raise DataError(f"unknown format {format!r}; expected one of {FORMATS}")
     fmt = format or detect_format(path)
     if columns and fmt != "tabular":
         raise DataError(f"{path}: a column mapping applies to CSV/TSV/parquet tables, not to {fmt!r} data")
@@ -108,6 +145,11 @@ def load_path(path: str | Path, *, name: str | None = None, format: str | None =
         from trustrec.data._tabular import load_tabular
 
         if path.is_dir():
-            path = next(p for p in path.iterdir() if _has_suffix(p, _TABLE_SUFFIXES))
+            tables = sorted(p for p in path.iterdir() if _has_suffix(p, _TABLE_SUFFIXES))
+            if len(tables) != 1:
+                raise DataError(f"{path}: a folder read as one table must hold exactly one "
+                                f".csv/.tsv/.parquet file, found {[p.name for p in tables][:10]}; pass "
+                                "the path of the table")
+            path = tables[0]
         return load_tabular(path, name=name, columns=columns)
     raise DataError(f"unknown format {fmt!r}; expected one of {FORMATS}")

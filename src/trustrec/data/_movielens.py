@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trustrec._safeio import check_path_text
 from trustrec.data._atomic import load_atomic
 from trustrec.data._dataset import Dataset
 from trustrec.data._tabular import (
@@ -365,26 +366,43 @@ def _load_csv(folder: Path, name: str) -> Dataset:
 def load_movielens(path, name: str | None = None) -> Dataset:
     """Load a MovieLens folder in its raw GroupLens layout (ml-100k, ml-1m, ml-10m, ml-20m).
 
+    ``path`` is the folder or its ratings file (``u.data``, ``ratings.dat`` or ``ratings.csv``);
+    the layout's other files are read from the same folder (ml-100k: ``u.item``, ``u.genre``,
+    ``u.user``; ml-1m/10m: ``movies.dat``, ``users.dat``; csv: ``movies.csv``). Any other file
+    name is refused, and so is a folder holding more than one ratings file (pass the one to use).
+
     ml-100k items get ``title`` (e.g. "Toy Story (1995)"), ``year``, ``release_date``,
     ``imdb_url`` and ``genres`` ("Animation|Children's|Comedy", named by ``u.genre`` when present);
     users get ``age``, ``gender``, ``occupation``, ``zip_code``. ml-1m/10m items get ``title``,
     ``year``, ``genres``; ml-1m users get ``gender``, ``age`` and ``occupation`` (the numeric codes
     of its README) and ``zip_code``. ``name`` defaults to the folder name.
     """
-    folder = Path(path)
-    if folder.is_file():
-        folder = folder.parent
-    if not folder.is_dir():
+    path = Path(path)
+    check_path_text(path)
+    layouts = {"u.data": _load_100k, "ratings.dat": _load_dat, "ratings.csv": _load_csv}
+    if path.is_dir():
+        folder = path
+        present = [f for f in layouts if (folder / f).exists()]
+        if len(present) > 1:
+            raise DataError(
+                f"{folder}: holds several MovieLens ratings files {present}; pass the path of the "
+                f"one to load (e.g. {folder / present[0]})"
+            )
+    elif path.exists() or path.is_symlink():
+        if path.name not in layouts:
+            raise DataError(
+                f"{path}: a MovieLens dataset is read from its ratings file (u.data, ratings.dat or "
+                "ratings.csv) and the files beside it; pass one of those or the folder, or load a "
+                "single table with format='tabular' (--format tabular)"
+            )
+        folder, present = path.parent, [path.name]
+    else:
         raise DataError(
-            f"{folder}: folder not found; expected a MovieLens folder (u.data or ratings.dat)"
+            f"{path}: folder not found; expected a MovieLens folder (u.data or ratings.dat)"
         )
     name = name or folder.resolve().name
-    if (folder / "u.data").is_file():
-        return _load_100k(folder, name)
-    if (folder / "ratings.dat").is_file():
-        return _load_dat(folder, name)
-    if (folder / "ratings.csv").is_file():
-        return _load_csv(folder, name)
+    if present:
+        return layouts[present[0]](folder, name)
     if any(folder.glob("*.inter")):
         return load_atomic(folder, name=name)
     present = sorted(p.name for p in folder.iterdir())[:20]

@@ -26,6 +26,7 @@ from trustrec._safeio import open_regular, read_decompressed
 from trustrec.data._atomic import TITLE_COLUMNS
 from trustrec.data._dataset import Dataset, _as_id_strings
 from trustrec.data._io import ENCODINGS, sniff_separator
+from trustrec.data._validate import check_time_units, parse_dates, timestamps_to_int64
 from trustrec.errors import ConfigError, DataError
 
 __all__ = ["load_tabular"]
@@ -44,6 +45,7 @@ ROLE_CANDIDATES: dict[str, tuple[str, ...]] = {
         "iid",
         "itemid",
         "product_id",
+        "item",
     ),
     "timestamp": ("timestamp", "time", "ts", "unixReviewTime", "date", "datetime"),
     "rating": ("rating", "overall", "score", "stars"),
@@ -149,10 +151,17 @@ def _numeric(
 
 
 def _timestamps(
-    frame: pd.DataFrame, col: str, path: Path, lines, hint: str = "fix or remove those rows"
+    frame: pd.DataFrame, col: str, path: Path, lines, hint: str = "fix or remove those rows",
+    notes: list[str] | None = None,
 ) -> np.ndarray:
-    """Epoch seconds (int64) from numbers or date strings; errors name the first bad line."""
+    """Epoch numbers (int64, exact for whole numbers) or date strings (as epoch seconds).
+
+    Errors name the first bad line: missing values, text that is neither a number nor a date,
+    values that do not fit in 64 bits, a column mixing time units, and ambiguous day/month dates
+    (the rules are in ``trustrec.data._validate``; a date-order decision is appended to ``notes``).
+    """
     raw = frame[col]
+    where = lambda row: _where(path, lines, row)
     missing = _missing_mask(raw)
     if missing.any():
         row = _first_bad(missing)
@@ -163,11 +172,15 @@ def _timestamps(
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = pd.to_datetime(raw, utc=True)
         return _epoch_seconds(parsed)
+    exact = _to_int64_exact(raw)
+    if exact is not None:
+        check_time_units(exact, where, col)
+        return exact
     values = _to_float(raw)
     if not (pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw)):
         not_number = np.isnan(values)
         if not_number.any():
-            parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+            parsed = parse_dates(raw.astype(str).str.strip(), where, col, notes)
             not_date = parsed.isna().to_numpy()
             if not not_date.any():
                 return _epoch_seconds(parsed)
@@ -178,14 +191,23 @@ def _timestamps(
                 f"{_where(path, lines, row)}, column '{col}': timestamp {raw.iloc[row]!r} is "
                 f"neither a number (epoch seconds) nor a date ({int(bad.sum())} such rows); {hint}"
             )
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = _first_bad(bad)
-        raise DataError(
-            f"{_where(path, lines, row)}, column '{col}': timestamp {raw.iloc[row]!r} is not a "
-            f"finite number ({int(bad.sum())} such rows); {hint}"
-        )
-    return np.round(values).astype(np.int64)
+    ts = timestamps_to_int64(values, where, col, hint)
+    check_time_units(ts, where, col)
+    return ts
+
+
+def _to_int64_exact(raw: pd.Series) -> np.ndarray | None:
+    """int64 values when every value is a whole number written without a fraction (exact, no
+    float rounding), else None."""
+    if pd.api.types.is_integer_dtype(raw) and not pd.api.types.is_unsigned_integer_dtype(raw):
+        return raw.to_numpy(np.int64)
+    if raw.dtype == object or pd.api.types.is_string_dtype(raw):
+        try:
+            arr = pc.utf8_trim_whitespace(pa.array(raw.astype(str).array))
+            return pc.cast(arr, pa.int64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
+            return None
+    return None
 
 
 def _epoch_seconds(parsed: pd.Series) -> np.ndarray:
@@ -403,7 +425,7 @@ def _side_table(path, role: str, preferred: str) -> pd.DataFrame:
     frame, lines = _read_any_table(path)
     col = _id_column(frame, path, role, preferred)
     _check_present(frame, col, path, lines, f"{role} id")
-    ids = pd.Series(_as_id_strings(frame[col]))
+    ids = pd.Series(_as_id_strings(frame[col], lambda row: _where(path, lines, row), col))
     dup = ids.duplicated().to_numpy()
     if dup.any():
         row = _first_bad(dup)
@@ -475,6 +497,7 @@ def _tabular_dataset(path, *, columns, sep, items, users, name, source=None) -> 
             "item_id": frame[icol],
         }
     )
+    notes = ["columns used: " + ", ".join(f"{r}={c!r}" for r, c in roles.items() if c)]
     if tcol is not None:
         out["timestamp"] = _timestamps(
             frame,
@@ -483,10 +506,10 @@ def _tabular_dataset(path, *, columns, sep, items, users, name, source=None) -> 
             lines,
             hint="fix or remove those rows, or pass columns={'timestamp': None} to use the row "
             "order as time",
+            notes=notes,
         )
     if rcol is not None:
         out["rating"] = _numeric(frame, rcol, path, lines, "a numeric rating")
-    notes = ["columns used: " + ", ".join(f"{r}={c!r}" for r, c in roles.items() if c)]
     item_table, user_table = items, users
     if items is not None and not isinstance(items, pd.DataFrame):
         item_table = _side_table(items, "item", icol)
