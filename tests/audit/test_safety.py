@@ -4,9 +4,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trustrec._config import Config
 from trustrec.audit._safety import FeedbackLoopAudit, acceptance_probabilities
 from trustrec.errors import ConfigError
-from trustrec.models import FitOptions, make_model
+from trustrec.models import FitOptions, Recommender, make_model, register_model
+
+
+class _FrozenConfig(Config):
+    seed: int = 0
+
+
+@register_model
+class FrozenScores(Recommender):
+    """Scores fixed by (user, item) whatever the training data: retraining changes nothing."""
+
+    name = "frozen_scores_test"
+    config_class = _FrozenConfig
+
+    def _fit(self, train, options):
+        self.table_ = np.random.default_rng(self.config.seed).random((train.n_users, train.n_items))
+
+    def score(self, queries):
+        return self.table_[np.maximum(queries.users, 0)]
 
 
 def test_acceptance_probabilities_follow_the_stated_calibration():
@@ -67,3 +86,16 @@ def test_feedback_loop_config_is_validated():
         FeedbackLoopAudit(accept_max=0)
     with pytest.raises(ConfigError):
         FeedbackLoopAudit(mitigation="calibrated")
+
+
+def test_held_out_accuracy_is_flat_for_a_model_that_does_not_change(attributed):
+    _, split = attributed
+    model = FrozenScores().fit(split, FitOptions(progress=False))
+    result = FeedbackLoopAudit(rounds=3, n_boot=20, accept_max=1.0, sharpness=1.0).run(model, split)
+    table = result.evidence["rounds"]
+    assert table.n_accepted.iloc[:-1].min() > 0          # items were accepted and joined the histories
+    assert table["ndcg@10"].nunique() == 1 and table["hr@10"].nunique() == 1
+    assert result.estimates["ndcg@10 change [model]"].value == 0
+    assert "original" in result.settings["held_out_accuracy"]
+    # the lists shown to users still exclude what they accepted: they change round after round
+    assert table.coverage.nunique() > 1 or table.homogenisation.nunique() > 1

@@ -28,6 +28,16 @@ Tracked per round, on the simulated users' top-K lists
     seeded random pairs of users), the acceptance rate, the Gini of the training interactions
     over items, and NDCG@K / HR@K on the held-out targets.
 
+Held-out accuracy (``ndcg@K`` / ``hr@K`` in the table and the ``ndcg@K change`` estimate)
+    Every round ranks the **same** held-out targets with the **same** mask: only the user's
+    original history (round 0) is excluded; the accepted items stay rankable. The query is the
+    user's current history, so the retrained model reads what it would read in deployment. (The
+    lists users are *shown*, above, exclude every item they already have, accepted ones
+    included: a system does not re-recommend what was just taken.) Masking accepted items in the
+    accuracy lists too would raise accuracy round after round by itself, since the held-out item
+    is never accepted and each accepted item leaves a slot above it; with the fixed mask a model
+    whose scores do not change shows flat accuracy.
+
 Mitigation
     With ``mitigation="exposure"`` a second arm runs the same loop with the retrained model
     wrapped in :class:`trustrec.mitigate.ExposureReranker` (popularity-aware xQuAD,
@@ -94,9 +104,18 @@ class FeedbackLoopConfig(AuditConfig):
 
 
 
-def _lists(model, queries: QueryBatch, k: int, batch_size: int) -> np.ndarray:
-    parts = [model.recommend(b, k).items for b in queries.batches(batch_size)]
+def _lists(model, queries: QueryBatch, k: int, batch_size: int, *, exclude_seen: bool = True) -> np.ndarray:
+    parts = [model.recommend(b, k, exclude_seen=exclude_seen).items for b in queries.batches(batch_size)]
     return np.concatenate(parts) if parts else np.empty((0, k), np.int64)
+
+
+def _allowed_items(histories, n_items: int):
+    """Per user, every catalog item outside ``histories`` (a Ragged), as candidate lists."""
+    from trustrec.data import Ragged
+
+    allowed = ~histories.to_dense_mask(n_items)
+    rows, cols = np.nonzero(allowed)
+    return Ragged(np.concatenate([[0], np.cumsum(allowed.sum(1))]), cols)
 
 
 @register_audit
@@ -141,6 +160,8 @@ class FeedbackLoopAudit(RetrainingAudit):
         # the user model: preferences from every interaction, fitted once
         prefs = ModelSpec.model_validate(c.user_model).build().fit(ds, FitOptions(seed=c.seed, progress=False))
         full = QueryBatch(users, ds.histories().take(users))
+        # held-out accuracy: the same targets and the same mask (the original history) every round
+        fixed_mask = _allowed_items(inputs.queries.histories, n_items)
         accept = np.concatenate([acceptance_probabilities(np.asarray(prefs.score(prefs._prepare(b)), np.float64),
                                                           accept_max=c.accept_max, sharpness=c.sharpness)
                                  for b in full.batches(c.batch_size)])
@@ -174,7 +195,8 @@ class FeedbackLoopAudit(RetrainingAudit):
                 valid = top >= 0
                 p = np.where(valid, accept[np.arange(n_users)[:, None], np.where(valid, top, 0)], 0.0)
                 took = (rng.random(top.shape) < p) & valid
-                hits = hits_matrix(top, targets, n_items)
+                held = _lists(model, queries.with_candidates(fixed_mask), k, c.batch_size, exclude_seen=False)
+                hits = hits_matrix(held, targets, n_items)
                 per_user = {"ndcg": ndcg(hits, n_rel), "hr": hit_rate(hits, n_rel),
                             "avg_popularity": average_popularity(top, pop0), "aplt": aplt(top, tail),
                             "accepted": took.sum(1).astype(np.float64)}
@@ -219,6 +241,9 @@ class FeedbackLoopAudit(RetrainingAudit):
                             settings={"model_spec": spec.model_dump(mode="json"), "arms": arms,
                                       "calibration": f"p = {c.accept_max:g} * q ** {c.sharpness:g}, q = percentile "
                                                      "rank of the user model's score",
+                                      "held_out_accuracy": "same held-out targets every round; only the original "
+                                                           "training history masked (accepted items stay rankable); "
+                                                           "query = the user's current history",
                                       "fit_seconds": fit_seconds})
 
     def _estimates(self, table, first, last, arms) -> dict[str, Estimate]:
@@ -240,7 +265,8 @@ class FeedbackLoopAudit(RetrainingAudit):
                     float(rl[fig] - r0[fig]), n=int(len(first[arm]["ndcg"])),
                     description=f"{desc}: round {c.rounds} minus round 0 (catalog-level, no CI)")
             for i, (fig, name, desc) in enumerate((
-                    ("ndcg", f"ndcg@{k} change", f"held-out NDCG@{k}"),
+                    ("ndcg", f"ndcg@{k} change", f"held-out NDCG@{k} (same targets, only the original history "
+                                                 "masked)"),
                     ("avg_popularity", "avg_popularity change", "mean original-training popularity of recommended "
                                                                 "items"))):
                 d = np.asarray(last[arm][fig], np.float64) - np.asarray(first[arm][fig], np.float64)
