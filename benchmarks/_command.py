@@ -31,9 +31,9 @@ def _clean(arg: str) -> str:
 def command_line(argv: list[str] | None = None) -> str:
     """``python benchmarks/<script> <args>`` for ``argv`` (default ``sys.argv``)."""
     argv = list(sys.argv if argv is None else argv)
-    script = Path(argv[0]).resolve() if argv else Path("benchmarks/unknown.py")
+    script = Path(argv[0]).resolve() if argv else ROOT / "benchmarks" / "unknown.py"
     try:
-        shown = str(script.relative_to(ROOT))
+        shown = str(script.relative_to(ROOT)) if script.is_file() else f"benchmarks/{script.name}"
     except ValueError:
         shown = f"benchmarks/{script.name}"
     return shlex.join(["python", shown, *(_clean(a) for a in argv[1:])])

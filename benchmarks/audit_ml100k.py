@@ -4,8 +4,9 @@
    via ``--sasrec-epochs``) into ``--runs``, then ``trustrec audit`` on both (every fairness and
    factuality audit; SASRec's full audit is timed against its own training + evaluation time).
 2. Prints MostPopular vs SASRec side by side: exposure Gini, APLT, popularity lift, coverage,
-   miscalibration, the user-group ratios, and the counterfactual probe's SNSR (0 expected for both:
-   neither reads query attributes).
+   miscalibration, the user-group ratios, and the counterfactual probe (not applicable to either:
+   neither reads query attributes, so their SNSR shows as "-"; the stored results predate that and
+   hold the 0 the probe measured by construction).
 3. The LLM ranker (SmolLM2-135M-Instruct re-ranking SASRec's top-20, ``--llm-permutations``
    orders) on a seeded sample of ``--llm-users`` test users: the same audits, timed, and the
    counterfactual probe, which must show a non-zero attribute sensitivity because the prompt
@@ -31,6 +32,7 @@ import numpy as np
 import yaml
 from rich.console import Console
 from rich.table import Table
+from _command import command_line
 
 from trustrec.runs import run_audits, run_experiment
 
@@ -147,7 +149,7 @@ def main() -> None:
     if args.llm_only:
         result = json.loads(out.read_text()) if out.exists() else {}
         sas_dir, _ = _run("sasrec-ml100k.yaml", args.runs, epochs=args.sasrec_epochs)
-        result["llm_ranker"] = _llm_part(sas_dir, args)
+        result["llm_ranker"] = {"command": command_line(), **_llm_part(sas_dir, args)}
         out.write_text(json.dumps(result, indent=1, default=str))
         console.print(f"written: {out.relative_to(ROOT)}")
         return
@@ -190,7 +192,7 @@ def main() -> None:
                   f"MostPopular audit {t_audit_pop:.1f} s")
     peer = fairlearn_peer(sas_dir)
     console.print(f"fairlearn MetricFrame peer: {peer}", markup=False)
-    result = {"platform": platform.platform(terse=True), "processor": platform.machine(),
+    result = {"command": command_line(), "platform": platform.platform(terse=True), "processor": platform.machine(),
               "sasrec_epochs": args.sasrec_epochs, "comparison": comparison, "verdicts": verdicts,
               "popularity_bias_seen": {"gini": gini_ok, "aplt": aplt_ok},
               "timings_s": {"most_popular_run": t_pop, "sasrec_run": t_sas, "most_popular_audit": t_audit_pop,

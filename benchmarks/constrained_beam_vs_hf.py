@@ -36,6 +36,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from _command import command_line
 
 import numpy as np
 
@@ -175,6 +176,7 @@ def main():
     Console(width=200).print(table)
 
     report = dict(
+        command=command_line(),
         config=dict(model=args.model, users=n, user_indices=users.tolist(), seed=args.seed, beams=nb, top_k=k,
                     batch_size=bs, history=args.history, threads=args.threads, n_titles=trie.n_items,
                     trie_sequences=trie.n_sequences, trie_max_length=trie.max_length,

@@ -38,6 +38,7 @@ from trustrec.audit._controllability import (
 from trustrec.audit._result import Estimate
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.models import FitOptions, make_model
+from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +114,7 @@ def main() -> None:
     previous = json.loads(out_path.read_text()).get("llm", {}) if out_path.exists() else {}
 
     def save() -> None:
-        out_path.write_text(json.dumps(results, indent=1, default=str))
+        out_path.write_text(json.dumps({"command": command_line(), **results}, indent=1, default=str))
 
     save()
     if not args.skip_llm:

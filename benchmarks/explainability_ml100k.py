@@ -34,6 +34,7 @@ from trustrec.audit._explainability import ExplanationFaithfulnessAudit
 from trustrec.audit._fairness import ColdStartAudit
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.models import FitOptions, make_model
+from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(width=160)
@@ -128,7 +129,7 @@ def main() -> None:
                 "by_model": res.evidence["by_model"].to_dict(orient="records"),
                 "estimates": {k: v.to_dict() for k, v in res.estimates.items()}}
 
-    out = {"dataset": "ml-100k", "split": "leave_one_out", "users": args.users, "cited": args.cited,
+    out = {"command": command_line(), "dataset": "ml-100k", "split": "leave_one_out", "users": args.users, "cited": args.cited,
            "n_random": args.n_random, "sasrec_epochs": args.sasrec_epochs, "seed": args.seed,
            "fit_seconds": fits, "faithfulness": results, "cold_start": cold,
            "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),

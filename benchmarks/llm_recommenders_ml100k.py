@@ -33,6 +33,7 @@ from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.eval import evaluate
 from trustrec.models import FitOptions, make_model
 from trustrec.models.llm._ranker import LLMRanker
+from _command import command_line
 
 METRICS = ["ndcg@10", "hr@10", "mrr@10"]
 
@@ -139,7 +140,7 @@ def main() -> None:
                       f"{b['top1_first_listed_chance']:.3f}), top-1 agreement across orders "
                       f"{b['top1_agreement']:.3f}, Kendall tau {b['kendall_tau']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "llm_recommenders_ml100k", "args": {k: str(v) for k, v in vars(args).items() if k != "out"},
+    payload = {"benchmark": "llm_recommenders_ml100k", "command": command_line(), "args": {k: str(v) for k, v in vars(args).items() if k != "out"},
                "machine": platform.platform(), "sample_users": sample.tolist(), "results": results,
                "ndcg_ratios": ratios}
     args.out.write_text(json.dumps(payload, indent=1, default=float))

@@ -35,6 +35,7 @@ from trustrec.models import FitOptions, make_model
 from trustrec.models.llm import LocalBackend
 from trustrec.models.llm._prompts import PromptCatalog, build_prompt
 from trustrec.models.llm._ranker import LLMRanker
+from _command import command_line
 
 
 def workload(n_prompts: int, backend: LocalBackend):
@@ -107,7 +108,8 @@ def main() -> None:
                       f"{r['max_abs_logprob_diff']:.1e}")
     console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "llm_scoring_throughput", "machine": platform.platform(),
+    args.out.write_text(json.dumps({"benchmark": "llm_scoring_throughput", "command": command_line(),
+                                    "machine": platform.platform(),
                                     "args": {k: str(v) for k, v in vars(args).items() if k != "out"}, "prompt_tokens": p_len,
                                     "pair_tokens": pair_tokens, "n_pairs": n_pairs, "rows": rows}, indent=1))
     console.print(f"written: {args.out}")

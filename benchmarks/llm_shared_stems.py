@@ -29,6 +29,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from _command import command_line
 
 import numpy as np
 
@@ -98,7 +99,8 @@ def main() -> None:
                       f"{r['max_abs_diff']:.1e}")
     console.print(table)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"benchmark": "llm_shared_stems", "platform": platform.platform(terse=True),
+    OUT.write_text(json.dumps({"benchmark": "llm_shared_stems", "command": command_line(),
+                               "platform": platform.platform(terse=True),
                                "args": vars(args), "rows": rows}, indent=1))
     console.print(f"written: {OUT.relative_to(Path(__file__).parent.parent)}", markup=False)
 

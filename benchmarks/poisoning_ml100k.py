@@ -34,6 +34,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from _command import command_line
 
 from rich.console import Console
 from rich.table import Table
@@ -138,7 +139,7 @@ def main() -> None:
         previous = json.loads(path.read_text()).get("models", {})
         if "sasrec" in previous:
             out["models"]["sasrec"] = {**previous["sasrec"], "from_an_earlier_run": True}
-    path.write_text(json.dumps(out, indent=1, default=float))
+    path.write_text(json.dumps({"command": command_line(), **out}, indent=1, default=float))
     console.print(f"wrote {path.relative_to(ROOT)}")
 
 

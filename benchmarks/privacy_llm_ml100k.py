@@ -37,6 +37,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from _command import command_line
 
 from privacy_ml100k import report_figures
 
@@ -84,7 +85,8 @@ def main() -> None:
     beats = gain is not None and gain["ci_low"] is not None and gain["ci_low"] > 0
     print(f"\ntarget — calibrated attack beats the loss attack (CI of the paired gain above 0): "
           f"{'yes' if beats else 'no'}")
-    out = {"platform": platform.platform(terse=True), "processor": platform.machine(), "cpu_count": os.cpu_count(),
+    out = {"command": command_line(), "platform": platform.platform(terse=True), "processor": platform.machine(),
+           "cpu_count": os.cpu_count(),
            "torch_threads": args.threads, "dataset": f"ml-100k, {args.users}-user sample (seed {args.seed})",
            "split": "leave_one_out", "model": "llm_generative", "params": params, "seed": args.seed,
            "seconds": took, "summary": res.summary, "estimates": figures, "warnings": list(res.warnings),

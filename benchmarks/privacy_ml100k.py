@@ -32,6 +32,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,7 +150,7 @@ def main() -> None:
             "targets": {"speedup_at_least_5x": s["speedup"] is not None and s["speedup"] >= 5,
                         "auc_gap_within_0.05": gap is not None and abs(gap["value"]) <= 0.05}}
     path = ROOT / "benchmarks" / "results" / "privacy_ml100k.json"
-    path.write_text(json.dumps(out, indent=1, default=float))
+    path.write_text(json.dumps({"command": command_line(), **out}, indent=1, default=float))
     print(f"\nwrote {path.relative_to(ROOT)}")
 
 

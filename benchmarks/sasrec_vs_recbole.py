@@ -36,6 +36,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _command import command_line
 from _recbole_env import ensure_recbole_venv
 
 SASREC = dict(max_len=50, embedding_size=64, n_blocks=2, n_heads=2, inner_size=256, dropout=0.5,
@@ -204,7 +205,7 @@ def main(argv=None):
     rows = summarise(ours, peer)
     print_table(rows, len(ours["runs"]), len(peer["runs"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"epochs": args.epochs, "hyper_parameters": SASREC, "split_identical_users": same,
+    report = {"command": command_line(None if argv is None else [sys.argv[0], *argv]), "epochs": args.epochs, "hyper_parameters": SASREC, "split_identical_users": same,
               "summary": rows, "trustrec": ours["runs"], "recbole": peer["runs"]}
     args.out.write_text(json.dumps(report, indent=1, default=float))
     print(f"written: {args.out}")

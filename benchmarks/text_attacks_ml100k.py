@@ -20,6 +20,8 @@ import platform
 import time
 from pathlib import Path
 
+from _command import command_line
+
 from rich.console import Console
 from rich.table import Table
 
@@ -79,8 +81,7 @@ def main() -> None:
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
-        "command": "python benchmarks/text_attacks_ml100k.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "command": command_line(),
         "machine": {"python": platform.python_version(), "processor": platform.machine()},
         "seconds": seconds, "settings": {k: v for k, v in result.settings.items() if k not in ("config", "model_config")},
         "by_setting": table.to_dict("records"), "detector": detector.to_dict("records"),

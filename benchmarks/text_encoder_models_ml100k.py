@@ -19,6 +19,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from _command import command_line
 
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.eval import evaluate_split
@@ -62,7 +63,8 @@ def main() -> None:
     for k, v in ratios.items():
         console.print(f"NDCG@10 {k} = {v:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "text_encoder_models_ml100k", "machine": platform.platform(),
+    args.out.write_text(json.dumps({"benchmark": "text_encoder_models_ml100k", "command": command_line(),
+                                    "machine": platform.platform(),
                                     "epochs": args.epochs, "results": results, "ndcg_ratios": ratios}, indent=1))
     console.print(f"written: {args.out}")
 

@@ -28,6 +28,8 @@ import platform
 import time
 from pathlib import Path
 
+from _command import command_line
+
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -221,9 +223,7 @@ def main() -> None:
     console.print("propensity clipping:", real["propensity_clipping"])
     console.print("targets:", targets)
     result = {
-        "benchmark": "ure_coat", "command": "python benchmarks/ure_coat.py "
-        + " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                   for k, v in vars(args).items() if k != "data_dir"),
+        "benchmark": "ure_coat", "command": command_line(),
         "dataset": "coat (TRUSTREC_DATA)", "semi_synthetic": semi, "real_coat": real, "targets": targets,
         "seconds": time.perf_counter() - t0,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
