@@ -40,8 +40,7 @@ def audit(
     list_: bool = typer.Option(False, "--list", help="List every audit with its dimension and what it needs."),
 ):
     """Run the audits that apply to a run's model; results go to RUN_DIR/audits/."""
-    import yaml
-
+    from trustrec._safeio import load_yaml
     from trustrec.errors import ConfigError
 
     if list_:
@@ -53,7 +52,7 @@ def audit(
     if params is not None:
         if not params.exists():
             raise ConfigError(f"{params}: no such audit parameter file")
-        overrides = yaml.safe_load(params.read_text()) or {}
+        overrides = load_yaml(params, what="an audit parameter file") or {}
         if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
             raise ConfigError(f"{params}: expected a mapping of audit name -> mapping of parameters")
     from trustrec.runs import run_audits

@@ -609,10 +609,10 @@ def load_paraphrases(kind: Literal["ranker", "generative"]) -> tuple[dict[str, s
     generative recommenders."""
     from importlib import resources
 
-    import yaml
+    from trustrec._safeio import load_yaml
 
     path = resources.files("trustrec.models.llm").joinpath("assets", "prompt-paraphrases", "paraphrases.yaml")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path.read_bytes(), what=str(path))
     if kind not in data:
         raise ConfigError(f"load_paraphrases: kind must be one of {sorted(data)}; got {kind!r}")
     return tuple(dict(p) for p in data[kind])

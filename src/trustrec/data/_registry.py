@@ -17,10 +17,9 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from trustrec._cache import atomic_directory, atomic_write_text, cache_dir
 from trustrec._registry import NamedRegistry
+from trustrec._safeio import check_path_text, load_yaml
 from trustrec.data._dataset import Dataset
 from trustrec.data._detect import load_path
 from trustrec.data._sources import FilesSource, UrlSource, WheelSource
@@ -172,7 +171,7 @@ def _builtin_entries() -> list[DatasetEntry]:
 @lru_cache(maxsize=1)
 def _recbole_zoo() -> dict[str, str]:
     text = resources.files("trustrec.data").joinpath("recbole_zoo.yaml").read_text()
-    spec = yaml.safe_load(text)
+    spec = load_yaml(text, what="recbole_zoo.yaml")
     return {name: spec["base"] + rel for name, rel in spec["datasets"].items()}
 
 
@@ -226,6 +225,9 @@ def resolve_dataset(name: str, *, data_dir=None) -> tuple[str, str]:
 def load_dataset(name_or_path: str | os.PathLike, *, data_dir=None, download: bool = True,
                  progress: bool = True) -> Dataset:
     """Load a registered dataset by name (or any supported file/folder by path)."""
+    check_path_text(name_or_path, "dataset name or path")
+    if data_dir is not None:
+        check_path_text(data_dir, "data_dir")
     path = Path(name_or_path)
     if isinstance(name_or_path, os.PathLike) or (path.exists() and str(name_or_path) not in registry()):
         return load_path(path)

@@ -16,6 +16,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from trustrec.eval._stats import check_n_boot
+
 __all__ = ["GroupMetricFrame"]
 
 MISSING = "(missing)"
@@ -36,6 +38,7 @@ class GroupMetricFrame:
             raise ValueError("GroupMetricFrame: give at least one metric")
         if not 0 < ci < 1:
             raise ValueError(f"GroupMetricFrame: ci must be in (0, 1), got {ci}")
+        n_boot = check_n_boot(n_boot, "GroupMetricFrame")
         labels = labels.where(labels.notna(), MISSING).astype(str)
         self.metrics = list(values.columns)
         self.n_boot, self.ci, self.seed, self.min_group_size = n_boot, ci, seed, min_group_size

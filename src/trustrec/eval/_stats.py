@@ -6,7 +6,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "paired_test", "PairedTest"]
+__all__ = ["MAX_N_BOOT", "bootstrap_ci", "check_n_boot", "paired_test", "PairedTest"]
+
+MAX_N_BOOT = 1_000_000
+"""Most bootstrap resamples any estimate may ask for (a million: far beyond what a stable 95% CI
+needs; more only burns memory and time)."""
+
+
+def check_n_boot(n_boot, owner: str = "bootstrap") -> int:
+    """``n_boot`` as an int in 0 .. MAX_N_BOOT, else a ConfigError naming ``owner``."""
+    from trustrec.errors import ConfigError
+
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or not 0 <= n_boot <= MAX_N_BOOT:
+        raise ConfigError(f"{owner}: n_boot must be a whole number from 0 to {MAX_N_BOOT:,} (resamples of "
+                          f"the users); got {n_boot!r}")
+    return int(n_boot)
 
 
 def bootstrap_ci(values, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
@@ -15,6 +29,7 @@ def bootstrap_ci(values, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
 
     Chunked so memory stays at ``chunk * n`` whatever the number of users.
     """
+    n_boot = check_n_boot(n_boot, "bootstrap_ci")
     x = np.asarray(values, dtype=np.float64)
     x = x[~np.isnan(x)]
     if len(x) == 0:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,12 +65,9 @@ def collect_run(run_dir: str | Path) -> RunContents:
         notes.append("environment.json is missing: library versions and data fingerprints are unknown")
     config = None
     if (path / "config.yaml").is_file():
-        import yaml
+        from trustrec._safeio import load_yaml
 
-        try:
-            config = yaml.safe_load((path / "config.yaml").read_text())
-        except yaml.YAMLError as exc:
-            raise DataError(f"{path / 'config.yaml'}: not valid YAML ({exc})") from exc
+        config = load_yaml(path / "config.yaml", what="a run config", error=DataError)
     audits_dir = path / "audits"
     index, entries = None, []
     if audits_dir.is_dir():
@@ -109,10 +105,9 @@ def _load_entry(audits_dir: Path, entry: Any, i: int) -> AuditEntry:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not readable JSON ({exc})") from exc
+    from trustrec._safeio import load_json
+
+    data = load_json(path, what="a JSON file", error=DataError)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,7 +17,12 @@ from pydantic import (
     model_validator,
 )
 
+from trustrec._safeio import load_yaml
 from trustrec.errors import ConfigError
+from trustrec.eval._stats import MAX_N_BOOT
+
+MAX_SEED = 2**32 - 1
+"""Seeds are 0 .. 2**32 - 1: every generator trustrec seeds (numpy, torch, Python) takes them."""
 
 __all__ = ["RunConfig", "load_run_config"]
 
@@ -31,7 +35,7 @@ class FilterConfig(_Strict):
     kind: Literal["to_implicit", "drop_duplicates", "k_core", "sample_users"]
     threshold: float | None = None
     n_users: PositiveInt | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     keep: Literal["first", "last"] = "last"
     user_k: PositiveInt | None = None
     item_k: PositiveInt | None = None
@@ -68,7 +72,7 @@ class EvalConfig(_Strict):
     metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "hr@10", "recall@10", "mrr@10",
                                                          "coverage@10", "aplt@10"])
     part: Literal["valid", "test"] = "test"
-    n_boot: int = Field(1000, ge=0)
+    n_boot: int = Field(1000, ge=0, le=MAX_N_BOOT)
     batch_size: PositiveInt | None = None  # None: sized so one score matrix stays ~20M cells
     sampled_negatives: PositiveInt | None = None
     # Evaluation schemes (trustrec.eval): "full" (rank the catalog, the ordinary evaluator),
@@ -114,7 +118,7 @@ class RunConfig(_Strict):
     model: ModelConfig
     fit: FitConfig = Field(default_factory=FitConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     def run_name(self) -> str:
         return self.name or f"{self.model.name}-{Path(self.dataset.name).name}"
@@ -127,21 +131,31 @@ class RunConfig(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _refuse_nul(data, where: str, key: str = "") -> None:
+    """No text in a config may hold a NUL character (it cannot be part of a name or a path)."""
+    stack = [(key, data)]
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            raise ConfigError(f"{where}: '{at or '(root)'}' = {value!r} contains a NUL character (\\x00)")
+        if isinstance(value, dict):
+            stack.extend((f"{at}.{k}" if at else str(k), v) for k, v in value.items())
+            stack.extend((at or "(root)", k) for k in value if isinstance(k, str))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{at}[{i}]", v) for i, v in enumerate(value))
+
+
 def load_run_config(source: str | Path | dict) -> RunConfig:
     """Read and validate a run config from a YAML file or a mapping."""
     if isinstance(source, dict):
         data, where = source, "run config"
     else:
         path = Path(source)
-        if not path.exists():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data = load_yaml(path, what="a run config (YAML)")  # bounded: no alias bombs, UTF-8 only
         where = str(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping with keys dataset, split, model, eval, seed")
+    _refuse_nul(data, where)
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:

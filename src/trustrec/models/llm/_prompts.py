@@ -142,10 +142,9 @@ class PromptTemplate(Config):
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> PromptTemplate:
-        import yaml
+        from trustrec._safeio import load_yaml
 
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        data = load_yaml(path, what="a prompt template")
         if data is not None and not isinstance(data, Mapping):
             raise ConfigError(f"{path}: a prompt template must be a mapping of field: value; got {type(data).__name__}")
         return validate_config(cls, dict(data or {}), f"PromptTemplate from {path}")
