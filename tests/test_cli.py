@@ -39,8 +39,8 @@ def test_data_list_and_unknown_name(shared_data):
     res = runner.invoke(app, ["data", "list", "--data-dir", str(shared_data)])
     assert res.exit_code == 0 and "ml-100k" in res.output and "local" in res.output
     res = runner.invoke(app, ["data", "info", "no-such-set"])
-    assert res.exit_code != 0
-    assert "unknown dataset 'no-such-set'" in str(res.exception)
+    assert res.exit_code == 2
+    assert "unknown dataset 'no-such-set'" in res.stderr
 
 
 def test_demo_writes_json(shared_data, tmp_path):
@@ -79,7 +79,7 @@ def test_demo_writes_json(shared_data, tmp_path):
 def test_demo_unknown_user(shared_data, tmp_path):
     res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path), "--epochs", "1",
                               "--llm-model", "tiny-smollm2-random", "--sft-examples", "8", "--user", "nobody"])
-    assert res.exit_code != 0 and "nobody" in str(res.exception)
+    assert res.exit_code == 2 and "nobody" in res.stderr
 
 
 def test_data_info_with_column_mapping(tmp_path):
@@ -90,4 +90,4 @@ def test_data_info_with_column_mapping(tmp_path):
     assert res.exit_code == 0, res.output
     assert "n_interactions" in res.output
     res = runner.invoke(app, ["data", "info", str(f), "--column", "user"])
-    assert res.exit_code != 0 and "ROLE=NAME" in str(res.exception)
+    assert res.exit_code == 2 and "ROLE=NAME" in res.stderr

@@ -1,17 +1,83 @@
-"""The ``trustrec`` command: parses arguments, calls the library, prints tables (thin by design)."""
+"""The ``trustrec`` command: parses arguments, calls the library, prints tables (thin by design).
+
+Exit codes, the same for every command: 0 success; 2 a user error (bad input, config or file:
+any :class:`~trustrec.errors.TrustrecError`, a file that is missing, unreadable, a folder or not a
+regular file, a bad option), reported as one line ``error: ...`` on stderr; 1 an unexpected internal
+error, reported as one line that says so (set ``TRUSTREC_DEBUG=1`` to see the traceback).
+Text from data (names, titles, paths, column names) is printed as plain text, never as rich markup.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from trustrec._version import __version__
 from trustrec.errors import TrustrecError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def classify_error(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) of an exception that ended a command."""
+    if isinstance(exc, TrustrecError):
+        return EXIT_USER_ERROR, _one_line(exc)
+    if isinstance(exc, OSError):
+        what = {FileNotFoundError: "not found", PermissionError: "permission denied",
+                IsADirectoryError: "is a folder, expected a file",
+                NotADirectoryError: "a part of the path is not a folder"}.get(type(exc))
+        name = exc.filename if exc.filename is not None else ""
+        reason = what or exc.strerror or str(exc)
+        return EXIT_USER_ERROR, _one_line(f"{name}: {reason}" if name else reason)
+    if isinstance(exc, ValueError) and "null byte" in str(exc):
+        return EXIT_USER_ERROR, "a name or path contains a NUL character (\\x00); remove it"
+    if isinstance(exc, UnicodeError):
+        return EXIT_USER_ERROR, _one_line(f"cannot decode text ({exc}); save the input as UTF-8")
+    if isinstance(exc, MemoryError):
+        return EXIT_INTERNAL_ERROR, "out of memory; use a smaller input or setting"
+    return EXIT_INTERNAL_ERROR, _one_line(
+        f"internal error ({type(exc).__name__}: {exc}); this is a bug in trustrec, please report it "
+        "(TRUSTREC_DEBUG=1 shows the traceback)")
+
+
+def report_error(exc: BaseException) -> int:
+    code, message = classify_error(exc)
+    typer.echo(f"{typer.style('error:', fg='red', bold=True)} {message}", err=True)
+    return code
+
+
+# Exceptions the command-line framework handles itself (exit, abort, usage errors such as a bad option).
+_FRAMEWORK_EXCEPTIONS = (typer.Exit, typer.Abort,
+                         *[c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"])
+
+
+class _Commands(TyperGroup):
+    """The root command group: every command's errors end as one line and an exit code (module doc)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _FRAMEWORK_EXCEPTIONS:
+            raise
+        except Exception as exc:
+            if os.environ.get("TRUSTREC_DEBUG"):
+                raise
+            raise typer.Exit(report_error(exc)) from None
+
 
 app = typer.Typer(
     name="trustrec",
@@ -19,6 +85,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Commands,
 )
 data_app = typer.Typer(help="Inspect datasets: registered names or your own files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -59,26 +126,29 @@ def _root(
 
 
 def stats_table(stats: dict, title: str) -> Table:
-    table = Table(title=title, show_header=True, header_style="bold")
+    """Statistics of a dataset; every text from the data is escaped (never read as markup)."""
+    table = Table(title=escape(title), show_header=True, header_style="bold")
     table.add_column("statistic")
     table.add_column("value", justify="right")
     for key in ("n_users", "n_items", "n_interactions"):
         table.add_row(key, f"{stats[key]:,}")
     table.add_row("density", f"{stats['density']:.4%}")
+    if stats.get("n_repeated_interactions"):
+        table.add_row("repeated (user, item) interactions", f"{stats['n_repeated_interactions']:,}")
     hl = stats["history_length"]
     table.add_row("history length (min/q25/median/q75/q90/max)",
                   " / ".join(f"{hl[k]:g}" for k in ("q0", "q25", "q50", "q75", "q90", "q100")))
     table.add_row("ratings", "yes ({min:g}-{max:g}, mean {mean:.2f})".format(**stats["rating"])
                   if stats.get("rating") else "no (implicit)")
     table.add_row("timestamps", "yes" if stats["has_timestamps"] else "no (order only)")
-    table.add_row("item columns", ", ".join(stats["item_columns"]) or "-")
-    table.add_row("user columns", ", ".join(stats["user_columns"]) or "-")
+    table.add_row("item columns", escape(", ".join(map(str, stats["item_columns"]))) or "-")
+    table.add_row("user columns", escape(", ".join(map(str, stats["user_columns"]))) or "-")
     if stats["items_without_title"]:
         table.add_row("items without title", f"{stats['items_without_title']:,}")
     for key, value in stats.get("extras", {}).items():
-        table.add_row(f"extra: {key}", value)
+        table.add_row(escape(f"extra: {key}"), escape(str(value)))
     for note in stats["notes"] + stats["provenance"]:
-        table.add_row("note", note)
+        table.add_row("note", escape(str(note)))
     return table
 
 
@@ -97,7 +167,7 @@ def data_list(data_dir: Optional[Path] = DataDir, all: bool = typer.Option(
             hidden += 1
             continue
         kind, where = resolve_dataset(name, data_dir=data_dir)
-        table.add_row(name, kind, where, entry.description)
+        table.add_row(*(escape(str(v)) for v in (name, kind, where, entry.description)))
     console.print(table)
     if hidden:
         console.print(f"... and {hidden} datasets of RecBole's atomic zoo (use --all to list them).")
@@ -134,18 +204,23 @@ def data_info(
         atomic_write_text(json_out, json.dumps(stats, indent=1))
 
 
+def _num(value) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
 def metrics_table(rows: dict[str, dict], metrics: list[str], title: str) -> Table:
-    """Models as rows, metrics as columns: 'mean [ci_low, ci_high]'."""
-    table = Table(title=title, header_style="bold")
+    """Models as rows, metrics as columns: 'mean [ci_low, ci_high]' (names escaped)."""
+    table = Table(title=escape(title), header_style="bold")
     table.add_column("model")
     for m in metrics:
-        table.add_column(m, justify="right")
+        table.add_column(escape(str(m)), justify="right")
     for model, values in rows.items():
         cells = []
         for m in metrics:
             v = values.get(m)
-            cells.append("-" if v is None else f"{v['mean']:.4f} [{v['ci_low']:.4f}, {v['ci_high']:.4f}]")
-        table.add_row(model, *cells)
+            cells.append("-" if not v or v.get("mean") is None else
+                         escape(f"{v['mean']:.4f} [{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]"))
+        table.add_row(escape(str(model)), *cells)
     return table
 
 
@@ -255,7 +330,7 @@ def _side_by_side(split, sasrec, llm_model: str, sft_examples: int, row: int) ->
     titles = train.items["title"].fillna("").tolist()
     history = [int(i) for i in one.queries.histories.row(0)]
     target = set(int(i) for i in one.targets.row(0))
-    console.print(f"[bold]{llm_model}[/bold]: zero-shot ranker over SASRec's top-20, and a generative model "
+    console.print(f"[bold]{escape(llm_model)}[/bold]: zero-shot ranker over SASRec's top-20, and a generative model "
                   f"fine-tuned on {sft_examples} examples (CPU: takes a few minutes)")
     ranker = LLMRanker.from_fitted(sasrec, train, model=llm_model, n_candidates=20, n_permutations=3)
     generative = make_model("llm_generative", model=llm_model, max_train_examples=sft_examples, epochs=1,
@@ -263,18 +338,18 @@ def _side_by_side(split, sasrec, llm_model: str, sft_examples: int, row: int) ->
     recs = {name: [int(i) for i in model.recommend(one.queries, 10).row(0)]
             for name, model in (("SASRec", sasrec), ("LLM ranker", ranker), ("generative LLM", generative))}
     raw_user = train.user_ids[int(one.queries.users[0])]
-    hist_table = Table(title=f"user {raw_user}: last {min(10, len(history))} of {len(history)} items, oldest first",
+    hist_table = Table(title=escape(f"user {raw_user}: last {min(10, len(history))} of {len(history)} items, oldest first"),
                        header_style="bold")
     hist_table.add_column("#", justify="right")
     hist_table.add_column("title")
     for n, i in enumerate(history[-10:], start=max(1, len(history) - 9)):
-        hist_table.add_row(str(n), titles[i])
+        hist_table.add_row(str(n), escape(str(titles[i])))
     console.print(hist_table)
     table = Table(title="top-10 side by side (* = the held-out next item)", header_style="bold")
     table.add_column("rank", justify="right")
     for name in recs:
         table.add_column(name)
-    mark = lambda i: f"* {titles[i]}" if i in target else titles[i]
+    mark = lambda i: escape(f"* {titles[i]}" if i in target else str(titles[i]))
     for r in range(10):
         table.add_row(str(r + 1), *[mark(v[r]) if r < len(v) else "" for v in recs.values()])
     console.print(table)
@@ -296,8 +371,8 @@ def run_cmd(
     console.print(metrics_table({res.metrics["model"]: res.metrics["metrics"]}, metrics,
                                 f"run {res.metrics['run']} ({res.metrics['dataset']})"))
     if res.metrics["aggregates"]:
-        console.print(", ".join(f"{k} {v:.4f}" for k, v in res.metrics["aggregates"].items()))
-    console.print(f"written: {res.path}")
+        console.print(escape(", ".join(f"{k} {v:.4f}" for k, v in res.metrics["aggregates"].items())))
+    console.print(f"written: {escape(str(res.path))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -313,12 +388,12 @@ def compare(
 
     frame = compare_runs(run_a, run_b)
     several = frame["scheme"].nunique() > 1
-    table = Table(title=f"A = {run_a.name}   B = {run_b.name}", header_style="bold")
+    table = Table(title=escape(f"A = {run_a.name}   B = {run_b.name}"), header_style="bold")
     for col in ("metric", "users", "A [95% CI]", "B [95% CI]", "B - A", "p (t)", "p (Wilcoxon)"):
         table.add_column(col, justify="right")
-    fmt_ci = lambda m, lo, hi: f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None and lo == lo else f"{m:.4f}"
+    fmt_ci = lambda m, lo, hi: escape(f"{m:.4f} [{lo:.4f}, {hi:.4f}]") if lo is not None and lo == lo else f"{m:.4f}"
     for metric, r in frame.iterrows():
-        table.add_row(metric, str(int(r.n_users)), fmt_ci(r.a_mean, r.a_ci_low, r.a_ci_high),
+        table.add_row(escape(str(metric)), str(int(r.n_users)), fmt_ci(r.a_mean, r.a_ci_low, r.a_ci_high),
                       fmt_ci(r.b_mean, r.b_ci_low, r.b_ci_high), f"{r.diff_b_minus_a:+.4f}",
                       f"{r.t_pvalue:.3g}", f"{r.wilcoxon_pvalue:.3g}")
     console.print(table)
@@ -328,12 +403,12 @@ def compare(
         t = Table(title="evaluation schemes side by side (A / B, B - A)", header_style="bold")
         t.add_column("metric")
         for sc in schemes:
-            t.add_column(sc, justify="right")
+            t.add_column(escape(sc), justify="right")
         t.add_column("same winner", justify="right")
         for metric, r in side.iterrows():
             cells = [f"{r[f'a [{sc}]']:.4f} / {r[f'b [{sc}]']:.4f} ({r[f'b - a [{sc}]']:+.4f})"
                      if r.get(f"a [{sc}]") == r.get(f"a [{sc}]") else "\u2013" for sc in schemes]
-            t.add_row(metric, *cells, "yes" if r.schemes_agree else "[bold red]no[/]")
+            t.add_row(escape(str(metric)), *map(escape, cells), "yes" if r.schemes_agree else "[bold red]no[/]")
         console.print(t)
     if json_out:
         atomic_write_text(json_out, frame.reset_index().to_json(orient="records", indent=1))
@@ -349,11 +424,13 @@ _add_audit_command()
 
 
 def main():
+    """The console script: errors end as one line and the exit code of the module documentation."""
     try:
         app()
-    except TrustrecError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise SystemExit(2)
+    except (TrustrecError, OSError, ValueError) as exc:  # raised outside a command (e.g. while parsing)
+        if os.environ.get("TRUSTREC_DEBUG"):
+            raise
+        raise SystemExit(report_error(exc)) from None
 
 
 if __name__ == "__main__":

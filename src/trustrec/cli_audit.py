@@ -60,15 +60,16 @@ def audit(
     index = run_audits(run_dir, dimensions=dimension or None, names=name or None, params=overrides,
                        log=lambda *_: None)
     console.print(audit_table(index["audits"], f"audits of {index['run']} ({index['model']} on {index['dataset']})"))
-    console.print(f"written: {run_dir / 'audits'}")
+    console.print(f"written: {escape(str(run_dir / 'audits'))}", highlight=False, soft_wrap=True)
 
 
 def audit_table(entries, title: str) -> Table:
-    table = Table(title=title, header_style="bold")
+    table = Table(title=escape(title), header_style="bold")
     for col in ("dimension", "audit", "verdict"):
         table.add_column(col, no_wrap=True)
     table.add_column("summary", overflow="fold")
     for e in entries:
         style = _STATUS_STYLE.get(e["status"], "")
-        table.add_row(e["dimension"], e["name"], f"[{style}]{e['status']}[/]", escape(e["summary"]))
+        table.add_row(escape(str(e["dimension"])), escape(str(e["name"])), f"[{style}]{escape(str(e['status']))}[/]",
+                      escape(str(e["summary"])))
     return table

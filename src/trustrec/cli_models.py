@@ -9,6 +9,7 @@ import time
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["models_app"]
@@ -29,12 +30,12 @@ def models_list():
         table.add_column(col, overflow="fold")
     notes = []
     for row in list_models():
-        table.add_row(row.name, row.kind, row.resolves_from, row.location)
+        table.add_row(*(escape(str(v)) for v in (row.name, row.kind, row.resolves_from, row.location)))
         if row.note:
             notes.append(f"{row.name}: {row.note}")
     console.print(table)
     for note in notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 @models_app.command("pull")
@@ -50,8 +51,8 @@ def models_pull(
     folder = pull_model(name, force=force, progress=not quiet)
     seconds = time.perf_counter() - started
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    console.print(f"{name}: ready in {folder} ({size / 2**20:,.1f} MiB, {seconds:.1f} s)", highlight=False)
+    console.print(escape(f"{name}: ready in {folder} ({size / 2**20:,.1f} MiB, {seconds:.1f} s)"), highlight=False)
     row = next(r for r in list_models() if r.name == name)
     if row.resolves_from in ("local", "hf-cache"):
-        console.print(f"[yellow]note:[/] {name} currently loads from the {row.resolves_from} copy "
-                      f"{row.location}, which comes first in the resolution order", highlight=False)
+        console.print("[yellow]note:[/] " + escape(f"{name} currently loads from the {row.resolves_from} copy "
+                      f"{row.location}, which comes first in the resolution order"), highlight=False)

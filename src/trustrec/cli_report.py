@@ -49,16 +49,11 @@ def report(
     """Write the trust report of a run: report.html (self-contained) and report.json."""
     import json
 
-    from trustrec.errors import TrustrecError
     from trustrec.report import write_report
 
-    try:
-        path = write_report(run_dir, out)
-    except TrustrecError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
+    path = write_report(run_dir, out)  # errors: one line, exit code 2 (trustrec.cli)
     data = json.loads(path.with_suffix(".json").read_text())
     console.print(scorecard_table(data))
     for note in data["notes"]:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
-    console.print(f"written: {path} and {path.with_suffix('.json').name}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {escape(str(note))}", highlight=False)
+    console.print(escape(f"written: {path} and {path.with_suffix('.json').name}"), highlight=False, soft_wrap=True)

@@ -27,12 +27,12 @@ def test_report_command_on_an_unaudited_run(bare_run_dir):
     assert "not audited yet" in res.output
 
 
-def test_report_command_errors_exit_1(tmp_path, run_dir):
+def test_report_command_errors_exit_2(tmp_path, run_dir):
     res = runner.invoke(app, ["report", str(tmp_path / "nope")])
-    assert res.exit_code == 1 and "error:" in res.stderr and "no such run directory" in res.stderr
+    assert res.exit_code == 2 and "error:" in res.stderr and "no such run directory" in res.stderr
     (run_dir / "metrics.json").unlink()
     res = runner.invoke(app, ["report", str(run_dir)])
-    assert res.exit_code == 1 and "not a finished trustrec run" in res.stderr
+    assert res.exit_code == 2 and "not a finished trustrec run" in res.stderr
     assert not (run_dir / "report.html").exists()
 
 

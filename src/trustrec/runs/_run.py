@@ -161,8 +161,16 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
 
 
 def _check_schemes(config: RunConfig, split) -> None:
-    """The random-exposure schemes need a random-exposure test set: fail before fitting."""
-    from trustrec.errors import ConfigError
+    """The random-exposure schemes need a random-exposure test set, and the evaluated part needs
+    users: fail before fitting."""
+    from trustrec.errors import ConfigError, DataError
+
+    part = config.eval.part
+    if len(split.eval_set(part)) == 0:
+        raise DataError(
+            f"the split's '{part}' part has no user with a held-out item ({split.method} split of '{split.dataset.name}', "
+            f"params {dict(split.params)}): there is nothing to evaluate; choose another split (or its "
+            f"parameters) or eval.part")
 
     random = [s for s in config.eval.schemes if s != "full"]
     is_random = split.params.get("random_exposure") or (
