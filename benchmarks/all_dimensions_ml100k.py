@@ -113,7 +113,7 @@ def sasrec_part(args, overrides: dict) -> tuple[dict, Path]:
     config["seed"] = args.seed
     run_dir = args.runs / load_run_config(config).run_name()
     t0 = time.perf_counter()
-    run_experiment(config, args.runs, progress=True, log=lambda *_: None)
+    run_experiment(config, args.runs, progress=True, log=lambda *_: None, overwrite=True)
     t_run = time.perf_counter() - t0
     t0 = time.perf_counter()
     index = run_audits(run_dir, params=overrides, progress=True, log=lambda *_: None)

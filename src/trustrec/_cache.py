@@ -8,6 +8,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
+
+from trustrec.errors import DataError
 
 
 def cache_dir() -> Path:
@@ -27,22 +30,41 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def always(_: Path) -> bool:
+    """A ``replaceable`` rule for folders inside trustrec's own cache."""
+    return True
+
+
 @contextlib.contextmanager
-def atomic_directory(final: Path):
+def atomic_directory(final: Path, *, replaceable: Callable[[Path], bool]):
     """Yield a temporary sibling folder; on success it replaces ``final`` in one rename.
 
-    A crash leaves only a ``.tmp-*`` folder that the next attempt ignores, never a half-written
-    ``final``.
+    An existing, non-empty ``final`` is replaced only when ``replaceable(final)`` says trustrec
+    wrote it (a checkpoint, a cache entry): a user's folder is never emptied. A crash leaves only
+    a ``.tmp-*`` folder that the next attempt ignores, never a half-written ``final``.
     """
-    final = Path(final)
+    final = Path(os.path.abspath(final))
+    if final.is_symlink():
+        raise DataError(f"{final}: is a symbolic link; trustrec writes only to a real folder path")
+    if final.exists():
+        if not final.is_dir():
+            raise DataError(f"{final}: exists and is not a folder; choose another path")
+        if any(final.iterdir()) and not replaceable(final):
+            raise DataError(f"{final}: folder exists, is not empty and was not written by trustrec; "
+                            "refusing to replace it (choose a new or empty folder)")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     os.chmod(tmp, 0o755)
     try:
         yield tmp
+        old = None
         if final.exists():
-            shutil.rmtree(final)
+            # Moved aside first, so the swap is one rename and the old folder goes only after it.
+            old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=final.parent))
+            os.replace(final, old / "x")
         os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -67,3 +89,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, name: str, *, what: str):
+    """Hold an exclusive lock named ``name`` in ``folder`` while the block runs; a second process
+    asking for it fails at once with a message saying ``what`` is busy (never waits forever, never
+    races). The lock file stays (removing it would reopen the race); it holds no data."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / f".lock-{name}"
+    handle = open(lock_path, "a+b")
+    try:
+        try:
+            _lock_file(handle)
+        except OSError:
+            raise DataError(f"{what} is in use by another trustrec process (lock {lock_path}); "
+                            "wait for it to finish, or use another name or --out") from None
+        yield lock_path
+    finally:
+        handle.close()   # closing releases the lock
+
+
+def _lock_file(handle) -> None:
+    try:
+        import fcntl
+    except ImportError:   # Windows
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

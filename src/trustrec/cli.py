@@ -362,11 +362,15 @@ def _side_by_side(split, sasrec, llm_model: str, sft_examples: int, row: int) ->
 def run_cmd(
     config: Path = typer.Argument(..., help="Run config (YAML): dataset, split, model, fit, eval, seed."),
     out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run of this name (another "
+                                   "config, or data changed since), with its audits and report."),
 ):
-    """Train and evaluate one model as a config says; writes a run directory atomically."""
+    """Train and evaluate one model as a config says; writes a run directory atomically.
+
+    A finished run of the same config on the same data is reused as it is."""
     from trustrec.runs import run_experiment
 
-    res = run_experiment(config, out)
+    res = run_experiment(config, out, overwrite=overwrite)
     metrics = [m for m in res.metrics["metrics"]]
     console.print(metrics_table({res.metrics["model"]: res.metrics["metrics"]}, metrics,
                                 f"run {res.metrics['run']} ({res.metrics['dataset']})"))

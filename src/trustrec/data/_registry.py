@@ -17,7 +17,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from trustrec._cache import atomic_directory, atomic_write_text, cache_dir
+from trustrec._cache import always, atomic_directory, atomic_write_text, cache_dir
 from trustrec._registry import NamedRegistry
 from trustrec._safeio import check_path_text, load_yaml
 from trustrec.data._dataset import Dataset
@@ -246,7 +246,7 @@ def load_dataset(name_or_path: str | os.PathLike, *, data_dir=None, download: bo
     failures = []
     for source in entry.sources:
         try:
-            with atomic_directory(folder) as tmp:
+            with atomic_directory(folder, replaceable=always) as tmp:
                 record = source.fetch(tmp, progress=progress)
                 # Loading before the rename proves the files are usable; a bad source never lands.
                 dataset = load_path(tmp, name=name, format=entry.format)

@@ -18,7 +18,7 @@ from trustrec.data import Dataset, QueryBatch, Split
 from trustrec.errors import ConfigError, DataError, NotFittedError
 from trustrec.models._topk import TopK, topk_from_scores
 
-__all__ = ["Recommender", "FitOptions", "TopK", "topk_from_scores"]
+__all__ = ["Recommender", "FitOptions", "TopK", "is_saved_model", "topk_from_scores"]
 
 
 @dataclass(frozen=True)
@@ -123,42 +123,144 @@ class Recommender(Configurable):
             setattr(self, key, value)
 
     def save(self, path: str | Path) -> Path:
+        """Write the model into the folder ``path`` in one rename. An existing folder is replaced
+        only when it is empty or a saved trustrec model; any other folder is refused, untouched."""
         from safetensors.numpy import save_file
 
-        from trustrec._cache import atomic_directory, atomic_write_text
+        from trustrec._cache import atomic_directory, atomic_write_text, file_digest
         from trustrec._version import __version__
 
         path = Path(path)
-        with atomic_directory(path) as tmp:
-            atomic_write_text(tmp / "config.json", json.dumps(
-                {"model": self.name, "config": self.dump_config(), "trustrec_version": __version__}, indent=1))
+        with atomic_directory(path, replaceable=is_saved_model) as tmp:
             if self.is_fitted():
                 arrays, values = self._state()
                 save_file(arrays, str(tmp / "state.safetensors"))
                 atomic_write_text(tmp / "fitted.json", json.dumps(values, indent=1))
+            # Written last, with the state files' checksums: a state edited afterwards is refused.
+            files = {p.name: file_digest(p) for p in sorted(tmp.iterdir())}
+            atomic_write_text(tmp / "config.json", json.dumps(
+                {"model": self.name, "config": self.dump_config(), "trustrec_version": __version__,
+                 "files_sha256": files}, indent=1))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Recommender":
-        """Load any saved model (``Recommender.load``) or check the type (``SASRec.load``)."""
-        from safetensors.numpy import load_file
+        """Load any saved model (``Recommender.load``) or check the type (``SASRec.load``).
 
+        Every file is validated before use: a tampered or foreign folder raises a
+        :class:`~trustrec.errors.DataError` naming the file and the problem, never a traceback."""
+        from trustrec.errors import ModelNotFoundError
         from trustrec.models._registry import model_class
 
         path = Path(path)
-        meta_path = path / "config.json"
-        if not meta_path.exists():
-            raise DataError(f"{path}: not a saved trustrec model (no config.json)")
-        meta = json.loads(meta_path.read_text())
-        klass = model_class(meta["model"])
+        if not path.is_dir():
+            raise DataError(f"{path}: not a saved trustrec model (a saved model is a folder with config.json)")
+        meta = _read_json_object(path / "config.json", "not a saved trustrec model")
+        if not isinstance(meta.get("model"), str) or not isinstance(meta.get("config"), dict):
+            raise DataError(f"{path / 'config.json'}: needs 'model' (a name) and 'config' (a mapping)")
+        try:
+            klass = model_class(meta["model"])
+        except (ModelNotFoundError, ConfigError) as exc:
+            raise DataError(f"{path / 'config.json'}: {exc}") from None
         if cls is not Recommender and not issubclass(klass, cls):
             raise DataError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
-        model = klass(meta["config"])
-        if (path / "state.safetensors").exists():
-            arrays = load_file(str(path / "state.safetensors"))
-            values = json.loads((path / "fitted.json").read_text())
-            model._restore(arrays, values)
+        try:
+            model = klass(meta["config"])
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise DataError(f"{path / 'config.json'}: invalid config for {meta['model']!r}: {exc}") from None
+        _check_file_digests(path, meta)
+        if (path / "state.safetensors").exists() or (path / "fitted.json").exists():
+            arrays = _read_safetensors(path / "state.safetensors")
+            values = _read_json_object(path / "fitted.json", "the fitted values of a saved model are missing")
+            try:
+                model._restore(arrays, values)
+                model._check_restored()
+            except (DataError, ConfigError) as exc:
+                raise DataError(f"{path}: the saved state does not fit the model: {exc}") from None
+            except Exception as exc:   # a tampered state file must never surface as a traceback
+                raise DataError(f"{path}: the saved state does not fit the model "
+                                f"({type(exc).__name__}: {exc})") from None
         return model
+
+    def _check_restored(self) -> None:
+        """After loading: the fitted sizes are sane and, for full-ranking models, one query is
+        answered with a score row over the whole catalog (catches arrays of the wrong shape)."""
+        for key in ("n_users_", "n_items_"):
+            value = getattr(self, key, None)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise DataError(f"fitted value {key} must be a positive integer, got {value!r}")
+        if "score" not in self.capabilities or "text" in self.capabilities:
+            return   # text models read item text and an LLM/encoder: checked when first used
+        probe = QueryBatch.from_histories([[0]], users=[0])
+        scores = np.asarray(self.score(probe))
+        if scores.shape != (1, self.n_items_):
+            raise DataError(f"a query scored as shape {scores.shape}, expected (1, {self.n_items_})")
+        if np.isnan(scores).all():
+            raise DataError("a query scored only NaN values (damaged weights?)")
+
+
+def _check_file_digests(path: Path, meta: dict) -> None:
+    """The state files are those saved with this config (checkpoints from before checksums were
+    recorded have none to compare)."""
+    from trustrec._cache import file_digest
+
+    recorded = meta.get("files_sha256")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise DataError(f"{path / 'config.json'}: 'files_sha256' must be a mapping")
+    present = {name for name in _SAVED_FILES - {"config.json"} if (path / name).exists()}
+    if present != set(recorded):
+        raise DataError(f"{path}: holds {sorted(present)} but was saved with {sorted(recorded)}")
+    for name, digest in recorded.items():
+        if not (path / name).is_file():
+            raise DataError(f"{path / name}: not a regular file")
+        if file_digest(path / name) != digest:
+            raise DataError(f"{path / name}: changed since the model was saved (sha256 differs from "
+                            "the one recorded in config.json)")
+
+
+def _read_json_object(path: Path, missing: str) -> dict:
+    if not path.exists():
+        raise DataError(f"{path.parent}: {missing} (no {path.name})")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    if not path.is_file():
+        raise DataError(f"{path}: missing or not a regular file")
+    try:
+        arrays = load_file(str(path))
+    except Exception as exc:   # safetensors raises its own error types for every kind of damage
+        raise DataError(f"{path}: not a readable safetensors file ({type(exc).__name__}: "
+                        f"{str(exc)[:200]})") from None
+    return arrays
+
+
+_SAVED_FILES = frozenset({"config.json", "state.safetensors", "fitted.json"})
+
+
+def is_saved_model(path: str | Path) -> bool:
+    """Whether ``path`` is a folder ``Recommender.save`` wrote: its files and a config.json naming
+    the model and the trustrec version, nothing else beside them."""
+    path = Path(path)
+    try:
+        names = {p.name for p in path.iterdir()}
+        meta = json.loads((path / "config.json").read_text(encoding="utf-8")) if "config.json" in names else None
+    except (OSError, ValueError):
+        return False
+    return (isinstance(meta, dict) and {"model", "trustrec_version"} <= meta.keys()
+            and names <= _SAVED_FILES)
 
 
 def exclusion_mask(queries: QueryBatch, n_items: int, exclude_seen: bool) -> np.ndarray | None:

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from trustrec._cache import atomic_write_text
+from trustrec._cache import atomic_write_text, folder_lock
 from trustrec.errors import ConfigError, DataError
 
 __all__ = ["run_audits", "audit_model", "load_audit_results", "audit_plan"]
@@ -89,16 +89,47 @@ def run_audits(run_dir: str | Path, *, dimensions: Iterable[str] | None = None,
     """Audit the run in ``run_dir``; returns the index written to ``audits/index.json``."""
     from trustrec.models import Recommender
     from trustrec.runs._run import prepare_data
-    from trustrec.runs._trail import audit_trail
 
     run_dir = Path(run_dir)
     config = _load_finished_run(run_dir)
     plan = audit_plan(dimensions, names, params)
-    dataset, split = prepare_data(config)
-    model = Recommender.load(run_dir / "checkpoint")
-    out = run_dir / "audits"
-    entries, _ = audit_model(model, split, plan, out=out, progress=progress, log=log)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with folder_lock(run_dir.parent, run_dir.name, what=f"run {run_dir.name!r} in {run_dir.parent}"):
+        dataset, split = prepare_data(config)
+        _check_unchanged(run_dir, dataset, split)
+        model = Recommender.load(run_dir / "checkpoint")
+        out = run_dir / "audits"
+        entries, _ = audit_model(model, split, plan, out=out, progress=progress, log=log)
+        return _write_index(run_dir, config, dataset, split, plan, out, entries)
+
+
+def _check_unchanged(run_dir: Path, dataset, split) -> None:
+    """The data and checkpoint an audit reads are those the run recorded; else say what changed."""
+    from trustrec.runs._trail import data_changes, data_trail, model_trail
+
+    environment, metrics = (_read_object(run_dir / name) for name in ("environment.json", "metrics.json"))
+    changes = data_changes(environment.get("data_checksums"), data_trail(dataset, split))
+    recorded = metrics.get("checkpoint_sha256")
+    if recorded and recorded != model_trail(run_dir / "checkpoint")["files"]:
+        changes.append("checkpoint files (sha256 differ from those the run recorded)")
+    if changes:
+        raise DataError(f"{run_dir}: changed since the run finished: {'; '.join(changes)}. The checkpoint "
+                        "would be audited on other data; rerun the config (`trustrec run CONFIG --overwrite`)")
+
+
+def _read_object(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return data
+
+
+def _write_index(run_dir: Path, config, dataset, split, plan, out: Path, entries: list) -> dict[str, Any]:
+    from trustrec.runs._trail import audit_trail
+
+    metrics = _read_object(run_dir / "metrics.json")
     index = {
         "run": metrics.get("run", run_dir.name), "model": config.model.name, "dataset": dataset.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

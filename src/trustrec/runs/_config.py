@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +26,18 @@ from trustrec.eval._stats import MAX_N_BOOT
 MAX_SEED = 2**32 - 1
 """Seeds are 0 .. 2**32 - 1: every generator trustrec seeds (numpy, torch, Python) takes them."""
 
-__all__ = ["RunConfig", "load_run_config"]
+__all__ = ["RunConfig", "load_run_config", "check_plain_name"]
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def check_plain_name(value: str, what: str = "name") -> str:
+    """A run name is one folder name inside ``--out``: letters, digits, ``. _ + -``, starting
+    with a letter or digit, at most 128 characters; never a path, ``.``, ``..`` or hidden."""
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value):
+        raise ConfigError(f"{what} {value!r} is not a plain name: use letters, digits and . _ + - "
+                          "(starting with a letter or digit, at most 128 characters; no paths)")
+    return value
 
 
 class _Strict(BaseModel):
@@ -120,8 +133,19 @@ class RunConfig(_Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seed: int = Field(0, ge=0, le=MAX_SEED)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v):
+        return None if v is None else check_plain_name(v, "name")
+
     def run_name(self) -> str:
-        return self.name or f"{self.model.name}-{Path(self.dataset.name).name}"
+        """The run folder's name: ``name``, else ``<model>-<dataset>`` made plain (a dataset
+        given as a path contributes its last part, other characters become ``_``)."""
+        if self.name:
+            return self.name
+        last = Path(os.path.normpath(self.dataset.name)).name
+        dataset = re.sub(r"[^A-Za-z0-9._+-]", "_", last).lstrip("._+-") or "data"
+        return check_plain_name(f"{self.model.name}-{dataset}"[:128], "run name")
 
     def digest(self) -> str:
         data = self.model_dump(mode="json")

@@ -3,12 +3,14 @@
 Layout: ``config.yaml`` (as resolved), ``environment.json`` (versions, platform, data
 fingerprint, seed), ``metrics.json`` (means with CIs, aggregates, counts, fit history, timings),
 ``per_user.parquet`` (one row per evaluated user), ``checkpoint/`` (safetensors + JSON).
-Work happens in a hidden ``.partial-<digest>`` folder renamed at the end; a crashed run with the
-same config resumes from its saved checkpoint instead of refitting.
+Work happens in a hidden ``.partial-<name>-<digest>`` folder renamed at the end; a crashed run
+with the same config resumes from its saved checkpoint instead of refitting (unless the data
+changed since), and a run that stops before its checkpoint removes its folder.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
@@ -22,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from trustrec._cache import atomic_write_bytes, atomic_write_text
+from trustrec._cache import atomic_write_bytes, atomic_write_text, folder_lock
+from trustrec.errors import DataError
 from trustrec.runs._config import RunConfig, load_run_config
 
 __all__ = ["run_experiment", "RunResult", "environment_info", "prepare_data"]
@@ -72,33 +75,92 @@ def prepare_data(config: RunConfig):
 
 
 def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = "runs", *,
-                   progress: bool = True, log=print) -> RunResult:
-    from trustrec.eval import Validator, evaluate_split
-    from trustrec.models import FitOptions, ModelSpec, Recommender
+                   progress: bool = True, log=print, overwrite: bool = False) -> RunResult:
+    """Fit and evaluate the model ``config`` describes into ``out_dir/<run name>/``.
 
+    The run folder is always a plain name inside ``out_dir``. A finished run of the same config
+    on the same data is reused as it is (its audits and report kept); a finished run of another
+    config, or of data that changed since, is replaced only with ``overwrite=True``; a folder
+    trustrec did not write is never replaced. One process at a time writes a run (a lock). An
+    interrupted run resumes from its checkpoint when the data is unchanged."""
     if not isinstance(config, RunConfig):
         config = load_run_config(config)
     out_dir = Path(out_dir)
-    final = out_dir / config.run_name()
-    work = out_dir / f".partial-{config.run_name()}-{config.digest()}"
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    name = config.run_name()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir}: exists and is not a folder")
+    with folder_lock(out_dir, name, what=f"run {name!r} in {out_dir}"):
+        return _run_locked(config, out_dir, name, progress=progress, log=log, overwrite=overwrite)
+
+
+def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, log, overwrite: bool) -> RunResult:
+    from trustrec.runs._trail import data_changes, data_trail
+
+    final = out_dir / name
+    work = out_dir / f".partial-{name}-{config.digest()}"
+    previous = _finished_run(final)
+    for stale in out_dir.glob(f".partial-{glob.escape(name)}-*"):
+        if stale != work and stale.is_dir() and (stale / "config.yaml").exists():
+            shutil.rmtree(stale)
+            log(f"removed {stale.name}: the unfinished run of an earlier config named {name!r}")
 
     t0 = time.perf_counter()
     dataset, split = prepare_data(config)
     t_data = time.perf_counter() - t0
+    trail = data_trail(dataset, split)
+    if previous is not None and not overwrite:
+        if previous["environment"].get("config_digest") != config.digest():
+            raise DataError(f"{final}: holds a finished run of another config (digest "
+                            f"{previous['environment'].get('config_digest')}, this config {config.digest()}); "
+                            "give this run another name, or overwrite it (--overwrite; its audits and report go too)")
+        changed = data_changes(previous["environment"].get("data_checksums"), trail)
+        if changed:
+            raise DataError(f"{final}: the data changed since this run finished: {'; '.join(changed)}; "
+                            "rerun with --overwrite to refit on the current data (its audits and report go too)")
+        log(f"{final}: already finished with this config and data; reused as it is "
+            "(--overwrite runs it again)")
+        return RunResult(final, previous["metrics"])
     _check_schemes(config, split)
-    from trustrec.runs._trail import data_trail
 
+    resumable = (work / "checkpoint" / "state.safetensors").exists()
+    if resumable:
+        recorded = _read_json(work / "environment.json") or {}
+        changed = data_changes(recorded.get("data_checksums"), trail)
+        if changed:
+            shutil.rmtree(work / "checkpoint")
+            resumable = False
+            log(f"the data changed since the interrupted run in {work.name} ({'; '.join(changed)}): "
+                "its checkpoint was discarded and the model is fitted again")
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        result = _fit_and_evaluate(config, work, final, dataset, split, trail, t_data,
+                                   resume=resumable, progress=progress, log=log)
+    except BaseException:
+        if (work / "checkpoint" / "state.safetensors").exists():
+            log(f"the run stopped; {work} keeps its checkpoint: the same command resumes from it")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+            log(f"the run stopped before a checkpoint was saved; removed {work.name}")
+        raise
+    return result
+
+
+def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split, trail, t_data: float, *,
+                      resume: bool, progress: bool, log) -> RunResult:
+    from trustrec.eval import Validator, evaluate_split
+    from trustrec.models import FitOptions, ModelSpec, Recommender
+    from trustrec.runs._trail import model_trail
+
+    atomic_write_text(work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     env = {**environment_info(), "seed": config.seed, "config_digest": config.digest(),
            "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "source": dataset.source,
                        "stats": dataset.stats()},
-           "split": split.describe(), "data_checksums": data_trail(dataset, split)}
+           "split": split.describe(), "data_checksums": trail}
     atomic_write_text(work / "environment.json", json.dumps(env, indent=1, default=str))
 
     ckpt = work / "checkpoint"
     fit_seconds = None
-    if (ckpt / "state.safetensors").exists():
+    if resume:
         log(f"resuming: loading the checkpoint saved by an interrupted run ({ckpt})")
         model = Recommender.load(ckpt)
     else:
@@ -113,8 +175,6 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
         model.fit(split, options)
         fit_seconds = time.perf_counter() - t0
         model.save(ckpt)
-
-    from trustrec.runs._trail import model_trail
 
     t0 = time.perf_counter()
     results = {}
@@ -155,9 +215,37 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
     }
     atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=1, default=_json_default))
     if final.exists():
-        shutil.rmtree(final)
-    os.replace(work, final)
+        # Only a finished trustrec run gets here (checked under the lock); moved aside, then removed.
+        old = final.parent / f".old-{final.name}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(work, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, final)
     return RunResult(final, metrics)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _finished_run(final: Path) -> dict | None:
+    """The environment and metrics of the finished run in ``final`` (None when there is none);
+    a folder that is not a trustrec run is refused, never replaced."""
+    if not final.exists() and not final.is_symlink():
+        return None
+    if final.is_symlink() or not final.is_dir():
+        raise DataError(f"{final}: exists and is not a run folder (a file or a link); refusing to replace it")
+    environment, metrics = _read_json(final / "environment.json"), _read_json(final / "metrics.json")
+    if environment is None or metrics is None or not (final / "config.yaml").is_file():
+        raise DataError(f"{final}: exists and is not a finished trustrec run (no readable config.yaml, "
+                        "environment.json and metrics.json); refusing to replace it: move it, or choose "
+                        "another run name or --out")
+    return {"environment": environment, "metrics": metrics}
 
 
 def _check_schemes(config: RunConfig, split) -> None:

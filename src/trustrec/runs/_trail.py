@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["file_sha256", "frame_sha256", "data_trail", "model_trail", "audit_trail"]
+__all__ = ["file_sha256", "frame_sha256", "data_trail", "data_changes", "model_trail", "audit_trail"]
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -50,6 +50,23 @@ def data_trail(dataset, split=None) -> dict[str, Any]:
                         for part, inter in (("train", split.train), ("valid", split.valid), ("test", split.test))
                         if inter is not None}
     return out
+
+
+def data_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """What differs between a recorded :func:`data_trail` and the current one, in words (empty
+    when they name the same data). A trail recorded without a field is not compared on it."""
+    if not recorded:
+        return ["no data trail was recorded"]
+    short = lambda v: f"{v[:12]}..." if isinstance(v, str) and len(v) > 15 else repr(v)
+    labels = {"interactions_fingerprint": "interactions", "items_sha256": "item table",
+              "users_sha256": "user table", "n_users": "users", "n_items": "items",
+              "n_interactions": "interaction count"}
+    changes = [f"{label} ({short(recorded[key])} -> {short(current.get(key))})"
+               for key, label in labels.items() if key in recorded and recorded[key] != current.get(key)]
+    before, now = recorded.get("split") or {}, current.get("split") or {}
+    changes += [f"split part {part!r}" for part in sorted(set(before) | set(now))
+                if part in before and before.get(part) != now.get(part)]
+    return changes
 
 
 def model_trail(checkpoint: str | Path) -> dict[str, Any]:

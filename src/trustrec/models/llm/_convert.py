@@ -135,6 +135,14 @@ def _clean_tokenizer_config(path: Path) -> None:
     atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def _is_model_checkpoint(folder: Path) -> bool:
+    """A folder this module wrote: weights and a config, nothing the user keeps beside them."""
+    allowed = {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"}
+    names = {p.name for p in folder.iterdir()}
+    return "model.safetensors" in names and names <= allowed
+
+
 def save_checkpoint(model, tokenizer, folder: str | Path) -> Path:
     """Save a causal LM (and its tokenizer) as a plain safetensors checkpoint, atomically.
 
@@ -142,7 +150,7 @@ def save_checkpoint(model, tokenizer, folder: str | Path) -> Path:
     replaced in one rename once every file is written.
     """
     folder = Path(folder)
-    with atomic_directory(folder) as tmp:
+    with atomic_directory(folder, replaceable=_is_model_checkpoint) as tmp:
         _write_checkpoint(model, tokenizer, tmp)
     return folder
 
@@ -209,7 +217,8 @@ def export_tokenizer_files(tokenizer, dest: str | Path) -> Path:
     """Write a tokenizer as small, load-ready files (minified ``tokenizer.json``, a clean
     ``tokenizer_config.json``, the chat template): how ``assets/smollm2-tokenizer`` was made."""
     dest = Path(dest)
-    with tempfile.TemporaryDirectory() as tmp, atomic_directory(dest) as out:
+    with tempfile.TemporaryDirectory() as tmp, atomic_directory(
+            dest, replaceable=lambda d: (d / "tokenizer.json").exists()) as out:
         tokenizer.save_pretrained(tmp)
         raw = json.loads((Path(tmp) / "tokenizer.json").read_text(encoding="utf-8"))
         (out / "tokenizer.json").write_text(

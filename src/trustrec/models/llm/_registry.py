@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from trustrec._cache import atomic_directory, atomic_write_text, cache_dir
+from trustrec._cache import always, atomic_directory, atomic_write_text, cache_dir
 from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError, DownloadError, ModelNotFoundError, TrustrecError
 from trustrec.models.llm._convert import TINY_SMOLLM2_CONFIG
@@ -184,7 +184,7 @@ def _fetch(entry: LLMEntry, progress: bool) -> Path:
     failures: list[tuple[object, BaseException]] = []
     for source in entry.sources:
         try:
-            with atomic_directory(folder) as tmp:
+            with atomic_directory(folder, replaceable=always) as tmp:
                 record = source.fetch(tmp, progress=progress)
                 problem = checkpoint_problem(tmp)
                 if problem is not None:
