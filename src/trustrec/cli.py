@@ -251,6 +251,12 @@ def demo(
     from trustrec.report import write_report
     from trustrec.runs import run_audits, run_experiment
 
+    if llm:   # every requirement checked before the first minute of work, not after twenty
+        from trustrec._extras import require_extra
+        from trustrec.models.llm import resolve_model
+
+        require_extra("llm", "the demo's LLM recommenders (skip them with --no-llm)")
+        resolve_model(llm_model)   # resolved (fetched once) now: a model that cannot load fails here
     ds = load_dataset("ml-100k", data_dir=data_dir)
     stats = ds.stats()
     console.print(stats_table(stats, "ml-100k"))
