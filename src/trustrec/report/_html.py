@@ -1,7 +1,14 @@
 """The report as one self-contained HTML page: inline CSS, inline SVG figures, no script, no
 external reference. Rendered with jinja2 with autoescaping on, so every string from a run
 (item titles in evidence, audit reasons, settings) is escaped; only the SVG that matplotlib made
-here is inserted as markup."""
+here is inserted as markup.
+
+Text from data cannot reorder the report around it: every Unicode bidirectional control
+character (U+202A-U+202E embeddings and overrides, U+2066-U+2069 isolates, U+200E/U+200F marks,
+U+061C) anywhere in the page, attributes and figures included, is replaced by a visible marker
+such as ``[U+202E]``; and data-derived text that stands inline beside report text (names,
+summaries, reasons, notes, evidence cells) is wrapped in ``<bdi>``, so right-to-left text in it
+stays isolated too."""
 
 from __future__ import annotations
 
@@ -16,6 +23,13 @@ from trustrec.report._plots import RenderedPlot, render_plot
 __all__ = ["render_html"]
 
 _CELL_CHARS = 200  # evidence cells longer than this are cut
+BIDI_CONTROLS = ("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+_BIDI_TABLE = {ord(c): f"[U+{ord(c):04X}]" for c in BIDI_CONTROLS}
+
+
+def neutralize_bidi(text: str) -> str:
+    """``text`` with every bidirectional control character replaced by a visible ``[U+XXXX]``."""
+    return text.translate(_BIDI_TABLE)
 
 
 def render_html(contents: RunContents, data: dict[str, Any]) -> str:
@@ -26,7 +40,8 @@ def render_html(contents: RunContents, data: dict[str, Any]) -> str:
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters.update(num=_num, ci=_ci, pval=_pval, count=_count, cell=_cell, label=_label)
+    env.filters.update(num=_num, ci=_ci, pval=_pval, count=_count, cell=_cell, label=_label,
+                       bdi=lambda v: Markup("<bdi>%s</bdi>") % v)
     anchors = _anchors([a["audit"] for a in data["audits"]])
     audits = []
     for entry, audit, anchor in zip(contents.audits, data["audits"], anchors):
@@ -47,7 +62,7 @@ def render_html(contents: RunContents, data: dict[str, Any]) -> str:
         evaluation=_flatten(data["settings"]["evaluation"]), timings=_flatten(data["settings"]["timings_s"]),
         config=None if config is None else _yaml(config),
         css=Markup(_CSS))
-    return page
+    return neutralize_bidi(page)  # the template has none: every control here came from data
 
 
 # -- formatting (jinja filters) -------------------------------------------------------------------------
@@ -204,8 +219,8 @@ _TEMPLATE = """<!DOCTYPE html>
 </head>
 <body>
 <header class="top">
-<h1>Trust report: {{ d.run }}</h1>
-<p>{{ d.model }} on {{ d.dataset }} &middot; {{ d.date }}</p>
+<h1>Trust report: {{ d.run|bdi }}</h1>
+<p>{{ d.model|bdi }} on {{ d.dataset|bdi }} &middot; {{ d.date|bdi }}</p>
 </header>
 <nav>
 <a href="#summary">Summary</a><a href="#accuracy">Accuracy</a>{% if d.evaluation_bias %}<a href="#evaluation-bias">Evaluation bias</a>{% endif %}<a href="#scorecard">Scorecard</a>
@@ -225,7 +240,7 @@ _TEMPLATE = """<!DOCTYPE html>
 {% for status, n in status_counts %}<span class="badge {{ status }}">{{ n }} {{ status|label }}</span> {% endfor %}
 {% endif %}</td></tr>
 </table>
-{% for note in d.notes %}<p class="callout">{{ note }}</p>{% endfor %}
+{% for note in d.notes %}<p class="callout">{{ note|bdi }}</p>{% endfor %}
 </section>
 
 <section id="accuracy">
@@ -281,7 +296,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <tr><td>{% if row.n_audits %}<a href="#dim-{{ row.dimension }}">{{ row.dimension }}</a>{% else %}{{ row.dimension }}{% endif %}</td>
 <td class="num">{{ row.n_audits }}</td>
 <td>{% if row.n_audits %}<span class="badge {{ row.worst_status }}">{{ row.worst_status|label }}</span>{% else %}<span class="badge not_audited">not audited</span>{% endif %}</td>
-<td class="audit-list">{% for a in row.linked %}<a href="#{{ a.anchor }}">{{ a.audit }} <span class="badge {{ a.verdict.status }}">{{ a.verdict.status|label }}</span></a>{% endfor %}</td></tr>
+<td class="audit-list">{% for a in row.linked %}<a href="#{{ a.anchor }}">{{ a.audit|bdi }} <span class="badge {{ a.verdict.status }}">{{ a.verdict.status|label }}</span></a>{% endfor %}</td></tr>
 {% endfor %}
 </tbody></table>
 </section>
@@ -291,9 +306,9 @@ _TEMPLATE = """<!DOCTYPE html>
 <h2>{{ row.dimension|capitalize }}</h2>
 {% for a in audits if a.dimension == row.dimension %}
 <article class="audit" id="{{ a.anchor }}">
-<h3>{{ a.audit }} <span class="badge {{ a.verdict.status }}">{{ a.verdict.status|label }}</span></h3>
-{% if a.summary %}<p class="summary-line">{{ a.summary }}</p>{% endif %}
-{% if a.verdict.reasons %}<ul class="reasons">{% for r in a.verdict.reasons %}<li>{{ r }}</li>{% endfor %}</ul>{% endif %}
+<h3>{{ a.audit|bdi }} <span class="badge {{ a.verdict.status }}">{{ a.verdict.status|label }}</span></h3>
+{% if a.summary %}<p class="summary-line">{{ a.summary|bdi }}</p>{% endif %}
+{% if a.verdict.reasons %}<ul class="reasons">{% for r in a.verdict.reasons %}<li>{{ r|bdi }}</li>{% endfor %}</ul>{% endif %}
 {% if a.estimates %}
 <h4>Estimates</h4>
 <div class="scroll"><table>
@@ -305,21 +320,21 @@ _TEMPLATE = """<!DOCTYPE html>
 {% endfor %}
 </tbody></table></div>
 {% endif %}
-{% if a.warnings %}<h4>Warnings</h4><ul class="warnings">{% for w in a.warnings %}<li>{{ w }}</li>{% endfor %}</ul>{% endif %}
+{% if a.warnings %}<h4>Warnings</h4><ul class="warnings">{% for w in a.warnings %}<li>{{ w|bdi }}</li>{% endfor %}</ul>{% endif %}
 {% for p in a.rendered_plots %}
 <figure>
 {% if p.svg %}{{ p.svg }}
-{% for n in p.notes %}<figcaption>{{ n }}</figcaption>{% endfor %}
+{% for n in p.notes %}<figcaption>{{ n|bdi }}</figcaption>{% endfor %}
 {% else %}<p class="note">Figure &ldquo;{{ p.title }}&rdquo; ({{ p.kind }}) not drawn: {{ p.notes|join("; ") }}</p>{% endif %}
 </figure>
 {% endfor %}
 {% for name, ev in a.evidence.items() %}
-<h4>Evidence: {{ name }} <span class="note">({% if ev.n_rows > ev.records|length %}first {{ ev.records|length }} of {{ ev.n_rows|count }} rows{% else %}{{ ev.n_rows|count }} rows{% endif %})</span></h4>
+<h4>Evidence: {{ name|bdi }} <span class="note">({% if ev.n_rows > ev.records|length %}first {{ ev.records|length }} of {{ ev.n_rows|count }} rows{% else %}{{ ev.n_rows|count }} rows{% endif %})</span></h4>
 {% if ev.records %}
 <div class="scroll"><table>
-<thead><tr>{% for c in ev.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+<thead><tr>{% for c in ev.columns %}<th>{{ c|bdi }}</th>{% endfor %}</tr></thead>
 <tbody>
-{% for rec in ev.records %}<tr>{% for c in ev.columns %}{% set v = rec.get(c) %}<td{% if v is number and v is not boolean %} class="num"{% endif %}>{{ v|cell }}</td>{% endfor %}</tr>
+{% for rec in ev.records %}<tr>{% for c in ev.columns %}{% set v = rec.get(c) %}<td{% if v is number and v is not boolean %} class="num"{% endif %}>{{ v|cell|bdi }}</td>{% endfor %}</tr>
 {% endfor %}
 </tbody></table></div>
 {% else %}<p class="note">empty table</p>{% endif %}
@@ -349,7 +364,7 @@ _TEMPLATE = """<!DOCTYPE html>
 {% if timings %}<h4>Timings (s)</h4>
 <table class="kv"><tbody>{% for k, v in timings %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</tbody></table>{% endif %}
 {% for a in audits %}
-<details><summary>{{ a.audit }} ({{ a.dimension }}): settings</summary><pre>{{ a.settings_json }}</pre></details>
+<details><summary>{{ a.audit|bdi }} ({{ a.dimension }}): settings</summary><pre>{{ a.settings_json }}</pre></details>
 {% endfor %}
 </section>
 <footer>Written by trustrec {{ d.trustrec_version }} ({{ d.format }}); the same content as data is in report.json.</footer>
