@@ -169,6 +169,7 @@ _BASE = "dataset: {name: ml-100k}\nmodel: {name: most_popular}\n"
     ("huge-seed", (_BASE + f"seed: {2**64}\n").encode()),
     ("filter-seed", (_BASE.replace("ml-100k}", "ml-100k, filters: [{kind: sample_users, n_users: 3, seed: -5}]}")).encode()),
     ("absurd-n-boot", (_BASE + "eval: {n_boot: 1000000000000}\n").encode()),
+    ("split-seed", ("split: {method: random, params: {seed: -1}}\n" + _BASE).encode()),
     ("unknown-model", b"dataset: {name: ml-100k}\nmodel: {name: no_such_model}\n"),
     ("unknown-key", (_BASE + "bogus: 1\n").encode()),
     ("missing-dataset", b"dataset: {name: no-such-dataset-anywhere}\nmodel: {name: most_popular}\n"),
@@ -178,6 +179,13 @@ def test_malformed_run_configs_end_in_one_line(tmp_path, name, content):
     config.write_bytes(content)
     res = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "runs")])
     _assert_clean(res, what=name)
+
+
+@pytest.mark.parametrize("content", [_bomb(), "x: {n_boot: 1000000000000}\n", "x: [1, 2\n", "\xff\xfe"])
+def test_malformed_audit_params_end_in_one_line(tmp_path, content):
+    params = tmp_path / "params.yaml"
+    params.write_bytes(content.encode("latin-1"))
+    _assert_clean(runner.invoke(app, ["audit", str(tmp_path), "--params", str(params)]), what=content[:20])
 
 
 def test_empty_evaluation_part_ends_in_one_line(tmp_path):

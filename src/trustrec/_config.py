@@ -9,6 +9,18 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trustrec.errors import ConfigError
 
+MAX_SEED = 2**32 - 1
+"""Seeds are whole numbers 0 .. 2**32 - 1: every generator trustrec seeds (numpy, torch, Python) takes them."""
+
+
+def check_seed(seed, owner: str) -> int:
+    """``seed`` as an int in 0 .. MAX_SEED, else a ConfigError naming ``owner``."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{owner}: seed must be a whole number from 0 to {MAX_SEED} (2**32 - 1); got {seed!r}")
+    return int(seed)
+
 
 class Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

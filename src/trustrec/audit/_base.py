@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, Field, PositiveInt
 
-from trustrec._config import Config, Configurable
+from trustrec._config import MAX_SEED, Config, Configurable
 from trustrec._registry import NamedRegistry
 from trustrec.audit._result import DIMENSIONS, AuditResult, Threshold, judge
 from trustrec.errors import ConfigError
+from trustrec.eval._stats import MAX_N_BOOT
 
 __all__ = ["Audit", "RetrainingAudit", "ModelSpecField", "AuditConfig", "AuditInputs", "register_audit", "audit_class", "available_audits"]
 
@@ -31,8 +32,8 @@ class AuditConfig(Config):
 
     k: PositiveInt = 10
     part: str = "test"
-    n_boot: int = Field(500, ge=0)
-    seed: int = 0
+    n_boot: int = Field(500, ge=0, le=MAX_N_BOOT)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     max_users: PositiveInt | None = None
     min_group_size: PositiveInt = 20
     thresholds: tuple[Threshold, ...] = ()

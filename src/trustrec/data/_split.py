@@ -327,6 +327,10 @@ def make_split(dataset: Dataset, method: str, **params) -> Split:
     """Split by name (as in a run config)."""
     if method not in SPLITTERS:
         raise ConfigError(f"unknown split method {method!r}; valid: {sorted(SPLITTERS)}")
+    if "seed" in params:
+        from trustrec._config import check_seed
+
+        params["seed"] = check_seed(params["seed"], f"split {method!r}")
     try:
         return SPLITTERS[method](dataset, **params)
     except TypeError as exc:

@@ -19,12 +19,10 @@ from pydantic import (
     model_validator,
 )
 
+from trustrec._config import MAX_SEED
 from trustrec._safeio import load_yaml
 from trustrec.errors import ConfigError
 from trustrec.eval._stats import MAX_N_BOOT
-
-MAX_SEED = 2**32 - 1
-"""Seeds are 0 .. 2**32 - 1: every generator trustrec seeds (numpy, torch, Python) takes them."""
 
 __all__ = ["RunConfig", "load_run_config", "check_plain_name"]
 
