@@ -120,11 +120,23 @@ def read_regular_bytes(path, *, limit: int | None = None, what: str = "a file",
     """The bytes of a regular file; more than ``limit`` bytes is an error (``setting`` names the
     way to raise the limit, if any)."""
     with open_regular(path, what=what, error=error) as fh:
-        data = fh.read() if limit is None else fh.read(limit + 1)
+        data = fh.read() if limit is None else _read_at_most(fh, limit + 1)
     if limit is not None and len(data) > limit:
         how = f"; raise it with {setting}" if setting else ""
         raise error(f"{path}: larger than the limit of {_size(limit)} for {what}{how}")
     return data
+
+
+def _read_at_most(fh, n: int) -> bytes:
+    """Up to ``n`` bytes, read in chunks (``fh.read(n)`` would allocate all ``n`` bytes at once)."""
+    chunks, total = [], 0
+    while total < n:
+        chunk = fh.read(min(1 << 24, n - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 # -- decompression limits -------------------------------------------------------------------------
@@ -263,7 +275,7 @@ def read_decompressed(path, *, what: str = "a file", error: type[TrustrecError] 
     file larger than ``TRUSTREC_MAX_DECOMPRESSED`` is refused too."""
     limit = max_decompressed_bytes()
     with open_decompressed(path, what=what, error=error) as fh:
-        data = fh.read(limit + 1)
+        data = _read_at_most(fh, limit + 1)
     if len(data) > limit:
         raise error(f"{path}: larger than {_size(limit)}, the limit TRUSTREC_MAX_DECOMPRESSED; if the "
                     "file is genuine, raise it (e.g. TRUSTREC_MAX_DECOMPRESSED=16G)")
