@@ -66,6 +66,13 @@ def test_timestamp_overflow_in_a_frame_is_refused_with_the_row(values):
         Dataset.from_frame(frame, name="ts")
 
 
+def test_dates_past_2262_are_read(tmp_path):
+    path = _csv(tmp_path, "user_id,item_id,timestamp\nu,i,2300-01-01\nu,j,2020-01-01\n")
+    assert load_tabular(path).interactions.timestamp.tolist() == [10413792000, 1577836800]
+    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": ["2300-01-01", "2020-01-01"]})
+    assert Dataset.from_frame(frame, name="late").interactions.timestamp[0] == 10413792000
+
+
 def test_int64_timestamps_are_read_exactly(tmp_path):
     path = _csv(tmp_path, "user_id,item_id,timestamp\nu,i,1609459200123456789\nu,j,1609459200123456788\n")
     assert load_tabular(path).interactions.timestamp.tolist() == [1609459200123456789, 1609459200123456788]

@@ -15,6 +15,7 @@ from trustrec.data._arrays import Ragged, readonly
 from trustrec.data._validate import (
     check_time_units,
     data_rows,
+    epoch_seconds,
     id_strings,
     parse_dates,
     timestamps_to_int64,
@@ -467,7 +468,7 @@ def _as_timestamps(col: pd.Series, name: str, column: str, notes: list[str] | No
             row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
             raise DataError(f"{where(row)}, column '{column}': the timestamp is missing "
                             f"({int(parsed.isna().sum())} such rows); fill them or drop the column")
-        return ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+        return epoch_seconds(parsed)
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         values = col.to_numpy()
         if values.dtype.kind == "f" or col.hasnans:
@@ -490,8 +491,7 @@ def _as_timestamps(col: pd.Series, name: str, column: str, notes: list[str] | No
                     f"Dataset '{name}': column '{column}' has a timestamp {col.iloc[row]!r} at data row "
                     f"{row} that is neither a number (epoch) nor a date"
                 )
-            epoch = pd.Timestamp(0, tz="UTC")
-            return ((parsed - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+            return epoch_seconds(parsed)
     ts = timestamps_to_int64(values, where, column,
                              "fill them or drop the column to use row order as time")
     check_time_units(ts, where, column)

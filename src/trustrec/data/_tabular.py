@@ -26,7 +26,12 @@ from trustrec._safeio import open_regular, read_decompressed
 from trustrec.data._atomic import TITLE_COLUMNS
 from trustrec.data._dataset import Dataset, _as_id_strings
 from trustrec.data._io import ENCODINGS, sniff_separator
-from trustrec.data._validate import check_time_units, parse_dates, timestamps_to_int64
+from trustrec.data._validate import (
+    check_time_units,
+    epoch_seconds,
+    parse_dates,
+    timestamps_to_int64,
+)
 from trustrec.errors import ConfigError, DataError
 
 __all__ = ["load_tabular"]
@@ -211,9 +216,8 @@ def _to_int64_exact(raw: pd.Series) -> np.ndarray | None:
 
 
 def _epoch_seconds(parsed: pd.Series) -> np.ndarray:
-    # Resolution-independent (pandas may parse to s, ms, us or ns).
-    delta = parsed - pd.Timestamp("1970-01-01", tz="UTC")
-    return (delta // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    # Resolution-independent (pandas may parse to s, ms, us or ns), and safe past 2262.
+    return epoch_seconds(parsed)
 
 
 def _row_lines(frame: pd.DataFrame, first_line: int, text: str, quotechar: str = '"') -> np.ndarray:

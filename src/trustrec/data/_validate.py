@@ -90,7 +90,12 @@ def timestamps_to_int64(values, where: Where, column: str = "timestamp",
             raise DataError(f"{where(row)}, column '{column}': timestamp {int(arr[row])} does not fit in a "
                             f"64-bit integer ({int(too_big.sum())} such rows); {hint}")
         return arr.astype(np.int64)
-    if arr.dtype == object:  # Python ints of any size
+    if arr.dtype == object:  # Python ints of any size: checked exactly, no float rounding
+        big = [i for i, v in enumerate(arr)
+               if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63]
+        if big:
+            raise DataError(f"{where(big[0])}, column '{column}': timestamp {arr[big[0]]} does not fit in a "
+                            f"64-bit integer ({len(big)} such rows); {hint}")
         try:
             return np.array([int(v) for v in arr], dtype=np.int64)
         except (OverflowError, TypeError, ValueError):
@@ -118,6 +123,13 @@ def raw_text(values, row: int) -> str:
     if isinstance(v, float) and v.is_integer() and abs(v) < 1e300:
         return f"{v:.17g}"
     return repr(v)
+
+
+def epoch_seconds(parsed: pd.Series) -> np.ndarray:
+    """Seconds since 1970 of UTC datetimes, at any resolution pandas parsed them to (dates past
+    2262 do not fit nanoseconds, so no nanosecond arithmetic happens here)."""
+    naive = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+    return naive.to_numpy().astype("datetime64[s]").astype(np.int64)
 
 
 def check_time_units(ts, where: Where, column: str = "timestamp") -> None:
