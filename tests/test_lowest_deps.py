@@ -95,7 +95,8 @@ def resolve(python: Path = Path(sys.executable)) -> dict[str, str]:
 
 
 def install_and_fit(workdir: Path, torch_wheel: str | None = None) -> str:
-    """A fresh venv with every pin (``torch_wheel`` replaces the torch pin), trustrec, a tiny fit."""
+    """A fresh venv with every pin (``torch_wheel``, a wheel file or a requirement such as
+    ``torch==2.13.0+cpu``, replaces the torch pin), trustrec, a tiny fit."""
     env_dir = workdir / "lowest-venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -131,7 +132,12 @@ def test_resolver_accepts_the_lowest_set():
 
 @pytest.mark.slow
 def test_trustrec_imports_and_fits_at_the_lowest_set(tmp_path):
-    wheel = os.environ.get("TRUSTREC_LOWEST_TORCH_WHEEL")
+    """Every pin but torch's: torch is the build already installed here (``torch==<its version>``,
+    which pip takes from the same local file make.py uses), because the 2.4.1 pin's CUDA build is
+    several GB to download; ``TRUSTREC_LOWEST_TORCH_WHEEL`` names another wheel."""
+    import torch
+
+    wheel = os.environ.get("TRUSTREC_LOWEST_TORCH_WHEEL") or f"torch=={torch.__version__}"
     versions = install_and_fit(tmp_path, wheel)
     assert "'numpy': '" + pins()["numpy"] in versions
 
