@@ -226,3 +226,16 @@ def _write_config(tmp_path: Path, **extra) -> str:
     path = tmp_path / f"config-{abs(hash(str(extra))) % 10**8}.yaml"
     path.write_text(yaml.safe_dump(config(tmp_path, **extra)))
     return str(path)
+
+
+def test_run_config_chooses_the_tie_rule_and_labels_it(tmp_path):
+    plain = run_experiment(config(tmp_path), tmp_path / "runs", **quiet)
+    cfg = config(tmp_path, name="ties")
+    cfg["eval"] = {**cfg["eval"], "ties": "expected"}
+    expected = run_experiment(cfg, tmp_path / "runs", **quiet)
+    assert plain.metrics["settings"]["ties"] == "index" and expected.metrics["settings"]["ties"] == "expected"
+    assert all("ties-expected" in m for m in expected.metrics["metrics"])
+    with_default = config(tmp_path)
+    with_default["eval"] = {**with_default["eval"], "ties": "index"}
+    assert load_run_config(with_default).digest() == load_run_config(config(tmp_path)).digest()
+    assert load_run_config(cfg).digest() != load_run_config(dict(cfg, eval=with_default["eval"])).digest()

@@ -86,6 +86,9 @@ class EvalConfig(_Strict):
     n_boot: int = Field(1000, ge=0, le=MAX_N_BOOT)
     batch_size: PositiveInt | None = None  # None: sized so one score matrix stays ~20M cells
     sampled_negatives: PositiveInt | None = None
+    # Ties at the top-K cut: "index" (to the lower item index) or "expected" (every metric's
+    # expected value over a random order of the tied items); labels say "(ties-expected)".
+    ties: Literal["index", "expected"] = "index"
     # Evaluation schemes (trustrec.eval): "full" (rank the catalog, the ordinary evaluator),
     # "traditional-random" (rank only each user's randomly-exposed items) and "ure" (unbiased
     # recall evaluation); the last two need a random-exposure split and use the recall@K /
@@ -147,8 +150,9 @@ class RunConfig(_Strict):
 
     def digest(self) -> str:
         data = self.model_dump(mode="json")
-        if data["eval"]["schemes"] == ["full"]:
-            del data["eval"]["schemes"]   # the default: digests of configs without schemes stay as they were
+        for key, default in (("schemes", ["full"]), ("ties", "index")):
+            if data["eval"][key] == default:
+                del data["eval"][key]   # defaults: digests of configs written before the key stay as they were
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -183,7 +183,7 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
             results[scheme] = evaluate_split(
                 model, split, config.eval.part, metrics=config.eval.metrics, batch_size=config.eval.batch_size,
                 n_boot=config.eval.n_boot, sampled_negatives=config.eval.sampled_negatives, seed=config.seed,
-                progress=progress)
+                ties=config.eval.ties, progress=progress)
         else:
             from trustrec.eval import UNBIASED_METRICS, evaluate_random_exposure
             from trustrec.eval._metrics import parse_metric
