@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
 from trustrec.data._arrays import Ragged
 from trustrec.data._dataset import Dataset, Interactions
@@ -27,6 +28,8 @@ __all__ = [
     "split_random_exposure",
     "make_split",
     "SPLITTERS",
+    "drop_evaluation_events",
+    "has_clock",
 ]
 
 PARTS = ("valid", "test")
@@ -61,7 +64,18 @@ class Split:
     notes: tuple[str, ...] = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        # The invariant every split method shares, enforced here so none can break it: the train
+        # part holds no (user, item, time) event of the valid or test part.
+        train, removed = drop_evaluation_events(self.dataset, self.train, [self.valid, self.test])
+        params, notes = dict(self.params), tuple(self.notes)
+        if removed:
+            notes += (f"{removed} training interactions were also evaluation events and were removed from "
+                      "train (a split never trains on what it evaluates)",)
+            params["evaluation_events_removed_from_train"] = params.get(
+                "evaluation_events_removed_from_train", 0) + removed
+        object.__setattr__(self, "train", train)
+        object.__setattr__(self, "notes", notes)
+        object.__setattr__(self, "params", MappingProxyType(params))
 
     def train_dataset(self) -> Dataset:
         """The dataset restricted to training interactions (catalog and users unchanged)."""
@@ -96,6 +110,28 @@ class Split:
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "params": dict(self.params), **self.sizes(), "notes": list(self.notes)}
+
+
+def has_clock(dataset: Dataset) -> bool:
+    """Whether the dataset's interactions carry times that tell events apart (not all equal)."""
+    ts = dataset.interactions.timestamp
+    return len(ts) > 0 and bool(ts.min() != ts.max())
+
+
+def drop_evaluation_events(dataset: Dataset, train: Interactions,
+                           held: list[Interactions]) -> tuple[Interactions, int]:
+    """``train`` without the (user, item, time) events that occur in ``held``, and how many were
+    removed. Without a clock (every timestamp equal, as in Coat) events cannot be told apart by
+    time, so nothing is removed: a separately collected test set (random exposure) may then share
+    (user, item) pairs with the log, which the splits report."""
+    held = [h for h in held if h is not None and len(h)]
+    if not held or not len(train) or not has_clock(dataset):
+        return train, 0
+    evaluated = Interactions.concat(held)
+    keys = pd.MultiIndex.from_arrays([evaluated.user, evaluated.item, evaluated.timestamp])
+    in_eval = pd.MultiIndex.from_arrays([train.user, train.item, train.timestamp]).isin(keys)
+    removed = int(in_eval.sum())
+    return (train.select(~in_eval) if removed else train), removed
 
 
 def _check_part(part: str) -> None:
@@ -232,16 +268,22 @@ def split_given_test(dataset: Dataset, *, test: Interactions | str = "random_exp
         train, valid = inner.train, Interactions.concat([inner.valid, inner.test])
     else:
         train, valid = inter, inter.select(np.zeros(len(inter), dtype=bool))
+    train, removed = drop_evaluation_events(dataset, train, [test])
+    valid, removed_valid = drop_evaluation_events(dataset, valid, [test])
     key_train = train.user * dataset.n_items + train.item
     key_test = test.user * dataset.n_items + test.item
     overlap = int(np.isin(key_test, key_train).sum())
     notes = []
+    if removed + removed_valid:
+        notes.append(f"the given test set's {removed + removed_valid} events are also in the interaction log; "
+                     "they were removed from train/valid (a split never trains on what it evaluates)")
     if overlap:
         notes.append(f"{overlap} test (user, item) pairs also occur in train (as published)")
     return Split(
         dataset, train, valid, test, method="given_test",
         params={"test": test_name, "valid_frac": valid_frac, "positive_threshold": positive_threshold,
-                "seed": seed, "train_test_overlap": overlap},
+                "seed": seed, "train_test_overlap": overlap,
+                "evaluation_events_removed_from_train": removed + removed_valid},
         notes=tuple(notes),
     )
 

@@ -11,6 +11,7 @@ from trustrec.eval._evaluator import (
                                     hits_matrix,
                                     item_vectors_from_groups,
                                     restrict_targets,
+                                    targets_all_seen,
 )
 from trustrec.eval._metrics import (
                                     ACCURACY_METRICS,
@@ -66,7 +67,7 @@ from trustrec.eval._unbiased import (
 )
 
 __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
-           "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets", "item_vectors_from_groups",
+           "TARGET_SEGMENTS", "cold_item_mask", "targets_all_seen", "restrict_targets", "item_vectors_from_groups",
            "ACCURACY_METRICS", "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision",
            "average_precision_trec", "item_user_counts",
            "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "long_tail_mask",

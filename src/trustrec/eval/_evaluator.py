@@ -265,6 +265,8 @@ def evaluate(
         "n_short_lists": int((top.valid.sum(1) < k_max).sum()),
         "n_no_recommendation": int((top.valid.sum(1) == 0).sum()),
     }
+    if exclude_seen:   # their every target is masked as seen: no model can hit them
+        counts["n_users_targets_all_seen"] = int(targets_all_seen(eval_set).sum())
     settings = {"protocol": "sampled" if sampled_negatives is not None else "full",
                 "sampled_negatives": sampled_negatives,
                 "exclude_seen": exclude_seen, "k_max": k_max, "n_boot": n_boot, "ci": ci, "seed": seed,
@@ -291,6 +293,18 @@ def _unique_counts(targets: Ragged) -> np.ndarray:
         return np.zeros(len(targets), dtype=np.int64)
     key = np.unique(rows * (int(targets.values.max()) + 1) + targets.values)
     return np.bincount(key // (int(targets.values.max()) + 1), minlength=len(targets))
+
+
+def targets_all_seen(eval_set: EvalSet) -> np.ndarray:
+    """Boolean per row of ``eval_set``: every target of the user is already in their history, so
+    with seen items masked (the default) no model can hit it. Vectorised over all users."""
+    hist, targets = eval_set.queries.histories, eval_set.targets
+    if len(targets.values) == 0:
+        return np.zeros(len(eval_set), dtype=bool)
+    width = int(max(hist.values.max(initial=0), targets.values.max())) + 1
+    seen = np.isin(targets.row_ids() * width + targets.values, hist.row_ids() * width + hist.values)
+    unseen_per_row = np.bincount(targets.row_ids()[~seen], minlength=len(eval_set))
+    return (unseen_per_row == 0) & (targets.lengths > 0)
 
 
 def cold_item_mask(split: Split, max_train_interactions: int) -> np.ndarray:

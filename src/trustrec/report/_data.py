@@ -149,7 +149,7 @@ def report_data(contents: RunContents, *, evidence_rows: int = 20) -> dict[str, 
             audits.append({"audit": e.name, "dimension": e.dimension, "summary": e.summary,
                            "verdict": {"status": e.status, "reasons": [e.error]}, "estimates": {}, "settings": {},
                            "warnings": [], "plots": [], "evidence": {}, "dir": e.dir, "load_error": e.error})
-    notes = list(contents.notes)
+    notes = [f"warning: {w}" for w in (m.get("warnings") or []) if isinstance(w, str)] + list(contents.notes)
     if not audited:
         notes.insert(0, "not audited yet: this run has no audits/ folder, so only accuracy is reported")
     data = {

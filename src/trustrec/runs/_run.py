@@ -121,6 +121,7 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
             "(--overwrite runs it again)")
         return RunResult(final, previous["metrics"])
     _check_schemes(config, split)
+    warnings_ = _masked_target_warnings(config, split, log)
 
     resumable = (work / "checkpoint" / "state.safetensors").exists()
     if resumable:
@@ -133,7 +134,7 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
                 "its checkpoint was discarded and the model is fitted again")
     work.mkdir(parents=True, exist_ok=True)
     try:
-        result = _fit_and_evaluate(config, work, final, dataset, split, trail, t_data,
+        result = _fit_and_evaluate(config, work, final, dataset, split, trail, t_data, warnings_,
                                    resume=resumable, progress=progress, log=log)
     except BaseException:
         if (work / "checkpoint" / "state.safetensors").exists():
@@ -145,8 +146,8 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
     return result
 
 
-def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split, trail, t_data: float, *,
-                      resume: bool, progress: bool, log) -> RunResult:
+def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split, trail, t_data: float,
+                      warnings_: list[str], *, resume: bool, progress: bool, log) -> RunResult:
     from trustrec.eval import Validator, evaluate_split
     from trustrec.models import FitOptions, ModelSpec, Recommender
     from trustrec.runs._trail import model_trail
@@ -212,6 +213,7 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
         "fit_history": getattr(model, "history_", None),
         "checkpoint_sha256": model_trail(ckpt)["files"],
         "timings_s": {"data": t_data, "fit": fit_seconds, "evaluate": eval_seconds},
+        "warnings": warnings_,
     }
     atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=1, default=_json_default))
     if final.exists():
@@ -271,6 +273,31 @@ def _check_schemes(config: RunConfig, split) -> None:
         raise ConfigError(
             f"eval.schemes {random} need split.params.positive_threshold to tell the exposed positives from "
             "the exposed negatives (e.g. 4 on Coat and Yahoo! R3)")
+
+
+def _masked_target_warnings(config: RunConfig, split, log) -> list[str]:
+    """Users whose every held-out target is already in their history cannot be hit (seen items
+    are masked): said loudly before fitting, and a run where no user can be hit is an error."""
+    import warnings
+
+    from trustrec.errors import DataWarning
+    from trustrec.eval import targets_all_seen
+
+    eval_set = split.eval_set(config.eval.part)
+    masked = targets_all_seen(eval_set)
+    if not masked.any():
+        return []
+    where = f"the {split.method} split of '{split.dataset.name}', part '{config.eval.part}'"
+    if masked.all():
+        raise DataError(f"{where}: every one of the {len(masked)} users' held-out items is already in their "
+                        "history and masked as seen, so no model can hit any; the split trains on what it "
+                        "evaluates (check the test set against the log)")
+    text = (f"{int(masked.sum())} of {len(masked)} evaluated users ({masked.mean():.1%}) have every held-out item "
+            f"already in their history ({where}); seen items are masked, so no model can hit them and they "
+            "count as misses")
+    warnings.warn(text, DataWarning, stacklevel=3)
+    log(f"WARNING: {text}")
+    return [text]
 
 
 def _json_default(value):
