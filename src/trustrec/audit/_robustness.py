@@ -524,19 +524,13 @@ def inject_fake_users(split: Split, fake: Interactions) -> Split:
     if fake.item.max() >= ds.n_items:
         raise DataError(f"inject_fake_users: item index {int(fake.item.max())} is outside the catalog")
     n_new = int(fake.user.max()) + 1 - ds.n_users
-    users = ds.users
-    extra = pd.DataFrame({"user_id": [f"__fake_{i}" for i in range(n_new)]})
-    taken = set(users["user_id"])
-    if taken & set(extra["user_id"]):
+    new_ids = [f"__fake_{i}" for i in range(n_new)]
+    if set(ds.user_ids.tolist()) & set(new_ids):
         raise DataError("inject_fake_users: the dataset already has users named '__fake_<n>'")
-    users = pd.concat([users, extra], ignore_index=True)
     if (split.train.rating is None) != (fake.rating is None):
         raise DataError("inject_fake_users: fake interactions must have ratings exactly when the training data has")
-    extras = {key: v for key, v in ds.extras.items() if isinstance(v, Interactions)}
-    poisoned = Dataset(ds.name, Interactions.concat([ds.interactions, fake]), ds.items, users, ds.provenance,
-                       ds.notes + (f"{n_new} injected fake users",), ds.source, extras)
-    return Split(poisoned, Interactions.concat([split.train, fake]), split.valid, split.test, split.method,
-                 {**split.params, "n_fake_users": n_new}, split.notes)
+    return split.with_added_train(fake, new_user_ids=new_ids, params={"n_fake_users": n_new},
+                                  dataset_note=f"{n_new} injected fake users")
 
 
 def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, depth: int = 100) -> np.ndarray:

@@ -62,7 +62,7 @@ from trustrec.audit._base import (
     register_audit,
 )
 from trustrec.audit._result import AuditResult, Estimate, Plot
-from trustrec.data import Interactions, QueryBatch, Split
+from trustrec.data import Interactions, QueryBatch
 
 __all__ = ["FeedbackLoopConfig", "FeedbackLoopAudit", "acceptance_probabilities"]
 
@@ -221,8 +221,7 @@ class FeedbackLoopAudit(RetrainingAudit):
                 r_idx, pos = np.nonzero(took)
                 acc = Interactions(users[r_idx], top[r_idx, pos], t_max + 1 + rnd * (k + 1) + pos,
                                    None if top_rating is None else np.full(len(r_idx), top_rating))
-                current = Split(current.dataset, Interactions.concat([current.train, acc]), current.valid,
-                                current.test, current.method, current.params, current.notes)
+                current = current.with_added_train(acc)
         table = pd.DataFrame(rows)
         estimates = self._estimates(table, per_user_first, per_user_last, arms)
         figures = ["coverage", "exposure_gini", "avg_popularity", "homogenisation", "tail_exposure_share",
@@ -247,7 +246,7 @@ class FeedbackLoopAudit(RetrainingAudit):
                                       "fit_seconds": fit_seconds})
 
     def _estimates(self, table, first, last, arms) -> dict[str, Estimate]:
-        from trustrec.eval import bootstrap_ci
+        from trustrec.eval import paired_estimate
 
         c = self.config
         k = c.k
@@ -269,8 +268,7 @@ class FeedbackLoopAudit(RetrainingAudit):
                                                  "masked)"),
                     ("avg_popularity", "avg_popularity change", "mean original-training popularity of recommended "
                                                                 "items"))):
-                d = np.asarray(last[arm][fig], np.float64) - np.asarray(first[arm][fig], np.float64)
-                lo, hi = bootstrap_ci(d, n_boot=c.n_boot, seed=c.seed + 10 * j + i)
-                out[f"{name} {tag}"] = Estimate(float(np.nanmean(d)), lo, hi, int((~np.isnan(d)).sum()),
-                                                description=f"{desc}: round {c.rounds} minus round 0, per user")
+                out[f"{name} {tag}"] = paired_estimate(
+                    last[arm][fig], first[arm][fig], n_boot=c.n_boot, seed=c.seed + 10 * j + i,
+                    description=f"{desc}: round {c.rounds} minus round 0, per user")
         return out

@@ -77,6 +77,70 @@ class Split:
         object.__setattr__(self, "notes", notes)
         object.__setattr__(self, "params", MappingProxyType(params))
 
+    # -- derived splits: the one place a split is rebuilt (the invariant above re-applies) -----
+    def with_train(self, train: Interactions, *, params: Mapping[str, Any] | None = None,
+                   note: str | None = None) -> "Split":
+        """This split with the training part replaced by ``train`` (same dataset index space);
+        valid and test unchanged. ``params`` are merged into the split's params and ``note``
+        is appended to its notes."""
+        _check_in_dataset(self.dataset, train, "Split.with_train")
+        return self._derive(self.dataset, train, params, note)
+
+    def with_added_train(self, interactions: Interactions, *, new_user_ids=(),
+                         params: Mapping[str, Any] | None = None, note: str | None = None,
+                         dataset_note: str | None = None) -> "Split":
+        """This split with ``interactions`` appended to the training part (fake users, canaries,
+        feedback accepted by simulated users); valid and test unchanged.
+
+        ``new_user_ids``: raw ids of users the dataset does not have yet; they take the indices
+        ``n_users, n_users + 1, ...`` (in that order) that ``interactions`` may refer to. With new
+        users the dataset grows: their user rows and their interactions join it (``dataset_note``
+        goes into its notes; extras indexed by user are dropped, ``Interactions`` extras kept).
+        Without new users the dataset is unchanged. ``params``/``note`` as in :meth:`with_train`."""
+        ds = self.dataset
+        new_ids = [str(u) for u in new_user_ids]
+        if len(set(new_ids)) != len(new_ids):
+            raise DataError(f"Split.with_added_train: new_user_ids repeat ids ({len(new_ids)} ids, "
+                            f"{len(set(new_ids))} distinct)")
+        taken = sorted(set(new_ids) & set(ds.user_ids.tolist()))
+        if taken:
+            raise DataError(f"Split.with_added_train: {len(taken)} new user ids are already users of dataset "
+                            f"'{ds.name}': {taken[:5]}; pick unused ids")
+        if len(interactions) == 0 and not new_ids:
+            return self._derive(ds, self.train, params, note)
+        if len(interactions) and (self.train.rating is None) != (interactions.rating is None):
+            raise DataError("Split.with_added_train: the added interactions must have ratings exactly when the "
+                            f"training data has (training data {'has' if self.train.has_rating else 'has no'} "
+                            "ratings)")
+        _check_in_dataset(ds, interactions, "Split.with_added_train", n_users=ds.n_users + len(new_ids))
+        if new_ids:
+            users = pd.concat([ds.users, pd.DataFrame({"user_id": new_ids})], ignore_index=True)
+            extras = {key: v for key, v in ds.extras.items() if isinstance(v, Interactions)}
+            ds = Dataset(ds.name, Interactions.concat([ds.interactions, interactions]), ds.items, users,
+                         ds.provenance, ds.notes + ((dataset_note,) if dataset_note else ()), ds.source, extras)
+        return self._derive(ds, Interactions.concat([self.train, interactions]), params, note)
+
+    def without_users(self, users, *, parts: tuple[str, ...] = ("train", "valid", "test"),
+                      params: Mapping[str, Any] | None = None, note: str | None = None) -> "Split":
+        """This split without any interaction of the user indices ``users`` in ``parts`` (all by
+        default; ``parts=("train",)`` keeps them evaluated but never trained on). Users and items
+        keep their indices. ``params``/``note`` as in :meth:`with_train`."""
+        bad = [p for p in parts if p not in ("train", *PARTS)]
+        if bad or not parts:
+            raise ConfigError(f"Split.without_users: parts must be a non-empty subset of ('train', 'valid', "
+                              f"'test'), got {parts!r}")
+        users = np.asarray(users, np.int64).ravel()
+
+        def kept(part: str, inter: Interactions) -> Interactions:
+            return inter.select(~np.isin(inter.user, users)) if part in parts else inter
+
+        return Split(self.dataset, kept("train", self.train), kept("valid", self.valid), kept("test", self.test),
+                     self.method, {**self.params, **(params or {})}, self.notes + ((note,) if note else ()))
+
+    def _derive(self, dataset: Dataset, train: Interactions, params, note) -> "Split":
+        return Split(dataset, train, self.valid, self.test, self.method, {**self.params, **(params or {})},
+                     self.notes + ((note,) if note else ()))
+
     def train_dataset(self) -> Dataset:
         """The dataset restricted to training interactions (catalog and users unchanged)."""
         return self.dataset.with_interactions(self.train)
@@ -132,6 +196,19 @@ def drop_evaluation_events(dataset: Dataset, train: Interactions,
     in_eval = pd.MultiIndex.from_arrays([train.user, train.item, train.timestamp]).isin(keys)
     removed = int(in_eval.sum())
     return (train.select(~in_eval) if removed else train), removed
+
+
+def _check_in_dataset(dataset: Dataset, inter: Interactions, owner: str, *, n_users: int | None = None) -> None:
+    if not isinstance(inter, Interactions):
+        raise DataError(f"{owner}: expected Interactions, got {type(inter).__name__}")
+    n_users = dataset.n_users if n_users is None else n_users
+    if len(inter) and inter.user.max() >= n_users:
+        raise DataError(f"{owner}: user index {int(inter.user.max())} is outside the {n_users} users of dataset "
+                        f"'{dataset.name}'" + ("" if n_users > dataset.n_users else
+                                              "; name new users with new_user_ids (Split.with_added_train)"))
+    if len(inter) and inter.item.max() >= dataset.n_items:
+        raise DataError(f"{owner}: item index {int(inter.item.max())} is outside the catalog of dataset "
+                        f"'{dataset.name}' ({dataset.n_items} items)")
 
 
 def _check_part(part: str) -> None:

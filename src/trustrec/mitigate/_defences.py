@@ -213,9 +213,8 @@ class FakeUserDetector(Configurable):
         if len(self.flagged_) != split.dataset.n_users:
             raise DataError(f"FakeUserDetector.drop_flagged: fitted on {len(self.flagged_)} users, the split has "
                             f"{split.dataset.n_users}")
-        keep = ~self.flagged_[split.train.user]
-        return Split(split.dataset, split.train.select(keep), split.valid, split.test, split.method,
-                     {**split.params, "n_users_dropped": int(self.flagged_.sum())}, split.notes)
+        return split.without_users(np.flatnonzero(self.flagged_), parts=("train",),
+                                   params={"n_users_dropped": int(self.flagged_.sum())})
 
 
 def detection_scores(flagged, is_fake, scores=None) -> dict[str, float]:
@@ -235,8 +234,8 @@ def detection_scores(flagged, is_fake, scores=None) -> dict[str, float]:
         s = np.asarray(scores, np.float64)
         ok = ~np.isnan(s)
         if 0 < is_fake[ok].sum() < ok.sum():
-            from sklearn.metrics import roc_auc_score
+            from trustrec.eval import roc_auc
 
-            auc = float(roc_auc_score(is_fake[ok], s[ok]))
+            auc = roc_auc(s[ok], is_fake[ok])
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "roc_auc": auc,
             "n_flagged": int(flagged.sum()), "n_fake": int(is_fake.sum()), "true_positives": tp}

@@ -92,10 +92,9 @@ def noise_training(split: Split, epsilon: float, *, seed: int = 0, users=None) -
     if users is not None:
         rows = np.isin(split.train.user, np.asarray(users, np.int64))
     train = randomise_interactions(split.train, epsilon, split.dataset.n_items, seed=seed, rows=rows)
-    return Split(split.dataset, train, split.valid, split.test, split.method,
-                 {**split.params, "randomised_response_epsilon": float(epsilon)},
-                 (*split.notes, (f"training items through randomised response, eps={epsilon:g} "
-                                 f"(keep probability {keep_probability(epsilon):.3f})")))
+    return split.with_train(train, params={"randomised_response_epsilon": float(epsilon)},
+                            note=(f"training items through randomised response, eps={epsilon:g} "
+                                  f"(keep probability {keep_probability(epsilon):.3f})"))
 
 
 # -- minimisation ---------------------------------------------------------------------------------

@@ -62,9 +62,8 @@ def remove_users(data: Dataset | Split, users) -> Dataset | Split:
     part; valid and test stay, they are never trained on). Users and items keep their indices."""
     users = np.asarray(users, np.int64)
     if isinstance(data, Split):
-        keep = ~np.isin(data.train.user, users)
-        return Split(data.dataset, data.train.select(keep), data.valid, data.test, data.method,
-                     data.params, data.notes + (f"training interactions of {len(users)} users removed",))
+        return data.without_users(users, parts=("train",),
+                                  note=f"training interactions of {len(users)} users removed")
     if isinstance(data, Dataset):
         return data.with_interactions(data.interactions.select(~np.isin(data.interactions.user, users)))
     raise DataError(f"remove_users: expected a Dataset or a Split, got {type(data).__name__}")
