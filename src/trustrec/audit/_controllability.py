@@ -38,7 +38,7 @@ bias of LLM rankers (a fairness audit that lives here because it shares their ma
     the same thing (shipped as data in ``models/llm/assets/prompt-paraphrases/paraphrases.yaml``,
     one set for candidate rankers and one for generative models, or given in the config; a
     paraphrase must keep the template's slots). Top-K stability: Jaccard@K and rank-biased
-    overlap (RBO_ext, :func:`~trustrec.audit._robustness.rank_biased_overlap`) to the default
+    overlap (RBO_ext, :func:`~trustrec.eval.rank_biased_overlap`) to the default
     template's list and between every pair of templates; accuracy spread: max - min (and the
     population std) over templates of mean NDCG@K and HR@K; the share of users whose top-1 is
     the same under every template. CIs are seeded bootstraps over users.
@@ -81,6 +81,13 @@ from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
+from trustrec.eval._stats import (
+    cluster_mean_estimate,
+    cluster_ratio_estimate,
+    paired_estimate,
+    percentile_ci,
+    wilson_interval,  # re-exported: it lived here
+)
 
 __all__ = ["UserControlConfig", "UserControlAudit", "PlatformRulesConfig", "PlatformRulesAudit",
            "PromptSensitivityConfig", "PromptSensitivityAudit", "PositionBiasConfig", "PositionBiasAudit",
@@ -115,44 +122,6 @@ def _accuracy(top: np.ndarray, targets: Ragged, n_items: int) -> tuple[np.ndarra
     hits = hits_matrix(top, targets, n_items)
     n_rel = _unique_counts(targets, n_items)
     return ndcg(hits, n_rel), hit_rate(hits, n_rel)
-
-
-def _boot_quantiles(values: np.ndarray) -> tuple[float | None, float | None]:
-    v = np.asarray(values, np.float64)
-    v = v[~np.isnan(v)]
-    if not len(v):
-        return None, None
-    lo, hi = np.quantile(v, [0.025, 0.975])
-    return float(lo), float(hi)
-
-
-def _cluster_ratio(num: np.ndarray, den: np.ndarray, clusters: np.ndarray, *, n_boot: int, seed: int,
-                   description: str) -> Estimate:
-    """sum(num) / sum(den) over rows where both are defined (a mean when ``den`` is 1), CI by
-    resampling clusters (users) with replacement."""
-    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
-    ok = ~(np.isnan(num) | np.isnan(den))
-    if not ok.any():
-        return Estimate(None, n=0, description=description)
-    uniq, inv = np.unique(np.asarray(clusters)[ok], return_inverse=True)
-    s_num = np.bincount(inv, num[ok], len(uniq))
-    s_den = np.bincount(inv, den[ok], len(uniq))
-    total = s_den.sum()
-    value = s_num.sum() / total if total else np.nan
-    lo = hi = None
-    if n_boot > 0 and len(uniq) > 1:
-        idx = np.random.default_rng(seed).integers(0, len(uniq), (n_boot, len(uniq)))
-        d = s_den[idx].sum(1)
-        lo, hi = _boot_quantiles(np.divide(s_num[idx].sum(1), d, out=np.full(n_boot, np.nan), where=d > 0))
-    elif len(uniq) == 1:
-        lo = hi = value
-    return Estimate(value, lo, hi, int(ok.sum()), description=description)
-
-
-def _mean(values, clusters, *, n_boot: int, seed: int, description: str) -> Estimate:
-    values = np.asarray(values, np.float64)
-    return _cluster_ratio(values, np.where(np.isnan(values), np.nan, 1.0), clusters, n_boot=n_boot, seed=seed,
-                          description=description)
 
 
 def _reads_prompt(model) -> bool:
@@ -374,31 +343,34 @@ class UserControlAudit(Audit):
         users = uidx
         controlled = [cond for cond in conditions if cond != "unconstrained"]
         for j, cond in enumerate(conditions):
-            estimates[f"satisfaction@{k} [{cond}]"] = _mean(
+            estimates[f"satisfaction@{k} [{cond}]"] = cluster_mean_estimate(
                 sat[cond], users, n_boot=c.n_boot, seed=c.seed + j,
                 description=f"share of returned items satisfying the request's constraints ({_describe(cond)}); "
                             "unsatisfiable requests and empty lists left out")
         for j, cond in enumerate(controlled):
             for metric, pos in (("ndcg", 0), ("hr", 1)):
-                estimates[f"{metric}@{k} retained [{cond}]"] = _cluster_ratio(
+                estimates[f"{metric}@{k} retained [{cond}]"] = cluster_ratio_estimate(
                     acc[cond][pos], acc["unconstrained"][pos], users, n_boot=c.n_boot, seed=c.seed + 10 + j,
                     description=f"mean {metric.upper()}@{k} on constraint-compatible targets, {cond} / unconstrained "
                                 "lists of the same requests")
-            estimates[f"fill@{k} [{cond}]"] = _mean(fill[cond], users, n_boot=c.n_boot, seed=c.seed + 20 + j,
-                                                    description=f"returned items / {k}")
-        estimates["unsatisfiable_share"] = _mean(unsatisfiable.astype(float), users, n_boot=c.n_boot, seed=c.seed + 30,
-                                                 description="share of requests whose constraints no item satisfies")
+            estimates[f"fill@{k} [{cond}]"] = cluster_mean_estimate(
+                fill[cond], users, n_boot=c.n_boot, seed=c.seed + 20 + j, description=f"returned items / {k}")
+        estimates["unsatisfiable_share"] = cluster_mean_estimate(
+            unsatisfiable.astype(float), users, n_boot=c.n_boot, seed=c.seed + 30,
+            description="share of requests whose constraints no item satisfies")
         understood = np.array([p.structured and p.complete for p in parsed], dtype=float)
-        estimates["understood_share"] = _mean(understood, users, n_boot=c.n_boot, seed=c.seed + 31,
-                                              description="share of request texts parsed completely into constraints")
+        estimates["understood_share"] = cluster_mean_estimate(
+            understood, users, n_boot=c.n_boot, seed=c.seed + 31,
+            description="share of request texts parsed completely into constraints")
         per_kind_rows = []
         for li, lab in enumerate(labels):
             rows = kind == lab
             if not rows.any():
                 continue
             for j, cond in enumerate(conditions):
-                est = _mean(sat[cond][rows], users[rows], n_boot=c.n_boot, seed=c.seed + 100 + li * 10 + j,
-                            description=f"satisfaction of '{lab}' requests ({_describe(cond)})")
+                est = cluster_mean_estimate(
+                    sat[cond][rows], users[rows], n_boot=c.n_boot, seed=c.seed + 100 + li * 10 + j,
+                    description=f"satisfaction of '{lab}' requests ({_describe(cond)})")
                 estimates[f"satisfaction@{k} [{cond}, {lab}]"] = est
                 nd = acc[cond][0][rows]
                 per_kind_rows.append({
@@ -536,7 +508,7 @@ class PlatformRulesAudit(Audit):
             estimates[f"violation_share [{label}]"] = Estimate(
                 v["violating_slots"] / max(v["slots"], 1), n=v["slots"],
                 description="slots showing a blocked item or above an item's exposure cap, over all slots")
-            estimates[f"lists_with_blocked [{label}]"] = _mean(
+            estimates[f"lists_with_blocked [{label}]"] = cluster_mean_estimate(
                 (per_list > 0).astype(float), users, n_boot=c.n_boot, seed=c.seed,
                 description=f"share of lists showing at least one of the {len(rules.blocked)} blocked items")
             estimates[f"items_over_cap [{label}]"] = Estimate(
@@ -546,16 +518,15 @@ class PlatformRulesAudit(Audit):
                 gini(np.bincount(top[top >= 0], minlength=n_items)), n=len(top),
                 description="Gini of recommendation counts over the catalog")
         for metric, b, a, seed in (("ndcg", nd_b, nd_a, 1), ("hr", hr_b, hr_a, 2)):
-            from trustrec.audit._robustness import paired_estimate
-
             estimates[f"{metric}@{k} change"] = paired_estimate(
                 a, b, n_boot=c.n_boot, seed=c.seed + seed, test=True,
                 description=f"enforced minus base {metric.upper()}@{k} per user (Wilcoxon p)")
-            estimates[f"{metric}@{k} retained"] = _cluster_ratio(
+            estimates[f"{metric}@{k} retained"] = cluster_ratio_estimate(
                 a, b, users, n_boot=c.n_boot, seed=c.seed + seed,
                 description=f"mean {metric.upper()}@{k} enforced / base")
-        estimates[f"fill@{k} [enforced]"] = _mean((after >= 0).sum(1) / k, users, n_boot=c.n_boot, seed=c.seed + 3,
-                                                  description=f"returned items / {k} after enforcement")
+        estimates[f"fill@{k} [enforced]"] = cluster_mean_estimate(
+            (after >= 0).sum(1) / k, users, n_boot=c.n_boot, seed=c.seed + 3,
+            description=f"returned items / {k} after enforcement")
         kinds = ("blocked_slots", "excess_slots", "items_over_cap", "lists_with_blocked")
         violations = pd.DataFrame([{"violation": kind, "condition": label, "count": v[kind]}
                                    for label, v in (("base", vb), ("enforced", va)) for kind in kinds])
@@ -696,7 +667,7 @@ class PromptSensitivityAudit(Audit):
         return None
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.audit._robustness import rank_biased_overlap
+        from trustrec.eval import rank_biased_overlap
         from trustrec.eval import jaccard_at_k
 
         c = self.config
@@ -726,16 +697,16 @@ class PromptSensitivityAudit(Audit):
         same_top1 = (first == first[:, :1]).all(1).astype(float)
         users = queries.users
         estimates: dict[str, Estimate] = {
-            f"jaccard@{k} to default": _mean(jac_default.mean(1), users, n_boot=c.n_boot, seed=c.seed,
+            f"jaccard@{k} to default": cluster_mean_estimate(jac_default.mean(1), users, n_boot=c.n_boot, seed=c.seed,
                                              description=f"mean over {t - 1} paraphrases of Jaccard@{k} to the "
                                                          "default template's list"),
-            "rbo to default": _mean(rbo_default.mean(1), users, n_boot=c.n_boot, seed=c.seed + 1,
+            "rbo to default": cluster_mean_estimate(rbo_default.mean(1), users, n_boot=c.n_boot, seed=c.seed + 1,
                                      description=f"mean RBO_ext (p={c.rbo_p}) to the default template's list"),
-            f"jaccard@{k} pairwise": _mean(jac_pair.mean(1), users, n_boot=c.n_boot, seed=c.seed + 2,
+            f"jaccard@{k} pairwise": cluster_mean_estimate(jac_pair.mean(1), users, n_boot=c.n_boot, seed=c.seed + 2,
                                            description=f"mean Jaccard@{k} over all {len(pairs)} pairs of templates"),
-            "rbo pairwise": _mean(rbo_pair.mean(1), users, n_boot=c.n_boot, seed=c.seed + 3,
+            "rbo pairwise": cluster_mean_estimate(rbo_pair.mean(1), users, n_boot=c.n_boot, seed=c.seed + 3,
                                    description=f"mean RBO_ext (p={c.rbo_p}) over all pairs of templates"),
-            "top1_agreement": _mean(same_top1, users, n_boot=c.n_boot, seed=c.seed + 4,
+            "top1_agreement": cluster_mean_estimate(same_top1, users, n_boot=c.n_boot, seed=c.seed + 4,
                                     description="share of users whose top-1 is the same under every template"),
         }
         rng = np.random.default_rng(c.seed + 5)
@@ -745,8 +716,8 @@ class PromptSensitivityAudit(Audit):
             spread_ci = std_ci = (None, None)
             if idx is not None:
                 boot = np.nanmean(values[idx], 1)                       # (n_boot, t)
-                spread_ci = _boot_quantiles(boot.max(1) - boot.min(1))
-                std_ci = _boot_quantiles(boot.std(1))
+                spread_ci = percentile_ci(boot.max(1) - boot.min(1))
+                std_ci = percentile_ci(boot.std(1))
             estimates[f"{metric}@{k} spread"] = Estimate(
                 float(means.max() - means.min()), *spread_ci, n,
                 description=f"best minus worst template's mean {metric.upper()}@{k} "
@@ -760,7 +731,7 @@ class PromptSensitivityAudit(Audit):
             for label, values, seed in (("ndcg", ndcg[:, j], 10), ("hr", hr[:, j], 20),
                                         ("jaccard_to_default", jac_default[:, j - 1] if j else np.ones(n), 30),
                                         ("rbo_to_default", rbo_default[:, j - 1] if j else np.ones(n), 40)):
-                est = _mean(values, users, n_boot=c.n_boot, seed=c.seed + seed + j, description="")
+                est = cluster_mean_estimate(values, users, n_boot=c.n_boot, seed=c.seed + seed + j, description="")
                 row.update({label: est.value, f"{label}_ci_low": est.ci_low, f"{label}_ci_high": est.ci_high})
             row["seconds"] = seconds[j - 1] if j else np.nan
             rows.append(row)
@@ -793,16 +764,6 @@ class PromptSensitivityAudit(Audit):
 
 
 # -- position bias -------------------------------------------------------------------------------------------------
-def wilson_interval(successes, trials, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion (vectorised; NaN where ``trials`` is 0)."""
-    s, t = np.asarray(successes, np.float64), np.asarray(trials, np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = s / t
-        centre = (p + z * z / (2 * t)) / (1 + z * z / t)
-        half = z * np.sqrt(p * (1 - p) / t + z * z / (4 * t * t)) / (1 + z * z / t)
-    return np.where(t > 0, centre - half, np.nan), np.where(t > 0, centre + half, np.nan)
-
-
 def uniform_position_test(positions, n_positions: int, *, n_resamples: int = 2000,
                           seed: int = 0) -> tuple[float, float, str]:
     """Chi-square goodness of fit of ``positions`` (0-based) to the uniform distribution over
@@ -1007,7 +968,7 @@ class PositionBiasAudit(Audit):
             s_j = np.bincount(pos[hit], minlength=m)
             rate = np.divide(s_j, n_j, out=np.full(m, np.nan), where=n_j > 0)
             lo, hi = wilson_interval(s_j, n_j)
-            estimates[f"target_top1_rate [{cond}]"] = _mean(
+            estimates[f"target_top1_rate [{cond}]"] = cluster_mean_estimate(
                 hit.astype(float), users, n_boot=c.n_boot, seed=c.seed + ci,
                 description=f"share of users whose target is ranked first among {m} listed candidates (HR@1)")
             _stat, p, method = equal_rate_test(pos, hit, m, n_resamples=c.n_resamples, seed=c.seed + ci)
@@ -1020,7 +981,7 @@ class PositionBiasAudit(Audit):
                     boot[:, jj] = hit[members][draw].mean(1)
                 else:
                     boot[:, jj] = np.nan
-            spread_ci = _boot_quantiles(np.nanmax(boot, 1) - np.nanmin(boot, 1)) if c.n_boot else (None, None)
+            spread_ci = percentile_ci(np.nanmax(boot, 1) - np.nanmin(boot, 1)) if c.n_boot else (None, None)
             estimates[f"target_top1_spread [{cond}]"] = Estimate(
                 float(np.nanmax(rate) - np.nanmin(rate)), *spread_ci, n, p_value=p,
                 description=f"highest minus lowest top-1 rate of the target over its {m} listed positions; p: "
@@ -1033,7 +994,7 @@ class PositionBiasAudit(Audit):
                 draw = np.random.default_rng(c.seed + 30 + ci).integers(0, n, (c.n_boot, n))
                 bc = np.bincount((np.arange(c.n_boot)[:, None] * m + best[draw]).ravel(),
                                  minlength=c.n_boot * m).reshape(c.n_boot, m)
-                tv_ci = _boot_quantiles(0.5 * np.abs(bc / n - 1.0 / m).sum(1))
+                tv_ci = percentile_ci(0.5 * np.abs(bc / n - 1.0 / m).sum(1))
             estimates[f"top1_position_tv [{cond}]"] = Estimate(
                 tv, *tv_ci, n, p_value=p_u,
                 description=f"total-variation distance of the top-1 item's listed position from uniform over {m} "

@@ -85,6 +85,7 @@ from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
+from trustrec.eval._stats import mean_estimate, paired_estimate
 
 __all__ = ["ATTRIBUTION_METHODS", "REQUEST_STATUSES", "EXPLANATION_TEMPLATE", "Attribution", "Deletion",
            "attribute", "deletion_test", "explanation_requests", "explain", "generate_explanations",
@@ -946,29 +947,6 @@ def _per_user(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _mean_estimate(per_user: np.ndarray, n_boot: int, seed: int, description: str) -> Estimate:
-    from trustrec.eval import bootstrap_ci
-
-    x = per_user[~np.isnan(per_user)]
-    if not len(x):
-        return Estimate(None, n=0, description=description)
-    lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
-    return Estimate(float(x.mean()), lo, hi, len(x), description=description)
-
-
-def _paired_estimate(better: np.ndarray, worse: np.ndarray, n_boot: int, seed: int, description: str) -> Estimate:
-    """Mean per-user ``better - worse`` with a bootstrap CI and the Wilcoxon signed-rank p-value."""
-    from trustrec.eval import bootstrap_ci, paired_test
-
-    ok = ~(np.isnan(better) | np.isnan(worse))
-    d = better[ok] - worse[ok]
-    if not len(d):
-        return Estimate(None, n=0, description=description)
-    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
-    p = paired_test(worse[ok], better[ok]).wilcoxon_pvalue if len(d) >= 2 else None
-    return Estimate(float(d.mean()), lo, hi, len(d), p_value=p, description=description)
-
-
 @register_audit
 class ExplanationFaithfulnessAudit(Audit):
     """Attributions of recommendations to history items, their faithfulness by deletion, and, for
@@ -1045,22 +1023,22 @@ class ExplanationFaithfulnessAudit(Audit):
                                        ("keep_random", (f"keeping only {m} random attributed history items "
                                                         f"(mean of {c.n_random} draws)")))):
             action, source = v.split("_")
-            est[f"rank_drop [{action} {source}]"] = _mean_estimate(
-                per[v], c.n_boot, c.seed + j,
+            est[f"rank_drop [{action} {source}]"] = mean_estimate(
+                per[v], n_boot=c.n_boot, seed=c.seed + j, description=
                 f"mean per-user rank drop ({where} after minus before; > 0 = pushed down) of the explained items "
                 f"when {what}")
-        est["comprehensiveness"] = _paired_estimate(
-            per["remove_cited"], per["remove_random"], c.n_boot, c.seed + 4,
+        est["comprehensiveness"] = paired_estimate(
+            per["remove_cited"], per["remove_random"], n_boot=c.n_boot, seed=c.seed + 4, test=True, description=
             f"rank drop removing the {m} cited items minus removing {m} random ones, per user (> 0: the "
             "attribution found the items that drive the recommendation; Wilcoxon p)")
-        est["sufficiency"] = _paired_estimate(
-            per["keep_random"], per["keep_cited"], c.n_boot, c.seed + 5,
+        est["sufficiency"] = paired_estimate(
+            per["keep_random"], per["keep_cited"], n_boot=c.n_boot, seed=c.seed + 5, test=True, description=
             f"rank drop keeping only {m} random items minus keeping only the {m} cited ones, per user (> 0: the "
             "cited items alone hold the recommendation better than random ones; Wilcoxon p)")
         for j, v in enumerate(("remove_cited", "remove_random")):
             source = v.split("_")[1]
-            est[f"leaves_top{k} [remove {source}]"] = _mean_estimate(
-                left[v], c.n_boot, c.seed + 6 + j,
+            est[f"leaves_top{k} [remove {source}]"] = mean_estimate(
+                left[v], n_boot=c.n_boot, seed=c.seed + 6 + j, description=
                 f"share of explained items pushed out of the top-{k} by removing "
                 f"{'the ' if source == 'cited' else ''}{m} {source} history items")
         # deletion curves
@@ -1069,7 +1047,7 @@ class ExplanationFaithfulnessAudit(Audit):
             for v in DELETION_VARIANTS:
                 action, source = v.split("_")
                 pu = _per_user(deletion.rank_drop(v)[:, j], pair_rows, n)
-                e = _mean_estimate(pu, c.n_boot, c.seed + 10 + j, "")
+                e = mean_estimate(pu, n_boot=c.n_boot, seed=c.seed + 10 + j)
                 curves[action].append({"n_items": steps_m, "variant": f"{action} {source}", "rank_drop": e.value,
                                        "ci_low": e.ci_low, "ci_high": e.ci_high, "n_users": e.n})
         evidence = {"deletion_curve": pd.DataFrame(curves["remove"]),
@@ -1147,7 +1125,7 @@ class ExplanationFaithfulnessAudit(Audit):
         def rate(flags, desc: str, seed: int, base=None) -> Estimate:
             base = nonempty if base is None else base
             x = np.where(base, np.asarray(flags, np.float64), np.nan)
-            return _mean_estimate(_per_user(x, rows, n), c.n_boot, c.seed + seed, desc)
+            return mean_estimate(_per_user(x, rows, n), n_boot=c.n_boot, seed=c.seed + seed, description=desc)
 
         named_hist = checks.n_named_history.to_numpy(np.float64)
         in_cited = checks.n_named_in_cited.to_numpy(np.float64)
@@ -1167,9 +1145,9 @@ class ExplanationFaithfulnessAudit(Audit):
                                                  "item does not have (it may describe the history)", 23),
             "empty_explanation_rate": rate(checks["empty_text"], "share of generated explanations with no text", 24,
                                            base=np.ones(len(checks), bool)),
-            "citation_agreement": _mean_estimate(
+            "citation_agreement": mean_estimate(
                 _per_user(np.where(named_hist > 0, in_cited / np.maximum(named_hist, 1), np.nan), rows, n),
-                c.n_boot, c.seed + 25,
+                n_boot=c.n_boot, seed=c.seed + 25, description=
                 f"of the history items an explanation names, the share the attribution also cites (top {c.n_cited})"),
         }
         checked = checks.drop(columns=["item"]).rename(columns={"text": "explanation"})

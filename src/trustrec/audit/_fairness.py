@@ -16,17 +16,17 @@ from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.eval import _fairness as F
 from trustrec.eval import _metrics as M
 from trustrec.eval._groups import GroupMetricFrame
-from trustrec.eval._stats import bootstrap_ci
+from trustrec.eval._stats import (
+    bootstrap_ci,
+    bootstrap_rows,
+    mean_estimate,
+    paired_estimate,
+    percentile_ci,
+    two_sample_estimate,
+)
 
 __all__ = ["UserFairnessAudit", "ItemExposureAudit", "CalibrationAudit", "CounterfactualAttributeAudit",
            "ColdStartConfig", "ColdStartAudit", "reads_query_attributes"]
-
-
-def _ci_estimate(values, *, n_boot: int, seed: int, description: str) -> Estimate:
-    x = np.asarray(values, np.float64)
-    lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
-    ok = ~np.isnan(x)
-    return Estimate(float(x[ok].mean()) if ok.any() else None, lo, hi, int(ok.sum()), description=description)
 
 
 # -- user side -------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ class ItemExposureAudit(Audit):
         for _ in range(c.n_boot):
             rows = top[rng.integers(0, len(top), len(top))]
             boot_gini.append(M.gini(np.bincount(rows[rows >= 0], minlength=n_items)))
-        gini_ci = np.nanquantile(boot_gini, [0.025, 0.975]) if boot_gini else (None, None)
+        gini_ci = percentile_ci(boot_gini)
         n_users = len(top)
         lift = F.popularity_lift(np.nanmean(rec_pop)[None], np.nanmean(hist_pop)[None])[0]
         per_user_lift = F.popularity_lift(rec_pop, hist_pop)
@@ -160,18 +160,18 @@ class ItemExposureAudit(Audit):
         for _ in range(c.n_boot):
             r = rng.integers(0, n_users, n_users)
             lift_boot.append(F.popularity_lift(np.nanmean(rec_pop[r])[None], np.nanmean(hist_pop[r])[None])[0])
-        lift_ci = np.nanquantile(lift_boot, [0.025, 0.975]) if lift_boot else (None, None)
+        lift_ci = percentile_ci(lift_boot)
         estimates = {
             "exposure_gini": Estimate(M.gini(exposure), *gini_ci, n_users,
                                       description="Gini of recommendation counts over the whole catalog"),
             "coverage": Estimate(M.catalog_coverage(top, n_items), n=n_users,
                                  description="share of the catalog recommended to anyone"),
-            "aplt": _ci_estimate(M.aplt(top, tail), n_boot=c.n_boot, seed=c.seed,
+            "aplt": mean_estimate(M.aplt(top, tail), n_boot=c.n_boot, seed=c.seed,
                                  description=f"share of each list from the long tail (outside the top "
                                              f"{c.head_share:.0%} items by training popularity)"),
-            "avg_rec_popularity": _ci_estimate(rec_pop, n_boot=c.n_boot, seed=c.seed + 1,
+            "avg_rec_popularity": mean_estimate(rec_pop, n_boot=c.n_boot, seed=c.seed + 1,
                                                description="mean training interactions of recommended items"),
-            "avg_profile_popularity": _ci_estimate(hist_pop, n_boot=c.n_boot, seed=c.seed + 2,
+            "avg_profile_popularity": mean_estimate(hist_pop, n_boot=c.n_boot, seed=c.seed + 2,
                                                    description="mean training interactions of history items"),
             "popularity_lift": Estimate(lift, *lift_ci, n_users,
                                         description="(mean rec popularity - mean profile popularity) / "
@@ -265,7 +265,7 @@ class CalibrationAudit(Audit):
         q = F.group_distribution(top, membership)
         kl = F.miscalibration(p, q, c.alpha)
         n_empty = int(np.isnan(kl).sum())
-        estimates = {"miscalibration": _ci_estimate(kl, n_boot=c.n_boot, seed=c.seed,
+        estimates = {"miscalibration": mean_estimate(kl, n_boot=c.n_boot, seed=c.seed,
                                                     description=f"mean KL(p_u || q~_u) over {column!r}, "
                                                                 f"alpha={c.alpha}")}
         by_genre = pd.DataFrame({"group": names, "profile_share": p.mean(0), "list_share": q.mean(0)})
@@ -384,9 +384,8 @@ class CounterfactualAttributeAudit(Audit):
         probe = self._probe_values(inputs)
         neutral = self._recommend(model, queries, c.k)
         rows, estimates = [], {}
-        rng = np.random.default_rng(c.seed)
         n = len(queries)
-        boot_rows = rng.integers(0, n, size=(c.n_boot, n)) if c.n_boot and n else None
+        boot_rows = bootstrap_rows(n, c.n_boot, c.seed) if c.n_boot and n else None
         total = sum(len(v) for v in probe.values())
         bar = tqdm(total=total, desc=f"{self.name}", disable=not inputs.progress, leave=False)
         for attr, vals in probe.items():
@@ -406,8 +405,8 @@ class CounterfactualAttributeAudit(Audit):
                 ci_r = ci_v = (None, None)
                 if boot_rows is not None:
                     boot = mat[boot_rows].mean(1)                       # (n_boot, n_values)
-                    ci_r = tuple(np.quantile(boot.max(1) - boot.min(1), [0.025, 0.975]))
-                    ci_v = tuple(np.quantile(boot.std(1), [0.025, 0.975]))
+                    ci_r = percentile_ci(boot.max(1) - boot.min(1))
+                    ci_v = percentile_ci(boot.std(1))
                 estimates[f"snsr {s}@{c.k} [{attr}]"] = Estimate(
                     F.snsr(means), *ci_r, n, description=f"range of mean {s}@{c.k} to the neutral list over "
                                                           f"{len(vals)} values of {attr}")
@@ -481,27 +480,6 @@ def _segment_per_user(topk: np.ndarray, eval_set, keep: np.ndarray, metrics, k: 
     return pd.DataFrame({"row": rows, **{f"{m}@{k}": M.ACCURACY_METRICS[m](hits, n_rel) for m in metrics}})
 
 
-def _gap_estimate(a: np.ndarray, b: np.ndarray, *, n_boot: int, seed: int, description: str) -> Estimate:
-    """mean(a) - mean(b) for two independent samples: percentile bootstrap resampling each, and the
-    Mann-Whitney U p-value."""
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if not len(a) or not len(b):
-        return Estimate(None, n=int(len(a) + len(b)), description=description)
-    diff = float(a.mean() - b.mean())
-    lo = hi = None
-    if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        means_a = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1)
-        means_b = b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1)
-        lo, hi = np.quantile(means_a - means_b, [0.025, 0.975])
-    p = None
-    if len(a) > 1 and len(b) > 1 and not (np.all(a == a[0]) and np.all(b == a[0])):
-        from scipy.stats import mannwhitneyu
-
-        p = float(mannwhitneyu(a, b).pvalue)
-    return Estimate(diff, lo, hi, int(len(a) + len(b)), p_value=p, description=description)
-
-
 @register_audit
 class ColdStartAudit(Audit):
     """Accuracy on cold target items (few or no training interactions) next to warm ones, the share
@@ -573,13 +551,13 @@ class ColdStartAudit(Audit):
             suffix = "" if i == 0 else f", {label}"
             for j, m in enumerate(metrics):
                 for segment in ("cold", "warm"):
-                    estimates[f"{m} [{segment}{suffix}]"] = _ci_estimate(
+                    estimates[f"{m} [{segment}{suffix}]"] = mean_estimate(
                         seg[segment][m].to_numpy(np.float64), n_boot=c.n_boot, seed=c.seed + j,
                         description=f"mean per-user {m} counting only {segment} targets (cold: <= "
                                     f"{c.max_train_interactions} training interactions){'' if i == 0 else ' of ' + label}")
             if i == 0:
                 for j, m in enumerate(metrics):
-                    estimates[f"{m} cold-warm gap"] = _gap_estimate(
+                    estimates[f"{m} cold-warm gap"] = two_sample_estimate(
                         seg["cold"][m].to_numpy(np.float64), seg["warm"][m].to_numpy(np.float64),
                         n_boot=c.n_boot, seed=c.seed + 10 + j,
                         description=f"{m} on cold targets minus on warm targets (independent users; bootstrap CI, "
@@ -590,9 +568,9 @@ class ColdStartAudit(Audit):
             else:
                 base = per[audited]["cold"]
                 for j, m in enumerate(metrics):
-                    estimates[f"{m} [cold] difference vs {label}"] = _paired_cold(
-                        base[m].to_numpy(np.float64), seg["cold"][m].to_numpy(np.float64), c.n_boot, c.seed + 20 + j,
-                        f"{audited} minus {label}, {m} on the same cold-target users (bootstrap CI, Wilcoxon p)")
+                    estimates[f"{m} [cold] difference vs {label}"] = paired_estimate(
+                        base[m].to_numpy(np.float64), seg["cold"][m].to_numpy(np.float64), n_boot=c.n_boot,
+                        seed=c.seed + 20 + j, test=True, description=f"{audited} minus {label}, {m} on the same cold-target users (bootstrap CI, Wilcoxon p)")
         table = pd.DataFrame(rows)
         m0 = metrics[0]
         plots = (Plot("bar", "by_model", "model", m0, f"{m0} on cold vs warm targets, by model", series="segment",
@@ -610,12 +588,3 @@ class ColdStartAudit(Audit):
                             summary=summary,
                             settings={"n_cold_items": int(cold.sum()), "n_cold_target_users": n_cold_users,
                                       "models": [label for label, _, _ in models]})
-
-
-def _paired_cold(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int, description: str) -> Estimate:
-    from trustrec.eval._stats import paired_test
-
-    d = a - b
-    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
-    p = paired_test(b, a).wilcoxon_pvalue if len(d) >= 2 else None
-    return Estimate(float(d.mean()) if len(d) else None, lo, hi, len(d), p_value=p, description=description)

@@ -30,6 +30,7 @@ from pydantic import Field, PositiveInt, field_validator
 
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
+from trustrec.eval._stats import paired_estimate
 
 __all__ = ["FairnessMitigationsConfig", "FairnessMitigationsAudit"]
 
@@ -139,13 +140,14 @@ class FairnessMitigationsAudit(Audit):
             at = points[strengths.index(c.default_strength)]
             ndcg = f"ndcg@{k}"
             lam = f"λ = {c.default_strength:g}"
-            estimates[f"{curve}_ndcg_drop"] = self._paired(
-                base.per_user[ndcg], at.per_user[ndcg],
-                f"{curve} re-ranking at {lam}: mean per-user {ndcg} lost (strength 0 minus {lam}; > 0 = cost)")
+            estimates[f"{curve}_ndcg_drop"] = paired_estimate(
+                base.per_user[ndcg], at.per_user[ndcg], n_boot=c.n_boot, seed=c.seed,
+                description=f"{curve} re-ranking at {lam}: mean per-user {ndcg} lost (strength 0 minus {lam}; "
+                            "> 0 = cost)")
             if curve == "calibrated":
-                estimates["calibrated_miscalibration_reduction"] = self._paired(
-                    base.per_user["miscalibration"], at.per_user["miscalibration"],
-                    f"calibrated re-ranking at {lam}: mean genre miscalibration KL removed (Steck 2018; "
+                estimates["calibrated_miscalibration_reduction"] = paired_estimate(
+                    base.per_user["miscalibration"], at.per_user["miscalibration"], n_boot=c.n_boot, seed=c.seed,
+                    description=f"calibrated re-ranking at {lam}: mean genre miscalibration KL removed (Steck 2018; "
                     f"strength 0 minus {lam}; > 0 = better calibrated; users without genres left out)")
                 plots.append(Plot("line", _TABLES[curve], x="miscalibration", y=ndcg,
                                   title=f"Calibrated re-ranking: {ndcg} vs miscalibration (KL) over λ",
@@ -154,9 +156,9 @@ class FairnessMitigationsAudit(Audit):
                              f"{_fmt(base.per_user['miscalibration'])} -> {_fmt(at.per_user['miscalibration'])} "
                              f"for {ndcg} {_fmt(base.per_user[ndcg])} -> {_fmt(at.per_user[ndcg])}")
             else:
-                estimates["exposure_aplt_gain"] = self._paired(
-                    at.per_user["aplt"], base.per_user["aplt"],
-                    f"xQuAD re-ranking at {lam}: mean share of long-tail items gained (APLT at {lam} minus "
+                estimates["exposure_aplt_gain"] = paired_estimate(
+                    at.per_user["aplt"], base.per_user["aplt"], n_boot=c.n_boot, seed=c.seed,
+                    description=f"xQuAD re-ranking at {lam}: mean share of long-tail items gained (APLT at {lam} minus "
                     "at strength 0; tail = outside the top 20% by training popularity)")
                 estimates["exposure_gini_reduction"] = Estimate(
                     base.aggregates["exposure_gini"] - at.aggregates["exposure_gini"],
@@ -173,17 +175,6 @@ class FairnessMitigationsAudit(Audit):
                     "groups": groups_used, "curves": [x for x in c.curves if x not in missing]}
         return self._result(estimates, evidence=evidence, settings=settings, warnings=tuple(warnings),
                             plots=tuple(plots), summary="; ".join(lines))
-
-    def _paired(self, before, after, description: str) -> Estimate:
-        """Mean of ``before - after`` per user (pairs with NaN left out), bootstrap CI over users."""
-        from trustrec.eval import bootstrap_ci
-
-        diff = np.asarray(before, np.float64) - np.asarray(after, np.float64)
-        diff = diff[~np.isnan(diff)]
-        if len(diff) == 0:
-            return Estimate(None, n=0, description=description)
-        lo, hi = bootstrap_ci(diff, n_boot=self.config.n_boot, seed=self.config.seed)
-        return Estimate(float(diff.mean()), lo, hi, n=len(diff), description=description)
 
 
 def _fmt(values) -> str:

@@ -94,79 +94,26 @@ from trustrec.audit._base import (
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import Interactions, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
+from trustrec.eval._classification import (  # roc_auc, macro_ovr_auc, tpr_at_fpr: re-exported, they lived here
+    auc_rows,
+    macro_ovr_auc,
+    roc_auc,
+    roc_points,
+    tpr_at_fpr,
+)
+from trustrec.eval._stats import (
+    bootstrap_rows,
+    mean_estimate,
+    paired_estimate,
+    percentile_ci,
+    stratified_bootstrap_rows,
+)
 
 __all__ = ["next_item_losses", "roc_auc", "macro_ovr_auc", "tpr_at_fpr", "canary_exposure", "random_sequences",
            "js_divergence", "MembershipInferenceConfig", "MembershipInferenceAudit", "AttributeInferenceConfig",
            "AttributeInferenceAudit", "UnlearningConfig", "UnlearningAudit", "FPRS"]
 
 FPRS = (0.01, 0.001)
-
-
-# -- statistics ------------------------------------------------------------------------------------
-def _auc_rows(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Row-wise ROC-AUC (Mann-Whitney, ties count half) of (B, n) scores against (B, n) booleans;
-    NaN for a row without both classes."""
-    from scipy.stats import rankdata
-
-    scores, labels = np.atleast_2d(scores), np.atleast_2d(labels).astype(bool)
-    ranks = rankdata(scores, axis=1)
-    n_pos = labels.sum(1).astype(np.float64)
-    n_neg = labels.shape[1] - n_pos
-    u = (ranks * labels).sum(1) - n_pos * (n_pos + 1) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
-
-
-def roc_auc(scores, labels) -> float:
-    """ROC-AUC of ``scores`` (higher = positive) against boolean ``labels``; ties count half; NaN
-    when either class is absent (equals ``sklearn.metrics.roc_auc_score``)."""
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
-    if scores.shape != labels.shape:
-        raise ValueError(f"roc_auc: scores has {scores.shape} values, labels {labels.shape}")
-    return float(_auc_rows(scores[None], labels[None])[0])
-
-
-def macro_ovr_auc(proba: np.ndarray, codes: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Macro one-vs-rest ROC-AUC of class probabilities ``proba`` (n, C) against class codes
-    (n,) in ``0..C-1`` (for C = 2: the AUC of column 1), for each row of index samples ``rows``
-    (B, n) (None: the data as given); classes absent from a sample are left out of its mean."""
-    proba, codes = np.asarray(proba, np.float64), np.asarray(codes)
-    rows = np.arange(len(codes))[None] if rows is None else np.atleast_2d(rows)
-    y = codes[rows]
-    if proba.shape[1] == 2:
-        return _auc_rows(proba[rows, 1], y == 1)
-    per_class = np.stack([_auc_rows(proba[rows, c], y == c) for c in range(proba.shape[1])])
-    n_ok = (~np.isnan(per_class)).sum(0)
-    return np.where(n_ok > 0, np.nansum(per_class, axis=0) / np.maximum(n_ok, 1), np.nan)
-
-
-def _stratified_rows(labels: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) bootstrap indices resampling positives and negatives separately."""
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
-    return np.concatenate([pos[rng.integers(0, len(pos), (n_boot, len(pos)))],
-                           neg[rng.integers(0, len(neg), (n_boot, len(neg)))]], 1)
-
-
-def _ci(replicates: np.ndarray) -> tuple[float | None, float | None]:
-    r = np.asarray(replicates, np.float64)
-    r = r[~np.isnan(r)]
-    if len(r) < 2:
-        return None, None
-    lo, hi = np.quantile(r, [0.025, 0.975])
-    return float(lo), float(hi)
-
-
-def tpr_at_fpr(scores, labels, fpr: float) -> float:
-    """The largest true-positive rate at a false-positive rate of at most ``fpr`` on the ROC curve
-    of ``scores`` (higher = positive) against boolean ``labels``."""
-    from sklearn.metrics import roc_curve
-
-    labels = np.asarray(labels, bool)
-    if labels.all() or not labels.any():
-        return float("nan")
-    f, t, _ = roc_curve(labels, np.asarray(scores, np.float64), drop_intermediate=False)
-    return float(t[f <= fpr + 1e-12].max())
 
 
 def canary_exposure(canary_losses, candidate_losses) -> np.ndarray:
@@ -401,13 +348,6 @@ def _ndcg(model, eval_set, k: int, batch_size: int) -> np.ndarray:
     return ndcg(hits_matrix(top, eval_set.targets, model.n_items_), _unique_counts(eval_set.targets))
 
 
-def _mean_estimate(values, n_boot: int, seed: int, description: str) -> Estimate:
-    from trustrec.audit._robustness import _mean_ci
-
-    mean, lo, hi, n = _mean_ci(values, n_boot, seed)
-    return Estimate(mean if n else None, lo, hi, n, description=description)
-
-
 def _sample(users: np.ndarray, n: int | None, rng) -> np.ndarray:
     if n is None or n >= len(users):
         return users
@@ -451,13 +391,13 @@ class MembershipInferenceConfig(AuditConfig):
 def _attack_estimates(scores: dict[str, np.ndarray], labels: np.ndarray, n_boot: int, seed: int, what: str,
                       warnings: list, suffix: str = "") -> tuple[dict[str, Estimate], dict[str, np.ndarray]]:
     """AUC (CI), TPR at each FPR for each attack; returns estimates and the bootstrap AUCs."""
-    rows = _stratified_rows(labels, n_boot, seed) if n_boot > 0 else None
+    rows = stratified_bootstrap_rows(labels, n_boot, seed) if n_boot > 0 else None
     n_neg, n_pos = int((~labels).sum()), int(labels.sum())
     out, boots = {}, {}
     for name, s in scores.items():
         auc = roc_auc(s, labels)
-        boots[name] = _auc_rows(s[rows], labels[rows]) if rows is not None else np.empty(0)
-        lo, hi = _ci(boots[name])
+        boots[name] = auc_rows(s[rows], labels[rows]) if rows is not None else np.empty(0)
+        lo, hi = percentile_ci(boots[name])
         out[f"auc [{name}{suffix}]"] = Estimate(
             auc, lo, hi, n_pos + n_neg,
             description=f"ROC-AUC of the {name} attack, {n_pos} members vs {n_neg} non-members "
@@ -481,11 +421,9 @@ def _attack_estimates(scores: dict[str, np.ndarray], labels: np.ndarray, n_boot:
 
 
 def _roc_rows(scores: dict[str, np.ndarray], labels: np.ndarray, setting: str) -> pd.DataFrame:
-    from sklearn.metrics import roc_curve
-
     frames = []
     for name, s in scores.items():
-        f, t, _ = roc_curve(labels, s)
+        f, t = roc_points(s, labels)
         frames.append(pd.DataFrame({"attack": f"{name}{setting}", "fpr": f, "tpr": t}))
     return pd.concat(frames, ignore_index=True)
 
@@ -594,7 +532,7 @@ class MembershipInferenceAudit(RetrainingAudit):
         what = f"{spec.name} trained on {len(members)} members, {positions} next-item predictions per user"
         estimates, boots = _attack_estimates(scores, y, c.n_boot, c.seed, what, warnings)
         if "calibrated" in boots and len(boots["calibrated"]):
-            lo, hi = _ci(boots["calibrated"] - boots["loss"])
+            lo, hi = percentile_ci(boots["calibrated"] - boots["loss"])
             estimates["auc_gain [calibrated - loss]"] = Estimate(
                 estimates["auc [calibrated]"].value - estimates["auc [loss]"].value, lo, hi, len(y),
                 description="AUC of the reference-calibrated attack minus the loss attack's (paired bootstrap CI); "
@@ -604,9 +542,9 @@ class MembershipInferenceAudit(RetrainingAudit):
         ev = inputs.eval_set
         member_rows = np.flatnonzero(np.isin(ev.queries.users, members))
         ndcg_clean = _ndcg(target, ev[member_rows], k, c.batch_size) if len(member_rows) else np.empty(0)
-        estimates[f"ndcg@{k} [members]"] = _mean_estimate(
-            ndcg_clean, c.n_boot, c.seed + 3,
-            f"NDCG@{k} of the member-trained model on its members' '{inputs.part}' targets")
+        estimates[f"ndcg@{k} [members]"] = mean_estimate(
+            ndcg_clean, n_boot=c.n_boot, seed=c.seed + 3,
+            description=f"NDCG@{k} of the member-trained model on its members' '{inputs.part}' targets")
         per_user = pd.DataFrame({"user": attacked, "user_id": ds.user_ids[attacked],
                                  "group": np.where(labels, "member", "non-member"), "loss_target": loss_t,
                                  "loss_reference": np.full(len(attacked), np.nan) if loss_r is None else loss_r})
@@ -622,9 +560,10 @@ class MembershipInferenceAudit(RetrainingAudit):
             max_exp = float(np.log2(c.n_candidates + 1))
             for label_, values, desc in (("canary_exposure", exp_in, f"canaries inserted {c.canary_repeats}x"),
                                          ("canary_exposure [control]", exp_ctl, "canaries never inserted")):
-                estimates[label_] = _mean_estimate(
-                    values, c.n_boot, c.seed + 11,
-                    f"mean exposure (bits) of {n_can} {desc}, ranked by loss among {c.n_candidates} random sequences "
+                estimates[label_] = mean_estimate(
+                    values, n_boot=c.n_boot, seed=c.seed + 11,
+                    description=f"mean exposure (bits) of {n_can} {desc}, ranked by loss among {c.n_candidates} "
+                    f"random sequences "
                     f"of {canaries.lengths[0]} items (max {max_exp:.2f}; about 1.44 for an unseen sequence)")
             estimates["canary_exposure_max"] = Estimate(float(np.nanmax(exp_in)), n=n_can,
                                                         description="largest exposure of an inserted canary (bits)")
@@ -650,14 +589,12 @@ class MembershipInferenceAudit(RetrainingAudit):
             estimates.update(est)
             for n in s_eps:
                 if ok.all() and len(boots.get(n, ())) and len(b_eps[n]):
-                    lo, hi = _ci(boots[n] - b_eps[n])
+                    lo, hi = percentile_ci(boots[n] - b_eps[n])
                     estimates[f"auc_drop [{n}, {label}]"] = Estimate(
                         estimates[f"auc [{n}]"].value - est[f"auc [{n}, {label}]"].value, lo, hi, int(ok.sum()),
                         description=f"AUC without noise minus AUC with randomised response at eps={eps:g} (keep "
                                     f"probability {keep_probability(eps):.3f}); > 0 = the defence helps")
             nd = _ndcg(model, ev[member_rows], k, c.batch_size) if len(member_rows) else np.empty(0)
-            from trustrec.audit._robustness import paired_estimate
-
             estimates[f"ndcg@{k}_cost [{label}]"] = paired_estimate(
                 ndcg_clean, nd, n_boot=c.n_boot, seed=c.seed + 13 + j,
                 description=f"NDCG@{k} on members' targets without noise minus with it (accuracy cost)")
@@ -668,9 +605,10 @@ class MembershipInferenceAudit(RetrainingAudit):
                 cl = self._losses(model, candidates, positions)
                 exp_eps = canary_exposure(self._losses(model, canaries, positions), cl)
                 row["canary_exposure"] = float(np.nanmean(exp_eps))
-                estimates[f"canary_exposure [{label}]"] = _mean_estimate(
-                    exp_eps, c.n_boot, c.seed + 17 + j, f"mean exposure of the inserted canaries (noised like every "
-                                                        f"member) with randomised response at eps={eps:g}")
+                estimates[f"canary_exposure [{label}]"] = mean_estimate(
+                    exp_eps, n_boot=c.n_boot, seed=c.seed + 17 + j,
+                    description=f"mean exposure of the inserted canaries (noised like every member) with randomised "
+                                f"response at eps={eps:g}")
             roc = pd.concat([roc, _roc_rows({n: v[ok] for n, v in s_eps.items()}, y[ok], f", {label}")],
                             ignore_index=True)
             noise_rows.append(row)
@@ -866,22 +804,21 @@ class AttributeInferenceAudit(Audit):
             x = feats[keep]
             proba = _cv_proba(x, codes, len(names), c.n_folds, c.C, seed, dense)
             auc = float(macro_ovr_auc(proba, codes)[0])
-            brng = np.random.default_rng(seed + 1)
-            boot_rows = brng.integers(0, len(codes), (c.n_boot, len(codes))) if c.n_boot > 0 else None
+            boot_rows = bootstrap_rows(len(codes), c.n_boot, seed + 1) if c.n_boot > 0 else None
             boot = macro_ovr_auc(proba, codes, boot_rows) if boot_rows is not None else np.empty(0)
             prng = np.random.default_rng(seed + 2)
             shuffled = np.array([float(macro_ovr_auc(_cv_proba(x, perm_codes, len(names), c.n_folds, c.C, seed, dense),
                                                      perm_codes)[0])
                                  for perm_codes in (prng.permutation(codes) for _ in range(c.n_permutations))])
             p_value = (1 + int((shuffled >= auc).sum())) / (1 + len(shuffled)) if len(shuffled) else None
-            lo, hi = _ci(boot)
+            lo, hi = percentile_ci(boot)
             kind = "binary" if len(names) == 2 else f"macro one-vs-rest over {len(names)} values"
             missing_note = f"; {info['n_missing']} users without a value counted, not used" if info["n_missing"] else ""
             estimates[f"auc [{attr}]"] = Estimate(
                 auc, lo, hi, len(keep), p_value,
                 description=f"out-of-fold ROC-AUC ({kind}) of predicting {attr} from {what}; p-value: permutation "
                             f"test over {len(shuffled)} label shuffles{missing_note}")
-            s_lo, s_hi = _ci(shuffled) if len(shuffled) >= 2 else (None, None)
+            s_lo, s_hi = percentile_ci(shuffled) if len(shuffled) >= 2 else (None, None)
             estimates[f"auc_shuffled [{attr}]"] = Estimate(
                 float(shuffled.mean()) if len(shuffled) else None, s_lo, s_hi, len(shuffled),
                 description="the same pipeline on shuffled labels: mean AUC and the 2.5-97.5% range of the shuffles")
@@ -921,7 +858,6 @@ class AttributeInferenceAudit(Audit):
 
     def _minimised(self, inputs, attr, all_labels, keep, codes, names, proba, boot_rows, base_ndcg, embeddings, seed,
                    estimates, row, warnings, missing_group):
-        from trustrec.audit._robustness import paired_estimate
         from trustrec.eval import hits_matrix, ndcg
         from trustrec.eval._evaluator import _unique_counts
         from trustrec.mitigate._privacy import minimise_history, revealing_items, sensitive_mask
@@ -952,8 +888,8 @@ class AttributeInferenceAudit(Audit):
         d_lo = d_hi = None
         if boot_rows is not None:
             b_m = macro_ovr_auc(proba_m, codes, boot_rows)
-            lo, hi = _ci(b_m)
-            d_lo, d_hi = _ci(macro_ovr_auc(proba, codes, boot_rows) - b_m)
+            lo, hi = percentile_ci(b_m)
+            d_lo, d_hi = percentile_ci(macro_ovr_auc(proba, codes, boot_rows) - b_m)
         what = f"{c.minimise} {how} ({removed:.1%} of history items)"
         estimates[f"auc [{label}]"] = Estimate(auc_m, lo, hi, len(keep),
                                                description=f"attribute-inference AUC after history minimisation: {what}")
@@ -1048,7 +984,6 @@ class UnlearningAudit(RetrainingAudit):
         return forget, heldout, retained
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.audit._robustness import paired_estimate
         from trustrec.mitigate._unlearning import forget as forget_users
         from trustrec.mitigate._unlearning import remove_users
 
@@ -1094,20 +1029,20 @@ class UnlearningAudit(RetrainingAudit):
                   for name, m in models.items()}
         ok = np.all([~np.isnan(v) for v in losses.values()], axis=0)
         y = labels[ok]
-        rows = _stratified_rows(y, c.n_boot, c.seed) if c.n_boot > 0 and y.any() and (~y).any() else None
+        rows = stratified_bootstrap_rows(y, c.n_boot, c.seed) if c.n_boot > 0 and y.any() and (~y).any() else None
         boots, table = {}, []
         for name, loss in losses.items():
             s = -loss[ok]
             auc = roc_auc(s, y)
-            boots[name] = _auc_rows(s[rows], y[rows]) if rows is not None else np.empty(0)
-            lo, hi = _ci(boots[name])
+            boots[name] = auc_rows(s[rows], y[rows]) if rows is not None else np.empty(0)
+            lo, hi = percentile_ci(boots[name])
             estimates[f"forget_mia_auc [{name}]"] = Estimate(
                 auc, lo, hi, len(y),
                 description=f"loss-attack ROC-AUC of the {int(y.sum())} forgotten users vs {int((~y).sum())} never-seen "
                             f"users under the {name} model (0.5: indistinguishable from never seen)")
             table.append({"model": name, "forget_mia_auc": auc, "auc_ci_low": lo, "auc_ci_high": hi})
         if "approximate" in boots and len(boots["approximate"]):
-            lo, hi = _ci(boots["approximate"] - boots["exact"])
+            lo, hi = percentile_ci(boots["approximate"] - boots["exact"])
             estimates["forget_mia_auc_gap [approximate - exact]"] = Estimate(
                 estimates["forget_mia_auc [approximate]"].value - estimates["forget_mia_auc [exact]"].value, lo, hi,
                 len(y), description="forgotten users' membership AUC, approximate minus exact (paired bootstrap)")
@@ -1116,8 +1051,9 @@ class UnlearningAudit(RetrainingAudit):
         kept_rows = np.flatnonzero(np.isin(ev.queries.users, retained))
         ndcgs = {name: _ndcg(m, ev[kept_rows], k, c.batch_size) for name, m in models.items()}
         for name, values in ndcgs.items():
-            estimates[f"ndcg@{k} [retained, {name}]"] = _mean_estimate(
-                values, c.n_boot, c.seed + 5, f"NDCG@{k} of the {name} model on retained users' '{inputs.part}' targets")
+            estimates[f"ndcg@{k} [retained, {name}]"] = mean_estimate(
+                values, n_boot=c.n_boot, seed=c.seed + 5,
+                description=f"NDCG@{k} of the {name} model on retained users' '{inputs.part}' targets")
         if "approximate" in ndcgs:
             estimates[f"ndcg@{k}_gap [approximate - exact]"] = paired_estimate(
                 ndcgs["approximate"], ndcgs["exact"], n_boot=c.n_boot, seed=c.seed + 6,
@@ -1136,9 +1072,10 @@ class UnlearningAudit(RetrainingAudit):
                 js = js_divergence(p, ref)
                 l2 = np.sqrt(np.nansum((p - ref) ** 2, axis=1))
                 for metric, values in (("js_divergence", js), ("l2_distance", l2)):
-                    estimates[f"{metric} [{name} vs exact, {group}]"] = _mean_estimate(
-                        values, c.n_boot, c.seed + 9,
-                        f"mean per-user {'Jensen-Shannon divergence (base 2)' if metric == 'js_divergence' else 'L2 distance'}"
+                    estimates[f"{metric} [{name} vs exact, {group}]"] = mean_estimate(
+                        values, n_boot=c.n_boot, seed=c.seed + 9,
+                        description="mean per-user "
+                        f"{'Jensen-Shannon divergence (base 2)' if metric == 'js_divergence' else 'L2 distance'}"
                         f" between the {name} and the exact model's output distributions (softmax of the scores "
                         f"over unseen items), {group} users")
                 dist_rows.append({"model": name, "group": group, "n_users": len(grows),

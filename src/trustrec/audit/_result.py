@@ -4,7 +4,6 @@ verdict against thresholds. Plain data that saves to JSON + parquet and loads ba
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -14,38 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trustrec._cache import atomic_write_bytes, atomic_write_text
 from trustrec.errors import DataError
+from trustrec.eval._stats import Estimate
 
 __all__ = ["Estimate", "Threshold", "Verdict", "Plot", "AuditResult", "DIMENSIONS", "judge"]
 
 DIMENSIONS = ("robustness", "fairness", "controllability", "explainability", "factuality", "privacy", "safety")
 Status = Literal["pass", "warn", "fail", "not_applicable", "no_threshold"]
-
-
-def _num(x) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return None if math.isnan(x) else x
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """One number an audit measured, with its CI (None when it has none, e.g. a group too small
-    to bootstrap), the sample it rests on, an optional p-value, and what it means."""
-
-    value: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int | None = None
-    p_value: float | None = None
-    description: str = ""
-
-    def __post_init__(self):
-        for name in ("value", "ci_low", "ci_high", "p_value"):
-            object.__setattr__(self, name, _num(getattr(self, name)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Threshold(BaseModel):

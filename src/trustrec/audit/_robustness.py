@@ -13,7 +13,7 @@ History perturbation
     ``length - 1`` of them); random reordering permutes the chosen items cyclically, so each one
     moves. Deletion always leaves at least one item; reordering needs two. See :func:`perturb_histories`.
     Stability of the top-K against the unperturbed list: Jaccard@K, rank-biased overlap
-    (:func:`rank_biased_overlap`, extrapolated RBO_ext of Webber et al. 2010, ``p = 0.9``), the
+    (:func:`trustrec.eval.rank_biased_overlap`, extrapolated RBO_ext of Webber et al. 2010, ``p = 0.9``), the
     share of users whose top-1 changes, and the NDCG@K drop on the audit's targets.
 
 Poisoning (shilling)
@@ -53,6 +53,8 @@ from trustrec.audit._base import (
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import Dataset, Interactions, Ragged, Split
 from trustrec.errors import ConfigError, DataError
+from trustrec.eval._similarity import rank_biased_overlap  # re-exported for existing callers
+from trustrec.eval._stats import mean_estimate, paired_estimate
 
 __all__ = ["perturb_histories", "rank_biased_overlap", "HistoryPerturbationConfig", "HistoryPerturbationAudit",
            "fake_profiles", "inject_fake_users", "target_ranks", "PoisoningConfig", "PoisoningAudit",
@@ -62,57 +64,6 @@ PERTURBATIONS = ("insert", "delete", "substitute", "reorder")
 ATTACKS = ("random", "average", "bandwagon", "segment", "sequential")
 Perturbation = Literal["insert", "delete", "substitute", "reorder"]
 Attack = Literal["random", "average", "bandwagon", "segment", "sequential"]
-
-
-# -- list similarity ------------------------------------------------------------------------------
-def rank_biased_overlap(a, b, p: float = 0.9) -> np.ndarray:
-    """Per row, the extrapolated rank-biased overlap RBO_ext of two ranked lists (Webber, Moffat
-    and Zobel 2010, eq. 32, which also covers lists of different lengths).
-
-    ``a`` and ``b`` are (n, k) item arrays, ``-1`` as padding after the valid items. With ``s``
-    and ``l`` the shorter and longer valid length and ``X_d`` the overlap at depth ``d`` (for
-    ``d > s`` the whole shorter list against the longer list's prefix)::
-
-        RBO_ext = (1-p)/p * (sum_{d=1..l} X_d/d p^d + sum_{d=s+1..l} X_s (d-s)/(s d) p^d)
-                  + ((X_l - X_s)/l + X_s/s) p^l
-
-    Two identical lists give 1, disjoint lists 0; two empty lists give 1 and one empty list 0
-    (as :func:`trustrec.eval.jaccard_at_k`).
-    """
-    from trustrec.eval._fairness import _ranks_in
-
-    if not 0 < p < 1:
-        raise ConfigError(f"rank_biased_overlap: p must be in (0, 1), got {p}")
-    a, b = np.atleast_2d(np.asarray(a)), np.atleast_2d(np.asarray(b))
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"rank_biased_overlap: a has {a.shape[0]} rows, b has {b.shape[0]}")
-    n = a.shape[0]
-    k = max(a.shape[1], b.shape[1])
-    a = np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=-1)
-    b = np.pad(b, ((0, 0), (0, k - b.shape[1])), constant_values=-1)
-    if k == 0:
-        return np.ones(n)
-    la, lb = (a >= 0).sum(1), (b >= 0).sum(1)
-    rank_in_b = _ranks_in(b, a).astype(np.float64)                  # 1-based rank of a's items in b, 0 = absent
-    pos_a = np.arange(1, k + 1, dtype=np.float64)[None, :]
-    depth = np.where((rank_in_b > 0) & (a >= 0), np.maximum(pos_a, rank_in_b), np.inf)
-    d = np.arange(1, k + 1, dtype=np.float64)
-    x = (depth[:, :, None] <= d[None, None, :]).sum(1).astype(np.float64)  # X_d, (n, k)
-    s, l = np.minimum(la, lb), np.maximum(la, lb)
-    rows = np.arange(n)
-    pd_ = p ** d
-    in_l = d[None, :] <= l[:, None]
-    term1 = np.where(in_l, x / d * pd_, 0.0).sum(1)
-    x_s = np.where(s > 0, x[rows, np.maximum(s - 1, 0)], 0.0)
-    x_l = np.where(l > 0, x[rows, np.maximum(l - 1, 0)], 0.0)
-    s_safe = np.maximum(s, 1).astype(np.float64)
-    tail = (d[None, :] > s[:, None]) & in_l
-    term2 = np.where(tail, x_s[:, None] * (d[None, :] - s[:, None]) / (s_safe[:, None] * d[None, :]) * pd_,
-                     0.0).sum(1)
-    l_safe = np.maximum(l, 1).astype(np.float64)
-    rbo = (1 - p) / p * (term1 + term2) + ((x_l - x_s) / l_safe + x_s / s_safe) * p ** l_safe
-    rbo = np.where(s == 0, 0.0, rbo)
-    return np.where(l == 0, 1.0, np.clip(rbo, 0.0, 1.0))
 
 
 # -- history perturbation ---------------------------------------------------------------------------
@@ -281,15 +232,6 @@ def _recommend(model, queries, k: int, batch_size: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty((0, k), np.int64)
 
 
-def _mean_ci(values, n_boot: int, seed: int) -> tuple[float, float, float, int]:
-    from trustrec.eval import bootstrap_ci
-
-    x = np.asarray(values, np.float64)
-    ok = ~np.isnan(x)
-    lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
-    return (float(x[ok].mean()) if ok.any() else np.nan), lo, hi, int(ok.sum())
-
-
 def target_item_indices(dataset: Dataset, raw_ids, who: str) -> np.ndarray:
     """Item indices of the raw ``target_items`` of an attack audit; unknown ids raise
     ``ConfigError`` naming them."""
@@ -299,24 +241,6 @@ def target_item_indices(dataset: Dataset, raw_ids, who: str) -> np.ndarray:
         raise ConfigError(f"{who}: target_items {unknown} are not items of dataset '{dataset.name}' "
                           f"(e.g. {list(dataset.item_ids[:3])}); give raw item ids")
     return idx
-
-
-def paired_estimate(after, before, *, n_boot: int, seed: int, description: str, test: bool = False) -> Estimate:
-    """Mean of the per-user difference ``after - before`` (NaN pairs left out) with a bootstrap CI;
-    with ``test``, the Wilcoxon signed-rank p-value of the differences (None when all are 0)."""
-    from scipy.stats import wilcoxon
-
-    from trustrec.eval import bootstrap_ci
-
-    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
-    d = d[~np.isnan(d)]
-    if not len(d):
-        return Estimate(None, n=0, description=description)
-    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
-    p = None
-    if test and np.any(d != 0):
-        p = float(wilcoxon(d, zero_method="zsplit").pvalue)
-    return Estimate(float(d.mean()), lo, hi, len(d), p_value=p, description=description)
 
 
 @register_audit
@@ -363,11 +287,11 @@ class HistoryPerturbationAudit(Audit):
                            "mean_edits": float(np.abs(hist.lengths - queries.histories.lengths).mean())
                            if kind in ("insert", "delete") else np.nan}
                     for j, (metric, values) in enumerate(per.items()):
-                        mean, lo, hi, n = _mean_ci(values, c.n_boot, c.seed + j)
-                        row.update({metric: mean, f"{metric}_ci_low": lo, f"{metric}_ci_high": hi})
+                        e = mean_estimate(values, n_boot=c.n_boot, seed=c.seed + j,
+                                          description=self._describe(metric, k, kind, targeting, budget))
+                        row.update({metric: e.value, f"{metric}_ci_low": e.ci_low, f"{metric}_ci_high": e.ci_high})
                         if budget == c.default_budget:
-                            estimates[f"{self._names[metric].format(k=k)} [{label}]"] = Estimate(
-                                mean, lo, hi, n, description=self._describe(metric, k, kind, targeting, budget))
+                            estimates[f"{self._names[metric].format(k=k)} [{label}]"] = e
                     row["n_users"] = len(queries)
                     rows.append(row)
         table = pd.DataFrame(rows)
@@ -669,9 +593,6 @@ class PoisoningAudit(RetrainingAudit):
         acc = ndcg(hits_matrix(top, eval_targets, model.n_items_), _unique_counts(eval_targets))
         return {"hr": hr_user, "rank": rank_user, "success": success, "ndcg": acc}
 
-    def _paired(self, after, before, seed, description) -> Estimate:
-        return paired_estimate(after, before, n_boot=self.config.n_boot, seed=seed, description=description)
-
     # -- run -------------------------------------------------------------------------------------
     def _run(self, inputs: AuditInputs) -> AuditResult:
         c = self.config
@@ -728,9 +649,9 @@ class PoisoningAudit(RetrainingAudit):
                             report[m], n=int(is_fake.sum()),
                             description=f"{fitted.config.method} on per-user profile features: {m} of the flags "
                                         f"against the {int(is_fake.sum())} injected users")
-                    estimates[f"target_hr@{k} lift defended [{label}]"] = self._paired(
-                        d["hr"], base["hr"], c.seed + setting * 10 + 7,
-                        f"target HR@{k} after dropping flagged users and retraining, minus clean")
+                    estimates[f"target_hr@{k} lift defended [{label}]"] = paired_estimate(
+                        d["hr"], base["hr"], n_boot=c.n_boot, seed=c.seed + setting * 10 + 7,
+                        description=f"target HR@{k} after dropping flagged users and retraining, minus clean")
                 rows.append(row)
         table = pd.DataFrame(rows)
         evidence = {"by_attack": table, "targets": pd.DataFrame({
@@ -767,15 +688,18 @@ class PoisoningAudit(RetrainingAudit):
                                                  f"top-{k}"),
                                           ("rank", "mean 1-based full-ranking rank of the target (history masked)"),
                                           ("success", f"share of genuine users with a target in their top-{k}"))):
-            mean, lo, hi, n = _mean_ci(after[key], self.config.n_boot, self.config.seed + seed + j)
-            out[key] = Estimate(mean, lo, hi, n, description=f"{desc}; {what}")
+            out[key] = mean_estimate(after[key], n_boot=self.config.n_boot, seed=self.config.seed + seed + j,
+                                     description=f"{desc}; {what}")
         if before is not None:
-            out["hr_lift"] = self._paired(after["hr"], before["hr"], self.config.seed + seed + 4,
-                                          f"target HR@{k} poisoned minus clean, per user; {what}")
-            out["rank_change"] = self._paired(before["rank"], after["rank"], self.config.seed + seed + 5,
-                                              f"clean minus poisoned mean target rank (> 0 = promoted); {what}")
-            out["ndcg_drop"] = self._paired(before["ndcg"], after["ndcg"], self.config.seed + seed + 6,
-                                            f"NDCG@{k} on genuine users' own targets, clean minus poisoned; {what}")
+            n_boot, s0 = self.config.n_boot, self.config.seed + seed
+            out["hr_lift"] = paired_estimate(after["hr"], before["hr"], n_boot=n_boot, seed=s0 + 4,
+                                             description=f"target HR@{k} poisoned minus clean, per user; {what}")
+            out["rank_change"] = paired_estimate(
+                before["rank"], after["rank"], n_boot=n_boot, seed=s0 + 5,
+                description=f"clean minus poisoned mean target rank (> 0 = promoted); {what}")
+            out["ndcg_drop"] = paired_estimate(
+                before["ndcg"], after["ndcg"], n_boot=n_boot, seed=s0 + 6,
+                description=f"NDCG@{k} on genuine users' own targets, clean minus poisoned; {what}")
         return out
 
     @staticmethod

@@ -246,7 +246,7 @@ class FeedbackLoopAudit(RetrainingAudit):
                                       "fit_seconds": fit_seconds})
 
     def _estimates(self, table, first, last, arms) -> dict[str, Estimate]:
-        from trustrec.eval import bootstrap_ci
+        from trustrec.eval import paired_estimate
 
         c = self.config
         k = c.k
@@ -268,8 +268,7 @@ class FeedbackLoopAudit(RetrainingAudit):
                                                  "masked)"),
                     ("avg_popularity", "avg_popularity change", "mean original-training popularity of recommended "
                                                                 "items"))):
-                d = np.asarray(last[arm][fig], np.float64) - np.asarray(first[arm][fig], np.float64)
-                lo, hi = bootstrap_ci(d, n_boot=c.n_boot, seed=c.seed + 10 * j + i)
-                out[f"{name} {tag}"] = Estimate(float(np.nanmean(d)), lo, hi, int((~np.isnan(d)).sum()),
-                                                description=f"{desc}: round {c.rounds} minus round 0, per user")
+                out[f"{name} {tag}"] = paired_estimate(
+                    last[arm][fig], first[arm][fig], n_boot=c.n_boot, seed=c.seed + 10 * j + i,
+                    description=f"{desc}: round {c.rounds} minus round 0, per user")
         return out

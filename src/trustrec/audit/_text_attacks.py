@@ -49,9 +49,10 @@ from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
 
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
-from trustrec.audit._robustness import _mean_ci, paired_estimate, target_item_indices
+from trustrec.audit._robustness import target_item_indices
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
+from trustrec.eval._stats import mean_estimate, paired_estimate
 
 __all__ = ["TEXT_ATTACKS", "PROMOTIONAL_PHRASES", "attack_item_text", "TextAttackConfig", "TextAttackAudit"]
 
@@ -415,10 +416,10 @@ class TextAttackAudit(Audit):
         row = {}
         for key, what_rate in _FREE_TEXT_RATES.items():
             if key in after:
-                mean, lo, hi, n = _mean_ci(np.where(exposed, after[key], np.nan), c.n_boot, seed + 4)
-                estimates[f"{key}_rate [{suffix}]"] = Estimate(mean, lo, hi, n,
-                                                              description=f"{what_rate} on exposed users; {what}")
-                row[f"{key}_rate"] = mean
+                e = mean_estimate(np.where(exposed, after[key], np.nan), n_boot=c.n_boot, seed=seed + 4,
+                                  description=f"{what_rate} on exposed users; {what}")
+                estimates[f"{key}_rate [{suffix}]"] = e
+                row[f"{key}_rate"] = np.nan if e.value is None else e.value
         estimates[f"target_top{k}_lift [{suffix}]"] = lift
         estimates[f"target_rank_gain [{suffix}]"] = gain
         estimates[f"ndcg@{k}_drop_exposed [{suffix}]"] = drop_exposed

@@ -1,4 +1,6 @@
-"""Evaluation: metrics (pure functions), the full-ranking evaluator, statistics."""
+"""Evaluation: metrics (pure functions), the full-ranking evaluator, and the statistics every
+audit uses: estimate builders with bootstrap CIs and tests (one convention each, see
+``trustrec.eval._stats``), list similarity (RBO) and classification (AUC, TPR at FPR)."""
 
 from trustrec.eval._evaluator import (
                                     DEFAULT_METRICS,
@@ -46,7 +48,27 @@ from trustrec.eval._fairness import (
                                     snsv,
 )
 from trustrec.eval._groups import GroupMetricFrame
-from trustrec.eval._stats import PairedTest, bootstrap_ci, paired_test
+from trustrec.eval._classification import auc_rows, macro_ovr_auc, roc_auc, roc_points, tpr_at_fpr
+from trustrec.eval._similarity import rank_biased_overlap
+from trustrec.eval._stats import (
+                                    DEFAULT_CI,
+                                    WILCOXON_ZERO_METHOD,
+                                    Estimate,
+                                    PairedTest,
+                                    bootstrap_ci,
+                                    bootstrap_rows,
+                                    cluster_mean_estimate,
+                                    cluster_ratio_estimate,
+                                    mannwhitney_pvalue,
+                                    mean_estimate,
+                                    paired_estimate,
+                                    paired_test,
+                                    percentile_ci,
+                                    stratified_bootstrap_rows,
+                                    two_sample_estimate,
+                                    wilcoxon_pvalue,
+                                    wilson_interval,
+)
 from trustrec.eval._semisynthetic import (
                                     SemiSyntheticConfig,
                                     SemiSyntheticWorld,
@@ -76,4 +98,8 @@ __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_MET
            "exposure_by_group", "jaccard_at_k", "serp_star_at_k", "prag_star_at_k", "snsr", "snsv",
            "SCHEMES", "UNBIASED_METRICS", "RandomExposureSet", "random_exposure_set", "topk_membership",
            "evaluate_random_exposure", "evaluate_schemes", "scheme_label", "score_candidates",
-           "SemiSyntheticConfig", "SemiSyntheticWorld", "fit_ground_truth", "draw_world", "true_recall"]
+           "SemiSyntheticConfig", "SemiSyntheticWorld", "fit_ground_truth", "draw_world", "true_recall",
+           "Estimate", "DEFAULT_CI", "WILCOXON_ZERO_METHOD", "mean_estimate", "paired_estimate", "two_sample_estimate",
+           "cluster_ratio_estimate", "cluster_mean_estimate", "percentile_ci", "bootstrap_rows",
+           "stratified_bootstrap_rows", "wilson_interval", "wilcoxon_pvalue", "mannwhitney_pvalue",
+           "rank_biased_overlap", "auc_rows", "roc_auc", "macro_ovr_auc", "roc_points", "tpr_at_fpr"]

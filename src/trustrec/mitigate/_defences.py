@@ -234,8 +234,8 @@ def detection_scores(flagged, is_fake, scores=None) -> dict[str, float]:
         s = np.asarray(scores, np.float64)
         ok = ~np.isnan(s)
         if 0 < is_fake[ok].sum() < ok.sum():
-            from sklearn.metrics import roc_auc_score
+            from trustrec.eval import roc_auc
 
-            auc = float(roc_auc_score(is_fake[ok], s[ok]))
+            auc = roc_auc(s[ok], is_fake[ok])
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "roc_auc": auc,
             "n_flagged": int(flagged.sum()), "n_fake": int(is_fake.sum()), "true_positives": tp}

@@ -1,0 +1,104 @@
+"""Scores against binary labels: ROC-AUC (one sample, row-wise over bootstrap samples, macro
+one-vs-rest), the ROC curve and the true-positive rate at a false-positive rate.
+
+Conventions (one each, used by every audit):
+
+- **AUC ties** count half: AUC is the Mann-Whitney U statistic over ``n_pos * n_neg`` (average
+  ranks), equal to ``sklearn.metrics.roc_auc_score``. A sample without both classes gives NaN.
+- **TPR at FPR** is read off the empirical (step) ROC curve without interpolation: the largest
+  TPR among thresholds whose FPR is at most the target. This never credits an attack with a TPR
+  reached only at a higher FPR (a linear interpolation between ROC points would).
+- Higher scores mean "positive" everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["auc_rows", "roc_auc", "macro_ovr_auc", "roc_points", "tpr_at_fpr"]
+
+
+def auc_rows(scores, labels) -> np.ndarray:
+    """Row-wise ROC-AUC of scores against boolean labels.
+
+    Parameters
+    ----------
+    scores : array_like of float, shape (B, n) or (n,)
+        Higher = more likely positive.
+    labels : array_like of bool, same shape
+        True for positives.
+
+    Returns
+    -------
+    numpy.ndarray, shape (B,)
+        Mann-Whitney AUC per row, ties counting half; NaN for a row without both classes.
+        Vectorised, so a (n_boot, n) matrix of bootstrap samples is scored in one call.
+    """
+    from scipy.stats import rankdata
+
+    scores, labels = np.atleast_2d(np.asarray(scores, np.float64)), np.atleast_2d(labels).astype(bool)
+    if scores.shape != labels.shape:
+        raise ValueError(f"auc_rows: scores has shape {scores.shape}, labels {labels.shape}")
+    ranks = rankdata(scores, axis=1)
+    n_pos = labels.sum(1).astype(np.float64)
+    n_neg = labels.shape[1] - n_pos
+    u = (ranks * labels).sum(1) - n_pos * (n_pos + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+
+
+def roc_auc(scores, labels) -> float:
+    """ROC-AUC of ``scores`` (higher = positive) against boolean ``labels``; ties count half; NaN
+    when either class is absent (equals ``sklearn.metrics.roc_auc_score``)."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    if scores.shape != labels.shape:
+        raise ValueError(f"roc_auc: scores has {scores.shape} values, labels {labels.shape}")
+    return float(auc_rows(scores[None], labels[None])[0])
+
+
+def macro_ovr_auc(proba, codes, rows=None) -> np.ndarray:
+    """Macro one-vs-rest ROC-AUC of class probabilities.
+
+    Parameters
+    ----------
+    proba : array_like, shape (n, C)
+        Class probabilities.
+    codes : array_like of int, shape (n,)
+        True class codes in ``0 .. C-1``.
+    rows : array_like of int, shape (B, n), optional
+        Index samples (e.g. bootstrap rows); None scores the data as given.
+
+    Returns
+    -------
+    numpy.ndarray, shape (B,)
+        For C = 2 the AUC of column 1; otherwise the mean over classes of each class's
+        one-vs-rest AUC, classes absent from a sample left out of its mean.
+    """
+    proba, codes = np.asarray(proba, np.float64), np.asarray(codes)
+    rows = np.arange(len(codes))[None] if rows is None else np.atleast_2d(rows)
+    y = codes[rows]
+    if proba.shape[1] == 2:
+        return auc_rows(proba[rows, 1], y == 1)
+    per_class = np.stack([auc_rows(proba[rows, c], y == c) for c in range(proba.shape[1])])
+    n_ok = (~np.isnan(per_class)).sum(0)
+    return np.where(n_ok > 0, np.nansum(per_class, axis=0) / np.maximum(n_ok, 1), np.nan)
+
+
+def roc_points(scores, labels, *, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) of the empirical ROC curve (``sklearn.metrics.roc_curve``), from (0, 0) to (1, 1)."""
+    from sklearn.metrics import roc_curve
+
+    f, t, _ = roc_curve(np.asarray(labels, bool), np.asarray(scores, np.float64),
+                        drop_intermediate=drop_intermediate)
+    return f, t
+
+
+def tpr_at_fpr(scores, labels, fpr: float) -> float:
+    """The largest true-positive rate at a false-positive rate of at most ``fpr`` on the ROC curve
+    of ``scores`` (higher = positive) against boolean ``labels``: no interpolation between ROC
+    points (module docstring); NaN when either class is absent."""
+    labels = np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    f, t = roc_points(scores, labels, drop_intermediate=False)
+    return float(t[f <= fpr + 1e-12].max())
