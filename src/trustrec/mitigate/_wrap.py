@@ -51,6 +51,7 @@ class WrapperRecommender(Recommender):
                          params=base.dump_config() if hasattr(base, "dump_config") else {})
         wrapper = cls(**{**params, "base": spec})
         wrapper.n_users_, wrapper.n_items_ = base.n_users_, base.n_items_
+        wrapper.adopt_vocabulary(base)
         wrapper.base_ = base
         wrapper._setup(train)
         return wrapper

@@ -8,7 +8,7 @@ from trustrec.models._registry import (
            model_class,
            register_model,
 )
-from trustrec.models._topk import TopK, topk_from_scores
+from trustrec.models._topk import RawTopK, TopK, topk_from_scores
 
-__all__ = ["Recommender", "FitOptions", "TopK", "topk_from_scores", "ModelSpec", "register_model",
+__all__ = ["Recommender", "FitOptions", "RawTopK", "TopK", "topk_from_scores", "ModelSpec", "register_model",
            "model_class", "available_models", "make_model"]

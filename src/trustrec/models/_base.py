@@ -1,7 +1,9 @@
 """The Recommender protocol: config-only constructor, ``fit -> self``, queries in, TopK out.
 
 Save format: a folder with ``config.json`` (model name, config, trustrec version), ``state.safetensors``
-(every fitted array, name ending in ``_``) and ``fitted.json`` (fitted scalars); never pickle.
+(every fitted array, name ending in ``_``) and ``fitted.json`` (fitted scalars, and the raw item / user
+ids of the training data, ``item_ids_`` / ``user_ids_``, so a loaded model answers raw ids without
+the dataset: :meth:`Recommender.recommend_raw`); never pickle.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import numpy as np
 from trustrec._config import Config, Configurable
 from trustrec.data import Dataset, QueryBatch, Split
 from trustrec.errors import ConfigError, DataError, NotFittedError
-from trustrec.models._topk import TopK, topk_from_scores
+from trustrec.models._topk import RawTopK, TopK, topk_from_scores
 
-__all__ = ["Recommender", "FitOptions", "TopK", "is_saved_model", "topk_from_scores"]
+__all__ = ["Recommender", "FitOptions", "RawTopK", "TopK", "is_saved_model", "topk_from_scores"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Recommender(Configurable):
             delattr(self, key)  # a second fit starts from scratch
         self.n_users_ = train.n_users
         self.n_items_ = train.n_items
+        self.item_ids_, self.user_ids_ = _vocabulary(train)
         self._fit(train, options)
         return self
 
@@ -102,6 +105,56 @@ class Recommender(Configurable):
         queries = self._prepare(queries)
         scores = np.asarray(self.score(queries), dtype=np.float64)
         return topk_from_scores(scores, k, exclusion_mask(queries, self.n_items_, exclude_seen))
+
+    # -- raw ids: the fit-time vocabulary -------------------------------------------------
+    def has_vocabulary(self) -> bool:
+        """Whether the model knows the raw ids of its training data (every model fitted or saved
+        since vocabularies were recorded; not a checkpoint saved before)."""
+        return self.is_fitted() and hasattr(self, "item_ids_") and hasattr(self, "user_ids_")
+
+    def adopt_vocabulary(self, fitted: "Recommender") -> None:
+        """Take the raw-id vocabulary of ``fitted`` (a model this one wraps or builds on)."""
+        for key in ("item_ids_", "user_ids_"):
+            if hasattr(fitted, key):
+                setattr(self, key, list(getattr(fitted, key)))
+
+    def queries_from_raw(self, histories, *, users=None, candidates=None) -> QueryBatch:
+        """A :class:`QueryBatch` from raw ids: ``histories`` one list of item ids per query (oldest
+        first), ``users`` one user id (or ``None``: anonymous) per query, ``candidates`` one list
+        of item ids per query. Unknown ids raise a :class:`DataError` naming them."""
+        self._check_fitted()
+        if not self.has_vocabulary():
+            raise DataError(
+                f"{type(self).__name__}: this model has no id vocabulary (a checkpoint saved before trustrec "
+                "recorded the training data's item and user ids), so it cannot answer raw ids; map them with "
+                "the training Dataset (Dataset.item_index / user_index) and call recommend, or refit and save again")
+        who = f"{type(self).__name__}.queries_from_raw"
+        rows = _id_rows(histories, "histories", who)
+        n = len(rows)
+        if users is None:
+            user_idx = np.full(n, -1, np.int64)
+        else:
+            if isinstance(users, (str, bytes)) or len(users) != n:
+                raise DataError(f"{who}: users must hold one user id (or None) per query ({n} queries), got "
+                                f"{users!r:.80}")
+            given = [u is not None for u in users]
+            user_idx = np.full(n, -1, np.int64)
+            user_idx[given] = _lookup_ids([u for u in users if u is not None], self.user_ids_, "user", who)
+        hist = _ragged_ids(rows, self.item_ids_, who)
+        cands = None
+        if candidates is not None:
+            cand_rows = _id_rows(candidates, "candidates", who)
+            if len(cand_rows) != n:
+                raise DataError(f"{who}: {n} histories but {len(cand_rows)} candidate lists")
+            cands = _ragged_ids(cand_rows, self.item_ids_, who)
+        return QueryBatch(user_idx, hist, candidates=cands)
+
+    def recommend_raw(self, histories, k: int = 10, *, users=None, candidates=None,
+                      exclude_seen: bool = True) -> RawTopK:
+        """:meth:`recommend` in raw ids: queries as in :meth:`queries_from_raw`, the answer as
+        :class:`RawTopK` (raw item ids and scores, rows aligned with the queries)."""
+        queries = self.queries_from_raw(histories, users=users, candidates=candidates)
+        return RawTopK.from_topk(self.recommend(queries, k, exclude_seen=exclude_seen), self.item_ids_)
 
     # -- persistence --------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -189,6 +242,12 @@ class Recommender(Configurable):
             value = getattr(self, key, None)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise DataError(f"fitted value {key} must be a positive integer, got {value!r}")
+        for key, size in (("item_ids_", self.n_items_), ("user_ids_", self.n_users_)):
+            ids = getattr(self, key, None)   # absent in checkpoints saved before vocabularies
+            if ids is not None and not (isinstance(ids, list) and len(ids) == size
+                                        and all(isinstance(i, str) for i in ids) and len(set(ids)) == size):
+                raise DataError(f"fitted value {key} must list {size} distinct id strings (one per index), got "
+                                f"{type(ids).__name__} of length {len(ids) if hasattr(ids, '__len__') else '?'}")
         if "score" not in self.capabilities or "text" in self.capabilities:
             return   # text models read item text and an LLM/encoder: checked when first used
         probe = QueryBatch.from_histories([[0]], users=[0])
@@ -245,6 +304,42 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable safetensors file ({type(exc).__name__}: "
                         f"{str(exc)[:200]})") from None
     return arrays
+
+
+def _vocabulary(train: Dataset) -> tuple[list[str], list[str]]:
+    """The raw item and user ids of ``train``, by index (JSON-able: saved in fitted.json)."""
+    return [str(i) for i in train.item_ids], [str(u) for u in train.user_ids]
+
+
+def _id_rows(rows, what: str, who: str) -> list[list]:
+    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__len__"):
+        raise DataError(f"{who}: {what} must be a list with one list of item ids per query, got {rows!r:.80}")
+    rows = list(rows)
+    bad = [i for i, r in enumerate(rows) if isinstance(r, (str, bytes)) or not hasattr(r, "__iter__")]
+    if bad:
+        raise DataError(f"{who}: {what} must be a list with one list of item ids per query; entry {bad[0]} is "
+                        f"{rows[bad[0]]!r:.80} (for one query pass [[id, id, ...]])")
+    return [list(r) for r in rows]
+
+
+def _lookup_ids(raw: list, vocabulary: list[str], kind: str, who: str) -> np.ndarray:
+    import pandas as pd
+
+    raw = [str(r) for r in raw]
+    idx = pd.Index(vocabulary).get_indexer(raw) if raw else np.empty(0, np.int64)
+    if (idx < 0).any():
+        unknown = list(dict.fromkeys(r for r, i in zip(raw, idx) if i < 0))
+        raise DataError(f"{who}: {len(unknown)} {kind} ids are unknown to the model (not in its training data): "
+                        f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}; known {kind} ids look like "
+                        f"{vocabulary[:3]}")
+    return np.asarray(idx, np.int64)
+
+
+def _ragged_ids(rows: list[list], vocabulary: list[str], who: str):
+    from trustrec.data import Ragged
+
+    flat = _lookup_ids([x for r in rows for x in r], vocabulary, "item", who)
+    return Ragged(np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64), flat)
 
 
 _SAVED_FILES = frozenset({"config.json", "state.safetensors", "fitted.json"})

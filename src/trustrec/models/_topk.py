@@ -8,7 +8,7 @@ import numpy as np
 
 from trustrec.data._arrays import readonly
 
-__all__ = ["TopK", "topk_from_scores"]
+__all__ = ["RawTopK", "TopK", "topk_from_scores"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +57,28 @@ class TopK:
         pad = lambda a, fill: np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=fill)
         return cls(np.concatenate([pad(p.items, -1) for p in parts]) if parts else np.empty((0, 0)),
                    np.concatenate([pad(p.scores, -np.inf) for p in parts]) if parts else np.empty((0, 0)))
+
+
+@dataclass(frozen=True, eq=False)
+class RawTopK:
+    """A :class:`TopK` in raw ids: ``item_ids`` (n_queries, k) object array of the dataset's item
+    ids (``None`` = no item) and the aligned ``scores`` (-inf there)."""
+
+    item_ids: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def row(self, i: int) -> list[str]:
+        """The raw item ids of query ``i``, best first."""
+        return [item for item in self.item_ids[i] if item is not None]
+
+    @classmethod
+    def from_topk(cls, top: TopK, item_ids) -> "RawTopK":
+        """``top`` with each item index replaced by ``item_ids[index]``."""
+        vocab = np.asarray(list(item_ids) + [None], dtype=object)    # index -1 (padding) -> None
+        return cls(readonly(vocab[top.items], object), top.scores)
 
 
 def topk_from_scores(scores, k: int, exclude=None) -> TopK:

@@ -174,6 +174,7 @@ class LLMRanker(ReadsItemText, Recommender):
         spec = ModelSpec(name=retriever.name, params=retriever.get_params())
         ranker = cls(**{**params, "retriever": spec})
         ranker.n_users_, ranker.n_items_ = retriever.n_users_, retriever.n_items_
+        ranker.adopt_vocabulary(retriever)
         ranker.retriever_ = retriever
         ranker.catalog_ = PromptCatalog.from_items(train.items, ranker.config.prompt_template().item_fields).columns
         return ranker
