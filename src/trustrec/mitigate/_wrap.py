@@ -29,6 +29,7 @@ class WrapperRecommender(Recommender):
     subclasses compute in ``_setup(train)``; saved with the base's state nested under ``base_/``."""
 
     capabilities = frozenset({"uses_history", "candidates"})
+    devices = ("cpu", "cuda", "mps")   # the base model checks the device it is fitted on
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:
         self.base_ = self.config.base.build().fit(train, options)

@@ -57,11 +57,16 @@ class Recommender(Configurable):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[Config]] = Config
     capabilities: ClassVar[frozenset[str]] = frozenset({"score"})
+    # Device kinds ``FitOptions.device`` may name; any other is refused, never silently ignored.
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     # -- fitting ------------------------------------------------------------------------
     def fit(self, data: Dataset | Split, options: FitOptions | None = None) -> "Recommender":
         """Fit on a Dataset (all its interactions) or a Split (its training part). Returns self."""
         options = options or FitOptions()
+        from trustrec._device import check_device_supported
+
+        check_device_supported(type(self).__name__, options.device, self.devices)
         train = data.train_dataset() if isinstance(data, Split) else data
         if not isinstance(train, Dataset):
             raise DataError(f"{type(self).__name__}.fit expects a Dataset or a Split, got {type(data).__name__}")

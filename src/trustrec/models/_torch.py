@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from trustrec._device import resolve_device
 from trustrec.models._base import FitOptions, Recommender
 
 __all__ = ["TorchRecommender"]
@@ -19,6 +20,7 @@ class TorchRecommender(Recommender):
     ``_build_net(train)`` and ``_train_epoch(epoch, rng) -> loss``."""
 
     capabilities = frozenset({"score", "stochastic_training"})
+    devices = ("cpu", "cuda", "mps")
 
     def _build_net(self, train):
         raise NotImplementedError
@@ -30,11 +32,23 @@ class TorchRecommender(Recommender):
             torch.set_num_threads(options.threads)
         torch.manual_seed(options.seed)  # weight init and dropout draw from torch's global generator
         rng = options.rng()
+        device = resolve_device(options.device)
         self._prepare_training(train, rng)
-        self.net_ = self._build_net(train)
+        self.net_ = self._build_net(train).to(device)   # trains and serves there; saved from the CPU
         self.history_ = self._run_epochs(options, rng)
         self.net_.eval()
         self._release_training()
+
+    @property
+    def device_(self):
+        """The torch device the network lives on (where it was fitted; the CPU after ``load``)."""
+        return next(self.net_.parameters()).device
+
+    def _tensor(self, array: np.ndarray):
+        """``array`` as a tensor on the network's device."""
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device_)
 
     def _prepare_training(self, train, rng: np.random.Generator) -> None:
         """Hook: build whatever the epochs read (stored as private attributes, released after)."""

@@ -77,6 +77,8 @@ class EarlyStopping(_Strict):
 class FitConfig(_Strict):
     early_stopping: EarlyStopping | None = None
     threads: PositiveInt | None = None
+    # cpu, cuda, cuda:N, mps or auto; a device the machine or the model lacks stops the run at once.
+    device: str = "cpu"
 
 
 class EvalConfig(_Strict):
@@ -153,6 +155,8 @@ class RunConfig(_Strict):
         for key, default in (("schemes", ["full"]), ("ties", "index")):
             if data["eval"][key] == default:
                 del data["eval"][key]   # defaults: digests of configs written before the key stay as they were
+        if data["fit"]["device"] == "cpu":
+            del data["fit"]["device"]
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

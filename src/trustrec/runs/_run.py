@@ -96,6 +96,11 @@ def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = 
 def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, log, overwrite: bool) -> RunResult:
     from trustrec.runs._trail import data_changes, data_trail
 
+    from trustrec._device import check_device_supported
+    from trustrec.models import model_class
+
+    klass = model_class(config.model.name)
+    check_device_supported(klass.__name__, config.fit.device, klass.devices)   # before any data is read
     final = out_dir / name
     work = out_dir / f".partial-{name}-{config.digest()}"
     previous = _finished_run(final)
@@ -168,7 +173,7 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
         model = ModelSpec(name=config.model.name, params=config.model.params).build()
         es = config.fit.early_stopping
         options = FitOptions(
-            seed=config.seed, progress=progress, threads=config.fit.threads,
+            seed=config.seed, progress=progress, threads=config.fit.threads, device=config.fit.device,
             validator=Validator(split, es.metric) if es else None,
             patience=es.patience if es else 5, eval_every=es.eval_every if es else 1,
         )

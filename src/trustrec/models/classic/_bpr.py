@@ -82,9 +82,10 @@ class BPRMF(TorchRecommender):
         pos = torch.from_numpy(self._train_items)
         neg = torch.from_numpy(negatives)
         total = 0.0
+        device = self.device_
         for rows in batched(len(users), self.config.batch_size, rng):
             rows = torch.from_numpy(rows)
-            u, i, j = users[rows], pos[rows], neg[rows]
+            u, i, j = (t[rows].to(device) for t in (users, pos, neg))
             diff = self.net_(u, i) - self.net_(u, j)
             reg = self.config.reg * (self.net_.user(u).pow(2).sum() + self.net_.item(i).pow(2).sum()
                                      + self.net_.item(j).pow(2).sum()) / len(rows)
@@ -111,10 +112,10 @@ class BPRMF(TorchRecommender):
         j = rng.integers(0, self.n_items_, len(i))
         clash = j == i
         j[clash] = (j[clash] + 1) % self.n_items_
-        ut, it, jt = (torch.from_numpy(np.array(a, np.int64)) for a in (u, i, j))
+        ut, it, jt = (self._tensor(np.array(a, np.int64)) for a in (u, i, j))
         loss = -F.logsigmoid(self.net_(ut, it) - self.net_(ut, jt))
-        sums = torch.zeros(len(histories), dtype=loss.dtype).index_add(0, torch.from_numpy(rows), loss)
-        n = torch.from_numpy(histories.lengths).to(loss.dtype)
+        sums = torch.zeros(len(histories), dtype=loss.dtype, device=loss.device).index_add(0, self._tensor(rows), loss)
+        n = self._tensor(histories.lengths).to(loss.dtype)
         return torch.where(n >= 2, sums / n.clamp(min=1), torch.full_like(sums, float("nan")))
 
     def user_embeddings(self, queries: QueryBatch) -> np.ndarray:
@@ -123,10 +124,10 @@ class BPRMF(TorchRecommender):
 
         queries = self._prepare(queries)
         with torch.inference_mode():
-            item = self.net_.item.weight.numpy()
+            item = self.net_.item.weight.detach().cpu().numpy()
             out = np.zeros((len(queries), item.shape[1]), dtype=np.float32)
             known = queries.users >= 0
-            out[known] = self.net_.user.weight.numpy()[queries.users[known]]
+            out[known] = self.net_.user.weight.detach().cpu().numpy()[queries.users[known]]
             h = queries.histories
             unknown = np.flatnonzero(~known & (h.lengths > 0))
             if len(unknown):
@@ -141,6 +142,6 @@ class BPRMF(TorchRecommender):
 
         emb = self.user_embeddings(queries)
         with torch.inference_mode():
-            item = self.net_.item.weight.numpy()
-            bias = self.net_.item_bias.weight.numpy().ravel()
+            item = self.net_.item.weight.detach().cpu().numpy()
+            bias = self.net_.item_bias.weight.detach().cpu().numpy().ravel()
         return (emb @ item.T + bias).astype(np.float64)

@@ -156,9 +156,10 @@ class SASRec(TorchRecommender):
         targets = torch.from_numpy(self._train_targets)
         weights = torch.from_numpy(self._train_weights)
         total, count = 0.0, 0
+        device = self.device_
         for rows in batched(len(inputs), self.config.batch_size, rng):
             rows = torch.from_numpy(rows)
-            seq, tgt, w = inputs[rows], targets[rows], weights[rows]
+            seq, tgt, w = (t[rows].to(device) for t in (inputs, targets, weights))
             keep = w                                  # positions whose target counts this epoch
             hidden = self.net_(seq)[keep]             # (n_targets, d)
             loss = F.cross_entropy(self._training_logits(hidden), tgt[keep] - 1)
@@ -183,11 +184,11 @@ class SASRec(TorchRecommender):
         inputs, targets, counts = _windows(histories, self.config.max_len, self._stride)
         n_windows = -(-np.maximum(histories.lengths - 1, 0) // self._stride)
         rows = np.broadcast_to(np.repeat(np.arange(len(histories)), n_windows)[:, None], counts.shape)[counts]
-        hidden = self.net_(torch.from_numpy(inputs))[torch.from_numpy(counts)]
-        ce = F.cross_entropy(self._training_logits(hidden), torch.from_numpy(targets[counts] - 1), reduction="none")
-        index = torch.from_numpy(rows)
-        sums = torch.zeros(len(histories), dtype=ce.dtype).index_add(0, index, ce)
-        n = torch.from_numpy(np.bincount(rows, minlength=len(histories))).to(ce.dtype)
+        hidden = self.net_(self._tensor(inputs))[self._tensor(counts)]
+        ce = F.cross_entropy(self._training_logits(hidden), self._tensor(targets[counts] - 1), reduction="none")
+        index = self._tensor(rows)
+        sums = torch.zeros(len(histories), dtype=ce.dtype, device=ce.device).index_add(0, index, ce)
+        n = self._tensor(np.bincount(rows, minlength=len(histories))).to(ce.dtype)
         return torch.where(n > 0, sums / n.clamp(min=1), torch.full_like(sums, float("nan")))
 
     def score(self, queries: QueryBatch) -> np.ndarray:
@@ -200,9 +201,9 @@ class SASRec(TorchRecommender):
         with torch.inference_mode():
             self.net_.eval()
             for start in range(0, len(seq), 512):
-                batch = torch.from_numpy(seq[start:start + 512])
+                batch = self._tensor(seq[start:start + 512])
                 hidden = self.net_(batch)[:, -1]
-                out[start:start + 512] = self.net_.logits(hidden).double().numpy()
+                out[start:start + 512] = self.net_.logits(hidden).double().cpu().numpy()
         out[empty] = np.nan                            # nothing to condition on: cannot score
         return out
 
@@ -231,14 +232,14 @@ class SASRec(TorchRecommender):
         self.net_.eval()
         with torch.enable_grad():
             for start in range(0, n, batch_size):
-                batch = torch.from_numpy(seq[start:start + batch_size])
-                wanted = torch.from_numpy(np.maximum(items[start:start + batch_size], 0))
+                batch = self._tensor(seq[start:start + batch_size])
+                wanted = self._tensor(np.maximum(items[start:start + batch_size], 0))
                 vectors = self.net_.item_emb(batch).detach().requires_grad_(True)
                 logits = self.net_.logits(self.net_(batch, vectors)[:, -1])
                 chosen = logits.gather(1, wanted)                                # (b, m)
                 for j in range(m):                       # rows are independent: one pass per column
                     grad, = torch.autograd.grad(chosen[:, j].sum(), vectors, retain_graph=j < m - 1)
-                    out[start:start + len(batch), j] = (grad * vectors).sum(-1).detach().double().numpy()
+                    out[start:start + len(batch), j] = (grad * vectors).sum(-1).detach().double().cpu().numpy()
         out[np.broadcast_to((seq == 0)[:, None, :], out.shape)] = np.nan
         out[items < 0] = np.nan
         return out

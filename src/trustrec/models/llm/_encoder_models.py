@@ -182,7 +182,7 @@ class TextSASRec(SASRec):
     def _training_logits(self, hidden):
         # Items without training interactions are outside the training catalog. As never-chosen
         # negatives they would only teach the model to bury any text it has not seen chosen.
-        return super()._training_logits(hidden).masked_fill(self._train_cold, float("-inf"))
+        return super()._training_logits(hidden).masked_fill(self._train_cold.to(hidden.device), float("-inf"))
 
     def _build_net(self, train: Dataset):
         return self._build_net_from_state({})

@@ -186,6 +186,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     name = "llm_generative"
     config_class = GenerativeConfig
     capabilities = frozenset({"uses_history", "stochastic_training", "text", "attributes"})
+    devices = ("cpu", "cuda", "mps")
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trustrec._device import resolve_device
 from trustrec.errors import ConfigError
 from trustrec.models.llm._convert import require_transformers
 from trustrec.models.llm._registry import ModelNotFoundError, llm_entry, llm_registry, resolve_model
@@ -64,7 +65,7 @@ def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: str = "float32", d
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
     model.eval()
     if device is not None:
-        model.to(device)
+        model.to(resolve_device(device))
     return model, tokenizer
 
 
@@ -167,7 +168,7 @@ def load_text_encoder(name_or_path: str | os.PathLike, *, device: str | None = N
         model = transformers.AutoModel.from_pretrained(folder)
     model.eval()
     if device is not None:
-        model.to(device)
+        model.to(resolve_device(device))
     limit = max_length or configured or 256
     limit = min(int(limit), int(getattr(model.config, "max_position_embeddings", limit)))
     name = str(name_or_path) if isinstance(name_or_path, str) else folder.name

@@ -156,9 +156,14 @@ class LLMRanker(ReadsItemText, Recommender):
     name = "llm_ranker"
     config_class = RankerConfig
     capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "attributes"})
+    devices = ("cpu", "cuda", "mps")
 
     # -- fitting ---------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:
+        from trustrec._device import resolve_device
+
+        self.llm_device_ = str(resolve_device(options.device))   # where the local LLM runs
+        vars(self).pop("_backend", None)                          # a refit rebuilds it there
         self.retriever_ = self.config.retriever.build().fit(train, options)
         self.catalog_ = PromptCatalog.from_items(train.items, self.config.prompt_template().item_fields).columns
 
@@ -196,7 +201,8 @@ class LLMRanker(ReadsItemText, Recommender):
             else:
                 from trustrec.models.llm._backend import LocalBackend
 
-                self._backend = LocalBackend(c.model, batch_size=c.batch_size)
+                self._backend = LocalBackend(c.model, batch_size=c.batch_size,
+                                             device=getattr(self, "llm_device_", "cpu"))
         return self._backend
 
     def _tokenizer(self):
