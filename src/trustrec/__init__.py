@@ -9,6 +9,6 @@ from trustrec._version import __version__
 
 __getattr__, __dir__, _all = _lazy.attach(
     __name__,
-    submodules=["data", "models", "eval", "errors", "testing", "runs", "audit", "mitigate", "report"],
+    submodules=["data", "models", "eval", "errors", "testing", "runs", "audit", "mitigate", "report", "parallel"],
 )
 __all__ = ["__version__", *_all]

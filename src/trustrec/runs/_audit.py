@@ -51,42 +51,93 @@ def audit_plan(dimensions: Iterable[str] | None = None, names: Iterable[str] | N
 
 
 def audit_model(model, split, plan, *, out: str | Path | None = None, progress: bool = True,
-                log=print) -> tuple[list[dict[str, Any]], list]:
+                log=print, executor=None) -> tuple[list[dict[str, Any]], list]:
     """Run ``plan`` (from :func:`audit_plan`) on a fitted ``model`` and its ``split``; audits with
     the same k, part, user sample and seed share their inputs (one ranking pass). Each result is
     saved to ``out/<name>/`` when ``out`` is given. Returns the index entries (name, dimension,
-    status, summary, seconds) and the results, in plan order."""
+    status, summary, seconds) and the results, in plan order.
+
+    ``executor`` (:mod:`trustrec.parallel`: ``None`` or ``"serial"``, ``"ray"``, or an executor
+    object) runs the audits. Serially each audit runs, is saved and logged in turn. Through any
+    other executor the audits run independently, each as one call: the shared ranking pass of
+    audits with the same inputs is computed once here, before they are sent out, and travels
+    with the model and split (the cheaper shared parts, popularity counts and group tables, are
+    computed on each worker); results are then saved and logged here in plan order. Results and
+    saved files are identical to the serial run's; ``seconds`` is each audit's own time."""
     from tqdm.auto import tqdm
 
     from trustrec.audit import AuditInputs
+    from trustrec.parallel import SerialExecutor, resolve_executor
 
+    executor = resolve_executor(executor)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
     shared: dict[tuple, AuditInputs] = {}
     entries, results = [], []
-    for audit in tqdm(plan, desc="audits", disable=not progress):
-        c = audit.config
-        key = (c.k, c.part, c.max_users, c.seed)
-        if key not in shared:
-            shared[key] = AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed,
-                                      progress=progress)
-        t0 = time.perf_counter()
-        result = audit.run(model, split, inputs=shared[key], progress=progress)
-        seconds = time.perf_counter() - t0
+
+    def record(audit, result, seconds):
         if out is not None:
             result.save(out / audit.name)
         entries.append({"name": audit.name, "dimension": audit.dimension, "status": result.verdict.status,
                         "summary": result.summary, "dir": audit.name, "seconds": round(seconds, 3)})
         results.append(result)
         log(f"{audit.dimension:>12} {audit.name:<28} {result.verdict.status:<15} {result.summary}")
+
+    if isinstance(executor, SerialExecutor):
+        for audit in tqdm(plan, desc="audits", disable=not progress):
+            key = _inputs_key(audit)
+            if key not in shared:
+                shared[key] = _inputs(model, split, audit, progress)
+            record(audit, *_run_one(audit, model, split, shared[key], progress))
+        return entries, results
+    keys = [_inputs_key(a) for a in plan]
+    for key, audit in zip(keys, plan):
+        if key not in shared:
+            shared[key] = _inputs(model, split, audit, progress)
+            if keys.count(key) > 1:
+                _ = shared[key].evaluation              # the ranking pass, once, before it is shipped
+    for audit, (result, seconds) in zip(plan, executor.map(_AuditCall(model, split, shared), list(plan))):
+        record(audit, result, seconds)
     return entries, results
+
+
+def _inputs_key(audit) -> tuple:
+    c = audit.config
+    return (c.k, c.part, c.max_users, c.seed)
+
+
+def _inputs(model, split, audit, progress: bool):
+    from trustrec.audit import AuditInputs
+
+    c = audit.config
+    return AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed, progress=progress)
+
+
+def _run_one(audit, model, split, inputs, progress: bool):
+    t0 = time.perf_counter()
+    result = audit.run(model, split, inputs=inputs, progress=progress)
+    return result, time.perf_counter() - t0
+
+
+class _AuditCall:
+    """One audit of the plan, as an executor call: holds the model, the split and the shared
+    inputs (pickled together, once per executor map, so ``inputs.model is model`` on the worker)."""
+
+    def __init__(self, model, split, shared: dict):
+        self.model, self.split, self.shared = model, split, shared
+
+    def __call__(self, audit):
+        inputs = self.shared[_inputs_key(audit)]
+        inputs.progress = False                         # no progress bars from workers
+        return _run_one(audit, self.model, self.split, inputs, False)
 
 
 def run_audits(run_dir: str | Path, *, dimensions: Iterable[str] | None = None,
                names: Iterable[str] | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
-               progress: bool = True, log=print) -> dict[str, Any]:
-    """Audit the run in ``run_dir``; returns the index written to ``audits/index.json``."""
+               progress: bool = True, log=print, executor=None) -> dict[str, Any]:
+    """Audit the run in ``run_dir``; returns the index written to ``audits/index.json``.
+    ``executor`` runs the audits (see :func:`audit_model`)."""
     from trustrec.models import Recommender
     from trustrec.runs._run import prepare_data
 
@@ -98,7 +149,8 @@ def run_audits(run_dir: str | Path, *, dimensions: Iterable[str] | None = None,
         _check_unchanged(run_dir, dataset, split)
         model = Recommender.load(run_dir / "checkpoint")
         out = run_dir / "audits"
-        entries, _ = audit_model(model, split, plan, out=out, progress=progress, log=log)
+        entries, _ = audit_model(model, split, plan, out=out, progress=progress, log=log,
+                                 executor=executor)
         return _write_index(run_dir, config, dataset, split, plan, out, entries)
 
 

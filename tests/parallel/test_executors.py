@@ -1,0 +1,133 @@
+"""Executors: the serial default, the Ray executor (``ray`` extra) and the audit runner through
+each, with identical results."""
+
+import copyreg
+import io
+import pickle
+import sys
+from types import MappingProxyType
+
+import pandas as pd
+import pytest
+
+from trustrec.data import split_leave_one_out
+from trustrec.errors import ConfigError
+from trustrec.models import FitOptions, make_model
+from trustrec.parallel import Executor, RayExecutor, SerialExecutor, resolve_executor
+from trustrec.runs import audit_model, audit_plan
+from trustrec.testing import toy_dataset
+
+PLAN = {"names": ["item_exposure", "calibration", "user_fairness", "history_perturbation"],
+        "params": {"user_fairness": {"n_boot": 20}, "history_perturbation": {"max_users": 12, "n_boot": 20}}}
+
+
+def read_only(mapping):
+    return MappingProxyType(mapping)
+
+
+def round_trip(obj):
+    """Through pickle, with read-only mappings pickled as cloudpickle (Ray) pickles them."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer)
+    pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: lambda m: (read_only, (dict(m),))}
+    pickler.dump(obj)
+    return pickle.loads(buffer.getvalue())
+
+
+class PicklingExecutor:
+    """Runs in this process but sends ``fn``, each item and each result through pickle, as a
+    remote executor does, so that nothing is shared by reference with the caller."""
+
+    name = "pickling"
+
+    def __init__(self):
+        self.calls = 0
+
+    def map(self, fn, items):
+        self.calls += 1
+        fn = round_trip(fn)
+        return [round_trip(fn(round_trip(item))) for item in items]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    split = split_leave_one_out(toy_dataset(), short_users="train")
+    return make_model("item_knn").fit(split, FitOptions(progress=False)), split
+
+
+def assert_same_results(a, b):
+    assert [r.audit for r in a] == [r.audit for r in b]
+    for x, y in zip(a, b):
+        assert x.estimates == y.estimates, x.audit
+        assert x.verdict.to_dict() == y.verdict.to_dict(), x.audit
+        assert x.summary == y.summary and x.warnings == y.warnings and x.settings == y.settings, x.audit
+        assert list(x.evidence) == list(y.evidence), x.audit
+        for name in x.evidence:
+            pd.testing.assert_frame_equal(x.evidence[name], y.evidence[name], obj=f"{x.audit}/{name}")
+
+
+def assert_same_files(a, b):
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_serial_executor_and_resolution():
+    assert SerialExecutor().map(lambda x: x * x, range(4)) == [0, 1, 4, 9]
+    assert SerialExecutor().map(str, []) == []
+    assert isinstance(resolve_executor(None), SerialExecutor)
+    assert isinstance(resolve_executor("serial"), SerialExecutor)
+    own = PicklingExecutor()
+    assert resolve_executor(own) is own and isinstance(own, Executor)
+    with pytest.raises(ConfigError, match="unknown executor 'dask'; one of serial, ray"):
+        resolve_executor("dask")
+    with pytest.raises(ConfigError, match="executor must be"):
+        resolve_executor(42)
+
+
+def test_missing_ray_extra_gives_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)                # `import ray` raises ImportError
+    for build in (RayExecutor, lambda: resolve_executor("ray")):
+        with pytest.raises(ConfigError, match=r"needs the 'ray' extra .*pip install 'trustrec\[ray\]'"):
+            build()
+
+
+def test_audit_model_through_another_executor_matches_serial(fitted, tmp_path):
+    model, split = fitted
+    log_serial, log_other = [], []
+    entries, serial = audit_model(model, split, audit_plan(**PLAN), out=tmp_path / "serial", progress=False,
+                                  log=log_serial.append)
+    executor = PicklingExecutor()
+    entries2, other = audit_model(model, split, audit_plan(**PLAN), out=tmp_path / "other", progress=False,
+                                  log=log_other.append, executor=executor)
+    assert executor.calls == 1
+    assert sum(r.verdict.status != "not_applicable" for r in serial) >= 3
+    assert_same_results(serial, other)
+    assert_same_files(tmp_path / "serial", tmp_path / "other")
+    assert log_serial == log_other
+    assert [{k: v for k, v in e.items() if k != "seconds"} for e in entries] == \
+        [{k: v for k, v in e.items() if k != "seconds"} for e in entries2]
+    _, explicit = audit_model(model, split, audit_plan(**PLAN), progress=False, log=lambda *_: None,
+                              executor="serial")
+    assert_same_results(serial, explicit)
+
+
+def test_ray_executor_gives_identical_audit_results(fitted, tmp_path):
+    ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'trustrec[ray]'")
+    model, split = fitted
+    _, serial = audit_model(model, split, audit_plan(**PLAN), out=tmp_path / "serial", progress=False,
+                            log=lambda *_: None)
+    assert not ray.is_initialized()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        executor = RayExecutor()
+        assert executor.map(abs, [-3, 2, -1]) == [3, 2, 1]
+        _, through_ray = audit_model(model, split, audit_plan(**PLAN), out=tmp_path / "ray", progress=False,
+                                     log=lambda *_: None, executor=executor)
+        executor.shutdown()                                      # it did not start Ray, so leaves it running
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+    assert_same_results(serial, through_ray)
+    assert_same_files(tmp_path / "serial", tmp_path / "ray")
