@@ -38,6 +38,8 @@ def audit(
     name: list[str] = typer.Option([], "--audit", "-a", help="Only this audit (repeatable)."),
     params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping audit name -> config overrides."),
     list_: bool = typer.Option(False, "--list", help="List every audit with its dimension and what it needs."),
+    executor: str = typer.Option("serial", "--executor", help="Where the audits run: serial, or ray (each audit "
+                                 "a Ray task; starts a local Ray instance; needs the 'ray' extra)."),
 ):
     """Run the audits that apply to a run's model; results go to RUN_DIR/audits/."""
     from trustrec._safeio import load_yaml
@@ -55,10 +57,16 @@ def audit(
         overrides = load_yaml(params, what="an audit parameter file") or {}
         if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
             raise ConfigError(f"{params}: expected a mapping of audit name -> mapping of parameters")
+    from trustrec.parallel import resolve_executor
     from trustrec.runs import run_audits
 
-    index = run_audits(run_dir, dimensions=dimension or None, names=name or None, params=overrides,
-                       log=lambda *_: None)
+    runner = resolve_executor(executor)                 # a missing extra fails here, before any work
+    try:
+        index = run_audits(run_dir, dimensions=dimension or None, names=name or None, params=overrides,
+                           log=lambda *_: None, executor=runner)
+    finally:
+        if hasattr(runner, "shutdown"):
+            runner.shutdown()
     console.print(audit_table(index["audits"], f"audits of {index['run']} ({index['model']} on {index['dataset']})"))
     console.print(f"written: {escape(str(run_dir / 'audits'))}", highlight=False, soft_wrap=True)
 

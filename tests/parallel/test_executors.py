@@ -131,3 +131,32 @@ def test_ray_executor_gives_identical_audit_results(fitted, tmp_path):
         ray.shutdown()
     assert_same_results(serial, through_ray)
     assert_same_files(tmp_path / "serial", tmp_path / "ray")
+
+
+def test_cli_audit_executor_option(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from trustrec.cli import app
+
+    unknown = CliRunner().invoke(app, ["audit", str(tmp_path), "--executor", "dask"])
+    assert unknown.exit_code == 2 and "unknown executor 'dask'; one of serial, ray" in unknown.output
+    monkeypatch.setitem(sys.modules, "ray", None)
+    missing = CliRunner().invoke(app, ["audit", str(tmp_path), "--executor", "ray"])
+    assert missing.exit_code == 2 and "needs the 'ray' extra" in missing.output
+    assert "pip install 'trustrec[ray]'" in missing.output and "Traceback" not in missing.output
+    assert not (tmp_path / "audits").exists()                   # refused before any work
+
+
+def test_ray_executor_starts_and_stops_its_own_local_instance():
+    ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'trustrec[ray]'")
+    assert not ray.is_initialized()
+    executor = RayExecutor(num_cpus=2, init_kwargs={"log_to_driver": False})
+    try:
+        assert executor.map(lambda x: -x, range(5)) == [0, -1, -2, -3, -4]
+        assert ray.is_initialized() and ray.cluster_resources()["CPU"] == 2
+        assert executor.map(abs, []) == []
+    finally:
+        executor.shutdown()
+    assert not ray.is_initialized()
+    with pytest.raises(ConfigError, match="num_cpus must be >= 1"):
+        RayExecutor(num_cpus=0)

@@ -58,7 +58,7 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
     status, summary, seconds) and the results, in plan order.
 
     ``executor`` (:mod:`trustrec.parallel`: ``None`` or ``"serial"``, ``"ray"``, or an executor
-    object) runs the audits. Serially each audit runs, is saved and logged in turn. Through any
+    object; one built here from its name is shut down at the end) runs the audits. Serially each audit runs, is saved and logged in turn. Through any
     other executor the audits run independently, each as one call: the shared ranking pass of
     audits with the same inputs is computed once here, before they are sent out, and travels
     with the model and split (the cheaper shared parts, popularity counts and group tables, are
@@ -69,6 +69,7 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
     from trustrec.audit import AuditInputs
     from trustrec.parallel import SerialExecutor, resolve_executor
 
+    owned = isinstance(executor, str)                   # built here from its name
     executor = resolve_executor(executor)
     if out is not None:
         out = Path(out)
@@ -97,7 +98,12 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
             shared[key] = _inputs(model, split, audit, progress)
             if keys.count(key) > 1:
                 _ = shared[key].evaluation              # the ranking pass, once, before it is shipped
-    for audit, (result, seconds) in zip(plan, executor.map(_AuditCall(model, split, shared), list(plan))):
+    try:
+        done = executor.map(_AuditCall(model, split, shared), list(plan))
+    finally:
+        if owned and hasattr(executor, "shutdown"):
+            executor.shutdown()                         # a Ray instance started for this call only
+    for audit, (result, seconds) in zip(plan, done):
         record(audit, result, seconds)
     return entries, results
 
