@@ -58,12 +58,13 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
     status, summary, seconds) and the results, in plan order.
 
     ``executor`` (:mod:`trustrec.parallel`: ``None`` or ``"serial"``, ``"ray"``, or an executor
-    object; one built here from its name is shut down at the end) runs the audits. Serially each audit runs, is saved and logged in turn. Through any
-    other executor the audits run independently, each as one call: the shared ranking pass of
-    audits with the same inputs is computed once here, before they are sent out, and travels
-    with the model and split (the cheaper shared parts, popularity counts and group tables, are
-    computed on each worker); results are then saved and logged here in plan order. Results and
-    saved files are identical to the serial run's; ``seconds`` is each audit's own time."""
+    object; one built here from its name is shut down at the end) runs the audits. Serially each
+    audit runs, is saved and logged in turn. Through any other executor the audits run
+    independently, each as one call: the shared ranking pass of audits with the same inputs is
+    computed once here, before they are sent out, and travels with the model and split (the
+    cheaper shared parts, popularity counts and group tables, are computed on each worker);
+    results are then saved and logged here in plan order. Results and saved files are identical
+    to the serial run's; ``seconds`` is each audit's own time."""
     from tqdm.auto import tqdm
 
     from trustrec.audit import AuditInputs
