@@ -171,7 +171,9 @@ def test_reads_query_attributes_follows_capability_template_and_wrappers(attribu
         attribute_keys = ()
 
     class _NoProfile(AttributeShift):
-        def _prompt_template(self):
+        capabilities = AttributeShift.capabilities | {"prompt"}
+
+        def prompt_template(self):
             return _Template()
 
     assert not reads_query_attributes(_NoProfile())

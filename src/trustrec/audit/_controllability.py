@@ -88,6 +88,7 @@ from trustrec.eval._stats import (
     percentile_ci,
     wilson_interval,  # re-exported: it lived here
 )
+from trustrec.models._protocols import has_capability
 
 __all__ = ["UserControlConfig", "UserControlAudit", "PlatformRulesConfig", "PlatformRulesAudit",
            "PromptSensitivityConfig", "PromptSensitivityAudit", "PositionBiasConfig", "PositionBiasAudit",
@@ -854,8 +855,7 @@ class PositionBiasAudit(Audit):
 
     @staticmethod
     def _listed(model) -> bool:
-        return callable(getattr(model, "score_listed", None)) or \
-            "ordered_candidates" in getattr(model, "capabilities", frozenset())
+        return has_capability(model, "listed_scores") or has_capability(model, "ordered_candidates")
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
         model = inputs.model
@@ -909,7 +909,7 @@ class PositionBiasAudit(Audit):
 
         bs = self.config.batch_size
         n, m = lists.shape
-        if callable(getattr(model, "score_listed", None)):
+        if has_capability(model, "listed_scores"):
             parts = [model.score_listed(queries[s:s + bs], lists[s:s + bs], n_orders) for s in range(0, n, bs)]
             return np.concatenate(parts), "llm scores"
         orders = cyclic_orders(np.full(n, m), n_orders, m)
@@ -1060,7 +1060,7 @@ class PositionBiasAudit(Audit):
 
     @staticmethod
     def _listed_by_scores(model) -> bool:
-        return callable(getattr(model, "score_listed", None))
+        return has_capability(model, "listed_scores")
 
     def _thresholds(self, estimates):
         extra = ([Threshold(estimate="top1_position_tv [single order]", op="<=", limit=self.config.max_position_tv)]

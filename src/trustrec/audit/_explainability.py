@@ -173,7 +173,7 @@ def _llm_backend(model):
 
 
 def _llm_tokenizer(model):
-    return model._tokenizer() if _llm_kind(model) == "ranker" else model.tokenizer_
+    return model.tokenizer if _llm_kind(model) == "ranker" else model.tokenizer_
 
 
 # -- scoring edited histories ---------------------------------------------------------------------------
@@ -248,7 +248,7 @@ class _LikelihoodScorer:
             if self.kind == "ranker":
                 from trustrec.models.llm._prompts import PromptCatalog, _special_strings
 
-                tok = self.model._tokenizer()
+                tok = self.model.tokenizer
                 texts = PromptCatalog(self.model.catalog_).texts(
                     self.model.config.prompt_template(), remove=_special_strings(tok) if tok is not None else [],
                     indices=missing)
@@ -264,7 +264,7 @@ class _LikelihoodScorer:
         from trustrec.models.llm._prompts import PromptCatalog
 
         template, catalog, tok = self.model.config.prompt_template(), PromptCatalog(self.model.catalog_), \
-            self.model._tokenizer()
+            self.model.tokenizer
         return [self.model._prompt(queries.query(v), row[row >= 0], catalog, template, tok)
                 for v, row in enumerate(candidates)]
 

@@ -24,6 +24,7 @@ from trustrec.eval._stats import (
     percentile_ci,
     two_sample_estimate,
 )
+from trustrec.models._protocols import has_capability
 
 __all__ = ["UserFairnessAudit", "ItemExposureAudit", "CalibrationAudit", "CounterfactualAttributeAudit",
            "ColdStartConfig", "ColdStartAudit", "reads_query_attributes"]
@@ -313,10 +314,9 @@ def reads_query_attributes(model) -> bool:
     """True when ``model`` declares the ``"attributes"`` capability (its answers read the query's
     user attributes, e.g. an LLM prompt's profile line) and does not switch them off (a prompt
     template with ``attribute_keys=()``), or wraps a base model that does."""
-    if "attributes" in getattr(model, "capabilities", frozenset()):
-        template = getattr(model, "_prompt_template", None)
+    if has_capability(model, "attributes"):
         try:
-            keys = template().attribute_keys if callable(template) else None
+            keys = model.prompt_template().attribute_keys if has_capability(model, "prompt") else None
         except Exception:  # noqa: BLE001 - a template that cannot be built says nothing about attributes
             keys = None
         return keys is None or len(keys) > 0

@@ -108,6 +108,7 @@ from trustrec.eval._stats import (
     percentile_ci,
     stratified_bootstrap_rows,
 )
+from trustrec.models._protocols import has_capability
 
 __all__ = ["next_item_losses", "roc_auc", "macro_ovr_auc", "tpr_at_fpr", "canary_exposure", "random_sequences",
            "js_divergence", "MembershipInferenceConfig", "MembershipInferenceAudit", "AttributeInferenceConfig",
@@ -723,7 +724,7 @@ class AttributeInferenceAudit(Audit):
         return None
 
     def _use_embeddings(self, model) -> bool | None:
-        has = "user_embeddings" in getattr(model, "capabilities", ()) and hasattr(model, "user_embeddings")
+        has = has_capability(model, "user_embeddings")
         if self.config.features == "embeddings":
             return True if has else None
         return has and self.config.features == "auto"

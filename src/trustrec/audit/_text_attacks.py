@@ -53,6 +53,7 @@ from trustrec.audit._robustness import target_item_indices
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
 from trustrec.eval._stats import mean_estimate, paired_estimate
+from trustrec.models._protocols import has_capability
 
 __all__ = ["TEXT_ATTACKS", "PROMOTIONAL_PHRASES", "attack_item_text", "TextAttackConfig", "TextAttackAudit"]
 
@@ -215,21 +216,20 @@ def _guard_changes(model, items, guard: str) -> bool:
     from trustrec.models.llm._prompts import PromptCatalog
 
     variant = model.with_item_text(items)
-    template = variant._prompt_template()
+    template = variant.prompt_template()
     catalog = PromptCatalog(variant.catalog_)
     return (catalog.texts(template.model_copy(update={"injection_guard": guard}))
             != catalog.texts(template.model_copy(update={"injection_guard": "off"})))
 
 
 def _protocol(model) -> str | None:
-    caps = getattr(model, "capabilities", frozenset())
-    if not callable(getattr(model, "with_item_text", None)):
+    if not has_capability(model, "text"):
         return None
-    if "candidates" in caps:
+    if has_capability(model, "candidates"):
         return "candidates"
     if callable(getattr(model, "generate_titles", None)):
         return "generation"
-    if "score" in caps:
+    if has_capability(model, "score"):
         return "scores"
     return None
 
@@ -337,7 +337,7 @@ class TextAttackAudit(Audit):
             attacked[a] = attack_item_text(ds.items, targets, a, column=c.column, seed=c.seed + j,
                                            strength=c.strength, n_words=c.n_words, donor_texts=donors,
                                            marker=c.marker)
-        guards = c.guards if callable(getattr(model, "_prompt_template", None)) else ("off",)
+        guards = c.guards if has_capability(model, "prompt") else ("off",)
         if len(guards) < len(c.guards):
             warnings.append(f"{model.name} builds no prompt, so the injection guard defences were not measured")
 

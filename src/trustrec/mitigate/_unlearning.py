@@ -23,6 +23,7 @@ import numpy as np
 
 from trustrec.data import Dataset, Split
 from trustrec.errors import ConfigError, DataError
+from trustrec.models._protocols import has_capability
 
 __all__ = ["forget", "remove_users", "resolve_users", "UNLEARNING_METHODS"]
 
@@ -98,7 +99,7 @@ def forget(model, data: Dataset | Split, user_ids, *, method: Literal["exact", "
         fresh.unlearning_ = {"method": "exact", "n_users": len(users), "seconds": time.perf_counter() - started}
         return fresh
     model._check_fitted()
-    if not (hasattr(model, "can_unlearn") and model.can_unlearn()):
+    if not (has_capability(model, "unlearnable") and model.can_unlearn()):
         raise ConfigError(f"forget: {type(model).__name__} has no approximate unlearning (gradient_ascent needs a torch "
                           "model with a per-sequence training loss: sasrec, bpr_mf); use method='exact'")
     if model.n_users_ != dataset.n_users or model.n_items_ != dataset.n_items:

@@ -1,6 +1,21 @@
 """Recommenders: the protocol, the registry and the model families (classic, llm, agents)."""
 
 from trustrec.models._base import FitOptions, Recommender
+from trustrec.models._protocols import (
+           CAPABILITIES,
+           BuildsPrompts,
+           ReadsCandidates,
+           ReadsItemText,
+           ReadsOrderedCandidates,
+           ScoresCatalog,
+           ScoresListedCandidates,
+           Unlearnable,
+           UserEmbeddings,
+           UsesLLMBackend,
+           capability_gap,
+           declared_capabilities,
+           has_capability,
+)
 from trustrec.models._registry import (
            ModelSpec,
            available_models,
@@ -11,4 +26,7 @@ from trustrec.models._registry import (
 from trustrec.models._topk import RawTopK, TopK, topk_from_scores
 
 __all__ = ["Recommender", "FitOptions", "RawTopK", "TopK", "topk_from_scores", "ModelSpec", "register_model",
-           "model_class", "available_models", "make_model"]
+           "model_class", "available_models", "make_model",
+           "CAPABILITIES", "has_capability", "capability_gap", "declared_capabilities", "ScoresCatalog",
+           "ReadsCandidates", "ReadsOrderedCandidates", "ScoresListedCandidates", "ReadsItemText", "BuildsPrompts",
+           "UsesLLMBackend", "Unlearnable", "UserEmbeddings"]

@@ -5,6 +5,10 @@ Usage (pytest)::
     class TestSASRec(RecommenderChecks):
         component = SASRec
         configs = [{"epochs": 2, "embedding_size": 8}]
+
+The capability checks (section 13) run by what the component declares
+(:func:`trustrec.models.has_capability`); a check whose capability the component lacks is
+skipped, and the skip reason says why (not declared, or declared without the protocol's methods).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pytest
 
 from trustrec.data import Dataset, Interactions, QueryBatch, Ragged, split_leave_one_out
 from trustrec.errors import DataError, NotFittedError
-from trustrec.models import FitOptions, Recommender
+from trustrec.models import CAPABILITIES, FitOptions, Recommender, capability_gap, declared_capabilities
 
 __all__ = ["RecommenderChecks", "toy_dataset"]
 
@@ -200,3 +204,41 @@ class RecommenderChecks:
         empty = ds.with_interactions(Interactions(np.empty(0), np.empty(0), np.empty(0)))
         with pytest.raises(DataError, match="no interactions"):
             self.make().fit(empty, FitOptions(progress=False))
+
+    # -- 13 capabilities: chosen by what the component declares -------------------------------
+    def require(self, capability: str) -> None:
+        """Skip the calling check, saying why, unless the component has ``capability``."""
+        gap = capability_gap(self.component, capability)
+        if gap is not None:
+            pytest.skip(f"capability check '{capability}' skipped: {gap}")
+
+    def test_declared_capabilities_are_known(self):
+        unknown = declared_capabilities(self.component) - set(CAPABILITIES)
+        assert not unknown, f"{self.component.__name__} declares unknown capabilities {sorted(unknown)}"
+
+    def test_capability_score(self, data):
+        self.require("score")
+        model = self.fitted(data)
+        q = self.queries(data)[:4]
+        assert np.asarray(model.score(q)).shape == (4, data[0].n_items)
+
+    def test_capability_user_embeddings(self, data):
+        self.require("user_embeddings")
+        model = self.fitted(data)
+        q = self.queries(data)[:4]
+        emb = np.asarray(model.user_embeddings(q))
+        assert emb.ndim == 2 and emb.shape[0] == 4 and np.isfinite(emb).all()
+
+    def test_capability_text(self, data):
+        self.require("text")
+        model = self.fitted(data)
+        variant = model.with_item_text(data[0].items)
+        assert type(variant) is type(model) and variant is not model and variant.is_fitted()
+
+    def test_capability_prompt(self):
+        self.require("prompt")
+        assert hasattr(self.make().prompt_template(), "item_fields")
+
+    def test_capability_unlearnable(self, data):
+        self.require("unlearnable")
+        assert self.fitted(data).can_unlearn()

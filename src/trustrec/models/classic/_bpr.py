@@ -48,7 +48,7 @@ def _make_net(n_users: int, n_items: int, d: int):
 class BPRMF(TorchRecommender):
     name = "bpr_mf"
     config_class = BPRConfig
-    capabilities = frozenset({"score", "user_embeddings", "stochastic_training"})
+    capabilities = frozenset({"score", "user_embeddings", "stochastic_training", "unlearnable"})
 
     def _build_net(self, train: Dataset):
         return _make_net(train.n_users, train.n_items, self.config.embedding_size)

@@ -127,7 +127,7 @@ def _make_net(n_items: int, c: SASRecConfig, item_emb=None):
 class SASRec(TorchRecommender):
     name = "sasrec"
     config_class = SASRecConfig
-    capabilities = frozenset({"score", "uses_history", "stochastic_training"})
+    capabilities = frozenset({"score", "uses_history", "stochastic_training", "unlearnable"})
 
     @property
     def _stride(self) -> int:

@@ -165,7 +165,7 @@ class TextSASRec(SASRec):
 
     name = "sasrec_text"
     config_class = TextSASRecConfig
-    capabilities = frozenset({"score", "uses_history", "stochastic_training", "text", "cold_start"})
+    capabilities = frozenset({"score", "uses_history", "stochastic_training", "text", "cold_start", "unlearnable"})
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:
         # before SASRec seeds torch, so loading an encoder (or not, on a cache hit) cannot shift the seed

@@ -185,7 +185,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
     name = "llm_generative"
     config_class = GenerativeConfig
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "attributes"})
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "attributes", "prompt"})
     devices = ("cpu", "cuda", "mps")
 
     # -- fitting ------------------------------------------------------------------------------

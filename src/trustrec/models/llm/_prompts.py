@@ -379,6 +379,10 @@ class ReadsItemText:
     def _prompt_template(self) -> PromptTemplate:
         raise NotImplementedError
 
+    def prompt_template(self) -> PromptTemplate:
+        """The template this model builds its prompts with (the ``prompt`` capability)."""
+        return self._prompt_template()
+
     def _item_text_changed(self) -> None:
         """Called on a copy whose ``catalog_`` or template changed."""
 

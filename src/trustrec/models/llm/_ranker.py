@@ -155,7 +155,8 @@ class LLMRanker(ReadsItemText, Recommender):
 
     name = "llm_ranker"
     config_class = RankerConfig
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "attributes"})
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "attributes", "prompt",
+                              "ordered_candidates", "listed_scores", "llm_backend"})
     devices = ("cpu", "cuda", "mps")
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -205,8 +206,13 @@ class LLMRanker(ReadsItemText, Recommender):
                                              device=getattr(self, "llm_device_", "cpu"))
         return self._backend
 
-    def _tokenizer(self):
+    @property
+    def tokenizer(self):
+        """The backend's tokenizer, or None (an OpenAI-compatible endpoint has none)."""
         return getattr(self.backend, "tokenizer", None)
+
+    def _tokenizer(self):
+        return self.tokenizer
 
     # -- recommending ----------------------------------------------------------------------------
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:

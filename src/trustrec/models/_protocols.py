@@ -1,0 +1,171 @@
+"""Capabilities: what a recommender can do, declared by the model and checked by structure.
+
+A model declares a capability by naming it in its ``capabilities`` class attribute; a capability
+with a protocol below also needs the methods the protocol lists. :func:`has_capability` asks both,
+so the declaration stays explicit (``runtime_checkable`` alone only sees that methods exist) and a
+declaration without its methods is not believed. Audits, mitigations and the conformance checks
+decide what applies from these, never from a model's class or name: a new model that declares a
+capability is audited by every audit that needs it, with no audit edit.
+
+=======================  ===========================  =================================================
+capability               protocol                     meaning
+=======================  ===========================  =================================================
+``score``                :class:`ScoresCatalog`       full-catalog scores (``score(queries)``)
+``candidates``           :class:`ReadsCandidates`     ranks the query's candidate list (a ranker)
+``ordered_candidates``   :class:`ReadsOrderedCandidates`  answers depend on the candidates' listed order
+``listed_scores``        :class:`ScoresListedCandidates`  scores each slot of a listed candidate list
+``text``                 :class:`ReadsItemText`       reads item text; ``with_item_text`` swaps it
+``prompt``               :class:`BuildsPrompts`       builds an LLM prompt from ``prompt_template()``
+``llm_backend``          :class:`UsesLLMBackend`      every LLM call goes through ``backend``
+``unlearnable``          :class:`Unlearnable`         approximate unlearning (``unlearn``)
+``user_embeddings``      :class:`UserEmbeddings`      a vector per user (``user_embeddings``)
+``uses_history``         --                           answers change with the query's history
+``attributes``           --                           answers read the query's user attributes
+``stochastic_training``  --                           fitting draws random numbers (seeded)
+``cold_start``           --                           scores items never seen in training
+=======================  ===========================  =================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["CAPABILITIES", "ScoresCatalog", "ReadsCandidates", "ReadsOrderedCandidates", "ScoresListedCandidates",
+           "ReadsItemText", "BuildsPrompts", "UsesLLMBackend", "Unlearnable", "UserEmbeddings",
+           "has_capability", "capability_gap", "declared_capabilities"]
+
+
+@runtime_checkable
+class ScoresCatalog(Protocol):
+    """``score(queries) -> (n_queries, n_items)`` scores, NaN where the model cannot score."""
+
+    def score(self, queries) -> Any: ...
+
+
+@runtime_checkable
+class ReadsCandidates(Protocol):
+    """Ranks each query's own candidate list (``QueryBatch.candidates``)."""
+
+    def recommend(self, queries, k: int = 10, *, exclude_seen: bool = True) -> Any: ...
+
+
+@runtime_checkable
+class ReadsOrderedCandidates(Protocol):
+    """Reads each query's candidate list in the order it is listed (answers may change with the
+    order, as an LLM reading a list does)."""
+
+    def recommend(self, queries, k: int = 10, *, exclude_seen: bool = True) -> Any: ...
+
+
+@runtime_checkable
+class ScoresListedCandidates(Protocol):
+    """Scores candidate lists as listed, one score per listed slot:
+    ``score_listed(queries, lists, n_permutations=None) -> (n_queries, width)``."""
+
+    def score_listed(self, queries, lists, n_permutations: int | None = None) -> Any: ...
+
+
+@runtime_checkable
+class ReadsItemText(Protocol):
+    """Reads item text; ``with_item_text(items, injection_guard=...)`` is a fitted copy reading
+    other text (edited listings) or showing it under another injection guard."""
+
+    def with_item_text(self, items=None, *, injection_guard: str | None = None) -> Any: ...
+
+
+@runtime_checkable
+class BuildsPrompts(Protocol):
+    """Builds an LLM prompt from a :class:`~trustrec.models.llm.PromptTemplate`:
+    ``prompt_template()`` (item fields, attribute keys, injection guard ...)."""
+
+    def prompt_template(self) -> Any: ...
+
+
+@runtime_checkable
+class UsesLLMBackend(Protocol):
+    """Every model call goes through ``backend`` (an :class:`~trustrec.models.llm.LLMBackend`);
+    ``tokenizer`` is the backend's tokenizer, or None (a remote endpoint)."""
+
+    @property
+    def backend(self) -> Any: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+
+@runtime_checkable
+class Unlearnable(Protocol):
+    """Approximate unlearning in place: ``unlearn(forget, retain, ...)``; ``can_unlearn()`` says
+    whether this instance supports it."""
+
+    def unlearn(self, forget, retain, **kwargs) -> Any: ...
+
+    def can_unlearn(self) -> bool: ...
+
+
+@runtime_checkable
+class UserEmbeddings(Protocol):
+    """``user_embeddings(queries) -> (n_queries, dim)``."""
+
+    def user_embeddings(self, queries) -> Any: ...
+
+
+CAPABILITIES: dict[str, type | None] = {
+    "score": ScoresCatalog,
+    "candidates": ReadsCandidates,
+    "ordered_candidates": ReadsOrderedCandidates,
+    "listed_scores": ScoresListedCandidates,
+    "text": ReadsItemText,
+    "prompt": BuildsPrompts,
+    "llm_backend": UsesLLMBackend,
+    "unlearnable": Unlearnable,
+    "user_embeddings": UserEmbeddings,
+    "uses_history": None,
+    "attributes": None,
+    "stochastic_training": None,
+    "cold_start": None,
+}
+
+
+def declared_capabilities(model) -> frozenset[str]:
+    """The capability names a model (instance or class) declares."""
+    return frozenset(getattr(model, "capabilities", ()) or ())
+
+
+def _protocol_missing(model, protocol: type) -> list[str]:
+    # on the class (or the instance's own dict) only: never evaluate a property (it may load an LLM)
+    cls = model if isinstance(model, type) else type(model)
+    own = {} if isinstance(model, type) else getattr(model, "__dict__", {})
+    return sorted(n for n in _protocol_attrs(protocol) if not hasattr(cls, n) and n not in own)
+
+
+def _protocol_attrs(protocol: type) -> set[str]:
+    attrs = set()
+    for base in protocol.__mro__[:-1]:
+        if base.__name__ in ("Protocol", "Generic"):
+            continue
+        attrs |= {n for n in list(vars(base)) + list(getattr(base, "__annotations__", {}))
+                  if not n.startswith("_")}
+    return attrs
+
+
+def capability_gap(model, capability: str) -> str | None:
+    """None when ``model`` (an instance or a class) has ``capability``; otherwise why not (not
+    declared, or declared without the methods its protocol needs)."""
+    if capability not in CAPABILITIES:
+        raise KeyError(f"unknown capability {capability!r}; known: {sorted(CAPABILITIES)}")
+    name = getattr(model, "name", "") or (model.__name__ if isinstance(model, type) else type(model).__name__)
+    if capability not in declared_capabilities(model):
+        return f"{name} does not declare the {capability!r} capability"
+    protocol = CAPABILITIES[capability]
+    if protocol is not None:
+        missing = _protocol_missing(model, protocol)
+        if missing:
+            return (f"{name} declares {capability!r} but lacks {', '.join(missing)} "
+                    f"({protocol.__name__})")
+    return None
+
+
+def has_capability(model, capability: str) -> bool:
+    """Whether ``model`` declares ``capability`` and has what its protocol needs."""
+    return capability_gap(model, capability) is None
