@@ -55,13 +55,16 @@ ModelSpecField = Annotated[dict | None, AfterValidator(_check_model_spec)]
 
 
 class AuditInputs:
-    """What audits of one fitted model on one split share, computed on first use."""
+    """What audits of one fitted model on one split share, computed on first use. ``executor``
+    (:mod:`trustrec.parallel`; ``None``: serial) runs the cells of grid audits (poisoning's
+    attacks x budgets); results do not depend on it."""
 
     def __init__(self, model, split, *, part: str = "test", k: int = 10, max_users: int | None = None,
-                 seed: int = 0, progress: bool = False, batch_size: int | None = None):
+                 seed: int = 0, progress: bool = False, batch_size: int | None = None, executor=None):
         model._check_fitted()
         self.model, self.split, self.part, self.k = model, split, part, k
         self.seed, self.progress, self.batch_size = seed, progress, batch_size
+        self.executor = executor
         eval_set = split.eval_set(part)
         self.n_users_total = len(eval_set)
         if max_users is not None and max_users < len(eval_set):

@@ -55,6 +55,7 @@ from trustrec.data import Dataset, Interactions, Ragged, Split
 from trustrec.errors import ConfigError, DataError
 from trustrec.eval._similarity import rank_biased_overlap  # re-exported for existing callers
 from trustrec.eval._stats import mean_estimate, paired_estimate
+from trustrec.parallel import SerialExecutor, resolve_executor
 
 __all__ = ["perturb_histories", "rank_biased_overlap", "HistoryPerturbationConfig", "HistoryPerturbationAudit",
            "fake_profiles", "inject_fake_users", "target_ranks", "PoisoningConfig", "PoisoningAudit",
@@ -617,42 +618,16 @@ class PoisoningAudit(RetrainingAudit):
         estimates[f"target_hr@{k} [clean]"] = est["hr"]
         estimates["target_mean_rank [clean]"] = est["rank"]
         rows = [self._row("clean", 0.0, 0, base, base, t_clean)]
-        warnings, fit_times, setting = [], {"clean": t_clean}, 0
-        for attack in c.attacks:
-            for budget in c.budgets:
-                setting += 1
-                n_fake = max(1, int(round(budget * genuine)))
-                fake = fake_profiles(split, attack, n_fake, targets, filler_size=filler, seed=c.seed + setting,
-                                     item_group_column=c.item_group_column)
-                poisoned = inject_fake_users(split, fake)
-                model, t_fit = fit_spec(spec, poisoned, seed=c.seed, progress=inputs.progress)
-                after = self._measure(model, queries, targets, eval_targets, k)
-                label = f"{attack} @{budget:g}"
-                fit_times[label] = t_fit
-                row = self._row(attack, budget, n_fake, after, base, t_fit)
-                for name, e in self._estimate_set(after, base, f"{attack} attack, {n_fake} fake users "
-                                                  f"({budget:.0%} of {genuine})", setting * 10).items():
-                    estimates[f"{self._est_names[name].format(k=k)} [{label}]"] = e
-                if detector is not None:
-                    is_fake = np.zeros(poisoned.dataset.n_users, bool)
-                    is_fake[split.dataset.n_users:] = True
-                    fitted = detector.set_params().fit(poisoned)
-                    report = fitted.report(is_fake)
-                    defended_split = fitted.drop_flagged(poisoned)
-                    defended, t_def = fit_spec(spec, defended_split, seed=c.seed, progress=inputs.progress)
-                    d = self._measure(defended, queries, targets, eval_targets, k)
-                    row.update({f"detector_{m}": report[m] for m in ("precision", "recall", "f1", "n_flagged")},
-                               defended_target_hr=np.nanmean(d["hr"]), defended_success_rate=np.nanmean(d["success"]),
-                               defended_ndcg=np.nanmean(d["ndcg"]), defended_fit_seconds=t_def)
-                    for m in ("precision", "recall", "f1"):
-                        estimates[f"detector_{m} [{label}]"] = Estimate(
-                            report[m], n=int(is_fake.sum()),
-                            description=f"{fitted.config.method} on per-user profile features: {m} of the flags "
-                                        f"against the {int(is_fake.sum())} injected users")
-                    estimates[f"target_hr@{k} lift defended [{label}]"] = paired_estimate(
-                        d["hr"], base["hr"], n_boot=c.n_boot, seed=c.seed + setting * 10 + 7,
-                        description=f"target HR@{k} after dropping flagged users and retraining, minus clean")
-                rows.append(row)
+        warnings, fit_times = [], {"clean": t_clean}
+        executor = resolve_executor(inputs.executor)
+        cell = _PoisoningCell(self, split, spec, targets, filler, genuine, queries, eval_targets, base, detector,
+                              progress=inputs.progress and isinstance(executor, SerialExecutor))
+        grid = [(setting, attack, budget) for setting, (attack, budget)
+                in enumerate(((a, b) for a in c.attacks for b in c.budgets), start=1)]
+        for label, row, cell_estimates, t_fit in executor.map(cell, grid):
+            fit_times[label] = t_fit
+            estimates.update(cell_estimates)
+            rows.append(row)
         table = pd.DataFrame(rows)
         evidence = {"by_attack": table, "targets": pd.DataFrame({
             "item": targets, "item_id": split.dataset.item_ids[targets],
@@ -709,3 +684,54 @@ class PoisoningAudit(RetrainingAudit):
                 "mean_rank": float(np.nanmean(after["rank"])),
                 "mean_rank_change": float(np.nanmean(base["rank"]) - np.nanmean(after["rank"])),
                 "ndcg": float(np.nanmean(after["ndcg"])), "fit_seconds": float(t_fit)}
+
+
+class _PoisoningCell:
+    """One (attack, budget) cell of the poisoning grid, as an executor call: inject fake users,
+    retrain, measure (and the detector defence); returns the cell's label, its ``by_attack`` row,
+    its estimates in order and the fit seconds. Everything it holds pickles (for Ray)."""
+
+    def __init__(self, audit, split, spec, targets, filler, genuine, queries, eval_targets, base, detector, *,
+                 progress: bool):
+        self.audit, self.split, self.spec, self.targets = audit, split, spec, targets
+        self.filler, self.genuine, self.queries, self.eval_targets = filler, genuine, queries, eval_targets
+        self.base, self.detector, self.progress = base, detector, progress
+
+    def __call__(self, cell):
+        setting, attack, budget = cell
+        audit, split, spec, targets, base, genuine = (self.audit, self.split, self.spec, self.targets, self.base,
+                                                      self.genuine)
+        c = audit.config
+        k = c.k
+        n_fake = max(1, int(round(budget * genuine)))
+        fake = fake_profiles(split, attack, n_fake, targets, filler_size=self.filler, seed=c.seed + setting,
+                             item_group_column=c.item_group_column)
+        poisoned = inject_fake_users(split, fake)
+        model, t_fit = fit_spec(spec, poisoned, seed=c.seed, progress=self.progress)
+        after = audit._measure(model, self.queries, targets, self.eval_targets, k)
+        label = f"{attack} @{budget:g}"
+        estimates: dict[str, Estimate] = {}
+        row = audit._row(attack, budget, n_fake, after, base, t_fit)
+        for name, e in audit._estimate_set(after, base, f"{attack} attack, {n_fake} fake users "
+                                           f"({budget:.0%} of {genuine})", setting * 10).items():
+            estimates[f"{audit._est_names[name].format(k=k)} [{label}]"] = e
+        if self.detector is not None:
+            is_fake = np.zeros(poisoned.dataset.n_users, bool)
+            is_fake[split.dataset.n_users:] = True
+            fitted = self.detector.set_params().fit(poisoned)
+            report = fitted.report(is_fake)
+            defended_split = fitted.drop_flagged(poisoned)
+            defended, t_def = fit_spec(spec, defended_split, seed=c.seed, progress=self.progress)
+            d = audit._measure(defended, self.queries, targets, self.eval_targets, k)
+            row.update({f"detector_{m}": report[m] for m in ("precision", "recall", "f1", "n_flagged")},
+                       defended_target_hr=np.nanmean(d["hr"]), defended_success_rate=np.nanmean(d["success"]),
+                       defended_ndcg=np.nanmean(d["ndcg"]), defended_fit_seconds=t_def)
+            for m in ("precision", "recall", "f1"):
+                estimates[f"detector_{m} [{label}]"] = Estimate(
+                    report[m], n=int(is_fake.sum()),
+                    description=f"{fitted.config.method} on per-user profile features: {m} of the flags "
+                                f"against the {int(is_fake.sum())} injected users")
+            estimates[f"target_hr@{k} lift defended [{label}]"] = paired_estimate(
+                d["hr"], base["hr"], n_boot=c.n_boot, seed=c.seed + setting * 10 + 7,
+                description=f"target HR@{k} after dropping flagged users and retraining, minus clean")
+        return label, row, estimates, t_fit

@@ -64,7 +64,8 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
     computed once here, before they are sent out, and travels with the model and split (the
     cheaper shared parts, popularity counts and group tables, are computed on each worker);
     results are then saved and logged here in plan order. Results and saved files are identical
-    to the serial run's; ``seconds`` is each audit's own time."""
+    to the serial run's; ``seconds`` is each audit's own time. The cells of grid audits
+    (poisoning's attacks x budgets) run through the same executor (on Ray, as nested tasks)."""
     from tqdm.auto import tqdm
 
     from trustrec.audit import AuditInputs
@@ -90,13 +91,13 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
         for audit in tqdm(plan, desc="audits", disable=not progress):
             key = _inputs_key(audit)
             if key not in shared:
-                shared[key] = _inputs(model, split, audit, progress)
+                shared[key] = _inputs(model, split, audit, progress, executor)
             record(audit, *_run_one(audit, model, split, shared[key], progress))
         return entries, results
     keys = [_inputs_key(a) for a in plan]
     for key, audit in zip(keys, plan):
         if key not in shared:
-            shared[key] = _inputs(model, split, audit, progress)
+            shared[key] = _inputs(model, split, audit, progress, executor)
             if keys.count(key) > 1:
                 _ = shared[key].evaluation              # the ranking pass, once, before it is shipped
     try:
@@ -114,11 +115,12 @@ def _inputs_key(audit) -> tuple:
     return (c.k, c.part, c.max_users, c.seed)
 
 
-def _inputs(model, split, audit, progress: bool):
+def _inputs(model, split, audit, progress: bool, executor):
     from trustrec.audit import AuditInputs
 
     c = audit.config
-    return AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed, progress=progress)
+    return AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed, progress=progress,
+                       executor=executor)
 
 
 def _run_one(audit, model, split, inputs, progress: bool):
