@@ -109,7 +109,9 @@ def _conformance_components() -> set[str]:
 
 def test_every_registered_model_has_a_conformance_class():
     components = _conformance_components()
-    missing = sorted(n for n in available_models() if model_class(n).__name__ not in components)
+    shipped = [n for n in available_models() if model_class(n).__module__.startswith("trustrec.")]
+    assert len(shipped) >= 14   # the built-ins; doubles that other test files register are not shipped
+    missing = sorted(n for n in shipped if model_class(n).__name__ not in components)
     assert not missing, (f"registered models without a RecommenderChecks test class (set `component = ...` in "
                          f"one under tests/): {missing}")
 
