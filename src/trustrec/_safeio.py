@@ -39,6 +39,7 @@ __all__ = [
     "check_archive_size",
     "check_path_text",
     "load_json",
+    "load_json_object",
     "load_yaml",
     "max_compression_ratio",
     "max_decompressed_bytes",
@@ -400,3 +401,13 @@ def load_json(source, *, what: str = "a JSON file", error: type[TrustrecError] =
         raise error(f"{where}: JSON {MAX_JSON_DEPTH_HINT} to read") from None
     except ValueError as exc:
         raise error(f"{where}: not valid JSON ({exc})") from None
+
+
+def load_json_object(path, *, what: str = "a JSON file", error: type[TrustrecError] = DataError) -> dict:
+    """:func:`load_json` of the file ``path`` whose top level must be an object (a mapping)."""
+    from pathlib import Path
+
+    data = load_json(Path(path), what=what, error=error)
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data

@@ -287,15 +287,9 @@ def _check_file_digests(path: Path, meta: dict) -> None:
 def _read_json_object(path: Path, missing: str) -> dict:
     if not path.exists():
         raise DataError(f"{path.parent}: {missing} (no {path.name})")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise DataError(f"{path}: not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    from trustrec._safeio import load_json_object
+
+    return load_json_object(path)
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:

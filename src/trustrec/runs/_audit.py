@@ -178,13 +178,9 @@ def _check_unchanged(run_dir: Path, dataset, split) -> None:
 
 
 def _read_object(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
+    from trustrec._safeio import load_json_object
+
+    return load_json_object(path)
 
 
 def _write_index(run_dir: Path, config, dataset, split, plan, out: Path, entries: list) -> dict[str, Any]:

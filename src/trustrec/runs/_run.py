@@ -233,11 +233,13 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
 
 
 def _read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable."""
+    from trustrec._safeio import load_json_object
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        return load_json_object(path)
+    except DataError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _finished_run(final: Path) -> dict | None:
