@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from trustrec._config import Config
-from trustrec.audit._privacy import (
+from trustrec.audit.privacy import (
     AttributeInferenceAudit,
     MembershipInferenceAudit,
     UnlearningAudit,

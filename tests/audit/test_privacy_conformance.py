@@ -3,7 +3,7 @@ approximate path too, and every retrain is seeded)."""
 
 import pytest
 
-from trustrec.audit._privacy import AttributeInferenceAudit, MembershipInferenceAudit, UnlearningAudit
+from trustrec.audit.privacy import AttributeInferenceAudit, MembershipInferenceAudit, UnlearningAudit
 from trustrec.models import FitOptions, make_model
 from trustrec.testing import AuditChecks
 

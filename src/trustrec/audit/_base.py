@@ -210,8 +210,13 @@ def fit_spec(spec, data, *, seed: int, progress: bool = False):
 # -- registry ----------------------------------------------------------------------------------------
 _BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality", "trustrec.audit._mitigations",
                     "trustrec.audit._robustness", "trustrec.audit._text_attacks", "trustrec.audit._safety",
-                    "trustrec.audit._privacy", "trustrec.audit._explainability", "trustrec.audit._controllability")
+                    "trustrec.audit.privacy", "trustrec.audit._explainability", "trustrec.audit._controllability")
 _DECLARED: dict[str, type[Audit]] = {}
+
+
+def _is_builtin(module: str) -> bool:
+    """A built-in module, or a module inside a built-in package (one module per audit)."""
+    return any(module == m or module.startswith(m + ".") for m in _BUILTIN_MODULES)
 
 
 def _builtins():
@@ -229,7 +234,7 @@ def register_audit(cls: type[Audit]) -> type[Audit]:
     if not cls.name or cls.dimension not in DIMENSIONS:
         raise ConfigError(f"{cls.__name__}: an audit needs a name and a dimension in {DIMENSIONS}")
     _DECLARED[cls.name] = cls
-    if cls.__module__ not in _BUILTIN_MODULES:
+    if not _is_builtin(cls.__module__):
         AUDITS.add(cls, overwrite=True)
     return cls
 
