@@ -10,7 +10,7 @@ import pytest
 
 from trustrec._config import Config
 from trustrec.audit import attribute, deletion_test, explain, explanation_requests
-from trustrec.audit._explainability import (
+from trustrec.audit.explainability import (
     ExplanationFaithfulnessAudit,
     check_explanations,
 )

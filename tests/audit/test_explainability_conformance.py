@@ -3,7 +3,7 @@ test_audit_conformance.py)."""
 
 import pytest
 
-from trustrec.audit._explainability import ExplanationFaithfulnessAudit
+from trustrec.audit.explainability import ExplanationFaithfulnessAudit
 from trustrec.audit._fairness import ColdStartAudit
 from trustrec.models import FitOptions, make_model
 from trustrec.testing import AuditChecks

@@ -9,16 +9,6 @@ from trustrec.audit._base import (
            available_audits,
            register_audit,
 )
-from trustrec.audit._explainability import (
-           Attribution,
-           Deletion,
-           attribute,
-           check_explanations,
-           deletion_test,
-           explain,
-           explanation_requests,
-           generate_explanations,
-)
 from trustrec.audit._result import (
            DIMENSIONS,
            AuditResult,
@@ -27,6 +17,16 @@ from trustrec.audit._result import (
            Threshold,
            Verdict,
            judge,
+)
+from trustrec.audit.explainability import (
+           Attribution,
+           Deletion,
+           attribute,
+           check_explanations,
+           deletion_test,
+           explain,
+           explanation_requests,
+           generate_explanations,
 )
 
 __all__ = ["Audit", "AuditConfig", "AuditInputs", "AuditResult", "Estimate", "Plot", "Threshold", "Verdict",
