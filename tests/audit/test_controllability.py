@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from trustrec.audit import audit_class, available_audits
-from trustrec.audit._controllability import (
+from trustrec.audit.controllability import (
     PlatformRulesAudit,
     PositionBiasAudit,
     PromptSensitivityAudit,

@@ -3,7 +3,7 @@ applies to (plus the not-applicable path for prompt sensitivity and position bia
 
 import pytest
 
-from trustrec.audit._controllability import (
+from trustrec.audit.controllability import (
     PlatformRulesAudit,
     PositionBiasAudit,
     PromptSensitivityAudit,

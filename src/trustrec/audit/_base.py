@@ -210,7 +210,7 @@ def fit_spec(spec, data, *, seed: int, progress: bool = False):
 # -- registry ----------------------------------------------------------------------------------------
 _BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality", "trustrec.audit._mitigations",
                     "trustrec.audit._robustness", "trustrec.audit._text_attacks", "trustrec.audit._safety",
-                    "trustrec.audit.privacy", "trustrec.audit.explainability", "trustrec.audit._controllability")
+                    "trustrec.audit.privacy", "trustrec.audit.explainability", "trustrec.audit.controllability")
 _DECLARED: dict[str, type[Audit]] = {}
 
 
