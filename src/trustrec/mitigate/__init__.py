@@ -17,7 +17,7 @@ trade-off curves over their strength.
   unlearning by gradient ascent).
 """
 
-from trustrec.mitigate._control import (
+from trustrec.mitigate.control import (
     ConstrainedConfig,
     ConstrainedRecommender,
     Constraint,

@@ -26,8 +26,8 @@ _BUILTIN_MODULES = {
     "sasrec_text": "trustrec.models.llm._encoder_models",
     "calibrated_reranker": "trustrec.mitigate._rerank",
     "exposure_reranker": "trustrec.mitigate._rerank",
-    "constrained": "trustrec.mitigate._control",
-    "rule_enforced": "trustrec.mitigate._control",
+    "constrained": "trustrec.mitigate.control.constrained",
+    "rule_enforced": "trustrec.mitigate.control.platform_rules",
 }
 
 

@@ -60,7 +60,7 @@ def _fixed_set_warning(model, k: int, what: str) -> list[str]:
 
 
 def _item_catalog(inputs: AuditInputs, group_column: str | None, year_column: str | None):
-    from trustrec.mitigate._control import ControlCatalog
+    from trustrec.mitigate.control import ControlCatalog
 
     ds = inputs.dataset
     return ControlCatalog.from_items(ds.items, n_items=ds.n_items, group_column=group_column, year_column=year_column)

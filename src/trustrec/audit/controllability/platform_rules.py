@@ -71,7 +71,7 @@ class PlatformRulesAudit(Audit):
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         from trustrec.eval import gini
-        from trustrec.mitigate._control import RuleEnforcedRecommender
+        from trustrec.mitigate.control import RuleEnforcedRecommender
 
         c = self.config
         k, n_items = c.k, inputs.dataset.n_items

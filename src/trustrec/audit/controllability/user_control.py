@@ -166,7 +166,7 @@ class UserControlAudit(Audit):
         return None
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.mitigate._control import ConstrainedRecommender, allowed_items
+        from trustrec.mitigate.control import ConstrainedRecommender, allowed_items
 
         c = self.config
         model, queries, k = inputs.model, inputs.queries, c.k
