@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from trustrec.audit._controllability import (
+from trustrec.audit.controllability import (
     PlatformRulesAudit,
     PositionBiasAudit,
     PromptSensitivityAudit,
