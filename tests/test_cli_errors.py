@@ -123,7 +123,7 @@ def test_folder_layouts_with_broken_files_end_in_one_line(tmp_path):
         _assert_clean(runner.invoke(app, ["data", "info", str(folder)]), what=name)
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)")
 def test_special_paths_end_in_one_line(tmp_path):
     fifo = tmp_path / "ratings.csv"
     os.mkfifo(fifo)

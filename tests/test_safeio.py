@@ -69,7 +69,7 @@ def test_json_nesting_and_syntax_are_clear_errors():
     assert load_json('{"a": [1, 2]}') == {"a": [1, 2]}
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)")
 def test_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -216,7 +216,7 @@ def test_folder_of_several_tables_is_refused(tmp_path):
 
 
 # -- special files and compression -----------------------------------------------------------------
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)")
 def test_fifo_is_refused_without_hanging(tmp_path):
     fifo = tmp_path / "ratings.csv"
     os.mkfifo(fifo)

@@ -106,7 +106,7 @@ class AuditInputs:
     def user_groups(self) -> pd.DataFrame:
         """One row per evaluated user: attribute groups (age banded, missing as "(missing)") and
         activity level; empty of attributes when the dataset has no user table."""
-        from trustrec.data._groups import user_group_table
+        from trustrec.data import user_group_table
 
         users = self.dataset.users
         table = user_group_table(users if users is not None else pd.DataFrame(index=range(self.dataset.n_users)),
@@ -116,7 +116,7 @@ class AuditInputs:
     def item_groups(self, column: str | None = None):
         """(membership matrix, group names, counts) of an item column (``None``: guessed), or
         None when the dataset has no such column."""
-        from trustrec.data._groups import guess_item_group_column, item_group_matrix
+        from trustrec.data import guess_item_group_column, item_group_matrix
 
         items = self.dataset.items
         if items is None:

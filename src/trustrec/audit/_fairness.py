@@ -51,7 +51,7 @@ class UserFairnessAudit(Audit):
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         c = self.config
-        from trustrec.data._groups import activity_levels
+        from trustrec.data import activity_levels
 
         per_user = inputs.evaluation.per_user
         metrics = [f"{m}@{c.k}" for m in c.metrics]
@@ -343,7 +343,7 @@ class CounterfactualAttributeAudit(Audit):
                                     "prag_star": F.prag_star_at_k}
 
     def _probe_values(self, inputs: AuditInputs) -> dict[str, list[str]]:
-        from trustrec.data._groups import MISSING_GROUP
+        from trustrec.data import MISSING_GROUP
 
         c = self.config
         values = {a: [str(v) for v in vs] for a, vs in c.values.items()}
@@ -470,13 +470,13 @@ def _segment_per_user(topk: np.ndarray, eval_set, keep: np.ndarray, metrics, k: 
     """Per-user accuracy of the users of ``eval_set`` that have a target in ``keep`` (rows in
     ``row``), counting only those targets, from their existing top-k lists."""
     from trustrec.eval import hits_matrix, restrict_targets
-    from trustrec.eval._evaluator import _unique_counts
+    from trustrec.eval import distinct_counts
 
     has = np.bincount(eval_set.targets.row_ids()[keep[eval_set.targets.values]], minlength=len(eval_set)) > 0
     rows = np.flatnonzero(has)
     segment = restrict_targets(eval_set, keep)
     hits = hits_matrix(topk[rows, :k], segment.targets, n_items)
-    n_rel = _unique_counts(segment.targets)
+    n_rel = distinct_counts(segment.targets)
     return pd.DataFrame({"row": rows, **{f"{m}@{k}": M.ACCURACY_METRICS[m](hits, n_rel) for m in metrics}})
 
 

@@ -86,7 +86,7 @@ class FairnessMitigationsAudit(Audit):
     # -- applicability ----------------------------------------------------------------------
     def _missing(self, inputs: AuditInputs) -> dict[str, str]:
         """Curve -> why its data are missing (curves that can run are absent)."""
-        from trustrec.data._groups import ITEM_GROUP_COLUMNS, guess_item_group_column
+        from trustrec.data import ITEM_GROUP_COLUMNS, guess_item_group_column
 
         c = self.config
         items = inputs.dataset.items

@@ -53,8 +53,7 @@ from trustrec.audit._base import (
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import Dataset, Interactions, Ragged, Split
 from trustrec.errors import ConfigError, DataError
-from trustrec.eval._similarity import rank_biased_overlap  # re-exported for existing callers
-from trustrec.eval._stats import mean_estimate, paired_estimate
+from trustrec.eval import mean_estimate, paired_estimate, rank_biased_overlap  # RBO re-exported for callers
 from trustrec.parallel import SerialExecutor, resolve_executor
 
 __all__ = ["perturb_histories", "rank_biased_overlap", "HistoryPerturbationConfig", "HistoryPerturbationAudit",
@@ -264,9 +263,9 @@ class HistoryPerturbationAudit(Audit):
         n_items = inputs.dataset.n_items
         base = np.asarray(inputs.topk)[:, :k]
         base_ndcg = inputs.evaluation.per_user[f"ndcg@{k}"].to_numpy()
-        from trustrec.eval._evaluator import _unique_counts
+        from trustrec.eval import distinct_counts
 
-        n_rel = _unique_counts(targets)
+        n_rel = distinct_counts(targets)
         budgets = sorted(set(c.budgets) | {c.default_budget})
         rows, estimates = [], {}
         setting = 0
@@ -328,7 +327,7 @@ class HistoryPerturbationAudit(Audit):
 # -- poisoning ---------------------------------------------------------------------------------------
 def _segment_items(dataset: Dataset, train: Interactions, target: int, column: str | None) -> tuple[np.ndarray, str]:
     """Items of the target's segment: sharing an item-group value with it, else co-consumed."""
-    from trustrec.data._groups import guess_item_group_column, item_group_matrix
+    from trustrec.data import guess_item_group_column, item_group_matrix
 
     items = dataset.items
     column = column or guess_item_group_column(items)
@@ -579,7 +578,7 @@ class PoisoningAudit(RetrainingAudit):
 
     def _measure(self, model, queries, targets, eval_targets, k: int):
         from trustrec.eval import hits_matrix, ndcg
-        from trustrec.eval._evaluator import _unique_counts
+        from trustrec.eval import distinct_counts
 
         c = self.config
         ranks = target_ranks(model, queries, targets, batch_size=c.batch_size)
@@ -591,7 +590,7 @@ class PoisoningAudit(RetrainingAudit):
         hr_user = np.where(some, (in_top & known).sum(1) / np.maximum(n_known, 1), np.nan)
         rank_user = np.where(some, np.where(known, ranks, 0.0).sum(1) / np.maximum(n_known, 1), np.nan)
         success = np.where(known.any(1), (in_top & known).any(1), np.nan).astype(np.float64)
-        acc = ndcg(hits_matrix(top, eval_targets, model.n_items_), _unique_counts(eval_targets))
+        acc = ndcg(hits_matrix(top, eval_targets, model.n_items_), distinct_counts(eval_targets))
         return {"hr": hr_user, "rank": rank_user, "success": success, "ndcg": acc}
 
     # -- run -------------------------------------------------------------------------------------

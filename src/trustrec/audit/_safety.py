@@ -147,7 +147,7 @@ class FeedbackLoopAudit(RetrainingAudit):
             long_tail_mask,
             ndcg,
         )
-        from trustrec.eval._evaluator import _unique_counts
+        from trustrec.eval import distinct_counts
         from trustrec.models import FitOptions, ModelSpec
 
         c = self.config
@@ -168,7 +168,7 @@ class FeedbackLoopAudit(RetrainingAudit):
         accept[targets.row_ids(), targets.values] = 0.0          # held-out targets stay held out
         pop0 = inputs.item_popularity.astype(np.float64)
         tail = long_tail_mask(pop0)
-        n_rel = _unique_counts(targets)
+        n_rel = distinct_counts(targets)
         rng_pairs = np.random.default_rng(c.seed + 1)
         n_pairs = min(c.n_pairs, n_users * (n_users - 1) // 2)
         a = rng_pairs.integers(0, n_users, n_pairs)

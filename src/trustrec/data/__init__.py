@@ -9,6 +9,16 @@ from trustrec.data._coat import load_coat
 from trustrec.data._dataset import Dataset, FilterStep, IndexedArray, Interactions
 from trustrec.data._detect import detect_format, load_path
 from trustrec.data._filters import drop_duplicates, k_core, sample_users, to_implicit
+from trustrec.data._groups import (
+    ITEM_GROUP_COLUMNS,
+    MISSING_GROUP,
+    activity_levels,
+    age_bands,
+    guess_item_group_column,
+    item_group_matrix,
+    split_group_values,
+    user_group_table,
+)
 from trustrec.data._movielens import load_movielens
 from trustrec.data._query import Query, QueryBatch
 from trustrec.data._random_exposure import load_kuairec, load_random_exposure, load_yahoo_r3
@@ -39,5 +49,7 @@ __all__ = [
     "load_bigrec", "load_path", "detect_format", "load_random_exposure", "load_yahoo_r3", "load_kuairec",
     "load_dataset", "resolve_dataset", "registry", "register_dataset", "DatasetEntry",
     "to_implicit", "drop_duplicates", "k_core", "sample_users",
+    "item_group_matrix", "guess_item_group_column", "user_group_table", "age_bands", "activity_levels",
+    "split_group_values", "MISSING_GROUP", "ITEM_GROUP_COLUMNS",
     "split_leave_one_out", "split_temporal", "split_random", "split_given_test", "split_random_exposure", "make_split", "SPLITTERS",
 ]

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from trustrec.errors import DataError
 
 __all__ = ["item_group_matrix", "guess_item_group_column", "user_group_table", "age_bands",
-           "activity_levels", "MISSING_GROUP", "ITEM_GROUP_COLUMNS"]
+           "activity_levels", "split_group_values", "MISSING_GROUP", "ITEM_GROUP_COLUMNS"]
 
 MISSING_GROUP = "(missing)"
 ITEM_GROUP_COLUMNS = ("genre", "genres", "class", "category", "categories", "provider", "brand",
@@ -29,7 +29,7 @@ def guess_item_group_column(items: pd.DataFrame) -> str | None:
     return next((lower[name] for name in ITEM_GROUP_COLUMNS if name in lower), None)
 
 
-def _split_values(values: pd.Series, sep: str | None) -> tuple[list[list[str]], str]:
+def split_group_values(values: pd.Series, sep: str | None) -> tuple[list[list[str]], str]:
     text = values.astype("string")
     if sep is None:
         present = text.dropna()
@@ -51,7 +51,7 @@ def item_group_matrix(items: pd.DataFrame, column: str, *, sep: str | None = Non
     """
     if column not in items.columns:
         raise DataError(f"item column {column!r} not found; item columns: {list(items.columns)}")
-    rows, used = _split_values(items[column], sep)
+    rows, used = split_group_values(items[column], sep)
     names = sorted({t for r in rows for t in r})
     if len(names) > max_groups:
         raise DataError(f"item column {column!r} has {len(names)} distinct values (more than {max_groups}); "

@@ -8,6 +8,7 @@ from trustrec.eval._evaluator import (
                                     EvalResult,
                                     Validator,
                                     cold_item_mask,
+                                    distinct_counts,
                                     evaluate,
                                     evaluate_split,
                                     hits_matrix,
@@ -88,7 +89,7 @@ from trustrec.eval._unbiased import (
                                     topk_membership,
 )
 
-__all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
+__all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix", "distinct_counts",
            "TARGET_SEGMENTS", "cold_item_mask", "targets_all_seen", "restrict_targets", "item_vectors_from_groups",
            "ACCURACY_METRICS", "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision",
            "average_precision_trec", "item_user_counts",

@@ -14,7 +14,7 @@ from trustrec.errors import ConfigError
 from trustrec.eval import _metrics as M
 from trustrec.eval._stats import bootstrap_ci
 from trustrec.models import Recommender, TopK, topk_from_scores
-from trustrec.models._base import exclusion_mask
+from trustrec.models import exclusion_mask
 
 __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
            "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets", "item_vectors_from_groups"]
@@ -98,7 +98,7 @@ def item_vectors_from_groups(items: pd.DataFrame | None, column: str | None = No
     """Multi-hot item vectors from an item group column (genres: ``column`` or the guessed one,
     see :func:`trustrec.data.guess_item_group_column`), for ILD when no vectors are given; returns
     the (n_items, n_groups) array and a description of where it came from."""
-    from trustrec.data._groups import guess_item_group_column, item_group_matrix
+    from trustrec.data import guess_item_group_column, item_group_matrix
 
     column = column or (guess_item_group_column(items) if items is not None else None)
     if column is None:
@@ -221,7 +221,7 @@ def evaluate(
         hits_parts.append(hits_matrix(top.items, batch.targets, n_items))
     top = TopK.concat(parts) if parts else TopK(np.empty((0, k_max)), np.empty((0, k_max)))
     hits = np.concatenate(hits_parts) if hits_parts else np.zeros((0, k_max), bool)
-    n_rel = _unique_counts(eval_set.targets)
+    n_rel = distinct_counts(eval_set.targets)
     if expected:
         tb = T.TieBlocks.concat(block_parts, top.k)
         means = {name: (np.concatenate(v) if v else np.zeros((0, top.k) + stats[name].shape[1:]))
@@ -286,7 +286,7 @@ def evaluate(
     return EvalResult(per_user, summary, aggregates, counts, settings, top if keep_topk else None)
 
 
-def _unique_counts(targets: Ragged) -> np.ndarray:
+def distinct_counts(targets: Ragged) -> np.ndarray:
     """Distinct targets per user (a repeated target counts once)."""
     rows = targets.row_ids()
     if len(rows) == 0:

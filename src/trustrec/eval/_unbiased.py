@@ -205,7 +205,7 @@ def score_candidates(model, queries: QueryBatch, *, exclude_seen: bool = True) -
 
     Models without full-catalog scores rank the whole catalog through ``recommend``; their scores
     are then minus the rank (unranked items are NaN)."""
-    from trustrec.models._base import exclusion_mask
+    from trustrec.models import exclusion_mask
 
     n_items = model.n_items_
     if "score" in model.capabilities and queries.candidates is None:

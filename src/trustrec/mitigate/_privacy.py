@@ -140,7 +140,7 @@ def generalise_item_text(items: pd.DataFrame, sensitive: np.ndarray, *, column: 
     generalisation: ``template`` filled with their values in the group ``column`` (``None``:
     guessed, e.g. genre/class; ``"{groups}"`` joins the values with ``", "``), or ``fallback``
     when the item has no group or there is no such column. Other items are unchanged."""
-    from trustrec.data._groups import _split_values, guess_item_group_column
+    from trustrec.data import guess_item_group_column, split_group_values
 
     sensitive = np.asarray(sensitive, bool)
     if sensitive.shape != (len(items),):
@@ -151,7 +151,7 @@ def generalise_item_text(items: pd.DataFrame, sensitive: np.ndarray, *, column: 
     out = items.copy()
     rows = np.flatnonzero(sensitive)
     if column is not None:
-        groups, _ = _split_values(items[column].iloc[rows], None)
+        groups, _ = split_group_values(items[column].iloc[rows], None)
     else:
         groups = [[] for _ in rows]
     texts = [template.format(groups=", ".join(g)) if g else fallback for g in groups]

@@ -246,7 +246,7 @@ def xquad_rerank(histories: Ragged, items, scores, membership, k: int, *, streng
 def _genre_membership(dataset: Dataset, column: str | None, owner: str) -> tuple[sp.csr_matrix, list[str], str]:
     """(membership, group names, column) of an item group column; ``None``: guessed (genre,
     class, category ...). Raises DataError naming the columns when there is none."""
-    from trustrec.data._groups import ITEM_GROUP_COLUMNS, guess_item_group_column, item_group_matrix
+    from trustrec.data import ITEM_GROUP_COLUMNS, guess_item_group_column, item_group_matrix
 
     items = dataset.items
     if column is None:

@@ -100,7 +100,7 @@ class EvalConfig(_Strict):
     @field_validator("metrics")
     @classmethod
     def _known(cls, v):
-        from trustrec.eval._metrics import parse_metric
+        from trustrec.eval import parse_metric
 
         for m in v:
             parse_metric(m)
@@ -113,8 +113,8 @@ class EvalConfig(_Strict):
 
     @model_validator(mode="after")
     def _schemes_have_metrics(self):
-        from trustrec.eval._metrics import parse_metric
-        from trustrec.eval._unbiased import UNBIASED_METRICS
+        from trustrec.eval import parse_metric
+        from trustrec.eval import UNBIASED_METRICS
 
         if not self.schemes:
             raise ValueError("schemes: give at least one of 'full', 'traditional-random', 'ure'")

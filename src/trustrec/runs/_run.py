@@ -192,7 +192,7 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
                 ties=config.eval.ties, progress=progress)
         else:
             from trustrec.eval import UNBIASED_METRICS, evaluate_random_exposure
-            from trustrec.eval._metrics import parse_metric
+            from trustrec.eval import parse_metric
 
             results[scheme] = evaluate_random_exposure(
                 model, split, scheme=scheme, part=config.eval.part, batch_size=config.eval.batch_size,

@@ -63,7 +63,7 @@ class _CatalogFacts:
 
     def __init__(self, items: pd.DataFrame, *, attribute_column: str | None = None, year_column: str | None = None,
                  min_title_chars: int = 4):
-        from trustrec.data._groups import guess_item_group_column, item_group_matrix
+        from trustrec.data import guess_item_group_column, item_group_matrix
 
         self.n_items = len(items)
         titles = items["title"] if "title" in items.columns else pd.Series([""] * len(items))

@@ -261,7 +261,7 @@ class ExplanationFaithfulnessAudit(Audit):
     def _explanations(self, model, queries, items, attribution, ds, table, warnings, settings):
         """Generate explanations for the explained items, check them against the catalog; returns
         the estimates and the per-request table with the checks added."""
-        from trustrec.data._groups import guess_item_group_column
+        from trustrec.data import guess_item_group_column
 
         c = self.config
         texts = generate_explanations(model, queries, items, template=c.explanation_template,

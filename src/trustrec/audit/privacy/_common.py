@@ -166,12 +166,12 @@ def _recommend(model, queries: QueryBatch, k: int, batch_size: int) -> np.ndarra
 
 def _ndcg(model, eval_set, k: int, batch_size: int) -> np.ndarray:
     from trustrec.eval import hits_matrix, ndcg
-    from trustrec.eval._evaluator import _unique_counts
+    from trustrec.eval import distinct_counts
 
     if not len(eval_set):
         return np.empty(0)
     top = _recommend(model, eval_set.queries, k, batch_size)
-    return ndcg(hits_matrix(top, eval_set.targets, model.n_items_), _unique_counts(eval_set.targets))
+    return ndcg(hits_matrix(top, eval_set.targets, model.n_items_), distinct_counts(eval_set.targets))
 
 
 def _sample(users: np.ndarray, n: int | None, rng) -> np.ndarray:

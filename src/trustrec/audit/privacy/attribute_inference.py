@@ -152,7 +152,7 @@ class AttributeInferenceAudit(Audit):
 
     def _labels(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
         """(rows kept, class codes, class names, counts) after merging rare values."""
-        from trustrec.data._groups import MISSING_GROUP
+        from trustrec.data import MISSING_GROUP
 
         c = self.config
         values = np.asarray(values, dtype=object)
@@ -172,7 +172,7 @@ class AttributeInferenceAudit(Audit):
         return np.flatnonzero(keep), np.asarray(codes, np.int64), names, info
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.data._groups import MISSING_GROUP, user_group_table
+        from trustrec.data import MISSING_GROUP, user_group_table
 
         c = self.config
         k = c.k
@@ -268,7 +268,7 @@ class AttributeInferenceAudit(Audit):
     def _minimised(self, inputs, attr, all_labels, keep, codes, names, proba, boot_rows, base_ndcg, embeddings, seed,
                    estimates, row, warnings, missing_group):
         from trustrec.eval import hits_matrix, ndcg
-        from trustrec.eval._evaluator import _unique_counts
+        from trustrec.eval import distinct_counts
         from trustrec.mitigate._privacy import minimise_history, revealing_items, sensitive_mask
 
         c = self.config
@@ -307,7 +307,7 @@ class AttributeInferenceAudit(Audit):
             description=f"AUC before minus after minimisation (paired bootstrap); {what}")
         if top is None:
             top = _recommend(m_model, m_queries, c.k, c.batch_size)
-        after = ndcg(hits_matrix(top, inputs.eval_set.targets, ds.n_items), _unique_counts(inputs.eval_set.targets))
+        after = ndcg(hits_matrix(top, inputs.eval_set.targets, ds.n_items), distinct_counts(inputs.eval_set.targets))
         estimates[f"ndcg@{c.k}_cost [{label}]"] = paired_estimate(
             base_ndcg, after, n_boot=c.n_boot, seed=seed + 5,
             description=f"NDCG@{c.k} with full histories minus with minimised ones (accuracy cost); {what}")

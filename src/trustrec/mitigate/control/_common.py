@@ -7,8 +7,8 @@ import numpy as np
 from pydantic import Field, PositiveInt
 
 from trustrec._config import Config
-from trustrec.models._registry import ModelSpec
-from trustrec.models._topk import TopK
+from trustrec.models import ModelSpec
+from trustrec.models import TopK
 
 
 def _compact(items: np.ndarray, scores: np.ndarray, keep: np.ndarray, k: int) -> TopK:

@@ -112,7 +112,7 @@ class ControlCatalog:
         guessed (a group column as the fairness audits guess it, a year column from
         :data:`YEAR_COLUMNS`); a named column that does not exist raises ``DataError``. No
         items table gives a catalog of ``n_items`` untitled items with no groups or years."""
-        from trustrec.data._groups import guess_item_group_column, item_group_matrix
+        from trustrec.data import guess_item_group_column, item_group_matrix
 
         if items is None:
             if n_items is None:

@@ -32,8 +32,8 @@ from trustrec.mitigate.control.constraints import (
     allowed_items,
     parse_constraint,
 )
-from trustrec.models._registry import register_model
-from trustrec.models._topk import TopK
+from trustrec.models import register_model
+from trustrec.models import TopK
 
 __all__ = ["ConstrainedConfig", "ConstrainedRecommender"]
 

@@ -25,8 +25,8 @@ from trustrec.data._arrays import readonly
 from trustrec.errors import ConfigError
 from trustrec.mitigate._wrap import WrapperRecommender
 from trustrec.mitigate.control._common import _compact, _WrapperConfig
-from trustrec.models._registry import register_model
-from trustrec.models._topk import TopK
+from trustrec.models import register_model
+from trustrec.models import TopK
 
 __all__ = ["PlatformRules", "enforce_rules", "RuleEnforcedConfig", "RuleEnforcedRecommender"]
 
