@@ -57,17 +57,23 @@ def atomic_directory(final: Path, *, replaceable: Callable[[Path], bool]):
     os.chmod(tmp, 0o755)
     try:
         yield tmp
-        old = None
-        if final.exists():
-            # Moved aside first, so the swap is one rename and the old folder goes only after it.
-            old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=final.parent))
-            os.replace(final, old / "x")
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def swap_in(new: Path, final: Path) -> None:
+    """Put the folder ``new`` at ``final``; an existing ``final`` (the caller has checked that
+    trustrec wrote it) is moved aside first, so the swap is one rename, and removed after it."""
+    new, final = Path(new), Path(final)
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=final.parent))
+        os.replace(final, old / "x")
+    os.replace(new, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from trustrec._cache import atomic_write_bytes, atomic_write_text, folder_lock
+from trustrec._cache import atomic_write_bytes, atomic_write_text, folder_lock, swap_in
 from trustrec.errors import DataError
 from trustrec.runs._config import RunConfig, load_run_config
 
@@ -221,14 +221,7 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
         "warnings": warnings_,
     }
     atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=1, default=_json_default))
-    if final.exists():
-        # Only a finished trustrec run gets here (checked under the lock); moved aside, then removed.
-        old = final.parent / f".old-{final.name}-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(work, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, final)
+    swap_in(work, final)   # an existing final is a finished trustrec run (checked under the lock)
     return RunResult(final, metrics)
 
 
