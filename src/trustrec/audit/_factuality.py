@@ -47,7 +47,7 @@ from pydantic import PositiveInt
 
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
-from trustrec.eval._stats import bootstrap_ci
+from trustrec.eval import bootstrap_ci
 
 __all__ = ["CATEGORIES", "DEFAULT_SCAFFOLDING", "HallucinationAudit", "HallucinationConfig", "category_rates",
            "classify_generations", "classify_items", "malformed_reason", "per_user_rates"]
@@ -344,7 +344,7 @@ def _offline_encoder(model):
     if not name:
         return None, "embedding grounding skipped: the model names no text encoder"
     try:
-        from trustrec.models.llm._loading import load_text_encoder
+        from trustrec.models.llm import load_text_encoder
 
         return load_text_encoder(name, download=False, progress=False), None
     except Exception as exc:  # a missing extra, a checkpoint not cached here, a damaged folder: all mean "skip"

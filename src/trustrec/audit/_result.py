@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trustrec._cache import atomic_write_bytes, atomic_write_text
 from trustrec.errors import DataError
-from trustrec.eval._stats import Estimate
+from trustrec.eval import Estimate
 
 __all__ = ["Estimate", "Threshold", "Verdict", "Plot", "AuditResult", "DIMENSIONS", "judge"]
 

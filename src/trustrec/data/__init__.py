@@ -2,7 +2,7 @@
 and the queries recommenders answer."""
 
 from trustrec.data._amazon import load_amazon
-from trustrec.data._arrays import Ragged
+from trustrec.data._arrays import Ragged, readonly
 from trustrec.data._atomic import load_atomic, read_atomic_file
 from trustrec.data._bigrec import load_bigrec
 from trustrec.data._coat import load_coat
@@ -21,6 +21,7 @@ from trustrec.data._groups import (
 )
 from trustrec.data._movielens import load_movielens
 from trustrec.data._query import Query, QueryBatch
+from trustrec.data._sources import FilesSource, UrlSource, WheelSource
 from trustrec.data._random_exposure import load_kuairec, load_random_exposure, load_yahoo_r3
 from trustrec.data._registry import (
     DatasetEntry,
@@ -43,7 +44,8 @@ from trustrec.data._split import (
 from trustrec.data._tabular import load_tabular
 
 __all__ = [
-    "Dataset", "Interactions", "IndexedArray", "FilterStep", "Ragged",
+    "Dataset", "Interactions", "IndexedArray", "FilterStep", "Ragged", "readonly",
+    "UrlSource", "FilesSource", "WheelSource",
     "Query", "QueryBatch", "Split", "EvalSet",
     "load_atomic", "read_atomic_file", "load_movielens", "load_amazon", "load_tabular", "load_coat",
     "load_bigrec", "load_path", "detect_format", "load_random_exposure", "load_yahoo_r3", "load_kuairec",

@@ -53,6 +53,7 @@ from trustrec.eval._classification import auc_rows, macro_ovr_auc, roc_auc, roc_
 from trustrec.eval._similarity import rank_biased_overlap
 from trustrec.eval._stats import (
                                     DEFAULT_CI,
+                                    MAX_N_BOOT,
                                     WILCOXON_ZERO_METHOD,
                                     Estimate,
                                     PairedTest,
@@ -100,7 +101,7 @@ __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_MET
            "SCHEMES", "UNBIASED_METRICS", "RandomExposureSet", "random_exposure_set", "topk_membership",
            "evaluate_random_exposure", "evaluate_schemes", "scheme_label", "score_candidates",
            "SemiSyntheticConfig", "SemiSyntheticWorld", "fit_ground_truth", "draw_world", "true_recall",
-           "Estimate", "DEFAULT_CI", "WILCOXON_ZERO_METHOD", "mean_estimate", "paired_estimate", "two_sample_estimate",
+           "Estimate", "DEFAULT_CI", "MAX_N_BOOT", "WILCOXON_ZERO_METHOD", "mean_estimate", "paired_estimate", "two_sample_estimate",
            "cluster_ratio_estimate", "cluster_mean_estimate", "percentile_ci", "bootstrap_rows",
            "stratified_bootstrap_rows", "wilson_interval", "wilcoxon_pvalue", "mannwhitney_pvalue",
            "rank_biased_overlap", "auc_rows", "roc_auc", "macro_ovr_auc", "roc_points", "tpr_at_fpr"]

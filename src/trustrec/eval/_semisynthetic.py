@@ -64,7 +64,7 @@ def fit_ground_truth(dataset: Dataset, config: SemiSyntheticConfig | None = None
     """Relevance probabilities ``P`` (n_users, n_items) from an MF fitted on every rating of
     ``dataset`` (train + random-exposure test), calibrated to the positive rate."""
     from trustrec.models import FitOptions
-    from trustrec.models.classic._mf import MF
+    from trustrec.models.classic import MF
 
     config = config or SemiSyntheticConfig()
     parts = [dataset.interactions]

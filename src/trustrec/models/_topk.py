@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trustrec.data._arrays import readonly
+from trustrec.data import readonly
 
 __all__ = ["RawTopK", "TopK", "topk_from_scores"]
 

@@ -21,7 +21,7 @@ from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.audit.controllability._common import (
     _accuracy,
 )
-from trustrec.eval._stats import (
+from trustrec.eval import (
     cluster_mean_estimate,
     cluster_ratio_estimate,
     paired_estimate,  # re-exported: it lived here

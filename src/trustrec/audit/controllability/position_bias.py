@@ -38,12 +38,12 @@ from trustrec.audit.controllability._common import (
 )
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import DataError
-from trustrec.eval._stats import (
+from trustrec.eval import (
     cluster_mean_estimate,
     percentile_ci,
     wilson_interval,  # re-exported: it lived here
 )
-from trustrec.models._protocols import has_capability
+from trustrec.models import has_capability
 
 __all__ = ["PositionBiasConfig", "PositionBiasAudit", "uniform_position_test", "equal_rate_test", "wilson_interval"]
 
@@ -189,7 +189,7 @@ class PositionBiasAudit(Audit):
         """``scores[q, p, c]`` of candidate ``lists[q, c]`` in cyclic order ``p`` (order 0 = as
         listed): the ranker's scores, or minus the rank a model gives when asked with the list as
         the query's candidates."""
-        from trustrec.models.llm._ranker import cyclic_orders
+        from trustrec.models.llm import cyclic_orders
 
         bs = self.config.batch_size
         n, m = lists.shape
@@ -210,7 +210,7 @@ class PositionBiasAudit(Audit):
     def _run(self, inputs: AuditInputs) -> AuditResult:
         from scipy.stats import binomtest
 
-        from trustrec.models.llm._ranker import cyclic_orders, position_bias
+        from trustrec.models.llm import cyclic_orders, position_bias
 
         c = self.config
         model, m = inputs.model, c.n_candidates

@@ -30,7 +30,7 @@ from trustrec.audit.controllability._common import (
     _with_config,
 )
 from trustrec.errors import ConfigError
-from trustrec.eval._stats import (
+from trustrec.eval import (
     cluster_mean_estimate,
     percentile_ci,  # re-exported: it lived here
 )
@@ -59,7 +59,7 @@ def load_paraphrases(kind: Literal["ranker", "generative"]) -> tuple[dict[str, s
 
 
 def _prompt_template(model):
-    from trustrec.models.llm._prompts import PromptTemplate
+    from trustrec.models.llm import PromptTemplate
 
     config = model.config
     if callable(getattr(config, "prompt_template", None)):
@@ -109,7 +109,7 @@ class PromptSensitivityAudit(Audit):
     config_class = PromptSensitivityConfig
 
     def _paraphrases(self, model) -> list[dict[str, str]]:
-        from trustrec.models.llm._prompts import PromptTemplate, template_slots
+        from trustrec.models.llm import PromptTemplate, template_slots
 
         own = _prompt_template(model)
         slots = template_slots(own.user)

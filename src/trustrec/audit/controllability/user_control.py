@@ -42,7 +42,7 @@ from trustrec.audit.controllability._common import (
     _unique_counts,
 )
 from trustrec.data import QueryBatch, Ragged
-from trustrec.eval._stats import (
+from trustrec.eval import (
     cluster_mean_estimate,
     cluster_ratio_estimate,  # re-exported: it lived here
 )

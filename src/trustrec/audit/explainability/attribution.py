@@ -196,7 +196,7 @@ def generate_explanations(model, queries: QueryBatch, items, *, template: dict |
                           max_new_tokens: int = 60, max_history_tokens: int | None = 256) -> list[list[str]]:
     """Natural-language explanations an LLM recommender writes for ``items`` ((n,) or (n, m), -1 =
     none, which gets ""), greedy, from :data:`EXPLANATION_TEMPLATE` updated with ``template``."""
-    from trustrec.models.llm._prompts import PromptCatalog, PromptTemplate, build_prompt
+    from trustrec.models.llm import PromptCatalog, PromptTemplate, build_prompt
 
     if _llm_kind(model) is None:
         raise ConfigError(f"generate_explanations: {_model_name(model)} is not an LLM recommender "

@@ -32,7 +32,7 @@ from trustrec.audit.explainability.attribution import (
 from trustrec.audit.explainability.explanation_checks import check_explanations
 from trustrec.data import QueryBatch
 from trustrec.errors import ConfigError
-from trustrec.eval._stats import mean_estimate, paired_estimate
+from trustrec.eval import mean_estimate, paired_estimate
 
 __all__ = ["ExplanationFaithfulnessConfig", "ExplanationFaithfulnessAudit"]
 
@@ -75,7 +75,7 @@ class ExplanationFaithfulnessConfig(AuditConfig):
     @field_validator("explanation_template")
     @classmethod
     def _check_template(cls, value):
-        from trustrec.models.llm._prompts import PromptTemplate
+        from trustrec.models.llm import PromptTemplate
 
         PromptTemplate.from_dict({**EXPLANATION_TEMPLATE, **value})
         return value

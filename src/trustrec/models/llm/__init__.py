@@ -22,6 +22,7 @@ from trustrec.models.llm._loading import (
 )
 from trustrec.models.llm._injection import InjectionMatch, find_injections, guard_text, has_injection
 from trustrec.models.llm._prompts import (
+    PromptCatalog,
     PromptResult,
     PromptTemplate,
     build_prompt,
@@ -29,6 +30,8 @@ from trustrec.models.llm._prompts import (
     clean_text,
     fill_template,
     render_item,
+    special_strings,
+    template_slots,
 )
 from trustrec.models.llm._registry import (
     KINDS,
@@ -52,6 +55,11 @@ from trustrec.models.llm._sources import (
 from trustrec.models.llm._trie import TitleTrie
 
 __all__ = [
+    "PromptCatalog",
+    "special_strings",
+    "template_slots",
+    "cyclic_orders",
+    "position_bias",
     "InjectionMatch",
     "find_injections",
     "guard_text",
@@ -99,7 +107,8 @@ __all__ = [
 ]
 
 
-_LAZY = {"GenerativeRecommender": "trustrec.models.llm._generative", "LLMRanker": "trustrec.models.llm._ranker"}
+_LAZY = {"GenerativeRecommender": "trustrec.models.llm._generative", "LLMRanker": "trustrec.models.llm._ranker",
+         "cyclic_orders": "trustrec.models.llm._ranker", "position_bias": "trustrec.models.llm._ranker"}
 
 
 def __getattr__(name):

@@ -41,7 +41,7 @@ from trustrec.errors import ConfigError, DataError
 from trustrec.models.llm._injection import Guard, guard_text
 
 __all__ = ["PromptCatalog", "PromptResult", "PromptTemplate", "build_prompt", "build_prompts", "clean_text",
-           "fill_template", "render_item"]
+           "fill_template", "render_item", "special_strings", "template_slots"]
 
 _SLOT = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
 _BIDI = {*(chr(c) for c in range(0x202A, 0x202F)), *(chr(c) for c in range(0x2066, 0x206A))}
@@ -259,13 +259,16 @@ class PromptResult:
         return self.n_history_total - self.n_history
 
 
-def _special_strings(tokenizer) -> list[str]:
+def special_strings(tokenizer) -> list[str]:
     specials = list(getattr(tokenizer, "all_special_tokens", None) or [])
     return sorted({s for s in specials if len(s) > 1}, key=len, reverse=True)
 
 
 def _count_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+_special_strings = special_strings
 
 
 def build_prompt(query, dataset, template: PromptTemplate | Mapping | None = None, tokenizer=None, *,
@@ -292,7 +295,7 @@ def build_prompt(query, dataset, template: PromptTemplate | Mapping | None = Non
             raise ConfigError("build_prompt: max_history_tokens needs a tokenizer to count tokens")
         if max_history_tokens < 0:
             raise ConfigError(f"build_prompt: max_history_tokens must be >= 0; got {max_history_tokens}")
-    remove = _special_strings(tokenizer) if tokenizer is not None else []
+    remove = special_strings(tokenizer) if tokenizer is not None else []
     items = dataset.items
     history = [int(i) for i in query.history]
     n_items = len(items)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from trustrec.data._sources import WheelSource
+from trustrec.data import WheelSource
 from trustrec.errors import DataError
 
 __all__ = [
