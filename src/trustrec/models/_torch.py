@@ -58,39 +58,28 @@ class TorchRecommender(Recommender):
             delattr(self, key)
 
     def _run_epochs(self, options: FitOptions, rng: np.random.Generator) -> dict[str, Any]:
-        from tqdm.auto import tqdm
+        from trustrec.models.training import EpochLoop, early_stopping_from, progress_from
 
-        epochs = self.config.epochs
-        best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
-        losses, scores, seconds = [], [], []
-        bar = tqdm(range(1, epochs + 1), desc=f"fit {self.name}", disable=not options.progress,
-                   unit="epoch", leave=False)
-        for epoch in bar:
+        def train_epoch(epoch: int) -> float:
             self.net_.train()
-            started = time.perf_counter()
-            loss = float(self._train_epoch(epoch, rng))
-            seconds.append(time.perf_counter() - started)
-            losses.append(loss)
-            postfix = {"loss": f"{loss:.4f}"}
-            if options.validator is not None and epoch % options.eval_every == 0:
-                self.net_.eval()
-                score = float(options.validator(self))
-                scores.append([epoch, score])
-                postfix["valid"] = f"{score:.4f}"
-                if score > best_score:
-                    best_score, best_epoch, stale = score, epoch, 0
-                    best_state = copy.deepcopy(self.net_.state_dict())
-                else:
-                    stale += 1
-                    if stale >= options.patience:
-                        bar.set_postfix(postfix)
-                        break
-            bar.set_postfix(postfix)
-        bar.close()
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        return {"loss": losses, "valid": scores, "best_epoch": best_epoch or len(losses),
-                "epochs_run": len(losses), "epoch_seconds": seconds}
+            return self._train_epoch(epoch, rng)
+
+        def score() -> float:
+            self.net_.eval()
+            return options.validator(self)
+
+        stopper = early_stopping_from(options, score, snapshot=lambda: copy.deepcopy(self.net_.state_dict()),
+                                      restore=self.net_.load_state_dict)
+        bar = progress_from(options, f"fit {self.name}")
+        loop = EpochLoop(train_epoch, self.config.epochs, [stopper, bar, *self._callbacks(options)]).run()
+        best = stopper.best_epoch if stopper is not None else 0
+        return {"loss": loop.losses, "valid": [[e, s] for e, s in stopper.scores] if stopper is not None else [],
+                "best_epoch": best or loop.epochs_run, "epochs_run": loop.epochs_run,
+                "epoch_seconds": loop.epoch_seconds}
+
+    def _callbacks(self, options: FitOptions) -> list:
+        """Hook: extra :class:`~trustrec.models.training.Callback` objects for the epoch loop."""
+        return []
 
     def _train_epoch(self, epoch: int, rng: np.random.Generator) -> float:
         raise NotImplementedError
