@@ -17,6 +17,8 @@ capability               protocol                     meaning
 ``text``                 :class:`ReadsItemText`       reads item text; ``with_item_text`` swaps it
 ``prompt``               :class:`BuildsPrompts`       builds an LLM prompt from ``prompt_template()``
 ``llm_backend``          :class:`UsesLLMBackend`      every LLM call goes through ``backend``
+``answer_likelihood``    :class:`ScoresAnswers`       an LLM picks items by the likelihood of their text as its answer
+``sequence_likelihood``  :class:`SequenceLikelihood`  its own training loss of an item as the answer to a query
 ``unlearnable``          :class:`Unlearnable`         approximate unlearning (``unlearn``)
 ``user_embeddings``      :class:`UserEmbeddings`      a vector per user (``user_embeddings``)
 ``uses_history``         --                           answers change with the query's history
@@ -31,7 +33,8 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["CAPABILITIES", "ScoresCatalog", "ReadsCandidates", "ReadsOrderedCandidates", "ScoresListedCandidates",
-           "ReadsItemText", "BuildsPrompts", "UsesLLMBackend", "Unlearnable", "UserEmbeddings",
+           "ReadsItemText", "BuildsPrompts", "UsesLLMBackend", "ScoresAnswers", "SequenceLikelihood",
+           "Unlearnable", "UserEmbeddings",
            "has_capability", "capability_gap", "declared_capabilities"]
 
 
@@ -94,6 +97,53 @@ class UsesLLMBackend(Protocol):
 
 
 @runtime_checkable
+class ScoresAnswers(Protocol):
+    """An LLM recommender that picks items by the likelihood of their text as its answer to a
+    prompt (likelihood attribution, deletion tests and written explanations read it this way).
+
+    ``answer_backend``: the :class:`~trustrec.models.llm.LLMBackend` over the fitted LLM (scores
+    continuations, generates; its ``tokenizer`` is None for a remote endpoint).
+    ``answer_candidates(queries, n)``: ``(n_queries, width)`` items (-1 padded) each answer is
+    chosen among: a ranker's retrieved candidates, or a generator's own top ``n``.
+    ``answers_from_candidates``: True when the prompt lists those candidates (a ranker), False
+    when the model answers freely (a generator; callers may pass their own candidate set).
+    ``answer_prompts(queries, candidates)``: one :class:`~trustrec.models.llm.PromptResult` per
+    query (``text``, ``n_history``: how many of the most recent history items it shows).
+    ``answer_texts(items)``: the text the LLM would answer for each item.
+    ``answer_reduction``: ``"sum"`` or ``"mean"`` of the answer's token log-probabilities.
+    ``catalog_``: the item text columns prompts are built from."""
+
+    @property
+    def answer_backend(self) -> Any: ...
+
+    @property
+    def answers_from_candidates(self) -> bool: ...
+
+    @property
+    def answer_reduction(self) -> str: ...
+
+    def answer_candidates(self, queries, n: int) -> Any: ...
+
+    def answer_prompts(self, queries, candidates) -> Any: ...
+
+    def answer_texts(self, items) -> list[str]: ...
+
+
+@runtime_checkable
+class SequenceLikelihood(Protocol):
+    """The model's own training loss of an item as the answer to a query:
+    ``answer_losses(queries, targets, *, base=False) -> (n_queries,)`` float64, the mean per-token
+    cross-entropy of ``targets[i]``'s answer given query ``i`` (its fine-tuning loss); ``base=True``
+    asks the untuned base model instead (a reference for membership inference).
+    ``loss_positions``: how many trailing positions of each user's sequence training used."""
+
+    @property
+    def loss_positions(self) -> int: ...
+
+    def answer_losses(self, queries, targets, *, base: bool = False) -> Any: ...
+
+
+@runtime_checkable
 class Unlearnable(Protocol):
     """Approximate unlearning in place: ``unlearn(forget, retain, ...)``; ``can_unlearn()`` says
     whether this instance supports it."""
@@ -118,6 +168,8 @@ CAPABILITIES: dict[str, type | None] = {
     "text": ReadsItemText,
     "prompt": BuildsPrompts,
     "llm_backend": UsesLLMBackend,
+    "answer_likelihood": ScoresAnswers,
+    "sequence_likelihood": SequenceLikelihood,
     "unlearnable": Unlearnable,
     "user_embeddings": UserEmbeddings,
     "uses_history": None,
