@@ -7,7 +7,6 @@ full audit ranks the catalog once.
 
 from __future__ import annotations
 
-import importlib
 import time
 from functools import cached_property
 from typing import Annotated, ClassVar
@@ -208,34 +207,28 @@ def fit_spec(spec, data, *, seed: int, progress: bool = False):
 
 
 # -- registry ----------------------------------------------------------------------------------------
-_BUILTIN_MODULES = ("trustrec.audit._fairness", "trustrec.audit._factuality", "trustrec.audit._mitigations",
-                    "trustrec.audit._robustness", "trustrec.audit._text_attacks", "trustrec.audit._safety",
-                    "trustrec.audit.privacy", "trustrec.audit.explainability", "trustrec.audit.controllability")
-_DECLARED: dict[str, type[Audit]] = {}
+def _check_audit(name: str, obj) -> str | None:
+    if not (isinstance(obj, type) and issubclass(obj, Audit)):
+        return f"expected an Audit subclass, got {obj!r}"
+    if obj.name != name or obj.dimension not in DIMENSIONS:
+        return (f"{obj.__name__} has name {obj.name!r} and dimension {obj.dimension!r}; expected the name "
+                f"{name!r} and a dimension in {DIMENSIONS}")
+    return None
 
 
-def _is_builtin(module: str) -> bool:
-    """A built-in module, or a module inside a built-in package (one module per audit)."""
-    return any(module == m or module.startswith(m + ".") for m in _BUILTIN_MODULES)
-
-
-def _builtins():
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-    return list(_DECLARED.values())
-
-
+#: Every audit by name (kind ``audits`` of :mod:`trustrec.registry`): the built-ins are the
+#: classes decorated with :func:`register_audit` in the modules of ``trustrec.audit`` (imported
+#: on the first lookup); third-party audits come from the entry-point group ``trustrec.audits``.
 AUDITS: NamedRegistry[type[Audit]] = NamedRegistry(
-    "audit", _builtins, ConfigError, "See `trustrec audit --list`.", list_up_to=40)
+    "audit", None, ConfigError, "See `trustrec audit --list`.", list_up_to=40, group="trustrec.audits",
+    packages=("trustrec.audit",), check=_check_audit)
 
 
 def register_audit(cls: type[Audit]) -> type[Audit]:
     """Class decorator: register an audit under ``cls.name`` (a later one of the same name wins)."""
     if not cls.name or cls.dimension not in DIMENSIONS:
         raise ConfigError(f"{cls.__name__}: an audit needs a name and a dimension in {DIMENSIONS}")
-    _DECLARED[cls.name] = cls
-    if not _is_builtin(cls.__module__):
-        AUDITS.add(cls, overwrite=True)
+    AUDITS.register(cls)
     return cls
 
 

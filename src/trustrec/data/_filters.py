@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from trustrec._registry import NamedRegistry, check_callable
 from trustrec.data._dataset import Dataset, FilterStep
 from trustrec.errors import ConfigError, DataError
 
-__all__ = ["to_implicit", "drop_duplicates", "k_core", "sample_users"]
+__all__ = ["to_implicit", "drop_duplicates", "k_core", "sample_users", "FILTERS"]
 
 
+#: Dataset filters by name (kind ``filters`` of :mod:`trustrec.registry`): ``fn(dataset, **params)
+#: -> Dataset``. The built-ins are the functions below; third-party ones come from the entry-point
+#: group ``trustrec.filters``.
+FILTERS: NamedRegistry = NamedRegistry("filter", None, ConfigError, "", group="trustrec.filters",
+                                       check=check_callable)
+
+
+@FILTERS.register(name="to_implicit")
 def to_implicit(dataset: Dataset, threshold: float) -> Dataset:
     """Keep interactions rated at least ``threshold``; ratings are kept for reference."""
     inter = dataset.interactions
@@ -20,6 +29,7 @@ def to_implicit(dataset: Dataset, threshold: float) -> Dataset:
     return dataset.with_interactions(inter.select(keep), step)
 
 
+@FILTERS.register(name="drop_duplicates")
 def drop_duplicates(dataset: Dataset, keep: str = "last") -> Dataset:
     """One interaction per (user, item): the ``last`` or ``first`` in time."""
     if keep not in ("first", "last"):
@@ -35,6 +45,7 @@ def drop_duplicates(dataset: Dataset, keep: str = "last") -> Dataset:
     return dataset.with_interactions(inter.select(rows), step)
 
 
+@FILTERS.register(name="k_core")
 def k_core(dataset: Dataset, user_k: int = 5, item_k: int | None = None, max_iter: int = 1000) -> Dataset:
     """Iteratively drop users with < ``user_k`` and items with < ``item_k`` interactions until
     every remaining user and item has enough (the k-core fixed point); renumbers densely."""
@@ -68,6 +79,7 @@ def k_core(dataset: Dataset, user_k: int = 5, item_k: int | None = None, max_ite
     return dataset.compact(keep_users, keep_items, inter.select(alive), step)
 
 
+@FILTERS.register(name="sample_users")
 def sample_users(dataset: Dataset, n_users: int, *, seed: int = 0) -> Dataset:
     """A seeded uniform sample of ``n_users`` users with all their interactions (e.g. to audit an
     LLM recommender on a stated user sample); the catalog is kept whole, users are renumbered."""

@@ -175,9 +175,18 @@ def _recbole_zoo() -> dict[str, str]:
     return {name: spec["base"] + rel for name, rel in spec["datasets"].items()}
 
 
+def _check_dataset(name: str, obj) -> str | None:
+    if not isinstance(obj, DatasetEntry):
+        return f"expected a trustrec.data.DatasetEntry, got {type(obj).__name__}"
+    return None if obj.name == name else f"its name is {obj.name!r}, not the entry point's name {name!r}"
+
+
+#: Datasets by name (kind ``datasets`` of :mod:`trustrec.registry`): the built-in entries, then
+#: third-party ``DatasetEntry`` objects from the entry-point group ``trustrec.datasets``.
 _DATASETS: NamedRegistry[DatasetEntry] = NamedRegistry(
     "dataset", lambda: _builtin_entries(), DatasetNotFoundError,
     "`trustrec data list` shows the registered names; a path to a file or folder also works.",
+    group="trustrec.datasets", check=_check_dataset,
 )
 
 

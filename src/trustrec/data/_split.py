@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from trustrec._registry import NamedRegistry, check_callable
 from trustrec.data._arrays import Ragged
 from trustrec.data._dataset import Dataset, Interactions
 from trustrec.data._query import QueryBatch
@@ -224,6 +225,14 @@ def _rank_within_user(users_sorted: np.ndarray, n_users: int) -> tuple[np.ndarra
     return position, counts[users_sorted]
 
 
+#: Split methods by name (kind ``splitters`` of :mod:`trustrec.registry`): ``fn(dataset, **params)
+#: -> Split``. The built-ins are the functions below decorated with ``@SPLITTERS.register``;
+#: third-party ones come from the entry-point group ``trustrec.splitters``.
+SPLITTERS: NamedRegistry = NamedRegistry("split method", None, ConfigError, "", group="trustrec.splitters",
+                                         check=check_callable)
+
+
+@SPLITTERS.register(name="leave_one_out")
 def split_leave_one_out(dataset: Dataset, *, short_users: str = "error") -> Split:
     """Per user, by time: last interaction -> test, second last -> valid, the rest -> train.
 
@@ -261,6 +270,7 @@ def split_leave_one_out(dataset: Dataset, *, short_users: str = "error") -> Spli
     )
 
 
+@SPLITTERS.register(name="temporal")
 def split_temporal(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
     """Global time split: the oldest interactions train, then valid, then the newest test.
 
@@ -294,6 +304,7 @@ def split_temporal(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: floa
     )
 
 
+@SPLITTERS.register(name="random")
 def split_random(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1,
                  seed: int = 0) -> Split:
     """Per user, a seeded random share of interactions goes to valid and test (rounded);
@@ -319,6 +330,7 @@ def split_random(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float 
     )
 
 
+@SPLITTERS.register(name="given_test")
 def split_given_test(dataset: Dataset, *, test: Interactions | str = "random_exposure_test",
                      valid_frac: float = 0.0, positive_threshold: float | None = None,
                      seed: int = 0) -> Split:
@@ -365,6 +377,7 @@ def split_given_test(dataset: Dataset, *, test: Interactions | str = "random_exp
     )
 
 
+@SPLITTERS.register(name="random_exposure")
 def split_random_exposure(dataset: Dataset, *, test: Interactions | str = "random_exposure_test",
                           positive_threshold: float | None = 4.0, valid_frac: float = 0.0,
                           cold_test_items: str = "error", seed: int = 0) -> Split:
@@ -431,15 +444,6 @@ def split_random_exposure(dataset: Dataset, *, test: Interactions | str = "rando
     params = {**dict(base.params), "cold_test_items": cold_test_items, "random_exposure": True}
     return Split(dataset, base.train, base.valid, held, method="random_exposure", params=params,
                  notes=tuple(notes))
-
-
-SPLITTERS = {
-    "leave_one_out": split_leave_one_out,
-    "temporal": split_temporal,
-    "random": split_random,
-    "given_test": split_given_test,
-    "random_exposure": split_random_exposure,
-}
 
 
 def make_split(dataset: Dataset, method: str, **params) -> Split:

@@ -10,17 +10,60 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Callable
 
 import numpy as np
 
+from trustrec._registry import NamedRegistry, check_callable
 from trustrec.errors import ConfigError
 
 __all__ = [
     "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision", "average_precision_trec",
     "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "novelty", "item_user_counts",
-    "intra_list_diversity", "ACCURACY_METRICS", "parse_metric", "MetricSpec",
+    "intra_list_diversity", "ACCURACY_METRICS", "parse_metric", "MetricSpec", "METRICS", "register_metric",
 ]
+
+#: Metrics by name (kind ``metrics`` of :mod:`trustrec.registry`). Accuracy metrics are
+#: ``fn(hits, n_relevant) -> per-user values`` (the module documentation); the built-ins are the
+#: functions below registered with :func:`register_metric`, and third-party accuracy metrics
+#: come from the entry-point group ``trustrec.metrics``. The beyond-accuracy metrics
+#: (:data:`BEYOND_METRICS`) read other inputs and are computed by the evaluator itself.
+METRICS: NamedRegistry[Callable] = NamedRegistry("metric", None, ConfigError, "", group="trustrec.metrics",
+                                                 check=check_callable)
+_BEYOND: list[str] = []
+
+
+def register_metric(name: str, *, _beyond: bool = False):
+    """Decorator: register an accuracy metric ``fn(hits, n_relevant)`` under ``name``, usable as
+    ``name@K`` everywhere a metric is named."""
+    def decorate(fn):
+        METRICS.register(fn, name=name)
+        if _beyond and name not in _BEYOND:
+            _BEYOND.append(name)
+        return fn
+    return decorate
+
+
+class _AccuracyMetrics(Mapping):
+    """The accuracy metrics of :data:`METRICS` (a live view: third-party ones included)."""
+
+    def __getitem__(self, name: str) -> Callable:
+        if name not in self:
+            raise KeyError(name)
+        return METRICS.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name not in _BEYOND and name in METRICS
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n in METRICS.names() if n not in _BEYOND)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"ACCURACY_METRICS({', '.join(self)})"
 
 
 def _check(hits: np.ndarray, n_relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,24 +80,28 @@ def _safe_div(num, den):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
+@register_metric("recall")
 def recall(hits, n_relevant):
     """Relevant items found in the top K over all relevant items (NaN when none is relevant)."""
     hits, n_rel = _check(hits, n_relevant)
     return _safe_div(hits.sum(1), n_rel)
 
 
+@register_metric("precision")
 def precision(hits, n_relevant):
     """Relevant items in the top K over K (K = the list width, padding counts as a miss)."""
     hits, n_rel = _check(hits, n_relevant)
     return np.where(n_rel > 0, hits.sum(1) / max(hits.shape[1], 1), np.nan)
 
 
+@register_metric("hr")
 def hit_rate(hits, n_relevant):
     """1 if any relevant item is in the top K."""
     hits, n_rel = _check(hits, n_relevant)
     return np.where(n_rel > 0, hits.any(1).astype(np.float64), np.nan)
 
 
+@register_metric("ndcg")
 def ndcg(hits, n_relevant):
     """Binary-relevance NDCG: DCG with log2(rank + 1) discounts over the ideal DCG of
     min(n_relevant, K) hits at the top."""
@@ -67,6 +114,7 @@ def ndcg(hits, n_relevant):
     return _safe_div(dcg, idcg)
 
 
+@register_metric("mrr")
 def mrr(hits, n_relevant):
     """Reciprocal rank of the first relevant item in the top K (0 if none)."""
     hits, n_rel = _check(hits, n_relevant)
@@ -75,6 +123,7 @@ def mrr(hits, n_relevant):
     return np.where(n_rel > 0, rr, np.nan)
 
 
+@register_metric("map")
 def average_precision(hits, n_relevant):
     """AP@K, metric name ``map``: the sum of precision@r at each relevant rank r within the top K,
     divided by ``min(n_relevant, K)`` (RecBole's and LensKit's convention: a user with more
@@ -85,6 +134,7 @@ def average_precision(hits, n_relevant):
     return _safe_div(_precision_sum(hits), np.minimum(n_rel, k))
 
 
+@register_metric("map_trec")
 def average_precision_trec(hits, n_relevant):
     """AP@K, metric name ``map_trec``: the same sum of precision@r at the relevant ranks within the
     top K, divided by ``n_relevant`` (trec_eval's ``map_cut_K`` and ranx's ``map@K``), so it can
@@ -99,10 +149,8 @@ def _precision_sum(hits: np.ndarray) -> np.ndarray:
     return (prec_at * hits).sum(1)
 
 
-ACCURACY_METRICS: dict[str, Callable] = {
-    "recall": recall, "precision": precision, "hr": hit_rate, "ndcg": ndcg, "mrr": mrr, "map": average_precision,
-    "map_trec": average_precision_trec,
-}
+#: The accuracy metrics by name: a read-only view of :data:`METRICS` without the beyond-accuracy ones.
+ACCURACY_METRICS: Mapping[str, Callable] = _AccuracyMetrics()
 #: What each AP name divides by (stated in the evaluator's settings).
 MAP_DENOMINATORS = {"map": "min(n_relevant, K) (RecBole, LensKit)", "map_trec": "n_relevant (trec_eval, ranx)"}
 
@@ -116,6 +164,7 @@ def _items(top: np.ndarray) -> np.ndarray:
     return top
 
 
+@register_metric("coverage", _beyond=True)
 def catalog_coverage(top, n_items: int) -> float:
     """Share of the catalog that appears in at least one list."""
     top = _items(top)
@@ -132,12 +181,14 @@ def gini(values) -> float:
     return float((2 * ranks - n - 1) @ x / (n * x.sum()))
 
 
+@register_metric("gini", _beyond=True)
 def exposure_gini(top, n_items: int) -> float:
     """Gini of how often each catalog item is recommended (items never shown count as 0)."""
     top = _items(top)
     return gini(np.bincount(top[top >= 0], minlength=n_items))
 
 
+@register_metric("avg_popularity", _beyond=True)
 def average_popularity(top, item_popularity) -> np.ndarray:
     """Per user: mean training popularity (interaction count) of the recommended items."""
     top = _items(top)
@@ -157,6 +208,7 @@ def long_tail_mask(item_popularity, head_share: float = 0.2) -> np.ndarray:
     return tail
 
 
+@register_metric("aplt", _beyond=True)
 def aplt(top, tail_mask) -> np.ndarray:
     """Average percentage of long-tail items: per user, the share of the list from the tail."""
     top = _items(top)
@@ -166,6 +218,7 @@ def aplt(top, tail_mask) -> np.ndarray:
     return _safe_div(in_tail.sum(1), valid.sum(1))
 
 
+@register_metric("novelty", _beyond=True)
 def novelty(top, item_user_counts, n_users: int) -> np.ndarray:
     """Per user: mean self-information -log2(p_i) of the recommended items, where p_i is the share
     of the ``n_users`` training users who interacted with item i: ``item_user_counts[i]`` must
@@ -193,6 +246,7 @@ def item_user_counts(users, items, n_items: int) -> np.ndarray:
     return np.bincount(pairs % n_items, minlength=n_items)
 
 
+@register_metric("ild", _beyond=True)
 def intra_list_diversity(top, item_vectors) -> np.ndarray:
     """Per user: mean pairwise cosine distance (1 - cos) between the list's item vectors
     (features, genres one-hot, or embeddings). NaN for lists with fewer than 2 items."""
@@ -210,7 +264,7 @@ def intra_list_diversity(top, item_vectors) -> np.ndarray:
 
 
 # -- names -------------------------------------------------------------------------------------
-BEYOND_METRICS = ("coverage", "gini", "avg_popularity", "aplt", "novelty", "ild")
+BEYOND_METRICS = tuple(_BEYOND)
 _NAME = re.compile(r"^([a-z_]+)@(\d+)$")
 
 

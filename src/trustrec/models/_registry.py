@@ -1,4 +1,11 @@
-"""Models by name: ``ModelSpec(name, params)`` builds a fresh, unfitted recommender."""
+"""Models by name: ``ModelSpec(name, params)`` builds a fresh, unfitted recommender.
+
+The registry is :data:`MODELS` (kind ``models`` of :mod:`trustrec.registry`): the built-ins are
+the classes decorated with :func:`register_model` in the modules of ``trustrec.models`` and
+``trustrec.mitigate`` (imported on the first lookup, so ``import trustrec`` stays light), and
+third-party models come from the entry-point group ``trustrec.models`` (``name = "pkg.mod:Class"``,
+the class's ``name`` equal to the entry point's).
+"""
 
 from __future__ import annotations
 
@@ -7,52 +14,43 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError
 
-__all__ = ["ModelSpec", "register_model", "model_class", "available_models", "make_model"]
+__all__ = ["ModelSpec", "register_model", "model_class", "available_models", "make_model", "MODELS"]
 
-_MODELS: dict[str, type] = {}
-# Built-in models register on import of their module; import lazily to keep `import trustrec` light.
-_BUILTIN_MODULES = {
-    "most_popular": "trustrec.models.classic._popular",
-    "item_knn": "trustrec.models.classic._itemknn",
-    "ease": "trustrec.models.classic._ease",
-    "bpr_mf": "trustrec.models.classic._bpr",
-    "mf": "trustrec.models.classic._mf",
-    "sasrec": "trustrec.models.classic._sasrec",
-    "llm_generative": "trustrec.models.llm._generative",
-    "llm_ranker": "trustrec.models.llm._ranker",
-    "text_knn": "trustrec.models.llm._encoder_models",
-    "sasrec_text": "trustrec.models.llm._encoder_models",
-    "calibrated_reranker": "trustrec.mitigate._rerank",
-    "exposure_reranker": "trustrec.mitigate._rerank",
-    "constrained": "trustrec.mitigate.control.constrained",
-    "rule_enforced": "trustrec.mitigate.control.platform_rules",
-}
+
+def _check_model(name: str, obj: Any) -> str | None:
+    if not isinstance(obj, type):
+        return f"expected a recommender class, got {type(obj).__name__}"
+    if getattr(obj, "name", None) != name:
+        return f"{obj.__name__}.name is {getattr(obj, 'name', None)!r}, not the entry point's name {name!r}"
+    return None
+
+
+MODELS: NamedRegistry[type] = NamedRegistry(
+    "model", None, ConfigError, "", group="trustrec.models", packages=("trustrec.models", "trustrec.mitigate"),
+    check=_check_model)
 
 
 def register_model(cls):
     """Class decorator: register ``cls`` under ``cls.name``."""
     if not cls.name:
         raise ConfigError(f"{cls.__name__} needs a `name` to be registered")
-    _MODELS[cls.name] = cls
+    MODELS.register(cls)
     return cls
 
 
 def available_models() -> list[str]:
-    return sorted(set(_MODELS) | set(_BUILTIN_MODULES))
+    return sorted(MODELS.names())
 
 
 def model_class(name: str) -> type:
-    if name not in _MODELS and name in _BUILTIN_MODULES:
-        import importlib
-
-        importlib.import_module(_BUILTIN_MODULES[name])
-    if name not in _MODELS:
+    if name not in MODELS:
         close = difflib.get_close_matches(name, available_models(), n=2)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown model {name!r}{hint}; valid: {', '.join(available_models())}")
-    return _MODELS[name]
+    return MODELS.get(name)
 
 
 class ModelSpec(BaseModel):

@@ -8,8 +8,11 @@ run. The library code is the same whichever executor runs it; only where the wor
 An executor is anything with a ``name`` and ``map(fn, items) -> list`` that returns
 ``[fn(item) for item in items]`` in input order (:class:`Executor`). Pure functions of their
 arguments give identical results under every executor; seeds travel in the items or in ``fn``.
+
+Executors are registered by name in :data:`EXECUTORS` (kind ``executors`` of
+:mod:`trustrec.registry`; third-party ones through the entry-point group ``trustrec.executors``).
 """
 
-from trustrec.parallel._executors import Executor, RayExecutor, SerialExecutor, resolve_executor
+from trustrec.parallel._executors import EXECUTORS, Executor, RayExecutor, SerialExecutor, resolve_executor
 
-__all__ = ["Executor", "RayExecutor", "SerialExecutor", "resolve_executor"]
+__all__ = ["EXECUTORS", "Executor", "RayExecutor", "SerialExecutor", "resolve_executor"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
+from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError
 
-__all__ = ["Executor", "RayExecutor", "SerialExecutor", "resolve_executor"]
+__all__ = ["Executor", "RayExecutor", "SerialExecutor", "resolve_executor", "EXECUTORS"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,6 +25,22 @@ class Executor(Protocol):
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]: ...
 
 
+def _check_executor(name: str, obj: Any) -> str | None:
+    if not isinstance(obj, type):
+        return f"expected an executor class (built with no arguments), got {type(obj).__name__}"
+    if getattr(obj, "name", None) != name or not callable(getattr(obj, "map", None)):
+        return f"{obj.__name__} needs name = {name!r} and a map(fn, items) method"
+    return None
+
+
+#: Executors by name (kind ``executors`` of :mod:`trustrec.registry`): classes built with no
+#: arguments by :func:`resolve_executor`. The built-ins are decorated with ``@EXECUTORS.register``;
+#: third-party ones come from the entry-point group ``trustrec.executors``.
+EXECUTORS: NamedRegistry[type] = NamedRegistry("executor", None, ConfigError, "", group="trustrec.executors",
+                                               check=_check_executor)
+
+
+@EXECUTORS.register
 class SerialExecutor:
     """Each call in this process, one after the other, in input order (the default)."""
 
@@ -51,6 +68,7 @@ def _call(fn, item):
     return fn(item)
 
 
+@EXECUTORS.register
 class RayExecutor:
     """Each call is a Ray task; results come back in input order.
 
@@ -109,18 +127,16 @@ class RayExecutor:
         return f"RayExecutor(num_cpus={self.num_cpus}, num_cpus_per_task={self.num_cpus_per_task})"
 
 
-_NAMED = {"serial": SerialExecutor, "ray": RayExecutor}
-
-
 def resolve_executor(executor: Executor | str | None) -> Executor:
     """``None`` or ``"serial"``: the serial executor; ``"ray"``: a :class:`RayExecutor` with its
-    defaults; an object with ``name`` and ``map``: itself."""
+    defaults (any other name: that registered executor, built with no arguments); an object with
+    ``name`` and ``map``: itself."""
     if executor is None:
         return SerialExecutor()
     if isinstance(executor, str):
-        if executor not in _NAMED:
-            raise ConfigError(f"unknown executor {executor!r}; one of {', '.join(_NAMED)}")
-        return _NAMED[executor]()
+        if executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
+        return EXECUTORS.get(executor)()
     if not isinstance(executor, Executor):
         raise ConfigError(f"executor must be 'serial', 'ray' or an object with name and map(fn, items), "
                           f"got {type(executor).__name__}")
