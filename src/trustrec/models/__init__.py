@@ -1,6 +1,7 @@
 """Recommenders: the protocol, the registry and the model families (classic, llm, agents)."""
 
 from trustrec.models._base import FitOptions, Recommender, exclusion_mask
+from trustrec.models._compose import ComposedRecommender, compose
 from trustrec.models._protocols import (
            CAPABILITIES,
            BuildsPrompts,
@@ -25,7 +26,7 @@ from trustrec.models._registry import (
 )
 from trustrec.models._topk import RawTopK, TopK, topk_from_scores
 
-__all__ = ["Recommender", "FitOptions", "exclusion_mask", "RawTopK", "TopK", "topk_from_scores", "ModelSpec", "register_model",
+__all__ = ["Recommender", "FitOptions", "exclusion_mask", "ComposedRecommender", "compose", "RawTopK", "TopK", "topk_from_scores", "ModelSpec", "register_model",
            "model_class", "available_models", "make_model",
            "CAPABILITIES", "has_capability", "capability_gap", "declared_capabilities", "ScoresCatalog",
            "ReadsCandidates", "ReadsOrderedCandidates", "ScoresListedCandidates", "ReadsItemText", "BuildsPrompts",

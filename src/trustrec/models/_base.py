@@ -60,6 +60,11 @@ class Recommender(Configurable):
     # Device kinds ``FitOptions.device`` may name; any other is refused, never silently ignored.
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The config's parameters (``deep``: also those of nested stages, as ``<stage>__<param>``;
+        only composed recommenders have stages)."""
+        return super().get_params()
+
     # -- fitting ------------------------------------------------------------------------
     def fit(self, data: Dataset | Split, options: FitOptions | None = None) -> "Recommender":
         """Fit on a Dataset (all its interactions) or a Split (its training part). Returns self."""

@@ -33,7 +33,8 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch
 from trustrec.errors import ConfigError
-from trustrec.models._base import FitOptions, Recommender
+from trustrec.models._base import FitOptions
+from trustrec.models._compose import ComposedRecommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
 from trustrec.models.llm._prompts import PromptCatalog, PromptResult, ReadsItemText, _special_strings, build_prompt
@@ -150,11 +151,14 @@ class ScoredCandidates:
 
 
 @register_model
-class LLMRanker(ReadsItemText, Recommender):
-    """Re-ranks a retriever's candidates with an LLM (see the module docstring)."""
+class LLMRanker(ReadsItemText, ComposedRecommender):
+    """Re-ranks a retriever's candidates with an LLM (see the module docstring); a composed
+    recommender with one stage, ``retriever`` (``retriever__<param>`` parameters, saved nested
+    under ``retriever_/``)."""
 
     name = "llm_ranker"
     config_class = RankerConfig
+    stages = ("retriever",)
     capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "attributes", "prompt",
                               "ordered_candidates", "listed_scores", "llm_backend"})
     devices = ("cpu", "cuda", "mps")
@@ -165,25 +169,14 @@ class LLMRanker(ReadsItemText, Recommender):
 
         self.llm_device_ = str(resolve_device(options.device))   # where the local LLM runs
         vars(self).pop("_backend", None)                          # a refit rebuilds it there
-        self.retriever_ = self.config.retriever.build().fit(train, options)
+        super()._fit(train, options)                              # the retriever stage, then _setup
+
+    def _setup(self, train: Dataset) -> None:
         self.catalog_ = PromptCatalog.from_items(train.items, self.config.prompt_template().item_fields).columns
 
-    @classmethod
-    def from_fitted(cls, retriever: Recommender, train: Dataset, **params) -> LLMRanker:
-        """A fitted ranker over an already fitted ``retriever`` (trained on ``train``), so a
-        comparison ranks exactly the candidates that retriever gives."""
-        if not retriever.is_fitted():
-            raise ConfigError("LLMRanker.from_fitted: the retriever is not fitted")
-        if retriever.n_items_ != train.n_items:
-            raise ConfigError(f"LLMRanker.from_fitted: the retriever knows {retriever.n_items_} items but the "
-                              f"dataset has {train.n_items}")
-        spec = ModelSpec(name=retriever.name, params=retriever.get_params())
-        ranker = cls(**{**params, "retriever": spec})
-        ranker.n_users_, ranker.n_items_ = retriever.n_users_, retriever.n_items_
-        ranker.adopt_vocabulary(retriever)
-        ranker.retriever_ = retriever
-        ranker.catalog_ = PromptCatalog.from_items(train.items, ranker.config.prompt_template().item_fields).columns
-        return ranker
+    # ``from_fitted(retriever, train, **params)``: a fitted ranker over an already fitted retriever
+    # (trained on ``train``), so a comparison ranks exactly the candidates that retriever gives;
+    # ``trustrec.models.compose("llm_ranker", split, retriever=fitted, ...)`` does the same by name.
 
     def _prompt_template(self):
         return self.config.prompt_template()
@@ -347,27 +340,6 @@ class LLMRanker(ReadsItemText, Recommender):
         # padding (-1) must come last in a row: candidates missing in the head move to the end
         ordering = np.argsort(~(items >= 0), axis=1, kind="stable")
         return TopK(np.take_along_axis(items, ordering, 1), np.take_along_axis(scores, ordering, 1))
-
-    # -- persistence -------------------------------------------------------------------------------
-    def _state(self):
-        arrays, values = {}, {}
-        for key, value in vars(self).items():
-            if key.endswith("_") and key != "retriever_":
-                values[key] = value
-        r_arrays, r_values = self.retriever_._state()
-        arrays.update({f"retriever_/{k}": v for k, v in r_arrays.items()})
-        values["retriever_"] = r_values
-        return arrays, values
-
-    def _restore(self, arrays, values) -> None:
-        for key, value in values.items():
-            if key != "retriever_":
-                setattr(self, key, value)
-        retriever = self.config.retriever.build()
-        retriever._restore({k[len("retriever_/"):]: v for k, v in arrays.items() if k.startswith("retriever_/")},
-                           values["retriever_"])
-        self.retriever_ = retriever
-
 
 def _examples(history: np.ndarray, n_shots: int, window: int) -> list[tuple[list[int], int]]:
     """In-context examples from the user's own history, oldest first: the ``n_shots`` most recent
