@@ -45,10 +45,9 @@ from trustrec.models._base import FitOptions, Recommender, exclusion_mask
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
 from trustrec.models.llm._prompts import PromptCatalog, ReadsItemText
+from trustrec.models.training.llm import IGNORE, LossTerm, causal_lm_loss, collate_examples  # noqa: F401  (re-exported)
 
 __all__ = ["GenerativeConfig", "GenerativeRecommender", "LoraConfig", "causal_lm_loss", "collate_examples"]
-
-IGNORE = -100
 
 
 class LoraConfig(Config):
@@ -82,52 +81,6 @@ class GenerativeConfig(Config):
 
         PromptTemplate.from_dict(self.template)  # raises ConfigError on a bad template
         return self
-
-
-# -- training pieces (plain functions, unit-tested) ------------------------------------------------
-def collate_examples(examples, pad_id: int, weights=None):
-    """Right-padded batch from ``(prompt_ids, answer_ids)`` pairs: ``input_ids``,
-    ``attention_mask``, ``labels`` (-100 on prompt and padding) and, with ``weights`` (one
-    sequence per example, one weight per answer token), ``weights`` (0 off the answer)."""
-    import torch
-
-    length = max(len(p) + len(a) for p, a in examples)
-    n = len(examples)
-    ids = torch.full((n, length), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, length), dtype=torch.long)
-    labels = torch.full((n, length), IGNORE, dtype=torch.long)
-    w = torch.zeros((n, length), dtype=torch.float32) if weights is not None else None
-    for row, (prompt, answer) in enumerate(examples):
-        seq = list(prompt) + list(answer)
-        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, :len(seq)] = 1
-        labels[row, len(prompt):len(seq)] = torch.tensor(list(answer), dtype=torch.long)
-        if w is not None:
-            if len(weights[row]) != len(answer):
-                raise ValueError(f"collate_examples: example {row} has {len(answer)} answer tokens but "
-                                 f"{len(weights[row])} weights")
-            w[row, len(prompt):len(seq)] = torch.as_tensor(weights[row], dtype=torch.float32)
-    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    if w is not None:
-        batch["weights"] = w
-    return batch
-
-
-def causal_lm_loss(logits, labels, weights=None):
-    """Next-token cross-entropy on positions whose label is not -100 (logits at ``t`` predict the
-    label at ``t + 1``). Without ``weights``: the mean over those tokens (the standard loss).
-    With ``weights`` (same shape as ``labels``): ``sum(w * ce) / sum(w)`` over those tokens."""
-    import torch.nn.functional as F
-
-    logits = logits[:, :-1, :].float()
-    target = labels[:, 1:]
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE,
-                         reduction="none").view(target.shape)
-    valid = (target != IGNORE).float()
-    if weights is None:
-        return (ce * valid).sum() / valid.sum().clamp(min=1.0)
-    w = weights[:, 1:].float() * valid
-    return (ce * w).sum() / w.sum().clamp(min=1e-12)
 
 
 # -- grounding -------------------------------------------------------------------------------------
@@ -191,7 +144,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:
         import torch
-        from tqdm.auto import tqdm
+
+        from trustrec.models.training import LLMTrainer, early_stopping_from, progress_from
+        from trustrec.models.training.llm import CausalLMLoss
 
         c = self.config
         if options.threads:
@@ -203,47 +158,28 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         examples = self._examples(train, rng)
         if not examples:
             raise DataError(f"{type(self).__name__}.fit: no training example (every user has a single interaction)")
-        optimizer = torch.optim.AdamW([p for p in self.lm_.parameters() if p.requires_grad], lr=c.learning_rate)
-        pad_id = self._pad_id()
-        device = next(self.lm_.parameters()).device
-        losses, scores = [], []
-        best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
-        n_batches = max(1, math.ceil(len(examples) / c.batch_size))
-        bar = tqdm(total=c.epochs * n_batches, desc=type(self).__name__, disable=not options.progress, unit="batch")
-        for epoch in range(1, c.epochs + 1):
-            self.lm_.train()
-            total, count = 0.0, 0
-            for idx in np.array_split(rng.permutation(len(examples)), n_batches):
-                batch = collate_examples([examples[i] for i in idx], pad_id)
-                batch = {k: v.to(device) for k, v in batch.items()}
-                loss = self._training_loss(batch)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(idx)
-                count += len(idx)
-                bar.update(1)
-            losses.append(total / count)
-            postfix = {"epoch": epoch, "loss": f"{losses[-1]:.4f}"}
-            if options.validator is not None and (epoch % options.eval_every == 0 or epoch == c.epochs):
-                self.lm_.eval()
-                score = float(options.validator(self))
-                scores.append({"epoch": epoch, "score": score})
-                postfix["valid"] = f"{score:.4f}"
-                if score > best_score:
-                    best_score, best_epoch, stale = score, epoch, 0
-                    best_state = {k: v.detach().clone() for k, v in self._trainable_state().items()}
-                else:
-                    stale += 1
-            bar.set_postfix(postfix)
-            if options.validator is not None and stale >= options.patience:
-                break
-        bar.close()
-        if best_state is not None and best_epoch != len(losses):
-            self._load_trainable_state(best_state)
+        trainer = LLMTrainer(self.lm_, pad_id=self._pad_id(), losses=[CausalLMLoss(), _ExtraLoss(self)],
+                             learning_rate=c.learning_rate, batch_size=c.batch_size)
+
+        def score() -> float:
+            self.lm_.eval()
+            return options.validator(self)
+
+        stopper = early_stopping_from(
+            options, score, eval_last=True,
+            snapshot=lambda: {k: v.detach().clone() for k, v in self._trainable_state().items()},
+            restore=self._load_trainable_state)
+        bar = progress_from(options, type(self).__name__, unit="batch", steps_per_epoch=trainer.n_batches(len(examples)),
+                            leave=True)
+        loop = trainer.fit(examples, rng, c.epochs, [stopper, bar, *self._callbacks(options)])
         self.lm_.eval()
-        self.history_ = {"loss": losses, "n_examples": len(examples), "epochs_run": len(losses),
-                         "valid": scores, "best_epoch": best_epoch or len(losses)}
+        self.history_ = {"loss": loop.losses, "n_examples": len(examples), "epochs_run": loop.epochs_run,
+                         "valid": [{"epoch": e, "score": s} for e, s in stopper.scores] if stopper is not None else [],
+                         "best_epoch": (stopper.best_epoch if stopper is not None else 0) or loop.epochs_run}
+
+    def _callbacks(self, options: FitOptions) -> list:
+        """Hook: extra :class:`~trustrec.models.training.Callback` objects for the epoch loop."""
+        return []
 
     def _trainable_state(self) -> dict:
         """What training changes: the LoRA adapters, or every weight."""
@@ -527,3 +463,13 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         self._load_trainable_state({k[len("lm_/"):]: torch.from_numpy(v.copy()) for k, v in arrays.items()
                                     if k.startswith("lm_/")})
         self.lm_.eval()
+
+
+class _ExtraLoss(LossTerm):
+    """The trainer's view of :meth:`GenerativeRecommender._extra_loss` (None adds nothing)."""
+
+    def __init__(self, model: GenerativeRecommender):
+        self.owner = model
+
+    def compute(self, ctx):
+        return self.owner._extra_loss(ctx.batch, ctx.outputs)

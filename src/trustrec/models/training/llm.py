@@ -1,0 +1,422 @@
+"""The LLM trainer: examples with any number of prompt variants, per-token loss weights and
+composable loss terms.
+
+A :class:`TrainingExample` holds one or more :class:`PromptVariant` rows (``prompt_ids``,
+``answer_ids``, optional per-answer-token ``weights``), e.g. the same target with and without
+the history, and optionally ``rejected`` rows (one per variant, the dispreferred answers for
+preference terms) and free ``meta`` for the caller's reward function. :class:`LLMTrainer`
+shuffles the examples with the caller's generator, batches ``batch_size`` examples at a time
+(every variant of an example lands in the same batch), runs one forward pass over the variant
+rows and sums its loss terms, each a callable ``term(ctx) -> scalar`` on a
+:class:`LossContext` (the batch, the model's outputs, a lazily computed forward pass over the
+rejected rows):
+
+- :class:`CausalLMLoss`: next-token cross-entropy on the answer tokens (:func:`causal_lm_loss`,
+  weighted by the per-token weights when an example has them);
+- :class:`PairwisePreferenceLoss`: DPO (``-log sigmoid(beta * ((c - c_ref) - (r - r_ref)))``)
+  or a hinge margin (``max(0, margin - (c - r))``) on sequence log-likelihoods of the chosen and
+  rejected answers (:func:`sequence_logprobs`, :func:`preference_loss`);
+- :class:`DistillationLoss`: ``T^2 KL(teacher || student)`` on the answer tokens, the teacher's
+  logits given by the caller (:func:`distillation_loss`);
+- :class:`ListRewardLoss`: REINFORCE on rollouts sampled per example by the caller's sampler and
+  scored by the caller's list-level reward function (:func:`reinforce_loss`).
+
+Each term has a ``weight``. :func:`collate_examples`, :func:`causal_lm_loss` and
+:data:`IGNORE` (the label of tokens that are not trained on) live here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+
+__all__ = ["IGNORE", "PromptVariant", "TrainingExample", "LossContext", "LossTerm", "CausalLMLoss",
+           "PairwisePreferenceLoss", "DistillationLoss", "ListRewardLoss", "LLMTrainer", "collate_examples",
+           "causal_lm_loss", "sequence_logprobs", "preference_loss", "distillation_loss", "reinforce_loss"]
+
+IGNORE = -100
+
+
+# -- plain functions (unit-tested on small tensors) --------------------------------------------------
+def collate_examples(examples, pad_id: int, weights=None):
+    """Right-padded batch from ``(prompt_ids, answer_ids)`` pairs: ``input_ids``,
+    ``attention_mask``, ``labels`` (-100 on prompt and padding) and, with ``weights`` (one
+    sequence per example, one weight per answer token), ``weights`` (0 off the answer)."""
+    import torch
+
+    length = max(len(p) + len(a) for p, a in examples)
+    n = len(examples)
+    ids = torch.full((n, length), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, length), dtype=torch.long)
+    labels = torch.full((n, length), IGNORE, dtype=torch.long)
+    w = torch.zeros((n, length), dtype=torch.float32) if weights is not None else None
+    for row, (prompt, answer) in enumerate(examples):
+        seq = list(prompt) + list(answer)
+        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, :len(seq)] = 1
+        labels[row, len(prompt):len(seq)] = torch.tensor(list(answer), dtype=torch.long)
+        if w is not None:
+            if len(weights[row]) != len(answer):
+                raise ValueError(f"collate_examples: example {row} has {len(answer)} answer tokens but "
+                                 f"{len(weights[row])} weights")
+            w[row, len(prompt):len(seq)] = torch.as_tensor(weights[row], dtype=torch.float32)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if w is not None:
+        batch["weights"] = w
+    return batch
+
+
+def causal_lm_loss(logits, labels, weights=None):
+    """Next-token cross-entropy on positions whose label is not -100 (logits at ``t`` predict the
+    label at ``t + 1``). Without ``weights``: the mean over those tokens (the standard loss).
+    With ``weights`` (same shape as ``labels``): ``sum(w * ce) / sum(w)`` over those tokens."""
+    import torch.nn.functional as F
+
+    logits = logits[:, :-1, :].float()
+    target = labels[:, 1:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE,
+                         reduction="none").view(target.shape)
+    valid = (target != IGNORE).float()
+    if weights is None:
+        return (ce * valid).sum() / valid.sum().clamp(min=1.0)
+    w = weights[:, 1:].float() * valid
+    return (ce * w).sum() / w.sum().clamp(min=1e-12)
+
+
+def sequence_logprobs(logits, labels, *, average: bool = False):
+    """Per row, the log-likelihood of its answer (the tokens whose label is not -100): the sum of
+    the next-token log-probabilities, or their mean with ``average``."""
+    import torch
+
+    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
+    target = labels[:, 1:]
+    valid = target != IGNORE
+    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid
+    total = picked.sum(1)
+    return total / valid.sum(1).clamp(min=1) if average else total
+
+
+def preference_loss(chosen, rejected, ref_chosen=None, ref_rejected=None, *, kind: str = "dpo",
+                    beta: float = 0.1, margin: float = 1.0):
+    """Mean pairwise preference loss on sequence log-likelihoods: ``kind="dpo"`` is
+    ``-log sigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected)))`` (references 0
+    when not given), ``kind="margin"`` is ``max(0, margin - (chosen - rejected))``."""
+    import torch.nn.functional as F
+
+    if kind == "dpo":
+        diff = chosen - rejected
+        if ref_chosen is not None:
+            diff = diff - (ref_chosen - ref_rejected)
+        return -F.logsigmoid(beta * diff).mean()
+    if kind == "margin":
+        return (margin - (chosen - rejected)).clamp(min=0).mean()
+    raise ValueError(f"preference_loss: kind must be 'dpo' or 'margin', got {kind!r}")
+
+
+def distillation_loss(student_logits, teacher_logits, labels, *, temperature: float = 1.0):
+    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` summed over the vocabulary and
+    averaged over the answer positions (those predicting a label that is not -100)."""
+    import torch
+
+    s = torch.log_softmax(student_logits[:, :-1, :].float() / temperature, dim=-1)
+    t = torch.log_softmax(teacher_logits[:, :-1, :].float() / temperature, dim=-1)
+    valid = (labels[:, 1:] != IGNORE).float()
+    kl = (t.exp() * (t - s)).sum(-1)
+    return (kl * valid).sum() / valid.sum().clamp(min=1.0) * temperature ** 2
+
+
+def reinforce_loss(logprobs, rewards, *, baseline: Literal["mean", "none"] = "mean"):
+    """REINFORCE on a group of rollouts of one query: ``-mean((r - b) * logp)`` with ``b`` the
+    group's mean reward (``baseline="mean"``) or 0."""
+    import torch
+
+    rewards = torch.as_tensor(rewards, dtype=logprobs.dtype, device=logprobs.device)
+    if baseline == "mean":
+        adv = rewards - rewards.mean()
+    elif baseline == "none":
+        adv = rewards
+    else:
+        raise ValueError(f"reinforce_loss: baseline must be 'mean' or 'none', got {baseline!r}")
+    return -(adv.detach() * logprobs).mean()
+
+
+# -- examples ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PromptVariant:
+    """One row: the prompt's token ids, the answer's token ids and optional per-answer-token
+    loss weights."""
+
+    prompt_ids: Sequence[int]
+    answer_ids: Sequence[int]
+    weights: Sequence[float] | None = None
+
+    def __post_init__(self):
+        if self.weights is not None and len(self.weights) != len(self.answer_ids):
+            raise ValueError(f"PromptVariant: {len(self.answer_ids)} answer tokens but {len(self.weights)} weights")
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """Any number of prompt variants of one example, optionally one rejected row per variant
+    (preference terms) and caller data in ``meta`` (reward functions read it)."""
+
+    variants: tuple[PromptVariant, ...]
+    rejected: tuple[PromptVariant, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "variants", tuple(_variant(v) for v in self.variants))
+        object.__setattr__(self, "rejected", tuple(_variant(v) for v in self.rejected))
+        if not self.variants:
+            raise ValueError("TrainingExample: give at least one prompt variant")
+        if self.rejected and len(self.rejected) != len(self.variants):
+            raise ValueError(f"TrainingExample: {len(self.variants)} variants but {len(self.rejected)} rejected rows "
+                             "(give one rejected row per variant)")
+
+    @classmethod
+    def single(cls, prompt_ids, answer_ids, weights=None, **meta) -> "TrainingExample":
+        return cls((PromptVariant(list(prompt_ids), list(answer_ids), weights),), meta=meta)
+
+
+def _variant(v) -> PromptVariant:
+    return v if isinstance(v, PromptVariant) else PromptVariant(*v)
+
+
+def _as_example(e) -> TrainingExample:
+    if isinstance(e, TrainingExample):
+        return e
+    return TrainingExample.single(*e)        # a (prompt_ids, answer_ids[, weights]) pair
+
+
+def _collate_rows(rows: Sequence[PromptVariant], pad_id: int):
+    weighted = any(r.weights is not None for r in rows)
+    weights = [list(r.weights) if r.weights is not None else [1.0] * len(r.answer_ids) for r in rows] \
+        if weighted else None
+    return collate_examples([(r.prompt_ids, r.answer_ids) for r in rows], pad_id, weights)
+
+
+# -- loss terms ----------------------------------------------------------------------------------------
+class LossContext:
+    """What a loss term sees for one batch: ``examples``, ``batch`` (the collated variant rows
+    on the device, plus ``example_index``: the example of each row), ``outputs`` (the model's
+    forward pass over them), ``rejected_batch`` / ``rejected_outputs`` (computed on first use),
+    ``model`` and ``trainer``."""
+
+    def __init__(self, trainer: "LLMTrainer", examples: list[TrainingExample], batch: dict, outputs):
+        self.trainer, self.model, self.examples, self.batch, self.outputs = trainer, trainer.model, examples, batch, outputs
+        self._rejected = None
+
+    def _forward_rejected(self):
+        if self._rejected is None:
+            rows = [r for e in self.examples for r in e.rejected]
+            if len(rows) != sum(len(e.variants) for e in self.examples):
+                raise ValueError("a preference loss needs one rejected row per prompt variant in every example")
+            batch = self.trainer.to_device(_collate_rows(rows, self.trainer.pad_id))
+            self._rejected = (batch, self.trainer.forward(batch))
+        return self._rejected
+
+    @property
+    def rejected_batch(self) -> dict:
+        return self._forward_rejected()[0]
+
+    @property
+    def rejected_outputs(self):
+        return self._forward_rejected()[1]
+
+
+class LossTerm:
+    """A weighted loss term: ``weight * self.compute(ctx)``; None means no contribution."""
+
+    weight: float = 1.0
+
+    def __call__(self, ctx: LossContext):
+        value = self.compute(ctx)
+        if value is None:
+            return None
+        return value if self.weight == 1.0 else self.weight * value
+
+    def compute(self, ctx: LossContext):
+        raise NotImplementedError
+
+
+@dataclass
+class CausalLMLoss(LossTerm):
+    """Causal-LM cross-entropy on the answer tokens (per-token weighted when rows carry weights)."""
+
+    weight: float = 1.0
+
+    def compute(self, ctx):
+        return causal_lm_loss(ctx.outputs.logits, ctx.batch["labels"], ctx.batch.get("weights"))
+
+
+@dataclass
+class PairwisePreferenceLoss(LossTerm):
+    """Preference of each variant's answer over its rejected row (see :func:`preference_loss`).
+    ``reference`` (optional) maps a batch to reference logits (e.g. a frozen copy of the model);
+    ``average`` uses mean instead of summed token log-probabilities."""
+
+    kind: Literal["dpo", "margin"] = "dpo"
+    beta: float = 0.1
+    margin: float = 1.0
+    reference: Callable[[dict], Any] | None = None
+    average: bool = False
+    weight: float = 1.0
+
+    def compute(self, ctx):
+        import torch
+
+        chosen = sequence_logprobs(ctx.outputs.logits, ctx.batch["labels"], average=self.average)
+        rejected = sequence_logprobs(ctx.rejected_outputs.logits, ctx.rejected_batch["labels"], average=self.average)
+        ref_c = ref_r = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref_c = sequence_logprobs(self.reference(ctx.batch), ctx.batch["labels"], average=self.average)
+                ref_r = sequence_logprobs(self.reference(ctx.rejected_batch), ctx.rejected_batch["labels"],
+                                          average=self.average)
+        return preference_loss(chosen, rejected, ref_c, ref_r, kind=self.kind, beta=self.beta, margin=self.margin)
+
+
+@dataclass
+class DistillationLoss(LossTerm):
+    """KL to a teacher: ``teacher(batch)`` returns the teacher's logits for the batch's rows
+    (same vocabulary); see :func:`distillation_loss`."""
+
+    teacher: Callable[[dict], Any]
+    temperature: float = 1.0
+    weight: float = 1.0
+
+    def compute(self, ctx):
+        import torch
+
+        with torch.no_grad():
+            teacher = self.teacher(ctx.batch)
+        return distillation_loss(ctx.outputs.logits, teacher, ctx.batch["labels"], temperature=self.temperature)
+
+
+@dataclass
+class ListRewardLoss(LossTerm):
+    """REINFORCE with a list-level reward supplied by the caller: for each example,
+    ``sample(example) -> list of answer token-id sequences`` (e.g.
+    :meth:`~trustrec.models.training.RolloutSampler.sample_ids`), ``reward(example, rollouts) ->
+    one float per rollout`` (e.g. a trustrec metric of the list the rollouts name); the loss is
+    :func:`reinforce_loss` of the rollouts' log-likelihoods given the example's first prompt
+    variant, averaged over the examples."""
+
+    sample: Callable[[TrainingExample], list]
+    reward: Callable[[TrainingExample, list], Sequence[float]]
+    baseline: Literal["mean", "none"] = "mean"
+    weight: float = 1.0
+
+    def compute(self, ctx):
+        trainer, terms = ctx.trainer, []
+        for example in ctx.examples:
+            rollouts = [list(r) for r in self.sample(example)]
+            if not rollouts:
+                continue
+            rewards = np.asarray(self.reward(example, rollouts), dtype=np.float64)
+            if rewards.shape != (len(rollouts),):
+                raise ValueError(f"ListRewardLoss: reward gave shape {rewards.shape} for {len(rollouts)} rollouts")
+            prompt = example.variants[0].prompt_ids
+            batch = trainer.to_device(collate_examples([(prompt, r) for r in rollouts], trainer.pad_id))
+            logp = sequence_logprobs(trainer.forward(batch).logits, batch["labels"])
+            terms.append(reinforce_loss(logp, rewards, baseline=self.baseline))
+        if not terms:
+            return None
+        return sum(terms) / len(terms)
+
+
+# -- the trainer ---------------------------------------------------------------------------------------
+class LLMTrainer:
+    """Trains ``model`` (a causal LM taking ``input_ids`` and ``attention_mask``) on
+    :class:`TrainingExample` objects (or ``(prompt_ids, answer_ids[, weights])`` tuples) with
+    AdamW over its trainable parameters and the sum of ``losses`` (default: causal LM only).
+
+    :meth:`train_epoch` runs one epoch: the examples in ``rng.permutation`` order, split into
+    ``ceil(n / batch_size)`` near-equal batches (``np.array_split``); it returns the mean batch
+    loss weighted by the batch's number of examples. :meth:`fit` runs it under an
+    :class:`~trustrec.models.training.EpochLoop` with the given callbacks.
+    """
+
+    def __init__(self, model, *, pad_id: int, losses: Sequence[Callable] | None = None, learning_rate: float = 2e-4,
+                 batch_size: int = 8, optimizer=None, loss_fn: Callable | None = None):
+        import torch
+
+        if batch_size < 1:
+            raise ValueError(f"LLMTrainer: batch_size must be >= 1, got {batch_size}")
+        self.model, self.pad_id, self.batch_size = model, int(pad_id), int(batch_size)
+        self.losses = list(losses) if losses is not None else [CausalLMLoss()]
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer if optimizer is not None else torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def to_device(self, batch: dict) -> dict:
+        device = self.device
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def forward(self, batch: dict):
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+    def collate(self, examples: Sequence[TrainingExample]) -> dict:
+        """The variant rows of ``examples`` (in order) collated, with ``example_index``."""
+        import torch
+
+        rows = [v for e in examples for v in e.variants]
+        batch = _collate_rows(rows, self.pad_id)
+        batch["example_index"] = torch.tensor([i for i, e in enumerate(examples) for _ in e.variants],
+                                              dtype=torch.long)
+        return batch
+
+    def batch_loss(self, examples: Sequence[TrainingExample], batch: dict | None = None):
+        """The summed loss terms of one batch of examples (``loss_fn(batch)`` instead when the
+        trainer was given one)."""
+        examples = [_as_example(e) for e in examples]
+        if batch is None:
+            batch = self.to_device(self.collate(examples))
+        if self.loss_fn is not None:
+            return self.loss_fn(batch)
+        ctx = LossContext(self, examples, batch, self.forward(batch))
+        total = None
+        for term in self.losses:
+            value = term(ctx)
+            if value is not None:
+                total = value if total is None else total + value
+        if total is None:
+            raise ValueError("LLMTrainer: no loss term contributed to the batch")
+        return total
+
+    def n_batches(self, n_examples: int) -> int:
+        return max(1, math.ceil(n_examples / self.batch_size))
+
+    def train_epoch(self, examples: Sequence, rng: np.random.Generator, on_step: Callable[[], None] | None = None) -> float:
+        examples = [_as_example(e) for e in examples]
+        if not examples:
+            raise ValueError("LLMTrainer.train_epoch: no training example")
+        self.model.train()
+        total, count = 0.0, 0
+        for idx in np.array_split(rng.permutation(len(examples)), self.n_batches(len(examples))):
+            chosen = [examples[i] for i in idx]
+            loss = self.batch_loss(chosen)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            if on_step is not None:
+                on_step()
+        return total / count
+
+    def fit(self, examples: Sequence, rng: np.random.Generator, epochs: int, callbacks: Sequence = ()):
+        """Runs ``epochs`` epochs under an :class:`EpochLoop` with ``callbacks``; returns the loop."""
+        from trustrec.models.training.loop import EpochLoop
+
+        examples = [_as_example(e) for e in examples]
+        loop: EpochLoop
+        loop = EpochLoop(lambda epoch: self.train_epoch(examples, rng, on_step=lambda: loop.step()), epochs, callbacks)
+        return loop.run()
