@@ -5,7 +5,7 @@ on the data without the users' interactions: the reference, which by constructio
 trace of them (same index space, so it answers the same queries). ``method="gradient_ascent"``
 (torch models with a per-sequence training loss: ``sasrec``, ``bpr_mf``) starts from the fitted
 model and runs a few steps of gradient ascent on the forgotten users' sequences with a
-retain-set term (:meth:`trustrec.models._torch.TorchRecommender.unlearn`): approximate, much
+retain-set term (the training method :func:`trustrec.models.training.approximate_unlearn`): approximate, much
 faster, to be verified with the ``unlearning`` audit (membership inference on the forgotten
 users, distance of the outputs to the exact retrain, accuracy on retained users).
 
@@ -15,7 +15,6 @@ the method, the number of users and the seconds taken, never their ids.
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Literal
 
@@ -23,7 +22,6 @@ import numpy as np
 
 from trustrec.data import Dataset, Split
 from trustrec.errors import ConfigError, DataError
-from trustrec.models._protocols import has_capability
 
 __all__ = ["forget", "remove_users", "resolve_users", "UNLEARNING_METHODS"]
 
@@ -85,8 +83,9 @@ def forget(model, data: Dataset | Split, user_ids, *, method: Literal["exact", "
     ids, or indices with ``by="index"``; unknown users raise, naming them). See the module
     docstring for the methods; ``seed`` is the seed of the exact retrain (use the fit's seed to
     get exactly the model trained without them) and of the approximate method's batches; the
-    other keywords go to :meth:`~trustrec.models._torch.TorchRecommender.unlearn`."""
-    from trustrec.models import FitOptions
+    other keywords go to :func:`trustrec.models.training.approximate_unlearn`."""
+    from trustrec.models import FitOptions, has_capability
+    from trustrec.models.training import approximate_unlearn, supports_approximate_unlearning
 
     if method not in UNLEARNING_METHODS:
         raise ConfigError(f"forget: method must be one of {UNLEARNING_METHODS}, got {method!r}")
@@ -99,7 +98,7 @@ def forget(model, data: Dataset | Split, user_ids, *, method: Literal["exact", "
         fresh.unlearning_ = {"method": "exact", "n_users": len(users), "seconds": time.perf_counter() - started}
         return fresh
     model._check_fitted()
-    if not (has_capability(model, "unlearnable") and model.can_unlearn()):
+    if not (has_capability(model, "unlearnable") and supports_approximate_unlearning(model)):
         raise ConfigError(f"forget: {type(model).__name__} has no approximate unlearning (gradient_ascent needs a torch "
                           "model with a per-sequence training loss: sasrec, bpr_mf); use method='exact'")
     if model.n_users_ != dataset.n_users or model.n_items_ != dataset.n_items:
@@ -108,10 +107,10 @@ def forget(model, data: Dataset | Split, user_ids, *, method: Literal["exact", "
     seqs = train.by_user(dataset.n_users)
     counts = seqs.lengths
     retained = np.flatnonzero((counts > 0) & ~np.isin(np.arange(dataset.n_users), users))
-    clone = copy.deepcopy(model)
-    clone.unlearn(seqs.take(users), seqs.take(retained), forget_users=users, retain_users=retained, steps=steps,
-                  learning_rate=learning_rate, retain_weight=retain_weight, batch_size=batch_size,
-                  max_forget_loss=max_forget_loss, seed=seed)
+    clone = approximate_unlearn(model, seqs.take(users), seqs.take(retained), forget_users=users,
+                                retain_users=retained, steps=steps, learning_rate=learning_rate,
+                                retain_weight=retain_weight, batch_size=batch_size, max_forget_loss=max_forget_loss,
+                                seed=seed)
     clone.unlearning_ = {**clone.unlearning_, "n_users": len(users),
                          "n_users_without_data": int((counts[users] == 0).sum()),
                          "seconds": time.perf_counter() - started}

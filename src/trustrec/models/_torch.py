@@ -4,7 +4,6 @@ stopping, and saving the network's weights through safetensors."""
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -117,7 +116,8 @@ class TorchRecommender(Recommender):
 
     # -- approximate unlearning ----------------------------------------------------------------
     def _sequence_losses(self, histories, users: np.ndarray, rng: np.random.Generator):
-        """Hook for :meth:`unlearn`: a (n_rows,) tensor, each row's mean training loss on its
+        """Capability hook of approximate unlearning
+        (:func:`trustrec.models.training.approximate_unlearn`): a (n_rows,) tensor, each row's mean training loss on its
         chronological sequence ``histories[i]`` of user ``users[i]``, differentiable through
         ``net_``; NaN for a row that gives no training example. Models without it cannot
         unlearn approximately."""
@@ -126,89 +126,17 @@ class TorchRecommender(Recommender):
 
     def can_unlearn(self) -> bool:
         """Whether :meth:`unlearn` (approximate unlearning) is available for this model."""
-        return type(self)._sequence_losses is not TorchRecommender._sequence_losses
+        from trustrec.models.training.unlearning import supports_approximate_unlearning
 
-    def unlearn(self, forget, retain, *, forget_users=None, retain_users=None, steps: int = 10,
-                learning_rate: float | None = None, retain_weight: float = 1.0, batch_size: int = 32,
-                max_forget_loss: float | None = None, seed: int = 0):
-        """Approximate unlearning of the sequences ``forget`` (a Ragged of chronological
-        training sequences, of user indices ``forget_users``) by gradient ascent with a retain
-        term, in place; returns ``self``.
+        return supports_approximate_unlearning(self)
 
-        Each of at most ``steps`` Adam steps (``learning_rate``, default a tenth of the config's:
-        on ml-100k SASRec, the config's own rate cost 13% of NDCG in 4 steps) minimises
-        ``-mean(L_forget) + retain_weight * mean(L_retain)``, where ``L`` are the per-sequence
-        training losses (:meth:`_sequence_losses`) of the forget set (in batches of
-        ``batch_size`` rows, seeded) and of a seeded batch of ``batch_size`` rows of ``retain``
-        (the sequences to keep). Ascent is bounded: with ``max_forget_loss`` (e.g. the mean loss
-        of users the model never saw) the forget term is dropped once the forget set's mean loss
-        reaches it, and the loop stops when it has reached it and the retain loss is back at or
-        below its starting value. The network is in eval mode (no dropout) throughout: the
-        steps act on the function the model serves. ``unlearning_`` records what was done
-        (steps, losses, seconds; never the user ids).
-        """
-        import torch
+    def unlearn(self, forget, retain, **kwargs):
+        """Approximate unlearning in place, returning ``self``: the training method
+        :func:`trustrec.models.training.approximate_unlearn` (see it for the keywords) applied
+        to this model."""
+        from trustrec.models.training.unlearning import approximate_unlearn
 
-        from trustrec.errors import ConfigError
-
-        self._check_fitted()
-        if not self.can_unlearn():
-            self._sequence_losses(forget, np.zeros(0, np.int64), np.random.default_rng(0))
-        if steps < 1 or batch_size < 1:
-            raise ConfigError(f"{type(self).__name__}.unlearn: steps and batch_size must be >= 1, got {steps}, "
-                              f"{batch_size}")
-        if retain_weight < 0:
-            raise ConfigError(f"{type(self).__name__}.unlearn: retain_weight must be >= 0, got {retain_weight}")
-        forget_users = np.full(len(forget), -1) if forget_users is None else np.asarray(forget_users, np.int64)
-        retain_users = np.full(len(retain), -1) if retain_users is None else np.asarray(retain_users, np.int64)
-        if len(forget_users) != len(forget) or len(retain_users) != len(retain):
-            raise ValueError(f"{type(self).__name__}.unlearn: users must align with the rows of forget and retain")
-        started = time.perf_counter()
-        rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
-        lr = learning_rate if learning_rate is not None else 0.1 * self.config.learning_rate
-        opt = torch.optim.Adam([p for p in self.net_.parameters() if p.requires_grad], lr=lr)
-        self.net_.eval()
-        with_forget = np.flatnonzero(forget.lengths >= 2)
-        with_retain = np.flatnonzero(retain.lengths >= 2)
-        log = {"forget_loss": [], "retain_loss": []}
-        start_retain = None
-        for _ in range(steps):
-            f_rows = with_forget if len(with_forget) <= batch_size else np.sort(
-                rng.choice(with_forget, batch_size, replace=False))
-            lf = self._sequence_losses(forget.take(f_rows), forget_users[f_rows], rng)
-            lf = lf[~torch.isnan(lf)]
-            forget_mean = float(lf.detach().mean()) if len(lf) else float("nan")
-            loss = -lf.mean() if len(lf) else None
-            ascend = loss is not None and (max_forget_loss is None or forget_mean < max_forget_loss)
-            retain_mean = float("nan")
-            total = loss if ascend else None
-            if retain_weight > 0 and len(with_retain):
-                r_rows = np.sort(rng.choice(with_retain, min(batch_size, len(with_retain)), replace=False))
-                lr_ = self._sequence_losses(retain.take(r_rows), retain_users[r_rows], rng)
-                lr_ = lr_[~torch.isnan(lr_)]
-                if len(lr_):
-                    retain_mean = float(lr_.detach().mean())
-                    start_retain = retain_mean if start_retain is None else start_retain
-                    term = retain_weight * lr_.mean()
-                    total = term if total is None else total + term
-            log["forget_loss"].append(forget_mean)
-            log["retain_loss"].append(retain_mean)
-            if not ascend and (start_retain is None or not retain_mean > start_retain):
-                break                                # bound reached and retained users back where they were
-            if total is None:
-                break
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-        self.net_.eval()
-        self.unlearning_ = {"method": "gradient_ascent", "n_forget_sequences": int(len(with_forget)),
-                            "steps_run": len(log["forget_loss"]), "max_steps": int(steps), "learning_rate": float(lr),
-                            "retain_weight": float(retain_weight),
-                            "max_forget_loss": None if max_forget_loss is None else float(max_forget_loss),
-                            "forget_loss": log["forget_loss"], "retain_loss": log["retain_loss"],
-                            "seconds": time.perf_counter() - started}
-        return self
+        return approximate_unlearn(self, forget, retain, **kwargs, in_place=True)
 
 
 def batched(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Callable:

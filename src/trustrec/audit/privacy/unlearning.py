@@ -124,7 +124,7 @@ class UnlearningAudit(RetrainingAudit):
         return None
 
     def _partition(self, inputs: AuditInputs, rng):
-        from trustrec.mitigate._unlearning import resolve_users
+        from trustrec.mitigate import resolve_users
 
         c = self.config
         ds = inputs.dataset
@@ -152,8 +152,9 @@ class UnlearningAudit(RetrainingAudit):
         return forget, heldout, retained
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.mitigate._unlearning import forget as forget_users
-        from trustrec.mitigate._unlearning import remove_users
+        from trustrec.mitigate import forget as forget_users
+        from trustrec.mitigate import remove_users
+        from trustrec.models.training import supports_approximate_unlearning
 
         c = self.config
         k = c.k
@@ -170,7 +171,7 @@ class UnlearningAudit(RetrainingAudit):
         seqs = split.train.by_user(ds.n_users)
         trace = None
         bound = None
-        if hasattr(original, "can_unlearn") and original.can_unlearn():
+        if supports_approximate_unlearning(original):
             import torch
 
             with torch.no_grad():

@@ -37,3 +37,6 @@ __all__ = ["Callback", "EpochLoop", "EarlyStopping", "ProgressBar", "Checkpoint"
            "IGNORE", "PromptVariant", "TrainingExample", "LossContext", "LossTerm", "CausalLMLoss",
            "PairwisePreferenceLoss", "DistillationLoss", "ListRewardLoss", "LLMTrainer", "collate_examples",
            "causal_lm_loss", "sequence_logprobs", "preference_loss", "distillation_loss", "reinforce_loss"]
+from trustrec.models.training.unlearning import approximate_unlearn, supports_approximate_unlearning
+
+__all__ += ["approximate_unlearn", "supports_approximate_unlearning"]
