@@ -139,13 +139,12 @@ def sasrec_part(args, overrides: dict) -> tuple[dict, Path]:
 
 
 def llm_part(args, overrides: dict, sasrec_dir: Path) -> dict:
-    from trustrec.models import Recommender
-    from trustrec.models.llm._ranker import LLMRanker
+    from trustrec.models import Recommender, compose
     from trustrec.runs import audit_model, audit_plan, load_run_config, prepare_data
 
     _, split = prepare_data(load_run_config(sasrec_dir / "config.yaml"))
     sasrec = Recommender.load(sasrec_dir / "checkpoint")
-    ranker = LLMRanker.from_fitted(sasrec, split.train_dataset(), n_candidates=args.llm_candidates)
+    ranker = compose("llm_ranker", split, retriever=sasrec, n_candidates=args.llm_candidates)
     from trustrec.audit import available_audits
 
     names = args.llm_audits.split(",") if args.llm_audits else list(available_audits())

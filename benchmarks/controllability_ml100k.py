@@ -37,7 +37,7 @@ from trustrec.audit.controllability import (
 )
 from trustrec.audit._result import Estimate
 from trustrec.data import load_dataset, split_leave_one_out
-from trustrec.models import FitOptions, make_model
+from trustrec.models import FitOptions, compose, make_model
 from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,8 +95,9 @@ def main() -> None:
     for col in ("model", "satisfaction@10 unconstrained", "filtered", "post_filtered", "NDCG kept (filtered)",
                 "latency x (filtered)", "violations base -> enforced", "NDCG kept (rules)", "s"):
         table.add_column(col)
+    fitted = {}
     for name in ("most_popular", "item_knn"):
-        model = make_model(name).fit(split, FitOptions(seed=0, progress=False))
+        model = fitted[name] = make_model(name).fit(split, FitOptions(seed=0, progress=False))
         control, t_c = _timed(UserControlAudit(max_users=args.classic_users, k=args.k, n_boot=500), model, split)
         rules, t_r = _timed(PlatformRulesAudit(k=args.k, n_boot=500), model, split)
         e, r = control.estimates, rules.estimates
@@ -119,10 +120,8 @@ def main() -> None:
     save()
     if not args.skip_llm:
         t0 = time.perf_counter()
-        ranker = make_model("llm_ranker", model=args.model, retriever={"name": "most_popular"},
-                            n_candidates=args.n_candidates, n_permutations=1,
-                            max_history_tokens=args.max_history_tokens)
-        ranker.fit(split, FitOptions(seed=0, progress=False))
+        ranker = compose("llm_ranker", split, retriever=fitted["most_popular"], model=args.model,
+                         n_candidates=args.n_candidates, n_permutations=1, max_history_tokens=args.max_history_tokens)
         _ = ranker.backend                                 # load the LLM once, before the timings
         results["llm"] = {**previous, "model": args.model, "load_seconds": time.perf_counter() - t0}
         k = args.llm_k

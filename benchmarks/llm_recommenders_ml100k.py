@@ -31,8 +31,7 @@ import numpy as np
 
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.eval import evaluate
-from trustrec.models import FitOptions, make_model
-from trustrec.models.llm._ranker import LLMRanker
+from trustrec.models import FitOptions, compose, make_model
 from _command import command_line
 
 METRICS = ["ndcg@10", "hr@10", "mrr@10"]
@@ -100,7 +99,7 @@ def main() -> None:
         # the LLM scores the candidates once; both variants (LLM alone, fused with SASRec) rank
         # from those scores, and each variant's top-10 lists are evaluated as a fixed table
         started = time.perf_counter()
-        ranker = LLMRanker.from_fitted(sasrec, split.train_dataset(), n_candidates=20, n_permutations=3)
+        ranker = compose("llm_ranker", split, retriever=sasrec, n_candidates=20, n_permutations=3)
         scored = ranker.score_candidates(sub.queries, 10)
         llm_s = time.perf_counter() - started
         run("llm_ranker", _fixed(ranker.rank(scored, 10), sub, split), llm_s)

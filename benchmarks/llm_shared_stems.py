@@ -50,14 +50,13 @@ def main() -> None:
 
     from trustrec.audit import attribute, deletion_test
     from trustrec.data import load_dataset, split_leave_one_out
-    from trustrec.models import FitOptions, make_model
+    from trustrec.models import FitOptions, compose, make_model
     from trustrec.models.llm import LocalBackend
-    from trustrec.models.llm._ranker import LLMRanker
 
     console = Console()
     split = split_leave_one_out(load_dataset("ml-100k"))
     retriever = make_model("most_popular").fit(split, FitOptions(progress=False))
-    ranker = LLMRanker.from_fitted(retriever, split.train_dataset(), model=args.model)
+    ranker = compose("llm_ranker", split, retriever=retriever, model=args.model)
     queries = split.eval_set("test").queries[:args.users]
     shared = ranker.backend
     shared.model  # load once, outside the timings

@@ -49,9 +49,7 @@ from trustrec.data import Dataset, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
 from trustrec.eval._fairness import group_distribution, miscalibration, normalised_membership
 from trustrec.mitigate._wrap import WrapperRecommender, train_dataset
-from trustrec.models._base import Recommender
-from trustrec.models._registry import ModelSpec, register_model
-from trustrec.models._topk import TopK
+from trustrec.models import ModelSpec, Recommender, TopK, register_model
 
 __all__ = ["RerankerConfig", "Reranker", "CalibratedRerankerConfig", "CalibratedReranker",
            "ExposureRerankerConfig", "ExposureReranker", "calibrated_rerank", "xquad_rerank",
@@ -311,7 +309,7 @@ class RerankerConfig(Config):
     @field_validator("base")
     @classmethod
     def _known_base(cls, spec: ModelSpec) -> ModelSpec:
-        from trustrec.models._registry import available_models
+        from trustrec.models import available_models
 
         if spec.name not in available_models():
             raise ValueError(f"unknown base model {spec.name!r}; known: {', '.join(available_models())}")

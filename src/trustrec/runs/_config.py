@@ -22,9 +22,9 @@ from pydantic import (
 from trustrec._config import MAX_SEED
 from trustrec._safeio import load_yaml
 from trustrec.errors import ConfigError
-from trustrec.eval._stats import MAX_N_BOOT
+from trustrec.eval import MAX_N_BOOT
 
-__all__ = ["RunConfig", "load_run_config", "check_plain_name"]
+__all__ = ["RunConfig", "FittedStage", "load_run_config", "check_plain_name"]
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
@@ -63,9 +63,61 @@ class SplitConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+_FITTED_KEYS = ("checkpoint", "from_run")
+
+
+class FittedStage(_Strict):
+    """A stage of a composed model (an LLM ranker's ``retriever``, a re-ranker's ``base``) taken
+    already fitted instead of a model spec: a saved model folder (``checkpoint``) or the
+    checkpoint of a finished run in the same output folder (``from_run``: its name); exactly one."""
+
+    checkpoint: str | None = None
+    from_run: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in _FITTED_KEYS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a fitted stage names exactly one of checkpoint (a saved model folder) or from_run "
+                             f"(a finished run's name); got {given or 'neither'}")
+        if self.checkpoint is not None and not self.checkpoint.strip():
+            raise ValueError("checkpoint: give the folder of a saved model")
+        if self.from_run is not None:
+            check_plain_name(self.from_run, "from_run")
+        return self
+
+
 class ModelConfig(_Strict):
+    """A registered model and its parameters. A parameter naming a stage of a composed model may
+    hold ``{checkpoint: <saved model folder>}`` or ``{from_run: <run name>}`` instead of a model
+    spec: that stage is taken fitted, as it is, and never refitted, e.g.
+    ``{name: llm_ranker, params: {retriever: {from_run: sasrec-ml-100k}, n_candidates: 20}}``."""
+
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fitted_stages_valid(self):
+        for key, value in self.params.items():
+            if _is_fitted_ref(value):
+                try:
+                    FittedStage.model_validate(value)
+                except (ValidationError, ConfigError) as exc:
+                    detail = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else exc
+                    raise ValueError(f"params.{key}: {detail}") from None
+        return self
+
+    def fitted_stages(self) -> dict[str, FittedStage]:
+        """The stages given fitted (``{checkpoint: ...}`` / ``{from_run: ...}``), by stage name."""
+        return {k: FittedStage.model_validate(v) for k, v in self.params.items() if _is_fitted_ref(v)}
+
+    def spec_params(self) -> dict[str, Any]:
+        """The parameters that build the model (the stages given fitted left out)."""
+        return {k: v for k, v in self.params.items() if not _is_fitted_ref(v)}
+
+
+def _is_fitted_ref(value) -> bool:
+    return isinstance(value, dict) and any(k in value for k in _FITTED_KEYS)
 
 
 class EarlyStopping(_Strict):
@@ -196,5 +248,23 @@ def load_run_config(source: str | Path | dict) -> RunConfig:
     from trustrec.models import model_class
 
     klass = model_class(config.model.name)  # unknown names list the valid ones
-    klass.validate_config(config.model.params)
+    try:
+        check_fitted_stages(config, klass)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    klass.validate_config(config.model.spec_params())
     return config
+
+
+def check_fitted_stages(config: RunConfig, klass) -> None:
+    """The stages given fitted are stages of the model (a composed one), and no run nests itself."""
+    fitted = config.model.fitted_stages()
+    stages = tuple(getattr(klass, "stages", ()))
+    for stage, ref in fitted.items():
+        if stage not in stages:
+            raise ConfigError(
+                f"'model.params.{stage}': {{{', '.join(f'{k}: ...' for k in ref.model_dump(exclude_none=True))}}} "
+                f"names a fitted model, but {stage!r} is not a stage of {config.model.name!r} "
+                f"({'its stages: ' + ', '.join(stages) if stages else 'it is not a composed model and has no stages'})")
+        if ref.from_run is not None and ref.from_run == config.run_name():
+            raise ConfigError(f"'model.params.{stage}': from_run {ref.from_run!r} is this run itself")

@@ -26,7 +26,7 @@ import yaml
 
 from trustrec._cache import atomic_write_bytes, atomic_write_text, folder_lock, swap_in
 from trustrec.errors import DataError
-from trustrec.runs._config import RunConfig, load_run_config
+from trustrec.runs._config import RunConfig, check_fitted_stages, load_run_config
 
 __all__ = ["run_experiment", "RunResult", "environment_info", "prepare_data"]
 
@@ -101,6 +101,7 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
 
     klass = model_class(config.model.name)
     check_device_supported(klass.__name__, config.fit.device, klass.devices)   # before any data is read
+    check_fitted_stages(config, klass)
     final = out_dir / name
     work = out_dir / f".partial-{name}-{config.digest()}"
     previous = _finished_run(final)
@@ -113,6 +114,7 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
     dataset, split = prepare_data(config)
     t_data = time.perf_counter() - t0
     trail = data_trail(dataset, split)
+    stages = _fitted_stage_sources(config, out_dir, trail)
     if previous is not None and not overwrite:
         if previous["environment"].get("config_digest") != config.digest():
             raise DataError(f"{final}: holds a finished run of another config (digest "
@@ -122,6 +124,10 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
         if changed:
             raise DataError(f"{final}: the data changed since this run finished: {'; '.join(changed)}; "
                             "rerun with --overwrite to refit on the current data (its audits and report go too)")
+        changed = _fitted_stage_changes(previous["environment"].get("fitted_stages"), stages)
+        if changed:
+            raise DataError(f"{final}: {'; '.join(changed)} since this run finished; rerun with --overwrite to "
+                            "fit it over the current one (its audits and report go too)")
         log(f"{final}: already finished with this config and data; reused as it is "
             "(--overwrite runs it again)")
         return RunResult(final, previous["metrics"])
@@ -139,7 +145,7 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
                 "its checkpoint was discarded and the model is fitted again")
     work.mkdir(parents=True, exist_ok=True)
     try:
-        result = _fit_and_evaluate(config, work, final, dataset, split, trail, t_data, warnings_,
+        result = _fit_and_evaluate(config, work, final, dataset, split, trail, t_data, warnings_, stages,
                                    resume=resumable, progress=progress, log=log)
     except BaseException:
         if (work / "checkpoint" / "state.safetensors").exists():
@@ -152,7 +158,8 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
 
 
 def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split, trail, t_data: float,
-                      warnings_: list[str], *, resume: bool, progress: bool, log) -> RunResult:
+                      warnings_: list[str], stages: dict[str, dict[str, Any]], *, resume: bool, progress: bool,
+                      log) -> RunResult:
     from trustrec.eval import Validator, evaluate_split
     from trustrec.models import FitOptions, ModelSpec, Recommender
     from trustrec.runs._trail import model_trail
@@ -162,6 +169,8 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
            "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "source": dataset.source,
                        "stats": dataset.stats()},
            "split": split.describe(), "data_checksums": trail}
+    if stages:
+        env["fitted_stages"] = stages
     atomic_write_text(work / "environment.json", json.dumps(env, indent=1, default=str))
 
     ckpt = work / "checkpoint"
@@ -170,7 +179,10 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
         log(f"resuming: loading the checkpoint saved by an interrupted run ({ckpt})")
         model = Recommender.load(ckpt)
     else:
-        model = ModelSpec(name=config.model.name, params=config.model.params).build()
+        model = ModelSpec(name=config.model.name, params=config.model.spec_params()).build()
+        if stages:   # stages given fitted: reused as they are, never refitted
+            model = model.with_fitted(**{stage: _load_fitted_stage(stage, source["checkpoint"])
+                                         for stage, source in stages.items()})
         es = config.fit.early_stopping
         options = FitOptions(
             seed=config.seed, progress=progress, threads=config.fit.threads, device=config.fit.device,
@@ -223,6 +235,54 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
     atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=1, default=_json_default))
     swap_in(work, final)   # an existing final is a finished trustrec run (checked under the lock)
     return RunResult(final, metrics)
+
+
+def _fitted_stage_sources(config: RunConfig, out_dir: Path, trail) -> dict[str, dict[str, Any]]:
+    """Where each stage given fitted comes from: ``{stage: {"checkpoint": folder, "from_run": name
+    or None, "files": sha256 of its files}}``. A ``from_run`` must be a finished run in ``out_dir``
+    fitted on this very data and split (else its model has seen this run's held-out items)."""
+    from trustrec.errors import ConfigError
+    from trustrec.runs._trail import data_changes, model_trail
+
+    sources = {}
+    for stage, ref in config.model.fitted_stages().items():
+        where = f"model.params.{stage}"
+        if ref.from_run is not None:
+            run_dir = out_dir / ref.from_run
+            previous = _finished_run(run_dir)
+            if previous is None:
+                raise ConfigError(f"{where}: from_run {ref.from_run!r}: no finished run of that name in {out_dir} "
+                                  "(run it first, or give its checkpoint folder as checkpoint)")
+            changed = data_changes(previous["environment"].get("data_checksums"), trail)
+            if changed:
+                raise DataError(f"{where}: from_run {ref.from_run!r} was fitted on other data or another split "
+                                f"than this run ({'; '.join(changed)}): its model may have seen this run's held-out "
+                                "items; use the same dataset, filters and split")
+            checkpoint = run_dir / "checkpoint"
+        else:
+            checkpoint = Path(ref.checkpoint)
+        if not (checkpoint / "config.json").is_file():
+            raise ConfigError(f"{where}: {checkpoint} is not a saved trustrec model (a folder Recommender.save "
+                              "wrote, with config.json)")
+        sources[stage] = {"checkpoint": str(checkpoint), "from_run": ref.from_run,
+                          "files": model_trail(checkpoint)["files"]}
+    return sources
+
+
+def _fitted_stage_changes(recorded: dict | None, current: dict[str, dict[str, Any]]) -> list[str]:
+    recorded = recorded or {}
+    return [f"the fitted {stage} ({source['checkpoint']}) changed" for stage, source in current.items()
+            if (recorded.get(stage) or {}).get("files") != source["files"]]
+
+
+def _load_fitted_stage(stage: str, checkpoint: str):
+    from trustrec.errors import ConfigError
+    from trustrec.models import Recommender
+
+    model = Recommender.load(checkpoint)
+    if not model.is_fitted():
+        raise ConfigError(f"model.params.{stage}: the model saved in {checkpoint} is not fitted")
+    return model
 
 
 def _read_json(path: Path) -> dict | None:

@@ -10,7 +10,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from trustrec.data._arrays import readonly
+from trustrec.data import readonly
 from trustrec.errors import DataError
 
 __all__ = ["ControlCatalog", "YEAR_COLUMNS"]

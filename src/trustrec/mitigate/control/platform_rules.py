@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from trustrec.data import Dataset, QueryBatch
-from trustrec.data._arrays import readonly
+from trustrec.data import readonly
 from trustrec.errors import ConfigError
 from trustrec.mitigate._wrap import WrapperRecommender
 from trustrec.mitigate.control._common import _compact, _WrapperConfig
