@@ -5,7 +5,10 @@ For the audited model, two accuracy-vs-fairness trade-off curves on the audit's 
 miscalibration KL of the genre distribution) and popularity-aware xQuAD re-ranking
 (Abdollahpouri et al. 2019; fairness = APLT, the share of long-tail items, and the Gini of item
 exposure). The model ranks each user's top ``n_candidates`` once (``recommend``, so any model
-works, full-ranking or not); every strength re-ranks those.
+works, full-ranking or not); every strength re-ranks those. Each curve is the ``calibrated`` /
+``exposure`` re-ranker arm, resolved by name (:mod:`trustrec._arms`); the trade-off comparison
+itself lives on the mitigation side (:mod:`trustrec.mitigate.defences.tradeoff`), and this audit
+never imports the mitigation layer.
 
 Applicability: the calibration curve needs an item group column (genre, class, category ...:
 ``item_group_column`` or guessed); the exposure curve needs only training popularity (or, with
@@ -28,6 +31,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, PositiveInt, field_validator
 
+from trustrec._arms import build_arm
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.eval._stats import paired_estimate
@@ -113,8 +117,6 @@ class FairnessMitigationsAudit(Audit):
 
     # -- running ------------------------------------------------------------------------------
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.mitigate import summarise_tradeoff, tradeoff_points
-
         c = self.config
         k = c.k
         strengths = sorted(set(c.strengths) | {0.0, c.default_strength})
@@ -129,10 +131,10 @@ class FairnessMitigationsAudit(Audit):
         for curve in c.curves:
             if curve in missing:
                 continue
-            points = tradeoff_points(inputs.model, inputs.eval_set, strengths, method=curve, train=inputs.split,
-                                     k=k, batch_size=inputs.batch_size, n_candidates=c.n_candidates,
-                                     **params[curve])
-            table = summarise_tradeoff(points, n_boot=c.n_boot, seed=c.seed)
+            _, reranker = build_arm({"name": curve, "params": params[curve]}, "reranker")
+            points, table = reranker.tradeoff(inputs.model, inputs.eval_set, strengths, train=inputs.split, k=k,
+                                              batch_size=inputs.batch_size, n_candidates=c.n_candidates,
+                                              n_boot=c.n_boot, seed=c.seed)
             table.insert(0, "method", curve)
             evidence[_TABLES[curve]] = table
             groups_used[curve] = points[0].groups

@@ -39,8 +39,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import (
     Audit,
     AuditConfig,
@@ -495,10 +496,12 @@ class PoisoningConfig(AuditConfig):
     :data:`ATTACKS`; ``budgets``: fake users as a share of the genuine training users, each in
     (0, 1); ``filler_size``: items per fake profile besides the targets (``None``: the median
     training profile length); ``model_spec``: what to retrain (``{"name", "params"}``; ``None``:
-    the audited model's own name and config); ``detector``: a
-    :class:`trustrec.mitigate.FakeUserDetector` config (``None``: no defence); when set, each
+    the audited model's own name and config); ``defences``: data-defence arms by name (or
+    ``{"name", "params"}``; see :mod:`trustrec._arms`), e.g. ``["fake_user_detector"]``: each
     poisoned training set is screened, flagged users are dropped and the model is retrained,
     and detection precision/recall/F1 and the defended promotion are reported too;
+    ``detector``: the ``fake_user_detector`` arm's params (kept as an alias: a dict is the same
+    as naming that arm first in ``defences``; ``None``: not that arm);
     ``item_group_column``: the segment attack's column (``None``: guessed); ``max_users``: a
     seeded sample of genuine evaluation users."""
 
@@ -509,6 +512,7 @@ class PoisoningConfig(AuditConfig):
     filler_size: PositiveInt | None = None
     model_spec: ModelSpecField = None
     detector: dict | None = None
+    defences: tuple[ArmSpec, ...] = ()
     item_group_column: str | None = None
     batch_size: PositiveInt = 512
 
@@ -542,9 +546,23 @@ class PoisoningConfig(AuditConfig):
     def _check_detector(cls, value):
         if value is None:
             return None
-        from trustrec.mitigate._defences import FakeUserDetector
+        return check_arm_specs([{"name": "fake_user_detector", "params": value}], "data_defence")[0].params
 
-        return FakeUserDetector.validate_config(value).model_dump(mode="json")
+    @field_validator("defences", mode="before")
+    @classmethod
+    def _check_defences(cls, values):
+        return check_arm_specs(values, "data_defence")
+
+    @model_validator(mode="after")
+    def _one_detector(self):
+        if self.detector is not None and any(a.name == "fake_user_detector" for a in self.defences):
+            raise ValueError("give the fake_user_detector once: detector (its params) or defences, not both")
+        return self
+
+    def defence_arms(self) -> tuple[ArmSpec, ...]:
+        """The data-defence arms to measure: ``detector`` (the alias) first, then ``defences``."""
+        alias = () if self.detector is None else (ArmSpec(name="fake_user_detector", params=self.detector),)
+        return alias + self.defences
 
 
 @register_audit
@@ -607,11 +625,7 @@ class PoisoningAudit(RetrainingAudit):
         filler = min(filler, split.dataset.n_items - len(targets))
         clean, t_clean = fit_spec(spec, split, seed=c.seed, progress=inputs.progress)
         base = self._measure(clean, queries, targets, eval_targets, k)
-        detector = None
-        if c.detector is not None:
-            from trustrec.mitigate._defences import FakeUserDetector
-
-            detector = FakeUserDetector(c.detector)
+        defences = [build_arm(spec, "data_defence") for spec in c.defence_arms()]
         estimates: dict[str, Estimate] = {}
         est = self._estimate_set(base, None, f"clean retrain of {spec.name}", 0)
         estimates[f"target_hr@{k} [clean]"] = est["hr"]
@@ -619,7 +633,7 @@ class PoisoningAudit(RetrainingAudit):
         rows = [self._row("clean", 0.0, 0, base, base, t_clean)]
         warnings, fit_times = [], {"clean": t_clean}
         executor = resolve_executor(inputs.executor)
-        cell = _PoisoningCell(self, split, spec, targets, filler, genuine, queries, eval_targets, base, detector,
+        cell = _PoisoningCell(self, split, spec, targets, filler, genuine, queries, eval_targets, base, defences,
                               progress=inputs.progress and isinstance(executor, SerialExecutor))
         grid = [(setting, attack, budget) for setting, (attack, budget)
                 in enumerate(((a, b) for a in c.attacks for b in c.budgets), start=1)]
@@ -687,16 +701,18 @@ class PoisoningAudit(RetrainingAudit):
 
 class _PoisoningCell:
     """One (attack, budget) cell of the poisoning grid, as an executor call: inject fake users,
-    retrain, measure (and the detector defence); returns the cell's label, its ``by_attack`` row,
+    retrain, measure (and each data-defence arm); returns the cell's label, its ``by_attack`` row,
     its estimates in order and the fit seconds. Everything it holds pickles (for Ray)."""
 
-    def __init__(self, audit, split, spec, targets, filler, genuine, queries, eval_targets, base, detector, *,
+    def __init__(self, audit, split, spec, targets, filler, genuine, queries, eval_targets, base, defences, *,
                  progress: bool):
         self.audit, self.split, self.spec, self.targets = audit, split, spec, targets
         self.filler, self.genuine, self.queries, self.eval_targets = filler, genuine, queries, eval_targets
-        self.base, self.detector, self.progress = base, detector, progress
+        self.base, self.defences, self.progress = base, [(arm.label, d) for arm, d in defences], progress
 
     def __call__(self, cell):
+        import copy
+
         setting, attack, budget = cell
         audit, split, spec, targets, base, genuine = (self.audit, self.split, self.spec, self.targets, self.base,
                                                       self.genuine)
@@ -714,23 +730,26 @@ class _PoisoningCell:
         for name, e in audit._estimate_set(after, base, f"{attack} attack, {n_fake} fake users "
                                            f"({budget:.0%} of {genuine})", setting * 10).items():
             estimates[f"{audit._est_names[name].format(k=k)} [{label}]"] = e
-        if self.detector is not None:
+        single = len(self.defences) == 1
+        for j, (arm_label, defence) in enumerate(self.defences):
             is_fake = np.zeros(poisoned.dataset.n_users, bool)
             is_fake[split.dataset.n_users:] = True
-            fitted = self.detector.set_params().fit(poisoned)
+            fitted = copy.deepcopy(defence).fit(poisoned)     # a fresh, unfitted copy per cell
             report = fitted.report(is_fake)
             defended_split = fitted.drop_flagged(poisoned)
             defended, t_def = fit_spec(spec, defended_split, seed=c.seed, progress=self.progress)
             d = audit._measure(defended, self.queries, targets, self.eval_targets, k)
-            row.update({f"detector_{m}": report[m] for m in ("precision", "recall", "f1", "n_flagged")},
-                       defended_target_hr=np.nanmean(d["hr"]), defended_success_rate=np.nanmean(d["success"]),
-                       defended_ndcg=np.nanmean(d["ndcg"]), defended_fit_seconds=t_def)
+            tag = "defended" if single else f"defended_{arm_label}"
+            row.update({f"{arm_label}_{m}": report[m] for m in ("precision", "recall", "f1", "n_flagged")})
+            row.update({f"{tag}_target_hr": np.nanmean(d["hr"]), f"{tag}_success_rate": np.nanmean(d["success"]),
+                        f"{tag}_ndcg": np.nanmean(d["ndcg"]), f"{tag}_fit_seconds": t_def})
+            what = getattr(fitted, "description", arm_label)
             for m in ("precision", "recall", "f1"):
-                estimates[f"detector_{m} [{label}]"] = Estimate(
+                estimates[f"{arm_label}_{m} [{label}]"] = Estimate(
                     report[m], n=int(is_fake.sum()),
-                    description=f"{fitted.config.method} on per-user profile features: {m} of the flags "
-                                f"against the {int(is_fake.sum())} injected users")
-            estimates[f"target_hr@{k} lift defended [{label}]"] = paired_estimate(
-                d["hr"], base["hr"], n_boot=c.n_boot, seed=c.seed + setting * 10 + 7,
+                    description=f"{what}: {m} of the flags against the {int(is_fake.sum())} injected users")
+            lift = f"target_hr@{k} lift defended" + ("" if single else f" by {arm_label}")
+            estimates[f"{lift} [{label}]"] = paired_estimate(
+                d["hr"], base["hr"], n_boot=c.n_boot, seed=c.seed + setting * 10 + 7 + 1000 * j,
                 description=f"target HR@{k} after dropping flagged users and retraining, minus clean")
         return label, row, estimates, t_fit

@@ -39,9 +39,11 @@ Held-out accuracy (``ndcg@K`` / ``hr@K`` in the table and the ``ndcg@K change`` 
     whose scores do not change shows flat accuracy.
 
 Mitigation
-    With ``mitigation="exposure"`` a second arm runs the same loop with the retrained model
-    wrapped in :class:`trustrec.mitigate.ExposureReranker` (popularity-aware xQuAD,
-    ``mitigation_strength``) and the curves are compared. Estimates: last round minus round 0 for
+    Re-ranker arms are named, never imported (:mod:`trustrec._arms`): with
+    ``mitigation="exposure"`` (or ``rerankers=["exposure"]``) a second arm runs the same loop with
+    the retrained model wrapped by the ``exposure`` re-ranker arm (popularity-aware xQuAD,
+    :class:`trustrec.mitigate.ExposureReranker`, at ``mitigation_strength``) and the curves are
+    compared; any registered re-ranker arm (``reranker`` kind) runs the same way. Estimates: last round minus round 0 for
     each tracked figure and arm (CIs over users for the per-user figures).
 """
 
@@ -51,8 +53,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 
+from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import (
     AuditConfig,
     AuditInputs,
@@ -63,6 +66,7 @@ from trustrec.audit._base import (
 )
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import Interactions, QueryBatch
+from trustrec.errors import ConfigError
 
 __all__ = ["FeedbackLoopConfig", "FeedbackLoopAudit", "acceptance_probabilities"]
 
@@ -86,8 +90,10 @@ class FeedbackLoopConfig(AuditConfig):
     """``rounds``: retraining rounds after round 0; ``user_model``: the preference model
     (``{"name", "params"}``) fitted on all interactions; ``accept_max`` and ``sharpness``: the
     calibration ``p = accept_max * q ** sharpness`` (module docstring); ``model_spec``: what to
-    retrain (``None``: the audited model's name and config); ``mitigation``: ``None`` or
-    ``"exposure"`` (an ExposureReranker arm); ``mitigation_strength``: its λ; ``n_pairs``: user
+    retrain (``None``: the audited model's name and config); ``rerankers``: re-ranker arms by
+    name (or ``{"name", "params"}``), each a mitigated arm of the loop; ``mitigation``:
+    ``"exposure"`` (kept as an alias: the same as naming that arm first in ``rerankers``;
+    ``None``: none); ``mitigation_strength``: the re-rankers' λ; ``n_pairs``: user
     pairs for homogenisation; ``max_users``: simulated users (a seeded sample of the evaluation
     users)."""
 
@@ -97,10 +103,26 @@ class FeedbackLoopConfig(AuditConfig):
     sharpness: float = Field(20.0, gt=0)
     model_spec: ModelSpecField = None
     mitigation: Literal["exposure"] | None = None
+    rerankers: tuple[ArmSpec, ...] = ()
     mitigation_strength: float = Field(0.5, ge=0, le=1)
     n_pairs: PositiveInt = 2000
     max_users: PositiveInt | None = 500
     batch_size: PositiveInt = 512
+
+    @field_validator("rerankers", mode="before")
+    @classmethod
+    def _check_rerankers(cls, values):
+        return check_arm_specs(values, "reranker")
+
+    def reranker_arms(self) -> tuple[ArmSpec, ...]:
+        """The re-ranker arms: ``mitigation`` (the alias) first, then ``rerankers``."""
+        alias = () if self.mitigation is None else (ArmSpec(name=self.mitigation),)
+        out = alias + self.rerankers
+        names = [a.name for a in out]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"{self.__class__.__name__}: a re-ranker arm is named twice ({names}); give it in "
+                              "mitigation or rerankers, not both")
+        return out
 
 
 
@@ -173,7 +195,9 @@ class FeedbackLoopAudit(RetrainingAudit):
         n_pairs = min(c.n_pairs, n_users * (n_users - 1) // 2)
         a = rng_pairs.integers(0, n_users, n_pairs)
         b = (a + rng_pairs.integers(1, n_users, n_pairs)) % n_users   # never the same user
-        arms = ["model"] + (["model + xquad"] if c.mitigation == "exposure" else [])
+        rerankers = {f"model + {arm.label}": (arm, reranker)
+                     for arm, reranker in (build_arm(a, "reranker") for a in c.reranker_arms())}
+        arms = ["model", *rerankers]
         rows, per_user_first, per_user_last, fit_seconds = [], {}, {}, {}
         t_max = int(max(split.train.timestamp.max(initial=0), split.valid.timestamp.max(initial=0),
                         split.test.timestamp.max(initial=0)))
@@ -185,9 +209,7 @@ class FeedbackLoopAudit(RetrainingAudit):
                 model, fit_seconds[f"{arm} round {rnd}"] = fit_spec(spec, current, seed=c.seed,
                                                                     progress=inputs.progress)
                 if arm != "model":
-                    from trustrec.mitigate import ExposureReranker
-
-                    model = ExposureReranker.from_fitted(model, current, strength=c.mitigation_strength)
+                    model = rerankers[arm][1].wrap(model, current, strength=c.mitigation_strength)
                 eval_set = current.eval_set(inputs.part)
                 rows_of = np.searchsorted(eval_set.queries.users, users)
                 queries = eval_set.queries[rows_of]
@@ -233,9 +255,10 @@ class FeedbackLoopAudit(RetrainingAudit):
                    f"{last.coverage:.3f}, exposure Gini {first.exposure_gini:.3f} -> {last.exposure_gini:.3f}, "
                    f"homogenisation {first.homogenisation:.3f} -> {last.homogenisation:.3f}, NDCG@{k} "
                    f"{first[f'ndcg@{k}']:.4f} -> {last[f'ndcg@{k}']:.4f}")
-        if len(arms) > 1:
-            mit = table[table.arm == arms[1]].iloc[-1]
-            summary += f"; with xQuAD: coverage {mit.coverage:.3f}, Gini {mit.exposure_gini:.3f} at the last round"
+        for name in arms[1:]:
+            mit = table[table.arm == name].iloc[-1]
+            summary += (f"; with {rerankers[name][0].title}: coverage {mit.coverage:.3f}, Gini "
+                        f"{mit.exposure_gini:.3f} at the last round")
         return self._result(estimates, evidence={"rounds": table}, plots=plots, summary=summary,
                             settings={"model_spec": spec.model_dump(mode="json"), "arms": arms,
                                       "calibration": f"p = {c.accept_max:g} * q ** {c.sharpness:g}, q = percentile "

@@ -29,13 +29,17 @@ How the text reaches the model, by what the model can do:
 Measured per attack, on exposed users, paired with the clean text: target top-K rate and its lift,
 the target's mean rank gain (Wilcoxon signed-rank p-value), NDCG@K of the held-out item on exposed
 and untouched users; for generators the format-hijack and off-catalog rates of free text and of
-constrained decoding. Defences, measured by the same protocol: the prompt's ``injection_guard``
-(``flag``: flagged and escaped; ``strip``: removed; see :mod:`trustrec.models.llm._injection`),
+constrained decoding. Defences, measured by the same protocol: text-guard arms, named and never
+imported (:mod:`trustrec._arms`): ``guards`` (``flag``: flagged and escaped; ``strip``: removed;
+the built-in ``injection_flag`` / ``injection_strip`` arms, rendered by the prompt's own
+``injection_guard``, see :func:`trustrec.models.llm.guard_text`) and ``text_guards`` (any
+registered ``text_guard`` arm; one the prompt cannot render is applied to the attacked text
+column before the model reads it),
 constrained decoding (generators), and robust aggregation for rankers with a retriever
 (``fusion_weight``: the LLM score z-mixed with the text-blind retriever's score, no extra LLM
 call), and for rankers that average token log-probabilities, scoring by their sum
 (``sum_scoring``: one more LLM pass per setting), since a mean rewards any appended fluent text. The injection detector's recall on the attacked texts and its false-positive rate on the
-whole clean catalog are reported too.
+whole clean catalog are reported too (the detector is the ``injection_detector`` arm's ``detect``).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
 
+from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.audit._robustness import target_item_indices
@@ -163,7 +168,10 @@ def attack_item_text(items: pd.DataFrame, targets, kind: str, *, column: str = "
 class TextAttackConfig(AuditConfig):
     """``attacks``: see :data:`TEXT_ATTACKS`; ``n_targets``: attacked items, drawn with ``seed``
     among items with training data outside the ``head_share`` most popular (or ``target_items``,
-    raw ids); ``guards``: prompt injection guards to measure (``"off"`` is the undefended model);
+    raw ids); ``guards``: prompt injection guards to measure (``"off"`` is the undefended model;
+    ``"flag"`` / ``"strip"`` are the ``injection_flag`` / ``injection_strip`` arms);
+    ``text_guards``: more text-guard arms by name or ``{"name", "params"}``;
+    ``injection_detector``: the text-guard arm whose ``detect`` gives the detector figures;
     ``fusion_weight``: robust aggregation with the retriever for rankers (0 turns it off);
     ``sum_scoring``: also measure a ranker that scores a candidate's text by its total instead of
     its mean token log-probability (appended text then costs likelihood instead of adding it);
@@ -177,6 +185,8 @@ class TextAttackConfig(AuditConfig):
     n_targets: PositiveInt = 10
     head_share: float = Field(0.1, ge=0, lt=1)
     guards: tuple[Literal["off", "flag", "strip"], ...] = ("off", "flag", "strip")
+    text_guards: tuple[ArmSpec, ...] = ()
+    injection_detector: str = "injection_flag"
     fusion_weight: float = Field(0.5, ge=0, le=1)
     sum_scoring: bool = True
     n_candidates: int = Field(20, ge=3)
@@ -202,6 +212,27 @@ class TextAttackConfig(AuditConfig):
             values = ("off", *values)      # the undefended model is the reference of every defence
         return values
 
+    @field_validator("text_guards", mode="before")
+    @classmethod
+    def _check_text_guards(cls, values):
+        return check_arm_specs(values, "text_guard")
+
+    @field_validator("injection_detector")
+    @classmethod
+    def _check_detector(cls, value):
+        check_arm_specs([value], "text_guard")
+        return value
+
+    def guard_arms(self) -> tuple[ArmSpec, ...]:
+        """The text-guard arms: ``guards`` other than ``"off"`` (the alias), then ``text_guards``
+        (an arm named in both is measured once)."""
+        alias = tuple(ArmSpec(name=_GUARD_ARMS[g]) for g in self.guards if g != "off")
+        names = {a.name for a in alias}
+        return alias + tuple(a for a in self.text_guards if a.name not in names)
+
+
+_GUARD_ARMS = {"flag": "injection_flag", "strip": "injection_strip"}
+
 
 _FREE_TEXT_RATES = {
     "hijack": "share of top-1 free-text outputs that contain the hijack marker",
@@ -211,8 +242,8 @@ _FREE_TEXT_RATES = {
 
 
 def _guard_changes(model, items, guard: str) -> bool:
-    """Whether showing the catalog (``items``, or the model's own) under ``guard`` changes any
-    item's prompt text."""
+    """Whether showing the catalog (``items``, or the model's own) under the prompt's ``guard``
+    mode changes any item's prompt text."""
     from trustrec.models.llm._prompts import PromptCatalog
 
     variant = model.with_item_text(items)
@@ -313,10 +344,40 @@ class TextAttackAudit(Audit):
         return np.where(np.isnan(rank), np.nan, np.where(rank <= k, 1.0 / np.log2(rank + 1), 0.0))
 
     # -- run -----------------------------------------------------------------------------------------
-    def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.models.llm._injection import find_injections
+    # -- text guards (arms) -------------------------------------------------------------------------
+    def _guard_items(self, items, guard):
+        """The catalog table (``items``, or the dataset's) with the attacked column as the
+        text-guard arm ``guard`` shows it."""
+        column = self.config.column
+        base = self._items if items is None else items
+        out = base.copy()
+        out[column] = [t if not isinstance(t, str) else guard.guard(t) for t in base[column].tolist()]
+        return out
 
+    def _variant(self, model, items, guard: str):
+        """``model`` reading ``items`` under the guard labelled ``guard`` (``"off"``: none)."""
+        arm = self._guards.get(guard)
+        if arm is None:
+            return model.with_item_text(items, injection_guard=guard)
+        if arm.prompt_mode:
+            return model.with_item_text(items, injection_guard=arm.prompt_mode)
+        return model.with_item_text(self._guard_items(items, arm), injection_guard="off")
+
+    def _guard_changes(self, model, items, guard: str) -> bool:
+        arm = self._guards[guard]
+        if arm.prompt_mode:
+            return _guard_changes(model, items, arm.prompt_mode)
+        base = self._items if items is None else items
+        return not base[self.config.column].equals(self._guard_items(items, arm)[self.config.column])
+
+    def _run(self, inputs: AuditInputs) -> AuditResult:
         c = self.config
+        detect = build_arm(c.injection_detector, "text_guard")[1].detect
+        self._items = inputs.dataset.items
+        self._guards = {arm.label: guard for arm, guard in (build_arm(a, "text_guard") for a in c.guard_arms())}
+        if len(self._guards) < len(c.guard_arms()) or "off" in self._guards:
+            raise ConfigError(f"{self.name}: text-guard arms need distinct labels other than 'off'; got "
+                              f"{[a.name for a in c.guard_arms()]}")
         model, ds = inputs.model, inputs.dataset
         protocol = _protocol(model)
         rng = np.random.default_rng(c.seed)
@@ -337,8 +398,9 @@ class TextAttackAudit(Audit):
             attacked[a] = attack_item_text(ds.items, targets, a, column=c.column, seed=c.seed + j,
                                            strength=c.strength, n_words=c.n_words, donor_texts=donors,
                                            marker=c.marker)
-        guards = c.guards if has_capability(model, "prompt") else ("off",)
-        if len(guards) < len(c.guards):
+        all_guards = ("off", *self._guards)
+        guards = all_guards if has_capability(model, "prompt") else ("off",)
+        if len(guards) < len(all_guards):
             warnings.append(f"{model.name} builds no prompt, so the injection guard defences were not measured")
 
         runner = {"candidates": self._run_candidates, "generation": self._run_generation,
@@ -350,11 +412,11 @@ class TextAttackAudit(Audit):
 
         # the injection detector on the attacked texts and on the clean catalog
         clean_texts = ds.items[c.column].astype(object).where(ds.items[c.column].notna(), "").astype(str)
-        flagged_clean = np.array([bool(find_injections(t)) for t in clean_texts])
+        flagged_clean = np.array([bool(detect(t)) for t in clean_texts])
         det_rows = []
         for a, items in attacked.items():
             texts = items[c.column].iloc[targets].astype(str)
-            recall = float(np.mean([bool(find_injections(t)) for t in texts]))
+            recall = float(np.mean([bool(detect(t)) for t in texts]))
             det_rows.append({"attack": a, "flagged_share": recall, "n_texts": len(targets)})
             estimates[f"detector_flag_rate [{a}]"] = Estimate(
                 recall, n=len(targets), description=f"share of the {len(targets)} texts attacked by {a} that the "
@@ -453,7 +515,7 @@ class TextAttackAudit(Audit):
         measured: dict = {}
         for guard in guards:
             for label, items in (("clean", None), *attacked.items()):
-                if guard != "off" and not _guard_changes(model, items, guard):
+                if guard != "off" and not self._guard_changes(model, items, guard):
                     off = measured[("off", label)]
                     measured[(guard, label)] = {guard: next(iter(off.values()))}
                 else:
@@ -483,7 +545,7 @@ class TextAttackAudit(Audit):
         sum_scoring = c.sum_scoring and getattr(getattr(model, "config", None), "reduction", None) == "mean"
 
         def measure(items, guard):
-            variant = model.with_item_text(items, injection_guard=guard)
+            variant = self._variant(model, items, guard)
             out = {}
             if fusion:
                 scored = variant.score_candidates(queries, m)
@@ -539,7 +601,7 @@ class TextAttackAudit(Audit):
         marker = c.marker.casefold()
 
         def measure(items, guard):
-            variant = model.with_item_text(items, injection_guard=guard)
+            variant = self._variant(model, items, guard)
             ground = variant.grounder("exact")
             first = [row[0][0] if row else "" for row in variant.generate_titles(queries, 1)]
             named = np.array([max(clean_ground(t)[0], ground(t)[0]) if t else -1 for t in first], np.int64)

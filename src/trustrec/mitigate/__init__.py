@@ -15,8 +15,36 @@ trade-off curves over their strength.
   epsilon), :func:`drop_items` / :func:`generalise_item_text` / :func:`minimise_history` (history
   minimisation in prompts) and :func:`forget` (forget requests: exact retraining or approximate
   unlearning by gradient ascent).
+- Arms: every mitigation an audit measures is registered by name in :data:`MITIGATIONS`
+  (:func:`register_mitigation`, :class:`MitigationArm`; kinds and call interfaces in
+  :mod:`trustrec._arms`); audits name arms in their configs and never import this package.
+  Data and privacy defences and the trade-off comparisons live in :mod:`trustrec.mitigate.defences`.
 """
 
+from trustrec._arms import (
+    ARM_KINDS,
+    MITIGATIONS,
+    MitigationArm,
+    available_mitigations,
+    register_mitigation,
+)
+from trustrec.mitigate._rerank import (
+    CalibratedReranker,
+    CalibratedRerankerConfig,
+    ExposureReranker,
+    ExposureRerankerConfig,
+    Reranker,
+    RerankerConfig,
+    TradeoffPoint,
+    calibrated_rerank,
+    minmax_relevance,
+    summarise_tradeoff,
+    tradeoff_curve,
+    tradeoff_points,
+    xquad_rerank,
+)
+from trustrec.mitigate._unlearning import UNLEARNING_METHODS, forget, remove_users, resolve_users
+from trustrec.mitigate._wrap import WrapperRecommender
 from trustrec.mitigate.control import (
     ConstrainedConfig,
     ConstrainedRecommender,
@@ -35,10 +63,10 @@ from trustrec.mitigate.control import (
     enforce_rules,
     parse_constraint,
 )
-from trustrec.models.llm._injection import find_injections, guard_text  # the item-text defence lives with prompts
-from trustrec.mitigate._wrap import WrapperRecommender
-from trustrec.mitigate._defences import FakeUserDetector, FakeUserDetectorConfig, detection_scores, user_profile_features
-from trustrec.mitigate._privacy import (
+from trustrec.mitigate.defences import (
+    FakeUserDetector,
+    FakeUserDetectorConfig,
+    detection_scores,
     drop_items,
     generalise_item_text,
     keep_probability,
@@ -48,23 +76,12 @@ from trustrec.mitigate._privacy import (
     randomised_response,
     revealing_items,
     sensitive_mask,
+    user_profile_features,
 )
-from trustrec.mitigate._rerank import (
-    CalibratedReranker,
-    CalibratedRerankerConfig,
-    ExposureReranker,
-    ExposureRerankerConfig,
-    Reranker,
-    RerankerConfig,
-    TradeoffPoint,
-    calibrated_rerank,
-    minmax_relevance,
-    summarise_tradeoff,
-    tradeoff_curve,
-    tradeoff_points,
-    xquad_rerank,
+from trustrec.models.llm import (  # the item-text defence lives with prompts
+    find_injections,
+    guard_text,
 )
-from trustrec.mitigate._unlearning import UNLEARNING_METHODS, forget, remove_users, resolve_users
 
 __all__ = ["Reranker", "RerankerConfig", "CalibratedReranker", "CalibratedRerankerConfig", "ExposureReranker",
            "ExposureRerankerConfig", "calibrated_rerank", "xquad_rerank", "minmax_relevance", "TradeoffPoint",
@@ -76,4 +93,5 @@ __all__ = ["Reranker", "RerankerConfig", "CalibratedReranker", "CalibratedRerank
            "keep_probability", "randomised_response", "randomise_interactions", "noise_training", "drop_items",
            "generalise_item_text", "minimise_history", "revealing_items", "sensitive_mask",
            "forget", "remove_users", "resolve_users", "UNLEARNING_METHODS", "find_injections", "guard_text",
-           "WrapperRecommender"]
+           "WrapperRecommender", "MITIGATIONS", "MitigationArm", "register_mitigation", "available_mitigations",
+           "ARM_KINDS"]

@@ -10,7 +10,9 @@
     permutation p-value ``(1 + #{shuffled AUC >= AUC}) / (1 + n_permutations)``. Users whose
     attribute is missing are counted and reported, never silently dropped; values held by fewer
     than ``min_class_size`` users are merged into ``"(rare)"`` (and if that is still smaller than
-    the number of folds, those users are left out and counted). With ``minimise`` the model is
+    the number of folds, those users are left out and counted). With ``minimise`` (an alias of the
+    ``history_minimisation`` arm with that ``mode``) or ``minimisation`` (an ``input_defence`` arm
+    by name, see :mod:`trustrec._arms`; arms are named, never imported) the model is
     asked again with minimised histories (:func:`trustrec.mitigate.minimise_history`: the
     ``sensitive_items``, else the ``n_sensitive`` items whose consumption most reveals the
     attribute in training, dropped from the histories or shown by their generalised text): the
@@ -23,8 +25,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import (
     Audit,
     AuditConfig,
@@ -58,7 +61,8 @@ class AttributeInferenceConfig(AuditConfig):
     regularisation; ``n_permutations``: shuffled-label runs; ``min_class_size``: smaller values
     merge into ``"(rare)"``; ``minimise``: ``drop`` or ``generalise`` the ``sensitive_items``
     (raw ids; ``None``: the ``n_sensitive`` items most revealing of each attribute) and ask
-    again (``None``: no minimisation)."""
+    again (``None``: no minimisation); ``minimisation``: an input-defence arm by name or
+    ``{"name", "params"}`` instead (``None``: ``minimise`` decides)."""
 
     attributes: tuple[str, ...] | None = None
     features: Literal["auto", "embeddings", "topk"] = "auto"
@@ -67,9 +71,27 @@ class AttributeInferenceConfig(AuditConfig):
     n_permutations: int = Field(20, ge=0)
     min_class_size: PositiveInt = 10
     minimise: Literal["drop", "generalise"] | None = None
+    minimisation: ArmSpec | None = None
     sensitive_items: tuple[str, ...] | None = None
     n_sensitive: PositiveInt = 50
     batch_size: PositiveInt = 512
+
+    @field_validator("minimisation", mode="before")
+    @classmethod
+    def _check_minimisation(cls, value):
+        return None if value is None else check_arm_specs([value], "input_defence")[0]
+
+    @model_validator(mode="after")
+    def _one_minimisation(self):
+        if self.minimise is not None and self.minimisation is not None:
+            raise ValueError("give minimise (the history_minimisation mode) or minimisation (an arm), not both")
+        return self
+
+    def minimisation_arm(self) -> ArmSpec | None:
+        """The input-defence arm: ``minimisation``, else ``history_minimisation`` with ``minimise``'s mode."""
+        if self.minimise is not None:
+            return ArmSpec(name="history_minimisation", params={"mode": self.minimise})
+        return self.minimisation
 
 
 def _cv_proba(x, codes: np.ndarray, n_classes: int, n_folds: int, C: float, seed: int, dense: bool) -> np.ndarray:
@@ -190,7 +212,7 @@ class AttributeInferenceAudit(Audit):
         what = (f"{'user embeddings' if embeddings else f'top-{k} lists (bag of items)'} of {len(queries)} users, "
                 f"logistic regression, {c.n_folds}-fold stratified CV")
         estimates, rows, bars, warnings = {}, [], [], []
-        base_ndcg = inputs.evaluation.per_user[f"ndcg@{k}"].to_numpy() if c.minimise else None
+        base_ndcg = inputs.evaluation.per_user[f"ndcg@{k}"].to_numpy() if c.minimisation_arm() else None
         full_groups = None
         for j, attr in enumerate(attributes):
             keep, codes, names, info = self._labels(groups[attr].to_numpy())
@@ -246,7 +268,7 @@ class AttributeInferenceAudit(Audit):
                      {"attribute": attr, "predictor": "shuffled labels",
                       "auc": float(shuffled.mean()) if len(shuffled) else np.nan, "ci_low": s_lo, "ci_high": s_hi},
                      {"attribute": attr, "predictor": "majority", "auc": 0.5, "ci_low": None, "ci_high": None}]
-            if c.minimise:
+            if c.minimisation_arm() is not None:
                 if full_groups is None:
                     full_groups = user_group_table(ds.users, inputs.train_counts, attributes)
                 self._minimised(inputs, attr, full_groups[attr].to_numpy(), keep, codes, names, proba, boot_rows,
@@ -269,19 +291,20 @@ class AttributeInferenceAudit(Audit):
                    estimates, row, warnings, missing_group):
         from trustrec.eval import hits_matrix, ndcg
         from trustrec.eval import distinct_counts
-        from trustrec.mitigate._privacy import minimise_history, revealing_items, sensitive_mask
 
         c = self.config
+        defence = build_arm(c.minimisation_arm(), "input_defence")[1]
         ds, model, queries = inputs.dataset, inputs.model, inputs.queries
         if c.sensitive_items is not None:
-            mask = sensitive_mask(ds, list(c.sensitive_items), f"{self.name}: sensitive_items")
+            mask = defence.sensitive_mask(ds, list(c.sensitive_items), f"{self.name}: sensitive_items")
             how = f"{int(mask.sum())} given sensitive items"
         else:
             labels = np.where(all_labels == missing_group, None, all_labels)
-            mask = sensitive_mask(ds, revealing_items(inputs.split.train, labels, ds.n_items, c.n_sensitive))
+            mask = defence.sensitive_mask(ds, defence.revealing_items(inputs.split.train, labels, ds.n_items,
+                                                                      c.n_sensitive))
             how = f"the {int(mask.sum())} items most revealing of {attr} (chi-square on training data)"
         try:
-            m_model, m_queries = minimise_history(model, queries, mask, c.minimise, items=ds.items)
+            m_model, m_queries = defence.apply(model, queries, mask, items=ds.items)
         except ConfigError as exc:
             msg = f"history minimisation not applied: {exc}"
             if msg not in warnings:
@@ -299,7 +322,7 @@ class AttributeInferenceAudit(Audit):
             b_m = macro_ovr_auc(proba_m, codes, boot_rows)
             lo, hi = percentile_ci(b_m)
             d_lo, d_hi = percentile_ci(macro_ovr_auc(proba, codes, boot_rows) - b_m)
-        what = f"{c.minimise} {how} ({removed:.1%} of history items)"
+        what = f"{defence.label} {how} ({removed:.1%} of history items)"
         estimates[f"auc [{label}]"] = Estimate(auc_m, lo, hi, len(keep),
                                                description=f"attribute-inference AUC after history minimisation: {what}")
         estimates[f"auc_drop [{label}]"] = Estimate(

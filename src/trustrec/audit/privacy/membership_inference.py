@@ -17,10 +17,12 @@
     (controls). Each canary is ranked by its loss among ``n_candidates`` random sequences of the
     same length (rank 1 = lowest loss, ties count half); exposure = ``log2(n_candidates + 1) -
     log2(rank)``, at most ``log2(n_candidates + 1)``, about 1.44 bits on average for a sequence
-    the model never saw. **Randomised response** (``noise_epsilons``): for each epsilon the
-    member (and canary) training items go through :func:`trustrec.mitigate.randomised_response`,
-    the model is retrained, and the attacks are run again on the *true* sequences: the AUC drop,
-    the canary exposure and the NDCG cost.
+    the model never saw. **Training defences** are arms by name (``training_defences``; see
+    :mod:`trustrec._arms`), never imported: for each, the member (and canary) training data go
+    through the arm, the model is retrained, and the attacks are run again on the *true*
+    sequences: the AUC drop, the canary exposure and the NDCG cost. **Randomised response**
+    (``noise_epsilons``, an alias of the ``randomised_response`` arm at each epsilon): the
+    training items go through :func:`trustrec.mitigate.randomised_response`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, PositiveInt, field_validator
 
+from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import (
     AuditConfig,
     AuditInputs,
@@ -140,7 +143,9 @@ class MembershipInferenceConfig(AuditConfig):
     next-item predictions per user in its loss (``None``: the generative recommender's
     ``targets_per_user``, else 10); canaries: ``n_canaries`` inserted (0: none) plus as many
     controls, ``canary_length`` items, ``canary_repeats`` copies, ranked among ``n_candidates``
-    random sequences; ``noise_epsilons``: randomised-response settings to retrain with;
+    random sequences; ``noise_epsilons``: randomised-response settings to retrain with (each the
+    ``randomised_response`` arm at that epsilon, run first); ``training_defences``: training-defence
+    arms by name or ``{"name", "params"}``;
     ``max_users``: attacked users (a seeded half from members, half from non-members; all
     members are trained on); ``model_spec``: what to train (``None``: the audited model's own
     name and config)."""
@@ -155,7 +160,19 @@ class MembershipInferenceConfig(AuditConfig):
     canary_repeats: PositiveInt = 1
     n_candidates: PositiveInt = 500
     noise_epsilons: tuple[float, ...] = ()
+    training_defences: tuple[ArmSpec, ...] = ()
     batch_size: PositiveInt = 256
+
+    @field_validator("training_defences", mode="before")
+    @classmethod
+    def _check_defences(cls, values):
+        return check_arm_specs(values, "training_defence")
+
+    def defence_arms(self) -> tuple[ArmSpec, ...]:
+        """The training-defence arms: randomised response at each of ``noise_epsilons`` (the
+        alias), then ``training_defences``."""
+        return tuple(ArmSpec(name="randomised_response", params={"epsilon": eps})
+                     for eps in self.noise_epsilons) + self.training_defences
 
     @field_validator("noise_epsilons")
     @classmethod
@@ -350,33 +367,31 @@ class MembershipInferenceAudit(RetrainingAudit):
                 "inserted": np.r_[np.ones(n_can, bool), np.zeros(n_can, bool)],
                 "exposure": np.r_[exp_in, exp_ctl]})
             noise_rows[0]["canary_exposure"] = float(np.nanmean(exp_in))
-        # randomised response on the member (and canary) training items
-        from trustrec.mitigate._privacy import keep_probability, noise_training
-
-        for j, eps in enumerate(c.noise_epsilons):
-            label = f"rr eps={eps:g}"
-            noised = noise_training(target_split, eps, seed=c.seed + 101 + j,
-                                    users=np.concatenate([members, canary_users]))
+        # training defences (arms) on the member (and canary) training data
+        defences = [build_arm(a, "training_defence")[1] for a in c.defence_arms()]
+        for j, defence in enumerate(defences):
+            label = defence.label
+            absent = getattr(defence, "absent", f"the defence ({defence.label})")
+            applied = getattr(defence, "applied", "defended")
+            noised = defence.apply(target_split, seed=c.seed + 101 + j, users=np.concatenate([members, canary_users]))
             model, fit_seconds[label] = fit_spec(spec, noised, seed=c.seed, progress=inputs.progress)
             lt = self._losses(model, hist, positions)
             s_eps = attack_scores(lt, loss_r)
             ok = ~np.isnan(s_eps["loss"])
             est, b_eps = _attack_estimates({n: v[ok] for n, v in s_eps.items()}, y[ok], c.n_boot, c.seed, what
-                                           + f"; training items through randomised response, eps={eps:g}", warnings,
-                                           suffix=f", {label}")
+                                           + f"; {defence.what}", warnings, suffix=f", {label}")
             estimates.update(est)
             for n in s_eps:
                 if ok.all() and len(boots.get(n, ())) and len(b_eps[n]):
                     lo, hi = percentile_ci(boots[n] - b_eps[n])
                     estimates[f"auc_drop [{n}, {label}]"] = Estimate(
                         estimates[f"auc [{n}]"].value - est[f"auc [{n}, {label}]"].value, lo, hi, int(ok.sum()),
-                        description=f"AUC without noise minus AUC with randomised response at eps={eps:g} (keep "
-                                    f"probability {keep_probability(eps):.3f}); > 0 = the defence helps")
+                        description=f"AUC without {absent} minus AUC with {defence.title}; > 0 = the defence helps")
             nd = _ndcg(model, ev[member_rows], k, c.batch_size) if len(member_rows) else np.empty(0)
             estimates[f"ndcg@{k}_cost [{label}]"] = paired_estimate(
                 ndcg_clean, nd, n_boot=c.n_boot, seed=c.seed + 13 + j,
-                description=f"NDCG@{k} on members' targets without noise minus with it (accuracy cost)")
-            row = {"epsilon": eps, "keep_probability": keep_probability(eps),
+                description=f"NDCG@{k} on members' targets without {absent} minus with it (accuracy cost)")
+            row = {**defence.settings,
                    **{f"auc_{n}": est[f"auc [{n}, {label}]"].value for n in s_eps},
                    f"ndcg@{k}": float(np.nanmean(nd)) if len(nd) else np.nan}
             if n_can:
@@ -385,15 +400,15 @@ class MembershipInferenceAudit(RetrainingAudit):
                 row["canary_exposure"] = float(np.nanmean(exp_eps))
                 estimates[f"canary_exposure [{label}]"] = mean_estimate(
                     exp_eps, n_boot=c.n_boot, seed=c.seed + 17 + j,
-                    description=f"mean exposure of the inserted canaries (noised like every member) with randomised "
-                                f"response at eps={eps:g}")
+                    description=f"mean exposure of the inserted canaries ({applied} like every member) with "
+                                f"{getattr(defence, 'short', defence.title)}")
             roc = pd.concat([roc, _roc_rows({n: v[ok] for n, v in s_eps.items()}, y[ok], f", {label}")],
                             ignore_index=True)
             noise_rows.append(row)
         evidence["roc"] = roc
         plots = [Plot("line", "roc", "fpr", "tpr", "membership inference ROC curves", series="attack",
                       x_label="false-positive rate (non-members flagged)", y_label="true-positive rate (members flagged)")]
-        if c.noise_epsilons:
+        if defences:
             noise = pd.DataFrame(noise_rows)
             evidence["noise"] = noise
             curve = noise[np.isfinite(noise.epsilon)].melt(id_vars=["epsilon"], value_vars=[f"auc_{n}" for n in scores],

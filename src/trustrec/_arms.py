@@ -1,0 +1,170 @@
+"""Mitigation arms by name: the neutral registry audits ask and :mod:`trustrec.mitigate` fills.
+
+fairlearn's rule, kept here: metrics never import mitigations. An audit that measures a
+mitigation names it (``defences: ["fake_user_detector"]``), and the arm is resolved through this
+module, which imports nothing of the mitigation layer at module level; the built-in arms are
+loaded on first lookup from :func:`trustrec.mitigate.defences.builtin_arms` (the mitigation side
+declares them), and anyone adds one with :func:`register_mitigation` (the public
+``trustrec.mitigate.MITIGATIONS`` / ``register_mitigation`` are this registry). So an audit
+never imports ``trustrec.mitigate``, and a new mitigation reaches every audit that takes its
+kind without an audit edit.
+
+An arm is a :class:`MitigationArm`: a ``name``, a ``kind`` (:data:`ARM_KINDS`), a ``build``
+callable (``build(**params)`` returns the configured mitigation), an optional ``check``
+(``check(params) -> params``: validated, normalised parameters, run when a config names the
+arm), a short ``label`` for tables and a ``title`` for prose. What ``build`` returns depends on
+the kind; the audit that takes that kind calls only this interface:
+
+- ``data_defence`` (``poisoning``): an object with ``fit(split) -> fitted``; the fitted one has
+  ``report(is_fake) -> {"precision", "recall", "f1", "n_flagged", ...}`` (is_fake: bool per user
+  index), ``drop_flagged(split) -> Split`` (the defended training data) and ``description``.
+- ``reranker`` (``feedback_loop``, ``fairness_mitigations``): an object with
+  ``wrap(model, train, *, strength) -> Recommender`` (re-ranks a fitted model's lists) and,
+  for the trade-off audit, ``tradeoff(model, eval_set, strengths, *, train, k, batch_size,
+  n_candidates, n_boot, seed) -> (points, table)``.
+- ``text_guard`` (``text_attack``): an object with ``prompt_mode`` (a guard mode the model's
+  prompt renders itself, ``"flag"`` / ``"strip"``, or ``None``), ``guard(text) -> str`` (the
+  text as shown; applied by the audit to the attacked item-text column when ``prompt_mode`` is
+  ``None``) and ``detect(text) -> bool``.
+- ``training_defence`` (``membership_inference``): an object with ``apply(split, *, seed,
+  users) -> Split`` (training data the model is retrained on), ``label``, ``what`` (a clause
+  for descriptions), ``title`` and ``settings`` (a dict of table columns); optionally
+  ``short``, ``absent`` and ``applied`` (wording of the descriptions).
+- ``input_defence`` (``attribute_inference``, history minimisation): an object with
+  ``apply(model, queries, sensitive, *, items) -> (model, queries)`` (what to ask instead),
+  ``sensitive_mask(dataset, items, owner)``, ``revealing_items(train, labels, n_items, n)``
+  and ``label``.
+
+Configs name arms as a name or ``{"name": ..., "params": {...}}`` (:class:`ArmSpec`);
+:func:`check_arm_specs` validates names and kinds when the config is built (an unknown name
+lists the known ones) and :func:`build_arm` turns a spec into the mitigation object.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trustrec._registry import NamedRegistry
+from trustrec.errors import ConfigError
+
+__all__ = ["ARM_KINDS", "MitigationArm", "ArmSpec", "MITIGATIONS", "register_mitigation", "mitigation_arm",
+           "available_mitigations", "check_arm_specs", "build_arm"]
+
+ARM_KINDS = ("data_defence", "reranker", "text_guard", "training_defence", "input_defence")
+_BUILTINS_FROM = "trustrec.mitigate.defences"
+
+
+@dataclass(frozen=True)
+class MitigationArm:
+    """A named mitigation an audit can take (module docstring)."""
+
+    name: str
+    kind: str
+    build: Callable[..., Any]
+    check: Callable[[dict], dict] | None = None
+    label: str = ""
+    title: str = ""
+    description: str = ""
+    defaults: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError(f"a mitigation arm needs a name; got {self.name!r}")
+        if self.kind not in ARM_KINDS:
+            raise ConfigError(f"mitigation arm {self.name!r}: kind must be one of {ARM_KINDS}; got {self.kind!r}")
+        if not callable(self.build):
+            raise ConfigError(f"mitigation arm {self.name!r}: build must be callable")
+        object.__setattr__(self, "label", self.label or self.name)
+        object.__setattr__(self, "title", self.title or self.label)
+
+    def checked(self, params: dict | None) -> dict:
+        params = {**self.defaults, **(params or {})}
+        return dict(self.check(params)) if self.check is not None else params
+
+    def create(self, params: dict | None = None) -> Any:
+        """The configured mitigation (``build(**params)``, parameters checked first)."""
+        return self.build(**self.checked(params))
+
+
+def _builtins() -> Iterable[MitigationArm]:
+    return importlib.import_module(_BUILTINS_FROM).builtin_arms()
+
+
+MITIGATIONS: NamedRegistry[MitigationArm] = NamedRegistry(
+    "mitigation", _builtins, ConfigError, "Register one with trustrec.mitigate.register_mitigation.", list_up_to=40)
+
+
+def register_mitigation(arm: MitigationArm | None = None, *, overwrite: bool = False, **fields) -> MitigationArm:
+    """Add an arm: a :class:`MitigationArm`, or its fields as keywords (``name``, ``kind``,
+    ``build``, ...). A name already taken raises unless ``overwrite``."""
+    if arm is None:
+        arm = MitigationArm(**fields)
+    elif fields:
+        raise ConfigError("register_mitigation: pass a MitigationArm or its fields, not both")
+    MITIGATIONS.add(arm, overwrite=overwrite)
+    return arm
+
+
+def available_mitigations(kind: str | None = None) -> dict[str, MitigationArm]:
+    if kind is not None and kind not in ARM_KINDS:
+        raise ConfigError(f"unknown mitigation kind {kind!r}; one of {', '.join(ARM_KINDS)}")
+    return {n: a for n, a in MITIGATIONS.all().items() if kind is None or a.kind == kind}
+
+
+def mitigation_arm(name: str, kind: str | None = None) -> MitigationArm:
+    """The arm registered as ``name``; with ``kind``, an arm of another kind is an error that
+    lists the known arms of that kind."""
+    arm = MITIGATIONS.get(name)
+    if kind is not None and arm.kind != kind:
+        known = ", ".join(available_mitigations(kind)) or "none"
+        raise ConfigError(f"mitigation {name!r} is a {arm.kind} arm; this takes {kind} arms (known: {known})")
+    return arm
+
+
+class ArmSpec(BaseModel):
+    """An arm named in a config: ``name`` and its ``params``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    params: dict = Field(default_factory=dict)
+
+
+def _as_spec(value) -> ArmSpec:
+    if isinstance(value, ArmSpec):
+        return value
+    if isinstance(value, str):
+        return ArmSpec(name=value)
+    if isinstance(value, dict):
+        return ArmSpec.model_validate(value)
+    raise ValueError(f"an arm is a name or {{'name': ..., 'params': {{...}}}}; got {value!r}")
+
+
+def check_arm_specs(values, kind: str) -> tuple[ArmSpec, ...]:
+    """Config values (names or ``{"name", "params"}``) as checked :class:`ArmSpec` of ``kind``:
+    known names, the right kind, parameters validated by the arm; a name given twice raises."""
+    specs = tuple(_as_spec(v) for v in (values or ()))
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"arms named more than once: {dup}")
+    out = []
+    for s in specs:
+        try:
+            arm = mitigation_arm(s.name, kind)
+            out.append(ArmSpec(name=s.name, params=arm.checked(s.params)))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return tuple(out)
+
+
+def build_arm(spec: ArmSpec | str, kind: str) -> tuple[MitigationArm, Any]:
+    """The arm of ``spec`` (checked to be of ``kind``) and its configured mitigation."""
+    spec = _as_spec(spec)
+    arm = mitigation_arm(spec.name, kind)
+    return arm, arm.create(spec.params)

@@ -1,0 +1,125 @@
+"""The built-in mitigation arms (see :mod:`trustrec._arms` for the kinds and their interfaces).
+
+==========================  ================  =============================================
+name                        kind              what it builds
+==========================  ================  =============================================
+``fake_user_detector``      data_defence      :class:`FakeUserDetector` (params: its config)
+``calibrated``              reranker          calibrated re-ranking (Steck 2018)
+``exposure``                reranker          popularity-aware xQuAD (label ``xquad``)
+``injection_flag``          text_guard        the prompt's ``"flag"`` injection guard
+``injection_strip``         text_guard        the prompt's ``"strip"`` injection guard
+``randomised_response``     training_defence  randomised response on training items (``epsilon``)
+``history_minimisation``    input_defence     drop / generalise sensitive history items (``mode``)
+==========================  ================  =============================================
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from trustrec._arms import MitigationArm
+from trustrec.mitigate.defences.detection import FakeUserDetector
+from trustrec.mitigate.defences.privacy import (
+    keep_probability,
+    minimise_history,
+    noise_training,
+    revealing_items,
+    sensitive_mask,
+)
+from trustrec.mitigate.defences.tradeoff import RerankerArm
+from trustrec.models.llm import find_injections, guard_text
+
+__all__ = ["builtin_arms", "InjectionGuard", "RandomisedResponse", "HistoryMinimisation"]
+
+
+class InjectionGuard:
+    """A text guard: ``mode`` ``"flag"`` or ``"strip"`` (:func:`trustrec.models.llm.guard_text`),
+    rendered by the model's own prompt (``prompt_mode``); ``detect`` is
+    :func:`trustrec.models.llm.find_injections`."""
+
+    def __init__(self, mode: str = "flag"):
+        self.mode = self.prompt_mode = mode
+
+    def guard(self, text: str) -> str:
+        return guard_text(text, self.mode)
+
+    @staticmethod
+    def detect(text: str) -> bool:
+        return bool(find_injections(text))
+
+
+class RandomisedResponse:
+    """Randomised response on the training items (:func:`noise_training`) at ``epsilon``."""
+
+    def __init__(self, epsilon: float):
+        self.epsilon = float(epsilon)
+        p = keep_probability(self.epsilon)
+        self.label = f"rr eps={self.epsilon:g}"
+        self.what = f"training items through randomised response, eps={self.epsilon:g}"
+        self.short = f"randomised response at eps={self.epsilon:g}"
+        self.title = f"{self.short} (keep probability {p:.3f})"
+        self.absent, self.applied = "noise", "noised"          # wording of the audit's descriptions
+        self.settings = {"epsilon": self.epsilon, "keep_probability": p}
+
+    def apply(self, split, *, seed: int, users=None):
+        return noise_training(split, self.epsilon, seed=seed, users=users)
+
+
+def _check_epsilon(params: dict) -> dict:
+    eps = params.get("epsilon")
+    keep_probability(eps)                        # raises a ConfigError naming a bad epsilon
+    if set(params) - {"epsilon"}:
+        raise ValueError(f"randomised_response takes 'epsilon' only; got {sorted(params)}")
+    return {"epsilon": float(eps)}
+
+
+class HistoryMinimisation:
+    """History minimisation (:func:`minimise_history`): ``mode`` ``"drop"`` or ``"generalise"``."""
+
+    def __init__(self, mode: str = "drop"):
+        if mode not in ("drop", "generalise"):
+            raise ValueError(f"history_minimisation: mode must be 'drop' or 'generalise'; got {mode!r}")
+        self.mode = self.label = mode
+
+    def apply(self, model, queries, sensitive: np.ndarray, *, items=None):
+        return minimise_history(model, queries, sensitive, self.mode, items=items)
+
+    @staticmethod
+    def sensitive_mask(dataset, items, owner: str = "sensitive items") -> np.ndarray:
+        return sensitive_mask(dataset, items, owner)
+
+    @staticmethod
+    def revealing_items(train, labels, n_items: int, n: int) -> np.ndarray:
+        return revealing_items(train, labels, n_items, n)
+
+
+def _check_minimisation(params: dict) -> dict:
+    HistoryMinimisation(**params)
+    return dict(params)
+
+
+def _detector_params(params: dict) -> dict:
+    return FakeUserDetector.validate_config(params).model_dump(mode="json")
+
+
+def builtin_arms() -> list[MitigationArm]:
+    return [
+        MitigationArm("fake_user_detector", "data_defence", FakeUserDetector, check=_detector_params,
+                      label="detector", title="fake-user detector",
+                      description="unsupervised fake-user detection on profile features; flagged users dropped"),
+        MitigationArm("calibrated", "reranker", partial(RerankerArm, "calibrated"),
+                      title="calibrated re-ranking", description="calibrated recommendations (Steck 2018)"),
+        MitigationArm("exposure", "reranker", partial(RerankerArm, "exposure"), label="xquad",
+                      title="xQuAD", description="popularity-aware xQuAD (Abdollahpouri et al. 2019)"),
+        MitigationArm("injection_flag", "text_guard", partial(InjectionGuard, "flag"), label="flag",
+                      description="instruction-like item text shown escaped and flagged"),
+        MitigationArm("injection_strip", "text_guard", partial(InjectionGuard, "strip"), label="strip",
+                      description="instruction-like item text removed"),
+        MitigationArm("randomised_response", "training_defence", RandomisedResponse, check=_check_epsilon,
+                      title="randomised response", description="training items through randomised response"),
+        MitigationArm("history_minimisation", "input_defence", HistoryMinimisation, check=_check_minimisation,
+                      defaults={"mode": "drop"}, title="history minimisation",
+                      description="sensitive history items dropped or shown by their generalised text"),
+    ]
