@@ -52,8 +52,10 @@ def approximate_unlearn(model, forget, retain, *, forget_users=None, retain_user
     name = type(model).__name__
     model._check_fitted()
     if not supports_approximate_unlearning(model):
-        model._sequence_losses(forget, np.zeros(0, np.int64), np.random.default_rng(0))   # raises, saying why
-        raise ConfigError(f"{name} has no per-sequence training loss, so it cannot unlearn approximately")
+        if hasattr(model, "_sequence_losses"):     # the torch base's hook raises NotImplementedError, saying why
+            model._sequence_losses(forget, np.zeros(0, np.int64), np.random.default_rng(0))
+        raise ConfigError(f"{name} has no per-sequence training loss, so it cannot unlearn approximately; "
+                          "retrain without the users instead")
     if steps < 1 or batch_size < 1:
         raise ConfigError(f"{name}.unlearn: steps and batch_size must be >= 1, got {steps}, {batch_size}")
     if retain_weight < 0:
