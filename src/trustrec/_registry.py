@@ -110,7 +110,8 @@ class NamedRegistry(Generic[T], Mapping):
             try:
                 if self._builtins is not None:
                     for entry in self._builtins():
-                        self._put(self._name_of(entry), entry, "builtin")
+                        if self._origin.get(self._name_of(entry)) != "user":
+                            self._put(self._name_of(entry), entry, "builtin")
                 for package in self.packages:
                     _import_all(package)
                 self._scan_entry_points()
