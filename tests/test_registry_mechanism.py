@@ -133,6 +133,19 @@ def test_a_third_party_model_and_metric_come_from_entry_points(plugin):
     assert "fake_metric" in registry("metrics") and "fake_metric" in ACCURACY_METRICS
 
 
+
+def test_the_evaluator_computes_a_third_party_metric(plugin):
+    from trustrec.data import EvalSet, QueryBatch, Ragged
+    from trustrec.eval import evaluate
+    from trustrec.models import FitOptions
+    from trustrec.testing import PrecomputedScores, toy_dataset
+
+    scores = np.tile(np.arange(8, 0, -1, dtype=float), (3, 1))          # item 0 first, then 1, ...
+    model = PrecomputedScores(scores).fit(toy_dataset(n_users=3, n_items=8, n_inter=20), FitOptions(progress=False))
+    es = EvalSet(QueryBatch(np.arange(3), Ragged.from_rows([[], [], []])), Ragged.from_rows([[0], [1, 2], [7]]), "test")
+    res = evaluate(model, es, metrics=["fake_metric@3", "hr@3"], n_boot=0, progress=False)
+    assert res.mean("fake_metric@3") == pytest.approx(10.0) and res.mean("hr@3") == pytest.approx(2 / 3)
+
 def test_a_broken_entry_point_is_a_clear_error_never_silent(plugin):
     from trustrec.models import available_models, model_class
 
