@@ -34,7 +34,7 @@ from pydantic import Field, PositiveInt, field_validator
 from trustrec._arms import build_arm
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
-from trustrec.eval._stats import paired_estimate
+from trustrec.eval import paired_estimate
 
 __all__ = ["FairnessMitigationsConfig", "FairnessMitigationsAudit"]
 

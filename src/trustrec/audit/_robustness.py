@@ -464,7 +464,7 @@ def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, 
     :func:`trustrec.models.topk_from_scores`); NaN where the target is in the history.
     Models without full-ranking scores are ranked from their top-``depth`` list: absent targets
     get ``depth + 1`` (censored)."""
-    from trustrec.models._base import exclusion_mask
+    from trustrec.models import exclusion_mask
 
     targets = np.atleast_1d(np.asarray(targets, np.int64))
     out = []

@@ -57,8 +57,8 @@ from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.audit._robustness import target_item_indices
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
-from trustrec.eval._stats import mean_estimate, paired_estimate
-from trustrec.models._protocols import has_capability
+from trustrec.eval import mean_estimate, paired_estimate
+from trustrec.models import has_capability
 
 __all__ = ["TEXT_ATTACKS", "PROMOTIONAL_PHRASES", "attack_item_text", "TextAttackConfig", "TextAttackAudit"]
 
@@ -244,7 +244,7 @@ _FREE_TEXT_RATES = {
 def _guard_changes(model, items, guard: str) -> bool:
     """Whether showing the catalog (``items``, or the model's own) under the prompt's ``guard``
     mode changes any item's prompt text."""
-    from trustrec.models.llm._prompts import PromptCatalog
+    from trustrec.models.llm import PromptCatalog
 
     variant = model.with_item_text(items)
     template = variant.prompt_template()

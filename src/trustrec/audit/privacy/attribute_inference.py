@@ -40,15 +40,13 @@ from trustrec.audit.privacy._common import (
 )
 from trustrec.data import QueryBatch
 from trustrec.errors import ConfigError, DataError
-from trustrec.eval._classification import (  # roc_auc, macro_ovr_auc, tpr_at_fpr: re-exported, they lived here
-    macro_ovr_auc,
-)
-from trustrec.eval._stats import (
+from trustrec.eval import (  # macro_ovr_auc: re-exported, it lived here
     bootstrap_rows,
+    macro_ovr_auc,
     paired_estimate,
     percentile_ci,
 )
-from trustrec.models._protocols import has_capability
+from trustrec.models import has_capability
 
 __all__ = ["AttributeInferenceConfig", "AttributeInferenceAudit"]
 

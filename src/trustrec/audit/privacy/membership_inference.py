@@ -54,17 +54,15 @@ from trustrec.audit.privacy._common import (
 )
 from trustrec.data import Interactions, Ragged, Split
 from trustrec.errors import ConfigError, DataError
-from trustrec.eval._classification import (  # roc_auc, macro_ovr_auc, tpr_at_fpr: re-exported, they lived here
+from trustrec.eval import (  # roc_auc, roc_points, tpr_at_fpr: re-exported, they lived here
     auc_rows,
-    roc_auc,
-    roc_points,
-    tpr_at_fpr,
-)
-from trustrec.eval._stats import (
     mean_estimate,
     paired_estimate,
     percentile_ci,
+    roc_auc,
+    roc_points,
     stratified_bootstrap_rows,
+    tpr_at_fpr,
 )
 
 __all__ = ["canary_exposure", "random_sequences", "FPRS", "MembershipInferenceConfig", "MembershipInferenceAudit"]
