@@ -5,7 +5,9 @@ mitigation names it (``defences: ["fake_user_detector"]``), and the arm is resol
 module, which imports nothing of the mitigation layer at module level; the built-in arms are
 loaded on first lookup from :func:`trustrec.mitigate.defences.builtin_arms` (the mitigation side
 declares them), and anyone adds one with :func:`register_mitigation` (the public
-``trustrec.mitigate.MITIGATIONS`` / ``register_mitigation`` are this registry). So an audit
+``trustrec.mitigate.MITIGATIONS`` / ``register_mitigation`` are this registry) or, from another
+distribution, through the entry-point group ``trustrec.mitigations`` (each entry point a
+:class:`MitigationArm`; ``trustrec.registry.registry("mitigations")``). So an audit
 never imports ``trustrec.mitigate``, and a new mitigation reaches every audit that takes its
 kind without an audit edit.
 
@@ -95,8 +97,17 @@ def _builtins() -> Iterable[MitigationArm]:
     return importlib.import_module(_BUILTINS_FROM).builtin_arms()
 
 
+def _check_arm(name: str, obj) -> str | None:
+    if not isinstance(obj, MitigationArm):
+        return f"expected a trustrec.mitigate.MitigationArm, got {type(obj).__name__}"
+    if obj.name != name:
+        return f"the arm is named {obj.name!r}, the entry point {name!r}"
+    return None
+
+
 MITIGATIONS: NamedRegistry[MitigationArm] = NamedRegistry(
-    "mitigation", _builtins, ConfigError, "Register one with trustrec.mitigate.register_mitigation.", list_up_to=40)
+    "mitigation", _builtins, ConfigError, "Register one with trustrec.mitigate.register_mitigation.", list_up_to=40,
+    group="trustrec.mitigations", check=_check_arm)
 
 
 def register_mitigation(arm: MitigationArm | None = None, *, overwrite: bool = False, **fields) -> MitigationArm:

@@ -8,10 +8,10 @@ import pathlib
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.audit.conftest import attributed_frames
-from tests.audit.test_privacy import planted_attributes, uniform_sequences
 from trustrec.audit._mitigations import FairnessMitigationsAudit
 from trustrec.audit._robustness import PoisoningAudit
 from trustrec.audit._safety import FeedbackLoopAudit
@@ -89,6 +89,32 @@ def test_arms():
 def attributed():
     inter, users, items = attributed_frames()
     ds = Dataset.from_frame(inter, name="attributed", items=items, users=users)
+    return split_leave_one_out(ds)
+
+
+def uniform_sequences(n_users, n_items, length, seed):
+    """Users with random sequences of distinct items (as in tests/audit/test_privacy.py, which is
+    not imported: it registers test models for the whole session)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(rng.choice(n_items, length, replace=False))]
+    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="uniform")
+    return split_leave_one_out(ds)
+
+
+def planted_attributes(n_users, n_items=60, seed=0):
+    """Gender drives consumption: F users take 5 of the items 0-9, M users 5 of 10-19, everyone 5 of 20+."""
+    rng = np.random.default_rng(seed)
+    gender = np.where(np.arange(n_users) % 2 == 0, "F", "M").astype(object)
+    rows = []
+    for u in range(n_users):
+        block = rng.choice(10, 5, replace=False) + (0 if gender[u] == "F" else 10)
+        items = np.r_[block, rng.choice(np.arange(20, n_items), 5, replace=False)]
+        rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(rng.permutation(items))]
+    users = pd.DataFrame({"user_id": [f"u{u}" for u in range(n_users)], "gender": gender})
+    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="planted",
+                            users=users)
     return split_leave_one_out(ds)
 
 
