@@ -128,6 +128,43 @@ class LLMBackend(abc.ABC):
                   seed: int) -> list[str]:
         """Completions of non-empty ``prompts`` (stop strings are applied by the caller)."""
 
+    def sample(self, prompts: Sequence[str], n: int, max_new_tokens: int, *, temperature: float = 1.0,
+               top_p: float = 1.0, seed: int = 0, stop: Sequence[str] | None = None) -> list[list[str]]:
+        """``n`` free completions of each prompt: sample ``j`` is :meth:`generate` with seed
+        ``seed + j`` (so the same seed gives the same samples, on every backend that honours
+        seeds). Returns one list of ``n`` texts per prompt."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ConfigError(f"{type(self).__name__}.sample: n must be a positive integer; got {n!r}")
+        prompts = _check_strings(prompts, "prompts", f"{type(self).__name__}.sample")
+        per_seed = [self.generate(prompts, max_new_tokens, temperature=temperature, top_p=top_p, seed=seed + j,
+                                  stop=stop) for j in range(int(n))]
+        return [[per_seed[j][i] for j in range(int(n))] for i in range(len(prompts))]
+
+    def beam_search(self, prompts: Sequence[str], num_beams: int, max_new_tokens: int, *,
+                    batch_size: int = 8) -> list[list[tuple[str, float]]]:
+        """Per prompt, ``num_beams`` beam-search completions as ``(text, sequence
+        log-probability)``, best first. Needs the model's weights: local backends only."""
+        raise ConfigError(f"{type(self).__name__} has no beam search (it needs a local model: LocalBackend); "
+                          "use sample() for free generation through this backend")
+
+    def constrained_beam_search(self, prompts: Sequence[str], trie, *, num_beams: int, top_k: int,
+                                batch_size: int = 8, exclude: np.ndarray | None = None
+                                ) -> list[list[tuple[int, float]]]:
+        """Beam search constrained to a :class:`~trustrec.models.llm._trie.TitleTrie` (see
+        :func:`~trustrec.models.llm._constrained.constrained_beam_search`). Needs the model's
+        logits at every step: local backends only."""
+        raise ConfigError(f"{type(self).__name__} cannot run trie-constrained decoding (it needs a local model: "
+                          "LocalBackend); use free generation (sample) and ground the texts instead")
+
+    def sample_constrained(self, prompts: Sequence[str], trie, n: int, *, temperature: float = 1.0,
+                           top_p: float = 1.0, seed: int = 0, batch_size: int = 8
+                           ) -> list[list[tuple[list[int], int]]]:
+        """``n`` samples per prompt restricted to a title trie: per prompt, ``n`` pairs
+        ``(token_ids, item)`` (``item`` -1 when a sample ran out of tokens before a title
+        ended). Local backends only."""
+        raise ConfigError(f"{type(self).__name__} cannot sample under a title trie (it needs a local model: "
+                          "LocalBackend); sample freely and ground the texts instead")
+
     def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *,
                             add_generation_prompt: bool = True) -> str:
         """The prompt string for chat ``messages`` (``[{"role": ..., "content": ...}, ...]``)."""
@@ -262,6 +299,17 @@ class LocalBackend(LLMBackend):
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.config.model_dump_json()})"
+
+    @classmethod
+    def from_model(cls, model, tokenizer, **kwargs) -> "LocalBackend":
+        """A backend over an already loaded ``model`` and ``tokenizer`` (e.g. a fine-tuned one;
+        nothing is loaded or copied), on the model's device."""
+        name = str(getattr(model, "name_or_path", "") or getattr(getattr(model, "config", None), "_name_or_path", "")
+                   or "in-memory")
+        device = str(next(model.parameters()).device)
+        backend = cls(name, **{"device": device, **kwargs})
+        backend._model, backend._tokenizer = model, tokenizer
+        return backend
 
     # -- lazy loading ------------------------------------------------------------------------
     def _load(self) -> None:
@@ -504,3 +552,112 @@ class LocalBackend(LLMBackend):
                         row = row[:row.index(tok.eos_token_id)]
                     texts[start + r] = tok.decode(row, skip_special_tokens=True)
         return texts
+
+    def beam_search(self, prompts: Sequence[str], num_beams: int, max_new_tokens: int, *,
+                    batch_size: int = 8) -> list[list[tuple[str, float]]]:
+        """Per prompt, ``num_beams`` beam-search completions (no sampling, ``length_penalty=0``,
+        ``early_stopping="never"``) as ``(text, sequence log-probability)``, best first (ties
+        keep beam order). Prompts are left padded in batches of ``batch_size`` and tokenized
+        with the tokenizer's special tokens. One beam is greedy search (its score summed from
+        the per-step scores)."""
+        import torch
+
+        owner = f"{type(self).__name__}.beam_search"
+        prompts = _check_strings(prompts, "prompts", owner)
+        if num_beams < 1 or max_new_tokens < 1 or batch_size < 1:
+            raise ConfigError(f"{owner}: num_beams, max_new_tokens and batch_size must be >= 1")
+        model, tok = self.model, self.tokenizer
+        pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        device = next(model.parameters()).device
+        texts: list[list[tuple[str, float]]] = []
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            for start in range(0, len(prompts), batch_size):
+                chunk = prompts[start:start + batch_size]
+                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True)
+                enc = {key: v.to(device) for key, v in enc.items()}
+                with torch.inference_mode():
+                    out = model.generate(**enc, num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
+                                         max_new_tokens=max_new_tokens, length_penalty=0.0, early_stopping="never",
+                                         output_scores=True, return_dict_in_generate=True, pad_token_id=pad,
+                                         eos_token_id=tok.eos_token_id)
+                new = out.sequences[:, enc["input_ids"].shape[1]:]
+                decoded = tok.batch_decode(new, skip_special_tokens=True)
+                if num_beams > 1:
+                    seq_scores = out.sequences_scores.float().cpu().numpy()
+                else:                     # greedy search reports per-step scores, not a sequence score
+                    steps = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+                    kept = new != pad
+                    seq_scores = torch.where(kept[:, :steps.shape[1]], steps, 0.0).sum(1).float().cpu().numpy()
+                for b in range(len(chunk)):
+                    row = [(decoded[b * num_beams + j], float(seq_scores[b * num_beams + j])) for j in range(num_beams)]
+                    texts.append(sorted(row, key=lambda p: -p[1]))  # stable: ties keep beam order
+        finally:
+            tok.padding_side = old_side
+        return texts
+
+    def constrained_beam_search(self, prompts: Sequence[str], trie, *, num_beams: int, top_k: int,
+                                batch_size: int = 8, exclude: np.ndarray | None = None
+                                ) -> list[list[tuple[int, float]]]:
+        from trustrec.models.llm._constrained import constrained_beam_search
+
+        return constrained_beam_search(self.model, self.tokenizer, prompts, trie, num_beams=num_beams, top_k=top_k,
+                                       batch_size=batch_size, exclude=exclude)
+
+    def sample_constrained(self, prompts: Sequence[str], trie, n: int, *, temperature: float = 1.0,
+                           top_p: float = 1.0, seed: int = 0, batch_size: int = 8
+                           ) -> list[list[tuple[list[int], int]]]:
+        """Seeded sampling (``temperature``, nucleus ``top_p``; ``temperature=0`` is greedy)
+        where every step may only take a token the trie allows after the tokens so far, up to
+        the trie's end marker; same seed, prompts and batch size give the same samples.
+        Prompts are left padded and tokenized with the tokenizer's special tokens."""
+        import torch
+
+        owner = f"{type(self).__name__}.sample_constrained"
+        prompts = _check_strings(prompts, "prompts", owner)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or batch_size < 1:
+            raise ConfigError(f"{owner}: n and batch_size must be positive integers; got {n!r}, {batch_size!r}")
+        if not temperature >= 0 or not 0 < top_p <= 1:
+            raise ConfigError(f"{owner}: temperature must be >= 0 and top_p in (0, 1]; got {temperature}, {top_p}")
+        if not prompts or trie.n_sequences == 0:
+            return [[] for _ in prompts]
+        model, tok = self.model, self.tokenizer
+        pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        device = next(model.parameters()).device
+        depth = max(len(seq) for seq in trie.sequences.values())
+        sample = temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": depth, "do_sample": sample, "num_beams": 1,
+                                  "num_return_sequences": int(n), "pad_token_id": pad, "eos_token_id": trie.end_id}
+        kwargs.update(temperature=temperature, top_p=top_p, top_k=0) if sample else \
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        results: list[list[tuple[list[int], int]]] = []
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            with torch.inference_mode(), torch.random.fork_rng(devices=[] if device.type == "cpu" else None):
+                torch.manual_seed(seed)
+                for start in range(0, len(prompts), batch_size):
+                    chunk = prompts[start:start + batch_size]
+                    enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True)
+                    enc = {key: v.to(device) for key, v in enc.items()}
+                    width = enc["input_ids"].shape[1]
+
+                    def allowed(_batch_id, ids, width=width):
+                        tokens = trie.allowed_tokens(ids[width:].tolist())
+                        return tokens or [trie.end_id]      # a finished row: anything, it is cut below
+
+                    out = model.generate(**enc, prefix_allowed_tokens_fn=allowed, **kwargs)
+                    new = out[:, width:].cpu().tolist()
+                    for b in range(len(chunk)):
+                        row = []
+                        for j in range(int(n)):
+                            ids = new[b * int(n) + j]
+                            if trie.end_id in ids:
+                                ids = ids[:ids.index(trie.end_id) + 1]
+                            items = trie.items_of(ids)
+                            row.append((ids, items[0] if items else -1))
+                        results.append(row)
+        finally:
+            tok.padding_side = old_side
+        return results

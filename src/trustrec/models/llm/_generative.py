@@ -253,6 +253,26 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         titles_only = self._template().model_copy(update={"item_fields": (), "injection_guard": "off"})
         return PromptCatalog(self.catalog_).texts(titles_only)
 
+    @property
+    def backend(self):
+        """The :class:`~trustrec.models.llm.LLMBackend` generation runs through: the one given to
+        :meth:`use_backend`, else the fitted LM as a :class:`~trustrec.models.llm.LocalBackend`.
+        Constrained decoding and beam search need a local backend; any backend samples
+        (:class:`~trustrec.models.training.RolloutSampler`)."""
+        self._check_fitted()
+        given = self.__dict__.get("_backend")
+        if given is not None:
+            return given
+        from trustrec.models.llm._backend import LocalBackend
+
+        return LocalBackend.from_model(self.lm_, self.tokenizer_)
+
+    def use_backend(self, backend) -> "GenerativeRecommender":
+        """Route generation through ``backend`` (e.g. an OpenAI-compatible endpoint serving the
+        fine-tuned model; None goes back to the local LM); returns ``self``. Not saved."""
+        self._backend = backend
+        return self
+
     def _pad_id(self) -> int:
         tok = self.tokenizer_
         return int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
@@ -327,12 +347,10 @@ class GenerativeRecommender(ReadsItemText, Recommender):
                              max_history_tokens=self.config.max_history_tokens)
 
     def _constrained(self, queries, prompts, k, mask, stats):
-        from trustrec.models.llm._constrained import constrained_beam_search
-
         beams = min(self.trie_.n_sequences, max(self.config.num_beams, k))
-        ranked = constrained_beam_search(self.lm_, self.tokenizer_, prompts, self.trie_, num_beams=beams,
-                                         top_k=beams, batch_size=self.config.inference_batch_size,
-                                         exclude=mask) if beams else [[] for _ in prompts]
+        ranked = self.backend.constrained_beam_search(prompts, self.trie_, num_beams=beams, top_k=beams,
+                                                      batch_size=self.config.inference_batch_size,
+                                                      exclude=mask) if beams else [[] for _ in prompts]
         stats["n_generated"] = sum(len(r) for r in ranked)
         return ranked
 
@@ -348,37 +366,8 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         return self._generate(self._prompts(queries), n or self.config.num_beams)
 
     def _generate(self, prompts: list[str], beams: int) -> list[list[tuple[str, float]]]:
-        import torch
-
-        tok = self.tokenizer_
-        texts: list[list[tuple[str, float]]] = []
-        old_side = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            for start in range(0, len(prompts), self.config.inference_batch_size):
-                chunk = prompts[start:start + self.config.inference_batch_size]
-                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True)
-                enc = {key: v.to(next(self.lm_.parameters()).device) for key, v in enc.items()}
-                with torch.inference_mode():
-                    out = self.lm_.generate(**enc, num_beams=beams, num_return_sequences=beams, do_sample=False,
-                                            max_new_tokens=self.config.max_new_tokens, length_penalty=0.0,
-                                            early_stopping="never", output_scores=True,
-                                            return_dict_in_generate=True, pad_token_id=self._pad_id(),
-                                            eos_token_id=tok.eos_token_id)
-                new = out.sequences[:, enc["input_ids"].shape[1]:]
-                decoded = tok.batch_decode(new, skip_special_tokens=True)
-                if beams > 1:
-                    seq_scores = out.sequences_scores.float().cpu().numpy()
-                else:                     # greedy search reports per-step scores, not a sequence score
-                    steps = self.lm_.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-                    kept = new != self._pad_id()
-                    seq_scores = torch.where(kept[:, :steps.shape[1]], steps, 0.0).sum(1).float().cpu().numpy()
-                for b in range(len(chunk)):
-                    row = [(decoded[b * beams + j], float(seq_scores[b * beams + j])) for j in range(beams)]
-                    texts.append(sorted(row, key=lambda p: -p[1]))  # stable: ties keep beam order
-        finally:
-            tok.padding_side = old_side
-        return texts
+        return self.backend.beam_search(prompts, beams, self.config.max_new_tokens,
+                                        batch_size=self.config.inference_batch_size)
 
     def _unconstrained(self, prompts, k, stats):
         ground = self.grounder()

@@ -40,3 +40,6 @@ __all__ = ["Callback", "EpochLoop", "EarlyStopping", "ProgressBar", "Checkpoint"
 from trustrec.models.training.unlearning import approximate_unlearn, supports_approximate_unlearning
 
 __all__ += ["approximate_unlearn", "supports_approximate_unlearning"]
+from trustrec.models.training.rollout import Rollout, RolloutSampler
+
+__all__ += ["Rollout", "RolloutSampler"]
