@@ -31,7 +31,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import (
@@ -166,11 +166,20 @@ class MembershipInferenceConfig(AuditConfig):
     def _check_defences(cls, values):
         return check_arm_specs(values, "training_defence")
 
+    @model_validator(mode="after")
+    def _distinct_defences(self):
+        self.defence_arms()
+        return self
+
     def defence_arms(self) -> tuple[ArmSpec, ...]:
         """The training-defence arms: randomised response at each of ``noise_epsilons`` (the
         alias), then ``training_defences``."""
-        return tuple(ArmSpec(name="randomised_response", params={"epsilon": eps})
+        arms = tuple(ArmSpec(name="randomised_response", params={"epsilon": eps})
                      for eps in self.noise_epsilons) + self.training_defences
+        if any(a == b for i, a in enumerate(arms) for b in arms[:i]):
+            raise ConfigError("membership_inference: a training defence is given twice (noise_epsilons and "
+                              "training_defences name the same randomised_response setting)")
+        return arms
 
     @field_validator("noise_epsilons")
     @classmethod
