@@ -150,7 +150,7 @@ def test_run_config_bad_fitted_stage_errors_clearly(tmp_path):
         load_run_config(_config(tmp_path, "x", "item_knn", {"k": {"from_run": "knn"}}))
     with pytest.raises(ConfigError, match="retriever.*exactly one of checkpoint.*from_run"):
         load_run_config(_config(tmp_path, "x", "llm_ranker", {"retriever": {"from_run": "a", "checkpoint": "b"}}))
-    with pytest.raises(ConfigError, match="base.*Extra inputs"):
+    with pytest.raises(ConfigError, match="model.params.base.*.name.: not a key of a fitted stage"):
         load_run_config(_config(tmp_path, "x", "exposure_reranker", {"base": {"checkpoint": "b", "name": "x"}}))
     with pytest.raises(ConfigError, match="from_run.*not a plain name"):
         load_run_config(_config(tmp_path, "x", "exposure_reranker", {"base": {"from_run": "../up"}}))

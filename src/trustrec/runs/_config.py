@@ -96,20 +96,25 @@ class ModelConfig(_Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _fitted_stages_valid(self):
-        for key, value in self.params.items():
-            if _is_fitted_ref(value):
-                try:
-                    FittedStage.model_validate(value)
-                except (ValidationError, ConfigError) as exc:
-                    detail = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else exc
-                    raise ValueError(f"params.{key}: {detail}") from None
-        return self
-
     def fitted_stages(self) -> dict[str, FittedStage]:
-        """The stages given fitted (``{checkpoint: ...}`` / ``{from_run: ...}``), by stage name."""
-        return {k: FittedStage.model_validate(v) for k, v in self.params.items() if _is_fitted_ref(v)}
+        """The stages given fitted (``{checkpoint: ...}`` / ``{from_run: ...}``), by stage name; a
+        malformed one raises a ConfigError naming its key."""
+        out = {}
+        for key, value in self.params.items():
+            if not _is_fitted_ref(value):
+                continue
+            try:
+                out[key] = FittedStage.model_validate(value)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    (f"'{'.'.join(map(str, e['loc']))}': " if e["loc"] else "")
+                    + (e["msg"].removeprefix("Value error, ") if e["type"] != "extra_forbidden"
+                       else "not a key of a fitted stage (it holds only checkpoint or from_run)")
+                    for e in exc.errors())
+                raise ConfigError(f"'model.params.{key}': {problems}") from None
+            except ConfigError as exc:
+                raise ConfigError(f"'model.params.{key}': {exc}") from None
+        return out
 
     def spec_params(self) -> dict[str, Any]:
         """The parameters that build the model (the stages given fitted left out)."""
