@@ -35,7 +35,7 @@ from trustrec.audit.controllability import (
     PromptSensitivityAudit,
     UserControlAudit,
 )
-from trustrec.audit._result import Estimate
+from trustrec.audit import Estimate
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.models import FitOptions, compose, make_model
 from _command import command_line
