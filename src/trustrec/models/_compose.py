@@ -41,7 +41,7 @@ def _train_dataset(data: Dataset | Split) -> Dataset:
     raise DataError(f"expected the training Dataset or a Split, got {type(data).__name__}")
 
 
-def spec_of(model: Recommender) -> ModelSpec:
+def _spec_of(model: Recommender) -> ModelSpec:
     """The :class:`ModelSpec` that builds another (unfitted) ``model``: its registered name and config."""
     return ModelSpec(name=getattr(model, "name", "") or type(model).__name__,
                      params=model.dump_config() if hasattr(model, "dump_config") else {})
@@ -79,7 +79,7 @@ class ComposedRecommender(Recommender):
                 raise ConfigError(f"{who}: {stage!r} is not a stage (stages: {list(self.stages)})")
             if not isinstance(model, Recommender) or not model.is_fitted():
                 raise ConfigError(f"{who}: the {stage} {type(model).__name__} is not a fitted Recommender")
-        out = type(self)(**{**self.get_params(), **{s: spec_of(m) for s, m in fitted.items()}})
+        out = type(self)(**{**self.get_params(), **{s: _spec_of(m) for s, m in fitted.items()}})
         out._held_stages = {**getattr(self, "_held_stages", {}), **fitted}
         return out
 
@@ -103,7 +103,7 @@ class ComposedRecommender(Recommender):
             if model.n_items_ != train.n_items:
                 raise ConfigError(f"{cls.__name__}.from_fitted: the {stage} knows {model.n_items_} items but the "
                                   f"dataset '{train.name}' has {train.n_items}")
-        composed = cls(**{**params, **{s: spec_of(m) for s, m in fitted.items()}})
+        composed = cls(**{**params, **{s: _spec_of(m) for s, m in fitted.items()}})
         first = fitted[cls.stages[0]]
         composed.n_users_, composed.n_items_ = first.n_users_, first.n_items_
         composed.adopt_vocabulary(first)
