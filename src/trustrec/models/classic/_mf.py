@@ -218,7 +218,6 @@ class MF(Recommender):
     capabilities = frozenset({"score", "stochastic_training"})
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:
-        from tqdm.auto import tqdm
 
         cfg = self.config
         rng = options.rng()
@@ -249,11 +248,9 @@ class MF(Recommender):
         self.propensity_summary_ = summary
         self._publish(pred)
         keys = obs.user * n_items + obs.item
-        best, best_state, best_epoch, stale = -np.inf, None, 0, 0
-        losses, scores = [], []
-        bar = tqdm(range(1, cfg.epochs + 1), desc=f"fit {self.name}", disable=not options.progress,
-                   unit="epoch", leave=False)
-        for epoch in bar:
+        from trustrec.models.training import EpochLoop, early_stopping_from, progress_from
+
+        def train_epoch(epoch: int) -> float:
             u_all, i_all, y_all, w_all = obs.user, obs.item, y, w
             if implicit:
                 u_all, i_all, y_all, w_all = self._with_negatives(obs, keys, rng, n_users, n_items)
@@ -261,25 +258,23 @@ class MF(Recommender):
             for rows in batched(len(u_all), cfg.batch_size, rng):
                 total += self._step(pred, imp, u_all[rows], i_all[rows], y_all[rows], w_all[rows], rng,
                                     n_users, n_items) * len(rows)
-            losses.append(total / max(len(u_all), 1))
-            if options.validator is not None and epoch % options.eval_every == 0:
-                self._publish(pred)
-                score = float(options.validator(self))
-                scores.append([epoch, score])
-                if score > best:
-                    best, best_epoch, stale = score, epoch, 0
-                    best_state = {k: getattr(pred, k).copy() for k in _Factors.NAMES}
-                else:
-                    stale += 1
-                    if stale >= options.patience:
-                        break
-        bar.close()
-        if best_state is not None:
-            for k, v in best_state.items():
+            return total / max(len(u_all), 1)
+
+        def score() -> float:
+            self._publish(pred)
+            return options.validator(self)
+
+        def restore(state) -> None:
+            for k, v in state.items():
                 getattr(pred, k)[...] = v
+
+        stopper = early_stopping_from(options, score, snapshot=lambda: {k: getattr(pred, k).copy() for k in _Factors.NAMES},
+                                      restore=restore)
+        loop = EpochLoop(train_epoch, cfg.epochs, [stopper, progress_from(options, f"fit {self.name}")]).run()
         self._publish(pred)
-        self.history_ = {"loss": losses, "valid": scores, "best_epoch": best_epoch or len(losses),
-                         "epochs_run": len(losses)}
+        self.history_ = {"loss": loop.losses, "valid": [[e, s] for e, s in stopper.scores] if stopper else [],
+                         "best_epoch": (stopper.best_epoch if stopper else 0) or loop.epochs_run,
+                         "epochs_run": loop.epochs_run}
 
     def _publish(self, pred: _Factors) -> None:
         self.user_factors_ = pred.user
