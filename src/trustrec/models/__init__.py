@@ -8,8 +8,10 @@ from trustrec.models._protocols import (
            ReadsCandidates,
            ReadsItemText,
            ReadsOrderedCandidates,
+           ScoresAnswers,
            ScoresCatalog,
            ScoresListedCandidates,
+           SequenceLikelihood,
            Unlearnable,
            UserEmbeddings,
            UsesLLMBackend,
@@ -30,4 +32,4 @@ __all__ = ["Recommender", "FitOptions", "exclusion_mask", "ComposedRecommender",
            "model_class", "available_models", "make_model",
            "CAPABILITIES", "has_capability", "capability_gap", "declared_capabilities", "ScoresCatalog",
            "ReadsCandidates", "ReadsOrderedCandidates", "ScoresListedCandidates", "ReadsItemText", "BuildsPrompts",
-           "UsesLLMBackend", "Unlearnable", "UserEmbeddings"]
+           "UsesLLMBackend", "ScoresAnswers", "SequenceLikelihood", "Unlearnable", "UserEmbeddings"]
