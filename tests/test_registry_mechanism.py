@@ -236,7 +236,7 @@ def test_the_cli_is_one_thin_module_per_command():
     for command in ("data", "demo", "run", "compare", "audit", "models", "report"):
         assert importlib.import_module(f"trustrec.cli.{command}")
     assert cli.EXIT_USER_ERROR == _errors.EXIT_USER_ERROR == 2 and _errors.EXIT_INTERNAL_ERROR == 1
-    from trustrec.runs.demo import DemoResult, run_demo   # the demo's logic lives in the library
+    from trustrec.runs.demo import DemoResult, run_demo  # the demo's logic lives in the library
 
     assert callable(run_demo) and DemoResult.to_dict
 

@@ -68,7 +68,7 @@ def _shipped(entry: Any) -> bool:
     return module == "trustrec" or module.startswith("trustrec.")
 
 
-class NamedRegistry(Generic[T], Mapping):
+class NamedRegistry(Mapping, Generic[T]):
     """Entries by name (module documentation). Reads like a read-only mapping of names to
     entries (``name in reg``, ``reg[name]``, ``sorted(reg)``) whose lookups discover lazily.
 

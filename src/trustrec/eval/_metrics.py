@@ -9,8 +9,8 @@ Beyond-accuracy metrics read the recommended item matrix (-1 = no item) and item
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np

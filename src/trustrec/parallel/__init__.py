@@ -13,6 +13,12 @@ Executors are registered by name in :data:`EXECUTORS` (kind ``executors`` of
 :mod:`trustrec.registry`; third-party ones through the entry-point group ``trustrec.executors``).
 """
 
-from trustrec.parallel._executors import EXECUTORS, Executor, RayExecutor, SerialExecutor, resolve_executor
+from trustrec.parallel._executors import (
+    EXECUTORS,
+    Executor,
+    RayExecutor,
+    SerialExecutor,
+    resolve_executor,
+)
 
 __all__ = ["EXECUTORS", "Executor", "RayExecutor", "SerialExecutor", "resolve_executor"]

@@ -113,7 +113,7 @@ def side_by_side(split, sasrec, llm_model: str, sft_examples: int, row: int,
     one = test[[row]]
     titles = train.items["title"].fillna("").tolist()
     history = [int(i) for i in one.queries.histories.row(0)]
-    target = set(int(i) for i in one.targets.row(0))
+    target = {int(i) for i in one.targets.row(0)}
     observer.llm_started(llm_model, sft_examples)
     ranker = LLMRanker.from_fitted(sasrec, train, model=llm_model, n_candidates=20, n_permutations=3)
     generative = make_model("llm_generative", model=llm_model, max_train_examples=sft_examples, epochs=1,
