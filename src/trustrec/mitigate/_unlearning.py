@@ -23,7 +23,7 @@ import numpy as np
 from trustrec.data import Dataset, Split
 from trustrec.errors import ConfigError, DataError
 
-__all__ = ["forget", "remove_users", "resolve_users", "UNLEARNING_METHODS"]
+__all__ = ["UNLEARNING_METHODS", "forget", "remove_users", "resolve_users"]
 
 UNLEARNING_METHODS = ("exact", "gradient_ascent")
 

@@ -1,10 +1,12 @@
-"""Shared machinery of torch recommenders: seeding, the epoch loop with progress and early
-stopping, and saving the network's weights through safetensors."""
+"""Shared machinery of torch recommenders: seeding, the epochs (run by the shared
+:class:`~trustrec.models.training.EpochLoop` with progress and early stopping), saving the
+network's weights through safetensors, and the capability hook of approximate unlearning."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -107,7 +107,7 @@ def tiny(tiny_checkpoint):
 
 
 def _examples(tok):
-    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]        # noqa: E731
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]
     eos = tok.eos_token_id
     out = []
     for title, history in [("Heat", "Alien, Casino"), ("Fargo", "Toy Story"), ("Babe", "Heat, Fargo")]:
@@ -241,15 +241,16 @@ def test_generative_generation_goes_through_its_backend(tiny_checkpoint):
     assert isinstance(model.backend, LocalBackend) and model.backend.model is model.lm_
     texts = model.generate_titles(q, 2)
 
+    calls = []
+
     class Spy(LocalBackend):
-        calls = []
 
         def beam_search(self, *args, **kwargs):
-            Spy.calls.append("beam")
+            calls.append("beam")
             return super().beam_search(*args, **kwargs)
 
         def constrained_beam_search(self, *args, **kwargs):
-            Spy.calls.append("constrained")
+            calls.append("constrained")
             return super().constrained_beam_search(*args, **kwargs)
 
     spy = Spy.from_model(model.lm_, model.tokenizer_)
@@ -258,6 +259,6 @@ def test_generative_generation_goes_through_its_backend(tiny_checkpoint):
     assert model.generate_titles(q, 2) == texts
     after = model.recommend(q, 2)
     np.testing.assert_array_equal(before.items, after.items)
-    assert Spy.calls == ["beam", "constrained"]
+    assert calls == ["beam", "constrained"]
     model.use_backend(None)
     assert model.backend is not spy

@@ -48,7 +48,7 @@ from trustrec.eval._stats import (
     stratified_bootstrap_rows,
 )
 
-__all__ = ["js_divergence", "UnlearningConfig", "UnlearningAudit"]
+__all__ = ["UnlearningAudit", "UnlearningConfig", "js_divergence"]
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -2,7 +2,11 @@
 
 Every model call in trustrec (LLM rankers, generative recommenders, user simulators, audits)
 goes through an :class:`LLMBackend`, so it can be routed to a local transformers model
-(:class:`LocalBackend`) or, later, to an OpenAI-compatible endpoint without changing the caller.
+(:class:`LocalBackend`) or to an OpenAI-compatible endpoint (:class:`~trustrec.models.llm.OpenAIBackend`)
+without changing the caller. Every backend scores continuations, generates and samples
+(``sample``: ``n`` seeded completions per prompt); beam search, trie-constrained beam search and
+trie-constrained sampling need the model's logits, so only :class:`LocalBackend` has them (other
+backends raise a :class:`~trustrec.errors.ConfigError` that says so).
 
 The base class validates inputs once for every backend:
 
@@ -171,7 +175,7 @@ class LLMBackend(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} has no chat template")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_keyword(model_class: type) -> str:
     return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
@@ -301,7 +305,7 @@ class LocalBackend(LLMBackend):
         return f"LocalBackend({self.config.model_dump_json()})"
 
     @classmethod
-    def from_model(cls, model, tokenizer, **kwargs) -> "LocalBackend":
+    def from_model(cls, model, tokenizer, **kwargs) -> LocalBackend:
         """A backend over an already loaded ``model`` and ``tokenizer`` (e.g. a fine-tuned one;
         nothing is loaded or copied), on the model's device."""
         name = str(getattr(model, "name_or_path", "") or getattr(getattr(model, "config", None), "_name_or_path", "")

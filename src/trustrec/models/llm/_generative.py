@@ -27,6 +27,12 @@ unconstrained path are public for audits (``trustrec.audit`` ``hallucination``):
 :meth:`GenerativeRecommender.generate_titles` (the raw beam texts, whatever the configured
 decoding) and :meth:`GenerativeRecommender.grounder` (``text -> (item, "exact"|"near"|"none")``
 for any grounding mode).
+
+Training runs on :class:`trustrec.models.training.LLMTrainer` (causal-LM term plus
+:meth:`GenerativeRecommender._extra_loss`) under the shared epoch loop; generation (beam search,
+constrained beam search) goes through :attr:`GenerativeRecommender.backend`: the fitted LM as a
+:class:`~trustrec.models.llm.LocalBackend`, or the backend given to
+:meth:`GenerativeRecommender.use_backend`.
 """
 
 from __future__ import annotations
@@ -267,7 +273,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
         return LocalBackend.from_model(self.lm_, self.tokenizer_)
 
-    def use_backend(self, backend) -> "GenerativeRecommender":
+    def use_backend(self, backend) -> GenerativeRecommender:
         """Route generation through ``backend`` (e.g. an OpenAI-compatible endpoint serving the
         fine-tuned model; None goes back to the local LM); returns ``self``. Not saved."""
         self._backend = backend

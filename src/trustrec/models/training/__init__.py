@@ -1,6 +1,8 @@
 """The training layer: one epoch loop with callbacks (early stopping, progress, checkpoints)
 shared by the torch classic models and the LLM recommenders; the LLM trainer (prompt variants
-per example, per-token weights, composable loss terms); approximate unlearning as a training
+per example, per-token weights, composable loss terms: causal LM, pairwise preference,
+distillation, list-level reward given by the caller); the rollout sampler (seeded samples per
+query through an LLM backend, free or trie-constrained); approximate unlearning as a training
 method."""
 
 from trustrec.models.training.llm import (
@@ -31,15 +33,36 @@ from trustrec.models.training.loop import (
            load_checkpoint,
            progress_from,
 )
-
-__all__ = ["Callback", "EpochLoop", "EarlyStopping", "ProgressBar", "Checkpoint", "load_checkpoint",
-           "early_stopping_from", "progress_from",
-           "IGNORE", "PromptVariant", "TrainingExample", "LossContext", "LossTerm", "CausalLMLoss",
-           "PairwisePreferenceLoss", "DistillationLoss", "ListRewardLoss", "LLMTrainer", "collate_examples",
-           "causal_lm_loss", "sequence_logprobs", "preference_loss", "distillation_loss", "reinforce_loss"]
+from trustrec.models.training.rollout import Rollout, RolloutSampler
 from trustrec.models.training.unlearning import approximate_unlearn, supports_approximate_unlearning
 
-__all__ += ["approximate_unlearn", "supports_approximate_unlearning"]
-from trustrec.models.training.rollout import Rollout, RolloutSampler
-
-__all__ += ["Rollout", "RolloutSampler"]
+__all__ = [
+           "IGNORE",
+           "Callback",
+           "CausalLMLoss",
+           "Checkpoint",
+           "DistillationLoss",
+           "EarlyStopping",
+           "EpochLoop",
+           "LLMTrainer",
+           "ListRewardLoss",
+           "LossContext",
+           "LossTerm",
+           "PairwisePreferenceLoss",
+           "ProgressBar",
+           "PromptVariant",
+           "Rollout",
+           "RolloutSampler",
+           "TrainingExample",
+           "approximate_unlearn",
+           "causal_lm_loss",
+           "collate_examples",
+           "distillation_loss",
+           "early_stopping_from",
+           "load_checkpoint",
+           "preference_loss",
+           "progress_from",
+           "reinforce_loss",
+           "sequence_logprobs",
+           "supports_approximate_unlearning",
+]

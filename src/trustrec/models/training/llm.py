@@ -28,14 +28,30 @@ Each term has a ``weight``. :func:`collate_examples`, :func:`causal_lm_loss` and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["IGNORE", "PromptVariant", "TrainingExample", "LossContext", "LossTerm", "CausalLMLoss",
-           "PairwisePreferenceLoss", "DistillationLoss", "ListRewardLoss", "LLMTrainer", "collate_examples",
-           "causal_lm_loss", "sequence_logprobs", "preference_loss", "distillation_loss", "reinforce_loss"]
+__all__ = [
+    "IGNORE",
+    "CausalLMLoss",
+    "DistillationLoss",
+    "LLMTrainer",
+    "ListRewardLoss",
+    "LossContext",
+    "LossTerm",
+    "PairwisePreferenceLoss",
+    "PromptVariant",
+    "TrainingExample",
+    "causal_lm_loss",
+    "collate_examples",
+    "distillation_loss",
+    "preference_loss",
+    "reinforce_loss",
+    "sequence_logprobs",
+]
 
 IGNORE = -100
 
@@ -177,7 +193,7 @@ class TrainingExample:
                              "(give one rejected row per variant)")
 
     @classmethod
-    def single(cls, prompt_ids, answer_ids, weights=None, **meta) -> "TrainingExample":
+    def single(cls, prompt_ids, answer_ids, weights=None, **meta) -> TrainingExample:
         return cls((PromptVariant(list(prompt_ids), list(answer_ids), weights),), meta=meta)
 
 
@@ -205,7 +221,7 @@ class LossContext:
     forward pass over them), ``rejected_batch`` / ``rejected_outputs`` (computed on first use),
     ``model`` and ``trainer``."""
 
-    def __init__(self, trainer: "LLMTrainer", examples: list[TrainingExample], batch: dict, outputs):
+    def __init__(self, trainer: LLMTrainer, examples: list[TrainingExample], batch: dict, outputs):
         self.trainer, self.model, self.examples, self.batch, self.outputs = trainer, trainer.model, examples, batch, outputs
         self._rejected = None
 

@@ -19,30 +19,39 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-__all__ = ["Callback", "EpochLoop", "EarlyStopping", "ProgressBar", "Checkpoint", "load_checkpoint",
-           "early_stopping_from", "progress_from"]
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "EpochLoop",
+    "ProgressBar",
+    "early_stopping_from",
+    "load_checkpoint",
+    "progress_from",
+]
 
 
 class Callback:
     """Hooks of :class:`EpochLoop`; every one does nothing by default."""
 
-    def on_fit_start(self, loop: "EpochLoop") -> None:
+    def on_fit_start(self, loop: EpochLoop) -> None:
         """Before the first epoch."""
 
-    def on_epoch_start(self, loop: "EpochLoop", epoch: int) -> None:
+    def on_epoch_start(self, loop: EpochLoop, epoch: int) -> None:
         """Before ``train_epoch(epoch)``."""
 
-    def on_step_end(self, loop: "EpochLoop") -> None:
+    def on_step_end(self, loop: EpochLoop) -> None:
         """After each :meth:`EpochLoop.step` call of the epoch function (one per batch)."""
 
-    def on_epoch_end(self, loop: "EpochLoop", epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, loop: EpochLoop, epoch: int, logs: dict[str, Any]) -> None:
         """After ``train_epoch(epoch)``; ``logs`` holds ``loss`` and what earlier callbacks added
         (``valid``, ``improved``); set ``loop.should_stop = True`` to end training."""
 
-    def on_fit_end(self, loop: "EpochLoop") -> None:
+    def on_fit_end(self, loop: EpochLoop) -> None:
         """After the last epoch run (also after an early stop)."""
 
 
@@ -74,7 +83,7 @@ class EpochLoop:
         for cb in self.callbacks:
             cb.on_step_end(self)
 
-    def run(self) -> "EpochLoop":
+    def run(self) -> EpochLoop:
         self.should_stop = False
         for cb in self.callbacks:
             cb.on_fit_start(self)

@@ -13,8 +13,8 @@ scored by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = ["Rollout", "RolloutSampler"]
 

@@ -105,7 +105,7 @@ def approximate_unlearn(model, forget, retain, *, forget_users=None, retain_user
         total.backward()
         opt.step()
     model.net_.eval()
-    model.unlearning_ = {"method": "gradient_ascent", "n_forget_sequences": int(len(with_forget)),
+    model.unlearning_ = {"method": "gradient_ascent", "n_forget_sequences": len(with_forget),
                          "steps_run": len(log["forget_loss"]), "max_steps": int(steps), "learning_rate": float(lr),
                          "retain_weight": float(retain_weight),
                          "max_forget_loss": None if max_forget_loss is None else float(max_forget_loss),
