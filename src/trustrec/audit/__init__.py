@@ -5,6 +5,7 @@ from trustrec.audit._base import (
            Audit,
            AuditConfig,
            AuditInputs,
+           RetrainingAudit,
            audit_class,
            available_audits,
            register_audit,
@@ -29,7 +30,7 @@ from trustrec.audit.explainability import (
            generate_explanations,
 )
 
-__all__ = ["Audit", "AuditConfig", "AuditInputs", "AuditResult", "Estimate", "Plot", "Threshold", "Verdict",
+__all__ = ["Audit", "AuditConfig", "AuditInputs", "RetrainingAudit", "AuditResult", "Estimate", "Plot", "Threshold", "Verdict",
            "DIMENSIONS", "judge", "register_audit", "audit_class", "available_audits",
            "Attribution", "Deletion", "attribute", "deletion_test", "explain", "explanation_requests",
            "generate_explanations", "check_explanations"]

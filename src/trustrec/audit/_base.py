@@ -239,4 +239,6 @@ def audit_class(name: str) -> type[Audit]:
 def available_audits(dimension: str | None = None) -> dict[str, type[Audit]]:
     if dimension is not None and dimension not in DIMENSIONS:
         raise ConfigError(f"unknown dimension {dimension!r}; one of {', '.join(DIMENSIONS)}")
-    return {n: c for n, c in AUDITS.all().items() if dimension is None or c.dimension == dimension}
+    # the taxonomy's order (DIMENSIONS), then discovery order: runs, index.json and tables follow it
+    chosen = [(n, c) for n, c in AUDITS.all().items() if dimension is None or c.dimension == dimension]
+    return dict(sorted(chosen, key=lambda nc: DIMENSIONS.index(nc[1].dimension)))

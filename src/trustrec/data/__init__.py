@@ -8,7 +8,7 @@ from trustrec.data._bigrec import load_bigrec
 from trustrec.data._coat import load_coat
 from trustrec.data._dataset import Dataset, FilterStep, IndexedArray, Interactions
 from trustrec.data._detect import detect_format, load_path
-from trustrec.data._filters import drop_duplicates, k_core, sample_users, to_implicit
+from trustrec.data._filters import FILTERS, drop_duplicates, k_core, sample_users, to_implicit
 from trustrec.data._groups import (
     ITEM_GROUP_COLUMNS,
     MISSING_GROUP,
@@ -50,7 +50,7 @@ __all__ = [
     "load_atomic", "read_atomic_file", "load_movielens", "load_amazon", "load_tabular", "load_coat",
     "load_bigrec", "load_path", "detect_format", "load_random_exposure", "load_yahoo_r3", "load_kuairec",
     "load_dataset", "resolve_dataset", "registry", "register_dataset", "DatasetEntry",
-    "to_implicit", "drop_duplicates", "k_core", "sample_users",
+    "to_implicit", "drop_duplicates", "k_core", "sample_users", "FILTERS",
     "item_group_matrix", "guess_item_group_column", "user_group_table", "age_bands", "activity_levels",
     "split_group_values", "MISSING_GROUP", "ITEM_GROUP_COLUMNS",
     "split_leave_one_out", "split_temporal", "split_random", "split_given_test", "split_random_exposure", "make_split", "SPLITTERS",

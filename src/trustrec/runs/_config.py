@@ -43,13 +43,51 @@ class _Strict(BaseModel):
 
 
 class FilterConfig(_Strict):
-    kind: Literal["to_implicit", "drop_duplicates", "k_core", "sample_users"]
+    """One dataset filter by name (any in :mod:`trustrec.registry` ``filters``: the built-ins or a
+    third-party one). The built-ins' parameters are fields; ``params`` holds a third-party
+    filter's. A field is passed when the filter's signature takes it and it is set."""
+
+    kind: str
     threshold: float | None = None
     n_users: PositiveInt | None = None
     seed: int = Field(0, ge=0, le=MAX_SEED)
     keep: Literal["first", "last"] = "last"
     user_k: PositiveInt | None = None
     item_k: PositiveInt | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_filter(cls, value: str) -> str:
+        from trustrec.data import FILTERS
+
+        FILTERS.get(value)           # an unknown name lists the known ones and close matches
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self):
+        self.arguments()             # a missing or unknown parameter fails when the config is read
+        return self
+
+    def arguments(self) -> dict[str, Any]:
+        """Keyword arguments of the filter: the set fields its signature names, then ``params``;
+        a required parameter left unset is a :class:`ConfigError` naming it."""
+        import inspect
+
+        from trustrec.data import FILTERS
+
+        signature = inspect.signature(FILTERS.get(self.kind))
+        kwargs = {}
+        for name, param in list(signature.parameters.items())[1:]:        # the first is the dataset
+            value = self.params.get(name, getattr(self, name, None))
+            if value is not None:
+                kwargs[name] = value
+            elif param.default is inspect.Parameter.empty and param.kind is not param.VAR_KEYWORD:
+                raise ConfigError(f"dataset.filters: {self.kind} needs {name!r}")
+        extra = set(self.params) - set(kwargs)
+        if extra and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            raise ConfigError(f"dataset.filters: {self.kind} takes no parameter {', '.join(sorted(map(repr, extra)))}")
+        return kwargs
 
 
 class DatasetConfig(_Strict):
@@ -59,8 +97,16 @@ class DatasetConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    method: Literal["leave_one_out", "temporal", "random", "given_test", "random_exposure"] = "leave_one_out"
+    method: str = "leave_one_out"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _known_splitter(cls, value: str) -> str:
+        from trustrec.data import SPLITTERS
+
+        SPLITTERS.get(value)         # any registered splitter (built-in or third-party)
+        return value
 
 
 _FITTED_KEYS = ("checkpoint", "from_run")

@@ -51,23 +51,11 @@ class RunResult:
 
 
 def prepare_data(config: RunConfig):
-    from trustrec.data import drop_duplicates, k_core, load_dataset, make_split, sample_users, to_implicit
-    from trustrec.errors import ConfigError
+    from trustrec.data import FILTERS, load_dataset, make_split
 
     ds = load_dataset(config.dataset.name, data_dir=config.dataset.data_dir)
     for f in config.dataset.filters:
-        if f.kind == "to_implicit":
-            if f.threshold is None:
-                raise ConfigError("dataset.filters: to_implicit needs 'threshold'")
-            ds = to_implicit(ds, f.threshold)
-        elif f.kind == "drop_duplicates":
-            ds = drop_duplicates(ds, keep=f.keep)
-        elif f.kind == "sample_users":
-            if f.n_users is None:
-                raise ConfigError("dataset.filters: sample_users needs 'n_users'")
-            ds = sample_users(ds, f.n_users, seed=f.seed)
-        else:
-            ds = k_core(ds, f.user_k or 5, f.item_k)
+        ds = FILTERS.get(f.kind)(ds, **f.arguments())
     params = dict(config.split.params)
     if config.split.method == "random":
         params.setdefault("seed", config.seed)
