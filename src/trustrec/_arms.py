@@ -36,6 +36,27 @@ the kind; the audit that takes that kind calls only this interface:
   ``apply(model, queries, sensitive, *, items) -> (model, queries)`` (what to ask instead),
   ``sensitive_mask(dataset, items, owner)``, ``revealing_items(train, labels, n_items, n)``
   and ``label``.
+- ``control`` (``user_control``): user-initiated control over any fitted model, constraints
+  stated in the query text. An object with ``catalog(items, *, n_items, group_column,
+  year_column)`` (the catalog the constraints are stated over: ``n_items``, ``membership``
+  (items x groups, bool), ``group_names``, ``titles``, ``years``, ``group_column``,
+  ``year_column``, ``items_titled(title)``), ``constrain(model, split, *, n_candidates,
+  item_group_column, year_column, min_similarity[, mode]) -> Recommender`` (the model with each
+  query's constraints enforced; it also offers ``catalog()`` (its fitted catalog) and
+  ``parse(texts, catalog) -> parsed`` (per text: ``constraints``, ``unparsed``, ``structured``,
+  ``complete``, ``text``, ``describe()``); without ``mode`` it serves as the parser only) and
+  ``allowed(parsed, catalog, histories) -> (n, n_items) bool`` (the items each parsed request
+  allows). The built-in ``constrained`` is :class:`trustrec.mitigate.ConstrainedRecommender`.
+- ``rule_enforcer`` (``platform_rules``): system-initiated control. An object with
+  ``enforce(model, split, *, blocked_items, max_exposure_share, n_candidates) -> Recommender``
+  (every call's lists obey the rules); the wrapper offers ``rules`` (``blocked``: item indices;
+  ``violations(top, n_items) -> {"slots", "violating_slots", "blocked_slots", "excess_slots",
+  "items_over_cap", "lists_with_blocked", "blocked_per_list", "cap"}``), ``unknown_blocked_``
+  (blocked ids not in the catalog) and ``depth(k)`` (how deep it reads the base's lists). The
+  built-in ``rule_enforced`` is :class:`trustrec.mitigate.RuleEnforcedRecommender`.
+
+An audit that takes one arm of a kind (``user_control``'s ``control``, ``platform_rules``'s
+``rules``) has the built-in arm as its default, so the default config measures what it always did.
 
 Configs name arms as a name or ``{"name": ..., "params": {...}}`` (:class:`ArmSpec`);
 :func:`check_arm_specs` validates names and kinds when the config is built (an unknown name
@@ -57,7 +78,8 @@ from trustrec.errors import ConfigError
 __all__ = ["ARM_KINDS", "MitigationArm", "ArmSpec", "MITIGATIONS", "register_mitigation", "mitigation_arm",
            "available_mitigations", "check_arm_specs", "build_arm"]
 
-ARM_KINDS = ("data_defence", "reranker", "text_guard", "training_defence", "input_defence")
+ARM_KINDS = ("data_defence", "reranker", "text_guard", "training_defence", "input_defence", "control",
+             "rule_enforcer")
 _BUILTINS_FROM = "trustrec.mitigate.defences"
 
 

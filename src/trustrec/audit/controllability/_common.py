@@ -59,8 +59,8 @@ def _fixed_set_warning(model, k: int, what: str) -> list[str]:
     return []
 
 
-def _item_catalog(inputs: AuditInputs, group_column: str | None, year_column: str | None):
-    from trustrec.mitigate.control import ControlCatalog
-
+def _item_catalog(inputs: AuditInputs, control, group_column: str | None, year_column: str | None):
+    """The catalog ``control`` (a ``control`` arm's object, :mod:`trustrec._arms`) states
+    constraints over, for the audited dataset's items."""
     ds = inputs.dataset
-    return ControlCatalog.from_items(ds.items, n_items=ds.n_items, group_column=group_column, year_column=year_column)
+    return control.catalog(ds.items, n_items=ds.n_items, group_column=group_column, year_column=year_column)

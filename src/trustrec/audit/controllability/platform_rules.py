@@ -2,7 +2,8 @@
     A rule set (blocked items: the configured raw ids, else the ``n_blocked`` most popular
     training items as a stress test; an exposure cap: no item in more than
     ``max_exposure_share`` of the sampled users' lists) checked on the model's lists, then
-    enforced by :class:`~trustrec.mitigate.RuleEnforcedRecommender` over all sampled users in
+    enforced by the ``rules`` arm (a ``rule_enforcer`` arm by name, :mod:`trustrec._arms`; default
+    ``rule_enforced``, :class:`~trustrec.mitigate.RuleEnforcedRecommender`) over all sampled users in
     one call: violations before and after (slots showing a blocked item, slots above a cap),
     accuracy cost (paired NDCG@K / HR@K change with CIs), fill rate and exposure Gini.
 """
@@ -14,8 +15,9 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
+from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.audit.controllability._common import (
@@ -34,13 +36,20 @@ __all__ = ["PlatformRulesConfig", "PlatformRulesAudit"]
 class PlatformRulesConfig(AuditConfig):
     """``blocked_items``: raw item ids (None: the ``n_blocked`` most popular training items);
     ``max_exposure_share``: the cap (None: none); ``n_candidates``: enforcement depth;
-    ``max_violation_share``: threshold on the enforced lists' share of violating slots."""
+    ``max_violation_share``: threshold on the enforced lists' share of violating slots;
+    ``rules``: the enforcement, a ``rule_enforcer`` arm by name (or ``{"name", "params"}``)."""
 
     blocked_items: tuple[str, ...] | None = None
     n_blocked: NonNegativeInt = 10
     max_exposure_share: float | None = Field(0.05, gt=0, le=1)
     n_candidates: PositiveInt = 100
     max_violation_share: float | None = Field(0.0, ge=0, le=1)
+    rules: ArmSpec = ArmSpec(name="rule_enforced")
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _check_rules(cls, value):
+        return check_arm_specs([value], "rule_enforcer")[0]
 
 
 @register_audit
@@ -71,14 +80,13 @@ class PlatformRulesAudit(Audit):
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         from trustrec.eval import gini
-        from trustrec.mitigate.control import RuleEnforcedRecommender
 
         c = self.config
         k, n_items = c.k, inputs.dataset.n_items
         ids = self._blocked_ids(inputs)
-        wrapper = RuleEnforcedRecommender.from_fitted(inputs.model, inputs.split, blocked_items=tuple(ids),
-                                                      max_exposure_share=c.max_exposure_share,
-                                                      n_candidates=c.n_candidates)
+        enforcer = build_arm(c.rules, "rule_enforcer")[1]
+        wrapper = enforcer.enforce(inputs.model, inputs.split, blocked_items=tuple(ids),
+                                   max_exposure_share=c.max_exposure_share, n_candidates=c.n_candidates)
         rules = wrapper.rules
         before = inputs.topk[:, :k]
         t0 = time.perf_counter()

@@ -6,13 +6,14 @@
     ``different`` ("something different": none of the user's most frequent genre),
     ``year_before`` / ``year_after`` ("only items released before/after <the decade of the
     median year of their history>") and ``similar`` ("more like <title of their latest item>"),
-    plus any configured ``texts``. Texts are parsed by
-    :func:`trustrec.mitigate.parse_constraint` (what it does not understand is counted and
-    reported). Conditions: ``unconstrained`` (the model's own lists, no text), ``prompted``
-    (the text in the query, models that read a prompt only), ``filtered``
-    (:class:`~trustrec.mitigate.ConstrainedRecommender` ``mode="candidates"``: allowed items as
-    the query's candidates, the text still in the prompt) and ``post_filtered`` (its
-    ``post_filter`` mode). Per condition and kind: **constraint satisfaction** (share of the
+    plus any configured ``texts``. The control mechanism is the ``control`` arm, named in the
+    config (a ``control`` arm of :mod:`trustrec._arms`; default ``constrained``:
+    :func:`trustrec.mitigate.parse_constraint` and
+    :class:`~trustrec.mitigate.ConstrainedRecommender`); it parses the texts (what it does not
+    understand is counted and reported). Conditions: ``unconstrained`` (the model's own lists, no
+    text), ``prompted`` (the text in the query, models that read a prompt only), ``filtered``
+    (the arm's ``mode="candidates"``: allowed items as the query's candidates, the text still in
+    the prompt) and ``post_filtered`` (its ``post_filter`` mode). Per condition and kind: **constraint satisfaction** (share of the
     returned items that satisfy the request's constraints; requests no item satisfies, and lists
     with no item, are left out and counted), the **fill rate** (returned items / K), **accuracy
     retained on constraint-compatible targets** (NDCG@K and HR@K against only the targets
@@ -29,8 +30,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.audit.controllability._common import (
@@ -114,7 +116,8 @@ class UserControlConfig(AuditConfig):
     unconstrained and prompted); ``n_candidates``: the ``post_filter`` depth;
     ``item_group_column`` / ``year_column``: catalog columns (None: guessed);
     ``min_satisfaction``: threshold on every controlled condition's satisfaction (prompted
-    included: an LLM that ignores a request fails it)."""
+    included: an LLM that ignores a request fails it); ``control``: the control mechanism, a
+    ``control`` arm by name (or ``{"name", "params"}``)."""
 
     kinds: tuple[ConstraintKind, ...] = CONSTRAINT_KINDS
     texts: tuple[str, ...] = ()
@@ -126,6 +129,12 @@ class UserControlConfig(AuditConfig):
     max_users: PositiveInt | None = 100
     batch_size: PositiveInt = 256
     min_satisfaction: float | None = Field(0.95, ge=0, le=1)
+    control: ArmSpec = ArmSpec(name="constrained")
+
+    @field_validator("control", mode="before")
+    @classmethod
+    def _check_control(cls, value):
+        return check_arm_specs([value], "control")[0]
 
     @model_validator(mode="after")
     def _something_to_ask(self):
@@ -159,23 +168,21 @@ class UserControlAudit(Audit):
         c = self.config
         if inputs.dataset.items is None and not c.texts:
             return f"dataset {inputs.dataset.name!r} has no items table to state constraints over"
-        catalog = _item_catalog(inputs, c.item_group_column, c.year_column)
+        catalog = _item_catalog(inputs, build_arm(c.control, "control")[1], c.item_group_column, c.year_column)
         if not self._kinds(catalog)[0] and not c.texts:
             return (f"dataset {inputs.dataset.name!r} has no item group (genre, category) or year column for the "
                     f"requests {list(c.kinds)}; set item_group_column / year_column or give texts")
         return None
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.mitigate.control import ConstrainedRecommender, allowed_items
-
         c = self.config
+        control = build_arm(c.control, "control")[1]
         model, queries, k = inputs.model, inputs.queries, c.k
         n_items = inputs.dataset.n_items
         settings = {"n_candidates": c.n_candidates, "item_group_column": c.item_group_column,
                     "year_column": c.year_column, "min_similarity": c.min_similarity}
-        parser = ConstrainedRecommender.from_fitted(model, inputs.split, **settings)
-        wrappers = {mode: ConstrainedRecommender.from_fitted(model, inputs.split, mode=mode, **settings)
-                    for mode in c.modes}
+        parser = control.constrain(model, inputs.split, **settings)
+        wrappers = {mode: control.constrain(model, inputs.split, mode=mode, **settings) for mode in c.modes}
         catalog = parser.catalog()
         kinds, skipped_kinds = self._kinds(catalog)
         requests = constraint_requests(catalog, queries.histories, kinds, seed=c.seed)
@@ -219,7 +226,7 @@ class UserControlAudit(Audit):
         n_con = np.array([len(p.constraints) for p in parsed], np.int64)
         for start in range(0, n_rows, c.batch_size):
             sl = np.arange(start, min(start + c.batch_size, n_rows))
-            allowed = allowed_items([parsed[i] for i in sl], catalog, asked.histories.take(sl))
+            allowed = control.allowed([parsed[i] for i in sl], catalog, asked.histories.take(sl))
             n_allowed[sl] = allowed.sum(1)
             tgt = targets.take(sl)
             keep = allowed[tgt.row_ids(), tgt.values]

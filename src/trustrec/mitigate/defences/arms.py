@@ -10,6 +10,8 @@ name                        kind              what it builds
 ``injection_strip``         text_guard        the prompt's ``"strip"`` injection guard
 ``randomised_response``     training_defence  randomised response on training items (``epsilon``)
 ``history_minimisation``    input_defence     drop / generalise sensitive history items (``mode``)
+``constrained``             control           :class:`ConstraintControl` (``n_different_groups``)
+``rule_enforced``           rule_enforcer     :class:`RuleEnforcement`
 ==========================  ================  =============================================
 """
 
@@ -20,6 +22,12 @@ from functools import partial
 import numpy as np
 
 from trustrec._arms import MitigationArm
+from trustrec.mitigate.control import (
+    ConstrainedRecommender,
+    ControlCatalog,
+    RuleEnforcedRecommender,
+    allowed_items,
+)
 from trustrec.mitigate.defences.detection import FakeUserDetector
 from trustrec.mitigate.defences.privacy import (
     keep_probability,
@@ -31,7 +39,8 @@ from trustrec.mitigate.defences.privacy import (
 from trustrec.mitigate.defences.tradeoff import RerankerArm
 from trustrec.models.llm import find_injections, guard_text
 
-__all__ = ["builtin_arms", "InjectionGuard", "RandomisedResponse", "HistoryMinimisation"]
+__all__ = ["builtin_arms", "InjectionGuard", "RandomisedResponse", "HistoryMinimisation", "ConstraintControl",
+           "RuleEnforcement"]
 
 
 class InjectionGuard:
@@ -100,6 +109,57 @@ def _check_minimisation(params: dict) -> dict:
     return dict(params)
 
 
+class ConstraintControl:
+    """User control (``control`` arm ``constrained``): the :class:`ControlCatalog` constraints are
+    stated over, :func:`allowed_items` and :class:`ConstrainedRecommender` around a fitted model.
+    ``settings`` (``n_different_groups``) go to every wrapper; the audit's settings win."""
+
+    def __init__(self, **settings):
+        self.settings = dict(settings)
+
+    @staticmethod
+    def catalog(items, *, n_items: int | None = None, group_column: str | None = None,
+                year_column: str | None = None) -> ControlCatalog:
+        return ControlCatalog.from_items(items, n_items=n_items, group_column=group_column, year_column=year_column)
+
+    @staticmethod
+    def allowed(parsed, catalog: ControlCatalog, histories) -> np.ndarray:
+        return allowed_items(parsed, catalog, histories)
+
+    def constrain(self, model, split, **settings) -> ConstrainedRecommender:
+        return ConstrainedRecommender.from_fitted(model, split, **{**self.settings, **settings})
+
+
+def _check_control(params: dict) -> dict:
+    extra = set(params) - {"n_different_groups"}
+    if extra:
+        raise ValueError(f"constrained takes 'n_different_groups' only; got {sorted(params)}")
+    if "n_different_groups" in params:
+        n = params["n_different_groups"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"constrained: n_different_groups must be a positive integer; got {n!r}")
+    return dict(params)
+
+
+class RuleEnforcement:
+    """Platform rules (``rule_enforcer`` arm ``rule_enforced``): :class:`RuleEnforcedRecommender`
+    around a fitted model."""
+
+    @staticmethod
+    def enforce(model, split, *, blocked_items=(), max_exposure_share: float | None = None,
+                n_candidates: int = 100) -> RuleEnforcedRecommender:
+        return RuleEnforcedRecommender.from_fitted(model, split, blocked_items=tuple(blocked_items),
+                                                   max_exposure_share=max_exposure_share, n_candidates=n_candidates)
+
+
+def _no_params(name: str):
+    def check(params: dict) -> dict:
+        if params:
+            raise ValueError(f"{name} takes no parameters; got {sorted(params)}")
+        return {}
+    return check
+
+
 def _detector_params(params: dict) -> dict:
     return FakeUserDetector.validate_config(params).model_dump(mode="json")
 
@@ -122,4 +182,11 @@ def builtin_arms() -> list[MitigationArm]:
         MitigationArm("history_minimisation", "input_defence", HistoryMinimisation, check=_check_minimisation,
                       defaults={"mode": "drop"}, title="history minimisation",
                       description="sensitive history items dropped or shown by their generalised text"),
+        MitigationArm("constrained", "control", ConstraintControl, check=_check_control, label="constrained",
+                      title="constraint filtering",
+                      description="each query's stated constraints enforced on any model (allowed items as "
+                                  "candidates, or the deeper list post-filtered)"),
+        MitigationArm("rule_enforced", "rule_enforcer", RuleEnforcement, check=_no_params("rule_enforced"),
+                      label="enforced", title="platform rule enforcement",
+                      description="blocked items and per-item exposure caps enforced over the whole call"),
     ]
