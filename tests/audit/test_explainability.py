@@ -459,3 +459,51 @@ def test_generative_recommender_is_explained_through_its_own_lm():
     table = res.evidence["explanations"]
     assert (table.status == "ok").all() and table.base_rank.notna().all()    # ranked among its own top-k
     assert "empty_explanation_rate" in res.estimates
+
+
+def test_a_model_declaring_answer_likelihood_is_attributed_by_likelihood_with_no_audit_edit(llm_ranker):
+    """The attribution chooses by capability: a model defined here, which is no LLMRanker but
+    declares ``answer_likelihood`` (delegating to a fitted ranker's pieces), is attributed by the
+    LLM's likelihood and gets exactly the ranker's attributions."""
+    from trustrec.models import Recommender, has_capability
+
+    ranker, split = llm_ranker
+
+    class Delegate(Recommender):
+        name = "answers_by_delegate"
+        capabilities = frozenset({"uses_history", "answer_likelihood"})
+        answers_from_candidates = True
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.n_items_, self.n_users_ = inner.n_items_, inner.n_users_
+
+        def _check_fitted(self):
+            return None
+
+        def _prepare(self, queries):
+            return self.inner._prepare(queries)
+
+        def recommend(self, queries, k=10, *, exclude_seen=True):
+            return self.inner.recommend(queries, k, exclude_seen=exclude_seen)
+
+        answer_backend = property(lambda self: self.inner.answer_backend)
+        answer_reduction = property(lambda self: self.inner.answer_reduction)
+
+        def answer_candidates(self, queries, n):
+            return self.inner.answer_candidates(queries, n)
+
+        def answer_prompts(self, queries, candidates):
+            return self.inner.answer_prompts(queries, candidates)
+
+        def answer_texts(self, items):
+            return self.inner.answer_texts(items)
+
+    model = Delegate(ranker)
+    assert has_capability(model, "answer_likelihood") and not has_capability(model, "score")
+    q = split.eval_set("test").queries[:3]
+    top = ranker.recommend(q, 2).items
+    mine, theirs = attribute(model, q, top, max_history=3), attribute(ranker, q, top, max_history=3)
+    assert mine.method == theirs.method == "likelihood"
+    np.testing.assert_array_equal(mine.values, theirs.values)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
+from trustrec.models import has_capability
 
 __all__ = ["ATTRIBUTION_METHODS", "REQUEST_STATUSES", "DELETION_VARIANTS", "Attribution", "Deletion"]
 
@@ -26,16 +27,10 @@ Method = Literal["auto", "leave_one_out", "gradient", "likelihood"]
 
 
 # -- models ------------------------------------------------------------------------------------------
-def _llm_kind(model) -> str | None:
-    """``"ranker"`` (LLMRanker), ``"generative"`` (GenerativeRecommender) or None."""
-    from trustrec.models.llm._generative import GenerativeRecommender
-    from trustrec.models.llm._ranker import LLMRanker
-
-    if isinstance(model, LLMRanker):
-        return "ranker"
-    if isinstance(model, GenerativeRecommender):
-        return "generative"
-    return None
+def _answers(model) -> bool:
+    """Whether ``model`` picks items by the likelihood of their text as an LLM's answer
+    (the ``answer_likelihood`` capability)."""
+    return has_capability(model, "answer_likelihood")
 
 
 def _model_name(model) -> str:
@@ -45,42 +40,24 @@ def _model_name(model) -> str:
 def _resolve_method(model, method: str) -> str:
     if method not in ("auto", *ATTRIBUTION_METHODS):
         raise ConfigError(f"attribute: method must be 'auto' or one of {ATTRIBUTION_METHODS}; got {method!r}")
-    kind = _llm_kind(model)
+    answers = _answers(model)
     if method == "auto":
-        if kind is not None:
+        if answers:
             return "likelihood"
-        if "score" in getattr(model, "capabilities", ()):
+        if has_capability(model, "score"):
             return "leave_one_out"
         raise ConfigError(f"attribute: {_model_name(model)} has no full-ranking score and is not an LLM "
                           "recommender; no attribution method applies")
     if method == "gradient" and not callable(getattr(model, "history_gradients", None)):
         raise ConfigError(f"attribute: method 'gradient' needs a model with history_gradients (sasrec, "
                           f"sasrec_text); {_model_name(model)} has none. Use 'leave_one_out'")
-    if method == "likelihood" and kind is None:
+    if method == "likelihood" and not answers:
         raise ConfigError(f"attribute: method 'likelihood' needs an LLM recommender (llm_ranker, llm_generative); "
                           f"{_model_name(model)} is not one. Use 'leave_one_out'")
-    if method == "leave_one_out" and "score" not in getattr(model, "capabilities", ()):
+    if method == "leave_one_out" and not has_capability(model, "score"):
         raise ConfigError(f"attribute: method 'leave_one_out' needs full-ranking scores; {_model_name(model)} has "
-                          "none" + (". Use 'likelihood'" if kind is not None else ""))
+                          "none" + (". Use 'likelihood'" if answers else ""))
     return method
-
-
-def _fitted_lm_backend(model):
-    """An :class:`LLMBackend` over a generative recommender's own fitted LM (not a fresh load)."""
-    from trustrec.models.llm._backend import LocalBackend
-
-    device = str(next(model.lm_.parameters()).device)
-    backend = LocalBackend(model.config.model, device=device, batch_size=model.config.inference_batch_size)
-    backend._model, backend._tokenizer = model.lm_, model.tokenizer_
-    return backend
-
-
-def _llm_backend(model):
-    return model.backend if _llm_kind(model) == "ranker" else _fitted_lm_backend(model)
-
-
-def _llm_tokenizer(model):
-    return model.tokenizer if _llm_kind(model) == "ranker" else model.tokenizer_
 
 
 # -- scoring edited histories ---------------------------------------------------------------------------
@@ -138,42 +115,22 @@ class _LikelihoodScorer:
 
     def __init__(self, model, queries: QueryBatch, universe: np.ndarray | None = None, n_candidates: int = 20,
                  chunk: int = 32, progress: bool = False):
-        self.model, self.queries, self.kind = model, queries, _llm_kind(model)
+        self.model, self.queries = model, queries
         self.chunk, self.progress = chunk, progress
-        if universe is None:               # the ranker: exactly the candidates it ranks itself
-            if self.kind == "ranker":
-                universe = model.retriever_.recommend(queries, model.config.n_candidates).items
-            else:
-                universe = model.recommend(queries, n_candidates).items
+        if universe is None:               # a ranker: exactly the candidates it ranks itself
+            universe = model.answer_candidates(queries, n_candidates)
         self.universe = np.asarray(universe, np.int64)
-        self.backend = _llm_backend(model)
+        self.backend = model.answer_backend
         self._texts: dict[int, str] = {}
 
     def _item_texts(self, items) -> list[str]:
         missing = sorted({int(i) for i in items if int(i) not in self._texts})
         if missing:
-            if self.kind == "ranker":
-                from trustrec.models.llm._prompts import PromptCatalog, _special_strings
-
-                tok = self.model.tokenizer
-                texts = PromptCatalog(self.model.catalog_).texts(
-                    self.model.config.prompt_template(), remove=_special_strings(tok) if tok is not None else [],
-                    indices=missing)
-            else:
-                titles = self.model.titles()
-                texts = [titles[i] for i in missing]
-            self._texts.update(zip(missing, texts))
+            self._texts.update(zip(missing, self.model.answer_texts(np.asarray(missing, np.int64))))
         return [self._texts[int(i)] for i in items]
 
     def _prompt_results(self, queries: QueryBatch, candidates: np.ndarray) -> list:
-        if self.kind == "generative":
-            return self.model._prompt_results(queries)
-        from trustrec.models.llm._prompts import PromptCatalog
-
-        template, catalog, tok = self.model.config.prompt_template(), PromptCatalog(self.model.catalog_), \
-            self.model.tokenizer
-        return [self.model._prompt(queries.query(v), row[row >= 0], catalog, template, tok)
-                for v, row in enumerate(candidates)]
+        return self.model.answer_prompts(queries, candidates)
 
     def _prompts(self, queries: QueryBatch, candidates: np.ndarray) -> list[str]:
         return [p.text for p in self._prompt_results(queries, candidates)]
@@ -184,7 +141,7 @@ class _LikelihoodScorer:
         return np.array([p.n_history for p in self._prompt_results(self.queries, self.universe)], np.int64)
 
     def _reduction(self) -> str:
-        return self.model.config.reduction if self.kind == "ranker" else "sum"
+        return self.model.answer_reduction
 
     def measure(self, rows: np.ndarray, histories: Ragged, items: np.ndarray, *, ranks: bool = True):
         items = np.asarray(items, np.int64)
@@ -237,8 +194,7 @@ class _Session:
     @property
     def scorer(self):
         if self._scorer is None:
-            if _llm_kind(self.model) is not None and (self.method == "likelihood"
-                                                      or "score" not in self.model.capabilities):
+            if _answers(self.model) and (self.method == "likelihood" or not has_capability(self.model, "score")):
                 self._scorer = _LikelihoodScorer(self.model, self.queries, self._universe, self.n_candidates,
                                                  progress=self.progress)
             else:

@@ -67,10 +67,8 @@ from trustrec.audit.explainability._session import (
     Attribution,
     Deletion,
     Method,
+    _answers,
     _check_items,
-    _llm_backend,
-    _llm_kind,
-    _llm_tokenizer,
     _model_name,
     _Session,
 )
@@ -198,21 +196,22 @@ def generate_explanations(model, queries: QueryBatch, items, *, template: dict |
     none, which gets ""), greedy, from :data:`EXPLANATION_TEMPLATE` updated with ``template``."""
     from trustrec.models.llm import PromptCatalog, PromptTemplate, build_prompt
 
-    if _llm_kind(model) is None:
+    if not _answers(model):
         raise ConfigError(f"generate_explanations: {_model_name(model)} is not an LLM recommender "
                           "(llm_ranker, llm_generative); it cannot write text")
     model._check_fitted()
     queries = model._prepare(queries)
     items = _check_items(items, len(queries), model.n_items_, "generate_explanations")
     tpl = PromptTemplate.from_dict({**EXPLANATION_TEMPLATE, **(template or {})})
-    tok = _llm_tokenizer(model)
+    backend = model.answer_backend
+    tok = backend.tokenizer
     catalog = PromptCatalog.from_items(PromptCatalog(model.catalog_).items, tpl.item_fields) \
         if tpl.item_fields else PromptCatalog(model.catalog_)
     budget = max_history_tokens if tok is not None else None
     rows, slots = np.nonzero(items >= 0)
     prompts = [build_prompt(queries.query(int(r)), catalog, tpl, tok, max_history_tokens=budget,
                             candidates=[int(items[r, s])]).text for r, s in zip(rows, slots)]
-    texts = _llm_backend(model).generate(prompts, max_new_tokens, temperature=0.0) if prompts else []
+    texts = backend.generate(prompts, max_new_tokens, temperature=0.0) if prompts else []
     out = [["" for _ in range(items.shape[1])] for _ in range(len(items))]
     for r, s, t in zip(rows, slots, texts):
         out[r][s] = t.strip()

@@ -18,8 +18,8 @@ from trustrec.audit.explainability._session import (
     REQUEST_STATUSES,
     Attribution,
     Method,
+    _answers,
     _CatalogScorer,
-    _llm_kind,
     _model_name,
     _resolve_method,
     _Session,
@@ -152,8 +152,8 @@ class ExplanationFaithfulnessAudit(Audit):
         ok = requests.status == "ok"
         items = np.full(requested.shape, -1, np.int64)
         items[requests.row[ok].to_numpy(), requests.slot[ok].to_numpy()] = requests.item[ok].to_numpy()
-        kind = _llm_kind(model)
-        universe = topk if kind == "generative" else None
+        # a free generator is asked about its own top-k; a ranker about the candidates it was shown
+        universe = topk if _answers(model) and not model.answers_from_candidates else None
         session = _Session(model, queries, c.method, max_history=c.max_history, batch_size=c.batch_size,
                            universe=universe, progress=inputs.progress)
         attribution = session.attribute(items)
@@ -238,7 +238,7 @@ class ExplanationFaithfulnessAudit(Audit):
                     "request_counts": {key: int(v) for key, v in counts.items()},
                     "n_pairs_explained": len(deletion.row), "steps": list(steps),
                     "n_pairs_at_n_cited": int((~np.isnan(deletion.ranks["remove_cited"][:, at])).sum())}
-        if kind is not None and c.generate:
+        if _answers(model) and c.generate:
             generated, table = self._explanations(model, queries, items, attribution, ds, table, warnings, settings)
             est.update(generated)
         evidence["explanations"] = table

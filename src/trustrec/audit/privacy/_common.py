@@ -6,7 +6,8 @@ Per-user loss (:func:`next_item_losses`, one function for every model)
     about the prefix ``s[:t]`` as an *anonymous* query (user -1) and the loss is the negative
     log-likelihood of ``s[t]``: for a model with full-catalog ``score``, the log-softmax of the
     scores read as logits, over the items not in the prefix (as the model ranks them; a repeated
-    target stays in); for the generative LLM recommender, its own mean per-token cross-entropy of
+    target stays in); for a model with its own answer loss (``sequence_likelihood``: the generative
+    LLM recommender), its own mean per-token cross-entropy of
     the target's title (plus the end-of-sequence token) as the answer to the prompt of the prefix,
     exactly the fine-tuning loss. The user's loss is the mean over positions. Queries are
     anonymous so that a model with user embeddings does not give membership away by merely
@@ -17,33 +18,29 @@ Per-user loss (:func:`next_item_losses`, one function for every model)
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError
+from trustrec.models import has_capability
 
 __all__ = ["next_item_losses"]
 
 
 # -- per-user loss -----------------------------------------------------------------------------------
-def _is_generative(model) -> bool:
-    if getattr(model, "name", "") != "llm_generative":
-        return False
-    from trustrec.models.llm._generative import GenerativeRecommender
-
-    return isinstance(model, GenerativeRecommender)
+def _has_own_loss(model) -> bool:
+    """The model gives its own training loss of an answer (``sequence_likelihood``), e.g. a fine-tuned LLM."""
+    return has_capability(model, "sequence_likelihood")
 
 
 def _can_score(model) -> bool:
-    return "score" in getattr(model, "capabilities", ()) or _is_generative(model)
+    return has_capability(model, "score") or _has_own_loss(model)
 
 
 def _default_positions(model, positions: int | None) -> int:
     if positions is not None:
         return int(positions)
-    return int(model.config.targets_per_user) if _is_generative(model) else 10
+    return int(model.loss_positions) if _has_own_loss(model) else 10
 
 
 def _prefix_pairs(histories: Ragged, positions: int | None) -> tuple[np.ndarray, Ragged, np.ndarray]:
@@ -83,64 +80,14 @@ def _score_losses(model, prefixes: Ragged, targets: np.ndarray, batch_size: int,
     return out
 
 
-@contextlib.contextmanager
-def _base_llm(model):
-    """The untuned base LLM of a generative recommender: its LoRA adapters disabled, or the base
-    checkpoint loaded again when every weight was fine-tuned."""
-    if model.config.lora is not None:
-        with model.lm_.disable_adapter():
-            yield model.lm_
-        return
-    from trustrec.models.llm._loading import load_causal_lm
-
-    device = str(next(model.lm_.parameters()).device)
-    lm, _ = load_causal_lm(model.config.model, device=device, progress=False)
-    lm.eval()
-    yield lm
-
-
-def _llm_losses(model, prefixes: Ragged, targets: np.ndarray, lm=None) -> np.ndarray:
-    """Mean per-token cross-entropy of each target's answer (title + eos) given the prompt of
-    its prefix, under ``lm`` (default the model's fine-tuned LM): the fine-tuning loss."""
-    import torch
-    import torch.nn.functional as F
-
-    from trustrec.models.llm._generative import IGNORE, collate_examples
-
-    lm = model.lm_ if lm is None else lm
-    out = np.full(len(targets), np.nan)
-    if not len(targets):
-        return out
-    tok = model.tokenizer_
-    titles = model.titles()
-    size = model.config.inference_batch_size
-    device = next(lm.parameters()).device
-    eos = tok.eos_token_id
-    for start in range(0, len(targets), size):
-        stop = min(start + size, len(targets))
-        queries = QueryBatch(np.full(stop - start, -1), prefixes.take(np.arange(start, stop)))
-        prompts = model._prompts(queries)
-        prompt_ids = tok(prompts, add_special_tokens=True)["input_ids"]
-        answers = tok([titles[i] for i in targets[start:stop]], add_special_tokens=False)["input_ids"]
-        batch = collate_examples([(list(p), list(a) + [eos]) for p, a in zip(prompt_ids, answers)], model._pad_id())
-        with torch.inference_mode():
-            logits = lm(input_ids=batch["input_ids"].to(device),
-                        attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()
-            labels = batch["labels"][:, 1:].to(device)
-            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
-                                 reduction="none").view(labels.shape)
-            valid = (labels != IGNORE).float()
-            out[start:stop] = ((ce * valid).sum(1) / valid.sum(1).clamp(min=1)).double().cpu().numpy()
-    return out
-
-
 def next_item_losses(model, histories: Ragged, *, positions: int | None = 10, batch_size: int = 256,
-                     lm=None) -> tuple[np.ndarray, np.ndarray]:
+                     base: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``histories`` (chronological sequences), the model's mean next-item negative
     log-likelihood over its last ``positions`` positions (all when None), asked as anonymous
     queries (module docstring), and the number of positions scored. NaN (and 0) for rows shorter
-    than 2 or that the model cannot score. Works for any fitted model with ``score`` and for the
-    generative LLM recommender (``lm`` replaces its LM, e.g. the base LLM)."""
+    than 2 or that the model cannot score. Works for any fitted model with ``score`` and for any
+    model with its own answer loss (``sequence_likelihood``, e.g. the generative LLM recommender;
+    ``base=True`` asks its untuned base model instead)."""
     model._check_fitted()
     if not _can_score(model):
         raise ConfigError(f"next_item_losses: {type(model).__name__} has neither full-catalog scores nor a "
@@ -148,8 +95,11 @@ def next_item_losses(model, histories: Ragged, *, positions: int | None = 10, ba
     if positions is not None and positions < 1:
         raise ConfigError(f"next_item_losses: positions must be >= 1 or None, got {positions}")
     rows, prefixes, targets = _prefix_pairs(histories, positions)
-    if _is_generative(model):
-        pair_loss = _llm_losses(model, prefixes, targets, lm)
+    if _has_own_loss(model):
+        pair_loss = model.answer_losses(QueryBatch(np.full(len(targets), -1), prefixes), targets, base=base)
+    elif base:
+        raise ConfigError(f"next_item_losses: base=True needs a model with its own base (untuned) loss "
+                          f"(sequence_likelihood); {type(model).__name__} has none")
     else:
         pair_loss = _score_losses(model, prefixes, targets, batch_size)
     ok = ~np.isnan(pair_loss)

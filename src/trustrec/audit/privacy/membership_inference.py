@@ -44,10 +44,9 @@ from trustrec.audit._base import (
 )
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.audit.privacy._common import (
-    _base_llm,
     _can_score,
     _default_positions,
-    _is_generative,
+    _has_own_loss,
     _ndcg,
     _sample,
     next_item_losses,
@@ -255,21 +254,20 @@ class MembershipInferenceAudit(RetrainingAudit):
     def _reference_kind(self, model) -> str:
         ref = self.config.reference
         if ref == "auto":
-            return "base_llm" if _is_generative(model) else "retrain"
-        if ref == "base_llm" and not _is_generative(model):
+            return "base_llm" if _has_own_loss(model) else "retrain"
+        if ref == "base_llm" and not _has_own_loss(model):
             raise ConfigError(f"{self.name}: reference='base_llm' needs the generative LLM recommender; "
                               f"{type(model).__name__} has no base LLM, use 'retrain'")
         return ref
 
-    def _losses(self, model, hist: Ragged, positions: int, lm=None) -> np.ndarray:
-        return next_item_losses(model, hist, positions=positions, batch_size=self.config.batch_size, lm=lm)[0]
+    def _losses(self, model, hist: Ragged, positions: int, base: bool = False) -> np.ndarray:
+        return next_item_losses(model, hist, positions=positions, batch_size=self.config.batch_size, base=base)[0]
 
     def _reference_losses(self, kind: str, target, ref_model, hist: Ragged, positions: int):
         if kind == "none":
             return None
         if kind == "base_llm":
-            with _base_llm(target) as lm:
-                return self._losses(target, hist, positions, lm=lm)
+            return self._losses(target, hist, positions, base=True)
         return self._losses(ref_model, hist, positions)
 
     def _run(self, inputs: AuditInputs) -> AuditResult:

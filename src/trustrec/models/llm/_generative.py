@@ -37,6 +37,8 @@ constrained beam search) goes through :attr:`GenerativeRecommender.backend`: the
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import unicodedata
 from typing import Any, Literal
@@ -144,7 +146,8 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
     name = "llm_generative"
     config_class = GenerativeConfig
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "attributes", "prompt"})
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "attributes", "prompt",
+                              "answer_likelihood", "sequence_likelihood"})
     devices = ("cpu", "cuda", "mps")
 
     # -- fitting ------------------------------------------------------------------------------
@@ -351,6 +354,83 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
         return build_prompts(queries, PromptCatalog(self.catalog_), self._template(), self.tokenizer_,
                              max_history_tokens=self.config.max_history_tokens)
+
+    # -- answers (capabilities ``answer_likelihood`` and ``sequence_likelihood``) ---------------
+    @property
+    def answer_backend(self):
+        """A backend over the fitted LM itself (never a fresh load), batched as inference is."""
+        from trustrec.models.llm._backend import LocalBackend
+
+        self._check_fitted()
+        return LocalBackend.from_model(self.lm_, self.tokenizer_, batch_size=self.config.inference_batch_size)
+
+    answers_from_candidates = False
+    answer_reduction = "sum"
+
+    def answer_candidates(self, queries: QueryBatch, n: int) -> np.ndarray:
+        """Its own top ``n``: a generator answers freely, so its recommendations are what it chose."""
+        return self.recommend(queries, n).items
+
+    def answer_prompts(self, queries: QueryBatch, candidates=None) -> list:
+        """The generation prompts (candidates are not listed: the model answers freely)."""
+        return self._prompt_results(queries)
+
+    def answer_texts(self, items) -> list[str]:
+        titles = self.titles()
+        return [titles[int(i)] for i in items]
+
+    @property
+    def loss_positions(self) -> int:
+        """How many trailing positions of each user's sequence fine-tuning trained on."""
+        return int(self.config.targets_per_user)
+
+    def answer_losses(self, queries: QueryBatch, targets, *, base: bool = False) -> np.ndarray:
+        """Mean per-token cross-entropy of each target's answer (title + eos) given the prompt of
+        its query: the fine-tuning loss, under the fine-tuned LM or (``base=True``) the untuned
+        base LLM (LoRA adapters disabled, or the base checkpoint loaded again)."""
+        self._check_fitted()
+        targets = np.asarray(targets, np.int64)
+        if len(targets) != len(queries):
+            raise ValueError(f"{type(self).__name__}.answer_losses: {len(targets)} targets for {len(queries)} queries")
+        with (self._base_lm() if base else contextlib.nullcontext(self.lm_)) as lm:
+            return self._answer_losses(lm, queries, targets)
+
+    @contextlib.contextmanager
+    def _base_lm(self):
+        if self.config.lora is not None:
+            with self.lm_.disable_adapter():
+                yield self.lm_
+            return
+        from trustrec.models.llm._loading import load_causal_lm
+
+        device = str(next(self.lm_.parameters()).device)
+        lm, _ = load_causal_lm(self.config.model, device=device, progress=False)
+        lm.eval()
+        yield lm
+
+    def _answer_losses(self, lm, queries: QueryBatch, targets: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        out = np.full(len(targets), np.nan)
+        tok, titles = self.tokenizer_, self.titles()
+        size, eos = self.config.inference_batch_size, tok.eos_token_id
+        device = next(lm.parameters()).device
+        for start in range(0, len(targets), size):
+            stop = min(start + size, len(targets))
+            prompts = self._prompts(queries[np.arange(start, stop)])
+            prompt_ids = tok(prompts, add_special_tokens=True)["input_ids"]
+            answers = tok([titles[i] for i in targets[start:stop]], add_special_tokens=False)["input_ids"]
+            batch = collate_examples([(list(p), list(a) + [eos]) for p, a in zip(prompt_ids, answers)], self._pad_id())
+            with torch.inference_mode():
+                logits = lm(input_ids=batch["input_ids"].to(device),
+                            attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()
+                labels = batch["labels"][:, 1:].to(device)
+                ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
+                                     reduction="none").view(labels.shape)
+                valid = (labels != IGNORE).float()
+                out[start:stop] = ((ce * valid).sum(1) / valid.sum(1).clamp(min=1)).double().cpu().numpy()
+        return out
 
     def _constrained(self, queries, prompts, k, mask, stats):
         beams = min(self.trie_.n_sequences, max(self.config.num_beams, k))

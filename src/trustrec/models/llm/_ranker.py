@@ -37,7 +37,7 @@ from trustrec.models._base import FitOptions
 from trustrec.models._compose import ComposedRecommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
-from trustrec.models.llm._prompts import PromptCatalog, PromptResult, ReadsItemText, _special_strings, build_prompt
+from trustrec.models.llm._prompts import PromptCatalog, PromptResult, ReadsItemText, special_strings, build_prompt
 
 __all__ = ["LLMRanker", "RANKER_TEMPLATE", "RankerConfig", "ScoredCandidates", "cyclic_orders", "position_bias"]
 
@@ -160,7 +160,7 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
     config_class = RankerConfig
     stages = ("retriever",)
     capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "attributes", "prompt",
-                              "ordered_candidates", "listed_scores", "llm_backend"})
+                              "ordered_candidates", "listed_scores", "llm_backend", "answer_likelihood"})
     devices = ("cpu", "cuda", "mps")
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -206,6 +206,33 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
 
     def _tokenizer(self):
         return self.tokenizer
+
+    # -- answers (the ``answer_likelihood`` capability: likelihood attribution, explanations) -------
+    @property
+    def answer_backend(self):
+        return self.backend
+
+    answers_from_candidates = True
+
+    @property
+    def answer_reduction(self) -> str:
+        return self.config.reduction
+
+    def answer_candidates(self, queries: QueryBatch, n: int) -> np.ndarray:
+        """The retriever's ``n_candidates`` items per query: what the ranker chooses among (``n``
+        is ignored; the ranker's own candidate count rules)."""
+        return self.retriever_.recommend(queries, self.config.n_candidates).items
+
+    def answer_prompts(self, queries: QueryBatch, candidates: np.ndarray) -> list[PromptResult]:
+        template, catalog, tok = self.config.prompt_template(), PromptCatalog(self.catalog_), self.tokenizer
+        return [self._prompt(queries.query(v), row[row >= 0], catalog, template, tok)
+                for v, row in enumerate(np.asarray(candidates))]
+
+    def answer_texts(self, items) -> list[str]:
+        tok = self.tokenizer
+        return PromptCatalog(self.catalog_).texts(self.config.prompt_template(),
+                                                  remove=special_strings(tok) if tok is not None else [],
+                                                  indices=[int(i) for i in items])
 
     # -- recommending ----------------------------------------------------------------------------
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
@@ -285,7 +312,7 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
         tokenizer = self._tokenizer()
         needed = np.unique(head[head >= 0])  # render only the candidates, not the whole catalog
         texts = dict(zip(needed.tolist(), catalog.texts(
-            template, remove=_special_strings(tokenizer) if tokenizer is not None else [], indices=needed)))
+            template, remove=special_strings(tokenizer) if tokenizer is not None else [], indices=needed)))
         width = head.shape[1]
         if orders is None:
             orders = cyclic_orders(n_cand, c.n_permutations, width)
