@@ -55,6 +55,14 @@ the kind; the audit that takes that kind calls only this interface:
   (blocked ids not in the catalog) and ``depth(k)`` (how deep it reads the base's lists). The
   built-in ``rule_enforced`` is :class:`trustrec.mitigate.RuleEnforcedRecommender`.
 
+- ``unlearning`` (``unlearning``): a forget request's method. An object with ``supports(model)
+  -> bool`` (whether it applies to this fitted model) and ``forget(model, split, users, *,
+  seed, **settings) -> Recommender`` (a new model that has forgotten the user indices
+  ``users``; the given one is unchanged; ``unlearning_`` on the result records ``seconds`` and
+  the method's trace). The audit's ``exact`` arm is the reference (default ``exact_retrain``:
+  retraining without the users); its ``approximate`` arm is what is verified against it
+  (default ``gradient_ascent``: :func:`trustrec.models.training.approximate_unlearn`).
+
 An audit that takes one arm of a kind (``user_control``'s ``control``, ``platform_rules``'s
 ``rules``) has the built-in arm as its default, so the default config measures what it always did.
 
@@ -79,7 +87,7 @@ __all__ = ["ARM_KINDS", "MitigationArm", "ArmSpec", "MITIGATIONS", "register_mit
            "available_mitigations", "check_arm_specs", "build_arm"]
 
 ARM_KINDS = ("data_defence", "reranker", "text_guard", "training_defence", "input_defence", "control",
-             "rule_enforcer")
+             "rule_enforcer", "unlearning")
 _BUILTINS_FROM = "trustrec.mitigate.defences"
 
 

@@ -5,7 +5,6 @@ aliases of the built-in arms and give the same numbers; no audit module imports 
 
 import ast
 import pathlib
-import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -310,34 +309,7 @@ def test_fairness_mitigations_curves_are_reranker_arms(attributed):
     assert {"calibrated_ndcg_drop", "exposure_aplt_gain"} <= set(res.estimates)
 
 
-# -- audits never import the mitigation layer -----------------------------------------------------------
-# Modules other issues still have to move to arms; each entry says why it is here. When one of them
-# stops importing trustrec.mitigate the test warns (drop it from the list then).
-NOT_YET = {
-    "audit/privacy/unlearning.py": "forget requests (mitigate._unlearning): owned by the unlearning work",
-}
-
-
-def _imports_mitigate(path: pathlib.Path) -> bool:
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import) and any(a.name == "trustrec.mitigate" or a.name.startswith("trustrec.mitigate.")
-                                                for a in node.names):
-            return True
-        if isinstance(node, ast.ImportFrom) and node.module and (
-                node.module == "trustrec.mitigate" or node.module.startswith("trustrec.mitigate.")
-                or (node.module == "trustrec" and any(a.name == "mitigate" for a in node.names))):
-            return True
-    return False
-
-
-def test_no_audit_module_imports_the_mitigation_layer():
-    offenders = {str(p.relative_to(SRC)) for p in (SRC / "audit").rglob("*.py") if _imports_mitigate(p)}
-    assert offenders - set(NOT_YET) == set(), "audits take mitigations as arms by name (trustrec._arms)"
-    stale = set(NOT_YET) - offenders
-    if stale:
-        warnings.warn(f"{sorted(stale)} no longer import trustrec.mitigate: drop them from NOT_YET", stacklevel=1)
-
-
+# -- the arm registry (that audits never import mitigations is tests/test_layout.py's) -----------------
 def test_the_arm_registry_does_not_import_the_mitigation_layer_at_module_level():
     tree = ast.parse((SRC / "_arms.py").read_text())
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]

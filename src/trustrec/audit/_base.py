@@ -19,7 +19,7 @@ from trustrec._config import MAX_SEED, Config, Configurable
 from trustrec._registry import NamedRegistry
 from trustrec.audit._result import DIMENSIONS, AuditResult, Threshold, judge
 from trustrec.errors import ConfigError
-from trustrec.eval._stats import MAX_N_BOOT
+from trustrec.eval import MAX_N_BOOT
 
 __all__ = ["Audit", "RetrainingAudit", "ModelSpecField", "AuditConfig", "AuditInputs", "register_audit", "audit_class", "available_audits"]
 

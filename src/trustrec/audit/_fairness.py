@@ -13,18 +13,32 @@ from pydantic import Field, PositiveInt, field_validator
 
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, fit_spec, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
-from trustrec.eval import _fairness as F
-from trustrec.eval import _metrics as M
-from trustrec.eval._groups import GroupMetricFrame
-from trustrec.eval._stats import (
+from trustrec.eval import (
+    ACCURACY_METRICS,
+    aplt,
+    average_popularity,
     bootstrap_ci,
     bootstrap_rows,
+    catalog_coverage,
+    exposure_by_group,
+    gini,
+    group_distribution,
+    GroupMetricFrame,
+    jaccard_at_k,
+    long_tail_mask,
+    lorenz_curve,
     mean_estimate,
+    miscalibration,
     paired_estimate,
     percentile_ci,
+    popularity_lift,
+    prag_star_at_k,
+    serp_star_at_k,
+    snsr,
+    snsv,
     two_sample_estimate,
 )
-from trustrec.models._protocols import has_capability
+from trustrec.models import has_capability
 
 __all__ = ["UserFairnessAudit", "ItemExposureAudit", "CalibrationAudit", "CounterfactualAttributeAudit",
            "ColdStartConfig", "ColdStartAudit", "reads_query_attributes"]
@@ -142,9 +156,9 @@ class ItemExposureAudit(Audit):
         top = inputs.topk[:, :c.k]
         n_items = inputs.dataset.n_items
         pop = inputs.item_popularity.astype(np.float64)
-        tail = M.long_tail_mask(pop, c.head_share)
+        tail = long_tail_mask(pop, c.head_share)
         histories = inputs.queries.histories
-        rec_pop = M.average_popularity(top, pop)
+        rec_pop = average_popularity(top, pop)
         hist_pop = np.divide(np.bincount(histories.row_ids(), pop[histories.values], minlength=len(histories)),
                              histories.lengths, out=np.full(len(histories), np.nan), where=histories.lengths > 0)
         exposure = np.bincount(top[top >= 0], minlength=n_items)
@@ -152,22 +166,22 @@ class ItemExposureAudit(Audit):
         boot_gini = []
         for _ in range(c.n_boot):
             rows = top[rng.integers(0, len(top), len(top))]
-            boot_gini.append(M.gini(np.bincount(rows[rows >= 0], minlength=n_items)))
+            boot_gini.append(gini(np.bincount(rows[rows >= 0], minlength=n_items)))
         gini_ci = percentile_ci(boot_gini)
         n_users = len(top)
-        lift = F.popularity_lift(np.nanmean(rec_pop)[None], np.nanmean(hist_pop)[None])[0]
-        per_user_lift = F.popularity_lift(rec_pop, hist_pop)
+        lift = popularity_lift(np.nanmean(rec_pop)[None], np.nanmean(hist_pop)[None])[0]
+        per_user_lift = popularity_lift(rec_pop, hist_pop)
         lift_boot = []
         for _ in range(c.n_boot):
             r = rng.integers(0, n_users, n_users)
-            lift_boot.append(F.popularity_lift(np.nanmean(rec_pop[r])[None], np.nanmean(hist_pop[r])[None])[0])
+            lift_boot.append(popularity_lift(np.nanmean(rec_pop[r])[None], np.nanmean(hist_pop[r])[None])[0])
         lift_ci = percentile_ci(lift_boot)
         estimates = {
-            "exposure_gini": Estimate(M.gini(exposure), *gini_ci, n_users,
+            "exposure_gini": Estimate(gini(exposure), *gini_ci, n_users,
                                       description="Gini of recommendation counts over the whole catalog"),
-            "coverage": Estimate(M.catalog_coverage(top, n_items), n=n_users,
+            "coverage": Estimate(catalog_coverage(top, n_items), n=n_users,
                                  description="share of the catalog recommended to anyone"),
-            "aplt": mean_estimate(M.aplt(top, tail), n_boot=c.n_boot, seed=c.seed,
+            "aplt": mean_estimate(aplt(top, tail), n_boot=c.n_boot, seed=c.seed,
                                  description=f"share of each list from the long tail (outside the top "
                                              f"{c.head_share:.0%} items by training popularity)"),
             "avg_rec_popularity": mean_estimate(rec_pop, n_boot=c.n_boot, seed=c.seed + 1,
@@ -181,14 +195,14 @@ class ItemExposureAudit(Audit):
                                             description="share of all recommendation slots given to long-tail "
                                                         f"items, which are {tail.mean():.0%} of the catalog"),
         }
-        x, y = F.lorenz_curve(exposure)
+        x, y = lorenz_curve(exposure)
         keep = np.unique(np.linspace(0, len(x) - 1, min(len(x), 201)).astype(int))
         evidence = {"lorenz": pd.DataFrame({"item_share": x[keep], "exposure_share": y[keep]}),
                     "per_user": pd.DataFrame({"user": inputs.queries.users, "avg_rec_popularity": rec_pop,
                                               "avg_profile_popularity": hist_pop, "popularity_lift": per_user_lift,
-                                              "aplt": M.aplt(top, tail)})}
+                                              "aplt": aplt(top, tail)})}
         pop_groups = np.where(tail, "tail", "head")[:, None] == np.array(["head", "tail"])[None]
-        shares = F.exposure_by_group(top, pop_groups, pop)
+        shares = exposure_by_group(top, pop_groups, pop)
         frames = [self._share_frame("popularity", ["head", "tail"], shares)]
         plots = [Plot("lorenz", "lorenz", "item_share", "exposure_share",
                       f"exposure Lorenz curve (Gini {estimates['exposure_gini'].value:.3f})",
@@ -197,7 +211,7 @@ class ItemExposureAudit(Audit):
         groups = inputs.item_groups(c.item_group_column)
         if groups is not None:
             column, membership, names, counts = groups
-            shares = F.exposure_by_group(top, membership, pop)
+            shares = exposure_by_group(top, membership, pop)
             frames.append(self._share_frame(column, names, shares))
             if counts["n_items_without_group"]:
                 warnings.append(f"{counts['n_items_without_group']} items have no value in {column!r}; "
@@ -262,9 +276,9 @@ class CalibrationAudit(Audit):
         c = self.config
         column, membership, names, _ = inputs.item_groups(c.item_group_column)
         top = inputs.topk[:, :c.k]
-        p = F.group_distribution(inputs.queries.histories, membership)
-        q = F.group_distribution(top, membership)
-        kl = F.miscalibration(p, q, c.alpha)
+        p = group_distribution(inputs.queries.histories, membership)
+        q = group_distribution(top, membership)
+        kl = miscalibration(p, q, c.alpha)
         n_empty = int(np.isnan(kl).sum())
         estimates = {"miscalibration": mean_estimate(kl, n_boot=c.n_boot, seed=c.seed,
                                                     description=f"mean KL(p_u || q~_u) over {column!r}, "
@@ -339,8 +353,8 @@ class CounterfactualAttributeAudit(Audit):
     needs: ClassVar[str] = ("a model that reads the query's user attributes (the 'attributes' capability: LLM "
                             "recommenders with a profile line) and user attributes (or configured values)")
     config_class = CounterfactualConfig
-    SIMILARITIES: ClassVar[dict] = {"jaccard": F.jaccard_at_k, "serp_star": F.serp_star_at_k,
-                                    "prag_star": F.prag_star_at_k}
+    SIMILARITIES: ClassVar[dict] = {"jaccard": jaccard_at_k, "serp_star": serp_star_at_k,
+                                    "prag_star": prag_star_at_k}
 
     def _probe_values(self, inputs: AuditInputs) -> dict[str, list[str]]:
         from trustrec.data import MISSING_GROUP
@@ -408,10 +422,10 @@ class CounterfactualAttributeAudit(Audit):
                     ci_r = percentile_ci(boot.max(1) - boot.min(1))
                     ci_v = percentile_ci(boot.std(1))
                 estimates[f"snsr {s}@{c.k} [{attr}]"] = Estimate(
-                    F.snsr(means), *ci_r, n, description=f"range of mean {s}@{c.k} to the neutral list over "
+                    snsr(means), *ci_r, n, description=f"range of mean {s}@{c.k} to the neutral list over "
                                                           f"{len(vals)} values of {attr}")
                 estimates[f"snsv {s}@{c.k} [{attr}]"] = Estimate(
-                    F.snsv(means), *ci_v, n, description=f"population std of mean {s}@{c.k} over values of {attr}")
+                    snsv(means), *ci_v, n, description=f"population std of mean {s}@{c.k} over values of {attr}")
                 estimates[f"mean {s}@{c.k} [{attr}]"] = Estimate(
                     float(mat.mean()), n=n, description=f"mean {s}@{c.k} to the neutral list over values")
         bar.close()
@@ -453,9 +467,9 @@ class ColdStartConfig(AuditConfig):
     @field_validator("metrics")
     @classmethod
     def _check_metrics(cls, values):
-        bad = [m for m in values if m not in M.ACCURACY_METRICS]
+        bad = [m for m in values if m not in ACCURACY_METRICS]
         if not values or bad:
-            raise ValueError(f"metrics must be some of {sorted(M.ACCURACY_METRICS)}; got {list(values)}")
+            raise ValueError(f"metrics must be some of {sorted(ACCURACY_METRICS)}; got {list(values)}")
         return tuple(dict.fromkeys(values))
 
     @field_validator("compare_with")
@@ -477,7 +491,7 @@ def _segment_per_user(topk: np.ndarray, eval_set, keep: np.ndarray, metrics, k: 
     segment = restrict_targets(eval_set, keep)
     hits = hits_matrix(topk[rows, :k], segment.targets, n_items)
     n_rel = distinct_counts(segment.targets)
-    return pd.DataFrame({"row": rows, **{f"{m}@{k}": M.ACCURACY_METRICS[m](hits, n_rel) for m in metrics}})
+    return pd.DataFrame({"row": rows, **{f"{m}@{k}": ACCURACY_METRICS[m](hits, n_rel) for m in metrics}})
 
 
 @register_audit

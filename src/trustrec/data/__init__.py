@@ -42,6 +42,7 @@ from trustrec.data._split import (
     split_temporal,
 )
 from trustrec.data._tabular import load_tabular
+from trustrec.data._users import resolve_users
 
 __all__ = [
     "Dataset", "Interactions", "IndexedArray", "FilterStep", "Ragged", "readonly",
@@ -50,7 +51,7 @@ __all__ = [
     "load_atomic", "read_atomic_file", "load_movielens", "load_amazon", "load_tabular", "load_coat",
     "load_bigrec", "load_path", "detect_format", "load_random_exposure", "load_yahoo_r3", "load_kuairec",
     "load_dataset", "resolve_dataset", "registry", "register_dataset", "DatasetEntry",
-    "to_implicit", "drop_duplicates", "k_core", "sample_users", "FILTERS",
+    "to_implicit", "drop_duplicates", "k_core", "sample_users", "FILTERS", "resolve_users",
     "item_group_matrix", "guess_item_group_column", "user_group_table", "age_bands", "activity_levels",
     "split_group_values", "MISSING_GROUP", "ITEM_GROUP_COLUMNS",
     "split_leave_one_out", "split_temporal", "split_random", "split_given_test", "split_random_exposure", "make_split", "SPLITTERS",

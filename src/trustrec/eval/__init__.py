@@ -37,6 +37,7 @@ from trustrec.eval._metrics import (
                                     recall,
 )
 from trustrec.eval._fairness import (
+    normalised_membership,
                                     exposure_by_group,
                                     group_distribution,
                                     jaccard_at_k,
@@ -96,7 +97,7 @@ __all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_MET
            "average_precision_trec", "item_user_counts",
            "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "long_tail_mask",
            "novelty", "intra_list_diversity", "parse_metric", "bootstrap_ci", "paired_test", "PairedTest",
-           "GroupMetricFrame", "group_distribution", "miscalibration", "popularity_lift", "lorenz_curve",
+           "GroupMetricFrame", "group_distribution", "normalised_membership", "miscalibration", "popularity_lift", "lorenz_curve",
            "exposure_by_group", "jaccard_at_k", "serp_star_at_k", "prag_star_at_k", "snsr", "snsv",
            "SCHEMES", "UNBIASED_METRICS", "RandomExposureSet", "random_exposure_set", "topk_membership",
            "evaluate_random_exposure", "evaluate_schemes", "scheme_label", "score_candidates",

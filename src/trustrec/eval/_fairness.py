@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["group_distribution", "miscalibration", "popularity_lift", "lorenz_curve",
+__all__ = ["normalised_membership", "group_distribution", "miscalibration", "popularity_lift", "lorenz_curve",
            "exposure_by_group", "jaccard_at_k", "serp_star_at_k", "prag_star_at_k", "snsr", "snsv"]
 
 

@@ -47,7 +47,7 @@ from pydantic import Field, PositiveInt, field_validator
 from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
-from trustrec.eval._fairness import group_distribution, miscalibration, normalised_membership
+from trustrec.eval import group_distribution, miscalibration, normalised_membership
 from trustrec.mitigate._wrap import WrapperRecommender, train_dataset
 from trustrec.models import ModelSpec, Recommender, TopK, register_model
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
+from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import (
     AuditConfig,
     AuditInputs,
@@ -36,15 +37,14 @@ from trustrec.audit.privacy._common import (
     _sample,
     next_item_losses,
 )
+from trustrec.data import resolve_users
 from trustrec.errors import ConfigError
-from trustrec.eval._classification import (  # roc_auc, macro_ovr_auc, tpr_at_fpr: re-exported, they lived here
+from trustrec.eval import (
     auc_rows,
-    roc_auc,
-)
-from trustrec.eval._stats import (
     mean_estimate,
     paired_estimate,
     percentile_ci,
+    roc_auc,
     stratified_bootstrap_rows,
 )
 
@@ -82,7 +82,9 @@ class UnlearningConfig(AuditConfig):
     a tenth of the model's), ``retain_weight``, ``unlearn_batch_size``: the approximate method
     (gradient ascent with a retain term, bounded by the held-out users' mean training loss);
     ``positions``: next-item predictions per user in the attack's loss; ``max_users``: retained
-    users evaluated (seeded sample); ``model_spec``: what to train."""
+    users evaluated (seeded sample); ``model_spec``: what to train; ``exact`` / ``approximate``:
+    the reference and the verified forget methods, ``unlearning`` arms by name (default
+    ``exact_retrain`` and ``gradient_ascent``)."""
 
     model_spec: ModelSpecField = None
     forget_users: tuple[str, ...] | None = None
@@ -94,6 +96,13 @@ class UnlearningConfig(AuditConfig):
     unlearn_batch_size: PositiveInt = 32
     positions: PositiveInt = 10
     batch_size: PositiveInt = 256
+    exact: ArmSpec = ArmSpec(name="exact_retrain")
+    approximate: ArmSpec = ArmSpec(name="gradient_ascent")
+
+    @field_validator("exact", "approximate", mode="before")
+    @classmethod
+    def _check_method(cls, value):
+        return check_arm_specs([value], "unlearning")[0]
 
     @field_validator("forget_users")
     @classmethod
@@ -124,8 +133,6 @@ class UnlearningAudit(RetrainingAudit):
         return None
 
     def _partition(self, inputs: AuditInputs, rng):
-        from trustrec.mitigate import resolve_users
-
         c = self.config
         ds = inputs.dataset
         counts = inputs.train_counts
@@ -152,35 +159,34 @@ class UnlearningAudit(RetrainingAudit):
         return forget, heldout, retained
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.mitigate import forget as forget_users
-        from trustrec.mitigate import remove_users
-        from trustrec.models.training import supports_approximate_unlearning
-
         c = self.config
         k = c.k
         split, ds = inputs.split, inputs.dataset
         spec = self._spec(inputs.model)
         rng = np.random.default_rng(c.seed)
         forget, heldout, retained = self._partition(inputs, rng)
-        base = remove_users(split, heldout)
+        base = split.without_users(heldout, parts=("train",),
+                                   note=f"training interactions of {len(heldout)} users removed")
         original, t_orig = fit_spec(spec, base, seed=c.seed, progress=inputs.progress)
-        exact = forget_users(original, base, forget, by="index", method="exact", seed=c.seed)
+        _, exact_method = build_arm(c.exact, "unlearning")
+        _, approximate_method = build_arm(c.approximate, "unlearning")
+        exact = exact_method.forget(original, base, forget, seed=c.seed)
         models = {"original": original, "exact": exact}
         seconds = {"original_fit": t_orig, "exact": exact.unlearning_["seconds"]}
         warnings: list[str] = []
         seqs = split.train.by_user(ds.n_users)
         trace = None
         bound = None
-        if supports_approximate_unlearning(original):
+        if approximate_method.supports(original):
             import torch
 
             with torch.no_grad():
                 held = heldout[:512]
                 bound = float(np.nanmean(original._sequence_losses(seqs.take(held), held,
                                                                    np.random.default_rng(c.seed)).numpy()))
-            approx = forget_users(original, base, forget, by="index", method="gradient_ascent", seed=c.seed,
-                                  steps=c.steps, learning_rate=c.learning_rate, retain_weight=c.retain_weight,
-                                  batch_size=c.unlearn_batch_size, max_forget_loss=bound)
+            approx = approximate_method.forget(original, base, forget, seed=c.seed, steps=c.steps,
+                                               learning_rate=c.learning_rate, retain_weight=c.retain_weight,
+                                               batch_size=c.unlearn_batch_size, max_forget_loss=bound)
             models["approximate"] = approx
             seconds["approximate"] = approx.unlearning_["seconds"]
             trace = pd.DataFrame({"step": np.arange(1, len(approx.unlearning_["forget_loss"]) + 1),

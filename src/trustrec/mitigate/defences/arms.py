@@ -12,6 +12,8 @@ name                        kind              what it builds
 ``history_minimisation``    input_defence     drop / generalise sensitive history items (``mode``)
 ``constrained``             control           :class:`ConstraintControl` (``n_different_groups``)
 ``rule_enforced``           rule_enforcer     :class:`RuleEnforcement`
+``exact_retrain``           unlearning        :class:`ForgetMethod` ``exact`` (retrain without the users)
+``gradient_ascent``         unlearning        :class:`ForgetMethod` ``gradient_ascent`` (approximate)
 ==========================  ================  =============================================
 """
 
@@ -40,7 +42,7 @@ from trustrec.mitigate.defences.tradeoff import RerankerArm
 from trustrec.models.llm import find_injections, guard_text
 
 __all__ = ["builtin_arms", "InjectionGuard", "RandomisedResponse", "HistoryMinimisation", "ConstraintControl",
-           "RuleEnforcement"]
+           "RuleEnforcement", "ForgetMethod"]
 
 
 class InjectionGuard:
@@ -164,6 +166,25 @@ def _detector_params(params: dict) -> dict:
     return FakeUserDetector.validate_config(params).model_dump(mode="json")
 
 
+class ForgetMethod:
+    """An ``unlearning`` arm: :func:`trustrec.mitigate.forget` with one ``method``."""
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def supports(self, model) -> bool:
+        from trustrec.models import has_capability
+        from trustrec.models.training import supports_approximate_unlearning
+
+        return self.method == "exact" or (has_capability(model, "unlearnable")
+                                          and supports_approximate_unlearning(model))
+
+    def forget(self, model, split, users, *, seed: int = 0, **settings):
+        from trustrec.mitigate._unlearning import forget
+
+        return forget(model, split, users, by="index", method=self.method, seed=seed, **settings)
+
+
 def builtin_arms() -> list[MitigationArm]:
     return [
         MitigationArm("fake_user_detector", "data_defence", FakeUserDetector, check=_detector_params,
@@ -189,4 +210,10 @@ def builtin_arms() -> list[MitigationArm]:
         MitigationArm("rule_enforced", "rule_enforcer", RuleEnforcement, check=_no_params("rule_enforced"),
                       label="enforced", title="platform rule enforcement",
                       description="blocked items and per-item exposure caps enforced over the whole call"),
+        MitigationArm("exact_retrain", "unlearning", partial(ForgetMethod, "exact"), check=_no_params("exact_retrain"),
+                      label="exact", title="exact unlearning",
+                      description="a fresh copy retrained, same seed, without the users' interactions"),
+        MitigationArm("gradient_ascent", "unlearning", partial(ForgetMethod, "gradient_ascent"),
+                      check=_no_params("gradient_ascent"), label="approximate", title="approximate unlearning",
+                      description="gradient ascent on the forgotten users' sequences with a retain term"),
     ]
