@@ -302,7 +302,11 @@ def targets_all_seen(eval_set: EvalSet) -> np.ndarray:
     if len(targets.values) == 0:
         return np.zeros(len(eval_set), dtype=bool)
     width = int(max(hist.values.max(initial=0), targets.values.max())) + 1
-    seen = np.isin(targets.row_ids() * width + targets.values, hist.row_ids() * width + hist.values)
+    # sort + binary search: np.isin's hash path was 10x slower on an ml-1m-sized history
+    history_keys = np.sort(hist.row_ids() * width + hist.values)
+    target_keys = targets.row_ids() * width + targets.values
+    at = np.minimum(np.searchsorted(history_keys, target_keys), max(len(history_keys) - 1, 0))
+    seen = history_keys[at] == target_keys if len(history_keys) else np.zeros(len(target_keys), dtype=bool)
     unseen_per_row = np.bincount(targets.row_ids()[~seen], minlength=len(eval_set))
     return (unseen_per_row == 0) & (targets.lengths > 0)
 
