@@ -125,3 +125,19 @@ def test_early_stopping_restores_the_best_epoch(split):
     a, b = stopped.recommend(q, 3), one.recommend(q, 3)
     np.testing.assert_array_equal(a.items, b.items)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+@pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
+def test_bfloat16_is_honoured_in_training_scoring_and_checkpoints(split, tmp_path, lora):
+    import torch
+
+    model = _fit(split, dtype="bfloat16", epochs=1, lora=lora)
+    assert next(model.lm_.parameters()).dtype == torch.bfloat16
+    q = split.eval_set("test").queries[:4]
+    before = model.recommend(q, 3)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert next(loaded.lm_.parameters()).dtype == torch.bfloat16
+    after = loaded.recommend(q, 3)
+    np.testing.assert_array_equal(before.items, after.items)
+    np.testing.assert_allclose(before.scores, after.scores)

@@ -162,3 +162,15 @@ def test_http_backend_gives_the_same_ranking(ranker, split, llm_server):
 class TestRankerChecks(RecommenderChecks):
     component = LLMRanker
     configs = [TINY]
+
+
+def test_ranker_dtype_reaches_its_local_backend_and_is_refused_for_an_endpoint():
+    import torch
+
+    from trustrec.errors import ConfigError
+    from trustrec.models.llm import LLMRanker
+
+    ranker = LLMRanker(model="tiny-smollm2-random", dtype="bfloat16", retriever={"name": "most_popular"})
+    assert ranker.backend.config.dtype == "bfloat16" and next(ranker.backend.model.parameters()).dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="dtype='bfloat16' applies to a local model"):
+        LLMRanker(base_url="http://127.0.0.1:9/v1", dtype="bfloat16")

@@ -82,6 +82,7 @@ class GenerativeConfig(Config):
     min_similarity: float = Field(0.3, ge=0, le=1)
     max_new_tokens: PositiveInt = 32
     inference_batch_size: PositiveInt = 8
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     @model_validator(mode="after")
     def _check(self):
@@ -290,7 +291,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         from trustrec.models.llm._loading import load_causal_lm
         from trustrec.models.llm._trie import TitleTrie
 
-        model, tokenizer = load_causal_lm(self.config.model, device=device, progress=progress)
+        model, tokenizer = load_causal_lm(self.config.model, device=device, progress=progress, dtype=self.config.dtype)
         if self.config.lora is not None:
             from peft import LoraConfig as PeftLoraConfig
             from peft import get_peft_model
@@ -404,7 +405,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         from trustrec.models.llm._loading import load_causal_lm
 
         device = str(next(self.lm_.parameters()).device)
-        lm, _ = load_causal_lm(self.config.model, device=device, progress=False)
+        lm, _ = load_causal_lm(self.config.model, device=device, progress=False, dtype=self.config.dtype)
         lm.eval()
         yield lm
 
@@ -526,7 +527,8 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             values[key] = value
         if hasattr(self, "lm_"):
             for name, tensor in self._trainable_state().items():
-                arrays[f"lm_/{name}"] = tensor.detach().cpu().numpy().copy()
+                # numpy has no bfloat16: saved as float32, cast back to the LM's dtype on load
+                arrays[f"lm_/{name}"] = tensor.detach().float().cpu().numpy().copy()
         return arrays, values
 
     def _restore(self, arrays, values) -> None:

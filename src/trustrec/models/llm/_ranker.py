@@ -64,10 +64,15 @@ class RankerConfig(Config):
     batch_size: PositiveInt = 32
     base_url: str | None = None
     timeout_s: float = Field(60.0, gt=0)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     @model_validator(mode="after")
     def _check(self):
         from trustrec.models._registry import available_models
+
+        if self.base_url and self.dtype != "float32":
+            raise ValueError(f"dtype={self.dtype!r} applies to a local model; the endpoint at base_url runs its "
+                             "model in its own precision (leave dtype at float32)")
 
         self.prompt_template()  # raises ConfigError on a bad template
         if self.retriever.name not in available_models():
@@ -195,7 +200,7 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
             else:
                 from trustrec.models.llm._backend import LocalBackend
 
-                self._backend = LocalBackend(c.model, batch_size=c.batch_size,
+                self._backend = LocalBackend(c.model, batch_size=c.batch_size, dtype=c.dtype,
                                              device=getattr(self, "llm_device_", "cpu"))
         return self._backend
 
