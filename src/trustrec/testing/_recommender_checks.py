@@ -242,3 +242,30 @@ class RecommenderChecks:
     def test_capability_unlearnable(self, data):
         self.require("unlearnable")
         assert self.fitted(data).can_unlearn()
+
+    def test_capability_answer_likelihood(self, data):
+        self.require("answer_likelihood")
+        model = self.fitted(data)
+        q = model._prepare(self.queries(data)[:3])
+        candidates = np.asarray(model.answer_candidates(q, 4))
+        assert candidates.ndim == 2 and len(candidates) == 3 and (candidates < data[0].n_items).all()
+        prompts = model.answer_prompts(q, candidates)
+        assert len(prompts) == 3 and all(isinstance(p.text, str) and p.text for p in prompts)
+        assert all(0 <= p.n_history <= n for p, n in zip(prompts, q.histories.lengths))
+        items = candidates[candidates >= 0][:4]
+        texts = model.answer_texts(items)
+        assert len(texts) == len(items) and all(isinstance(t, str) for t in texts)
+        assert model.answer_reduction in ("sum", "mean") and isinstance(model.answers_from_candidates, bool)
+        scored = model.answer_backend.score_continuations([prompts[0].text], [texts[:2]],
+                                                          reduction=model.answer_reduction)
+        assert np.isfinite(scored[0]).all() and (scored[0] <= 0).all()   # log-probabilities
+
+    def test_capability_sequence_likelihood(self, data):
+        self.require("sequence_likelihood")
+        model = self.fitted(data)
+        q = model._prepare(self.queries(data)[:3])
+        targets = np.arange(3) % data[0].n_items
+        for base in (False, True):
+            losses = np.asarray(model.answer_losses(q, targets, base=base))
+            assert losses.shape == (3,) and np.isfinite(losses).all() and (losses > 0).all()
+        assert isinstance(model.loss_positions, int) and model.loss_positions >= 1
