@@ -104,15 +104,13 @@ def fairlearn_peer(run_dir: Path) -> dict:
 def llm_ranker_audits(sasrec_dir: Path, users: int, permutations: int, seed: int,
                       args_attributes=("gender",)) -> dict:
     from trustrec.audit import AuditInputs, audit_class
-    from trustrec.models import Recommender
-    from trustrec.models.llm._ranker import LLMRanker
-    from trustrec.runs._run import prepare_data
-    from trustrec.runs._config import load_run_config
+    from trustrec.models import Recommender, compose
+    from trustrec.runs import load_run_config, prepare_data
 
     config = load_run_config(sasrec_dir / "config.yaml")
     _, split = prepare_data(config)
     sasrec = Recommender.load(sasrec_dir / "checkpoint")
-    ranker = LLMRanker.from_fitted(sasrec, split.train_dataset(), n_candidates=20, n_permutations=permutations)
+    ranker = compose("llm_ranker", split, retriever=sasrec, n_candidates=20, n_permutations=permutations)
     inputs = AuditInputs(ranker, split, max_users=users, seed=seed, progress=True)
     out, timings = {}, {}
     t_all = time.perf_counter()

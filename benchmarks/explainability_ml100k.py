@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trustrec.audit.explainability import ExplanationFaithfulnessAudit
-from trustrec.audit._fairness import ColdStartAudit
+from trustrec.audit import ColdStartAudit
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.models import FitOptions, make_model
 from _command import command_line

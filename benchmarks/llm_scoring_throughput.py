@@ -31,18 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from trustrec.data import load_dataset, split_leave_one_out
-from trustrec.models import FitOptions, make_model
-from trustrec.models.llm import LocalBackend
-from trustrec.models.llm._prompts import PromptCatalog, build_prompt
-from trustrec.models.llm._ranker import LLMRanker
+from trustrec.models import FitOptions, compose, make_model
+from trustrec.models.llm import LocalBackend, PromptCatalog, build_prompt
 from _command import command_line
 
 
 def workload(n_prompts: int, backend: LocalBackend):
     split = split_leave_one_out(load_dataset("ml-100k"))
-    train = split.train_dataset()
     pop = make_model("most_popular").fit(split, FitOptions(progress=False))
-    ranker = LLMRanker.from_fitted(pop, train)
+    ranker = compose("llm_ranker", split, retriever=pop)
     template = ranker.config.prompt_template()
     catalog = PromptCatalog(ranker.catalog_)
     texts = catalog.texts(template)

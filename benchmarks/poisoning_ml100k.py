@@ -58,7 +58,7 @@ def _records(frame) -> list[dict]:
 
 
 def main() -> None:
-    from trustrec.audit._robustness import PoisoningAudit
+    from trustrec.audit import PoisoningAudit
     from trustrec.data import load_dataset, split_leave_one_out
     from trustrec.models import FitOptions, make_model
 

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     import torch
 
-    from trustrec.audit._privacy import MembershipInferenceAudit
+    from trustrec.audit.privacy import MembershipInferenceAudit
     from trustrec.data import load_dataset, sample_users, split_leave_one_out
     from trustrec.models import FitOptions, make_model
 

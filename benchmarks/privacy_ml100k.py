@@ -64,7 +64,7 @@ def report_figures(result, names: list[str], title: str, took: float) -> dict:
 def main() -> None:
     import torch
 
-    from trustrec.audit._privacy import (
+    from trustrec.audit.privacy import (
         AttributeInferenceAudit,
         MembershipInferenceAudit,
         UnlearningAudit,

@@ -25,7 +25,7 @@ from _command import command_line
 from rich.console import Console
 from rich.table import Table
 
-from trustrec.audit._text_attacks import TextAttackAudit
+from trustrec.audit import TextAttackAudit
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.models import FitOptions, make_model
 

@@ -34,3 +34,14 @@ __all__ = ["Audit", "AuditConfig", "AuditInputs", "RetrainingAudit", "AuditResul
            "DIMENSIONS", "judge", "register_audit", "audit_class", "available_audits",
            "Attribution", "Deletion", "attribute", "deletion_test", "explain", "explanation_requests",
            "generate_explanations", "check_explanations"]
+
+
+def __getattr__(name: str):
+    """Audit classes by class name (``from trustrec.audit import PoisoningAudit``), found through
+    the registry, so importing the package does not import every audit module."""
+    if name.startswith("_") or not name.endswith("Audit"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for cls in available_audits().values():
+        if cls.__name__ == name:
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
