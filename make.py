@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Set up trustrec in a local virtualenv and run a task; needs only python3 (with venv) and pip.
 
-    python3 make.py demo      # install (with the LLM extra) and run `trustrec demo`
-    python3 make.py test      # install with the dev extra and run the test suite
-    python3 make.py test -m slow   # extra pytest arguments pass through
+python3 make.py demo      # install (with the LLM extra) and run `trustrec demo`
+python3 make.py test      # install with the dev extra and run the test suite
+python3 make.py test -m slow   # extra pytest arguments pass through
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def ensure_env(extras: str) -> None:
 def main(argv: list[str]) -> int:
     task, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if task == "demo":
-        ensure_env("llm")   # the demo runs the LLM recommenders: install what it runs
+        ensure_env("llm")  # the demo runs the LLM recommenders: install what it runs
         return run(BIN / "trustrec", "demo", *rest)
     if task == "test":
         ensure_env("dev,llm,serve")

@@ -161,18 +161,12 @@ def ensure_recbole_venv(root: Path, base_python: str | None = None) -> Path:
     if check.returncode != 0:
         raise RuntimeError(f"RecBole venv built but `{IMPORT_CHECK}` fails in it")
 
-    freeze = subprocess.run(
-        [str(py), "-m", "pip", "freeze"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    stamp.write_text(
-        json.dumps({"spec": spec, "torch": installed_torch, "freeze": freeze}, indent=1)
-    )
+    freeze = subprocess.run([str(py), "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout.split()
+    stamp.write_text(json.dumps({"spec": spec, "torch": installed_torch, "freeze": freeze}, indent=1))
     _say(f"ready: {py} (torch {installed_torch}, {RECBOLE})")
     return py
 
 
 if __name__ == "__main__":
     # `python benchmarks/_recbole_env.py [ROOT]` builds the venv and prints its python.
-    print(
-        ensure_recbole_venv(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1])
-    )
+    print(ensure_recbole_venv(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1]))

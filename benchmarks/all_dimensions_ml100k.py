@@ -45,13 +45,16 @@ console = Console()
 
 PLANS = {
     "default": {},
-    "budgeted": {"poisoning": {"budgets": [0.03]}, "feedback_loop": {"rounds": 3},
-                 # the LLM part only (each setting re-asks the LLM about every sampled user): history
-                 # edits at the headline 20% budget only; deletion faithfulness at the cited count only
-                 "history_perturbation": {"budgets": [0.2]},
-                 "explanation_faithfulness": {"steps": [3], "n_random": 2}},
+    "budgeted": {
+        "poisoning": {"budgets": [0.03]},
+        "feedback_loop": {"rounds": 3},
+        # the LLM part only (each setting re-asks the LLM about every sampled user): history
+        # edits at the headline 20% budget only; deletion faithfulness at the cited count only
+        "history_perturbation": {"budgets": [0.2]},
+        "explanation_faithfulness": {"steps": [3], "n_random": 2},
+    },
 }
-LLM_ONLY = ("history_perturbation", "explanation_faithfulness")     # SASRec keeps their defaults
+LLM_ONLY = ("history_perturbation", "explanation_faithfulness")  # SASRec keeps their defaults
 SIX = ("robustness", "fairness", "controllability", "explainability", "factuality", "privacy")
 
 
@@ -87,8 +90,11 @@ def _derive(part: dict, limit_s: float, *, every_audit: bool) -> None:
     part["by_dimension"] = _by_dimension(part["audits"])
     part["answered"] = _answered(part["by_dimension"])
     part["measured"] = {d: part["by_dimension"].get(d, {}).get("applicable", 0) for d in SIX}
-    part["not_answered"] = {d: sorted(e["name"] for e in part["audits"] if e["dimension"] == d)
-                            for d, ok in part["answered"].items() if not ok}
+    part["not_answered"] = {
+        d: sorted(e["name"] for e in part["audits"] if e["dimension"] == d)
+        for d, ok in part["answered"].items()
+        if not ok
+    }
     seconds = part["seconds"]["total"] if isinstance(part["seconds"], dict) else part["seconds"]
     part["target_met"] = bool(all(part["answered"].values()) and seconds < limit_s and every_audit)
 
@@ -100,7 +106,7 @@ def _derive_all(result: dict) -> None:
         elif key == "llm_ranker":
             _derive(part, 1800, every_audit=True)
         elif key.startswith("llm_ranker_subset"):
-            _derive(part, 1800, every_audit=False)     # a subset of audits never meets the every-audit target
+            _derive(part, 1800, every_audit=False)  # a subset of audits never meets the every-audit target
 
 
 def sasrec_part(args, overrides: dict) -> tuple[dict, Path]:
@@ -124,14 +130,24 @@ def sasrec_part(args, overrides: dict) -> tuple[dict, Path]:
     entries = index["audits"]
     console.print(_table(f"SASRec on ml-100k, every audit ({args.plan} plan)", entries))
     total = t_run + t_audit + t_report
-    console.print(f"SASRec run (fit + evaluate) {t_run:.0f} s; every audit {t_audit:.0f} s "
-                  f"(audit/run ratio {t_audit / t_run:.1f}); report {t_report:.1f} s; total {total:.0f} s", markup=False)
-    part = {"command": command_line(), "config": config["model"],
-            "seconds": {"run": t_run, "audits": t_audit, "report": t_report, "total": total}, "audits": entries}
+    console.print(
+        f"SASRec run (fit + evaluate) {t_run:.0f} s; every audit {t_audit:.0f} s "
+        f"(audit/run ratio {t_audit / t_run:.1f}); report {t_report:.1f} s; total {total:.0f} s",
+        markup=False,
+    )
+    part = {
+        "command": command_line(),
+        "config": config["model"],
+        "seconds": {"run": t_run, "audits": t_audit, "report": t_report, "total": total},
+        "audits": entries,
+    }
     _derive(part, 600, every_audit=True)
-    console.print(f"dimensions answered (an audit measured): {part['answered']}; audits that measured per "
-                  f"dimension: {part['measured']}; target all six in < 600 s: "
-                  f"{'met' if part['target_met'] else 'NOT met'}", markup=False)
+    console.print(
+        f"dimensions answered (an audit measured): {part['answered']}; audits that measured per "
+        f"dimension: {part['measured']}; target all six in < 600 s: "
+        f"{'met' if part['target_met'] else 'NOT met'}",
+        markup=False,
+    )
     sections = {p.split('"', 1)[0]: p for p in html.read_text().split('<section id="dim-')[1:]}
     part["report_figures_by_dimension"] = {d: sections[d].count("<svg") for d in sections}
     console.print(f"report sections (figures drawn): {part['report_figures_by_dimension']}", markup=False)
@@ -151,18 +167,31 @@ def llm_part(args, overrides: dict, sasrec_dir: Path) -> dict:
     params = {name: {**overrides.get(name, {}), "max_users": args.llm_users, "seed": args.seed} for name in names}
     plan = audit_plan(names=names if args.llm_audits else None, params=params)
     t0 = time.perf_counter()
-    entries, _ = audit_model(ranker, split, plan, out=args.runs / "llm-ranker-audits", progress=True,
-                             log=lambda *_: None)
+    entries, _ = audit_model(
+        ranker, split, plan, out=args.runs / "llm-ranker-audits", progress=True, log=lambda *_: None
+    )
     took = time.perf_counter() - t0
-    console.print(_table(f"LLM ranker (SmolLM2 over SASRec top-{args.llm_candidates}), "
-                         f"{args.llm_users} sampled test users", entries))
-    part = {"command": command_line(), "users": args.llm_users, "candidates": args.llm_candidates,
-            "audits_run": names, "seconds": took, "audits": entries}
+    console.print(
+        _table(
+            f"LLM ranker (SmolLM2 over SASRec top-{args.llm_candidates}), {args.llm_users} sampled test users", entries
+        )
+    )
+    part = {
+        "command": command_line(),
+        "users": args.llm_users,
+        "candidates": args.llm_candidates,
+        "audits_run": names,
+        "seconds": took,
+        "audits": entries,
+    }
     _derive(part, 1800, every_audit=not args.llm_audits)
     scope = f"audits {','.join(names)}" if args.llm_audits else "every audit"
-    console.print(f"LLM ranker, {scope} on {args.llm_users} users: {took:.0f} s; dimensions answered (an audit "
-                  f"measured): {part['answered']}; target (every audit) < 1800 s: "
-                  f"{'met' if part['target_met'] else 'NOT met'}", markup=False)
+    console.print(
+        f"LLM ranker, {scope} on {args.llm_users} users: {took:.0f} s; dimensions answered (an audit "
+        f"measured): {part['answered']}; target (every audit) < 1800 s: "
+        f"{'met' if part['target_met'] else 'NOT met'}",
+        markup=False,
+    )
     return part
 
 
@@ -180,8 +209,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-llm", action="store_true")
     ap.add_argument("--llm-only", action="store_true", help="Only the LLM part, merged into the results file.")
-    ap.add_argument("--rederive", action="store_true",
-                    help="Run nothing: recompute the answered / target flags from the stored audit entries.")
+    ap.add_argument(
+        "--rederive",
+        action="store_true",
+        help="Run nothing: recompute the answered / target flags from the stored audit entries.",
+    )
     args = ap.parse_args()
     if args.rederive:
         result = json.loads(RESULTS.read_text())
@@ -193,8 +225,15 @@ def main() -> None:
         return
     overrides = PLANS[args.plan]
     result = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.llm_only else {}
-    result.update({"platform": platform.platform(terse=True), "processor": platform.machine(),
-                   "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "seed": args.seed})
+    result.update(
+        {
+            "platform": platform.platform(terse=True),
+            "processor": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "seed": args.seed,
+        }
+    )
     if not args.llm_only:
         sasrec_overrides = {k: v for k, v in overrides.items() if k not in LLM_ONLY}
         result["sasrec"], sas_dir = sasrec_part(args, sasrec_overrides)
@@ -205,11 +244,11 @@ def main() -> None:
         config = yaml.safe_load((ROOT / "configs" / "sasrec-ml100k.yaml").read_text())
         config["name"] = f"sasrec-ml100k-e{args.epochs}-s{args.stride}"
         sas_dir = args.runs / load_run_config(config).run_name()
-    if not args.skip_llm:      # a run of some audits only is kept apart from the every-audit run
+    if not args.skip_llm:  # a run of some audits only is kept apart from the every-audit run
         key = f"llm_ranker_subset_{args.llm_users}_users" if args.llm_audits else "llm_ranker"
         result[key] = llm_part(args, overrides, sas_dir)
         result[key]["plan"] = {"name": args.plan, "overrides": overrides}
-    _derive_all(result)        # derived figures, from the measured entries (an earlier run's too)
+    _derive_all(result)  # derived figures, from the measured entries (an earlier run's too)
     RESULTS.write_text(json.dumps(result, indent=1, default=float))
     console.print(f"written: {RESULTS.relative_to(ROOT)}")
 

@@ -62,15 +62,26 @@ def hf_search(model, tok, prompts, trie, num_beams, top_k, batch_size):
     results = []
     try:
         for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start:start + batch_size]
+            chunk = prompts[start : start + batch_size]
             enc = tok(chunk, return_tensors="pt", padding=True)
             plen = enc["input_ids"].shape[1]
             out = model.generate(
-                **enc, num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
+                **enc,
+                num_beams=num_beams,
+                num_return_sequences=num_beams,
+                do_sample=False,
                 prefix_allowed_tokens_fn=lambda b, seq: trie.allowed_tokens(seq[plen:].tolist()) or [trie.end_id],
-                length_penalty=0.0, early_stopping="never", max_new_tokens=trie.max_length,
-                eos_token_id=trie.end_id, pad_token_id=trie.end_id, output_scores=True,
-                return_dict_in_generate=True, temperature=None, top_p=None, top_k=None)
+                length_penalty=0.0,
+                early_stopping="never",
+                max_new_tokens=trie.max_length,
+                eos_token_id=trie.end_id,
+                pad_token_id=trie.end_id,
+                output_scores=True,
+                return_dict_in_generate=True,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
             seqs = out.sequences[:, plen:].tolist()
             scores = out.sequences_scores.tolist()
             for p in range(len(chunk)):
@@ -137,8 +148,9 @@ def main():
     with torch.inference_mode():
         constrained_beam_search(model, tok, prompts[:1], trie, num_beams=nb, top_k=k, batch_size=1)
         hf_search(model, tok, prompts[:1], trie, nb, k, 1)
-        ours, t = timed(lambda: constrained_beam_search(model, tok, prompts, trie, num_beams=nb, top_k=k,
-                                                        batch_size=bs))
+        ours, t = timed(
+            lambda: constrained_beam_search(model, tok, prompts, trie, num_beams=nb, top_k=k, batch_size=bs)
+        )
         runs["trustrec"] = dict(seconds=t, batch_size=bs, results=ours)
         if not args.skip_hf_single:
             res, t = timed(lambda: hf_search(model, tok, prompts, trie, nb, k, 1))
@@ -158,32 +170,57 @@ def main():
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Constrained beam search, {args.model}, ml-100k, {n} test users, "
-                        f"{nb} beams, top-{k}, trie of {trie.n_items} titles (max {trie.max_length} tokens), "
-                        f"CPU {args.threads} threads")
+    table = Table(
+        title=f"Constrained beam search, {args.model}, ml-100k, {n} test users, "
+        f"{nb} beams, top-{k}, trie of {trie.n_items} titles (max {trie.max_length} tokens), "
+        f"CPU {args.threads} threads"
+    )
     for col in ["side", "batch", "seconds", "users/s", "trustrec / this", "top-10 identical", "max |Δ logp|"]:
         table.add_column(col, justify="left" if col == "side" else "right")
     ts = runs["trustrec"]["users_per_s"]
     for name, r in runs.items():
-        label = {"trustrec": "trustrec constrained_beam_search", "hf_single": "HF generate, 1 prompt at a time",
-                 "hf_batched": "HF generate, batched, left padded"}[name]
+        label = {
+            "trustrec": "trustrec constrained_beam_search",
+            "hf_single": "HF generate, 1 prompt at a time",
+            "hf_batched": "HF generate, batched, left padded",
+        }[name]
         if name == peer:
             label += " (peer)"
-        table.add_row(label, str(r["batch_size"]), f"{r['seconds']:.2f}", f"{r['users_per_s']:.2f}",
-                      "-" if name == "trustrec" else f"{ts / r['users_per_s']:.2f}x",
-                      "-" if name == "trustrec" else f"{r['exact_match']}/{n}",
-                      "-" if name == "trustrec" else f"{r['max_score_diff']:.2e}")
+        table.add_row(
+            label,
+            str(r["batch_size"]),
+            f"{r['seconds']:.2f}",
+            f"{r['users_per_s']:.2f}",
+            "-" if name == "trustrec" else f"{ts / r['users_per_s']:.2f}x",
+            "-" if name == "trustrec" else f"{r['exact_match']}/{n}",
+            "-" if name == "trustrec" else f"{r['max_score_diff']:.2e}",
+        )
     Console(width=200).print(table)
 
     report = dict(
         command=command_line(),
-        config=dict(model=args.model, users=n, user_indices=users.tolist(), seed=args.seed, beams=nb, top_k=k,
-                    batch_size=bs, history=args.history, threads=args.threads, n_titles=trie.n_items,
-                    trie_sequences=trie.n_sequences, trie_max_length=trie.max_length,
-                    prompt_format="The user watched these movies, oldest first:\\n<titles>\\nNext movie:",
-                    title_prefix=" "),
-        versions=dict(torch=torch.__version__, transformers=transformers.__version__,
-                      python=platform.python_version(), machine=platform.machine()),
+        config=dict(
+            model=args.model,
+            users=n,
+            user_indices=users.tolist(),
+            seed=args.seed,
+            beams=nb,
+            top_k=k,
+            batch_size=bs,
+            history=args.history,
+            threads=args.threads,
+            n_titles=trie.n_items,
+            trie_sequences=trie.n_sequences,
+            trie_max_length=trie.max_length,
+            prompt_format="The user watched these movies, oldest first:\\n<titles>\\nNext movie:",
+            title_prefix=" ",
+        ),
+        versions=dict(
+            torch=torch.__version__,
+            transformers=transformers.__version__,
+            python=platform.python_version(),
+            machine=platform.machine(),
+        ),
         peer=peer,
         speedup_vs_peer=ts / runs[peer]["users_per_s"],
         runs={name: {key: v for key, v in r.items() if key != "results"} for name, r in runs.items()},

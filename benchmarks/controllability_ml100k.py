@@ -58,12 +58,19 @@ def _timed(audit, model, split):
 
 
 def _record(result, seconds) -> dict:
-    return {"seconds": seconds, "summary": result.summary, "verdict": result.verdict.to_dict(),
-            "warnings": list(result.warnings), "settings": json.loads(json.dumps(dict(result.settings), default=str)),
-            "estimates": {k: v.to_dict() for k, v in result.estimates.items()},
-            "evidence": {name: json.loads(frame.to_json(orient="records"))
-                         for name, frame in result.evidence.items() if name in ("satisfaction", "cost", "curve",
-                                                                                "per_template", "violations")}}
+    return {
+        "seconds": seconds,
+        "summary": result.summary,
+        "verdict": result.verdict.to_dict(),
+        "warnings": list(result.warnings),
+        "settings": json.loads(json.dumps(dict(result.settings), default=str)),
+        "estimates": {k: v.to_dict() for k, v in result.estimates.items()},
+        "evidence": {
+            name: json.loads(frame.to_json(orient="records"))
+            for name, frame in result.evidence.items()
+            if name in ("satisfaction", "cost", "curve", "per_template", "violations")
+        },
+    }
 
 
 def main() -> None:
@@ -72,10 +79,19 @@ def main() -> None:
     ap.add_argument("--llm-users", type=int, default=40)
     ap.add_argument("--bias-users", type=int, default=80)
     ap.add_argument("--llm-kinds", nargs="+", default=["exclude_genre", "year_before"])
-    ap.add_argument("--llm-k", type=int, default=2, help="list length for the LLM's user_control and "
-                    "prompt_sensitivity; below --n-candidates, or the ranker can only reorder a fixed set")
-    ap.add_argument("--llm-audits", nargs="+", default=["position_bias", "prompt_sensitivity", "user_control"],
-                    help="LLM parts to run; the others are kept from an existing --out file")
+    ap.add_argument(
+        "--llm-k",
+        type=int,
+        default=2,
+        help="list length for the LLM's user_control and "
+        "prompt_sensitivity; below --n-candidates, or the ranker can only reorder a fixed set",
+    )
+    ap.add_argument(
+        "--llm-audits",
+        nargs="+",
+        default=["position_bias", "prompt_sensitivity", "user_control"],
+        help="LLM parts to run; the others are kept from an existing --out file",
+    )
     ap.add_argument("--max-history-tokens", type=int, default=128)
     ap.add_argument("--n-candidates", type=int, default=10)
     ap.add_argument("--permutations", type=int, default=3)
@@ -87,13 +103,31 @@ def main() -> None:
     console = Console(width=200)
     ds = load_dataset("ml-100k")
     split = split_leave_one_out(ds)
-    results: dict = {"dataset": "ml-100k", "split": "leave_one_out", "machine": platform.platform(),
-                     "processor": platform.processor(), "args": {k: v for k, v in vars(args).items() if k != "out"}, "classic": {}, "llm": {}}
+    results: dict = {
+        "dataset": "ml-100k",
+        "split": "leave_one_out",
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "classic": {},
+        "llm": {},
+    }
 
-    table = Table(title=f"user_control and platform_rules on ml-100k ({args.classic_users} users for user_control, "
-                        "all 943 for platform_rules)")
-    for col in ("model", "satisfaction@10 unconstrained", "filtered", "post_filtered", "NDCG kept (filtered)",
-                "latency x (filtered)", "violations base -> enforced", "NDCG kept (rules)", "s"):
+    table = Table(
+        title=f"user_control and platform_rules on ml-100k ({args.classic_users} users for user_control, "
+        "all 943 for platform_rules)"
+    )
+    for col in (
+        "model",
+        "satisfaction@10 unconstrained",
+        "filtered",
+        "post_filtered",
+        "NDCG kept (filtered)",
+        "latency x (filtered)",
+        "violations base -> enforced",
+        "NDCG kept (rules)",
+        "s",
+    ):
         table.add_column(col)
     fitted = {}
     for name in ("most_popular", "item_knn"):
@@ -103,10 +137,15 @@ def main() -> None:
         e, r = control.estimates, rules.estimates
         cost = control.evidence["cost"].set_index("condition")
         sat = [_fmt(e[f"satisfaction@{args.k} [{c}]"]) for c in ("unconstrained", "filtered", "post_filtered")]
-        table.add_row(name, *map(escape, sat), _fmt(e[f"ndcg@{args.k} retained [filtered]"]),
-                      f"{cost.loc['filtered', 'overhead']:.1f}",
-                      f"{r['violation_share [base]'].value:.3f} -> {r['violation_share [enforced]'].value:.3f}",
-                      _fmt(r[f"ndcg@{args.k} retained"]), f"{t_c + t_r:.1f}")
+        table.add_row(
+            name,
+            *map(escape, sat),
+            _fmt(e[f"ndcg@{args.k} retained [filtered]"]),
+            f"{cost.loc['filtered', 'overhead']:.1f}",
+            f"{r['violation_share [base]'].value:.3f} -> {r['violation_share [enforced]'].value:.3f}",
+            _fmt(r[f"ndcg@{args.k} retained"]),
+            f"{t_c + t_r:.1f}",
+        )
         results["classic"][name] = {"user_control": _record(control, t_c), "platform_rules": _record(rules, t_r)}
     console.print(table)
 
@@ -120,41 +159,70 @@ def main() -> None:
     save()
     if not args.skip_llm:
         t0 = time.perf_counter()
-        ranker = compose("llm_ranker", split, retriever=fitted["most_popular"], model=args.model,
-                         n_candidates=args.n_candidates, n_permutations=1, max_history_tokens=args.max_history_tokens)
-        _ = ranker.backend                                 # load the LLM once, before the timings
+        ranker = compose(
+            "llm_ranker",
+            split,
+            retriever=fitted["most_popular"],
+            model=args.model,
+            n_candidates=args.n_candidates,
+            n_permutations=1,
+            max_history_tokens=args.max_history_tokens,
+        )
+        _ = ranker.backend  # load the LLM once, before the timings
         results["llm"] = {**previous, "model": args.model, "load_seconds": time.perf_counter() - t0}
         k = args.llm_k
         audits = {
-            "position_bias": PositionBiasAudit(max_users=args.bias_users, n_candidates=args.n_candidates,
-                                               n_permutations=args.permutations, n_boot=500),
+            "position_bias": PositionBiasAudit(
+                max_users=args.bias_users, n_candidates=args.n_candidates, n_permutations=args.permutations, n_boot=500
+            ),
             "prompt_sensitivity": PromptSensitivityAudit(max_users=args.llm_users, k=k, n_boot=500),
-            "user_control": UserControlAudit(max_users=args.llm_users, k=k, kinds=tuple(args.llm_kinds),
-                                             modes=("candidates",), n_boot=500),
+            "user_control": UserControlAudit(
+                max_users=args.llm_users, k=k, kinds=tuple(args.llm_kinds), modes=("candidates",), n_boot=500
+            ),
         }
         done = {}
-        for name, audit in audits.items():              # the most informative first; saved as each ends
+        for name, audit in audits.items():  # the most informative first; saved as each ends
             if name not in args.llm_audits:
                 continue
             done[name], seconds = _timed(audit, ranker, split)
             results["llm"][name] = _record(done[name], seconds)
             save()
             console.print(f"{name}: {done[name].summary} ({seconds:.0f} s)")
-        out = Table(title=f"llm_ranker ({args.model}) on ml-100k: {args.llm_users} users "
-                          f"({args.bias_users} for position bias), {args.n_candidates} candidates, k={k}")
+        out = Table(
+            title=f"llm_ranker ({args.model}) on ml-100k: {args.llm_users} users "
+            f"({args.bias_users} for position bias), {args.n_candidates} candidates, k={k}"
+        )
         out.add_column("estimate")
         out.add_column("value \\[95% CI]")
         rows = [("user_control", f"satisfaction@{k} [{c}]") for c in ("unconstrained", "prompted", "filtered")]
         rows += [("user_control", f"ndcg@{k} retained [filtered]"), ("user_control", f"ndcg@{k} retained [prompted]")]
-        rows += [("prompt_sensitivity", n) for n in (f"jaccard@{k} to default", "rbo to default",
-                                                     f"jaccard@{k} pairwise", f"ndcg@{k} spread", f"hr@{k} spread",
-                                                     "top1_agreement")]
-        rows += [("position_bias", n) for n in ("target_top1_rate [single order]", "target_top1_rate [averaged]",
-                                     "target_top1_spread [single order]", "target_top1_spread [averaged]",
-                                     "top1_position_tv [single order]", "top1_position_tv [averaged]",
-                                     "top1_listed_first [single order]", "top1_listed_first [averaged]",
-                                     "model_calls [single order]", "model_calls [averaged]",
-                                     "kendall_tau across orders")]
+        rows += [
+            ("prompt_sensitivity", n)
+            for n in (
+                f"jaccard@{k} to default",
+                "rbo to default",
+                f"jaccard@{k} pairwise",
+                f"ndcg@{k} spread",
+                f"hr@{k} spread",
+                "top1_agreement",
+            )
+        ]
+        rows += [
+            ("position_bias", n)
+            for n in (
+                "target_top1_rate [single order]",
+                "target_top1_rate [averaged]",
+                "target_top1_spread [single order]",
+                "target_top1_spread [averaged]",
+                "top1_position_tv [single order]",
+                "top1_position_tv [averaged]",
+                "top1_listed_first [single order]",
+                "top1_listed_first [averaged]",
+                "model_calls [single order]",
+                "model_calls [averaged]",
+                "kendall_tau across orders",
+            )
+        ]
         for audit_name, name in rows:
             est = results["llm"].get(audit_name, {}).get("estimates", {}).get(name)
             out.add_row(escape(f"{audit_name}: {name}"), escape(_fmt(None if est is None else Estimate(**est))))

@@ -95,19 +95,31 @@ def main(argv=None):
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="full-ranking evaluation, NDCG/HR/MRR@10 (seconds, best of "
-                        f"{args.repeat})", header_style="bold")
+    table = Table(
+        title=f"full-ranking evaluation, NDCG/HR/MRR@10 (seconds, best of {args.repeat})", header_style="bold"
+    )
     for col in ("workload", "trustrec", "numpy argsort", "per-user loop", "vs argsort", "vs loop", "ndcg@10 agree"):
         table.add_column(col, justify="right")
     for name, train, scores, es in (workload_ml100k(), workload_ml1m_synthetic()):
         model = PrecomputedScores(scores).fit(train, FitOptions(progress=False))
-        t_ours, res = best_of(lambda: evaluate(model, es, metrics=["ndcg@10", "hr@10", "mrr@10"], n_boot=0,
-                                               batch_size=2048, progress=False), args.repeat)
+        t_ours, res = best_of(
+            lambda: evaluate(
+                model, es, metrics=["ndcg@10", "hr@10", "mrr@10"], n_boot=0, batch_size=2048, progress=False
+            ),
+            args.repeat,
+        )
         t_np, ref = best_of(lambda: numpy_argsort_eval(scores[es.queries.users], es), args.repeat)
         t_loop, ref2 = best_of(lambda: loop_eval(scores[es.queries.users], es), 1)
         agree = all(abs(res.mean(m) - ref[m]) < 1e-9 and abs(res.mean(m) - ref2[m]) < 1e-9 for m in ref)
-        table.add_row(name, f"{t_ours:.3f}", f"{t_np:.3f}", f"{t_loop:.3f}", f"{t_np / t_ours:.1f}x",
-                      f"{t_loop / t_ours:.1f}x", "yes" if agree else "NO")
+        table.add_row(
+            name,
+            f"{t_ours:.3f}",
+            f"{t_np:.3f}",
+            f"{t_loop:.3f}",
+            f"{t_np / t_ours:.1f}x",
+            f"{t_loop / t_ours:.1f}x",
+            "yes" if agree else "NO",
+        )
     Console(width=150).print(table)
 
 

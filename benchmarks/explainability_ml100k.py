@@ -38,9 +38,16 @@ from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(width=160)
-ESTIMATES = ("rank_drop [remove cited]", "rank_drop [remove random]", "comprehensiveness",
-             "rank_drop [keep cited]", "rank_drop [keep random]", "sufficiency",
-             "leaves_top10 [remove cited]", "leaves_top10 [remove random]")
+ESTIMATES = (
+    "rank_drop [remove cited]",
+    "rank_drop [remove random]",
+    "comprehensiveness",
+    "rank_drop [keep cited]",
+    "rank_drop [keep random]",
+    "sufficiency",
+    "leaves_top10 [remove cited]",
+    "leaves_top10 [remove random]",
+)
 
 
 def _fmt(e) -> str:
@@ -78,22 +85,37 @@ def main() -> None:
     steps = sorted({1, 2, 3, 5, 10, args.cited})
     rows, results = [], {}
     for name, method in (("item_knn", "leave_one_out"), ("sasrec", "leave_one_out"), ("sasrec", "gradient")):
-        audit = ExplanationFaithfulnessAudit(method=method, max_users=args.users, n_cited=args.cited, steps=steps,
-                                             n_random=args.n_random, n_boot=1000, seed=args.seed)
+        audit = ExplanationFaithfulnessAudit(
+            method=method,
+            max_users=args.users,
+            n_cited=args.cited,
+            steps=steps,
+            n_random=args.n_random,
+            n_boot=1000,
+            seed=args.seed,
+        )
         t0 = time.perf_counter()
         res = audit.run(models[name], split)
         seconds = time.perf_counter() - t0
         label = f"{name} / {method}"
-        results[label] = {"seconds": seconds, "summary": res.summary, "warnings": list(res.warnings),
-                          "estimates": {k: v.to_dict() for k, v in res.estimates.items()},
-                          "deletion_curve": res.evidence["deletion_curve"].to_dict(orient="records"),
-                          "sufficiency_curve": res.evidence["sufficiency_curve"].to_dict(orient="records"),
-                          "settings": {k: res.settings[k] for k in ("method", "n_pairs_explained", "n_users",
-                                                                    "n_pairs_at_n_cited", "request_counts")}}
+        results[label] = {
+            "seconds": seconds,
+            "summary": res.summary,
+            "warnings": list(res.warnings),
+            "estimates": {k: v.to_dict() for k, v in res.estimates.items()},
+            "deletion_curve": res.evidence["deletion_curve"].to_dict(orient="records"),
+            "sufficiency_curve": res.evidence["sufficiency_curve"].to_dict(orient="records"),
+            "settings": {
+                k: res.settings[k]
+                for k in ("method", "n_pairs_explained", "n_users", "n_pairs_at_n_cited", "request_counts")
+            },
+        }
         rows.append((label, res, seconds))
 
-    table = Table(title=f"explanation faithfulness on ml-100k: top-1 of {args.users} test users, "
-                        f"{args.cited} cited vs random history items (full-catalog rank drop; 95% CI)")
+    table = Table(
+        title=f"explanation faithfulness on ml-100k: top-1 of {args.users} test users, "
+        f"{args.cited} cited vs random history items (full-catalog rank drop; 95% CI)"
+    )
     table.add_column("estimate", no_wrap=True)
     for label, _, _ in rows:
         table.add_column(label)
@@ -116,8 +138,12 @@ def main() -> None:
 
     cold = None
     if args.cold_start:
-        audit = ColdStartAudit(max_train_interactions=10, n_boot=1000, seed=args.seed,
-                               compare_with=[{"name": "item_knn"}, {"name": "most_popular"}, {"name": "text_knn"}])
+        audit = ColdStartAudit(
+            max_train_interactions=10,
+            n_boot=1000,
+            seed=args.seed,
+            compare_with=[{"name": "item_knn"}, {"name": "most_popular"}, {"name": "text_knn"}],
+        )
         t0 = time.perf_counter()
         res = audit.run(models["sasrec"], split)
         seconds = time.perf_counter() - t0
@@ -125,15 +151,32 @@ def main() -> None:
         for w in res.warnings:
             console.print(f"[yellow]warning:[/] {w}")
         console.print(res.evidence["by_model"].to_string(index=False))
-        cold = {"seconds": seconds, "summary": res.summary, "warnings": list(res.warnings),
-                "by_model": res.evidence["by_model"].to_dict(orient="records"),
-                "estimates": {k: v.to_dict() for k, v in res.estimates.items()}}
+        cold = {
+            "seconds": seconds,
+            "summary": res.summary,
+            "warnings": list(res.warnings),
+            "by_model": res.evidence["by_model"].to_dict(orient="records"),
+            "estimates": {k: v.to_dict() for k, v in res.estimates.items()},
+        }
 
-    out = {"command": command_line(), "dataset": "ml-100k", "split": "leave_one_out", "users": args.users, "cited": args.cited,
-           "n_random": args.n_random, "sasrec_epochs": args.sasrec_epochs, "seed": args.seed,
-           "fit_seconds": fits, "faithfulness": results, "cold_start": cold,
-           "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-                       "cpus": os.cpu_count()}}
+    out = {
+        "command": command_line(),
+        "dataset": "ml-100k",
+        "split": "leave_one_out",
+        "users": args.users,
+        "cited": args.cited,
+        "n_random": args.n_random,
+        "sasrec_epochs": args.sasrec_epochs,
+        "seed": args.seed,
+        "fit_seconds": fits,
+        "faithfulness": results,
+        "cold_start": cold,
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=float))
     console.print(f"wrote {Path(args.out).relative_to(ROOT) if Path(args.out).is_relative_to(ROOT) else args.out}")

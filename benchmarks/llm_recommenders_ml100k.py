@@ -82,8 +82,10 @@ def main() -> None:
         res = evaluate(model, sub, metrics=METRICS, n_boot=1000)
         results[name] = {"fit_s": fit_seconds, "eval_s": time.perf_counter() - started, **res.to_dict()}
         m = res.to_dict()["metrics"]
-        console.print(f"{name}: ndcg@10 {m['ndcg@10']['mean']:.4f}  hr@10 {m['hr@10']['mean']:.4f}  "
-                      f"(fit {fit_seconds:.0f} s, eval {results[name]['eval_s']:.0f} s)")
+        console.print(
+            f"{name}: ndcg@10 {m['ndcg@10']['mean']:.4f}  hr@10 {m['hr@10']['mean']:.4f}  "
+            f"(fit {fit_seconds:.0f} s, eval {results[name]['eval_s']:.0f} s)"
+        )
 
     def fitted(name, **params):
         started = time.perf_counter()
@@ -106,15 +108,23 @@ def main() -> None:
         results["llm_ranker"]["position_bias"] = scored.bias
         run("llm_ranker+fusion", _fixed(ranker.rank(scored, 10, retriever_weight=0.5), sub, split), llm_s)
     if "llm_generative" not in args.skip:
-        gen, s = fitted("llm_generative", max_train_examples=args.sft_examples, epochs=args.sft_epochs,
-                        learning_rate=args.sft_lr, batch_size=8, max_history_tokens=args.sft_history_tokens,
-                        targets_per_user=3,
-                        num_beams=10, inference_batch_size=8)
+        gen, s = fitted(
+            "llm_generative",
+            max_train_examples=args.sft_examples,
+            epochs=args.sft_epochs,
+            learning_rate=args.sft_lr,
+            batch_size=8,
+            max_history_tokens=args.sft_history_tokens,
+            targets_per_user=3,
+            num_beams=10,
+            inference_batch_size=8,
+        )
         results.setdefault("_sft", {})["loss"] = gen.history_["loss"]
         run("llm_generative", gen, s)
 
-    table = Table(title=f"ml-100k LOO test, {len(sub)} sampled users (seed {args.seed}), full ranking",
-                  header_style="bold")
+    table = Table(
+        title=f"ml-100k LOO test, {len(sub)} sampled users (seed {args.seed}), full ranking", header_style="bold"
+    )
     for col in ("model", "NDCG@10 [95% CI]", "HR@10 [95% CI]", "fit s", "eval s"):
         table.add_column(col, justify="right")
     for name, r in results.items():
@@ -127,21 +137,33 @@ def main() -> None:
         table.add_row(name, *cells, f"{r['fit_s']:.0f}", f"{r['eval_s']:.0f}")
     console.print(table)
     ratios = {}
-    for a, b in (("llm_generative", "most_popular"), ("llm_generative", "sasrec"), ("llm_ranker", "sasrec"),
-                 ("llm_ranker+fusion", "sasrec")):
+    for a, b in (
+        ("llm_generative", "most_popular"),
+        ("llm_generative", "sasrec"),
+        ("llm_ranker", "sasrec"),
+        ("llm_ranker+fusion", "sasrec"),
+    ):
         if a in results and b in results:
             x, y = results[a]["metrics"]["ndcg@10"]["mean"], results[b]["metrics"]["ndcg@10"]["mean"]
             ratios[f"{a}/{b}"] = x / y if y else None
             console.print(f"NDCG@10 {a} / {b} = {ratios[f'{a}/{b}']:.2f}")
     if "llm_ranker" in results:
         b = results["llm_ranker"]["position_bias"]
-        console.print(f"ranker position bias: top-1 listed first {b['top1_first_listed']:.3f} (chance "
-                      f"{b['top1_first_listed_chance']:.3f}), top-1 agreement across orders "
-                      f"{b['top1_agreement']:.3f}, Kendall tau {b['kendall_tau']:.3f}")
+        console.print(
+            f"ranker position bias: top-1 listed first {b['top1_first_listed']:.3f} (chance "
+            f"{b['top1_first_listed_chance']:.3f}), top-1 agreement across orders "
+            f"{b['top1_agreement']:.3f}, Kendall tau {b['kendall_tau']:.3f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "llm_recommenders_ml100k", "command": command_line(), "args": {k: str(v) for k, v in vars(args).items() if k != "out"},
-               "machine": platform.platform(), "sample_users": sample.tolist(), "results": results,
-               "ndcg_ratios": ratios}
+    payload = {
+        "benchmark": "llm_recommenders_ml100k",
+        "command": command_line(),
+        "args": {k: str(v) for k, v in vars(args).items() if k != "out"},
+        "machine": platform.platform(),
+        "sample_users": sample.tolist(),
+        "results": results,
+        "ndcg_ratios": ratios,
+    }
     args.out.write_text(json.dumps(payload, indent=1, default=float))
     console.print(f"written: {args.out}")
 

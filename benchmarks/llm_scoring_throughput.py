@@ -48,8 +48,9 @@ def workload(n_prompts: int, backend: LocalBackend):
     prompts, conts = [], []
     for q in range(n_prompts):
         query = queries.query(q)
-        prompts.append(build_prompt(query, catalog, template, backend.tokenizer, max_history_tokens=256,
-                                    candidates=heads[q]).text)
+        prompts.append(
+            build_prompt(query, catalog, template, backend.tokenizer, max_history_tokens=256, candidates=heads[q]).text
+        )
         conts.append([texts[i] for i in heads[q]])
     return prompts, conts
 
@@ -87,28 +88,64 @@ def main() -> None:
             results[cached] = b.score_continuations(prompts, conts)
             timings[cached] = time.perf_counter() - started
         diff = max(float(np.abs(a - b).max()) for a, b in zip(results[True], results[False]))
-        row = {"batch_size": batch, "kv_reuse_s": timings[True], "full_reads_s": timings[False],
-               "kv_reuse_tokens_per_s": pair_tokens / timings[True], "full_reads_tokens_per_s": pair_tokens / timings[False],
-               "kv_reuse_pairs_per_s": n_pairs / timings[True], "full_reads_pairs_per_s": n_pairs / timings[False],
-               "speedup": timings[False] / timings[True], "max_abs_logprob_diff": diff}
+        row = {
+            "batch_size": batch,
+            "kv_reuse_s": timings[True],
+            "full_reads_s": timings[False],
+            "kv_reuse_tokens_per_s": pair_tokens / timings[True],
+            "full_reads_tokens_per_s": pair_tokens / timings[False],
+            "kv_reuse_pairs_per_s": n_pairs / timings[True],
+            "full_reads_pairs_per_s": n_pairs / timings[False],
+            "speedup": timings[False] / timings[True],
+            "max_abs_logprob_diff": diff,
+        }
         rows.append(row)
-        console.print(f"batch {batch}: KV reuse {row['kv_reuse_tokens_per_s']:,.0f} tok/s, full reads "
-                      f"{row['full_reads_tokens_per_s']:,.0f} tok/s, x{row['speedup']:.2f}")
-    table = Table(title=f"LocalBackend scoring, {args.model}, {len(prompts)} prompts (mean {np.mean(p_len):.0f} "
-                        f"tokens) x 20 candidates, {args.threads} threads", header_style="bold")
-    for col in ("batch", "KV reuse tok/s", "full reads tok/s", "KV reuse pairs/s", "full reads pairs/s",
-                "speedup", "max |diff|"):
+        console.print(
+            f"batch {batch}: KV reuse {row['kv_reuse_tokens_per_s']:,.0f} tok/s, full reads "
+            f"{row['full_reads_tokens_per_s']:,.0f} tok/s, x{row['speedup']:.2f}"
+        )
+    table = Table(
+        title=f"LocalBackend scoring, {args.model}, {len(prompts)} prompts (mean {np.mean(p_len):.0f} "
+        f"tokens) x 20 candidates, {args.threads} threads",
+        header_style="bold",
+    )
+    for col in (
+        "batch",
+        "KV reuse tok/s",
+        "full reads tok/s",
+        "KV reuse pairs/s",
+        "full reads pairs/s",
+        "speedup",
+        "max |diff|",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["batch_size"]), f"{r['kv_reuse_tokens_per_s']:,.0f}", f"{r['full_reads_tokens_per_s']:,.0f}",
-                      f"{r['kv_reuse_pairs_per_s']:.1f}", f"{r['full_reads_pairs_per_s']:.1f}", f"x{r['speedup']:.2f}",
-                      f"{r['max_abs_logprob_diff']:.1e}")
+        table.add_row(
+            str(r["batch_size"]),
+            f"{r['kv_reuse_tokens_per_s']:,.0f}",
+            f"{r['full_reads_tokens_per_s']:,.0f}",
+            f"{r['kv_reuse_pairs_per_s']:.1f}",
+            f"{r['full_reads_pairs_per_s']:.1f}",
+            f"x{r['speedup']:.2f}",
+            f"{r['max_abs_logprob_diff']:.1e}",
+        )
     console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "llm_scoring_throughput", "command": command_line(),
-                                    "machine": platform.platform(),
-                                    "args": {k: str(v) for k, v in vars(args).items() if k != "out"}, "prompt_tokens": p_len,
-                                    "pair_tokens": pair_tokens, "n_pairs": n_pairs, "rows": rows}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "llm_scoring_throughput",
+                "command": command_line(),
+                "machine": platform.platform(),
+                "args": {k: str(v) for k, v in vars(args).items() if k != "out"},
+                "prompt_tokens": p_len,
+                "pair_tokens": pair_tokens,
+                "n_pairs": n_pairs,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     console.print(f"written: {args.out}")
 
 

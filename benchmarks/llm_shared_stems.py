@@ -57,22 +57,25 @@ def main() -> None:
     split = split_leave_one_out(load_dataset("ml-100k"))
     retriever = make_model("most_popular").fit(split, FitOptions(progress=False))
     ranker = compose("llm_ranker", split, retriever=retriever, model=args.model)
-    queries = split.eval_set("test").queries[:args.users]
+    queries = split.eval_set("test").queries[: args.users]
     shared = ranker.backend
     shared.model  # load once, outside the timings
 
     def backend(stems: bool) -> LocalBackend:
-        b = LocalBackend(args.model, batch_size=ranker.config.batch_size,
-                         min_shared_prefix=32 if stems else 10**9)
+        b = LocalBackend(args.model, batch_size=ranker.config.batch_size, min_shared_prefix=32 if stems else 10**9)
         b._model, b._tokenizer = shared.model, shared.tokenizer
         return b
 
-    ranker.recommend(queries[:1], 1)                     # warm-up
+    ranker.recommend(queries[:1], 1)  # warm-up
     attribution = attribute(ranker, queries, ranker.recommend(queries, 1).items)
     workloads = {
         "ranker": lambda: ranker.score_candidates(queries, 10).llm,
-        "deletion": lambda: np.stack([deletion_test(ranker, queries, attribution, steps=(3,), n_random=2).ranks[v]
-                                      for v in ("remove_cited", "remove_random", "keep_cited", "keep_random")]),
+        "deletion": lambda: np.stack(
+            [
+                deletion_test(ranker, queries, attribution, steps=(3,), n_random=2).ranks[v]
+                for v in ("remove_cited", "remove_random", "keep_cited", "keep_random")
+            ]
+        ),
     }
     rows = []
     for name, work in workloads.items():
@@ -84,23 +87,46 @@ def main() -> None:
             seconds[stems] = time.perf_counter() - started
         both = ~np.isnan(values[True]) & ~np.isnan(values[False])
         diff = float(np.abs(values[True][both] - values[False][both]).max()) if both.any() else float("nan")
-        rows.append({"workload": name, "users": args.users, "stems_off_s": seconds[False],
-                     "stems_on_s": seconds[True], "speedup": seconds[False] / seconds[True],
-                     "max_abs_diff": diff, "same_nan_pattern": bool((np.isnan(values[True]) ==
-                                                                     np.isnan(values[False])).all())})
+        rows.append(
+            {
+                "workload": name,
+                "users": args.users,
+                "stems_off_s": seconds[False],
+                "stems_on_s": seconds[True],
+                "speedup": seconds[False] / seconds[True],
+                "max_abs_diff": diff,
+                "same_nan_pattern": bool((np.isnan(values[True]) == np.isnan(values[False])).all()),
+            }
+        )
     ranker._backend = shared
-    table = Table(title=f"LocalBackend shared stems, {args.model}, ml-100k, {args.users} users, "
-                        f"{args.threads} threads", header_style="bold")
+    table = Table(
+        title=f"LocalBackend shared stems, {args.model}, ml-100k, {args.users} users, {args.threads} threads",
+        header_style="bold",
+    )
     for col in ("workload", "stems off s", "stems on s", "speedup", "max |diff|"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["workload"], f"{r['stems_off_s']:.1f}", f"{r['stems_on_s']:.1f}", f"x{r['speedup']:.2f}",
-                      f"{r['max_abs_diff']:.1e}")
+        table.add_row(
+            r["workload"],
+            f"{r['stems_off_s']:.1f}",
+            f"{r['stems_on_s']:.1f}",
+            f"x{r['speedup']:.2f}",
+            f"{r['max_abs_diff']:.1e}",
+        )
     console.print(table)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"benchmark": "llm_shared_stems", "command": command_line(),
-                               "platform": platform.platform(terse=True),
-                               "args": vars(args), "rows": rows}, indent=1))
+    OUT.write_text(
+        json.dumps(
+            {
+                "benchmark": "llm_shared_stems",
+                "command": command_line(),
+                "platform": platform.platform(terse=True),
+                "args": vars(args),
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     console.print(f"written: {OUT.relative_to(Path(__file__).parent.parent)}", markup=False)
 
 

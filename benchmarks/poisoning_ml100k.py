@@ -68,16 +68,27 @@ def main() -> None:
     ap.add_argument("--sasrec-attacks", default="sequential,bandwagon,random")
     ap.add_argument("--budgets", default="0.01,0.03,0.05")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-sasrec", action="store_true",
-                    help="keep the SASRec figures of the previous results file and rerun only the classic models")
+    ap.add_argument(
+        "--skip-sasrec",
+        action="store_true",
+        help="keep the SASRec figures of the previous results file and rerun only the classic models",
+    )
     ap.add_argument("--detector", default="isolation_forest", choices=["isolation_forest", "lof"])
     args = ap.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     ds = load_dataset("ml-100k")
     split = split_leave_one_out(ds)
-    out: dict = {"platform": platform.platform(terse=True), "processor": platform.machine(),
-                 "cpu_count": os.cpu_count(), "dataset": "ml-100k", "split": "leave_one_out",
-                 "budgets": budgets, "seed": args.seed, "k": 10, "models": {}}
+    out: dict = {
+        "platform": platform.platform(terse=True),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "dataset": "ml-100k",
+        "split": "leave_one_out",
+        "budgets": budgets,
+        "seed": args.seed,
+        "k": 10,
+        "models": {},
+    }
     console.print(f"ml-100k: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions")
 
     # -- classic models with the defence ----------------------------------------------------------
@@ -89,16 +100,44 @@ def main() -> None:
         result = audit.run(model, split)
         took = time.perf_counter() - t0
         table = result.evidence["by_attack"]
-        _table(f"{name}: target promotion (HR@10 of the target, clean vs poisoned vs defended), {took:.0f} s",
-               table, ["attack", "budget", "n_fake_users", "target_hr", "success_rate", "mean_rank", "ndcg",
-                       "defended_target_hr", "detector_precision", "detector_recall", "detector_f1"])
-        out["models"][name] = {"audit_seconds": took, "summary": result.summary,
-                               "settings": {k: result.settings[k] for k in ("model_spec", "target_items",
-                                                                            "filler_size", "n_genuine_users")},
-                               "target": _records(result.evidence["targets"]), "by_attack": _records(table)}
+        _table(
+            f"{name}: target promotion (HR@10 of the target, clean vs poisoned vs defended), {took:.0f} s",
+            table,
+            [
+                "attack",
+                "budget",
+                "n_fake_users",
+                "target_hr",
+                "success_rate",
+                "mean_rank",
+                "ndcg",
+                "defended_target_hr",
+                "detector_precision",
+                "detector_recall",
+                "detector_f1",
+            ],
+        )
+        out["models"][name] = {
+            "audit_seconds": took,
+            "summary": result.summary,
+            "settings": {
+                k: result.settings[k] for k in ("model_spec", "target_items", "filler_size", "n_genuine_users")
+            },
+            "target": _records(result.evidence["targets"]),
+            "by_attack": _records(table),
+        }
         if name == "item_knn":
-            det = table[table.attack != "clean"][["attack", "budget", "n_fake_users", "detector_precision",
-                                                  "detector_recall", "detector_f1", "detector_n_flagged"]]
+            det = table[table.attack != "clean"][
+                [
+                    "attack",
+                    "budget",
+                    "n_fake_users",
+                    "detector_precision",
+                    "detector_recall",
+                    "detector_f1",
+                    "detector_n_flagged",
+                ]
+            ]
             _table(f"fake-user detector ({args.detector} on profile features) per attack type", det, list(det.columns))
             out["detector"] = {"config": detector, "per_attack": _records(det)}
 
@@ -118,22 +157,46 @@ def main() -> None:
         took = time.perf_counter() - t0
         n_fits = 1 + len(attacks) * len(budgets)
         table = result.evidence["by_attack"]
-        _table(f"SASRec: target promotion; audit {took:.0f} s = {took / t_clean:.1f} x clean training "
-               f"({t_clean:.0f} s), {n_fits} trainings", table,
-               ["attack", "budget", "n_fake_users", "target_hr", "success_rate", "mean_rank", "mean_rank_change",
-                "ndcg", "fit_seconds"])
+        _table(
+            f"SASRec: target promotion; audit {took:.0f} s = {took / t_clean:.1f} x clean training "
+            f"({t_clean:.0f} s), {n_fits} trainings",
+            table,
+            [
+                "attack",
+                "budget",
+                "n_fake_users",
+                "target_hr",
+                "success_rate",
+                "mean_rank",
+                "mean_rank_change",
+                "ndcg",
+                "fit_seconds",
+            ],
+        )
         out["models"]["sasrec"] = {
-            "params": params, "attacks": attacks, "clean_training_seconds": t_clean, "audit_seconds": took,
-            "audit_over_clean_training": took / t_clean, "n_trainings_in_audit": n_fits,
-            "under_10_minutes": took < 600, "summary": result.summary,
-            "settings": {k: result.settings[k] for k in ("model_spec", "target_items", "filler_size",
-                                                         "n_genuine_users")},
-            "target": _records(result.evidence["targets"]), "by_attack": _records(table)}
-        console.print(f"SASRec poisoning audit: {took:.1f} s ({took / 60:.1f} min), {took / t_clean:.1f} x the clean "
-                      f"training time, {n_fits} trainings")
-    out["reference"] = ("none comparable: no published figure uses this protocol (SASRec, leave-one-out, 1/3/5% "
-                        "fake users, these five attacks); Huang et al., NDSS 2021 poison NCF on ML-100K with an "
-                        "optimised attack at similar fake-user shares")
+            "params": params,
+            "attacks": attacks,
+            "clean_training_seconds": t_clean,
+            "audit_seconds": took,
+            "audit_over_clean_training": took / t_clean,
+            "n_trainings_in_audit": n_fits,
+            "under_10_minutes": took < 600,
+            "summary": result.summary,
+            "settings": {
+                k: result.settings[k] for k in ("model_spec", "target_items", "filler_size", "n_genuine_users")
+            },
+            "target": _records(result.evidence["targets"]),
+            "by_attack": _records(table),
+        }
+        console.print(
+            f"SASRec poisoning audit: {took:.1f} s ({took / 60:.1f} min), {took / t_clean:.1f} x the clean "
+            f"training time, {n_fits} trainings"
+        )
+    out["reference"] = (
+        "none comparable: no published figure uses this protocol (SASRec, leave-one-out, 1/3/5% "
+        "fake users, these five attacks); Huang et al., NDSS 2021 poison NCF on ML-100K with an "
+        "optimised attack at similar fake-user shares"
+    )
     path = ROOT / "benchmarks" / "results" / "poisoning_ml100k.json"
     if args.skip_sasrec and path.exists():
         previous = json.loads(path.read_text()).get("models", {})

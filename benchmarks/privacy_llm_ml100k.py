@@ -64,35 +64,82 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ds = sample_users(load_dataset("ml-100k"), args.users, seed=args.seed)
     split = split_leave_one_out(ds)
-    params = {"model": "smollm2-135m-instruct", "max_history_tokens": args.history_tokens, "epochs": args.epochs,
-              "learning_rate": args.lr, "batch_size": 8, "targets_per_user": 1, "max_train_examples": None,
-              "inference_batch_size": 16}
-    print(f"ml-100k sample: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions; "
-          f"llm_generative {params}")
+    params = {
+        "model": "smollm2-135m-instruct",
+        "max_history_tokens": args.history_tokens,
+        "epochs": args.epochs,
+        "learning_rate": args.lr,
+        "batch_size": 8,
+        "targets_per_user": 1,
+        "max_train_examples": None,
+        "inference_batch_size": 16,
+    }
+    print(
+        f"ml-100k sample: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions; "
+        f"llm_generative {params}"
+    )
     shell = make_model("llm_generative", **{**params, "epochs": 1, "max_train_examples": 8}).fit(
-        split, FitOptions(seed=args.seed, progress=False, threads=args.threads))
-    audit = MembershipInferenceAudit(model_spec={"name": "llm_generative", "params": params}, reference="base_llm",
-                                     n_canaries=args.canaries, n_candidates=args.candidates, n_boot=1000,
-                                     seed=args.seed)
+        split, FitOptions(seed=args.seed, progress=False, threads=args.threads)
+    )
+    audit = MembershipInferenceAudit(
+        model_spec={"name": "llm_generative", "params": params},
+        reference="base_llm",
+        n_canaries=args.canaries,
+        n_candidates=args.candidates,
+        n_boot=1000,
+        seed=args.seed,
+    )
     t0 = time.perf_counter()
     res = audit.run(shell, split, progress=True)
     took = time.perf_counter() - t0
-    names = ["auc [loss]", "auc [calibrated]", "auc_gain [calibrated - loss]", "tpr@1%fpr [loss]",
-             "tpr@1%fpr [calibrated]", "tpr@0.1%fpr [loss]", "tpr@0.1%fpr [calibrated]", "canary_exposure",
-             "canary_exposure [control]", "canary_exposure_max"]
+    names = [
+        "auc [loss]",
+        "auc [calibrated]",
+        "auc_gain [calibrated - loss]",
+        "tpr@1%fpr [loss]",
+        "tpr@1%fpr [calibrated]",
+        "tpr@0.1%fpr [loss]",
+        "tpr@0.1%fpr [calibrated]",
+        "canary_exposure",
+        "canary_exposure [control]",
+        "canary_exposure_max",
+    ]
     figures = report_figures(res, names, "membership inference on the fine-tuned LLM", took)
     gain = figures["auc_gain [calibrated - loss]"]
     beats = gain is not None and gain["ci_low"] is not None and gain["ci_low"] > 0
-    print(f"\ntarget — calibrated attack beats the loss attack (CI of the paired gain above 0): "
-          f"{'yes' if beats else 'no'}")
-    out = {"command": command_line(), "platform": platform.platform(terse=True), "processor": platform.machine(),
-           "cpu_count": os.cpu_count(),
-           "torch_threads": args.threads, "dataset": f"ml-100k, {args.users}-user sample (seed {args.seed})",
-           "split": "leave_one_out", "model": "llm_generative", "params": params, "seed": args.seed,
-           "seconds": took, "summary": res.summary, "estimates": figures, "warnings": list(res.warnings),
-           "settings": {k: res.settings[k] for k in ("reference", "n_members", "n_non_members", "n_reference_users",
-                                                    "n_attacked", "positions", "fit_seconds")},
-           "targets": {"calibrated_beats_loss": beats}}
+    print(
+        f"\ntarget — calibrated attack beats the loss attack (CI of the paired gain above 0): "
+        f"{'yes' if beats else 'no'}"
+    )
+    out = {
+        "command": command_line(),
+        "platform": platform.platform(terse=True),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": args.threads,
+        "dataset": f"ml-100k, {args.users}-user sample (seed {args.seed})",
+        "split": "leave_one_out",
+        "model": "llm_generative",
+        "params": params,
+        "seed": args.seed,
+        "seconds": took,
+        "summary": res.summary,
+        "estimates": figures,
+        "warnings": list(res.warnings),
+        "settings": {
+            k: res.settings[k]
+            for k in (
+                "reference",
+                "n_members",
+                "n_non_members",
+                "n_reference_users",
+                "n_attacked",
+                "positions",
+                "fit_seconds",
+            )
+        },
+        "targets": {"calibrated_beats_loss": beats},
+    }
     path = ROOT / "benchmarks" / "results" / f"privacy_llm_ml100k_e{args.epochs}.json"
     path.write_text(json.dumps(out, indent=1, default=float))
     print(f"wrote {path.relative_to(ROOT)}")

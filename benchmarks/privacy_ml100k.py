@@ -39,8 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _est(result, name):
     e = result.estimates.get(name)
-    return None if e is None else {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n,
-                                   "p_value": e.p_value}
+    return (
+        None
+        if e is None
+        else {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "p_value": e.p_value}
+    )
 
 
 def _fmt(e) -> str:
@@ -86,9 +89,18 @@ def main() -> None:
     ds = load_dataset("ml-100k")
     split = split_leave_one_out(ds)
     params = {"epochs": args.epochs, "window_stride": args.stride}
-    out: dict = {"platform": platform.platform(terse=True), "processor": platform.machine(),
-                 "cpu_count": os.cpu_count(), "torch_threads": args.threads, "dataset": "ml-100k",
-                 "split": "leave_one_out", "model": "sasrec", "params": params, "seed": args.seed, "k": 10}
+    out: dict = {
+        "platform": platform.platform(terse=True),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": args.threads,
+        "dataset": "ml-100k",
+        "split": "leave_one_out",
+        "model": "sasrec",
+        "params": params,
+        "seed": args.seed,
+        "k": 10,
+    }
     print(f"ml-100k: {ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions; SASRec {params}")
     t0 = time.perf_counter()
     model = make_model("sasrec", **params).fit(split, FitOptions(seed=args.seed, progress=False, threads=args.threads))
@@ -101,20 +113,48 @@ def main() -> None:
         t0 = time.perf_counter()
         res = audit.run(model, split)
         took = time.perf_counter() - t0
-        names = ["auc [loss]", "auc [calibrated]", "auc_gain [calibrated - loss]", "tpr@1%fpr [loss]",
-                 "tpr@1%fpr [calibrated]", "tpr@0.1%fpr [loss]", "canary_exposure", "canary_exposure [control]",
-                 "canary_exposure_max", "ndcg@10 [members]"]
+        names = [
+            "auc [loss]",
+            "auc [calibrated]",
+            "auc_gain [calibrated - loss]",
+            "tpr@1%fpr [loss]",
+            "tpr@1%fpr [calibrated]",
+            "tpr@0.1%fpr [loss]",
+            "canary_exposure",
+            "canary_exposure [control]",
+            "canary_exposure_max",
+            "ndcg@10 [members]",
+        ]
         for e in eps:
-            names += [f"auc [loss, rr eps={e:g}]", f"auc_drop [loss, rr eps={e:g}]",
-                      f"auc [calibrated, rr eps={e:g}]", f"auc_drop [calibrated, rr eps={e:g}]",
-                      f"canary_exposure [rr eps={e:g}]", f"ndcg@10_cost [rr eps={e:g}]"]
+            names += [
+                f"auc [loss, rr eps={e:g}]",
+                f"auc_drop [loss, rr eps={e:g}]",
+                f"auc [calibrated, rr eps={e:g}]",
+                f"auc_drop [calibrated, rr eps={e:g}]",
+                f"canary_exposure [rr eps={e:g}]",
+                f"ndcg@10_cost [rr eps={e:g}]",
+            ]
         figures = report_figures(res, names, "membership inference", took)
         out["membership_inference"] = {
-            "seconds": took, "summary": res.summary, "estimates": figures, "warnings": list(res.warnings),
-            "settings": {k: res.settings[k] for k in ("reference", "n_members", "n_non_members", "n_reference_users",
-                                                     "n_attacked", "positions", "fit_seconds")},
+            "seconds": took,
+            "summary": res.summary,
+            "estimates": figures,
+            "warnings": list(res.warnings),
+            "settings": {
+                k: res.settings[k]
+                for k in (
+                    "reference",
+                    "n_members",
+                    "n_non_members",
+                    "n_reference_users",
+                    "n_attacked",
+                    "positions",
+                    "fit_seconds",
+                )
+            },
             "calibrated_beats_loss": (figures["auc [calibrated]"]["value"] > figures["auc [loss]"]["value"]),
-            "noise": json.loads(res.evidence["noise"].to_json(orient="records")) if eps else []}
+            "noise": json.loads(res.evidence["noise"].to_json(orient="records")) if eps else [],
+        }
 
     if "attribute" not in skip:
         audit = AttributeInferenceAudit(n_boot=500, seed=args.seed, minimise="drop", n_sensitive=50)
@@ -125,9 +165,12 @@ def main() -> None:
         print(f"\nattribute inference ({took:.0f} s): {res.summary}")
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
         out["attribute_inference"] = {
-            "seconds": took, "summary": res.summary,
-            "estimates": {n: _est(res, n) for n in res.estimates}, "by_attribute": json.loads(table.to_json(orient="records")),
-            "warnings": list(res.warnings)}
+            "seconds": took,
+            "summary": res.summary,
+            "estimates": {n: _est(res, n) for n in res.estimates},
+            "by_attribute": json.loads(table.to_json(orient="records")),
+            "warnings": list(res.warnings),
+        }
 
     if "unlearning" not in skip:
         audit = UnlearningAudit(n_boot=500, seed=args.seed, steps=args.steps)
@@ -139,16 +182,27 @@ def main() -> None:
         print(f"\nunlearning ({took:.0f} s): {res.summary}")
         print(res.evidence["models"].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
         print(res.evidence["distances"].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-        print(f"  exact retrain {s['seconds']['exact']:.1f} s, approximate {s['seconds'].get('approximate', float('nan')):.2f} s"
-              f" -> {s['speedup']:.1f}x; forget-set AUC gap (approx - exact) {_fmt(gap)}")
+        print(
+            f"  exact retrain {s['seconds']['exact']:.1f} s, approximate {s['seconds'].get('approximate', float('nan')):.2f} s"
+            f" -> {s['speedup']:.1f}x; forget-set AUC gap (approx - exact) {_fmt(gap)}"
+        )
         out["unlearning"] = {
-            "seconds": took, "summary": res.summary, "estimates": {n: _est(res, n) for n in res.estimates},
-            "timings": s["seconds"], "speedup": s["speedup"], "forget_loss_bound": s["forget_loss_bound"],
-            "approximate": s["approximate"], "n_forget": s["n_forget"], "n_heldout": s["n_heldout"],
+            "seconds": took,
+            "summary": res.summary,
+            "estimates": {n: _est(res, n) for n in res.estimates},
+            "timings": s["seconds"],
+            "speedup": s["speedup"],
+            "forget_loss_bound": s["forget_loss_bound"],
+            "approximate": s["approximate"],
+            "n_forget": s["n_forget"],
+            "n_heldout": s["n_heldout"],
             "models": json.loads(res.evidence["models"].to_json(orient="records")),
             "distances": json.loads(res.evidence["distances"].to_json(orient="records")),
-            "targets": {"speedup_at_least_5x": s["speedup"] is not None and s["speedup"] >= 5,
-                        "auc_gap_within_0.05": gap is not None and abs(gap["value"]) <= 0.05}}
+            "targets": {
+                "speedup_at_least_5x": s["speedup"] is not None and s["speedup"] >= 5,
+                "auc_gap_within_0.05": gap is not None and abs(gap["value"]) <= 0.05,
+            },
+        }
     path = ROOT / "benchmarks" / "results" / "privacy_ml100k.json"
     path.write_text(json.dumps({"command": command_line(), **out}, indent=1, default=float))
     print(f"\nwrote {path.relative_to(ROOT)}")

@@ -39,8 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _command import command_line
 from _recbole_env import ensure_recbole_venv
 
-SASREC = dict(max_len=50, embedding_size=64, n_blocks=2, n_heads=2, inner_size=256, dropout=0.5,
-              attn_dropout=0.5, learning_rate=1e-3, reg=0.0)
+SASREC = dict(
+    max_len=50,
+    embedding_size=64,
+    n_blocks=2,
+    n_heads=2,
+    inner_size=256,
+    dropout=0.5,
+    attn_dropout=0.5,
+    learning_rate=1e-3,
+    reg=0.0,
+)
 RECBOLE_BATCH = 2048
 METRICS = ["ndcg@10", "hr@10", "mrr@10"]
 
@@ -53,8 +62,14 @@ def write_ordered_atomic(ds, folder: Path) -> Path:
     rank[order] = np.arange(len(order))
     d = folder / "ml-100k"
     d.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame({"user_id:token": ds.user_ids[inter.user], "item_id:token": ds.item_ids[inter.item],
-                          "rating:float": inter.rating, "timestamp:float": rank})
+    frame = pd.DataFrame(
+        {
+            "user_id:token": ds.user_ids[inter.user],
+            "item_id:token": ds.item_ids[inter.item],
+            "rating:float": inter.rating,
+            "timestamp:float": rank,
+        }
+    )
     frame.to_csv(d / "ml-100k.inter", sep="\t", index=False)
     return folder
 
@@ -88,8 +103,11 @@ def run_trustrec(data_dir: Path, epochs: int, seeds: list[int], threads: int | N
     targets = int(np.maximum(split.train_dataset().histories().lengths - 1, 0).sum())
     steps = -(-targets // RECBOLE_BATCH)
     batch = -(-windows // steps)
-    print(f"  {targets} training targets; RecBole: {steps} steps of {RECBOLE_BATCH}; "
-          f"trustrec: {windows} windows in batches of {batch}", flush=True)
+    print(
+        f"  {targets} training targets; RecBole: {steps} steps of {RECBOLE_BATCH}; "
+        f"trustrec: {windows} windows in batches of {batch}",
+        flush=True,
+    )
     runs = []
     for seed in seeds:
         model = make_model("sasrec", epochs=epochs, batch_size=batch, **SASREC)
@@ -99,13 +117,19 @@ def run_trustrec(data_dir: Path, epochs: int, seeds: list[int], threads: int | N
         t0 = time.perf_counter()
         res = evaluate_split(model, split, metrics=METRICS, n_boot=0, exclude_seen=False, progress=False)
         eval_s = time.perf_counter() - t0
-        ci = evaluate_split(model, split, metrics=METRICS, n_boot=1000, seed=seed, exclude_seen=False,
-                            progress=False)
+        ci = evaluate_split(model, split, metrics=METRICS, n_boot=1000, seed=seed, exclude_seen=False, progress=False)
         masked = evaluate_split(model, split, metrics=METRICS, n_boot=0, progress=False)
-        runs.append({"seed": seed, "fit_s": fit_s, "epoch_s": model.history_["epoch_seconds"], "eval_s": eval_s,
-                     "test": {m: res.mean(m) for m in METRICS},
-                     "test_ci_users": {m: [ci.summary.loc[m, "ci_low"], ci.summary.loc[m, "ci_high"]] for m in METRICS},
-                     "test_seen_masked": {m: masked.mean(m) for m in METRICS}})
+        runs.append(
+            {
+                "seed": seed,
+                "fit_s": fit_s,
+                "epoch_s": model.history_["epoch_seconds"],
+                "eval_s": eval_s,
+                "test": {m: res.mean(m) for m in METRICS},
+                "test_ci_users": {m: [ci.summary.loc[m, "ci_low"], ci.summary.loc[m, "ci_high"]] for m in METRICS},
+                "test_seen_masked": {m: masked.mean(m) for m in METRICS},
+            }
+        )
         print(f"  trustrec seed {seed}: {runs[-1]['test']}  fit {fit_s:.1f}s", flush=True)
     users = split.dataset.user_ids[split.test.user]
     split_map = dict(zip(users, split.dataset.item_ids[split.test.item]))
@@ -117,9 +141,22 @@ def run_recbole(data_dir: Path, epochs: int, seeds: list[int], threads: int | No
     runs = []
     for seed in seeds:
         out = work / f"recbole_seed{seed}.json"
-        cmd = [str(py), str(ROOT / "benchmarks" / "_recbole_runner.py"), "--data-dir", str(data_dir),
-               "--dataset", "ml-100k", "--epochs", str(epochs), "--seed", str(seed), "--out", str(out),
-               "--split-out", str(work / "recbole_split.tsv")]
+        cmd = [
+            str(py),
+            str(ROOT / "benchmarks" / "_recbole_runner.py"),
+            "--data-dir",
+            str(data_dir),
+            "--dataset",
+            "ml-100k",
+            "--epochs",
+            str(epochs),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--split-out",
+            str(work / "recbole_split.tsv"),
+        ]
         if threads:
             cmd += ["--threads", str(threads)]
         print(f"  recbole seed {seed}: running ({epochs} epochs; minutes per epoch on a small CPU)", flush=True)
@@ -138,8 +175,11 @@ def summarise(ours: dict, peer: dict) -> dict:
         rows[metric] = {"trustrec": a, "recbole": b, "ratio": a[0] / b[0] if b[0] else float("nan")}
     for metric in METRICS:
         a = mean_ci([r["test_seen_masked"][metric] for r in ours["runs"]])
-        rows[f"{metric} (trustrec default: seen masked)"] = {"trustrec": a, "recbole": (float("nan"), None),
-                                                             "ratio": float("nan")}
+        rows[f"{metric} (trustrec default: seen masked)"] = {
+            "trustrec": a,
+            "recbole": (float("nan"), None),
+            "ratio": float("nan"),
+        }
     ep_ours = float(np.median([s for r in ours["runs"] for s in r["epoch_s"]]))
     ep_peer = float(np.median([s for r in peer["runs"] for s in r["epoch_train_s"]]))
     ev_ours = float(np.median([r["eval_s"] for r in ours["runs"]]))
@@ -153,11 +193,14 @@ def print_table(rows: dict, n_ours: int, n_peer: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"SASRec on ml-100k, LOO by time, full ranking, history not masked as in RecBole "
-                        f"(trustrec: {n_ours} seeds, RecBole: {n_peer}; 95% t-interval over seeds)",
-                  header_style="bold")
+    table = Table(
+        title=f"SASRec on ml-100k, LOO by time, full ranking, history not masked as in RecBole "
+        f"(trustrec: {n_ours} seeds, RecBole: {n_peer}; 95% t-interval over seeds)",
+        header_style="bold",
+    )
     for col in ("figure", "trustrec", "RecBole 1.2.1", "trustrec / RecBole (time: RecBole / trustrec)"):
         table.add_column(col, justify="right")
+
     def fmt(v):
         if np.isnan(v[0]):
             return "-"
@@ -167,8 +210,9 @@ def print_table(rows: dict, n_ours: int, n_peer: int) -> None:
         if name in ("train s/epoch", "test eval s"):
             table.add_row(name, f"{r['trustrec'][0]:.2f}", f"{r['recbole'][0]:.2f}", f"{r['ratio']:.1f}x faster")
         else:
-            table.add_row(name, fmt(r["trustrec"]), fmt(r["recbole"]),
-                          "-" if np.isnan(r["ratio"]) else f"{r['ratio']:.2f}")
+            table.add_row(
+                name, fmt(r["trustrec"]), fmt(r["recbole"]), "-" if np.isnan(r["ratio"]) else f"{r['ratio']:.2f}"
+            )
     Console(width=150).print(table)
 
 
@@ -179,8 +223,12 @@ def main(argv=None):
     p.add_argument("--recbole-seeds", type=int, nargs="+", default=[2020])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data-dir", type=Path, default=None, help="folder with ml-100k/ (default: registry)")
-    p.add_argument("--skip-recbole", type=Path, default=None,
-                   help="reuse RecBole result JSONs from this folder instead of running it")
+    p.add_argument(
+        "--skip-recbole",
+        type=Path,
+        default=None,
+        help="reuse RecBole result JSONs from this folder instead of running it",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sasrec_vs_recbole.json")
     args = p.parse_args(argv)
 
@@ -205,8 +253,15 @@ def main(argv=None):
     rows = summarise(ours, peer)
     print_table(rows, len(ours["runs"]), len(peer["runs"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"command": command_line(None if argv is None else [sys.argv[0], *argv]), "epochs": args.epochs, "hyper_parameters": SASREC, "split_identical_users": same,
-              "summary": rows, "trustrec": ours["runs"], "recbole": peer["runs"]}
+    report = {
+        "command": command_line(None if argv is None else [sys.argv[0], *argv]),
+        "epochs": args.epochs,
+        "hyper_parameters": SASREC,
+        "split_identical_users": same,
+        "summary": rows,
+        "trustrec": ours["runs"],
+        "recbole": peer["runs"],
+    }
     args.out.write_text(json.dumps(report, indent=1, default=float))
     print(f"written: {args.out}")
 

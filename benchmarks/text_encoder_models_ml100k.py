@@ -37,8 +37,13 @@ def main() -> None:
 
     console = Console()
     split = split_leave_one_out(load_dataset("ml-100k"))
-    runs = [("most_popular", {}), ("text_knn", {}), ("text_knn", {"popularity_weight": 0.3}),
-            ("sasrec", {"epochs": args.epochs}), ("sasrec_text", {"epochs": args.epochs})]
+    runs = [
+        ("most_popular", {}),
+        ("text_knn", {}),
+        ("text_knn", {"popularity_weight": 0.3}),
+        ("sasrec", {"epochs": args.epochs}),
+        ("sasrec_text", {"epochs": args.epochs}),
+    ]
     results = {}
     for name, params in runs:
         label = name + "".join(f" {k}={v}" for k, v in params.items() if k != "epochs")
@@ -53,19 +58,33 @@ def main() -> None:
     for col in ("model", "NDCG@10", "HR@10", "fit s"):
         table.add_column(col, justify="right")
     for label, r in results.items():
-        cells = [f"{r['metrics'][m]['mean']:.4f} [{r['metrics'][m]['ci_low']:.4f}, {r['metrics'][m]['ci_high']:.4f}]"
-                 for m in ("ndcg@10", "hr@10")]
+        cells = [
+            f"{r['metrics'][m]['mean']:.4f} [{r['metrics'][m]['ci_low']:.4f}, {r['metrics'][m]['ci_high']:.4f}]"
+            for m in ("ndcg@10", "hr@10")
+        ]
         table.add_row(label, *cells, f"{r['fit_s']:.0f}")
     console.print(table)
     ndcg = {label: r["metrics"]["ndcg@10"]["mean"] for label, r in results.items()}
-    ratios = {"sasrec_text/sasrec": ndcg["sasrec_text"] / ndcg["sasrec"],
-              "text_knn popularity_weight=0.3/most_popular": ndcg["text_knn popularity_weight=0.3"] / ndcg["most_popular"]}
+    ratios = {
+        "sasrec_text/sasrec": ndcg["sasrec_text"] / ndcg["sasrec"],
+        "text_knn popularity_weight=0.3/most_popular": ndcg["text_knn popularity_weight=0.3"] / ndcg["most_popular"],
+    }
     for k, v in ratios.items():
         console.print(f"NDCG@10 {k} = {v:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "text_encoder_models_ml100k", "command": command_line(),
-                                    "machine": platform.platform(),
-                                    "epochs": args.epochs, "results": results, "ndcg_ratios": ratios}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "text_encoder_models_ml100k",
+                "command": command_line(),
+                "machine": platform.platform(),
+                "epochs": args.epochs,
+                "results": results,
+                "ndcg_ratios": ratios,
+            },
+            indent=1,
+        )
+    )
     console.print(f"written: {args.out}")
 
 

@@ -62,8 +62,9 @@ def fit_baseline(label: str, split, seed: int):
     if name != "mf":
         inter = train.interactions
         keep = inter.rating >= split.params["positive_threshold"]
-        train = train.with_interactions(Interactions(inter.user[keep], inter.item[keep], inter.timestamp[keep],
-                                                     inter.rating[keep]))
+        train = train.with_interactions(
+            Interactions(inter.user[keep], inter.item[keep], inter.timestamp[keep], inter.rating[keep])
+        )
     return model.fit(train, FitOptions(seed=seed, progress=False))
 
 
@@ -88,7 +89,7 @@ def semi_synthetic(coat, n_seeds: int, ks: list[int], labels: list[str]) -> dict
     t0 = time.perf_counter()
     truth = fit_ground_truth(coat, config, seed=0)
     metrics = [f"recall@{k}" for k in ks]
-    records = []   # one per (seed, model)
+    records = []  # one per (seed, model)
     for seed in range(n_seeds):
         world = draw_world(coat, truth, config, seed=seed)
         split = split_random_exposure(world.dataset, cold_test_items="keep")
@@ -99,8 +100,10 @@ def semi_synthetic(coat, n_seeds: int, ks: list[int], labels: list[str]) -> dict
             for scheme, r in res.items():
                 rec[scheme] = {k: float(r.summary["mean"].iloc[i]) for i, k in enumerate(ks)}
             records.append(rec)
-        console.print(f"  seed {seed}: world has {world.dataset.n_interactions} train ratings "
-                      f"({float(world.relevance.mean()):.3f} relevant), {time.perf_counter() - t0:.0f}s so far")
+        console.print(
+            f"  seed {seed}: world has {world.dataset.n_interactions} train ratings "
+            f"({float(world.relevance.mean()):.3f} relevant), {time.perf_counter() - t0:.0f}s so far"
+        )
     table = {}
     for scheme in SCHEMES:
         for k in ks:
@@ -109,16 +112,29 @@ def semi_synthetic(coat, n_seeds: int, ks: list[int], labels: list[str]) -> dict
             for seed in range(n_seeds):
                 rows = [r for r in records if r["seed"] == seed]
                 taus.append(kendall([r[scheme][k] for r in rows], [r["true"][k] for r in rows]))
-            table[f"{scheme}|{k}"] = {"scheme": scheme, "k": k, "mean_error": float(err.mean()),
-                                      "mae": float(np.abs(err).mean()), "kendall_tau": float(np.mean(taus)),
-                                      "kendall_tau_sd": float(np.std(taus))}
+            table[f"{scheme}|{k}"] = {
+                "scheme": scheme,
+                "k": k,
+                "mean_error": float(err.mean()),
+                "mae": float(np.abs(err).mean()),
+                "kendall_tau": float(np.mean(taus)),
+                "kendall_tau_sd": float(np.std(taus)),
+            }
     per_model = {}
     for label in labels:
         rows = [r for r in records if r["model"] == label]
-        per_model[label] = {f"{s}@{k}": float(np.mean([r[s][k] for r in rows])) for s in ("true",) + SCHEMES
-                            for k in ks}
-    return {"config": config.model_dump(), "n_seeds": n_seeds, "ks": ks, "models": labels,
-            "table": table, "per_model_mean": per_model, "seconds": time.perf_counter() - t0}
+        per_model[label] = {
+            f"{s}@{k}": float(np.mean([r[s][k] for r in rows])) for s in ("true",) + SCHEMES for k in ks
+        }
+    return {
+        "config": config.model_dump(),
+        "n_seeds": n_seeds,
+        "ks": ks,
+        "models": labels,
+        "table": table,
+        "per_model_mean": per_model,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def real_coat(coat, ks: list[int], labels: list[str], n_boot: int) -> dict:
@@ -131,9 +147,16 @@ def real_coat(coat, ks: list[int], labels: list[str], n_boot: int) -> dict:
     for label in labels:
         model = fit_baseline(label, split, 0)
         res = evaluate_schemes(model, split, SCHEMES, metrics=metrics, n_boot=n_boot, progress=False)
-        out[label] = {m: {"mean": float(r.summary.loc[m, "mean"]), "ci_low": float(r.summary.loc[m, "ci_low"]),
-                          "ci_high": float(r.summary.loc[m, "ci_high"]), "n_users": int(r.summary.loc[m, "n_users"])}
-                      for r in res.values() for m in r.summary.index}
+        out[label] = {
+            m: {
+                "mean": float(r.summary.loc[m, "mean"]),
+                "ci_low": float(r.summary.loc[m, "ci_low"]),
+                "ci_high": float(r.summary.loc[m, "ci_high"]),
+                "n_users": int(r.summary.loc[m, "n_users"]),
+            }
+            for r in res.values()
+            for m in r.summary.index
+        }
         counts = {s: r.counts for s, r in res.items()}
         if hasattr(model, "propensity_summary_"):
             clipping[label] = {k: v for k, v in model.propensity_summary_.items() if k != "propensity"}
@@ -145,19 +168,40 @@ def real_coat(coat, ks: list[int], labels: list[str], n_boot: int) -> dict:
             order[scheme] = sorted(labels, key=lambda m: -out[m][col]["mean"])
         pairs = []
         for i, a in enumerate(labels):
-            for b in labels[i + 1:]:
-                ta = out[a][f"recall@{k} (traditional-random)"]["mean"] - out[b][f"recall@{k} (traditional-random)"]["mean"]
+            for b in labels[i + 1 :]:
+                ta = (
+                    out[a][f"recall@{k} (traditional-random)"]["mean"]
+                    - out[b][f"recall@{k} (traditional-random)"]["mean"]
+                )
                 ua = out[a][f"recall@{k} (ure)"]["mean"] - out[b][f"recall@{k} (ure)"]["mean"]
                 if ta * ua < 0:
-                    pairs.append([a, b] if ua > 0 else [b, a])   # [better by URE, better by traditional]
-        tied = {scheme: len({round(out[m][f"recall@{k}" + ("" if scheme == "full" else f" ({scheme})")]["mean"], 12)
-                             for m in labels}) == 1 for scheme in SCHEMES}
-        disagreements[k] = {"order": order, "all_tied": tied, "pairs_ordered_differently": pairs,
-                            "kendall_tau_traditional_vs_ure": kendall(
-                                [out[m][f"recall@{k} (traditional-random)"]["mean"] for m in labels],
-                                [out[m][f"recall@{k} (ure)"]["mean"] for m in labels])}
-    return {"split": split.describe(), "results": out, "counts": counts, "propensity_clipping": clipping,
-            "rank_disagreements": disagreements}
+                    pairs.append([a, b] if ua > 0 else [b, a])  # [better by URE, better by traditional]
+        tied = {
+            scheme: len(
+                {
+                    round(out[m][f"recall@{k}" + ("" if scheme == "full" else f" ({scheme})")]["mean"], 12)
+                    for m in labels
+                }
+            )
+            == 1
+            for scheme in SCHEMES
+        }
+        disagreements[k] = {
+            "order": order,
+            "all_tied": tied,
+            "pairs_ordered_differently": pairs,
+            "kendall_tau_traditional_vs_ure": kendall(
+                [out[m][f"recall@{k} (traditional-random)"]["mean"] for m in labels],
+                [out[m][f"recall@{k} (ure)"]["mean"] for m in labels],
+            ),
+        }
+    return {
+        "split": split.describe(),
+        "results": out,
+        "counts": counts,
+        "propensity_clipping": clipping,
+        "rank_disagreements": disagreements,
+    }
 
 
 def main() -> None:
@@ -174,8 +218,10 @@ def main() -> None:
     t0 = time.perf_counter()
     console.print(f"[bold]semi-synthetic[/] ({args.seeds} seeds, K = {args.ks})")
     semi = semi_synthetic(coat, args.seeds, args.ks, labels)
-    table = Table(title="Semi-synthetic Coat: scheme's Recall@K vs the true fully-exposed Recall@K "
-                        f"({args.seeds} seeds x {len(labels)} models)")
+    table = Table(
+        title="Semi-synthetic Coat: scheme's Recall@K vs the true fully-exposed Recall@K "
+        f"({args.seeds} seeds x {len(labels)} models)"
+    )
     for col in ("K", "scheme", "mean error", "MAE", "MAE / traditional", "Kendall tau"):
         table.add_column(col, justify="right")
     targets = {}
@@ -183,13 +229,22 @@ def main() -> None:
         trad = semi["table"][f"traditional-random|{k}"]
         for scheme in SCHEMES:
             row = semi["table"][f"{scheme}|{k}"]
-            table.add_row(str(k), scheme, f"{row['mean_error']:+.4f}", f"{row['mae']:.4f}",
-                          f"{row['mae'] / trad['mae']:.3f}", f"{row['kendall_tau']:.3f}")
+            table.add_row(
+                str(k),
+                scheme,
+                f"{row['mean_error']:+.4f}",
+                f"{row['mae']:.4f}",
+                f"{row['mae'] / trad['mae']:.3f}",
+                f"{row['kendall_tau']:.3f}",
+            )
         ure = semi["table"][f"ure|{k}"]
-        targets[k] = {"mae_ratio_ure_vs_traditional": ure["mae"] / trad["mae"],
-                      "mae_target_met": ure["mae"] <= trad["mae"] / 3,
-                      "tau_ure": ure["kendall_tau"], "tau_traditional": trad["kendall_tau"],
-                      "tau_target_met": ure["kendall_tau"] >= trad["kendall_tau"]}
+        targets[k] = {
+            "mae_ratio_ure_vs_traditional": ure["mae"] / trad["mae"],
+            "mae_target_met": ure["mae"] <= trad["mae"] / 3,
+            "tau_ure": ure["kendall_tau"],
+            "tau_traditional": trad["kendall_tau"],
+            "tau_target_met": ure["kendall_tau"] >= trad["kendall_tau"],
+        }
     console.print(table)
     pm = Table(title="Semi-synthetic: mean Recall over seeds per model (true vs schemes)")
     pm.add_column("model")
@@ -209,22 +264,36 @@ def main() -> None:
         fmt = lambda r: f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
         for label in labels:
             r = real["results"][label]
-            t.add_row(label, fmt(r[f"recall@{k} (traditional-random)"]), fmt(r[f"recall@{k} (ure)"]),
-                      fmt(r[f"recall@{k}"]), fmt(r[f"precision@{k} (traditional-random)"]),
-                      fmt(r[f"precision@{k} (ure)"]))
+            t.add_row(
+                label,
+                fmt(r[f"recall@{k} (traditional-random)"]),
+                fmt(r[f"recall@{k} (ure)"]),
+                fmt(r[f"recall@{k}"]),
+                fmt(r[f"precision@{k} (traditional-random)"]),
+                fmt(r[f"precision@{k} (ure)"]),
+            )
         console.print(t)
         d = real["rank_disagreements"][k]
-        tied_note = ("  (all tied: K >= the 16 exposed items, Recall is 1 for every user)"
-                     if d["all_tied"]["traditional-random"] else "")
+        tied_note = (
+            "  (all tied: K >= the 16 exposed items, Recall is 1 for every user)"
+            if d["all_tied"]["traditional-random"]
+            else ""
+        )
         console.print(f"  K={k}: order by traditional: {d['order']['traditional-random']}{tied_note}")
         console.print(f"  K={k}: order by URE:         {d['order']['ure']}")
-        console.print(f"  K={k}: Kendall tau(traditional, URE) = {d['kendall_tau_traditional_vs_ure']:.3f}; "
-                      f"{len(d['pairs_ordered_differently'])} model pairs ordered differently")
+        console.print(
+            f"  K={k}: Kendall tau(traditional, URE) = {d['kendall_tau_traditional_vs_ure']:.3f}; "
+            f"{len(d['pairs_ordered_differently'])} model pairs ordered differently"
+        )
     console.print("propensity clipping:", real["propensity_clipping"])
     console.print("targets:", targets)
     result = {
-        "benchmark": "ure_coat", "command": command_line(),
-        "dataset": "coat (TRUSTREC_DATA)", "semi_synthetic": semi, "real_coat": real, "targets": targets,
+        "benchmark": "ure_coat",
+        "command": command_line(),
+        "dataset": "coat (TRUSTREC_DATA)",
+        "semi_synthetic": semi,
+        "real_coat": real,
+        "targets": targets,
         "seconds": time.perf_counter() - t0,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
     }

@@ -32,15 +32,16 @@ def ml100k(shared_data):
 def make_dataset(n_users=6, n_items=8, n_inter=40, seed=0, ratings=True) -> Dataset:
     rng = np.random.default_rng(seed)
     users = np.concatenate([np.arange(n_users), rng.integers(0, n_users, n_inter - n_users)])
-    frame = pd.DataFrame({
-        "user_id": [f"u{u}" for u in users],
-        "item_id": [f"i{i}" for i in rng.integers(0, n_items, n_inter)],
-        "timestamp": rng.integers(0, 1000, n_inter),
-    })
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in users],
+            "item_id": [f"i{i}" for i in rng.integers(0, n_items, n_inter)],
+            "timestamp": rng.integers(0, 1000, n_inter),
+        }
+    )
     if ratings:
         frame["rating"] = rng.integers(1, 6, n_inter).astype(float)
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)],
-                          "title": [f"Item {i}" for i in range(n_items)]})
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"Item {i}" for i in range(n_items)]})
     return Dataset.from_frame(frame, name="tiny", items=items)
 
 

@@ -46,9 +46,26 @@ def test_data_list_and_unknown_name(shared_data):
 def test_demo_writes_json(shared_data, tmp_path):
     """The demo end to end; the LLM side runs on the tiny random model (the real one: `make.py demo`)."""
     pytest.importorskip("transformers")
-    res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path), "--epochs", "1",
-                              "--llm-model", "tiny-smollm2-random", "--sft-examples", "8", "--user", "42",
-                              "--audit-users", "60"])
+    res = runner.invoke(
+        app,
+        [
+            "demo",
+            "--data-dir",
+            str(shared_data),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--llm-model",
+            "tiny-smollm2-random",
+            "--sft-examples",
+            "8",
+            "--user",
+            "42",
+            "--audit-users",
+            "60",
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "demo.json").read_text())
     assert result["split"]["test"] == 943
@@ -60,7 +77,7 @@ def test_demo_writes_json(shared_data, tmp_path):
     assert set(recs) == {"SASRec", "LLM ranker", "generative LLM"}
     assert all(len(v) == 10 for v in recs.values())
     assert all(len(set(v)) == 10 for v in recs.values())
-    assert not set(recs["generative LLM"]) & set(side["history"])    # seen items are not recommended again
+    assert not set(recs["generative LLM"]) & set(side["history"])  # seen items are not recommended again
     assert "side by side" in res.output
     # the demo ends by auditing both runs and writing their trust reports
     for name, report in result["reports"].items():
@@ -69,24 +86,47 @@ def test_demo_writes_json(shared_data, tmp_path):
         index = json.loads((html.parent / "audits" / "index.json").read_text())
         audits = {e["name"]: e["status"] for e in index["audits"]}
         assert {"user_fairness", "item_exposure", "calibration", "counterfactual_attributes"} <= set(audits)
-        assert audits["hallucination"] == "not_applicable"      # neither run generates free text
+        assert audits["hallucination"] == "not_applicable"  # neither run generates free text
         dimensions = {e["dimension"] for e in index["audits"]}
-        assert {"robustness", "fairness", "controllability", "explainability", "factuality",
-                "privacy"} <= dimensions                          # every trust dimension is audited
-        assert "poisoning" not in audits                           # retraining audits only on request
+        assert {
+            "robustness",
+            "fairness",
+            "controllability",
+            "explainability",
+            "factuality",
+            "privacy",
+        } <= dimensions  # every trust dimension is audited
+        assert "poisoning" not in audits  # retraining audits only on request
 
 
 def test_demo_unknown_user(shared_data, tmp_path):
-    res = runner.invoke(app, ["demo", "--data-dir", str(shared_data), "--out", str(tmp_path), "--epochs", "1",
-                              "--llm-model", "tiny-smollm2-random", "--sft-examples", "8", "--user", "nobody"])
+    res = runner.invoke(
+        app,
+        [
+            "demo",
+            "--data-dir",
+            str(shared_data),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--llm-model",
+            "tiny-smollm2-random",
+            "--sft-examples",
+            "8",
+            "--user",
+            "nobody",
+        ],
+    )
     assert res.exit_code == 2 and "nobody" in res.stderr
 
 
 def test_data_info_with_column_mapping(tmp_path):
     f = tmp_path / "log.csv"
     f.write_text("cust,prod,when\na,x,2020-01-01\nb,y,2020-01-02\n")
-    res = runner.invoke(app, ["data", "info", str(f), "--column", "user=cust", "--column", "item=prod",
-                              "--column", "timestamp=when"])
+    res = runner.invoke(
+        app, ["data", "info", str(f), "--column", "user=cust", "--column", "item=prod", "--column", "timestamp=when"]
+    )
     assert res.exit_code == 0, res.output
     assert "n_interactions" in res.output
     res = runner.invoke(app, ["data", "info", str(f), "--column", "user"])

@@ -21,18 +21,22 @@ from trustrec.cli import app
 runner = CliRunner()
 
 _INTER = "user_id:token\titem_id:token\ttimestamp:float\n" + "".join(
-    f"u{u}\ti{(u * 7 + k) % 13}\t{1600000000 + 60 * k}\n" for u in range(6) for k in range(5))
+    f"u{u}\ti{(u * 7 + k) % 13}\t{1600000000 + 60 * k}\n" for u in range(6) for k in range(5)
+)
 _CSV = "user_id,item_id,rating,timestamp\n" + "".join(
-    f"u{u},i{(u * 3 + k) % 11},{1 + k % 5},{1600000000 + 60 * k}\n" for u in range(6) for k in range(5))
-_JSONL = "".join(json.dumps({"reviewerID": f"u{u}", "asin": f"B{k}", "overall": 4.0,
-                             "unixReviewTime": 1600000000 + k}) + "\n" for u in range(4) for k in range(4))
+    f"u{u},i{(u * 3 + k) % 11},{1 + k % 5},{1600000000 + 60 * k}\n" for u in range(6) for k in range(5)
+)
+_JSONL = "".join(
+    json.dumps({"reviewerID": f"u{u}", "asin": f"B{k}", "overall": 4.0, "unixReviewTime": 1600000000 + k}) + "\n"
+    for u in range(4)
+    for k in range(4)
+)
 
 
 def _valid_files(root: Path) -> dict[str, Path]:
     """One small valid file per supported single-file format."""
     out = {}
-    for name, text in (("d.inter", _INTER), ("d.csv", _CSV), ("d.tsv", _CSV.replace(",", "\t")),
-                       ("d.jsonl", _JSONL)):
+    for name, text in (("d.inter", _INTER), ("d.csv", _CSV), ("d.tsv", _CSV.replace(",", "\t")), ("d.jsonl", _JSONL)):
         (root / name).write_text(text)
         out[name] = root / name
     (root / "d.csv.gz").write_bytes(gzip.compress(_CSV.encode()))
@@ -123,7 +127,9 @@ def test_folder_layouts_with_broken_files_end_in_one_line(tmp_path):
         _assert_clean(runner.invoke(app, ["data", "info", str(folder)]), what=name)
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)")
+@pytest.mark.skipif(
+    not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)"
+)
 def test_special_paths_end_in_one_line(tmp_path):
     fifo = tmp_path / "ratings.csv"
     os.mkfifo(fifo)
@@ -131,13 +137,19 @@ def test_special_paths_end_in_one_line(tmp_path):
     folder_like_file.mkdir()
     config_fifo = tmp_path / "run.yaml"
     os.mkfifo(config_fifo)
-    for args in (["data", "info", str(fifo)], ["data", "info", str(fifo), "--format", "tabular"],
-                 ["data", "info", str(folder_like_file), "--format", "tabular"],
-                 ["data", "info", str(tmp_path / "missing.csv")],
-                 ["data", "info", str(tmp_path / "a\x00b.csv")],
-                 ["data", "info", "ml\x00-100k"],
-                 ["run", str(config_fifo)], ["run", str(tmp_path)], ["run", str(tmp_path / "missing.yaml")],
-                 ["compare", str(fifo), str(tmp_path)], ["report", str(fifo)]):
+    for args in (
+        ["data", "info", str(fifo)],
+        ["data", "info", str(fifo), "--format", "tabular"],
+        ["data", "info", str(folder_like_file), "--format", "tabular"],
+        ["data", "info", str(tmp_path / "missing.csv")],
+        ["data", "info", str(tmp_path / "a\x00b.csv")],
+        ["data", "info", "ml\x00-100k"],
+        ["run", str(config_fifo)],
+        ["run", str(tmp_path)],
+        ["run", str(tmp_path / "missing.yaml")],
+        ["compare", str(fifo), str(tmp_path)],
+        ["report", str(fifo)],
+    ):
         _assert_clean(runner.invoke(app, args), what=" ".join(args))
 
 
@@ -152,28 +164,34 @@ def _bomb(levels: int = 9) -> str:
 _BASE = "dataset: {name: ml-100k}\nmodel: {name: most_popular}\n"
 
 
-@pytest.mark.parametrize("name, content", [
-    ("alias-bomb-top", _bomb().encode()),
-    ("alias-bomb-params", (_BASE.replace("most_popular}", "most_popular, params: {x: *i}}") + _bomb()).encode()),
-    ("alias-bomb-split", ("split: {method: random, params: {p: *i}}\n" + _BASE + _bomb()).encode()),
-    ("recursive-alias", b"dataset: &d {name: x, loop: *d}\nmodel: {name: most_popular}\n"),
-    ("deep-nesting", b"dataset: " + b"[" * 50_000 + b"]" * 50_000 + b"\n"),
-    ("non-utf8", _BASE.encode() + b"name: caf\xe9\n"),
-    ("utf16", _BASE.encode("utf-16")),
-    ("binary", bytes(range(256)) * 8),
-    ("empty", b""),
-    ("list-root", b"- 1\n- 2\n"),
-    ("bad-yaml", b"dataset: {name: [\n"),
-    ("nul-name", b'dataset: {name: "ml\\0-100k"}\nmodel: {name: most_popular}\n'),
-    ("negative-seed", (_BASE + "seed: -1\n").encode()),
-    ("huge-seed", (_BASE + f"seed: {2**64}\n").encode()),
-    ("filter-seed", (_BASE.replace("ml-100k}", "ml-100k, filters: [{kind: sample_users, n_users: 3, seed: -5}]}")).encode()),
-    ("absurd-n-boot", (_BASE + "eval: {n_boot: 1000000000000}\n").encode()),
-    ("split-seed", ("split: {method: random, params: {seed: -1}}\n" + _BASE).encode()),
-    ("unknown-model", b"dataset: {name: ml-100k}\nmodel: {name: no_such_model}\n"),
-    ("unknown-key", (_BASE + "bogus: 1\n").encode()),
-    ("missing-dataset", b"dataset: {name: no-such-dataset-anywhere}\nmodel: {name: most_popular}\n"),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("alias-bomb-top", _bomb().encode()),
+        ("alias-bomb-params", (_BASE.replace("most_popular}", "most_popular, params: {x: *i}}") + _bomb()).encode()),
+        ("alias-bomb-split", ("split: {method: random, params: {p: *i}}\n" + _BASE + _bomb()).encode()),
+        ("recursive-alias", b"dataset: &d {name: x, loop: *d}\nmodel: {name: most_popular}\n"),
+        ("deep-nesting", b"dataset: " + b"[" * 50_000 + b"]" * 50_000 + b"\n"),
+        ("non-utf8", _BASE.encode() + b"name: caf\xe9\n"),
+        ("utf16", _BASE.encode("utf-16")),
+        ("binary", bytes(range(256)) * 8),
+        ("empty", b""),
+        ("list-root", b"- 1\n- 2\n"),
+        ("bad-yaml", b"dataset: {name: [\n"),
+        ("nul-name", b'dataset: {name: "ml\\0-100k"}\nmodel: {name: most_popular}\n'),
+        ("negative-seed", (_BASE + "seed: -1\n").encode()),
+        ("huge-seed", (_BASE + f"seed: {2**64}\n").encode()),
+        (
+            "filter-seed",
+            (_BASE.replace("ml-100k}", "ml-100k, filters: [{kind: sample_users, n_users: 3, seed: -5}]}")).encode(),
+        ),
+        ("absurd-n-boot", (_BASE + "eval: {n_boot: 1000000000000}\n").encode()),
+        ("split-seed", ("split: {method: random, params: {seed: -1}}\n" + _BASE).encode()),
+        ("unknown-model", b"dataset: {name: ml-100k}\nmodel: {name: no_such_model}\n"),
+        ("unknown-key", (_BASE + "bogus: 1\n").encode()),
+        ("missing-dataset", b"dataset: {name: no-such-dataset-anywhere}\nmodel: {name: most_popular}\n"),
+    ],
+)
 def test_malformed_run_configs_end_in_one_line(tmp_path, name, content):
     config = tmp_path / f"{name}.yaml"
     config.write_bytes(content)
@@ -193,8 +211,10 @@ def test_empty_evaluation_part_ends_in_one_line(tmp_path):
     data.mkdir()
     (data / "tiny.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\nu\ti\t1\nv\tj\t2\n")
     config = tmp_path / "c.yaml"
-    config.write_text(f"dataset: {{name: {data}}}\nsplit: {{method: leave_one_out, params: {{short_users: train}}}}\n"
-                      "model: {name: most_popular}\neval: {n_boot: 10}\n")
+    config.write_text(
+        f"dataset: {{name: {data}}}\nsplit: {{method: leave_one_out, params: {{short_users: train}}}}\n"
+        "model: {name: most_popular}\neval: {n_boot: 10}\n"
+    )
     res = runner.invoke(app, ["run", str(config), "--out", str(tmp_path / "runs")])
     _assert_clean(res, what="empty test part")
     assert "no user with a held-out item" in res.stderr
@@ -206,25 +226,31 @@ def _fake_run(folder: Path, metrics, per_user: pd.DataFrame | bytes | None = Non
     if isinstance(per_user, bytes):
         (folder / "per_user.parquet").write_bytes(per_user)
     else:
-        (per_user if per_user is not None else pd.DataFrame({"user_id": ["1", "2"], "ndcg@10": [0.1, 0.2]})
-         ).to_parquet(folder / "per_user.parquet")
+        (per_user if per_user is not None else pd.DataFrame({"user_id": ["1", "2"], "ndcg@10": [0.1, 0.2]})).to_parquet(
+            folder / "per_user.parquet"
+        )
     return folder
 
 
-@pytest.mark.parametrize("name, metrics, per_user", [
-    ("garbage-json", b"\x00\xffnot json", None),
-    ("truncated-json", b'{"metrics": {"ndcg@10": {"mean": 0.1', None),
-    ("nested-json", b"[" * 100_000 + b"]" * 100_000, None),
-    ("list-json", b"[1, 2, 3]", None),
-    ("no-metrics", b'{"dataset": "x"}', None),
-    ("non-utf8", b'{"metrics": {}, "dataset": "caf\xe9"}', None),
-    ("corrupt-parquet", {"dataset": "x", "metrics": {}}, b"PAR1 this is not parquet PAR1"),
-    ("no-user-column", {"dataset": "x", "metrics": {}}, pd.DataFrame({"who": [1]})),
-    ("no-common-metric", {"dataset": "x", "metrics": {}}, pd.DataFrame({"user_id": ["1"], "other": [1.0]})),
-])
+@pytest.mark.parametrize(
+    "name, metrics, per_user",
+    [
+        ("garbage-json", b"\x00\xffnot json", None),
+        ("truncated-json", b'{"metrics": {"ndcg@10": {"mean": 0.1', None),
+        ("nested-json", b"[" * 100_000 + b"]" * 100_000, None),
+        ("list-json", b"[1, 2, 3]", None),
+        ("no-metrics", b'{"dataset": "x"}', None),
+        ("non-utf8", b'{"metrics": {}, "dataset": "caf\xe9"}', None),
+        ("corrupt-parquet", {"dataset": "x", "metrics": {}}, b"PAR1 this is not parquet PAR1"),
+        ("no-user-column", {"dataset": "x", "metrics": {}}, pd.DataFrame({"who": [1]})),
+        ("no-common-metric", {"dataset": "x", "metrics": {}}, pd.DataFrame({"user_id": ["1"], "other": [1.0]})),
+    ],
+)
 def test_compare_with_a_corrupt_run_ends_in_one_line(tmp_path, name, metrics, per_user):
-    good = _fake_run(tmp_path / "good", {"dataset": "x", "model": "m", "metrics": {
-        "ndcg@10": {"mean": 0.15, "ci_low": 0.1, "ci_high": 0.2}}})
+    good = _fake_run(
+        tmp_path / "good",
+        {"dataset": "x", "model": "m", "metrics": {"ndcg@10": {"mean": 0.15, "ci_low": 0.1, "ci_high": 0.2}}},
+    )
     bad = _fake_run(tmp_path / name, metrics, per_user)
     res = runner.invoke(app, ["compare", str(good), str(bad)])
     _assert_clean(res, what=name)
@@ -232,8 +258,9 @@ def test_compare_with_a_corrupt_run_ends_in_one_line(tmp_path, name, metrics, pe
 
 def test_compare_of_sound_runs_still_works(tmp_path):
     a = _fake_run(tmp_path / "a", {"dataset": "x", "metrics": {"ndcg@10": {"mean": 0.15, "ci_low": "?"}}})
-    b = _fake_run(tmp_path / "b", {"dataset": "x", "metrics": {}},
-                  pd.DataFrame({"user_id": ["1", "2"], "ndcg@10": [0.3, 0.1]}))
+    b = _fake_run(
+        tmp_path / "b", {"dataset": "x", "metrics": {}}, pd.DataFrame({"user_id": ["1", "2"], "ndcg@10": [0.3, 0.1]})
+    )
     res = runner.invoke(app, ["compare", str(a), str(b)], terminal_width=200)
     assert res.exit_code == 0, res.output
 
@@ -242,8 +269,10 @@ def test_rich_markup_in_names_is_printed_literally(tmp_path):
     folder = tmp_path / "markup"
     folder.mkdir()
     (folder / "markup.inter").write_text(_INTER)
-    (folder / "markup.item").write_text("item_id:token\t[bold]title[/]:token_seq\t[/]:token\t[red:token\n"
-                                        + "".join(f"i{i}\t[b]T{i}[/b]\tx\ty\n" for i in range(13)))
+    (folder / "markup.item").write_text(
+        "item_id:token\t[bold]title[/]:token_seq\t[/]:token\t[red:token\n"
+        + "".join(f"i{i}\t[b]T{i}[/b]\tx\ty\n" for i in range(13))
+    )
     res = runner.invoke(app, ["data", "info", str(folder)], terminal_width=250)
     assert res.exit_code == 0, res.output
     assert "[bold]title[/]" in res.output and "[/]" in res.output and "[red" in res.output
@@ -266,8 +295,12 @@ def test_console_script_path_gives_the_same_convention(tmp_path):
     garbage = tmp_path / "g.csv"
     garbage.write_bytes(b"\xff\xfe\x00garbage")
     for args in (["run", str(config)], ["data", "info", str(garbage)]):
-        proc = subprocess.run([sys.executable, "-c", "from trustrec.cli import main; main()", *args],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", "from trustrec.cli import main; main()", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr
         lines = [line for line in proc.stderr.splitlines() if line.strip()]

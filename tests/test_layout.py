@@ -29,8 +29,11 @@ def _imports(module: Path, every_name: bool = False) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
-            found.extend((node.lineno, f"{node.module}.{alias.name}") for alias in node.names
-                         if every_name or (alias.name.startswith("_") and not alias.name.startswith("__")))
+            found.extend(
+                (node.lineno, f"{node.module}.{alias.name}")
+                for alias in node.names
+                if every_name or (alias.name.startswith("_") and not alias.name.startswith("__"))
+            )
         elif isinstance(node, ast.Import):
             found.extend((node.lineno, alias.name) for alias in node.names)
     return found
@@ -52,22 +55,31 @@ def private_cross_package_imports(module: Path, package: str | None = None) -> l
 
 def test_the_checker_finds_a_planted_private_import(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("from trustrec.eval._stats import MAX_N_BOOT\nfrom trustrec.eval import Estimate\n"
-                     "import trustrec._safeio\nfrom trustrec.eval import _metrics as M\n\n"
-                     "def f():\n    from trustrec.models.llm._ranker import LLMRanker\n")
-    assert private_cross_package_imports(probe, package="audit") == ["1: trustrec.eval._stats",
-                                                                     "4: trustrec.eval._metrics",
-                                                                     "7: trustrec.models.llm._ranker"]
+    probe.write_text(
+        "from trustrec.eval._stats import MAX_N_BOOT\nfrom trustrec.eval import Estimate\n"
+        "import trustrec._safeio\nfrom trustrec.eval import _metrics as M\n\n"
+        "def f():\n    from trustrec.models.llm._ranker import LLMRanker\n"
+    )
+    assert private_cross_package_imports(probe, package="audit") == [
+        "1: trustrec.eval._stats",
+        "4: trustrec.eval._metrics",
+        "7: trustrec.models.llm._ranker",
+    ]
     assert private_cross_package_imports(probe, package="eval") == ["7: trustrec.models.llm._ranker"]
 
 
 def test_the_mitigation_check_sees_every_spelling(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("from trustrec import mitigate\nimport trustrec.mitigate.control\n"
-                     "from trustrec.mitigate.defences import arms\nfrom trustrec import eval\n")
+    probe.write_text(
+        "from trustrec import mitigate\nimport trustrec.mitigate.control\n"
+        "from trustrec.mitigate.defences import arms\nfrom trustrec import eval\n"
+    )
     assert [n for _, n in _imports(probe, every_name=True) if _is_mitigation_layer(n)] == [
-        "trustrec.mitigate", "trustrec.mitigate.control", "trustrec.mitigate.defences",
-        "trustrec.mitigate.defences.arms"]
+        "trustrec.mitigate",
+        "trustrec.mitigate.control",
+        "trustrec.mitigate.defences",
+        "trustrec.mitigate.defences.arms",
+    ]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: str(m.relative_to(SRC)))
@@ -87,6 +99,11 @@ def _is_mitigation_layer(name: str) -> bool:
 
 def test_audits_never_import_the_mitigation_layer():
     # ``from trustrec import mitigate`` is caught too (it reads as the module trustrec.mitigate)
-    bad = [f"{m.relative_to(SRC)}:{line}: {name}" for m in MODULES if _package(m) == "audit"
-           for line, name in _imports(m, every_name=True) if _is_mitigation_layer(name)]
+    bad = [
+        f"{m.relative_to(SRC)}:{line}: {name}"
+        for m in MODULES
+        if _package(m) == "audit"
+        for line, name in _imports(m, every_name=True)
+        if _is_mitigation_layer(name)
+    ]
     assert not bad, "audits import mitigations (they should receive them as arms):\n" + "\n".join(bad)

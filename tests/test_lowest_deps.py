@@ -78,16 +78,27 @@ def _floors() -> dict[str, str]:
 
 
 def _pip(python: Path, *args: str, timeout: int = 3000) -> subprocess.CompletedProcess:
-    return subprocess.run([str(python), "-m", "pip", *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [str(python), "-m", "pip", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def resolve(python: Path = Path(sys.executable)) -> dict[str, str]:
     """What pip would install for trustrec under the constraints (a dry run); raises on a conflict."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        done = _pip(python, "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-                    "-c", str(CONSTRAINTS), str(ROOT))
+        done = _pip(
+            python,
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            "-c",
+            str(CONSTRAINTS),
+            str(ROOT),
+        )
         if done.returncode != 0:
             raise RuntimeError(f"pip's resolver refused the lowest set:\n{done.stderr[-3000:]}")
         installed = json.loads(report.read_text())["install"]
@@ -103,16 +114,18 @@ def install_and_fit(workdir: Path, torch_wheel: str | None = None) -> str:
     constraints = CONSTRAINTS
     if torch_wheel:
         constraints = workdir / "constraints-no-torch.txt"
-        constraints.write_text("\n".join(line for line in CONSTRAINTS.read_text().splitlines()
-                                         if not line.startswith("torch==")))
+        constraints.write_text(
+            "\n".join(line for line in CONSTRAINTS.read_text().splitlines() if not line.startswith("torch=="))
+        )
         done = _pip(python, "install", "--quiet", torch_wheel)
         if done.returncode != 0:
             raise RuntimeError(f"installing {torch_wheel} failed:\n{done.stderr[-3000:]}")
     done = _pip(python, "install", "--quiet", "-c", str(constraints), str(ROOT))
     if done.returncode != 0:
         raise RuntimeError(f"installing trustrec at the lowest pins failed:\n{done.stderr[-3000:]}")
-    run = subprocess.run([str(python), "-c", TINY_FIT], capture_output=True, text=True, timeout=900,
-                         cwd=workdir, check=False)
+    run = subprocess.run(
+        [str(python), "-c", TINY_FIT], capture_output=True, text=True, timeout=900, cwd=workdir, check=False
+    )
     if run.returncode != 0:
         raise RuntimeError(f"trustrec at the lowest pins failed:\n{run.stderr[-3000:]}")
     return run.stdout.strip().splitlines()[-1]

@@ -17,22 +17,65 @@ from trustrec.errors import ConfigError
 from trustrec.registry import NamedRegistry, PluginError, kinds, registry
 
 BUILTINS = {
-    "models": {"most_popular", "item_knn", "ease", "bpr_mf", "mf", "sasrec", "llm_generative", "llm_ranker",
-               "text_knn", "sasrec_text", "calibrated_reranker", "exposure_reranker", "constrained",
-               "rule_enforced"},
-    "audits": {"user_fairness", "item_exposure", "calibration", "counterfactual_attributes", "cold_start",
-               "hallucination", "fairness_mitigations", "history_perturbation", "poisoning", "text_attack",
-               "feedback_loop", "membership_inference", "attribute_inference", "unlearning", "user_control",
-               "platform_rules", "prompt_sensitivity", "position_bias", "explanation_faithfulness"},
+    "models": {
+        "most_popular",
+        "item_knn",
+        "ease",
+        "bpr_mf",
+        "mf",
+        "sasrec",
+        "llm_generative",
+        "llm_ranker",
+        "text_knn",
+        "sasrec_text",
+        "calibrated_reranker",
+        "exposure_reranker",
+        "constrained",
+        "rule_enforced",
+    },
+    "audits": {
+        "user_fairness",
+        "item_exposure",
+        "calibration",
+        "counterfactual_attributes",
+        "cold_start",
+        "hallucination",
+        "fairness_mitigations",
+        "history_perturbation",
+        "poisoning",
+        "text_attack",
+        "feedback_loop",
+        "membership_inference",
+        "attribute_inference",
+        "unlearning",
+        "user_control",
+        "platform_rules",
+        "prompt_sensitivity",
+        "position_bias",
+        "explanation_faithfulness",
+    },
     "splitters": {"leave_one_out", "temporal", "random", "given_test", "random_exposure"},
     "filters": {"to_implicit", "drop_duplicates", "k_core", "sample_users"},
-    "metrics": {"recall", "precision", "hr", "ndcg", "mrr", "map", "map_trec", "coverage", "gini",
-                "avg_popularity", "aplt", "novelty", "ild"},
+    "metrics": {
+        "recall",
+        "precision",
+        "hr",
+        "ndcg",
+        "mrr",
+        "map",
+        "map_trec",
+        "coverage",
+        "gini",
+        "avg_popularity",
+        "aplt",
+        "novelty",
+        "ild",
+    },
     "executors": {"serial", "ray"},
     "datasets": {"ml-100k", "ml-1m", "coat", "yahoo-r3", "kuairec", "amazon-games", "amazon-industrial"},
 }
 
-PLUGIN_MODULE = '''
+PLUGIN_MODULE = """
 import numpy as np
 
 
@@ -45,9 +88,9 @@ class FakeModel:
 
 def fake_metric(hits, n_relevant):
     return np.asarray(hits, dtype=float).sum(1) * 10.0
-'''
+"""
 
-ENTRY_POINTS = '''
+ENTRY_POINTS = """
 [trustrec.models]
 fake_model = fakeplug_mod:FakeModel
 broken_model = fakeplug_missing_module:Nope
@@ -58,7 +101,7 @@ fake_metric = fakeplug_mod:fake_metric
 
 [trustrec_test.widgets]
 plug_widget = fakeplug_mod:fake_metric
-'''
+"""
 
 
 def _distribution(root):
@@ -115,8 +158,11 @@ def test_public_functions_read_the_registries():
         make_split(None, "nope")
     with pytest.raises(ConfigError, match="unknown executor 'dask'; one of serial, ray"):
         resolve_executor("dask")
-    with pytest.raises(ConfigError, match="unknown metric 'x' in 'x@3'; valid names: recall, precision, hr, ndcg, "
-                                          "mrr, map, map_trec, coverage, gini, avg_popularity, aplt, novelty, ild"):
+    with pytest.raises(
+        ConfigError,
+        match="unknown metric 'x' in 'x@3'; valid names: recall, precision, hr, ndcg, "
+        "mrr, map, map_trec, coverage, gini, avg_popularity, aplt, novelty, ild",
+    ):
         parse_metric("x@3")
 
 
@@ -124,7 +170,7 @@ def test_a_third_party_model_and_metric_come_from_entry_points(plugin):
     from trustrec.eval import ACCURACY_METRICS, parse_metric
     from trustrec.models import available_models, make_model, model_class
 
-    assert "fake_model" in available_models() and "fakeplug_mod" not in sys.modules   # listed, not loaded
+    assert "fake_model" in available_models() and "fakeplug_mod" not in sys.modules  # listed, not loaded
     assert registry("models").origin("fake_model") == "plugin"
     model = make_model("fake_model", alpha=2.0)
     assert type(model).__name__ == "FakeModel" and model.alpha == 2.0 and model_class("fake_model") is type(model)
@@ -134,35 +180,41 @@ def test_a_third_party_model_and_metric_come_from_entry_points(plugin):
     assert "fake_metric" in registry("metrics") and "fake_metric" in ACCURACY_METRICS
 
 
-
 def test_the_evaluator_computes_a_third_party_metric(plugin):
     from trustrec.data import EvalSet, QueryBatch, Ragged
     from trustrec.eval import evaluate
     from trustrec.models import FitOptions
     from trustrec.testing import PrecomputedScores, toy_dataset
 
-    scores = np.tile(np.arange(8, 0, -1, dtype=float), (3, 1))          # item 0 first, then 1, ...
+    scores = np.tile(np.arange(8, 0, -1, dtype=float), (3, 1))  # item 0 first, then 1, ...
     model = PrecomputedScores(scores).fit(toy_dataset(n_users=3, n_items=8, n_inter=20), FitOptions(progress=False))
     es = EvalSet(QueryBatch(np.arange(3), Ragged.from_rows([[], [], []])), Ragged.from_rows([[0], [1, 2], [7]]), "test")
     res = evaluate(model, es, metrics=["fake_metric@3", "hr@3"], n_boot=0, progress=False)
     assert res.mean("fake_metric@3") == pytest.approx(10.0) and res.mean("hr@3") == pytest.approx(2 / 3)
 
+
 def test_a_broken_entry_point_is_a_clear_error_never_silent(plugin):
     from trustrec.models import available_models, model_class
 
     assert "broken_model" in available_models()
-    with pytest.raises(PluginError, match=r"'broken_model'.*'fakeplug_missing_module:Nope'.*trustrec\.models.*"
-                                          r"fakeplug.*ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError,
+        match=r"'broken_model'.*'fakeplug_missing_module:Nope'.*trustrec\.models.*"
+        r"fakeplug.*ModuleNotFoundError",
+    ):
         model_class("broken_model")
-    with pytest.raises(PluginError, match=r"'misnamed_model'.*fakeplug.*not a usable model: expected a recommender "
-                                          r"class, got function"):
+    with pytest.raises(
+        PluginError,
+        match=r"'misnamed_model'.*fakeplug.*not a usable model: expected a recommender "
+        r"class, got function",
+    ):
         registry("models").get("misnamed_model")
     with pytest.warns(RuntimeWarning, match="fakeplug") as caught:
         everything = registry("models").all()
     assert {"fake_model"} | BUILTINS["models"] <= set(everything)
     assert not {"broken_model", "misnamed_model"} & set(everything)
     assert len(caught) == 2
-    with pytest.raises(PluginError):   # listing left it out; looking it up still raises
+    with pytest.raises(PluginError):  # listing left it out; looking it up still raises
         model_class("broken_model")
 
 
@@ -170,19 +222,23 @@ def test_mechanism_builtins_decorators_users_and_plugins(plugin):
     def builtins():
         yield from [_Named("a"), _Named("b")]
 
-    reg = NamedRegistry("widget", builtins, ConfigError, "See the widgets.", group="trustrec_test.widgets",
-                        check=lambda name, obj: None)
-    assert "widgets" not in kinds()                       # only trustrec.<kind> groups are public
+    reg = NamedRegistry(
+        "widget", builtins, ConfigError, "See the widgets.", group="trustrec_test.widgets", check=lambda name, obj: None
+    )
+    assert "widgets" not in kinds()  # only trustrec.<kind> groups are public
     user_b = _Named("b")
-    reg.register(user_b)                                  # before discovery: a user's entry beats the built-in
+    reg.register(user_b)  # before discovery: a user's entry beats the built-in
     assert reg.names() == ["b", "a", "plug_widget"] and reg["b"] is user_b
     assert reg.origin("a") == "builtin" and reg.origin("b") == "user" and reg.origin("plug_widget") == "plugin"
     assert reg["plug_widget"](np.array([[True]]), np.array([1])) == pytest.approx([10.0])
     with pytest.raises(ConfigError, match="widget 'a' is already registered; pass overwrite=True"):
         reg.add(_Named("a"))
     reg.add(_Named("a"), overwrite=True)
-    with pytest.raises(ConfigError, match=r"unknown widget 'bb'\. Did you mean b\? Registered widgets: b, a, "
-                                          r"plug_widget\. See the widgets\."):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown widget 'bb'\. Did you mean b\? Registered widgets: b, a, "
+        r"plug_widget\. See the widgets\.",
+    ):
         reg.get("bb")
     assert reg.get("bb", None) is None
 
@@ -245,4 +301,3 @@ def test_the_cli_is_one_thin_module_per_command():
 class _Named:
     def __init__(self, name):
         self.name = name
-

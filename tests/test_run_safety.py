@@ -29,8 +29,9 @@ def _keepsake(folder: Path) -> Path:
     return keep
 
 
-@pytest.mark.parametrize("name", ["..", ".", "../x", "/tmp/x", "a/b", "", ".hidden", "a\\b", "x\x00y",
-                                  "-rf", "a" * 200])
+@pytest.mark.parametrize(
+    "name", ["..", ".", "../x", "/tmp/x", "a/b", "", ".hidden", "a\\b", "x\x00y", "-rf", "a" * 200]
+)
 def test_run_names_must_be_plain(tmp_path, name):
     with pytest.raises(ConfigError, match="plain name|NUL"):
         load_run_config(config(tmp_path, name=name))
@@ -75,9 +76,9 @@ def test_save_replaces_its_own_checkpoint_and_fills_an_empty_folder(tmp_path):
     model = make_model("most_popular").fit(toy_dataset())
     (tmp_path / "empty").mkdir()
     model.save(tmp_path / "empty")
-    model.save(tmp_path / "empty")   # a trustrec checkpoint: replaced
+    model.save(tmp_path / "empty")  # a trustrec checkpoint: replaced
     assert {p.name for p in (tmp_path / "empty").iterdir()} == {"config.json", "state.safetensors", "fitted.json"}
-    (tmp_path / "empty" / "notes.md").write_text("mine")   # a checkpoint with a user's file beside it
+    (tmp_path / "empty" / "notes.md").write_text("mine")  # a checkpoint with a user's file beside it
     with pytest.raises(DataError):
         model.save(tmp_path / "empty")
     assert (tmp_path / "empty" / "notes.md").read_text() == "mine"
@@ -124,7 +125,7 @@ def test_one_process_writes_a_run_at_a_time(tmp_path):
     with folder_lock(out, "item_knn-toy", what="run"):
         with pytest.raises(DataError, match="in use by another trustrec process"):
             run_experiment(config(tmp_path), out, **quiet)
-    assert run_experiment(config(tmp_path), out, **quiet).path.exists()   # released
+    assert run_experiment(config(tmp_path), out, **quiet).path.exists()  # released
 
 
 def test_concurrent_processes_do_not_race(tmp_path):
@@ -153,7 +154,7 @@ def _edit_interactions(folder: Path, *, new_item: bool) -> None:
     user, item, t = lines[1].split("\t")
     if new_item:
         lines.append(f"{user}\tbrand-new-item\t{float(t) + 0.5}")
-    else:   # same shape: one interaction moves to another item that exists
+    else:  # same shape: one interaction moves to another item that exists
         other = lines[2].split("\t")[1]
         lines[1] = f"{user}\t{other if other != item else lines[3].split(chr(9))[1]}\t{t}"
     path.write_text("\n".join(lines) + "\n")

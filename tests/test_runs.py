@@ -22,16 +22,21 @@ def toy_folder(tmp_path):
     d.mkdir()
     inter = ds.interactions
     lines = ["user_id:token\titem_id:token\ttimestamp:float"] + [
-        f"{ds.user_ids[u]}\t{ds.item_ids[i]}\t{t}" for u, i, t in zip(inter.user, inter.item, inter.timestamp)]
+        f"{ds.user_ids[u]}\t{ds.item_ids[i]}\t{t}" for u, i, t in zip(inter.user, inter.item, inter.timestamp)
+    ]
     (d / "toy.inter").write_text("\n".join(lines) + "\n")
     return d
 
 
 def config(tmp_path, model="item_knn", params=None, **extra):
-    return {"name": f"{model}-toy", "dataset": {"name": str(toy_folder(tmp_path))},
-            "split": {"method": "leave_one_out", "params": {"short_users": "train"}},
-            "model": {"name": model, "params": params or {}},
-            "eval": {"metrics": ["ndcg@5", "hr@5", "coverage@5"], "n_boot": 20}, **extra}
+    return {
+        "name": f"{model}-toy",
+        "dataset": {"name": str(toy_folder(tmp_path))},
+        "split": {"method": "leave_one_out", "params": {"short_users": "train"}},
+        "model": {"name": model, "params": params or {}},
+        "eval": {"metrics": ["ndcg@5", "hr@5", "coverage@5"], "n_boot": 20},
+        **extra,
+    }
 
 
 def test_run_writes_complete_directory(tmp_path):

@@ -41,17 +41,22 @@ def coat_like(tmp_path):
 
 
 def config(tmp_path, model="mf", params=None, schemes=("full", "traditional-random", "ure"), **extra):
-    return {"name": f"{model}-coatlike", "dataset": {"name": str(coat_like(tmp_path))},
-            "split": {"method": "random_exposure", "params": {"cold_test_items": "keep"}},
-            "model": {"name": model, "params": params or {}},
-            "eval": {"metrics": ["recall@3", "precision@3", "ndcg@3"], "n_boot": 20, "schemes": list(schemes)},
-            **extra}
+    return {
+        "name": f"{model}-coatlike",
+        "dataset": {"name": str(coat_like(tmp_path))},
+        "split": {"method": "random_exposure", "params": {"cold_test_items": "keep"}},
+        "model": {"name": model, "params": params or {}},
+        "eval": {"metrics": ["recall@3", "precision@3", "ndcg@3"], "n_boot": 20, "schemes": list(schemes)},
+        **extra,
+    }
 
 
 def test_schemes_config_validation(tmp_path):
     cfg = load_run_config(config(tmp_path))
     assert cfg.eval.schemes == ["full", "traditional-random", "ure"]
-    assert load_run_config({**config(tmp_path), "eval": {"metrics": ["recall@3"], "schemes": "ure"}}).eval.schemes == ["ure"]
+    assert load_run_config({**config(tmp_path), "eval": {"metrics": ["recall@3"], "schemes": "ure"}}).eval.schemes == [
+        "ure"
+    ]
     default = load_run_config({k: v for k, v in config(tmp_path).items() if k != "eval"})
     assert default.eval.schemes == ["full"]
     with pytest.raises(ConfigError, match="add e.g. 'recall@10'"):
@@ -103,8 +108,9 @@ def test_run_labels_every_scheme_and_compare_and_report(tmp_path):
 
 
 def test_single_scheme_run_has_no_panel(tmp_path):
-    res = run_experiment(config(tmp_path, "most_popular", schemes=("full",)), tmp_path / "runs", progress=False,
-                         log=lambda *_: None)
+    res = run_experiment(
+        config(tmp_path, "most_popular", schemes=("full",)), tmp_path / "runs", progress=False, log=lambda *_: None
+    )
     from trustrec.report import build_report
 
     data, html = build_report(res.path)

@@ -33,14 +33,17 @@ def test_ordinary_aliases_still_work():
     assert load_yaml("") is None
 
 
-@pytest.mark.parametrize("doc, message", [
-    ("a: &a [1, *a]\n", "recursive alias"),
-    ("a: &a {b: *a}\n", "recursive alias"),
-    ("x: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested too deeply"),
-    ("a: [1, 2\n", "not valid YAML"),
-    ("a: !!python/object:os.system {}\n", "not valid YAML"),
-    ("a: 1\x00\n", "NUL"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ("a: &a [1, *a]\n", "recursive alias"),
+        ("a: &a {b: *a}\n", "recursive alias"),
+        ("x: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested too deeply"),
+        ("a: [1, 2\n", "not valid YAML"),
+        ("a: !!python/object:os.system {}\n", "not valid YAML"),
+        ("a: 1\x00\n", "NUL"),
+    ],
+)
 def test_bad_yaml_is_one_clear_error(doc, message):
     with pytest.raises(ConfigError, match=message):
         load_yaml(doc, what="cfg")
@@ -69,13 +72,19 @@ def test_json_nesting_and_syntax_are_clear_errors():
     assert load_json('{"a": [1, 2]}') == {"a": [1, 2]}
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)")
+@pytest.mark.skipif(
+    not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)"
+)
 def test_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     start = time.monotonic()
-    for call in (lambda: open_regular(fifo), lambda: read_regular_bytes(fifo), lambda: load_yaml(fifo),
-                 lambda: read_decompressed(fifo)):
+    for call in (
+        lambda: open_regular(fifo),
+        lambda: read_regular_bytes(fifo),
+        lambda: load_yaml(fifo),
+        lambda: read_decompressed(fifo),
+    ):
         with pytest.raises((DataError, ConfigError), match="FIFO"):
             call()
     assert time.monotonic() - start < 5

@@ -83,11 +83,28 @@ from pydantic import BaseModel, ConfigDict, Field
 from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError
 
-__all__ = ["ARM_KINDS", "MitigationArm", "ArmSpec", "MITIGATIONS", "register_mitigation", "mitigation_arm",
-           "available_mitigations", "check_arm_specs", "build_arm"]
+__all__ = [
+    "ARM_KINDS",
+    "MitigationArm",
+    "ArmSpec",
+    "MITIGATIONS",
+    "register_mitigation",
+    "mitigation_arm",
+    "available_mitigations",
+    "check_arm_specs",
+    "build_arm",
+]
 
-ARM_KINDS = ("data_defence", "reranker", "text_guard", "training_defence", "input_defence", "control",
-             "rule_enforcer", "unlearning")
+ARM_KINDS = (
+    "data_defence",
+    "reranker",
+    "text_guard",
+    "training_defence",
+    "input_defence",
+    "control",
+    "rule_enforcer",
+    "unlearning",
+)
 _BUILTINS_FROM = "trustrec.mitigate.defences"
 
 
@@ -136,8 +153,14 @@ def _check_arm(name: str, obj) -> str | None:
 
 
 MITIGATIONS: NamedRegistry[MitigationArm] = NamedRegistry(
-    "mitigation", _builtins, ConfigError, "Register one with trustrec.mitigate.register_mitigation.", list_up_to=40,
-    group="trustrec.mitigations", check=_check_arm)
+    "mitigation",
+    _builtins,
+    ConfigError,
+    "Register one with trustrec.mitigate.register_mitigation.",
+    list_up_to=40,
+    group="trustrec.mitigations",
+    check=_check_arm,
+)
 
 
 def register_mitigation(arm: MitigationArm | None = None, *, overwrite: bool = False, **fields) -> MitigationArm:

@@ -50,8 +50,10 @@ def atomic_directory(final: Path, *, replaceable: Callable[[Path], bool]):
         if not final.is_dir():
             raise DataError(f"{final}: exists and is not a folder; choose another path")
         if any(final.iterdir()) and not replaceable(final):
-            raise DataError(f"{final}: folder exists, is not empty and was not written by trustrec; "
-                            "refusing to replace it (choose a new or empty folder)")
+            raise DataError(
+                f"{final}: folder exists, is not empty and was not written by trustrec; "
+                "refusing to replace it (choose a new or empty folder)"
+            )
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     os.chmod(tmp, 0o755)
@@ -110,17 +112,19 @@ def folder_lock(folder: Path, name: str, *, what: str):
         try:
             _lock_file(handle)
         except OSError:
-            raise DataError(f"{what} is in use by another trustrec process (lock {lock_path}); "
-                            "wait for it to finish, or use another name or --out") from None
+            raise DataError(
+                f"{what} is in use by another trustrec process (lock {lock_path}); "
+                "wait for it to finish, or use another name or --out"
+            ) from None
         yield lock_path
     finally:
-        handle.close()   # closing releases the lock
+        handle.close()  # closing releases the lock
 
 
 def _lock_file(handle) -> None:
     try:
         import fcntl
-    except ImportError:   # Windows
+    except ImportError:  # Windows
         import msvcrt
 
         handle.seek(0)

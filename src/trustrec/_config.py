@@ -53,8 +53,7 @@ class Configurable:
     def __init__(self, config: Config | Mapping[str, Any] | None = None, **kwargs):
         if config is not None and kwargs:
             raise ConfigError(f"{type(self).__name__}: pass a config or keyword arguments, not both")
-        self.config = validate_config(self.config_class, kwargs if config is None else config,
-                                      type(self).__name__)
+        self.config = validate_config(self.config_class, kwargs if config is None else config, type(self).__name__)
 
     def get_params(self) -> dict[str, Any]:
         return self.config.model_dump()

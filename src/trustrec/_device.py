@@ -27,15 +27,18 @@ def resolve_device(device: str = "cpu"):
     if kind == "cuda":
         if not torch.cuda.is_available():
             build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise ConfigError(f"device {device!r} was asked for, but torch {torch.__version__} ({build}) sees no "
-                              "CUDA device here; use device='cpu' (or 'auto')")
+            raise ConfigError(
+                f"device {device!r} was asked for, but torch {torch.__version__} ({build}) sees no "
+                "CUDA device here; use device='cpu' (or 'auto')"
+            )
         count = torch.cuda.device_count()
         if index and int(index) >= count:
-            raise ConfigError(f"device {device!r} was asked for, but this machine has {count} CUDA device(s) "
-                              f"(cuda:0..cuda:{count - 1})")
+            raise ConfigError(
+                f"device {device!r} was asked for, but this machine has {count} CUDA device(s) "
+                f"(cuda:0..cuda:{count - 1})"
+            )
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"device {device!r} was asked for, but torch sees no Apple MPS device here; use "
-                          "device='cpu'")
+        raise ConfigError(f"device {device!r} was asked for, but torch sees no Apple MPS device here; use device='cpu'")
     return torch.device(device)
 
 
@@ -56,5 +59,6 @@ def check_device_supported(owner: str, device: str, supported: tuple[str, ...]) 
     resolve_device(device)
     kind = device.partition(":")[0]
     if kind not in supported:
-        raise ConfigError(f"{owner} runs on {', '.join(supported)} only and cannot use device {device!r}; "
-                          "use device='cpu'")
+        raise ConfigError(
+            f"{owner} runs on {', '.join(supported)} only and cannot use device {device!r}; use device='cpu'"
+        )

@@ -15,7 +15,7 @@ def _extra_requirements(extra: str) -> list[str]:
     """Distribution names the installed trustrec declares for ``extra``."""
     try:
         requires = metadata.requires("trustrec") or []
-    except metadata.PackageNotFoundError:   # running from a source tree that is not installed
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         return []
     names = []
     for req in requires:
@@ -40,5 +40,7 @@ def require_extra(extra: str, purpose: str) -> None:
     """Raise a one-line error naming the missing packages of ``extra`` and the install command."""
     missing = missing_from_extra(extra)
     if missing:
-        raise TrustrecError(f"{purpose} needs the '{extra}' extra, missing {', '.join(missing)}: "
-                            f"pip install 'trustrec[{extra}]' (or python3 make.py demo, which installs it)")
+        raise TrustrecError(
+            f"{purpose} needs the '{extra}' extra, missing {', '.join(missing)}: "
+            f"pip install 'trustrec[{extra}]' (or python3 make.py demo, which installs it)"
+        )

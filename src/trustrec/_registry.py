@@ -77,11 +77,19 @@ class NamedRegistry(Mapping, Generic[T]):
     object an entry point loaded, or ``None``.
     """
 
-    def __init__(self, kind: str, builtins: Callable[[], Iterable[T]] | None = None,
-                 not_found: type[Exception] = ConfigError, help_text: str = "", list_up_to: int = 12, *,
-                 group: str | None = None, packages: Iterable[str] = (),
-                 name_of: Callable[[T], str] | None = None,
-                 check: Callable[[str, Any], str | None] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        builtins: Callable[[], Iterable[T]] | None = None,
+        not_found: type[Exception] = ConfigError,
+        help_text: str = "",
+        list_up_to: int = 12,
+        *,
+        group: str | None = None,
+        packages: Iterable[str] = (),
+        name_of: Callable[[T], str] | None = None,
+        check: Callable[[str, Any], str | None] | None = None,
+    ):
         self.kind = kind
         self.group = group
         self.packages = tuple(packages)
@@ -92,12 +100,12 @@ class NamedRegistry(Mapping, Generic[T]):
         self._name_of = name_of or (lambda entry: entry.name)
         self._check = check
         self._entries: dict[str, T] = {}
-        self._origin: dict[str, str] = {}                 # name -> "builtin" | "user" | "plugin"
+        self._origin: dict[str, str] = {}  # name -> "builtin" | "user" | "plugin"
         self._pending: dict[str, metadata.EntryPoint] = {}
-        self._state = "new"                                # new -> loading -> loaded
+        self._state = "new"  # new -> loading -> loaded
         self._lock = threading.RLock()
         if group and group.startswith(GROUP_PREFIX):
-            _KINDS[group[len(GROUP_PREFIX):]] = self
+            _KINDS[group[len(GROUP_PREFIX) :]] = self
 
     # -- discovery -----------------------------------------------------------------------------
     def _ensure(self) -> None:
@@ -122,11 +130,20 @@ class NamedRegistry(Mapping, Generic[T]):
         if not self.group:
             return
         for ep in metadata.entry_points(group=self.group):
-            taken = (f"the {self._origin[ep.name]} {self.kind} of that name" if ep.name in self._entries
-                     else f"the entry point {self._pending[ep.name].value!r}" if ep.name in self._pending else None)
+            taken = (
+                f"the {self._origin[ep.name]} {self.kind} of that name"
+                if ep.name in self._entries
+                else f"the entry point {self._pending[ep.name].value!r}"
+                if ep.name in self._pending
+                else None
+            )
             if taken:
-                warnings.warn(f"{self.group}: entry point {ep.name!r} = {ep.value!r} of {_dist_name(ep)} is not "
-                              f"used: {taken} is registered already", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"{self.group}: entry point {ep.name!r} = {ep.value!r} of {_dist_name(ep)} is not "
+                    f"used: {taken} is registered already",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 continue
             self._pending[ep.name] = ep
 
@@ -147,14 +164,15 @@ class NamedRegistry(Mapping, Generic[T]):
         try:
             obj = ep.load()
         except Exception as exc:
-            raise PluginError(f"the {self.kind} {name!r} could not be loaded from the {where}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"the {self.kind} {name!r} could not be loaded from the {where}: {type(exc).__name__}: {exc}"
+            ) from exc
         problem = self._check(name, obj) if self._check is not None else None
         if problem:
             raise PluginError(f"the {where} is not a usable {self.kind}: {problem}")
         with self._lock:
             self._pending.pop(name, None)
-            if self._origin.get(name) != "user":       # the plug-in's own decorator may have run
+            if self._origin.get(name) != "user":  # the plug-in's own decorator may have run
                 self._put(name, obj, "plugin")
         return self._entries[name]
 

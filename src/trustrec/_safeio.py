@@ -68,8 +68,7 @@ def check_path_text(path, what: str = "path", error: type[TrustrecError] = DataE
     except TypeError:
         return
     if ("\x00" if isinstance(text, str) else b"\x00") in text:
-        raise error(f"{what} {text!r} contains a NUL character (\\x00); file and dataset names "
-                    "cannot hold one")
+        raise error(f"{what} {text!r} contains a NUL character (\\x00); file and dataset names cannot hold one")
 
 
 def _kind(mode: int) -> str:
@@ -85,10 +84,15 @@ def _kind(mode: int) -> str:
 
 
 def _os_error(path, exc: OSError, what: str, error: type[TrustrecError]) -> TrustrecError:
-    reason = {errno.ENOENT: "file not found", errno.EACCES: "permission denied (cannot read it)",
-              errno.EPERM: "permission denied (cannot read it)", errno.EISDIR: f"is a folder, expected {what}",
-              errno.ENOTDIR: "a part of the path is not a folder", errno.ELOOP: "too many symbolic links",
-              errno.ENAMETOOLONG: "the name is too long"}.get(exc.errno, exc.strerror or str(exc))
+    reason = {
+        errno.ENOENT: "file not found",
+        errno.EACCES: "permission denied (cannot read it)",
+        errno.EPERM: "permission denied (cannot read it)",
+        errno.EISDIR: f"is a folder, expected {what}",
+        errno.ENOTDIR: "a part of the path is not a folder",
+        errno.ELOOP: "too many symbolic links",
+        errno.ENAMETOOLONG: "the name is too long",
+    }.get(exc.errno, exc.strerror or str(exc))
     return error(f"{path}: {reason}")
 
 
@@ -116,8 +120,14 @@ def open_regular(path, *, what: str = "a file", error: type[TrustrecError] = Dat
         raise
 
 
-def read_regular_bytes(path, *, limit: int | None = None, what: str = "a file",
-                       error: type[TrustrecError] = DataError, setting: str | None = None) -> bytes:
+def read_regular_bytes(
+    path,
+    *,
+    limit: int | None = None,
+    what: str = "a file",
+    error: type[TrustrecError] = DataError,
+    setting: str | None = None,
+) -> bytes:
     """The bytes of a regular file; more than ``limit`` bytes is an error (``setting`` names the
     way to raise the limit, if any)."""
     with open_regular(path, what=what, error=error) as fh:
@@ -148,8 +158,7 @@ def _parse_size(text: str, name: str) -> int:
     try:
         value = float(number) * _UNITS[unit]
     except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a size; use bytes or a number with K, M, G or T "
-                          "(e.g. 8G)") from None
+        raise ConfigError(f"{name}={text!r} is not a size; use bytes or a number with K, M, G or T (e.g. 8G)") from None
     if not 0 < value < float("inf"):
         raise ConfigError(f"{name}={text!r} must be a positive size (e.g. 8G)")
     return int(value)
@@ -157,8 +166,9 @@ def _parse_size(text: str, name: str) -> int:
 
 def max_decompressed_bytes() -> int:
     """The bound on the decompressed size of one file: ``TRUSTREC_MAX_DECOMPRESSED`` (default 4G)."""
-    return _parse_size(os.environ.get("TRUSTREC_MAX_DECOMPRESSED", _DEFAULT_MAX_DECOMPRESSED),
-                       "TRUSTREC_MAX_DECOMPRESSED")
+    return _parse_size(
+        os.environ.get("TRUSTREC_MAX_DECOMPRESSED", _DEFAULT_MAX_DECOMPRESSED), "TRUSTREC_MAX_DECOMPRESSED"
+    )
 
 
 def max_compression_ratio() -> float:
@@ -190,7 +200,7 @@ class _BoundedGzip(io.RawIOBase):
         self._raw, self._path, self._error = raw, path, error
         self._limit, self._ratio = max_decompressed_bytes(), max_compression_ratio()
         self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._fed = 0        # compressed bytes fed to the current member
+        self._fed = 0  # compressed bytes fed to the current member
         self._pending = b""  # compressed input not yet fed
         self._out = 0
         self._in = 0
@@ -211,12 +221,14 @@ class _BoundedGzip(io.RawIOBase):
             raise self._error(
                 f"{self._path}: decompresses to more than {_size(self._limit)}, the limit "
                 f"TRUSTREC_MAX_DECOMPRESSED={setting}; if the file is genuine, raise it "
-                "(e.g. TRUSTREC_MAX_DECOMPRESSED=16G)")
+                "(e.g. TRUSTREC_MAX_DECOMPRESSED=16G)"
+            )
         if self._out > _RATIO_CHECK_AFTER and self._out > self._ratio * max(self._in, 1):
             raise self._error(
                 f"{self._path}: expands more than {self._ratio:g} times ({_size(self._out)} from "
                 f"{_size(self._in)} compressed so far), which looks like a decompression bomb; if the "
-                f"file is genuine, raise TRUSTREC_MAX_COMPRESSION_RATIO (now {self._ratio:g})")
+                f"file is genuine, raise TRUSTREC_MAX_COMPRESSION_RATIO (now {self._ratio:g})"
+            )
 
     def readinto(self, buffer) -> int:
         want = len(buffer)
@@ -266,8 +278,7 @@ def open_decompressed(path, *, what: str = "a file", error: type[TrustrecError] 
         return io.BufferedReader(_BoundedGzip(raw, path, error), buffer_size=1 << 16)
     if str(path).endswith(".gz"):
         raw.close()
-        raise error(f"{path}: the name ends in .gz but the file is not gzip-compressed; "
-                    "rename it or compress it")
+        raise error(f"{path}: the name ends in .gz but the file is not gzip-compressed; rename it or compress it")
     return raw
 
 
@@ -278,8 +289,10 @@ def read_decompressed(path, *, what: str = "a file", error: type[TrustrecError] 
     with open_decompressed(path, what=what, error=error) as fh:
         data = _read_at_most(fh, limit + 1)
     if len(data) > limit:
-        raise error(f"{path}: larger than {_size(limit)}, the limit TRUSTREC_MAX_DECOMPRESSED; if the "
-                    "file is genuine, raise it (e.g. TRUSTREC_MAX_DECOMPRESSED=16G)")
+        raise error(
+            f"{path}: larger than {_size(limit)}, the limit TRUSTREC_MAX_DECOMPRESSED; if the "
+            "file is genuine, raise it (e.g. TRUSTREC_MAX_DECOMPRESSED=16G)"
+        )
     return data
 
 
@@ -287,9 +300,11 @@ def check_archive_size(total: int, name: str, error: type[TrustrecError] = DataE
     """Refuse an archive whose members add up to more than the decompression limit."""
     limit = max_decompressed_bytes()
     if total > limit:
-        raise error(f"{name}: its files add up to {_size(total)} uncompressed, more than the limit "
-                    f"TRUSTREC_MAX_DECOMPRESSED ({_size(limit)}); if the archive is genuine, raise it "
-                    "(e.g. TRUSTREC_MAX_DECOMPRESSED=16G)")
+        raise error(
+            f"{name}: its files add up to {_size(total)} uncompressed, more than the limit "
+            f"TRUSTREC_MAX_DECOMPRESSED ({_size(limit)}); if the archive is genuine, raise it "
+            "(e.g. TRUSTREC_MAX_DECOMPRESSED=16G)"
+        )
 
 
 # -- text documents -------------------------------------------------------------------------------
@@ -298,8 +313,10 @@ def _decode_utf8(data: bytes, where: str, error: type[TrustrecError]) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise error(f"{where}: not UTF-8 text (byte {data[exc.start]:#04x} at line {line}, byte offset "
-                    f"{exc.start}); save the file as UTF-8") from None
+        raise error(
+            f"{where}: not UTF-8 text (byte {data[exc.start]:#04x} at line {line}, byte offset "
+            f"{exc.start}); save the file as UTF-8"
+        ) from None
 
 
 def _read_document(source, what: str, error: type[TrustrecError]) -> tuple[str, str]:
@@ -361,8 +378,9 @@ def _expanded_size(root, limit: int) -> int:
     return sizes[id(root)]
 
 
-def load_yaml(source, *, what: str = "a YAML file", error: type[TrustrecError] = ConfigError,
-              max_nodes: int = MAX_YAML_NODES) -> Any:
+def load_yaml(
+    source, *, what: str = "a YAML file", error: type[TrustrecError] = ConfigError, max_nodes: int = MAX_YAML_NODES
+) -> Any:
     """Parse one YAML document safely (plain data only) from a path, ``bytes`` or ``str``.
 
     Refuses, with ``error`` naming the file: a non-regular or unreadable file, more than

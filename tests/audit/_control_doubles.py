@@ -50,9 +50,10 @@ class FirstSlotBackend:
         self.n_prompts += len(prompts)
         out = []
         for prompt, conts in zip(prompts, continuations):
-            block = prompt[prompt.index("Candidates:"):]
-            out.append([-float(block.index(f"- {c}\n") if f"- {c}\n" in block else block.index(f"- {c}"))
-                        for c in conts])
+            block = prompt[prompt.index("Candidates:") :]
+            out.append(
+                [-float(block.index(f"- {c}\n") if f"- {c}\n" in block else block.index(f"- {c}")) for c in conts]
+            )
         return out
 
 
@@ -65,7 +66,7 @@ class WordingBackend:
     def score_continuations(self, prompts, continuations, reduction="mean"):
         import zlib
 
-        head = [p[:p.index("\n")] if "\n" in p else p for p in prompts]     # the system line
+        head = [p[: p.index("\n")] if "\n" in p else p for p in prompts]  # the system line
         return [[zlib.crc32(f"{h}|{c}".encode()) / 2**32 for c in conts] for h, conts in zip(head, continuations)]
 
 

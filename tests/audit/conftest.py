@@ -15,14 +15,23 @@ def attributed_frames(n_users=160, n_items=40, per_user=8, seed=0):
         items = rng.choice(n_items, per_user, replace=False, p=pop / pop.sum())
         rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(items)]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
-    users = pd.DataFrame({"user_id": [f"u{u}" for u in range(n_users)],
-                          "gender": np.where(np.arange(n_users) % 2 == 0, "F", "M").astype(object),
-                          "age": rng.integers(15, 70, n_users),
-                          "occupation": rng.choice(["artist", "engineer", "student"], n_users)})
+    users = pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in range(n_users)],
+            "gender": np.where(np.arange(n_users) % 2 == 0, "F", "M").astype(object),
+            "age": rng.integers(15, 70, n_users),
+            "occupation": rng.choice(["artist", "engineer", "student"], n_users),
+        }
+    )
     users.loc[[3, 7], "gender"] = None
     genres = ["Action", "Comedy", "Drama", "Horror"]
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"Film {i}" for i in range(n_items)],
-                          "genre": ["|".join(sorted({genres[i % 4], genres[(i * 7) % 4]})) for i in range(n_items)]})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n_items)],
+            "title": [f"Film {i}" for i in range(n_items)],
+            "genre": ["|".join(sorted({genres[i % 4], genres[(i * 7) % 4]})) for i in range(n_items)],
+        }
+    )
     return inter, users, items
 
 

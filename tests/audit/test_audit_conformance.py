@@ -48,7 +48,7 @@ class TestFairnessMitigations(AuditChecks):
     configs = [{"n_boot": 30, "strengths": [0.0, 0.5, 0.9], "n_candidates": 20}]
 
 
-class TestHallucination(AuditChecks):          # not applicable to item_knn: the reason is checked
+class TestHallucination(AuditChecks):  # not applicable to item_knn: the reason is checked
     audit = HallucinationAudit
     configs = [{"max_users": 5}]
 
@@ -73,10 +73,16 @@ def _conformance_classes():
     import importlib
     from pathlib import Path
 
-    modules = [importlib.import_module(f"tests.audit.{p.stem}")
-               for p in sorted(Path(__file__).parent.glob("test_*conformance*.py"))]
-    return {c for m in modules for c in vars(m).values()
-            if isinstance(c, type) and issubclass(c, AuditChecks) and c is not AuditChecks}
+    modules = [
+        importlib.import_module(f"tests.audit.{p.stem}")
+        for p in sorted(Path(__file__).parent.glob("test_*conformance*.py"))
+    ]
+    return {
+        c
+        for m in modules
+        for c in vars(m).values()
+        if isinstance(c, type) and issubclass(c, AuditChecks) and c is not AuditChecks
+    }
 
 
 def test_every_registered_audit_has_a_conformance_class():

@@ -33,10 +33,14 @@ def knn(attributed):
 
 def test_registered_with_their_dimensions():
     audits = available_audits()
-    assert {n: audits[n].dimension for n in ("user_control", "platform_rules", "prompt_sensitivity",
-                                             "position_bias")} == {
-        "user_control": "controllability", "platform_rules": "controllability",
-        "prompt_sensitivity": "controllability", "position_bias": "fairness"}
+    assert {
+        n: audits[n].dimension for n in ("user_control", "platform_rules", "prompt_sensitivity", "position_bias")
+    } == {
+        "user_control": "controllability",
+        "platform_rules": "controllability",
+        "prompt_sensitivity": "controllability",
+        "position_bias": "fairness",
+    }
     assert audit_class("position_bias") is PositionBiasAudit
 
 
@@ -47,13 +51,20 @@ def test_generated_requests_parse_back_into_what_was_meant(attributed):
     queries = split.eval_set("test").queries
     requests = constraint_requests(catalog, queries.histories, seed=0)
     assert set(requests) == {"exclude_genre", "include_genre", "year_before", "year_after", "similar", "different"}
-    assert all(t is None for t in requests["year_before"])                # no year column: not asked
+    assert all(t is None for t in requests["year_before"])  # no year column: not asked
     for kind in ("exclude_genre", "include_genre", "similar", "different"):
         texts = [t for t in requests[kind] if t is not None]
         assert len(texts) > 0.9 * len(queries)
         kinds = {type(c).__name__ for t in texts for c in parse_constraint(t, catalog).constraints}
-        assert kinds == {"exclude_genre": {"ExcludeGroups"}, "include_genre": {"IncludeGroups"},
-                         "similar": {"SimilarTo"}, "different": {"Different"}}[kind]
+        assert (
+            kinds
+            == {
+                "exclude_genre": {"ExcludeGroups"},
+                "include_genre": {"IncludeGroups"},
+                "similar": {"SimilarTo"},
+                "different": {"Different"},
+            }[kind]
+        )
     # "no <g>" names a genre of the user's history that is not their most frequent one
     row = 0
     history_genres = ds.items["genre"].iloc[queries.histories.row(row)].str.split("|").explode()
@@ -65,10 +76,10 @@ def test_filtering_satisfies_every_request_where_the_model_alone_does_not(knn):
     model, split = knn
     res = UserControlAudit(n_boot=50, max_users=80).run(model, split)
     e = res.estimates
-    assert res.verdict.status == "pass"                                   # filtered conditions >= 0.95
+    assert res.verdict.status == "pass"  # filtered conditions >= 0.95
     assert e["satisfaction@10 [filtered]"].value == 1.0 and e["satisfaction@10 [post_filtered]"].value == 1.0
     assert e["satisfaction@10 [unconstrained]"].value < 0.8
-    assert "satisfaction@10 [prompted]" not in e                          # item_knn reads no prompt
+    assert "satisfaction@10 [prompted]" not in e  # item_knn reads no prompt
     assert e["unsatisfiable_share"].value == 0 and e["understood_share"].value == 1
     # accuracy on compatible targets: filtering drops only incompatible items, so the target can only move up
     assert e["ndcg@10 retained [filtered]"].value >= 1.0
@@ -80,15 +91,16 @@ def test_filtering_satisfies_every_request_where_the_model_alone_does_not(knn):
 
 def test_unsatisfiable_and_vague_requests_are_counted_not_raised(knn):
     model, split = knn
-    res = UserControlAudit(kinds=(), texts=("only horror, no horror", "old films please", "no comedy"),
-                           n_boot=20, max_users=30).run(model, split)
+    res = UserControlAudit(
+        kinds=(), texts=("only horror, no horror", "old films please", "no comedy"), n_boot=20, max_users=30
+    ).run(model, split)
     e = res.estimates
     assert e["unsatisfiable_share"].value == pytest.approx(1 / 3)
-    assert e["understood_share"].value == pytest.approx(2 / 3)          # "old films please" only
+    assert e["understood_share"].value == pytest.approx(2 / 3)  # "old films please" only
     assert any("no item satisfies" in w and "only horror, no horror" in w for w in res.warnings)
     assert any("not fully understood" in w for w in res.warnings)
     assert e["satisfaction@10 [filtered, no comedy]"].value == 1.0
-    assert e["satisfaction@10 [filtered, only horror, no horror]"].value is None   # nothing to measure
+    assert e["satisfaction@10 [filtered, only horror, no horror]"].value is None  # nothing to measure
     requests = res.evidence["requests"]
     assert requests[requests.kind == "only horror, no horror"].unsatisfiable.all()
 
@@ -97,7 +109,7 @@ def test_user_control_without_enforcement_measures_the_model_alone(knn):
     model, split = knn
     res = UserControlAudit(modes=(), kinds=("exclude_genre",), n_boot=20, max_users=30).run(model, split)
     assert res.settings["conditions"] == ["unconstrained"]
-    assert res.verdict.status == "no_threshold"                            # nothing controlled to judge
+    assert res.verdict.status == "no_threshold"  # nothing controlled to judge
     assert res.evidence["cost"].condition.tolist() == ["uncontrolled"]
 
 
@@ -124,7 +136,7 @@ def test_user_control_on_ml100k(ml100k):
     assert e["understood_share"].value == 1.0
     assert {"year_before", "year_after"} <= set(res.evidence["satisfaction"].kind)
     assert e["satisfaction@10 [filtered]"].value == 1.0
-    assert e["satisfaction@10 [unconstrained, year_before]"].value < 0.5    # most-popular films are recent
+    assert e["satisfaction@10 [unconstrained, year_before]"].value < 0.5  # most-popular films are recent
 
 
 # -- platform rules -------------------------------------------------------------------------------------------------
@@ -157,7 +169,7 @@ def test_uniformity_and_equal_rate_tests():
     uniform = rng.integers(0, 5, 500)
     skewed = np.where(rng.random(500) < 0.5, 0, uniform)
     assert uniform_position_test(uniform, 5)[1] > 0.01 and uniform_position_test(skewed, 5)[1] < 1e-6
-    few = np.array([0, 0, 0, 0, 0, 0, 1])                                  # expected 0.7 per cell: Monte Carlo
+    few = np.array([0, 0, 0, 0, 0, 0, 1])  # expected 0.7 per cell: Monte Carlo
     _stat, p, method = uniform_position_test(few, 10, n_resamples=999)
     assert method == "monte_carlo" and p < 0.01
     pos = np.tile(np.arange(4), 100)
@@ -169,7 +181,7 @@ def test_uniformity_and_equal_rate_tests():
     assert small[2] == "permutation" and 0 < small[1] <= 1
     lo, hi = wilson_interval(np.array([0, 5, 10]), np.array([10, 10, 10]))
     assert lo[0] == 0 and hi[2] == pytest.approx(1) and lo[1] < 0.5 < hi[1]
-    assert hi[0] == pytest.approx(0.2775, abs=1e-3)                        # the textbook 0/10 Wilson bound
+    assert hi[0] == pytest.approx(0.2775, abs=1e-3)  # the textbook 0/10 Wilson bound
 
 
 # -- position bias: the audit ---------------------------------------------------------------------------------------
@@ -207,7 +219,7 @@ def test_position_bias_passes_a_position_blind_ranker(listers):
     assert res.verdict.status == "pass", res.verdict.reasons
     assert e["top1_position_tv [single order]"].p_value > 0.05
     assert e["target_top1_spread [single order]"].p_value > 0.05
-    assert e["kendall_tau across orders"].value == pytest.approx(1.0)      # order never matters
+    assert e["kendall_tau across orders"].value == pytest.approx(1.0)  # order never matters
     assert e["top1_listed_first [single order]"].value < 0.4
 
 
@@ -216,7 +228,7 @@ def test_position_bias_lists_the_target_uniformly_among_unseen_negatives(listers
     res = PositionBiasAudit(n_candidates=4, negatives="random", n_boot=10).run(first, split)
     per_user = res.evidence["per_user"]
     counts = per_user.target_position.value_counts()
-    assert counts.max() - counts.min() <= 1                                # stratified positions
+    assert counts.max() - counts.min() <= 1  # stratified positions
     assert res.settings["negatives"] == "random"
 
 
@@ -224,7 +236,7 @@ def test_position_bias_with_fewer_users_than_positions_does_not_crash(listers):
     first, _, split = listers
     res = PositionBiasAudit(n_candidates=6, max_users=3, n_boot=20).run(first, split)
     curve = res.evidence["curve"]
-    assert curve[curve.condition == "single order"].rate.isna().sum() == 3       # positions nobody got
+    assert curve[curve.condition == "single order"].rate.isna().sum() == 3  # positions nobody got
     assert res.estimates["top1_position_tv [single order]"].p_value is not None
     with pytest.raises(ValueError, match="outcomes"):
         equal_rate_test(np.arange(3), np.ones(4, bool), 3)
@@ -240,9 +252,10 @@ def _fake_ranker(split, backend, **params):
     from trustrec.models.llm._ranker import LLMRanker
 
     retriever = make_model("most_popular").fit(split, QUIET)
-    ranker = LLMRanker.from_fitted(retriever, split.train_dataset(), **{"model": "tiny-smollm2-random",
-                                                                        "template": {"chat": False}, **params})
-    ranker._backend = backend                      # no model is loaded: the backend is the whole LLM
+    ranker = LLMRanker.from_fitted(
+        retriever, split.train_dataset(), **{"model": "tiny-smollm2-random", "template": {"chat": False}, **params}
+    )
+    ranker._backend = backend  # no model is loaded: the backend is the whole LLM
     return ranker
 
 
@@ -310,9 +323,10 @@ def test_prompt_sensitivity_separates_a_wording_sensitive_llm_from_an_insensitiv
     assert s["jaccard@5 pairwise"].ci_high < t["jaccard@5 pairwise"].value
     assert not sensitive.warnings
     fixed = PromptSensitivityAudit(max_users=10, n_boot=20, k=10).run(
-        _fake_ranker(split, WordingBackend(), n_candidates=10, n_permutations=1), split)
-    assert fixed.estimates["jaccard@10 to default"].value == 1.0                 # the same 10 candidates ...
-    assert any("1 by construction" in w for w in fixed.warnings)                  # ... and the audit says so
+        _fake_ranker(split, WordingBackend(), n_candidates=10, n_permutations=1), split
+    )
+    assert fixed.estimates["jaccard@10 to default"].value == 1.0  # the same 10 candidates ...
+    assert any("1 by construction" in w for w in fixed.warnings)  # ... and the audit says so
     table = sensitive.evidence["per_template"]
     assert table.template.tolist() == ["default", "reworded", "question_first", "terse", "descriptive", "formal"]
     assert table.jaccard_to_default.iloc[0] == 1.0
@@ -328,7 +342,7 @@ def test_identical_paraphrases_give_identical_lists_and_a_bad_one_is_refused(att
     assert res.estimates["jaccard@5 to default"].value == 1.0
     assert res.estimates["ndcg@5 spread"].value == 0.0
     assert any("only 1 paraphrases" in w for w in res.warnings)
-    assert ranker.config.template == {"chat": False}                       # the audited model is untouched
+    assert ranker.config.template == {"chat": False}  # the audited model is untouched
     missing = ({"name": "no_history", "user": "Candidates:\n{candidates}\nPick one."},)
     with pytest.raises(ConfigError, match="say the same things"):
         PromptSensitivityAudit(paraphrases=missing, max_users=4).run(ranker, split)
@@ -337,8 +351,9 @@ def test_identical_paraphrases_give_identical_lists_and_a_bad_one_is_refused(att
 def test_user_control_on_an_llm_ranker_prompts_and_filters(attributed):
     split = attributed[1]
     ranker = _fake_ranker(split, ContentBackend(), n_candidates=10, n_permutations=1)
-    res = UserControlAudit(kinds=("exclude_genre", "different"), modes=("candidates",), max_users=30, n_boot=20,
-                           k=5).run(ranker, split)
+    res = UserControlAudit(
+        kinds=("exclude_genre", "different"), modes=("candidates",), max_users=30, n_boot=20, k=5
+    ).run(ranker, split)
     e = res.estimates
     assert res.settings["reads_prompt"] and "satisfaction@5 [prompted]" in e
     assert e["satisfaction@5 [filtered]"].value == 1.0 > e["satisfaction@5 [prompted]"].value
@@ -353,8 +368,15 @@ def tiny_ranker(attributed):
 
     _ds, split = attributed
     retriever = make_model("most_popular").fit(split, QUIET)
-    return LLMRanker.from_fitted(retriever, split.train_dataset(), model="tiny-smollm2-random", n_candidates=8,
-                                 n_permutations=2, max_history_tokens=48, template={"chat": False}), split
+    return LLMRanker.from_fitted(
+        retriever,
+        split.train_dataset(),
+        model="tiny-smollm2-random",
+        n_candidates=8,
+        n_permutations=2,
+        max_history_tokens=48,
+        template={"chat": False},
+    ), split
 
 
 @pytest.mark.slow
@@ -365,8 +387,9 @@ def test_controllability_audits_on_a_real_llm_ranker(tiny_ranker):
     assert res.settings["templates"][0] == "default" and res.settings["n_model_calls"] == 5 * 12
     assert 0 <= e["jaccard@5 to default"].value <= 1 and 0 <= e["rbo to default"].value <= 1
     assert e["ndcg@5 spread"].ci_low <= e["ndcg@5 spread"].value <= e["ndcg@5 spread"].ci_high + 1e-12
-    control = UserControlAudit(kinds=("exclude_genre",), modes=("candidates",), max_users=8, n_boot=20,
-                               k=5).run(ranker, split)
+    control = UserControlAudit(kinds=("exclude_genre",), modes=("candidates",), max_users=8, n_boot=20, k=5).run(
+        ranker, split
+    )
     assert control.estimates["satisfaction@5 [filtered]"].value == 1.0
     bias = PositionBiasAudit(n_candidates=4, max_users=16, n_boot=20).run(ranker, split)
     assert bias.settings["n_orders"] == 2 and bias.estimates["model_calls [averaged]"].value == 32
@@ -378,11 +401,18 @@ def test_controllability_audits_on_a_generative_llm(attributed):
     from trustrec.models.llm._generative import GenerativeRecommender
 
     split = attributed[1]
-    model = GenerativeRecommender(model="tiny-smollm2-random", max_history_tokens=32, max_train_examples=8, epochs=1,
-                                  num_beams=5, template={"chat": False}).fit(split, QUIET)
+    model = GenerativeRecommender(
+        model="tiny-smollm2-random",
+        max_history_tokens=32,
+        max_train_examples=8,
+        epochs=1,
+        num_beams=5,
+        template={"chat": False},
+    ).fit(split, QUIET)
     sens = PromptSensitivityAudit(max_users=6, n_boot=20, k=3).run(model, split)
     assert sens.settings["templates"] == ["default", "reworded", "question_first", "terse", "descriptive", "formal"]
-    control = UserControlAudit(kinds=("exclude_genre",), modes=("candidates",), max_users=6, n_boot=20,
-                               k=3).run(model, split)
-    assert control.estimates["satisfaction@3 [filtered]"].value == 1.0     # decoding stays inside the allowed set
-    assert not PositionBiasAudit().run(model, split).estimates               # no candidate list to order
+    control = UserControlAudit(kinds=("exclude_genre",), modes=("candidates",), max_users=6, n_boot=20, k=3).run(
+        model, split
+    )
+    assert control.estimates["satisfaction@3 [filtered]"].value == 1.0  # decoding stays inside the allowed set
+    assert not PositionBiasAudit().run(model, split).estimates  # no candidate list to order

@@ -29,9 +29,15 @@ def wording_ranker(attributed):
 
     _ds, split = attributed
     retriever = make_model("most_popular").fit(split, QUIET)
-    ranker = LLMRanker.from_fitted(retriever, split.train_dataset(), model="tiny-smollm2-random", n_candidates=8,
-                                   n_permutations=2, template={"chat": False})
-    ranker._backend = WordingBackend()             # a prompt-sensitive LLM stand-in; no model is loaded
+    ranker = LLMRanker.from_fitted(
+        retriever,
+        split.train_dataset(),
+        model="tiny-smollm2-random",
+        n_candidates=8,
+        n_permutations=2,
+        template={"chat": False},
+    )
+    ranker._backend = WordingBackend()  # a prompt-sensitive LLM stand-in; no model is loaded
     return ranker, split
 
 
@@ -55,7 +61,7 @@ class TestPromptSensitivity(AuditChecks):
         return wording_ranker
 
 
-class TestPromptSensitivityNotApplicable(AuditChecks):     # item_knn reads no prompt: the reason is checked
+class TestPromptSensitivityNotApplicable(AuditChecks):  # item_knn reads no prompt: the reason is checked
     audit = PromptSensitivityAudit
     configs = [{"max_users": 5}]
 

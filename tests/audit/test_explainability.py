@@ -43,8 +43,9 @@ class LinearHistory(Recommender):
 
 
 def _toy_catalog(n_items):
-    frame = pd.DataFrame({"user_id": ["u0"] * n_items, "item_id": [f"i{i}" for i in range(n_items)],
-                          "timestamp": np.arange(n_items)})
+    frame = pd.DataFrame(
+        {"user_id": ["u0"] * n_items, "item_id": [f"i{i}" for i in range(n_items)], "timestamp": np.arange(n_items)}
+    )
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"Film {i}" for i in range(n_items)]})
     return Dataset.from_frame(frame, name="toy", items=items)
 
@@ -120,7 +121,7 @@ def planted_dataset(n_a=200, n_b=40, n_noise_a=30, n_noise_b=300, seed=0):
     for u in range(n_a + n_b):
         noise = rng.choice(pool_a if u < n_a else pool_b, 9, replace=False)
         pre, gap = rng.integers(0, 4), rng.integers(0, 3)
-        seq = [*noise[:pre], 0, *noise[pre:pre + gap], *([1] if u < n_a else []), *noise[pre + gap:pre + gap + 3]]
+        seq = [*noise[:pre], 0, *noise[pre : pre + gap], *([1] if u < n_a else []), *noise[pre + gap : pre + gap + 3]]
         rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(seq)]
     n_items = 2 + n_noise_a + n_noise_b
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"Film {i}" for i in range(n_items)]})
@@ -141,13 +142,13 @@ def test_deletion_faithfulness_ranks_a_planted_driver_first(planted):
     res = ExplanationFaithfulnessAudit(n_cited=1, steps=(1, 2, 3), n_boot=100, max_users=None).run(model, split)
     table = res.evidence["explanations"]
     probes = table[[int(ds.user_ids[u][1:]) >= 200 for u in table.user]]
-    assert len(probes) == 40 and (probes.item_id == "i1").all()          # the target is every probe's top-1
-    assert (probes.cited_items == "i0").all()                             # and the driver is cited first
+    assert len(probes) == 40 and (probes.item_id == "i1").all()  # the target is every probe's top-1
+    assert (probes.cited_items == "i0").all()  # and the driver is cited first
     # removing the driver pushes the target down; removing one random history item barely does
     assert (probes.rank_remove_cited - probes.base_rank).mean() > 3
     assert (probes.rank_remove_random - probes.base_rank).mean() < 1.5
     comp = res.estimates["comprehensiveness"]
-    assert comp.value > 0 and comp.ci_low > 0 and comp.p_value < 0.05        # all 240 users, probes or not
+    assert comp.value > 0 and comp.ci_low > 0 and comp.p_value < 0.05  # all 240 users, probes or not
     assert res.estimates["leaves_top10 [remove cited]"].value > res.estimates["leaves_top10 [remove random]"].value
     curve = res.evidence["deletion_curve"]
     assert set(curve.variant) == {"remove cited", "remove random"} and set(curve.n_items) == {1, 2, 3}
@@ -172,10 +173,11 @@ def test_reversed_attribution_is_less_faithful(planted):
 def test_explanations_requested_for_items_not_recommended_are_counted(planted):
     ds, split, model = planted
     res = ExplanationFaithfulnessAudit(items=("i1", "i0"), n_boot=20, max_users=60, steps=(1,), n_cited=1).run(
-        model, split)
+        model, split
+    )
     counts = res.settings["request_counts"]
     table = res.evidence["explanations"]
-    assert len(table) == 120 and sum(counts.values()) == 120           # every request has a row
+    assert len(table) == 120 and sum(counts.values()) == 120  # every request has a row
     # i0 (the driver) is in every history: never recommended; i1 only for the users who have not seen it
     assert counts["not_recommended"] == int((table.status == "not_recommended").sum()) >= 60
     bad = table[table.status == "not_recommended"]
@@ -191,13 +193,15 @@ def test_explanation_requests_statuses_and_messages():
     topk = np.array([[3, 4], [5, 6], [7, 8]])
     histories = Ragged.from_rows([[1, 2], [], [0]])
     items = np.array([[3, 9], [5, -1], [42, 8]])
-    req = explanation_requests(items, topk, histories, 10, users=np.array([10, 11, 12]),
-                               item_ids=np.array([f"i{i}" for i in range(10)]))
-    assert req[["row", "slot"]].values.tolist() == [[0, 0], [0, 1], [1, 0], [2, 0], [2, 1]]   # -1 = no request
+    req = explanation_requests(
+        items, topk, histories, 10, users=np.array([10, 11, 12]), item_ids=np.array([f"i{i}" for i in range(10)])
+    )
+    assert req[["row", "slot"]].values.tolist() == [[0, 0], [0, 1], [1, 0], [2, 0], [2, 1]]  # -1 = no request
     assert req.status.tolist() == ["ok", "not_recommended", "empty_history", "unknown_item", "ok"]
     assert req["rank"].tolist()[0] == 1 and np.isnan(req["rank"][1]) and req["rank"].tolist()[4] == 2
-    assert req.message[1] == ("item i9 is not in user 10's top-2: the model did not recommend it, so there is no "
-                              "recommendation to explain")
+    assert req.message[1] == (
+        "item i9 is not in user 10's top-2: the model did not recommend it, so there is no recommendation to explain"
+    )
     assert "empty history" in req.message[2] and "not in the catalog of 10 items" in req.message[3]
     assert req.message[0] == "" and req.message[4] == ""
     with pytest.raises(ValueError, match="top-k rows"):
@@ -207,7 +211,7 @@ def test_explanation_requests_statuses_and_messages():
 def test_explain_keeps_every_request(linear):
     model, queries, perm = linear
     two = QueryBatch.from_histories([perm[[0, 1, 2]], []])
-    out = explain(model, two, np.array([[perm[5], perm[4]], [perm[0], -1]]), k=2, n_cited=2)   # ties: 0 first
+    out = explain(model, two, np.array([[perm[5], perm[4]], [perm[0], -1]]), k=2, n_cited=2)  # ties: 0 first
     assert out.status.tolist() == ["ok", "not_recommended", "empty_history"]
     assert out.cited_items[0] == perm[[0, 1]].tolist() and out.cited_attributions[0] == [3.0, 1.0]
     assert out.cited_items[1] == [] and out.cited_items[2] == []
@@ -253,33 +257,34 @@ def test_history_gradients_match_finite_differences():
 
     ds = make_dataset(n_users=20, n_items=12, n_inter=200)
     m = make_model("sasrec", epochs=2, embedding_size=8, n_blocks=1, n_heads=1, inner_size=16, max_len=5).fit(
-        ds, FitOptions(progress=False))
+        ds, FitOptions(progress=False)
+    )
     q = QueryBatch.from_histories([[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [0]])
     items = np.array([[3, 7], [1, -1], [2, 2]])
     g = m.history_gradients(q, items)
     assert g.shape == (3, 2, 5)
     assert np.isnan(g[0, :, :2]).all() and np.isnan(g[1, 1]).all() and not np.isnan(g[1, 0]).any()
     seq = torch.from_numpy(q.histories.to_padded(5, fill=-1) + 1)
-    net = copy.deepcopy(m.net_).double()           # float64 so central differences are exact enough
+    net = copy.deepcopy(m.net_).double()  # float64 so central differences are exact enough
     with torch.no_grad():
         vectors = net.item_emb(seq)
 
         def logit(v, row, item):
-            return float(net.logits(net(seq[row:row + 1], v[row:row + 1])[:, -1])[0, item])
+            return float(net.logits(net(seq[row : row + 1], v[row : row + 1])[:, -1])[0, item])
 
         for row, col, j in [(0, 4, 0), (0, 2, 1), (1, 0, 0), (2, 4, 1)]:
-            eps = 1e-5                     # d/da logit(x with x_col scaled by a) at a = 1 equals grad . x_col
+            eps = 1e-5  # d/da logit(x with x_col scaled by a) at a = 1 equals grad . x_col
             up, down = vectors.clone(), vectors.clone()
             up[row, col] *= 1 + eps
             down[row, col] *= 1 - eps
             fd = (logit(up, row, items[row, j]) - logit(down, row, items[row, j])) / (2 * eps)
             assert fd == pytest.approx(g[row, j, col], rel=1e-4, abs=1e-7)
-    a = attribute(m, q, items, method="gradient")           # mapped to history positions
-    assert a.values.shape == (3, 2, 7)                       # positions of the longest history
+    a = attribute(m, q, items, method="gradient")  # mapped to history positions
+    assert a.values.shape == (3, 2, 7)  # positions of the longest history
     np.testing.assert_allclose(a.values[0, 0, :3], g[0, 0, 2:])
-    assert np.isnan(a.values[0, 0, 3:]).all()                # past the end of a 3-item history
+    assert np.isnan(a.values[0, 0, 3:]).all()  # past the end of a 3-item history
     np.testing.assert_allclose(a.values[1, 0, 2:], g[1, 0])
-    assert np.isnan(a.values[1, 0, :2]).all()                # older than max_len: not attributed
+    assert np.isnan(a.values[1, 0, :2]).all()  # older than max_len: not attributed
 
 
 @pytest.mark.slow
@@ -291,24 +296,33 @@ def test_sasrec_leave_one_out_finds_a_planted_driver():
     for u in range(300):
         noise = rng.choice(np.arange(2, 32), 9, replace=False)
         pre, gap = rng.integers(0, 5), rng.integers(0, 3)
-        seq = [*noise[:pre], 0, *noise[pre:pre + gap], 1, *noise[pre + gap:pre + gap + 3]]
+        seq = [*noise[:pre], 0, *noise[pre : pre + gap], 1, *noise[pre + gap : pre + gap + 3]]
         rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(seq)]
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(32)], "title": [f"Film {i}" for i in range(32)]})
     ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="p", items=items)
     idx = {iid: i for i, iid in enumerate(ds.item_ids)}
-    model = make_model("sasrec", epochs=10, window_stride=1, batch_size=32, learning_rate=3e-3, embedding_size=32,
-                       n_blocks=1, max_len=12, dropout=0.1, attn_dropout=0.1).fit(split_leave_one_out(ds),
-                                                                                   FitOptions(progress=False))
+    model = make_model(
+        "sasrec",
+        epochs=10,
+        window_stride=1,
+        batch_size=32,
+        learning_rate=3e-3,
+        embedding_size=32,
+        n_blocks=1,
+        max_len=12,
+        dropout=0.1,
+        attn_dropout=0.1,
+    ).fit(split_leave_one_out(ds), FitOptions(progress=False))
     histories = []
     for _ in range(40):
         noise = rng.choice(np.arange(2, 32), 6, replace=False)
         pre, gap = rng.integers(0, 5), rng.integers(0, 2)
-        histories.append([idx[f"i{i}"] for i in [*noise[:pre], 0, *noise[pre:pre + gap]]])
+        histories.append([idx[f"i{i}"] for i in [*noise[:pre], 0, *noise[pre : pre + gap]]])
     q = QueryBatch.from_histories(histories)
     driver, target = idx["i0"], idx["i1"]
     assert (model.recommend(q, 1).items[:, 0] == target).mean() > 0.8
     a = attribute(model, q, np.full(len(q), target))
-    several = (q.histories.lengths > 1)
+    several = q.histories.lengths > 1
     assert (a.cited_items(1)[several, 0, 0] == driver).mean() >= 0.7
     d = deletion_test(model, q, a, steps=(1,), n_random=3)
     assert np.nanmean(d.comprehensiveness()) > 2
@@ -317,31 +331,43 @@ def test_sasrec_leave_one_out_finds_a_planted_driver():
 
 
 # -- generated explanations checked against the catalog ---------------------------------------------------------
-CATALOG = pd.DataFrame({
-    "item_id": ["1", "2", "3", "4", "5", "6"],
-    "title": ["Toy Story", "Usual Suspects, The", "Star Wars", "Heat", "GoldenEye", "Ed"],
-    "release_year": ["1995", "1995", "1977", "1995", "1995", "1996"],
-    "class": ["Animation Children's Comedy", "Crime Thriller", "Action Adventure Romance Sci-Fi War",
-              "Action Crime Thriller", "Action Adventure Thriller", "Comedy"],
-})
+CATALOG = pd.DataFrame(
+    {
+        "item_id": ["1", "2", "3", "4", "5", "6"],
+        "title": ["Toy Story", "Usual Suspects, The", "Star Wars", "Heat", "GoldenEye", "Ed"],
+        "release_year": ["1995", "1995", "1977", "1995", "1995", "1996"],
+        "class": [
+            "Animation Children's Comedy",
+            "Crime Thriller",
+            "Action Adventure Romance Sci-Fi War",
+            "Action Crime Thriller",
+            "Action Adventure Thriller",
+            "Comedy",
+        ],
+    }
+)
 
 
 def test_check_explanations_against_the_catalog():
-    texts = [["Because you loved Star Wars and The Usual Suspects, you will enjoy Toy Story, a fun comedy.",
-              "Since you watched Heat, try this horror film from 1962."],
-             ["", "A great sci-fi adventure like Star Wars, a classic of the 1970s; the heat was unbearable."],
-             ["Noir fans of the '50s will love it, just like Ed.", "Kids love Toy Story."]]
+    texts = [
+        [
+            "Because you loved Star Wars and The Usual Suspects, you will enjoy Toy Story, a fun comedy.",
+            "Since you watched Heat, try this horror film from 1962.",
+        ],
+        ["", "A great sci-fi adventure like Star Wars, a classic of the 1970s; the heat was unbearable."],
+        ["Noir fans of the '50s will love it, just like Ed.", "Kids love Toy Story."],
+    ]
     items = np.array([[0, 0], [-1, 4], [4, 0]])
     histories = [[2, 1], [2], [0]]
     out = check_explanations(texts, items, histories, CATALOG)
-    assert out[["row", "slot"]].values.tolist() == [[0, 0], [0, 1], [1, 1], [2, 0], [2, 1]]   # -1: skipped
+    assert out[["row", "slot"]].values.tolist() == [[0, 0], [0, 1], [1, 1], [2, 0], [2, 1]]  # -1: skipped
     first, second, third, fourth, fifth = (out.iloc[i] for i in range(5))
     # names two history items and the recommended item; "comedy" is a genre of Toy Story
     assert first.n_named_history == 2 and first.n_named_outside == 0 and first.named_items == "0;1;2"
     assert first.claimed_attributes == "Comedy" and first.unsupported_attributes == "" and not first.misleading
     # Heat is not in the history, no item here is horror, none is from 1962
     assert second.n_named_outside == 1 and second.named_outside == "Heat"
-    assert second.claimed_attributes == ""          # horror is no genre of this catalog: nothing to check it by
+    assert second.claimed_attributes == ""  # horror is no genre of this catalog: nothing to check it by
     assert second.unsupported_years == "1962" and second.misleading and "outside the history" in second.reason
     # sci-fi is Star Wars' (history), not GoldenEye's: a mismatch, not unsupported; lower-case "heat"
     # is not the one-word title Heat; the 1970s hold Star Wars (1977)
@@ -375,8 +401,14 @@ def llm_ranker():
     inter, users, items = attributed_frames(n_users=30, n_items=20, per_user=6)
     ds = Dataset.from_frame(inter, name="attributed", items=items, users=users)
     split = split_leave_one_out(ds)
-    ranker = LLMRanker(model="tiny-smollm2-random", n_candidates=5, n_permutations=1, max_history_tokens=48,
-                       template={"chat": False}, retriever={"name": "item_knn"})
+    ranker = LLMRanker(
+        model="tiny-smollm2-random",
+        n_candidates=5,
+        n_permutations=1,
+        max_history_tokens=48,
+        template={"chat": False},
+        retriever={"name": "item_knn"},
+    )
     return ranker.fit(split, FitOptions(seed=0, progress=False)), split
 
 
@@ -389,7 +421,7 @@ def test_llm_ranker_attribution_by_likelihood_change(llm_ranker):
     lengths = q.histories.lengths
     for r in range(3):
         attributed = ~np.isnan(a.values[r, 0])
-        assert attributed.sum() == 3 and attributed[lengths[r] - 3:].all()
+        assert attributed.sum() == 3 and attributed[lengths[r] - 3 :].all()
     assert np.isfinite(a.values[~np.isnan(a.values)]).all() and np.abs(a.values[~np.isnan(a.values)]).max() > 0
 
 
@@ -399,19 +431,19 @@ def test_llm_attribution_covers_only_the_history_the_prompt_shows(llm_ranker):
     import copy
 
     fitted, split = llm_ranker
-    ranker = copy.copy(fitted)                                   # same weights, a 20-token history budget
+    ranker = copy.copy(fitted)  # same weights, a 20-token history budget
     ranker.config = fitted.config.model_copy(update={"max_history_tokens": 20})
     q = ranker._prepare(split.eval_set("test").queries[:6])
     top = ranker.recommend(q, 1).items
     catalog, template, tok = PromptCatalog(ranker.catalog_), ranker.config.prompt_template(), ranker._tokenizer()
     shown = np.array([ranker._prompt(q.query(v), [], catalog, template, tok).n_history for v in range(len(q))])
     lengths = q.histories.lengths
-    assert (shown < lengths).any() and (shown > 0).all()      # the budget cuts some histories
+    assert (shown < lengths).any() and (shown > 0).all()  # the budget cuts some histories
     a = attribute(ranker, q, top, max_history=None)
     attributed = ~np.isnan(a.values[:, 0])
     assert attributed.sum(1).tolist() == shown.tolist()
-    for r in range(len(q)):                                      # the most recent ones, the ones it reads
-        assert attributed[r, lengths[r] - shown[r]:lengths[r]].all()
+    for r in range(len(q)):  # the most recent ones, the ones it reads
+        assert attributed[r, lengths[r] - shown[r] : lengths[r]].all()
 
 
 def test_llm_explanations_are_generated_and_checked(llm_ranker, monkeypatch):
@@ -419,20 +451,23 @@ def test_llm_explanations_are_generated_and_checked(llm_ranker, monkeypatch):
     ds = split.dataset
     titles = ds.items.title.tolist()
 
-    def fake_generate(prompts, max_new_tokens, **kw):     # a model that always cites "Film 7" and horror
+    def fake_generate(prompts, max_new_tokens, **kw):  # a model that always cites "Film 7" and horror
         assert all("Recommended item:" in p for p in prompts)
-        return [f"You will like it because you watched {titles[ds.item_index(['i7'])[0]]}; a horror gem."
-                for _ in prompts]
+        return [
+            f"You will like it because you watched {titles[ds.item_index(['i7'])[0]]}; a horror gem." for _ in prompts
+        ]
 
     monkeypatch.setattr(ranker.backend, "generate", fake_generate)
-    res = ExplanationFaithfulnessAudit(max_users=4, k=5, steps=(1,), n_cited=1, n_random=1, max_history=3,
-                                       n_boot=20).run(ranker, split)
+    res = ExplanationFaithfulnessAudit(
+        max_users=4, k=5, steps=(1,), n_cited=1, n_random=1, max_history=3, n_boot=20
+    ).run(ranker, split)
     table = res.evidence["explanations"]
     hist = split.eval_set("test").queries
     users = table.user.to_numpy()
-    has_film7 = np.array([ds.item_index(["i7"])[0] in hist.histories.row(int(np.flatnonzero(hist.users == u)[0]))
-                          for u in users])
-    expected = np.where(has_film7, 0.0, 1.0)       # naming an item outside the history is misleading
+    has_film7 = np.array(
+        [ds.item_index(["i7"])[0] in hist.histories.row(int(np.flatnonzero(hist.users == u)[0])) for u in users]
+    )
+    expected = np.where(has_film7, 0.0, 1.0)  # naming an item outside the history is misleading
     assert table.n_named_outside.tolist() == expected.astype(int).tolist()
     assert res.estimates["outside_history_citation_rate"].value == pytest.approx(expected.mean())
     assert res.estimates["misleading_rate"].value >= res.estimates["outside_history_citation_rate"].value
@@ -447,17 +482,24 @@ def test_generative_recommender_is_explained_through_its_own_lm():
     from trustrec.testing import toy_dataset
 
     split = split_leave_one_out(toy_dataset(), short_users="train")
-    model = GenerativeRecommender(model="tiny-smollm2-random", max_history_tokens=48, max_train_examples=8,
-                                  batch_size=8, num_beams=5, epochs=1, template={"chat": False}).fit(
-        split, FitOptions(seed=0, progress=False))
+    model = GenerativeRecommender(
+        model="tiny-smollm2-random",
+        max_history_tokens=48,
+        max_train_examples=8,
+        batch_size=8,
+        num_beams=5,
+        epochs=1,
+        template={"chat": False},
+    ).fit(split, FitOptions(seed=0, progress=False))
     q = split.eval_set("test").queries[:2]
     top = model.recommend(q, 3).items
     a = attribute(model, q, top[:, :1], max_history=2)
     assert a.method == "likelihood" and ((~np.isnan(a.values)).sum(-1) == 2).all()
-    res = ExplanationFaithfulnessAudit(max_users=2, k=3, steps=(1,), n_cited=1, n_random=1, max_history=2,
-                                       max_new_tokens=4, n_boot=10).run(model, split)
+    res = ExplanationFaithfulnessAudit(
+        max_users=2, k=3, steps=(1,), n_cited=1, n_random=1, max_history=2, max_new_tokens=4, n_boot=10
+    ).run(model, split)
     table = res.evidence["explanations"]
-    assert (table.status == "ok").all() and table.base_rank.notna().all()    # ranked among its own top-k
+    assert (table.status == "ok").all() and table.base_rank.notna().all()  # ranked among its own top-k
     assert "empty_explanation_rate" in res.estimates
 
 

@@ -46,18 +46,27 @@ def fake_ground(text):
 
 OUTPUTS = [
     # user 0, history [1]
-    [("Toy Story", "valid", "exact", 0), ("Heat", "already_seen", "exact", 1),
-     ("toy  story", "repeated", "exact", 0), ("Aliens", "near_miss", "near", 2),
-     ("Alien", "repeated", "exact", 2),          # the near miss above already named item 2
-     ("  ", "malformed", "empty", -1), ("The Matrix", "hallucinated", "none", -1),
-     ("heat", "already_seen", "exact", 1)],      # seen beats repeated
+    [
+        ("Toy Story", "valid", "exact", 0),
+        ("Heat", "already_seen", "exact", 1),
+        ("toy  story", "repeated", "exact", 0),
+        ("Aliens", "near_miss", "near", 2),
+        ("Alien", "repeated", "exact", 2),  # the near miss above already named item 2
+        ("  ", "malformed", "empty", -1),
+        ("The Matrix", "hallucinated", "none", -1),
+        ("heat", "already_seen", "exact", 1),
+    ],  # seen beats repeated
     # user 1, empty history
-    [("Recommend: Heat", "malformed", "scaffolding", -1), ("Heat\nAlien", "malformed", "multi_line", -1),
-     ("1. Heat 2. Alien", "malformed", "list", -1), ("!!!", "malformed", "no_alnum", -1),
-     ("x" * 250, "malformed", "too_long", -1),
-     ("Recommended for You", "valid", "exact", 3),  # a real title is never malformed
-     ("Heat 2", "near_miss", "near", 1),
-     ("History: Heat", "malformed", "scaffolding", -1)],  # malformed beats near miss
+    [
+        ("Recommend: Heat", "malformed", "scaffolding", -1),
+        ("Heat\nAlien", "malformed", "multi_line", -1),
+        ("1. Heat 2. Alien", "malformed", "list", -1),
+        ("!!!", "malformed", "no_alnum", -1),
+        ("x" * 250, "malformed", "too_long", -1),
+        ("Recommended for You", "valid", "exact", 3),  # a real title is never malformed
+        ("Heat 2", "near_miss", "near", 1),
+        ("History: Heat", "malformed", "scaffolding", -1),
+    ],  # malformed beats near miss
 ]
 
 
@@ -115,9 +124,19 @@ def test_classify_items_and_length_checks():
 
 
 # -- the audit -------------------------------------------------------------------------------------
-TINY = {"model": "tiny-smollm2-random", "max_history_tokens": 48, "max_train_examples": 16, "batch_size": 8,
-        "num_beams": 4, "learning_rate": 3e-3, "epochs": 1, "template": {"chat": False},
-        "decoding": "unconstrained", "grounding": "tfidf", "max_new_tokens": 8}
+TINY = {
+    "model": "tiny-smollm2-random",
+    "max_history_tokens": 48,
+    "max_train_examples": 16,
+    "batch_size": 8,
+    "num_beams": 4,
+    "learning_rate": 3e-3,
+    "epochs": 1,
+    "template": {"chat": False},
+    "decoding": "unconstrained",
+    "grounding": "tfidf",
+    "max_new_tokens": 8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +155,17 @@ def tiny_encoder(tmp_path_factory):
     folder.mkdir()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "item", *map(str, range(30))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
-                                                              "do_lower_case": True, "model_max_length": 64}))
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 64})
+    )
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     transformers.BertModel(config).save_pretrained(folder)
     (folder / "1_Pooling").mkdir()
@@ -162,8 +188,11 @@ def test_generate_titles_and_grounder_are_what_recommend_uses(split, generative)
     ground = generative.grounder()
     hows = [ground(t)[1] for row in texts for t, _ in row]
     _, stats = generative.recommend_with_stats(q, 4)
-    assert (stats["n_exact"], stats["n_near_miss"], stats["n_out_of_catalog"]) == \
-        (hows.count("exact"), hows.count("near"), hows.count("none"))
+    assert (stats["n_exact"], stats["n_near_miss"], stats["n_out_of_catalog"]) == (
+        hows.count("exact"),
+        hows.count("near"),
+        hows.count("none"),
+    )
     assert generative.grounder("exact")("Item 7") == (7, "exact")
     assert generative.grounder("exact")("item 17!") == (-1, "none")
     top, _ = generative.recommend_with_stats(q, 4, decoding="constrained")
@@ -189,12 +218,14 @@ def test_audit_on_tiny_generative_model(split, generative):
     assert rate[("unconstrained/exact", "near_miss")] == 0
     # a fallback only turns "none" into "near": the exact-only hallucinations split into the two
     for fuzzy in ("unconstrained/tfidf", "unconstrained/embedding"):
-        assert rate[(fuzzy, "hallucinated")] + rate[(fuzzy, "near_miss")] == \
-            pytest.approx(rate[("unconstrained/exact", "hallucinated")])
+        assert rate[(fuzzy, "hallucinated")] + rate[(fuzzy, "near_miss")] == pytest.approx(
+            rate[("unconstrained/exact", "hallucinated")]
+        )
     assert result.estimates["hallucination_rate"].value == rate[("unconstrained/tfidf", "hallucinated")]
     effect = result.estimates["mitigation_effect"]
-    assert effect.value == pytest.approx(rate[("unconstrained/exact", "hallucinated")]
-                                         + rate[("unconstrained/exact", "malformed")])
+    assert effect.value == pytest.approx(
+        rate[("unconstrained/exact", "hallucinated")] + rate[("unconstrained/exact", "malformed")]
+    )
     assert effect.ci_low <= effect.value <= effect.ci_high
     outputs = result.evidence["outputs"]
     assert (outputs["setting"] == "unconstrained/exact").sum() == 6 * 4

@@ -188,8 +188,9 @@ def test_counterfactual_probe_flags_a_model_that_reads_attributes(attributed):
     assert res.verdict.status == "fail"
     with pytest.raises(ConfigError, match="not a user column"):
         CounterfactualAttributeAudit(attributes=("religion",)).run(AttributeShift().fit(split, QUIET), split)
-    custom = CounterfactualAttributeAudit(attributes=("religion",), values={"religion": ["F", "none"]},
-                                          n_boot=0).run(AttributeShift().fit(split, QUIET), split)
+    custom = CounterfactualAttributeAudit(attributes=("religion",), values={"religion": ["F", "none"]}, n_boot=0).run(
+        AttributeShift().fit(split, QUIET), split
+    )
     assert custom.estimates["snsr jaccard@10 [religion]"].value > 0
 
 

@@ -93,7 +93,9 @@ def uniform_sequences(n_users=300, n_items=400, length=12, seed=0) -> Split:
     for u in range(n_users):
         rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(rng.choice(n_items, length, replace=False))]
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"Item {i}" for i in range(n_items)]})
-    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="uniform", items=items)
+    ds = Dataset.from_frame(
+        pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="uniform", items=items
+    )
     return split_leave_one_out(ds)
 
 
@@ -108,13 +110,20 @@ def planted_attributes(n_users=240, n_items=60, seed=0, n_missing=6) -> Split:
         block = rng.choice(10, 5, replace=False) + (0 if gender[u] == "F" else 10)
         items = np.r_[block, rng.choice(np.arange(20, n_items), 5, replace=False)]
         rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(rng.permutation(items))]
-    users = pd.DataFrame({"user_id": [f"u{u}" for u in range(n_users)], "gender": gender,
-                          "noise": rng.choice(["a", "b"], n_users)})
+    users = pd.DataFrame(
+        {"user_id": [f"u{u}" for u in range(n_users)], "gender": gender, "noise": rng.choice(["a", "b"], n_users)}
+    )
     users.loc[np.arange(n_missing) * 7 + 1, "gender"] = None
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"Film {i}" for i in range(n_items)],
-                          "genre": ["Drama|Romance" if i < 10 else "Action" for i in range(n_items)]})
-    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="planted",
-                            items=items, users=users)
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n_items)],
+            "title": [f"Film {i}" for i in range(n_items)],
+            "genre": ["Drama|Romance" if i < 10 else "Action" for i in range(n_items)],
+        }
+    )
+    ds = Dataset.from_frame(
+        pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="planted", items=items, users=users
+    )
     return split_leave_one_out(ds)
 
 
@@ -124,10 +133,10 @@ def test_roc_auc_matches_a_hand_count_and_sklearn():
 
     # pairs (member, non-member): (0.35 > 0.1), (0.35 < 0.4), (0.8 > both) -> 3 of 4
     assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
-    assert roc_auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)               # a tie counts half
+    assert roc_auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)  # a tie counts half
     assert np.isnan(roc_auc([0.1, 0.2], [1, 1]))
     rng = np.random.default_rng(0)
-    s = np.round(rng.normal(size=300), 1)                                   # many ties
+    s = np.round(rng.normal(size=300), 1)  # many ties
     y = rng.random(300) < 0.3 + 0.3 * (s > 0)
     assert roc_auc(s, y) == pytest.approx(roc_auc_score(y, s))
 
@@ -140,11 +149,12 @@ def test_macro_ovr_auc_equals_sklearn():
     proba = rng.dirichlet(np.ones(4), 200) + 0.3 * np.eye(4)[codes]
     proba /= proba.sum(1, keepdims=True)
     assert macro_ovr_auc(proba, codes)[0] == pytest.approx(
-        roc_auc_score(codes, proba, multi_class="ovr", average="macro"))
+        roc_auc_score(codes, proba, multi_class="ovr", average="macro")
+    )
     binary = proba[:, :2] / proba[:, :2].sum(1, keepdims=True)
     y = codes % 2
     assert macro_ovr_auc(binary, y)[0] == pytest.approx(roc_auc_score(y, binary[:, 1]))
-    rows = np.random.default_rng(2).integers(0, 200, (5, 200))               # bootstrap samples
+    rows = np.random.default_rng(2).integers(0, 200, (5, 200))  # bootstrap samples
     expected = [roc_auc_score(codes[r], proba[r], multi_class="ovr", average="macro") for r in rows]
     np.testing.assert_allclose(macro_ovr_auc(proba, codes, rows), expected)
 
@@ -177,7 +187,7 @@ def test_random_sequences_are_distinct_catalog_items():
     seqs = random_sequences(50, 8, 30, np.random.default_rng(0))
     assert len(seqs) == 50 and (seqs.lengths == 8).all()
     assert all(len(set(r)) == 8 for r in seqs.rows()) and seqs.values.min() >= 0 and seqs.values.max() < 30
-    big = random_sequences(200, 8, 5000, np.random.default_rng(0))           # the large-catalog path
+    big = random_sequences(200, 8, 5000, np.random.default_rng(0))  # the large-catalog path
     assert all(len(set(r)) == 8 for r in big.rows()) and big.values.max() < 5000
     with pytest.raises(ConfigError):
         random_sequences(2, 31, 30, np.random.default_rng(0))
@@ -203,7 +213,7 @@ def test_next_item_losses_by_hand():
     row1 = logsumexp([0, 1, 2, 3]) - 2
     np.testing.assert_allclose(loss[:2], [row0, row1])
     assert np.isnan(loss[2:]).all() and n.tolist() == [2, 1, 0, 0]
-    last, n1 = next_item_losses(model, hist, positions=1)                   # only the last position
+    last, n1 = next_item_losses(model, hist, positions=1)  # only the last position
     assert last[0] == pytest.approx(logsumexp([2, 3]) - 3) and n1.tolist() == [1, 1, 0, 0]
 
 
@@ -238,8 +248,8 @@ def test_mia_detects_a_memorising_model(uniform):
     auc = res.estimates["auc [loss]"]
     assert auc.value > 0.9 and auc.ci_low > 0.8 and auc.n == 200
     assert res.estimates["auc [calibrated]"].value > 0.9
-    assert res.estimates["tpr@1%fpr [loss]"].value > 0.5             # 100 non-members: 1% is measured
-    assert res.estimates["tpr@0.1%fpr [loss]"].value is None          # ... 0.1% is not, and says why
+    assert res.estimates["tpr@1%fpr [loss]"].value > 0.5  # 100 non-members: 1% is measured
+    assert res.estimates["tpr@0.1%fpr [loss]"].value is None  # ... 0.1% is not, and says why
     assert any("0.001" in w and "too few" in w for w in res.warnings)
     # inserted canaries rank near the top of random sequences; controls do not
     assert res.estimates["canary_exposure"].value > res.estimates["canary_exposure [control]"].value + 3
@@ -268,7 +278,7 @@ def test_randomised_response_training_lowers_the_leak(uniform):
     drop = res.estimates["auc_drop [loss, rr eps=0]"]
     assert drop.value > 0.05 and drop.ci_low > 0
     assert res.estimates["auc [loss, rr eps=0]"].value < res.estimates["auc [loss]"].value
-    assert "auc [calibrated]" not in res.estimates                    # reference="none": loss attack only
+    assert "auc [calibrated]" not in res.estimates  # reference="none": loss attack only
     noise = res.evidence["noise"]
     assert noise.keep_probability.tolist() == [1.0, 0.5]
 
@@ -308,7 +318,7 @@ def test_randomised_response_edges():
     with pytest.raises(ConfigError):
         randomised_response(hist, -1.0, 10)
     with pytest.raises(DataError):
-        randomised_response(hist, 1.0, 4)                                    # item 4 outside a 4-item catalog
+        randomised_response(hist, 1.0, 4)  # item 4 outside a 4-item catalog
     inter = Interactions(np.zeros(1000, int), np.full(1000, 3), np.arange(1000))
     some = randomise_interactions(inter, 0.0, 10, rows=np.arange(500), seed=0)
     assert (some.item[500:] == 3).all() and (some.item[:500] != 3).any()
@@ -350,7 +360,8 @@ def model_users(split):
 
 def test_attribute_inference_reads_user_embeddings(planted):
     model = make_model("bpr_mf", epochs=20, embedding_size=8, learning_rate=0.02).fit(
-        planted, FitOptions(seed=0, progress=False))
+        planted, FitOptions(seed=0, progress=False)
+    )
     res = AttributeInferenceAudit(n_boot=50, n_permutations=0, attributes=("gender",)).run(model, planted)
     assert res.settings["features"] == "embeddings"
     assert res.estimates["auc [gender]"].value > 0.8
@@ -366,13 +377,14 @@ def test_attribute_inference_not_applicable_without_attributes(uniform):
 
 def test_history_minimisation_removes_the_signal_at_a_cost(planted):
     model = make_model("item_knn").fit(planted, FitOptions(progress=False))
-    res = AttributeInferenceAudit(n_boot=100, n_permutations=0, attributes=("gender",), minimise="drop",
-                                  n_sensitive=20).run(model, planted)
+    res = AttributeInferenceAudit(
+        n_boot=100, n_permutations=0, attributes=("gender",), minimise="drop", n_sensitive=20
+    ).run(model, planted)
     assert res.estimates["auc [gender]"].value > 0.9
     assert res.estimates["auc [gender, minimised]"].value < 0.7
     assert res.estimates["auc_drop [gender, minimised]"].ci_low > 0.2
     row = res.evidence["by_attribute"].iloc[0]
-    assert row.history_share_removed == pytest.approx(0.5, abs=0.05)     # the 5 block items of each 10
+    assert row.history_share_removed == pytest.approx(0.5, abs=0.05)  # the 5 block items of each 10
     assert "ndcg@10_cost [gender, minimised]" in res.estimates
 
 
@@ -385,7 +397,7 @@ def test_minimisation_functions(planted):
     sensitive[[0, 30]] = True
     items = generalise_item_text(ds.items, sensitive)
     assert items.title[0] == "an item in Drama, Romance" and items.title[30] == "an item in Action"
-    assert items.title[1] == "Film 1" and ds.items.title[0] == "Film 0"    # a copy; the rest unchanged
+    assert items.title[1] == "Film 1" and ds.items.title[0] == "Film 0"  # a copy; the rest unchanged
     labels = ds.users.gender.to_numpy()
     top = revealing_items(planted.train, labels, ds.n_items, 20)
     assert set(top.tolist()) == set(range(20))
@@ -399,15 +411,16 @@ def test_minimisation_functions(planted):
 
 def test_generalise_rewrites_what_an_llm_recommender_reads(attributed):
     ds, split = attributed
-    ranker = make_model("llm_ranker", retriever={"name": "most_popular"}, n_candidates=8, n_permutations=1,
-                        template={"chat": False}).fit(split, FitOptions(progress=False))
+    ranker = make_model(
+        "llm_ranker", retriever={"name": "most_popular"}, n_candidates=8, n_permutations=1, template={"chat": False}
+    ).fit(split, FitOptions(progress=False))
     sensitive = np.zeros(ds.n_items, bool)
     sensitive[[0, 3]] = True
     queries = split.eval_set("test").queries
     shown, same = minimise_history(ranker, queries, sensitive, "generalise", items=ds.items)
     assert same is queries and shown is not ranker
     assert shown.catalog_["title"][:4] == ["an item in Action", "Film 1", "Film 2", "an item in Comedy, Horror"]
-    assert ranker.catalog_["title"][0] == "Film 0"                          # the deployed model is untouched
+    assert ranker.catalog_["title"][0] == "Film 0"  # the deployed model is untouched
 
 
 # -- unlearning ------------------------------------------------------------------------------------
@@ -439,8 +452,9 @@ def test_exact_unlearning_leaves_no_trace(attributed, name, params):
     train = split.train
     theirs = np.isin(train.user, idx)
     other_items = np.where(theirs, (train.item + 7) % ds.n_items, train.item)
-    altered = Split(ds, Interactions(train.user, other_items, train.timestamp, train.rating), split.valid, split.test,
-                    split.method)
+    altered = Split(
+        ds, Interactions(train.user, other_items, train.timestamp, train.rating), split.valid, split.test, split.method
+    )
     refit = make_model(name, **params).fit(altered, FitOptions(seed=3, progress=False))
     _assert_same_net(forget(refit, altered, gone, method="exact", seed=3), exact)
     # and it differs from the model that saw them; the original is untouched
@@ -472,7 +486,7 @@ def test_approximate_unlearning_raises_the_forget_loss_and_keeps_the_model(attri
     trace = approx.unlearning_["forget_loss"]
     assert approx.unlearning_["steps_run"] == 8 and trace[-1] > trace[0]
     assert approx.unlearning_["n_users"] == 10 and "u0" not in repr(approx.unlearning_)
-    for key, value in _net_state(model).items():                          # the given model is unchanged
+    for key, value in _net_state(model).items():  # the given model is unchanged
         assert (value == before[key]).all()
     # same seed, same result
     again = forget(model, split, gone, method="gradient_ascent", steps=8, learning_rate=5e-3, seed=0)
@@ -506,14 +520,21 @@ def test_mia_on_the_generative_llm_uses_the_base_llm_as_reference():
 
     inter, users, items = attributed_frames(n_users=40, n_items=20, per_user=6)
     split = split_leave_one_out(Dataset.from_frame(inter, name="attributed", items=items, users=users))
-    model = GenerativeRecommender(model="tiny-smollm2-random", max_history_tokens=48, max_train_examples=32,
-                                  batch_size=8, learning_rate=3e-3, epochs=1, template={"chat": False},
-                                  targets_per_user=2, lora={"r": 4, "alpha": 8, "dropout": 0.0}).fit(
-        split, FitOptions(seed=0, progress=False))
+    model = GenerativeRecommender(
+        model="tiny-smollm2-random",
+        max_history_tokens=48,
+        max_train_examples=32,
+        batch_size=8,
+        learning_rate=3e-3,
+        epochs=1,
+        template={"chat": False},
+        targets_per_user=2,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+    ).fit(split, FitOptions(seed=0, progress=False))
     res = MembershipInferenceAudit(n_boot=20, n_canaries=2, n_candidates=10, canary_length=4).run(model, split)
     assert res.settings["reference"] == "base_llm" and res.settings["positions"] == 2
     assert res.settings["n_reference_users"] == 0
     assert 0 <= res.estimates["auc [calibrated]"].value <= 1
     losses = res.evidence["per_user"]
     assert losses.loss_target.notna().all() and losses.loss_reference.notna().all()
-    assert not np.allclose(losses.loss_target, losses.loss_reference)     # adapters off = another model
+    assert not np.allclose(losses.loss_target, losses.loss_reference)  # adapters off = another model

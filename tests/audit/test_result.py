@@ -10,9 +10,9 @@ from trustrec.errors import DataError
 def test_judge_pass_warn_fail():
     t = [Threshold(estimate="ratio", op=">=", limit=0.8)]
     assert judge({"ratio": Estimate(0.9, 0.85, 0.95)}, t).status == "pass"
-    assert judge({"ratio": Estimate(0.7, 0.6, 0.85)}, t).status == "warn"          # CI reaches the limit
+    assert judge({"ratio": Estimate(0.7, 0.6, 0.85)}, t).status == "warn"  # CI reaches the limit
     assert judge({"ratio": Estimate(0.7, 0.6, 0.75)}, t).status == "fail"
-    assert judge({"ratio": Estimate(0.7)}, t).status == "fail"                       # no CI: the value decides
+    assert judge({"ratio": Estimate(0.7)}, t).status == "fail"  # no CI: the value decides
     not_sig = judge({"ratio": Estimate(0.7, 0.6, 0.75, p_value=0.3)}, t)
     assert not_sig.status == "warn" and "not significant" in not_sig.reasons[0]
     missing = judge({}, t)
@@ -28,8 +28,13 @@ def test_result_validates_dimension_and_plots():
         AuditResult("x", "beauty", {})
     with pytest.raises(DataError, match="evidence"):
         AuditResult("x", "fairness", {}, plots=(Plot("bar", "missing", "a", "b", "t"),))
-    r = AuditResult("x", "fairness", {"a": Estimate(float("nan"))}, evidence={"t": pd.DataFrame({"a": [1]})},
-                    plots=(Plot("bar", "t", "a", "a", "t"),))
+    r = AuditResult(
+        "x",
+        "fairness",
+        {"a": Estimate(float("nan"))},
+        evidence={"t": pd.DataFrame({"a": [1]})},
+        plots=(Plot("bar", "t", "a", "a", "t"),),
+    )
     assert r.estimates["a"].value is None and r.to_dict()["evidence"]["t"]["n_rows"] == 1
     na = AuditResult.not_applicable("x", "privacy", "no reason at all")
     assert na.verdict.status == "not_applicable" and "no reason" in na.summary

@@ -40,7 +40,7 @@ def test_rbo_matches_a_hand_computation():
     # (1-p)/p * (0.9 + 0.81/2 + 0.729*2/3 + X_s*(3-2)/(2*3)*0.729) + ((2-1)/3 + 1/2)*0.729
     hand = (0.1 / 0.9) * (0.9 + 0.405 + 0.486 + 0.1215) + (1 / 3 + 1 / 2) * 0.729
     assert rank_biased_overlap([[1, 2, -1]], [[1, 3, 2]], 0.9)[0] == pytest.approx(hand)
-    assert rank_biased_overlap([[1, 3, 2]], [[1, 2, -1]], 0.9)[0] == pytest.approx(hand)   # symmetric
+    assert rank_biased_overlap([[1, 3, 2]], [[1, 2, -1]], 0.9)[0] == pytest.approx(hand)  # symmetric
 
 
 def test_rbo_bounds_and_edge_cases():
@@ -71,23 +71,23 @@ def test_perturbations_keep_histories_valid(kind, targeted, budget):
     assert ((p.values >= 0) & (p.values < N_ITEMS)).all()
     n = np.maximum(1, np.round(budget * h.lengths)).astype(int)
     for i, (old, new) in enumerate(zip(h.rows(), p.rows())):
-        assert len(np.unique(new)) == len(new), (kind, i)          # no duplicate introduced
+        assert len(np.unique(new)) == len(new), (kind, i)  # no duplicate introduced
         if kind == "insert":
             assert len(new) == len(old) + min(n[i], N_ITEMS - len(old))
             assert set(old) <= set(new)
-            assert [x for x in new if x in set(old)] == list(old)   # original order kept
+            assert [x for x in new if x in set(old)] == list(old)  # original order kept
             if targeted:
-                assert list(new[:len(old)]) == list(old)           # appended at the end
+                assert list(new[: len(old)]) == list(old)  # appended at the end
         elif kind == "delete":
             expect = len(old) - min(n[i], max(len(old) - 1, 0))
             assert len(new) == expect and set(new) <= set(old)
             if targeted:
-                assert list(new) == list(old[:len(new)])           # the newest are removed
+                assert list(new) == list(old[: len(new)])  # the newest are removed
         elif kind == "substitute":
             assert len(new) == len(old)
             changed = (new != old).sum()
             assert changed == (min(n[i], len(old)) if len(old) else 0)
-            assert not set(new[new != old]) & set(old)              # replacements are new items
+            assert not set(new[new != old]) & set(old)  # replacements are new items
         else:
             assert len(new) == len(old) and sorted(new) == sorted(old)
             if len(old) >= 2:
@@ -118,8 +118,9 @@ def test_perturbation_inputs_are_checked():
 def test_history_perturbation_audit_on_item_knn(attributed):
     _, split = attributed
     model = make_model("item_knn").fit(split, FitOptions(progress=False))
-    result = HistoryPerturbationAudit(n_boot=20, perturbations=["delete", "reorder"], budgets=[0.2, 0.6],
-                                      default_budget=0.6).run(model, split)
+    result = HistoryPerturbationAudit(
+        n_boot=20, perturbations=["delete", "reorder"], budgets=[0.2, 0.6], default_budget=0.6
+    ).run(model, split)
     table = result.evidence["by_budget"]
     assert set(table.perturbation) == {"delete/random", "delete/targeted", "reorder/random", "reorder/targeted"}
     # ItemKNN reads the history as a set: reordering changes nothing, deleting does
@@ -146,8 +147,7 @@ def tiny():
         rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(items)]
     rows += [("u0", "i24", -1), ("u1", "i24", -1)]
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(25)],
-                          "genre": ["A" if i % 2 else "B" for i in range(25)]})
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(25)], "genre": ["A" if i % 2 else "B" for i in range(25)]})
     ds = Dataset.from_frame(frame, name="tiny", items=items)
     return split_leave_one_out(ds)
 
@@ -163,10 +163,10 @@ def test_fake_profiles_are_valid_and_seeded(tiny, attack):
     for u in np.unique(fake.user):
         items = fake.item[fake.user == u]
         assert len(items) == 5 and len(np.unique(items)) == 5 and target[0] in items
-        if attack == "sequential":                      # the target is the newest item
+        if attack == "sequential":  # the target is the newest item
             ts = fake.timestamp[fake.user == u]
             assert items[np.argmax(ts)] == target[0]
-    if attack == "segment":                             # same genre as the target (i24: "B")
+    if attack == "segment":  # same genre as the target (i24: "B")
         genre = tiny.dataset.items["genre"].to_numpy()
         assert (genre[fake.item] == "B").all()
     poisoned = inject_fake_users(tiny, fake)
@@ -178,8 +178,9 @@ def test_fake_profiles_are_valid_and_seeded(tiny, attack):
 @pytest.mark.parametrize("model_name", ["most_popular", "item_knn"])
 def test_attack_promotes_its_target(tiny, model_name):
     model = make_model(model_name).fit(tiny, FitOptions(progress=False))
-    audit = PoisoningAudit(target_items=["i24"], attacks=["random", "bandwagon"], budgets=[0.25], n_boot=20,
-                           filler_size=4)
+    audit = PoisoningAudit(
+        target_items=["i24"], attacks=["random", "bandwagon"], budgets=[0.25], n_boot=20, filler_size=4
+    )
     result = audit.run(model, tiny)
     clean = result.estimates["target_hr@10 [clean]"].value
     for attack in ("random", "bandwagon"):
@@ -189,7 +190,7 @@ def test_attack_promotes_its_target(tiny, model_name):
         assert result.estimates[f"success_rate [{attack} @0.25]"].value == pytest.approx(hr)
     assert result.settings["target_items"] == list(tiny.dataset.item_index(["i24"]))
     again = audit.run(model, tiny)
-    assert again.estimates == result.estimates                     # seeded and repeatable
+    assert again.estimates == result.estimates  # seeded and repeatable
 
 
 def test_target_ranks_match_the_top_k(tiny):
@@ -224,7 +225,7 @@ def test_poisoning_config_is_validated(tiny):
         fake_profiles(tiny, "random", 0, [1], filler_size=3)
     fake = fake_profiles(tiny, "random", 2, [1], filler_size=3)
     with pytest.raises(DataError):
-        inject_fake_users(tiny, _renumber(fake, 0))          # fake users must get new indices
+        inject_fake_users(tiny, _renumber(fake, 0))  # fake users must get new indices
 
 
 def _renumber(fake, first):
@@ -243,22 +244,26 @@ def test_default_targets_are_unpopular_and_seeded(tiny):
 
 def test_poisoning_with_a_model_spec_and_ratings():
     rng = np.random.default_rng(0)
-    rows = [(f"u{u}", f"i{i}", t, float(rng.integers(1, 6))) for u in range(40)
-            for t, i in enumerate(rng.choice(20, 5, replace=False))]
+    rows = [
+        (f"u{u}", f"i{i}", t, float(rng.integers(1, 6)))
+        for u in range(40)
+        for t, i in enumerate(rng.choice(20, 5, replace=False))
+    ]
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
     split = split_leave_one_out(Dataset.from_frame(frame, name="rated"))
     fake = fake_profiles(split, "average", 3, [0], filler_size=3, seed=0)
     assert fake.rating is not None and fake.rating.min() >= 1 and fake.rating.max() <= 5
     assert (fake.rating[fake.item == 0] == 5).all()
     model = make_model("most_popular").fit(split, FitOptions(progress=False))
-    result = PoisoningAudit(model_spec={"name": "item_knn", "params": {"k": 5}}, attacks=["average"],
-                            budgets=[0.1], n_boot=10).run(model, split)
+    result = PoisoningAudit(
+        model_spec={"name": "item_knn", "params": {"k": 5}}, attacks=["average"], budgets=[0.1], n_boot=10
+    ).run(model, split)
     assert result.settings["model_spec"] == {"name": "item_knn", "params": {"k": 5}}
 
 
 # -- the detector --------------------------------------------------------------------------------------
 def test_detector_finds_injected_users_on_a_clear_case(attributed):
-    _, split = attributed                              # 160 genuine users with 6 training items each
+    _, split = attributed  # 160 genuine users with 6 training items each
     for attack in ATTACKS:
         fake = fake_profiles(split, attack, 8, [39], filler_size=20, seed=0)
         poisoned = inject_fake_users(split, fake)
@@ -278,9 +283,10 @@ def test_profile_features(tiny):
     feats = user_profile_features(tiny)
     assert len(feats) == tiny.dataset.n_users
     assert {"profile_length", "mean_log_popularity", "degsim"} <= set(feats.columns)
-    assert "rdma" not in feats.columns                 # no ratings
-    np.testing.assert_array_equal(feats.profile_length.to_numpy(),
-                                  np.bincount(tiny.train.user, minlength=tiny.dataset.n_users))
+    assert "rdma" not in feats.columns  # no ratings
+    np.testing.assert_array_equal(
+        feats.profile_length.to_numpy(), np.bincount(tiny.train.user, minlength=tiny.dataset.n_users)
+    )
     assert ((feats.degsim >= 0) & (feats.degsim <= 1 + 1e-9)).all()
 
 
@@ -298,8 +304,13 @@ def test_detector_config_and_scores():
 def test_poisoning_with_the_detector_defence(attributed):
     _, split = attributed
     model = make_model("most_popular").fit(split, FitOptions(progress=False))
-    result = PoisoningAudit(attacks=["bandwagon"], budgets=[0.05], filler_size=20, n_boot=10,
-                            detector={"method": "lof", "contamination": 0.05}).run(model, split)
+    result = PoisoningAudit(
+        attacks=["bandwagon"],
+        budgets=[0.05],
+        filler_size=20,
+        n_boot=10,
+        detector={"method": "lof", "contamination": 0.05},
+    ).run(model, split)
     assert result.estimates["detector_recall [bandwagon @0.05]"].value >= 0.75
     lift = result.estimates["target_hr@10 lift [bandwagon @0.05]"].value
     defended = result.estimates["target_hr@10 lift defended [bandwagon @0.05]"].value

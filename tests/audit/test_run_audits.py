@@ -20,20 +20,30 @@ def atomic_folder(tmp_path):
     inter, users, items = attributed_frames(n_users=80, n_items=30)
     d = tmp_path / "attributed"
     d.mkdir(exist_ok=True)
-    inter.to_csv(d / "attributed.inter", sep="\t", index=False,
-                 header=["user_id:token", "item_id:token", "timestamp:float"])
-    users.to_csv(d / "attributed.user", sep="\t", index=False,
-                 header=["user_id:token", "gender:token", "age:float", "occupation:token"])
+    inter.to_csv(
+        d / "attributed.inter", sep="\t", index=False, header=["user_id:token", "item_id:token", "timestamp:float"]
+    )
+    users.to_csv(
+        d / "attributed.user",
+        sep="\t",
+        index=False,
+        header=["user_id:token", "gender:token", "age:float", "occupation:token"],
+    )
     items.assign(genre=items.genre.str.replace("|", " ")).to_csv(
-        d / "attributed.item", sep="\t", index=False, header=["item_id:token", "title:token_seq", "genre:token_seq"])
+        d / "attributed.item", sep="\t", index=False, header=["item_id:token", "title:token_seq", "genre:token_seq"]
+    )
     return d
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
-    config = {"name": "knn", "dataset": {"name": str(atomic_folder(tmp))}, "model": {"name": "item_knn"},
-              "eval": {"metrics": ["ndcg@10", "hr@10"], "n_boot": 20}}
+    config = {
+        "name": "knn",
+        "dataset": {"name": str(atomic_folder(tmp))},
+        "model": {"name": "item_knn"},
+        "eval": {"metrics": ["ndcg@10", "hr@10"], "n_boot": 20},
+    }
     return run_experiment(config, tmp / "runs", progress=False, log=lambda *_: None).path
 
 
@@ -45,8 +55,9 @@ def test_run_records_its_trail(run_dir):
 
 
 def test_run_audits_writes_results_index_and_trail(run_dir):
-    index = run_audits(run_dir, dimensions=["fairness"], params={"user_fairness": {"n_boot": 30}},
-                       progress=False, log=lambda *_: None)
+    index = run_audits(
+        run_dir, dimensions=["fairness"], params={"user_fairness": {"n_boot": 30}}, progress=False, log=lambda *_: None
+    )
     names = {e["name"] for e in index["audits"]}
     assert {"user_fairness", "item_exposure", "calibration", "counterfactual_attributes"} <= names
     assert all(e["dimension"] == "fairness" for e in index["audits"])
@@ -81,14 +92,16 @@ def test_audit_model_runs_a_plan_in_memory_and_shares_inputs(run_dir, tmp_path, 
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(AuditInputs, "__init__", counting_init)
-    plan = audit_plan(names=["item_exposure", "calibration", "user_fairness"],
-                      params={"user_fairness": {"max_users": 20, "n_boot": 20}})
+    plan = audit_plan(
+        names=["item_exposure", "calibration", "user_fairness"],
+        params={"user_fairness": {"max_users": 20, "n_boot": 20}},
+    )
     entries, results = audit_model(model, split, plan, progress=False, log=lambda *_: None)
     assert [e["name"] for e in entries] == ["item_exposure", "calibration", "user_fairness"]
     assert [r.audit for r in results] == [e["name"] for e in entries]
-    assert len(built) == 2                                  # the two full-sample audits shared one ranking
+    assert len(built) == 2  # the two full-sample audits shared one ranking
     assert results[2].settings["n_users"] == 20
-    assert not list(tmp_path.iterdir())                     # nothing written without `out`
+    assert not list(tmp_path.iterdir())  # nothing written without `out`
     audit_model(model, split, plan[:1], out=tmp_path / "a", progress=False, log=lambda *_: None)
     assert (tmp_path / "a" / "item_exposure" / "result.json").exists()
 

@@ -93,7 +93,7 @@ def test_held_out_accuracy_is_flat_for_a_model_that_does_not_change(attributed):
     model = FrozenScores().fit(split, FitOptions(progress=False))
     result = FeedbackLoopAudit(rounds=3, n_boot=20, accept_max=1.0, sharpness=1.0).run(model, split)
     table = result.evidence["rounds"]
-    assert table.n_accepted.iloc[:-1].min() > 0          # items were accepted and joined the histories
+    assert table.n_accepted.iloc[:-1].min() > 0  # items were accepted and joined the histories
     assert table["ndcg@10"].nunique() == 1 and table["hr@10"].nunique() == 1
     assert result.estimates["ndcg@10 change [model]"].value == 0
     assert "original" in result.settings["held_out_accuracy"]

@@ -17,13 +17,15 @@ class _LengthBackend:
 @pytest.fixture(scope="module")
 def fitted(attributed):
     ds, split = attributed
-    model = make_model("llm_ranker", retriever={"name": "most_popular"}, n_candidates=8, n_permutations=1,
-                       template={"chat": False}).fit(split, FitOptions(progress=False))
+    model = make_model(
+        "llm_ranker", retriever={"name": "most_popular"}, n_candidates=8, n_permutations=1, template={"chat": False}
+    ).fit(split, FitOptions(progress=False))
     model._backend = _LengthBackend()
     return model, split
 
 
 class TestTextAttack(AuditChecks):
     audit = TextAttackAudit
-    configs = [{"n_boot": 20, "max_users": 30, "n_targets": 3, "n_candidates": 8,
-                "attacks": ["promotional", "injection"]}]
+    configs = [
+        {"n_boot": 20, "max_users": 30, "n_targets": 3, "n_candidates": 8, "attacks": ["promotional", "injection"]}
+    ]

@@ -13,11 +13,16 @@ def write(path, text, encoding="utf-8"):
 def atomic_dir(tmp_path):
     d = tmp_path / "toy"
     d.mkdir()
-    write(d / "toy.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                           "u1\ti1\t4\t10\nu1\ti2\t5\t20\nu2\ti1\t3\t15\n")
-    write(d / "toy.item", "item_id:token\tmovie_title:token_seq\tclass:token_seq\n"
-                          "i1\tCafé, \"quoted\"\tDrama\ni2\t\tComedy Drama\ni3\tNever Rated\tAction\n",
-          "latin-1")
+    write(
+        d / "toy.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\nu1\ti1\t4\t10\nu1\ti2\t5\t20\nu2\ti1\t3\t15\n",
+    )
+    write(
+        d / "toy.item",
+        "item_id:token\tmovie_title:token_seq\tclass:token_seq\n"
+        'i1\tCafé, "quoted"\tDrama\ni2\t\tComedy Drama\ni3\tNever Rated\tAction\n',
+        "latin-1",
+    )
     write(d / "toy.user", "user_id:token\tage:token\tgender:token\nu1\t24\tM\nu2\t53\tF\n")
     return d
 
@@ -84,8 +89,7 @@ def test_missing_item_id_is_named(tmp_path):
 def test_sequence_file_expands_with_order_as_time(tmp_path):
     d = tmp_path / "seq"
     d.mkdir()
-    write(d / "seq.test.inter", "user_id:token\titem_id_list:token_seq\titem_id:token\n"
-                                "a\t1 2 3\t4\nb\t5\t1\n")
+    write(d / "seq.test.inter", "user_id:token\titem_id_list:token_seq\titem_id:token\na\t1 2 3\t4\nb\t5\t1\n")
     write(d / "seq.valid.inter", "user_id:token\titem_id_list:token_seq\titem_id:token\na\t1 2\t3\n")
     write(d / "seq.item", "item_id:token\ttitle:token_seq\n1\tOne\n2\tTwo\n3\tThree\n4\tFour\n5\tFive\n")
     ds = load_atomic(d)

@@ -32,7 +32,7 @@ def test_coat_by_name_verified_counts_and_ready_split(shared_data):
     assert coat.extras["propensities"].array.shape == (290, 300)
     assert {"gender", "age", "location", "fashioninterest"} <= set(coat.users.columns)
     assert coat.users["gender"].notna().all()
-    split = make_split(coat, "random_exposure")                       # positives = rating >= 4 by default
+    split = make_split(coat, "random_exposure")  # positives = rating >= 4 by default
     assert split.method == "random_exposure" and split.params["positive_threshold"] == 4.0
     assert split.sizes()["train"] == 6960 and split.sizes()["test"] == 4640
     ev = split.eval_set("test")
@@ -60,7 +60,7 @@ def test_random_exposure_split_checks(tmp_path):
 
 def write_coat(tmp_path) -> Path:
     folder = tmp_path / "coat"
-    write(folder / "train.ascii", "5 0 0 0\n0 1 0 0\n0 0 4 0\n")   # item 3 is never rated in train
+    write(folder / "train.ascii", "5 0 0 0\n0 1 0 0\n0 0 4 0\n")  # item 3 is never rated in train
     write(folder / "test.ascii", "0 2 0 0\n4 0 0 0\n0 0 0 1\n")
     return folder
 
@@ -69,7 +69,7 @@ def test_yahoo_r3_layout(tmp_path):
     folder = tmp_path / "yahoo-r3"
     write(folder / "ydata-ymusic-rating-study-v1_0-train.txt", "1\t1\t5\n1\t2\t1\n2\t2\t4\n2\t3\t3\n")
     write(folder / "ydata-ymusic-rating-study-v1_0-test.txt", "1\t3\t4\n2\t1\t2\n")
-    ds = load_path(folder)                                            # detected
+    ds = load_path(folder)  # detected
     assert ds.name == "yahoo-r3" and (ds.n_users, ds.n_items, ds.n_interactions) == (2, 3, 4)
     test = ds.extras["random_exposure_test"]
     assert test.rating.tolist() == [4.0, 2.0]

@@ -73,8 +73,7 @@ def test_missing_timestamps_fall_back_to_order_with_note():
 
 
 def test_nan_rating_rejected():
-    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1, 2],
-                          "rating": [1.0, np.nan]})
+    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1, 2], "rating": [1.0, np.nan]})
     with pytest.raises(DataError, match="'rating' has 1 missing"):
         Dataset.from_frame(frame, name="t")
 
@@ -87,8 +86,7 @@ def test_duplicate_ids_in_item_table():
 
 
 def test_stats_hand_checked():
-    frame = pd.DataFrame({"user_id": ["a", "a", "a", "b"], "item_id": ["x", "y", "z", "x"],
-                          "timestamp": [1, 2, 3, 4]})
+    frame = pd.DataFrame({"user_id": ["a", "a", "a", "b"], "item_id": ["x", "y", "z", "x"], "timestamp": [1, 2, 3, 4]})
     s = Dataset.from_frame(frame, name="t").stats()
     assert (s["n_users"], s["n_items"], s["n_interactions"]) == (2, 3, 4)
     assert s["density"] == pytest.approx(4 / 6)

@@ -45,10 +45,10 @@ def test_sample_users_keeps_whole_histories_and_the_catalog():
     assert sub.n_users == 4 and sub.n_items == ds.n_items
     kept = set(sub.user_ids)
     full = ds.interactions.to_frame().assign(user_id=lambda f: ds.user_ids[f.user])
-    assert sub.n_interactions == int(full.user_id.isin(kept).sum())          # every interaction of a kept user
+    assert sub.n_interactions == int(full.user_id.isin(kept).sum())  # every interaction of a kept user
     assert sub.provenance[-1].removed_users == 6
     assert sub.provenance[-1].removed_interactions == ds.n_interactions - sub.n_interactions
-    assert set(sample_users(ds, 4, seed=1).user_ids) == kept                  # seeded
+    assert set(sample_users(ds, 4, seed=1).user_ids) == kept  # seeded
     assert set(sample_users(ds, 4, seed=2).user_ids) != kept
     with pytest.raises(ConfigError, match="not below"):
         sample_users(ds, 10)
@@ -75,8 +75,7 @@ def test_k_core_reaches_fixed_point():
 
 def test_k_core_cascades():
     # removing item z (1 interaction) leaves user c with 1 interaction, which then goes too
-    rows = [("a", "x", 1, 1), ("a", "y", 2, 1), ("b", "x", 1, 1), ("b", "y", 2, 1),
-            ("c", "x", 1, 1), ("c", "z", 2, 1)]
+    rows = [("a", "x", 1, 1), ("a", "y", 2, 1), ("b", "x", 1, 1), ("b", "y", 2, 1), ("c", "x", 1, 1), ("c", "z", 2, 1)]
     core = k_core(frame_ds(rows), 2, 2)
     assert sorted(core.user_ids) == ["a", "b"] and core.provenance[-1].iterations >= 2
 

@@ -177,8 +177,7 @@ def ml1m(tmp_path) -> Path:
     folder = tmp_path / "ml-1m"
     write(
         folder / "ratings.dat",
-        "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n"
-        "2::3408::4::978300275\n",
+        "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n2::3408::4::978300275\n",
     )
     write(
         folder / "movies.dat",
@@ -209,9 +208,7 @@ def test_ml1m_dat(ml1m):
 
 def test_ml1m_wrong_delimiter(ml1m):
     write(ml1m / "ratings.dat", "1\t1193\t5\t978300760\n")
-    with pytest.raises(
-        DataError, match=r"ratings\.dat, line 1: expected 4 double-colon-separated .*tabs"
-    ):
+    with pytest.raises(DataError, match=r"ratings\.dat, line 1: expected 4 double-colon-separated .*tabs"):
         load_movielens(ml1m)
 
 
@@ -221,9 +218,7 @@ def test_ml1m_bad_line_numbers(ml1m):
         load_movielens(ml1m)
     write(ml1m / "users.dat", "1::F::1::10::48067\n2::M::old::16::70072\n")
     write(ml1m / "ratings.dat", "1::1193::5::978300760\n")
-    with pytest.raises(
-        DataError, match=r"users\.dat, line 2, column 'age': expected an age group code"
-    ):
+    with pytest.raises(DataError, match=r"users\.dat, line 2, column 'age': expected an age group code"):
         load_movielens(ml1m)
 
 
@@ -282,10 +277,7 @@ def amazon2018(tmp_path) -> tuple[Path, Path]:
                     "description": ["Strong.", "Fast."],
                     "main_cat": "Tools",
                 },
-                (
-                    "{'asin': 'A2', 'title': 'Tape', 'brand': 'Scotch', 'category': [], "
-                    "'description': []}"
-                ),
+                ("{'asin': 'A2', 'title': 'Tape', 'brand': 'Scotch', 'category': [], 'description': []}"),
                 {"asin": "A3", "title": "", "brand": "Acme"},
                 {"asin": "A4", "title": "Only In Meta"},
             ]
@@ -310,8 +302,7 @@ def test_amazon_2018_with_meta(amazon2018):
     assert items.loc["A4", "title"] == "Only In Meta"  # meta-only items stay in the catalog
     assert data.stats()["items_without_title"] == 2
     assert any(
-        "2 items have no title: 1 with an empty or missing title" in n
-        and "1 reviewed items absent" in n
+        "2 items have no title: 1 with an empty or missing title" in n and "1 reviewed items absent" in n
         for n in data.notes
     )
     assert any("2 items appear only in" in n for n in data.notes)
@@ -406,9 +397,7 @@ def test_amazon_bad_json_line(amazon2018, tmp_path):
     )
     with pytest.raises(DataError, match=r"r2\.json, line 1: not valid JSON"):
         load_amazon(path)
-    meta = write(
-        tmp_path / "m.json", jsonl([{"asin": "A1", "title": "x"}, "{'asin': 'A2', 'title': }"])
-    )
+    meta = write(tmp_path / "m.json", jsonl([{"asin": "A1", "title": "x"}, "{'asin': 'A2', 'title': }"]))
     with pytest.raises(DataError, match=r"m\.json, line 2: not valid JSON nor a Python literal"):
         load_amazon(amazon2018[0], meta)
 
@@ -460,9 +449,7 @@ def test_amazon_latin1_bytes_and_duplicate_meta(tmp_path):
     )
     meta = write(
         tmp_path / "m.json",
-        jsonl(
-            [{"asin": "A1", "title": "first"}, {"asin": "A1", "title": "again"}, {"title": "no id"}]
-        ),
+        jsonl([{"asin": "A1", "title": "first"}, {"asin": "A1", "title": "again"}, {"title": "no id"}]),
     )
     with pytest.raises(DataError, match=r"m\.json, line 3, key 'parent_asin'/'asin': missing"):
         load_amazon(reviews, meta)
@@ -531,15 +518,11 @@ def test_tabular_explicit_mapping_and_dates(tmp_path):
         tmp_path / "x.csv",
         "who,what,when,stars,rating\na,p,2020-01-01,5,1\nb,q,2020-01-02T12:00:00Z,4,1\n",
     )
-    data = load_tabular(
-        path, columns={"user": "who", "item": "what", "timestamp": "when", "rating": "stars"}
-    )
+    data = load_tabular(path, columns={"user": "who", "item": "what", "timestamp": "when", "rating": "stars"})
     frame = raw_frame(data)
     assert frame["timestamp"].tolist() == [1577836800, 1577966400]
     assert frame["rating"].tolist() == [5, 4]
-    data = load_tabular(
-        path, columns={"user": "who", "item": "what", "rating": None, "timestamp": None}
-    )
+    data = load_tabular(path, columns={"user": "who", "item": "what", "rating": None, "timestamp": None})
     assert data.interactions.rating is None
     assert data.interactions.timestamp.tolist() == [0, 1]
 
@@ -625,9 +608,7 @@ def test_tabular_bad_input(tmp_path, content, kwargs, pattern):
 
 def test_tabular_latin1_gz_and_side_tables(tmp_path):
     path = tmp_path / "log.csv.gz"
-    path.write_bytes(
-        gzip.compress("user_id,item_id,rating\nJos\xe9,i1,1\nAnn,i2,2\n".encode("latin-1"))
-    )
+    path.write_bytes(gzip.compress("user_id,item_id,rating\nJos\xe9,i1,1\nAnn,i2,2\n".encode("latin-1")))
     items = write(tmp_path / "items.tsv", "item_id\tname\tprice\ni1\tLamp\t3.5\ni3\tChair\t10\n")
     users = write(tmp_path / "users.csv", "id,age\nAnn,30\nBob,40\n")
     data = load_tabular(path, items=items, users=users)
@@ -637,14 +618,10 @@ def test_tabular_latin1_gz_and_side_tables(tmp_path):
     assert data.items.set_index("item_id").loc["i1", "title"] == "Lamp"
     assert any("1 items in the interactions are not in items.tsv" in n for n in data.notes)
     write(items, "item_id,name\ni1,Lamp\ni1,Again\n")
-    with pytest.raises(
-        DataError, match=r"items\.tsv, line 3, column 'item_id': item id 'i1' appears again"
-    ):
+    with pytest.raises(DataError, match=r"items\.tsv, line 3, column 'item_id': item id 'i1' appears again"):
         load_tabular(path, items=items)
     write(items, "sku,name\ni1,Lamp\n")
-    with pytest.raises(
-        DataError, match=r"items\.tsv, line 1: no item id column.*\['sku', 'name'\]"
-    ):
+    with pytest.raises(DataError, match=r"items\.tsv, line 1: no item id column.*\['sku', 'name'\]"):
         load_tabular(path, items=items)
 
 
@@ -663,9 +640,7 @@ def test_tabular_parquet(tmp_path):
     assert list(data.user_ids) == ["1", "2"]
     assert raw_frame(data)["timestamp"].tolist() == [10, 20, 30]
     pd.DataFrame({"user_id": ["u", None], "item_id": ["a", "b"]}).to_parquet(path)
-    with pytest.raises(
-        DataError, match=r"log\.parquet, data row 2, column 'user_id': the user id is missing"
-    ):
+    with pytest.raises(DataError, match=r"log\.parquet, data row 2, column 'user_id': the user id is missing"):
         load_tabular(path)
     write(tmp_path / "bad.parquet", b"not parquet")
     with pytest.raises(DataError, match=r"bad\.parquet: cannot read as parquet"):
@@ -720,11 +695,7 @@ def test_coat(coat):
     assert isinstance(test, Interactions) and len(test) == 3
     assert test.rating.tolist() == [2, 4, 1] and test.user.tolist() == [0, 1, 2]
     prop = data.extras["propensities"]
-    assert (
-        isinstance(prop, IndexedArray)
-        and prop.axes == ("user", "item")
-        and prop.array.shape == (3, 4)
-    )
+    assert isinstance(prop, IndexedArray) and prop.axes == ("user", "item") and prop.array.shape == (3, 4)
     users = data.users
     assert users["gender"].tolist() == ["men", "women", "women"]
     assert users["age"].tolist() == ["over 60", "20-30", "over 60"]
@@ -848,8 +819,7 @@ def bigrec_row(user, hist, target) -> str:
 
 
 ITEMS = {
-    i: (i, f"B{i:03d}", t)
-    for i, t in enumerate(["Glue, strong", 'Men\'s "Pro" Tape', "Drill", "Saw", "Unseen item"])
+    i: (i, f"B{i:03d}", t) for i, t in enumerate(["Glue, strong", 'Men\'s "Pro" Tape', "Drill", "Saw", "Unseen item"])
 }
 
 
@@ -892,21 +862,13 @@ def test_bigrec_rebuilds_log(bigrec):
     ]
     note = data.notes[0]
     assert "without a train split" in note
-    assert (
-        "3 valid history events, 2 valid targets, 5 test history events, 3 test targets (13 events)"
-        in note
-    )
+    assert "3 valid history events, 2 valid targets, 5 test history events, 3 test targets (13 events)" in note
     assert "5 repeated (user, item, timestamp) events removed" in note
-    assert (
-        "8 interactions remain, of which 2 are valid targets, 3 are test targets, "
-        "3 appear only in histories" in note
-    )
+    assert "8 interactions remain, of which 2 are valid targets, 3 are test targets, 3 appear only in histories" in note
     assert {k: len(v) for k, v in data.extras.items()} == {"valid": 2, "test": 3}
     assert data.extras["test"].timestamp.tolist() == [300, 310, 320]
     items = data.items.set_index("item_id")
-    assert (
-        items.loc["1", "title"] == 'Men\'s "Pro" Tape' and items.loc["0", "title"] == "Glue, strong"
-    )
+    assert items.loc["1", "title"] == 'Men\'s "Pro" Tape' and items.loc["0", "title"] == "Glue, strong"
     assert items.loc["2", "asin"] == "B002" and pd.isna(items.loc["4", "asin"])
 
 
@@ -970,9 +932,7 @@ def test_bigrec_layout_errors(bigrec, tmp_path):
     with pytest.raises(DataError, match=r"Ind\.txt, line 2: no tab"):
         load_bigrec(bigrec)
     write(bigrec / "info" / "Ind.txt", "Glue\t0\nGlue again\t0\n")
-    with pytest.raises(
-        DataError, match=r"Ind\.txt, line 2, column 2 \(item_id\): item id '0' is listed again"
-    ):
+    with pytest.raises(DataError, match=r"Ind\.txt, line 2, column 2 \(item_id\): item id '0' is listed again"):
         load_bigrec(bigrec)
     (tmp_path / "nothing").mkdir()
     with pytest.raises(DataError, match=r"no info/\*\.txt"):

@@ -100,8 +100,7 @@ def test_url_download_verified_cached_then_reused(server, entry_factory, tmp_pat
 def test_checksum_mismatch_and_truncation_leave_no_cache(server, entry_factory):
     from trustrec._cache import cache_dir
 
-    entry_factory("toy-bad", UrlSource(server.url + "toy.zip", "0" * 64),
-                  UrlSource(server.url + "cut.zip", server.sha))
+    entry_factory("toy-bad", UrlSource(server.url + "toy.zip", "0" * 64), UrlSource(server.url + "cut.zip", server.sha))
     with pytest.raises(DownloadError) as err:
         load_dataset("toy-bad", progress=False)
     msg = str(err.value)
@@ -119,12 +118,16 @@ def test_mirror_used_after_failing_canonical(server, entry_factory):
 
 def _fake_wheel(folder, name="fakedata", version="0.1"):
     wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    wheel.write_bytes(zip_bytes({
-        f"{name}/dataset_example/toy/toy.inter": INTER,
-        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        f"{name}-{version}.dist-info/RECORD": "",
-    }))
+    wheel.write_bytes(
+        zip_bytes(
+            {
+                f"{name}/dataset_example/toy/toy.inter": INTER,
+                f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+                f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+                f"{name}-{version}.dist-info/RECORD": "",
+            }
+        )
+    )
     return wheel, hashlib.sha256(wheel.read_bytes()).hexdigest()
 
 
@@ -132,13 +135,15 @@ def test_wheel_source_through_pip(tmp_path, entry_factory):
     index = tmp_path / "index"
     index.mkdir()
     wheel, sha = _fake_wheel(index)
-    src = WheelSource("fakedata", "0.1", sha, "fakedata/dataset_example/toy",
-                      pip_args=("--no-index", "--find-links", str(index)))
+    src = WheelSource(
+        "fakedata", "0.1", sha, "fakedata/dataset_example/toy", pip_args=("--no-index", "--find-links", str(index))
+    )
     entry_factory("toy-wheel", src)
     ds = load_dataset("toy-wheel", progress=False)
     assert ds.n_interactions == 3
-    bad = WheelSource("fakedata", "0.1", "f" * 64, "fakedata/dataset_example/toy",
-                      pip_args=("--no-index", "--find-links", str(index)))
+    bad = WheelSource(
+        "fakedata", "0.1", "f" * 64, "fakedata/dataset_example/toy", pip_args=("--no-index", "--find-links", str(index))
+    )
     entry_factory("toy-wheel-bad", bad)
     with pytest.raises(DownloadError, match="expected ffff"):
         load_dataset("toy-wheel-bad", progress=False)

@@ -21,9 +21,12 @@ def split(request):
 
 
 def _same(a: Interactions, b: Interactions) -> bool:
-    return (np.array_equal(a.user, b.user) and np.array_equal(a.item, b.item)
-            and np.array_equal(a.timestamp, b.timestamp)
-            and ((a.rating is None and b.rating is None) or np.array_equal(a.rating, b.rating)))
+    return (
+        np.array_equal(a.user, b.user)
+        and np.array_equal(a.item, b.item)
+        and np.array_equal(a.timestamp, b.timestamp)
+        and ((a.rating is None and b.rating is None) or np.array_equal(a.rating, b.rating))
+    )
 
 
 def _events(inter: Interactions) -> set:
@@ -38,13 +41,13 @@ def test_with_train_replaces_only_the_training_part(split):
     assert derived.dataset is split.dataset
     assert derived.params["why"] == "test" and dict(split.params).items() <= dict(derived.params).items()
     assert derived.notes == split.notes + ("even users only",)
-    assert "why" not in split.params   # the original is untouched
+    assert "why" not in split.params  # the original is untouched
 
 
 def test_with_train_keeps_the_invariant(split):
     leaked = Interactions.concat([split.train, split.test])
     derived = split.with_train(leaked)
-    assert _same(derived.train, split.train)   # the test events are removed again, and counted
+    assert _same(derived.train, split.train)  # the test events are removed again, and counted
     assert derived.params["evaluation_events_removed_from_train"] == len(split.test)
     assert not _events(derived.train) & _events(derived.test)
 
@@ -70,8 +73,9 @@ def test_with_added_train_adds_new_users(split):
     n = 4
     rating = None if split.train.rating is None else np.full(n, 5.0)
     new = Interactions(ds.n_users + np.array([0, 0, 1, 1]), [0, 1, 2, 3], [1, 2, 3, 4], rating)
-    derived = split.with_added_train(new, new_user_ids=["__x_0", "__x_1"], params={"n_x": 2},
-                                     dataset_note="2 test users")
+    derived = split.with_added_train(
+        new, new_user_ids=["__x_0", "__x_1"], params={"n_x": 2}, dataset_note="2 test users"
+    )
     out = derived.dataset
     assert out.n_users == ds.n_users + 2 and list(out.user_ids[-2:]) == ["__x_0", "__x_1"]
     assert out.n_items == ds.n_items and out.notes == ds.notes + ("2 test users",)
@@ -110,6 +114,6 @@ def test_without_users(split):
     assert not np.isin(train_only.train.user, users).any()
     assert _same(train_only.valid, split.valid) and _same(train_only.test, split.test)
     assert train_only.params["n_users_dropped"] == 3
-    assert train_only.dataset.n_users == split.dataset.n_users   # indices are kept
+    assert train_only.dataset.n_users == split.dataset.n_users  # indices are kept
     with pytest.raises(ConfigError, match="parts"):
         split.without_users(users, parts=("training",))

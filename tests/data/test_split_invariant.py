@@ -19,11 +19,15 @@ def _events(inter: Interactions) -> set[tuple[int, int, int]]:
 def _random_log(seed: int, n_users: int, n_items: int, n_rows: int, duplicate_share: float) -> Dataset:
     rng = np.random.default_rng(seed)
     users = np.concatenate([np.repeat(np.arange(n_users), 3), rng.integers(0, n_users, n_rows)])
-    frame = pd.DataFrame({"user_id": [f"u{u}" for u in users],
-                          "item_id": [f"i{i}" for i in rng.integers(0, n_items, len(users))],
-                          "timestamp": rng.integers(0, 50, len(users)),
-                          "rating": rng.integers(1, 6, len(users)).astype(float)})
-    twins = frame.sample(frac=duplicate_share, random_state=seed)   # exact duplicate events
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in users],
+            "item_id": [f"i{i}" for i in rng.integers(0, n_items, len(users))],
+            "timestamp": rng.integers(0, 50, len(users)),
+            "rating": rng.integers(1, 6, len(users)).astype(float),
+        }
+    )
+    twins = frame.sample(frac=duplicate_share, random_state=seed)  # exact duplicate events
     return Dataset.from_frame(pd.concat([frame, twins], ignore_index=True), name=f"random-{seed}")
 
 
@@ -37,17 +41,22 @@ SPLITS = {
     "leave_one_out": lambda ds, seed: make_split(ds, "leave_one_out", short_users="train"),
     "temporal": lambda ds, seed: make_split(ds, "temporal"),
     "random": lambda ds, seed: make_split(ds, "random", seed=seed),
-    "given_test": lambda ds, seed: make_split(ds, "given_test", test=_given_test(ds, seed), valid_frac=0.2,
-                                              seed=seed),
-    "random_exposure": lambda ds, seed: make_split(ds, "random_exposure", test=_given_test(ds, seed),
-                                                   positive_threshold=4.0, cold_test_items="keep", seed=seed),
+    "given_test": lambda ds, seed: make_split(ds, "given_test", test=_given_test(ds, seed), valid_frac=0.2, seed=seed),
+    "random_exposure": lambda ds, seed: make_split(
+        ds, "random_exposure", test=_given_test(ds, seed), positive_threshold=4.0, cold_test_items="keep", seed=seed
+    ),
 }
 
 
 @pytest.mark.parametrize("method", list(SPLITS))
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), n_users=st.integers(3, 25), n_items=st.integers(2, 30),
-       n_rows=st.integers(0, 300), duplicate_share=st.sampled_from([0.0, 0.1, 0.5]))
+@given(
+    seed=st.integers(0, 10_000),
+    n_users=st.integers(3, 25),
+    n_items=st.integers(2, 30),
+    n_rows=st.integers(0, 300),
+    duplicate_share=st.sampled_from([0.0, 0.1, 0.5]),
+)
 def test_train_and_evaluation_events_are_disjoint(method, seed, n_users, n_items, n_rows, duplicate_share):
     ds = _random_log(seed, n_users, n_items, n_rows, duplicate_share)
     split = SPLITS[method](ds, seed)
@@ -56,7 +65,7 @@ def test_train_and_evaluation_events_are_disjoint(method, seed, n_users, n_items
     assert not train & _events(split.test), method
     removed = split.params.get("evaluation_events_removed_from_train", 0)
     if method in ("given_test", "random_exposure"):
-        assert removed > 0   # the given test set came from the log: its events had to leave train
+        assert removed > 0  # the given test set came from the log: its events had to leave train
     if removed:
         assert any("removed from train" in n for n in split.notes)
 
@@ -64,8 +73,17 @@ def test_train_and_evaluation_events_are_disjoint(method, seed, n_users, n_items
 def test_a_clockless_log_keeps_a_separately_collected_test_set():
     """Coat: every timestamp is 0, so events cannot be told apart by time; the random-exposure test
     set is a separate collection and its (user, item) overlap with the log is reported, not removed."""
-    ds = Dataset.from_frame(pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "x", "z"],
-                                          "timestamp": [0, 0, 0, 0], "rating": [5.0, 3, 4, 2]}), name="clockless")
+    ds = Dataset.from_frame(
+        pd.DataFrame(
+            {
+                "user_id": ["a", "a", "b", "b"],
+                "item_id": ["x", "y", "x", "z"],
+                "timestamp": [0, 0, 0, 0],
+                "rating": [5.0, 3, 4, 2],
+            }
+        ),
+        name="clockless",
+    )
     test = Interactions(np.array([0, 1]), np.array([0, 2]), np.array([0, 0]), np.array([4.0, 5.0]))
     split = make_split(ds, "given_test", test=test)
     assert len(split.train) == 4 and split.params["train_test_overlap"] == 2
@@ -109,14 +127,23 @@ def test_d3_given_test_removes_test_events_and_most_popular_scores(shared_data):
 def test_a_run_where_no_user_can_be_hit_is_an_error_and_a_partial_one_warns(tmp_path):
     from trustrec.runs import run_experiment
 
-    frame = pd.DataFrame({"user_id": ["a"] * 4 + ["b"] * 4, "item_id": ["x", "y", "z", "x", "x", "y", "z", "w"],
-                          "timestamp": [1, 2, 3, 4, 1, 2, 3, 4]})
+    frame = pd.DataFrame(
+        {
+            "user_id": ["a"] * 4 + ["b"] * 4,
+            "item_id": ["x", "y", "z", "x", "x", "y", "z", "w"],
+            "timestamp": [1, 2, 3, 4, 1, 2, 3, 4],
+        }
+    )
     folder = tmp_path / "log"
     folder.mkdir()
     frame.to_csv(folder / "log.csv", index=False)
-    config = {"name": "masked", "dataset": {"name": str(folder / "log.csv")},
-              "split": {"method": "leave_one_out"}, "model": {"name": "most_popular"},
-              "eval": {"metrics": ["ndcg@2"], "n_boot": 10}}
+    config = {
+        "name": "masked",
+        "dataset": {"name": str(folder / "log.csv")},
+        "split": {"method": "leave_one_out"},
+        "model": {"name": "most_popular"},
+        "eval": {"metrics": ["ndcg@2"], "n_boot": 10},
+    }
     messages = []
     with pytest.warns(UserWarning, match="1 of 2 evaluated users"):
         run = run_experiment(config, tmp_path / "runs", progress=False, log=messages.append)

@@ -82,7 +82,9 @@ def test_mixed_seconds_and_milliseconds_are_refused_with_both_rows(tmp_path):
     path = _csv(tmp_path, "user_id,item_id,timestamp\nu,i,1600000000\nu,j,1600000500\nv,k,1600000000123\n")
     with pytest.raises(DataError, match=r"seconds.*line 2.*milliseconds.*line 4"):
         load_tabular(path)
-    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1_600_000_000, 1_600_000_000_000]})
+    frame = pd.DataFrame(
+        {"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1_600_000_000, 1_600_000_000_000]}
+    )
     with pytest.raises(DataError, match="mixes time units"):
         Dataset.from_frame(frame, name="units")
 
@@ -216,7 +218,9 @@ def test_folder_of_several_tables_is_refused(tmp_path):
 
 
 # -- special files and compression -----------------------------------------------------------------
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)")
+@pytest.mark.skipif(
+    not hasattr(os, "mkfifo"), reason="os.mkfifo is POSIX-only: there are no FIFOs to probe on this platform (Windows)"
+)
 def test_fifo_is_refused_without_hanging(tmp_path):
     fifo = tmp_path / "ratings.csv"
     os.mkfifo(fifo)

@@ -17,8 +17,18 @@ from trustrec.testing._doubles import PrecomputedScores
 def split():
     """Training counts per item: i0 x3, i1 x1, i2 x0, i3 x2, i4 x4 (users u0-u4; i5 never appears).
     Test targets: u0 -> i2 (cold at N=0), u1 -> i1 (cold at N=1), u2 -> i4 (warm), u3 -> i2 and i4."""
-    train = [("u0", "i0"), ("u1", "i0"), ("u2", "i0"), ("u3", "i1"), ("u0", "i3"), ("u1", "i3"),
-             ("u0", "i4"), ("u1", "i4"), ("u2", "i4"), ("u4", "i4")]
+    train = [
+        ("u0", "i0"),
+        ("u1", "i0"),
+        ("u2", "i0"),
+        ("u3", "i1"),
+        ("u0", "i3"),
+        ("u1", "i3"),
+        ("u0", "i4"),
+        ("u1", "i4"),
+        ("u2", "i4"),
+        ("u4", "i4"),
+    ]
     frame = pd.DataFrame(train, columns=["user_id", "item_id"]).assign(timestamp=np.arange(len(train)))
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(6)], "title": [f"Film {i}" for i in range(6)]})
     ds = Dataset.from_frame(frame, name="cold", items=items)
@@ -34,8 +44,12 @@ def _ix(split, *ids):
 
 def test_cold_item_mask_counts_training_interactions(split):
     ds = split.dataset
-    for n, cold in [(0, {"i2", "i5"}), (1, {"i1", "i2", "i5"}), (2, {"i1", "i2", "i3", "i5"}),
-                    (3, {"i0", "i1", "i2", "i3", "i5"})]:
+    for n, cold in [
+        (0, {"i2", "i5"}),
+        (1, {"i1", "i2", "i5"}),
+        (2, {"i1", "i2", "i3", "i5"}),
+        (3, {"i0", "i1", "i2", "i3", "i5"}),
+    ]:
         mask = cold_item_mask(split, n)
         assert set(ds.item_ids[mask]) == cold, n
     with pytest.raises(ConfigError, match="integer >= 0"):
@@ -69,8 +83,9 @@ def test_evaluate_split_on_cold_targets_matches_hand_computation(split):
     scores = np.zeros((ds.n_users, ds.n_items))
     scores[:, _ix(split, *order)] = np.arange(6, 0, -1)
     model = PrecomputedScores(scores).fit(split, FitOptions(progress=False))
-    res = evaluate_split(model, split, targets="cold", cold_max_interactions=1, metrics=["hr@1", "ndcg@2"],
-                         n_boot=0, progress=False)
+    res = evaluate_split(
+        model, split, targets="cold", cold_max_interactions=1, metrics=["hr@1", "ndcg@2"], n_boot=0, progress=False
+    )
     per = res.per_user.set_index(ds.user_ids[res.per_user.user])
     # u0 (history i0 i3 i4): list i2, i1 -> target i2 first. u1 (history i0 i3 i4): i2, i1 -> target i1 second.
     # u3 (history i1): list i2, i5 -> cold target i2 first (its warm target i4 does not count).
@@ -79,8 +94,9 @@ def test_evaluate_split_on_cold_targets_matches_hand_computation(split):
     assert res.mean("hr@1") == pytest.approx(2 / 3)
     assert res.counts["n_cold_items"] == 3 and res.counts["n_targets_kept"] == 3
     assert res.counts["n_users_without_cold_target"] == 1 and res.settings["targets"] == "cold"
-    warm = evaluate_split(model, split, targets="warm", cold_max_interactions=1, metrics=["hr@2"], n_boot=0,
-                          progress=False)
+    warm = evaluate_split(
+        model, split, targets="warm", cold_max_interactions=1, metrics=["hr@2"], n_boot=0, progress=False
+    )
     # u2 (history i0 i4): list i2, i1 -> misses i4; u3 (history i1): i2, i5 -> misses i4
     assert warm.per_user["hr@2"].tolist() == [0.0, 0.0] and warm.counts["n_users_without_warm_target"] == 2
     full = evaluate_split(model, split, metrics=["hr@1"], n_boot=0, progress=False)
@@ -92,10 +108,11 @@ def test_evaluate_split_on_cold_targets_matches_hand_computation(split):
 def test_cold_start_audit_compares_models_on_the_same_users(split):
     ds = split.dataset
     favour_cold = np.zeros((ds.n_users, ds.n_items))
-    favour_cold[:, _ix(split, "i2", "i1")] = [2.0, 1.0]          # ranks the cold items first
+    favour_cold[:, _ix(split, "i2", "i1")] = [2.0, 1.0]  # ranks the cold items first
     model = PrecomputedScores(favour_cold).fit(split, FitOptions(progress=False))
-    res = ColdStartAudit(max_train_interactions=1, k=2, n_boot=50, metrics=("hr",),
-                         compare_with=[{"name": "most_popular"}]).run(model, split)
+    res = ColdStartAudit(
+        max_train_interactions=1, k=2, n_boot=50, metrics=("hr",), compare_with=[{"name": "most_popular"}]
+    ).run(model, split)
     est = res.estimates
     # u0, u1, u3 have cold targets (i2, i1, i2) and all are hit at k=2. Most popular ranks i4, i0, i3, i1,
     # then i2 and i5: u0 and u1 (history i0 i3 i4) get i1, i2 (hits); u3 (history i1) gets i4, i0 (miss)
@@ -114,11 +131,19 @@ def test_cold_start_audit_reports_what_it_cannot_measure(split):
     ds = split.dataset
     model = PrecomputedScores(np.zeros((ds.n_users, ds.n_items))).fit(split, FitOptions(progress=False))
     none_cold = ColdStartAudit(max_train_interactions=0, compare_with=[]).run(
-        model, split.__class__(ds, split.train, split.valid, split.test.select(
-            np.isin(split.test.item, _ix(split, "i4"))), split.method))
-    assert none_cold.verdict.status == "not_applicable" and "raise max_train_interactions" in none_cold.verdict.reasons[0]
-    broken = ColdStartAudit(max_train_interactions=1, n_boot=10,
-                            compare_with=[{"name": "text_knn", "params": {"encoder": "no-such-encoder"}}]).run(model, split)
+        model,
+        split.__class__(
+            ds, split.train, split.valid, split.test.select(np.isin(split.test.item, _ix(split, "i4"))), split.method
+        ),
+    )
+    assert (
+        none_cold.verdict.status == "not_applicable" and "raise max_train_interactions" in none_cold.verdict.reasons[0]
+    )
+    broken = ColdStartAudit(
+        max_train_interactions=1,
+        n_boot=10,
+        compare_with=[{"name": "text_knn", "params": {"encoder": "no-such-encoder"}}],
+    ).run(model, split)
     assert broken.verdict.status != "not_applicable"
     assert len(broken.warnings) == 1 and broken.warnings[0].startswith("reference text_knn not measured")
     with pytest.raises(ConfigError, match="unknown model"):
@@ -139,7 +164,7 @@ def test_text_encoder_reaches_cold_ml100k_items(ml100k):
     split = split_leave_one_out(ml100k)
     knn = make_model("item_knn").fit(split, FitOptions(progress=False))
     res = ColdStartAudit(max_train_interactions=10, n_boot=100, compare_with=[{"name": "text_knn"}]).run(knn, split)
-    assert not res.warnings, res.warnings      # the encoder resolves offline from its package-index wheel
+    assert not res.warnings, res.warnings  # the encoder resolves offline from its package-index wheel
     table = res.evidence["by_model"].set_index(["model", "segment"])
     assert res.estimates["cold_item_exposure@10"].value < 0.01
     assert table.loc[("text_knn", "cold"), "cold_item_exposure"] > 0.1

@@ -35,8 +35,9 @@ def test_evaluator_equals_slow_reference(seed):
     model = PrecomputedScores(scores)
     model.fit(toy_dataset(n_users=n_users, n_items=n_items, n_inter=300), _FO(progress=False))
     es = EvalSet(QueryBatch(np.arange(n_users), Ragged.from_rows(hist)), Ragged.from_rows(tgt), "test")
-    res = evaluate(model, es, metrics=["ndcg@10", "hr@10", "recall@10", "mrr@10"], batch_size=7,
-                   n_boot=50, progress=False)
+    res = evaluate(
+        model, es, metrics=["ndcg@10", "hr@10", "recall@10", "mrr@10"], batch_size=7, n_boot=50, progress=False
+    )
     ref = slow_reference(scores, hist, tgt, k)
     for name in ref:
         np.testing.assert_allclose(res.per_user[f"{name}@10"], ref[name], atol=1e-12)
@@ -67,7 +68,8 @@ def test_k_larger_than_catalog_and_counts():
 def test_empty_histories_are_counted_not_crashing():
     ds = toy_dataset()
     model = make_model("sasrec", epochs=1, max_len=5, embedding_size=8, inner_size=16).fit(
-        ds, FitOptions(progress=False))
+        ds, FitOptions(progress=False)
+    )
     es = EvalSet(QueryBatch(np.array([0, 1]), Ragged.from_rows([[], [1, 2]])), Ragged.from_rows([[3], [4]]), "test")
     res = evaluate(model, es, n_boot=10, progress=False)
     assert res.counts["n_empty_history"] == 1 and res.counts["n_no_recommendation"] == 1
@@ -162,5 +164,7 @@ def test_users_without_targets_and_cold_users_are_counted():
     n_test_users = len(np.unique(split.test.user))
     assert res.counts["n_users_evaluated"] == n_test_users
     assert res.counts["n_users_without_target"] == ds.n_users - n_test_users
-    cold = len(np.setdiff1d(np.unique(split.test.user), np.unique(np.concatenate([split.train.user, split.valid.user]))))
+    cold = len(
+        np.setdiff1d(np.unique(split.test.user), np.unique(np.concatenate([split.train.user, split.valid.user])))
+    )
     assert res.counts["n_empty_history"] == cold

@@ -25,7 +25,7 @@ MEMBERSHIP = sp.csr_matrix(np.array([[1, 0], [1, 1], [0, 1], [0, 0]], float))
 
 def test_list_similarities_by_hand():
     ref, other = np.array([[1, 2, 3]]), np.array([[3, 1, 5]])
-    assert jaccard_at_k(ref, other)[0] == pytest.approx(2 / 4)          # {1,3} over {1,2,3,5}
+    assert jaccard_at_k(ref, other)[0] == pytest.approx(2 / 4)  # {1,3} over {1,2,3,5}
     assert serp_star_at_k(ref, other)[0] == pytest.approx((1 + 3) / 6)  # 3 at rank 3 -> 1, 1 at rank 1 -> 3
     # pairs of `other` in order: (3,1) no, (3,5) yes (5 is absent from ref), (1,5) yes
     assert prag_star_at_k(ref, other)[0] == pytest.approx(2 / 3)
@@ -63,10 +63,10 @@ def test_group_distribution_splits_multi_group_items():
 
 def test_miscalibration_by_hand():
     p, q = np.array([[0.5, 0.5]]), np.array([[1.0, 0.0]])
-    expected = 0.5 * np.log(0.5 / 0.995) + 0.5 * np.log(0.5 / 0.005)   # q~ = 0.99 q + 0.01 p
+    expected = 0.5 * np.log(0.5 / 0.995) + 0.5 * np.log(0.5 / 0.005)  # q~ = 0.99 q + 0.01 p
     assert miscalibration(p, q)[0] == pytest.approx(expected)
     assert miscalibration(p, p)[0] == pytest.approx(0.0)
-    assert np.isnan(miscalibration(np.zeros((1, 2)), q)[0])             # empty profile
+    assert np.isnan(miscalibration(np.zeros((1, 2)), q)[0])  # empty profile
     with pytest.raises(ValueError, match="alpha"):
         miscalibration(p, q, alpha=0)
 
@@ -86,6 +86,6 @@ def test_exposure_by_group_by_hand():
     out = exposure_by_group(np.array([[0, 1], [0, -1]]), MEMBERSHIP, item_popularity=[1, 1, 2, 0])
     # slots: item0 x2 -> A 2; item1 x1 -> A .5, B .5  => A 2.5, B .5
     np.testing.assert_allclose(out["exposure_share"], [5 / 6, 1 / 6])
-    np.testing.assert_allclose(out["catalog_share"], [0.5, 0.5])     # A 1.5, B 1.5 (item 3 in none)
+    np.testing.assert_allclose(out["catalog_share"], [0.5, 0.5])  # A 1.5, B 1.5 (item 3 in none)
     np.testing.assert_allclose(out["interaction_share"], [1.5 / 4, 2.5 / 4])
     np.testing.assert_allclose(out["ratio"], [5 / 3, 1 / 3])

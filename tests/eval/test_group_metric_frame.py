@@ -12,9 +12,13 @@ from trustrec.eval import GroupMetricFrame
 def frame():
     rng = np.random.default_rng(3)
     groups = np.array(["a"] * 60 + ["b"] * 50 + ["c"] * 40 + ["tiny"] * 5 + [None] * 7, dtype=object)
-    values = pd.DataFrame({"ndcg": rng.random(len(groups)) * np.where(groups == "a", 1.0, 0.5),
-                           "hr": (rng.random(len(groups)) < 0.3).astype(float)})
-    values.loc[3, "ndcg"] = np.nan   # a user without a target for this metric
+    values = pd.DataFrame(
+        {
+            "ndcg": rng.random(len(groups)) * np.where(groups == "a", 1.0, 0.5),
+            "hr": (rng.random(len(groups)) < 0.3).astype(float),
+        }
+    )
+    values.loc[3, "ndcg"] = np.nan  # a user without a target for this metric
     return values, groups
 
 
@@ -81,8 +85,9 @@ def test_ratio_to_overall_counts_a_group_far_above_everyone():
     assert gmf.ratio("to_overall")["x"] == pytest.approx(0.1 / 0.5)
     assert gmf.difference("to_overall")["x"] == pytest.approx(0.4)
     # a small group far above everyone: overall 0.55, a at 1.0 gives 0.55 (worst over overall would say 0.727)
-    above = GroupMetricFrame(metrics={"x": np.repeat([1.0, 0.4], [20, 60])},
-                             groups=np.repeat(["a", "b"], [20, 60]), n_boot=0)
+    above = GroupMetricFrame(
+        metrics={"x": np.repeat([1.0, 0.4], [20, 60])}, groups=np.repeat(["a", "b"], [20, 60]), n_boot=0
+    )
     assert above.overall["x"] == pytest.approx(0.55)
     assert above.ratio("to_overall")["x"] == pytest.approx(0.55)
     zero = GroupMetricFrame(metrics={"x": np.zeros(40)}, groups=np.repeat(["a", "b"], 20), n_boot=0)
@@ -92,16 +97,18 @@ def test_ratio_to_overall_counts_a_group_far_above_everyone():
 def test_matches_fairlearn_metric_frame(frame):
     fairlearn = pytest.importorskip("fairlearn.metrics", reason="fairlearn is in the dev extra; not installed here")
     values, groups = frame
-    labels = np.where(pd.isna(groups), "none", groups).astype(str)   # fairlearn has no missing-label row
+    labels = np.where(pd.isna(groups), "none", groups).astype(str)  # fairlearn has no missing-label row
     # min_group_size=1: fairlearn compares every group, trustrec leaves small ones out by default
     ours = GroupMetricFrame(metrics=values, groups=labels, n_boot=0, min_group_size=1)
     for m in ("ndcg", "hr"):
         ok = values[m].notna().to_numpy()
         y = values[m].to_numpy()[ok]
-        theirs = fairlearn.MetricFrame(metrics=lambda yt, yp: float(np.mean(yp)), y_true=y, y_pred=y,
-                                       sensitive_features=labels[ok])
-        pd.testing.assert_series_equal(ours.by_group[m].sort_index(), theirs.by_group.astype(float).sort_index(),
-                                       check_names=False)
+        theirs = fairlearn.MetricFrame(
+            metrics=lambda yt, yp: float(np.mean(yp)), y_true=y, y_pred=y, sensitive_features=labels[ok]
+        )
+        pd.testing.assert_series_equal(
+            ours.by_group[m].sort_index(), theirs.by_group.astype(float).sort_index(), check_names=False
+        )
         assert ours.overall[m] == pytest.approx(theirs.overall)
         for method in ("between_groups", "to_overall"):
             assert ours.difference(method)[m] == pytest.approx(theirs.difference(method=method))

@@ -33,7 +33,7 @@ from trustrec.eval import (
 
 RNG = np.random.default_rng(0)
 A = np.round(RNG.random(60), 1)
-B = np.where(RNG.random(60) < 0.5, A, np.round(RNG.random(60), 1))   # many equal pairs (zeros)
+B = np.where(RNG.random(60) < 0.5, A, np.round(RNG.random(60), 1))  # many equal pairs (zeros)
 
 
 def _percentile_boot_mean(x, n_boot, seed):
@@ -65,13 +65,13 @@ def test_paired_estimate_difference_ci_and_wilcoxon_convention():
     d = a[ok] - b[ok]
     assert e.value == pytest.approx(d.mean()) and e.n == ok.sum()
     assert (e.ci_low, e.ci_high) == pytest.approx(_percentile_boot_mean(d, 200, 1))
-    assert (d == 0).sum() > 10                                  # the case where conventions disagree
+    assert (d == 0).sum() > 10  # the case where conventions disagree
     assert WILCOXON_ZERO_METHOD == "wilcox"
     nonzero = d[d != 0]
-    assert e.p_value == pytest.approx(stats.wilcoxon(nonzero).pvalue)   # zeros dropped = test on changed users
+    assert e.p_value == pytest.approx(stats.wilcoxon(nonzero).pvalue)  # zeros dropped = test on changed users
     assert e.p_value != pytest.approx(stats.wilcoxon(d, zero_method="zsplit").pvalue)
     assert paired_test(b[ok], a[ok]).wilcoxon_pvalue == pytest.approx(e.p_value)
-    assert paired_estimate(a, b, n_boot=0, seed=0).p_value is None     # no test unless asked
+    assert paired_estimate(a, b, n_boot=0, seed=0).p_value is None  # no test unless asked
     assert wilcoxon_pvalue([0.0, 0.0, 0.0]) == 1.0 and wilcoxon_pvalue([0.3]) is None
     with pytest.raises(ValueError):
         paired_estimate(A, B[:5], n_boot=10, seed=0)
@@ -125,7 +125,7 @@ def test_stratified_rows_keep_class_sizes():
 def test_auc_and_tpr_at_fpr_against_sklearn():
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    s = np.round(RNG.normal(size=200), 1)                      # many ties
+    s = np.round(RNG.normal(size=200), 1)  # many ties
     y = RNG.random(200) < 0.3 + 0.2 * (s > 0)
     assert roc_auc(s, y) == pytest.approx(roc_auc_score(y, s))
     assert np.isnan(roc_auc(s, np.ones(200, bool)))
@@ -136,14 +136,14 @@ def test_auc_and_tpr_at_fpr_against_sklearn():
     assert macro_ovr_auc(proba, codes)[0] == pytest.approx(roc_auc_score(codes, proba, multi_class="ovr"))
     f, t, _ = roc_curve(y, s, drop_intermediate=False)
     for fpr in (0.0, 0.01, 0.1, 0.5):
-        assert tpr_at_fpr(s, y, fpr) == pytest.approx(t[f <= fpr + 1e-12].max())   # step curve, no interpolation
+        assert tpr_at_fpr(s, y, fpr) == pytest.approx(t[f <= fpr + 1e-12].max())  # step curve, no interpolation
 
 
 def test_rank_biased_overlap_against_a_direct_sum():
-    def rbo_ext_equal_length(a, b, p):                       # Webber et al. 2010 eq. 30, same length
+    def rbo_ext_equal_length(a, b, p):  # Webber et al. 2010 eq. 30, same length
         k = len(a)
         x = [len(set(a[:d]) & set(b[:d])) for d in range(1, k + 1)]
-        return (1 - p) / p * sum(x[d - 1] / d * p ** d for d in range(1, k + 1)) + x[-1] / k * p ** k
+        return (1 - p) / p * sum(x[d - 1] / d * p**d for d in range(1, k + 1)) + x[-1] / k * p**k
 
     a = np.array([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]])
     b = np.array([[2, 1, 7, 5, 9], [6, 7, 8, 9, 10]])
@@ -159,10 +159,15 @@ def test_rank_biased_overlap_against_a_direct_sum():
 _SRC = Path(trustrec.__file__).parent
 # Audits call trustrec.eval's builders (bootstrap_ci, mean_estimate, ...); these are the calls and
 # helper names that mean an audit is computing a test, a CI or an AUC by itself again.
-_STATS_CALLS = re.compile(r"\b(wilcoxon|mannwhitneyu|ttest_rel|ttest_ind|roc_auc_score|roc_curve|"
-                          r"nanquantile)\(|np\.quantile\(")
-_PRIVATE_BUILDERS = re.compile(r"^\s*def _\w*(mean_ci|mean_estimate|ci_estimate|paired|_ci|boot|quantile|auc_rows|"
-                               r"stratified|cluster_ratio|cluster_mean|gap_estimate)\w*\(", re.M)
+_STATS_CALLS = re.compile(
+    r"\b(wilcoxon|mannwhitneyu|ttest_rel|ttest_ind|roc_auc_score|roc_curve|"
+    r"nanquantile)\(|np\.quantile\("
+)
+_PRIVATE_BUILDERS = re.compile(
+    r"^\s*def _\w*(mean_ci|mean_estimate|ci_estimate|paired|_ci|boot|quantile|auc_rows|"
+    r"stratified|cluster_ratio|cluster_mean|gap_estimate)\w*\(",
+    re.M,
+)
 
 
 @pytest.mark.parametrize("layer", ["audit", "mitigate"])

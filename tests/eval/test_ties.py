@@ -18,13 +18,16 @@ ACCURACY = ("recall", "precision", "hr", "ndcg", "mrr", "map", "map_trec")
 
 def _model(scores):
     model = PrecomputedScores(np.asarray(scores, float))
-    return model.fit(toy_dataset(n_users=max(3, len(scores)), n_items=len(scores[0]), n_inter=4 * max(3, len(scores))),
-                     FitOptions(progress=False))
+    return model.fit(
+        toy_dataset(n_users=max(3, len(scores)), n_items=len(scores[0]), n_inter=4 * max(3, len(scores))),
+        FitOptions(progress=False),
+    )
 
 
 def _eval_set(histories, targets):
-    return EvalSet(QueryBatch(np.arange(len(histories)), Ragged.from_rows(histories)),
-                   Ragged.from_rows(targets), "test")
+    return EvalSet(
+        QueryBatch(np.arange(len(histories)), Ragged.from_rows(histories)), Ragged.from_rows(targets), "test"
+    )
 
 
 def test_hand_computed_tie_at_the_cut():
@@ -84,7 +87,7 @@ def _reference(scores, histories, targets, k, pop, tail, info, unit):
             acc["ndcg"].append(sum(g / math.log2(r + 2) for r, g in enumerate(gains)) / idcg)
             first = next((r for r, g in enumerate(gains) if g), None)
             acc["mrr"].append(0.0 if first is None else 1 / (first + 1))
-            ap = sum(sum(gains[:r + 1]) / (r + 1) for r, g in enumerate(gains) if g)
+            ap = sum(sum(gains[: r + 1]) / (r + 1) for r, g in enumerate(gains) if g)
             acc["map"].append(ap / min(len(rel), k))
             acc["map_trec"].append(ap / len(rel))
             acc["avg_popularity"].append(np.mean(pop[top]))
@@ -101,15 +104,25 @@ def _reference(scores, histories, targets, k, pop, tail, info, unit):
 def test_expected_rule_equals_exact_enumeration(seed):
     rng = np.random.default_rng(seed)
     n_users, n_items, k = 12, 8, 4
-    scores = rng.integers(0, 3, size=(n_users, n_items)).astype(float)      # large tie blocks on purpose
+    scores = rng.integers(0, 3, size=(n_users, n_items)).astype(float)  # large tie blocks on purpose
     hist = [list(rng.choice(n_items, rng.integers(0, 3), replace=False)) for _ in range(n_users)]
     tgt = [list(rng.choice(np.setdiff1d(np.arange(n_items), h), rng.integers(1, 4), replace=False)) for h in hist]
     pop = rng.integers(0, 20, n_items).astype(float)
     vectors = rng.integers(0, 2, size=(n_items, 3)).astype(float)
-    vectors[0] = 0                                                           # an item with no genre
+    vectors[0] = 0  # an item with no genre
     metrics = [f"{m}@{k}" for m in (*ACCURACY, "avg_popularity", "aplt", "novelty", "ild", "coverage", "gini")]
-    res = evaluate(_model(scores), _eval_set(hist, tgt), metrics=metrics, n_boot=0, ties="expected",
-                   item_popularity=pop, n_train_users=30, item_vectors=vectors, batch_size=5, progress=False)
+    res = evaluate(
+        _model(scores),
+        _eval_set(hist, tgt),
+        metrics=metrics,
+        n_boot=0,
+        ties="expected",
+        item_popularity=pop,
+        n_train_users=30,
+        item_vectors=vectors,
+        batch_size=5,
+        progress=False,
+    )
     from trustrec.eval import long_tail_mask, novelty
 
     tail = long_tail_mask(pop).astype(float)
@@ -141,7 +154,7 @@ def test_without_ties_both_rules_agree():
 
 
 class _ListOnly(PrecomputedScores):
-    capabilities = frozenset({"uses_history"})          # no full-catalog scores: lists only
+    capabilities = frozenset({"uses_history"})  # no full-catalog scores: lists only
 
 
 def test_list_only_models_state_the_narrower_scope_and_bad_rule_raises():

@@ -23,14 +23,25 @@ from trustrec.testing import PrecomputedScores
 
 def _dataset(train, test, n_users, n_items, name="hand") -> Dataset:
     """train/test: lists of (user, item, rating)."""
+
     def frame(rows):
         u, i, r = zip(*rows) if rows else ((), (), ())
-        return pd.DataFrame({"user_id": [str(x) for x in u], "item_id": [str(x) for x in i],
-                             "timestamp": np.zeros(len(u), np.int64), "rating": np.asarray(r, float)})
-    return Dataset.from_frame(frame(train), name=name,
-                              items=pd.DataFrame({"item_id": [str(i) for i in range(n_items)]}),
-                              users=pd.DataFrame({"user_id": [str(u) for u in range(n_users)]}),
-                              extras={"random_exposure_test": frame(test)})
+        return pd.DataFrame(
+            {
+                "user_id": [str(x) for x in u],
+                "item_id": [str(x) for x in i],
+                "timestamp": np.zeros(len(u), np.int64),
+                "rating": np.asarray(r, float),
+            }
+        )
+
+    return Dataset.from_frame(
+        frame(train),
+        name=name,
+        items=pd.DataFrame({"item_id": [str(i) for i in range(n_items)]}),
+        users=pd.DataFrame({"user_id": [str(u) for u in range(n_users)]}),
+        extras={"random_exposure_test": frame(test)},
+    )
 
 
 def _fit(table, split):
@@ -57,7 +68,7 @@ def test_topk_membership_ties_by_expected_value():
     s = np.array([[5, 4, 4, 4, 1, np.nan], [3, 3, 3, 3, 3, 3.0]])
     c = np.ones_like(s, bool)
     c[1, 0] = False
-    np.testing.assert_allclose(topk_membership(s, c, 2), [[1, 1 / 3, 1 / 3, 1 / 3, 0, 0], [0, .4, .4, .4, .4, .4]])
+    np.testing.assert_allclose(topk_membership(s, c, 2), [[1, 1 / 3, 1 / 3, 1 / 3, 0, 0], [0, 0.4, 0.4, 0.4, 0.4, 0.4]])
     # fewer candidates than K: all of them; NaN scores rank last but are candidates
     np.testing.assert_allclose(topk_membership(s, c, 5), [[1, 1, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1]])
     c2 = np.zeros_like(c)
@@ -88,8 +99,9 @@ def test_ure_hand_computed(hand):
 
 def test_traditional_hand_computed(hand):
     split, model = hand
-    res = evaluate_random_exposure(model, split, scheme="traditional-random", metrics=["recall@2", "precision@2"],
-                                   n_boot=0)
+    res = evaluate_random_exposure(
+        model, split, scheme="traditional-random", metrics=["recall@2", "precision@2"], n_boot=0
+    )
     pu = res.per_user.iloc[0]
     # ranked among the exposed candidates only: i6 0.8, i1 0.5, i3 0.5, i4 0.1 -> top 2: i6, then
     # i1/i3 tied for one place (1/2 each) -> recall (1/2 + 0) / 2, precision (1/2) / 2
@@ -116,10 +128,10 @@ def test_users_without_exposed_positive_are_counted_not_scored():
     split = split_random_exposure(ds, cold_test_items="keep")
     model = _fit(np.tile(np.arange(5.0), (3, 1)), split)
     res = evaluate_random_exposure(model, split, metrics=["recall@2", "precision@2"], n_boot=0)
-    assert res.counts["n_users_no_exposed_positive"] == 1          # user 1 rated both exposures low
-    assert res.counts["n_users_no_exposed_candidate"] == 1          # user 2's only exposure is in train
+    assert res.counts["n_users_no_exposed_positive"] == 1  # user 1 rated both exposures low
+    assert res.counts["n_users_no_exposed_candidate"] == 1  # user 2's only exposure is in train
     assert res.summary.loc["recall@2 (ure)", "n_users"] == 1
-    assert res.summary.loc["precision@2 (ure)", "n_users"] == 2     # precision keeps user 1 (estimate 0)
+    assert res.summary.loc["precision@2 (ure)", "n_users"] == 2  # precision keeps user 1 (estimate 0)
     assert np.isnan(res.per_user.set_index("user").loc[1, "recall@2 (ure)"])
 
 
@@ -147,7 +159,9 @@ def test_full_scheme_recall_equals_ure_without_ties_or_history_overlap():
     rng = np.random.default_rng(3)
     n_users, n_items = 40, 60
     train = [(u, int(i), 3.0) for u in range(n_users) for i in rng.choice(30, 5, replace=False)]
-    test = [(u, int(i), float(rng.integers(1, 6))) for u in range(n_users) for i in 30 + rng.choice(30, 8, replace=False)]
+    test = [
+        (u, int(i), float(rng.integers(1, 6))) for u in range(n_users) for i in 30 + rng.choice(30, 8, replace=False)
+    ]
     ds = _dataset(train, test, n_users, n_items)
     split = split_random_exposure(ds, cold_test_items="keep")
     model = _fit(rng.random((n_users, n_items)), split)
@@ -168,7 +182,7 @@ def test_ure_converges_to_true_recall_and_traditional_does_not():
     n_users, n_items, k, n_exposed = 200, 300, 10, 16
     taste = rng.normal(size=(n_users, 4)) @ rng.normal(size=(4, n_items))
     relevance = rng.random((n_users, n_items)) < 1 / (1 + np.exp(-(taste - 1.5)))
-    scores = taste + rng.normal(scale=1.5, size=taste.shape)          # an imperfect model
+    scores = taste + rng.normal(scale=1.5, size=taste.shape)  # an imperfect model
     member = topk_membership(scores, np.ones_like(relevance), k)
     n_rel = relevance.sum(1)
     truth = np.mean((member * relevance).sum(1)[n_rel > 0] / n_rel[n_rel > 0])
@@ -186,7 +200,7 @@ def test_ure_converges_to_true_recall_and_traditional_does_not():
         ure_err.append(abs(np.mean(ure_vals) - truth))
         trad_err.append(abs(np.mean(trad_vals) - truth))
     assert ure_err[-1] < 0.005 and ure_err[-1] < 0.1 * truth
-    assert min(trad_err) > 0.3 and trad_err[-1] > 0.9 * trad_err[0]   # more data does not fix it
+    assert min(trad_err) > 0.3 and trad_err[-1] > 0.9 * trad_err[0]  # more data does not fix it
 
 
 def test_evaluator_matches_direct_formula_on_semi_synthetic_world():
@@ -194,11 +208,20 @@ def test_evaluator_matches_direct_formula_on_semi_synthetic_world():
     and URE tracks the world's true Recall@K where the traditional scheme does not."""
     rng = np.random.default_rng(1)
     n_users, n_items = 80, 50
-    base = pd.DataFrame({"user_id": [str(u) for u in rng.integers(0, n_users, 600)],
-                         "item_id": [str(i) for i in rng.integers(0, n_items, 600)],
-                         "timestamp": 0, "rating": rng.integers(1, 6, 600).astype(float)})
-    ds = Dataset.from_frame(base, name="base", items=pd.DataFrame({"item_id": [str(i) for i in range(n_items)]}),
-                            users=pd.DataFrame({"user_id": [str(u) for u in range(n_users)]}))
+    base = pd.DataFrame(
+        {
+            "user_id": [str(u) for u in rng.integers(0, n_users, 600)],
+            "item_id": [str(i) for i in rng.integers(0, n_items, 600)],
+            "timestamp": 0,
+            "rating": rng.integers(1, 6, 600).astype(float),
+        }
+    )
+    ds = Dataset.from_frame(
+        base,
+        name="base",
+        items=pd.DataFrame({"item_id": [str(i) for i in range(n_items)]}),
+        users=pd.DataFrame({"user_id": [str(u) for u in range(n_users)]}),
+    )
     truth = 1 / (1 + np.exp(-rng.normal(-1.0, 1.5, (n_users, n_items))))
     world = draw_world(ds, truth, SemiSyntheticConfig(n_random=10), seed=4)
     assert world.dataset.extras["propensities"].array.shape == (n_users, n_items)
@@ -207,6 +230,7 @@ def test_evaluator_matches_direct_formula_on_semi_synthetic_world():
     model = _fit(truth + rng.normal(scale=0.3, size=truth.shape), split)
     true = true_recall(model, world, [5])[5]
     ure = evaluate_random_exposure(model, split, metrics=["recall@5"], n_boot=0).mean("recall@5 (ure)")
-    trad = evaluate_random_exposure(model, split, scheme="traditional-random", metrics=["recall@5"],
-                                    n_boot=0).mean("recall@5 (traditional-random)")
+    trad = evaluate_random_exposure(model, split, scheme="traditional-random", metrics=["recall@5"], n_boot=0).mean(
+        "recall@5 (traditional-random)"
+    )
     assert abs(ure - true) < 0.1 < abs(trad - true)

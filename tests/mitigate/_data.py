@@ -38,8 +38,13 @@ def popularity_genre_case(n_pop_users: int = 30, n_eval_users: int = 10):
         rows += [(int(u), i) for i in h]
     frame = pd.DataFrame(rows, columns=["user", "item"])
     frame = pd.DataFrame({"user_id": frame.user.astype(str), "item_id": frame.item.astype(str)})
-    items = pd.DataFrame({"item_id": np.arange(n_items).astype(str), "title": [f"item {i}" for i in range(n_items)],
-                          "genre": ["A" if i < 20 else "B" for i in range(n_items)]})
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(n_items).astype(str),
+            "title": [f"item {i}" for i in range(n_items)],
+            "genre": ["A" if i < 20 else "B" for i in range(n_items)],
+        }
+    )
     users = pd.DataFrame({"user_id": np.arange(n_pop_users + n_eval_users).astype(str)})
     ds = Dataset.from_frame(frame, name="popgenre", items=items, users=users, timestamp_col=None)
     targets = Ragged.from_rows([[20 + u % 7, 12 + u % 3] for u in range(n_eval_users)])

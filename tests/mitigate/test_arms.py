@@ -41,8 +41,12 @@ class OracleDefence:
 
     def report(self, is_fake):
         tp = int((self.flagged_ & is_fake).sum())
-        return {"precision": tp / max(self.flagged_.sum(), 1), "recall": tp / max(is_fake.sum(), 1),
-                "f1": float("nan"), "n_flagged": int(self.flagged_.sum())}
+        return {
+            "precision": tp / max(self.flagged_.sum(), 1),
+            "recall": tp / max(is_fake.sum(), 1),
+            "f1": float("nan"),
+            "n_flagged": int(self.flagged_.sum()),
+        }
 
     def drop_flagged(self, split):
         return split.without_users(np.flatnonzero(self.flagged_), parts=("train",))
@@ -97,11 +101,13 @@ class CountingControl:
 
 @pytest.fixture(scope="module", autouse=True)
 def test_arms():
-    arms = [MitigationArm("_test_oracle", "data_defence", OracleDefence, label="oracle"),
-            MitigationArm("_test_identity", "reranker", IdentityReranker, label="identity"),
-            MitigationArm("_test_keep", "training_defence", KeepTraining),
-            MitigationArm("_test_redact", "text_guard", RedactGuard, label="redact"),
-            MitigationArm("_test_counting_control", "control", CountingControl, label="counting")]
+    arms = [
+        MitigationArm("_test_oracle", "data_defence", OracleDefence, label="oracle"),
+        MitigationArm("_test_identity", "reranker", IdentityReranker, label="identity"),
+        MitigationArm("_test_keep", "training_defence", KeepTraining),
+        MitigationArm("_test_redact", "text_guard", RedactGuard, label="redact"),
+        MitigationArm("_test_counting_control", "control", CountingControl, label="counting"),
+    ]
     for arm in arms:
         register_mitigation(arm, overwrite=True)
     yield
@@ -137,8 +143,9 @@ def planted_attributes(n_users, n_items=60, seed=0):
         items = np.r_[block, rng.choice(np.arange(20, n_items), 5, replace=False)]
         rows += [(f"u{u}", f"i{i}", t) for t, i in enumerate(rng.permutation(items))]
     users = pd.DataFrame({"user_id": [f"u{u}" for u in range(n_users)], "gender": gender})
-    ds = Dataset.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="planted",
-                            users=users)
+    ds = Dataset.from_frame(
+        pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), name="planted", users=users
+    )
     return split_leave_one_out(ds)
 
 
@@ -177,15 +184,16 @@ def test_arm_params_are_checked_when_the_config_is_built():
     with pytest.raises(ConfigError, match="epsilon"):
         MembershipInferenceAudit(training_defences=[{"name": "randomised_response", "params": {"epsilon": -1}}])
     cfg = PoisoningAudit(defences=["fake_user_detector"]).config
-    assert cfg.defences[0].params["method"] == "isolation_forest"          # normalised, dumped with the config
+    assert cfg.defences[0].params["method"] == "isolation_forest"  # normalised, dumped with the config
     assert PoisoningAudit(**cfg.model_dump(mode="json")).config == cfg
 
 
 # -- a mitigation registered here reaches the audit of its kind ---------------------------------------------
 def test_a_registered_data_defence_is_measured_by_the_poisoning_audit(attributed):
     model = make_model("most_popular").fit(attributed, FIT)
-    res = PoisoningAudit(attacks=["bandwagon"], budgets=[0.05], filler_size=20, n_boot=10,
-                         defences=["_test_oracle"]).run(model, attributed)
+    res = PoisoningAudit(
+        attacks=["bandwagon"], budgets=[0.05], filler_size=20, n_boot=10, defences=["_test_oracle"]
+    ).run(model, attributed)
     assert res.estimates["oracle_recall [bandwagon @0.05]"].value == 1.0
     assert "oracle on the held-out part" in res.estimates["oracle_precision [bandwagon @0.05]"].description
     lift = res.estimates["target_hr@10 lift [bandwagon @0.05]"].value
@@ -204,8 +212,9 @@ def test_a_registered_reranker_is_an_arm_of_the_feedback_loop(attributed):
 def test_a_registered_training_defence_is_an_arm_of_membership_inference():
     split = uniform_sequences(n_users=120, n_items=60, length=8, seed=1)
     model = make_model("most_popular").fit(split, FIT)
-    res = MembershipInferenceAudit(n_boot=20, n_candidates=20, n_canaries=0, reference="none",
-                                   training_defences=["_test_keep"]).run(model, split)
+    res = MembershipInferenceAudit(
+        n_boot=20, n_candidates=20, n_canaries=0, reference="none", training_defences=["_test_keep"]
+    ).run(model, split)
     assert res.estimates["auc [loss, kept]"].value == pytest.approx(res.estimates["auc [loss]"].value)
     assert len(res.evidence["noise"]) == 2
 
@@ -215,9 +224,18 @@ def test_a_registered_text_guard_defends_an_llm_ranker():
 
     split = llm_split.__wrapped__()
     model = _ranker(split, _obedient)
-    res = TextAttackAudit(max_users=60, n_boot=50, n_targets=4, k=1, n_candidates=10, attacks=("injection",),
-                          guards=("off",), text_guards=["_test_redact"], fusion_weight=0.0,
-                          sum_scoring=False).run(model, split)
+    res = TextAttackAudit(
+        max_users=60,
+        n_boot=50,
+        n_targets=4,
+        k=1,
+        n_candidates=10,
+        attacks=("injection",),
+        guards=("off",),
+        text_guards=["_test_redact"],
+        fusion_weight=0.0,
+        sum_scoring=False,
+    ).run(model, split)
     rows = res.evidence["by_setting"].set_index(["attack", "defence"])
     assert rows.loc[("injection", "none"), "target_rate"] >= 0.9
     assert rows.loc[("injection", "redact"), "target_rate"] < 0.5
@@ -230,8 +248,8 @@ def test_a_control_arm_named_in_the_config_is_used_by_user_control(attributed):
     CountingControl.calls.clear()
     counted = UserControlAudit(**kw, control="_test_counting_control").run(model, attributed)
     calls = CountingControl.calls
-    assert calls["constrain"] == 3 and calls["allowed"] >= 1 and calls["catalog"] >= 1   # the parser + 2 modes
-    assert _values(base) == _values(counted)                      # (the summary has timings: not compared)
+    assert calls["constrain"] == 3 and calls["allowed"] >= 1 and calls["catalog"] >= 1  # the parser + 2 modes
+    assert _values(base) == _values(counted)  # (the summary has timings: not compared)
     assert base.evidence["satisfaction"].equals(counted.evidence["satisfaction"])
     with pytest.raises(ConfigError, match="is a reranker arm.*control arms.*constrained"):
         UserControlAudit(control="exposure")
@@ -277,8 +295,9 @@ def test_noise_epsilons_alias_equals_the_named_arm():
     model = make_model("most_popular").fit(split, FIT)
     kw = dict(n_boot=20, n_candidates=20, n_canaries=0, reference="none")
     old = MembershipInferenceAudit(**kw, noise_epsilons=(0.0,)).run(model, split)
-    new = MembershipInferenceAudit(**kw, training_defences=[{"name": "randomised_response",
-                                                               "params": {"epsilon": 0.0}}]).run(model, split)
+    new = MembershipInferenceAudit(
+        **kw, training_defences=[{"name": "randomised_response", "params": {"epsilon": 0.0}}]
+    ).run(model, split)
     assert _values(old) == _values(new) and "auc [loss, rr eps=0]" in new.estimates
     assert old.evidence["noise"].equals(new.evidence["noise"])
 
@@ -313,5 +332,4 @@ def test_fairness_mitigations_curves_are_reranker_arms(attributed):
 def test_the_arm_registry_does_not_import_the_mitigation_layer_at_module_level():
     tree = ast.parse((SRC / "_arms.py").read_text())
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert not any(isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("trustrec.mitigate")
-                   for n in top)
+    assert not any(isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("trustrec.mitigate") for n in top)

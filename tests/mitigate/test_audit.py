@@ -29,8 +29,13 @@ def test_result_is_valid_and_complete(genre_run, tmp_path):
     result = FairnessMitigationsAudit(**SMALL, default_strength=0.5).run(model, split)
     assert result.audit == "fairness_mitigations" and result.dimension == "fairness"
     assert result.verdict.status == "no_threshold" and not result.warnings
-    assert set(result.estimates) == {"calibrated_ndcg_drop", "calibrated_miscalibration_reduction",
-                                     "exposure_ndcg_drop", "exposure_aplt_gain", "exposure_gini_reduction"}
+    assert set(result.estimates) == {
+        "calibrated_ndcg_drop",
+        "calibrated_miscalibration_reduction",
+        "exposure_ndcg_drop",
+        "exposure_aplt_gain",
+        "exposure_gini_reduction",
+    }
     for name in ("calibrated_ndcg_drop", "calibrated_miscalibration_reduction", "exposure_aplt_gain"):
         e = result.estimates[name]
         assert e.ci_low <= e.value <= e.ci_high and e.n > 0
@@ -56,13 +61,15 @@ def test_estimates_are_paired_differences_of_the_curve(genre_run):
     assert result.estimates["exposure_ndcg_drop"].value == pytest.approx(t.loc[0.0, "ndcg@5"] - t.loc[0.5, "ndcg@5"])
     assert result.estimates["exposure_aplt_gain"].value == pytest.approx(t.loc[0.5, "aplt"] - t.loc[0.0, "aplt"])
     assert result.estimates["exposure_gini_reduction"].value == pytest.approx(
-        t.loc[0.0, "exposure_gini"] - t.loc[0.5, "exposure_gini"])
+        t.loc[0.0, "exposure_gini"] - t.loc[0.5, "exposure_gini"]
+    )
 
 
 def test_default_strength_and_zero_join_the_sweep(genre_run):
     split, model = genre_run
-    result = FairnessMitigationsAudit(**{**SMALL, "strengths": (0.9,)}, default_strength=0.3,
-                                      curves=("exposure",)).run(model, split)
+    result = FairnessMitigationsAudit(**{**SMALL, "strengths": (0.9,)}, default_strength=0.3, curves=("exposure",)).run(
+        model, split
+    )
     assert result.evidence["exposure_tradeoff"]["strength"].tolist() == [0.0, 0.3, 0.9]
     assert set(result.evidence) == {"exposure_tradeoff"}
 
@@ -90,8 +97,9 @@ def test_no_genre_column_skips_calibration_with_a_warning():
 def test_thresholds_and_any_model(genre_run):
     split = genre_run[0]
     model = PrecomputedScores(np.tile(np.linspace(1, 0, 25), (30, 1))).fit(split, QUIET)  # not registered
-    audit = FairnessMitigationsAudit(**SMALL, thresholds=(Threshold(estimate="calibrated_ndcg_drop", op="<=",
-                                                                    limit=-1.0),))
+    audit = FairnessMitigationsAudit(
+        **SMALL, thresholds=(Threshold(estimate="calibrated_ndcg_drop", op="<=", limit=-1.0),)
+    )
     result = audit.run(model, split)
     assert result.verdict.status in ("fail", "warn")
 

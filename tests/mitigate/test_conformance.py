@@ -33,5 +33,13 @@ class TestExposureReranker(_GenreData, RecommenderChecks):
 
 class TestProviderExposureReranker(_GenreData, RecommenderChecks):
     component = ExposureReranker
-    configs = [{"base": {"name": "most_popular"}, "n_candidates": 12, "strength": 0.9, "groups": "genre",
-                "variant": "smooth", "user_weights": "uniform"}]
+    configs = [
+        {
+            "base": {"name": "most_popular"},
+            "n_candidates": 12,
+            "strength": 0.9,
+            "groups": "genre",
+            "variant": "smooth",
+            "user_weights": "uniform",
+        }
+    ]

@@ -41,10 +41,14 @@ def catalog_frames(n_users=60, n_items=48, per_user=8, seed=0):
     year[5] = "unknown"
     titles = [f"Film {i}" for i in range(n_items)]
     titles[1], titles[2], titles[3] = "Godfather, The", "Babe", "Babe"
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": titles, "genre": genre,
-                          "release_year": year})
-    rows = [(f"u{u}", f"i{i}", t) for u in range(n_users)
-            for t, i in enumerate(rng.choice(n_items, per_user, replace=False))]
+    items = pd.DataFrame(
+        {"item_id": [f"i{i}" for i in range(n_items)], "title": titles, "genre": genre, "release_year": year}
+    )
+    rows = [
+        (f"u{u}", f"i{i}", t)
+        for u in range(n_users)
+        for t, i in enumerate(rng.choice(n_items, per_user, replace=False))
+    ]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
     return inter, items
 
@@ -82,13 +86,17 @@ def oracle_ok(constraint, item, history, genres, years) -> bool:
         return bool(g & set(constraint.groups))
     if isinstance(constraint, YearRange):
         y = years[item]
-        return y is not None and (constraint.low is None or y >= constraint.low) and \
-            (constraint.high is None or y <= constraint.high)
+        return (
+            y is not None
+            and (constraint.low is None or y >= constraint.low)
+            and (constraint.high is None or y <= constraint.high)
+        )
     if isinstance(constraint, SimilarTo):
         if item in constraint.items or not g:
             return False
-        return any(len(g & genres[a]) / len(g | genres[a]) >= constraint.min_similarity
-                   for a in constraint.items if genres[a])
+        return any(
+            len(g & genres[a]) / len(g | genres[a]) >= constraint.min_similarity for a in constraint.items if genres[a]
+        )
     if isinstance(constraint, Different):
         counts = Counter(x for h in history for x in genres[h])
         if not g:
@@ -96,27 +104,30 @@ def oracle_ok(constraint, item, history, genres, years) -> bool:
         if not counts:
             return True
         names = sorted(counts, key=lambda x: (-counts[x], sorted(set().union(*genres)).index(x)))
-        return not (g & set(names[:constraint.n_groups]))
+        return not (g & set(names[: constraint.n_groups]))
     raise AssertionError(constraint)
 
 
 # -- the parser -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text, expected", [
-    ("no horror", [ExcludeGroups(("Horror",))]),
-    ("only films before 1980", [YearRange(None, 1979)]),
-    ("something different", [Different(1)]),
-    ("comedy but no horror", [IncludeGroups(("Comedy",)), ExcludeGroups(("Horror",))]),
-    ("no horror or comedy", [ExcludeGroups(("Horror", "Comedy"))]),
-    ("only kids films between 1970 and 1980", [YearRange(1970, 1980), IncludeGroups(("Children's",))]),
-    ("science fiction since 1995", [YearRange(1995, None), IncludeGroups(("Sci-Fi",))]),
-    ("dramas from the 80s", [YearRange(1980, 1989), IncludeGroups(("Drama",))]),
-    ("after 1990, no action", [YearRange(1991, None), ExcludeGroups(("Action",))]),
-    ("not before 1990", [YearRange(1990, None)]),
-    ("until 1960", [YearRange(None, 1960)]),
-    ("in 1995", [YearRange(1995, 1995)]),
-    ("surprise me", [Different(1)]),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("no horror", [ExcludeGroups(("Horror",))]),
+        ("only films before 1980", [YearRange(None, 1979)]),
+        ("something different", [Different(1)]),
+        ("comedy but no horror", [IncludeGroups(("Comedy",)), ExcludeGroups(("Horror",))]),
+        ("no horror or comedy", [ExcludeGroups(("Horror", "Comedy"))]),
+        ("only kids films between 1970 and 1980", [YearRange(1970, 1980), IncludeGroups(("Children's",))]),
+        ("science fiction since 1995", [YearRange(1995, None), IncludeGroups(("Sci-Fi",))]),
+        ("dramas from the 80s", [YearRange(1980, 1989), IncludeGroups(("Drama",))]),
+        ("after 1990, no action", [YearRange(1991, None), ExcludeGroups(("Action",))]),
+        ("not before 1990", [YearRange(1990, None)]),
+        ("until 1960", [YearRange(None, 1960)]),
+        ("in 1995", [YearRange(1995, 1995)]),
+        ("surprise me", [Different(1)]),
+        ("", []),
+    ],
+)
 def test_parser_reads_the_documented_phrases(catalog, text, expected):
     parsed = parse_constraint(text, catalog)
     assert sorted(parsed.constraints, key=repr) == sorted(expected, key=repr)
@@ -126,7 +137,7 @@ def test_parser_reads_the_documented_phrases(catalog, text, expected):
 def test_parser_finds_titles_and_reports_what_it_cannot_read(catalog):
     godfather = parse_constraint("more like the godfather", catalog)
     assert godfather.constraints == (SimilarTo((1,), "Godfather, The", 0.5),)
-    babe = parse_constraint("More like Babe, but no drama", catalog)   # a shared title: both items anchor
+    babe = parse_constraint("More like Babe, but no drama", catalog)  # a shared title: both items anchor
     assert set(babe.constraints) == {SimilarTo((2, 3), "Babe", 0.5), ExcludeGroups(("Drama",))}
     missing = parse_constraint("more like Zorro Returns", catalog)
     assert not missing.constraints and "no catalog title matches" in missing.unparsed[0]
@@ -142,7 +153,7 @@ def test_parser_never_raises_on_noise(catalog):
     alphabet = list("abcdefghij klmnopqrstuvwxyz0123456789,.;!?'-()[]{}|\\\"\u2019é")
     for _ in range(300):
         text = "".join(rng.choice(alphabet, rng.integers(0, 60)))
-        parse_constraint(text, catalog)                        # no exception is the test
+        parse_constraint(text, catalog)  # no exception is the test
     parse_constraint("more like", catalog)
     parse_constraint("between 2000 and 1990", catalog)
 
@@ -151,23 +162,22 @@ def test_unverifiable_items_satisfy_nothing(data, catalog):
     ds = data[0]
     no_genre = ds.items["genre"].isna().to_numpy()
     hist = Ragged.from_rows([[]])
-    for c in (ExcludeGroups(("Horror",)), IncludeGroups(tuple(GENRES)), Different(1),
-              SimilarTo((0,), "Film 0", 0.01)):
+    for c in (ExcludeGroups(("Horror",)), IncludeGroups(tuple(GENRES)), Different(1), SimilarTo((0,), "Film 0", 0.01)):
         assert not np.broadcast_to(c.mask(catalog, hist), (1, ds.n_items))[0, no_genre].any()
-    assert not YearRange(None, 3000).mask(catalog, hist)[5]               # "unknown" year
-    assert YearRange(None, 3000).mask(catalog, hist)[0]                   # "01-Jan-1930" is read
-    assert not IncludeGroups(("Western",)).mask(catalog, hist).any()      # unknown group: nothing
-    assert (ExcludeGroups(("Western",)).mask(catalog, hist) == ~no_genre).all()   # vacuous exclusion
-    assert not SimilarTo((2,), "Babe").mask(catalog, hist)[2]             # never the anchor itself
+    assert not YearRange(None, 3000).mask(catalog, hist)[5]  # "unknown" year
+    assert YearRange(None, 3000).mask(catalog, hist)[0]  # "01-Jan-1930" is read
+    assert not IncludeGroups(("Western",)).mask(catalog, hist).any()  # unknown group: nothing
+    assert (ExcludeGroups(("Western",)).mask(catalog, hist) == ~no_genre).all()  # vacuous exclusion
+    assert not SimilarTo((2,), "Babe").mask(catalog, hist)[2]  # never the anchor itself
 
 
 def test_different_avoids_the_users_most_frequent_genre(catalog):
-    hist = Ragged.from_rows([[0, 6, 12], []])      # 0: no genre; 6, 12: Action|Comedy: tie, Action first
+    hist = Ragged.from_rows([[0, 6, 12], []])  # 0: no genre; 6, 12: Action|Comedy: tie, Action first
     mask = Different(1).mask(catalog, hist)
     m = catalog.membership
     action = catalog.group_index("Action")
     assert not (mask[0] & m[:, action]).any() and (mask[0] & m[:, catalog.group_index("Drama")]).any()
-    assert (mask[1] == m.any(1)).all()                                    # no history: any grouped item
+    assert (mask[1] == m.any(1)).all()  # no history: any grouped item
 
 
 # -- the guarantee ----------------------------------------------------------------------------------------------
@@ -177,9 +187,18 @@ def _random_text(rng, ds) -> str:
         kind = rng.integers(0, 8)
         g = rng.choice(GENRES + ["western"]).lower()
         y = int(rng.integers(1920, 2005))
-        parts.append([f"no {g}", f"only {g}", f"before {y}", f"after {y}", f"between {y} and {y + rng.integers(0, 30)}",
-                      f"more like {ds.items['title'].iloc[rng.integers(0, ds.n_items)]}", "something different",
-                      f"the {rng.integers(3, 10)}0s"][kind])
+        parts.append(
+            [
+                f"no {g}",
+                f"only {g}",
+                f"before {y}",
+                f"after {y}",
+                f"between {y} and {y + rng.integers(0, 30)}",
+                f"more like {ds.items['title'].iloc[rng.integers(0, ds.n_items)]}",
+                "something different",
+                f"the {rng.integers(3, 10)}0s",
+            ][kind]
+        )
     return ", ".join(parts)
 
 
@@ -208,13 +227,16 @@ def test_constraint_filtering_never_returns_a_violating_item(data, mode):
             for c in parsed[i].constraints:
                 assert oracle_ok(c, int(item), history, genres, years), (texts[i], c, item)
             checked += 1
-        expected_allowed = [j for j in range(ds.n_items) if j not in set(history)
-                            and all(oracle_ok(c, j, history, genres, years) for c in parsed[i].constraints)]
-        assert len(items) == min(10, len(expected_allowed))                 # filled when items exist
+        expected_allowed = [
+            j
+            for j in range(ds.n_items)
+            if j not in set(history) and all(oracle_ok(c, j, history, genres, years) for c in parsed[i].constraints)
+        ]
+        assert len(items) == min(10, len(expected_allowed))  # filled when items exist
         unsat += bool(report.unsatisfiable[i])
         if report.unsatisfiable[i]:
             assert len(items) == 0
-    assert checked > 1000 and 0 < unsat < n                                  # both cases were exercised
+    assert checked > 1000 and 0 < unsat < n  # both cases were exercised
     assert (report.n_constraints > 0).mean() > 0.9
 
 
@@ -228,7 +250,7 @@ def test_unsatisfiable_and_unparsed_requests_are_reported_not_raised(data):
     assert report.unsatisfiable.tolist() == [True, False, False]
     assert len(top.row(0)) == 0
     assert report.n_unparsed.tolist() == [0, 1, 0] and "vague" in report.unparsed[1]
-    np.testing.assert_array_equal(top.items[1:], model.recommend(q[1:], 5).items)   # nothing understood: as is
+    np.testing.assert_array_equal(top.items[1:], model.recommend(q[1:], 5).items)  # nothing understood: as is
 
 
 def test_an_llm_style_base_still_sees_the_request_text(data):
@@ -267,7 +289,7 @@ def test_wrapper_refuses_a_mismatched_base(data):
 def test_enforce_rules_by_hand():
     items = np.array([[0, 5, 6], [1, 6, 5], [2, 5, 6]])
     scores = np.array([[3.0, 2.0, 1.0], [9.0, 5.0, 1.0], [5.0, 4.9, 0.0]])
-    rules = PlatformRules(np.array([2]), max_exposure_share=0.34)          # cap = floor(0.34 * 3) = 1
+    rules = PlatformRules(np.array([2]), max_exposure_share=0.34)  # cap = floor(0.34 * 3) = 1
     top = enforce_rules(items, scores, rules, 2, 7)
     # column 0: user 2's item 2 is blocked; users 0 and 1 get items 0 and 1.
     # column 1: users 0 and 2 both want item 5; user 2 scores it 1.0 (min-max over its valid
@@ -283,15 +305,16 @@ def test_enforce_rules_never_breaks_a_rule_and_fills_when_it_can():
         n, n_items, width, k = rng.integers(5, 40), rng.integers(5, 60), rng.integers(3, 30), rng.integers(1, 8)
         width = min(width, n_items)
         items = np.stack([rng.permutation(n_items)[:width] for _ in range(n)])
-        scores = np.sort(rng.random((n, width)), 1)[:, ::-1]        # ranked lists: scores fall
-        rules = PlatformRules(rng.choice(n_items, rng.integers(0, 4), replace=False),
-                              max_exposure_share=float(rng.uniform(0.05, 1.0)))
+        scores = np.sort(rng.random((n, width)), 1)[:, ::-1]  # ranked lists: scores fall
+        rules = PlatformRules(
+            rng.choice(n_items, rng.integers(0, 4), replace=False), max_exposure_share=float(rng.uniform(0.05, 1.0))
+        )
         top = enforce_rules(items, scores, rules, k, n_items)
         v = rules.violations(top.items, n_items)
         assert v["violating_slots"] == 0, trial
         shown = np.where(top.items >= 0, top.scores, -1e300)
-        assert (np.diff(shown, axis=1)[top.items[:, 1:] >= 0] <= 0).all()          # order kept
-        free = PlatformRules(rules.blocked)                              # no cap: only blocking
+        assert (np.diff(shown, axis=1)[top.items[:, 1:] >= 0] <= 0).all()  # order kept
+        free = PlatformRules(rules.blocked)  # no cap: only blocking
         full = enforce_rules(items, scores, free, k, n_items)
         unblocked = (~np.isin(items, rules.blocked)).sum(1)
         assert ((full.items >= 0).sum(1) == np.minimum(k, unblocked)).all()
@@ -314,8 +337,9 @@ def test_rule_enforced_wrapper_blocks_and_caps(data):
     base = make_model("most_popular").fit(split, QUIET)
     q = split.eval_set("test").queries
     popular = base.recommend(q, 3).items[0, :2]
-    wrapper = RuleEnforcedRecommender.from_fitted(base, split, blocked_items=tuple(ds.item_ids[popular]) + ("x",),
-                                                  max_exposure_share=0.2)
+    wrapper = RuleEnforcedRecommender.from_fitted(
+        base, split, blocked_items=tuple(ds.item_ids[popular]) + ("x",), max_exposure_share=0.2
+    )
     top = wrapper.recommend(q, 5).items
     v = wrapper.rules.violations(top, ds.n_items)
     assert v["violating_slots"] == 0 and not np.isin(top, popular).any()

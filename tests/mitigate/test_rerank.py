@@ -40,20 +40,23 @@ SCORES = np.array([[1.0, 0.9, 0.3, 0.0]])
 def test_hand_kl_values_match_the_library():
     from trustrec.eval import miscalibration
 
-    assert miscalibration(np.array([[0.5, 0.5]]), np.array([[1.0, 0.0]]))[0] == pytest.approx(_kl((.5, .5), (1, 0)))
+    assert miscalibration(np.array([[0.5, 0.5]]), np.array([[1.0, 0.0]]))[0] == pytest.approx(_kl((0.5, 0.5), (1, 0)))
 
 
-@pytest.mark.parametrize("strength, expected", [
-    # λ = 0: relevance only -> the base order
-    (0.0, [0, 1]),
-    # λ = .3: step 1: item 0: .7*1 - .3*KL((.5,.5)||(1,0)) = .7 - .3*1.9585 = .1124 > item 3: 0 - 0 = 0.
-    #         step 2 (list genre mass (1, 0)): item 1: .7*.9 - .3*1.9585 = .0424; item 2 -> q = (.5, .5),
-    #         KL 0: .7*.3 = .21; item 3 -> q = (.75, .25): -.3*.1405 -> item 2 wins.
-    (0.3, [0, 2]),
-    # λ = .5: step 1: item 0: .5 - .5*1.9585 = -.479 < item 3 (q = p): 0 -> item 3;
-    #         step 2 (mass (.5, .5)): item 0 -> q = (.75, .25): .5 - .5*.1405 = .4297 beats item 1 (.3797).
-    (0.5, [3, 0]),
-])
+@pytest.mark.parametrize(
+    "strength, expected",
+    [
+        # λ = 0: relevance only -> the base order
+        (0.0, [0, 1]),
+        # λ = .3: step 1: item 0: .7*1 - .3*KL((.5,.5)||(1,0)) = .7 - .3*1.9585 = .1124 > item 3: 0 - 0 = 0.
+        #         step 2 (list genre mass (1, 0)): item 1: .7*.9 - .3*1.9585 = .0424; item 2 -> q = (.5, .5),
+        #         KL 0: .7*.3 = .21; item 3 -> q = (.75, .25): -.3*.1405 -> item 2 wins.
+        (0.3, [0, 2]),
+        # λ = .5: step 1: item 0: .5 - .5*1.9585 = -.479 < item 3 (q = p): 0 -> item 3;
+        #         step 2 (mass (.5, .5)): item 0 -> q = (.75, .25): .5 - .5*.1405 = .4297 beats item 1 (.3797).
+        (0.5, [3, 0]),
+    ],
+)
 def test_calibrated_greedy_by_hand(strength, expected):
     items, scores = calibrated_rerank(HISTORY, CANDS, SCORES, GENRE, 2, strength=strength)
     assert items.tolist() == [expected]
@@ -63,8 +66,8 @@ def test_calibrated_greedy_by_hand(strength, expected):
 def test_calibrated_gains_by_hand():
     lam = 0.3
     items, scores = calibrated_rerank(HISTORY, CANDS, SCORES, GENRE, 2, strength=lam)
-    first = (1 - lam) * 1.0 - lam * _kl((.5, .5), (1, 0))
-    second = (1 - lam) * 0.3 - lam * _kl((.5, .5), (.5, .5))
+    first = (1 - lam) * 1.0 - lam * _kl((0.5, 0.5), (1, 0))
+    second = (1 - lam) * 0.3 - lam * _kl((0.5, 0.5), (0.5, 0.5))
     assert items.tolist() == [[0, 2]]
     assert scores[0] == pytest.approx([first, min(first, second)])
 
@@ -76,13 +79,16 @@ XHISTORY = Ragged.from_rows([[4, 5, 6, 7]])
 XSCORES = np.array([[1.0, 0.8, 0.5, 0.0]])
 
 
-@pytest.mark.parametrize("strength, expected, gains", [
-    # λ = .5: step 1 item 0: .5 + .5*.75 = .875; step 2 (head covered): item 1 .4 beats item 2 .25 + .125 = .375;
-    #         step 3: item 2 .25 (tail still uncovered: + .125) = .375.
-    (0.5, [0, 1, 2], [0.875, 0.4, 0.375]),
-    # λ = .6: step 2: item 2 .4*.5 + .6*.25 = .35 beats item 1 .4*.8 = .32; step 3: item 1 .32.
-    (0.6, [0, 2, 1], [0.85, 0.35, 0.32]),
-])
+@pytest.mark.parametrize(
+    "strength, expected, gains",
+    [
+        # λ = .5: step 1 item 0: .5 + .5*.75 = .875; step 2 (head covered): item 1 .4 beats item 2 .25 + .125 = .375;
+        #         step 3: item 2 .25 (tail still uncovered: + .125) = .375.
+        (0.5, [0, 1, 2], [0.875, 0.4, 0.375]),
+        # λ = .6: step 2: item 2 .4*.5 + .6*.25 = .35 beats item 1 .4*.8 = .32; step 3: item 1 .32.
+        (0.6, [0, 2, 1], [0.85, 0.35, 0.32]),
+    ],
+)
 def test_xquad_greedy_by_hand(strength, expected, gains):
     items, scores = xquad_rerank(XHISTORY, CANDS, XSCORES, HEAD_TAIL, 3, strength=strength)
     assert items.tolist() == [expected]

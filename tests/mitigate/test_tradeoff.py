@@ -27,15 +27,16 @@ def test_calibration_curve_falls_with_strength(case):
     ds, eval_set, model = case
     table = tradeoff_curve(model, eval_set, LAMBDAS, method="calibrated", train=ds, k=6, n_candidates=30, n_boot=50)
     kl = table["miscalibration"].to_numpy()
-    assert kl[0] > 1.0 and kl[-1] < 0.05          # all genre A at first; half B at the end
+    assert kl[0] > 1.0 and kl[-1] < 0.05  # all genre A at first; half B at the end
     assert np.all(np.diff(kl) <= 1e-9)
 
 
 @pytest.mark.parametrize("variant", ["binary", "smooth"])
 def test_exposure_curve_rises_with_strength(case, variant):
     ds, eval_set, model = case
-    table = tradeoff_curve(model, eval_set, LAMBDAS, method="exposure", train=ds, k=6, n_candidates=30,
-                           n_boot=50, variant=variant)
+    table = tradeoff_curve(
+        model, eval_set, LAMBDAS, method="exposure", train=ds, k=6, n_candidates=30, n_boot=50, variant=variant
+    )
     a = table["aplt"].to_numpy()
     assert a[-1] > a[0]
     assert np.all(np.diff(a) >= -1e-9)
@@ -46,8 +47,9 @@ def test_table_shape_and_columns(case):
     ds, eval_set, model = case
     table = tradeoff_curve(model, eval_set, [0, 0.5], method="exposure", train=ds, k=5, n_boot=20)
     ci = lambda name: [name, f"{name}_ci_low", f"{name}_ci_high"]
-    assert list(table.columns) == (["strength"] + ci("ndcg@5") + ci("recall@5") + ci("aplt")
-                                   + ["coverage", "exposure_gini", "n_users"])
+    assert list(table.columns) == (
+        ["strength"] + ci("ndcg@5") + ci("recall@5") + ci("aplt") + ["coverage", "exposure_gini", "n_users"]
+    )
     assert table["strength"].tolist() == [0.0, 0.5] and (table["n_users"] == len(eval_set)).all()
     assert (table["ndcg@5_ci_low"] <= table["ndcg@5"]).all() and (table["ndcg@5"] <= table["ndcg@5_ci_high"]).all()
     calib = tradeoff_curve(model, eval_set, [0.3], method="calibrated", train=ds, k=5, n_boot=0)

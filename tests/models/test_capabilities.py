@@ -68,7 +68,7 @@ def test_a_declaration_needs_the_protocol_methods_and_the_methods_need_a_declara
     class NoMethod(Recommender):
         capabilities = frozenset({"score", "user_embeddings"})
 
-    assert not has_capability(Undeclared, "text")          # methods alone are not a declaration
+    assert not has_capability(Undeclared, "text")  # methods alone are not a declaration
     assert "does not declare the 'text' capability" in capability_gap(Undeclared, "text")
     assert not has_capability(NoMethod, "user_embeddings")  # a declaration alone is not believed
     assert "lacks user_embeddings" in capability_gap(NoMethod, "user_embeddings")
@@ -110,22 +110,25 @@ def _conformance_components() -> set[str]:
 def test_every_registered_model_has_a_conformance_class():
     components = _conformance_components()
     shipped = [n for n in available_models() if model_class(n).__module__.startswith("trustrec.")]
-    assert len(shipped) >= 14   # the built-ins; doubles that other test files register are not shipped
+    assert len(shipped) >= 14  # the built-ins; doubles that other test files register are not shipped
     missing = sorted(n for n in shipped if model_class(n).__name__ not in components)
-    assert not missing, (f"registered models without a RecommenderChecks test class (set `component = ...` in "
-                         f"one under tests/): {missing}")
+    assert not missing, (
+        f"registered models without a RecommenderChecks test class (set `component = ...` in "
+        f"one under tests/): {missing}"
+    )
 
 
 def test_a_model_declaring_text_is_picked_up_by_the_text_attack_audit():
     ds = toy_dataset()
     split = split_leave_one_out(ds, short_users="train")
     model = WordInTitle().fit(split, QUIET)
-    res = TextAttackAudit(max_users=20, n_boot=20, n_targets=2, k=3, n_candidates=10,
-                          attacks=("injection",)).run(model, split)
+    res = TextAttackAudit(max_users=20, n_boot=20, n_targets=2, k=3, n_candidates=10, attacks=("injection",)).run(
+        model, split
+    )
     assert res.verdict.status != "not_applicable", res.verdict.reasons
 
     class Blind(WordInTitle):
-        capabilities = frozenset({"score"})               # same methods, no declaration
+        capabilities = frozenset({"score"})  # same methods, no declaration
 
     blind = TextAttackAudit(max_users=20, n_boot=20, n_targets=2, k=3).run(Blind().fit(split, QUIET), split)
     assert blind.verdict.status == "not_applicable"

@@ -61,17 +61,20 @@ TAMPERINGS = {
     "state a folder": lambda d: ((d / "state.safetensors").unlink(), (d / "state.safetensors").mkdir()),
     "state missing, fitted kept": lambda d: (d / "state.safetensors").unlink(),
     "array dropped": lambda d: _state(d / "state.safetensors", lambda a: a.pop(_largest(a))),
-    "array wrong shape": lambda d: _state(d / "state.safetensors",
-                                          lambda a: a.update({_largest(a): np.zeros((3, 2), a[_largest(a)].dtype)})),
-    "array all NaN": lambda d: _state(d / "state.safetensors",
-                                      lambda a: a.update({k: np.full_like(v, np.nan) for k, v in a.items()
-                                                          if v.dtype.kind == "f"})),
+    "array wrong shape": lambda d: _state(
+        d / "state.safetensors", lambda a: a.update({_largest(a): np.zeros((3, 2), a[_largest(a)].dtype)})
+    ),
+    "array all NaN": lambda d: _state(
+        d / "state.safetensors",
+        lambda a: a.update({k: np.full_like(v, np.nan) for k, v in a.items() if v.dtype.kind == "f"}),
+    ),
     "fitted missing": lambda d: (d / "fitted.json").unlink(),
     "fitted not json": lambda d: (d / "fitted.json").write_text("n_items_ = 3"),
     "fitted n_items not an int": lambda d: _json(d / "fitted.json", lambda f: f.update(n_items_="many")),
     "fitted n_items negative": lambda d: _json(d / "fitted.json", lambda f: f.update(n_items_=-1)),
-    "fitted n_items larger than the arrays": lambda d: _json(d / "fitted.json",
-                                                             lambda f: f.update(n_items_=f["n_items_"] * 3)),
+    "fitted n_items larger than the arrays": lambda d: _json(
+        d / "fitted.json", lambda f: f.update(n_items_=f["n_items_"] * 3)
+    ),
 }
 
 
@@ -104,7 +107,7 @@ def _drop_checksums(folder: Path) -> None:
     try:
         _json(folder / "config.json", lambda c: c.pop("files_sha256", None))
     except (OSError, ValueError, AttributeError, TypeError, RecursionError):
-        pass   # the tampering already broke config.json
+        pass  # the tampering already broke config.json
 
 
 @pytest.mark.parametrize("checksums", ["recorded", "absent"])
@@ -116,7 +119,7 @@ def test_tampered_checkpoint_is_a_clear_error(saved, tmp_path, model, tampering,
     if checksums == "absent":
         _drop_checksums(folder)
     if checksums == "absent" and tampering in _VALUE_EDITS:
-        try:   # loads (nothing structural is wrong) or fails clearly: scores that are all NaN
+        try:  # loads (nothing structural is wrong) or fails clearly: scores that are all NaN
             Recommender.load(folder)
         except DataError as exc:
             assert "only NaN" in str(exc)
@@ -132,8 +135,10 @@ def test_a_checkpoint_without_checksums_still_loads(saved, tmp_path):
     from trustrec.data import split_leave_one_out
 
     queries = split_leave_one_out(toy_dataset()).eval_set("test").queries
-    assert np.array_equal(Recommender.load(folder).recommend(queries, 3).items,
-                          Recommender.load(saved["sasrec"]).recommend(queries, 3).items)
+    assert np.array_equal(
+        Recommender.load(folder).recommend(queries, 3).items,
+        Recommender.load(saved["sasrec"]).recommend(queries, 3).items,
+    )
 
 
 def test_a_file_instead_of_a_folder(tmp_path):

@@ -29,11 +29,11 @@ def test_nested_params_round_trip():
     model = make_model("exposure_reranker", base={"name": "item_knn", "params": {"k": 10}}, strength=0.3)
     assert isinstance(model, ComposedRecommender) and model.stages == ("base",)
     deep = model.get_params(deep=True)
-    assert deep["base__k"] == 10 and deep["strength"] == 0.3 and "base__shrink" in deep   # defaults too
-    assert "base__k" not in model.get_params()                                            # shallow as before
+    assert deep["base__k"] == 10 and deep["strength"] == 0.3 and "base__shrink" in deep  # defaults too
+    assert "base__k" not in model.get_params()  # shallow as before
     changed = model.set_params(base__k=5, strength=0.1)
     assert changed.get_params(deep=True)["base__k"] == 5 and changed.config.strength == 0.1
-    assert changed.config.base.params == {"k": 5} and model.config.base.params == {"k": 10}   # fresh object
+    assert changed.config.base.params == {"k": 5} and model.config.base.params == {"k": 10}  # fresh object
     assert model.with_params(base__shrink=2.0).get_params(deep=True)["base__shrink"] == 2.0
     # setting back every deep parameter gives the same config
     again = changed.set_params(**{k: v for k, v in deep.items() if k != "base"})
@@ -51,19 +51,22 @@ def test_llm_ranker_retriever_is_a_stage():
     assert ranker.get_params(deep=True)["retriever__k"] == 7
     assert ranker.set_params(retriever__k=3).config.retriever.params["k"] == 3
     # two levels: an LLM ranker over a re-ranker over item-kNN
-    nested = make_model("llm_ranker", retriever={"name": "exposure_reranker",
-                                                 "params": {"base": {"name": "item_knn", "params": {"k": 4}}}})
+    nested = make_model(
+        "llm_ranker",
+        retriever={"name": "exposure_reranker", "params": {"base": {"name": "item_knn", "params": {"k": 4}}}},
+    )
     assert nested.get_params(deep=True)["retriever__base__k"] == 4
     assert nested.set_params(retriever__base__k=9).get_params(deep=True)["retriever__base__k"] == 9
 
 
 def test_saved_and_loaded_gives_identical_topk(split, tmp_path):
-    model = make_model("exposure_reranker", base={"name": "item_knn", "params": {"k": 10}},
-                       strength=0.6, n_candidates=10).fit(split, QUIET)
+    model = make_model(
+        "exposure_reranker", base={"name": "item_knn", "params": {"k": 10}}, strength=0.6, n_candidates=10
+    ).fit(split, QUIET)
     path = model.save(tmp_path / "m")
     arrays = load_file(str(path / "state.safetensors"))
     values = json.loads((path / "fitted.json").read_text())
-    assert any(k.startswith("base_/") for k in arrays) and "base_" in values   # the layout checkpoints have
+    assert any(k.startswith("base_/") for k in arrays) and "base_" in values  # the layout checkpoints have
     loaded = Recommender.load(path)
     q = split.eval_set("test").queries
     a, b = model.recommend(q, 5), loaded.recommend(q, 5)
@@ -105,10 +108,13 @@ def test_fitted_stage_errors(split, base):
 def _config(tmp_path, name, model, params):
     from tests.test_runs import toy_folder
 
-    return {"name": name, "dataset": {"name": str(toy_folder(tmp_path))},
-            "split": {"method": "leave_one_out", "params": {"short_users": "train"}},
-            "model": {"name": model, "params": params},
-            "eval": {"metrics": ["ndcg@5", "hr@5"], "n_boot": 20}}
+    return {
+        "name": name,
+        "dataset": {"name": str(toy_folder(tmp_path))},
+        "split": {"method": "leave_one_out", "params": {"short_users": "train"}},
+        "model": {"name": model, "params": params},
+        "eval": {"metrics": ["ndcg@5", "hr@5"], "n_boot": 20},
+    }
 
 
 def test_run_config_with_a_fitted_stage(tmp_path):
@@ -117,10 +123,16 @@ def test_run_config_with_a_fitted_stage(tmp_path):
     out, quiet = tmp_path / "runs", dict(progress=False, log=lambda *_: None)
     knn = run_experiment(_config(tmp_path, "knn", "item_knn", {"k": 10}), out, **quiet)
     wrapped = {"strength": 0.0, "n_candidates": 10}
-    by_run = run_experiment(_config(tmp_path, "rerank", "exposure_reranker", {**wrapped, "base": {"from_run": "knn"}}),
-                            out, **quiet)
-    by_ckpt = run_experiment(_config(tmp_path, "rerank2", "exposure_reranker",
-                                     {**wrapped, "base": {"checkpoint": str(knn.path / "checkpoint")}}), out, **quiet)
+    by_run = run_experiment(
+        _config(tmp_path, "rerank", "exposure_reranker", {**wrapped, "base": {"from_run": "knn"}}), out, **quiet
+    )
+    by_ckpt = run_experiment(
+        _config(
+            tmp_path, "rerank2", "exposure_reranker", {**wrapped, "base": {"checkpoint": str(knn.path / "checkpoint")}}
+        ),
+        out,
+        **quiet,
+    )
     env = json.loads((by_run.path / "environment.json").read_text())
     assert env["fitted_stages"]["base"]["from_run"] == "knn"
     # strength 0 keeps the base's order: the same metrics as the base run; the base was not refitted
@@ -132,15 +144,19 @@ def test_run_config_with_a_fitted_stage(tmp_path):
         np.testing.assert_array_equal(nested[f"base_/{key}"], value)
     assert Recommender.load(by_run.path / "checkpoint").config.base.params["k"] == 10
     # a second call reuses the finished run
-    again = run_experiment(_config(tmp_path, "rerank", "exposure_reranker", {**wrapped, "base": {"from_run": "knn"}}),
-                           out, **quiet)
+    again = run_experiment(
+        _config(tmp_path, "rerank", "exposure_reranker", {**wrapped, "base": {"from_run": "knn"}}), out, **quiet
+    )
     assert again.metrics == by_run.metrics
     # ... unless the fitted stage changed since
     run_experiment(_config(tmp_path, "knn", "item_knn", {"k": 3}), out, overwrite=True, **quiet)
     with pytest.raises(DataError, match="fitted base .* changed since this run finished"):
-        run_experiment(_config(tmp_path, "rerank", "exposure_reranker", {**wrapped, "base": {"from_run": "knn"}}),
-                       out, **quiet)
-    assert load_run_config(_config(tmp_path, "r", "llm_ranker", {"retriever": {"from_run": "knn"}})).model.fitted_stages()
+        run_experiment(
+            _config(tmp_path, "rerank", "exposure_reranker", {**wrapped, "base": {"from_run": "knn"}}), out, **quiet
+        )
+    assert load_run_config(
+        _config(tmp_path, "r", "llm_ranker", {"retriever": {"from_run": "knn"}})
+    ).model.fitted_stages()
 
 
 def test_run_config_bad_fitted_stage_errors_clearly(tmp_path):
@@ -158,9 +174,13 @@ def test_run_config_bad_fitted_stage_errors_clearly(tmp_path):
         load_run_config(_config(tmp_path, "x", "exposure_reranker", {"base": {"from_run": "x"}}))
     quiet = dict(progress=False, log=lambda *_: None)
     with pytest.raises(ConfigError, match="no finished run of that name"):
-        run_experiment(_config(tmp_path, "x", "exposure_reranker", {"base": {"from_run": "missing"}}),
-                       tmp_path / "runs", **quiet)
+        run_experiment(
+            _config(tmp_path, "x", "exposure_reranker", {"base": {"from_run": "missing"}}), tmp_path / "runs", **quiet
+        )
     with pytest.raises(ConfigError, match="not a saved trustrec model"):
-        run_experiment(_config(tmp_path, "x", "exposure_reranker", {"base": {"checkpoint": str(tmp_path)}}),
-                       tmp_path / "runs", **quiet)
+        run_experiment(
+            _config(tmp_path, "x", "exposure_reranker", {"base": {"checkpoint": str(tmp_path)}}),
+            tmp_path / "runs",
+            **quiet,
+        )
     assert not (tmp_path / "runs" / "x").exists()

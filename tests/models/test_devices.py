@@ -12,8 +12,10 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refus
 
 
 @no_cuda
-@pytest.mark.parametrize("model,params", [("sasrec", {"epochs": 1}), ("bpr_mf", {"epochs": 1}),
-                                          ("item_knn", {}), ("most_popular", {}), ("ease", {})])
+@pytest.mark.parametrize(
+    "model,params",
+    [("sasrec", {"epochs": 1}), ("bpr_mf", {"epochs": 1}), ("item_knn", {}), ("most_popular", {}), ("ease", {})],
+)
 def test_a_missing_device_is_one_clear_error_before_any_training(model, params):
     with pytest.raises(ConfigError, match="sees no CUDA device"):
         make_model(model, **params).fit(toy_dataset(), FitOptions(device="cuda", progress=False))
@@ -51,8 +53,12 @@ def test_dtypes_are_named_or_refused():
 def test_a_run_config_asking_for_a_missing_device_stops_before_reading_data(tmp_path):
     from trustrec.runs import run_experiment
 
-    config = {"name": "gpu", "dataset": {"name": str(tmp_path / "never-read")}, "model": {"name": "sasrec"},
-              "fit": {"device": "cuda"}}
+    config = {
+        "name": "gpu",
+        "dataset": {"name": str(tmp_path / "never-read")},
+        "model": {"name": "sasrec"},
+        "fit": {"device": "cuda"},
+    }
     with pytest.raises(ConfigError, match="sees no CUDA device"):
         run_experiment(config, tmp_path / "runs", progress=False, log=lambda *_: None)
     assert not (tmp_path / "runs" / "gpu").exists()

@@ -31,8 +31,9 @@ def rated_toy(seed: int = 0) -> Dataset:
     mar = Interactions(users, items, np.zeros(len(users)), rng.integers(1, 6, len(users)).astype(float))
     prop = IndexedArray(rng.uniform(0.02, 0.5, (ds.n_users, ds.n_items)), ("user", "item"))
     base = ds.with_interactions(Interactions(inter.user, inter.item, inter.timestamp, rating))
-    return Dataset(base.name, base.interactions, base.items, base.users, extras={
-        "random_exposure_test": mar, "propensities": prop})
+    return Dataset(
+        base.name, base.interactions, base.items, base.users, extras={"random_exposure_test": mar, "propensities": prop}
+    )
 
 
 # -- IPS weights and propensities --------------------------------------------------------------------
@@ -71,8 +72,9 @@ def test_propensity_estimates_match_manual_computation():
 
 
 def test_observed_pairs_once_last_rating_wins():
-    frame = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "x", "y"], "timestamp": [0, 1, 2],
-                          "rating": [1.0, 5.0, 3.0]})
+    frame = pd.DataFrame(
+        {"user_id": ["a", "a", "b"], "item_id": ["x", "x", "y"], "timestamp": [0, 1, 2], "rating": [1.0, 5.0, 3.0]}
+    )
     obs = _observed(Dataset.from_frame(frame, name="dup"))
     assert len(obs) == 2 and sorted(obs.rating.tolist()) == [3.0, 5.0]
 
@@ -112,7 +114,7 @@ def test_pointwise_gradients(monkeypatch, method):
     y, w = (rng.random(8) < 0.4).astype(float), rng.uniform(0.5, 3, 8)
     captured = _capture_step(monkeypatch)
     model._step(pred, None, u, i, y, w, rng, 6, 5)
-    (_, grads), = captured
+    ((_, grads),) = captured
     b = len(u)
 
     def loss():
@@ -120,8 +122,7 @@ def test_pointwise_gradients(monkeypatch, method):
         reg = 0.05 / b * ((pred.user[u] ** 2).sum() + (pred.item[i] ** 2).sum())
         return np.mean(w * (_sp(f) - y * f)) + reg
 
-    for name, idx in (("user", (u[0], 1)), ("item", (i[2], 0)), ("item_bias", i[3]), ("user_bias", u[4]),
-                      ("bias", 0)):
+    for name, idx in (("user", (u[0], 1)), ("item", (i[2], 0)), ("item_bias", i[3]), ("user_bias", u[4]), ("bias", 0)):
         assert grads[name][idx] == pytest.approx(_numeric_grad(loss, pred, name, idx), rel=1e-5, abs=1e-8)
 
 
@@ -134,7 +135,7 @@ def test_doubly_robust_gradients(monkeypatch):
     captured = _capture_step(monkeypatch)
     state = np.random.default_rng(5)
     model._step(pred, imp, u, i, y, w, state, 6, 5)
-    ua = np.random.default_rng(5).integers(0, 6, 14)        # the uniform pairs _step drew
+    ua = np.random.default_rng(5).integers(0, 6, 14)  # the uniform pairs _step drew
     ia = np.random.default_rng(5)
     ia.integers(0, 6, 14)
     ia = ia.integers(0, 5, 14)
@@ -166,9 +167,14 @@ def test_doubly_robust_gradients(monkeypatch):
 def test_ips_records_clipping_and_learns():
     ds = rated_toy()
     arr = ds.extras["propensities"].array.copy()
-    arr[ds.interactions.user[:5], ds.interactions.item[:5]] = 0.0     # zero propensities: clipped, counted
-    ds0 = Dataset(ds.name, ds.interactions, ds.items, ds.users,
-                  extras={**ds.extras, "propensities": IndexedArray(arr, ("user", "item"))})
+    arr[ds.interactions.user[:5], ds.interactions.item[:5]] = 0.0  # zero propensities: clipped, counted
+    ds0 = Dataset(
+        ds.name,
+        ds.interactions,
+        ds.items,
+        ds.users,
+        extras={**ds.extras, "propensities": IndexedArray(arr, ("user", "item"))},
+    )
     model = make_model("mf", method="ips", propensity="given", epochs=30).fit(ds0, FitOptions(progress=False))
     summary = model.propensity_summary_
     obs = _observed(ds0)
@@ -182,8 +188,13 @@ def test_ips_records_clipping_and_learns():
     liked = (np.arange(ds.n_items)[None, :] % 3) == (np.arange(ds.n_users)[:, None] % 3)
     assert scores[liked].mean() > scores[~liked].mean()
     arr[0, ds.interactions.item[ds.interactions.user == 0][0]] = np.nan
-    bad = Dataset(ds.name, ds.interactions, ds.items, ds.users,
-                  extras={**ds.extras, "propensities": IndexedArray(arr, ("user", "item"))})
+    bad = Dataset(
+        ds.name,
+        ds.interactions,
+        ds.items,
+        ds.users,
+        extras={**ds.extras, "propensities": IndexedArray(arr, ("user", "item"))},
+    )
     with pytest.raises(DataError, match="NaN"):
         make_model("mf", method="ips", propensity="given", epochs=1).fit(bad, FitOptions(progress=False))
 

@@ -25,7 +25,7 @@ def test_early_stopping_stops_and_restores_best(split):
 
     model = make_model("sasrec", epochs=7, embedding_size=8, inner_size=16, max_len=8, batch_size=16)
     model.fit(split, FitOptions(validator=validator, patience=3, progress=False))
-    assert model.history_["epochs_run"] == 5          # best at 2, then 3 checks without improvement
+    assert model.history_["epochs_run"] == 5  # best at 2, then 3 checks without improvement
     assert model.history_["best_epoch"] == 2
     np.testing.assert_array_equal(model.net_.item_emb.weight.detach().numpy(), snapshots[1].numpy())
 
@@ -35,7 +35,8 @@ def test_validator_from_eval_layer_runs(split):
 
     v = Validator(split, "hr@5")
     model = make_model("bpr_mf", epochs=2, embedding_size=8).fit(
-        split, FitOptions(validator=v, patience=1, progress=False))
+        split, FitOptions(validator=v, patience=1, progress=False)
+    )
     assert len(model.history_["valid"]) >= 1 and 0.0 <= model.history_["valid"][0][1] <= 1.0
 
 

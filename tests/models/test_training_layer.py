@@ -78,8 +78,8 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_state():
     loop = EpochLoop(net.train_epoch, 5, [stopper, rec]).run()
     assert loop.epochs_run == 4 and stopper.best_epoch == 2 and stopper.best_score == 0.5
     assert stopper.scores == [(1, 0.1), (2, 0.5), (3, 0.4), (4, 0.3)]
-    assert net.w.tolist() == [2.0, 2.0]                      # the state after epoch 2, not 4
-    assert rec.events[-2] == "end4:0.3"                      # callbacks after it see the score
+    assert net.w.tolist() == [2.0, 2.0]  # the state after epoch 2, not 4
+    assert rec.events[-2] == "end4:0.3"  # callbacks after it see the score
 
 
 def test_early_stopping_eval_every_and_eval_last():
@@ -104,11 +104,14 @@ def test_checkpoint_writes_best_and_last_and_they_reload(tmp_path):
     net = _Net()
     scores = iter([0.2, 0.7, 0.1])
     stopper = EarlyStopping(lambda: next(scores), patience=5, snapshot=net.snapshot, restore=net.restore)
-    ckpt = Checkpoint(tmp_path / "ck", lambda: {"w": net.w, "tied": net.w})   # shared tensors are fine
+    ckpt = Checkpoint(tmp_path / "ck", lambda: {"w": net.w, "tied": net.w})  # shared tensors are fine
     EpochLoop(net.train_epoch, 3, [stopper, ckpt]).run()
-    best, last = load_checkpoint(tmp_path / "ck" / "best.safetensors"), load_checkpoint(tmp_path / "ck" / "last.safetensors")
+    best, last = (
+        load_checkpoint(tmp_path / "ck" / "best.safetensors"),
+        load_checkpoint(tmp_path / "ck" / "last.safetensors"),
+    )
     assert best["w"].tolist() == [2.0, 2.0] and last["w"].tolist() == [3.0, 3.0]
-    assert load_checkpoint(tmp_path / "ck")["w"].tolist() == [2.0, 2.0]          # the folder means best
+    assert load_checkpoint(tmp_path / "ck")["w"].tolist() == [2.0, 2.0]  # the folder means best
     import json
 
     meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
@@ -129,7 +132,8 @@ def test_torch_model_checkpoint_reloads_into_the_network(split, tmp_path):
 def test_torch_history_keys_are_unchanged(split):
     scores = iter([0.3, 0.2, 0.1])
     model = make_model("bpr_mf", epochs=3, embedding_size=8).fit(
-        split, FitOptions(seed=0, progress=False, validator=lambda m: next(scores), patience=2))
+        split, FitOptions(seed=0, progress=False, validator=lambda m: next(scores), patience=2)
+    )
     h = model.history_
     assert set(h) == {"loss", "valid", "best_epoch", "epochs_run", "epoch_seconds"}
     assert h["valid"] == [[1, 0.3], [2, 0.2], [3, 0.1]] and h["best_epoch"] == 1 and h["epochs_run"] == 3
@@ -138,7 +142,8 @@ def test_torch_history_keys_are_unchanged(split):
 def test_approximate_unlearning_raises_the_forget_loss_on_a_copy(split):
     ds = split.dataset
     model = make_model("sasrec", epochs=3, embedding_size=8, inner_size=16, max_len=8, batch_size=16).fit(
-        split, FitOptions(seed=0, progress=False))
+        split, FitOptions(seed=0, progress=False)
+    )
     assert supports_approximate_unlearning(model) and model.can_unlearn()
     seqs = split.train.by_user(ds.n_users)
     forget = np.array([0, 1, 2])
@@ -150,17 +155,40 @@ def test_approximate_unlearning_raises_the_forget_loss_on_a_copy(split):
             losses = m._sequence_losses(seqs.take(forget), forget, np.random.default_rng(0))
         return float(np.nanmean(losses.numpy()))
 
-    new = approximate_unlearn(model, seqs.take(forget), seqs.take(retain), forget_users=forget, retain_users=retain,
-                              steps=5, learning_rate=0.01, seed=0)
+    new = approximate_unlearn(
+        model,
+        seqs.take(forget),
+        seqs.take(retain),
+        forget_users=forget,
+        retain_users=retain,
+        steps=5,
+        learning_rate=0.01,
+        seed=0,
+    )
     assert new is not model and new.unlearning_["steps_run"] >= 1
     assert forget_loss(new) > forget_loss(model)
-    for k, v in model.net_.state_dict().items():            # the original is untouched
+    for k, v in model.net_.state_dict().items():  # the original is untouched
         torch.testing.assert_close(v, before[k])
-    again = approximate_unlearn(model, seqs.take(forget), seqs.take(retain), forget_users=forget, retain_users=retain,
-                                steps=5, learning_rate=0.01, seed=0)
-    assert again.unlearning_["forget_loss"] == new.unlearning_["forget_loss"]       # seeded
-    same = model.unlearn(seqs.take(forget), seqs.take(retain), forget_users=forget, retain_users=retain, steps=5,
-                         learning_rate=0.01, seed=0)
+    again = approximate_unlearn(
+        model,
+        seqs.take(forget),
+        seqs.take(retain),
+        forget_users=forget,
+        retain_users=retain,
+        steps=5,
+        learning_rate=0.01,
+        seed=0,
+    )
+    assert again.unlearning_["forget_loss"] == new.unlearning_["forget_loss"]  # seeded
+    same = model.unlearn(
+        seqs.take(forget),
+        seqs.take(retain),
+        forget_users=forget,
+        retain_users=retain,
+        steps=5,
+        learning_rate=0.01,
+        seed=0,
+    )
     assert same is model and same.unlearning_["forget_loss"] == new.unlearning_["forget_loss"]
 
 

@@ -28,7 +28,7 @@ def test_a_checkpoint_answers_raw_ids_after_load(ml100k_saved):
     split, model, folder = ml100k_saved
     ds = split.dataset
     queries = split.eval_set("test").queries[:25]
-    loaded = Recommender.load(folder)   # a fresh object: nothing but the folder
+    loaded = Recommender.load(folder)  # a fresh object: nothing but the folder
     assert loaded.has_vocabulary()
     histories = [[str(ds.item_ids[i]) for i in queries.histories.row(r)] for r in range(len(queries))]
     users = [str(ds.user_ids[u]) for u in queries.users]
@@ -46,8 +46,7 @@ def test_raw_candidates_and_anonymous_users(ml100k_saved):
     split, model, _ = ml100k_saved
     ds = split.dataset
     items = [str(i) for i in ds.item_ids[:6]]
-    raw = model.recommend_raw([items[:2], []], 3, users=[None, str(ds.user_ids[0])],
-                              candidates=[items[2:], items])
+    raw = model.recommend_raw([items[:2], []], 3, users=[None, str(ds.user_ids[0])], candidates=[items[2:], items])
     assert set(raw.row(0)) <= set(items[2:]) and len(raw.row(0)) == 3
     assert set(raw.row(1)) <= set(items)
     q = model.queries_from_raw([items[:2]])
@@ -62,7 +61,7 @@ def test_unknown_or_malformed_ids_are_clear_errors(ml100k_saved):
     with pytest.raises(DataError, match="user ids are unknown.*'ghost'"):
         model.recommend_raw([[known]], 5, users=["ghost"])
     with pytest.raises(DataError, match="one list of item ids per query"):
-        model.recommend_raw([known, known], 5)   # a single history not wrapped in a batch
+        model.recommend_raw([known, known], 5)  # a single history not wrapped in a batch
     with pytest.raises(DataError, match="one user id"):
         model.recommend_raw([[known]], 5, users=[None, None])
 
@@ -76,7 +75,7 @@ def test_a_checkpoint_saved_before_vocabularies_loads_but_cannot_answer_raw_ids(
     del fitted["item_ids_"], fitted["user_ids_"]
     (old / "fitted.json").write_text(json.dumps(fitted))
     config = json.loads((old / "config.json").read_text())
-    del config["files_sha256"]            # as written before checksums (and vocabularies) were recorded
+    del config["files_sha256"]  # as written before checksums (and vocabularies) were recorded
     (old / "config.json").write_text(json.dumps(config))
     loaded = Recommender.load(old)
     queries = split_leave_one_out(ds).eval_set("test").queries
@@ -86,8 +85,9 @@ def test_a_checkpoint_saved_before_vocabularies_loads_but_cannot_answer_raw_ids(
         loaded.recommend_raw([["1"]], 5)
     # a raw-id answer of the new checkpoint is the index answer mapped back
     new = Recommender.load(folder)
-    raw = new.recommend_raw([[str(ds.item_ids[i]) for i in queries.histories.row(0)]], 5,
-                            users=[str(ds.user_ids[queries.users[0]])])
+    raw = new.recommend_raw(
+        [[str(ds.item_ids[i]) for i in queries.histories.row(0)]], 5, users=[str(ds.user_ids[queries.users[0]])]
+    )
     assert raw.row(0) == [str(ds.item_ids[i]) for i in model.recommend(queries[:1], 5).row(0)]
 
 
@@ -98,7 +98,7 @@ def test_a_damaged_vocabulary_is_refused(tmp_path, edit):
     fitted["item_ids_"] = edit(fitted["item_ids_"])
     (folder / "fitted.json").write_text(json.dumps(fitted))
     config = json.loads((folder / "config.json").read_text())
-    del config["files_sha256"]            # structure alone must catch it
+    del config["files_sha256"]  # structure alone must catch it
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(DataError, match="item_ids_"):
         Recommender.load(folder)

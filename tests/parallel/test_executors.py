@@ -18,8 +18,10 @@ from trustrec.parallel import Executor, RayExecutor, SerialExecutor, resolve_exe
 from trustrec.runs import audit_model, audit_plan
 from trustrec.testing import toy_dataset
 
-PLAN = {"names": ["item_exposure", "calibration", "user_fairness", "history_perturbation"],
-        "params": {"user_fairness": {"n_boot": 20}, "history_perturbation": {"max_users": 12, "n_boot": 20}}}
+PLAN = {
+    "names": ["item_exposure", "calibration", "user_fairness", "history_perturbation"],
+    "params": {"user_fairness": {"n_boot": 20}, "history_perturbation": {"max_users": 12, "n_boot": 20}},
+}
 
 
 def read_only(mapping):
@@ -40,7 +42,7 @@ class PicklingExecutor:
     remote executor does, so that nothing is shared by reference with the caller."""
 
     name = "pickling"
-    mapped: ClassVar[list] = []        # every map's items, from this process and from unpickled copies
+    mapped: ClassVar[list] = []  # every map's items, from this process and from unpickled copies
 
     def __init__(self):
         self.calls = 0
@@ -75,8 +77,7 @@ def assert_same_results(a, b):
         assert untimed(x.settings) == untimed(y.settings), x.audit
         assert list(x.evidence) == list(y.evidence), x.audit
         for name in x.evidence:
-            pd.testing.assert_frame_equal(untimed(x.evidence[name]), untimed(y.evidence[name]),
-                                          obj=f"{x.audit}/{name}")
+            pd.testing.assert_frame_equal(untimed(x.evidence[name]), untimed(y.evidence[name]), obj=f"{x.audit}/{name}")
 
 
 def assert_same_files(a, b):
@@ -100,7 +101,7 @@ def test_serial_executor_and_resolution():
 
 
 def test_missing_ray_extra_gives_one_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)                # `import ray` raises ImportError
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     for build in (RayExecutor, lambda: resolve_executor("ray")):
         with pytest.raises(ConfigError, match=r"needs the 'ray' extra .*pip install 'trustrec\[ray\]'"):
             build()
@@ -109,35 +110,59 @@ def test_missing_ray_extra_gives_one_clear_error(monkeypatch):
 def test_audit_model_through_another_executor_matches_serial(fitted, tmp_path):
     model, split = fitted
     log_serial, log_other = [], []
-    entries, serial = audit_model(model, split, audit_plan(**PLAN), out=tmp_path / "serial", progress=False,
-                                  log=log_serial.append)
+    entries, serial = audit_model(
+        model, split, audit_plan(**PLAN), out=tmp_path / "serial", progress=False, log=log_serial.append
+    )
     executor = PicklingExecutor()
-    entries2, other = audit_model(model, split, audit_plan(**PLAN), out=tmp_path / "other", progress=False,
-                                  log=log_other.append, executor=executor)
+    entries2, other = audit_model(
+        model,
+        split,
+        audit_plan(**PLAN),
+        out=tmp_path / "other",
+        progress=False,
+        log=log_other.append,
+        executor=executor,
+    )
     assert executor.calls == 1
     assert sum(r.verdict.status != "not_applicable" for r in serial) >= 3
     assert_same_results(serial, other)
     assert_same_files(tmp_path / "serial", tmp_path / "other")
     assert log_serial == log_other
-    assert [{k: v for k, v in e.items() if k != "seconds"} for e in entries] == \
-        [{k: v for k, v in e.items() if k != "seconds"} for e in entries2]
-    _, explicit = audit_model(model, split, audit_plan(**PLAN), progress=False, log=lambda *_: None,
-                              executor="serial")
+    assert [{k: v for k, v in e.items() if k != "seconds"} for e in entries] == [
+        {k: v for k, v in e.items() if k != "seconds"} for e in entries2
+    ]
+    _, explicit = audit_model(model, split, audit_plan(**PLAN), progress=False, log=lambda *_: None, executor="serial")
     assert_same_results(serial, explicit)
 
 
-POISONING = {"names": ["poisoning"], "params": {"poisoning": {
-    "attacks": ["random", "bandwagon"], "budgets": [0.1, 0.25], "n_targets": 2, "filler_size": 4, "n_boot": 20}}}
+POISONING = {
+    "names": ["poisoning"],
+    "params": {
+        "poisoning": {
+            "attacks": ["random", "bandwagon"],
+            "budgets": [0.1, 0.25],
+            "n_targets": 2,
+            "filler_size": 4,
+            "n_boot": 20,
+        }
+    },
+}
 
 
 def test_poisoning_grid_cells_through_another_executor_match_serial(fitted):
     model, split = fitted
     _, serial = audit_model(model, split, audit_plan(**POISONING), progress=False, log=lambda *_: None)
     PicklingExecutor.mapped.clear()
-    _, other = audit_model(model, split, audit_plan(**POISONING), progress=False, log=lambda *_: None,
-                           executor=PicklingExecutor())
-    assert len(PicklingExecutor.mapped) == 2                      # the plan, then (on the "worker") the grid
-    assert PicklingExecutor.mapped[1] == [(1, "random", 0.1), (2, "random", 0.25), (3, "bandwagon", 0.1), (4, "bandwagon", 0.25)]
+    _, other = audit_model(
+        model, split, audit_plan(**POISONING), progress=False, log=lambda *_: None, executor=PicklingExecutor()
+    )
+    assert len(PicklingExecutor.mapped) == 2  # the plan, then (on the "worker") the grid
+    assert PicklingExecutor.mapped[1] == [
+        (1, "random", 0.1),
+        (2, "random", 0.25),
+        (3, "bandwagon", 0.1),
+        (4, "bandwagon", 0.25),
+    ]
     assert serial[0].verdict.status != "not_applicable"
     assert len(serial[0].evidence["by_attack"]) == 5
     assert_same_results(serial, other)
@@ -146,18 +171,27 @@ def test_poisoning_grid_cells_through_another_executor_match_serial(fitted):
 def test_ray_executor_gives_identical_audit_results(fitted, tmp_path):
     ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'trustrec[ray]'")
     model, split = fitted
-    _, serial = audit_model(model, split, audit_plan(**PLAN), out=tmp_path / "serial", progress=False,
-                            log=lambda *_: None)
+    _, serial = audit_model(
+        model, split, audit_plan(**PLAN), out=tmp_path / "serial", progress=False, log=lambda *_: None
+    )
     assert not ray.is_initialized()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         executor = RayExecutor()
         assert executor.map(abs, [-3, 2, -1]) == [3, 2, 1]
-        _, through_ray = audit_model(model, split, audit_plan(**PLAN), out=tmp_path / "ray", progress=False,
-                                     log=lambda *_: None, executor=executor)
-        _, poisoning_ray = audit_model(model, split, audit_plan(**POISONING), progress=False, log=lambda *_: None,
-                                       executor=executor)        # grid cells as nested Ray tasks
-        executor.shutdown()                                      # it did not start Ray, so leaves it running
+        _, through_ray = audit_model(
+            model,
+            split,
+            audit_plan(**PLAN),
+            out=tmp_path / "ray",
+            progress=False,
+            log=lambda *_: None,
+            executor=executor,
+        )
+        _, poisoning_ray = audit_model(
+            model, split, audit_plan(**POISONING), progress=False, log=lambda *_: None, executor=executor
+        )  # grid cells as nested Ray tasks
+        executor.shutdown()  # it did not start Ray, so leaves it running
         assert ray.is_initialized()
     finally:
         ray.shutdown()
@@ -178,7 +212,7 @@ def test_cli_audit_executor_option(tmp_path, monkeypatch):
     missing = CliRunner().invoke(app, ["audit", str(tmp_path), "--executor", "ray"])
     assert missing.exit_code == 2 and "needs the 'ray' extra" in missing.output
     assert "pip install 'trustrec[ray]'" in missing.output and "Traceback" not in missing.output
-    assert not (tmp_path / "audits").exists()                   # refused before any work
+    assert not (tmp_path / "audits").exists()  # refused before any work
 
 
 def test_ray_executor_starts_and_stops_its_own_local_instance():

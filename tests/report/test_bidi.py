@@ -22,17 +22,31 @@ def _bidi_run(tmp_path):
     metrics["model"] = f"sas{RLO}cer"
     metrics["dataset"] = f"ml{RLI}-100k{PDI}"
     (run / "metrics.json").write_text(json.dumps(metrics))
-    items = pd.DataFrame({"item": [0, 1], "title": [EVIL_TITLE, "plain"], "exposure": [3, 4],
-                          f"col{RLO}umn": ["a", "b"]})
+    items = pd.DataFrame(
+        {"item": [0, 1], "title": [EVIL_TITLE, "plain"], "exposure": [3, 4], f"col{RLO}umn": ["a", "b"]}
+    )
     result = AuditResult(
-        f"bidi{RLO}_audit", "fairness", {f"gap{RLO}": Estimate(0.1, 0.0, 0.2, 10)}, {"items": items},
-        {"k": 10, "note": f"set{RLO}ting"}, Verdict("warn", (f"reason {RLO}txet{PDF}",)), (f"warning {RLI}x{PDI}",),
+        f"bidi{RLO}_audit",
+        "fairness",
+        {f"gap{RLO}": Estimate(0.1, 0.0, 0.2, 10)},
+        {"items": items},
+        {"k": 10, "note": f"set{RLO}ting"},
+        Verdict("warn", (f"reason {RLO}txet{PDF}",)),
+        (f"warning {RLI}x{PDI}",),
         (Plot("bar", "items", "title", "exposure", f"exposure {RLO}by title"),),
-        f"summary {RLO}esrever{PDF} end")
+        f"summary {RLO}esrever{PDF} end",
+    )
     result.save(run / "audits" / "bidi_audit")
     index = json.loads((run / "audits" / "index.json").read_text())
-    index["audits"].append({"name": result.audit, "dimension": "fairness", "status": "warn",
-                            "summary": result.summary, "dir": "bidi_audit"})
+    index["audits"].append(
+        {
+            "name": result.audit,
+            "dimension": "fairness",
+            "status": "warn",
+            "summary": result.summary,
+            "dir": "bidi_audit",
+        }
+    )
     (run / "audits" / "index.json").write_text(json.dumps(index))
     return run
 

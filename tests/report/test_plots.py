@@ -15,24 +15,37 @@ def _ids(svg: str) -> set[str]:
 
 @pytest.mark.parametrize("kind", ["bar", "line", "lorenz", "scatter"])
 def test_every_kind_draws_an_inline_svg(kind):
-    table = pd.DataFrame({"x": [0.0, 0.25, 0.5, 1.0], "y": [0.0, 0.1, 0.3, 1.0], "lo": [0, 0.05, 0.2, 0.9],
-                          "hi": [0, 0.15, 0.4, 1.0], "s": ["a", "a", "b", "b"]})
+    table = pd.DataFrame(
+        {
+            "x": [0.0, 0.25, 0.5, 1.0],
+            "y": [0.0, 0.1, 0.3, 1.0],
+            "lo": [0, 0.05, 0.2, 0.9],
+            "hi": [0, 0.15, 0.4, 1.0],
+            "s": ["a", "a", "b", "b"],
+        }
+    )
     r = render_plot(Plot(kind, "t", "x", "y", f"a {kind}", series="s", ci_low="lo", ci_high="hi"), table)
     assert r.svg is not None and r.svg.startswith("<svg") and r.svg.endswith("</svg>")
     assert "<?xml" not in r.svg and "<!DOCTYPE" not in r.svg and "<!--" not in r.svg
     assert "<script" not in r.svg and "http://" not in r.svg.replace("http://www.w3.org/", "")
 
 
-@pytest.mark.parametrize("table, note", [
-    (pd.DataFrame({"x": pd.Series([], dtype=float), "y": pd.Series([], dtype=float)}), "no data: the table is empty"),
-    (pd.DataFrame({"x": [1, 2], "y": [np.nan, None]}), "no data: no row"),
-    (pd.DataFrame({"x": [1, 2], "y": [np.inf, -np.inf]}), "no data: no row"),
-    (pd.DataFrame({"x": [None, None], "y": [1.0, 2.0]}), "no data: no row"),
-    (pd.DataFrame({"x": ["a", "b"], "y": ["n/a", "?"]}), "no data: no row"),
-    (pd.DataFrame({"x": [1, 2]}), "no column 'y'"),
-    (pd.DataFrame({"a": [1], "b": [2]}), "no column 'x', 'y'"),
-    (None, "no evidence table"),
-])
+@pytest.mark.parametrize(
+    "table, note",
+    [
+        (
+            pd.DataFrame({"x": pd.Series([], dtype=float), "y": pd.Series([], dtype=float)}),
+            "no data: the table is empty",
+        ),
+        (pd.DataFrame({"x": [1, 2], "y": [np.nan, None]}), "no data: no row"),
+        (pd.DataFrame({"x": [1, 2], "y": [np.inf, -np.inf]}), "no data: no row"),
+        (pd.DataFrame({"x": [None, None], "y": [1.0, 2.0]}), "no data: no row"),
+        (pd.DataFrame({"x": ["a", "b"], "y": ["n/a", "?"]}), "no data: no row"),
+        (pd.DataFrame({"x": [1, 2]}), "no column 'y'"),
+        (pd.DataFrame({"a": [1], "b": [2]}), "no column 'x', 'y'"),
+        (None, "no evidence table"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["bar", "line", "lorenz", "scatter"])
 def test_nothing_to_draw_gives_a_note(kind, table, note):
     r = render_plot(Plot(kind, "t", "x", "y", "edge"), table)
@@ -40,8 +53,14 @@ def test_nothing_to_draw_gives_a_note(kind, table, note):
 
 
 def test_nan_none_and_text_values_are_left_out_with_a_note():
-    table = pd.DataFrame({"x": ["a", "b", "c", "d"], "y": [1.0, None, "oops", np.nan],
-                          "lo": [0.5, None, np.nan, 1], "hi": [np.nan, None, 2, 3]})
+    table = pd.DataFrame(
+        {
+            "x": ["a", "b", "c", "d"],
+            "y": [1.0, None, "oops", np.nan],
+            "lo": [0.5, None, np.nan, 1],
+            "hi": [np.nan, None, 2, 3],
+        }
+    )
     r = render_plot(Plot("bar", "t", "x", "y", "partly empty", ci_low="lo", ci_high="hi"), table)
     assert r.svg is not None and "3 row(s) without a finite value were left out" in r.notes
 
@@ -55,8 +74,9 @@ def test_missing_optional_columns_draw_without_them():
 
 
 def test_hostile_and_mathtext_labels_do_not_break_drawing():
-    table = pd.DataFrame({"title": ["<script>alert(1)</script>", "$5 $", "a_b^c $\\frac{", "x" * 500],
-                          "v": [1, 2, 3, 4]})
+    table = pd.DataFrame(
+        {"title": ["<script>alert(1)</script>", "$5 $", "a_b^c $\\frac{", "x" * 500], "v": [1, 2, 3, 4]}
+    )
     r = render_plot(Plot("bar", "t", "title", "v", "<b>$title$</b>", x_label="$", y_label="</svg>"), table)
     assert r.svg is not None and r.notes == ()
     assert "<script" not in r.svg and "alert" not in r.svg  # text is drawn as paths

@@ -55,8 +55,7 @@ def test_report_json_matches_inputs(run_dir):
     assert [a["name"] for a in card["fairness"]["audits"]] == ["user_group_gap", "item_exposure"]
     assert card["robustness"]["worst_status"] == "pass"
     assert card["privacy"]["worst_status"] == "not_applicable"
-    assert card["factuality"] == {"dimension": "factuality", "n_audits": 0, "worst_status": "not_audited",
-                                  "audits": []}
+    assert card["factuality"] == {"dimension": "factuality", "n_audits": 0, "worst_status": "not_audited", "audits": []}
 
     assert [a["audit"] for a in data["audits"]] == [e["name"] for e in index["audits"]]
     for entry, got in zip(index["audits"], data["audits"]):
@@ -145,7 +144,8 @@ def test_missing_index_scans_audit_folders(run_dir):
     (run_dir / "audits" / "index.json").unlink()
     data, _ = build_report(run_dir)
     assert sorted(a["audit"] for a in data["audits"]) == sorted(
-        ["user_group_gap", "item_exposure", "shilling_attack", "membership_inference"])
+        ["user_group_gap", "item_exposure", "shilling_attack", "membership_inference"]
+    )
     assert any("index.json is missing" in n for n in data["notes"])
 
 

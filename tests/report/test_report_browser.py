@@ -19,9 +19,19 @@ from trustrec.report import write_report
 from .conftest import HOSTILE
 
 SECTIONS = ("summary", "accuracy", "scorecard", "dim-robustness", "dim-fairness", "dim-privacy", "trail", "settings")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--enable-logging=stderr", "--v=0")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+)
 
 
 def _chromium() -> str:
@@ -29,8 +39,9 @@ def _chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.skip("headless Chromium not found (install Debian's `chromium` package; .ci/run does when apt-get "
-                "is available)")
+    pytest.skip(
+        "headless Chromium not found (install Debian's `chromium` package; .ci/run does when apt-get is available)"
+    )
 
 
 def _run(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:

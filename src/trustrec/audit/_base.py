@@ -21,7 +21,16 @@ from trustrec.audit._result import DIMENSIONS, AuditResult, Threshold, judge
 from trustrec.errors import ConfigError
 from trustrec.eval import MAX_N_BOOT
 
-__all__ = ["Audit", "RetrainingAudit", "ModelSpecField", "AuditConfig", "AuditInputs", "register_audit", "audit_class", "available_audits"]
+__all__ = [
+    "Audit",
+    "RetrainingAudit",
+    "ModelSpecField",
+    "AuditConfig",
+    "AuditInputs",
+    "register_audit",
+    "audit_class",
+    "available_audits",
+]
 
 
 class AuditConfig(Config):
@@ -58,8 +67,19 @@ class AuditInputs:
     (:mod:`trustrec.parallel`; ``None``: serial) runs the cells of grid audits (poisoning's
     attacks x budgets); results do not depend on it."""
 
-    def __init__(self, model, split, *, part: str = "test", k: int = 10, max_users: int | None = None,
-                 seed: int = 0, progress: bool = False, batch_size: int | None = None, executor=None):
+    def __init__(
+        self,
+        model,
+        split,
+        *,
+        part: str = "test",
+        k: int = 10,
+        max_users: int | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        batch_size: int | None = None,
+        executor=None,
+    ):
         model._check_fitted()
         self.model, self.split, self.part, self.k = model, split, part, k
         self.seed, self.progress, self.batch_size = seed, progress, batch_size
@@ -94,8 +114,16 @@ class AuditInputs:
         from trustrec.eval import evaluate
 
         metrics = [f"{m}@{self.k}" for m in ("ndcg", "hr", "recall", "mrr")]
-        return evaluate(self.model, self.eval_set, metrics=metrics, n_boot=0, keep_topk=True,
-                        batch_size=self.batch_size, progress=self.progress, seed=self.seed)
+        return evaluate(
+            self.model,
+            self.eval_set,
+            metrics=metrics,
+            n_boot=0,
+            keep_topk=True,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            seed=self.seed,
+        )
 
     @property
     def topk(self) -> np.ndarray:
@@ -108,8 +136,9 @@ class AuditInputs:
         from trustrec.data import user_group_table
 
         users = self.dataset.users
-        table = user_group_table(users if users is not None else pd.DataFrame(index=range(self.dataset.n_users)),
-                                 self.train_counts)
+        table = user_group_table(
+            users if users is not None else pd.DataFrame(index=range(self.dataset.n_users)), self.train_counts
+        )
         return table.iloc[self.queries.users].reset_index(drop=True)
 
     def item_groups(self, column: str | None = None):
@@ -151,18 +180,36 @@ class Audit(Configurable):
             inputs = self.inputs_for(model, split, progress)
         elif inputs.model is not model:
             raise ConfigError(f"{self.name}: inputs were computed for a different model")
-        settings = {"audit": self.name, "config": self.dump_config(), "model": getattr(model, "name", ""),
-                    "model_config": model.dump_config() if hasattr(model, "dump_config") else None,
-                    "dataset": inputs.dataset.name, "part": inputs.part,
-                    "n_users": len(inputs.eval_set), "n_users_total": inputs.n_users_total}
-        reason = (f"no users with a target in the '{inputs.part}' part" if len(inputs.eval_set) == 0
-                  else self._why_not(inputs))
+        settings = {
+            "audit": self.name,
+            "config": self.dump_config(),
+            "model": getattr(model, "name", ""),
+            "model_config": model.dump_config() if hasattr(model, "dump_config") else None,
+            "dataset": inputs.dataset.name,
+            "part": inputs.part,
+            "n_users": len(inputs.eval_set),
+            "n_users_total": inputs.n_users_total,
+        }
+        reason = (
+            f"no users with a target in the '{inputs.part}' part"
+            if len(inputs.eval_set) == 0
+            else self._why_not(inputs)
+        )
         if reason:
             return AuditResult.not_applicable(self.name, self.dimension, reason, settings)
         result = self._run(inputs)
         verdict = judge(result.estimates, self._thresholds(result.estimates))
-        return AuditResult(result.audit, result.dimension, result.estimates, result.evidence,
-                           {**settings, **result.settings}, verdict, result.warnings, result.plots, result.summary)
+        return AuditResult(
+            result.audit,
+            result.dimension,
+            result.estimates,
+            result.evidence,
+            {**settings, **result.settings},
+            verdict,
+            result.warnings,
+            result.plots,
+            result.summary,
+        )
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
         return None
@@ -190,8 +237,10 @@ class RetrainingAudit(Audit):
         if self.config.model_spec is not None:
             return ModelSpec.model_validate(self.config.model_spec)
         if not getattr(model, "name", "") or not hasattr(model, "dump_config"):
-            raise ConfigError(f"{self.name}: the audited {type(model).__name__} has no registered name; "
-                              "give model_spec={'name': ..., 'params': ...}")
+            raise ConfigError(
+                f"{self.name}: the audited {type(model).__name__} has no registered name; "
+                "give model_spec={'name': ..., 'params': ...}"
+            )
         return ModelSpec(name=model.name, params=model.dump_config())
 
 
@@ -211,8 +260,10 @@ def _check_audit(name: str, obj) -> str | None:
     if not (isinstance(obj, type) and issubclass(obj, Audit)):
         return f"expected an Audit subclass, got {obj!r}"
     if obj.name != name or obj.dimension not in DIMENSIONS:
-        return (f"{obj.__name__} has name {obj.name!r} and dimension {obj.dimension!r}; expected the name "
-                f"{name!r} and a dimension in {DIMENSIONS}")
+        return (
+            f"{obj.__name__} has name {obj.name!r} and dimension {obj.dimension!r}; expected the name "
+            f"{name!r} and a dimension in {DIMENSIONS}"
+        )
     return None
 
 
@@ -220,8 +271,15 @@ def _check_audit(name: str, obj) -> str | None:
 #: classes decorated with :func:`register_audit` in the modules of ``trustrec.audit`` (imported
 #: on the first lookup); third-party audits come from the entry-point group ``trustrec.audits``.
 AUDITS: NamedRegistry[type[Audit]] = NamedRegistry(
-    "audit", None, ConfigError, "See `trustrec audit --list`.", list_up_to=40, group="trustrec.audits",
-    packages=("trustrec.audit",), check=_check_audit)
+    "audit",
+    None,
+    ConfigError,
+    "See `trustrec audit --list`.",
+    list_up_to=40,
+    group="trustrec.audits",
+    packages=("trustrec.audit",),
+    check=_check_audit,
+)
 
 
 def register_audit(cls: type[Audit]) -> type[Audit]:

@@ -49,24 +49,50 @@ from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.eval import bootstrap_ci
 
-__all__ = ["CATEGORIES", "DEFAULT_SCAFFOLDING", "HallucinationAudit", "HallucinationConfig", "category_rates",
-           "classify_generations", "classify_items", "malformed_reason", "per_user_rates"]
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_SCAFFOLDING",
+    "HallucinationAudit",
+    "HallucinationConfig",
+    "category_rates",
+    "classify_generations",
+    "classify_items",
+    "malformed_reason",
+    "per_user_rates",
+]
 
 CATEGORIES = ("malformed", "hallucinated", "near_miss", "already_seen", "repeated", "valid")
-RATE_NAMES = {"malformed": "malformed_rate", "hallucinated": "hallucination_rate", "near_miss": "near_miss_rate",
-              "already_seen": "already_seen_rate", "repeated": "repeated_rate", "valid": "valid_rate"}
+RATE_NAMES = {
+    "malformed": "malformed_rate",
+    "hallucinated": "hallucination_rate",
+    "near_miss": "near_miss_rate",
+    "already_seen": "already_seen_rate",
+    "repeated": "repeated_rate",
+    "valid": "valid_rate",
+}
 
 #: Prompt scaffolding that never belongs in an answer (matched case-insensitively as substrings):
 #: role markers, the default template's wording, chat special-token brackets.
-DEFAULT_SCAFFOLDING = ("recommend", "history:", "user:", "assistant:", "system:", "answer:",
-                       "interacted with", "which item", "<|", "|>")
+DEFAULT_SCAFFOLDING = (
+    "recommend",
+    "history:",
+    "user:",
+    "assistant:",
+    "system:",
+    "answer:",
+    "interacted with",
+    "which item",
+    "<|",
+    "|>",
+)
 
 _LIST_MARKER = re.compile(r"(?<!\S)\(?\d{1,3}[.)](?=\s|$)")
 _MAX_TEXT = 200  # characters of each output kept in the evidence table
 
 
-def malformed_reason(text: str, *, max_chars: int = 200, scaffolding: Sequence[str] = DEFAULT_SCAFFOLDING,
-                     exact: bool = False) -> str | None:
+def malformed_reason(
+    text: str, *, max_chars: int = 200, scaffolding: Sequence[str] = DEFAULT_SCAFFOLDING, exact: bool = False
+) -> str | None:
     """Why ``text`` is not a single title, or None. Checked in order on ``text.strip()``:
 
     - ``"empty"``: nothing but whitespace;
@@ -103,8 +129,10 @@ def malformed_reason(text: str, *, max_chars: int = 200, scaffolding: Sequence[s
 
 def _check_aligned(name: str, rows: Sequence, histories: Sequence, users) -> np.ndarray:
     if len(rows) != len(histories):
-        raise ValueError(f"{name}: {len(rows)} output lists but {len(histories)} histories; "
-                         "pass one history per user, in the same order")
+        raise ValueError(
+            f"{name}: {len(rows)} output lists but {len(histories)} histories; "
+            "pass one history per user, in the same order"
+        )
     users = np.arange(len(rows)) if users is None else np.asarray(users)
     if len(users) != len(rows):
         raise ValueError(f"{name}: {len(rows)} output lists but {len(users)} users")
@@ -120,9 +148,15 @@ def _frame(records: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def classify_generations(texts: Sequence[Sequence[str]], ground: Callable[[str], tuple[int, str]],
-                         histories: Sequence[Sequence[int]], *, users=None, max_chars: int = 200,
-                         scaffolding: Sequence[str] = DEFAULT_SCAFFOLDING) -> pd.DataFrame:
+def classify_generations(
+    texts: Sequence[Sequence[str]],
+    ground: Callable[[str], tuple[int, str]],
+    histories: Sequence[Sequence[int]],
+    *,
+    users=None,
+    max_chars: int = 200,
+    scaffolding: Sequence[str] = DEFAULT_SCAFFOLDING,
+) -> pd.DataFrame:
     """One row per generated output, categorised (see the module docstring for the order).
 
     ``texts[u]``: user ``u``'s outputs, best first; ``ground(text) -> (item, how)`` with ``how``
@@ -154,8 +188,9 @@ def classify_generations(texts: Sequence[Sequence[str]], ground: Callable[[str],
                 category, detail = _seen_or_repeated(item, seen, named), how
             if item >= 0:
                 named.add(item)
-            records.append({"user": users[u], "rank": rank, "text": text, "category": category,
-                            "detail": detail, "item": item})
+            records.append(
+                {"user": users[u], "rank": rank, "text": text, "category": category, "detail": detail, "item": item}
+            )
     return _frame(records)
 
 
@@ -167,8 +202,13 @@ def _seen_or_repeated(item: int, seen: set[int], named: set[int]) -> str:
     return "valid"
 
 
-def classify_items(items: Sequence[Sequence[int]], histories: Sequence[Sequence[int]], *, users=None,
-                   titles: Sequence[str] | None = None) -> pd.DataFrame:
+def classify_items(
+    items: Sequence[Sequence[int]],
+    histories: Sequence[Sequence[int]],
+    *,
+    users=None,
+    titles: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """:func:`classify_generations` for outputs that are catalog items by construction
     (constrained decoding, ranking models): each is ``already_seen``, ``repeated`` or ``valid``;
     -1 entries (no item) are dropped. ``titles[item]`` fills the ``text`` column ("" without)."""
@@ -179,9 +219,16 @@ def classify_items(items: Sequence[Sequence[int]], histories: Sequence[Sequence[
         named: set[int] = set()
         row = [int(i) for i in np.asarray(row).ravel() if i >= 0]
         for rank, item in enumerate(row, start=1):
-            records.append({"user": users[u], "rank": rank, "text": titles[item] if titles is not None else "",
-                            "category": _seen_or_repeated(item, seen, named), "detail": "catalog",
-                            "item": item})
+            records.append(
+                {
+                    "user": users[u],
+                    "rank": rank,
+                    "text": titles[item] if titles is not None else "",
+                    "category": _seen_or_repeated(item, seen, named),
+                    "detail": "catalog",
+                    "item": item,
+                }
+            )
             named.add(item)
     return _frame(records)
 
@@ -227,8 +274,10 @@ class HallucinationAudit(Audit):
 
     name: ClassVar[str] = "hallucination"
     dimension: ClassVar[str] = "factuality"
-    description: ClassVar[str] = ("free-text LLM outputs that name no catalog item, near misses, malformed "
-                                  "answers, seen/repeated items; constrained decoding as the mitigation")
+    description: ClassVar[str] = (
+        "free-text LLM outputs that name no catalog item, near misses, malformed "
+        "answers, seen/repeated items; constrained decoding as the mitigation"
+    )
     needs: ClassVar[str] = "a model that writes item titles as free text (generate_titles), e.g. llm_generative"
     config_class = HallucinationConfig
 
@@ -236,8 +285,10 @@ class HallucinationAudit(Audit):
         model = inputs.model
         if not (callable(getattr(model, "generate_titles", None)) and callable(getattr(model, "grounder", None))):
             name = getattr(model, "name", "") or type(model).__name__
-            return (f"{name} returns catalog items by index (it has no generate_titles method); it cannot "
-                    "produce free text, so it cannot hallucinate items")
+            return (
+                f"{name} returns catalog items by index (it has no generate_titles method); it cannot "
+                "produce free text, so it cannot hallucinate items"
+            )
         if not len(inputs.eval_set):
             return f"no users to audit in part {inputs.part!r}"
         return None
@@ -263,8 +314,7 @@ class HallucinationAudit(Audit):
                 ground = model.grounder("embedding", encoder=encoder)
             else:
                 ground = model.grounder(mode)
-            table = classify_generations(texts, ground, histories, max_chars=c.max_chars,
-                                         scaffolding=c.scaffolding)
+            table = classify_generations(texts, ground, histories, max_chars=c.max_chars, scaffolding=c.scaffolding)
             table["score"] = scores
             tables[f"unconstrained/{mode}"] = table
 
@@ -273,12 +323,15 @@ class HallucinationAudit(Audit):
                 top, _ = model.recommend_with_stats(queries, c.n_outputs, exclude_seen=False, decoding="constrained")
                 titles = model.titles() if callable(getattr(model, "titles", None)) else None
                 table = classify_items([top.row(i) for i in range(len(top))], histories, titles=titles)
-                table["score"] = np.concatenate([top.scores[i][top.items[i] >= 0] for i in range(len(top))]
-                                                or [np.empty(0)])
+                table["score"] = np.concatenate(
+                    [top.scores[i][top.items[i] >= 0] for i in range(len(top))] or [np.empty(0)]
+                )
                 tables["constrained"] = table
             else:
-                warnings.append(f"constrained decoding not measured: {getattr(model, 'name', type(model).__name__)}"
-                                ".recommend_with_stats takes no decoding argument")
+                warnings.append(
+                    f"constrained decoding not measured: {getattr(model, 'name', type(model).__name__)}"
+                    ".recommend_with_stats takes no decoding argument"
+                )
 
         estimates: dict[str, Estimate] = {}
         rows = []
@@ -288,23 +341,40 @@ class HallucinationAudit(Audit):
             per_user[setting] = rates = per_user_rates(table, users=positions)
             for cat in CATEGORIES:
                 lo, hi = bootstrap_ci(rates[cat].to_numpy(), n_boot=c.n_boot, seed=c.seed)
-                rows.append({"setting": setting, "category": cat, "rate": pooled[cat], "ci_low": lo, "ci_high": hi,
-                             "n_outputs": len(table), "n_users": int(rates[cat].notna().sum())})
+                rows.append(
+                    {
+                        "setting": setting,
+                        "category": cat,
+                        "rate": pooled[cat],
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "n_outputs": len(table),
+                        "n_users": int(rates[cat].notna().sum()),
+                    }
+                )
                 estimates[f"{RATE_NAMES[cat]} [{setting}]"] = Estimate(
-                    pooled[cat], lo, hi, int(rates[cat].notna().sum()),
-                    description=f"share of outputs that are {cat.replace('_', '-')} ({setting}; CI over users)")
-        rate_table = pd.DataFrame(rows, columns=["setting", "category", "rate", "ci_low", "ci_high", "n_outputs",
-                                                 "n_users"])
+                    pooled[cat],
+                    lo,
+                    hi,
+                    int(rates[cat].notna().sum()),
+                    description=f"share of outputs that are {cat.replace('_', '-')} ({setting}; CI over users)",
+                )
+        rate_table = pd.DataFrame(
+            rows, columns=["setting", "category", "rate", "ci_low", "ci_high", "n_outputs", "n_users"]
+        )
 
         deployed = _deployed_setting(model)
         if deployed in tables:
             for cat in CATEGORIES:
                 est = estimates[f"{RATE_NAMES[cat]} [{deployed}]"]
-                estimates[RATE_NAMES[cat]] = Estimate(est.value, est.ci_low, est.ci_high, est.n,
-                                                      description=f"{est.description}; the model as configured")
+                estimates[RATE_NAMES[cat]] = Estimate(
+                    est.value, est.ci_low, est.ci_high, est.n, description=f"{est.description}; the model as configured"
+                )
         elif deployed is not None:
-            warnings.append(f"the model's own setting {deployed!r} was not measured (see groundings), so the "
-                            "headline rates without a [setting] suffix are missing")
+            warnings.append(
+                f"the model's own setting {deployed!r} was not measured (see groundings), so the "
+                "headline rates without a [setting] suffix are missing"
+            )
 
         reference = _reference_setting(model, tables)
         if reference is not None and "constrained" in tables:
@@ -313,29 +383,61 @@ class HallucinationAudit(Audit):
             before = _off_catalog(category_rates(tables[reference]))
             after = _off_catalog(category_rates(tables["constrained"]))
             estimates["mitigation_effect"] = Estimate(
-                before - after, lo, hi, int(diff.notna().sum()),
+                before - after,
+                lo,
+                hi,
+                int(diff.notna().sum()),
                 description="drop in the share of outputs that are not exactly a catalog title (malformed + "
-                            "hallucinated + near miss) from free text to constrained decoding (CI over users, "
-                            "paired)")
+                "hallucinated + near miss) from free text to constrained decoding (CI over users, "
+                "paired)",
+            )
 
         frames = [t.assign(setting=s) for s, t in tables.items()]
-        outputs = (pd.concat(frames, ignore_index=True) if frames
-                   else _frame([]).assign(score=np.empty(0), setting=pd.Series([], dtype=object)))
+        outputs = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else _frame([]).assign(score=np.empty(0), setting=pd.Series([], dtype=object))
+        )
         outputs = outputs.rename(columns={"user": "row"})
         outputs["user"] = np.asarray(queries.users)[outputs["row"].to_numpy(np.int64)]
         outputs["text"] = outputs["text"].str.slice(0, _MAX_TEXT)
         outputs["category"] = outputs["category"].astype(str)
         outputs = outputs[["setting", "row", "user", "rank", "text", "category", "detail", "item", "score"]]
 
-        plots = (Plot("bar", "rates", "category", "rate", "output categories per decoding/grounding setting (95% CI)",
-                      series="setting", ci_low="ci_low", ci_high="ci_high", x_label="category",
-                      y_label="share of outputs"),) if len(rate_table) else ()
+        plots = (
+            (
+                Plot(
+                    "bar",
+                    "rates",
+                    "category",
+                    "rate",
+                    "output categories per decoding/grounding setting (95% CI)",
+                    series="setting",
+                    ci_low="ci_low",
+                    ci_high="ci_high",
+                    x_label="category",
+                    y_label="share of outputs",
+                ),
+            )
+            if len(rate_table)
+            else ()
+        )
         summary = _summary(rate_table, reference)
-        settings = {"settings_measured": list(tables), "deployed_setting": deployed, "n_outputs": c.n_outputs,
-                    "embedding_grounding": encoder_note or ("measured" if "unconstrained/embedding" in tables
-                                                            else "not requested")}
-        return self._result(estimates, evidence={"outputs": outputs, "rates": rate_table}, settings=settings,
-                            warnings=tuple(warnings), plots=plots, summary=summary)
+        settings = {
+            "settings_measured": list(tables),
+            "deployed_setting": deployed,
+            "n_outputs": c.n_outputs,
+            "embedding_grounding": encoder_note
+            or ("measured" if "unconstrained/embedding" in tables else "not requested"),
+        }
+        return self._result(
+            estimates,
+            evidence={"outputs": outputs, "rates": rate_table},
+            settings=settings,
+            warnings=tuple(warnings),
+            plots=plots,
+            summary=summary,
+        )
 
 
 def _offline_encoder(model):
@@ -348,8 +450,10 @@ def _offline_encoder(model):
 
         return load_text_encoder(name, download=False, progress=False), None
     except Exception as exc:  # a missing extra, a checkpoint not cached here, a damaged folder: all mean "skip"
-        return None, (f"embedding grounding skipped: text encoder {name!r} is not available offline "
-                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        return None, (
+            f"embedding grounding skipped: text encoder {name!r} is not available offline "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        )
 
 
 def _accepts_decoding(model) -> bool:
@@ -393,10 +497,11 @@ def _summary(rates: pd.DataFrame, reference: str | None) -> str:
     value = rates.set_index(["setting", "category"])["rate"]
     parts = []
     for setting in dict.fromkeys(rates["setting"]):
-        parts.append(f"{setting}: {value[(setting, 'hallucinated')]:.1%} hallucinated, "
-                     f"{value[(setting, 'malformed')]:.1%} malformed, {value[(setting, 'valid')]:.1%} valid")
+        parts.append(
+            f"{setting}: {value[(setting, 'hallucinated')]:.1%} hallucinated, "
+            f"{value[(setting, 'malformed')]:.1%} malformed, {value[(setting, 'valid')]:.1%} valid"
+        )
     text = "; ".join(parts)
     if reference is not None and "constrained" in set(rates["setting"]):
         text += " (constrained decoding names only catalog items)"
     return text
-

@@ -81,9 +81,11 @@ class FairnessMitigationsConfig(AuditConfig):
 class FairnessMitigationsAudit(Audit):
     name = "fairness_mitigations"
     dimension = "fairness"
-    description = ("Accuracy vs fairness trade-off of re-ranking the model's lists: calibrated "
-                   "re-ranking (genre miscalibration KL) and popularity-aware xQuAD (long-tail share, "
-                   "exposure Gini), with the NDCG cost at a default strength")
+    description = (
+        "Accuracy vs fairness trade-off of re-ranking the model's lists: calibrated "
+        "re-ranking (genre miscalibration KL) and popularity-aware xQuAD (long-tail share, "
+        "exposure Gini), with the NDCG cost at a default strength"
+    )
     needs = "a fitted model and a split; an item group column (genre) for the calibration curve"
     config_class = FairnessMitigationsConfig
 
@@ -98,15 +100,21 @@ class FairnessMitigationsAudit(Audit):
         out = {}
         if "calibrated" in c.curves:
             if c.item_group_column is None and guess_item_group_column(items) is None:
-                out["calibrated"] = (f"dataset '{inputs.dataset.name}' has no item group column for the calibration "
-                                     f"curve (looked for {', '.join(ITEM_GROUP_COLUMNS)}; item columns: {columns}); "
-                                     "set item_group_column")
+                out["calibrated"] = (
+                    f"dataset '{inputs.dataset.name}' has no item group column for the calibration "
+                    f"curve (looked for {', '.join(ITEM_GROUP_COLUMNS)}; item columns: {columns}); "
+                    "set item_group_column"
+                )
             elif c.item_group_column is not None and c.item_group_column not in columns:
-                out["calibrated"] = (f"item group column {c.item_group_column!r} not found in dataset "
-                                     f"'{inputs.dataset.name}' (item columns: {columns})")
+                out["calibrated"] = (
+                    f"item group column {c.item_group_column!r} not found in dataset "
+                    f"'{inputs.dataset.name}' (item columns: {columns})"
+                )
         if "exposure" in c.curves and c.exposure_groups != "popularity" and c.exposure_groups not in columns:
-            out["exposure"] = (f"exposure group column {c.exposure_groups!r} not found in dataset "
-                               f"'{inputs.dataset.name}' (item columns: {columns})")
+            out["exposure"] = (
+                f"exposure group column {c.exposure_groups!r} not found in dataset "
+                f"'{inputs.dataset.name}' (item columns: {columns})"
+            )
         return out
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -132,9 +140,17 @@ class FairnessMitigationsAudit(Audit):
             if curve in missing:
                 continue
             _, reranker = build_arm({"name": curve, "params": params[curve]}, "reranker")
-            points, table = reranker.tradeoff(inputs.model, inputs.eval_set, strengths, train=inputs.split, k=k,
-                                              batch_size=inputs.batch_size, n_candidates=c.n_candidates,
-                                              n_boot=c.n_boot, seed=c.seed)
+            points, table = reranker.tradeoff(
+                inputs.model,
+                inputs.eval_set,
+                strengths,
+                train=inputs.split,
+                k=k,
+                batch_size=inputs.batch_size,
+                n_candidates=c.n_candidates,
+                n_boot=c.n_boot,
+                seed=c.seed,
+            )
             table.insert(0, "method", curve)
             evidence[_TABLES[curve]] = table
             groups_used[curve] = points[0].groups
@@ -143,40 +159,84 @@ class FairnessMitigationsAudit(Audit):
             ndcg = f"ndcg@{k}"
             lam = f"λ = {c.default_strength:g}"
             estimates[f"{curve}_ndcg_drop"] = paired_estimate(
-                base.per_user[ndcg], at.per_user[ndcg], n_boot=c.n_boot, seed=c.seed,
+                base.per_user[ndcg],
+                at.per_user[ndcg],
+                n_boot=c.n_boot,
+                seed=c.seed,
                 description=f"{curve} re-ranking at {lam}: mean per-user {ndcg} lost (strength 0 minus {lam}; "
-                            "> 0 = cost)")
+                "> 0 = cost)",
+            )
             if curve == "calibrated":
                 estimates["calibrated_miscalibration_reduction"] = paired_estimate(
-                    base.per_user["miscalibration"], at.per_user["miscalibration"], n_boot=c.n_boot, seed=c.seed,
+                    base.per_user["miscalibration"],
+                    at.per_user["miscalibration"],
+                    n_boot=c.n_boot,
+                    seed=c.seed,
                     description=f"calibrated re-ranking at {lam}: mean genre miscalibration KL removed (Steck 2018; "
-                    f"strength 0 minus {lam}; > 0 = better calibrated; users without genres left out)")
-                plots.append(Plot("line", _TABLES[curve], x="miscalibration", y=ndcg,
-                                  title=f"Calibrated re-ranking: {ndcg} vs miscalibration (KL) over λ",
-                                  x_label="mean miscalibration KL (lower = fairer)", y_label=ndcg))
-                lines.append(f"calibrated re-ranking at {lam} moves mean miscalibration "
-                             f"{_fmt(base.per_user['miscalibration'])} -> {_fmt(at.per_user['miscalibration'])} "
-                             f"for {ndcg} {_fmt(base.per_user[ndcg])} -> {_fmt(at.per_user[ndcg])}")
+                    f"strength 0 minus {lam}; > 0 = better calibrated; users without genres left out)",
+                )
+                plots.append(
+                    Plot(
+                        "line",
+                        _TABLES[curve],
+                        x="miscalibration",
+                        y=ndcg,
+                        title=f"Calibrated re-ranking: {ndcg} vs miscalibration (KL) over λ",
+                        x_label="mean miscalibration KL (lower = fairer)",
+                        y_label=ndcg,
+                    )
+                )
+                lines.append(
+                    f"calibrated re-ranking at {lam} moves mean miscalibration "
+                    f"{_fmt(base.per_user['miscalibration'])} -> {_fmt(at.per_user['miscalibration'])} "
+                    f"for {ndcg} {_fmt(base.per_user[ndcg])} -> {_fmt(at.per_user[ndcg])}"
+                )
             else:
                 estimates["exposure_aplt_gain"] = paired_estimate(
-                    at.per_user["aplt"], base.per_user["aplt"], n_boot=c.n_boot, seed=c.seed,
+                    at.per_user["aplt"],
+                    base.per_user["aplt"],
+                    n_boot=c.n_boot,
+                    seed=c.seed,
                     description=f"xQuAD re-ranking at {lam}: mean share of long-tail items gained (APLT at {lam} minus "
-                    "at strength 0; tail = outside the top 20% by training popularity)")
+                    "at strength 0; tail = outside the top 20% by training popularity)",
+                )
                 estimates["exposure_gini_reduction"] = Estimate(
                     base.aggregates["exposure_gini"] - at.aggregates["exposure_gini"],
                     n=len(at.per_user),
                     description=f"xQuAD re-ranking at {lam}: Gini of item exposure at strength 0 minus at {lam} "
-                                "(> 0 = exposure spread more evenly; catalog-level, no CI)")
-                plots.append(Plot("line", _TABLES[curve], x="aplt", y=ndcg,
-                                  title=f"Exposure (xQuAD) re-ranking: {ndcg} vs long-tail share over λ",
-                                  x_label="APLT (share of long-tail items, higher = fairer)", y_label=ndcg))
-                lines.append(f"xQuAD re-ranking at {lam} moves APLT {_fmt(base.per_user['aplt'])} -> "
-                             f"{_fmt(at.per_user['aplt'])} for {ndcg} {_fmt(base.per_user[ndcg])} -> "
-                             f"{_fmt(at.per_user[ndcg])}")
-        settings = {"strengths": strengths, "default_strength": c.default_strength, "n_candidates": c.n_candidates,
-                    "groups": groups_used, "curves": [x for x in c.curves if x not in missing]}
-        return self._result(estimates, evidence=evidence, settings=settings, warnings=tuple(warnings),
-                            plots=tuple(plots), summary="; ".join(lines))
+                    "(> 0 = exposure spread more evenly; catalog-level, no CI)",
+                )
+                plots.append(
+                    Plot(
+                        "line",
+                        _TABLES[curve],
+                        x="aplt",
+                        y=ndcg,
+                        title=f"Exposure (xQuAD) re-ranking: {ndcg} vs long-tail share over λ",
+                        x_label="APLT (share of long-tail items, higher = fairer)",
+                        y_label=ndcg,
+                    )
+                )
+                lines.append(
+                    f"xQuAD re-ranking at {lam} moves APLT {_fmt(base.per_user['aplt'])} -> "
+                    f"{_fmt(at.per_user['aplt'])} for {ndcg} {_fmt(base.per_user[ndcg])} -> "
+                    f"{_fmt(at.per_user[ndcg])}"
+                )
+        settings = {
+            "strengths": strengths,
+            "default_strength": c.default_strength,
+            "n_candidates": c.n_candidates,
+            "groups": groups_used,
+            "curves": [x for x in c.curves if x not in missing],
+        }
+        return self._result(
+            estimates,
+            evidence=evidence,
+            settings=settings,
+            warnings=tuple(warnings),
+            plots=tuple(plots),
+            summary="; ".join(lines),
+        )
 
 
 def _fmt(values) -> str:

@@ -67,9 +67,11 @@ def judge(estimates: Mapping[str, Estimate], thresholds) -> Verdict:
         significant = est.p_value is None or est.p_value < t.alpha
         status = "fail" if clear and significant else "warn"
         ci = "" if est.ci_low is None else f" (CI {est.ci_low:.4g} to {est.ci_high:.4g})"
-        reasons.append(f"{t.estimate} = {est.value:.4g}{ci} breaks {t.op} {t.limit:g}"
-                       + ("" if clear else "; the CI reaches the limit")
-                       + ("" if significant else f"; not significant (p = {est.p_value:.3g})"))
+        reasons.append(
+            f"{t.estimate} = {est.value:.4g}{ci} breaks {t.op} {t.limit:g}"
+            + ("" if clear else "; the CI reaches the limit")
+            + ("" if significant else f"; not significant (p = {est.p_value:.3g})")
+        )
         if status == "fail" or worst == "pass":
             worst = status
     return Verdict(worst, tuple(reasons))
@@ -117,15 +119,23 @@ class AuditResult:
             raise DataError(f"AuditResult {self.audit!r}: unknown dimension {self.dimension!r}; one of {DIMENSIONS}")
         for p in self.plots:
             if p.table not in self.evidence:
-                raise DataError(f"AuditResult {self.audit!r}: plot {p.title!r} reads evidence {p.table!r}, "
-                                f"which is not among {sorted(self.evidence)}")
+                raise DataError(
+                    f"AuditResult {self.audit!r}: plot {p.title!r} reads evidence {p.table!r}, "
+                    f"which is not among {sorted(self.evidence)}"
+                )
         object.__setattr__(self, "warnings", tuple(self.warnings))
         object.__setattr__(self, "plots", tuple(self.plots))
 
     @classmethod
     def not_applicable(cls, audit: str, dimension: str, reason: str, settings=None) -> "AuditResult":
-        return cls(audit, dimension, {}, settings=settings or {}, verdict=Verdict("not_applicable", (reason,)),
-                   summary=f"not applicable: {reason}")
+        return cls(
+            audit,
+            dimension,
+            {},
+            settings=settings or {},
+            verdict=Verdict("not_applicable", (reason,)),
+            summary=f"not applicable: {reason}",
+        )
 
     def estimate_frame(self) -> pd.DataFrame:
         rows = [{"estimate": k, **v.to_dict()} for k, v in self.estimates.items()]
@@ -137,14 +147,22 @@ class AuditResult:
         evidence = {}
         for name, frame in self.evidence.items():
             shown = frame if evidence_rows is None else frame.head(evidence_rows)
-            evidence[name] = {"n_rows": len(frame), "columns": [str(c) for c in frame.columns],
-                              "records": json.loads(shown.to_json(orient="records"))}
-        return {"audit": self.audit, "dimension": self.dimension, "summary": self.summary,
-                "verdict": self.verdict.to_dict(),
-                "estimates": {k: v.to_dict() for k, v in self.estimates.items()},
-                "settings": json.loads(json.dumps(dict(self.settings), default=str)),
-                "warnings": list(self.warnings), "plots": [p.to_dict() for p in self.plots],
-                "evidence": evidence}
+            evidence[name] = {
+                "n_rows": len(frame),
+                "columns": [str(c) for c in frame.columns],
+                "records": json.loads(shown.to_json(orient="records")),
+            }
+        return {
+            "audit": self.audit,
+            "dimension": self.dimension,
+            "summary": self.summary,
+            "verdict": self.verdict.to_dict(),
+            "estimates": {k: v.to_dict() for k, v in self.estimates.items()},
+            "settings": json.loads(json.dumps(dict(self.settings), default=str)),
+            "warnings": list(self.warnings),
+            "plots": [p.to_dict() for p in self.plots],
+            "evidence": evidence,
+        }
 
     def save(self, directory: str | Path) -> Path:
         """``result.json`` (everything but full evidence) and one parquet file per evidence table."""
@@ -166,8 +184,14 @@ class AuditResult:
         for name in data.get("evidence", {}):
             file = directory / f"{name}.parquet"
             evidence[name] = pd.read_parquet(file) if file.exists() else pd.DataFrame(data["evidence"][name]["records"])
-        return cls(data["audit"], data["dimension"],
-                   {k: Estimate(**v) for k, v in data["estimates"].items()}, evidence, data["settings"],
-                   Verdict(data["verdict"]["status"], tuple(data["verdict"]["reasons"])),
-                   tuple(data.get("warnings", ())), tuple(Plot(**p) for p in data.get("plots", ())),
-                   data.get("summary", ""))
+        return cls(
+            data["audit"],
+            data["dimension"],
+            {k: Estimate(**v) for k, v in data["estimates"].items()},
+            evidence,
+            data["settings"],
+            Verdict(data["verdict"]["status"], tuple(data["verdict"]["reasons"])),
+            tuple(data.get("warnings", ())),
+            tuple(Plot(**p) for p in data.get("plots", ())),
+            data.get("summary", ""),
+        )

@@ -57,9 +57,19 @@ from trustrec.errors import ConfigError, DataError
 from trustrec.eval import mean_estimate, paired_estimate, rank_biased_overlap  # RBO re-exported for callers
 from trustrec.parallel import SerialExecutor, resolve_executor
 
-__all__ = ["perturb_histories", "rank_biased_overlap", "HistoryPerturbationConfig", "HistoryPerturbationAudit",
-           "fake_profiles", "inject_fake_users", "target_ranks", "PoisoningConfig", "PoisoningAudit",
-           "ATTACKS", "PERTURBATIONS"]
+__all__ = [
+    "perturb_histories",
+    "rank_biased_overlap",
+    "HistoryPerturbationConfig",
+    "HistoryPerturbationAudit",
+    "fake_profiles",
+    "inject_fake_users",
+    "target_ranks",
+    "PoisoningConfig",
+    "PoisoningAudit",
+    "ATTACKS",
+    "PERTURBATIONS",
+]
 
 PERTURBATIONS = ("insert", "delete", "substitute", "reorder")
 ATTACKS = ("random", "average", "bandwagon", "segment", "sequential")
@@ -98,7 +108,7 @@ def _new_items(h: Ragged, n: np.ndarray, n_items: int, rng, max_rounds: int = 50
     catalog (vectorised rejection sampling)."""
     n_rows = len(h)
     seen = np.unique(h.row_ids() * n_items + h.values)
-    picked = np.empty(0, np.int64)                       # keys row * n_items + item
+    picked = np.empty(0, np.int64)  # keys row * n_items + item
     need = n.astype(np.int64).copy()
     for _ in range(max_rounds):
         if not need.any():
@@ -108,7 +118,7 @@ def _new_items(h: Ragged, n: np.ndarray, n_items: int, rng, max_rounds: int = 50
         keys = rows * n_items + rng.integers(0, n_items, len(rows))
         keys = keys[~np.isin(keys, seen) & ~np.isin(keys, picked)]
         keys, first = np.unique(keys, return_index=True)
-        keys = keys[np.argsort(first, kind="stable")]     # keep the random draw order
+        keys = keys[np.argsort(first, kind="stable")]  # keep the random draw order
         rows = keys // n_items
         order = np.argsort(rows, kind="stable")
         keys, rows = keys[order], rows[order]
@@ -117,11 +127,11 @@ def _new_items(h: Ragged, n: np.ndarray, n_items: int, rng, max_rounds: int = 50
         take = keys[rank < need[rows]]
         picked = np.concatenate([picked, take])
         need = n - np.bincount(picked // n_items, minlength=n_rows)
-    if need.any():                                        # tiny catalogs: exhaustive fallback
+    if need.any():  # tiny catalogs: exhaustive fallback
         for i in np.flatnonzero(need):
             have = np.concatenate([h.row(i), picked[picked // n_items == i] % n_items])
             free = np.setdiff1d(np.arange(n_items), have)
-            extra = rng.permutation(free)[:need[i]]
+            extra = rng.permutation(free)[: need[i]]
             picked = np.concatenate([picked, i * n_items + extra])
     rows = picked // n_items
     return Ragged.from_groups(rows, picked % n_items, n_rows)
@@ -133,8 +143,9 @@ def _rebuild(rows: np.ndarray, keys: np.ndarray, values: np.ndarray, n_rows: int
     return Ragged(np.concatenate([[0], np.cumsum(counts)]), values[order])
 
 
-def perturb_histories(histories: Ragged, kind: str, budget: float, *, n_items: int, seed: int = 0,
-                      targeted: bool = False) -> Ragged:
+def perturb_histories(
+    histories: Ragged, kind: str, budget: float, *, n_items: int, seed: int = 0, targeted: bool = False
+) -> Ragged:
     """Perturbed copies of ``histories`` (chronological rows), vectorised over rows and seeded.
 
     Each non-empty row gets ``max(1, round(budget * length))`` edits of ``kind`` (module
@@ -163,11 +174,15 @@ def perturb_histories(histories: Ragged, kind: str, budget: float, *, n_items: i
         new_rows = new.row_ids()
         if targeted:
             new_pos = lengths[new_rows] + (np.arange(len(new.values)) - new.indptr[new_rows])
-        else:                                             # a random slot among length + 1 gaps
+        else:  # a random slot among length + 1 gaps
             new_pos = rng.random(len(new.values)) * (lengths[new_rows] + 1) - 0.5
-        return _rebuild(np.concatenate([rows, new_rows]), np.concatenate([pos, new_pos]),
-                        np.concatenate([h.values, new.values]), n_rows)
-    if kind == "reorder" and targeted:                    # moving the whole history would change nothing
+        return _rebuild(
+            np.concatenate([rows, new_rows]),
+            np.concatenate([pos, new_pos]),
+            np.concatenate([h.values, new.values]),
+            n_rows,
+        )
+    if kind == "reorder" and targeted:  # moving the whole history would change nothing
         n = np.minimum(n, np.maximum(lengths - 1, 0))
     chosen = _chosen_positions(h, n, targeted, rng)
     if kind == "delete":
@@ -181,7 +196,7 @@ def perturb_histories(histories: Ragged, kind: str, budget: float, *, n_items: i
         values[np.flatnonzero(chosen)] = new.values
         return Ragged(h.indptr, values)
     # reorder
-    if targeted:                                          # the newest n items move to the front
+    if targeted:  # the newest n items move to the front
         new_pos = np.where(chosen, pos - lengths[rows], pos)
         return _rebuild(rows, new_pos, values, n_rows)
     # a random cyclic permutation of the chosen positions of each row: every chosen item moves
@@ -239,8 +254,10 @@ def target_item_indices(dataset: Dataset, raw_ids, who: str) -> np.ndarray:
     idx = np.asarray(dataset.item_index(list(raw_ids), missing="ignore"), np.int64)
     unknown = [t for t, i in zip(raw_ids, idx) if i < 0]
     if unknown:
-        raise ConfigError(f"{who}: target_items {unknown} are not items of dataset '{dataset.name}' "
-                          f"(e.g. {list(dataset.item_ids[:3])}); give raw item ids")
+        raise ConfigError(
+            f"{who}: target_items {unknown} are not items of dataset '{dataset.name}' "
+            f"(e.g. {list(dataset.item_ids[:3])}); give raw item ids"
+        )
     return idx
 
 
@@ -250,8 +267,10 @@ class HistoryPerturbationAudit(Audit):
 
     name: ClassVar[str] = "history_perturbation"
     dimension: ClassVar[str] = "robustness"
-    description: ClassVar[str] = ("top-K stability (Jaccard, RBO, top-1 flips) and NDCG drop when history items "
-                                  "are inserted, deleted, substituted or reordered, random vs targeted")
+    description: ClassVar[str] = (
+        "top-K stability (Jaccard, RBO, top-1 flips) and NDCG drop when history items "
+        "are inserted, deleted, substituted or reordered, random vs targeted"
+    )
     needs: ClassVar[str] = "any model (models that ignore the history are stable by construction)"
     config_class = HistoryPerturbationConfig
 
@@ -275,8 +294,14 @@ class HistoryPerturbationAudit(Audit):
                 label = f"{kind}/{targeting}"
                 for budget in budgets:
                     setting += 1
-                    hist = perturb_histories(queries.histories, kind, budget, n_items=n_items,
-                                             seed=c.seed * 7919 + setting, targeted=targeting == "targeted")
+                    hist = perturb_histories(
+                        queries.histories,
+                        kind,
+                        budget,
+                        n_items=n_items,
+                        seed=c.seed * 7919 + setting,
+                        targeted=targeting == "targeted",
+                    )
                     top = _recommend(model, queries.with_histories(hist), k, c.batch_size)
                     per = {
                         "jaccard": jaccard_at_k(base, top),
@@ -284,12 +309,22 @@ class HistoryPerturbationAudit(Audit):
                         "top1_flip": (base[:, 0] != top[:, 0]).astype(np.float64) if k else np.zeros(len(top)),
                         "ndcg_drop": base_ndcg - ndcg(hits_matrix(top, targets, n_items), n_rel),
                     }
-                    row = {"perturbation": label, "kind": kind, "targeting": targeting, "budget": budget,
-                           "mean_edits": float(np.abs(hist.lengths - queries.histories.lengths).mean())
-                           if kind in ("insert", "delete") else np.nan}
+                    row = {
+                        "perturbation": label,
+                        "kind": kind,
+                        "targeting": targeting,
+                        "budget": budget,
+                        "mean_edits": float(np.abs(hist.lengths - queries.histories.lengths).mean())
+                        if kind in ("insert", "delete")
+                        else np.nan,
+                    }
                     for j, (metric, values) in enumerate(per.items()):
-                        e = mean_estimate(values, n_boot=c.n_boot, seed=c.seed + j,
-                                          description=self._describe(metric, k, kind, targeting, budget))
+                        e = mean_estimate(
+                            values,
+                            n_boot=c.n_boot,
+                            seed=c.seed + j,
+                            description=self._describe(metric, k, kind, targeting, budget),
+                        )
                         row.update({metric: e.value, f"{metric}_ci_low": e.ci_low, f"{metric}_ci_high": e.ci_high})
                         if budget == c.default_budget:
                             estimates[f"{self._names[metric].format(k=k)} [{label}]"] = e
@@ -297,30 +332,58 @@ class HistoryPerturbationAudit(Audit):
                     rows.append(row)
         table = pd.DataFrame(rows)
         plots = tuple(
-            Plot("line", "by_budget", "budget", metric, f"{title} vs perturbation budget", series="perturbation",
-                 x_label="share of history edited", y_label=title.format(k=k).split(" (")[0])
-            for metric, title in (("jaccard", f"Jaccard@{k} to the unperturbed list"),
-                                  ("rbo", f"RBO (p={c.rbo_p:g}) to the unperturbed list"),
-                                  ("ndcg_drop", f"NDCG@{k} drop"), ("top1_flip", "share of top-1 flips")))
+            Plot(
+                "line",
+                "by_budget",
+                "budget",
+                metric,
+                f"{title} vs perturbation budget",
+                series="perturbation",
+                x_label="share of history edited",
+                y_label=title.format(k=k).split(" (")[0],
+            )
+            for metric, title in (
+                ("jaccard", f"Jaccard@{k} to the unperturbed list"),
+                ("rbo", f"RBO (p={c.rbo_p:g}) to the unperturbed list"),
+                ("ndcg_drop", f"NDCG@{k} drop"),
+                ("top1_flip", "share of top-1 flips"),
+            )
+        )
         at = table[table.budget == c.default_budget]
         worst = at.loc[at.jaccard.idxmin()]
-        summary = (f"{len(queries)} users, {len(c.perturbations) * len(c.targeting)} perturbations x "
-                   f"{len(budgets)} budgets; at {c.default_budget:.0%} the least stable is {worst.perturbation}: "
-                   f"Jaccard@{k} {worst.jaccard:.3f}, RBO {worst.rbo:.3f}, NDCG@{k} drop {worst.ndcg_drop:+.4f}, "
-                   f"top-1 flips {worst.top1_flip:.1%}")
-        return self._result(estimates, evidence={"by_budget": table}, plots=plots, summary=summary,
-                            settings={"budgets": budgets, "targeted_rule": "most recent positions",
-                                      "n_model_calls": setting * len(queries)})
+        summary = (
+            f"{len(queries)} users, {len(c.perturbations) * len(c.targeting)} perturbations x "
+            f"{len(budgets)} budgets; at {c.default_budget:.0%} the least stable is {worst.perturbation}: "
+            f"Jaccard@{k} {worst.jaccard:.3f}, RBO {worst.rbo:.3f}, NDCG@{k} drop {worst.ndcg_drop:+.4f}, "
+            f"top-1 flips {worst.top1_flip:.1%}"
+        )
+        return self._result(
+            estimates,
+            evidence={"by_budget": table},
+            plots=plots,
+            summary=summary,
+            settings={
+                "budgets": budgets,
+                "targeted_rule": "most recent positions",
+                "n_model_calls": setting * len(queries),
+            },
+        )
 
-    _names: ClassVar[dict] = {"jaccard": "jaccard@{k}", "rbo": "rbo@{k}", "top1_flip": "top1_flip_rate",
-                              "ndcg_drop": "ndcg@{k}_drop"}
+    _names: ClassVar[dict] = {
+        "jaccard": "jaccard@{k}",
+        "rbo": "rbo@{k}",
+        "top1_flip": "top1_flip_rate",
+        "ndcg_drop": "ndcg@{k}_drop",
+    }
 
     @staticmethod
     def _describe(metric, k, kind, targeting, budget) -> str:
-        what = {"jaccard": f"mean Jaccard@{k} between the lists before and after",
-                "rbo": f"mean extrapolated rank-biased overlap (Webber et al. 2010) of the top-{k} before and after",
-                "top1_flip": "share of users whose first item changes",
-                "ndcg_drop": f"mean per-user NDCG@{k} before minus after (> 0 = accuracy lost)"}[metric]
+        what = {
+            "jaccard": f"mean Jaccard@{k} between the lists before and after",
+            "rbo": f"mean extrapolated rank-biased overlap (Webber et al. 2010) of the top-{k} before and after",
+            "top1_flip": "share of users whose first item changes",
+            "ndcg_drop": f"mean per-user NDCG@{k} before minus after (> 0 = accuracy lost)",
+        }[metric]
         where = "the newest positions" if targeting == "targeted" else "random positions"
         return f"{what}, {kind} of {budget:.0%} of each history (at least 1 item) at {where}"
 
@@ -346,8 +409,16 @@ def _segment_items(dataset: Dataset, train: Interactions, target: int, column: s
     return np.flatnonzero(co > 0)[np.argsort(-co[co > 0], kind="stable")], "items co-consumed with the target"
 
 
-def fake_profiles(split: Split, attack: str, n_fake: int, targets, *, filler_size: int, seed: int = 0,
-                  item_group_column: str | None = None) -> Interactions:
+def fake_profiles(
+    split: Split,
+    attack: str,
+    n_fake: int,
+    targets,
+    *,
+    filler_size: int,
+    seed: int = 0,
+    item_group_column: str | None = None,
+) -> Interactions:
     """Training interactions of ``n_fake`` fake users (indices ``n_users .. n_users + n_fake - 1``
     of ``split.dataset``), each holding every item of ``targets`` plus ``filler_size`` other
     items chosen by ``attack`` (module docstring). Timestamps lie within the training period;
@@ -366,12 +437,12 @@ def fake_profiles(split: Split, attack: str, n_fake: int, targets, *, filler_siz
     m = int(min(filler_size, allowed.sum()))
     by_pop = np.lexsort((np.arange(n_items), -pop))
     by_pop = by_pop[allowed[by_pop]]
-    selected_mask = np.zeros((n_fake, m), bool)            # items given the top rating
+    selected_mask = np.zeros((n_fake, m), bool)  # items given the top rating
     if attack in ("random", "average"):
         weights = allowed.astype(np.float64) if attack == "random" else np.where(allowed, pop + 1e-12, 0)
         filler = _weighted_rows(rng, weights, n_fake, m)
     elif attack == "bandwagon":
-        head = by_pop[:max(2 * m, int(np.ceil(0.1 * n_items)), 1)]
+        head = by_pop[: max(2 * m, int(np.ceil(0.1 * n_items)), 1)]
         filler = _weighted_rows(rng, np.isin(np.arange(n_items), head).astype(np.float64), n_fake, m)
         selected_mask[:] = True
     elif attack == "segment":
@@ -386,8 +457,8 @@ def fake_profiles(split: Split, attack: str, n_fake: int, targets, *, filler_siz
         selected_mask = np.zeros(filler.shape, bool)
         selected_mask[:, :n_seg] = True
         m = filler.shape[1]
-    else:                                                   # sequential: popular items, then the target
-        head = by_pop[:max(2 * m, int(np.ceil(0.1 * n_items)), 1)]
+    else:  # sequential: popular items, then the target
+        head = by_pop[: max(2 * m, int(np.ceil(0.1 * n_items)), 1)]
         w = np.where(np.isin(np.arange(n_items), head), pop + 1e-12, 0.0)
         filler = _weighted_rows(rng, w, n_fake, m)
         filler = np.take_along_axis(filler, np.argsort(pop[filler], axis=1, kind="stable"), 1)
@@ -397,15 +468,16 @@ def fake_profiles(split: Split, attack: str, n_fake: int, targets, *, filler_siz
     items = np.concatenate([filler, np.broadcast_to(targets, (n_fake, n_t))], 1)
     t_lo, t_hi = (int(train.timestamp.min()), int(train.timestamp.max())) if len(train) else (0, 1)
     start = rng.integers(t_lo, max(t_hi - (m + n_t), t_lo) + 1, n_fake)
-    if attack == "sequential":                               # filler in popularity order, target last
+    if attack == "sequential":  # filler in popularity order, target last
         order = np.broadcast_to(np.arange(m + n_t), (n_fake, m + n_t))
-    else:                                                    # a random order
+    else:  # a random order
         order = np.argsort(rng.random((n_fake, m + n_t)), 1)
     ts = start[:, None] + order
     rating = None
     if train.rating is not None:
-        rating = _fake_ratings(train, items, np.concatenate([selected_mask, np.ones((n_fake, n_t), bool)], 1),
-                               attack, rng)
+        rating = _fake_ratings(
+            train, items, np.concatenate([selected_mask, np.ones((n_fake, n_t), bool)], 1), attack, rng
+        )
     return Interactions(users, items.ravel(), ts.ravel(), None if rating is None else rating.ravel())
 
 
@@ -444,8 +516,9 @@ def inject_fake_users(split: Split, fake: Interactions) -> Split:
     if len(fake) == 0:
         return split
     if fake.user.min() < ds.n_users:
-        raise DataError(f"inject_fake_users: fake users must have new indices >= {ds.n_users}; "
-                        f"got {int(fake.user.min())}")
+        raise DataError(
+            f"inject_fake_users: fake users must have new indices >= {ds.n_users}; got {int(fake.user.min())}"
+        )
     if fake.item.max() >= ds.n_items:
         raise DataError(f"inject_fake_users: item index {int(fake.item.max())} is outside the catalog")
     n_new = int(fake.user.max()) + 1 - ds.n_users
@@ -454,8 +527,9 @@ def inject_fake_users(split: Split, fake: Interactions) -> Split:
         raise DataError("inject_fake_users: the dataset already has users named '__fake_<n>'")
     if (split.train.rating is None) != (fake.rating is None):
         raise DataError("inject_fake_users: fake interactions must have ratings exactly when the training data has")
-    return split.with_added_train(fake, new_user_ids=new_ids, params={"n_fake_users": n_new},
-                                  dataset_note=f"{n_new} injected fake users")
+    return split.with_added_train(
+        fake, new_user_ids=new_ids, params={"n_fake_users": n_new}, dataset_note=f"{n_new} injected fake users"
+    )
 
 
 def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, depth: int = 100) -> np.ndarray:
@@ -475,10 +549,11 @@ def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, 
             s = np.where(np.isnan(s), -np.inf, s)
             mask = exclusion_mask(prepared, model.n_items_, True)
             s[mask] = -np.inf
-            ts = s[:, targets]                                                 # (b, t)
+            ts = s[:, targets]  # (b, t)
             higher = (s[:, None, :] > ts[:, :, None]).sum(2)
-            ties = ((s[:, None, :] == ts[:, :, None])
-                    & (np.arange(s.shape[1])[None, None, :] < targets[None, :, None])).sum(2)
+            ties = (
+                (s[:, None, :] == ts[:, :, None]) & (np.arange(s.shape[1])[None, None, :] < targets[None, :, None])
+            ).sum(2)
             r = (1 + higher + ties).astype(np.float64)
             r[mask[:, targets]] = np.nan
         else:
@@ -540,7 +615,6 @@ class PoisoningConfig(AuditConfig):
             raise ValueError("target_items is empty; give raw item ids or leave it unset (n_targets)")
         return None if values is None else tuple(str(v) for v in dict.fromkeys(values))
 
-
     @field_validator("detector")
     @classmethod
     def _check_detector(cls, value):
@@ -572,8 +646,10 @@ class PoisoningAudit(RetrainingAudit):
 
     name: ClassVar[str] = "poisoning"
     dimension: ClassVar[str] = "robustness"
-    description: ClassVar[str] = ("fake-user injection (random, average, bandwagon, segment, sequential) at several "
-                                  "budgets, retraining, and target HR@K / rank / success rate on genuine users")
+    description: ClassVar[str] = (
+        "fake-user injection (random, average, bandwagon, segment, sequential) at several "
+        "budgets, retraining, and target HR@K / rank / success rate on genuine users"
+    )
     config_class = PoisoningConfig
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -588,10 +664,12 @@ class PoisoningAudit(RetrainingAudit):
         pop = np.bincount(split.train.item, minlength=ds.n_items)
         seen = np.flatnonzero(pop > 0)
         if len(seen) < 2 * c.n_targets:
-            raise ConfigError(f"{self.name}: dataset '{ds.name}' has {len(seen)} items with training data, "
-                              f"too few to draw {c.n_targets} unpopular targets; give target_items")
+            raise ConfigError(
+                f"{self.name}: dataset '{ds.name}' has {len(seen)} items with training data, "
+                f"too few to draw {c.n_targets} unpopular targets; give target_items"
+            )
         order = seen[np.lexsort((seen, pop[seen]))]
-        pool = order[:len(order) // 2]
+        pool = order[: len(order) // 2]
         return np.sort(np.random.default_rng(c.seed).choice(pool, c.n_targets, replace=False))
 
     def _measure(self, model, queries, targets, eval_targets, k: int):
@@ -601,7 +679,7 @@ class PoisoningAudit(RetrainingAudit):
         c = self.config
         ranks = target_ranks(model, queries, targets, batch_size=c.batch_size)
         top = _recommend(model, queries, k, c.batch_size)
-        in_top = (top[:, :, None] == targets[None, None, :]).any(1)              # (n, t)
+        in_top = (top[:, :, None] == targets[None, None, :]).any(1)  # (n, t)
         known = ~np.isnan(ranks)
         n_known = known.sum(1)
         some = n_known > 0
@@ -633,70 +711,157 @@ class PoisoningAudit(RetrainingAudit):
         rows = [self._row("clean", 0.0, 0, base, base, t_clean)]
         warnings, fit_times = [], {"clean": t_clean}
         executor = resolve_executor(inputs.executor)
-        cell = _PoisoningCell(self, split, spec, targets, filler, genuine, queries, eval_targets, base, defences,
-                              progress=inputs.progress and isinstance(executor, SerialExecutor))
-        grid = [(setting, attack, budget) for setting, (attack, budget)
-                in enumerate(((a, b) for a in c.attacks for b in c.budgets), start=1)]
+        cell = _PoisoningCell(
+            self,
+            split,
+            spec,
+            targets,
+            filler,
+            genuine,
+            queries,
+            eval_targets,
+            base,
+            defences,
+            progress=inputs.progress and isinstance(executor, SerialExecutor),
+        )
+        grid = [
+            (setting, attack, budget)
+            for setting, (attack, budget) in enumerate(((a, b) for a in c.attacks for b in c.budgets), start=1)
+        ]
         for label, row, cell_estimates, t_fit in executor.map(cell, grid):
             fit_times[label] = t_fit
             estimates.update(cell_estimates)
             rows.append(row)
         table = pd.DataFrame(rows)
-        evidence = {"by_attack": table, "targets": pd.DataFrame({
-            "item": targets, "item_id": split.dataset.item_ids[targets],
-            "train_popularity": inputs.item_popularity[targets]})}
+        evidence = {
+            "by_attack": table,
+            "targets": pd.DataFrame(
+                {
+                    "item": targets,
+                    "item_id": split.dataset.item_ids[targets],
+                    "train_popularity": inputs.item_popularity[targets],
+                }
+            ),
+        }
         curve = table[table.attack != "clean"]
-        plots = [Plot("line", "by_attack_curve", "budget", "target_hr", f"target HR@{k} vs attack budget",
-                      series="attack", x_label="fake users / genuine users", y_label=f"target HR@{k}"),
-                 Plot("line", "by_attack_curve", "budget", "success_rate", "attack success rate vs budget",
-                      series="attack", x_label="fake users / genuine users", y_label="success rate"),
-                 Plot("line", "by_attack_curve", "budget", "mean_rank_change", "mean target rank change vs budget",
-                      series="attack", x_label="fake users / genuine users", y_label="rank gained")]
+        plots = [
+            Plot(
+                "line",
+                "by_attack_curve",
+                "budget",
+                "target_hr",
+                f"target HR@{k} vs attack budget",
+                series="attack",
+                x_label="fake users / genuine users",
+                y_label=f"target HR@{k}",
+            ),
+            Plot(
+                "line",
+                "by_attack_curve",
+                "budget",
+                "success_rate",
+                "attack success rate vs budget",
+                series="attack",
+                x_label="fake users / genuine users",
+                y_label="success rate",
+            ),
+            Plot(
+                "line",
+                "by_attack_curve",
+                "budget",
+                "mean_rank_change",
+                "mean target rank change vs budget",
+                series="attack",
+                x_label="fake users / genuine users",
+                y_label="rank gained",
+            ),
+        ]
         evidence["by_attack_curve"] = curve.reset_index(drop=True)
         best = curve.sort_values(["target_hr", "mean_rank_change"], ascending=False).iloc[0] if len(curve) else None
-        summary = (f"{spec.name}, {len(targets)} target(s), {len(c.attacks)} attacks x {len(c.budgets)} budgets; "
-                   f"clean target HR@{k} {np.nanmean(base['hr']):.4f}")
+        summary = (
+            f"{spec.name}, {len(targets)} target(s), {len(c.attacks)} attacks x {len(c.budgets)} budgets; "
+            f"clean target HR@{k} {np.nanmean(base['hr']):.4f}"
+        )
         if best is not None:
-            summary += (f"; strongest: {best.attack} @{best.budget:g} -> HR@{k} {best.target_hr:.4f}, "
-                        f"success rate {best.success_rate:.3f}, mean rank {best.mean_rank:.1f}")
-        return self._result(estimates, evidence=evidence, plots=tuple(plots), warnings=tuple(warnings),
-                            summary=summary,
-                            settings={"model_spec": spec.model_dump(mode="json"), "target_items": targets.tolist(),
-                                      "filler_size": filler, "n_genuine_users": genuine,
-                                      "fit_seconds": fit_times})
+            summary += (
+                f"; strongest: {best.attack} @{best.budget:g} -> HR@{k} {best.target_hr:.4f}, "
+                f"success rate {best.success_rate:.3f}, mean rank {best.mean_rank:.1f}"
+            )
+        return self._result(
+            estimates,
+            evidence=evidence,
+            plots=tuple(plots),
+            warnings=tuple(warnings),
+            summary=summary,
+            settings={
+                "model_spec": spec.model_dump(mode="json"),
+                "target_items": targets.tolist(),
+                "filler_size": filler,
+                "n_genuine_users": genuine,
+                "fit_seconds": fit_times,
+            },
+        )
 
-    _est_names: ClassVar[dict] = {"hr": "target_hr@{k}", "hr_lift": "target_hr@{k} lift", "rank": "target_mean_rank",
-                                  "rank_change": "target_rank_change", "success": "success_rate",
-                                  "ndcg_drop": "ndcg@{k}_drop"}
+    _est_names: ClassVar[dict] = {
+        "hr": "target_hr@{k}",
+        "hr_lift": "target_hr@{k} lift",
+        "rank": "target_mean_rank",
+        "rank_change": "target_rank_change",
+        "success": "success_rate",
+        "ndcg_drop": "ndcg@{k}_drop",
+    }
 
     def _estimate_set(self, after, before, what: str, seed: int) -> dict[str, Estimate]:
         k = self.config.k
         out = {}
-        for j, (key, desc) in enumerate((("hr", f"share of (genuine user, target) pairs with the target in the "
-                                                 f"top-{k}"),
-                                          ("rank", "mean 1-based full-ranking rank of the target (history masked)"),
-                                          ("success", f"share of genuine users with a target in their top-{k}"))):
-            out[key] = mean_estimate(after[key], n_boot=self.config.n_boot, seed=self.config.seed + seed + j,
-                                     description=f"{desc}; {what}")
+        for j, (key, desc) in enumerate(
+            (
+                ("hr", f"share of (genuine user, target) pairs with the target in the top-{k}"),
+                ("rank", "mean 1-based full-ranking rank of the target (history masked)"),
+                ("success", f"share of genuine users with a target in their top-{k}"),
+            )
+        ):
+            out[key] = mean_estimate(
+                after[key], n_boot=self.config.n_boot, seed=self.config.seed + seed + j, description=f"{desc}; {what}"
+            )
         if before is not None:
             n_boot, s0 = self.config.n_boot, self.config.seed + seed
-            out["hr_lift"] = paired_estimate(after["hr"], before["hr"], n_boot=n_boot, seed=s0 + 4,
-                                             description=f"target HR@{k} poisoned minus clean, per user; {what}")
+            out["hr_lift"] = paired_estimate(
+                after["hr"],
+                before["hr"],
+                n_boot=n_boot,
+                seed=s0 + 4,
+                description=f"target HR@{k} poisoned minus clean, per user; {what}",
+            )
             out["rank_change"] = paired_estimate(
-                before["rank"], after["rank"], n_boot=n_boot, seed=s0 + 5,
-                description=f"clean minus poisoned mean target rank (> 0 = promoted); {what}")
+                before["rank"],
+                after["rank"],
+                n_boot=n_boot,
+                seed=s0 + 5,
+                description=f"clean minus poisoned mean target rank (> 0 = promoted); {what}",
+            )
             out["ndcg_drop"] = paired_estimate(
-                before["ndcg"], after["ndcg"], n_boot=n_boot, seed=s0 + 6,
-                description=f"NDCG@{k} on genuine users' own targets, clean minus poisoned; {what}")
+                before["ndcg"],
+                after["ndcg"],
+                n_boot=n_boot,
+                seed=s0 + 6,
+                description=f"NDCG@{k} on genuine users' own targets, clean minus poisoned; {what}",
+            )
         return out
 
     @staticmethod
     def _row(attack, budget, n_fake, after, base, t_fit) -> dict:
-        return {"attack": attack, "budget": budget, "n_fake_users": n_fake,
-                "target_hr": float(np.nanmean(after["hr"])), "success_rate": float(np.nanmean(after["success"])),
-                "mean_rank": float(np.nanmean(after["rank"])),
-                "mean_rank_change": float(np.nanmean(base["rank"]) - np.nanmean(after["rank"])),
-                "ndcg": float(np.nanmean(after["ndcg"])), "fit_seconds": float(t_fit)}
+        return {
+            "attack": attack,
+            "budget": budget,
+            "n_fake_users": n_fake,
+            "target_hr": float(np.nanmean(after["hr"])),
+            "success_rate": float(np.nanmean(after["success"])),
+            "mean_rank": float(np.nanmean(after["rank"])),
+            "mean_rank_change": float(np.nanmean(base["rank"]) - np.nanmean(after["rank"])),
+            "ndcg": float(np.nanmean(after["ndcg"])),
+            "fit_seconds": float(t_fit),
+        }
 
 
 class _PoisoningCell:
@@ -704,8 +869,9 @@ class _PoisoningCell:
     retrain, measure (and each data-defence arm); returns the cell's label, its ``by_attack`` row,
     its estimates in order and the fit seconds. Everything it holds pickles (for Ray)."""
 
-    def __init__(self, audit, split, spec, targets, filler, genuine, queries, eval_targets, base, defences, *,
-                 progress: bool):
+    def __init__(
+        self, audit, split, spec, targets, filler, genuine, queries, eval_targets, base, defences, *, progress: bool
+    ):
         self.audit, self.split, self.spec, self.targets = audit, split, spec, targets
         self.filler, self.genuine, self.queries, self.eval_targets = filler, genuine, queries, eval_targets
         self.base, self.defences, self.progress = base, [(arm.label, d) for arm, d in defences], progress
@@ -714,42 +880,68 @@ class _PoisoningCell:
         import copy
 
         setting, attack, budget = cell
-        audit, split, spec, targets, base, genuine = (self.audit, self.split, self.spec, self.targets, self.base,
-                                                      self.genuine)
+        audit, split, spec, targets, base, genuine = (
+            self.audit,
+            self.split,
+            self.spec,
+            self.targets,
+            self.base,
+            self.genuine,
+        )
         c = audit.config
         k = c.k
         n_fake = max(1, int(round(budget * genuine)))
-        fake = fake_profiles(split, attack, n_fake, targets, filler_size=self.filler, seed=c.seed + setting,
-                             item_group_column=c.item_group_column)
+        fake = fake_profiles(
+            split,
+            attack,
+            n_fake,
+            targets,
+            filler_size=self.filler,
+            seed=c.seed + setting,
+            item_group_column=c.item_group_column,
+        )
         poisoned = inject_fake_users(split, fake)
         model, t_fit = fit_spec(spec, poisoned, seed=c.seed, progress=self.progress)
         after = audit._measure(model, self.queries, targets, self.eval_targets, k)
         label = f"{attack} @{budget:g}"
         estimates: dict[str, Estimate] = {}
         row = audit._row(attack, budget, n_fake, after, base, t_fit)
-        for name, e in audit._estimate_set(after, base, f"{attack} attack, {n_fake} fake users "
-                                           f"({budget:.0%} of {genuine})", setting * 10).items():
+        for name, e in audit._estimate_set(
+            after, base, f"{attack} attack, {n_fake} fake users ({budget:.0%} of {genuine})", setting * 10
+        ).items():
             estimates[f"{audit._est_names[name].format(k=k)} [{label}]"] = e
         single = len(self.defences) == 1
         for j, (arm_label, defence) in enumerate(self.defences):
             is_fake = np.zeros(poisoned.dataset.n_users, bool)
-            is_fake[split.dataset.n_users:] = True
-            fitted = copy.deepcopy(defence).fit(poisoned)     # a fresh, unfitted copy per cell
+            is_fake[split.dataset.n_users :] = True
+            fitted = copy.deepcopy(defence).fit(poisoned)  # a fresh, unfitted copy per cell
             report = fitted.report(is_fake)
             defended_split = fitted.drop_flagged(poisoned)
             defended, t_def = fit_spec(spec, defended_split, seed=c.seed, progress=self.progress)
             d = audit._measure(defended, self.queries, targets, self.eval_targets, k)
             tag = "defended" if single else f"defended_{arm_label}"
             row.update({f"{arm_label}_{m}": report[m] for m in ("precision", "recall", "f1", "n_flagged")})
-            row.update({f"{tag}_target_hr": np.nanmean(d["hr"]), f"{tag}_success_rate": np.nanmean(d["success"]),
-                        f"{tag}_ndcg": np.nanmean(d["ndcg"]), f"{tag}_fit_seconds": t_def})
+            row.update(
+                {
+                    f"{tag}_target_hr": np.nanmean(d["hr"]),
+                    f"{tag}_success_rate": np.nanmean(d["success"]),
+                    f"{tag}_ndcg": np.nanmean(d["ndcg"]),
+                    f"{tag}_fit_seconds": t_def,
+                }
+            )
             what = getattr(fitted, "description", arm_label)
             for m in ("precision", "recall", "f1"):
                 estimates[f"{arm_label}_{m} [{label}]"] = Estimate(
-                    report[m], n=int(is_fake.sum()),
-                    description=f"{what}: {m} of the flags against the {int(is_fake.sum())} injected users")
+                    report[m],
+                    n=int(is_fake.sum()),
+                    description=f"{what}: {m} of the flags against the {int(is_fake.sum())} injected users",
+                )
             lift = f"target_hr@{k} lift defended" + ("" if single else f" by {arm_label}")
             estimates[f"{lift} [{label}]"] = paired_estimate(
-                d["hr"], base["hr"], n_boot=c.n_boot, seed=c.seed + setting * 10 + 7 + 1000 * j,
-                description=f"target HR@{k} after dropping flagged users and retraining, minus clean")
+                d["hr"],
+                base["hr"],
+                n_boot=c.n_boot,
+                seed=c.seed + setting * 10 + 7 + 1000 * j,
+                description=f"target HR@{k} after dropping flagged users and retraining, minus clean",
+            )
         return label, row, estimates, t_fit

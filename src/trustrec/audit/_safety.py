@@ -81,9 +81,9 @@ def acceptance_probabilities(scores: np.ndarray, *, accept_max: float = 0.5, sha
     n = s.shape[1]
     if n < 2:
         return np.full(s.shape, accept_max)
-    rank = rankdata(-s, method="max", axis=1)                  # 1 = best; ties take the worse rank
+    rank = rankdata(-s, method="max", axis=1)  # 1 = best; ties take the worse rank
     q = 1.0 - (rank - 1) / (n - 1)
-    return accept_max * q ** sharpness
+    return accept_max * q**sharpness
 
 
 class FeedbackLoopConfig(AuditConfig):
@@ -120,10 +120,11 @@ class FeedbackLoopConfig(AuditConfig):
         out = alias + self.rerankers
         names = [a.name for a in out]
         if len(set(names)) < len(names):
-            raise ConfigError(f"{self.__class__.__name__}: a re-ranker arm is named twice ({names}); give it in "
-                              "mitigation or rerankers, not both")
+            raise ConfigError(
+                f"{self.__class__.__name__}: a re-ranker arm is named twice ({names}); give it in "
+                "mitigation or rerankers, not both"
+            )
         return out
-
 
 
 def _lists(model, queries: QueryBatch, k: int, batch_size: int, *, exclude_seen: bool = True) -> np.ndarray:
@@ -146,15 +147,16 @@ class FeedbackLoopAudit(RetrainingAudit):
 
     name: ClassVar[str] = "feedback_loop"
     dimension: ClassVar[str] = "safety"
-    description: ClassVar[str] = ("feedback-loop simulation: coverage, exposure Gini, popularity, homogenisation, "
-                                  "head/tail exposure and held-out accuracy over rounds of retraining")
+    description: ClassVar[str] = (
+        "feedback-loop simulation: coverage, exposure Gini, popularity, homogenisation, "
+        "head/tail exposure and held-out accuracy over rounds of retraining"
+    )
     config_class = FeedbackLoopConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
         if len(inputs.eval_set) < 2:
             return f"fewer than 2 users with a target in the '{inputs.part}' part"
         return None
-
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         from trustrec.eval import (
@@ -184,30 +186,45 @@ class FeedbackLoopAudit(RetrainingAudit):
         full = QueryBatch(users, ds.histories().take(users))
         # held-out accuracy: the same targets and the same mask (the original history) every round
         fixed_mask = _allowed_items(inputs.queries.histories, n_items)
-        accept = np.concatenate([acceptance_probabilities(np.asarray(prefs.score(prefs._prepare(b)), np.float64),
-                                                          accept_max=c.accept_max, sharpness=c.sharpness)
-                                 for b in full.batches(c.batch_size)])
-        accept[targets.row_ids(), targets.values] = 0.0          # held-out targets stay held out
+        accept = np.concatenate(
+            [
+                acceptance_probabilities(
+                    np.asarray(prefs.score(prefs._prepare(b)), np.float64),
+                    accept_max=c.accept_max,
+                    sharpness=c.sharpness,
+                )
+                for b in full.batches(c.batch_size)
+            ]
+        )
+        accept[targets.row_ids(), targets.values] = 0.0  # held-out targets stay held out
         pop0 = inputs.item_popularity.astype(np.float64)
         tail = long_tail_mask(pop0)
         n_rel = distinct_counts(targets)
         rng_pairs = np.random.default_rng(c.seed + 1)
         n_pairs = min(c.n_pairs, n_users * (n_users - 1) // 2)
         a = rng_pairs.integers(0, n_users, n_pairs)
-        b = (a + rng_pairs.integers(1, n_users, n_pairs)) % n_users   # never the same user
-        rerankers = {f"model + {arm.label}": (arm, reranker)
-                     for arm, reranker in (build_arm(a, "reranker") for a in c.reranker_arms())}
+        b = (a + rng_pairs.integers(1, n_users, n_pairs)) % n_users  # never the same user
+        rerankers = {
+            f"model + {arm.label}": (arm, reranker)
+            for arm, reranker in (build_arm(a, "reranker") for a in c.reranker_arms())
+        }
         arms = ["model", *rerankers]
         rows, per_user_first, per_user_last, fit_seconds = [], {}, {}, {}
-        t_max = int(max(split.train.timestamp.max(initial=0), split.valid.timestamp.max(initial=0),
-                        split.test.timestamp.max(initial=0)))
+        t_max = int(
+            max(
+                split.train.timestamp.max(initial=0),
+                split.valid.timestamp.max(initial=0),
+                split.test.timestamp.max(initial=0),
+            )
+        )
         top_rating = None if split.train.rating is None else float(split.train.rating.max())
         for arm in arms:
             rng = np.random.default_rng(c.seed)
             current = split
             for rnd in range(c.rounds + 1):
-                model, fit_seconds[f"{arm} round {rnd}"] = fit_spec(spec, current, seed=c.seed,
-                                                                    progress=inputs.progress)
+                model, fit_seconds[f"{arm} round {rnd}"] = fit_spec(
+                    spec, current, seed=c.seed, progress=inputs.progress
+                )
                 if arm != "model":
                     model = rerankers[arm][1].wrap(model, current, strength=c.mitigation_strength)
                 eval_set = current.eval_set(inputs.part)
@@ -219,54 +236,95 @@ class FeedbackLoopAudit(RetrainingAudit):
                 took = (rng.random(top.shape) < p) & valid
                 held = _lists(model, queries.with_candidates(fixed_mask), k, c.batch_size, exclude_seen=False)
                 hits = hits_matrix(held, targets, n_items)
-                per_user = {"ndcg": ndcg(hits, n_rel), "hr": hit_rate(hits, n_rel),
-                            "avg_popularity": average_popularity(top, pop0), "aplt": aplt(top, tail),
-                            "accepted": took.sum(1).astype(np.float64)}
+                per_user = {
+                    "ndcg": ndcg(hits, n_rel),
+                    "hr": hit_rate(hits, n_rel),
+                    "avg_popularity": average_popularity(top, pop0),
+                    "aplt": aplt(top, tail),
+                    "accepted": took.sum(1).astype(np.float64),
+                }
                 train_pop = np.bincount(current.train.item, minlength=n_items)
                 exposure = np.bincount(top[valid], minlength=n_items)
-                rows.append({"arm": arm, "round": rnd, "coverage": catalog_coverage(top, n_items),
-                             "exposure_gini": exposure_gini(top, n_items),
-                             "avg_popularity": float(per_user["avg_popularity"].mean()),
-                             "tail_share": float(per_user["aplt"].mean()),
-                             "head_exposure_share": float(exposure[~tail].sum() / max(exposure.sum(), 1)),
-                             "tail_exposure_share": float(exposure[tail].sum() / max(exposure.sum(), 1)),
-                             "homogenisation": float(jaccard_at_k(top[a], top[b]).mean()) if n_pairs else np.nan,
-                             "acceptance_rate": float(took.sum() / max(valid.sum(), 1)),
-                             "training_gini": gini(train_pop),
-                             f"ndcg@{k}": float(per_user["ndcg"].mean()), f"hr@{k}": float(per_user["hr"].mean()),
-                             "n_accepted": int(took.sum()), "n_train": len(current.train)})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "round": rnd,
+                        "coverage": catalog_coverage(top, n_items),
+                        "exposure_gini": exposure_gini(top, n_items),
+                        "avg_popularity": float(per_user["avg_popularity"].mean()),
+                        "tail_share": float(per_user["aplt"].mean()),
+                        "head_exposure_share": float(exposure[~tail].sum() / max(exposure.sum(), 1)),
+                        "tail_exposure_share": float(exposure[tail].sum() / max(exposure.sum(), 1)),
+                        "homogenisation": float(jaccard_at_k(top[a], top[b]).mean()) if n_pairs else np.nan,
+                        "acceptance_rate": float(took.sum() / max(valid.sum(), 1)),
+                        "training_gini": gini(train_pop),
+                        f"ndcg@{k}": float(per_user["ndcg"].mean()),
+                        f"hr@{k}": float(per_user["hr"].mean()),
+                        "n_accepted": int(took.sum()),
+                        "n_train": len(current.train),
+                    }
+                )
                 if rnd == 0:
                     per_user_first[arm] = per_user
                 per_user_last[arm] = per_user
                 if rnd == c.rounds:
                     break
                 r_idx, pos = np.nonzero(took)
-                acc = Interactions(users[r_idx], top[r_idx, pos], t_max + 1 + rnd * (k + 1) + pos,
-                                   None if top_rating is None else np.full(len(r_idx), top_rating))
+                acc = Interactions(
+                    users[r_idx],
+                    top[r_idx, pos],
+                    t_max + 1 + rnd * (k + 1) + pos,
+                    None if top_rating is None else np.full(len(r_idx), top_rating),
+                )
                 current = current.with_added_train(acc)
         table = pd.DataFrame(rows)
         estimates = self._estimates(table, per_user_first, per_user_last, arms)
-        figures = ["coverage", "exposure_gini", "avg_popularity", "homogenisation", "tail_exposure_share",
-                   f"ndcg@{k}"]
-        plots = tuple(Plot("line", "rounds", "round", f, f"{f} over feedback rounds", series="arm",
-                           x_label="round (0 = clean)", y_label=f) for f in figures)
-        first, last = table[(table.arm == "model") & (table["round"] == 0)].iloc[0], table[table.arm == "model"].iloc[-1]
-        summary = (f"{spec.name}, {n_users} simulated users, {c.rounds} rounds: coverage {first.coverage:.3f} -> "
-                   f"{last.coverage:.3f}, exposure Gini {first.exposure_gini:.3f} -> {last.exposure_gini:.3f}, "
-                   f"homogenisation {first.homogenisation:.3f} -> {last.homogenisation:.3f}, NDCG@{k} "
-                   f"{first[f'ndcg@{k}']:.4f} -> {last[f'ndcg@{k}']:.4f}")
+        figures = ["coverage", "exposure_gini", "avg_popularity", "homogenisation", "tail_exposure_share", f"ndcg@{k}"]
+        plots = tuple(
+            Plot(
+                "line",
+                "rounds",
+                "round",
+                f,
+                f"{f} over feedback rounds",
+                series="arm",
+                x_label="round (0 = clean)",
+                y_label=f,
+            )
+            for f in figures
+        )
+        first, last = (
+            table[(table.arm == "model") & (table["round"] == 0)].iloc[0],
+            table[table.arm == "model"].iloc[-1],
+        )
+        summary = (
+            f"{spec.name}, {n_users} simulated users, {c.rounds} rounds: coverage {first.coverage:.3f} -> "
+            f"{last.coverage:.3f}, exposure Gini {first.exposure_gini:.3f} -> {last.exposure_gini:.3f}, "
+            f"homogenisation {first.homogenisation:.3f} -> {last.homogenisation:.3f}, NDCG@{k} "
+            f"{first[f'ndcg@{k}']:.4f} -> {last[f'ndcg@{k}']:.4f}"
+        )
         for name in arms[1:]:
             mit = table[table.arm == name].iloc[-1]
-            summary += (f"; with {rerankers[name][0].title}: coverage {mit.coverage:.3f}, Gini "
-                        f"{mit.exposure_gini:.3f} at the last round")
-        return self._result(estimates, evidence={"rounds": table}, plots=plots, summary=summary,
-                            settings={"model_spec": spec.model_dump(mode="json"), "arms": arms,
-                                      "calibration": f"p = {c.accept_max:g} * q ** {c.sharpness:g}, q = percentile "
-                                                     "rank of the user model's score",
-                                      "held_out_accuracy": "same held-out targets every round; only the original "
-                                                           "training history masked (accepted items stay rankable); "
-                                                           "query = the user's current history",
-                                      "fit_seconds": fit_seconds})
+            summary += (
+                f"; with {rerankers[name][0].title}: coverage {mit.coverage:.3f}, Gini "
+                f"{mit.exposure_gini:.3f} at the last round"
+            )
+        return self._result(
+            estimates,
+            evidence={"rounds": table},
+            plots=plots,
+            summary=summary,
+            settings={
+                "model_spec": spec.model_dump(mode="json"),
+                "arms": arms,
+                "calibration": f"p = {c.accept_max:g} * q ** {c.sharpness:g}, q = percentile "
+                "rank of the user model's score",
+                "held_out_accuracy": "same held-out targets every round; only the original "
+                "training history masked (accepted items stay rankable); "
+                "query = the user's current history",
+                "fit_seconds": fit_seconds,
+            },
+        )
 
     def _estimates(self, table, first, last, arms) -> dict[str, Estimate]:
         from trustrec.eval import paired_estimate
@@ -278,20 +336,33 @@ class FeedbackLoopAudit(RetrainingAudit):
             part = table[table.arm == arm]
             r0, rl = part.iloc[0], part.iloc[-1]
             tag = f"[{arm}]"
-            for fig, desc in (("coverage", "catalog coverage of the simulated users' top-K"),
-                              ("exposure_gini", "Gini of item exposure in the top-K lists"),
-                              ("homogenisation", "mean Jaccard@K between random pairs of users' lists"),
-                              ("tail_exposure_share", "share of exposure given to long-tail items"),
-                              ("training_gini", "Gini of the training interactions over items")):
+            for fig, desc in (
+                ("coverage", "catalog coverage of the simulated users' top-K"),
+                ("exposure_gini", "Gini of item exposure in the top-K lists"),
+                ("homogenisation", "mean Jaccard@K between random pairs of users' lists"),
+                ("tail_exposure_share", "share of exposure given to long-tail items"),
+                ("training_gini", "Gini of the training interactions over items"),
+            ):
                 out[f"{fig} change {tag}"] = Estimate(
-                    float(rl[fig] - r0[fig]), n=int(len(first[arm]["ndcg"])),
-                    description=f"{desc}: round {c.rounds} minus round 0 (catalog-level, no CI)")
-            for i, (fig, name, desc) in enumerate((
-                    ("ndcg", f"ndcg@{k} change", f"held-out NDCG@{k} (same targets, only the original history "
-                                                 "masked)"),
-                    ("avg_popularity", "avg_popularity change", "mean original-training popularity of recommended "
-                                                                "items"))):
+                    float(rl[fig] - r0[fig]),
+                    n=int(len(first[arm]["ndcg"])),
+                    description=f"{desc}: round {c.rounds} minus round 0 (catalog-level, no CI)",
+                )
+            for i, (fig, name, desc) in enumerate(
+                (
+                    ("ndcg", f"ndcg@{k} change", f"held-out NDCG@{k} (same targets, only the original history masked)"),
+                    (
+                        "avg_popularity",
+                        "avg_popularity change",
+                        "mean original-training popularity of recommended items",
+                    ),
+                )
+            ):
                 out[f"{name} {tag}"] = paired_estimate(
-                    last[arm][fig], first[arm][fig], n_boot=c.n_boot, seed=c.seed + 10 * j + i,
-                    description=f"{desc}: round {c.rounds} minus round 0, per user")
+                    last[arm][fig],
+                    first[arm][fig],
+                    n_boot=c.n_boot,
+                    seed=c.seed + 10 * j + i,
+                    description=f"{desc}: round {c.rounds} minus round 0, per user",
+                )
         return out

@@ -23,8 +23,20 @@ from trustrec.errors import TrustrecError
 # The commands, in the order `trustrec --help` lists them (commands, then the groups data and models).
 from trustrec.cli import data, models, report, demo, run, compare, audit  # noqa: F401  isort:skip
 
-__all__ = ["app", "main", "classify_error", "report_error", "EXIT_USER_ERROR", "EXIT_INTERNAL_ERROR",
-           "stats_table", "metrics_table", "audit_table", "console", "err_console", "DataDir"]
+__all__ = [
+    "app",
+    "main",
+    "classify_error",
+    "report_error",
+    "EXIT_USER_ERROR",
+    "EXIT_INTERNAL_ERROR",
+    "stats_table",
+    "metrics_table",
+    "audit_table",
+    "console",
+    "err_console",
+    "DataDir",
+]
 
 
 def main():

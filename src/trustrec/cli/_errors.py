@@ -22,9 +22,12 @@ def classify_error(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, TrustrecError):
         return EXIT_USER_ERROR, _one_line(exc)
     if isinstance(exc, OSError):
-        what = {FileNotFoundError: "not found", PermissionError: "permission denied",
-                IsADirectoryError: "is a folder, expected a file",
-                NotADirectoryError: "a part of the path is not a folder"}.get(type(exc))
+        what = {
+            FileNotFoundError: "not found",
+            PermissionError: "permission denied",
+            IsADirectoryError: "is a folder, expected a file",
+            NotADirectoryError: "a part of the path is not a folder",
+        }.get(type(exc))
         name = exc.filename if exc.filename is not None else ""
         reason = what or exc.strerror or str(exc)
         return EXIT_USER_ERROR, _one_line(f"{name}: {reason}" if name else reason)
@@ -36,7 +39,8 @@ def classify_error(exc: BaseException) -> tuple[int, str]:
         return EXIT_INTERNAL_ERROR, "out of memory; use a smaller input or setting"
     return EXIT_INTERNAL_ERROR, _one_line(
         f"internal error ({type(exc).__name__}: {exc}); this is a bug in trustrec, please report it "
-        "(TRUSTREC_DEBUG=1 shows the traceback)")
+        "(TRUSTREC_DEBUG=1 shows the traceback)"
+    )
 
 
 def report_error(exc: BaseException) -> int:
@@ -46,5 +50,8 @@ def report_error(exc: BaseException) -> int:
 
 
 # Exceptions the command-line framework handles itself (exit, abort, usage errors such as a bad option).
-FRAMEWORK_EXCEPTIONS = (typer.Exit, typer.Abort,
-                        *[c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"])
+FRAMEWORK_EXCEPTIONS = (
+    typer.Exit,
+    typer.Abort,
+    *[c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"],
+)

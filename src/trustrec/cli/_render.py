@@ -7,8 +7,7 @@ from rich.table import Table
 
 __all__ = ["stats_table", "metrics_table", "audit_table"]
 
-_STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_applicable": "dim",
-                 "no_threshold": "cyan"}
+_STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_applicable": "dim", "no_threshold": "cyan"}
 
 
 def stats_table(stats: dict, title: str) -> Table:
@@ -22,10 +21,14 @@ def stats_table(stats: dict, title: str) -> Table:
     if stats.get("n_repeated_interactions"):
         table.add_row("repeated (user, item) interactions", f"{stats['n_repeated_interactions']:,}")
     hl = stats["history_length"]
-    table.add_row("history length (min/q25/median/q75/q90/max)",
-                  " / ".join(f"{hl[k]:g}" for k in ("q0", "q25", "q50", "q75", "q90", "q100")))
-    table.add_row("ratings", "yes ({min:g}-{max:g}, mean {mean:.2f})".format(**stats["rating"])
-                  if stats.get("rating") else "no (implicit)")
+    table.add_row(
+        "history length (min/q25/median/q75/q90/max)",
+        " / ".join(f"{hl[k]:g}" for k in ("q0", "q25", "q50", "q75", "q90", "q100")),
+    )
+    table.add_row(
+        "ratings",
+        "yes ({min:g}-{max:g}, mean {mean:.2f})".format(**stats["rating"]) if stats.get("rating") else "no (implicit)",
+    )
     table.add_row("timestamps", "yes" if stats["has_timestamps"] else "no (order only)")
     table.add_row("item columns", escape(", ".join(map(str, stats["item_columns"]))) or "-")
     table.add_row("user columns", escape(", ".join(map(str, stats["user_columns"]))) or "-")
@@ -52,8 +55,11 @@ def metrics_table(rows: dict[str, dict], metrics: list[str], title: str) -> Tabl
         cells = []
         for m in metrics:
             v = values.get(m)
-            cells.append("-" if not v or v.get("mean") is None else
-                         escape(f"{v['mean']:.4f} [{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]"))
+            cells.append(
+                "-"
+                if not v or v.get("mean") is None
+                else escape(f"{v['mean']:.4f} [{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]")
+            )
         table.add_row(escape(str(model)), *cells)
     return table
 
@@ -65,6 +71,10 @@ def audit_table(entries, title: str) -> Table:
     table.add_column("summary", overflow="fold")
     for e in entries:
         style = _STATUS_STYLE.get(e["status"], "")
-        table.add_row(escape(str(e["dimension"])), escape(str(e["name"])), f"[{style}]{escape(str(e['status']))}[/]",
-                      escape(str(e["summary"])))
+        table.add_row(
+            escape(str(e["dimension"])),
+            escape(str(e["name"])),
+            f"[{style}]{escape(str(e['status']))}[/]",
+            escape(str(e["summary"])),
+        )
     return table

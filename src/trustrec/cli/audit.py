@@ -30,14 +30,23 @@ def _list_table() -> Table:
 
 def audit(
     run_dir: Optional[Path] = typer.Argument(None, help="A finished run directory (from `trustrec run`)."),
-    dimension: list[str] = typer.Option([], "--dimension", "-d", help="Only audits of this dimension "
-                                        "(repeatable): robustness, fairness, controllability, explainability, "
-                                        "factuality, privacy, safety."),
+    dimension: list[str] = typer.Option(
+        [],
+        "--dimension",
+        "-d",
+        help="Only audits of this dimension "
+        "(repeatable): robustness, fairness, controllability, explainability, "
+        "factuality, privacy, safety.",
+    ),
     name: list[str] = typer.Option([], "--audit", "-a", help="Only this audit (repeatable)."),
     params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping audit name -> config overrides."),
     list_: bool = typer.Option(False, "--list", help="List every audit with its dimension and what it needs."),
-    executor: str = typer.Option("serial", "--executor", help="Where the audits run: serial, or ray (each audit "
-                                 "a Ray task; starts a local Ray instance; needs the 'ray' extra)."),
+    executor: str = typer.Option(
+        "serial",
+        "--executor",
+        help="Where the audits run: serial, or ray (each audit "
+        "a Ray task; starts a local Ray instance; needs the 'ray' extra).",
+    ),
 ):
     """Run the audits that apply to a run's model; results go to RUN_DIR/audits/."""
     from trustrec._safeio import load_yaml
@@ -58,10 +67,16 @@ def audit(
     from trustrec.parallel import resolve_executor
     from trustrec.runs import run_audits
 
-    runner = resolve_executor(executor)                 # a missing extra fails here, before any work
+    runner = resolve_executor(executor)  # a missing extra fails here, before any work
     try:
-        index = run_audits(run_dir, dimensions=dimension or None, names=name or None, params=overrides,
-                           log=lambda *_: None, executor=runner)
+        index = run_audits(
+            run_dir,
+            dimensions=dimension or None,
+            names=name or None,
+            params=overrides,
+            log=lambda *_: None,
+            executor=runner,
+        )
     finally:
         if hasattr(runner, "shutdown"):
             runner.shutdown()

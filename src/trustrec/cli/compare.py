@@ -32,21 +32,31 @@ def compare(
         table.add_column(col, justify="right")
     fmt_ci = lambda m, lo, hi: escape(f"{m:.4f} [{lo:.4f}, {hi:.4f}]") if lo is not None and lo == lo else f"{m:.4f}"
     for metric, r in frame.iterrows():
-        table.add_row(escape(str(metric)), str(int(r.n_users)), fmt_ci(r.a_mean, r.a_ci_low, r.a_ci_high),
-                      fmt_ci(r.b_mean, r.b_ci_low, r.b_ci_high), f"{r.diff_b_minus_a:+.4f}",
-                      f"{r.t_pvalue:.3g}", f"{r.wilcoxon_pvalue:.3g}")
+        table.add_row(
+            escape(str(metric)),
+            str(int(r.n_users)),
+            fmt_ci(r.a_mean, r.a_ci_low, r.a_ci_high),
+            fmt_ci(r.b_mean, r.b_ci_low, r.b_ci_high),
+            f"{r.diff_b_minus_a:+.4f}",
+            f"{r.t_pvalue:.3g}",
+            f"{r.wilcoxon_pvalue:.3g}",
+        )
     console.print(table)
     side = schemes_side_by_side(frame) if several else None
     if side is not None and not side.empty:
-        schemes = [c[len("b - a ["):-1] for c in side.columns if c.startswith("b - a [")]
+        schemes = [c[len("b - a [") : -1] for c in side.columns if c.startswith("b - a [")]
         t = Table(title="evaluation schemes side by side (A / B, B - A)", header_style="bold")
         t.add_column("metric")
         for sc in schemes:
             t.add_column(escape(sc), justify="right")
         t.add_column("same winner", justify="right")
         for metric, r in side.iterrows():
-            cells = [f"{r[f'a [{sc}]']:.4f} / {r[f'b [{sc}]']:.4f} ({r[f'b - a [{sc}]']:+.4f})"
-                     if r.get(f"a [{sc}]") == r.get(f"a [{sc}]") else "\u2013" for sc in schemes]
+            cells = [
+                f"{r[f'a [{sc}]']:.4f} / {r[f'b [{sc}]']:.4f} ({r[f'b - a [{sc}]']:+.4f})"
+                if r.get(f"a [{sc}]") == r.get(f"a [{sc}]")
+                else "\u2013"
+                for sc in schemes
+            ]
             t.add_row(escape(str(metric)), *map(escape, cells), "yes" if r.schemes_agree else "[bold red]no[/]")
         console.print(t)
     if json_out:

@@ -20,8 +20,10 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("list")
-def data_list(data_dir: Optional[Path] = DataDir, all: bool = typer.Option(
-        False, "--all", help="Also list every dataset of RecBole's atomic zoo.")):
+def data_list(
+    data_dir: Optional[Path] = DataDir,
+    all: bool = typer.Option(False, "--all", help="Also list every dataset of RecBole's atomic zoo."),
+):
     """List registered datasets and where each would load from now."""
     from trustrec.data import registry, resolve_dataset
 
@@ -45,10 +47,12 @@ def data_info(
     name_or_path: str = typer.Argument(..., help="A registered name (see `data list`) or a file/folder."),
     data_dir: Optional[Path] = DataDir,
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
-    format: Optional[str] = typer.Option(None, "--format", help="Force a format for a path: atomic, "
-                                         "movielens, coat, bigrec, amazon, tabular."),
-    column: list[str] = typer.Option([], "--column", help="For tables: ROLE=NAME, roles user, item, "
-                                     "timestamp, rating (repeat the option)."),
+    format: Optional[str] = typer.Option(
+        None, "--format", help="Force a format for a path: atomic, movielens, coat, bigrec, amazon, tabular."
+    ),
+    column: list[str] = typer.Option(
+        [], "--column", help="For tables: ROLE=NAME, roles user, item, timestamp, rating (repeat the option)."
+    ),
 ):
     """Load a dataset (registered name, or any file/folder) and print its statistics."""
     from trustrec._cache import atomic_write_text

@@ -32,20 +32,29 @@ class _Printer(DemoObserver):
         console.print(table)
 
     def accuracy(self, results, metrics):
-        console.print(metrics_table({n: r["metrics"] for n, r in results.items()}, metrics,
-                                    "test accuracy, full ranking, seen items masked (95% bootstrap CI)"))
+        console.print(
+            metrics_table(
+                {n: r["metrics"] for n, r in results.items()},
+                metrics,
+                "test accuracy, full ranking, seen items masked (95% bootstrap CI)",
+            )
+        )
         for name, r in results.items():
             agg = ", ".join(f"{k} {v:.3f}" for k, v in r["aggregates"].items())
             console.print(f"{name}: {agg}")
 
     def llm_started(self, llm_model, sft_examples):
-        console.print(f"[bold]{escape(llm_model)}[/bold]: zero-shot ranker over SASRec's top-20, and a generative "
-                      f"model fine-tuned on {sft_examples} examples (CPU: takes a few minutes)")
+        console.print(
+            f"[bold]{escape(llm_model)}[/bold]: zero-shot ranker over SASRec's top-20, and a generative "
+            f"model fine-tuned on {sft_examples} examples (CPU: takes a few minutes)"
+        )
 
     def side_by_side(self, result):
         titles, history, target = result.titles, result.history, result.target
-        hist_table = Table(title=escape(f"user {result.user}: last {min(10, len(history))} of {len(history)} items, "
-                                        "oldest first"), header_style="bold")
+        hist_table = Table(
+            title=escape(f"user {result.user}: last {min(10, len(history))} of {len(history)} items, oldest first"),
+            header_style="bold",
+        )
         hist_table.add_column("#", justify="right")
         hist_table.add_column("title")
         for n, i in enumerate(history[-10:], start=max(1, len(history) - 9)):
@@ -67,16 +76,21 @@ class _Printer(DemoObserver):
 @app.command()
 def demo(
     data_dir: Optional[Path] = DataDir,
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the demo's run directories, trust reports and demo.json."),
+    out: Path = typer.Option(
+        Path("runs/demo"), "--out", help="Folder for the demo's run directories, trust reports and demo.json."
+    ),
     epochs: int = typer.Option(10, help="SASRec training epochs."),
     llm: bool = typer.Option(True, "--llm/--no-llm", help="Also show one user's LLM recommendations."),
     llm_model: str = typer.Option("smollm2-135m-instruct", help="Language model of the LLM recommenders."),
     sft_examples: int = typer.Option(256, help="Fine-tuning examples of the generative recommender."),
     user: Optional[str] = typer.Option(None, help="Raw user id to show (default: the first test user)."),
     audit_users: int = typer.Option(200, help="Test users sampled by the audits beyond fairness and factuality."),
-    retraining_audits: bool = typer.Option(False, "--retraining-audits/--no-retraining-audits",
-                                           help="Also run the audits that retrain the model (poisoning, feedback "
-                                                "loop, membership inference, unlearning): minutes per model."),
+    retraining_audits: bool = typer.Option(
+        False,
+        "--retraining-audits/--no-retraining-audits",
+        help="Also run the audits that retrain the model (poisoning, feedback "
+        "loop, membership inference, unlearning): minutes per model.",
+    ),
 ):
     """The front door: ml-100k stats and split, MostPopular vs SASRec accuracy, then one user's
     history next to the recommendations of SASRec, the LLM ranker and the generative LLM; ends
@@ -86,9 +100,18 @@ def demo(
     resolves offline from its package-index wheel."""
     from trustrec.runs.demo import run_demo
 
-    result = run_demo(data_dir=data_dir, out=out, epochs=epochs, llm=llm, llm_model=llm_model,
-                      sft_examples=sft_examples, user=user, audit_users=audit_users,
-                      retraining_audits=retraining_audits, observer=_Printer())
+    result = run_demo(
+        data_dir=data_dir,
+        out=out,
+        epochs=epochs,
+        llm=llm,
+        llm_model=llm_model,
+        sft_examples=sft_examples,
+        user=user,
+        audit_users=audit_users,
+        retraining_audits=retraining_audits,
+        observer=_Printer(),
+    )
     for name, path in result.reports.items():
         console.print(f"trust report ({name}): {path}")
     console.print(f"written: {result.path}")

@@ -15,8 +15,9 @@ from trustrec.cli._app import app, console
 
 __all__ = ["models_app"]
 
-models_app = typer.Typer(help="Language models and text encoders: where each resolves from; fetch one.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="Language models and text encoders: where each resolves from; fetch one.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 
@@ -54,5 +55,11 @@ def models_pull(
     console.print(escape(f"{name}: ready in {folder} ({size / 2**20:,.1f} MiB, {seconds:.1f} s)"), highlight=False)
     row = next(r for r in list_models() if r.name == name)
     if row.resolves_from in ("local", "hf-cache"):
-        console.print("[yellow]note:[/] " + escape(f"{name} currently loads from the {row.resolves_from} copy "
-                      f"{row.location}, which comes first in the resolution order"), highlight=False)
+        console.print(
+            "[yellow]note:[/] "
+            + escape(
+                f"{name} currently loads from the {row.resolves_from} copy "
+                f"{row.location}, which comes first in the resolution order"
+            ),
+            highlight=False,
+        )

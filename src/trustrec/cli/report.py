@@ -16,8 +16,15 @@ from trustrec.cli._app import app, console
 
 __all__ = ["report", "scorecard_table"]
 
-_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "magenta", "no_threshold": "cyan",
-          "not_applicable": "dim", "not_audited": "dim"}
+_STYLE = {
+    "pass": "green",
+    "warn": "yellow",
+    "fail": "bold red",
+    "error": "magenta",
+    "no_threshold": "cyan",
+    "not_applicable": "dim",
+    "not_audited": "dim",
+}
 
 
 def _status(status: str) -> str:
@@ -26,23 +33,29 @@ def _status(status: str) -> str:
 
 def scorecard_table(data: dict) -> Table:
     """The scorecard of a report's data: one row per trust dimension."""
-    table = Table(title=escape(f"trust scorecard: {data['run']} ({data['model']} on {data['dataset']})"),
-                  header_style="bold")
+    table = Table(
+        title=escape(f"trust scorecard: {data['run']} ({data['model']} on {data['dataset']})"), header_style="bold"
+    )
     table.add_column("dimension")
     table.add_column("audits", justify="right")
     table.add_column("worst")
     table.add_column("audits and status", overflow="fold")
     for row in data["scorecard"]:
         audits = ", ".join(f"{escape(a['name'])} {_status(a['status'])}" for a in row["audits"])
-        table.add_row(escape(row["dimension"]), str(row["n_audits"]),
-                      _status(row["worst_status"]) if row["n_audits"] else _status("not_audited"), audits or "-")
+        table.add_row(
+            escape(row["dimension"]),
+            str(row["n_audits"]),
+            _status(row["worst_status"]) if row["n_audits"] else _status("not_audited"),
+            audits or "-",
+        )
     return table
 
 
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory written by `trustrec run` (audited or not)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write (default RUN_DIR/report.html); "
-                                       "report.json goes beside it."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="HTML file to write (default RUN_DIR/report.html); report.json goes beside it."
+    ),
 ):
     """Write the trust report of a run: report.html (self-contained) and report.json."""
     import json

@@ -17,8 +17,11 @@ __all__ = ["run_cmd"]
 def run_cmd(
     config: Path = typer.Argument(..., help="Run config (YAML): dataset, split, model, fit, eval, seed."),
     out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run directory."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run of this name (another "
-                                   "config, or data changed since), with its audits and report."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace a finished run of this name (another config, or data changed since), with its audits and report.",
+    ),
 ):
     """Train and evaluate one model as a config says; writes a run directory atomically.
 
@@ -27,8 +30,13 @@ def run_cmd(
 
     res = run_experiment(config, out, overwrite=overwrite)
     metrics = [m for m in res.metrics["metrics"]]
-    console.print(metrics_table({res.metrics["model"]: res.metrics["metrics"]}, metrics,
-                                f"run {res.metrics['run']} ({res.metrics['dataset']})"))
+    console.print(
+        metrics_table(
+            {res.metrics["model"]: res.metrics["metrics"]},
+            metrics,
+            f"run {res.metrics['run']} ({res.metrics['dataset']})",
+        )
+    )
     if res.metrics["aggregates"]:
         console.print(escape(", ".join(f"{k} {v:.4f}" for k, v in res.metrics["aggregates"].items())))
     console.print(f"written: {escape(str(res.path))}", highlight=False, soft_wrap=True)

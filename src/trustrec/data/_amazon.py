@@ -64,8 +64,9 @@ def _parse_line(raw: bytes, path: Path, lineno: int, literal: bool) -> dict:
     try:
         record = json.loads(raw)
     except RecursionError:
-        raise DataError(f"{path}, line {lineno}: JSON nested too deeply to read; expected one flat "
-                        "review object per line") from None
+        raise DataError(
+            f"{path}, line {lineno}: JSON nested too deeply to read; expected one flat review object per line"
+        ) from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         record = None
         if isinstance(exc, UnicodeDecodeError):
@@ -79,20 +80,14 @@ def _parse_line(raw: bytes, path: Path, lineno: int, literal: bool) -> dict:
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 record = None
         if record is None:
-            detail = (
-                f"{exc.msg} at column {exc.colno}"
-                if isinstance(exc, json.JSONDecodeError)
-                else str(exc)
-            )
+            detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
             also = " nor a Python literal dict" if literal else ""
             raise DataError(
                 f"{path}, line {lineno}: not valid JSON{also} ({detail}): "
                 f"{_decode_line(raw)[:80]!r}; fix or remove that line"
             ) from exc
     if not isinstance(record, dict):
-        raise DataError(
-            f"{path}, line {lineno}: expected a JSON object per line, got {type(record).__name__}"
-        )
+        raise DataError(f"{path}, line {lineno}: expected a JSON object per line, got {type(record).__name__}")
     return record
 
 
@@ -114,9 +109,7 @@ def _records(path: Path, *, literal: bool) -> Iterator[tuple[int, dict]]:
                     continue
                 yield lineno, _parse_line(raw, path, lineno, literal)
     except (OSError, EOFError) as exc:
-        raise DataError(
-            f"{path}: cannot read ({exc}); is the file complete and, if .gz, gzipped?"
-        ) from exc
+        raise DataError(f"{path}: cannot read ({exc}); is the file complete and, if .gz, gzipped?") from exc
 
 
 def _detect_reviews(record: dict, path: Path, lineno: int) -> str:
@@ -145,9 +138,7 @@ def _read_reviews(path: Path) -> tuple[pd.DataFrame, np.ndarray, str]:
         values = (rec.get(keys["user"]), item, rec.get(keys["rating"]), rec.get(keys["timestamp"]))
         for role, value in zip(("user", "item", "rating", "timestamp"), values, strict=True):
             if value is None:
-                key = f"'{keys[role]}'" + (
-                    " (or 'asin')" if role == "item" and version == "2023" else ""
-                )
+                key = f"'{keys[role]}'" + (" (or 'asin')" if role == "item" and version == "2023" else "")
                 raise DataError(
                     f"{path}, line {lineno}, key {key}: missing; Amazon {version} review lines "
                     f"need {list(keys.values())} (this line has {sorted(rec)[:20]})"
@@ -271,10 +262,7 @@ def load_amazon(reviews, meta=None, name: str | None = None) -> Dataset:
                 f"title in {meta_path.name}, {absent} reviewed items absent from it"
             )
         if only_meta:
-            notes.append(
-                f"{only_meta} items appear only in {meta_path.name} (kept in the catalog, "
-                "no interactions)"
-            )
+            notes.append(f"{only_meta} items appear only in {meta_path.name} (kept in the catalog, no interactions)")
     else:
         notes.append("no meta file: items have no titles")
     return Dataset.from_frame(

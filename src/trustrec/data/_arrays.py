@@ -35,9 +35,7 @@ class Ragged:
         if np.any(np.diff(indptr) < 0):
             raise DataError("Ragged: indptr must be non-decreasing")
         if indptr[-1] != len(values):
-            raise DataError(
-                f"Ragged: indptr ends at {indptr[-1]} but there are {len(values)} values"
-            )
+            raise DataError(f"Ragged: indptr ends at {indptr[-1]} but there are {len(values)} values")
         object.__setattr__(self, "indptr", indptr)
         object.__setattr__(self, "values", values)
 

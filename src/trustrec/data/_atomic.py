@@ -58,8 +58,9 @@ def read_atomic_file(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
         name, typ = f.rsplit(":", 1)
         name, typ = name.strip(), typ.strip()
         if typ not in ATOMIC_TYPES:
-            raise DataError(f"{path}, line 1, field {i}: unknown type {typ!r} in {f!r}; "
-                            f"expected one of {sorted(ATOMIC_TYPES)}")
+            raise DataError(
+                f"{path}, line 1, field {i}: unknown type {typ!r} in {f!r}; expected one of {sorted(ATOMIC_TYPES)}"
+            )
         if name in types:
             raise DataError(f"{path}, line 1: column {name!r} appears twice in the header")
         names.append(name)
@@ -67,8 +68,7 @@ def read_atomic_file(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     body = text.split("\n", 1)[1] if "\n" in text else ""
     if not body.strip():
         raise DataError(f"{path}: the file has a header but no data rows")
-    frame = read_delimited(path, sep="\t", header=False, names=names, quoting=csv.QUOTE_NONE,
-                           text=body, line_offset=1)
+    frame = read_delimited(path, sep="\t", header=False, names=names, quoting=csv.QUOTE_NONE, text=body, line_offset=1)
     for col, typ in types.items():
         if typ == "float":
             frame[col] = numeric_column(frame, col, path, allow_missing=True)
@@ -89,10 +89,12 @@ def _expand_sequences(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, li
         notes.append(f"{path.name}: {len(frame) - len(keep)} shorter prefix rows of the same users dropped")
     keep = np.sort(keep)
     rows = [lists[i] for i in keep]
-    out = pd.DataFrame({
-        "user_id": np.repeat(users[keep], lengths[keep]),
-        "item_id": np.concatenate([np.asarray(r, dtype=object) for r in rows]) if rows else [],
-    })
+    out = pd.DataFrame(
+        {
+            "user_id": np.repeat(users[keep], lengths[keep]),
+            "item_id": np.concatenate([np.asarray(r, dtype=object) for r in rows]) if rows else [],
+        }
+    )
     out["timestamp"] = np.arange(len(out))
     notes.append("sequence file: interaction order within each user's list is used as time")
     return out, notes
@@ -137,12 +139,15 @@ def _choose_inter(folder: Path) -> tuple[Path | None, list[str]]:
         test = folder / f"{base}.test.inter"
         if test in inters and _is_sequence_file(test):
             others = [n for n in names if n != test.name]
-            return test, [f"read {test.name}: in a folder of split sequence files its histories extend "
-                          f"the others ({others}, ignored)"]
+            return test, [
+                f"read {test.name}: in a folder of split sequence files its histories extend "
+                f"the others ({others}, ignored)"
+            ]
     raise DataError(
         f"{folder}: {len(inters)} .inter files {names} and none named {folder.name}.inter; trustrec "
         "reads one interaction file: pass the path of the one to load (e.g. "
-        f"{folder / names[0]})")
+        f"{folder / names[0]})"
+    )
 
 
 def _side_tables(inter: Path) -> tuple[Path | None, Path | None, str]:
@@ -154,8 +159,7 @@ def _side_tables(inter: Path) -> tuple[Path | None, Path | None, str]:
         stems.append(base)
     found = {}
     for ext in ("item", "user"):
-        found[ext] = next((inter.parent / f"{s}.{ext}" for s in stems
-                           if (inter.parent / f"{s}.{ext}").exists()), None)
+        found[ext] = next((inter.parent / f"{s}.{ext}" for s in stems if (inter.parent / f"{s}.{ext}").exists()), None)
     return found["item"], found["user"], base or stem
 
 
@@ -196,7 +200,12 @@ def load_atomic(path: str | Path, name: str | None = None) -> Dataset:
             raise DataError(f"{user_path}: missing required column 'user_id'")
     rating_col = "rating" if "rating" in inter.columns else None
     return Dataset.from_frame(
-        inter, name=name, items=items, users=users,
+        inter,
+        name=name,
+        items=items,
+        users=users,
         timestamp_col="timestamp" if "timestamp" in inter.columns else None,
-        rating_col=rating_col, source=f"atomic:{folder.name}", notes=notes,
+        rating_col=rating_col,
+        source=f"atomic:{folder.name}",
+        notes=notes,
     )

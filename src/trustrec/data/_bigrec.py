@@ -83,15 +83,9 @@ def _parse_lists(
         bad = ~np.isfinite(values)
         if bad.any():  # cannot happen for regex-parsed cells; kept as a guard
             row = int(np.searchsorted(np.cumsum(lengths), np.flatnonzero(bad)[0], side="right"))
-            raise DataError(
-                f"{_where(path, lines, row)}, column '{col}': a list value is not a finite number"
-            )
+            raise DataError(f"{_where(path, lines, row)}, column '{col}': a list value is not a finite number")
         return lengths, values
-    values = (
-        np.asarray([_id_text(v) for v in flat], dtype=object)
-        if kind == "id"
-        else np.asarray(flat, dtype=object)
-    )
+    values = np.asarray([_id_text(v) for v in flat], dtype=object) if kind == "id" else np.asarray(flat, dtype=object)
     return lengths, values
 
 
@@ -113,9 +107,7 @@ def _literal_list(cell: str, path: Path, lines, row: int, col: str, kind: str) -
     try:
         value = ast.literal_eval(cell)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        raise DataError(
-            f"{where}: {cell[:80]!r} is not a Python-literal list; expected {expected}"
-        ) from None
+        raise DataError(f"{where}: {cell[:80]!r} is not a Python-literal list; expected {expected}") from None
     if not isinstance(value, (list, tuple)):
         raise DataError(f"{where}: {cell[:80]!r} is a {type(value).__name__}, expected {expected}")
     for v in value:
@@ -129,9 +121,7 @@ def _literal_list(cell: str, path: Path, lines, row: int, col: str, kind: str) -
         if kind == "id" and isinstance(v, float) and v.is_integer():
             ok = True
         if not ok:
-            raise DataError(
-                f"{where}: element {v!r} of {cell[:80]!r} is not valid; expected {expected}"
-            )
+            raise DataError(f"{where}: element {v!r} of {cell[:80]!r} is not valid; expected {expected}")
     if kind == "number":
         return [repr(float(v)) for v in value]
     return list(value)
@@ -149,8 +139,7 @@ def _read_info(path: Path) -> pd.DataFrame:
     if no_tab.any():
         row = int(np.flatnonzero(no_tab)[0])
         raise DataError(
-            f"{path}, line {line_no[row]}: no tab in {lines.iloc[row][:80]!r}; expected "
-            "'title<TAB>item_id'"
+            f"{path}, line {line_no[row]}: no tab in {lines.iloc[row][:80]!r}; expected 'title<TAB>item_id'"
         )
     parts = lines.str.rpartition("\t")
     ids = parts[2].str.strip()
@@ -207,8 +196,7 @@ def _read_split(path: Path) -> dict:
     if bad_ts.any():
         row = int(np.searchsorted(np.cumsum(n_hist), np.flatnonzero(bad_ts)[0], side="right"))
         raise DataError(
-            f"{_where(path, lines, row)}, column 'history_timestamp': timestamps must "
-            "be whole numbers (epoch seconds)"
+            f"{_where(path, lines, row)}, column 'history_timestamp': timestamps must be whole numbers (epoch seconds)"
         )
     users = frame["user_id"].str.strip().to_numpy(dtype=object)
     target = pd.DataFrame(
@@ -240,9 +228,7 @@ def _asins(frame, path, lines, n_hist, hist_items, target_items) -> pd.Series | 
     """item id -> ASIN, from the target column and the history lists when the file has them."""
     parts = []
     if "item_asin" in frame.columns:
-        parts.append(
-            pd.Series(frame["item_asin"].str.strip().to_numpy(dtype=object), index=target_items)
-        )
+        parts.append(pd.Series(frame["item_asin"].str.strip().to_numpy(dtype=object), index=target_items))
     if "item_asins" in frame.columns:
         n, values = _parse_lists(frame, "item_asins", path, lines, "string")
         bad = n != n_hist
@@ -308,10 +294,7 @@ def load_bigrec(path, name: str | None = None) -> Dataset:
     """
     folder = Path(path)
     if not folder.is_dir():
-        raise DataError(
-            f"{folder}: folder not found; expected a BIGRec/D3 folder with info/ and "
-            "train/, valid/, test/"
-        )
+        raise DataError(f"{folder}: folder not found; expected a BIGRec/D3 folder with info/ and train/, valid/, test/")
     info_path, stem = _pick_stem(folder, name)
     files = {s: _split_file(folder, s, stem) for s in SPLITS}
     if not any(files.values()):
@@ -354,18 +337,14 @@ def load_bigrec(path, name: str | None = None) -> Dataset:
     log = log.sort_values("timestamp", kind="stable").drop(columns="source").reset_index(drop=True)
     present = [s for s in SPLITS if s in splits]
     if "train" in splits:
-        head = (
-            f"interaction log built from the histories and targets of the {', '.join(present)} rows"
-        )
+        head = f"interaction log built from the histories and targets of the {', '.join(present)} rows"
     else:
         head = (
             "BIGRec/D3 folder without a train split: the interaction log was rebuilt from the "
             f"histories and targets of the {' and '.join(present)} rows"
         )
     notes = [
-        f"{head}: "
-        + ", ".join(f"{n} {k}" for k, n in counts.items())
-        + f" ({len(events)} events); "
+        f"{head}: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" ({len(events)} events); "
         f"{int(dup.sum())} repeated (user, item, timestamp) events removed, keeping the first"
         + (f" ({conflicts} such keys had differing ratings)" if conflicts else "")
         + f"; {len(log)} interactions remain, of which "
@@ -379,10 +358,7 @@ def load_bigrec(path, name: str | None = None) -> Dataset:
         )
     unknown = ~pd.Index(pd.unique(log["item_id"])).isin(items["item_id"])
     if unknown.any():
-        notes.append(
-            f"{int(unknown.sum())} item ids in the CSVs are not in {info_path.name} "
-            "(added without title)"
-        )
+        notes.append(f"{int(unknown.sum())} item ids in the CSVs are not in {info_path.name} (added without title)")
     asins = [d["asins"] for d in splits.values() if d["asins"] is not None]
     if asins:
         mapping = pd.concat(asins)

@@ -59,9 +59,7 @@ def _check_shape(
     path: Path, matrix: np.ndarray, shape: tuple[int | None, int | None], what: str, reference: str
 ) -> None:
     rows, cols = shape
-    if (rows is not None and matrix.shape[0] != rows) or (
-        cols is not None and matrix.shape[1] != cols
-    ):
+    if (rows is not None and matrix.shape[0] != rows) or (cols is not None and matrix.shape[1] != cols):
         want = f"{rows if rows is not None else 'any'} x {cols if cols is not None else 'any'}"
         raise DataError(
             f"{path}: {what} is {matrix.shape[0]} x {matrix.shape[1]}, expected {want} "
@@ -151,8 +149,7 @@ def load_coat(path, name: str = "coat", positive_threshold: float | None = None)
             positive_threshold = float(positive_threshold)
         except (TypeError, ValueError):
             raise ConfigError(
-                "load_coat: positive_threshold must be a number (e.g. 4), "
-                f"got {positive_threshold!r}"
+                f"load_coat: positive_threshold must be a number (e.g. 4), got {positive_threshold!r}"
             ) from None
     train_path = folder / "train.ascii"
     train = _read_matrix(train_path, "a users x items rating matrix (0 = unobserved)")
@@ -183,9 +180,7 @@ def load_coat(path, name: str = "coat", positive_threshold: float | None = None)
             notes.append(f"{kind}_features.ascii not found: {kind}s have no attributes")
             continue
         if map_path is None:
-            raise DataError(
-                f"{matrix_path}: found, but not {kind}_features_map.txt that names its columns"
-            )
+            raise DataError(f"{matrix_path}: found, but not {kind}_features_map.txt that names its columns")
         table = _decode_features(matrix_path, map_path, n, kind)
         if kind == "user":
             users = table

@@ -247,8 +247,7 @@ class Dataset:
         for col in (user_col, item_col):
             if col not in frame.columns:
                 raise DataError(
-                    f"Dataset '{name}': interactions have no '{col}' column "
-                    f"(columns: {list(frame.columns)})"
+                    f"Dataset '{name}': interactions have no '{col}' column (columns: {list(frame.columns)})"
                 )
             missing = frame[col].isna().to_numpy()
             if missing.any():
@@ -279,15 +278,18 @@ class Dataset:
                     f"Dataset '{name}': column '{rating_col}' has {int(bad.sum())} missing or "
                     f"non-numeric values (first at data row {row}: {frame[rating_col].iloc[row]!r})"
                 )
-        inter = Interactions(
-            user_index.get_indexer(raw_users), item_index.get_indexer(raw_items), ts, rating
-        )
+        inter = Interactions(user_index.get_indexer(raw_users), item_index.get_indexer(raw_items), ts, rating)
         converted = {}
         for key, value in (extras or {}).items():
             if isinstance(value, pd.DataFrame):
                 sub = cls.from_frame(
-                    value, name=f"{name}[{key}]", items=items_table, users=users_table,
-                    user_col=user_col, item_col=item_col, timestamp_col=timestamp_col,
+                    value,
+                    name=f"{name}[{key}]",
+                    items=items_table,
+                    users=users_table,
+                    user_col=user_col,
+                    item_col=item_col,
+                    timestamp_col=timestamp_col,
                     rating_col=rating_col,
                 )
                 if sub.n_items != len(items_table) or sub.n_users != len(users_table):
@@ -298,8 +300,7 @@ class Dataset:
                 converted[key] = sub.interactions
             else:
                 converted[key] = value
-        return cls(name, inter, items_table, users_table, source=source, notes=tuple(notes),
-                   extras=converted)
+        return cls(name, inter, items_table, users_table, source=source, notes=tuple(notes), extras=converted)
 
     # -- sizes and maps -----------------------------------------------------------------
     @property
@@ -356,11 +357,13 @@ class Dataset:
             self.extras,
         )
 
-    def compact(self, keep_users: np.ndarray, keep_items: np.ndarray, interactions: Interactions,
-                step: FilterStep) -> Dataset:
+    def compact(
+        self, keep_users: np.ndarray, keep_items: np.ndarray, interactions: Interactions, step: FilterStep
+    ) -> Dataset:
         """Drop users/items outside the boolean masks and renumber indices densely."""
         user_map = np.cumsum(keep_users) - 1
         item_map = np.cumsum(keep_items) - 1
+
         def remap(x: Interactions) -> Interactions:
             ok = keep_users[x.user] & keep_items[x.item]
             x = x.select(ok)
@@ -410,8 +413,11 @@ class Dataset:
             "items_without_title": int(self._items["title"].isna().sum()),
         }
         if inter.has_rating and len(inter):
-            out["rating"] = {"min": float(inter.rating.min()), "mean": float(inter.rating.mean()),
-                             "max": float(inter.rating.max())}
+            out["rating"] = {
+                "min": float(inter.rating.min()),
+                "mean": float(inter.rating.mean()),
+                "max": float(inter.rating.max()),
+            }
         if len(inter):
             out["time_range"] = [int(inter.timestamp.min()), int(inter.timestamp.max())]
         out["extras"] = {
@@ -423,7 +429,8 @@ class Dataset:
         if out["n_repeated_interactions"]:
             out["notes"].append(
                 f"{out['n_repeated_interactions']:,} interactions repeat an earlier (user, item) pair "
-                f"({n_pairs:,} distinct pairs); density counts each pair once")
+                f"({n_pairs:,} distinct pairs); density counts each pair once"
+            )
         return out
 
     def fingerprint(self) -> str:
@@ -439,8 +446,10 @@ class Dataset:
         return h.hexdigest()
 
     def __repr__(self) -> str:
-        return (f"Dataset(name={self.name!r}, n_users={self.n_users}, n_items={self.n_items}, "
-                f"n_interactions={self.n_interactions})")
+        return (
+            f"Dataset(name={self.name!r}, n_users={self.n_users}, n_items={self.n_items}, "
+            f"n_interactions={self.n_interactions})"
+        )
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -466,8 +475,10 @@ def _as_timestamps(col: pd.Series, name: str, column: str, notes: list[str] | No
         parsed = pd.to_datetime(col, utc=True)
         if parsed.isna().any():
             row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-            raise DataError(f"{where(row)}, column '{column}': the timestamp is missing "
-                            f"({int(parsed.isna().sum())} such rows); fill them or drop the column")
+            raise DataError(
+                f"{where(row)}, column '{column}': the timestamp is missing "
+                f"({int(parsed.isna().sum())} such rows); fill them or drop the column"
+            )
         return epoch_seconds(parsed)
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         values = col.to_numpy()
@@ -492,8 +503,7 @@ def _as_timestamps(col: pd.Series, name: str, column: str, notes: list[str] | No
                     f"{row} that is neither a number (epoch) nor a date"
                 )
             return epoch_seconds(parsed)
-    ts = timestamps_to_int64(values, where, column,
-                             "fill them or drop the column to use row order as time")
+    ts = timestamps_to_int64(values, where, column, "fill them or drop the column to use row order as time")
     check_time_units(ts, where, column)
     return ts
 
@@ -507,8 +517,9 @@ def _id_table(table, raw_col, id_col, raw_seen, name, label) -> pd.DataFrame:
         table = table.copy()
         col = raw_col if raw_col in table.columns else id_col
         if col not in table.columns:
-            raise DataError(f"Dataset '{name}': {label} table has no '{raw_col}' column "
-                            f"(columns: {list(table.columns)})")
+            raise DataError(
+                f"Dataset '{name}': {label} table has no '{raw_col}' column (columns: {list(table.columns)})"
+            )
         if table[col].isna().any():
             row = int(np.flatnonzero(table[col].isna().to_numpy())[0])
             raise DataError(f"Dataset '{name}': {label} table has a missing '{col}' at data row {row}")

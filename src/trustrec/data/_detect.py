@@ -79,14 +79,15 @@ def detect_format(path: str | Path) -> str:
         if len(tables) == 1 and not jsons:
             matches["tabular"] = tables[0]
         elif len(tables) > 1 and not jsons:
-            raise DataError(f"{path}: holds {len(tables)} tables {tables[:10]}; pass the path of the one "
-                            "to load")
+            raise DataError(f"{path}: holds {len(tables)} tables {tables[:10]}; pass the path of the one to load")
     if len(matches) == 1:
         return next(iter(matches))
     if len(matches) > 1:
         found = ", ".join(f"{fmt} ({why})" for fmt, why in matches.items())
-        raise DataError(f"{path}: matches several dataset layouts: {found}; choose one with format= "
-                        f"(--format {' | '.join(matches)}) or pass the file to load")
+        raise DataError(
+            f"{path}: matches several dataset layouts: {found}; choose one with format= "
+            f"(--format {' | '.join(matches)}) or pass the file to load"
+        )
     raise DataError(
         f"{path}: no known dataset layout (found {sorted(names)[:10]}); supported: RecBole atomic "
         "(NAME.inter/.item/.user), MovieLens raw (u.data or ratings.dat), Coat (train.ascii/test.ascii), "
@@ -95,8 +96,9 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-def load_path(path: str | Path, *, name: str | None = None, format: str | None = None,
-              columns: dict[str, str] | None = None) -> Dataset:
+def load_path(
+    path: str | Path, *, name: str | None = None, format: str | None = None, columns: dict[str, str] | None = None
+) -> Dataset:
     """Load any supported file or folder; ``format`` overrides detection (one of FORMATS);
     ``columns`` maps roles (user, item, timestamp, rating) to column names for tables."""
     path = Path(path)
@@ -147,9 +149,11 @@ def load_path(path: str | Path, *, name: str | None = None, format: str | None =
         if path.is_dir():
             tables = sorted(p for p in path.iterdir() if _has_suffix(p, _TABLE_SUFFIXES))
             if len(tables) != 1:
-                raise DataError(f"{path}: a folder read as one table must hold exactly one "
-                                f".csv/.tsv/.parquet file, found {[p.name for p in tables][:10]}; pass "
-                                "the path of the table")
+                raise DataError(
+                    f"{path}: a folder read as one table must hold exactly one "
+                    f".csv/.tsv/.parquet file, found {[p.name for p in tables][:10]}; pass "
+                    "the path of the table"
+                )
             path = tables[0]
         return load_tabular(path, name=name, columns=columns)
     raise DataError(f"unknown format {fmt!r}; expected one of {FORMATS}")

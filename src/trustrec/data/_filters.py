@@ -14,8 +14,7 @@ __all__ = ["to_implicit", "drop_duplicates", "k_core", "sample_users", "FILTERS"
 #: Dataset filters by name (kind ``filters`` of :mod:`trustrec.registry`): ``fn(dataset, **params)
 #: -> Dataset``. The built-ins are the functions below; third-party ones come from the entry-point
 #: group ``trustrec.filters``.
-FILTERS: NamedRegistry = NamedRegistry("filter", None, ConfigError, "", group="trustrec.filters",
-                                       check=check_callable)
+FILTERS: NamedRegistry = NamedRegistry("filter", None, ConfigError, "", group="trustrec.filters", check=check_callable)
 
 
 @FILTERS.register(name="to_implicit")
@@ -68,13 +67,16 @@ def k_core(dataset: Dataset, user_k: int = 5, item_k: int | None = None, max_ite
     else:
         raise DataError(f"k_core did not converge in {max_iter} iterations")
     step = FilterStep(
-        "k_core", {"user_k": user_k, "item_k": item_k}, int((~alive).sum()),
-        int((~keep_users).sum()), int((~keep_items).sum()), iteration,
+        "k_core",
+        {"user_k": user_k, "item_k": item_k},
+        int((~alive).sum()),
+        int((~keep_users).sum()),
+        int((~keep_items).sum()),
+        iteration,
     )
     if not alive.any():
         raise DataError(
-            f"k_core(user_k={user_k}, item_k={item_k}) removed every interaction of '{dataset.name}'; "
-            "lower k"
+            f"k_core(user_k={user_k}, item_k={item_k}) removed every interaction of '{dataset.name}'; lower k"
         )
     return dataset.compact(keep_users, keep_items, inter.select(alive), step)
 
@@ -86,12 +88,15 @@ def sample_users(dataset: Dataset, n_users: int, *, seed: int = 0) -> Dataset:
     if n_users < 1:
         raise ConfigError(f"sample_users: n_users must be >= 1, got {n_users}")
     if n_users >= dataset.n_users:
-        raise ConfigError(f"sample_users: n_users={n_users} is not below the {dataset.n_users} users of "
-                          f"'{dataset.name}'; drop the filter to keep every user")
+        raise ConfigError(
+            f"sample_users: n_users={n_users} is not below the {dataset.n_users} users of "
+            f"'{dataset.name}'; drop the filter to keep every user"
+        )
     keep_users = np.zeros(dataset.n_users, dtype=bool)
     keep_users[np.random.default_rng(seed).choice(dataset.n_users, n_users, replace=False)] = True
     inter = dataset.interactions
     alive = keep_users[inter.user]
-    step = FilterStep("sample_users", {"n_users": n_users, "seed": seed}, int((~alive).sum()),
-                      int((~keep_users).sum()), 0)
+    step = FilterStep(
+        "sample_users", {"n_users": n_users, "seed": seed}, int((~alive).sum()), int((~keep_users).sum()), 0
+    )
     return dataset.compact(keep_users, np.ones(dataset.n_items, dtype=bool), inter.select(alive), step)

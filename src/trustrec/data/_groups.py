@@ -12,12 +12,30 @@ import scipy.sparse as sp
 
 from trustrec.errors import DataError
 
-__all__ = ["item_group_matrix", "guess_item_group_column", "user_group_table", "age_bands",
-           "activity_levels", "split_group_values", "MISSING_GROUP", "ITEM_GROUP_COLUMNS"]
+__all__ = [
+    "item_group_matrix",
+    "guess_item_group_column",
+    "user_group_table",
+    "age_bands",
+    "activity_levels",
+    "split_group_values",
+    "MISSING_GROUP",
+    "ITEM_GROUP_COLUMNS",
+]
 
 MISSING_GROUP = "(missing)"
-ITEM_GROUP_COLUMNS = ("genre", "genres", "class", "category", "categories", "provider", "brand",
-                      "publisher", "artist", "label")
+ITEM_GROUP_COLUMNS = (
+    "genre",
+    "genres",
+    "class",
+    "category",
+    "categories",
+    "provider",
+    "brand",
+    "publisher",
+    "artist",
+    "label",
+)
 # MovieLens-1M's published age bands; used for any column named "age" that holds numbers.
 AGE_EDGES = (18, 25, 35, 45, 50, 56)
 _SEPARATORS = ("|", ";", ",")
@@ -35,13 +53,13 @@ def split_group_values(values: pd.Series, sep: str | None) -> tuple[list[list[st
         present = text.dropna()
         sep = next((s for s in _SEPARATORS if present.str.contains(s, regex=False).any()), "whitespace")
     pattern = r"\s+" if sep == "whitespace" else re.escape(sep)
-    rows = [[] if pd.isna(v) else [t.strip() for t in re.split(pattern, str(v)) if t.strip()]
-            for v in text]
+    rows = [[] if pd.isna(v) else [t.strip() for t in re.split(pattern, str(v)) if t.strip()] for v in text]
     return rows, sep
 
 
-def item_group_matrix(items: pd.DataFrame, column: str, *, sep: str | None = None,
-                      max_groups: int = 200) -> tuple[sp.csr_matrix, list[str], dict]:
+def item_group_matrix(
+    items: pd.DataFrame, column: str, *, sep: str | None = None, max_groups: int = 200
+) -> tuple[sp.csr_matrix, list[str], dict]:
     """(n_items, n_groups) 0/1 membership from a (possibly multi-valued) item column.
 
     ``sep=None`` detects the separator: ``|``, ``;`` or ``,`` when present, else whitespace
@@ -54,8 +72,10 @@ def item_group_matrix(items: pd.DataFrame, column: str, *, sep: str | None = Non
     rows, used = split_group_values(items[column], sep)
     names = sorted({t for r in rows for t in r})
     if len(names) > max_groups:
-        raise DataError(f"item column {column!r} has {len(names)} distinct values (more than {max_groups}); "
-                        "it does not look like a group column (genre, category, provider)")
+        raise DataError(
+            f"item column {column!r} has {len(names)} distinct values (more than {max_groups}); "
+            "it does not look like a group column (genre, category, provider)"
+        )
     code = {n: i for i, n in enumerate(names)}
     r = np.repeat(np.arange(len(rows)), [len(x) for x in rows])
     c = np.fromiter((code[t] for x in rows for t in x), dtype=np.int64, count=len(r))
@@ -73,7 +93,7 @@ def age_bands(ages: pd.Series) -> pd.Series:
 
 
 def activity_levels(n_interactions, active_share: float = 0.2) -> np.ndarray:
-    """"active" for the ``active_share`` of users with the most training interactions (ties by
+    """ "active" for the ``active_share`` of users with the most training interactions (ties by
     index), "inactive" for the rest: the advantaged/disadvantaged split of user-oriented
     fairness (Li et al., WWW 2021, which uses the top 5%; the share is a parameter)."""
     counts = np.asarray(n_interactions)
@@ -86,8 +106,14 @@ def activity_levels(n_interactions, active_share: float = 0.2) -> np.ndarray:
     return out
 
 
-def user_group_table(users: pd.DataFrame, n_interactions, columns: Sequence[str] | None = None, *,
-                     active_share: float = 0.2, numeric_bins: int = 4) -> pd.DataFrame:
+def user_group_table(
+    users: pd.DataFrame,
+    n_interactions,
+    columns: Sequence[str] | None = None,
+    *,
+    active_share: float = 0.2,
+    numeric_bins: int = 4,
+) -> pd.DataFrame:
     """One string column per grouping, one row per user index: the chosen attribute columns
     (``None``: every column but ids and free text), numeric ones banded (``age`` by the
     MovieLens bands, others by quartiles), plus ``activity``. Missing values become

@@ -32,16 +32,31 @@ def require_nonempty(path: Path, text: str) -> None:
         raise DataError(f"{path}: the file is empty; expected a header line and data rows")
 
 
-def read_delimited(path: Path, *, sep: str, header: bool, names=None, quoting=csv.QUOTE_MINIMAL,
-                   text: str | None = None, line_offset: int = 0) -> pd.DataFrame:
+def read_delimited(
+    path: Path,
+    *,
+    sep: str,
+    header: bool,
+    names=None,
+    quoting=csv.QUOTE_MINIMAL,
+    text: str | None = None,
+    line_offset: int = 0,
+) -> pd.DataFrame:
     """All columns as strings; ragged rows raise a DataError naming the line."""
     if text is None:
         text, _ = read_text(path)
     require_nonempty(path, text)
     try:
         return pd.read_csv(
-            io.StringIO(text), sep=sep, header=0 if header else None, names=names, dtype=str,
-            keep_default_na=False, na_values=[""], quoting=quoting, engine="c",
+            io.StringIO(text),
+            sep=sep,
+            header=0 if header else None,
+            names=names,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            quoting=quoting,
+            engine="c",
             skip_blank_lines=True,
         )
     except pd.errors.ParserError as exc:
@@ -51,8 +66,9 @@ def read_delimited(path: Path, *, sep: str, header: bool, names=None, quoting=cs
         raise DataError(f"{path}: cannot parse as {_sep_name(sep)}-separated rows: {detail}") from exc
 
 
-def numeric_column(frame: pd.DataFrame, column: str, path: Path, *, header_lines: int = 1,
-                   allow_missing: bool = False) -> pd.Series:
+def numeric_column(
+    frame: pd.DataFrame, column: str, path: Path, *, header_lines: int = 1, allow_missing: bool = False
+) -> pd.Series:
     """Parse one column as numbers, naming the first bad line if any value is not a number."""
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = values.isna() & (frame[column].notna() | (not allow_missing))

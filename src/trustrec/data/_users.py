@@ -13,7 +13,9 @@ from trustrec.errors import ConfigError, DataError
 __all__ = ["resolve_users"]
 
 
-def resolve_users(dataset: Dataset, user_ids, *, by: Literal["id", "index"] = "id", owner: str = "forget") -> np.ndarray:
+def resolve_users(
+    dataset: Dataset, user_ids, *, by: Literal["id", "index"] = "id", owner: str = "forget"
+) -> np.ndarray:
     """Sorted unique user indices of raw ``user_ids`` (``by="id"``) or of indices (``"index"``);
     unknown users raise a :class:`DataError` that names them."""
     values = list(np.atleast_1d(np.asarray(user_ids, dtype=object)))
@@ -26,8 +28,10 @@ def resolve_users(dataset: Dataset, user_ids, *, by: Literal["id", "index"] = "i
             raise DataError(f"{owner}: by='index' needs integer user indices, got {values[:5]}") from None
         unknown = [int(i) for i in idx if not 0 <= i < dataset.n_users]
         if unknown:
-            raise DataError(f"{owner}: {len(unknown)} user indices are not users of dataset '{dataset.name}' "
-                            f"(0..{dataset.n_users - 1}): {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+            raise DataError(
+                f"{owner}: {len(unknown)} user indices are not users of dataset '{dataset.name}' "
+                f"(0..{dataset.n_users - 1}): {unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
+            )
         return np.unique(idx)
     if by != "id":
         raise ConfigError(f"{owner}: by must be 'id' or 'index', got {by!r}")
@@ -35,7 +39,9 @@ def resolve_users(dataset: Dataset, user_ids, *, by: Literal["id", "index"] = "i
     idx = dataset.user_index(raw, missing="ignore")
     unknown = [r for r, i in zip(raw, idx) if i < 0]
     if unknown:
-        raise DataError(f"{owner}: {len(unknown)} of {len(raw)} user ids are not users of dataset "
-                        f"'{dataset.name}': {unknown[:10]}{' ...' if len(unknown) > 10 else ''} "
-                        f"(known ids look like {list(dataset.user_ids[:3])}); nothing was forgotten")
+        raise DataError(
+            f"{owner}: {len(unknown)} of {len(raw)} user ids are not users of dataset "
+            f"'{dataset.name}': {unknown[:10]}{' ...' if len(unknown) > 10 else ''} "
+            f"(known ids look like {list(dataset.user_ids[:3])}); nothing was forgotten"
+        )
     return np.unique(np.asarray(idx, np.int64))

@@ -36,10 +36,14 @@ __all__ = ["check_time_units", "id_strings", "parse_dates", "timestamps_to_int64
 
 Where = Callable[[int], str]
 
-_EXACT = 2.0 ** 53
-_INT64_LIMIT = 2.0 ** 63
-UNITS = (("seconds", 1e8, 1e11), ("milliseconds", 1e11, 1e14), ("microseconds", 1e14, 1e17),
-         ("nanoseconds", 1e17, np.inf))
+_EXACT = 2.0**53
+_INT64_LIMIT = 2.0**63
+UNITS = (
+    ("seconds", 1e8, 1e11),
+    ("milliseconds", 1e11, 1e14),
+    ("microseconds", 1e14, 1e17),
+    ("nanoseconds", 1e17, np.inf),
+)
 _DMY = re.compile(r"^\s*(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})(?!\d)(.*)$", re.DOTALL)
 
 
@@ -56,8 +60,10 @@ def id_strings(col: pd.Series, where: Where | None = None, column: str = "id") -
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             at = where(row) if where else f"data row {row}"
-            raise DataError(f"{at}, column '{column}': id {values[row]!r} is not a finite number "
-                            f"({int(bad.sum())} such rows); fix or remove those rows")
+            raise DataError(
+                f"{at}, column '{column}': id {values[row]!r} is not a finite number "
+                f"({int(bad.sum())} such rows); fix or remove those rows"
+            )
         if np.all(np.mod(values, 1) == 0):
             big = np.abs(values) >= _EXACT
             out = np.empty(len(values), dtype=object)
@@ -72,13 +78,16 @@ def id_strings(col: pd.Series, where: Where | None = None, column: str = "id") -
                     f"{at}, column '{column}': {int(big.sum())} ids are floating-point numbers of 2**53 "
                     f"or more (e.g. {values[row]!r}); a float cannot hold every integer that large, so "
                     "ids may have merged when the column was read as numbers: read it as text",
-                    DataWarning, stacklevel=3)
+                    DataWarning,
+                    stacklevel=3,
+                )
             return out
     return col.astype(str).str.strip().to_numpy(dtype=object)
 
 
-def timestamps_to_int64(values, where: Where, column: str = "timestamp",
-                        hint: str = "fix or remove those rows") -> np.ndarray:
+def timestamps_to_int64(
+    values, where: Where, column: str = "timestamp", hint: str = "fix or remove those rows"
+) -> np.ndarray:
     """Whole-number timestamps as int64: NaN, infinite and values outside 64 bits are refused."""
     arr = np.asarray(values)
     if arr.dtype.kind in "iu" and arr.dtype.itemsize <= 8 and not (arr.dtype.kind == "u" and arr.dtype.itemsize == 8):
@@ -87,15 +96,20 @@ def timestamps_to_int64(values, where: Where, column: str = "timestamp",
         too_big = arr > np.iinfo(np.int64).max
         if too_big.any():
             row = int(np.flatnonzero(too_big)[0])
-            raise DataError(f"{where(row)}, column '{column}': timestamp {int(arr[row])} does not fit in a "
-                            f"64-bit integer ({int(too_big.sum())} such rows); {hint}")
+            raise DataError(
+                f"{where(row)}, column '{column}': timestamp {int(arr[row])} does not fit in a "
+                f"64-bit integer ({int(too_big.sum())} such rows); {hint}"
+            )
         return arr.astype(np.int64)
     if arr.dtype == object:  # Python ints of any size: checked exactly, no float rounding
-        big = [i for i, v in enumerate(arr)
-               if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63]
+        big = [
+            i for i, v in enumerate(arr) if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63
+        ]
         if big:
-            raise DataError(f"{where(big[0])}, column '{column}': timestamp {arr[big[0]]} does not fit in a "
-                            f"64-bit integer ({len(big)} such rows); {hint}")
+            raise DataError(
+                f"{where(big[0])}, column '{column}': timestamp {arr[big[0]]} does not fit in a "
+                f"64-bit integer ({len(big)} such rows); {hint}"
+            )
         try:
             return np.array([int(v) for v in arr], dtype=np.int64)
         except (OverflowError, TypeError, ValueError):
@@ -105,14 +119,17 @@ def timestamps_to_int64(values, where: Where, column: str = "timestamp",
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         what = "missing" if np.isnan(floats[row]) else "infinite"
-        raise DataError(f"{where(row)}, column '{column}': the timestamp is {what} "
-                        f"({int(bad.sum())} such rows); {hint}")
+        raise DataError(
+            f"{where(row)}, column '{column}': the timestamp is {what} ({int(bad.sum())} such rows); {hint}"
+        )
     rounded = np.round(floats)
     out_of_range = (rounded >= _INT64_LIMIT) | (rounded < -_INT64_LIMIT)
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range)[0])
-        raise DataError(f"{where(row)}, column '{column}': timestamp {raw_text(values, row)} does not fit in a "
-                        f"64-bit integer ({int(out_of_range.sum())} such rows); {hint}")
+        raise DataError(
+            f"{where(row)}, column '{column}': timestamp {raw_text(values, row)} does not fit in a "
+            f"64-bit integer ({int(out_of_range.sum())} such rows); {hint}"
+        )
     return rounded.astype(np.int64)
 
 
@@ -144,14 +161,17 @@ def check_time_units(ts, where: Where, column: str = "timestamp") -> None:
             row = int(np.flatnonzero(hit)[0])
             found.append((unit, int(hit.sum()), row))
     if len(found) > 1:
-        parts = [f"{n:,} look like {unit} (first: {where(row)}: {np.asarray(ts)[row].item()!r})"
-                 for unit, n, row in found]
-        raise DataError(f"column '{column}' mixes time units by magnitude: " + "; ".join(parts)
-                        + "; convert every timestamp to one unit (epoch seconds) and load again")
+        parts = [
+            f"{n:,} look like {unit} (first: {where(row)}: {np.asarray(ts)[row].item()!r})" for unit, n, row in found
+        ]
+        raise DataError(
+            f"column '{column}' mixes time units by magnitude: "
+            + "; ".join(parts)
+            + "; convert every timestamp to one unit (epoch seconds) and load again"
+        )
 
 
-def parse_dates(raw: pd.Series, where: Where, column: str = "timestamp",
-                notes: list[str] | None = None) -> pd.Series:
+def parse_dates(raw: pd.Series, where: Where, column: str = "timestamp", notes: list[str] | None = None) -> pd.Series:
     """Date strings as UTC datetimes (NaT where a value is not a date); ``A/B/YEAR`` dates follow
     the module's one rule, which is appended to ``notes`` when it decided anything."""
     text = raw.astype(str)
@@ -171,7 +191,8 @@ def parse_dates(raw: pd.Series, where: Where, column: str = "timestamp",
             raise DataError(
                 f"column '{column}' mixes date orders: {text.iloc[r1]!r} ({where(r1)}) can only be "
                 f"day/month/year and {text.iloc[r2]!r} ({where(r2)}) only month/day/year; write the "
-                "dates as ISO 8601 (YYYY-MM-DD)")
+                "dates as ISO 8601 (YYYY-MM-DD)"
+            )
         if day_first.any():
             order, r = "day/month/year", sample(day_first)
         elif month_first.any():
@@ -183,16 +204,21 @@ def parse_dates(raw: pd.Series, where: Where, column: str = "timestamp",
                 f"{where(r)}, column '{column}': date {text.iloc[r]!r} is ambiguous: day/month/year "
                 f"reads it as {_iso(year, second, first)}, month/day/year as {_iso(year, first, second)}, "
                 f"and no date in the column has a day above 12 to settle it ({int(ambiguous.sum())} "
-                "ambiguous dates); write the dates as ISO 8601 (YYYY-MM-DD)")
+                "ambiguous dates); write the dates as ISO 8601 (YYYY-MM-DD)"
+            )
         else:
             order, r = "month/day/year", None
         if r is not None and notes is not None:
-            notes.append(f"column '{column}': dates written A/B/YEAR read as {order} "
-                         f"({text.iloc[r]!r} at {where(r)} allows only that order)")
+            notes.append(
+                f"column '{column}': dates written A/B/YEAR read as {order} "
+                f"({text.iloc[r]!r} at {where(r)} allows only that order)"
+            )
         day = parts[0] if order == "day/month/year" else parts[2]
         month = parts[2] if order == "day/month/year" else parts[0]
-        year = parts[3].where(parts[3].str.len() != 2,
-                              parts[3].map(lambda y: ("19" if isinstance(y, str) and int(y) >= 69 else "20") + str(y)))
+        year = parts[3].where(
+            parts[3].str.len() != 2,
+            parts[3].map(lambda y: ("19" if isinstance(y, str) and int(y) >= 69 else "20") + str(y)),
+        )
         iso = year + "-" + month.str.zfill(2) + "-" + day.str.zfill(2) + parts[4].fillna("")
         values = text.where(~matched, iso)
     with warnings.catch_warnings():

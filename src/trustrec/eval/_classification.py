@@ -88,8 +88,7 @@ def roc_points(scores, labels, *, drop_intermediate: bool = True) -> tuple[np.nd
     """(fpr, tpr) of the empirical ROC curve (``sklearn.metrics.roc_curve``), from (0, 0) to (1, 1)."""
     from sklearn.metrics import roc_curve
 
-    f, t, _ = roc_curve(np.asarray(labels, bool), np.asarray(scores, np.float64),
-                        drop_intermediate=drop_intermediate)
+    f, t, _ = roc_curve(np.asarray(labels, bool), np.asarray(scores, np.float64), drop_intermediate=drop_intermediate)
     return f, t
 
 

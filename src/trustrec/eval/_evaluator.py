@@ -16,8 +16,18 @@ from trustrec.eval._stats import bootstrap_ci
 from trustrec.models import Recommender, TopK, topk_from_scores
 from trustrec.models import exclusion_mask
 
-__all__ = ["evaluate", "evaluate_split", "EvalResult", "Validator", "DEFAULT_METRICS", "hits_matrix",
-           "TARGET_SEGMENTS", "cold_item_mask", "restrict_targets", "item_vectors_from_groups"]
+__all__ = [
+    "evaluate",
+    "evaluate_split",
+    "EvalResult",
+    "Validator",
+    "DEFAULT_METRICS",
+    "hits_matrix",
+    "TARGET_SEGMENTS",
+    "cold_item_mask",
+    "restrict_targets",
+    "item_vectors_from_groups",
+]
 
 DEFAULT_METRICS = ("ndcg@10", "hr@10", "recall@10", "mrr@10")
 #: Which held-out targets count: all, only cold items, or only warm items (see :func:`cold_item_mask`).
@@ -40,9 +50,13 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "metrics": {m: {k: (None if pd.isna(v) else float(v)) for k, v in row.items()}
-                        for m, row in self.summary.to_dict(orient="index").items()},
-            "aggregates": self.aggregates, "counts": self.counts, "settings": self.settings,
+            "metrics": {
+                m: {k: (None if pd.isna(v) else float(v)) for k, v in row.items()}
+                for m, row in self.summary.to_dict(orient="index").items()
+            },
+            "aggregates": self.aggregates,
+            "counts": self.counts,
+            "settings": self.settings,
         }
 
 
@@ -102,11 +116,15 @@ def item_vectors_from_groups(items: pd.DataFrame | None, column: str | None = No
 
     column = column or (guess_item_group_column(items) if items is not None else None)
     if column is None:
-        raise ConfigError("metric 'ild' needs item_vectors (item features or embeddings), and the items table "
-                          "has no group column (genre, category, ...) to derive them from; pass item_vectors")
+        raise ConfigError(
+            "metric 'ild' needs item_vectors (item features or embeddings), and the items table "
+            "has no group column (genre, category, ...) to derive them from; pass item_vectors"
+        )
     matrix, names, info = item_group_matrix(items, column)
-    source = (f"multi-hot of the items' {column!r} column ({len(names)} values, "
-              f"{info['n_items_without_group']} items without one)")
+    source = (
+        f"multi-hot of the items' {column!r} column ({len(names)} values, "
+        f"{info['n_items_without_group']} items without one)"
+    )
     return np.asarray(matrix.todense(), np.float64), source
 
 
@@ -163,8 +181,10 @@ def evaluate(
     if beyond & {"avg_popularity", "aplt", "novelty"} and item_popularity is None:
         raise ConfigError(f"metrics {sorted(beyond)} need item_popularity (use evaluate_split)")
     if "ild" in beyond and item_vectors is None:
-        raise ConfigError("metric 'ild' needs item_vectors (item features or embeddings; evaluate_split derives "
-                          "them from the items' genre column)")
+        raise ConfigError(
+            "metric 'ild' needs item_vectors (item features or embeddings; evaluate_split derives "
+            "them from the items' genre column)"
+        )
     user_counts = item_popularity if item_user_counts is None else item_user_counts
     n_items = model.n_items_
     k_max = max(s.k for s in specs)
@@ -200,18 +220,16 @@ def evaluate(
     scopes = set()
     batches = range(0, len(queries), batch_size)
     for start in tqdm(batches, desc=f"evaluate {model.name}", disable=not progress, leave=False):
-        batch = eval_set[start:start + batch_size]
+        batch = eval_set[start : start + batch_size]
         batch_queries = batch.queries
         if sampled_negatives is not None:
-            batch_queries = batch_queries.with_candidates(
-                _sampled_candidates(batch, n_items, sampled_negatives, rng))
+            batch_queries = batch_queries.with_candidates(_sampled_candidates(batch, n_items, sampled_negatives, rng))
         if not expected:
             top = _rank_batch(model, batch_queries, k_max, exclude_seen)
         else:
             top, full = _rank_batch(model, batch_queries, k_max, exclude_seen, full=True)
             scopes.add("catalog" if full is not None else "list")
-            tb = T.tie_blocks(top.items, top.scores, target_mask=batch.targets.to_dense_mask(n_items),
-                              full_scores=full)
+            tb = T.tie_blocks(top.items, top.scores, target_mask=batch.targets.to_dense_mask(n_items), full_scores=full)
             for name, values in stats.items():
                 stat_parts[name].append(T.block_means(tb, top.items, values))
             for acc in exposure.values():
@@ -224,20 +242,29 @@ def evaluate(
     n_rel = distinct_counts(eval_set.targets)
     if expected:
         tb = T.TieBlocks.concat(block_parts, top.k)
-        means = {name: (np.concatenate(v) if v else np.zeros((0, top.k) + stats[name].shape[1:]))
-                 for name, v in stat_parts.items()}
+        means = {
+            name: (np.concatenate(v) if v else np.zeros((0, top.k) + stats[name].shape[1:]))
+            for name, v in stat_parts.items()
+        }
 
-    per_user = pd.DataFrame({
-        "user": queries.users, "n_targets": n_rel, "history_length": queries.histories.lengths,
-        "list_length": top.valid.sum(1),
-    })
+    per_user = pd.DataFrame(
+        {
+            "user": queries.users,
+            "n_targets": n_rel,
+            "history_length": queries.histories.lengths,
+            "list_length": top.valid.sum(1),
+        }
+    )
     aggregates: dict[str, float] = {}
     for s in specs:
         label = s.label + suffix
-        items = top.items[:, :s.k]
+        items = top.items[:, : s.k]
         if s.name in M.ACCURACY_METRICS:
-            per_user[label] = (T.expected_accuracy(s.name, tb, n_rel, s.k) if expected
-                               else M.ACCURACY_METRICS[s.name](hits[:, :s.k], n_rel))
+            per_user[label] = (
+                T.expected_accuracy(s.name, tb, n_rel, s.k)
+                if expected
+                else M.ACCURACY_METRICS[s.name](hits[:, : s.k], n_rel)
+            )
         elif s.name == "coverage":
             aggregates[label] = exposure[s.k].coverage() if expected else M.catalog_coverage(items, n_items)
         elif s.name == "gini":
@@ -251,13 +278,23 @@ def evaluate(
         elif s.name == "novelty":
             per_user[label] = M.novelty(items, user_counts, n_train_users or len(queries))
         elif s.name == "ild":
-            per_user[label] = (T.expected_ild(tb, means["ild_unit"], means["ild_sq"], s.k) if expected
-                               else M.intra_list_diversity(items, item_vectors))
+            per_user[label] = (
+                T.expected_ild(tb, means["ild_unit"], means["ild_sq"], s.k)
+                if expected
+                else M.intra_list_diversity(items, item_vectors)
+            )
     rows = []
     for i, col in enumerate(c for c in per_user.columns if "@" in c):
         lo, hi = bootstrap_ci(per_user[col].to_numpy(), n_boot=n_boot, ci=ci, seed=seed + i)
-        rows.append({"metric": col, "mean": float(np.nanmean(per_user[col])) if len(per_user) else np.nan,
-                     "ci_low": lo, "ci_high": hi, "n_users": int(per_user[col].notna().sum())})
+        rows.append(
+            {
+                "metric": col,
+                "mean": float(np.nanmean(per_user[col])) if len(per_user) else np.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n_users": int(per_user[col].notna().sum()),
+            }
+        )
     summary = pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n_users"]).set_index("metric")
     counts = {
         "n_users_evaluated": len(queries),
@@ -265,24 +302,35 @@ def evaluate(
         "n_short_lists": int((top.valid.sum(1) < k_max).sum()),
         "n_no_recommendation": int((top.valid.sum(1) == 0).sum()),
     }
-    if exclude_seen:   # their every target is masked as seen: no model can hit them
+    if exclude_seen:  # their every target is masked as seen: no model can hit them
         counts["n_users_targets_all_seen"] = int(targets_all_seen(eval_set).sum())
-    settings = {"protocol": "sampled" if sampled_negatives is not None else "full",
-                "sampled_negatives": sampled_negatives,
-                "exclude_seen": exclude_seen, "k_max": k_max, "n_boot": n_boot, "ci": ci, "seed": seed,
-                "part": eval_set.part, "metrics": [s.label + suffix for s in specs],
-                "ties": ties, "ties_rule": T.TIE_RULES[ties]}
+    settings = {
+        "protocol": "sampled" if sampled_negatives is not None else "full",
+        "sampled_negatives": sampled_negatives,
+        "exclude_seen": exclude_seen,
+        "k_max": k_max,
+        "n_boot": n_boot,
+        "ci": ci,
+        "seed": seed,
+        "part": eval_set.part,
+        "metrics": [s.label + suffix for s in specs],
+        "ties": ties,
+        "ties_rule": T.TIE_RULES[ties],
+    }
     if expected:
-        settings["ties_scope"] = ("list: the model returns lists only (or was given candidates), so the tie at "
-                                  "the list's end is seen within the returned list" if "list" in scopes
-                                  else "catalog: tie blocks sized from the full score matrix")
+        settings["ties_scope"] = (
+            "list: the model returns lists only (or was given candidates), so the tie at "
+            "the list's end is seen within the returned list"
+            if "list" in scopes
+            else "catalog: tie blocks sized from the full score matrix"
+        )
     names = {s.name for s in specs}
     if names & set(M.MAP_DENOMINATORS):
         settings["map_denominator"] = {n: M.MAP_DENOMINATORS[n] for n in sorted(names & set(M.MAP_DENOMINATORS))}
     if "novelty" in names:
-        settings["novelty"] = ("mean -log2(share of the training users who interacted with the item), "
-                               + ("distinct users per item" if item_user_counts is not None
-                                  else "item_popularity taken as the users per item"))
+        settings["novelty"] = "mean -log2(share of the training users who interacted with the item), " + (
+            "distinct users per item" if item_user_counts is not None else "item_popularity taken as the users per item"
+        )
     return EvalResult(per_user, summary, aggregates, counts, settings, top if keep_topk else None)
 
 
@@ -316,10 +364,15 @@ def cold_item_mask(split: Split, max_train_interactions: int) -> np.ndarray:
     ``max_train_interactions`` interactions in its training part (what a model fitted on the split
     learned from); ``0`` selects items never seen in training. Repeated interactions count each
     time. The complement is the *warm* items."""
-    if isinstance(max_train_interactions, bool) or not isinstance(max_train_interactions, (int, np.integer)) \
-            or max_train_interactions < 0:
-        raise ConfigError(f"cold_item_mask: max_train_interactions must be an integer >= 0 (0 = items never seen "
-                          f"in training); got {max_train_interactions!r}")
+    if (
+        isinstance(max_train_interactions, bool)
+        or not isinstance(max_train_interactions, (int, np.integer))
+        or max_train_interactions < 0
+    ):
+        raise ConfigError(
+            f"cold_item_mask: max_train_interactions must be an integer >= 0 (0 = items never seen "
+            f"in training); got {max_train_interactions!r}"
+        )
     counts = np.bincount(split.train.item, minlength=split.dataset.n_items)
     return counts <= max_train_interactions
 
@@ -331,12 +384,16 @@ def restrict_targets(eval_set: EvalSet, keep_items: np.ndarray) -> EvalSet:
     the whole catalog; only which held-out items count as hits changes."""
     keep_items = np.asarray(keep_items)
     if keep_items.dtype != bool or keep_items.ndim != 1:
-        raise ValueError(f"restrict_targets: keep_items must be a 1-d boolean mask over the catalog; got "
-                         f"dtype {keep_items.dtype}, shape {keep_items.shape}")
+        raise ValueError(
+            f"restrict_targets: keep_items must be a 1-d boolean mask over the catalog; got "
+            f"dtype {keep_items.dtype}, shape {keep_items.shape}"
+        )
     t = eval_set.targets
     if len(t.values) and int(t.values.max()) >= len(keep_items):
-        raise ValueError(f"restrict_targets: keep_items has {len(keep_items)} entries but a target is item "
-                         f"{int(t.values.max())}; give one entry per catalog item")
+        raise ValueError(
+            f"restrict_targets: keep_items has {len(keep_items)} entries but a target is item "
+            f"{int(t.values.max())}; give one entry per catalog item"
+        )
     ok = keep_items[t.values]
     lengths = np.bincount(t.row_ids()[ok], minlength=len(t))
     kept = Ragged(np.concatenate([[0], np.cumsum(lengths)]), t.values[ok])
@@ -344,8 +401,15 @@ def restrict_targets(eval_set: EvalSet, keep_items: np.ndarray) -> EvalSet:
     return EvalSet(eval_set.queries[rows], kept.take(rows), eval_set.part)
 
 
-def evaluate_split(model: Recommender, split: Split, part: str = "test", *, targets: str = "all",
-                   cold_max_interactions: int = 0, **kwargs) -> EvalResult:
+def evaluate_split(
+    model: Recommender,
+    split: Split,
+    part: str = "test",
+    *,
+    targets: str = "all",
+    cold_max_interactions: int = 0,
+    **kwargs,
+) -> EvalResult:
     """``evaluate`` on a split's valid or test part, with item statistics taken from train.
 
     ``targets="cold"`` counts only held-out targets that are cold items (at most
@@ -385,13 +449,13 @@ def evaluate_split(model: Recommender, split: Split, part: str = "test", *, targ
 class Validator:
     """Early-stopping signal: the mean of one metric on a split's validation part."""
 
-    def __init__(self, split: Split, metric: str = "ndcg@10", batch_size: int | None = None,
-                 part: str = "valid"):
+    def __init__(self, split: Split, metric: str = "ndcg@10", batch_size: int | None = None, part: str = "valid"):
         self.eval_set = split.eval_set(part)
         self.metric = M.parse_metric(metric).label
         self.batch_size = batch_size
 
     def __call__(self, model: Recommender) -> float:
-        res = evaluate(model, self.eval_set, metrics=[self.metric], batch_size=self.batch_size,
-                       n_boot=0, progress=False)
+        res = evaluate(
+            model, self.eval_set, metrics=[self.metric], batch_size=self.batch_size, n_boot=0, progress=False
+        )
         return res.mean(self.metric)

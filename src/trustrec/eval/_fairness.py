@@ -21,8 +21,19 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["normalised_membership", "group_distribution", "miscalibration", "popularity_lift", "lorenz_curve",
-           "exposure_by_group", "jaccard_at_k", "serp_star_at_k", "prag_star_at_k", "snsr", "snsv"]
+__all__ = [
+    "normalised_membership",
+    "group_distribution",
+    "miscalibration",
+    "popularity_lift",
+    "lorenz_curve",
+    "exposure_by_group",
+    "jaccard_at_k",
+    "serp_star_at_k",
+    "prag_star_at_k",
+    "snsr",
+    "snsv",
+]
 
 
 def _lists(top, name: str = "top") -> np.ndarray:
@@ -119,8 +130,9 @@ def exposure_by_group(top, membership, item_popularity=None) -> dict[str, np.nda
     if item_popularity is not None:
         inter = np.asarray(m.T @ np.asarray(item_popularity, np.float64)).ravel()
         out["interaction_share"] = inter / max(inter.sum(), 1e-300)
-    out["ratio"] = np.divide(out["exposure_share"], out["catalog_share"],
-                             out=np.full_like(exposure, np.nan), where=out["catalog_share"] > 0)
+    out["ratio"] = np.divide(
+        out["exposure_share"], out["catalog_share"], out=np.full_like(exposure, np.nan), where=out["catalog_share"] > 0
+    )
     return out
 
 
@@ -165,11 +177,16 @@ def prag_star_at_k(reference, other) -> np.ndarray:
     if k < 2:
         return jaccard_at_k(ref, oth)
     rank = _ranks_in(ref, oth).astype(np.float64)
-    rank_ref = np.where(rank > 0, rank, np.inf)           # absent from the reference: after all of it
+    rank_ref = np.where(rank > 0, rank, np.inf)  # absent from the reference: after all of it
     valid = oth >= 0
-    upper = np.triu(np.ones((k, k), bool), 1)              # pairs j1 < j2 in the other list
-    agree = ((rank[:, :, None] > 0) & (rank_ref[:, :, None] < rank_ref[:, None, :])
-             & valid[:, :, None] & valid[:, None, :] & upper[None])
+    upper = np.triu(np.ones((k, k), bool), 1)  # pairs j1 < j2 in the other list
+    agree = (
+        (rank[:, :, None] > 0)
+        & (rank_ref[:, :, None] < rank_ref[:, None, :])
+        & valid[:, :, None]
+        & valid[:, None, :]
+        & upper[None]
+    )
     return agree.sum((1, 2)) / (k * (k - 1) / 2)
 
 

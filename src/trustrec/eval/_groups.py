@@ -27,10 +27,21 @@ class GroupMetricFrame:
     """``metrics``: per-user values (DataFrame, one column per metric, or a name -> array dict);
     ``groups``: one label per user (NaN/None/``"(missing)"`` = missing)."""
 
-    def __init__(self, *, metrics: pd.DataFrame | Mapping[str, np.ndarray], groups, n_boot: int = 500,
-                 ci: float = 0.95, seed: int = 0, min_group_size: int = 20):
-        values = pd.DataFrame({k: np.asarray(v, np.float64) for k, v in dict(metrics).items()}) \
-            if not isinstance(metrics, pd.DataFrame) else metrics.astype(np.float64).reset_index(drop=True)
+    def __init__(
+        self,
+        *,
+        metrics: pd.DataFrame | Mapping[str, np.ndarray],
+        groups,
+        n_boot: int = 500,
+        ci: float = 0.95,
+        seed: int = 0,
+        min_group_size: int = 20,
+    ):
+        values = (
+            pd.DataFrame({k: np.asarray(v, np.float64) for k, v in dict(metrics).items()})
+            if not isinstance(metrics, pd.DataFrame)
+            else metrics.astype(np.float64).reset_index(drop=True)
+        )
         labels = pd.Series(np.asarray(groups, dtype=object))
         if len(labels) != len(values):
             raise ValueError(f"GroupMetricFrame: {len(values)} users with metric values but {len(labels)} group labels")
@@ -73,28 +84,53 @@ class GroupMetricFrame:
                         boot_means[g] = means
                 if n and not small and g != MISSING:
                     eligible.append((g, xg))
-                rows.append({"metric": m, "group": g, "mean": mean, "ci_low": lo, "ci_high": hi,
-                             "n_users": int((codes == g_idx).sum()), "n_valid": n, "too_small": small,
-                             "missing_label": g == MISSING})
+                rows.append(
+                    {
+                        "metric": m,
+                        "group": g,
+                        "mean": mean,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "n_users": int((codes == g_idx).sum()),
+                        "n_valid": n,
+                        "too_small": small,
+                        "missing_label": g == MISSING,
+                    }
+                )
             comps.append(self._compare(m, overall[m], eligible, boot_means, alpha, stats))
         self.table = pd.DataFrame(rows)
         self.overall = pd.Series(overall, name="overall")
         self.comparisons = pd.DataFrame(comps).set_index("metric")
 
     def _compare(self, metric, overall, eligible, boot_means, alpha, stats) -> dict:
-        out = {"metric": metric, "n_groups_compared": len(eligible), "best_group": None, "worst_group": None,
-               "difference": np.nan, "difference_ci_low": np.nan, "difference_ci_high": np.nan,
-               "ratio": np.nan, "ratio_ci_low": np.nan, "ratio_ci_high": np.nan,
-               "difference_to_overall": np.nan, "test": None, "p_value": np.nan}
+        out = {
+            "metric": metric,
+            "n_groups_compared": len(eligible),
+            "best_group": None,
+            "worst_group": None,
+            "difference": np.nan,
+            "difference_ci_low": np.nan,
+            "difference_ci_high": np.nan,
+            "ratio": np.nan,
+            "ratio_ci_low": np.nan,
+            "ratio_ci_high": np.nan,
+            "difference_to_overall": np.nan,
+            "test": None,
+            "p_value": np.nan,
+        }
         if len(eligible) < 2:
             return out
         means = {g: xg.mean() for g, xg in eligible}
         best, worst = max(means, key=means.get), min(means, key=means.get)
-        out.update(best_group=best, worst_group=worst, difference=means[best] - means[worst],
-                   ratio=means[worst] / means[best] if means[best] > 0 else np.nan,
-                   difference_to_overall=max(abs(v - overall) for v in means.values()))
+        out.update(
+            best_group=best,
+            worst_group=worst,
+            difference=means[best] - means[worst],
+            ratio=means[worst] / means[best] if means[best] > 0 else np.nan,
+            difference_to_overall=max(abs(v - overall) for v in means.values()),
+        )
         if len(boot_means) == len(eligible):
-            stacked = np.stack([boot_means[g] for g, _ in eligible])      # (groups, n_boot)
+            stacked = np.stack([boot_means[g] for g, _ in eligible])  # (groups, n_boot)
             hi, lo = stacked.max(0), stacked.min(0)
             diff = hi - lo
             ratio = np.divide(lo, hi, out=np.full_like(lo, np.nan), where=hi > 0)
@@ -103,7 +139,7 @@ class GroupMetricFrame:
                 out["ratio_ci_low"], out["ratio_ci_high"] = np.nanquantile(ratio, [alpha, 1 - alpha])
         samples = [xg for _, xg in eligible]
         if all(np.all(s == samples[0][0]) for s in samples):
-            out.update(test="constant", p_value=1.0)       # every value equal: no evidence of a gap
+            out.update(test="constant", p_value=1.0)  # every value equal: no evidence of a gap
         elif len(samples) == 2:
             out.update(test="mann-whitney-u", p_value=float(stats.mannwhitneyu(*samples).pvalue))
         else:
@@ -148,6 +184,6 @@ class GroupMetricFrame:
             means = self._eligible_means()
             with np.errstate(divide="ignore", invalid="ignore"):
                 r = means / self.overall.reindex(means.columns).replace(0, np.nan)
-                folded = r.where(r <= 1, 1 / r)                     # expressed as a number <= 1
+                folded = r.where(r <= 1, 1 / r)  # expressed as a number <= 1
             return folded.min().reindex(self.metrics).rename(method)
         raise ValueError(f"ratio: method must be 'between_groups' or 'to_overall', got {method!r}")

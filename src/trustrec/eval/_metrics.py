@@ -19,9 +19,26 @@ from trustrec._registry import NamedRegistry, check_callable
 from trustrec.errors import ConfigError
 
 __all__ = [
-    "recall", "precision", "hit_rate", "ndcg", "mrr", "average_precision", "average_precision_trec",
-    "catalog_coverage", "gini", "exposure_gini", "average_popularity", "aplt", "novelty", "item_user_counts",
-    "intra_list_diversity", "ACCURACY_METRICS", "parse_metric", "MetricSpec", "METRICS", "register_metric",
+    "recall",
+    "precision",
+    "hit_rate",
+    "ndcg",
+    "mrr",
+    "average_precision",
+    "average_precision_trec",
+    "catalog_coverage",
+    "gini",
+    "exposure_gini",
+    "average_popularity",
+    "aplt",
+    "novelty",
+    "item_user_counts",
+    "intra_list_diversity",
+    "ACCURACY_METRICS",
+    "parse_metric",
+    "MetricSpec",
+    "METRICS",
+    "register_metric",
 ]
 
 #: Metrics by name (kind ``metrics`` of :mod:`trustrec.registry`). Accuracy metrics are
@@ -29,19 +46,22 @@ __all__ = [
 #: functions below registered with :func:`register_metric`, and third-party accuracy metrics
 #: come from the entry-point group ``trustrec.metrics``. The beyond-accuracy metrics
 #: (:data:`BEYOND_METRICS`) read other inputs and are computed by the evaluator itself.
-METRICS: NamedRegistry[Callable] = NamedRegistry("metric", None, ConfigError, "", group="trustrec.metrics",
-                                                 check=check_callable)
+METRICS: NamedRegistry[Callable] = NamedRegistry(
+    "metric", None, ConfigError, "", group="trustrec.metrics", check=check_callable
+)
 _BEYOND: list[str] = []
 
 
 def register_metric(name: str, *, _beyond: bool = False):
     """Decorator: register an accuracy metric ``fn(hits, n_relevant)`` under ``name``, usable as
     ``name@K`` everywhere a metric is named."""
+
     def decorate(fn):
         METRICS.register(fn, name=name)
         if _beyond and name not in _BEYOND:
             _BEYOND.append(name)
         return fn
+
     return decorate
 
 
@@ -70,8 +90,9 @@ def _check(hits: np.ndarray, n_relevant: np.ndarray) -> tuple[np.ndarray, np.nda
     hits = np.asarray(hits, dtype=bool)
     n_relevant = np.asarray(n_relevant, dtype=np.float64)
     if hits.ndim != 2 or len(n_relevant) != len(hits):
-        raise ValueError(f"hits must be (n_users, k) and n_relevant (n_users,), got {hits.shape} and "
-                         f"{n_relevant.shape}")
+        raise ValueError(
+            f"hits must be (n_users, k) and n_relevant (n_users,), got {hits.shape} and {n_relevant.shape}"
+        )
     return hits, n_relevant
 
 
@@ -255,7 +276,7 @@ def intra_list_diversity(top, item_vectors) -> np.ndarray:
     norms = np.linalg.norm(vec, axis=1, keepdims=True)
     unit = np.divide(vec, norms, out=np.zeros_like(vec), where=norms > 0)
     valid = top >= 0
-    v = unit[np.where(valid, top, 0)] * valid[..., None]          # (n, k, d)
+    v = unit[np.where(valid, top, 0)] * valid[..., None]  # (n, k, d)
     sims = np.einsum("nkd,njd->nkj", v, v)
     n_valid = valid.sum(1)
     pair_mask = valid[:, :, None] & valid[:, None, :] & ~np.eye(top.shape[1], dtype=bool)[None]

@@ -42,11 +42,11 @@ class SemiSyntheticConfig(Config):
     truth_reg: float = Field(0.01, ge=0.0)
     temperature: float = Field(1.0, gt=0.0)
     positive_threshold: float = 4.0
-    positive_rate: float | None = Field(None, gt=0.0, lt=1.0)   # None: the test set's positive share
-    exposure_alpha: float = Field(1.0, ge=0.0)                   # popularity exponent of exposure
-    relevance_boost: float = Field(2.0, ge=1.0)                  # self-selection: relevant items x boost
-    density: float | None = Field(None, gt=0.0, lt=1.0)          # None: the dataset's train density
-    n_random: PositiveInt = 16                                   # random-exposure items per user
+    positive_rate: float | None = Field(None, gt=0.0, lt=1.0)  # None: the test set's positive share
+    exposure_alpha: float = Field(1.0, ge=0.0)  # popularity exponent of exposure
+    relevance_boost: float = Field(2.0, ge=1.0)  # self-selection: relevant items x boost
+    density: float | None = Field(None, gt=0.0, lt=1.0)  # None: the dataset's train density
+    n_random: PositiveInt = 16  # random-exposure items per user
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,11 +78,17 @@ def fit_ground_truth(dataset: Dataset, config: SemiSyntheticConfig | None = None
     if rate is None:
         ref = test if isinstance(test, Interactions) and test.rating is not None else ratings
         rate = float((ref.rating >= config.positive_threshold).mean())
-    model = MF(method="naive", embedding_size=config.truth_embedding_size, epochs=config.truth_epochs,
-               reg=config.truth_reg, positive_threshold=config.positive_threshold)
+    model = MF(
+        method="naive",
+        embedding_size=config.truth_embedding_size,
+        epochs=config.truth_epochs,
+        reg=config.truth_reg,
+        positive_threshold=config.positive_threshold,
+    )
     model.fit(dataset.with_interactions(ratings), FitOptions(seed=seed, progress=False))
-    queries = QueryBatch(np.arange(dataset.n_users),
-                         Ragged(np.zeros(dataset.n_users + 1, np.int64), np.empty(0, np.int64)))
+    queries = QueryBatch(
+        np.arange(dataset.n_users), Ragged(np.zeros(dataset.n_users + 1, np.int64), np.empty(0, np.int64))
+    )
     logits = model.score(queries) / config.temperature
     lo, hi = -30.0, 30.0
     for _ in range(100):  # bisection on the offset: mean sigmoid(logits + c) = rate
@@ -94,8 +100,9 @@ def fit_ground_truth(dataset: Dataset, config: SemiSyntheticConfig | None = None
     return 1 / (1 + np.exp(-(logits + (lo + hi) / 2)))
 
 
-def draw_world(dataset: Dataset, truth: np.ndarray, config: SemiSyntheticConfig | None = None, *,
-               seed: int = 0) -> SemiSyntheticWorld:
+def draw_world(
+    dataset: Dataset, truth: np.ndarray, config: SemiSyntheticConfig | None = None, *, seed: int = 0
+) -> SemiSyntheticWorld:
     """Draw the relevance matrix, the biased training log and the random-exposure test set."""
     config = config or SemiSyntheticConfig()
     truth = np.asarray(truth, dtype=np.float64)
@@ -106,7 +113,7 @@ def draw_world(dataset: Dataset, truth: np.ndarray, config: SemiSyntheticConfig 
         raise ConfigError(f"draw_world: n_random={config.n_random} must be below the {n_items} items")
     rng = np.random.default_rng(seed)
     relevance = rng.random(truth.shape) < truth
-    pop = relevance.mean(0) + 1.0 / n_users                       # > 0 for every item
+    pop = relevance.mean(0) + 1.0 / n_users  # > 0 for every item
     raw = pop[None, :] ** config.exposure_alpha * np.where(relevance, config.relevance_boost, 1.0)
     density = config.density or dataset.n_interactions / (n_users * n_items)
     lo, hi = 0.0, 1.0 / raw.min()
@@ -121,24 +128,39 @@ def draw_world(dataset: Dataset, truth: np.ndarray, config: SemiSyntheticConfig 
     users, items = np.nonzero(observed)
     # the random-exposure test: n_random distinct items per user, uniformly (argpartition of keys)
     keys = rng.random(truth.shape)
-    picked = np.argpartition(keys, config.n_random - 1, axis=1)[:, :config.n_random]
+    picked = np.argpartition(keys, config.n_random - 1, axis=1)[:, : config.n_random]
     t_users = np.repeat(np.arange(n_users), config.n_random)
     t_items = picked.ravel()
     ids_u = np.arange(n_users).astype(str).astype(object)
     ids_i = np.arange(n_items).astype(str).astype(object)
 
     def frame(u, i):
-        return pd.DataFrame({"user_id": ids_u[u], "item_id": ids_i[i], "timestamp": np.zeros(len(u), np.int64),
-                             "rating": np.where(relevance[u, i], 5.0, 1.0)})
+        return pd.DataFrame(
+            {
+                "user_id": ids_u[u],
+                "item_id": ids_i[i],
+                "timestamp": np.zeros(len(u), np.int64),
+                "rating": np.where(relevance[u, i], 5.0, 1.0),
+            }
+        )
 
     ds = Dataset.from_frame(
-        frame(users, items), name=f"{dataset.name}-semisynthetic-{seed}",
-        items=pd.DataFrame({"item_id": ids_i}), users=pd.DataFrame({"user_id": ids_u}),
+        frame(users, items),
+        name=f"{dataset.name}-semisynthetic-{seed}",
+        items=pd.DataFrame({"item_id": ids_i}),
+        users=pd.DataFrame({"user_id": ids_u}),
         source=f"semi-synthetic from {dataset.name} (seed {seed})",
-        notes=[(f"semi-synthetic world, seed {seed}: relevance ~ Bernoulli(MF truth), exposure ~ "
+        notes=[
+            (
+                f"semi-synthetic world, seed {seed}: relevance ~ Bernoulli(MF truth), exposure ~ "
                 f"popularity^{config.exposure_alpha:g} x {config.relevance_boost:g}^relevant, "
-                f"{config.n_random} random test items per user; ratings 5 = relevant, 1 = not")],
-        extras={"random_exposure_test": frame(t_users, t_items), "propensities": IndexedArray(exposure, ("user", "item"))},
+                f"{config.n_random} random test items per user; ratings 5 = relevant, 1 = not"
+            )
+        ],
+        extras={
+            "random_exposure_test": frame(t_users, t_items),
+            "propensities": IndexedArray(exposure, ("user", "item")),
+        },
     )
     return SemiSyntheticWorld(ds, relevance, exposure, seed)
 

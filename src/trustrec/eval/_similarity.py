@@ -46,23 +46,22 @@ def rank_biased_overlap(a, b, p: float = 0.9) -> np.ndarray:
     if k == 0:
         return np.ones(n)
     la, lb = (a >= 0).sum(1), (b >= 0).sum(1)
-    rank_in_b = _ranks_in(b, a).astype(np.float64)                  # 1-based rank of a's items in b, 0 = absent
+    rank_in_b = _ranks_in(b, a).astype(np.float64)  # 1-based rank of a's items in b, 0 = absent
     pos_a = np.arange(1, k + 1, dtype=np.float64)[None, :]
     depth = np.where((rank_in_b > 0) & (a >= 0), np.maximum(pos_a, rank_in_b), np.inf)
     d = np.arange(1, k + 1, dtype=np.float64)
     x = (depth[:, :, None] <= d[None, None, :]).sum(1).astype(np.float64)  # X_d, (n, k)
     s, l = np.minimum(la, lb), np.maximum(la, lb)
     rows = np.arange(n)
-    pd_ = p ** d
+    pd_ = p**d
     in_l = d[None, :] <= l[:, None]
     term1 = np.where(in_l, x / d * pd_, 0.0).sum(1)
     x_s = np.where(s > 0, x[rows, np.maximum(s - 1, 0)], 0.0)
     x_l = np.where(l > 0, x[rows, np.maximum(l - 1, 0)], 0.0)
     s_safe = np.maximum(s, 1).astype(np.float64)
     tail = (d[None, :] > s[:, None]) & in_l
-    term2 = np.where(tail, x_s[:, None] * (d[None, :] - s[:, None]) / (s_safe[:, None] * d[None, :]) * pd_,
-                     0.0).sum(1)
+    term2 = np.where(tail, x_s[:, None] * (d[None, :] - s[:, None]) / (s_safe[:, None] * d[None, :]) * pd_, 0.0).sum(1)
     l_safe = np.maximum(l, 1).astype(np.float64)
-    rbo = (1 - p) / p * (term1 + term2) + ((x_l - x_s) / l_safe + x_s / s_safe) * p ** l_safe
+    rbo = (1 - p) / p * (term1 + term2) + ((x_l - x_s) / l_safe + x_s / s_safe) * p**l_safe
     rbo = np.where(s == 0, 0.0, rbo)
     return np.where(l == 0, 1.0, np.clip(rbo, 0.0, 1.0))

@@ -39,10 +39,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_N_BOOT", "DEFAULT_CI", "WILCOXON_ZERO_METHOD", "Estimate", "bootstrap_ci", "check_n_boot",
-           "percentile_ci", "bootstrap_rows", "stratified_bootstrap_rows", "wilcoxon_pvalue", "mannwhitney_pvalue",
-           "mean_estimate", "paired_estimate", "two_sample_estimate", "cluster_ratio_estimate",
-           "cluster_mean_estimate", "wilson_interval", "paired_test", "PairedTest"]
+__all__ = [
+    "MAX_N_BOOT",
+    "DEFAULT_CI",
+    "WILCOXON_ZERO_METHOD",
+    "Estimate",
+    "bootstrap_ci",
+    "check_n_boot",
+    "percentile_ci",
+    "bootstrap_rows",
+    "stratified_bootstrap_rows",
+    "wilcoxon_pvalue",
+    "mannwhitney_pvalue",
+    "mean_estimate",
+    "paired_estimate",
+    "two_sample_estimate",
+    "cluster_ratio_estimate",
+    "cluster_mean_estimate",
+    "wilson_interval",
+    "paired_test",
+    "PairedTest",
+]
 
 MAX_N_BOOT = 1_000_000
 """Most bootstrap resamples any estimate may ask for (a million: far beyond what a stable 95% CI
@@ -90,14 +107,16 @@ def check_n_boot(n_boot, owner: str = "bootstrap") -> int:
     from trustrec.errors import ConfigError
 
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or not 0 <= n_boot <= MAX_N_BOOT:
-        raise ConfigError(f"{owner}: n_boot must be a whole number from 0 to {MAX_N_BOOT:,} (resamples of "
-                          f"the users); got {n_boot!r}")
+        raise ConfigError(
+            f"{owner}: n_boot must be a whole number from 0 to {MAX_N_BOOT:,} (resamples of the users); got {n_boot!r}"
+        )
     return int(n_boot)
 
 
 # -- intervals ------------------------------------------------------------------------------------------
-def bootstrap_ci(values, *, n_boot: int = 1000, ci: float = DEFAULT_CI, seed: int = 0,
-                 chunk: int = 64) -> tuple[float, float]:
+def bootstrap_ci(
+    values, *, n_boot: int = 1000, ci: float = DEFAULT_CI, seed: int = 0, chunk: int = 64
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of ``values``, resampling users.
 
     Parameters
@@ -130,7 +149,7 @@ def bootstrap_ci(values, *, n_boot: int = 1000, ci: float = DEFAULT_CI, seed: in
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)
         idx = rng.integers(0, len(x), size=(size, len(x)))
-        means[start:start + size] = x[idx].mean(axis=1)
+        means[start : start + size] = x[idx].mean(axis=1)
     alpha = (1 - ci) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi)
@@ -162,8 +181,9 @@ def stratified_bootstrap_rows(labels, n_boot: int, seed: int) -> np.ndarray:
     labels = np.asarray(labels, bool)
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
-    return np.concatenate([pos[rng.integers(0, len(pos), (n_boot, len(pos)))],
-                           neg[rng.integers(0, len(neg), (n_boot, len(neg)))]], 1)
+    return np.concatenate(
+        [pos[rng.integers(0, len(pos), (n_boot, len(pos)))], neg[rng.integers(0, len(neg), (n_boot, len(neg)))]], 1
+    )
 
 
 def wilson_interval(successes, trials, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +232,7 @@ class PairedTest:
     n: int
     mean_a: float
     mean_b: float
-    diff: float              # mean(b - a)
+    diff: float  # mean(b - a)
     t_stat: float
     t_pvalue: float
     wilcoxon_stat: float
@@ -235,8 +255,16 @@ def paired_test(a, b) -> PairedTest:
     else:
         t = stats.ttest_rel(b, a)
         w = stats.wilcoxon(d, zero_method=WILCOXON_ZERO_METHOD)
-    return PairedTest(len(d), float(a.mean()) if len(a) else np.nan, float(b.mean()) if len(b) else np.nan,
-                      float(d.mean()) if len(d) else np.nan, float(t[0]), float(t[1]), float(w[0]), float(w[1]))
+    return PairedTest(
+        len(d),
+        float(a.mean()) if len(a) else np.nan,
+        float(b.mean()) if len(b) else np.nan,
+        float(d.mean()) if len(d) else np.nan,
+        float(t[0]),
+        float(t[1]),
+        float(w[0]),
+        float(w[1]),
+    )
 
 
 # -- estimates ------------------------------------------------------------------------------------------
@@ -256,8 +284,9 @@ def mean_estimate(values, *, n_boot: int, seed: int, description: str = "", ci: 
     return Estimate(float(x.mean()), lo, hi, len(x), description=description)
 
 
-def paired_estimate(a, b, *, n_boot: int, seed: int, description: str = "", test: bool = False,
-                    ci: float = DEFAULT_CI) -> Estimate:
+def paired_estimate(
+    a, b, *, n_boot: int, seed: int, description: str = "", test: bool = False, ci: float = DEFAULT_CI
+) -> Estimate:
     """Mean of the per-user difference ``a - b`` with a percentile bootstrap CI over users.
 
     Parameters
@@ -285,8 +314,9 @@ def paired_estimate(a, b, *, n_boot: int, seed: int, description: str = "", test
     return Estimate(float(d.mean()), lo, hi, len(d), p_value=p, description=description)
 
 
-def two_sample_estimate(a, b, *, n_boot: int, seed: int, description: str = "", test: bool = True,
-                        ci: float = DEFAULT_CI) -> Estimate:
+def two_sample_estimate(
+    a, b, *, n_boot: int, seed: int, description: str = "", test: bool = True, ci: float = DEFAULT_CI
+) -> Estimate:
     """``mean(a) - mean(b)`` for two independent groups of users (NaN left out): percentile
     bootstrap resampling each group on its own (``a`` first, from one seeded generator), and
     with ``test`` the Mann-Whitney U p-value (:func:`mannwhitney_pvalue`); ``n`` = both sizes."""
@@ -305,8 +335,9 @@ def two_sample_estimate(a, b, *, n_boot: int, seed: int, description: str = "", 
     return Estimate(float(a.mean() - b.mean()), lo, hi, int(len(a) + len(b)), p_value=p, description=description)
 
 
-def cluster_ratio_estimate(num, den, clusters, *, n_boot: int, seed: int, description: str = "",
-                           ci: float = DEFAULT_CI) -> Estimate:
+def cluster_ratio_estimate(
+    num, den, clusters, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI
+) -> Estimate:
     """``sum(num) / sum(den)`` over rows where both are defined (a mean when ``den`` is 1), with a
     percentile CI from resampling whole ``clusters`` (users holding several rows) with
     replacement; one cluster gives the value as both ends; ``n`` = the rows used."""
@@ -330,10 +361,18 @@ def cluster_ratio_estimate(num, den, clusters, *, n_boot: int, seed: int, descri
     return Estimate(value, lo, hi, int(ok.sum()), description=description)
 
 
-def cluster_mean_estimate(values, clusters, *, n_boot: int, seed: int, description: str = "",
-                          ci: float = DEFAULT_CI) -> Estimate:
+def cluster_mean_estimate(
+    values, clusters, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI
+) -> Estimate:
     """Mean of row ``values`` (NaN left out) with a CI resampling ``clusters``
     (:func:`cluster_ratio_estimate` with a denominator of 1)."""
     values = np.asarray(values, np.float64)
-    return cluster_ratio_estimate(values, np.where(np.isnan(values), np.nan, 1.0), clusters, n_boot=n_boot,
-                                  seed=seed, description=description, ci=ci)
+    return cluster_ratio_estimate(
+        values,
+        np.where(np.isnan(values), np.nan, 1.0),
+        clusters,
+        n_boot=n_boot,
+        seed=seed,
+        description=description,
+        ci=ci,
+    )

@@ -31,8 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TieBlocks", "tie_blocks", "expected_accuracy", "block_means", "expected_item_mean",
-           "expected_ild", "ExposureAccumulator", "TIE_RULES"]
+__all__ = [
+    "TieBlocks",
+    "tie_blocks",
+    "expected_accuracy",
+    "block_means",
+    "expected_item_mean",
+    "expected_ild",
+    "ExposureAccumulator",
+    "TIE_RULES",
+]
 
 TIE_RULES = {
     "index": "ties at equal scores go to the lower item index (deterministic)",
@@ -61,8 +69,9 @@ class TieBlocks:
         if not parts:
             z = np.zeros((0, k), np.int64)
             return TieBlocks(z.astype(bool), z, z, z, np.zeros(0, bool))
-        return TieBlocks(*(np.concatenate([getattr(p, f) for p in parts])
-                           for f in ("valid", "start", "size", "relevant", "cut")))
+        return TieBlocks(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("valid", "start", "size", "relevant", "cut"))
+        )
 
 
 def tie_blocks(items, scores, *, target_mask=None, full_scores=None) -> TieBlocks:
@@ -73,7 +82,7 @@ def tie_blocks(items, scores, *, target_mask=None, full_scores=None) -> TieBlock
     items = np.asarray(items)
     n, k = items.shape
     valid = items >= 0
-    v = np.where(valid, np.asarray(scores, np.float64), np.nan)          # padding never ties
+    v = np.where(valid, np.asarray(scores, np.float64), np.nan)  # padding never ties
     pos = np.arange(k)
     same_prev = np.zeros((n, k), bool)
     same_prev[:, 1:] = v[:, 1:] == v[:, :-1]
@@ -81,7 +90,7 @@ def tie_blocks(items, scores, *, target_mask=None, full_scores=None) -> TieBlock
     same_next = np.zeros((n, k), bool)
     same_next[:, :-1] = same_prev[:, 1:]
     rev_start = np.maximum.accumulate(np.where(same_next[:, ::-1], 0, pos), axis=1)
-    end = k - rev_start[:, ::-1]                                          # exclusive
+    end = k - rev_start[:, ::-1]  # exclusive
     if target_mask is not None:
         rows = np.arange(n)[:, None]
         hits = target_mask[rows, np.where(valid, items, 0)] & valid
@@ -111,7 +120,7 @@ def _slots(tb: TieBlocks, k: int):
     h = tb.relevant[:, :k].astype(np.float64)
     j = (np.arange(valid.shape[1]) - tb.start[:, :k]).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(valid, h / t, 0.0)                                     # P(slot holds a target)
+        p = np.where(valid, h / t, 0.0)  # P(slot holds a target)
         f = np.where(valid, np.clip((t - h - j) / np.maximum(t - j, 1), 0, 1), 1.0)  # P(no target | none before)
         q = np.where(valid & (t > 1), h * (h - 1) / np.maximum(t * (t - 1), 1), 0.0)  # P(two slots of a block)
     return p, f, q, j
@@ -125,7 +134,7 @@ def _safe_div(num, den):
 def expected_accuracy(name: str, tb: TieBlocks, n_relevant, k: int) -> np.ndarray:
     """Per user, the expected ``name@k`` (recall, precision, hr, ndcg, mrr, map, map_trec)."""
     n_rel = np.asarray(n_relevant, np.float64)
-    kk = min(k, tb.valid.shape[1])                  # a list narrower than k (tiny catalog) is all there is
+    kk = min(k, tb.valid.shape[1])  # a list narrower than k (tiny catalog) is all there is
     p, f, q, j = _slots(tb, kk)
     ranks = np.arange(1, kk + 1, dtype=np.float64)
     if name == "recall":
@@ -143,8 +152,8 @@ def expected_accuracy(name: str, tb: TieBlocks, n_relevant, k: int) -> np.ndarra
         return np.where(n_rel > 0, (none_before * (1 - f) / ranks).sum(1), np.nan)
     if name in ("map", "map_trec"):
         before = np.concatenate([np.zeros((len(p), 1)), np.cumsum(p, axis=1)], axis=1)
-        earlier = np.take_along_axis(before, tb.start[:, :kk], 1)          # targets expected in earlier blocks
-        pair = p + p * earlier + j * q                                      # E[hit_r * hits up to r]
+        earlier = np.take_along_axis(before, tb.start[:, :kk], 1)  # targets expected in earlier blocks
+        pair = p + p * earlier + j * q  # E[hit_r * hits up to r]
         num = (pair / ranks).sum(1)
         return _safe_div(num, np.minimum(n_rel, kk) if name == "map" else n_rel)
     raise ValueError(f"expected_accuracy: unknown metric {name!r}")
@@ -157,7 +166,7 @@ def block_means(tb: TieBlocks, items, values) -> np.ndarray:
     vals = np.asarray(values, np.float64)
     n, k = items.shape
     flat = vals.reshape(len(vals), -1)
-    per = np.where(tb.valid[..., None], flat[np.where(tb.valid, items, 0)], 0.0)    # (n, K, d)
+    per = np.where(tb.valid[..., None], flat[np.where(tb.valid, items, 0)], 0.0)  # (n, K, d)
     csum = np.concatenate([np.zeros((n, 1, flat.shape[1])), np.cumsum(per, axis=1)], axis=1)
     pos = np.arange(k)
     same_next = np.zeros((n, k), bool)
@@ -165,11 +174,11 @@ def block_means(tb: TieBlocks, items, values) -> np.ndarray:
     same_next &= tb.valid & np.concatenate([tb.valid[:, 1:], np.zeros((n, 1), bool)], axis=1)
     rev_start = np.maximum.accumulate(np.where(same_next[:, ::-1], 0, pos), axis=1)
     end = k - rev_start[:, ::-1]
-    in_list = (np.take_along_axis(csum, end[..., None], 1) - np.take_along_axis(csum, tb.start[..., None], 1))
+    in_list = np.take_along_axis(csum, end[..., None], 1) - np.take_along_axis(csum, tb.start[..., None], 1)
     out = in_list / np.maximum(end - tb.start, 1)[..., None]
     if tb.cut_mask is not None and tb.cut.any():
         rows = np.flatnonzero(tb.cut)
-        cut_sum = tb.cut_mask[rows].astype(np.float64) @ flat                          # (n_cut, d)
+        cut_sum = tb.cut_mask[rows].astype(np.float64) @ flat  # (n_cut, d)
         cut_mean = cut_sum / np.maximum(tb.cut_mask[rows].sum(1), 1)[:, None]
         in_cut = (tb.start[rows] == tb.start[rows, -1:]) & tb.valid[rows]
         out[rows] = np.where(in_cut[..., None], cut_mean[:, None, :], out[rows])
@@ -209,7 +218,7 @@ class ExposureAccumulator:
     def __init__(self, n_items: int, k: int):
         self.k = k
         self.exposure = np.zeros(n_items)
-        self.log_absent = np.zeros(n_items)        # sum over users of log P(item not in the list)
+        self.log_absent = np.zeros(n_items)  # sum over users of log P(item not in the list)
         self.certain = np.zeros(n_items, np.int64)  # users whose top k surely holds the item
 
     def add(self, tb: TieBlocks, items) -> None:
@@ -231,7 +240,7 @@ class ExposureAccumulator:
             r = np.repeat(np.arange(len(rows)), items.shape[1])
             listed = items[rows].ravel()
             keep = listed >= 0
-            beyond[r[keep], listed[keep]] = False                          # in-list items counted above
+            beyond[r[keep], listed[keep]] = False  # in-list items counted above
             live = m_cut > 0
             if live.any():
                 b = beyond[live].astype(np.float64)

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 SCHEMES = ("full", "traditional-random", "ure")
-UNBIASED_METRICS = ("recall", "precision")   # the threshold-based metrics both schemes support
+UNBIASED_METRICS = ("recall", "precision")  # the threshold-based metrics both schemes support
 
 
 def scheme_label(metric: str, scheme: str) -> str:
@@ -89,8 +89,10 @@ class RandomExposureSet:
     def __post_init__(self):
         relevant = np.asarray(self.relevant, dtype=bool)
         if relevant.shape != self.exposed.values.shape:
-            raise DataError(f"RandomExposureSet: relevant has shape {relevant.shape}, but there are "
-                            f"{len(self.exposed.values)} exposed items")
+            raise DataError(
+                f"RandomExposureSet: relevant has shape {relevant.shape}, but there are "
+                f"{len(self.exposed.values)} exposed items"
+            )
         if len(self.exposed) != len(self.queries):
             raise DataError(f"RandomExposureSet: {len(self.queries)} queries but {len(self.exposed)} exposed rows")
         relevant = relevant.copy()
@@ -103,9 +105,18 @@ class RandomExposureSet:
     def __getitem__(self, index) -> RandomExposureSet:
         rows = np.atleast_1d(np.arange(len(self))[index])
         starts, lengths = self.exposed.indptr[rows], self.exposed.lengths[rows]
-        flat = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-        return RandomExposureSet(self.queries[rows], self.exposed.take(rows), self.relevant[flat], self.part,
-                                 self.positive_threshold, self.exclude_seen, dict(self.counts))
+        flat = np.repeat(starts, lengths) + (
+            np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        )
+        return RandomExposureSet(
+            self.queries[rows],
+            self.exposed.take(rows),
+            self.relevant[flat],
+            self.part,
+            self.positive_threshold,
+            self.exclude_seen,
+            dict(self.counts),
+        )
 
     def n_positives(self) -> np.ndarray:
         """Exposed positives per user."""
@@ -124,8 +135,10 @@ def random_exposure_set(split: Split, part: str = "test", *, exclude_seen: bool 
     if part not in ("valid", "test"):
         raise ConfigError(f"part must be 'valid' or 'test', got {part!r}")
     if len(held) == 0:
-        raise DataError(f"split '{split.dataset.name}' ({split.method}) has an empty {part} part: "
-                        "no random-exposure data to evaluate on")
+        raise DataError(
+            f"split '{split.dataset.name}' ({split.method}) has an empty {part} part: "
+            "no random-exposure data to evaluate on"
+        )
     threshold = split.params.get("positive_threshold")
     if threshold is None and held.rating is not None:
         raise ConfigError(
@@ -157,8 +170,15 @@ def random_exposure_set(split: Split, part: str = "test", *, exclude_seen: bool 
     user, item, relevant = user[order], item[order], relevant[order]
     per_user = Ragged.from_groups(np.searchsorted(users, user), item, len(users))
     histories = history.by_user(n_users).take(users)
-    return RandomExposureSet(QueryBatch(users, histories), per_user, relevant, part,
-                             None if threshold is None else float(threshold), exclude_seen, counts)
+    return RandomExposureSet(
+        QueryBatch(users, histories),
+        per_user,
+        relevant,
+        part,
+        None if threshold is None else float(threshold),
+        exclude_seen,
+        counts,
+    )
 
 
 def topk_membership(scores, candidates, k: int) -> np.ndarray:
@@ -263,27 +283,34 @@ def evaluate_random_exposure(
 
     _check_scheme(scheme)
     if scheme == "full":
-        raise ConfigError("evaluate_random_exposure handles 'ure' and 'traditional-random'; the full scheme "
-                          "is trustrec.eval.evaluate_split")
+        raise ConfigError(
+            "evaluate_random_exposure handles 'ure' and 'traditional-random'; the full scheme "
+            "is trustrec.eval.evaluate_split"
+        )
     specs = _parse(metrics, scheme)
     model._check_fitted()
     n_items = model.n_items_
     too_big = [s.label for s in specs if s.k >= n_items]
     if too_big:
-        raise ConfigError(f"{too_big}: K must be smaller than the catalog ({n_items} items); at K >= "
-                          "the catalog size every item is in the top K and Recall is 1 by construction")
+        raise ConfigError(
+            f"{too_big}: K must be smaller than the catalog ({n_items} items); at K >= "
+            "the catalog size every item is in the top K and Recall is 1 by construction"
+        )
     rset = data if isinstance(data, RandomExposureSet) else random_exposure_set(data, part, exclude_seen=exclude_seen)
     if scheme == "traditional-random" and rset.relevant.all() and rset.positive_threshold is None:
-        raise DataError("the traditional scheme ranks the exposed items, positives and negatives, but this "
-                        "random-exposure set has no ratings (every exposed item is a positive)")
+        raise DataError(
+            "the traditional scheme ranks the exposed items, positives and negatives, but this "
+            "random-exposure set has no ratings (every exposed item is a positive)"
+        )
     ks = sorted({s.k for s in specs})
     # about eight dense (users x items) arrays live per batch: a smaller budget than the evaluator's
     batch_size = batch_size or auto_batch_size(n_items, budget=4_000_000)
     found = {k: [] for k in ks}
     extra_cols = {"n_candidates": [], "n_exposed": [], "n_exposed_positives": []}
-    for start in tqdm(range(0, len(rset), batch_size), desc=f"{scheme} {model.name}", disable=not progress,
-                      leave=False):
-        batch = rset[start:start + batch_size]
+    for start in tqdm(
+        range(0, len(rset), batch_size), desc=f"{scheme} {model.name}", disable=not progress, leave=False
+    ):
+        batch = rset[start : start + batch_size]
         scores, cand = score_candidates(model, batch.queries, exclude_seen=rset.exclude_seen)
         exposed = np.zeros_like(cand)
         exposed[batch.exposed.row_ids(), batch.exposed.values] = True
@@ -315,8 +342,15 @@ def evaluate_random_exposure(
     for i, col in enumerate(labels):
         v = per_user[col].to_numpy()
         lo, hi = bootstrap_ci(v, n_boot=n_boot, ci=ci, seed=seed + i)
-        rows.append({"metric": col, "mean": float(np.nanmean(v)) if np.isfinite(v).any() else np.nan,
-                     "ci_low": lo, "ci_high": hi, "n_users": int(np.isfinite(v).sum())})
+        rows.append(
+            {
+                "metric": col,
+                "mean": float(np.nanmean(v)) if np.isfinite(v).any() else np.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n_users": int(np.isfinite(v).sum()),
+            }
+        )
     summary = pd.DataFrame(rows, columns=["metric", "mean", "ci_low", "ci_high", "n_users"]).set_index("metric")
     counts = {
         "n_users_evaluated": len(per_user),
@@ -326,17 +360,30 @@ def evaluate_random_exposure(
     if scheme == "traditional-random":
         counts["n_users_k_ge_exposed"] = int((n_exp <= max(ks)).sum())
     settings = {
-        "scheme": scheme, "part": rset.part, "exclude_seen": rset.exclude_seen,
-        "positive_threshold": rset.positive_threshold, "k": ks, "metrics": labels,
+        "scheme": scheme,
+        "part": rset.part,
+        "exclude_seen": rset.exclude_seen,
+        "positive_threshold": rset.positive_threshold,
+        "k": ks,
+        "metrics": labels,
         "ties": "expected value over a random order of the items tied at the top-K threshold",
         "recall_users": "users with at least one exposed positive (the others are counted, not scored)",
-        "n_boot": n_boot, "ci": ci, "seed": seed,
+        "n_boot": n_boot,
+        "ci": ci,
+        "seed": seed,
     }
     return EvalResult(per_user, summary, {}, counts, settings)
 
 
-def evaluate_schemes(model, split: Split, schemes: Sequence[str] = SCHEMES, *,
-                     metrics: Sequence[str] = ("recall@10",), part: str = "test", **kwargs) -> dict[str, Any]:
+def evaluate_schemes(
+    model,
+    split: Split,
+    schemes: Sequence[str] = SCHEMES,
+    *,
+    metrics: Sequence[str] = ("recall@10",),
+    part: str = "test",
+    **kwargs,
+) -> dict[str, Any]:
     """``{scheme: EvalResult}`` for each of ``schemes`` on the same split; the full scheme gets every
     metric, the random-exposure schemes the threshold-based ones among ``metrics``."""
     from trustrec.eval._evaluator import evaluate_split
@@ -347,12 +394,13 @@ def evaluate_schemes(model, split: Split, schemes: Sequence[str] = SCHEMES, *,
         _check_scheme(scheme)
         if scheme == "full":
             full_kw = {k: v for k, v in kwargs.items() if k != "exclude_seen"}
-            out[scheme] = evaluate_split(model, split, part, metrics=list(metrics),
-                                         exclude_seen=kwargs.get("exclude_seen", True), **full_kw)
+            out[scheme] = evaluate_split(
+                model, split, part, metrics=list(metrics), exclude_seen=kwargs.get("exclude_seen", True), **full_kw
+            )
         else:
             if not unbiased:
-                raise ConfigError(f"scheme {scheme!r} needs recall@K or precision@K among the metrics, got "
-                                  f"{list(metrics)}")
-            out[scheme] = evaluate_random_exposure(model, split, scheme=scheme, metrics=unbiased, part=part,
-                                                   **kwargs)
+                raise ConfigError(
+                    f"scheme {scheme!r} needs recall@K or precision@K among the metrics, got {list(metrics)}"
+                )
+            out[scheme] = evaluate_random_exposure(model, split, scheme=scheme, metrics=unbiased, part=part, **kwargs)
     return out

@@ -12,5 +12,14 @@ from trustrec.mitigate.defences.privacy import (
     sensitive_mask,
 )
 
-__all__ = ["keep_probability", "randomised_response", "randomise_interactions", "noise_training", "drop_items",
-           "generalise_item_text", "minimise_history", "revealing_items", "sensitive_mask"]
+__all__ = [
+    "keep_probability",
+    "randomised_response",
+    "randomise_interactions",
+    "noise_training",
+    "drop_items",
+    "generalise_item_text",
+    "minimise_history",
+    "revealing_items",
+    "sensitive_mask",
+]

@@ -51,9 +51,21 @@ from trustrec.eval import group_distribution, miscalibration, normalised_members
 from trustrec.mitigate._wrap import WrapperRecommender, train_dataset
 from trustrec.models import ModelSpec, Recommender, TopK, register_model
 
-__all__ = ["RerankerConfig", "Reranker", "CalibratedRerankerConfig", "CalibratedReranker",
-           "ExposureRerankerConfig", "ExposureReranker", "calibrated_rerank", "xquad_rerank",
-           "minmax_relevance", "TradeoffPoint", "tradeoff_points", "summarise_tradeoff", "tradeoff_curve"]
+__all__ = [
+    "RerankerConfig",
+    "Reranker",
+    "CalibratedRerankerConfig",
+    "CalibratedReranker",
+    "ExposureRerankerConfig",
+    "ExposureReranker",
+    "calibrated_rerank",
+    "xquad_rerank",
+    "minmax_relevance",
+    "TradeoffPoint",
+    "tradeoff_points",
+    "summarise_tradeoff",
+    "tradeoff_curve",
+]
 
 # Cells of one (users, candidates, groups) block; larger batches are re-ranked in user chunks.
 _BLOCK_CELLS = 20_000_000
@@ -99,7 +111,7 @@ class _CalibrationObjective:
 
     def __init__(self, rel, cand_groups, profile, strength, alpha):
         self.rel, self.cand, self.p, self.strength, self.alpha = rel, cand_groups, profile, strength, alpha
-        self.mass = np.zeros_like(profile)               # genre mass of the list so far (n, G)
+        self.mass = np.zeros_like(profile)  # genre mass of the list so far (n, G)
         self.has_profile = profile.sum(1) > 0
 
     def __call__(self) -> np.ndarray:
@@ -121,15 +133,16 @@ class _XQuADObjective:
 
     def __init__(self, rel, cand_groups, weights, strength, variant):
         self.rel, self.cand, self.w, self.strength, self.variant = rel, cand_groups, weights, strength, variant
-        self.in_list = np.zeros_like(weights)            # items of S in each group (n, G)
-        self.size = np.zeros(len(weights))               # |S|
+        self.in_list = np.zeros_like(weights)  # items of S in each group (n, G)
+        self.size = np.zeros(len(weights))  # |S|
 
     def __call__(self) -> np.ndarray:
         if self.variant == "binary":
             uncovered = (self.in_list == 0).astype(np.float64)
         else:
-            share = np.divide(self.in_list, self.size[:, None], out=np.zeros_like(self.in_list),
-                              where=self.size[:, None] > 0)
+            share = np.divide(
+                self.in_list, self.size[:, None], out=np.zeros_like(self.in_list), where=self.size[:, None] > 0
+            )
             uncovered = 1.0 - share
         bonus = np.einsum("nmg,ng->nm", self.cand, self.w * uncovered)
         return (1 - self.strength) * self.rel + self.strength * bonus
@@ -149,7 +162,7 @@ def _greedy_run(objective, valid, n_pick):
         if m == 0:
             break
         gain = np.where(available, objective(), -np.inf)
-        best = gain.argmax(1)                            # ties: the lowest position = base order
+        best = gain.argmax(1)  # ties: the lowest position = base order
         ok = available[rows, best]
         if not ok.any():
             break
@@ -174,8 +187,9 @@ def _chunks(n: int, m: int, g: int):
     return [slice(s, min(n, s + step)) for s in range(0, n, step)] or [slice(0, 0)]
 
 
-def calibrated_rerank(histories: Ragged, items, scores, membership, k: int, *, strength: float,
-                      alpha: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+def calibrated_rerank(
+    histories: Ragged, items, scores, membership, k: int, *, strength: float, alpha: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
     """Steck's calibrated greedy re-ranking of candidate lists (module docstring).
 
     ``histories``: the users' histories (a ``Ragged``, rows aligned with ``items``); ``items`` /
@@ -205,8 +219,17 @@ def calibrated_rerank(histories: Ragged, items, scores, membership, k: int, *, s
     return out_items, out_scores
 
 
-def xquad_rerank(histories: Ragged, items, scores, membership, k: int, *, strength: float,
-                 user_weights: str = "history", variant: str = "binary") -> tuple[np.ndarray, np.ndarray]:
+def xquad_rerank(
+    histories: Ragged,
+    items,
+    scores,
+    membership,
+    k: int,
+    *,
+    strength: float,
+    user_weights: str = "history",
+    variant: str = "binary",
+) -> tuple[np.ndarray, np.ndarray]:
     """Popularity-aware (or provider-aware) xQuAD re-ranking of candidate lists (module
     docstring). Arguments as :func:`calibrated_rerank`; ``membership`` is the 0/1 item-group
     matrix ({head, tail} or providers)."""
@@ -250,18 +273,23 @@ def _genre_membership(dataset: Dataset, column: str | None, owner: str) -> tuple
     if column is None:
         column = guess_item_group_column(items)
         if column is None:
-            raise DataError(f"{owner}: dataset '{dataset.name}' has no item group column (looked for "
-                            f"{', '.join(ITEM_GROUP_COLUMNS)}; item columns: {list(items.columns)}); "
-                            "set item_group_column")
+            raise DataError(
+                f"{owner}: dataset '{dataset.name}' has no item group column (looked for "
+                f"{', '.join(ITEM_GROUP_COLUMNS)}; item columns: {list(items.columns)}); "
+                "set item_group_column"
+            )
     elif column not in items.columns:
-        raise DataError(f"{owner}: item group column {column!r} not found in dataset '{dataset.name}'; "
-                        f"item columns: {list(items.columns)}")
+        raise DataError(
+            f"{owner}: item group column {column!r} not found in dataset '{dataset.name}'; "
+            f"item columns: {list(items.columns)}"
+        )
     membership, names, _ = item_group_matrix(items, column)
     return membership, names, column
 
 
-def _exposure_membership(dataset: Dataset, groups: str, head_share: float,
-                        owner: str) -> tuple[sp.csr_matrix, list[str], str]:
+def _exposure_membership(
+    dataset: Dataset, groups: str, head_share: float, owner: str
+) -> tuple[sp.csr_matrix, list[str], str]:
     """``groups="popularity"``: {head, tail} by the dataset's interaction counts (tail = outside
     the top ``head_share`` of items, ties by index); otherwise the values of item column
     ``groups``."""
@@ -271,8 +299,9 @@ def _exposure_membership(dataset: Dataset, groups: str, head_share: float,
         return _genre_membership(dataset, groups, owner)
     popularity = np.bincount(dataset.interactions.item, minlength=dataset.n_items)
     tail = long_tail_mask(popularity, head_share)
-    membership = sp.csr_matrix((np.ones(dataset.n_items), (np.arange(dataset.n_items), tail.astype(np.int64))),
-                               shape=(dataset.n_items, 2))
+    membership = sp.csr_matrix(
+        (np.ones(dataset.n_items), (np.arange(dataset.n_items), tail.astype(np.int64))), shape=(dataset.n_items, 2)
+    )
     return membership, ["head", "tail"], "popularity"
 
 
@@ -286,8 +315,9 @@ def _assemble(histories: Ragged, retrieved: TopK, k: int, n_candidates: int, str
     if strength == 0.0:
         return retrieved.truncate(width)
     n_head = min(n_candidates, retrieved.k)
-    head_items, head_scores = select(histories, retrieved.items[:, :n_head], retrieved.scores[:, :n_head],
-                                     min(width, n_head), strength)
+    head_items, head_scores = select(
+        histories, retrieved.items[:, :n_head], retrieved.scores[:, :n_head], min(width, n_head), strength
+    )
     tail = retrieved.items[:, n_head:width]
     filled = head_items >= 0
     last = np.where(filled.any(1), np.where(filled, head_scores, np.inf).min(1, initial=np.inf), 0.0)
@@ -338,8 +368,10 @@ class Reranker(WrapperRecommender):
     def membership(self) -> sp.csr_matrix:
         """The fitted (n_items, n_groups) 0/1 item-group matrix."""
         self._check_fitted()
-        return sp.csr_matrix((np.ones(len(self.group_indices_)), self.group_indices_, self.group_indptr_),
-                             shape=(self.n_items_, len(self.group_names_)))
+        return sp.csr_matrix(
+            (np.ones(len(self.group_indices_)), self.group_indices_, self.group_indptr_),
+            shape=(self.n_items_, len(self.group_names_)),
+        )
 
     # -- recommending ----------------------------------------------------------------------------
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
@@ -354,13 +386,15 @@ class Reranker(WrapperRecommender):
         lists, with ``strength`` (default: the config's). The first ``n_candidates`` columns are
         re-ranked; later ones keep the base order below them. Computing ``retrieved`` once and
         calling this per strength sweeps λ without re-scoring the base."""
-        strength = _check_strength(self.config.strength if strength is None else strength,
-                                   f"{type(self).__name__}.rerank")
+        strength = _check_strength(
+            self.config.strength if strength is None else strength, f"{type(self).__name__}.rerank"
+        )
         queries = self._prepare(queries)
         return _assemble(queries.histories, retrieved, k, self.config.n_candidates, strength, self._select)
 
-    def _select(self, histories: Ragged, items: np.ndarray, scores: np.ndarray, k: int,
-                strength: float) -> tuple[np.ndarray, np.ndarray]:
+    def _select(
+        self, histories: Ragged, items: np.ndarray, scores: np.ndarray, k: int, strength: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
 
@@ -383,8 +417,9 @@ class CalibratedReranker(Reranker):
         return _genre_membership(train, self.config.item_group_column, type(self).__name__)
 
     def _select(self, histories, items, scores, k, strength):
-        return calibrated_rerank(histories, items, scores, self.membership(), k, strength=strength,
-                                 alpha=self.config.alpha)
+        return calibrated_rerank(
+            histories, items, scores, self.membership(), k, strength=strength, alpha=self.config.alpha
+        )
 
 
 class ExposureRerankerConfig(RerankerConfig):
@@ -413,8 +448,16 @@ class ExposureReranker(Reranker):
 
     def _select(self, histories, items, scores, k, strength):
         c = self.config
-        return xquad_rerank(histories, items, scores, self.membership(), k, strength=strength,
-                            user_weights=c.user_weights, variant=c.variant)
+        return xquad_rerank(
+            histories,
+            items,
+            scores,
+            self.membership(),
+            k,
+            strength=strength,
+            user_weights=c.user_weights,
+            variant=c.variant,
+        )
 
 
 # -- accuracy vs fairness ---------------------------------------------------------------------------
@@ -445,13 +488,21 @@ def _unique_target_counts(targets: Ragged) -> np.ndarray:
 def _base_candidates(model: Recommender, queries: QueryBatch, width: int, batch_size: int | None) -> TopK:
     """The base's top-``width`` lists, batched over users so one score matrix stays bounded."""
     batch_size = batch_size or int(max(1, min(4096, _BLOCK_CELLS // max(model.n_items_, 1))))
-    parts = [model.recommend(queries[s:s + batch_size], width) for s in range(0, len(queries), batch_size)]
+    parts = [model.recommend(queries[s : s + batch_size], width) for s in range(0, len(queries), batch_size)]
     return TopK.concat(parts) if parts else TopK(np.empty((0, width)), np.empty((0, width)))
 
 
-def tradeoff_points(model: Recommender, eval_set, strengths: Sequence[float], *, method: str = "calibrated",
-                    train: Dataset | Split, k: int = 10, batch_size: int | None = None,
-                    **params) -> list[TradeoffPoint]:
+def tradeoff_points(
+    model: Recommender,
+    eval_set,
+    strengths: Sequence[float],
+    *,
+    method: str = "calibrated",
+    train: Dataset | Split,
+    k: int = 10,
+    batch_size: int | None = None,
+    **params,
+) -> list[TradeoffPoint]:
     """Per-user accuracy and fairness of ``method``'s re-ranking of the fitted ``model`` on
     ``eval_set`` at each strength. The base ranks each user's top ``n_candidates`` once; every
     strength re-ranks those. ``train``: the data ``model`` was fitted on (a Split: its training
@@ -478,15 +529,18 @@ def tradeoff_points(model: Recommender, eval_set, strengths: Sequence[float], *,
         raise ConfigError("tradeoff_curve: give at least one strength")
     for name in ("strength", "base"):
         if name in params:
-            raise ConfigError(f"tradeoff_curve: {name!r} is not a parameter here (the strengths are swept and "
-                              "the base is the fitted model given)")
+            raise ConfigError(
+                f"tradeoff_curve: {name!r} is not a parameter here (the strengths are swept and "
+                "the base is the fitted model given)"
+            )
     config = validate_config(_METHODS[method].config_class, params, f"tradeoff_curve({method})")
     model._check_fitted()
     train_ds = train_dataset(train)
     n_items = model.n_items_
     if train_ds.n_items != n_items:
-        raise ConfigError(f"tradeoff_curve: the model knows {n_items} items but the dataset "
-                          f"'{train_ds.name}' has {train_ds.n_items}")
+        raise ConfigError(
+            f"tradeoff_curve: the model knows {n_items} items but the dataset '{train_ds.name}' has {train_ds.n_items}"
+        )
     if method == "calibrated":
         membership, _, source = _genre_membership(train_ds, config.item_group_column, "tradeoff_curve")
 
@@ -496,8 +550,16 @@ def tradeoff_points(model: Recommender, eval_set, strengths: Sequence[float], *,
         membership, _, source = _exposure_membership(train_ds, config.groups, config.head_share, "tradeoff_curve")
 
         def select(histories, items, scores, n, strength):
-            return xquad_rerank(histories, items, scores, membership, n, strength=strength,
-                                user_weights=config.user_weights, variant=config.variant)
+            return xquad_rerank(
+                histories,
+                items,
+                scores,
+                membership,
+                n,
+                strength=strength,
+                user_weights=config.user_weights,
+                variant=config.variant,
+            )
 
     queries, _ = eval_set.queries.restrict(model.n_users_, n_items)
     retrieved = _base_candidates(model, queries, max(k, config.n_candidates), batch_size)
@@ -508,8 +570,9 @@ def tradeoff_points(model: Recommender, eval_set, strengths: Sequence[float], *,
     for strength in strengths:
         top = _assemble(queries.histories, retrieved, k, config.n_candidates, strength, select).items
         hits = hits_matrix(top, eval_set.targets, n_items)
-        frame = pd.DataFrame({"user": queries.users, f"ndcg@{k}": ndcg(hits, n_rel),
-                              f"recall@{k}": recall(hits, n_rel)})
+        frame = pd.DataFrame(
+            {"user": queries.users, f"ndcg@{k}": ndcg(hits, n_rel), f"recall@{k}": recall(hits, n_rel)}
+        )
         if method == "calibrated":
             frame["miscalibration"] = miscalibration(profile, group_distribution(top, membership), config.alpha)
         else:
@@ -519,8 +582,9 @@ def tradeoff_points(model: Recommender, eval_set, strengths: Sequence[float], *,
     return points
 
 
-def summarise_tradeoff(points: Sequence[TradeoffPoint], *, n_boot: int = 1000, ci: float = 0.95,
-                       seed: int = 0) -> pd.DataFrame:
+def summarise_tradeoff(
+    points: Sequence[TradeoffPoint], *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """One row per strength: each per-user value's mean with a bootstrap CI over users
     (``<name>``, ``<name>_ci_low``, ``<name>_ci_high``; NaN values, e.g. the miscalibration of a
     user with no genre in the history, are left out), then the aggregates and ``n_users``.
@@ -543,14 +607,26 @@ def summarise_tradeoff(points: Sequence[TradeoffPoint], *, n_boot: int = 1000, c
     return pd.DataFrame(rows)
 
 
-def tradeoff_curve(model: Recommender, eval_set, strengths: Sequence[float], *, method: str = "calibrated",
-                   train: Dataset | Split, k: int = 10, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
-                   batch_size: int | None = None, **params) -> pd.DataFrame:
+def tradeoff_curve(
+    model: Recommender,
+    eval_set,
+    strengths: Sequence[float],
+    *,
+    method: str = "calibrated",
+    train: Dataset | Split,
+    k: int = 10,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    batch_size: int | None = None,
+    **params,
+) -> pd.DataFrame:
     """Accuracy vs fairness of re-ranking the fitted ``model`` at each strength λ: one row per
     strength with NDCG@k and Recall@k (mean + bootstrap CI over users), the fairness figure the
     method targets (``miscalibration``: mean Steck KL, for ``"calibrated"``; ``aplt``: share of
     long-tail items, for ``"exposure"``; both with CIs), ``coverage``, ``exposure_gini`` (Gini of
     item exposure) and ``n_users``. See :func:`tradeoff_points` for the arguments."""
-    points = tradeoff_points(model, eval_set, strengths, method=method, train=train, k=k,
-                             batch_size=batch_size, **params)
+    points = tradeoff_points(
+        model, eval_set, strengths, method=method, train=train, k=k, batch_size=batch_size, **params
+    )
     return summarise_tradeoff(points, n_boot=n_boot, ci=ci, seed=seed)

@@ -33,8 +33,7 @@ def remove_users(data: Dataset | Split, users) -> Dataset | Split:
     part; valid and test stay, they are never trained on). Users and items keep their indices."""
     users = np.asarray(users, np.int64)
     if isinstance(data, Split):
-        return data.without_users(users, parts=("train",),
-                                  note=f"training interactions of {len(users)} users removed")
+        return data.without_users(users, parts=("train",), note=f"training interactions of {len(users)} users removed")
     if isinstance(data, Dataset):
         return data.with_interactions(data.interactions.select(~np.isin(data.interactions.user, users)))
     raise DataError(f"remove_users: expected a Dataset or a Split, got {type(data).__name__}")
@@ -48,9 +47,20 @@ def _training(data: Dataset | Split):
     raise DataError(f"forget: expected the Dataset or Split the model was fitted on, got {type(data).__name__}")
 
 
-def forget(model, data: Dataset | Split, user_ids, *, method: Literal["exact", "gradient_ascent"] = "exact",
-           by: Literal["id", "index"] = "id", seed: int = 0, steps: int = 10, learning_rate: float | None = None,
-           retain_weight: float = 1.0, batch_size: int = 32, max_forget_loss: float | None = None):
+def forget(
+    model,
+    data: Dataset | Split,
+    user_ids,
+    *,
+    method: Literal["exact", "gradient_ascent"] = "exact",
+    by: Literal["id", "index"] = "id",
+    seed: int = 0,
+    steps: int = 10,
+    learning_rate: float | None = None,
+    retain_weight: float = 1.0,
+    batch_size: int = 32,
+    max_forget_loss: float | None = None,
+):
     """A copy of ``model`` (fitted on ``data``) that has forgotten the users ``user_ids`` (raw
     ids, or indices with ``by="index"``; unknown users raise, naming them). See the module
     docstring for the methods; ``seed`` is the seed of the exact retrain (use the fit's seed to
@@ -71,19 +81,35 @@ def forget(model, data: Dataset | Split, user_ids, *, method: Literal["exact", "
         return fresh
     model._check_fitted()
     if not (has_capability(model, "unlearnable") and supports_approximate_unlearning(model)):
-        raise ConfigError(f"forget: {type(model).__name__} has no approximate unlearning (gradient_ascent needs a torch "
-                          "model with a per-sequence training loss: sasrec, bpr_mf); use method='exact'")
+        raise ConfigError(
+            f"forget: {type(model).__name__} has no approximate unlearning (gradient_ascent needs a torch "
+            "model with a per-sequence training loss: sasrec, bpr_mf); use method='exact'"
+        )
     if model.n_users_ != dataset.n_users or model.n_items_ != dataset.n_items:
-        raise DataError(f"forget: the model was fitted on {model.n_users_} users x {model.n_items_} items but the "
-                        f"data has {dataset.n_users} x {dataset.n_items}; pass the data it was fitted on")
+        raise DataError(
+            f"forget: the model was fitted on {model.n_users_} users x {model.n_items_} items but the "
+            f"data has {dataset.n_users} x {dataset.n_items}; pass the data it was fitted on"
+        )
     seqs = train.by_user(dataset.n_users)
     counts = seqs.lengths
     retained = np.flatnonzero((counts > 0) & ~np.isin(np.arange(dataset.n_users), users))
-    clone = approximate_unlearn(model, seqs.take(users), seqs.take(retained), forget_users=users,
-                                retain_users=retained, steps=steps, learning_rate=learning_rate,
-                                retain_weight=retain_weight, batch_size=batch_size, max_forget_loss=max_forget_loss,
-                                seed=seed)
-    clone.unlearning_ = {**clone.unlearning_, "n_users": len(users),
-                         "n_users_without_data": int((counts[users] == 0).sum()),
-                         "seconds": time.perf_counter() - started}
+    clone = approximate_unlearn(
+        model,
+        seqs.take(users),
+        seqs.take(retained),
+        forget_users=users,
+        retain_users=retained,
+        steps=steps,
+        learning_rate=learning_rate,
+        retain_weight=retain_weight,
+        batch_size=batch_size,
+        max_forget_loss=max_forget_loss,
+        seed=seed,
+    )
+    clone.unlearning_ = {
+        **clone.unlearning_,
+        "n_users": len(users),
+        "n_users_without_data": int((counts[users] == 0).sum()),
+        "seconds": time.perf_counter() - started,
+    }
     return clone

@@ -27,7 +27,7 @@ class WrapperRecommender(ComposedRecommender):
 
     stages = ("base",)
     capabilities = frozenset({"uses_history", "candidates"})
-    devices = ("cpu", "cuda", "mps")   # the base model checks the device it is fitted on
+    devices = ("cpu", "cuda", "mps")  # the base model checks the device it is fitted on
 
     def _setup(self, train: Dataset) -> None:
         raise NotImplementedError

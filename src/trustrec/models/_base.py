@@ -137,7 +137,8 @@ class Recommender(Configurable):
             raise DataError(
                 f"{type(self).__name__}: this model has no id vocabulary (a checkpoint saved before trustrec "
                 "recorded the training data's item and user ids), so it cannot answer raw ids; map them with "
-                "the training Dataset (Dataset.item_index / user_index) and call recommend, or refit and save again")
+                "the training Dataset (Dataset.item_index / user_index) and call recommend, or refit and save again"
+            )
         who = f"{type(self).__name__}.queries_from_raw"
         rows = _id_rows(histories, "histories", who)
         n = len(rows)
@@ -145,8 +146,9 @@ class Recommender(Configurable):
             user_idx = np.full(n, -1, np.int64)
         else:
             if isinstance(users, (str, bytes)) or len(users) != n:
-                raise DataError(f"{who}: users must hold one user id (or None) per query ({n} queries), got "
-                                f"{users!r:.80}")
+                raise DataError(
+                    f"{who}: users must hold one user id (or None) per query ({n} queries), got {users!r:.80}"
+                )
             given = [u is not None for u in users]
             user_idx = np.full(n, -1, np.int64)
             user_idx[given] = _lookup_ids([u for u in users if u is not None], self.user_ids_, "user", who)
@@ -159,8 +161,9 @@ class Recommender(Configurable):
             cands = _ragged_ids(cand_rows, self.item_ids_, who)
         return QueryBatch(user_idx, hist, candidates=cands)
 
-    def recommend_raw(self, histories, k: int = 10, *, users=None, candidates=None,
-                      exclude_seen: bool = True) -> RawTopK:
+    def recommend_raw(
+        self, histories, k: int = 10, *, users=None, candidates=None, exclude_seen: bool = True
+    ) -> RawTopK:
         """:meth:`recommend` in raw ids: queries as in :meth:`queries_from_raw`, the answer as
         :class:`RawTopK` (raw item ids and scores, rows aligned with the queries)."""
         queries = self.queries_from_raw(histories, users=users, candidates=candidates)
@@ -201,9 +204,18 @@ class Recommender(Configurable):
                 atomic_write_text(tmp / "fitted.json", json.dumps(values, indent=1))
             # Written last, with the state files' checksums: a state edited afterwards is refused.
             files = {p.name: file_digest(p) for p in sorted(tmp.iterdir())}
-            atomic_write_text(tmp / "config.json", json.dumps(
-                {"model": self.name, "config": self.dump_config(), "trustrec_version": __version__,
-                 "files_sha256": files}, indent=1))
+            atomic_write_text(
+                tmp / "config.json",
+                json.dumps(
+                    {
+                        "model": self.name,
+                        "config": self.dump_config(),
+                        "trustrec_version": __version__,
+                        "files_sha256": files,
+                    },
+                    indent=1,
+                ),
+            )
         return path
 
     @classmethod
@@ -240,9 +252,10 @@ class Recommender(Configurable):
                 model._check_restored()
             except (DataError, ConfigError) as exc:
                 raise DataError(f"{path}: the saved state does not fit the model: {exc}") from None
-            except Exception as exc:   # a tampered state file must never surface as a traceback
-                raise DataError(f"{path}: the saved state does not fit the model "
-                                f"({type(exc).__name__}: {exc})") from None
+            except Exception as exc:  # a tampered state file must never surface as a traceback
+                raise DataError(
+                    f"{path}: the saved state does not fit the model ({type(exc).__name__}: {exc})"
+                ) from None
         return model
 
     def _check_restored(self) -> None:
@@ -253,13 +266,19 @@ class Recommender(Configurable):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise DataError(f"fitted value {key} must be a positive integer, got {value!r}")
         for key, size in (("item_ids_", self.n_items_), ("user_ids_", self.n_users_)):
-            ids = getattr(self, key, None)   # absent in checkpoints saved before vocabularies
-            if ids is not None and not (isinstance(ids, list) and len(ids) == size
-                                        and all(isinstance(i, str) for i in ids) and len(set(ids)) == size):
-                raise DataError(f"fitted value {key} must list {size} distinct id strings (one per index), got "
-                                f"{type(ids).__name__} of length {len(ids) if hasattr(ids, '__len__') else '?'}")
+            ids = getattr(self, key, None)  # absent in checkpoints saved before vocabularies
+            if ids is not None and not (
+                isinstance(ids, list)
+                and len(ids) == size
+                and all(isinstance(i, str) for i in ids)
+                and len(set(ids)) == size
+            ):
+                raise DataError(
+                    f"fitted value {key} must list {size} distinct id strings (one per index), got "
+                    f"{type(ids).__name__} of length {len(ids) if hasattr(ids, '__len__') else '?'}"
+                )
         if "score" not in self.capabilities or "text" in self.capabilities:
-            return   # text models read item text and an LLM/encoder: checked when first used
+            return  # text models read item text and an LLM/encoder: checked when first used
         probe = QueryBatch.from_histories([[0]], users=[0])
         scores = np.asarray(self.score(probe))
         if scores.shape != (1, self.n_items_):
@@ -285,8 +304,10 @@ def _check_file_digests(path: Path, meta: dict) -> None:
         if not (path / name).is_file():
             raise DataError(f"{path / name}: not a regular file")
         if file_digest(path / name) != digest:
-            raise DataError(f"{path / name}: changed since the model was saved (sha256 differs from "
-                            "the one recorded in config.json)")
+            raise DataError(
+                f"{path / name}: changed since the model was saved (sha256 differs from "
+                "the one recorded in config.json)"
+            )
 
 
 def _read_json_object(path: Path, missing: str) -> dict:
@@ -304,9 +325,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: missing or not a regular file")
     try:
         arrays = load_file(str(path))
-    except Exception as exc:   # safetensors raises its own error types for every kind of damage
-        raise DataError(f"{path}: not a readable safetensors file ({type(exc).__name__}: "
-                        f"{str(exc)[:200]})") from None
+    except Exception as exc:  # safetensors raises its own error types for every kind of damage
+        raise DataError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {str(exc)[:200]})") from None
     return arrays
 
 
@@ -321,8 +341,10 @@ def _id_rows(rows, what: str, who: str) -> list[list]:
     rows = list(rows)
     bad = [i for i, r in enumerate(rows) if isinstance(r, (str, bytes)) or not hasattr(r, "__iter__")]
     if bad:
-        raise DataError(f"{who}: {what} must be a list with one list of item ids per query; entry {bad[0]} is "
-                        f"{rows[bad[0]]!r:.80} (for one query pass [[id, id, ...]])")
+        raise DataError(
+            f"{who}: {what} must be a list with one list of item ids per query; entry {bad[0]} is "
+            f"{rows[bad[0]]!r:.80} (for one query pass [[id, id, ...]])"
+        )
     return [list(r) for r in rows]
 
 
@@ -333,9 +355,11 @@ def _lookup_ids(raw: list, vocabulary: list[str], kind: str, who: str) -> np.nda
     idx = pd.Index(vocabulary).get_indexer(raw) if raw else np.empty(0, np.int64)
     if (idx < 0).any():
         unknown = list(dict.fromkeys(r for r, i in zip(raw, idx) if i < 0))
-        raise DataError(f"{who}: {len(unknown)} {kind} ids are unknown to the model (not in its training data): "
-                        f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}; known {kind} ids look like "
-                        f"{vocabulary[:3]}")
+        raise DataError(
+            f"{who}: {len(unknown)} {kind} ids are unknown to the model (not in its training data): "
+            f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}; known {kind} ids look like "
+            f"{vocabulary[:3]}"
+        )
     return np.asarray(idx, np.int64)
 
 
@@ -358,8 +382,7 @@ def is_saved_model(path: str | Path) -> bool:
         meta = json.loads((path / "config.json").read_text(encoding="utf-8")) if "config.json" in names else None
     except (OSError, ValueError):
         return False
-    return (isinstance(meta, dict) and {"model", "trustrec_version"} <= meta.keys()
-            and names <= _SAVED_FILES)
+    return isinstance(meta, dict) and {"model", "trustrec_version"} <= meta.keys() and names <= _SAVED_FILES
 
 
 def exclusion_mask(queries: QueryBatch, n_items: int, exclude_seen: bool) -> np.ndarray | None:

@@ -43,8 +43,10 @@ def _train_dataset(data: Dataset | Split) -> Dataset:
 
 def _spec_of(model: Recommender) -> ModelSpec:
     """The :class:`ModelSpec` that builds another (unfitted) ``model``: its registered name and config."""
-    return ModelSpec(name=getattr(model, "name", "") or type(model).__name__,
-                     params=model.dump_config() if hasattr(model, "dump_config") else {})
+    return ModelSpec(
+        name=getattr(model, "name", "") or type(model).__name__,
+        params=model.dump_config() if hasattr(model, "dump_config") else {},
+    )
 
 
 class ComposedRecommender(Recommender):
@@ -101,8 +103,10 @@ class ComposedRecommender(Recommender):
             if not isinstance(model, Recommender) or not model.is_fitted():
                 raise ConfigError(f"{cls.__name__}.from_fitted: the {stage} {type(model).__name__} is not fitted")
             if model.n_items_ != train.n_items:
-                raise ConfigError(f"{cls.__name__}.from_fitted: the {stage} knows {model.n_items_} items but the "
-                                  f"dataset '{train.name}' has {train.n_items}")
+                raise ConfigError(
+                    f"{cls.__name__}.from_fitted: the {stage} knows {model.n_items_} items but the "
+                    f"dataset '{train.name}' has {train.n_items}"
+                )
         composed = cls(**{**params, **{s: _spec_of(m) for s, m in fitted.items()}})
         first = fitted[cls.stages[0]]
         composed.n_users_, composed.n_items_ = first.n_users_, first.n_items_
@@ -132,8 +136,10 @@ class ComposedRecommender(Recommender):
             if "__" in key:
                 stage, rest = key.split("__", 1)
                 if stage not in self.stages:
-                    raise ConfigError(f"{type(self).__name__}.set_params: {key!r}: {stage!r} is not a stage "
-                                      f"(stages: {list(self.stages)}; parameters: {list(super().get_params())})")
+                    raise ConfigError(
+                        f"{type(self).__name__}.set_params: {key!r}: {stage!r} is not a stage "
+                        f"(stages: {list(self.stages)}; parameters: {list(super().get_params())})"
+                    )
                 nested.setdefault(stage, {})[rest] = value
         merged = {**super().get_params(), **own}
         for stage, changes in nested.items():
@@ -183,8 +189,9 @@ class ComposedRecommender(Recommender):
             if f"{stage}_" not in values:
                 raise DataError(f"the saved state has no fitted {stage} (no '{stage}_' in fitted.json)")
             model = getattr(self.config, stage).build()
-            model._restore({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)},
-                           values[f"{stage}_"])
+            model._restore(
+                {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, values[f"{stage}_"]
+            )
             setattr(self, f"{stage}_", model)
 
 
@@ -207,11 +214,15 @@ def _changed_spec(spec: ModelSpec, changes: dict[str, Any], who: str) -> ModelSp
 def _check_stage(who: str, stage: str, model: Recommender, train: Dataset) -> Recommender:
     """A held fitted stage fits the training data: same items, in the same order when both know ids."""
     if model.n_items_ != train.n_items:
-        raise ConfigError(f"{who}: the fitted {stage} knows {model.n_items_} items but the training data "
-                          f"'{train.name}' has {train.n_items}")
+        raise ConfigError(
+            f"{who}: the fitted {stage} knows {model.n_items_} items but the training data "
+            f"'{train.name}' has {train.n_items}"
+        )
     if model.has_vocabulary() and list(model.item_ids_) != [str(i) for i in train.item_ids]:
-        raise ConfigError(f"{who}: the fitted {stage} was trained on other items than '{train.name}' (its item "
-                          "ids differ); fit it on this data")
+        raise ConfigError(
+            f"{who}: the fitted {stage} was trained on other items than '{train.name}' (its item "
+            "ids differ); fit it on this data"
+        )
     return model
 
 

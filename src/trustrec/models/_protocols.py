@@ -32,10 +32,23 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CAPABILITIES", "ScoresCatalog", "ReadsCandidates", "ReadsOrderedCandidates", "ScoresListedCandidates",
-           "ReadsItemText", "BuildsPrompts", "UsesLLMBackend", "ScoresAnswers", "SequenceLikelihood",
-           "Unlearnable", "UserEmbeddings",
-           "has_capability", "capability_gap", "declared_capabilities"]
+__all__ = [
+    "CAPABILITIES",
+    "ScoresCatalog",
+    "ReadsCandidates",
+    "ReadsOrderedCandidates",
+    "ScoresListedCandidates",
+    "ReadsItemText",
+    "BuildsPrompts",
+    "UsesLLMBackend",
+    "ScoresAnswers",
+    "SequenceLikelihood",
+    "Unlearnable",
+    "UserEmbeddings",
+    "has_capability",
+    "capability_gap",
+    "declared_capabilities",
+]
 
 
 @runtime_checkable
@@ -196,8 +209,7 @@ def _protocol_attrs(protocol: type) -> set[str]:
     for base in protocol.__mro__[:-1]:
         if base.__name__ in ("Protocol", "Generic"):
             continue
-        attrs |= {n for n in list(vars(base)) + list(getattr(base, "__annotations__", {}))
-                  if not n.startswith("_")}
+        attrs |= {n for n in list(vars(base)) + list(getattr(base, "__annotations__", {})) if not n.startswith("_")}
     return attrs
 
 
@@ -213,8 +225,7 @@ def capability_gap(model, capability: str) -> str | None:
     if protocol is not None:
         missing = _protocol_missing(model, protocol)
         if missing:
-            return (f"{name} declares {capability!r} but lacks {', '.join(missing)} "
-                    f"({protocol.__name__})")
+            return f"{name} declares {capability!r} but lacks {', '.join(missing)} ({protocol.__name__})"
     return None
 
 

@@ -29,8 +29,14 @@ def _check_model(name: str, obj: Any) -> str | None:
 
 
 MODELS: NamedRegistry[type] = NamedRegistry(
-    "model", None, ConfigError, "", group="trustrec.models", packages=("trustrec.models", "trustrec.mitigate"),
-    check=_check_model)
+    "model",
+    None,
+    ConfigError,
+    "",
+    group="trustrec.models",
+    packages=("trustrec.models", "trustrec.mitigate"),
+    check=_check_model,
+)
 
 
 def register_model(cls):

@@ -55,8 +55,10 @@ class TopK:
         parts = list(parts)
         k = max((p.k for p in parts), default=0)
         pad = lambda a, fill: np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=fill)
-        return cls(np.concatenate([pad(p.items, -1) for p in parts]) if parts else np.empty((0, 0)),
-                   np.concatenate([pad(p.scores, -np.inf) for p in parts]) if parts else np.empty((0, 0)))
+        return cls(
+            np.concatenate([pad(p.items, -1) for p in parts]) if parts else np.empty((0, 0)),
+            np.concatenate([pad(p.scores, -np.inf) for p in parts]) if parts else np.empty((0, 0)),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +79,7 @@ class RawTopK:
     @classmethod
     def from_topk(cls, top: TopK, item_ids) -> "RawTopK":
         """``top`` with each item index replaced by ``item_ids[index]``."""
-        vocab = np.asarray(list(item_ids) + [None], dtype=object)    # index -1 (padding) -> None
+        vocab = np.asarray(list(item_ids) + [None], dtype=object)  # index -1 (padding) -> None
         return cls(readonly(vocab[top.items], object), top.scores)
 
 
@@ -93,7 +95,7 @@ def topk_from_scores(scores, k: int, exclude=None) -> TopK:
     s = torch.as_tensor(scores)
     if not torch.is_floating_point(s):
         s = s.to(torch.float64)
-    s = torch.nan_to_num(s, nan=-torch.inf)                         # a copy: the input is untouched
+    s = torch.nan_to_num(s, nan=-torch.inf)  # a copy: the input is untouched
     n, m = s.shape
     if exclude is not None:
         s.masked_fill_(torch.as_tensor(exclude, dtype=torch.bool), -torch.inf)
@@ -125,9 +127,9 @@ def _exact_with_ties(s, k: int):
     need = k - above.sum(dim=1, keepdim=True)
     take = (above | (tied & (torch.cumsum(tied, dim=1) <= need))) & (s > -torch.inf)
     counts = take.sum(dim=1)
-    rows, cols = torch.nonzero(take, as_tuple=True)                # row-major: ascending item index
+    rows, cols = torch.nonzero(take, as_tuple=True)  # row-major: ascending item index
     vals = s[rows, cols].to(torch.float64)
-    order = torch.argsort(-vals, stable=True)                      # score desc, index asc within ties
+    order = torch.argsort(-vals, stable=True)  # score desc, index asc within ties
     order = order[torch.argsort(rows[order], stable=True)]
     rows, cols, vals = rows[order], cols[order], vals[order]
     pos = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]

@@ -35,7 +35,7 @@ class TorchRecommender(Recommender):
         rng = options.rng()
         device = resolve_device(options.device)
         self._prepare_training(train, rng)
-        self.net_ = self._build_net(train).to(device)   # trains and serves there; saved from the CPU
+        self.net_ = self._build_net(train).to(device)  # trains and serves there; saved from the CPU
         self.history_ = self._run_epochs(options, rng)
         self.net_.eval()
         self._release_training()
@@ -69,14 +69,19 @@ class TorchRecommender(Recommender):
             self.net_.eval()
             return options.validator(self)
 
-        stopper = early_stopping_from(options, score, snapshot=lambda: copy.deepcopy(self.net_.state_dict()),
-                                      restore=self.net_.load_state_dict)
+        stopper = early_stopping_from(
+            options, score, snapshot=lambda: copy.deepcopy(self.net_.state_dict()), restore=self.net_.load_state_dict
+        )
         bar = progress_from(options, f"fit {self.name}")
         loop = EpochLoop(train_epoch, self.config.epochs, [stopper, bar, *self._callbacks(options)]).run()
         best = stopper.best_epoch if stopper is not None else 0
-        return {"loss": loop.losses, "valid": [[e, s] for e, s in stopper.scores] if stopper is not None else [],
-                "best_epoch": best or loop.epochs_run, "epochs_run": loop.epochs_run,
-                "epoch_seconds": loop.epoch_seconds}
+        return {
+            "loss": loop.losses,
+            "valid": [[e, s] for e, s in stopper.scores] if stopper is not None else [],
+            "best_epoch": best or loop.epochs_run,
+            "epochs_run": loop.epochs_run,
+            "epoch_seconds": loop.epoch_seconds,
+        }
 
     def _callbacks(self, options: FitOptions) -> list:
         """Hook: extra :class:`~trustrec.models.training.Callback` objects for the epoch loop."""
@@ -109,7 +114,7 @@ class TorchRecommender(Recommender):
             if not key.startswith("net_/"):
                 setattr(self, key, value)
         self.net_ = self._build_net_from_state(values)
-        state = {k[len("net_/"):]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("net_/")}
+        state = {k[len("net_/") :]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("net_/")}
         self.net_.load_state_dict(state)
         self.net_.eval()
 
@@ -123,8 +128,10 @@ class TorchRecommender(Recommender):
         chronological sequence ``histories[i]`` of user ``users[i]``, differentiable through
         ``net_``; NaN for a row that gives no training example. Models without it cannot
         unlearn approximately."""
-        raise NotImplementedError(f"{type(self).__name__} has no per-sequence training loss, so it cannot "
-                                  "unlearn approximately; retrain without the users instead")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no per-sequence training loss, so it cannot "
+            "unlearn approximately; retrain without the users instead"
+        )
 
     def can_unlearn(self) -> bool:
         """Whether :meth:`unlearn` (approximate unlearning) is available for this model."""

@@ -36,8 +36,9 @@ def _check_executor(name: str, obj: Any) -> str | None:
 #: Executors by name (kind ``executors`` of :mod:`trustrec.registry`): classes built with no
 #: arguments by :func:`resolve_executor`. The built-ins are decorated with ``@EXECUTORS.register``;
 #: third-party ones come from the entry-point group ``trustrec.executors``.
-EXECUTORS: NamedRegistry[type] = NamedRegistry("executor", None, ConfigError, "", group="trustrec.executors",
-                                               check=_check_executor)
+EXECUTORS: NamedRegistry[type] = NamedRegistry(
+    "executor", None, ConfigError, "", group="trustrec.executors", check=_check_executor
+)
 
 
 @EXECUTORS.register
@@ -58,8 +59,10 @@ def _import_ray():
     try:
         import ray
     except ImportError as exc:
-        raise ConfigError("the Ray executor needs the 'ray' extra (ray is not installed): "
-                          f"pip install 'trustrec[ray]' ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(
+            "the Ray executor needs the 'ray' extra (ray is not installed): "
+            f"pip install 'trustrec[ray]' ({type(exc).__name__}: {exc})"
+        ) from None
     return ray
 
 
@@ -88,8 +91,9 @@ class RayExecutor:
 
     name: ClassVar[str] = "ray"
 
-    def __init__(self, *, num_cpus: int | None = None, num_cpus_per_task: float = 1,
-                 init_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self, *, num_cpus: int | None = None, num_cpus_per_task: float = 1, init_kwargs: dict[str, Any] | None = None
+    ):
         if num_cpus is not None and num_cpus < 1:
             raise ConfigError(f"RayExecutor: num_cpus must be >= 1, got {num_cpus}")
         if not num_cpus_per_task > 0:
@@ -102,8 +106,7 @@ class RayExecutor:
     def _ensure_started(self):
         ray = self._ray
         if not ray.is_initialized():
-            kwargs = {"num_cpus": self.num_cpus, "include_dashboard": False, "log_to_driver": True,
-                      **self.init_kwargs}
+            kwargs = {"num_cpus": self.num_cpus, "include_dashboard": False, "log_to_driver": True, **self.init_kwargs}
             ray.init(**kwargs)
             self._started = True
         return ray
@@ -138,6 +141,7 @@ def resolve_executor(executor: Executor | str | None) -> Executor:
             raise ConfigError(f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
         return EXECUTORS.get(executor)()
     if not isinstance(executor, Executor):
-        raise ConfigError(f"executor must be 'serial', 'ray' or an object with name and map(fn, items), "
-                          f"got {type(executor).__name__}")
+        raise ConfigError(
+            f"executor must be 'serial', 'ray' or an object with name and map(fn, items), got {type(executor).__name__}"
+        )
     return executor

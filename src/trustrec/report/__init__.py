@@ -49,8 +49,7 @@ def build_report(run_dir: str | Path, *, evidence_rows: int = EVIDENCE_ROWS) -> 
     return data, render_html(contents, data)
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, *,
-                 evidence_rows: int = EVIDENCE_ROWS) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, evidence_rows: int = EVIDENCE_ROWS) -> Path:
     """Write the report of ``run_dir`` and return the HTML file's path.
 
     ``out`` is the HTML file (default ``RUN_DIR/report.html``); ``report.json`` goes beside it

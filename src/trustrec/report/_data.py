@@ -56,8 +56,9 @@ def collect_run(run_dir: str | Path) -> RunContents:
     if not path.is_dir():
         raise DataError(f"{path}: no such run directory; pass the folder `trustrec run` wrote")
     if not (path / "metrics.json").is_file():
-        raise DataError(f"{path}: not a finished trustrec run (no metrics.json); finish `trustrec run` "
-                        "on its config first")
+        raise DataError(
+            f"{path}: not a finished trustrec run (no metrics.json); finish `trustrec run` on its config first"
+        )
     notes = []
     metrics = _read_json(path / "metrics.json")
     environment = _read_json(path / "environment.json") if (path / "environment.json").is_file() else None
@@ -86,22 +87,24 @@ def collect_run(run_dir: str | Path) -> RunContents:
 
 def _load_entry(audits_dir: Path, entry: Any, i: int) -> AuditEntry:
     if not isinstance(entry, dict):
-        return AuditEntry(f"audit #{i + 1}", "unknown", "error", "", "",
-                          error=f"index entry is not an object: {entry!r:.100}")
+        return AuditEntry(
+            f"audit #{i + 1}", "unknown", "error", "", "", error=f"index entry is not an object: {entry!r:.100}"
+        )
     name = str(entry.get("name") or entry.get("dir") or f"audit #{i + 1}")
     dimension = str(entry.get("dimension") or "unknown")
     summary, rel = str(entry.get("summary") or ""), str(entry.get("dir") or "")
     folder = (audits_dir / rel).resolve()
     if not rel or not folder.is_relative_to(audits_dir.resolve()):
-        return AuditEntry(name, dimension, "error", summary, rel,
-                          error=f"index entry's dir {rel!r} is not a folder inside audits/")
+        return AuditEntry(
+            name, dimension, "error", summary, rel, error=f"index entry's dir {rel!r} is not a folder inside audits/"
+        )
     try:
         result = AuditResult.load(folder)
     except Exception as exc:  # one unreadable audit must not hide the others
-        return AuditEntry(name, dimension, "error", summary, rel,
-                          error=f"could not load audits/{rel}: {type(exc).__name__}: {exc}")
-    return AuditEntry(result.audit, result.dimension, result.verdict.status, result.summary or summary, rel,
-                      result)
+        return AuditEntry(
+            name, dimension, "error", summary, rel, error=f"could not load audits/{rel}: {type(exc).__name__}: {exc}"
+        )
+    return AuditEntry(result.audit, result.dimension, result.verdict.status, result.summary or summary, rel, result)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -133,22 +136,40 @@ def report_data(contents: RunContents, *, evidence_rows: int = 20) -> dict[str, 
     m, index = contents.metrics, contents.index
     audited = index is not None
     created = (index or {}).get("created")
-    date = created or datetime.fromtimestamp((contents.path / "metrics.json").stat().st_mtime,
-                                             timezone.utc).isoformat(timespec="seconds")
+    date = created or datetime.fromtimestamp((contents.path / "metrics.json").stat().st_mtime, timezone.utc).isoformat(
+        timespec="seconds"
+    )
     scorecard = []
     for dim in dimensions_of(contents):
         entries = [e for e in contents.audits if e.dimension == dim]
-        scorecard.append({"dimension": dim, "n_audits": len(entries),
-                          "worst_status": worst_status(e.status for e in entries) if entries else "not_audited",
-                          "audits": [{"name": e.name, "status": e.status} for e in entries]})
+        scorecard.append(
+            {
+                "dimension": dim,
+                "n_audits": len(entries),
+                "worst_status": worst_status(e.status for e in entries) if entries else "not_audited",
+                "audits": [{"name": e.name, "status": e.status} for e in entries],
+            }
+        )
     audits = []
     for e in contents.audits:
         if e.result is not None:
             audits.append({**e.result.to_dict(evidence_rows=evidence_rows), "dir": e.dir, "load_error": None})
         else:
-            audits.append({"audit": e.name, "dimension": e.dimension, "summary": e.summary,
-                           "verdict": {"status": e.status, "reasons": [e.error]}, "estimates": {}, "settings": {},
-                           "warnings": [], "plots": [], "evidence": {}, "dir": e.dir, "load_error": e.error})
+            audits.append(
+                {
+                    "audit": e.name,
+                    "dimension": e.dimension,
+                    "summary": e.summary,
+                    "verdict": {"status": e.status, "reasons": [e.error]},
+                    "estimates": {},
+                    "settings": {},
+                    "warnings": [],
+                    "plots": [],
+                    "evidence": {},
+                    "dir": e.dir,
+                    "load_error": e.error,
+                }
+            )
     notes = [f"warning: {w}" for w in (m.get("warnings") or []) if isinstance(w, str)] + list(contents.notes)
     if not audited:
         notes.insert(0, "not audited yet: this run has no audits/ folder, so only accuracy is reported")
@@ -162,15 +183,21 @@ def report_data(contents: RunContents, *, evidence_rows: int = 20) -> dict[str, 
         "date": date,
         "audited": audited,
         "notes": notes,
-        "accuracy": {"metrics": m.get("metrics") or {}, "aggregates": m.get("aggregates") or {},
-                     "counts": m.get("counts") or {}},
+        "accuracy": {
+            "metrics": m.get("metrics") or {},
+            "aggregates": m.get("aggregates") or {},
+            "counts": m.get("counts") or {},
+        },
         "evaluation_bias": evaluation_bias(m),
         "scorecard": scorecard,
         "audits": audits,
         "trail": (index or {}).get("trail") or {},
         "environment": contents.environment,
-        "settings": {"config": contents.config, "evaluation": m.get("settings") or {},
-                     "timings_s": m.get("timings_s") or {}},
+        "settings": {
+            "config": contents.config,
+            "evaluation": m.get("settings") or {},
+            "timings_s": m.get("timings_s") or {},
+        },
     }
     return finite_json(data)
 
@@ -198,7 +225,8 @@ def evaluation_bias(metrics: dict[str, Any]) -> dict[str, Any] | None:
             "exposed items, which does not estimate the Recall@K the model would have if every item "
             "were shown; 'ure' (unbiased recall evaluation) ranks the whole catalog and counts the "
             "exposed positives above the user's top-K score threshold, which does; 'full' is the "
-            "ordinary full-ranking evaluation with unexposed items counted as irrelevant."),
+            "ordinary full-ranking evaluation with unexposed items counted as irrelevant."
+        ),
     }
 
 

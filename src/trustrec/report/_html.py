@@ -23,7 +23,7 @@ from trustrec.report._plots import RenderedPlot, render_plot
 __all__ = ["render_html"]
 
 _CELL_CHARS = 200  # evidence cells longer than this are cut
-BIDI_CONTROLS = ("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 _BIDI_TABLE = {ord(c): f"[U+{ord(c):04X}]" for c in BIDI_CONTROLS}
 
 
@@ -38,10 +38,10 @@ def render_html(contents: RunContents, data: dict[str, Any]) -> str:
     import jinja2
     from markupsafe import Markup
 
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
-    env.filters.update(num=_num, ci=_ci, pval=_pval, count=_count, cell=_cell, label=_label,
-                       bdi=lambda v: Markup("<bdi>%s</bdi>") % v)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(
+        num=_num, ci=_ci, pval=_pval, count=_count, cell=_cell, label=_label, bdi=lambda v: Markup("<bdi>%s</bdi>") % v
+    )
     anchors = _anchors([a["audit"] for a in data["audits"]])
     audits = []
     for entry, audit, anchor in zip(contents.audits, data["audits"], anchors):
@@ -50,18 +50,32 @@ def render_html(contents: RunContents, data: dict[str, Any]) -> str:
             for p in entry.result.plots:
                 r = render_plot(p, entry.result.evidence.get(p.table))
                 plots.append(RenderedPlot(r.title, r.kind, Markup(r.svg) if r.svg else None, r.notes))
-        audits.append({**audit, "anchor": anchor, "rendered_plots": plots,
-                       "settings_json": json.dumps(audit["settings"], indent=1, sort_keys=True, default=str)})
-    scorecard = [{**row, "linked": [a for a in audits if a["dimension"] == row["dimension"]]}
-                 for row in data["scorecard"]]
+        audits.append(
+            {
+                **audit,
+                "anchor": anchor,
+                "rendered_plots": plots,
+                "settings_json": json.dumps(audit["settings"], indent=1, sort_keys=True, default=str),
+            }
+        )
+    scorecard = [
+        {**row, "linked": [a for a in audits if a["dimension"] == row["dimension"]]} for row in data["scorecard"]
+    ]
     dims = [row for row in scorecard if row["n_audits"]]
     config = data["settings"]["config"]
     page = env.from_string(_TEMPLATE).render(
-        d=data, audits=audits, dims=dims, scorecard=scorecard, status_counts=_status_counts(audits),
-        trail=_flatten(data["trail"]), environment=_flatten(data["environment"] or {}),
-        evaluation=_flatten(data["settings"]["evaluation"]), timings=_flatten(data["settings"]["timings_s"]),
+        d=data,
+        audits=audits,
+        dims=dims,
+        scorecard=scorecard,
+        status_counts=_status_counts(audits),
+        trail=_flatten(data["trail"]),
+        environment=_flatten(data["environment"] or {}),
+        evaluation=_flatten(data["settings"]["evaluation"]),
+        timings=_flatten(data["settings"]["timings_s"]),
         config=None if config is None else _yaml(config),
-        css=Markup(_CSS))
+        css=Markup(_CSS),
+    )
     return neutralize_bidi(page)  # the template has none: every control here came from data
 
 

@@ -16,10 +16,10 @@ import pandas as pd
 
 __all__ = ["RenderedPlot", "render_plot"]
 
-MAX_BARS = 40          # categories drawn in a bar chart (the rest are counted in a note)
-MAX_POINTS = 2000      # points drawn per line / scatter / Lorenz curve (evenly thinned beyond)
-MAX_SERIES = 12        # lines or bar colours per plot
-_LABEL_CHARS = 28      # tick labels longer than this are cut with an ellipsis
+MAX_BARS = 40  # categories drawn in a bar chart (the rest are counted in a note)
+MAX_POINTS = 2000  # points drawn per line / scatter / Lorenz curve (evenly thinned beyond)
+MAX_SERIES = 12  # lines or bar colours per plot
+_LABEL_CHARS = 28  # tick labels longer than this are cut with an ellipsis
 _fig_ids = itertools.count(1)
 
 
@@ -61,8 +61,11 @@ def _render(plot, table, title: str, kind: str) -> RenderedPlot:
         series = None
     ci = (plot.ci_low, plot.ci_high)
     if any(c is not None and c not in table.columns for c in ci):
-        notes.append("CI columns " + ", ".join(repr(c) for c in ci if c is not None and c not in table.columns)
-                     + " are missing; drawn without error bars")
+        notes.append(
+            "CI columns "
+            + ", ".join(repr(c) for c in ci if c is not None and c not in table.columns)
+            + " are missing; drawn without error bars"
+        )
         ci = (None, None)
     if ci[0] is None or ci[1] is None:
         ci = (None, None)
@@ -166,7 +169,7 @@ def _lines(ax, frame: pd.DataFrame, style: dict) -> list[str]:
             ax.scatter(xs, ys, s=14, alpha=0.75, label=label)
         else:
             marker = "o" if len(part) <= 60 else None
-            line, = ax.plot(xs, ys, marker=marker, markersize=4, linewidth=1.5, label=label)
+            (line,) = ax.plot(xs, ys, marker=marker, markersize=4, linewidth=1.5, label=label)
             if "lo" in part:
                 lo, hi = part["lo"].to_numpy(float), part["hi"].to_numpy(float)
                 ok = np.isfinite(lo) & np.isfinite(hi)
@@ -235,8 +238,14 @@ def _short(text: str, n: int) -> str:
 # matplotlib settings for every figure: text as paths (no fonts needed in the browser, no text markup
 # in the SVG), no mathtext (item titles may contain "$"), a fixed hash salt (stable ids). Figures are
 # made with matplotlib.figure.Figure, not pyplot: no global figure state, no backend switch.
-_RC = {"svg.fonttype": "path", "text.parse_math": False, "svg.hashsalt": "trustrec",
-       "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+_RC = {
+    "svg.fonttype": "path",
+    "text.parse_math": False,
+    "svg.hashsalt": "trustrec",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 
 _PROLOG = re.compile(r"^.*?(?=<svg\b)", re.S)
 _COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
@@ -253,5 +262,5 @@ def _inline_svg(svg: str, prefix: str) -> str:
     svg = re.sub(r'\s+xmlns:(?:dc|cc|rdf)="[^"]*"', "", svg)
     svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
     svg = _REF.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
-    svg = re.sub(r'<svg\b([^>]*?)\swidth="[^"]*"\s+height="[^"]*"', r'<svg\1', svg, count=1)
+    svg = re.sub(r'<svg\b([^>]*?)\swidth="[^"]*"\s+height="[^"]*"', r"<svg\1", svg, count=1)
     return svg.replace("<svg ", '<svg class="plot" role="img" ', 1).strip()

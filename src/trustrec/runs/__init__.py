@@ -5,6 +5,19 @@ from trustrec.runs._compare import compare_runs, load_run, schemes_side_by_side,
 from trustrec.runs._config import RunConfig, load_run_config
 from trustrec.runs._run import RunResult, environment_info, prepare_data, run_experiment
 
-__all__ = ["RunConfig", "load_run_config", "run_experiment", "RunResult", "environment_info", "prepare_data",
-           "compare_runs", "load_run", "schemes_side_by_side", "split_scheme",
-           "run_audits", "audit_model", "audit_plan", "load_audit_results"]
+__all__ = [
+    "RunConfig",
+    "load_run_config",
+    "run_experiment",
+    "RunResult",
+    "environment_info",
+    "prepare_data",
+    "compare_runs",
+    "load_run",
+    "schemes_side_by_side",
+    "split_scheme",
+    "run_audits",
+    "audit_model",
+    "audit_plan",
+    "load_audit_results",
+]

@@ -23,13 +23,17 @@ def _load_finished_run(run_dir: Path):
 
     for needed in ("config.yaml", "metrics.json", "checkpoint"):
         if not (run_dir / needed).exists():
-            raise DataError(f"{run_dir}: not a finished trustrec run (missing {needed}); "
-                            "create one with `trustrec run CONFIG`")
+            raise DataError(
+                f"{run_dir}: not a finished trustrec run (missing {needed}); create one with `trustrec run CONFIG`"
+            )
     return load_run_config(run_dir / "config.yaml")
 
 
-def audit_plan(dimensions: Iterable[str] | None = None, names: Iterable[str] | None = None,
-               params: Mapping[str, Mapping[str, Any]] | None = None) -> list:
+def audit_plan(
+    dimensions: Iterable[str] | None = None,
+    names: Iterable[str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list:
     """The audits to run, configured: every registered audit in ``dimensions`` (all when None),
     or exactly ``names``; ``params`` maps an audit name to its config overrides."""
     from trustrec.audit import DIMENSIONS, audit_class, available_audits
@@ -45,13 +49,16 @@ def audit_plan(dimensions: Iterable[str] | None = None, names: Iterable[str] | N
         classes = [c for c in available_audits().values() if c.dimension in dims]
     unknown = set(params) - {c.name for c in classes}
     if unknown:
-        raise ConfigError(f"audit parameters given for {sorted(unknown)}, which are not in this plan "
-                          f"({', '.join(c.name for c in classes)})")
+        raise ConfigError(
+            f"audit parameters given for {sorted(unknown)}, which are not in this plan "
+            f"({', '.join(c.name for c in classes)})"
+        )
     return [c(**params.get(c.name, {})) for c in classes]
 
 
-def audit_model(model, split, plan, *, out: str | Path | None = None, progress: bool = True,
-                log=print, executor=None) -> tuple[list[dict[str, Any]], list]:
+def audit_model(
+    model, split, plan, *, out: str | Path | None = None, progress: bool = True, log=print, executor=None
+) -> tuple[list[dict[str, Any]], list]:
     """Run ``plan`` (from :func:`audit_plan`) on a fitted ``model`` and its ``split``; audits with
     the same k, part, user sample and seed share their inputs (one ranking pass). Each result is
     saved to ``out/<name>/`` when ``out`` is given. Returns the index entries (name, dimension,
@@ -71,7 +78,7 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
     from trustrec.audit import AuditInputs
     from trustrec.parallel import SerialExecutor, resolve_executor
 
-    owned = isinstance(executor, str)                   # built here from its name
+    owned = isinstance(executor, str)  # built here from its name
     executor = resolve_executor(executor)
     if out is not None:
         out = Path(out)
@@ -82,8 +89,16 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
     def record(audit, result, seconds):
         if out is not None:
             result.save(out / audit.name)
-        entries.append({"name": audit.name, "dimension": audit.dimension, "status": result.verdict.status,
-                        "summary": result.summary, "dir": audit.name, "seconds": round(seconds, 3)})
+        entries.append(
+            {
+                "name": audit.name,
+                "dimension": audit.dimension,
+                "status": result.verdict.status,
+                "summary": result.summary,
+                "dir": audit.name,
+                "seconds": round(seconds, 3),
+            }
+        )
         results.append(result)
         log(f"{audit.dimension:>12} {audit.name:<28} {result.verdict.status:<15} {result.summary}")
 
@@ -99,12 +114,12 @@ def audit_model(model, split, plan, *, out: str | Path | None = None, progress: 
         if key not in shared:
             shared[key] = _inputs(model, split, audit, progress, executor)
             if keys.count(key) > 1:
-                _ = shared[key].evaluation              # the ranking pass, once, before it is shipped
+                _ = shared[key].evaluation  # the ranking pass, once, before it is shipped
     try:
         done = executor.map(_AuditCall(model, split, shared), list(plan))
     finally:
         if owned and hasattr(executor, "shutdown"):
-            executor.shutdown()                         # a Ray instance started for this call only
+            executor.shutdown()  # a Ray instance started for this call only
     for audit, (result, seconds) in zip(plan, done):
         record(audit, result, seconds)
     return entries, results
@@ -119,8 +134,9 @@ def _inputs(model, split, audit, progress: bool, executor):
     from trustrec.audit import AuditInputs
 
     c = audit.config
-    return AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed, progress=progress,
-                       executor=executor)
+    return AuditInputs(
+        model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed, progress=progress, executor=executor
+    )
 
 
 def _run_one(audit, model, split, inputs, progress: bool):
@@ -138,13 +154,20 @@ class _AuditCall:
 
     def __call__(self, audit):
         inputs = self.shared[_inputs_key(audit)]
-        inputs.progress = False                         # no progress bars from workers
+        inputs.progress = False  # no progress bars from workers
         return _run_one(audit, self.model, self.split, inputs, False)
 
 
-def run_audits(run_dir: str | Path, *, dimensions: Iterable[str] | None = None,
-               names: Iterable[str] | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
-               progress: bool = True, log=print, executor=None) -> dict[str, Any]:
+def run_audits(
+    run_dir: str | Path,
+    *,
+    dimensions: Iterable[str] | None = None,
+    names: Iterable[str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+    log=print,
+    executor=None,
+) -> dict[str, Any]:
     """Audit the run in ``run_dir``; returns the index written to ``audits/index.json``.
     ``executor`` runs the audits (see :func:`audit_model`)."""
     from trustrec.models import Recommender
@@ -158,8 +181,7 @@ def run_audits(run_dir: str | Path, *, dimensions: Iterable[str] | None = None,
         _check_unchanged(run_dir, dataset, split)
         model = Recommender.load(run_dir / "checkpoint")
         out = run_dir / "audits"
-        entries, _ = audit_model(model, split, plan, out=out, progress=progress, log=log,
-                                 executor=executor)
+        entries, _ = audit_model(model, split, plan, out=out, progress=progress, log=log, executor=executor)
         return _write_index(run_dir, config, dataset, split, plan, out, entries)
 
 
@@ -173,8 +195,10 @@ def _check_unchanged(run_dir: Path, dataset, split) -> None:
     if recorded and recorded != model_trail(run_dir / "checkpoint")["files"]:
         changes.append("checkpoint files (sha256 differ from those the run recorded)")
     if changes:
-        raise DataError(f"{run_dir}: changed since the run finished: {'; '.join(changes)}. The checkpoint "
-                        "would be audited on other data; rerun the config (`trustrec run CONFIG --overwrite`)")
+        raise DataError(
+            f"{run_dir}: changed since the run finished: {'; '.join(changes)}. The checkpoint "
+            "would be audited on other data; rerun the config (`trustrec run CONFIG --overwrite`)"
+        )
 
 
 def _read_object(path: Path) -> dict:
@@ -188,17 +212,24 @@ def _write_index(run_dir: Path, config, dataset, split, plan, out: Path, entries
 
     metrics = _read_object(run_dir / "metrics.json")
     index = {
-        "run": metrics.get("run", run_dir.name), "model": config.model.name, "dataset": dataset.name,
+        "run": metrics.get("run", run_dir.name),
+        "model": config.model.name,
+        "dataset": dataset.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "trail": audit_trail(dataset=dataset, split=split, checkpoint=run_dir / "checkpoint",
-                             run_config_digest=config.digest(),
-                             seeds={"run": config.seed, **{a.name: a.config.seed for a in plan}},
-                             audit_configs={a.name: a.dump_config() for a in plan}),
+        "trail": audit_trail(
+            dataset=dataset,
+            split=split,
+            checkpoint=run_dir / "checkpoint",
+            run_config_digest=config.digest(),
+            seeds={"run": config.seed, **{a.name: a.config.seed for a in plan}},
+            audit_configs={a.name: a.dump_config() for a in plan},
+        ),
         "audits": _merge_entries(out, entries),
     }
     atomic_write_text(out / "index.json", json.dumps(index, indent=1, default=str))
-    atomic_write_text(out / "audit_config.yaml", yaml.safe_dump({a.name: a.dump_config() for a in plan},
-                                                                 sort_keys=False))
+    atomic_write_text(
+        out / "audit_config.yaml", yaml.safe_dump({a.name: a.dump_config() for a in plan}, sort_keys=False)
+    )
     return index
 
 

@@ -19,21 +19,26 @@ def load_run(path: str | Path) -> tuple[dict, pd.DataFrame]:
     check_path_text(path, "run directory")
     path = Path(path)
     if not path.is_dir():
-        raise DataError(f"{path}: {'not a folder' if path.exists() else 'no such run directory'}; "
-                        "give a run directory written by `trustrec run`")
+        raise DataError(
+            f"{path}: {'not a folder' if path.exists() else 'no such run directory'}; "
+            "give a run directory written by `trustrec run`"
+        )
     metrics_path, per_user_path = path / "metrics.json", path / "per_user.parquet"
     if not metrics_path.exists() or not per_user_path.exists():
         raise DataError(f"{path}: not a finished trustrec run (needs metrics.json and per_user.parquet)")
     meta = load_json(metrics_path, what="a run's metrics.json", error=DataError)
     if not isinstance(meta, dict) or not isinstance(meta.get("metrics"), dict):
-        raise DataError(f"{metrics_path}: not a trustrec metrics file (expected a JSON object with a "
-                        "'metrics' mapping); rerun `trustrec run` to rewrite it")
+        raise DataError(
+            f"{metrics_path}: not a trustrec metrics file (expected a JSON object with a "
+            "'metrics' mapping); rerun `trustrec run` to rewrite it"
+        )
     with open_regular(per_user_path, what="a parquet file") as fh:
         try:
             per_user = pd.read_parquet(fh)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise DataError(f"{per_user_path}: cannot read as parquet ({_one_line(exc)}); rerun "
-                            "`trustrec run` to rewrite it") from None
+            raise DataError(
+                f"{per_user_path}: cannot read as parquet ({_one_line(exc)}); rerun `trustrec run` to rewrite it"
+            ) from None
     if "user_id" not in per_user.columns:
         raise DataError(f"{per_user_path}: has no 'user_id' column (columns: {list(per_user.columns)[:10]})")
     return meta, per_user
@@ -81,12 +86,23 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
         ma, mb = meta_a["metrics"].get(metric), meta_b["metrics"].get(metric)
         ma, mb = (m if isinstance(m, dict) else {} for m in (ma, mb))
         base, scheme = split_scheme(metric)
-        rows.append({
-            "metric": metric, "scheme": scheme, "base_metric": base, "n_users": test.n,
-            "a_mean": test.mean_a, "a_ci_low": _number(ma.get("ci_low")), "a_ci_high": _number(ma.get("ci_high")),
-            "b_mean": test.mean_b, "b_ci_low": _number(mb.get("ci_low")), "b_ci_high": _number(mb.get("ci_high")),
-            "diff_b_minus_a": test.diff, "t_pvalue": test.t_pvalue, "wilcoxon_pvalue": test.wilcoxon_pvalue,
-        })
+        rows.append(
+            {
+                "metric": metric,
+                "scheme": scheme,
+                "base_metric": base,
+                "n_users": test.n,
+                "a_mean": test.mean_a,
+                "a_ci_low": _number(ma.get("ci_low")),
+                "a_ci_high": _number(ma.get("ci_high")),
+                "b_mean": test.mean_b,
+                "b_ci_low": _number(mb.get("ci_low")),
+                "b_ci_high": _number(mb.get("ci_high")),
+                "diff_b_minus_a": test.diff,
+                "t_pvalue": test.t_pvalue,
+                "wilcoxon_pvalue": test.wilcoxon_pvalue,
+            }
+        )
     return pd.DataFrame(rows).set_index("metric")
 
 

@@ -33,8 +33,10 @@ def check_plain_name(value: str, what: str = "name") -> str:
     """A run name is one folder name inside ``--out``: letters, digits, ``. _ + -``, starting
     with a letter or digit, at most 128 characters; never a path, ``.``, ``..`` or hidden."""
     if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value):
-        raise ConfigError(f"{what} {value!r} is not a plain name: use letters, digits and . _ + - "
-                          "(starting with a letter or digit, at most 128 characters; no paths)")
+        raise ConfigError(
+            f"{what} {value!r} is not a plain name: use letters, digits and . _ + - "
+            "(starting with a letter or digit, at most 128 characters; no paths)"
+        )
     return value
 
 
@@ -61,12 +63,12 @@ class FilterConfig(_Strict):
     def _known_filter(cls, value: str) -> str:
         from trustrec.data import FILTERS
 
-        FILTERS.get(value)           # an unknown name lists the known ones and close matches
+        FILTERS.get(value)  # an unknown name lists the known ones and close matches
         return value
 
     @model_validator(mode="after")
     def _complete(self):
-        self.arguments()             # a missing or unknown parameter fails when the config is read
+        self.arguments()  # a missing or unknown parameter fails when the config is read
         return self
 
     def arguments(self) -> dict[str, Any]:
@@ -78,7 +80,7 @@ class FilterConfig(_Strict):
 
         signature = inspect.signature(FILTERS.get(self.kind))
         kwargs = {}
-        for name, param in list(signature.parameters.items())[1:]:        # the first is the dataset
+        for name, param in list(signature.parameters.items())[1:]:  # the first is the dataset
             value = self.params.get(name, getattr(self, name, None))
             if value is not None:
                 kwargs[name] = value
@@ -105,7 +107,7 @@ class SplitConfig(_Strict):
     def _known_splitter(cls, value: str) -> str:
         from trustrec.data import SPLITTERS
 
-        SPLITTERS.get(value)         # any registered splitter (built-in or third-party)
+        SPLITTERS.get(value)  # any registered splitter (built-in or third-party)
         return value
 
 
@@ -124,8 +126,10 @@ class FittedStage(_Strict):
     def _one_source(self):
         given = [k for k in _FITTED_KEYS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("a fitted stage names exactly one of checkpoint (a saved model folder) or from_run "
-                             f"(a finished run's name); got {given or 'neither'}")
+            raise ValueError(
+                "a fitted stage names exactly one of checkpoint (a saved model folder) or from_run "
+                f"(a finished run's name); got {given or 'neither'}"
+            )
         if self.checkpoint is not None and not self.checkpoint.strip():
             raise ValueError("checkpoint: give the folder of a saved model")
         if self.from_run is not None:
@@ -154,9 +158,13 @@ class ModelConfig(_Strict):
             except ValidationError as exc:
                 problems = "; ".join(
                     (f"'{'.'.join(map(str, e['loc']))}': " if e["loc"] else "")
-                    + (e["msg"].removeprefix("Value error, ") if e["type"] != "extra_forbidden"
-                       else "not a key of a fitted stage (it holds only checkpoint or from_run)")
-                    for e in exc.errors())
+                    + (
+                        e["msg"].removeprefix("Value error, ")
+                        if e["type"] != "extra_forbidden"
+                        else "not a key of a fitted stage (it holds only checkpoint or from_run)"
+                    )
+                    for e in exc.errors()
+                )
                 raise ConfigError(f"'model.params.{key}': {problems}") from None
             except ConfigError as exc:
                 raise ConfigError(f"'model.params.{key}': {exc}") from None
@@ -185,8 +193,9 @@ class FitConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    metrics: list[str] = Field(default_factory=lambda: ["ndcg@10", "hr@10", "recall@10", "mrr@10",
-                                                         "coverage@10", "aplt@10"])
+    metrics: list[str] = Field(
+        default_factory=lambda: ["ndcg@10", "hr@10", "recall@10", "mrr@10", "coverage@10", "aplt@10"]
+    )
     part: Literal["valid", "test"] = "test"
     n_boot: int = Field(1000, ge=0, le=MAX_N_BOOT)
     batch_size: PositiveInt | None = None  # None: sized so one score matrix stays ~20M cells
@@ -225,8 +234,10 @@ class EvalConfig(_Strict):
             raise ValueError(f"schemes: {self.schemes} repeats a scheme")
         random = [s for s in self.schemes if s != "full"]
         if random and not any(parse_metric(m).name in UNBIASED_METRICS for m in self.metrics):
-            raise ValueError(f"schemes {random} measure {list(UNBIASED_METRICS)} at K: add e.g. 'recall@10' "
-                             f"to metrics (got {self.metrics})")
+            raise ValueError(
+                f"schemes {random} measure {list(UNBIASED_METRICS)} at K: add e.g. 'recall@10' "
+                f"to metrics (got {self.metrics})"
+            )
         return self
 
 
@@ -257,7 +268,7 @@ class RunConfig(_Strict):
         data = self.model_dump(mode="json")
         for key, default in (("schemes", ["full"]), ("ties", "index")):
             if data["eval"][key] == default:
-                del data["eval"][key]   # defaults: digests of configs written before the key stay as they were
+                del data["eval"][key]  # defaults: digests of configs written before the key stay as they were
         if data["fit"]["device"] == "cpu":
             del data["fit"]["device"]
         text = json.dumps(data, sort_keys=True)
@@ -316,6 +327,7 @@ def check_fitted_stages(config: RunConfig, klass) -> None:
             raise ConfigError(
                 f"'model.params.{stage}': {{{', '.join(f'{k}: ...' for k in ref.model_dump(exclude_none=True))}}} "
                 f"names a fitted model, but {stage!r} is not a stage of {config.model.name!r} "
-                f"({'its stages: ' + ', '.join(stages) if stages else 'it is not a composed model and has no stages'})")
+                f"({'its stages: ' + ', '.join(stages) if stages else 'it is not a composed model and has no stages'})"
+            )
         if ref.from_run is not None and ref.from_run == config.run_name():
             raise ConfigError(f"'model.params.{stage}': from_run {ref.from_run!r} is this run itself")

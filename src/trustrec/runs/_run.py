@@ -40,8 +40,13 @@ def environment_info() -> dict[str, Any]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(),
-            "processor": platform.machine(), "cpu_count": os.cpu_count(), "packages": versions}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+    }
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,14 @@ def prepare_data(config: RunConfig):
     return ds, make_split(ds, config.split.method, **params)
 
 
-def run_experiment(config: RunConfig | str | Path | dict, out_dir: str | Path = "runs", *,
-                   progress: bool = True, log=print, overwrite: bool = False) -> RunResult:
+def run_experiment(
+    config: RunConfig | str | Path | dict,
+    out_dir: str | Path = "runs",
+    *,
+    progress: bool = True,
+    log=print,
+    overwrite: bool = False,
+) -> RunResult:
     """Fit and evaluate the model ``config`` describes into ``out_dir/<run name>/``.
 
     The run folder is always a plain name inside ``out_dir``. A finished run of the same config
@@ -88,7 +99,7 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
     from trustrec.models import model_class
 
     klass = model_class(config.model.name)
-    check_device_supported(klass.__name__, config.fit.device, klass.devices)   # before any data is read
+    check_device_supported(klass.__name__, config.fit.device, klass.devices)  # before any data is read
     check_fitted_stages(config, klass)
     final = out_dir / name
     work = out_dir / f".partial-{name}-{config.digest()}"
@@ -105,19 +116,24 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
     stages = _fitted_stage_sources(config, out_dir, trail)
     if previous is not None and not overwrite:
         if previous["environment"].get("config_digest") != config.digest():
-            raise DataError(f"{final}: holds a finished run of another config (digest "
-                            f"{previous['environment'].get('config_digest')}, this config {config.digest()}); "
-                            "give this run another name, or overwrite it (--overwrite; its audits and report go too)")
+            raise DataError(
+                f"{final}: holds a finished run of another config (digest "
+                f"{previous['environment'].get('config_digest')}, this config {config.digest()}); "
+                "give this run another name, or overwrite it (--overwrite; its audits and report go too)"
+            )
         changed = data_changes(previous["environment"].get("data_checksums"), trail)
         if changed:
-            raise DataError(f"{final}: the data changed since this run finished: {'; '.join(changed)}; "
-                            "rerun with --overwrite to refit on the current data (its audits and report go too)")
+            raise DataError(
+                f"{final}: the data changed since this run finished: {'; '.join(changed)}; "
+                "rerun with --overwrite to refit on the current data (its audits and report go too)"
+            )
         changed = _fitted_stage_changes(previous["environment"].get("fitted_stages"), stages)
         if changed:
-            raise DataError(f"{final}: {'; '.join(changed)} since this run finished; rerun with --overwrite to "
-                            "fit it over the current one (its audits and report go too)")
-        log(f"{final}: already finished with this config and data; reused as it is "
-            "(--overwrite runs it again)")
+            raise DataError(
+                f"{final}: {'; '.join(changed)} since this run finished; rerun with --overwrite to "
+                "fit it over the current one (its audits and report go too)"
+            )
+        log(f"{final}: already finished with this config and data; reused as it is (--overwrite runs it again)")
         return RunResult(final, previous["metrics"])
     _check_schemes(config, split)
     warnings_ = _masked_target_warnings(config, split, log)
@@ -129,12 +145,26 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
         if changed:
             shutil.rmtree(work / "checkpoint")
             resumable = False
-            log(f"the data changed since the interrupted run in {work.name} ({'; '.join(changed)}): "
-                "its checkpoint was discarded and the model is fitted again")
+            log(
+                f"the data changed since the interrupted run in {work.name} ({'; '.join(changed)}): "
+                "its checkpoint was discarded and the model is fitted again"
+            )
     work.mkdir(parents=True, exist_ok=True)
     try:
-        result = _fit_and_evaluate(config, work, final, dataset, split, trail, t_data, warnings_, stages,
-                                   resume=resumable, progress=progress, log=log)
+        result = _fit_and_evaluate(
+            config,
+            work,
+            final,
+            dataset,
+            split,
+            trail,
+            t_data,
+            warnings_,
+            stages,
+            resume=resumable,
+            progress=progress,
+            log=log,
+        )
     except BaseException:
         if (work / "checkpoint" / "state.safetensors").exists():
             log(f"the run stopped; {work} keeps its checkpoint: the same command resumes from it")
@@ -145,18 +175,39 @@ def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, 
     return result
 
 
-def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split, trail, t_data: float,
-                      warnings_: list[str], stages: dict[str, dict[str, Any]], *, resume: bool, progress: bool,
-                      log) -> RunResult:
+def _fit_and_evaluate(
+    config: RunConfig,
+    work: Path,
+    final: Path,
+    dataset,
+    split,
+    trail,
+    t_data: float,
+    warnings_: list[str],
+    stages: dict[str, dict[str, Any]],
+    *,
+    resume: bool,
+    progress: bool,
+    log,
+) -> RunResult:
     from trustrec.eval import Validator, evaluate_split
     from trustrec.models import FitOptions, ModelSpec, Recommender
     from trustrec.runs._trail import model_trail
 
     atomic_write_text(work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    env = {**environment_info(), "seed": config.seed, "config_digest": config.digest(),
-           "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint(), "source": dataset.source,
-                       "stats": dataset.stats()},
-           "split": split.describe(), "data_checksums": trail}
+    env = {
+        **environment_info(),
+        "seed": config.seed,
+        "config_digest": config.digest(),
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint(),
+            "source": dataset.source,
+            "stats": dataset.stats(),
+        },
+        "split": split.describe(),
+        "data_checksums": trail,
+    }
     if stages:
         env["fitted_stages"] = stages
     atomic_write_text(work / "environment.json", json.dumps(env, indent=1, default=str))
@@ -168,14 +219,19 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
         model = Recommender.load(ckpt)
     else:
         model = ModelSpec(name=config.model.name, params=config.model.spec_params()).build()
-        if stages:   # stages given fitted: reused as they are, never refitted
-            model = model.with_fitted(**{stage: _load_fitted_stage(stage, source["checkpoint"])
-                                         for stage, source in stages.items()})
+        if stages:  # stages given fitted: reused as they are, never refitted
+            model = model.with_fitted(
+                **{stage: _load_fitted_stage(stage, source["checkpoint"]) for stage, source in stages.items()}
+            )
         es = config.fit.early_stopping
         options = FitOptions(
-            seed=config.seed, progress=progress, threads=config.fit.threads, device=config.fit.device,
+            seed=config.seed,
+            progress=progress,
+            threads=config.fit.threads,
+            device=config.fit.device,
             validator=Validator(split, es.metric) if es else None,
-            patience=es.patience if es else 5, eval_every=es.eval_every if es else 1,
+            patience=es.patience if es else 5,
+            eval_every=es.eval_every if es else 1,
         )
         t0 = time.perf_counter()
         model.fit(split, options)
@@ -187,21 +243,36 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
     for scheme in config.eval.schemes:
         if scheme == "full":
             results[scheme] = evaluate_split(
-                model, split, config.eval.part, metrics=config.eval.metrics, batch_size=config.eval.batch_size,
-                n_boot=config.eval.n_boot, sampled_negatives=config.eval.sampled_negatives, seed=config.seed,
-                ties=config.eval.ties, progress=progress)
+                model,
+                split,
+                config.eval.part,
+                metrics=config.eval.metrics,
+                batch_size=config.eval.batch_size,
+                n_boot=config.eval.n_boot,
+                sampled_negatives=config.eval.sampled_negatives,
+                seed=config.seed,
+                ties=config.eval.ties,
+                progress=progress,
+            )
         else:
             from trustrec.eval import UNBIASED_METRICS, evaluate_random_exposure
             from trustrec.eval import parse_metric
 
             results[scheme] = evaluate_random_exposure(
-                model, split, scheme=scheme, part=config.eval.part, batch_size=config.eval.batch_size,
+                model,
+                split,
+                scheme=scheme,
+                part=config.eval.part,
+                batch_size=config.eval.batch_size,
                 metrics=[m for m in config.eval.metrics if parse_metric(m).name in UNBIASED_METRICS],
-                n_boot=config.eval.n_boot, seed=config.seed, progress=progress)
+                n_boot=config.eval.n_boot,
+                seed=config.seed,
+                progress=progress,
+            )
     eval_seconds = time.perf_counter() - t0
     result = next(iter(results.values()))
     per_user = result.per_user.copy()
-    for scheme, other in list(results.items())[1:]:   # one row per user, every scheme's columns
+    for scheme, other in list(results.items())[1:]:  # one row per user, every scheme's columns
         cols = ["user"] + [c for c in other.per_user.columns if c not in per_user.columns]
         per_user = per_user.merge(other.per_user[cols], on="user", how="outer")
     per_user.insert(1, "user_id", dataset.user_ids[per_user["user"].to_numpy()])
@@ -210,10 +281,14 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
     merged = result.to_dict()
     for scheme, other in list(results.items())[1:]:
         merged["metrics"].update(other.to_dict()["metrics"])
-    merged["schemes"] = {scheme: {"metrics": list(r.summary.index), "counts": r.counts, "settings": r.settings}
-                         for scheme, r in results.items()}
+    merged["schemes"] = {
+        scheme: {"metrics": list(r.summary.index), "counts": r.counts, "settings": r.settings}
+        for scheme, r in results.items()
+    }
     metrics = {
-        "run": config.run_name(), "model": config.model.name, "dataset": dataset.name,
+        "run": config.run_name(),
+        "model": config.model.name,
+        "dataset": dataset.name,
         **merged,
         "fit_history": getattr(model, "history_", None),
         "checkpoint_sha256": model_trail(ckpt)["files"],
@@ -221,7 +296,7 @@ def _fit_and_evaluate(config: RunConfig, work: Path, final: Path, dataset, split
         "warnings": warnings_,
     }
     atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=1, default=_json_default))
-    swap_in(work, final)   # an existing final is a finished trustrec run (checked under the lock)
+    swap_in(work, final)  # an existing final is a finished trustrec run (checked under the lock)
     return RunResult(final, metrics)
 
 
@@ -239,28 +314,40 @@ def _fitted_stage_sources(config: RunConfig, out_dir: Path, trail) -> dict[str, 
             run_dir = out_dir / ref.from_run
             previous = _finished_run(run_dir)
             if previous is None:
-                raise ConfigError(f"{where}: from_run {ref.from_run!r}: no finished run of that name in {out_dir} "
-                                  "(run it first, or give its checkpoint folder as checkpoint)")
+                raise ConfigError(
+                    f"{where}: from_run {ref.from_run!r}: no finished run of that name in {out_dir} "
+                    "(run it first, or give its checkpoint folder as checkpoint)"
+                )
             changed = data_changes(previous["environment"].get("data_checksums"), trail)
             if changed:
-                raise DataError(f"{where}: from_run {ref.from_run!r} was fitted on other data or another split "
-                                f"than this run ({'; '.join(changed)}): its model may have seen this run's held-out "
-                                "items; use the same dataset, filters and split")
+                raise DataError(
+                    f"{where}: from_run {ref.from_run!r} was fitted on other data or another split "
+                    f"than this run ({'; '.join(changed)}): its model may have seen this run's held-out "
+                    "items; use the same dataset, filters and split"
+                )
             checkpoint = run_dir / "checkpoint"
         else:
             checkpoint = Path(ref.checkpoint)
         if not (checkpoint / "config.json").is_file():
-            raise ConfigError(f"{where}: {checkpoint} is not a saved trustrec model (a folder Recommender.save "
-                              "wrote, with config.json)")
-        sources[stage] = {"checkpoint": str(checkpoint), "from_run": ref.from_run,
-                          "files": model_trail(checkpoint)["files"]}
+            raise ConfigError(
+                f"{where}: {checkpoint} is not a saved trustrec model (a folder Recommender.save "
+                "wrote, with config.json)"
+            )
+        sources[stage] = {
+            "checkpoint": str(checkpoint),
+            "from_run": ref.from_run,
+            "files": model_trail(checkpoint)["files"],
+        }
     return sources
 
 
 def _fitted_stage_changes(recorded: dict | None, current: dict[str, dict[str, Any]]) -> list[str]:
     recorded = recorded or {}
-    return [f"the fitted {stage} ({source['checkpoint']}) changed" for stage, source in current.items()
-            if (recorded.get(stage) or {}).get("files") != source["files"]]
+    return [
+        f"the fitted {stage} ({source['checkpoint']}) changed"
+        for stage, source in current.items()
+        if (recorded.get(stage) or {}).get("files") != source["files"]
+    ]
 
 
 def _load_fitted_stage(stage: str, checkpoint: str):
@@ -292,9 +379,11 @@ def _finished_run(final: Path) -> dict | None:
         raise DataError(f"{final}: exists and is not a run folder (a file or a link); refusing to replace it")
     environment, metrics = _read_json(final / "environment.json"), _read_json(final / "metrics.json")
     if environment is None or metrics is None or not (final / "config.yaml").is_file():
-        raise DataError(f"{final}: exists and is not a finished trustrec run (no readable config.yaml, "
-                        "environment.json and metrics.json); refusing to replace it: move it, or choose "
-                        "another run name or --out")
+        raise DataError(
+            f"{final}: exists and is not a finished trustrec run (no readable config.yaml, "
+            "environment.json and metrics.json); refusing to replace it: move it, or choose "
+            "another run name or --out"
+        )
     return {"environment": environment, "metrics": metrics}
 
 
@@ -308,19 +397,23 @@ def _check_schemes(config: RunConfig, split) -> None:
         raise DataError(
             f"the split's '{part}' part has no user with a held-out item ({split.method} split of '{split.dataset.name}', "
             f"params {dict(split.params)}): there is nothing to evaluate; choose another split (or its "
-            f"parameters) or eval.part")
+            f"parameters) or eval.part"
+        )
 
     random = [s for s in config.eval.schemes if s != "full"]
     is_random = split.params.get("random_exposure") or (
-        split.method == "given_test" and split.params.get("test") == "random_exposure_test")
+        split.method == "given_test" and split.params.get("test") == "random_exposure_test"
+    )
     if random and not is_random:
         raise ConfigError(
             f"eval.schemes {random} need a random-exposure test set, but the split is {split.method!r}; use "
-            "split: {method: random_exposure} on a dataset that has one (coat, yahoo-r3, kuairec)")
+            "split: {method: random_exposure} on a dataset that has one (coat, yahoo-r3, kuairec)"
+        )
     if random and split.params.get("positive_threshold") is None and split.test.rating is not None:
         raise ConfigError(
             f"eval.schemes {random} need split.params.positive_threshold to tell the exposed positives from "
-            "the exposed negatives (e.g. 4 on Coat and Yahoo! R3)")
+            "the exposed negatives (e.g. 4 on Coat and Yahoo! R3)"
+        )
 
 
 def _masked_target_warnings(config: RunConfig, split, log) -> list[str]:
@@ -337,12 +430,16 @@ def _masked_target_warnings(config: RunConfig, split, log) -> list[str]:
         return []
     where = f"the {split.method} split of '{split.dataset.name}', part '{config.eval.part}'"
     if masked.all():
-        raise DataError(f"{where}: every one of the {len(masked)} users' held-out items is already in their "
-                        "history and masked as seen, so no model can hit any; the split trains on what it "
-                        "evaluates (check the test set against the log)")
-    text = (f"{int(masked.sum())} of {len(masked)} evaluated users ({masked.mean():.1%}) have every held-out item "
-            f"already in their history ({where}); seen items are masked, so no model can hit them and they "
-            "count as misses")
+        raise DataError(
+            f"{where}: every one of the {len(masked)} users' held-out items is already in their "
+            "history and masked as seen, so no model can hit any; the split trains on what it "
+            "evaluates (check the test set against the log)"
+        )
+    text = (
+        f"{int(masked.sum())} of {len(masked)} evaluated users ({masked.mean():.1%}) have every held-out item "
+        f"already in their history ({where}); seen items are masked, so no model can hit them and they "
+        "count as misses"
+    )
     warnings.warn(text, DataWarning, stacklevel=3)
     log(f"WARNING: {text}")
     return [text]

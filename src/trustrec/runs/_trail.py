@@ -42,13 +42,22 @@ def _arrays_sha256(*arrays) -> str:
 
 
 def data_trail(dataset, split=None) -> dict[str, Any]:
-    out = {"name": dataset.name, "source": dataset.source, "interactions_fingerprint": dataset.fingerprint(),
-           "items_sha256": frame_sha256(dataset.items), "users_sha256": frame_sha256(dataset.users),
-           "n_users": dataset.n_users, "n_items": dataset.n_items, "n_interactions": dataset.n_interactions}
+    out = {
+        "name": dataset.name,
+        "source": dataset.source,
+        "interactions_fingerprint": dataset.fingerprint(),
+        "items_sha256": frame_sha256(dataset.items),
+        "users_sha256": frame_sha256(dataset.users),
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "n_interactions": dataset.n_interactions,
+    }
     if split is not None:
-        out["split"] = {part: _arrays_sha256(inter.user, inter.item)
-                        for part, inter in (("train", split.train), ("valid", split.valid), ("test", split.test))
-                        if inter is not None}
+        out["split"] = {
+            part: _arrays_sha256(inter.user, inter.item)
+            for part, inter in (("train", split.train), ("valid", split.valid), ("test", split.test))
+            if inter is not None
+        }
     return out
 
 
@@ -58,14 +67,25 @@ def data_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> li
     if not recorded:
         return ["no data trail was recorded"]
     short = lambda v: f"{v[:12]}..." if isinstance(v, str) and len(v) > 15 else repr(v)
-    labels = {"interactions_fingerprint": "interactions", "items_sha256": "item table",
-              "users_sha256": "user table", "n_users": "users", "n_items": "items",
-              "n_interactions": "interaction count"}
-    changes = [f"{label} ({short(recorded[key])} -> {short(current.get(key))})"
-               for key, label in labels.items() if key in recorded and recorded[key] != current.get(key)]
+    labels = {
+        "interactions_fingerprint": "interactions",
+        "items_sha256": "item table",
+        "users_sha256": "user table",
+        "n_users": "users",
+        "n_items": "items",
+        "n_interactions": "interaction count",
+    }
+    changes = [
+        f"{label} ({short(recorded[key])} -> {short(current.get(key))})"
+        for key, label in labels.items()
+        if key in recorded and recorded[key] != current.get(key)
+    ]
     before, now = recorded.get("split") or {}, current.get("split") or {}
-    changes += [f"split part {part!r}" for part in sorted(set(before) | set(now))
-                if part in before and before.get(part) != now.get(part)]
+    changes += [
+        f"split part {part!r}"
+        for part in sorted(set(before) | set(now))
+        if part in before and before.get(part) != now.get(part)
+    ]
     return changes
 
 
@@ -76,14 +96,21 @@ def model_trail(checkpoint: str | Path) -> dict[str, Any]:
     return {"files": {p.relative_to(checkpoint).as_posix(): file_sha256(p) for p in files}}
 
 
-def audit_trail(*, dataset, split, checkpoint, run_config_digest: str | None, seeds: dict[str, int],
-                audit_configs: dict[str, dict]) -> dict[str, Any]:
+def audit_trail(
+    *, dataset, split, checkpoint, run_config_digest: str | None, seeds: dict[str, int], audit_configs: dict[str, dict]
+) -> dict[str, Any]:
     import json
 
     from trustrec.runs._run import environment_info
 
-    return {"data": data_trail(dataset, split), "model": model_trail(checkpoint),
-            "run_config_digest": run_config_digest, "seeds": seeds,
-            "audit_config_sha256": {name: hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
-                                    for name, cfg in audit_configs.items()},
-            "environment": environment_info()}
+    return {
+        "data": data_trail(dataset, split),
+        "model": model_trail(checkpoint),
+        "run_config_digest": run_config_digest,
+        "seeds": seeds,
+        "audit_config_sha256": {
+            name: hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+            for name, cfg in audit_configs.items()
+        },
+        "environment": environment_info(),
+    }

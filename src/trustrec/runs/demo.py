@@ -58,9 +58,14 @@ class SideBySide:
 
     def to_dict(self) -> dict:
         t = self.titles
-        return {"user": self.user, "history": [t[i] for i in self.history], "target": [t[i] for i in self.target],
-                "recommendations": {name: [t[i] for i in v] for name, v in self.recommendations.items()},
-                "llm_model": self.llm_model, "sft_examples": self.sft_examples}
+        return {
+            "user": self.user,
+            "history": [t[i] for i in self.history],
+            "target": [t[i] for i in self.target],
+            "recommendations": {name: [t[i] for i in v] for name, v in self.recommendations.items()},
+            "llm_model": self.llm_model,
+            "sft_examples": self.sft_examples,
+        }
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,13 @@ class DemoResult:
     metrics: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"dataset": self.dataset, "split": self.split,
-                               "results": {n: {k: r[k] for k in ("metrics", "aggregates", "counts", "settings")}
-                                           for n, r in self.results.items()}}
+        out: dict[str, Any] = {
+            "dataset": self.dataset,
+            "split": self.split,
+            "results": {
+                n: {k: r[k] for k in ("metrics", "aggregates", "counts", "settings")} for n, r in self.results.items()
+            },
+        }
         if self.side_by_side is not None:
             out["side_by_side"] = self.side_by_side.to_dict()
         out["reports"] = dict(self.reports)
@@ -100,8 +109,9 @@ def demo_row(split, user: str | None) -> int:
     return int(rows[0])
 
 
-def side_by_side(split, sasrec, llm_model: str, sft_examples: int, row: int,
-                 observer: DemoObserver | None = None) -> SideBySide:
+def side_by_side(
+    split, sasrec, llm_model: str, sft_examples: int, row: int, observer: DemoObserver | None = None
+) -> SideBySide:
     """One test user's recent history, then top-10 of SASRec, the LLM ranker (zero-shot over
     SASRec's top-20) and the fine-tuned generative LLM; the held-out item is the target."""
     from trustrec.models import FitOptions, make_model
@@ -116,10 +126,19 @@ def side_by_side(split, sasrec, llm_model: str, sft_examples: int, row: int,
     target = {int(i) for i in one.targets.row(0)}
     observer.llm_started(llm_model, sft_examples)
     ranker = LLMRanker.from_fitted(sasrec, train, model=llm_model, n_candidates=20, n_permutations=3)
-    generative = make_model("llm_generative", model=llm_model, max_train_examples=sft_examples, epochs=1,
-                            learning_rate=5e-5, max_history_tokens=128, targets_per_user=3).fit(split, FitOptions())
-    recs = {name: [int(i) for i in model.recommend(one.queries, 10).row(0)]
-            for name, model in (("SASRec", sasrec), ("LLM ranker", ranker), ("generative LLM", generative))}
+    generative = make_model(
+        "llm_generative",
+        model=llm_model,
+        max_train_examples=sft_examples,
+        epochs=1,
+        learning_rate=5e-5,
+        max_history_tokens=128,
+        targets_per_user=3,
+    ).fit(split, FitOptions())
+    recs = {
+        name: [int(i) for i in model.recommend(one.queries, 10).row(0)]
+        for name, model in (("SASRec", sasrec), ("LLM ranker", ranker), ("generative LLM", generative))
+    }
     raw_user = train.user_ids[int(one.queries.users[0])]
     result = SideBySide(str(raw_user), history, target, recs, titles, llm_model, sft_examples)
     observer.side_by_side(result)
@@ -128,9 +147,14 @@ def side_by_side(split, sasrec, llm_model: str, sft_examples: int, row: int,
 
 def _split_sizes(split) -> dict:
     sizes = split.sizes()
-    return {"train": sizes["train"], "train_users": len(set(split.train.user.tolist())),
-            "valid": sizes["valid"], "valid_users": sizes["valid_users"],
-            "test": sizes["test"], "test_users": sizes["test_users"]}
+    return {
+        "train": sizes["train"],
+        "train_users": len(set(split.train.user.tolist())),
+        "valid": sizes["valid"],
+        "valid_users": sizes["valid_users"],
+        "test": sizes["test"],
+        "test_users": sizes["test_users"],
+    }
 
 
 def _is_retraining(cls) -> bool:
@@ -140,10 +164,19 @@ def _is_retraining(cls) -> bool:
     return issubclass(cls, RetrainingAudit)
 
 
-def run_demo(*, data_dir=None, out: str | Path = "runs/demo", epochs: int = 10, llm: bool = True,
-             llm_model: str = "smollm2-135m-instruct", sft_examples: int = 256, user: str | None = None,
-             audit_users: int = 200, retraining_audits: bool = False,
-             observer: DemoObserver | None = None) -> DemoResult:
+def run_demo(
+    *,
+    data_dir=None,
+    out: str | Path = "runs/demo",
+    epochs: int = 10,
+    llm: bool = True,
+    llm_model: str = "smollm2-135m-instruct",
+    sft_examples: int = 256,
+    user: str | None = None,
+    audit_users: int = 200,
+    retraining_audits: bool = False,
+    observer: DemoObserver | None = None,
+) -> DemoResult:
     """Run the demo (module documentation); writes the two run directories, their audits and trust
     reports under ``out``, and ``out/demo.json``.
 
@@ -165,7 +198,7 @@ def run_demo(*, data_dir=None, out: str | Path = "runs/demo", epochs: int = 10, 
         from trustrec.models.llm import resolve_model
 
         require_extra("llm", "the demo's LLM recommenders (skip them with --no-llm)")
-        resolve_model(llm_model)   # resolved (fetched once) now: a model that cannot load fails here
+        resolve_model(llm_model)  # resolved (fetched once) now: a model that cannot load fails here
     ds = load_dataset("ml-100k", data_dir=data_dir)
     stats = ds.stats()
     observer.dataset(stats)
@@ -175,10 +208,14 @@ def run_demo(*, data_dir=None, out: str | Path = "runs/demo", epochs: int = 10, 
     metrics = list(DEMO_METRICS)
     results, run_dirs = {}, {}
     for name, params in (("most_popular", {}), ("sasrec", {"epochs": epochs})):
-        config = {"name": f"demo-{name}", "dataset": {"name": "ml-100k",
-                                                      "data_dir": None if data_dir is None else str(data_dir)},
-                  "split": {"method": "leave_one_out"}, "model": {"name": name, "params": params},
-                  "eval": {"metrics": metrics, "n_boot": 1000}, "seed": 0}
+        config = {
+            "name": f"demo-{name}",
+            "dataset": {"name": "ml-100k", "data_dir": None if data_dir is None else str(data_dir)},
+            "split": {"method": "leave_one_out"},
+            "model": {"name": name, "params": params},
+            "eval": {"metrics": metrics, "n_boot": 1000},
+            "seed": 0,
+        }
         run = run_experiment(config, out, log=lambda *_: None)
         results[name], run_dirs[name] = run.metrics, run.path
     accuracy = [m for m in metrics if m in results["sasrec"]["metrics"]]
@@ -188,15 +225,17 @@ def run_demo(*, data_dir=None, out: str | Path = "runs/demo", epochs: int = 10, 
         sasrec = Recommender.load(run_dirs["sasrec"] / "checkpoint")
         shown_side = side_by_side(split, sasrec, llm_model, sft_examples, shown, observer)
     chosen = {n: cls for n, cls in available_audits().items() if retraining_audits or not _is_retraining(cls)}
-    sampled = {n: {"max_users": audit_users} for n, cls in chosen.items()
-               if cls.dimension not in ("fairness", "factuality")}
+    sampled = {
+        n: {"max_users": audit_users} for n, cls in chosen.items() if cls.dimension not in ("fairness", "factuality")
+    }
     audits, reports = {}, {}
     for name, run_dir in run_dirs.items():
         audits[name] = run_audits(run_dir, names=list(chosen), params=sampled, log=lambda *_: None)
         observer.audited(name, audits[name])
         reports[name] = str(write_report(run_dir))
-    result = DemoResult(stats, split.describe(), results, run_dirs, shown_side, audits, reports,
-                        out / "demo.json", accuracy)
+    result = DemoResult(
+        stats, split.describe(), results, run_dirs, shown_side, audits, reports, out / "demo.json", accuracy
+    )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(result.path, json.dumps(result.to_dict(), indent=1, default=str))
     return result

@@ -61,8 +61,9 @@ class AuditChecks:
         back = AuditResult.load(result.save(tmp_path / self.audit.name))
         assert back.estimates == result.estimates and back.verdict == result.verdict
         for name, frame in result.evidence.items():
-            pd.testing.assert_frame_equal(back.evidence[name].reset_index(drop=True),
-                                          frame.reset_index(drop=True), check_dtype=False)
+            pd.testing.assert_frame_equal(
+                back.evidence[name].reset_index(drop=True), frame.reset_index(drop=True), check_dtype=False
+            )
 
     def test_same_seed_same_result(self, fitted, result):
         model, split = fitted
@@ -71,8 +72,7 @@ class AuditChecks:
 
     def test_does_not_change_the_model(self, fitted):
         model, split = fitted
-        before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(model).items()
-                  if k.endswith("_")}
+        before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(model).items() if k.endswith("_")}
         self.make().run(model, split)
         for key, value in before.items():
             now = getattr(model, key)

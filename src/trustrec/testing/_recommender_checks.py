@@ -33,10 +33,10 @@ def toy_dataset(n_users: int = 30, n_items: int = 25, n_inter: int = 400, seed: 
     users = np.concatenate([np.repeat(np.arange(n_users), 3), rng.integers(0, n_users, n_inter - 3 * n_users)])
     block = users % 3
     items = (block * ((n_items - 1) // 3) + rng.integers(0, (n_items - 1) // 3, len(users))) % (n_items - 1)
-    frame = pd.DataFrame({"user_id": users.astype(str), "item_id": items.astype(str),
-                          "timestamp": rng.permutation(len(users))})
-    catalog = pd.DataFrame({"item_id": np.arange(n_items).astype(str),
-                            "title": [f"item {i}" for i in range(n_items)]})
+    frame = pd.DataFrame(
+        {"user_id": users.astype(str), "item_id": items.astype(str), "timestamp": rng.permutation(len(users))}
+    )
+    catalog = pd.DataFrame({"item_id": np.arange(n_items).astype(str), "title": [f"item {i}" for i in range(n_items)]})
     return Dataset.from_frame(frame, name="toy", items=catalog)
 
 
@@ -157,8 +157,8 @@ class RecommenderChecks:
         )
         top = model.recommend(edge, self.k)
         assert top.items.shape[0] == 4
-        assert len(top.row(2)) == 0                         # empty candidate list -> empty list
-        assert set(top.row(1)) <= {4}                        # unknown candidate dropped
+        assert len(top.row(2)) == 0  # empty candidate list -> empty list
+        assert set(top.row(1)) <= {4}  # unknown candidate dropped
         plain = model.recommend(QueryBatch(np.array([-1]), Ragged.from_rows([[]])), self.k)
         assert plain.items.shape == (1, self.k)
 
@@ -168,7 +168,7 @@ class RecommenderChecks:
         q = self.queries(data)
         batch = model.recommend(q, self.k)
         for i in range(0, len(q), 7):
-            self.assert_same_recs(batch[i], model.recommend(q[i:i + 1], self.k))
+            self.assert_same_recs(batch[i], model.recommend(q[i : i + 1], self.k))
 
     # -- 10 persistence ---------------------------------------------------------------------
     def test_save_load_round_trip(self, data, tmp_path):
@@ -256,9 +256,10 @@ class RecommenderChecks:
         texts = model.answer_texts(items)
         assert len(texts) == len(items) and all(isinstance(t, str) for t in texts)
         assert model.answer_reduction in ("sum", "mean") and isinstance(model.answers_from_candidates, bool)
-        scored = model.answer_backend.score_continuations([prompts[0].text], [texts[:2]],
-                                                          reduction=model.answer_reduction)
-        assert np.isfinite(scored[0]).all() and (scored[0] <= 0).all()   # log-probabilities
+        scored = model.answer_backend.score_continuations(
+            [prompts[0].text], [texts[:2]], reduction=model.answer_reduction
+        )
+        assert np.isfinite(scored[0]).all() and (scored[0] <= 0).all()  # log-probabilities
 
     def test_capability_sequence_likelihood(self, data):
         self.require("sequence_likelihood")

@@ -30,9 +30,11 @@ def write_wheel(folder: Path, name: str, version: str, files: dict[str, bytes]) 
 
 def fake_checkpoint_files(tag: str = "x") -> dict[str, bytes]:
     """The files that make a folder look like a checkpoint (not loadable by transformers)."""
-    return {"config.json": json.dumps({"model_type": "llama", "tag": tag}).encode(),
-            "model.safetensors": b"weights-" + tag.encode(),
-            "tokenizer.json": b"{}"}
+    return {
+        "config.json": json.dumps({"model_type": "llama", "tag": tag}).encode(),
+        "model.safetensors": b"weights-" + tag.encode(),
+        "tokenizer.json": b"{}",
+    }
 
 
 def _permute_for_gguf(weight: np.ndarray, n_head: int) -> np.ndarray:
@@ -83,10 +85,17 @@ def write_tiny_gguf(model, tokenizer_json: Path, path: Path) -> Path:
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     writer.add_tensor("token_embd.weight", state["model.embed_tokens.weight"])
     writer.add_tensor("output_norm.weight", state["model.norm.weight"])
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
-             "post_attention_layernorm": "ffn_norm"}
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
     for layer in range(cfg.num_hidden_layers):
         for hf_name, gguf_name in names.items():
             weight = state[f"model.layers.{layer}.{hf_name}.weight"]

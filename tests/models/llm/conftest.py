@@ -43,13 +43,30 @@ def llm_server(tiny_checkpoint, tmp_path_factory):
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
     import httpx
+
     port = free_port()
     log = tmp_path_factory.mktemp("llm-server") / "server.log"
     env = {**os.environ, "TRUSTREC_TEST_SERVER_MODEL": str(tiny_checkpoint), "HF_HUB_OFFLINE": "1"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "llm_test_server:app",
-                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(HERE),
+                "llm_test_server:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

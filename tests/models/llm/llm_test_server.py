@@ -37,7 +37,6 @@ _lock = threading.Lock()  # one model call at a time (requests run in a thread p
 _seen: Counter[str] = Counter()
 
 
-
 @contextlib.asynccontextmanager
 async def _lifespan(_app):
     _ = backend.model  # load before serving: readiness (GET /v1/models) implies the model is loaded
@@ -101,9 +100,14 @@ def completions(body: dict[str, Any], request: Request):
     with _lock:
         new = [""] * len(prompts)
         if max_tokens > 0 and prompts:
-            new = backend.generate(prompts, max_tokens, temperature=float(body.get("temperature", 1.0)),
-                                   top_p=float(body.get("top_p", 1.0)), seed=int(body.get("seed") or 0),
-                                   stop=body.get("stop"))
+            new = backend.generate(
+                prompts,
+                max_tokens,
+                temperature=float(body.get("temperature", 1.0)),
+                top_p=float(body.get("top_p", 1.0)),
+                seed=int(body.get("seed") or 0),
+                stop=body.get("stop"),
+            )
         choices = []
         for i, (p, g) in enumerate(zip(prompts, new)):
             text = p + g if echo else g
@@ -113,5 +117,10 @@ def completions(body: dict[str, Any], request: Request):
         choices = choices[:-1]
     if mode == "reversed":
         choices = choices[::-1]
-    return {"id": "cmpl-test", "object": "text_completion", "created": int(time.time()),
-            "model": "tiny-smollm2-random", "choices": choices}
+    return {
+        "id": "cmpl-test",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": "tiny-smollm2-random",
+        "choices": choices,
+    }

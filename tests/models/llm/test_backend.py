@@ -102,7 +102,7 @@ def test_truncation_left_and_error(tiny_checkpoint, backend):
     cont = " eleven"
     p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     n_c = len(tok(cont, add_special_tokens=False)["input_ids"])
-    kept = tok.decode(p_ids[len(p_ids) - (8 - n_c):])
+    kept = tok.decode(p_ids[len(p_ids) - (8 - n_c) :])
     expected = backend.score_continuations([kept], [[cont]])[0][0]
     assert left.score_continuations([prompt], [[cont]])[0][0] == pytest.approx(expected, abs=1e-4)
     with pytest.raises(ContextLengthError, match="max_length=8"):
@@ -146,7 +146,7 @@ def test_sampling_is_seeded_and_stop_strings(backend):
     full = backend.generate(["Hello"], 8)[0]
     assert len(full) > 1
     stop = full[1:3]
-    assert backend.generate(["Hello"], 8, stop=[stop])[0] == full[:full.find(stop)]
+    assert backend.generate(["Hello"], 8, stop=[stop])[0] == full[: full.find(stop)]
     with pytest.raises(ConfigError, match="max_new_tokens"):
         backend.generate(["a"], 0)
     with pytest.raises(ConfigError, match="top_p"):
@@ -165,8 +165,11 @@ def test_prefix_cache_equals_full_reads(tiny_checkpoint, backend, batch_size):
     """One prompt run once with its KV cache copied per batch == every pair read in full, also
     when a prompt's continuations span several batches and differ in length."""
     prompts = [PROMPTS[2], PROMPTS[0], PROMPTS[2]]
-    conts = [[" Fargo", " Heat", " The Lord of the Rings: The Return of the King (2003)", " a", " ü"],
-             [" Casino"], [" x y z", " Fargo"]]
+    conts = [
+        [" Fargo", " Heat", " The Lord of the Rings: The Return of the King (2003)", " a", " ü"],
+        [" Casino"],
+        [" x y z", " Fargo"],
+    ]
     scores = {}
     for cached in (True, False):
         b = LocalBackend(str(tiny_checkpoint), batch_size=batch_size, prefix_cache=cached)
@@ -186,7 +189,7 @@ def test_shared_stems_group_prompts_by_their_common_prefix():
     a, b, c = (1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 9), (1, 2, 3, 4, 5, 7, 8)
     other = (7, 7, 7, 7)
     groups = dict((tuple(m), s) for s, m in _shared_stems([a, other, b, c], min_stem=3))
-    assert groups == {(a, c, b): 4, (other,): 0}          # sorted: a < c < b
+    assert groups == {(a, c, b): 4, (other,): 0}  # sorted: a < c < b
     # a stem never swallows a whole context: each keeps the token that predicts its continuations
     assert _shared_stems([(1, 2, 3), (1, 2, 3, 4)], min_stem=1) == [(2, [(1, 2, 3), (1, 2, 3, 4)])]
     # a shorter stem is not worth it when it saves fewer tokens than the group already does

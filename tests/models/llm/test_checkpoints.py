@@ -38,8 +38,9 @@ def test_tiny_model_shape_and_tokenizer(tiny_checkpoint):
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # tied
     assert sum(p.numel() for p in model.parameters()) < 4_000_000
     assert len(tokenizer) == 49152 and tokenizer.eos_token == "<|im_end|>" and tokenizer.model_max_length == 8192
-    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                         add_generation_prompt=True).endswith("<|im_start|>assistant\n")
+    assert tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    ).endswith("<|im_start|>assistant\n")
     out = model.generate(**tokenizer([PROMPT], return_tensors="pt"), max_new_tokens=4, do_sample=False)
     assert out.shape[1] == len(tokenizer(PROMPT)["input_ids"]) + 4
 
@@ -50,13 +51,17 @@ def test_tiny_build_is_deterministic_and_leaves_global_rng_alone(tiny_checkpoint
     torch.manual_seed(123)
     build_tiny_random(tmp_path / "again")
     assert torch.equal(torch.rand(1), expected_next)
-    with safe_open(tiny_checkpoint / "model.safetensors", "pt") as a, \
-            safe_open(tmp_path / "again" / "model.safetensors", "pt") as b:
+    with (
+        safe_open(tiny_checkpoint / "model.safetensors", "pt") as a,
+        safe_open(tmp_path / "again" / "model.safetensors", "pt") as b,
+    ):
         assert sorted(a.keys()) == sorted(b.keys())
         assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
     build_tiny_random(tmp_path / "other", seed=1)
-    with safe_open(tmp_path / "other" / "model.safetensors", "pt") as c, \
-            safe_open(tiny_checkpoint / "model.safetensors", "pt") as a:
+    with (
+        safe_open(tmp_path / "other" / "model.safetensors", "pt") as c,
+        safe_open(tiny_checkpoint / "model.safetensors", "pt") as a,
+    ):
         assert not torch.equal(c.get_tensor("model.embed_tokens.weight"), a.get_tensor("model.embed_tokens.weight"))
 
 
@@ -88,8 +93,9 @@ def test_registered_tiny_model_builds_into_the_cache(tiny_checkpoint):
 
 
 def test_loading_errors(tmp_path):
-    with pytest.raises(ConfigError, match="'all-minilm-l6-v2' is a text-encoder, not a causal-lm; load it "
-                                          "with load_text_encoder"):
+    with pytest.raises(
+        ConfigError, match="'all-minilm-l6-v2' is a text-encoder, not a causal-lm; load it with load_text_encoder"
+    ):
         load_causal_lm("all-minilm-l6-v2")
     with pytest.raises(ConfigError, match="is a causal-lm, not a text-encoder"):
         load_text_encoder("tiny-smollm2-random")

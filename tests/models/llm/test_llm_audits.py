@@ -12,8 +12,14 @@ from trustrec.data import Dataset, split_leave_one_out
 from trustrec.models import FitOptions
 from trustrec.models.llm._ranker import LLMRanker
 
-LLM = {"model": "tiny-smollm2-random", "n_candidates": 8, "n_permutations": 1, "max_history_tokens": 48,
-       "template": {"chat": False}, "retriever": {"name": "most_popular"}}
+LLM = {
+    "model": "tiny-smollm2-random",
+    "n_candidates": 8,
+    "n_permutations": 1,
+    "max_history_tokens": 48,
+    "template": {"chat": False},
+    "retriever": {"name": "most_popular"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +35,7 @@ def test_counterfactual_probe_sees_the_llm_read_attributes(fitted):
     res = CounterfactualAttributeAudit(attributes=("gender",), max_users=12, n_boot=20, k=5).run(ranker, split)
     snsr = res.estimates["snsr jaccard@5 [gender]"]
     mean = res.estimates["mean prag_star@5 [gender]"]
-    assert mean.value < 1.0            # stating the gender reorders the LLM's lists
+    assert mean.value < 1.0  # stating the gender reorders the LLM's lists
     assert snsr.value is not None and snsr.value >= 0
     assert res.settings["n_model_calls"] == 3 * 12
 

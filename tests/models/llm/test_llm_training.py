@@ -34,8 +34,12 @@ from trustrec.models.training import (
 # -- loss terms on small tensors ---------------------------------------------------------------------
 def _logits():
     # 2 rows, 3 positions, vocabulary 3; the answer is position 2 of row 0 and positions 1-2 of row 1
-    logits = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
-                           [[0.0, 2.0, 0.0], [0.0, 0.0, math.log(3.0)], [0.0, 0.0, 0.0]]])
+    logits = torch.tensor(
+        [
+            [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+            [[0.0, 2.0, 0.0], [0.0, 0.0, math.log(3.0)], [0.0, 0.0, 0.0]],
+        ]
+    )
     labels = torch.tensor([[IGNORE, IGNORE, 0], [IGNORE, 1, 2]])
     return logits, labels
 
@@ -45,7 +49,7 @@ def test_sequence_logprobs_by_hand():
     # row 0: token 0 after logits [1, 0, 0]: log(e / (e + 2))
     # row 1: token 1 after [0, 2, 0]: log(e^2 / (e^2 + 2)); token 2 after [0, 0, ln 3]: log(3 / 5)
     r0 = math.log(math.e / (math.e + 2))
-    r1 = math.log(math.e ** 2 / (math.e ** 2 + 2)) + math.log(3 / 5)
+    r1 = math.log(math.e**2 / (math.e**2 + 2)) + math.log(3 / 5)
     np.testing.assert_allclose(sequence_logprobs(logits, labels).numpy(), [r0, r1], rtol=1e-6)
     np.testing.assert_allclose(sequence_logprobs(logits, labels, average=True).numpy(), [r0, r1 / 2], rtol=1e-6)
     # causal LM loss is the mean negative token log-probability over the 3 answer tokens
@@ -56,7 +60,7 @@ def test_preference_loss_by_hand():
     c, r = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0])
     want = -np.mean([math.log(1 / (1 + math.exp(-0.5 * 2.0))), math.log(1 / (1 + math.exp(-0.5 * -1.0)))])
     np.testing.assert_allclose(float(preference_loss(c, r, kind="dpo", beta=0.5)), want, rtol=1e-6)
-    ref_c, ref_r = torch.tensor([-1.0, -1.0]), torch.tensor([-2.0, 0.0])     # reference margins 1 and -1
+    ref_c, ref_r = torch.tensor([-1.0, -1.0]), torch.tensor([-2.0, 0.0])  # reference margins 1 and -1
     want_ref = -np.mean([math.log(1 / (1 + math.exp(-0.5 * 1.0))), math.log(0.5)])
     np.testing.assert_allclose(float(preference_loss(c, r, ref_c, ref_r, beta=0.5)), want_ref, rtol=1e-6)
     # margin 1: max(0, 1 - 2) = 0 and max(0, 1 - (-1)) = 2
@@ -68,7 +72,7 @@ def test_preference_loss_by_hand():
 def test_distillation_loss_by_hand():
     logits, labels = _logits()
     assert float(distillation_loss(logits, logits, labels)) == pytest.approx(0.0, abs=1e-7)
-    teacher = torch.zeros_like(logits)                   # uniform teacher
+    teacher = torch.zeros_like(logits)  # uniform teacher
     # at each answer position: KL(uniform || p) = sum_v 1/3 (log 1/3 - log p_v)
     kls = []
     for row, pos in [(0, 1), (1, 0), (1, 1)]:
@@ -76,13 +80,14 @@ def test_distillation_loss_by_hand():
         kls.append(float(np.sum(1 / 3 * (np.log(1 / 3) - np.log(p)))))
     np.testing.assert_allclose(float(distillation_loss(logits, teacher, labels)), np.mean(kls), rtol=1e-6)
     # temperature T scales the logits by 1/T and the loss by T^2
-    np.testing.assert_allclose(float(distillation_loss(logits * 2, teacher, labels, temperature=2.0)),
-                               4 * np.mean(kls), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(distillation_loss(logits * 2, teacher, labels, temperature=2.0)), 4 * np.mean(kls), rtol=1e-6
+    )
 
 
 def test_reinforce_loss_by_hand():
     logp = torch.tensor([-1.0, -2.0, -3.0], requires_grad=True)
-    loss = reinforce_loss(logp, [1.0, 0.0, 2.0])                  # advantages 0, -1, 1
+    loss = reinforce_loss(logp, [1.0, 0.0, 2.0])  # advantages 0, -1, 1
     assert float(loss.detach()) == pytest.approx(-(0 * -1 + -1 * -2 + 1 * -3) / 3)
     loss.backward()
     np.testing.assert_allclose(logp.grad.numpy(), [0.0, 1 / 3, -1 / 3])
@@ -113,12 +118,19 @@ def _examples(tok):
     for title, history in [("Heat", "Alien, Casino"), ("Fargo", "Toy Story"), ("Babe", "Heat, Fargo")]:
         answer = enc(" " + title) + [eos]
         weights = [2.0] * (len(answer) - 1) + [0.5]
-        out.append(TrainingExample(
-            (PromptVariant(enc(f"Watched {history}. Next:"), answer, weights),   # with the history
-             PromptVariant(enc("Next:"), answer, weights)),                       # without it
-            rejected=(PromptVariant(enc(f"Watched {history}. Next:"), enc(" Casino") + [eos]),
-                      PromptVariant(enc("Next:"), enc(" Casino") + [eos])),
-            meta={"prompt": f"Watched {history}. Next:", "title": title}))
+        out.append(
+            TrainingExample(
+                (
+                    PromptVariant(enc(f"Watched {history}. Next:"), answer, weights),  # with the history
+                    PromptVariant(enc("Next:"), answer, weights),
+                ),  # without it
+                rejected=(
+                    PromptVariant(enc(f"Watched {history}. Next:"), enc(" Casino") + [eos]),
+                    PromptVariant(enc("Next:"), enc(" Casino") + [eos]),
+                ),
+                meta={"prompt": f"Watched {history}. Next:", "title": title},
+            )
+        )
     return out
 
 
@@ -130,7 +142,7 @@ def test_trainer_collates_every_variant_with_its_weights(tiny):
     assert batch["example_index"].tolist() == [0, 0, 1, 1]
     row = examples[0].variants[1]
     n_prompt, n_answer = len(row.prompt_ids), len(row.answer_ids)
-    assert batch["weights"][1, n_prompt:n_prompt + n_answer].tolist() == list(row.weights)
+    assert batch["weights"][1, n_prompt : n_prompt + n_answer].tolist() == list(row.weights)
     assert batch["weights"][1, :n_prompt].sum() == 0
     # the causal-LM term is the weighted loss over all four rows
     with torch.no_grad():
@@ -155,9 +167,13 @@ def test_composed_terms_add_up_and_train(tiny):
     model, tok = tiny()
     teacher, _ = tiny()
     teacher.eval()
-    terms = [CausalLMLoss(), PairwisePreferenceLoss(kind="margin", margin=5.0, weight=0.5),
-             DistillationLoss(lambda b: teacher(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
-                              weight=0.1)]
+    terms = [
+        CausalLMLoss(),
+        PairwisePreferenceLoss(kind="margin", margin=5.0, weight=0.5),
+        DistillationLoss(
+            lambda b: teacher(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, weight=0.1
+        ),
+    ]
     trainer = LLMTrainer(model, pad_id=tok.eos_token_id, losses=terms, learning_rate=3e-3, batch_size=3)
     examples = _examples(tok)
     model.eval()
@@ -165,9 +181,10 @@ def test_composed_terms_add_up_and_train(tiny):
         total = float(trainer.batch_loss(examples))
         parts = [float(LLMTrainer(model, pad_id=tok.eos_token_id, losses=[t]).batch_loss(examples)) for t in terms]
     assert total == pytest.approx(sum(parts), rel=1e-5)
-    assert parts[2] == pytest.approx(0.0, abs=1e-5)      # the teacher is a copy of the untrained student
-    loop = trainer.fit(examples, np.random.default_rng(0), epochs=3,
-                       callbacks=[EarlyStopping(lambda: 0.0, patience=10)])
+    assert parts[2] == pytest.approx(0.0, abs=1e-5)  # the teacher is a copy of the untrained student
+    loop = trainer.fit(
+        examples, np.random.default_rng(0), epochs=3, callbacks=[EarlyStopping(lambda: 0.0, patience=10)]
+    )
     assert len(loop.losses) == 3 and all(np.isfinite(loop.losses))
 
 
@@ -179,7 +196,7 @@ def test_list_reward_loss_with_rollouts_through_the_backend(tiny):
 
     def reward(example, rollouts):
         calls.append(len(rollouts))
-        return [float(len(r)) for r in rollouts]         # caller-supplied list-level reward
+        return [float(len(r)) for r in rollouts]  # caller-supplied list-level reward
 
     term = ListRewardLoss(sample=sampler.sample_ids, reward=reward)
     trainer = LLMTrainer(model, pad_id=tok.eos_token_id, losses=[CausalLMLoss(), term], batch_size=3)
@@ -218,7 +235,7 @@ def test_http_backend_samples_and_refuses_beam_search(llm_server, tiny_checkpoin
     again = RolloutSampler(http, n=2, max_new_tokens=4, seed=5).sample(["I watched Heat and"])
     assert [r.text for r in rows[0]] == [r.text for r in again[0]]
     want = local.sample(["I watched Heat and"], 2, 4, seed=5)
-    assert [r.text for r in rows[0]] == want[0]        # the test server runs the same model
+    assert [r.text for r in rows[0]] == want[0]  # the test server runs the same model
     with pytest.raises(ConfigError, match="no beam search"):
         http.beam_search(["x"], 2, 4)
     with pytest.raises(ConfigError, match="trie-constrained"):
@@ -234,9 +251,15 @@ def test_generative_generation_goes_through_its_backend(tiny_checkpoint):
     from trustrec.testing import toy_dataset
 
     split = split_leave_one_out(toy_dataset(), short_users="train")
-    model = GenerativeRecommender(model=str(tiny_checkpoint), max_history_tokens=48, max_train_examples=4,
-                                  batch_size=4, num_beams=3, epochs=1, template={"chat": False}).fit(
-        split, FitOptions(seed=0, progress=False))
+    model = GenerativeRecommender(
+        model=str(tiny_checkpoint),
+        max_history_tokens=48,
+        max_train_examples=4,
+        batch_size=4,
+        num_beams=3,
+        epochs=1,
+        template={"chat": False},
+    ).fit(split, FitOptions(seed=0, progress=False))
     q = split.eval_set("test").queries
     assert isinstance(model.backend, LocalBackend) and model.backend.model is model.lm_
     texts = model.generate_titles(q, 2)
@@ -244,7 +267,6 @@ def test_generative_generation_goes_through_its_backend(tiny_checkpoint):
     calls = []
 
     class Spy(LocalBackend):
-
         def beam_search(self, *args, **kwargs):
             calls.append("beam")
             return super().beam_search(*args, **kwargs)

@@ -11,8 +11,13 @@ from trustrec.models import FitOptions, make_model
 from trustrec.models.llm._ranker import LLMRanker, cyclic_orders, position_bias
 from trustrec.testing import RecommenderChecks, toy_dataset
 
-LLM = {"model": "tiny-smollm2-random", "n_candidates": 5, "n_permutations": 2, "max_history_tokens": 48,
-       "template": {"chat": False}}
+LLM = {
+    "model": "tiny-smollm2-random",
+    "n_candidates": 5,
+    "n_permutations": 2,
+    "max_history_tokens": 48,
+    "template": {"chat": False},
+}
 TINY = {**LLM, "retriever": {"name": "most_popular"}}
 
 
@@ -28,11 +33,11 @@ def ranker(split):
 
 def test_cyclic_orders_by_hand():
     orders = cyclic_orders(np.array([4, 3, 0]), 2, 4)
-    assert orders[0].tolist() == [[0, 1, 2, 3], [2, 3, 0, 1]]        # shift round(1 * 4 / 2) = 2
-    assert orders[1].tolist() == [[0, 1, 2, -1], [2, 0, 1, -1]]      # shift round(1.5) = 2
+    assert orders[0].tolist() == [[0, 1, 2, 3], [2, 3, 0, 1]]  # shift round(1 * 4 / 2) = 2
+    assert orders[1].tolist() == [[0, 1, 2, -1], [2, 0, 1, -1]]  # shift round(1.5) = 2
     assert (orders[2] == -1).all()
     full = cyclic_orders(np.array([3]), 3, 3)[0]
-    assert sorted(full[:, 0].tolist()) == [0, 1, 2]                 # every candidate listed first once
+    assert sorted(full[:, 0].tolist()) == [0, 1, 2]  # every candidate listed first once
 
 
 def test_position_bias_by_hand():
@@ -66,7 +71,7 @@ def test_reranks_exactly_the_retrievers_candidates(ranker, split):
     top, stats = ranker.recommend_with_stats(q, 8)
     retrieved = ranker.retriever_.recommend(q, 8)
     for i in range(len(q)):
-        assert sorted(top.items[i, :5]) == sorted(retrieved.items[i, :5])   # the head is re-ordered
+        assert sorted(top.items[i, :5]) == sorted(retrieved.items[i, :5])  # the head is re-ordered
         np.testing.assert_array_equal(top.items[i, 5:], retrieved.items[i, 5:])  # the tail is kept
     assert (np.diff(top.scores, axis=1) <= 0).all()
     assert stats["n_scored"] == 5 * 2 * len(q) and len(stats["position_effect"]) == 5
@@ -87,7 +92,7 @@ def test_permutation_averaging_removes_input_order(ranker, split):
     one._backend, one.catalog_ = ranker.backend, ranker.catalog_
     c = one._llm_scores(q, head, n)[:, 0]
     d = one._llm_scores(q, head[:, ::-1].copy(), n)[:, 0, ::-1]
-    assert not np.allclose(c, d, atol=1e-4)   # a single order does depend on it (the bias averaged out)
+    assert not np.allclose(c, d, atol=1e-4)  # a single order does depend on it (the bias averaged out)
 
 
 def test_retriever_weight_one_gives_the_retriever_order(ranker, split):
@@ -96,7 +101,7 @@ def test_retriever_weight_one_gives_the_retriever_order(ranker, split):
     fused.__dict__.update({k: v for k, v in vars(ranker).items() if k.endswith("_")})
     fused._backend = ranker.backend
     np.testing.assert_array_equal(fused.recommend(q, 5).items, ranker.retriever_.recommend(q, 5).items)
-    scored = ranker.score_candidates(q, 5)      # one LLM pass, any weight afterwards
+    scored = ranker.score_candidates(q, 5)  # one LLM pass, any weight afterwards
     np.testing.assert_array_equal(ranker.rank(scored, 5, retriever_weight=1.0).items, fused.recommend(q, 5).items)
     np.testing.assert_array_equal(ranker.rank(scored, 5).items, ranker.recommend(q, 5).items)
     with pytest.raises(ConfigError, match="retriever_weight"):
@@ -148,11 +153,14 @@ def test_from_fitted_reuses_the_retriever(split):
 
 
 def test_http_backend_gives_the_same_ranking(ranker, split, llm_server):
-    remote = LLMRanker.from_fitted(ranker.retriever_, split.train_dataset(),
-                                   **{**LLM, "base_url": llm_server, "max_history_tokens": None,
-                                      "max_history_items": 3})
-    local = LLMRanker.from_fitted(ranker.retriever_, split.train_dataset(),
-                                  **{**LLM, "max_history_tokens": None, "max_history_items": 3})
+    remote = LLMRanker.from_fitted(
+        ranker.retriever_,
+        split.train_dataset(),
+        **{**LLM, "base_url": llm_server, "max_history_tokens": None, "max_history_items": 3},
+    )
+    local = LLMRanker.from_fitted(
+        ranker.retriever_, split.train_dataset(), **{**LLM, "max_history_tokens": None, "max_history_items": 3}
+    )
     q = split.eval_set("test").queries[:4]
     a, b = remote.recommend(q, 5), local.recommend(q, 5)
     np.testing.assert_array_equal(a.items, b.items)

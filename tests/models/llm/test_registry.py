@@ -225,8 +225,10 @@ def test_pull_ignores_other_copies_and_force_refetches(entries, tmp_path, monkey
 
 
 def test_import_trustrec_stays_light():
-    code = ("import sys, trustrec, trustrec.models.llm, trustrec.cli_models; "
-            "trustrec.models.llm.list_models(); "
-            "print(sorted(m for m in ('torch', 'transformers', 'huggingface_hub') if m in sys.modules))")
+    code = (
+        "import sys, trustrec, trustrec.models.llm, trustrec.cli_models; "
+        "trustrec.models.llm.list_models(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'huggingface_hub') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

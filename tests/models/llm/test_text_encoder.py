@@ -10,7 +10,25 @@ pytest.importorskip("transformers")
 from trustrec.errors import ConfigError
 from trustrec.models.llm import TextEncoder, list_models, load_text_encoder, resolve_model
 
-WORDS = ["the", "a", "of", "and", "movie", "film", "story", "toy", "heat", "space", "war", "star", "love", "comedy", "drama", "night", "day"]
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "movie",
+    "film",
+    "story",
+    "toy",
+    "heat",
+    "space",
+    "war",
+    "star",
+    "love",
+    "comedy",
+    "drama",
+    "night",
+    "day",
+]
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +40,17 @@ def tiny_encoder_folder(tmp_path_factory):
     folder.mkdir()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}))
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512})
+    )
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     transformers.BertModel(config).save_pretrained(folder)
     (folder / "1_Pooling").mkdir()
@@ -34,8 +59,14 @@ def tiny_encoder_folder(tmp_path_factory):
     return folder
 
 
-TEXTS = ["Toy Story", "the war of the stars and a love story in space", "", "heat", "drama night day",
-         "comedy comedy comedy"]
+TEXTS = [
+    "Toy Story",
+    "the war of the stars and a love story in space",
+    "",
+    "heat",
+    "drama night day",
+    "comedy comedy comedy",
+]
 
 
 def test_encode_shape_normalised_and_order_independent(tiny_encoder_folder):
@@ -82,8 +113,12 @@ def test_real_minilm_from_the_package_index():
     assert (folder / "model.safetensors").stat().st_size > 80_000_000
     enc = load_text_encoder("all-minilm-l6-v2")
     assert enc.dim == 384 and enc.pooling == "mean" and enc.max_length == 256
-    texts = ["The Matrix (1999)", "a science fiction film about a simulated reality",
-             "chocolate cake recipe", "Toy Story (1995)"]
+    texts = [
+        "The Matrix (1999)",
+        "a science fiction film about a simulated reality",
+        "chocolate cake recipe",
+        "Toy Story (1995)",
+    ]
     emb = enc.encode(texts, batch_size=3)
     assert emb.shape == (4, 384)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)

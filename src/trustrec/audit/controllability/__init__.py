@@ -23,7 +23,19 @@ from trustrec.audit.controllability.position_bias import (
     wilson_interval,
 )
 
-__all__ = ["UserControlConfig", "UserControlAudit", "PlatformRulesConfig", "PlatformRulesAudit",
-           "PromptSensitivityConfig", "PromptSensitivityAudit", "PositionBiasConfig", "PositionBiasAudit",
-           "constraint_requests", "load_paraphrases", "uniform_position_test", "equal_rate_test",
-           "wilson_interval", "CONSTRAINT_KINDS"]
+__all__ = [
+    "UserControlConfig",
+    "UserControlAudit",
+    "PlatformRulesConfig",
+    "PlatformRulesAudit",
+    "PromptSensitivityConfig",
+    "PromptSensitivityAudit",
+    "PositionBiasConfig",
+    "PositionBiasAudit",
+    "constraint_requests",
+    "load_paraphrases",
+    "uniform_position_test",
+    "equal_rate_test",
+    "wilson_interval",
+    "CONSTRAINT_KINDS",
+]

@@ -35,8 +35,11 @@ def _accuracy(top: np.ndarray, targets: Ragged, n_items: int) -> tuple[np.ndarra
 
 def _reads_prompt(model) -> bool:
     config = getattr(model, "config", None)
-    return "text" in getattr(model, "capabilities", frozenset()) and "template" in type(config).model_fields \
-        if config is not None else False
+    return (
+        "text" in getattr(model, "capabilities", frozenset()) and "template" in type(config).model_fields
+        if config is not None
+        else False
+    )
 
 
 def _with_config(model, **changes):
@@ -54,8 +57,12 @@ def _fixed_set_warning(model, k: int, what: str) -> list[str]:
     whatever it reads when ``k >= n_candidates``."""
     n = getattr(getattr(model, "config", None), "n_candidates", None)
     if isinstance(n, int) and k >= n and callable(getattr(model, "score_candidates", None)):
-        return [(f"the model re-orders only its retriever's {n} candidates and k={k} >= {n}: the top-{k} set is "
-                 f"the same whatever the prompt says, so {what}; use k < n_candidates")]
+        return [
+            (
+                f"the model re-orders only its retriever's {n} candidates and k={k} >= {n}: the top-{k} set is "
+                f"the same whatever the prompt says, so {what}; use k < n_candidates"
+            )
+        ]
     return []
 
 

@@ -1,11 +1,11 @@
 """``platform_rules``
-    A rule set (blocked items: the configured raw ids, else the ``n_blocked`` most popular
-    training items as a stress test; an exposure cap: no item in more than
-    ``max_exposure_share`` of the sampled users' lists) checked on the model's lists, then
-    enforced by the ``rules`` arm (a ``rule_enforcer`` arm by name, :mod:`trustrec._arms`; default
-    ``rule_enforced``, :class:`~trustrec.mitigate.RuleEnforcedRecommender`) over all sampled users in
-    one call: violations before and after (slots showing a blocked item, slots above a cap),
-    accuracy cost (paired NDCG@K / HR@K change with CIs), fill rate and exposure Gini.
+A rule set (blocked items: the configured raw ids, else the ``n_blocked`` most popular
+training items as a stress test; an exposure cap: no item in more than
+``max_exposure_share`` of the sampled users' lists) checked on the model's lists, then
+enforced by the ``rules`` arm (a ``rule_enforcer`` arm by name, :mod:`trustrec._arms`; default
+``rule_enforced``, :class:`~trustrec.mitigate.RuleEnforcedRecommender`) over all sampled users in
+one call: violations before and after (slots showing a blocked item, slots above a cap),
+accuracy cost (paired NDCG@K / HR@K change with CIs), fill rate and exposure Gini.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ class PlatformRulesAudit(Audit):
 
     name: ClassVar[str] = "platform_rules"
     dimension: ClassVar[str] = "controllability"
-    description: ClassVar[str] = ("platform rules (blocked items, per-item exposure caps): violations before and "
-                                  "after enforcement, accuracy cost")
+    description: ClassVar[str] = (
+        "platform rules (blocked items, per-item exposure caps): violations before and after enforcement, accuracy cost"
+    )
     needs: ClassVar[str] = "any model"
     config_class = PlatformRulesConfig
 
@@ -69,7 +70,7 @@ class PlatformRulesAudit(Audit):
         if c.blocked_items is not None:
             return list(c.blocked_items)
         pop = inputs.item_popularity
-        order = np.lexsort((np.arange(len(pop)), -pop))[:c.n_blocked]
+        order = np.lexsort((np.arange(len(pop)), -pop))[: c.n_blocked]
         return [str(x) for x in inputs.dataset.item_ids[order]]
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -85,12 +86,17 @@ class PlatformRulesAudit(Audit):
         k, n_items = c.k, inputs.dataset.n_items
         ids = self._blocked_ids(inputs)
         enforcer = build_arm(c.rules, "rule_enforcer")[1]
-        wrapper = enforcer.enforce(inputs.model, inputs.split, blocked_items=tuple(ids),
-                                   max_exposure_share=c.max_exposure_share, n_candidates=c.n_candidates)
+        wrapper = enforcer.enforce(
+            inputs.model,
+            inputs.split,
+            blocked_items=tuple(ids),
+            max_exposure_share=c.max_exposure_share,
+            n_candidates=c.n_candidates,
+        )
         rules = wrapper.rules
         before = inputs.topk[:, :k]
         t0 = time.perf_counter()
-        after = wrapper.recommend(inputs.queries, k).items             # one call: the caps cover every user
+        after = wrapper.recommend(inputs.queries, k).items  # one call: the caps cover every user
         seconds = time.perf_counter() - t0
         vb, va = rules.violations(before, n_items), rules.violations(after, n_items)
         users = inputs.queries.users
@@ -101,64 +107,138 @@ class PlatformRulesAudit(Audit):
         for label, v, top in (("base", vb, before), ("enforced", va, after)):
             per_list = v["blocked_per_list"].astype(float)
             estimates[f"violation_share [{label}]"] = Estimate(
-                v["violating_slots"] / max(v["slots"], 1), n=v["slots"],
-                description="slots showing a blocked item or above an item's exposure cap, over all slots")
+                v["violating_slots"] / max(v["slots"], 1),
+                n=v["slots"],
+                description="slots showing a blocked item or above an item's exposure cap, over all slots",
+            )
             estimates[f"lists_with_blocked [{label}]"] = cluster_mean_estimate(
-                (per_list > 0).astype(float), users, n_boot=c.n_boot, seed=c.seed,
-                description=f"share of lists showing at least one of the {len(rules.blocked)} blocked items")
+                (per_list > 0).astype(float),
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed,
+                description=f"share of lists showing at least one of the {len(rules.blocked)} blocked items",
+            )
             estimates[f"items_over_cap [{label}]"] = Estimate(
-                v["items_over_cap"], n=n_items, description=f"items in more than {v['cap']} lists (the cap)"
-                if v["cap"] is not None else "no cap set")
+                v["items_over_cap"],
+                n=n_items,
+                description=f"items in more than {v['cap']} lists (the cap)" if v["cap"] is not None else "no cap set",
+            )
             estimates[f"exposure_gini [{label}]"] = Estimate(
-                gini(np.bincount(top[top >= 0], minlength=n_items)), n=len(top),
-                description="Gini of recommendation counts over the catalog")
+                gini(np.bincount(top[top >= 0], minlength=n_items)),
+                n=len(top),
+                description="Gini of recommendation counts over the catalog",
+            )
         for metric, b, a, seed in (("ndcg", nd_b, nd_a, 1), ("hr", hr_b, hr_a, 2)):
             estimates[f"{metric}@{k} change"] = paired_estimate(
-                a, b, n_boot=c.n_boot, seed=c.seed + seed, test=True,
-                description=f"enforced minus base {metric.upper()}@{k} per user (Wilcoxon p)")
+                a,
+                b,
+                n_boot=c.n_boot,
+                seed=c.seed + seed,
+                test=True,
+                description=f"enforced minus base {metric.upper()}@{k} per user (Wilcoxon p)",
+            )
             estimates[f"{metric}@{k} retained"] = cluster_ratio_estimate(
-                a, b, users, n_boot=c.n_boot, seed=c.seed + seed,
-                description=f"mean {metric.upper()}@{k} enforced / base")
+                a,
+                b,
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed + seed,
+                description=f"mean {metric.upper()}@{k} enforced / base",
+            )
         estimates[f"fill@{k} [enforced]"] = cluster_mean_estimate(
-            (after >= 0).sum(1) / k, users, n_boot=c.n_boot, seed=c.seed + 3,
-            description=f"returned items / {k} after enforcement")
+            (after >= 0).sum(1) / k,
+            users,
+            n_boot=c.n_boot,
+            seed=c.seed + 3,
+            description=f"returned items / {k} after enforcement",
+        )
         kinds = ("blocked_slots", "excess_slots", "items_over_cap", "lists_with_blocked")
-        violations = pd.DataFrame([{"violation": kind, "condition": label, "count": v[kind]}
-                                   for label, v in (("base", vb), ("enforced", va)) for kind in kinds])
+        violations = pd.DataFrame(
+            [
+                {"violation": kind, "condition": label, "count": v[kind]}
+                for label, v in (("base", vb), ("enforced", va))
+                for kind in kinds
+            ]
+        )
         exposure = np.bincount(before[before >= 0], minlength=n_items)
         top_items = np.argsort(-exposure, kind="stable")[:20]
-        exposure_table = pd.DataFrame({
-            "item": top_items, "item_id": inputs.dataset.item_ids[top_items].astype(str),
-            "base": exposure[top_items], "enforced": np.bincount(after[after >= 0], minlength=n_items)[top_items],
-            "blocked": np.isin(top_items, rules.blocked), "cap": -1 if vb["cap"] is None else vb["cap"]})
-        cost = pd.DataFrame([{"condition": "enforced", "seconds": seconds, "n_users": len(after),
-                              "ms_per_user": 1000 * seconds / max(len(after), 1)}])
-        evidence = {"violations": violations, "exposure": exposure_table, "cost": cost,
-                    "per_user": pd.DataFrame({"user": users, "blocked_base": vb["blocked_per_list"],
-                                              "blocked_enforced": va["blocked_per_list"], f"ndcg@{k}_base": nd_b,
-                                              f"ndcg@{k}_enforced": nd_a})}
-        plots = (Plot("bar", "violations", "violation", "count",
-                      "platform rule violations before and after enforcement", series="condition", y_label="count"),)
+        exposure_table = pd.DataFrame(
+            {
+                "item": top_items,
+                "item_id": inputs.dataset.item_ids[top_items].astype(str),
+                "base": exposure[top_items],
+                "enforced": np.bincount(after[after >= 0], minlength=n_items)[top_items],
+                "blocked": np.isin(top_items, rules.blocked),
+                "cap": -1 if vb["cap"] is None else vb["cap"],
+            }
+        )
+        cost = pd.DataFrame(
+            [
+                {
+                    "condition": "enforced",
+                    "seconds": seconds,
+                    "n_users": len(after),
+                    "ms_per_user": 1000 * seconds / max(len(after), 1),
+                }
+            ]
+        )
+        evidence = {
+            "violations": violations,
+            "exposure": exposure_table,
+            "cost": cost,
+            "per_user": pd.DataFrame(
+                {
+                    "user": users,
+                    "blocked_base": vb["blocked_per_list"],
+                    "blocked_enforced": va["blocked_per_list"],
+                    f"ndcg@{k}_base": nd_b,
+                    f"ndcg@{k}_enforced": nd_a,
+                }
+            ),
+        }
+        plots = (
+            Plot(
+                "bar",
+                "violations",
+                "violation",
+                "count",
+                "platform rule violations before and after enforcement",
+                series="condition",
+                y_label="count",
+            ),
+        )
         warnings = []
         unknown = list(wrapper.unknown_blocked_)
         if unknown:
             warnings.append(f"{len(unknown)} blocked ids are not in the catalog and were skipped: {unknown[:5]}")
         short = int(((after >= 0).sum(1) < min(k, n_items)).sum())
         if short:
-            warnings.append(f"{short} of {len(after)} enforced lists are shorter than {k}: the rules left too few "
-                            f"items in the base's top {wrapper.depth(k)}")
+            warnings.append(
+                f"{short} of {len(after)} enforced lists are shorter than {k}: the rules left too few "
+                f"items in the base's top {wrapper.depth(k)}"
+            )
         e = estimates
-        summary = (f"violating slots {e['violation_share [base]'].value:.3f} -> "
-                   f"{e['violation_share [enforced]'].value:.3f} ({len(rules.blocked)} blocked, cap {vb['cap']}); "
-                   f"NDCG@{k} retained x{e[f'ndcg@{k} retained'].value:.3f}"
-                   if e[f"ndcg@{k} retained"].value is not None else
-                   f"violating slots {e['violation_share [base]'].value:.3f} -> "
-                   f"{e['violation_share [enforced]'].value:.3f}")
-        return self._result(estimates, evidence=evidence, plots=plots, warnings=tuple(warnings), summary=summary,
-                            settings={"blocked_items": ids, "cap": vb["cap"], "n_blocked_in_catalog":
-                                      len(rules.blocked)})
+        summary = (
+            f"violating slots {e['violation_share [base]'].value:.3f} -> "
+            f"{e['violation_share [enforced]'].value:.3f} ({len(rules.blocked)} blocked, cap {vb['cap']}); "
+            f"NDCG@{k} retained x{e[f'ndcg@{k} retained'].value:.3f}"
+            if e[f"ndcg@{k} retained"].value is not None
+            else f"violating slots {e['violation_share [base]'].value:.3f} -> "
+            f"{e['violation_share [enforced]'].value:.3f}"
+        )
+        return self._result(
+            estimates,
+            evidence=evidence,
+            plots=plots,
+            warnings=tuple(warnings),
+            summary=summary,
+            settings={"blocked_items": ids, "cap": vb["cap"], "n_blocked_in_catalog": len(rules.blocked)},
+        )
 
     def _thresholds(self, estimates):
-        extra = ([Threshold(estimate="violation_share [enforced]", op="<=", limit=self.config.max_violation_share)]
-                 if self.config.max_violation_share is not None else [])
+        extra = (
+            [Threshold(estimate="violation_share [enforced]", op="<=", limit=self.config.max_violation_share)]
+            if self.config.max_violation_share is not None
+            else []
+        )
         return [*self.config.thresholds, *extra]

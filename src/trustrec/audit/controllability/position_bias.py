@@ -1,25 +1,25 @@
 """``position_bias`` (dimension ``fairness``)
-    For rankers that read an ordered candidate list (a ``score_listed`` method, as
-    :class:`~trustrec.models.llm.LLMRanker` has, or the capability ``ordered_candidates``:
-    the model reads ``Query.candidates`` in the order given). Each user's held-out target is
-    listed with ``n_candidates - 1`` negatives (``retrieved``: the model's retriever, else the
-    most popular unseen items; ``random``: uniform unseen items; never history items) in a random
-    order, the target's position drawn uniformly (stratified: every position gets the same number
-    of users, up to one). **Single order**: the list as shown. **Averaged**: the list shown in
-    ``P`` evenly spaced cyclic shifts (:func:`~trustrec.models.llm._ranker.cyclic_orders`;
-    ``P`` = the ranker's ``n_permutations`` when above 1, else the list length) and averaged
-    (the ranker's mean LLM score; a model answering by ranks gets its mean rank), at ``P``
-    times the model calls. Ties go to a random candidate. Estimates: the target's top-1 rate
-    (HR@1 within the list) and its **curve over listed positions** (Wilson 95% intervals), its
-    spread (max - min over positions, stratified-bootstrap CI) with a test that the rate is the
-    same at every position (chi-square on the 2 x positions table; a permutation test when an
-    expected count is under 5); the **position of the top-1 item**, which is uniform for a
-    position-blind ranker because the whole list is in random order: its total-variation
-    distance from uniform (bootstrap CI) with a chi-square goodness-of-fit test (a Monte Carlo
-    exact multinomial test when an expected count is under 5), and how often the first-listed
-    candidate wins (binomial test against ``1 / n_candidates``); the cost in model calls; and,
-    from the averaged orders, :func:`~trustrec.models.llm._ranker.position_bias` (Kendall tau
-    between orders, top-1 agreement, score deviation by listed position).
+For rankers that read an ordered candidate list (a ``score_listed`` method, as
+:class:`~trustrec.models.llm.LLMRanker` has, or the capability ``ordered_candidates``:
+the model reads ``Query.candidates`` in the order given). Each user's held-out target is
+listed with ``n_candidates - 1`` negatives (``retrieved``: the model's retriever, else the
+most popular unseen items; ``random``: uniform unseen items; never history items) in a random
+order, the target's position drawn uniformly (stratified: every position gets the same number
+of users, up to one). **Single order**: the list as shown. **Averaged**: the list shown in
+``P`` evenly spaced cyclic shifts (:func:`~trustrec.models.llm._ranker.cyclic_orders`;
+``P`` = the ranker's ``n_permutations`` when above 1, else the list length) and averaged
+(the ranker's mean LLM score; a model answering by ranks gets its mean rank), at ``P``
+times the model calls. Ties go to a random candidate. Estimates: the target's top-1 rate
+(HR@1 within the list) and its **curve over listed positions** (Wilson 95% intervals), its
+spread (max - min over positions, stratified-bootstrap CI) with a test that the rate is the
+same at every position (chi-square on the 2 x positions table; a permutation test when an
+expected count is under 5); the **position of the top-1 item**, which is uniform for a
+position-blind ranker because the whole list is in random order: its total-variation
+distance from uniform (bootstrap CI) with a chi-square goodness-of-fit test (a Monte Carlo
+exact multinomial test when an expected count is under 5), and how often the first-listed
+candidate wins (binomial test against ``1 / n_candidates``); the cost in model calls; and,
+from the averaged orders, :func:`~trustrec.models.llm._ranker.position_bias` (Kendall tau
+between orders, top-1 agreement, score deviation by listed position).
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ __all__ = ["PositionBiasConfig", "PositionBiasAudit", "uniform_position_test", "
 
 
 # -- position bias -------------------------------------------------------------------------------------------------
-def uniform_position_test(positions, n_positions: int, *, n_resamples: int = 2000,
-                          seed: int = 0) -> tuple[float, float, str]:
+def uniform_position_test(
+    positions, n_positions: int, *, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, str]:
     """Chi-square goodness of fit of ``positions`` (0-based) to the uniform distribution over
     ``n_positions``: (statistic, p-value, method). When an expected count is under 5 the p-value
     is a Monte Carlo exact test (``n_resamples`` multinomial draws under uniformity)."""
@@ -72,8 +73,9 @@ def uniform_position_test(positions, n_positions: int, *, n_resamples: int = 200
     return stat, float((1 + (sim >= stat - 1e-9).sum()) / (n_resamples + 1)), "monte_carlo"
 
 
-def equal_rate_test(positions, success, n_positions: int, *, n_resamples: int = 2000,
-                    seed: int = 0) -> tuple[float, float, str]:
+def equal_rate_test(
+    positions, success, n_positions: int, *, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, str]:
     """Chi-square test that the success rate is the same at every position (the 2 x positions
     table of successes and failures): (statistic, p-value, method); a permutation test
     (``n_resamples`` shuffles of the outcomes) when an expected count is under 5."""
@@ -90,7 +92,7 @@ def equal_rate_test(positions, success, n_positions: int, *, n_resamples: int = 
     if used.sum() < 2 or hits == 0 or hits == total:
         return 0.0, 1.0, "none"
 
-    def statistic(s_j):                                   # s_j: (..., m) successes per position
+    def statistic(s_j):  # s_j: (..., m) successes per position
         e_s = n_j * hits / total
         e_f = n_j * (total - hits) / total
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -131,10 +133,13 @@ class PositionBiasAudit(Audit):
 
     name: ClassVar[str] = "position_bias"
     dimension: ClassVar[str] = "fairness"
-    description: ClassVar[str] = ("LLM ranker position bias: the target's top-1 rate by listed position, tests "
-                                  "against uniformity, permutation averaging and its cost in model calls")
-    needs: ClassVar[str] = ("a ranker that reads an ordered candidate list (LLM ranker, or capability "
-                            "ordered_candidates)")
+    description: ClassVar[str] = (
+        "LLM ranker position bias: the target's top-1 rate by listed position, tests "
+        "against uniformity, permutation averaging and its cost in model calls"
+    )
+    needs: ClassVar[str] = (
+        "a ranker that reads an ordered candidate list (LLM ranker, or capability ordered_candidates)"
+    )
     config_class = PositionBiasConfig
 
     @staticmethod
@@ -145,13 +150,14 @@ class PositionBiasAudit(Audit):
         model = inputs.model
         if not self._listed(model):
             name = getattr(model, "name", "") or type(model).__name__
-            return (f"{name} does not read an ordered candidate list: it scores items on their own, so the order "
-                    "of a list cannot reach it (position bias concerns LLM rankers)")
+            return (
+                f"{name} does not read an ordered candidate list: it scores items on their own, so the order "
+                "of a list cannot reach it (position bias concerns LLM rankers)"
+            )
         m = self.config.n_candidates
         free = inputs.dataset.n_items - inputs.queries.histories.lengths - 1
         if not (free >= m - 1).any():
-            return (f"no user has {m - 1} unseen items besides the target to list as negatives; lower "
-                    "n_candidates")
+            return f"no user has {m - 1} unseen items besides the target to list as negatives; lower n_candidates"
         return None
 
     def _negatives(self, inputs: AuditInputs, users: np.ndarray, target: np.ndarray, rng) -> np.ndarray:
@@ -182,7 +188,7 @@ class PositionBiasAudit(Audit):
             sub = queries[np.arange(len(users))[sl]]
             score[sub.seen_mask(n_items)] = -np.inf
             score[np.arange(score.shape[0]), target[sl]] = -np.inf
-            out[sl] = np.argsort(-score, axis=1, kind="stable")[:, :m - 1]
+            out[sl] = np.argsort(-score, axis=1, kind="stable")[:, : m - 1]
         return rng.permuted(out, axis=1)
 
     def _scores(self, model, queries: QueryBatch, lists: np.ndarray, n_orders: int) -> tuple[np.ndarray, str]:
@@ -194,16 +200,17 @@ class PositionBiasAudit(Audit):
         bs = self.config.batch_size
         n, m = lists.shape
         if has_capability(model, "listed_scores"):
-            parts = [model.score_listed(queries[s:s + bs], lists[s:s + bs], n_orders) for s in range(0, n, bs)]
+            parts = [model.score_listed(queries[s : s + bs], lists[s : s + bs], n_orders) for s in range(0, n, bs)]
             return np.concatenate(parts), "llm scores"
         orders = cyclic_orders(np.full(n, m), n_orders, m)
         scores = np.empty((n, n_orders, m))
         indptr = np.arange(0, n * m + 1, m)
         for p in range(n_orders):
             shown = np.take_along_axis(lists, orders[:, p, :], 1)
-            top = _recommend(model, queries.with_candidates(Ragged(indptr, shown.ravel())), m, bs,
-                             exclude_seen=False)[:, :m]
-            eq = top[:, :, None] == lists[:, None, :]                      # (q, rank, candidate)
+            top = _recommend(model, queries.with_candidates(Ragged(indptr, shown.ravel())), m, bs, exclude_seen=False)[
+                :, :m
+            ]
+            eq = top[:, :, None] == lists[:, None, :]  # (q, rank, candidate)
             scores[:, p, :] = -np.where(eq.any(1), eq.argmax(1), m)
         return scores, "minus rank"
 
@@ -219,9 +226,9 @@ class PositionBiasAudit(Audit):
         rows = np.flatnonzero(free >= m - 1)
         n_dropped = len(inputs.queries) - len(rows)
         targets = inputs.eval_set.targets
-        target = targets.values[targets.indptr[rows]]                 # each user's first target
+        target = targets.values[targets.indptr[rows]]  # each user's first target
         n = len(rows)
-        pos = rng.permutation(np.arange(n) % m)                       # stratified uniform positions
+        pos = rng.permutation(np.arange(n) % m)  # stratified uniform positions
         negatives = self._negatives(inputs, rows, target, rng)
         j = np.arange(m)[None, :]
         neg_col = np.clip(j - (j > pos[:, None]), 0, m - 2)
@@ -253,12 +260,16 @@ class PositionBiasAudit(Audit):
             rate = np.divide(s_j, n_j, out=np.full(m, np.nan), where=n_j > 0)
             lo, hi = wilson_interval(s_j, n_j)
             estimates[f"target_top1_rate [{cond}]"] = cluster_mean_estimate(
-                hit.astype(float), users, n_boot=c.n_boot, seed=c.seed + ci,
-                description=f"share of users whose target is ranked first among {m} listed candidates (HR@1)")
+                hit.astype(float),
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed + ci,
+                description=f"share of users whose target is ranked first among {m} listed candidates (HR@1)",
+            )
             _stat, p, method = equal_rate_test(pos, hit, m, n_resamples=c.n_resamples, seed=c.seed + ci)
             boot = np.empty((c.n_boot, m))
             brng = np.random.default_rng(c.seed + 10 + ci)
-            for jj in range(m):                                        # stratified bootstrap within positions
+            for jj in range(m):  # stratified bootstrap within positions
                 members = np.flatnonzero(pos == jj)
                 if len(members):
                     draw = brng.integers(0, len(members), (c.n_boot, len(members)))
@@ -267,86 +278,171 @@ class PositionBiasAudit(Audit):
                     boot[:, jj] = np.nan
             spread_ci = percentile_ci(np.nanmax(boot, 1) - np.nanmin(boot, 1)) if c.n_boot else (None, None)
             estimates[f"target_top1_spread [{cond}]"] = Estimate(
-                float(np.nanmax(rate) - np.nanmin(rate)), *spread_ci, n, p_value=p,
+                float(np.nanmax(rate) - np.nanmin(rate)),
+                *spread_ci,
+                n,
+                p_value=p,
                 description=f"highest minus lowest top-1 rate of the target over its {m} listed positions; p: "
-                            f"equal rates at every position ({method})")
+                f"equal rates at every position ({method})",
+            )
             counts = np.bincount(best, minlength=m)
             tv = 0.5 * np.abs(counts / n - 1.0 / m).sum()
             _stat_u, p_u, method_u = uniform_position_test(best, m, n_resamples=c.n_resamples, seed=c.seed + 20 + ci)
             tv_ci = (None, None)
             if c.n_boot:
                 draw = np.random.default_rng(c.seed + 30 + ci).integers(0, n, (c.n_boot, n))
-                bc = np.bincount((np.arange(c.n_boot)[:, None] * m + best[draw]).ravel(),
-                                 minlength=c.n_boot * m).reshape(c.n_boot, m)
+                bc = np.bincount(
+                    (np.arange(c.n_boot)[:, None] * m + best[draw]).ravel(), minlength=c.n_boot * m
+                ).reshape(c.n_boot, m)
                 tv_ci = percentile_ci(0.5 * np.abs(bc / n - 1.0 / m).sum(1))
             estimates[f"top1_position_tv [{cond}]"] = Estimate(
-                tv, *tv_ci, n, p_value=p_u,
+                tv,
+                *tv_ci,
+                n,
+                p_value=p_u,
                 description=f"total-variation distance of the top-1 item's listed position from uniform over {m} "
-                            f"positions (0 = position-blind); p: uniformity ({method_u})")
+                f"positions (0 = position-blind); p: uniformity ({method_u})",
+            )
             first = int((best == 0).sum())
             estimates[f"top1_listed_first [{cond}]"] = Estimate(
-                first / n, n=n, p_value=float(binomtest(first, n, 1.0 / m).pvalue),
-                description=f"share of lists whose top-1 was listed first (chance {1 / m:.3f}); p: binomial test")
+                first / n,
+                n=n,
+                p_value=float(binomtest(first, n, 1.0 / m).pvalue),
+                description=f"share of lists whose top-1 was listed first (chance {1 / m:.3f}); p: binomial test",
+            )
             for jj in range(m):
-                curve_rows.append({"position": jj + 1, "condition": cond, "rate": rate[jj], "ci_low": lo[jj],
-                                   "ci_high": hi[jj], "n_users": int(n_j[jj]), "n_top1": int(s_j[jj])})
+                curve_rows.append(
+                    {
+                        "position": jj + 1,
+                        "condition": cond,
+                        "rate": rate[jj],
+                        "ci_low": lo[jj],
+                        "ci_high": hi[jj],
+                        "n_users": int(n_j[jj]),
+                        "n_top1": int(s_j[jj]),
+                    }
+                )
                 share_rows.append({"position": jj + 1, "condition": cond, "share": counts[jj] / n})
         overall = estimates["target_top1_rate [single order]"].value
-        curve_rows += [{"position": jj + 1, "condition": "no position effect", "rate": overall, "ci_low": np.nan,
-                        "ci_high": np.nan, "n_users": int(n_j[jj]), "n_top1": np.nan} for jj in range(m)]
+        curve_rows += [
+            {
+                "position": jj + 1,
+                "condition": "no position effect",
+                "rate": overall,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n_users": int(n_j[jj]),
+                "n_top1": np.nan,
+            }
+            for jj in range(m)
+        ]
         estimates["model_calls [single order]"] = Estimate(n, n=n, description="list requests (prompts) for one order")
         estimates["model_calls [averaged]"] = Estimate(
-            n * n_orders, n=n, description=f"list requests (prompts) for {n_orders} cyclic orders")
+            n * n_orders, n=n, description=f"list requests (prompts) for {n_orders} cyclic orders"
+        )
         estimates["scored_candidates [averaged]"] = Estimate(
-            n * m * n_orders, n=n, description="candidate scores computed over all orders (LLM continuations)")
-        evidence = {"curve": pd.DataFrame(curve_rows), "top1_positions": pd.DataFrame(share_rows),
-                    "per_user": pd.DataFrame({"user": users, "target": target, "target_position": pos + 1,
-                                              **{f"top1_position [{cond}]": best + 1
-                                                 for cond, best in outcomes.items()}}),
-                    "cost": pd.DataFrame([{"orders": n_orders, "model_calls": n * n_orders, "seconds": seconds,
-                                           "ms_per_call": 1000 * seconds / max(n * n_orders, 1)}])}
+            n * m * n_orders, n=n, description="candidate scores computed over all orders (LLM continuations)"
+        )
+        evidence = {
+            "curve": pd.DataFrame(curve_rows),
+            "top1_positions": pd.DataFrame(share_rows),
+            "per_user": pd.DataFrame(
+                {
+                    "user": users,
+                    "target": target,
+                    "target_position": pos + 1,
+                    **{f"top1_position [{cond}]": best + 1 for cond, best in outcomes.items()},
+                }
+            ),
+            "cost": pd.DataFrame(
+                [
+                    {
+                        "orders": n_orders,
+                        "model_calls": n * n_orders,
+                        "seconds": seconds,
+                        "ms_per_call": 1000 * seconds / max(n * n_orders, 1),
+                    }
+                ]
+            ),
+        }
         if n_orders > 1:
             orders = cyclic_orders(np.full(n, m), n_orders, m)
             positions = np.argsort(orders, axis=-1, kind="stable")
             report = position_bias(scores, positions, np.ones((n, m), bool))
             if report["kendall_tau"] is not None:
                 estimates["kendall_tau across orders"] = Estimate(
-                    report["kendall_tau"], n=n, description="mean Kendall tau-a between the rankings of the orders "
-                                                            "(1 = the listing order never matters)")
+                    report["kendall_tau"],
+                    n=n,
+                    description="mean Kendall tau-a between the rankings of the orders "
+                    "(1 = the listing order never matters)",
+                )
             if report["top1_agreement"] is not None:
                 estimates["top1_agreement across orders"] = Estimate(
-                    report["top1_agreement"], n=n, description="share of users whose best candidate is the same "
-                                                               "in every order")
+                    report["top1_agreement"],
+                    n=n,
+                    description="share of users whose best candidate is the same in every order",
+                )
             effect = report["position_effect"]
-            evidence["position_effect"] = pd.DataFrame({"position": np.arange(1, len(effect) + 1),
-                                                        "score_deviation": effect})
-        plots = (Plot("line", "curve", "position", "rate", "target ranked first, by its listed position",
-                      series="condition", x_label="listed position of the target", y_label="top-1 rate"),
-                 Plot("bar", "top1_positions", "position", "share", "listed position of the top-1 item",
-                      series="condition", y_label="share of lists"))
+            evidence["position_effect"] = pd.DataFrame(
+                {"position": np.arange(1, len(effect) + 1), "score_deviation": effect}
+            )
+        plots = (
+            Plot(
+                "line",
+                "curve",
+                "position",
+                "rate",
+                "target ranked first, by its listed position",
+                series="condition",
+                x_label="listed position of the target",
+                y_label="top-1 rate",
+            ),
+            Plot(
+                "bar",
+                "top1_positions",
+                "position",
+                "share",
+                "listed position of the top-1 item",
+                series="condition",
+                y_label="share of lists",
+            ),
+        )
         warnings = []
         if n_dropped:
-            warnings.append(f"{n_dropped} users have fewer than {m - 1} unseen items to list as negatives and were "
-                            "left out")
+            warnings.append(
+                f"{n_dropped} users have fewer than {m - 1} unseen items to list as negatives and were left out"
+            )
         if not self._listed_by_scores(model):
             warnings.append("the model returns rankings, not scores: averaging uses the mean rank over orders")
         e = estimates
         single, spread = e["top1_position_tv [single order]"], e["target_top1_spread [single order]"]
-        summary = (f"{n} users, {m} candidates: target top-1 rate {overall:.3f}; spread over positions "
-                   f"{spread.value:.3f} (p={spread.p_value:.3g}); "
-                   f"top-1 position TV from uniform {single.value:.3f} (p={single.p_value:.3g})")
+        summary = (
+            f"{n} users, {m} candidates: target top-1 rate {overall:.3f}; spread over positions "
+            f"{spread.value:.3f} (p={spread.p_value:.3g}); "
+            f"top-1 position TV from uniform {single.value:.3f} (p={single.p_value:.3g})"
+        )
         if "averaged" in outcomes:
-            summary += (f"; averaged over {n_orders} orders: TV {e['top1_position_tv [averaged]'].value:.3f} at "
-                        f"{n_orders}x the model calls")
-        return self._result(estimates, evidence=evidence, plots=plots, warnings=tuple(warnings), summary=summary,
-                            settings={"n_orders": n_orders, "score_scale": scale, "n_users_listed": n,
-                                      "negatives": c.negatives})
+            summary += (
+                f"; averaged over {n_orders} orders: TV {e['top1_position_tv [averaged]'].value:.3f} at "
+                f"{n_orders}x the model calls"
+            )
+        return self._result(
+            estimates,
+            evidence=evidence,
+            plots=plots,
+            warnings=tuple(warnings),
+            summary=summary,
+            settings={"n_orders": n_orders, "score_scale": scale, "n_users_listed": n, "negatives": c.negatives},
+        )
 
     @staticmethod
     def _listed_by_scores(model) -> bool:
         return has_capability(model, "listed_scores")
 
     def _thresholds(self, estimates):
-        extra = ([Threshold(estimate="top1_position_tv [single order]", op="<=", limit=self.config.max_position_tv)]
-                 if self.config.max_position_tv is not None else [])
+        extra = (
+            [Threshold(estimate="top1_position_tv [single order]", op="<=", limit=self.config.max_position_tv)]
+            if self.config.max_position_tv is not None
+            else []
+        )
         return [*self.config.thresholds, *extra]

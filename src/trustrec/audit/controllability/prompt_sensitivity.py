@@ -1,13 +1,13 @@
 """``prompt_sensitivity``
-    For recommenders that read a prompt (capability ``text`` and a ``template`` in their config):
-    the same users asked under the model's template and under at least five paraphrases that say
-    the same thing (shipped as data in ``models/llm/assets/prompt-paraphrases/paraphrases.yaml``,
-    one set for candidate rankers and one for generative models, or given in the config; a
-    paraphrase must keep the template's slots). Top-K stability: Jaccard@K and rank-biased
-    overlap (RBO_ext, :func:`~trustrec.eval.rank_biased_overlap`) to the default
-    template's list and between every pair of templates; accuracy spread: max - min (and the
-    population std) over templates of mean NDCG@K and HR@K; the share of users whose top-1 is
-    the same under every template. CIs are seeded bootstraps over users.
+For recommenders that read a prompt (capability ``text`` and a ``template`` in their config):
+the same users asked under the model's template and under at least five paraphrases that say
+the same thing (shipped as data in ``models/llm/assets/prompt-paraphrases/paraphrases.yaml``,
+one set for candidate rankers and one for generative models, or given in the config; a
+paraphrase must keep the template's slots). Top-K stability: Jaccard@K and rank-biased
+overlap (RBO_ext, :func:`~trustrec.eval.rank_biased_overlap`) to the default
+template's list and between every pair of templates; accuracy spread: max - min (and the
+population std) over templates of mean NDCG@K and HR@K; the share of users whose top-1 is
+the same under every template. CIs are seeded bootstraps over users.
 """
 
 from __future__ import annotations
@@ -39,9 +39,24 @@ __all__ = ["PromptSensitivityConfig", "PromptSensitivityAudit", "load_paraphrase
 
 
 # -- prompt sensitivity ---------------------------------------------------------------------------------------------
-_PARAPHRASE_FIELDS = frozenset({"system", "user", "request", "profile", "item_line", "candidate_line",
-                                "history_separator", "empty_history", "answer_prefix", "example_block",
-                                "example_line", "example_item_separator", "attribute", "attribute_separator"})
+_PARAPHRASE_FIELDS = frozenset(
+    {
+        "system",
+        "user",
+        "request",
+        "profile",
+        "item_line",
+        "candidate_line",
+        "history_separator",
+        "empty_history",
+        "answer_prefix",
+        "example_block",
+        "example_line",
+        "example_item_separator",
+        "attribute",
+        "attribute_separator",
+    }
+)
 
 
 def load_paraphrases(kind: Literal["ranker", "generative"]) -> tuple[dict[str, str], ...]:
@@ -89,8 +104,10 @@ class PromptSensitivityConfig(AuditConfig):
         for i, p in enumerate(value):
             unknown = set(p) - _PARAPHRASE_FIELDS - {"name"}
             if unknown:
-                raise ValueError(f"paraphrase {i}: unknown field(s) {sorted(unknown)}; allowed: "
-                                 f"name, {', '.join(sorted(_PARAPHRASE_FIELDS))}")
+                raise ValueError(
+                    f"paraphrase {i}: unknown field(s) {sorted(unknown)}; allowed: "
+                    f"name, {', '.join(sorted(_PARAPHRASE_FIELDS))}"
+                )
             names.append(str(p.get("name", f"paraphrase_{i + 1}")))
         if len(set(names)) != len(names) or "default" in names:
             raise ValueError(f"paraphrase names must be distinct and not 'default'; got {names}")
@@ -103,8 +120,10 @@ class PromptSensitivityAudit(Audit):
 
     name: ClassVar[str] = "prompt_sensitivity"
     dimension: ClassVar[str] = "controllability"
-    description: ClassVar[str] = ("top-K stability (Jaccard@K, RBO) and accuracy spread of an LLM recommender over "
-                                  "paraphrased, equivalent prompt templates")
+    description: ClassVar[str] = (
+        "top-K stability (Jaccard@K, RBO) and accuracy spread of an LLM recommender over "
+        "paraphrased, equivalent prompt templates"
+    )
     needs: ClassVar[str] = "a recommender that reads a prompt (an LLM recommender with a template)"
     config_class = PromptSensitivityConfig
 
@@ -120,11 +139,13 @@ class PromptSensitivityAudit(Audit):
         for i, p in enumerate(chosen):
             fields = {key: value for key, value in p.items() if key != "name"}
             merged = {**own.model_dump(), **fields}
-            PromptTemplate.from_dict(merged)                 # raises ConfigError on a bad slot
+            PromptTemplate.from_dict(merged)  # raises ConfigError on a bad slot
             if template_slots(merged["user"]) != slots:
-                raise ConfigError(f"{self.name}: paraphrase {p.get('name', i + 1)!r} has user slots "
-                                  f"{sorted(template_slots(merged['user']))} but the model's prompt has "
-                                  f"{sorted(slots)}; a paraphrase must say the same things")
+                raise ConfigError(
+                    f"{self.name}: paraphrase {p.get('name', i + 1)!r} has user slots "
+                    f"{sorted(template_slots(merged['user']))} but the model's prompt has "
+                    f"{sorted(slots)}; a paraphrase must say the same things"
+                )
             out.append({"name": str(p.get("name", f"paraphrase_{i + 1}")), "fields": fields})
         return out
 
@@ -165,17 +186,41 @@ class PromptSensitivityAudit(Audit):
         same_top1 = (first == first[:, :1]).all(1).astype(float)
         users = queries.users
         estimates: dict[str, Estimate] = {
-            f"jaccard@{k} to default": cluster_mean_estimate(jac_default.mean(1), users, n_boot=c.n_boot, seed=c.seed,
-                                             description=f"mean over {t - 1} paraphrases of Jaccard@{k} to the "
-                                                         "default template's list"),
-            "rbo to default": cluster_mean_estimate(rbo_default.mean(1), users, n_boot=c.n_boot, seed=c.seed + 1,
-                                     description=f"mean RBO_ext (p={c.rbo_p}) to the default template's list"),
-            f"jaccard@{k} pairwise": cluster_mean_estimate(jac_pair.mean(1), users, n_boot=c.n_boot, seed=c.seed + 2,
-                                           description=f"mean Jaccard@{k} over all {len(pairs)} pairs of templates"),
-            "rbo pairwise": cluster_mean_estimate(rbo_pair.mean(1), users, n_boot=c.n_boot, seed=c.seed + 3,
-                                   description=f"mean RBO_ext (p={c.rbo_p}) over all pairs of templates"),
-            "top1_agreement": cluster_mean_estimate(same_top1, users, n_boot=c.n_boot, seed=c.seed + 4,
-                                    description="share of users whose top-1 is the same under every template"),
+            f"jaccard@{k} to default": cluster_mean_estimate(
+                jac_default.mean(1),
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed,
+                description=f"mean over {t - 1} paraphrases of Jaccard@{k} to the default template's list",
+            ),
+            "rbo to default": cluster_mean_estimate(
+                rbo_default.mean(1),
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed + 1,
+                description=f"mean RBO_ext (p={c.rbo_p}) to the default template's list",
+            ),
+            f"jaccard@{k} pairwise": cluster_mean_estimate(
+                jac_pair.mean(1),
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed + 2,
+                description=f"mean Jaccard@{k} over all {len(pairs)} pairs of templates",
+            ),
+            "rbo pairwise": cluster_mean_estimate(
+                rbo_pair.mean(1),
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed + 3,
+                description=f"mean RBO_ext (p={c.rbo_p}) over all pairs of templates",
+            ),
+            "top1_agreement": cluster_mean_estimate(
+                same_top1,
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed + 4,
+                description="share of users whose top-1 is the same under every template",
+            ),
         }
         rng = np.random.default_rng(c.seed + 5)
         idx = rng.integers(0, n, (c.n_boot, n)) if c.n_boot and n > 1 else None
@@ -183,49 +228,98 @@ class PromptSensitivityAudit(Audit):
             means = np.nanmean(values, 0)
             spread_ci = std_ci = (None, None)
             if idx is not None:
-                boot = np.nanmean(values[idx], 1)                       # (n_boot, t)
+                boot = np.nanmean(values[idx], 1)  # (n_boot, t)
                 spread_ci = percentile_ci(boot.max(1) - boot.min(1))
                 std_ci = percentile_ci(boot.std(1))
             estimates[f"{metric}@{k} spread"] = Estimate(
-                float(means.max() - means.min()), *spread_ci, n,
+                float(means.max() - means.min()),
+                *spread_ci,
+                n,
                 description=f"best minus worst template's mean {metric.upper()}@{k} "
-                            f"({names[int(means.argmax())]} vs {names[int(means.argmin())]})")
-            estimates[f"{metric}@{k} std"] = Estimate(float(means.std()), *std_ci, n,
-                                                      description=f"population std of mean {metric.upper()}@{k} "
-                                                                  f"over {t} templates")
+                f"({names[int(means.argmax())]} vs {names[int(means.argmin())]})",
+            )
+            estimates[f"{metric}@{k} std"] = Estimate(
+                float(means.std()),
+                *std_ci,
+                n,
+                description=f"population std of mean {metric.upper()}@{k} over {t} templates",
+            )
         rows = []
         for j, name in enumerate(names):
             row = {"template": name}
-            for label, values, seed in (("ndcg", ndcg[:, j], 10), ("hr", hr[:, j], 20),
-                                        ("jaccard_to_default", jac_default[:, j - 1] if j else np.ones(n), 30),
-                                        ("rbo_to_default", rbo_default[:, j - 1] if j else np.ones(n), 40)):
+            for label, values, seed in (
+                ("ndcg", ndcg[:, j], 10),
+                ("hr", hr[:, j], 20),
+                ("jaccard_to_default", jac_default[:, j - 1] if j else np.ones(n), 30),
+                ("rbo_to_default", rbo_default[:, j - 1] if j else np.ones(n), 40),
+            ):
                 est = cluster_mean_estimate(values, users, n_boot=c.n_boot, seed=c.seed + seed + j, description="")
                 row.update({label: est.value, f"{label}_ci_low": est.ci_low, f"{label}_ci_high": est.ci_high})
             row["seconds"] = seconds[j - 1] if j else np.nan
             rows.append(row)
         per_template = pd.DataFrame(rows)
-        pairwise = pd.DataFrame({"template_a": [names[a] for a, _ in pairs], "template_b": [names[b] for _, b in pairs],
-                                 f"jaccard@{k}": jac_pair.mean(0), "rbo": rbo_pair.mean(0)})
-        evidence = {"per_template": per_template, "pairwise": pairwise,
-                    "paraphrases": pd.DataFrame({"template": [p["name"] for p in paraphrases],
-                                                 "fields": [str(p["fields"]) for p in paraphrases]})}
-        plots = (Plot("bar", "per_template", "template", "ndcg", f"NDCG@{k} by prompt template (95% CI)",
-                      ci_low="ndcg_ci_low", ci_high="ndcg_ci_high", y_label=f"NDCG@{k}"),
-                 Plot("bar", "per_template", "template", "jaccard_to_default",
-                      f"Jaccard@{k} to the default template's list", ci_low="jaccard_to_default_ci_low",
-                      ci_high="jaccard_to_default_ci_high", y_label="Jaccard"))
+        pairwise = pd.DataFrame(
+            {
+                "template_a": [names[a] for a, _ in pairs],
+                "template_b": [names[b] for _, b in pairs],
+                f"jaccard@{k}": jac_pair.mean(0),
+                "rbo": rbo_pair.mean(0),
+            }
+        )
+        evidence = {
+            "per_template": per_template,
+            "pairwise": pairwise,
+            "paraphrases": pd.DataFrame(
+                {"template": [p["name"] for p in paraphrases], "fields": [str(p["fields"]) for p in paraphrases]}
+            ),
+        }
+        plots = (
+            Plot(
+                "bar",
+                "per_template",
+                "template",
+                "ndcg",
+                f"NDCG@{k} by prompt template (95% CI)",
+                ci_low="ndcg_ci_low",
+                ci_high="ndcg_ci_high",
+                y_label=f"NDCG@{k}",
+            ),
+            Plot(
+                "bar",
+                "per_template",
+                "template",
+                "jaccard_to_default",
+                f"Jaccard@{k} to the default template's list",
+                ci_low="jaccard_to_default_ci_low",
+                ci_high="jaccard_to_default_ci_high",
+                y_label="Jaccard",
+            ),
+        )
         warnings = _fixed_set_warning(model, k, f"Jaccard@{k} is 1 by construction (read RBO and top-1 agreement)")
         if len(paraphrases) < 5:
-            warnings.append(f"only {len(paraphrases)} paraphrases: the accuracy spread over templates is coarse "
-                            "(at least five are recommended)")
+            warnings.append(
+                f"only {len(paraphrases)} paraphrases: the accuracy spread over templates is coarse "
+                "(at least five are recommended)"
+            )
         e = estimates
-        summary = (f"{t} templates, {n} users: Jaccard@{k} to default {e[f'jaccard@{k} to default'].value:.3f}, "
-                   f"RBO {e['rbo to default'].value:.3f}, NDCG@{k} spread {e[f'ndcg@{k} spread'].value:.4f}, "
-                   f"same top-1 {e['top1_agreement'].value:.3f}")
-        return self._result(estimates, evidence=evidence, plots=plots, warnings=tuple(warnings), summary=summary,
-                            settings={"templates": names, "n_model_calls": len(paraphrases) * n})
+        summary = (
+            f"{t} templates, {n} users: Jaccard@{k} to default {e[f'jaccard@{k} to default'].value:.3f}, "
+            f"RBO {e['rbo to default'].value:.3f}, NDCG@{k} spread {e[f'ndcg@{k} spread'].value:.4f}, "
+            f"same top-1 {e['top1_agreement'].value:.3f}"
+        )
+        return self._result(
+            estimates,
+            evidence=evidence,
+            plots=plots,
+            warnings=tuple(warnings),
+            summary=summary,
+            settings={"templates": names, "n_model_calls": len(paraphrases) * n},
+        )
 
     def _thresholds(self, estimates):
-        extra = ([Threshold(estimate=f"jaccard@{self.config.k} to default", op=">=", limit=self.config.min_jaccard)]
-                 if self.config.min_jaccard is not None else [])
+        extra = (
+            [Threshold(estimate=f"jaccard@{self.config.k} to default", op=">=", limit=self.config.min_jaccard)]
+            if self.config.min_jaccard is not None
+            else []
+        )
         return [*self.config.thresholds, *extra]

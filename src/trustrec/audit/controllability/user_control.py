@@ -1,26 +1,26 @@
 """``user_control``
-    Each sampled user states constraints in the query's free text, one request per kind:
-    ``exclude_genre`` ("no <the user's second most frequent history genre>", else the catalog's
-    most frequent genre that is not their first), ``include_genre`` ("only <a genre drawn by
-    catalog frequency among those other than the user's most frequent one>"),
-    ``different`` ("something different": none of the user's most frequent genre),
-    ``year_before`` / ``year_after`` ("only items released before/after <the decade of the
-    median year of their history>") and ``similar`` ("more like <title of their latest item>"),
-    plus any configured ``texts``. The control mechanism is the ``control`` arm, named in the
-    config (a ``control`` arm of :mod:`trustrec._arms`; default ``constrained``:
-    :func:`trustrec.mitigate.parse_constraint` and
-    :class:`~trustrec.mitigate.ConstrainedRecommender`); it parses the texts (what it does not
-    understand is counted and reported). Conditions: ``unconstrained`` (the model's own lists, no
-    text), ``prompted`` (the text in the query, models that read a prompt only), ``filtered``
-    (the arm's ``mode="candidates"``: allowed items as the query's candidates, the text still in
-    the prompt) and ``post_filtered`` (its ``post_filter`` mode). Per condition and kind: **constraint satisfaction** (share of the
-    returned items that satisfy the request's constraints; requests no item satisfies, and lists
-    with no item, are left out and counted), the **fill rate** (returned items / K), **accuracy
-    retained on constraint-compatible targets** (NDCG@K and HR@K against only the targets
-    that satisfy the request, as a ratio to the unconstrained lists on the same requests; users
-    with no compatible target are left out) and the **latency of control** (seconds per request
-    of each condition against the uncontrolled call, in the ``cost`` evidence: timings vary
-    between runs, so they are not estimates). CIs resample users (a user's requests together).
+Each sampled user states constraints in the query's free text, one request per kind:
+``exclude_genre`` ("no <the user's second most frequent history genre>", else the catalog's
+most frequent genre that is not their first), ``include_genre`` ("only <a genre drawn by
+catalog frequency among those other than the user's most frequent one>"),
+``different`` ("something different": none of the user's most frequent genre),
+``year_before`` / ``year_after`` ("only items released before/after <the decade of the
+median year of their history>") and ``similar`` ("more like <title of their latest item>"),
+plus any configured ``texts``. The control mechanism is the ``control`` arm, named in the
+config (a ``control`` arm of :mod:`trustrec._arms`; default ``constrained``:
+:func:`trustrec.mitigate.parse_constraint` and
+:class:`~trustrec.mitigate.ConstrainedRecommender`); it parses the texts (what it does not
+understand is counted and reported). Conditions: ``unconstrained`` (the model's own lists, no
+text), ``prompted`` (the text in the query, models that read a prompt only), ``filtered``
+(the arm's ``mode="candidates"``: allowed items as the query's candidates, the text still in
+the prompt) and ``post_filtered`` (its ``post_filter`` mode). Per condition and kind: **constraint satisfaction** (share of the
+returned items that satisfy the request's constraints; requests no item satisfies, and lists
+with no item, are left out and counted), the **fill rate** (returned items / K), **accuracy
+retained on constraint-compatible targets** (NDCG@K and HR@K against only the targets
+that satisfy the request, as a ratio to the unconstrained lists on the same requests; users
+with no compatible target are left out) and the **latency of control** (seconds per request
+of each condition against the uncontrolled call, in the ``cost`` evidence: timings vary
+between runs, so they are not estimates). CIs resample users (a user's requests together).
 """
 
 from __future__ import annotations
@@ -87,13 +87,19 @@ def constraint_requests(catalog, histories: Ragged, kinds=CONSTRAINT_KINDS, *, s
         cum = np.cumsum(weights, 1)
         include = np.minimum((cum < rng.random(n)[:, None] * cum[:, -1:]).sum(1), m.shape[1] - 1)
         by_freq = np.argsort(-freq, kind="stable")
-        exclude = np.where((counts[rows, top2] > 0) & (top2 != top1), top2,
-                           np.where(by_freq[0] != top1, by_freq[0], by_freq[min(1, len(by_freq) - 1)]))
+        exclude = np.where(
+            (counts[rows, top2] > 0) & (top2 != top1),
+            top2,
+            np.where(by_freq[0] != top1, by_freq[0], by_freq[min(1, len(by_freq) - 1)]),
+        )
         out["exclude_genre"] = "no " + names[exclude]
         out["include_genre"] = "only " + names[include]
         out["different"] = np.full(n, "something different", dtype=object)
-        last = np.where(histories.lengths > 0, histories.values[np.maximum(histories.indptr[1:] - 1, 0)]
-                        if len(histories.values) else 0, -1)
+        last = np.where(
+            histories.lengths > 0,
+            histories.values[np.maximum(histories.indptr[1:] - 1, 0)] if len(histories.values) else 0,
+            -1,
+        )
         titles = np.array(catalog.titles, dtype=object)
         resolvable = np.zeros(n_items, bool)
         for i in np.unique(last[last >= 0]):
@@ -152,8 +158,10 @@ class UserControlAudit(Audit):
 
     name: ClassVar[str] = "user_control"
     dimension: ClassVar[str] = "controllability"
-    description: ClassVar[str] = ("user constraints in the query text ('no horror', 'before 1980', 'more like X', "
-                                  "'something different'): satisfaction, accuracy kept, latency of filtering")
+    description: ClassVar[str] = (
+        "user constraints in the query text ('no horror', 'before 1980', 'more like X', "
+        "'something different'): satisfaction, accuracy kept, latency of filtering"
+    )
     needs: ClassVar[str] = "an items table with a genre/category and/or year column (or configured texts)"
     config_class = UserControlConfig
 
@@ -170,8 +178,10 @@ class UserControlAudit(Audit):
             return f"dataset {inputs.dataset.name!r} has no items table to state constraints over"
         catalog = _item_catalog(inputs, build_arm(c.control, "control")[1], c.item_group_column, c.year_column)
         if not self._kinds(catalog)[0] and not c.texts:
-            return (f"dataset {inputs.dataset.name!r} has no item group (genre, category) or year column for the "
-                    f"requests {list(c.kinds)}; set item_group_column / year_column or give texts")
+            return (
+                f"dataset {inputs.dataset.name!r} has no item group (genre, category) or year column for the "
+                f"requests {list(c.kinds)}; set item_group_column / year_column or give texts"
+            )
         return None
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
@@ -179,8 +189,12 @@ class UserControlAudit(Audit):
         control = build_arm(c.control, "control")[1]
         model, queries, k = inputs.model, inputs.queries, c.k
         n_items = inputs.dataset.n_items
-        settings = {"n_candidates": c.n_candidates, "item_group_column": c.item_group_column,
-                    "year_column": c.year_column, "min_similarity": c.min_similarity}
+        settings = {
+            "n_candidates": c.n_candidates,
+            "item_group_column": c.item_group_column,
+            "year_column": c.year_column,
+            "min_similarity": c.min_similarity,
+        }
         parser = control.constrain(model, inputs.split, **settings)
         wrappers = {mode: control.constrain(model, inputs.split, mode=mode, **settings) for mode in c.modes}
         catalog = parser.catalog()
@@ -190,8 +204,8 @@ class UserControlAudit(Audit):
             requests[text] = np.full(len(queries), text, dtype=object)
         labels = list(requests)
         table = np.stack([requests[lab] for lab in labels]) if labels else np.empty((0, len(queries)), object)
-        kind_idx, uidx = np.nonzero(table != None)          # elementwise on an object array: asked pairs
-        order = np.lexsort((kind_idx, uidx))                 # a user's requests together
+        kind_idx, uidx = np.nonzero(table != None)  # elementwise on an object array: asked pairs
+        order = np.lexsort((kind_idx, uidx))  # a user's requests together
         kind_idx, uidx = kind_idx[order], uidx[order]
         texts = table[kind_idx, uidx]
         kind = np.array(labels, dtype=object)[kind_idx]
@@ -204,8 +218,7 @@ class UserControlAudit(Audit):
         t0 = time.perf_counter()
         uncontrolled = _recommend(model, asked, k, c.batch_size)
         base_seconds = time.perf_counter() - t0
-        cost_rows.append({"condition": "prompted" if _reads_prompt(model) else "uncontrolled",
-                          "seconds": base_seconds})
+        cost_rows.append({"condition": "prompted" if _reads_prompt(model) else "uncontrolled", "seconds": base_seconds})
         if _reads_prompt(model):
             lists["prompted"] = uncontrolled
         for mode, wrapper in wrappers.items():
@@ -251,24 +264,42 @@ class UserControlAudit(Audit):
         controlled = [cond for cond in conditions if cond != "unconstrained"]
         for j, cond in enumerate(conditions):
             estimates[f"satisfaction@{k} [{cond}]"] = cluster_mean_estimate(
-                sat[cond], users, n_boot=c.n_boot, seed=c.seed + j,
+                sat[cond],
+                users,
+                n_boot=c.n_boot,
+                seed=c.seed + j,
                 description=f"share of returned items satisfying the request's constraints ({_describe(cond)}); "
-                            "unsatisfiable requests and empty lists left out")
+                "unsatisfiable requests and empty lists left out",
+            )
         for j, cond in enumerate(controlled):
             for metric, pos in (("ndcg", 0), ("hr", 1)):
                 estimates[f"{metric}@{k} retained [{cond}]"] = cluster_ratio_estimate(
-                    acc[cond][pos], acc["unconstrained"][pos], users, n_boot=c.n_boot, seed=c.seed + 10 + j,
+                    acc[cond][pos],
+                    acc["unconstrained"][pos],
+                    users,
+                    n_boot=c.n_boot,
+                    seed=c.seed + 10 + j,
                     description=f"mean {metric.upper()}@{k} on constraint-compatible targets, {cond} / unconstrained "
-                                "lists of the same requests")
+                    "lists of the same requests",
+                )
             estimates[f"fill@{k} [{cond}]"] = cluster_mean_estimate(
-                fill[cond], users, n_boot=c.n_boot, seed=c.seed + 20 + j, description=f"returned items / {k}")
+                fill[cond], users, n_boot=c.n_boot, seed=c.seed + 20 + j, description=f"returned items / {k}"
+            )
         estimates["unsatisfiable_share"] = cluster_mean_estimate(
-            unsatisfiable.astype(float), users, n_boot=c.n_boot, seed=c.seed + 30,
-            description="share of requests whose constraints no item satisfies")
+            unsatisfiable.astype(float),
+            users,
+            n_boot=c.n_boot,
+            seed=c.seed + 30,
+            description="share of requests whose constraints no item satisfies",
+        )
         understood = np.array([p.structured and p.complete for p in parsed], dtype=float)
         estimates["understood_share"] = cluster_mean_estimate(
-            understood, users, n_boot=c.n_boot, seed=c.seed + 31,
-            description="share of request texts parsed completely into constraints")
+            understood,
+            users,
+            n_boot=c.n_boot,
+            seed=c.seed + 31,
+            description="share of request texts parsed completely into constraints",
+        )
         per_kind_rows = []
         for li, lab in enumerate(labels):
             rows = kind == lab
@@ -276,75 +307,133 @@ class UserControlAudit(Audit):
                 continue
             for j, cond in enumerate(conditions):
                 est = cluster_mean_estimate(
-                    sat[cond][rows], users[rows], n_boot=c.n_boot, seed=c.seed + 100 + li * 10 + j,
-                    description=f"satisfaction of '{lab}' requests ({_describe(cond)})")
+                    sat[cond][rows],
+                    users[rows],
+                    n_boot=c.n_boot,
+                    seed=c.seed + 100 + li * 10 + j,
+                    description=f"satisfaction of '{lab}' requests ({_describe(cond)})",
+                )
                 estimates[f"satisfaction@{k} [{cond}, {lab}]"] = est
                 nd = acc[cond][0][rows]
-                per_kind_rows.append({
-                    "kind": lab, "condition": cond, "satisfaction": est.value, "ci_low": est.ci_low,
-                    "ci_high": est.ci_high, "n_requests": int(rows.sum()), "n_measured": est.n,
-                    "n_unsatisfiable": int(unsatisfiable[rows].sum()), "fill": float(np.nanmean(fill[cond][rows])),
-                    f"ndcg@{k}_compatible": float(np.nanmean(nd)) if (~np.isnan(nd)).any() else np.nan,
-                    "n_compatible_users": int((~np.isnan(nd)).sum())})
+                per_kind_rows.append(
+                    {
+                        "kind": lab,
+                        "condition": cond,
+                        "satisfaction": est.value,
+                        "ci_low": est.ci_low,
+                        "ci_high": est.ci_high,
+                        "n_requests": int(rows.sum()),
+                        "n_measured": est.n,
+                        "n_unsatisfiable": int(unsatisfiable[rows].sum()),
+                        "fill": float(np.nanmean(fill[cond][rows])),
+                        f"ndcg@{k}_compatible": float(np.nanmean(nd)) if (~np.isnan(nd)).any() else np.nan,
+                        "n_compatible_users": int((~np.isnan(nd)).sum()),
+                    }
+                )
         cost = pd.DataFrame(cost_rows)
         cost["n_requests"] = n_rows
         cost["ms_per_request"] = 1000 * cost.seconds / max(n_rows, 1)
         cost["overhead"] = cost.seconds / base_seconds if base_seconds > 0 else np.nan
-        request_table = pd.DataFrame({
-            "user": asked.users, "kind": kind, "text": texts, "constraints": [p.describe() for p in parsed],
-            "unparsed": [" | ".join(p.unparsed) for p in parsed], "n_allowed": n_allowed,
-            "unsatisfiable": unsatisfiable, "n_compatible_targets": n_compatible,
-            **{f"satisfaction_{cond}": sat[cond] for cond in conditions}})
+        request_table = pd.DataFrame(
+            {
+                "user": asked.users,
+                "kind": kind,
+                "text": texts,
+                "constraints": [p.describe() for p in parsed],
+                "unparsed": [" | ".join(p.unparsed) for p in parsed],
+                "n_allowed": n_allowed,
+                "unsatisfiable": unsatisfiable,
+                "n_compatible_targets": n_compatible,
+                **{f"satisfaction_{cond}": sat[cond] for cond in conditions},
+            }
+        )
         evidence = {"satisfaction": pd.DataFrame(per_kind_rows), "requests": request_table, "cost": cost}
-        plots = (Plot("bar", "satisfaction", "kind", "satisfaction", f"constraint satisfaction@{k} by request kind",
-                      series="condition", ci_low="ci_low", ci_high="ci_high", y_label="share of items satisfying"),
-                 Plot("bar", "cost", "condition", "ms_per_request", "latency of control",
-                      y_label="ms per request"))
+        plots = (
+            Plot(
+                "bar",
+                "satisfaction",
+                "kind",
+                "satisfaction",
+                f"constraint satisfaction@{k} by request kind",
+                series="condition",
+                ci_low="ci_low",
+                ci_high="ci_high",
+                y_label="share of items satisfying",
+            ),
+            Plot("bar", "cost", "condition", "ms_per_request", "latency of control", y_label="ms per request"),
+        )
 
-        warnings = _fixed_set_warning(model, k, "prompting cannot change satisfaction@K") if "prompted" in lists \
-            else []
+        warnings = _fixed_set_warning(model, k, "prompting cannot change satisfaction@K") if "prompted" in lists else []
         if skipped_kinds:
-            warnings.append(f"requests {skipped_kinds} not asked: the catalog has no "
-                            + ("group column" if set(skipped_kinds) & _GROUP_KINDS else "year column"))
+            warnings.append(
+                f"requests {skipped_kinds} not asked: the catalog has no "
+                + ("group column" if set(skipped_kinds) & _GROUP_KINDS else "year column")
+            )
         if n_not_asked:
-            warnings.append(f"{n_not_asked} (user, request) pairs not asked (e.g. 'similar' for a user whose latest "
-                            "item has no title the parser can find)")
+            warnings.append(
+                f"{n_not_asked} (user, request) pairs not asked (e.g. 'similar' for a user whose latest "
+                "item has no title the parser can find)"
+            )
         if unsatisfiable.any():
             example = texts[np.flatnonzero(unsatisfiable)[0]]
-            warnings.append(f"{int(unsatisfiable.sum())} of {n_rows} requests have constraints that no item satisfies "
-                            f"(e.g. {example!r}): their controlled lists are empty and they are left out of "
-                            "satisfaction")
+            warnings.append(
+                f"{int(unsatisfiable.sum())} of {n_rows} requests have constraints that no item satisfies "
+                f"(e.g. {example!r}): their controlled lists are empty and they are left out of "
+                "satisfaction"
+            )
         not_understood = np.flatnonzero(understood == 0)
         if len(not_understood):
             p = parsed[not_understood[0]]
-            warnings.append(f"{len(not_understood)} request texts were not fully understood (e.g. {p.text!r}: "
-                            f"{'; '.join(p.unparsed) or 'no constraint found'}); see the requests evidence")
+            warnings.append(
+                f"{len(not_understood)} request texts were not fully understood (e.g. {p.text!r}: "
+                f"{'; '.join(p.unparsed) or 'no constraint found'}); see the requests evidence"
+            )
         e = estimates
         best = controlled[-1] if controlled else "unconstrained"
-        parts = [f"{cond} {e[f'satisfaction@{k} [{cond}]'].value:.3f}" for cond in conditions
-                 if e[f"satisfaction@{k} [{cond}]"].value is not None]
+        parts = [
+            f"{cond} {e[f'satisfaction@{k} [{cond}]'].value:.3f}"
+            for cond in conditions
+            if e[f"satisfaction@{k} [{cond}]"].value is not None
+        ]
         summary = f"satisfaction@{k}: " + ", ".join(parts)
         ret = e.get(f"ndcg@{k} retained [{best}]")
         if ret is not None and ret.value is not None:
             summary += f"; NDCG@{k} on compatible targets x{ret.value:.2f} ({best})"
         if len(cost) > 1 and base_seconds > 0:
             summary += "; latency " + ", ".join(f"{r.condition} x{r.overhead:.2f}" for r in cost.iloc[1:].itertuples())
-        return self._result(estimates, evidence=evidence, plots=plots, warnings=tuple(warnings), summary=summary,
-                            settings={"conditions": conditions, "requests": labels, "n_requests": n_rows,
-                                      "group_column": catalog.group_column, "year_column": catalog.year_column,
-                                      "reads_prompt": _reads_prompt(model)})
+        return self._result(
+            estimates,
+            evidence=evidence,
+            plots=plots,
+            warnings=tuple(warnings),
+            summary=summary,
+            settings={
+                "conditions": conditions,
+                "requests": labels,
+                "n_requests": n_rows,
+                "group_column": catalog.group_column,
+                "year_column": catalog.year_column,
+                "reads_prompt": _reads_prompt(model),
+            },
+        )
 
     def _thresholds(self, estimates):
         extra = []
         if self.config.min_satisfaction is not None:
-            extra = [Threshold(estimate=name, op=">=", limit=self.config.min_satisfaction)
-                     for name in estimates if name.startswith(f"satisfaction@{self.config.k} [")
-                     and "," not in name and "[unconstrained]" not in name]
+            extra = [
+                Threshold(estimate=name, op=">=", limit=self.config.min_satisfaction)
+                for name in estimates
+                if name.startswith(f"satisfaction@{self.config.k} [")
+                and "," not in name
+                and "[unconstrained]" not in name
+            ]
         return [*self.config.thresholds, *extra]
 
 
 def _describe(condition: str) -> str:
-    return {"unconstrained": "the model's lists without the request",
-            "prompted": "the request in the prompt, no filtering",
-            "filtered": "allowed items as the query's candidates, the request still in the query",
-            "post_filtered": "the model's deeper list with violators dropped"}.get(condition, condition)
+    return {
+        "unconstrained": "the model's lists without the request",
+        "prompted": "the request in the prompt, no filtering",
+        "filtered": "allowed items as the query's candidates, the request still in the query",
+        "post_filtered": "the model's deeper list with violators dropped",
+    }.get(condition, condition)

@@ -22,6 +22,18 @@ from trustrec.audit.explainability.faithfulness import (
     ExplanationFaithfulnessConfig,
 )
 
-__all__ = ["ATTRIBUTION_METHODS", "REQUEST_STATUSES", "EXPLANATION_TEMPLATE", "Attribution", "Deletion",
-           "attribute", "deletion_test", "explanation_requests", "explain", "generate_explanations",
-           "check_explanations", "ExplanationFaithfulnessConfig", "ExplanationFaithfulnessAudit"]
+__all__ = [
+    "ATTRIBUTION_METHODS",
+    "REQUEST_STATUSES",
+    "EXPLANATION_TEMPLATE",
+    "Attribution",
+    "Deletion",
+    "attribute",
+    "deletion_test",
+    "explanation_requests",
+    "explain",
+    "generate_explanations",
+    "check_explanations",
+    "ExplanationFaithfulnessConfig",
+    "ExplanationFaithfulnessAudit",
+]

@@ -46,17 +46,25 @@ def _resolve_method(model, method: str) -> str:
             return "likelihood"
         if has_capability(model, "score"):
             return "leave_one_out"
-        raise ConfigError(f"attribute: {_model_name(model)} has no full-ranking score and is not an LLM "
-                          "recommender; no attribution method applies")
+        raise ConfigError(
+            f"attribute: {_model_name(model)} has no full-ranking score and is not an LLM "
+            "recommender; no attribution method applies"
+        )
     if method == "gradient" and not callable(getattr(model, "history_gradients", None)):
-        raise ConfigError(f"attribute: method 'gradient' needs a model with history_gradients (sasrec, "
-                          f"sasrec_text); {_model_name(model)} has none. Use 'leave_one_out'")
+        raise ConfigError(
+            f"attribute: method 'gradient' needs a model with history_gradients (sasrec, "
+            f"sasrec_text); {_model_name(model)} has none. Use 'leave_one_out'"
+        )
     if method == "likelihood" and not answers:
-        raise ConfigError(f"attribute: method 'likelihood' needs an LLM recommender (llm_ranker, llm_generative); "
-                          f"{_model_name(model)} is not one. Use 'leave_one_out'")
+        raise ConfigError(
+            f"attribute: method 'likelihood' needs an LLM recommender (llm_ranker, llm_generative); "
+            f"{_model_name(model)} is not one. Use 'leave_one_out'"
+        )
     if method == "leave_one_out" and not has_capability(model, "score"):
-        raise ConfigError(f"attribute: method 'leave_one_out' needs full-ranking scores; {_model_name(model)} has "
-                          "none" + (". Use 'likelihood'" if answers else ""))
+        raise ConfigError(
+            f"attribute: method 'leave_one_out' needs full-ranking scores; {_model_name(model)} has "
+            "none" + (". Use 'likelihood'" if answers else "")
+        )
     return method
 
 
@@ -67,7 +75,7 @@ def _rank_in(scores: np.ndarray, target_cols: np.ndarray, rankable: np.ndarray) 
     rank; NaN where the target column is -1 or not rankable."""
     s = np.where(rankable & ~np.isnan(scores), scores, -np.inf)
     cols = np.maximum(target_cols, 0)
-    t = np.take_along_axis(s, cols, 1)                                           # (V, m)
+    t = np.take_along_axis(s, cols, 1)  # (V, m)
     higher = (s[:, None, :] > t[:, :, None]).sum(2)
     index = np.arange(s.shape[1])
     ties = ((s[:, None, :] == t[:, :, None]) & (index[None, None, :] < cols[:, :, None])).sum(2)
@@ -113,11 +121,18 @@ class _LikelihoodScorer:
     """Log-likelihoods of item texts as the LLM's answer under edited histories, and ranks among a
     fixed candidate set per query (``universe``)."""
 
-    def __init__(self, model, queries: QueryBatch, universe: np.ndarray | None = None, n_candidates: int = 20,
-                 chunk: int = 32, progress: bool = False):
+    def __init__(
+        self,
+        model,
+        queries: QueryBatch,
+        universe: np.ndarray | None = None,
+        n_candidates: int = 20,
+        chunk: int = 32,
+        progress: bool = False,
+    ):
         self.model, self.queries = model, queries
         self.chunk, self.progress = chunk, progress
-        if universe is None:               # a ranker: exactly the candidates it ranks itself
+        if universe is None:  # a ranker: exactly the candidates it ranks itself
             universe = model.answer_candidates(queries, n_candidates)
         self.universe = np.asarray(universe, np.int64)
         self.backend = model.answer_backend
@@ -151,8 +166,9 @@ class _LikelihoodScorer:
         cands = self.universe[rows]
         from tqdm.auto import tqdm
 
-        for start in tqdm(range(0, n_var, self.chunk), desc="LLM likelihoods", unit="chunk", leave=False,
-                          disable=not self.progress):
+        for start in tqdm(
+            range(0, n_var, self.chunk), desc="LLM likelihoods", unit="chunk", leave=False, disable=not self.progress
+        ):
             stop = min(start + self.chunk, n_var)
             q = self.queries[rows[start:stop]].with_histories(histories.take(np.arange(start, stop)))
             scored_items = cands[start:stop] if ranks else items[start:stop]
@@ -164,7 +180,7 @@ class _LikelihoodScorer:
             for v, (row, vals) in enumerate(zip(scored_items, values)):
                 s[v, np.flatnonzero(row >= 0)] = vals
             if ranks:
-                hit = scored_items[:, None, :] == items[start:stop, :, None]         # (b, m, c)
+                hit = scored_items[:, None, :] == items[start:stop, :, None]  # (b, m, c)
                 found = hit.any(2) & (items[start:stop] >= 0)
                 col = np.where(found, hit.argmax(2), -1)
                 scores[start:stop] = np.where(found, np.take_along_axis(s, np.maximum(col, 0), 1), np.nan)
@@ -177,16 +193,25 @@ class _LikelihoodScorer:
 class _Session:
     """One model and one batch of queries, with the scorer that edited histories go through."""
 
-    def __init__(self, model, queries: QueryBatch, method: str = "auto", *, max_history: int | None = 50,
-                 batch_size: int = 512, n_candidates: int = 20, universe: np.ndarray | None = None,
-                 progress: bool = False):
+    def __init__(
+        self,
+        model,
+        queries: QueryBatch,
+        method: str = "auto",
+        *,
+        max_history: int | None = 50,
+        batch_size: int = 512,
+        n_candidates: int = 20,
+        universe: np.ndarray | None = None,
+        progress: bool = False,
+    ):
         model._check_fitted()
         if not isinstance(queries, QueryBatch):
             raise DataError(f"attribute: expected a QueryBatch, got {type(queries).__name__}")
         if max_history is not None and max_history < 1:
             raise ConfigError(f"attribute: max_history must be >= 1 or None; got {max_history}")
         self.model, self.method = model, _resolve_method(model, method)
-        self.queries = model._prepare(queries)        # unknown users/items restricted, as the model reads them
+        self.queries = model._prepare(queries)  # unknown users/items restricted, as the model reads them
         self.max_history, self.batch_size, self.n_candidates = max_history, batch_size, n_candidates
         self._universe, self.progress = universe, progress
         self._scorer = None
@@ -195,8 +220,9 @@ class _Session:
     def scorer(self):
         if self._scorer is None:
             if _answers(self.model) and (self.method == "likelihood" or not has_capability(self.model, "score")):
-                self._scorer = _LikelihoodScorer(self.model, self.queries, self._universe, self.n_candidates,
-                                                 progress=self.progress)
+                self._scorer = _LikelihoodScorer(
+                    self.model, self.queries, self._universe, self.n_candidates, progress=self.progress
+                )
             else:
                 self._scorer = _CatalogScorer(self.model, self.queries, self.batch_size)
         return self._scorer
@@ -218,12 +244,12 @@ class _Session:
         width = int(h.lengths.max()) if len(h.values) else 0
         values = np.full((n, m, width), np.nan)
         if self.method == "gradient":
-            grads = self.model.history_gradients(self.queries, items)           # (n, m, max_len), right-aligned
+            grads = self.model.history_gradients(self.queries, items)  # (n, m, max_len), right-aligned
             max_len = grads.shape[2]
             lengths = h.lengths
             keep = self.window()
             col = np.arange(max_len)
-            pos = lengths[:, None] - max_len + col[None, :]                       # absolute position, (n, max_len)
+            pos = lengths[:, None] - max_len + col[None, :]  # absolute position, (n, max_len)
             ok = (pos >= 0) & (pos >= (lengths - keep)[:, None])
             r, c = np.nonzero(ok)
             values[r, :, pos[r, c]] = grads[r, :, c]
@@ -231,7 +257,7 @@ class _Session:
             a = self.window()
             rows = np.repeat(np.arange(n), a)
             starts = np.concatenate([[0], np.cumsum(a)[:-1]])
-            pos = h.lengths[rows] - a[rows] + (np.arange(len(rows)) - starts[rows])   # removed position
+            pos = h.lengths[rows] - a[rows] + (np.arange(len(rows)) - starts[rows])  # removed position
             variants = _edit(h, rows, pos)
             full, _ = self.scorer.measure(np.arange(n), h, items, ranks=False)
             without, _ = self.scorer.measure(rows, variants, items[rows], ranks=False)
@@ -247,11 +273,13 @@ class _Session:
         if n_random < 1:
             raise ConfigError(f"deletion_test: n_random must be >= 1; got {n_random}")
         if len(attribution.items) != len(self.queries):
-            raise ValueError(f"deletion_test: the attribution has {len(attribution.items)} rows but there are "
-                             f"{len(self.queries)} queries")
+            raise ValueError(
+                f"deletion_test: the attribution has {len(attribution.items)} rows but there are "
+                f"{len(self.queries)} queries"
+            )
         row, slot = np.nonzero(attribution.items >= 0)
         item = attribution.items[row, slot]
-        vals = attribution.values[row, slot]                                        # (P, L)
+        vals = attribution.values[row, slot]  # (P, L)
         n_attr = (~np.isnan(vals)).sum(1)
         h = self.queries.histories
         _, base = self.scorer.measure(row, h.take(row), item[:, None])
@@ -276,13 +304,13 @@ class _Session:
                 draws.append(chosen)
             # every edit of step m in one call, pair-major: one pair's edited histories are scored
             # together (an LLM runs the prompt stem they share once); removing a set = keeping the rest
-            sets = np.stack([cited, *draws])                                    # (S, P, width)
+            sets = np.stack([cited, *draws])  # (S, P, width)
             kept = np.concatenate([~sets, sets]).transpose(1, 0, 2).reshape(-1, width)
             n_edits = 2 * len(sets)
             rows_all = np.repeat(row[p], n_edits)
             edited = _select(h, rows_all, kept, keep=True)
             measured = self.scorer.measure(rows_all, edited, np.repeat(item[p], n_edits)[:, None])[1][:, 0]
-            measured = measured.reshape(len(p), 2, len(sets))                  # (pair, remove/keep, set)
+            measured = measured.reshape(len(p), 2, len(sets))  # (pair, remove/keep, set)
             for k, action in enumerate(("remove", "keep")):
                 ranks[f"{action}_cited"][p, j] = measured[:, k, 0]
                 ranks[f"{action}_random"][p, j] = measured[:, k, 1:].mean(1)
@@ -302,8 +330,10 @@ def _check_items(items, n: int, n_items: int, owner: str) -> np.ndarray:
     items = items.astype(np.int64)
     bad = (items < -1) | (items >= n_items)
     if bad.any():
-        raise ValueError(f"{owner}: item index {int(items[bad][0])} is outside the catalog of {n_items} items "
-                         "(-1 means no item); use explanation_requests to screen requests")
+        raise ValueError(
+            f"{owner}: item index {int(items[bad][0])} is outside the catalog of {n_items} items "
+            "(-1 means no item); use explanation_requests to screen requests"
+        )
     return items
 
 
@@ -364,8 +394,11 @@ class Attribution:
         pos = self.cited_positions(m)
         h = self.histories
         starts = h.indptr[:-1][:, None, None]
-        values = h.values[np.clip(starts + np.maximum(pos, 0), 0, max(len(h.values) - 1, 0))] if len(h.values) \
+        values = (
+            h.values[np.clip(starts + np.maximum(pos, 0), 0, max(len(h.values) - 1, 0))]
+            if len(h.values)
             else np.zeros(pos.shape, np.int64)
+        )
         return np.where(pos >= 0, values, -1)
 
     def to_frame(self, top: int | None = None) -> pd.DataFrame:
@@ -375,13 +408,24 @@ class Attribution:
         n_attr = (~np.isnan(self.values)).sum(-1)
         limit = n_attr if top is None else np.minimum(n_attr, top)
         width = self.values.shape[-1]
-        pos = self.cited_positions(width if top is None else min(top, width)) if width else \
-            np.full(self.items.shape + (0,), -1)
+        pos = (
+            self.cited_positions(width if top is None else min(top, width))
+            if width
+            else np.full(self.items.shape + (0,), -1)
+        )
         r, s, k = np.nonzero((pos >= 0) & (np.arange(pos.shape[-1]) < limit[..., None]) & (self.items[..., None] >= 0))
         p = pos[r, s, k]
-        return pd.DataFrame({"row": r, "slot": s, "item": self.items[r, s], "rank": k + 1, "position": p,
-                             "history_item": self.histories.values[self.histories.indptr[r] + p],
-                             "attribution": self.values[r, s, p]})
+        return pd.DataFrame(
+            {
+                "row": r,
+                "slot": s,
+                "item": self.items[r, s],
+                "rank": k + 1,
+                "position": p,
+                "history_item": self.histories.values[self.histories.indptr[r] + p],
+                "attribution": self.values[r, s, p],
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -61,8 +61,14 @@ def _core_title(title: str) -> str:
 class _CatalogFacts:
     """Title, attribute and year lookups over an items table, for checking generated text."""
 
-    def __init__(self, items: pd.DataFrame, *, attribute_column: str | None = None, year_column: str | None = None,
-                 min_title_chars: int = 4):
+    def __init__(
+        self,
+        items: pd.DataFrame,
+        *,
+        attribute_column: str | None = None,
+        year_column: str | None = None,
+        min_title_chars: int = 4,
+    ):
         from trustrec.data import guess_item_group_column, item_group_matrix
 
         self.n_items = len(items)
@@ -85,8 +91,10 @@ class _CatalogFacts:
         # attribute values (genres): membership and the words that name each value
         column = attribute_column or guess_item_group_column(items)
         if attribute_column is not None and attribute_column not in items.columns:
-            raise DataError(f"check_explanations: attribute column {attribute_column!r} is not an item column; "
-                            f"the items have {list(items.columns)}")
+            raise DataError(
+                f"check_explanations: attribute column {attribute_column!r} is not an item column; "
+                f"the items have {list(items.columns)}"
+            )
         self.attribute_column = column
         self.attr_names: list[str] = []
         self.attr_matrix = None
@@ -104,14 +112,17 @@ class _CatalogFacts:
                 self._attr_pattern = re.compile(rf"(?<!\w)(?:{alt})(?!\w)", re.IGNORECASE)
         # years
         if year_column is not None and year_column not in items.columns:
-            raise DataError(f"check_explanations: year column {year_column!r} is not an item column; "
-                            f"the items have {list(items.columns)}")
+            raise DataError(
+                f"check_explanations: year column {year_column!r} is not an item column; "
+                f"the items have {list(items.columns)}"
+            )
         year_column = year_column or next((c for c in items.columns if "year" in str(c).lower()), None)
         if year_column is not None:
             years = pd.to_numeric(items[year_column], errors="coerce").to_numpy(np.float64)
         else:
-            years = np.array([float(m.group(1)) if (m := _TITLE_YEAR.search(_norm(t))) else np.nan
-                              for t in self.titles])
+            years = np.array(
+                [float(m.group(1)) if (m := _TITLE_YEAR.search(_norm(t))) else np.nan for t in self.titles]
+            )
         self.year_column = year_column or ("title" if np.isfinite(years).any() else None)
         self.years = years
 
@@ -140,8 +151,11 @@ class _CatalogFacts:
         """Attribute values named in ``_norm(text)`` outside the character spans ``skip`` (titles)."""
         if self._attr_pattern is None:
             return set()
-        return {self._attr_words[m.group(0).casefold()] for m in self._attr_pattern.finditer(_norm(text))
-                if not _inside(m.span(), skip)}
+        return {
+            self._attr_words[m.group(0).casefold()]
+            for m in self._attr_pattern.finditer(_norm(text))
+            if not _inside(m.span(), skip)
+        }
 
     def years_of(self, items) -> np.ndarray:
         y = self.years[np.asarray(list(items), np.int64)] if len(items) else np.empty(0)
@@ -171,13 +185,25 @@ def _claimed_years(text: str, skip=()) -> tuple[list[int], list[int]]:
     """Years and decades named in ``_norm(text)`` outside the character spans ``skip``."""
     text = _norm(text)
     years = [int(m.group(1)) for m in _YEAR.finditer(text) if not _inside(m.span(), skip)]
-    decades = [int(m.group(1)) if m.group(1) else 1900 + int(m.group(2)) for m in _DECADE.finditer(text)
-               if not _inside(m.span(), skip)]
+    decades = [
+        int(m.group(1)) if m.group(1) else 1900 + int(m.group(2))
+        for m in _DECADE.finditer(text)
+        if not _inside(m.span(), skip)
+    ]
     return years, decades
 
 
-def check_explanations(texts, items, histories, catalog_items: pd.DataFrame, *, attribute_column: str | None = None,
-                       year_column: str | None = None, min_title_chars: int = 4, cited=None) -> pd.DataFrame:
+def check_explanations(
+    texts,
+    items,
+    histories,
+    catalog_items: pd.DataFrame,
+    *,
+    attribute_column: str | None = None,
+    year_column: str | None = None,
+    min_title_chars: int = 4,
+    cited=None,
+) -> pd.DataFrame:
     """Check generated explanations against the catalog (module docstring).
 
     ``texts[q][j]`` explains item ``items[q, j]`` ((n, m) indices, -1 = none, skipped) for a user
@@ -196,10 +222,13 @@ def check_explanations(texts, items, histories, catalog_items: pd.DataFrame, *, 
     items = np.asarray(items)
     items = items[:, None] if items.ndim == 1 else items
     if len(texts) != len(items) or len(histories) != len(items):
-        raise ValueError(f"check_explanations: {len(items)} rows of items but {len(texts)} rows of texts and "
-                         f"{len(histories)} histories")
-    facts = _CatalogFacts(catalog_items, attribute_column=attribute_column, year_column=year_column,
-                          min_title_chars=min_title_chars)
+        raise ValueError(
+            f"check_explanations: {len(items)} rows of items but {len(texts)} rows of texts and "
+            f"{len(histories)} histories"
+        )
+    facts = _CatalogFacts(
+        catalog_items, attribute_column=attribute_column, year_column=year_column, min_title_chars=min_title_chars
+    )
     rows_out = []
     for q in range(len(items)):
         history = histories.row(q) if isinstance(histories, Ragged) else np.asarray(histories[q])
@@ -217,14 +246,19 @@ def check_explanations(texts, items, histories, catalog_items: pd.DataFrame, *, 
             in_history = [g for g in mentions if hist_set.intersection(g)]
             outside = [g for g in mentions if not hist_set.intersection(g) and item not in g]
             item_attrs = facts.attributes_of([item])
-            claimed = facts.claimed_attributes(text, spans)      # words inside a named title are not claims
+            claimed = facts.claimed_attributes(text, spans)  # words inside a named title are not claims
             unsupported = sorted(claimed - item_attrs - hist_attrs)
             mismatch = sorted(claimed - item_attrs)
             years, decades = _claimed_years(text, spans)
             support = np.concatenate([facts.years_of([item]), hist_years])
-            bad_years = [] if not len(support) else (
-                [y for y in years if y not in set(support.astype(int).tolist())]
-                + [f"{d}s" for d in decades if not ((support >= d) & (support < d + 10)).any()])
+            bad_years = (
+                []
+                if not len(support)
+                else (
+                    [y for y in years if y not in set(support.astype(int).tolist())]
+                    + [f"{d}s" for d in decades if not ((support >= d) & (support < d + 10)).any()]
+                )
+            )
             n_in_cited = np.nan
             if cited is not None:
                 c = {int(x) for x in np.asarray(cited[q][j]).ravel() if x >= 0}
@@ -233,23 +267,49 @@ def check_explanations(texts, items, histories, catalog_items: pd.DataFrame, *, 
             if outside:
                 reasons.append("names items outside the history: " + "; ".join(facts.titles[g[0]] for g in outside))
             if unsupported:
-                reasons.append("claims attributes no item here has: " + "; ".join(facts.attr_names[a] for a in unsupported))
+                reasons.append(
+                    "claims attributes no item here has: " + "; ".join(facts.attr_names[a] for a in unsupported)
+                )
             if bad_years:
                 reasons.append("claims years no item here has: " + "; ".join(map(str, bad_years)))
-            rows_out.append({
-                "row": q, "slot": j, "item": item, "text": text, "empty_text": empty,
-                "named_items": ";".join(map(str, named)), "n_named_history": len(in_history),
-                "n_named_outside": len(outside), "named_outside": "; ".join(facts.titles[g[0]] for g in outside),
-                "claimed_attributes": ";".join(facts.attr_names[a] for a in sorted(claimed)),
-                "unsupported_attributes": ";".join(facts.attr_names[a] for a in unsupported),
-                "item_mismatch_attributes": ";".join(facts.attr_names[a] for a in mismatch),
-                "claimed_years": ";".join([*map(str, years), *(f"{d}s" for d in decades)]),
-                "unsupported_years": ";".join(map(str, bad_years)),
-                "n_named_in_cited": n_in_cited,
-                "misleading": bool(not empty and (outside or unsupported or bad_years)),
-                "reason": "; ".join(reasons),
-            })
-    columns = ["row", "slot", "item", "text", "empty_text", "named_items", "n_named_history", "n_named_outside",
-               "named_outside", "claimed_attributes", "unsupported_attributes", "item_mismatch_attributes",
-               "claimed_years", "unsupported_years", "n_named_in_cited", "misleading", "reason"]
+            rows_out.append(
+                {
+                    "row": q,
+                    "slot": j,
+                    "item": item,
+                    "text": text,
+                    "empty_text": empty,
+                    "named_items": ";".join(map(str, named)),
+                    "n_named_history": len(in_history),
+                    "n_named_outside": len(outside),
+                    "named_outside": "; ".join(facts.titles[g[0]] for g in outside),
+                    "claimed_attributes": ";".join(facts.attr_names[a] for a in sorted(claimed)),
+                    "unsupported_attributes": ";".join(facts.attr_names[a] for a in unsupported),
+                    "item_mismatch_attributes": ";".join(facts.attr_names[a] for a in mismatch),
+                    "claimed_years": ";".join([*map(str, years), *(f"{d}s" for d in decades)]),
+                    "unsupported_years": ";".join(map(str, bad_years)),
+                    "n_named_in_cited": n_in_cited,
+                    "misleading": bool(not empty and (outside or unsupported or bad_years)),
+                    "reason": "; ".join(reasons),
+                }
+            )
+    columns = [
+        "row",
+        "slot",
+        "item",
+        "text",
+        "empty_text",
+        "named_items",
+        "n_named_history",
+        "n_named_outside",
+        "named_outside",
+        "claimed_attributes",
+        "unsupported_attributes",
+        "item_mismatch_attributes",
+        "claimed_years",
+        "unsupported_years",
+        "n_named_in_cited",
+        "misleading",
+        "reason",
+    ]
     return pd.DataFrame(rows_out, columns=columns)

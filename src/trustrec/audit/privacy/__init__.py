@@ -15,6 +15,19 @@ from trustrec.audit.privacy.attribute_inference import AttributeInferenceAudit, 
 from trustrec.audit.privacy.unlearning import UnlearningAudit, UnlearningConfig, js_divergence
 from trustrec.eval import macro_ovr_auc, roc_auc, tpr_at_fpr  # re-exported: they lived here
 
-__all__ = ["next_item_losses", "roc_auc", "macro_ovr_auc", "tpr_at_fpr", "canary_exposure", "random_sequences",
-           "js_divergence", "MembershipInferenceConfig", "MembershipInferenceAudit", "AttributeInferenceConfig",
-           "AttributeInferenceAudit", "UnlearningConfig", "UnlearningAudit", "FPRS"]
+__all__ = [
+    "next_item_losses",
+    "roc_auc",
+    "macro_ovr_auc",
+    "tpr_at_fpr",
+    "canary_exposure",
+    "random_sequences",
+    "js_divergence",
+    "MembershipInferenceConfig",
+    "MembershipInferenceAudit",
+    "AttributeInferenceConfig",
+    "AttributeInferenceAudit",
+    "UnlearningConfig",
+    "UnlearningAudit",
+    "FPRS",
+]

@@ -50,7 +50,7 @@ def _prefix_pairs(histories: Ragged, positions: int | None) -> tuple[np.ndarray,
     n_pos = np.maximum(lengths - 1, 0) if positions is None else np.minimum(np.maximum(lengths - 1, 0), positions)
     rows = np.repeat(np.arange(len(histories)), n_pos)
     first = np.concatenate([[0], np.cumsum(n_pos)[:-1]])
-    t = lengths[rows] - n_pos[rows] + (np.arange(len(rows)) - first[rows])      # prefix lengths, >= 1
+    t = lengths[rows] - n_pos[rows] + (np.arange(len(rows)) - first[rows])  # prefix lengths, >= 1
     starts = histories.indptr[:-1][rows]
     indptr = np.concatenate([[0], np.cumsum(t)])
     offsets = np.arange(indptr[-1]) - np.repeat(indptr[:-1], t)
@@ -58,7 +58,9 @@ def _prefix_pairs(histories: Ragged, positions: int | None) -> tuple[np.ndarray,
     return rows, prefixes, histories.values[starts + t]
 
 
-def _score_losses(model, prefixes: Ragged, targets: np.ndarray, batch_size: int, budget: int = 20_000_000) -> np.ndarray:
+def _score_losses(
+    model, prefixes: Ragged, targets: np.ndarray, batch_size: int, budget: int = 20_000_000
+) -> np.ndarray:
     n_items = model.n_items_
     out = np.full(len(targets), np.nan)
     step = max(1, min(batch_size, budget // max(n_items, 1)))
@@ -80,8 +82,9 @@ def _score_losses(model, prefixes: Ragged, targets: np.ndarray, batch_size: int,
     return out
 
 
-def next_item_losses(model, histories: Ragged, *, positions: int | None = 10, batch_size: int = 256,
-                     base: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def next_item_losses(
+    model, histories: Ragged, *, positions: int | None = 10, batch_size: int = 256, base: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``histories`` (chronological sequences), the model's mean next-item negative
     log-likelihood over its last ``positions`` positions (all when None), asked as anonymous
     queries (module docstring), and the number of positions scored. NaN (and 0) for rows shorter
@@ -90,16 +93,20 @@ def next_item_losses(model, histories: Ragged, *, positions: int | None = 10, ba
     ``base=True`` asks its untuned base model instead)."""
     model._check_fitted()
     if not _can_score(model):
-        raise ConfigError(f"next_item_losses: {type(model).__name__} has neither full-catalog scores nor a "
-                          "generative likelihood; the loss of a sequence is not defined for it")
+        raise ConfigError(
+            f"next_item_losses: {type(model).__name__} has neither full-catalog scores nor a "
+            "generative likelihood; the loss of a sequence is not defined for it"
+        )
     if positions is not None and positions < 1:
         raise ConfigError(f"next_item_losses: positions must be >= 1 or None, got {positions}")
     rows, prefixes, targets = _prefix_pairs(histories, positions)
     if _has_own_loss(model):
         pair_loss = model.answer_losses(QueryBatch(np.full(len(targets), -1), prefixes), targets, base=base)
     elif base:
-        raise ConfigError(f"next_item_losses: base=True needs a model with its own base (untuned) loss "
-                          f"(sequence_likelihood); {type(model).__name__} has none")
+        raise ConfigError(
+            f"next_item_losses: base=True needs a model with its own base (untuned) loss "
+            f"(sequence_likelihood); {type(model).__name__} has none"
+        )
     else:
         pair_loss = _score_losses(model, prefixes, targets, batch_size)
     ok = ~np.isnan(pair_loss)

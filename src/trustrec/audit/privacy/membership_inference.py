@@ -1,28 +1,28 @@
 """Membership inference (``membership_inference``, retrains)
-    The users with at least 2 training interactions are split by seed into *members* (a fresh
-    copy of the model is trained on their training sequences only), *non-members* (held out, same
-    distribution) and, for a retrained reference, *reference users*. Two attacks score each
-    member and non-member (higher = "member"): the **loss attack** ``-loss_target`` and the
-    **reference-calibrated attack** ``loss_reference - loss_target`` (Carlini et al., S&P 2022:
-    subtract the loss of a model that never saw the user), where the reference is a copy of the
-    model trained on the disjoint reference users, or for the generative LLM the untuned base LLM
-    (its LoRA adapters disabled, or the base checkpoint for a fully fine-tuned model). Reported:
-    ROC-AUC with a stratified bootstrap CI, TPR at 1% and 0.1% FPR (the largest TPR at an FPR at
-    most that; not reported, with a warning, when there are fewer than ``1/FPR`` non-members, since
-    the threshold would rest on less than one non-member), the ROC curves, and the accuracy
-    (NDCG@K) of the member-trained model on its members' held-out targets.
-    **Canary exposure** (Carlini et al., USENIX Security 2019): ``n_canaries`` random item
-    sequences (distinct items, ``canary_length``) are added to the member training data as new
-    users (``canary_repeats`` copies each) and ``n_canaries`` more are drawn and never inserted
-    (controls). Each canary is ranked by its loss among ``n_candidates`` random sequences of the
-    same length (rank 1 = lowest loss, ties count half); exposure = ``log2(n_candidates + 1) -
-    log2(rank)``, at most ``log2(n_candidates + 1)``, about 1.44 bits on average for a sequence
-    the model never saw. **Training defences** are arms by name (``training_defences``; see
-    :mod:`trustrec._arms`), never imported: for each, the member (and canary) training data go
-    through the arm, the model is retrained, and the attacks are run again on the *true*
-    sequences: the AUC drop, the canary exposure and the NDCG cost. **Randomised response**
-    (``noise_epsilons``, an alias of the ``randomised_response`` arm at each epsilon): the
-    training items go through :func:`trustrec.mitigate.randomised_response`.
+The users with at least 2 training interactions are split by seed into *members* (a fresh
+copy of the model is trained on their training sequences only), *non-members* (held out, same
+distribution) and, for a retrained reference, *reference users*. Two attacks score each
+member and non-member (higher = "member"): the **loss attack** ``-loss_target`` and the
+**reference-calibrated attack** ``loss_reference - loss_target`` (Carlini et al., S&P 2022:
+subtract the loss of a model that never saw the user), where the reference is a copy of the
+model trained on the disjoint reference users, or for the generative LLM the untuned base LLM
+(its LoRA adapters disabled, or the base checkpoint for a fully fine-tuned model). Reported:
+ROC-AUC with a stratified bootstrap CI, TPR at 1% and 0.1% FPR (the largest TPR at an FPR at
+most that; not reported, with a warning, when there are fewer than ``1/FPR`` non-members, since
+the threshold would rest on less than one non-member), the ROC curves, and the accuracy
+(NDCG@K) of the member-trained model on its members' held-out targets.
+**Canary exposure** (Carlini et al., USENIX Security 2019): ``n_canaries`` random item
+sequences (distinct items, ``canary_length``) are added to the member training data as new
+users (``canary_repeats`` copies each) and ``n_canaries`` more are drawn and never inserted
+(controls). Each canary is ranked by its loss among ``n_candidates`` random sequences of the
+same length (rank 1 = lowest loss, ties count half); exposure = ``log2(n_candidates + 1) -
+log2(rank)``, at most ``log2(n_candidates + 1)``, about 1.44 bits on average for a sequence
+the model never saw. **Training defences** are arms by name (``training_defences``; see
+:mod:`trustrec._arms`), never imported: for each, the member (and canary) training data go
+through the arm, the model is retrained, and the attacks are run again on the *true*
+sequences: the AUC drop, the canary exposure and the NDCG cost. **Randomised response**
+(``noise_epsilons``, an alias of the ``randomised_response`` arm at each epsilon): the
+training items go through :func:`trustrec.mitigate.randomised_response`.
 """
 
 from __future__ import annotations
@@ -85,15 +85,15 @@ def canary_exposure(canary_losses, candidate_losses) -> np.ndarray:
 def random_sequences(n: int, length: int, n_items: int, rng: np.random.Generator) -> Ragged:
     """``n`` sequences of ``length`` distinct items drawn uniformly from the catalog."""
     if length > n_items:
-        raise ConfigError(f"random sequences of {length} distinct items need at least that many items; "
-                          f"the catalog has {n_items}")
-    if n_items <= 50 * length:                                             # small catalog: random top-length keys
+        raise ConfigError(
+            f"random sequences of {length} distinct items need at least that many items; the catalog has {n_items}"
+        )
+    if n_items <= 50 * length:  # small catalog: random top-length keys
         keys = rng.random((n, n_items))
-        items = np.argpartition(keys, length - 1, axis=1)[:, :length] if length < n_items else \
-            np.argsort(keys, axis=1)
-        order = np.argsort(np.take_along_axis(keys, items, 1), axis=1)      # a random order within the row
+        items = np.argpartition(keys, length - 1, axis=1)[:, :length] if length < n_items else np.argsort(keys, axis=1)
+        order = np.argsort(np.take_along_axis(keys, items, 1), axis=1)  # a random order within the row
         items = np.take_along_axis(items, order, 1)
-    else:                                                                  # large catalog: redraw rows with repeats
+    else:  # large catalog: redraw rows with repeats
         items = rng.integers(0, n_items, (n, length))
         while True:
             s = np.sort(items, axis=1)
@@ -173,11 +173,15 @@ class MembershipInferenceConfig(AuditConfig):
     def defence_arms(self) -> tuple[ArmSpec, ...]:
         """The training-defence arms: randomised response at each of ``noise_epsilons`` (the
         alias), then ``training_defences``."""
-        arms = tuple(ArmSpec(name="randomised_response", params={"epsilon": eps})
-                     for eps in self.noise_epsilons) + self.training_defences
+        arms = (
+            tuple(ArmSpec(name="randomised_response", params={"epsilon": eps}) for eps in self.noise_epsilons)
+            + self.training_defences
+        )
         if any(a == b for i, a in enumerate(arms) for b in arms[:i]):
-            raise ConfigError("membership_inference: a training defence is given twice (noise_epsilons and "
-                              "training_defences name the same randomised_response setting)")
+            raise ConfigError(
+                "membership_inference: a training defence is given twice (noise_epsilons and "
+                "training_defences name the same randomised_response setting)"
+            )
         return arms
 
     @field_validator("noise_epsilons")
@@ -189,8 +193,15 @@ class MembershipInferenceConfig(AuditConfig):
         return tuple(sorted({float(v) for v in values}))
 
 
-def _attack_estimates(scores: dict[str, np.ndarray], labels: np.ndarray, n_boot: int, seed: int, what: str,
-                      warnings: list, suffix: str = "") -> tuple[dict[str, Estimate], dict[str, np.ndarray]]:
+def _attack_estimates(
+    scores: dict[str, np.ndarray],
+    labels: np.ndarray,
+    n_boot: int,
+    seed: int,
+    what: str,
+    warnings: list,
+    suffix: str = "",
+) -> tuple[dict[str, Estimate], dict[str, np.ndarray]]:
     """AUC (CI), TPR at each FPR for each attack; returns estimates and the bootstrap AUCs."""
     rows = stratified_bootstrap_rows(labels, n_boot, seed) if n_boot > 0 else None
     n_neg, n_pos = int((~labels).sum()), int(labels.sum())
@@ -200,24 +211,35 @@ def _attack_estimates(scores: dict[str, np.ndarray], labels: np.ndarray, n_boot:
         boots[name] = auc_rows(s[rows], labels[rows]) if rows is not None else np.empty(0)
         lo, hi = percentile_ci(boots[name])
         out[f"auc [{name}{suffix}]"] = Estimate(
-            auc, lo, hi, n_pos + n_neg,
+            auc,
+            lo,
+            hi,
+            n_pos + n_neg,
             description=f"ROC-AUC of the {name} attack, {n_pos} members vs {n_neg} non-members "
-                        f"(0.5 = no leak, stratified bootstrap CI); {what}")
+            f"(0.5 = no leak, stratified bootstrap CI); {what}",
+        )
         for fpr in FPRS:
             label = f"tpr@{fpr:.1%}fpr".replace(".0%", "%")
             if n_neg * fpr < 1:
                 out[f"{label} [{name}{suffix}]"] = Estimate(
-                    None, n=n_neg, description=f"not measured: {n_neg} non-members are too few for an FPR of "
-                                               f"{fpr:g} (needs at least {round(1 / fpr)})")
-                msg = (f"TPR at {fpr:g} FPR not reported: {n_neg} non-members are too few (at least "
-                       f"{round(1 / fpr)} needed for the threshold to rest on one non-member)")
+                    None,
+                    n=n_neg,
+                    description=f"not measured: {n_neg} non-members are too few for an FPR of "
+                    f"{fpr:g} (needs at least {round(1 / fpr)})",
+                )
+                msg = (
+                    f"TPR at {fpr:g} FPR not reported: {n_neg} non-members are too few (at least "
+                    f"{round(1 / fpr)} needed for the threshold to rest on one non-member)"
+                )
                 if msg not in warnings:
                     warnings.append(msg)
                 continue
             out[f"{label} [{name}{suffix}]"] = Estimate(
-                tpr_at_fpr(s, labels, fpr), n=n_pos,
+                tpr_at_fpr(s, labels, fpr),
+                n=n_pos,
                 description=f"share of members flagged at a threshold passing at most {fpr:g} of the {n_neg} "
-                            f"non-members ({name} attack); {what}")
+                f"non-members ({name} attack); {what}",
+            )
     return out, boots
 
 
@@ -236,17 +258,22 @@ class MembershipInferenceAudit(RetrainingAudit):
 
     name: ClassVar[str] = "membership_inference"
     dimension: ClassVar[str] = "privacy"
-    description: ClassVar[str] = ("membership inference on a copy trained on half the users: loss and "
-                                  "reference-calibrated attacks (AUC, TPR at 1% / 0.1% FPR), canary exposure, "
-                                  "randomised-response training as a defence")
-    needs: ClassVar[str] = ("a model that can be retrained from its spec, with full-catalog scores or the "
-                            "generative LLM's likelihood")
+    description: ClassVar[str] = (
+        "membership inference on a copy trained on half the users: loss and "
+        "reference-calibrated attacks (AUC, TPR at 1% / 0.1% FPR), canary exposure, "
+        "randomised-response training as a defence"
+    )
+    needs: ClassVar[str] = (
+        "a model that can be retrained from its spec, with full-catalog scores or the generative LLM's likelihood"
+    )
     config_class = MembershipInferenceConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
         if not _can_score(inputs.model):
-            return (f"{type(inputs.model).__name__} exposes neither full-catalog scores nor a generative likelihood, "
-                    "so a sequence's loss is not defined")
+            return (
+                f"{type(inputs.model).__name__} exposes neither full-catalog scores nor a generative likelihood, "
+                "so a sequence's loss is not defined"
+            )
         if (inputs.train_counts >= 2).sum() < 4:
             return "fewer than 4 users with at least 2 training interactions"
         return None
@@ -256,8 +283,10 @@ class MembershipInferenceAudit(RetrainingAudit):
         if ref == "auto":
             return "base_llm" if _has_own_loss(model) else "retrain"
         if ref == "base_llm" and not _has_own_loss(model):
-            raise ConfigError(f"{self.name}: reference='base_llm' needs the generative LLM recommender; "
-                              f"{type(model).__name__} has no base LLM, use 'retrain'")
+            raise ConfigError(
+                f"{self.name}: reference='base_llm' needs the generative LLM recommender; "
+                f"{type(model).__name__} has no base LLM, use 'retrain'"
+            )
         return ref
 
     def _losses(self, model, hist: Ragged, positions: int, base: bool = False) -> np.ndarray:
@@ -300,8 +329,9 @@ class MembershipInferenceAudit(RetrainingAudit):
             controls = random_sequences(n_can, length, ds.n_items, crng)
             candidates = random_sequences(c.n_candidates, length, ds.n_items, crng)
         member_split = _train_only(split, members, f"membership inference: trained on {len(members)} member users")
-        target_split, canary_users = _with_canaries(member_split, canaries, c.canary_repeats) if n_can else \
-            (member_split, np.empty(0, np.int64))
+        target_split, canary_users = (
+            _with_canaries(member_split, canaries, c.canary_repeats) if n_can else (member_split, np.empty(0, np.int64))
+        )
         target, t_target = fit_spec(spec, target_split, seed=c.seed, progress=inputs.progress)
         positions = _default_positions(target, c.positions)
         fit_seconds = {"target": t_target}
@@ -311,15 +341,20 @@ class MembershipInferenceAudit(RetrainingAudit):
 
             ref_spec = ModelSpec.model_validate(c.reference_spec) if c.reference_spec is not None else spec
             ref_model, fit_seconds["reference"] = fit_spec(
-                ref_spec, _train_only(split, ref_users, f"reference model trained on {len(ref_users)} users"),
-                seed=c.seed, progress=inputs.progress)
+                ref_spec,
+                _train_only(split, ref_users, f"reference model trained on {len(ref_users)} users"),
+                seed=c.seed,
+                progress=inputs.progress,
+            )
         loss_t = self._losses(target, hist, positions)
         loss_r = self._reference_losses(kind, target, ref_model, hist, positions)
         scored = ~np.isnan(loss_t) & (np.ones(len(loss_t), bool) if loss_r is None else ~np.isnan(loss_r))
         warnings: list[str] = []
         if (~scored).any():
-            warnings.append(f"{int((~scored).sum())} attacked users could not be scored (no scorable position) "
-                            "and are left out of the attack")
+            warnings.append(
+                f"{int((~scored).sum())} attacked users could not be scored (no scorable position) "
+                "and are left out of the attack"
+            )
 
         def attack_scores(lt, lr):
             s = {"loss": -lt[scored]}
@@ -334,43 +369,70 @@ class MembershipInferenceAudit(RetrainingAudit):
         if "calibrated" in boots and len(boots["calibrated"]):
             lo, hi = percentile_ci(boots["calibrated"] - boots["loss"])
             estimates["auc_gain [calibrated - loss]"] = Estimate(
-                estimates["auc [calibrated]"].value - estimates["auc [loss]"].value, lo, hi, len(y),
+                estimates["auc [calibrated]"].value - estimates["auc [loss]"].value,
+                lo,
+                hi,
+                len(y),
                 description="AUC of the reference-calibrated attack minus the loss attack's (paired bootstrap CI); "
-                            f"reference: {'the untuned base LLM' if kind == 'base_llm' else 'a copy trained on '}"
-                            + ("" if kind == "base_llm" else f"{len(ref_users)} disjoint users"))
+                f"reference: {'the untuned base LLM' if kind == 'base_llm' else 'a copy trained on '}"
+                + ("" if kind == "base_llm" else f"{len(ref_users)} disjoint users"),
+            )
         # accuracy of the member-trained model on its members' held-out targets
         ev = inputs.eval_set
         member_rows = np.flatnonzero(np.isin(ev.queries.users, members))
         ndcg_clean = _ndcg(target, ev[member_rows], k, c.batch_size) if len(member_rows) else np.empty(0)
         estimates[f"ndcg@{k} [members]"] = mean_estimate(
-            ndcg_clean, n_boot=c.n_boot, seed=c.seed + 3,
-            description=f"NDCG@{k} of the member-trained model on its members' '{inputs.part}' targets")
-        per_user = pd.DataFrame({"user": attacked, "user_id": ds.user_ids[attacked],
-                                 "group": np.where(labels, "member", "non-member"), "loss_target": loss_t,
-                                 "loss_reference": np.full(len(attacked), np.nan) if loss_r is None else loss_r})
+            ndcg_clean,
+            n_boot=c.n_boot,
+            seed=c.seed + 3,
+            description=f"NDCG@{k} of the member-trained model on its members' '{inputs.part}' targets",
+        )
+        per_user = pd.DataFrame(
+            {
+                "user": attacked,
+                "user_id": ds.user_ids[attacked],
+                "group": np.where(labels, "member", "non-member"),
+                "loss_target": loss_t,
+                "loss_reference": np.full(len(attacked), np.nan) if loss_r is None else loss_r,
+            }
+        )
         roc = _roc_rows(scores, y, "")
-        noise_rows = [{"epsilon": np.inf, "keep_probability": 1.0, **{f"auc_{n}": estimates[f"auc [{n}]"].value
-                                                                       for n in scores},
-                       f"ndcg@{k}": float(np.nanmean(ndcg_clean)) if len(ndcg_clean) else np.nan}]
+        noise_rows = [
+            {
+                "epsilon": np.inf,
+                "keep_probability": 1.0,
+                **{f"auc_{n}": estimates[f"auc [{n}]"].value for n in scores},
+                f"ndcg@{k}": float(np.nanmean(ndcg_clean)) if len(ndcg_clean) else np.nan,
+            }
+        ]
         evidence = {"per_user": per_user}
         if n_can:
             cand_loss = self._losses(target, candidates, positions)
             exp_in = canary_exposure(self._losses(target, canaries, positions), cand_loss)
             exp_ctl = canary_exposure(self._losses(target, controls, positions), cand_loss)
             max_exp = float(np.log2(c.n_candidates + 1))
-            for label_, values, desc in (("canary_exposure", exp_in, f"canaries inserted {c.canary_repeats}x"),
-                                         ("canary_exposure [control]", exp_ctl, "canaries never inserted")):
+            for label_, values, desc in (
+                ("canary_exposure", exp_in, f"canaries inserted {c.canary_repeats}x"),
+                ("canary_exposure [control]", exp_ctl, "canaries never inserted"),
+            ):
                 estimates[label_] = mean_estimate(
-                    values, n_boot=c.n_boot, seed=c.seed + 11,
+                    values,
+                    n_boot=c.n_boot,
+                    seed=c.seed + 11,
                     description=f"mean exposure (bits) of {n_can} {desc}, ranked by loss among {c.n_candidates} "
                     f"random sequences "
-                    f"of {canaries.lengths[0]} items (max {max_exp:.2f}; about 1.44 for an unseen sequence)")
-            estimates["canary_exposure_max"] = Estimate(float(np.nanmax(exp_in)), n=n_can,
-                                                        description="largest exposure of an inserted canary (bits)")
-            evidence["canaries"] = pd.DataFrame({
-                "canary": np.r_[np.arange(n_can), np.arange(n_can)],
-                "inserted": np.r_[np.ones(n_can, bool), np.zeros(n_can, bool)],
-                "exposure": np.r_[exp_in, exp_ctl]})
+                    f"of {canaries.lengths[0]} items (max {max_exp:.2f}; about 1.44 for an unseen sequence)",
+                )
+            estimates["canary_exposure_max"] = Estimate(
+                float(np.nanmax(exp_in)), n=n_can, description="largest exposure of an inserted canary (bits)"
+            )
+            evidence["canaries"] = pd.DataFrame(
+                {
+                    "canary": np.r_[np.arange(n_can), np.arange(n_can)],
+                    "inserted": np.r_[np.ones(n_can, bool), np.zeros(n_can, bool)],
+                    "exposure": np.r_[exp_in, exp_ctl],
+                }
+            )
             noise_rows[0]["canary_exposure"] = float(np.nanmean(exp_in))
         # training defences (arms) on the member (and canary) training data
         defences = [build_arm(a, "training_defence")[1] for a in c.defence_arms()]
@@ -383,57 +445,113 @@ class MembershipInferenceAudit(RetrainingAudit):
             lt = self._losses(model, hist, positions)
             s_eps = attack_scores(lt, loss_r)
             ok = ~np.isnan(s_eps["loss"])
-            est, b_eps = _attack_estimates({n: v[ok] for n, v in s_eps.items()}, y[ok], c.n_boot, c.seed, what
-                                           + f"; {defence.what}", warnings, suffix=f", {label}")
+            est, b_eps = _attack_estimates(
+                {n: v[ok] for n, v in s_eps.items()},
+                y[ok],
+                c.n_boot,
+                c.seed,
+                what + f"; {defence.what}",
+                warnings,
+                suffix=f", {label}",
+            )
             estimates.update(est)
             for n in s_eps:
                 if ok.all() and len(boots.get(n, ())) and len(b_eps[n]):
                     lo, hi = percentile_ci(boots[n] - b_eps[n])
                     estimates[f"auc_drop [{n}, {label}]"] = Estimate(
-                        estimates[f"auc [{n}]"].value - est[f"auc [{n}, {label}]"].value, lo, hi, int(ok.sum()),
-                        description=f"AUC without {absent} minus AUC with {defence.title}; > 0 = the defence helps")
+                        estimates[f"auc [{n}]"].value - est[f"auc [{n}, {label}]"].value,
+                        lo,
+                        hi,
+                        int(ok.sum()),
+                        description=f"AUC without {absent} minus AUC with {defence.title}; > 0 = the defence helps",
+                    )
             nd = _ndcg(model, ev[member_rows], k, c.batch_size) if len(member_rows) else np.empty(0)
             estimates[f"ndcg@{k}_cost [{label}]"] = paired_estimate(
-                ndcg_clean, nd, n_boot=c.n_boot, seed=c.seed + 13 + j,
-                description=f"NDCG@{k} on members' targets without {absent} minus with it (accuracy cost)")
-            row = {**defence.settings,
-                   **{f"auc_{n}": est[f"auc [{n}, {label}]"].value for n in s_eps},
-                   f"ndcg@{k}": float(np.nanmean(nd)) if len(nd) else np.nan}
+                ndcg_clean,
+                nd,
+                n_boot=c.n_boot,
+                seed=c.seed + 13 + j,
+                description=f"NDCG@{k} on members' targets without {absent} minus with it (accuracy cost)",
+            )
+            row = {
+                **defence.settings,
+                **{f"auc_{n}": est[f"auc [{n}, {label}]"].value for n in s_eps},
+                f"ndcg@{k}": float(np.nanmean(nd)) if len(nd) else np.nan,
+            }
             if n_can:
                 cl = self._losses(model, candidates, positions)
                 exp_eps = canary_exposure(self._losses(model, canaries, positions), cl)
                 row["canary_exposure"] = float(np.nanmean(exp_eps))
                 estimates[f"canary_exposure [{label}]"] = mean_estimate(
-                    exp_eps, n_boot=c.n_boot, seed=c.seed + 17 + j,
+                    exp_eps,
+                    n_boot=c.n_boot,
+                    seed=c.seed + 17 + j,
                     description=f"mean exposure of the inserted canaries ({applied} like every member) with "
-                                f"{getattr(defence, 'short', defence.title)}")
-            roc = pd.concat([roc, _roc_rows({n: v[ok] for n, v in s_eps.items()}, y[ok], f", {label}")],
-                            ignore_index=True)
+                    f"{getattr(defence, 'short', defence.title)}",
+                )
+            roc = pd.concat(
+                [roc, _roc_rows({n: v[ok] for n, v in s_eps.items()}, y[ok], f", {label}")], ignore_index=True
+            )
             noise_rows.append(row)
         evidence["roc"] = roc
-        plots = [Plot("line", "roc", "fpr", "tpr", "membership inference ROC curves", series="attack",
-                      x_label="false-positive rate (non-members flagged)", y_label="true-positive rate (members flagged)")]
+        plots = [
+            Plot(
+                "line",
+                "roc",
+                "fpr",
+                "tpr",
+                "membership inference ROC curves",
+                series="attack",
+                x_label="false-positive rate (non-members flagged)",
+                y_label="true-positive rate (members flagged)",
+            )
+        ]
         if defences:
             noise = pd.DataFrame(noise_rows)
             evidence["noise"] = noise
-            curve = noise[np.isfinite(noise.epsilon)].melt(id_vars=["epsilon"], value_vars=[f"auc_{n}" for n in scores],
-                                                           var_name="attack", value_name="auc")
+            curve = noise[np.isfinite(noise.epsilon)].melt(
+                id_vars=["epsilon"], value_vars=[f"auc_{n}" for n in scores], var_name="attack", value_name="auc"
+            )
             evidence["noise_curve"] = curve.reset_index(drop=True)
-            plots.append(Plot("line", "noise_curve", "epsilon", "auc", "membership AUC vs randomised-response epsilon",
-                              series="attack", x_label="epsilon (keep probability e^eps/(e^eps+1))",
-                              y_label="ROC-AUC"))
+            plots.append(
+                Plot(
+                    "line",
+                    "noise_curve",
+                    "epsilon",
+                    "auc",
+                    "membership AUC vs randomised-response epsilon",
+                    series="attack",
+                    x_label="epsilon (keep probability e^eps/(e^eps+1))",
+                    y_label="ROC-AUC",
+                )
+            )
         auc_l = estimates["auc [loss]"]
-        summary = (f"{spec.name} trained on {len(members)} members; {len(att_m)} members vs {len(att_n)} non-members: "
-                   f"loss attack AUC {auc_l.value:.3f}")
+        summary = (
+            f"{spec.name} trained on {len(members)} members; {len(att_m)} members vs {len(att_n)} non-members: "
+            f"loss attack AUC {auc_l.value:.3f}"
+        )
         if "auc [calibrated]" in estimates:
             summary += f", reference-calibrated {estimates['auc [calibrated]'].value:.3f}"
         if n_can:
-            summary += (f"; canary exposure {estimates['canary_exposure'].value:.2f} bits (controls "
-                        f"{estimates['canary_exposure [control]'].value:.2f})")
-        return self._result(estimates, evidence=evidence, plots=tuple(plots), warnings=tuple(warnings), summary=summary,
-                            settings={"model_spec": spec.model_dump(mode="json"), "reference": kind,
-                                      "n_members": len(members), "n_non_members": len(nonmembers),
-                                      "n_reference_users": len(ref_users),
-                                      "n_excluded_users": int(ds.n_users - len(eligible)),
-                                      "n_attacked": len(attacked), "positions": positions,
-                                      "fit_seconds": fit_seconds})
+            summary += (
+                f"; canary exposure {estimates['canary_exposure'].value:.2f} bits (controls "
+                f"{estimates['canary_exposure [control]'].value:.2f})"
+            )
+        return self._result(
+            estimates,
+            evidence=evidence,
+            plots=tuple(plots),
+            warnings=tuple(warnings),
+            summary=summary,
+            settings={
+                "model_spec": spec.model_dump(mode="json"),
+                "reference": kind,
+                "n_members": len(members),
+                "n_non_members": len(nonmembers),
+                "n_reference_users": len(ref_users),
+                "n_excluded_users": int(ds.n_users - len(eligible)),
+                "n_attacked": len(attacked),
+                "positions": positions,
+                "fit_seconds": fit_seconds,
+            },
+        )

@@ -1,17 +1,17 @@
 """Unlearning (``unlearning``, retrains)
-    Users with at least 2 training interactions give a held-out set (``heldout_share``, never
-    trained on: the non-members) and a forget set (``forget_users``, else ``forget_share``); the
-    rest are retained. The *original* model is trained on retained + forgotten users; the
-    *exact* unlearning retrains it without the forgotten users (same seed,
-    :func:`trustrec.mitigate.forget`); the *approximate* one runs gradient ascent on the forgotten
-    sequences with a retain term, bounded by the held-out users' mean training loss under the
-    original model (torch models with a per-sequence loss: SASRec, BPR-MF). For each: NDCG@K on
-    retained users, the loss-attack membership AUC of the forgotten users against the held-out
-    users (an exact unlearning is at 0.5 in expectation), and, against the exact model, the
-    Jensen-Shannon divergence (base 2) and the L2 distance of the per-user output distributions
-    (softmax of the scores over the items not in the history) for forgotten and retained users;
-    the time of each, and the approximate method's speed-up over retraining (evidence and
-    settings: timings are not estimates, so two runs with the same seed give equal estimates).
+Users with at least 2 training interactions give a held-out set (``heldout_share``, never
+trained on: the non-members) and a forget set (``forget_users``, else ``forget_share``); the
+rest are retained. The *original* model is trained on retained + forgotten users; the
+*exact* unlearning retrains it without the forgotten users (same seed,
+:func:`trustrec.mitigate.forget`); the *approximate* one runs gradient ascent on the forgotten
+sequences with a retain term, bounded by the held-out users' mean training loss under the
+original model (torch models with a per-sequence loss: SASRec, BPR-MF). For each: NDCG@K on
+retained users, the loss-attack membership AUC of the forgotten users against the held-out
+users (an exact unlearning is at 0.5 in expectation), and, against the exact model, the
+Jensen-Shannon divergence (base 2) and the L2 distance of the per-user output distributions
+(softmax of the scores over the items not in the history) for forgotten and retained users;
+the time of each, and the approximate method's speed-up over retraining (evidence and
+settings: timings are not estimates, so two runs with the same seed give equal estimates).
 """
 
 from __future__ import annotations
@@ -118,11 +118,15 @@ class UnlearningAudit(RetrainingAudit):
 
     name: ClassVar[str] = "unlearning"
     dimension: ClassVar[str] = "privacy"
-    description: ClassVar[str] = ("forget requests: exact retraining vs approximate gradient-ascent unlearning; "
-                                  "membership AUC on the forgotten users, accuracy on retained users, JS / L2 "
-                                  "distance of outputs to the retrained model, time saved")
-    needs: ClassVar[str] = ("a model that can be retrained from its spec and has full-catalog scores; approximate "
-                            "unlearning needs a torch model with a per-sequence loss (sasrec, bpr_mf)")
+    description: ClassVar[str] = (
+        "forget requests: exact retraining vs approximate gradient-ascent unlearning; "
+        "membership AUC on the forgotten users, accuracy on retained users, JS / L2 "
+        "distance of outputs to the retrained model, time saved"
+    )
+    needs: ClassVar[str] = (
+        "a model that can be retrained from its spec and has full-catalog scores; approximate "
+        "unlearning needs a torch model with a per-sequence loss (sasrec, bpr_mf)"
+    )
     config_class = UnlearningConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -141,12 +145,16 @@ class UnlearningAudit(RetrainingAudit):
             forget = resolve_users(ds, list(c.forget_users), owner=f"{self.name}: forget_users")
             no_data = forget[counts[forget] == 0]
             if len(no_data) == len(forget):
-                raise ConfigError(f"{self.name}: none of the forget_users has training interactions "
-                                  f"(e.g. {ds.user_ids[no_data[:5]].tolist()}); nothing to forget")
+                raise ConfigError(
+                    f"{self.name}: none of the forget_users has training interactions "
+                    f"(e.g. {ds.user_ids[no_data[:5]].tolist()}); nothing to forget"
+                )
             pool = np.setdiff1d(eligible, forget)
             if len(pool) < 3:
-                raise ConfigError(f"{self.name}: forgetting {len(forget)} users leaves {len(pool)} users with at "
-                                  "least 2 training interactions; at least 3 are needed (held out and retained)")
+                raise ConfigError(
+                    f"{self.name}: forgetting {len(forget)} users leaves {len(pool)} users with at "
+                    "least 2 training interactions; at least 3 are needed (held out and retained)"
+                )
             n_held = min(max(2, round(c.heldout_share * len(eligible))), len(pool) - 1)
             heldout = np.sort(rng.choice(pool, n_held, replace=False))
         else:
@@ -154,7 +162,7 @@ class UnlearningAudit(RetrainingAudit):
             perm = rng.permutation(eligible)
             heldout = np.sort(perm[:n_held])
             n_forget = min(max(2, round(c.forget_share * len(eligible))), len(perm) - n_held - 1)
-            forget = np.sort(perm[n_held:n_held + n_forget])
+            forget = np.sort(perm[n_held : n_held + n_forget])
         retained = np.setdiff1d(np.flatnonzero(counts > 0), np.concatenate([forget, heldout]))
         return forget, heldout, retained
 
@@ -165,8 +173,9 @@ class UnlearningAudit(RetrainingAudit):
         spec = self._spec(inputs.model)
         rng = np.random.default_rng(c.seed)
         forget, heldout, retained = self._partition(inputs, rng)
-        base = split.without_users(heldout, parts=("train",),
-                                   note=f"training interactions of {len(heldout)} users removed")
+        base = split.without_users(
+            heldout, parts=("train",), note=f"training interactions of {len(heldout)} users removed"
+        )
         original, t_orig = fit_spec(spec, base, seed=c.seed, progress=inputs.progress)
         _, exact_method = build_arm(c.exact, "unlearning")
         _, approximate_method = build_arm(c.approximate, "unlearning")
@@ -182,26 +191,42 @@ class UnlearningAudit(RetrainingAudit):
 
             with torch.no_grad():
                 held = heldout[:512]
-                bound = float(np.nanmean(original._sequence_losses(seqs.take(held), held,
-                                                                   np.random.default_rng(c.seed)).numpy()))
-            approx = approximate_method.forget(original, base, forget, seed=c.seed, steps=c.steps,
-                                               learning_rate=c.learning_rate, retain_weight=c.retain_weight,
-                                               batch_size=c.unlearn_batch_size, max_forget_loss=bound)
+                bound = float(
+                    np.nanmean(original._sequence_losses(seqs.take(held), held, np.random.default_rng(c.seed)).numpy())
+                )
+            approx = approximate_method.forget(
+                original,
+                base,
+                forget,
+                seed=c.seed,
+                steps=c.steps,
+                learning_rate=c.learning_rate,
+                retain_weight=c.retain_weight,
+                batch_size=c.unlearn_batch_size,
+                max_forget_loss=bound,
+            )
             models["approximate"] = approx
             seconds["approximate"] = approx.unlearning_["seconds"]
-            trace = pd.DataFrame({"step": np.arange(1, len(approx.unlearning_["forget_loss"]) + 1),
-                                  "forget_loss": approx.unlearning_["forget_loss"],
-                                  "retain_loss": approx.unlearning_["retain_loss"]})
+            trace = pd.DataFrame(
+                {
+                    "step": np.arange(1, len(approx.unlearning_["forget_loss"]) + 1),
+                    "forget_loss": approx.unlearning_["forget_loss"],
+                    "retain_loss": approx.unlearning_["retain_loss"],
+                }
+            )
         else:
-            warnings.append(f"{type(original).__name__} has no approximate unlearning; only exact retraining is "
-                            "measured")
+            warnings.append(
+                f"{type(original).__name__} has no approximate unlearning; only exact retraining is measured"
+            )
         estimates: dict[str, Estimate] = {}
         # membership inference on the forgotten users against the held-out users
         att_f, att_h = forget, _sample(heldout, max(len(forget) * 4, 200), np.random.default_rng(c.seed + 1))
         hist = seqs.take(np.concatenate([att_f, att_h]))
         labels = np.r_[np.ones(len(att_f), bool), np.zeros(len(att_h), bool)]
-        losses = {name: next_item_losses(m, hist, positions=c.positions, batch_size=c.batch_size)[0]
-                  for name, m in models.items()}
+        losses = {
+            name: next_item_losses(m, hist, positions=c.positions, batch_size=c.batch_size)[0]
+            for name, m in models.items()
+        }
         ok = np.all([~np.isnan(v) for v in losses.values()], axis=0)
         y = labels[ok]
         rows = stratified_bootstrap_rows(y, c.n_boot, c.seed) if c.n_boot > 0 and y.any() and (~y).any() else None
@@ -212,27 +237,42 @@ class UnlearningAudit(RetrainingAudit):
             boots[name] = auc_rows(s[rows], y[rows]) if rows is not None else np.empty(0)
             lo, hi = percentile_ci(boots[name])
             estimates[f"forget_mia_auc [{name}]"] = Estimate(
-                auc, lo, hi, len(y),
+                auc,
+                lo,
+                hi,
+                len(y),
                 description=f"loss-attack ROC-AUC of the {int(y.sum())} forgotten users vs {int((~y).sum())} never-seen "
-                            f"users under the {name} model (0.5: indistinguishable from never seen)")
+                f"users under the {name} model (0.5: indistinguishable from never seen)",
+            )
             table.append({"model": name, "forget_mia_auc": auc, "auc_ci_low": lo, "auc_ci_high": hi})
         if "approximate" in boots and len(boots["approximate"]):
             lo, hi = percentile_ci(boots["approximate"] - boots["exact"])
             estimates["forget_mia_auc_gap [approximate - exact]"] = Estimate(
-                estimates["forget_mia_auc [approximate]"].value - estimates["forget_mia_auc [exact]"].value, lo, hi,
-                len(y), description="forgotten users' membership AUC, approximate minus exact (paired bootstrap)")
+                estimates["forget_mia_auc [approximate]"].value - estimates["forget_mia_auc [exact]"].value,
+                lo,
+                hi,
+                len(y),
+                description="forgotten users' membership AUC, approximate minus exact (paired bootstrap)",
+            )
         # accuracy on retained users
         ev = inputs.eval_set
         kept_rows = np.flatnonzero(np.isin(ev.queries.users, retained))
         ndcgs = {name: _ndcg(m, ev[kept_rows], k, c.batch_size) for name, m in models.items()}
         for name, values in ndcgs.items():
             estimates[f"ndcg@{k} [retained, {name}]"] = mean_estimate(
-                values, n_boot=c.n_boot, seed=c.seed + 5,
-                description=f"NDCG@{k} of the {name} model on retained users' '{inputs.part}' targets")
+                values,
+                n_boot=c.n_boot,
+                seed=c.seed + 5,
+                description=f"NDCG@{k} of the {name} model on retained users' '{inputs.part}' targets",
+            )
         if "approximate" in ndcgs:
             estimates[f"ndcg@{k}_gap [approximate - exact]"] = paired_estimate(
-                ndcgs["approximate"], ndcgs["exact"], n_boot=c.n_boot, seed=c.seed + 6,
-                description=f"NDCG@{k} on retained users, approximate minus exact (per user)")
+                ndcgs["approximate"],
+                ndcgs["exact"],
+                n_boot=c.n_boot,
+                seed=c.seed + 6,
+                description=f"NDCG@{k} on retained users, approximate minus exact (per user)",
+            )
         # distances of the output distributions to the exact retrain
         dist_rows = []
         groups = {"forgotten": np.flatnonzero(np.isin(ev.queries.users, forget)), "retained": kept_rows}
@@ -248,38 +288,93 @@ class UnlearningAudit(RetrainingAudit):
                 l2 = np.sqrt(np.nansum((p - ref) ** 2, axis=1))
                 for metric, values in (("js_divergence", js), ("l2_distance", l2)):
                     estimates[f"{metric} [{name} vs exact, {group}]"] = mean_estimate(
-                        values, n_boot=c.n_boot, seed=c.seed + 9,
+                        values,
+                        n_boot=c.n_boot,
+                        seed=c.seed + 9,
                         description="mean per-user "
                         f"{'Jensen-Shannon divergence (base 2)' if metric == 'js_divergence' else 'L2 distance'}"
                         f" between the {name} and the exact model's output distributions (softmax of the scores "
-                        f"over unseen items), {group} users")
-                dist_rows.append({"model": name, "group": group, "n_users": len(grows),
-                                  "js_divergence": float(np.nanmean(js)), "l2_distance": float(np.nanmean(l2))})
+                        f"over unseen items), {group} users",
+                    )
+                dist_rows.append(
+                    {
+                        "model": name,
+                        "group": group,
+                        "n_users": len(grows),
+                        "js_divergence": float(np.nanmean(js)),
+                        "l2_distance": float(np.nanmean(l2)),
+                    }
+                )
         for row in table:
             row[f"ndcg@{k}"] = float(np.nanmean(ndcgs[row["model"]])) if len(ndcgs[row["model"]]) else np.nan
             row["seconds"] = seconds.get("original_fit" if row["model"] == "original" else row["model"])
-        evidence = {"models": pd.DataFrame(table), "distances": pd.DataFrame(dist_rows),
-                    "per_user": pd.DataFrame({"user": np.concatenate([att_f, att_h]),
-                                              "group": np.where(labels, "forgotten", "never seen"),
-                                              **{f"loss_{n}": v for n, v in losses.items()}})}
-        plots = [Plot("bar", "models", "model", "forget_mia_auc", "membership AUC of the forgotten users",
-                      ci_low="auc_ci_low", ci_high="auc_ci_high", y_label="ROC-AUC (0.5 = forgotten)")]
+        evidence = {
+            "models": pd.DataFrame(table),
+            "distances": pd.DataFrame(dist_rows),
+            "per_user": pd.DataFrame(
+                {
+                    "user": np.concatenate([att_f, att_h]),
+                    "group": np.where(labels, "forgotten", "never seen"),
+                    **{f"loss_{n}": v for n, v in losses.items()},
+                }
+            ),
+        }
+        plots = [
+            Plot(
+                "bar",
+                "models",
+                "model",
+                "forget_mia_auc",
+                "membership AUC of the forgotten users",
+                ci_low="auc_ci_low",
+                ci_high="auc_ci_high",
+                y_label="ROC-AUC (0.5 = forgotten)",
+            )
+        ]
         if trace is not None:
             evidence["unlearning_trace"] = trace
-            plots.append(Plot("line", "unlearning_trace", "step", "forget_loss", "forget-set loss during gradient ascent",
-                              x_label="step", y_label="mean training loss of the forgotten users"))
+            plots.append(
+                Plot(
+                    "line",
+                    "unlearning_trace",
+                    "step",
+                    "forget_loss",
+                    "forget-set loss during gradient ascent",
+                    x_label="step",
+                    y_label="mean training loss of the forgotten users",
+                )
+            )
         speedup = seconds["exact"] / seconds["approximate"] if "approximate" in seconds else None
-        summary = (f"{spec.name}: forgot {len(forget)} users ({len(retained)} retained, {len(heldout)} held out); "
-                   f"forget-set membership AUC original {estimates['forget_mia_auc [original]'].value:.3f}, "
-                   f"exact {estimates['forget_mia_auc [exact]'].value:.3f}")
+        summary = (
+            f"{spec.name}: forgot {len(forget)} users ({len(retained)} retained, {len(heldout)} held out); "
+            f"forget-set membership AUC original {estimates['forget_mia_auc [original]'].value:.3f}, "
+            f"exact {estimates['forget_mia_auc [exact]'].value:.3f}"
+        )
         if "approximate" in models:
-            summary += (f", approximate {estimates['forget_mia_auc [approximate]'].value:.3f}; approximate is "
-                        f"{speedup:.1f}x faster than retraining")
-        return self._result(estimates, evidence=evidence, plots=tuple(plots), warnings=tuple(warnings),
-                            summary=summary,
-                            settings={"model_spec": spec.model_dump(mode="json"), "n_forget": len(forget),
-                                      "n_heldout": len(heldout), "n_retained": len(retained),
-                                      "forget_loss_bound": bound, "seconds": seconds, "speedup": speedup,
-                                      "approximate": None if "approximate" not in models else
-                                      {k_: v for k_, v in models["approximate"].unlearning_.items()
-                                       if k_ not in ("forget_loss", "retain_loss", "seconds")}})
+            summary += (
+                f", approximate {estimates['forget_mia_auc [approximate]'].value:.3f}; approximate is "
+                f"{speedup:.1f}x faster than retraining"
+            )
+        return self._result(
+            estimates,
+            evidence=evidence,
+            plots=tuple(plots),
+            warnings=tuple(warnings),
+            summary=summary,
+            settings={
+                "model_spec": spec.model_dump(mode="json"),
+                "n_forget": len(forget),
+                "n_heldout": len(heldout),
+                "n_retained": len(retained),
+                "forget_loss_bound": bound,
+                "seconds": seconds,
+                "speedup": speedup,
+                "approximate": None
+                if "approximate" not in models
+                else {
+                    k_: v
+                    for k_, v in models["approximate"].unlearning_.items()
+                    if k_ not in ("forget_loss", "retain_loss", "seconds")
+                },
+            },
+        )

@@ -22,7 +22,22 @@ from trustrec.mitigate.control.platform_rules import (
     enforce_rules,
 )
 
-__all__ = ["Constraint", "ExcludeGroups", "IncludeGroups", "YearRange", "SimilarTo", "Different",
-           "ParsedConstraint", "ControlCatalog", "parse_constraint", "allowed_items", "YEAR_COLUMNS",
-           "ConstrainedConfig", "ConstrainedRecommender", "PlatformRules", "enforce_rules",
-           "RuleEnforcedConfig", "RuleEnforcedRecommender"]
+__all__ = [
+    "Constraint",
+    "ExcludeGroups",
+    "IncludeGroups",
+    "YearRange",
+    "SimilarTo",
+    "Different",
+    "ParsedConstraint",
+    "ControlCatalog",
+    "parse_constraint",
+    "allowed_items",
+    "YEAR_COLUMNS",
+    "ConstrainedConfig",
+    "ConstrainedRecommender",
+    "PlatformRules",
+    "enforce_rules",
+    "RuleEnforcedConfig",
+    "RuleEnforcedRecommender",
+]

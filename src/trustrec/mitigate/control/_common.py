@@ -1,5 +1,4 @@
-"""What the control wrappers share: their base config and compacting filtered lists.
-"""
+"""What the control wrappers share: their base config and compacting filtered lists."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The catalog as constraints see it: item groups, years and titles (:class:`ControlCatalog`).
-"""
+"""The catalog as constraints see it: item groups, years and titles (:class:`ControlCatalog`)."""
 
 from __future__ import annotations
 
@@ -44,7 +43,7 @@ def _title_variants(title: str) -> set[tuple[str, ...]]:
         if not toks:
             continue
         out.add(tuple(toks))
-        if toks[-1] in _ARTICLES and len(toks) > 1:            # "Godfather, The"
+        if toks[-1] in _ARTICLES and len(toks) > 1:  # "Godfather, The"
             out.add((toks[-1], *toks[:-1]))
             out.add(tuple(toks[:-1]))
         if toks[0] in _ARTICLES and len(toks) > 1:
@@ -62,11 +61,22 @@ def _years_of(values: pd.Series) -> np.ndarray:
 
 # Synonyms -> the key (see ``_key``) of the catalog group they mean; used only when the catalog has it.
 _GROUP_ALIASES = {
-    ("science", "fiction"): "scifi", ("scifi",): "scifi", ("sf",): "scifi",
-    ("kids",): "childrens", ("kid's",): "childrens", ("children",): "childrens", ("childrens",): "childrens",
-    ("animated",): "animation", ("cartoon",): "animation", ("cartoons",): "animation",
-    ("romantic",): "romance", ("romcom",): "romance", ("noir",): "filmnoir", ("noirs",): "filmnoir",
-    ("docs",): "documentary", ("documentaries",): "documentary",
+    ("science", "fiction"): "scifi",
+    ("scifi",): "scifi",
+    ("sf",): "scifi",
+    ("kids",): "childrens",
+    ("kid's",): "childrens",
+    ("children",): "childrens",
+    ("childrens",): "childrens",
+    ("animated",): "animation",
+    ("cartoon",): "animation",
+    ("cartoons",): "animation",
+    ("romantic",): "romance",
+    ("romcom",): "romance",
+    ("noir",): "filmnoir",
+    ("noirs",): "filmnoir",
+    ("docs",): "documentary",
+    ("documentaries",): "documentary",
 }
 
 
@@ -95,8 +105,10 @@ class ControlCatalog:
         membership = np.asarray(self.membership, dtype=bool)
         membership = readonly(membership if membership.ndim == 2 else membership.reshape(n, -1))
         if membership.shape[1] != len(self.group_names):
-            raise DataError(f"ControlCatalog: membership has {membership.shape[1]} group columns but "
-                            f"{len(self.group_names)} group names")
+            raise DataError(
+                f"ControlCatalog: membership has {membership.shape[1]} group columns but "
+                f"{len(self.group_names)} group names"
+            )
         years = np.full(n, np.nan) if self.years is None else np.asarray(self.years, np.float64)
         if years.shape != (n,):
             raise DataError(f"ControlCatalog: {n} titles but {years.shape} years")
@@ -106,8 +118,14 @@ class ControlCatalog:
         object.__setattr__(self, "years", readonly(years))
 
     @classmethod
-    def from_items(cls, items: pd.DataFrame | None, *, n_items: int | None = None, group_column: str | None = None,
-                   year_column: str | None = None) -> ControlCatalog:
+    def from_items(
+        cls,
+        items: pd.DataFrame | None,
+        *,
+        n_items: int | None = None,
+        group_column: str | None = None,
+        year_column: str | None = None,
+    ) -> ControlCatalog:
         """From a ``Dataset.items`` table (row ``i`` = item index ``i``). ``None`` columns are
         guessed (a group column as the fairness audits guess it, a year column from
         :data:`YEAR_COLUMNS`); a named column that does not exist raises ``DataError``. No
@@ -120,8 +138,9 @@ class ControlCatalog:
             return cls(tuple("" for _ in range(n_items)), np.zeros((n_items, 0), bool))
         for label, col in (("group_column", group_column), ("year_column", year_column)):
             if col is not None and col not in items.columns:
-                raise DataError(f"ControlCatalog: {label} {col!r} is not an item column; the items have "
-                                f"{list(items.columns)}")
+                raise DataError(
+                    f"ControlCatalog: {label} {col!r} is not an item column; the items have {list(items.columns)}"
+                )
         group_column = group_column or guess_item_group_column(items)
         if year_column is None:
             lower = {c.lower(): c for c in items.columns}

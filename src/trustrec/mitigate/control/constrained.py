@@ -1,13 +1,13 @@
 """User-initiated control: a recommender with the constraints in each query's text enforced.
 
-    :class:`ConstrainedRecommender` wraps any fitted model: ``mode="candidates"`` passes the
-    allowed items as the query's candidates (so a classic model ranks only them, an LLM ranker's
-    retriever retrieves only them and a generative LLM decodes only them; the text stays in the
-    query, so an LLM also reads the request verbatim); ``mode="post_filter"`` fetches the base's
-    top ``n_candidates`` and drops what violates (cheaper, may return fewer than k). In both
-    modes the final list is checked against the constraints again, so **a violating item is
-    never returned**; a query whose constraints no item satisfies gets an empty list and is
-    counted (:meth:`ConstrainedRecommender.recommend_with_report`).
+:class:`ConstrainedRecommender` wraps any fitted model: ``mode="candidates"`` passes the
+allowed items as the query's candidates (so a classic model ranks only them, an LLM ranker's
+retriever retrieves only them and a generative LLM decodes only them; the text stays in the
+query, so an LLM also reads the request verbatim); ``mode="post_filter"`` fetches the base's
+top ``n_candidates`` and drops what violates (cheaper, may return fewer than k). In both
+modes the final list is checked against the constraints again, so **a violating item is
+never returned**; a query whose constraints no item satisfies gets an empty list and is
+counted (:meth:`ConstrainedRecommender.recommend_with_report`).
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ class ConstrainedRecommender(WrapperRecommender):
 
     def _setup(self, train: Dataset) -> None:
         c = self.config
-        catalog = ControlCatalog.from_items(train.items, n_items=train.n_items, group_column=c.item_group_column,
-                                            year_column=c.year_column)
+        catalog = ControlCatalog.from_items(
+            train.items, n_items=train.n_items, group_column=c.item_group_column, year_column=c.year_column
+        )
         m = sp.csr_matrix(catalog.membership)
         self.titles_ = list(catalog.titles)
         self.group_names_ = list(catalog.group_names)
@@ -76,10 +77,18 @@ class ConstrainedRecommender(WrapperRecommender):
         """The fitted catalog the constraints are checked against."""
         self._check_fitted()
         n = len(self.titles_)
-        m = sp.csr_matrix((np.ones(len(self.group_indices_)), self.group_indices_, self.group_indptr_),
-                          shape=(n, len(self.group_names_)))
-        return ControlCatalog(tuple(self.titles_), m.toarray() > 0, tuple(self.group_names_), self.years_,
-                              self.columns_["group"], self.columns_["year"])
+        m = sp.csr_matrix(
+            (np.ones(len(self.group_indices_)), self.group_indices_, self.group_indptr_),
+            shape=(n, len(self.group_names_)),
+        )
+        return ControlCatalog(
+            tuple(self.titles_),
+            m.toarray() > 0,
+            tuple(self.group_names_),
+            self.years_,
+            self.columns_["group"],
+            self.columns_["year"],
+        )
 
     def parse(self, texts: Sequence[str | None], catalog: ControlCatalog | None = None) -> list[ParsedConstraint]:
         """:func:`parse_constraint` of each text with this wrapper's settings (each distinct text
@@ -89,15 +98,17 @@ class ConstrainedRecommender(WrapperRecommender):
         cache: dict[str | None, ParsedConstraint] = {}
         for t in texts:
             if t not in cache:
-                cache[t] = parse_constraint(t, catalog, min_similarity=c.min_similarity,
-                                            n_different_groups=c.n_different_groups)
+                cache[t] = parse_constraint(
+                    t, catalog, min_similarity=c.min_similarity, n_different_groups=c.n_different_groups
+                )
         return [cache[t] for t in texts]
 
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
         return self.recommend_with_report(queries, k, exclude_seen=exclude_seen)[0]
 
-    def recommend_with_report(self, queries: QueryBatch, k: int = 10, *,
-                              exclude_seen: bool = True) -> tuple[TopK, pd.DataFrame]:
+    def recommend_with_report(
+        self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True
+    ) -> tuple[TopK, pd.DataFrame]:
         """:meth:`recommend` and one row per query: its text, the constraints understood
         (``constraints``, ``n_constraints``), what was not (``unparsed``), how many items satisfy
         them (``n_allowed``) and ``unsatisfiable`` (constraints present, no item satisfies them:
@@ -118,13 +129,19 @@ class ConstrainedRecommender(WrapperRecommender):
         else:
             top = self.base_.recommend(queries, max(k, self.config.n_candidates), exclude_seen=exclude_seen)
         rows = np.arange(len(queries))[:, None]
-        keep = allowed[rows, np.where(top.items >= 0, top.items, 0)]   # the guarantee: never a violator
+        keep = allowed[rows, np.where(top.items >= 0, top.items, 0)]  # the guarantee: never a violator
         out = _compact(top.items, top.scores, keep, min(k, self.n_items_))
         n_allowed = allowed.sum(1)
         n_con = np.array([len(p.constraints) for p in parsed], np.int64)
-        report = pd.DataFrame({
-            "text": texts, "constraints": [p.describe() for p in parsed], "n_constraints": n_con,
-            "unparsed": [" | ".join(p.unparsed) for p in parsed],
-            "n_unparsed": np.array([len(p.unparsed) for p in parsed], np.int64),
-            "n_allowed": n_allowed, "unsatisfiable": (n_con > 0) & (n_allowed == 0)})
+        report = pd.DataFrame(
+            {
+                "text": texts,
+                "constraints": [p.describe() for p in parsed],
+                "n_constraints": n_con,
+                "unparsed": [" | ".join(p.unparsed) for p in parsed],
+                "n_unparsed": np.array([len(p.unparsed) for p in parsed], np.int64),
+                "n_allowed": n_allowed,
+                "unsatisfiable": (n_con > 0) & (n_allowed == 0),
+            }
+        )
         return out, report

@@ -60,7 +60,17 @@ from trustrec.mitigate.control.catalog import (
     _tokens,
 )
 
-__all__ = ["Constraint", "ExcludeGroups", "IncludeGroups", "YearRange", "SimilarTo", "Different", "ParsedConstraint", "parse_constraint", "allowed_items"]
+__all__ = [
+    "Constraint",
+    "ExcludeGroups",
+    "IncludeGroups",
+    "YearRange",
+    "SimilarTo",
+    "Different",
+    "ParsedConstraint",
+    "parse_constraint",
+    "allowed_items",
+]
 
 
 # -- constraints ---------------------------------------------------------------------------------------
@@ -155,7 +165,7 @@ class SimilarTo(Constraint):
         anchors = np.asarray([i for i in self.items if 0 <= i < catalog.n_items], dtype=np.int64)
         if not len(anchors) or not m.shape[1]:
             return np.zeros(catalog.n_items, bool)
-        a = m[anchors]                                               # (n_anchors, n_groups)
+        a = m[anchors]  # (n_anchors, n_groups)
         inter = m @ a.T
         union = m.sum(1, keepdims=True) + a.sum(1)[None, :] - inter
         jac = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
@@ -180,14 +190,15 @@ class Different(Constraint):
         n, g = len(histories), m.shape[1]
         if not g:
             return np.zeros((n, catalog.n_items), bool)
-        h = sp.csr_matrix((np.ones(len(histories.values)), (histories.row_ids(), histories.values)),
-                          shape=(n, catalog.n_items))
-        counts = np.asarray((h @ sp.csr_matrix(m, dtype=np.float64)).todense())    # (n, g)
-        order = np.argsort(-counts, axis=1, kind="stable")[:, :self.n_groups]
+        h = sp.csr_matrix(
+            (np.ones(len(histories.values)), (histories.row_ids(), histories.values)), shape=(n, catalog.n_items)
+        )
+        counts = np.asarray((h @ sp.csr_matrix(m, dtype=np.float64)).todense())  # (n, g)
+        order = np.argsort(-counts, axis=1, kind="stable")[:, : self.n_groups]
         top = np.zeros((n, g), bool)
         np.put_along_axis(top, order, True, axis=1)
         top &= counts > 0
-        clash = (top.astype(np.float64) @ m.T.astype(np.float64)) > 0             # (n, n_items)
+        clash = (top.astype(np.float64) @ m.T.astype(np.float64)) > 0  # (n, n_items)
         return m.any(1)[None, :] & ~clash
 
     def describe(self) -> str:
@@ -216,40 +227,69 @@ class ParsedConstraint:
 
 
 # -- the parser ------------------------------------------------------------------------------------------
-_NEGATIONS = frozenset({"no", "not", "without", "except", "excluding", "exclude", "avoid", "never", "skip",
-                        "hate", "dislike", "don't", "dont", "nothing", "none", "nor", "neither", "minus"})
-_FILLERS = frozenset("""a an the only just some more please pls i i'm im me my we us our you your want
+_NEGATIONS = frozenset(
+    {
+        "no",
+        "not",
+        "without",
+        "except",
+        "excluding",
+        "exclude",
+        "avoid",
+        "never",
+        "skip",
+        "hate",
+        "dislike",
+        "don't",
+        "dont",
+        "nothing",
+        "none",
+        "nor",
+        "neither",
+        "minus",
+    }
+)
+_FILLERS = frozenset(
+    """a an the only just some more please pls i i'm im me my we us our you your want
 wanna would like love prefer need see watch watching to give show find recommend recommendations films
 film movies movie items item titles title stuff things ones one something anything of with and or any in
 from released made that are is be it also maybe really very for tonight today now rather let's lets do
 can could should get kind kinds type types genre genres thanks thank hey so than too much other else
 instead all what which mood feel feeling into on at by about s lot lots bit little fan fans enjoy enjoyed
-fine ok okay into""".split())  # noqa: SIM905
-_VAGUE = frozenset("""old older oldie oldies recent new newer newest classic classics modern latest good
-best popular cheap short long famous great underrated""".split())  # noqa: SIM905
+fine ok okay into""".split()
+)  # noqa: SIM905
+_VAGUE = frozenset(
+    """old older oldie oldies recent new newer newest classic classics modern latest good
+best popular cheap short long famous great underrated""".split()
+)  # noqa: SIM905
 _SIMILAR = re.compile(r"\b(?:more like|similar to|something like|films? like|movies? like|in the style of)\s+")
-_DIFFERENT = re.compile(r"\b(?:(?:something|anything) (?:different|new|else|unusual)|surprise me|out of my comfort "
-                        r"zone|not the usual|something completely different)\b")
+_DIFFERENT = re.compile(
+    r"\b(?:(?:something|anything) (?:different|new|else|unusual)|surprise me|out of my comfort "
+    r"zone|not the usual|something completely different)\b"
+)
 _CLAUSES = re.compile(r"[;,.!?]|\bbut\b|\bhowever\b|\balthough\b")
 _Y = r"(\d{4})"
-_YEAR_RULES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), how) for p, how in (
-    (rf"\bbetween (?:the years? )?{_Y} and {_Y}\b", "range"),
-    (rf"\bfrom {_Y} (?:to|until|till|through) {_Y}\b", "range"),
-    (rf"\b{_Y} ?(?:-|\u2013|to) ?{_Y}\b", "range"),
-    (r"\b(?:the )?(\d{3})0'?s\b", "decade4"),
-    (r"(?:(?<=\s)|^)(?:the )?'?(\d)0'?s\b", "decade2"),
-    (rf"\b(?:not before|no earlier than)(?: the year)? {_Y}\b", "low"),
-    (rf"\b(?:not after|no later than)(?: the year)? {_Y}\b", "high"),
-    (rf"\b{_Y} or (?:earlier|before|older)\b", "high"),
-    (rf"\b{_Y} or (?:later|after|newer)\b", "low"),
-    (rf"\b(?:from|starting(?: in| from)?) {_Y} (?:on(?:wards?)?|onwards?|and later)\b", "low"),
-    (rf"\b(?:before|earlier than|older than|prior to|pre)[ -]?(?:the year )?{_Y}\b", "before"),
-    (rf"\b(?:until|till|up to|through)(?: the year)? {_Y}\b", "high"),
-    (rf"\b(?:after|later than|newer than|post)[ -]?(?:the year )?{_Y}\b", "after"),
-    (rf"\bsince(?: the year)? {_Y}\b", "low"),
-    (rf"\b(?:in|from|released in|of)(?: the year)? {_Y}\b", "exact"),
-    (rf"\b{_Y} (?:films?|movies?)\b", "exact"),
-))
+_YEAR_RULES: tuple[tuple[re.Pattern, str], ...] = tuple(
+    (re.compile(p), how)
+    for p, how in (
+        (rf"\bbetween (?:the years? )?{_Y} and {_Y}\b", "range"),
+        (rf"\bfrom {_Y} (?:to|until|till|through) {_Y}\b", "range"),
+        (rf"\b{_Y} ?(?:-|\u2013|to) ?{_Y}\b", "range"),
+        (r"\b(?:the )?(\d{3})0'?s\b", "decade4"),
+        (r"(?:(?<=\s)|^)(?:the )?'?(\d)0'?s\b", "decade2"),
+        (rf"\b(?:not before|no earlier than)(?: the year)? {_Y}\b", "low"),
+        (rf"\b(?:not after|no later than)(?: the year)? {_Y}\b", "high"),
+        (rf"\b{_Y} or (?:earlier|before|older)\b", "high"),
+        (rf"\b{_Y} or (?:later|after|newer)\b", "low"),
+        (rf"\b(?:from|starting(?: in| from)?) {_Y} (?:on(?:wards?)?|onwards?|and later)\b", "low"),
+        (rf"\b(?:before|earlier than|older than|prior to|pre)[ -]?(?:the year )?{_Y}\b", "before"),
+        (rf"\b(?:until|till|up to|through)(?: the year)? {_Y}\b", "high"),
+        (rf"\b(?:after|later than|newer than|post)[ -]?(?:the year )?{_Y}\b", "after"),
+        (rf"\bsince(?: the year)? {_Y}\b", "low"),
+        (rf"\b(?:in|from|released in|of)(?: the year)? {_Y}\b", "exact"),
+        (rf"\b{_Y} (?:films?|movies?)\b", "exact"),
+    )
+)
 
 
 def _year_constraint(how: str, groups: tuple[str, ...]) -> YearRange:
@@ -261,16 +301,22 @@ def _year_constraint(how: str, groups: tuple[str, ...]) -> YearRange:
     if how == "decade2":
         start = (2000 if v[0] <= 1 else 1900) + v[0] * 10
         return YearRange(start, start + 9)
-    return {"low": YearRange(v[0], None), "high": YearRange(None, v[0]), "before": YearRange(None, v[0] - 1),
-            "after": YearRange(v[0] + 1, None), "exact": YearRange(v[0], v[0])}[how]
+    return {
+        "low": YearRange(v[0], None),
+        "high": YearRange(None, v[0]),
+        "before": YearRange(None, v[0] - 1),
+        "after": YearRange(v[0] + 1, None),
+        "exact": YearRange(v[0], v[0]),
+    }[how]
 
 
 def _blank(text: str, start: int, end: int) -> str:
     return text[:start] + " ; " + text[end:]
 
 
-def parse_constraint(text: str | None, catalog: ControlCatalog, *, min_similarity: float = 0.5,
-                     n_different_groups: int = 1) -> ParsedConstraint:
+def parse_constraint(
+    text: str | None, catalog: ControlCatalog, *, min_similarity: float = 0.5, n_different_groups: int = 1
+) -> ParsedConstraint:
     """Structured constraints from a request's free text, over ``catalog`` (module docstring:
     the rules, and what counts as not understood). Never raises on any text."""
     if text is None or not str(text).strip():
@@ -282,7 +328,7 @@ def parse_constraint(text: str | None, catalog: ControlCatalog, *, min_similarit
 
     # "more like <title>": the longest run of words that is a catalog title
     while (m := _SIMILAR.search(work)) is not None:
-        rest = work[m.end():]
+        rest = work[m.end() :]
         spans = [(t.start(), t.end(), t.group()) for t in _TOKEN.finditer(rest)]
         words = [s[2] for s in spans]
         found = None
@@ -293,8 +339,11 @@ def parse_constraint(text: str | None, catalog: ControlCatalog, *, min_similarit
                 break
         if found is None:
             clause = _CLAUSES.split(rest, maxsplit=1)[0].strip()
-            unparsed.append(f"{(m.group().strip() + ' ' + clause).strip()!r}: no catalog title matches "
-                            f"{clause!r}" if clause else f"{m.group().strip()!r}: no title given")
+            unparsed.append(
+                f"{(m.group().strip() + ' ' + clause).strip()!r}: no catalog title matches {clause!r}"
+                if clause
+                else f"{m.group().strip()!r}: no title given"
+            )
             work = _blank(work, m.start(), m.end() + len(_CLAUSES.split(rest, maxsplit=1)[0]))
             continue
         n, items = found
@@ -323,7 +372,7 @@ def parse_constraint(text: str | None, catalog: ControlCatalog, *, min_similarit
         i = 0
         while i < len(words):
             for n in range(min(longest, len(words) - i), 0, -1):
-                group = lexicon.get(tuple(words[i:i + n]))
+                group = lexicon.get(tuple(words[i : i + n]))
                 if group is not None:
                     (exclude if negated else include).append(group)
                     i += n
@@ -341,14 +390,16 @@ def parse_constraint(text: str | None, catalog: ControlCatalog, *, min_similarit
             constraints.append(ExcludeGroups(tuple(dict.fromkeys(exclude))))
         if left:
             vague = [w for w in left if w in _VAGUE]
-            why = (f"vague ({', '.join(vague)}): name a year, decade or genre" if vague
-                   else "not understood (no catalog genre, year or title)")
+            why = (
+                f"vague ({', '.join(vague)}): name a year, decade or genre"
+                if vague
+                else "not understood (no catalog genre, year or title)"
+            )
             unparsed.append(f"{' '.join(words)!r}: {why}")
     return ParsedConstraint(original, tuple(dict.fromkeys(constraints)), tuple(unparsed))
 
 
-def allowed_items(parsed: Sequence[ParsedConstraint | None], catalog: ControlCatalog,
-                  histories: Ragged) -> np.ndarray:
+def allowed_items(parsed: Sequence[ParsedConstraint | None], catalog: ControlCatalog, histories: Ragged) -> np.ndarray:
     """``(n, n_items)`` boolean: row ``i`` allows the items satisfying every constraint of
     ``parsed[i]`` (all items when it is None or has none). Vectorised per distinct constraint."""
     n = len(parsed)
@@ -357,7 +408,7 @@ def allowed_items(parsed: Sequence[ParsedConstraint | None], catalog: ControlCat
     out = np.ones((n, catalog.n_items), bool)
     rows: dict[Constraint, list[int]] = {}
     for i, p in enumerate(parsed):
-        for c in (p.constraints if p is not None else ()):
+        for c in p.constraints if p is not None else ():
             rows.setdefault(c, []).append(i)
     for c, idx in rows.items():
         idx = np.asarray(idx, np.int64)

@@ -1,13 +1,13 @@
 """System-initiated control
-    :class:`PlatformRules`: blocked items and a per-item exposure cap (no item in more than
-    ``max_exposure_share`` of the lists of one ``recommend`` call, at least one list).
-    :func:`enforce_rules` applies them to a base's candidate lists: blocked items are dropped,
-    then lists are filled position by position (a loop over candidate columns, vectorised over
-    users); when more users propose an item than its remaining cap, the users who score it
-    highest (min-max normalised per user) get it, ties by user order; the others move on to their
-    next candidate. Lists may come out shorter than k when the caps leave nothing (counted, never
-    violated). :class:`RuleEnforcedRecommender` wraps any fitted model with a rule set. Caps
-    are over the users of one call: ask for the whole population at once to cap it.
+:class:`PlatformRules`: blocked items and a per-item exposure cap (no item in more than
+``max_exposure_share`` of the lists of one ``recommend`` call, at least one list).
+:func:`enforce_rules` applies them to a base's candidate lists: blocked items are dropped,
+then lists are filled position by position (a loop over candidate columns, vectorised over
+users); when more users propose an item than its remaining cap, the users who score it
+highest (min-max normalised per user) get it, ties by user order; the others move on to their
+next candidate. Lists may come out shorter than k when the caps leave nothing (counted, never
+violated). :class:`RuleEnforcedRecommender` wraps any fitted model with a rule set. Caps
+are over the users of one call: ask for the whole population at once to cap it.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ class PlatformRules:
             raise ConfigError(f"PlatformRules: max_exposure_share must be in (0, 1] or None; got {s}")
 
     @classmethod
-    def from_ids(cls, dataset: Dataset, blocked_ids: Sequence[Any] = (), *,
-                 max_exposure_share: float | None = None) -> tuple[PlatformRules, list[str]]:
+    def from_ids(
+        cls, dataset: Dataset, blocked_ids: Sequence[Any] = (), *, max_exposure_share: float | None = None
+    ) -> tuple[PlatformRules, list[str]]:
         """Rules over raw item ids; also returns the ids not in the catalog (they cannot be shown,
         so they are reported and skipped)."""
         ids = [str(i) for i in blocked_ids]
@@ -74,13 +75,19 @@ class PlatformRules:
         per_list = (blocked[np.where(valid, top, 0)] & valid).sum(1)
         cap = self.cap(len(top))
         exposure = np.bincount(top[valid], minlength=n_items)
-        exposure[blocked] = 0                    # a blocked item's slots are counted once, as blocked
+        exposure[blocked] = 0  # a blocked item's slots are counted once, as blocked
         excess = np.maximum(exposure - cap, 0) if cap is not None else np.zeros(n_items, np.int64)
-        return {"blocked_per_list": per_list, "blocked_slots": int(per_list.sum()),
-                "lists_with_blocked": int((per_list > 0).sum()), "cap": cap,
-                "items_over_cap": int((excess > 0).sum()), "excess_slots": int(excess.sum()),
-                "violating_slots": int(per_list.sum() + excess.sum()), "slots": int(valid.sum()),
-                "lists": len(top)}
+        return {
+            "blocked_per_list": per_list,
+            "blocked_slots": int(per_list.sum()),
+            "lists_with_blocked": int((per_list > 0).sum()),
+            "cap": cap,
+            "items_over_cap": int((excess > 0).sum()),
+            "excess_slots": int(excess.sum()),
+            "violating_slots": int(per_list.sum() + excess.sum()),
+            "slots": int(valid.sum()),
+            "lists": len(top),
+        }
 
 
 def enforce_rules(items: np.ndarray, scores: np.ndarray, rules: PlatformRules, k: int, n_items: int) -> TopK:
@@ -109,7 +116,7 @@ def enforce_rules(items: np.ndarray, scores: np.ndarray, rules: PlatformRules, k
         if not len(rows):
             continue
         its = items[rows, j]
-        order = np.lexsort((rows, -priority[rows, j], its))          # by item, best claim first
+        order = np.lexsort((rows, -priority[rows, j], its))  # by item, best claim first
         rows, its = rows[order], its[order]
         first = np.r_[True, its[1:] != its[:-1]]
         start = np.maximum.accumulate(np.where(first, np.arange(len(its)), 0))

@@ -39,8 +39,28 @@ from trustrec.mitigate.defences.tradeoff import (
     tradeoff_points,
 )
 
-__all__ = ["FakeUserDetector", "FakeUserDetectorConfig", "detection_scores", "user_profile_features",
-           "drop_items", "generalise_item_text", "keep_probability", "minimise_history", "noise_training",
-           "randomise_interactions", "randomised_response", "revealing_items", "sensitive_mask",
-           "RerankerArm", "TradeoffPoint", "compare_tradeoff", "summarise_tradeoff", "tradeoff_curve",
-           "tradeoff_points", "builtin_arms", "InjectionGuard", "RandomisedResponse", "HistoryMinimisation"]
+__all__ = [
+    "FakeUserDetector",
+    "FakeUserDetectorConfig",
+    "detection_scores",
+    "user_profile_features",
+    "drop_items",
+    "generalise_item_text",
+    "keep_probability",
+    "minimise_history",
+    "noise_training",
+    "randomise_interactions",
+    "randomised_response",
+    "revealing_items",
+    "sensitive_mask",
+    "RerankerArm",
+    "TradeoffPoint",
+    "compare_tradeoff",
+    "summarise_tradeoff",
+    "tradeoff_curve",
+    "tradeoff_points",
+    "builtin_arms",
+    "InjectionGuard",
+    "RandomisedResponse",
+    "HistoryMinimisation",
+]

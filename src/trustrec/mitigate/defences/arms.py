@@ -41,8 +41,15 @@ from trustrec.mitigate.defences.privacy import (
 from trustrec.mitigate.defences.tradeoff import RerankerArm
 from trustrec.models.llm import find_injections, guard_text
 
-__all__ = ["builtin_arms", "InjectionGuard", "RandomisedResponse", "HistoryMinimisation", "ConstraintControl",
-           "RuleEnforcement", "ForgetMethod"]
+__all__ = [
+    "builtin_arms",
+    "InjectionGuard",
+    "RandomisedResponse",
+    "HistoryMinimisation",
+    "ConstraintControl",
+    "RuleEnforcement",
+    "ForgetMethod",
+]
 
 
 class InjectionGuard:
@@ -71,7 +78,7 @@ class RandomisedResponse:
         self.what = f"training items through randomised response, eps={self.epsilon:g}"
         self.short = f"randomised response at eps={self.epsilon:g}"
         self.title = f"{self.short} (keep probability {p:.3f})"
-        self.absent, self.applied = "noise", "noised"          # wording of the audit's descriptions
+        self.absent, self.applied = "noise", "noised"  # wording of the audit's descriptions
         self.settings = {"epsilon": self.epsilon, "keep_probability": p}
 
     def apply(self, split, *, seed: int, users=None):
@@ -80,7 +87,7 @@ class RandomisedResponse:
 
 def _check_epsilon(params: dict) -> dict:
     eps = params.get("epsilon")
-    keep_probability(eps)                        # raises a ConfigError naming a bad epsilon
+    keep_probability(eps)  # raises a ConfigError naming a bad epsilon
     if set(params) - {"epsilon"}:
         raise ValueError(f"randomised_response takes 'epsilon' only; got {sorted(params)}")
     return {"epsilon": float(eps)}
@@ -120,8 +127,9 @@ class ConstraintControl:
         self.settings = dict(settings)
 
     @staticmethod
-    def catalog(items, *, n_items: int | None = None, group_column: str | None = None,
-                year_column: str | None = None) -> ControlCatalog:
+    def catalog(
+        items, *, n_items: int | None = None, group_column: str | None = None, year_column: str | None = None
+    ) -> ControlCatalog:
         return ControlCatalog.from_items(items, n_items=n_items, group_column=group_column, year_column=year_column)
 
     @staticmethod
@@ -148,10 +156,16 @@ class RuleEnforcement:
     around a fitted model."""
 
     @staticmethod
-    def enforce(model, split, *, blocked_items=(), max_exposure_share: float | None = None,
-                n_candidates: int = 100) -> RuleEnforcedRecommender:
-        return RuleEnforcedRecommender.from_fitted(model, split, blocked_items=tuple(blocked_items),
-                                                   max_exposure_share=max_exposure_share, n_candidates=n_candidates)
+    def enforce(
+        model, split, *, blocked_items=(), max_exposure_share: float | None = None, n_candidates: int = 100
+    ) -> RuleEnforcedRecommender:
+        return RuleEnforcedRecommender.from_fitted(
+            model,
+            split,
+            blocked_items=tuple(blocked_items),
+            max_exposure_share=max_exposure_share,
+            n_candidates=n_candidates,
+        )
 
 
 def _no_params(name: str):
@@ -159,6 +173,7 @@ def _no_params(name: str):
         if params:
             raise ValueError(f"{name} takes no parameters; got {sorted(params)}")
         return {}
+
     return check
 
 
@@ -176,8 +191,9 @@ class ForgetMethod:
         from trustrec.models import has_capability
         from trustrec.models.training import supports_approximate_unlearning
 
-        return self.method == "exact" or (has_capability(model, "unlearnable")
-                                          and supports_approximate_unlearning(model))
+        return self.method == "exact" or (
+            has_capability(model, "unlearnable") and supports_approximate_unlearning(model)
+        )
 
     def forget(self, model, split, users, *, seed: int = 0, **settings):
         from trustrec.mitigate._unlearning import forget
@@ -187,33 +203,96 @@ class ForgetMethod:
 
 def builtin_arms() -> list[MitigationArm]:
     return [
-        MitigationArm("fake_user_detector", "data_defence", FakeUserDetector, check=_detector_params,
-                      label="detector", title="fake-user detector",
-                      description="unsupervised fake-user detection on profile features; flagged users dropped"),
-        MitigationArm("calibrated", "reranker", partial(RerankerArm, "calibrated"),
-                      title="calibrated re-ranking", description="calibrated recommendations (Steck 2018)"),
-        MitigationArm("exposure", "reranker", partial(RerankerArm, "exposure"), label="xquad",
-                      title="xQuAD", description="popularity-aware xQuAD (Abdollahpouri et al. 2019)"),
-        MitigationArm("injection_flag", "text_guard", partial(InjectionGuard, "flag"), label="flag",
-                      description="instruction-like item text shown escaped and flagged"),
-        MitigationArm("injection_strip", "text_guard", partial(InjectionGuard, "strip"), label="strip",
-                      description="instruction-like item text removed"),
-        MitigationArm("randomised_response", "training_defence", RandomisedResponse, check=_check_epsilon,
-                      title="randomised response", description="training items through randomised response"),
-        MitigationArm("history_minimisation", "input_defence", HistoryMinimisation, check=_check_minimisation,
-                      defaults={"mode": "drop"}, title="history minimisation",
-                      description="sensitive history items dropped or shown by their generalised text"),
-        MitigationArm("constrained", "control", ConstraintControl, check=_check_control, label="constrained",
-                      title="constraint filtering",
-                      description="each query's stated constraints enforced on any model (allowed items as "
-                                  "candidates, or the deeper list post-filtered)"),
-        MitigationArm("rule_enforced", "rule_enforcer", RuleEnforcement, check=_no_params("rule_enforced"),
-                      label="enforced", title="platform rule enforcement",
-                      description="blocked items and per-item exposure caps enforced over the whole call"),
-        MitigationArm("exact_retrain", "unlearning", partial(ForgetMethod, "exact"), check=_no_params("exact_retrain"),
-                      label="exact", title="exact unlearning",
-                      description="a fresh copy retrained, same seed, without the users' interactions"),
-        MitigationArm("gradient_ascent", "unlearning", partial(ForgetMethod, "gradient_ascent"),
-                      check=_no_params("gradient_ascent"), label="approximate", title="approximate unlearning",
-                      description="gradient ascent on the forgotten users' sequences with a retain term"),
+        MitigationArm(
+            "fake_user_detector",
+            "data_defence",
+            FakeUserDetector,
+            check=_detector_params,
+            label="detector",
+            title="fake-user detector",
+            description="unsupervised fake-user detection on profile features; flagged users dropped",
+        ),
+        MitigationArm(
+            "calibrated",
+            "reranker",
+            partial(RerankerArm, "calibrated"),
+            title="calibrated re-ranking",
+            description="calibrated recommendations (Steck 2018)",
+        ),
+        MitigationArm(
+            "exposure",
+            "reranker",
+            partial(RerankerArm, "exposure"),
+            label="xquad",
+            title="xQuAD",
+            description="popularity-aware xQuAD (Abdollahpouri et al. 2019)",
+        ),
+        MitigationArm(
+            "injection_flag",
+            "text_guard",
+            partial(InjectionGuard, "flag"),
+            label="flag",
+            description="instruction-like item text shown escaped and flagged",
+        ),
+        MitigationArm(
+            "injection_strip",
+            "text_guard",
+            partial(InjectionGuard, "strip"),
+            label="strip",
+            description="instruction-like item text removed",
+        ),
+        MitigationArm(
+            "randomised_response",
+            "training_defence",
+            RandomisedResponse,
+            check=_check_epsilon,
+            title="randomised response",
+            description="training items through randomised response",
+        ),
+        MitigationArm(
+            "history_minimisation",
+            "input_defence",
+            HistoryMinimisation,
+            check=_check_minimisation,
+            defaults={"mode": "drop"},
+            title="history minimisation",
+            description="sensitive history items dropped or shown by their generalised text",
+        ),
+        MitigationArm(
+            "constrained",
+            "control",
+            ConstraintControl,
+            check=_check_control,
+            label="constrained",
+            title="constraint filtering",
+            description="each query's stated constraints enforced on any model (allowed items as "
+            "candidates, or the deeper list post-filtered)",
+        ),
+        MitigationArm(
+            "rule_enforced",
+            "rule_enforcer",
+            RuleEnforcement,
+            check=_no_params("rule_enforced"),
+            label="enforced",
+            title="platform rule enforcement",
+            description="blocked items and per-item exposure caps enforced over the whole call",
+        ),
+        MitigationArm(
+            "exact_retrain",
+            "unlearning",
+            partial(ForgetMethod, "exact"),
+            check=_no_params("exact_retrain"),
+            label="exact",
+            title="exact unlearning",
+            description="a fresh copy retrained, same seed, without the users' interactions",
+        ),
+        MitigationArm(
+            "gradient_ascent",
+            "unlearning",
+            partial(ForgetMethod, "gradient_ascent"),
+            check=_no_params("gradient_ascent"),
+            label="approximate",
+            title="approximate unlearning",
+            description="gradient ascent on the forgotten users' sequences with a retain term",
+        ),
     ]

@@ -38,8 +38,17 @@ from trustrec.errors import ConfigError, DataError, NotFittedError
 
 __all__ = ["user_profile_features", "FakeUserDetectorConfig", "FakeUserDetector", "detection_scores"]
 
-FEATURES = ("profile_length", "mean_log_popularity", "std_log_popularity", "tail_share", "degsim",
-            "rare_item_mass", "rdma", "wdma", "rating_std")
+FEATURES = (
+    "profile_length",
+    "mean_log_popularity",
+    "std_log_popularity",
+    "tail_share",
+    "degsim",
+    "rare_item_mass",
+    "rdma",
+    "wdma",
+    "rating_std",
+)
 _RATING_FEATURES = ("rdma", "wdma", "rating_std")
 
 
@@ -66,7 +75,7 @@ def _degsim(x: sp.csr_matrix, n_neighbors: int, budget: int = 20_000_000) -> np.
         stop = min(n, start + step)
         sim = np.asarray((xn[start:stop] @ xt).todense())
         sim[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        top = np.partition(sim, n - k, axis=1)[:, n - k:]
+        top = np.partition(sim, n - k, axis=1)[:, n - k :]
         out[start:stop] = np.where(np.isfinite(top), top, 0.0).mean(1)
     return out
 
@@ -94,7 +103,7 @@ def user_profile_features(data: Dataset | Split, *, n_neighbors: int = 10, head_
     feats = {
         "profile_length": length,
         "mean_log_popularity": mean_lp,
-        "std_log_popularity": np.sqrt(np.maximum(sq - mean_lp ** 2, 0)),
+        "std_log_popularity": np.sqrt(np.maximum(sq - mean_lp**2, 0)),
         "tail_share": np.bincount(u, weights=tail[i].astype(np.float64), minlength=n_users) / safe,
         "degsim": _degsim(x, n_neighbors),
         "rare_item_mass": np.bincount(u, weights=1.0 / pop[i], minlength=n_users) / safe,
@@ -108,8 +117,8 @@ def user_profile_features(data: Dataset | Split, *, n_neighbors: int = 10, head_
         feats["rdma"] = np.bincount(train.user, weights=dev / n_r[train.item], minlength=n_users) / cnt
         feats["wdma"] = np.bincount(train.user, weights=dev / n_r[train.item] ** 2, minlength=n_users) / cnt
         m = np.bincount(train.user, weights=r, minlength=n_users) / cnt
-        m2 = np.bincount(train.user, weights=r ** 2, minlength=n_users) / cnt
-        feats["rating_std"] = np.sqrt(np.maximum(m2 - m ** 2, 0))
+        m2 = np.bincount(train.user, weights=r**2, minlength=n_users) / cnt
+        feats["rating_std"] = np.sqrt(np.maximum(m2 - m**2, 0))
     frame = pd.DataFrame(feats)
     frame.loc[~has, :] = np.nan
     return frame
@@ -216,10 +225,13 @@ class FakeUserDetector(Configurable):
         user rows stay, so genuine users wrongly flagged are still evaluated)."""
         self._check_fitted()
         if len(self.flagged_) != split.dataset.n_users:
-            raise DataError(f"FakeUserDetector.drop_flagged: fitted on {len(self.flagged_)} users, the split has "
-                            f"{split.dataset.n_users}")
-        return split.without_users(np.flatnonzero(self.flagged_), parts=("train",),
-                                   params={"n_users_dropped": int(self.flagged_.sum())})
+            raise DataError(
+                f"FakeUserDetector.drop_flagged: fitted on {len(self.flagged_)} users, the split has "
+                f"{split.dataset.n_users}"
+            )
+        return split.without_users(
+            np.flatnonzero(self.flagged_), parts=("train",), params={"n_users_dropped": int(self.flagged_.sum())}
+        )
 
 
 def detection_scores(flagged, is_fake, scores=None) -> dict[str, float]:
@@ -231,9 +243,11 @@ def detection_scores(flagged, is_fake, scores=None) -> dict[str, float]:
     tp = int((flagged & is_fake).sum())
     precision = tp / flagged.sum() if flagged.any() else np.nan
     recall = tp / is_fake.sum() if is_fake.any() else np.nan
-    f1 = (2 * precision * recall / (precision + recall)
-          if np.isfinite(precision) and np.isfinite(recall) and precision + recall > 0 else
-          (0.0 if is_fake.any() and flagged.any() else np.nan))
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if np.isfinite(precision) and np.isfinite(recall) and precision + recall > 0
+        else (0.0 if is_fake.any() and flagged.any() else np.nan)
+    )
     auc = np.nan
     if scores is not None:
         s = np.asarray(scores, np.float64)
@@ -242,5 +256,12 @@ def detection_scores(flagged, is_fake, scores=None) -> dict[str, float]:
             from trustrec.eval import roc_auc
 
             auc = roc_auc(s[ok], is_fake[ok])
-    return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "roc_auc": auc,
-            "n_flagged": int(flagged.sum()), "n_fake": int(is_fake.sum()), "true_positives": tp}
+    return {
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "roc_auc": auc,
+        "n_flagged": int(flagged.sum()),
+        "n_fake": int(is_fake.sum()),
+        "true_positives": tp,
+    }

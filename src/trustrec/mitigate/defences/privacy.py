@@ -35,8 +35,17 @@ import pandas as pd
 from trustrec.data import Interactions, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
 
-__all__ = ["keep_probability", "randomised_response", "randomise_interactions", "noise_training", "drop_items",
-           "generalise_item_text", "minimise_history", "revealing_items", "sensitive_mask"]
+__all__ = [
+    "keep_probability",
+    "randomised_response",
+    "randomise_interactions",
+    "noise_training",
+    "drop_items",
+    "generalise_item_text",
+    "minimise_history",
+    "revealing_items",
+    "sensitive_mask",
+]
 
 
 def keep_probability(epsilon: float) -> float:
@@ -48,13 +57,16 @@ def keep_probability(epsilon: float) -> float:
     return 1.0 / (1.0 + math.exp(-epsilon))
 
 
-def _replace(values: np.ndarray, epsilon: float, n_items: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _replace(
+    values: np.ndarray, epsilon: float, n_items: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     if n_items < 2:
         raise ConfigError(f"randomised response needs at least 2 items in the catalog, got {n_items}")
     values = np.asarray(values, np.int64)
     if len(values) and (values.min() < 0 or values.max() >= n_items):
-        raise DataError(f"randomised response: item indices must be in [0, {n_items}); got "
-                        f"{int(values.min())}..{int(values.max())}")
+        raise DataError(
+            f"randomised response: item indices must be in [0, {n_items}); got {int(values.min())}..{int(values.max())}"
+        )
     p = keep_probability(epsilon)
     replaced = rng.random(len(values)) >= p
     # a uniform draw among the other n - 1 items: shift draws at or above the original by one
@@ -72,8 +84,9 @@ def randomised_response(histories: Ragged, epsilon: float, n_items: int, *, seed
     return Ragged(histories.indptr, values)
 
 
-def randomise_interactions(interactions: Interactions, epsilon: float, n_items: int, *, seed: int = 0,
-                           rows=None) -> Interactions:
+def randomise_interactions(
+    interactions: Interactions, epsilon: float, n_items: int, *, seed: int = 0, rows=None
+) -> Interactions:
     """Randomised response on the item of each interaction (``rows``: a boolean mask or indices of
     the rows to noise; all when None). Users, timestamps and ratings are kept."""
     rng = np.random.default_rng(seed)
@@ -92,9 +105,14 @@ def noise_training(split: Split, epsilon: float, *, seed: int = 0, users=None) -
     if users is not None:
         rows = np.isin(split.train.user, np.asarray(users, np.int64))
     train = randomise_interactions(split.train, epsilon, split.dataset.n_items, seed=seed, rows=rows)
-    return split.with_train(train, params={"randomised_response_epsilon": float(epsilon)},
-                            note=(f"training items through randomised response, eps={epsilon:g} "
-                                  f"(keep probability {keep_probability(epsilon):.3f})"))
+    return split.with_train(
+        train,
+        params={"randomised_response_epsilon": float(epsilon)},
+        note=(
+            f"training items through randomised response, eps={epsilon:g} "
+            f"(keep probability {keep_probability(epsilon):.3f})"
+        ),
+    )
 
 
 # -- minimisation ---------------------------------------------------------------------------------
@@ -118,8 +136,10 @@ def sensitive_mask(dataset, items, owner: str = "sensitive items") -> np.ndarray
     idx = dataset.item_index(raw, missing="ignore")
     unknown = [r for r, i in zip(raw, idx) if i < 0]
     if unknown:
-        raise DataError(f"{owner}: {len(unknown)} item ids are not in dataset '{dataset.name}': "
-                        f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}; give raw item ids")
+        raise DataError(
+            f"{owner}: {len(unknown)} item ids are not in dataset '{dataset.name}': "
+            f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}; give raw item ids"
+        )
     mask = np.zeros(n_items, bool)
     mask[idx] = True
     return mask
@@ -133,9 +153,15 @@ def drop_items(histories: Ragged, sensitive: np.ndarray) -> Ragged:
     return Ragged(np.concatenate([[0], np.cumsum(lengths)]), histories.values[keep])
 
 
-def generalise_item_text(items: pd.DataFrame, sensitive: np.ndarray, *, column: str | None = None,
-                         template: str = "an item in {groups}", fallback: str = "an item withheld for privacy",
-                         text_columns=("title",)) -> pd.DataFrame:
+def generalise_item_text(
+    items: pd.DataFrame,
+    sensitive: np.ndarray,
+    *,
+    column: str | None = None,
+    template: str = "an item in {groups}",
+    fallback: str = "an item withheld for privacy",
+    text_columns=("title",),
+) -> pd.DataFrame:
     """A copy of the ``items`` table where sensitive items' ``text_columns`` read as their
     generalisation: ``template`` filled with their values in the group ``column`` (``None``:
     guessed, e.g. genre/class; ``"{groups}"`` joins the values with ``", "``), or ``fallback``
@@ -162,8 +188,15 @@ def generalise_item_text(items: pd.DataFrame, sensitive: np.ndarray, *, column: 
     return out
 
 
-def minimise_history(model, queries: QueryBatch, sensitive: np.ndarray, mode: Literal["drop", "generalise"] = "drop",
-                     *, items: pd.DataFrame | None = None, column: str | None = None):
+def minimise_history(
+    model,
+    queries: QueryBatch,
+    sensitive: np.ndarray,
+    mode: Literal["drop", "generalise"] = "drop",
+    *,
+    items: pd.DataFrame | None = None,
+    column: str | None = None,
+):
     """``(model, queries)`` to ask instead: with ``mode="drop"`` the queries' histories lose the
     sensitive items (the model is unchanged); with ``"generalise"`` the model (an LLM recommender
     with ``with_item_text``) reads the generalised text of the sensitive items from ``items``
@@ -173,9 +206,11 @@ def minimise_history(model, queries: QueryBatch, sensitive: np.ndarray, mode: Li
         return model, queries.with_histories(drop_items(queries.histories, sensitive))
     if mode == "generalise":
         if not hasattr(model, "with_item_text"):
-            raise ConfigError(f"minimise_history: mode 'generalise' rewrites item text and needs a recommender that "
-                              f"reads it (with_item_text: llm_ranker, llm_generative, text_knn); "
-                              f"{type(model).__name__} reads item ids, use mode='drop'")
+            raise ConfigError(
+                f"minimise_history: mode 'generalise' rewrites item text and needs a recommender that "
+                f"reads it (with_item_text: llm_ranker, llm_generative, text_knn); "
+                f"{type(model).__name__} reads item ids, use mode='drop'"
+            )
         if items is None:
             raise ConfigError("minimise_history: mode 'generalise' needs the items table (dataset.items)")
         return model.with_item_text(generalise_item_text(items, sensitive, column=column)), queries
@@ -198,8 +233,9 @@ def revealing_items(train: Interactions, labels, n_items: int, n: int) -> np.nda
     rows = np.isin(train.user, users)
     remap = np.full(len(labels), -1)
     remap[users] = np.arange(len(users))
-    x = sp.csr_matrix((np.ones(int(rows.sum())), (remap[train.user[rows]], train.item[rows])),
-                      shape=(len(users), n_items))
+    x = sp.csr_matrix(
+        (np.ones(int(rows.sum())), (remap[train.user[rows]], train.item[rows])), shape=(len(users), n_items)
+    )
     x.data[:] = 1.0
     used = np.asarray(x.sum(0)).ravel() > 0
     stat = np.zeros(n_items)

@@ -21,8 +21,14 @@ from trustrec.mitigate._rerank import (
     tradeoff_points,
 )
 
-__all__ = ["RerankerArm", "TradeoffPoint", "tradeoff_points", "summarise_tradeoff", "tradeoff_curve",
-           "compare_tradeoff"]
+__all__ = [
+    "RerankerArm",
+    "TradeoffPoint",
+    "tradeoff_points",
+    "summarise_tradeoff",
+    "tradeoff_curve",
+    "compare_tradeoff",
+]
 
 _RERANKERS = {"calibrated": CalibratedReranker, "exposure": ExposureReranker}
 
@@ -39,19 +45,61 @@ class RerankerArm:
         """The fitted ``model`` re-ranked at ``strength`` (λ); ``train``: what it was fitted on."""
         return _RERANKERS[self.method].from_fitted(model, train, strength=strength, **self.params)
 
-    def tradeoff(self, model, eval_set, strengths: Sequence[float], *, train, k: int, batch_size=None,
-                 n_candidates: int = 100, n_boot: int = 1000, seed: int = 0):
+    def tradeoff(
+        self,
+        model,
+        eval_set,
+        strengths: Sequence[float],
+        *,
+        train,
+        k: int,
+        batch_size=None,
+        n_candidates: int = 100,
+        n_boot: int = 1000,
+        seed: int = 0,
+    ):
         """``(points, table)``: :func:`tradeoff_points` at each strength and its
         :func:`summarise_tradeoff` table."""
-        return compare_tradeoff(model, eval_set, strengths, method=self.method, train=train, k=k,
-                                batch_size=batch_size, n_candidates=n_candidates, n_boot=n_boot, seed=seed,
-                                **self.params)
+        return compare_tradeoff(
+            model,
+            eval_set,
+            strengths,
+            method=self.method,
+            train=train,
+            k=k,
+            batch_size=batch_size,
+            n_candidates=n_candidates,
+            n_boot=n_boot,
+            seed=seed,
+            **self.params,
+        )
 
 
-def compare_tradeoff(model, eval_set, strengths: Sequence[float], *, method: str, train, k: int, batch_size=None,
-                     n_candidates: int = 100, n_boot: int = 1000, seed: int = 0, **params):
+def compare_tradeoff(
+    model,
+    eval_set,
+    strengths: Sequence[float],
+    *,
+    method: str,
+    train,
+    k: int,
+    batch_size=None,
+    n_candidates: int = 100,
+    n_boot: int = 1000,
+    seed: int = 0,
+    **params,
+):
     """One trade-off comparison: the per-strength points of ``method``'s re-ranking of ``model``
     and their summary table (mean + bootstrap CI per strength)."""
-    points = tradeoff_points(model, eval_set, strengths, method=method, train=train, k=k, batch_size=batch_size,
-                             n_candidates=n_candidates, **params)
+    points = tradeoff_points(
+        model,
+        eval_set,
+        strengths,
+        method=method,
+        train=train,
+        k=k,
+        batch_size=batch_size,
+        n_candidates=n_candidates,
+        **params,
+    )
     return points, summarise_tradeoff(points, n_boot=n_boot, seed=seed)

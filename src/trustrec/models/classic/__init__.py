@@ -7,5 +7,17 @@ from trustrec.models.classic._mf import MF, MFConfig
 from trustrec.models.classic._popular import MostPopular, MostPopularConfig
 from trustrec.models.classic._sasrec import SASRec, SASRecConfig
 
-__all__ = ["MostPopular", "MostPopularConfig", "ItemKNN", "ItemKNNConfig", "EASE", "EASEConfig",
-           "BPRMF", "BPRConfig", "MF", "MFConfig", "SASRec", "SASRecConfig"]
+__all__ = [
+    "MostPopular",
+    "MostPopularConfig",
+    "ItemKNN",
+    "ItemKNNConfig",
+    "EASE",
+    "EASEConfig",
+    "BPRMF",
+    "BPRConfig",
+    "MF",
+    "MFConfig",
+    "SASRec",
+    "SASRecConfig",
+]

@@ -20,7 +20,7 @@ class BPRConfig(Config):
     epochs: PositiveInt = 30
     batch_size: PositiveInt = 4096
     learning_rate: PositiveFloat = 5e-3
-    reg: NonNegativeFloat = 1e-4                 # L2 on the factors used in each batch
+    reg: NonNegativeFloat = 1e-4  # L2 on the factors used in each batch
 
 
 def _make_net(n_users: int, n_items: int, d: int):
@@ -87,8 +87,11 @@ class BPRMF(TorchRecommender):
             rows = torch.from_numpy(rows)
             u, i, j = (t[rows].to(device) for t in (users, pos, neg))
             diff = self.net_(u, i) - self.net_(u, j)
-            reg = self.config.reg * (self.net_.user(u).pow(2).sum() + self.net_.item(i).pow(2).sum()
-                                     + self.net_.item(j).pow(2).sum()) / len(rows)
+            reg = (
+                self.config.reg
+                * (self.net_.user(u).pow(2).sum() + self.net_.item(i).pow(2).sum() + self.net_.item(j).pow(2).sum())
+                / len(rows)
+            )
             loss = -F.logsigmoid(diff).mean() + reg
             self._train_opt.zero_grad(set_to_none=True)
             loss.backward()

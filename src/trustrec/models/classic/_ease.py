@@ -32,8 +32,10 @@ class EASE(Recommender):
         import torch
 
         if train.n_items > MAX_ITEMS:
-            raise ConfigError(f"EASE needs a dense {train.n_items}^2 matrix; above {MAX_ITEMS} items "
-                              "use item_knn or filter the catalog (k_core)")
+            raise ConfigError(
+                f"EASE needs a dense {train.n_items}^2 matrix; above {MAX_ITEMS} items "
+                "use item_knn or filter the catalog (k_core)"
+            )
         inter = train.interactions
         x = user_item_matrix(inter.user, inter.item, train.n_users, train.n_items)
         gram = torch.from_numpy((x.T @ x).toarray().astype(np.float64))

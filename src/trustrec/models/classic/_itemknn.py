@@ -16,7 +16,7 @@ __all__ = ["ItemKNNConfig", "ItemKNN"]
 
 
 class ItemKNNConfig(Config):
-    k: PositiveInt = 100            # neighbours kept per item
+    k: PositiveInt = 100  # neighbours kept per item
     shrink: NonNegativeFloat = 0.0  # added to the cosine denominator (damps rare co-occurrence)
     normalize_history: bool = False  # divide by history length (ranking is unchanged; scores comparable)
 

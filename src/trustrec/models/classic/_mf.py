@@ -66,8 +66,8 @@ __all__ = ["MF", "MFConfig", "estimate_propensities", "ips_weights"]
 class MFConfig(Config):
     method: Literal["naive", "ips", "dr"] = "naive"
     propensity: Literal["given", "popularity", "naive_bayes"] = "popularity"
-    propensity_extra: str = "propensities"        # for propensity='given'
-    mar_extra: str = "random_exposure_test"       # for propensity='naive_bayes'
+    propensity_extra: str = "propensities"  # for propensity='given'
+    mar_extra: str = "random_exposure_test"  # for propensity='naive_bayes'
     mar_share: float = Field(0.05, gt=0.0, le=1.0)
     propensity_clip: float = Field(0.01, gt=0.0, le=1.0)
     positive_threshold: float = 4.0
@@ -76,8 +76,8 @@ class MFConfig(Config):
     epochs: PositiveInt = 40
     batch_size: PositiveInt = 256
     learning_rate: PositiveFloat = 0.01
-    reg: NonNegativeFloat = 1e-2                  # L2 on the factors used in each batch
-    uniform_ratio: PositiveInt = 1                # dr: uniformly sampled pairs per observed pair
+    reg: NonNegativeFloat = 1e-2  # L2 on the factors used in each batch
+    uniform_ratio: PositiveInt = 1  # dr: uniformly sampled pairs per observed pair
 
 
 def ips_weights(propensities, clip: float = 0.01) -> tuple[np.ndarray, int]:
@@ -91,12 +91,16 @@ def ips_weights(propensities, clip: float = 0.01) -> tuple[np.ndarray, int]:
         raise ConfigError(f"ips_weights: clip must be in (0, 1], got {clip}")
     nan = np.isnan(p)
     if nan.any():
-        raise DataError(f"ips_weights: {int(nan.sum())} of {p.size} propensities are NaN; a propensity is "
-                        "the probability that the pair was observed: fill or re-estimate them")
+        raise DataError(
+            f"ips_weights: {int(nan.sum())} of {p.size} propensities are NaN; a propensity is "
+            "the probability that the pair was observed: fill or re-estimate them"
+        )
     bad = (p < 0) | (p > 1)
     if bad.any():
-        raise DataError(f"ips_weights: {int(bad.sum())} propensities lie outside [0, 1] (e.g. "
-                        f"{p[bad][0]:g}); propensities are probabilities")
+        raise DataError(
+            f"ips_weights: {int(bad.sum())} propensities lie outside [0, 1] (e.g. "
+            f"{p[bad][0]:g}); propensities are probabilities"
+        )
     low = p < clip
     return 1.0 / np.where(low, clip, p), int(low.sum())
 
@@ -110,8 +114,9 @@ def _observed(train: Dataset) -> Interactions:
     return inter.select(rows)
 
 
-def estimate_propensities(train: Dataset, observed: Interactions, config: MFConfig,
-                          seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+def estimate_propensities(
+    train: Dataset, observed: Interactions, config: MFConfig, seed: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Propensities of the ``observed`` pairs by ``config.propensity`` (before clipping), and a
     JSON-ready summary of how they were obtained."""
     method = config.propensity
@@ -134,8 +139,10 @@ def estimate_propensities(train: Dataset, observed: Interactions, config: MFConf
     else:  # naive_bayes
         mar = train.extras.get(config.mar_extra)
         if observed.rating is None:
-            raise DataError("MF(propensity='naive_bayes') needs ratings in train (it compares rating "
-                            "distributions); this training data is implicit")
+            raise DataError(
+                "MF(propensity='naive_bayes') needs ratings in train (it compares rating "
+                "distributions); this training data is implicit"
+            )
         if not isinstance(mar, Interactions) or mar.rating is None or len(mar) == 0:
             raise DataError(
                 f"MF(propensity='naive_bayes'): dataset '{train.name}' has no rated missing-at-random sample "
@@ -147,13 +154,16 @@ def estimate_propensities(train: Dataset, observed: Interactions, config: MFConf
         levels, train_idx = np.unique(observed.rating, return_inverse=True)
         p_r_obs = np.bincount(train_idx, minlength=len(levels)) / len(observed)
         mar_counts = np.array([(sample == v).sum() for v in levels], dtype=np.float64)
-        p_r = (mar_counts + 1.0) / (len(sample) + len(levels))       # add-one smoothing
+        p_r = (mar_counts + 1.0) / (len(sample) + len(levels))  # add-one smoothing
         p_obs = len(observed) / (n_users * n_items)
         per_level = p_r_obs * p_obs / p_r
-        info.update(source=f"naive Bayes over ratings; P(r) from {n_take} of {len(mar)} ratings of "
-                           f"extras[{config.mar_extra!r}] (share {config.mar_share:g}, seed {seed})",
-                    levels=[float(v) for v in levels], per_level=[float(v) for v in per_level],
-                    n_above_one=int((per_level[train_idx] > 1).sum()))
+        info.update(
+            source=f"naive Bayes over ratings; P(r) from {n_take} of {len(mar)} ratings of "
+            f"extras[{config.mar_extra!r}] (share {config.mar_share:g}, seed {seed})",
+            levels=[float(v) for v in levels],
+            per_level=[float(v) for v in per_level],
+            n_above_one=int((per_level[train_idx] > 1).sum()),
+        )
         p = np.minimum(per_level[train_idx], 1.0)
     return p, info
 
@@ -197,7 +207,7 @@ class _Factors:
 
     def step(self, grads: dict[str, np.ndarray], lr: float, b1=0.9, b2=0.999, eps=1e-8) -> None:
         self._t += 1
-        c1, c2 = 1 - b1 ** self._t, 1 - b2 ** self._t
+        c1, c2 = 1 - b1**self._t, 1 - b2**self._t
         for k, g in grads.items():
             m, v = self._m[k], self._v[k]
             m *= b1
@@ -231,16 +241,28 @@ class MF(Recommender):
             )
         y = np.ones(len(obs)) if implicit else (obs.rating >= cfg.positive_threshold).astype(np.float64)
         summary: dict[str, Any] = {
-            "method": cfg.method, "n_observed": len(obs), "positive_share": float(y.mean()),
-            "target": ("implicit: interactions are positives, sampled pairs negatives" if implicit
-                       else f"binary relevance: rating >= {cfg.positive_threshold:g}")}
+            "method": cfg.method,
+            "n_observed": len(obs),
+            "positive_share": float(y.mean()),
+            "target": (
+                "implicit: interactions are positives, sampled pairs negatives"
+                if implicit
+                else f"binary relevance: rating >= {cfg.positive_threshold:g}"
+            ),
+        }
         w = np.ones(len(obs))
         if cfg.method != "naive":
             p, info = estimate_propensities(train, obs, cfg, seed=int(rng.integers(2**31)))
             w, n_clipped = ips_weights(p, cfg.propensity_clip)
-            summary.update(propensity=info, clip=cfg.propensity_clip, n_clipped=n_clipped,
-                           p_min=float(p.min()), p_mean=float(p.mean()), p_max=float(p.max()),
-                           weight_max=float(w.max()))
+            summary.update(
+                propensity=info,
+                clip=cfg.propensity_clip,
+                n_clipped=n_clipped,
+                p_min=float(p.min()),
+                p_mean=float(p.mean()),
+                p_max=float(p.max()),
+                weight_max=float(w.max()),
+            )
         w = w / w.mean()
         n_users, n_items = train.n_users, train.n_items
         pred = _Factors(n_users, n_items, cfg.embedding_size, rng)
@@ -256,8 +278,9 @@ class MF(Recommender):
                 u_all, i_all, y_all, w_all = self._with_negatives(obs, keys, rng, n_users, n_items)
             total = 0.0
             for rows in batched(len(u_all), cfg.batch_size, rng):
-                total += self._step(pred, imp, u_all[rows], i_all[rows], y_all[rows], w_all[rows], rng,
-                                    n_users, n_items) * len(rows)
+                total += self._step(
+                    pred, imp, u_all[rows], i_all[rows], y_all[rows], w_all[rows], rng, n_users, n_items
+                ) * len(rows)
             return total / max(len(u_all), 1)
 
         def score() -> float:
@@ -268,13 +291,17 @@ class MF(Recommender):
             for k, v in state.items():
                 getattr(pred, k)[...] = v
 
-        stopper = early_stopping_from(options, score, snapshot=lambda: {k: getattr(pred, k).copy() for k in _Factors.NAMES},
-                                      restore=restore)
+        stopper = early_stopping_from(
+            options, score, snapshot=lambda: {k: getattr(pred, k).copy() for k in _Factors.NAMES}, restore=restore
+        )
         loop = EpochLoop(train_epoch, cfg.epochs, [stopper, progress_from(options, f"fit {self.name}")]).run()
         self._publish(pred)
-        self.history_ = {"loss": loop.losses, "valid": [[e, s] for e, s in stopper.scores] if stopper else [],
-                         "best_epoch": (stopper.best_epoch if stopper else 0) or loop.epochs_run,
-                         "epochs_run": loop.epochs_run}
+        self.history_ = {
+            "loss": loop.losses,
+            "valid": [[e, s] for e, s in stopper.scores] if stopper else [],
+            "best_epoch": (stopper.best_epoch if stopper else 0) or loop.epochs_run,
+            "epochs_run": loop.epochs_run,
+        }
 
     def _publish(self, pred: _Factors) -> None:
         self.user_factors_ = pred.user
@@ -290,22 +317,26 @@ class MF(Recommender):
             if not clash.any():
                 break
             items[clash] = rng.integers(0, n_items, int(clash.sum()))
-        return (np.concatenate([obs.user, users]), np.concatenate([obs.item, items]),
-                np.concatenate([np.ones(len(obs)), np.zeros(n_neg)]), np.ones(len(obs) + n_neg))
+        return (
+            np.concatenate([obs.user, users]),
+            np.concatenate([obs.item, items]),
+            np.concatenate([np.ones(len(obs)), np.zeros(n_neg)]),
+            np.ones(len(obs) + n_neg),
+        )
 
     def _step(self, pred: _Factors, imp: _Factors | None, u, i, y, w, rng, n_users, n_items) -> float:
         cfg = self.config
         b = len(u)
         f = pred.logit(u, i)
-        err = _softplus(f) - y * f                                   # BCE with logits
-        if imp is None:                                              # naive / ips
+        err = _softplus(f) - y * f  # BCE with logits
+        if imp is None:  # naive / ips
             g = w * (_sigmoid(f) - y) / b
             pred.step(pred.grads(u, i, g, cfg.reg / b), cfg.learning_rate)
             return float((w * err).mean())
         m = b * cfg.uniform_ratio
         ua, ia = rng.integers(0, n_users, m), rng.integers(0, n_items, m)
         fa = pred.logit(ua, ia)
-        sa = _sigmoid(imp.logit(ua, ia))                             # imputed labels, held fixed
+        sa = _sigmoid(imp.logit(ua, ia))  # imputed labels, held fixed
         go = imp.logit(u, i)
         so = _sigmoid(go)
         e_hat_obs = _softplus(f) - so * f
@@ -314,8 +345,9 @@ class MF(Recommender):
         # prediction model: d/df of mean_a(e_hat) + mean_o(w * (e - e_hat)); the sigmoid terms cancel
         g_obs = w * (so - y) / b
         g_all = (_sigmoid(fa) - sa) / m
-        grads = pred.grads(np.concatenate([u, ua]), np.concatenate([i, ia]),
-                           np.concatenate([g_obs, g_all]), cfg.reg / (b + m))
+        grads = pred.grads(
+            np.concatenate([u, ua]), np.concatenate([i, ia]), np.concatenate([g_obs, g_all]), cfg.reg / (b + m)
+        )
         # imputation model: mean_o(w * (e - e_hat)^2) with the prediction held fixed;
         # d e_hat / d so = -f and d so / d go = so * (1 - so)
         g_imp = w * 2.0 * (e_hat_obs - err) * (-f) * so * (1.0 - so) / b

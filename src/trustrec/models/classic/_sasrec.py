@@ -27,13 +27,13 @@ class SASRecConfig(Config):
     n_blocks: PositiveInt = 2
     n_heads: PositiveInt = 2
     inner_size: PositiveInt = 256
-    dropout: float = Field(0.5, ge=0, lt=1)        # hidden dropout (embeddings, FFN, residuals)
+    dropout: float = Field(0.5, ge=0, lt=1)  # hidden dropout (embeddings, FFN, residuals)
     attn_dropout: float = Field(0.5, ge=0, lt=1)
     epochs: PositiveInt = 50
-    batch_size: PositiveInt = 128                  # windows per step
+    batch_size: PositiveInt = 128  # windows per step
     learning_rate: PositiveFloat = 1e-3
-    reg: NonNegativeFloat = 0.0                    # weight decay
-    window_stride: PositiveInt | None = None       # default: max_len // 5
+    reg: NonNegativeFloat = 0.0  # weight decay
+    window_stride: PositiveInt | None = None  # default: max_len // 5
 
     @model_validator(mode="after")
     def _check(self):
@@ -60,8 +60,9 @@ def _make_net(n_items: int, c: SASRecConfig, item_emb=None):
     class SASRecNet(nn.Module):
         def __init__(self):
             super().__init__()
-            self.item_emb = item_emb if item_emb is not None else nn.Embedding(
-                n_items + 1, c.embedding_size, padding_idx=0)
+            self.item_emb = (
+                item_emb if item_emb is not None else nn.Embedding(n_items + 1, c.embedding_size, padding_idx=0)
+            )
             self.pos_emb = nn.Embedding(c.max_len, c.embedding_size)
             self.norm = nn.LayerNorm(c.embedding_size, eps=1e-12)
             self.dropout = nn.Dropout(c.dropout)
@@ -91,7 +92,7 @@ def _make_net(n_items: int, c: SASRecConfig, item_emb=None):
             mask = mask & ~torch.eye(length, dtype=torch.bool, device=seq.device)[None]
             for block in self.blocks:
                 h = block(h, mask)
-            return h                                # (B, L, d)
+            return h  # (B, L, d)
 
         def logits(self, hidden):
             return hidden @ self.item_emb.weight[1:].T
@@ -107,15 +108,20 @@ def _make_net(n_items: int, c: SASRecConfig, item_emb=None):
             self.attn_dropout = c.attn_dropout
             self.drop1 = nn.Dropout(c.dropout)
             self.norm1 = nn.LayerNorm(c.embedding_size, eps=1e-12)
-            self.ffn = nn.Sequential(nn.Linear(c.embedding_size, c.inner_size), nn.GELU(),
-                                     nn.Linear(c.inner_size, c.embedding_size), nn.Dropout(c.dropout))
+            self.ffn = nn.Sequential(
+                nn.Linear(c.embedding_size, c.inner_size),
+                nn.GELU(),
+                nn.Linear(c.inner_size, c.embedding_size),
+                nn.Dropout(c.dropout),
+            )
             self.norm2 = nn.LayerNorm(c.embedding_size, eps=1e-12)
 
         def forward(self, h, blocked):
             b, length, d = h.shape
             q, k, v = self.qkv(h).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
             a = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=~blocked[:, None], dropout_p=self.attn_dropout if self.training else 0.0)
+                q, k, v, attn_mask=~blocked[:, None], dropout_p=self.attn_dropout if self.training else 0.0
+            )
             a = self.out(a.transpose(1, 2).reshape(b, length, d))
             h = self.norm1(h + self.drop1(a))
             return self.norm2(h + self.ffn(h))
@@ -140,17 +146,17 @@ class SASRec(TorchRecommender):
         return _make_net(self.n_items_, self.config)
 
     def _prepare_training(self, train: Dataset, rng) -> None:
-        seqs = train.histories()                      # chronological per user
-        self._train_inputs, self._train_targets, self._train_weights = _windows(
-            seqs, self.config.max_len, self._stride)
+        seqs = train.histories()  # chronological per user
+        self._train_inputs, self._train_targets, self._train_weights = _windows(seqs, self.config.max_len, self._stride)
 
     def _train_epoch(self, epoch: int, rng) -> float:
         import torch
         import torch.nn.functional as F
 
         if not hasattr(self, "_train_opt"):
-            self._train_opt = torch.optim.Adam(self.net_.parameters(), lr=self.config.learning_rate,
-                                               weight_decay=self.config.reg)
+            self._train_opt = torch.optim.Adam(
+                self.net_.parameters(), lr=self.config.learning_rate, weight_decay=self.config.reg
+            )
         opt = self._train_opt
         inputs = torch.from_numpy(self._train_inputs)
         targets = torch.from_numpy(self._train_targets)
@@ -160,8 +166,8 @@ class SASRec(TorchRecommender):
         for rows in batched(len(inputs), self.config.batch_size, rng):
             rows = torch.from_numpy(rows)
             seq, tgt, w = (t[rows].to(device) for t in (inputs, targets, weights))
-            keep = w                                  # positions whose target counts this epoch
-            hidden = self.net_(seq)[keep]             # (n_targets, d)
+            keep = w  # positions whose target counts this epoch
+            hidden = self.net_(seq)[keep]  # (n_targets, d)
             loss = F.cross_entropy(self._training_logits(hidden), tgt[keep] - 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -195,16 +201,16 @@ class SASRec(TorchRecommender):
         import torch
 
         queries = self._prepare(queries)
-        seq = queries.histories.to_padded(self.config.max_len, fill=-1) + 1   # model ids, 0 = pad
+        seq = queries.histories.to_padded(self.config.max_len, fill=-1) + 1  # model ids, 0 = pad
         empty = queries.histories.lengths == 0
         out = np.empty((len(queries), self.n_items_), dtype=np.float64)
         with torch.inference_mode():
             self.net_.eval()
             for start in range(0, len(seq), 512):
-                batch = self._tensor(seq[start:start + 512])
+                batch = self._tensor(seq[start : start + 512])
                 hidden = self.net_(batch)[:, -1]
-                out[start:start + 512] = self.net_.logits(hidden).double().cpu().numpy()
-        out[empty] = np.nan                            # nothing to condition on: cannot score
+                out[start : start + 512] = self.net_.logits(hidden).double().cpu().numpy()
+        out[empty] = np.nan  # nothing to condition on: cannot score
         return out
 
     def history_gradients(self, queries: QueryBatch, items, *, batch_size: int = 256) -> np.ndarray:
@@ -221,25 +227,27 @@ class SASRec(TorchRecommender):
         queries = self._prepare(queries)
         items = np.atleast_2d(np.asarray(items, dtype=np.int64))
         if items.shape[0] != len(queries):
-            raise ValueError(f"{type(self).__name__}.history_gradients: {len(queries)} queries but "
-                             f"{items.shape[0]} rows of items")
+            raise ValueError(
+                f"{type(self).__name__}.history_gradients: {len(queries)} queries but {items.shape[0]} rows of items"
+            )
         if ((items >= self.n_items_) | (items < -1)).any():
-            raise ValueError(f"{type(self).__name__}.history_gradients: item indices must be in "
-                             f"[0, {self.n_items_}) or -1")
-        seq = queries.histories.to_padded(self.config.max_len, fill=-1) + 1   # model ids, 0 = pad
+            raise ValueError(
+                f"{type(self).__name__}.history_gradients: item indices must be in [0, {self.n_items_}) or -1"
+            )
+        seq = queries.histories.to_padded(self.config.max_len, fill=-1) + 1  # model ids, 0 = pad
         n, m = items.shape
         out = np.full((n, m, self.config.max_len), np.nan)
         self.net_.eval()
         with torch.enable_grad():
             for start in range(0, n, batch_size):
-                batch = self._tensor(seq[start:start + batch_size])
-                wanted = self._tensor(np.maximum(items[start:start + batch_size], 0))
+                batch = self._tensor(seq[start : start + batch_size])
+                wanted = self._tensor(np.maximum(items[start : start + batch_size], 0))
                 vectors = self.net_.item_emb(batch).detach().requires_grad_(True)
                 logits = self.net_.logits(self.net_(batch, vectors)[:, -1])
-                chosen = logits.gather(1, wanted)                                # (b, m)
-                for j in range(m):                       # rows are independent: one pass per column
-                    grad, = torch.autograd.grad(chosen[:, j].sum(), vectors, retain_graph=j < m - 1)
-                    out[start:start + len(batch), j] = (grad * vectors).sum(-1).detach().double().cpu().numpy()
+                chosen = logits.gather(1, wanted)  # (b, m)
+                for j in range(m):  # rows are independent: one pass per column
+                    (grad,) = torch.autograd.grad(chosen[:, j].sum(), vectors, retain_graph=j < m - 1)
+                    out[start : start + len(batch), j] = (grad * vectors).sum(-1).detach().double().cpu().numpy()
         out[np.broadcast_to((seq == 0)[:, None, :], out.shape)] = np.nan
         out[items < 0] = np.nan
         return out
@@ -253,14 +261,14 @@ def _windows(seqs, max_len: int, stride: int):
     where it falls within the last ``stride`` positions.
     """
     lengths = seqs.lengths
-    n_targets = np.maximum(lengths - 1, 0)                  # targets are positions 1..L-1
-    n_windows = -(-n_targets // stride)                     # ceil
+    n_targets = np.maximum(lengths - 1, 0)  # targets are positions 1..L-1
+    n_windows = -(-n_targets // stride)  # ceil
     users = np.repeat(np.arange(len(lengths)), n_windows)
     first = np.concatenate([[0], np.cumsum(n_windows)[:-1]])
     w_index = np.arange(int(n_windows.sum())) - np.repeat(first, n_windows)
-    end = lengths[users] - 1 - w_index * stride             # last target position (in-sequence)
-    offsets = np.arange(max_len) - (max_len - 1)            # relative positions ..., -1, 0
-    target_pos = end[:, None] + offsets[None, :]            # (W, L) positions of targets
+    end = lengths[users] - 1 - w_index * stride  # last target position (in-sequence)
+    offsets = np.arange(max_len) - (max_len - 1)  # relative positions ..., -1, 0
+    target_pos = end[:, None] + offsets[None, :]  # (W, L) positions of targets
     input_pos = target_pos - 1
     base = seqs.indptr[:-1][users][:, None]
     valid_in = input_pos >= 0

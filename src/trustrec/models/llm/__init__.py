@@ -107,8 +107,12 @@ __all__ = [
 ]
 
 
-_LAZY = {"GenerativeRecommender": "trustrec.models.llm._generative", "LLMRanker": "trustrec.models.llm._ranker",
-         "cyclic_orders": "trustrec.models.llm._ranker", "position_bias": "trustrec.models.llm._ranker"}
+_LAZY = {
+    "GenerativeRecommender": "trustrec.models.llm._generative",
+    "LLMRanker": "trustrec.models.llm._ranker",
+    "cyclic_orders": "trustrec.models.llm._ranker",
+    "position_bias": "trustrec.models.llm._ranker",
+}
 
 
 def __getattr__(name):

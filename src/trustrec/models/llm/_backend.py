@@ -59,8 +59,9 @@ class LLMBackend(abc.ABC):
     """
 
     # -- scoring ---------------------------------------------------------------------------
-    def score_continuations(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]], *,
-                            reduction: Reduction = "sum") -> list[np.ndarray]:
+    def score_continuations(
+        self, prompts: Sequence[str], continuations: Sequence[Sequence[str]], *, reduction: Reduction = "sum"
+    ) -> list[np.ndarray]:
         """Log-probability of each continuation given its prompt.
 
         ``continuations[i]`` are the candidate continuations of ``prompts[i]``. Returns one float64
@@ -69,15 +70,17 @@ class LLMBackend(abc.ABC):
         :meth:`score_continuations_detailed` to get both and the token counts.
         """
         if reduction not in ("sum", "mean"):
-            raise ConfigError(f"{type(self).__name__}.score_continuations: reduction must be 'sum' or "
-                              f"'mean'; got {reduction!r}")
+            raise ConfigError(
+                f"{type(self).__name__}.score_continuations: reduction must be 'sum' or 'mean'; got {reduction!r}"
+            )
         sums, counts = self.score_continuations_detailed(prompts, continuations)
         if reduction == "sum":
             return sums
         return [np.divide(s, np.maximum(c, 1)) for s, c in zip(sums, counts)]
 
-    def score_continuations_detailed(self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
-                                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def score_continuations_detailed(
+        self, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """``(sums, n_tokens)``: summed log-probabilities (float64) and token counts (int64), one
         array of each per prompt, aligned with ``continuations[i]``."""
         owner = f"{type(self).__name__}.score_continuations"
@@ -86,8 +89,10 @@ class LLMBackend(abc.ABC):
             raise TypeError(f"{owner}: continuations must be a list of lists of strings, one list per prompt")
         continuations = list(continuations)
         if len(prompts) != len(continuations):
-            raise ValueError(f"{owner}: got {len(prompts)} prompts but {len(continuations)} continuation "
-                             "lists; give one list of continuations per prompt")
+            raise ValueError(
+                f"{owner}: got {len(prompts)} prompts but {len(continuations)} continuation "
+                "lists; give one list of continuations per prompt"
+            )
         conts = [_check_strings(c, f"continuations[{i}]", owner) for i, c in enumerate(continuations)]
         sums = [np.zeros(len(c), dtype=np.float64) for c in conts]
         counts = [np.zeros(len(c), dtype=np.int64) for c in conts]
@@ -103,8 +108,16 @@ class LLMBackend(abc.ABC):
         """Summed log-probability and token count of each (non-empty) continuation."""
 
     # -- generation ------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, *, temperature: float = 0.0,
-                 top_p: float = 1.0, seed: int = 0, stop: Sequence[str] | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
         """Generate a completion of each prompt (the new text only, without the prompt).
 
         Greedy when ``temperature == 0``; otherwise sampling with ``temperature`` and nucleus
@@ -123,54 +136,88 @@ class LLMBackend(abc.ABC):
         stop = [s for s in stop if s]
         if not prompts:
             return []
-        texts = self._generate(prompts, int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
-                               seed=int(seed))
+        texts = self._generate(
+            prompts, int(max_new_tokens), temperature=float(temperature), top_p=float(top_p), seed=int(seed)
+        )
         return [_cut_at_stop(t, stop) for t in texts]
 
     @abc.abstractmethod
-    def _generate(self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float,
-                  seed: int) -> list[str]:
+    def _generate(
+        self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float, seed: int
+    ) -> list[str]:
         """Completions of non-empty ``prompts`` (stop strings are applied by the caller)."""
 
-    def sample(self, prompts: Sequence[str], n: int, max_new_tokens: int, *, temperature: float = 1.0,
-               top_p: float = 1.0, seed: int = 0, stop: Sequence[str] | None = None) -> list[list[str]]:
+    def sample(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: Sequence[str] | None = None,
+    ) -> list[list[str]]:
         """``n`` free completions of each prompt: sample ``j`` is :meth:`generate` with seed
         ``seed + j`` (so the same seed gives the same samples, on every backend that honours
         seeds). Returns one list of ``n`` texts per prompt."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ConfigError(f"{type(self).__name__}.sample: n must be a positive integer; got {n!r}")
         prompts = _check_strings(prompts, "prompts", f"{type(self).__name__}.sample")
-        per_seed = [self.generate(prompts, max_new_tokens, temperature=temperature, top_p=top_p, seed=seed + j,
-                                  stop=stop) for j in range(int(n))]
+        per_seed = [
+            self.generate(prompts, max_new_tokens, temperature=temperature, top_p=top_p, seed=seed + j, stop=stop)
+            for j in range(int(n))
+        ]
         return [[per_seed[j][i] for j in range(int(n))] for i in range(len(prompts))]
 
-    def beam_search(self, prompts: Sequence[str], num_beams: int, max_new_tokens: int, *,
-                    batch_size: int = 8) -> list[list[tuple[str, float]]]:
+    def beam_search(
+        self, prompts: Sequence[str], num_beams: int, max_new_tokens: int, *, batch_size: int = 8
+    ) -> list[list[tuple[str, float]]]:
         """Per prompt, ``num_beams`` beam-search completions as ``(text, sequence
         log-probability)``, best first. Needs the model's weights: local backends only."""
-        raise ConfigError(f"{type(self).__name__} has no beam search (it needs a local model: LocalBackend); "
-                          "use sample() for free generation through this backend")
+        raise ConfigError(
+            f"{type(self).__name__} has no beam search (it needs a local model: LocalBackend); "
+            "use sample() for free generation through this backend"
+        )
 
-    def constrained_beam_search(self, prompts: Sequence[str], trie, *, num_beams: int, top_k: int,
-                                batch_size: int = 8, exclude: np.ndarray | None = None
-                                ) -> list[list[tuple[int, float]]]:
+    def constrained_beam_search(
+        self,
+        prompts: Sequence[str],
+        trie,
+        *,
+        num_beams: int,
+        top_k: int,
+        batch_size: int = 8,
+        exclude: np.ndarray | None = None,
+    ) -> list[list[tuple[int, float]]]:
         """Beam search constrained to a :class:`~trustrec.models.llm._trie.TitleTrie` (see
         :func:`~trustrec.models.llm._constrained.constrained_beam_search`). Needs the model's
         logits at every step: local backends only."""
-        raise ConfigError(f"{type(self).__name__} cannot run trie-constrained decoding (it needs a local model: "
-                          "LocalBackend); use free generation (sample) and ground the texts instead")
+        raise ConfigError(
+            f"{type(self).__name__} cannot run trie-constrained decoding (it needs a local model: "
+            "LocalBackend); use free generation (sample) and ground the texts instead"
+        )
 
-    def sample_constrained(self, prompts: Sequence[str], trie, n: int, *, temperature: float = 1.0,
-                           top_p: float = 1.0, seed: int = 0, batch_size: int = 8
-                           ) -> list[list[tuple[list[int], int]]]:
+    def sample_constrained(
+        self,
+        prompts: Sequence[str],
+        trie,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 8,
+    ) -> list[list[tuple[list[int], int]]]:
         """``n`` samples per prompt restricted to a title trie: per prompt, ``n`` pairs
         ``(token_ids, item)`` (``item`` -1 when a sample ran out of tokens before a title
         ended). Local backends only."""
-        raise ConfigError(f"{type(self).__name__} cannot sample under a title trie (it needs a local model: "
-                          "LocalBackend); sample freely and ground the texts instead")
+        raise ConfigError(
+            f"{type(self).__name__} cannot sample under a title trie (it needs a local model: "
+            "LocalBackend); sample freely and ground the texts instead"
+        )
 
-    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *,
-                            add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
         """The prompt string for chat ``messages`` (``[{"role": ..., "content": ...}, ...]``)."""
         raise NotImplementedError(f"{type(self).__name__} has no chat template")
 
@@ -184,7 +231,7 @@ def cache_kwargs(model, cache) -> dict:
     """The forward keyword that passes a KV cache: ``cache`` in recent transformers, which warn on
     every call that still uses the older ``past_key_values``; older 5.x versions know only that.
     Looked up once per model class (this runs on every decoding step)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft wraps forward
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps forward
     return {_cache_keyword(type(base)): cache}
 
 
@@ -288,14 +335,21 @@ class LocalBackend(LLMBackend):
 
     config: LocalBackendConfig
 
-    def __init__(self, model_name_or_path: str | os.PathLike | None = None, *,
-                 config: LocalBackendConfig | Mapping | None = None, **kwargs):
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike | None = None,
+        *,
+        config: LocalBackendConfig | Mapping | None = None,
+        **kwargs,
+    ):
         if config is not None and (model_name_or_path is not None or kwargs):
             raise ConfigError("LocalBackend: pass either config or keyword arguments, not both")
         if config is None:
             if model_name_or_path is None:
-                raise ConfigError("LocalBackend: model_name_or_path is required (a registered name, "
-                                  "see `trustrec models list`, or a checkpoint folder)")
+                raise ConfigError(
+                    "LocalBackend: model_name_or_path is required (a registered name, "
+                    "see `trustrec models list`, or a checkpoint folder)"
+                )
             config = {"model_name_or_path": os.fspath(model_name_or_path), **kwargs}
         self.config = validate_config(LocalBackendConfig, config, "LocalBackend")
         self._model = None
@@ -308,8 +362,11 @@ class LocalBackend(LLMBackend):
     def from_model(cls, model, tokenizer, **kwargs) -> LocalBackend:
         """A backend over an already loaded ``model`` and ``tokenizer`` (e.g. a fine-tuned one;
         nothing is loaded or copied), on the model's device."""
-        name = str(getattr(model, "name_or_path", "") or getattr(getattr(model, "config", None), "_name_or_path", "")
-                   or "in-memory")
+        name = str(
+            getattr(model, "name_or_path", "")
+            or getattr(getattr(model, "config", None), "_name_or_path", "")
+            or "in-memory"
+        )
         device = str(next(model.parameters()).device)
         backend = cls(name, **{"device": device, **kwargs})
         backend._model, backend._tokenizer = model, tokenizer
@@ -320,8 +377,9 @@ class LocalBackend(LLMBackend):
         if self._model is None:
             from trustrec.models.llm._loading import load_causal_lm
 
-            model, tokenizer = load_causal_lm(self.config.model_name_or_path, dtype=self.config.dtype,
-                                              device=self.config.device)
+            model, tokenizer = load_causal_lm(
+                self.config.model_name_or_path, dtype=self.config.dtype, device=self.config.device
+            )
             self._model, self._tokenizer = model, tokenizer
 
     @property
@@ -353,14 +411,16 @@ class LocalBackend(LLMBackend):
                 return int(candidate)
         return 0  # pragma: no cover
 
-    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *,
-                            add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(self, messages: Sequence[Mapping[str, str]], *, add_generation_prompt: bool = True) -> str:
         tok = self.tokenizer
         if not getattr(tok, "chat_template", None):
-            raise ConfigError(f"LocalBackend: the tokenizer of {self.config.model_name_or_path!r} has no chat "
-                              "template; build the prompt as plain text instead")
-        return tok.apply_chat_template([dict(m) for m in messages], tokenize=False,
-                                       add_generation_prompt=add_generation_prompt)
+            raise ConfigError(
+                f"LocalBackend: the tokenizer of {self.config.model_name_or_path!r} has no chat "
+                "template; build the prompt as plain text instead"
+            )
+        return tok.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -387,7 +447,8 @@ class LocalBackend(LLMBackend):
             if len(c) + 1 > limit:
                 raise ContextLengthError(
                     f"LocalBackend.score_continuations: continuation {continuations[k][:60]!r} has {len(c)} "
-                    f"tokens; with at least one prompt token it does not fit max_length={limit}")
+                    f"tokens; with at least one prompt token it does not fit max_length={limit}"
+                )
             longest[p] = max(longest.get(p, 0), len(c))
         for p, ids in prompt_ids.items():
             ctx = self._context_ids(ids)
@@ -396,8 +457,9 @@ class LocalBackend(LLMBackend):
                     raise ContextLengthError(
                         f"LocalBackend.score_continuations: prompt ({len(ctx)} tokens) + continuation "
                         f"({longest[p]} tokens) exceed max_length={limit}; shorten the prompt or use "
-                        "truncation='left'")
-                ctx = ctx[len(ctx) + longest[p] - limit:]
+                        "truncation='left'"
+                    )
+                ctx = ctx[len(ctx) + longest[p] - limit :]
             prompt_ids[p] = ctx
         contexts = [prompt_ids[p] for p in prompts]
         out = np.zeros(len(prompts), dtype=np.float64)
@@ -418,13 +480,15 @@ class LocalBackend(LLMBackend):
                 stem_cache = self._prefill(list(members[0][:stem]))
                 for ctx in members:
                     rows = groups[ctx]
-                    out[rows] = self._score_shared_prefix(list(ctx), [cont_ids[k] for k in rows],
-                                                          stem=(stem, stem_cache))
+                    out[rows] = self._score_shared_prefix(
+                        list(ctx), [cont_ids[k] for k in rows], stem=(stem, stem_cache)
+                    )
         else:
             single = list(range(len(prompts)))
         if single:
-            out[single] = self._score_full([contexts[k] + cont_ids[k] for k in single],
-                                           [len(cont_ids[k]) for k in single])
+            out[single] = self._score_full(
+                [contexts[k] + cont_ids[k] for k in single], [len(cont_ids[k]) for k in single]
+            )
         return out, [len(c) for c in cont_ids]
 
     def _score_full(self, seqs: list[list[int]], n_cont: list[int]) -> np.ndarray:
@@ -436,20 +500,24 @@ class LocalBackend(LLMBackend):
         model, device, pad = self.model, self.config.device, self.pad_token_id
         with torch.inference_mode():
             for start in range(0, len(order), self.config.batch_size):
-                idx = order[start:start + self.config.batch_size]
+                idx = order[start : start + self.config.batch_size]
                 width = max(len(seqs[i]) for i in idx)
                 ids = torch.full((len(idx), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(idx), width), dtype=torch.long)
                 for r, i in enumerate(idx):  # right padding: real tokens keep positions 0..len-1
-                    ids[r, :len(seqs[i])] = torch.tensor(seqs[i])
-                    mask[r, :len(seqs[i])] = 1
+                    ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
+                    mask[r, : len(seqs[i])] = 1
                 # token t is predicted at t - 1; only continuation tokens are scored, so the LM head
                 # runs on the positions from the earliest continuation start on
                 rows = np.repeat(np.arange(len(idx)), [n_cont[i] for i in idx])
                 cols = np.concatenate([np.arange(len(seqs[i]) - n_cont[i], len(seqs[i])) for i in idx])
                 first = int(cols.min()) - 1
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
-                               logits_to_keep=width - first).logits
+                logits = model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    use_cache=False,
+                    logits_to_keep=width - first,
+                ).logits
                 out[idx] = _sum_logprobs(logits, ids.to(device), rows, cols, len(idx), offset=first)
         return out
 
@@ -458,8 +526,9 @@ class LocalBackend(LLMBackend):
         import torch
 
         with torch.inference_mode():
-            return output_cache(self.model(input_ids=torch.tensor([ids], device=self.config.device), use_cache=True,
-                                           logits_to_keep=1))
+            return output_cache(
+                self.model(input_ids=torch.tensor([ids], device=self.config.device), use_cache=True, logits_to_keep=1)
+            )
 
     def _score_shared_prefix(self, context: list[int], conts: list[list[int]], stem=None) -> np.ndarray:
         """Log-probabilities of several continuations of ONE context: the context is run once and
@@ -479,26 +548,35 @@ class LocalBackend(LLMBackend):
             if stem_cache is None:
                 first = model(input_ids=torch.tensor([context], device=device), use_cache=True, logits_to_keep=1)
             else:
-                first = model(input_ids=torch.tensor([context[n_stem:]], device=device),
-                              position_ids=torch.arange(n_stem, n_ctx, device=device)[None],
-                              use_cache=True, logits_to_keep=1, **cache_kwargs(model, copy.deepcopy(stem_cache)))
+                first = model(
+                    input_ids=torch.tensor([context[n_stem:]], device=device),
+                    position_ids=torch.arange(n_stem, n_ctx, device=device)[None],
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **cache_kwargs(model, copy.deepcopy(stem_cache)),
+                )
             prompt_cache = output_cache(first)
             first_lp = torch.log_softmax(first.logits[0, -1].float(), dim=-1).cpu()
             del first
             for start in range(0, len(order), self.config.batch_size):
-                idx = order[start:start + self.config.batch_size]
+                idx = order[start : start + self.config.batch_size]
                 width = max(len(conts[i]) for i in idx)
                 ids = torch.full((len(idx), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(idx), n_ctx + width), dtype=torch.long)
                 mask[:, :n_ctx] = 1
                 for r, i in enumerate(idx):
-                    ids[r, :len(conts[i])] = torch.tensor(conts[i])
-                    mask[r, n_ctx:n_ctx + len(conts[i])] = 1
+                    ids[r, : len(conts[i])] = torch.tensor(conts[i])
+                    mask[r, n_ctx : n_ctx + len(conts[i])] = 1
                 cache = copy.deepcopy(prompt_cache)
                 cache.batch_repeat_interleave(len(idx))
                 positions = torch.arange(n_ctx, n_ctx + width).expand(len(idx), width)
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device), use_cache=True, **cache_kwargs(model, cache)).logits
+                logits = model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    use_cache=True,
+                    **cache_kwargs(model, cache),
+                ).logits
                 del cache
                 # token 0 is predicted by the context's last position, token t by continuation t - 1
                 rows = np.repeat(np.arange(len(idx)), [len(conts[i]) - 1 for i in idx])
@@ -508,14 +586,17 @@ class LocalBackend(LLMBackend):
         return out
 
     # -- generation --------------------------------------------------------------------------
-    def _generate(self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float,
-                  seed: int) -> list[str]:
+    def _generate(
+        self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float, seed: int
+    ) -> list[str]:
         import torch
 
         limit = self.max_length
         if max_new_tokens >= limit:
-            raise ContextLengthError(f"LocalBackend.generate: max_new_tokens={max_new_tokens} leaves no room for "
-                                     f"the prompt in max_length={limit}")
+            raise ContextLengthError(
+                f"LocalBackend.generate: max_new_tokens={max_new_tokens} leaves no room for "
+                f"the prompt in max_length={limit}"
+            )
         room = limit - max_new_tokens
         encoded = []
         for k, ids in enumerate(self._encode(prompts)):
@@ -524,13 +605,19 @@ class LocalBackend(LLMBackend):
                 if self.config.truncation == "error":
                     raise ContextLengthError(
                         f"LocalBackend.generate: prompts[{k}] has {len(ids)} tokens; with max_new_tokens="
-                        f"{max_new_tokens} at most {room} fit max_length={limit}")
-                ids = ids[len(ids) - room:]
+                        f"{max_new_tokens} at most {room} fit max_length={limit}"
+                    )
+                ids = ids[len(ids) - room :]
             encoded.append(ids)
         model, tok, device, pad = self.model, self.tokenizer, self.config.device, self.pad_token_id
         sample = temperature > 0
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample, "use_cache": True,
-                                  "pad_token_id": pad, "num_beams": 1}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": sample,
+            "use_cache": True,
+            "pad_token_id": pad,
+            "num_beams": 1,
+        }
         if tok.eos_token_id is not None:
             kwargs["eos_token_id"] = tok.eos_token_id
         if sample:
@@ -541,24 +628,25 @@ class LocalBackend(LLMBackend):
         with torch.inference_mode(), torch.random.fork_rng(devices=[] if device == "cpu" else None):
             torch.manual_seed(seed)
             for start in range(0, len(encoded), self.config.batch_size):
-                batch = encoded[start:start + self.config.batch_size]
+                batch = encoded[start : start + self.config.batch_size]
                 width = max(len(x) for x in batch)
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
                 for r, x in enumerate(batch):  # left padding: every prompt ends at the last column
-                    ids[r, width - len(x):] = torch.tensor(x)
-                    mask[r, width - len(x):] = 1
+                    ids[r, width - len(x) :] = torch.tensor(x)
+                    mask[r, width - len(x) :] = 1
                 out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
                 new = out[:, width:].cpu()
                 for r in range(len(batch)):
                     row = new[r].tolist()
                     if tok.eos_token_id is not None and tok.eos_token_id in row:
-                        row = row[:row.index(tok.eos_token_id)]
+                        row = row[: row.index(tok.eos_token_id)]
                     texts[start + r] = tok.decode(row, skip_special_tokens=True)
         return texts
 
-    def beam_search(self, prompts: Sequence[str], num_beams: int, max_new_tokens: int, *,
-                    batch_size: int = 8) -> list[list[tuple[str, float]]]:
+    def beam_search(
+        self, prompts: Sequence[str], num_beams: int, max_new_tokens: int, *, batch_size: int = 8
+    ) -> list[list[tuple[str, float]]]:
         """Per prompt, ``num_beams`` beam-search completions (no sampling, ``length_penalty=0``,
         ``early_stopping="never"``) as ``(text, sequence log-probability)``, best first (ties
         keep beam order). Prompts are left padded in batches of ``batch_size`` and tokenized
@@ -578,22 +666,31 @@ class LocalBackend(LLMBackend):
         tok.padding_side = "left"
         try:
             for start in range(0, len(prompts), batch_size):
-                chunk = prompts[start:start + batch_size]
+                chunk = prompts[start : start + batch_size]
                 enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True)
                 enc = {key: v.to(device) for key, v in enc.items()}
                 with torch.inference_mode():
-                    out = model.generate(**enc, num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
-                                         max_new_tokens=max_new_tokens, length_penalty=0.0, early_stopping="never",
-                                         output_scores=True, return_dict_in_generate=True, pad_token_id=pad,
-                                         eos_token_id=tok.eos_token_id)
-                new = out.sequences[:, enc["input_ids"].shape[1]:]
+                    out = model.generate(
+                        **enc,
+                        num_beams=num_beams,
+                        num_return_sequences=num_beams,
+                        do_sample=False,
+                        max_new_tokens=max_new_tokens,
+                        length_penalty=0.0,
+                        early_stopping="never",
+                        output_scores=True,
+                        return_dict_in_generate=True,
+                        pad_token_id=pad,
+                        eos_token_id=tok.eos_token_id,
+                    )
+                new = out.sequences[:, enc["input_ids"].shape[1] :]
                 decoded = tok.batch_decode(new, skip_special_tokens=True)
                 if num_beams > 1:
                     seq_scores = out.sequences_scores.float().cpu().numpy()
-                else:                     # greedy search reports per-step scores, not a sequence score
+                else:  # greedy search reports per-step scores, not a sequence score
                     steps = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
                     kept = new != pad
-                    seq_scores = torch.where(kept[:, :steps.shape[1]], steps, 0.0).sum(1).float().cpu().numpy()
+                    seq_scores = torch.where(kept[:, : steps.shape[1]], steps, 0.0).sum(1).float().cpu().numpy()
                 for b in range(len(chunk)):
                     row = [(decoded[b * num_beams + j], float(seq_scores[b * num_beams + j])) for j in range(num_beams)]
                     texts.append(sorted(row, key=lambda p: -p[1]))  # stable: ties keep beam order
@@ -601,17 +698,40 @@ class LocalBackend(LLMBackend):
             tok.padding_side = old_side
         return texts
 
-    def constrained_beam_search(self, prompts: Sequence[str], trie, *, num_beams: int, top_k: int,
-                                batch_size: int = 8, exclude: np.ndarray | None = None
-                                ) -> list[list[tuple[int, float]]]:
+    def constrained_beam_search(
+        self,
+        prompts: Sequence[str],
+        trie,
+        *,
+        num_beams: int,
+        top_k: int,
+        batch_size: int = 8,
+        exclude: np.ndarray | None = None,
+    ) -> list[list[tuple[int, float]]]:
         from trustrec.models.llm._constrained import constrained_beam_search
 
-        return constrained_beam_search(self.model, self.tokenizer, prompts, trie, num_beams=num_beams, top_k=top_k,
-                                       batch_size=batch_size, exclude=exclude)
+        return constrained_beam_search(
+            self.model,
+            self.tokenizer,
+            prompts,
+            trie,
+            num_beams=num_beams,
+            top_k=top_k,
+            batch_size=batch_size,
+            exclude=exclude,
+        )
 
-    def sample_constrained(self, prompts: Sequence[str], trie, n: int, *, temperature: float = 1.0,
-                           top_p: float = 1.0, seed: int = 0, batch_size: int = 8
-                           ) -> list[list[tuple[list[int], int]]]:
+    def sample_constrained(
+        self,
+        prompts: Sequence[str],
+        trie,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 8,
+    ) -> list[list[tuple[list[int], int]]]:
         """Seeded sampling (``temperature``, nucleus ``top_p``; ``temperature=0`` is greedy)
         where every step may only take a token the trie allows after the tokens so far, up to
         the trie's end marker; same seed, prompts and batch size give the same samples.
@@ -631,10 +751,17 @@ class LocalBackend(LLMBackend):
         device = next(model.parameters()).device
         depth = max(len(seq) for seq in trie.sequences.values())
         sample = temperature > 0
-        kwargs: dict[str, Any] = {"max_new_tokens": depth, "do_sample": sample, "num_beams": 1,
-                                  "num_return_sequences": int(n), "pad_token_id": pad, "eos_token_id": trie.end_id}
-        kwargs.update(temperature=temperature, top_p=top_p, top_k=0) if sample else \
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": depth,
+            "do_sample": sample,
+            "num_beams": 1,
+            "num_return_sequences": int(n),
+            "pad_token_id": pad,
+            "eos_token_id": trie.end_id,
+        }
+        kwargs.update(temperature=temperature, top_p=top_p, top_k=0) if sample else kwargs.update(
+            temperature=None, top_p=None, top_k=None
+        )
         results: list[list[tuple[list[int], int]]] = []
         old_side = tok.padding_side
         tok.padding_side = "left"
@@ -642,14 +769,14 @@ class LocalBackend(LLMBackend):
             with torch.inference_mode(), torch.random.fork_rng(devices=[] if device.type == "cpu" else None):
                 torch.manual_seed(seed)
                 for start in range(0, len(prompts), batch_size):
-                    chunk = prompts[start:start + batch_size]
+                    chunk = prompts[start : start + batch_size]
                     enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True)
                     enc = {key: v.to(device) for key, v in enc.items()}
                     width = enc["input_ids"].shape[1]
 
                     def allowed(_batch_id, ids, width=width):
                         tokens = trie.allowed_tokens(ids[width:].tolist())
-                        return tokens or [trie.end_id]      # a finished row: anything, it is cut below
+                        return tokens or [trie.end_id]  # a finished row: anything, it is cut below
 
                     out = model.generate(**enc, prefix_allowed_tokens_fn=allowed, **kwargs)
                     new = out[:, width:].cpu().tolist()
@@ -658,7 +785,7 @@ class LocalBackend(LLMBackend):
                         for j in range(int(n)):
                             ids = new[b * int(n) + j]
                             if trie.end_id in ids:
-                                ids = ids[:ids.index(trie.end_id) + 1]
+                                ids = ids[: ids.index(trie.end_id) + 1]
                             items = trie.items_of(ids)
                             row.append((ids, items[0] if items else -1))
                         results.append(row)

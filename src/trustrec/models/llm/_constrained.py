@@ -34,9 +34,18 @@ from trustrec.models.llm._trie import TitleTrie
 __all__ = ["constrained_beam_search"]
 
 
-def constrained_beam_search(model, tokenizer, prompts: Sequence[str], trie: TitleTrie, *, num_beams: int = 10,
-                            top_k: int = 10, batch_size: int = 8, add_special_tokens: bool = True,
-                            exclude: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+def constrained_beam_search(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    trie: TitleTrie,
+    *,
+    num_beams: int = 10,
+    top_k: int = 10,
+    batch_size: int = 8,
+    add_special_tokens: bool = True,
+    exclude: np.ndarray | None = None,
+) -> list[list[tuple[int, float]]]:
     """Top-``top_k`` catalog items per prompt by constrained beam search.
 
     Returns, per prompt, up to ``top_k`` ``(item_index, sequence_logprob)`` pairs, best first,
@@ -55,15 +64,26 @@ def constrained_beam_search(model, tokenizer, prompts: Sequence[str], trie: Titl
     if exclude is not None:
         exclude = np.asarray(exclude, dtype=bool)
         if exclude.shape != (len(prompts), trie.n_items):
-            raise ValueError(f"constrained_beam_search: exclude must be ({len(prompts)}, {trie.n_items}); "
-                             f"got {exclude.shape}")
+            raise ValueError(
+                f"constrained_beam_search: exclude must be ({len(prompts)}, {trie.n_items}); got {exclude.shape}"
+            )
     results: list[list[tuple[int, float]]] = []
     if trie.n_sequences == 0:
         return [[] for _ in prompts]
     for start in range(0, len(prompts), batch_size):
-        open_counts = None if exclude is None else trie.open_counts(exclude[start:start + batch_size])
-        results.extend(_search_chunk(model, tokenizer, list(prompts[start:start + batch_size]), trie,
-                                     num_beams, top_k, add_special_tokens, open_counts))
+        open_counts = None if exclude is None else trie.open_counts(exclude[start : start + batch_size])
+        results.extend(
+            _search_chunk(
+                model,
+                tokenizer,
+                list(prompts[start : start + batch_size]),
+                trie,
+                num_beams,
+                top_k,
+                add_special_tokens,
+                open_counts,
+            )
+        )
     return results
 
 
@@ -88,8 +108,7 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
     end_id = trie.end_id
     n = n_prompts * nb
     with torch.inference_mode():
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                    logits_to_keep=1)
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
         cache = output_cache(out)
         logits = out.logits[:, -1, :].float().repeat_interleave(nb, dim=0)
         del out
@@ -113,8 +132,9 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
             if open_counts is None:
                 allowed = [trie.allowed[nodes[i]] for i in live]
             else:  # only children that still lead to an item this prompt may get
-                allowed = [trie.allowed[nodes[i]][open_counts[active[i // nb], trie.children[nodes[i]]] > 0]
-                           for i in live]
+                allowed = [
+                    trie.allowed[nodes[i]][open_counts[active[i // nb], trie.children[nodes[i]]] > 0] for i in live
+                ]
             rows = torch.from_numpy(np.repeat(live, [len(a) for a in allowed])).to(device)
             cols = torch.from_numpy(np.concatenate(allowed) if allowed else np.zeros(0, np.int64)).to(device)
             masked = torch.full((n, vocab), float("-inf"), device=device)
@@ -160,8 +180,13 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
             scores = torch.from_numpy(new_scores[kept_rows]).to(device=device, dtype=torch.float32)
             mask = torch.cat([mask[beam_idx], mask.new_ones((len(kept_rows), 1))], dim=1)
             last_pos = last_pos[beam_idx] + 1  # positions agree across the beams of one prompt
-            out = model(input_ids=torch.from_numpy(new_tokens[kept_rows]).to(device)[:, None], attention_mask=mask,
-                        position_ids=last_pos[:, None], use_cache=True, **cache_kwargs(model, cache))
+            out = model(
+                input_ids=torch.from_numpy(new_tokens[kept_rows]).to(device)[:, None],
+                attention_mask=mask,
+                position_ids=last_pos[:, None],
+                use_cache=True,
+                **cache_kwargs(model, cache),
+            )
             cache = output_cache(out)
             logits = out.logits[:, -1, :].float()
             del out

@@ -66,15 +66,13 @@ def require_transformers(*, gguf: bool = False):
         import torch  # noqa: F401
         import transformers
     except ImportError as exc:
-        raise ImportError(f"trustrec's LLM models need transformers and torch ({exc}); "
-                          f"{LLM_EXTRA_HINT}") from exc
+        raise ImportError(f"trustrec's LLM models need transformers and torch ({exc}); {LLM_EXTRA_HINT}") from exc
     if gguf:
         for module in ("gguf", "accelerate"):
             try:
                 __import__(module)
             except ImportError as exc:
-                raise ImportError(f"reading GGUF weights needs the {module!r} package; "
-                                  f"{LLM_EXTRA_HINT}") from exc
+                raise ImportError(f"reading GGUF weights needs the {module!r} package; {LLM_EXTRA_HINT}") from exc
     return transformers
 
 
@@ -82,8 +80,7 @@ def tokenizer_asset(name: str) -> Path:
     """The folder of a tokenizer shipped with trustrec (``assets/<name>``)."""
     folder = Path(str(resources.files("trustrec.models.llm").joinpath("assets", name)))
     if not (folder / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"trustrec's tokenizer asset {name!r} is missing ({folder}); "
-                                "reinstall trustrec")
+        raise FileNotFoundError(f"trustrec's tokenizer asset {name!r} is missing ({folder}); reinstall trustrec")
     return folder
 
 
@@ -137,8 +134,15 @@ def _clean_tokenizer_config(path: Path) -> None:
 
 def _is_model_checkpoint(folder: Path) -> bool:
     """A folder this module wrote: weights and a config, nothing the user keeps beside them."""
-    allowed = {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
-               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"}
+    allowed = {
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
+    }
     names = {p.name for p in folder.iterdir()}
     return "model.safetensors" in names and names <= allowed
 
@@ -155,8 +159,9 @@ def save_checkpoint(model, tokenizer, folder: str | Path) -> Path:
     return folder
 
 
-def convert_gguf(gguf_path: str | Path, folder: str | Path, *, dtype: str = "float32",
-                 progress: bool = True) -> dict[str, Any]:
+def convert_gguf(
+    gguf_path: str | Path, folder: str | Path, *, dtype: str = "float32", progress: bool = True
+) -> dict[str, Any]:
     """Dequantise a GGUF file with transformers and write a safetensors checkpoint into ``folder``.
 
     ``folder`` is written in place (pass a temporary folder and rename it, as the model registry
@@ -174,7 +179,8 @@ def convert_gguf(gguf_path: str | Path, folder: str | Path, *, dtype: str = "flo
         started = time.perf_counter()
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=getattr(torch, dtype))
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=getattr(torch, dtype)
+        )
         load_s = time.perf_counter() - started
     finally:
         if bars_were_on:
@@ -183,13 +189,23 @@ def convert_gguf(gguf_path: str | Path, folder: str | Path, *, dtype: str = "flo
     _write_checkpoint(model, tokenizer, Path(folder), extra_metadata={"converted_from": gguf_path.name})
     write_s = time.perf_counter() - started
     n_params = sum(p.numel() for p in model.parameters())
-    return {"gguf_file": gguf_path.name, "gguf_load_s": f"{load_s:.2f}", "checkpoint_write_s": f"{write_s:.2f}",
-            "n_parameters": str(n_params), "dtype": dtype,
-            "transformers_version": transformers.__version__}
+    return {
+        "gguf_file": gguf_path.name,
+        "gguf_load_s": f"{load_s:.2f}",
+        "checkpoint_write_s": f"{write_s:.2f}",
+        "n_parameters": str(n_params),
+        "dtype": dtype,
+        "transformers_version": transformers.__version__,
+    }
 
 
-def build_tiny_random(folder: str | Path, *, config: Mapping[str, Any] = TINY_SMOLLM2_CONFIG,
-                      tokenizer: str = "smollm2-tokenizer", seed: int = 0) -> dict[str, Any]:
+def build_tiny_random(
+    folder: str | Path,
+    *,
+    config: Mapping[str, Any] = TINY_SMOLLM2_CONFIG,
+    tokenizer: str = "smollm2-tokenizer",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Write a randomly initialised causal LM with a shipped tokenizer into ``folder``.
 
     The weights depend only on ``config``, ``seed`` and the torch version: torch's global random
@@ -208,21 +224,28 @@ def build_tiny_random(folder: str | Path, *, config: Mapping[str, Any] = TINY_SM
     model.eval()
     tok = transformers.AutoTokenizer.from_pretrained(tokenizer_asset(tokenizer))
     _write_checkpoint(model, tok, Path(folder), extra_metadata={"random_init_seed": str(seed)})
-    return {"built": f"random init, seed {seed}", "tokenizer": tokenizer,
-            "n_parameters": str(sum(p.numel() for p in model.parameters())),
-            "torch_version": torch.__version__, "transformers_version": transformers.__version__}
+    return {
+        "built": f"random init, seed {seed}",
+        "tokenizer": tokenizer,
+        "n_parameters": str(sum(p.numel() for p in model.parameters())),
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+    }
 
 
 def export_tokenizer_files(tokenizer, dest: str | Path) -> Path:
     """Write a tokenizer as small, load-ready files (minified ``tokenizer.json``, a clean
     ``tokenizer_config.json``, the chat template): how ``assets/smollm2-tokenizer`` was made."""
     dest = Path(dest)
-    with tempfile.TemporaryDirectory() as tmp, atomic_directory(
-            dest, replaceable=lambda d: (d / "tokenizer.json").exists()) as out:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        atomic_directory(dest, replaceable=lambda d: (d / "tokenizer.json").exists()) as out,
+    ):
         tokenizer.save_pretrained(tmp)
         raw = json.loads((Path(tmp) / "tokenizer.json").read_text(encoding="utf-8"))
         (out / "tokenizer.json").write_text(
-            json.dumps(raw, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+            json.dumps(raw, ensure_ascii=False, separators=(",", ":")), encoding="utf-8"
+        )
         _clean_tokenizer_config(Path(tmp) / "tokenizer_config.json")
         shutil.copy(Path(tmp) / "tokenizer_config.json", out / "tokenizer_config.json")
         for name in ("chat_template.jinja", "special_tokens_map.json"):

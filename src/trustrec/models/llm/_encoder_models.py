@@ -30,15 +30,14 @@ __all__ = ["TextKNN", "TextKNNConfig", "TextSASRec", "TextSASRecConfig"]
 class ItemTextConfig(Config):
     """How items become text: the encoder and what of each item it reads."""
 
-    encoder: str = "all-minilm-l6-v2"     # registered text-encoder name or checkpoint folder
-    fields: tuple[str, ...] = ()          # item columns shown after the title
-    max_chars: PositiveInt = 200          # character budget of one item's text
+    encoder: str = "all-minilm-l6-v2"  # registered text-encoder name or checkpoint folder
+    fields: tuple[str, ...] = ()  # item columns shown after the title
+    max_chars: PositiveInt = 200  # character budget of one item's text
 
 
 def _catalog_embeddings(model: Recommender, train: Dataset, options: FitOptions) -> np.ndarray:
     c = model.config
-    return item_text_embeddings(train, c.encoder, fields=c.fields, max_chars=c.max_chars,
-                                progress=options.progress)
+    return item_text_embeddings(train, c.encoder, fields=c.fields, max_chars=c.max_chars, progress=options.progress)
 
 
 def _item_counts(train: Dataset) -> np.ndarray:
@@ -46,9 +45,9 @@ def _item_counts(train: Dataset) -> np.ndarray:
 
 
 class TextKNNConfig(ItemTextConfig):
-    recent: PositiveInt = 20                     # most recent history items that form the profile
-    decay: float = Field(0.9, gt=0, le=1)        # weight of an item k steps before the last: decay**k
-    popularity_weight: NonNegativeFloat = 0.0    # adds weight * log(1 + count) / log(1 + max count)
+    recent: PositiveInt = 20  # most recent history items that form the profile
+    decay: float = Field(0.9, gt=0, le=1)  # weight of an item k steps before the last: decay**k
+    popularity_weight: NonNegativeFloat = 0.0  # adds weight * log(1 + count) / log(1 + max count)
 
 
 @register_model
@@ -81,13 +80,17 @@ class TextKNN(Recommender):
 
         self._check_fitted()
         if injection_guard is not None:
-            raise ConfigError(f"{type(self).__name__}.with_item_text: the model embeds item text and builds no "
-                              "prompt, so it has no injection guard")
+            raise ConfigError(
+                f"{type(self).__name__}.with_item_text: the model embeds item text and builds no "
+                "prompt, so it has no injection guard"
+            )
         clone = copy.copy(self)
         if items is not None:
             if len(items) != self.n_items_:
-                raise DataError(f"{type(self).__name__}.with_item_text: the items table has {len(items)} rows but "
-                                f"the model knows {self.n_items_} items")
+                raise DataError(
+                    f"{type(self).__name__}.with_item_text: the items table has {len(items)} rows but "
+                    f"the model knows {self.n_items_} items"
+                )
             c = self.config
             embeddings = item_text_embeddings(items, c.encoder, fields=c.fields, max_chars=c.max_chars)
             norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -108,7 +111,7 @@ class TextKNN(Recommender):
         profiles = np.asarray(self._profile_weights(queries) @ self.item_embeddings_)
         norms = np.linalg.norm(profiles, axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            profiles = profiles / norms                     # no history: 0/0 -> NaN row
+            profiles = profiles / norms  # no history: 0/0 -> NaN row
         scores = (profiles @ self.item_embeddings_.T).astype(np.float64)
         if self.config.popularity_weight:
             scores += self.config.popularity_weight * self.popularity_
@@ -116,8 +119,8 @@ class TextKNN(Recommender):
 
 
 class TextSASRecConfig(SASRecConfig, ItemTextConfig):
-    id_embedding: bool = True                      # add a learned ID embedding for items seen in training
-    id_dropout: float = Field(0.3, ge=0, lt=1)     # chance a warm item's ID vector is dropped in training
+    id_embedding: bool = True  # add a learned ID embedding for items seen in training
+    id_dropout: float = Field(0.3, ge=0, lt=1)  # chance a warm item's ID vector is dropped in training
 
 
 def _text_item_embedding(text: np.ndarray, warm: np.ndarray, c: TextSASRecConfig):
@@ -133,7 +136,7 @@ def _text_item_embedding(text: np.ndarray, warm: np.ndarray, c: TextSASRecConfig
     class TextItemEmbedding(nn.Module):
         def __init__(self):
             super().__init__()
-            padded = np.vstack([np.zeros((1, text.shape[1]), np.float32), text])   # model id 0 = padding
+            padded = np.vstack([np.zeros((1, text.shape[1]), np.float32), text])  # model id 0 = padding
             self.register_buffer("text", torch.from_numpy(padded), persistent=False)
             self.register_buffer("warm", torch.from_numpy(np.concatenate([[False], warm])), persistent=False)
             self.project = nn.Linear(text.shape[1], c.embedding_size)

@@ -100,7 +100,7 @@ def normalise_title(text: str) -> str:
 
 def _char_ngrams(text: str, n: int = 3) -> list[str]:
     padded = f" {text} "
-    return [padded[i:i + n] for i in range(max(1, len(padded) - n + 1))]
+    return [padded[i : i + n] for i in range(max(1, len(padded) - n + 1))]
 
 
 class _TfidfIndex:
@@ -147,8 +147,17 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
     name = "llm_generative"
     config_class = GenerativeConfig
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "attributes", "prompt",
-                              "answer_likelihood", "sequence_likelihood"})
+    capabilities = frozenset(
+        {
+            "uses_history",
+            "stochastic_training",
+            "text",
+            "attributes",
+            "prompt",
+            "answer_likelihood",
+            "sequence_likelihood",
+        }
+    )
     devices = ("cpu", "cuda", "mps")
 
     # -- fitting ------------------------------------------------------------------------------
@@ -168,24 +177,37 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         examples = self._examples(train, rng)
         if not examples:
             raise DataError(f"{type(self).__name__}.fit: no training example (every user has a single interaction)")
-        trainer = LLMTrainer(self.lm_, pad_id=self._pad_id(), losses=[CausalLMLoss(), _ExtraLoss(self)],
-                             learning_rate=c.learning_rate, batch_size=c.batch_size)
+        trainer = LLMTrainer(
+            self.lm_,
+            pad_id=self._pad_id(),
+            losses=[CausalLMLoss(), _ExtraLoss(self)],
+            learning_rate=c.learning_rate,
+            batch_size=c.batch_size,
+        )
 
         def score() -> float:
             self.lm_.eval()
             return options.validator(self)
 
         stopper = early_stopping_from(
-            options, score, eval_last=True,
+            options,
+            score,
+            eval_last=True,
             snapshot=lambda: {k: v.detach().clone() for k, v in self._trainable_state().items()},
-            restore=self._load_trainable_state)
-        bar = progress_from(options, type(self).__name__, unit="batch", steps_per_epoch=trainer.n_batches(len(examples)),
-                            leave=True)
+            restore=self._load_trainable_state,
+        )
+        bar = progress_from(
+            options, type(self).__name__, unit="batch", steps_per_epoch=trainer.n_batches(len(examples)), leave=True
+        )
         loop = trainer.fit(examples, rng, c.epochs, [stopper, bar, *self._callbacks(options)])
         self.lm_.eval()
-        self.history_ = {"loss": loop.losses, "n_examples": len(examples), "epochs_run": loop.epochs_run,
-                         "valid": [{"epoch": e, "score": s} for e, s in stopper.scores] if stopper is not None else [],
-                         "best_epoch": (stopper.best_epoch if stopper is not None else 0) or loop.epochs_run}
+        self.history_ = {
+            "loss": loop.losses,
+            "n_examples": len(examples),
+            "epochs_run": loop.epochs_run,
+            "valid": [{"epoch": e, "score": s} for e, s in stopper.scores] if stopper is not None else [],
+            "best_epoch": (stopper.best_epoch if stopper is not None else 0) or loop.epochs_run,
+        }
 
     def _callbacks(self, options: FitOptions) -> list:
         """Hook: extra :class:`~trustrec.models.training.Callback` objects for the epoch loop."""
@@ -235,11 +257,11 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         examples = []
         for history, target in pairs:
             q = QueryBatch.from_histories([history]).query(0)
-            prompt = build_prompt(q, catalog, template, self.tokenizer_,
-                                  max_history_tokens=c.max_history_tokens).text
+            prompt = build_prompt(q, catalog, template, self.tokenizer_, max_history_tokens=c.max_history_tokens).text
             prompt_ids = self.tokenizer_(prompt, add_special_tokens=True)["input_ids"]
-            answer = self.tokenizer_(titles[target], add_special_tokens=False)["input_ids"] \
-                + [self.tokenizer_.eos_token_id]
+            answer = self.tokenizer_(titles[target], add_special_tokens=False)["input_ids"] + [
+                self.tokenizer_.eos_token_id
+            ]
             examples.append((list(prompt_ids), answer))
         return examples
 
@@ -297,9 +319,16 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             from peft import get_peft_model
 
             lc = self.config.lora
-            model = get_peft_model(model, PeftLoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                                                         target_modules=list(lc.target_modules),
-                                                         task_type="CAUSAL_LM"))
+            model = get_peft_model(
+                model,
+                PeftLoraConfig(
+                    r=lc.r,
+                    lora_alpha=lc.alpha,
+                    lora_dropout=lc.dropout,
+                    target_modules=list(lc.target_modules),
+                    task_type="CAUSAL_LM",
+                ),
+            )
         model.eval()
         self.lm_, self.tokenizer_ = model, tokenizer
         self.trie_ = TitleTrie(self.titles(), tokenizer)
@@ -308,9 +337,14 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
         return self.recommend_with_stats(queries, k, exclude_seen=exclude_seen)[0]
 
-    def recommend_with_stats(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True,
-                             decoding: Literal["constrained", "unconstrained"] | None = None,
-                             ) -> tuple[TopK, dict[str, int]]:
+    def recommend_with_stats(
+        self,
+        queries: QueryBatch,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        decoding: Literal["constrained", "unconstrained"] | None = None,
+    ) -> tuple[TopK, dict[str, int]]:
         """:meth:`recommend` and counts of the decoding: ``n_generated``, ``n_exact``,
         ``n_near_miss``, ``n_out_of_catalog`` (all 0 but ``n_generated`` when constrained).
         ``decoding`` overrides the configured decoding for this call (audits compare both)."""
@@ -318,8 +352,10 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             raise ConfigError(f"{type(self).__name__}.recommend: k must be >= 0, got {k}")
         decoding = decoding or self.config.decoding
         if decoding not in ("constrained", "unconstrained"):
-            raise ConfigError(f"{type(self).__name__}.recommend_with_stats: decoding must be 'constrained' or "
-                              f"'unconstrained', got {decoding!r}")
+            raise ConfigError(
+                f"{type(self).__name__}.recommend_with_stats: decoding must be 'constrained' or "
+                f"'unconstrained', got {decoding!r}"
+            )
         queries = self._prepare(queries)
         k = min(k, self.n_items_)
         mask = exclusion_mask(queries, self.n_items_, exclude_seen)
@@ -353,8 +389,13 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         """The generation prompts, with how many (most recent) history items each one shows."""
         from trustrec.models.llm._prompts import build_prompts
 
-        return build_prompts(queries, PromptCatalog(self.catalog_), self._template(), self.tokenizer_,
-                             max_history_tokens=self.config.max_history_tokens)
+        return build_prompts(
+            queries,
+            PromptCatalog(self.catalog_),
+            self._template(),
+            self.tokenizer_,
+            max_history_tokens=self.config.max_history_tokens,
+        )
 
     # -- answers (capabilities ``answer_likelihood`` and ``sequence_likelihood``) ---------------
     @property
@@ -393,7 +434,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         targets = np.asarray(targets, np.int64)
         if len(targets) != len(queries):
             raise ValueError(f"{type(self).__name__}.answer_losses: {len(targets)} targets for {len(queries)} queries")
-        with (self._base_lm() if base else contextlib.nullcontext(self.lm_)) as lm:
+        with self._base_lm() if base else contextlib.nullcontext(self.lm_) as lm:
             return self._answer_losses(lm, queries, targets)
 
     @contextlib.contextmanager
@@ -424,20 +465,33 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             answers = tok([titles[i] for i in targets[start:stop]], add_special_tokens=False)["input_ids"]
             batch = collate_examples([(list(p), list(a) + [eos]) for p, a in zip(prompt_ids, answers)], self._pad_id())
             with torch.inference_mode():
-                logits = lm(input_ids=batch["input_ids"].to(device),
-                            attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()
+                logits = (
+                    lm(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+                    .logits[:, :-1]
+                    .float()
+                )
                 labels = batch["labels"][:, 1:].to(device)
-                ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE,
-                                     reduction="none").view(labels.shape)
+                ce = F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="none"
+                ).view(labels.shape)
                 valid = (labels != IGNORE).float()
                 out[start:stop] = ((ce * valid).sum(1) / valid.sum(1).clamp(min=1)).double().cpu().numpy()
         return out
 
     def _constrained(self, queries, prompts, k, mask, stats):
         beams = min(self.trie_.n_sequences, max(self.config.num_beams, k))
-        ranked = self.backend.constrained_beam_search(prompts, self.trie_, num_beams=beams, top_k=beams,
-                                                      batch_size=self.config.inference_batch_size,
-                                                      exclude=mask) if beams else [[] for _ in prompts]
+        ranked = (
+            self.backend.constrained_beam_search(
+                prompts,
+                self.trie_,
+                num_beams=beams,
+                top_k=beams,
+                batch_size=self.config.inference_batch_size,
+                exclude=mask,
+            )
+            if beams
+            else [[] for _ in prompts]
+        )
         stats["n_generated"] = sum(len(r) for r in ranked)
         return ranked
 
@@ -453,8 +507,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         return self._generate(self._prompts(queries), n or self.config.num_beams)
 
     def _generate(self, prompts: list[str], beams: int) -> list[list[tuple[str, float]]]:
-        return self.backend.beam_search(prompts, beams, self.config.max_new_tokens,
-                                        batch_size=self.config.inference_batch_size)
+        return self.backend.beam_search(
+            prompts, beams, self.config.max_new_tokens, batch_size=self.config.inference_batch_size
+        )
 
     def _unconstrained(self, prompts, k, stats):
         ground = self.grounder()
@@ -480,8 +535,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         c = self.config
         mode = mode or c.grounding
         if mode not in ("exact", "tfidf", "embedding"):
-            raise ConfigError(f"{type(self).__name__}.grounder: mode must be 'exact', 'tfidf' or 'embedding', "
-                              f"got {mode!r}")
+            raise ConfigError(
+                f"{type(self).__name__}.grounder: mode must be 'exact', 'tfidf' or 'embedding', got {mode!r}"
+            )
         titles = self.titles()
         exact: dict[str, int] = {}
         for i, t in enumerate(titles):
@@ -537,8 +593,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         for key, value in values.items():
             setattr(self, key, value)
         self._load_lm()
-        self._load_trainable_state({k[len("lm_/"):]: torch.from_numpy(v.copy()) for k, v in arrays.items()
-                                    if k.startswith("lm_/")})
+        self._load_trainable_state(
+            {k[len("lm_/") :]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("lm_/")}
+        )
         self.lm_.eval()
 
 

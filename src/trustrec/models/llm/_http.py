@@ -148,8 +148,7 @@ class OpenAIBackend(LLMBackend):
 
     config: OpenAIBackendConfig
 
-    def __init__(self, base_url: str | None = None, *, config: OpenAIBackendConfig | Mapping | None = None,
-                 **kwargs):
+    def __init__(self, base_url: str | None = None, *, config: OpenAIBackendConfig | Mapping | None = None, **kwargs):
         if config is not None and (base_url is not None or kwargs):
             raise ConfigError("OpenAIBackend: pass either config or keyword arguments, not both")
         if config is None:
@@ -159,8 +158,9 @@ class OpenAIBackend(LLMBackend):
         self.config = validate_config(OpenAIBackendConfig, config, "OpenAIBackend")
         root = self.config.base_url.strip().rstrip("/")
         if not root.startswith(("http://", "https://")):
-            raise ConfigError(f"OpenAIBackend: base_url must start with http:// or https://; got "
-                              f"{self.config.base_url!r}")
+            raise ConfigError(
+                f"OpenAIBackend: base_url must start with http:// or https://; got {self.config.base_url!r}"
+            )
         root = root.removesuffix("/v1")
         self.completions_url = root + "/v1/completions"
         self._client = None
@@ -222,9 +222,11 @@ class OpenAIBackend(LLMBackend):
     def _stream(self, client, payload: dict[str, Any], deadline: float) -> tuple[int, Any, bytes]:
         """One POST, read to the end within the deadline and the size limit (runs in a thread)."""
         url, cfg = self.completions_url, self.config
-        too_large = (f"OpenAIBackend: POST {url} answered with more than max_response_bytes="
-                     f"{cfg.max_response_bytes:,} bytes; the endpoint is misbehaving, or raise "
-                     "max_response_bytes (or lower batch_size)")
+        too_large = (
+            f"OpenAIBackend: POST {url} answered with more than max_response_bytes="
+            f"{cfg.max_response_bytes:,} bytes; the endpoint is misbehaving, or raise "
+            "max_response_bytes (or lower batch_size)"
+        )
         with client.stream("POST", url, json=payload) as response:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > cfg.max_response_bytes:
@@ -240,9 +242,11 @@ class OpenAIBackend(LLMBackend):
             return response.status_code, response.headers, b"".join(chunks)
 
     def _deadline_message(self) -> str:
-        return (f"OpenAIBackend: POST {self.completions_url} did not finish within deadline_s="
-                f"{self.config.deadline_s:g} s (the server answers too slowly or never ends its answer); "
-                "check the server, or raise deadline_s / lower batch_size and max_new_tokens")
+        return (
+            f"OpenAIBackend: POST {self.completions_url} did not finish within deadline_s="
+            f"{self.config.deadline_s:g} s (the server answers too slowly or never ends its answer); "
+            "check the server, or raise deadline_s / lower batch_size and max_new_tokens"
+        )
 
     def _request(self, payload: dict[str, Any]) -> tuple[int, Any, bytes]:
         """Run :meth:`_stream` in a daemon thread and wait at most ``deadline_s`` for it: no server
@@ -275,20 +279,25 @@ class OpenAIBackend(LLMBackend):
         attempts = cfg.max_retries + 1
         last = ""
         for attempt in range(attempts):
-            delay = cfg.backoff_s * (2 ** attempt)
+            delay = cfg.backoff_s * (2**attempt)
             try:
                 status, headers, body = self._request(payload)
             except _Refused as exc:
                 raise EndpointError(str(exc)) from None
             except httpx.TimeoutException:
-                last = (f"no answer within timeout_s={cfg.timeout_s:g} s; the server is overloaded or the "
-                        "request is too large: raise timeout_s or lower batch_size / max_new_tokens")
+                last = (
+                    f"no answer within timeout_s={cfg.timeout_s:g} s; the server is overloaded or the "
+                    "request is too large: raise timeout_s or lower batch_size / max_new_tokens"
+                )
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                last = (f"connection failed ({type(exc).__name__}: {exc}); check that the server is running "
-                        "and that base_url (host and port) is right")
+                last = (
+                    f"connection failed ({type(exc).__name__}: {exc}); check that the server is running "
+                    "and that base_url (host and port) is right"
+                )
             except httpx.HTTPError as exc:  # invalid URL, unsupported protocol, ...: not transient
-                raise EndpointError(f"OpenAIBackend: request to {url} failed: {type(exc).__name__}: {exc}; "
-                                    "check base_url") from None
+                raise EndpointError(
+                    f"OpenAIBackend: request to {url} failed: {type(exc).__name__}: {exc}; check base_url"
+                ) from None
             else:
                 if status == 200:
                     return self._parse_json(body, url)
@@ -301,13 +310,18 @@ class OpenAIBackend(LLMBackend):
                     except ValueError:
                         pass
                 else:
-                    withheld = (" (OPENAI_API_KEY is set but was not sent to this host: pass api_key "
-                                "explicitly or list the host in api_key_hosts)" if self._key_withheld else "")
-                    hint = {401: "set api_key (or OPENAI_API_KEY) to a valid key" + withheld,
-                            403: "set api_key (or OPENAI_API_KEY) to a key allowed to use this model" + withheld,
-                            404: "check base_url and that the server implements /v1/completions "
-                                 f"and serves model {cfg.model!r}"}.get(
-                        status, f"check the request parameters and that the server serves model {cfg.model!r}")
+                    withheld = (
+                        " (OPENAI_API_KEY is set but was not sent to this host: pass api_key "
+                        "explicitly or list the host in api_key_hosts)"
+                        if self._key_withheld
+                        else ""
+                    )
+                    hint = {
+                        401: "set api_key (or OPENAI_API_KEY) to a valid key" + withheld,
+                        403: "set api_key (or OPENAI_API_KEY) to a key allowed to use this model" + withheld,
+                        404: "check base_url and that the server implements /v1/completions "
+                        f"and serves model {cfg.model!r}",
+                    }.get(status, f"check the request parameters and that the server serves model {cfg.model!r}")
                     raise EndpointError(f"OpenAIBackend: POST {url} returned HTTP {status}: {text!r}; {hint}")
             if attempt + 1 < attempts:
                 time.sleep(min(delay, 60.0))
@@ -318,16 +332,22 @@ class OpenAIBackend(LLMBackend):
         try:
             data = json.loads(body)
         except RecursionError:
-            raise EndpointError(f"OpenAIBackend: POST {url} returned JSON nested too deeply to read; "
-                                "check that base_url points to an OpenAI-compatible server") from None
+            raise EndpointError(
+                f"OpenAIBackend: POST {url} returned JSON nested too deeply to read; "
+                "check that base_url points to an OpenAI-compatible server"
+            ) from None
         except (ValueError, UnicodeDecodeError):
-            raise EndpointError(f"OpenAIBackend: POST {url} returned HTTP 200 but not JSON "
-                                f"({_excerpt(body.decode('utf-8', 'replace'))!r}); check that base_url points "
-                                "to an OpenAI-compatible server") from None
+            raise EndpointError(
+                f"OpenAIBackend: POST {url} returned HTTP 200 but not JSON "
+                f"({_excerpt(body.decode('utf-8', 'replace'))!r}); check that base_url points "
+                "to an OpenAI-compatible server"
+            ) from None
         if not isinstance(data, dict):
-            raise EndpointError(f"OpenAIBackend: POST {url} returned JSON that is not an object "
-                                f"({_excerpt(body.decode('utf-8', 'replace'))!r}); expected an OpenAI "
-                                "completions response")
+            raise EndpointError(
+                f"OpenAIBackend: POST {url} returned JSON that is not an object "
+                f"({_excerpt(body.decode('utf-8', 'replace'))!r}); expected an OpenAI "
+                "completions response"
+            )
         return data
 
     def _choices(self, data: dict[str, Any], n: int) -> list[dict[str, Any]]:
@@ -335,33 +355,56 @@ class OpenAIBackend(LLMBackend):
         url = self.completions_url
         choices = data.get("choices")
         if not isinstance(choices, list):
-            raise EndpointError(f"OpenAIBackend: the response of {url} has no 'choices' list "
-                                f"({_excerpt(_dumps(data))!r}); expected an OpenAI completions response")
+            raise EndpointError(
+                f"OpenAIBackend: the response of {url} has no 'choices' list "
+                f"({_excerpt(_dumps(data))!r}); expected an OpenAI completions response"
+            )
         if len(choices) != n:
-            raise EndpointError(f"OpenAIBackend: {url} returned {len(choices)} choices for {n} prompts; "
-                                "the server must return one choice per prompt (n=1)")
+            raise EndpointError(
+                f"OpenAIBackend: {url} returned {len(choices)} choices for {n} prompts; "
+                "the server must return one choice per prompt (n=1)"
+            )
         ordered: list[dict[str, Any] | None] = [None] * n
         for c in choices:
             index = c.get("index") if isinstance(c, dict) else None
-            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n or ordered[index] is not None:
-                raise EndpointError(f"OpenAIBackend: {url} returned a choice with a missing, duplicate or "
-                                    f"out-of-range 'index' ({_excerpt(_dumps(c))!r}) for {n} prompts")
+            if (
+                isinstance(index, bool)
+                or not isinstance(index, int)
+                or not 0 <= index < n
+                or ordered[index] is not None
+            ):
+                raise EndpointError(
+                    f"OpenAIBackend: {url} returned a choice with a missing, duplicate or "
+                    f"out-of-range 'index' ({_excerpt(_dumps(c))!r}) for {n} prompts"
+                )
             ordered[index] = c
         return ordered  # type: ignore[return-value]
 
     # -- generation ------------------------------------------------------------------------------
-    def _generate(self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float,
-                  seed: int) -> list[str]:
+    def _generate(
+        self, prompts: list[str], max_new_tokens: int, *, temperature: float, top_p: float, seed: int
+    ) -> list[str]:
         texts: list[str] = []
         for start in range(0, len(prompts), self.config.batch_size):
-            batch = prompts[start:start + self.config.batch_size]
-            data = self._post({"model": self.config.model, "prompt": batch, "max_tokens": max_new_tokens,
-                               "temperature": temperature, "top_p": top_p, "seed": seed, "n": 1})
+            batch = prompts[start : start + self.config.batch_size]
+            data = self._post(
+                {
+                    "model": self.config.model,
+                    "prompt": batch,
+                    "max_tokens": max_new_tokens,
+                    "temperature": temperature,
+                    "top_p": top_p,
+                    "seed": seed,
+                    "n": 1,
+                }
+            )
             for k, c in enumerate(self._choices(data, len(batch))):
                 text = c.get("text")
                 if not isinstance(text, str):
-                    raise EndpointError(f"OpenAIBackend: choice {k} from {self.completions_url} has no 'text' "
-                                        "string; expected an OpenAI completions response")
+                    raise EndpointError(
+                        f"OpenAIBackend: choice {k} from {self.completions_url} has no 'text' "
+                        "string; expected an OpenAI completions response"
+                    )
                 texts.append(text)
         return texts
 
@@ -372,37 +415,57 @@ class OpenAIBackend(LLMBackend):
         counts: list[int] = []
         pairs = list(zip(prompts, continuations))
         for start in range(0, len(pairs), self.config.batch_size):
-            batch = pairs[start:start + self.config.batch_size]
-            data = self._post({"model": self.config.model, "prompt": [p + c for p, c in batch], "max_tokens": 1,
-                               "echo": True, "logprobs": 1, "temperature": 0.0, "n": 1})
+            batch = pairs[start : start + self.config.batch_size]
+            data = self._post(
+                {
+                    "model": self.config.model,
+                    "prompt": [p + c for p, c in batch],
+                    "max_tokens": 1,
+                    "echo": True,
+                    "logprobs": 1,
+                    "temperature": 0.0,
+                    "n": 1,
+                }
+            )
             for k, ((prompt, cont), choice) in enumerate(zip(batch, self._choices(data, len(batch)))):
                 lp = choice.get("logprobs")
                 offsets = lp.get("text_offset") if isinstance(lp, dict) else None
                 values = lp.get("token_logprobs") if isinstance(lp, dict) else None
-                if (not isinstance(offsets, list) or not isinstance(values, list) or len(offsets) != len(values)
-                        or not offsets):
+                if (
+                    not isinstance(offsets, list)
+                    or not isinstance(values, list)
+                    or len(offsets) != len(values)
+                    or not offsets
+                ):
                     raise EndpointError(
                         f"OpenAIBackend.score_continuations: {url} did not return prompt log-probabilities "
                         "('logprobs' with 'token_logprobs' and 'text_offset' for the echoed prompt). Scoring "
                         "needs an endpoint that supports echo=true with logprobs on /v1/completions, such as "
                         "vLLM; Ollama and llama.cpp's server do not. Use generation only, or serve the model "
-                        "with vLLM or trustrec's LocalBackend.")
+                        "with vLLM or trustrec's LocalBackend."
+                    )
                 self._check_logprobs(values, k)
                 begin, end = len(prompt), len(prompt) + len(cont)
                 total, n, starts_at_boundary = 0.0, 0, False
                 for offset, value in zip(offsets, values):
                     if not isinstance(offset, int) or isinstance(offset, bool):
-                        raise EndpointError(f"OpenAIBackend.score_continuations: {url} returned a non-integer "
-                                            f"text_offset {offset!r}")
+                        raise EndpointError(
+                            f"OpenAIBackend.score_continuations: {url} returned a non-integer text_offset {offset!r}"
+                        )
                     if offset == begin:
                         starts_at_boundary = True
                     if begin <= offset < end:
                         if isinstance(value, bool) or not isinstance(value, (int, float)):
-                            hint = (" (the prompt is empty, so the first token has no context; give a "
-                                    "non-empty prompt)" if begin == 0 else "")
-                            raise EndpointError(f"OpenAIBackend.score_continuations: {url} returned no "
-                                                f"log-probability ({value!r}) for a token of continuation "
-                                                f"{cont[:60]!r}{hint}")
+                            hint = (
+                                " (the prompt is empty, so the first token has no context; give a non-empty prompt)"
+                                if begin == 0
+                                else ""
+                            )
+                            raise EndpointError(
+                                f"OpenAIBackend.score_continuations: {url} returned no "
+                                f"log-probability ({value!r}) for a token of continuation "
+                                f"{cont[:60]!r}{hint}"
+                            )
                         total += float(value)
                         n += 1
                 if not starts_at_boundary or n == 0:
@@ -411,7 +474,8 @@ class OpenAIBackend(LLMBackend):
                         f"continuation no token starts where continuation {cont[:60]!r} begins (character "
                         f"{begin}): the tokenizer merged the end of the prompt with its start, so its tokens "
                         "cannot be separated. End prompts without a trailing space and start continuations "
-                        "with one (e.g. ' Heat').")
+                        "with one (e.g. ' Heat')."
+                    )
                 sums.append(total)
                 counts.append(n)
         return sums, counts
@@ -421,11 +485,16 @@ class OpenAIBackend(LLMBackend):
         for t, value in enumerate(values):
             if value is None:
                 continue
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-                  and math.isfinite(value) and value <= LOGPROB_TOLERANCE)
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value <= LOGPROB_TOLERANCE
+            )
             if not ok:
                 raise EndpointError(
                     f"OpenAIBackend.score_continuations: {self.completions_url} returned an impossible "
                     f"log-probability {value!r} in field choices[{k}].logprobs.token_logprobs[{t}] "
                     "(log-probabilities are finite numbers <= 0); the endpoint is misbehaving: check the "
-                    "server and the model it serves")
+                    "server and the model it serves"
+                )

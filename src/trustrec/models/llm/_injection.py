@@ -43,8 +43,15 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Guard", "INJECTION_PATTERNS", "InjectionMatch", "find_injections", "guard_text", "has_injection",
-           "text_skeleton"]
+__all__ = [
+    "Guard",
+    "INJECTION_PATTERNS",
+    "InjectionMatch",
+    "find_injections",
+    "guard_text",
+    "has_injection",
+    "text_skeleton",
+]
 
 Guard = Literal["off", "flag", "strip"]
 GUARDS = ("off", "flag", "strip")
@@ -53,42 +60,93 @@ OPEN, CLOSE = "⟦", "⟧"
 REMOVED = "[removed instruction-like text]"
 
 _ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"}
-_LOOKALIKE = str.maketrans({
-    # Cyrillic
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
-    "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w",
-    # Greek
-    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
-    "υ": "u", "χ": "x", "ω": "w",
-    # leet
-    "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s",
-})
+_LOOKALIKE = str.maketrans(
+    {
+        # Cyrillic
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "ѕ": "s",
+        "ԁ": "d",
+        "ԛ": "q",
+        "ԝ": "w",
+        # Greek
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "ω": "w",
+        # leet
+        "0": "o",
+        "1": "i",
+        "3": "e",
+        "4": "a",
+        "5": "s",
+        "7": "t",
+        "@": "a",
+        "$": "s",
+    }
+)
 
-_W = r"[\s\W_]+"          # any run of spaces / punctuation between words
-_GAP = r"(?:[\s\W_]+\w+){0,4}?[\s\W_]+"   # up to four filler words
+_W = r"[\s\W_]+"  # any run of spaces / punctuation between words
+_GAP = r"(?:[\s\W_]+\w+){0,4}?[\s\W_]+"  # up to four filler words
 
 INJECTION_PATTERNS: dict[str, re.Pattern] = {
     "override": re.compile(
-        r"\b(?:ignore|disregard|forget|override|bypass|skip|neglect)" + _GAP
+        r"\b(?:ignore|disregard|forget|override|bypass|skip|neglect)"
+        + _GAP
         + r"(?:previous|prior|above|earlier|all|any|the|your|system|these|those|other|preceding|original)"
-        + _GAP.replace("{0,4}", "{0,3}") + r"(?:instructions?|prompts?|rules?|directions?|guidelines?|context|"
-        r"messages?|commands?|orders?)\b"),
+        + _GAP.replace("{0,4}", "{0,3}")
+        + r"(?:instructions?|prompts?|rules?|directions?|guidelines?|context|"
+        r"messages?|commands?|orders?)\b"
+    ),
     "role_marker": re.compile(
         r"(?:^|[\s\W])(?:system|assistant|developer|user)\s*(?:prompt|message)?\s*:|<\|[a-z_ ]+\|>|\[/?inst\]"
-        r"|#{2,}\s*(?:instruction|system|response|assistant)|<<\s*/?sys\s*>>"),
+        r"|#{2,}\s*(?:instruction|system|response|assistant)|<<\s*/?sys\s*>>"
+    ),
     "persona": re.compile(r"\b(?:you are now|act as an?|pretend to be|from now on|roleplay as)\b"),
     "directive": re.compile(
-        r"\b(?:always|only|must|definitely|please|you should|you must)" + _W
+        r"\b(?:always|only|must|definitely|please|you should|you must)"
+        + _W
         + r"(?:recommend|suggest|rank|choose|pick|select|answer|reply|respond|output|prefer)\b"
         r"|\b(?:recommend|suggest|choose|pick|select)" + _W + r"(?:this|it|me|the following)\b"
-        r"|\b(?:you|assistant|ai|model|recommender|system)" + _W
-        + r"(?:must|should|shall|have to|need to|are required to|will now)\b"),
+        r"|\b(?:you|assistant|ai|model|recommender|system)"
+        + _W
+        + r"(?:must|should|shall|have to|need to|are required to|will now)\b"
+    ),
     "output_control": re.compile(
-        r"\b(?:answer|reply|respond|output|print|say|write|return)" + _GAP.replace("{0,4}", "{0,2}")
-        + r"(?:only|exactly|nothing but)\b|\b(?:answer|reply|respond)" + _W + r"with\b"),
+        r"\b(?:answer|reply|respond|output|print|say|write|return)"
+        + _GAP.replace("{0,4}", "{0,2}")
+        + r"(?:only|exactly|nothing but)\b|\b(?:answer|reply|respond)"
+        + _W
+        + r"with\b"
+    ),
     "ranking_control": re.compile(
-        r"\b(?:rank|place|put|list|show)" + _GAP.replace("{0,4}", "{0,3}")
-        + r"(?:first|on top|at the top|number one|#i|highest|above all)\b"),
+        r"\b(?:rank|place|put|list|show)"
+        + _GAP.replace("{0,4}", "{0,3}")
+        + r"(?:first|on top|at the top|number one|#i|highest|above all)\b"
+    ),
     "new_instructions": re.compile(r"\bnew" + _W + r"(?:instructions?|task|rules?|directives?)\b"),
 }
 
@@ -143,7 +201,7 @@ def _strip(text: str, matches: list[InjectionMatch]) -> str:
             continue
         hits = [m.start for m in matches if m.start < end and m.end > start]
         if hits:
-            out.append(text[start:max(start, min(hits))])   # the clause's words before the instruction stay
+            out.append(text[start : max(start, min(hits))])  # the clause's words before the instruction stay
             if not removed_last:
                 out.append(" " + REMOVED + " ")
             removed_last = True

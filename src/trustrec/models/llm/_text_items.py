@@ -36,12 +36,13 @@ _CACHE_FORMAT = 1  # bump when the rendering or the file layout changes, so old 
 
 
 def _items_table(dataset_or_items) -> tuple[pd.DataFrame, str]:
-    if isinstance(dataset_or_items, pd.DataFrame):   # checked first: DataFrame.items is a method
+    if isinstance(dataset_or_items, pd.DataFrame):  # checked first: DataFrame.items is a method
         return dataset_or_items, "items table"
     items = getattr(dataset_or_items, "items", None)
     if not isinstance(items, pd.DataFrame):
-        raise DataError(f"item_text_embeddings: expected a Dataset or an items DataFrame, got "
-                        f"{type(dataset_or_items).__name__}")
+        raise DataError(
+            f"item_text_embeddings: expected a Dataset or an items DataFrame, got {type(dataset_or_items).__name__}"
+        )
     return items, getattr(dataset_or_items, "name", "dataset")
 
 
@@ -55,21 +56,27 @@ def render_item_texts(dataset_or_items, fields: Sequence[str] = (), *, max_chars
     fields = tuple(fields)
     unknown = [f for f in fields if f not in items.columns]
     if unknown:
-        raise DataError(f"'{label}': item field(s) {unknown} are not columns of the items table; "
-                        f"columns: {list(items.columns)}")
+        raise DataError(
+            f"'{label}': item field(s) {unknown} are not columns of the items table; columns: {list(items.columns)}"
+        )
     if not fields:
         has_title = "title" in items.columns and items["title"].map(clean_text).astype(bool).any()
         if not has_title:
             what = "has no 'title' column" if "title" not in items.columns else "has no item with a 'title'"
-            raise DataError(f"'{label}': the items table {what}, so item texts would be placeholders only; "
-                            "name text columns with fields=(...) or use a dataset with titles")
+            raise DataError(
+                f"'{label}': the items table {what}, so item texts would be placeholders only; "
+                "name text columns with fields=(...) or use a dataset with titles"
+            )
     records = items.to_dict("records")
     return [render_item(row, fields, index=i, max_chars=max_chars) for i, row in enumerate(records)]
 
 
 def _cache_path(encoder_name: str, texts: list[str]) -> os.PathLike:
-    digest = hashlib.sha256(json.dumps({"format": _CACHE_FORMAT, "encoder": encoder_name, "texts": texts},
-                                       ensure_ascii=False).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps({"format": _CACHE_FORMAT, "encoder": encoder_name, "texts": texts}, ensure_ascii=False).encode(
+            "utf-8"
+        )
+    ).hexdigest()
     return cache_dir() / "text-embeddings" / f"{digest[:32]}.npy"
 
 
@@ -90,9 +97,15 @@ def _write_cached(path, matrix: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def item_text_embeddings(dataset_or_items, encoder: str | os.PathLike | TextEncoder = "all-minilm-l6-v2",
-                         fields: Sequence[str] = (), max_chars: int = 200, batch_size: int = 64,
-                         progress: bool = False, cache: bool = True) -> np.ndarray:
+def item_text_embeddings(
+    dataset_or_items,
+    encoder: str | os.PathLike | TextEncoder = "all-minilm-l6-v2",
+    fields: Sequence[str] = (),
+    max_chars: int = 200,
+    batch_size: int = 64,
+    progress: bool = False,
+    cache: bool = True,
+) -> np.ndarray:
     """``(n_items, dim)`` float32 embeddings of every item's text, row ``i`` for item index ``i``.
 
     ``dataset_or_items``: a Dataset (its ``items``) or an items DataFrame indexed by item index.

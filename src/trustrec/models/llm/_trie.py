@@ -45,8 +45,7 @@ class TitleTrie:
         self.sequences: dict[int, tuple[int, ...]] = {}  # leaf -> token ids (incl. end marker)
         texts = [(i, t) for i, t in enumerate(titles) if t is not None and str(t).strip()]
         self.empty_items = sorted(set(range(len(titles))) - {i for i, _ in texts})
-        encoded = tokenizer([prefix + str(t) for _, t in texts], add_special_tokens=False)["input_ids"] \
-            if texts else []
+        encoded = tokenizer([prefix + str(t) for _, t in texts], add_special_tokens=False)["input_ids"] if texts else []
         max_len = 0
         for (item, _), ids in zip(texts, encoded):
             ids = [int(x) for x in ids]
@@ -135,7 +134,7 @@ class TitleTrie:
         if excluded.ndim != 2 or excluded.shape[1] != self.n_items:
             raise ValueError(f"TitleTrie.open_counts: excluded must be (n_rows, {self.n_items}); got {excluded.shape}")
         below, leaf_items = self._ancestry()
-        open_leaves = ~excluded[:, leaf_items]                       # (rows, leaves)
+        open_leaves = ~excluded[:, leaf_items]  # (rows, leaves)
         return np.asarray((below @ open_leaves.T.astype(np.int64)).T)
 
     def _ancestry(self):
@@ -154,8 +153,9 @@ class TitleTrie:
                     node = self._child_maps[node][tok]
                     rows.append(node)
                     cols.append(j)
-            self._below = sparse.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
-                                            shape=(self.n_nodes, len(leaves)))
+            self._below = sparse.csr_matrix(
+                (np.ones(len(rows), dtype=np.int64), (rows, cols)), shape=(self.n_nodes, len(leaves))
+            )
             self._leaf_item = np.array([self.leaf_items[leaf][0] for leaf in leaves], dtype=np.int64)
         return self._below, self._leaf_item
 

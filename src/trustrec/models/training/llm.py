@@ -71,14 +71,15 @@ def collate_examples(examples, pad_id: int, weights=None):
     w = torch.zeros((n, length), dtype=torch.float32) if weights is not None else None
     for row, (prompt, answer) in enumerate(examples):
         seq = list(prompt) + list(answer)
-        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, :len(seq)] = 1
-        labels[row, len(prompt):len(seq)] = torch.tensor(list(answer), dtype=torch.long)
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+        labels[row, len(prompt) : len(seq)] = torch.tensor(list(answer), dtype=torch.long)
         if w is not None:
             if len(weights[row]) != len(answer):
-                raise ValueError(f"collate_examples: example {row} has {len(answer)} answer tokens but "
-                                 f"{len(weights[row])} weights")
-            w[row, len(prompt):len(seq)] = torch.as_tensor(weights[row], dtype=torch.float32)
+                raise ValueError(
+                    f"collate_examples: example {row} has {len(answer)} answer tokens but {len(weights[row])} weights"
+                )
+            w[row, len(prompt) : len(seq)] = torch.as_tensor(weights[row], dtype=torch.float32)
     batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     if w is not None:
         batch["weights"] = w
@@ -93,8 +94,9 @@ def causal_lm_loss(logits, labels, weights=None):
 
     logits = logits[:, :-1, :].float()
     target = labels[:, 1:]
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE,
-                         reduction="none").view(target.shape)
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="none"
+    ).view(target.shape)
     valid = (target != IGNORE).float()
     if weights is None:
         return (ce * valid).sum() / valid.sum().clamp(min=1.0)
@@ -115,8 +117,9 @@ def sequence_logprobs(logits, labels, *, average: bool = False):
     return total / valid.sum(1).clamp(min=1) if average else total
 
 
-def preference_loss(chosen, rejected, ref_chosen=None, ref_rejected=None, *, kind: str = "dpo",
-                    beta: float = 0.1, margin: float = 1.0):
+def preference_loss(
+    chosen, rejected, ref_chosen=None, ref_rejected=None, *, kind: str = "dpo", beta: float = 0.1, margin: float = 1.0
+):
     """Mean pairwise preference loss on sequence log-likelihoods: ``kind="dpo"`` is
     ``-log sigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected)))`` (references 0
     when not given), ``kind="margin"`` is ``max(0, margin - (chosen - rejected))``."""
@@ -141,7 +144,7 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
     t = torch.log_softmax(teacher_logits[:, :-1, :].float() / temperature, dim=-1)
     valid = (labels[:, 1:] != IGNORE).float()
     kl = (t.exp() * (t - s)).sum(-1)
-    return (kl * valid).sum() / valid.sum().clamp(min=1.0) * temperature ** 2
+    return (kl * valid).sum() / valid.sum().clamp(min=1.0) * temperature**2
 
 
 def reinforce_loss(logprobs, rewards, *, baseline: Literal["mean", "none"] = "mean"):
@@ -189,8 +192,10 @@ class TrainingExample:
         if not self.variants:
             raise ValueError("TrainingExample: give at least one prompt variant")
         if self.rejected and len(self.rejected) != len(self.variants):
-            raise ValueError(f"TrainingExample: {len(self.variants)} variants but {len(self.rejected)} rejected rows "
-                             "(give one rejected row per variant)")
+            raise ValueError(
+                f"TrainingExample: {len(self.variants)} variants but {len(self.rejected)} rejected rows "
+                "(give one rejected row per variant)"
+            )
 
     @classmethod
     def single(cls, prompt_ids, answer_ids, weights=None, **meta) -> TrainingExample:
@@ -204,13 +209,14 @@ def _variant(v) -> PromptVariant:
 def _as_example(e) -> TrainingExample:
     if isinstance(e, TrainingExample):
         return e
-    return TrainingExample.single(*e)        # a (prompt_ids, answer_ids[, weights]) pair
+    return TrainingExample.single(*e)  # a (prompt_ids, answer_ids[, weights]) pair
 
 
 def _collate_rows(rows: Sequence[PromptVariant], pad_id: int):
     weighted = any(r.weights is not None for r in rows)
-    weights = [list(r.weights) if r.weights is not None else [1.0] * len(r.answer_ids) for r in rows] \
-        if weighted else None
+    weights = (
+        [list(r.weights) if r.weights is not None else [1.0] * len(r.answer_ids) for r in rows] if weighted else None
+    )
     return collate_examples([(r.prompt_ids, r.answer_ids) for r in rows], pad_id, weights)
 
 
@@ -222,7 +228,13 @@ class LossContext:
     ``model`` and ``trainer``."""
 
     def __init__(self, trainer: LLMTrainer, examples: list[TrainingExample], batch: dict, outputs):
-        self.trainer, self.model, self.examples, self.batch, self.outputs = trainer, trainer.model, examples, batch, outputs
+        self.trainer, self.model, self.examples, self.batch, self.outputs = (
+            trainer,
+            trainer.model,
+            examples,
+            batch,
+            outputs,
+        )
         self._rejected = None
 
     def _forward_rejected(self):
@@ -290,8 +302,9 @@ class PairwisePreferenceLoss(LossTerm):
         if self.reference is not None:
             with torch.no_grad():
                 ref_c = sequence_logprobs(self.reference(ctx.batch), ctx.batch["labels"], average=self.average)
-                ref_r = sequence_logprobs(self.reference(ctx.rejected_batch), ctx.rejected_batch["labels"],
-                                          average=self.average)
+                ref_r = sequence_logprobs(
+                    self.reference(ctx.rejected_batch), ctx.rejected_batch["labels"], average=self.average
+                )
         return preference_loss(chosen, rejected, ref_c, ref_r, kind=self.kind, beta=self.beta, margin=self.margin)
 
 
@@ -356,8 +369,17 @@ class LLMTrainer:
     :class:`~trustrec.models.training.EpochLoop` with the given callbacks.
     """
 
-    def __init__(self, model, *, pad_id: int, losses: Sequence[Callable] | None = None, learning_rate: float = 2e-4,
-                 batch_size: int = 8, optimizer=None, loss_fn: Callable | None = None):
+    def __init__(
+        self,
+        model,
+        *,
+        pad_id: int,
+        losses: Sequence[Callable] | None = None,
+        learning_rate: float = 2e-4,
+        batch_size: int = 8,
+        optimizer=None,
+        loss_fn: Callable | None = None,
+    ):
         import torch
 
         if batch_size < 1:
@@ -365,8 +387,11 @@ class LLMTrainer:
         self.model, self.pad_id, self.batch_size = model, int(pad_id), int(batch_size)
         self.losses = list(losses) if losses is not None else [CausalLMLoss()]
         self.loss_fn = loss_fn
-        self.optimizer = optimizer if optimizer is not None else torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+        self.optimizer = (
+            optimizer
+            if optimizer is not None
+            else torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+        )
 
     @property
     def device(self):
@@ -385,8 +410,7 @@ class LLMTrainer:
 
         rows = [v for e in examples for v in e.variants]
         batch = _collate_rows(rows, self.pad_id)
-        batch["example_index"] = torch.tensor([i for i, e in enumerate(examples) for _ in e.variants],
-                                              dtype=torch.long)
+        batch["example_index"] = torch.tensor([i for i, e in enumerate(examples) for _ in e.variants], dtype=torch.long)
         return batch
 
     def batch_loss(self, examples: Sequence[TrainingExample], batch: dict | None = None):
@@ -410,7 +434,9 @@ class LLMTrainer:
     def n_batches(self, n_examples: int) -> int:
         return max(1, math.ceil(n_examples / self.batch_size))
 
-    def train_epoch(self, examples: Sequence, rng: np.random.Generator, on_step: Callable[[], None] | None = None) -> float:
+    def train_epoch(
+        self, examples: Sequence, rng: np.random.Generator, on_step: Callable[[], None] | None = None
+    ) -> float:
         examples = [_as_example(e) for e in examples]
         if not examples:
             raise ValueError("LLMTrainer.train_epoch: no training example")

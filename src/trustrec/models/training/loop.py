@@ -125,9 +125,16 @@ class EarlyStopping(Callback):
     ``improved`` to the epoch's logs.
     """
 
-    def __init__(self, score: Callable[[], float], *, eval_every: int = 1, patience: int = 5,
-                 snapshot: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None,
-                 eval_last: bool = False):
+    def __init__(
+        self,
+        score: Callable[[], float],
+        *,
+        eval_every: int = 1,
+        patience: int = 5,
+        snapshot: Callable[[], Any] | None = None,
+        restore: Callable[[Any], None] | None = None,
+        eval_last: bool = False,
+    ):
         if eval_every < 1:
             raise ValueError(f"EarlyStopping: eval_every must be >= 1, got {eval_every}")
         self.score, self.eval_every, self.patience = score, int(eval_every), int(patience)
@@ -156,7 +163,7 @@ class EarlyStopping(Callback):
     def on_fit_end(self, loop):
         if self.best_state is not None and self.restore is not None and self.best_epoch != loop.epochs_run:
             self.restore(self.best_state)
-        self.best_state = None               # the snapshot is not kept after fitting
+        self.best_state = None  # the snapshot is not kept after fitting
 
 
 class ProgressBar(Callback):
@@ -164,8 +171,15 @@ class ProgressBar(Callback):
     ``steps_per_epoch``: one tick per :meth:`EpochLoop.step`), showing the loss and the
     validation score; ``disable`` shows nothing."""
 
-    def __init__(self, desc: str, *, unit: str = "epoch", steps_per_epoch: int | None = None,
-                 disable: bool = False, leave: bool = False):
+    def __init__(
+        self,
+        desc: str,
+        *,
+        unit: str = "epoch",
+        steps_per_epoch: int | None = None,
+        disable: bool = False,
+        leave: bool = False,
+    ):
         self.desc, self.unit, self.steps_per_epoch = desc, unit, steps_per_epoch
         self.disable, self.leave = disable, leave
 
@@ -199,8 +213,9 @@ class Checkpoint(Callback):
     an improvement; ``checkpoint.json`` records the epoch, loss and score of each file.
     Read a file back with :func:`load_checkpoint`."""
 
-    def __init__(self, folder: str | Path, state: Callable[[], dict], *, every: int = 1, best: bool = True,
-                 last: bool = True):
+    def __init__(
+        self, folder: str | Path, state: Callable[[], dict], *, every: int = 1, best: bool = True, last: bool = True
+    ):
         if every < 1:
             raise ValueError(f"Checkpoint: every must be >= 1, got {every}")
         self.folder, self.state, self.every, self.best, self.last = Path(folder), state, int(every), best, last
@@ -241,17 +256,25 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     return load_file(str(path), device=device)
 
 
-def early_stopping_from(options, score: Callable[[], float], *, snapshot=None, restore=None,
-                        eval_last: bool = False) -> EarlyStopping | None:
+def early_stopping_from(
+    options, score: Callable[[], float], *, snapshot=None, restore=None, eval_last: bool = False
+) -> EarlyStopping | None:
     """The :class:`EarlyStopping` that ``FitOptions`` asks for (its ``validator``,
     ``eval_every`` and ``patience``), or None without a validator."""
     if getattr(options, "validator", None) is None:
         return None
-    return EarlyStopping(score, eval_every=options.eval_every, patience=options.patience, snapshot=snapshot,
-                         restore=restore, eval_last=eval_last)
+    return EarlyStopping(
+        score,
+        eval_every=options.eval_every,
+        patience=options.patience,
+        snapshot=snapshot,
+        restore=restore,
+        eval_last=eval_last,
+    )
 
 
-def progress_from(options, desc: str, *, unit: str = "epoch", steps_per_epoch: int | None = None,
-                  leave: bool = False) -> ProgressBar:
+def progress_from(
+    options, desc: str, *, unit: str = "epoch", steps_per_epoch: int | None = None, leave: bool = False
+) -> ProgressBar:
     """A :class:`ProgressBar`, shown when ``FitOptions.progress`` is set."""
     return ProgressBar(desc, unit=unit, steps_per_epoch=steps_per_epoch, disable=not options.progress, leave=leave)

@@ -36,11 +36,24 @@ class RolloutSampler:
     :class:`~trustrec.models.llm._trie.TitleTrie` in the backend's tokenizer) every rollout is a
     catalog title. ``temperature`` 0 is greedy (all ``n`` rollouts equal)."""
 
-    def __init__(self, backend, *, n: int = 4, max_new_tokens: int = 32, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int = 0, trie=None, batch_size: int = 8, stop: Sequence[str] | None = None):
+    def __init__(
+        self,
+        backend,
+        *,
+        n: int = 4,
+        max_new_tokens: int = 32,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        trie=None,
+        batch_size: int = 8,
+        stop: Sequence[str] | None = None,
+    ):
         if n < 1 or max_new_tokens < 1 or batch_size < 1:
-            raise ValueError(f"RolloutSampler: n, max_new_tokens and batch_size must be >= 1; got {n}, "
-                             f"{max_new_tokens}, {batch_size}")
+            raise ValueError(
+                f"RolloutSampler: n, max_new_tokens and batch_size must be >= 1; got {n}, "
+                f"{max_new_tokens}, {batch_size}"
+            )
         self.backend, self.n, self.max_new_tokens = backend, int(n), int(max_new_tokens)
         self.temperature, self.top_p, self.seed, self.trie = float(temperature), float(top_p), int(seed), trie
         self.batch_size, self.stop = int(batch_size), stop
@@ -53,18 +66,40 @@ class RolloutSampler:
         seed = self.seed if seed is None else int(seed)
         prompts = list(prompts)
         if self.trie is not None:
-            rows = self.backend.sample_constrained(prompts, self.trie, self.n, temperature=self.temperature,
-                                                   top_p=self.top_p, seed=seed, batch_size=self.batch_size)
+            rows = self.backend.sample_constrained(
+                prompts,
+                self.trie,
+                self.n,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                seed=seed,
+                batch_size=self.batch_size,
+            )
             tok = self._tokenizer()
-            return [[Rollout(tok.decode(ids, skip_special_tokens=True), tuple(ids), int(item), seed)
-                     for ids, item in row] for row in rows]
-        texts = self.backend.sample(prompts, self.n, self.max_new_tokens, temperature=self.temperature,
-                                    top_p=self.top_p, seed=seed, stop=self.stop)
+            return [
+                [Rollout(tok.decode(ids, skip_special_tokens=True), tuple(ids), int(item), seed) for ids, item in row]
+                for row in rows
+            ]
+        texts = self.backend.sample(
+            prompts,
+            self.n,
+            self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=seed,
+            stop=self.stop,
+        )
         tok = self._tokenizer()
         out = []
         for row in texts:
-            out.append([Rollout(t, None if tok is None else tuple(tok(t, add_special_tokens=False)["input_ids"]),
-                                -1, seed + j) for j, t in enumerate(row)])
+            out.append(
+                [
+                    Rollout(
+                        t, None if tok is None else tuple(tok(t, add_special_tokens=False)["input_ids"]), -1, seed + j
+                    )
+                    for j, t in enumerate(row)
+                ]
+            )
         return out
 
     def sample_ids(self, example, *, seed: int | None = None) -> list[list[int]]:

@@ -28,9 +28,21 @@ def supports_approximate_unlearning(model) -> bool:
     return hook is not None and hook is not TorchRecommender._sequence_losses
 
 
-def approximate_unlearn(model, forget, retain, *, forget_users=None, retain_users=None, steps: int = 10,
-                        learning_rate: float | None = None, retain_weight: float = 1.0, batch_size: int = 32,
-                        max_forget_loss: float | None = None, seed: int = 0, in_place: bool = False):
+def approximate_unlearn(
+    model,
+    forget,
+    retain,
+    *,
+    forget_users=None,
+    retain_users=None,
+    steps: int = 10,
+    learning_rate: float | None = None,
+    retain_weight: float = 1.0,
+    batch_size: int = 32,
+    max_forget_loss: float | None = None,
+    seed: int = 0,
+    in_place: bool = False,
+):
     """A copy of the fitted ``model`` (``model`` itself with ``in_place``) that has approximately
     unlearned the sequences ``forget`` (a Ragged of chronological training sequences, of user
     indices ``forget_users``) by gradient ascent with a retain term.
@@ -52,10 +64,12 @@ def approximate_unlearn(model, forget, retain, *, forget_users=None, retain_user
     name = type(model).__name__
     model._check_fitted()
     if not supports_approximate_unlearning(model):
-        if hasattr(model, "_sequence_losses"):     # the torch base's hook raises NotImplementedError, saying why
+        if hasattr(model, "_sequence_losses"):  # the torch base's hook raises NotImplementedError, saying why
             model._sequence_losses(forget, np.zeros(0, np.int64), np.random.default_rng(0))
-        raise ConfigError(f"{name} has no per-sequence training loss, so it cannot unlearn approximately; "
-                          "retrain without the users instead")
+        raise ConfigError(
+            f"{name} has no per-sequence training loss, so it cannot unlearn approximately; "
+            "retrain without the users instead"
+        )
     if steps < 1 or batch_size < 1:
         raise ConfigError(f"{name}.unlearn: steps and batch_size must be >= 1, got {steps}, {batch_size}")
     if retain_weight < 0:
@@ -77,8 +91,11 @@ def approximate_unlearn(model, forget, retain, *, forget_users=None, retain_user
     log = {"forget_loss": [], "retain_loss": []}
     start_retain = None
     for _ in range(steps):
-        f_rows = with_forget if len(with_forget) <= batch_size else np.sort(
-            rng.choice(with_forget, batch_size, replace=False))
+        f_rows = (
+            with_forget
+            if len(with_forget) <= batch_size
+            else np.sort(rng.choice(with_forget, batch_size, replace=False))
+        )
         lf = model._sequence_losses(forget.take(f_rows), forget_users[f_rows], rng)
         lf = lf[~torch.isnan(lf)]
         forget_mean = float(lf.detach().mean()) if len(lf) else float("nan")
@@ -98,17 +115,23 @@ def approximate_unlearn(model, forget, retain, *, forget_users=None, retain_user
         log["forget_loss"].append(forget_mean)
         log["retain_loss"].append(retain_mean)
         if not ascend and (start_retain is None or not retain_mean > start_retain):
-            break                                # bound reached and retained users back where they were
+            break  # bound reached and retained users back where they were
         if total is None:
             break
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
     model.net_.eval()
-    model.unlearning_ = {"method": "gradient_ascent", "n_forget_sequences": len(with_forget),
-                         "steps_run": len(log["forget_loss"]), "max_steps": int(steps), "learning_rate": float(lr),
-                         "retain_weight": float(retain_weight),
-                         "max_forget_loss": None if max_forget_loss is None else float(max_forget_loss),
-                         "forget_loss": log["forget_loss"], "retain_loss": log["retain_loss"],
-                         "seconds": time.perf_counter() - started}
+    model.unlearning_ = {
+        "method": "gradient_ascent",
+        "n_forget_sequences": len(with_forget),
+        "steps_run": len(log["forget_loss"]),
+        "max_steps": int(steps),
+        "learning_rate": float(lr),
+        "retain_weight": float(retain_weight),
+        "max_forget_loss": None if max_forget_loss is None else float(max_forget_loss),
+        "forget_loss": log["forget_loss"],
+        "retain_loss": log["retain_loss"],
+        "seconds": time.perf_counter() - started,
+    }
     return model
