@@ -1,0 +1,31 @@
+"""Fairness audits: user groups (consumer side), item exposure and popularity (provider side),
+calibration, counterfactual sensitive-attribute probing of models that read attributes, and cold
+items, one module each. (The position bias of LLM rankers, also a fairness audit, lives in
+:mod:`trustrec.audit.controllability`, whose machinery it shares; ``fairness_mitigations`` in
+``audit._mitigations``.)"""
+
+# the import order is the registration order
+# (user_fairness, item_exposure, calibration, counterfactual_attributes, cold_start)
+from trustrec.audit.fairness.user_fairness import UserFairnessAudit, UserFairnessConfig  # noqa: I001
+from trustrec.audit.fairness.item_exposure import ItemExposureAudit, ItemExposureConfig
+from trustrec.audit.fairness.calibration import CalibrationAudit, CalibrationConfig
+from trustrec.audit.fairness.counterfactual_attributes import (
+    CounterfactualAttributeAudit,
+    CounterfactualConfig,
+    reads_query_attributes,
+)
+from trustrec.audit.fairness.cold_start import ColdStartAudit, ColdStartConfig
+
+__all__ = [
+    "UserFairnessConfig",
+    "UserFairnessAudit",
+    "ItemExposureConfig",
+    "ItemExposureAudit",
+    "CalibrationConfig",
+    "CalibrationAudit",
+    "CounterfactualConfig",
+    "CounterfactualAttributeAudit",
+    "ColdStartConfig",
+    "ColdStartAudit",
+    "reads_query_attributes",
+]

@@ -1,0 +1,48 @@
+"""Robustness audits: history perturbation (top-K stability under edits of the query history),
+poisoning (fake-user injection and retraining) and text attacks on LLM recommenders' item text,
+one module each; ``_common`` is what they share (the items of raw ``target_items``, the
+full-ranking rank of targets, top-K lists in batches) and ``_text_edits`` the item-text attacks."""
+
+# the import order is the registration order (history_perturbation, poisoning, text_attack)
+from trustrec.audit.robustness._common import target_item_indices, target_ranks  # noqa: I001
+from trustrec.audit.robustness.history_perturbation import (
+    PERTURBATIONS,
+    HistoryPerturbationAudit,
+    HistoryPerturbationConfig,
+    perturb_histories,
+    rank_biased_overlap,
+)
+from trustrec.audit.robustness.poisoning import (
+    ATTACKS,
+    PoisoningAudit,
+    PoisoningConfig,
+    fake_profiles,
+    inject_fake_users,
+)
+from trustrec.audit.robustness.text_attack import (
+    PROMOTIONAL_PHRASES,
+    TEXT_ATTACKS,
+    TextAttackAudit,
+    TextAttackConfig,
+    attack_item_text,
+)
+
+__all__ = [
+    "perturb_histories",
+    "rank_biased_overlap",
+    "HistoryPerturbationConfig",
+    "HistoryPerturbationAudit",
+    "fake_profiles",
+    "inject_fake_users",
+    "target_item_indices",
+    "target_ranks",
+    "PoisoningConfig",
+    "PoisoningAudit",
+    "attack_item_text",
+    "TextAttackConfig",
+    "TextAttackAudit",
+    "ATTACKS",
+    "PERTURBATIONS",
+    "TEXT_ATTACKS",
+    "PROMOTIONAL_PHRASES",
+]

@@ -1,0 +1,63 @@
+"""What several robustness audits share: the top-K lists of a query batch, the item indices of an
+attack's raw ``target_items`` (poisoning, text attacks) and the full-ranking rank of target items
+(:func:`target_ranks`: poisoning, text attacks on text-encoder scorers)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trustrec.data import Dataset
+from trustrec.errors import ConfigError
+
+__all__ = ["target_item_indices", "target_ranks"]
+
+
+def _recommend(model, queries, k: int, batch_size: int) -> np.ndarray:
+    parts = [model.recommend(b, k).items for b in queries.batches(batch_size)]
+    return np.concatenate(parts) if parts else np.empty((0, k), np.int64)
+
+
+def target_item_indices(dataset: Dataset, raw_ids, who: str) -> np.ndarray:
+    """Item indices of the raw ``target_items`` of an attack audit; unknown ids raise
+    ``ConfigError`` naming them."""
+    idx = np.asarray(dataset.item_index(list(raw_ids), missing="ignore"), np.int64)
+    unknown = [t for t, i in zip(raw_ids, idx) if i < 0]
+    if unknown:
+        raise ConfigError(
+            f"{who}: target_items {unknown} are not items of dataset '{dataset.name}' "
+            f"(e.g. {list(dataset.item_ids[:3])}); give raw item ids"
+        )
+    return idx
+
+
+def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, depth: int = 100) -> np.ndarray:
+    """(n_queries, n_targets) 1-based rank of each target in the model's full ranking of the
+    catalog with the history masked (ties broken by the lower item index, as
+    :func:`trustrec.models.topk_from_scores`); NaN where the target is in the history.
+    Models without full-ranking scores are ranked from their top-``depth`` list: absent targets
+    get ``depth + 1`` (censored)."""
+    from trustrec.models import exclusion_mask
+
+    targets = np.atleast_1d(np.asarray(targets, np.int64))
+    out = []
+    for batch in queries.batches(batch_size):
+        if "score" in model.capabilities and batch.candidates is None:
+            prepared = model._prepare(batch)
+            s = np.asarray(model.score(prepared), np.float64)
+            s = np.where(np.isnan(s), -np.inf, s)
+            mask = exclusion_mask(prepared, model.n_items_, True)
+            s[mask] = -np.inf
+            ts = s[:, targets]  # (b, t)
+            higher = (s[:, None, :] > ts[:, :, None]).sum(2)
+            ties = (
+                (s[:, None, :] == ts[:, :, None]) & (np.arange(s.shape[1])[None, None, :] < targets[None, :, None])
+            ).sum(2)
+            r = (1 + higher + ties).astype(np.float64)
+            r[mask[:, targets]] = np.nan
+        else:
+            top = model.recommend(batch, depth).items
+            hit = top[:, :, None] == targets[None, None, :]
+            r = np.where(hit.any(1), hit.argmax(1) + 1, depth + 1).astype(np.float64)
+            r[batch.histories.to_dense_mask(model.n_items_)[:, targets]] = np.nan
+        out.append(r)
+    return np.concatenate(out) if out else np.empty((0, len(targets)))
