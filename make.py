@@ -4,6 +4,8 @@
 python3 make.py demo      # install (with the LLM extra) and run `trustrec demo`
 python3 make.py test      # install with the dev extra and run the test suite
 python3 make.py test -m slow   # extra pytest arguments pass through
+python3 make.py docs      # install with the docs extra and build the site (mkdocs --strict) into build/site
+python3 make.py docs --serve   # the same, served with live reload on http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -72,6 +74,13 @@ def main(argv: list[str]) -> int:
             print("pytest collected no tests (exit 5)")
             return 0
         return code
+    if task == "docs":
+        # the generated pages import trustrec (the audit registry, __all__): the base install plus docs
+        ensure_env("docs")
+        env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+        if rest[:1] == ["--serve"]:
+            return run(PY, "-m", "mkdocs", "serve", "--strict", *rest[1:], cwd=ROOT, env=env)
+        return run(PY, "-m", "mkdocs", "build", "--strict", *rest, cwd=ROOT, env=env)
     print(__doc__)
     return 0 if task == "help" else 2
 
