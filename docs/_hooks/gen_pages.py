@@ -124,7 +124,7 @@ def _field_docs(config_cls: type) -> dict[str, str]:
         import griffe
 
         parsed = griffe.Docstring(doc).parse("numpy", warn_unknown_params=False)
-    except Exception:  # a docstring griffe cannot parse is shown as prose only
+    except Exception:  # noqa: BLE001 -- a docstring griffe cannot parse is shown as prose only
         return out
     for section in parsed:
         if section.kind.value in ("parameters", "attributes", "other parameters"):
@@ -193,9 +193,11 @@ def _api_pages(packages: list[str]) -> dict[str, str]:
     expected: dict[str, list[str]] = {}
     index = [
         "# API reference\n",
-        "Generated from the code at build time: one page per public package, one entry per name in "
-        "the package's `__all__` (docstrings in numpy style). The build fails when a public name "
-        "has no entry.\n",
+        (
+            "Generated from the code at build time: one page per public package, one entry per name in "
+            "the package's `__all__` (docstrings in numpy style). The build fails when a public name "
+            "has no entry.\n"
+        ),
         "| Package | Public names | Summary |",
         "|---|---|---|",
     ]
@@ -308,7 +310,9 @@ def _audit_section(name: str, cls: type, packages: list[str]) -> str:
     from trustrec.audit import RetrainingAudit
 
     if issubclass(cls, RetrainingAudit):
-        out.append("**Retrains** copies of the model (a `RetrainingAudit`: `model_spec`, else the audited model's own config).\n")
+        out.append(
+            "**Retrains** copies of the model (a `RetrainingAudit`: `model_spec`, else the audited model's own config).\n"
+        )
     declared = getattr(cls, "estimates", None)
     if isinstance(declared, (list, tuple, dict)) and declared:
         out.append("**Estimates:** " + ", ".join(f"`{e}`" for e in declared) + "\n")
@@ -325,11 +329,12 @@ def _audit_section(name: str, cls: type, packages: list[str]) -> str:
     configured = defaults.get("thresholds") or []
     derived = _derived_thresholds(cls)
     items = []
-    if configured:
-        for t in configured:
-            items.append(f"- default: `{t['estimate']} {t['op']} {t['limit']:g}` (alpha {t.get('alpha', 0.05):g})")
-    for f in derived:
-        items.append(f"- derived from the setting `{f}` (default {_code(defaults.get(f))}; `None` turns it off)")
+    items.extend(
+        f"- default: `{t['estimate']} {t['op']} {t['limit']:g}` (alpha {t.get('alpha', 0.05):g})" for t in configured
+    )
+    items.extend(
+        f"- derived from the setting `{f}` (default {_code(defaults.get(f))}; `None` turns it off)" for f in derived
+    )
     if not items:
         items.append("- none by default: the verdict is `no_threshold` unless `thresholds` are configured")
     items.append(
@@ -362,7 +367,9 @@ def _dimension_pages(packages: list[str]) -> dict[str, str]:
         else:
             lines.append("| Audit | Measures | Needs |\n|---|---|---|")
             for name, cls in audits.items():
-                lines.append(f"| [`{name}`](#{name}) | {_md_cell(_rst_to_md(cls.description))} | {_md_cell(cls.needs)} |")
+                lines.append(
+                    f"| [`{name}`](#{name}) | {_md_cell(_rst_to_md(cls.description))} | {_md_cell(cls.needs)} |"
+                )
             lines.append("")
             for name, cls in audits.items():
                 lines.append(_audit_section(name, cls, packages))
@@ -427,8 +434,7 @@ def _table_of_records(records: list[dict]) -> list[str]:
                 cols.append(k)
     cols = cols[:10]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in records[:_MAX_ROWS]:
-        out.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    out.extend("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in records[:_MAX_ROWS])
     if len(records) > _MAX_ROWS:
         out.append(f"\n({len(records) - _MAX_ROWS} more rows in the file)")
     return out
@@ -438,10 +444,12 @@ def _benchmark_page() -> str:
     files = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
     lines = [
         "# Benchmark results\n",
-        "Generated at build time from `benchmarks/results/*.json`: for each file, the command that "
-        "produced it and its main figures (numbers to 4 significant digits; `value [low, high]` is an "
-        "estimate with its 95% CI). The scripts are in `benchmarks/`; every figure was measured on "
-        "a 2-core CPU machine unless the file says otherwise.\n",
+        (
+            "Generated at build time from `benchmarks/results/*.json`: for each file, the command that "
+            "produced it and its main figures (numbers to 4 significant digits; `value [low, high]` is "
+            "an estimate with its 95% CI). The scripts are in `benchmarks/`; the machine each ran on is "
+            "recorded in its file.\n"
+        ),
     ]
     for f in files:
         try:
@@ -461,14 +469,13 @@ def _benchmark_page() -> str:
                 summaries.append(v)
             elif isinstance(v, dict) and isinstance(v.get("summary"), str):
                 summaries.append(f"**{k}**: {v['summary']}")
-        for s in summaries[:12]:
-            lines.append(f"- {_md_cell(s)}")
+        lines.extend(f"- {_md_cell(s)}" for s in summaries[:12])
         if summaries:
             lines.append("")
         rows: list[tuple[str, str]] = []
         tables: list[tuple[str, list[dict]]] = []
         for k, v in data.items():
-            if k in _SKIP_KEYS or k == "command" or k == "summary" and isinstance(v, str):
+            if k in _SKIP_KEYS or k == "command" or (k == "summary" and isinstance(v, str)):
                 continue
             if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
                 tables.append((k, v))
