@@ -105,7 +105,15 @@ def _dedent_doc(doc: str | None) -> str:
 def _rst_to_md(text: str) -> str:
     """Docstrings use reST roles (``:class:`X```) and double backticks; render them as code."""
     text = re.sub(r":(?:class|func|meth|data|mod|attr|obj|exc):`~?([^`]+)`", r"`\1`", text)
-    return text.replace("``", "`")
+    return _escape_tags(text.replace("``", "`"))
+
+
+def _escape_tags(text: str) -> str:
+    """``<title>`` in prose would be read as an HTML tag: escape ``<`` outside code spans."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):
+        parts[i] = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", parts[i])
+    return "`".join(parts)
 
 
 def _field_docs(config_cls: type) -> dict[str, str]:
@@ -398,7 +406,18 @@ def _fmt(v: Any) -> str:
                 return f"{_fmt(v[val])} [{_fmt(v[lo])}, {_fmt(v[hi])}]"
     if isinstance(v, list) and len(v) <= 6 and all(not isinstance(x, (dict, list)) for x in v):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return _md_cell(str(v))
+    if (  # [value, [low, high]]: an estimate with its interval
+        isinstance(v, list)
+        and len(v) == 2
+        and isinstance(v[0], (int, float))
+        and isinstance(v[1], list)
+        and len(v[1]) == 2
+        and all(isinstance(x, (int, float)) or x is None for x in v[1])
+    ):
+        return f"{_fmt(v[0])} [{_fmt(v[1][0])}, {_fmt(v[1][1])}]"
+    if isinstance(v, str) and len(v) > 160:
+        return _escape_tags(_md_cell(v[:157])) + "..."
+    return _escape_tags(_md_cell(str(v)))
 
 
 def _is_leafish(v: Any) -> bool:
@@ -469,7 +488,7 @@ def _benchmark_page() -> str:
                 summaries.append(v)
             elif isinstance(v, dict) and isinstance(v.get("summary"), str):
                 summaries.append(f"**{k}**: {v['summary']}")
-        lines.extend(f"- {_md_cell(s)}" for s in summaries[:12])
+        lines.extend(f"- {_escape_tags(_md_cell(s))}" for s in summaries[:12])
         if summaries:
             lines.append("")
         rows: list[tuple[str, str]] = []
@@ -487,7 +506,7 @@ def _benchmark_page() -> str:
         if rows:
             lines.append("| Figure | Value |\n|---|---|")
             for key, val in rows[:_MAX_ROWS]:
-                lines.append(f"| {_md_cell(key)} | {val} |")
+                lines.append(f"| {_escape_tags(_md_cell(key))} | {val} |")
             if len(rows) > _MAX_ROWS:
                 lines.append(f"\n(more figures in `{f.relative_to(ROOT)}`)")
             lines.append("")
