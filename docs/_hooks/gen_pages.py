@@ -20,6 +20,7 @@ import logging
 import math
 import pkgutil
 import re
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ from mkdocs.structure.files import File, Files
 
 log = logging.getLogger("mkdocs.hooks.trustrec")
 ROOT = Path(__file__).resolve().parents[2]
+# Document this checkout's code (as mkdocstrings reads it from src/), whichever checkout the
+# environment's editable install points at.
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
 
 #: Packages whose ``__all__`` the reference covers, in this order; public packages found under
 #: ``trustrec`` that are missing here fail the build (``trustrec.cli`` is documented by ``--help``).
@@ -145,6 +150,8 @@ def _public_packages() -> list[str]:
     import trustrec
     import trustrec.audit
 
+    if not Path(trustrec.__file__).resolve().is_relative_to(ROOT / "src"):
+        raise PluginError(f"trustrec was imported from {trustrec.__file__}, not from {ROOT / 'src'}")
     dims = sorted(
         f"trustrec.audit.{m.name}" for m in pkgutil.iter_modules(trustrec.audit.__path__) if not m.name.startswith("_")
     )
