@@ -30,11 +30,6 @@ from mkdocs.structure.files import File, Files
 
 log = logging.getLogger("mkdocs.hooks.trustrec")
 ROOT = Path(__file__).resolve().parents[2]
-# Document this checkout's code (as mkdocstrings reads it from src/), whichever checkout the
-# environment's editable install points at.
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
-
 #: Packages whose ``__all__`` the reference covers, in this order; public packages found under
 #: ``trustrec`` that are missing here fail the build (``trustrec.cli`` is documented by ``--help``).
 CORE = [
@@ -146,7 +141,16 @@ def _field_docs(config_cls: type) -> dict[str, str]:
     return out
 
 
+def _use_this_checkout() -> None:
+    """Document this checkout's code (as mkdocstrings reads it from ``src/``), whichever checkout
+    the environment's editable install points at (mkdocs restores ``sys.path`` after loading a
+    hook module, so this runs from the events)."""
+    if "trustrec" not in sys.modules and str(ROOT / "src") not in sys.path:
+        sys.path.insert(0, str(ROOT / "src"))
+
+
 def _public_packages() -> list[str]:
+    _use_this_checkout()
     import trustrec
     import trustrec.audit
 
