@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from _command import command_line
 from rich.console import Console
 from rich.table import Table
-from _command import command_line
 
 from trustrec.runs import run_audits, run_experiment
 
@@ -119,7 +119,7 @@ def llm_ranker_audits(sasrec_dir: Path, users: int, permutations: int, seed: int
     out, timings = {}, {}
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    inputs.evaluation  # the ranker's top-K on the sample, shared by every audit below
+    _ = inputs.evaluation  # the ranker's top-K on the sample, shared by every audit below
     timings["rank_sample"] = time.perf_counter() - t0
     for name, params in (
         ("user_fairness", {}),

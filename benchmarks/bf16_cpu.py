@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _command import command_line
+
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.eval import rank_biased_overlap
 from trustrec.models import FitOptions, make_model
@@ -119,7 +119,7 @@ def bench_scoring(split, args, console) -> dict:
 def bench_training(split, args, console) -> dict:
     import torch
 
-    from trustrec.models.training import collate_examples, causal_lm_loss
+    from trustrec.models.training import causal_lm_loss, collate_examples
 
     tok = LocalBackend(args.model).tokenizer
     train = split.train_dataset()

@@ -36,9 +36,9 @@ import json
 import platform
 import time
 from pathlib import Path
-from _command import command_line
 
 import numpy as np
+from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +70,7 @@ def hf_search(model, tok, prompts, trie, num_beams, top_k, batch_size):
                 num_beams=num_beams,
                 num_return_sequences=num_beams,
                 do_sample=False,
-                prefix_allowed_tokens_fn=lambda b, seq: trie.allowed_tokens(seq[plen:].tolist()) or [trie.end_id],
+                prefix_allowed_tokens_fn=lambda b, seq: trie.allowed_tokens(seq[plen:].tolist()) or [trie.end_id],  # noqa: B023  # used within this iteration
                 length_penalty=0.0,
                 early_stopping="never",
                 max_new_tokens=trie.max_length,
@@ -151,13 +151,13 @@ def main():
         ours, t = timed(
             lambda: constrained_beam_search(model, tok, prompts, trie, num_beams=nb, top_k=k, batch_size=bs)
         )
-        runs["trustrec"] = dict(seconds=t, batch_size=bs, results=ours)
+        runs["trustrec"] = {"seconds": t, "batch_size": bs, "results": ours}
         if not args.skip_hf_single:
             res, t = timed(lambda: hf_search(model, tok, prompts, trie, nb, k, 1))
-            runs["hf_single"] = dict(seconds=t, batch_size=1, results=res)
+            runs["hf_single"] = {"seconds": t, "batch_size": 1, "results": res}
         if bs > 1:
             res, t = timed(lambda: hf_search(model, tok, prompts, trie, nb, k, bs))
-            runs["hf_batched"] = dict(seconds=t, batch_size=bs, results=res)
+            runs["hf_batched"] = {"seconds": t, "batch_size": bs, "results": res}
 
     n = len(prompts)
     for name, r in runs.items():
@@ -197,35 +197,35 @@ def main():
         )
     Console(width=200).print(table)
 
-    report = dict(
-        command=command_line(),
-        config=dict(
-            model=args.model,
-            users=n,
-            user_indices=users.tolist(),
-            seed=args.seed,
-            beams=nb,
-            top_k=k,
-            batch_size=bs,
-            history=args.history,
-            threads=args.threads,
-            n_titles=trie.n_items,
-            trie_sequences=trie.n_sequences,
-            trie_max_length=trie.max_length,
-            prompt_format="The user watched these movies, oldest first:\\n<titles>\\nNext movie:",
-            title_prefix=" ",
-        ),
-        versions=dict(
-            torch=torch.__version__,
-            transformers=transformers.__version__,
-            python=platform.python_version(),
-            machine=platform.machine(),
-        ),
-        peer=peer,
-        speedup_vs_peer=ts / runs[peer]["users_per_s"],
-        runs={name: {key: v for key, v in r.items() if key != "results"} for name, r in runs.items()},
-        top_items={name: [[[int(i), float(s)] for i, s in res] for res in r["results"]] for name, r in runs.items()},
-    )
+    report = {
+        "command": command_line(),
+        "config": {
+            "model": args.model,
+            "users": n,
+            "user_indices": users.tolist(),
+            "seed": args.seed,
+            "beams": nb,
+            "top_k": k,
+            "batch_size": bs,
+            "history": args.history,
+            "threads": args.threads,
+            "n_titles": trie.n_items,
+            "trie_sequences": trie.n_sequences,
+            "trie_max_length": trie.max_length,
+            "prompt_format": "The user watched these movies, oldest first:\\n<titles>\\nNext movie:",
+            "title_prefix": " ",
+        },
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+        "peer": peer,
+        "speedup_vs_peer": ts / runs[peer]["users_per_s"],
+        "runs": {name: {key: v for key, v in r.items() if key != "results"} for name, r in runs.items()},
+        "top_items": {name: [[[int(i), float(s)] for i, s in res] for res in r["results"]] for name, r in runs.items()},
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

@@ -25,20 +25,20 @@ import platform
 import time
 from pathlib import Path
 
+from _command import command_line
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from trustrec.audit import Estimate
 from trustrec.audit.controllability import (
     PlatformRulesAudit,
     PositionBiasAudit,
     PromptSensitivityAudit,
     UserControlAudit,
 )
-from trustrec.audit import Estimate
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.models import FitOptions, compose, make_model
-from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -104,12 +104,17 @@ def main(argv=None):
         model = PrecomputedScores(scores).fit(train, FitOptions(progress=False))
         t_ours, res = best_of(
             lambda: evaluate(
-                model, es, metrics=["ndcg@10", "hr@10", "mrr@10"], n_boot=0, batch_size=2048, progress=False
+                model,  # noqa: B023  # best_of calls it now
+                es,  # noqa: B023
+                metrics=["ndcg@10", "hr@10", "mrr@10"],
+                n_boot=0,
+                batch_size=2048,
+                progress=False,
             ),
             args.repeat,
         )
-        t_np, ref = best_of(lambda: numpy_argsort_eval(scores[es.queries.users], es), args.repeat)
-        t_loop, ref2 = best_of(lambda: loop_eval(scores[es.queries.users], es), 1)
+        t_np, ref = best_of(lambda: numpy_argsort_eval(scores[es.queries.users], es), args.repeat)  # noqa: B023  # best_of calls it now
+        t_loop, ref2 = best_of(lambda: loop_eval(scores[es.queries.users], es), 1)  # noqa: B023  # best_of calls it now
         agree = all(abs(res.mean(m) - ref[m]) < 1e-9 and abs(res.mean(m) - ref2[m]) < 1e-9 for m in ref)
         table.add_row(
             name,

@@ -27,14 +27,14 @@ import platform
 import time
 from pathlib import Path
 
+from _command import command_line
 from rich.console import Console
 from rich.table import Table
 
-from trustrec.audit.explainability import ExplanationFaithfulnessAudit
 from trustrec.audit import ColdStartAudit
+from trustrec.audit.explainability import ExplanationFaithfulnessAudit
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.models import FitOptions, make_model
-from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(width=160)

@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _command import command_line
 
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.eval import evaluate
 from trustrec.models import FitOptions, compose, make_model
-from _command import command_line
 
 METRICS = ["ndcg@10", "hr@10", "mrr@10"]
 

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _command import command_line
 
 from trustrec.data import load_dataset, split_leave_one_out
 from trustrec.models import FitOptions, compose, make_model
 from trustrec.models.llm import LocalBackend, PromptCatalog, build_prompt
-from _command import command_line
 
 
 def workload(n_prompts: int, backend: LocalBackend):

@@ -29,9 +29,9 @@ import json
 import platform
 import time
 from pathlib import Path
-from _command import command_line
 
 import numpy as np
+from _command import command_line
 
 OUT = Path(__file__).parent / "results" / "llm_shared_stems.json"
 
@@ -59,7 +59,7 @@ def main() -> None:
     ranker = compose("llm_ranker", split, retriever=retriever, model=args.model)
     queries = split.eval_set("test").queries[: args.users]
     shared = ranker.backend
-    shared.model  # load once, outside the timings
+    _ = shared.model  # load once, outside the timings
 
     def backend(stems: bool) -> LocalBackend:
         b = LocalBackend(args.model, batch_size=ranker.config.batch_size, min_shared_prefix=32 if stems else 10**9)

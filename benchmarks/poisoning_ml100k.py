@@ -34,8 +34,8 @@ import os
 import platform
 import time
 from pathlib import Path
-from _command import command_line
 
+from _command import command_line
 from rich.console import Console
 from rich.table import Table
 

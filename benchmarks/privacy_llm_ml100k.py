@@ -37,8 +37,8 @@ import os
 import platform
 import time
 from pathlib import Path
-from _command import command_line
 
+from _command import command_line
 from privacy_ml100k import report_figures
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,6 +32,7 @@ import os
 import platform
 import time
 from pathlib import Path
+
 from _command import command_line
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,20 +36,20 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _command import command_line
-from _recbole_env import ensure_recbole_venv
+from _command import command_line  # noqa: E402  # a sibling module, importable once its folder is on sys.path
+from _recbole_env import ensure_recbole_venv  # noqa: E402
 
-SASREC = dict(
-    max_len=50,
-    embedding_size=64,
-    n_blocks=2,
-    n_heads=2,
-    inner_size=256,
-    dropout=0.5,
-    attn_dropout=0.5,
-    learning_rate=1e-3,
-    reg=0.0,
-)
+SASREC = {
+    "max_len": 50,
+    "embedding_size": 64,
+    "n_blocks": 2,
+    "n_heads": 2,
+    "inner_size": 256,
+    "dropout": 0.5,
+    "attn_dropout": 0.5,
+    "learning_rate": 1e-3,
+    "reg": 0.0,
+}
 RECBOLE_BATCH = 2048
 METRICS = ["ndcg@10", "hr@10", "mrr@10"]
 

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from _command import command_line
-
 from rich.console import Console
 from rich.table import Table
 

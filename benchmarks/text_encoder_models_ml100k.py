@@ -19,6 +19,7 @@ import json
 import platform
 import time
 from pathlib import Path
+
 from _command import command_line
 
 from trustrec.data import load_dataset, split_leave_one_out

@@ -28,9 +28,8 @@ import platform
 import time
 from pathlib import Path
 
-from _command import command_line
-
 import numpy as np
+from _command import command_line
 from rich.console import Console
 from rich.table import Table
 
@@ -123,9 +122,7 @@ def semi_synthetic(coat, n_seeds: int, ks: list[int], labels: list[str]) -> dict
     per_model = {}
     for label in labels:
         rows = [r for r in records if r["model"] == label]
-        per_model[label] = {
-            f"{s}@{k}": float(np.mean([r[s][k] for r in rows])) for s in ("true",) + SCHEMES for k in ks
-        }
+        per_model[label] = {f"{s}@{k}": float(np.mean([r[s][k] for r in rows])) for s in ("true", *SCHEMES) for k in ks}
     return {
         "config": config.model_dump(),
         "n_seeds": n_seeds,
@@ -261,7 +258,10 @@ def main() -> None:
         t = Table(title=f"Coat (random-exposure test, positives = rating >= 4): Recall@{k} and Precision@{k}, 95% CI")
         for col in ("model", "traditional-random", "URE", "full ranking", "P traditional", "P URE"):
             t.add_column(col, justify="right")
-        fmt = lambda r: f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+
+        def fmt(r):
+            return f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+
         for label in labels:
             r = real["results"][label]
             t.add_row(

@@ -2,7 +2,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from typer.testing import CliRunner
 
 from trustrec import __version__
@@ -80,7 +79,7 @@ def test_demo_writes_json(shared_data, tmp_path):
     assert not set(recs["generative LLM"]) & set(side["history"])  # seen items are not recommended again
     assert "side by side" in res.output
     # the demo ends by auditing both runs and writing their trust reports
-    for name, report in result["reports"].items():
+    for report in result["reports"].values():
         html = Path(report)
         assert html.exists() and html.with_suffix(".json").exists() and "trust report" in res.output
         index = json.loads((html.parent / "audits" / "index.json").read_text())

@@ -300,6 +300,7 @@ def test_console_script_path_gives_the_same_convention(tmp_path):
             capture_output=True,
             text=True,
             timeout=120,
+            check=False,
         )
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr

@@ -4,12 +4,12 @@ Every destructive probe runs in a temporary folder and checks that what it must 
 still there, byte for byte."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.test_runs import config, toy_folder
 from trustrec._cache import folder_lock
 from trustrec.cli import app
 from trustrec.errors import ConfigError, DataError
@@ -17,9 +17,7 @@ from trustrec.models import make_model
 from trustrec.runs import load_run_config, run_audits, run_experiment
 from trustrec.testing import toy_dataset
 
-from tests.test_runs import config, toy_folder
-
-quiet = dict(progress=False, log=lambda *_: None)
+quiet = {"progress": False, "log": lambda *_: None}
 
 
 def _keepsake(folder: Path) -> Path:
@@ -33,7 +31,7 @@ def _keepsake(folder: Path) -> Path:
     "name", ["..", ".", "../x", "/tmp/x", "a/b", "", ".hidden", "a\\b", "x\x00y", "-rf", "a" * 200]
 )
 def test_run_names_must_be_plain(tmp_path, name):
-    with pytest.raises(ConfigError, match="plain name|NUL"):
+    with pytest.raises(ConfigError, match=r"plain name|NUL"):
         load_run_config(config(tmp_path, name=name))
 
 
@@ -122,9 +120,11 @@ def test_a_foreign_folder_with_the_run_name_is_never_replaced(tmp_path):
 
 def test_one_process_writes_a_run_at_a_time(tmp_path):
     out = tmp_path / "runs"
-    with folder_lock(out, "item_knn-toy", what="run"):
-        with pytest.raises(DataError, match="in use by another trustrec process"):
-            run_experiment(config(tmp_path), out, **quiet)
+    with (
+        folder_lock(out, "item_knn-toy", what="run"),
+        pytest.raises(DataError, match="in use by another trustrec process"),
+    ):
+        run_experiment(config(tmp_path), out, **quiet)
     assert run_experiment(config(tmp_path), out, **quiet).path.exists()  # released
 
 
@@ -165,9 +165,9 @@ def test_changed_data_is_noticed_by_rerun_and_audit(tmp_path, new_item):
     out = tmp_path / "runs"
     first = run_experiment(config(tmp_path), out, **quiet)
     _edit_interactions(toy_folder(tmp_path), new_item=new_item)
-    with pytest.raises(DataError, match="data changed since this run finished: .*interactions"):
+    with pytest.raises(DataError, match=r"data changed since this run finished: .*interactions"):
         run_experiment(config(tmp_path), out, **quiet)
-    with pytest.raises(DataError, match="changed since the run finished: .*interactions"):
+    with pytest.raises(DataError, match=r"changed since the run finished: .*interactions"):
         run_audits(first.path, names=["item_exposure"], progress=False, log=lambda *_: None)
     again = run_experiment(config(tmp_path), out, overwrite=True, **quiet)
     run_audits(again.path, names=["item_exposure"], progress=False, log=lambda *_: None)

@@ -70,7 +70,7 @@ def test_run_on_a_user_sample(tmp_path):
 
     cfg = config(tmp_path)
     cfg["dataset"]["filters"] = [{"kind": "sample_users", "n_users": 5, "seed": 3}]
-    ds, split = prepare_data(load_run_config(cfg))
+    ds, _split = prepare_data(load_run_config(cfg))
     assert ds.n_users == 5 and ds.provenance[-1].name == "sample_users"
     res = run_experiment(cfg, tmp_path / "runs", progress=False, log=lambda *_: None)
     assert res.metrics["counts"]["n_users_evaluated"] <= 5
@@ -85,7 +85,7 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown metric 'ndgc'"):
         load_run_config(bad)
     bad = config(tmp_path, model="sasrek")
-    with pytest.raises(ConfigError, match="unknown model 'sasrek'.*sasrec"):
+    with pytest.raises(ConfigError, match=r"unknown model 'sasrek'.*sasrec"):
         load_run_config(bad)
     bad = config(tmp_path, model="sasrec", params={"epoch": 3})
     with pytest.raises(ConfigError, match="'epoch'"):

@@ -59,7 +59,7 @@ def test_schemes_config_validation(tmp_path):
     ]
     default = load_run_config({k: v for k, v in config(tmp_path).items() if k != "eval"})
     assert default.eval.schemes == ["full"]
-    with pytest.raises(ConfigError, match="add e.g. 'recall@10'"):
+    with pytest.raises(ConfigError, match=r"add e.g. 'recall@10'"):
         load_run_config({**config(tmp_path), "eval": {"metrics": ["ndcg@3"], "schemes": ["ure"]}})
     with pytest.raises(ConfigError, match="schemes"):
         load_run_config({**config(tmp_path), "eval": {"metrics": ["recall@3"], "schemes": ["unbiased"]}})

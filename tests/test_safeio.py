@@ -117,7 +117,7 @@ def test_gzip_bomb_stops_early_on_the_ratio(tmp_path):
     member = gzip.compress(b"0" * (1 << 24), compresslevel=9)
     bomb.write_bytes(member * 8)  # concatenated members: 128 MiB (one line) from about 128 KiB
     start = time.monotonic()
-    with pytest.raises(DataError, match="decompression bomb.*TRUSTREC_MAX_COMPRESSION_RATIO"):
+    with pytest.raises(DataError, match=r"decompression bomb.*TRUSTREC_MAX_COMPRESSION_RATIO"):
         read_decompressed(bomb)
     assert time.monotonic() - start < 10
     from trustrec.data import load_amazon

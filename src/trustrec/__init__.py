@@ -11,4 +11,4 @@ __getattr__, __dir__, _all = _lazy.attach(
     __name__,
     submodules=["data", "models", "eval", "errors", "testing", "runs", "audit", "mitigate", "report", "parallel"],
 )
-__all__ = ["__version__", *_all]
+__all__ = ["__version__", *_all]  # noqa: PLE0604  # _all: lazy_loader's submodule names (strings)

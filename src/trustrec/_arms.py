@@ -85,14 +85,14 @@ from trustrec.errors import ConfigError
 
 __all__ = [
     "ARM_KINDS",
-    "MitigationArm",
-    "ArmSpec",
     "MITIGATIONS",
-    "register_mitigation",
-    "mitigation_arm",
+    "ArmSpec",
+    "MitigationArm",
     "available_mitigations",
-    "check_arm_specs",
     "build_arm",
+    "check_arm_specs",
+    "mitigation_arm",
+    "register_mitigation",
 ]
 
 ARM_KINDS = (
@@ -218,16 +218,16 @@ def check_arm_specs(values, kind: str) -> tuple[ArmSpec, ...]:
     if dup:
         raise ValueError(f"arms named more than once: {dup}")
     out = []
-    for s in specs:
-        try:
+    try:
+        for s in specs:
             arm = mitigation_arm(s.name, kind)
             out.append(ArmSpec(name=s.name, params=arm.checked(s.params)))
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
     return tuple(out)
 
 
-def build_arm(spec: ArmSpec | str, kind: str) -> tuple[MitigationArm, Any]:
+def build_arm(spec: ArmSpec | str | dict[str, Any], kind: str) -> tuple[MitigationArm, Any]:
     """The arm of ``spec`` (checked to be of ``kind``) and its configured mitigation."""
     spec = _as_spec(spec)
     arm = mitigation_arm(spec.name, kind)

@@ -7,8 +7,8 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from trustrec.errors import DataError
 
@@ -107,8 +107,7 @@ def folder_lock(folder: Path, name: str, *, what: str):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock_path = folder / f".lock-{name}"
-    handle = open(lock_path, "a+b")
-    try:
+    with open(lock_path, "a+b") as handle:  # closing releases the lock
         try:
             _lock_file(handle)
         except OSError:
@@ -117,8 +116,6 @@ def folder_lock(folder: Path, name: str, *, what: str):
                 "wait for it to finish, or use another name or --out"
             ) from None
         yield lock_path
-    finally:
-        handle.close()  # closing releases the lock
 
 
 def _lock_file(handle) -> None:
@@ -128,6 +125,6 @@ def _lock_file(handle) -> None:
         import msvcrt
 
         handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]  # Windows-only API; mypy checks for this platform
         return
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

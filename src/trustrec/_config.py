@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -17,7 +18,7 @@ def check_seed(seed, owner: str) -> int:
     """``seed`` as an int in 0 .. MAX_SEED, else a ConfigError naming ``owner``."""
     import numbers
 
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= MAX_SEED:
         raise ConfigError(f"{owner}: seed must be a whole number from 0 to {MAX_SEED} (2**32 - 1); got {seed!r}")
     return int(seed)
 
@@ -49,6 +50,7 @@ class Configurable:
     fresh object; ``repr`` prints the config as JSON."""
 
     config_class: ClassVar[type[Config]] = Config
+    config: Config  # subclasses narrow it to their config_class
 
     def __init__(self, config: Config | Mapping[str, Any] | None = None, **kwargs):
         if config is not None and kwargs:

@@ -37,7 +37,7 @@ from trustrec.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["NamedRegistry", "PluginError", "registry", "kinds", "check_callable", "GROUP_PREFIX"]
+__all__ = ["GROUP_PREFIX", "NamedRegistry", "PluginError", "check_callable", "kinds", "registry"]
 
 #: Entry-point groups of public registries start with this; the rest is the kind.
 GROUP_PREFIX = "trustrec."
@@ -66,6 +66,11 @@ def _shipped(entry: Any) -> bool:
         return False
     module = getattr(entry, "__module__", "") or ""
     return module == "trustrec" or module.startswith("trustrec.")
+
+
+def _name_attr(entry: Any) -> str:
+    """The default ``name_of``: the entry's ``name`` attribute."""
+    return entry.name
 
 
 class NamedRegistry(Mapping, Generic[T]):
@@ -97,7 +102,7 @@ class NamedRegistry(Mapping, Generic[T]):
         self._not_found = not_found
         self._help = help_text
         self._list_up_to = list_up_to
-        self._name_of = name_of or (lambda entry: entry.name)
+        self._name_of = name_of or _name_attr
         self._check = check
         self._entries: dict[str, T] = {}
         self._origin: dict[str, str] = {}  # name -> "builtin" | "user" | "plugin"
@@ -231,7 +236,7 @@ class NamedRegistry(Mapping, Generic[T]):
         for name in list(self._pending):
             try:
                 self._load(name)
-            except PluginError as exc:
+            except PluginError as exc:  # noqa: PERF203  # one bad plugin must not hide the others
                 warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
         return self._entries
 

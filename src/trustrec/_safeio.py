@@ -84,7 +84,7 @@ def _kind(mode: int) -> str:
 
 
 def _os_error(path, exc: OSError, what: str, error: type[TrustrecError]) -> TrustrecError:
-    reason = {
+    reasons: dict[int | None, str] = {
         errno.ENOENT: "file not found",
         errno.EACCES: "permission denied (cannot read it)",
         errno.EPERM: "permission denied (cannot read it)",
@@ -92,7 +92,8 @@ def _os_error(path, exc: OSError, what: str, error: type[TrustrecError]) -> Trus
         errno.ENOTDIR: "a part of the path is not a folder",
         errno.ELOOP: "too many symbolic links",
         errno.ENAMETOOLONG: "the name is too long",
-    }.get(exc.errno, exc.strerror or str(exc))
+    }
+    reason = reasons.get(exc.errno, exc.strerror or str(exc))
     return error(f"{path}: {reason}")
 
 

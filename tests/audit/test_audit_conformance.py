@@ -1,5 +1,7 @@
 """Every registered audit passes AuditChecks on a small model with user and item attributes."""
 
+from typing import Any, ClassVar
+
 import pytest
 
 from trustrec.audit import available_audits
@@ -19,53 +21,57 @@ from trustrec.testing import AuditChecks
 
 @pytest.fixture(scope="module")
 def fitted(attributed):
-    ds, split = attributed
+    _ds, split = attributed
     return make_model("item_knn").fit(split, FitOptions(progress=False)), split
 
 
 class TestUserFairness(AuditChecks):
     audit = UserFairnessAudit
-    configs = [{"n_boot": 30}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30}]
 
 
 class TestItemExposure(AuditChecks):
     audit = ItemExposureAudit
-    configs = [{"n_boot": 30}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30}]
 
 
 class TestCalibration(AuditChecks):
     audit = CalibrationAudit
-    configs = [{"n_boot": 30}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30}]
 
 
 class TestCounterfactual(AuditChecks):
     audit = CounterfactualAttributeAudit
-    configs = [{"n_boot": 30, "max_users": 50}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30, "max_users": 50}]
 
 
 class TestFairnessMitigations(AuditChecks):
     audit = FairnessMitigationsAudit
-    configs = [{"n_boot": 30, "strengths": [0.0, 0.5, 0.9], "n_candidates": 20}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30, "strengths": [0.0, 0.5, 0.9], "n_candidates": 20}]
 
 
 class TestHallucination(AuditChecks):  # not applicable to item_knn: the reason is checked
     audit = HallucinationAudit
-    configs = [{"max_users": 5}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"max_users": 5}]
 
 
 class TestHistoryPerturbation(AuditChecks):
     audit = HistoryPerturbationAudit
-    configs = [{"n_boot": 20, "budgets": [0.2, 0.5], "perturbations": ["delete", "substitute"], "max_users": 60}]
+    configs: ClassVar[list[dict[str, Any]]] = [
+        {"n_boot": 20, "budgets": [0.2, 0.5], "perturbations": ["delete", "substitute"], "max_users": 60}
+    ]
 
 
 class TestPoisoning(AuditChecks):
     audit = PoisoningAudit
-    configs = [{"n_boot": 20, "attacks": ["random", "sequential"], "budgets": [0.05], "max_users": 80}]
+    configs: ClassVar[list[dict[str, Any]]] = [
+        {"n_boot": 20, "attacks": ["random", "sequential"], "budgets": [0.05], "max_users": 80}
+    ]
 
 
 class TestFeedbackLoop(AuditChecks):
     audit = FeedbackLoopAudit
-    configs = [{"n_boot": 20, "rounds": 2, "max_users": 80}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 20, "rounds": 2, "max_users": 80}]
 
 
 def _conformance_classes():

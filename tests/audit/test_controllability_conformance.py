@@ -1,6 +1,8 @@
 """The controllability audits and the position-bias audit pass AuditChecks, each on a model it
 applies to (plus the not-applicable path for prompt sensitivity and position bias on item_knn)."""
 
+from typing import Any, ClassVar
+
 import pytest
 
 from trustrec.audit.controllability import (
@@ -43,17 +45,17 @@ def wording_ranker(attributed):
 
 class TestUserControl(AuditChecks):
     audit = UserControlAudit
-    configs = [{"n_boot": 30, "max_users": 40}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30, "max_users": 40}]
 
 
 class TestPlatformRules(AuditChecks):
     audit = PlatformRulesAudit
-    configs = [{"n_boot": 30, "n_blocked": 3, "max_exposure_share": 0.2}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30, "n_blocked": 3, "max_exposure_share": 0.2}]
 
 
 class TestPromptSensitivity(AuditChecks):
     audit = PromptSensitivityAudit
-    configs = [{"n_boot": 30, "max_users": 20, "k": 5}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30, "max_users": 20, "k": 5}]
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -63,12 +65,12 @@ class TestPromptSensitivity(AuditChecks):
 
 class TestPromptSensitivityNotApplicable(AuditChecks):  # item_knn reads no prompt: the reason is checked
     audit = PromptSensitivityAudit
-    configs = [{"max_users": 5}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"max_users": 5}]
 
 
 class TestPositionBias(AuditChecks):
     audit = PositionBiasAudit
-    configs = [{"n_boot": 30, "n_candidates": 5, "max_users": 80}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30, "n_candidates": 5, "max_users": 80}]
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -78,7 +80,7 @@ class TestPositionBias(AuditChecks):
 
 class TestPositionBiasOfAnLLMRanker(AuditChecks):
     audit = PositionBiasAudit
-    configs = [{"n_boot": 30, "n_candidates": 4, "max_users": 40}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"n_boot": 30, "n_candidates": 4, "max_users": 40}]
 
     @pytest.fixture(scope="class")
     @classmethod

@@ -159,7 +159,7 @@ def test_deletion_faithfulness_ranks_a_planted_driver_first(planted):
 def test_reversed_attribution_is_less_faithful(planted):
     """The test can fail: citing the least attributed items gives a lower rank drop than citing the
     most attributed ones, and about the same as random."""
-    ds, split, model = planted
+    _ds, split, model = planted
     q = split.eval_set("test").queries[-40:]
     top = model.recommend(q, 1).items
     a = attribute(model, q, top)
@@ -171,7 +171,7 @@ def test_reversed_attribution_is_less_faithful(planted):
 
 
 def test_explanations_requested_for_items_not_recommended_are_counted(planted):
-    ds, split, model = planted
+    _ds, split, model = planted
     res = ExplanationFaithfulnessAudit(items=("i1", "i0"), n_boot=20, max_users=60, steps=(1,), n_cited=1).run(
         model, split
     )
@@ -209,7 +209,7 @@ def test_explanation_requests_statuses_and_messages():
 
 
 def test_explain_keeps_every_request(linear):
-    model, queries, perm = linear
+    model, _queries, perm = linear
     two = QueryBatch.from_histories([perm[[0, 1, 2]], []])
     out = explain(model, two, np.array([[perm[5], perm[4]], [perm[0], -1]]), k=2, n_cited=2)  # ties: 0 first
     assert out.status.tolist() == ["ok", "not_recommended", "empty_history"]
@@ -228,7 +228,7 @@ def test_empty_histories_are_not_attributed(linear):
 
 
 def test_bad_input_gives_clear_errors(linear, planted):
-    model, queries, perm = linear
+    model, queries, _perm = linear
     with pytest.raises(ValueError, match="1 queries but 2 rows"):
         attribute(model, queries, np.array([1, 2]))
     with pytest.raises(ValueError, match="outside the catalog"):
@@ -241,7 +241,7 @@ def test_bad_input_gives_clear_errors(linear, planted):
         attribute(model, queries, np.array([1]), method="shap")
     with pytest.raises(ConfigError, match="n_explained"):
         ExplanationFaithfulnessAudit(k=2, n_explained=3)
-    ds, split, _ = planted
+    _ds, split, _ = planted
     pop = make_model("most_popular").fit(split, FitOptions(progress=False))
     res = ExplanationFaithfulnessAudit(max_users=10).run(pop, split)
     assert res.verdict.status == "not_applicable" and "history" in res.verdict.reasons[0]
@@ -426,9 +426,9 @@ def test_llm_ranker_attribution_by_likelihood_change(llm_ranker):
 
 
 def test_llm_attribution_covers_only_the_history_the_prompt_shows(llm_ranker):
-    from trustrec.models.llm._prompts import PromptCatalog
-
     import copy
+
+    from trustrec.models.llm._prompts import PromptCatalog
 
     fitted, split = llm_ranker
     ranker = copy.copy(fitted)  # same weights, a 20-token history budget

@@ -208,7 +208,7 @@ def test_audit_on_tiny_generative_model(split, generative):
     rates = result.evidence["rates"]
     assert set(rates["setting"]) == set(settings)
     assert rates["rate"].between(0, 1).all()
-    for setting, group in rates.groupby("setting"):
+    for _setting, group in rates.groupby("setting"):
         assert group["rate"].sum() == pytest.approx(1.0)
         assert (group["ci_low"] <= group["ci_high"] + 1e-12).all()
     rate = rates.set_index(["setting", "category"])["rate"]

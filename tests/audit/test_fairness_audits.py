@@ -65,7 +65,7 @@ def test_user_fairness_matches_manual_group_means(attributed):
 
 
 def test_small_groups_warn_and_get_no_ci(attributed):
-    ds, split = attributed
+    _ds, split = attributed
     model = make_model("most_popular").fit(split, QUIET)
     result = UserFairnessAudit(groupings=("age",), min_group_size=40, n_boot=50).run(model, split)
     table = result.evidence["groups_age"]
@@ -75,7 +75,7 @@ def test_small_groups_warn_and_get_no_ci(attributed):
 
 
 def test_item_exposure_sees_most_popular_concentrate(attributed):
-    ds, split = attributed
+    _ds, split = attributed
     pop = ItemExposureAudit(n_boot=50).run(make_model("most_popular").fit(split, QUIET), split)
     knn = ItemExposureAudit(n_boot=50).run(make_model("item_knn").fit(split, QUIET), split)
     assert pop.estimates["exposure_gini"].value > knn.estimates["exposure_gini"].value
@@ -104,7 +104,7 @@ def test_item_exposure_manual_aplt_and_lift(attributed):
 
 
 def test_calibration_applies_only_with_item_groups(attributed):
-    ds, split = attributed
+    _ds, split = attributed
     model = make_model("item_knn").fit(split, QUIET)
     res = CalibrationAudit(n_boot=50).run(model, split)
     assert res.verdict.status == "no_threshold" and res.estimates["miscalibration"].value > 0
@@ -143,7 +143,7 @@ class AttributeShift(Recommender):
 
 
 def test_counterfactual_probe_not_applicable_to_models_that_cannot_read_attributes(attributed):
-    ds, split = attributed
+    _ds, split = attributed
     res = CounterfactualAttributeAudit(n_boot=50).run(make_model("item_knn").fit(split, QUIET), split)
     assert res.verdict.status == "not_applicable" and not res.estimates
     assert "does not read the query's user attributes" in res.verdict.reasons[0]
@@ -180,7 +180,7 @@ def test_reads_query_attributes_follows_capability_template_and_wrappers(attribu
 
 
 def test_counterfactual_probe_flags_a_model_that_reads_attributes(attributed):
-    ds, split = attributed
+    _ds, split = attributed
     res = CounterfactualAttributeAudit(attributes=("gender",), n_boot=50).run(AttributeShift().fit(split, QUIET), split)
     sims = res.evidence["similarity"].set_index(["value", "similarity"])["mean"]
     assert sims[("M", "jaccard")] == 1.0 and sims[("F", "jaccard")] < 0.5
@@ -197,9 +197,9 @@ def test_counterfactual_probe_flags_a_model_that_reads_attributes(attributed):
 def test_registry_and_result_round_trip(attributed, tmp_path):
     names = available_audits("fairness")
     assert {"user_fairness", "item_exposure", "calibration", "counterfactual_attributes"} <= set(names)
-    with pytest.raises(ConfigError, match="did you mean|Did you mean"):
+    with pytest.raises(ConfigError, match=r"did you mean|Did you mean"):
         audit_class("user_fairnes")
-    ds, split = attributed
+    _ds, split = attributed
     res = ItemExposureAudit(n_boot=20).run(make_model("most_popular").fit(split, QUIET), split)
     back = AuditResult.load(res.save(tmp_path / "r"))
     assert back.estimates == res.estimates and back.verdict == res.verdict and back.plots == res.plots
@@ -208,7 +208,7 @@ def test_registry_and_result_round_trip(attributed, tmp_path):
 
 
 def test_audits_are_repeatable_and_validate_config(attributed):
-    ds, split = attributed
+    _ds, split = attributed
     model = make_model("item_knn").fit(split, QUIET)
     a = UserFairnessAudit(n_boot=50, seed=3).run(model, split)
     b = UserFairnessAudit(n_boot=50, seed=3).run(model, split)

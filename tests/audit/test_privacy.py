@@ -538,3 +538,11 @@ def test_mia_on_the_generative_llm_uses_the_base_llm_as_reference():
     losses = res.evidence["per_user"]
     assert losses.loss_target.notna().all() and losses.loss_reference.notna().all()
     assert not np.allclose(losses.loss_target, losses.loss_reference)  # adapters off = another model
+
+
+def test_auc_gaps_are_not_measured_when_an_auc_is_not():
+    # an AUC over one class only is NaN (Estimate value None): its gap is None, not a TypeError
+    from trustrec.audit.privacy._common import difference
+
+    assert difference(0.75, 0.5) == pytest.approx(0.25)
+    assert difference(None, 0.5) is None and difference(0.5, None) is None

@@ -10,8 +10,15 @@ from tests.audit.conftest import attributed_frames
 from trustrec.audit import AuditResult
 from trustrec.cli import app
 from trustrec.errors import ConfigError, DataError
-from trustrec.runs import audit_model, audit_plan, load_audit_results, prepare_data, run_audits, run_experiment
-from trustrec.runs import load_run_config
+from trustrec.runs import (
+    audit_model,
+    audit_plan,
+    load_audit_results,
+    load_run_config,
+    prepare_data,
+    run_audits,
+    run_experiment,
+)
 
 runner = CliRunner()
 

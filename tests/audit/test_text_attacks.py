@@ -92,8 +92,8 @@ def test_detector_flags_injections(text):
 
 @pytest.mark.parametrize(
     "text",
-    TITLES
-    + [
+    [
+        *TITLES,
         "Say Anything... (1989)",
         "Always Tell Your Wife (1923)",
         "Mitutoyo Micrometer, No Output, with Ratchet",
@@ -302,7 +302,14 @@ def test_sum_scoring_defends_against_appended_fluent_text(llm_split):
 
 def test_audit_is_repeatable(llm_split):
     model = _ranker(llm_split, _promo_lover)
-    cfg = dict(max_users=30, n_boot=30, n_targets=3, attacks=("promotional",), guards=("off",), n_candidates=8)
+    cfg = {
+        "max_users": 30,
+        "n_boot": 30,
+        "n_targets": 3,
+        "attacks": ("promotional",),
+        "guards": ("off",),
+        "n_candidates": 8,
+    }
     a = TextAttackAudit(**cfg).run(model, llm_split)
     b = TextAttackAudit(**cfg).run(model, llm_split)
     pd.testing.assert_frame_equal(a.evidence["users"], b.evidence["users"])

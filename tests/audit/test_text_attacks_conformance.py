@@ -1,6 +1,8 @@
 """The text_attack audit passes AuditChecks: on item_knn (it reads no text: not applicable, with the
 reason) and on an LLM ranker whose language model is a deterministic stand-in."""
 
+from typing import Any, ClassVar
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,7 @@ class _LengthBackend:
 
 @pytest.fixture(scope="module")
 def fitted(attributed):
-    ds, split = attributed
+    _ds, split = attributed
     model = make_model(
         "llm_ranker", retriever={"name": "most_popular"}, n_candidates=8, n_permutations=1, template={"chat": False}
     ).fit(split, FitOptions(progress=False))
@@ -26,6 +28,6 @@ def fitted(attributed):
 
 class TestTextAttack(AuditChecks):
     audit = TextAttackAudit
-    configs = [
+    configs: ClassVar[list[dict[str, Any]]] = [
         {"n_boot": 20, "max_users": 30, "n_targets": 3, "n_candidates": 8, "attacks": ["promotional", "injection"]}
     ]

@@ -164,9 +164,9 @@ def test_builtin_arms_are_registered_by_kind():
 
 
 def test_unknown_arm_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown mitigation 'nope'.*fake_user_detector"):
+    with pytest.raises(ConfigError, match=r"unknown mitigation 'nope'.*fake_user_detector"):
         PoisoningAudit(defences=["nope"])
-    with pytest.raises(ConfigError, match="is a reranker arm.*data_defence arms.*fake_user_detector"):
+    with pytest.raises(ConfigError, match=r"is a reranker arm.*data_defence arms.*fake_user_detector"):
         PoisoningAudit(defences=["exposure"])
     with pytest.raises(ConfigError, match="Did you mean fake_user_detector"):
         PoisoningAudit(defences=["fake_user_detectr"])
@@ -251,9 +251,9 @@ def test_a_control_arm_named_in_the_config_is_used_by_user_control(attributed):
     assert calls["constrain"] == 3 and calls["allowed"] >= 1 and calls["catalog"] >= 1  # the parser + 2 modes
     assert _values(base) == _values(counted)  # (the summary has timings: not compared)
     assert base.evidence["satisfaction"].equals(counted.evidence["satisfaction"])
-    with pytest.raises(ConfigError, match="is a reranker arm.*control arms.*constrained"):
+    with pytest.raises(ConfigError, match=r"is a reranker arm.*control arms.*constrained"):
         UserControlAudit(control="exposure")
-    with pytest.raises(ConfigError, match="rule_enforcer arms.*rule_enforced"):
+    with pytest.raises(ConfigError, match=r"rule_enforcer arms.*rule_enforced"):
         PlatformRulesAudit(rules="constrained")
 
 
@@ -272,7 +272,7 @@ def test_controllability_defaults_name_the_builtin_arms(attributed):
 # -- the old config fields are aliases of the built-in arms: same numbers ------------------------------------
 def test_poisoning_detector_alias_equals_the_named_arm(attributed):
     model = make_model("most_popular").fit(attributed, FIT)
-    kw = dict(attacks=["bandwagon"], budgets=[0.05], filler_size=20, n_boot=10)
+    kw = {"attacks": ["bandwagon"], "budgets": [0.05], "filler_size": 20, "n_boot": 10}
     params = {"method": "lof", "contamination": 0.05}
     old = PoisoningAudit(**kw, detector=params).run(model, attributed)
     new = PoisoningAudit(**kw, defences=[{"name": "fake_user_detector", "params": params}]).run(model, attributed)
@@ -283,7 +283,7 @@ def test_poisoning_detector_alias_equals_the_named_arm(attributed):
 
 def test_feedback_mitigation_alias_equals_the_named_arm(attributed):
     model = make_model("most_popular").fit(attributed, FIT)
-    kw = dict(rounds=1, n_boot=10, max_users=60, mitigation_strength=0.8)
+    kw = {"rounds": 1, "n_boot": 10, "max_users": 60, "mitigation_strength": 0.8}
     old = FeedbackLoopAudit(**kw, mitigation="exposure").run(model, attributed)
     new = FeedbackLoopAudit(**kw, rerankers=["exposure"]).run(model, attributed)
     assert _values(old) == _values(new) and "coverage change [model + xquad]" in new.estimates
@@ -293,7 +293,7 @@ def test_feedback_mitigation_alias_equals_the_named_arm(attributed):
 def test_noise_epsilons_alias_equals_the_named_arm():
     split = uniform_sequences(n_users=120, n_items=60, length=8, seed=1)
     model = make_model("most_popular").fit(split, FIT)
-    kw = dict(n_boot=20, n_candidates=20, n_canaries=0, reference="none")
+    kw = {"n_boot": 20, "n_candidates": 20, "n_canaries": 0, "reference": "none"}
     old = MembershipInferenceAudit(**kw, noise_epsilons=(0.0,)).run(model, split)
     new = MembershipInferenceAudit(
         **kw, training_defences=[{"name": "randomised_response", "params": {"epsilon": 0.0}}]
@@ -305,7 +305,7 @@ def test_noise_epsilons_alias_equals_the_named_arm():
 def test_minimise_alias_equals_the_named_arm():
     split = planted_attributes(n_users=120)
     model = make_model("item_knn").fit(split, FIT)
-    kw = dict(n_boot=20, n_permutations=0, attributes=("gender",), n_sensitive=20)
+    kw = {"n_boot": 20, "n_permutations": 0, "attributes": ("gender",), "n_sensitive": 20}
     old = AttributeInferenceAudit(**kw, minimise="drop").run(model, split)
     new = AttributeInferenceAudit(**kw, minimisation="history_minimisation").run(model, split)
     assert _values(old) == _values(new) and "auc [gender, minimised]" in new.estimates

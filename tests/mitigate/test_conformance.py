@@ -1,3 +1,5 @@
+from typing import Any, ClassVar
+
 import numpy as np
 import pytest
 
@@ -23,17 +25,17 @@ class _GenreData:
 
 class TestCalibratedReranker(_GenreData, RecommenderChecks):
     component = CalibratedReranker
-    configs = [{"base": BASE, "n_candidates": 8, "strength": 0.5}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"base": BASE, "n_candidates": 8, "strength": 0.5}]
 
 
 class TestExposureReranker(_GenreData, RecommenderChecks):
     component = ExposureReranker
-    configs = [{"base": BASE, "n_candidates": 8, "strength": 0.7}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"base": BASE, "n_candidates": 8, "strength": 0.7}]
 
 
 class TestProviderExposureReranker(_GenreData, RecommenderChecks):
     component = ExposureReranker
-    configs = [
+    configs: ClassVar[list[dict[str, Any]]] = [
         {
             "base": {"name": "most_popular"},
             "n_candidates": 12,

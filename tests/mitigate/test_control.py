@@ -2,6 +2,7 @@
 
 import re
 from collections import Counter
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -185,7 +186,7 @@ def _random_text(rng, ds) -> str:
     parts = []
     for _ in range(rng.integers(1, 4)):
         kind = rng.integers(0, 8)
-        g = rng.choice(GENRES + ["western"]).lower()
+        g = rng.choice([*GENRES, "western"]).lower()
         y = int(rng.integers(1920, 2005))
         parts.append(
             [
@@ -338,7 +339,7 @@ def test_rule_enforced_wrapper_blocks_and_caps(data):
     q = split.eval_set("test").queries
     popular = base.recommend(q, 3).items[0, :2]
     wrapper = RuleEnforcedRecommender.from_fitted(
-        base, split, blocked_items=tuple(ds.item_ids[popular]) + ("x",), max_exposure_share=0.2
+        base, split, blocked_items=(*tuple(ds.item_ids[popular]), "x"), max_exposure_share=0.2
     )
     top = wrapper.recommend(q, 5).items
     v = wrapper.rules.violations(top, ds.n_items)
@@ -358,18 +359,24 @@ class _GenreData:
 
 class TestConstrainedCandidates(_GenreData, RecommenderChecks):
     component = ConstrainedRecommender
-    configs = [{"base": {"name": "item_knn", "params": {"k": 10}}, "mode": "candidates"}]
+    configs: ClassVar[list[dict[str, Any]]] = [
+        {"base": {"name": "item_knn", "params": {"k": 10}}, "mode": "candidates"}
+    ]
 
 
 class TestConstrainedPostFilter(_GenreData, RecommenderChecks):
     component = ConstrainedRecommender
-    configs = [{"base": {"name": "most_popular"}, "mode": "post_filter", "n_candidates": 8}]
+    configs: ClassVar[list[dict[str, Any]]] = [
+        {"base": {"name": "most_popular"}, "mode": "post_filter", "n_candidates": 8}
+    ]
 
 
 class TestRuleEnforced(_GenreData, RecommenderChecks):
     # caps are over the users of one call, so batched != unbatched with a cap: blocking only here
     component = RuleEnforcedRecommender
-    configs = [{"base": {"name": "item_knn", "params": {"k": 10}}, "blocked_items": ("3", "7", "nope")}]
+    configs: ClassVar[list[dict[str, Any]]] = [
+        {"base": {"name": "item_knn", "params": {"k": 10}}, "blocked_items": ("3", "7", "nope")}
+    ]
 
 
 def test_saved_constrained_model_loads_by_name(data, tmp_path):

@@ -224,7 +224,7 @@ def test_strength_errors_in_functions_and_rerank(fitted):
 
 def test_missing_group_column():
     split = split_leave_one_out(toy_dataset(), short_users="train")
-    with pytest.raises(DataError, match="no item group column.*set item_group_column"):
+    with pytest.raises(DataError, match=r"no item group column.*set item_group_column"):
         CalibratedReranker(base={"name": "most_popular"}).fit(split, QUIET)
     with pytest.raises(DataError, match="'nope' not found"):
         CalibratedReranker(base={"name": "most_popular"}, item_group_column="nope").fit(split, QUIET)

@@ -46,9 +46,12 @@ def test_exposure_curve_rises_with_strength(case, variant):
 def test_table_shape_and_columns(case):
     ds, eval_set, model = case
     table = tradeoff_curve(model, eval_set, [0, 0.5], method="exposure", train=ds, k=5, n_boot=20)
-    ci = lambda name: [name, f"{name}_ci_low", f"{name}_ci_high"]
+
+    def ci(name):
+        return [name, f"{name}_ci_low", f"{name}_ci_high"]
+
     assert list(table.columns) == (
-        ["strength"] + ci("ndcg@5") + ci("recall@5") + ci("aplt") + ["coverage", "exposure_gini", "n_users"]
+        ["strength", *ci("ndcg@5"), *ci("recall@5"), *ci("aplt"), "coverage", "exposure_gini", "n_users"]
     )
     assert table["strength"].tolist() == [0.0, 0.5] and (table["n_users"] == len(eval_set)).all()
     assert (table["ndcg@5_ci_low"] <= table["ndcg@5"]).all() and (table["ndcg@5"] <= table["ndcg@5_ci_high"]).all()

@@ -6,11 +6,10 @@ import json
 
 import pandas as pd
 
+from tests.report.conftest import make_run
 from trustrec.audit import AuditResult, Estimate, Plot, Verdict
 from trustrec.report import write_report
 from trustrec.report._html import BIDI_CONTROLS, neutralize_bidi
-
-from tests.report.conftest import make_run
 
 RLO, PDF, RLI, PDI, LRM, RLM = "\u202e", "\u202c", "\u2067", "\u2069", "\u200e", "\u200f"
 EVIL_TITLE = f"Toy {RLO}yrotS{PDF} {RLI}txet{PDI}{LRM}{RLM} \u202a\u202b\u202d\u2066\u2068 (1995)"

@@ -112,7 +112,7 @@ def test_bad_run_dirs_raise_clear_errors(tmp_path, run_dir):
     with pytest.raises(DataError, match="no such run directory"):
         write_report(tmp_path / "missing")
     (run_dir / "metrics.json").unlink()
-    with pytest.raises(DataError, match="no metrics.json"):
+    with pytest.raises(DataError, match=r"no metrics.json"):
         write_report(run_dir)
 
 

@@ -47,7 +47,7 @@ def _chromium() -> str:
 def _run(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [browser, *FLAGS, f"--user-data-dir={profile}", *args]
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"chromium did not finish in {exc.timeout} s: {' '.join(cmd)}")
 

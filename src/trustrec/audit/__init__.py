@@ -31,28 +31,28 @@ from trustrec.audit.explainability import (
 )
 
 __all__ = [
+    "DIMENSIONS",
+    "Attribution",
     "Audit",
     "AuditConfig",
     "AuditInputs",
-    "RetrainingAudit",
     "AuditResult",
+    "Deletion",
     "Estimate",
     "Plot",
+    "RetrainingAudit",
     "Threshold",
     "Verdict",
-    "DIMENSIONS",
-    "judge",
-    "register_audit",
+    "attribute",
     "audit_class",
     "available_audits",
-    "Attribution",
-    "Deletion",
-    "attribute",
+    "check_explanations",
     "deletion_test",
     "explain",
     "explanation_requests",
     "generate_explanations",
-    "check_explanations",
+    "judge",
+    "register_audit",
 ]
 
 

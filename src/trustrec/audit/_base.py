@@ -23,13 +23,13 @@ from trustrec.eval import MAX_N_BOOT
 
 __all__ = [
     "Audit",
-    "RetrainingAudit",
-    "ModelSpecField",
     "AuditConfig",
     "AuditInputs",
-    "register_audit",
+    "ModelSpecField",
+    "RetrainingAudit",
     "audit_class",
     "available_audits",
+    "register_audit",
 ]
 
 
@@ -167,6 +167,7 @@ class Audit(Configurable):
     dimension: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs: ClassVar[str] = "a fitted model and a split"
+    config: AuditConfig
     config_class: ClassVar[type[Config]] = AuditConfig
 
     def inputs_for(self, model, split, progress: bool = False) -> AuditInputs:

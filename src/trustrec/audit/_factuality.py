@@ -279,6 +279,7 @@ class HallucinationAudit(Audit):
         "answers, seen/repeated items; constrained decoding as the mitigation"
     )
     needs: ClassVar[str] = "a model that writes item titles as free text (generate_titles), e.g. llm_generative"
+    config: HallucinationConfig
     config_class = HallucinationConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -449,7 +450,7 @@ def _offline_encoder(model):
         from trustrec.models.llm import load_text_encoder
 
         return load_text_encoder(name, download=False, progress=False), None
-    except Exception as exc:  # a missing extra, a checkpoint not cached here, a damaged folder: all mean "skip"
+    except Exception as exc:  # noqa: BLE001  # a missing extra, a checkpoint not cached here, a damaged folder: all mean "skip"
         return None, (
             f"embedding grounding skipped: text encoder {name!r} is not available offline "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
@@ -495,12 +496,11 @@ def _summary(rates: pd.DataFrame, reference: str | None) -> str:
     if not len(rates):
         return "no setting measured"
     value = rates.set_index(["setting", "category"])["rate"]
-    parts = []
-    for setting in dict.fromkeys(rates["setting"]):
-        parts.append(
-            f"{setting}: {value[(setting, 'hallucinated')]:.1%} hallucinated, "
-            f"{value[(setting, 'malformed')]:.1%} malformed, {value[(setting, 'valid')]:.1%} valid"
-        )
+    parts = [
+        f"{setting}: {value[(setting, 'hallucinated')]:.1%} hallucinated, "
+        f"{value[(setting, 'malformed')]:.1%} malformed, {value[(setting, 'valid')]:.1%} valid"
+        for setting in dict.fromkeys(rates["setting"])
+    ]
     text = "; ".join(parts)
     if reference is not None and "constrained" in set(rates["setting"]):
         text += " (constrained decoding names only catalog items)"

@@ -36,7 +36,7 @@ from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.eval import paired_estimate
 
-__all__ = ["FairnessMitigationsConfig", "FairnessMitigationsAudit"]
+__all__ = ["FairnessMitigationsAudit", "FairnessMitigationsConfig"]
 
 Curve = Literal["calibrated", "exposure"]
 _TABLES = {"calibrated": "calibration_tradeoff", "exposure": "exposure_tradeoff"}
@@ -87,6 +87,7 @@ class FairnessMitigationsAudit(Audit):
         "exposure Gini), with the NDCG cost at a default strength"
     )
     needs = "a fitted model and a split; an item group column (genre) for the calibration curve"
+    config: FairnessMitigationsConfig
     config_class = FairnessMitigationsConfig
 
     # -- applicability ----------------------------------------------------------------------

@@ -4,9 +4,10 @@ verdict against thresholds. Plain data that saves to JSON + parquet and loads ba
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +16,7 @@ from trustrec._cache import atomic_write_bytes, atomic_write_text
 from trustrec.errors import DataError
 from trustrec.eval import Estimate
 
-__all__ = ["Estimate", "Threshold", "Verdict", "Plot", "AuditResult", "DIMENSIONS", "judge"]
+__all__ = ["DIMENSIONS", "AuditResult", "Estimate", "Plot", "Threshold", "Verdict", "judge"]
 
 DIMENSIONS = ("robustness", "fairness", "controllability", "explainability", "factuality", "privacy", "safety")
 Status = Literal["pass", "warn", "fail", "not_applicable", "no_threshold"]
@@ -53,7 +54,8 @@ def judge(estimates: Mapping[str, Estimate], thresholds) -> Verdict:
     thresholds = list(thresholds)
     if not thresholds:
         return Verdict("no_threshold")
-    worst, reasons = "pass", []
+    worst: Status = "pass"
+    reasons: list[str] = []
     for t in thresholds:
         est = estimates.get(t.estimate)
         if est is None or est.value is None:
@@ -65,7 +67,7 @@ def judge(estimates: Mapping[str, Estimate], thresholds) -> Verdict:
         bound = est.ci_low if t.op == "<=" else est.ci_high
         clear = bound is None or (bound > t.limit if t.op == "<=" else bound < t.limit)
         significant = est.p_value is None or est.p_value < t.alpha
-        status = "fail" if clear and significant else "warn"
+        status: Status = "fail" if clear and significant else "warn"
         ci = "" if est.ci_low is None else f" (CI {est.ci_low:.4g} to {est.ci_high:.4g})"
         reasons.append(
             f"{t.estimate} = {est.value:.4g}{ci} breaks {t.op} {t.limit:g}"
@@ -127,7 +129,7 @@ class AuditResult:
         object.__setattr__(self, "plots", tuple(self.plots))
 
     @classmethod
-    def not_applicable(cls, audit: str, dimension: str, reason: str, settings=None) -> "AuditResult":
+    def not_applicable(cls, audit: str, dimension: str, reason: str, settings=None) -> AuditResult:
         return cls(
             audit,
             dimension,
@@ -174,7 +176,7 @@ class AuditResult:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "AuditResult":
+    def load(cls, directory: str | Path) -> AuditResult:
         directory = Path(directory)
         path = directory / "result.json"
         if not path.exists():

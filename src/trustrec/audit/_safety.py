@@ -68,7 +68,7 @@ from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import Interactions, QueryBatch
 from trustrec.errors import ConfigError
 
-__all__ = ["FeedbackLoopConfig", "FeedbackLoopAudit", "acceptance_probabilities"]
+__all__ = ["FeedbackLoopAudit", "FeedbackLoopConfig", "acceptance_probabilities"]
 
 
 def acceptance_probabilities(scores: np.ndarray, *, accept_max: float = 0.5, sharpness: float = 20.0) -> np.ndarray:
@@ -137,7 +137,7 @@ def _allowed_items(histories, n_items: int):
     from trustrec.data import Ragged
 
     allowed = ~histories.to_dense_mask(n_items)
-    rows, cols = np.nonzero(allowed)
+    _rows, cols = np.nonzero(allowed)
     return Ragged(np.concatenate([[0], np.cumsum(allowed.sum(1))]), cols)
 
 
@@ -151,6 +151,7 @@ class FeedbackLoopAudit(RetrainingAudit):
         "feedback-loop simulation: coverage, exposure Gini, popularity, homogenisation, "
         "head/tail exposure and held-out accuracy over rounds of retraining"
     )
+    config: FeedbackLoopConfig
     config_class = FeedbackLoopConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -163,6 +164,7 @@ class FeedbackLoopAudit(RetrainingAudit):
             aplt,
             average_popularity,
             catalog_coverage,
+            distinct_counts,
             exposure_gini,
             gini,
             hit_rate,
@@ -171,7 +173,6 @@ class FeedbackLoopAudit(RetrainingAudit):
             long_tail_mask,
             ndcg,
         )
-        from trustrec.eval import distinct_counts
         from trustrec.models import FitOptions, ModelSpec
 
         c = self.config
@@ -345,7 +346,7 @@ class FeedbackLoopAudit(RetrainingAudit):
             ):
                 out[f"{fig} change {tag}"] = Estimate(
                     float(rl[fig] - r0[fig]),
-                    n=int(len(first[arm]["ndcg"])),
+                    n=len(first[arm]["ndcg"]),
                     description=f"{desc}: round {c.rounds} minus round 0 (catalog-level, no CI)",
                 )
             for i, (fig, name, desc) in enumerate(

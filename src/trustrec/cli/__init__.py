@@ -24,18 +24,18 @@ from trustrec.errors import TrustrecError
 from trustrec.cli import data, models, report, demo, run, compare, audit  # noqa: F401  isort:skip
 
 __all__ = [
-    "app",
-    "main",
-    "classify_error",
-    "report_error",
-    "EXIT_USER_ERROR",
     "EXIT_INTERNAL_ERROR",
-    "stats_table",
-    "metrics_table",
+    "EXIT_USER_ERROR",
+    "DataDir",
+    "app",
     "audit_table",
+    "classify_error",
     "console",
     "err_console",
-    "DataDir",
+    "main",
+    "metrics_table",
+    "report_error",
+    "stats_table",
 ]
 
 

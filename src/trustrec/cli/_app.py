@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 from trustrec._version import __version__
 from trustrec.cli._errors import FRAMEWORK_EXCEPTIONS, report_error
 
-__all__ = ["app", "console", "err_console", "DataDir"]
+__all__ = ["DataDir", "app", "console", "err_console"]
 
 
 class _Commands(TyperGroup):

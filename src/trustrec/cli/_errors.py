@@ -6,13 +6,13 @@ import typer
 
 from trustrec.errors import TrustrecError
 
-__all__ = ["EXIT_USER_ERROR", "EXIT_INTERNAL_ERROR", "classify_error", "report_error", "FRAMEWORK_EXCEPTIONS"]
+__all__ = ["EXIT_INTERNAL_ERROR", "EXIT_USER_ERROR", "FRAMEWORK_EXCEPTIONS", "classify_error", "report_error"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 
 
-def _one_line(text: str, limit: int = 2000) -> str:
+def _one_line(text: object, limit: int = 2000) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["stats_table", "metrics_table", "audit_table"]
+__all__ = ["audit_table", "metrics_table", "stats_table"]
 
 _STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "not_applicable": "dim", "no_threshold": "cyan"}
 

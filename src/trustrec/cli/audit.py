@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -29,8 +29,8 @@ def _list_table() -> Table:
 
 
 def audit(
-    run_dir: Optional[Path] = typer.Argument(None, help="A finished run directory (from `trustrec run`)."),
-    dimension: list[str] = typer.Option(
+    run_dir: Path | None = typer.Argument(None, help="A finished run directory (from `trustrec run`)."),  # noqa: B008  # typer declares parameters by their defaults
+    dimension: list[str] = typer.Option(  # noqa: B008  # typer declares parameters by their defaults
         [],
         "--dimension",
         "-d",
@@ -38,8 +38,8 @@ def audit(
         "(repeatable): robustness, fairness, controllability, explainability, "
         "factuality, privacy, safety.",
     ),
-    name: list[str] = typer.Option([], "--audit", "-a", help="Only this audit (repeatable)."),
-    params: Optional[Path] = typer.Option(None, "--params", help="YAML mapping audit name -> config overrides."),
+    name: list[str] = typer.Option([], "--audit", "-a", help="Only this audit (repeatable)."),  # noqa: B008  # typer declares parameters by their defaults
+    params: Path | None = typer.Option(None, "--params", help="YAML mapping audit name -> config overrides."),  # noqa: B008  # typer declares parameters by their defaults
     list_: bool = typer.Option(False, "--list", help="List every audit with its dimension and what it needs."),
     executor: str = typer.Option(
         "serial",
@@ -57,7 +57,7 @@ def audit(
         return
     if run_dir is None:
         raise ConfigError("trustrec audit: give a RUN_DIR (or --list to see the audits)")
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if params is not None:
         if not params.exists():
             raise ConfigError(f"{params}: no such audit parameter file")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -16,9 +15,9 @@ __all__ = ["compare"]
 
 @app.command()
 def compare(
-    run_a: Path = typer.Argument(..., help="Run directory A."),
-    run_b: Path = typer.Argument(..., help="Run directory B."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison as JSON."),
+    run_a: Path = typer.Argument(..., help="Run directory A."),  # noqa: B008  # typer declares parameters by their defaults
+    run_b: Path = typer.Argument(..., help="Run directory B."),  # noqa: B008  # typer declares parameters by their defaults
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the comparison as JSON."),  # noqa: B008  # typer declares parameters by their defaults
 ):
     """Compare two runs on the users both evaluated: means with CIs, B - A, paired t and Wilcoxon;
     runs evaluated under several schemes (full, traditional-random, ure) also get them side by side."""
@@ -30,7 +29,10 @@ def compare(
     table = Table(title=escape(f"A = {run_a.name}   B = {run_b.name}"), header_style="bold")
     for col in ("metric", "users", "A [95% CI]", "B [95% CI]", "B - A", "p (t)", "p (Wilcoxon)"):
         table.add_column(col, justify="right")
-    fmt_ci = lambda m, lo, hi: escape(f"{m:.4f} [{lo:.4f}, {hi:.4f}]") if lo is not None and lo == lo else f"{m:.4f}"
+
+    def fmt_ci(m, lo, hi):
+        return escape(f"{m:.4f} [{lo:.4f}, {hi:.4f}]") if lo is not None and lo == lo else f"{m:.4f}"
+
     for metric, r in frame.iterrows():
         table.add_row(
             escape(str(metric)),

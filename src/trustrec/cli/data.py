@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -13,7 +12,7 @@ from rich.table import Table
 from trustrec.cli._app import DataDir, app, console
 from trustrec.cli._render import stats_table
 
-__all__ = ["data_app", "data_list", "data_info"]
+__all__ = ["data_app", "data_info", "data_list"]
 
 data_app = typer.Typer(help="Inspect datasets: registered names or your own files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -21,7 +20,7 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("list")
 def data_list(
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Path | None = DataDir,
     all: bool = typer.Option(False, "--all", help="Also list every dataset of RecBole's atomic zoo."),
 ):
     """List registered datasets and where each would load from now."""
@@ -45,12 +44,12 @@ def data_list(
 @data_app.command("info")
 def data_info(
     name_or_path: str = typer.Argument(..., help="A registered name (see `data list`) or a file/folder."),
-    data_dir: Optional[Path] = DataDir,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
-    format: Optional[str] = typer.Option(
+    data_dir: Path | None = DataDir,
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the statistics as JSON here."),  # noqa: B008  # typer declares parameters by their defaults
+    format: str | None = typer.Option(
         None, "--format", help="Force a format for a path: atomic, movielens, coat, bigrec, amazon, tabular."
     ),
-    column: list[str] = typer.Option(
+    column: list[str] = typer.Option(  # noqa: B008  # typer declares parameters by their defaults
         [], "--column", help="For tables: ROLE=NAME, roles user, item, timestamp, rating (repeat the option)."
     ),
 ):

@@ -4,7 +4,6 @@ what it reports (the demo's logic lives in the library)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -64,7 +63,10 @@ class _Printer(DemoObserver):
         table.add_column("rank", justify="right")
         for name in result.recommendations:
             table.add_column(name)
-        mark = lambda i: escape(f"* {titles[i]}" if i in target else str(titles[i]))
+
+        def mark(i):
+            return escape(f"* {titles[i]}" if i in target else str(titles[i]))
+
         for r in range(10):
             table.add_row(str(r + 1), *[mark(v[r]) if r < len(v) else "" for v in result.recommendations.values()])
         console.print(table)
@@ -75,15 +77,15 @@ class _Printer(DemoObserver):
 
 @app.command()
 def demo(
-    data_dir: Optional[Path] = DataDir,
-    out: Path = typer.Option(
+    data_dir: Path | None = DataDir,
+    out: Path = typer.Option(  # noqa: B008  # typer declares parameters by their defaults
         Path("runs/demo"), "--out", help="Folder for the demo's run directories, trust reports and demo.json."
     ),
     epochs: int = typer.Option(10, help="SASRec training epochs."),
     llm: bool = typer.Option(True, "--llm/--no-llm", help="Also show one user's LLM recommendations."),
     llm_model: str = typer.Option("smollm2-135m-instruct", help="Language model of the LLM recommenders."),
     sft_examples: int = typer.Option(256, help="Fine-tuning examples of the generative recommender."),
-    user: Optional[str] = typer.Option(None, help="Raw user id to show (default: the first test user)."),
+    user: str | None = typer.Option(None, help="Raw user id to show (default: the first test user)."),
     audit_users: int = typer.Option(200, help="Test users sampled by the audits beyond fairness and factuality."),
     retraining_audits: bool = typer.Option(
         False,

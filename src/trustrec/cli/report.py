@@ -6,7 +6,6 @@ Registered on the main command when imported.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -52,8 +51,8 @@ def scorecard_table(data: dict) -> Table:
 
 
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `trustrec run` (audited or not)."),
-    out: Optional[Path] = typer.Option(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `trustrec run` (audited or not)."),  # noqa: B008  # typer declares parameters by their defaults
+    out: Path | None = typer.Option(  # noqa: B008  # typer declares parameters by their defaults
         None, "--out", help="HTML file to write (default RUN_DIR/report.html); report.json goes beside it."
     ),
 ):

@@ -15,8 +15,8 @@ __all__ = ["run_cmd"]
 
 @app.command("run")
 def run_cmd(
-    config: Path = typer.Argument(..., help="Run config (YAML): dataset, split, model, fit, eval, seed."),
-    out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run directory."),
+    config: Path = typer.Argument(..., help="Run config (YAML): dataset, split, model, fit, eval, seed."),  # noqa: B008  # typer declares parameters by their defaults
+    out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run directory."),  # noqa: B008  # typer declares parameters by their defaults
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
@@ -29,7 +29,7 @@ def run_cmd(
     from trustrec.runs import run_experiment
 
     res = run_experiment(config, out, overwrite=overwrite)
-    metrics = [m for m in res.metrics["metrics"]]
+    metrics = list(res.metrics["metrics"])
     console.print(
         metrics_table(
             {res.metrics["model"]: res.metrics["metrics"]},

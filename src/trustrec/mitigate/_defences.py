@@ -1,11 +1,10 @@
 """Re-export shim: the fake-user detector lives in :mod:`trustrec.mitigate.defences.detection`."""
 
 from trustrec.mitigate.defences.detection import (
-    FEATURES,
     FakeUserDetector,
     FakeUserDetectorConfig,
     detection_scores,
     user_profile_features,
 )
 
-__all__ = ["user_profile_features", "FakeUserDetectorConfig", "FakeUserDetector", "detection_scores"]
+__all__ = ["FakeUserDetector", "FakeUserDetectorConfig", "detection_scores", "user_profile_features"]

@@ -13,13 +13,13 @@ from trustrec.mitigate.defences.privacy import (
 )
 
 __all__ = [
-    "keep_probability",
-    "randomised_response",
-    "randomise_interactions",
-    "noise_training",
     "drop_items",
     "generalise_item_text",
+    "keep_probability",
     "minimise_history",
+    "noise_training",
+    "randomise_interactions",
+    "randomised_response",
     "revealing_items",
     "sensitive_mask",
 ]

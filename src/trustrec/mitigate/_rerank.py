@@ -52,19 +52,19 @@ from trustrec.mitigate._wrap import WrapperRecommender, train_dataset
 from trustrec.models import ModelSpec, Recommender, TopK, register_model
 
 __all__ = [
-    "RerankerConfig",
-    "Reranker",
-    "CalibratedRerankerConfig",
     "CalibratedReranker",
-    "ExposureRerankerConfig",
+    "CalibratedRerankerConfig",
     "ExposureReranker",
-    "calibrated_rerank",
-    "xquad_rerank",
-    "minmax_relevance",
+    "ExposureRerankerConfig",
+    "Reranker",
+    "RerankerConfig",
     "TradeoffPoint",
-    "tradeoff_points",
+    "calibrated_rerank",
+    "minmax_relevance",
     "summarise_tradeoff",
     "tradeoff_curve",
+    "tradeoff_points",
+    "xquad_rerank",
 ]
 
 # Cells of one (users, candidates, groups) block; larger batches are re-ranked in user chunks.
@@ -351,6 +351,7 @@ class Reranker(WrapperRecommender):
     (``group_indptr_``/``group_indices_``, names ``group_names_``, source ``group_source_``);
     subclasses implement ``_groups(train)`` and ``_select(...)``."""
 
+    config: RerankerConfig
     config_class: ClassVar[type[Config]] = RerankerConfig
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -411,6 +412,7 @@ class CalibratedReranker(Reranker):
     """Calibrated re-ranking (Steck, RecSys 2018) of a base recommender (module docstring)."""
 
     name = "calibrated_reranker"
+    config: CalibratedRerankerConfig
     config_class = CalibratedRerankerConfig
 
     def _groups(self, train: Dataset):
@@ -440,6 +442,7 @@ class ExposureReranker(Reranker):
     recommender, for long-tail or provider exposure (module docstring)."""
 
     name = "exposure_reranker"
+    config: ExposureRerankerConfig
     config_class = ExposureRerankerConfig
 
     def _groups(self, train: Dataset):
@@ -533,7 +536,8 @@ def tradeoff_points(
                 f"tradeoff_curve: {name!r} is not a parameter here (the strengths are swept and "
                 "the base is the fitted model given)"
             )
-    config = validate_config(_METHODS[method].config_class, params, f"tradeoff_curve({method})")
+    # the method's own config: CalibratedRerankerConfig or ExposureRerankerConfig
+    config: Any = validate_config(_METHODS[method].config_class, params, f"tradeoff_curve({method})")
     model._check_fitted()
     train_ds = train_dataset(train)
     n_items = model.n_items_

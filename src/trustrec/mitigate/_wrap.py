@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from trustrec.data import Dataset, Split
 from trustrec.errors import DataError
-from trustrec.models import ComposedRecommender
+from trustrec.models import ComposedRecommender, Recommender
 
 __all__ = ["WrapperRecommender", "train_dataset"]
 
@@ -28,6 +28,8 @@ class WrapperRecommender(ComposedRecommender):
     stages = ("base",)
     capabilities = frozenset({"uses_history", "candidates"})
     devices = ("cpu", "cuda", "mps")  # the base model checks the device it is fitted on
+
+    base_: Recommender  # set by fitting (or from_fitted)
 
     def _setup(self, train: Dataset) -> None:
         raise NotImplementedError

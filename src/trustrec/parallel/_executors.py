@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError
 
-__all__ = ["Executor", "RayExecutor", "SerialExecutor", "resolve_executor", "EXECUTORS"]
+__all__ = ["EXECUTORS", "Executor", "RayExecutor", "SerialExecutor", "resolve_executor"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -20,7 +20,8 @@ class Executor(Protocol):
     """Runs ``fn`` on each item; ``map`` returns the results in the order of ``items``. An error
     raised by one call propagates (the first in input order, for executors that run them all)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]: ...
 

@@ -100,7 +100,7 @@ def _load_entry(audits_dir: Path, entry: Any, i: int) -> AuditEntry:
         )
     try:
         result = AuditResult.load(folder)
-    except Exception as exc:  # one unreadable audit must not hide the others
+    except Exception as exc:  # noqa: BLE001  # one unreadable audit must not hide the others
         return AuditEntry(
             name, dimension, "error", summary, rel, error=f"could not load audits/{rel}: {type(exc).__name__}: {exc}"
         )

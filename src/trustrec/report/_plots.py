@@ -10,9 +10,13 @@ import io
 import itertools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 __all__ = ["RenderedPlot", "render_plot"]
 
@@ -40,7 +44,7 @@ def render_plot(plot, table: pd.DataFrame | None) -> RenderedPlot:
     kind = str(plot.kind)
     try:
         return _render(plot, table, title, kind)
-    except Exception as exc:  # a plot must never take the report down with it
+    except Exception as exc:  # noqa: BLE001  # a plot must never take the report down with it
         return RenderedPlot(title, kind, None, (f"could not draw this plot: {type(exc).__name__}: {exc}",))
 
 
@@ -238,7 +242,7 @@ def _short(text: str, n: int) -> str:
 # matplotlib settings for every figure: text as paths (no fonts needed in the browser, no text markup
 # in the SVG), no mathtext (item titles may contain "$"), a fixed hash salt (stable ids). Figures are
 # made with matplotlib.figure.Figure, not pyplot: no global figure state, no backend switch.
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "path",
     "text.parse_math": False,
     "svg.hashsalt": "trustrec",

@@ -7,15 +7,16 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
 from trustrec._cache import atomic_write_text, folder_lock
 from trustrec.errors import ConfigError, DataError
 
-__all__ = ["run_audits", "audit_model", "load_audit_results", "audit_plan"]
+__all__ = ["audit_model", "audit_plan", "load_audit_results", "run_audits"]
 
 
 def _load_finished_run(run_dir: Path):

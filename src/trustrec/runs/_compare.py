@@ -35,7 +35,7 @@ def load_run(path: str | Path) -> tuple[dict, pd.DataFrame]:
     with open_regular(per_user_path, what="a parquet file") as fh:
         try:
             per_user = pd.read_parquet(fh)
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
+        except Exception as exc:  # noqa: BLE001  # pyarrow raises several types for a corrupt file
             raise DataError(
                 f"{per_user_path}: cannot read as parquet ({_one_line(exc)}); rerun `trustrec run` to rewrite it"
             ) from None

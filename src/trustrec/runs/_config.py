@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ from trustrec._safeio import load_yaml
 from trustrec.errors import ConfigError
 from trustrec.eval import MAX_N_BOOT
 
-__all__ = ["RunConfig", "FittedStage", "load_run_config", "check_plain_name"]
+__all__ = ["FittedStage", "RunConfig", "check_plain_name", "load_run_config"]
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
@@ -192,6 +192,13 @@ class FitConfig(_Strict):
     device: str = "cpu"
 
 
+Scheme = Literal["full", "traditional-random", "ure"]
+
+
+def _full_scheme_only() -> list[Scheme]:
+    return ["full"]
+
+
 class EvalConfig(_Strict):
     metrics: list[str] = Field(
         default_factory=lambda: ["ndcg@10", "hr@10", "recall@10", "mrr@10", "coverage@10", "aplt@10"]
@@ -207,7 +214,7 @@ class EvalConfig(_Strict):
     # "traditional-random" (rank only each user's randomly-exposed items) and "ure" (unbiased
     # recall evaluation); the last two need a random-exposure split and use the recall@K /
     # precision@K among `metrics`. Outputs label them: "recall@10 (ure)".
-    schemes: list[Literal["full", "traditional-random", "ure"]] = Field(default_factory=lambda: ["full"])
+    schemes: list[Scheme] = Field(default_factory=_full_scheme_only)
 
     @field_validator("metrics")
     @classmethod
@@ -225,8 +232,7 @@ class EvalConfig(_Strict):
 
     @model_validator(mode="after")
     def _schemes_have_metrics(self):
-        from trustrec.eval import parse_metric
-        from trustrec.eval import UNBIASED_METRICS
+        from trustrec.eval import UNBIASED_METRICS, parse_metric
 
         if not self.schemes:
             raise ValueError("schemes: give at least one of 'full', 'traditional-random', 'ure'")
@@ -307,9 +313,9 @@ def load_run_config(source: str | Path | dict) -> RunConfig:
         raise ConfigError(f"{where}: {problems}") from None
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    from trustrec.models import model_class
+    from trustrec.models import Recommender, model_class
 
-    klass = model_class(config.model.name)  # unknown names list the valid ones
+    klass: type[Recommender] = model_class(config.model.name)  # unknown names list the valid ones
     try:
         check_fitted_stages(config, klass)
     except ConfigError as exc:

@@ -28,17 +28,17 @@ from trustrec._cache import atomic_write_bytes, atomic_write_text, folder_lock, 
 from trustrec.errors import DataError
 from trustrec.runs._config import RunConfig, check_fitted_stages, load_run_config
 
-__all__ = ["run_experiment", "RunResult", "environment_info", "prepare_data"]
+__all__ = ["RunResult", "environment_info", "prepare_data", "run_experiment"]
 
 _PACKAGES = ("trustrec", "numpy", "pandas", "scipy", "torch", "pydantic", "pyarrow", "safetensors")
 
 
 def environment_info() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in _PACKAGES:
         try:
             versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
+        except metadata.PackageNotFoundError:  # noqa: PERF203  # per package; a short, cold loop
             versions[pkg] = None
     return {
         "python": sys.version.split()[0],
@@ -93,12 +93,11 @@ def run_experiment(
 
 
 def _run_locked(config: RunConfig, out_dir: Path, name: str, *, progress: bool, log, overwrite: bool) -> RunResult:
+    from trustrec._device import check_device_supported
+    from trustrec.models import Recommender, model_class
     from trustrec.runs._trail import data_changes, data_trail
 
-    from trustrec._device import check_device_supported
-    from trustrec.models import model_class
-
-    klass = model_class(config.model.name)
+    klass: type[Recommender] = model_class(config.model.name)
     check_device_supported(klass.__name__, config.fit.device, klass.devices)  # before any data is read
     check_fitted_stages(config, klass)
     final = out_dir / name
@@ -239,7 +238,7 @@ def _fit_and_evaluate(
         model.save(ckpt)
 
     t0 = time.perf_counter()
-    results = {}
+    results: dict[str, Any] = {}
     for scheme in config.eval.schemes:
         if scheme == "full":
             results[scheme] = evaluate_split(
@@ -255,8 +254,7 @@ def _fit_and_evaluate(
                 progress=progress,
             )
         else:
-            from trustrec.eval import UNBIASED_METRICS, evaluate_random_exposure
-            from trustrec.eval import parse_metric
+            from trustrec.eval import UNBIASED_METRICS, evaluate_random_exposure, parse_metric
 
             results[scheme] = evaluate_random_exposure(
                 model,
@@ -272,14 +270,14 @@ def _fit_and_evaluate(
     eval_seconds = time.perf_counter() - t0
     result = next(iter(results.values()))
     per_user = result.per_user.copy()
-    for scheme, other in list(results.items())[1:]:  # one row per user, every scheme's columns
+    for other in list(results.values())[1:]:  # one row per user, every scheme's columns
         cols = ["user"] + [c for c in other.per_user.columns if c not in per_user.columns]
         per_user = per_user.merge(other.per_user[cols], on="user", how="outer")
     per_user.insert(1, "user_id", dataset.user_ids[per_user["user"].to_numpy()])
     buf = per_user.to_parquet(index=False)
     atomic_write_bytes(work / "per_user.parquet", buf)
     merged = result.to_dict()
-    for scheme, other in list(results.items())[1:]:
+    for other in list(results.values())[1:]:
         merged["metrics"].update(other.to_dict()["metrics"])
     merged["schemes"] = {
         scheme: {"metrics": list(r.summary.index), "counts": r.counts, "settings": r.settings}
@@ -327,6 +325,7 @@ def _fitted_stage_sources(config: RunConfig, out_dir: Path, trail) -> dict[str, 
                 )
             checkpoint = run_dir / "checkpoint"
         else:
+            assert ref.checkpoint is not None  # a fitted stage names exactly one of checkpoint/from_run
             checkpoint = Path(ref.checkpoint)
         if not (checkpoint / "config.json").is_file():
             raise ConfigError(

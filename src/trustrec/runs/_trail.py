@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["file_sha256", "frame_sha256", "data_trail", "data_changes", "model_trail", "audit_trail"]
+__all__ = ["audit_trail", "data_changes", "data_trail", "file_sha256", "frame_sha256", "model_trail"]
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -66,7 +66,10 @@ def data_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> li
     when they name the same data). A trail recorded without a field is not compared on it."""
     if not recorded:
         return ["no data trail was recorded"]
-    short = lambda v: f"{v[:12]}..." if isinstance(v, str) and len(v) > 15 else repr(v)
+
+    def short(v):
+        return f"{v[:12]}..." if isinstance(v, str) and len(v) > 15 else repr(v)
+
     labels = {
         "interactions_fingerprint": "interactions",
         "items_sha256": "item table",

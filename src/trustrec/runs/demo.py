@@ -16,7 +16,7 @@ from typing import Any
 
 from trustrec.errors import TrustrecError
 
-__all__ = ["DEMO_METRICS", "DemoObserver", "DemoResult", "SideBySide", "run_demo", "demo_row", "side_by_side"]
+__all__ = ["DEMO_METRICS", "DemoObserver", "DemoResult", "SideBySide", "demo_row", "run_demo", "side_by_side"]
 
 #: The metrics of the demo's two runs.
 DEMO_METRICS = ("ndcg@10", "hr@10", "mrr@10", "coverage@10", "aplt@10")
@@ -222,6 +222,7 @@ def run_demo(
     observer.accuracy(results, accuracy)
     shown_side = None
     if llm:
+        assert shown is not None  # set above when llm
         sasrec = Recommender.load(run_dirs["sasrec"] / "checkpoint")
         shown_side = side_by_side(split, sasrec, llm_model, sft_examples, shown, observer)
     chosen = {n: cls for n, cls in available_audits().items() if retraining_audits or not _is_retraining(cls)}

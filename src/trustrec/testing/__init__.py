@@ -5,4 +5,4 @@ from trustrec.testing._audit_checks import AuditChecks
 from trustrec.testing._doubles import PrecomputedScores
 from trustrec.testing._recommender_checks import RecommenderChecks, toy_dataset
 
-__all__ = ["RecommenderChecks", "AuditChecks", "toy_dataset", "PrecomputedScores"]
+__all__ = ["AuditChecks", "PrecomputedScores", "RecommenderChecks", "toy_dataset"]

@@ -22,6 +22,7 @@ class PrecomputedScores(Recommender):
     """
 
     name = "precomputed_scores"
+    config: PrecomputedScoresConfig
     config_class = PrecomputedScoresConfig
 
     def __init__(self, table: np.ndarray | None = None):

@@ -121,7 +121,7 @@ class RecommenderChecks:
 
     # -- 7 output contract --------------------------------------------------------------
     def test_in_catalog_unique_sorted(self, data):
-        ds, split = data
+        ds, _split = data
         model = self.fitted(data)
         q = self.queries(data)
         top = model.recommend(q, self.k)

@@ -24,18 +24,18 @@ from trustrec.audit.controllability.position_bias import (
 )
 
 __all__ = [
-    "UserControlConfig",
-    "UserControlAudit",
-    "PlatformRulesConfig",
+    "CONSTRAINT_KINDS",
     "PlatformRulesAudit",
-    "PromptSensitivityConfig",
-    "PromptSensitivityAudit",
-    "PositionBiasConfig",
+    "PlatformRulesConfig",
     "PositionBiasAudit",
+    "PositionBiasConfig",
+    "PromptSensitivityAudit",
+    "PromptSensitivityConfig",
+    "UserControlAudit",
+    "UserControlConfig",
     "constraint_requests",
+    "equal_rate_test",
     "load_paraphrases",
     "uniform_position_test",
-    "equal_rate_test",
     "wilson_interval",
-    "CONSTRAINT_KINDS",
 ]

@@ -29,7 +29,7 @@ from trustrec.eval import (
     paired_estimate,  # re-exported: it lived here
 )
 
-__all__ = ["PlatformRulesConfig", "PlatformRulesAudit"]
+__all__ = ["PlatformRulesAudit", "PlatformRulesConfig"]
 
 
 # -- system-initiated control -------------------------------------------------------------------------------------
@@ -63,6 +63,7 @@ class PlatformRulesAudit(Audit):
         "platform rules (blocked items, per-item exposure caps): violations before and after enforcement, accuracy cost"
     )
     needs: ClassVar[str] = "any model"
+    config: PlatformRulesConfig
     config_class = PlatformRulesConfig
 
     def _blocked_ids(self, inputs: AuditInputs) -> list[str]:

@@ -45,7 +45,7 @@ from trustrec.eval import (
 )
 from trustrec.models import has_capability
 
-__all__ = ["PositionBiasConfig", "PositionBiasAudit", "uniform_position_test", "equal_rate_test", "wilson_interval"]
+__all__ = ["PositionBiasAudit", "PositionBiasConfig", "equal_rate_test", "uniform_position_test", "wilson_interval"]
 
 
 # -- position bias -------------------------------------------------------------------------------------------------
@@ -140,6 +140,7 @@ class PositionBiasAudit(Audit):
     needs: ClassVar[str] = (
         "a ranker that reads an ordered candidate list (LLM ranker, or capability ordered_candidates)"
     )
+    config: PositionBiasConfig
     config_class = PositionBiasConfig
 
     @staticmethod
@@ -288,7 +289,7 @@ class PositionBiasAudit(Audit):
             counts = np.bincount(best, minlength=m)
             tv = 0.5 * np.abs(counts / n - 1.0 / m).sum()
             _stat_u, p_u, method_u = uniform_position_test(best, m, n_resamples=c.n_resamples, seed=c.seed + 20 + ci)
-            tv_ci = (None, None)
+            tv_ci: tuple[float | None, float | None] = (None, None)
             if c.n_boot:
                 draw = np.random.default_rng(c.seed + 30 + ci).integers(0, n, (c.n_boot, n))
                 bc = np.bincount(

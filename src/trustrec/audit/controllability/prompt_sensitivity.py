@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from itertools import combinations
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ from trustrec.eval import (
     percentile_ci,  # re-exported: it lived here
 )
 
-__all__ = ["PromptSensitivityConfig", "PromptSensitivityAudit", "load_paraphrases"]
+__all__ = ["PromptSensitivityAudit", "PromptSensitivityConfig", "load_paraphrases"]
 
 
 # -- prompt sensitivity ---------------------------------------------------------------------------------------------
@@ -66,7 +66,12 @@ def load_paraphrases(kind: Literal["ranker", "generative"]) -> tuple[dict[str, s
 
     from trustrec._safeio import load_yaml
 
-    path = resources.files("trustrec.models.llm").joinpath("assets", "prompt-paraphrases", "paraphrases.yaml")
+    path = (
+        resources.files("trustrec.models.llm")
+        .joinpath("assets")
+        .joinpath("prompt-paraphrases")
+        .joinpath("paraphrases.yaml")
+    )
     data = load_yaml(path.read_bytes(), what=str(path))
     if kind not in data:
         raise ConfigError(f"load_paraphrases: kind must be one of {sorted(data)}; got {kind!r}")
@@ -125,9 +130,10 @@ class PromptSensitivityAudit(Audit):
         "paraphrased, equivalent prompt templates"
     )
     needs: ClassVar[str] = "a recommender that reads a prompt (an LLM recommender with a template)"
+    config: PromptSensitivityConfig
     config_class = PromptSensitivityConfig
 
-    def _paraphrases(self, model) -> list[dict[str, str]]:
+    def _paraphrases(self, model) -> list[dict[str, Any]]:
         from trustrec.models.llm import PromptTemplate, template_slots
 
         own = _prompt_template(model)
@@ -226,7 +232,8 @@ class PromptSensitivityAudit(Audit):
         idx = rng.integers(0, n, (c.n_boot, n)) if c.n_boot and n > 1 else None
         for metric, values in (("ndcg", ndcg), ("hr", hr)):
             means = np.nanmean(values, 0)
-            spread_ci = std_ci = (None, None)
+            spread_ci: tuple[float | None, float | None] = (None, None)
+            std_ci = spread_ci
             if idx is not None:
                 boot = np.nanmean(values[idx], 1)  # (n_boot, t)
                 spread_ci = percentile_ci(boot.max(1) - boot.min(1))
@@ -246,14 +253,14 @@ class PromptSensitivityAudit(Audit):
             )
         rows = []
         for j, name in enumerate(names):
-            row = {"template": name}
-            for label, values, seed in (
+            row: dict[str, Any] = {"template": name}
+            for label, column, seed in (
                 ("ndcg", ndcg[:, j], 10),
                 ("hr", hr[:, j], 20),
                 ("jaccard_to_default", jac_default[:, j - 1] if j else np.ones(n), 30),
                 ("rbo_to_default", rbo_default[:, j - 1] if j else np.ones(n), 40),
             ):
-                est = cluster_mean_estimate(values, users, n_boot=c.n_boot, seed=c.seed + seed + j, description="")
+                est = cluster_mean_estimate(column, users, n_boot=c.n_boot, seed=c.seed + seed + j, description="")
                 row.update({label: est.value, f"{label}_ci_low": est.ci_low, f"{label}_ci_high": est.ci_high})
             row["seconds"] = seconds[j - 1] if j else np.nan
             rows.append(row)

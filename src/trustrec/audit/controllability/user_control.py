@@ -49,11 +49,18 @@ from trustrec.eval import (
     cluster_ratio_estimate,  # re-exported: it lived here
 )
 
-__all__ = ["UserControlConfig", "UserControlAudit", "constraint_requests", "CONSTRAINT_KINDS"]
+__all__ = ["CONSTRAINT_KINDS", "UserControlAudit", "UserControlConfig", "constraint_requests"]
 
 
-CONSTRAINT_KINDS = ("exclude_genre", "include_genre", "year_before", "year_after", "similar", "different")
 ConstraintKind = Literal["exclude_genre", "include_genre", "year_before", "year_after", "similar", "different"]
+CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = (
+    "exclude_genre",
+    "include_genre",
+    "year_before",
+    "year_after",
+    "similar",
+    "different",
+)
 _GROUP_KINDS = {"exclude_genre", "include_genre", "similar", "different"}
 _YEAR_KINDS = {"year_before", "year_after"}
 _CONDITION = {"candidates": "filtered", "post_filter": "post_filtered"}
@@ -105,7 +112,8 @@ def constraint_requests(catalog, histories: Ragged, kinds=CONSTRAINT_KINDS, *, s
         for i in np.unique(last[last >= 0]):
             resolvable[i] = bool(str(titles[i]).strip()) and bool(catalog.items_titled(str(titles[i])))
         ok = (last >= 0) & resolvable[np.maximum(last, 0)]
-        out["similar"] = np.where(ok, "more like " + titles[np.maximum(last, 0)], None)
+        # numpy's stubs reject None, which np.where takes as an object scalar
+        out["similar"] = np.where(ok, "more like " + titles[np.maximum(last, 0)], None)  # type: ignore[call-overload]
     if catalog.year_column is not None and not np.isnan(catalog.years).all():
         years = catalog.years[histories.values]
         med = pd.Series(years).groupby(histories.row_ids()).median().reindex(range(n)).to_numpy()
@@ -163,10 +171,12 @@ class UserControlAudit(Audit):
         "'something different'): satisfaction, accuracy kept, latency of filtering"
     )
     needs: ClassVar[str] = "an items table with a genre/category and/or year column (or configured texts)"
+    config: UserControlConfig
     config_class = UserControlConfig
 
     def _kinds(self, catalog) -> tuple[list[str], list[str]]:
-        usable, skipped = [], []
+        usable: list[str] = []
+        skipped: list[str] = []
         for kind in self.config.kinds:
             ok = (catalog.membership.shape[1] > 0) if kind in _GROUP_KINDS else (catalog.year_column is not None)
             (usable if ok else skipped).append(kind)
@@ -204,12 +214,12 @@ class UserControlAudit(Audit):
             requests[text] = np.full(len(queries), text, dtype=object)
         labels = list(requests)
         table = np.stack([requests[lab] for lab in labels]) if labels else np.empty((0, len(queries)), object)
-        kind_idx, uidx = np.nonzero(table != None)  # elementwise on an object array: asked pairs
+        kind_idx, uidx = np.nonzero(table != None)  # noqa: E711  # elementwise on an object array: asked pairs
         order = np.lexsort((kind_idx, uidx))  # a user's requests together
         kind_idx, uidx = kind_idx[order], uidx[order]
         texts = table[kind_idx, uidx]
         kind = np.array(labels, dtype=object)[kind_idx]
-        n_not_asked = int((table == None).sum())
+        n_not_asked = int((table == None).sum())  # noqa: E711  # elementwise on an object array
         asked = QueryBatch(queries.users[uidx], queries.histories.take(uidx), None, tuple(texts))
         parsed = parser.parse(list(texts), catalog)
 

@@ -17,7 +17,7 @@ from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
 from trustrec.models import has_capability
 
-__all__ = ["ATTRIBUTION_METHODS", "REQUEST_STATUSES", "DELETION_VARIANTS", "Attribution", "Deletion"]
+__all__ = ["ATTRIBUTION_METHODS", "DELETION_VARIANTS", "REQUEST_STATUSES", "Attribution", "Deletion"]
 
 
 ATTRIBUTION_METHODS = ("leave_one_out", "gradient", "likelihood")
@@ -237,7 +237,7 @@ class _Session:
         return keep
 
     # -- attribution ---------------------------------------------------------------------------------
-    def attribute(self, items: np.ndarray) -> "Attribution":
+    def attribute(self, items: np.ndarray) -> Attribution:
         items = _check_items(items, len(self.queries), self.model.n_items_, "attribute")
         h = self.queries.histories
         n, m = items.shape
@@ -266,7 +266,7 @@ class _Session:
         return Attribution(items, values, h, self.method)
 
     # -- deletion -----------------------------------------------------------------------------------------
-    def deletion(self, attribution: "Attribution", steps: Sequence[int], n_random: int, seed: int) -> "Deletion":
+    def deletion(self, attribution: Attribution, steps: Sequence[int], n_random: int, seed: int) -> Deletion:
         steps = tuple(sorted({int(s) for s in steps}))
         if not steps or steps[0] < 1:
             raise ConfigError(f"deletion_test: steps must be positive integers; got {steps}")
@@ -384,7 +384,7 @@ class Attribution:
         recent first), -1 where fewer are attributed."""
         order = _cited_order(self.values)[..., :m]
         n_attr = (~np.isnan(self.values)).sum(-1)
-        out = np.full(self.items.shape + (m,), -1, np.int64)
+        out = np.full((*self.items.shape, m), -1, np.int64)
         take = order.shape[-1]
         out[..., :take] = np.where(np.arange(take) < n_attr[..., None], order, -1)
         return out
@@ -411,7 +411,7 @@ class Attribution:
         pos = (
             self.cited_positions(width if top is None else min(top, width))
             if width
-            else np.full(self.items.shape + (0,), -1)
+            else np.full((*self.items.shape, 0), -1)
         )
         r, s, k = np.nonzero((pos >= 0) & (np.arange(pos.shape[-1]) < limit[..., None]) & (self.items[..., None] >= 0))
         p = pos[r, s, k]

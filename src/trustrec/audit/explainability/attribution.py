@@ -77,14 +77,14 @@ from trustrec.errors import ConfigError
 
 __all__ = [
     "ATTRIBUTION_METHODS",
-    "REQUEST_STATUSES",
     "EXPLANATION_TEMPLATE",
+    "REQUEST_STATUSES",
     "Attribution",
     "Deletion",
     "attribute",
     "deletion_test",
-    "explanation_requests",
     "explain",
+    "explanation_requests",
     "generate_explanations",
 ]
 
@@ -238,7 +238,7 @@ def explain(
     ok_items = np.full((len(prepared), max(1, int(requests["slot"].max()) + 1 if len(requests) else 1)), -1)
     ok = requests[requests.status == "ok"]
     ok_items[ok.row.to_numpy(), ok.slot.to_numpy()] = ok.item.to_numpy()
-    cited = np.full(ok_items.shape + (n_cited,), -1)
+    cited = np.full((*ok_items.shape, n_cited), -1)
     values = np.full(cited.shape, np.nan)
     if len(ok):
         attribution = attribute(model, prepared, ok_items, method=method, max_history=max_history)

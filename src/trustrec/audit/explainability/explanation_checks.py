@@ -98,7 +98,8 @@ class _CatalogFacts:
         self.attribute_column = column
         self.attr_names: list[str] = []
         self.attr_matrix = None
-        self._attr_pattern, self._attr_words = None, {}
+        self._attr_pattern: re.Pattern[str] | None = None
+        self._attr_words: dict[str, int] = {}
         if column is not None:
             matrix, names, _ = item_group_matrix(items, column)
             self.attr_matrix, self.attr_names = matrix.tocsr(), names

@@ -34,7 +34,7 @@ from trustrec.data import QueryBatch
 from trustrec.errors import ConfigError
 from trustrec.eval import mean_estimate, paired_estimate
 
-__all__ = ["ExplanationFaithfulnessConfig", "ExplanationFaithfulnessAudit"]
+__all__ = ["ExplanationFaithfulnessAudit", "ExplanationFaithfulnessConfig"]
 
 
 # -- the audit ------------------------------------------------------------------------------------------------
@@ -118,6 +118,7 @@ class ExplanationFaithfulnessAudit(Audit):
         "a model that reads the history and has full-ranking scores (classic, text encoder) or "
         "is an LLM recommender (likelihoods, generated explanations)"
     )
+    config: ExplanationFaithfulnessConfig
     config_class = ExplanationFaithfulnessConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -236,7 +237,7 @@ class ExplanationFaithfulnessAudit(Audit):
                 f"{'the ' if source == 'cited' else ''}{m} {source} history items",
             )
         # deletion curves
-        curves = {"remove": [], "keep": []}
+        curves: dict[str, list[dict[str, Any]]] = {"remove": [], "keep": []}
         for j, steps_m in enumerate(steps):
             for v in DELETION_VARIANTS:
                 action, source = v.split("_")

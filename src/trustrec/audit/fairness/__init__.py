@@ -17,15 +17,15 @@ from trustrec.audit.fairness.counterfactual_attributes import (
 from trustrec.audit.fairness.cold_start import ColdStartAudit, ColdStartConfig
 
 __all__ = [
-    "UserFairnessConfig",
-    "UserFairnessAudit",
-    "ItemExposureConfig",
-    "ItemExposureAudit",
-    "CalibrationConfig",
     "CalibrationAudit",
-    "CounterfactualConfig",
-    "CounterfactualAttributeAudit",
-    "ColdStartConfig",
+    "CalibrationConfig",
     "ColdStartAudit",
+    "ColdStartConfig",
+    "CounterfactualAttributeAudit",
+    "CounterfactualConfig",
+    "ItemExposureAudit",
+    "ItemExposureConfig",
+    "UserFairnessAudit",
+    "UserFairnessConfig",
     "reads_query_attributes",
 ]

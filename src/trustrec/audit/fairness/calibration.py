@@ -13,7 +13,7 @@ from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.eval import GroupMetricFrame, group_distribution, mean_estimate, miscalibration
 
-__all__ = ["CalibrationConfig", "CalibrationAudit"]
+__all__ = ["CalibrationAudit", "CalibrationConfig"]
 
 
 class CalibrationConfig(AuditConfig):
@@ -30,6 +30,7 @@ class CalibrationAudit(Audit):
     dimension: ClassVar[str] = "fairness"
     description: ClassVar[str] = "Steck's KL(history genres || list genres) per user, by genre and by user group"
     needs: ClassVar[str] = "an item group column (genre, category)"
+    config: CalibrationConfig
     config_class = CalibrationConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:

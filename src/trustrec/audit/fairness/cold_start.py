@@ -14,7 +14,7 @@ from trustrec.audit._base import Audit, AuditConfig, AuditInputs, fit_spec, regi
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.eval import ACCURACY_METRICS, bootstrap_ci, mean_estimate, paired_estimate, two_sample_estimate
 
-__all__ = ["ColdStartConfig", "ColdStartAudit"]
+__all__ = ["ColdStartAudit", "ColdStartConfig"]
 
 
 class ColdStartConfig(AuditConfig):
@@ -70,6 +70,7 @@ class ColdStartAudit(Audit):
         "exposure, and reference models (classic, text encoder, LLM) on the same users"
     )
     needs: ClassVar[str] = "any model; held-out targets that include cold items (raise max_train_interactions if none)"
+    config: ColdStartConfig
     config_class = ColdStartConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -87,14 +88,15 @@ class ColdStartAudit(Audit):
     def _references(self, inputs: AuditInputs, warnings: list[str]):
         from trustrec.models import ModelSpec
 
-        out, seen = [], {}
-        for spec in self.config.compare_with:
-            spec = ModelSpec.model_validate(spec)
+        out = []
+        seen: dict[str, int] = {}
+        for raw in self.config.compare_with:
+            spec = ModelSpec.model_validate(raw)
             label = spec.name if spec.name not in seen else f"{spec.name} #{seen[spec.name] + 1}"
             seen[spec.name] = seen.get(spec.name, 0) + 1
             try:
                 model, _ = fit_spec(spec, inputs.split, seed=self.config.seed, progress=inputs.progress)
-            except Exception as exc:  # a missing extra or offline encoder: report, do not crash the audit
+            except Exception as exc:  # noqa: BLE001  # a missing extra or offline encoder: report, do not crash the audit
                 warnings.append(
                     f"reference {label} not measured: {type(exc).__name__}: "
                     f"{str(exc).splitlines()[0] if str(exc) else ''}"
@@ -114,9 +116,9 @@ class ColdStartAudit(Audit):
         audited = getattr(inputs.model, "name", "") or type(inputs.model).__name__
         models = [(audited, inputs.model, np.asarray(inputs.topk))]
         for label, ref in self._references(inputs, warnings):
-            top = evaluate(
-                ref, eval_set, metrics=metrics, n_boot=0, keep_topk=True, progress=False, seed=c.seed
-            ).topk.items
+            result = evaluate(ref, eval_set, metrics=metrics, n_boot=0, keep_topk=True, progress=False, seed=c.seed)
+            assert result.topk is not None  # keep_topk=True
+            top = result.topk.items
             models.append((label, ref, np.asarray(top)))
         rows, estimates, per = [], {}, {}
         cold_share = float(cold.mean())

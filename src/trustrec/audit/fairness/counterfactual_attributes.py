@@ -24,7 +24,7 @@ from trustrec.eval import (
 )
 from trustrec.models import has_capability
 
-__all__ = ["CounterfactualConfig", "CounterfactualAttributeAudit", "reads_query_attributes"]
+__all__ = ["CounterfactualAttributeAudit", "CounterfactualConfig", "reads_query_attributes"]
 
 
 class CounterfactualConfig(AuditConfig):
@@ -66,6 +66,7 @@ class CounterfactualAttributeAudit(Audit):
         "a model that reads the query's user attributes (the 'attributes' capability: LLM "
         "recommenders with a profile line) and user attributes (or configured values)"
     )
+    config: CounterfactualConfig
     config_class = CounterfactualConfig
     SIMILARITIES: ClassVar[dict] = {"jaccard": jaccard_at_k, "serp_star": serp_star_at_k, "prag_star": prag_star_at_k}
 
@@ -144,7 +145,8 @@ class CounterfactualAttributeAudit(Audit):
                             "n_users": n,
                         }
                     )
-                ci_r = ci_v = (None, None)
+                ci_r: tuple[float | None, float | None] = (None, None)
+                ci_v = ci_r
                 if boot_rows is not None:
                     boot = mat[boot_rows].mean(1)  # (n_boot, n_values)
                     ci_r = percentile_ci(boot.max(1) - boot.min(1))
@@ -180,7 +182,10 @@ class CounterfactualAttributeAudit(Audit):
                     y_label="Jaccard",
                 )
             )
-        worst = max(((a, estimates[f"snsr jaccard@{c.k} [{a}]"].value) for a in probe), key=lambda t: t[1])
+        worst = max(
+            ((a, estimates[f"snsr jaccard@{c.k} [{a}]"].value) for a in probe),
+            key=lambda t: -np.inf if t[1] is None else t[1],
+        )
         summary = (
             f"{len(probe)} attributes, {total} values, {n} users; largest SNSR (Jaccard@{c.k}) "
             f"{worst[1]:.3f} for {worst[0]}"

@@ -25,7 +25,7 @@ from trustrec.eval import (
     popularity_lift,
 )
 
-__all__ = ["ItemExposureConfig", "ItemExposureAudit"]
+__all__ = ["ItemExposureAudit", "ItemExposureConfig"]
 
 
 class ItemExposureConfig(AuditConfig):
@@ -46,6 +46,7 @@ class ItemExposureAudit(Audit):
         "exposure Gini, Lorenz curve, APLT, popularity lift, exposure vs catalog share by group"
     )
     needs: ClassVar[str] = "any model; an item group column (genre/provider) for the per-group shares"
+    config: ItemExposureConfig
     config_class = ItemExposureConfig
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
@@ -196,7 +197,7 @@ class ItemExposureAudit(Audit):
 
     @staticmethod
     def _share_frame(grouping, names, shares) -> pd.DataFrame:
-        return pd.DataFrame({"grouping": grouping, "group": names, **{k: v for k, v in shares.items()}})
+        return pd.DataFrame({"grouping": grouping, "group": names, **dict(shares.items())})
 
     def _thresholds(self, estimates):
         extra = []

@@ -13,7 +13,7 @@ from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.eval import GroupMetricFrame
 
-__all__ = ["UserFairnessConfig", "UserFairnessAudit"]
+__all__ = ["UserFairnessAudit", "UserFairnessConfig"]
 
 
 class UserFairnessConfig(AuditConfig):
@@ -32,6 +32,7 @@ class UserFairnessAudit(Audit):
     dimension: ClassVar[str] = "fairness"
     description: ClassVar[str] = "accuracy by user group (gender, age band, occupation, activity): gaps, ratios, tests"
     needs: ClassVar[str] = "any model; user attributes for attribute groups (activity needs none)"
+    config: UserFairnessConfig
     config_class = UserFairnessConfig
 
     def _run(self, inputs: AuditInputs) -> AuditResult:

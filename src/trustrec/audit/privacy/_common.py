@@ -27,6 +27,11 @@ from trustrec.models import has_capability
 __all__ = ["next_item_losses"]
 
 
+def difference(a: float | None, b: float | None) -> float | None:
+    """``a - b``; None (not measured) when either is."""
+    return None if a is None or b is None else a - b
+
+
 # -- per-user loss -----------------------------------------------------------------------------------
 def _has_own_loss(model) -> bool:
     """The model gives its own training loss of an answer (``sequence_likelihood``), e.g. a fine-tuned LLM."""
@@ -122,8 +127,7 @@ def _recommend(model, queries: QueryBatch, k: int, batch_size: int) -> np.ndarra
 
 
 def _ndcg(model, eval_set, k: int, batch_size: int) -> np.ndarray:
-    from trustrec.eval import hits_matrix, ndcg
-    from trustrec.eval import distinct_counts
+    from trustrec.eval import distinct_counts, hits_matrix, ndcg
 
     if not len(eval_set):
         return np.empty(0)

@@ -48,7 +48,7 @@ from trustrec.eval import (  # macro_ovr_auc: re-exported, it lived here
 )
 from trustrec.models import has_capability
 
-__all__ = ["AttributeInferenceConfig", "AttributeInferenceAudit"]
+__all__ = ["AttributeInferenceAudit", "AttributeInferenceConfig"]
 
 
 # -- attribute inference ---------------------------------------------------------------------------
@@ -129,6 +129,7 @@ class AttributeInferenceAudit(Audit):
         "history minimisation as the mitigation"
     )
     needs: ClassVar[str] = "user attribute columns; any model (user embeddings used when it has them)"
+    config: AttributeInferenceConfig
     config_class = AttributeInferenceConfig
 
     def _attributes(self, inputs: AuditInputs) -> list[str]:
@@ -385,8 +386,7 @@ class AttributeInferenceAudit(Audit):
         warnings,
         missing_group,
     ):
-        from trustrec.eval import hits_matrix, ndcg
-        from trustrec.eval import distinct_counts
+        from trustrec.eval import distinct_counts, hits_matrix, ndcg
 
         c = self.config
         defence = build_arm(c.minimisation_arm(), "input_defence")[1]

@@ -49,6 +49,7 @@ from trustrec.audit.privacy._common import (
     _has_own_loss,
     _ndcg,
     _sample,
+    difference,
     next_item_losses,
 )
 from trustrec.data import Interactions, Ragged, Split
@@ -64,7 +65,7 @@ from trustrec.eval import (  # roc_auc, roc_points, tpr_at_fpr: re-exported, the
     tpr_at_fpr,
 )
 
-__all__ = ["canary_exposure", "random_sequences", "FPRS", "MembershipInferenceConfig", "MembershipInferenceAudit"]
+__all__ = ["FPRS", "MembershipInferenceAudit", "MembershipInferenceConfig", "canary_exposure", "random_sequences"]
 
 
 FPRS = (0.01, 0.001)
@@ -266,6 +267,7 @@ class MembershipInferenceAudit(RetrainingAudit):
     needs: ClassVar[str] = (
         "a model that can be retrained from its spec, with full-catalog scores or the generative LLM's likelihood"
     )
+    config: MembershipInferenceConfig
     config_class = MembershipInferenceConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -329,9 +331,10 @@ class MembershipInferenceAudit(RetrainingAudit):
             controls = random_sequences(n_can, length, ds.n_items, crng)
             candidates = random_sequences(c.n_candidates, length, ds.n_items, crng)
         member_split = _train_only(split, members, f"membership inference: trained on {len(members)} member users")
-        target_split, canary_users = (
-            _with_canaries(member_split, canaries, c.canary_repeats) if n_can else (member_split, np.empty(0, np.int64))
-        )
+        if canaries is not None:  # n_can > 0
+            target_split, canary_users = _with_canaries(member_split, canaries, c.canary_repeats)
+        else:
+            target_split, canary_users = member_split, np.empty(0, np.int64)
         target, t_target = fit_spec(spec, target_split, seed=c.seed, progress=inputs.progress)
         positions = _default_positions(target, c.positions)
         fit_seconds = {"target": t_target}
@@ -369,7 +372,7 @@ class MembershipInferenceAudit(RetrainingAudit):
         if "calibrated" in boots and len(boots["calibrated"]):
             lo, hi = percentile_ci(boots["calibrated"] - boots["loss"])
             estimates["auc_gain [calibrated - loss]"] = Estimate(
-                estimates["auc [calibrated]"].value - estimates["auc [loss]"].value,
+                difference(estimates["auc [calibrated]"].value, estimates["auc [loss]"].value),
                 lo,
                 hi,
                 len(y),
@@ -407,6 +410,7 @@ class MembershipInferenceAudit(RetrainingAudit):
         ]
         evidence = {"per_user": per_user}
         if n_can:
+            assert canaries is not None and controls is not None and candidates is not None  # set when n_can
             cand_loss = self._losses(target, candidates, positions)
             exp_in = canary_exposure(self._losses(target, canaries, positions), cand_loss)
             exp_ctl = canary_exposure(self._losses(target, controls, positions), cand_loss)
@@ -459,7 +463,7 @@ class MembershipInferenceAudit(RetrainingAudit):
                 if ok.all() and len(boots.get(n, ())) and len(b_eps[n]):
                     lo, hi = percentile_ci(boots[n] - b_eps[n])
                     estimates[f"auc_drop [{n}, {label}]"] = Estimate(
-                        estimates[f"auc [{n}]"].value - est[f"auc [{n}, {label}]"].value,
+                        difference(estimates[f"auc [{n}]"].value, est[f"auc [{n}, {label}]"].value),
                         lo,
                         hi,
                         int(ok.sum()),
@@ -479,6 +483,7 @@ class MembershipInferenceAudit(RetrainingAudit):
                 f"ndcg@{k}": float(np.nanmean(nd)) if len(nd) else np.nan,
             }
             if n_can:
+                assert canaries is not None and candidates is not None  # set when n_can
                 cl = self._losses(model, candidates, positions)
                 exp_eps = canary_exposure(self._losses(model, canaries, positions), cl)
                 row["canary_exposure"] = float(np.nanmean(exp_eps))

@@ -16,7 +16,7 @@ settings: timings are not estimates, so two runs with the same seed give equal e
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.audit.privacy._common import (
     _ndcg,
     _sample,
+    difference,
     next_item_losses,
 )
 from trustrec.data import resolve_users
@@ -127,6 +128,7 @@ class UnlearningAudit(RetrainingAudit):
         "a model that can be retrained from its spec and has full-catalog scores; approximate "
         "unlearning needs a torch model with a per-sequence loss (sasrec, bpr_mf)"
     )
+    config: UnlearningConfig
     config_class = UnlearningConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -230,7 +232,8 @@ class UnlearningAudit(RetrainingAudit):
         ok = np.all([~np.isnan(v) for v in losses.values()], axis=0)
         y = labels[ok]
         rows = stratified_bootstrap_rows(y, c.n_boot, c.seed) if c.n_boot > 0 and y.any() and (~y).any() else None
-        boots, table = {}, []
+        boots: dict[str, np.ndarray] = {}
+        table: list[dict[str, Any]] = []
         for name, loss in losses.items():
             s = -loss[ok]
             auc = roc_auc(s, y)
@@ -248,7 +251,7 @@ class UnlearningAudit(RetrainingAudit):
         if "approximate" in boots and len(boots["approximate"]):
             lo, hi = percentile_ci(boots["approximate"] - boots["exact"])
             estimates["forget_mia_auc_gap [approximate - exact]"] = Estimate(
-                estimates["forget_mia_auc [approximate]"].value - estimates["forget_mia_auc [exact]"].value,
+                difference(estimates["forget_mia_auc [approximate]"].value, estimates["forget_mia_auc [exact]"].value),
                 lo,
                 hi,
                 len(y),

@@ -4,7 +4,7 @@ one module each; ``_common`` is what they share (the items of raw ``target_items
 full-ranking rank of targets, top-K lists in batches) and ``_text_edits`` the item-text attacks."""
 
 # the import order is the registration order (history_perturbation, poisoning, text_attack)
-from trustrec.audit.robustness._common import target_item_indices, target_ranks  # noqa: I001
+from trustrec.audit.robustness._common import target_item_indices, target_ranks
 from trustrec.audit.robustness.history_perturbation import (
     PERTURBATIONS,
     HistoryPerturbationAudit,
@@ -28,21 +28,21 @@ from trustrec.audit.robustness.text_attack import (
 )
 
 __all__ = [
-    "perturb_histories",
-    "rank_biased_overlap",
-    "HistoryPerturbationConfig",
-    "HistoryPerturbationAudit",
-    "fake_profiles",
-    "inject_fake_users",
-    "target_item_indices",
-    "target_ranks",
-    "PoisoningConfig",
-    "PoisoningAudit",
-    "attack_item_text",
-    "TextAttackConfig",
-    "TextAttackAudit",
     "ATTACKS",
     "PERTURBATIONS",
-    "TEXT_ATTACKS",
     "PROMOTIONAL_PHRASES",
+    "TEXT_ATTACKS",
+    "HistoryPerturbationAudit",
+    "HistoryPerturbationConfig",
+    "PoisoningAudit",
+    "PoisoningConfig",
+    "TextAttackAudit",
+    "TextAttackConfig",
+    "attack_item_text",
+    "fake_profiles",
+    "inject_fake_users",
+    "perturb_histories",
+    "rank_biased_overlap",
+    "target_item_indices",
+    "target_ranks",
 ]

@@ -46,6 +46,7 @@ def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, 
             s = np.asarray(model.score(prepared), np.float64)
             s = np.where(np.isnan(s), -np.inf, s)
             mask = exclusion_mask(prepared, model.n_items_, True)
+            assert mask is not None  # exclude_seen=True: always a mask
             s[mask] = -np.inf
             ts = s[:, targets]  # (b, t)
             higher = (s[:, None, :] > ts[:, :, None]).sum(2)

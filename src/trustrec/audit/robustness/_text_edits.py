@@ -14,15 +14,17 @@ text changes):
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from trustrec.errors import ConfigError, DataError
 
-__all__ = ["TEXT_ATTACKS", "PROMOTIONAL_PHRASES", "attack_item_text"]
+__all__ = ["PROMOTIONAL_PHRASES", "TEXT_ATTACKS", "attack_item_text"]
 
-TEXT_ATTACKS = ("promotional", "char", "word", "injection", "hijack")
+TextAttack = Literal["promotional", "char", "word", "injection", "hijack"]
+TEXT_ATTACKS: tuple[TextAttack, ...] = ("promotional", "char", "word", "injection", "hijack")
 
 PROMOTIONAL_PHRASES = (
     "Critically acclaimed must-see, loved by millions of viewers",
@@ -78,7 +80,7 @@ def _perturb_chars(text: str, strength: float, rng) -> str:
     spans = [m.span() for m in _WORD.finditer(text)]
     if not spans:
         return text + " " + _LETTERS[int(rng.integers(26))]
-    n = max(1, int(round(strength * len(spans))))
+    n = max(1, int(round(strength * len(spans))))  # noqa: RUF046  # round() of a numpy float is a float under numpy < 2
     chosen = set(rng.choice(len(spans), min(n, len(spans)), replace=False).tolist())
     out, last = [], 0
     for w, (a, b) in enumerate(spans):

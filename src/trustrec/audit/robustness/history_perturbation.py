@@ -31,15 +31,15 @@ from trustrec.errors import ConfigError
 from trustrec.eval import mean_estimate, rank_biased_overlap  # RBO re-exported for callers
 
 __all__ = [
+    "PERTURBATIONS",
+    "HistoryPerturbationAudit",
+    "HistoryPerturbationConfig",
     "perturb_histories",
     "rank_biased_overlap",
-    "HistoryPerturbationConfig",
-    "HistoryPerturbationAudit",
-    "PERTURBATIONS",
 ]
 
-PERTURBATIONS = ("insert", "delete", "substitute", "reorder")
 Perturbation = Literal["insert", "delete", "substitute", "reorder"]
+PERTURBATIONS: tuple[Perturbation, ...] = ("insert", "delete", "substitute", "reorder")
 
 
 def _n_changes(lengths: np.ndarray, budget: float, kind: str, n_items: int) -> np.ndarray:
@@ -93,7 +93,7 @@ def _new_items(h: Ragged, n: np.ndarray, n_items: int, rng, max_rounds: int = 50
         need = n - np.bincount(picked // n_items, minlength=n_rows)
     if need.any():  # tiny catalogs: exhaustive fallback
         for i in np.flatnonzero(need):
-            have = np.concatenate([h.row(i), picked[picked // n_items == i] % n_items])
+            have = np.concatenate([h.row(int(i)), picked[picked // n_items == i] % n_items])
             free = np.setdiff1d(np.arange(n_items), have)
             extra = rng.permutation(free)[: need[i]]
             picked = np.concatenate([picked, i * n_items + extra])
@@ -218,6 +218,7 @@ class HistoryPerturbationAudit(Audit):
         "are inserted, deleted, substituted or reordered, random vs targeted"
     )
     needs: ClassVar[str] = "any model (models that ignore the history are stable by construction)"
+    config: HistoryPerturbationConfig
     config_class = HistoryPerturbationConfig
 
     def _run(self, inputs: AuditInputs) -> AuditResult:

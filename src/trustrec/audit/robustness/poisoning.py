@@ -42,16 +42,16 @@ from trustrec.eval import mean_estimate, paired_estimate
 from trustrec.parallel import SerialExecutor, resolve_executor
 
 __all__ = [
+    "ATTACKS",
+    "PoisoningAudit",
+    "PoisoningConfig",
     "fake_profiles",
     "inject_fake_users",
     "target_ranks",
-    "PoisoningConfig",
-    "PoisoningAudit",
-    "ATTACKS",
 ]
 
-ATTACKS = ("random", "average", "bandwagon", "segment", "sequential")
 Attack = Literal["random", "average", "bandwagon", "segment", "sequential"]
+ATTACKS: tuple[Attack, ...] = ("random", "average", "bandwagon", "segment", "sequential")
 
 
 def _segment_items(dataset: Dataset, train: Interactions, target: int, column: str | None) -> tuple[np.ndarray, str]:
@@ -160,6 +160,7 @@ def _weighted_rows(rng, weights: np.ndarray, n_rows: int, m: int) -> np.ndarray:
 
 
 def _fake_ratings(train: Interactions, items: np.ndarray, top_rated: np.ndarray, attack: str, rng) -> np.ndarray:
+    assert train.rating is not None  # called only for data with ratings
     r = train.rating.astype(np.float64)
     lo, hi = float(r.min()), float(r.max())
     integer = bool(np.all(r == np.round(r)))
@@ -282,6 +283,7 @@ class PoisoningAudit(RetrainingAudit):
         "fake-user injection (random, average, bandwagon, segment, sequential) at several "
         "budgets, retraining, and target HR@K / rank / success rate on genuine users"
     )
+    config: PoisoningConfig
     config_class = PoisoningConfig
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -340,7 +342,8 @@ class PoisoningAudit(RetrainingAudit):
         estimates[f"target_hr@{k} [clean]"] = est["hr"]
         estimates["target_mean_rank [clean]"] = est["rank"]
         rows = [self._row("clean", 0.0, 0, base, base, t_clean)]
-        warnings, fit_times = [], {"clean": t_clean}
+        warnings: list[str] = []
+        fit_times = {"clean": t_clean}
         executor = resolve_executor(inputs.executor)
         cell = _PoisoningCell(
             self,
@@ -521,7 +524,7 @@ class _PoisoningCell:
         )
         c = audit.config
         k = c.k
-        n_fake = max(1, int(round(budget * genuine)))
+        n_fake = max(1, int(round(budget * genuine)))  # noqa: RUF046  # round() of a numpy float is a float under numpy < 2
         fake = fake_profiles(
             split,
             attack,

@@ -54,15 +54,19 @@ from trustrec._arms import ArmSpec, build_arm, check_arm_specs
 from trustrec.audit._base import Audit, AuditConfig, AuditInputs, register_audit
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.audit.robustness._common import target_item_indices
-from trustrec.audit.robustness._text_edits import PROMOTIONAL_PHRASES, TEXT_ATTACKS, _donor_words, attack_item_text
+from trustrec.audit.robustness._text_edits import (
+    PROMOTIONAL_PHRASES,
+    TEXT_ATTACKS,
+    TextAttack,
+    _donor_words,
+    attack_item_text,
+)
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError
 from trustrec.eval import mean_estimate, paired_estimate
 from trustrec.models import has_capability
 
-__all__ = ["TEXT_ATTACKS", "PROMOTIONAL_PHRASES", "attack_item_text", "TextAttackConfig", "TextAttackAudit"]
-
-TextAttack = Literal["promotional", "char", "word", "injection", "hijack"]
+__all__ = ["PROMOTIONAL_PHRASES", "TEXT_ATTACKS", "TextAttackAudit", "TextAttackConfig", "attack_item_text"]
 
 
 class TextAttackConfig(AuditConfig):
@@ -181,6 +185,7 @@ class TextAttackAudit(Audit):
         "a model that reads item text at inference (with_item_text): an LLM ranker, an LLM "
         "generator or a text-encoder scorer"
     )
+    config: TextAttackConfig
     config_class = TextAttackConfig
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
@@ -325,6 +330,7 @@ class TextAttackAudit(Audit):
         if len(guards) < len(all_guards):
             warnings.append(f"{model.name} builds no prompt, so the injection guard defences were not measured")
 
+        assert protocol is not None  # _why_not rules out models without a protocol
         runner = {"candidates": self._run_candidates, "generation": self._run_generation, "scores": self._run_scores}[
             protocol
         ]

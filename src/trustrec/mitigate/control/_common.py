@@ -6,8 +6,7 @@ import numpy as np
 from pydantic import Field, PositiveInt
 
 from trustrec._config import Config
-from trustrec.models import ModelSpec
-from trustrec.models import TopK
+from trustrec.models import ModelSpec, TopK
 
 
 def _compact(items: np.ndarray, scores: np.ndarray, keep: np.ndarray, k: int) -> TopK:

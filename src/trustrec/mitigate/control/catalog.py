@@ -12,7 +12,7 @@ import pandas as pd
 from trustrec.data import readonly
 from trustrec.errors import DataError
 
-__all__ = ["ControlCatalog", "YEAR_COLUMNS"]
+__all__ = ["YEAR_COLUMNS", "ControlCatalog"]
 
 
 #: Item columns tried, in order, as the year column when none is named.

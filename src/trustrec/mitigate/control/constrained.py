@@ -32,8 +32,7 @@ from trustrec.mitigate.control.constraints import (
     allowed_items,
     parse_constraint,
 )
-from trustrec.models import register_model
-from trustrec.models import TopK
+from trustrec.models import TopK, register_model
 
 __all__ = ["ConstrainedConfig", "ConstrainedRecommender"]
 
@@ -57,6 +56,7 @@ class ConstrainedRecommender(WrapperRecommender):
     docstring). Queries without text (or without a structured constraint) pass through."""
 
     name = "constrained"
+    config: ConstrainedConfig
     config_class = ConstrainedConfig
     capabilities = frozenset({"uses_history", "candidates", "text"})
 

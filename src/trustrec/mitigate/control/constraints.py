@@ -62,14 +62,14 @@ from trustrec.mitigate.control.catalog import (
 
 __all__ = [
     "Constraint",
+    "Different",
     "ExcludeGroups",
     "IncludeGroups",
-    "YearRange",
-    "SimilarTo",
-    "Different",
     "ParsedConstraint",
-    "parse_constraint",
+    "SimilarTo",
+    "YearRange",
     "allowed_items",
+    "parse_constraint",
 ]
 
 
@@ -89,7 +89,7 @@ class Constraint:
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {"kind": self.kind, **asdict(self)}
+        return {"kind": self.kind, **asdict(self)}  # type: ignore[call-overload]  # every concrete Constraint is a dataclass
 
 
 def _group_columns(catalog: ControlCatalog, groups: Sequence[str]) -> list[int]:
@@ -256,12 +256,12 @@ film movies movie items item titles title stuff things ones one something anythi
 from released made that are is be it also maybe really very for tonight today now rather let's lets do
 can could should get kind kinds type types genre genres thanks thank hey so than too much other else
 instead all what which mood feel feeling into on at by about s lot lots bit little fan fans enjoy enjoyed
-fine ok okay into""".split()
-)  # noqa: SIM905
+fine ok okay into""".split()  # noqa: SIM905  # a word list reads best as text
+)
 _VAGUE = frozenset(
     """old older oldie oldies recent new newer newest classic classics modern latest good
-best popular cheap short long famous great underrated""".split()
-)  # noqa: SIM905
+best popular cheap short long famous great underrated""".split()  # noqa: SIM905  # a word list reads best as text
+)
 _SIMILAR = re.compile(r"\b(?:more like|similar to|something like|films? like|movies? like|in the style of)\s+")
 _DIFFERENT = re.compile(
     r"\b(?:(?:something|anything) (?:different|new|else|unusual)|surprise me|out of my comfort "
@@ -367,7 +367,9 @@ def parse_constraint(
     longest = max((len(k) for k in lexicon), default=0)
     for clause in _CLAUSES.split(work):
         words = _tokens(clause)
-        include, exclude, left = [], [], []
+        include: list[str] = []
+        exclude: list[str] = []
+        left = []
         negated = False
         i = 0
         while i < len(words):
@@ -410,7 +412,7 @@ def allowed_items(parsed: Sequence[ParsedConstraint | None], catalog: ControlCat
     for i, p in enumerate(parsed):
         for c in p.constraints if p is not None else ():
             rows.setdefault(c, []).append(i)
-    for c, idx in rows.items():
-        idx = np.asarray(idx, np.int64)
+    for c, row_list in rows.items():
+        idx = np.asarray(row_list, np.int64)
         out[idx] &= c.mask(catalog, histories.take(idx))
     return out

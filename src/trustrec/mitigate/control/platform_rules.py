@@ -20,15 +20,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from trustrec.data import Dataset, QueryBatch
-from trustrec.data import readonly
+from trustrec.data import Dataset, QueryBatch, readonly
 from trustrec.errors import ConfigError
 from trustrec.mitigate._wrap import WrapperRecommender
 from trustrec.mitigate.control._common import _compact, _WrapperConfig
-from trustrec.models import register_model
-from trustrec.models import TopK
+from trustrec.models import TopK, register_model
 
-__all__ = ["PlatformRules", "enforce_rules", "RuleEnforcedConfig", "RuleEnforcedRecommender"]
+__all__ = ["PlatformRules", "RuleEnforcedConfig", "RuleEnforcedRecommender", "enforce_rules"]
 
 
 # -- platform rules ----------------------------------------------------------------------------------------------
@@ -144,6 +142,7 @@ class RuleEnforcedRecommender(WrapperRecommender):
     Blocked ids that are not in the catalog are counted in ``unknown_blocked_``."""
 
     name = "rule_enforced"
+    config: RuleEnforcedConfig
     config_class = RuleEnforcedConfig
 
     def _setup(self, train: Dataset) -> None:

@@ -20,6 +20,7 @@ name                        kind              what it builds
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, Literal
 
 import numpy as np
 
@@ -42,13 +43,13 @@ from trustrec.mitigate.defences.tradeoff import RerankerArm
 from trustrec.models.llm import find_injections, guard_text
 
 __all__ = [
-    "builtin_arms",
+    "ConstraintControl",
+    "ForgetMethod",
+    "HistoryMinimisation",
     "InjectionGuard",
     "RandomisedResponse",
-    "HistoryMinimisation",
-    "ConstraintControl",
     "RuleEnforcement",
-    "ForgetMethod",
+    "builtin_arms",
 ]
 
 
@@ -57,7 +58,7 @@ class InjectionGuard:
     rendered by the model's own prompt (``prompt_mode``); ``detect`` is
     :func:`trustrec.models.llm.find_injections`."""
 
-    def __init__(self, mode: str = "flag"):
+    def __init__(self, mode: Literal["off", "flag", "strip"] = "flag"):
         self.mode = self.prompt_mode = mode
 
     def guard(self, text: str) -> str:
@@ -86,7 +87,7 @@ class RandomisedResponse:
 
 
 def _check_epsilon(params: dict) -> dict:
-    eps = params.get("epsilon")
+    eps: Any = params.get("epsilon")  # checked by keep_probability
     keep_probability(eps)  # raises a ConfigError naming a bad epsilon
     if set(params) - {"epsilon"}:
         raise ValueError(f"randomised_response takes 'epsilon' only; got {sorted(params)}")
@@ -96,7 +97,7 @@ def _check_epsilon(params: dict) -> dict:
 class HistoryMinimisation:
     """History minimisation (:func:`minimise_history`): ``mode`` ``"drop"`` or ``"generalise"``."""
 
-    def __init__(self, mode: str = "drop"):
+    def __init__(self, mode: Literal["drop", "generalise"] = "drop"):
         if mode not in ("drop", "generalise"):
             raise ValueError(f"history_minimisation: mode must be 'drop' or 'generalise'; got {mode!r}")
         self.mode = self.label = mode
@@ -184,7 +185,7 @@ def _detector_params(params: dict) -> dict:
 class ForgetMethod:
     """An ``unlearning`` arm: :func:`trustrec.mitigate.forget` with one ``method``."""
 
-    def __init__(self, method: str):
+    def __init__(self, method: Literal["exact", "gradient_ascent"]):
         self.method = method
 
     def supports(self, model) -> bool:

@@ -36,7 +36,7 @@ from trustrec._config import Config, Configurable
 from trustrec.data import Dataset, Interactions, Split
 from trustrec.errors import ConfigError, DataError, NotFittedError
 
-__all__ = ["user_profile_features", "FakeUserDetectorConfig", "FakeUserDetector", "detection_scores"]
+__all__ = ["FakeUserDetector", "FakeUserDetectorConfig", "detection_scores", "user_profile_features"]
 
 FEATURES = (
     "profile_length",
@@ -167,6 +167,7 @@ class FakeUserDetector(Configurable):
     sets ``features_`` (DataFrame), ``scores_`` (outlier score per user index, higher = more
     suspicious, NaN without data) and ``flagged_`` (bool per user index)."""
 
+    config: FakeUserDetectorConfig
     config_class = FakeUserDetectorConfig
 
     def fit(self, data: Dataset | Split) -> FakeUserDetector:

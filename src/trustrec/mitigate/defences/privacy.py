@@ -36,13 +36,13 @@ from trustrec.data import Interactions, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
 
 __all__ = [
-    "keep_probability",
-    "randomised_response",
-    "randomise_interactions",
-    "noise_training",
     "drop_items",
     "generalise_item_text",
+    "keep_probability",
     "minimise_history",
+    "noise_training",
+    "randomise_interactions",
+    "randomised_response",
     "revealing_items",
     "sensitive_mask",
 ]

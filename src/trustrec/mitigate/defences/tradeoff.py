@@ -24,10 +24,10 @@ from trustrec.mitigate._rerank import (
 __all__ = [
     "RerankerArm",
     "TradeoffPoint",
-    "tradeoff_points",
+    "compare_tradeoff",
     "summarise_tradeoff",
     "tradeoff_curve",
-    "compare_tradeoff",
+    "tradeoff_points",
 ]
 
 _RERANKERS = {"calibrated": CalibratedReranker, "exposure": ExposureReranker}
