@@ -510,7 +510,7 @@ class _PoisoningCell:
         self.filler, self.genuine, self.queries, self.eval_targets = filler, genuine, queries, eval_targets
         self.base, self.defences, self.progress = base, [(arm.label, d) for arm, d in defences], progress
 
-    def __call__(self, cell):
+    def __call__(self, cell) -> tuple:
         import copy
 
         setting, attack, budget = cell

@@ -530,12 +530,14 @@ class TextAttackAudit(Audit):
             },
         }
 
-    def _sweep(self, measure, attacked, guards, exposed, model=None):
+    def _sweep(self, measure, attacked, guards, exposed, model=None) -> tuple:
         """Clean and attacked measurements for every guard, each compared with the clean run under
         the same guard (a defence is judged on the model it defends). A guard that renders every
         item's prompt text exactly as the unguarded model does cannot change a deterministic
         score, so its run is not repeated: the unguarded measurement is reused under its name."""
-        estimates, rows, per_user = {}, [], []
+        estimates: dict[str, Estimate] = {}
+        rows: list[dict] = []
+        per_user: list[tuple] = []
         seed = self.config.seed + 100
         measured: dict = {}
         for guard in guards:
