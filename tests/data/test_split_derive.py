@@ -40,7 +40,7 @@ def test_with_train_replaces_only_the_training_part(split):
     assert _same(derived.valid, split.valid) and _same(derived.test, split.test)
     assert derived.dataset is split.dataset
     assert derived.params["why"] == "test" and dict(split.params).items() <= dict(derived.params).items()
-    assert derived.notes == split.notes + ("even users only",)
+    assert derived.notes == (*split.notes, "even users only")
     assert "why" not in split.params  # the original is untouched
 
 
@@ -78,7 +78,7 @@ def test_with_added_train_adds_new_users(split):
     )
     out = derived.dataset
     assert out.n_users == ds.n_users + 2 and list(out.user_ids[-2:]) == ["__x_0", "__x_1"]
-    assert out.n_items == ds.n_items and out.notes == ds.notes + ("2 test users",)
+    assert out.n_items == ds.n_items and out.notes == (*ds.notes, "2 test users")
     assert _same(out.interactions, Interactions.concat([ds.interactions, new]))
     assert _same(derived.train, Interactions.concat([split.train, new]))
     assert _same(derived.valid, split.valid) and _same(derived.test, split.test)

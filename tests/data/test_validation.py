@@ -47,7 +47,7 @@ def test_text_ids_are_kept_exactly(tmp_path):
 
 def test_infinite_float_id_is_refused():
     frame = pd.DataFrame({"user_id": [1.0, np.inf], "item_id": [1, 2]})
-    with pytest.raises(DataError, match="data row 1.*not a finite number"):
+    with pytest.raises(DataError, match=r"data row 1.*not a finite number"):
         Dataset.from_frame(frame, name="inf")
 
 
@@ -201,7 +201,7 @@ def test_folder_matching_two_layouts_is_refused_with_the_choices(tmp_path):
     d.mkdir()
     (d / "both.inter").write_text(_INTER)
     (d / "u.data").write_text("1\t10\t5\t881250949\n")
-    with pytest.raises(DataError, match="atomic.*movielens"):
+    with pytest.raises(DataError, match=r"atomic.*movielens"):
         detect_format(d)
     assert load_path(d, format="atomic").n_interactions == 2
 
@@ -211,7 +211,7 @@ def test_folder_of_several_tables_is_refused(tmp_path):
     d.mkdir()
     (d / "a.csv").write_text("user_id,item_id\n1,2\n")
     (d / "b.csv").write_text("user_id,item_id\n1,2\n")
-    with pytest.raises(DataError, match="a.csv"):
+    with pytest.raises(DataError, match=r"a.csv"):
         load_path(d)
     with pytest.raises(DataError, match="exactly one"):
         load_path(d, format="tabular")
@@ -253,7 +253,7 @@ def test_gzip_bomb_stops_at_the_limit_with_how_to_raise_it(tmp_path, monkeypatch
     big = tmp_path / "ratio.csv.gz"
     with gzip.open(big, "wb") as fh:
         fh.write(b"user_id,item_id\n" + b"1,2\n" * (20 << 20))
-    with pytest.raises(DataError, match="decompression bomb.*TRUSTREC_MAX_COMPRESSION_RATIO"):
+    with pytest.raises(DataError, match=r"decompression bomb.*TRUSTREC_MAX_COMPRESSION_RATIO"):
         load_tabular(big)
 
 
@@ -261,5 +261,5 @@ def test_truncated_gzip_is_refused(tmp_path):
     data = gzip.compress(os.urandom(1 << 16))
     path = tmp_path / "t.csv.gz"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match="truncated|not valid gzip"):
+    with pytest.raises(DataError, match=r"truncated|not valid gzip"):
         load_tabular(path)

@@ -137,7 +137,7 @@ def test_intra_list_diversity():
 
 def test_metric_names():
     assert parse_metric("NDCG@10").label == "ndcg@10"
-    with pytest.raises(ConfigError, match="unknown metric 'ndgc'.*valid names"):
+    with pytest.raises(ConfigError, match=r"unknown metric 'ndgc'.*valid names"):
         parse_metric("ndgc@10")
     with pytest.raises(ConfigError, match="name@K"):
         parse_metric("ndcg")

@@ -1,3 +1,5 @@
+from typing import Any, ClassVar
+
 from trustrec.models.classic import BPRMF, EASE, ItemKNN, MostPopular, SASRec
 from trustrec.testing import RecommenderChecks
 
@@ -8,19 +10,21 @@ class TestMostPopular(RecommenderChecks):
 
 class TestItemKNN(RecommenderChecks):
     component = ItemKNN
-    configs = [{"k": 10}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"k": 10}]
 
 
 class TestEASE(RecommenderChecks):
     component = EASE
-    configs = [{"reg": 10.0}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"reg": 10.0}]
 
 
 class TestBPRMF(RecommenderChecks):
     component = BPRMF
-    configs = [{"epochs": 3, "embedding_size": 8, "batch_size": 64}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"epochs": 3, "embedding_size": 8, "batch_size": 64}]
 
 
 class TestSASRec(RecommenderChecks):
     component = SASRec
-    configs = [{"epochs": 2, "embedding_size": 16, "max_len": 8, "inner_size": 32, "batch_size": 16}]
+    configs: ClassVar[list[dict[str, Any]]] = [
+        {"epochs": 2, "embedding_size": 16, "max_len": 8, "inner_size": 32, "batch_size": 16}
+    ]

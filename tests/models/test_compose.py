@@ -120,7 +120,7 @@ def _config(tmp_path, name, model, params):
 def test_run_config_with_a_fitted_stage(tmp_path):
     from trustrec.runs import load_run_config, run_experiment
 
-    out, quiet = tmp_path / "runs", dict(progress=False, log=lambda *_: None)
+    out, quiet = tmp_path / "runs", {"progress": False, "log": lambda *_: None}
     knn = run_experiment(_config(tmp_path, "knn", "item_knn", {"k": 10}), out, **quiet)
     wrapped = {"strength": 0.0, "n_candidates": 10}
     by_run = run_experiment(
@@ -150,7 +150,7 @@ def test_run_config_with_a_fitted_stage(tmp_path):
     assert again.metrics == by_run.metrics
     # ... unless the fitted stage changed since
     run_experiment(_config(tmp_path, "knn", "item_knn", {"k": 3}), out, overwrite=True, **quiet)
-    with pytest.raises(DataError, match="fitted base .* changed since this run finished"):
+    with pytest.raises(DataError, match=r"fitted base .* changed since this run finished"):
         run_experiment(
             _config(tmp_path, "rerank", "exposure_reranker", {**wrapped, "base": {"from_run": "knn"}}), out, **quiet
         )
@@ -164,15 +164,15 @@ def test_run_config_bad_fitted_stage_errors_clearly(tmp_path):
 
     with pytest.raises(ConfigError, match=r"model.params.k.*not a stage of 'item_knn'.*no stages"):
         load_run_config(_config(tmp_path, "x", "item_knn", {"k": {"from_run": "knn"}}))
-    with pytest.raises(ConfigError, match="retriever.*exactly one of checkpoint.*from_run"):
+    with pytest.raises(ConfigError, match=r"retriever.*exactly one of checkpoint.*from_run"):
         load_run_config(_config(tmp_path, "x", "llm_ranker", {"retriever": {"from_run": "a", "checkpoint": "b"}}))
-    with pytest.raises(ConfigError, match="model.params.base.*.name.: not a key of a fitted stage"):
+    with pytest.raises(ConfigError, match=r"model.params.base.*.name.: not a key of a fitted stage"):
         load_run_config(_config(tmp_path, "x", "exposure_reranker", {"base": {"checkpoint": "b", "name": "x"}}))
-    with pytest.raises(ConfigError, match="from_run.*not a plain name"):
+    with pytest.raises(ConfigError, match=r"from_run.*not a plain name"):
         load_run_config(_config(tmp_path, "x", "exposure_reranker", {"base": {"from_run": "../up"}}))
     with pytest.raises(ConfigError, match="this run itself"):
         load_run_config(_config(tmp_path, "x", "exposure_reranker", {"base": {"from_run": "x"}}))
-    quiet = dict(progress=False, log=lambda *_: None)
+    quiet = {"progress": False, "log": lambda *_: None}
     with pytest.raises(ConfigError, match="no finished run of that name"):
         run_experiment(
             _config(tmp_path, "x", "exposure_reranker", {"base": {"from_run": "missing"}}), tmp_path / "runs", **quiet

@@ -2,6 +2,8 @@
 hand-written gradients against finite differences of the documented losses, clipping and bad
 input, and the conformance suite for each method."""
 
+from typing import Any, ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -230,7 +232,7 @@ def test_methods_differ_and_are_seeded():
 # -- conformance --------------------------------------------------------------------------------------
 class TestMFNaiveImplicit(RecommenderChecks):
     component = MF
-    configs = [{"epochs": 3, "embedding_size": 8}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"epochs": 3, "embedding_size": 8}]
 
 
 class _Rated(RecommenderChecks):
@@ -243,9 +245,13 @@ class _Rated(RecommenderChecks):
 
 class TestMFIPS(_Rated):
     component = MF
-    configs = [{"method": "ips", "propensity": "given", "epochs": 3, "embedding_size": 8}]
+    configs: ClassVar[list[dict[str, Any]]] = [
+        {"method": "ips", "propensity": "given", "epochs": 3, "embedding_size": 8}
+    ]
 
 
 class TestMFDR(_Rated):
     component = MF
-    configs = [{"method": "dr", "propensity": "popularity", "epochs": 3, "embedding_size": 8}]
+    configs: ClassVar[list[dict[str, Any]]] = [
+        {"method": "dr", "propensity": "popularity", "epochs": 3, "embedding_size": 8}
+    ]

@@ -44,7 +44,7 @@ def test_model_spec_and_registry_errors():
     assert {"most_popular", "item_knn", "ease", "bpr_mf", "sasrec"} <= set(available_models())
     m = ModelSpec(name="sasrec", params={"epochs": 3}).build()
     assert m.config.epochs == 3 and not m.is_fitted()
-    with pytest.raises(ConfigError, match="unknown model 'sasrek'.*did you mean sasrec"):
+    with pytest.raises(ConfigError, match=r"unknown model 'sasrek'.*did you mean sasrec"):
         make_model("sasrek")
     with pytest.raises(ConfigError, match=r"divisible by n_heads \(3\)"):
         make_model("sasrec", embedding_size=10, n_heads=3)

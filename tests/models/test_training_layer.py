@@ -6,10 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trustrec.data import split_leave_one_out
-from trustrec.errors import ConfigError
-from trustrec.models import FitOptions, make_model
-from trustrec.models.training import (
+# imported after the importorskip calls above (E402): without torch the module is skipped, not an error
+from trustrec.data import split_leave_one_out  # noqa: E402
+from trustrec.errors import ConfigError  # noqa: E402
+from trustrec.models import FitOptions, make_model  # noqa: E402
+from trustrec.models.training import (  # noqa: E402
     Callback,
     Checkpoint,
     EarlyStopping,
@@ -19,7 +20,7 @@ from trustrec.models.training import (
     load_checkpoint,
     supports_approximate_unlearning,
 )
-from trustrec.testing import toy_dataset
+from trustrec.testing import toy_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,8 @@ def test_checkpoint_writes_best_and_last_and_they_reload(tmp_path):
 
 def test_torch_model_checkpoint_reloads_into_the_network(split, tmp_path):
     model = make_model("bpr_mf", epochs=2, embedding_size=8)
-    model._callbacks = lambda options: [Checkpoint(tmp_path, lambda: model.net_.state_dict())]
+    # the lambda looks net_ up when the checkpoint is written, not when the callbacks are made
+    model._callbacks = lambda options: [Checkpoint(tmp_path, lambda: model.net_.state_dict())]  # noqa: PLW0108
     model.fit(split, FitOptions(seed=0, progress=False))
     state = load_checkpoint(tmp_path / "last.safetensors")
     for name, tensor in model.net_.state_dict().items():

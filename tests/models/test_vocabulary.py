@@ -58,7 +58,7 @@ def test_unknown_or_malformed_ids_are_clear_errors(ml100k_saved):
     known = model.item_ids_[0]
     with pytest.raises(DataError, match=r"2 item ids are unknown.*'no-such-item'.*'other'"):
         model.recommend_raw([[known, "no-such-item"], ["other"]], 5)
-    with pytest.raises(DataError, match="user ids are unknown.*'ghost'"):
+    with pytest.raises(DataError, match=r"user ids are unknown.*'ghost'"):
         model.recommend_raw([[known]], 5, users=["ghost"])
     with pytest.raises(DataError, match="one list of item ids per query"):
         model.recommend_raw([known, known], 5)  # a single history not wrapped in a batch

@@ -127,7 +127,7 @@ def _detect_reviews(record: dict, path: Path, lineno: int) -> str:
 def _read_reviews(path: Path) -> tuple[pd.DataFrame, np.ndarray, str]:
     users, items, ratings, stamps, lines = [], [], [], [], []
     version = None
-    keys = None
+    keys: dict[str, str] = {}  # set with the version, from the first record
     for lineno, rec in _records(path, literal=False):
         if version is None:
             version = _detect_reviews(rec, path, lineno)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -40,15 +40,15 @@ class Ragged:
         object.__setattr__(self, "values", values)
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Sequence], dtype=np.int64) -> "Ragged":
-        rows = [np.asarray(r, dtype=dtype).ravel() for r in rows]
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    def from_rows(cls, rows: Iterable[Sequence | np.ndarray], dtype=np.int64) -> Ragged:
+        arrays = [np.asarray(r, dtype=dtype).ravel() for r in rows]
+        lengths = np.fromiter((len(r) for r in arrays), dtype=np.int64, count=len(arrays))
         indptr = np.concatenate([[0], np.cumsum(lengths)])
-        values = np.concatenate(rows) if rows else np.empty(0, dtype=dtype)
+        values = np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
         return cls(indptr, values.astype(dtype, copy=False))
 
     @classmethod
-    def from_groups(cls, group: np.ndarray, values: np.ndarray, n_rows: int) -> "Ragged":
+    def from_groups(cls, group: np.ndarray, values: np.ndarray, n_rows: int) -> Ragged:
         """Group ``values`` by the row index in ``group`` (already in the wanted order within a row)."""
         group = np.asarray(group, dtype=np.int64)
         order = np.argsort(group, kind="stable")
@@ -73,7 +73,7 @@ class Ragged:
         """The row index of every value (the COO expansion of ``indptr``)."""
         return np.repeat(np.arange(len(self)), self.lengths)
 
-    def take(self, rows: np.ndarray) -> "Ragged":
+    def take(self, rows: np.ndarray) -> Ragged:
         """A new Ragged with only ``rows`` (in that order); vectorised gather."""
         rows = np.asarray(rows, dtype=np.int64)
         starts, lengths = self.indptr[rows], self.lengths[rows]
@@ -81,7 +81,7 @@ class Ragged:
         offsets = np.arange(indptr[-1]) - np.repeat(indptr[:-1], lengths)
         return Ragged(indptr, self.values[np.repeat(starts, lengths) + offsets])
 
-    def last(self, n: int) -> "Ragged":
+    def last(self, n: int) -> Ragged:
         """Keep at most the last ``n`` values of each row."""
         lengths = np.minimum(self.lengths, n)
         starts = self.indptr[1:] - lengths

@@ -30,7 +30,7 @@ from trustrec.data._dataset import Dataset
 from trustrec.data._io import numeric_column, read_delimited, read_text, require_nonempty
 from trustrec.errors import DataError
 
-__all__ = ["read_atomic_file", "load_atomic"]
+__all__ = ["load_atomic", "read_atomic_file"]
 
 ATOMIC_TYPES = {"token", "token_seq", "float", "float_seq"}
 TITLE_COLUMNS = ("title", "movie_title", "name", "item_name", "book_title")
@@ -80,7 +80,7 @@ def _expand_sequences(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, li
     notes = []
     lists = frame["item_id_list"].fillna("").str.split()
     if "item_id" in frame.columns:
-        lists = [lst + [target] for lst, target in zip(lists, frame["item_id"])]
+        lists = [[*lst, target] for lst, target in zip(lists, frame["item_id"])]
     lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(frame))
     users = frame["user_id"].to_numpy()
     # Several rows of one user are prefixes of one sequence: keep the longest.
@@ -140,8 +140,10 @@ def _choose_inter(folder: Path) -> tuple[Path | None, list[str]]:
         if test in inters and _is_sequence_file(test):
             others = [n for n in names if n != test.name]
             return test, [
-                f"read {test.name}: in a folder of split sequence files its histories extend "
-                f"the others ({others}, ignored)"
+                (
+                    f"read {test.name}: in a folder of split sequence files its histories extend "
+                    f"the others ({others}, ignored)"
+                )
             ]
     raise DataError(
         f"{folder}: {len(inters)} .inter files {names} and none named {folder.name}.inter; trustrec "

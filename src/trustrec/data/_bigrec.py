@@ -18,6 +18,7 @@ import ast
 import itertools
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -364,7 +365,7 @@ def load_bigrec(path, name: str | None = None) -> Dataset:
         mapping = pd.concat(asins)
         mapping = mapping[~mapping.index.duplicated()]
         items["asin"] = items["item_id"].map(mapping)
-    extras = {s: splits[s]["target"] for s in ("valid", "test") if s in splits}
+    extras: dict[str, Any] = {s: splits[s]["target"] for s in ("valid", "test") if s in splits}
     return Dataset.from_frame(
         log,
         name=name or folder.resolve().name,

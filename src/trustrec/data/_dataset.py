@@ -124,8 +124,8 @@ class Interactions:
     @classmethod
     def concat(cls, parts: Iterable[Interactions]) -> Interactions:
         parts = list(parts)
-        ratings = [p.rating for p in parts]
-        rating = None if any(r is None for r in ratings) else np.concatenate(ratings)
+        ratings = [p.rating for p in parts if p.rating is not None]
+        rating = np.concatenate(ratings) if len(ratings) == len(parts) else None  # None unless every part has ratings
         return cls(
             np.concatenate([p.user for p in parts]),
             np.concatenate([p.item for p in parts]),
@@ -279,7 +279,7 @@ class Dataset:
                     f"non-numeric values (first at data row {row}: {frame[rating_col].iloc[row]!r})"
                 )
         inter = Interactions(user_index.get_indexer(raw_users), item_index.get_indexer(raw_items), ts, rating)
-        converted = {}
+        converted: dict[str, Interactions | IndexedArray] = {}
         for key, value in (extras or {}).items():
             if isinstance(value, pd.DataFrame):
                 sub = cls.from_frame(
@@ -379,7 +379,7 @@ class Dataset:
             inter,
             self._items[keep_items].reset_index(drop=True),
             self._users[keep_users].reset_index(drop=True),
-            self.provenance + (step,),
+            (*self.provenance, step),
             self.notes,
             self.source,
             extras,
@@ -412,7 +412,7 @@ class Dataset:
             "user_columns": [c for c in self._users.columns if c != "user_id"],
             "items_without_title": int(self._items["title"].isna().sum()),
         }
-        if inter.has_rating and len(inter):
+        if inter.rating is not None and len(inter):
             out["rating"] = {
                 "min": float(inter.rating.min()),
                 "mean": float(inter.rating.mean()),

@@ -8,7 +8,7 @@ from trustrec._registry import NamedRegistry, check_callable
 from trustrec.data._dataset import Dataset, FilterStep
 from trustrec.errors import ConfigError, DataError
 
-__all__ = ["to_implicit", "drop_duplicates", "k_core", "sample_users", "FILTERS"]
+__all__ = ["FILTERS", "drop_duplicates", "k_core", "sample_users", "to_implicit"]
 
 
 #: Dataset filters by name (kind ``filters`` of :mod:`trustrec.registry`): ``fn(dataset, **params)
@@ -55,7 +55,7 @@ def k_core(dataset: Dataset, user_k: int = 5, item_k: int | None = None, max_ite
     alive = np.ones(len(inter), dtype=bool)
     keep_users = np.ones(dataset.n_users, dtype=bool)
     keep_items = np.ones(dataset.n_items, dtype=bool)
-    for iteration in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):  # noqa: B007 - read after the loop (the FilterStep's count)
         user_counts = np.bincount(inter.user[alive], minlength=dataset.n_users)
         item_counts = np.bincount(inter.item[alive], minlength=dataset.n_items)
         keep_users = user_counts >= user_k

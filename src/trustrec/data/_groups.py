@@ -3,8 +3,9 @@ and item-group membership matrices built from multi-valued item columns (genres,
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,14 +14,14 @@ import scipy.sparse as sp
 from trustrec.errors import DataError
 
 __all__ = [
-    "item_group_matrix",
-    "guess_item_group_column",
-    "user_group_table",
-    "age_bands",
-    "activity_levels",
-    "split_group_values",
-    "MISSING_GROUP",
     "ITEM_GROUP_COLUMNS",
+    "MISSING_GROUP",
+    "activity_levels",
+    "age_bands",
+    "guess_item_group_column",
+    "item_group_matrix",
+    "split_group_values",
+    "user_group_table",
 ]
 
 MISSING_GROUP = "(missing)"
@@ -87,7 +88,7 @@ def item_group_matrix(
 def age_bands(ages: pd.Series) -> pd.Series:
     """Numeric ages to MovieLens-1M bands (<18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+)."""
     x = pd.to_numeric(ages, errors="coerce")
-    labels = ["<18"] + [f"{a}-{b - 1}" for a, b in zip(AGE_EDGES[:-1], AGE_EDGES[1:])] + [f"{AGE_EDGES[-1]}+"]
+    labels = ["<18"] + [f"{a}-{b - 1}" for a, b in itertools.pairwise(AGE_EDGES)] + [f"{AGE_EDGES[-1]}+"]
     bands = pd.cut(x, [-np.inf, *AGE_EDGES, np.inf], right=False, labels=labels)
     return bands.astype("string")
 

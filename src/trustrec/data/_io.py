@@ -22,7 +22,7 @@ def read_text(path: Path, encodings=ENCODINGS) -> tuple[str, str]:
     for enc in encodings:
         try:
             return data.decode(enc), enc
-        except UnicodeDecodeError:
+        except UnicodeDecodeError:  # noqa: PERF203 - a few encodings, tried in order
             continue
     raise DataError(f"{path}: cannot decode as any of {encodings}")
 
@@ -90,7 +90,7 @@ def _sep_name(sep: str) -> str:
 def sniff_separator(path: Path, first_line: str, expected_columns: int | None = None) -> str:
     """Guess the delimiter of a header line: tab, comma, semicolon, pipe."""
     counts = {s: first_line.count(s) for s in ("\t", ",", ";", "|")}
-    sep = max(counts, key=counts.get)
+    sep = max(counts, key=counts.__getitem__)
     if counts[sep] == 0:
         raise DataError(
             f"{path}, line 1: no tab, comma, semicolon or pipe in the header {first_line[:80]!r}; "

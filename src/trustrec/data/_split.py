@@ -6,9 +6,10 @@ in time are broken by the file order and results are reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,17 +21,17 @@ from trustrec.data._query import QueryBatch
 from trustrec.errors import ConfigError, DataError
 
 __all__ = [
-    "Split",
-    "EvalSet",
-    "split_leave_one_out",
-    "split_temporal",
-    "split_random",
-    "split_given_test",
-    "split_random_exposure",
-    "make_split",
     "SPLITTERS",
+    "EvalSet",
+    "Split",
     "drop_evaluation_events",
     "has_clock",
+    "make_split",
+    "split_given_test",
+    "split_leave_one_out",
+    "split_random",
+    "split_random_exposure",
+    "split_temporal",
 ]
 
 PARTS = ("valid", "test")
@@ -47,7 +48,7 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.queries)
 
-    def __getitem__(self, index) -> "EvalSet":
+    def __getitem__(self, index) -> EvalSet:
         rows = np.atleast_1d(np.arange(len(self))[index])
         return EvalSet(self.queries[rows], self.targets.take(rows), self.part)
 
@@ -71,8 +72,10 @@ class Split:
         params, notes = dict(self.params), tuple(self.notes)
         if removed:
             notes += (
-                f"{removed} training interactions were also evaluation events and were removed from "
-                "train (a split never trains on what it evaluates)",
+                (
+                    f"{removed} training interactions were also evaluation events and were removed from "
+                    "train (a split never trains on what it evaluates)"
+                ),
             )
             params["evaluation_events_removed_from_train"] = (
                 params.get("evaluation_events_removed_from_train", 0) + removed
@@ -84,7 +87,7 @@ class Split:
     # -- derived splits: the one place a split is rebuilt (the invariant above re-applies) -----
     def with_train(
         self, train: Interactions, *, params: Mapping[str, Any] | None = None, note: str | None = None
-    ) -> "Split":
+    ) -> Split:
         """This split with the training part replaced by ``train`` (same dataset index space);
         valid and test unchanged. ``params`` are merged into the split's params and ``note``
         is appended to its notes."""
@@ -99,7 +102,7 @@ class Split:
         params: Mapping[str, Any] | None = None,
         note: str | None = None,
         dataset_note: str | None = None,
-    ) -> "Split":
+    ) -> Split:
         """This split with ``interactions`` appended to the training part (fake users, canaries,
         feedback accepted by simulated users); valid and test unchanged.
 
@@ -151,7 +154,7 @@ class Split:
         parts: tuple[str, ...] = ("train", "valid", "test"),
         params: Mapping[str, Any] | None = None,
         note: str | None = None,
-    ) -> "Split":
+    ) -> Split:
         """This split without any interaction of the user indices ``users`` in ``parts`` (all by
         default; ``parts=("train",)`` keeps them evaluated but never trained on). Users and items
         keep their indices. ``params``/``note`` as in :meth:`with_train`."""
@@ -175,7 +178,7 @@ class Split:
             self.notes + ((note,) if note else ()),
         )
 
-    def _derive(self, dataset: Dataset, train: Interactions, params, note) -> "Split":
+    def _derive(self, dataset: Dataset, train: Interactions, params, note) -> Split:
         return Split(
             dataset,
             train,
@@ -314,10 +317,12 @@ def split_leave_one_out(dataset: Dataset, *, short_users: str = "error") -> Spli
     part = np.where(from_end == 0, 2, np.where(from_end == 1, 1, 0))
     if short.any():
         part[short] = 0 if short_users == "train" else -1
-    rows = [order[part == p] for p in (0, 1, 2)]
+    train, valid, test = (inter.select(np.sort(order[part == p])) for p in (0, 1, 2))
     return Split(
         dataset,
-        *(inter.select(np.sort(r)) for r in rows),
+        train,
+        valid,
+        test,
         method="leave_one_out",
         params={"short_users": short_users},
         notes=tuple(notes),
@@ -380,10 +385,12 @@ def split_random(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float 
     n_test = np.minimum(np.round(count * test_frac), count - 1)
     n_valid = np.minimum(np.round(count * valid_frac), count - 1 - n_test)
     part = np.where(position < n_test, 2, np.where(position < n_test + n_valid, 1, 0))
-    rows = [order[part == p] for p in (0, 1, 2)]
+    train, valid, test = (inter.select(np.sort(order[part == p])) for p in (0, 1, 2))
     return Split(
         dataset,
-        *(inter.select(np.sort(r)) for r in rows),
+        train,
+        valid,
+        test,
         method="random",
         params={"valid_frac": valid_frac, "test_frac": test_frac, "seed": seed},
     )
@@ -405,12 +412,13 @@ def split_given_test(
     With ``positive_threshold``, only test ratings at or above it count as targets.
     """
     if isinstance(test, str):
-        if test not in dataset.extras or not isinstance(dataset.extras[test], Interactions):
+        extra = dataset.extras.get(test)
+        if not isinstance(extra, Interactions):
             raise DataError(
                 f"Dataset '{dataset.name}' has no interaction set {test!r} "
                 f"(extras: {sorted(dataset.extras)}); pass the test interactions explicitly"
             )
-        test_name, test = test, dataset.extras[test]
+        test_name, test = test, extra
     else:
         test_name = "given"
     if len(test) and (test.user.max() >= dataset.n_users or test.item.max() >= dataset.n_items):

@@ -170,7 +170,10 @@ def _timestamps(
     (the rules are in ``trustrec.data._validate``; a date-order decision is appended to ``notes``).
     """
     raw = frame[col]
-    where = lambda row: _where(path, lines, row)
+
+    def where(row):
+        return _where(path, lines, row)
+
     missing = _missing_mask(raw)
     if missing.any():
         row = _first_bad(missing)
@@ -294,7 +297,7 @@ def _read_text_table(path: Path, sep: str | None = None, text: str | None = None
     _check_header(path, fields)
     if len(fields) == 1:
         other = {s: fields[0].count(s) for s in ("\t", ",", ";", "|", "::") if s != sep}
-        best = max(other, key=other.get)
+        best = max(other, key=other.__getitem__)
         if other[best]:
             raise DataError(
                 f"{path}, line 1: the header {fields[0][:80]!r} has no {_sep_label(sep)} "
@@ -342,7 +345,7 @@ def _read_any_table(path: Path, sep: str | None = None) -> tuple[pd.DataFrame, n
                 import pyarrow.parquet as pq
 
                 table = pq.read_table(fh)
-            except Exception as exc:  # pyarrow raises several types for a corrupt file
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
                 raise DataError(f"{path}: cannot read as parquet ({exc})") from None
         names = [str(n).strip() for n in table.column_names]
         _check_header(path, names)
@@ -449,7 +452,7 @@ def _side_table(path, role: str, preferred: str) -> pd.DataFrame:
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".gz",) + PARQUET_SUFFIXES + (".csv", ".tsv", ".txt", ".dat"):
+    for suffix in (".gz", *PARQUET_SUFFIXES, ".csv", ".tsv", ".txt", ".dat"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name or path.name
@@ -488,6 +491,7 @@ def _tabular_dataset(path, *, columns, sep, items, users, name, source=None) -> 
     cols = list(frame.columns)
     roles = _resolve_roles(cols, columns, path)
     ucol, icol, tcol, rcol = (roles[r] for r in ROLES)
+    assert ucol is not None and icol is not None  # _resolve_roles raises when a required role has no column
     _check_present(frame, ucol, path, lines, "user id")
     _check_present(frame, icol, path, lines, "item id")
     out = pd.DataFrame(

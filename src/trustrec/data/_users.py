@@ -26,11 +26,11 @@ def resolve_users(
             idx = np.asarray(values, np.int64)
         except (TypeError, ValueError):
             raise DataError(f"{owner}: by='index' needs integer user indices, got {values[:5]}") from None
-        unknown = [int(i) for i in idx if not 0 <= i < dataset.n_users]
-        if unknown:
+        bad_indices = [int(i) for i in idx if not 0 <= i < dataset.n_users]
+        if bad_indices:
             raise DataError(
-                f"{owner}: {len(unknown)} user indices are not users of dataset '{dataset.name}' "
-                f"(0..{dataset.n_users - 1}): {unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
+                f"{owner}: {len(bad_indices)} user indices are not users of dataset '{dataset.name}' "
+                f"(0..{dataset.n_users - 1}): {bad_indices[:10]}{' ...' if len(bad_indices) > 10 else ''}"
             )
         return np.unique(idx)
     if by != "id":

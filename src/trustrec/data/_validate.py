@@ -185,7 +185,10 @@ def parse_dates(raw: pd.Series, where: Where, column: str = "timestamp", notes: 
         day_first = (a > 12) & (b <= 12)
         month_first = (b > 12) & (a <= 12)
         ambiguous = (a <= 12) & (b <= 12) & (a != b)
-        sample = lambda mask: int(rows[np.flatnonzero(mask)[0]])
+
+        def sample(mask):
+            return int(rows[np.flatnonzero(mask)[0]])
+
         if day_first.any() and month_first.any():
             r1, r2 = sample(day_first), sample(month_first)
             raise DataError(

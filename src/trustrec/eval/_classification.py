@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auc_rows", "roc_auc", "macro_ovr_auc", "roc_points", "tpr_at_fpr"]
+__all__ = ["auc_rows", "macro_ovr_auc", "roc_auc", "roc_points", "tpr_at_fpr"]
 
 
 def auc_rows(scores, labels) -> np.ndarray:

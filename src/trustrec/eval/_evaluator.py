@@ -3,8 +3,9 @@ and bootstrap confidence intervals. Sampled evaluation exists only on request an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,20 +14,19 @@ from trustrec.data import EvalSet, Ragged, Split
 from trustrec.errors import ConfigError
 from trustrec.eval import _metrics as M
 from trustrec.eval._stats import bootstrap_ci
-from trustrec.models import Recommender, TopK, topk_from_scores
-from trustrec.models import exclusion_mask
+from trustrec.models import Recommender, TopK, exclusion_mask, topk_from_scores
 
 __all__ = [
-    "evaluate",
-    "evaluate_split",
+    "DEFAULT_METRICS",
+    "TARGET_SEGMENTS",
     "EvalResult",
     "Validator",
-    "DEFAULT_METRICS",
-    "hits_matrix",
-    "TARGET_SEGMENTS",
     "cold_item_mask",
-    "restrict_targets",
+    "evaluate",
+    "evaluate_split",
+    "hits_matrix",
     "item_vectors_from_groups",
+    "restrict_targets",
 ]
 
 DEFAULT_METRICS = ("ndcg@10", "hr@10", "recall@10", "mrr@10")
@@ -204,7 +204,7 @@ def evaluate(
         if "avg_popularity" in beyond:
             stats["avg_popularity"] = np.asarray(item_popularity, np.float64)
         if "aplt" in beyond:
-            stats["aplt"] = tail.astype(np.float64)
+            stats["aplt"] = np.asarray(tail, np.float64)
         if "novelty" in beyond:
             stats["novelty"] = M.novelty(np.arange(n_items)[:, None], user_counts, n_train_users or len(queries))
         if "ild" in beyond:
@@ -243,7 +243,7 @@ def evaluate(
     if expected:
         tb = T.TieBlocks.concat(block_parts, top.k)
         means = {
-            name: (np.concatenate(v) if v else np.zeros((0, top.k) + stats[name].shape[1:]))
+            name: (np.concatenate(v) if v else np.zeros((0, top.k, *stats[name].shape[1:])))
             for name, v in stat_parts.items()
         }
 
@@ -304,7 +304,7 @@ def evaluate(
     }
     if exclude_seen:  # their every target is masked as seen: no model can hit them
         counts["n_users_targets_all_seen"] = int(targets_all_seen(eval_set).sum())
-    settings = {
+    settings: dict[str, Any] = {
         "protocol": "sampled" if sampled_negatives is not None else "full",
         "sampled_negatives": sampled_negatives,
         "exclude_seen": exclude_seen,

@@ -22,15 +22,15 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
-    "normalised_membership",
-    "group_distribution",
-    "miscalibration",
-    "popularity_lift",
-    "lorenz_curve",
     "exposure_by_group",
+    "group_distribution",
     "jaccard_at_k",
-    "serp_star_at_k",
+    "lorenz_curve",
+    "miscalibration",
+    "normalised_membership",
+    "popularity_lift",
     "prag_star_at_k",
+    "serp_star_at_k",
     "snsr",
     "snsv",
 ]

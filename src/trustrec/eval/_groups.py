@@ -11,7 +11,7 @@ metric and counted in ``n_users``-per-metric; users with a missing group label a
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -121,7 +121,7 @@ class GroupMetricFrame:
         if len(eligible) < 2:
             return out
         means = {g: xg.mean() for g, xg in eligible}
-        best, worst = max(means, key=means.get), min(means, key=means.get)
+        best, worst = max(means, key=means.__getitem__), min(means, key=means.__getitem__)
         out.update(
             best_group=best,
             worst_group=worst,

@@ -9,9 +9,8 @@ Beyond-accuracy metrics read the recommended item matrix (-1 = no item) and item
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -19,25 +18,25 @@ from trustrec._registry import NamedRegistry, check_callable
 from trustrec.errors import ConfigError
 
 __all__ = [
-    "recall",
-    "precision",
-    "hit_rate",
-    "ndcg",
-    "mrr",
+    "ACCURACY_METRICS",
+    "METRICS",
+    "MetricSpec",
+    "aplt",
+    "average_popularity",
     "average_precision",
     "average_precision_trec",
     "catalog_coverage",
-    "gini",
     "exposure_gini",
-    "average_popularity",
-    "aplt",
-    "novelty",
-    "item_user_counts",
+    "gini",
+    "hit_rate",
     "intra_list_diversity",
-    "ACCURACY_METRICS",
+    "item_user_counts",
+    "mrr",
+    "ndcg",
+    "novelty",
     "parse_metric",
-    "MetricSpec",
-    "METRICS",
+    "precision",
+    "recall",
     "register_metric",
 ]
 

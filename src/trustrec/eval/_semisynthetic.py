@@ -76,8 +76,8 @@ def fit_ground_truth(dataset: Dataset, config: SemiSyntheticConfig | None = None
         raise DataError(f"fit_ground_truth: dataset '{dataset.name}' has no ratings to fit the truth on")
     rate = config.positive_rate
     if rate is None:
-        ref = test if isinstance(test, Interactions) and test.rating is not None else ratings
-        rate = float((ref.rating >= config.positive_threshold).mean())
+        ref = test.rating if isinstance(test, Interactions) and test.rating is not None else ratings.rating
+        rate = float((ref >= config.positive_threshold).mean())
     model = MF(
         method="naive",
         embedding_size=config.truth_embedding_size,

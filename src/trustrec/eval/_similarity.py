@@ -51,7 +51,7 @@ def rank_biased_overlap(a, b, p: float = 0.9) -> np.ndarray:
     depth = np.where((rank_in_b > 0) & (a >= 0), np.maximum(pos_a, rank_in_b), np.inf)
     d = np.arange(1, k + 1, dtype=np.float64)
     x = (depth[:, :, None] <= d[None, None, :]).sum(1).astype(np.float64)  # X_d, (n, k)
-    s, l = np.minimum(la, lb), np.maximum(la, lb)
+    s, l = np.minimum(la, lb), np.maximum(la, lb)  # noqa: E741 - s and l as in the docstring's formula
     rows = np.arange(n)
     pd_ = p**d
     in_l = d[None, :] <= l[:, None]

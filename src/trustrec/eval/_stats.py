@@ -40,25 +40,25 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "MAX_N_BOOT",
     "DEFAULT_CI",
+    "MAX_N_BOOT",
     "WILCOXON_ZERO_METHOD",
     "Estimate",
+    "PairedTest",
     "bootstrap_ci",
-    "check_n_boot",
-    "percentile_ci",
     "bootstrap_rows",
-    "stratified_bootstrap_rows",
-    "wilcoxon_pvalue",
+    "check_n_boot",
+    "cluster_mean_estimate",
+    "cluster_ratio_estimate",
     "mannwhitney_pvalue",
     "mean_estimate",
     "paired_estimate",
-    "two_sample_estimate",
-    "cluster_ratio_estimate",
-    "cluster_mean_estimate",
-    "wilson_interval",
     "paired_test",
-    "PairedTest",
+    "percentile_ci",
+    "stratified_bootstrap_rows",
+    "two_sample_estimate",
+    "wilcoxon_pvalue",
+    "wilson_interval",
 ]
 
 MAX_N_BOOT = 1_000_000

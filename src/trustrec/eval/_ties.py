@@ -32,14 +32,14 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "TieBlocks",
-    "tie_blocks",
-    "expected_accuracy",
-    "block_means",
-    "expected_item_mean",
-    "expected_ild",
-    "ExposureAccumulator",
     "TIE_RULES",
+    "ExposureAccumulator",
+    "TieBlocks",
+    "block_means",
+    "expected_accuracy",
+    "expected_ild",
+    "expected_item_mean",
+    "tie_blocks",
 ]
 
 TIE_RULES = {
@@ -183,7 +183,7 @@ def block_means(tb: TieBlocks, items, values) -> np.ndarray:
         in_cut = (tb.start[rows] == tb.start[rows, -1:]) & tb.valid[rows]
         out[rows] = np.where(in_cut[..., None], cut_mean[:, None, :], out[rows])
     out = np.where(tb.valid[..., None], out, 0.0)
-    return out.reshape((n, k) + vals.shape[1:])
+    return out.reshape((n, k, *vals.shape[1:]))
 
 
 def expected_item_mean(tb: TieBlocks, means: np.ndarray, k: int) -> np.ndarray:

@@ -153,7 +153,11 @@ def random_exposure_set(split: Split, part: str = "test", *, exclude_seen: bool 
     rows = len(key) - 1 - rev_first
     counts = {"n_exposed_pairs": len(key), "n_duplicate_exposures": int(len(key) - len(rows))}
     user, item = held.user[rows], held.item[rows]
-    relevant = np.ones(len(rows), bool) if held.rating is None else held.rating[rows] >= float(threshold)
+    # threshold is set whenever there are ratings (checked above)
+    if held.rating is None or threshold is None:
+        relevant = np.ones(len(rows), bool)
+    else:
+        relevant = held.rating[rows] >= float(threshold)
     history = split.history_for(part)
     if exclude_seen:
         seen = np.isin(rev_unique, history.user * n_items + history.item)
@@ -305,8 +309,8 @@ def evaluate_random_exposure(
     ks = sorted({s.k for s in specs})
     # about eight dense (users x items) arrays live per batch: a smaller budget than the evaluator's
     batch_size = batch_size or auto_batch_size(n_items, budget=4_000_000)
-    found = {k: [] for k in ks}
-    extra_cols = {"n_candidates": [], "n_exposed": [], "n_exposed_positives": []}
+    found: dict[int, list[np.ndarray]] = {k: [] for k in ks}
+    extra_cols: dict[str, list[np.ndarray]] = {"n_candidates": [], "n_exposed": [], "n_exposed_positives": []}
     for start in tqdm(
         range(0, len(rset), batch_size), desc=f"{scheme} {model.name}", disable=not progress, leave=False
     ):

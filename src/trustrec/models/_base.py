@@ -9,9 +9,10 @@ the dataset: :meth:`Recommender.recommend_raw`); never pickle.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from trustrec.data import Dataset, QueryBatch, Split
 from trustrec.errors import ConfigError, DataError, NotFittedError
 from trustrec.models._topk import RawTopK, TopK, topk_from_scores
 
-__all__ = ["Recommender", "FitOptions", "RawTopK", "TopK", "is_saved_model", "topk_from_scores"]
+__all__ = ["FitOptions", "RawTopK", "Recommender", "TopK", "is_saved_model", "topk_from_scores"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class FitOptions:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
-    validator: Callable[["Recommender"], float] | None = field(default=None, compare=False)
+    validator: Callable[[Recommender], float] | None = field(default=None, compare=False)
     eval_every: int = 1
     patience: int = 5
     threads: int | None = None
@@ -66,7 +67,7 @@ class Recommender(Configurable):
         return super().get_params()
 
     # -- fitting ------------------------------------------------------------------------
-    def fit(self, data: Dataset | Split, options: FitOptions | None = None) -> "Recommender":
+    def fit(self, data: Dataset | Split, options: FitOptions | None = None) -> Recommender:
         """Fit on a Dataset (all its interactions) or a Split (its training part). Returns self."""
         options = options or FitOptions()
         from trustrec._device import check_device_supported
@@ -122,7 +123,7 @@ class Recommender(Configurable):
         since vocabularies were recorded; not a checkpoint saved before)."""
         return self.is_fitted() and hasattr(self, "item_ids_") and hasattr(self, "user_ids_")
 
-    def adopt_vocabulary(self, fitted: "Recommender") -> None:
+    def adopt_vocabulary(self, fitted: Recommender) -> None:
         """Take the raw-id vocabulary of ``fitted`` (a model this one wraps or builds on)."""
         for key in ("item_ids_", "user_ids_"):
             if hasattr(fitted, key):
@@ -219,7 +220,7 @@ class Recommender(Configurable):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
+    def load(cls, path: str | Path) -> Recommender:
         """Load any saved model (``Recommender.load``) or check the type (``SASRec.load``).
 
         Every file is validated before use: a tampered or foreign folder raises a
@@ -252,7 +253,7 @@ class Recommender(Configurable):
                 model._check_restored()
             except (DataError, ConfigError) as exc:
                 raise DataError(f"{path}: the saved state does not fit the model: {exc}") from None
-            except Exception as exc:  # a tampered state file must never surface as a traceback
+            except Exception as exc:  # noqa: BLE001 - a tampered state file must never surface as a traceback
                 raise DataError(
                     f"{path}: the saved state does not fit the model ({type(exc).__name__}: {exc})"
                 ) from None
@@ -325,7 +326,7 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: missing or not a regular file")
     try:
         arrays = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for every kind of damage
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for every kind of damage
         raise DataError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {str(exc)[:200]})") from None
     return arrays
 

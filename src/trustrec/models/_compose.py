@@ -20,7 +20,8 @@ puts an LLM ranker over an already fitted retriever.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -57,6 +58,7 @@ class ComposedRecommender(Recommender):
     are ``<stage>_`` by then."""
 
     stages: ClassVar[tuple[str, ...]] = ()
+    _held_stages: dict[str, Recommender]  # set by with_fitted on the copy it returns; absent otherwise
 
     # -- fitting ---------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:

@@ -34,20 +34,20 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "CAPABILITIES",
-    "ScoresCatalog",
-    "ReadsCandidates",
-    "ReadsOrderedCandidates",
-    "ScoresListedCandidates",
-    "ReadsItemText",
     "BuildsPrompts",
-    "UsesLLMBackend",
+    "ReadsCandidates",
+    "ReadsItemText",
+    "ReadsOrderedCandidates",
     "ScoresAnswers",
+    "ScoresCatalog",
+    "ScoresListedCandidates",
     "SequenceLikelihood",
     "Unlearnable",
     "UserEmbeddings",
-    "has_capability",
+    "UsesLLMBackend",
     "capability_gap",
     "declared_capabilities",
+    "has_capability",
 ]
 
 

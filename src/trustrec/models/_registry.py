@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError
 
-__all__ = ["ModelSpec", "register_model", "model_class", "available_models", "make_model", "MODELS"]
+__all__ = ["MODELS", "ModelSpec", "available_models", "make_model", "model_class", "register_model"]
 
 
 def _check_model(name: str, obj: Any) -> str | None:

@@ -43,18 +43,21 @@ class TopK:
         r = self.items[i]
         return r[r >= 0]
 
-    def __getitem__(self, index) -> "TopK":
+    def __getitem__(self, index) -> TopK:
         rows = np.atleast_1d(np.arange(len(self))[index])
         return TopK(self.items[rows], self.scores[rows])
 
-    def truncate(self, k: int) -> "TopK":
+    def truncate(self, k: int) -> TopK:
         return TopK(self.items[:, :k], self.scores[:, :k])
 
     @classmethod
-    def concat(cls, parts) -> "TopK":
+    def concat(cls, parts) -> TopK:
         parts = list(parts)
         k = max((p.k for p in parts), default=0)
-        pad = lambda a, fill: np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=fill)
+
+        def pad(a, fill):
+            return np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=fill)
+
         return cls(
             np.concatenate([pad(p.items, -1) for p in parts]) if parts else np.empty((0, 0)),
             np.concatenate([pad(p.scores, -np.inf) for p in parts]) if parts else np.empty((0, 0)),
@@ -77,9 +80,9 @@ class RawTopK:
         return [item for item in self.item_ids[i] if item is not None]
 
     @classmethod
-    def from_topk(cls, top: TopK, item_ids) -> "RawTopK":
+    def from_topk(cls, top: TopK, item_ids) -> RawTopK:
         """``top`` with each item index replaced by ``item_ids[index]``."""
-        vocab = np.asarray(list(item_ids) + [None], dtype=object)  # index -1 (padding) -> None
+        vocab = np.asarray([*list(item_ids), None], dtype=object)  # index -1 (padding) -> None
         return cls(readonly(vocab[top.items], object), top.scores)
 
 

@@ -5,8 +5,8 @@ network's weights through safetensors, and the capability hook of approximate un
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -14,6 +14,12 @@ from trustrec._device import resolve_device
 from trustrec.models._base import FitOptions, Recommender
 
 __all__ = ["TorchRecommender"]
+
+
+class _EpochsConfig(Protocol):
+    """What the shared epoch loop reads from a torch model's config (each has ``epochs``)."""
+
+    epochs: int
 
 
 class TorchRecommender(Recommender):
@@ -65,15 +71,19 @@ class TorchRecommender(Recommender):
             self.net_.train()
             return self._train_epoch(epoch, rng)
 
-        def score() -> float:
+        validator = options.validator
+
+        def score() -> float:  # called only with a validator (early_stopping_from)
             self.net_.eval()
-            return options.validator(self)
+            assert validator is not None
+            return validator(self)
 
         stopper = early_stopping_from(
             options, score, snapshot=lambda: copy.deepcopy(self.net_.state_dict()), restore=self.net_.load_state_dict
         )
         bar = progress_from(options, f"fit {self.name}")
-        loop = EpochLoop(train_epoch, self.config.epochs, [stopper, bar, *self._callbacks(options)]).run()
+        epochs = cast("_EpochsConfig", self.config).epochs
+        loop = EpochLoop(train_epoch, epochs, [stopper, bar, *self._callbacks(options)]).run()
         best = stopper.best_epoch if stopper is not None else 0
         return {
             "loss": loop.losses,
@@ -148,6 +158,6 @@ class TorchRecommender(Recommender):
         return approximate_unlearn(self, forget, retain, **kwargs, in_place=True)
 
 
-def batched(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Callable:
+def batched(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
     order = rng.permutation(n) if rng is not None else np.arange(n)
     return (order[i : i + batch_size] for i in range(0, n, batch_size))

@@ -188,13 +188,13 @@ def test_shared_stems_group_prompts_by_their_common_prefix():
 
     a, b, c = (1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 9), (1, 2, 3, 4, 5, 7, 8)
     other = (7, 7, 7, 7)
-    groups = dict((tuple(m), s) for s, m in _shared_stems([a, other, b, c], min_stem=3))
+    groups = {tuple(m): s for s, m in _shared_stems([a, other, b, c], min_stem=3)}
     assert groups == {(a, c, b): 4, (other,): 0}  # sorted: a < c < b
     # a stem never swallows a whole context: each keeps the token that predicts its continuations
     assert _shared_stems([(1, 2, 3), (1, 2, 3, 4)], min_stem=1) == [(2, [(1, 2, 3), (1, 2, 3, 4)])]
     # a shorter stem is not worth it when it saves fewer tokens than the group already does
     long_pair = [(1,) * 10 + (2,), (1,) * 10 + (3,)]
-    assert [s for s, _ in _shared_stems(long_pair + [(1, 5)], min_stem=1)] == [10, 0]
+    assert [s for s, _ in _shared_stems([*long_pair, (1, 5)], min_stem=1)] == [10, 0]
     assert [len(m) for _, m in _shared_stems([(1, 2), (3, 4)], min_stem=1)] == [1, 1]
 
 

@@ -56,7 +56,7 @@ def test_tiny_build_is_deterministic_and_leaves_global_rng_alone(tiny_checkpoint
         safe_open(tmp_path / "again" / "model.safetensors", "pt") as b,
     ):
         assert sorted(a.keys()) == sorted(b.keys())
-        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())  # noqa: SIM118 - safe_open is not iterable
     build_tiny_random(tmp_path / "other", seed=1)
     with (
         safe_open(tmp_path / "other" / "model.safetensors", "pt") as c,
@@ -99,11 +99,11 @@ def test_loading_errors(tmp_path):
         load_causal_lm("all-minilm-l6-v2")
     with pytest.raises(ConfigError, match="is a causal-lm, not a text-encoder"):
         load_text_encoder("tiny-smollm2-random")
-    with pytest.raises(ModelNotFoundError, match="unknown model 'no-such-model'.*Registered models"):
+    with pytest.raises(ModelNotFoundError, match=r"unknown model 'no-such-model'.*Registered models"):
         load_causal_lm("no-such-model")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text("{}")
-    with pytest.raises(ModelNotFoundError, match="is not a model checkpoint: .* lacks weights"):
+    with pytest.raises(ModelNotFoundError, match=r"is not a model checkpoint: .* lacks weights"):
         load_causal_lm(tmp_path / "half")
 
 

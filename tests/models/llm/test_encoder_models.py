@@ -7,6 +7,7 @@ and the slow test uses all-MiniLM-L6-v2 on ml-100k.
 
 import dataclasses
 import zlib
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -62,12 +63,12 @@ def loaded_encoders(monkeypatch):
 
 class TestTextKNNChecks(RecommenderChecks):
     component = TextKNN
-    configs = [{"encoder": "char-trigrams", "popularity_weight": 0.05}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"encoder": "char-trigrams", "popularity_weight": 0.05}]
 
 
 class TestTextSASRecChecks(RecommenderChecks):
     component = TextSASRec
-    configs = [{"encoder": "char-trigrams", **SMALL_SASREC}]
+    configs: ClassVar[list[dict[str, Any]]] = [{"encoder": "char-trigrams", **SMALL_SASREC}]
 
 
 # -- item text embeddings --------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """GenerativeRecommender on the tiny random checkpoint and the toy dataset (seconds per test)."""
 
+from typing import Any, ClassVar
+
 import numpy as np
 import pytest
 
@@ -119,7 +121,7 @@ def test_tfidf_grounding_finds_near_miss(split):
 
 class TestGenerativeChecks(RecommenderChecks):
     component = GenerativeRecommender
-    configs = [{**TINY, "epochs": 1, "max_train_examples": 8}]
+    configs: ClassVar[list[dict[str, Any]]] = [{**TINY, "epochs": 1, "max_train_examples": 8}]
 
 
 def test_early_stopping_restores_the_best_epoch(split):

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from trustrec.errors import ConfigError, TrustrecError
 from tests.models.llm.conftest import free_port
+from trustrec.errors import ConfigError, TrustrecError
 from trustrec.models.llm import EndpointError, LLMBackend, LocalBackend, OpenAIBackend
 
 pytest.importorskip("torch")
@@ -112,7 +112,7 @@ def test_no_retry_on_client_error(server):
 def test_timeout_names_the_url(server):
     with (
         _http(server, model="slow:3", timeout_s=0.5, max_retries=1) as b,
-        pytest.raises(EndpointError, match="timeout_s=0.5") as info,
+        pytest.raises(EndpointError, match=r"timeout_s=0.5") as info,
     ):
         b.generate(["Hi"], 2)
     assert b.completions_url in str(info.value) and "2 attempt" in str(info.value)
@@ -142,7 +142,7 @@ def test_garbage_responses(server, mode, message):
 def test_scoring_needs_echo_logprobs(server):
     with _http(server, model="noecho") as b:
         assert len(b.generate(["Hi"], 2)) == 1  # generation still works
-        with pytest.raises(EndpointError, match="echo=true with logprobs.*vLLM"):
+        with pytest.raises(EndpointError, match=r"echo=true with logprobs.*vLLM"):
             b.score_continuations(["Hi"], [[" there"]])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -97,10 +98,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        try:
+        with contextlib.suppress(OSError):
             self.wfile.write(payload)
-        except OSError:
-            pass
 
 
 @pytest.fixture
@@ -131,7 +130,7 @@ def test_slow_drip_endpoint_hits_the_total_deadline(serve, mode):
     url, _ = serve(mode)
     with _backend(url, deadline_s=1.5, max_retries=2) as b:
         start = time.monotonic()
-        with pytest.raises(EndpointError, match="deadline_s=1.5") as info:
+        with pytest.raises(EndpointError, match=r"deadline_s=1.5") as info:
             b.generate(["Hi"], 2)
     assert time.monotonic() - start < 4.0  # one deadline: an overrun is not retried
     assert f"{url}/v1/completions" in str(info.value)

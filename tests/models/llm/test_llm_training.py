@@ -10,9 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from trustrec.errors import ConfigError
-from trustrec.models.llm import LocalBackend
-from trustrec.models.training import (
+# imported after the importorskip calls above (E402): without torch the module is skipped, not an error
+from trustrec.errors import ConfigError  # noqa: E402
+from trustrec.models.llm import LocalBackend  # noqa: E402
+from trustrec.models.training import (  # noqa: E402
     IGNORE,
     CausalLMLoss,
     DistillationLoss,
@@ -112,11 +113,13 @@ def tiny(tiny_checkpoint):
 
 
 def _examples(tok):
-    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]
+    def enc(t):
+        return tok(t, add_special_tokens=False)["input_ids"]
+
     eos = tok.eos_token_id
     out = []
     for title, history in [("Heat", "Alien, Casino"), ("Fargo", "Toy Story"), ("Babe", "Heat, Fargo")]:
-        answer = enc(" " + title) + [eos]
+        answer = [*enc(" " + title), eos]
         weights = [2.0] * (len(answer) - 1) + [0.5]
         out.append(
             TrainingExample(
@@ -125,8 +128,8 @@ def _examples(tok):
                     PromptVariant(enc("Next:"), answer, weights),
                 ),  # without it
                 rejected=(
-                    PromptVariant(enc(f"Watched {history}. Next:"), enc(" Casino") + [eos]),
-                    PromptVariant(enc("Next:"), enc(" Casino") + [eos]),
+                    PromptVariant(enc(f"Watched {history}. Next:"), [*enc(" Casino"), eos]),
+                    PromptVariant(enc("Next:"), [*enc(" Casino"), eos]),
                 ),
                 meta={"prompt": f"Watched {history}. Next:", "title": title},
             )

@@ -1,5 +1,7 @@
 """LLMRanker on the tiny random checkpoint: orders, position-bias report, fusion, few-shot, HTTP."""
 
+from typing import Any, ClassVar
+
 import numpy as np
 import pytest
 
@@ -169,7 +171,7 @@ def test_http_backend_gives_the_same_ranking(ranker, split, llm_server):
 
 class TestRankerChecks(RecommenderChecks):
     component = LLMRanker
-    configs = [TINY]
+    configs: ClassVar[list[dict[str, Any]]] = [TINY]
 
 
 def test_ranker_dtype_reaches_its_local_backend_and_is_refused_for_an_endpoint():

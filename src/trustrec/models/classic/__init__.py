@@ -8,16 +8,16 @@ from trustrec.models.classic._popular import MostPopular, MostPopularConfig
 from trustrec.models.classic._sasrec import SASRec, SASRecConfig
 
 __all__ = [
-    "MostPopular",
-    "MostPopularConfig",
+    "BPRMF",
+    "EASE",
+    "MF",
+    "BPRConfig",
+    "EASEConfig",
     "ItemKNN",
     "ItemKNNConfig",
-    "EASE",
-    "EASEConfig",
-    "BPRMF",
-    "BPRConfig",
-    "MF",
     "MFConfig",
+    "MostPopular",
+    "MostPopularConfig",
     "SASRec",
     "SASRecConfig",
 ]

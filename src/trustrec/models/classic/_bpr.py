@@ -12,7 +12,7 @@ from trustrec.data import Dataset, QueryBatch
 from trustrec.models._registry import register_model
 from trustrec.models._torch import TorchRecommender, batched
 
-__all__ = ["BPRConfig", "BPRMF"]
+__all__ = ["BPRMF", "BPRConfig"]
 
 
 class BPRConfig(Config):
@@ -48,6 +48,7 @@ def _make_net(n_users: int, n_items: int, d: int):
 class BPRMF(TorchRecommender):
     name = "bpr_mf"
     config_class = BPRConfig
+    config: BPRConfig
     capabilities = frozenset({"score", "user_embeddings", "stochastic_training", "unlearnable"})
 
     def _build_net(self, train: Dataset):
@@ -83,8 +84,8 @@ class BPRMF(TorchRecommender):
         neg = torch.from_numpy(negatives)
         total = 0.0
         device = self.device_
-        for rows in batched(len(users), self.config.batch_size, rng):
-            rows = torch.from_numpy(rows)
+        for batch in batched(len(users), self.config.batch_size, rng):
+            rows = torch.from_numpy(batch)
             u, i, j = (t[rows].to(device) for t in (users, pos, neg))
             diff = self.net_(u, i) - self.net_(u, j)
             reg = (

@@ -13,7 +13,7 @@ from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import register_model
 from trustrec.models.classic._itemknn import user_item_matrix
 
-__all__ = ["EASEConfig", "EASE"]
+__all__ = ["EASE", "EASEConfig"]
 
 MAX_ITEMS = 40_000
 
@@ -26,6 +26,7 @@ class EASEConfig(Config):
 class EASE(Recommender):
     name = "ease"
     config_class = EASEConfig
+    config: EASEConfig
     capabilities = frozenset({"score", "uses_history"})
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:

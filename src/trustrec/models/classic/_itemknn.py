@@ -12,7 +12,7 @@ from trustrec.data import Dataset, QueryBatch
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import register_model
 
-__all__ = ["ItemKNNConfig", "ItemKNN"]
+__all__ = ["ItemKNN", "ItemKNNConfig"]
 
 
 class ItemKNNConfig(Config):
@@ -34,6 +34,7 @@ def user_item_matrix(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: in
 class ItemKNN(Recommender):
     name = "item_knn"
     config_class = ItemKNNConfig
+    config: ItemKNNConfig
     capabilities = frozenset({"score", "uses_history"})
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:

@@ -225,6 +225,7 @@ class MF(Recommender):
 
     name = "mf"
     config_class = MFConfig
+    config: MFConfig
     capabilities = frozenset({"score", "stochastic_training"})
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:
@@ -239,7 +240,7 @@ class MF(Recommender):
                 "pairs, positives and negatives; this training data has no ratings. Use method='naive' "
                 "(sampled negatives) or load the ratings"
             )
-        y = np.ones(len(obs)) if implicit else (obs.rating >= cfg.positive_threshold).astype(np.float64)
+        y = np.ones(len(obs)) if obs.rating is None else (obs.rating >= cfg.positive_threshold).astype(np.float64)
         summary: dict[str, Any] = {
             "method": cfg.method,
             "n_observed": len(obs),
@@ -283,9 +284,12 @@ class MF(Recommender):
                 ) * len(rows)
             return total / max(len(u_all), 1)
 
-        def score() -> float:
+        validator = options.validator
+
+        def score() -> float:  # called only with a validator (early_stopping_from)
             self._publish(pred)
-            return options.validator(self)
+            assert validator is not None
+            return validator(self)
 
         def restore(state) -> None:
             for k, v in state.items():

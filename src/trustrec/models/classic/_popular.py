@@ -9,7 +9,7 @@ from trustrec.data import Dataset, QueryBatch
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import register_model
 
-__all__ = ["MostPopularConfig", "MostPopular"]
+__all__ = ["MostPopular", "MostPopularConfig"]
 
 
 class MostPopularConfig(Config):
@@ -20,6 +20,7 @@ class MostPopularConfig(Config):
 class MostPopular(Recommender):
     name = "most_popular"
     config_class = MostPopularConfig
+    config: MostPopularConfig
     capabilities = frozenset({"score"})
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:

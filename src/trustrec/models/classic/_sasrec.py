@@ -18,7 +18,7 @@ from trustrec.data import Dataset, QueryBatch
 from trustrec.models._registry import register_model
 from trustrec.models._torch import TorchRecommender, batched
 
-__all__ = ["SASRecConfig", "SASRec"]
+__all__ = ["SASRec", "SASRecConfig"]
 
 
 class SASRecConfig(Config):
@@ -133,6 +133,7 @@ def _make_net(n_items: int, c: SASRecConfig, item_emb=None):
 class SASRec(TorchRecommender):
     name = "sasrec"
     config_class = SASRecConfig
+    config: SASRecConfig
     capabilities = frozenset({"score", "uses_history", "stochastic_training", "unlearnable"})
 
     @property
@@ -163,8 +164,8 @@ class SASRec(TorchRecommender):
         weights = torch.from_numpy(self._train_weights)
         total, count = 0.0, 0
         device = self.device_
-        for rows in batched(len(inputs), self.config.batch_size, rng):
-            rows = torch.from_numpy(rows)
+        for batch in batched(len(inputs), self.config.batch_size, rng):
+            rows = torch.from_numpy(batch)
             seq, tgt, w = (t[rows].to(device) for t in (inputs, targets, weights))
             keep = w  # positions whose target counts this epoch
             hidden = self.net_(seq)[keep]  # (n_targets, d)

@@ -14,13 +14,13 @@ from trustrec.models.llm._backend import (
 from trustrec.models.llm._constrained import constrained_beam_search
 from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_checkpoint
 from trustrec.models.llm._http import EndpointError, OpenAIBackend, OpenAIBackendConfig
+from trustrec.models.llm._injection import InjectionMatch, find_injections, guard_text, has_injection
 from trustrec.models.llm._loading import (
     TextEncoder,
     load_causal_lm,
     load_text_encoder,
     resolve_checkpoint,
 )
-from trustrec.models.llm._injection import InjectionMatch, find_injections, guard_text, has_injection
 from trustrec.models.llm._prompts import (
     PromptCatalog,
     PromptResult,
@@ -55,31 +55,24 @@ from trustrec.models.llm._sources import (
 from trustrec.models.llm._trie import TitleTrie
 
 __all__ = [
-    "PromptCatalog",
-    "special_strings",
-    "template_slots",
-    "cyclic_orders",
-    "position_bias",
-    "InjectionMatch",
-    "find_injections",
-    "guard_text",
-    "has_injection",
     "KINDS",
-    "GenerativeRecommender",
-    "LLMRanker",
     "ContextLengthError",
     "EndpointError",
     "FolderWheelSource",
     "GGUFWheelSource",
+    "GenerativeRecommender",
     "HFCacheSource",
+    "InjectionMatch",
     "LLMBackend",
     "LLMEntry",
+    "LLMRanker",
     "LocalBackend",
     "LocalBackendConfig",
     "ModelNotFoundError",
     "ModelStatus",
     "OpenAIBackend",
     "OpenAIBackendConfig",
+    "PromptCatalog",
     "PromptResult",
     "PromptTemplate",
     "TextEncoder",
@@ -91,19 +84,26 @@ __all__ = [
     "clean_text",
     "constrained_beam_search",
     "convert_gguf",
+    "cyclic_orders",
     "fill_template",
+    "find_injections",
+    "guard_text",
+    "has_injection",
     "list_models",
     "llm_entry",
     "llm_registry",
     "load_causal_lm",
     "load_text_encoder",
     "model_cache_folder",
+    "position_bias",
     "pull_model",
     "register_llm",
     "render_item",
     "resolve_checkpoint",
     "resolve_model",
     "save_checkpoint",
+    "special_strings",
+    "template_slots",
 ]
 
 

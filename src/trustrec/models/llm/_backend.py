@@ -223,7 +223,7 @@ class LLMBackend(abc.ABC):
 
 
 @functools.cache
-def _cache_keyword(model_class: type) -> str:
+def _cache_keyword(model_class: type[Any]) -> str:
     return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
@@ -232,7 +232,8 @@ def cache_kwargs(model, cache) -> dict:
     every call that still uses the older ``past_key_values``; older 5.x versions know only that.
     Looked up once per model class (this runs on every decoding step)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps forward
-    return {_cache_keyword(type(base)): cache}
+    base_class: type = type(base)  # (mypy takes type(<Any>) for unhashable)
+    return {_cache_keyword(base_class): cache}
 
 
 def output_cache(out):
@@ -351,7 +352,9 @@ class LocalBackend(LLMBackend):
                     "see `trustrec models list`, or a checkpoint folder)"
                 )
             config = {"model_name_or_path": os.fspath(model_name_or_path), **kwargs}
-        self.config = validate_config(LocalBackendConfig, config, "LocalBackend")
+        validated = validate_config(LocalBackendConfig, config, "LocalBackend")
+        assert isinstance(validated, LocalBackendConfig)  # validate_config returns an instance of its class
+        self.config = validated
         self._model = None
         self._tokenizer = None
 
@@ -478,10 +481,10 @@ class LocalBackend(LLMBackend):
                     out[rows] = self._score_shared_prefix(list(members[0]), [cont_ids[k] for k in rows])
                     continue
                 stem_cache = self._prefill(list(members[0][:stem]))
-                for ctx in members:
-                    rows = groups[ctx]
+                for member in members:
+                    rows = groups[member]
                     out[rows] = self._score_shared_prefix(
-                        list(ctx), [cont_ids[k] for k in rows], stem=(stem, stem_cache)
+                        list(member), [cont_ids[k] for k in rows], stem=(stem, stem_cache)
                     )
         else:
             single = list(range(len(prompts)))
@@ -630,12 +633,12 @@ class LocalBackend(LLMBackend):
             for start in range(0, len(encoded), self.config.batch_size):
                 batch = encoded[start : start + self.config.batch_size]
                 width = max(len(x) for x in batch)
-                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
                 for r, x in enumerate(batch):  # left padding: every prompt ends at the last column
-                    ids[r, width - len(x) :] = torch.tensor(x)
+                    input_ids[r, width - len(x) :] = torch.tensor(x)
                     mask[r, width - len(x) :] = 1
-                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs)
                 new = out[:, width:].cpu()
                 for r in range(len(batch)):
                     row = new[r].tolist()

@@ -166,7 +166,7 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
                 finished[b].sort(key=lambda f: -f[0])
                 del finished[b][nb:]
                 best_running = new_scores[a * nb]
-                if best_running == -np.inf or len(finished[b]) == nb and not best_running > finished[b][-1][0]:
+                if best_running == -np.inf or (len(finished[b]) == nb and not best_running > finished[b][-1][0]):
                     done[b] = True  # HF: no new finished hypotheses once nothing can improve
             if done.all() or step == trie.max_length - 1:
                 break

@@ -71,14 +71,14 @@ def require_transformers(*, gguf: bool = False):
         for module in ("gguf", "accelerate"):
             try:
                 __import__(module)
-            except ImportError as exc:
+            except ImportError as exc:  # noqa: PERF203 - two imports, checked once
                 raise ImportError(f"reading GGUF weights needs the {module!r} package; {LLM_EXTRA_HINT}") from exc
     return transformers
 
 
 def tokenizer_asset(name: str) -> Path:
     """The folder of a tokenizer shipped with trustrec (``assets/<name>``)."""
-    folder = Path(str(resources.files("trustrec.models.llm").joinpath("assets", name)))
+    folder = Path(str(resources.files("trustrec.models.llm").joinpath("assets").joinpath(name)))
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"trustrec's tokenizer asset {name!r} is missing ({folder}); reinstall trustrec")
     return folder

@@ -35,7 +35,7 @@ class ItemTextConfig(Config):
     max_chars: PositiveInt = 200  # character budget of one item's text
 
 
-def _catalog_embeddings(model: Recommender, train: Dataset, options: FitOptions) -> np.ndarray:
+def _catalog_embeddings(model: TextKNN | TextSASRec, train: Dataset, options: FitOptions) -> np.ndarray:
     c = model.config
     return item_text_embeddings(train, c.encoder, fields=c.fields, max_chars=c.max_chars, progress=options.progress)
 
@@ -61,6 +61,7 @@ class TextKNN(Recommender):
 
     name = "text_knn"
     config_class = TextKNNConfig
+    config: TextKNNConfig
     capabilities = frozenset({"score", "uses_history", "text", "cold_start"})
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:
@@ -168,6 +169,7 @@ class TextSASRec(SASRec):
 
     name = "sasrec_text"
     config_class = TextSASRecConfig
+    config: TextSASRecConfig
     capabilities = frozenset({"score", "uses_history", "stochastic_training", "text", "cold_start", "unlearnable"})
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:

@@ -38,7 +38,6 @@ constrained beam search) goes through :attr:`GenerativeRecommender.backend`: the
 from __future__ import annotations
 
 import contextlib
-
 import math
 import unicodedata
 from typing import Any, Literal
@@ -53,7 +52,7 @@ from trustrec.models._base import FitOptions, Recommender, exclusion_mask
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
 from trustrec.models.llm._prompts import PromptCatalog, ReadsItemText
-from trustrec.models.training.llm import IGNORE, LossTerm, causal_lm_loss, collate_examples  # noqa: F401  (re-exported)
+from trustrec.models.training.llm import IGNORE, LossTerm, causal_lm_loss, collate_examples
 
 __all__ = ["GenerativeConfig", "GenerativeRecommender", "LoraConfig", "causal_lm_loss", "collate_examples"]
 
@@ -147,6 +146,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
     name = "llm_generative"
     config_class = GenerativeConfig
+    config: GenerativeConfig
     capabilities = frozenset(
         {
             "uses_history",
@@ -185,9 +185,12 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             batch_size=c.batch_size,
         )
 
-        def score() -> float:
+        validator = options.validator
+
+        def score() -> float:  # called only with a validator (early_stopping_from)
             self.lm_.eval()
-            return options.validator(self)
+            assert validator is not None
+            return validator(self)
 
         stopper = early_stopping_from(
             options,
@@ -245,10 +248,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         from trustrec.models.llm._prompts import build_prompt
 
         c = self.config
-        pairs = []  # (history, target)
+        pairs: list[tuple[np.ndarray, int]] = []  # (history, target)
         for seq in train.histories().rows():
-            for t in range(max(1, len(seq) - c.targets_per_user), len(seq)):
-                pairs.append((seq[:t], int(seq[t])))
+            pairs.extend((seq[:t], int(seq[t])) for t in range(max(1, len(seq) - c.targets_per_user), len(seq)))
         if c.max_train_examples is not None and len(pairs) > c.max_train_examples:
             keep = np.sort(rng.choice(len(pairs), c.max_train_examples, replace=False))
             pairs = [pairs[i] for i in keep]
@@ -323,7 +325,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
                 model,
                 PeftLoraConfig(
                     r=lc.r,
-                    lora_alpha=lc.alpha,
+                    lora_alpha=lc.alpha,  # type: ignore[arg-type]  # peft annotates int; a float scales the same
                     lora_dropout=lc.dropout,
                     target_modules=list(lc.target_modules),
                     task_type="CAUSAL_LM",
@@ -463,7 +465,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             prompts = self._prompts(queries[np.arange(start, stop)])
             prompt_ids = tok(prompts, add_special_tokens=True)["input_ids"]
             answers = tok([titles[i] for i in targets[start:stop]], add_special_tokens=False)["input_ids"]
-            batch = collate_examples([(list(p), list(a) + [eos]) for p, a in zip(prompt_ids, answers)], self._pad_id())
+            batch = collate_examples([(list(p), [*list(a), eos]) for p, a in zip(prompt_ids, answers)], self._pad_id())
             with torch.inference_mode():
                 logits = (
                     lm(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))

@@ -50,6 +50,7 @@ Redirects are never followed, so the key never travels to another host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -155,7 +156,9 @@ class OpenAIBackend(LLMBackend):
             if base_url is None:
                 raise ConfigError("OpenAIBackend: base_url is required, e.g. 'http://localhost:8000'")
             config = {"base_url": base_url, **kwargs}
-        self.config = validate_config(OpenAIBackendConfig, config, "OpenAIBackend")
+        validated = validate_config(OpenAIBackendConfig, config, "OpenAIBackend")
+        assert isinstance(validated, OpenAIBackendConfig)  # validate_config returns an instance of its class
+        self.config = validated
         root = self.config.base_url.strip().rstrip("/")
         if not root.startswith(("http://", "https://")):
             raise ConfigError(
@@ -258,7 +261,7 @@ class OpenAIBackend(LLMBackend):
         def work():
             try:
                 box["result"] = self._stream(client, payload, deadline)
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 box["error"] = exc
 
         thread = threading.Thread(target=work, name="trustrec-openai-request", daemon=True)
@@ -305,10 +308,8 @@ class OpenAIBackend(LLMBackend):
                 if status == 429 or status >= 500:
                     last = f"HTTP {status} ({text!r}); the server is overloaded or failing"
                     retry_after = headers.get("Retry-After", "")
-                    try:
+                    with contextlib.suppress(ValueError):
                         delay = max(delay, min(float(retry_after), 60.0))
-                    except ValueError:
-                        pass
                 else:
                     withheld = (
                         " (OPENAI_API_KEY is set but was not sent to this host: pass api_key "

@@ -38,14 +38,15 @@ descriptions rarely contain; the false-positive rate on a real catalog is measur
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
-    "Guard",
     "INJECTION_PATTERNS",
+    "Guard",
     "InjectionMatch",
     "find_injections",
     "guard_text",
@@ -178,11 +179,13 @@ def find_injections(text: str) -> list[InjectionMatch]:
     if not text:
         return []
     skeleton, origin = text_skeleton(str(text))
-    found = []
+    found: list[InjectionMatch] = []
     for name, pattern in INJECTION_PATTERNS.items():
-        for m in pattern.finditer(skeleton):
-            if m.end() > m.start():
-                found.append(InjectionMatch(name, origin[m.start()], origin[m.end() - 1] + 1))
+        found.extend(
+            InjectionMatch(name, origin[m.start()], origin[m.end() - 1] + 1)
+            for m in pattern.finditer(skeleton)
+            if m.end() > m.start()
+        )
     return sorted(found, key=lambda m: (m.start, m.end))
 
 
@@ -196,7 +199,7 @@ _SENTENCE_END = re.compile(r"[.!?\n]")
 def _strip(text: str, matches: list[InjectionMatch]) -> str:
     bounds = [0] + [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
     out, removed_last = [], False
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if start >= end:
             continue
         hits = [m.start for m in matches if m.start < end and m.end > start]

@@ -32,13 +32,16 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import PositiveInt, model_validator
 
 from trustrec._config import Config, validate_config
 from trustrec.errors import ConfigError, DataError
 from trustrec.models.llm._injection import Guard, guard_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "PromptCatalog",
@@ -153,7 +156,9 @@ class PromptTemplate(Config):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> PromptTemplate:
         """The default template with the fields in ``data`` replaced (typos raise ``ConfigError``)."""
-        return validate_config(cls, dict(data or {}), "PromptTemplate")
+        template = validate_config(cls, dict(data or {}), "PromptTemplate")
+        assert isinstance(template, cls)  # validate_config returns an instance of the class it is given
+        return template
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> PromptTemplate:
@@ -162,7 +167,9 @@ class PromptTemplate(Config):
         data = load_yaml(path, what="a prompt template")
         if data is not None and not isinstance(data, Mapping):
             raise ConfigError(f"{path}: a prompt template must be a mapping of field: value; got {type(data).__name__}")
-        return validate_config(cls, dict(data or {}), f"PromptTemplate from {path}")
+        template = validate_config(cls, dict(data or {}), f"PromptTemplate from {path}")
+        assert isinstance(template, cls)  # validate_config returns an instance of the class it is given
+        return template
 
 
 def _is_missing(value: Any) -> bool:
@@ -270,7 +277,11 @@ class PromptCatalog:
         return len(self.items)
 
     def texts(
-        self, template: PromptTemplate, *, remove: Sequence[str] = (), indices: Sequence[int] | None = None
+        self,
+        template: PromptTemplate,
+        *,
+        remove: Sequence[str] = (),
+        indices: Sequence[int] | np.ndarray | None = None,
     ) -> list[str]:
         """Items (all, or those at ``indices``, in that order) as :func:`render_item` shows them
         under ``template``."""
@@ -462,6 +473,15 @@ class ReadsItemText:
     """Mixin of recommenders that read item text from their fitted ``catalog_`` whenever they build
     a prompt (the LLM ranker, the generative recommender). Subclasses give their template
     (``_prompt_template``) and may rebuild what depends on the text (``_item_text_changed``)."""
+
+    # provided by the Recommender it is mixed into (declared here for the type checker only)
+    config: Any
+    n_items_: int
+    catalog_: dict[str, list[str | None]]
+
+    if TYPE_CHECKING:
+
+        def _check_fitted(self) -> None: ...
 
     def _prompt_template(self) -> PromptTemplate:
         raise NotImplementedError

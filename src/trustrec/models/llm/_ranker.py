@@ -33,13 +33,13 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch
 from trustrec.errors import ConfigError
-from trustrec.models._base import FitOptions
+from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._compose import ComposedRecommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
-from trustrec.models.llm._prompts import PromptCatalog, PromptResult, ReadsItemText, special_strings, build_prompt
+from trustrec.models.llm._prompts import PromptCatalog, PromptResult, ReadsItemText, build_prompt, special_strings
 
-__all__ = ["LLMRanker", "RANKER_TEMPLATE", "RankerConfig", "ScoredCandidates", "cyclic_orders", "position_bias"]
+__all__ = ["RANKER_TEMPLATE", "LLMRanker", "RankerConfig", "ScoredCandidates", "cyclic_orders", "position_bias"]
 
 RANKER_TEMPLATE: dict[str, Any] = {
     "system": (
@@ -118,7 +118,7 @@ def position_bias(scores: np.ndarray, positions: np.ndarray, valid: np.ndarray) 
     - ``kendall_tau``: mean over queries and pairs of orders of Kendall's tau-a between the
       orders' candidate rankings (1 = order never matters).
     """
-    n_q, n_p, width = scores.shape
+    _n_q, n_p, width = scores.shape
     counts = valid.sum(1)
     usable = counts >= 2
     out: dict[str, Any] = {"n_queries": int(usable.sum()), "n_orders": int(n_p)}
@@ -175,7 +175,9 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
 
     name = "llm_ranker"
     config_class = RankerConfig
+    config: RankerConfig
     stages = ("retriever",)
+    retriever_: Recommender  # the fitted stage (set by ComposedRecommender._fit or load)
     capabilities = frozenset(
         {
             "uses_history",

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from trustrec._cache import always, atomic_directory, atomic_write_text, cache_dir
 from trustrec._registry import NamedRegistry
@@ -111,7 +111,7 @@ def _builtin_entries() -> list[LLMEntry]:
 
 _MODELS: NamedRegistry[LLMEntry] = NamedRegistry(
     "model",
-    lambda: _builtin_entries(),
+    _builtin_entries,
     ModelNotFoundError,
     "A path to a checkpoint folder also works (`trustrec models list` shows them).",
 )
@@ -187,7 +187,7 @@ def _locate(entry: LLMEntry, path: str | os.PathLike | None = None) -> _Where:
 
 def _fetch(entry: LLMEntry, progress: bool) -> Path:
     folder = model_cache_folder(entry.name)
-    failures: list[tuple[object, BaseException]] = []
+    failures: list[tuple[Any, BaseException]] = []  # (source, its error)
     for source in entry.sources:
         try:
             with atomic_directory(folder, replaceable=always) as tmp:

@@ -118,14 +118,13 @@ def item_text_embeddings(
     if max_chars < 1:
         raise ConfigError(f"item_text_embeddings: max_chars must be >= 1; got {max_chars}")
     texts = render_item_texts(dataset_or_items, fields, max_chars=max_chars)
-    by_name = isinstance(encoder, (str, os.PathLike))
-    encoder_name = os.fspath(encoder) if by_name else getattr(encoder, "name", "")
+    encoder_name = os.fspath(encoder) if isinstance(encoder, (str, os.PathLike)) else getattr(encoder, "name", "")
     path = _cache_path(encoder_name, texts) if cache and encoder_name else None
     if path is not None:
         cached = _read_cached(path, len(texts))
         if cached is not None:
             return cached
-    if by_name:
+    if isinstance(encoder, (str, os.PathLike)):  # by name or path: loaded only when not cached
         encoder = load_text_encoder(encoder, progress=progress)
     matrix = np.ascontiguousarray(encoder.encode(texts, batch_size=batch_size, progress=progress), dtype=np.float32)
     if path is not None:

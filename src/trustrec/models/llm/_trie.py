@@ -54,7 +54,7 @@ class TitleTrie:
                 continue
             if self.end_id in ids:
                 raise ValueError(f"TitleTrie: title of item {item} tokenizes to the end marker {self.end_id}")
-            seq = ids + [self.end_id]
+            seq = [*ids, self.end_id]
             node = 0
             for tok in seq:
                 nxt = child_maps[node].get(tok)

@@ -460,5 +460,5 @@ class LLMTrainer:
 
         examples = [_as_example(e) for e in examples]
         loop: EpochLoop
-        loop = EpochLoop(lambda epoch: self.train_epoch(examples, rng, on_step=lambda: loop.step()), epochs, callbacks)
+        loop = EpochLoop(lambda epoch: self.train_epoch(examples, rng, on_step=loop.step), epochs, callbacks)
         return loop.run()

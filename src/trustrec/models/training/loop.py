@@ -56,13 +56,13 @@ class Callback:
 
 
 class EpochLoop:
-    """Runs ``train_epoch(epoch) -> loss`` for epochs ``1..epochs`` with ``callbacks``.
+    """Runs ``train_epoch(epoch) -> loss`` for epochs ``1..epochs`` with ``callbacks`` (None ones skipped).
 
     After :meth:`run`: ``losses`` (one float per epoch run), ``epoch_seconds`` (time spent in
     ``train_epoch``), ``epochs_run`` and ``logs`` (one dict per epoch).
     """
 
-    def __init__(self, train_epoch: Callable[[int], float], epochs: int, callbacks: Iterable[Callback] = ()):
+    def __init__(self, train_epoch: Callable[[int], float], epochs: int, callbacks: Iterable[Callback | None] = ()):
         if epochs < 1:
             raise ValueError(f"EpochLoop: epochs must be >= 1, got {epochs}")
         self.train_epoch = train_epoch

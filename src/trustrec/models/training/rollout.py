@@ -90,17 +90,13 @@ class RolloutSampler:
             stop=self.stop,
         )
         tok = self._tokenizer()
-        out = []
-        for row in texts:
-            out.append(
-                [
-                    Rollout(
-                        t, None if tok is None else tuple(tok(t, add_special_tokens=False)["input_ids"]), -1, seed + j
-                    )
-                    for j, t in enumerate(row)
-                ]
-            )
-        return out
+        return [
+            [
+                Rollout(t, None if tok is None else tuple(tok(t, add_special_tokens=False)["input_ids"]), -1, seed + j)
+                for j, t in enumerate(row)
+            ]
+            for row in texts
+        ]
 
     def sample_ids(self, example, *, seed: int | None = None) -> list[list[int]]:
         """Answer token ids of ``n`` rollouts of a

@@ -88,7 +88,7 @@ def approximate_unlearn(
     model.net_.eval()
     with_forget = np.flatnonzero(forget.lengths >= 2)
     with_retain = np.flatnonzero(retain.lengths >= 2)
-    log = {"forget_loss": [], "retain_loss": []}
+    log: dict[str, list[float]] = {"forget_loss": [], "retain_loss": []}
     start_retain = None
     for _ in range(steps):
         f_rows = (
