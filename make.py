@@ -4,6 +4,7 @@
 python3 make.py demo      # install (with the LLM extra) and run `trustrec demo`
 python3 make.py test      # install with the dev extra and run the test suite
 python3 make.py test -m slow   # extra pytest arguments pass through
+python3 make.py lint      # ruff check, ruff format --check, mypy (the rules in pyproject.toml)
 python3 make.py docs      # install with the docs extra and build the site (mkdocs --strict) into build/site
 python3 make.py docs --serve   # the same, served with live reload on http://127.0.0.1:8000
 """
@@ -74,6 +75,14 @@ def main(argv: list[str]) -> int:
             print("pytest collected no tests (exit 5)")
             return 0
         return code
+    if task == "lint":
+        ensure_env("dev,llm,serve")
+        paths = ["src", "tests", "benchmarks", "make.py", "docs/_hooks"]
+        for cmd in (["ruff", "check", *paths], ["ruff", "format", "--check", *paths], ["mypy"]):
+            code = run(PY, "-m", *cmd, cwd=ROOT)
+            if code != 0:
+                return code
+        return 0
     if task == "docs":
         # the generated pages import trustrec (the audit registry, __all__): the base install plus docs
         ensure_env("docs")
