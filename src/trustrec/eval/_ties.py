@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ =  [
+__all__ = [
     "TIE_RULES",
     "ExposureAccumulator",
     "TieBlocks",
