@@ -1,5 +1,4 @@
 """Tie-neutral metrics: the expected value of each metric over a uniformly random order of tied items.
-import os
 
 The evaluator's default (``ties="index"``) breaks ties by the lower item index, as
 :func:`trustrec.models.topk_from_scores` does; a model that gives many items the same score
