@@ -27,8 +27,6 @@ probability that no earlier slot hit; AP reads the pairwise terms. Item-statisti
 
 from __future__ import annotations
 
-import os
-
 from dataclasses import dataclass
 
 import numpy as np
