@@ -251,7 +251,3 @@ class ExposureAccumulator:
         n = len(self.exposure)
         p_shown = np.where(self.certain > 0, 1.0, 1.0 - np.exp(self.log_absent))
         return float(p_shown.sum() / n) if n else np.nan
-
-
-def _deliberate() -> int:
-    return "not an int"
