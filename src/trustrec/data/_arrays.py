@@ -11,7 +11,20 @@ from trustrec.errors import DataError
 
 
 def readonly(array, dtype=None) -> np.ndarray:
-    """A read-only copy of ``array`` (optionally cast), so frozen objects really are frozen."""
+    """A read-only copy of ``array`` (optionally cast), so frozen objects really are frozen.
+
+    Parameters
+    ----------
+    array : array_like
+        The values to copy.
+    dtype : data-type, optional
+        The dtype to cast to; ``None`` keeps the one NumPy infers.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array with its ``writeable`` flag cleared.
+    """
     out = np.array(array, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
@@ -21,7 +34,22 @@ def readonly(array, dtype=None) -> np.ndarray:
 class Ragged:
     """Rows of different lengths in CSR form: row ``i`` is ``values[indptr[i]:indptr[i+1]]``.
 
-    Used for histories, targets and candidate lists so batches stay vectorised.
+    Used for histories, targets and candidate lists so batches stay vectorised. Both arrays are
+    stored as read-only copies (``indptr`` as int64).
+
+    Parameters
+    ----------
+    indptr : numpy.ndarray
+        1-d, non-decreasing row offsets starting at 0 and ending at ``len(values)``; one more
+        entry than there are rows.
+    values : numpy.ndarray
+        The values of all rows, concatenated.
+
+    Raises
+    ------
+    DataError
+        If ``indptr`` is not 1-d, is empty, does not start at 0, decreases, or does not end at
+        ``len(values)``.
     """
 
     indptr: np.ndarray

@@ -31,6 +31,18 @@ class IndexedArray:
 
     ``axes`` names the leading axes, e.g. ``("user", "item")``; filters that renumber users or
     items slice these axes so the array stays aligned with the dataset.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        The values; stored as a read-only copy.
+    axes : tuple of str
+        The name (``"user"`` or ``"item"``) of each leading axis of ``array``, in order.
+
+    Raises
+    ------
+    DataError
+        If an axis name is not ``"user"``/``"item"`` or there are more names than dimensions.
     """
 
     array: np.ndarray
@@ -54,6 +66,23 @@ class Interactions:
 
     ``timestamp`` is int64 (seconds, or the position in the log when a source has no clock);
     ``rating`` is float32 or ``None`` for implicit data.
+
+    Parameters
+    ----------
+    user : numpy.ndarray
+        The user index of each interaction (stored as read-only int64, >= 0).
+    item : numpy.ndarray
+        The item index of each interaction (stored as read-only int64, >= 0).
+    timestamp : numpy.ndarray
+        The time of each interaction; integers are kept, other values are converted to int64.
+    rating : numpy.ndarray, optional
+        The rating of each interaction (stored as float32, no NaN); ``None`` for implicit data.
+
+    Raises
+    ------
+    DataError
+        If the arrays are not 1-d with one value per interaction, a rating is NaN, an index is
+        negative, or the timestamps cannot be converted to int64.
     """
 
     user: np.ndarray
@@ -136,7 +165,21 @@ class Interactions:
 
 @dataclass(frozen=True)
 class FilterStep:
-    """One preprocessing step applied to a dataset and what it removed (nothing is dropped silently)."""
+    """One preprocessing step applied to a dataset and what it removed (nothing is dropped silently).
+
+    Parameters
+    ----------
+    name : str
+        The step's name (e.g. a filter's name).
+    params : Mapping[str, Any]
+        The parameters the step ran with.
+    removed_interactions : int
+        How many interactions it removed.
+    removed_users, removed_items : int, default 0
+        How many users and items it removed.
+    iterations : int, default 1
+        How many passes it took (e.g. :func:`k_core`).
+    """
 
     name: str
     params: Mapping[str, Any]
@@ -167,6 +210,33 @@ class Dataset:
     Build one with :meth:`from_frame` (or a loader); never mutate what its properties return.
     ``items`` is indexed by item index and has at least ``item_id`` and ``title``;
     ``users`` is indexed by user index and has at least ``user_id``.
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name.
+    interactions : Interactions
+        The interactions, in index space.
+    _items : pandas.DataFrame
+        The item table, indexed ``0..n_items-1``, with unique raw ``item_id`` values; a missing
+        ``title`` column is added (all missing).
+    _users : pandas.DataFrame
+        The user table, indexed ``0..n_users-1``, with unique raw ``user_id`` values.
+    provenance : tuple of FilterStep, default ()
+        The preprocessing steps applied so far.
+    notes : tuple of str, default ()
+        Remarks on how the data was read.
+    source : str, default ""
+        Where the data came from.
+    extras : Mapping[str, Interactions or IndexedArray], optional
+        Named companions of the interactions (stored read-only); see :attr:`extras`.
+
+    Raises
+    ------
+    DataError
+        If an interaction or extra refers to an unknown user or item, an extra is of another
+        type or misshaped, or a table lacks its id column, is not indexed ``0..n-1`` or repeats
+        a raw id.
     """
 
     name: str

@@ -19,7 +19,26 @@ FILTERS: NamedRegistry = NamedRegistry("filter", None, ConfigError, "", group="t
 
 @FILTERS.register(name="to_implicit")
 def to_implicit(dataset: Dataset, threshold: float) -> Dataset:
-    """Keep interactions rated at least ``threshold``; ratings are kept for reference."""
+    """Keep interactions rated at least ``threshold``; ratings are kept for reference.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A dataset with ratings.
+    threshold : float
+        The lowest rating kept.
+
+    Returns
+    -------
+    Dataset
+        The dataset with only the kept interactions and a ``to_implicit`` step in its
+        provenance.
+
+    Raises
+    ------
+    DataError
+        If ``dataset`` has no ratings.
+    """
     inter = dataset.interactions
     if inter.rating is None:
         raise DataError(f"Dataset '{dataset.name}' has no ratings; it is already implicit")
@@ -30,7 +49,26 @@ def to_implicit(dataset: Dataset, threshold: float) -> Dataset:
 
 @FILTERS.register(name="drop_duplicates")
 def drop_duplicates(dataset: Dataset, keep: str = "last") -> Dataset:
-    """One interaction per (user, item): the ``last`` or ``first`` in time."""
+    """One interaction per (user, item): the ``last`` or ``first`` in time.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset to deduplicate.
+    keep : {"last", "first"}, default "last"
+        Which interaction of a repeated (user, item) pair to keep, in chronological order.
+
+    Returns
+    -------
+    Dataset
+        The dataset with one interaction per (user, item), in the original order, and a
+        ``drop_duplicates`` step in its provenance.
+
+    Raises
+    ------
+    ConfigError
+        If ``keep`` is neither ``"first"`` nor ``"last"``.
+    """
     if keep not in ("first", "last"):
         raise ConfigError(f"drop_duplicates: keep must be 'first' or 'last', got {keep!r}")
     inter = dataset.interactions
@@ -46,8 +84,35 @@ def drop_duplicates(dataset: Dataset, keep: str = "last") -> Dataset:
 
 @FILTERS.register(name="k_core")
 def k_core(dataset: Dataset, user_k: int = 5, item_k: int | None = None, max_iter: int = 1000) -> Dataset:
-    """Iteratively drop users with < ``user_k`` and items with < ``item_k`` interactions until
-    every remaining user and item has enough (the k-core fixed point); renumbers densely."""
+    """Keep the k-core: drop sparse users and items until every one left has enough interactions.
+
+    Iteratively drops users with < ``user_k`` and items with < ``item_k`` interactions until
+    every remaining user and item has enough (the k-core fixed point); renumbers densely.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset to filter.
+    user_k : int, default 5
+        The fewest interactions a kept user has.
+    item_k : int, optional
+        The fewest interactions a kept item has; ``None`` uses ``user_k``.
+    max_iter : int, default 1000
+        The most passes before giving up.
+
+    Returns
+    -------
+    Dataset
+        The k-core with users and items renumbered densely and a ``k_core`` step (interactions,
+        users and items removed, passes taken) in its provenance.
+
+    Raises
+    ------
+    ConfigError
+        If ``user_k`` or ``item_k`` is below 1.
+    DataError
+        If the fixed point is not reached in ``max_iter`` passes, or no interaction is left.
+    """
     item_k = user_k if item_k is None else item_k
     if user_k < 1 or item_k < 1:
         raise ConfigError(f"k_core: user_k and item_k must be >= 1, got {user_k}, {item_k}")
@@ -83,8 +148,31 @@ def k_core(dataset: Dataset, user_k: int = 5, item_k: int | None = None, max_ite
 
 @FILTERS.register(name="sample_users")
 def sample_users(dataset: Dataset, n_users: int, *, seed: int = 0) -> Dataset:
-    """A seeded uniform sample of ``n_users`` users with all their interactions (e.g. to audit an
-    LLM recommender on a stated user sample); the catalog is kept whole, users are renumbered."""
+    """A seeded uniform sample of ``n_users`` users with all their interactions.
+
+    For example to audit an LLM recommender on a stated user sample; the catalog is kept whole,
+    users are renumbered.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset to sample from.
+    n_users : int
+        How many users to keep (drawn without replacement).
+    seed : int, default 0
+        Seed of the random generator.
+
+    Returns
+    -------
+    Dataset
+        The sampled users' interactions with every item, and a ``sample_users`` step in its
+        provenance.
+
+    Raises
+    ------
+    ConfigError
+        If ``n_users`` is below 1 or not below the dataset's number of users.
+    """
     if n_users < 1:
         raise ConfigError(f"sample_users: n_users must be >= 1, got {n_users}")
     if n_users >= dataset.n_users:

@@ -43,12 +43,42 @@ _SEPARATORS = ("|", ";", ",")
 
 
 def guess_item_group_column(items: pd.DataFrame) -> str | None:
-    """The first item column whose name is a usual group column (genre, category, provider...)."""
+    """The first item column whose name is a usual group column (genre, category, provider...).
+
+    Names are matched case-insensitively, in the order of ``ITEM_GROUP_COLUMNS``.
+
+    Parameters
+    ----------
+    items : pandas.DataFrame
+        The item attribute table.
+
+    Returns
+    -------
+    str or None
+        The column's name as spelled in ``items``, or ``None`` when no column matches.
+    """
     lower = {c.lower(): c for c in items.columns}
     return next((lower[name] for name in ITEM_GROUP_COLUMNS if name in lower), None)
 
 
 def split_group_values(values: pd.Series, sep: str | None) -> tuple[list[list[str]], str]:
+    """Split each value of a multi-valued column into its stripped, non-empty tokens.
+
+    Parameters
+    ----------
+    values : pandas.Series
+        The column; missing values give no tokens.
+    sep : str or None
+        The separator, ``"whitespace"`` for runs of whitespace, or ``None`` to detect it: the
+        first of ``|``, ``;`` and ``,`` found in any value, else whitespace.
+
+    Returns
+    -------
+    rows : list of list of str
+        The tokens of each value, in order.
+    sep : str
+        The separator used.
+    """
     text = values.astype("string")
     if sep is None:
         present = text.dropna()
@@ -67,6 +97,32 @@ def item_group_matrix(
     (RecBole token sequences). Returns the matrix, the group names and counts (items with no
     group, the separator used). More than ``max_groups`` distinct values raises: the column is
     an identifier or free text, not a group.
+
+    Parameters
+    ----------
+    items : pandas.DataFrame
+        The item attribute table, one row per item index.
+    column : str
+        The group column.
+    sep : str, optional
+        The separator between a value's groups (``"whitespace"`` for runs of whitespace);
+        ``None`` detects it.
+    max_groups : int, default 200
+        The most distinct groups accepted.
+
+    Returns
+    -------
+    matrix : scipy.sparse.csr_matrix
+        (n_items, n_groups) with 1.0 where an item is in a group.
+    names : list of str
+        The group names, sorted; column ``j`` of ``matrix`` is ``names[j]``.
+    info : dict
+        ``n_items_without_group`` and ``separator`` (the one used).
+
+    Raises
+    ------
+    DataError
+        If ``column`` is not an item column, or it has more than ``max_groups`` distinct values.
     """
     if column not in items.columns:
         raise DataError(f"item column {column!r} not found; item columns: {list(items.columns)}")
@@ -86,7 +142,18 @@ def item_group_matrix(
 
 
 def age_bands(ages: pd.Series) -> pd.Series:
-    """Numeric ages to MovieLens-1M bands (<18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+)."""
+    """Numeric ages to MovieLens-1M bands (<18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+).
+
+    Parameters
+    ----------
+    ages : pandas.Series
+        The ages; values that are not numbers become missing.
+
+    Returns
+    -------
+    pandas.Series
+        The band label of each age (string dtype; missing where the age is).
+    """
     x = pd.to_numeric(ages, errors="coerce")
     labels = ["<18"] + [f"{a}-{b - 1}" for a, b in itertools.pairwise(AGE_EDGES)] + [f"{AGE_EDGES[-1]}+"]
     bands = pd.cut(x, [-np.inf, *AGE_EDGES, np.inf], right=False, labels=labels)
@@ -94,9 +161,29 @@ def age_bands(ages: pd.Series) -> pd.Series:
 
 
 def activity_levels(n_interactions, active_share: float = 0.2) -> np.ndarray:
-    """ "active" for the ``active_share`` of users with the most training interactions (ties by
+    """Label users "active" or "inactive" by their number of training interactions.
+
+    "active" for the ``active_share`` of users with the most training interactions (ties by
     index), "inactive" for the rest: the advantaged/disadvantaged split of user-oriented
-    fairness (Li et al., WWW 2021, which uses the top 5%; the share is a parameter)."""
+    fairness (Li et al., WWW 2021, which uses the top 5%; the share is a parameter).
+
+    Parameters
+    ----------
+    n_interactions : array_like
+        The number of training interactions of each user.
+    active_share : float, default 0.2
+        The share of users labelled "active" (rounded up to a whole user); in (0, 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        An object array of ``"active"`` / ``"inactive"``, one per user.
+
+    Raises
+    ------
+    ValueError
+        If ``active_share`` is not in (0, 1).
+    """
     counts = np.asarray(n_interactions)
     if not 0 < active_share < 1:
         raise ValueError(f"active_share must be in (0, 1), got {active_share}")
@@ -115,10 +202,39 @@ def user_group_table(
     active_share: float = 0.2,
     numeric_bins: int = 4,
 ) -> pd.DataFrame:
-    """One string column per grouping, one row per user index: the chosen attribute columns
-    (``None``: every column but ids and free text), numeric ones banded (``age`` by the
-    MovieLens bands, others by quartiles), plus ``activity``. Missing values become
-    ``"(missing)"`` so they are counted, never dropped."""
+    """One string column per grouping, one row per user index.
+
+    The chosen attribute columns (``None``: every column but ids and free text), numeric ones
+    banded (``age`` by the MovieLens bands, others by quartiles), plus ``activity``. Missing
+    values become ``"(missing)"`` so they are counted, never dropped.
+
+    Parameters
+    ----------
+    users : pandas.DataFrame
+        The user attribute table, one row per user index.
+    n_interactions : array_like
+        The number of training interactions of each user (for ``activity``).
+    columns : sequence of str, optional
+        The attribute columns to group by; ``None`` takes every column but ``user_id`` /
+        ``user``, skipping non-numeric ones with more than 50 distinct values.
+    active_share : float, default 0.2
+        The share of users in the ``"active"`` group (see :func:`activity_levels`).
+    numeric_bins : int, default 4
+        The number of quantile bins for numeric columns other than ``age`` with more than 12
+        distinct values.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One object column per grouping plus ``activity``, indexed ``0..len(users)-1``.
+
+    Raises
+    ------
+    DataError
+        If a column in ``columns`` is not a user column.
+    ValueError
+        If ``active_share`` is not in (0, 1).
+    """
     out = pd.DataFrame(index=np.arange(len(users)))
     candidates = [c for c in users.columns if c not in ("user_id", "user")] if columns is None else list(columns)
     for col in candidates:

@@ -23,7 +23,22 @@ __all__ = ["Query", "QueryBatch"]
 
 @dataclass(frozen=True, eq=False)
 class Query:
-    """One user's request. ``user`` is -1 for a user unknown at fit time (cold start)."""
+    """One user's request. ``user`` is -1 for a user unknown at fit time (cold start).
+
+    Parameters
+    ----------
+    user : int, default -1
+        The user index, or -1 for a user unknown at fit time.
+    history : numpy.ndarray, optional
+        The item indices the user interacted with, oldest first (stored as read-only int64);
+        empty by default.
+    attributes : Mapping[str, Any], optional
+        User attributes by name (stored read-only); empty by default.
+    text : str, optional
+        A free-text request.
+    candidates : numpy.ndarray, optional
+        Item indices to rank (stored as read-only int64); ``None`` for the whole catalog.
+    """
 
     user: int = -1
     history: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
@@ -40,8 +55,30 @@ class Query:
 
 @dataclass(frozen=True, eq=False)
 class QueryBatch:
-    """A batch of queries as aligned arrays: ``users`` (n,), ``histories`` (ragged, ordered oldest
-    first), optional ``attributes`` (DataFrame with n rows), ``texts`` and ``candidates``."""
+    """A batch of queries as aligned arrays.
+
+    ``users`` (n,), ``histories`` (ragged, ordered oldest first), optional ``attributes``
+    (DataFrame with n rows), ``texts`` and ``candidates``.
+
+    Parameters
+    ----------
+    users : numpy.ndarray
+        The user index of each query (-1 for unknown users); stored as read-only int64.
+    histories : Ragged
+        Each query's history of item indices, oldest first.
+    attributes : pandas.DataFrame, optional
+        One row of user attributes per query (its index is reset).
+    texts : tuple of (str or None), optional
+        One free-text request per query.
+    candidates : Ragged, optional
+        Each query's item indices to rank; ``None`` for the whole catalog.
+
+    Raises
+    ------
+    DataError
+        If ``histories``, ``attributes``, ``texts`` or ``candidates`` does not have one entry
+        per user.
+    """
 
     users: np.ndarray
     histories: Ragged

@@ -34,7 +34,28 @@ RECBOLE_WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A dataset known by name: folder names to look for locally, and remote sources in order."""
+    """A dataset known by name: folder names to look for locally, and remote sources in order.
+
+    Parameters
+    ----------
+    name : str
+        The registered name.
+    description : str
+        A one-line description.
+    local_names : tuple of str, default ()
+        Subfolder names to look for in the local data folders (``data_dir``, ``TRUSTREC_DATA``).
+    sources : tuple, default ()
+        Remote sources (:class:`UrlSource`, :class:`FilesSource`, :class:`WheelSource`), tried
+        in order.
+    format : str, optional
+        The files' format; ``None`` detects it from the files.
+    citation : str, default ""
+        How to cite the dataset.
+    terms : str, default ""
+        Its terms of use.
+    tags : tuple of str, default ()
+        Free-form tags.
+    """
 
     name: str
     description: str
@@ -197,10 +218,33 @@ _DATASETS: NamedRegistry[DatasetEntry] = NamedRegistry(
 
 
 def registry() -> dict[str, DatasetEntry]:
+    """Every registered dataset by name: the built-ins, then those of plugins and callers.
+
+    A plugin entry that cannot load is left out with a warning that names it.
+
+    Returns
+    -------
+    dict of str to DatasetEntry
+        The entries by name.
+    """
     return _DATASETS.all()
 
 
 def register_dataset(entry: DatasetEntry, *, overwrite: bool = False) -> None:
+    """Register ``entry`` under its ``name``, so :func:`load_dataset` finds it by name.
+
+    Parameters
+    ----------
+    entry : DatasetEntry
+        The dataset to register.
+    overwrite : bool, default False
+        Replace an entry already registered under that name.
+
+    Raises
+    ------
+    ConfigError
+        If the name is already registered and ``overwrite`` is false.
+    """
     _DATASETS.add(entry, overwrite=overwrite)
 
 
@@ -223,7 +267,27 @@ def _cached_folder(name: str) -> Path:
 
 
 def resolve_dataset(name: str, *, data_dir=None) -> tuple[str, str]:
-    """Where ``name`` would load from now, without fetching: (kind, location)."""
+    """Where ``name`` would load from now, without fetching: (kind, location).
+
+    Parameters
+    ----------
+    name : str
+        A registered dataset name.
+    data_dir : str or os.PathLike, optional
+        A local data folder looked at before those in ``TRUSTREC_DATA``.
+
+    Returns
+    -------
+    kind : str
+        ``"local"``, ``"cache"``, ``"remote"`` or ``"missing"``.
+    location : str
+        The local or cached folder, the first remote source's label, or ``""`` when missing.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        If ``name`` is not registered.
+    """
     entry = _entry(name)
     for d in _data_dirs(data_dir):
         for local in entry.local_names:
@@ -240,7 +304,39 @@ def resolve_dataset(name: str, *, data_dir=None) -> tuple[str, str]:
 def load_dataset(
     name_or_path: str | os.PathLike, *, data_dir=None, download: bool = True, progress: bool = True
 ) -> Dataset:
-    """Load a registered dataset by name (or any supported file/folder by path)."""
+    """Load a registered dataset by name (or any supported file/folder by path).
+
+    A name is looked for in the local data folders (``data_dir``, then ``TRUSTREC_DATA``), then
+    in the cache, then fetched from its sources in order into the cache. A path-like, or a
+    string naming an existing path that is not a registered name, is loaded with
+    :func:`load_path`.
+
+    Parameters
+    ----------
+    name_or_path : str or os.PathLike
+        A registered dataset name, or a file or folder.
+    data_dir : str or os.PathLike, optional
+        A local data folder looked at before those in ``TRUSTREC_DATA``.
+    download : bool, default True
+        Fetch a dataset found neither locally nor in the cache.
+    progress : bool, default True
+        Show download progress.
+
+    Returns
+    -------
+    Dataset
+        The loaded dataset.
+
+    Raises
+    ------
+    DataError
+        If a name or path holds a NUL character, or the files cannot be read.
+    DatasetNotFoundError
+        If the name is not registered, or the dataset is not local or cached and
+        ``download`` is false or it has no public source.
+    DownloadError
+        If every remote source failed.
+    """
     check_path_text(name_or_path, "dataset name or path")
     if data_dir is not None:
         check_path_text(data_dir, "data_dir")

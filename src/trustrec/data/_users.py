@@ -16,8 +16,34 @@ __all__ = ["resolve_users"]
 def resolve_users(
     dataset: Dataset, user_ids, *, by: Literal["id", "index"] = "id", owner: str = "forget"
 ) -> np.ndarray:
-    """Sorted unique user indices of raw ``user_ids`` (``by="id"``) or of indices (``"index"``);
-    unknown users raise a :class:`DataError` that names them."""
+    """Sorted unique user indices of raw ``user_ids`` (``by="id"``) or of indices (``"index"``).
+
+    Unknown users raise a :class:`DataError` that names them.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset the users belong to.
+    user_ids : object or array_like
+        One user or several: raw ids (compared as strings) or user indices.
+    by : {"id", "index"}, default "id"
+        Whether ``user_ids`` are raw ids or indices.
+    owner : str, default "forget"
+        Who asks, named at the start of error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        The sorted unique int64 user indices.
+
+    Raises
+    ------
+    DataError
+        If ``user_ids`` is empty, an index is not an integer or out of range, or a raw id is
+        not a user of ``dataset``.
+    ConfigError
+        If ``by`` is neither ``"id"`` nor ``"index"``.
+    """
     values = list(np.atleast_1d(np.asarray(user_ids, dtype=object)))
     if not values:
         raise DataError(f"{owner}: the forget set is empty; give at least one user")
