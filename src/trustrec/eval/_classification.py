@@ -48,8 +48,23 @@ def auc_rows(scores, labels) -> np.ndarray:
 
 
 def roc_auc(scores, labels) -> float:
-    """ROC-AUC of ``scores`` (higher = positive) against boolean ``labels``; ties count half; NaN
-    when either class is absent (equals ``sklearn.metrics.roc_auc_score``)."""
+    """ROC-AUC of scores against boolean labels.
+
+    The Mann-Whitney U statistic over ``n_pos * n_neg`` with average ranks, so ties count half;
+    equal to ``sklearn.metrics.roc_auc_score``.
+
+    Parameters
+    ----------
+    scores : array_like of float, shape (n,)
+        Higher = more likely positive.
+    labels : array_like of bool, shape (n,)
+        True for positives.
+
+    Returns
+    -------
+    float
+        The AUC; NaN when either class is absent.
+    """
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
     if scores.shape != labels.shape:
         raise ValueError(f"roc_auc: scores has {scores.shape} values, labels {labels.shape}")
@@ -85,7 +100,24 @@ def macro_ovr_auc(proba, codes, rows=None) -> np.ndarray:
 
 
 def roc_points(scores, labels, *, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(fpr, tpr) of the empirical ROC curve (``sklearn.metrics.roc_curve``), from (0, 0) to (1, 1)."""
+    """Points of the empirical ROC curve.
+
+    As ``sklearn.metrics.roc_curve``, from (0, 0) to (1, 1).
+
+    Parameters
+    ----------
+    scores : array_like of float, shape (n,)
+        Higher = more likely positive.
+    labels : array_like of bool, shape (n,)
+        True for positives.
+    drop_intermediate : bool, default True
+        Drop thresholds that do not change the curve's shape (``roc_curve``'s option).
+
+    Returns
+    -------
+    fpr, tpr : numpy.ndarray of float
+        False- and true-positive rates at decreasing thresholds.
+    """
     from sklearn.metrics import roc_curve
 
     f, t, _ = roc_curve(np.asarray(labels, bool), np.asarray(scores, np.float64), drop_intermediate=drop_intermediate)
@@ -93,9 +125,25 @@ def roc_points(scores, labels, *, drop_intermediate: bool = True) -> tuple[np.nd
 
 
 def tpr_at_fpr(scores, labels, fpr: float) -> float:
-    """The largest true-positive rate at a false-positive rate of at most ``fpr`` on the ROC curve
-    of ``scores`` (higher = positive) against boolean ``labels``: no interpolation between ROC
-    points (module docstring); NaN when either class is absent."""
+    """True-positive rate at a false-positive rate.
+
+    The largest TPR among the thresholds of the empirical (step) ROC curve whose FPR is at most
+    ``fpr``, without interpolation between ROC points (module docstring).
+
+    Parameters
+    ----------
+    scores : array_like of float, shape (n,)
+        Higher = more likely positive.
+    labels : array_like of bool, shape (n,)
+        True for positives.
+    fpr : float
+        Largest false-positive rate allowed, in [0, 1].
+
+    Returns
+    -------
+    float
+        The TPR; NaN when either class is absent.
+    """
     labels = np.asarray(labels, bool)
     if labels.all() or not labels.any():
         return float("nan")

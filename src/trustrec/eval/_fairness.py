@@ -44,7 +44,21 @@ def _lists(top, name: str = "top") -> np.ndarray:
 
 
 def normalised_membership(membership) -> sp.csr_matrix:
-    """Rows of the item-group matrix scaled to sum 1 (items in no group keep a zero row)."""
+    """Item-group membership with each item's row scaled to sum 1.
+
+    A multi-group item splits its weight equally over its groups (Steck 2018); items in no group
+    keep a zero row.
+
+    Parameters
+    ----------
+    membership : array_like or scipy.sparse matrix, shape (n_items, n_groups)
+        Nonzero where an item belongs to a group.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of float, shape (n_items, n_groups)
+        The row-normalised membership.
+    """
     m = sp.csr_matrix(membership, dtype=np.float64)
     sums = np.asarray(m.sum(1)).ravel()
     inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
@@ -52,11 +66,24 @@ def normalised_membership(membership) -> sp.csr_matrix:
 
 
 def group_distribution(rows, membership, weights=None) -> np.ndarray:
-    """Per row, the distribution over item groups of the row's items, shape (n_rows, n_groups).
+    """Per row, the distribution over item groups of the row's items.
 
-    ``rows``: an (n, k) item matrix (-1 = none) or a ``Ragged`` of item lists. ``weights``
-    (same shape as the items) weight each item, e.g. by recency. Rows with no grouped item are
-    all zero.
+    Each item's (optional) weight is split over its groups as in :func:`normalised_membership`
+    and the group totals are divided by the row's total.
+
+    Parameters
+    ----------
+    rows : array_like of int, shape (n, K), or Ragged
+        An item matrix (``-1`` = no item) or a ``Ragged`` of item lists.
+    membership : array_like or scipy.sparse matrix, shape (n_items, n_groups)
+        Item-group membership.
+    weights : array_like of float, optional
+        One weight per item, same shape as the items (e.g. by recency); None weights each item 1.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n, n_groups)
+        Rows summing to 1; rows with no grouped item are all zero.
     """
     m = normalised_membership(membership)
     n_items = m.shape[0]
@@ -79,8 +106,25 @@ def group_distribution(rows, membership, weights=None) -> np.ndarray:
 
 
 def miscalibration(p, q, alpha: float = 0.01) -> np.ndarray:
-    """Steck's KL(p || q~) per row, q~ = (1 - alpha) q + alpha p: p = the profile's group
-    distribution, q = the list's. 0 when the list mirrors the profile; NaN for an empty profile."""
+    """Steck's miscalibration per row: ``KL(p || q~)`` with ``q~ = (1 - alpha) q + alpha p``.
+
+    ``p`` is the group distribution of the user's profile and ``q`` that of the list (e.g. from
+    :func:`group_distribution`); 0 when the list mirrors the profile.
+
+    Parameters
+    ----------
+    p : array_like of float, shape (n, n_groups)
+        Profile group distributions.
+    q : array_like of float, shape (n, n_groups)
+        List group distributions.
+    alpha : float, default 0.01
+        Smoothing weight, in (0, 1), keeping the divergence finite.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n,)
+        The divergence (natural log) per row; NaN for an empty profile.
+    """
     p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
     if p.shape != q.shape:
         raise ValueError(f"miscalibration: p has shape {p.shape}, q has {q.shape}")
@@ -93,8 +137,23 @@ def miscalibration(p, q, alpha: float = 0.01) -> np.ndarray:
 
 
 def popularity_lift(recommended_popularity, profile_popularity) -> np.ndarray:
-    """(GAP_rec - GAP_profile) / GAP_profile per user (Abdollahpouri et al. 2021): > 0 when the
-    lists are more popular than what the user consumed. NaN where the profile's GAP is 0."""
+    """Popularity lift per user (Abdollahpouri et al. 2021).
+
+    ``(GAP_rec - GAP_profile) / GAP_profile``: above 0 when the lists are more popular than what
+    the user consumed.
+
+    Parameters
+    ----------
+    recommended_popularity : array_like of float, shape (n_users,)
+        Average popularity (GAP) of each user's recommendations.
+    profile_popularity : array_like of float, shape (n_users,)
+        Average popularity (GAP) of each user's profile.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        The lift; NaN where the profile's GAP is 0.
+    """
     r = np.asarray(recommended_popularity, np.float64)
     p = np.asarray(profile_popularity, np.float64)
     if r.shape != p.shape:
@@ -103,8 +162,21 @@ def popularity_lift(recommended_popularity, profile_popularity) -> np.ndarray:
 
 
 def lorenz_curve(exposure) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative share of items (x) against cumulative share of exposure (y), items sorted from
-    least to most exposed; both start at 0 and end at 1. The Gini is 1 - 2 * area under y."""
+    """Lorenz curve of item exposure.
+
+    Cumulative share of items (x) against cumulative share of exposure (y), items sorted from least
+    to most exposed; both start at 0 and end at 1. The Gini is ``1 - 2 * (area under y)``.
+
+    Parameters
+    ----------
+    exposure : array_like of float, shape (n_items,)
+        Non-negative exposure of each item.
+
+    Returns
+    -------
+    x, y : numpy.ndarray of float, shape (n_items + 1,)
+        The curve; with no exposure at all, y is the diagonal.
+    """
     x = np.sort(np.asarray(exposure, np.float64))
     if np.any(x < 0):
         raise ValueError("lorenz_curve: exposure must be non-negative")
@@ -114,9 +186,27 @@ def lorenz_curve(exposure) -> tuple[np.ndarray, np.ndarray]:
 
 
 def exposure_by_group(top, membership, item_popularity=None) -> dict[str, np.ndarray]:
-    """Exposure share of each item group (share of filled list slots, multi-group items split)
-    next to its catalog share (share of items) and, given ``item_popularity``, its interaction
-    share; ``ratio`` = exposure share / catalog share (1 = exposed as often as its size)."""
+    """Exposure of each item group next to its share of the catalog.
+
+    The exposure share is the group's share of the filled list slots (multi-group items split
+    over their groups), the catalog share its share of the items, and ``ratio`` = exposure share
+    / catalog share (1 = exposed as often as its size).
+
+    Parameters
+    ----------
+    top : array_like of int, shape (n_users, K)
+        Recommended items per user, ``-1`` for no item.
+    membership : array_like or scipy.sparse matrix, shape (n_items, n_groups)
+        Item-group membership.
+    item_popularity : array_like of float, shape (n_items,), optional
+        Interactions per item; given, the group's interaction share is added.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, each of shape (n_groups,)
+        ``exposure_share``, ``catalog_share``, ``interaction_share`` (only with
+        ``item_popularity``) and ``ratio`` (NaN for a group with no item).
+    """
     top = _lists(top)
     m = normalised_membership(membership)
     valid = top >= 0
@@ -152,7 +242,20 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 def jaccard_at_k(a, b) -> np.ndarray:
-    """Per row, |A ∩ B| / |A ∪ B| of two top-K lists (-1 ignored); 1 for two empty lists."""
+    """Per row, the Jaccard similarity ``|A ∩ B| / |A ∪ B|`` of two top-K lists.
+
+    Padding (``-1``) is ignored; two empty lists give 1.
+
+    Parameters
+    ----------
+    a, b : array_like of int, shape (n, K)
+        Item lists, same shape.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n,)
+        The similarity per row, in [0, 1].
+    """
     a, b = _pair(a, b)
     inter = (_ranks_in(a, b) > 0).sum(1)
     union = (a >= 0).sum(1) + (b >= 0).sum(1) - inter
@@ -160,7 +263,23 @@ def jaccard_at_k(a, b) -> np.ndarray:
 
 
 def serp_star_at_k(reference, other) -> np.ndarray:
-    """Per row, FaiRLLM SERP*@K of ``other`` against ``reference`` (module docstring)."""
+    """Per row, FaiRLLM SERP*@K of ``other`` against ``reference``.
+
+    Sum over the items v of ``other`` found in ``reference`` of ``K - rank_ref(v) + 1``, divided by
+    ``K(K+1)/2`` (module docstring): 1 for identical full lists, 0 for disjoint ones.
+
+    Parameters
+    ----------
+    reference : array_like of int, shape (n, K)
+        Reference lists (e.g. for the neutral prompt), ``-1`` for no item.
+    other : array_like of int, shape (n, K)
+        Lists compared against them, same shape.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n,)
+        The similarity per row; all 1 when K is 0.
+    """
     ref, oth = _pair(reference, other)
     k = ref.shape[1]
     if k == 0:
@@ -171,7 +290,24 @@ def serp_star_at_k(reference, other) -> np.ndarray:
 
 
 def prag_star_at_k(reference, other) -> np.ndarray:
-    """Per row, FaiRLLM PRAG*@K of ``other`` against ``reference`` (module docstring)."""
+    """Per row, FaiRLLM PRAG*@K of ``other`` against ``reference``.
+
+    Over ordered pairs (v1, v2) of ``other`` with v1 ranked above v2, the pairs with v1 in
+    ``reference`` and ranked above v2 there (an item missing from ``reference`` ranks after all of
+    it), divided by ``K(K-1)/2`` so identical full lists give 1 (module docstring).
+
+    Parameters
+    ----------
+    reference : array_like of int, shape (n, K)
+        Reference lists, ``-1`` for no item.
+    other : array_like of int, shape (n, K)
+        Lists compared against them, same shape.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n,)
+        The similarity per row; for K below 2, :func:`jaccard_at_k`.
+    """
     ref, oth = _pair(reference, other)
     k = ref.shape[1]
     if k < 2:
@@ -191,14 +327,42 @@ def prag_star_at_k(reference, other) -> np.ndarray:
 
 
 def snsr(similarities) -> float:
-    """Sensitive-to-neutral similarity range: max minus min over attribute values."""
+    """Sensitive-to-neutral similarity range (SNSR, FaiRLLM).
+
+    Max minus min of the similarities over the values of a sensitive attribute; NaN values are
+    left out.
+
+    Parameters
+    ----------
+    similarities : array_like of float
+        One similarity (to the neutral lists) per attribute value.
+
+    Returns
+    -------
+    float
+        The range; NaN when no value is defined.
+    """
     s = np.asarray(similarities, np.float64)
     s = s[~np.isnan(s)]
     return float(s.max() - s.min()) if len(s) else np.nan
 
 
 def snsv(similarities) -> float:
-    """Sensitive-to-neutral similarity variance: the population standard deviation over values."""
+    """Sensitive-to-neutral similarity variance (SNSV, FaiRLLM).
+
+    The population standard deviation (``ddof=0``) of the similarities over the values of a
+    sensitive attribute; NaN values are left out.
+
+    Parameters
+    ----------
+    similarities : array_like of float
+        One similarity (to the neutral lists) per attribute value.
+
+    Returns
+    -------
+    float
+        The standard deviation; NaN when no value is defined.
+    """
     s = np.asarray(similarities, np.float64)
     s = s[~np.isnan(s)]
     return float(s.std(ddof=0)) if len(s) else np.nan

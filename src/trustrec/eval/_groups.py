@@ -24,8 +24,34 @@ MISSING = "(missing)"
 
 
 class GroupMetricFrame:
-    """``metrics``: per-user values (DataFrame, one column per metric, or a name -> array dict);
-    ``groups``: one label per user (NaN/None/``"(missing)"`` = missing)."""
+    """Per-user metrics sliced by user group, fairlearn ``MetricFrame`` style.
+
+    Everything is computed in the constructor (module docstring): per-group means with bootstrap
+    CIs, between-group difference and ratio with CIs, and a test of "all groups equal". The
+    results are the attributes ``table`` (one row per metric and group), ``overall`` (each
+    metric's mean over all users) and ``comparisons`` (one row per metric).
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame or Mapping of str to numpy.ndarray
+        Per-user values: one column per metric, or a name -> array dict.
+    groups : array_like
+        One group label per user; NaN, None or ``"(missing)"`` mark a missing label.
+    n_boot : int, default 500
+        Bootstrap resamples of the users within each group (0 gives no CIs).
+    ci : float, default 0.95
+        Confidence level, in (0, 1).
+    seed : int, default 0
+        Seed of ``numpy.random.default_rng``.
+    min_group_size : int, default 20
+        Groups with fewer users with a value are flagged ``too_small``, get no CI and are left out
+        of the comparisons.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
+    """
 
     def __init__(
         self,

@@ -102,29 +102,90 @@ def _safe_div(num, den):
 
 @register_metric("recall")
 def recall(hits, n_relevant):
-    """Relevant items found in the top K over all relevant items (NaN when none is relevant)."""
+    """Recall@K per user.
+
+    Relevant items found in the top K over all relevant items of the user:
+    ``hits.sum(1) / n_relevant``.
+
+    Parameters
+    ----------
+    hits : array_like of bool, shape (n_users, K)
+        ``hits[u, r]`` is True when the item at rank ``r + 1`` of user ``u``'s list is relevant.
+    n_relevant : array_like of int, shape (n_users,)
+        Number of relevant items of each user.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        Recall of each user; NaN for a user with no relevant item.
+    """
     hits, n_rel = _check(hits, n_relevant)
     return _safe_div(hits.sum(1), n_rel)
 
 
 @register_metric("precision")
 def precision(hits, n_relevant):
-    """Relevant items in the top K over K (K = the list width, padding counts as a miss)."""
+    """Precision@K per user.
+
+    Relevant items in the top K over K, K being the list width (padding counts as a miss).
+
+    Parameters
+    ----------
+    hits : array_like of bool, shape (n_users, K)
+        ``hits[u, r]`` is True when the item at rank ``r + 1`` of user ``u``'s list is relevant.
+    n_relevant : array_like of int, shape (n_users,)
+        Number of relevant items of each user.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        Precision of each user; NaN for a user with no relevant item.
+    """
     hits, n_rel = _check(hits, n_relevant)
     return np.where(n_rel > 0, hits.sum(1) / max(hits.shape[1], 1), np.nan)
 
 
 @register_metric("hr")
 def hit_rate(hits, n_relevant):
-    """1 if any relevant item is in the top K."""
+    """Hit rate@K per user (metric name ``hr``).
+
+    1 if any relevant item is in the top K, else 0.
+
+    Parameters
+    ----------
+    hits : array_like of bool, shape (n_users, K)
+        ``hits[u, r]`` is True when the item at rank ``r + 1`` of user ``u``'s list is relevant.
+    n_relevant : array_like of int, shape (n_users,)
+        Number of relevant items of each user.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        1.0 or 0.0 per user; NaN for a user with no relevant item.
+    """
     hits, n_rel = _check(hits, n_relevant)
     return np.where(n_rel > 0, hits.any(1).astype(np.float64), np.nan)
 
 
 @register_metric("ndcg")
 def ndcg(hits, n_relevant):
-    """Binary-relevance NDCG: DCG with log2(rank + 1) discounts over the ideal DCG of
-    min(n_relevant, K) hits at the top."""
+    """Binary-relevance NDCG@K per user.
+
+    DCG with ``1 / log2(rank + 1)`` discounts, divided by the ideal DCG of
+    ``min(n_relevant, K)`` hits at the top.
+
+    Parameters
+    ----------
+    hits : array_like of bool, shape (n_users, K)
+        ``hits[u, r]`` is True when the item at rank ``r + 1`` of user ``u``'s list is relevant.
+    n_relevant : array_like of int, shape (n_users,)
+        Number of relevant items of each user.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        NDCG of each user; NaN for a user with no relevant item.
+    """
     hits, n_rel = _check(hits, n_relevant)
     k = hits.shape[1]
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
@@ -136,7 +197,22 @@ def ndcg(hits, n_relevant):
 
 @register_metric("mrr")
 def mrr(hits, n_relevant):
-    """Reciprocal rank of the first relevant item in the top K (0 if none)."""
+    """Reciprocal rank of the first relevant item in the top K, per user.
+
+    ``1 / rank`` of the first hit, 0 when no relevant item is in the top K.
+
+    Parameters
+    ----------
+    hits : array_like of bool, shape (n_users, K)
+        ``hits[u, r]`` is True when the item at rank ``r + 1`` of user ``u``'s list is relevant.
+    n_relevant : array_like of int, shape (n_users,)
+        Number of relevant items of each user.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        Reciprocal rank of each user; NaN for a user with no relevant item.
+    """
     hits, n_rel = _check(hits, n_relevant)
     first = np.argmax(hits, axis=1)
     rr = np.where(hits.any(1), 1.0 / (first + 1), 0.0)
@@ -145,10 +221,25 @@ def mrr(hits, n_relevant):
 
 @register_metric("map")
 def average_precision(hits, n_relevant):
-    """AP@K, metric name ``map``: the sum of precision@r at each relevant rank r within the top K,
-    divided by ``min(n_relevant, K)`` (RecBole's and LensKit's convention: a user with more
-    relevant items than K can still reach 1). For trec_eval's and ranx's convention (divided by
-    ``n_relevant``) use :func:`average_precision_trec` (``map_trec``)."""
+    """AP@K per user, metric name ``map``.
+
+    The sum of precision@r at each relevant rank r within the top K, divided by
+    ``min(n_relevant, K)`` (RecBole's and LensKit's convention: a user with more relevant items
+    than K can still reach 1). For trec_eval's and ranx's convention (divided by ``n_relevant``)
+    use :func:`average_precision_trec` (``map_trec``).
+
+    Parameters
+    ----------
+    hits : array_like of bool, shape (n_users, K)
+        ``hits[u, r]`` is True when the item at rank ``r + 1`` of user ``u``'s list is relevant.
+    n_relevant : array_like of int, shape (n_users,)
+        Number of relevant items of each user.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        AP of each user; NaN for a user with no relevant item.
+    """
     hits, n_rel = _check(hits, n_relevant)
     k = hits.shape[1]
     return _safe_div(_precision_sum(hits), np.minimum(n_rel, k))
@@ -156,9 +247,24 @@ def average_precision(hits, n_relevant):
 
 @register_metric("map_trec")
 def average_precision_trec(hits, n_relevant):
-    """AP@K, metric name ``map_trec``: the same sum of precision@r at the relevant ranks within the
-    top K, divided by ``n_relevant`` (trec_eval's ``map_cut_K`` and ranx's ``map@K``), so it can
-    reach 1 only when every relevant item is in the top K."""
+    """AP@K per user, metric name ``map_trec``.
+
+    The same sum of precision@r at the relevant ranks within the top K as
+    :func:`average_precision`, divided by ``n_relevant`` (trec_eval's ``map_cut_K`` and ranx's
+    ``map@K``), so it can reach 1 only when every relevant item is in the top K.
+
+    Parameters
+    ----------
+    hits : array_like of bool, shape (n_users, K)
+        ``hits[u, r]`` is True when the item at rank ``r + 1`` of user ``u``'s list is relevant.
+    n_relevant : array_like of int, shape (n_users,)
+        Number of relevant items of each user.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        AP of each user; NaN for a user with no relevant item.
+    """
     hits, n_rel = _check(hits, n_relevant)
     return _safe_div(_precision_sum(hits), n_rel)
 
@@ -186,13 +292,43 @@ def _items(top: np.ndarray) -> np.ndarray:
 
 @register_metric("coverage", _beyond=True)
 def catalog_coverage(top, n_items: int) -> float:
-    """Share of the catalog that appears in at least one list."""
+    """Catalog coverage (metric name ``coverage``).
+
+    Share of the catalog that appears in at least one list: distinct recommended items over
+    ``n_items``.
+
+    Parameters
+    ----------
+    top : array_like of int, shape (n_users, K)
+        Recommended items per user, ``-1`` for no item.
+    n_items : int
+        Number of items in the catalog.
+
+    Returns
+    -------
+    float
+        The share, in [0, 1]; NaN when ``n_items`` is 0.
+    """
     top = _items(top)
     return len(np.unique(top[top >= 0])) / n_items if n_items else np.nan
 
 
 def gini(values) -> float:
-    """Gini coefficient of non-negative values (0 = equal, -> 1 = concentrated)."""
+    """Gini coefficient of non-negative values.
+
+    ``sum_i (2 i - n - 1) x_(i) / (n * sum(x))`` over the sorted values ``x_(1) <= ... <= x_(n)``:
+    0 when all values are equal, approaching 1 when one value holds everything.
+
+    Parameters
+    ----------
+    values : array_like of float
+        Non-negative values (e.g. how often each item is recommended).
+
+    Returns
+    -------
+    float
+        The coefficient; NaN when there is no value or all values are 0.
+    """
     x = np.sort(np.asarray(values, dtype=np.float64))
     n = len(x)
     if n == 0 or x.sum() == 0:
@@ -203,14 +339,45 @@ def gini(values) -> float:
 
 @register_metric("gini", _beyond=True)
 def exposure_gini(top, n_items: int) -> float:
-    """Gini of how often each catalog item is recommended (items never shown count as 0)."""
+    """Gini of item exposure (metric name ``gini``).
+
+    :func:`gini` of how often each catalog item is recommended across all lists; items never
+    shown count as 0.
+
+    Parameters
+    ----------
+    top : array_like of int, shape (n_users, K)
+        Recommended items per user, ``-1`` for no item.
+    n_items : int
+        Number of items in the catalog.
+
+    Returns
+    -------
+    float
+        The coefficient (0 = equal exposure, towards 1 = concentrated); NaN when nothing is shown.
+    """
     top = _items(top)
     return gini(np.bincount(top[top >= 0], minlength=n_items))
 
 
 @register_metric("avg_popularity", _beyond=True)
 def average_popularity(top, item_popularity) -> np.ndarray:
-    """Per user: mean training popularity (interaction count) of the recommended items."""
+    """Average popularity of the recommended items per user (metric name ``avg_popularity``).
+
+    Mean training popularity (interaction count) of the items in each user's list.
+
+    Parameters
+    ----------
+    top : array_like of int, shape (n_users, K)
+        Recommended items per user, ``-1`` for no item.
+    item_popularity : array_like of float, shape (n_items,)
+        Training popularity of each item.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        Mean popularity per user; NaN for an empty list.
+    """
     top = _items(top)
     pop = np.asarray(item_popularity, dtype=np.float64)
     valid = top >= 0
@@ -219,7 +386,23 @@ def average_popularity(top, item_popularity) -> np.ndarray:
 
 
 def long_tail_mask(item_popularity, head_share: float = 0.2) -> np.ndarray:
-    """True for long-tail items: outside the most popular ``head_share`` of the catalog."""
+    """Mask of the long-tail items.
+
+    An item is in the long tail when it is outside the most popular ``head_share`` of the catalog:
+    the ``ceil(head_share * n_items)`` most popular items (ties broken by lower index) form the head.
+
+    Parameters
+    ----------
+    item_popularity : array_like of float, shape (n_items,)
+        Popularity of each item.
+    head_share : float, default 0.2
+        Share of the catalog counted as the head.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_items,)
+        True for long-tail items.
+    """
     pop = np.asarray(item_popularity)
     n_head = int(np.ceil(head_share * len(pop)))
     order = np.lexsort((np.arange(len(pop)), -pop))
@@ -230,7 +413,23 @@ def long_tail_mask(item_popularity, head_share: float = 0.2) -> np.ndarray:
 
 @register_metric("aplt", _beyond=True)
 def aplt(top, tail_mask) -> np.ndarray:
-    """Average percentage of long-tail items: per user, the share of the list from the tail."""
+    """Average percentage of long-tail items (APLT) per user (metric name ``aplt``).
+
+    Per user, the share of the recommended items that lie in the long tail
+    (see :func:`long_tail_mask`).
+
+    Parameters
+    ----------
+    top : array_like of int, shape (n_users, K)
+        Recommended items per user, ``-1`` for no item.
+    tail_mask : array_like of bool, shape (n_items,)
+        True for long-tail items.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        Long-tail share per user; NaN for an empty list.
+    """
     top = _items(top)
     tail = np.asarray(tail_mask, dtype=bool)
     valid = top >= 0
@@ -240,11 +439,28 @@ def aplt(top, tail_mask) -> np.ndarray:
 
 @register_metric("novelty", _beyond=True)
 def novelty(top, item_user_counts, n_users: int) -> np.ndarray:
-    """Per user: mean self-information -log2(p_i) of the recommended items, where p_i is the share
-    of the ``n_users`` training users who interacted with item i: ``item_user_counts[i]`` must
-    count *distinct users* (a user who rated an item twice counts once; see
-    :func:`item_user_counts`), not interactions. Items no training user has seen count as seen by
-    one user, so their novelty is finite (log2 of the number of users)."""
+    """Novelty of the recommended items per user (metric name ``novelty``).
+
+    Per user, the mean self-information ``-log2(p_i)`` of the recommended items, where ``p_i`` is
+    the share of the ``n_users`` training users who interacted with item ``i``. Items no training
+    user has seen count as seen by one user, so their novelty is finite (log2 of the number of
+    users).
+
+    Parameters
+    ----------
+    top : array_like of int, shape (n_users, K)
+        Recommended items per user, ``-1`` for no item.
+    item_user_counts : array_like of int, shape (n_items,)
+        Number of *distinct* training users per item (a user who rated an item twice counts once;
+        see :func:`item_user_counts`), not interactions.
+    n_users : int
+        Number of training users.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        Mean novelty in bits per user; NaN for an empty list.
+    """
     top = _items(top)
     pop = np.asarray(item_user_counts, dtype=np.float64)
     p = np.maximum(pop, 1.0) / max(n_users, 1)
@@ -255,7 +471,22 @@ def novelty(top, item_user_counts, n_users: int) -> np.ndarray:
 
 
 def item_user_counts(users, items, n_items: int) -> np.ndarray:
-    """Distinct users per item in an interaction list (repeated interactions count once)."""
+    """Distinct users per item in an interaction list.
+
+    Repeated interactions of a user with an item count once.
+
+    Parameters
+    ----------
+    users, items : array_like of int, shape (n,)
+        User and item index of each interaction.
+    n_items : int
+        Number of items in the catalog.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_items,)
+        Number of distinct users who interacted with each item.
+    """
     users = np.asarray(users, np.int64)
     items = np.asarray(items, np.int64)
     if len(users) != len(items):
@@ -268,8 +499,23 @@ def item_user_counts(users, items, n_items: int) -> np.ndarray:
 
 @register_metric("ild", _beyond=True)
 def intra_list_diversity(top, item_vectors) -> np.ndarray:
-    """Per user: mean pairwise cosine distance (1 - cos) between the list's item vectors
-    (features, genres one-hot, or embeddings). NaN for lists with fewer than 2 items."""
+    """Intra-list diversity per user (metric name ``ild``).
+
+    Mean pairwise cosine distance ``1 - cos`` between the item vectors of each user's list
+    (features, one-hot genres, or embeddings).
+
+    Parameters
+    ----------
+    top : array_like of int, shape (n_users, K)
+        Recommended items per user, ``-1`` for no item.
+    item_vectors : array_like of float, shape (n_items, d)
+        One vector per item; a zero vector counts as orthogonal to every other.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users,)
+        Diversity per user; NaN for lists with fewer than 2 items.
+    """
     top = _items(top)
     vec = np.asarray(item_vectors, dtype=np.float64)
     norms = np.linalg.norm(vec, axis=1, keepdims=True)
@@ -303,7 +549,26 @@ class MetricSpec:
 
 
 def parse_metric(text: str) -> MetricSpec:
-    """'ndcg@10' -> MetricSpec('ndcg', 10); clear errors listing the valid names."""
+    """Parse a metric name of the form ``name@K``.
+
+    ``'ndcg@10'`` gives ``MetricSpec('ndcg', 10)``; case and surrounding spaces are ignored.
+
+    Parameters
+    ----------
+    text : str
+        The metric, e.g. ``'ndcg@10'``: an accuracy or beyond-accuracy metric name and a cutoff.
+
+    Returns
+    -------
+    MetricSpec
+        The metric's name and cutoff ``k``.
+
+    Raises
+    ------
+    ConfigError
+        When ``text`` is not ``name@K``, the name is unknown (the message lists the valid names) or
+        K is below 1.
+    """
     m = _NAME.match(text.strip().lower())
     valid = ", ".join(list(ACCURACY_METRICS) + list(BEYOND_METRICS))
     if not m:

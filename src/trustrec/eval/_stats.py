@@ -81,10 +81,23 @@ def _num(x) -> float | None:
 
 @dataclass(frozen=True)
 class Estimate:
-    """One measured number, with its CI (None when it has none, e.g. a group too small to
-    bootstrap), the sample it rests on, an optional p-value, and what it means.
+    """One measured number, with its CI, the sample it rests on, an optional p-value, and what it means.
 
     ``trustrec.audit.Estimate`` is this class. NaN is stored as None.
+
+    Parameters
+    ----------
+    value : float or None
+        The estimate; None when it is not defined.
+    ci_low, ci_high : float or None, optional
+        Ends of the confidence interval; None when there is none (e.g. a group too small to
+        bootstrap).
+    n : int or None, optional
+        Size of the sample the estimate rests on (users, pairs or rows, as its builder says).
+    p_value : float or None, optional
+        p-value of a test attached to the estimate.
+    description : str, optional
+        What the number means.
     """
 
     value: float | None
@@ -156,8 +169,23 @@ def bootstrap_ci(
 
 
 def percentile_ci(replicates, ci: float = DEFAULT_CI) -> tuple[float | None, float | None]:
-    """Percentile interval of bootstrap ``replicates`` of any statistic (NaN replicates left out);
-    ``(None, None)`` with fewer than 2 replicates."""
+    """Percentile interval of bootstrap replicates of any statistic.
+
+    The ``(1 - ci) / 2`` and ``(1 + ci) / 2`` quantiles (``numpy.quantile``'s linear
+    interpolation); NaN replicates are left out.
+
+    Parameters
+    ----------
+    replicates : array_like of float
+        Bootstrap replicates of the statistic (any shape, flattened).
+    ci : float, default DEFAULT_CI
+        Confidence level.
+
+    Returns
+    -------
+    (low, high) : tuple of float or None
+        ``(None, None)`` with fewer than 2 replicates.
+    """
     r = np.asarray(replicates, np.float64).ravel()
     r = r[~np.isnan(r)]
     if len(r) < 2:
@@ -168,15 +196,57 @@ def percentile_ci(replicates, ci: float = DEFAULT_CI) -> tuple[float | None, flo
 
 
 def bootstrap_rows(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) indices of ``n_boot`` resamples of ``n`` users with replacement (seeded), for
-    statistics that are not a plain mean; pair with :func:`percentile_ci`."""
+    """Row indices of bootstrap resamples of users.
+
+    For statistics that are not a plain mean; pair with :func:`percentile_ci`.
+
+    Parameters
+    ----------
+    n : int
+        Number of users.
+    n_boot : int
+        Number of resamples, 0 .. ``MAX_N_BOOT``.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_boot, n)
+        Each row draws ``n`` users with replacement.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
+    """
     n_boot = check_n_boot(n_boot, "bootstrap_rows")
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
 def stratified_bootstrap_rows(labels, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) bootstrap indices resampling positives and negatives of boolean ``labels``
-    separately (so every resample keeps both classes, as an AUC needs); positives first."""
+    """Bootstrap row indices resampling positives and negatives separately.
+
+    Every resample keeps both classes in their original numbers, as an AUC needs.
+
+    Parameters
+    ----------
+    labels : array_like of bool, shape (n,)
+        True for positives.
+    n_boot : int
+        Number of resamples, 0 .. ``MAX_N_BOOT``.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_boot, n)
+        Indices into ``labels``; per row the resampled positives first, then the negatives.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
+    """
     n_boot = check_n_boot(n_boot, "stratified_bootstrap_rows")
     labels = np.asarray(labels, bool)
     rng = np.random.default_rng(seed)
@@ -187,8 +257,25 @@ def stratified_bootstrap_rows(labels, n_boot: int, seed: int) -> np.ndarray:
 
 
 def wilson_interval(successes, trials, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion (vectorised; NaN where ``trials`` is 0);
-    ``z`` = 1.96 gives 95%."""
+    """Wilson score interval of a binomial proportion (vectorised).
+
+    With ``p = successes / trials`` and ``t = trials``, the interval is
+    ``(p + z^2/(2t) -+ z sqrt(p(1-p)/t + z^2/(4t^2))) / (1 + z^2/t)``.
+
+    Parameters
+    ----------
+    successes : array_like of float
+        Number of successes.
+    trials : array_like of float
+        Number of trials, broadcastable with ``successes``.
+    z : float, default 1.959964
+        Normal quantile of the level; 1.96 gives 95%.
+
+    Returns
+    -------
+    low, high : numpy.ndarray of float
+        Ends of the interval; NaN where ``trials`` is 0.
+    """
     s, t = np.asarray(successes, np.float64), np.asarray(trials, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = s / t
@@ -199,9 +286,21 @@ def wilson_interval(successes, trials, z: float = 1.959964) -> tuple[np.ndarray,
 
 # -- tests ----------------------------------------------------------------------------------------------
 def wilcoxon_pvalue(differences) -> float | None:
-    """Two-sided Wilcoxon signed-rank p-value of per-user ``differences`` (NaN left out) under
-    the one convention (module docstring): equal pairs dropped, average ranks for ties; None with
-    fewer than 2 differences, 1.0 when every difference is 0."""
+    """Two-sided Wilcoxon signed-rank p-value of per-user differences.
+
+    Under the module's one convention: equal pairs (zero differences) dropped, average ranks for
+    tied absolute differences, scipy's ``method="auto"``. NaN differences are left out.
+
+    Parameters
+    ----------
+    differences : array_like of float
+        One difference per user.
+
+    Returns
+    -------
+    float or None
+        The p-value; None with fewer than 2 differences, 1.0 when every difference is 0.
+    """
     from scipy.stats import wilcoxon
 
     d = np.asarray(differences, np.float64)
@@ -214,8 +313,21 @@ def wilcoxon_pvalue(differences) -> float | None:
 
 
 def mannwhitney_pvalue(a, b) -> float | None:
-    """Two-sided Mann-Whitney U p-value of two independent samples (NaN left out); None with
-    fewer than 2 values in either, 1.0 when every value of both is the same."""
+    """Two-sided Mann-Whitney U p-value of two independent samples.
+
+    scipy's defaults (module docstring); NaN values are left out.
+
+    Parameters
+    ----------
+    a, b : array_like of float
+        The two samples.
+
+    Returns
+    -------
+    float or None
+        The p-value; None with fewer than 2 values in either sample, 1.0 when every value of both
+        is the same.
+    """
     from scipy.stats import mannwhitneyu
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -229,6 +341,22 @@ def mannwhitney_pvalue(a, b) -> float | None:
 
 @dataclass(frozen=True)
 class PairedTest:
+    """Result of :func:`paired_test`: a paired t-test and a Wilcoxon signed-rank test.
+
+    Parameters
+    ----------
+    n : int
+        Number of complete pairs.
+    mean_a, mean_b : float
+        Means of ``a`` and ``b`` over the complete pairs.
+    diff : float
+        ``mean(b - a)``.
+    t_stat, t_pvalue : float
+        Statistic and two-sided p-value of the paired t-test.
+    wilcoxon_stat, wilcoxon_pvalue : float
+        Statistic and two-sided p-value of the Wilcoxon signed-rank test (the module's convention).
+    """
+
     n: int
     mean_a: float
     mean_b: float
@@ -240,8 +368,22 @@ class PairedTest:
 
 
 def paired_test(a, b) -> PairedTest:
-    """Paired t-test and Wilcoxon signed-rank test (the module's convention) on per-user values
-    (pairs with NaN dropped); ``diff`` is ``mean(b - a)``."""
+    """Paired t-test and Wilcoxon signed-rank test on per-user values.
+
+    Pairs with a NaN on either side are dropped; the Wilcoxon test follows the module's
+    convention (equal pairs dropped). With fewer than 2 pairs the statistics and p-values are NaN;
+    when every difference is 0 the statistics are NaN and the p-values 1.
+
+    Parameters
+    ----------
+    a, b : array_like of float, same shape
+        Two values per user; ``b`` is compared against ``a``.
+
+    Returns
+    -------
+    PairedTest
+        Sizes, means, ``diff = mean(b - a)`` and both tests.
+    """
     from scipy import stats
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -269,12 +411,32 @@ def paired_test(a, b) -> PairedTest:
 
 # -- estimates ------------------------------------------------------------------------------------------
 def mean_estimate(values, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI) -> Estimate:
-    """Mean of per-user ``values`` (NaN left out) with a percentile bootstrap CI over users.
+    """Mean of per-user values with a percentile bootstrap CI over users.
+
+    NaN values are left out.
+
+    Parameters
+    ----------
+    values : array_like of float
+        One value per user.
+    n_boot : int
+        Bootstrap resamples (0 gives no interval).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    description : str, optional
+        Stored on the estimate.
+    ci : float, default DEFAULT_CI
+        Confidence level.
 
     Returns
     -------
     Estimate
         ``value`` None when no value is defined; ``n`` = the users with a value.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
     """
     x = np.asarray(values, np.float64)
     x = x[~np.isnan(x)]
@@ -293,14 +455,27 @@ def paired_estimate(
     ----------
     a, b : array_like of float, same shape
         Two values per user (e.g. after and before); pairs with a NaN on either side left out.
-    test : bool
+    n_boot : int
+        Bootstrap resamples (0 gives no interval).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    description : str, optional
+        Stored on the estimate.
+    test : bool, default False
         Attach the Wilcoxon signed-rank p-value of the differences (:func:`wilcoxon_pvalue`).
         A p-value turns a threshold breach that is not significant into a warning.
+    ci : float, default DEFAULT_CI
+        Confidence level.
 
     Returns
     -------
     Estimate
         ``value`` None when no pair is defined; ``n`` = the complete pairs.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
@@ -317,9 +492,36 @@ def paired_estimate(
 def two_sample_estimate(
     a, b, *, n_boot: int, seed: int, description: str = "", test: bool = True, ci: float = DEFAULT_CI
 ) -> Estimate:
-    """``mean(a) - mean(b)`` for two independent groups of users (NaN left out): percentile
-    bootstrap resampling each group on its own (``a`` first, from one seeded generator), and
-    with ``test`` the Mann-Whitney U p-value (:func:`mannwhitney_pvalue`); ``n`` = both sizes."""
+    """Difference of means ``mean(a) - mean(b)`` of two independent groups of users.
+
+    NaN values are left out. The percentile bootstrap resamples each group on its own (``a``
+    first, from one seeded generator).
+
+    Parameters
+    ----------
+    a, b : array_like of float
+        One value per user of each group.
+    n_boot : int
+        Bootstrap resamples (0 gives no interval).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    description : str, optional
+        Stored on the estimate.
+    test : bool, default True
+        Attach the Mann-Whitney U p-value (:func:`mannwhitney_pvalue`).
+    ci : float, default DEFAULT_CI
+        Confidence level.
+
+    Returns
+    -------
+    Estimate
+        ``value`` None when either group is empty; ``n`` = both group sizes together.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
+    """
     n_boot = check_n_boot(n_boot, "two_sample_estimate")
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
@@ -338,9 +540,37 @@ def two_sample_estimate(
 def cluster_ratio_estimate(
     num, den, clusters, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI
 ) -> Estimate:
-    """``sum(num) / sum(den)`` over rows where both are defined (a mean when ``den`` is 1), with a
-    percentile CI from resampling whole ``clusters`` (users holding several rows) with
-    replacement; one cluster gives the value as both ends; ``n`` = the rows used."""
+    """Ratio ``sum(num) / sum(den)`` with a CI resampling clusters.
+
+    Rows where ``num`` or ``den`` is NaN are left out; a mean when ``den`` is 1. The percentile
+    CI resamples whole clusters (users holding several rows) with replacement; with a single
+    cluster the value is both ends.
+
+    Parameters
+    ----------
+    num, den : array_like of float, shape (n,)
+        Numerator and denominator of each row.
+    clusters : array_like, shape (n,)
+        Cluster (e.g. user) of each row.
+    n_boot : int
+        Bootstrap resamples (0 gives no interval).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    description : str, optional
+        Stored on the estimate.
+    ci : float, default DEFAULT_CI
+        Confidence level.
+
+    Returns
+    -------
+    Estimate
+        ``value`` None when no row is defined; ``n`` = the rows used.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
+    """
     n_boot = check_n_boot(n_boot, "cluster_ratio_estimate")
     num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
     ok = ~(np.isnan(num) | np.isnan(den))
@@ -364,8 +594,35 @@ def cluster_ratio_estimate(
 def cluster_mean_estimate(
     values, clusters, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI
 ) -> Estimate:
-    """Mean of row ``values`` (NaN left out) with a CI resampling ``clusters``
-    (:func:`cluster_ratio_estimate` with a denominator of 1)."""
+    """Mean of row values with a CI resampling clusters.
+
+    :func:`cluster_ratio_estimate` with a denominator of 1; NaN values are left out.
+
+    Parameters
+    ----------
+    values : array_like of float, shape (n,)
+        One value per row.
+    clusters : array_like, shape (n,)
+        Cluster (e.g. user) of each row.
+    n_boot : int
+        Bootstrap resamples (0 gives no interval).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    description : str, optional
+        Stored on the estimate.
+    ci : float, default DEFAULT_CI
+        Confidence level.
+
+    Returns
+    -------
+    Estimate
+        ``value`` None when no row is defined; ``n`` = the rows used.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
+    """
     values = np.asarray(values, np.float64)
     return cluster_ratio_estimate(
         values,
