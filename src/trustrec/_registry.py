@@ -80,6 +80,28 @@ class NamedRegistry(Mapping, Generic[T]):
     ``kind`` names one entry in messages ("unknown {kind} 'x'"); ``name_of`` gives an entry's
     name (default: its ``name`` attribute); ``check(name, obj)`` returns what is wrong with an
     object an entry point loaded, or ``None``.
+
+    Parameters
+    ----------
+    kind : str
+        What one entry is, for messages (``"model"``, ``"audit"`` ...).
+    builtins : callable or None
+        Returns the built-in entries; None: none given this way.
+    not_found : type of Exception
+        The error raised for an unknown name.
+    help_text : str
+        Appended to the unknown-name message.
+    list_up_to : int
+        The unknown-name message lists the registered names when there are at most this many.
+    group : str or None
+        Entry-point group of third-party entries (``trustrec.<kind>`` makes the registry
+        public); None: no entry points.
+    packages : iterable of str
+        Packages whose modules are all imported on the first lookup, so that built-ins register.
+    name_of : callable or None
+        Gives an entry's name; None: its ``name`` attribute.
+    check : callable or None
+        ``check(name, obj)``: what is wrong with an object an entry point loaded, or None.
     """
 
     def __init__(
@@ -302,13 +324,37 @@ def _import_subpackages() -> None:
 
 
 def kinds() -> list[str]:
-    """The kinds of the public registries ("audits", "models", "metrics", ...)."""
+    """The kinds of the public registries ("audits", "models", "metrics", ...).
+
+    Imports trustrec's packages first, so that each defines its registries.
+
+    Returns
+    -------
+    list of str
+        The kinds, sorted.
+    """
     _import_subpackages()
     return sorted(_KINDS)
 
 
 def registry(kind: str) -> NamedRegistry:
-    """The public registry of ``kind`` (entry-point group ``trustrec.<kind>``)."""
+    """The public registry of ``kind`` (entry-point group ``trustrec.<kind>``).
+
+    Parameters
+    ----------
+    kind : str
+        A registry kind (one of :func:`kinds`).
+
+    Returns
+    -------
+    NamedRegistry
+        The registry.
+
+    Raises
+    ------
+    ConfigError
+        When there is no public registry of ``kind``.
+    """
     if kind not in _KINDS:
         _import_subpackages()
     if kind not in _KINDS:

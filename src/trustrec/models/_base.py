@@ -32,6 +32,24 @@ class FitOptions:
     builds one from a validation set, e.g. NDCG@10); iterative models check it every
     ``eval_every`` epochs and stop after ``patience`` checks without improvement, restoring the
     best state.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the random number generator (:meth:`rng`).
+    device : str
+        Device to fit on (``"cpu"``, ``"cuda"`` ...); a model refuses a device kind it does not
+        list in its ``devices``.
+    progress : bool
+        Whether to show a progress display while fitting.
+    validator : callable or None
+        Maps a (partly trained) model to a score, higher is better; None: no early stopping.
+    eval_every : int
+        Epochs between two calls of ``validator``.
+    patience : int
+        Checks without improvement after which fitting stops.
+    threads : int or None
+        Number of CPU threads to use; None leaves the default.
     """
 
     seed: int = 0
@@ -53,6 +71,19 @@ class Recommender(Configurable):
     ``capabilities`` says what a model can do, for the conformance checks and the audits:
     ``"score"`` (full-ranking scores), ``"user_embeddings"``, ``"uses_history"`` (answers change
     with the query's history), ``"stochastic_training"``, ``"text"`` ...
+
+    Parameters
+    ----------
+    config : Config, mapping or None
+        The model's settings, validated against ``config_class``; None: build them from the
+        keyword arguments instead.
+    **kwargs
+        The settings as keyword arguments (not together with ``config``).
+
+    Raises
+    ------
+    ConfigError
+        When both ``config`` and keyword arguments are given, or the settings are invalid.
     """
 
     name: ClassVar[str] = ""
@@ -387,7 +418,22 @@ def is_saved_model(path: str | Path) -> bool:
 
 
 def exclusion_mask(queries: QueryBatch, n_items: int, exclude_seen: bool) -> np.ndarray | None:
-    """Items a query must not get: its history (unless asked) and, with candidates, all others."""
+    """Items a query must not get: its history (unless asked) and, with candidates, all others.
+
+    Parameters
+    ----------
+    queries : QueryBatch
+        The queries (their histories and optional candidate sets).
+    n_items : int
+        Number of items in the catalog (the mask's width).
+    exclude_seen : bool
+        Whether each query's history items are excluded.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Boolean (n_queries, n_items) mask, True where an item is excluded; None when nothing is.
+    """
     mask = queries.seen_mask(n_items) if exclude_seen else None
     if queries.candidates is not None:
         outside = ~queries.candidates.to_dense_mask(n_items)

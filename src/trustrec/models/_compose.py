@@ -55,7 +55,16 @@ class ComposedRecommender(Recommender):
 
     Subclasses name their stages in ``stages`` (config fields of type :class:`ModelSpec`) and
     compute their own fitted state from the training data in ``_setup(train)``; the fitted stages
-    are ``<stage>_`` by then."""
+    are ``<stage>_`` by then.
+
+    Parameters
+    ----------
+    config : Config, mapping or None
+        The model's settings, the stages' :class:`ModelSpec` among them; None: build them from
+        the keyword arguments instead.
+    **kwargs
+        The settings as keyword arguments (not together with ``config``).
+    """
 
     stages: ClassVar[tuple[str, ...]] = ()
     _held_stages: dict[str, Recommender]  # set by with_fitted on the copy it returns; absent otherwise
@@ -234,7 +243,29 @@ def compose(name: str, data: Dataset | Split, *, options: FitOptions | None = No
     that is a fitted Recommender for a stage (``retriever=sasrec``) is used as it is, never
     refitted; the other params are the model's settings. When every stage is given fitted nothing
     is fitted (:meth:`ComposedRecommender.from_fitted`); otherwise the missing stages and the model
-    are fitted with ``options``."""
+    are fitted with ``options``.
+
+    Parameters
+    ----------
+    name : str
+        Registered name of a composed model.
+    data : Dataset or Split
+        The training data (a Split: its training part).
+    options : FitOptions or None
+        How to fit the missing stages and the model; None: the defaults.
+    **params
+        The model's settings, and fitted Recommenders for stages to reuse as they are.
+
+    Returns
+    -------
+    ComposedRecommender
+        The fitted composed model.
+
+    Raises
+    ------
+    ConfigError
+        When ``name`` is not a registered composed model, or a setting is invalid.
+    """
     klass = model_class(name)
     if not (isinstance(klass, type) and issubclass(klass, ComposedRecommender)):
         raise ConfigError(f"compose: {name!r} is not a composed model (it has no stages to nest)")

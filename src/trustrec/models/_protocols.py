@@ -193,7 +193,18 @@ CAPABILITIES: dict[str, type | None] = {
 
 
 def declared_capabilities(model) -> frozenset[str]:
-    """The capability names a model (instance or class) declares."""
+    """The capability names a model (instance or class) declares.
+
+    Parameters
+    ----------
+    model : Recommender or type
+        A model instance or class.
+
+    Returns
+    -------
+    frozenset of str
+        Its ``capabilities`` (empty when it has none).
+    """
     return frozenset(getattr(model, "capabilities", ()) or ())
 
 
@@ -215,7 +226,25 @@ def _protocol_attrs(protocol: type) -> set[str]:
 
 def capability_gap(model, capability: str) -> str | None:
     """None when ``model`` (an instance or a class) has ``capability``; otherwise why not (not
-    declared, or declared without the methods its protocol needs)."""
+    declared, or declared without the methods its protocol needs).
+
+    Parameters
+    ----------
+    model : Recommender or type
+        A model instance or class.
+    capability : str
+        A known capability name (``"score"``, ``"user_embeddings"`` ...).
+
+    Returns
+    -------
+    str or None
+        None when the model has the capability, otherwise the reason it does not.
+
+    Raises
+    ------
+    KeyError
+        When ``capability`` is not a known capability.
+    """
     if capability not in CAPABILITIES:
         raise KeyError(f"unknown capability {capability!r}; known: {sorted(CAPABILITIES)}")
     name = getattr(model, "name", "") or (model.__name__ if isinstance(model, type) else type(model).__name__)
@@ -230,5 +259,23 @@ def capability_gap(model, capability: str) -> str | None:
 
 
 def has_capability(model, capability: str) -> bool:
-    """Whether ``model`` declares ``capability`` and has what its protocol needs."""
+    """Whether ``model`` declares ``capability`` and has what its protocol needs.
+
+    Parameters
+    ----------
+    model : Recommender or type
+        A model instance or class.
+    capability : str
+        A known capability name.
+
+    Returns
+    -------
+    bool
+        True when :func:`capability_gap` finds no gap.
+
+    Raises
+    ------
+    KeyError
+        When ``capability`` is not a known capability.
+    """
     return capability_gap(model, capability) is None

@@ -48,10 +48,34 @@ def register_model(cls):
 
 
 def available_models() -> list[str]:
+    """The names of the registered models.
+
+    Returns
+    -------
+    list of str
+        The registered model names, sorted.
+    """
     return sorted(MODELS.names())
 
 
 def model_class(name: str) -> type:
+    """The model class registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered model name.
+
+    Returns
+    -------
+    type
+        The registered Recommender class.
+
+    Raises
+    ------
+    ConfigError
+        When no model is registered under ``name`` (the message suggests close names).
+    """
     if name not in MODELS:
         close = difflib.get_close_matches(name, available_models(), n=2)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
@@ -71,4 +95,23 @@ class ModelSpec(BaseModel):
 
 
 def make_model(name: str, **params):
+    """A new, unfitted instance of the model registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered model name.
+    **params
+        The model's settings.
+
+    Returns
+    -------
+    Recommender
+        The unfitted model.
+
+    Raises
+    ------
+    ConfigError
+        When no model is registered under ``name`` or a setting is invalid.
+    """
     return ModelSpec(name=name, params=params).build()

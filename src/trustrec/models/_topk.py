@@ -17,6 +17,18 @@ class TopK:
 
     Scores never increase along a row; a row may hold fewer than k items when fewer could be
     scored (padding comes last).
+
+    Parameters
+    ----------
+    items : numpy.ndarray
+        (n_queries, k) item indices, -1 where there is no item (stored as read-only int64).
+    scores : numpy.ndarray
+        (n_queries, k) scores aligned with ``items``, -inf at padding (stored as read-only float64).
+
+    Raises
+    ------
+    ValueError
+        When ``items`` and ``scores`` are not 2-d arrays of the same shape.
     """
 
     items: np.ndarray
@@ -66,8 +78,15 @@ class TopK:
 
 @dataclass(frozen=True, eq=False)
 class RawTopK:
-    """A :class:`TopK` in raw ids: ``item_ids`` (n_queries, k) object array of the dataset's item
-    ids (``None`` = no item) and the aligned ``scores`` (-inf there)."""
+    """A :class:`TopK` in raw ids.
+
+    Parameters
+    ----------
+    item_ids : numpy.ndarray
+        (n_queries, k) object array of the dataset's raw item ids, ``None`` where there is no item.
+    scores : numpy.ndarray
+        (n_queries, k) scores aligned with ``item_ids``, -inf where there is no item.
+    """
 
     item_ids: np.ndarray
     scores: np.ndarray
@@ -92,6 +111,20 @@ def topk_from_scores(scores, k: int, exclude=None) -> TopK:
     NaN and -inf mean "cannot score" and are never returned; ``exclude`` (a boolean mask of the
     same shape) removes items such as the user's history. Ties are broken by the lower item
     index, always, so rankings do not depend on the sorting algorithm. Vectorised with torch.
+
+    Parameters
+    ----------
+    scores : array_like
+        (n, n_items) scores, a numpy array or a torch tensor; NaN and -inf mean "cannot score".
+    k : int
+        Number of items per row (clipped to [0, n_items]).
+    exclude : array_like or None
+        Boolean mask of the shape of ``scores``, True where an item must not be returned.
+
+    Returns
+    -------
+    TopK
+        The (n, k) ranked items and their scores; rows with fewer scorable items are padded.
     """
     import torch
 

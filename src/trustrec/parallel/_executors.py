@@ -88,6 +88,21 @@ class RayExecutor:
     open client, a thread lock or a process-local GPU handle must be rebuilt by ``fn`` on the
     worker instead. Results equal the serial executor's for functions that depend only on their
     arguments (trustrec audits take every seed from their config).
+
+    Parameters
+    ----------
+    num_cpus : int or None
+        CPUs of a local Ray instance this executor starts (at least 1); None: all of this
+        machine's.
+    num_cpus_per_task : float
+        CPUs each task asks of the scheduler (more than 0).
+    init_kwargs : dict or None
+        Extra keyword arguments for ``ray.init`` when this executor starts Ray.
+
+    Raises
+    ------
+    ConfigError
+        When ray is not installed, or ``num_cpus`` or ``num_cpus_per_task`` is out of range.
     """
 
     name: ClassVar[str] = "ray"
@@ -134,7 +149,23 @@ class RayExecutor:
 def resolve_executor(executor: Executor | str | None) -> Executor:
     """``None`` or ``"serial"``: the serial executor; ``"ray"``: a :class:`RayExecutor` with its
     defaults (any other name: that registered executor, built with no arguments); an object with
-    ``name`` and ``map``: itself."""
+    ``name`` and ``map``: itself.
+
+    Parameters
+    ----------
+    executor : Executor, str or None
+        An executor, a registered executor name, or None.
+
+    Returns
+    -------
+    Executor
+        The executor to use.
+
+    Raises
+    ------
+    ConfigError
+        When the name is not a registered executor, or the object is not an executor.
+    """
     if executor is None:
         return SerialExecutor()
     if isinstance(executor, str):

@@ -60,7 +60,28 @@ IGNORE = -100
 def collate_examples(examples, pad_id: int, weights=None):
     """Right-padded batch from ``(prompt_ids, answer_ids)`` pairs: ``input_ids``,
     ``attention_mask``, ``labels`` (-100 on prompt and padding) and, with ``weights`` (one
-    sequence per example, one weight per answer token), ``weights`` (0 off the answer)."""
+    sequence per example, one weight per answer token), ``weights`` (0 off the answer).
+
+    Parameters
+    ----------
+    examples : sequence of (sequence of int, sequence of int)
+        ``(prompt_ids, answer_ids)`` pairs, one per row.
+    pad_id : int
+        Token id used for padding.
+    weights : sequence of sequence of float, optional
+        Per example, one loss weight per answer token.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``input_ids``, ``attention_mask`` and ``labels`` of shape (n_examples, longest row),
+        and ``weights`` when given.
+
+    Raises
+    ------
+    ValueError
+        When an example's weights do not match its number of answer tokens.
+    """
     import torch
 
     length = max(len(p) + len(a) for p, a in examples)
@@ -89,7 +110,22 @@ def collate_examples(examples, pad_id: int, weights=None):
 def causal_lm_loss(logits, labels, weights=None):
     """Next-token cross-entropy on positions whose label is not -100 (logits at ``t`` predict the
     label at ``t + 1``). Without ``weights``: the mean over those tokens (the standard loss).
-    With ``weights`` (same shape as ``labels``): ``sum(w * ce) / sum(w)`` over those tokens."""
+    With ``weights`` (same shape as ``labels``): ``sum(w * ce) / sum(w)`` over those tokens.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (batch, length, vocabulary) model outputs.
+    labels : torch.Tensor
+        (batch, length) target token ids, -100 where not trained on.
+    weights : torch.Tensor, optional
+        (batch, length) per-token loss weights.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+    """
     import torch.nn.functional as F
 
     logits = logits[:, :-1, :].float()
@@ -106,7 +142,22 @@ def causal_lm_loss(logits, labels, weights=None):
 
 def sequence_logprobs(logits, labels, *, average: bool = False):
     """Per row, the log-likelihood of its answer (the tokens whose label is not -100): the sum of
-    the next-token log-probabilities, or their mean with ``average``."""
+    the next-token log-probabilities, or their mean with ``average``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (batch, length, vocabulary) model outputs.
+    labels : torch.Tensor
+        (batch, length) target token ids, -100 outside the answer.
+    average : bool
+        Whether to average the token log-probabilities instead of summing them.
+
+    Returns
+    -------
+    torch.Tensor
+        (batch,) log-likelihood of each row's answer.
+    """
     import torch
 
     logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
@@ -122,7 +173,31 @@ def preference_loss(
 ):
     """Mean pairwise preference loss on sequence log-likelihoods: ``kind="dpo"`` is
     ``-log sigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected)))`` (references 0
-    when not given), ``kind="margin"`` is ``max(0, margin - (chosen - rejected))``."""
+    when not given), ``kind="margin"`` is ``max(0, margin - (chosen - rejected))``.
+
+    Parameters
+    ----------
+    chosen, rejected : torch.Tensor
+        Sequence log-likelihoods of the preferred and the dispreferred answers.
+    ref_chosen, ref_rejected : torch.Tensor, optional
+        The same under a reference model (``kind="dpo"`` only).
+    kind : {"dpo", "margin"}
+        Which loss.
+    beta : float
+        DPO's inverse temperature.
+    margin : float
+        The hinge's margin.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar mean loss.
+
+    Raises
+    ------
+    ValueError
+        When ``kind`` is neither ``"dpo"`` nor ``"margin"``.
+    """
     import torch.nn.functional as F
 
     if kind == "dpo":
@@ -137,7 +212,22 @@ def preference_loss(
 
 def distillation_loss(student_logits, teacher_logits, labels, *, temperature: float = 1.0):
     """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` summed over the vocabulary and
-    averaged over the answer positions (those predicting a label that is not -100)."""
+    averaged over the answer positions (those predicting a label that is not -100).
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : torch.Tensor
+        (batch, length, vocabulary) logits of the student and the teacher.
+    labels : torch.Tensor
+        (batch, length) target token ids, -100 outside the answer.
+    temperature : float
+        Softening temperature ``T``.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+    """
     import torch
 
     s = torch.log_softmax(student_logits[:, :-1, :].float() / temperature, dim=-1)
@@ -149,7 +239,27 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
 
 def reinforce_loss(logprobs, rewards, *, baseline: Literal["mean", "none"] = "mean"):
     """REINFORCE on a group of rollouts of one query: ``-mean((r - b) * logp)`` with ``b`` the
-    group's mean reward (``baseline="mean"``) or 0."""
+    group's mean reward (``baseline="mean"``) or 0.
+
+    Parameters
+    ----------
+    logprobs : torch.Tensor
+        (n_rollouts,) log-likelihood of each rollout.
+    rewards : array_like
+        One reward per rollout.
+    baseline : {"mean", "none"}
+        Subtract the group's mean reward, or nothing.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+
+    Raises
+    ------
+    ValueError
+        When ``baseline`` is neither ``"mean"`` nor ``"none"``.
+    """
     import torch
 
     rewards = torch.as_tensor(rewards, dtype=logprobs.dtype, device=logprobs.device)
@@ -166,7 +276,22 @@ def reinforce_loss(logprobs, rewards, *, baseline: Literal["mean", "none"] = "me
 @dataclass(frozen=True)
 class PromptVariant:
     """One row: the prompt's token ids, the answer's token ids and optional per-answer-token
-    loss weights."""
+    loss weights.
+
+    Parameters
+    ----------
+    prompt_ids : sequence of int
+        The prompt's token ids.
+    answer_ids : sequence of int
+        The answer's token ids (the trained-on tokens).
+    weights : sequence of float or None
+        One loss weight per answer token; None: all equal.
+
+    Raises
+    ------
+    ValueError
+        When ``weights`` does not have one entry per answer token.
+    """
 
     prompt_ids: Sequence[int]
     answer_ids: Sequence[int]
@@ -180,7 +305,22 @@ class PromptVariant:
 @dataclass(frozen=True)
 class TrainingExample:
     """Any number of prompt variants of one example, optionally one rejected row per variant
-    (preference terms) and caller data in ``meta`` (reward functions read it)."""
+    (preference terms) and caller data in ``meta`` (reward functions read it).
+
+    Parameters
+    ----------
+    variants : tuple of PromptVariant
+        At least one row (tuples are turned into :class:`PromptVariant`).
+    rejected : tuple of PromptVariant
+        None, or one dispreferred row per variant.
+    meta : dict
+        Free data for the caller (e.g. reward functions).
+
+    Raises
+    ------
+    ValueError
+        When there is no variant, or ``rejected`` is given with another length than ``variants``.
+    """
 
     variants: tuple[PromptVariant, ...]
     rejected: tuple[PromptVariant, ...] = ()
@@ -225,7 +365,19 @@ class LossContext:
     """What a loss term sees for one batch: ``examples``, ``batch`` (the collated variant rows
     on the device, plus ``example_index``: the example of each row), ``outputs`` (the model's
     forward pass over them), ``rejected_batch`` / ``rejected_outputs`` (computed on first use),
-    ``model`` and ``trainer``."""
+    ``model`` and ``trainer``.
+
+    Parameters
+    ----------
+    trainer : LLMTrainer
+        The trainer running the batch (its ``model`` becomes ``model``).
+    examples : list of TrainingExample
+        The batch's examples.
+    batch : dict
+        The collated variant rows, on the device.
+    outputs : object
+        The model's forward pass over ``batch`` (with ``logits``).
+    """
 
     def __init__(self, trainer: LLMTrainer, examples: list[TrainingExample], batch: dict, outputs):
         self.trainer, self.model, self.examples, self.batch, self.outputs = (
@@ -272,7 +424,13 @@ class LossTerm:
 
 @dataclass
 class CausalLMLoss(LossTerm):
-    """Causal-LM cross-entropy on the answer tokens (per-token weighted when rows carry weights)."""
+    """Causal-LM cross-entropy on the answer tokens (per-token weighted when rows carry weights).
+
+    Parameters
+    ----------
+    weight : float
+        Factor of the term in the summed loss.
+    """
 
     weight: float = 1.0
 
@@ -284,7 +442,23 @@ class CausalLMLoss(LossTerm):
 class PairwisePreferenceLoss(LossTerm):
     """Preference of each variant's answer over its rejected row (see :func:`preference_loss`).
     ``reference`` (optional) maps a batch to reference logits (e.g. a frozen copy of the model);
-    ``average`` uses mean instead of summed token log-probabilities."""
+    ``average`` uses mean instead of summed token log-probabilities.
+
+    Parameters
+    ----------
+    kind : {"dpo", "margin"}
+        Which preference loss.
+    beta : float
+        DPO's inverse temperature.
+    margin : float
+        The hinge's margin.
+    reference : callable or None
+        Maps a batch to reference logits; None: no reference.
+    average : bool
+        Whether to average the token log-probabilities instead of summing them.
+    weight : float
+        Factor of the term in the summed loss.
+    """
 
     kind: Literal["dpo", "margin"] = "dpo"
     beta: float = 0.1
@@ -311,7 +485,17 @@ class PairwisePreferenceLoss(LossTerm):
 @dataclass
 class DistillationLoss(LossTerm):
     """KL to a teacher: ``teacher(batch)`` returns the teacher's logits for the batch's rows
-    (same vocabulary); see :func:`distillation_loss`."""
+    (same vocabulary); see :func:`distillation_loss`.
+
+    Parameters
+    ----------
+    teacher : callable
+        Maps a batch to the teacher's logits for its rows (computed without gradients).
+    temperature : float
+        Softening temperature.
+    weight : float
+        Factor of the term in the summed loss.
+    """
 
     teacher: Callable[[dict], Any]
     temperature: float = 1.0
@@ -332,7 +516,19 @@ class ListRewardLoss(LossTerm):
     :meth:`~trustrec.models.training.RolloutSampler.sample_ids`), ``reward(example, rollouts) ->
     one float per rollout`` (e.g. a trustrec metric of the list the rollouts name); the loss is
     :func:`reinforce_loss` of the rollouts' log-likelihoods given the example's first prompt
-    variant, averaged over the examples."""
+    variant, averaged over the examples.
+
+    Parameters
+    ----------
+    sample : callable
+        Maps an example to its rollouts, answer token-id sequences.
+    reward : callable
+        Maps an example and its rollouts to one reward per rollout.
+    baseline : {"mean", "none"}
+        Baseline of :func:`reinforce_loss`.
+    weight : float
+        Factor of the term in the summed loss.
+    """
 
     sample: Callable[[TrainingExample], list]
     reward: Callable[[TrainingExample, list], Sequence[float]]
@@ -367,6 +563,28 @@ class LLMTrainer:
     ``ceil(n / batch_size)`` near-equal batches (``np.array_split``); it returns the mean batch
     loss weighted by the batch's number of examples. :meth:`fit` runs it under an
     :class:`~trustrec.models.training.EpochLoop` with the given callbacks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A causal LM called with ``input_ids`` and ``attention_mask``, whose output has ``logits``.
+    pad_id : int
+        Token id used for padding.
+    losses : sequence of callable or None
+        Loss terms summed per batch; None: ``[CausalLMLoss()]``.
+    learning_rate : float
+        AdamW's learning rate (unused when ``optimizer`` is given).
+    batch_size : int
+        Examples per batch (at least 1).
+    optimizer : torch.optim.Optimizer or None
+        Optimizer to use; None: AdamW over the model's trainable parameters.
+    loss_fn : callable or None
+        Maps a collated batch to its loss, instead of ``losses``.
+
+    Raises
+    ------
+    ValueError
+        When ``batch_size`` is less than 1.
     """
 
     def __init__(

@@ -60,6 +60,20 @@ class EpochLoop:
 
     After :meth:`run`: ``losses`` (one float per epoch run), ``epoch_seconds`` (time spent in
     ``train_epoch``), ``epochs_run`` and ``logs`` (one dict per epoch).
+
+    Parameters
+    ----------
+    train_epoch : callable
+        Trains one epoch, given its number (from 1), and returns the epoch's loss.
+    epochs : int
+        Number of epochs to run at most (at least 1).
+    callbacks : iterable of Callback or None
+        Callbacks told of the loop's events, in order; None entries are skipped.
+
+    Raises
+    ------
+    ValueError
+        When ``epochs`` is less than 1.
     """
 
     def __init__(self, train_epoch: Callable[[int], float], epochs: int, callbacks: Iterable[Callback | None] = ()):
@@ -123,6 +137,26 @@ class EarlyStopping(Callback):
     ``restore(state)`` puts it back. After fitting: ``scores`` (``(epoch, score)`` pairs),
     ``best_epoch`` (0 when never scored) and ``best_score``. Each check adds ``valid`` and
     ``improved`` to the epoch's logs.
+
+    Parameters
+    ----------
+    score : callable
+        Scores the model as it is now; higher is better.
+    eval_every : int
+        Epochs between two checks (at least 1).
+    patience : int
+        Checks without improvement after which the loop stops.
+    snapshot : callable or None
+        Returns a copy of the state to keep at an improvement; None: keep nothing.
+    restore : callable or None
+        Puts a kept state back at the end; None: restore nothing.
+    eval_last : bool
+        Whether to also check after the last epoch when it is not a multiple of ``eval_every``.
+
+    Raises
+    ------
+    ValueError
+        When ``eval_every`` is less than 1.
     """
 
     def __init__(
@@ -169,7 +203,21 @@ class EarlyStopping(Callback):
 class ProgressBar(Callback):
     """A tqdm bar over epochs (``unit="epoch"``) or over steps (``unit`` anything else, with
     ``steps_per_epoch``: one tick per :meth:`EpochLoop.step`), showing the loss and the
-    validation score; ``disable`` shows nothing."""
+    validation score; ``disable`` shows nothing.
+
+    Parameters
+    ----------
+    desc : str
+        The bar's label.
+    unit : str
+        ``"epoch"`` for one tick per epoch; anything else ticks once per step.
+    steps_per_epoch : int or None
+        Steps in an epoch, for the bar's total when counting steps (None counts 1).
+    disable : bool
+        Whether to show nothing.
+    leave : bool
+        Whether the bar stays on screen when done.
+    """
 
     def __init__(
         self,
@@ -211,7 +259,26 @@ class Checkpoint(Callback):
     safetensors: ``last.safetensors`` after every ``every``-th epoch and after the last one,
     ``best.safetensors`` whenever an :class:`EarlyStopping` earlier in the callback list reports
     an improvement; ``checkpoint.json`` records the epoch, loss and score of each file.
-    Read a file back with :func:`load_checkpoint`."""
+    Read a file back with :func:`load_checkpoint`.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder to write to (created when missing).
+    state : callable
+        Returns the trainable state to write, a dict of name -> tensor.
+    every : int
+        Epochs between two writes of ``last.safetensors`` (at least 1).
+    best : bool
+        Whether to write ``best.safetensors`` at each improvement.
+    last : bool
+        Whether to write ``last.safetensors``.
+
+    Raises
+    ------
+    ValueError
+        When ``every`` is less than 1.
+    """
 
     def __init__(
         self, folder: str | Path, state: Callable[[], dict], *, every: int = 1, best: bool = True, last: bool = True
@@ -245,7 +312,25 @@ class Checkpoint(Callback):
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     """The tensors of a :class:`Checkpoint` file (``best.safetensors`` / ``last.safetensors``,
-    or the folder, meaning its ``best`` file if there is one, else ``last``)."""
+    or the folder, meaning its ``best`` file if there is one, else ``last``).
+
+    Parameters
+    ----------
+    path : str or Path
+        A checkpoint file, or a :class:`Checkpoint` folder.
+    device : str
+        Device to load the tensors onto.
+
+    Returns
+    -------
+    dict
+        Name -> tensor.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no checkpoint file at ``path``.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -260,7 +345,24 @@ def early_stopping_from(
     options, score: Callable[[], float], *, snapshot=None, restore=None, eval_last: bool = False
 ) -> EarlyStopping | None:
     """The :class:`EarlyStopping` that ``FitOptions`` asks for (its ``validator``,
-    ``eval_every`` and ``patience``), or None without a validator."""
+    ``eval_every`` and ``patience``), or None without a validator.
+
+    Parameters
+    ----------
+    options : FitOptions
+        The fit options; their ``eval_every`` and ``patience`` are used.
+    score : callable
+        Scores the model as it is now (higher is better), at each check.
+    snapshot, restore : callable or None
+        As for :class:`EarlyStopping`.
+    eval_last : bool
+        Whether to also check after the last epoch.
+
+    Returns
+    -------
+    EarlyStopping or None
+        The callback, or None when ``options`` has no ``validator``.
+    """
     if getattr(options, "validator", None) is None:
         return None
     return EarlyStopping(
@@ -276,5 +378,18 @@ def early_stopping_from(
 def progress_from(
     options, desc: str, *, unit: str = "epoch", steps_per_epoch: int | None = None, leave: bool = False
 ) -> ProgressBar:
-    """A :class:`ProgressBar`, shown when ``FitOptions.progress`` is set."""
+    """A :class:`ProgressBar`, shown when ``FitOptions.progress`` is set.
+
+    Parameters
+    ----------
+    options : FitOptions
+        The fit options; the bar is disabled unless their ``progress`` is set.
+    desc, unit, steps_per_epoch, leave
+        As for :class:`ProgressBar`.
+
+    Returns
+    -------
+    ProgressBar
+        The callback.
+    """
     return ProgressBar(desc, unit=unit, steps_per_epoch=steps_per_epoch, disable=not options.progress, leave=leave)

@@ -23,7 +23,19 @@ __all__ = ["Rollout", "RolloutSampler"]
 class Rollout:
     """One sample: its text, its token ids (None when the backend has no tokenizer), the
     catalog item it names (trie-constrained rollouts; -1 otherwise or when it did not finish) and
-    the seed it was drawn with (free sampling; the call's seed for constrained rollouts)."""
+    the seed it was drawn with (free sampling; the call's seed for constrained rollouts).
+
+    Parameters
+    ----------
+    text : str
+        The sampled text.
+    token_ids : tuple of int or None
+        Its token ids; None when the backend has no tokenizer.
+    item : int
+        The catalog item it names (trie-constrained rollouts), -1 otherwise.
+    seed : int
+        The seed it was drawn with.
+    """
 
     text: str
     token_ids: tuple[int, ...] | None
@@ -34,7 +46,34 @@ class Rollout:
 class RolloutSampler:
     """``n`` seeded rollouts per prompt through ``backend``; with ``trie`` (a
     :class:`~trustrec.models.llm._trie.TitleTrie` in the backend's tokenizer) every rollout is a
-    catalog title. ``temperature`` 0 is greedy (all ``n`` rollouts equal)."""
+    catalog title. ``temperature`` 0 is greedy (all ``n`` rollouts equal).
+
+    Parameters
+    ----------
+    backend : LLMBackend
+        The LLM backend that samples (a local one for ``trie``).
+    n : int
+        Rollouts per prompt (at least 1).
+    max_new_tokens : int
+        Most tokens generated per rollout (at least 1).
+    temperature : float
+        Sampling temperature; 0 is greedy.
+    top_p : float
+        Nucleus-sampling mass.
+    seed : int
+        Base seed of the rollouts.
+    trie : TitleTrie or None
+        Constrains every rollout to a catalog title; None: free sampling.
+    batch_size : int
+        Prompts per backend call (at least 1).
+    stop : sequence of str or None
+        Strings that end a free rollout.
+
+    Raises
+    ------
+    ValueError
+        When ``n``, ``max_new_tokens`` or ``batch_size`` is less than 1.
+    """
 
     def __init__(
         self,

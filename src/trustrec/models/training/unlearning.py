@@ -21,7 +21,18 @@ __all__ = ["approximate_unlearn", "supports_approximate_unlearning"]
 
 def supports_approximate_unlearning(model) -> bool:
     """Whether ``model`` has a per-sequence training loss (the capability hook
-    ``_sequence_losses``, overridden from the torch base) and a torch network ``net_``."""
+    ``_sequence_losses``, overridden from the torch base) and a torch network ``net_``.
+
+    Parameters
+    ----------
+    model : Recommender
+        A model instance.
+
+    Returns
+    -------
+    bool
+        Whether its class overrides the torch base's ``_sequence_losses``.
+    """
     from trustrec.models._torch import TorchRecommender
 
     hook = getattr(type(model), "_sequence_losses", None)
@@ -58,6 +69,46 @@ def approximate_unlearn(
     below its starting value. The network is in eval mode (no dropout) throughout: the
     steps act on the function the model serves. ``unlearning_`` on the result records what was
     done (steps, losses, seconds; never the user ids).
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model with a per-sequence training loss.
+    forget : Ragged
+        The chronological training sequences to unlearn.
+    retain : Ragged
+        The sequences to keep.
+    forget_users, retain_users : array_like of int, optional
+        User index of each row of ``forget`` / ``retain`` (-1 for all when not given).
+    steps : int
+        Most Adam steps (at least 1).
+    learning_rate : float or None
+        Adam's learning rate; None: a tenth of the config's.
+    retain_weight : float
+        Weight of the retain term (at least 0).
+    batch_size : int
+        Rows per forget batch and size of the retain batch (at least 1).
+    max_forget_loss : float or None
+        Bound on the forget set's mean loss; None: no bound.
+    seed : int
+        Seed of the batches.
+    in_place : bool
+        Whether to change ``model`` itself instead of a copy.
+
+    Returns
+    -------
+    Recommender
+        The unlearned model (``model`` itself with ``in_place``), with ``unlearning_`` set.
+
+    Raises
+    ------
+    ConfigError
+        When the model has no per-sequence training loss, or ``steps``, ``batch_size`` or
+        ``retain_weight`` is out of range.
+    NotFittedError
+        When ``model`` is not fitted.
+    ValueError
+        When the user indices do not align with the rows of ``forget`` and ``retain``.
     """
     import torch
 
