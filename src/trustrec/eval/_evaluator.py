@@ -36,7 +36,26 @@ TARGET_SEGMENTS = ("all", "cold", "warm")
 
 @dataclass(frozen=True, eq=False)
 class EvalResult:
-    """Per-user values, their means with CIs, list-level aggregates and what was counted."""
+    """Result of :func:`evaluate`: per-user values, means with CIs, aggregates and counts.
+
+    Parameters
+    ----------
+    per_user : pandas.DataFrame
+        One row per evaluated user: ``user``, ``n_targets``, ``history_length``, ``list_length``
+        and one column per per-user metric (labelled ``name@K`` plus any suffix).
+    summary : pandas.DataFrame
+        Indexed by metric label: ``mean``, ``ci_low``, ``ci_high`` (percentile bootstrap over
+        users) and ``n_users`` (users with a defined value).
+    aggregates : dict of str to float
+        List-level metrics that have no per-user value (``coverage``, ``gini``).
+    counts : dict of str to int
+        What was counted: users evaluated, empty histories, short lists, users with no
+        recommendation, and more depending on the options.
+    settings : dict of str to Any
+        The protocol and options the numbers were computed under.
+    topk : TopK or None, optional
+        The ranked lists, when ``evaluate`` was asked to keep them.
+    """
 
     per_user: pd.DataFrame
     summary: pd.DataFrame
@@ -61,7 +80,25 @@ class EvalResult:
 
 
 def hits_matrix(top_items: np.ndarray, targets: Ragged, n_items: int) -> np.ndarray:
-    """hits[u, r] = the item at rank r of user u is one of u's targets (padding never hits)."""
+    """Boolean hit matrix of ranked lists against each user's targets.
+
+    ``hits[u, r]`` is True when the item at rank ``r + 1`` of user ``u``'s list is one of ``u``'s
+    targets; padding (``-1``) never hits.
+
+    Parameters
+    ----------
+    top_items : numpy.ndarray of int, shape (n_users, K)
+        Ranked items per user, ``-1`` for no item.
+    targets : Ragged
+        Target items of each user.
+    n_items : int
+        Number of items in the catalog.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_users, K)
+        The hits, as the accuracy metrics read them.
+    """
     target_mask = targets.to_dense_mask(n_items)
     rows = np.arange(len(top_items))[:, None]
     return target_mask[rows, np.where(top_items >= 0, top_items, 0)] & (top_items >= 0)
@@ -109,9 +146,30 @@ def _rank_batch(model: Recommender, queries, k: int, exclude_seen: bool, *, full
 
 
 def item_vectors_from_groups(items: pd.DataFrame | None, column: str | None = None) -> tuple[np.ndarray, str]:
-    """Multi-hot item vectors from an item group column (genres: ``column`` or the guessed one,
-    see :func:`trustrec.data.guess_item_group_column`), for ILD when no vectors are given; returns
-    the (n_items, n_groups) array and a description of where it came from."""
+    """Multi-hot item vectors from an item group column (for ILD when no vectors are given).
+
+    The column is ``column`` or, when None, the one :func:`trustrec.data.guess_item_group_column`
+    finds (genres, categories, ...).
+
+    Parameters
+    ----------
+    items : pandas.DataFrame or None
+        The dataset's items table.
+    column : str, optional
+        Group column to use; None guesses it.
+
+    Returns
+    -------
+    vectors : numpy.ndarray of float, shape (n_items, n_groups)
+        One multi-hot row per item.
+    source : str
+        A description of where the vectors came from.
+
+    Raises
+    ------
+    ConfigError
+        When ``column`` is None and no group column can be guessed (or there is no items table).
+    """
     from trustrec.data import guess_item_group_column, item_group_matrix
 
     column = column or (guess_item_group_column(items) if items is not None else None)
@@ -147,24 +205,67 @@ def evaluate(
     keep_topk: bool = False,
     progress: bool = True,
 ) -> EvalResult:
-    """Rank the whole catalog for every query (seen items masked), compare with the targets.
+    """Rank the whole catalog for every query (seen items masked) and compare with the targets.
 
     Users in ``eval_set`` all have at least one target; users with empty histories are ranked as
-    the model can and counted. ``sampled_negatives=N`` ranks each user's targets among N
-    sampled negatives instead, and every metric name gets the suffix ``(sampled-N)``.
-    ``batch_size=None`` picks a batch that keeps one score matrix near 20M cells.
+    the model can and counted. Per-user metrics get a percentile bootstrap CI over users
+    (:func:`trustrec.eval.bootstrap_ci`, seed ``seed + i`` for the i-th metric). ``map`` divides
+    by ``min(n_relevant, K)``, ``map_trec`` by ``n_relevant`` (both stated in
+    ``settings["map_denominator"]``).
 
-    ``ties``: ``"index"`` (default) cuts the top K with ties going to the lower item index;
-    ``"expected"`` reports every metric's expected value over a uniformly random order of tied
-    items (:mod:`trustrec.eval._ties`), and every metric name gets the suffix ``(ties-expected)``.
-    For models without full-catalog scores (or given candidates) the tie at the list's end is
-    seen only within the returned list (``settings["ties_scope"]``).
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model.
+    eval_set : EvalSet
+        Queries (user histories) and their held-out targets.
+    metrics : sequence of str, default DEFAULT_METRICS
+        Metric names ``name@K`` (:func:`parse_metric`).
+    batch_size : int, optional
+        Users per batch; None picks a batch that keeps one score matrix near 20M cells.
+    exclude_seen : bool, default True
+        Mask each user's history items out of the ranking.
+    sampled_negatives : int, optional
+        Rank each user's targets among this many uniformly sampled negatives instead of the whole
+        catalog; every metric name then gets the suffix ``(sampled-N)``.
+    n_boot : int, default 1000
+        Bootstrap resamples for the CIs (0 gives none).
+    ci : float, default 0.95
+        Confidence level.
+    seed : int, default 0
+        Seed of the bootstrap and of the negative sampling.
+    item_popularity : numpy.ndarray, optional
+        Training interactions per item, needed by ``avg_popularity``, ``aplt`` and ``novelty``.
+    n_train_users : int, optional
+        Novelty's denominator; None uses the number of evaluated users.
+    item_vectors : numpy.ndarray, optional
+        Item vectors, shape (n_items, d), needed by ``ild``.
+    item_user_counts : numpy.ndarray, optional
+        Distinct training users per item (novelty's share of users); defaults to
+        ``item_popularity``, which is the same when no user repeats an item.
+    ties : {"index", "expected"}, default "index"
+        ``"index"`` cuts the top K with ties going to the lower item index; ``"expected"`` reports
+        every metric's expected value over a uniformly random order of tied items, and every metric
+        name gets the suffix ``(ties-expected)``. For models without full-catalog scores (or given
+        candidates) the tie at the list's end is seen only within the returned list
+        (``settings["ties_scope"]``).
+    keep_topk : bool, default False
+        Keep the ranked lists on the result (``EvalResult.topk``).
+    progress : bool, default True
+        Show a progress bar over the batches.
 
-    ``item_popularity``: training interactions per item (average popularity, APLT);
-    ``item_user_counts``: distinct training users per item (novelty's share of users; defaults to
-    ``item_popularity``, which is the same when no user repeats an item); ``n_train_users``:
-    novelty's denominator. ``map`` divides by ``min(n_relevant, K)``, ``map_trec`` by
-    ``n_relevant`` (both stated in ``settings["map_denominator"]``).
+    Returns
+    -------
+    EvalResult
+        Per-user values, summary with CIs, aggregates, counts and settings.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown tie rule or metric, no metric, a metric whose item statistics are missing
+        (``item_popularity``, ``item_vectors``) or ``sampled_negatives`` below 1.
+    NotFittedError
+        When ``model`` is not fitted.
     """
     from tqdm.auto import tqdm
 
@@ -335,7 +436,18 @@ def evaluate(
 
 
 def distinct_counts(targets: Ragged) -> np.ndarray:
-    """Distinct targets per user (a repeated target counts once)."""
+    """Distinct targets per user; a repeated target counts once.
+
+    Parameters
+    ----------
+    targets : Ragged
+        Target items of each user.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_users,)
+        Number of distinct targets of each user (the metrics' ``n_relevant``).
+    """
     rows = targets.row_ids()
     if len(rows) == 0:
         return np.zeros(len(targets), dtype=np.int64)
@@ -344,8 +456,21 @@ def distinct_counts(targets: Ragged) -> np.ndarray:
 
 
 def targets_all_seen(eval_set: EvalSet) -> np.ndarray:
-    """Boolean per row of ``eval_set``: every target of the user is already in their history, so
-    with seen items masked (the default) no model can hit it. Vectorised over all users."""
+    """Which users have every target already in their history.
+
+    With seen items masked (the default) no model can hit such a user's targets. Vectorised over
+    all users.
+
+    Parameters
+    ----------
+    eval_set : EvalSet
+        Queries and targets.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (len(eval_set),)
+        True for a user with at least one target, all of them in the history.
+    """
     hist, targets = eval_set.queries.histories, eval_set.targets
     if len(targets.values) == 0:
         return np.zeros(len(eval_set), dtype=bool)
@@ -360,10 +485,30 @@ def targets_all_seen(eval_set: EvalSet) -> np.ndarray:
 
 
 def cold_item_mask(split: Split, max_train_interactions: int) -> np.ndarray:
-    """Boolean (n_items,) mask of the *cold* items of ``split``: those with at most
-    ``max_train_interactions`` interactions in its training part (what a model fitted on the split
-    learned from); ``0`` selects items never seen in training. Repeated interactions count each
-    time. The complement is the *warm* items."""
+    """Mask of the *cold* items of a split.
+
+    Cold items have at most ``max_train_interactions`` interactions in the split's training part
+    (what a model fitted on the split learned from); repeated interactions count each time. The
+    complement is the *warm* items.
+
+    Parameters
+    ----------
+    split : Split
+        The split whose training part is counted.
+    max_train_interactions : int
+        Largest number of training interactions of a cold item, at least 0; 0 selects items never
+        seen in training.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_items,)
+        True for cold items.
+
+    Raises
+    ------
+    ConfigError
+        When ``max_train_interactions`` is not an integer of at least 0.
+    """
     if (
         isinstance(max_train_interactions, bool)
         or not isinstance(max_train_interactions, (int, np.integer))
@@ -378,10 +523,24 @@ def cold_item_mask(split: Split, max_train_interactions: int) -> np.ndarray:
 
 
 def restrict_targets(eval_set: EvalSet, keep_items: np.ndarray) -> EvalSet:
-    """``eval_set`` with only the targets whose item is ``True`` in ``keep_items`` (a boolean mask
-    over the catalog, e.g. :func:`cold_item_mask`); users left without a target are dropped (their
-    number is ``len(eval_set) - len(result)``). Histories are unchanged, so every model still ranks
-    the whole catalog; only which held-out items count as hits changes."""
+    """Keep only the targets whose item is selected by a mask.
+
+    Users left without a target are dropped (their number is ``len(eval_set) - len(result)``).
+    Histories are unchanged, so every model still ranks the whole catalog; only which held-out
+    items count as hits changes.
+
+    Parameters
+    ----------
+    eval_set : EvalSet
+        Queries and targets.
+    keep_items : numpy.ndarray of bool, shape (n_items,)
+        True for items whose targets are kept (e.g. :func:`cold_item_mask`).
+
+    Returns
+    -------
+    EvalSet
+        The users who keep at least one target, with only those targets.
+    """
     keep_items = np.asarray(keep_items)
     if keep_items.dtype != bool or keep_items.ndim != 1:
         raise ValueError(
@@ -410,14 +569,43 @@ def evaluate_split(
     cold_max_interactions: int = 0,
     **kwargs,
 ) -> EvalResult:
-    """``evaluate`` on a split's valid or test part, with item statistics taken from train.
+    """:func:`evaluate` on a split's valid or test part, with item statistics taken from train.
 
-    ``targets="cold"`` counts only held-out targets that are cold items (at most
-    ``cold_max_interactions`` training interactions, see :func:`cold_item_mask`; 0 = never seen in
-    training) and evaluates only the users who have one; ``"warm"`` counts the other targets. The
-    catalog is ranked in full either way. ``counts`` then also holds ``n_cold_items`` (in the
-    catalog), ``n_targets_kept`` and ``n_users_without_<segment>_target`` (users of the part left
-    out because none of their targets is in the segment)."""
+    The training part supplies ``item_popularity``, ``item_user_counts`` and ``n_train_users``
+    (unless given), and ``ild``'s item vectors come from the items' group column
+    (:func:`item_vectors_from_groups`) when none are given. ``counts`` also holds
+    ``n_users_without_target`` (users of the dataset not in the part).
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model.
+    split : Split
+        The split to evaluate on.
+    part : {"test", "valid"}, default "test"
+        Which held-out part.
+    targets : {"all", "cold", "warm"}, default "all"
+        ``"cold"`` counts only held-out targets that are cold items (see :func:`cold_item_mask`)
+        and evaluates only the users who have one; ``"warm"`` counts the other targets. The catalog
+        is ranked in full either way. ``counts`` then also holds ``n_cold_items`` (in the catalog),
+        ``n_targets_kept`` and ``n_users_without_<segment>_target`` (users of the part left out
+        because none of their targets is in the segment).
+    cold_max_interactions : int, default 0
+        Most training interactions of a cold item; 0 = never seen in training.
+    **kwargs
+        Passed on to :func:`evaluate` (metrics, n_boot, ties, ...).
+
+    Returns
+    -------
+    EvalResult
+        As :func:`evaluate`, with ``settings["targets"]`` and the counts above.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``targets`` segment, a bad ``cold_max_interactions``, and as
+        :func:`evaluate`.
+    """
     if targets not in TARGET_SEGMENTS:
         raise ConfigError(f"evaluate_split: targets must be one of {TARGET_SEGMENTS}; got {targets!r}")
     eval_set = split.eval_set(part)
@@ -447,7 +635,27 @@ def evaluate_split(
 
 
 class Validator:
-    """Early-stopping signal: the mean of one metric on a split's validation part."""
+    """Early-stopping signal: the mean of one metric on a split's validation part.
+
+    Calling it with a model evaluates the model (no bootstrap, no progress bar) and returns the
+    metric's mean.
+
+    Parameters
+    ----------
+    split : Split
+        The split whose held-out part is evaluated.
+    metric : str, default "ndcg@10"
+        The metric, ``name@K``.
+    batch_size : int, optional
+        Users per batch; None picks one automatically.
+    part : str, default "valid"
+        Which held-out part.
+
+    Raises
+    ------
+    ConfigError
+        When ``metric`` is not a valid metric name.
+    """
 
     def __init__(self, split: Split, metric: str = "ndcg@10", batch_size: int | None = None, part: str = "valid"):
         self.eval_set = split.eval_set(part)

@@ -81,7 +81,7 @@ def _num(x) -> float | None:
 
 @dataclass(frozen=True)
 class Estimate:
-    """One measured number, with its CI, the sample it rests on, an optional p-value, and what it means.
+    """One measured number with its CI, sample size, optional p-value and meaning.
 
     ``trustrec.audit.Estimate`` is this class. NaN is stored as None.
 
