@@ -225,6 +225,28 @@ def load_amazon(reviews, meta=None, name: str | None = None) -> Dataset:
     ``categories`` ("A|B|C"), ``description`` and ``features`` (lists joined as text). Items that
     appear only in the meta stay in the catalog; missing titles stay missing and are counted in
     ``Dataset.notes``.
+
+    Parameters
+    ----------
+    reviews : str or os.PathLike
+        The review file (JSON lines, optionally gzipped); the release is detected from the keys
+        of its first record.
+    meta : str or os.PathLike, optional
+        The item meta file of the same release; ``None`` leaves items without titles.
+    name : str, optional
+        The dataset's name; ``None`` uses the review file's name without ``.json``/``.jsonl``/
+        ``.gz``.
+
+    Returns
+    -------
+    Dataset
+        The reviews as rated interactions (timestamps in seconds), with the meta's items.
+
+    Raises
+    ------
+    DataError
+        If a file cannot be read, or a review lacks its user id or item id or has a rating or
+        time that is not a number.
     """
     path = Path(reviews)
     frame, lines, version = _read_reviews(path)

@@ -37,7 +37,30 @@ TITLE_COLUMNS = ("title", "movie_title", "name", "item_name", "book_title")
 
 
 def read_atomic_file(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read one atomic file; returns the frame (column names without types) and the types."""
+    """Read one atomic file; returns the frame (column names without types) and the types.
+
+    ``float`` columns are parsed as numbers (missing values allowed); the others are kept as
+    read.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A tab-separated atomic file (``.inter``, ``.item`` or ``.user``) with a typed header.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        The data rows, with the header's names without their types.
+    types : dict of str to str
+        The type of each column (``token``, ``token_seq``, ``float`` or ``float_seq``).
+
+    Raises
+    ------
+    DataError
+        If the file is empty or has no data rows, the header is not tab-separated, a header
+        field has no type or an unknown one, a column appears twice, or a row or ``float``
+        value cannot be read.
+    """
     path = Path(path)
     text, _ = read_text(path)
     require_nonempty(path, text)
@@ -166,7 +189,32 @@ def _side_tables(inter: Path) -> tuple[Path | None, Path | None, str]:
 
 
 def load_atomic(path: str | Path, name: str | None = None) -> Dataset:
-    """Load a RecBole atomic dataset from a folder (or the path of its ``.inter`` file)."""
+    """Load a RecBole atomic dataset from a folder (or the path of its ``.inter`` file).
+
+    Which files are read follows the rule of this module's docstring, and notes on the choice
+    go to ``Dataset.notes``. Sequence files (``item_id_list``) are expanded into one interaction
+    per list element, their order used as time.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A folder holding ``.inter`` files, or one ``.inter`` file.
+    name : str, optional
+        The dataset's name; ``None`` uses the ``.inter`` file's stem (without a
+        ``.train``/``.valid``/``.test`` part).
+
+    Returns
+    -------
+    Dataset
+        The dataset, with ratings when the ``.inter`` file has a ``rating`` column and
+        timestamps when it has a ``timestamp`` column.
+
+    Raises
+    ------
+    DataError
+        If a folder has no ``.inter`` file or several without a rule to choose one, a file
+        cannot be read, or a required column (``user_id``, ``item_id``) is missing.
+    """
     path = Path(path)
     check_path_text(path)
     notes: list[str] = []

@@ -292,6 +292,26 @@ def load_bigrec(path, name: str | None = None) -> Dataset:
     are ``extras['valid']`` and ``extras['test']``. Items come from the info file (``title``),
     with their ``asin`` where the CSVs give it. ``name`` defaults to the folder name (and chooses
     the info file when there are several).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The BIGRec/D3 folder.
+    name : str, optional
+        The dataset's name, and the stem of the info and split files to read; ``None`` uses the
+        folder name.
+
+    Returns
+    -------
+    Dataset
+        The rebuilt interaction log, with ``extras['valid']`` / ``extras['test']`` for the splits
+        present; rated when every split has ratings.
+
+    Raises
+    ------
+    DataError
+        If ``path`` is not a folder, the info file cannot be chosen or read, no split holds a
+        CSV, or a split file cannot be read.
     """
     folder = Path(path)
     if not folder.is_dir():

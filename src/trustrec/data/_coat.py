@@ -140,6 +140,30 @@ def load_coat(path, name: str = "coat", positive_threshold: float | None = None)
     With ``positive_threshold``, only train ratings >= it are kept as interactions. Users and items
     get one column per feature group (``gender``, ``age``, ``jackettype`` ...). Coat has no
     timestamps: every interaction has timestamp 0.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The Coat folder (``train.ascii``; optionally ``test.ascii``, ``propensities.ascii`` and
+        the feature files).
+    name : str, default "coat"
+        The dataset's name.
+    positive_threshold : float, optional
+        Keep only train ratings at least this high; ``None`` keeps every train rating.
+
+    Returns
+    -------
+    Dataset
+        The train ratings as interactions, with the test ratings and propensities as extras
+        where their files exist.
+
+    Raises
+    ------
+    ConfigError
+        If ``positive_threshold`` is not a number.
+    DataError
+        If ``path`` is not a folder, a matrix cannot be read or has another shape than
+        ``train.ascii``, or a feature matrix has no ``*_features_map.txt`` (or does not match it).
     """
     folder = Path(path)
     if not folder.is_dir():

@@ -26,6 +26,23 @@ def detect_format(path: str | Path) -> str:
     A folder matching more than one layout (e.g. ``NAME.inter`` next to ``u.data``) is refused
     with the choices: pass ``format=`` (``--format``). Paths that are neither a regular file nor a
     folder (FIFOs, sockets, devices) are refused without being opened.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A data file or folder.
+
+    Returns
+    -------
+    str
+        One of ``FORMATS``: ``"atomic"``, ``"movielens"``, ``"coat"``, ``"yahoo-r3"``,
+        ``"kuairec"``, ``"bigrec"``, ``"amazon"`` or ``"tabular"``.
+
+    Raises
+    ------
+    DataError
+        If the path does not exist or cannot be read, is neither a regular file nor a folder,
+        or matches no layout, several layouts, or (a folder) several tables.
     """
     path = Path(path)
     check_path_text(path)
@@ -99,8 +116,34 @@ def detect_format(path: str | Path) -> str:
 def load_path(
     path: str | Path, *, name: str | None = None, format: str | None = None, columns: dict[str, str] | None = None
 ) -> Dataset:
-    """Load any supported file or folder; ``format`` overrides detection (one of FORMATS);
-    ``columns`` maps roles (user, item, timestamp, rating) to column names for tables."""
+    """Load any supported file or folder, detecting its format unless ``format`` is given.
+
+    ``format`` overrides detection (one of FORMATS); ``columns`` maps roles (user, item,
+    timestamp, rating) to column names for tables.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A data file or folder.
+    name : str, optional
+        The dataset's name; ``None`` lets the loader choose (e.g. from the path).
+    format : str, optional
+        One of ``FORMATS``; ``None`` uses :func:`detect_format`.
+    columns : dict of str to str, optional
+        Column names by role (user, item, timestamp, rating); tables (``"tabular"``) only.
+
+    Returns
+    -------
+    Dataset
+        The loaded dataset.
+
+    Raises
+    ------
+    DataError
+        If ``format`` is unknown, the format cannot be detected, ``columns`` is given for a
+        format other than ``"tabular"``, a folder does not hold the files its format needs, or
+        the loader refuses the data.
+    """
     path = Path(path)
     check_path_text(path)
     if format is not None and format not in FORMATS:

@@ -364,6 +364,27 @@ def load_movielens(path, name: str | None = None) -> Dataset:
     users get ``age``, ``gender``, ``occupation``, ``zip_code``. ml-1m/10m items get ``title``,
     ``year``, ``genres``; ml-1m users get ``gender``, ``age`` and ``occupation`` (the numeric codes
     of its README) and ``zip_code``. ``name`` defaults to the folder name.
+
+    A folder with no ratings file but RecBole atomic files (``*.inter``) is loaded with
+    :func:`load_atomic`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The MovieLens folder, or its ratings file.
+    name : str, optional
+        The dataset's name; ``None`` uses the folder name.
+
+    Returns
+    -------
+    Dataset
+        The rated interactions with the layout's items and users.
+
+    Raises
+    ------
+    DataError
+        If the path does not exist, is a file other than a ratings file, is a folder with
+        several ratings files or none (and no ``.inter`` file), or a file cannot be read.
     """
     path = Path(path)
     check_path_text(path)

@@ -91,8 +91,45 @@ def load_random_exposure(
     unknown: str = "error",
     test_name: str = "random_exposure_test",
 ) -> Dataset:
-    """Load a logged interaction table (``train``) and a random-exposure table (``test``), both
-    CSV/TSV/parquet with the same columns (``columns`` maps roles as in ``load_tabular``)."""
+    """Load a logged interaction table (``train``) and a random-exposure table (``test``).
+
+    Both are CSV/TSV/parquet with the same columns (``columns`` maps roles as in
+    ``load_tabular``). The test rows go to ``extras[test_name]``, in the train log's index
+    space; test rows without a timestamp column get timestamp 0.
+
+    Parameters
+    ----------
+    train : str or os.PathLike
+        The logged (missing-not-at-random) interaction table.
+    test : str or os.PathLike
+        The random-exposure table.
+    name : str, optional
+        The dataset's name; ``None`` uses the train file's name.
+    columns : Mapping[str, str or None], optional
+        Column names by role (``user``, ``item``, ``timestamp``, ``rating``), as in
+        :func:`load_tabular`.
+    sep : str, optional
+        The delimiter of text tables; ``None`` sniffs it.
+    items, users : str, os.PathLike or pandas.DataFrame, optional
+        Item and user tables, as in :func:`load_tabular`.
+    unknown : {"error", "drop"}, default "error"
+        What to do with test rows whose user or item is not in the train log.
+    test_name : str, default "random_exposure_test"
+        The key of the test set in ``Dataset.extras``.
+
+    Returns
+    -------
+    Dataset
+        The train log, with the test set as ``extras[test_name]``.
+
+    Raises
+    ------
+    ConfigError
+        If ``unknown`` is neither ``"error"`` nor ``"drop"``.
+    DataError
+        If a table cannot be read, a test rating is missing or not a number, or (with
+        ``unknown="error"``) a test row names a user or item absent from the train log.
+    """
     from trustrec.data._tabular import _read_any_table, _resolve_roles, load_tabular
 
     ds = load_tabular(train, columns=columns, sep=sep, items=items, users=users, name=name)
@@ -120,7 +157,33 @@ def _read_headerless(path: Path, names: list[str]) -> pd.DataFrame:
 
 
 def load_yahoo_r3(path, *, name: str = "yahoo-r3", unknown: str = "error") -> Dataset:
-    """Yahoo! R3 from a local folder holding the two ``ydata-ymusic-rating-study-v1_0-*.txt`` files."""
+    """Yahoo! R3 from a local folder holding the two ``ydata-ymusic-rating-study-v1_0-*.txt`` files.
+
+    Yahoo! R3 has no timestamps: every rating has timestamp 0.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder holding the train and test files.
+    name : str, default "yahoo-r3"
+        The dataset's name.
+    unknown : {"error", "drop"}, default "error"
+        What to do with test rows whose user or item is not in the train log.
+
+    Returns
+    -------
+    Dataset
+        The user-selected ratings, with the random-exposure ratings as
+        ``extras['random_exposure_test']``.
+
+    Raises
+    ------
+    ConfigError
+        If ``unknown`` is neither ``"error"`` nor ``"drop"``.
+    DataError
+        If a file is missing or cannot be read, a rating is not a number, or (with
+        ``unknown="error"``) a test row names a user or item absent from the train log.
+    """
     folder = Path(path)
     train_path, test_path = (folder / f for f in YAHOO_R3_FILES)
     train = _read_headerless(train_path, ["user_id", "item_id", "rating"])
@@ -140,8 +203,34 @@ def load_yahoo_r3(path, *, name: str = "yahoo-r3", unknown: str = "error") -> Da
 
 
 def load_kuairec(path, *, name: str = "kuairec", unknown: str = "error") -> Dataset:
-    """KuaiRec from a local folder holding ``big_matrix.csv`` and ``small_matrix.csv`` (or a
-    ``data/`` folder with them); ``watch_ratio`` is the rating, ``timestamp`` the time."""
+    """KuaiRec from a local folder holding ``big_matrix.csv`` and ``small_matrix.csv``.
+
+    The files may also be in a ``data/`` folder inside it; ``watch_ratio`` is the rating,
+    ``timestamp`` the time.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The KuaiRec folder.
+    name : str, default "kuairec"
+        The dataset's name.
+    unknown : {"error", "drop"}, default "error"
+        What to do with small-matrix rows whose user or item is not in the big matrix.
+
+    Returns
+    -------
+    Dataset
+        The big matrix as interactions, with the small matrix as
+        ``extras['random_exposure_test']``.
+
+    Raises
+    ------
+    ConfigError
+        If ``unknown`` is neither ``"error"`` nor ``"drop"``.
+    DataError
+        If a file is missing or cannot be read, or (with ``unknown="error"``) a small-matrix row
+        names a user or item absent from the big matrix.
+    """
     folder = Path(path)
     if not (folder / KUAIREC_FILES[0]).is_file() and (folder / "data" / KUAIREC_FILES[0]).is_file():
         folder = folder / "data"

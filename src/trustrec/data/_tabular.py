@@ -477,6 +477,31 @@ def load_tabular(
     optional tables (same formats, delimiter sniffed) with an id column named like the mapped
     interaction column, ``item_id``/``user_id``, a common id name, or ``id``.
     Timestamps may be epoch numbers or dates; without a timestamp column the row order is time.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The interaction table.
+    columns : Mapping[str, str or None], optional
+        Column names by role (``user``, ``item``, ``timestamp``, ``rating``); ``None`` guesses
+        every role.
+    sep : str, optional
+        The delimiter of a text table; ``None`` sniffs it.
+    items, users : str, os.PathLike or pandas.DataFrame, optional
+        Item and user tables (a path or a frame).
+    name : str, optional
+        The dataset's name; ``None`` uses the file's name.
+
+    Returns
+    -------
+    Dataset
+        The interactions, rated when a rating column is used.
+
+    Raises
+    ------
+    DataError
+        If a table cannot be read, a role's column is missing or cannot be found, or an id,
+        rating or timestamp cannot be read.
     """
     return _tabular_dataset(path, columns=columns, sep=sep, items=items, users=users, name=name)
 
