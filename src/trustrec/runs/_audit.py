@@ -36,7 +36,28 @@ def audit_plan(
     params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list:
     """The audits to run, configured: every registered audit in ``dimensions`` (all when None),
-    or exactly ``names``; ``params`` maps an audit name to its config overrides."""
+    or exactly ``names``; ``params`` maps an audit name to its config overrides.
+
+    Parameters
+    ----------
+    dimensions : iterable of str or None
+        Audit dimensions whose registered audits to run; None: every dimension.
+    names : iterable of str or None
+        Exactly these audits (``dimensions`` is then ignored); None or empty: by dimension.
+    params : mapping or None
+        Audit name -> its config overrides; each name must be in the plan.
+
+    Returns
+    -------
+    list of Audit
+        The configured audits.
+
+    Raises
+    ------
+    ConfigError
+        When a dimension or an audit name is unknown, ``params`` names an audit not in the plan,
+        or an override is invalid.
+    """
     from trustrec.audit import DIMENSIONS, audit_class, available_audits
 
     params = dict(params or {})
@@ -73,7 +94,33 @@ def audit_model(
     cheaper shared parts, popularity counts and group tables, are computed on each worker);
     results are then saved and logged here in plan order. Results and saved files are identical
     to the serial run's; ``seconds`` is each audit's own time. The cells of grid audits
-    (poisoning's attacks x budgets) run through the same executor (on Ray, as nested tasks)."""
+    (poisoning's attacks x budgets) run through the same executor (on Ray, as nested tasks).
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted model to audit.
+    split : Split
+        The split it was fitted on.
+    plan : list of Audit
+        The configured audits (:func:`audit_plan`).
+    out : str, Path or None
+        Folder to save each result in (``out/<name>/``, created when missing); None: nothing
+        is saved.
+    progress : bool
+        Whether to show progress bars.
+    log : callable
+        Called with one line per finished audit.
+    executor : Executor, str or None
+        Runs the audits (:func:`~trustrec.parallel.resolve_executor`); None: serially.
+
+    Returns
+    -------
+    entries : list of dict
+        One index entry per audit: name, dimension, status, summary, dir and seconds.
+    results : list of AuditResult
+        The audits' results, in plan order.
+    """
     from tqdm.auto import tqdm
 
     from trustrec.audit import AuditInputs
@@ -170,7 +217,35 @@ def run_audits(
     executor=None,
 ) -> dict[str, Any]:
     """Audit the run in ``run_dir``; returns the index written to ``audits/index.json``.
-    ``executor`` runs the audits (see :func:`audit_model`)."""
+    ``executor`` runs the audits (see :func:`audit_model`).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A finished run directory.
+    dimensions, names, params
+        Which audits to run and their config overrides, as for :func:`audit_plan`.
+    progress : bool
+        Whether to show progress bars.
+    log : callable
+        Called with one line per finished audit.
+    executor : Executor, str or None
+        Runs the audits; None: serially.
+
+    Returns
+    -------
+    dict
+        The index: run, model, dataset, creation time, trail and the audits' entries (those of
+        earlier audits not rerun are kept).
+
+    Raises
+    ------
+    DataError
+        When ``run_dir`` is not a finished run, or its data or checkpoint changed since it
+        finished.
+    ConfigError
+        When the plan is invalid (see :func:`audit_plan`).
+    """
     from trustrec.models import Recommender
     from trustrec.runs._run import prepare_data
 
@@ -249,7 +324,20 @@ def _merge_entries(out: Path, entries: list[dict]) -> list[dict]:
 
 
 def load_audit_results(run_dir: str | Path) -> tuple[dict[str, Any], list]:
-    """The index and every saved ``AuditResult`` of a run (empty when it was never audited)."""
+    """The index and every saved ``AuditResult`` of a run (empty when it was never audited).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run directory.
+
+    Returns
+    -------
+    index : dict
+        The contents of ``audits/index.json`` (empty when absent).
+    results : list of AuditResult
+        The saved results of the audits the index lists.
+    """
     from trustrec.audit import AuditResult
 
     out = Path(run_dir) / "audits"

@@ -15,7 +15,26 @@ __all__ = ["compare_runs", "load_run", "schemes_side_by_side", "split_scheme"]
 
 def load_run(path: str | Path) -> tuple[dict, pd.DataFrame]:
     """A finished run's ``metrics.json`` and ``per_user.parquet``; anything missing, corrupt or of
-    the wrong shape is a DataError naming the file."""
+    the wrong shape is a DataError naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A finished run directory.
+
+    Returns
+    -------
+    metrics : dict
+        The contents of ``metrics.json``.
+    per_user : pandas.DataFrame
+        The per-user metrics (with a ``user_id`` column).
+
+    Raises
+    ------
+    DataError
+        When the folder is not a finished run, or a file is missing, corrupt or of the wrong
+        shape.
+    """
     check_path_text(path, "run directory")
     path = Path(path)
     if not path.is_dir():
@@ -56,7 +75,20 @@ def _one_line(exc) -> str:
 
 
 def split_scheme(label: str) -> tuple[str, str]:
-    """``'recall@10 (ure)'`` -> ``('recall@10', 'ure')``; plain names are the full scheme."""
+    """``'recall@10 (ure)'`` -> ``('recall@10', 'ure')``; plain names are the full scheme.
+
+    Parameters
+    ----------
+    label : str
+        A metric column label, optionally suffixed with `` (<scheme>)``.
+
+    Returns
+    -------
+    metric : str
+        The metric without the scheme suffix.
+    scheme : str
+        The evaluation scheme (``"full"`` when there is no suffix).
+    """
     from trustrec.eval import SCHEMES
 
     for scheme in SCHEMES[1:]:
@@ -67,7 +99,25 @@ def split_scheme(label: str) -> tuple[str, str]:
 
 def compare_runs(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
     """One row per metric both runs measured, over the users both evaluated; ``scheme`` names the
-    evaluation scheme of each row (full, traditional-random, ure) and ``base_metric`` the metric."""
+    evaluation scheme of each row (full, traditional-random, ure) and ``base_metric`` the metric.
+
+    Parameters
+    ----------
+    run_a, run_b : str or Path
+        The two finished run directories.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by metric: scheme, base metric, number of common users, each run's mean and CI,
+        the difference B - A and the paired t and Wilcoxon p-values.
+
+    Raises
+    ------
+    DataError
+        When a run cannot be read, the runs are on different datasets, or they have no user or
+        no per-user metric in common.
+    """
     meta_a, users_a = load_run(run_a)
     meta_b, users_b = load_run(run_b)
     if meta_a.get("dataset") != meta_b.get("dataset"):
@@ -108,7 +158,18 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
 
 def schemes_side_by_side(frame: pd.DataFrame) -> pd.DataFrame:
     """From :func:`compare_runs`: one row per metric measured under more than one scheme, with each
-    scheme's A and B means, B - A and whether the schemes agree on which run is better."""
+    scheme's A and B means, B - A and whether the schemes agree on which run is better.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The output of :func:`compare_runs`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by base metric; empty when no metric was measured under several schemes.
+    """
     rows = []
     for base, group in frame.reset_index().groupby("base_metric", sort=False):
         if group["scheme"].nunique() < 2:

@@ -296,7 +296,24 @@ def _refuse_nul(data, where: str, key: str = "") -> None:
 
 
 def load_run_config(source: str | Path | dict) -> RunConfig:
-    """Read and validate a run config from a YAML file or a mapping."""
+    """Read and validate a run config from a YAML file or a mapping.
+
+    Parameters
+    ----------
+    source : str, Path or dict
+        A YAML file's path, or the config as a mapping.
+
+    Returns
+    -------
+    RunConfig
+        The validated config.
+
+    Raises
+    ------
+    ConfigError
+        When the config is not a mapping, is invalid, names an unknown model, or its model
+        settings or fitted stages are invalid.
+    """
     if isinstance(source, dict):
         data, where = source, "run config"
     else:

@@ -34,6 +34,14 @@ _PACKAGES = ("trustrec", "numpy", "pandas", "scipy", "torch", "pydantic", "pyarr
 
 
 def environment_info() -> dict[str, Any]:
+    """The Python version, platform, processor, CPU count and versions of key packages.
+
+    Returns
+    -------
+    dict
+        ``python``, ``platform``, ``processor``, ``cpu_count`` and ``packages`` (name -> version,
+        None when not installed).
+    """
     versions: dict[str, str | None] = {}
     for pkg in _PACKAGES:
         try:
@@ -51,11 +59,37 @@ def environment_info() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RunResult:
+    """A finished run: where it is and what it measured.
+
+    Parameters
+    ----------
+    path : Path
+        The run directory.
+    metrics : dict
+        The contents of its ``metrics.json``.
+    """
+
     path: Path
     metrics: dict[str, Any]
 
 
 def prepare_data(config: RunConfig):
+    """The dataset and split a run config describes: loaded, filtered, then split.
+
+    A random split without its own seed takes the config's ``seed``.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run config.
+
+    Returns
+    -------
+    dataset : Dataset
+        The filtered dataset.
+    split : Split
+        Its split.
+    """
     from trustrec.data import FILTERS, load_dataset, make_split
 
     ds = load_dataset(config.dataset.name, data_dir=config.dataset.data_dir)
@@ -81,7 +115,34 @@ def run_experiment(
     on the same data is reused as it is (its audits and report kept); a finished run of another
     config, or of data that changed since, is replaced only with ``overwrite=True``; a folder
     trustrec did not write is never replaced. One process at a time writes a run (a lock). An
-    interrupted run resumes from its checkpoint when the data is unchanged."""
+    interrupted run resumes from its checkpoint when the data is unchanged.
+
+    Parameters
+    ----------
+    config : RunConfig, str, Path or dict
+        The run config, or a YAML file or mapping for :func:`load_run_config`.
+    out_dir : str or Path
+        Folder holding the run folders.
+    progress : bool
+        Whether to show progress bars.
+    log : callable
+        Called with one-line messages (reused or removed runs, warnings).
+    overwrite : bool
+        Whether to replace a finished run of another config or of changed data.
+
+    Returns
+    -------
+    RunResult
+        The run folder and its metrics.
+
+    Raises
+    ------
+    ConfigError
+        When the config is invalid.
+    DataError
+        When ``out_dir`` is not a folder, or without ``overwrite`` the run folder holds a
+        finished run of another config or of data (or fitted stages) that changed since.
+    """
     if not isinstance(config, RunConfig):
         config = load_run_config(config)
     out_dir = Path(out_dir)

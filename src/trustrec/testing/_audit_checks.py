@@ -19,6 +19,15 @@ __all__ = ["AuditChecks"]
 
 
 class AuditChecks:
+    """The conformance checks of the audit contract, inherited by a pytest test class.
+
+    The class sets ``audit`` (the Audit class) and ``configs`` (small, fast settings; the first
+    is run), and defines the fixture ``fitted`` (a fitted model and its split). The checks cover
+    the audit's declaration (name, dimension, description, needs), config round trip, the result
+    contract, JSON and save / load round trips, same seed same result, and that running the
+    audit leaves the model unchanged.
+    """
+
     audit: ClassVar[type[Audit]]
     configs: ClassVar[list[dict[str, Any]]] = [{}]
 

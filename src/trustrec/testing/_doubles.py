@@ -19,6 +19,12 @@ class PrecomputedScores(Recommender):
 
     ``fit`` records the catalog size as any model would; the table is the model's whole
     knowledge, so an evaluator's or audit's own cost and correctness can be measured alone.
+
+    Parameters
+    ----------
+    table : numpy.ndarray or None
+        (n_users, n_items) scores; ``fit`` raises ValueError unless it has one column per catalog
+        item.
     """
 
     name = "precomputed_scores"

@@ -28,7 +28,26 @@ __all__ = ["RecommenderChecks", "toy_dataset"]
 
 
 def toy_dataset(n_users: int = 30, n_items: int = 25, n_inter: int = 400, seed: int = 0) -> Dataset:
-    """A small dataset with structure (users prefer a block of items) and one unused item."""
+    """A small dataset with structure (users prefer a block of items) and one unused item.
+
+    Every user has at least three interactions; the last item of the catalog has none.
+
+    Parameters
+    ----------
+    n_users : int
+        Number of users.
+    n_items : int
+        Number of catalog items (each with a title).
+    n_inter : int
+        Number of interactions (at least ``3 * n_users``).
+    seed : int
+        Seed of the random interactions and timestamps.
+
+    Returns
+    -------
+    Dataset
+        The dataset, named ``"toy"``.
+    """
     rng = np.random.default_rng(seed)
     users = np.concatenate([np.repeat(np.arange(n_users), 3), rng.integers(0, n_users, n_inter - 3 * n_users)])
     block = users % 3
@@ -46,6 +65,16 @@ def _fitted_state(model: Recommender) -> dict[str, Any]:
 
 
 class RecommenderChecks:
+    """The conformance checks of the recommender contract, inherited by a pytest test class.
+
+    The class sets ``component`` (the Recommender class), ``configs`` (small, fast settings; the
+    first is used to fit) and optionally ``k``. The checks cover construction and config round
+    trip, fit and the unfitted error, determinism by seed, the output contract (in-catalog,
+    unique, sorted, candidates respected), edge queries, batching, save / load, no mutation,
+    unused items and empty data, and each declared capability (skipped, with the reason, when
+    the component lacks it). They fit on :func:`toy_dataset` with a leave-one-out split.
+    """
+
     component: ClassVar[type[Recommender]]
     configs: ClassVar[list[dict[str, Any]]] = [{}]
     k: ClassVar[int] = 5
