@@ -51,8 +51,20 @@ class SemiSyntheticConfig(Config):
 
 @dataclass(frozen=True, eq=False)
 class SemiSyntheticWorld:
-    """One drawn world: ``dataset`` (train log, ``extras['random_exposure_test']`` and the true
-    ``extras['propensities']``), the fully-exposed relevance matrix and the exposure probabilities."""
+    """One drawn semi-synthetic world (:func:`draw_world`).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The world's dataset: the biased training log, ``extras['random_exposure_test']`` and the
+        true exposure probabilities ``extras['propensities']``.
+    relevance : numpy.ndarray of bool, shape (n_users, n_items)
+        The fully-exposed relevance matrix ``R``.
+    exposure : numpy.ndarray of float, shape (n_users, n_items)
+        The exposure probabilities ``e`` the training log was drawn with.
+    seed : int
+        Seed the world was drawn with.
+    """
 
     dataset: Dataset
     relevance: np.ndarray
@@ -61,8 +73,32 @@ class SemiSyntheticWorld:
 
 
 def fit_ground_truth(dataset: Dataset, config: SemiSyntheticConfig | None = None, *, seed: int = 0) -> np.ndarray:
-    """Relevance probabilities ``P`` (n_users, n_items) from an MF fitted on every rating of
-    ``dataset`` (train + random-exposure test), calibrated to the positive rate."""
+    """Relevance probabilities from an MF fitted on every rating of a dataset.
+
+    Step 1 of the module's method: a naive binary-relevance MF is fitted on the train log plus the
+    random-exposure test set, and its logits are turned into ``sigmoid(logit / temperature + c)``
+    with ``c`` found by bisection so the mean probability equals the positive rate
+    (``config.positive_rate``, or the positive share of the random-exposure test set).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A dataset with ratings, optionally with ``extras['random_exposure_test']``.
+    config : SemiSyntheticConfig, optional
+        Truth model and calibration settings; None uses the defaults.
+    seed : int, default 0
+        Seed of the MF fit.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_users, n_items)
+        The relevance probabilities ``P``.
+
+    Raises
+    ------
+    DataError
+        When the dataset has no ratings.
+    """
     from trustrec.models import FitOptions
     from trustrec.models.classic import MF
 
@@ -103,7 +139,36 @@ def fit_ground_truth(dataset: Dataset, config: SemiSyntheticConfig | None = None
 def draw_world(
     dataset: Dataset, truth: np.ndarray, config: SemiSyntheticConfig | None = None, *, seed: int = 0
 ) -> SemiSyntheticWorld:
-    """Draw the relevance matrix, the biased training log and the random-exposure test set."""
+    """Draw the relevance matrix, the biased training log and the random-exposure test set.
+
+    Step 2 of the module's method: ``R ~ Bernoulli(truth)``, exposure
+    ``e_ui = min(1, a * pop_i^alpha * boost^R_ui)`` scaled to the target density, the training log
+    = the exposed pairs (rating 5 if relevant, else 1), and ``n_random`` uniformly drawn test items
+    per user.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset the truth was fitted on (its shape and train density are used).
+    truth : numpy.ndarray of float, shape (n_users, n_items)
+        Relevance probabilities (:func:`fit_ground_truth`).
+    config : SemiSyntheticConfig, optional
+        Exposure and test-set settings; None uses the defaults.
+    seed : int, default 0
+        Seed of every draw.
+
+    Returns
+    -------
+    SemiSyntheticWorld
+        The world.
+
+    Raises
+    ------
+    DataError
+        When ``truth``'s shape does not match the dataset.
+    ConfigError
+        When ``config.n_random`` is not below the number of items.
+    """
     config = config or SemiSyntheticConfig()
     truth = np.asarray(truth, dtype=np.float64)
     n_users, n_items = truth.shape
@@ -166,7 +231,33 @@ def draw_world(
 
 
 def true_recall(model, world: SemiSyntheticWorld, ks, *, exclude_seen: bool = True) -> dict[int, float]:
-    """``{K: mean Recall@K}`` on the fully-exposed relevance matrix (users with a relevant candidate)."""
+    """The Recall@K a model has on a world's fully-exposed relevance matrix.
+
+    Step 3 of the module's method: each user's whole catalog is ranked (minus their training items
+    with ``exclude_seen``), ties counted by their expected value (:func:`topk_membership`), and
+    Recall@K is averaged over the users with at least one relevant candidate.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model.
+    world : SemiSyntheticWorld
+        The world the model was trained on.
+    ks : iterable of int
+        Cutoffs K, each below the number of items.
+    exclude_seen : bool, default True
+        Leave each user's training items out of the ranking.
+
+    Returns
+    -------
+    dict of int to float
+        ``{K: mean Recall@K}``.
+
+    Raises
+    ------
+    ConfigError
+        When a K is not below the number of items.
+    """
     ds = world.dataset
     users = np.arange(ds.n_users)
     queries = QueryBatch(users, ds.interactions.by_user(ds.n_users))

@@ -61,8 +61,28 @@ UNBIASED_METRICS = ("recall", "precision")  # the threshold-based metrics both s
 
 
 def scheme_label(metric: str, scheme: str) -> str:
-    """The column name of ``metric`` under ``scheme``: ``'recall@10 (ure)'``; the full scheme keeps
-    the plain name (``'recall@10'``) so existing outputs do not change."""
+    """The column name of a metric under an evaluation scheme.
+
+    ``'recall@10 (ure)'``; the full scheme keeps the plain name (``'recall@10'``) so existing
+    outputs do not change.
+
+    Parameters
+    ----------
+    metric : str
+        Metric label, e.g. ``'recall@10'``.
+    scheme : str
+        One of :data:`SCHEMES`.
+
+    Returns
+    -------
+    str
+        The label.
+
+    Raises
+    ------
+    ConfigError
+        When ``scheme`` is not one of :data:`SCHEMES`.
+    """
     _check_scheme(scheme)
     return metric if scheme == "full" else f"{metric} ({scheme})"
 
@@ -74,9 +94,33 @@ def _check_scheme(scheme: str) -> None:
 
 @dataclass(frozen=True, eq=False)
 class RandomExposureSet:
-    """Users with at least one randomly-exposed candidate item, their queries (histories mask the
-    catalog), their exposed items and whether each is a positive (``relevant`` is aligned with
-    ``exposed.values``). ``counts`` says what was removed on the way."""
+    """Users with at least one randomly-exposed candidate item, ready for the schemes.
+
+    Built by :func:`random_exposure_set`. Indexing (``rset[rows]``) selects users.
+
+    Parameters
+    ----------
+    queries : QueryBatch
+        The users and their histories (which mask the catalog).
+    exposed : Ragged
+        Each user's exposed items.
+    relevant : numpy.ndarray of bool
+        Whether each exposed item is a positive, aligned with ``exposed.values``; stored read-only.
+    part : str, default "test"
+        The split part the exposures come from.
+    positive_threshold : float or None, optional
+        Rating threshold of a positive; None when the exposed items carry no ratings.
+    exclude_seen : bool, default True
+        Whether exposed items already in the history were dropped (and are masked when ranking).
+    counts : dict of str to int, optional
+        What was removed on the way.
+
+    Raises
+    ------
+    DataError
+        When ``relevant`` is not aligned with ``exposed.values`` or ``exposed`` and ``queries``
+        differ in length.
+    """
 
     queries: QueryBatch
     exposed: Ragged
@@ -124,12 +168,33 @@ class RandomExposureSet:
 
 
 def random_exposure_set(split: Split, part: str = "test", *, exclude_seen: bool = True) -> RandomExposureSet:
-    """The random-exposure view of ``split``'s ``part``: every exposed (user, item) pair, with the
-    positives marked by the split's ``positive_threshold`` (all exposed items are positives when
-    the threshold is None and the test set has no ratings).
+    """The random-exposure view of a split's held-out part.
 
-    Repeated (user, item) pairs count once (the last rating wins); with ``exclude_seen`` the
-    pairs already in the user's history are dropped. Both are counted.
+    Every exposed (user, item) pair, the positives marked by the split's ``positive_threshold``
+    (all exposed items are positives when the threshold is None and the part has no ratings).
+    Repeated (user, item) pairs count once (the last rating wins); with ``exclude_seen`` the pairs
+    already in the user's history are dropped. Both are counted in ``counts``.
+
+    Parameters
+    ----------
+    split : Split
+        A random-exposure split.
+    part : {"test", "valid"}, default "test"
+        Which held-out part.
+    exclude_seen : bool, default True
+        Drop exposed items already in the user's history.
+
+    Returns
+    -------
+    RandomExposureSet
+        The users with at least one exposed candidate.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``part``, or a rated part without a ``positive_threshold``.
+    DataError
+        When the part is empty.
     """
     held = split.valid if part == "valid" else split.test
     if part not in ("valid", "test"):
@@ -186,11 +251,30 @@ def random_exposure_set(split: Split, part: str = "test", *, exclude_seen: bool 
 
 
 def topk_membership(scores, candidates, k: int) -> np.ndarray:
-    """Probability that each item is in the top ``k`` of its row, among the row's ``candidates``.
+    """Probability that each item is in the top ``k`` of its row, among its candidates.
 
-    ``scores`` (n, m) float, NaN = cannot score (ranks last); ``candidates`` (n, m) bool. Items
-    strictly above the k-th candidate score get 1, items tied with it ``(k - above) / tied``,
-    the rest and non-candidates 0. Rows with fewer than ``k`` candidates hold all of them.
+    Items strictly above the k-th candidate score get 1, items tied with it
+    ``(k - above) / tied`` (expected value under a random order of the tied items), the rest and
+    non-candidates 0. Rows with fewer than ``k`` candidates hold all of them.
+
+    Parameters
+    ----------
+    scores : array_like of float, shape (n, m)
+        Scores; NaN = cannot score (ranks last, ties with other NaN).
+    candidates : array_like of bool, shape (n, m)
+        The items each row may rank.
+    k : int
+        Cutoff, at least 1.
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n, m)
+        Membership probabilities; each row sums to ``min(k, n_candidates)``.
+
+    Raises
+    ------
+    ConfigError
+        When ``k`` is below 1.
     """
     s = np.asarray(scores, dtype=np.float64)
     cand = np.asarray(candidates, dtype=bool)
@@ -224,11 +308,27 @@ def topk_membership(scores, candidates, k: int) -> np.ndarray:
 
 
 def score_candidates(model, queries: QueryBatch, *, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, candidates) over the full catalog for ``queries``: the model's scores (NaN where it
-    cannot score) and the items it may rank (the catalog minus the history with ``exclude_seen``).
+    """Scores over the full catalog and the items each query may rank.
 
     Models without full-catalog scores rank the whole catalog through ``recommend``; their scores
-    are then minus the rank (unranked items are NaN)."""
+    are then minus the rank (unranked items are NaN).
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model.
+    queries : QueryBatch
+        Users and histories.
+    exclude_seen : bool, default True
+        Exclude each user's history items from the candidates.
+
+    Returns
+    -------
+    scores : numpy.ndarray of float, shape (n, n_items)
+        The model's scores; NaN where it cannot score.
+    candidates : numpy.ndarray of bool, shape (n, n_items)
+        The items the model may rank: the catalog, minus the history with ``exclude_seen``.
+    """
     from trustrec.models import exclusion_mask
 
     n_items = model.n_items_
@@ -275,11 +375,52 @@ def evaluate_random_exposure(
     seed: int = 0,
     progress: bool = False,
 ):
-    """Evaluate ``model`` on random-exposure data under ``scheme`` (``'ure'`` or
-    ``'traditional-random'``): per-user values, their means with bootstrap CIs over users.
+    """Evaluate a model on random-exposure data under a random-exposure scheme.
 
-    Metric columns are labelled with the scheme (``'recall@10 (ure)'``). ``K`` must be smaller
-    than the catalog. The traditional scheme needs the exposed negatives (ratings in the test set).
+    Per-user values and their means with percentile bootstrap CIs over users (module docstring for
+    the schemes). Metric columns are labelled with the scheme (``'recall@10 (ure)'``); only
+    ``recall@K`` and ``precision@K`` are supported, and K must be smaller than the catalog.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model.
+    data : Split or RandomExposureSet
+        The random-exposure data; a split is turned into a set by :func:`random_exposure_set`.
+    scheme : {"ure", "traditional-random"}, default "ure"
+        The scheme; ``traditional-random`` needs the exposed negatives (ratings in the test set).
+    metrics : sequence of str, default ("recall@10",)
+        ``recall@K`` and/or ``precision@K``.
+    part : str, default "test"
+        Held-out part, when ``data`` is a split.
+    exclude_seen : bool, default True
+        Drop exposed items already in the history, when ``data`` is a split.
+    batch_size : int, optional
+        Users per batch; None picks one automatically.
+    n_boot : int, default 1000
+        Bootstrap resamples of the users for the CIs (0 gives none).
+    ci : float, default 0.95
+        Confidence level.
+    seed : int, default 0
+        Seed of the bootstrap (``seed + i`` for the i-th metric).
+    progress : bool, default False
+        Show a progress bar over the batches.
+
+    Returns
+    -------
+    EvalResult
+        Per-user values (with ``n_candidates``, ``n_exposed``, ``n_exposed_positives``), summary
+        with CIs, counts and settings; no aggregates.
+
+    Raises
+    ------
+    ConfigError
+        For the ``full`` or an unknown scheme, no metric or an unsupported one, or a K not below
+        the catalog size (and as :func:`random_exposure_set`).
+    DataError
+        For the traditional scheme on a set without ratings.
+    NotFittedError
+        When ``model`` is not fitted.
     """
     from tqdm.auto import tqdm
 
@@ -388,8 +529,37 @@ def evaluate_schemes(
     part: str = "test",
     **kwargs,
 ) -> dict[str, Any]:
-    """``{scheme: EvalResult}`` for each of ``schemes`` on the same split; the full scheme gets every
-    metric, the random-exposure schemes the threshold-based ones among ``metrics``."""
+    """Evaluate a model under several schemes on the same split.
+
+    The full scheme (:func:`trustrec.eval.evaluate_split`) gets every metric, the random-exposure
+    schemes (:func:`evaluate_random_exposure`) the threshold-based ones among ``metrics``.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model.
+    split : Split
+        A random-exposure split.
+    schemes : sequence of str, default SCHEMES
+        Schemes to run, each one of :data:`SCHEMES`.
+    metrics : sequence of str, default ("recall@10",)
+        Metric names ``name@K``.
+    part : str, default "test"
+        Which held-out part.
+    **kwargs
+        Passed on to every scheme's evaluator.
+
+    Returns
+    -------
+    dict of str to EvalResult
+        ``{scheme: EvalResult}``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown scheme, or a random-exposure scheme when ``metrics`` has no ``recall@K`` or
+        ``precision@K`` (and as the evaluators).
+    """
     from trustrec.eval._evaluator import evaluate_split
 
     out: dict[str, Any] = {}
