@@ -39,7 +39,17 @@ PARTS = ("valid", "test")
 
 @dataclass(frozen=True, eq=False)
 class EvalSet:
-    """Queries for users with at least one target, and their targets (rows aligned)."""
+    """Queries for users with at least one target, and their targets (rows aligned).
+
+    Parameters
+    ----------
+    queries : QueryBatch
+        One query per evaluated user.
+    targets : Ragged
+        Each query's target item indices (row ``i`` belongs to query ``i``).
+    part : str
+        The split part evaluated (``"valid"`` or ``"test"``).
+    """
 
     queries: QueryBatch
     targets: Ragged
@@ -55,7 +65,25 @@ class EvalSet:
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """``train``/``valid``/``test`` interactions of one dataset (same index space)."""
+    """``train``/``valid``/``test`` interactions of one dataset (same index space).
+
+    The training part never holds a (user, item, time) event of the valid or test part: any it
+    is given are removed here, counted in ``params["evaluation_events_removed_from_train"]``
+    and said in ``notes`` (without a clock nothing is removed; see the module docstring).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset split.
+    train, valid, test : Interactions
+        The three parts, in the dataset's index space.
+    method : str
+        The split method's name.
+    params : Mapping[str, Any], optional
+        The parameters the method ran with (stored read-only); empty by default.
+    notes : tuple of str, default ()
+        Remarks on the split.
+    """
 
     dataset: Dataset
     train: Interactions
@@ -292,6 +320,26 @@ def split_leave_one_out(dataset: Dataset, *, short_users: str = "error") -> Spli
 
     A user needs 3 interactions; ``short_users`` says what to do with others: ``'error'``
     (default), ``'train'`` (keep them as training data only) or ``'drop'``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset to split.
+    short_users : {"error", "train", "drop"}, default "error"
+        What to do with users with fewer than 3 interactions.
+
+    Returns
+    -------
+    Split
+        The split, method ``"leave_one_out"``.
+
+    Raises
+    ------
+    ConfigError
+        If ``short_users`` is not one of the choices.
+    DataError
+        If the dataset has no interactions, or (with ``short_users="error"``) a user has fewer
+        than 3.
     """
     if short_users not in ("error", "train", "drop"):
         raise ConfigError(f"split_leave_one_out: short_users must be 'error', 'train' or 'drop', got {short_users!r}")
@@ -334,6 +382,28 @@ def split_temporal(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: floa
     """Global time split: the oldest interactions train, then valid, then the newest test.
 
     Cut points are timestamps, so interactions at the same time always land on the same side.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset to split.
+    valid_frac : float, default 0.1
+        The share of interactions (before ties) meant for valid; in [0, 1).
+    test_frac : float, default 0.1
+        The share meant for test; in (0, 1), with ``valid_frac + test_frac < 1``.
+
+    Returns
+    -------
+    Split
+        The split, method ``"temporal"``; its params hold the cut timestamps ``valid_from``
+        and ``test_from``.
+
+    Raises
+    ------
+    ConfigError
+        If the fractions are out of range.
+    DataError
+        If the dataset has no interactions.
     """
     if not (0 <= valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise ConfigError(
@@ -369,8 +439,33 @@ def split_temporal(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: floa
 
 @SPLITTERS.register(name="random")
 def split_random(dataset: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1, seed: int = 0) -> Split:
-    """Per user, a seeded random share of interactions goes to valid and test (rounded);
-    every user with at least one interaction keeps at least one for training."""
+    """Per user, a seeded random share of interactions goes to valid and test (rounded).
+
+    Every user with at least one interaction keeps at least one for training.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset to split.
+    valid_frac : float, default 0.1
+        Each user's share of interactions for valid; in [0, 1).
+    test_frac : float, default 0.1
+        Each user's share for test; in (0, 1), with ``valid_frac + test_frac < 1``.
+    seed : int, default 0
+        Seed of the random generator.
+
+    Returns
+    -------
+    Split
+        The split, method ``"random"``.
+
+    Raises
+    ------
+    ConfigError
+        If the fractions are out of range.
+    DataError
+        If the dataset has no interactions.
+    """
     if not (0 <= valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
         raise ConfigError(
             f"split_random: need 0 <= valid_frac, 0 < test_frac, valid_frac + test_frac < 1; "
@@ -410,6 +505,36 @@ def split_given_test(
     ``test`` is an ``Interactions`` in the dataset's index space or the name of one of the
     dataset's ``extras``. ``valid_frac`` carves a seeded per-user validation share from train.
     With ``positive_threshold``, only test ratings at or above it count as targets.
+
+    Events of the test set are removed from train and valid; (user, item) pairs shared by test
+    and train are counted in ``params["train_test_overlap"]``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset whose interactions are trained on.
+    test : Interactions or str, default "random_exposure_test"
+        The test interactions, or the name of an ``Interactions`` extra of ``dataset``.
+    valid_frac : float, default 0.0
+        Each user's share of interactions for valid (as :func:`split_random` with half of it as
+        valid and half as test, both kept as valid); 0 leaves valid empty.
+    positive_threshold : float, optional
+        The lowest test rating that counts as a target; recorded in the split's params.
+    seed : int, default 0
+        Seed of the validation draw.
+
+    Returns
+    -------
+    Split
+        The split, method ``"given_test"``.
+
+    Raises
+    ------
+    DataError
+        If ``test`` names no ``Interactions`` extra, or refers to users or items outside the
+        dataset.
+    ConfigError
+        If ``valid_frac`` is out of the range :func:`split_random` accepts.
     """
     if isinstance(test, str):
         extra = dataset.extras.get(test)
@@ -480,6 +605,37 @@ def split_random_exposure(
     every exposed item is a positive). ``cold_test_items`` says what to do with test items that
     never occur in train (no model learnt them): ``'error'`` (default), ``'drop'`` (their test
     rows are removed and counted in the notes) or ``'keep'``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset whose interactions are the logged training data.
+    test : Interactions or str, default "random_exposure_test"
+        The random-exposure interactions, or the name of an extra of ``dataset`` holding them.
+    positive_threshold : float, optional
+        The lowest test rating that is a positive (default 4.0); ``None`` makes every exposed
+        item a positive.
+    valid_frac : float, default 0.0
+        Each user's share of training interactions for valid (see :func:`split_given_test`).
+    cold_test_items : {"error", "drop", "keep"}, default "error"
+        What to do with test rows of items that never occur in train.
+    seed : int, default 0
+        Seed of the validation draw.
+
+    Returns
+    -------
+    Split
+        The split, method ``"random_exposure"``, with ``params["random_exposure"]`` true.
+
+    Raises
+    ------
+    ConfigError
+        If ``cold_test_items`` is not one of the choices, or ``positive_threshold`` is not a
+        number or ``None``.
+    DataError
+        If the dataset has no extra named ``test``, the test set has no ratings while
+        ``positive_threshold`` is set, or (with ``cold_test_items="error"``) a test item never
+        occurs in train.
     """
     if cold_test_items not in ("error", "drop", "keep"):
         raise ConfigError(
@@ -536,7 +692,31 @@ def split_random_exposure(
 
 
 def make_split(dataset: Dataset, method: str, **params) -> Split:
-    """Split by name (as in a run config)."""
+    """Split by name (as in a run config).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset to split.
+    method : str
+        A name registered in ``SPLITTERS`` (``leave_one_out``, ``temporal``, ``random``,
+        ``given_test``, ``random_exposure`` or a plugin's).
+    **params
+        The method's keyword arguments; a ``seed`` is checked first.
+
+    Returns
+    -------
+    Split
+        The split the method returns.
+
+    Raises
+    ------
+    ConfigError
+        If ``method`` is unknown, the seed is invalid, the method rejects the parameters
+        (a ``TypeError``), or the method raises it.
+    DataError
+        If the method refuses the dataset.
+    """
     if method not in SPLITTERS:
         raise ConfigError(f"unknown split method {method!r}; valid: {sorted(SPLITTERS)}")
     if "seed" in params:
