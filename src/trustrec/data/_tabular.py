@@ -488,7 +488,8 @@ def load_tabular(
     sep : str, optional
         The delimiter of a text table; ``None`` sniffs it.
     items, users : str, os.PathLike or pandas.DataFrame, optional
-        Item and user tables (a path or a frame).
+        Item and user tables: a path, or a prepared frame with an ``item_id``/``user_id``
+        column.
     name : str, optional
         The dataset's name; ``None`` uses the file's name.
 
