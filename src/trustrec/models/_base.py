@@ -49,7 +49,8 @@ class FitOptions:
     patience : int
         Checks without improvement after which fitting stops.
     threads : int or None
-        Number of CPU threads to use; None leaves the default.
+        CPU threads for torch (``torch.set_num_threads``) in torch-based models; None leaves
+        the default.
     """
 
     seed: int = 0
