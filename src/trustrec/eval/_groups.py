@@ -51,6 +51,9 @@ class GroupMetricFrame:
     ------
     ConfigError
         When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
+    ValueError
+        When ``metrics`` is empty or differs in length from ``groups``, or ``ci`` is outside
+        (0, 1).
     """
 
     def __init__(

@@ -101,7 +101,7 @@ def _safe_div(num, den):
 
 
 @register_metric("recall")
-def recall(hits, n_relevant):
+def recall(hits, n_relevant) -> np.ndarray:
     """Recall@K per user.
 
     Relevant items found in the top K over all relevant items of the user:
@@ -124,7 +124,7 @@ def recall(hits, n_relevant):
 
 
 @register_metric("precision")
-def precision(hits, n_relevant):
+def precision(hits, n_relevant) -> np.ndarray:
     """Precision@K per user.
 
     Relevant items in the top K over K, K being the list width (padding counts as a miss).
@@ -146,7 +146,7 @@ def precision(hits, n_relevant):
 
 
 @register_metric("hr")
-def hit_rate(hits, n_relevant):
+def hit_rate(hits, n_relevant) -> np.ndarray:
     """Hit rate@K per user (metric name ``hr``).
 
     1 if any relevant item is in the top K, else 0.
@@ -168,7 +168,7 @@ def hit_rate(hits, n_relevant):
 
 
 @register_metric("ndcg")
-def ndcg(hits, n_relevant):
+def ndcg(hits, n_relevant) -> np.ndarray:
     """Binary-relevance NDCG@K per user.
 
     DCG with ``1 / log2(rank + 1)`` discounts, divided by the ideal DCG of
@@ -196,7 +196,7 @@ def ndcg(hits, n_relevant):
 
 
 @register_metric("mrr")
-def mrr(hits, n_relevant):
+def mrr(hits, n_relevant) -> np.ndarray:
     """Reciprocal rank of the first relevant item in the top K, per user.
 
     ``1 / rank`` of the first hit, 0 when no relevant item is in the top K.
@@ -220,7 +220,7 @@ def mrr(hits, n_relevant):
 
 
 @register_metric("map")
-def average_precision(hits, n_relevant):
+def average_precision(hits, n_relevant) -> np.ndarray:
     """AP@K per user, metric name ``map``.
 
     The sum of precision@r at each relevant rank r within the top K, divided by
@@ -246,7 +246,7 @@ def average_precision(hits, n_relevant):
 
 
 @register_metric("map_trec")
-def average_precision_trec(hits, n_relevant):
+def average_precision_trec(hits, n_relevant) -> np.ndarray:
     """AP@K per user, metric name ``map_trec``.
 
     The same sum of precision@r at the relevant ranks within the top K as

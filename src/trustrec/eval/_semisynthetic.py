@@ -78,7 +78,8 @@ def fit_ground_truth(dataset: Dataset, config: SemiSyntheticConfig | None = None
     Step 1 of the module's method: a naive binary-relevance MF is fitted on the train log plus the
     random-exposure test set, and its logits are turned into ``sigmoid(logit / temperature + c)``
     with ``c`` found by bisection so the mean probability equals the positive rate
-    (``config.positive_rate``, or the positive share of the random-exposure test set).
+    (``config.positive_rate``, or the positive share of the random-exposure test set, or of all
+    ratings when there is none).
 
     Parameters
     ----------
@@ -242,7 +243,7 @@ def true_recall(model, world: SemiSyntheticWorld, ks, *, exclude_seen: bool = Tr
     model : Recommender
         A fitted model.
     world : SemiSyntheticWorld
-        The world the model was trained on.
+        The world whose fully-exposed relevance matrix is the truth.
     ks : iterable of int
         Cutoffs K, each below the number of items.
     exclude_seen : bool, default True

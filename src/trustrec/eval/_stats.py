@@ -371,8 +371,8 @@ def paired_test(a, b) -> PairedTest:
     """Paired t-test and Wilcoxon signed-rank test on per-user values.
 
     Pairs with a NaN on either side are dropped; the Wilcoxon test follows the module's
-    convention (equal pairs dropped). With fewer than 2 pairs the statistics and p-values are NaN;
-    when every difference is 0 the statistics are NaN and the p-values 1.
+    convention (equal pairs dropped). When every difference is 0 (and there is a pair) the
+    statistics are NaN and the p-values 1; otherwise, with fewer than 2 pairs, all are NaN.
 
     Parameters
     ----------
