@@ -16,6 +16,24 @@ __all__ = ["BPRMF", "BPRConfig"]
 
 
 class BPRConfig(Config):
+    """Hyper-parameters of :class:`BPRMF`.
+
+    Parameters
+    ----------
+    embedding_size : int
+        Dimension of the user and item factors (default 64).
+    epochs : int
+        Training epochs (default 30); each epoch visits every distinct (user, item) training pair
+        once, with one freshly sampled negative item.
+    batch_size : int
+        (user, positive, negative) triples per Adam step (default 4096).
+    learning_rate : float
+        Adam learning rate (default 5e-3).
+    reg : float
+        L2 penalty on the user and item factors used in each batch, divided by the batch size
+        (default 1e-4; 0 disables it).
+    """
+
     embedding_size: PositiveInt = 64
     epochs: PositiveInt = 30
     batch_size: PositiveInt = 4096
@@ -46,6 +64,20 @@ def _make_net(n_users: int, n_items: int, d: int):
 
 @register_model
 class BPRMF(TorchRecommender):
+    """BPR-MF (Rendle et al., UAI 2009): matrix factorisation with an item bias, trained with the
+    pairwise logistic loss on (user, positive, sampled negative) triples.
+
+    A user's score for an item is ``user . item + item_bias``. Users unknown at fit time are
+    folded in as the mean factors of their history items.
+
+    Parameters
+    ----------
+    config : BPRConfig, mapping or None
+        Hyper-parameters (see :class:`BPRConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
+    """
+
     name = "bpr_mf"
     config_class = BPRConfig
     config: BPRConfig

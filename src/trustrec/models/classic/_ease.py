@@ -19,11 +19,34 @@ MAX_ITEMS = 40_000
 
 
 class EASEConfig(Config):
+    """Hyper-parameters of :class:`EASE`.
+
+    Parameters
+    ----------
+    reg : float
+        L2 regularisation ``lambda`` added to the diagonal of the item-item Gram matrix
+        ``X^T X`` before it is inverted (default 250.0; must be positive).
+    """
+
     reg: PositiveFloat = 250.0
 
 
 @register_model
 class EASE(Recommender):
+    """EASE (Steck, WWW 2019): a closed-form item-item linear model with a zero diagonal.
+
+    ``B = I - P diag(1/diag(P))`` with ``P = (X^T X + reg I)^-1``; a query's scores are its
+    binary history row times ``B``. Fitting needs a dense ``n_items x n_items`` matrix and raises
+    :class:`~trustrec.errors.ConfigError` above 40,000 items.
+
+    Parameters
+    ----------
+    config : EASEConfig, mapping or None
+        Hyper-parameters (see :class:`EASEConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
+    """
+
     name = "ease"
     config_class = EASEConfig
     config: EASEConfig

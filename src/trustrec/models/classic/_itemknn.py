@@ -16,6 +16,20 @@ __all__ = ["ItemKNN", "ItemKNNConfig"]
 
 
 class ItemKNNConfig(Config):
+    """Hyper-parameters of :class:`ItemKNN`.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours kept per item: the ``k`` largest similarities of each item (default 100).
+    shrink : float
+        Added to the cosine denominator ``sqrt(n_i) sqrt(n_j)``, which damps the similarity of
+        items that co-occur rarely (default 0.0: plain cosine).
+    normalize_history : bool
+        Whether to divide each query's scores by its history length (default False). The ranking
+        is unchanged; scores become comparable across users.
+    """
+
     k: PositiveInt = 100  # neighbours kept per item
     shrink: NonNegativeFloat = 0.0  # added to the cosine denominator (damps rare co-occurrence)
     normalize_history: bool = False  # divide by history length (ranking is unchanged; scores comparable)
@@ -32,6 +46,17 @@ def user_item_matrix(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: in
 
 @register_model
 class ItemKNN(Recommender):
+    """ItemKNN: item-item cosine similarity on the binary user-item matrix, pruned to each item's
+    ``k`` nearest neighbours; a user's score for an item sums its similarity to the history items.
+
+    Parameters
+    ----------
+    config : ItemKNNConfig, mapping or None
+        Hyper-parameters (see :class:`ItemKNNConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
+    """
+
     name = "item_knn"
     config_class = ItemKNNConfig
     config: ItemKNNConfig

@@ -64,6 +64,53 @@ __all__ = ["MF", "MFConfig", "estimate_propensities", "ips_weights"]
 
 
 class MFConfig(Config):
+    """Hyper-parameters of :class:`MF` (see the module docstring for the losses and propensities).
+
+    Parameters
+    ----------
+    method : {"naive", "ips", "dr"}
+        Training loss: naive binary cross-entropy over the observed pairs, inverse propensity
+        scoring, or doubly robust joint learning (default ``"naive"``). ``"ips"`` and ``"dr"``
+        need explicit ratings.
+    propensity : {"given", "popularity", "naive_bayes"}
+        How the observation propensities of ``"ips"`` and ``"dr"`` are obtained: the dataset's
+        own matrix (``propensity_extra``), the item's observation rate in train, or the naive
+        Bayes estimate from rating distributions (default ``"popularity"``). Unused by
+        ``"naive"``.
+    propensity_extra : str
+        Name of the dataset extra holding the user x item propensity matrix, for
+        ``propensity="given"`` (default ``"propensities"``).
+    mar_extra : str
+        Name of the dataset extra holding a rated missing-at-random sample, for
+        ``propensity="naive_bayes"`` (default ``"random_exposure_test"``).
+    mar_share : float
+        Share of the ``mar_extra`` ratings, in ``(0, 1]``, drawn (seeded) to estimate the
+        missing-at-random rating distribution for ``propensity="naive_bayes"`` (default 0.05).
+    propensity_clip : float
+        Lower bound, in ``(0, 1]``, to which smaller propensities (0 included) are raised before
+        weighting by ``1 / p`` (default 0.01).
+    positive_threshold : float
+        A rated pair is a positive when its rating is ``>=`` this value, an exposed negative
+        otherwise (default 4.0). Unused on data without ratings.
+    implicit_negatives : int
+        On data without ratings: unobserved pairs drawn as negatives per positive, each epoch
+        (default 4).
+    embedding_size : int
+        Dimension of the user and item factors (default 16).
+    epochs : int
+        Training epochs (default 40).
+    batch_size : int
+        Observed pairs per Adam step (default 256).
+    learning_rate : float
+        Adam learning rate (default 0.01).
+    reg : float
+        L2 penalty on the factors used in each batch, divided by the batch's pair count
+        (default 1e-2).
+    uniform_ratio : int
+        For ``method="dr"``: uniformly sampled (user, item) pairs per observed pair in each batch
+        (default 1).
+    """
+
     method: Literal["naive", "ips", "dr"] = "naive"
     propensity: Literal["given", "popularity", "naive_bayes"] = "popularity"
     propensity_extra: str = "propensities"  # for propensity='given'
@@ -221,7 +268,15 @@ class _Factors:
 class MF(Recommender):
     """Binary-relevance matrix factorisation trained naively, with IPS or doubly robust (see the
     module docstring for the losses, the propensity estimates and the clipping). Plain numpy with
-    hand-written gradients and Adam: on Coat-sized data a fit takes well under a second."""
+    hand-written gradients and Adam: on Coat-sized data a fit takes well under a second.
+
+    Parameters
+    ----------
+    config : MFConfig, mapping or None
+        Hyper-parameters (see :class:`MFConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
+    """
 
     name = "mf"
     config_class = MFConfig

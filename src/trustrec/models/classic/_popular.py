@@ -13,11 +13,21 @@ __all__ = ["MostPopular", "MostPopularConfig"]
 
 
 class MostPopularConfig(Config):
-    pass
+    """Hyper-parameters of :class:`MostPopular`: there are none."""
 
 
 @register_model
 class MostPopular(Recommender):
+    """MostPopular: every user's score for an item is its number of training interactions.
+
+    Parameters
+    ----------
+    config : MostPopularConfig, mapping or None
+        Hyper-parameters (there are none); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
+    """
+
     name = "most_popular"
     config_class = MostPopularConfig
     config: MostPopularConfig

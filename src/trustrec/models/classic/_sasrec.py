@@ -22,6 +22,41 @@ __all__ = ["SASRec", "SASRecConfig"]
 
 
 class SASRecConfig(Config):
+    """Hyper-parameters of :class:`SASRec`.
+
+    Parameters
+    ----------
+    max_len : int
+        Positions of the input sequence (default 50): the most recent ``max_len`` history items
+        are read, and training windows have this length.
+    embedding_size : int
+        Dimension of the item and position embeddings and of the hidden states (default 64);
+        must be divisible by ``n_heads``.
+    n_blocks : int
+        Transformer blocks (default 2).
+    n_heads : int
+        Attention heads per block (default 2).
+    inner_size : int
+        Hidden size of each block's feed-forward layer (default 256).
+    dropout : float
+        Hidden dropout probability on the embeddings, feed-forward layers and residuals, in
+        ``[0, 1)`` (default 0.5).
+    attn_dropout : float
+        Dropout probability on the attention weights, in ``[0, 1)`` (default 0.5).
+    epochs : int
+        Training epochs (default 50); each counts every next-item target once.
+    batch_size : int
+        Training windows per Adam step (default 128).
+    learning_rate : float
+        Adam learning rate (default 1e-3).
+    reg : float
+        Adam weight decay (default 0.0: none).
+    window_stride : int or None
+        Positions between two consecutive training windows of a sequence, at most ``max_len``;
+        each window predicts its last ``window_stride`` targets. 1 trains on every prefix
+        separately; None (default) uses ``max(1, max_len // 5)``.
+    """
+
     max_len: PositiveInt = 50
     embedding_size: PositiveInt = 64
     n_blocks: PositiveInt = 2
@@ -131,6 +166,17 @@ def _make_net(n_items: int, c: SASRecConfig, item_emb=None):
 
 @register_model
 class SASRec(TorchRecommender):
+    """SASRec (Kang & McAuley, ICDM 2018): a causal self-attention next-item model trained with
+    full cross-entropy over the catalog (see the module docstring for the training windows).
+
+    Parameters
+    ----------
+    config : SASRecConfig, mapping or None
+        Hyper-parameters (see :class:`SASRecConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
+    """
+
     name = "sasrec"
     config_class = SASRecConfig
     config: SASRecConfig
