@@ -34,9 +34,29 @@ __all__ = [
 
 
 class AuditConfig(Config):
-    """Settings every audit shares. ``thresholds`` judge the estimates (see ``Verdict``);
-    ``max_users`` caps the evaluated users (a seeded sample) for audits whose model calls are
-    expensive; ``min_group_size``: smaller groups are flagged and get no CI."""
+    """Settings every audit shares.
+
+    Each audit's config extends these with its own fields.
+
+    Parameters
+    ----------
+    k : int
+        Length of the top-K lists the audit measures (positive; default 10).
+    part : str
+        The split part evaluated (default ``"test"``).
+    n_boot : int
+        Bootstrap resamples for confidence intervals (0: none; at most ``MAX_N_BOOT``).
+    seed : int
+        Seed of every random choice the audit makes (user sample, bootstrap, attacks).
+    max_users : int or None
+        Caps the evaluated users (a seeded sample) for audits whose model calls are expensive;
+        None: every user with a target in ``part``.
+    min_group_size : int
+        Groups with fewer members are flagged and get no CI (default 20).
+    thresholds : tuple of Threshold
+        Rules that judge the estimates into a verdict (see :class:`Verdict`); empty: the verdict
+        is ``no_threshold`` unless the audit derives thresholds from its own settings.
+    """
 
     k: PositiveInt = 10
     part: str = "test"
@@ -63,9 +83,38 @@ ModelSpecField = Annotated[dict | None, AfterValidator(_check_model_spec)]
 
 
 class AuditInputs:
-    """What audits of one fitted model on one split share, computed on first use. ``executor``
-    (:mod:`trustrec.parallel`; ``None``: serial) runs the cells of grid audits (poisoning's
-    attacks x budgets); results do not depend on it."""
+    """What audits of one fitted model on one split share, computed on first use.
+
+    The top-K lists, per-user accuracy, item popularity and user/item groups are computed once
+    and reused by every audit given these inputs.
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted model audited.
+    split : Split
+        The data split it was trained on.
+    part : str
+        The evaluated part of ``split`` (default ``"test"``).
+    k : int
+        Length of the top-K lists.
+    max_users : int or None
+        Evaluate a seeded sample of this many users; None: all users with a target in ``part``.
+    seed : int
+        Seed of the user sample and of the evaluation.
+    progress : bool
+        Whether to show progress while ranking.
+    batch_size : int or None
+        Queries scored per batch; None: the model's default.
+    executor : executor or None
+        Runs the cells of grid audits (poisoning's attacks x budgets), see
+        :mod:`trustrec.parallel`; None: serial. Results do not depend on it.
+
+    Raises
+    ------
+    NotFittedError
+        If ``model`` is not fitted.
+    """
 
     def __init__(
         self,
@@ -159,9 +208,25 @@ class AuditInputs:
 
 
 class Audit(Configurable):
-    """Base class. Subclasses set ``name``, ``dimension``, ``description``, ``needs`` (what the
-    audit needs, in words, for ``trustrec audit --list``) and implement ``_run``; ``_why_not``
-    returns the reason it does not apply to a model/data, or None."""
+    """Base class of every audit.
+
+    Subclasses set ``name``, ``dimension``, ``description``, ``needs`` (what the audit needs, in
+    words, for ``trustrec audit --list``) and implement ``_run``; ``_why_not`` returns the reason
+    it does not apply to a model/data, or None.
+
+    Parameters
+    ----------
+    config : AuditConfig, mapping or None
+        The audit's settings, validated against ``config_class``; None: build them from the
+        keyword arguments instead.
+    **kwargs
+        The settings as keyword arguments (not together with ``config``).
+
+    Raises
+    ------
+    ConfigError
+        If both a config and keyword arguments are given, or the settings are invalid.
+    """
 
     name: ClassVar[str] = ""
     dimension: ClassVar[str] = ""
@@ -171,12 +236,50 @@ class Audit(Configurable):
     config_class: ClassVar[type[Config]] = AuditConfig
 
     def inputs_for(self, model, split, progress: bool = False) -> AuditInputs:
+        """The :class:`AuditInputs` this audit's config asks for (its k, part, user sample and seed).
+
+        Parameters
+        ----------
+        model : Recommender
+            The fitted model.
+        split : Split
+            The data split.
+        progress : bool
+            Whether to show progress while ranking.
+
+        Returns
+        -------
+        AuditInputs
+        """
         c = self.config
         return AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed, progress=progress)
 
     def run(self, model, split, *, inputs: AuditInputs | None = None, progress: bool = False) -> AuditResult:
-        """Audit a fitted ``model`` on ``split``; pass ``inputs`` to share work with other audits
-        (its k, part and user sample must match this audit's config)."""
+        """Audit a fitted ``model`` on ``split``.
+
+        Parameters
+        ----------
+        model : Recommender
+            The fitted model audited.
+        split : Split
+            The data split it was trained on.
+        inputs : AuditInputs or None
+            Shared inputs, to share work with other audits (its k, part and user sample must
+            match this audit's config); None: computed for this audit.
+        progress : bool
+            Whether to show progress.
+
+        Returns
+        -------
+        AuditResult
+            The estimates, evidence and settings, judged against the thresholds; a
+            ``not_applicable`` result when the audit does not apply to the model or data.
+
+        Raises
+        ------
+        ConfigError
+            If ``inputs`` were computed for a different model.
+        """
         if inputs is None:
             inputs = self.inputs_for(model, split, progress)
         elif inputs.model is not model:
@@ -227,8 +330,23 @@ class Audit(Configurable):
 
 
 class RetrainingAudit(Audit):
-    """An audit that trains fresh copies of the model (poisoning, feedback loops, unlearning):
-    what to train is the config's ``model_spec``, else the audited model's own name and config."""
+    """An audit that trains fresh copies of the model (poisoning, feedback loops, unlearning).
+
+    What to train is the config's ``model_spec``, else the audited model's own name and config.
+
+    Parameters
+    ----------
+    config : AuditConfig, mapping or None
+        The audit's settings (a config with a ``model_spec`` field); None: build them from the
+        keyword arguments instead.
+    **kwargs
+        The settings as keyword arguments (not together with ``config``).
+
+    Raises
+    ------
+    ConfigError
+        If both a config and keyword arguments are given, or the settings are invalid.
+    """
 
     needs: ClassVar[str] = "a model that can be rebuilt from its name and config (or a model_spec) and retrained"
 
@@ -284,7 +402,23 @@ AUDITS: NamedRegistry[type[Audit]] = NamedRegistry(
 
 
 def register_audit(cls: type[Audit]) -> type[Audit]:
-    """Class decorator: register an audit under ``cls.name`` (a later one of the same name wins)."""
+    """Class decorator: register an audit under ``cls.name`` (a later one of the same name wins).
+
+    Parameters
+    ----------
+    cls : type of Audit
+        The audit class.
+
+    Returns
+    -------
+    type of Audit
+        ``cls`` itself.
+
+    Raises
+    ------
+    ConfigError
+        If ``cls`` has no name or its dimension is not one of ``DIMENSIONS``.
+    """
     if not cls.name or cls.dimension not in DIMENSIONS:
         raise ConfigError(f"{cls.__name__}: an audit needs a name and a dimension in {DIMENSIONS}")
     AUDITS.register(cls)
@@ -292,10 +426,43 @@ def register_audit(cls: type[Audit]) -> type[Audit]:
 
 
 def audit_class(name: str) -> type[Audit]:
+    """The audit class registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The audit's registered name (see ``trustrec audit --list``).
+
+    Returns
+    -------
+    type of Audit
+
+    Raises
+    ------
+    ConfigError
+        If no audit has that name.
+    """
     return AUDITS.get(name)
 
 
 def available_audits(dimension: str | None = None) -> dict[str, type[Audit]]:
+    """The registered audits, in the order of ``DIMENSIONS``, then discovery order.
+
+    Parameters
+    ----------
+    dimension : str or None
+        Only the audits of this trust dimension; None: all.
+
+    Returns
+    -------
+    dict of str to type of Audit
+        Audit classes by name.
+
+    Raises
+    ------
+    ConfigError
+        If ``dimension`` is not one of ``DIMENSIONS``.
+    """
     if dimension is not None and dimension not in DIMENSIONS:
         raise ConfigError(f"unknown dimension {dimension!r}; one of {', '.join(DIMENSIONS)}")
     # the taxonomy's order (DIMENSIONS), then discovery order: runs, index.json and tables follow it

@@ -25,7 +25,20 @@ Status = Literal["pass", "warn", "fail", "not_applicable", "no_threshold"]
 class Threshold(BaseModel):
     """A rule on one estimate: ``value op limit`` must hold (e.g. ``ndcg@10 ratio >= 0.8``).
     When the estimate carries a p-value (a test of "no effect"), a breach with ``p >= alpha`` is
-    only a warning: a gap between noisy groups is not evidence of unfairness by itself."""
+    only a warning: a gap between noisy groups is not evidence of unfairness by itself.
+
+    Parameters
+    ----------
+    estimate : str
+        Name of the estimate judged (a key of ``AuditResult.estimates``).
+    op : {"<=", ">="}
+        How the value must compare with ``limit``.
+    limit : float
+        The bound the value must respect.
+    alpha : float
+        Significance level: a breach whose estimate has a p-value ``>= alpha`` only warns
+        (between 0 and 1, default 0.05).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     estimate: str
@@ -40,17 +53,48 @@ class Verdict:
     estimate with a p-value, the test is significant; ``warn``: the value breaks it but the CI
     reaches back over the limit or the test is not significant; ``pass``: all thresholds hold;
     ``no_threshold``: nothing to judge; ``not_applicable``: the audit does not apply (reasons say
-    why)."""
+    why).
+
+    Parameters
+    ----------
+    status : {"pass", "warn", "fail", "not_applicable", "no_threshold"}
+        The outcome.
+    reasons : tuple of str
+        One line per threshold broken or not checked (for ``not_applicable``: why the audit
+        does not apply).
+    """
 
     status: Status
     reasons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            ``{"status": ..., "reasons": [...]}``.
+        """
         return {"status": self.status, "reasons": list(self.reasons)}
 
 
 def judge(estimates: Mapping[str, Estimate], thresholds) -> Verdict:
-    """The verdict of ``estimates`` against ``thresholds`` (see :class:`Verdict`)."""
+    """The verdict of ``estimates`` against ``thresholds`` (see :class:`Verdict`).
+
+    Parameters
+    ----------
+    estimates : mapping of str to Estimate
+        The estimates by name.
+    thresholds : iterable of Threshold
+        The rules; an estimate that is missing or has no value is reported in the reasons and
+        not judged.
+
+    Returns
+    -------
+    Verdict
+        The worst status over the thresholds (``fail`` over ``warn`` over ``pass``);
+        ``no_threshold`` when there are no thresholds.
+    """
     thresholds = list(thresholds)
     if not thresholds:
         return Verdict("no_threshold")
@@ -84,7 +128,25 @@ class Plot:
     """A figure the report draws from one evidence table: ``kind`` is ``bar`` (``y`` with optional
     ``ci_low``/``ci_high``, one bar per ``x``, optionally one colour per ``series``), ``line``
     (``y`` against ``x``, one line per ``series``) or ``lorenz`` (``y`` against ``x`` with the
-    equality diagonal)."""
+    equality diagonal) or ``scatter``.
+
+    Parameters
+    ----------
+    kind : {"bar", "line", "lorenz", "scatter"}
+        The kind of figure.
+    table : str
+        Name of the evidence table drawn (a key of ``AuditResult.evidence``).
+    x, y : str
+        Columns of the table on the horizontal and vertical axes.
+    title : str
+        The figure's title.
+    series : str or None
+        Column whose values split the rows into bars of one colour or lines; None: one series.
+    ci_low, ci_high : str or None
+        Columns of the confidence interval's bounds (bar plots); None: no error bars.
+    x_label, y_label : str or None
+        Axis labels; None: the column names.
+    """
 
     kind: Literal["bar", "line", "lorenz", "scatter"]
     table: str
@@ -98,13 +160,46 @@ class Plot:
     y_label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the fields.
+
+        Returns
+        -------
+        dict
+        """
         return asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
 class AuditResult:
     """The outcome of one audit run. ``evidence`` tables are per user / item / group rows;
-    ``settings`` holds the exact config, model and data the estimates came from."""
+    ``settings`` holds the exact config, model and data the estimates came from.
+
+    Parameters
+    ----------
+    audit : str
+        Name of the audit.
+    dimension : str
+        Its trust dimension, one of ``DIMENSIONS``.
+    estimates : mapping of str to Estimate
+        Named estimates with their CIs, sample sizes and p-values.
+    evidence : mapping of str to DataFrame
+        Evidence tables by name (per user / item / group rows).
+    settings : mapping
+        The exact config, model and data the estimates came from.
+    verdict : Verdict
+        The estimates judged against the thresholds.
+    warnings : tuple of str
+        Caveats of the run (small groups, skipped parts ...).
+    plots : tuple of Plot
+        Figures the report draws, each from one evidence table.
+    summary : str
+        One line on the outcome.
+
+    Raises
+    ------
+    DataError
+        If ``dimension`` is unknown or a plot reads an evidence table that is not there.
+    """
 
     audit: str
     dimension: str
@@ -130,6 +225,23 @@ class AuditResult:
 
     @classmethod
     def not_applicable(cls, audit: str, dimension: str, reason: str, settings=None) -> AuditResult:
+        """The result of an audit that does not apply: no estimates, verdict ``not_applicable``.
+
+        Parameters
+        ----------
+        audit : str
+            Name of the audit.
+        dimension : str
+            Its trust dimension.
+        reason : str
+            Why it does not apply.
+        settings : mapping or None
+            The settings of the run.
+
+        Returns
+        -------
+        AuditResult
+        """
         return cls(
             audit,
             dimension,
@@ -140,12 +252,29 @@ class AuditResult:
         )
 
     def estimate_frame(self) -> pd.DataFrame:
+        """The estimates as a table.
+
+        Returns
+        -------
+        DataFrame
+            One row per estimate: estimate, value, ci_low, ci_high, n, p_value, description.
+        """
         rows = [{"estimate": k, **v.to_dict()} for k, v in self.estimates.items()]
         return pd.DataFrame(rows, columns=["estimate", "value", "ci_low", "ci_high", "n", "p_value", "description"])
 
     def to_dict(self, *, evidence_rows: int | None = None) -> dict[str, Any]:
-        """JSON-ready dict; evidence tables as records (the first ``evidence_rows`` rows of each,
-        all when None) with their full row count."""
+        """JSON-ready dict of the result.
+
+        Parameters
+        ----------
+        evidence_rows : int or None
+            Evidence tables are given as records, the first ``evidence_rows`` rows of each (all
+            when None), with their full row count.
+
+        Returns
+        -------
+        dict
+        """
         evidence = {}
         for name, frame in self.evidence.items():
             shown = frame if evidence_rows is None else frame.head(evidence_rows)
@@ -167,7 +296,19 @@ class AuditResult:
         }
 
     def save(self, directory: str | Path) -> Path:
-        """``result.json`` (everything but full evidence) and one parquet file per evidence table."""
+        """Save to ``directory``: ``result.json`` (everything but full evidence) and one parquet
+        file per evidence table.
+
+        Parameters
+        ----------
+        directory : str or Path
+            Where to save (created if missing).
+
+        Returns
+        -------
+        Path
+            The directory.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for name, frame in self.evidence.items():
@@ -177,6 +318,22 @@ class AuditResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> AuditResult:
+        """Load a result saved with :meth:`save`.
+
+        Parameters
+        ----------
+        directory : str or Path
+            The result's directory.
+
+        Returns
+        -------
+        AuditResult
+
+        Raises
+        ------
+        DataError
+            If the directory holds no ``result.json``.
+        """
         directory = Path(directory)
         path = directory / "result.json"
         if not path.exists():

@@ -41,9 +41,27 @@ EVIDENCE_ROWS = 20  # rows of each evidence table shown in the page and kept in 
 
 
 def build_report(run_dir: str | Path, *, evidence_rows: int = EVIDENCE_ROWS) -> tuple[dict[str, Any], str]:
-    """``(data, html)`` for ``run_dir`` without writing anything: ``data`` is what ``report.json``
-    holds, ``html`` the page. Raises :class:`~trustrec.errors.DataError` when ``run_dir`` is
-    missing or not a finished run (no ``metrics.json``)."""
+    """The report of ``run_dir``, without writing anything.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory (what ``trustrec run`` wrote).
+    evidence_rows : int
+        Rows of each evidence table shown in the page and kept in the data.
+
+    Returns
+    -------
+    data : dict
+        What ``report.json`` holds.
+    html : str
+        The page.
+
+    Raises
+    ------
+    DataError
+        If ``run_dir`` is missing or not a finished run (no ``metrics.json``).
+    """
     contents = collect_run(run_dir)
     data = report_data(contents, evidence_rows=evidence_rows)
     return data, render_html(contents, data)
@@ -54,7 +72,29 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, evidence
 
     ``out`` is the HTML file (default ``RUN_DIR/report.html``); ``report.json`` goes beside it
     with the same stem. Both writes are atomic. A run without ``audits/`` is reported as not
-    audited yet; an audit whose result cannot be loaded is shown with the error."""
+    audited yet; an audit whose result cannot be loaded is shown with the error.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory (what ``trustrec run`` wrote).
+    out : str, Path or None
+        The HTML file to write; None: ``RUN_DIR/report.html``.
+    evidence_rows : int
+        Rows of each evidence table shown in the page and kept in ``report.json``.
+
+    Returns
+    -------
+    Path
+        The HTML file's path.
+
+    Raises
+    ------
+    ConfigError
+        If ``out`` names a ``.json`` file.
+    DataError
+        If ``run_dir`` is missing or not a finished run (no ``metrics.json``).
+    """
     from trustrec._cache import atomic_write_text
 
     out = Path(run_dir) / "report.html" if out is None else Path(out)

@@ -25,7 +25,25 @@ FORMAT = "trustrec-report/1"
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One audit listed by ``audits/index.json``: its loaded result, or why it could not be loaded."""
+    """One audit listed by ``audits/index.json``: its loaded result, or why it could not be loaded.
+
+    Parameters
+    ----------
+    name : str
+        The audit's name.
+    dimension : str
+        Its trust dimension (``"unknown"`` when the index does not say).
+    status : str
+        The verdict's status, or ``"error"`` when the result could not be loaded.
+    summary : str
+        The result's one-line summary.
+    dir : str
+        The result's folder, relative to ``audits/``.
+    result : AuditResult or None
+        The loaded result; None when it could not be loaded.
+    error : str or None
+        Why the result could not be loaded; None when it was.
+    """
 
     name: str
     dimension: str
@@ -38,7 +56,26 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class RunContents:
-    """What a run directory holds. ``index`` is None when the run has not been audited."""
+    """What a run directory holds.
+
+    Parameters
+    ----------
+    path : Path
+        The run directory.
+    metrics : dict
+        The contents of ``metrics.json``.
+    environment : dict or None
+        The contents of ``environment.json``; None when it is missing.
+    config : dict or None
+        The run's ``config.yaml``; None when it is missing.
+    index : dict or None
+        The contents of ``audits/index.json`` (empty when audits were found by scanning);
+        None when the run has not been audited.
+    audits : tuple of AuditEntry
+        The audits, in the index's order.
+    notes : tuple of str
+        What was missing or found otherwise than expected.
+    """
 
     path: Path
     metrics: dict[str, Any]
@@ -50,8 +87,25 @@ class RunContents:
 
 
 def collect_run(run_dir: str | Path) -> RunContents:
-    """Load ``run_dir``; raises :class:`~trustrec.errors.DataError` when it is missing or not a
-    finished run (no ``metrics.json``). Audits that cannot be loaded become entries with an error."""
+    """Load ``run_dir`` and its audits.
+
+    Audits that cannot be loaded become entries with an error.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run directory (what ``trustrec run`` wrote).
+
+    Returns
+    -------
+    RunContents
+
+    Raises
+    ------
+    DataError
+        If ``run_dir`` is missing or not a finished run (no ``metrics.json``), or one of its
+        JSON files is unreadable or not an object.
+    """
     path = Path(run_dir)
     if not path.is_dir():
         raise DataError(f"{path}: no such run directory; pass the folder `trustrec run` wrote")
@@ -117,7 +171,18 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def worst_status(statuses) -> str | None:
-    """The worst of ``statuses`` by :data:`STATUS_ORDER` (unknown ones count as ``error``)."""
+    """The worst of ``statuses`` by :data:`STATUS_ORDER` (unknown ones count as ``error``).
+
+    Parameters
+    ----------
+    statuses : iterable of str
+        Verdict statuses.
+
+    Returns
+    -------
+    str or None
+        The worst status; None when ``statuses`` is empty.
+    """
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
     statuses = list(statuses)
     if not statuses:

@@ -29,8 +29,19 @@ _fig_ids = itertools.count(1)
 
 @dataclass(frozen=True)
 class RenderedPlot:
-    """``svg`` is the figure as an inline ``<svg>`` element (None when it could not be drawn);
-    ``notes`` say what was left out or why nothing was drawn."""
+    """A figure of the report, drawn.
+
+    Parameters
+    ----------
+    title : str
+        The figure's title.
+    kind : str
+        The plot kind (``bar``, ``line``, ``lorenz``, ``scatter``).
+    svg : str or None
+        The figure as an inline ``<svg>`` element; None when it could not be drawn.
+    notes : tuple of str
+        What was left out, or why nothing was drawn.
+    """
 
     title: str
     kind: str
@@ -39,7 +50,20 @@ class RenderedPlot:
 
 
 def render_plot(plot, table: pd.DataFrame | None) -> RenderedPlot:
-    """Render ``plot`` (a :class:`trustrec.audit.Plot`) from ``table``; never raises on bad data."""
+    """Render ``plot`` from ``table``; never raises on bad data.
+
+    Parameters
+    ----------
+    plot : Plot
+        The figure to draw (a :class:`trustrec.audit.Plot`).
+    table : DataFrame or None
+        The evidence table it reads; None: the table is missing.
+
+    Returns
+    -------
+    RenderedPlot
+        The figure, or no SVG with notes saying why it could not be drawn.
+    """
     title = str(plot.title or plot.table)
     kind = str(plot.kind)
     try:
