@@ -372,7 +372,19 @@ def _cited_order(values: np.ndarray) -> np.ndarray:
 class Attribution:
     """Attributions of ``items`` (n_queries, m; -1 = none) to the queries' ``histories`` (as the model
     read them: unknown items removed): ``values[q, j, t]`` is the attribution of history position
-    ``t`` (0 = oldest) to item ``items[q, j]``, NaN where not attributed. ``method`` says how."""
+    ``t`` (0 = oldest) to item ``items[q, j]``, NaN where not attributed. ``method`` says how.
+
+    Parameters
+    ----------
+    items : ndarray
+        (n_queries, m) explained item indices; -1 = none.
+    values : ndarray
+        (n_queries, m, max history length) attributions; NaN where not attributed.
+    histories : Ragged
+        The histories as the model read them (unknown items removed).
+    method : str
+        The attribution method used (``leave_one_out``, ``gradient``, ``likelihood``).
+    """
 
     items: np.ndarray
     values: np.ndarray
@@ -433,7 +445,22 @@ class Deletion:
     """The deletion test of explained pairs (query ``row``, ``slot``, ``item``): the item's rank
     under the full history (``base_rank``) and, per variant of :data:`DELETION_VARIANTS`, its rank
     after each edit (``ranks[variant]``, (n_pairs, n_steps), NaN where the pair has no more than
-    ``m`` attributed history items); ``n_attributed`` per pair."""
+    ``m`` attributed history items); ``n_attributed`` per pair.
+
+    Parameters
+    ----------
+    row, slot, item : ndarray
+        (n_pairs,) each explained pair's query row, slot in ``Attribution.items`` and item index.
+    base_rank : ndarray
+        (n_pairs,) the item's 1-based rank under the full history.
+    steps : tuple of int
+        The numbers ``m`` of history items removed or kept.
+    ranks : dict of str to ndarray
+        Per variant of :data:`DELETION_VARIANTS`, (n_pairs, n_steps) ranks after the edit; NaN
+        where the pair has no more than ``m`` attributed history items.
+    n_attributed : ndarray
+        (n_pairs,) attributed history items per pair.
+    """
 
     row: np.ndarray
     slot: np.ndarray

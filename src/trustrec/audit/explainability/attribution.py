@@ -119,11 +119,43 @@ def attribute(
     batch_size: int = 512,
     n_candidates: int = 20,
 ) -> Attribution:
-    """Which history items drove ``items`` (per query: (n,) or (n, m) item indices, -1 = none) for a
-    fitted ``model``; ``method`` is ``leave_one_out``, ``gradient``, ``likelihood`` or ``auto`` (the
-    likelihood for LLM recommenders, else leave-one-out). ``n_candidates`` is the length of a
-    generative recommender's own top list that likelihood ranks are taken in (deletion only).
-    See the module docstring."""
+    """Which history items drove ``items`` for a fitted ``model``.
+
+    See the module docstring.
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted model.
+    queries : QueryBatch
+        The queries whose histories are attributed.
+    items : array_like of int
+        Per query, (n,) or (n, m) item indices to explain; -1 = none.
+    method : {"auto", "leave_one_out", "gradient", "likelihood"}
+        How to attribute; ``auto``: the likelihood for LLM recommenders, else leave-one-out.
+    max_history : int or None
+        Only the most recent ``max_history`` history items are attributed (older ones get NaN);
+        None: all.
+    batch_size : int
+        Queries scored per batch.
+    n_candidates : int
+        Length of a generative recommender's own top list that likelihood ranks are taken in
+        (deletion only).
+
+    Returns
+    -------
+    Attribution
+        One value per (query, item, history position); NaN where not attributed.
+
+    Raises
+    ------
+    ConfigError
+        If ``method`` is unknown or does not apply to ``model``, or ``max_history`` is below 1.
+    DataError
+        If ``queries`` is not a QueryBatch.
+    NotFittedError
+        If ``model`` is not fitted.
+    """
     return _Session(
         model, queries, method, max_history=max_history, batch_size=batch_size, n_candidates=n_candidates
     ).attribute(items)
@@ -140,8 +172,40 @@ def deletion_test(
     batch_size: int = 512,
     n_candidates: int = 20,
 ) -> Deletion:
-    """Faithfulness of ``attribution`` (from :func:`attribute` on the same queries) by deleting or
-    keeping the cited history items versus as many random ones (module docstring)."""
+    """Faithfulness of ``attribution`` by deleting or keeping the cited history items versus as
+    many random ones (module docstring).
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted model the attribution explains.
+    queries : QueryBatch
+        The queries :func:`attribute` was given.
+    attribution : Attribution
+        The result of :func:`attribute` on the same queries.
+    steps : sequence of int
+        The numbers ``m`` of cited (or random) history items removed or kept: the points of the
+        deletion curve.
+    n_random : int
+        Random draws averaged for the random variants.
+    seed : int
+        Seed of the random draws.
+    batch_size : int
+        Queries scored per batch.
+    n_candidates : int
+        Length of a generative recommender's own top list that likelihood ranks are taken in.
+
+    Returns
+    -------
+    Deletion
+        Per explained pair, its rank under the full history and after each edit.
+
+    Raises
+    ------
+    ConfigError
+        If ``steps`` are not positive integers or ``n_random`` is below 1, or the attribution's
+        method does not apply to ``model``.
+    """
     session = _Session(
         model,
         queries,
@@ -158,7 +222,28 @@ def explanation_requests(items, topk, histories: Ragged, n_items: int, *, users=
     indices, -1 = no request) with ``row``, ``slot``, ``user``, ``item``, ``item_id``, ``rank`` (its
     position in the query's ``topk`` row, NaN when absent), ``status`` (:data:`REQUEST_STATUSES`,
     checked in the order unknown_item, not_recommended, empty_history) and ``message`` (empty for
-    ``ok``). Only ``ok`` requests can be explained."""
+    ``ok``). Only ``ok`` requests can be explained.
+
+    Parameters
+    ----------
+    items : array_like of int
+        (n,) or (n, m) requested item indices; -1 = no request.
+    topk : array_like of int
+        (n, k) each query's top-K item indices.
+    histories : Ragged
+        Each query's history.
+    n_items : int
+        Number of items in the catalog.
+    users : array_like or None
+        The user of each row, for the messages; None: the row numbers.
+    item_ids : array_like or None
+        Raw item ids by item index, for ``item_id`` and the messages; None: the indices.
+
+    Returns
+    -------
+    DataFrame
+        One row per requested item, with the columns above.
+    """
     items = np.asarray(items)
     items = items[:, None] if items.ndim == 1 else items
     topk = np.atleast_2d(np.asarray(topk, np.int64))
@@ -226,7 +311,40 @@ def explain(
     indices; default each query's top-1), its status (see :func:`explanation_requests`), and for
     ``ok`` requests the ``n_cited`` history items that drove it most (``cited_items``, ``cited_ids``
     when ``item_ids`` is given, ``cited_attributions``). Requests that cannot be explained keep their
-    row with a ``message``; nothing is dropped."""
+    row with a ``message``; nothing is dropped.
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted model.
+    queries : QueryBatch
+        The queries whose recommendations are explained.
+    items : array_like of int or None
+        (n,) or (n, m) requested item indices, -1 = none; None: each query's top-1.
+    k : int
+        Length of the top-K a requested item must be in.
+    n_cited : int
+        History items cited per explanation.
+    method : {"auto", "leave_one_out", "gradient", "likelihood"}
+        The attribution method (see :func:`attribute`).
+    max_history : int or None
+        Only the most recent ``max_history`` history items can be cited; None: all.
+    item_ids : array_like or None
+        Raw item ids by item index; given, the rows also have ``cited_ids``.
+
+    Returns
+    -------
+    DataFrame
+        The columns of :func:`explanation_requests` plus ``cited_items``,
+        ``cited_attributions`` and (with ``item_ids``) ``cited_ids``.
+
+    Raises
+    ------
+    ConfigError
+        If ``method`` is unknown or does not apply to ``model``.
+    NotFittedError
+        If ``model`` is not fitted.
+    """
     model._check_fitted()
     prepared = model._prepare(queries)
     topk = model.recommend(prepared, k).items
@@ -266,7 +384,36 @@ def generate_explanations(
     max_history_tokens: int | None = 256,
 ) -> list[list[str]]:
     """Natural-language explanations an LLM recommender writes for ``items`` ((n,) or (n, m), -1 =
-    none, which gets ""), greedy, from :data:`EXPLANATION_TEMPLATE` updated with ``template``."""
+    none, which gets ""), greedy, from :data:`EXPLANATION_TEMPLATE` updated with ``template``.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted LLM recommender (``llm_ranker``, ``llm_generative``).
+    queries : QueryBatch
+        The queries whose recommendations are explained.
+    items : array_like of int
+        (n,) or (n, m) item indices to explain; -1 = none.
+    template : dict or None
+        Fields of a ``PromptTemplate`` that override :data:`EXPLANATION_TEMPLATE`.
+    max_new_tokens : int
+        Tokens generated per explanation at most.
+    max_history_tokens : int or None
+        Token budget of the history in the prompt (the oldest items are dropped first); None:
+        no budget.
+
+    Returns
+    -------
+    list of list of str
+        ``out[q][j]`` explains ``items[q, j]`` ("" where there is no item).
+
+    Raises
+    ------
+    ConfigError
+        If ``model`` is not an LLM recommender.
+    NotFittedError
+        If ``model`` is not fitted.
+    """
     from trustrec.models.llm import PromptCatalog, PromptTemplate, build_prompt
 
     if not _answers(model):

@@ -219,6 +219,36 @@ def check_explanations(
     ``claimed_attributes``, ``unsupported_attributes``, ``item_mismatch_attributes`` (";"-joined
     values), ``claimed_years``, ``unsupported_years``, ``n_named_in_cited``, ``misleading`` and
     ``reason``.
+
+    Parameters
+    ----------
+    texts : sequence of sequence of str
+        ``texts[q][j]`` explains item ``items[q, j]``.
+    items : array_like of int
+        (n,) or (n, m) explained item indices; -1 = none, skipped.
+    histories : Ragged or sequence of array_like
+        Each user's history.
+    catalog_items : DataFrame
+        The dataset's items table (``title`` and the attribute/year columns).
+    attribute_column : str or None
+        Item column of attribute values (genres); None: the guessed item group column.
+    year_column : str or None
+        Item column of years; None: a column with "year" in its name, else years in titles.
+    min_title_chars : int
+        Titles shorter than this are not searched for in the texts.
+    cited : array_like of int or None
+        (n, m, c) cited item indices (-1 = none), e.g. an attribution's cited items; given, adds
+        ``n_named_in_cited``.
+
+    Returns
+    -------
+    DataFrame
+        One row per explanation, with the columns above.
+
+    Raises
+    ------
+    DataError
+        If ``attribute_column`` or ``year_column`` is not an item column.
     """
     items = np.asarray(items)
     items = items[:, None] if items.ndim == 1 else items

@@ -39,15 +39,39 @@ __all__ = ["ExplanationFaithfulnessAudit", "ExplanationFaithfulnessConfig"]
 
 # -- the audit ------------------------------------------------------------------------------------------------
 class ExplanationFaithfulnessConfig(AuditConfig):
-    """``method``: the attribution (module docstring; ``auto``: likelihood for LLM recommenders,
-    else leave-one-out); ``n_explained``: the top positions of each list that are explained;
-    ``items``: raw item ids to explain for every audited user instead (requests for items a user
-    was not recommended are counted and reported, not explained); ``n_cited``: history items an
-    explanation cites (the headline deletion step, added to ``steps``); ``steps``: the deletion
-    curve's numbers of removed/kept items; ``n_random``: random draws per pair for the baseline;
-    ``max_history``: the most recent history items attributed; ``generate``: also generate and check natural-language explanations (LLM recommenders);
-    ``explanation_template``: fields of :data:`EXPLANATION_TEMPLATE` to replace; ``attribute_column``
-    / ``year_column``: catalog columns the explanation check reads (None: guessed)."""
+    """Settings of the ``explanation_faithfulness`` audit (its ``max_users`` defaults to 200).
+
+    Parameters
+    ----------
+    method : {"auto", "leave_one_out", "gradient", "likelihood"}
+        The attribution (module docstring; ``auto``: likelihood for LLM recommenders, else
+        leave-one-out).
+    n_explained : int
+        The top positions of each list that are explained (at most ``k``).
+    items : tuple of str or None
+        Raw item ids to explain for every audited user instead (requests for items a user was
+        not recommended are counted and reported, not explained); None: the top positions.
+    n_cited : int
+        History items an explanation cites (the headline deletion step, added to ``steps``).
+    steps : tuple of int
+        The deletion curve's numbers of removed/kept items.
+    n_random : int
+        Random draws per pair for the baseline.
+    max_history : int or None
+        The most recent history items attributed; None: all.
+    generate : bool
+        Also generate and check natural-language explanations (LLM recommenders).
+    max_new_tokens : int
+        Tokens generated per explanation at most.
+    explanation_template : dict
+        Fields of :data:`EXPLANATION_TEMPLATE` to replace.
+    attribute_column, year_column : str or None
+        Catalog columns the explanation check reads (None: guessed).
+    min_title_chars : int
+        Titles shorter than this are not searched for in generated explanations.
+    batch_size : int
+        Queries scored per batch.
+    """
 
     max_users: PositiveInt | None = 200
     method: Method = "auto"

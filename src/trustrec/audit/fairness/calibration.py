@@ -17,6 +17,18 @@ __all__ = ["CalibrationAudit", "CalibrationConfig"]
 
 
 class CalibrationConfig(AuditConfig):
+    """Settings of the ``calibration`` audit.
+
+    Parameters
+    ----------
+    item_group_column : str or None
+        Item column (genres) whose mix is compared between history and list; None: guessed.
+    alpha : float
+        Smoothing of the list's distribution, ``q~ = (1 - alpha) q + alpha p`` (between 0 and 1).
+    max_miscalibration : float or None
+        Threshold on the mean miscalibration (KL); None: no such threshold.
+    """
+
     item_group_column: str | None = None
     alpha: float = Field(0.01, gt=0, lt=1)
     max_miscalibration: float | None = None

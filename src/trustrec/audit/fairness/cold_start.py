@@ -18,12 +18,21 @@ __all__ = ["ColdStartAudit", "ColdStartConfig"]
 
 
 class ColdStartConfig(AuditConfig):
-    """``max_train_interactions``: items with at most this many training interactions are cold (0 =
-    never seen in training; :func:`trustrec.eval.cold_item_mask`); ``metrics``: per-user accuracy
-    metrics at ``k``; ``compare_with``: reference models (``{"name", "params"}``) trained on the same
-    split and measured on the same users, so one report compares e.g. classic, text-encoder and LLM
-    recommenders on cold items (a reference that cannot be built or trained here is reported in the
-    warnings, not a crash)."""
+    """Settings of the ``cold_start`` audit.
+
+    Parameters
+    ----------
+    max_train_interactions : int
+        Items with at most this many training interactions are cold (0 = never seen in
+        training; :func:`trustrec.eval.cold_item_mask`).
+    metrics : tuple of str
+        Per-user accuracy metrics at ``k`` (some of ndcg, hr, recall, mrr).
+    compare_with : tuple of dict
+        Reference models (``{"name", "params"}``) trained on the same split and measured on the
+        same users, so one report compares e.g. classic, text-encoder and LLM recommenders on
+        cold items (a reference that cannot be built or trained here is reported in the
+        warnings, not a crash).
+    """
 
     max_train_interactions: int = Field(10, ge=0)
     metrics: tuple[str, ...] = ("ndcg", "hr")

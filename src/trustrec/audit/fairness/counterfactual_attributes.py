@@ -28,6 +28,24 @@ __all__ = ["CounterfactualAttributeAudit", "CounterfactualConfig", "reads_query_
 
 
 class CounterfactualConfig(AuditConfig):
+    """Settings of the ``counterfactual_attributes`` audit (its ``max_users`` defaults to 200).
+
+    Parameters
+    ----------
+    attributes : tuple of str or None
+        User attribute columns probed; None: the user attribute columns with few values.
+    values : dict of str to list of str
+        Values probed per attribute, overriding those found in the user table.
+    max_values : int
+        An attribute taken from the user table is probed only with 2 to ``max_values`` distinct
+        values.
+    batch_size : int
+        Queries answered per batch.
+    max_snsr : float or None
+        Threshold on the SNSR of Jaccard@K (the spread of similarity to the neutral list across
+        an attribute's values); None: no such threshold.
+    """
+
     attributes: tuple[str, ...] | None = None  # None: user attribute columns with few values
     values: dict[str, list[str]] = Field(default_factory=dict)  # override the values probed per attribute
     max_values: PositiveInt = 30
@@ -39,7 +57,17 @@ class CounterfactualConfig(AuditConfig):
 def reads_query_attributes(model) -> bool:
     """True when ``model`` declares the ``"attributes"`` capability (its answers read the query's
     user attributes, e.g. an LLM prompt's profile line) and does not switch them off (a prompt
-    template with ``attribute_keys=()``), or wraps a base model that does."""
+    template with ``attribute_keys=()``), or wraps a base model that does.
+
+    Parameters
+    ----------
+    model : Recommender
+        The model.
+
+    Returns
+    -------
+    bool
+    """
     if has_capability(model, "attributes"):
         try:
             keys = model.prompt_template().attribute_keys if has_capability(model, "prompt") else None

@@ -29,6 +29,21 @@ __all__ = ["ItemExposureAudit", "ItemExposureConfig"]
 
 
 class ItemExposureConfig(AuditConfig):
+    """Settings of the ``item_exposure`` audit.
+
+    Parameters
+    ----------
+    head_share : float
+        Share of items, by training popularity, that form the head; the rest is the long tail
+        (APLT, between 0 and 1).
+    item_group_column : str or None
+        Item column whose groups' exposure share is compared with their catalog share; None:
+        guessed (genre, category, provider, ...).
+    max_popularity_lift : float or None
+        Threshold on the mean popularity lift over the users' profiles (1.0: lists at most twice
+        as popular as the profiles); None: no such threshold.
+    """
+
     head_share: float = Field(0.2, gt=0, lt=1)
     item_group_column: str | None = None  # None: guessed (genre, category, provider, ...)
     max_popularity_lift: float | None = 1.0  # lists at most twice as popular as the profiles

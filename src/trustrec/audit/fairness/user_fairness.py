@@ -17,6 +17,23 @@ __all__ = ["UserFairnessAudit", "UserFairnessConfig"]
 
 
 class UserFairnessConfig(AuditConfig):
+    """Settings of the ``user_fairness`` audit.
+
+    Parameters
+    ----------
+    metrics : tuple of str
+        Per-user accuracy metrics at ``k`` compared across groups (some of ndcg, hr, recall, mrr);
+        the first one is plotted and judged by ``min_ratio``.
+    groupings : tuple of str or None
+        User group columns to slice by; None: every user attribute column plus ``"activity"``.
+    active_share : float
+        Share of users with the most training interactions labelled ``"active"`` in the
+        ``activity`` grouping (between 0 and 1).
+    min_ratio : float or None
+        Four-fifths rule: each grouping's worst/best ratio of the first metric must be at least
+        this (in (0, 1]); None: no such threshold.
+    """
+
     metrics: tuple[str, ...] = ("ndcg", "hr")
     groupings: tuple[str, ...] | None = None  # None: every user attribute column plus "activity"
     active_share: float = Field(0.2, gt=0, lt=1)
