@@ -110,7 +110,35 @@ _BUILTINS_FROM = "trustrec.mitigate.defences"
 
 @dataclass(frozen=True)
 class MitigationArm:
-    """A named mitigation an audit can take (module docstring)."""
+    """A named mitigation an audit can take (module docstring).
+
+    Parameters
+    ----------
+    name : str
+        The name configs use to take the arm (non-empty).
+    kind : str
+        What the arm is, one of :data:`ARM_KINDS`; says which audits take it and which
+        interface the object ``build`` returns has.
+    build : callable
+        ``build(**params)`` returns the configured mitigation.
+    check : callable or None
+        ``check(params) -> params``: the validated, normalised parameters, run when a config
+        names the arm (it raises on bad ones); None: the parameters are passed as given.
+    label : str
+        A short name for tables; empty: ``name``.
+    title : str
+        A name for prose; empty: ``label``.
+    description : str
+        One line on what the arm does, for reports.
+    defaults : dict
+        Parameters used where a config does not give them.
+
+    Raises
+    ------
+    ConfigError
+        When ``name`` is empty, ``kind`` is not one of :data:`ARM_KINDS` or ``build`` is not
+        callable.
+    """
 
     name: str
     kind: str
@@ -165,7 +193,28 @@ MITIGATIONS: NamedRegistry[MitigationArm] = NamedRegistry(
 
 def register_mitigation(arm: MitigationArm | None = None, *, overwrite: bool = False, **fields) -> MitigationArm:
     """Add an arm: a :class:`MitigationArm`, or its fields as keywords (``name``, ``kind``,
-    ``build``, ...). A name already taken raises unless ``overwrite``."""
+    ``build``, ...). A name already taken raises unless ``overwrite``.
+
+    Parameters
+    ----------
+    arm : MitigationArm or None
+        The arm to register; None: build it from ``fields``.
+    overwrite : bool
+        Whether to replace an arm already registered under the same name.
+    **fields
+        The fields of a :class:`MitigationArm` (not together with ``arm``).
+
+    Returns
+    -------
+    MitigationArm
+        The registered arm.
+
+    Raises
+    ------
+    ConfigError
+        When both ``arm`` and ``fields`` are given, the fields make no valid arm, or the name
+        is taken and ``overwrite`` is false.
+    """
     if arm is None:
         arm = MitigationArm(**fields)
     elif fields:
@@ -175,6 +224,23 @@ def register_mitigation(arm: MitigationArm | None = None, *, overwrite: bool = F
 
 
 def available_mitigations(kind: str | None = None) -> dict[str, MitigationArm]:
+    """The registered mitigation arms (built-in ones, entry points and registered ones).
+
+    Parameters
+    ----------
+    kind : str or None
+        Only the arms of this kind (one of :data:`ARM_KINDS`); None: all of them.
+
+    Returns
+    -------
+    dict of str to MitigationArm
+        Each arm by name.
+
+    Raises
+    ------
+    ConfigError
+        When ``kind`` is not one of :data:`ARM_KINDS`.
+    """
     if kind is not None and kind not in ARM_KINDS:
         raise ConfigError(f"unknown mitigation kind {kind!r}; one of {', '.join(ARM_KINDS)}")
     return {n: a for n, a in MITIGATIONS.all().items() if kind is None or a.kind == kind}
@@ -182,7 +248,26 @@ def available_mitigations(kind: str | None = None) -> dict[str, MitigationArm]:
 
 def mitigation_arm(name: str, kind: str | None = None) -> MitigationArm:
     """The arm registered as ``name``; with ``kind``, an arm of another kind is an error that
-    lists the known arms of that kind."""
+    lists the known arms of that kind.
+
+    Parameters
+    ----------
+    name : str
+        The arm's registered name.
+    kind : str or None
+        The kind the arm must be (one of :data:`ARM_KINDS`); None: any.
+
+    Returns
+    -------
+    MitigationArm
+        The registered arm.
+
+    Raises
+    ------
+    ConfigError
+        When no arm is registered as ``name`` (the known names are listed) or it is of another
+        kind than ``kind``.
+    """
     arm = MITIGATIONS.get(name)
     if kind is not None and arm.kind != kind:
         known = ", ".join(available_mitigations(kind)) or "none"
@@ -191,7 +276,15 @@ def mitigation_arm(name: str, kind: str | None = None) -> MitigationArm:
 
 
 class ArmSpec(BaseModel):
-    """An arm named in a config: ``name`` and its ``params``."""
+    """An arm named in a config: ``name`` and its ``params``.
+
+    Parameters
+    ----------
+    name : str
+        The registered name of the arm.
+    params : dict
+        The parameters its ``build`` is called with (checked by the arm's ``check``).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -211,7 +304,28 @@ def _as_spec(value) -> ArmSpec:
 
 def check_arm_specs(values, kind: str) -> tuple[ArmSpec, ...]:
     """Config values (names or ``{"name", "params"}``) as checked :class:`ArmSpec` of ``kind``:
-    known names, the right kind, parameters validated by the arm; a name given twice raises."""
+    known names, the right kind, parameters validated by the arm; a name given twice raises.
+
+    Parameters
+    ----------
+    values : iterable or None
+        The arms as a config gives them: each a name, a ``{"name": ..., "params": {...}}`` dict
+        or an :class:`ArmSpec`; None: none.
+    kind : str
+        The kind every arm must be (one of :data:`ARM_KINDS`).
+
+    Returns
+    -------
+    tuple of ArmSpec
+        The specs in the given order, their parameters as the arms' ``check`` returns them.
+
+    Raises
+    ------
+    ValueError
+        When a value is not a name or spec, a name is given twice, unknown or of another kind,
+        or an arm rejects its parameters (a ``ValueError`` so that a pydantic validator reports
+        it as a config error).
+    """
     specs = tuple(_as_spec(v) for v in (values or ()))
     names = [s.name for s in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -228,7 +342,25 @@ def check_arm_specs(values, kind: str) -> tuple[ArmSpec, ...]:
 
 
 def build_arm(spec: ArmSpec | str | dict[str, Any], kind: str) -> tuple[MitigationArm, Any]:
-    """The arm of ``spec`` (checked to be of ``kind``) and its configured mitigation."""
+    """The arm of ``spec`` (checked to be of ``kind``) and its configured mitigation.
+
+    Parameters
+    ----------
+    spec : ArmSpec, str or dict
+        The arm: a spec, a registered name or ``{"name": ..., "params": {...}}``.
+    kind : str
+        The kind the arm must be (one of :data:`ARM_KINDS`).
+
+    Returns
+    -------
+    tuple of (MitigationArm, object)
+        The arm and what its ``build`` returns for the (checked) parameters.
+
+    Raises
+    ------
+    ConfigError
+        When the name is unknown or the arm is of another kind.
+    """
     spec = _as_spec(spec)
     arm = mitigation_arm(spec.name, kind)
     return arm, arm.create(spec.params)

@@ -74,7 +74,20 @@ _BLOCK_CELLS = 20_000_000
 # -- pure algorithms ------------------------------------------------------------------------------
 def minmax_relevance(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per row, ``(s - min) / (max - min)`` over the valid entries (1 where all are equal), 0
-    elsewhere."""
+    elsewhere.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        (n, m) scores.
+    valid : numpy.ndarray
+        (n, m) boolean: which entries count (the others are ignored and get 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, m) relevance in [0, 1].
+    """
     s = np.where(valid, scores, 0.0)
     lo = np.where(valid, s, np.inf).min(1, keepdims=True, initial=np.inf)
     hi = np.where(valid, s, -np.inf).max(1, keepdims=True, initial=-np.inf)
@@ -192,10 +205,34 @@ def calibrated_rerank(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Steck's calibrated greedy re-ranking of candidate lists (module docstring).
 
-    ``histories``: the users' histories (a ``Ragged``, rows aligned with ``items``); ``items`` /
-    ``scores``: (n, m) candidates in base order (-1 = none) and their base scores;
-    ``membership``: (n_items, n_groups) 0/1 genre matrix. Returns the (n, min(k, m)) re-ranked
-    items (-1 padding) and their scores (the greedy gains, non-increasing).
+    Parameters
+    ----------
+    histories : Ragged
+        The users' histories (item indices), rows aligned with ``items``; they give each
+        user's genre distribution ``p_u``.
+    items : array_like
+        (n, m) candidate item indices in base order, -1 = none.
+    scores : array_like
+        (n, m) their base scores (non-finite = none).
+    membership : array_like or scipy.sparse matrix
+        (n_items, n_groups) 0/1 genre matrix.
+    k : int
+        Length of the re-ranked lists (at most ``m``).
+    strength : float
+        λ in [0, 1]: 0 keeps the base ranking, 1 ignores relevance.
+    alpha : float
+        Smoothing of the list's distribution in the KL, in (0, 1).
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray)
+        The (n, min(k, m)) re-ranked items (-1 padding) and their scores (the greedy gains,
+        non-increasing).
+
+    Raises
+    ------
+    ConfigError
+        When ``strength`` is outside [0, 1] or ``alpha`` outside (0, 1).
     """
     strength = _check_strength(strength, "calibrated_rerank")
     if not 0 < alpha < 1:
@@ -232,7 +269,43 @@ def xquad_rerank(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Popularity-aware (or provider-aware) xQuAD re-ranking of candidate lists (module
     docstring). Arguments as :func:`calibrated_rerank`; ``membership`` is the 0/1 item-group
-    matrix ({head, tail} or providers)."""
+    matrix ({head, tail} or providers).
+
+    Parameters
+    ----------
+    histories : Ragged
+        The users' histories (item indices), rows aligned with ``items``; they give ``P(g|u)``
+        with ``user_weights="history"``.
+    items : array_like
+        (n, m) candidate item indices in base order, -1 = none.
+    scores : array_like
+        (n, m) their base scores (non-finite = none).
+    membership : array_like or scipy.sparse matrix
+        (n_items, n_groups) 0/1 item-group matrix ({head, tail} or providers); any non-zero
+        entry counts as 1.
+    k : int
+        Length of the re-ranked lists (at most ``m``).
+    strength : float
+        λ in [0, 1]: 0 keeps the base ranking, 1 ignores relevance.
+    user_weights : {"history", "uniform"}
+        ``P(g|u)``: the share of the user's history in each group (uniform for an empty
+        history), or uniform for everyone.
+    variant : {"binary", "smooth"}
+        Coverage of a group by the list so far: binary (covered once one item is in it) or
+        smooth (``1 - |S ∩ g| / |S|``).
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray)
+        The (n, min(k, m)) re-ranked items (-1 padding) and their scores (the greedy gains,
+        non-increasing).
+
+    Raises
+    ------
+    ConfigError
+        When ``strength`` is outside [0, 1] or ``user_weights`` / ``variant`` is not one of
+        the values above.
+    """
     strength = _check_strength(strength, "xquad_rerank")
     if user_weights not in ("history", "uniform"):
         raise ConfigError(f"xquad_rerank: user_weights must be 'history' or 'uniform'; got {user_weights!r}")
@@ -328,9 +401,20 @@ def _assemble(histories: Ragged, retrieved: TopK, k: int, n_candidates: int, str
 
 # -- the wrappers -------------------------------------------------------------------------------------
 class RerankerConfig(Config):
-    """``base``: the recommender to re-rank (registered name + params; built and fitted by
-    ``fit``, or taken as is by ``from_fitted``); ``strength``: λ in [0, 1]; ``n_candidates``:
-    how many of the base's top items are re-ranked."""
+    """Settings shared by the re-rankers.
+
+    Parameters
+    ----------
+    base : ModelSpec
+        The recommender to re-rank (registered name + params; built and fitted by ``fit``, or
+        taken as is by ``from_fitted``); default ``item_knn``. An unknown model name is
+        rejected.
+    strength : float
+        λ in [0, 1]: 0 returns the base ranking, 1 ignores relevance (default 0.5).
+    n_candidates : int
+        How many of the base's top items are re-ranked (positive; default 100); items after
+        them keep the base order.
+    """
 
     base: ModelSpec = Field(default_factory=lambda: ModelSpec(name="item_knn"))
     strength: float = Field(0.5, ge=0, le=1)
@@ -349,7 +433,21 @@ class RerankerConfig(Config):
 class Reranker(WrapperRecommender):
     """Base class of the re-rankers: holds a fitted ``base_`` and an item-group membership
     (``group_indptr_``/``group_indices_``, names ``group_names_``, source ``group_source_``);
-    subclasses implement ``_groups(train)`` and ``_select(...)``."""
+    subclasses implement ``_groups(train)`` and ``_select(...)``.
+
+    Parameters
+    ----------
+    config : RerankerConfig, mapping or None
+        The re-ranker's settings, validated against ``config_class``; None: build them from the
+        keyword arguments instead.
+    **kwargs
+        The settings as keyword arguments (not together with ``config``).
+
+    Raises
+    ------
+    ConfigError
+        When both ``config`` and keyword arguments are given, or the settings are invalid.
+    """
 
     config: RerankerConfig
     config_class: ClassVar[type[Config]] = RerankerConfig
@@ -367,7 +465,13 @@ class Reranker(WrapperRecommender):
         raise NotImplementedError
 
     def membership(self) -> sp.csr_matrix:
-        """The fitted (n_items, n_groups) 0/1 item-group matrix."""
+        """The fitted (n_items, n_groups) 0/1 item-group matrix.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            Row ``i``: the groups of item ``i`` (columns named by ``group_names_``).
+        """
         self._check_fitted()
         return sp.csr_matrix(
             (np.ones(len(self.group_indices_)), self.group_indices_, self.group_indptr_),
@@ -386,7 +490,29 @@ class Reranker(WrapperRecommender):
         """Re-rank the base's lists ``retrieved`` (rows aligned with ``queries``) into top-``k``
         lists, with ``strength`` (default: the config's). The first ``n_candidates`` columns are
         re-ranked; later ones keep the base order below them. Computing ``retrieved`` once and
-        calling this per strength sweeps λ without re-scoring the base."""
+        calling this per strength sweeps λ without re-scoring the base.
+
+        Parameters
+        ----------
+        queries : QueryBatch
+            The queries (their histories drive the re-ranking).
+        retrieved : TopK
+            The base's lists for ``queries``, one row per query.
+        k : int
+            Length of the lists returned (at most ``retrieved.k``).
+        strength : float or None
+            λ in [0, 1]; None: the config's ``strength``.
+
+        Returns
+        -------
+        TopK
+            The re-ranked top-``k`` lists.
+
+        Raises
+        ------
+        ConfigError
+            When ``strength`` is outside [0, 1].
+        """
         strength = _check_strength(
             self.config.strength if strength is None else strength, f"{type(self).__name__}.rerank"
         )
@@ -400,8 +526,23 @@ class Reranker(WrapperRecommender):
 
 
 class CalibratedRerankerConfig(RerankerConfig):
-    """``item_group_column``: the genre column (``None``: guessed: genre, class, category ...);
-    ``alpha``: the smoothing of Steck's KL."""
+    """Settings of :class:`CalibratedReranker` (and ``base``, ``strength``, ``n_candidates`` of
+    :class:`RerankerConfig`).
+
+    Parameters
+    ----------
+    base : ModelSpec
+        The recommender to re-rank (see :class:`RerankerConfig`).
+    strength : float
+        λ in [0, 1] (see :class:`RerankerConfig`).
+    n_candidates : int
+        How many of the base's top items are re-ranked (see :class:`RerankerConfig`).
+    item_group_column : str or None
+        The item column of genres (``None``: guessed: genre, class, category ...).
+    alpha : float
+        The smoothing ``α`` of Steck's KL, ``q~ = (1 - α) q + α p_u``, in (0, 1) (default
+        0.01).
+    """
 
     item_group_column: str | None = None
     alpha: float = Field(0.01, gt=0, lt=1)
@@ -409,7 +550,15 @@ class CalibratedRerankerConfig(RerankerConfig):
 
 @register_model
 class CalibratedReranker(Reranker):
-    """Calibrated re-ranking (Steck, RecSys 2018) of a base recommender (module docstring)."""
+    """Calibrated re-ranking (Steck, RecSys 2018) of a base recommender (module docstring).
+
+    Parameters
+    ----------
+    config : CalibratedRerankerConfig, mapping or None
+        The settings; None: build them from the keyword arguments instead.
+    **kwargs
+        The settings (:class:`CalibratedRerankerConfig` fields) as keyword arguments.
+    """
 
     name = "calibrated_reranker"
     config: CalibratedRerankerConfig
@@ -425,10 +574,28 @@ class CalibratedReranker(Reranker):
 
 
 class ExposureRerankerConfig(RerankerConfig):
-    """``groups``: ``"popularity"`` ({head, tail} by training popularity) or an item column
-    (provider, brand); ``head_share``: the head's share of the catalog; ``user_weights``:
-    ``"history"`` (personalised P(g|u)) or ``"uniform"``; ``variant``: ``"binary"`` or
-    ``"smooth"`` coverage (module docstring)."""
+    """Settings of :class:`ExposureReranker` (and ``base``, ``strength``, ``n_candidates`` of
+    :class:`RerankerConfig`).
+
+    Parameters
+    ----------
+    base : ModelSpec
+        The recommender to re-rank (see :class:`RerankerConfig`).
+    strength : float
+        λ in [0, 1] (see :class:`RerankerConfig`).
+    n_candidates : int
+        How many of the base's top items are re-ranked (see :class:`RerankerConfig`).
+    groups : str
+        ``"popularity"`` ({head, tail} by training popularity) or an item column (provider,
+        brand) whose values are the groups.
+    head_share : float
+        The head's share of the catalog with ``groups="popularity"``, in (0, 1) (default 0.2).
+    user_weights : {"history", "uniform"}
+        ``"history"``: personalised ``P(g|u)``, the share of the user's history in each group;
+        ``"uniform"``: the same weight for every group.
+    variant : {"binary", "smooth"}
+        ``"binary"`` or ``"smooth"`` coverage of a group by the list so far (module docstring).
+    """
 
     groups: str = "popularity"
     head_share: float = Field(0.2, gt=0, lt=1)
@@ -439,7 +606,15 @@ class ExposureRerankerConfig(RerankerConfig):
 @register_model
 class ExposureReranker(Reranker):
     """Popularity-aware xQuAD re-ranking (Abdollahpouri et al., FLAIRS 2019) of a base
-    recommender, for long-tail or provider exposure (module docstring)."""
+    recommender, for long-tail or provider exposure (module docstring).
+
+    Parameters
+    ----------
+    config : ExposureRerankerConfig, mapping or None
+        The settings; None: build them from the keyword arguments instead.
+    **kwargs
+        The settings (:class:`ExposureRerankerConfig` fields) as keyword arguments.
+    """
 
     name = "exposure_reranker"
     config: ExposureRerankerConfig
@@ -472,7 +647,20 @@ class TradeoffPoint:
     """One strength of a sweep: per-user values (``user``, ``ndcg@k``, ``recall@k`` and the
     targeted fairness figure: ``miscalibration`` or ``aplt``) and list-level ``aggregates``
     (``coverage``, ``exposure_gini``); ``groups``: the item groups used (the genre column, or
-    ``"popularity"``)."""
+    ``"popularity"``).
+
+    Parameters
+    ----------
+    strength : float
+        The strength λ of this point.
+    per_user : pandas.DataFrame
+        One row per evaluated user: ``user``, ``ndcg@k``, ``recall@k`` and ``miscalibration``
+        (calibrated) or ``aplt`` (exposure).
+    aggregates : dict of str to float
+        List-level figures: ``coverage`` and ``exposure_gini``.
+    groups : str
+        The item groups used: the genre (or provider) column, or ``"popularity"``.
+    """
 
     strength: float
     per_user: pd.DataFrame
@@ -511,7 +699,43 @@ def tradeoff_points(
     strength re-ranks those. ``train``: the data ``model`` was fitted on (a Split: its training
     part), which gives the item groups and the popularity; ``params``: the re-ranker's config
     fields (``n_candidates``, ``item_group_column``, ``alpha`` / ``groups``, ``head_share``,
-    ``user_weights``, ``variant``)."""
+    ``user_weights``, ``variant``).
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted base recommender.
+    eval_set : EvalSet
+        The queries (``queries``) and held-out items (``targets``) to evaluate on.
+    strengths : sequence of float
+        The strengths λ to evaluate, each in [0, 1] (at least one).
+    method : {"calibrated", "exposure"}
+        The re-ranker: :class:`CalibratedReranker` (fairness figure ``miscalibration``) or
+        :class:`ExposureReranker` (``aplt``).
+    train : Dataset or Split
+        The data ``model`` was fitted on (a Split: its training part).
+    k : int
+        Length of the evaluated lists (at least 1).
+    batch_size : int or None
+        Users per call of the base's ``recommend``; None: sized so one score matrix stays
+        bounded.
+    **params
+        The re-ranker's config fields, except ``strength`` and ``base``.
+
+    Returns
+    -------
+    list of TradeoffPoint
+        One point per strength, in the given order.
+
+    Raises
+    ------
+    ConfigError
+        When ``method`` is unknown, ``k < 1``, a strength is outside [0, 1] or none is given,
+        ``params`` names ``strength`` or ``base`` or is not a valid config of the method, or
+        the model's catalog is not that of ``train``.
+    DataError
+        When the item group column is missing from the dataset (or none can be guessed).
+    """
     from trustrec._config import validate_config
     from trustrec.eval import (
         aplt,
@@ -592,7 +816,25 @@ def summarise_tradeoff(
     """One row per strength: each per-user value's mean with a bootstrap CI over users
     (``<name>``, ``<name>_ci_low``, ``<name>_ci_high``; NaN values, e.g. the miscalibration of a
     user with no genre in the history, are left out), then the aggregates and ``n_users``.
-    The same seed is used at every strength, so the CIs resample the same users."""
+    The same seed is used at every strength, so the CIs resample the same users.
+
+    Parameters
+    ----------
+    points : sequence of TradeoffPoint
+        The points of a sweep (:func:`tradeoff_points`).
+    n_boot : int
+        Bootstrap resamples per CI.
+    ci : float
+        Coverage of the confidence intervals (0.95: 95%).
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point: ``strength``, each per-user value with its CI, the aggregates and
+        ``n_users``.
+    """
     from trustrec.eval import bootstrap_ci
 
     rows = []
@@ -629,7 +871,45 @@ def tradeoff_curve(
     strength with NDCG@k and Recall@k (mean + bootstrap CI over users), the fairness figure the
     method targets (``miscalibration``: mean Steck KL, for ``"calibrated"``; ``aplt``: share of
     long-tail items, for ``"exposure"``; both with CIs), ``coverage``, ``exposure_gini`` (Gini of
-    item exposure) and ``n_users``. See :func:`tradeoff_points` for the arguments."""
+    item exposure) and ``n_users``. See :func:`tradeoff_points` for the arguments.
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted base recommender.
+    eval_set : EvalSet
+        The queries and held-out items to evaluate on.
+    strengths : sequence of float
+        The strengths λ to evaluate, each in [0, 1].
+    method : {"calibrated", "exposure"}
+        The re-ranker (see :func:`tradeoff_points`).
+    train : Dataset or Split
+        The data ``model`` was fitted on (a Split: its training part).
+    k : int
+        Length of the evaluated lists (at least 1).
+    n_boot : int
+        Bootstrap resamples per CI.
+    ci : float
+        Coverage of the confidence intervals.
+    seed : int
+        Seed of the bootstrap.
+    batch_size : int or None
+        Users per call of the base's ``recommend``; None: chosen automatically.
+    **params
+        The re-ranker's config fields, except ``strength`` and ``base``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per strength (:func:`summarise_tradeoff`).
+
+    Raises
+    ------
+    ConfigError
+        As :func:`tradeoff_points`.
+    DataError
+        As :func:`tradeoff_points`.
+    """
     points = tradeoff_points(
         model, eval_set, strengths, method=method, train=train, k=k, batch_size=batch_size, **params
     )

@@ -24,5 +24,16 @@ def _compact(items: np.ndarray, scores: np.ndarray, keep: np.ndarray, k: int) ->
 
 # -- wrappers ------------------------------------------------------------------------------------------------
 class _WrapperConfig(Config):
+    """Settings shared by the control wrappers.
+
+    Parameters
+    ----------
+    base : ModelSpec
+        The recommender to wrap (registered name + params; built and fitted by ``fit``, or
+        taken as is by ``from_fitted``); default ``item_knn``.
+    n_candidates : int
+        How many of the base's top items are read (positive; default 100).
+    """
+
     base: ModelSpec = Field(default_factory=lambda: ModelSpec(name="item_knn"))
     n_candidates: PositiveInt = 100

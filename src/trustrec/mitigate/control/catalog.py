@@ -91,7 +91,31 @@ def _plurals(phrase: tuple[str, ...]) -> set[tuple[str, ...]]:
 @dataclass(frozen=True, eq=False)
 class ControlCatalog:
     """What constraints read from the items table: titles, a 0/1 item-group membership
-    (``membership[i, g]``), group names and a year per item (NaN when unknown)."""
+    (``membership[i, g]``), group names and a year per item (NaN when unknown).
+
+    Parameters
+    ----------
+    titles : tuple of str
+        The title of each item (row ``i`` = item index ``i``; empty when unknown).
+    membership : numpy.ndarray
+        (n_items, n_groups) boolean item-group membership (a flat array is reshaped to
+        ``n_items`` rows).
+    group_names : tuple of str
+        The name of each group column of ``membership``.
+    years : numpy.ndarray or None
+        The year of each item, NaN when unknown; None: all unknown.
+    group_column : str or None
+        The items-table column the groups came from, if any.
+    year_column : str or None
+        The items-table column the years came from; None: the catalog has no years (a year
+        constraint is then reported as not understood).
+
+    Raises
+    ------
+    DataError
+        When ``membership`` has another number of columns than ``group_names`` or ``years``
+        another length than ``titles``.
+    """
 
     titles: tuple[str, ...]
     membership: np.ndarray
@@ -129,7 +153,30 @@ class ControlCatalog:
         """From a ``Dataset.items`` table (row ``i`` = item index ``i``). ``None`` columns are
         guessed (a group column as the fairness audits guess it, a year column from
         :data:`YEAR_COLUMNS`); a named column that does not exist raises ``DataError``. No
-        items table gives a catalog of ``n_items`` untitled items with no groups or years."""
+        items table gives a catalog of ``n_items`` untitled items with no groups or years.
+
+        Parameters
+        ----------
+        items : pandas.DataFrame or None
+            The items table (titles from its ``title`` column, when there is one).
+        n_items : int or None
+            The catalog size when there is no items table.
+        group_column : str or None
+            The item-group column; None: guessed.
+        year_column : str or None
+            The year column; None: the first of :data:`YEAR_COLUMNS` present (any case).
+
+        Returns
+        -------
+        ControlCatalog
+            The catalog.
+
+        Raises
+        ------
+        DataError
+            When a named column is not in the table, or there is neither a table nor
+            ``n_items``.
+        """
         from trustrec.data import guess_item_group_column, item_group_matrix
 
         if items is None:
@@ -159,7 +206,18 @@ class ControlCatalog:
         return len(self.titles)
 
     def group_index(self, name: str) -> int | None:
-        """The column of group ``name`` (case- and punctuation-insensitive), or None."""
+        """The column of group ``name`` (case- and punctuation-insensitive), or None.
+
+        Parameters
+        ----------
+        name : str
+            A group name.
+
+        Returns
+        -------
+        int or None
+            Its column in ``membership``; None when the catalog has no such group.
+        """
         return self._group_keys.get(_key(name))
 
     @cached_property
@@ -196,5 +254,16 @@ class ControlCatalog:
         return max((len(k) for k in self._title_index), default=0)
 
     def items_titled(self, title: str) -> tuple[int, ...]:
-        """Items whose title reads as ``title`` (see :func:`parse_constraint`)."""
+        """Items whose title reads as ``title`` (see :func:`parse_constraint`).
+
+        Parameters
+        ----------
+        title : str
+            A title as a user may type it.
+
+        Returns
+        -------
+        tuple of int
+            The item indices with that title (several when titles are shared; empty: none).
+        """
         return self._title_index.get(tuple(_tokens(title)), ())

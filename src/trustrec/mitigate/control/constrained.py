@@ -38,10 +38,31 @@ __all__ = ["ConstrainedConfig", "ConstrainedRecommender"]
 
 
 class ConstrainedConfig(_WrapperConfig):
-    """``mode``: ``candidates`` (the allowed items become the query's candidates) or
-    ``post_filter`` (the base's top ``n_candidates`` minus violators); ``item_group_column`` /
-    ``year_column``: the catalog columns (None: guessed); ``min_similarity`` and
-    ``n_different_groups``: the parser's settings for "more like" and "something different"."""
+    """Settings of :class:`ConstrainedRecommender`.
+
+    Parameters
+    ----------
+    base : ModelSpec
+        The recommender to wrap (registered name + params; built and fitted by ``fit``, or
+        taken as is by ``from_fitted``); default ``item_knn``.
+    n_candidates : int
+        With ``mode="post_filter"``: how many of the base's top items are filtered (positive;
+        default 100).
+    mode : {"candidates", "post_filter"}
+        ``candidates``: the allowed items become the query's candidates; ``post_filter``: the
+        base's top ``n_candidates`` minus violators (may return fewer than k).
+    item_group_column : str or None
+        The catalog's item-group column (None: guessed).
+    year_column : str or None
+        The catalog's year column (None: guessed from
+        :data:`~trustrec.mitigate.control.YEAR_COLUMNS`).
+    min_similarity : float
+        The parser's least genre Jaccard similarity for "more like ...", in (0, 1] (default
+        0.5).
+    n_different_groups : int
+        The parser's number of most frequent history groups avoided for "something
+        different" (positive; default 1).
+    """
 
     mode: Literal["candidates", "post_filter"] = "candidates"
     item_group_column: str | None = None
@@ -53,7 +74,15 @@ class ConstrainedConfig(_WrapperConfig):
 @register_model
 class ConstrainedRecommender(WrapperRecommender):
     """Any recommender, with the constraints stated in each query's text enforced (module
-    docstring). Queries without text (or without a structured constraint) pass through."""
+    docstring). Queries without text (or without a structured constraint) pass through.
+
+    Parameters
+    ----------
+    config : ConstrainedConfig, mapping or None
+        The settings; None: build them from the keyword arguments instead.
+    **kwargs
+        The settings (:class:`ConstrainedConfig` fields) as keyword arguments.
+    """
 
     name = "constrained"
     config: ConstrainedConfig
@@ -74,7 +103,13 @@ class ConstrainedRecommender(WrapperRecommender):
         self.columns_ = {"group": catalog.group_column, "year": catalog.year_column}
 
     def catalog(self) -> ControlCatalog:
-        """The fitted catalog the constraints are checked against."""
+        """The fitted catalog the constraints are checked against.
+
+        Returns
+        -------
+        ControlCatalog
+            Titles, groups and years of the training items.
+        """
         self._check_fitted()
         n = len(self.titles_)
         m = sp.csr_matrix(
@@ -92,7 +127,20 @@ class ConstrainedRecommender(WrapperRecommender):
 
     def parse(self, texts: Sequence[str | None], catalog: ControlCatalog | None = None) -> list[ParsedConstraint]:
         """:func:`parse_constraint` of each text with this wrapper's settings (each distinct text
-        parsed once)."""
+        parsed once).
+
+        Parameters
+        ----------
+        texts : sequence of str or None
+            The requests' texts.
+        catalog : ControlCatalog or None
+            The catalog to parse against; None: the fitted one (:meth:`catalog`).
+
+        Returns
+        -------
+        list of ParsedConstraint
+            One per text.
+        """
         catalog = catalog or self.catalog()
         c = self.config
         cache: dict[str | None, ParsedConstraint] = {}
@@ -112,7 +160,27 @@ class ConstrainedRecommender(WrapperRecommender):
         """:meth:`recommend` and one row per query: its text, the constraints understood
         (``constraints``, ``n_constraints``), what was not (``unparsed``), how many items satisfy
         them (``n_allowed``) and ``unsatisfiable`` (constraints present, no item satisfies them:
-        the list is empty)."""
+        the list is empty).
+
+        Parameters
+        ----------
+        queries : QueryBatch
+            The queries; each one's text states its constraints.
+        k : int
+            Length of the lists (at least 0).
+        exclude_seen : bool
+            Whether items in a query's history are left out.
+
+        Returns
+        -------
+        tuple of (TopK, pandas.DataFrame)
+            The lists (no item violates its query's constraints) and the report.
+
+        Raises
+        ------
+        ConfigError
+            When ``k`` is negative.
+        """
         if k < 0:
             raise ConfigError(f"{type(self).__name__}.recommend: k must be >= 0, got {k}")
         queries = self._prepare(queries)

@@ -76,7 +76,8 @@ __all__ = [
 # -- constraints ---------------------------------------------------------------------------------------
 class Constraint:
     """A structured constraint. ``mask(catalog, histories)`` gives the allowed items: shape
-    ``(n_items,)`` when it does not depend on the user, else ``(len(histories), n_items)``."""
+    ``(n_items,)`` when it does not depend on the user, else ``(len(histories), n_items)``.
+    ``describe()`` states it in words; ``to_dict()`` gives its ``kind`` and fields."""
 
     kind: ClassVar[str] = ""
 
@@ -98,7 +99,13 @@ def _group_columns(catalog: ControlCatalog, groups: Sequence[str]) -> list[int]:
 
 @dataclass(frozen=True)
 class ExcludeGroups(Constraint):
-    """Items in none of ``groups`` (and with a known group)."""
+    """Items in none of ``groups`` (and with a known group).
+
+    Parameters
+    ----------
+    groups : tuple of str
+        The excluded group names (a name the catalog does not have excludes nothing).
+    """
 
     groups: tuple[str, ...]
     kind: ClassVar[str] = "exclude_groups"
@@ -114,7 +121,14 @@ class ExcludeGroups(Constraint):
 
 @dataclass(frozen=True)
 class IncludeGroups(Constraint):
-    """Items in at least one of ``groups``."""
+    """Items in at least one of ``groups``.
+
+    Parameters
+    ----------
+    groups : tuple of str
+        The group names, any of which will do (a name the catalog does not have matches no
+        item).
+    """
 
     groups: tuple[str, ...]
     kind: ClassVar[str] = "include_groups"
@@ -128,7 +142,15 @@ class IncludeGroups(Constraint):
 
 @dataclass(frozen=True)
 class YearRange(Constraint):
-    """Items whose year is in ``[low, high]`` (either bound may be None)."""
+    """Items whose year is in ``[low, high]`` (either bound may be None).
+
+    Parameters
+    ----------
+    low : int or None
+        The first year allowed (inclusive); None: no lower bound.
+    high : int or None
+        The last year allowed (inclusive); None: no upper bound.
+    """
 
     low: int | None = None
     high: int | None = None
@@ -153,7 +175,18 @@ class YearRange(Constraint):
 @dataclass(frozen=True)
 class SimilarTo(Constraint):
     """Items (other than ``items``) whose groups have Jaccard similarity >= ``min_similarity``
-    with the groups of any of ``items`` (several when a title is shared)."""
+    with the groups of any of ``items`` (several when a title is shared).
+
+    Parameters
+    ----------
+    items : tuple of int
+        The item indices of the named item (several when a title is shared); they are
+        themselves excluded.
+    title : str
+        The title as matched, for :meth:`describe`.
+    min_similarity : float
+        The least Jaccard similarity of group sets that counts as similar.
+    """
 
     items: tuple[int, ...]
     title: str = ""
@@ -180,7 +213,13 @@ class SimilarTo(Constraint):
 @dataclass(frozen=True)
 class Different(Constraint):
     """Items in none of the ``n_groups`` groups most frequent in the user's history (ties: the
-    group listed first); any grouped item when the history has no grouped item."""
+    group listed first); any grouped item when the history has no grouped item.
+
+    Parameters
+    ----------
+    n_groups : int
+        How many of the history's most frequent groups are avoided.
+    """
 
     n_groups: int = 1
     kind: ClassVar[str] = "different"
@@ -208,7 +247,18 @@ class Different(Constraint):
 @dataclass(frozen=True)
 class ParsedConstraint:
     """The outcome of :func:`parse_constraint`: the structured ``constraints`` (all must hold)
-    and a message for each part of the text that was not understood."""
+    and a message for each part of the text that was not understood. ``structured``: whether
+    any constraint was understood; ``complete``: whether all of the text was.
+
+    Parameters
+    ----------
+    text : str
+        The request's text as given.
+    constraints : tuple of Constraint
+        The constraints understood (all must hold).
+    unparsed : tuple of str
+        A message per part of the text that was not understood.
+    """
 
     text: str
     constraints: tuple[Constraint, ...] = ()
@@ -318,7 +368,24 @@ def parse_constraint(
     text: str | None, catalog: ControlCatalog, *, min_similarity: float = 0.5, n_different_groups: int = 1
 ) -> ParsedConstraint:
     """Structured constraints from a request's free text, over ``catalog`` (module docstring:
-    the rules, and what counts as not understood). Never raises on any text."""
+    the rules, and what counts as not understood). Never raises on any text.
+
+    Parameters
+    ----------
+    text : str or None
+        The request's free text; None or blank: no constraint.
+    catalog : ControlCatalog
+        The catalog the constraints are stated over (group names, titles, years).
+    min_similarity : float
+        The ``min_similarity`` of a :class:`SimilarTo` ("more like ...").
+    n_different_groups : int
+        The ``n_groups`` of a :class:`Different` ("something different").
+
+    Returns
+    -------
+    ParsedConstraint
+        The constraints understood and what was not.
+    """
     if text is None or not str(text).strip():
         return ParsedConstraint("" if text is None else str(text))
     original = str(text)
@@ -403,7 +470,22 @@ def parse_constraint(
 
 def allowed_items(parsed: Sequence[ParsedConstraint | None], catalog: ControlCatalog, histories: Ragged) -> np.ndarray:
     """``(n, n_items)`` boolean: row ``i`` allows the items satisfying every constraint of
-    ``parsed[i]`` (all items when it is None or has none). Vectorised per distinct constraint."""
+    ``parsed[i]`` (all items when it is None or has none). Vectorised per distinct constraint.
+
+    Parameters
+    ----------
+    parsed : sequence of ParsedConstraint or None
+        One parsed request per user (None: unconstrained).
+    catalog : ControlCatalog
+        The catalog the constraints are checked against.
+    histories : Ragged
+        The users' histories, rows aligned with ``parsed`` (for :class:`Different`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(parsed), catalog.n_items)`` boolean: the items each request allows.
+    """
     n = len(parsed)
     if len(histories) != n:
         raise ValueError(f"allowed_items: {n} parsed constraints but {len(histories)} histories")

@@ -33,7 +33,20 @@ __all__ = ["PlatformRules", "RuleEnforcedConfig", "RuleEnforcedRecommender", "en
 @dataclass(frozen=True, eq=False)
 class PlatformRules:
     """A platform's rule set: ``blocked`` item indices never shown, and ``max_exposure_share``:
-    no item in more than that share of the lists of one ``recommend`` call (None: no cap)."""
+    no item in more than that share of the lists of one ``recommend`` call (None: no cap).
+
+    Parameters
+    ----------
+    blocked : numpy.ndarray
+        Item indices never shown (stored sorted and unique).
+    max_exposure_share : float or None
+        The largest share of one call's lists an item may appear in, in (0, 1]; None: no cap.
+
+    Raises
+    ------
+    ConfigError
+        When ``max_exposure_share`` is outside (0, 1].
+    """
 
     blocked: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     max_exposure_share: float | None = None
@@ -49,7 +62,22 @@ class PlatformRules:
         cls, dataset: Dataset, blocked_ids: Sequence[Any] = (), *, max_exposure_share: float | None = None
     ) -> tuple[PlatformRules, list[str]]:
         """Rules over raw item ids; also returns the ids not in the catalog (they cannot be shown,
-        so they are reported and skipped)."""
+        so they are reported and skipped).
+
+        Parameters
+        ----------
+        dataset : Dataset
+            The dataset whose item ids are given.
+        blocked_ids : sequence
+            Raw ids of the blocked items.
+        max_exposure_share : float or None
+            The exposure cap (None: none).
+
+        Returns
+        -------
+        tuple of (PlatformRules, list of str)
+            The rules and the blocked ids not in the catalog.
+        """
         ids = [str(i) for i in blocked_ids]
         index = dataset.item_index(ids, missing="ignore") if ids else np.empty(0, np.int64)
         index = np.asarray(index)
@@ -57,7 +85,18 @@ class PlatformRules:
         return cls(index[known], max_exposure_share), [i for i, ok in zip(ids, known) if not ok]
 
     def cap(self, n_lists: int) -> int | None:
-        """The most lists one item may appear in, for ``n_lists`` lists (at least 1)."""
+        """The most lists one item may appear in, for ``n_lists`` lists (at least 1).
+
+        Parameters
+        ----------
+        n_lists : int
+            The number of lists of the call.
+
+        Returns
+        -------
+        int or None
+            The cap; None when there is no exposure cap.
+        """
         if self.max_exposure_share is None:
             return None
         return max(1, math.floor(self.max_exposure_share * n_lists + 1e-9))
@@ -65,7 +104,20 @@ class PlatformRules:
     def violations(self, top: np.ndarray, n_items: int) -> dict[str, Any]:
         """What ``top`` (n_lists, k item indices, -1 = none) breaks: ``blocked_per_list`` (array),
         ``blocked_slots``, ``lists_with_blocked``, ``cap``, ``items_over_cap``,
-        ``excess_slots`` (slots above the caps) and ``violating_slots`` (both) of ``slots``."""
+        ``excess_slots`` (slots above the caps) and ``violating_slots`` (both) of ``slots``.
+
+        Parameters
+        ----------
+        top : numpy.ndarray
+            (n_lists, k) item indices, -1 = none.
+        n_items : int
+            The catalog size.
+
+        Returns
+        -------
+        dict of str to object
+            The counts above, plus ``lists`` (the number of lists).
+        """
         top = np.asarray(top)
         valid = top >= 0
         blocked = np.zeros(n_items, bool)
@@ -91,7 +143,26 @@ class PlatformRules:
 def enforce_rules(items: np.ndarray, scores: np.ndarray, rules: PlatformRules, k: int, n_items: int) -> TopK:
     """Top-``k`` lists from ranked candidate lists ``items``/``scores`` (n, C) under ``rules``
     (module docstring: blocked items dropped, caps filled greedily column by column, the
-    highest min-max-normalised score first). Never returns a blocked item or exceeds a cap."""
+    highest min-max-normalised score first). Never returns a blocked item or exceeds a cap.
+
+    Parameters
+    ----------
+    items : numpy.ndarray
+        (n, C) ranked candidate item indices, -1 = none.
+    scores : numpy.ndarray
+        (n, C) their scores (non-finite = none).
+    rules : PlatformRules
+        The rules to enforce; the cap is over the ``n`` lists.
+    k : int
+        Length of the lists (at most ``n_items``).
+    n_items : int
+        The catalog size.
+
+    Returns
+    -------
+    TopK
+        The (n, k) lists, padded with -1 where the rules leave too few candidates.
+    """
     from trustrec.mitigate._rerank import minmax_relevance
 
     items = np.asarray(items, np.int64)
@@ -128,9 +199,22 @@ def enforce_rules(items: np.ndarray, scores: np.ndarray, rules: PlatformRules, k
 
 
 class RuleEnforcedConfig(_WrapperConfig):
-    """``blocked_items``: raw item ids never shown; ``max_exposure_share``: the exposure cap
-    (None: none); ``n_candidates``: how deep into the base's ranking lists are filled from (see
-    :meth:`RuleEnforcedRecommender.depth`)."""
+    """Settings of :class:`RuleEnforcedRecommender`.
+
+    Parameters
+    ----------
+    base : ModelSpec
+        The recommender to wrap (registered name + params; built and fitted by ``fit``, or
+        taken as is by ``from_fitted``); default ``item_knn``.
+    n_candidates : int
+        How deep into the base's ranking lists are filled from, at least (see
+        :meth:`RuleEnforcedRecommender.depth`; positive, default 100).
+    blocked_items : tuple of str
+        Raw item ids never shown (ids not in the catalog are counted in ``unknown_blocked_``).
+    max_exposure_share : float or None
+        The exposure cap: no item in more than this share of one call's lists, in (0, 1];
+        None: no cap.
+    """
 
     blocked_items: tuple[str, ...] = ()
     max_exposure_share: float | None = Field(None, gt=0, le=1)
@@ -139,7 +223,15 @@ class RuleEnforcedConfig(_WrapperConfig):
 @register_model
 class RuleEnforcedRecommender(WrapperRecommender):
     """Any recommender, with a platform rule set enforced on every call (module docstring).
-    Blocked ids that are not in the catalog are counted in ``unknown_blocked_``."""
+    Blocked ids that are not in the catalog are counted in ``unknown_blocked_``.
+
+    Parameters
+    ----------
+    config : RuleEnforcedConfig, mapping or None
+        The settings; None: build them from the keyword arguments instead.
+    **kwargs
+        The settings (:class:`RuleEnforcedConfig` fields) as keyword arguments.
+    """
 
     name = "rule_enforced"
     config: RuleEnforcedConfig
@@ -153,7 +245,18 @@ class RuleEnforcedRecommender(WrapperRecommender):
     def depth(self, k: int) -> int:
         """How far down the base's ranking lists are filled from: ``n_candidates``, at least
         ``k / max_exposure_share`` (enough to fill identical lists under the cap), plus the
-        blocked items."""
+        blocked items.
+
+        Parameters
+        ----------
+        k : int
+            Length of the lists asked for.
+
+        Returns
+        -------
+        int
+            How many of the base's items are read per list.
+        """
         share = self.config.max_exposure_share
         need = max(k, self.config.n_candidates, math.ceil(k / share - 1e-9) if share else 0)
         return need + len(self.blocked_)
