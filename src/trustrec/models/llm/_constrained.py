@@ -54,6 +54,41 @@ def constrained_beam_search(
     ``exclude`` (``(n_prompts, n_items)`` bool) marks items a prompt must not get (its history,
     items outside its candidates): the search never enters a branch left without items, which
     is the same as searching a trie of the remaining titles, with no extra beams.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        Causal LM that scores the continuations.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Its tokenizer (prompts are left padded; the eos token pads when there is no pad token).
+    prompts : sequence of str
+        The prompts (a single string is refused).
+    trie : TitleTrie
+        Catalog titles in the tokenizer's token ids.
+    num_beams : int
+        Beams per prompt (default 10).
+    top_k : int
+        Items returned per prompt, at most ``num_beams`` (default 10).
+    batch_size : int
+        Prompts run together (default 8).
+    add_special_tokens : bool
+        Whether the tokenizer adds its special tokens to the prompts (default True).
+    exclude : numpy.ndarray or None
+        ``(n_prompts, n_items)`` bool mask of items each prompt must not get (default None:
+        none).
+
+    Returns
+    -------
+    list of list of (int, float)
+        Per prompt, up to ``top_k`` ``(item_index, sequence_logprob)`` pairs, best first.
+
+    Raises
+    ------
+    ValueError
+        When ``num_beams``, ``top_k`` or ``batch_size`` is below 1, ``top_k > num_beams``, or
+        ``exclude`` has the wrong shape.
+    TypeError
+        When ``prompts`` is a single string.
     """
     if num_beams < 1 or top_k < 1 or batch_size < 1:
         raise ValueError("constrained_beam_search: num_beams, top_k and batch_size must be >= 1")

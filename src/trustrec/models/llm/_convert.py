@@ -152,6 +152,26 @@ def save_checkpoint(model, tokenizer, folder: str | Path) -> Path:
 
     Works for models that ``save_pretrained`` refuses (those loaded from GGUF). The folder is
     replaced in one rename once every file is written.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        The causal LM; tied weights are stored once.
+    tokenizer : transformers.PreTrainedTokenizerBase or None
+        Its tokenizer, saved beside the weights; None saves the model only.
+    folder : str or Path
+        Destination folder: new, empty, or a checkpoint trustrec wrote (replaced).
+
+    Returns
+    -------
+    Path
+        ``folder``.
+
+    Raises
+    ------
+    DataError
+        When ``folder`` is a symbolic link, not a folder, or a non-empty folder trustrec did not
+        write.
     """
     folder = Path(folder)
     with atomic_directory(folder, replaceable=_is_model_checkpoint) as tmp:
@@ -165,7 +185,24 @@ def convert_gguf(
     """Dequantise a GGUF file with transformers and write a safetensors checkpoint into ``folder``.
 
     ``folder`` is written in place (pass a temporary folder and rename it, as the model registry
-    does). Returns timings and sizes for the cache record.
+    does).
+
+    Parameters
+    ----------
+    gguf_path : str or Path
+        The GGUF file; its tokenizer is read from it too.
+    folder : str or Path
+        Destination folder (created if needed).
+    dtype : str
+        Torch dtype name of the dequantised weights (default ``"float32"``).
+    progress : bool
+        Whether to keep ``transformers``' progress bars while loading (default True).
+
+    Returns
+    -------
+    dict of str to str
+        Record for the cache: the GGUF file name, load and write times in seconds, the parameter
+        count, the dtype and the ``transformers`` version.
     """
     transformers = require_transformers(gguf=True)
     import torch
@@ -210,6 +247,25 @@ def build_tiny_random(
 
     The weights depend only on ``config``, ``seed`` and the torch version: torch's global random
     state is restored afterwards.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Destination folder (created if needed), written in place.
+    config : mapping
+        ``transformers`` model configuration with a ``model_type`` (default: a 2-layer SmolLM2
+        architecture, hidden size 64).
+    tokenizer : str
+        Name of a tokenizer folder shipped in trustrec's assets (default
+        ``"smollm2-tokenizer"``).
+    seed : int
+        Seed of the random initialisation (default 0).
+
+    Returns
+    -------
+    dict of str to str
+        Record for the cache: how it was built, the tokenizer, the parameter count and the
+        torch and ``transformers`` versions.
     """
     transformers = require_transformers()
     import torch

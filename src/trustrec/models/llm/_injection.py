@@ -154,7 +154,15 @@ INJECTION_PATTERNS: dict[str, re.Pattern] = {
 
 @dataclass(frozen=True)
 class InjectionMatch:
-    """One match: the pattern's ``name`` and the ``start``/``end`` of the span in the original text."""
+    """One match: the pattern's ``name`` and the ``start``/``end`` of the span in the original text.
+
+    Parameters
+    ----------
+    name : str
+        Name of the pattern that matched (a key of ``INJECTION_PATTERNS``, e.g. ``"override"``).
+    start, end : int
+        Character span of the match in the original text (``text[start:end]``).
+    """
 
     name: str
     start: int
@@ -175,7 +183,18 @@ def text_skeleton(text: str) -> tuple[str, list[int]]:
 
 
 def find_injections(text: str) -> list[InjectionMatch]:
-    """Instruction-like spans in ``text`` (module docstring), in order of position."""
+    """Instruction-like spans in ``text`` (module docstring), in order of position.
+
+    Parameters
+    ----------
+    text : str
+        Item text; matched on its normalised skeleton.
+
+    Returns
+    -------
+    list of InjectionMatch
+        Every match of every pattern, sorted by start then end; empty for empty text.
+    """
     if not text:
         return []
     skeleton, origin = text_skeleton(str(text))
@@ -190,6 +209,18 @@ def find_injections(text: str) -> list[InjectionMatch]:
 
 
 def has_injection(text: str) -> bool:
+    """Whether ``text`` holds instruction-like text (any match of :func:`find_injections`).
+
+    Parameters
+    ----------
+    text : str
+        Item text.
+
+    Returns
+    -------
+    bool
+        True when at least one pattern matches.
+    """
     return bool(find_injections(text))
 
 
@@ -215,10 +246,33 @@ def _strip(text: str, matches: list[InjectionMatch]) -> str:
 
 
 def guard_text(text: str, mode: Guard = "flag", fit=None) -> str:
-    """``text`` as the guard ``mode`` shows it in a prompt (module docstring). ``fit`` (optional)
-    cuts the text to its budget; it is applied to the text INSIDE the flag wrapper, after the
-    match is found on the whole text, so a cut can neither hide an injection nor drop the
-    closing delimiter."""
+    """``text`` as the guard ``mode`` shows it in a prompt (module docstring).
+
+    ``fit`` (optional) cuts the text to its budget; it is applied to the text INSIDE the flag
+    wrapper, after the match is found on the whole text, so a cut can neither hide an injection
+    nor drop the closing delimiter.
+
+    Parameters
+    ----------
+    text : str
+        Item text.
+    mode : {"off", "flag", "strip"}
+        ``"off"``: unchanged; ``"flag"`` (default): text with a match is wrapped in ``⟦ ⟧`` after
+        a ``[flagged: ...]`` prefix; ``"strip"``: each matched sentence is cut from the first match
+        on and replaced by ``[removed instruction-like text]``.
+    fit : callable or None
+        Maps a text to its cut version (default None: no cut).
+
+    Returns
+    -------
+    str
+        The text to put in the prompt.
+
+    Raises
+    ------
+    ValueError
+        When ``mode`` is not one of ``"off"``, ``"flag"``, ``"strip"``.
+    """
     if mode not in GUARDS:
         raise ValueError(f"guard_text: mode must be one of {GUARDS}; got {mode!r}")
     fit = fit or (lambda t: t)

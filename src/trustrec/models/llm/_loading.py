@@ -22,7 +22,33 @@ __all__ = ["TextEncoder", "load_causal_lm", "load_text_encoder", "resolve_checkp
 def resolve_checkpoint(
     name_or_path: str | os.PathLike, *, kind: str | None = None, download: bool = True, progress: bool = True
 ) -> Path:
-    """A registered name (resolved, fetched if needed) or a checkpoint folder, as a folder."""
+    """A registered name (resolved, fetched if needed) or a checkpoint folder, as a folder.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A registered model name or a checkpoint folder.
+    kind : {"causal-lm", "text-encoder"} or None
+        Kind a registered model must be (default None: any); not checked for folders.
+    download : bool
+        Whether a registered model may be fetched when no local copy exists (default True).
+    progress : bool
+        Whether to show download and conversion progress (default True).
+
+    Returns
+    -------
+    Path
+        Folder holding a complete checkpoint.
+
+    Raises
+    ------
+    ConfigError
+        When the registered model is not of ``kind``.
+    ModelNotFoundError
+        When ``name_or_path`` is neither a registered name nor an existing folder, when the folder
+        is not a complete checkpoint, or when the model cannot be resolved (see
+        :func:`resolve_model`).
+    """
     if isinstance(name_or_path, str) and name_or_path in llm_registry():
         entry = llm_entry(name_or_path)
         if kind is not None and entry.kind != kind:
@@ -61,7 +87,32 @@ def load_causal_lm(
 ):
     """Load a causal LM and its tokenizer: ``(model, tokenizer)``, the model in eval mode.
 
-    ``name_or_path``: a registered name (``trustrec models list``) or a checkpoint folder.
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A registered name (``trustrec models list``) or a checkpoint folder.
+    dtype : str
+        Torch dtype name of the loaded weights (default ``"float32"``).
+    device : str or None
+        Device to move the model to (default None: where ``transformers`` loads it, the CPU).
+    download : bool
+        Whether a registered model may be fetched when no local copy exists (default True).
+    progress : bool
+        Whether to show download and conversion progress (default True).
+
+    Returns
+    -------
+    model : transformers.PreTrainedModel
+        The causal LM (``AutoModelForCausalLM``), in eval mode.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Its tokenizer.
+
+    Raises
+    ------
+    ConfigError
+        When the registered model is a text encoder.
+    ModelNotFoundError
+        When the checkpoint cannot be resolved (see :func:`resolve_checkpoint`).
     """
     folder = resolve_checkpoint(name_or_path, kind="causal-lm", download=download, progress=progress)
     transformers = require_transformers()
@@ -97,6 +148,27 @@ class TextEncoder:
 
     Built by :func:`load_text_encoder`; ``encode(texts)`` returns a ``(len(texts), dim)`` float32
     array whose rows have unit norm (``normalize=True``).
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        Encoder whose output has ``last_hidden_state``.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Its tokenizer.
+    pooling : {"mean", "cls"}
+        Mean of the token states under the attention mask, or the first token's state
+        (default ``"mean"``).
+    max_length : int
+        Longer texts are truncated to this many tokens (default 256).
+    normalize : bool
+        Whether to L2-normalise each embedding (default True).
+    name : str
+        Name shown in ``repr`` and progress bars (default empty).
+
+    Raises
+    ------
+    ConfigError
+        When ``pooling`` is neither ``"mean"`` nor ``"cls"``.
     """
 
     def __init__(
@@ -178,6 +250,32 @@ def load_text_encoder(
 
     Pooling and maximum length come from a sentence-transformers folder's
     ``1_Pooling/config.json`` and ``sentence_bert_config.json`` when present (default: mean, 256).
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A registered name (``trustrec models list``) or a checkpoint folder.
+    device : str or None
+        Device to move the model to (default None: where ``transformers`` loads it, the CPU).
+    max_length : int or None
+        Maximum tokens per text (default None: the folder's ``max_seq_length``, else 256); never
+        above the model's ``max_position_embeddings``.
+    download : bool
+        Whether a registered model may be fetched when no local copy exists (default True).
+    progress : bool
+        Whether to show download and conversion progress (default True).
+
+    Returns
+    -------
+    TextEncoder
+        The encoder, in eval mode.
+
+    Raises
+    ------
+    ConfigError
+        When the registered model is a causal LM, or the folder's pooling is neither mean nor CLS.
+    ModelNotFoundError
+        When the checkpoint cannot be resolved (see :func:`resolve_checkpoint`).
     """
     folder = resolve_checkpoint(name_or_path, kind="text-encoder", download=download, progress=progress)
     transformers = require_transformers()

