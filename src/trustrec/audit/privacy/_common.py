@@ -95,7 +95,36 @@ def next_item_losses(
     queries (module docstring), and the number of positions scored. NaN (and 0) for rows shorter
     than 2 or that the model cannot score. Works for any fitted model with ``score`` and for any
     model with its own answer loss (``sequence_likelihood``, e.g. the generative LLM recommender;
-    ``base=True`` asks its untuned base model instead)."""
+    ``base=True`` asks its untuned base model instead).
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted model.
+    histories : Ragged
+        Chronological sequences, one per row.
+    positions : int or None
+        The last positions scored per row; None: all.
+    batch_size : int
+        Prefixes scored per batch (full-catalog scores).
+    base : bool
+        Ask the untuned base model of a model with its own answer loss instead.
+
+    Returns
+    -------
+    losses : ndarray
+        (n,) mean next-item negative log-likelihood per row; NaN where none was scored.
+    n_scored : ndarray
+        (n,) positions scored per row.
+
+    Raises
+    ------
+    ConfigError
+        If the model has neither full-catalog scores nor its own answer loss, ``positions`` is
+        below 1, or ``base`` is asked of a model without a base loss.
+    NotFittedError
+        If ``model`` is not fitted.
+    """
     model._check_fitted()
     if not _can_score(model):
         raise ConfigError(

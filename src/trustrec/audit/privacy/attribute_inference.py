@@ -53,14 +53,38 @@ __all__ = ["AttributeInferenceAudit", "AttributeInferenceConfig"]
 
 # -- attribute inference ---------------------------------------------------------------------------
 class AttributeInferenceConfig(AuditConfig):
-    """``attributes``: user columns to infer (``None``: every attribute column); ``features``:
-    ``auto`` (user embeddings when the model has them, else the top-K list), ``embeddings`` or
-    ``topk``; ``n_folds``: stratified CV folds; ``C``: the logistic regression's inverse
-    regularisation; ``n_permutations``: shuffled-label runs; ``min_class_size``: smaller values
-    merge into ``"(rare)"``; ``minimise``: ``drop`` or ``generalise`` the ``sensitive_items``
-    (raw ids; ``None``: the ``n_sensitive`` items most revealing of each attribute) and ask
-    again (``None``: no minimisation); ``minimisation``: an input-defence arm by name or
-    ``{"name", "params"}`` instead (``None``: ``minimise`` decides)."""
+    """Settings of the ``attribute_inference`` audit.
+
+    Parameters
+    ----------
+    attributes : tuple of str or None
+        User columns to infer; None: every attribute column.
+    features : {"auto", "embeddings", "topk"}
+        What the attacker reads: ``auto`` (user embeddings when the model has them, else the
+        top-K list), ``embeddings`` or ``topk``.
+    n_folds : int
+        Stratified cross-validation folds (at least 2).
+    C : float
+        The logistic regression's inverse regularisation.
+    n_permutations : int
+        Shuffled-label runs (the chance level).
+    min_class_size : int
+        Attribute values with fewer users merge into ``"(rare)"``.
+    minimise : {"drop", "generalise"} or None
+        ``drop`` or ``generalise`` the sensitive items in the histories and ask again; None: no
+        minimisation (not together with ``minimisation``).
+    minimisation : ArmSpec or None
+        An input-defence arm by name or ``{"name", "params"}`` instead; None: ``minimise``
+        decides.
+    sensitive_items : tuple of str or None
+        Raw ids of the items minimised; None: the ``n_sensitive`` items most revealing of each
+        attribute.
+    n_sensitive : int
+        Items most revealing of each attribute that are minimised when ``sensitive_items`` is
+        None.
+    batch_size : int
+        Queries answered per batch.
+    """
 
     attributes: tuple[str, ...] | None = None
     features: Literal["auto", "embeddings", "topk"] = "auto"

@@ -74,7 +74,20 @@ FPRS = (0.01, 0.001)
 def canary_exposure(canary_losses, candidate_losses) -> np.ndarray:
     """Exposure (Carlini et al. 2019) of each canary among ``candidate_losses`` of random
     sequences: ``log2(n_candidates + 1) - log2(rank)``, rank 1 = lower loss than every candidate,
-    a candidate with an equal loss counting half."""
+    a candidate with an equal loss counting half.
+
+    Parameters
+    ----------
+    canary_losses : array_like of float
+        (n_canaries,) the model's loss of each canary.
+    candidate_losses : array_like of float
+        Losses of random sequences of the same length (NaN ones are ignored).
+
+    Returns
+    -------
+    ndarray
+        (n_canaries,) exposures in bits; NaN where the canary's loss is NaN.
+    """
     c = np.asarray(canary_losses, np.float64)[:, None]
     cand = np.asarray(candidate_losses, np.float64)
     cand = cand[~np.isnan(cand)][None, :]
@@ -84,7 +97,29 @@ def canary_exposure(canary_losses, candidate_losses) -> np.ndarray:
 
 
 def random_sequences(n: int, length: int, n_items: int, rng: np.random.Generator) -> Ragged:
-    """``n`` sequences of ``length`` distinct items drawn uniformly from the catalog."""
+    """``n`` sequences of ``length`` distinct items drawn uniformly from the catalog.
+
+    Parameters
+    ----------
+    n : int
+        Number of sequences.
+    length : int
+        Items per sequence, all distinct.
+    n_items : int
+        Number of items in the catalog.
+    rng : numpy.random.Generator
+        The random generator.
+
+    Returns
+    -------
+    Ragged
+        ``n`` rows of ``length`` item indices.
+
+    Raises
+    ------
+    ConfigError
+        If ``length`` exceeds ``n_items``.
+    """
     if length > n_items:
         raise ConfigError(
             f"random sequences of {length} distinct items need at least that many items; the catalog has {n_items}"
@@ -135,18 +170,43 @@ def _with_canaries(split: Split, canaries: Ragged, repeats: int) -> tuple[Split,
 
 # -- membership inference --------------------------------------------------------------------------
 class MembershipInferenceConfig(AuditConfig):
-    """``reference``: ``auto`` (the untuned base LLM for the generative recommender, else a
-    retrained copy), ``retrain`` (``reference_spec``, default the target's spec, trained on the
-    ``reference_share`` of users), ``base_llm`` or ``none`` (loss attack only); ``positions``:
-    next-item predictions per user in its loss (``None``: the generative recommender's
-    ``targets_per_user``, else 10); canaries: ``n_canaries`` inserted (0: none) plus as many
-    controls, ``canary_length`` items, ``canary_repeats`` copies, ranked among ``n_candidates``
-    random sequences; ``noise_epsilons``: randomised-response settings to retrain with (each the
-    ``randomised_response`` arm at that epsilon, run first); ``training_defences``: training-defence
-    arms by name or ``{"name", "params"}``;
-    ``max_users``: attacked users (a seeded half from members, half from non-members; all
-    members are trained on); ``model_spec``: what to train (``None``: the audited model's own
-    name and config)."""
+    """Settings of the ``membership_inference`` audit.
+
+    Parameters
+    ----------
+    model_spec : dict or None
+        What to train (``{"name": ..., "params": {...}}``); None: the audited model's own name
+        and config.
+    reference : {"auto", "retrain", "base_llm", "none"}
+        The reference model of the attack: ``auto`` (the untuned base LLM for the generative
+        recommender, else a retrained copy), ``retrain`` (``reference_spec`` trained on the
+        ``reference_share`` of users), ``base_llm`` or ``none`` (loss attack only).
+    reference_spec : dict or None
+        What the ``retrain`` reference is; None: the target's spec.
+    reference_share : float
+        Share of users the retrained reference is trained on (between 0 and 1).
+    positions : int or None
+        Next-item predictions per user in its loss; None: the generative recommender's
+        ``targets_per_user``, else 10.
+    n_canaries : int
+        Canaries inserted (0: none), plus as many controls.
+    canary_length : int
+        Items per canary (at least 2).
+    canary_repeats : int
+        Copies of each canary inserted.
+    n_candidates : int
+        Random sequences each canary is ranked among (its exposure).
+    noise_epsilons : tuple of float
+        Randomised-response settings to retrain with (each the ``randomised_response`` arm at
+        that epsilon, run first; inf: no noise).
+    training_defences : tuple of ArmSpec
+        Training-defence arms by name or ``{"name", "params"}``.
+    max_users : int or None
+        Attacked users (a seeded half from members, half from non-members; all members are
+        trained on).
+    batch_size : int
+        Queries scored per batch.
+    """
 
     model_spec: ModelSpecField = None
     reference: Literal["auto", "retrain", "base_llm", "none"] = "auto"

@@ -53,7 +53,18 @@ __all__ = ["UnlearningAudit", "UnlearningConfig", "js_divergence"]
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Row-wise Jensen-Shannon divergence (base 2, in [0, 1]) of distributions ``p`` and ``q``."""
+    """Row-wise Jensen-Shannon divergence (base 2, in [0, 1]) of distributions ``p`` and ``q``.
+
+    Parameters
+    ----------
+    p, q : array_like of float
+        (n, n_outcomes) distributions, one per row.
+
+    Returns
+    -------
+    ndarray
+        (n,) divergences.
+    """
     p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
     m = (p + q) / 2
 
@@ -77,15 +88,34 @@ def _softmax_rows(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 # -- unlearning ------------------------------------------------------------------------------------
 class UnlearningConfig(AuditConfig):
-    """``forget_users``: raw user ids to forget (``None``: a seeded ``forget_share`` of the users
-    with at least 2 training interactions); ``heldout_share``: users never trained on (the
-    non-members of the attack on the forgotten users); ``steps``, ``learning_rate`` (``None``:
-    a tenth of the model's), ``retain_weight``, ``unlearn_batch_size``: the approximate method
-    (gradient ascent with a retain term, bounded by the held-out users' mean training loss);
-    ``positions``: next-item predictions per user in the attack's loss; ``max_users``: retained
-    users evaluated (seeded sample); ``model_spec``: what to train; ``exact`` / ``approximate``:
-    the reference and the verified forget methods, ``unlearning`` arms by name (default
-    ``exact_retrain`` and ``gradient_ascent``)."""
+    """Settings of the ``unlearning`` audit.
+
+    Parameters
+    ----------
+    model_spec : dict or None
+        What to train (``{"name": ..., "params": {...}}``); None: the audited model's own name
+        and config.
+    forget_users : tuple of str or None
+        Raw user ids to forget; None: a seeded ``forget_share`` of the users with at least 2
+        training interactions.
+    forget_share : float
+        Share of users forgotten when ``forget_users`` is None (between 0 and 1).
+    heldout_share : float
+        Share of users never trained on (the non-members of the attack on the forgotten users).
+    steps, learning_rate, retain_weight, unlearn_batch_size : int, float or None
+        The approximate method's steps, learning rate (None: a tenth of the model's), weight of
+        the retain term and batch size (gradient ascent with a retain term, bounded by the
+        held-out users' mean training loss).
+    positions : int
+        Next-item predictions per user in the attack's loss.
+    max_users : int or None
+        Retained users evaluated (seeded sample).
+    batch_size : int
+        Queries scored per batch.
+    exact, approximate : ArmSpec
+        The reference and the verified forget methods, ``unlearning`` arms by name or
+        ``{"name", "params"}`` (default ``exact_retrain`` and ``gradient_ascent``).
+    """
 
     model_spec: ModelSpecField = None
     forget_users: tuple[str, ...] | None = None
