@@ -18,8 +18,27 @@ def _recommend(model, queries, k: int, batch_size: int) -> np.ndarray:
 
 
 def target_item_indices(dataset: Dataset, raw_ids, who: str) -> np.ndarray:
-    """Item indices of the raw ``target_items`` of an attack audit; unknown ids raise
-    ``ConfigError`` naming them."""
+    """Item indices of the raw ``target_items`` of an attack audit.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset whose catalog the ids are looked up in.
+    raw_ids : sequence of str
+        Raw item ids.
+    who : str
+        The audit's name, for the error message.
+
+    Returns
+    -------
+    ndarray
+        The item indices, in the order of ``raw_ids``.
+
+    Raises
+    ------
+    ConfigError
+        If an id is not an item of ``dataset`` (the message names them).
+    """
     idx = np.asarray(dataset.item_index(list(raw_ids), missing="ignore"), np.int64)
     unknown = [t for t, i in zip(raw_ids, idx) if i < 0]
     if unknown:
@@ -35,7 +54,26 @@ def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, 
     catalog with the history masked (ties broken by the lower item index, as
     :func:`trustrec.models.topk_from_scores`); NaN where the target is in the history.
     Models without full-ranking scores are ranked from their top-``depth`` list: absent targets
-    get ``depth + 1`` (censored)."""
+    get ``depth + 1`` (censored).
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted model.
+    queries : QueryBatch
+        The queries.
+    targets : array_like of int
+        Item indices of the targets.
+    batch_size : int
+        Queries ranked per batch.
+    depth : int
+        Length of the top list read for models without full-ranking scores.
+
+    Returns
+    -------
+    ndarray
+        (n_queries, n_targets) float ranks.
+    """
     from trustrec.models import exclusion_mask
 
     targets = np.atleast_1d(np.asarray(targets, np.int64))

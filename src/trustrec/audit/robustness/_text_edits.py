@@ -117,7 +117,41 @@ def attack_item_text(
     """A copy of ``items`` in which the ``column`` text of the ``targets`` (item indices) is
     attacked by ``kind`` (module docstring); other rows are unchanged. ``donor_texts``: texts the
     ``word`` attack borrows words from (e.g. the most popular items' titles). Missing text is
-    treated as empty. Seeded: the same arguments give the same table."""
+    treated as empty. Seeded: the same arguments give the same table.
+
+    Parameters
+    ----------
+    items : DataFrame
+        The catalog's items table.
+    targets : array_like of int
+        Item indices (rows of ``items``) whose text is attacked.
+    kind : str
+        The attack, one of :data:`TEXT_ATTACKS`.
+    column : str
+        The text column attacked.
+    seed : int
+        Seed of the edits.
+    strength : float
+        Share of the words the ``char`` attack perturbs (at least one).
+    n_words : int
+        Words the ``word`` attack inserts.
+    donor_texts : sequence of str
+        Texts the ``word`` attack borrows words from.
+    marker : str
+        The answer the ``hijack`` attack asks for.
+
+    Returns
+    -------
+    DataFrame
+        The attacked copy of ``items``.
+
+    Raises
+    ------
+    ConfigError
+        If ``kind`` is unknown, or the ``word`` attack finds no donor word not in the target.
+    DataError
+        If ``column`` is not an item column or a target is outside the catalog.
+    """
     if kind not in TEXT_ATTACKS:
         raise ConfigError(f"attack_item_text: kind must be one of {TEXT_ATTACKS}; got {kind!r}")
     if column not in items.columns:

@@ -118,6 +118,31 @@ def perturb_histories(
     unchanged). Inserted and substituted items are in-catalog and not already in the row, so no
     duplicate is introduced. Lengths: ``+n`` for insert, ``-n`` for delete, unchanged otherwise.
     Empty rows are unchanged except by insertion.
+
+    Parameters
+    ----------
+    histories : Ragged
+        Chronological histories, one per row.
+    kind : str
+        The edit, one of :data:`PERTURBATIONS`.
+    budget : float
+        Share of each row edited, in (0, 1].
+    n_items : int
+        Number of items in the catalog (inserted and substituted items are drawn from it).
+    seed : int
+        Seed of the edits.
+    targeted : bool
+        Edit the newest positions instead of random ones.
+
+    Returns
+    -------
+    Ragged
+        The perturbed histories, row for row.
+
+    Raises
+    ------
+    ConfigError
+        If ``kind`` is unknown or ``budget`` is not in (0, 1].
     """
     if kind not in PERTURBATIONS:
         raise ConfigError(f"perturb_histories: kind must be one of {PERTURBATIONS}, got {kind!r}")
@@ -176,10 +201,25 @@ def perturb_histories(
 
 
 class HistoryPerturbationConfig(AuditConfig):
-    """``perturbations``: kinds of edit; ``targeting``: ``random`` and/or ``targeted`` (newest
-    positions); ``budgets``: shares of each history edited (at least one item); ``rbo_p``: the
-    persistence of RBO; ``default_budget``: where the headline estimates are read (added to the
-    sweep); ``max_users``: a seeded sample of evaluation users (each setting re-asks the model)."""
+    """Settings of the ``history_perturbation`` audit.
+
+    Parameters
+    ----------
+    perturbations : tuple of str
+        Kinds of edit (see :data:`PERTURBATIONS`).
+    targeting : tuple of {"random", "targeted"}
+        Where the edits fall: ``random`` positions and/or ``targeted`` (the newest positions).
+    budgets : tuple of float
+        Shares of each history edited (at least one item), each in (0, 1].
+    default_budget : float
+        Where the headline estimates are read (added to the sweep).
+    rbo_p : float
+        The persistence of rank-biased overlap (between 0 and 1).
+    max_users : int or None
+        A seeded sample of evaluation users (each setting re-asks the model; default 1000).
+    batch_size : int
+        Queries answered per batch.
+    """
 
     perturbations: tuple[Perturbation, ...] = PERTURBATIONS
     targeting: tuple[Literal["random", "targeted"], ...] = ("random", "targeted")

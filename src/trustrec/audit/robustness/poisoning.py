@@ -87,7 +87,35 @@ def fake_profiles(
     """Training interactions of ``n_fake`` fake users (indices ``n_users .. n_users + n_fake - 1``
     of ``split.dataset``), each holding every item of ``targets`` plus ``filler_size`` other
     items chosen by ``attack`` (module docstring). Timestamps lie within the training period;
-    ratings are set when the training data has them. Seeded."""
+    ratings are set when the training data has them. Seeded.
+
+    Parameters
+    ----------
+    split : Split
+        The genuine data; fake profiles follow its training part.
+    attack : str
+        How filler items are chosen, one of :data:`ATTACKS`.
+    n_fake : int
+        Number of fake users (at least 1).
+    targets : array_like of int
+        Item indices every fake profile holds (the items promoted).
+    filler_size : int
+        Items per profile besides the targets (capped at the items available).
+    seed : int
+        Seed of the profiles.
+    item_group_column : str or None
+        Item column of the ``segment`` attack; None: guessed.
+
+    Returns
+    -------
+    Interactions
+        The fake users' training interactions.
+
+    Raises
+    ------
+    ConfigError
+        If ``attack`` is unknown or ``n_fake`` is below 1.
+    """
     if attack not in ATTACKS:
         raise ConfigError(f"fake_profiles: attack must be one of {ATTACKS}, got {attack!r}")
     if n_fake < 1:
@@ -177,7 +205,27 @@ def _fake_ratings(train: Interactions, items: np.ndarray, top_rated: np.ndarray,
 
 def inject_fake_users(split: Split, fake: Interactions) -> Split:
     """``split`` with ``fake`` added to the training part; fake users get new user rows
-    (``user_id`` ``"__fake_<n>"``) after the genuine ones, valid and test are unchanged."""
+    (``user_id`` ``"__fake_<n>"``) after the genuine ones, valid and test are unchanged.
+
+    Parameters
+    ----------
+    split : Split
+        The genuine data.
+    fake : Interactions
+        Fake users' interactions, as from :func:`fake_profiles` (user indices from
+        ``split.dataset.n_users`` on).
+
+    Returns
+    -------
+    Split
+        The poisoned split (``split`` itself when ``fake`` is empty).
+
+    Raises
+    ------
+    DataError
+        If the fake users reuse genuine user indices or names, an item is outside the catalog,
+        or ratings are present in one of the training data and the fake interactions only.
+    """
     ds = split.dataset
     if len(fake) == 0:
         return split
@@ -199,19 +247,38 @@ def inject_fake_users(split: Split, fake: Interactions) -> Split:
 
 
 class PoisoningConfig(AuditConfig):
-    """``target_items``: raw item ids to promote (``None``: ``n_targets`` items drawn with
-    ``seed`` from the less popular half of the items seen in training); ``attacks``: see
-    :data:`ATTACKS`; ``budgets``: fake users as a share of the genuine training users, each in
-    (0, 1); ``filler_size``: items per fake profile besides the targets (``None``: the median
-    training profile length); ``model_spec``: what to retrain (``{"name", "params"}``; ``None``:
-    the audited model's own name and config); ``defences``: data-defence arms by name (or
-    ``{"name", "params"}``; see :mod:`trustrec._arms`), e.g. ``["fake_user_detector"]``: each
-    poisoned training set is screened, flagged users are dropped and the model is retrained,
-    and detection precision/recall/F1 and the defended promotion are reported too;
-    ``detector``: the ``fake_user_detector`` arm's params (kept as an alias: a dict is the same
-    as naming that arm first in ``defences``; ``None``: not that arm);
-    ``item_group_column``: the segment attack's column (``None``: guessed); ``max_users``: a
-    seeded sample of genuine evaluation users."""
+    """Settings of the ``poisoning`` audit.
+
+    Parameters
+    ----------
+    target_items : tuple of str or None
+        Raw item ids to promote; None: ``n_targets`` items drawn with ``seed`` from the less
+        popular half of the items seen in training.
+    n_targets : int
+        Number of targets drawn when ``target_items`` is None.
+    attacks : tuple of str
+        The attacks, see :data:`ATTACKS`.
+    budgets : tuple of float
+        Fake users as a share of the genuine training users, each in (0, 1).
+    filler_size : int or None
+        Items per fake profile besides the targets; None: the median training profile length.
+    model_spec : dict or None
+        What to retrain (``{"name", "params"}``); None: the audited model's own name and config.
+    detector : dict or None
+        The ``fake_user_detector`` arm's params (kept as an alias: a dict is the same as naming
+        that arm first in ``defences``); None: not that arm.
+    defences : tuple of ArmSpec
+        Data-defence arms by name (or ``{"name", "params"}``; see :mod:`trustrec._arms`), e.g.
+        ``["fake_user_detector"]``: each poisoned training set is screened, flagged users are
+        dropped and the model is retrained, and detection precision/recall/F1 and the defended
+        promotion are reported too.
+    item_group_column : str or None
+        The segment attack's column; None: guessed.
+    max_users : int or None
+        A seeded sample of genuine evaluation users.
+    batch_size : int
+        Queries answered per batch.
+    """
 
     target_items: tuple[str, ...] | None = None
     n_targets: PositiveInt = 1

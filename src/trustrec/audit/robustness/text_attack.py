@@ -70,17 +70,46 @@ __all__ = ["PROMOTIONAL_PHRASES", "TEXT_ATTACKS", "TextAttackAudit", "TextAttack
 
 
 class TextAttackConfig(AuditConfig):
-    """``attacks``: see :data:`TEXT_ATTACKS`; ``n_targets``: attacked items, drawn with ``seed``
-    among items with training data outside the ``head_share`` most popular (or ``target_items``,
-    raw ids); ``guards``: prompt injection guards to measure (``"off"`` is the undefended model;
-    ``"flag"`` / ``"strip"`` are the ``injection_flag`` / ``injection_strip`` arms);
-    ``text_guards``: more text-guard arms by name or ``{"name", "params"}``;
-    ``injection_detector``: the text-guard arm whose ``detect`` gives the detector figures;
-    ``fusion_weight``: robust aggregation with the retriever for rankers (0 turns it off);
-    ``sum_scoring``: also measure a ranker that scores a candidate's text by its total instead of
-    its mean token log-probability (appended text then costs likelihood instead of adding it);
-    ``n_candidates``: candidate list length for rankers; ``control_share``: untouched users;
-    ``strength``/``n_words``: char and word attack sizes; ``marker``: the hijack's answer."""
+    """Settings of the ``text_attack`` audit (its ``k`` defaults to 5 and ``max_users`` to 100).
+
+    Parameters
+    ----------
+    attacks : tuple of str
+        The attacks, see :data:`TEXT_ATTACKS`.
+    target_items : tuple of str or None
+        Raw ids of the attacked items; None: ``n_targets`` items drawn with ``seed``.
+    n_targets : int
+        Attacked items, drawn with ``seed`` among items with training data outside the
+        ``head_share`` most popular (when ``target_items`` is None).
+    head_share : float
+        Share of the most popular items never drawn as targets (in [0, 1)).
+    guards : tuple of {"off", "flag", "strip"}
+        Prompt injection guards to measure (``"off"`` is the undefended model, always added;
+        ``"flag"`` / ``"strip"`` are the ``injection_flag`` / ``injection_strip`` arms).
+    text_guards : tuple of ArmSpec
+        More text-guard arms by name or ``{"name", "params"}``.
+    injection_detector : str
+        The text-guard arm whose ``detect`` gives the detector figures.
+    fusion_weight : float
+        Robust aggregation with the retriever for rankers (0 turns it off; in [0, 1]).
+    sum_scoring : bool
+        Also measure a ranker that scores a candidate's text by its total instead of its mean
+        token log-probability (appended text then costs likelihood instead of adding it).
+    n_candidates : int
+        Candidate list length for rankers (at least 3).
+    control_share : float
+        Share of untouched users (in [0, 1)).
+    column : str
+        The item text column attacked.
+    strength, n_words : float, int
+        Char and word attack sizes: the share of words perturbed by ``char``, the words inserted
+        by ``word``.
+    marker : str
+        The hijack's answer.
+    min_lift : float
+        Non-negative; not read by the audit at present (no threshold is derived from it): judge
+        the lift with ``thresholds``.
+    """
 
     k: PositiveInt = 5
     max_users: PositiveInt | None = 100
