@@ -30,7 +30,25 @@ UNLEARNING_METHODS = ("exact", "gradient_ascent")
 
 def remove_users(data: Dataset | Split, users) -> Dataset | Split:
     """``data`` without any interaction of the user indices ``users`` (for a Split: its training
-    part; valid and test stay, they are never trained on). Users and items keep their indices."""
+    part; valid and test stay, they are never trained on). Users and items keep their indices.
+
+    Parameters
+    ----------
+    data : Dataset or Split
+        The data.
+    users : array_like
+        User indices whose interactions are removed.
+
+    Returns
+    -------
+    Dataset or Split
+        The same kind as ``data``, without those users' (training) interactions.
+
+    Raises
+    ------
+    DataError
+        When ``data`` is neither a Dataset nor a Split.
+    """
     users = np.asarray(users, np.int64)
     if isinstance(data, Split):
         return data.without_users(users, parts=("train",), note=f"training interactions of {len(users)} users removed")
@@ -65,7 +83,50 @@ def forget(
     ids, or indices with ``by="index"``; unknown users raise, naming them). See the module
     docstring for the methods; ``seed`` is the seed of the exact retrain (use the fit's seed to
     get exactly the model trained without them) and of the approximate method's batches; the
-    other keywords go to :func:`trustrec.models.training.approximate_unlearn`."""
+    other keywords go to :func:`trustrec.models.training.approximate_unlearn`.
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted model (unchanged).
+    data : Dataset or Split
+        The data ``model`` was fitted on.
+    user_ids : array_like
+        The users to forget: raw ids, or user indices with ``by="index"``.
+    method : {"exact", "gradient_ascent"}
+        ``"exact"``: retrain a fresh copy without the users; ``"gradient_ascent"``:
+        approximate unlearning of a torch model with a per-sequence training loss.
+    by : {"id", "index"}
+        How ``user_ids`` name the users.
+    seed : int
+        Seed of the exact retrain and of the approximate method's batches.
+    steps : int
+        Most Adam steps of the ascent (``"gradient_ascent"`` only, as the settings below).
+    learning_rate : float or None
+        Adam's learning rate; None: a tenth of the model config's.
+    retain_weight : float
+        Weight of the retain-set term.
+    batch_size : int
+        Rows per forget batch and size of the retain batch.
+    max_forget_loss : float or None
+        Bound on the forgotten users' mean loss (the forget term is dropped once it is
+        reached); None: no bound.
+
+    Returns
+    -------
+    Recommender
+        A new model that has forgotten the users; its ``unlearning_`` records the method,
+        ``n_users`` and ``seconds``.
+
+    Raises
+    ------
+    ConfigError
+        When ``method`` is unknown, or ``"gradient_ascent"`` is asked of a model without
+        approximate unlearning.
+    DataError
+        When ``data`` is neither a Dataset nor a Split, ``user_ids`` is empty or names an
+        unknown user, or the model was fitted on data of another size.
+    """
     from trustrec.models import FitOptions, has_capability
     from trustrec.models.training import approximate_unlearn, supports_approximate_unlearning
 

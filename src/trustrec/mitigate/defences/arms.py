@@ -56,21 +56,63 @@ __all__ = [
 class InjectionGuard:
     """A text guard: ``mode`` ``"flag"`` or ``"strip"`` (:func:`trustrec.models.llm.guard_text`),
     rendered by the model's own prompt (``prompt_mode``); ``detect`` is
-    :func:`trustrec.models.llm.find_injections`."""
+    :func:`trustrec.models.llm.find_injections`.
+
+    Parameters
+    ----------
+    mode : {"off", "flag", "strip"}
+        The guard mode: ``"flag"`` shows instruction-like text escaped and flagged,
+        ``"strip"`` removes it, ``"off"`` leaves the text as it is.
+    """
 
     def __init__(self, mode: Literal["off", "flag", "strip"] = "flag"):
         self.mode = self.prompt_mode = mode
 
     def guard(self, text: str) -> str:
+        """The text as shown under this guard (:func:`trustrec.models.llm.guard_text`).
+
+        Parameters
+        ----------
+        text : str
+            An item text.
+
+        Returns
+        -------
+        str
+            The guarded text.
+        """
         return guard_text(text, self.mode)
 
     @staticmethod
     def detect(text: str) -> bool:
+        """Whether ``text`` has instruction-like content.
+
+        Parameters
+        ----------
+        text : str
+            An item text.
+
+        Returns
+        -------
+        bool
+            True when :func:`trustrec.models.llm.find_injections` finds anything.
+        """
         return bool(find_injections(text))
 
 
 class RandomisedResponse:
-    """Randomised response on the training items (:func:`noise_training`) at ``epsilon``."""
+    """Randomised response on the training items (:func:`noise_training`) at ``epsilon``.
+
+    Parameters
+    ----------
+    epsilon : float
+        The strength of the keep/replace coin (at least 0; ``inf`` keeps every item).
+
+    Raises
+    ------
+    ConfigError
+        When ``epsilon`` is not a number, NaN or negative.
+    """
 
     def __init__(self, epsilon: float):
         self.epsilon = float(epsilon)
@@ -83,6 +125,22 @@ class RandomisedResponse:
         self.settings = {"epsilon": self.epsilon, "keep_probability": p}
 
     def apply(self, split, *, seed: int, users=None):
+        """The training data the model is retrained on (:func:`noise_training`).
+
+        Parameters
+        ----------
+        split : Split
+            The split whose training part is noised.
+        seed : int
+            Seed of the random draws.
+        users : array_like or None
+            User indices whose rows are noised; None: every user's.
+
+        Returns
+        -------
+        Split
+            The split with noised training interactions.
+        """
         return noise_training(split, self.epsilon, seed=seed, users=users)
 
 
@@ -95,7 +153,18 @@ def _check_epsilon(params: dict) -> dict:
 
 
 class HistoryMinimisation:
-    """History minimisation (:func:`minimise_history`): ``mode`` ``"drop"`` or ``"generalise"``."""
+    """History minimisation (:func:`minimise_history`): ``mode`` ``"drop"`` or ``"generalise"``.
+
+    Parameters
+    ----------
+    mode : {"drop", "generalise"}
+        Drop sensitive items from the histories, or show them by their generalised text.
+
+    Raises
+    ------
+    ValueError
+        When ``mode`` is neither.
+    """
 
     def __init__(self, mode: Literal["drop", "generalise"] = "drop"):
         if mode not in ("drop", "generalise"):
@@ -103,6 +172,24 @@ class HistoryMinimisation:
         self.mode = self.label = mode
 
     def apply(self, model, queries, sensitive: np.ndarray, *, items=None):
+        """What to ask instead (:func:`minimise_history` with this ``mode``).
+
+        Parameters
+        ----------
+        model : Recommender
+            The fitted recommender.
+        queries : QueryBatch
+            The queries.
+        sensitive : numpy.ndarray
+            Boolean per item index: the sensitive items.
+        items : pandas.DataFrame or None
+            The items table (needed by ``"generalise"``).
+
+        Returns
+        -------
+        tuple of (Recommender, QueryBatch)
+            The model and the queries to ask.
+        """
         return minimise_history(model, queries, sensitive, self.mode, items=items)
 
     @staticmethod
@@ -203,6 +290,14 @@ class ForgetMethod:
 
 
 def builtin_arms() -> list[MitigationArm]:
+    """The built-in mitigation arms (module docstring), which :data:`trustrec.mitigate.MITIGATIONS`
+    loads on first lookup.
+
+    Returns
+    -------
+    list of MitigationArm
+        A fresh arm for each built-in name.
+    """
     return [
         MitigationArm(
             "fake_user_detector",

@@ -83,7 +83,28 @@ def _degsim(x: sp.csr_matrix, n_neighbors: int, budget: int = 20_000_000) -> np.
 def user_profile_features(data: Dataset | Split, *, n_neighbors: int = 10, head_share: float = 0.2) -> pd.DataFrame:
     """One row per user index (users without training data get NaN): the module's features,
     computed from the training interactions only (a Split's ``train``, or a Dataset's
-    interactions). Rating features are present only when the data have ratings."""
+    interactions). Rating features are present only when the data have ratings.
+
+    Parameters
+    ----------
+    data : Dataset or Split
+        The data (a Split: its training part).
+    n_neighbors : int
+        Neighbours of the ``degsim`` feature.
+    head_share : float
+        The share of the most popular items that is not tail, for ``tail_share``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per user index, one column per feature (NaN rows for users without training
+        data).
+
+    Raises
+    ------
+    DataError
+        When ``data`` is neither a Dataset nor a Split, or has no training interactions.
+    """
     train, n_users, n_items = _train_of(data)
     if len(train) == 0:
         raise DataError("user_profile_features: no training interactions")
@@ -132,7 +153,26 @@ class FakeUserDetectorConfig(Config):
     of users flagged (``"auto"``: the estimator's own threshold); ``features``: which columns of
     :func:`user_profile_features` (``None``: all available; rating features only with ratings);
     ``n_neighbors``: for DegSim and LOF; ``n_estimators``: trees of the isolation forest;
-    ``seed``: the forest's random state."""
+    ``seed``: the forest's random state.
+
+    Parameters
+    ----------
+    method : {"isolation_forest", "lof"}
+        The outlier detector (scikit-learn's ``IsolationForest`` or ``LocalOutlierFactor``).
+    contamination : float or "auto"
+        The share of users flagged, in (0, 0.5]; ``"auto"``: the estimator's own threshold.
+    features : tuple of str or None
+        Which columns of :func:`user_profile_features` are used (``None``: all available;
+        rating features only with ratings).
+    n_neighbors : int
+        Neighbours for DegSim and LOF (positive; default 10).
+    n_estimators : int
+        Trees of the isolation forest (positive; default 100).
+    seed : int
+        The isolation forest's random state.
+    min_profile_length : int
+        Users with fewer distinct training items are not scored nor flagged (at least 1).
+    """
 
     method: Literal["isolation_forest", "lof"] = "isolation_forest"
     contamination: float | Literal["auto"] = "auto"
@@ -165,12 +205,44 @@ class FakeUserDetector(Configurable):
 
     ``fit(data)`` computes the features of every user with training data, fits the detector and
     sets ``features_`` (DataFrame), ``scores_`` (outlier score per user index, higher = more
-    suspicious, NaN without data) and ``flagged_`` (bool per user index)."""
+    suspicious, NaN without data) and ``flagged_`` (bool per user index).
+
+    Parameters
+    ----------
+    config : FakeUserDetectorConfig, mapping or None
+        The settings; None: build them from the keyword arguments instead.
+    **kwargs
+        The settings (:class:`FakeUserDetectorConfig` fields) as keyword arguments.
+
+    Raises
+    ------
+    ConfigError
+        When both ``config`` and keyword arguments are given, or the settings are invalid.
+    """
 
     config: FakeUserDetectorConfig
     config_class = FakeUserDetectorConfig
 
     def fit(self, data: Dataset | Split) -> FakeUserDetector:
+        """Compute the profile features and flag the outlying users.
+
+        Parameters
+        ----------
+        data : Dataset or Split
+            The (possibly poisoned) training data (a Split: its training part).
+
+        Returns
+        -------
+        FakeUserDetector
+            This detector, fitted (``features_``, ``scores_``, ``flagged_``).
+
+        Raises
+        ------
+        ConfigError
+            When ``features`` names rating features and the data have no ratings.
+        DataError
+            When fewer than 3 users have ``min_profile_length`` training items.
+        """
         try:
             from sklearn.ensemble import IsolationForest
             from sklearn.neighbors import LocalOutlierFactor
@@ -217,13 +289,47 @@ class FakeUserDetector(Configurable):
 
     def report(self, is_fake) -> dict[str, float]:
         """Precision, recall and F1 of ``flagged_`` against the boolean ``is_fake`` (per user
-        index), ROC-AUC of ``scores_``, and counts."""
+        index), ROC-AUC of ``scores_``, and counts.
+
+        Parameters
+        ----------
+        is_fake : array_like
+            Boolean per user index: the known fake users.
+
+        Returns
+        -------
+        dict of str to float
+            As :func:`detection_scores`.
+
+        Raises
+        ------
+        NotFittedError
+            When the detector is not fitted.
+        """
         self._check_fitted()
         return detection_scores(self.flagged_, is_fake, self.scores_)
 
     def drop_flagged(self, split: Split) -> Split:
         """``split`` without the flagged users' training interactions (their valid/test rows and
-        user rows stay, so genuine users wrongly flagged are still evaluated)."""
+        user rows stay, so genuine users wrongly flagged are still evaluated).
+
+        Parameters
+        ----------
+        split : Split
+            The split the detector was fitted on.
+
+        Returns
+        -------
+        Split
+            The defended split (``n_users_dropped`` in its parameters).
+
+        Raises
+        ------
+        NotFittedError
+            When the detector is not fitted.
+        DataError
+            When the split has another number of users than the fitted data.
+        """
         self._check_fitted()
         if len(self.flagged_) != split.dataset.n_users:
             raise DataError(
@@ -237,7 +343,23 @@ class FakeUserDetector(Configurable):
 
 def detection_scores(flagged, is_fake, scores=None) -> dict[str, float]:
     """Precision / recall / F1 of boolean ``flagged`` against boolean ``is_fake`` (NaN when
-    undefined), ROC-AUC of ``scores`` (NaN scores left out), and counts."""
+    undefined), ROC-AUC of ``scores`` (NaN scores left out), and counts.
+
+    Parameters
+    ----------
+    flagged : array_like
+        Boolean per user: flagged by the detector.
+    is_fake : array_like
+        Boolean per user: truly fake (same shape as ``flagged``).
+    scores : array_like or None
+        Outlier score per user, higher = more suspicious, NaN = not scored; None: no ROC-AUC.
+
+    Returns
+    -------
+    dict of str to float
+        ``precision``, ``recall``, ``f1``, ``roc_auc`` (NaN when undefined or without
+        ``scores``), ``n_flagged``, ``n_fake`` and ``true_positives``.
+    """
     flagged, is_fake = np.asarray(flagged, bool), np.asarray(is_fake, bool)
     if flagged.shape != is_fake.shape:
         raise ValueError(f"detection_scores: flagged has {flagged.shape}, is_fake {is_fake.shape}")

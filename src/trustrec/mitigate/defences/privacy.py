@@ -49,7 +49,23 @@ __all__ = [
 
 
 def keep_probability(epsilon: float) -> float:
-    """``e^eps / (e^eps + 1)``: the probability that randomised response keeps an item."""
+    """``e^eps / (e^eps + 1)``: the probability that randomised response keeps an item.
+
+    Parameters
+    ----------
+    epsilon : float
+        The stated strength, at least 0 (``inf`` keeps every item).
+
+    Returns
+    -------
+    float
+        The keep probability, in [0.5, 1].
+
+    Raises
+    ------
+    ConfigError
+        When ``epsilon`` is not a number, NaN or negative.
+    """
     if not isinstance(epsilon, (int, float)) or math.isnan(epsilon) or epsilon < 0:
         raise ConfigError(f"randomised response: epsilon must be a number >= 0 (inf keeps every item), got {epsilon!r}")
     if math.isinf(epsilon):
@@ -79,7 +95,31 @@ def _replace(
 
 def randomised_response(histories: Ragged, epsilon: float, n_items: int, *, seed: int = 0) -> Ragged:
     """``histories`` with each item kept with probability ``e^eps / (e^eps + 1)``, else replaced
-    by a uniformly drawn other item (module docstring); row lengths and positions unchanged."""
+    by a uniformly drawn other item (module docstring); row lengths and positions unchanged.
+
+    Parameters
+    ----------
+    histories : Ragged
+        The histories (item indices in ``[0, n_items)``).
+    epsilon : float
+        The strength of the keep/replace coin (at least 0).
+    n_items : int
+        The catalog size (at least 2).
+    seed : int
+        Seed of the random draws.
+
+    Returns
+    -------
+    Ragged
+        The noised histories.
+
+    Raises
+    ------
+    ConfigError
+        When ``epsilon`` is invalid or the catalog has fewer than 2 items.
+    DataError
+        When an item index is outside ``[0, n_items)``.
+    """
     values, _ = _replace(histories.values, epsilon, n_items, np.random.default_rng(seed))
     return Ragged(histories.indptr, values)
 
@@ -88,7 +128,33 @@ def randomise_interactions(
     interactions: Interactions, epsilon: float, n_items: int, *, seed: int = 0, rows=None
 ) -> Interactions:
     """Randomised response on the item of each interaction (``rows``: a boolean mask or indices of
-    the rows to noise; all when None). Users, timestamps and ratings are kept."""
+    the rows to noise; all when None). Users, timestamps and ratings are kept.
+
+    Parameters
+    ----------
+    interactions : Interactions
+        The interaction rows.
+    epsilon : float
+        The strength of the keep/replace coin (at least 0).
+    n_items : int
+        The catalog size (at least 2).
+    seed : int
+        Seed of the random draws.
+    rows : array_like or None
+        A boolean mask or the indices of the rows to noise; None: all.
+
+    Returns
+    -------
+    Interactions
+        The interactions with the chosen rows' items noised.
+
+    Raises
+    ------
+    ConfigError
+        When ``epsilon`` is invalid or the catalog has fewer than 2 items.
+    DataError
+        When an item index is outside ``[0, n_items)``.
+    """
     rng = np.random.default_rng(seed)
     chosen = np.ones(len(interactions), bool) if rows is None else np.zeros(len(interactions), bool)
     if rows is not None:
@@ -100,7 +166,30 @@ def randomise_interactions(
 
 def noise_training(split: Split, epsilon: float, *, seed: int = 0, users=None) -> Split:
     """``split`` whose training interactions (of ``users`` only, user indices, when given) went
-    through randomised response; valid and test are unchanged."""
+    through randomised response; valid and test are unchanged.
+
+    Parameters
+    ----------
+    split : Split
+        The split whose training part is noised.
+    epsilon : float
+        The strength of the keep/replace coin (at least 0).
+    seed : int
+        Seed of the random draws.
+    users : array_like or None
+        User indices whose training rows are noised; None: every user's.
+
+    Returns
+    -------
+    Split
+        The split with noised training interactions (``randomised_response_epsilon`` in its
+        parameters).
+
+    Raises
+    ------
+    ConfigError
+        When ``epsilon`` is invalid or the catalog has fewer than 2 items.
+    """
     rows = None
     if users is not None:
         rows = np.isin(split.train.user, np.asarray(users, np.int64))
@@ -118,7 +207,28 @@ def noise_training(split: Split, epsilon: float, *, seed: int = 0, users=None) -
 # -- minimisation ---------------------------------------------------------------------------------
 def sensitive_mask(dataset, items, owner: str = "sensitive items") -> np.ndarray:
     """Boolean mask over ``dataset``'s items from raw item ids (unknown ids raise, naming them),
-    item indices (an int array) or a boolean mask."""
+    item indices (an int array) or a boolean mask.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset whose items are meant.
+    items : array_like
+        Raw item ids, item indices (integers) or a boolean mask over the items.
+    owner : str
+        Who asks, for error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per item index: sensitive.
+
+    Raises
+    ------
+    DataError
+        When a raw id is unknown, an index is outside the catalog or a mask has the wrong
+        length.
+    """
     n_items = dataset.n_items
     arr = np.asarray(items)
     if arr.dtype == bool:
@@ -146,7 +256,20 @@ def sensitive_mask(dataset, items, owner: str = "sensitive items") -> np.ndarray
 
 
 def drop_items(histories: Ragged, sensitive: np.ndarray) -> Ragged:
-    """``histories`` without the items marked in the boolean mask ``sensitive`` (order kept)."""
+    """``histories`` without the items marked in the boolean mask ``sensitive`` (order kept).
+
+    Parameters
+    ----------
+    histories : Ragged
+        The histories (item indices).
+    sensitive : numpy.ndarray
+        Boolean per item index: the items to drop.
+
+    Returns
+    -------
+    Ragged
+        The histories without the sensitive items.
+    """
     sensitive = np.asarray(sensitive, bool)
     keep = ~sensitive[histories.values]
     lengths = np.bincount(histories.row_ids()[keep], minlength=len(histories))
@@ -165,7 +288,33 @@ def generalise_item_text(
     """A copy of the ``items`` table where sensitive items' ``text_columns`` read as their
     generalisation: ``template`` filled with their values in the group ``column`` (``None``:
     guessed, e.g. genre/class; ``"{groups}"`` joins the values with ``", "``), or ``fallback``
-    when the item has no group or there is no such column. Other items are unchanged."""
+    when the item has no group or there is no such column. Other items are unchanged.
+
+    Parameters
+    ----------
+    items : pandas.DataFrame
+        The items table (row ``i`` = item index ``i``).
+    sensitive : numpy.ndarray
+        Boolean per item: the items whose text is generalised.
+    column : str or None
+        The group column; None: guessed.
+    template : str
+        The generalised text; ``{groups}`` is replaced by the item's group values.
+    fallback : str
+        The text of a sensitive item without a group value.
+    text_columns : sequence of str
+        The columns rewritten (those not in the table are skipped).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rewritten copy of ``items``.
+
+    Raises
+    ------
+    DataError
+        When the mask's length is not the number of items or ``column`` is not a column.
+    """
     from trustrec.data import guess_item_group_column, split_group_values
 
     sensitive = np.asarray(sensitive, bool)
@@ -201,7 +350,34 @@ def minimise_history(
     sensitive items (the model is unchanged); with ``"generalise"`` the model (an LLM recommender
     with ``with_item_text``) reads the generalised text of the sensitive items from ``items``
     (the catalog table; :func:`generalise_item_text`), wherever it shows them, and the queries
-    are unchanged."""
+    are unchanged.
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted recommender asked.
+    queries : QueryBatch
+        The queries.
+    sensitive : numpy.ndarray
+        Boolean per item index: the sensitive items.
+    mode : {"drop", "generalise"}
+        Drop the items from the histories, or show them by their generalised text.
+    items : pandas.DataFrame or None
+        The items table (needed by ``"generalise"``).
+    column : str or None
+        The group column of the generalisation (None: guessed).
+
+    Returns
+    -------
+    tuple of (Recommender, QueryBatch)
+        The model and the queries to ask instead.
+
+    Raises
+    ------
+    ConfigError
+        When ``mode`` is unknown, or ``"generalise"`` is asked of a model that does not read
+        item text or without ``items``.
+    """
     if mode == "drop":
         return model, queries.with_histories(drop_items(queries.histories, sensitive))
     if mode == "generalise":
@@ -221,7 +397,25 @@ def revealing_items(train: Interactions, labels, n_items: int, n: int) -> np.nda
     """The ``n`` items whose consumption most reveals the user attribute ``labels`` (one label
     per user index, None/NaN = missing; users with a missing label are left out), by the
     chi-square statistic of the binary user x item matrix against the labels (scikit-learn's
-    ``chi2``), highest first; items nobody with a label consumed are never chosen."""
+    ``chi2``), highest first; items nobody with a label consumed are never chosen.
+
+    Parameters
+    ----------
+    train : Interactions
+        The training interactions.
+    labels : array_like
+        One attribute value per user index (None/NaN: missing).
+    n_items : int
+        The catalog size.
+    n : int
+        How many items to return (at most).
+
+    Returns
+    -------
+    numpy.ndarray
+        Up to ``n`` item indices, most revealing first (empty when fewer than two labels
+        are present).
+    """
     import scipy.sparse as sp
     from sklearn.feature_selection import chi2
 

@@ -36,13 +36,37 @@ _RERANKERS = {"calibrated": CalibratedReranker, "exposure": ExposureReranker}
 class RerankerArm:
     """A built-in re-ranker as an arm: ``method`` (``"calibrated"`` or ``"exposure"``) and the
     re-ranker's config fields ``params`` (for example ``groups`` / ``variant``, or
-    ``item_group_column``) used by both the wrapper and the trade-off curve."""
+    ``item_group_column``) used by both the wrapper and the trade-off curve.
+
+    Parameters
+    ----------
+    method : {"calibrated", "exposure"}
+        The re-ranker: :class:`~trustrec.mitigate.CalibratedReranker` or
+        :class:`~trustrec.mitigate.ExposureReranker`.
+    **params
+        The re-ranker's config fields (other than ``base`` and ``strength``).
+    """
 
     def __init__(self, method: str, **params):
         self.method, self.params = method, params
 
     def wrap(self, model, train, *, strength: float):
-        """The fitted ``model`` re-ranked at ``strength`` (λ); ``train``: what it was fitted on."""
+        """The fitted ``model`` re-ranked at ``strength`` (λ); ``train``: what it was fitted on.
+
+        Parameters
+        ----------
+        model : Recommender
+            The fitted base recommender.
+        train : Dataset or Split
+            The data ``model`` was fitted on.
+        strength : float
+            λ in [0, 1].
+
+        Returns
+        -------
+        Reranker
+            The re-ranker over ``model`` (the model itself is not refitted).
+        """
         return _RERANKERS[self.method].from_fitted(model, train, strength=strength, **self.params)
 
     def tradeoff(
@@ -59,7 +83,34 @@ class RerankerArm:
         seed: int = 0,
     ):
         """``(points, table)``: :func:`tradeoff_points` at each strength and its
-        :func:`summarise_tradeoff` table."""
+        :func:`summarise_tradeoff` table.
+
+        Parameters
+        ----------
+        model : Recommender
+            The fitted base recommender.
+        eval_set : EvalSet
+            The queries and held-out items to evaluate on.
+        strengths : sequence of float
+            The strengths λ, each in [0, 1].
+        train : Dataset or Split
+            The data ``model`` was fitted on.
+        k : int
+            Length of the evaluated lists.
+        batch_size : int or None
+            Users per call of the base's ``recommend``; None: chosen automatically.
+        n_candidates : int
+            How many of the base's top items are re-ranked.
+        n_boot : int
+            Bootstrap resamples per CI.
+        seed : int
+            Seed of the bootstrap.
+
+        Returns
+        -------
+        tuple of (list of TradeoffPoint, pandas.DataFrame)
+            As :func:`compare_tradeoff`.
+        """
         return compare_tradeoff(
             model,
             eval_set,
@@ -90,7 +141,45 @@ def compare_tradeoff(
     **params,
 ):
     """One trade-off comparison: the per-strength points of ``method``'s re-ranking of ``model``
-    and their summary table (mean + bootstrap CI per strength)."""
+    and their summary table (mean + bootstrap CI per strength).
+
+    Parameters
+    ----------
+    model : Recommender
+        The fitted base recommender.
+    eval_set : EvalSet
+        The queries and held-out items to evaluate on.
+    strengths : sequence of float
+        The strengths λ, each in [0, 1].
+    method : {"calibrated", "exposure"}
+        The re-ranker (see :func:`tradeoff_points`).
+    train : Dataset or Split
+        The data ``model`` was fitted on (a Split: its training part).
+    k : int
+        Length of the evaluated lists (at least 1).
+    batch_size : int or None
+        Users per call of the base's ``recommend``; None: chosen automatically.
+    n_candidates : int
+        How many of the base's top items are re-ranked.
+    n_boot : int
+        Bootstrap resamples per CI (95% intervals).
+    seed : int
+        Seed of the bootstrap.
+    **params
+        The re-ranker's other config fields.
+
+    Returns
+    -------
+    tuple of (list of TradeoffPoint, pandas.DataFrame)
+        The points (:func:`tradeoff_points`) and their table (:func:`summarise_tradeoff`).
+
+    Raises
+    ------
+    ConfigError
+        As :func:`tradeoff_points`.
+    DataError
+        As :func:`tradeoff_points`.
+    """
     points = tradeoff_points(
         model,
         eval_set,
