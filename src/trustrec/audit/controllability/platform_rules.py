@@ -34,10 +34,23 @@ __all__ = ["PlatformRulesAudit", "PlatformRulesConfig"]
 
 # -- system-initiated control -------------------------------------------------------------------------------------
 class PlatformRulesConfig(AuditConfig):
-    """``blocked_items``: raw item ids (None: the ``n_blocked`` most popular training items);
-    ``max_exposure_share``: the cap (None: none); ``n_candidates``: enforcement depth;
-    ``max_violation_share``: threshold on the enforced lists' share of violating slots;
-    ``rules``: the enforcement, a ``rule_enforcer`` arm by name (or ``{"name", "params"}``)."""
+    """Settings of the ``platform_rules`` audit.
+
+    Parameters
+    ----------
+    blocked_items : tuple of str or None
+        Raw ids of the blocked items; None: the ``n_blocked`` most popular training items.
+    n_blocked : int
+        Items blocked when ``blocked_items`` is None.
+    max_exposure_share : float or None
+        The exposure cap, a share in (0, 1]; None: none.
+    n_candidates : int
+        Enforcement depth.
+    max_violation_share : float or None
+        Threshold on the enforced lists' share of violating slots; None: no such threshold.
+    rules : ArmSpec
+        The enforcement, a ``rule_enforcer`` arm by name (or ``{"name", "params"}``).
+    """
 
     blocked_items: tuple[str, ...] | None = None
     n_blocked: NonNegativeInt = 10

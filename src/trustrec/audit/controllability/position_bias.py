@@ -54,7 +54,33 @@ def uniform_position_test(
 ) -> tuple[float, float, str]:
     """Chi-square goodness of fit of ``positions`` (0-based) to the uniform distribution over
     ``n_positions``: (statistic, p-value, method). When an expected count is under 5 the p-value
-    is a Monte Carlo exact test (``n_resamples`` multinomial draws under uniformity)."""
+    is a Monte Carlo exact test (``n_resamples`` multinomial draws under uniformity).
+
+    Parameters
+    ----------
+    positions : array_like of int
+        0-based positions, each in ``[0, n_positions)``.
+    n_positions : int
+        Number of positions.
+    n_resamples : int
+        Multinomial draws of the Monte Carlo test.
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    statistic : float
+        The chi-square statistic (NaN with no positions or fewer than 2 positions).
+    p_value : float
+        Its p-value (NaN likewise).
+    method : str
+        ``"chi2"``, ``"monte_carlo"`` or ``"none"``.
+
+    Raises
+    ------
+    DataError
+        If a position is outside ``[0, n_positions)``.
+    """
     from scipy import stats
 
     pos = np.asarray(positions, np.int64)
@@ -78,7 +104,31 @@ def equal_rate_test(
 ) -> tuple[float, float, str]:
     """Chi-square test that the success rate is the same at every position (the 2 x positions
     table of successes and failures): (statistic, p-value, method); a permutation test
-    (``n_resamples`` shuffles of the outcomes) when an expected count is under 5."""
+    (``n_resamples`` shuffles of the outcomes) when an expected count is under 5.
+
+    Parameters
+    ----------
+    positions : array_like of int
+        0-based position of each trial.
+    success : array_like of bool
+        Outcome of each trial.
+    n_positions : int
+        Number of positions.
+    n_resamples : int
+        Shuffles of the permutation test.
+    seed : int
+        Seed of the shuffles.
+
+    Returns
+    -------
+    statistic : float
+        The chi-square statistic.
+    p_value : float
+        Its p-value.
+    method : str
+        ``"chi2"``, ``"permutation"``, or ``"none"`` (fewer than two positions used, or all
+        outcomes equal: statistic 0, p-value 1).
+    """
     from scipy import stats
 
     pos = np.asarray(positions, np.int64)
@@ -113,10 +163,25 @@ def equal_rate_test(
 
 
 class PositionBiasConfig(AuditConfig):
-    """``n_candidates``: list length (target + negatives); ``negatives``: ``retrieved`` or
-    ``random``; ``n_permutations``: orders averaged by the mitigation (None: the ranker's own when
-    above 1, else the list length); ``n_resamples``: draws of the exact tests;
-    ``max_position_tv``: threshold on the single-order top-1 position's distance from uniform."""
+    """Settings of the ``position_bias`` audit (its ``max_users`` defaults to 200).
+
+    Parameters
+    ----------
+    n_candidates : int
+        List length (target + negatives; at least 2).
+    negatives : {"retrieved", "random"}
+        How the negatives are chosen.
+    n_permutations : int or None
+        Orders averaged by the mitigation; None: the ranker's own when above 1, else the list
+        length.
+    n_resamples : int
+        Draws of the exact tests.
+    batch_size : int
+        Queries answered per batch.
+    max_position_tv : float or None
+        Threshold on the single-order top-1 position's distance from uniform (total
+        variation, in [0, 1]); None: no such threshold.
+    """
 
     n_candidates: int = Field(10, ge=2)
     negatives: Literal["retrieved", "random"] = "retrieved"

@@ -61,7 +61,23 @@ _PARAPHRASE_FIELDS = frozenset(
 
 def load_paraphrases(kind: Literal["ranker", "generative"]) -> tuple[dict[str, str], ...]:
     """The shipped paraphrase templates (``name`` + template fields) for candidate rankers or
-    generative recommenders."""
+    generative recommenders.
+
+    Parameters
+    ----------
+    kind : {"ranker", "generative"}
+        The prompt kind.
+
+    Returns
+    -------
+    tuple of dict
+        The templates.
+
+    Raises
+    ------
+    ConfigError
+        If ``kind`` has no shipped set.
+    """
     from importlib import resources
 
     from trustrec._safeio import load_yaml
@@ -88,9 +104,20 @@ def _prompt_template(model):
 
 
 class PromptSensitivityConfig(AuditConfig):
-    """``paraphrases``: templates (each a ``name`` plus template fields merged over the model's
-    own template) to compare with the default; None: the shipped set for the model's prompt kind;
-    ``rbo_p``: RBO persistence; ``min_jaccard``: threshold on the mean Jaccard@K to the default."""
+    """Settings of the ``prompt_sensitivity`` audit (its ``max_users`` defaults to 100).
+
+    Parameters
+    ----------
+    paraphrases : tuple of dict or None
+        Templates (each a ``name`` plus template fields merged over the model's own template)
+        to compare with the default; None: the shipped set for the model's prompt kind.
+    rbo_p : float
+        RBO persistence (between 0 and 1).
+    batch_size : int
+        Queries answered per batch.
+    min_jaccard : float or None
+        Threshold on the mean Jaccard@K to the default; None: no such threshold.
+    """
 
     paraphrases: tuple[dict[str, str], ...] | None = None
     max_users: PositiveInt | None = 100

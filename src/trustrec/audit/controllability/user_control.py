@@ -70,7 +70,25 @@ _CONDITION = {"candidates": "filtered", "post_filter": "post_filtered"}
 def constraint_requests(catalog, histories: Ragged, kinds=CONSTRAINT_KINDS, *, seed: int = 0) -> dict[str, np.ndarray]:
     """Per kind (see the module docstring), an object array with one request text per history
     row (None where the kind cannot be asked of that user: no group or year column, or no titled
-    latest item for ``similar``). Vectorised over users; seeded."""
+    latest item for ``similar``). Vectorised over users; seeded.
+
+    Parameters
+    ----------
+    catalog : catalog
+        The catalog the constraints are stated over (a ``control`` arm's ``catalog()``:
+        ``n_items``, ``membership``, ``group_names``, ``titles``, ``years``).
+    histories : Ragged
+        The users' histories.
+    kinds : sequence of str
+        The kinds of request generated (see :data:`CONSTRAINT_KINDS`).
+    seed : int
+        Seed of the random choices.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Per kind, an object array of request texts (None where the kind cannot be asked).
+    """
     import scipy.sparse as sp
 
     rng = np.random.default_rng(seed)
@@ -125,13 +143,32 @@ def constraint_requests(catalog, histories: Ragged, kinds=CONSTRAINT_KINDS, *, s
 
 
 class UserControlConfig(AuditConfig):
-    """``kinds``: the generated requests (module docstring); ``texts``: requests asked of every
-    user in addition; ``modes``: the enforcement modes measured (none: only the model's own lists,
-    unconstrained and prompted); ``n_candidates``: the ``post_filter`` depth;
-    ``item_group_column`` / ``year_column``: catalog columns (None: guessed);
-    ``min_satisfaction``: threshold on every controlled condition's satisfaction (prompted
-    included: an LLM that ignores a request fails it); ``control``: the control mechanism, a
-    ``control`` arm by name (or ``{"name", "params"}``)."""
+    """Settings of the ``user_control`` audit (its ``max_users`` defaults to 100).
+
+    Parameters
+    ----------
+    kinds : tuple of str
+        The generated requests (module docstring).
+    texts : tuple of str
+        Requests asked of every user in addition (at least one of ``kinds`` and ``texts``).
+    modes : tuple of {"candidates", "post_filter"}
+        The enforcement modes measured (none: only the model's own lists, unconstrained and
+        prompted).
+    n_candidates : int
+        The ``post_filter`` depth.
+    item_group_column, year_column : str or None
+        Catalog columns (None: guessed).
+    min_similarity : float
+        Passed to the control arm: for the built-in ``constrained``, the least Jaccard
+        similarity of item groups to the named item that a ``similar`` request allows.
+    batch_size : int
+        Queries answered per batch.
+    min_satisfaction : float or None
+        Threshold on every controlled condition's satisfaction (prompted included: an LLM that
+        ignores a request fails it); None: no such threshold.
+    control : ArmSpec
+        The control mechanism, a ``control`` arm by name (or ``{"name", "params"}``).
+    """
 
     kinds: tuple[ConstraintKind, ...] = CONSTRAINT_KINDS
     texts: tuple[str, ...] = ()
