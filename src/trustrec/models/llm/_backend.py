@@ -308,6 +308,30 @@ class LocalBackendConfig(Config):
     or edited histories that agree up to the edit) run that stem once too, and each prompt only
     its own remainder on a copy of it. Prompts with a single continuation are read in full, in
     batches.
+
+    Parameters
+    ----------
+    model_name_or_path : str
+        A registered model name (``trustrec models list``) or a checkpoint folder; loaded with
+        :func:`~trustrec.models.llm.load_causal_lm` on first use.
+    dtype : {"float32", "float16", "bfloat16"}
+        Dtype the weights are loaded in (default ``"float32"``).
+    device : str
+        Device the model runs on (default ``"cpu"``).
+    batch_size : int
+        Sequences per forward pass: (prompt, continuation) pairs when scoring, prompts when
+        generating (default 8).
+    max_length : int or None
+        Context window in tokens (default None: the model's ``max_position_embeddings``).
+    truncation : {"left", "error"}
+        What to do when a prompt does not fit: drop its oldest tokens, or raise
+        :class:`ContextLengthError` (default ``"left"``).
+    prefix_cache : bool
+        Whether a prompt with several continuations is run once and its continuations scored on
+        copies of its KV cache (default True).
+    min_shared_prefix : int
+        With ``prefix_cache``: shortest shared token prefix, in tokens, that prompts of one call
+        run once as a common stem (default 32).
     """
 
     model_name_or_path: str
@@ -332,6 +356,21 @@ class LocalBackend(LLMBackend):
 
     >>> backend = LocalBackend("tiny-smollm2-random", batch_size=16)  # doctest: +SKIP
     >>> backend.score_continuations(["I like"], [[" cats", " dogs"]])  # doctest: +SKIP
+
+    Parameters
+    ----------
+    model_name_or_path : str, path-like or None
+        A registered model name or a checkpoint folder; required unless ``config`` is given.
+    config : LocalBackendConfig, mapping or None
+        All settings at once (see :class:`LocalBackendConfig`); not together with
+        ``model_name_or_path`` or keywords.
+    **kwargs
+        The other :class:`LocalBackendConfig` fields as keywords.
+
+    Raises
+    ------
+    ConfigError
+        When both ``config`` and arguments are given, neither is, or a setting is invalid.
     """
 
     config: LocalBackendConfig

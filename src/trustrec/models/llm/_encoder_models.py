@@ -28,7 +28,18 @@ __all__ = ["TextKNN", "TextKNNConfig", "TextSASRec", "TextSASRecConfig"]
 
 
 class ItemTextConfig(Config):
-    """How items become text: the encoder and what of each item it reads."""
+    """How items become text: the encoder and what of each item it reads.
+
+    Parameters
+    ----------
+    encoder : str
+        Text encoder that embeds each item's text once (cached): a registered text-encoder name
+        or a checkpoint folder (default ``"all-minilm-l6-v2"``).
+    fields : tuple of str
+        Item columns shown after the title in each item's text (default none: the title only).
+    max_chars : int
+        Character budget of one item's text (default 200).
+    """
 
     encoder: str = "all-minilm-l6-v2"  # registered text-encoder name or checkpoint folder
     fields: tuple[str, ...] = ()  # item columns shown after the title
@@ -45,6 +56,21 @@ def _item_counts(train: Dataset) -> np.ndarray:
 
 
 class TextKNNConfig(ItemTextConfig):
+    """Hyper-parameters of :class:`TextKNN`; ``encoder``, ``fields`` and ``max_chars`` are those
+    of :class:`ItemTextConfig`.
+
+    Parameters
+    ----------
+    recent : int
+        Most recent history items that form the user's profile (default 20).
+    decay : float
+        Weight factor per step back, in ``(0, 1]``: the item ``k`` steps before the last weighs
+        ``decay**k`` (default 0.9; 1: a plain mean).
+    popularity_weight : float
+        Weight of the popularity term added to every score, ``popularity_weight * log(1 + count)
+        / log(1 + max count)`` with ``count`` the item's training interactions (default 0.0: none).
+    """
+
     recent: PositiveInt = 20  # most recent history items that form the profile
     decay: float = Field(0.9, gt=0, le=1)  # weight of an item k steps before the last: decay**k
     popularity_weight: NonNegativeFloat = 0.0  # adds weight * log(1 + count) / log(1 + max count)
@@ -57,6 +83,13 @@ class TextKNN(Recommender):
     ``score[u, i] = cos(e_i, sum_k decay**k * e_{h_k})`` over the ``recent`` latest history items
     ``h_0`` (most recent), ``h_1``, ... plus the optional popularity term. Users with no usable
     history get a NaN row (nothing to compare with), as in SASRec.
+
+    Parameters
+    ----------
+    config : TextKNNConfig, mapping or None
+        Hyper-parameters (see :class:`TextKNNConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
     """
 
     name = "text_knn"
@@ -120,6 +153,19 @@ class TextKNN(Recommender):
 
 
 class TextSASRecConfig(SASRecConfig, ItemTextConfig):
+    """Hyper-parameters of :class:`TextSASRec`: those of :class:`SASRecConfig` (network and
+    training) and :class:`ItemTextConfig` (``encoder``, ``fields``, ``max_chars``), and:
+
+    Parameters
+    ----------
+    id_embedding : bool
+        Whether to add a learned ID embedding to the text-based vector of items seen in training
+        (default True); False: item vectors come from text alone.
+    id_dropout : float
+        Probability, in ``[0, 1)``, that a warm item's ID vector is dropped at each training use,
+        so the network also learns to rank from the text part alone (default 0.3).
+    """
+
     id_embedding: bool = True  # add a learned ID embedding for items seen in training
     id_dropout: float = Field(0.3, ge=0, lt=1)  # chance a warm item's ID vector is dropped in training
 
@@ -165,6 +211,13 @@ class TextSASRec(SASRec):
 
     The text embeddings and the warm-item mask are fitted state (saved with the model), so a
     loaded model needs neither the encoder nor the cache.
+
+    Parameters
+    ----------
+    config : TextSASRecConfig, mapping or None
+        Hyper-parameters (see :class:`TextSASRecConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
     """
 
     name = "sasrec_text"

@@ -58,6 +58,21 @@ __all__ = ["GenerativeConfig", "GenerativeRecommender", "LoraConfig", "causal_lm
 
 
 class LoraConfig(Config):
+    """LoRA adapter settings of :class:`GenerativeRecommender` (passed to peft's ``LoraConfig``).
+
+    Parameters
+    ----------
+    r : int
+        Rank of the low-rank update matrices (default 8).
+    alpha : float
+        LoRA scaling ``lora_alpha``; the update is scaled by ``alpha / r`` (default 16.0).
+    dropout : float
+        Dropout probability on the adapters' input, in ``[0, 1)`` (default 0.05).
+    target_modules : tuple of str
+        Names of the modules that get adapters (default ``("q_proj", "v_proj")``, the attention
+        query and value projections of Llama-style models).
+    """
+
     r: PositiveInt = 8
     alpha: PositiveFloat = 16.0
     dropout: float = Field(0.05, ge=0, lt=1)
@@ -65,6 +80,58 @@ class LoraConfig(Config):
 
 
 class GenerativeConfig(Config):
+    """Hyper-parameters of :class:`GenerativeRecommender` (see the module docstring).
+
+    Parameters
+    ----------
+    model : str
+        Causal LM to fine-tune: a registered model name or a checkpoint folder (default
+        ``"smollm2-135m-instruct"``).
+    template : dict
+        Prompt template fields replacing the default template's (default none); an invalid
+        template is a validation error.
+    max_history_tokens : int or None
+        Token budget of the history block of every prompt, oldest items dropped first (default
+        256; None: no budget).
+    epochs : int
+        Fine-tuning epochs over the training examples (default 1).
+    learning_rate : float
+        AdamW learning rate (default 2e-4).
+    batch_size : int
+        Training examples per optimiser step (default 8).
+    lora : LoraConfig or None
+        LoRA adapters to train (only they are trained and saved); None (default) fine-tunes and
+        saves every weight.
+    targets_per_user : int
+        Training examples per user: the last ``targets_per_user`` positions ``t >= 1`` of the
+        user's sequence (default 1).
+    max_train_examples : int or None
+        At most this many training examples, sampled without replacement with the fit seed
+        (default 2000; None: all).
+    num_beams : int
+        Beams of the beam search (default 10); recommending ``k`` items uses
+        ``max(num_beams, k)`` beams, constrained or not.
+    decoding : {"constrained", "unconstrained"}
+        Beam search restricted to catalog titles, or free generation grounded to items
+        (default ``"constrained"``).
+    grounding : {"exact", "tfidf", "embedding"}
+        With unconstrained decoding: how a generated text that matches no title exactly is
+        mapped to an item: not at all, by the nearest title in character 3-gram TF-IDF, or by the
+        nearest title embedding of ``encoder`` (default ``"tfidf"``).
+    encoder : str
+        Text encoder (registered name or checkpoint folder) for ``grounding="embedding"``
+        (default ``"all-minilm-l6-v2"``).
+    min_similarity : float
+        Smallest cosine similarity, in ``[0, 1]``, at which the ``"tfidf"`` or ``"embedding"``
+        fallback grounds a text (default 0.3).
+    max_new_tokens : int
+        Longest generated text, in tokens, with unconstrained decoding (default 32).
+    inference_batch_size : int
+        Prompts per batch when recommending and scoring (default 8).
+    dtype : {"float32", "bfloat16", "float16"}
+        Dtype the LM is loaded in (default ``"float32"``).
+    """
+
     model: str = "smollm2-135m-instruct"
     template: dict[str, Any] = Field(default_factory=dict)
     max_history_tokens: PositiveInt | None = 256
@@ -142,7 +209,15 @@ class _TfidfIndex:
 
 @register_model
 class GenerativeRecommender(ReadsItemText, Recommender):
-    """Fine-tuned causal LM that generates the next item's title (see the module docstring)."""
+    """Fine-tuned causal LM that generates the next item's title (see the module docstring).
+
+    Parameters
+    ----------
+    config : GenerativeConfig, mapping or None
+        Hyper-parameters (see :class:`GenerativeConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
+    """
 
     name = "llm_generative"
     config_class = GenerativeConfig

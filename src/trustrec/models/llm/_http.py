@@ -90,6 +90,36 @@ class OpenAIBackendConfig(Config):
     ``deadline_s``: the longest one whole request may take; ``max_response_bytes``: the largest
     answer accepted (default 64 MiB); ``max_retries``: retries after the first attempt;
     ``backoff_s``: first retry delay, doubled each time; ``batch_size``: prompts per request.
+
+    Parameters
+    ----------
+    base_url : str
+        Server root, e.g. ``http://localhost:8000`` (a trailing ``/v1`` is accepted); requests go
+        to ``{base_url}/v1/completions``.
+    model : str
+        Model name the server serves, sent with every request.
+    api_key : SecretStr
+        Sent as ``Authorization: Bearer ...`` when non-empty (default: the ``OPENAI_API_KEY``
+        environment variable, else empty), only to the hosts the rule above allows.
+    api_key_hosts : tuple of str
+        Hosts (``host`` or ``host:port``, or URLs) that may receive the key (default none: an
+        explicit key goes to ``base_url``'s host, a key from the environment only to
+        ``api.openai.com``).
+    timeout_s : float
+        Longest wait, in seconds, for any single read from the server (default 60.0).
+    deadline_s : float
+        Longest time, in seconds, one whole request may take: connect, send, wait and read
+        (default 600.0).
+    max_response_bytes : int
+        Largest answer accepted, in bytes after content decoding (default 64 MiB).
+    max_retries : int
+        Retries after the first attempt for connection errors, read timeouts, HTTP 429 and 5xx
+        (default 3).
+    backoff_s : float
+        First retry delay in seconds, doubled at each retry (or the server's ``Retry-After``
+        when longer, capped at 60 s) (default 0.5).
+    batch_size : int
+        Prompts (or prompt + continuation pairs when scoring) per request (default 16).
     """
 
     base_url: str
@@ -145,6 +175,21 @@ class OpenAIBackend(LLMBackend):
     >>> backend.generate(["The user watched Heat and"], max_new_tokens=8)  # doctest: +SKIP
 
     See the module documentation for the exact request formats and how scores are computed.
+
+    Parameters
+    ----------
+    base_url : str or None
+        Server root, e.g. ``http://localhost:8000``; required unless ``config`` is given.
+    config : OpenAIBackendConfig, mapping or None
+        All settings at once (see :class:`OpenAIBackendConfig`); not together with ``base_url``
+        or keywords.
+    **kwargs
+        The other :class:`OpenAIBackendConfig` fields as keywords (``model`` is required).
+
+    Raises
+    ------
+    ConfigError
+        When both ``config`` and arguments are given, neither is, or a setting is invalid.
     """
 
     config: OpenAIBackendConfig

@@ -54,6 +54,53 @@ RANKER_TEMPLATE: dict[str, Any] = {
 
 
 class RankerConfig(Config):
+    """Hyper-parameters of :class:`LLMRanker` (see the module docstring for the pipeline).
+
+    Parameters
+    ----------
+    model : str
+        The LLM: a registered model name or a checkpoint folder, or the model name an
+        OpenAI-compatible server serves when ``base_url`` is set (default
+        ``"smollm2-135m-instruct"``).
+    retriever : ModelSpec
+        Registered recommender (name and parameters) that proposes the candidates; not an
+        ``llm_ranker`` (default: ``sasrec`` with its defaults).
+    n_candidates : int
+        Retriever items the LLM re-ranks per query (default 20).
+    n_shots : int
+        In-context examples from the user's own history (default 0: zero-shot).
+    example_history : int
+        History items shown in each in-context example, the most recent before its target
+        (default 5).
+    n_permutations : int
+        Candidate listing orders (evenly spaced cyclic shifts) whose scores are averaged
+        (default 3; 1: the retriever's order only).
+    reduction : {"mean", "sum"}
+        A candidate's score: the mean log-probability per token of its text, or the sum
+        (default ``"mean"``, so long titles are not penalised).
+    retriever_weight : float
+        Weight ``w`` in ``[0, 1]`` of the z-normalised retriever score mixed with the
+        z-normalised LLM score (default 0.0: the LLM alone).
+    template : dict
+        Prompt template fields replacing those of the ranker's default template (default none);
+        an invalid template is a validation error.
+    max_history_items : int or None
+        Most recent history items shown (default 50; None: all).
+    max_history_tokens : int or None
+        Token budget of the history block, oldest items dropped first (default 256; None: no
+        budget; not applied with an endpoint, which has no tokenizer here).
+    batch_size : int
+        Batch size of the backend (default 32): sequences per forward pass of a local model,
+        prompts per request to an endpoint.
+    base_url : str or None
+        Root of an OpenAI-compatible server to score with (default None: a local model).
+    timeout_s : float
+        Endpoint read timeout in seconds (default 60.0); used only with ``base_url``.
+    dtype : {"float32", "bfloat16", "float16"}
+        Dtype of a local model's weights (default ``"float32"``); must stay ``"float32"`` with
+        ``base_url``.
+    """
+
     model: str = "smollm2-135m-instruct"
     retriever: ModelSpec = Field(default_factory=lambda: ModelSpec(name="sasrec"))
     n_candidates: PositiveInt = 20
@@ -94,9 +141,26 @@ class RankerConfig(Config):
 
 
 def cyclic_orders(n_candidates: np.ndarray, n_permutations: int, width: int) -> np.ndarray:
-    """(n_queries, P, width) listing orders: row ``[q, p]`` is the retriever order of query
-    ``q``'s ``m = n_candidates[q]`` candidates shifted left by ``round(p * m / P)`` (padded with
-    -1 past ``m``). ``p = 0`` is the retriever's own order."""
+    """Evenly spaced cyclic listing orders of each query's candidates.
+
+    Row ``[q, p]`` is the retriever order of query ``q``'s ``m = n_candidates[q]`` candidates
+    shifted left by ``round(p * m / P)`` (padded with -1 past ``m``). ``p = 0`` is the
+    retriever's own order.
+
+    Parameters
+    ----------
+    n_candidates : numpy.ndarray
+        ``(n_queries,)`` number of candidates ``m`` of each query.
+    n_permutations : int
+        Number of orders ``P``.
+    width : int
+        Length of each order (at least the largest ``m``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_queries, P, width)`` int64 candidate positions in the retriever's list, -1 past ``m``.
+    """
     m = np.asarray(n_candidates, dtype=np.int64)[:, None, None]
     p = np.arange(n_permutations)[None, :, None]
     j = np.arange(width)[None, None, :]
@@ -117,6 +181,24 @@ def position_bias(scores: np.ndarray, positions: np.ndarray, valid: np.ndarray) 
     - ``top1_agreement``: fraction of queries whose best candidate is the same in every order;
     - ``kendall_tau``: mean over queries and pairs of orders of Kendall's tau-a between the
       orders' candidate rankings (1 = order never matters).
+
+    Queries with fewer than 2 candidates are left out.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        ``(n_queries, n_orders, width)`` score of candidate ``c`` when listed in order ``p``.
+    positions : numpy.ndarray
+        ``(n_queries, n_orders, width)`` 0-based listed position of candidate ``c`` in order
+        ``p``.
+    valid : numpy.ndarray
+        ``(n_queries, width)`` bool, True for real candidates.
+
+    Returns
+    -------
+    dict
+        ``n_queries`` (those used), ``n_orders`` and the statistics above (an empty
+        ``position_effect`` and None statistics when no query has 2 candidates).
     """
     _n_q, n_p, width = scores.shape
     counts = valid.sum(1)
@@ -169,9 +251,18 @@ class ScoredCandidates:
 
 @register_model
 class LLMRanker(ReadsItemText, ComposedRecommender):
-    """Re-ranks a retriever's candidates with an LLM (see the module docstring); a composed
-    recommender with one stage, ``retriever`` (``retriever__<param>`` parameters, saved nested
-    under ``retriever_/``)."""
+    """Re-ranks a retriever's candidates with an LLM (see the module docstring).
+
+    A composed recommender with one stage, ``retriever`` (``retriever__<param>`` parameters,
+    saved nested under ``retriever_/``).
+
+    Parameters
+    ----------
+    config : RankerConfig, mapping or None
+        Hyper-parameters (see :class:`RankerConfig`); None: the defaults.
+    **kwargs
+        The same hyper-parameters as keywords (not together with ``config``).
+    """
 
     name = "llm_ranker"
     config_class = RankerConfig
