@@ -254,10 +254,21 @@ def per_user_rates(table: pd.DataFrame, users=None) -> pd.DataFrame:
 
 # -- the audit ---------------------------------------------------------------------------------------
 class HallucinationConfig(AuditConfig):
-    """``n_outputs``: free-text beams (and constrained items) per user; ``groundings``: how free
-    text is matched to the catalog, each one setting (``embedding`` only when a text encoder is
-    available offline); ``constrained``: also measure constrained decoding (the mitigation);
-    ``max_chars`` and ``scaffolding``: the malformed rule (:func:`malformed_reason`)."""
+    """Settings of the ``hallucination`` audit (its ``max_users`` defaults to 100).
+
+    Parameters
+    ----------
+    n_outputs : int
+        Free-text beams (and constrained items) per user.
+    groundings : tuple of {"exact", "tfidf", "embedding"}
+        How free text is matched to the catalog, each one setting (``embedding`` only when a
+        text encoder is available offline).
+    constrained : bool
+        Also measure constrained decoding (the mitigation).
+    max_chars, scaffolding : int, tuple of str
+        The malformed rule (:func:`malformed_reason`): the longest well-formed output, and the
+        scaffolding phrases that mark an output as malformed.
+    """
 
     max_users: PositiveInt | None = 100
     n_outputs: PositiveInt = 10

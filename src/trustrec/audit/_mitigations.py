@@ -43,13 +43,25 @@ _TABLES = {"calibrated": "calibration_tradeoff", "exposure": "exposure_tradeoff"
 
 
 class FairnessMitigationsConfig(AuditConfig):
-    """``strengths``: the λ values swept (0 is always added: the model's own lists);
-    ``default_strength``: where the estimates are read (added to the sweep if absent);
-    ``n_candidates``: the model's top items each user's list is re-ranked from;
-    ``item_group_column``: the genre column of the calibration curve (``None``: guessed);
-    ``exposure_groups``: ``"popularity"`` (head/tail) or an item column (provider);
-    ``exposure_variant``: xQuAD's ``"binary"`` or ``"smooth"`` coverage; ``curves``: which
-    curves to compute."""
+    """Settings of the ``fairness_mitigations`` audit.
+
+    Parameters
+    ----------
+    strengths : tuple of float
+        The λ values swept, each in [0, 1] (0 is always added: the model's own lists).
+    default_strength : float
+        Where the estimates are read (added to the sweep if absent).
+    n_candidates : int
+        The model's top items each user's list is re-ranked from.
+    item_group_column : str or None
+        The genre column of the calibration curve; None: guessed.
+    exposure_groups : str
+        ``"popularity"`` (head/tail) or an item column (provider).
+    exposure_variant : {"binary", "smooth"}
+        xQuAD's coverage.
+    curves : tuple of {"calibrated", "exposure"}
+        Which curves to compute.
+    """
 
     strengths: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95)
     default_strength: float = Field(0.4, ge=0, le=1)

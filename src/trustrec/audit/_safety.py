@@ -87,15 +87,31 @@ def acceptance_probabilities(scores: np.ndarray, *, accept_max: float = 0.5, sha
 
 
 class FeedbackLoopConfig(AuditConfig):
-    """``rounds``: retraining rounds after round 0; ``user_model``: the preference model
-    (``{"name", "params"}``) fitted on all interactions; ``accept_max`` and ``sharpness``: the
-    calibration ``p = accept_max * q ** sharpness`` (module docstring); ``model_spec``: what to
-    retrain (``None``: the audited model's name and config); ``rerankers``: re-ranker arms by
-    name (or ``{"name", "params"}``), each a mitigated arm of the loop; ``mitigation``:
-    ``"exposure"`` (kept as an alias: the same as naming that arm first in ``rerankers``;
-    ``None``: none); ``mitigation_strength``: the re-rankers' λ; ``n_pairs``: user
-    pairs for homogenisation; ``max_users``: simulated users (a seeded sample of the evaluation
-    users)."""
+    """Settings of the ``feedback_loop`` audit.
+
+    Parameters
+    ----------
+    rounds : int
+        Retraining rounds after round 0.
+    user_model : dict
+        The preference model (``{"name", "params"}``) fitted on all interactions.
+    accept_max, sharpness : float
+        The calibration ``p = accept_max * q ** sharpness`` (module docstring).
+    model_spec : dict or None
+        What to retrain; None: the audited model's name and config.
+    mitigation : {"exposure"} or None
+        Kept as an alias: the same as naming that arm first in ``rerankers``; None: none.
+    rerankers : tuple of ArmSpec
+        Re-ranker arms by name (or ``{"name", "params"}``), each a mitigated arm of the loop.
+    mitigation_strength : float
+        The re-rankers' λ.
+    n_pairs : int
+        User pairs for homogenisation.
+    max_users : int or None
+        Simulated users (a seeded sample of the evaluation users; default 500).
+    batch_size : int
+        Queries answered per batch.
+    """
 
     rounds: PositiveInt = 5
     user_model: ModelSpecField = Field(default_factory=lambda: {"name": "ease", "params": {}})
