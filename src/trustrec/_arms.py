@@ -160,11 +160,34 @@ class MitigationArm:
         object.__setattr__(self, "title", self.title or self.label)
 
     def checked(self, params: dict | None) -> dict:
+        """The parameters a config gives, over ``defaults``, through ``check``.
+
+        Parameters
+        ----------
+        params : dict or None
+            The parameters given (None: none).
+
+        Returns
+        -------
+        dict
+            The validated, normalised parameters.
+        """
         params = {**self.defaults, **(params or {})}
         return dict(self.check(params)) if self.check is not None else params
 
     def create(self, params: dict | None = None) -> Any:
-        """The configured mitigation (``build(**params)``, parameters checked first)."""
+        """The configured mitigation (``build(**params)``, parameters checked first).
+
+        Parameters
+        ----------
+        params : dict or None
+            The parameters (over ``defaults``; None: the defaults).
+
+        Returns
+        -------
+        object
+            What ``build`` returns; its interface depends on ``kind`` (module docstring).
+        """
         return self.build(**self.checked(params))
 
 

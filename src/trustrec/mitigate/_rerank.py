@@ -480,6 +480,28 @@ class Reranker(WrapperRecommender):
 
     # -- recommending ----------------------------------------------------------------------------
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
+        """The base's top ``max(k, n_candidates)`` lists, re-ranked at the config's strength
+        (:meth:`rerank`).
+
+        Parameters
+        ----------
+        queries : QueryBatch
+            The queries.
+        k : int
+            Length of the lists (at least 0).
+        exclude_seen : bool
+            Whether items in a query's history are left out.
+
+        Returns
+        -------
+        TopK
+            The re-ranked top-``k`` lists.
+
+        Raises
+        ------
+        ConfigError
+            When ``k`` is negative.
+        """
         if k < 0:
             raise ConfigError(f"{type(self).__name__}.recommend: k must be >= 0, got {k}")
         queries = self._prepare(queries)

@@ -13,7 +13,23 @@ __all__ = ["WrapperRecommender", "train_dataset"]
 
 
 def train_dataset(data: Dataset | Split) -> Dataset:
-    """The training Dataset of ``data`` (a Split's training part, or a Dataset as it is)."""
+    """The training Dataset of ``data`` (a Split's training part, or a Dataset as it is).
+
+    Parameters
+    ----------
+    data : Dataset or Split
+        The data a model is fitted on.
+
+    Returns
+    -------
+    Dataset
+        Its training Dataset.
+
+    Raises
+    ------
+    DataError
+        When ``data`` is neither a Dataset nor a Split.
+    """
     if isinstance(data, Split):
         return data.train_dataset()
     if isinstance(data, Dataset):
@@ -23,7 +39,16 @@ def train_dataset(data: Dataset | Split) -> Dataset:
 
 class WrapperRecommender(ComposedRecommender):
     """A fitted ``base_`` (built from ``config.base``) plus the wrapper's own fitted state, which
-    subclasses compute in ``_setup(train)``; saved with the base's state nested under ``base_/``."""
+    subclasses compute in ``_setup(train)``; saved with the base's state nested under ``base_/``.
+
+    Parameters
+    ----------
+    config : Config, mapping or None
+        The wrapper's settings (``base`` among them), validated against ``config_class``;
+        None: build them from the keyword arguments instead.
+    **kwargs
+        The settings as keyword arguments (not together with ``config``).
+    """
 
     stages = ("base",)
     capabilities = frozenset({"uses_history", "candidates"})

@@ -152,6 +152,27 @@ class ConstrainedRecommender(WrapperRecommender):
         return [cache[t] for t in texts]
 
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
+        """The lists of :meth:`recommend_with_report`, without the report.
+
+        Parameters
+        ----------
+        queries : QueryBatch
+            The queries.
+        k : int
+            Length of the lists (at least 0).
+        exclude_seen : bool
+            Whether items in a query's history are left out.
+
+        Returns
+        -------
+        TopK
+            The lists; no item violates its query's constraints (padding -1).
+
+        Raises
+        ------
+        ConfigError
+            When ``k`` is negative.
+        """
         return self.recommend_with_report(queries, k, exclude_seen=exclude_seen)[0]
 
     def recommend_with_report(

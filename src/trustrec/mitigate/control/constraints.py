@@ -82,12 +82,40 @@ class Constraint:
     kind: ClassVar[str] = ""
 
     def mask(self, catalog: ControlCatalog, histories: Ragged) -> np.ndarray:
+        """The items allowed by this constraint.
+
+        Parameters
+        ----------
+        catalog : ControlCatalog
+            The catalog it is checked against.
+        histories : Ragged
+            The users' histories (used by user-dependent constraints).
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, ``(n_items,)`` or ``(len(histories), n_items)``.
+        """
         raise NotImplementedError
 
     def describe(self) -> str:
+        """The constraint in words, for reports.
+
+        Returns
+        -------
+        str
+            A short phrase (e.g. ``"not horror"``).
+        """
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
+        """The constraint as plain data.
+
+        Returns
+        -------
+        dict of str to object
+            ``kind`` and the constraint's fields.
+        """
         from dataclasses import asdict
 
         return {"kind": self.kind, **asdict(self)}  # type: ignore[call-overload]  # every concrete Constraint is a dataclass
@@ -273,6 +301,14 @@ class ParsedConstraint:
         return not self.unparsed
 
     def describe(self) -> str:
+        """The constraints understood, in words.
+
+        Returns
+        -------
+        str
+            Each constraint's :meth:`Constraint.describe`, joined by ``"; "``, or
+            ``"(no constraint)"``.
+        """
         return "; ".join(c.describe() for c in self.constraints) or "(no constraint)"
 
 

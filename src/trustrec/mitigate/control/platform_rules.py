@@ -267,6 +267,28 @@ class RuleEnforcedRecommender(WrapperRecommender):
         return PlatformRules(self.blocked_, self.config.max_exposure_share)
 
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
+        """The base's lists, :meth:`depth` deep, under the rules (:func:`enforce_rules`); the cap
+        is over the queries of this call.
+
+        Parameters
+        ----------
+        queries : QueryBatch
+            The queries.
+        k : int
+            Length of the lists (at least 0).
+        exclude_seen : bool
+            Whether items in a query's history are left out.
+
+        Returns
+        -------
+        TopK
+            The lists; no blocked item, no item above the cap (padding -1).
+
+        Raises
+        ------
+        ConfigError
+            When ``k`` is negative.
+        """
         if k < 0:
             raise ConfigError(f"{type(self).__name__}.recommend: k must be >= 0, got {k}")
         queries = self._prepare(queries)

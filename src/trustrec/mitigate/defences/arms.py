@@ -194,10 +194,44 @@ class HistoryMinimisation:
 
     @staticmethod
     def sensitive_mask(dataset, items, owner: str = "sensitive items") -> np.ndarray:
+        """:func:`sensitive_mask`: a boolean mask over ``dataset``'s items.
+
+        Parameters
+        ----------
+        dataset : Dataset
+            The dataset whose items are meant.
+        items : array_like
+            Raw item ids, item indices or a boolean mask.
+        owner : str
+            Who asks, for error messages.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean per item index.
+        """
         return sensitive_mask(dataset, items, owner)
 
     @staticmethod
     def revealing_items(train, labels, n_items: int, n: int) -> np.ndarray:
+        """:func:`revealing_items`: the items that most reveal the attribute ``labels``.
+
+        Parameters
+        ----------
+        train : Interactions
+            The training interactions.
+        labels : array_like
+            One attribute value per user index (None/NaN: missing).
+        n_items : int
+            The catalog size.
+        n : int
+            How many items to return (at most).
+
+        Returns
+        -------
+        numpy.ndarray
+            Item indices, most revealing first.
+        """
         return revealing_items(train, labels, n_items, n)
 
 
@@ -209,7 +243,13 @@ def _check_minimisation(params: dict) -> dict:
 class ConstraintControl:
     """User control (``control`` arm ``constrained``): the :class:`ControlCatalog` constraints are
     stated over, :func:`allowed_items` and :class:`ConstrainedRecommender` around a fitted model.
-    ``settings`` (``n_different_groups``) go to every wrapper; the audit's settings win."""
+    ``settings`` (``n_different_groups``) go to every wrapper; the audit's settings win.
+
+    Parameters
+    ----------
+    **settings
+        :class:`~trustrec.mitigate.ConstrainedConfig` fields given to every wrapper.
+    """
 
     def __init__(self, **settings):
         self.settings = dict(settings)
@@ -218,13 +258,63 @@ class ConstraintControl:
     def catalog(
         items, *, n_items: int | None = None, group_column: str | None = None, year_column: str | None = None
     ) -> ControlCatalog:
+        """The catalog constraints are stated over (:meth:`ControlCatalog.from_items`).
+
+        Parameters
+        ----------
+        items : pandas.DataFrame or None
+            The items table.
+        n_items : int or None
+            The catalog size when there is no items table.
+        group_column : str or None
+            The item-group column; None: guessed.
+        year_column : str or None
+            The year column; None: guessed.
+
+        Returns
+        -------
+        ControlCatalog
+            The catalog.
+        """
         return ControlCatalog.from_items(items, n_items=n_items, group_column=group_column, year_column=year_column)
 
     @staticmethod
     def allowed(parsed, catalog: ControlCatalog, histories) -> np.ndarray:
+        """:func:`allowed_items`: the items each parsed request allows.
+
+        Parameters
+        ----------
+        parsed : sequence of ParsedConstraint or None
+            One parsed request per user.
+        catalog : ControlCatalog
+            The catalog.
+        histories : Ragged
+            The users' histories, rows aligned with ``parsed``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(parsed), n_items)`` boolean.
+        """
         return allowed_items(parsed, catalog, histories)
 
     def constrain(self, model, split, **settings) -> ConstrainedRecommender:
+        """The fitted ``model`` with each query's constraints enforced.
+
+        Parameters
+        ----------
+        model : Recommender
+            The fitted model.
+        split : Dataset or Split
+            The data it was fitted on.
+        **settings
+            :class:`~trustrec.mitigate.ConstrainedConfig` fields (over the arm's ``settings``).
+
+        Returns
+        -------
+        ConstrainedRecommender
+            The wrapper around ``model``.
+        """
         return ConstrainedRecommender.from_fitted(model, split, **{**self.settings, **settings})
 
 
@@ -247,6 +337,26 @@ class RuleEnforcement:
     def enforce(
         model, split, *, blocked_items=(), max_exposure_share: float | None = None, n_candidates: int = 100
     ) -> RuleEnforcedRecommender:
+        """The fitted ``model`` with the rules enforced on every call.
+
+        Parameters
+        ----------
+        model : Recommender
+            The fitted model.
+        split : Dataset or Split
+            The data it was fitted on (its item ids resolve ``blocked_items``).
+        blocked_items : sequence
+            Raw item ids never shown.
+        max_exposure_share : float or None
+            The exposure cap, in (0, 1]; None: none.
+        n_candidates : int
+            How deep into the base's lists are read, at least.
+
+        Returns
+        -------
+        RuleEnforcedRecommender
+            The wrapper around ``model``.
+        """
         return RuleEnforcedRecommender.from_fitted(
             model,
             split,
@@ -270,12 +380,31 @@ def _detector_params(params: dict) -> dict:
 
 
 class ForgetMethod:
-    """An ``unlearning`` arm: :func:`trustrec.mitigate.forget` with one ``method``."""
+    """An ``unlearning`` arm: :func:`trustrec.mitigate.forget` with one ``method``.
+
+    Parameters
+    ----------
+    method : {"exact", "gradient_ascent"}
+        The forget method.
+    """
 
     def __init__(self, method: Literal["exact", "gradient_ascent"]):
         self.method = method
 
     def supports(self, model) -> bool:
+        """Whether the method applies to ``model``.
+
+        Parameters
+        ----------
+        model : Recommender
+            A fitted model.
+
+        Returns
+        -------
+        bool
+            Always for ``exact``; for ``gradient_ascent``, whether the model has approximate
+            unlearning.
+        """
         from trustrec.models import has_capability
         from trustrec.models.training import supports_approximate_unlearning
 
@@ -284,6 +413,26 @@ class ForgetMethod:
         )
 
     def forget(self, model, split, users, *, seed: int = 0, **settings):
+        """A new model that has forgotten the user indices ``users`` (:func:`trustrec.mitigate.forget`).
+
+        Parameters
+        ----------
+        model : Recommender
+            The fitted model (unchanged).
+        split : Dataset or Split
+            The data it was fitted on.
+        users : array_like
+            User indices to forget.
+        seed : int
+            Seed of the retrain or of the ascent's batches.
+        **settings
+            Further keywords of :func:`trustrec.mitigate.forget` (``steps``, ...).
+
+        Returns
+        -------
+        Recommender
+            The model without the users.
+        """
         from trustrec.mitigate._unlearning import forget
 
         return forget(model, split, users, by="index", method=self.method, seed=seed, **settings)
