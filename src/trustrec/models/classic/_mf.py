@@ -132,6 +132,27 @@ def ips_weights(propensities, clip: float = 0.01) -> tuple[np.ndarray, int]:
 
     NaN, negative or above-1 values raise ``DataError`` (a propensity is a probability); values
     below ``clip`` (0 included) are raised to ``clip`` and counted.
+
+    Parameters
+    ----------
+    propensities : array-like of float
+        Observation probabilities of the observed pairs.
+    clip : float
+        Lower bound, in ``(0, 1]``, to which smaller propensities are raised (default 0.01).
+
+    Returns
+    -------
+    weights : numpy.ndarray
+        ``1 / max(p, clip)`` per pair (float64).
+    n_clipped : int
+        How many propensities were below ``clip``.
+
+    Raises
+    ------
+    ConfigError
+        When ``clip`` is not in ``(0, 1]``.
+    DataError
+        When a propensity is NaN or outside ``[0, 1]``.
     """
     p = np.asarray(propensities, dtype=np.float64)
     if not 0 < clip <= 1:
@@ -165,7 +186,35 @@ def estimate_propensities(
     train: Dataset, observed: Interactions, config: MFConfig, seed: int = 0
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Propensities of the ``observed`` pairs by ``config.propensity`` (before clipping), and a
-    JSON-ready summary of how they were obtained."""
+    JSON-ready summary of how they were obtained.
+
+    Parameters
+    ----------
+    train : Dataset
+        Training data (its ``extras`` for ``"given"`` and ``"naive_bayes"``, its size for the
+        density).
+    observed : Interactions
+        The observed pairs, each (user, item) pair once.
+    config : MFConfig
+        Which estimate (``propensity``) and its settings (``propensity_extra``, ``mar_extra``,
+        ``mar_share``).
+    seed : int
+        Seed of the ``mar_share`` sample for ``"naive_bayes"`` (default 0).
+
+    Returns
+    -------
+    propensities : numpy.ndarray
+        One float64 propensity per observed pair (naive-Bayes values capped at 1).
+    info : dict
+        How they were obtained: ``method``, ``source`` and, for ``"naive_bayes"``, the rating
+        ``levels``, the ``per_level`` estimates and ``n_above_one``.
+
+    Raises
+    ------
+    DataError
+        When the dataset lacks the user x item matrix ``propensity_extra`` (``"given"``), or
+        ratings in train or a rated ``mar_extra`` sample (``"naive_bayes"``).
+    """
     method = config.propensity
     n_users, n_items = train.n_users, train.n_items
     info: dict[str, Any] = {"method": method}

@@ -61,7 +61,24 @@ TINY_SMOLLM2_CONFIG: dict[str, Any] = {
 
 
 def require_transformers(*, gguf: bool = False):
-    """Import and return ``transformers``; a missing LLM dependency names the extra to install."""
+    """Import and return ``transformers``; a missing LLM dependency names the extra to install.
+
+    Parameters
+    ----------
+    gguf : bool
+        Whether to also require ``gguf`` and ``accelerate``, which reading GGUF weights needs
+        (default False).
+
+    Returns
+    -------
+    module
+        The ``transformers`` module.
+
+    Raises
+    ------
+    ImportError
+        When torch, transformers or (with ``gguf``) a GGUF dependency is not installed.
+    """
     try:
         import torch  # noqa: F401
         import transformers
@@ -77,7 +94,23 @@ def require_transformers(*, gguf: bool = False):
 
 
 def tokenizer_asset(name: str) -> Path:
-    """The folder of a tokenizer shipped with trustrec (``assets/<name>``)."""
+    """The folder of a tokenizer shipped with trustrec (``assets/<name>``).
+
+    Parameters
+    ----------
+    name : str
+        Tokenizer asset name, e.g. ``"smollm2-tokenizer"``.
+
+    Returns
+    -------
+    Path
+        The folder holding its ``tokenizer.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the asset is missing from the installation.
+    """
     folder = Path(str(resources.files("trustrec.models.llm").joinpath("assets").joinpath(name)))
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"trustrec's tokenizer asset {name!r} is missing ({folder}); reinstall trustrec")
@@ -291,7 +324,21 @@ def build_tiny_random(
 
 def export_tokenizer_files(tokenizer, dest: str | Path) -> Path:
     """Write a tokenizer as small, load-ready files (minified ``tokenizer.json``, a clean
-    ``tokenizer_config.json``, the chat template): how ``assets/smollm2-tokenizer`` was made."""
+    ``tokenizer_config.json``, the chat template): how ``assets/smollm2-tokenizer`` was made.
+
+    Parameters
+    ----------
+    tokenizer : transformers.PreTrainedTokenizerBase
+        The tokenizer to export.
+    dest : str or Path
+        Destination folder, replaced atomically (an existing one must hold a ``tokenizer.json``);
+        a ``NOTICE`` file already there is kept.
+
+    Returns
+    -------
+    Path
+        ``dest``.
+    """
     dest = Path(dest)
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -170,8 +170,22 @@ class InjectionMatch:
 
 
 def text_skeleton(text: str) -> tuple[str, list[int]]:
-    """The normalised text patterns run on, and for each of its characters the index of the
-    original character it came from (module docstring)."""
+    """The normalised text patterns run on, and where each of its characters came from.
+
+    See the module docstring for the normalisation.
+
+    Parameters
+    ----------
+    text : str
+        Original text.
+
+    Returns
+    -------
+    skeleton : str
+        The normalised text.
+    origin : list of int
+        For each character of ``skeleton``, the index of the original character it came from.
+    """
     chars, origin = [], []
     for i, ch in enumerate(text):
         if ch in _ZERO_WIDTH:

@@ -240,9 +240,18 @@ def position_bias(scores: np.ndarray, positions: np.ndarray, valid: np.ndarray) 
 
 @dataclasses.dataclass(frozen=True)
 class ScoredCandidates:
-    """What :meth:`LLMRanker.score_candidates` computed: the retriever's lists (``retrieved``;
-    the first ``llm.shape[2]`` columns are the candidates), the LLM scores ``llm[q, p, c]`` of
-    candidate ``c`` in listing order ``p``, and the position-bias report ``bias``."""
+    """What :meth:`LLMRanker.score_candidates` computed.
+
+    Parameters
+    ----------
+    retrieved : TopK
+        The retriever's lists; the first ``llm.shape[2]`` columns are the candidates.
+    llm : numpy.ndarray
+        ``(n_queries, n_orders, n_candidates)`` LLM score ``llm[q, p, c]`` of candidate ``c``
+        when listed in order ``p``.
+    bias : dict
+        The position-bias report (see :func:`position_bias`).
+    """
 
     retrieved: TopK
     llm: np.ndarray

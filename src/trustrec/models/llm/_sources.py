@@ -49,6 +49,16 @@ def checkpoint_problem(folder: Path) -> str | None:
     """What keeps ``folder`` from being a loadable checkpoint (``None`` when nothing does).
 
     A broken symlink (an interrupted Hugging Face download) counts as missing.
+
+    Parameters
+    ----------
+    folder : Path
+        Folder that should hold ``config.json``, weights and tokenizer files.
+
+    Returns
+    -------
+    str or None
+        What is missing, or None for a complete checkpoint.
     """
     if not folder.is_dir():
         return f"{folder} is not a folder"
@@ -65,7 +75,13 @@ def checkpoint_problem(folder: Path) -> str | None:
 def hf_cache_root() -> Path:
     """The Hugging Face hub cache, resolved from the environment at call time, as
     ``huggingface_hub`` does: ``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME/hub``,
-    ``$XDG_CACHE_HOME/huggingface/hub``, ``~/.cache/huggingface/hub``."""
+    ``$XDG_CACHE_HOME/huggingface/hub``, ``~/.cache/huggingface/hub``.
+
+    Returns
+    -------
+    Path
+        The cache folder (it need not exist).
+    """
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         if os.environ.get(var):
             return Path(os.environ[var]).expanduser()

@@ -51,6 +51,26 @@ def render_item_texts(dataset_or_items, fields: Sequence[str] = (), *, max_chars
 
     Raises ``DataError`` for a field that is not a column, and when no item has any text to
     render (no ``title`` column or only missing titles, and no ``fields``).
+
+    Parameters
+    ----------
+    dataset_or_items : Dataset or pandas.DataFrame
+        A Dataset (its ``items``) or an items table, row ``i`` = item index ``i``.
+    fields : sequence of str
+        Item columns shown after the title (default none).
+    max_chars : int
+        Character budget of one item's text (default 200).
+
+    Returns
+    -------
+    list of str
+        One text per item, in item-index order.
+
+    Raises
+    ------
+    DataError
+        When ``dataset_or_items`` has no items table, a field is not a column, or (without
+        ``fields``) no item has a title.
     """
     items, label = _items_table(dataset_or_items)
     fields = tuple(fields)
@@ -114,6 +134,36 @@ def item_text_embeddings(
     ``name`` keys the cache, and an encoder without a name is never cached). Rows are L2-normalised when the encoder
     normalises (the default). With ``cache``, the matrix is read from / written to the trustrec
     cache, keyed by the encoder name and the rendered texts.
+
+    Parameters
+    ----------
+    dataset_or_items : Dataset or pandas.DataFrame
+        A Dataset (its ``items``) or an items table, row ``i`` = item index ``i``.
+    encoder : str, path-like or TextEncoder
+        Registered text-encoder name, checkpoint folder (loaded only when not cached) or loaded
+        encoder (default ``"all-minilm-l6-v2"``).
+    fields : sequence of str
+        Item columns shown after the title (default none).
+    max_chars : int
+        Character budget of one item's text (default 200).
+    batch_size : int
+        Texts per encoder batch (default 64).
+    progress : bool
+        Whether to show loading and encoding progress (default False).
+    cache : bool
+        Whether to read and write the trustrec cache (default True).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_items, dim)`` float32 embeddings.
+
+    Raises
+    ------
+    ConfigError
+        When ``max_chars`` is below 1.
+    DataError
+        As :func:`render_item_texts`.
     """
     if max_chars < 1:
         raise ConfigError(f"item_text_embeddings: max_chars must be >= 1; got {max_chars}")
