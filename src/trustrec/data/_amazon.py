@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,7 +218,7 @@ def _stem(path: Path) -> str:
     return name
 
 
-def load_amazon(reviews, meta=None, name: str | None = None) -> Dataset:
+def load_amazon(reviews: str | os.PathLike, meta: str | os.PathLike | None = None, name: str | None = None) -> Dataset:
     """Load Amazon reviews (2018 or 2023 JSON lines, optionally ``.gz``) and optional item meta.
 
     Interactions carry the star rating and the review time in seconds. The items table has

@@ -6,11 +6,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from trustrec.errors import DataError
 
 
-def readonly(array, dtype=None) -> np.ndarray:
+def readonly(array: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> np.ndarray:
     """A read-only copy of ``array`` (optionally cast), so frozen objects really are frozen.
 
     Parameters

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -283,7 +284,7 @@ def _split_file(folder: Path, split: str, stem: str) -> Path | None:
     return None
 
 
-def load_bigrec(path, name: str | None = None) -> Dataset:
+def load_bigrec(path: str | os.PathLike, name: str | None = None) -> Dataset:
     """Load a BIGRec/D3 folder (``info/``, ``train/``, ``valid/``, ``test/``).
 
     The interaction log is rebuilt from every history and target of every split present;

@@ -11,6 +11,7 @@ Users and items have no ids in the source: the row (column) number, from 0, is t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,7 @@ def _frame(matrix: np.ndarray) -> pd.DataFrame:
     )
 
 
-def load_coat(path, name: str = "coat", positive_threshold: float | None = None) -> Dataset:
+def load_coat(path: str | os.PathLike, name: str = "coat", positive_threshold: float | None = None) -> Dataset:
     """Load the Coat folder: train ratings as interactions, the random-exposure test as an extra.
 
     ``extras['random_exposure_test']`` holds the test ratings (all of them, whatever

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.data._arrays import Ragged, readonly
@@ -125,7 +126,7 @@ class Interactions:
     def has_rating(self) -> bool:
         return self.rating is not None
 
-    def select(self, mask_or_index) -> Interactions:
+    def select(self, mask_or_index: npt.ArrayLike) -> Interactions:
         sel = np.asarray(mask_or_index)
         return Interactions(
             self.user[sel],
@@ -401,11 +402,11 @@ class Dataset:
     def user_ids(self) -> np.ndarray:
         return self._users["user_id"].to_numpy(copy=True)
 
-    def item_index(self, raw_ids, *, missing: str = "raise") -> np.ndarray:
+    def item_index(self, raw_ids: npt.ArrayLike, *, missing: str = "raise") -> np.ndarray:
         """Indices of raw item ids; unknown ids raise (``missing='raise'``) or map to -1."""
         return _lookup(self._items["item_id"], raw_ids, "item", self.name, missing)
 
-    def user_index(self, raw_ids, *, missing: str = "raise") -> np.ndarray:
+    def user_index(self, raw_ids: npt.ArrayLike, *, missing: str = "raise") -> np.ndarray:
         """Indices of raw user ids; unknown ids raise (``missing='raise'``) or map to -1."""
         return _lookup(self._users["user_id"], raw_ids, "user", self.name, missing)
 

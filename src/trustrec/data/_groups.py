@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
@@ -160,7 +161,7 @@ def age_bands(ages: pd.Series) -> pd.Series:
     return bands.astype("string")
 
 
-def activity_levels(n_interactions, active_share: float = 0.2) -> np.ndarray:
+def activity_levels(n_interactions: npt.ArrayLike, active_share: float = 0.2) -> np.ndarray:
     """Label users "active" or "inactive" by their number of training interactions.
 
     "active" for the ``active_share`` of users with the most training interactions (ties by
@@ -196,7 +197,7 @@ def activity_levels(n_interactions, active_share: float = 0.2) -> np.ndarray:
 
 def user_group_table(
     users: pd.DataFrame,
-    n_interactions,
+    n_interactions: npt.ArrayLike,
     columns: Sequence[str] | None = None,
     *,
     active_share: float = 0.2,

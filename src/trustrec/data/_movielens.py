@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from pathlib import Path
 
@@ -351,7 +352,7 @@ def _load_csv(folder: Path, name: str) -> Dataset:
     )
 
 
-def load_movielens(path, name: str | None = None) -> Dataset:
+def load_movielens(path: str | os.PathLike, name: str | None = None) -> Dataset:
     """Load a MovieLens folder in its raw GroupLens layout (ml-100k, ml-1m, ml-10m, ml-20m).
 
     ``path`` is the folder or its ratings file (``u.data``, ``ratings.dat`` or ``ratings.csv``);

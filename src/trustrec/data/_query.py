@@ -7,7 +7,7 @@ or an attribute and ask again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -154,7 +154,7 @@ class QueryBatch:
     def __iter__(self):
         return (self.query(i) for i in range(len(self)))
 
-    def batches(self, size: int):
+    def batches(self, size: int) -> Iterator[QueryBatch]:
         for start in range(0, len(self), size):
             yield self[start : start + size]
 
@@ -168,7 +168,7 @@ class QueryBatch:
     def with_attributes(self, attributes: pd.DataFrame | None) -> QueryBatch:
         return replace(self, attributes=attributes)
 
-    def with_texts(self, texts) -> QueryBatch:
+    def with_texts(self, texts: Iterable[str | None] | None) -> QueryBatch:
         return replace(self, texts=None if texts is None else tuple(texts))
 
     def restrict(self, n_users: int, n_items: int) -> tuple[QueryBatch, dict[str, int]]:

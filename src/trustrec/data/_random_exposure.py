@@ -20,6 +20,7 @@ Test rows whose user or item never occurs in the train log raise an error by def
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -80,14 +81,14 @@ def _attach_test(
 
 
 def load_random_exposure(
-    train,
-    test,
+    train: str | os.PathLike,
+    test: str | os.PathLike,
     *,
     name: str | None = None,
     columns: Mapping[str, str | None] | None = None,
     sep: str | None = None,
-    items=None,
-    users=None,
+    items: str | os.PathLike | pd.DataFrame | None = None,
+    users: str | os.PathLike | pd.DataFrame | None = None,
     unknown: str = "error",
     test_name: str = "random_exposure_test",
 ) -> Dataset:
@@ -156,7 +157,7 @@ def _read_headerless(path: Path, names: list[str]) -> pd.DataFrame:
     return frame
 
 
-def load_yahoo_r3(path, *, name: str = "yahoo-r3", unknown: str = "error") -> Dataset:
+def load_yahoo_r3(path: str | os.PathLike, *, name: str = "yahoo-r3", unknown: str = "error") -> Dataset:
     """Yahoo! R3 from a local folder holding the two ``ydata-ymusic-rating-study-v1_0-*.txt`` files.
 
     Yahoo! R3 has no timestamps: every rating has timestamp 0.
@@ -202,7 +203,7 @@ def load_yahoo_r3(path, *, name: str = "yahoo-r3", unknown: str = "error") -> Da
     return _attach_test(ds, test, test_path=test_path.name, unknown=unknown, test_name="random_exposure_test", notes=[])
 
 
-def load_kuairec(path, *, name: str = "kuairec", unknown: str = "error") -> Dataset:
+def load_kuairec(path: str | os.PathLike, *, name: str = "kuairec", unknown: str = "error") -> Dataset:
     """KuaiRec from a local folder holding ``big_matrix.csv`` and ``small_matrix.csv``.
 
     The files may also be in a ``data/`` folder inside it; ``watch_ratio`` is the rating,

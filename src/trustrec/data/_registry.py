@@ -266,7 +266,7 @@ def _cached_folder(name: str) -> Path:
     return cache_dir() / "datasets" / name
 
 
-def resolve_dataset(name: str, *, data_dir=None) -> tuple[str, str]:
+def resolve_dataset(name: str, *, data_dir: str | os.PathLike | None = None) -> tuple[str, str]:
     """Where ``name`` would load from now, without fetching: (kind, location).
 
     Parameters
@@ -302,7 +302,11 @@ def resolve_dataset(name: str, *, data_dir=None) -> tuple[str, str]:
 
 
 def load_dataset(
-    name_or_path: str | os.PathLike, *, data_dir=None, download: bool = True, progress: bool = True
+    name_or_path: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool = True,
 ) -> Dataset:
     """Load a registered dataset by name (or any supported file/folder by path).
 

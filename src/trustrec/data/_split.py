@@ -6,12 +6,13 @@ in time are broken by the file order and results are reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec._registry import NamedRegistry, check_callable
@@ -126,7 +127,7 @@ class Split:
         self,
         interactions: Interactions,
         *,
-        new_user_ids=(),
+        new_user_ids: Iterable[str] = (),
         params: Mapping[str, Any] | None = None,
         note: str | None = None,
         dataset_note: str | None = None,
@@ -177,7 +178,7 @@ class Split:
 
     def without_users(
         self,
-        users,
+        users: npt.ArrayLike,
         *,
         parts: tuple[str, ...] = ("train", "valid", "test"),
         params: Mapping[str, Any] | None = None,
@@ -691,7 +692,7 @@ def split_random_exposure(
     return Split(dataset, base.train, base.valid, held, method="random_exposure", params=params, notes=tuple(notes))
 
 
-def make_split(dataset: Dataset, method: str, **params) -> Split:
+def make_split(dataset: Dataset, method: str, **params: Any) -> Split:
     """Split by name (as in a run config).
 
     Parameters

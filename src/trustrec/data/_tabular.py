@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -460,12 +461,12 @@ def _stem(path: Path) -> str:
 
 # -- public loader --------------------------------------------------------------------------------
 def load_tabular(
-    path,
+    path: str | os.PathLike,
     *,
     columns: Mapping[str, str | None] | None = None,
     sep: str | None = None,
-    items=None,
-    users=None,
+    items: str | os.PathLike | pd.DataFrame | None = None,
+    users: str | os.PathLike | pd.DataFrame | None = None,
     name: str | None = None,
 ) -> Dataset:
     """Load interactions from a CSV/TSV (optionally ``.gz``) or parquet file.

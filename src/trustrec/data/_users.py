@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from trustrec.data._dataset import Dataset
 from trustrec.errors import ConfigError, DataError
@@ -14,7 +15,7 @@ __all__ = ["resolve_users"]
 
 
 def resolve_users(
-    dataset: Dataset, user_ids, *, by: Literal["id", "index"] = "id", owner: str = "forget"
+    dataset: Dataset, user_ids: npt.ArrayLike, *, by: Literal["id", "index"] = "id", owner: str = "forget"
 ) -> np.ndarray:
     """Sorted unique user indices of raw ``user_ids`` (``by="id"``) or of indices (``"index"``).
 
