@@ -14,11 +14,12 @@ Conventions (one each, used by every audit):
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["auc_rows", "macro_ovr_auc", "roc_auc", "roc_points", "tpr_at_fpr"]
 
 
-def auc_rows(scores, labels) -> np.ndarray:
+def auc_rows(scores: npt.ArrayLike, labels: npt.ArrayLike) -> np.ndarray:
     """Row-wise ROC-AUC of scores against boolean labels.
 
     Parameters
@@ -47,7 +48,7 @@ def auc_rows(scores, labels) -> np.ndarray:
         return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
 
-def roc_auc(scores, labels) -> float:
+def roc_auc(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """ROC-AUC of scores against boolean labels.
 
     The Mann-Whitney U statistic over ``n_pos * n_neg`` with average ranks, so ties count half;
@@ -71,7 +72,7 @@ def roc_auc(scores, labels) -> float:
     return float(auc_rows(scores[None], labels[None])[0])
 
 
-def macro_ovr_auc(proba, codes, rows=None) -> np.ndarray:
+def macro_ovr_auc(proba: npt.ArrayLike, codes: npt.ArrayLike, rows: npt.ArrayLike | None = None) -> np.ndarray:
     """Macro one-vs-rest ROC-AUC of class probabilities.
 
     Parameters
@@ -99,7 +100,9 @@ def macro_ovr_auc(proba, codes, rows=None) -> np.ndarray:
     return np.where(n_ok > 0, np.nansum(per_class, axis=0) / np.maximum(n_ok, 1), np.nan)
 
 
-def roc_points(scores, labels, *, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def roc_points(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, *, drop_intermediate: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Points of the empirical ROC curve.
 
     As ``sklearn.metrics.roc_curve``, from (0, 0) to (1, 1).
@@ -124,7 +127,7 @@ def roc_points(scores, labels, *, drop_intermediate: bool = True) -> tuple[np.nd
     return f, t
 
 
-def tpr_at_fpr(scores, labels, fpr: float) -> float:
+def tpr_at_fpr(scores: npt.ArrayLike, labels: npt.ArrayLike, fpr: float) -> float:
     """True-positive rate at a false-positive rate.
 
     The largest TPR among the thresholds of the empirical (step) ROC curve whose FPR is at most

@@ -567,7 +567,7 @@ def evaluate_split(
     *,
     targets: str = "all",
     cold_max_interactions: int = 0,
-    **kwargs,
+    **kwargs: Any,
 ) -> EvalResult:
     """:func:`evaluate` on a split's valid or test part, with item statistics taken from train.
 

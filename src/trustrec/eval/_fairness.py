@@ -18,8 +18,14 @@ List similarity follows FaiRLLM (Zhang et al., RecSys 2023), normalised so ident
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from trustrec.data import Ragged
 
 __all__ = [
     "exposure_by_group",
@@ -43,7 +49,7 @@ def _lists(top, name: str = "top") -> np.ndarray:
     return top.astype(np.int64, copy=False)
 
 
-def normalised_membership(membership) -> sp.csr_matrix:
+def normalised_membership(membership: npt.ArrayLike | sp.spmatrix | sp.sparray) -> sp.csr_matrix:
     """Item-group membership with each item's row scaled to sum 1.
 
     A multi-group item splits its weight equally over its groups (Steck 2018); items in no group
@@ -65,7 +71,11 @@ def normalised_membership(membership) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv) @ m)
 
 
-def group_distribution(rows, membership, weights=None) -> np.ndarray:
+def group_distribution(
+    rows: npt.ArrayLike | Ragged,
+    membership: npt.ArrayLike | sp.spmatrix | sp.sparray,
+    weights: npt.ArrayLike | None = None,
+) -> np.ndarray:
     """Per row, the distribution over item groups of the row's items.
 
     Each item's (optional) weight is split over its groups as in :func:`normalised_membership`
@@ -88,8 +98,9 @@ def group_distribution(rows, membership, weights=None) -> np.ndarray:
     m = normalised_membership(membership)
     n_items = m.shape[0]
     if hasattr(rows, "indptr"):
-        users, items = rows.row_ids(), np.asarray(rows.values, np.int64)
-        n_rows = len(rows)
+        ragged = cast("Ragged", rows)  # duck-typed: whatever has ``indptr`` is taken for a Ragged
+        users, items = ragged.row_ids(), np.asarray(ragged.values, np.int64)
+        n_rows = len(ragged)
         w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64).ravel()
     else:
         top = _lists(rows, "rows")
@@ -105,7 +116,7 @@ def group_distribution(rows, membership, weights=None) -> np.ndarray:
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
-def miscalibration(p, q, alpha: float = 0.01) -> np.ndarray:
+def miscalibration(p, q: npt.ArrayLike, alpha: float = 0.01) -> np.ndarray:
     """Steck's miscalibration per row: ``KL(p || q~)`` with ``q~ = (1 - alpha) q + alpha p``.
 
     ``p`` is the group distribution of the user's profile and ``q`` that of the list (e.g. from
@@ -136,7 +147,7 @@ def miscalibration(p, q, alpha: float = 0.01) -> np.ndarray:
     return np.where(p.sum(1) > 0, kl, np.nan)
 
 
-def popularity_lift(recommended_popularity, profile_popularity) -> np.ndarray:
+def popularity_lift(recommended_popularity: npt.ArrayLike, profile_popularity: npt.ArrayLike) -> np.ndarray:
     """Popularity lift per user (Abdollahpouri et al. 2021).
 
     ``(GAP_rec - GAP_profile) / GAP_profile``: above 0 when the lists are more popular than what
@@ -161,7 +172,7 @@ def popularity_lift(recommended_popularity, profile_popularity) -> np.ndarray:
     return np.divide(r - p, p, out=np.full_like(r, np.nan), where=p > 0)
 
 
-def lorenz_curve(exposure) -> tuple[np.ndarray, np.ndarray]:
+def lorenz_curve(exposure: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Lorenz curve of item exposure.
 
     Cumulative share of items (x) against cumulative share of exposure (y), items sorted from least
@@ -185,7 +196,11 @@ def lorenz_curve(exposure) -> tuple[np.ndarray, np.ndarray]:
     return np.linspace(0.0, 1.0, len(x) + 1), cum
 
 
-def exposure_by_group(top, membership, item_popularity=None) -> dict[str, np.ndarray]:
+def exposure_by_group(
+    top: npt.ArrayLike,
+    membership: npt.ArrayLike | sp.spmatrix | sp.sparray,
+    item_popularity: npt.ArrayLike | None = None,
+) -> dict[str, np.ndarray]:
     """Exposure of each item group next to its share of the catalog.
 
     The exposure share is the group's share of the filled list slots (multi-group items split
@@ -241,7 +256,7 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def jaccard_at_k(a, b) -> np.ndarray:
+def jaccard_at_k(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
     """Per row, the Jaccard similarity ``|A ∩ B| / |A ∪ B|`` of two top-K lists.
 
     Padding (``-1``) is ignored; two empty lists give 1.
@@ -262,7 +277,7 @@ def jaccard_at_k(a, b) -> np.ndarray:
     return np.divide(inter, union, out=np.ones(len(a)), where=union > 0)
 
 
-def serp_star_at_k(reference, other) -> np.ndarray:
+def serp_star_at_k(reference: npt.ArrayLike, other: npt.ArrayLike) -> np.ndarray:
     """Per row, FaiRLLM SERP*@K of ``other`` against ``reference``.
 
     Sum over the items v of ``other`` found in ``reference`` of ``K - rank_ref(v) + 1``, divided by
@@ -289,7 +304,7 @@ def serp_star_at_k(reference, other) -> np.ndarray:
     return gain / (k * (k + 1) / 2)
 
 
-def prag_star_at_k(reference, other) -> np.ndarray:
+def prag_star_at_k(reference: npt.ArrayLike, other: npt.ArrayLike) -> np.ndarray:
     """Per row, FaiRLLM PRAG*@K of ``other`` against ``reference``.
 
     Over ordered pairs (v1, v2) of ``other`` with v1 ranked above v2, the pairs with v1 in
@@ -326,7 +341,7 @@ def prag_star_at_k(reference, other) -> np.ndarray:
     return agree.sum((1, 2)) / (k * (k - 1) / 2)
 
 
-def snsr(similarities) -> float:
+def snsr(similarities: npt.ArrayLike) -> float:
     """Sensitive-to-neutral similarity range (SNSR, FaiRLLM).
 
     Max minus min of the similarities over the values of a sensitive attribute; NaN values are
@@ -347,7 +362,7 @@ def snsr(similarities) -> float:
     return float(s.max() - s.min()) if len(s) else np.nan
 
 
-def snsv(similarities) -> float:
+def snsv(similarities: npt.ArrayLike) -> float:
     """Sensitive-to-neutral similarity variance (SNSV, FaiRLLM).
 
     The population standard deviation (``ddof=0``) of the similarities over the values of a

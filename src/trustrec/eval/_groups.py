@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.eval._stats import check_n_boot
@@ -60,7 +61,7 @@ class GroupMetricFrame:
         self,
         *,
         metrics: pd.DataFrame | Mapping[str, np.ndarray],
-        groups,
+        groups: npt.ArrayLike,
         n_boot: int = 500,
         ci: float = 0.95,
         seed: int = 0,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from trustrec._registry import NamedRegistry, check_callable
 from trustrec.errors import ConfigError
@@ -85,7 +86,7 @@ class _AccuracyMetrics(Mapping):
         return f"ACCURACY_METRICS({', '.join(self)})"
 
 
-def _check(hits: np.ndarray, n_relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check(hits: npt.ArrayLike, n_relevant: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     hits = np.asarray(hits, dtype=bool)
     n_relevant = np.asarray(n_relevant, dtype=np.float64)
     if hits.ndim != 2 or len(n_relevant) != len(hits):
@@ -101,7 +102,7 @@ def _safe_div(num, den):
 
 
 @register_metric("recall")
-def recall(hits, n_relevant) -> np.ndarray:
+def recall(hits: npt.ArrayLike, n_relevant: npt.ArrayLike) -> np.ndarray:
     """Recall@K per user.
 
     Relevant items found in the top K over all relevant items of the user:
@@ -124,7 +125,7 @@ def recall(hits, n_relevant) -> np.ndarray:
 
 
 @register_metric("precision")
-def precision(hits, n_relevant) -> np.ndarray:
+def precision(hits: npt.ArrayLike, n_relevant: npt.ArrayLike) -> np.ndarray:
     """Precision@K per user.
 
     Relevant items in the top K over K, K being the list width (padding counts as a miss).
@@ -146,7 +147,7 @@ def precision(hits, n_relevant) -> np.ndarray:
 
 
 @register_metric("hr")
-def hit_rate(hits, n_relevant) -> np.ndarray:
+def hit_rate(hits: npt.ArrayLike, n_relevant: npt.ArrayLike) -> np.ndarray:
     """Hit rate@K per user (metric name ``hr``).
 
     1 if any relevant item is in the top K, else 0.
@@ -168,7 +169,7 @@ def hit_rate(hits, n_relevant) -> np.ndarray:
 
 
 @register_metric("ndcg")
-def ndcg(hits, n_relevant) -> np.ndarray:
+def ndcg(hits: npt.ArrayLike, n_relevant: npt.ArrayLike) -> np.ndarray:
     """Binary-relevance NDCG@K per user.
 
     DCG with ``1 / log2(rank + 1)`` discounts, divided by the ideal DCG of
@@ -196,7 +197,7 @@ def ndcg(hits, n_relevant) -> np.ndarray:
 
 
 @register_metric("mrr")
-def mrr(hits, n_relevant) -> np.ndarray:
+def mrr(hits: npt.ArrayLike, n_relevant: npt.ArrayLike) -> np.ndarray:
     """Reciprocal rank of the first relevant item in the top K, per user.
 
     ``1 / rank`` of the first hit, 0 when no relevant item is in the top K.
@@ -220,7 +221,7 @@ def mrr(hits, n_relevant) -> np.ndarray:
 
 
 @register_metric("map")
-def average_precision(hits, n_relevant) -> np.ndarray:
+def average_precision(hits: npt.ArrayLike, n_relevant: npt.ArrayLike) -> np.ndarray:
     """AP@K per user, metric name ``map``.
 
     The sum of precision@r at each relevant rank r within the top K, divided by
@@ -246,7 +247,7 @@ def average_precision(hits, n_relevant) -> np.ndarray:
 
 
 @register_metric("map_trec")
-def average_precision_trec(hits, n_relevant) -> np.ndarray:
+def average_precision_trec(hits: npt.ArrayLike, n_relevant: npt.ArrayLike) -> np.ndarray:
     """AP@K per user, metric name ``map_trec``.
 
     The same sum of precision@r at the relevant ranks within the top K as
@@ -283,7 +284,7 @@ MAP_DENOMINATORS = {"map": "min(n_relevant, K) (RecBole, LensKit)", "map_trec": 
 # -- beyond accuracy ---------------------------------------------------------------------------
 
 
-def _items(top: np.ndarray) -> np.ndarray:
+def _items(top: npt.ArrayLike) -> np.ndarray:
     top = np.asarray(top)
     if top.ndim != 2:
         raise ValueError(f"recommended items must be (n_users, k), got {top.shape}")
@@ -291,7 +292,7 @@ def _items(top: np.ndarray) -> np.ndarray:
 
 
 @register_metric("coverage", _beyond=True)
-def catalog_coverage(top, n_items: int) -> float:
+def catalog_coverage(top: npt.ArrayLike, n_items: int) -> float:
     """Catalog coverage (metric name ``coverage``).
 
     Share of the catalog that appears in at least one list: distinct recommended items over
@@ -313,7 +314,7 @@ def catalog_coverage(top, n_items: int) -> float:
     return len(np.unique(top[top >= 0])) / n_items if n_items else np.nan
 
 
-def gini(values) -> float:
+def gini(values: npt.ArrayLike) -> float:
     """Gini coefficient of non-negative values.
 
     ``sum_i (2 i - n - 1) x_(i) / (n * sum(x))`` over the sorted values ``x_(1) <= ... <= x_(n)``:
@@ -338,7 +339,7 @@ def gini(values) -> float:
 
 
 @register_metric("gini", _beyond=True)
-def exposure_gini(top, n_items: int) -> float:
+def exposure_gini(top: npt.ArrayLike, n_items: int) -> float:
     """Gini of item exposure (metric name ``gini``).
 
     :func:`gini` of how often each catalog item is recommended across all lists; items never
@@ -361,7 +362,7 @@ def exposure_gini(top, n_items: int) -> float:
 
 
 @register_metric("avg_popularity", _beyond=True)
-def average_popularity(top, item_popularity) -> np.ndarray:
+def average_popularity(top: npt.ArrayLike, item_popularity: npt.ArrayLike) -> np.ndarray:
     """Average popularity of the recommended items per user (metric name ``avg_popularity``).
 
     Mean training popularity (interaction count) of the items in each user's list.
@@ -385,7 +386,7 @@ def average_popularity(top, item_popularity) -> np.ndarray:
     return _safe_div(vals.sum(1), valid.sum(1))
 
 
-def long_tail_mask(item_popularity, head_share: float = 0.2) -> np.ndarray:
+def long_tail_mask(item_popularity: npt.ArrayLike, head_share: float = 0.2) -> np.ndarray:
     """Mask of the long-tail items.
 
     An item is in the long tail when it is outside the most popular ``head_share`` of the catalog:
@@ -412,7 +413,7 @@ def long_tail_mask(item_popularity, head_share: float = 0.2) -> np.ndarray:
 
 
 @register_metric("aplt", _beyond=True)
-def aplt(top, tail_mask) -> np.ndarray:
+def aplt(top: npt.ArrayLike, tail_mask: npt.ArrayLike) -> np.ndarray:
     """Average percentage of long-tail items (APLT) per user (metric name ``aplt``).
 
     Per user, the share of the recommended items that lie in the long tail
@@ -438,7 +439,7 @@ def aplt(top, tail_mask) -> np.ndarray:
 
 
 @register_metric("novelty", _beyond=True)
-def novelty(top, item_user_counts, n_users: int) -> np.ndarray:
+def novelty(top: npt.ArrayLike, item_user_counts: npt.ArrayLike, n_users: int) -> np.ndarray:
     """Novelty of the recommended items per user (metric name ``novelty``).
 
     Per user, the mean self-information ``-log2(p_i)`` of the recommended items, where ``p_i`` is
@@ -470,7 +471,7 @@ def novelty(top, item_user_counts, n_users: int) -> np.ndarray:
     return _safe_div(vals.sum(1), valid.sum(1))
 
 
-def item_user_counts(users, items, n_items: int) -> np.ndarray:
+def item_user_counts(users: npt.ArrayLike, items: npt.ArrayLike, n_items: int) -> np.ndarray:
     """Distinct users per item in an interaction list.
 
     Repeated interactions of a user with an item count once.
@@ -498,7 +499,7 @@ def item_user_counts(users, items, n_items: int) -> np.ndarray:
 
 
 @register_metric("ild", _beyond=True)
-def intra_list_diversity(top, item_vectors) -> np.ndarray:
+def intra_list_diversity(top: npt.ArrayLike, item_vectors: npt.ArrayLike) -> np.ndarray:
     """Intra-list diversity per user (metric name ``ild``).
 
     Mean pairwise cosine distance ``1 - cos`` between the item vectors of each user's list

@@ -22,7 +22,9 @@ Method (seeded throughout):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,9 @@ from trustrec._config import Config
 from trustrec.data import Dataset, IndexedArray, Interactions, QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
 from trustrec.eval._unbiased import score_candidates, topk_membership
+
+if TYPE_CHECKING:
+    from trustrec.models import Recommender
 
 __all__ = ["SemiSyntheticConfig", "SemiSyntheticWorld", "draw_world", "fit_ground_truth", "true_recall"]
 
@@ -231,7 +236,9 @@ def draw_world(
     return SemiSyntheticWorld(ds, relevance, exposure, seed)
 
 
-def true_recall(model, world: SemiSyntheticWorld, ks, *, exclude_seen: bool = True) -> dict[int, float]:
+def true_recall(
+    model: Recommender, world: SemiSyntheticWorld, ks: Iterable[int], *, exclude_seen: bool = True
+) -> dict[int, float]:
     """The Recall@K a model has on a world's fully-exposed relevance matrix.
 
     Step 3 of the module's method: each user's whole catalog is ranked (minus their training items

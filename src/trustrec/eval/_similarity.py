@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["rank_biased_overlap"]
 
 
-def rank_biased_overlap(a, b, p: float = 0.9) -> np.ndarray:
+def rank_biased_overlap(a: npt.ArrayLike, b: npt.ArrayLike, p: float = 0.9) -> np.ndarray:
     """Per row, the extrapolated rank-biased overlap RBO_ext of two ranked lists (Webber, Moffat
     and Zobel 2010, eq. 32, which also covers lists of different lengths).
 

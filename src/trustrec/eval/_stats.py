@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_CI",
@@ -128,7 +129,7 @@ def check_n_boot(n_boot, owner: str = "bootstrap") -> int:
 
 # -- intervals ------------------------------------------------------------------------------------------
 def bootstrap_ci(
-    values, *, n_boot: int = 1000, ci: float = DEFAULT_CI, seed: int = 0, chunk: int = 64
+    values: npt.ArrayLike, *, n_boot: int = 1000, ci: float = DEFAULT_CI, seed: int = 0, chunk: int = 64
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of ``values``, resampling users.
 
@@ -168,7 +169,7 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def percentile_ci(replicates, ci: float = DEFAULT_CI) -> tuple[float | None, float | None]:
+def percentile_ci(replicates: npt.ArrayLike, ci: float = DEFAULT_CI) -> tuple[float | None, float | None]:
     """Percentile interval of bootstrap replicates of any statistic.
 
     The ``(1 - ci) / 2`` and ``(1 + ci) / 2`` quantiles (``numpy.quantile``'s linear
@@ -223,7 +224,7 @@ def bootstrap_rows(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
-def stratified_bootstrap_rows(labels, n_boot: int, seed: int) -> np.ndarray:
+def stratified_bootstrap_rows(labels: npt.ArrayLike, n_boot: int, seed: int) -> np.ndarray:
     """Bootstrap row indices resampling positives and negatives separately.
 
     Every resample keeps both classes in their original numbers, as an AUC needs.
@@ -256,7 +257,9 @@ def stratified_bootstrap_rows(labels, n_boot: int, seed: int) -> np.ndarray:
     )
 
 
-def wilson_interval(successes, trials, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(
+    successes: npt.ArrayLike, trials: npt.ArrayLike, z: float = 1.959964
+) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of a binomial proportion (vectorised).
 
     With ``p = successes / trials`` and ``t = trials``, the interval is
@@ -285,7 +288,7 @@ def wilson_interval(successes, trials, z: float = 1.959964) -> tuple[np.ndarray,
 
 
 # -- tests ----------------------------------------------------------------------------------------------
-def wilcoxon_pvalue(differences) -> float | None:
+def wilcoxon_pvalue(differences: npt.ArrayLike) -> float | None:
     """Two-sided Wilcoxon signed-rank p-value of per-user differences.
 
     Under the module's one convention: equal pairs (zero differences) dropped, average ranks for
@@ -312,7 +315,7 @@ def wilcoxon_pvalue(differences) -> float | None:
     return float(wilcoxon(d, zero_method=WILCOXON_ZERO_METHOD).pvalue)
 
 
-def mannwhitney_pvalue(a, b) -> float | None:
+def mannwhitney_pvalue(a: npt.ArrayLike, b: npt.ArrayLike) -> float | None:
     """Two-sided Mann-Whitney U p-value of two independent samples.
 
     scipy's defaults (module docstring); NaN values are left out.
@@ -330,13 +333,13 @@ def mannwhitney_pvalue(a, b) -> float | None:
     """
     from scipy.stats import mannwhitneyu
 
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if len(a) < 2 or len(b) < 2:
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if len(x) < 2 or len(y) < 2:
         return None
-    if np.all(a == a[0]) and np.all(b == a[0]):
+    if np.all(x == x[0]) and np.all(y == x[0]):
         return 1.0
-    return float(mannwhitneyu(a, b).pvalue)
+    return float(mannwhitneyu(x, y).pvalue)
 
 
 @dataclass(frozen=True)
@@ -367,7 +370,7 @@ class PairedTest:
     wilcoxon_pvalue: float
 
 
-def paired_test(a, b) -> PairedTest:
+def paired_test(a: npt.ArrayLike, b: npt.ArrayLike) -> PairedTest:
     """Paired t-test and Wilcoxon signed-rank test on per-user values.
 
     Pairs with a NaN on either side are dropped; the Wilcoxon test follows the module's
@@ -386,21 +389,21 @@ def paired_test(a, b) -> PairedTest:
     """
     from scipy import stats
 
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"paired_test: a has {a.shape} values, b has {b.shape}")
-    ok = ~(np.isnan(a) | np.isnan(b))
-    a, b = a[ok], b[ok]
-    d = b - a
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"paired_test: a has {x.shape} values, b has {y.shape}")
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    d = y - x
     if len(d) < 2 or np.all(d == 0):
         t = w = (np.nan, 1.0 if len(d) and np.all(d == 0) else np.nan)
     else:
-        t = stats.ttest_rel(b, a)
+        t = stats.ttest_rel(y, x)
         w = stats.wilcoxon(d, zero_method=WILCOXON_ZERO_METHOD)
     return PairedTest(
         len(d),
-        float(a.mean()) if len(a) else np.nan,
-        float(b.mean()) if len(b) else np.nan,
+        float(x.mean()) if len(x) else np.nan,
+        float(y.mean()) if len(y) else np.nan,
         float(d.mean()) if len(d) else np.nan,
         float(t[0]),
         float(t[1]),
@@ -410,7 +413,9 @@ def paired_test(a, b) -> PairedTest:
 
 
 # -- estimates ------------------------------------------------------------------------------------------
-def mean_estimate(values, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI) -> Estimate:
+def mean_estimate(
+    values: npt.ArrayLike, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI
+) -> Estimate:
     """Mean of per-user values with a percentile bootstrap CI over users.
 
     NaN values are left out.
@@ -447,7 +452,14 @@ def mean_estimate(values, *, n_boot: int, seed: int, description: str = "", ci: 
 
 
 def paired_estimate(
-    a, b, *, n_boot: int, seed: int, description: str = "", test: bool = False, ci: float = DEFAULT_CI
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    *,
+    n_boot: int,
+    seed: int,
+    description: str = "",
+    test: bool = False,
+    ci: float = DEFAULT_CI,
 ) -> Estimate:
     """Mean of the per-user difference ``a - b`` with a percentile bootstrap CI over users.
 
@@ -490,7 +502,14 @@ def paired_estimate(
 
 
 def two_sample_estimate(
-    a, b, *, n_boot: int, seed: int, description: str = "", test: bool = True, ci: float = DEFAULT_CI
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    *,
+    n_boot: int,
+    seed: int,
+    description: str = "",
+    test: bool = True,
+    ci: float = DEFAULT_CI,
 ) -> Estimate:
     """Difference of means ``mean(a) - mean(b)`` of two independent groups of users.
 
@@ -523,22 +542,29 @@ def two_sample_estimate(
         When ``n_boot`` is not a whole number from 0 to ``MAX_N_BOOT``.
     """
     n_boot = check_n_boot(n_boot, "two_sample_estimate")
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if not len(a) or not len(b):
-        return Estimate(None, n=int(len(a) + len(b)), description=description)
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if not len(x) or not len(y):
+        return Estimate(None, n=int(len(x) + len(y)), description=description)
     lo = hi = None
     if n_boot > 0:
         rng = np.random.default_rng(seed)
-        means_a = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1)
-        means_b = b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1)
+        means_a = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
+        means_b = y[rng.integers(0, len(y), (n_boot, len(y)))].mean(1)
         lo, hi = percentile_ci(means_a - means_b, ci)
-    p = mannwhitney_pvalue(a, b) if test else None
-    return Estimate(float(a.mean() - b.mean()), lo, hi, int(len(a) + len(b)), p_value=p, description=description)
+    p = mannwhitney_pvalue(x, y) if test else None
+    return Estimate(float(x.mean() - y.mean()), lo, hi, int(len(x) + len(y)), p_value=p, description=description)
 
 
 def cluster_ratio_estimate(
-    num, den, clusters, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI
+    num: npt.ArrayLike,
+    den: npt.ArrayLike,
+    clusters: npt.ArrayLike,
+    *,
+    n_boot: int,
+    seed: int,
+    description: str = "",
+    ci: float = DEFAULT_CI,
 ) -> Estimate:
     """Ratio ``sum(num) / sum(den)`` with a CI resampling clusters.
 
@@ -592,7 +618,13 @@ def cluster_ratio_estimate(
 
 
 def cluster_mean_estimate(
-    values, clusters, *, n_boot: int, seed: int, description: str = "", ci: float = DEFAULT_CI
+    values: npt.ArrayLike,
+    clusters: npt.ArrayLike,
+    *,
+    n_boot: int,
+    seed: int,
+    description: str = "",
+    ci: float = DEFAULT_CI,
 ) -> Estimate:
     """Mean of row values with a CI resampling clusters.
 

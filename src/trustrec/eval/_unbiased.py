@@ -34,15 +34,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.data import QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
 from trustrec.eval import _metrics as M
 from trustrec.eval._stats import bootstrap_ci
+
+if TYPE_CHECKING:
+    from trustrec.eval._evaluator import EvalResult
+    from trustrec.models import Recommender
 
 __all__ = [
     "SCHEMES",
@@ -250,7 +255,7 @@ def random_exposure_set(split: Split, part: str = "test", *, exclude_seen: bool 
     )
 
 
-def topk_membership(scores, candidates, k: int) -> np.ndarray:
+def topk_membership(scores: npt.ArrayLike, candidates: npt.ArrayLike, k: int) -> np.ndarray:
     """Probability that each item is in the top ``k`` of its row, among its candidates.
 
     Items strictly above the k-th candidate score get 1, items tied with it
@@ -307,7 +312,9 @@ def topk_membership(scores, candidates, k: int) -> np.ndarray:
     return out
 
 
-def score_candidates(model, queries: QueryBatch, *, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def score_candidates(
+    model: Recommender, queries: QueryBatch, *, exclude_seen: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Scores over the full catalog and the items each query may rank.
 
     Models without full-catalog scores rank the whole catalog through ``recommend``; their scores
@@ -362,7 +369,7 @@ def _parse(metrics: Sequence[str], scheme: str) -> list:
 
 
 def evaluate_random_exposure(
-    model,
+    model: Recommender,
     data: Split | RandomExposureSet,
     *,
     scheme: str = "ure",
@@ -374,7 +381,7 @@ def evaluate_random_exposure(
     ci: float = 0.95,
     seed: int = 0,
     progress: bool = False,
-):
+) -> EvalResult:
     """Evaluate a model on random-exposure data under a random-exposure scheme.
 
     Per-user values and their means with percentile bootstrap CIs over users (module docstring for
@@ -521,13 +528,13 @@ def evaluate_random_exposure(
 
 
 def evaluate_schemes(
-    model,
+    model: Recommender,
     split: Split,
     schemes: Sequence[str] = SCHEMES,
     *,
     metrics: Sequence[str] = ("recall@10",),
     part: str = "test",
-    **kwargs,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate a model under several schemes on the same split.
 
