@@ -69,7 +69,7 @@ class Ragged:
         object.__setattr__(self, "values", values)
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Sequence | np.ndarray], dtype=np.int64) -> Ragged:
+    def from_rows(cls, rows: Iterable[Sequence | np.ndarray], dtype: npt.DTypeLike = np.int64) -> Ragged:
         arrays = [np.asarray(r, dtype=dtype).ravel() for r in rows]
         lengths = np.fromiter((len(r) for r in arrays), dtype=np.int64, count=len(arrays))
         indptr = np.concatenate([[0], np.cumsum(lengths)])

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.data._arrays import Ragged, readonly
@@ -123,7 +124,9 @@ class QueryBatch:
         )
 
     @classmethod
-    def from_histories(cls, histories: Sequence[Sequence[int] | np.ndarray], users=None, **kw) -> QueryBatch:
+    def from_histories(
+        cls, histories: Sequence[Sequence[int] | np.ndarray], users: npt.ArrayLike | None = None, **kw: Any
+    ) -> QueryBatch:
         users = np.full(len(histories), -1) if users is None else users
         return cls(np.asarray(users), Ragged.from_rows(histories), **kw)
 
