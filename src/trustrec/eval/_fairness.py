@@ -116,7 +116,7 @@ def group_distribution(
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
-def miscalibration(p, q: npt.ArrayLike, alpha: float = 0.01) -> np.ndarray:
+def miscalibration(p: npt.ArrayLike, q: npt.ArrayLike, alpha: float = 0.01) -> np.ndarray:
     """Steck's miscalibration per row: ``KL(p || q~)`` with ``q~ = (1 - alpha) q + alpha p``.
 
     ``p`` is the group distribution of the user's profile and ``q`` that of the list (e.g. from

@@ -824,6 +824,7 @@ def tradeoff_points(
             {"user": queries.users, f"ndcg@{k}": ndcg(hits, n_rel), f"recall@{k}": recall(hits, n_rel)}
         )
         if method == "calibrated":
+            assert profile is not None  # set above when method == "calibrated"
             frame["miscalibration"] = miscalibration(profile, group_distribution(top, membership), config.alpha)
         else:
             frame["aplt"] = aplt(top, tail)
