@@ -29,9 +29,9 @@ import inspect
 import pkgutil
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
 from importlib import metadata
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from trustrec.errors import ConfigError
 
@@ -47,6 +47,25 @@ _MISSING: Any = object()
 
 class PluginError(ConfigError):
     """A third-party entry point that cannot be loaded, or that is not what its group holds."""
+
+
+def protocol_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    """The ``__init__`` that :class:`typing.Protocol` gives a protocol, annotated (set as a
+    protocol's ``__init__``, so the public API reads as fully annotated): a protocol cannot be
+    instantiated; a class that subclasses one explicitly runs the ``__init__`` of the first class
+    in its MRO that is not a protocol's (as ``typing`` does, without caching it on the class)."""
+    cls = type(self)
+    if cls._is_protocol:
+        raise TypeError("Protocols cannot be instantiated")
+    if cls.__init__ is not protocol_init:  # a subclass's own __init__ called super().__init__ (bpo-45121)
+        return
+    for base in cls.__mro__:
+        init = base.__dict__.get("__init__", protocol_init)
+        if init is not protocol_init and getattr(init, "__name__", "") != "_no_init_or_replace_init":
+            break
+    else:
+        init = object.__init__
+    init(self, *args, **kwargs)
 
 
 def check_callable(name: str, obj: Any) -> str | None:
@@ -208,7 +227,13 @@ class NamedRegistry(Mapping, Generic[T]):
         self._origin[name] = origin
 
     # -- registration --------------------------------------------------------------------------
-    def register(self, entry: T | None = None, /, *, name: str | None = None):
+    @overload
+    def register(self, entry: T, /, *, name: str | None = None) -> T: ...
+
+    @overload
+    def register(self, entry: None = None, /, *, name: str | None = None) -> Callable[[T], T]: ...
+
+    def register(self, entry: T | None = None, /, *, name: str | None = None) -> T | Callable[[T], T]:
         """Register ``entry`` (under ``name``, default its own name) without discovering the
         others: what registration decorators call. Usable as ``@reg.register`` or
         ``@reg.register(name="x")``. A later registration of a name wins, except that a
@@ -291,10 +316,10 @@ class NamedRegistry(Mapping, Generic[T]):
     def __len__(self) -> int:
         return len(self.names())
 
-    def items(self):
+    def items(self) -> ItemsView[str, T]:
         return self.all().items()
 
-    def values(self):
+    def values(self) -> ValuesView[T]:
         return self.all().values()
 
     def __repr__(self) -> str:

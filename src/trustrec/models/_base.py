@@ -9,7 +9,7 @@ the dataset: :meth:`Recommender.recommend_raw`); never pickle.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -92,6 +92,8 @@ class Recommender(Configurable):
     capabilities: ClassVar[frozenset[str]] = frozenset({"score"})
     # Device kinds ``FitOptions.device`` may name; any other is refused, never silently ignored.
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    # what approximate unlearning did (trustrec.models.training.approximate_unlearn); only on a model it changed
+    unlearning_: dict[str, Any]
 
     def get_params(self, deep: bool = False) -> dict[str, Any]:
         """The config's parameters (``deep``: also those of nested stages, as ``<stage>__<param>``;
@@ -161,7 +163,13 @@ class Recommender(Configurable):
             if hasattr(fitted, key):
                 setattr(self, key, list(getattr(fitted, key)))
 
-    def queries_from_raw(self, histories, *, users=None, candidates=None) -> QueryBatch:
+    def queries_from_raw(
+        self,
+        histories: Collection[Iterable[object]],
+        *,
+        users: Collection[object] | None = None,
+        candidates: Collection[Iterable[object]] | None = None,
+    ) -> QueryBatch:
         """A :class:`QueryBatch` from raw ids: ``histories`` one list of item ids per query (oldest
         first), ``users`` one user id (or ``None``: anonymous) per query, ``candidates`` one list
         of item ids per query. Unknown ids raise a :class:`DataError` naming them."""
@@ -195,7 +203,13 @@ class Recommender(Configurable):
         return QueryBatch(user_idx, hist, candidates=cands)
 
     def recommend_raw(
-        self, histories, k: int = 10, *, users=None, candidates=None, exclude_seen: bool = True
+        self,
+        histories: Collection[Iterable[object]],
+        k: int = 10,
+        *,
+        users: Collection[object] | None = None,
+        candidates: Collection[Iterable[object]] | None = None,
+        exclude_seen: bool = True,
     ) -> RawTopK:
         """:meth:`recommend` in raw ids: queries as in :meth:`queries_from_raw`, the answer as
         :class:`RawTopK` (raw item ids and scores, rows aligned with the queries)."""

@@ -21,7 +21,7 @@ puts an LLM ranker over an already fitted retriever.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 
@@ -31,6 +31,8 @@ from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import ModelSpec, model_class
 
 __all__ = ["ComposedRecommender", "compose"]
+
+_C = TypeVar("_C", bound="ComposedRecommender")
 
 
 def _train_dataset(data: Dataset | Split) -> Dataset:
@@ -82,7 +84,7 @@ class ComposedRecommender(Recommender):
     def _setup(self, train: Dataset) -> None:
         """The composed model's own fitted state, from the training data (stages are fitted)."""
 
-    def with_fitted(self, **fitted: Recommender):
+    def with_fitted(self: _C, **fitted: Recommender) -> _C:
         """A fresh, unfitted copy whose ``fit`` reuses these fitted stages as they are (never
         refitting them) and fits the others; each stage's spec in the config becomes the given
         model's. ``fitted``: stage name -> fitted Recommender."""
@@ -138,7 +140,7 @@ class ComposedRecommender(Recommender):
                     params[f"{stage}__{key}"] = value
         return params
 
-    def set_params(self, **params):
+    def set_params(self: _C, **params: Any) -> _C:
         """A fresh, unfitted object with these parameters changed; ``<stage>__<param>`` changes a
         parameter of that stage (``base__k=20``), deeper stages as ``retriever__base__k``."""
         own = {k: v for k, v in params.items() if "__" not in k}
@@ -159,7 +161,7 @@ class ComposedRecommender(Recommender):
             merged[stage] = _changed_spec(spec, changes, f"{type(self).__name__}.set_params({stage}__...)")
         return type(self)(**merged)
 
-    def with_params(self, **params):
+    def with_params(self: _C, **params: Any) -> _C:
         """:meth:`set_params` under the name the run and audit code reads better with."""
         return self.set_params(**params)
 
@@ -237,7 +239,9 @@ def _check_stage(who: str, stage: str, model: Recommender, train: Dataset) -> Re
     return model
 
 
-def compose(name: str, data: Dataset | Split, *, options: FitOptions | None = None, **params):
+def compose(
+    name: str, data: Dataset | Split, *, options: FitOptions | None = None, **params: Any
+) -> ComposedRecommender:
     """The registered composed model ``name`` (``"llm_ranker"``, ``"calibrated_reranker"`` ...)
     on ``data`` (a Dataset or a Split: its training part), over fitted stages: a ``params`` value
     that is a fitted Recommender for a stage (``retriever=sasrec``) is used as it is, never
@@ -273,4 +277,5 @@ def compose(name: str, data: Dataset | Split, *, options: FitOptions | None = No
     settings = {k: v for k, v in params.items() if k not in fitted}
     if len(fitted) == len(klass.stages):
         return klass.from_fitted(fitted, data, **settings)
-    return klass(**settings).with_fitted(**fitted).fit(data, options)
+    # fit returns the model itself
+    return cast(ComposedRecommender, klass(**settings).with_fitted(**fitted).fit(data, options))

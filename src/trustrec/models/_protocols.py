@@ -30,7 +30,15 @@ capability               protocol                     meaning
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from trustrec._registry import protocol_init
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from trustrec.data import QueryBatch, Ragged
 
 __all__ = [
     "CAPABILITIES",
@@ -55,14 +63,20 @@ __all__ = [
 class ScoresCatalog(Protocol):
     """``score(queries) -> (n_queries, n_items)`` scores, NaN where the model cannot score."""
 
-    def score(self, queries) -> Any: ...
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
+    def score(self, queries: QueryBatch) -> Any: ...
 
 
 @runtime_checkable
 class ReadsCandidates(Protocol):
     """Ranks each query's own candidate list (``QueryBatch.candidates``)."""
 
-    def recommend(self, queries, k: int = 10, *, exclude_seen: bool = True) -> Any: ...
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
+    def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> Any: ...
 
 
 @runtime_checkable
@@ -70,7 +84,10 @@ class ReadsOrderedCandidates(Protocol):
     """Reads each query's candidate list in the order it is listed (answers may change with the
     order, as an LLM reading a list does)."""
 
-    def recommend(self, queries, k: int = 10, *, exclude_seen: bool = True) -> Any: ...
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
+    def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> Any: ...
 
 
 @runtime_checkable
@@ -78,7 +95,10 @@ class ScoresListedCandidates(Protocol):
     """Scores candidate lists as listed, one score per listed slot:
     ``score_listed(queries, lists, n_permutations=None) -> (n_queries, width)``."""
 
-    def score_listed(self, queries, lists, n_permutations: int | None = None) -> Any: ...
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
+    def score_listed(self, queries: QueryBatch, lists: np.ndarray, n_permutations: int | None = None) -> Any: ...
 
 
 @runtime_checkable
@@ -86,13 +106,19 @@ class ReadsItemText(Protocol):
     """Reads item text; ``with_item_text(items, injection_guard=...)`` is a fitted copy reading
     other text (edited listings) or showing it under another injection guard."""
 
-    def with_item_text(self, items=None, *, injection_guard: str | None = None) -> Any: ...
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
+    def with_item_text(self, items: pd.DataFrame | None = None, *, injection_guard: str | None = None) -> Any: ...
 
 
 @runtime_checkable
 class BuildsPrompts(Protocol):
     """Builds an LLM prompt from a :class:`~trustrec.models.llm.PromptTemplate`:
     ``prompt_template()`` (item fields, attribute keys, injection guard ...)."""
+
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
 
     def prompt_template(self) -> Any: ...
 
@@ -101,6 +127,9 @@ class BuildsPrompts(Protocol):
 class UsesLLMBackend(Protocol):
     """Every model call goes through ``backend`` (an :class:`~trustrec.models.llm.LLMBackend`);
     ``tokenizer`` is the backend's tokenizer, or None (a remote endpoint)."""
+
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
 
     @property
     def backend(self) -> Any: ...
@@ -126,6 +155,9 @@ class ScoresAnswers(Protocol):
     ``answer_reduction``: ``"sum"`` or ``"mean"`` of the answer's token log-probabilities.
     ``catalog_``: the item text columns prompts are built from."""
 
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
     @property
     def answer_backend(self) -> Any: ...
 
@@ -135,11 +167,11 @@ class ScoresAnswers(Protocol):
     @property
     def answer_reduction(self) -> str: ...
 
-    def answer_candidates(self, queries, n: int) -> Any: ...
+    def answer_candidates(self, queries: QueryBatch, n: int) -> Any: ...
 
-    def answer_prompts(self, queries, candidates) -> Any: ...
+    def answer_prompts(self, queries: QueryBatch, candidates: np.ndarray) -> Any: ...
 
-    def answer_texts(self, items) -> list[str]: ...
+    def answer_texts(self, items: np.ndarray) -> list[str]: ...
 
 
 @runtime_checkable
@@ -150,10 +182,13 @@ class SequenceLikelihood(Protocol):
     asks the untuned base model instead (a reference for membership inference).
     ``loss_positions``: how many trailing positions of each user's sequence training used."""
 
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
     @property
     def loss_positions(self) -> int: ...
 
-    def answer_losses(self, queries, targets, *, base: bool = False) -> Any: ...
+    def answer_losses(self, queries: QueryBatch, targets: np.ndarray, *, base: bool = False) -> Any: ...
 
 
 @runtime_checkable
@@ -161,7 +196,10 @@ class Unlearnable(Protocol):
     """Approximate unlearning in place: ``unlearn(forget, retain, ...)``; ``can_unlearn()`` says
     whether this instance supports it."""
 
-    def unlearn(self, forget, retain, **kwargs) -> Any: ...
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
+    def unlearn(self, forget: Ragged, retain: Ragged, **kwargs: Any) -> Any: ...
 
     def can_unlearn(self) -> bool: ...
 
@@ -170,7 +208,10 @@ class Unlearnable(Protocol):
 class UserEmbeddings(Protocol):
     """``user_embeddings(queries) -> (n_queries, dim)``."""
 
-    def user_embeddings(self, queries) -> Any: ...
+    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
+        __init__ = protocol_init
+
+    def user_embeddings(self, queries: QueryBatch) -> Any: ...
 
 
 CAPABILITIES: dict[str, type | None] = {
@@ -192,7 +233,7 @@ CAPABILITIES: dict[str, type | None] = {
 }
 
 
-def declared_capabilities(model) -> frozenset[str]:
+def declared_capabilities(model: object) -> frozenset[str]:
     """The capability names a model (instance or class) declares.
 
     Parameters
@@ -224,7 +265,7 @@ def _protocol_attrs(protocol: type) -> set[str]:
     return attrs
 
 
-def capability_gap(model, capability: str) -> str | None:
+def capability_gap(model: object, capability: str) -> str | None:
     """None when ``model`` (an instance or a class) has ``capability``; otherwise why not (not
     declared, or declared without the methods its protocol needs).
 
@@ -258,7 +299,7 @@ def capability_gap(model, capability: str) -> str | None:
     return None
 
 
-def has_capability(model, capability: str) -> bool:
+def has_capability(model: object, capability: str) -> bool:
     """Whether ``model`` declares ``capability`` and has what its protocol needs.
 
     Parameters

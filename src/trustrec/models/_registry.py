@@ -10,12 +10,17 @@ the class's ``name`` equal to the entry point's).
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trustrec.models._base import Recommender
+
+R = TypeVar("R", bound="Recommender")
 
 __all__ = ["MODELS", "ModelSpec", "available_models", "make_model", "model_class", "register_model"]
 
@@ -39,7 +44,7 @@ MODELS: NamedRegistry[type] = NamedRegistry(
 )
 
 
-def register_model(cls):
+def register_model(cls: type[R]) -> type[R]:
     """Class decorator: register ``cls`` under ``cls.name``."""
     if not cls.name:
         raise ConfigError(f"{cls.__name__} needs a `name` to be registered")
@@ -90,11 +95,11 @@ class ModelSpec(BaseModel):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
-    def build(self):
+    def build(self) -> Recommender:
         return model_class(self.name)(**self.params)
 
 
-def make_model(name: str, **params):
+def make_model(name: str, **params: Any) -> Recommender:
     """A new, unfitted instance of the model registered under ``name``.
 
     Parameters

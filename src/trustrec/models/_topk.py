@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from trustrec.data import readonly
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["RawTopK", "TopK", "topk_from_scores"]
 
@@ -105,7 +110,9 @@ class RawTopK:
         return cls(readonly(vocab[top.items], object), top.scores)
 
 
-def topk_from_scores(scores, k: int, exclude=None) -> TopK:
+def topk_from_scores(
+    scores: npt.ArrayLike | torch.Tensor, k: int, exclude: npt.ArrayLike | torch.Tensor | None = None
+) -> TopK:
     """Top-``k`` of each row of ``scores`` (numpy or torch, shape (n, n_items)).
 
     NaN and -inf mean "cannot score" and are never returned; ``exclude`` (a boolean mask of the

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from trustrec._device import resolve_device
 from trustrec.models._base import FitOptions, Recommender
+
+if TYPE_CHECKING:
+    from trustrec.data import Ragged
 
 __all__ = ["TorchRecommender"]
 
@@ -149,7 +152,7 @@ class TorchRecommender(Recommender):
 
         return supports_approximate_unlearning(self)
 
-    def unlearn(self, forget, retain, **kwargs):
+    def unlearn(self, forget: Ragged, retain: Ragged, **kwargs: Any) -> Recommender:
         """Approximate unlearning in place, returning ``self``: the training method
         :func:`trustrec.models.training.approximate_unlearn` (see it for the keywords) applied
         to this model."""

@@ -7,14 +7,20 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from trustrec._cache import atomic_write_text, folder_lock
 from trustrec.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from trustrec.audit import Audit
+    from trustrec.data import Split
+    from trustrec.models import Recommender
+    from trustrec.parallel import Executor
 
 __all__ = ["audit_model", "audit_plan", "load_audit_results", "run_audits"]
 
@@ -79,7 +85,14 @@ def audit_plan(
 
 
 def audit_model(
-    model, split, plan, *, out: str | Path | None = None, progress: bool = True, log=print, executor=None
+    model: Recommender,
+    split: Split,
+    plan: Sequence[Audit],
+    *,
+    out: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], object] = print,
+    executor: Executor | str | None = None,
 ) -> tuple[list[dict[str, Any]], list]:
     """Run ``plan`` (from :func:`audit_plan`) on a fitted ``model`` and its ``split``; audits with
     the same k, part, user sample and seed share their inputs (one ranking pass). Each result is
@@ -213,8 +226,8 @@ def run_audits(
     names: Iterable[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
-    log=print,
-    executor=None,
+    log: Callable[[str], object] = print,
+    executor: Executor | str | None = None,
 ) -> dict[str, Any]:
     """Audit the run in ``run_dir``; returns the index written to ``audits/index.json``.
     ``executor`` runs the audits (see :func:`audit_model`).

@@ -17,16 +17,20 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from trustrec._cache import atomic_write_bytes, atomic_write_text, folder_lock, swap_in
 from trustrec.errors import DataError
 from trustrec.runs._config import RunConfig, check_fitted_stages, load_run_config
+
+if TYPE_CHECKING:
+    from trustrec.data import Dataset, Split
 
 __all__ = ["RunResult", "environment_info", "prepare_data", "run_experiment"]
 
@@ -73,7 +77,7 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def prepare_data(config: RunConfig):
+def prepare_data(config: RunConfig) -> tuple[Dataset, Split]:
     """The dataset and split a run config describes: loaded, filtered, then split.
 
     A random split without its own seed takes the config's ``seed``.
@@ -106,7 +110,7 @@ def run_experiment(
     out_dir: str | Path = "runs",
     *,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], object] = print,
     overwrite: bool = False,
 ) -> RunResult:
     """Fit and evaluate the model ``config`` describes into ``out_dir/<run name>/``.
@@ -251,7 +255,7 @@ def _fit_and_evaluate(
     log,
 ) -> RunResult:
     from trustrec.eval import Validator, evaluate_split
-    from trustrec.models import FitOptions, ModelSpec, Recommender
+    from trustrec.models import ComposedRecommender, FitOptions, ModelSpec, Recommender
     from trustrec.runs._trail import model_trail
 
     atomic_write_text(work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
@@ -280,6 +284,7 @@ def _fit_and_evaluate(
     else:
         model = ModelSpec(name=config.model.name, params=config.model.spec_params()).build()
         if stages:  # stages given fitted: reused as they are, never refitted
+            assert isinstance(model, ComposedRecommender), "check_fitted_stages: only a composed model has stages"
             model = model.with_fitted(
                 **{stage: _load_fitted_stage(stage, source["checkpoint"]) for stage, source in stages.items()}
             )

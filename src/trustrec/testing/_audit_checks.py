@@ -7,6 +7,7 @@ A test class sets ``audit`` (the class), ``configs`` (small, fast settings) and 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,6 +15,8 @@ import pandas as pd
 import pytest
 
 from trustrec.audit import DIMENSIONS, Audit, AuditResult
+from trustrec.data import Split
+from trustrec.models import Recommender
 
 __all__ = ["AuditChecks"]
 
@@ -36,22 +39,22 @@ class AuditChecks:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def result(cls, fitted) -> AuditResult:
+    def result(cls, fitted: tuple[Recommender, Split]) -> AuditResult:
         model, split = fitted
         return cls.audit(**cls.configs[0]).run(model, split)
 
-    def test_declares_itself(self):
+    def test_declares_itself(self) -> None:
         assert self.audit.name and self.audit.dimension in DIMENSIONS
         assert self.audit.description and self.audit.needs
         audit = self.audit()
         assert repr(audit).startswith(type(audit).__name__)
 
-    def test_config_round_trip(self):
+    def test_config_round_trip(self) -> None:
         audit = self.make()
         assert self.audit.validate_config(audit.dump_config()) == audit.config
         assert audit.set_params(seed=audit.config.seed + 1).config.seed == audit.config.seed + 1
 
-    def test_result_contract(self, result):
+    def test_result_contract(self, result: AuditResult) -> None:
         assert result.audit == self.audit.name and result.dimension == self.audit.dimension
         assert result.verdict.status in ("pass", "warn", "fail", "not_applicable", "no_threshold")
         if result.verdict.status == "not_applicable":
@@ -60,12 +63,13 @@ class AuditChecks:
         assert result.estimates and result.summary
         for name, est in result.estimates.items():
             if est.value is not None and est.ci_low is not None:
+                assert est.ci_high is not None, name  # a CI with a low end has a high end
                 assert est.ci_low <= est.ci_high, name
         for plot in result.plots:
             assert plot.table in result.evidence
         assert result.settings["config"] == self.make().dump_config()
 
-    def test_json_and_save_load(self, result, tmp_path):
+    def test_json_and_save_load(self, result: AuditResult, tmp_path: Path) -> None:
         json.dumps(result.to_dict())
         back = AuditResult.load(result.save(tmp_path / self.audit.name))
         assert back.estimates == result.estimates and back.verdict == result.verdict
@@ -74,12 +78,12 @@ class AuditChecks:
                 back.evidence[name].reset_index(drop=True), frame.reset_index(drop=True), check_dtype=False
             )
 
-    def test_same_seed_same_result(self, fitted, result):
+    def test_same_seed_same_result(self, fitted: tuple[Recommender, Split], result: AuditResult) -> None:
         model, split = fitted
         again = self.make().run(model, split)
         assert again.estimates == result.estimates
 
-    def test_does_not_change_the_model(self, fitted):
+    def test_does_not_change_the_model(self, fitted: tuple[Recommender, Split]) -> None:
         model, split = fitted
         before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(model).items() if k.endswith("_")}
         self.make().run(model, split)

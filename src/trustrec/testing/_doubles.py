@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trustrec._config import Config
+from trustrec.data import QueryBatch
 from trustrec.models import Recommender
 
 __all__ = ["PrecomputedScores"]
@@ -40,6 +41,6 @@ class PrecomputedScores(Recommender):
             raise ValueError("PrecomputedScores needs a table with one column per catalog item")
         self.table_ = self._table
 
-    def score(self, queries) -> np.ndarray:
+    def score(self, queries: QueryBatch) -> np.ndarray:
         queries = self._prepare(queries)
         return self.table_[np.maximum(queries.users, 0)]

@@ -14,15 +14,16 @@ skipped, and the skip reason says why (not declared, or declared without the pro
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from trustrec.data import Dataset, Interactions, QueryBatch, Ragged, split_leave_one_out
+from trustrec.data import Dataset, Interactions, QueryBatch, Ragged, Split, split_leave_one_out
 from trustrec.errors import DataError, NotFittedError
-from trustrec.models import CAPABILITIES, FitOptions, Recommender, capability_gap, declared_capabilities
+from trustrec.models import CAPABILITIES, FitOptions, Recommender, TopK, capability_gap, declared_capabilities
 
 __all__ = ["RecommenderChecks", "toy_dataset"]
 
@@ -82,47 +83,47 @@ class RecommenderChecks:
     # -- helpers ------------------------------------------------------------------------
     @pytest.fixture(scope="class")
     @classmethod
-    def data(cls):
+    def data(cls) -> tuple[Dataset, Split]:
         ds = toy_dataset()
         return ds, split_leave_one_out(ds, short_users="train")
 
     def make(self, i: int = 0) -> Recommender:
         return self.component(**self.configs[i])
 
-    def fitted(self, data, seed: int = 0) -> Recommender:
+    def fitted(self, data: tuple[Dataset, Split], seed: int = 0) -> Recommender:
         return self.make().fit(data[1], FitOptions(seed=seed, progress=False))
 
-    def queries(self, data) -> QueryBatch:
+    def queries(self, data: tuple[Dataset, Split]) -> QueryBatch:
         return data[1].eval_set("test").queries
 
-    def assert_same_recs(self, a, b):
+    def assert_same_recs(self, a: TopK, b: TopK) -> None:
         np.testing.assert_array_equal(a.items, b.items)
         # float32 models: a different batch shape may change the last bits of a score
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 
     # -- 1-3 construction -----------------------------------------------------------------
-    def test_default_construction_and_repr(self):
+    def test_default_construction_and_repr(self) -> None:
         model = self.component()
         assert type(model).__name__ in repr(model)
 
-    def test_config_round_trip(self):
+    def test_config_round_trip(self) -> None:
         model = self.make()
         assert model.validate_config(model.dump_config()) == model.config
         assert self.component(model.dump_config()).config == model.config
 
-    def test_init_sets_only_config(self):
+    def test_init_sets_only_config(self) -> None:
         model = self.make()
         assert list(vars(model)) == ["config"]
         assert not [k for k in dir(model) if k.endswith("_") and not k.startswith("_") and hasattr(model, k)]
 
-    def test_unknown_parameter_is_rejected(self):
+    def test_unknown_parameter_is_rejected(self) -> None:
         from trustrec.errors import ConfigError
 
         with pytest.raises(ConfigError, match="no_such_param"):
             self.component(no_such_param=1)
 
     # -- 4-5 fit --------------------------------------------------------------------------
-    def test_fit_returns_self_keeps_config_adds_only_fitted(self, data):
+    def test_fit_returns_self_keeps_config_adds_only_fitted(self, data: tuple[Dataset, Split]) -> None:
         model = self.make()
         config = copy.deepcopy(model.config)
         before = set(vars(model))
@@ -130,7 +131,7 @@ class RecommenderChecks:
         assert model.config == config
         assert all(k.endswith("_") for k in set(vars(model)) - before)
 
-    def test_unfitted_raises(self, data):
+    def test_unfitted_raises(self, data: tuple[Dataset, Split]) -> None:
         model = self.make()
         assert not model.is_fitted()
         with pytest.raises(NotFittedError, match=type(model).__name__):
@@ -139,7 +140,7 @@ class RecommenderChecks:
         assert model.is_fitted()
 
     # -- 6 determinism ----------------------------------------------------------------------
-    def test_deterministic_by_seed(self, data):
+    def test_deterministic_by_seed(self, data: tuple[Dataset, Split]) -> None:
         q = self.queries(data)
         a = self.fitted(data, 3).recommend(q, self.k)
         b = self.fitted(data, 3).recommend(q, self.k)
@@ -149,7 +150,7 @@ class RecommenderChecks:
         self.assert_same_recs(a, model.recommend(q, self.k))
 
     # -- 7 output contract --------------------------------------------------------------
-    def test_in_catalog_unique_sorted(self, data):
+    def test_in_catalog_unique_sorted(self, data: tuple[Dataset, Split]) -> None:
         ds, _split = data
         model = self.fitted(data)
         q = self.queries(data)
@@ -167,7 +168,7 @@ class RecommenderChecks:
         everything = model.recommend(q[:2], ds.n_items + 10)
         assert everything.k == ds.n_items
 
-    def test_candidates_are_respected(self, data):
+    def test_candidates_are_respected(self, data: tuple[Dataset, Split]) -> None:
         model = self.fitted(data)
         q = self.queries(data)[:3]
         cands = Ragged.from_rows([[0, 1, 2, 3], [5, 6], [7, 8, 9]])
@@ -176,7 +177,7 @@ class RecommenderChecks:
             assert set(top.row(i)) <= set(cands.row(i))
 
     # -- 8 edge cases -----------------------------------------------------------------------
-    def test_edge_queries_do_not_raise(self, data):
+    def test_edge_queries_do_not_raise(self, data: tuple[Dataset, Split]) -> None:
         ds = data[0]
         model = self.fitted(data)
         edge = QueryBatch(
@@ -192,7 +193,7 @@ class RecommenderChecks:
         assert plain.items.shape == (1, self.k)
 
     # -- 9 batching -----------------------------------------------------------------------
-    def test_batched_equals_unbatched(self, data):
+    def test_batched_equals_unbatched(self, data: tuple[Dataset, Split]) -> None:
         model = self.fitted(data)
         q = self.queries(data)
         batch = model.recommend(q, self.k)
@@ -200,7 +201,7 @@ class RecommenderChecks:
             self.assert_same_recs(batch[i], model.recommend(q[i : i + 1], self.k))
 
     # -- 10 persistence ---------------------------------------------------------------------
-    def test_save_load_round_trip(self, data, tmp_path):
+    def test_save_load_round_trip(self, data: tuple[Dataset, Split], tmp_path: Path) -> None:
         model = self.fitted(data)
         q = self.queries(data)
         model.save(tmp_path / "m")
@@ -212,7 +213,7 @@ class RecommenderChecks:
         assert not Recommender.load(unfitted).is_fitted()
 
     # -- 11 no mutation ---------------------------------------------------------------------
-    def test_recommend_mutates_nothing(self, data):
+    def test_recommend_mutates_nothing(self, data: tuple[Dataset, Split]) -> None:
         model = self.fitted(data)
         q = self.queries(data)
         before = _fitted_state(model)
@@ -227,7 +228,7 @@ class RecommenderChecks:
         assert not q.histories.values.flags.writeable
 
     # -- 12 missing data ----------------------------------------------------------------------
-    def test_fits_with_unused_items_and_rejects_empty(self, data):
+    def test_fits_with_unused_items_and_rejects_empty(self, data: tuple[Dataset, Split]) -> None:
         ds = data[0]
         assert np.bincount(ds.interactions.item, minlength=ds.n_items).min() == 0  # an unused item
         empty = ds.with_interactions(Interactions(np.empty(0), np.empty(0), np.empty(0)))
@@ -241,40 +242,42 @@ class RecommenderChecks:
         if gap is not None:
             pytest.skip(f"capability check '{capability}' skipped: {gap}")
 
-    def test_declared_capabilities_are_known(self):
+    def test_declared_capabilities_are_known(self) -> None:
         unknown = declared_capabilities(self.component) - set(CAPABILITIES)
         assert not unknown, f"{self.component.__name__} declares unknown capabilities {sorted(unknown)}"
 
-    def test_capability_score(self, data):
+    def test_capability_score(self, data: tuple[Dataset, Split]) -> None:
         self.require("score")
         model = self.fitted(data)
         q = self.queries(data)[:4]
         assert np.asarray(model.score(q)).shape == (4, data[0].n_items)
 
-    def test_capability_user_embeddings(self, data):
+    def test_capability_user_embeddings(self, data: tuple[Dataset, Split]) -> None:
         self.require("user_embeddings")
-        model = self.fitted(data)
+        model: Any = self.fitted(data)  # its capability's methods, not on Recommender
         q = self.queries(data)[:4]
         emb = np.asarray(model.user_embeddings(q))
         assert emb.ndim == 2 and emb.shape[0] == 4 and np.isfinite(emb).all()
 
-    def test_capability_text(self, data):
+    def test_capability_text(self, data: tuple[Dataset, Split]) -> None:
         self.require("text")
-        model = self.fitted(data)
+        model: Any = self.fitted(data)  # its capability's methods, not on Recommender
         variant = model.with_item_text(data[0].items)
         assert type(variant) is type(model) and variant is not model and variant.is_fitted()
 
-    def test_capability_prompt(self):
+    def test_capability_prompt(self) -> None:
         self.require("prompt")
-        assert hasattr(self.make().prompt_template(), "item_fields")
+        model: Any = self.make()  # the capability's method, not on Recommender
+        assert hasattr(model.prompt_template(), "item_fields")
 
-    def test_capability_unlearnable(self, data):
+    def test_capability_unlearnable(self, data: tuple[Dataset, Split]) -> None:
         self.require("unlearnable")
-        assert self.fitted(data).can_unlearn()
+        model: Any = self.fitted(data)  # the capability's method, not on Recommender
+        assert model.can_unlearn()
 
-    def test_capability_answer_likelihood(self, data):
+    def test_capability_answer_likelihood(self, data: tuple[Dataset, Split]) -> None:
         self.require("answer_likelihood")
-        model = self.fitted(data)
+        model: Any = self.fitted(data)  # its capability's methods, not on Recommender
         q = model._prepare(self.queries(data)[:3])
         candidates = np.asarray(model.answer_candidates(q, 4))
         assert candidates.ndim == 2 and len(candidates) == 3 and (candidates < data[0].n_items).all()
@@ -290,9 +293,9 @@ class RecommenderChecks:
         )
         assert np.isfinite(scored[0]).all() and (scored[0] <= 0).all()  # log-probabilities
 
-    def test_capability_sequence_likelihood(self, data):
+    def test_capability_sequence_likelihood(self, data: tuple[Dataset, Split]) -> None:
         self.require("sequence_likelihood")
-        model = self.fitted(data)
+        model: Any = self.fitted(data)  # its capability's methods, not on Recommender
         q = model._prepare(self.queries(data)[:3])
         targets = np.arange(3) % data[0].n_items
         for base in (False, True):

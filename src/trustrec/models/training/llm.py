@@ -30,9 +30,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import torch
+
+    from trustrec.models.training.loop import EpochLoop
 
 __all__ = [
     "IGNORE",
@@ -57,7 +63,11 @@ IGNORE = -100
 
 
 # -- plain functions (unit-tested on small tensors) --------------------------------------------------
-def collate_examples(examples, pad_id: int, weights=None):
+def collate_examples(
+    examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+    pad_id: int,
+    weights: Sequence[Sequence[float]] | None = None,
+) -> dict[str, torch.Tensor]:
     """Right-padded batch from ``(prompt_ids, answer_ids)`` pairs: ``input_ids``,
     ``attention_mask``, ``labels`` (-100 on prompt and padding) and, with ``weights`` (one
     sequence per example, one weight per answer token), ``weights`` (0 off the answer).
@@ -96,6 +106,7 @@ def collate_examples(examples, pad_id: int, weights=None):
         mask[row, : len(seq)] = 1
         labels[row, len(prompt) : len(seq)] = torch.tensor(list(answer), dtype=torch.long)
         if w is not None:
+            assert weights is not None  # w exists only when weights were given
             if len(weights[row]) != len(answer):
                 raise ValueError(
                     f"collate_examples: example {row} has {len(answer)} answer tokens but {len(weights[row])} weights"
@@ -107,7 +118,7 @@ def collate_examples(examples, pad_id: int, weights=None):
     return batch
 
 
-def causal_lm_loss(logits, labels, weights=None):
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Next-token cross-entropy on positions whose label is not -100 (logits at ``t`` predict the
     label at ``t + 1``). Without ``weights``: the mean over those tokens (the standard loss).
     With ``weights`` (same shape as ``labels``): ``sum(w * ce) / sum(w)`` over those tokens.
@@ -140,7 +151,7 @@ def causal_lm_loss(logits, labels, weights=None):
     return (ce * w).sum() / w.sum().clamp(min=1e-12)
 
 
-def sequence_logprobs(logits, labels, *, average: bool = False):
+def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, *, average: bool = False) -> torch.Tensor:
     """Per row, the log-likelihood of its answer (the tokens whose label is not -100): the sum of
     the next-token log-probabilities, or their mean with ``average``.
 
@@ -169,8 +180,15 @@ def sequence_logprobs(logits, labels, *, average: bool = False):
 
 
 def preference_loss(
-    chosen, rejected, ref_chosen=None, ref_rejected=None, *, kind: str = "dpo", beta: float = 0.1, margin: float = 1.0
-):
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    ref_chosen: torch.Tensor | None = None,
+    ref_rejected: torch.Tensor | None = None,
+    *,
+    kind: str = "dpo",
+    beta: float = 0.1,
+    margin: float = 1.0,
+) -> torch.Tensor:
     """Mean pairwise preference loss on sequence log-likelihoods: ``kind="dpo"`` is
     ``-log sigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected)))`` (references 0
     when not given), ``kind="margin"`` is ``max(0, margin - (chosen - rejected))``.
@@ -203,14 +221,16 @@ def preference_loss(
     if kind == "dpo":
         diff = chosen - rejected
         if ref_chosen is not None:
-            diff = diff - (ref_chosen - ref_rejected)
+            diff = diff - (ref_chosen - cast("torch.Tensor", ref_rejected))  # given together with ref_chosen
         return -F.logsigmoid(beta * diff).mean()
     if kind == "margin":
         return (margin - (chosen - rejected)).clamp(min=0).mean()
     raise ValueError(f"preference_loss: kind must be 'dpo' or 'margin', got {kind!r}")
 
 
-def distillation_loss(student_logits, teacher_logits, labels, *, temperature: float = 1.0):
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *, temperature: float = 1.0
+) -> torch.Tensor:
     """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` summed over the vocabulary and
     averaged over the answer positions (those predicting a label that is not -100).
 
@@ -237,7 +257,9 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
     return (kl * valid).sum() / valid.sum().clamp(min=1.0) * temperature**2
 
 
-def reinforce_loss(logprobs, rewards, *, baseline: Literal["mean", "none"] = "mean"):
+def reinforce_loss(
+    logprobs: torch.Tensor, rewards: npt.ArrayLike | torch.Tensor, *, baseline: Literal["mean", "none"] = "mean"
+) -> torch.Tensor:
     """REINFORCE on a group of rollouts of one query: ``-mean((r - b) * logp)`` with ``b`` the
     group's mean reward (``baseline="mean"``) or 0.
 
@@ -379,7 +401,7 @@ class LossContext:
         The model's forward pass over ``batch`` (with ``logits``).
     """
 
-    def __init__(self, trainer: LLMTrainer, examples: list[TrainingExample], batch: dict, outputs):
+    def __init__(self, trainer: LLMTrainer, examples: list[TrainingExample], batch: dict, outputs: Any):
         self.trainer, self.model, self.examples, self.batch, self.outputs = (
             trainer,
             trainer.model,
@@ -418,7 +440,7 @@ class LossTerm:
             return None
         return value if self.weight == 1.0 else self.weight * value
 
-    def compute(self, ctx: LossContext):
+    def compute(self, ctx: LossContext) -> torch.Tensor | None:
         raise NotImplementedError
 
 
@@ -434,7 +456,7 @@ class CausalLMLoss(LossTerm):
 
     weight: float = 1.0
 
-    def compute(self, ctx):
+    def compute(self, ctx: LossContext) -> torch.Tensor | None:
         return causal_lm_loss(ctx.outputs.logits, ctx.batch["labels"], ctx.batch.get("weights"))
 
 
@@ -467,7 +489,7 @@ class PairwisePreferenceLoss(LossTerm):
     average: bool = False
     weight: float = 1.0
 
-    def compute(self, ctx):
+    def compute(self, ctx: LossContext) -> torch.Tensor | None:
         import torch
 
         chosen = sequence_logprobs(ctx.outputs.logits, ctx.batch["labels"], average=self.average)
@@ -501,7 +523,7 @@ class DistillationLoss(LossTerm):
     temperature: float = 1.0
     weight: float = 1.0
 
-    def compute(self, ctx):
+    def compute(self, ctx: LossContext) -> torch.Tensor | None:
         import torch
 
         with torch.no_grad():
@@ -535,7 +557,7 @@ class ListRewardLoss(LossTerm):
     baseline: Literal["mean", "none"] = "mean"
     weight: float = 1.0
 
-    def compute(self, ctx):
+    def compute(self, ctx: LossContext) -> torch.Tensor | None:
         trainer, terms = ctx.trainer, []
         for example in ctx.examples:
             rollouts = [list(r) for r in self.sample(example)]
@@ -550,7 +572,7 @@ class ListRewardLoss(LossTerm):
             terms.append(reinforce_loss(logp, rewards, baseline=self.baseline))
         if not terms:
             return None
-        return sum(terms) / len(terms)
+        return cast("torch.Tensor", sum(terms) / len(terms))  # terms is not empty: a tensor
 
 
 # -- the trainer ---------------------------------------------------------------------------------------
@@ -589,13 +611,13 @@ class LLMTrainer:
 
     def __init__(
         self,
-        model,
+        model: torch.nn.Module,
         *,
         pad_id: int,
         losses: Sequence[Callable] | None = None,
         learning_rate: float = 2e-4,
         batch_size: int = 8,
-        optimizer=None,
+        optimizer: torch.optim.Optimizer | None = None,
         loss_fn: Callable | None = None,
     ):
         import torch
@@ -619,7 +641,7 @@ class LLMTrainer:
         device = self.device
         return {k: v.to(device) for k, v in batch.items()}
 
-    def forward(self, batch: dict):
+    def forward(self, batch: dict) -> Any:
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
     def collate(self, examples: Sequence[TrainingExample]) -> dict:
@@ -631,7 +653,7 @@ class LLMTrainer:
         batch["example_index"] = torch.tensor([i for i, e in enumerate(examples) for _ in e.variants], dtype=torch.long)
         return batch
 
-    def batch_loss(self, examples: Sequence[TrainingExample], batch: dict | None = None):
+    def batch_loss(self, examples: Sequence[TrainingExample], batch: dict | None = None) -> torch.Tensor:
         """The summed loss terms of one batch of examples (``loss_fn(batch)`` instead when the
         trainer was given one)."""
         examples = [_as_example(e) for e in examples]
@@ -672,7 +694,7 @@ class LLMTrainer:
                 on_step()
         return total / count
 
-    def fit(self, examples: Sequence, rng: np.random.Generator, epochs: int, callbacks: Sequence = ()):
+    def fit(self, examples: Sequence, rng: np.random.Generator, epochs: int, callbacks: Sequence = ()) -> EpochLoop:
         """Runs ``epochs`` epochs under an :class:`EpochLoop` with ``callbacks``; returns the loop."""
         from trustrec.models.training.loop import EpochLoop
 

@@ -21,7 +21,10 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustrec.models._base import FitOptions
 
 __all__ = [
     "Callback",
@@ -174,11 +177,11 @@ class EarlyStopping(Callback):
         self.score, self.eval_every, self.patience = score, int(eval_every), int(patience)
         self.snapshot, self.restore, self.eval_last = snapshot, restore, eval_last
 
-    def on_fit_start(self, loop):
+    def on_fit_start(self, loop: EpochLoop) -> None:
         self.scores: list[tuple[int, float]] = []
         self.best_score, self.best_epoch, self.stale, self.best_state = -math.inf, 0, 0, None
 
-    def on_epoch_end(self, loop, epoch, logs):
+    def on_epoch_end(self, loop: EpochLoop, epoch: int, logs: dict[str, Any]) -> None:
         if not (epoch % self.eval_every == 0 or (self.eval_last and epoch == loop.epochs)):
             return
         score = float(self.score())
@@ -194,7 +197,7 @@ class EarlyStopping(Callback):
             if self.stale >= self.patience:
                 loop.should_stop = True
 
-    def on_fit_end(self, loop):
+    def on_fit_end(self, loop: EpochLoop) -> None:
         if self.best_state is not None and self.restore is not None and self.best_epoch != loop.epochs_run:
             self.restore(self.best_state)
         self.best_state = None  # the snapshot is not kept after fitting
@@ -231,18 +234,18 @@ class ProgressBar(Callback):
         self.desc, self.unit, self.steps_per_epoch = desc, unit, steps_per_epoch
         self.disable, self.leave = disable, leave
 
-    def on_fit_start(self, loop):
+    def on_fit_start(self, loop: EpochLoop) -> None:
         from tqdm.auto import tqdm
 
         total = loop.epochs if self.unit == "epoch" else loop.epochs * (self.steps_per_epoch or 1)
         self.bar = tqdm(total=total, desc=self.desc, disable=self.disable, unit=self.unit, leave=self.leave)
 
-    def on_step_end(self, loop):
+    def on_step_end(self, loop: EpochLoop) -> None:
         if self.unit != "epoch":
             self.bar.update(1)
 
-    def on_epoch_end(self, loop, epoch, logs):
-        postfix = {"epoch": epoch} if self.unit != "epoch" else {}
+    def on_epoch_end(self, loop: EpochLoop, epoch: int, logs: dict[str, Any]) -> None:
+        postfix: dict[str, Any] = {"epoch": epoch} if self.unit != "epoch" else {}
         postfix["loss"] = f"{logs['loss']:.4f}"
         if "valid" in logs:
             postfix["valid"] = f"{logs['valid']:.4f}"
@@ -250,7 +253,7 @@ class ProgressBar(Callback):
         if self.unit == "epoch":
             self.bar.update(1)
 
-    def on_fit_end(self, loop):
+    def on_fit_end(self, loop: EpochLoop) -> None:
         self.bar.close()
 
 
@@ -287,7 +290,7 @@ class Checkpoint(Callback):
             raise ValueError(f"Checkpoint: every must be >= 1, got {every}")
         self.folder, self.state, self.every, self.best, self.last = Path(folder), state, int(every), best, last
 
-    def on_fit_start(self, loop):
+    def on_fit_start(self, loop: EpochLoop) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.written: dict[str, dict[str, Any]] = {}
 
@@ -303,7 +306,7 @@ class Checkpoint(Callback):
         self.written[name] = {k: logs[k] for k in ("epoch", "loss", "valid") if k in logs}
         (self.folder / "checkpoint.json").write_text(json.dumps(self.written, indent=2))
 
-    def on_epoch_end(self, loop, epoch, logs):
+    def on_epoch_end(self, loop: EpochLoop, epoch: int, logs: dict[str, Any]) -> None:
         if self.best and logs.get("improved"):
             self._write("best", logs)
         if self.last and (epoch % self.every == 0 or epoch == loop.epochs or loop.should_stop):
@@ -342,7 +345,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> dict:
 
 
 def early_stopping_from(
-    options, score: Callable[[], float], *, snapshot=None, restore=None, eval_last: bool = False
+    options: FitOptions,
+    score: Callable[[], float],
+    *,
+    snapshot: Callable[[], Any] | None = None,
+    restore: Callable[[Any], None] | None = None,
+    eval_last: bool = False,
 ) -> EarlyStopping | None:
     """The :class:`EarlyStopping` that ``FitOptions`` asks for (its ``validator``,
     ``eval_every`` and ``patience``), or None without a validator.
@@ -376,7 +384,7 @@ def early_stopping_from(
 
 
 def progress_from(
-    options, desc: str, *, unit: str = "epoch", steps_per_epoch: int | None = None, leave: bool = False
+    options: FitOptions, desc: str, *, unit: str = "epoch", steps_per_epoch: int | None = None, leave: bool = False
 ) -> ProgressBar:
     """A :class:`ProgressBar`, shown when ``FitOptions.progress`` is set.
 

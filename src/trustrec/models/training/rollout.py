@@ -15,6 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trustrec.models.llm._backend import LLMBackend
+    from trustrec.models.llm._trie import TitleTrie
+    from trustrec.models.training.llm import TrainingExample
 
 __all__ = ["Rollout", "RolloutSampler"]
 
@@ -77,14 +83,14 @@ class RolloutSampler:
 
     def __init__(
         self,
-        backend,
+        backend: LLMBackend,
         *,
         n: int = 4,
         max_new_tokens: int = 32,
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int = 0,
-        trie=None,
+        trie: TitleTrie | None = None,
         batch_size: int = 8,
         stop: Sequence[str] | None = None,
     ):
@@ -137,7 +143,7 @@ class RolloutSampler:
             for row in texts
         ]
 
-    def sample_ids(self, example, *, seed: int | None = None) -> list[list[int]]:
+    def sample_ids(self, example: TrainingExample, *, seed: int | None = None) -> list[list[int]]:
         """Answer token ids of ``n`` rollouts of a
         :class:`~trustrec.models.training.TrainingExample` (its ``meta["prompt"]`` text, else
         its first variant's prompt decoded with the backend's tokenizer), each ended by the

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from trustrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trustrec.data import Ragged
+    from trustrec.models._base import Recommender
 
 __all__ = ["approximate_unlearn", "supports_approximate_unlearning"]
 
 
-def supports_approximate_unlearning(model) -> bool:
+def supports_approximate_unlearning(model: object) -> bool:
     """Whether ``model`` has a per-sequence training loss (the capability hook
     ``_sequence_losses``, overridden from the torch base) and a torch network ``net_``.
 
@@ -40,12 +46,12 @@ def supports_approximate_unlearning(model) -> bool:
 
 
 def approximate_unlearn(
-    model,
-    forget,
-    retain,
+    model: Recommender,
+    forget: Ragged,
+    retain: Ragged,
     *,
-    forget_users=None,
-    retain_users=None,
+    forget_users: npt.ArrayLike | None = None,
+    retain_users: npt.ArrayLike | None = None,
     steps: int = 10,
     learning_rate: float | None = None,
     retain_weight: float = 1.0,
@@ -53,7 +59,7 @@ def approximate_unlearn(
     max_forget_loss: float | None = None,
     seed: int = 0,
     in_place: bool = False,
-):
+) -> Recommender:
     """A copy of the fitted ``model`` (``model`` itself with ``in_place``) that has approximately
     unlearned the sequences ``forget`` (a Ragged of chronological training sequences, of user
     indices ``forget_users``) by gradient ascent with a retain term.
@@ -131,12 +137,14 @@ def approximate_unlearn(
         raise ValueError(f"{name}.unlearn: users must align with the rows of forget and retain")
     if not in_place:
         model = copy.deepcopy(model)
+    # the torch hooks (net_, _sequence_losses, config.learning_rate) supports_approximate_unlearning checked
+    hooks: Any = model
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    lr = learning_rate if learning_rate is not None else 0.1 * model.config.learning_rate
-    opt = torch.optim.Adam([p for p in model.net_.parameters() if p.requires_grad], lr=lr)
-    model.net_.eval()
+    lr = learning_rate if learning_rate is not None else 0.1 * hooks.config.learning_rate
+    opt = torch.optim.Adam([p for p in hooks.net_.parameters() if p.requires_grad], lr=lr)
+    hooks.net_.eval()
     with_forget = np.flatnonzero(forget.lengths >= 2)
     with_retain = np.flatnonzero(retain.lengths >= 2)
     log: dict[str, list[float]] = {"forget_loss": [], "retain_loss": []}
@@ -147,7 +155,7 @@ def approximate_unlearn(
             if len(with_forget) <= batch_size
             else np.sort(rng.choice(with_forget, batch_size, replace=False))
         )
-        lf = model._sequence_losses(forget.take(f_rows), forget_users[f_rows], rng)
+        lf = hooks._sequence_losses(forget.take(f_rows), forget_users[f_rows], rng)
         lf = lf[~torch.isnan(lf)]
         forget_mean = float(lf.detach().mean()) if len(lf) else float("nan")
         loss = -lf.mean() if len(lf) else None
@@ -156,7 +164,7 @@ def approximate_unlearn(
         total = loss if ascend else None
         if retain_weight > 0 and len(with_retain):
             r_rows = np.sort(rng.choice(with_retain, min(batch_size, len(with_retain)), replace=False))
-            lr_ = model._sequence_losses(retain.take(r_rows), retain_users[r_rows], rng)
+            lr_ = hooks._sequence_losses(retain.take(r_rows), retain_users[r_rows], rng)
             lr_ = lr_[~torch.isnan(lr_)]
             if len(lr_):
                 retain_mean = float(lr_.detach().mean())
@@ -172,7 +180,7 @@ def approximate_unlearn(
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-    model.net_.eval()
+    hooks.net_.eval()
     model.unlearning_ = {
         "method": "gradient_ascent",
         "n_forget_sequences": len(with_forget),
