@@ -45,7 +45,23 @@ MODELS: NamedRegistry[type] = NamedRegistry(
 
 
 def register_model(cls: type[R]) -> type[R]:
-    """Class decorator: register ``cls`` under ``cls.name``."""
+    """Class decorator: register ``cls`` under ``cls.name``.
+
+    Parameters
+    ----------
+    cls : type
+        A Recommender class with a ``name``.
+
+    Returns
+    -------
+    type
+        ``cls`` itself, now registered.
+
+    Raises
+    ------
+    ConfigError
+        When ``cls`` has no ``name``.
+    """
     if not cls.name:
         raise ConfigError(f"{cls.__name__} needs a `name` to be registered")
     MODELS.register(cls)
@@ -89,7 +105,15 @@ def model_class(name: str) -> type:
 
 
 class ModelSpec(BaseModel):
-    """What to build: a registered model name and its hyper-parameters (plain data)."""
+    """What to build: a registered model name and its hyper-parameters (plain data).
+
+    Parameters
+    ----------
+    name : str
+        A registered model name.
+    params : dict of str to object
+        The model's settings; empty: its defaults.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str

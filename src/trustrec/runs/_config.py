@@ -248,6 +248,27 @@ class EvalConfig(_Strict):
 
 
 class RunConfig(_Strict):
+    """One experiment as a run config file states it: the data, its split, the model, and how the
+    model is fitted and evaluated.
+
+    Parameters
+    ----------
+    name : str or None
+        The run folder's name; None: ``<model>-<dataset>`` (:meth:`run_name`).
+    dataset : DatasetConfig
+        The dataset to load and its filters.
+    split : SplitConfig
+        How to split it (a random split without its own seed takes ``seed``).
+    model : ModelConfig
+        The model to fit and its settings.
+    fit : FitConfig
+        How to fit it.
+    eval : EvalConfig
+        How to evaluate it.
+    seed : int
+        The run's seed (non-negative).
+    """
+
     name: str | None = None
     dataset: DatasetConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
