@@ -49,25 +49,6 @@ class PluginError(ConfigError):
     """A third-party entry point that cannot be loaded, or that is not what its group holds."""
 
 
-def protocol_init(self: Any, *args: Any, **kwargs: Any) -> None:
-    """The ``__init__`` that :class:`typing.Protocol` gives a protocol, annotated (set as a
-    protocol's ``__init__``, so the public API reads as fully annotated): a protocol cannot be
-    instantiated; a class that subclasses one explicitly runs the ``__init__`` of the first class
-    in its MRO that is not a protocol's (as ``typing`` does, without caching it on the class)."""
-    cls = type(self)
-    if cls._is_protocol:
-        raise TypeError("Protocols cannot be instantiated")
-    if cls.__init__ is not protocol_init:  # a subclass's own __init__ called super().__init__ (bpo-45121)
-        return
-    for base in cls.__mro__:
-        init = base.__dict__.get("__init__", protocol_init)
-        if init is not protocol_init and getattr(init, "__name__", "") != "_no_init_or_replace_init":
-            break
-    else:
-        init = object.__init__
-    init(self, *args, **kwargs)
-
-
 def check_callable(name: str, obj: Any) -> str | None:
     """The ``check`` of registries of functions: what an entry point loaded must be callable."""
     return None if callable(obj) else f"expected a function, got {type(obj).__name__}"

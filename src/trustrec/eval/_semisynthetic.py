@@ -42,6 +42,34 @@ __all__ = ["SemiSyntheticConfig", "SemiSyntheticWorld", "draw_world", "fit_groun
 
 
 class SemiSyntheticConfig(Config):
+    """Settings of the semi-synthetic worlds (module docstring: the method, steps 1 and 2).
+
+    Parameters
+    ----------
+    truth_embedding_size : int
+        Embedding size of the ground-truth MF (default 16).
+    truth_epochs : int
+        Training epochs of the ground-truth MF (default 60).
+    truth_reg : float
+        L2 regularisation of the ground-truth MF (default 0.01).
+    temperature : float
+        Divides the truth's logits before the sigmoid: above 1 flattens the relevance
+        probabilities ``P`` (default 1.0).
+    positive_threshold : float
+        A rating at or above it is relevant when fitting the truth (default 4.0).
+    positive_rate : float or None
+        Mean of ``P`` the calibration constant ``c`` is set to; None: the positive share of the
+        random-exposure test set (the missing-at-random rate).
+    exposure_alpha : float
+        Popularity exponent of the exposure probabilities ``e_ui`` (default 1.0).
+    relevance_boost : float
+        Self-selection: a relevant pair's exposure is multiplied by it (default 2.0, at least 1).
+    density : float or None
+        Mean exposure the scale ``a`` is set to; None: the dataset's training density.
+    n_random : int
+        Uniformly drawn random-exposure test items per user (default 16).
+    """
+
     truth_embedding_size: PositiveInt = 16
     truth_epochs: PositiveInt = 60
     truth_reg: float = Field(0.01, ge=0.0)

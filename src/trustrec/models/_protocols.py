@@ -32,8 +32,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from trustrec._registry import protocol_init
-
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -63,18 +61,12 @@ __all__ = [
 class ScoresCatalog(Protocol):
     """``score(queries) -> (n_queries, n_items)`` scores, NaN where the model cannot score."""
 
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
-
     def score(self, queries: QueryBatch) -> Any: ...
 
 
 @runtime_checkable
 class ReadsCandidates(Protocol):
     """Ranks each query's own candidate list (``QueryBatch.candidates``)."""
-
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
 
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> Any: ...
 
@@ -84,9 +76,6 @@ class ReadsOrderedCandidates(Protocol):
     """Reads each query's candidate list in the order it is listed (answers may change with the
     order, as an LLM reading a list does)."""
 
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
-
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> Any: ...
 
 
@@ -94,9 +83,6 @@ class ReadsOrderedCandidates(Protocol):
 class ScoresListedCandidates(Protocol):
     """Scores candidate lists as listed, one score per listed slot:
     ``score_listed(queries, lists, n_permutations=None) -> (n_queries, width)``."""
-
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
 
     def score_listed(self, queries: QueryBatch, lists: np.ndarray, n_permutations: int | None = None) -> Any: ...
 
@@ -106,9 +92,6 @@ class ReadsItemText(Protocol):
     """Reads item text; ``with_item_text(items, injection_guard=...)`` is a fitted copy reading
     other text (edited listings) or showing it under another injection guard."""
 
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
-
     def with_item_text(self, items: pd.DataFrame | None = None, *, injection_guard: str | None = None) -> Any: ...
 
 
@@ -117,9 +100,6 @@ class BuildsPrompts(Protocol):
     """Builds an LLM prompt from a :class:`~trustrec.models.llm.PromptTemplate`:
     ``prompt_template()`` (item fields, attribute keys, injection guard ...)."""
 
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
-
     def prompt_template(self) -> Any: ...
 
 
@@ -127,9 +107,6 @@ class BuildsPrompts(Protocol):
 class UsesLLMBackend(Protocol):
     """Every model call goes through ``backend`` (an :class:`~trustrec.models.llm.LLMBackend`);
     ``tokenizer`` is the backend's tokenizer, or None (a remote endpoint)."""
-
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
 
     @property
     def backend(self) -> Any: ...
@@ -155,9 +132,6 @@ class ScoresAnswers(Protocol):
     ``answer_reduction``: ``"sum"`` or ``"mean"`` of the answer's token log-probabilities.
     ``catalog_``: the item text columns prompts are built from."""
 
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
-
     @property
     def answer_backend(self) -> Any: ...
 
@@ -182,9 +156,6 @@ class SequenceLikelihood(Protocol):
     asks the untuned base model instead (a reference for membership inference).
     ``loss_positions``: how many trailing positions of each user's sequence training used."""
 
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
-
     @property
     def loss_positions(self) -> int: ...
 
@@ -196,9 +167,6 @@ class Unlearnable(Protocol):
     """Approximate unlearning in place: ``unlearn(forget, retain, ...)``; ``can_unlearn()`` says
     whether this instance supports it."""
 
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
-
     def unlearn(self, forget: Ragged, retain: Ragged, **kwargs: Any) -> Any: ...
 
     def can_unlearn(self) -> bool: ...
@@ -207,9 +175,6 @@ class Unlearnable(Protocol):
 @runtime_checkable
 class UserEmbeddings(Protocol):
     """``user_embeddings(queries) -> (n_queries, dim)``."""
-
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
 
     def user_embeddings(self, queries: QueryBatch) -> Any: ...
 

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from trustrec._registry import NamedRegistry, protocol_init
+from trustrec._registry import NamedRegistry
 from trustrec.errors import ConfigError
 
 __all__ = ["EXECUTORS", "Executor", "RayExecutor", "SerialExecutor", "resolve_executor"]
@@ -19,9 +19,6 @@ R = TypeVar("R")
 class Executor(Protocol):
     """Runs ``fn`` on each item; ``map`` returns the results in the order of ``items``. An error
     raised by one call propagates (the first in input order, for executors that run them all)."""
-
-    if not TYPE_CHECKING:  # typing's __init__, annotated (type checkers read no __init__ here)
-        __init__ = protocol_init
 
     @property
     def name(self) -> str: ...
