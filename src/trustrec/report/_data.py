@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -170,7 +171,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def worst_status(statuses) -> str | None:
+def worst_status(statuses: Iterable[str]) -> str | None:
     """The worst of ``statuses`` by :data:`STATUS_ORDER` (unknown ones count as ``error``).
 
     Parameters

@@ -18,6 +18,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
+    from trustrec.audit import Plot
+
 __all__ = ["RenderedPlot", "render_plot"]
 
 MAX_BARS = 40  # categories drawn in a bar chart (the rest are counted in a note)
@@ -49,7 +51,7 @@ class RenderedPlot:
     notes: tuple[str, ...] = ()
 
 
-def render_plot(plot, table: pd.DataFrame | None) -> RenderedPlot:
+def render_plot(plot: Plot, table: pd.DataFrame | None) -> RenderedPlot:
     """Render ``plot`` from ``table``; never raises on bad data.
 
     Parameters

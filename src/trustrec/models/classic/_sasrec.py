@@ -11,6 +11,7 @@ prefix scheme; the default ``max_len // 5`` keeps at least 80% of the context.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from trustrec._config import Config
@@ -260,7 +261,7 @@ class SASRec(TorchRecommender):
         out[empty] = np.nan  # nothing to condition on: cannot score
         return out
 
-    def history_gradients(self, queries: QueryBatch, items, *, batch_size: int = 256) -> np.ndarray:
+    def history_gradients(self, queries: QueryBatch, items: npt.ArrayLike, *, batch_size: int = 256) -> np.ndarray:
         """Gradient x input attribution of each item's score to the query's input items.
 
         ``items``: (n_queries, m) item indices (-1 = none). Returns (n_queries, m, max_len): for the

@@ -24,13 +24,16 @@ import functools
 import inspect
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import PositiveInt
 
 from trustrec._config import Config, validate_config
 from trustrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trustrec.models.llm._trie import TitleTrie
 
 __all__ = ["ContextLengthError", "LLMBackend", "LocalBackend", "LocalBackendConfig"]
 
@@ -183,7 +186,7 @@ class LLMBackend(abc.ABC):
     def constrained_beam_search(
         self,
         prompts: Sequence[str],
-        trie,
+        trie: TitleTrie,
         *,
         num_beams: int,
         top_k: int,
@@ -201,7 +204,7 @@ class LLMBackend(abc.ABC):
     def sample_constrained(
         self,
         prompts: Sequence[str],
-        trie,
+        trie: TitleTrie,
         n: int,
         *,
         temperature: float = 1.0,
@@ -380,7 +383,7 @@ class LocalBackend(LLMBackend):
         model_name_or_path: str | os.PathLike | None = None,
         *,
         config: LocalBackendConfig | Mapping | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         if config is not None and (model_name_or_path is not None or kwargs):
             raise ConfigError("LocalBackend: pass either config or keyword arguments, not both")
@@ -743,7 +746,7 @@ class LocalBackend(LLMBackend):
     def constrained_beam_search(
         self,
         prompts: Sequence[str],
-        trie,
+        trie: TitleTrie,
         *,
         num_beams: int,
         top_k: int,
@@ -766,7 +769,7 @@ class LocalBackend(LLMBackend):
     def sample_constrained(
         self,
         prompts: Sequence[str],
-        trie,
+        trie: TitleTrie,
         n: int,
         *,
         temperature: float = 1.0,

@@ -25,6 +25,7 @@ the lowest index among items sharing its title (see :class:`TitleTrie`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,8 @@ __all__ = ["constrained_beam_search"]
 
 
 def constrained_beam_search(
-    model,
-    tokenizer,
+    model: Any,
+    tokenizer: Any,
     prompts: Sequence[str],
     trie: TitleTrie,
     *,

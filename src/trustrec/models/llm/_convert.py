@@ -180,7 +180,7 @@ def _is_model_checkpoint(folder: Path) -> bool:
     return "model.safetensors" in names and names <= allowed
 
 
-def save_checkpoint(model, tokenizer, folder: str | Path) -> Path:
+def save_checkpoint(model: Any, tokenizer: Any, folder: str | Path) -> Path:
     """Save a causal LM (and its tokenizer) as a plain safetensors checkpoint, atomically.
 
     Works for models that ``save_pretrained`` refuses (those loaded from GGUF). The folder is

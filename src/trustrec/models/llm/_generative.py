@@ -40,9 +40,11 @@ from __future__ import annotations
 import contextlib
 import math
 import unicodedata
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from trustrec._config import Config
@@ -53,6 +55,11 @@ from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
 from trustrec.models.llm._prompts import PromptCatalog, ReadsItemText
 from trustrec.models.training.llm import IGNORE, LossTerm, causal_lm_loss, collate_examples
+
+if TYPE_CHECKING:
+    from trustrec.models.llm._backend import LLMBackend
+    from trustrec.models.llm._loading import TextEncoder
+    from trustrec.models.llm._prompts import PromptResult
 
 __all__ = ["GenerativeConfig", "GenerativeRecommender", "LoraConfig", "causal_lm_loss", "collate_examples"]
 
@@ -376,7 +383,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
         return LocalBackend.from_model(self.lm_, self.tokenizer_)
 
-    def use_backend(self, backend) -> GenerativeRecommender:
+    def use_backend(self, backend: LLMBackend | None) -> GenerativeRecommender:
         """Route generation through ``backend`` (e.g. an OpenAI-compatible endpoint serving the
         fine-tuned model; None goes back to the local LM); returns ``self``. Not saved."""
         self._backend = backend
@@ -490,11 +497,11 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         """Its own top ``n``: a generator answers freely, so its recommendations are what it chose."""
         return self.recommend(queries, n).items
 
-    def answer_prompts(self, queries: QueryBatch, candidates=None) -> list:
+    def answer_prompts(self, queries: QueryBatch, candidates: np.ndarray | None = None) -> list[PromptResult]:
         """The generation prompts (candidates are not listed: the model answers freely)."""
         return self._prompt_results(queries)
 
-    def answer_texts(self, items) -> list[str]:
+    def answer_texts(self, items: Sequence[int] | np.ndarray) -> list[str]:
         titles = self.titles()
         return [titles[int(i)] for i in items]
 
@@ -503,7 +510,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         """How many trailing positions of each user's sequence fine-tuning trained on."""
         return int(self.config.targets_per_user)
 
-    def answer_losses(self, queries: QueryBatch, targets, *, base: bool = False) -> np.ndarray:
+    def answer_losses(self, queries: QueryBatch, targets: npt.ArrayLike, *, base: bool = False) -> np.ndarray:
         """Mean per-token cross-entropy of each target's answer (title + eos) given the prompt of
         its query: the fine-tuning loss, under the fine-tuned LM or (``base=True``) the untuned
         base LLM (LoRA adapters disabled, or the base checkpoint loaded again)."""
@@ -602,7 +609,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             ranked.append(pairs)
         return ranked
 
-    def grounder(self, mode: Literal["exact", "tfidf", "embedding"] | None = None, *, encoder=None):
+    def grounder(
+        self, mode: Literal["exact", "tfidf", "embedding"] | None = None, *, encoder: TextEncoder | None = None
+    ) -> Callable[[str], tuple[int, str]]:
         """``ground(text) -> (item, how)``: the catalog item a free text names and how it was found,
         ``how`` in ``"exact"`` (normalised title match), ``"near"`` (the ``mode`` fallback at
         similarity >= ``min_similarity``) or ``"none"`` (item -1). ``mode`` defaults to the

@@ -194,7 +194,9 @@ class OpenAIBackend(LLMBackend):
 
     config: OpenAIBackendConfig
 
-    def __init__(self, base_url: str | None = None, *, config: OpenAIBackendConfig | Mapping | None = None, **kwargs):
+    def __init__(
+        self, base_url: str | None = None, *, config: OpenAIBackendConfig | Mapping | None = None, **kwargs: Any
+    ):
         if config is not None and (base_url is not None or kwargs):
             raise ConfigError("OpenAIBackend: pass either config or keyword arguments, not both")
         if config is None:

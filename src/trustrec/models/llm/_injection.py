@@ -41,6 +41,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -259,7 +260,7 @@ def _strip(text: str, matches: list[InjectionMatch]) -> str:
     return " ".join("".join(out).split())
 
 
-def guard_text(text: str, mode: Guard = "flag", fit=None) -> str:
+def guard_text(text: str, mode: Guard = "flag", fit: Callable[[str], str] | None = None) -> str:
     """``text`` as the guard ``mode`` shows it in a prompt (module docstring).
 
     ``fit`` (optional) cuts the text to its budget; it is applied to the text INSIDE the flag

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def load_causal_lm(
     device: str | None = None,
     download: bool = True,
     progress: bool = True,
-):
+) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer: ``(model, tokenizer)``, the model in eval mode.
 
     Parameters
@@ -172,7 +173,14 @@ class TextEncoder:
     """
 
     def __init__(
-        self, model, tokenizer, *, pooling: str = "mean", max_length: int = 256, normalize: bool = True, name: str = ""
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        pooling: str = "mean",
+        max_length: int = 256,
+        normalize: bool = True,
+        name: str = "",
     ):
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"TextEncoder: pooling must be 'mean' or 'cls'; got {pooling!r}")

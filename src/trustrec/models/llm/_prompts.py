@@ -30,9 +30,9 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import PositiveInt, model_validator
 
@@ -42,6 +42,8 @@ from trustrec.models.llm._injection import Guard, guard_text
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from trustrec.data import Dataset, Query, QueryBatch
 
 __all__ = [
     "PromptCatalog",
@@ -470,7 +472,7 @@ class PromptResult:
         return self.n_history_total - self.n_history
 
 
-def special_strings(tokenizer) -> list[str]:
+def special_strings(tokenizer: Any) -> list[str]:
     """The tokenizer's special-token strings longer than one character, longest first.
 
     Prompts delete them from data text, so item text cannot close a chat turn.
@@ -497,10 +499,10 @@ _special_strings = special_strings
 
 
 def build_prompt(
-    query,
-    dataset,
+    query: Query | QueryBatch,
+    dataset: Dataset | PromptCatalog,
     template: PromptTemplate | Mapping | None = None,
-    tokenizer=None,
+    tokenizer: Any = None,
     *,
     max_history_tokens: int | None = None,
     candidates: Sequence[int] | None = None,
@@ -521,8 +523,8 @@ def build_prompt(
     ----------
     query : Query or QueryBatch
         The query (a batch must have one row).
-    dataset : Dataset
-        Dataset whose ``items`` table gives the item text.
+    dataset : Dataset or PromptCatalog
+        Dataset (or fitted catalog) whose ``items`` table gives the item text.
     template : PromptTemplate, mapping or None
         The template, or fields replacing the default's (default None: the default template).
     tokenizer : transformers.PreTrainedTokenizerBase or None
@@ -550,9 +552,10 @@ def build_prompt(
     """
     template = template if isinstance(template, PromptTemplate) else PromptTemplate.from_dict(template)
     if hasattr(query, "query") and hasattr(query, "histories"):
-        if len(query) != 1:
-            raise ValueError(f"build_prompt: takes one query; got a batch of {len(query)} (use build_prompts)")
-        query = query.query(0)
+        batch = cast("QueryBatch", query)  # duck-typed: anything batch-like is taken as a QueryBatch
+        if len(batch) != 1:
+            raise ValueError(f"build_prompt: takes one query; got a batch of {len(batch)} (use build_prompts)")
+        query = batch.query(0)
     if max_history_tokens is not None:
         if tokenizer is None:
             raise ConfigError("build_prompt: max_history_tokens needs a tokenizer to count tokens")
@@ -657,10 +660,10 @@ def build_prompt(
 
 
 def build_prompts(
-    queries,
-    dataset,
+    queries: QueryBatch | Iterable[Query],
+    dataset: Dataset | PromptCatalog,
     template: PromptTemplate | Mapping | None = None,
-    tokenizer=None,
+    tokenizer: Any = None,
     *,
     max_history_tokens: int | None = None,
 ) -> list[PromptResult]:
@@ -670,8 +673,8 @@ def build_prompts(
     ----------
     queries : QueryBatch or iterable of Query
         The queries.
-    dataset : Dataset
-        Dataset whose ``items`` table gives the item text.
+    dataset : Dataset or PromptCatalog
+        Dataset (or fitted catalog) whose ``items`` table gives the item text.
     template : PromptTemplate, mapping or None
         The template, or fields replacing the default's (default None: the default template).
     tokenizer : transformers.PreTrainedTokenizerBase or None

@@ -25,6 +25,7 @@ local transformers model, or any OpenAI-compatible server (``base_url``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -363,7 +364,7 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
             for v, row in enumerate(np.asarray(candidates))
         ]
 
-    def answer_texts(self, items) -> list[str]:
+    def answer_texts(self, items: Sequence[int] | np.ndarray) -> list[str]:
         tok = self.tokenizer
         return PromptCatalog(self.catalog_).texts(
             self.config.prompt_template(),

@@ -18,6 +18,7 @@ reached by the end marker is a leaf (``leaf_items[leaf]`` non-empty).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class TitleTrie:
         the end marker.
     """
 
-    def __init__(self, titles: Sequence[str], tokenizer, *, end_id: int | None = None, prefix: str = ""):
+    def __init__(self, titles: Sequence[str], tokenizer: Any, *, end_id: int | None = None, prefix: str = ""):
         if end_id is None:
             end_id = tokenizer.eos_token_id
         if end_id is None:
