@@ -214,7 +214,7 @@ MITIGATIONS: NamedRegistry[MitigationArm] = NamedRegistry(
 )
 
 
-def register_mitigation(arm: MitigationArm | None = None, *, overwrite: bool = False, **fields) -> MitigationArm:
+def register_mitigation(arm: MitigationArm | None = None, *, overwrite: bool = False, **fields: Any) -> MitigationArm:
     """Add an arm: a :class:`MitigationArm`, or its fields as keywords (``name``, ``kind``,
     ``build``, ...). A name already taken raises unless ``overwrite``.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from functools import cached_property
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,13 @@ from trustrec._registry import NamedRegistry
 from trustrec.audit._result import DIMENSIONS, AuditResult, Threshold, judge
 from trustrec.errors import ConfigError
 from trustrec.eval import MAX_N_BOOT
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from trustrec.data import Split
+    from trustrec.models import Recommender
+    from trustrec.parallel import Executor
 
 __all__ = [
     "Audit",
@@ -118,8 +125,8 @@ class AuditInputs:
 
     def __init__(
         self,
-        model,
-        split,
+        model: Recommender,
+        split: Split,
         *,
         part: str = "test",
         k: int = 10,
@@ -127,7 +134,7 @@ class AuditInputs:
         seed: int = 0,
         progress: bool = False,
         batch_size: int | None = None,
-        executor=None,
+        executor: Executor | None = None,
     ):
         model._check_fitted()
         self.model, self.split, self.part, self.k = model, split, part, k
@@ -190,7 +197,7 @@ class AuditInputs:
         )
         return table.iloc[self.queries.users].reset_index(drop=True)
 
-    def item_groups(self, column: str | None = None):
+    def item_groups(self, column: str | None = None) -> tuple[str, sp.csr_matrix, list[str], dict] | None:
         """(membership matrix, group names, counts) of an item column (``None``: guessed), or
         None when the dataset has no such column."""
         from trustrec.data import guess_item_group_column, item_group_matrix
@@ -235,7 +242,7 @@ class Audit(Configurable):
     config: AuditConfig
     config_class: ClassVar[type[Config]] = AuditConfig
 
-    def inputs_for(self, model, split, progress: bool = False) -> AuditInputs:
+    def inputs_for(self, model: Recommender, split: Split, progress: bool = False) -> AuditInputs:
         """The :class:`AuditInputs` this audit's config asks for (its k, part, user sample and seed).
 
         Parameters
@@ -254,7 +261,9 @@ class Audit(Configurable):
         c = self.config
         return AuditInputs(model, split, part=c.part, k=c.k, max_users=c.max_users, seed=c.seed, progress=progress)
 
-    def run(self, model, split, *, inputs: AuditInputs | None = None, progress: bool = False) -> AuditResult:
+    def run(
+        self, model: Recommender, split: Split, *, inputs: AuditInputs | None = None, progress: bool = False
+    ) -> AuditResult:
         """Audit a fitted ``model`` on ``split``.
 
         Parameters

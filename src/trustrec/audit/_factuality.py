@@ -39,7 +39,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -307,7 +307,9 @@ class HallucinationAudit(Audit):
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         c = self.config
-        model, queries = inputs.model, inputs.queries
+        # an LLM recommender (_why_not checked): generate_titles and grounder are not on Recommender
+        model: Any = inputs.model
+        queries = inputs.queries
         histories = [queries.histories.row(i) for i in range(len(queries))]
         positions = np.arange(len(queries))  # per-user rates by row: cold-start users share user index -1
         warnings: list[str] = []

@@ -4,7 +4,7 @@ verdict against thresholds. Plain data that saves to JSON + parquet and loads ba
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -78,7 +78,7 @@ class Verdict:
         return {"status": self.status, "reasons": list(self.reasons)}
 
 
-def judge(estimates: Mapping[str, Estimate], thresholds) -> Verdict:
+def judge(estimates: Mapping[str, Estimate], thresholds: Iterable[Threshold]) -> Verdict:
     """The verdict of ``estimates`` against ``thresholds`` (see :class:`Verdict`).
 
     Parameters

@@ -40,12 +40,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field, PositiveInt, field_validator
 
 from trustrec._config import Config
-from trustrec.data import Dataset, QueryBatch, Ragged, Split
+from trustrec.data import Dataset, EvalSet, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
 from trustrec.eval import group_distribution, miscalibration, normalised_membership
 from trustrec.mitigate._wrap import WrapperRecommender, train_dataset
@@ -201,7 +202,14 @@ def _chunks(n: int, m: int, g: int):
 
 
 def calibrated_rerank(
-    histories: Ragged, items, scores, membership, k: int, *, strength: float, alpha: float = 0.01
+    histories: Ragged,
+    items: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    membership: npt.ArrayLike | sp.spmatrix,
+    k: int,
+    *,
+    strength: float,
+    alpha: float = 0.01,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Steck's calibrated greedy re-ranking of candidate lists (module docstring).
 
@@ -258,9 +266,9 @@ def calibrated_rerank(
 
 def xquad_rerank(
     histories: Ragged,
-    items,
-    scores,
-    membership,
+    items: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    membership: npt.ArrayLike | sp.spmatrix,
     k: int,
     *,
     strength: float,
@@ -707,14 +715,14 @@ def _base_candidates(model: Recommender, queries: QueryBatch, width: int, batch_
 
 def tradeoff_points(
     model: Recommender,
-    eval_set,
+    eval_set: EvalSet,
     strengths: Sequence[float],
     *,
     method: str = "calibrated",
     train: Dataset | Split,
     k: int = 10,
     batch_size: int | None = None,
-    **params,
+    **params: Any,
 ) -> list[TradeoffPoint]:
     """Per-user accuracy and fairness of ``method``'s re-ranking of the fitted ``model`` on
     ``eval_set`` at each strength. The base ranks each user's top ``n_candidates`` once; every
@@ -878,7 +886,7 @@ def summarise_tradeoff(
 
 def tradeoff_curve(
     model: Recommender,
-    eval_set,
+    eval_set: EvalSet,
     strengths: Sequence[float],
     *,
     method: str = "calibrated",
@@ -888,7 +896,7 @@ def tradeoff_curve(
     ci: float = 0.95,
     seed: int = 0,
     batch_size: int | None = None,
-    **params,
+    **params: Any,
 ) -> pd.DataFrame:
     """Accuracy vs fairness of re-ranking the fitted ``model`` at each strength λ: one row per
     strength with NDCG@k and Recall@k (mean + bootstrap CI over users), the fairness figure the

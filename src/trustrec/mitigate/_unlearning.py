@@ -16,19 +16,23 @@ the method, the number of users and the seconds taken, never their ids.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from trustrec.data import Dataset, Split, resolve_users
 from trustrec.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from trustrec.models import Recommender
 
 __all__ = ["UNLEARNING_METHODS", "forget", "remove_users", "resolve_users"]
 
 UNLEARNING_METHODS = ("exact", "gradient_ascent")
 
 
-def remove_users(data: Dataset | Split, users) -> Dataset | Split:
+def remove_users(data: Dataset | Split, users: npt.ArrayLike) -> Dataset | Split:
     """``data`` without any interaction of the user indices ``users`` (for a Split: its training
     part; valid and test stay, they are never trained on). Users and items keep their indices.
 
@@ -66,9 +70,9 @@ def _training(data: Dataset | Split):
 
 
 def forget(
-    model,
+    model: Recommender,
     data: Dataset | Split,
-    user_ids,
+    user_ids: npt.ArrayLike,
     *,
     method: Literal["exact", "gradient_ascent"] = "exact",
     by: Literal["id", "index"] = "id",
@@ -78,7 +82,7 @@ def forget(
     retain_weight: float = 1.0,
     batch_size: int = 32,
     max_forget_loss: float | None = None,
-):
+) -> Recommender:
     """A copy of ``model`` (fitted on ``data``) that has forgotten the users ``user_ids`` (raw
     ids, or indices with ``by="index"``; unknown users raise, naming them). See the module
     docstring for the methods; ``seed`` is the seed of the exact retrain (use the fit's seed to

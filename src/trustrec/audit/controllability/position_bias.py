@@ -28,6 +28,7 @@ import time
 from typing import ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import Field, PositiveInt
 
@@ -50,7 +51,7 @@ __all__ = ["PositionBiasAudit", "PositionBiasConfig", "equal_rate_test", "unifor
 
 # -- position bias -------------------------------------------------------------------------------------------------
 def uniform_position_test(
-    positions, n_positions: int, *, n_resamples: int = 2000, seed: int = 0
+    positions: npt.ArrayLike, n_positions: int, *, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, str]:
     """Chi-square goodness of fit of ``positions`` (0-based) to the uniform distribution over
     ``n_positions``: (statistic, p-value, method). When an expected count is under 5 the p-value
@@ -100,7 +101,7 @@ def uniform_position_test(
 
 
 def equal_rate_test(
-    positions, success, n_positions: int, *, n_resamples: int = 2000, seed: int = 0
+    positions: npt.ArrayLike, success: npt.ArrayLike, n_positions: int, *, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, str]:
     """Chi-square test that the success rate is the same at every position (the 2 x positions
     table of successes and failures): (statistic, p-value, method); a permutation test

@@ -193,7 +193,9 @@ class PromptSensitivityAudit(Audit):
         from trustrec.eval import jaccard_at_k, rank_biased_overlap
 
         c = self.config
-        model, queries, k = inputs.model, inputs.queries, c.k
+        # an LLM recommender with a prompt (_why_not checked): its config has a template
+        model: Any = inputs.model
+        queries, k = inputs.queries, c.k
         n_items = inputs.dataset.n_items
         paraphrases = self._paraphrases(model)
         names = ["default"] + [p["name"] for p in paraphrases]

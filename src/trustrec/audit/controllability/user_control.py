@@ -26,7 +26,8 @@ between runs, so they are not estimates). CIs resample users (a user's requests 
 from __future__ import annotations
 
 import time
-from typing import ClassVar, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,9 @@ from trustrec.audit.controllability._common import (
     _unique_counts,
 )
 from trustrec.data import QueryBatch, Ragged
+
+if TYPE_CHECKING:
+    from trustrec.mitigate.control import ControlCatalog
 from trustrec.eval import (
     cluster_mean_estimate,
     cluster_ratio_estimate,  # re-exported: it lived here
@@ -67,7 +71,9 @@ _CONDITION = {"candidates": "filtered", "post_filter": "post_filtered"}
 
 
 # -- user-initiated control ------------------------------------------------------------------------------------
-def constraint_requests(catalog, histories: Ragged, kinds=CONSTRAINT_KINDS, *, seed: int = 0) -> dict[str, np.ndarray]:
+def constraint_requests(
+    catalog: ControlCatalog, histories: Ragged, kinds: Sequence[str] = CONSTRAINT_KINDS, *, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Per kind (see the module docstring), an object array with one request text per history
     row (None where the kind cannot be asked of that user: no group or year column, or no titled
     latest item for ``similar``). Vectorised over users; seeded.
@@ -132,6 +138,7 @@ def constraint_requests(catalog, histories: Ragged, kinds=CONSTRAINT_KINDS, *, s
         ok = (last >= 0) & resolvable[np.maximum(last, 0)]
         # numpy's stubs reject None, which np.where takes as an object scalar
         out["similar"] = np.where(ok, "more like " + titles[np.maximum(last, 0)], None)  # type: ignore[call-overload]
+    assert catalog.years is not None, "ControlCatalog fills years (NaN where unknown)"
     if catalog.year_column is not None and not np.isnan(catalog.years).all():
         years = catalog.years[histories.values]
         med = pd.Series(years).groupby(histories.row_ids()).median().reindex(range(n)).to_numpy()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.data import QueryBatch, Ragged
@@ -237,7 +238,7 @@ class _Session:
         return keep
 
     # -- attribution ---------------------------------------------------------------------------------
-    def attribute(self, items: np.ndarray) -> Attribution:
+    def attribute(self, items: npt.ArrayLike) -> Attribution:
         items = _check_items(items, len(self.queries), self.model.n_items_, "attribute")
         h = self.queries.histories
         n, m = items.shape

@@ -56,9 +56,10 @@ Requests
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.audit.explainability._session import (
@@ -74,6 +75,9 @@ from trustrec.audit.explainability._session import (
 )
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trustrec.models import Recommender
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -110,9 +114,9 @@ _MISSING = -1
 
 # -- public functions ---------------------------------------------------------------------------------------
 def attribute(
-    model,
+    model: Recommender,
     queries: QueryBatch,
-    items,
+    items: npt.ArrayLike,
     *,
     method: Method = "auto",
     max_history: int | None = 50,
@@ -162,7 +166,7 @@ def attribute(
 
 
 def deletion_test(
-    model,
+    model: Recommender,
     queries: QueryBatch,
     attribution: Attribution,
     *,
@@ -217,7 +221,15 @@ def deletion_test(
     return session.deletion(attribution, steps, n_random, seed)
 
 
-def explanation_requests(items, topk, histories: Ragged, n_items: int, *, users=None, item_ids=None) -> pd.DataFrame:
+def explanation_requests(
+    items: npt.ArrayLike,
+    topk: npt.ArrayLike,
+    histories: Ragged,
+    n_items: int,
+    *,
+    users: npt.ArrayLike | None = None,
+    item_ids: npt.ArrayLike | None = None,
+) -> pd.DataFrame:
     """Screen explanation requests: one row per requested item (``items``: (n,) or (n, m) item
     indices, -1 = no request) with ``row``, ``slot``, ``user``, ``item``, ``item_id``, ``rank`` (its
     position in the query's ``topk`` row, NaN when absent), ``status`` (:data:`REQUEST_STATUSES`,
@@ -297,15 +309,15 @@ def explanation_requests(items, topk, histories: Ragged, n_items: int, *, users=
 
 
 def explain(
-    model,
+    model: Recommender,
     queries: QueryBatch,
-    items=None,
+    items: npt.ArrayLike | None = None,
     *,
     k: int = 10,
     n_cited: int = 3,
     method: Method = "auto",
     max_history: int | None = 50,
-    item_ids=None,
+    item_ids: npt.ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Explanations of recommendations: for each requested item (``items``: (n,) or (n, m) item
     indices; default each query's top-1), its status (see :func:`explanation_requests`), and for
@@ -375,9 +387,9 @@ def explain(
 
 
 def generate_explanations(
-    model,
+    model: Recommender,
     queries: QueryBatch,
-    items,
+    items: npt.ArrayLike,
     *,
     template: dict | None = None,
     max_new_tokens: int = 60,
@@ -421,16 +433,17 @@ def generate_explanations(
             f"generate_explanations: {_model_name(model)} is not an LLM recommender "
             "(llm_ranker, llm_generative); it cannot write text"
         )
+    llm: Any = model  # an LLM recommender (checked above): answer_backend and catalog_ are not on Recommender
     model._check_fitted()
     queries = model._prepare(queries)
     items = _check_items(items, len(queries), model.n_items_, "generate_explanations")
     tpl = PromptTemplate.from_dict({**EXPLANATION_TEMPLATE, **(template or {})})
-    backend = model.answer_backend
+    backend = llm.answer_backend
     tok = backend.tokenizer
     catalog = (
-        PromptCatalog.from_items(PromptCatalog(model.catalog_).items, tpl.item_fields)
+        PromptCatalog.from_items(PromptCatalog(llm.catalog_).items, tpl.item_fields)
         if tpl.item_fields
-        else PromptCatalog(model.catalog_)
+        else PromptCatalog(llm.catalog_)
     )
     budget = max_history_tokens if tok is not None else None
     rows, slots = np.nonzero(items >= 0)

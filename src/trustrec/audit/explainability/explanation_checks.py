@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.data import Ragged
@@ -195,15 +197,15 @@ def _claimed_years(text: str, skip=()) -> tuple[list[int], list[int]]:
 
 
 def check_explanations(
-    texts,
-    items,
-    histories,
+    texts: Sequence[Sequence[str]],
+    items: npt.ArrayLike,
+    histories: Ragged | Sequence[npt.ArrayLike],
     catalog_items: pd.DataFrame,
     *,
     attribute_column: str | None = None,
     year_column: str | None = None,
     min_title_chars: int = 4,
-    cited=None,
+    cited: np.ndarray | Sequence[Sequence[npt.ArrayLike]] | None = None,
 ) -> pd.DataFrame:
     """Check generated explanations against the catalog (module docstring).
 

@@ -186,7 +186,8 @@ class ExplanationFaithfulnessAudit(Audit):
         items = np.full(requested.shape, -1, np.int64)
         items[requests.row[ok].to_numpy(), requests.slot[ok].to_numpy()] = requests.item[ok].to_numpy()
         # a free generator is asked about its own top-k; a ranker about the candidates it was shown
-        universe = topk if _answers(model) and not model.answers_from_candidates else None
+        llm: Any = model  # where _answers: an LLM recommender, whose answers_from_candidates is not on Recommender
+        universe = topk if _answers(model) and not llm.answers_from_candidates else None
         session = _Session(
             model,
             queries,

@@ -55,7 +55,9 @@ class CalibrationAudit(Audit):
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         c = self.config
-        column, membership, names, _ = inputs.item_groups(c.item_group_column)
+        groups = inputs.item_groups(c.item_group_column)
+        assert groups is not None, "_why_not returned None: the item group column exists"
+        column, membership, names, _ = groups
         top = inputs.topk[:, : c.k]
         p = group_distribution(inputs.queries.histories, membership)
         q = group_distribution(top, membership)

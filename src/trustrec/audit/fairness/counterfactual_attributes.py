@@ -4,7 +4,7 @@ user attributes."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ from trustrec.eval import (
     snsv,
 )
 from trustrec.models import has_capability
+
+if TYPE_CHECKING:
+    from trustrec.models import Recommender
 
 __all__ = ["CounterfactualAttributeAudit", "CounterfactualConfig", "reads_query_attributes"]
 
@@ -54,7 +57,7 @@ class CounterfactualConfig(AuditConfig):
     max_snsr: float | None = 0.05  # on Jaccard@K
 
 
-def reads_query_attributes(model) -> bool:
+def reads_query_attributes(model: Recommender) -> bool:
     """True when ``model`` declares the ``"attributes"`` capability (its answers read the query's
     user attributes, e.g. an LLM prompt's profile line) and does not switch them off (a prompt
     template with ``attribute_keys=()``), or wraps a base model that does.
@@ -70,7 +73,8 @@ def reads_query_attributes(model) -> bool:
     """
     if has_capability(model, "attributes"):
         try:
-            keys = model.prompt_template().attribute_keys if has_capability(model, "prompt") else None
+            llm: Any = model  # the prompt capability: prompt_template is not on Recommender
+            keys = llm.prompt_template().attribute_keys if has_capability(model, "prompt") else None
         except Exception:  # noqa: BLE001 - a template that cannot be built says nothing about attributes
             keys = None
         return keys is None or len(keys) > 0

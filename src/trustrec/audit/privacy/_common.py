@@ -18,11 +18,16 @@ Per-user loss (:func:`next_item_losses`, one function for every model)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError
 from trustrec.models import has_capability
+
+if TYPE_CHECKING:
+    from trustrec.models import Recommender
 
 __all__ = ["next_item_losses"]
 
@@ -88,7 +93,7 @@ def _score_losses(
 
 
 def next_item_losses(
-    model, histories: Ragged, *, positions: int | None = 10, batch_size: int = 256, base: bool = False
+    model: Recommender, histories: Ragged, *, positions: int | None = 10, batch_size: int = 256, base: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``histories`` (chronological sequences), the model's mean next-item negative
     log-likelihood over its last ``positions`` positions (all when None), asked as anonymous
@@ -135,7 +140,8 @@ def next_item_losses(
         raise ConfigError(f"next_item_losses: positions must be >= 1 or None, got {positions}")
     rows, prefixes, targets = _prefix_pairs(histories, positions)
     if _has_own_loss(model):
-        pair_loss = model.answer_losses(QueryBatch(np.full(len(targets), -1), prefixes), targets, base=base)
+        llm: Any = model  # the sequence_likelihood capability: answer_losses is not on Recommender
+        pair_loss = llm.answer_losses(QueryBatch(np.full(len(targets), -1), prefixes), targets, base=base)
     elif base:
         raise ConfigError(
             f"next_item_losses: base=True needs a model with its own base (untuned) loss "

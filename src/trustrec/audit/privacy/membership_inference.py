@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
@@ -71,7 +72,7 @@ __all__ = ["FPRS", "MembershipInferenceAudit", "MembershipInferenceConfig", "can
 FPRS = (0.01, 0.001)
 
 
-def canary_exposure(canary_losses, candidate_losses) -> np.ndarray:
+def canary_exposure(canary_losses: npt.ArrayLike, candidate_losses: npt.ArrayLike) -> np.ndarray:
     """Exposure (Carlini et al. 2019) of each canary among ``candidate_losses`` of random
     sequences: ``log2(n_candidates + 1) - log2(rank)``, rank 1 = lower loss than every candidate,
     a candidate with an equal loss counting half.

@@ -4,10 +4,17 @@ attack's raw ``target_items`` (poisoning, text attacks) and the full-ranking ran
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from trustrec.data import Dataset
+import numpy as np
+import numpy.typing as npt
+
+from trustrec.data import Dataset, QueryBatch
 from trustrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trustrec.models import Recommender
 
 __all__ = ["target_item_indices", "target_ranks"]
 
@@ -17,7 +24,7 @@ def _recommend(model, queries, k: int, batch_size: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty((0, k), np.int64)
 
 
-def target_item_indices(dataset: Dataset, raw_ids, who: str) -> np.ndarray:
+def target_item_indices(dataset: Dataset, raw_ids: Sequence[str], who: str) -> np.ndarray:
     """Item indices of the raw ``target_items`` of an attack audit.
 
     Parameters
@@ -49,7 +56,9 @@ def target_item_indices(dataset: Dataset, raw_ids, who: str) -> np.ndarray:
     return idx
 
 
-def target_ranks(model, queries, targets: np.ndarray, *, batch_size: int = 512, depth: int = 100) -> np.ndarray:
+def target_ranks(
+    model: Recommender, queries: QueryBatch, targets: npt.ArrayLike, *, batch_size: int = 512, depth: int = 100
+) -> np.ndarray:
     """(n_queries, n_targets) 1-based rank of each target in the model's full ranking of the
     catalog with the history masked (ties broken by the lower item index, as
     :func:`trustrec.models.topk_from_scores`); NaN where the target is in the history.

@@ -14,9 +14,11 @@ text changes):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.errors import ConfigError, DataError
@@ -104,14 +106,14 @@ def _donor_words(texts, exclude: str) -> list[str]:
 
 def attack_item_text(
     items: pd.DataFrame,
-    targets,
+    targets: npt.ArrayLike,
     kind: str,
     *,
     column: str = "title",
     seed: int = 0,
     strength: float = 0.3,
     n_words: int = 3,
-    donor_texts=(),
+    donor_texts: Sequence[str] = (),
     marker: str = "HACKED",
 ) -> pd.DataFrame:
     """A copy of ``items`` in which the ``column`` text of the ``targets`` (item indices) is

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import PositiveInt, field_validator, model_validator
 
@@ -78,7 +79,7 @@ def fake_profiles(
     split: Split,
     attack: str,
     n_fake: int,
-    targets,
+    targets: npt.ArrayLike,
     *,
     filler_size: int,
     seed: int = 0,

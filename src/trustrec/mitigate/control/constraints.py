@@ -138,10 +138,10 @@ class ExcludeGroups(Constraint):
     groups: tuple[str, ...]
     kind: ClassVar[str] = "exclude_groups"
 
-    def mask(self, catalog, histories):
+    def mask(self, catalog: ControlCatalog, histories: Ragged) -> np.ndarray:
         m = catalog.membership
         cols = _group_columns(catalog, self.groups)
-        return m.any(1) & ~m[:, cols].any(1)
+        return np.asarray(m.any(1) & ~m[:, cols].any(1))  # an array: numpy's stubs also allow a scalar
 
     def describe(self) -> str:
         return "not " + " or ".join(self.groups)
@@ -161,8 +161,8 @@ class IncludeGroups(Constraint):
     groups: tuple[str, ...]
     kind: ClassVar[str] = "include_groups"
 
-    def mask(self, catalog, histories):
-        return catalog.membership[:, _group_columns(catalog, self.groups)].any(1)
+    def mask(self, catalog: ControlCatalog, histories: Ragged) -> np.ndarray:
+        return np.asarray(catalog.membership[:, _group_columns(catalog, self.groups)].any(1))
 
     def describe(self) -> str:
         return "only " + " or ".join(self.groups)
@@ -184,8 +184,9 @@ class YearRange(Constraint):
     high: int | None = None
     kind: ClassVar[str] = "year_range"
 
-    def mask(self, catalog, histories):
+    def mask(self, catalog: ControlCatalog, histories: Ragged) -> np.ndarray:
         y = catalog.years
+        assert y is not None, "ControlCatalog fills years (NaN where unknown)"
         ok = ~np.isnan(y)
         with np.errstate(invalid="ignore"):
             if self.low is not None:
@@ -221,7 +222,7 @@ class SimilarTo(Constraint):
     min_similarity: float = 0.5
     kind: ClassVar[str] = "similar_to"
 
-    def mask(self, catalog, histories):
+    def mask(self, catalog: ControlCatalog, histories: Ragged) -> np.ndarray:
         m = catalog.membership.astype(np.float64)
         anchors = np.asarray([i for i in self.items if 0 <= i < catalog.n_items], dtype=np.int64)
         if not len(anchors) or not m.shape[1]:
@@ -252,7 +253,7 @@ class Different(Constraint):
     n_groups: int = 1
     kind: ClassVar[str] = "different"
 
-    def mask(self, catalog, histories):
+    def mask(self, catalog: ControlCatalog, histories: Ragged) -> np.ndarray:
         m = catalog.membership
         n, g = len(histories), m.shape[1]
         if not g:
@@ -266,7 +267,7 @@ class Different(Constraint):
         np.put_along_axis(top, order, True, axis=1)
         top &= counts > 0
         clash = (top.astype(np.float64) @ m.T.astype(np.float64)) > 0  # (n, n_items)
-        return m.any(1)[None, :] & ~clash
+        return np.asarray(m.any(1))[None, :] & ~clash
 
     def describe(self) -> str:
         return f"none of the user's {self.n_groups} most frequent group(s)"

@@ -20,9 +20,10 @@ name                        kind              what it builds
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from trustrec._arms import MitigationArm
 from trustrec.mitigate.control import (
@@ -41,6 +42,12 @@ from trustrec.mitigate.defences.privacy import (
 )
 from trustrec.mitigate.defences.tradeoff import RerankerArm
 from trustrec.models.llm import find_injections, guard_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trustrec.data import QueryBatch, Split
+    from trustrec.models import Recommender
 
 __all__ = [
     "ConstraintControl",
@@ -124,7 +131,7 @@ class RandomisedResponse:
         self.absent, self.applied = "noise", "noised"  # wording of the audit's descriptions
         self.settings = {"epsilon": self.epsilon, "keep_probability": p}
 
-    def apply(self, split, *, seed: int, users=None):
+    def apply(self, split: Split, *, seed: int, users: npt.ArrayLike | None = None) -> Split:
         """The training data the model is retrained on (:func:`noise_training`).
 
         Parameters
@@ -171,7 +178,9 @@ class HistoryMinimisation:
             raise ValueError(f"history_minimisation: mode must be 'drop' or 'generalise'; got {mode!r}")
         self.mode = self.label = mode
 
-    def apply(self, model, queries, sensitive: np.ndarray, *, items=None):
+    def apply(
+        self, model: Recommender, queries: QueryBatch, sensitive: np.ndarray, *, items: pd.DataFrame | None = None
+    ) -> tuple[Recommender, QueryBatch]:
         """What to ask instead (:func:`minimise_history` with this ``mode``).
 
         Parameters

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field, PositiveInt, field_validator
@@ -287,7 +288,7 @@ class FakeUserDetector(Configurable):
         if not hasattr(self, "flagged_"):
             raise NotFittedError("FakeUserDetector is not fitted; call fit(data) first")
 
-    def report(self, is_fake) -> dict[str, float]:
+    def report(self, is_fake: npt.ArrayLike) -> dict[str, float]:
         """Precision, recall and F1 of ``flagged_`` against the boolean ``is_fake`` (per user
         index), ROC-AUC of ``scores_``, and counts.
 
@@ -341,7 +342,9 @@ class FakeUserDetector(Configurable):
         )
 
 
-def detection_scores(flagged, is_fake, scores=None) -> dict[str, float]:
+def detection_scores(
+    flagged: npt.ArrayLike, is_fake: npt.ArrayLike, scores: npt.ArrayLike | None = None
+) -> dict[str, float]:
     """Precision / recall / F1 of boolean ``flagged`` against boolean ``is_fake`` (NaN when
     undefined), ROC-AUC of ``scores`` (NaN scores left out), and counts.
 

@@ -27,13 +27,18 @@ History minimisation in prompts
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from trustrec.data import Interactions, QueryBatch, Ragged, Split
+from trustrec.data import Dataset, Interactions, QueryBatch, Ragged, Split
 from trustrec.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from trustrec.models import Recommender
 
 __all__ = [
     "drop_items",
@@ -125,7 +130,7 @@ def randomised_response(histories: Ragged, epsilon: float, n_items: int, *, seed
 
 
 def randomise_interactions(
-    interactions: Interactions, epsilon: float, n_items: int, *, seed: int = 0, rows=None
+    interactions: Interactions, epsilon: float, n_items: int, *, seed: int = 0, rows: npt.ArrayLike | None = None
 ) -> Interactions:
     """Randomised response on the item of each interaction (``rows``: a boolean mask or indices of
     the rows to noise; all when None). Users, timestamps and ratings are kept.
@@ -164,7 +169,7 @@ def randomise_interactions(
     return Interactions(interactions.user, items, interactions.timestamp, interactions.rating)
 
 
-def noise_training(split: Split, epsilon: float, *, seed: int = 0, users=None) -> Split:
+def noise_training(split: Split, epsilon: float, *, seed: int = 0, users: npt.ArrayLike | None = None) -> Split:
     """``split`` whose training interactions (of ``users`` only, user indices, when given) went
     through randomised response; valid and test are unchanged.
 
@@ -205,7 +210,7 @@ def noise_training(split: Split, epsilon: float, *, seed: int = 0, users=None) -
 
 
 # -- minimisation ---------------------------------------------------------------------------------
-def sensitive_mask(dataset, items, owner: str = "sensitive items") -> np.ndarray:
+def sensitive_mask(dataset: Dataset, items: npt.ArrayLike, owner: str = "sensitive items") -> np.ndarray:
     """Boolean mask over ``dataset``'s items from raw item ids (unknown ids raise, naming them),
     item indices (an int array) or a boolean mask.
 
@@ -283,7 +288,7 @@ def generalise_item_text(
     column: str | None = None,
     template: str = "an item in {groups}",
     fallback: str = "an item withheld for privacy",
-    text_columns=("title",),
+    text_columns: Sequence[str] = ("title",),
 ) -> pd.DataFrame:
     """A copy of the ``items`` table where sensitive items' ``text_columns`` read as their
     generalisation: ``template`` filled with their values in the group ``column`` (``None``:
@@ -338,14 +343,14 @@ def generalise_item_text(
 
 
 def minimise_history(
-    model,
+    model: Recommender,
     queries: QueryBatch,
     sensitive: np.ndarray,
     mode: Literal["drop", "generalise"] = "drop",
     *,
     items: pd.DataFrame | None = None,
     column: str | None = None,
-):
+) -> tuple[Recommender, QueryBatch]:
     """``(model, queries)`` to ask instead: with ``mode="drop"`` the queries' histories lose the
     sensitive items (the model is unchanged); with ``"generalise"`` the model (an LLM recommender
     with ``with_item_text``) reads the generalised text of the sensitive items from ``items``
@@ -393,7 +398,7 @@ def minimise_history(
     raise ConfigError(f"minimise_history: mode must be 'drop' or 'generalise', got {mode!r}")
 
 
-def revealing_items(train: Interactions, labels, n_items: int, n: int) -> np.ndarray:
+def revealing_items(train: Interactions, labels: npt.ArrayLike, n_items: int, n: int) -> np.ndarray:
     """The ``n`` items whose consumption most reveals the user attribute ``labels`` (one label
     per user index, None/NaN = missing; users with a missing label are left out), by the
     chi-square statistic of the binary user x item matrix against the labels (scikit-learn's
@@ -419,13 +424,13 @@ def revealing_items(train: Interactions, labels, n_items: int, n: int) -> np.nda
     import scipy.sparse as sp
     from sklearn.feature_selection import chi2
 
-    labels = pd.Series(np.asarray(labels, dtype=object))
-    known = labels.notna().to_numpy()
+    by_user = pd.Series(np.asarray(labels, dtype=object))
+    known = by_user.notna().to_numpy()
     users = np.flatnonzero(known)
-    if len(users) == 0 or labels[known].nunique() < 2:
+    if len(users) == 0 or by_user[known].nunique() < 2:
         return np.empty(0, np.int64)
     rows = np.isin(train.user, users)
-    remap = np.full(len(labels), -1)
+    remap = np.full(len(by_user), -1)
     remap[users] = np.arange(len(users))
     x = sp.csr_matrix(
         (np.ones(int(rows.sum())), (remap[train.user[rows]], train.item[rows])), shape=(len(users), n_items)
@@ -434,7 +439,7 @@ def revealing_items(train: Interactions, labels, n_items: int, n: int) -> np.nda
     used = np.asarray(x.sum(0)).ravel() > 0
     stat = np.zeros(n_items)
     with np.errstate(divide="ignore", invalid="ignore"):
-        s, _ = chi2(x[:, used], labels[known].astype(str).to_numpy())
+        s, _ = chi2(x[:, used], by_user[known].astype(str).to_numpy())
     stat[used] = np.nan_to_num(s, nan=0.0)
     order = np.lexsort((np.arange(n_items), -stat))
     order = order[used[order]]

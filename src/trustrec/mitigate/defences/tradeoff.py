@@ -11,6 +11,7 @@ never by import.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from trustrec.mitigate._rerank import (
     CalibratedReranker,
@@ -20,6 +21,13 @@ from trustrec.mitigate._rerank import (
     tradeoff_curve,
     tradeoff_points,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trustrec.data import Dataset, EvalSet, Split
+    from trustrec.mitigate._rerank import Reranker
+    from trustrec.models import Recommender
 
 __all__ = [
     "RerankerArm",
@@ -47,10 +55,10 @@ class RerankerArm:
         The re-ranker's config fields (other than ``base`` and ``strength``).
     """
 
-    def __init__(self, method: str, **params):
+    def __init__(self, method: str, **params: Any):
         self.method, self.params = method, params
 
-    def wrap(self, model, train, *, strength: float):
+    def wrap(self, model: Recommender, train: Dataset | Split, *, strength: float) -> Reranker:
         """The fitted ``model`` re-ranked at ``strength`` (λ); ``train``: what it was fitted on.
 
         Parameters
@@ -71,17 +79,17 @@ class RerankerArm:
 
     def tradeoff(
         self,
-        model,
-        eval_set,
+        model: Recommender,
+        eval_set: EvalSet,
         strengths: Sequence[float],
         *,
-        train,
+        train: Dataset | Split,
         k: int,
-        batch_size=None,
+        batch_size: int | None = None,
         n_candidates: int = 100,
         n_boot: int = 1000,
         seed: int = 0,
-    ):
+    ) -> tuple[list[TradeoffPoint], pd.DataFrame]:
         """``(points, table)``: :func:`tradeoff_points` at each strength and its
         :func:`summarise_tradeoff` table.
 
@@ -127,19 +135,19 @@ class RerankerArm:
 
 
 def compare_tradeoff(
-    model,
-    eval_set,
+    model: Recommender,
+    eval_set: EvalSet,
     strengths: Sequence[float],
     *,
     method: str,
-    train,
+    train: Dataset | Split,
     k: int,
-    batch_size=None,
+    batch_size: int | None = None,
     n_candidates: int = 100,
     n_boot: int = 1000,
     seed: int = 0,
-    **params,
-):
+    **params: Any,
+) -> tuple[list[TradeoffPoint], pd.DataFrame]:
     """One trade-off comparison: the per-strength points of ``method``'s re-ranking of ``model``
     and their summary table (mean + bootstrap CI per strength).
 
