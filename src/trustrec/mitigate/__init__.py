@@ -35,12 +35,8 @@ from trustrec.mitigate._rerank import (
     ExposureRerankerConfig,
     Reranker,
     RerankerConfig,
-    TradeoffPoint,
     calibrated_rerank,
     minmax_relevance,
-    summarise_tradeoff,
-    tradeoff_curve,
-    tradeoff_points,
     xquad_rerank,
 )
 from trustrec.mitigate._unlearning import UNLEARNING_METHODS, forget, remove_users, resolve_users
@@ -78,6 +74,7 @@ from trustrec.mitigate.defences import (
     sensitive_mask,
     user_profile_features,
 )
+from trustrec.mitigate.defences.tradeoff import TradeoffPoint, summarise_tradeoff, tradeoff_curve, tradeoff_points
 from trustrec.models.llm import (  # the item-text defence lives with prompts
     find_injections,
     guard_text,

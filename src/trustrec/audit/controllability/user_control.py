@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,9 +45,6 @@ from trustrec.audit.controllability._common import (
     _unique_counts,
 )
 from trustrec.data import QueryBatch, Ragged
-
-if TYPE_CHECKING:
-    from trustrec.mitigate.control import ControlCatalog
 from trustrec.eval import (
     cluster_mean_estimate,
     cluster_ratio_estimate,  # re-exported: it lived here
@@ -72,7 +69,11 @@ _CONDITION = {"candidates": "filtered", "post_filter": "post_filtered"}
 
 # -- user-initiated control ------------------------------------------------------------------------------------
 def constraint_requests(
-    catalog: ControlCatalog, histories: Ragged, kinds: Sequence[str] = CONSTRAINT_KINDS, *, seed: int = 0
+    catalog: Any,  # the control arm's catalog (ControlCatalog for the built-in "constrained")
+    histories: Ragged,
+    kinds: Sequence[str] = CONSTRAINT_KINDS,
+    *,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Per kind (see the module docstring), an object array with one request text per history
     row (None where the kind cannot be asked of that user: no group or year column, or no titled
