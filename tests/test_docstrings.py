@@ -70,8 +70,19 @@ def _parameters(obj) -> list[str]:
     return [
         n
         for n, p in signature.parameters.items()
-        if n not in ("self", "cls") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)  # a class's signature already omits self
     ]
+
+
+_VARIADIC = {"args", "kwargs", "params", "fields", "kw"}
+
+
+def _takes_any_keyword(obj) -> bool:
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
 
 
 def _returns_something(obj) -> bool:
@@ -100,6 +111,11 @@ def problems(obj) -> list[str]:
         missing = [p for p in params if p not in listed]
         if missing:
             out.append(f"parameters not documented: {missing}")
+    own = documented_parameters(found.get("Parameters", ""))
+    if not _takes_any_keyword(obj):
+        unknown = sorted(own - set(params) - _VARIADIC)
+        if unknown:
+            out.append(f"documented parameters not in the signature: {unknown}")
     if _returns_something(obj) and not ({"Returns", "Yields"} & set(found)):
         out.append("no Returns section")
     return out
@@ -129,8 +145,17 @@ def test_the_checker_reads_numpydoc():
         """
         return a
 
+    def extra(a) -> None:
+        """Nothing.
+
+        Parameters
+        ----------
+        a, b : int
+        """
+
     assert problems(good) == []
     assert problems(bad) == ["parameters not documented: ['c']", "no Returns section"]
+    assert problems(extra) == ["documented parameters not in the signature: ['b']"]
 
 
 def _public(package: str):
