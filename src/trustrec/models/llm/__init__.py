@@ -13,6 +13,7 @@ from trustrec.models.llm._backend import (
 )
 from trustrec.models.llm._constrained import constrained_beam_search
 from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_checkpoint
+from trustrec.models.llm._grounding import HiddenStateGrounder
 from trustrec.models.llm._http import EndpointError, OpenAIBackend, OpenAIBackendConfig
 from trustrec.models.llm._injection import InjectionMatch, find_injections, guard_text, has_injection
 from trustrec.models.llm._loading import (
@@ -62,6 +63,7 @@ __all__ = [
     "GGUFWheelSource",
     "GenerativeRecommender",
     "HFCacheSource",
+    "HiddenStateGrounder",
     "InjectionMatch",
     "LLMBackend",
     "LLMEntry",
