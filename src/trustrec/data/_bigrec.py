@@ -24,6 +24,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trustrec.data._bigrec_checks import (
+    CELL_LIMIT,
+    check_cell_sizes,
+    check_chronology,
+    check_filled,
+    check_history_limit,
+    check_items_and_titles,
+    check_list_lengths,
+    duplicate_note,
+    row_of,
+)
 from trustrec.data._dataset import Dataset
 from trustrec.data._tabular import (
     _check_present,
@@ -34,17 +45,21 @@ from trustrec.data._tabular import (
     _where,
 )
 from trustrec.data._validate import timestamps_to_int64
-from trustrec.errors import DataError
+from trustrec.errors import ConfigError, DataError
 
 __all__ = ["load_bigrec"]
 
 SPLITS = ("train", "valid", "test")
 REQUIRED = ("user_id", "history_item_id", "item_id", "history_timestamp", "timestamp")
+#: Optional columns that come in pairs: a file with one of a pair must have the other.
+PAIRS = (("history_item_title", "item_title"), ("history_rating", "rating"), ("item_asins", "item_asin"))
+LIST_COLUMNS = ("history_item_id", "history_timestamp", "history_rating", "history_item_title", "item_asins")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NUM_LIST = re.compile(rf"\[\s*(?:{_NUM}\s*(?:,\s*{_NUM}\s*)*,?)?\s*\]")
-_STR_LIST = re.compile(r"\[\s*(?:'[^'\\]*'\s*(?:,\s*'[^'\\]*'\s*)*,?)?\s*\]")
+_STR = r"""(?:'[^'\\]*'|"[^"\\]*")"""  # a quoted string without escapes, in either quote
+_STR_LIST = re.compile(rf"\[\s*(?:{_STR}\s*(?:,\s*{_STR}\s*)*,?)?\s*\]")
 _NUM_ITEM = re.compile(_NUM)
-_STR_ITEM = re.compile(r"'([^'\\]*)'")
+_STR_ITEM = re.compile(r"""'([^'\\]*)'|"([^"\\]*)\"""")
 
 
 def _parse_lists(
@@ -68,7 +83,8 @@ def _parse_lists(
     slow = np.flatnonzero(~(num_mask | str_mask))
     pieces = [
         text[num_mask].str.findall(_NUM_ITEM),
-        text[str_mask].str.findall(_STR_ITEM),
+        # Each match is (single-quoted text, double-quoted text); one of the two is empty.
+        text[str_mask].str.findall(_STR_ITEM).map(lambda found: [a or b for a, b in found]),
         # Only the cells the regular expressions could not read go through literal_eval.
         pd.Series(
             [_literal_list(text.iloc[r], path, lines, int(r), col, kind) for r in slow],
@@ -135,6 +151,13 @@ def _read_info(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty; expected 'title<TAB>item_id' lines")
     lines = pd.Series(text.split("\n"), dtype=object)
     line_no = np.arange(1, len(lines) + 1)
+    big = (lines.str.len() > CELL_LIMIT).to_numpy(dtype=bool)
+    if big.any():
+        row = int(np.flatnonzero(big)[0])
+        raise DataError(
+            f"{path}, line {line_no[row]}: the line holds {len(lines.iloc[row]):,} characters, over "
+            f"the {CELL_LIMIT:,}-character limit; it was not parsed: check the file for corruption"
+        )
     keep = (lines.str.strip() != "").to_numpy()
     lines, line_no = lines[keep].reset_index(drop=True), line_no[keep]
     no_tab = ~lines.str.contains("\t", regex=False).to_numpy(dtype=bool)
@@ -165,9 +188,11 @@ def _read_info(path: Path) -> pd.DataFrame:
     )
 
 
-def _read_split(path: Path) -> dict:
+def _read_split(path: Path, info: pd.Series, info_name: str, max_history: int | None) -> dict:
+    """Read and check one split CSV (the rules are in ``trustrec.data._bigrec_checks``)."""
     frame, lines = _read_text_table(path, sep=",")
     missing = [c for c in REQUIRED if c not in frame.columns]
+    missing += [c for pair in PAIRS if any(p in frame.columns for p in pair) for c in pair if c not in frame.columns]
     if missing:
         raise DataError(
             f"{path}, line 1: missing column(s) {missing}; the BIGRec/D3 layout has user_id, "
@@ -175,55 +200,86 @@ def _read_split(path: Path) -> dict:
             "history_rating, rating, history_timestamp, timestamp "
             f"(this file has {list(frame.columns)})"
         )
-    has_rating = "rating" in frame.columns and "history_rating" in frame.columns
+    has_rating = "rating" in frame.columns
+    has_titles = "item_title" in frame.columns
+    check_cell_sizes(frame, path, lines)
     _check_present(frame, "user_id", path, lines, "user id")
     _check_present(frame, "item_id", path, lines, "target item id")
+    list_cols = [c for c in LIST_COLUMNS if c in frame.columns]
+    scalar_cols = [c for c in ("user_id", "item_id", "timestamp", "rating") if c in frame.columns]
+    check_filled(frame, [*scalar_cols, *list_cols, "item_title"], path, lines, tokens=[*scalar_cols, *list_cols])
     n_hist, hist_items = _parse_lists(frame, "history_item_id", path, lines, "id")
     n_ts, hist_ts = _parse_lists(frame, "history_timestamp", path, lines, "number")
-    lists = {"history_timestamp": n_ts}
-    hist_rating = None
+    lengths = {"history_timestamp": n_ts}
+    hist_rating = hist_titles = None
     if has_rating:
-        n_r, hist_rating = _parse_lists(frame, "history_rating", path, lines, "number")
-        lists["history_rating"] = n_r
-    for col, lengths in lists.items():
-        bad = lengths != n_hist
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{_where(path, lines, row)}, columns 'history_item_id' and '{col}': lists of "
-                f"{n_hist[row]} and {lengths[row]} elements; each history list must have one entry "
-                "per history item"
-            )
+        lengths["history_rating"], hist_rating = _parse_lists(frame, "history_rating", path, lines, "number")
+    if has_titles:
+        lengths["history_item_title"], hist_titles = _parse_lists(frame, "history_item_title", path, lines, "string")
+    check_list_lengths(n_hist, lengths, path, lines, "each history list must have one entry per history item")
+    check_history_limit(n_hist, max_history, path, lines)
     bad_ts = hist_ts != np.round(hist_ts)
     if bad_ts.any():
-        row = int(np.searchsorted(np.cumsum(n_hist), np.flatnonzero(bad_ts)[0], side="right"))
+        row, k = row_of(n_hist, int(np.flatnonzero(bad_ts)[0]))
         raise DataError(
-            f"{_where(path, lines, row)}, column 'history_timestamp': timestamps must be whole numbers (epoch seconds)"
+            f"{_where(path, lines, row)}, column 'history_timestamp', element {k}: timestamps must "
+            "be whole numbers (epoch seconds)"
         )
     users = frame["user_id"].str.strip().to_numpy(dtype=object)
-    target = pd.DataFrame(
+    items = frame["item_id"].str.strip().to_numpy(dtype=object)
+    stamps = _target_timestamps(frame, path, lines)
+    hist_stamps = timestamps_to_int64(hist_ts, lambda i: _where(path, lines, row_of(n_hist, i)[0]), "history_timestamp")
+    check_chronology(n_hist, hist_stamps, stamps, path, lines)
+    check_items_and_titles(
+        info,
+        info_name,
         {
-            "user_id": users,
-            "item_id": frame["item_id"].str.strip().to_numpy(dtype=object),
-            "timestamp": _timestamps(frame, "timestamp", path, lines),
-        }
-    )
-    history = pd.DataFrame(
-        {
-            "user_id": np.repeat(users, n_hist),
-            "item_id": hist_items,
-            "timestamp": timestamps_to_int64(
-                hist_ts,
-                lambda i: _where(path, lines, int(np.searchsorted(np.cumsum(n_hist), i, side="right"))),
-                "history_timestamp",
+            "history_item_id": (
+                hist_items,
+                ("history_item_title", hist_titles) if has_titles else None,
+                n_hist,
             ),
-        }
+            "item_id": (
+                items,
+                ("item_title", frame["item_title"].to_numpy(dtype=object)) if has_titles else None,
+                None,
+            ),
+        },
+        path,
+        lines,
     )
+    target = pd.DataFrame({"user_id": users, "item_id": items, "timestamp": stamps})
+    history = pd.DataFrame({"user_id": np.repeat(users, n_hist), "item_id": hist_items, "timestamp": hist_stamps})
     if has_rating:
         target["rating"] = _numeric(frame, "rating", path, lines, "a numeric rating")
         history["rating"] = hist_rating
-    asins = _asins(frame, path, lines, n_hist, hist_items, target["item_id"].to_numpy())
-    return {"target": target, "history": history, "asins": asins, "has_rating": has_rating}
+    asins = _asins(frame, path, lines, n_hist, hist_items, items)
+    note = duplicate_note(frame, users, items, stamps, path, lines)
+    return {
+        "target": target,
+        "history": history,
+        "asins": asins,
+        "has_rating": has_rating,
+        "notes": [] if note is None else [note],
+    }
+
+
+def _target_timestamps(frame: pd.DataFrame, path: Path, lines: np.ndarray) -> np.ndarray:
+    """The target timestamps as int64 epoch numbers: whole numbers only, like the history's."""
+    stamps = _timestamps(frame, "timestamp", path, lines)
+    text = frame["timestamp"].str.strip()
+    bad = ~text.str.fullmatch(_NUM).to_numpy(dtype=bool)
+    if not bad.any():
+        values = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
+        bad = values != np.round(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{_where(path, lines, row)}, column 'timestamp': {frame['timestamp'].iloc[row]!r} is not "
+            f"a whole number ({int(bad.sum())} such rows); the BIGRec/D3 layout gives epoch "
+            "seconds, like its history_timestamp lists"
+        )
+    return stamps
 
 
 def _asins(frame, path, lines, n_hist, hist_items, target_items) -> pd.Series | None:
@@ -233,13 +289,7 @@ def _asins(frame, path, lines, n_hist, hist_items, target_items) -> pd.Series | 
         parts.append(pd.Series(frame["item_asin"].str.strip().to_numpy(dtype=object), index=target_items))
     if "item_asins" in frame.columns:
         n, values = _parse_lists(frame, "item_asins", path, lines, "string")
-        bad = n != n_hist
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{_where(path, lines, row)}, columns 'history_item_id' and 'item_asins': lists of "
-                f"{n_hist[row]} and {n[row]} elements; each history item needs its ASIN"
-            )
+        check_list_lengths(n_hist, {"item_asins": n}, path, lines, "each history item needs its ASIN")
         parts.append(pd.Series(values, index=hist_items))
     if not parts:
         return None
@@ -284,7 +334,7 @@ def _split_file(folder: Path, split: str, stem: str) -> Path | None:
     return None
 
 
-def load_bigrec(path: str | os.PathLike, name: str | None = None) -> Dataset:
+def load_bigrec(path: str | os.PathLike, name: str | None = None, *, max_history: int | None = None) -> Dataset:
     """Load a BIGRec/D3 folder (``info/``, ``train/``, ``valid/``, ``test/``).
 
     The interaction log is rebuilt from every history and target of every split present;
@@ -294,6 +344,15 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None) -> Dataset:
     with their ``asin`` where the CSVs give it. ``name`` defaults to the folder name (and chooses
     the info file when there are several).
 
+    Every split file is checked before it is used (``trustrec.data._bigrec_checks`` has the
+    rules): required and paired columns, cell sizes, empty or missing-value cells, list lengths
+    that agree within a row, whole-number timestamps in time order (the history never goes back
+    in time and the target is not earlier than the history), item ids listed in the info file
+    with the same title (compared after stripping surrounding whitespace) and, when given,
+    ``max_history``. A failed check raises a DataError naming the file, line, column (and list
+    element); no file is ever written or deleted. Rows repeating an earlier row's user, target
+    item and timestamp are kept and counted in ``Dataset.notes``.
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -301,6 +360,9 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None) -> Dataset:
     name : str, optional
         The dataset's name, and the stem of the info and split files to read; ``None`` uses the
         folder name.
+    max_history : int, optional
+        The longest history a row may have (the protocol's, e.g. 10); a longer one raises.
+        ``None``: no limit.
 
     Returns
     -------
@@ -312,8 +374,14 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None) -> Dataset:
     ------
     DataError
         If ``path`` is not a folder, the info file cannot be chosen or read, no split holds a
-        CSV, or a split file cannot be read.
+        CSV, or a split file cannot be read or breaks one of the rules above.
+    ConfigError
+        If ``max_history`` is not a non-negative integer.
     """
+    if max_history is not None and (
+        isinstance(max_history, bool) or not isinstance(max_history, (int, np.integer)) or max_history < 0
+    ):
+        raise ConfigError(f"load_bigrec: max_history must be a non-negative integer or None, got {max_history!r}")
     folder = Path(path)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found; expected a BIGRec/D3 folder with info/ and train/, valid/, test/")
@@ -322,12 +390,13 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None) -> Dataset:
     if not any(files.values()):
         raise DataError(f"{folder}: none of train/, valid/, test/ holds a CSV; nothing to load")
     items = _read_info(info_path)
+    info = pd.Series(items["title"].to_numpy(dtype=object), index=pd.Index(items["item_id"], dtype=object))
     parts, sources, counts = [], [], {}
     splits = {}
     for split, file in files.items():
         if file is None:
             continue
-        data = _read_split(file)
+        data = _read_split(file, info, f"info/{info_path.name}", max_history)
         splits[split] = data
         for what in ("history", "target"):
             frame = data[what]
@@ -378,9 +447,7 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None) -> Dataset:
             "recoverable, and the log includes the valid and test targets (given separately as "
             "extras['valid'] and extras['test'])"
         )
-    unknown = ~pd.Index(pd.unique(log["item_id"])).isin(items["item_id"])
-    if unknown.any():
-        notes.append(f"{int(unknown.sum())} item ids in the CSVs are not in {info_path.name} (added without title)")
+    notes.extend(note for data in splits.values() for note in data["notes"])
     asins = [d["asins"] for d in splits.values() if d["asins"] is not None]
     if asins:
         mapping = pd.concat(asins)
