@@ -34,6 +34,7 @@ __all__ = [
     "lorenz_curve",
     "miscalibration",
     "normalised_membership",
+    "popularity_groups",
     "popularity_lift",
     "prag_star_at_k",
     "serp_star_at_k",
@@ -239,6 +240,60 @@ def exposure_by_group(
         out["exposure_share"], out["catalog_share"], out=np.full_like(exposure, np.nan), where=out["catalog_share"] > 0
     )
     return out
+
+
+def popularity_groups(item_popularity: npt.ArrayLike, n_groups: int = 5, by: str = "interactions") -> np.ndarray:
+    """Popularity group of each item, 0 = the most popular group.
+
+    Items are sorted by popularity, most popular first (ties by lower index, as in
+    :func:`~trustrec.eval.long_tail_mask`), and cut into ``n_groups`` consecutive groups:
+
+    - ``by="interactions"``: groups of (about) equal interaction mass. An item's group is
+      ``min(floor(n_groups * M / total), n_groups - 1)`` with ``M`` the interactions of the items
+      sorted before it, so the head group holds the first fifth (for 5 groups) of all
+      interactions, and items never interacted with fall in the last group. A single item may
+      hold more than a group's mass, so a group can be empty.
+    - ``by="items"``: groups of (about) equal item counts: the item at sorted position ``i``
+      (0-based) of ``n`` goes to group ``floor(n_groups * i / n)``.
+
+    Parameters
+    ----------
+    item_popularity : array_like of float, shape (n_items,)
+        Non-negative popularity (e.g. training interactions) of each item.
+    n_groups : int, default 5
+        Number of groups (at least 1).
+    by : {"interactions", "items"}, default "interactions"
+        Cut into groups of equal interaction mass or of equal item counts; with no interaction
+        at all, ``"interactions"`` falls back to equal item counts.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_items,)
+        Group index per item, from 0 (head) to ``n_groups - 1`` (tail).
+
+    Raises
+    ------
+    ValueError
+        When ``n_groups`` is below 1, ``by`` is unknown or a popularity is negative.
+    """
+    pop = np.asarray(item_popularity, np.float64)
+    if n_groups < 1:
+        raise ValueError(f"popularity_groups: n_groups must be at least 1, got {n_groups}")
+    if by not in ("interactions", "items"):
+        raise ValueError(f"popularity_groups: by must be 'interactions' or 'items', got {by!r}")
+    if np.any(pop < 0):
+        raise ValueError("popularity_groups: popularity must be non-negative")
+    n = len(pop)
+    order = np.lexsort((np.arange(n), -pop))
+    total = pop.sum()
+    if by == "items" or total <= 0:
+        sorted_groups = (n_groups * np.arange(n)) // max(n, 1)
+    else:
+        before = np.concatenate([[0.0], np.cumsum(pop[order])[:-1]])
+        sorted_groups = np.minimum(np.floor(n_groups * before / total), n_groups - 1).astype(np.int64)
+    groups = np.empty(n, np.int64)
+    groups[order] = sorted_groups
+    return groups
 
 
 # -- list similarity (FaiRLLM) -------------------------------------------------------------------
