@@ -559,7 +559,50 @@ class LocalBackend(LLMBackend):
         top_k: int,
         batch_size: int = 8,
         exclude: np.ndarray | None = None,
+        length_penalty: float = 0.0,
+        assistant: np.ndarray | None = None,
+        guidance: float = 1.0,
     ) -> list[list[tuple[int, float]]]:
+        """Beam search of this model constrained to a title trie (see
+        :func:`~trustrec.models.llm._constrained.constrained_beam_search`).
+
+        Parameters
+        ----------
+        prompts : sequence of str
+            The prompts.
+        trie : TitleTrie
+            Catalog titles in this backend's token ids.
+        num_beams : int
+            Beams per prompt.
+        top_k : int
+            Items returned per prompt, at most ``num_beams``.
+        batch_size : int
+            Prompts run together (default 8).
+        exclude : numpy.ndarray or None
+            ``(n_prompts, n_items)`` bool mask of items each prompt must not get (default None).
+        length_penalty : float
+            Exponent of the generated length (end marker included, prompt not counted) that
+            divides a finished answer's score (default 0.0: summed log-probability, D3, arXiv
+            2406.14900; 1.0: mean log-probability, BIGRec, arXiv 2308.08434).
+        assistant : numpy.ndarray or None
+            ``(n_prompts, n_items)`` non-negative item probabilities of D3's text-free assistant
+            (e.g. a SASRec softmax; default None).
+        guidance : float
+            D3's LLM weight ``g`` in ``(0, 1]``: tokens score ``g * log p_LLM + (1 - g) * log
+            p_assist`` (default 1.0: no assistant).
+
+        Returns
+        -------
+        list of list of (int, float)
+            Per prompt, up to ``top_k`` ``(item_index, score)`` pairs, best first.
+
+        Raises
+        ------
+        ValueError
+            On bad beam settings, a mis-shaped ``exclude`` / ``assistant``, a negative or
+            non-finite ``assistant``, ``guidance`` outside ``(0, 1]`` or a non-finite
+            ``length_penalty``.
+        """
         from trustrec.models.llm._constrained import constrained_beam_search
 
         return constrained_beam_search(
@@ -571,6 +614,9 @@ class LocalBackend(LLMBackend):
             top_k=top_k,
             batch_size=batch_size,
             exclude=exclude,
+            length_penalty=length_penalty,
+            assistant=assistant,
+            guidance=guidance,
         )
 
     def sample_constrained(

@@ -20,6 +20,28 @@ The prompt is run once (left padded, batch of ``batch_size`` prompts); its KV ca
 to ``num_beams`` beams and reordered by beam origin each step; a prompt whose search is done
 leaves the batch (its beams are not run again). A finished sequence resolves to
 the lowest index among items sharing its title (see :class:`TitleTrie`).
+
+Two decoding switches of the LLM-recommendation literature, both off by default (the default
+call is the plain search above, unchanged):
+
+* ``length_penalty`` (``lp``): a finished hypothesis scores ``sum_logprob / L ** lp`` with ``L``
+  the number of GENERATED tokens, end marker included (the prompt is not counted: that is what
+  Hugging Face ``>= 4.3x`` does, ``cur_len + 1 - decoder_prompt_len``; older releases counted
+  the prompt too, which we do not follow). ``lp = 0`` ranks by the summed log-probability of
+  the answer, as D3 argues for ("Decoding Matters", Bao et al., arXiv 2406.14900); ``lp = 1``
+  by its mean per-token log-probability, BIGRec's default (Bao et al., arXiv 2308.08434, which
+  runs ``generate`` with HF's default ``length_penalty=1.0``). Running beams stay ranked by the
+  summed log-prob, finished hypotheses by the penalised score, and the stopping rule is HF's
+  ``early_stopping="never"`` heuristic: a running beam's best possible score is its current sum
+  divided by ``max_length ** lp`` when ``lp > 0`` (log-probs only fall, and a longer answer
+  divides by more) and by ``cur_len ** lp`` otherwise; with ``lp > 0`` the search thus equals
+  ``generate(..., length_penalty=lp, early_stopping="never", max_new_tokens=trie.max_length)``.
+* D3's text-free assistant (``assistant``, ``guidance`` ``g``): a per-prompt item distribution
+  (e.g. a SASRec softmax) turned into a next-token distribution over the trie,
+  ``p_assist(t | v) = mass(child(v, t)) / sum_t' mass(child(v, t'))`` (mass: the assistant
+  probability of the items below; see :func:`assistant_token_logprobs`), and each token scores
+  ``g * log p_LLM(t) + (1 - g) * log p_assist(t)`` (D3's ``CFEnhancedLogitsProcessor``:
+  ``g * (scores - cf) + cf``). ``g = 1`` is the plain search.
 """
 
 from __future__ import annotations
@@ -32,7 +54,111 @@ import numpy as np
 from trustrec.models.llm._backend import cache_kwargs, output_cache
 from trustrec.models.llm._trie import TitleTrie
 
-__all__ = ["constrained_beam_search"]
+__all__ = ["ASSISTANT_FLOOR", "assistant_token_logprobs", "constrained_beam_search"]
+
+#: Added to every allowed token's (row-normalised) assistant mass before normalising over the
+#: allowed tokens, as D3's released processor does (``+ 1e-10``): a token whose items the
+#: assistant gives no probability stays reachable (at a large penalty) instead of scoring -inf.
+ASSISTANT_FLOOR = 1e-10
+
+
+def _check_item_probs(values: Any, shape: tuple[int, int], name: str, owner: str) -> np.ndarray:
+    """``values`` as float64 of ``shape``, finite and non-negative, or a ValueError naming it."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{owner}: {name} must be a numeric array of shape {shape}") from exc
+    if array.shape != shape:
+        raise ValueError(f"{owner}: {name} must be {shape} (n_prompts, n_items); got {array.shape}")
+    if not np.isfinite(array).all() or (array < 0).any():
+        raise ValueError(f"{owner}: {name} must be finite and non-negative")
+    return array
+
+
+def _row_normalised_mass(trie: TitleTrie, item_probs: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
+    """``(n_rows, n_nodes)`` assistant mass under every node, rows scaled to sum 1 over ALL items
+    (before exclusion) so that :data:`ASSISTANT_FLOOR` sits on D3's scale (a softmax over the
+    catalog) whatever the caller's scale; an all-zero row stays zero (its tokens tie)."""
+    total = item_probs.sum(axis=1, keepdims=True)
+    scaled = np.divide(item_probs, total, out=np.zeros_like(item_probs), where=total > 0)
+    return trie.subtree_mass(scaled, exclude)
+
+
+def _token_logprobs(mass: np.ndarray, mass_rows: np.ndarray, children: Sequence[np.ndarray]) -> np.ndarray:
+    """Flat log p_assist for the (query, allowed child) pairs: query ``q`` reads mass row
+    ``mass_rows[q]`` and allows ``children[q]``; the result follows ``np.concatenate(children)``.
+    One gather and one segment sum (bincount), no loop over items."""
+    counts = np.array([len(c) for c in children], dtype=np.int64)
+    if counts.sum() == 0:
+        return np.zeros(0, dtype=np.float64)
+    segment = np.repeat(np.arange(len(children)), counts)
+    numer = mass[np.repeat(mass_rows, counts), np.concatenate(children)] + ASSISTANT_FLOOR
+    denom = np.bincount(segment, weights=numer, minlength=len(children))
+    return np.log(numer) - np.log(denom[segment])
+
+
+def assistant_token_logprobs(
+    trie: TitleTrie,
+    node_ids: Sequence[int] | np.ndarray,
+    item_probs: np.ndarray,
+    exclude: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """D3's text-free assistant as next-token log-probabilities at trie nodes.
+
+    For query ``q`` at node ``v = node_ids[q]`` and each token ``t`` the trie allows there (and
+    that still leads to an item not excluded), ``p_assist(t) = (m(child(v, t)) + f) / sum_t'
+    (m(child(v, t')) + f)``, where ``m(u)`` is the summed probability ``item_probs[q]`` gives the
+    items whose sequences continue through node ``u`` (:meth:`TitleTrie.subtree_mass`: excluded
+    items and closed leaves add nothing) after scaling the row to sum 1, and ``f`` is
+    :data:`ASSISTANT_FLOOR`, D3's ``+ 1e-10``. D3 ("Decoding Matters", Bao et al., arXiv
+    2406.14900) defines the assistant's prefix probability as this sum over items; its released
+    processor can also take the max over the items (a comment there says "max or sum"): we take
+    the sum, which makes the assistant's sequence probability telescope to the item's share.
+    :func:`constrained_beam_search` scores its tokens with these same values.
+
+    Parameters
+    ----------
+    trie : TitleTrie
+        Catalog titles in token ids.
+    node_ids : sequence of int or numpy.ndarray
+        ``(n_queries,)`` trie nodes (0 is the root).
+    item_probs : numpy.ndarray
+        ``(n_queries, n_items)`` non-negative finite item probabilities, one row per query (need
+        not be normalised).
+    exclude : numpy.ndarray or None
+        ``(n_queries, n_items)`` bool mask of items that are out (default None: none).
+
+    Returns
+    -------
+    list of (numpy.ndarray, numpy.ndarray)
+        Per query, the allowed token ids (ascending, as ``trie.allowed``) and their float64
+        assistant log-probabilities (empty at a leaf or where every branch is excluded).
+
+    Raises
+    ------
+    ValueError
+        When ``node_ids`` holds a node outside the trie, or ``item_probs`` / ``exclude`` has the
+        wrong shape, or ``item_probs`` is negative or not finite.
+    """
+    owner = "assistant_token_logprobs"
+    nodes = np.asarray(node_ids, dtype=np.int64).reshape(-1)
+    if ((nodes < 0) | (nodes >= trie.n_nodes)).any():
+        raise ValueError(f"{owner}: node_ids must be trie nodes in [0, {trie.n_nodes})")
+    probs = _check_item_probs(item_probs, (len(nodes), trie.n_items), "item_probs", owner)
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=bool)
+        if exclude.shape != probs.shape:
+            raise ValueError(f"{owner}: exclude must be {probs.shape}; got {exclude.shape}")
+    mass = _row_normalised_mass(trie, probs, exclude)
+    if exclude is None:
+        opens = [np.ones(len(trie.children[v]), dtype=bool) for v in nodes]
+    else:
+        counts = trie.open_counts(exclude)
+        opens = [counts[q, trie.children[v]] > 0 for q, v in enumerate(nodes)]
+    children = [trie.children[v][o] for v, o in zip(nodes, opens)]
+    flat = _token_logprobs(mass, np.arange(len(nodes)), children)
+    bounds = np.cumsum([0] + [len(c) for c in children])
+    return [(trie.allowed[v][o], flat[bounds[q] : bounds[q + 1]]) for q, (v, o) in enumerate(zip(nodes, opens))]
 
 
 def constrained_beam_search(
@@ -46,15 +172,26 @@ def constrained_beam_search(
     batch_size: int = 8,
     add_special_tokens: bool = True,
     exclude: np.ndarray | None = None,
+    length_penalty: float = 0.0,
+    assistant: np.ndarray | None = None,
+    guidance: float = 1.0,
 ) -> list[list[tuple[int, float]]]:
     """Top-``top_k`` catalog items per prompt by constrained beam search.
 
-    Returns, per prompt, up to ``top_k`` ``(item_index, sequence_logprob)`` pairs, best first,
+    Returns, per prompt, up to ``top_k`` ``(item_index, score)`` pairs, best first,
     distinct items (fewer when the trie holds fewer sequences than asked for). ``top_k`` must not
     exceed ``num_beams``; ``num_beams >= trie.n_sequences`` makes the search exhaustive.
     ``exclude`` (``(n_prompts, n_items)`` bool) marks items a prompt must not get (its history,
     items outside its candidates): the search never enters a branch left without items, which
     is the same as searching a trie of the remaining titles, with no extra beams.
+
+    With the defaults the score is the answer's summed log-probability (D3's choice).
+    ``length_penalty`` divides a finished answer's score by its number of generated tokens
+    (end marker included, prompt not counted) to that power: ``1.0`` is BIGRec's mean
+    log-probability. ``assistant`` with ``guidance < 1`` mixes in D3's text-free assistant:
+    each token scores ``guidance * log p_LLM + (1 - guidance) * log p_assist`` (see
+    :func:`assistant_token_logprobs`; a token whose items the assistant gives zero probability
+    is not cut off but gets the :data:`ASSISTANT_FLOOR`). The module docstring has the details.
 
     Parameters
     ----------
@@ -77,17 +214,28 @@ def constrained_beam_search(
     exclude : numpy.ndarray or None
         ``(n_prompts, n_items)`` bool mask of items each prompt must not get (default None:
         none).
+    length_penalty : float
+        Exponent of the generated length dividing a finished answer's score (default 0.0: the
+        summed log-probability, D3; 1.0: the mean, BIGRec). Any finite value.
+    assistant : numpy.ndarray or None
+        ``(n_prompts, n_items)`` non-negative finite item probabilities per prompt, e.g. a
+        SASRec softmax (rows need not be normalised; default None: no assistant).
+    guidance : float
+        D3's weight ``g`` in ``(0, 1]`` of the LLM against the assistant (default 1.0: the
+        assistant is off and the results are those without it).
 
     Returns
     -------
     list of list of (int, float)
-        Per prompt, up to ``top_k`` ``(item_index, sequence_logprob)`` pairs, best first.
+        Per prompt, up to ``top_k`` ``(item_index, score)`` pairs, best first; the score is the
+        summed (assistant-mixed) log-probability divided by ``length ** length_penalty``.
 
     Raises
     ------
     ValueError
-        When ``num_beams``, ``top_k`` or ``batch_size`` is below 1, ``top_k > num_beams``, or
-        ``exclude`` has the wrong shape.
+        When ``num_beams``, ``top_k`` or ``batch_size`` is below 1, ``top_k > num_beams``,
+        ``exclude`` or ``assistant`` has the wrong shape, ``assistant`` is negative or not
+        finite, ``guidance`` is outside ``(0, 1]`` or ``length_penalty`` is not finite.
     TypeError
         When ``prompts`` is a single string.
     """
@@ -103,11 +251,31 @@ def constrained_beam_search(
             raise ValueError(
                 f"constrained_beam_search: exclude must be ({len(prompts)}, {trie.n_items}); got {exclude.shape}"
             )
+    owner = "constrained_beam_search"
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{owner}: length_penalty must be a real number; got {length_penalty!r}")
+    if not np.isfinite(length_penalty):
+        raise ValueError(f"{owner}: length_penalty must be finite; got {length_penalty!r}")
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{owner}: guidance must be a real number in (0, 1]; got {guidance!r}")
+    if not 0.0 < guidance <= 1.0:
+        raise ValueError(f"{owner}: guidance must be in (0, 1] (1 switches the assistant off); got {guidance!r}")
+    if assistant is not None:
+        assistant = _check_item_probs(assistant, (len(prompts), trie.n_items), "assistant", owner)
+        if guidance == 1.0:
+            assistant = None  # g = 1: the plain search, bit for bit
     results: list[list[tuple[int, float]]] = []
     if trie.n_sequences == 0:
         return [[] for _ in prompts]
     for start in range(0, len(prompts), batch_size):
-        open_counts = None if exclude is None else trie.open_counts(exclude[start : start + batch_size])
+        chunk_exclude = None if exclude is None else exclude[start : start + batch_size]
+        open_counts = None if chunk_exclude is None else trie.open_counts(chunk_exclude)
+        # the assistant's mass under every node, once per chunk: each step is then a gather
+        mass = (
+            None
+            if assistant is None
+            else _row_normalised_mass(trie, assistant[start : start + batch_size], chunk_exclude)
+        )
         results.extend(
             _search_chunk(
                 model,
@@ -118,12 +286,17 @@ def constrained_beam_search(
                 top_k,
                 add_special_tokens,
                 open_counts,
+                float(length_penalty),
+                mass,
+                float(guidance),
             )
         )
     return results
 
 
-def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens, open_counts=None):
+def _search_chunk(
+    model, tokenizer, prompts, trie, nb, top_k, add_special_tokens, open_counts=None, lp=0.0, mass=None, g=1.0
+):
     import torch
 
     n_prompts = len(prompts)
@@ -166,15 +339,20 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
             logp = torch.log_softmax(logits, dim=-1)
             live = np.flatnonzero(nodes >= 0)
             if open_counts is None:
-                allowed = [trie.allowed[nodes[i]] for i in live]
+                opens = [slice(None)] * len(live)
             else:  # only children that still lead to an item this prompt may get
-                allowed = [
-                    trie.allowed[nodes[i]][open_counts[active[i // nb], trie.children[nodes[i]]] > 0] for i in live
-                ]
+                opens = [open_counts[active[i // nb], trie.children[nodes[i]]] > 0 for i in live]
+            allowed = [trie.allowed[nodes[i]][o] for i, o in zip(live, opens)]
             rows = torch.from_numpy(np.repeat(live, [len(a) for a in allowed])).to(device)
             cols = torch.from_numpy(np.concatenate(allowed) if allowed else np.zeros(0, np.int64)).to(device)
             masked = torch.full((n, vocab), float("-inf"), device=device)
-            masked[rows, cols] = logp[rows, cols] + scores[rows]
+            if mass is None:
+                masked[rows, cols] = logp[rows, cols] + scores[rows]
+            else:  # D3: g * log p_LLM + (1 - g) * log p_assist, accumulated like HF's processed scores
+                children = [trie.children[nodes[i]][o] for i, o in zip(live, opens)]
+                assist = _token_logprobs(mass, active[live // nb], children)
+                assist_t = torch.from_numpy(assist).to(device=device, dtype=logp.dtype)
+                masked[rows, cols] = g * logp[rows, cols] + (1.0 - g) * assist_t + scores[rows]
             top_v, top_i = masked.view(len(active), nb * vocab).topk(2 * nb, dim=-1)
             top_v_np = top_v.cpu().numpy()
             top_i_np = top_i.cpu().numpy()
@@ -193,8 +371,8 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
                     tok = int(tokens[a, rank])
                     child = trie.child(int(nodes[parent]), tok)
                     if tok == end_id:
-                        if rank < nb:
-                            finished[b].append((value, child))
+                        if rank < nb:  # HF: score / (generated tokens, end marker included) ** lp
+                            finished[b].append((value / (step + 1) ** lp, child))
                     elif slot < nb:
                         row = a * nb + slot
                         parents[row], new_nodes[row], new_tokens[row], new_scores[row] = parent, child, tok, value
@@ -202,7 +380,10 @@ def _search_chunk(model, tokenizer, prompts, trie, nb, top_k, add_special_tokens
                 finished[b].sort(key=lambda f: -f[0])
                 del finished[b][nb:]
                 best_running = new_scores[a * nb]
-                if best_running == -np.inf or (len(finished[b]) == nb and not best_running > finished[b][-1][0]):
+                # HF's early_stopping="never" bound: a running sum can only fall, so with lp > 0 its
+                # best final score is the sum over the LONGEST length, else over the current one
+                best_possible = best_running / (trie.max_length if lp > 0 else step + 1) ** lp
+                if best_running == -np.inf or (len(finished[b]) == nb and not best_possible > finished[b][-1][0]):
                     done[b] = True  # HF: no new finished hypotheses once nothing can improve
             if done.all() or step == trie.max_length - 1:
                 break

@@ -12,7 +12,8 @@ tokenizer's eos token id by default); the complete sequence maps back to catalog
 
 For vectorised decoding every node stores its allowed next-token ids as a sorted ``int64``
 numpy array (``allowed[node]``) and the matching child node ids (``children[node]``); the child
-reached by the end marker is a leaf (``leaf_items[leaf]`` non-empty).
+reached by the end marker is a leaf (``leaf_items[leaf]`` non-empty). ``subtree_mass`` sums
+per-item weights over every node's subtree (the text-free assistant of D3's decoding).
 """
 
 from __future__ import annotations
@@ -176,6 +177,64 @@ class TitleTrie:
             )
             self._leaf_item = np.array([self.leaf_items[leaf][0] for leaf in leaves], dtype=np.int64)
         return self._below, self._leaf_item
+
+    def subtree_mass(self, item_weights: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
+        """Per row, the total weight of the recommendable items below every node.
+
+        A leaf's mass is the summed weight of the items at it (all items sharing that title),
+        less the items marked in ``excluded``; a leaf whose resolving item (:meth:`item_at`) is
+        excluded is closed (as in :meth:`open_counts`) and weighs 0. A node's mass is the sum over
+        the leaves below it, so the mass reached through a child of node ``v`` is the mass of
+        the items whose sequences continue through that child. Computed as one sparse product
+        with the node-leaf ancestry matrix, hence exact sums (no cumulative-sum differences that
+        would lose small masses) and no loop over items; used by the text-free assistant of
+        :func:`~trustrec.models.llm._constrained.constrained_beam_search`.
+
+        Parameters
+        ----------
+        item_weights : numpy.ndarray
+            ``(n_rows, n_items)`` weights, e.g. per-user item probabilities.
+        excluded : numpy.ndarray or None
+            ``(n_rows, n_items)`` bool mask of items that contribute nothing (default None).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_rows, n_nodes)`` float64 masses; column 0 (the root) is each row's total.
+
+        Raises
+        ------
+        ValueError
+            When ``item_weights`` or ``excluded`` is not ``(n_rows, n_items)``.
+        """
+        weights = np.asarray(item_weights, dtype=np.float64)
+        if weights.ndim != 2 or weights.shape[1] != self.n_items:
+            raise ValueError(
+                f"TitleTrie.subtree_mass: item_weights must be (n_rows, {self.n_items}); got {weights.shape}"
+            )
+        below, leaf_item = self._ancestry()
+        if excluded is not None:
+            excluded = np.asarray(excluded, dtype=bool)
+            if excluded.shape != weights.shape:
+                raise ValueError(f"TitleTrie.subtree_mass: excluded must be {weights.shape}; got {excluded.shape}")
+            weights = np.where(excluded, 0.0, weights)
+        leaf_mass = np.asarray((self._leaf_members() @ weights.T).T)  # (rows, leaves)
+        if excluded is not None:
+            leaf_mass = leaf_mass * ~excluded[:, leaf_item]  # closed leaves: unreachable
+        return np.asarray((below @ leaf_mass.T).T)
+
+    def _leaf_members(self):
+        """Sparse (n_leaves, n_items) matrix: item sits at the leaf (leaves in ``_ancestry`` order)."""
+        if getattr(self, "_members", None) is None:
+            from scipy import sparse
+
+            leaves = sorted(self.leaf_items)
+            rows = [j for j, leaf in enumerate(leaves) for _ in self.leaf_items[leaf]]
+            cols = [item for leaf in leaves for item in self.leaf_items[leaf]]
+            self._members = sparse.csr_matrix(
+                (np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(len(leaves), self.n_items)
+            )
+        return self._members
 
     def items_of(self, tokens: Sequence[int]) -> list[int]:
         """All items whose complete sequence (title tokens + end marker) is ``tokens``."""
