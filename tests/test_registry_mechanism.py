@@ -54,7 +54,7 @@ BUILTINS = {
         "position_bias",
         "explanation_faithfulness",
     },
-    "splitters": {"leave_one_out", "temporal", "random", "given_test", "random_exposure"},
+    "splitters": {"leave_one_out", "temporal", "random", "given_test", "random_exposure", "global_positions"},
     "filters": {"to_implicit", "drop_duplicates", "k_core", "sample_users"},
     "metrics": {
         "recall",
@@ -154,7 +154,7 @@ def test_public_functions_read_the_registries():
     # models of their own, so the listing is matched up to the built-ins it must contain)
     with pytest.raises(ConfigError, match=r"unknown model 'eas' \(did you mean ease\?\); valid: (\w+, )*bpr_mf, "):
         model_class("eas")
-    with pytest.raises(ConfigError, match=r"unknown split method 'nope'; valid: \['given_test', 'leave_one_out', "):
+    with pytest.raises(ConfigError, match=r"unknown split method 'nope'; valid: \['given_test', 'global_positions', 'leave_one_out', "):
         make_split(None, "nope")
     with pytest.raises(ConfigError, match="unknown executor 'dask'; one of serial, ray"):
         resolve_executor("dask")

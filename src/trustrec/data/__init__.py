@@ -20,6 +20,7 @@ from trustrec.data._groups import (
     user_group_table,
 )
 from trustrec.data._movielens import load_movielens
+from trustrec.data._positions import compare_with_rows, position_eval_set, split_global_positions, user_sequences
 from trustrec.data._query import Query, QueryBatch
 from trustrec.data._random_exposure import load_kuairec, load_random_exposure, load_yahoo_r3
 from trustrec.data._registry import (
@@ -64,6 +65,7 @@ __all__ = [
     "WheelSource",
     "activity_levels",
     "age_bands",
+    "compare_with_rows",
     "detect_format",
     "drop_duplicates",
     "guess_item_group_column",
@@ -81,6 +83,7 @@ __all__ = [
     "load_tabular",
     "load_yahoo_r3",
     "make_split",
+    "position_eval_set",
     "read_atomic_file",
     "readonly",
     "register_dataset",
@@ -89,6 +92,7 @@ __all__ = [
     "resolve_users",
     "sample_users",
     "split_given_test",
+    "split_global_positions",
     "split_group_values",
     "split_leave_one_out",
     "split_random",
@@ -96,4 +100,5 @@ __all__ = [
     "split_temporal",
     "to_implicit",
     "user_group_table",
+    "user_sequences",
 ]

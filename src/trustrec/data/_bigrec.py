@@ -261,6 +261,9 @@ def _read_split(path: Path, info: pd.Series, info_name: str, max_history: int | 
         "asins": asins,
         "has_rating": has_rating,
         "notes": [] if note is None else [note],
+        # Which row each event was read from: a key twice in one row is an event that happened twice.
+        "target_row": np.arange(len(target)),
+        "history_row": np.repeat(np.arange(len(target)), n_hist),
     }
 
 
@@ -338,7 +341,8 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None, *, max_history
     """Load a BIGRec/D3 folder (``info/``, ``train/``, ``valid/``, ``test/``).
 
     The interaction log is rebuilt from every history and target of every split present;
-    identical (user, item, timestamp) events are kept once (the first), and ``Dataset.notes`` say
+    identical (user, item, timestamp) events are kept as many times as one row shows them (once,
+    unless a user did the same thing twice at one time), and ``Dataset.notes`` say
     how many events came from where. Valid and test targets (user_id, item_id, timestamp, rating)
     are ``extras['valid']`` and ``extras['test']``. Items come from the info file (``title``),
     with their ``asin`` where the CSVs give it. ``name`` defaults to the folder name (and chooses
@@ -393,16 +397,18 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None, *, max_history
     info = pd.Series(items["title"].to_numpy(dtype=object), index=pd.Index(items["item_id"], dtype=object))
     parts, sources, counts = [], [], {}
     splits = {}
+    row_offset = 0
     for split, file in files.items():
         if file is None:
             continue
         data = _read_split(file, info, f"info/{info_path.name}", max_history)
         splits[split] = data
         for what in ("history", "target"):
-            frame = data[what]
+            frame = data[what].assign(row=data[f"{what}_row"] + row_offset)
             parts.append(frame)
             sources.append(np.full(len(frame), f"{split} {what}", dtype=object))
             counts[f"{split} {'history events' if what == 'history' else 'targets'}"] = len(frame)
+        row_offset += len(data["target"])
     has_rating = all(d["has_rating"] for d in splits.values())
     events = pd.concat(
         [p if has_rating else p.drop(columns="rating", errors="ignore") for p in parts],
@@ -410,7 +416,14 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None, *, max_history
     )
     events["source"] = np.concatenate(sources)
     keys = ["user_id", "item_id", "timestamp"]
-    dup = events.duplicated(keys).to_numpy()
+    # Rows overlap (each event appears in the histories of the rows after it), so an event is kept
+    # as many times as one row holds it: once, unless the user really did it twice at that time.
+    per_row = events.groupby([*keys, "row"], sort=False).size()
+    times = per_row.groupby(level=[0, 1, 2], sort=False).max()
+    allowed = times.reindex(pd.MultiIndex.from_frame(events[keys])).to_numpy()
+    dup = events.groupby(keys, sort=False).cumcount().to_numpy() >= allowed
+    repeats = int((times - 1).sum())
+    events = events.drop(columns="row")
     conflicts = 0
     if has_rating:
         conflicts = int((events.groupby(keys, sort=False)["rating"].nunique() > 1).sum())
@@ -437,6 +450,7 @@ def load_bigrec(path: str | os.PathLike, name: str | None = None, *, max_history
     notes = [
         f"{head}: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" ({len(events)} events); "
         f"{int(dup.sum())} repeated (user, item, timestamp) events removed, keeping the first"
+        + (f" (an event shown twice in one row is kept twice: {repeats} such repeats)" if repeats else "")
         + (f" ({conflicts} such keys had differing ratings)" if conflicts else "")
         + f"; {len(log)} interactions remain, of which "
         + ", ".join(from_parts)

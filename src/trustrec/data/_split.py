@@ -701,7 +701,7 @@ def make_split(dataset: Dataset, method: str, **params: Any) -> Split:
         The dataset to split.
     method : str
         A name registered in ``SPLITTERS`` (``leave_one_out``, ``temporal``, ``random``,
-        ``given_test``, ``random_exposure`` or a plugin's).
+        ``given_test``, ``random_exposure``, ``global_positions`` or a plugin's).
     **params
         The method's keyword arguments; a ``seed`` is checked first.
 

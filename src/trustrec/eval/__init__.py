@@ -16,8 +16,10 @@ from trustrec.eval._evaluator import (
     item_vectors_from_groups,
     restrict_targets,
     targets_all_seen,
+    title_classes,
 )
 from trustrec.eval._fairness import (
+    bootstrap_exposure_gini,
     exposure_by_group,
     group_distribution,
     jaccard_at_k,
@@ -115,6 +117,7 @@ __all__ = [
     "average_precision",
     "average_precision_trec",
     "bootstrap_ci",
+    "bootstrap_exposure_gini",
     "bootstrap_rows",
     "catalog_coverage",
     "cluster_mean_estimate",
@@ -168,6 +171,7 @@ __all__ = [
     "snsv",
     "stratified_bootstrap_rows",
     "targets_all_seen",
+    "title_classes",
     "topk_membership",
     "tpr_at_fpr",
     "true_recall",

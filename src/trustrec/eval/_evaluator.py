@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from trustrec.data import EvalSet, Ragged, Split
@@ -204,6 +205,7 @@ def evaluate(
     ties: str = "index",
     keep_topk: bool = False,
     progress: bool = True,
+    item_classes: npt.ArrayLike | None = None,
 ) -> EvalResult:
     """Rank the whole catalog for every query (seen items masked) and compare with the targets.
 
@@ -253,6 +255,13 @@ def evaluate(
         Keep the ranked lists on the result (``EvalResult.topk``).
     progress : bool, default True
         Show a progress bar over the batches.
+    item_classes : array_like of int, optional
+        ``item_classes[i]`` names the class of item ``i``; items of one class count as the same
+        item: ranked lists and targets are mapped to their class, and a class repeated further
+        down a list is dropped (the generative papers' exact title match: items sharing a title
+        are one answer; see :func:`title_classes`). A model that reports decoding counts
+        (``recommend_with_stats``) adds them to ``counts`` (out-of-catalog outputs among them).
+        None: items are compared by index.
 
     Returns
     -------
@@ -316,6 +325,17 @@ def evaluate(
     exposure = {s.k: T.ExposureAccumulator(n_items, s.k) for s in specs if expected and s.name in ("coverage", "gini")}
     batch_size = batch_size or auto_batch_size(n_items)
     rng = np.random.default_rng(seed)
+    classes = None
+    if item_classes is not None:
+        if expected or sampled_negatives is not None:
+            raise ConfigError("evaluate: item_classes works with ties='index' and full ranking only")
+        classes = np.asarray(item_classes, np.int64)
+        if classes.shape != (n_items,) or (n_items and (classes.min() < 0 or classes.max() >= n_items)):
+            raise ConfigError(f"evaluate: item_classes must hold {n_items} class indices in [0, {n_items})")
+        eval_set = EvalSet(
+            eval_set.queries, Ragged(eval_set.targets.indptr, classes[eval_set.targets.values]), eval_set.part
+        )
+    decoding_counts: dict[str, int] = {}
     parts, hits_parts, block_parts = [], [], []
     stat_parts: dict[str, list] = {name: [] for name in stats}
     scopes = set()
@@ -325,7 +345,9 @@ def evaluate(
         batch_queries = batch.queries
         if sampled_negatives is not None:
             batch_queries = batch_queries.with_candidates(_sampled_candidates(batch, n_items, sampled_negatives, rng))
-        if not expected:
+        if classes is not None:
+            top = _rank_classes(model, batch_queries, k_max, exclude_seen, classes, decoding_counts)
+        elif not expected:
             top = _rank_batch(model, batch_queries, k_max, exclude_seen)
         else:
             top, full = _rank_batch(model, batch_queries, k_max, exclude_seen, full=True)
@@ -403,8 +425,9 @@ def evaluate(
         "n_short_lists": int((top.valid.sum(1) < k_max).sum()),
         "n_no_recommendation": int((top.valid.sum(1) == 0).sum()),
     }
-    if exclude_seen:  # their every target is masked as seen: no model can hit them
+    if exclude_seen and classes is None:  # their every target is masked as seen: no model can hit them
         counts["n_users_targets_all_seen"] = int(targets_all_seen(eval_set).sum())
+    counts.update(decoding_counts)
     settings: dict[str, Any] = {
         "protocol": "sampled" if sampled_negatives is not None else "full",
         "sampled_negatives": sampled_negatives,
@@ -417,6 +440,7 @@ def evaluate(
         "metrics": [s.label + suffix for s in specs],
         "ties": ties,
         "ties_rule": T.TIE_RULES[ties],
+        "item_match": "by item class (exact title match)" if classes is not None else "by item index",
     }
     if expected:
         settings["ties_scope"] = (
@@ -433,6 +457,61 @@ def evaluate(
             "distinct users per item" if item_user_counts is not None else "item_popularity taken as the users per item"
         )
     return EvalResult(per_user, summary, aggregates, counts, settings, top if keep_topk else None)
+
+
+def _rank_classes(model, queries, k, exclude_seen, classes, decoding_counts) -> TopK:
+    """Top-``k`` lists mapped to item classes, a class kept at its best rank only."""
+    report = getattr(model, "recommend_with_stats", None)
+    if callable(report):
+        top, stats = report(queries, k, exclude_seen=exclude_seen)
+        for key, value in stats.items():
+            decoding_counts[key] = decoding_counts.get(key, 0) + int(value)
+    else:
+        top = model.recommend(queries, k, exclude_seen=exclude_seen)
+    items = np.where(top.items >= 0, classes[np.maximum(top.items, 0)], -1)
+    # A class already named higher in the list is dropped and the rest move up.
+    order = np.argsort(items, axis=1, kind="stable")
+    sorted_items = np.take_along_axis(items, order, 1)
+    repeat_sorted = np.zeros_like(sorted_items, dtype=bool)
+    repeat_sorted[:, 1:] = (sorted_items[:, 1:] == sorted_items[:, :-1]) & (sorted_items[:, 1:] >= 0)
+    repeat = np.zeros_like(repeat_sorted)
+    np.put_along_axis(repeat, order, repeat_sorted, 1)
+    keep = (items >= 0) & ~repeat
+    position = np.where(keep, np.cumsum(keep, axis=1) - 1, items.shape[1])
+    out_items = np.full((len(items), items.shape[1] + 1), -1, np.int64)
+    out_scores = np.full(out_items.shape, -np.inf)
+    rows = np.broadcast_to(np.arange(len(items))[:, None], items.shape)
+    out_items[rows, position] = np.where(keep, items, -1)
+    out_scores[rows, position] = np.where(keep, top.scores, -np.inf)
+    return TopK(out_items[:, :-1], out_scores[:, :-1])
+
+
+def title_classes(titles: Sequence[str | None]) -> np.ndarray:
+    """Item classes of exact title match: each item maps to the lowest index with the same title.
+
+    Titles are compared after stripping surrounding whitespace; an item without a title (None,
+    NaN or empty) is its own class.
+
+    Parameters
+    ----------
+    titles : sequence of str or None
+        Item ``i``'s title at position ``i``.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``classes[i]``: the lowest item index whose title equals item ``i``'s (``i`` itself when
+        untitled), as ``evaluate(item_classes=...)`` reads it.
+    """
+    text = pd.Series(list(titles), dtype=object)
+    missing = text.isna().to_numpy().copy()
+    text = text.where(~missing, "").astype(str).str.strip()
+    missing |= (text == "").to_numpy()
+    codes, _ = pd.factorize(text)
+    _, first = np.unique(codes, return_index=True)  # codes number titles by first appearance
+    classes = first[codes].astype(np.int64) if len(text) else np.zeros(0, np.int64)
+    classes[missing] = np.flatnonzero(missing)
+    return classes
 
 
 def distinct_counts(targets: Ragged) -> np.ndarray:

@@ -436,3 +436,32 @@ def snsv(similarities: npt.ArrayLike) -> float:
     s = np.asarray(similarities, np.float64)
     s = s[~np.isnan(s)]
     return float(s.std(ddof=0)) if len(s) else np.nan
+
+
+def bootstrap_exposure_gini(weights: npt.ArrayLike, user_item: sp.spmatrix | sp.sparray, chunk: int = 64) -> np.ndarray:
+    """Exposure Gini of each bootstrap resample of users.
+
+    Parameters
+    ----------
+    weights : array_like, shape (n_boot, n_users)
+        How many times each user is drawn in each resample (e.g. counts from
+        :func:`trustrec.eval.bootstrap_rows`).
+    user_item : scipy.sparse matrix, shape (n_users, n_items)
+        How many times each user's list shows each item.
+    chunk : int, default 64
+        Resamples computed at once (memory ``chunk * n_items``).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_boot,)
+        The Gini coefficient of the items' exposure counts (:func:`gini`) in each resample.
+    """
+    from trustrec.eval._metrics import gini
+
+    w = np.asarray(weights, np.float64)
+    out = np.full(len(w), np.nan)
+    item_user = sp.csr_matrix(user_item).T.tocsr()
+    for start in range(0, len(w), chunk):
+        counts = np.asarray(item_user @ w[start : start + chunk].T).T
+        out[start : start + chunk] = [gini(c) for c in counts]
+    return out

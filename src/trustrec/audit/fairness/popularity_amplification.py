@@ -43,6 +43,7 @@ from trustrec.audit._base import Audit, AuditConfig, AuditInputs, ModelSpecField
 from trustrec.audit._result import AuditResult, Estimate, Plot, Threshold
 from trustrec.eval import (
     average_popularity,
+    bootstrap_exposure_gini,
     bootstrap_rows,
     cluster_mean_estimate,
     gini,
@@ -105,16 +106,6 @@ def _user_item(rows: np.ndarray | Ragged, n_items: int) -> sp.csr_matrix:
         valid = top >= 0
         users, items, n = np.nonzero(valid)[0], top[valid], len(top)
     return sp.csr_matrix((np.ones(len(items)), (users, items)), shape=(n, n_items))
-
-
-def _boot_gini(w: np.ndarray, user_item: sp.csr_matrix, chunk: int = 64) -> np.ndarray:
-    """Exposure Gini of each bootstrap resample (rows of ``w``)."""
-    out = np.full(len(w), np.nan)
-    ui_t = user_item.T.tocsr()
-    for start in range(0, len(w), chunk):
-        counts = np.asarray(ui_t @ w[start : start + chunk].T).T
-        out[start : start + chunk] = [gini(c) for c in counts]
-    return out
 
 
 class PopularityAmplificationConfig(AuditConfig):
@@ -236,7 +227,7 @@ class PopularityAmplificationAudit(Audit):
             }
             boot[source] = {
                 "shares": _weighted_means(w, shares, filled),
-                "gini": _boot_gini(w, ui),
+                "gini": bootstrap_exposure_gini(w, ui),
                 "lift": popularity_lift(rec_boot, hist_boot),
             }
         estimates: dict[str, Estimate] = {}
