@@ -102,6 +102,24 @@ class Ragged:
         """The row index of every value (the COO expansion of ``indptr``)."""
         return np.repeat(np.arange(len(self)), self.lengths)
 
+    def tails(self, limit: int) -> Ragged:
+        """A new Ragged with each row's last ``limit`` values (rows as long or shorter kept whole).
+
+        Parameters
+        ----------
+        limit : int
+            Values kept per row (at least 0).
+
+        Returns
+        -------
+        Ragged
+            The cut rows, same number of rows.
+        """
+        keep = np.minimum(self.lengths, max(0, int(limit)))
+        indptr = np.concatenate([[0], np.cumsum(keep)])
+        flat = np.repeat(self.indptr[1:] - keep - indptr[:-1], keep) + np.arange(indptr[-1])
+        return Ragged(indptr, self.values[flat])
+
     def take(self, rows: np.ndarray) -> Ragged:
         """A new Ragged with only ``rows`` (in that order); vectorised gather."""
         rows = np.asarray(rows, dtype=np.int64)

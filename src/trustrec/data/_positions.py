@@ -222,13 +222,13 @@ def _split_given(dataset: Dataset, valid: Interactions, test: Interactions, para
             "test_examples": len(test),
         }
     )
-    notes = (
+    note = (
         f"BIGRec/D3 protocol on the shipped valid ({len(valid)}) and test ({len(test)}) rows; the "
         f"{n_train} training examples were rebuilt from the other {len(kept)} interactions exactly as the "
         f"protocol builds them (every interaction after a user's first, history = the previous <= "
-        f"{params['max_history']})",
+        f"{params['max_history']})"
     )
-    return Split(dataset, train, valid, test, method="global_positions", params=params, notes=notes)
+    return Split(dataset, train, valid, test, method="global_positions", params=params, notes=(note,))
 
 
 def position_eval_set(split: Split, part: str = "test", *, max_history: int | None = None) -> EvalSet:
@@ -262,7 +262,6 @@ def position_eval_set(split: Split, part: str = "test", *, max_history: int | No
     max_history = int(max_history if max_history is not None else split.params.get("max_history", 10))
     if max_history < 1:
         raise ConfigError(f"position_eval_set: max_history must be >= 1, got {max_history}")
-    held = split.valid if part == "valid" else split.test
     # The log in per-user time order; at equal times train events come before valid ones and valid
     # before test (an example's history precedes its target). Copies of a key the split removed
     # from train (a repeated event whose twin is held out) stay in the log as history.

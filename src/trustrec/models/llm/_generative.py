@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import unicodedata
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from trustrec._config import Config
@@ -54,10 +54,12 @@ from trustrec.models._base import FitOptions, Recommender, exclusion_mask
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
 from trustrec.models.llm._prompts import PromptCatalog, ReadsItemText
+from trustrec.models.llm._text_grounding import GROUNDINGS, make_grounder, normalise_title
 from trustrec.models.training.llm import IGNORE, LossTerm, causal_lm_loss, collate_examples
 
 if TYPE_CHECKING:
     from trustrec.models.llm._backend import LLMBackend
+    from trustrec.models.llm._grounding import HiddenStateGrounder
     from trustrec.models.llm._loading import TextEncoder
     from trustrec.models.llm._prompts import PromptResult
 
@@ -109,9 +111,16 @@ class GenerativeConfig(Config):
     lora : LoraConfig or None
         LoRA adapters to train (only they are trained and saved); None (default) fine-tunes and
         saves every weight.
-    targets_per_user : int
+    targets_per_user : int or None
         Training examples per user: the last ``targets_per_user`` positions ``t >= 1`` of the
-        user's sequence (default 1).
+        user's sequence (default 1; None: every position, as the BIGRec / D3 protocol trains).
+    max_history_items : int or None
+        An example's history is at most the previous ``max_history_items`` items, in training
+        and in prompts (default None: no limit; the BIGRec / D3 protocol uses 10).
+    answer_format : str
+        How an item is written as the answer, with the slot ``{title}`` (default ``"{title}"``;
+        BIGRec / D3 write ``'"{title}"\n'``). The constrained decoding trie holds these texts, and
+        free text is read back through the same format.
     max_train_examples : int or None
         At most this many training examples, sampled without replacement with the fit seed
         (default 2000; None: all).
@@ -121,10 +130,29 @@ class GenerativeConfig(Config):
     decoding : {"constrained", "unconstrained"}
         Beam search restricted to catalog titles, or free generation grounded to items
         (default ``"constrained"``).
-    grounding : {"exact", "tfidf", "embedding"}
+    length_penalty : float
+        Constrained beams are scored by their summed log-probability divided by (generated tokens)
+        ** ``length_penalty``: 0 is D3's sum (default), 1 BIGRec's mean.
+    assistant : dict or None
+        D3's text-free assistant: a model spec ``{"name": ..., "params": {...}}`` (e.g. SASRec)
+        fitted on the same training data; its softmax over the catalog guides constrained
+        decoding with ``guidance`` (default None: no assistant).
+    guidance : float
+        g in ``g * log p_LLM + (1 - g) * log p_assistant`` per token, in (0, 1] (default 1.0: the
+        assistant is off).
+    grounding : {"exact", "tfidf", "embedding", "hidden_state"}
         With unconstrained decoding: how a generated text that matches no title exactly is
-        mapped to an item: not at all, by the nearest title in character 3-gram TF-IDF, or by the
-        nearest title embedding of ``encoder`` (default ``"tfidf"``).
+        mapped to an item: not at all, by the nearest title in character 3-gram TF-IDF, by the
+        nearest title embedding of ``encoder``, or (BIGRec) by ranking the catalog on the L2
+        distance between the LM's last-token hidden states of the text and of every title
+        (default ``"tfidf"``).
+    grounding_gamma : float
+        BIGRec's popularity re-weighting of hidden-state grounding, ``(1 + x) ** -gamma`` with
+        ``x`` the min-max normalised training popularity (default 0.0: plain L2;
+        :meth:`GenerativeRecommender.tune_grounding` picks it on validation data).
+    grounding_beams : {"first", "interleave"}
+        Hidden-state grounding ranks the catalog from the best beam's text (``"first"``, BIGRec,
+        default) or interleaves the beams' rankings rank by rank (CFT's variant).
     encoder : str
         Text encoder (registered name or checkpoint folder) for ``grounding="embedding"``
         (default ``"all-minilm-l6-v2"``).
@@ -137,6 +165,14 @@ class GenerativeConfig(Config):
         Prompts per batch when recommending and scoring (default 8).
     dtype : {"float32", "bfloat16", "float16"}
         Dtype the LM is loaded in (default ``"float32"``).
+    autocast : {"off", "bfloat16"}
+        Train under ``torch.autocast`` in bfloat16 (weights stay float32; default ``"off"``;
+        ``benchmarks/generative_training_speed.py`` measures it).
+    length_bucketing : bool
+        Batch training examples of similar length together (default False).
+    warmup_steps : int
+        Optimizer steps of linear learning-rate warm-up, then linear decay to 0 at the end of the
+        last epoch (default 0: constant learning rate).
     """
 
     model: str = "smollm2-135m-instruct"
@@ -146,72 +182,39 @@ class GenerativeConfig(Config):
     learning_rate: PositiveFloat = 2e-4
     batch_size: PositiveInt = 8
     lora: LoraConfig | None = None
-    targets_per_user: PositiveInt = 1
+    targets_per_user: PositiveInt | None = 1
+    max_history_items: PositiveInt | None = None
+    answer_format: str = "{title}"
     max_train_examples: PositiveInt | None = 2000
     num_beams: PositiveInt = 10
     decoding: Literal["constrained", "unconstrained"] = "constrained"
-    grounding: Literal["exact", "tfidf", "embedding"] = "tfidf"
+    length_penalty: float = Field(0.0, ge=0)
+    assistant: dict[str, Any] | None = None
+    guidance: float = Field(1.0, gt=0, le=1)
+    grounding: Literal["exact", "tfidf", "embedding", "hidden_state"] = "tfidf"
+    grounding_gamma: float = Field(0.0, ge=0)
+    grounding_beams: Literal["first", "interleave"] = "first"
     encoder: str = "all-minilm-l6-v2"
     min_similarity: float = Field(0.3, ge=0, le=1)
     max_new_tokens: PositiveInt = 32
     inference_batch_size: PositiveInt = 8
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    autocast: Literal["off", "bfloat16"] = "off"
+    length_bucketing: bool = False
+    warmup_steps: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check(self):
         from trustrec.models.llm._prompts import PromptTemplate
 
         PromptTemplate.from_dict(self.template)  # raises ConfigError on a bad template
+        if self.answer_format.count("{title}") != 1:
+            raise ValueError(f"answer_format must hold the slot {{title}} exactly once, got {self.answer_format!r}")
+        if self.assistant is not None and "name" not in self.assistant:
+            raise ValueError(
+                f"assistant must be a model spec {{'name': ..., 'params': {{...}}}}, got {self.assistant!r}"
+            )
         return self
-
-
-# -- grounding -------------------------------------------------------------------------------------
-def normalise_title(text: str) -> str:
-    text = unicodedata.normalize("NFKC", str(text)).casefold()
-    return " ".join(text.split()).strip(" .\"'")
-
-
-def _char_ngrams(text: str, n: int = 3) -> list[str]:
-    padded = f" {text} "
-    return [padded[i : i + n] for i in range(max(1, len(padded) - n + 1))]
-
-
-class _TfidfIndex:
-    """Character 3-gram TF-IDF (sublinear tf, smooth idf, l2 rows) over catalog titles."""
-
-    def __init__(self, titles: list[str]):
-        self.vocab: dict[str, int] = {}
-        rows = []
-        for t in titles:
-            counts: dict[int, int] = {}
-            for g in _char_ngrams(normalise_title(t)):
-                j = self.vocab.setdefault(g, len(self.vocab))
-                counts[j] = counts.get(j, 0) + 1
-            rows.append(counts)
-        df = np.zeros(len(self.vocab))
-        for counts in rows:
-            df[list(counts)] += 1
-        self.idf = np.log((1 + len(titles)) / (1 + df)) + 1
-        self.matrix = np.stack([self._vector(c) for c in rows]) if rows else np.zeros((0, len(self.vocab)))
-
-    def _vector(self, counts: dict[int, int]) -> np.ndarray:
-        v = np.zeros(len(self.vocab))
-        for j, c in counts.items():
-            v[j] = (1 + math.log(c)) * self.idf[j]
-        norm = np.linalg.norm(v)
-        return v / norm if norm > 0 else v
-
-    def nearest(self, text: str) -> tuple[int, float]:
-        counts: dict[int, int] = {}
-        for g in _char_ngrams(normalise_title(text)):
-            j = self.vocab.get(g)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        if not counts or not len(self.matrix):
-            return -1, 0.0
-        sims = self.matrix @ self._vector(counts)
-        best = int(np.argmax(sims))
-        return best, float(sims[best])
 
 
 @register_model
@@ -259,12 +262,23 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         examples = self._examples(train, rng)
         if not examples:
             raise DataError(f"{type(self).__name__}.fit: no training example (every user has a single interaction)")
+        self.popularity_ = np.bincount(train.interactions.item, minlength=train.n_items).astype(np.float64)
+        if c.assistant is not None:
+            from trustrec.models import make_model
+
+            self.assistant_ = make_model(c.assistant["name"], **dict(c.assistant.get("params") or {}))
+            self.assistant_.fit(train, FitOptions(seed=options.seed, device=options.device, progress=options.progress))
+        n_steps = c.epochs * math.ceil(len(examples) / c.batch_size)
         trainer = LLMTrainer(
             self.lm_,
             pad_id=self._pad_id(),
             losses=[CausalLMLoss(), _ExtraLoss(self)],
             learning_rate=c.learning_rate,
             batch_size=c.batch_size,
+            autocast=None if c.autocast == "off" else c.autocast,
+            length_bucketing=c.length_bucketing,
+            warmup_steps=c.warmup_steps,
+            total_steps=n_steps if c.warmup_steps else None,
         )
 
         validator = options.validator
@@ -327,27 +341,40 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         return
 
     def _examples(self, train: Dataset, rng: np.random.Generator) -> list[tuple[list[int], list[int]]]:
-        from trustrec.models.llm._prompts import build_prompt
+        """(prompt ids, answer ids) per training example: the last ``targets_per_user`` positions
+        (all with None) of every user's sequence, history cut to ``max_history_items``."""
+        from trustrec.data import Ragged
 
         c = self.config
-        pairs: list[tuple[np.ndarray, int]] = []  # (history, target)
-        for seq in train.histories().rows():
-            pairs.extend((seq[:t], int(seq[t])) for t in range(max(1, len(seq) - c.targets_per_user), len(seq)))
-        if c.max_train_examples is not None and len(pairs) > c.max_train_examples:
-            keep = np.sort(rng.choice(len(pairs), c.max_train_examples, replace=False))
-            pairs = [pairs[i] for i in keep]
-        template, catalog = self._template(), PromptCatalog(self.catalog_)
-        titles = self.titles()
-        examples = []
-        for history, target in pairs:
-            q = QueryBatch.from_histories([history]).query(0)
-            prompt = build_prompt(q, catalog, template, self.tokenizer_, max_history_tokens=c.max_history_tokens).text
-            prompt_ids = self.tokenizer_(prompt, add_special_tokens=True)["input_ids"]
-            answer = self.tokenizer_(titles[target], add_special_tokens=False)["input_ids"] + [
-                self.tokenizer_.eos_token_id
-            ]
-            examples.append((list(prompt_ids), answer))
-        return examples
+        sequences = train.histories()
+        lengths = sequences.lengths
+        first = 1 if c.targets_per_user is None else np.maximum(1, lengths - c.targets_per_user)
+        n_per_user = np.maximum(0, lengths - first)
+        # Flat index of every (user, position) example, in user order.
+        user = np.repeat(np.arange(len(lengths)), n_per_user)
+        offsets = np.r_[0, np.cumsum(n_per_user)]
+        position = np.repeat(np.broadcast_to(first, lengths.shape), n_per_user) + (
+            np.arange(offsets[-1]) - np.repeat(offsets[:-1], n_per_user)
+        )
+        if c.max_train_examples is not None and len(user) > c.max_train_examples:
+            keep = np.sort(rng.choice(len(user), c.max_train_examples, replace=False))
+            user, position = user[keep], position[keep]
+        start = sequences.indptr[user]
+        history_len = position if c.max_history_items is None else np.minimum(position, c.max_history_items)
+        hist_offsets = np.r_[0, np.cumsum(history_len)]
+        flat = np.repeat(start + position - history_len - hist_offsets[:-1], history_len) + np.arange(hist_offsets[-1])
+        queries = QueryBatch(user, Ragged(hist_offsets, sequences.values[flat]))
+        targets = sequences.values[start + position]
+        prompts = self._prompts(queries)
+        prompt_ids = self.tokenizer_(prompts, add_special_tokens=True)["input_ids"]
+        return [(list(p), a) for p, a in zip(prompt_ids, self._answer_ids(targets))]
+
+    def _answer_ids(self, items: np.ndarray) -> list[list[int]]:
+        """Token ids of each item's answer text, eos appended."""
+        answers = self.answers()
+        eos = self.tokenizer_.eos_token_id
+        ids = self.tokenizer_([answers[int(i)] for i in items], add_special_tokens=False)["input_ids"]
+        return [[*list(a), eos] for a in ids]
 
     # -- model pieces -----------------------------------------------------------------------------
     def _template(self):
@@ -361,13 +388,30 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     def _item_text_changed(self) -> None:
         from trustrec.models.llm._trie import TitleTrie
 
-        self.trie_ = TitleTrie(self.titles(), self.tokenizer_)
+        self.trie_ = TitleTrie(self.answers(), self.tokenizer_)
+        self.__dict__.pop("_hidden_grounder", None)
 
     def titles(self) -> list[str]:
         """Each item's answer text (what the model is trained to write): its cleaned title or the
         template's placeholder."""
         titles_only = self._template().model_copy(update={"item_fields": (), "injection_guard": "off"})
         return PromptCatalog(self.catalog_).texts(titles_only)
+
+    def answers(self) -> list[str]:
+        """Each item's answer text: its title in ``answer_format`` (empty for an item without one)."""
+        fmt = self.config.answer_format
+        return [fmt.replace("{title}", t) if t.strip() else "" for t in self.titles()]
+
+    def read_answer(self, text: str) -> str:
+        """The title a free text states, read through ``answer_format`` (its fixed prefix and
+        suffix removed where present, surrounding whitespace dropped)."""
+        prefix, _, suffix = self.config.answer_format.partition("{title}")
+        text = str(text)
+        if prefix.strip() and text.lstrip().startswith(prefix.strip()):
+            text = text.lstrip()[len(prefix.strip()) :]
+        if suffix.strip() and text.rstrip().endswith(suffix.strip()):
+            text = text.rstrip()[: -len(suffix.strip())]
+        return text.strip()
 
     @property
     def backend(self):
@@ -415,7 +459,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             )
         model.eval()
         self.lm_, self.tokenizer_ = model, tokenizer
-        self.trie_ = TitleTrie(self.titles(), tokenizer)
+        self.trie_ = TitleTrie(self.answers(), tokenizer)
 
     # -- recommending -------------------------------------------------------------------------------
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
@@ -473,6 +517,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         """The generation prompts, with how many (most recent) history items each one shows."""
         from trustrec.models.llm._prompts import build_prompts
 
+        limit = self.config.max_history_items
+        if limit is not None and len(queries) and queries.histories.lengths.max() > limit:
+            queries = queries.with_histories(queries.histories.tails(limit))
         return build_prompts(
             queries,
             PromptCatalog(self.catalog_),
@@ -502,8 +549,8 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         return self._prompt_results(queries)
 
     def answer_texts(self, items: Sequence[int] | np.ndarray) -> list[str]:
-        titles = self.titles()
-        return [titles[int(i)] for i in items]
+        answers = self.answers()
+        return [answers[int(i)] for i in items]
 
     @property
     def loss_positions(self) -> int:
@@ -539,15 +586,15 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         import torch.nn.functional as F
 
         out = np.full(len(targets), np.nan)
-        tok, titles = self.tokenizer_, self.titles()
-        size, eos = self.config.inference_batch_size, tok.eos_token_id
+        tok = self.tokenizer_
+        size = self.config.inference_batch_size
         device = next(lm.parameters()).device
         for start in range(0, len(targets), size):
             stop = min(start + size, len(targets))
             prompts = self._prompts(queries[np.arange(start, stop)])
             prompt_ids = tok(prompts, add_special_tokens=True)["input_ids"]
-            answers = tok([titles[i] for i in targets[start:stop]], add_special_tokens=False)["input_ids"]
-            batch = collate_examples([(list(p), [*list(a), eos]) for p, a in zip(prompt_ids, answers)], self._pad_id())
+            answers = self._answer_ids(targets[start:stop])
+            batch = collate_examples([(list(p), a) for p, a in zip(prompt_ids, answers)], self._pad_id())
             with torch.inference_mode():
                 logits = (
                     lm(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
@@ -563,15 +610,22 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         return out
 
     def _constrained(self, queries, prompts, k, mask, stats):
-        beams = min(self.trie_.n_sequences, max(self.config.num_beams, k))
+        c = self.config
+        beams = min(self.trie_.n_sequences, max(c.num_beams, k))
+        switches: dict[str, Any] = {}
+        if c.length_penalty:
+            switches["length_penalty"] = c.length_penalty
+        if c.guidance < 1 and c.assistant is not None:
+            switches.update(assistant=self.assistant_probabilities(queries), guidance=c.guidance)
         ranked = (
             self.backend.constrained_beam_search(
                 prompts,
                 self.trie_,
                 num_beams=beams,
                 top_k=beams,
-                batch_size=self.config.inference_batch_size,
+                batch_size=c.inference_batch_size,
                 exclude=mask,
+                **switches,
             )
             if beams
             else [[] for _ in prompts]
@@ -595,68 +649,118 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             prompts, beams, self.config.max_new_tokens, batch_size=self.config.inference_batch_size
         )
 
+    def assistant_probabilities(self, queries: QueryBatch) -> np.ndarray:
+        """D3's assistant: the fitted assistant model's softmax over the catalog per query."""
+        self._check_fitted()
+        if "assistant_" not in self.__dict__:
+            raise ConfigError(
+                f"{type(self).__name__}: no fitted assistant (none was configured, or the model was loaded: "
+                "the assistant is not saved with it; fit again)"
+            )
+        from scipy.special import softmax
+
+        scores = np.asarray(self.assistant_.score(queries), np.float64)
+        return softmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+
     def _unconstrained(self, prompts, k, stats):
+        c = self.config
+        rows = self._generate(prompts, max(c.num_beams, k))
+        if c.grounding == "hidden_state":
+            return self._hidden_state_ranking(rows, k, stats)
         ground = self.grounder()
         ranked = []
-        for row in self._generate(prompts, max(self.config.num_beams, k)):
+        for row in rows:
             pairs = []
             for text, score in row:
                 stats["n_generated"] += 1
-                item, how = ground(text)
+                item, how = ground(self.read_answer(text))
                 stats[{"exact": "n_exact", "near": "n_near_miss", "none": "n_out_of_catalog"}[how]] += 1
                 if item >= 0:
                     pairs.append((item, score))
             ranked.append(pairs)
         return ranked
 
+    def _hidden_state_ranking(self, rows, k, stats):
+        """BIGRec: the catalog ranked by hidden-state distance to the best beam's text (or the
+        beams' rankings interleaved rank by rank), popularity re-weighted by ``grounding_gamma``."""
+        c = self.config
+        exact = {normalise_title(t): i for i, t in reversed(list(enumerate(self.titles())))}
+        used = 1 if c.grounding_beams == "first" else max(1, max((len(r) for r in rows), default=1))
+        texts, owner = [], []
+        for i, row in enumerate(rows):
+            for text, _ in row[:used]:
+                title = self.read_answer(text)
+                stats["n_generated"] += 1
+                key = normalise_title(title)
+                stats["n_exact" if key in exact else ("n_near_miss" if key else "n_out_of_catalog")] += 1
+                texts.append(title)
+                owner.append(i)
+        from trustrec.models.llm._grounding import interleave_rankings
+
+        return interleave_rankings(
+            self.hidden_state_grounder(), texts, owner, len(rows), k, self.popularity_, c.grounding_gamma
+        )
+
+    def tune_grounding(
+        self, queries: QueryBatch, targets: npt.ArrayLike, grid: Sequence[float] | None = None, k: int = 10
+    ) -> pd.DataFrame:
+        """Choose BIGRec's popularity ``grounding_gamma`` on validation queries: generate once,
+        rank with every gamma of ``grid`` (:data:`~trustrec.models.llm._grounding.DEFAULT_GAMMAS`
+        by default), keep the best NDCG@``k`` (ties: smallest gamma), set it on the config and
+        return the table of scores per gamma."""
+        from trustrec.models.llm._grounding import DEFAULT_GAMMAS
+
+        queries = self._prepare(queries)
+        texts = [self.read_answer(row[0][0]) if row else "" for row in self._generate(self._prompts(queries), 1)]
+        gamma, table = self.hidden_state_grounder().tune_gamma(
+            texts, np.asarray(targets, np.int64), self.popularity_, grid=tuple(grid or DEFAULT_GAMMAS), k=k
+        )
+        self.config = self.config.model_copy(update={"grounding_gamma": float(gamma)})
+        return table
+
     def grounder(
-        self, mode: Literal["exact", "tfidf", "embedding"] | None = None, *, encoder: TextEncoder | None = None
+        self,
+        mode: Literal["exact", "tfidf", "embedding", "hidden_state"] | None = None,
+        *,
+        encoder: TextEncoder | None = None,
     ) -> Callable[[str], tuple[int, str]]:
         """``ground(text) -> (item, how)``: the catalog item a free text names and how it was found,
-        ``how`` in ``"exact"`` (normalised title match), ``"near"`` (the ``mode`` fallback at
-        similarity >= ``min_similarity``) or ``"none"`` (item -1). ``mode`` defaults to the
-        configured ``grounding``; ``"embedding"`` uses ``encoder`` (a loaded text encoder) or loads
-        the configured one."""
+        ``how`` in ``"exact"`` (normalised title match), ``"near"`` (the ``mode`` fallback: at
+        similarity >= ``min_similarity`` for ``"tfidf"`` / ``"embedding"``, the nearest title by
+        the LM's last-token hidden state for ``"hidden_state"``) or ``"none"`` (item -1). ``mode``
+        defaults to the configured ``grounding``; ``"embedding"`` uses ``encoder`` (a loaded text
+        encoder) or loads the configured one."""
         self._check_fitted()
         c = self.config
         mode = mode or c.grounding
-        if mode not in ("exact", "tfidf", "embedding"):
-            raise ConfigError(
-                f"{type(self).__name__}.grounder: mode must be 'exact', 'tfidf' or 'embedding', got {mode!r}"
+        if mode not in GROUNDINGS:
+            raise ConfigError(f"{type(self).__name__}.grounder: mode must be one of {GROUNDINGS}, got {mode!r}")
+        if mode == "embedding" and encoder is None:
+            from trustrec.models.llm._loading import load_text_encoder
+
+            encoder = load_text_encoder(c.encoder)
+        nearest = None
+        if mode == "hidden_state":
+            grounder = self.hidden_state_grounder()
+
+            def nearest(text: str) -> tuple[int, float]:
+                items, _ = grounder.rank([text], 1)
+                return int(items[0, 0]), 1.0
+
+        return make_grounder(self.titles(), mode, c.min_similarity, encoder=encoder, nearest=nearest)
+
+    def hidden_state_grounder(self) -> HiddenStateGrounder:
+        """BIGRec's grounder over the fitted LM and the catalog titles (built once, cached)."""
+        self._check_fitted()
+        cached = self.__dict__.get("_hidden_grounder")
+        if cached is None or cached.model is not self.lm_:
+            from trustrec.models.llm._grounding import HiddenStateGrounder
+
+            cached = HiddenStateGrounder(
+                self.lm_, self.tokenizer_, self.titles(), batch_size=self.config.inference_batch_size
             )
-        titles = self.titles()
-        exact: dict[str, int] = {}
-        for i, t in enumerate(titles):
-            exact.setdefault(normalise_title(t), i)
-        if mode == "tfidf":
-            fallback = _TfidfIndex(titles).nearest
-        elif mode == "embedding":
-            if encoder is None:
-                from trustrec.models.llm._loading import load_text_encoder
-
-                encoder = load_text_encoder(c.encoder)
-            emb = np.asarray(encoder.encode(titles), dtype=np.float64)
-            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-
-            def fallback(text):
-                v = np.asarray(encoder.encode([text]), dtype=np.float64)[0]
-                sims = emb @ (v / max(np.linalg.norm(v), 1e-12))
-                best = int(np.argmax(sims))
-                return best, float(sims[best])
-        else:
-            fallback = None
-
-        def ground(text: str) -> tuple[int, str]:
-            key = normalise_title(text)
-            if key in exact:
-                return exact[key], "exact"
-            if fallback is not None and key:
-                item, sim = fallback(text)
-                if item >= 0 and sim >= c.min_similarity:
-                    return item, "near"
-            return -1, "none"
-
-        return ground
+            self._hidden_grounder = cached
+        return cached
 
     _grounder = grounder  # the name earlier callers use
 
@@ -664,9 +768,12 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     def _state(self):
         arrays, values = {}, {}
         for key, value in vars(self).items():
-            if not key.endswith("_") or key in ("lm_", "tokenizer_", "trie_"):
+            if not key.endswith("_") or key in ("lm_", "tokenizer_", "trie_", "assistant_"):
                 continue
-            values[key] = value
+            if isinstance(value, np.ndarray):
+                arrays[key] = value
+            else:
+                values[key] = value
         if hasattr(self, "lm_"):
             for name, tensor in self._trainable_state().items():
                 # numpy has no bfloat16: saved as float32, cast back to the LM's dtype on load
@@ -678,6 +785,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
         for key, value in values.items():
             setattr(self, key, value)
+        for key, value in arrays.items():
+            if not key.startswith("lm_/"):
+                setattr(self, key, value)
         self._load_lm()
         self._load_trainable_state(
             {k[len("lm_/") :]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("lm_/")}

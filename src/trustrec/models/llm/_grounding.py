@@ -49,7 +49,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["DEFAULT_GAMMAS", "HiddenStateGrounder", "normalize_popularity", "popularity_reweight"]
+__all__ = [
+    "DEFAULT_GAMMAS",
+    "HiddenStateGrounder",
+    "interleave_rankings",
+    "normalize_popularity",
+    "popularity_reweight",
+]
 
 #: Default grid of :meth:`HiddenStateGrounder.tune_gamma` (ascending; 0 is plain L2 grounding).
 DEFAULT_GAMMAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
@@ -499,3 +505,50 @@ def _accepts(model: Any, name: str) -> bool:
     except (AttributeError, TypeError, ValueError):
         return False
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def interleave_rankings(
+    grounder: HiddenStateGrounder,
+    texts: Sequence[str],
+    owner: Sequence[int],
+    n_rows: int,
+    k: int,
+    popularity: npt.ArrayLike | None,
+    gamma: float,
+) -> list[list[tuple[int, float]]]:
+    """Per row, the catalog ranked from its texts (one text: its ranking; several: their rankings
+    interleaved rank by rank, CFT's variant of BIGRec grounding), as ``(item, -score)`` pairs.
+
+    Parameters
+    ----------
+    grounder : HiddenStateGrounder
+        The grounder that ranks the catalog for each text.
+    texts : sequence of str
+        Generated texts, in row order then beam order.
+    owner : sequence of int
+        The row each text belongs to.
+    n_rows : int
+        Number of rows (rows without a text get an empty ranking).
+    k : int
+        Items ranked per text.
+    popularity : array_like or None
+        Training popularity per item for the re-weighting; None: plain distances.
+    gamma : float
+        The popularity exponent.
+
+    Returns
+    -------
+    list of list of (int, float)
+        Per row, ``(item, -score)`` best first (an item may repeat across beams; the caller
+        keeps its first occurrence).
+    """
+    ranked: list[list[tuple[int, float]]] = [[] for _ in range(n_rows)]
+    if not len(texts):
+        return ranked
+    items, scores = grounder.rank(list(texts), k, popularity=popularity, gamma=gamma)
+    owner_arr = np.asarray(owner)
+    for i in np.unique(owner_arr):
+        mine = np.flatnonzero(owner_arr == i)
+        flat_items, flat_scores = items[mine].T.ravel(), -scores[mine].T.ravel()
+        ranked[int(i)] = [(int(a), float(b)) for a, b in zip(flat_items, flat_scores) if a >= 0]
+    return ranked

@@ -602,11 +602,23 @@ class LLMTrainer:
         Optimizer to use; None: AdamW over the model's trainable parameters.
     loss_fn : callable or None
         Maps a collated batch to its loss, instead of ``losses``.
+    autocast : {"bfloat16"} or None
+        Run forward and loss under ``torch.autocast`` in this dtype (weights and optimizer stay
+        in their own dtype); None (default): no autocast.
+    length_bucketing : bool
+        Batch examples of similar length together (less padding): the shuffled examples are cut
+        into pools of 50 batches, each pool sorted by length and split into batches, and the
+        batches shuffled (default False: batches in plain shuffled order).
+    warmup_steps : int
+        Optimizer steps over which the learning rate rises linearly from 0 (default 0).
+    total_steps : int or None
+        With a value, the learning rate falls linearly to 0 at this step after the warm-up (the
+        Hugging Face "linear" schedule); None (default): constant after the warm-up.
 
     Raises
     ------
     ValueError
-        When ``batch_size`` is less than 1.
+        When ``batch_size`` is less than 1, ``warmup_steps`` negative or ``autocast`` unknown.
     """
 
     def __init__(
@@ -619,11 +631,20 @@ class LLMTrainer:
         batch_size: int = 8,
         optimizer: torch.optim.Optimizer | None = None,
         loss_fn: Callable | None = None,
+        autocast: str | None = None,
+        length_bucketing: bool = False,
+        warmup_steps: int = 0,
+        total_steps: int | None = None,
     ):
         import torch
 
         if batch_size < 1:
             raise ValueError(f"LLMTrainer: batch_size must be >= 1, got {batch_size}")
+        if autocast not in (None, "bfloat16"):
+            raise ValueError(f"LLMTrainer: autocast must be None or 'bfloat16', got {autocast!r}")
+        if warmup_steps < 0:
+            raise ValueError(f"LLMTrainer: warmup_steps must be >= 0, got {warmup_steps}")
+        self.autocast, self.length_bucketing = autocast, bool(length_bucketing)
         self.model, self.pad_id, self.batch_size = model, int(pad_id), int(batch_size)
         self.losses = list(losses) if losses is not None else [CausalLMLoss()]
         self.loss_fn = loss_fn
@@ -632,6 +653,17 @@ class LLMTrainer:
             if optimizer is not None
             else torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
         )
+        self.scheduler = None
+        if warmup_steps or total_steps:
+
+            def factor(step: int) -> float:
+                if step < warmup_steps:
+                    return (step + 1) / warmup_steps
+                if total_steps is None:
+                    return 1.0
+                return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 
     @property
     def device(self):
@@ -659,6 +691,19 @@ class LLMTrainer:
         examples = [_as_example(e) for e in examples]
         if batch is None:
             batch = self.to_device(self.collate(examples))
+        with self._autocast():
+            return self._loss(examples, batch)
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _loss(self, examples: list[TrainingExample], batch: dict) -> torch.Tensor:
         if self.loss_fn is not None:
             return self.loss_fn(batch)
         ctx = LossContext(self, examples, batch, self.forward(batch))
@@ -674,6 +719,22 @@ class LLMTrainer:
     def n_batches(self, n_examples: int) -> int:
         return max(1, math.ceil(n_examples / self.batch_size))
 
+    def batch_order(self, examples: Sequence[TrainingExample], rng: np.random.Generator) -> list[np.ndarray]:
+        """The example indices of each batch of one epoch, in training order (see the class
+        docstring: plain shuffled batches, or length-bucketed ones)."""
+        order = rng.permutation(len(examples))
+        n_batches = self.n_batches(len(examples))
+        if not self.length_bucketing:
+            return list(np.array_split(order, n_batches))
+        lengths = np.array([max(len(v.prompt_ids) + len(v.answer_ids) for v in e.variants) for e in examples])
+        pool = 50 * self.batch_size
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = order[start : start + pool]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches.extend(np.array_split(chunk, max(1, math.ceil(len(chunk) / self.batch_size))))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
     def train_epoch(
         self, examples: Sequence, rng: np.random.Generator, on_step: Callable[[], None] | None = None
     ) -> float:
@@ -682,12 +743,14 @@ class LLMTrainer:
             raise ValueError("LLMTrainer.train_epoch: no training example")
         self.model.train()
         total, count = 0.0, 0
-        for idx in np.array_split(rng.permutation(len(examples)), self.n_batches(len(examples))):
+        for idx in self.batch_order(examples, rng):
             chosen = [examples[i] for i in idx]
             loss = self.batch_loss(chosen)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
             if on_step is not None:
