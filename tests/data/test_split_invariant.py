@@ -42,6 +42,7 @@ SPLITS = {
     "temporal": lambda ds, seed: make_split(ds, "temporal"),
     "random": lambda ds, seed: make_split(ds, "random", seed=seed),
     "given_test": lambda ds, seed: make_split(ds, "given_test", test=_given_test(ds, seed), valid_frac=0.2, seed=seed),
+    "global_positions": lambda ds, seed: make_split(ds, "global_positions"),
     "random_exposure": lambda ds, seed: make_split(
         ds, "random_exposure", test=_given_test(ds, seed), positive_threshold=4.0, cold_test_items="keep", seed=seed
     ),

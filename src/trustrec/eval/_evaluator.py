@@ -460,14 +460,33 @@ def evaluate(
 
 
 def _rank_classes(model, queries, k, exclude_seen, classes, decoding_counts) -> TopK:
-    """Top-``k`` lists mapped to item classes, a class kept at its best rank only."""
+    """Top-``k`` lists mapped to item classes, a class kept at its best rank only. Rows that lose
+    items to repeated classes are asked again for more items (as many more as the catalog has
+    items sharing a class), so a list holds ``k`` classes when the model can give them."""
+    top = _class_lists(_ranked(model, queries, k, exclude_seen, decoding_counts), classes, k)
+    extra = min(len(classes) - len(np.unique(classes)), len(classes) - k)
+    short = np.flatnonzero((top.items < 0).any(axis=1))
+    if extra > 0 and len(short):
+        again = _ranked(model, queries[short], k + extra, exclude_seen, decoding_counts)
+        if again.k > k:
+            refill = _class_lists(again, classes, k)
+            items, scores = top.items.copy(), top.scores.copy()
+            items[short], scores[short] = refill.items, refill.scores
+            top = TopK(items, scores)
+    return top
+
+
+def _ranked(model, queries, k, exclude_seen, decoding_counts) -> TopK:
     report = getattr(model, "recommend_with_stats", None)
     if callable(report):
         top, stats = report(queries, k, exclude_seen=exclude_seen)
         for key, value in stats.items():
             decoding_counts[key] = decoding_counts.get(key, 0) + int(value)
-    else:
-        top = model.recommend(queries, k, exclude_seen=exclude_seen)
+        return top
+    return model.recommend(queries, k, exclude_seen=exclude_seen)
+
+
+def _class_lists(top: TopK, classes: np.ndarray, k: int) -> TopK:
     items = np.where(top.items >= 0, classes[np.maximum(top.items, 0)], -1)
     # A class already named higher in the list is dropped and the rest move up.
     order = np.argsort(items, axis=1, kind="stable")
@@ -477,13 +496,14 @@ def _rank_classes(model, queries, k, exclude_seen, classes, decoding_counts) -> 
     repeat = np.zeros_like(repeat_sorted)
     np.put_along_axis(repeat, order, repeat_sorted, 1)
     keep = (items >= 0) & ~repeat
-    position = np.where(keep, np.cumsum(keep, axis=1) - 1, items.shape[1])
-    out_items = np.full((len(items), items.shape[1] + 1), -1, np.int64)
+    width = max(k, items.shape[1])
+    position = np.where(keep, np.cumsum(keep, axis=1) - 1, width)
+    out_items = np.full((len(items), width + 1), -1, np.int64)
     out_scores = np.full(out_items.shape, -np.inf)
     rows = np.broadcast_to(np.arange(len(items))[:, None], items.shape)
     out_items[rows, position] = np.where(keep, items, -1)
     out_scores[rows, position] = np.where(keep, top.scores, -np.inf)
-    return TopK(out_items[:, :-1], out_scores[:, :-1])
+    return TopK(out_items[:, :k], out_scores[:, :k])
 
 
 def title_classes(titles: Sequence[str | None]) -> np.ndarray:

@@ -23,6 +23,7 @@ from trustrec.models.llm._loading import (
     resolve_checkpoint,
 )
 from trustrec.models.llm._prompts import (
+    TEMPLATE_PRESETS,
     PromptCatalog,
     PromptResult,
     PromptTemplate,
@@ -57,6 +58,7 @@ from trustrec.models.llm._trie import TitleTrie
 
 __all__ = [
     "KINDS",
+    "TEMPLATE_PRESETS",
     "ContextLengthError",
     "EndpointError",
     "FolderWheelSource",

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from trustrec.data import Dataset, Query, QueryBatch
 
 __all__ = [
+    "TEMPLATE_PRESETS",
     "PromptCatalog",
     "PromptResult",
     "PromptTemplate",
@@ -253,8 +254,15 @@ class PromptTemplate(Config):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> PromptTemplate:
-        """The default template with the fields in ``data`` replaced (typos raise ``ConfigError``)."""
-        template = validate_config(cls, dict(data or {}), "PromptTemplate")
+        """The default template with the fields in ``data`` replaced (typos raise ``ConfigError``).
+        A ``preset`` key starts from a named template of :data:`TEMPLATE_PRESETS` instead."""
+        data = dict(data or {})
+        preset = data.pop("preset", None)
+        if preset is not None:
+            if preset not in TEMPLATE_PRESETS:
+                raise ConfigError(f"PromptTemplate: unknown preset {preset!r}; valid: {sorted(TEMPLATE_PRESETS)}")
+            data = {**TEMPLATE_PRESETS[preset], **data}
+        template = validate_config(cls, data, "PromptTemplate")
         assert isinstance(template, cls)  # validate_config returns an instance of the class it is given
         return template
 
@@ -268,6 +276,28 @@ class PromptTemplate(Config):
         template = validate_config(cls, dict(data or {}), f"PromptTemplate from {path}")
         assert isinstance(template, cls)  # validate_config returns an instance of the class it is given
         return template
+
+
+#: Named templates (``PromptTemplate.from_dict({"preset": name, ...})``). ``"bigrec"``: the
+#: Alpaca-style instruction of BIGRec (arXiv 2308.08434) and D3 (arXiv 2406.14900), history as
+#: quoted titles, no chat wrapping; the model answers ``"title"`` on the line after
+#: ``### Response:`` (pair it with ``answer_format='"{title}"\n'``).
+TEMPLATE_PRESETS: dict[str, dict[str, Any]] = {
+    "bigrec": {
+        "system": "",
+        "chat": False,
+        "user": (
+            "Below is an instruction that describes a task, paired with an input that provides further "
+            "context. Write a response that appropriately completes the request.\n\n"
+            "### Instruction:\nGiven a list of items the user recently enjoyed, please write a new item "
+            "that the user may enjoy.\n\n"
+            "### Input:\nThe user has interacted with the following items before: {history}\n\n"
+            "### Response:\n"
+        ),
+        "item_line": '"{item}"',
+        "history_separator": ", ",
+    },
+}
 
 
 def _is_missing(value: Any) -> bool:
