@@ -152,3 +152,40 @@ def test_bfloat16_is_honoured_in_training_scoring_and_checkpoints(split, tmp_pat
     after = loaded.recommend(q, 3)
     np.testing.assert_array_equal(before.items, after.items)
     np.testing.assert_allclose(before.scores, after.scores)
+
+
+def test_protocol_settings_answer_format_budget_and_zero_shot(split):
+    from trustrec.errors import ConfigError
+
+    model = _fit(
+        split,
+        epochs=0,
+        template={"preset": "bigrec"},
+        answer_format='"{title}"\n',
+        targets_per_user=None,
+        max_history_items=2,
+    )
+    assert model.history_["n_examples"] == 0  # zero-shot: nothing trained
+    answers = model.answers()
+    assert all(a == f'"{t}"\n' for a, t in zip(answers, model.titles()) if t.strip())
+    assert model.read_answer(answers[0]) == model.titles()[0]
+    # every prompt shows at most the 2 most recent items, quoted
+    q = split.eval_set("test").queries[:2]
+    prompt = model._prompts(q)[0]
+    last = [model.titles()[i] for i in q.histories.row(0)[-2:]]
+    assert all(f'"{t}"' in prompt for t in last) and "### Response:" in prompt
+    top = model.recommend(q, 3, exclude_seen=False)
+    assert ((top.items >= 0) & (top.items < model.n_items_)).all()
+    # a free-text budget below the longest answer is an error, not a silent cut
+    short = model.with_decoding(decoding="unconstrained", max_new_tokens=1)
+    with pytest.raises(ConfigError, match="max_new_tokens=1 cannot hold the longest"):
+        short.recommend(q, 3)
+    with pytest.raises(ConfigError, match="not decoding settings"):
+        model.with_decoding(learning_rate=1.0)
+
+
+def test_every_position_examples_with_history_cut(split):
+    model = _fit(split, epochs=0, targets_per_user=None, max_history_items=1, max_train_examples=None)
+    examples = model.training_examples(split.train_dataset(), np.random.default_rng(0))
+    lengths = split.train_dataset().histories().lengths
+    assert len(examples) == int(np.maximum(lengths - 1, 0).sum())  # every position after the first

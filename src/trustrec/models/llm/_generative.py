@@ -542,6 +542,13 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         return self._generate(self._prompts(queries), n or self.config.num_beams)
 
     def _generate(self, prompts: list[str], beams: int) -> list[list[tuple[str, float]]]:
+        longest = self.trie_.max_length  # tokens of the longest answer, eos included
+        if self.config.max_new_tokens < longest:
+            raise ConfigError(
+                f"{type(self).__name__}: max_new_tokens={self.config.max_new_tokens} cannot hold the longest "
+                f"catalog answer ({longest} tokens with the end marker); free text would be cut short and "
+                f"counted as hallucinated. Set max_new_tokens >= {longest}"
+            )
         return self.backend.beam_search(
             prompts, beams, self.config.max_new_tokens, batch_size=self.config.inference_batch_size
         )

@@ -65,7 +65,7 @@ class GenerativeConfig(Config):
         and in prompts (default None: no limit; the BIGRec / D3 protocol uses 10).
     answer_format : str
         How an item is written as the answer, with the slot ``{title}`` (default ``"{title}"``;
-        BIGRec / D3 write ``'"{title}"\n'``). The constrained decoding trie holds these texts, and
+        BIGRec / D3 write the quoted title and a newline, ``'"{title}"' + newline``). The constrained decoding trie holds these texts, and
         free text is read back through the same format.
     max_train_examples : int or None
         At most this many training examples, sampled without replacement with the fit seed
