@@ -87,7 +87,7 @@ def test_d3_folder_rows_are_reproduced_exactly(shared_data):
         }
         # a row changed by hand is caught
         broken = rows.copy()
-        broken.at[0, "history_item_id"] = list(reversed(broken.at[0, "history_item_id"])) + ["0"]
+        broken.at[0, "history_item_id"] = [*reversed(broken.at[0, "history_item_id"]), "0"]
         assert compare_with_rows(built, broken, ds)["different"] == 1
     # the invariant: no evaluation event is trained on
     keys = set(zip(split.train.user.tolist(), split.train.item.tolist(), split.train.timestamp.tolist()))

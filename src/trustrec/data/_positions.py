@@ -266,7 +266,7 @@ def position_eval_set(split: Split, part: str = "test", *, max_history: int | No
     # before test (an example's history precedes its target). Copies of a key the split removed
     # from train (a repeated event whose twin is held out) stay in the log as history.
     parts = [split.train, _unassigned(split), split.valid, split.test]
-    users, items, times = user_sequences(split.dataset, parts)
+    users, items, _ = user_sequences(split.dataset, parts)
     code = np.repeat(np.arange(4), [len(p) for p in parts])
     in_part = np.concatenate([np.arange(len(p)) for p in parts])
     order = np.lexsort((np.concatenate([p.timestamp for p in parts]), np.concatenate([p.user for p in parts])))
