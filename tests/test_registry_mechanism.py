@@ -154,7 +154,9 @@ def test_public_functions_read_the_registries():
     # models of their own, so the listing is matched up to the built-ins it must contain)
     with pytest.raises(ConfigError, match=r"unknown model 'eas' \(did you mean ease\?\); valid: (\w+, )*bpr_mf, "):
         model_class("eas")
-    with pytest.raises(ConfigError, match=r"unknown split method 'nope'; valid: \['given_test', 'global_positions', 'leave_one_out', "):
+    with pytest.raises(
+        ConfigError, match=r"unknown split method 'nope'; valid: \['given_test', 'global_positions', 'leave_one_out', "
+    ):
         make_split(None, "nope")
     with pytest.raises(ConfigError, match="unknown executor 'dask'; one of serial, ray"):
         resolve_executor("dask")

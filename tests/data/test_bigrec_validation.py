@@ -247,7 +247,11 @@ def test_real_folder_loads_unchanged(shared_data):
     folder = shared_data / REAL
     before = fingerprint(folder)
     data = load_bigrec(folder, max_history=10)
-    assert (data.n_users, data.n_items, data.n_interactions) == (3285, 3686, 22743)  # events shown twice in one row are kept twice
+    assert (data.n_users, data.n_items, data.n_interactions) == (
+        3285,
+        3686,
+        22743,
+    )  # events shown twice in one row are kept twice
     assert (len(data.extras["valid"]), len(data.extras["test"])) == (4532, 4533)
     dups = [n for n in data.notes if "rows repeat the (user_id, item_id, timestamp)" in n]
     assert [n.split(":")[1].split(" rows")[0].strip() for n in dups] == ["183", "104"]
