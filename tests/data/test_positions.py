@@ -127,3 +127,10 @@ def test_most_popular_by_exact_title_matches_an_independent_computation(shared_d
     assert ours.mean("ndcg@10") == pytest.approx(np.mean(ndcg), abs=1e-12)
     assert ours.mean("hr@10") == pytest.approx(np.mean([t in rank for t in target_titles]), abs=1e-12)
     assert ours.mean("ndcg@10") > 0
+
+
+def test_a_log_without_timestamps_is_refused():
+    frame = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b", "b"], "item_id": list("xyzxyz")})
+    ds = Dataset.from_frame(frame, name="no-clock")
+    with pytest.raises(DataError, match=r"no timestamps .* by row order"):
+        make_split(ds, "global_positions")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from trustrec._safeio import check_path_text, open_regular
-from trustrec.data._dataset import Dataset
+from trustrec.data._dataset import SEQUENCE_ORDER_TIME, Dataset
 from trustrec.data._io import numeric_column, read_delimited, read_text, require_nonempty
 from trustrec.errors import DataError
 
@@ -119,7 +119,7 @@ def _expand_sequences(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, li
         }
     )
     out["timestamp"] = np.arange(len(out))
-    notes.append("sequence file: interaction order within each user's list is used as time")
+    notes.append(SEQUENCE_ORDER_TIME)
     return out, notes
 
 

@@ -25,6 +25,11 @@ from trustrec.errors import DataError
 
 __all__ = ["Dataset", "FilterStep", "IndexedArray", "Interactions"]
 
+#: Notes a loader leaves when a dataset has no timestamps and an order stands in for time; such a
+#: "time" orders one user's events but does not compare events of different users.
+ROW_ORDER_TIME = "no timestamps: the row order of the source is used as time"
+SEQUENCE_ORDER_TIME = "sequence file: interaction order within each user's list is used as time"
+
 
 @dataclass(frozen=True, eq=False)
 class IndexedArray:
@@ -338,7 +343,7 @@ class Dataset:
             ts = _as_timestamps(frame[timestamp_col], name, timestamp_col, notes)
         else:
             ts = np.arange(len(frame), dtype=np.int64)
-            notes.append("no timestamps: the row order of the source is used as time")
+            notes.append(ROW_ORDER_TIME)
         rating = None
         if rating_col is not None and rating_col in frame.columns:
             rating = pd.to_numeric(frame[rating_col], errors="coerce").to_numpy(np.float64)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from trustrec.data._arrays import Ragged
-from trustrec.data._dataset import Dataset, Interactions
+from trustrec.data._dataset import ROW_ORDER_TIME, SEQUENCE_ORDER_TIME, Dataset, Interactions
 from trustrec.data._query import QueryBatch
 from trustrec.data._split import SPLITTERS, EvalSet, Split, _check_part, drop_evaluation_events
 from trustrec.errors import ConfigError, DataError
@@ -132,6 +132,14 @@ def split_global_positions(
             f"split 'global_positions': dataset '{dataset.name}' has no clock (every timestamp is equal); "
             "the protocol cuts examples by their target's time"
         )
+    if given != "yes" and {ROW_ORDER_TIME, SEQUENCE_ORDER_TIME} & set(dataset.notes):
+        has_parts = all(isinstance(dataset.extras.get(p), Interactions) for p in ("valid", "test"))
+        if not has_parts:
+            raise DataError(
+                f"split 'global_positions': dataset '{dataset.name}' has no timestamps (its notes: an order stands "
+                "in for time), so a global cut by target time would cut by row order, not by time; use a "
+                "per-user split (leave_one_out) instead"
+            )
     shipped = {p: dataset.extras.get(p) for p in ("valid", "test")}
     has_shipped = all(isinstance(v, Interactions) and len(v) for v in shipped.values())
     if given == "yes" and not has_shipped:
