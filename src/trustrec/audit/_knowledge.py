@@ -65,7 +65,7 @@ __all__ = [
     "strip_title_year",
 ]
 
-ATTRIBUTES = ("year", "genre")
+ATTRIBUTES: tuple[Literal["year", "genre"], ...] = ("year", "genre")
 VERDICTS = ("correct", "contradicts", "no_answer")
 RATE_NAMES = {"correct": "correct_rate", "contradicts": "contradiction_rate", "no_answer": "no_answer_rate"}
 GENRE_COLUMNS = ("genre", "genres", "class", "category", "categories")
@@ -214,7 +214,9 @@ def detect_attribute_columns(items: pd.DataFrame | None) -> tuple[dict[str, str]
     """
     columns: dict[str, str] = {}
     missing: dict[str, str] = {}
-    names = [] if items is None else [c for c in items.columns if c not in ("item_id", "title")]
+    if items is None:
+        items = pd.DataFrame()
+    names = [c for c in items.columns if c not in ("item_id", "title")]
     year = next(
         (
             c

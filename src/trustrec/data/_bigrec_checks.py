@@ -271,7 +271,7 @@ def _cut(text: object) -> str:
 def check_items_and_titles(
     info: pd.Series,
     info_name: str,
-    columns: Mapping[str, tuple[np.ndarray, tuple[str, np.ndarray] | None, np.ndarray | None]],
+    columns: Mapping[str, tuple[np.ndarray, tuple[str, np.ndarray | None] | None, np.ndarray | None]],
     path: Path,
     lines: np.ndarray,
 ) -> None:

@@ -149,7 +149,9 @@ def split_global_positions(
         )
     params: dict[str, Any] = {"max_history": int(max_history)}
     if has_shipped and given != "no":
-        return _split_given(dataset, shipped["valid"], shipped["test"], params)
+        valid, test = shipped["valid"], shipped["test"]
+        assert isinstance(valid, Interactions) and isinstance(test, Interactions)  # has_shipped checked it
+        return _split_given(dataset, valid, test, params)
     users, items, times = user_sequences(dataset, [inter])
     is_example = _positions(users) >= 1
     example_rows = np.flatnonzero(is_example)

@@ -355,7 +355,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             )
         copy = type(self).__new__(type(self))
         copy.__dict__.update(self.__dict__)
-        copy.config = self.validate_config({**self.config.model_dump(), **settings})
+        config = self.validate_config({**self.config.model_dump(), **settings})
+        assert isinstance(config, GenerativeConfig)
+        copy.config = config
         return copy
 
     # -- recommending -------------------------------------------------------------------------------
@@ -451,8 +453,10 @@ class GenerativeRecommender(ReadsItemText, Recommender):
 
     @property
     def loss_positions(self) -> int:
-        """How many trailing positions of each user's sequence fine-tuning trained on."""
-        return int(self.config.targets_per_user)
+        """How many trailing positions of each user's sequence fine-tuning trained on (every
+        position when ``targets_per_user`` is None: a count longer than any sequence)."""
+        n = self.config.targets_per_user
+        return int(n) if n is not None else 2**31 - 1
 
     def answer_losses(self, queries: QueryBatch, targets: npt.ArrayLike, *, base: bool = False) -> np.ndarray:
         """Mean per-token cross-entropy of each target's answer (title + eos) given the prompt of
