@@ -28,7 +28,10 @@ settings are the mitigations. Popularity (seed 0): training data vs zero-shot vs
 top-10 lists: share per 5 popularity groups, exposure Gini, popularity lift; and Δlog p per
 answer token (fine-tuned minus base) of the test targets by popularity group.
 
-Prints tables; writes ``benchmarks/results/generative_d3_<dataset>.json`` after every stage.
+Prints tables; writes ``benchmarks/results/generative_d3_<dataset>.json`` after every
+evaluation. Stages may run in separate commands (``--stages seeds``): fitted models are saved
+under ``benchmarks/.bench/`` (with the SASRec assistant) and loaded again, and an evaluation
+already stored under the same protocol settings is reused rather than decoded again.
 """
 
 from __future__ import annotations
@@ -53,9 +56,22 @@ from trustrec.eval import (
     popularity_lift,
     title_classes,
 )
-from trustrec.models import FitOptions, make_model
+from trustrec.models import FitOptions, Recommender, make_model
 
 KS = (1, 3, 5, 10)
+STAGES = ("base", "switches", "factuality", "popularity", "seeds")
+# The settings that change what an evaluation measures: stored results are reused only under these.
+PROTOCOL_SETTINGS = (
+    "dataset",
+    "train_examples",
+    "test_rows",
+    "valid_rows",
+    "fact_rows",
+    "history_tokens",
+    "max_new_tokens",
+    "gen_beams",
+    "guidance",
+)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -113,6 +129,17 @@ def _paired(a: np.ndarray, b: np.ndarray, seed: int, what: str) -> dict:
     return paired_estimate(a, b, n_boot=1000, seed=seed, description=what, test=True).to_dict()
 
 
+def _seed_ci(values: list[float]) -> tuple[float, float]:
+    """A t interval of the mean over seeds (few seeds: wide, as it should be)."""
+    from scipy import stats
+
+    v = np.asarray(values, np.float64)
+    if len(v) < 2:
+        return (float("nan"), float("nan"))
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return (float(v.mean() - half), float(v.mean() + half))
+
+
 def _popularity(lists: dict[str, np.ndarray], histories, popularity: np.ndarray, n_items: int) -> dict:
     groups = popularity_groups(popularity, 5)
     out = {}
@@ -138,11 +165,14 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=768)
     parser.add_argument("--test-rows", type=int, default=200)
     parser.add_argument("--valid-rows", type=int, default=40)
+    parser.add_argument("--fact-rows", type=int, default=200, help="test rows of the factuality stage")
     parser.add_argument("--history-tokens", type=int, default=160)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="free-text budget (BIGRec's 128)")
     parser.add_argument("--gen-beams", type=int, default=5)
     parser.add_argument("--guidance", type=float, default=0.5)
-    parser.add_argument("--stages", nargs="+", default=["base", "switches", "factuality", "popularity", "seeds"])
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--models", type=Path, default=None, help="where fitted models are kept between runs")
+    parser.add_argument("--retrain", action="store_true", help="fit again even where a saved model exists")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
 
@@ -153,7 +183,16 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     name = Path(args.dataset).name if Path(args.dataset).exists() else args.dataset
     out_path = RESULTS / f"generative_d3_{name}.json"
-    report: dict = {"command": command_line(), "settings": vars(args), "stages": {}}
+    models_dir = args.models or RESULTS.parent / ".bench" / f"generative_d3_{name}"
+    # Stages may run in separate commands: evaluations already stored under the same protocol
+    # settings are reused, so a later stage never re-decodes what an earlier one measured.
+    protocol = {k: v for k, v in vars(args).items() if k in PROTOCOL_SETTINGS}
+    report: dict = {"commands": [], "protocol": protocol, "stages": {}}
+    if out_path.exists():
+        previous = json.loads(out_path.read_text())
+        if previous.get("protocol") == protocol:
+            report = previous
+    report["commands"] = [*report.get("commands", []), command_line()]
 
     def save():
         out_path.write_text(json.dumps(report, indent=1, default=float))
@@ -165,69 +204,108 @@ def main() -> None:
     test_all, valid_all = position_eval_set(split, "test"), position_eval_set(split, "valid")
     test = test_all[np.sort(rng.choice(len(test_all), min(args.test_rows, len(test_all)), replace=False))]
     valid = valid_all[np.sort(rng.choice(len(valid_all), min(args.valid_rows, len(valid_all)), replace=False))]
+    fact_rows = test_all[np.sort(rng.choice(len(test_all), min(args.fact_rows, len(test_all)), replace=False))]
     report["split"] = split.describe()
-    report["sample"] = {"test_rows": len(test), "valid_rows": len(valid), "test_rows_all": len(test_all)}
+    report["sample"] = {
+        "test_rows": len(test),
+        "valid_rows": len(valid),
+        "factuality_rows": len(fact_rows),
+        "test_rows_all": len(test_all),
+    }
     print(split.notes[0])
-    print(f"test sample: {len(test)} of {len(test_all)} rows; valid sample: {len(valid)}")
+    print(f"test sample: {len(test)} of {len(test_all)} rows; valid sample: {len(valid)}; factuality: {len(fact_rows)}")
     header = f"{'model':<34} " + " ".join(f"N@{k:<4}" for k in KS) + " " + " ".join(f"H@{k:<4}" for k in KS)
-    per_row: dict[str, np.ndarray] = {}
-    lists: dict[str, np.ndarray] = {}
-    results: dict[str, dict] = {}
-    tuned = None
+    accuracy = report["stages"].setdefault("accuracy", {})
+    fitted: dict = {}
 
-    def record(label: str, model, eval_set=test, seed: int = 0):
+    def tuned(seed: int):
+        """The fine-tuned model of ``seed`` (with its SASRec assistant): loaded where saved, else fitted."""
+        if seed in fitted:
+            return fitted[seed]
+        folder = models_dir / f"seed{seed}"
+        wanted = _generative(args, seed, epochs=1, assistant=True)
+        model = None
+        if folder.exists() and not args.retrain:
+            model = Recommender.load(folder)
+            if model.config != wanted.config:
+                print(f"{folder}: saved with other settings; fitting again")
+                model = None
+        if model is None:
+            t0 = time.time()
+            model = wanted.fit(split, FitOptions(progress=True, seed=seed))
+            report["stages"][f"training_seed{seed}"] = {
+                "seconds": round(time.time() - t0, 1),
+                "history": model.history_,
+            }
+            model.save(folder)
+            save()
+        fitted[seed] = model.cast("bfloat16")  # decoding in bf16 (trained in float32 with bf16 autocast)
+        return fitted[seed]
+
+    def zero_shot():
+        if "zero" not in fitted:
+            model = _generative(args, 0, epochs=0, assistant=False).fit(split, FitOptions(progress=False, seed=0))
+            fitted["zero"] = model.cast("bfloat16")
+        return fitted["zero"]
+
+    def record(label: str, make_model_, eval_set=test, seed: int = 0) -> dict:
+        if label in accuracy and "per_row_ndcg@10" in accuracy[label]:
+            print(_row(label, accuracy[label]), "(stored)", flush=True)
+            return accuracy[label]
+        model = make_model_()
         t0 = time.time()
         res, ndcg, top = _evaluate(model, eval_set, classes, seed)
         res["seconds"] = round(time.time() - t0, 1)
-        results[label], per_row[label], lists[label] = res, ndcg, top
+        res["per_row_ndcg@10"], res["top10"] = ndcg.tolist(), top.tolist()
+        accuracy[label] = res
         print(_row(label, res), f"({res['seconds']} s)", flush=True)
-        report["stages"].setdefault("accuracy", {})[label] = res
         save()
+        return res
 
+    def per_row(label: str) -> np.ndarray:
+        return np.asarray(accuracy[label]["per_row_ndcg@10"], np.float64)
+
+    sum0, zero_label = "SmolLM2 fine-tuned, D3 sum (seed 0)", "SmolLM2 zero-shot, D3 sum"
+    sasrec0 = "SASRec (the assistant, seed 0)"
     print(header)
     if "base" in args.stages:
-        pop = make_model("most_popular").fit(split, FitOptions(progress=False, seed=0))
-        record("MostPopular", pop)
-        t0 = time.time()
-        tuned = _generative(args, 0, epochs=1, assistant=True).fit(split, FitOptions(progress=True, seed=0))
-        tuned.cast("bfloat16")  # decoding in bf16 (trained in float32 with bf16 autocast)
-        report["stages"]["training_seed0"] = {"seconds": round(time.time() - t0, 1), "history": tuned.history_}
-        record("SASRec (the assistant, seed 0)", tuned.assistant_)
-        record("SmolLM2 fine-tuned, D3 sum (seed 0)", tuned)
-        zero = _generative(args, 0, epochs=0, assistant=False).fit(split, FitOptions(progress=False, seed=0))
-        zero.cast("bfloat16")
-        record("SmolLM2 zero-shot, D3 sum", zero)
-    if "switches" in args.stages and tuned is not None:
-        mean = tuned.with_decoding(length_penalty=1.0)
-        guided = tuned.with_decoding(guidance=args.guidance)
-        record("SmolLM2 fine-tuned, BIGRec mean (seed 0)", mean)
-        record(f"SmolLM2 fine-tuned, assistant g={args.guidance} (seed 0)", guided)
-        table = tuned.tune_grounding(valid.queries, valid.targets.values)
-        grounded = tuned.with_decoding(
-            decoding="unconstrained", grounding="hidden_state", grounding_gamma=tuned.config.grounding_gamma
-        )
-        tuned = tuned.with_decoding(grounding_gamma=0.0)
-        report["stages"]["grounding_gamma"] = table.to_dict(orient="records")
+        record("MostPopular", lambda: make_model("most_popular").fit(split, FitOptions(progress=False, seed=0)))
+        record(sasrec0, lambda: tuned(0).assistant_)
+        record(sum0, lambda: tuned(0))
+        record(zero_label, zero_shot)
+    if "switches" in args.stages:
+        mean_label = "SmolLM2 fine-tuned, BIGRec mean (seed 0)"
+        guided_label = f"SmolLM2 fine-tuned, assistant g={args.guidance} (seed 0)"
+        record(mean_label, lambda: tuned(0).with_decoding(length_penalty=1.0))
+        record(guided_label, lambda: tuned(0).with_decoding(guidance=args.guidance))
+        gamma = report["stages"].get("grounding_gamma_chosen")
+        if gamma is None:
+            table = tuned(0).tune_grounding(valid.queries, valid.targets.values)
+            gamma = tuned(0).config.grounding_gamma
+            report["stages"]["grounding_gamma"] = table.to_dict(orient="records")
+            report["stages"]["grounding_gamma_chosen"] = gamma
+            save()
+
+        def grounded():
+            return tuned(0).with_decoding(decoding="unconstrained", grounding="hidden_state", grounding_gamma=gamma)
+
         record("SmolLM2 fine-tuned, BIGRec grounding (seed 0)", grounded)
-        choices = {"sum": tuned, "mean": mean, "assistant": guided, "grounding": grounded}
-        valid_scores = {k: _evaluate(m, valid, classes, 0)[0]["metrics"]["ndcg@10"]["mean"] for k, m in choices.items()}
-        report["stages"]["switches_valid_rows"] = len(valid)
+        choices = {
+            "sum": lambda: tuned(0).with_decoding(grounding_gamma=0.0),
+            "mean": lambda: tuned(0).with_decoding(length_penalty=1.0),
+            "assistant": lambda: tuned(0).with_decoding(guidance=args.guidance),
+            "grounding": grounded,
+        }
+        valid_scores = {
+            key: record(f"{key} (validation rows, seed 0)", make, valid)["metrics"]["ndcg@10"]["mean"]
+            for key, make in choices.items()
+        }
         chosen = max(valid_scores, key=valid_scores.get)
         sw = {
             "valid_ndcg@10": valid_scores,
             "chosen_on_valid": chosen,
-            "sum_minus_mean": _paired(
-                per_row["SmolLM2 fine-tuned, D3 sum (seed 0)"],
-                per_row["SmolLM2 fine-tuned, BIGRec mean (seed 0)"],
-                1,
-                "NDCG@10, D3 sum minus BIGRec mean",
-            ),
-            "assistant_minus_none": _paired(
-                per_row[f"SmolLM2 fine-tuned, assistant g={args.guidance} (seed 0)"],
-                per_row["SmolLM2 fine-tuned, D3 sum (seed 0)"],
-                2,
-                "NDCG@10, assistant minus g=1",
-            ),
+            "sum_minus_mean": _paired(per_row(sum0), per_row(mean_label), 1, "NDCG@10, D3 sum minus BIGRec mean"),
+            "assistant_minus_none": _paired(per_row(guided_label), per_row(sum0), 2, "NDCG@10, assistant minus g=1"),
         }
         report["stages"]["switches"] = sw
         save()
@@ -235,12 +313,15 @@ def main() -> None:
         for key in ("sum_minus_mean", "assistant_minus_none"):
             e = sw[key]
             print(f"{key}: {e['value']:+.4f} [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}] p={e.get('p_value')}")
-    if "factuality" in args.stages and tuned is not None:
-        fact = {}
-        histories = test.queries.histories.rows()
-        for label, model in (("fine-tuned", tuned), ("zero-shot", zero)):
+    if "factuality" in args.stages:
+        fact = report["stages"].setdefault("factuality", {})
+        histories = fact_rows.queries.histories.rows()
+        for label, make in (("fine-tuned", lambda: tuned(0)), ("zero-shot", zero_shot)):
+            if f"{label} / exact" in fact:
+                continue
+            model = make()
             t0 = time.time()
-            gens = model.generate_titles(test.queries, n=args.gen_beams)
+            gens = model.generate_titles(fact_rows.queries, n=args.gen_beams)
             texts = [[model.read_answer(t) for t, _ in row] for row in gens]
             for mode in ("exact", "hidden_state"):
                 table = classify_generations(texts, model.grounder(mode), histories)
@@ -251,24 +332,25 @@ def main() -> None:
                 fact[f"{label} / {mode}"]["pooled"] = category_rates(table).to_dict()
             fact[f"{label} seconds"] = round(time.time() - t0, 1)
             fact[f"{label} examples"] = [row[:3] for row in texts[:5]]
-        report["stages"]["factuality"] = fact
-        save()
+            save()
         for key, value in fact.items():
             if isinstance(value, dict) and "pooled" in value:
                 print(f"{key:<28}", {k: round(v, 3) for k, v in value["pooled"].items()})
-    if "popularity" in args.stages and tuned is not None:
+    if "popularity" in args.stages:
         popularity = np.bincount(split.train.item, minlength=dataset.n_items).astype(np.float64)
         rows = test.queries.histories.rows()
-        top_lists = {
-            "training data": np.concatenate(rows)[:, None] if rows else np.zeros((0, 1), np.int64),
-            "zero-shot": lists["SmolLM2 zero-shot, D3 sum"],
-            "fine-tuned": lists["SmolLM2 fine-tuned, D3 sum (seed 0)"],
-            "SASRec": lists["SASRec (the assistant, seed 0)"],
-        }
+        top_lists = {"training data": np.concatenate(rows)[:, None] if rows else np.zeros((0, 1), np.int64)}
+        for key, label, make in (
+            ("zero-shot", zero_label, zero_shot),
+            ("fine-tuned", sum0, lambda: tuned(0)),
+            ("SASRec", sasrec0, lambda: tuned(0).assistant_),
+        ):
+            top_lists[key] = np.asarray(record(label, make)["top10"], np.int64)
         pop_report = _popularity(top_lists, rows, popularity, dataset.n_items)
         groups = popularity_groups(popularity, 5)
         targets = test.targets.values
-        shift = tuned.answer_losses(test.queries, targets, base=True) - tuned.answer_losses(test.queries, targets)
+        model = tuned(0)
+        shift = model.answer_losses(test.queries, targets, base=True) - model.answer_losses(test.queries, targets)
         pop_report["delta_logp_per_token_by_group"] = {
             int(g): {
                 "mean": float(np.nanmean(shift[groups[targets] == g])) if (groups[targets] == g).any() else None,
@@ -281,19 +363,19 @@ def main() -> None:
         for key, value in pop_report.items():
             print(key, value)
     if "seeds" in args.stages:
-        for seed in [s for s in args.seeds if s != 0]:
-            t0 = time.time()
-            model = _generative(args, seed, epochs=1, assistant=False).fit(split, FitOptions(progress=True, seed=seed))
-            model.cast("bfloat16")
-            report["stages"][f"training_seed{seed}"] = {"seconds": round(time.time() - t0, 1)}
-            record(f"SmolLM2 fine-tuned, D3 sum (seed {seed})", model, seed=seed)
-        labels = [k for k in results if k.startswith("SmolLM2 fine-tuned, D3 sum (seed")]
-        means = [results[k]["metrics"]["ndcg@10"]["mean"] for k in labels]
-        mp = results["MostPopular"]["metrics"]["ndcg@10"]["mean"] if "MostPopular" in results else float("nan")
+        labels = [f"SmolLM2 fine-tuned, D3 sum (seed {seed})" for seed in args.seeds]
+        for seed, label in zip(args.seeds, labels):
+            record(label, lambda seed=seed: tuned(seed).with_decoding(guidance=1.0), seed=seed)
+        means = [accuracy[k]["metrics"]["ndcg@10"]["mean"] for k in labels]
+        mp_res = record(
+            "MostPopular", lambda: make_model("most_popular").fit(split, FitOptions(progress=False, seed=0))
+        )
+        mp = mp_res["metrics"]["ndcg@10"]["mean"]
         report["stages"]["over_seeds"] = {
             "ndcg@10_per_seed": dict(zip(labels, means)),
-            "mean": float(np.mean(means)) if means else None,
-            "ratio_to_mostpopular": float(np.mean(means) / mp) if means and mp > 0 else None,
+            "mean": float(np.mean(means)),
+            "ci_over_seeds": list(_seed_ci(means)),
+            "ratio_to_mostpopular": float(np.mean(means) / mp) if mp > 0 else None,
         }
         save()
         print("fine-tuned NDCG@10 over seeds:", [round(m, 4) for m in means], "MostPopular:", round(mp, 4))

@@ -213,3 +213,51 @@ def test_shared_stems_equal_full_reads(tiny_checkpoint, backend, batch_size):
     for key in ((True, 10_000), (False, 1)):
         for x, y in zip(scores[True, 1], scores[key]):
             np.testing.assert_allclose(x, y, atol=1e-4)
+
+
+@pytest.mark.parametrize("num_beams", [2, 3])
+def test_beam_search_scores_equal_hf_sequence_scores(backend, num_beams):
+    """beam_search reads each sequence's summed log-probability from the recorded step
+    candidates: equal to HF's own ``sequences_scores`` (kept with ``output_scores``)."""
+    import torch
+
+    tok, model = backend.tokenizer, backend.model
+    rows = backend.beam_search(PROMPTS, num_beams, 6, batch_size=2)
+    assert [len(r) for r in rows] == [num_beams] * len(PROMPTS)
+    tok.padding_side = "left"
+    try:
+        enc = tok(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=True)
+    finally:
+        tok.padding_side = "right"
+    with torch.inference_mode():
+        out = model.generate(
+            **enc,
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            do_sample=False,
+            max_new_tokens=6,
+            length_penalty=0.0,
+            early_stopping="never",
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        )
+    hf = out.sequences_scores.float().numpy().reshape(len(PROMPTS), num_beams)
+    ours = np.array([[score for _, score in row] for row in rows])
+    np.testing.assert_allclose(ours, np.sort(hf, axis=1)[:, ::-1], rtol=1e-4, atol=1e-4)
+
+
+def test_beam_step_recorder_refuses_an_unrecorded_token():
+    import torch
+
+    from trustrec.models.llm._backend import BeamStepRecorder
+
+    recorder = BeamStepRecorder(prompt_length=2, num_beams=1)
+    recorder(torch.tensor([[5, 6]]), torch.log_softmax(torch.tensor([[0.0, 1.0, 2.0, 3.0]]), -1))
+    recorder(torch.tensor([[5, 6, 3]]), torch.log_softmax(torch.tensor([[3.0, 0.0, 0.0, 0.0]]), -1))
+    scores = recorder.sequence_scores(torch.tensor([[3, 0]]), eos_id=0, pad_id=0)
+    lp1 = torch.log_softmax(torch.tensor([0.0, 1.0, 2.0, 3.0]), -1)[3]
+    lp2 = torch.log_softmax(torch.tensor([3.0, 0.0, 0.0, 0.0]), -1)[0]
+    assert scores[0] == pytest.approx(float(lp1 + lp2), abs=1e-6)
+    with pytest.raises(RuntimeError, match="not among the recorded"):
+        recorder.sequence_scores(torch.tensor([[0, 0]]), eos_id=1, pad_id=1)

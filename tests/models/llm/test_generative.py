@@ -97,6 +97,20 @@ def test_save_load_round_trip(split, tmp_path, lora):
         assert lm_keys and all("lora" in key for key in lm_keys)
 
 
+def test_save_load_keeps_the_assistant(split, tmp_path):
+    """D3's assistant is saved with the model: guided decoding after loading equals before."""
+    model = _fit(
+        split, epochs=0, assistant={"name": "sasrec", "params": {"epochs": 2, "embedding_size": 16}}, guidance=0.4
+    )
+    q = split.eval_set("test").queries[:4]
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.assistant_probabilities(q), model.assistant_probabilities(q), rtol=1e-6)
+    a, b = model.recommend(q, 5), loaded.recommend(q, 5)
+    np.testing.assert_array_equal(a.items, b.items)
+    assert not np.array_equal(a.items, model.with_decoding(guidance=1.0).recommend(q, 5).items)
+
+
 @pytest.mark.parametrize("grounding", ["exact", "tfidf"])
 def test_unconstrained_grounds_to_catalog_and_counts(split, grounding):
     model = _fit(split, epochs=1, decoding="unconstrained", grounding=grounding, max_new_tokens=6, num_beams=3)

@@ -154,6 +154,43 @@ class LocalBackendConfig(Config):
     min_shared_prefix: PositiveInt = 32
 
 
+class BeamStepRecorder:
+    """A logits processor that records, per prompt and generated prefix, the log-probabilities
+    of the tokens beam search can pick next (HF's beam search picks from the ``2 * num_beams``
+    best of each beam), so a finished sequence's summed log-probability is read back without
+    keeping the full-vocabulary scores of every step. Rows are ``prompt * num_beams + beam``,
+    in the input and in the returned sequences alike (``num_return_sequences == num_beams``)."""
+
+    def __init__(self, prompt_length: int, num_beams: int):
+        self.prompt_length, self.num_beams = prompt_length, num_beams
+        self.steps: dict[tuple[int, ...], dict[int, float]] = {}
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        values, tokens = torch.topk(scores.float(), min(2 * self.num_beams, scores.shape[-1]), dim=-1)
+        generated = input_ids[:, self.prompt_length :].tolist()
+        for row, (prefix, toks, vals) in enumerate(zip(generated, tokens.tolist(), values.tolist())):
+            self.steps.setdefault((row // self.num_beams, *prefix), dict(zip(toks, vals)))
+        return scores
+
+    def sequence_scores(self, sequences, eos_id: int | None, pad_id: int) -> np.ndarray:
+        """The summed log-probability of each generated sequence (up to and including eos)."""
+        out = np.zeros(len(sequences), np.float64)
+        for row, seq in enumerate(sequences.tolist()):
+            prompt = row // self.num_beams
+            for t, token in enumerate(seq):
+                step = self.steps.get((prompt, *seq[:t]))
+                if step is None or token not in step:
+                    if token == pad_id and t > 0 and seq[t - 1] in (eos_id, pad_id):
+                        break  # padding after a finished answer
+                    raise RuntimeError(f"beam step {t}: token {token} was not among the recorded candidates")
+                out[row] += step[token]
+                if token == eos_id:
+                    break
+        return out
+
+
 class LocalBackend(LLMBackend):
     """A local transformers causal LM (loaded with :func:`trustrec.models.llm.load_causal_lm`).
 
@@ -521,6 +558,10 @@ class LocalBackend(LLMBackend):
                 chunk = prompts[start : start + batch_size]
                 enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True)
                 enc = {key: v.to(device) for key, v in enc.items()}
+                # HF reports beam scores only with output_scores, which keeps a full-vocabulary copy
+                # per step and beam (gigabytes over a long answer); the recorder keeps each step's
+                # few candidate tokens and sums the chosen ones instead.
+                recorder = BeamStepRecorder(enc["input_ids"].shape[1], num_beams)
                 with torch.inference_mode():
                     out = model.generate(
                         **enc,
@@ -530,15 +571,16 @@ class LocalBackend(LLMBackend):
                         max_new_tokens=max_new_tokens,
                         length_penalty=0.0,
                         early_stopping="never",
-                        output_scores=True,
+                        output_scores=num_beams == 1,
                         return_dict_in_generate=True,
                         pad_token_id=pad,
                         eos_token_id=tok.eos_token_id,
+                        logits_processor=[recorder] if num_beams > 1 else None,
                     )
                 new = out.sequences[:, enc["input_ids"].shape[1] :]
                 decoded = tok.batch_decode(new, skip_special_tokens=True)
                 if num_beams > 1:
-                    seq_scores = out.sequences_scores.float().cpu().numpy()
+                    seq_scores = recorder.sequence_scores(new, tok.eos_token_id, pad)
                 else:  # greedy search reports per-step scores, not a sequence score
                     steps = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
                     kept = new != pad

@@ -562,8 +562,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         self._check_fitted()
         if "assistant_" not in self.__dict__:
             raise ConfigError(
-                f"{type(self).__name__}: no fitted assistant (none was configured, or the model was loaded: "
-                "the assistant is not saved with it; fit again)"
+                f"{type(self).__name__}: no fitted assistant (none was configured; set assistant and fit again)"
             )
         from scipy.special import softmax
 
@@ -682,6 +681,10 @@ class GenerativeRecommender(ReadsItemText, Recommender):
                 arrays[key] = value
             else:
                 values[key] = value
+        if "assistant_" in vars(self):  # D3's assistant travels with the model, under its own prefix
+            assistant_arrays, assistant_values = self.assistant_._state()
+            arrays.update({f"assistant_/{key}": value for key, value in assistant_arrays.items()})
+            values["assistant_fitted_"] = assistant_values
         if hasattr(self, "lm_"):
             for name, tensor in self._trainable_state().items():
                 # numpy has no bfloat16: saved as float32, cast back to the LM's dtype on load
@@ -691,16 +694,32 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     def _restore(self, arrays, values) -> None:
         import torch
 
+        assistant_values = values.pop("assistant_fitted_", None)
         for key, value in values.items():
             setattr(self, key, value)
         for key, value in arrays.items():
-            if not key.startswith("lm_/"):
+            if not key.startswith(("lm_/", "assistant_/")):
                 setattr(self, key, value)
+        if self.config.assistant is not None:
+            self._restore_assistant(assistant_values, arrays)
         self._load_lm()
         self._load_trainable_state(
             {k[len("lm_/") :]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("lm_/")}
         )
         self.lm_.eval()
+
+    def _restore_assistant(self, values: Any, arrays: dict[str, np.ndarray]) -> None:
+        from trustrec.models import make_model
+
+        if not isinstance(values, dict):
+            raise DataError("the model is configured with an assistant but its fitted state was not saved")
+        spec = self.config.assistant
+        assert spec is not None
+        assistant = make_model(spec["name"], **dict(spec.get("params") or {}))
+        prefix = "assistant_/"
+        assistant._restore({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, values)
+        assistant._check_restored()
+        self.assistant_ = assistant
 
 
 class _ExtraLoss(LossTerm):
