@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def _generative(args, seed: int, *, epochs: int, assistant: bool):
         "learning_rate": 3e-4,
         "warmup_steps": 20,
         "batch_size": 8,
-        "autocast": "bfloat16",
+        "autocast": "auto",
         "length_bucketing": True,
         "num_beams": 10,
         "inference_batch_size": 8,
@@ -193,6 +194,12 @@ def main() -> None:
         if previous.get("protocol") == protocol:
             report = previous
     report["commands"] = [*report.get("commands", []), command_line()]
+    from trustrec._device import bfloat16_is_fast
+
+    # bf16 is chosen by measurement (fast with AMX / AVX512-BF16, emulated and slow on AVX2 only)
+    report.setdefault("machines", []).append(
+        {"processor": platform.processor() or platform.machine(), "bfloat16_is_fast": bfloat16_is_fast("cpu")}
+    )
 
     def save():
         out_path.write_text(json.dumps(report, indent=1, default=float))
@@ -239,13 +246,15 @@ def main() -> None:
             }
             model.save(folder)
             save()
-        fitted[seed] = model.cast("bfloat16")  # decoding in bf16 (trained in float32 with bf16 autocast)
+        fitted[seed] = model.cast(
+            "auto"
+        )  # bf16 decoding where bf16 is fast here (trained in float32, bf16 autocast if fast)
         return fitted[seed]
 
     def zero_shot():
         if "zero" not in fitted:
             model = _generative(args, 0, epochs=0, assistant=False).fit(split, FitOptions(progress=False, seed=0))
-            fitted["zero"] = model.cast("bfloat16")
+            fitted["zero"] = model.cast("auto")
         return fitted["zero"]
 
     def record(label: str, make_model_, eval_set=test, seed: int = 0) -> dict:

@@ -397,7 +397,18 @@ def _dimension_pages(packages: list[str]) -> dict[str, str]:
 
 
 # -- benchmark results -----------------------------------------------------------------------------
-_SKIP_KEYS = {"platform", "processor", "machine", "command_source", "sample_users", "top_items", "user_indices"}
+_SKIP_KEYS = {
+    "platform",
+    "processor",
+    "machine",
+    "command_source",
+    "sample_users",
+    "top_items",
+    "user_indices",
+    "commands",
+    "per_row_ndcg@10",
+    "top10",
+}
 _MAX_ROWS = 60
 
 
@@ -488,6 +499,8 @@ def _benchmark_page() -> str:
             raise PluginError(f"{f}: not readable JSON ({e})") from e
         lines.append(f"## `{f.stem}`\n")
         cmd = data.get("command") if isinstance(data, dict) else None
+        if cmd is None and isinstance(data, dict) and isinstance(data.get("commands"), list):
+            cmd = "\n".join(map(str, data["commands"])) or None  # a file built by several stage runs
         lines.append(f"```bash\n{cmd}\n```\n" if cmd else "*No command recorded in this file.*\n")
         if isinstance(data, dict) and data.get("command_source"):
             lines.append(f"*{_md_cell(data['command_source'])}.*\n")

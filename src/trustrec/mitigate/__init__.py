@@ -4,6 +4,9 @@ trade-off curves over their strength.
 - :class:`CalibratedReranker`: calibrated recommendations (Steck, RecSys 2018).
 - :class:`ExposureReranker`: popularity-aware xQuAD for long-tail or provider exposure
   (Abdollahpouri et al., FLAIRS 2019).
+- :class:`TriRecReranker` / :func:`trirec_rerank`: TriRec's stage-2 platform re-ranking
+  (arXiv 2603.10673): greedy per position, relevance vs popularity-group gaps (DGU / MGU)
+  carried across users, times an expected-item-utility factor.
 - :func:`tradeoff_curve`: NDCG/Recall vs the targeted fairness figure for a list of strengths,
   reusing one set of base candidates.
 - Control: :func:`parse_constraint` turns a request's text into structured constraints
@@ -39,6 +42,7 @@ from trustrec.mitigate._rerank import (
     minmax_relevance,
     xquad_rerank,
 )
+from trustrec.mitigate._trirec import TriRecReranker, TriRecRerankerConfig, TriRecResult, trirec_rerank
 from trustrec.mitigate._unlearning import UNLEARNING_METHODS, forget, remove_users, resolve_users
 from trustrec.mitigate._wrap import WrapperRecommender
 from trustrec.mitigate.control import (
@@ -106,6 +110,9 @@ __all__ = [
     "RuleEnforcedRecommender",
     "SimilarTo",
     "TradeoffPoint",
+    "TriRecReranker",
+    "TriRecRerankerConfig",
+    "TriRecResult",
     "WrapperRecommender",
     "YearRange",
     "allowed_items",
@@ -133,6 +140,7 @@ __all__ = [
     "summarise_tradeoff",
     "tradeoff_curve",
     "tradeoff_points",
+    "trirec_rerank",
     "user_profile_features",
     "xquad_rerank",
 ]

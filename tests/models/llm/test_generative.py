@@ -203,3 +203,27 @@ def test_every_position_examples_with_history_cut(split):
     examples = model.training_examples(split.train_dataset(), np.random.default_rng(0))
     lengths = split.train_dataset().histories().lengths
     assert len(examples) == int(np.maximum(lengths - 1, 0).sum())  # every position after the first
+
+
+@pytest.mark.parametrize("speedup", [3.0, 0.03])
+def test_auto_bfloat16_follows_the_measured_speed(split, monkeypatch, speedup):
+    """``autocast="auto"`` and ``cast("auto")`` use bf16 only where it is measured faster (an
+    AVX2-only CPU emulates bf16 about 30x slower than float32; AMX runs it faster)."""
+    import torch
+
+    import trustrec._device as device
+
+    monkeypatch.setattr(device, "_cpu_bfloat16_speedup", lambda: speedup)
+    assert device.bfloat16_is_fast("cpu") is (speedup > 1.1)
+    model = _fit(split, epochs=1, autocast="auto", max_train_examples=8)
+    assert model.history_["autocast"] == ("bfloat16" if speedup > 1 else "off")
+    model.cast("auto")
+    assert next(model.lm_.parameters()).dtype == (torch.bfloat16 if speedup > 1 else torch.float32)
+
+
+def test_bfloat16_speed_is_measured_once():
+    import trustrec._device as device
+
+    first = device._cpu_bfloat16_speedup()
+    assert first > 0 and device._cpu_bfloat16_speedup() == first
+    assert isinstance(device.bfloat16_is_fast("cpu"), bool)

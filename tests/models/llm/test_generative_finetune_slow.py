@@ -25,7 +25,7 @@ def test_fine_tuning_on_a_small_sample_beats_zero_shot(shared_data):
         "max_train_examples": 96,
         "learning_rate": 3e-4,
         "warmup_steps": 4,
-        "autocast": "bfloat16",
+        "autocast": "auto",
         "length_bucketing": True,
         "inference_batch_size": 8,
     }

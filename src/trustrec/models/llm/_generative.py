@@ -120,13 +120,18 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         if not examples:
             raise DataError(f"{type(self).__name__}.fit: no training example (every user has a single interaction)")
         n_steps = c.epochs * math.ceil(len(examples) / c.batch_size)
+        autocast = c.autocast
+        if autocast == "auto":
+            from trustrec._device import bfloat16_is_fast
+
+            autocast = "bfloat16" if bfloat16_is_fast(str(next(self.lm_.parameters()).device)) else "off"
         trainer = LLMTrainer(
             self.lm_,
             pad_id=self._pad_id(),
             losses=[CausalLMLoss(), _ExtraLoss(self)],
             learning_rate=c.learning_rate,
             batch_size=c.batch_size,
-            autocast=None if c.autocast == "off" else c.autocast,
+            autocast=None if autocast == "off" else autocast,
             length_bucketing=c.length_bucketing,
             warmup_steps=c.warmup_steps,
             total_steps=n_steps if c.warmup_steps else None,
@@ -157,6 +162,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             "epochs_run": loop.epochs_run,
             "valid": [{"epoch": e, "score": s} for e, s in stopper.scores] if stopper is not None else [],
             "best_epoch": (stopper.best_epoch if stopper is not None else 0) or loop.epochs_run,
+            "autocast": autocast,
         }
 
     def _callbacks(self, options: FitOptions) -> list:
@@ -329,15 +335,23 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         }
     )
 
-    def cast(self, dtype: Literal["float32", "bfloat16"]) -> GenerativeRecommender:
+    def cast(self, dtype: Literal["float32", "bfloat16", "auto"]) -> GenerativeRecommender:
         """Cast the fitted LM to ``dtype`` for inference and return ``self`` (bf16 decodes about
-        1.7x faster than float32 on an AMX CPU; scores differ by bf16 rounding, see
-        ``benchmarks/bf16_cpu.py``). Train in float32 (with bf16 autocast) and cast afterwards."""
+        1.7x faster than float32 on an AMX CPU, and is far slower on an AVX2-only one; scores
+        differ by bf16 rounding, see ``benchmarks/bf16_cpu.py``). ``"auto"``: bf16 where
+        :func:`~trustrec._device.bfloat16_is_fast` holds on the LM's device, else float32.
+        Train in float32 (with bf16 autocast where it is fast) and cast afterwards."""
         import torch
 
         self._check_fitted()
-        if dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"{type(self).__name__}.cast: dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+        if dtype not in ("float32", "bfloat16", "auto"):
+            raise ConfigError(
+                f"{type(self).__name__}.cast: dtype must be 'float32', 'bfloat16' or 'auto', got {dtype!r}"
+            )
+        if dtype == "auto":
+            from trustrec._device import bfloat16_is_fast
+
+            dtype = "bfloat16" if bfloat16_is_fast(str(next(self.lm_.parameters()).device)) else "float32"
         self.lm_.to(getattr(torch, dtype))
         self.__dict__.pop("_hidden_grounder", None)
         return self

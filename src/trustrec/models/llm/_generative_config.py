@@ -111,9 +111,12 @@ class GenerativeConfig(Config):
         Prompts per batch when recommending and scoring (default 8).
     dtype : {"float32", "bfloat16", "float16"}
         Dtype the LM is loaded in (default ``"float32"``).
-    autocast : {"off", "bfloat16"}
+    autocast : {"off", "bfloat16", "auto"}
         Train under ``torch.autocast`` in bfloat16 (weights stay float32; default ``"off"``;
-        ``benchmarks/generative_training_speed.py`` measures it).
+        ``benchmarks/generative_training_speed.py`` measures it). ``"auto"``: bfloat16 where
+        it is faster than float32 on the training device (measured once per process: AMX or
+        AVX512-BF16 CPUs and bf16 GPUs yes, AVX2-only CPUs no); ``history_["autocast"]`` says
+        which ran.
     length_bucketing : bool
         Batch training examples of similar length together (default False).
     warmup_steps : int
@@ -145,7 +148,7 @@ class GenerativeConfig(Config):
     max_new_tokens: PositiveInt = 32
     inference_batch_size: PositiveInt = 8
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    autocast: Literal["off", "bfloat16"] = "off"
+    autocast: Literal["off", "bfloat16", "auto"] = "off"
     length_bucketing: bool = False
     warmup_steps: int = Field(0, ge=0)
 
