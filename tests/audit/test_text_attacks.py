@@ -378,7 +378,7 @@ def test_generator_path_reads_free_text_and_constrained_lists(llm_split):
         batch_size=8,
         num_beams=3,
         epochs=1,
-        max_new_tokens=6,
+        max_new_tokens=64,  # holds the longest title, attacked titles included
         template={"chat": False},
     ).fit(llm_split, FIT)
     res = TextAttackAudit(max_users=6, n_boot=20, n_targets=3, attacks=("hijack",), guards=("off",)).run(gen, llm_split)

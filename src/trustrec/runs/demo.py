@@ -134,6 +134,7 @@ def side_by_side(
         learning_rate=5e-5,
         max_history_tokens=128,
         targets_per_user=3,
+        autocast="auto",  # bf16 where the CPU runs it natively (AMX), float32 elsewhere
     ).fit(split, FitOptions())
     recs = {
         name: [int(i) for i in model.recommend(one.queries, 10).row(0)]
