@@ -55,6 +55,7 @@ from trustrec.eval import (
     paired_estimate,
     popularity_groups,
     popularity_lift,
+    t_interval,
     title_classes,
 )
 from trustrec.models import FitOptions, Recommender, make_model
@@ -128,17 +129,6 @@ def _row(name: str, res: dict) -> str:
 
 def _paired(a: np.ndarray, b: np.ndarray, seed: int, what: str) -> dict:
     return paired_estimate(a, b, n_boot=1000, seed=seed, description=what, test=True).to_dict()
-
-
-def _seed_ci(values: list[float]) -> tuple[float, float]:
-    """A t interval of the mean over seeds (few seeds: wide, as it should be)."""
-    from scipy import stats
-
-    v = np.asarray(values, np.float64)
-    if len(v) < 2:
-        return (float("nan"), float("nan"))
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return (float(v.mean() - half), float(v.mean() + half))
 
 
 def _popularity(lists: dict[str, np.ndarray], histories, popularity: np.ndarray, n_items: int) -> dict:
@@ -390,7 +380,7 @@ def main() -> None:
         report["stages"]["over_seeds"] = {
             "ndcg@10_per_seed": dict(zip(labels, means)),
             "mean": float(np.mean(means)),
-            "ci_over_seeds": list(_seed_ci(means)),
+            "ci_over_seeds": list(t_interval(means)),
             "ratio_to_mostpopular": float(np.mean(means) / mp) if mp > 0 else None,
         }
         save()

@@ -76,13 +76,9 @@ def write_ordered_atomic(ds, folder: Path) -> Path:
 
 def mean_ci(values):
     """Mean over seeds with a 95% t-interval (NaN interval for a single seed)."""
-    from scipy import stats
+    from trustrec.eval import t_interval
 
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return float(values.mean()), (float("nan"), float("nan"))
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean()), (float(values.mean() - half), float(values.mean() + half))
+    return float(np.mean(values)), t_interval(values)
 
 
 def run_trustrec(data_dir: Path, epochs: int, seeds: list[int], threads: int | None) -> dict:

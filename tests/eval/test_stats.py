@@ -178,3 +178,15 @@ def test_audits_build_no_statistics_of_their_own(layer):
         offenders += [f"{path.name}: {m.group(0).strip()}" for m in _STATS_CALLS.finditer(text)]
         offenders += [f"{path.name}: {m.group(0).strip()}" for m in _PRIVATE_BUILDERS.finditer(text)]
     assert not offenders, "statistics belong in trustrec.eval: " + "; ".join(offenders)
+
+
+def test_t_interval_equals_hand_computation():
+    from trustrec.eval import t_interval
+
+    # values 1, 2, 3: mean 2, s = 1, t_{0.975, 2} = 4.302653, half = 4.302653 / sqrt(3)
+    low, high = t_interval([1.0, 2.0, 3.0])
+    assert low == pytest.approx(2 - 4.302653 / 3**0.5, abs=1e-5)
+    assert high == pytest.approx(2 + 4.302653 / 3**0.5, abs=1e-5)
+    assert all(np.isnan(t_interval([5.0])))
+    with pytest.raises(ValueError, match="NaN"):
+        t_interval([1.0, float("nan")])

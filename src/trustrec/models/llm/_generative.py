@@ -122,9 +122,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         n_steps = c.epochs * math.ceil(len(examples) / c.batch_size)
         autocast = c.autocast
         if autocast == "auto":
-            from trustrec._device import bfloat16_is_fast
-
-            autocast = "bfloat16" if bfloat16_is_fast(str(next(self.lm_.parameters()).device)) else "off"
+            autocast = "bfloat16" if self._bfloat16_is_fast() else "off"
         trainer = LLMTrainer(
             self.lm_,
             pad_id=self._pad_id(),
@@ -349,12 +347,16 @@ class GenerativeRecommender(ReadsItemText, Recommender):
                 f"{type(self).__name__}.cast: dtype must be 'float32', 'bfloat16' or 'auto', got {dtype!r}"
             )
         if dtype == "auto":
-            from trustrec._device import bfloat16_is_fast
-
-            dtype = "bfloat16" if bfloat16_is_fast(str(next(self.lm_.parameters()).device)) else "float32"
+            dtype = "bfloat16" if self._bfloat16_is_fast() else "float32"
         self.lm_.to(getattr(torch, dtype))
         self.__dict__.pop("_hidden_grounder", None)
         return self
+
+    def _bfloat16_is_fast(self) -> bool:
+        """What the ``"auto"`` precision settings decide on the LM's device."""
+        from trustrec._device import bfloat16_is_fast
+
+        return bfloat16_is_fast(str(next(self.lm_.parameters()).device))
 
     def with_decoding(self, **settings: Any) -> GenerativeRecommender:
         """This fitted model decoding differently: a copy that shares the fitted LM, catalog and
