@@ -3,8 +3,16 @@ each, with identical results."""
 
 import copyreg
 import io
+import os
 import pickle
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -228,3 +236,81 @@ def test_ray_executor_starts_and_stops_its_own_local_instance():
     assert not ray.is_initialized()
     with pytest.raises(ConfigError, match="num_cpus must be >= 1"):
         RayExecutor(num_cpus=0)
+
+
+def test_address_needs_the_ray_executor_and_a_reachable_cluster():
+    with pytest.raises(ConfigError, match="an address names a Ray cluster: it needs executor 'ray', not 'serial'"):
+        resolve_executor("serial", address="auto")
+    with pytest.raises(ConfigError, match="num_cpus applies to a local instance"):
+        RayExecutor(address="auto", num_cpus=2)
+    with pytest.raises(ConfigError, match="address must be a non-empty string"):
+        RayExecutor(address=" ")
+    pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'trustrec[ray]'")
+    with pytest.raises(ConfigError, match=r"address 'nonsense' is not 'auto', HOST:PORT or ray://HOST:PORT"):
+        RayExecutor(address="nonsense").map(abs, [1])
+    with socket.socket() as probe:  # a port nobody listens on: refused at once, not after minutes of retries
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"no Ray cluster answered at '127.0.0.1:{port}'"):
+        RayExecutor(address=f"127.0.0.1:{port}").map(abs, [1])
+
+
+def test_cli_audit_address_without_ray_executor_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from trustrec.cli import app
+
+    result = CliRunner().invoke(app, ["audit", str(tmp_path), "--address", "auto"])
+    assert result.exit_code == 2 and "it needs executor 'ray'" in result.output
+    assert not (tmp_path / "audits").exists()
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_audits_on_a_cluster_at_an_address(fitted, tmp_path):
+    """A real head node started by `ray start` (as on a cluster), reached through its address."""
+    ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'trustrec[ray]'")
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.exists():
+        pytest.skip("the `ray` command is not installed beside this Python")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1"]
+    start += ["--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats", "--block"]
+    # --block: this process owns the head node; ending its session stops that cluster and no other
+    head = subprocess.Popen(
+        start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    model, split = fitted
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None, "`ray start --head` exited"
+                assert time.monotonic() < deadline, "the head node did not open its port in 120 s"
+                time.sleep(0.5)
+        _, serial = audit_model(model, split, audit_plan(**PLAN), progress=False, log=lambda *_: None)
+        executor = resolve_executor("ray", address=f"127.0.0.1:{port}")
+        try:
+            _, on_cluster = audit_model(
+                model, split, audit_plan(**PLAN), progress=False, log=lambda *_: None, executor=executor
+            )
+            assert ray.cluster_resources()["CPU"] == 2  # the cluster's CPUs, not this process's choice
+        finally:
+            executor.shutdown()  # disconnects; the cluster keeps running
+        assert not ray.is_initialized()
+        assert head.poll() is None  # still running after the executor left it
+        assert_same_results(serial, on_cluster)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -67,6 +68,25 @@ def _import_ray():
     return ray
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) address must accept a TCP connection: ``ray.init``
+    would otherwise retry for minutes before it fails. ``"auto"`` is Ray's own lookup (it fails at
+    once when no cluster was started on this machine)."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"RayExecutor: address {address!r} is not 'auto', HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"RayExecutor: no Ray cluster answered at {address!r} ({type(exc).__name__}: {exc}); start one "
+            "with `ray start --head` and give the address it prints"
+        ) from None
+
+
 def _call(fn, item):
     """The Ray task body: ``fn`` arrives once through the object store, each item by value."""
     return fn(item)
@@ -76,10 +96,13 @@ def _call(fn, item):
 class RayExecutor:
     """Each call is a Ray task; results come back in input order.
 
-    When Ray is not initialised, the first ``map`` starts a local instance with ``num_cpus`` CPUs
-    (``None``: all of this machine's), without the dashboard, and :meth:`shutdown` stops it; an
-    instance already running (``ray.init(address=...)`` by the caller, a cluster) is used as it is
-    and left running. ``num_cpus_per_task`` is what each task asks of the scheduler.
+    When Ray is not initialised, the first ``map`` either connects to the running cluster at
+    ``address`` (``"auto"``: the one ``ray start`` left on this machine; ``"HOST:PORT"``: a head
+    node's GCS address; ``"ray://HOST:10001"``: a Ray client server) or, with no address, starts a
+    local instance with ``num_cpus`` CPUs (``None``: all of this machine's) without the dashboard;
+    :meth:`shutdown` disconnects from the cluster or stops the local instance, and leaves the
+    cluster itself running. An instance the caller initialised already (``ray.init(...)``) is used
+    as it is and left running. ``num_cpus_per_task`` is what each task asks of the scheduler.
 
     What must pickle (cloudpickle): ``fn`` with everything it holds (for the audit runner, the
     fitted model, the split and the shared audit inputs; ``fn`` is put in the object store once
@@ -93,7 +116,10 @@ class RayExecutor:
     ----------
     num_cpus : int or None
         CPUs of a local Ray instance this executor starts (at least 1); None: all of this
-        machine's.
+        machine's. Not with ``address`` (a cluster's CPUs are its own).
+    address : str or None
+        The Ray cluster to connect to (``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``);
+        None: start a local instance.
     num_cpus_per_task : float
         CPUs each task asks of the scheduler (more than 0).
     init_kwargs : dict or None
@@ -102,19 +128,34 @@ class RayExecutor:
     Raises
     ------
     ConfigError
-        When ray is not installed, or ``num_cpus`` or ``num_cpus_per_task`` is out of range.
+        When ray is not installed, ``num_cpus`` or ``num_cpus_per_task`` is out of range, or
+        ``num_cpus`` is given together with ``address``. Connecting to an address where no
+        cluster answers raises a ConfigError naming the address at the first ``map``.
     """
 
     name: ClassVar[str] = "ray"
 
     def __init__(
-        self, *, num_cpus: int | None = None, num_cpus_per_task: float = 1, init_kwargs: dict[str, Any] | None = None
+        self,
+        *,
+        num_cpus: int | None = None,
+        num_cpus_per_task: float = 1,
+        address: str | None = None,
+        init_kwargs: dict[str, Any] | None = None,
     ):
+        if address is not None and (not isinstance(address, str) or not address.strip()):
+            raise ConfigError(
+                f"RayExecutor: address must be a non-empty string such as 'auto' or 'HOST:PORT', got {address!r}"
+            )
+        if address is not None and num_cpus is not None:
+            raise ConfigError(
+                "RayExecutor: num_cpus applies to a local instance; a cluster at an address has its own CPUs"
+            )
         if num_cpus is not None and num_cpus < 1:
             raise ConfigError(f"RayExecutor: num_cpus must be >= 1, got {num_cpus}")
         if not num_cpus_per_task > 0:
             raise ConfigError(f"RayExecutor: num_cpus_per_task must be > 0, got {num_cpus_per_task}")
-        self.num_cpus, self.num_cpus_per_task = num_cpus, num_cpus_per_task
+        self.num_cpus, self.num_cpus_per_task, self.address = num_cpus, num_cpus_per_task, address
         self.init_kwargs = dict(init_kwargs or {})
         self._ray = _import_ray()
         self._started = False
@@ -122,8 +163,18 @@ class RayExecutor:
     def _ensure_started(self):
         ray = self._ray
         if not ray.is_initialized():
-            kwargs = {"num_cpus": self.num_cpus, "include_dashboard": False, "log_to_driver": True, **self.init_kwargs}
-            ray.init(**kwargs)
+            if self.address is None:
+                kwargs = {"num_cpus": self.num_cpus, "include_dashboard": False, "log_to_driver": True}
+            else:
+                _check_reachable(self.address)
+                kwargs = {"address": self.address, "log_to_driver": True}
+            try:
+                ray.init(**{**kwargs, **self.init_kwargs})
+            except ConnectionError as exc:
+                raise ConfigError(
+                    f"RayExecutor: no Ray cluster answered at address {self.address!r} "
+                    f"(start one with `ray start --head`): {exc}"
+                ) from None
             self._started = True
         return ray
 
@@ -143,10 +194,11 @@ class RayExecutor:
         self._started = False
 
     def __repr__(self) -> str:
-        return f"RayExecutor(num_cpus={self.num_cpus}, num_cpus_per_task={self.num_cpus_per_task})"
+        where = f"address={self.address!r}" if self.address is not None else f"num_cpus={self.num_cpus}"
+        return f"RayExecutor({where}, num_cpus_per_task={self.num_cpus_per_task})"
 
 
-def resolve_executor(executor: Executor | str | None) -> Executor:
+def resolve_executor(executor: Executor | str | None, *, address: str | None = None) -> Executor:
     """``None`` or ``"serial"``: the serial executor; ``"ray"``: a :class:`RayExecutor` with its
     defaults (any other name: that registered executor, built with no arguments); an object with
     ``name`` and ``map``: itself.
@@ -155,6 +207,8 @@ def resolve_executor(executor: Executor | str | None) -> Executor:
     ----------
     executor : Executor, str or None
         An executor, a registered executor name, or None.
+    address : str or None
+        For ``"ray"`` only: the Ray cluster to connect to (see :class:`RayExecutor`).
 
     Returns
     -------
@@ -164,8 +218,13 @@ def resolve_executor(executor: Executor | str | None) -> Executor:
     Raises
     ------
     ConfigError
-        When the name is not a registered executor, or the object is not an executor.
+        When the name is not a registered executor, the object is not an executor, or
+        ``address`` is given for an executor other than ``"ray"``.
     """
+    if address is not None:
+        if executor != "ray":
+            raise ConfigError(f"an address names a Ray cluster: it needs executor 'ray', not {executor!r}")
+        return RayExecutor(address=address)
     if executor is None:
         return SerialExecutor()
     if isinstance(executor, str):
