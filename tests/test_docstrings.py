@@ -27,12 +27,14 @@ DOCUMENTED = (
     "trustrec.mitigate.defences",
     "trustrec.models",
     "trustrec.models.classic",
+    "trustrec.models.external",
     "trustrec.models.llm",
     "trustrec.models.training",
     "trustrec.parallel",
     "trustrec.registry",
     "trustrec.report",
     "trustrec.runs",
+    "trustrec.serve",
     "trustrec.testing",
 )
 

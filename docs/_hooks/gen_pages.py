@@ -38,6 +38,7 @@ CORE = [
     "trustrec.models.classic",
     "trustrec.models.llm",
     "trustrec.models.training",
+    "trustrec.models.external",
     "trustrec.eval",
     "trustrec.audit",
     # trustrec.audit.<dimension> packages are added as found
@@ -46,6 +47,7 @@ CORE = [
     "trustrec.mitigate.defences",
     "trustrec.parallel",
     "trustrec.runs",
+    "trustrec.serve",
     "trustrec.report",
     "trustrec.testing",
     "trustrec.registry",

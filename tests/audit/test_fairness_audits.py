@@ -89,6 +89,15 @@ def test_item_exposure_sees_most_popular_concentrate(attributed):
         assert g.exposure_share.sum() == pytest.approx(1) and g.catalog_share.sum() == pytest.approx(1)
 
 
+def test_item_exposure_of_only_empty_lists_is_not_applicable(attributed):
+    _ds, split = attributed
+    ds = split.dataset
+    nothing = PrecomputedScores(np.full((ds.n_users, ds.n_items), np.nan)).fit(split, QUIET)
+    result = ItemExposureAudit(n_boot=20).run(nothing, split)
+    assert result.verdict.status == "not_applicable"
+    assert "recommended no item to any of the" in result.verdict.reasons[0] and not result.estimates
+
+
 def test_item_exposure_manual_aplt_and_lift(attributed):
     ds, split = attributed
     model = make_model("most_popular").fit(split, QUIET)

@@ -62,3 +62,26 @@ def test_a_run_config_asking_for_a_missing_device_stops_before_reading_data(tmp_
     with pytest.raises(ConfigError, match="sees no CUDA device"):
         run_experiment(config, tmp_path / "runs", progress=False, log=lambda *_: None)
     assert not (tmp_path / "runs" / "gpu").exists()
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+
+
+@needs_cuda
+@pytest.mark.parametrize("model,params", [("sasrec", {"epochs": 2, "max_len": 20}), ("bpr_mf", {"epochs": 2})])
+def test_torch_models_train_and_answer_on_cuda(model, params, tmp_path):
+    """On a CUDA machine: trained on the GPU (weights there), answers valid lists, and the saved
+    model answers the same lists on the CPU."""
+    from trustrec.data import split_leave_one_out
+
+    split = split_leave_one_out(toy_dataset(), short_users="train")
+    fitted = make_model(model, **params).fit(split, FitOptions(device="cuda", progress=False, seed=0))
+    weights = [p for p in vars(fitted).values() if isinstance(p, torch.nn.Module)]
+    assert weights and all(next(m.parameters()).is_cuda for m in weights)
+    queries = split.eval_set("test").queries
+    top = fitted.recommend(queries, 5)
+    assert (top.items >= 0).all() and (top.items < split.dataset.n_items).all()
+    from trustrec.models import Recommender
+
+    on_cpu = Recommender.load(fitted.save(tmp_path / "m"))
+    assert (on_cpu.recommend(queries, 5).items == top.items).mean() >= 0.9  # float kernels may break near-ties

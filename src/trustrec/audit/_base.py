@@ -239,6 +239,9 @@ class Audit(Configurable):
     dimension: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs: ClassVar[str] = "a fitted model and a split"
+    # What the audit asks of the model (Recommender.audit_gap): "lists" (only the top-K lists of
+    # the evaluation queries), "queries" (answers to new queries) or "retraining" (fresh copies).
+    requires: ClassVar[str] = "queries"
     config: AuditConfig
     config_class: ClassVar[type[Config]] = AuditConfig
 
@@ -303,11 +306,11 @@ class Audit(Configurable):
             "n_users": len(inputs.eval_set),
             "n_users_total": inputs.n_users_total,
         }
-        reason = (
-            f"no users with a target in the '{inputs.part}' part"
-            if len(inputs.eval_set) == 0
-            else self._why_not(inputs)
-        )
+        reason = self._model_gap(model)
+        if reason is None and len(inputs.eval_set) == 0:
+            reason = f"no users with a target in the '{inputs.part}' part"
+        if reason is None:
+            reason = self._why_not(inputs)
         if reason:
             return AuditResult.not_applicable(self.name, self.dimension, reason, settings)
         result = self._run(inputs)
@@ -326,6 +329,11 @@ class Audit(Configurable):
 
     def _why_not(self, inputs: AuditInputs) -> str | None:
         return None
+
+    def _model_gap(self, model) -> str | None:
+        """Why ``model`` cannot serve this audit's ``requires`` (its ``audit_gap``), or None."""
+        gap = getattr(model, "audit_gap", None)
+        return gap(self.requires) if callable(gap) else None
 
     def _thresholds(self, estimates) -> list[Threshold]:
         """The configured thresholds plus any an audit derives from its own settings."""
@@ -358,6 +366,17 @@ class RetrainingAudit(Audit):
     """
 
     needs: ClassVar[str] = "a model that can be rebuilt from its name and config (or a model_spec) and retrained"
+    requires: ClassVar[str] = "retraining"
+
+    def _model_gap(self, model) -> str | None:
+        gap = getattr(model, "audit_gap", None)
+        if not callable(gap):
+            return None
+        if getattr(self.config, "model_spec", None) is None:
+            why = gap("retraining")
+            if why is not None:
+                return f"{why}; or give this audit model_spec={{'name': ..., 'params': ...}} to retrain instead"
+        return gap("queries")
 
     def _spec(self, model):
         from trustrec.models import ModelSpec

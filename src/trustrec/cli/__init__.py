@@ -1,7 +1,7 @@
 """The ``trustrec`` command: parses arguments, calls the library, prints tables (thin by design).
 
 One module per command (``data``, ``models``, ``report``, ``demo``, ``run``, ``compare``,
-``audit``), each registering itself on :data:`app` when imported; the shared error handling is
+``audit``, ``serve``), each registering itself on :data:`app` when imported; the shared error handling is
 :mod:`trustrec.cli._errors`, the root group and consoles :mod:`trustrec.cli._app`.
 
 Exit codes, the same for every command: 0 success; 2 a user error (bad input, config or file:
@@ -21,7 +21,7 @@ from trustrec.cli._render import audit_table, metrics_table, stats_table
 from trustrec.errors import TrustrecError
 
 # The commands, in the order `trustrec --help` lists them (commands, then the groups data and models).
-from trustrec.cli import data, models, report, demo, run, compare, audit  # noqa: F401  isort:skip
+from trustrec.cli import data, models, report, demo, run, compare, audit, serve  # noqa: F401  isort:skip
 
 __all__ = [
     "EXIT_INTERNAL_ERROR",

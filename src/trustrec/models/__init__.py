@@ -27,11 +27,25 @@ from trustrec.models._registry import (
     register_model,
 )
 from trustrec.models._topk import RawTopK, TopK, topk_from_scores
+from trustrec.models.external import (
+    ExternalEndpoint,
+    ExternalGenerative,
+    ExternalQueries,
+    ExternalRanker,
+    ExternalScorer,
+    ExternalTopKFile,
+)
 
 __all__ = [
     "CAPABILITIES",
     "BuildsPrompts",
     "ComposedRecommender",
+    "ExternalEndpoint",
+    "ExternalGenerative",
+    "ExternalQueries",
+    "ExternalRanker",
+    "ExternalScorer",
+    "ExternalTopKFile",
     "FitOptions",
     "ModelSpec",
     "RawTopK",

@@ -126,6 +126,28 @@ class Recommender(Configurable):
     def is_fitted(self) -> bool:
         return hasattr(self, "n_items_")
 
+    def audit_gap(self, need: str) -> str | None:
+        """None when this model can serve an audit that needs ``need``; otherwise why not.
+
+        ``need`` is what an audit asks of the model (its ``requires``): ``"lists"`` (the top-K
+        lists of the evaluation queries only), ``"queries"`` (answers to new queries: edited
+        histories, other users, candidate lists) or ``"retraining"`` (a fresh copy rebuilt from
+        its name and config and fitted on other data). Every model trustrec trains can do all
+        three; adapters of models trained elsewhere (:mod:`trustrec.models.external`) say what
+        they cannot, so those audits come out not applicable with the reason.
+
+        Parameters
+        ----------
+        need : str
+            ``"lists"``, ``"queries"`` or ``"retraining"``.
+
+        Returns
+        -------
+        str or None
+            None when the model can; otherwise the reason it cannot.
+        """
+        return None
+
     def _check_fitted(self) -> None:
         if not self.is_fitted():
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(train) first")

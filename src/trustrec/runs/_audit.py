@@ -18,11 +18,12 @@ from trustrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from trustrec.audit import Audit
-    from trustrec.data import Split
+    from trustrec.data import Dataset, Split
     from trustrec.models import Recommender
     from trustrec.parallel import Executor
+    from trustrec.runs._config import RunConfig
 
-__all__ = ["audit_model", "audit_plan", "load_audit_results", "run_audits"]
+__all__ = ["audit_model", "audit_plan", "load_audit_results", "run_audits", "write_audit_index"]
 
 
 def _load_finished_run(run_dir: Path):
@@ -271,7 +272,9 @@ def run_audits(
         model = Recommender.load(run_dir / "checkpoint")
         out = run_dir / "audits"
         entries, _ = audit_model(model, split, plan, out=out, progress=progress, log=log, executor=executor)
-        return _write_index(run_dir, config, dataset, split, plan, out, entries)
+        metrics = _read_object(run_dir / "metrics.json")
+        head = {"run": metrics.get("run", run_dir.name), "model": config.model.name}
+        return write_audit_index(out, head, config, dataset, split, plan, entries, checkpoint=run_dir / "checkpoint")
 
 
 def _check_unchanged(run_dir: Path, dataset, split) -> None:
@@ -296,19 +299,52 @@ def _read_object(path: Path) -> dict:
     return load_json_object(path)
 
 
-def _write_index(run_dir: Path, config, dataset, split, plan, out: Path, entries: list) -> dict[str, Any]:
+def write_audit_index(
+    out: Path,
+    head: dict[str, Any],
+    config: RunConfig,
+    dataset: Dataset,
+    split: Split,
+    plan: Sequence[Audit],
+    entries: list[dict[str, Any]],
+    *,
+    checkpoint: Path | None,
+) -> dict[str, Any]:
+    """Write ``out/index.json`` (``head``, then dataset, time, trail and the audits' entries, those
+    of earlier audits not rerun kept) and ``out/audit_config.yaml``; returns the index.
+
+    Parameters
+    ----------
+    out : Path
+        The audits folder.
+    head : dict
+        The index's first keys (run name, model ...).
+    config : RunConfig
+        The config the model and data came from (its digest and seed go to the trail).
+    dataset, split
+        The audited data.
+    plan : list of Audit
+        The audits run.
+    entries : list of dict
+        Their index entries (:func:`audit_model`).
+    checkpoint : Path or None
+        The audited model's saved folder (its files' sha256 go to the trail); None: not saved.
+
+    Returns
+    -------
+    dict
+        The index written.
+    """
     from trustrec.runs._trail import audit_trail
 
-    metrics = _read_object(run_dir / "metrics.json")
     index = {
-        "run": metrics.get("run", run_dir.name),
-        "model": config.model.name,
+        **head,
         "dataset": dataset.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "trail": audit_trail(
             dataset=dataset,
             split=split,
-            checkpoint=run_dir / "checkpoint",
+            checkpoint=checkpoint,
             run_config_digest=config.digest(),
             seeds={"run": config.seed, **{a.name: a.config.seed for a in plan}},
             audit_configs={a.name: a.dump_config() for a in plan},

@@ -108,7 +108,7 @@ def audit_trail(
 
     return {
         "data": data_trail(dataset, split),
-        "model": model_trail(checkpoint),
+        "model": model_trail(checkpoint) if checkpoint is not None else {"files": {}},
         "run_config_digest": run_config_digest,
         "seeds": seeds,
         "audit_config_sha256": {

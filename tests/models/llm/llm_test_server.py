@@ -15,6 +15,9 @@ Fault modes, chosen by the request's model name (or the ``X-Fault`` header), ``<
 - ``reversed``: the right choices, listed in reverse order (their ``index`` fields are right);
 - ``noecho``: ignores echo/logprobs like Ollama (``logprobs: null``);
 - ``badrequest``: HTTP 400.
+
+``GET /stats?key=<fault string>`` reports the most completion requests with that fault string
+(model name) that were in flight at once (the concurrency a client really achieved).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ MODEL = os.environ.get("TRUSTREC_TEST_SERVER_MODEL", "tiny-smollm2-random")
 backend = LocalBackend(MODEL, batch_size=8)
 _lock = threading.Lock()  # one model call at a time (requests run in a thread pool)
 _seen: Counter[str] = Counter()
+_now: Counter[str] = Counter()  # completion requests in flight, by fault string
+_most: Counter[str] = Counter()  # the most ever in flight at once, by fault string
+_flight_lock = threading.Lock()
 
 
 @contextlib.asynccontextmanager
@@ -72,8 +78,30 @@ def _echo_logprobs(prompt: str, generated: str) -> dict[str, Any]:
     return {"tokens": tokens, "token_logprobs": values, "top_logprobs": [None] * len(ids), "text_offset": offsets}
 
 
+@app.get("/stats")
+def stats(key: str) -> dict[str, int]:
+    return {"max_inflight": _most[key]}
+
+
+@contextlib.contextmanager
+def _in_flight(key: str):
+    with _flight_lock:
+        _now[key] += 1
+        _most[key] = max(_most[key], _now[key])
+    try:
+        yield
+    finally:
+        with _flight_lock:
+            _now[key] -= 1
+
+
 @app.post("/v1/completions")
 def completions(body: dict[str, Any], request: Request):
+    with _in_flight(request.headers.get("X-Fault") or str(body.get("model", ""))):
+        return _completions(body, request)
+
+
+def _completions(body: dict[str, Any], request: Request):
     fault = request.headers.get("X-Fault") or str(body.get("model", ""))
     mode, _, rest = fault.partition(":")
     arg = rest.partition(":")[0]  # a trailing :key only makes the counter distinct

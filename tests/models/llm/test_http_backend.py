@@ -152,3 +152,23 @@ def test_scoring_errors_on_merged_boundary_and_empty_prompt(server):
             b.score_continuations(["The user watched Hea"], [["t"]])  # "Heat" is one token
         with pytest.raises(EndpointError, match="non-empty prompt"):
             b.score_continuations([""], [[" Heat"]])
+
+
+def test_concurrent_requests_keep_the_order_of_the_prompts(server, local):
+    """max_concurrency sends several batches at once (the server sees them overlap) and the
+    answers come back in the prompts' order, equal to one batch after another."""
+    prompts = [f"{p} ({i})" for i in range(3) for p in PROMPTS]
+    answers = {}
+    for concurrency in (1, 4):
+        slow = f"slow:0.3:concurrency-{concurrency}"  # waits before answering, so concurrent requests overlap
+        backend = _http(server, model=slow, batch_size=2, max_concurrency=concurrency)
+        generated = backend.generate(prompts, max_new_tokens=4)
+        sums, counts = backend.score_continuations_detailed(PROMPTS, CONTS)
+        answers[concurrency] = (generated, np.concatenate(sums), np.concatenate(counts))
+        in_flight = httpx.get(f"{server}/stats", params={"key": slow}, timeout=10).json()["max_inflight"]
+        assert in_flight == 1 if concurrency == 1 else 2 <= in_flight <= concurrency
+    assert answers[1][0] == answers[4][0] == local.generate(prompts, max_new_tokens=4)
+    np.testing.assert_array_equal(answers[1][1], answers[4][1])
+    np.testing.assert_array_equal(answers[1][2], answers[4][2])
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        OpenAIBackend("http://localhost:8000", model="m", max_concurrency=0)

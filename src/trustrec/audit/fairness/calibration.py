@@ -40,6 +40,7 @@ class CalibrationAudit(Audit):
 
     name: ClassVar[str] = "calibration"
     dimension: ClassVar[str] = "fairness"
+    requires: ClassVar[str] = "lists"  # reads only the top-K lists of the evaluation queries
     description: ClassVar[str] = "Steck's KL(history genres || list genres) per user, by genre and by user group"
     needs: ClassVar[str] = "an item group column (genre, category)"
     config: CalibrationConfig

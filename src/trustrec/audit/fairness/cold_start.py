@@ -74,6 +74,7 @@ class ColdStartAudit(Audit):
 
     name: ClassVar[str] = "cold_start"
     dimension: ClassVar[str] = "fairness"
+    requires: ClassVar[str] = "lists"  # reads only the top-K lists of the evaluation queries
     description: ClassVar[str] = (
         "accuracy on cold items (<= N training interactions) vs warm items, cold-item "
         "exposure, and reference models (classic, text encoder, LLM) on the same users"

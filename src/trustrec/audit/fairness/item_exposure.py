@@ -57,12 +57,22 @@ class ItemExposureAudit(Audit):
 
     name: ClassVar[str] = "item_exposure"
     dimension: ClassVar[str] = "fairness"
+    requires: ClassVar[str] = "lists"  # reads only the top-K lists of the evaluation queries
     description: ClassVar[str] = (
         "exposure Gini, Lorenz curve, APLT, popularity lift, exposure vs catalog share by group"
     )
     needs: ClassVar[str] = "any model; an item group column (genre/provider) for the per-group shares"
     config: ItemExposureConfig
     config_class = ItemExposureConfig
+
+    def _why_not(self, inputs: AuditInputs) -> str | None:
+        top = inputs.topk[:, : self.config.k]
+        if not (top >= 0).any():  # exposure of nothing has no distribution to measure
+            return (
+                f"the model recommended no item to any of the {len(top)} evaluation users (every "
+                f"top-{self.config.k} list is empty), so there is no exposure to measure"
+            )
+        return None
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
         c = self.config

@@ -148,6 +148,7 @@ class PopularityAmplificationAudit(Audit):
 
     name: ClassVar[str] = "popularity_amplification"
     dimension: ClassVar[str] = "fairness"
+    requires: ClassVar[str] = "lists"  # reads only the top-K lists of the evaluation queries
     description: ClassVar[str] = (
         "share of recommendations per popularity group, popularity lift and exposure Gini of the "
         "audited model vs a reference (base) model and the training data"

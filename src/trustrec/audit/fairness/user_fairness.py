@@ -47,6 +47,7 @@ class UserFairnessAudit(Audit):
 
     name: ClassVar[str] = "user_fairness"
     dimension: ClassVar[str] = "fairness"
+    requires: ClassVar[str] = "lists"  # reads only the top-K lists of the evaluation queries
     description: ClassVar[str] = "accuracy by user group (gender, age band, occupation, activity): gaps, ratios, tests"
     needs: ClassVar[str] = "any model; user attributes for attribute groups (activity needs none)"
     config: UserFairnessConfig

@@ -54,9 +54,11 @@ from trustrec.models.llm._sources import (
     HFCacheSource,
     TinyRandomSource,
 )
+from trustrec.models.llm._text_grounding import GROUNDINGS, make_grounder, normalise_title
 from trustrec.models.llm._trie import TitleTrie
 
 __all__ = [
+    "GROUNDINGS",
     "KINDS",
     "TEMPLATE_PRESETS",
     "ContextLengthError",
@@ -98,7 +100,9 @@ __all__ = [
     "llm_registry",
     "load_causal_lm",
     "load_text_encoder",
+    "make_grounder",
     "model_cache_folder",
+    "normalise_title",
     "position_bias",
     "pull_model",
     "register_llm",

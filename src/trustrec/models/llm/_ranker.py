@@ -97,6 +97,16 @@ class RankerConfig(Config):
         Root of an OpenAI-compatible server to score with (default None: a local model).
     timeout_s : float
         Endpoint read timeout in seconds (default 60.0); used only with ``base_url``.
+    api_key_env : str or None
+        Name of the environment variable whose value is sent as ``Authorization: Bearer`` to
+        ``base_url``'s host, and to no other host (default None: no key but ``OPENAI_API_KEY``
+        under :class:`~trustrec.models.llm.OpenAIBackend`'s rule). Only the name is part of the
+        config (saved, written to audit indexes); the key is read from the environment when the
+        backend is built, is never saved or logged, and an unset or empty variable is a
+        :class:`~trustrec.errors.ConfigError` at ``fit``. Needs ``base_url``.
+    max_concurrency : int or None
+        Requests to the endpoint in flight at once (default None: 1, one batch after another);
+        scores are the same whatever the value. Needs ``base_url``.
     dtype : {"float32", "bfloat16", "float16"}
         Dtype of a local model's weights (default ``"float32"``); must stay ``"float32"`` with
         ``base_url``.
@@ -117,10 +127,19 @@ class RankerConfig(Config):
     base_url: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    max_concurrency: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _check(self):
         from trustrec.models._registry import available_models
+
+        for name in ("api_key_env", "max_concurrency"):
+            if getattr(self, name) is not None and not self.base_url:
+                raise ValueError(
+                    f"{name} applies to an OpenAI-compatible endpoint; set base_url to the server's root "
+                    f"(e.g. 'http://localhost:8000') or leave {name} unset for a local model"
+                )
 
         if self.base_url and self.dtype != "float32":
             raise ValueError(
@@ -139,6 +158,38 @@ class RankerConfig(Config):
         from trustrec.models.llm._prompts import PromptTemplate
 
         return PromptTemplate.from_dict({**RANKER_TEMPLATE, **self.template})
+
+    def endpoint_settings(self) -> dict[str, Any]:
+        """The :class:`~trustrec.models.llm.OpenAIBackend` settings beyond ``base_url`` and
+        ``model``: timeout, batch size, concurrency and, with ``api_key_env``, the key read from
+        that variable now, allowed to ``base_url``'s host only.
+
+        Returns
+        -------
+        dict
+            Keyword arguments of :class:`~trustrec.models.llm.OpenAIBackendConfig`.
+
+        Raises
+        ------
+        ConfigError
+            When ``api_key_env`` names a variable that is not set (or is empty).
+        """
+        import os
+
+        settings: dict[str, Any] = {
+            "timeout_s": self.timeout_s,
+            "batch_size": self.batch_size,
+            "max_concurrency": self.max_concurrency or 1,
+        }
+        if self.api_key_env is not None:
+            key = os.environ.get(self.api_key_env, "")
+            if not key:
+                raise ConfigError(
+                    f"llm_ranker: api_key_env names the environment variable {self.api_key_env!r}, but it is "
+                    "not set (or empty); export it with the endpoint's API key, or remove api_key_env"
+                )
+            settings.update(api_key=key, api_key_hosts=(self.base_url,))
+        return settings
 
 
 def cyclic_orders(n_candidates: np.ndarray, n_permutations: int, width: int) -> np.ndarray:
@@ -299,6 +350,8 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
     def _fit(self, train: Dataset, options: FitOptions) -> None:
         from trustrec._device import resolve_device
 
+        if self.config.base_url:
+            self.config.endpoint_settings()  # an unset api_key_env fails before any training
         self.llm_device_ = str(resolve_device(options.device))  # where the local LLM runs
         vars(self).pop("_backend", None)  # a refit rebuilds it there
         super()._fit(train, options)  # the retriever stage, then _setup
@@ -322,9 +375,7 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
             if c.base_url:
                 from trustrec.models.llm._http import OpenAIBackend
 
-                self._backend = OpenAIBackend(
-                    base_url=c.base_url, model=c.model, timeout_s=c.timeout_s, batch_size=c.batch_size
-                )
+                self._backend = OpenAIBackend(base_url=c.base_url, model=c.model, **c.endpoint_settings())
             else:
                 from trustrec.models.llm._backend import LocalBackend
 
