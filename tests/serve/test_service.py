@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from trustrec._version import __version__
 from trustrec.errors import ConfigError
-from trustrec.models import TopK
+from trustrec.models import Recommender, TopK, check_checkpoint_version
 from trustrec.serve import (
     GuardChain,
     HookGuard,
@@ -21,7 +22,6 @@ from trustrec.serve import (
     RequestRejected,
     ServeSettings,
     check_bind,
-    check_checkpoint_version,
     load_api_keys,
 )
 
@@ -120,7 +120,7 @@ def test_newer_checkpoint_is_refused_at_startup(run_dir, tmp_path):
 
     ckpt = tmp_path / "checkpoint"
     shutil.copytree(run_dir / "checkpoint", ckpt)
-    assert check_checkpoint_version(ckpt) == "0.1.0"
+    assert check_checkpoint_version(ckpt) == __version__
     meta = json.loads((ckpt / "config.json").read_text())
     meta["trustrec_version"] = "99.0.0"
     (ckpt / "config.json").write_text(json.dumps(meta))
@@ -133,6 +133,8 @@ def test_newer_checkpoint_is_refused_at_startup(run_dir, tmp_path):
     shutil.copytree(ckpt, fake_run / "checkpoint")
     with pytest.raises(ConfigError, match="newer"):
         RecommendationService.from_run(fake_run)
+    with pytest.raises(ConfigError, match=r"written by trustrec 99\.0\.0, newer than this trustrec .*upgrade"):
+        Recommender.load(ckpt)  # every load refuses it, not only the service
 
 
 # -- the service ------------------------------------------------------------------------------

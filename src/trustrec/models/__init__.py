@@ -1,6 +1,6 @@
 """Recommenders: the protocol, the registry and the model families (classic, llm, agents)."""
 
-from trustrec.models._base import FitOptions, Recommender, exclusion_mask
+from trustrec.models._base import FitOptions, Recommender, check_checkpoint_version, exclusion_mask
 from trustrec.models._compose import ComposedRecommender, compose
 from trustrec.models._protocols import (
     CAPABILITIES,
@@ -63,6 +63,7 @@ __all__ = [
     "UsesLLMBackend",
     "available_models",
     "capability_gap",
+    "check_checkpoint_version",
     "compose",
     "declared_capabilities",
     "exclusion_mask",

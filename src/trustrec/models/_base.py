@@ -9,6 +9,7 @@ the dataset: :meth:`Recommender.recommend_raw`); never pickle.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,15 @@ from trustrec.data import Dataset, QueryBatch, Split
 from trustrec.errors import ConfigError, DataError, NotFittedError
 from trustrec.models._topk import RawTopK, TopK, topk_from_scores
 
-__all__ = ["FitOptions", "RawTopK", "Recommender", "TopK", "is_saved_model", "topk_from_scores"]
+__all__ = [
+    "FitOptions",
+    "RawTopK",
+    "Recommender",
+    "TopK",
+    "check_checkpoint_version",
+    "is_saved_model",
+    "topk_from_scores",
+]
 
 
 @dataclass(frozen=True)
@@ -300,6 +309,7 @@ class Recommender(Configurable):
         if not path.is_dir():
             raise DataError(f"{path}: not a saved trustrec model (a saved model is a folder with config.json)")
         meta = _read_json_object(path / "config.json", "not a saved trustrec model")
+        check_checkpoint_version(path)
         if not isinstance(meta.get("model"), str) or not isinstance(meta.get("config"), dict):
             raise DataError(f"{path / 'config.json'}: needs 'model' (a name) and 'config' (a mapping)")
         try:
@@ -440,6 +450,53 @@ def _ragged_ids(rows: list[list], vocabulary: list[str], who: str):
 
 
 _SAVED_FILES = frozenset({"config.json", "state.safetensors", "fitted.json"})
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    m = re.match(r"^\s*v?(\d+(?:\.\d+)*)", str(text))
+    return tuple(int(p) for p in m.group(1).split(".")) if m else None
+
+
+def check_checkpoint_version(checkpoint: str | Path, current: str | None = None) -> str:
+    """The trustrec version a checkpoint was written by; refuses one written by a newer trustrec
+    (its format may hold what this version cannot read correctly).
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        A saved model folder (with ``config.json``).
+    current : str or None
+        The running trustrec version (default: the installed one).
+
+    Returns
+    -------
+    str
+        The checkpoint's ``trustrec_version`` ("unknown" when it records none).
+
+    Raises
+    ------
+    ConfigError
+        When the checkpoint was written by a newer trustrec, or its version is unreadable.
+    DataError
+        When ``config.json`` is missing or not a JSON object.
+    """
+    from trustrec._version import __version__
+
+    current = current or __version__
+    path = Path(checkpoint) / "config.json"
+    meta = _read_json_object(path, "not a saved trustrec model")
+    saved = meta.get("trustrec_version")
+    if saved is None:
+        return "unknown"
+    ours, theirs = _version_tuple(current), _version_tuple(str(saved))
+    if theirs is None:
+        raise ConfigError(f"{path}: unreadable trustrec_version {saved!r}")
+    if ours is not None and theirs > ours:
+        raise ConfigError(
+            f"{checkpoint}: written by trustrec {saved}, newer than this trustrec {current}; "
+            "upgrade trustrec (pip install -U trustrec) to load it"
+        )
+    return str(saved)
 
 
 def is_saved_model(path: str | Path) -> bool:

@@ -25,7 +25,6 @@ from trustrec.serve._service import (
     RecommendationResponse,
     RecommendationService,
     RecommendedItem,
-    check_checkpoint_version,
 )
 
 __all__ = [
@@ -43,7 +42,6 @@ __all__ = [
     "RequestRejected",
     "ServeSettings",
     "check_bind",
-    "check_checkpoint_version",
     "create_app",
     "load_api_keys",
     "run_server",

@@ -48,7 +48,6 @@ history item), get a warning that explanations are not available instead.
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -73,7 +72,6 @@ __all__ = [
     "RecommendationResponse",
     "RecommendationService",
     "RecommendedItem",
-    "check_checkpoint_version",
 ]
 
 N_CITED = 3
@@ -195,56 +193,6 @@ class RecommendationResponse:
             "warnings": list(self.warnings),
             "explanation_method": self.explanation_method,
         }
-
-
-def _version_tuple(text: str) -> tuple[int, ...] | None:
-    m = re.match(r"^\s*v?(\d+(?:\.\d+)*)", str(text))
-    return tuple(int(p) for p in m.group(1).split(".")) if m else None
-
-
-def check_checkpoint_version(checkpoint: str | Path, current: str | None = None) -> str:
-    """The trustrec version a checkpoint was written by; refuses one written by a newer trustrec
-    (its format may hold what this version cannot read correctly).
-
-    Parameters
-    ----------
-    checkpoint : str or Path
-        A saved model folder (with ``config.json``).
-    current : str or None
-        The running trustrec version (default: the installed one).
-
-    Returns
-    -------
-    str
-        The checkpoint's ``trustrec_version`` ("unknown" when it records none).
-
-    Raises
-    ------
-    ConfigError
-        When the checkpoint was written by a newer trustrec, or its version is unreadable.
-    DataError
-        When ``config.json`` is missing or not a JSON object.
-    """
-    from trustrec._safeio import load_json_object
-    from trustrec._version import __version__
-
-    current = current or __version__
-    path = Path(checkpoint) / "config.json"
-    if not path.is_file():
-        raise DataError(f"{checkpoint}: not a saved trustrec model (no config.json)")
-    meta = load_json_object(path)
-    saved = meta.get("trustrec_version")
-    if saved is None:
-        return "unknown"
-    ours, theirs = _version_tuple(current), _version_tuple(str(saved))
-    if theirs is None:
-        raise ConfigError(f"{path}: unreadable trustrec_version {saved!r}")
-    if ours is not None and theirs > ours:
-        raise ConfigError(
-            f"{checkpoint}: written by trustrec {saved}, newer than this trustrec {current}; "
-            "upgrade trustrec (pip install -U trustrec) to serve it"
-        )
-    return str(saved)
 
 
 @dataclass
@@ -408,7 +356,7 @@ class RecommendationService:
             When the checkpoint was written by a newer trustrec, or a blocked id is unknown.
         """
         from trustrec.mitigate import ControlCatalog
-        from trustrec.models import Recommender
+        from trustrec.models import Recommender, check_checkpoint_version
         from trustrec.runs import load_run_config, prepare_data
 
         run_dir = Path(run_dir)
