@@ -292,7 +292,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=160)
     rng = np.random.default_rng(args.seed)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -370,7 +370,7 @@ def main() -> None:
             f"{r['p50_ms']:.1f}",
             f"{r['p95_ms']:.1f}",
             f"{r['p99_ms']:.1f}",
-            f"{r['throughput_rps']:.0f}" if "throughput_rps" in r else "-",
+            f"{r['throughput_rps']:.3g}" if "throughput_rps" in r else "-",
             " ".join(f"{k}:{v}" for k, v in r["status_counts"].items()),
         )
     console.print(table)
