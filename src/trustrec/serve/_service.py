@@ -472,11 +472,12 @@ class RecommendationService:
                 continue
             rows = [p for _, p in group]
             depth = max(self._depth(p) for p in rows)
+            allowed = [p.allowed for p in rows if p.allowed is not None]  # all of the group, or none
             queries = QueryBatch.from_histories(
                 [p.history for p in rows],
                 users=[p.user for p in rows],
                 texts=tuple(p.request.constraint for p in rows),
-                candidates=None if rows[0].allowed is None else Ragged.from_rows([p.allowed for p in rows]),
+                candidates=Ragged.from_rows(allowed) if allowed else None,
             )
             try:
                 with self._lock:
