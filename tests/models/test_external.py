@@ -236,6 +236,10 @@ class _Service:
             time.sleep(1.0)
         if mode == "garbage":
             return 200, b"<html>not json</html>", {}
+        if mode == "redirect":
+            return 307, b"", {"Location": self.url + "/elsewhere"}
+        if mode == "huge":
+            return 200, b"[" + b"0," * 600 + b"0]", {}
         if mode == "auth" and headers.get("Authorization") != "Bearer s3cret":
             return 401, b"no key", {}
         qs = body["queries"]
@@ -277,15 +281,22 @@ def test_endpoint_audits_equal_the_native_model(split, native, service):
         ("garbage", "returned HTTP 200 but not JSON"),
         ("nokey", "without a 'results' list"),
         ("500", "returned HTTP 500"),
+        ("redirect", r"answered with a redirect \(HTTP 307 to .*/elsewhere\); redirects are not followed"),
+        ("huge", "answered with more than max_response_bytes=1,000 bytes"),
         ("slow", "no answer within timeout_s=0.2 s"),
     ],
 )
 def test_endpoint_errors(split, service, mode, message):
     service.mode = mode
-    adapter = ExternalEndpoint(url=service.url, timeout_s=0.2, max_retries=1, backoff_s=0).fit(split, OPTS)
+    adapter = ExternalEndpoint(url=service.url, timeout_s=0.2, max_retries=1, backoff_s=0, max_response_bytes=1000).fit(
+        split, OPTS
+    )
+    calls = service.calls
     with pytest.raises(EndpointError, match=message) as info:
         adapter.recommend(split.eval_set("test").queries[:3], 5)
     assert service.url in str(info.value)
+    if mode == "redirect":
+        assert service.calls == calls + 1  # not followed (a followed one would POST again)
 
 
 def test_endpoint_retries_and_api_key(split, service, monkeypatch):

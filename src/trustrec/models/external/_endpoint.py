@@ -66,8 +66,19 @@ ENDPOINT_FIELDS: dict[str, str] = {
 _RETRIED = {429, 502, 503, 504}
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer is an error, never followed: the body and the key would go to another URL."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class ExternalEndpointConfig(Config):
-    """Settings of :class:`ExternalEndpoint`.
+    """Settings of :class:`ExternalEndpoint`. Redirects are never followed: the request (and its
+    key) goes only to ``url``.
 
     Parameters
     ----------
@@ -89,6 +100,8 @@ class ExternalEndpointConfig(Config):
         Retries of a request after 429/502/503/504, a timeout or a refused connection.
     backoff_s : float
         First retry delay in seconds, doubled at each retry (the server's Retry-After when longer).
+    max_response_bytes : int
+        Largest answer accepted, in bytes (default 64 MiB); a larger one is refused.
     """
 
     url: str = Field(min_length=1)
@@ -100,6 +113,7 @@ class ExternalEndpointConfig(Config):
     max_concurrency: PositiveInt = 4
     max_retries: NonNegativeInt = 3
     backoff_s: float = Field(0.5, ge=0)
+    max_response_bytes: PositiveInt = 64 * 2**20
 
     @field_validator("url")
     @classmethod
@@ -244,10 +258,21 @@ class ExternalEndpoint(Recommender):
             delay = c.backoff_s * 2**attempt
             request = urllib.request.Request(c.url, data=payload, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=c.timeout_s) as response:
-                    text = response.read()
+                with _OPENER.open(request, timeout=c.timeout_s) as response:
+                    text = response.read(c.max_response_bytes + 1)
+                if len(text) > c.max_response_bytes:
+                    raise EndpointError(
+                        f"{self.name}: POST {c.url} answered with more than max_response_bytes="
+                        f"{c.max_response_bytes:,} bytes; lower batch_size or raise max_response_bytes"
+                    )
             except urllib.error.HTTPError as exc:
-                detail = exc.read()[:200].decode("utf-8", "replace")
+                detail = exc.read(200).decode("utf-8", "replace")
+                if 300 <= exc.code < 400:
+                    raise EndpointError(
+                        f"{self.name}: POST {c.url} answered with a redirect (HTTP {exc.code} to "
+                        f"{exc.headers.get('Location', '?') if exc.headers else '?'}); redirects are not followed, so "
+                        "the request and its key go only to the configured url: configure the final url"
+                    ) from None
                 if exc.code not in _RETRIED:
                     raise EndpointError(f"{self.name}: POST {c.url} returned HTTP {exc.code}: {detail!r}") from None
                 last = f"HTTP {exc.code} ({detail!r})"
