@@ -223,6 +223,8 @@ class RecommenderChecks:
         for key in before:
             if isinstance(before[key], np.ndarray):
                 np.testing.assert_array_equal(before[key], after[key])
+            elif callable(getattr(before[key], "equals", None)):  # pandas objects as fitted state
+                assert before[key].equals(after[key])
             else:
                 assert before[key] == after[key]
         assert not q.histories.values.flags.writeable

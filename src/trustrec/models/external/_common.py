@@ -198,7 +198,7 @@ def lists_to_topk(
     Returns
     -------
     TopK
-        The (n_queries, k) items and scores.
+        The (n_queries, min(k, catalog size)) items and scores.
 
     Raises
     ------
@@ -213,6 +213,7 @@ def lists_to_topk(
         raise DataError(
             f"{who}: returned scores for {len(scores) if hasattr(scores, '__len__') else '?'} queries, expected {n}"
         )
+    k = min(k, n_items)  # as every recommender: no list is longer than the catalog
     items = np.full((n, k), -1, np.int64)
     values = np.full((n, k), -np.inf)
     mask = exclusion_mask(queries, n_items, exclude_seen)

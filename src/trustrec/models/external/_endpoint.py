@@ -34,6 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -163,7 +164,24 @@ class ExternalEndpoint(Recommender):
             )
         return None
 
-    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def save(self, path: str | Path) -> Path:
+        """Refused: the endpoint is the model (audit it from its config instead).
+
+        Parameters
+        ----------
+        path : str or Path
+            Where the model would be saved (nothing is written).
+
+        Returns
+        -------
+        Path
+            Never: the call raises.
+
+        Raises
+        ------
+        ConfigError
+            Always, naming the endpoint.
+        """
         raise ConfigError(f"{self.name}: nothing to save; the endpoint {self.config.url} is the model")
 
     def _field(self, role: str) -> str:

@@ -19,7 +19,8 @@ model pickles by its config and works on Ray workers where the module is importa
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -101,16 +102,9 @@ class _PythonAdapter(Recommender):
     config: _PythonConfig
 
     def _function(self, key: str):
-        path = getattr(self.config, key)
-        cache = vars(self).setdefault("_functions", {})  # not fitted state: rebuilt after unpickling
-        if path not in cache:
-            cache[path] = import_function(path, f"{self.name}: {key}", self.config.python_path)
-        return cache[path]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(vars(self))
-        state.pop("_functions", None)  # functions travel by import path, never pickled
-        return state
+        # looked up by import path each time (a dict lookup once imported): the model holds no
+        # function objects, so it pickles by path and fit adds only fitted state
+        return import_function(getattr(self.config, key), f"{self.name}: {key}", self.config.python_path)
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:
         self._function(self._answer_key)  # a wrong path fails at fit, not in the middle of an audit
@@ -127,7 +121,24 @@ class _PythonAdapter(Recommender):
             )
         return None
 
-    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def save(self, path: str | Path) -> Path:
+        """Refused: the fitted state belongs to your fit function, not to trustrec.
+
+        Parameters
+        ----------
+        path : str or Path
+            Where the model would be saved (nothing is written).
+
+        Returns
+        -------
+        Path
+            Never: the call raises.
+
+        Raises
+        ------
+        ConfigError
+            Always, saying to save the state yourself or to audit the model directly.
+        """
         raise ConfigError(
             f"{self.name}: the fitted state belongs to your fit function and is not saved by trustrec; "
             "save it yourself, or audit the model directly (`trustrec audit --model external.yaml`)"

@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -263,7 +263,24 @@ class ExternalTopKFile(Recommender):
             return "a precomputed list file cannot be retrained on other data (poisoned, forgotten users ...)"
         return None
 
-    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def save(self, path: str | Path) -> Path:
+        """Refused: the list file is the model (audit it from its config instead).
+
+        Parameters
+        ----------
+        path : str or Path
+            Where the model would be saved (nothing is written).
+
+        Returns
+        -------
+        Path
+            Never: the call raises.
+
+        Raises
+        ------
+        ConfigError
+            Always, naming the list file.
+        """
         raise ConfigError(f"{self.name}: nothing to save; the list file {self.config.path} is the model")
 
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
