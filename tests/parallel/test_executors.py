@@ -266,7 +266,7 @@ def test_cli_audit_address_without_ray_executor_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_executor_runs_audits_on_a_cluster_at_an_address(fitted, tmp_path):
+def test_ray_executor_runs_audits_on_a_cluster_at_an_address(fitted, tmp_path, monkeypatch):
     """A real head node started by `ray start` (as on a cluster), reached through its address."""
     ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install 'trustrec[ray]'")
     ray_cli = Path(sys.executable).with_name("ray")
@@ -276,6 +276,9 @@ def test_ray_executor_runs_audits_on_a_cluster_at_an_address(fitted, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+    # Ray's token authentication keeps the token where the head node's session puts it; a test
+    # cluster on loopback needs none, and the client must agree with the head node
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1"]
     start += ["--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats", "--block"]
