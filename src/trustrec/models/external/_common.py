@@ -8,7 +8,8 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -21,9 +22,39 @@ if TYPE_CHECKING:
 
     from trustrec.data import QueryBatch
 
-__all__ = ["ExternalQueries", "check_import_path", "import_function", "lists_to_topk"]
+__all__ = ["ExternalQueries", "RefusesToSave", "check_import_path", "import_function", "lists_to_topk"]
 
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
+
+
+class RefusesToSave:
+    """Mixin of the adapters whose model lives outside trustrec (your state, file or service):
+    :meth:`save` is refused with :meth:`_unsaved_reason`, before anything is written."""
+
+    name: ClassVar[str]
+
+    def _unsaved_reason(self) -> str:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Refused: the model lives outside trustrec (audit it from its config instead).
+
+        Parameters
+        ----------
+        path : str or Path
+            Where the model would be saved (nothing is written).
+
+        Returns
+        -------
+        Path
+            Never: the call raises.
+
+        Raises
+        ------
+        ConfigError
+            Always, saying where the model lives.
+        """
+        raise ConfigError(f"{self.name}: {self._unsaved_reason()}")
 
 
 @dataclass(frozen=True)

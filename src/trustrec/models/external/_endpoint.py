@@ -34,7 +34,6 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,7 +46,7 @@ from trustrec.errors import ConfigError, DataError
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
-from trustrec.models.external._common import ExternalQueries, lists_to_topk
+from trustrec.models.external._common import ExternalQueries, RefusesToSave, lists_to_topk
 from trustrec.models.llm import EndpointError
 
 __all__ = ["ENDPOINT_FIELDS", "ExternalEndpoint", "ExternalEndpointConfig"]
@@ -133,7 +132,7 @@ class ExternalEndpointConfig(Config):
 
 
 @register_model
-class ExternalEndpoint(Recommender):
+class ExternalEndpoint(RefusesToSave, Recommender):
     """Your recommender's HTTP endpoint as a trustrec model (the JSON contract is in the module docstring).
 
     Parameters
@@ -164,25 +163,8 @@ class ExternalEndpoint(Recommender):
             )
         return None
 
-    def save(self, path: str | Path) -> Path:
-        """Refused: the endpoint is the model (audit it from its config instead).
-
-        Parameters
-        ----------
-        path : str or Path
-            Where the model would be saved (nothing is written).
-
-        Returns
-        -------
-        Path
-            Never: the call raises.
-
-        Raises
-        ------
-        ConfigError
-            Always, naming the endpoint.
-        """
-        raise ConfigError(f"{self.name}: nothing to save; the endpoint {self.config.url} is the model")
+    def _unsaved_reason(self) -> str:
+        return f"nothing to save; the endpoint {self.config.url} is the model"
 
     def _field(self, role: str) -> str:
         return self.config.fields.get(role, ENDPOINT_FIELDS[role])

@@ -19,7 +19,6 @@ model pickles by its config and works on Ray workers where the module is importa
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -32,7 +31,13 @@ from trustrec.errors import ConfigError, DataError
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
-from trustrec.models.external._common import ExternalQueries, check_import_path, import_function, lists_to_topk
+from trustrec.models.external._common import (
+    ExternalQueries,
+    RefusesToSave,
+    check_import_path,
+    import_function,
+    lists_to_topk,
+)
 
 __all__ = ["ExternalRanker", "ExternalRankerConfig", "ExternalScorer", "ExternalScorerConfig"]
 
@@ -95,7 +100,7 @@ class ExternalRankerConfig(_PythonConfig):
         return check_import_path(value, "rank")
 
 
-class _PythonAdapter(Recommender):
+class _PythonAdapter(RefusesToSave, Recommender):
     """Shared by the scorer and the ranker: imports, the user's fit, the retraining gap."""
 
     _answer_key: ClassVar[str] = ""
@@ -121,26 +126,9 @@ class _PythonAdapter(Recommender):
             )
         return None
 
-    def save(self, path: str | Path) -> Path:
-        """Refused: the fitted state belongs to your fit function, not to trustrec.
-
-        Parameters
-        ----------
-        path : str or Path
-            Where the model would be saved (nothing is written).
-
-        Returns
-        -------
-        Path
-            Never: the call raises.
-
-        Raises
-        ------
-        ConfigError
-            Always, saying to save the state yourself or to audit the model directly.
-        """
-        raise ConfigError(
-            f"{self.name}: the fitted state belongs to your fit function and is not saved by trustrec; "
+    def _unsaved_reason(self) -> str:
+        return (
+            "the fitted state belongs to your fit function and is not saved by trustrec; "
             "save it yourself, or audit the model directly (`trustrec audit --model external.yaml`)"
         )
 

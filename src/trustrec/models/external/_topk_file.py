@@ -33,7 +33,7 @@ from trustrec.errors import ConfigError, DataError, DataWarning
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
-from trustrec.models.external._common import lists_to_topk
+from trustrec.models.external._common import RefusesToSave, lists_to_topk
 
 __all__ = ["ExternalTopKFile", "ExternalTopKFileConfig", "read_topk_file"]
 
@@ -191,7 +191,7 @@ def _history_digests(batch: QueryBatch) -> list[str]:
 
 
 @register_model
-class ExternalTopKFile(Recommender):
+class ExternalTopKFile(RefusesToSave, Recommender):
     """Ranked lists from a file your system wrote, audited by every audit that reads only lists.
 
     Fit it on a :class:`~trustrec.data.Split` (the split the lists were made for): it records the
@@ -263,25 +263,8 @@ class ExternalTopKFile(Recommender):
             return "a precomputed list file cannot be retrained on other data (poisoned, forgotten users ...)"
         return None
 
-    def save(self, path: str | Path) -> Path:
-        """Refused: the list file is the model (audit it from its config instead).
-
-        Parameters
-        ----------
-        path : str or Path
-            Where the model would be saved (nothing is written).
-
-        Returns
-        -------
-        Path
-            Never: the call raises.
-
-        Raises
-        ------
-        ConfigError
-            Always, naming the list file.
-        """
-        raise ConfigError(f"{self.name}: nothing to save; the list file {self.config.path} is the model")
+    def _unsaved_reason(self) -> str:
+        return f"nothing to save; the list file {self.config.path} is the model"
 
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
         """The file's lists of the queried users, cut to ``k``.
