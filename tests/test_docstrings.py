@@ -25,6 +25,7 @@ DOCUMENTED = (
     "trustrec.mitigate",
     "trustrec.mitigate.control",
     "trustrec.mitigate.defences",
+    "trustrec.mitigate.training",
     "trustrec.models",
     "trustrec.models.classic",
     "trustrec.models.external",

@@ -45,6 +45,7 @@ CORE = [
     "trustrec.mitigate",
     "trustrec.mitigate.control",
     "trustrec.mitigate.defences",
+    "trustrec.mitigate.training",
     "trustrec.parallel",
     "trustrec.runs",
     "trustrec.serve",

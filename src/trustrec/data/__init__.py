@@ -22,6 +22,7 @@ from trustrec.data._groups import (
 from trustrec.data._movielens import load_movielens
 from trustrec.data._positions import compare_with_rows, position_eval_set, split_global_positions, user_sequences
 from trustrec.data._query import Query, QueryBatch
+from trustrec.data._requests import REQUEST_COLUMNS, recommendation_requests
 from trustrec.data._random_exposure import load_kuairec, load_random_exposure, load_yahoo_r3
 from trustrec.data._registry import (
     DatasetEntry,
@@ -49,6 +50,7 @@ __all__ = [
     "FILTERS",
     "ITEM_GROUP_COLUMNS",
     "MISSING_GROUP",
+    "REQUEST_COLUMNS",
     "SPLITTERS",
     "Dataset",
     "DatasetEntry",
@@ -86,6 +88,7 @@ __all__ = [
     "position_eval_set",
     "read_atomic_file",
     "readonly",
+    "recommendation_requests",
     "register_dataset",
     "registry",
     "resolve_dataset",

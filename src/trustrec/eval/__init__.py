@@ -34,6 +34,7 @@ from trustrec.eval._fairness import (
     snsv,
 )
 from trustrec.eval._groups import GroupMetricFrame
+from trustrec.eval._refusal import REFUSAL_MARKERS, refusal_flags
 from trustrec.eval._metrics import (
     ACCURACY_METRICS,
     aplt,
@@ -110,6 +111,7 @@ __all__ = [
     "DEFAULT_CI",
     "DEFAULT_METRICS",
     "MAX_N_BOOT",
+    "REFUSAL_MARKERS",
     "SCHEMES",
     "TARGET_SEGMENTS",
     "UNBIASED_METRICS",
@@ -178,6 +180,7 @@ __all__ = [
     "random_exposure_set",
     "rank_biased_overlap",
     "recall",
+    "refusal_flags",
     "restrict_targets",
     "roc_auc",
     "roc_points",
