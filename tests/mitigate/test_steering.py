@@ -323,3 +323,20 @@ def test_request_file_on_disk_matches_its_datasheet_counts():
     lines = [json.loads(x) for x in folder.joinpath("v1.jsonl").read_text().splitlines() if x.strip()]
     assert "| **all** | **all** | **112** | **128** | **240** |" in folder.joinpath("README.md").read_text()
     assert sum(r["split"] == "eval" for r in lines) == 128
+
+
+def test_next_token_shift_equals_a_direct_kl(backend):
+    from trustrec.mitigate.training.refusal import next_token_shift
+
+    model, tok = backend.model, backend.tokenizer
+    steering = _random_steering("plain", (1,), model.config.hidden_size, strength=2.0)
+    prompts = ["hello there friend", "a b", "the quick brown fox jumps"]
+
+    def logprobs(text, with_steering):
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode(), steered(model, with_steering):
+            return torch.log_softmax(model(**ids).logits[0, -1].float(), -1)
+
+    direct = [float((logprobs(p, None).exp() * (logprobs(p, None) - logprobs(p, steering))).sum()) for p in prompts]
+    np.testing.assert_allclose(next_token_shift(model, tok, prompts, steering, batch_size=2), direct, rtol=1e-4)
+    np.testing.assert_allclose(next_token_shift(model, tok, prompts, steering.with_strength(0.0)), 0.0, atol=1e-7)

@@ -6,11 +6,29 @@
 - :mod:`~trustrec.mitigate.training.steered`: :class:`SteeredRecommender`, any local LLM
   recommender with a steering active on every model call (registered as ``steered``), and
   :class:`SteeredBackend`.
+- :mod:`~trustrec.mitigate.training.pruning`: PruneRec's structural pruning (arXiv 2507.07064):
+  :class:`PruningPlan` (what each layer keeps, grouped-query attention pruned evenly per
+  key/value group), :func:`apply_plan` (a physically smaller copy), :func:`masked_forward` (the
+  same computation on the unpruned model), :func:`save_pruned` / :func:`load_pruned`, and the
+  criteria :func:`head_importance`, :func:`channel_importance`, :func:`plan_from_scores`,
+  :func:`layer_removal_order`. Distillation recovery and the accuracy-vs-size benchmark are not
+  built yet.
 - :mod:`~trustrec.mitigate.training.refusal`: the conversational safety use, replies of a
   recommendation assistant to the shipped harmful / benign request sets, refusal and
   over-refusal rates, with or without a steering.
 """
 
+from trustrec.mitigate.training.pruning import (
+    PruningPlan,
+    apply_plan,
+    channel_importance,
+    head_importance,
+    layer_removal_order,
+    load_pruned,
+    masked_forward,
+    plan_from_scores,
+    save_pruned,
+)
 from trustrec.mitigate.training.steered import SteeredBackend, SteeredConfig, SteeredRecommender
 from trustrec.mitigate.training.steering import (
     ActivationSteering,
@@ -24,13 +42,22 @@ from trustrec.mitigate.training.steering import (
 
 __all__ = [
     "ActivationSteering",
+    "PruningPlan",
     "SteeredBackend",
     "SteeredConfig",
     "SteeredRecommender",
+    "apply_plan",
+    "channel_importance",
     "collect_activations",
     "decoder_layers",
     "fit_null_space_steering",
     "fit_steering",
+    "head_importance",
+    "layer_removal_order",
+    "load_pruned",
+    "masked_forward",
     "null_space_projector",
+    "plan_from_scores",
+    "save_pruned",
     "steered",
 ]

@@ -130,7 +130,10 @@ def next_token_shift(
         rows = torch.arange(len(chunk), device=device)
 
         def logprobs(ids=ids, mask=mask, last=last, rows=rows):
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, last]
+            # the LM head on each prompt's last position only (on every position it costs more
+            # than the rest of the forward pass)
+            hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            logits = model.get_output_embeddings()(hidden[rows, last])
             return torch.log_softmax(logits.float(), -1)
 
         with torch.inference_mode():

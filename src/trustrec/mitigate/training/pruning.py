@@ -1,0 +1,706 @@
+"""Structural pruning of Llama-architecture causal LMs: the core of PruneRec (arXiv 2507.07064).
+
+A :class:`PruningPlan` names, in original indices, what each layer keeps; :func:`apply_plan` returns a physically
+smaller copy, :func:`masked_forward` makes the unpruned model compute exactly what it computes without changing a shape.
+
+GQA rule (the one rule a plan obeys): query head ``h`` is in key/value group ``h // (num_heads // num_kv_heads)``.
+Query heads are pruned evenly per group: every kept key/value head keeps the same number ``r >= 1`` of its own query
+heads, and a key/value head is kept exactly when one of its query heads is. A layer then has repeat factor ``r``, which
+the stock ``repeat_kv`` computes, and zeroing the pruned query heads' outputs (:func:`masked_forward`) is exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trustrec._safeio import load_json_object
+from trustrec.errors import ConfigError, DataError
+
+__all__ = [
+    "PruningPlan",
+    "apply_plan",
+    "channel_importance",
+    "head_importance",
+    "layer_removal_order",
+    "load_pruned",
+    "masked_forward",
+    "plan_from_scores",
+    "save_pruned",
+]
+
+_PLAN_KEY = "trustrec_pruning"
+_SIZES = ("num_layers", "num_heads", "num_kv_heads", "head_dim", "intermediate_size")
+_PER_LAYER = ("query_heads", "kv_heads", "channels")
+_WEIGHTS = "model.safetensors"
+
+
+def _torch() -> Any:
+    return importlib.import_module("torch")  # on use: importing trustrec.mitigate.training stays light
+
+
+def _original_sizes(config: Any) -> dict[str, Any]:
+    """The unpruned sizes: from the plan a pruned model's config records, else from the config."""
+    recorded = getattr(config, _PLAN_KEY, None)
+    if isinstance(recorded, Mapping):
+        return {k: int(recorded[k]) for k in _SIZES}
+    try:
+        heads, kv = int(config.num_attention_heads), getattr(config, "num_key_value_heads", None)
+        head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads
+        sizes = (config.num_hidden_layers, heads, kv or heads, head_dim, config.intermediate_size)
+    except AttributeError as exc:
+        raise ConfigError(f"pruning: the config is not a Llama-style decoder config ({exc})") from exc
+    return dict(zip(_SIZES, map(int, sizes)))
+
+
+def _indices(value: Any, what: str, n: int) -> tuple[int, ...]:
+    items = tuple(sorted(int(i) for i in value))
+    if len(set(items)) != len(items):
+        raise ConfigError(f"PruningPlan: {what} lists an index twice: {list(items)}")
+    if any(not 0 <= i < n for i in items):
+        raise ConfigError(f"PruningPlan: {what} has indices out of range 0..{n - 1}: {list(items)}")
+    return items
+
+
+@dataclass(frozen=True)
+class PruningPlan:
+    """What a pruned Llama-style model keeps, in original indices (sorted tuples); plain data, GQA rule enforced.
+
+    Parameters
+    ----------
+    num_layers, num_heads, num_kv_heads, head_dim, intermediate_size : int
+        The unpruned architecture: layers, query and key/value heads, head size, MLP width.
+    kept_layers : tuple of int
+        The decoder layers that stay (at least one).
+    query_heads, kv_heads, channels : tuple of tuple of int
+        Per original layer, the kept query heads, key/value heads and MLP channels.
+
+    Raises
+    ------
+    ConfigError
+        When an index is out of range or repeated, a layer keeps no head or channel, GQA breaks, or no layer stays.
+    """
+
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    kept_layers: tuple[int, ...]
+    query_heads: tuple[tuple[int, ...], ...]
+    kv_heads: tuple[tuple[int, ...], ...]
+    channels: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        for name in _SIZES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"PruningPlan: {name} must be a positive integer; got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"PruningPlan: num_heads={self.num_heads} is not a multiple of num_kv_heads")
+        object.__setattr__(self, "kept_layers", _indices(self.kept_layers, "kept_layers", self.num_layers))
+        if not self.kept_layers:
+            raise ConfigError("PruningPlan: kept_layers is empty; a plan must keep at least one layer")
+        for name, n in zip(_PER_LAYER, (self.num_heads, self.num_kv_heads, self.intermediate_size)):
+            entries = tuple(_indices(v, f"{name}[{i}]", n) for i, v in enumerate(getattr(self, name)))
+            if len(entries) != self.num_layers:
+                raise ConfigError(f"PruningPlan: {name} has {len(entries)} entries; expected {self.num_layers}")
+            object.__setattr__(self, name, entries)
+        group = self.num_heads // self.num_kv_heads
+        for layer, (q, kv, ch) in enumerate(zip(self.query_heads, self.kv_heads, self.channels)):
+            for what, kept in (("query head", q), ("MLP channel", ch)):
+                if not kept:
+                    raise ConfigError(f"PruningPlan: layer {layer} keeps no {what}; drop the layer from kept_layers")
+            counts = {g: sum(h // group == g for h in q) for g in sorted({h // group for h in q})}
+            if tuple(counts) != kv:
+                raise ConfigError(f"PruningPlan: layer {layer} kv_heads {list(kv)} != query groups {list(counts)}")
+            if len(set(counts.values())) > 1:
+                raise ConfigError(f"PruningPlan: layer {layer} keeps uneven query heads per key/value group {counts}")
+
+    @classmethod
+    def full(cls, config: Any) -> PruningPlan:
+        """The plan keeping all of the (original) architecture ``config`` describes.
+
+        Parameters
+        ----------
+        config : transformers.PretrainedConfig
+
+        Returns
+        -------
+        PruningPlan
+
+        Raises
+        ------
+        ConfigError
+            When ``config`` is not a Llama-style config.
+        """
+        s = _original_sizes(config)
+        n, widths = s["num_layers"], (s["num_heads"], s["num_kv_heads"], s["intermediate_size"])
+        per_layer = {name: (tuple(range(w)),) * n for name, w in zip(_PER_LAYER, widths)}
+        return cls(**s, kept_layers=tuple(range(n)), **per_layer)
+
+    def validate(self, config: Any) -> None:
+        """Check that the plan fits the (original, for a pruned model's) architecture ``config`` describes.
+
+        Parameters
+        ----------
+        config : transformers.PretrainedConfig
+
+        Raises
+        ------
+        ConfigError
+            When a size differs, naming it.
+        """
+        sizes = _original_sizes(config)
+        wrong = [f"{k}: plan {getattr(self, k)}, model {v}" for k, v in sizes.items() if getattr(self, k) != v]
+        if wrong:
+            raise ConfigError(f"PruningPlan does not fit this model ({', '.join(wrong)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data (ints and lists), read back by :meth:`from_dict`.
+
+        Returns
+        -------
+        dict
+        """
+        out: dict[str, Any] = {k: getattr(self, k) for k in _SIZES}
+        out["kept_layers"] = list(self.kept_layers)
+        return out | {k: [list(v) for v in getattr(self, k)] for k in _PER_LAYER}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PruningPlan:
+        """A plan from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        data : mapping
+
+        Returns
+        -------
+        PruningPlan
+
+        Raises
+        ------
+        DataError, ConfigError
+            When a field is missing or not made of integers; when the plan is invalid.
+        """
+        fields = (*_SIZES, "kept_layers", *_PER_LAYER)
+        if any(k not in data for k in fields):
+            raise DataError(f"PruningPlan.from_dict: missing fields {[k for k in fields if k not in data]}")
+        try:
+            return cls(**{k: data[k] for k in fields})
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"PruningPlan.from_dict: a field has the wrong type ({exc})") from exc
+
+    def non_embedding_parameters(self, config: Any) -> tuple[int, int]:
+        """Non-embedding parameters (attention, MLP, with biases if any, norms) kept, and of the unpruned model.
+
+        Parameters
+        ----------
+        config : transformers.PretrainedConfig
+
+        Returns
+        -------
+        kept, full : int
+
+        Raises
+        ------
+        ConfigError
+            When the plan does not fit the config.
+        """
+        self.validate(config)
+        d, hd = int(config.hidden_size), self.head_dim
+        attn_bias, mlp_bias = bool(getattr(config, "attention_bias", False)), bool(getattr(config, "mlp_bias", False))
+
+        def layer(nq: int, nkv: int, ch: int) -> int:
+            attention = 2 * d * hd * (nq + nkv) + attn_bias * (hd * (nq + 2 * nkv) + d)
+            return attention + 3 * d * ch + mlp_bias * (2 * ch + d) + 2 * d
+
+        full = d + self.num_layers * layer(self.num_heads, self.num_kv_heads, self.intermediate_size)
+        sizes = [(len(self.query_heads[i]), len(self.kv_heads[i]), len(self.channels[i])) for i in self.kept_layers]
+        return d + sum(layer(*s) for s in sizes), full
+
+
+def _check_unpruned(model: Any, plan: PruningPlan) -> Any:
+    """The decoder layers of ``model``, after checking that it is Llama-style, unpruned and fits ``plan``."""
+    layers = getattr(getattr(model, "model", None), "layers", None) or []
+    needed = [("self_attn", f"{n}_proj") for n in "qkvo"] + [("mlp", f"{n}_proj") for n in ("gate", "up", "down")]
+    if not layers or any(not hasattr(getattr(layer, a, None), b) for layer in layers for a, b in needed):
+        raise ConfigError(f"pruning: {type(model).__name__} lacks Llama's model.layers[i].self_attn/mlp projections")
+    if getattr(model.config, _PLAN_KEY, None) is not None:
+        raise ConfigError("pruning: this model is already pruned; apply plans and masks to the unpruned model")
+    plan.validate(model.config)
+    hd, attn, mlp = plan.head_dim, layers[0].self_attn, layers[0].mlp
+    shapes = (len(layers), attn.q_proj.out_features, attn.k_proj.out_features, mlp.down_proj.in_features)
+    expected = (plan.num_layers, plan.num_heads * hd, plan.num_kv_heads * hd, plan.intermediate_size)
+    if shapes != expected:
+        raise ConfigError(f"pruning: model shapes {shapes} (layers, q, k, MLP width) differ from the plan's {expected}")
+    return layers
+
+
+def _slice_linear(linear: Any, rows: Any = None, cols: Any = None) -> None:
+    """Keep ``rows`` (outputs) and/or ``cols`` (inputs) of ``linear``, in place."""
+    parameter, weight, bias = _torch().nn.Parameter, linear.weight.detach(), linear.bias
+    if rows is not None:
+        weight = weight[rows.to(weight.device)]
+        if bias is not None:
+            linear.bias = parameter(bias.detach()[rows.to(weight.device)], requires_grad=bias.requires_grad)
+    if cols is not None:
+        weight = weight[:, cols.to(weight.device)]
+    linear.weight = parameter(weight.contiguous(), requires_grad=linear.weight.requires_grad)
+    linear.out_features, linear.in_features = weight.shape
+
+
+def _prune_in_place(model: Any, plan: PruningPlan) -> Any:
+    torch = _torch()
+    layers, config, hd = _check_unpruned(model, plan), model.config, plan.head_dim
+    if getattr(config, "layer_types", None) is not None:  # Llama has none; per-layer kinds would need renumbering
+        raise ConfigError("apply_plan: configs with per-layer layer_types (sliding windows ...) are not supported")
+    for i in plan.kept_layers:
+        attn, mlp, heads = layers[i].self_attn, layers[i].mlp, (plan.query_heads[i], plan.kv_heads[i])
+        q_rows, kv_rows = (torch.tensor([h * hd + j for h in kept for j in range(hd)]) for kept in heads)
+        for linear, rows in ((attn.q_proj, q_rows), (attn.k_proj, kv_rows), (attn.v_proj, kv_rows)):
+            _slice_linear(linear, rows=rows)
+        _slice_linear(attn.o_proj, cols=q_rows)
+        # eager's repeat_kv and sdpa's GQA read this per-module repeat factor; heads are reshaped with -1
+        attn.num_key_value_groups = len(heads[0]) // len(heads[1])
+        channels = torch.tensor(plan.channels[i])
+        _slice_linear(mlp.gate_proj, rows=channels)
+        _slice_linear(mlp.up_proj, rows=channels)
+        _slice_linear(mlp.down_proj, cols=channels)
+        mlp.intermediate_size = len(plan.channels[i])
+    model.model.layers = torch.nn.ModuleList([layers[i] for i in plan.kept_layers])
+    for new_index, layer in enumerate(model.model.layers):
+        for module in layer.modules():  # the KV cache is indexed by layer_idx: the kept layers are 0..n-1
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    # the forward runs layers[:num_hidden_layers] and the cache makes a slot per layer; head counts and MLP width stay
+    # the original (upper-bound) sizes as layers differ; head_dim is pinned so nothing derives it from the head count
+    config.num_hidden_layers, config.head_dim = len(plan.kept_layers), plan.head_dim
+    setattr(config, _PLAN_KEY, plan.to_dict())
+    return model
+
+
+def apply_plan(model: Any, plan: PruningPlan) -> Any:
+    """A pruned deep copy of the unpruned ``model`` (left untouched): sliced projections, removed layers dropped,
+    per-layer ``layer_idx`` and ``num_key_value_groups``, ``config.num_hidden_layers`` the kept count, ``head_dim`` set
+    (head counts, ``intermediate_size``: original sizes, as layers differ), the plan as ``config.trustrec_pruning``.
+
+    Parameters
+    ----------
+    model : transformers.LlamaForCausalLM
+    plan : PruningPlan
+
+    Returns
+    -------
+    transformers.PreTrainedModel
+
+    Raises
+    ------
+    ConfigError
+        When the model is not Llama-style, is already pruned or does not fit the plan.
+    """
+    _check_unpruned(model, plan)
+    return _prune_in_place(copy.deepcopy(model), plan)
+
+
+def _skip_layer(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+    # the computed output is dropped: the residual stream passes the layer unchanged
+    hidden = args[0] if args else kwargs["hidden_states"]
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+@contextlib.contextmanager
+def _hooks(pre: Sequence[tuple[Any, Any]], post: Sequence[tuple[Any, Any]] = ()) -> Iterator[None]:
+    """Forward pre-hooks and (keyword-receiving) forward hooks, ``(module, hook)``, removed on exit."""
+    handles = []
+    try:
+        handles += [module.register_forward_pre_hook(hook) for module, hook in pre]
+        handles += [module.register_forward_hook(hook, with_kwargs=True) for module, hook in post]
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _mask_hooks(model: Any, head_dim: int, heads: Mapping[int, Any], channels: Mapping[int, Any]) -> list[Any]:
+    """Pre-hooks scaling ``o_proj`` inputs by head keep-masks (``(H,)`` or ``(R, H)``), ``down_proj``'s by channels'."""
+    layers, param = model.model.layers, next(model.parameters())
+    targets = [(layers[i].self_attn.o_proj, m.repeat_interleave(head_dim, dim=-1)) for i, m in heads.items()]
+    targets += [(layers[i].mlp.down_proj, m) for i, m in channels.items()]
+    out = []
+    for module, mask in targets:
+        mask = mask.to(param.device, param.dtype)
+        mask = mask[:, None, :] if mask.dim() == 2 else mask  # one mask per row: broadcast over positions
+        out.append((module, lambda mod, args, m=mask: (args[0] * m, *args[1:])))
+    return out
+
+
+@contextlib.contextmanager
+def masked_forward(model: Any, plan: PruningPlan) -> Iterator[Any]:
+    """Within the block, the unpruned ``model`` computes what ``apply_plan(model, plan)`` computes.
+
+    Pre-hooks zero the ``o_proj`` inputs of pruned query heads (head ``h``: columns ``h*head_dim:(h+1)*head_dim``) and
+    ``down_proj``'s of pruned channels; removed layers return their input. Hooks go on exit, also after an error.
+
+    Parameters
+    ----------
+    model : transformers.LlamaForCausalLM
+    plan : PruningPlan
+
+    Yields
+    ------
+    transformers.PreTrainedModel
+        ``model`` itself, masked.
+
+    Raises
+    ------
+    ConfigError
+        When the model is not Llama-style, is already pruned or does not fit the plan.
+    """
+    torch, layers, kept, width = _torch(), _check_unpruned(model, plan), plan.kept_layers, plan.intermediate_size
+    heads = {i: torch.isin(torch.arange(plan.num_heads), torch.tensor(plan.query_heads[i])) for i in kept}
+    channels = {i: torch.isin(torch.arange(width), torch.tensor(plan.channels[i])) for i in kept}
+    skip = [(layers[i], _skip_layer) for i in range(plan.num_layers) if i not in kept]
+    with _hooks(_mask_hooks(model, plan.head_dim, heads, channels), skip):
+        yield model
+
+
+def save_pruned(model: Any, tokenizer: Any, folder: str | Path) -> Path:
+    """Write ``model.safetensors`` (less a tied ``lm_head``), ``config.json`` with the plan, and the tokenizer.
+
+    Parameters
+    ----------
+    model, tokenizer : transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase or None
+        A model from :func:`apply_plan`; its tokenizer, saved with ``save_pretrained`` unless None.
+    folder : str or Path
+        A new or empty folder.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ConfigError
+        When the model records no plan, or ``folder`` is a file or already holds files.
+    """
+    from safetensors.torch import save_file
+
+    if getattr(model.config, _PLAN_KEY, None) is None:
+        raise ConfigError("save_pruned: the model records no pruning plan; prune it with apply_plan first")
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ConfigError(f"save_pruned: {folder} is not an empty folder; give a new or empty folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # it aliases the embedding, which safetensors refuses
+    save_file(state, str(folder / _WEIGHTS), metadata={"format": "pt"})
+    model.config.to_json_file(str(folder / "config.json"))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def load_pruned(folder: str | Path) -> tuple[Any, Any]:
+    """Read a :func:`save_pruned` folder: the original architecture is built, cut to the plan, then loaded strictly.
+
+    Parameters
+    ----------
+    folder : str or Path
+
+    Returns
+    -------
+    model, tokenizer : transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase or None
+        The pruned model in eval mode; the tokenizer, None when the folder has none.
+
+    Raises
+    ------
+    DataError
+        When ``config.json`` or ``model.safetensors`` is missing or malformed, naming the file.
+    """
+    import transformers  # the llm extra
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config_path, weights_path = Path(folder) / "config.json", Path(folder) / _WEIGHTS
+    raw = load_json_object(config_path, what="a pruned model's config")
+    try:
+        plan = PruningPlan.from_dict(raw[_PLAN_KEY])
+        config = transformers.AutoConfig.from_pretrained(str(folder))
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise DataError(f"{config_path}: not a config written by save_pruned ({exc!r})") from exc
+    delattr(config, _PLAN_KEY)
+    config.num_hidden_layers, config.num_attention_heads = plan.num_layers, plan.num_heads
+    config.num_key_value_heads, config.intermediate_size = plan.num_kv_heads, plan.intermediate_size
+    config.head_dim = plan.head_dim
+    try:
+        state = load_file(str(weights_path))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise DataError(f"{weights_path}: cannot read the weights ({exc})") from exc
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    floats = [t.dtype for t in state.values() if t.is_floating_point()]
+    model = _prune_in_place(model.to(floats[0]) if floats else model, plan)
+    if getattr(config, "tie_word_embeddings", False) and "model.embed_tokens.weight" in state:
+        state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DataError(f"{weights_path}: the weights do not match the recorded plan ({exc})") from exc
+    has_tokenizer = any((Path(folder) / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
+    return model.eval(), transformers.AutoTokenizer.from_pretrained(str(folder)) if has_tokenizer else None
+
+
+def _batches(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int) -> list[Any]:
+    """Right-padded ``(ids, mask)`` batches on the model's device (no truncation: the last token matters)."""
+    torch, device = _torch(), next(model.parameters()).device
+    if isinstance(texts, str) or not len(texts) or not all(isinstance(t, str) for t in texts):
+        raise DataError("pruning: texts must be a non-empty list of strings")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"pruning: batch_size must be a positive integer; got {batch_size!r}")
+    ids = [torch.tensor(r, dtype=torch.long) for r in tokenizer(list(texts))["input_ids"]]
+    if not all(len(r) for r in ids):
+        raise DataError(f"pruning: texts {[i for i, r in enumerate(ids) if not len(r)][:5]} tokenize to nothing")
+    pad = torch.nn.utils.rnn.pad_sequence
+    rows = [ids[s : s + batch_size] for s in range(0, len(ids), batch_size)]
+    masks = [pad([torch.ones_like(r) for r in b], batch_first=True).to(device) for b in rows]
+    return [(pad(b, batch_first=True).to(device), m) for b, m in zip(rows, masks)]
+
+
+def _last_logprobs(model: Any, ids: Any, mask: Any) -> Any:
+    """Log next-token distribution at each row's last real token (only those reach the head: small logits)."""
+    torch = _torch()
+    hidden = model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    logits = model.lm_head(hidden[torch.arange(len(ids), device=hidden.device), mask.sum(dim=1) - 1])
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def head_importance(
+    model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 8, smooth: bool = True
+) -> np.ndarray:
+    """PruneRec head scores: KL of the last-token next-token distribution under cumulative masking.
+
+    Per layer, each query head is masked alone (its ``o_proj`` input zeroed) and ``KL(base || masked)`` of each
+    text's last-token distribution is averaged over ``texts``. Heads are then masked cumulatively in increasing order
+    of that KL: the ``k``-th of the order scores the KL with the first ``k`` masked together (the last: the layer's
+    whole attention removed). Scores are divided by the layer's maximum (0 stays 0). ``smooth`` then applies a 3-layer
+    moving average (2 at the ends) rank by rank: a layer's ``k``-th least important head gets the mean of the ``k``-th
+    values of its and its neighbours' sorted scores (head indices mean nothing across layers, ranks do; each layer's
+    order is kept). Masked variants run as one batch of ``num_heads * batch_size`` rows.
+
+    Parameters
+    ----------
+    model, tokenizer : transformers.LlamaForCausalLM, transformers.PreTrainedTokenizerBase
+        An unpruned Llama-style causal LM and its tokenizer.
+    texts : list of str
+    batch_size : int
+    smooth : bool
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(num_layers, num_heads)``; higher is more important.
+
+    Raises
+    ------
+    DataError, ConfigError
+        When ``texts`` is empty or a text has no token; when the model is not an unpruned Llama or ``batch_size`` < 1.
+    """
+    torch, plan = _torch(), PruningPlan.full(model.config)
+    _check_unpruned(model, plan)
+    batches, n_layers, n_heads = _batches(model, tokenizer, texts, batch_size), plan.num_layers, plan.num_heads
+    scores = np.zeros((n_layers, n_heads))
+    with torch.no_grad():
+        base = [_last_logprobs(model, ids, mask) for ids, mask in batches]
+
+        def mean_kl(layer: int, masks: Any) -> np.ndarray:
+            total = torch.zeros(len(masks), dtype=torch.float64, device=base[0].device)
+            for (ids, mask), b_base in zip(batches, base):
+                m, b = len(masks), len(ids)
+                with _hooks(_mask_hooks(model, plan.head_dim, {layer: masks.repeat_interleave(b, dim=0)}, {})):
+                    masked = _last_logprobs(model, ids.repeat(m, 1), mask.repeat(m, 1)).view(m, b, -1)
+                total += (b_base.exp() * (b_base - masked)).sum(dim=(1, 2)).double()
+            return (total / len(texts)).cpu().numpy()
+
+        for layer in range(n_layers):
+            order = np.argsort(mean_kl(layer, 1.0 - torch.eye(n_heads)), kind="stable")
+            cumulative = torch.ones(n_heads, n_heads)
+            for k, head in enumerate(order):
+                cumulative[k:, int(head)] = 0.0  # row k masks the first k + 1 heads of the order
+            scores[layer, order] = mean_kl(layer, cumulative)
+    peak = scores.max(axis=1, keepdims=True)
+    scores = np.divide(scores, peak, out=np.zeros_like(scores), where=peak > 0)
+    if smooth and n_layers > 1:
+        curves, ranks = np.sort(scores, axis=1), np.argsort(np.argsort(scores, axis=1, kind="stable"), axis=1)
+        scores = np.stack([curves[max(0, i - 1) : i + 2].mean(axis=0)[ranks[i]] for i in range(n_layers)])
+    return scores
+
+
+def channel_importance(
+    model: Any, tokenizer: Any, texts: Sequence[str], *, top_k: int | None = None, batch_size: int = 8
+) -> list[np.ndarray]:
+    """PruneRec channel scores: how often each MLP channel is among a token's ``top_k`` largest.
+
+    A channel's activation is its ``down_proj`` input (``act(gate) * up``); for every real token of ``texts`` the
+    ``top_k`` channels of largest ``|activation|`` get a count; scores are counts over the number of tokens.
+
+    Parameters
+    ----------
+    model, tokenizer : transformers.LlamaForCausalLM, transformers.PreTrainedTokenizerBase
+        An unpruned Llama-style causal LM and its tokenizer.
+    texts : list of str
+    top_k, batch_size : int or None, int
+        Channels counted per token (default None: a tenth of the MLP width, at least 1); texts per forward pass.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(intermediate_size,)`` array per layer, values in [0, 1].
+
+    Raises
+    ------
+    ConfigError, DataError
+        When ``top_k`` or ``batch_size`` is out of range or the model not an unpruned Llama; when ``texts`` is empty.
+    """
+    torch, plan = _torch(), PruningPlan.full(model.config)
+    layers, width = _check_unpruned(model, plan), plan.intermediate_size
+    k = max(1, width // 10) if top_k is None else top_k
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= width:
+        raise ConfigError(f"channel_importance: top_k must be an integer in 1..{width}; got {top_k!r}")
+    batches = _batches(model, tokenizer, texts, batch_size)
+    counts, valid = [torch.zeros(width, dtype=torch.float64) for _ in layers], [None]
+
+    def counter(layer: int) -> Any:
+        def hook(module: Any, args: tuple[Any, ...]) -> None:
+            top = args[0].abs().topk(k, dim=-1).indices[valid[0]]
+            counts[layer] += torch.bincount(top.flatten().cpu(), minlength=width).double()
+
+        return hook
+
+    with torch.no_grad(), _hooks([(layer.mlp.down_proj, counter(i)) for i, layer in enumerate(layers)]):
+        for ids, mask in batches:
+            valid[0] = mask.bool()
+            model.model(input_ids=ids, attention_mask=mask, use_cache=False)
+    n_tokens = sum(int(mask.sum()) for _, mask in batches)
+    return [(c / n_tokens).numpy() for c in counts]
+
+
+def _top(scores: np.ndarray, candidates: Sequence[int], n: int) -> tuple[int, ...]:
+    """The ``n`` best of ``candidates`` by score, sorted; ties keep the lower index."""
+    return tuple(sorted(sorted(candidates, key=lambda i: (-scores[i], i))[:n]))
+
+
+def plan_from_scores(
+    config: Any, head_scores: np.ndarray, channel_scores: list[np.ndarray], *, head_ratio: float, channel_ratio: float
+) -> PruningPlan:
+    """Prune the lowest-scoring query heads evenly per key/value group and the lowest-scoring channels.
+
+    Each group of ``G = num_heads // num_kv_heads`` query heads prunes ``min(G - 1, floor(head_ratio * G + 0.5))``
+    (the ratio rounded half up to whole heads per group, one always kept, so every key/value head stays); each layer
+    prunes ``min(I - 1, floor(channel_ratio * I + 0.5))`` of its ``I`` channels. Ties keep the lower index.
+
+    Parameters
+    ----------
+    config : transformers.PretrainedConfig
+    head_scores : numpy.ndarray
+        ``(num_layers, num_heads)``, e.g. from :func:`head_importance`; higher is more important.
+    channel_scores : list of numpy.ndarray
+        One ``(intermediate_size,)`` array per layer, e.g. from :func:`channel_importance`.
+    head_ratio, channel_ratio : float
+        Shares of query heads and channels to prune, in [0, 1).
+
+    Returns
+    -------
+    PruningPlan
+
+    Raises
+    ------
+    ConfigError, DataError
+        When a ratio is outside [0, 1); when the scores have the wrong shape or are not finite.
+    """
+    for name, ratio in (("head_ratio", head_ratio), ("channel_ratio", channel_ratio)):
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.floating)) or not 0 <= ratio < 1:
+            raise ConfigError(f"plan_from_scores: {name} must be a number in [0, 1); got {ratio!r}")
+    full = PruningPlan.full(config)
+    n_layers, width, group = full.num_layers, full.intermediate_size, full.num_heads // full.num_kv_heads
+    heads, channels = np.asarray(head_scores, dtype=float), [np.asarray(c, dtype=float) for c in channel_scores]
+    if heads.shape != (n_layers, full.num_heads) or not np.isfinite(heads).all():
+        raise DataError(f"plan_from_scores: head_scores must be finite of shape {(n_layers, full.num_heads)}")
+    if len(channels) != n_layers or any(c.shape != (width,) or not np.isfinite(c).all() for c in channels):
+        raise DataError(f"plan_from_scores: channel_scores must be {n_layers} finite arrays of shape ({width},)")
+    keep_heads = group - min(group - 1, math.floor(head_ratio * group + 0.5))
+    keep_channels = width - min(width - 1, math.floor(channel_ratio * width + 0.5))
+    groups = [range(g * group, (g + 1) * group) for g in range(full.num_kv_heads)]
+    query = tuple(tuple(h for g in groups for h in _top(heads[i], g, keep_heads)) for i in range(n_layers))
+    return replace(full, query_heads=query, channels=tuple(_top(c, range(width), keep_channels) for c in channels))
+
+
+def _mean_nll(model: Any, batches: Sequence[Any]) -> float:
+    """Mean negative log-likelihood per predicted token (real positions reach the head 512 at a time: small logits)."""
+    torch, total, count = _torch(), 0.0, 0
+    for ids, mask in batches:
+        valid = (mask[:, 1:] * mask[:, :-1]).bool()
+        hidden = model.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        states, targets = hidden[:, :-1][valid], ids[:, 1:][valid]
+        for s in range(0, len(states), 512):
+            logits = model.lm_head(states[s : s + 512]).float()
+            total += float(torch.nn.functional.cross_entropy(logits, targets[s : s + 512], reduction="sum"))
+        count += int(valid.sum())
+    if count == 0:
+        raise DataError("layer_removal_order: the texts have no token to predict; give texts of two tokens or more")
+    return total / count
+
+
+def layer_removal_order(
+    model: Any, tokenizer: Any, texts: Sequence[str], plan: PruningPlan, *, n_remove: int, batch_size: int = 8
+) -> list[int]:
+    """Greedy layer removal: each step drops the kept layer whose removal least raises perplexity.
+
+    Candidates run through :func:`masked_forward` (no copy); lowest mean per-token NLL of ``texts`` goes (ties: lower).
+
+    Parameters
+    ----------
+    model, tokenizer : transformers.LlamaForCausalLM, transformers.PreTrainedTokenizerBase
+        The unpruned Llama-style causal LM and its tokenizer.
+    texts : list of str
+    plan : PruningPlan
+        The starting plan (e.g. from :func:`plan_from_scores`); its head and channel choices apply.
+    n_remove, batch_size : int
+        Layers to remove, fewer than ``len(plan.kept_layers)``; texts per forward pass.
+
+    Returns
+    -------
+    list of int
+        Original layer indices in removal order.
+
+    Raises
+    ------
+    ConfigError, DataError
+        When ``n_remove`` or ``batch_size`` is out of range (a layer must stay); when ``texts`` has nothing to predict.
+    """
+    if isinstance(n_remove, bool) or not isinstance(n_remove, (int, np.integer)) or n_remove < 0:
+        raise ConfigError(f"layer_removal_order: n_remove must be a non-negative integer; got {n_remove!r}")
+    if n_remove >= len(plan.kept_layers):
+        raise ConfigError(f"layer_removal_order: n_remove={n_remove} would remove all the kept layers; one must stay")
+    batches, removed = _batches(model, tokenizer, texts, batch_size), list[int]()
+    with _torch().no_grad():
+        for _ in range(int(n_remove)):
+            losses = {}
+            for layer in plan.kept_layers:
+                with masked_forward(model, replace(plan, kept_layers=tuple(set(plan.kept_layers) - {layer}))):
+                    losses[layer] = _mean_nll(model, batches)
+            removed.append(min(losses, key=lambda i: (losses[i], i)))
+            plan = replace(plan, kept_layers=tuple(set(plan.kept_layers) - {removed[-1]}))
+    return removed
