@@ -340,3 +340,23 @@ def test_next_token_shift_equals_a_direct_kl(backend):
     direct = [float((logprobs(p, None).exp() * (logprobs(p, None) - logprobs(p, steering))).sum()) for p in prompts]
     np.testing.assert_allclose(next_token_shift(model, tok, prompts, steering, batch_size=2), direct, rtol=1e-4)
     np.testing.assert_allclose(next_token_shift(model, tok, prompts, steering.with_strength(0.0)), 0.0, atol=1e-7)
+
+
+def test_steered_blocks_on_one_model_are_serialised_across_threads(backend):
+    import threading
+
+    model = backend.model
+    steering = _random_steering("plain", (1,), model.config.hidden_size)
+    inside, entered_b = threading.Event(), threading.Event()
+
+    def other():
+        with steered(model, steering):
+            entered_b.set()
+
+    with steered(model, steering):
+        thread = threading.Thread(target=other)
+        thread.start()
+        inside.wait(0.3)  # give the other thread time to try
+        assert not entered_b.is_set()  # it waits for this block to end
+    thread.join(10)
+    assert entered_b.is_set() and getattr(model, "_trustrec_steering", None) is None

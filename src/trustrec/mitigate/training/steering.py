@@ -38,6 +38,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +60,8 @@ __all__ = [
 ]
 
 SteeringMethod = Literal["null_space", "plain"]
+_MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
 STEERING_METHODS: tuple[str, ...] = ("null_space", "plain")
 
 
@@ -229,7 +233,9 @@ class ActivationSteering:
 def steered(model: Any, steering: ActivationSteering | None) -> Iterator[Any]:
     """Install ``steering``'s forward hooks on ``model`` for the ``with`` block; they are removed on
     exit, even after an error, so the model answers exactly as before afterwards. ``None``: no
-    steering (the block runs on the model as it is).
+    steering (the block runs on the model as it is). The hooks act on every call of the model
+    while installed, so steered blocks on one model are serialised across threads (a lock per
+    model); a thread calling the same model unsteered meanwhile would be steered too.
 
     Parameters
     ----------
@@ -248,9 +254,20 @@ def steered(model: Any, steering: ActivationSteering | None) -> Iterator[Any]:
     ConfigError
         When a layer is out of range or the hidden size differs from the model's.
     """
+    if steering is None or steering.strength == 0:
+        yield model
+        return
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.setdefault(model, threading.RLock())
+    with lock, _installed(model, steering):  # hooks are global to the model: one steered block at a time
+        yield model
+
+
+@contextlib.contextmanager
+def _installed(model: Any, steering: ActivationSteering) -> Iterator[Any]:
     active = getattr(model, "_trustrec_steering", None)
-    if steering is None or steering.strength == 0 or active is steering:
-        yield model  # nothing to add, or already installed by an enclosing block (never twice)
+    if active is steering:
+        yield model  # already installed by an enclosing block of this thread (never twice)
         return
     if active is not None:
         raise ConfigError("steering: another steering is already installed on this model; nest no two steerings")
