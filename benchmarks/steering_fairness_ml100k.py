@@ -1,8 +1,9 @@
 """NullSteer vs plain steering against an LLM recommender's sensitivity to stated user attributes,
 side by side, on ml-100k.
 
-The recommender is trustrec's ``llm_ranker`` (SmolLM2-135M-Instruct re-ranking ItemKNN's top
-candidates; its prompt has a profile line when the query states attributes). Steered copies
+The recommender is trustrec's ``llm_ranker`` (SmolLM2-135M-Instruct re-ranking ItemKNN's top 20
+candidates into a top 10, so set overlap can move; its prompt has a profile line when the query
+states attributes). Steered copies
 (``SteeredRecommender.from_fitted``: the same fitted ranker, nothing refitted) are fitted on
 training users' prompts: the prompt stating the user's own gender, age and occupation is steered
 toward the same prompt without them; NullSteer leaves the neutral prompts' activations at every
@@ -16,7 +17,7 @@ token (near) unchanged. Each arm is measured on the SAME sampled test users:
 The claim checked: steering lowers SNSR; NullSteer keeps neutral accuracy (and neutral lists)
 where plain steering, which moves every query, may not.
 
-    python benchmarks/steering_fairness_ml100k.py --users 100 --layers 15 --strengths 1,4
+    python benchmarks/steering_fairness_ml100k.py --users 100 --layers 15 --strengths 1
 
 Writes benchmarks/results/steering_fairness_ml100k.json (no machine paths).
 """
@@ -45,11 +46,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layers", default="15")
-    parser.add_argument("--strengths", default="1,4")
-    parser.add_argument("--n-candidates", type=int, default=10)
+    parser.add_argument("--strengths", default="1")
+    parser.add_argument("--n-candidates", type=int, default=20)
     parser.add_argument("--fit-users", type=int, default=200)
     parser.add_argument("--null-tol", type=float, default=1e-2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "steering_fairness_ml100k.json")
     args = parser.parse_args()
 
     import torch
@@ -115,14 +117,23 @@ def main() -> None:
         results[name]["neutral_lists_changed"] = {"share": float(changed.mean()), "n": len(changed)}
 
     table = Table(title=f"Steering llm_ranker (SmolLM2) on ml-100k, {len(sample)} test users, layers {list(layers)}")
-    for col in ("arm", "SNSR jaccard@10 [gender]", "mean jaccard@10", "NDCG@10", "HR@10", "neutral lists changed"):
+    for col in (
+        "arm",
+        "SNSR jaccard@10 [gender]",
+        "SNSR prag*@10 [gender]",
+        "mean jaccard@10",
+        "NDCG@10",
+        "HR@10",
+        "neutral lists changed",
+    ):
         table.add_column(col)
     for name, r in results.items():
-        snsr = r["probe"]["snsr jaccard@10 [gender]"]
+        snsr, prag = r["probe"]["snsr jaccard@10 [gender]"], r["probe"]["snsr prag_star@10 [gender]"]
         ndcg, hr = r["accuracy"]["ndcg@10"], r["accuracy"]["hr@10"]
         table.add_row(
             name,
             f"{snsr['value']:.3f} [{snsr['ci_low']:.3f}, {snsr['ci_high']:.3f}]",
+            f"{prag['value']:.3f} [{prag['ci_low']:.3f}, {prag['ci_high']:.3f}]",
             f"{r['probe']['mean jaccard@10 [gender]']['value']:.3f}",
             f"{ndcg['mean']:.4f} [{ndcg['ci_low']:.4f}, {ndcg['ci_high']:.4f}]",
             f"{hr['mean']:.3f} [{hr['ci_low']:.3f}, {hr['ci_high']:.3f}]",
@@ -132,15 +143,14 @@ def main() -> None:
     out = {
         "command": command_line(),
         "benchmark": "steering_fairness_ml100k",
-        "args": vars(args),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "platform": platform.platform(terse=True),
         "processor": platform.machine(),
         "sample_users": [int(u) for u in sample.queries.users],
         "results": results,
     }
-    path = ROOT / "benchmarks" / "results" / "steering_fairness_ml100k.json"
-    path.write_text(json.dumps(out, indent=2, default=float) + "\n")
-    console.print(f"wrote {path.relative_to(ROOT)}")
+    args.out.write_text(json.dumps(out, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n")
+    console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
