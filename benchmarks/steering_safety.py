@@ -146,7 +146,9 @@ def main() -> None:
             results[f"{method}@{s:g}"] = measure(backend, evaluation, steering.with_strength(s), args.max_new_tokens)
             console.print(f"{method} s={s:g} done ({results[f'{method}@{s:g}']['seconds']:.0f}s)")
 
-    table = Table(title=f"Steering a recommendation assistant ({args.model}, layers {layers}); eval split of requests v1")
+    table = Table(
+        title=f"Steering a recommendation assistant ({args.model}, layers {layers}); eval split of requests v1"
+    )
     for col in (
         "arm",
         "harmful prefers refusal",
@@ -198,7 +200,10 @@ def main() -> None:
         pairs.add_row(
             m["null_space"],
             m["plain"],
-            *(f"{a:.3f} vs {b:.3f}" for a, b in (m["harmful_rate"], m["benign_rate"], m["borderline_rate"], m["benign_kl"])),
+            *(
+                f"{a:.3f} vs {b:.3f}"
+                for a, b in (m["harmful_rate"], m["benign_rate"], m["borderline_rate"], m["benign_kl"])
+            ),
         )
     console.print(pairs)
 

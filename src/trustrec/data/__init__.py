@@ -22,7 +22,6 @@ from trustrec.data._groups import (
 from trustrec.data._movielens import load_movielens
 from trustrec.data._positions import compare_with_rows, position_eval_set, split_global_positions, user_sequences
 from trustrec.data._query import Query, QueryBatch
-from trustrec.data._requests import REQUEST_COLUMNS, recommendation_requests
 from trustrec.data._random_exposure import load_kuairec, load_random_exposure, load_yahoo_r3
 from trustrec.data._registry import (
     DatasetEntry,
@@ -31,6 +30,7 @@ from trustrec.data._registry import (
     registry,
     resolve_dataset,
 )
+from trustrec.data._requests import REQUEST_COLUMNS, recommendation_requests
 from trustrec.data._sources import FilesSource, UrlSource, WheelSource
 from trustrec.data._split import (
     SPLITTERS,

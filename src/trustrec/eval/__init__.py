@@ -34,7 +34,6 @@ from trustrec.eval._fairness import (
     snsv,
 )
 from trustrec.eval._groups import GroupMetricFrame
-from trustrec.eval._refusal import REFUSAL_MARKERS, refusal_flags
 from trustrec.eval._metrics import (
     ACCURACY_METRICS,
     aplt,
@@ -65,6 +64,7 @@ from trustrec.eval._platform import (
     train_group_distribution,
     trirec_groups,
 )
+from trustrec.eval._refusal import REFUSAL_MARKERS, refusal_flags
 from trustrec.eval._semisynthetic import (
     SemiSyntheticConfig,
     SemiSyntheticWorld,
