@@ -105,8 +105,12 @@ class SteeredConfig(Config):
         Decoder layers steered; None: the middle layer.
     strength : float
         Steering strength (0: the base's answers exactly).
-    ridge, null_tol, null_rank
-        NullSteer's fit settings (:func:`~trustrec.mitigate.training.steering.fit_null_space_steering`).
+    ridge : float
+        NullSteer's relative ridge (:func:`~trustrec.mitigate.training.steering.fit_null_space_steering`).
+    null_tol : float
+        NullSteer's relative eigenvalue threshold of the benign null space.
+    null_rank : int or None
+        NullSteer's null-space dimension, overriding ``null_tol``.
     attributes : tuple of str or None
         User attribute columns stated in the fitting prompts; None: every user attribute column.
     n_fit_users : int
