@@ -17,7 +17,7 @@ import pandas as pd
 
 from trustrec.errors import DataError
 from trustrec.eval import refusal_flags
-from trustrec.mitigate.training.steering import ActivationSteering, steered
+from trustrec.mitigate.training.steering import ActivationSteering, _prompt_batches, steered
 
 __all__ = [
     "ASSISTANT_SYSTEM_PROMPT",
@@ -117,30 +117,25 @@ def next_token_shift(
     nats): 0 when the steering leaves the prompt's answer distribution untouched."""
     import torch
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    device = next(model.parameters()).device
-    out = np.empty(len(encoded))
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start : start + batch_size]
-        width = max(len(ids) for ids in chunk)
-        ids = torch.tensor([list(x) + [pad] * (width - len(x)) for x in chunk], device=device)
-        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in chunk], device=device)
+    out = np.empty(len(prompts))
+    for rows, ids, mask in _prompt_batches(
+        model, tokenizer, prompts, batch_size, max_length=None, owner="next_token_shift"
+    ):
         last = mask.sum(1) - 1
-        rows = torch.arange(len(chunk), device=device)
+        picked = torch.arange(len(rows), device=ids.device)
 
-        def logprobs(ids=ids, mask=mask, last=last, rows=rows):
+        def logprobs(ids=ids, mask=mask, last=last, picked=picked):
             # the LM head on each prompt's last position only (on every position it costs more
             # than the rest of the forward pass)
             hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-            logits = model.get_output_embeddings()(hidden[rows, last])
+            logits = model.get_output_embeddings()(hidden[picked, last])
             return torch.log_softmax(logits.float(), -1)
 
         with torch.inference_mode():
             plain = logprobs()
             with steered(model, steering):
                 moved = logprobs()
-        out[start : start + len(chunk)] = (plain.exp() * (plain - moved)).sum(-1).cpu().numpy()
+        out[rows] = (plain.exp() * (plain - moved)).sum(-1).cpu().numpy()
     return out
 
 

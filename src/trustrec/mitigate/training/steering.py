@@ -356,20 +356,8 @@ def collect_activations(
 
     if positions not in ("last", "all"):
         raise ConfigError(f"collect_activations: positions must be 'last' or 'all', got {positions!r}")
-    if not len(prompts):
-        raise DataError("collect_activations: no prompts")
-    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p]
-    if bad:
-        raise DataError(f"collect_activations: prompts {bad[:5]} are empty or not strings")
     layers = _check_layers(model, layers)
     blocks = decoder_layers(model)
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    limit = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
-    encoded = [ids[-limit:] for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
-    empty = [i for i, ids in enumerate(encoded) if not ids]
-    if empty:
-        raise DataError(f"collect_activations: prompts {empty[:5]} tokenize to nothing")
     captured: dict[int, Any] = {}
 
     def grab(layer: int):
@@ -379,20 +367,15 @@ def collect_activations(
         return hook
 
     out: dict[int, list[np.ndarray]] = {i: [] for i in layers}
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")  # little padding per batch
+    order: list[np.ndarray] = []
+    batches = _prompt_batches(model, tokenizer, prompts, batch_size, max_length=max_length, owner="collect_activations")
     with steered(model, steering), torch.inference_mode():  # steering hooks first: what is read is steered
         handles = [blocks[i].register_forward_hook(grab(i)) for i in layers]
         try:
-            for start in tqdm(range(0, len(order), batch_size), desc="activations", disable=not progress, leave=False):
-                rows = order[start : start + batch_size]
-                width = max(len(encoded[r]) for r in rows)
-                ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for j, r in enumerate(rows):
-                    ids[j, : len(encoded[r])] = torch.tensor(encoded[r])
-                    mask[j, : len(encoded[r])] = 1
-                model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
-                lengths = mask.sum(1)
+            for rows, ids, mask in tqdm(batches, desc="activations", disable=not progress, leave=False):
+                order.append(rows)
+                model(input_ids=ids, attention_mask=mask, use_cache=False)
+                lengths = mask.sum(1).cpu()
                 for i in layers:
                     h = captured[i].float().cpu()
                     if positions == "last":
@@ -402,11 +385,47 @@ def collect_activations(
         finally:
             for handle in handles:
                 handle.remove()
-    back = np.empty(len(order), np.int64)
-    back[order] = np.arange(len(order))
+    flat = np.concatenate(order)
+    back = np.empty(len(flat), np.int64)
+    back[flat] = np.arange(len(flat))
     if positions == "all":
         return {i: np.concatenate([v[b] for b in back]) for i, v in out.items()}
     return {i: np.concatenate(v)[back] for i, v in out.items()}
+
+
+def _prompt_batches(
+    model: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int, *, max_length: int | None, owner: str
+) -> list[tuple[np.ndarray, Any, Any]]:
+    """``(rows, ids, mask)`` right-padded batches of ``prompts`` on the model's device, shortest
+    first (little padding per batch); ``rows``: the prompts' positions. Prompts are tokenized
+    without special tokens (a chat template's text already has them); one longer than
+    ``max_length`` (default: the model's context) keeps its last tokens."""
+    import torch
+
+    if isinstance(prompts, str) or not len(prompts):
+        raise DataError(f"{owner}: no prompts")
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p]
+    if bad:
+        raise DataError(f"{owner}: prompts {bad[:5]} are empty or not strings")
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    limit = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
+    encoded = [ids[-limit:] for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    empty = [i for i, ids in enumerate(encoded) if not ids]
+    if empty:
+        raise DataError(f"{owner}: prompts {empty[:5]} tokenize to nothing")
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(encoded[r]) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, r in enumerate(rows):
+            ids[j, : len(encoded[r])] = torch.tensor(encoded[r])
+            mask[j, : len(encoded[r])] = 1
+        batches.append((rows, ids.to(device), mask.to(device)))
+    return batches
 
 
 def null_space_projector(
