@@ -6,7 +6,9 @@ Builds a run (``--model``, default ItemKNN, on ml-100k; or takes ``--run-dir``) 
 generator is this process: a small asyncio HTTP/1.1 client over keep-alive sockets (far cheaper
 per request than httpx, so it takes less of the CPUs it shares with the server); the CPU seconds
 of server and client are both reported. For each of ``--max-batch 1`` (one request at a time in
-worker threads: the path before micro-batching) and ``--max-batch 32`` (micro-batching):
+worker threads: the path before micro-batching), ``--max-batch 32`` (micro-batching), and
+``--max-batch 32 --torch-threads <all cores>`` (micro-batching with torch's default threads; the
+server's default for a classic model is 1 thread, see ``trustrec.serve.run_server``):
 
 * **load**: a closed loop of ``--clients`` (50) clients, each sending its next request when the
   last one is answered, ``--requests`` (4000) requests for random users (k=10) after a warm-up;
@@ -312,7 +314,13 @@ def main() -> None:
             return [_post(key, {"user_id": u, "k": 10}) for u in rng.choice(users, n).tolist()]
 
         common = ["--rate-limit", "0", "--max-concurrency", str(args.max_concurrency)]
-        for batch in (1, args.max_batch):
+        cores = str(os.cpu_count() or 1)
+        # (tag, max_batch, extra server flags): one at a time, micro-batched, and micro-batched with
+        # torch's intra-op threads on every core (torch's default; the server's default is 1)
+        phases = [("one_at_a_time", 1, []), ("batched", args.max_batch, [])]
+        if args.max_batch > 1:
+            phases.append(("batched_torch_all_cores", args.max_batch, ["--torch-threads", cores]))
+        for tag, batch, flags in phases:
             load_raws, burst_raws = raws(args.requests), raws(args.clients * args.bursts)
 
             async def work(port: int, load_raws=load_raws, burst_raws=burst_raws) -> dict:
@@ -323,13 +331,12 @@ def main() -> None:
                 }
 
             # queue room for every client: this phase measures latency, not shedding
-            extra = [*common, "--max-queue", str(4 * args.clients), "--max-batch", str(batch)]
+            extra = [*common, "--max-queue", str(4 * args.clients), "--max-batch", str(batch), *flags]
             phase = _phase(run_dir, keys, extra, work)
-            tag = "one_at_a_time" if batch == 1 else "batched"
             for name in ("load", "burst"):
-                results[f"{name}_{tag}"] = {**phase[name], "max_batch": batch}
+                results[f"{name}_{tag}"] = {**phase[name], "max_batch": batch, "server_flags": " ".join(flags)}
             results[f"load_{tag}"].update(server_cpu_s=phase["server_cpu_s"], client_cpu_s=phase["client_cpu_s"])
-            console.print(f"max_batch {batch}: done")
+            console.print(f"{tag}: done")
 
         over_raws = raws(args.overload_requests)
 
@@ -359,12 +366,24 @@ def main() -> None:
             results["llm_ranker"].update(model="llm_ranker (SmolLM2-135M over item_knn top-20, 1 order)", candidates=20)
 
     table = Table(title=f"trustrec serve: {model_name} on ml-100k ({os.cpu_count()} CPUs shared by client and server)")
-    for col in ("phase", "max_batch", "clients", "requests", "p50 ms", "p95 ms", "p99 ms", "req/s", "statuses"):
+    for col in (
+        "phase",
+        "max_batch",
+        "server flags",
+        "clients",
+        "requests",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "req/s",
+        "statuses",
+    ):
         table.add_column(col, justify="right")
     for phase, r in results.items():
         table.add_row(
             phase,
             str(r.get("max_batch", "")),
+            r.get("server_flags", ""),
             str(r["clients"]),
             str(r["requests"]),
             f"{r['p50_ms']:.1f}",
@@ -376,12 +395,17 @@ def main() -> None:
     console.print(table)
     ratios = {}
     for name in ("load", "burst"):
-        before, after = results[f"{name}_one_at_a_time"], results[f"{name}_batched"]
-        for q in ("p50_ms", "p95_ms", "p99_ms"):
-            ratios[f"{name}_{q}_batched/one_at_a_time"] = after[q] / before[q]
-    ratios["load_throughput_batched/one_at_a_time"] = (
-        results["load_batched"]["throughput_rps"] / results["load_one_at_a_time"]["throughput_rps"]
-    )
+        for before_tag, after_tag in (("one_at_a_time", "batched"), ("batched_torch_all_cores", "batched")):
+            if f"{name}_{before_tag}" not in results:
+                continue
+            before, after = results[f"{name}_{before_tag}"], results[f"{name}_{after_tag}"]
+            for q in ("p50_ms", "p95_ms", "p99_ms"):
+                ratios[f"{name}_{q}_{after_tag}/{before_tag}"] = after[q] / before[q]
+    for before_tag in ("one_at_a_time", "batched_torch_all_cores"):
+        if f"load_{before_tag}" in results:
+            ratios[f"load_throughput_batched/{before_tag}"] = (
+                results["load_batched"]["throughput_rps"] / results[f"load_{before_tag}"]["throughput_rps"]
+            )
     for k, v in ratios.items():
         console.print(f"{k} = {v:.2f}")
     target = results["load_batched"]["p99_ms"] < 50

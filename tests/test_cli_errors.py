@@ -306,3 +306,9 @@ def test_console_script_path_gives_the_same_convention(tmp_path):
         assert "Traceback" not in proc.stderr
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+
+
+def test_serve_refuses_fewer_than_one_torch_thread_in_one_line(tmp_path):
+    res = runner.invoke(app, ["serve", str(tmp_path), "--no-auth", "--torch-threads", "0"])
+    _assert_clean(res, what="serve --torch-threads 0")
+    assert "--torch-threads must be >= 1, got 0" in res.stderr

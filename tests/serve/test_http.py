@@ -75,6 +75,42 @@ def test_health_version_metrics_openapi(client):
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/v1/recommend"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"user_id", "history", "k", "candidates", "constraint", "explain"} <= set(body["properties"])
+    answers = spec["paths"]["/v1/recommend"]["post"]["responses"]
+    assert answers["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/RecommendResponseBody")
+    assert {"400", "401", "403", "404", "413", "422", "429", "503"} <= set(answers)
+    components = spec["components"]["schemas"]
+    assert {"RecommendResponseBody", "ItemBody", "ErrorBody"} <= set(components)
+    assert set(components["RecommendResponseBody"]["properties"]) == {
+        "request_id",
+        "model",
+        "user_id",
+        "items",
+        "rules_applied",
+        "warnings",
+        "explanation_method",
+    }
+
+
+def test_recommend_answers_post_only_and_keeps_the_id_header(client):
+    r = client.get("/v1/recommend")
+    assert r.status_code == 405 and len(r.headers["x-request-id"]) == 32
+    ids = {client.post("/v1/recommend", json={"user_id": "196", "k": 1}).json()["request_id"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_malformed_bodies_are_400_and_wrong_shapes_422(client):
+    for body in (
+        b"",
+        b"\xff\xfe",
+        b'{"user_id": "1"} trailing',
+        '{"history": ["\u00e9\ud800"]}'.encode("utf-8", "surrogatepass"),
+    ):
+        r = client.post("/v1/recommend", content=body)
+        assert r.status_code == 400 and r.json()["guard"] == "json", (body, r.text)
+    for body in (b"null", b"[]", b'{"user_id": "1", "k": 1e400}', b'{"user_id": NaN}'):
+        r = client.post("/v1/recommend", content=body)
+        assert r.status_code == 422 and r.json()["guard"] == "schema", (body, r.text)
+        assert r.json()["detail"], r.text
 
 
 def test_platform_rules_over_http(run_dir):

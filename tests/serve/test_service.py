@@ -208,3 +208,31 @@ def test_non_finite_scores_are_dropped_with_a_warning(service):
     assert any("non-finite score" in w for w in response.warnings)
     normal = service.model.recommend_raw([["1", "2"]], 5).row(0)
     assert [i.item_id for i in response.items][:3] == normal[2:5]
+
+
+def test_warm_up_calls_the_model_and_commits_nothing(run_dir):
+    service = RecommendationService.from_run(run_dir, max_exposure_share=0.5, exposure_window=4)
+    rules = next(g for g in service.guards.guards if isinstance(g, PlatformRulesGuard))
+    calls = []
+    model_recommend = service.model.recommend
+    service.model.recommend = lambda queries, k: calls.append((len(queries), k)) or model_recommend(queries, k)
+    for _ in range(5):  # five answers would put every item of a fixed list at the cap of 2
+        service.warm_up()
+    assert calls == [(1, 10)] * 5
+    assert rules.capped() == []
+
+
+def test_request_ids_are_random_and_uuid_shaped():
+    from trustrec.serve._service import new_request_id
+
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert RecommendationRequest().request_id != RecommendationRequest().request_id
+
+
+def test_run_server_refuses_fewer_than_one_torch_thread(service):
+    from trustrec.serve import run_server
+
+    with pytest.raises(ConfigError, match="torch_threads must be >= 1"):
+        run_server(service, ServeSettings(no_auth=True), torch_threads=0)

@@ -45,6 +45,11 @@ def serve(
         2.0, "--max-wait-ms", help="How long an idle batcher waits for more requests to join the first (ms)."
     ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (off: /metrics counts them)."),
+    torch_threads: int | None = typer.Option(
+        None,
+        "--torch-threads",
+        help="torch's CPU threads in the server (default: 1, or every core for an LLM model).",
+    ),
 ):
     """Serve RUN_DIR's model over HTTP: POST /v1/recommend, /health, /version, /metrics, /openapi.json."""
     from trustrec.errors import ConfigError
@@ -73,6 +78,8 @@ def serve(
         port=port,
     )
     check_bind(settings)  # before the (slower) model loading
+    if torch_threads is not None and torch_threads < 1:
+        raise ConfigError(f"--torch-threads must be >= 1, got {torch_threads}")
     blocked_ids: list[str] = []
     if blocked is not None:
         if not blocked.is_file():
@@ -96,7 +103,7 @@ def serve(
         highlight=False,
         markup=False,
     )
-    run_server(service, settings, access_log=access_log)
+    run_server(service, settings, access_log=access_log, torch_threads=torch_threads)
 
 
 app.command("serve")(serve)

@@ -11,8 +11,8 @@ Every ``/v1/recommend`` request passes, in order:
    tokens; 429 with ``Retry-After`` seconds);
 3. **admission**: at most ``max_concurrency`` requests run and ``max_queue`` wait; past that,
    503 with ``Retry-After: 1`` at once (the server sheds load instead of collapsing);
-4. **body**: at most ``max_body_bytes`` (413), JSON (400 naming the parse error), the schema
-   (422 listing each wrong field);
+4. **body**: at most ``max_body_bytes`` (413), UTF-8 JSON (400 naming the parse error), the
+   schema (422 listing each wrong field), parsed and checked in one pass by pydantic-core;
 5. the service: with ``service.max_batch > 1``, its batcher thread (requests that arrive
    together share one model call; :meth:`RecommendationService.submit`); with ``max_batch == 1``,
    a worker thread per request (at most ``max_concurrency`` at once; the model itself runs one
@@ -20,7 +20,12 @@ Every ``/v1/recommend`` request passes, in order:
 
 Request ids, the ``X-Request-ID`` header, the metrics and the last-resort 500 live in a pure ASGI
 middleware (:class:`_Observe`), not in a ``BaseHTTPMiddleware``, which would run every request
-through an extra task and memory stream.
+through an extra task and memory stream. ``POST /v1/recommend`` itself is a plain ASGI endpoint
+(:class:`_RecommendEndpoint`) that the middleware calls directly: the hot path skips FastAPI's
+router, dependency solving and response validation, which together cost as much CPU per
+request as the model's micro-batched call (``benchmarks/serve_load.py``). FastAPI serves the
+other endpoints and the OpenAPI schema, which documents ``/v1/recommend`` from the same pydantic
+schemas.
 
 Errors are JSON ``{"error", "guard", "request_id", "detail"}``; every response carries
 ``X-Request-ID`` (the client's, when it is 1-64 characters of ``[A-Za-z0-9._-]``). An unexpected
@@ -38,7 +43,6 @@ import math
 import os
 import re
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from trustrec.errors import ConfigError, TrustrecError
 from trustrec.serve._guards import RequestRejected
+from trustrec.serve._service import new_request_id
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -62,6 +67,7 @@ MIN_KEY_LENGTH = 16
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ENDPOINTS = ("/v1/recommend", "/health", "/version", "/metrics", "/openapi.json", "/docs")
 _LATENCY_WINDOW = 10_000
+JSON = "application/json"
 
 
 def _import_web():
@@ -286,7 +292,7 @@ class _Metrics:
 
 
 def _request_id(header: str | None) -> str:
-    return header if header and _REQUEST_ID.fullmatch(header) else uuid.uuid4().hex
+    return header if header and _REQUEST_ID.fullmatch(header) else new_request_id()
 
 
 def _clean_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -298,11 +304,16 @@ def _clean_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 class _Observe:
     """Pure ASGI middleware: the request id (``scope["state"]["request_id"]``), the
-    ``X-Request-ID`` response header, the metrics, and a JSON 500 for an unexpected error."""
+    ``X-Request-ID`` response header, the metrics, and a JSON 500 for an unexpected error.
 
-    def __init__(self, app: Any, metrics: _Metrics) -> None:
+    ``POST /v1/recommend`` goes from here straight to its endpoint: FastAPI's router and
+    exception middleware, run for every request, cost a tenth of the server's CPU per request
+    (other methods on that path still reach the router, which answers 405)."""
+
+    def __init__(self, app: Any, metrics: _Metrics, recommend: Any) -> None:
         self.app = app
         self.metrics = metrics
+        self.recommend = recommend
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -328,7 +339,10 @@ class _Observe:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if scope["method"] == "POST" and scope["path"] == "/v1/recommend":
+                await self.recommend(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
             if not sent[0]:
@@ -349,6 +363,212 @@ class _Observe:
             status[0] = 500
         path = scope.get("path", "")
         self.metrics.observe(path if path in _ENDPOINTS else "other", status[0], time.perf_counter() - started)
+
+
+class _RecommendEndpoint:
+    """``POST /v1/recommend`` as a plain ASGI app (module docstring, steps 1-5).
+
+    It is a Starlette route of its own, not a FastAPI path operation: FastAPI's per-request
+    dependency solving and response validation cost about as much CPU as the model call
+    itself, and the service validates its answers already. The request body is parsed and
+    validated in one pass (``model_validate_json``), the response serialised by pydantic-core.
+    The operation is documented in the OpenAPI schema all the same (:func:`_document_recommend`).
+    """
+
+    def __init__(self, service: "RecommendationService", settings: ServeSettings, metrics: _Metrics) -> None:
+        self.service = service
+        self.settings = settings
+        self.metrics = metrics
+        self.keys = [k.encode() for k in settings.api_keys]
+        self.buckets: dict[str, _TokenBucket] = {}
+        self.limiter: Any = None  # an anyio.CapacityLimiter, made in the event loop on first use
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request_id = scope["state"]["request_id"]
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)
+        try:
+            status, body = await self._answer(headers, receive, request_id)
+            extra: list[tuple[bytes, bytes]] = []
+        except RequestRejected as exc:
+            status, body, extra = self.rejection(exc, request_id)
+        except TrustrecError as exc:
+            status, body, extra = self.rejection(RequestRejected(str(exc)[:1000], 422, "service"), request_id)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    *extra,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def rejection(self, exc: RequestRejected, request_id: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        from pydantic_core import to_json
+
+        self.metrics.rejections[exc.guard] += 1
+        body = {"error": exc.reason, "guard": exc.guard, "request_id": request_id, "detail": exc.detail}
+        extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+        if exc.status == 401:
+            extra.append((b"www-authenticate", b"Bearer"))
+        return exc.status, to_json(body), extra
+
+    def authenticate(self, headers: Mapping[bytes, bytes]) -> str:
+        if self.settings.no_auth:
+            return "anonymous"
+        given = headers.get(b"x-api-key")
+        if given is None:
+            auth = headers.get(b"authorization", b"")
+            if auth[:7].lower() == b"bearer ":
+                given = auth[7:].strip()
+        if not given:
+            raise RequestRejected(
+                "missing API key: send the X-API-Key header or Authorization: Bearer KEY", 401, "auth"
+            )
+        ok = False
+        for k in self.keys:  # every key compared: the time does not say which one was close
+            ok |= hmac.compare_digest(k, given)
+        if not ok:
+            raise RequestRejected("invalid API key", 401, "auth")
+        return hashlib.sha256(given).hexdigest()[:16] if self.settings.rate_limit > 0 else ""
+
+    def _admit(self, key_id: str) -> None:
+        settings = self.settings
+        if settings.rate_limit > 0:
+            bucket = self.buckets.setdefault(key_id, _TokenBucket(settings.rate_limit, settings.burst))
+            wait = bucket.take()
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait)))
+                raise RequestRejected(
+                    f"rate limit: {settings.rate_limit:g} requests/s per key (burst {settings.burst}); retry in {retry} s",
+                    429,
+                    "rate_limit",
+                    headers={"Retry-After": retry},
+                )
+        if self.metrics.in_flight >= settings.max_concurrency + settings.max_queue:
+            raise RequestRejected(
+                "overloaded: too many requests in flight; retry shortly", 503, "overload", headers={"Retry-After": "1"}
+            )
+
+    async def _read_body(self, headers: Mapping[bytes, bytes], receive: Any) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_big = RequestRejected(f"request body over {limit} bytes", 413, "body_size")
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise too_big
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestRejected("the client disconnected before the body was read", 400, "body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _answer(self, headers: Mapping[bytes, bytes], receive: Any, request_id: str) -> tuple[int, bytes]:
+        from pydantic import ValidationError
+        from pydantic_core import to_json
+
+        from trustrec.serve._schemas import RecommendBody
+        from trustrec.serve._service import RecommendationRequest
+
+        self._admit(self.authenticate(headers))
+        self.metrics.in_flight += 1
+        try:
+            raw = await self._read_body(headers, receive)
+            try:
+                parsed = RecommendBody.model_validate_json(raw)
+            except ValidationError as exc:
+                errors = exc.errors(include_input=False, include_url=False)
+                if errors and errors[0]["type"] == "json_invalid":
+                    raise RequestRejected(f"malformed JSON: {str(errors[0]['msg'])[:200]}", 400, "json") from None
+                errs = _clean_errors(errors)
+                where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errs[:5])
+                raise RequestRejected(f"invalid request: {where}", 422, "schema", detail=errs) from None
+            req = RecommendationRequest(
+                user_id=parsed.user_id,
+                history=parsed.history,
+                k=parsed.k,
+                candidates=parsed.candidates,
+                constraint=parsed.constraint,
+                explain=parsed.explain,
+                request_id=request_id,
+            )
+            service = self.service
+            if service.max_batch > 1:
+                response = await asyncio.wrap_future(service.submit(req))
+            else:
+                import anyio
+
+                if self.limiter is None:
+                    self.limiter = anyio.CapacityLimiter(self.settings.max_concurrency)
+                response = await anyio.to_thread.run_sync(service.recommend, req, limiter=self.limiter)
+            return 200, to_json(response.to_dict())
+        finally:
+            self.metrics.in_flight -= 1
+
+
+def _document_recommend(app: "FastAPI") -> None:
+    """Add ``POST /v1/recommend`` (a plain route, see :class:`_RecommendEndpoint`) to the app's
+    OpenAPI schema, with its request body, answer and error bodies."""
+    from fastapi.openapi.utils import get_openapi
+    from pydantic.json_schema import models_json_schema
+
+    from trustrec.serve._schemas import ErrorBody, RecommendBody, RecommendResponseBody
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            refs, defs = models_json_schema(
+                [(RecommendResponseBody, "serialization"), (ErrorBody, "serialization")],
+                ref_template="#/components/schemas/{model}",
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+
+            def answer(model: Any, words: str) -> dict[str, Any]:
+                return {
+                    "description": words,
+                    "content": {"application/json": {"schema": refs[(model, "serialization")]}},
+                }
+
+            errors = {
+                400: "Malformed JSON",
+                401: "Missing or invalid API key",
+                403: "Vetoed by a guardrail hook",
+                404: "Unknown user id",
+                413: "Request body too large",
+                422: "Invalid request, or refused by a guard",
+                429: "Rate limit",
+                503: "Overloaded",
+            }
+            schema["paths"]["/v1/recommend"] = {
+                "post": {
+                    "summary": "Recommend items for a user or a history",
+                    "operationId": "recommend_v1_recommend_post",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": RecommendBody.model_json_schema()}},
+                    },
+                    "responses": {
+                        "200": answer(RecommendResponseBody, "The recommendations"),
+                        **{str(code): answer(ErrorBody, words) for code, words in errors.items()},
+                    },
+                }
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(service: "RecommendationService", settings: "ServeSettings | None" = None) -> "FastAPI":
@@ -373,20 +593,15 @@ def create_app(service: "RecommendationService", settings: "ServeSettings | None
         When fastapi is not installed (the message names ``pip install 'trustrec[serve]'``).
     """
     fastapi, _ = _import_web()
-    import anyio
     from fastapi import Request
-    from fastapi.responses import JSONResponse, PlainTextResponse
-    from pydantic import ValidationError
+    from fastapi.responses import PlainTextResponse, Response
+    from starlette.routing import Route
 
     from trustrec._version import __version__
-    from trustrec.serve._schemas import ErrorBody, HealthBody, RecommendBody, RecommendResponseBody, VersionBody
-    from trustrec.serve._service import RecommendationRequest
+    from trustrec.serve._schemas import HealthBody, VersionBody
 
     settings = settings or ServeSettings()
     metrics = _Metrics()
-    buckets: dict[str, _TokenBucket] = {}
-    keys = [k.encode() for k in settings.api_keys]
-    limiter: list[anyio.CapacityLimiter] = []  # made in the event loop, on first use
     app = fastapi.FastAPI(
         title="trustrec",
         version=__version__,
@@ -395,112 +610,10 @@ def create_app(service: "RecommendationService", settings: "ServeSettings | None
     )
     app.state.metrics = metrics
     app.state.service = service
-
-    def error(status: int, message: str, guard: str, request: Request, detail: Any = None, headers: Any = None):
-        metrics.rejections[guard] += 1
-        body = ErrorBody(error=message, guard=guard, request_id=request.state.request_id, detail=detail)
-        return JSONResponse(body.model_dump(), status_code=status, headers=headers)
-
-    def authenticate(request: Request) -> str:
-        if settings.no_auth:
-            return "anonymous"
-        key = request.headers.get("x-api-key")
-        if key is None:
-            auth = request.headers.get("authorization", "")
-            if auth[:7].lower() == "bearer ":
-                key = auth[7:].strip()
-        if not key:
-            raise RequestRejected(
-                "missing API key: send the X-API-Key header or Authorization: Bearer KEY", 401, "auth"
-            )
-        given = key.encode("utf-8", "surrogateescape")
-        ok = False
-        for k in keys:  # every key compared: the time does not say which one was close
-            ok |= hmac.compare_digest(k, given)
-        if not ok:
-            raise RequestRejected("invalid API key", 401, "auth")
-        return hashlib.sha256(given).hexdigest()[:16]
-
-    app.add_middleware(_Observe, metrics=metrics)
-
-    @app.exception_handler(RequestRejected)
-    async def rejected(request: Request, exc: RequestRejected):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error(exc.status, exc.reason, exc.guard, request, headers=headers)
-
-    @app.exception_handler(TrustrecError)
-    async def trustrec_error(request: Request, exc: TrustrecError):
-        return error(422, str(exc)[:1000], "service", request)
-
-    schema = RecommendBody.model_json_schema()
-
-    @app.post(
-        "/v1/recommend",
-        response_model=RecommendResponseBody,
-        responses={s: {"model": ErrorBody} for s in (400, 401, 403, 404, 413, 422, 429, 503)},
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}},
-        summary="Recommend items for a user or a history",
-    )
-    async def recommend(request: Request):
-        key_id = authenticate(request)
-        if settings.rate_limit > 0:
-            bucket = buckets.setdefault(key_id, _TokenBucket(settings.rate_limit, settings.burst))
-            wait = bucket.take()
-            if wait > 0:
-                retry = str(max(1, math.ceil(wait)))
-                return error(
-                    429,
-                    f"rate limit: {settings.rate_limit:g} requests/s per key (burst {settings.burst}); retry in {retry} s",
-                    "rate_limit",
-                    request,
-                    headers={"Retry-After": retry},
-                )
-        if metrics.in_flight >= settings.max_concurrency + settings.max_queue:
-            return error(
-                503,
-                "overloaded: too many requests in flight; retry shortly",
-                "overload",
-                request,
-                headers={"Retry-After": "1"},
-            )
-        metrics.in_flight += 1
-        try:
-            length = request.headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-                return error(413, f"request body over {settings.max_body_bytes} bytes", "body_size", request)
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > settings.max_body_bytes:
-                    return error(413, f"request body over {settings.max_body_bytes} bytes", "body_size", request)
-            try:
-                data = json.loads(bytes(body))
-            except (ValueError, RecursionError) as exc:
-                return error(400, f"malformed JSON: {str(exc)[:200]}", "json", request)
-            try:
-                parsed = RecommendBody.model_validate(data)
-            except ValidationError as exc:
-                errs = _clean_errors(exc.errors())
-                where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errs[:5])
-                return error(422, f"invalid request: {where}", "schema", request, detail=errs)
-            req = RecommendationRequest(
-                user_id=parsed.user_id,
-                history=parsed.history,
-                k=parsed.k,
-                candidates=parsed.candidates,
-                constraint=parsed.constraint,
-                explain=parsed.explain,
-                request_id=request.state.request_id,
-            )
-            if service.max_batch > 1:
-                response = await asyncio.wrap_future(service.submit(req))
-            else:
-                if not limiter:
-                    limiter.append(anyio.CapacityLimiter(settings.max_concurrency))
-                response = await anyio.to_thread.run_sync(service.recommend, req, limiter=limiter[0])
-            return JSONResponse(response.to_dict())
-        finally:
-            metrics.in_flight -= 1
+    endpoint = _RecommendEndpoint(service, settings, metrics)
+    app.router.routes.append(Route("/v1/recommend", endpoint, methods=["POST"]))
+    _document_recommend(app)
+    app.add_middleware(_Observe, metrics=metrics, recommend=endpoint)
 
     @app.get("/health", response_model=HealthBody, summary="Liveness: the model is loaded")
     async def health():
@@ -510,16 +623,26 @@ def create_app(service: "RecommendationService", settings: "ServeSettings | None
     async def version():
         return {"trustrec": __version__, "model": service.model_name, "service": service.describe()}
 
+    @app.exception_handler(RequestRejected)
+    async def rejected(request: Request, exc: RequestRejected):
+        status, body, extra = endpoint.rejection(exc, request.state.request_id)
+        return Response(body, status, headers={k.decode(): v.decode() for k, v in extra}, media_type=JSON)
+
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (API key)")
     async def prometheus(request: Request):
-        authenticate(request)
+        endpoint.authenticate({k.encode("latin-1"): v.encode("latin-1") for k, v in request.headers.items()})
         return PlainTextResponse(metrics.prometheus(), media_type="text/plain; version=0.0.4")
 
     return app
 
 
 def run_server(
-    service: "RecommendationService", settings: ServeSettings, *, log_level: str = "info", access_log: bool = False
+    service: "RecommendationService",
+    settings: ServeSettings,
+    *,
+    log_level: str = "info",
+    access_log: bool = False,
+    torch_threads: int | None = None,
 ) -> None:
     """Check the settings (:func:`check_bind`), then serve ``service`` with uvicorn until stopped.
 
@@ -534,30 +657,43 @@ def run_server(
     access_log : bool
         Whether uvicorn logs every request (off by default: ``/metrics`` counts them, and a
         log line per request costs as much as a small model call).
+    torch_threads : int or None
+        torch's intra-op threads in the server process. None: 1, unless the model runs an LLM
+        (then torch's default, every core). A micro-batch of a classic model is too small to
+        share: the idle OpenMP threads spin between the batch's operations and take the core the
+        HTTP layer needs (on a 2-core machine, p99 fell from 44 to 31 ms with 1 thread:
+        ``benchmarks/serve_load.py``).
 
     Raises
     ------
     ConfigError
-        When the settings would serve without authentication (see :func:`check_bind`).
+        When the settings would serve without authentication (see :func:`check_bind`), or
+        ``torch_threads`` is below 1.
     TrustrecError
         When fastapi or uvicorn is not installed.
     """
     check_bind(settings)
+    if torch_threads is not None and torch_threads < 1:
+        raise ConfigError(f"torch_threads must be >= 1, got {torch_threads}")
+    if torch_threads is not None or not service.uses_llm:
+        import torch
+
+        torch.set_num_threads(torch_threads or 1)
     _, uvicorn = _import_web()
     app = create_app(service, settings)
-    # The model, the dataset and the app are built and live as long as the server: moved out of
-    # the collector's generations, they are not traversed again by every full collection, which
-    # otherwise pauses all requests in flight (the latency tail).
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=log_level, server_header=False, access_log=access_log
+    )
+    server = uvicorn.Server(config)
+    config.load()  # uvicorn's protocol modules, imported now so that they are frozen below
+    service.warm_up()
+    # Everything built so far (the model, the dataset, the app, every module imported, torch
+    # included) lives as long as the server: moved out of the collector's generations, it is not
+    # traversed again by each full collection. Left in, it made every full collection (about one
+    # a second under load) a 50 ms pause of all requests in flight: the latency tail.
     gc.collect()
     gc.freeze()
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=log_level,
-            server_header=False,
-            access_log=access_log,
-        )
+        server.run()
     finally:
         service.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,13 +55,27 @@ class RequestRejected(TrustrecError):
         The HTTP status (4xx for the client's fault; 503 when a guardrail hook failed).
     guard : str
         The guard (or service step) that refused.
+    headers : mapping of str to str or None
+        HTTP headers the answer carries (``Retry-After`` ...).
+    detail : list of dict or None
+        Machine-readable detail (the schema errors of a 422).
     """
 
-    def __init__(self, reason: str, status: int = 422, guard: str = "service"):
+    def __init__(
+        self,
+        reason: str,
+        status: int = 422,
+        guard: str = "service",
+        *,
+        headers: Mapping[str, str] | None = None,
+        detail: list[dict[str, Any]] | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.status = int(status)
         self.guard = guard
+        self.headers = dict(headers or {})
+        self.detail = detail
 
 
 @dataclass

@@ -48,8 +48,10 @@ history item), get a warning that explanations are not available instead.
 
 from __future__ import annotations
 
+import logging
+import random
+import secrets
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,17 @@ __all__ = [
     "RecommendationService",
     "RecommendedItem",
 ]
+
+log = logging.getLogger("trustrec.serve")
+_ID_BITS = random.Random(secrets.randbits(128))
+
+
+def new_request_id() -> str:
+    """A random request id: 32 hex characters, as a UUID's, drawn from a generator seeded once
+    from the system's entropy. ``uuid4`` reads the system's entropy for every id, a system call
+    that showed in the server's profile; a counter would tell clients how many requests were served."""
+    return f"{_ID_BITS.getrandbits(128):032x}"
+
 
 N_CITED = 3
 EXPLAIN_HISTORY = 20
@@ -114,7 +127,7 @@ class RecommendationRequest:
 
     def __post_init__(self):
         if not self.request_id:
-            self.request_id = uuid.uuid4().hex
+            self.request_id = new_request_id()
 
 
 @dataclass(frozen=True)
@@ -300,7 +313,8 @@ class RecommendationService:
                 f"{max_wait_ms}"
             )
         caps: frozenset[str] = frozenset(getattr(model, "capabilities", ()))
-        self.max_batch = 1 if "llm_backend" in caps else int(max_batch)
+        self.uses_llm = "llm_backend" in caps
+        self.max_batch = 1 if self.uses_llm else int(max_batch)
         self.max_wait_ms = float(max_wait_ms)
         self._lock = threading.Lock()
         self._batcher: Any = None
@@ -444,6 +458,21 @@ class RecommendationService:
         depth = self._depth(prepared)
         items, scores = self._rank_alone(prepared, depth)
         return self._finish(prepared, items, scores)
+
+    def warm_up(self) -> None:
+        """Answer one query with the model (for the first user, or an empty history), so that
+        what the model builds or imports on its first call is done before the first request.
+        No guard sees it: nothing is counted or committed."""
+        from trustrec.data import QueryBatch
+
+        has_user = self.histories is not None and len(self.user_ids) > 0
+        history = np.asarray(self.histories.row(0) if has_user else [], np.int64)  # type: ignore[union-attr]  # has_user checks it
+        queries = QueryBatch.from_histories([history], users=[0 if has_user else -1])
+        with self._lock:
+            try:
+                self.model.recommend(queries, min(10, self.n_items))
+            except TrustrecError as exc:
+                log.warning("warm-up query refused by the model (%s); the first request will do its work", exc)
 
     def recommend_batch(
         self, requests: Sequence[RecommendationRequest]
