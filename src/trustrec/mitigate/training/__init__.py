@@ -11,13 +11,16 @@
   key/value group), :func:`apply_plan` (a physically smaller copy), :func:`masked_forward` (the
   same computation on the unpruned model), :func:`save_pruned` / :func:`load_pruned`, and the
   criteria :func:`head_importance`, :func:`channel_importance`, :func:`plan_from_scores`,
-  :func:`layer_removal_order`. Distillation recovery and the accuracy-vs-size benchmark are not
-  built yet.
+  :func:`layer_removal_order`.
+- :mod:`~trustrec.mitigate.training.pruned`: :class:`PrunedRecommender` (registered as
+  ``pruned``), a fitted LLM recommender answering through its pruned model, with PruneRec's
+  distillation recovery.
 - :mod:`~trustrec.mitigate.training.refusal`: the conversational safety use, replies of a
   recommendation assistant to the shipped harmful / benign request sets, refusal and
   over-refusal rates, with or without a steering.
 """
 
+from trustrec.mitigate.training.pruned import PrunedConfig, PrunedRecommender
 from trustrec.mitigate.training.pruning import (
     PruningPlan,
     apply_plan,
@@ -42,6 +45,8 @@ from trustrec.mitigate.training.steering import (
 
 __all__ = [
     "ActivationSteering",
+    "PrunedConfig",
+    "PrunedRecommender",
     "PruningPlan",
     "SteeredBackend",
     "SteeredConfig",

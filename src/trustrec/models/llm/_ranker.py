@@ -384,6 +384,44 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
                 )
         return self._backend
 
+    def with_language_model(self, model: Any) -> LLMRanker:
+        """A shallow copy of this fitted ranker that scores through ``model``: a local causal LM
+        with the same tokenizer, e.g. a pruned or distilled copy of its own. Nothing is refitted
+        or copied (the retriever and catalog are shared) and this ranker is untouched; the
+        copy's backend keeps this one's settings (batch size, context length, truncation) and is
+        not saved.
+
+        Parameters
+        ----------
+        model : transformers.PreTrainedModel
+            The causal LM to score with (on its own device).
+
+        Returns
+        -------
+        LLMRanker
+            The copy.
+
+        Raises
+        ------
+        ConfigError
+            When this ranker scores through an endpoint (no local model or tokenizer to share).
+        """
+        import copy
+
+        from trustrec.models.llm._backend import LocalBackend
+
+        self._check_fitted()
+        backend = self.backend
+        if not isinstance(backend, LocalBackend):
+            raise ConfigError(
+                f"llm_ranker.with_language_model: this ranker scores through {type(backend).__name__}, "
+                "not a local model; another local model needs a local backend"
+            )
+        settings = backend.config.model_dump(exclude={"model_name_or_path", "device", "dtype"})
+        other = copy.copy(self)
+        other._backend = LocalBackend.from_model(model, backend.tokenizer, **settings)
+        return other
+
     @property
     def tokenizer(self):
         """The backend's tokenizer, or None (an OpenAI-compatible endpoint has none)."""
