@@ -41,7 +41,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch
 from trustrec.errors import ConfigError, DataError
-from trustrec.mitigate._wrap import WrapperRecommender
+from trustrec.mitigate.training._llm_wrapper import LLMWrapperRecommender
 from trustrec.mitigate.training.pruning import (
     PruningPlan,
     apply_plan,
@@ -105,7 +105,7 @@ _PASSED_ON = ("uses_history", "attributes", "candidates", "prompt", "llm_backend
 
 
 @register_model
-class PrunedRecommender(WrapperRecommender):
+class PrunedRecommender(LLMWrapperRecommender):
     """An LLM recommender answering through a structurally pruned copy of its model (module
     docstring).
 
@@ -297,26 +297,6 @@ class PrunedRecommender(WrapperRecommender):
     @property
     def tokenizer(self) -> Any:
         return self._pruned_base().tokenizer
-
-    @property
-    def _llm(self) -> Any:
-        """The base (fitted, or built from its spec before fitting), for what pruning leaves as it is."""
-        return self._stage_model("base")
-
-    def prompt_template(self) -> Any:
-        return self._llm.prompt_template()
-
-    @property
-    def answers_from_candidates(self) -> bool:
-        return bool(self._llm.answers_from_candidates)
-
-    @property
-    def answer_reduction(self) -> str:
-        return str(self._llm.answer_reduction)
-
-    @property
-    def catalog_(self) -> Any:
-        return self._llm.catalog_
 
     def answer_candidates(self, queries: QueryBatch, n: int) -> np.ndarray:
         return self._pruned_base().answer_candidates(queries, n)

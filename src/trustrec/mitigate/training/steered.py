@@ -22,7 +22,7 @@ from pydantic import Field, PositiveInt
 from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch
 from trustrec.errors import ConfigError, DataError
-from trustrec.mitigate._wrap import WrapperRecommender
+from trustrec.mitigate.training._llm_wrapper import LLMWrapperRecommender
 from trustrec.mitigate.training.steering import ActivationSteering, fit_steering, steered
 from trustrec.models import ModelSpec, TopK, has_capability, register_model
 from trustrec.models.llm import LLMBackend
@@ -139,7 +139,7 @@ _STEERABLE = frozenset({"uses_history", "attributes", "candidates", "prompt", "l
 
 
 @register_model
-class SteeredRecommender(WrapperRecommender):
+class SteeredRecommender(LLMWrapperRecommender):
     """An LLM recommender with activation steering on every model call (module docstring).
 
     Fitted state: ``steering_weights_`` and ``steering_layers_`` (the
@@ -159,12 +159,6 @@ class SteeredRecommender(WrapperRecommender):
     config_class: ClassVar = SteeredConfig
     capabilities = _STEERABLE
     devices = ("cpu", "cuda", "mps")
-
-    @property
-    def _llm(self) -> Any:
-        """The base (fitted, or built from its spec before fitting), read through its LLM
-        capabilities (checked at fit by ``_local_backend``)."""
-        return self._stage_model("base")
 
     # -- fitting ---------------------------------------------------------------------------------
     def _local_backend(self):
@@ -284,24 +278,9 @@ class SteeredRecommender(WrapperRecommender):
     def tokenizer(self) -> Any:
         return self._llm.tokenizer
 
-    def prompt_template(self) -> Any:
-        return self._llm.prompt_template()
-
     @property
     def answer_backend(self) -> SteeredBackend:
         return self.backend
-
-    @property
-    def answers_from_candidates(self) -> bool:
-        return bool(self._llm.answers_from_candidates)
-
-    @property
-    def answer_reduction(self) -> str:
-        return str(self._llm.answer_reduction)
-
-    @property
-    def catalog_(self) -> Any:
-        return self._llm.catalog_
 
     def answer_candidates(self, queries: QueryBatch, n: int) -> np.ndarray:
         with self._steer():  # a generator's own candidates come from the (steered) model
