@@ -236,3 +236,15 @@ def test_run_server_refuses_fewer_than_one_torch_thread(service):
 
     with pytest.raises(ConfigError, match="torch_threads must be >= 1"):
         run_server(service, ServeSettings(no_auth=True), torch_threads=0)
+
+
+def test_warm_up_failure_is_logged_not_raised(run_dir, caplog):
+    service = RecommendationService.from_run(run_dir)
+
+    def down(queries, k):
+        raise OSError("connection refused")
+
+    service.model.recommend = down
+    with caplog.at_level("WARNING", logger="trustrec.serve"):
+        service.warm_up()
+    assert "warm-up query failed (OSError: connection refused)" in caplog.text

@@ -462,7 +462,8 @@ class RecommendationService:
     def warm_up(self) -> None:
         """Answer one query with the model (for the first user, or an empty history), so that
         what the model builds or imports on its first call is done before the first request.
-        No guard sees it: nothing is counted or committed."""
+        No guard sees it: nothing is counted or committed. A failure (an endpoint that is down, a
+        list file that cannot answer new queries) is logged, not raised: requests meet it anyway."""
         from trustrec.data import QueryBatch
 
         has_user = self.histories is not None and len(self.user_ids) > 0
@@ -471,8 +472,10 @@ class RecommendationService:
         with self._lock:
             try:
                 self.model.recommend(queries, min(10, self.n_items))
-            except TrustrecError as exc:
-                log.warning("warm-up query refused by the model (%s); the first request will do its work", exc)
+            except Exception as exc:  # noqa: BLE001 - only a head start: the first request meets the same error and answers it
+                log.warning(
+                    "warm-up query failed (%s: %s); the first request will do its work", type(exc).__name__, exc
+                )
 
     def recommend_batch(
         self, requests: Sequence[RecommendationRequest]
