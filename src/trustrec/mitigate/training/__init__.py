@@ -15,11 +15,22 @@
 - :mod:`~trustrec.mitigate.training.pruned`: :class:`PrunedRecommender` (registered as
   ``pruned``), a fitted LLM recommender answering through its pruned model, with PruneRec's
   distillation recovery.
+- :mod:`~trustrec.mitigate.training.cft`: CFT, counterfactual fine-tuning (arXiv 2410.22809):
+  :func:`counterfactual_examples` (each example with and without its history, CFT's decaying
+  token weights) and the loss terms :func:`cft_losses` / :class:`CounterfactualEffectLoss` for
+  the LLM trainer.
 - :mod:`~trustrec.mitigate.training.refusal`: the conversational safety use, replies of a
   recommendation assistant to the shipped harmful / benign request sets, refusal and
   over-refusal rates, with or without a steering.
 """
 
+from trustrec.mitigate.training.cft import (
+    CFT_BETA,
+    CFT_EFFECT_WEIGHT,
+    CounterfactualEffectLoss,
+    cft_losses,
+    counterfactual_examples,
+)
 from trustrec.mitigate.training.pruned import PrunedConfig, PrunedRecommender
 from trustrec.mitigate.training.pruning import (
     PruningPlan,
@@ -44,7 +55,10 @@ from trustrec.mitigate.training.steering import (
 )
 
 __all__ = [
+    "CFT_BETA",
+    "CFT_EFFECT_WEIGHT",
     "ActivationSteering",
+    "CounterfactualEffectLoss",
     "PrunedConfig",
     "PrunedRecommender",
     "PruningPlan",
@@ -52,8 +66,10 @@ __all__ = [
     "SteeredConfig",
     "SteeredRecommender",
     "apply_plan",
+    "cft_losses",
     "channel_importance",
     "collect_activations",
+    "counterfactual_examples",
     "decoder_layers",
     "fit_null_space_steering",
     "fit_steering",

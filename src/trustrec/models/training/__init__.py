@@ -1,7 +1,7 @@
 """The training layer: one epoch loop with callbacks (early stopping, progress, checkpoints)
 shared by the torch classic models and the LLM recommenders; the LLM trainer (prompt variants
 per example, per-token weights, composable loss terms: causal LM, pairwise preference,
-distillation, list-level reward given by the caller); the rollout sampler (seeded samples per
+distillation, list-level reward given by the caller; per-token weight schemes); the rollout sampler (seeded samples per
 query through an LLM backend, free or trie-constrained); approximate unlearning as a training
 method."""
 
@@ -34,10 +34,17 @@ from trustrec.models.training.loop import (
     progress_from,
 )
 from trustrec.models.training.rollout import Rollout, RolloutSampler
+from trustrec.models.training.token_weights import (
+    TOKEN_WEIGHT_SCHEMES,
+    linear_decay_token_weights,
+    token_weight_scheme,
+    uniform_token_weights,
+)
 from trustrec.models.training.unlearning import approximate_unlearn, supports_approximate_unlearning
 
 __all__ = [
     "IGNORE",
+    "TOKEN_WEIGHT_SCHEMES",
     "Callback",
     "CausalLMLoss",
     "Checkpoint",
@@ -59,10 +66,13 @@ __all__ = [
     "collate_examples",
     "distillation_loss",
     "early_stopping_from",
+    "linear_decay_token_weights",
     "load_checkpoint",
     "preference_loss",
     "progress_from",
     "reinforce_loss",
     "sequence_logprobs",
     "supports_approximate_unlearning",
+    "token_weight_scheme",
+    "uniform_token_weights",
 ]

@@ -452,12 +452,20 @@ class CausalLMLoss(LossTerm):
     ----------
     weight : float
         Factor of the term in the summed loss.
+    variant : int or None
+        Only the rows of this prompt variant (e.g. 0, the factual prompt of a counterfactual
+        pair); None: every row.
     """
 
     weight: float = 1.0
+    variant: int | None = None
 
     def compute(self, ctx: LossContext) -> torch.Tensor | None:
-        return causal_lm_loss(ctx.outputs.logits, ctx.batch["labels"], ctx.batch.get("weights"))
+        labels, weights = ctx.batch["labels"], ctx.batch.get("weights")
+        if self.variant is not None:
+            rows = ctx.batch["variant_index"] == self.variant
+            labels = labels.masked_fill(~rows[:, None], IGNORE)
+        return causal_lm_loss(ctx.outputs.logits, labels, weights)
 
 
 @dataclass
@@ -614,11 +622,16 @@ class LLMTrainer:
     total_steps : int or None
         With a value, the learning rate falls linearly to 0 at this step after the warm-up (the
         Hugging Face "linear" schedule); None (default): constant after the warm-up.
+    token_weights : str, callable or None
+        Per-answer-token weights for rows that carry none: a scheme of
+        :mod:`~trustrec.models.training.token_weights` (``"uniform"``, ``"linear_decay"``) or
+        ``n_answer_tokens -> weights``; None (default): unweighted.
 
     Raises
     ------
     ValueError
-        When ``batch_size`` is less than 1, ``warmup_steps`` negative or ``autocast`` unknown.
+        When ``batch_size`` is less than 1, ``warmup_steps`` negative, or ``autocast`` or
+        ``token_weights`` unknown.
     """
 
     def __init__(
@@ -635,8 +648,11 @@ class LLMTrainer:
         length_bucketing: bool = False,
         warmup_steps: int = 0,
         total_steps: int | None = None,
+        token_weights: str | Callable[[int], Sequence[float]] | None = None,
     ):
         import torch
+
+        from trustrec.models.training.token_weights import token_weight_scheme
 
         if batch_size < 1:
             raise ValueError(f"LLMTrainer: batch_size must be >= 1, got {batch_size}")
@@ -645,6 +661,7 @@ class LLMTrainer:
         if warmup_steps < 0:
             raise ValueError(f"LLMTrainer: warmup_steps must be >= 0, got {warmup_steps}")
         self.autocast, self.length_bucketing = autocast, bool(length_bucketing)
+        self.token_weights = None if token_weights is None else token_weight_scheme(token_weights)
         self.model, self.pad_id, self.batch_size = model, int(pad_id), int(batch_size)
         self.losses = list(losses) if losses is not None else [CausalLMLoss()]
         self.loss_fn = loss_fn
@@ -677,12 +694,24 @@ class LLMTrainer:
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
     def collate(self, examples: Sequence[TrainingExample]) -> dict:
-        """The variant rows of ``examples`` (in order) collated, with ``example_index``."""
+        """The variant rows of ``examples`` (in order) collated, with ``example_index`` and
+        ``variant_index`` (each row's example and its place among that example's variants); rows
+        without weights get the trainer's ``token_weights`` when it has a scheme."""
+        import dataclasses
+
         import torch
 
         rows = [v for e in examples for v in e.variants]
+        if self.token_weights is not None:
+            rows = [
+                v
+                if v.weights is not None
+                else dataclasses.replace(v, weights=list(self.token_weights(len(v.answer_ids))))
+                for v in rows
+            ]
         batch = _collate_rows(rows, self.pad_id)
         batch["example_index"] = torch.tensor([i for i, e in enumerate(examples) for _ in e.variants], dtype=torch.long)
+        batch["variant_index"] = torch.tensor([j for e in examples for j in range(len(e.variants))], dtype=torch.long)
         return batch
 
     def batch_loss(self, examples: Sequence[TrainingExample], batch: dict | None = None) -> torch.Tensor:
