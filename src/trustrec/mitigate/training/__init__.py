@@ -19,6 +19,9 @@
   :func:`counterfactual_examples` (each example with and without its history, CFT's decaying
   token weights) and the loss terms :func:`cft_losses` / :class:`CounterfactualEffectLoss` for
   the LLM trainer.
+- :mod:`~trustrec.mitigate.training.recicl`: RecICL (arXiv 2410.23136): :func:`recicl_prompt`
+  (k demonstrations from the user's most recent earlier interactions, never the query item or
+  the future), :func:`yes_logits` and the loss :class:`YesLogitLoss` (BCE on the raw Yes logit).
 - :mod:`~trustrec.mitigate.training.refusal`: the conversational safety use, replies of a
   recommendation assistant to the shipped harmful / benign request sets, refusal and
   over-refusal rates, with or without a steering.
@@ -43,6 +46,16 @@ from trustrec.mitigate.training.pruning import (
     plan_from_scores,
     save_pruned,
 )
+from trustrec.mitigate.training.recicl import (
+    RECICL_DEMONSTRATIONS,
+    RecICLPrompt,
+    YesLogitLoss,
+    liked_by_rating,
+    recicl_example,
+    recicl_prompt,
+    yes_logits,
+    yes_token_id,
+)
 from trustrec.mitigate.training.steered import SteeredBackend, SteeredConfig, SteeredRecommender
 from trustrec.mitigate.training.steering import (
     ActivationSteering,
@@ -57,14 +70,17 @@ from trustrec.mitigate.training.steering import (
 __all__ = [
     "CFT_BETA",
     "CFT_EFFECT_WEIGHT",
+    "RECICL_DEMONSTRATIONS",
     "ActivationSteering",
     "CounterfactualEffectLoss",
     "PrunedConfig",
     "PrunedRecommender",
     "PruningPlan",
+    "RecICLPrompt",
     "SteeredBackend",
     "SteeredConfig",
     "SteeredRecommender",
+    "YesLogitLoss",
     "apply_plan",
     "cft_losses",
     "channel_importance",
@@ -75,10 +91,15 @@ __all__ = [
     "fit_steering",
     "head_importance",
     "layer_removal_order",
+    "liked_by_rating",
     "load_pruned",
     "masked_forward",
     "null_space_projector",
     "plan_from_scores",
+    "recicl_example",
+    "recicl_prompt",
     "save_pruned",
     "steered",
+    "yes_logits",
+    "yes_token_id",
 ]
