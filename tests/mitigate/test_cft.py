@@ -3,12 +3,22 @@ and uniform weights reproducing plain SFT exactly."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from trustrec.data import split_leave_one_out
 from trustrec.errors import DataError
-from trustrec.mitigate.training.cft import CounterfactualEffectLoss, cft_losses, counterfactual_examples
+from trustrec.mitigate.training.cft import (
+    CounterfactualEffectLoss,
+    CounterfactualGenerativeRecommender,
+    cft_losses,
+    counterfactual_examples,
+)
+from trustrec.models import FitOptions, make_model
 from trustrec.models.llm import load_causal_lm
 from trustrec.models.training import CausalLMLoss, LLMTrainer, TrainingExample
 from trustrec.models.training.token_weights import (
@@ -16,6 +26,7 @@ from trustrec.models.training.token_weights import (
     token_weight_scheme,
     uniform_token_weights,
 )
+from trustrec.testing import RecommenderChecks, toy_dataset
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +136,45 @@ def test_empty_histories_are_counted_and_left_out_of_the_effect_term(tiny):
         counterfactual_examples(FACTUAL, COUNTERFACTUAL, [ANSWERS[0], []])
     with pytest.raises(DataError, match="one of each"):
         counterfactual_examples(FACTUAL, COUNTERFACTUAL[:1], ANSWERS)
+
+
+# -- the CFT-trained generative recommender ------------------------------------------------------------
+
+GENERATIVE = {
+    "model": "tiny-smollm2-random",
+    "template": {"chat": False},
+    "max_history_tokens": 48,
+    "epochs": 1,
+    "max_train_examples": 8,
+    "num_beams": 3,
+    "max_new_tokens": 8,
+    "learning_rate": 1e-3,
+}
+
+
+@pytest.fixture(scope="module")
+def toy_split():
+    return split_leave_one_out(toy_dataset(), short_users="train")
+
+
+def test_cft_generative_trains_on_pairs_with_and_without_history(toy_split):
+    model = make_model("llm_generative_cft", **GENERATIVE)
+    assert isinstance(model, CounterfactualGenerativeRecommender)
+    model.fit(toy_split, FitOptions(seed=0, progress=False))
+    examples = model.training_examples(toy_split.train_dataset(), np.random.default_rng(0))
+    assert len(examples) == 8 and all(len(e.variants) == 2 for e in examples)
+    tok = model.tokenizer_
+    for e in examples:
+        factual, counterfactual = (tok.decode(v.prompt_ids) for v in e.variants)
+        assert "(no items yet)" in counterfactual and "(no items yet)" not in factual
+        assert e.variants[0].answer_ids == e.variants[1].answer_ids
+        assert list(e.variants[0].weights) == pytest.approx(linear_decay_token_weights(len(e.variants[0].answer_ids)))
+    assert model.cft_counts_ == {"n_examples": 8, "n_empty_history": 0}
+    assert len(model.history_["loss"]) == 1 and np.isfinite(model.history_["loss"][0])
+    top = model.recommend(toy_split.eval_set("test").queries, 3)
+    assert (top.items < 25).all()
+
+
+class TestCFTGenerativeChecks(RecommenderChecks):
+    component = CounterfactualGenerativeRecommender
+    configs: ClassVar[list[dict[str, Any]]] = [GENERATIVE]

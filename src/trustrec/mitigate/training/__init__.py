@@ -30,7 +30,9 @@
 from trustrec.mitigate.training.cft import (
     CFT_BETA,
     CFT_EFFECT_WEIGHT,
+    CFTConfig,
     CounterfactualEffectLoss,
+    CounterfactualGenerativeRecommender,
     cft_losses,
     counterfactual_examples,
 )
@@ -72,7 +74,9 @@ __all__ = [
     "CFT_EFFECT_WEIGHT",
     "RECICL_DEMONSTRATIONS",
     "ActivationSteering",
+    "CFTConfig",
     "CounterfactualEffectLoss",
+    "CounterfactualGenerativeRecommender",
     "PrunedConfig",
     "PrunedRecommender",
     "PruningPlan",

@@ -65,6 +65,7 @@ __all__ = [
     "EndpointError",
     "FolderWheelSource",
     "GGUFWheelSource",
+    "GenerativeConfig",
     "GenerativeRecommender",
     "HFCacheSource",
     "HiddenStateGrounder",
@@ -116,6 +117,7 @@ __all__ = [
 
 
 _LAZY = {
+    "GenerativeConfig": "trustrec.models.llm._generative_config",
     "GenerativeRecommender": "trustrec.models.llm._generative",
     "LLMRanker": "trustrec.models.llm._ranker",
     "cyclic_orders": "trustrec.models.llm._ranker",

@@ -98,7 +98,6 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         import torch
 
         from trustrec.models.training import LLMTrainer, early_stopping_from, progress_from
-        from trustrec.models.training.llm import CausalLMLoss
 
         c = self.config
         if options.threads:
@@ -126,7 +125,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         trainer = LLMTrainer(
             self.lm_,
             pad_id=self._pad_id(),
-            losses=[CausalLMLoss(), _ExtraLoss(self)],
+            losses=[*self._loss_terms(), _ExtraLoss(self)],
             learning_rate=c.learning_rate,
             batch_size=c.batch_size,
             autocast=None if autocast == "off" else autocast,
@@ -163,6 +162,13 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             "autocast": autocast,
         }
 
+    def _loss_terms(self) -> list:
+        """Hook: the trainer's loss terms (besides :meth:`_extra_loss`); default the causal-LM
+        loss on the answer tokens."""
+        from trustrec.models.training.llm import CausalLMLoss
+
+        return [CausalLMLoss()]
+
     def _callbacks(self, options: FitOptions) -> list:
         """Hook: extra :class:`~trustrec.models.training.Callback` objects for the epoch loop."""
         return []
@@ -196,8 +202,15 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         return
 
     def training_examples(self, train: Dataset, rng: np.random.Generator) -> list[tuple[list[int], list[int]]]:
-        """(prompt ids, answer ids) per training example: the last ``targets_per_user`` positions
-        (all with None) of every user's sequence, history cut to ``max_history_items``."""
+        """(prompt ids, answer ids) per training example (:meth:`training_queries`)."""
+        queries, targets = self.training_queries(train, rng)
+        prompt_ids = self.tokenizer_(self._prompts(queries), add_special_tokens=True)["input_ids"]
+        return [(list(p), a) for p, a in zip(prompt_ids, self._answer_ids(targets))]
+
+    def training_queries(self, train: Dataset, rng: np.random.Generator) -> tuple[QueryBatch, np.ndarray]:
+        """The training examples as queries and their target items: the last ``targets_per_user``
+        positions (all with None) of every user's sequence, history cut to ``max_history_items``,
+        at most ``max_train_examples`` of them (sampled with ``rng``)."""
         from trustrec.data import Ragged
 
         c = self.config
@@ -219,10 +232,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         hist_offsets = np.r_[0, np.cumsum(history_len)]
         flat = np.repeat(start + position - history_len - hist_offsets[:-1], history_len) + np.arange(hist_offsets[-1])
         queries = QueryBatch(user, Ragged(hist_offsets, sequences.values[flat]))
-        targets = sequences.values[start + position]
-        prompts = self._prompts(queries)
-        prompt_ids = self.tokenizer_(prompts, add_special_tokens=True)["input_ids"]
-        return [(list(p), a) for p, a in zip(prompt_ids, self._answer_ids(targets))]
+        return queries, sequences.values[start + position]
 
     def _answer_ids(self, items: np.ndarray) -> list[list[int]]:
         """Token ids of each item's answer text, eos appended."""
