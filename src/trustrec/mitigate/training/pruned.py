@@ -31,7 +31,6 @@ greedy layer removal (:func:`~trustrec.mitigate.training.pruning.layer_removal_o
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -266,17 +265,6 @@ class PrunedRecommender(LLMWrapperRecommender):
         student.load_state_dict({k: torch.from_numpy(np.array(v)).to(dtype) for k, v in weights.items()})
         student.eval()
         self.student_lm_ = student
-
-    def __copy__(self) -> PrunedRecommender:
-        other = type(self).__new__(type(self))
-        other.__dict__.update({k: v for k, v in self.__dict__.items() if k != "_answering"})
-        return other
-
-    def __deepcopy__(self, memo: dict) -> PrunedRecommender:
-        other = type(self).__new__(type(self))
-        memo[id(self)] = other
-        other.__dict__.update(copy.deepcopy({k: v for k, v in self.__dict__.items() if k != "_answering"}, memo))
-        return other
 
     # -- answering -------------------------------------------------------------------------------
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:

@@ -62,8 +62,6 @@ def linear_decay_token_weights(n: int, *, beta: float = 0.25) -> list[float]:
         raise ValueError(f"linear_decay_token_weights: n must be >= 0, got {n}")
     if not 0 < beta <= 1:
         raise ValueError(f"linear_decay_token_weights: beta must be in (0, 1], got {beta}")
-    if n == 1:
-        return [1.0]
     step = (1.0 - beta) / (n - 1) if n > 1 else 0.0
     return [1.0 - k * step for k in range(n)]
 
