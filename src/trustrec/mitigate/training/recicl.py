@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trustrec.errors import DataError
+from trustrec.mitigate.training.steering import _prompt_batches
 from trustrec.models.training import IGNORE, LossContext, LossTerm, TrainingExample
 
 if TYPE_CHECKING:
@@ -256,7 +257,8 @@ def yes_logits(model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size
     prompts : sequence of str
         The prompts (each ending at ``#Answer:``).
     batch_size : int
-        Prompts per forward pass (right-padded; each row is read at its own last token).
+        Prompts per forward pass (right-padded; each row is read at its own last token; a prompt
+        longer than the model's context keeps its last tokens).
 
     Returns
     -------
@@ -266,25 +268,15 @@ def yes_logits(model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size
     import torch
 
     yes = yes_token_id(tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = next(model.parameters()).device
-    out: list[float] = []
+    out = np.empty(len(prompts))
     with torch.no_grad():
-        for start in range(0, len(prompts), batch_size):
-            rows = [
-                list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts[start : start + batch_size]
-            ]
-            if any(not r for r in rows):
-                raise DataError("yes_logits: a prompt has no token")
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for i, r in enumerate(rows):
-                ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
-            hidden = model.model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            last = hidden[torch.arange(len(rows), device=device), mask.sum(1).to(device) - 1]
-            out += model.lm_head(last)[:, yes].float().cpu().tolist()
-    return np.asarray(out)
+        for rows, ids, mask in _prompt_batches(
+            model, tokenizer, prompts, batch_size, max_length=None, owner="yes_logits"
+        ):
+            hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            last = hidden[torch.arange(len(rows), device=hidden.device), mask.sum(1) - 1]
+            out[rows] = model.lm_head(last)[:, yes].float().cpu().numpy()
+    return out
 
 
 @dataclass
