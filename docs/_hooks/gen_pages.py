@@ -39,6 +39,7 @@ CORE = [
     "trustrec.models.llm",
     "trustrec.models.training",
     "trustrec.models.external",
+    "trustrec.models.agents",
     "trustrec.eval",
     "trustrec.audit",
     # trustrec.audit.<dimension> packages are added as found

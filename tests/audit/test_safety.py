@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from trustrec._config import Config
-from trustrec.audit._safety import FeedbackLoopAudit, acceptance_probabilities
+from trustrec.audit._safety import FeedbackLoopAudit
+from trustrec.models.agents import acceptance_probabilities
 from trustrec.errors import ConfigError
 from trustrec.models import FitOptions, Recommender, make_model, register_model
 

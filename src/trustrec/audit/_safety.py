@@ -67,23 +67,9 @@ from trustrec.audit._base import (
 from trustrec.audit._result import AuditResult, Estimate, Plot
 from trustrec.data import Interactions, QueryBatch
 from trustrec.errors import ConfigError
+from trustrec.models.agents import PreferenceSimulator
 
-__all__ = ["FeedbackLoopAudit", "FeedbackLoopConfig", "acceptance_probabilities"]
-
-
-def acceptance_probabilities(scores: np.ndarray, *, accept_max: float = 0.5, sharpness: float = 20.0) -> np.ndarray:
-    """Per row, ``accept_max * q ** sharpness`` where ``q`` is each item's percentile rank in the
-    row (1 = the highest score, 0 = the lowest; ties share the lower rank; NaN scores count as
-    the lowest)."""
-    from scipy.stats import rankdata
-
-    s = np.where(np.isnan(scores), -np.inf, np.asarray(scores, np.float64))
-    n = s.shape[1]
-    if n < 2:
-        return np.full(s.shape, accept_max)
-    rank = rankdata(-s, method="max", axis=1)  # 1 = best; ties take the worse rank
-    q = 1.0 - (rank - 1) / (n - 1)
-    return accept_max * q**sharpness
+__all__ = ["FeedbackLoopAudit", "FeedbackLoopConfig"]
 
 
 class FeedbackLoopConfig(AuditConfig):
@@ -203,16 +189,7 @@ class FeedbackLoopAudit(RetrainingAudit):
         full = QueryBatch(users, ds.histories().take(users))
         # held-out accuracy: the same targets and the same mask (the original history) every round
         fixed_mask = _allowed_items(inputs.queries.histories, n_items)
-        accept = np.concatenate(
-            [
-                acceptance_probabilities(
-                    np.asarray(prefs.score(prefs._prepare(b)), np.float64),
-                    accept_max=c.accept_max,
-                    sharpness=c.sharpness,
-                )
-                for b in full.batches(c.batch_size)
-            ]
-        )
+        accept = PreferenceSimulator(prefs, c.accept_max, c.sharpness).acceptance_matrix(full, c.batch_size)
         accept[targets.row_ids(), targets.values] = 0.0  # held-out targets stay held out
         pop0 = inputs.item_popularity.astype(np.float64)
         tail = long_tail_mask(pop0)

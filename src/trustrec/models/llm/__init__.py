@@ -11,6 +11,7 @@ from trustrec.models.llm._backend import (
     LocalBackend,
     LocalBackendConfig,
 )
+from trustrec.models.llm._connection import LLMConnection
 from trustrec.models.llm._constrained import constrained_beam_search
 from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_checkpoint
 from trustrec.models.llm._grounding import HiddenStateGrounder
@@ -34,6 +35,7 @@ from trustrec.models.llm._prompts import (
     render_item,
     special_strings,
     template_slots,
+    wrap_prompt,
 )
 from trustrec.models.llm._registry import (
     KINDS,
@@ -71,6 +73,7 @@ __all__ = [
     "HiddenStateGrounder",
     "InjectionMatch",
     "LLMBackend",
+    "LLMConnection",
     "LLMEntry",
     "LLMRanker",
     "LocalBackend",
@@ -113,6 +116,7 @@ __all__ = [
     "save_checkpoint",
     "special_strings",
     "template_slots",
+    "wrap_prompt",
 ]
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "render_item",
     "special_strings",
     "template_slots",
+    "wrap_prompt",
 ]
 
 _SLOT = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
@@ -679,14 +680,43 @@ def build_prompt(
             "examples": example_block,
         },
     )
-    system = fill_template(template.system, {})
-    prefix = fill_template(template.answer_prefix, {})
-    if template.chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefix
-    else:
-        prompt = "\n\n".join(p for p in (system, user) if p) + "\n" + prefix
+    prompt = wrap_prompt(
+        fill_template(template.system, {}),
+        user,
+        tokenizer,
+        chat=template.chat,
+        answer_prefix=fill_template(template.answer_prefix, {}),
+    )
     return PromptResult(prompt, k, len(history))
+
+
+def wrap_prompt(system: str, user: str, tokenizer: Any = None, *, chat: bool = True, answer_prefix: str = "") -> str:
+    """The prompt string for a system and a user message: wrapped in the tokenizer's chat
+    template (generation prompt added) when ``chat`` is set and the tokenizer has one, else the
+    two joined by a blank line; ``answer_prefix`` is appended either way.
+
+    Parameters
+    ----------
+    system : str
+        System message; an empty one is left out.
+    user : str
+        User message.
+    tokenizer : transformers.PreTrainedTokenizerBase or None
+        Tokenizer whose chat template wraps the messages (default None: plain text).
+    chat : bool
+        Whether to use the chat template when there is one (default True).
+    answer_prefix : str
+        Text that starts the answer (default empty).
+
+    Returns
+    -------
+    str
+        The prompt.
+    """
+    if chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + answer_prefix
+    return "\n\n".join(p for p in (system, user) if p) + "\n" + answer_prefix
 
 
 def build_prompts(

@@ -31,13 +31,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch
 from trustrec.errors import ConfigError
 from trustrec.models._base import FitOptions, Recommender
 from trustrec.models._compose import ComposedRecommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
+from trustrec.models.llm._connection import LLMConnection
 from trustrec.models.llm._prompts import PromptCatalog, PromptResult, ReadsItemText, build_prompt, special_strings
 
 __all__ = ["RANKER_TEMPLATE", "LLMRanker", "RankerConfig", "ScoredCandidates", "cyclic_orders", "position_bias"]
@@ -54,7 +54,7 @@ RANKER_TEMPLATE: dict[str, Any] = {
 }
 
 
-class RankerConfig(Config):
+class RankerConfig(LLMConnection):
     """Hyper-parameters of :class:`LLMRanker` (see the module docstring for the pipeline).
 
     Parameters
@@ -112,7 +112,6 @@ class RankerConfig(Config):
         ``base_url``.
     """
 
-    model: str = "smollm2-135m-instruct"
     retriever: ModelSpec = Field(default_factory=lambda: ModelSpec(name="sasrec"))
     n_candidates: PositiveInt = 20
     n_shots: NonNegativeInt = 0
@@ -123,29 +122,10 @@ class RankerConfig(Config):
     template: dict[str, Any] = Field(default_factory=dict)
     max_history_items: PositiveInt | None = 50
     max_history_tokens: PositiveInt | None = 256
-    batch_size: PositiveInt = 32
-    base_url: str | None = None
-    timeout_s: float = Field(60.0, gt=0)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    max_concurrency: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _check(self):
         from trustrec.models._registry import available_models
-
-        for name in ("api_key_env", "max_concurrency"):
-            if getattr(self, name) is not None and not self.base_url:
-                raise ValueError(
-                    f"{name} applies to an OpenAI-compatible endpoint; set base_url to the server's root "
-                    f"(e.g. 'http://localhost:8000') or leave {name} unset for a local model"
-                )
-
-        if self.base_url and self.dtype != "float32":
-            raise ValueError(
-                f"dtype={self.dtype!r} applies to a local model; the endpoint at base_url runs its "
-                "model in its own precision (leave dtype at float32)"
-            )
 
         self.prompt_template()  # raises ConfigError on a bad template
         if self.retriever.name not in available_models():
@@ -158,38 +138,6 @@ class RankerConfig(Config):
         from trustrec.models.llm._prompts import PromptTemplate
 
         return PromptTemplate.from_dict({**RANKER_TEMPLATE, **self.template})
-
-    def endpoint_settings(self) -> dict[str, Any]:
-        """The :class:`~trustrec.models.llm.OpenAIBackend` settings beyond ``base_url`` and
-        ``model``: timeout, batch size, concurrency and, with ``api_key_env``, the key read from
-        that variable now, allowed to ``base_url``'s host only.
-
-        Returns
-        -------
-        dict
-            Keyword arguments of :class:`~trustrec.models.llm.OpenAIBackendConfig`.
-
-        Raises
-        ------
-        ConfigError
-            When ``api_key_env`` names a variable that is not set (or is empty).
-        """
-        import os
-
-        settings: dict[str, Any] = {
-            "timeout_s": self.timeout_s,
-            "batch_size": self.batch_size,
-            "max_concurrency": self.max_concurrency or 1,
-        }
-        if self.api_key_env is not None:
-            key = os.environ.get(self.api_key_env, "")
-            if not key:
-                raise ConfigError(
-                    f"llm_ranker: api_key_env names the environment variable {self.api_key_env!r}, but it is "
-                    "not set (or empty); export it with the endpoint's API key, or remove api_key_env"
-                )
-            settings.update(api_key=key, api_key_hosts=(self.base_url,))
-        return settings
 
 
 def cyclic_orders(n_candidates: np.ndarray, n_permutations: int, width: int) -> np.ndarray:
@@ -371,17 +319,7 @@ class LLMRanker(ReadsItemText, ComposedRecommender):
     def backend(self):
         """The :class:`LLMBackend` that scores candidates (built on first use, not saved)."""
         if getattr(self, "_backend", None) is None:
-            c = self.config
-            if c.base_url:
-                from trustrec.models.llm._http import OpenAIBackend
-
-                self._backend = OpenAIBackend(base_url=c.base_url, model=c.model, **c.endpoint_settings())
-            else:
-                from trustrec.models.llm._backend import LocalBackend
-
-                self._backend = LocalBackend(
-                    c.model, batch_size=c.batch_size, dtype=c.dtype, device=getattr(self, "llm_device_", "cpu")
-                )
+            self._backend = self.config.build_backend(getattr(self, "llm_device_", "cpu"))
         return self._backend
 
     def with_language_model(self, model: Any) -> LLMRanker:

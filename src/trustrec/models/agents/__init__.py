@@ -1,0 +1,64 @@
+"""Agent recommenders and user simulators.
+
+Agents speak trustrec's ``Query`` / ``Recommender`` language, so every audit applies to them;
+user simulators answer "would this user accept this item?" for agents and for the feedback-loop
+audit alike.
+
+- :class:`FlowRecommender` (``flow``): FLOW's recommendation agent and user agent in a feedback
+  loop;
+- :class:`UserAgent`, :class:`PreferenceSimulator`: user simulators (the
+  :class:`UserSimulator` protocol);
+- :func:`parse_json_reply`, :func:`match_candidate`: reading what an agent wrote;
+- the guardrail seam: :class:`Turn`, :class:`Verdict`, the :class:`Guardrail` protocol,
+  :class:`RuleGuardrail`, :class:`ClassifierGuardrail`, :class:`GuardrailChain` and
+  :func:`screen_turns` (deadline, fail closed); ``FlowRecommender.with_guardrail`` screens an
+  episode's item text, proposals and memory writes.
+"""
+
+from trustrec.models.agents._flow import Episode, FlowConfig, FlowRecommender, FlowRound, Proposals, RecAgent
+from trustrec.models.agents._guardrails import (
+    TURN_KINDS,
+    ClassifierGuardrail,
+    Guardrail,
+    GuardrailChain,
+    RuleGuardrail,
+    Turn,
+    Verdict,
+    screen_turns,
+)
+from trustrec.models.agents._prompting import AgentView, FlowPrompts
+from trustrec.models.agents._replies import ReplyError, match_candidate, parse_json_reply
+from trustrec.models.agents._simulators import (
+    Judgements,
+    PreferenceSimulator,
+    UserAgent,
+    UserSimulator,
+    acceptance_probabilities,
+)
+
+__all__ = [
+    "TURN_KINDS",
+    "AgentView",
+    "ClassifierGuardrail",
+    "Episode",
+    "FlowConfig",
+    "FlowPrompts",
+    "FlowRecommender",
+    "FlowRound",
+    "Guardrail",
+    "GuardrailChain",
+    "Judgements",
+    "PreferenceSimulator",
+    "Proposals",
+    "RecAgent",
+    "ReplyError",
+    "RuleGuardrail",
+    "Turn",
+    "UserAgent",
+    "UserSimulator",
+    "Verdict",
+    "acceptance_probabilities",
+    "match_candidate",
+    "parse_json_reply",
+    "screen_turns",
+]
