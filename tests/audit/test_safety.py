@@ -6,9 +6,9 @@ import pytest
 
 from trustrec._config import Config
 from trustrec.audit._safety import FeedbackLoopAudit
-from trustrec.models.agents import acceptance_probabilities
 from trustrec.errors import ConfigError
 from trustrec.models import FitOptions, Recommender, make_model, register_model
+from trustrec.models.agents import acceptance_probabilities
 
 
 class _FrozenConfig(Config):

@@ -113,7 +113,7 @@ def split():
 
 def _flow(split, backend=None, **params) -> FlowRecommender:
     """A fitted FLOW over a scripted backend (the real one is never built)."""
-    model = FlowRecommender(prior={"name": "most_popular"}, item_template={"chat": False}, **params)
+    model = FlowRecommender(prior={"name": "most_popular"}, template={"chat": False}, **params)
     model.fit(split, OPTS)
     model._backend = backend if backend is not None else ScriptedBackend([])
     return model
@@ -238,7 +238,7 @@ def test_episodes_are_seeded_and_repeatable_on_the_tiny_model(split):
         "prior": {"name": "most_popular"},
         "max_rounds": 3,
         "reason_tokens": 4,
-        "item_template": {"chat": False},
+        "template": {"chat": False},
     }
     a = make_model("flow", **params).fit(split, OPTS).run_episodes(queries)
     b = make_model("flow", **params).fit(split, OPTS).run_episodes(queries)
@@ -299,6 +299,6 @@ class TestFlowChecks(RecommenderChecks):
             "max_rounds": 2,
             "reason_tokens": 3,
             "max_history_tokens": 48,
-            "item_template": {"chat": False},
+            "template": {"chat": False},
         }
     ]

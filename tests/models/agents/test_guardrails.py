@@ -125,7 +125,7 @@ def test_flow_guardrail_blocks_a_planted_injection_and_passes_benign_episodes(sp
     queries, cands = queries[fresh], [c for c, ok in zip(cands, fresh) if ok]
     with_plant = [np.r_[5, c[c != 5][:5]] for c in cands]
     queries = queries.with_candidates(type(queries.candidates).from_rows(with_plant))
-    model = make_model("flow", prior={"name": "most_popular"}, item_template={"chat": False, "injection_guard": "off"})
+    model = make_model("flow", prior={"name": "most_popular"}, template={"chat": False, "injection_guard": "off"})
     model = _planted(model.fit(split, OPTS))
     titles = model._view().items(range(model.n_items_))
     model._backend.preference = [titles[5], *[t for i, t in enumerate(titles) if i != 5]]  # the planted item wins

@@ -23,7 +23,7 @@ FLOW = {
     "max_rounds": 3,
     "max_history_items": 3,
     "max_history_tokens": None,
-    "item_template": {"chat": False},
+    "template": {"chat": False},
     "timeout_s": 30.0,
 }
 

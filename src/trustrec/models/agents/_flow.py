@@ -111,9 +111,10 @@ class FlowConfig(LLMConnection):
         Character budget of one reason as shown to the other agent (default 200).
     prompts : dict
         Fields replacing those of :class:`~trustrec.models.agents.FlowPrompts` (default none).
-    item_template : dict
+    template : dict
         :class:`~trustrec.models.llm.PromptTemplate` fields that show items and wrap prompts
-        (``item_fields``, ``injection_guard``, ``max_item_chars``, ``chat``; default none).
+        (``item_fields``, ``injection_guard``, ``max_item_chars``, ``chat``; default none); its
+        ``system`` and ``user`` fields are not used (the agents' texts are ``prompts``).
     """
 
     prior: ModelSpec = Field(default_factory=lambda: ModelSpec(name="sasrec"))
@@ -131,7 +132,7 @@ class FlowConfig(LLMConnection):
     max_memory_chars: PositiveInt = 1500
     max_reason_chars: PositiveInt = 200
     prompts: dict[str, str] = Field(default_factory=dict)
-    item_template: dict[str, Any] = Field(default_factory=dict)
+    template: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self):
@@ -144,16 +145,16 @@ class FlowConfig(LLMConnection):
         prompts = self.flow_prompts()
         for field, slots in _SLOTS.items():
             fill(getattr(prompts, field), **dict.fromkeys(slots, ""))  # an unknown slot raises ConfigError
-        self.item_prompt_template()
+        self.prompt_template()
         return self
 
     def flow_prompts(self) -> FlowPrompts:
         """The agents' texts (defaults with ``prompts`` applied)."""
         return FlowPrompts(**self.prompts)
 
-    def item_prompt_template(self) -> PromptTemplate:
-        """The item template (defaults with ``item_template`` applied)."""
-        return PromptTemplate.from_dict(self.item_template)
+    def prompt_template(self) -> PromptTemplate:
+        """The item template (defaults with ``template`` applied)."""
+        return PromptTemplate.from_dict(self.template)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -437,7 +438,9 @@ class FlowRecommender(ReadsItemText, ComposedRecommender):
     prior_: Recommender
     _guardrail: Guardrail | None  # set on the copies with_guardrail makes (not saved)
     _guardrail_settings: dict[str, Any]
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "prompt", "llm_backend"})
+    # not "prompt": the agents' texts are FlowPrompts, so paraphrasing a PromptTemplate (the
+    # prompt-sensitivity audit) would not reach them
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "llm_backend"})
     devices = ("cpu", "cuda", "mps")
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -452,14 +455,14 @@ class FlowRecommender(ReadsItemText, ComposedRecommender):
         super()._fit(train, options)
 
     def _setup(self, train: Dataset) -> None:
-        self.catalog_ = PromptCatalog.from_items(train.items, self.config.item_prompt_template().item_fields).columns
+        self.catalog_ = PromptCatalog.from_items(train.items, self.config.prompt_template().item_fields).columns
         if not hasattr(self, "seed_"):  # from_fitted: no FitOptions
             self.seed_ = 0
         if not hasattr(self, "llm_device_"):
             self.llm_device_ = "cpu"
 
     def _prompt_template(self) -> PromptTemplate:
-        return self.config.item_prompt_template()
+        return self.config.prompt_template()
 
     # -- the language model ------------------------------------------------------------------------
     @property
@@ -479,7 +482,7 @@ class FlowRecommender(ReadsItemText, ComposedRecommender):
         c = self.config
         return AgentView(
             PromptCatalog(self.catalog_),
-            c.item_prompt_template(),
+            c.prompt_template(),
             self.tokenizer,
             c.max_history_items,
             c.max_history_tokens,
@@ -613,7 +616,7 @@ class FlowRecommender(ReadsItemText, ComposedRecommender):
         rec_memory: list[list[str]] = [[] for _ in range(n)]
         user_memory: list[list[str]] = [[] for _ in range(n)]
         done = [not r for r in remaining]
-        for number in tqdm(range(1, c.max_rounds + 1), desc="FLOW rounds", leave=False, disable=n < 8):
+        for number in tqdm(range(1, c.max_rounds + 1), desc="FLOW rounds", leave=False, disable=n < 64):
             active = [q for q in range(n) if not done[q]]
             if not active:
                 break
