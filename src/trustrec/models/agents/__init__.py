@@ -26,7 +26,7 @@ from trustrec.models.agents._guardrails import (
     Verdict,
     screen_turns,
 )
-from trustrec.models.agents._prompting import AgentView, FlowPrompts
+from trustrec.models.agents._prompting import AgentView, FlowPrompts, LLMAgent
 from trustrec.models.agents._replies import ReplyError, match_candidate, parse_json_reply
 from trustrec.models.agents._simulators import (
     Judgements,
@@ -48,6 +48,7 @@ __all__ = [
     "Guardrail",
     "GuardrailChain",
     "Judgements",
+    "LLMAgent",
     "PreferenceSimulator",
     "Proposals",
     "RecAgent",

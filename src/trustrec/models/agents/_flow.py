@@ -52,9 +52,9 @@ from trustrec.models._compose import ComposedRecommender
 from trustrec.models._registry import ModelSpec, register_model
 from trustrec.models._topk import TopK
 from trustrec.models.agents._guardrails import Guardrail, Turn, screen_turns
-from trustrec.models.agents._prompting import AgentView, FlowPrompts, fill
+from trustrec.models.agents._prompting import AgentView, Decision, FlowPrompts, LLMAgent, fill
 from trustrec.models.agents._replies import ReplyError, match_candidate, parse_json_reply
-from trustrec.models.agents._simulators import Decision, UserAgent
+from trustrec.models.agents._simulators import UserAgent
 from trustrec.models.llm._connection import LLMConnection
 from trustrec.models.llm._prompts import PromptCatalog, PromptTemplate, ReadsItemText
 
@@ -177,41 +177,10 @@ class Proposals:
     errors: list[str | None]
 
 
-@dataclasses.dataclass(frozen=True)
-class RecAgent:
-    """FLOW's recommendation agent (the fields as in :class:`~trustrec.models.agents.UserAgent`).
-
-    Parameters
-    ----------
-    backend : LLMBackend
-        Where the model runs.
-    view : AgentView
-        How items and histories are shown.
-    prompts : FlowPrompts
-        The texts of the turn.
-    decision : {"scored", "text"}
-        Read the proposal from the candidates' likelihoods, or from a JSON reply.
-    reasons : bool
-        Whether a scored proposal is followed by a generated reason.
-    reason_tokens : int
-        Token budget of a generated reason.
-    reply_tokens : int
-        Token budget of a JSON reply.
-    temperature : float
-        Sampling temperature of generated text (0: greedy).
-    seed : int
-        Seed of sampled text.
-    """
-
-    backend: Any
-    view: AgentView
-    prompts: FlowPrompts
-    decision: Decision = "scored"
-    reasons: bool = True
-    reason_tokens: int = 24
-    reply_tokens: int = 64
-    temperature: float = 0.0
-    seed: int = 0
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecAgent(LLMAgent):
+    """FLOW's recommendation agent (the :class:`~trustrec.models.agents.LLMAgent` fields): it
+    proposes one candidate per query, read from the candidates' likelihoods or a JSON reply."""
 
     def prompt(self, query: Any, candidates: Sequence[int], memory: Sequence[str] = ()) -> str:
         """The agent's prompt for one user and the candidates as listed."""
@@ -268,8 +237,8 @@ class RecAgent:
                 items[q] = candidates[q][j] if j >= 0 else -1
             if self.reasons:
                 said = [prompts[q] + texts[q][j] + self.prompts.reason_prefix for q, j in enumerate(chosen) if j >= 0]
-                made = iter(self._generate(said, self.reason_tokens, stop=["\n"]))
-                reasons = [self.view.clean(next(made)) if j >= 0 else "" for j in chosen]
+                made = iter(self._reasons(said))
+                reasons = [next(made) if j >= 0 else "" for j in chosen]
             return Proposals(items, reasons, errors)
         replies = self._generate(prompts, self.reply_tokens)
         for q, reply in enumerate(replies):
@@ -284,11 +253,6 @@ class RecAgent:
             return match_candidate(fields["item"], texts), self.view.clean(fields["reason"]), None
         except ReplyError as err:
             return None, "", str(err)
-
-    def _generate(self, prompts: list[str], tokens: int, stop: list[str] | None = None) -> list[str]:
-        if not prompts:
-            return []
-        return self.backend.generate(prompts, tokens, temperature=self.temperature, seed=self.seed, stop=stop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -489,38 +453,28 @@ class FlowRecommender(ReadsItemText, ComposedRecommender):
             c.max_reason_chars,
         )
 
-    def rec_agent(self) -> RecAgent:
-        """The recommendation agent."""
+    def _agent_settings(self) -> dict[str, Any]:
         self._check_fitted()
         c = self.config
-        return RecAgent(
-            self.backend,
-            self._view(),
-            c.flow_prompts(),
-            c.decision,
-            c.reasons,
-            c.reason_tokens,
-            c.reply_tokens,
-            c.temperature,
-            self.seed_,
-        )
+        return {
+            "backend": self.backend,
+            "view": self._view(),
+            "prompts": c.flow_prompts(),
+            "decision": c.decision,
+            "reasons": c.reasons,
+            "reason_tokens": c.reason_tokens,
+            "reply_tokens": c.reply_tokens,
+            "temperature": c.temperature,
+            "seed": self.seed_,
+        }
+
+    def rec_agent(self) -> RecAgent:
+        """The recommendation agent."""
+        return RecAgent(**self._agent_settings())
 
     def user_agent(self) -> UserAgent:
         """The user agent: also a :class:`~trustrec.models.agents.UserSimulator` on its own."""
-        self._check_fitted()
-        c = self.config
-        return UserAgent(
-            self.backend,
-            self._view(),
-            c.flow_prompts(),
-            c.decision,
-            c.reasons,
-            c.reason_tokens,
-            c.reply_tokens,
-            c.accept_margin,
-            c.temperature,
-            self.seed_,
-        )
+        return UserAgent(**self._agent_settings(), accept_margin=self.config.accept_margin)
 
     # -- episodes ---------------------------------------------------------------------------------
     def prior_views(self, queries: QueryBatch, prior_orders: Sequence[np.ndarray]) -> list[str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from trustrec.models.llm._prompts import (
     wrap_prompt,
 )
 
-__all__ = ["AgentView", "FlowPrompts", "fill"]
+__all__ = ["AgentView", "FlowPrompts", "LLMAgent", "fill"]
 
 
 class FlowPrompts(Config):
@@ -180,3 +180,55 @@ class AgentView:
 def fill(template: str, **values: Any) -> str:
     """:func:`~trustrec.models.llm.fill_template` with keyword values."""
     return fill_template(template, values)
+
+
+Decision = Literal["scored", "text"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LLMAgent:
+    """What every FLOW agent holds, and how it writes text.
+
+    Parameters
+    ----------
+    backend : LLMBackend
+        Where the model runs.
+    view : AgentView
+        How items and histories are shown.
+    prompts : FlowPrompts
+        The texts of the turn.
+    decision : {"scored", "text"}
+        Read the answer from likelihoods, or from a JSON reply.
+    reasons : bool
+        Whether a scored answer is followed by a generated reason (JSON replies always carry one).
+    reason_tokens : int
+        Token budget of a generated reason.
+    reply_tokens : int
+        Token budget of a JSON reply.
+    temperature : float
+        Sampling temperature of generated text (0: greedy).
+    seed : int
+        Seed of sampled text.
+    """
+
+    backend: Any
+    view: AgentView
+    prompts: FlowPrompts
+    decision: Decision = "scored"
+    reasons: bool = True
+    reason_tokens: int = 24
+    reply_tokens: int = 64
+    temperature: float = 0.0
+    seed: int = 0
+
+    def _generate(self, prompts: list[str], tokens: int, stop: list[str] | None = None) -> list[str]:
+        if not prompts:
+            return []
+        return self.backend.generate(prompts, tokens, temperature=self.temperature, seed=self.seed, stop=stop)
+
+    def _reasons(self, prompts: list[str]) -> list[str]:
+        """A short reason after each of ``prompts`` (each ends with the agent's answer and the
+        reason prefix), cleaned for another prompt; empty strings when reasons are off."""
+        if not self.reasons or not prompts:
+            return [""] * len(prompts)
+        return [self.view.clean(t) for t in self._generate(prompts, self.reason_tokens, stop=["\n"])]

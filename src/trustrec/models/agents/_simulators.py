@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from trustrec.data import QueryBatch
 from trustrec.errors import DataError
-from trustrec.models.agents._prompting import AgentView, FlowPrompts, fill
+from trustrec.models.agents._prompting import LLMAgent, fill
 from trustrec.models.agents._replies import ReplyError, parse_json_reply
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "acceptance_probabilities",
 ]
 
-Decision = Literal["scored", "text"]
 _YES = ("yes", "y", "true", "accept")
 _NO = ("no", "n", "false", "reject")
 
@@ -183,44 +182,20 @@ class Judgements:
             return 1.0 / (1.0 + np.exp(-self.margin))
 
 
-@dataclasses.dataclass(frozen=True)
-class UserAgent:
-    """An LLM that plays the user (FLOW's user agent); see the module docstring.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UserAgent(LLMAgent):
+    """An LLM that plays the user (FLOW's user agent); see the module docstring. Its fields are
+    :class:`~trustrec.models.agents.LLMAgent`'s and ``accept_margin``.
 
     Parameters
     ----------
-    backend : LLMBackend
-        Where the model runs.
-    view : AgentView
-        How items and histories are shown.
-    prompts : FlowPrompts
-        The texts of the turn.
-    decision : {"scored", "text"}
-        Read the answer from the Yes / No likelihoods, or from a JSON reply.
-    reasons : bool
-        Whether a scored answer is followed by a generated reason (JSON replies always carry one).
-    reason_tokens : int
-        Token budget of a generated reason.
-    reply_tokens : int
-        Token budget of a JSON reply.
     accept_margin : float
-        A scored answer accepts when ``log p(Yes) - log p(No) > accept_margin``.
-    temperature : float
-        Sampling temperature of generated text (0: greedy).
-    seed : int
-        Seed of sampled text.
+        A scored answer accepts when ``log p(Yes) - log p(No) > accept_margin`` (default 0.0).
+    **agent : object
+        The :class:`~trustrec.models.agents.LLMAgent` fields.
     """
 
-    backend: Any
-    view: AgentView
-    prompts: FlowPrompts
-    decision: Decision = "scored"
-    reasons: bool = True
-    reason_tokens: int = 24
-    reply_tokens: int = 64
     accept_margin: float = 0.0
-    temperature: float = 0.0
-    seed: int = 0
 
     def prompt(self, query: Any, item: int, reason: str = "", memory: Sequence[str] = (), prior: str = "") -> str:
         """The user agent's prompt for one recommended item."""
@@ -309,14 +284,6 @@ class UserAgent:
     def _reason_prompt(self, prompt: str, answer: str) -> str:
         return prompt + answer + self.prompts.reason_prefix
 
-    def _reasons(self, prompts: list[str]) -> list[str]:
-        if not self.reasons or not prompts:
-            return [""] * len(prompts)
-        texts = self.backend.generate(
-            prompts, self.reason_tokens, temperature=self.temperature, seed=self.seed, stop=["\n"]
-        )
-        return [self.view.clean(t) for t in texts]
-
     def _read_reply(self, reply: str) -> tuple[bool, str, str | None]:
         """``(yes, reason, None)``, or ``(False, "", why)`` for an unreadable reply (a decline)."""
         try:
@@ -330,7 +297,7 @@ class UserAgent:
 
     def _read_replies(self, prompts: list[str]) -> Judgements:
         n = len(prompts)
-        replies = self.backend.generate(prompts, self.reply_tokens, temperature=self.temperature, seed=self.seed)
+        replies = self._generate(prompts, self.reply_tokens)
         accept = np.zeros(n, dtype=bool)
         margin = np.full(n, -np.inf)
         reasons: list[str] = [""] * n

@@ -680,20 +680,14 @@ def build_prompt(
             "examples": example_block,
         },
     )
-    prompt = wrap_prompt(
-        fill_template(template.system, {}),
-        user,
-        tokenizer,
-        chat=template.chat,
-        answer_prefix=fill_template(template.answer_prefix, {}),
-    )
+    system, prefix = fill_template(template.system, {}), fill_template(template.answer_prefix, {})
+    prompt = wrap_prompt(system, user, tokenizer, chat=template.chat, answer_prefix=prefix)
     return PromptResult(prompt, k, len(history))
 
 
 def wrap_prompt(system: str, user: str, tokenizer: Any = None, *, chat: bool = True, answer_prefix: str = "") -> str:
-    """The prompt string for a system and a user message: wrapped in the tokenizer's chat
-    template (generation prompt added) when ``chat`` is set and the tokenizer has one, else the
-    two joined by a blank line; ``answer_prefix`` is appended either way.
+    """A system and a user message in the tokenizer's chat template (generation prompt added) when
+    ``chat`` is set and it has one, else joined by a blank line; then ``answer_prefix``.
 
     Parameters
     ----------
