@@ -340,10 +340,9 @@ class Episode:
         order, then the declined proposals in the order they were made."""
         if not self.rounds:
             return self.prior_order.copy()
-        proposed = [r.item for r in self.rounds]
-        final = proposed[-1]
-        untried = [int(i) for i in self.prior_order if int(i) not in set(proposed)]
-        return np.array([final, *untried, *[i for i in proposed[:-1] if i != final]], dtype=np.int64)
+        proposed = np.array([r.item for r in self.rounds], dtype=np.int64)  # distinct: a declined item leaves
+        untried = self.prior_order[~np.isin(self.prior_order, proposed)]
+        return np.concatenate([proposed[-1:], untried, proposed[:-1]]).astype(np.int64)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -560,10 +559,7 @@ class FlowRecommender(ReadsItemText, ComposedRecommender):
                     {"kind": "item_text", "item": i, "reason": refused[i]} for i in remaining[q] if i in refused
                 ]
                 remaining[q] = [i for i in remaining[q] if i not in refused]
-        usable = [
-            np.array([i for i in order if int(i) in set(remaining[q])], np.int64)
-            for q, order in enumerate(prior_orders)
-        ]
+        usable = [order[np.isin(order, remaining[q])] for q, order in enumerate(prior_orders)]
         priors = self.prior_views(queries, usable)
         rec, user = self.rec_agent(), self.user_agent()
         rounds: list[list[FlowRound]] = [[] for _ in range(n)]
