@@ -6,6 +6,9 @@ audit alike.
 
 - :class:`FlowRecommender` (``flow``): FLOW's recommendation agent and user agent in a feedback
   loop;
+- :class:`MemoryRanker` (``automr``): AutoMR, an LLM ranker whose prompt adds memory items a
+  trained retriever picks from the long history (:func:`retrieval_targets`,
+  :func:`fit_memory_retriever`, :func:`select_history`);
 - :class:`UserAgent`, :class:`PreferenceSimulator`: user simulators (the
   :class:`UserSimulator` protocol);
 - :func:`parse_json_reply`, :func:`match_candidate`: reading what an agent wrote;
@@ -25,6 +28,14 @@ from trustrec.models.agents._guardrails import (
     Turn,
     Verdict,
     screen_turns,
+)
+from trustrec.models.agents._memory import (
+    MemoryExamples,
+    MemoryRanker,
+    MemoryRankerConfig,
+    fit_memory_retriever,
+    retrieval_targets,
+    select_history,
 )
 from trustrec.models.agents._prompting import AgentView, FlowPrompts, LLMAgent
 from trustrec.models.agents._replies import ReplyError, match_candidate, parse_json_reply
@@ -49,6 +60,9 @@ __all__ = [
     "GuardrailChain",
     "Judgements",
     "LLMAgent",
+    "MemoryExamples",
+    "MemoryRanker",
+    "MemoryRankerConfig",
     "PreferenceSimulator",
     "Proposals",
     "RecAgent",
@@ -59,7 +73,10 @@ __all__ = [
     "UserSimulator",
     "Verdict",
     "acceptance_probabilities",
+    "fit_memory_retriever",
     "match_candidate",
     "parse_json_reply",
+    "retrieval_targets",
     "screen_turns",
+    "select_history",
 ]
