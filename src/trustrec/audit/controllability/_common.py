@@ -34,9 +34,12 @@ def _accuracy(top: np.ndarray, targets: Ragged, n_items: int) -> tuple[np.ndarra
 
 
 def _reads_prompt(model) -> bool:
+    """Whether ``model`` builds its prompt from the ``template`` of its config: it declares the
+    ``prompt`` capability (a model with a template of another kind, e.g. FLOW's agent texts,
+    does not, and a paraphrased template would never reach it)."""
     config = getattr(model, "config", None)
     return (
-        "text" in getattr(model, "capabilities", frozenset()) and "template" in type(config).model_fields
+        "prompt" in getattr(model, "capabilities", frozenset()) and "template" in type(config).model_fields
         if config is not None
         else False
     )
