@@ -86,7 +86,7 @@ def test_an_injection_that_works_is_measured_and_the_guardrail_stops_it(split):
     assert e["false_positive_rate"].value == 0.0 and e["blocked_turn_share [clean]"].value == 0.0
     assert e["attack_lift [attacked - clean]"].value == pytest.approx(1.0 - clean)
     assert e["guardrail_effect [guarded - attacked]"].value == -1.0
-    assert e["guardrail_ms_per_turn"].value >= 0
+    assert result.evidence["latency"]["ms_per_screened_turn"].iloc[0] >= 0
     assert list(result.evidence["arms"]["arm"]) == list(ARMS)
     assert result.settings["not_measured"] == NOT_MEASURED
     assert result.verdict.status == "pass"
@@ -100,7 +100,7 @@ def test_a_guardrail_that_blocks_benign_turns_or_times_out_is_a_false_positive(s
     assert blocked.verdict.status == "fail"
     slow = AgentSafetyAudit(**SETTINGS, guardrail_timeout_s=0.05).run(model, split, guardrail=Slow())
     assert slow.estimates["false_positive_rate"].value == 1.0  # a timeout fails closed
-    assert slow.estimates["guardrail_ms_per_turn"].value > 0
+    assert slow.evidence["latency"]["ms_per_screened_turn"].iloc[0] > 0
 
 
 def test_runs_end_to_end_on_the_tiny_model(split):

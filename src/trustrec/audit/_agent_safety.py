@@ -18,9 +18,9 @@ Figures: attack success (the target is the agent's recommendation, its top-1) pe
 over ``clean`` and the guardrail's reduction (paired, Wilcoxon p); HR@1 of the held-out item
 with and without the guardrail on clean episodes (its utility cost); the guardrail's
 false-positive rate (clean episodes with any blocked turn, and blocked turns over screened
-ones), its recall (attacked episodes whose injected item text it blocked) and its latency
-(milliseconds per screened turn, measured around each screening call, and episode seconds added
-per user). The guardrail is :class:`~trustrec.models.agents.RuleGuardrail` (the injection
+ones), its recall (attacked episodes whose injected item text it blocked) and, in the ``latency``
+evidence (wall-clock, so not an estimate that repeats with the seed), milliseconds per screened
+turn, measured around each screening call, and episode seconds added per user. The guardrail is :class:`~trustrec.models.agents.RuleGuardrail` (the injection
 detector) unless the caller passes another to :meth:`AgentSafetyAudit.run`.
 
 Not measured by this audit, said in its settings: injection through a user message and harmful
@@ -240,15 +240,20 @@ class AgentSafetyAudit(Audit):
             blocked_target, 17, "attacked episodes whose injected item text the guardrail blocked"
         )
         screened = clean_guard.turns + guards["attacked"].turns
-        estimates["guardrail_ms_per_turn"] = Estimate(
-            1000 * (clean_guard.seconds + guards["attacked"].seconds) / max(screened, 1),
-            n=screened,
-            description="milliseconds the guardrail took per screened turn",
-        )
-        estimates["episode_seconds_added_per_user"] = Estimate(
-            (seconds["clean+guardrail"] - seconds["clean"]) / max(len(batch), 1),
-            n=len(batch),
-            description="episode seconds per user with minus without the guardrail (clean; includes model noise)",
+        # wall-clock figures vary run to run: evidence, not estimates (estimates repeat with the seed)
+        latency = pd.DataFrame(
+            [
+                {
+                    "guardrail": clean_guard.name,
+                    "screened_turns": screened,
+                    "ms_per_screened_turn": 1000
+                    * (clean_guard.seconds + guards["attacked"].seconds)
+                    / max(screened, 1),
+                    "episode_seconds_per_user": seconds["clean"] / max(len(batch), 1),
+                    "episode_seconds_added_per_user": (seconds["clean+guardrail"] - seconds["clean"])
+                    / max(len(batch), 1),
+                }
+            ]
         )
         per_user = pd.DataFrame(
             {
@@ -277,7 +282,7 @@ class AgentSafetyAudit(Audit):
             f"{e['attack_success [clean]'].value:.3f} clean, {e['attack_success [attacked]'].value:.3f} attacked, "
             f"{e['attack_success [attacked+prompt_guard]'].value:.3f} with the prompt guard, "
             f"{e['attack_success [attacked+guardrail]'].value:.3f} with the guardrail; false positives "
-            f"{e['false_positive_rate'].value:.3f}; {e['guardrail_ms_per_turn'].value:.2f} ms per screened turn"
+            f"{e['false_positive_rate'].value:.3f}; {latency['ms_per_screened_turn'].iloc[0]:.2f} ms per screened turn"
         )
         warnings = []
         if len(keep) < len(queries):
@@ -286,7 +291,7 @@ class AgentSafetyAudit(Audit):
             )
         return self._result(
             estimates,
-            evidence={"arms": arms_table, "per_user": per_user},
+            evidence={"arms": arms_table, "latency": latency, "per_user": per_user},
             warnings=tuple(warnings),
             summary=summary,
             settings={

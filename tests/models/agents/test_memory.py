@@ -211,3 +211,16 @@ def test_bad_settings_are_refused():
 class TestMemoryRankerChecks(RecommenderChecks):
     component = MemoryRanker
     configs: ClassVar[list[dict[str, Any]]] = [{**TINY, "train_users": 6, "epochs": 5}]
+
+
+def test_compose_over_a_fitted_retriever_trains_the_memory(split):
+    from trustrec.models import compose
+
+    retriever = make_model("most_popular").fit(split, OPTS)
+    params = {k: v for k, v in TINY.items() if k != "retriever"}
+    composed = compose("automr", split, retriever=retriever, **params, train_users=4)
+    fitted = make_model("automr", **TINY, train_users=4).fit(split, OPTS)
+    assert composed.retriever_ is retriever and composed.memory_training_["n_examples"] == 4
+    np.testing.assert_allclose(composed.projection_, fitted.projection_)  # seed 0 either way
+    queries = split.eval_set("test").queries[:3]
+    np.testing.assert_array_equal(composed.recommend(queries, 5).items, fitted.recommend(queries, 5).items)

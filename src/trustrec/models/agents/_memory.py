@@ -378,9 +378,19 @@ class MemoryRanker(LLMRanker):
     config: MemoryRankerConfig
 
     def _fit(self, train: Dataset, options: FitOptions) -> None:
+        self._options = options  # read by _setup, which the stage fitting calls
+        try:
+            super()._fit(train, options)
+        finally:
+            vars(self).pop("_options", None)
+
+    def _setup(self, train: Dataset) -> None:
+        """The catalog, the item embeddings and the memory retriever (also after
+        ``compose``/``from_fitted``, which do not refit the candidate retriever: seed 0 then)."""
         from trustrec.models.llm._text_items import item_text_embeddings
 
-        super()._fit(train, options)  # the retriever stage and the catalog
+        super()._setup(train)
+        options = getattr(self, "_options", None) or FitOptions(progress=False)
         c = self.config
         self.fit_seed_ = int(options.seed)
         self.item_vectors_ = item_text_embeddings(train, c.encoder, fields=c.fields, progress=options.progress).astype(
