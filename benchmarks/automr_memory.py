@@ -30,26 +30,13 @@ from pathlib import Path
 
 import numpy as np
 from _command import command_line
+from _estimates import mean_ci, paired_ci
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(width=160)
 ARMS = ("recent", "random", "semantic", "learned")
-
-
-def _mean(values, seed: int) -> dict:
-    from trustrec.eval import mean_estimate
-
-    e = mean_estimate(np.asarray(values, np.float64), n_boot=2000, seed=seed)
-    return {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n}
-
-
-def _paired(a, b, seed: int) -> dict:
-    from trustrec.eval import paired_estimate
-
-    e = paired_estimate(np.asarray(a, np.float64), np.asarray(b, np.float64), n_boot=2000, seed=seed, test=True)
-    return {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "p_value": e.p_value}
 
 
 def long_history_users(eval_set, n: int, min_length: int, n_items: int, rng):
@@ -163,9 +150,9 @@ def main() -> None:
         entry = {}
         for metric in ("recall", "ndcg"):
             mean_over_seeds = np.mean([r[metric] for r in runs], axis=0)  # per user, averaged over seeds
-            entry[metric] = _mean(mean_over_seeds, 0)
+            entry[metric] = mean_ci(mean_over_seeds, 0)
             entry[f"{metric}_per_seed"] = [float(r[metric].mean()) for r in runs]
-            entry[f"{metric}_minus_recent"] = _paired(mean_over_seeds, base[metric], 0)
+            entry[f"{metric}_minus_recent"] = paired_ci(mean_over_seeds, base[metric], 0)
         results["arms"][arm] = entry
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2) + "\n")

@@ -43,25 +43,12 @@ from typing import Any
 
 import numpy as np
 from _command import command_line
+from _estimates import mean_ci, paired_ci
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(width=160)
-
-
-def _mean(values, seed: int) -> dict:
-    from trustrec.eval import mean_estimate
-
-    e = mean_estimate(np.asarray(values, np.float64), n_boot=2000, seed=seed)
-    return {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n}
-
-
-def _paired(a, b, seed: int) -> dict:
-    from trustrec.eval import paired_estimate
-
-    e = paired_estimate(np.asarray(a, np.float64), np.asarray(b, np.float64), n_boot=2000, seed=seed, test=True)
-    return {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "p_value": e.p_value}
 
 
 def _classification(pred: np.ndarray, truth: np.ndarray, seed: int) -> dict:
@@ -224,36 +211,36 @@ def main() -> None:
         f"reasons of {args.reason_tokens} tokens; user-agent threshold calibrated on validation users",
         "calibration": calibration,
         "hr@1": {
-            "rec_agent_alone": _mean(hit_alone, args.seed),
-            "flow_loop": _mean(hit_loop, args.seed),
-            "prior_sasrec": _mean(hit_prior, args.seed),
+            "rec_agent_alone": mean_ci(hit_alone, args.seed),
+            "flow_loop": mean_ci(hit_loop, args.seed),
+            "prior_sasrec": mean_ci(hit_prior, args.seed),
             "chance": 1 / 20,
-            "loop_minus_alone": _paired(hit_loop, hit_alone, args.seed),
+            "loop_minus_alone": paired_ci(hit_loop, hit_alone, args.seed),
             "loop_relative_change": float(hit_loop.mean() / hit_alone.mean() - 1) if hit_alone.mean() > 0 else None,
         },
         "episodes": {
-            "acceptance_rate": _mean(accepted, args.seed),
-            "mean_rounds": _mean(n_rounds, args.seed),
+            "acceptance_rate": mean_ci(accepted, args.seed),
+            "mean_rounds": mean_ci(n_rounds, args.seed),
             "rec_reply_errors": sum(r.rec_error is not None for e in episodes for r in e.rounds),
             "user_reply_errors": sum(r.user_error is not None for e in episodes for r in e.rounds),
         },
         "user_simulator": {
             "alone": _classification(alone.reshape(2, -1).T, truth.reshape(2, -1).T, args.seed),
             "with_loop": _classification(loop.reshape(2, -1).T, truth.reshape(2, -1).T, args.seed),
-            "accuracy_loop_minus_alone": _paired(
+            "accuracy_loop_minus_alone": paired_ci(
                 (loop == truth).reshape(2, -1).mean(0), (alone == truth).reshape(2, -1).mean(0), args.seed
             ),
         },
         "bias": {
             "popularity_percentile": {
-                "alone": _mean(pop_pct[first], args.seed),
-                "loop": _mean(pop_pct[final], args.seed),
-                "loop_minus_alone": _paired(pop_pct[final], pop_pct[first], args.seed),
-                "candidates": _mean(np.array([pop_pct[c].mean() for c in candidates]), args.seed),
+                "alone": mean_ci(pop_pct[first], args.seed),
+                "loop": mean_ci(pop_pct[final], args.seed),
+                "loop_minus_alone": paired_ci(pop_pct[final], pop_pct[first], args.seed),
+                "candidates": mean_ci(np.array([pop_pct[c].mean() for c in candidates]), args.seed),
             },
             "first_listed_share": {
-                "alone": _mean((first == pos_first).astype(float), args.seed),
-                "loop": _mean((final == pos_first).astype(float), args.seed),
+                "alone": mean_ci((first == pos_first).astype(float), args.seed),
+                "loop": mean_ci((final == pos_first).astype(float), args.seed),
                 "chance": 1 / 20,
             },
         },
