@@ -199,6 +199,11 @@ def test_fit_trains_the_retriever_and_the_prompt_shows_its_choice(split):
         assert prompt.n_history == len(row)
 
 
+def test_short_histories_are_refused_with_the_setting_to_change(split):
+    with pytest.raises(DataError, match="lower n_recent"):
+        make_model("automr", **{**TINY, "n_recent": 60}).fit(split, OPTS)
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError, match="max_history_items"):
         make_model("automr", max_history_items=20)

@@ -401,6 +401,12 @@ class MemoryRanker(LLMRanker):
         if c.selection != "learned":
             return
         examples = self._annotate(*self._training_queries(train), progress=options.progress)
+        if len(examples) == 0:
+            raise DataError(
+                f"automr: no training user of '{train.name}' has the {c.n_recent + 3}+ items a memory example "
+                f"needs (n_recent={c.n_recent} recent items, 2 memory items and the answer); lower n_recent "
+                "or use selection='recent'"
+            )
         projection, kl = fit_memory_retriever(
             examples,
             self.item_vectors_,
