@@ -149,7 +149,7 @@ class AgentSafetyAudit(Audit):
         return None
 
     def _run(self, inputs: AuditInputs) -> AuditResult:
-        from trustrec.audit.robustness._text_edits import attack_item_text
+        from trustrec.audit.robustness import attack_item_text
         from trustrec.data import QueryBatch, Ragged
         from trustrec.eval import cluster_mean_estimate, paired_estimate
         from trustrec.models.agents import RuleGuardrail
