@@ -31,7 +31,7 @@ import pandas as pd
 from trustrec.data import Ragged
 from trustrec.errors import DataError
 
-__all__ = ["ATTRIBUTE_SYNONYMS", "check_explanations"]
+__all__ = ["ATTRIBUTE_SYNONYMS", "IGNORED_VALUES", "CatalogFacts", "check_explanations", "core_title"]
 
 
 #: Other ways a text names an attribute value (casefolded), besides the value itself, its plural and
@@ -41,7 +41,8 @@ ATTRIBUTE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "film-noir": ("film noir", "noir"),
     "children's": ("children", "childrens", "children's film", "kids"),
 }
-_IGNORED_VALUES = {"unknown", "other", "none", "misc", "(no genres listed)"}
+#: Attribute values that are not claims (placeholders of a catalog).
+IGNORED_VALUES = {"unknown", "other", "none", "misc", "(no genres listed)"}
 
 
 # -- checking generated text against the catalog -----------------------------------------------------------
@@ -54,14 +55,39 @@ _ARTICLE_SUFFIX = re.compile(r",\s*(the|a|an|les|la|le|il|el|die|der|das)$", re.
 _TITLE_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 
 
-def _core_title(title: str) -> str:
+def core_title(title: str) -> str:
+    """A title as texts name it: normalised, without a trailing ``(year)`` or ``, The``.
+
+    Parameters
+    ----------
+    title : str
+        A catalog title.
+
+    Returns
+    -------
+    str
+        The core title.
+    """
     t = _norm(title)
     t = _TITLE_YEAR.sub("", t)
     return _ARTICLE_SUFFIX.sub("", t).strip(" .\"'")
 
 
-class _CatalogFacts:
-    """Title, attribute and year lookups over an items table, for checking generated text."""
+class CatalogFacts:
+    """Title, attribute and year lookups over an items table: what :func:`check_explanations`
+    checks text against, and what an explanation judge's tools look up.
+
+    Parameters
+    ----------
+    items : DataFrame
+        The dataset's items table.
+    attribute_column : str or None
+        Item column of attribute values; None: the guessed item group column.
+    year_column : str or None
+        Item column of years; None: a column with "year" in its name, else years in titles.
+    min_title_chars : int
+        Titles shorter than this are not searched for in texts.
+    """
 
     def __init__(
         self,
@@ -78,7 +104,7 @@ class _CatalogFacts:
         self.titles = [("" if pd.isna(t) else str(t)) for t in titles]
         by_key: dict[tuple[str, bool], list[int]] = {}
         for i, t in enumerate(self.titles):
-            core = _core_title(t)
+            core = core_title(t)
             if len(core) < min_title_chars or not any(ch.isalpha() for ch in core):
                 continue
             folded = " " in core
@@ -106,7 +132,7 @@ class _CatalogFacts:
             matrix, names, _ = item_group_matrix(items, column)
             self.attr_matrix, self.attr_names = matrix.tocsr(), names
             for j, name in enumerate(names):
-                if name.casefold() in _IGNORED_VALUES:
+                if name.casefold() in IGNORED_VALUES:
                     continue
                 for form in _forms(name):
                     self._attr_words.setdefault(form, j)
@@ -146,6 +172,7 @@ class _CatalogFacts:
         return found, spans
 
     def attributes_of(self, items) -> set[int]:
+        """Indices (into ``attr_names``) of the attribute values any of ``items`` has."""
         if self.attr_matrix is None or not len(items):
             return set()
         return set(np.unique(self.attr_matrix[np.asarray(list(items), np.int64)].indices).tolist())
@@ -161,6 +188,7 @@ class _CatalogFacts:
         }
 
     def years_of(self, items) -> np.ndarray:
+        """The known years of ``items`` (unknown ones left out)."""
         y = self.years[np.asarray(list(items), np.int64)] if len(items) else np.empty(0)
         return y[np.isfinite(y)]
 
@@ -259,7 +287,7 @@ def check_explanations(
             f"check_explanations: {len(items)} rows of items but {len(texts)} rows of texts and "
             f"{len(histories)} histories"
         )
-    facts = _CatalogFacts(
+    facts = CatalogFacts(
         catalog_items, attribute_column=attribute_column, year_column=year_column, min_title_chars=min_title_chars
     )
     rows_out = []
