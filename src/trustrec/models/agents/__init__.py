@@ -9,6 +9,9 @@ audit alike.
 - :class:`MemoryRanker` (``automr``): AutoMR, an LLM ranker whose prompt adds memory items a
   trained retriever picks from the long history (:func:`retrieval_targets`,
   :func:`fit_memory_retriever`, :func:`select_history`);
+- :class:`TriRecRecommender` (``trirec``): TriRec stage 1, self-promoting item agents
+  (:class:`ItemAgent`, :data:`PROMOTIONS`) and a scoring user agent; stage 2 is
+  :class:`~trustrec.mitigate.TriRecReranker` over it;
 - :class:`UserAgent`, :class:`PreferenceSimulator`: user simulators (the
   :class:`UserSimulator` protocol);
 - :func:`parse_json_reply`, :func:`match_candidate`: reading what an agent wrote;
@@ -46,8 +49,17 @@ from trustrec.models.agents._simulators import (
     UserSimulator,
     acceptance_probabilities,
 )
+from trustrec.models.agents._trirec import (
+    PROMOTIONS,
+    ItemAgent,
+    PromotionRound,
+    TriRecConfig,
+    TriRecPrompts,
+    TriRecRecommender,
+)
 
 __all__ = [
+    "PROMOTIONS",
     "TURN_KINDS",
     "AgentView",
     "ClassifierGuardrail",
@@ -58,16 +70,21 @@ __all__ = [
     "FlowRound",
     "Guardrail",
     "GuardrailChain",
+    "ItemAgent",
     "Judgements",
     "LLMAgent",
     "MemoryExamples",
     "MemoryRanker",
     "MemoryRankerConfig",
     "PreferenceSimulator",
+    "PromotionRound",
     "Proposals",
     "RecAgent",
     "ReplyError",
     "RuleGuardrail",
+    "TriRecConfig",
+    "TriRecPrompts",
+    "TriRecRecommender",
     "Turn",
     "UserAgent",
     "UserSimulator",
