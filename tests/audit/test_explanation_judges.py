@@ -234,3 +234,18 @@ def test_judges_run_on_the_tiny_model():
     )
     verdicts = json_judge.judge(cases)
     assert all(e is not None for e in verdicts.errors)  # a random model writes no JSON
+
+
+def test_planted_cases_on_ml100k_carry_the_label_of_their_kind(ml100k):
+    from trustrec.data import split_leave_one_out
+
+    evaluation = split_leave_one_out(ml100k).eval_set("test")[:60]
+    held_out = evaluation.targets.values[evaluation.targets.indptr[:-1]]
+    cases = planted_cases(evaluation.queries.histories, held_out, ml100k.items, seed=0)
+    frame = cases.to_frame()
+    assert frame.kind.value_counts().min() >= 30  # ml-100k has genres and years for every kind
+    assert (frame.misleading == (frame.kind != "faithful")).all()
+    tools = CatalogTools.from_items(ml100k.items)
+    faithful = frame.index[frame.kind == "faithful"][0]
+    lines = tools.evidence(cases.texts[faithful], int(cases.items[faithful]), cases.histories.row(faithful))
+    assert "the user has interacted with it" in lines[1]

@@ -218,8 +218,9 @@ class PositionBiasAudit(Audit):
         if not self._listed(model):
             name = getattr(model, "name", "") or type(model).__name__
             return (
-                f"{name} does not read an ordered candidate list: it scores items on their own, so the order "
-                "of a list cannot reach it (position bias concerns LLM rankers)"
+                f"{name} does not read the caller's candidate order (no listed_scores or ordered_candidates "
+                "capability): it scores items on their own or lists candidates in an order of its own, so the "
+                "order of a given list cannot reach it (position bias concerns LLM rankers)"
             )
         m = self.config.n_candidates
         free = inputs.dataset.n_items - inputs.queries.histories.lengths - 1

@@ -234,12 +234,14 @@ class ItemAgent(LLMAgent):
 
     def write(self, queries: QueryBatch, candidates: Sequence[Sequence[int] | np.ndarray]) -> list[list[str]]:
         """The ad of each candidate for each query, cleaned for the user agent's prompt (the raw
-        catalog text with ``promotion="none"``); all ads in one generate call."""
+        catalog text with ``promotion="none"``; "" where the agent wrote nothing); all ads in one
+        generate call."""
         if self.promotion == "none":
             return [[self.view.clean(t) for t in self.view.items(c)] for c in candidates]
         pairs = [(q, int(i)) for q, row in enumerate(candidates) for i in row]
         prompts = [self.prompt(queries.query(q), i) for q, i in pairs]
-        written = iter(self.view.clean(t) for t in self._generate(prompts, self.reason_tokens))
+        # an empty ad is no ad: the user agent's prompt then has no ad line
+        written = iter(self.view.clean(t) if t.strip() else "" for t in self._generate(prompts, self.reason_tokens))
         return [[next(written) for _ in row] for row in candidates]
 
 
