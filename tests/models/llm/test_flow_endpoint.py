@@ -1,6 +1,7 @@
-"""FLOW against an OpenAI-compatible endpoint (the local test server as a real process): the same
-episodes as the local model when choices are read from likelihoods, and the free-text protocol
-runs to the end on replies a random model cannot make readable."""
+"""Agents against an OpenAI-compatible endpoint (the local test server as a real process): FLOW plays
+the same episodes as the local model when choices are read from likelihoods and its free-text
+protocol runs to the end on replies a random model cannot make readable; TriRec's user agent scores
+as the local model does; the explanation judge's JSON tool loop never crashes."""
 
 from __future__ import annotations
 
@@ -57,3 +58,36 @@ def test_flow_free_text_protocol_through_an_endpoint_never_crashes(split, llm_se
             assert r.rec_error is not None and r.user_error is not None and not r.accepted
         assert e.rounds[0].item == int(prior[q][0])
         assert top.items[q, 0] == e.final_item
+
+
+def test_trirec_through_an_endpoint_scores_as_the_local_model(split, llm_server):
+    queries = split.eval_set("test").queries[:3]
+    params = {"model": "tiny-smollm2-random", "prior": {"name": "most_popular"}, "n_candidates": 4}
+    params |= {"promotion": "none", "template": {"chat": False}, "max_history_tokens": None, "timeout_s": 30.0}
+    remote = make_model("trirec", **params, base_url=llm_server).fit(split, OPTS).promote(queries)
+    local = make_model("trirec", **params).fit(split, OPTS).promote(queries)
+    assert [r.listed.tolist() for r in remote] == [r.listed.tolist() for r in local]
+    np.testing.assert_allclose(
+        np.concatenate([r.scores for r in remote]), np.concatenate([r.scores for r in local]), atol=1e-3
+    )
+
+
+def test_explanation_judge_through_an_endpoint_never_crashes(llm_server):
+    import pandas as pd
+
+    from trustrec.audit.explainability import CatalogTools, ExplanationJudge, planted_cases
+    from trustrec.models.llm import LLMConnection
+
+    items = pd.DataFrame(
+        {
+            "item_id": ["1", "2", "3", "4"],
+            "title": ["Toy Story", "Heat", "Star Wars", "Casablanca"],
+            "year": [1995, 1995, 1977, 1942],
+            "class": ["Animation Comedy", "Action Crime", "Action Sci-Fi", "Drama Romance"],
+        }
+    )
+    cases = planted_cases([np.array([1, 2]), np.array([0, 3])], np.array([3, 1]), items)
+    backend = LLMConnection(model="tiny-smollm2-random", base_url=llm_server, timeout_s=30.0).build_backend()
+    judge = ExplanationJudge(backend=backend, tools=CatalogTools.from_items(items), decision="text", max_steps=1)
+    verdicts = judge.judge(cases)
+    assert len(verdicts.flagged) == len(cases) and all(e is not None for e in verdicts.errors)
