@@ -25,6 +25,9 @@ class AgentRecommender(ReadsItemText, ComposedRecommender):
     stages = ("prior",)
     prior_: Recommender
     devices = ("cpu", "cuda", "mps")
+    # not "prompt": the agents' texts are their own prompt configs, not a PromptTemplate, so
+    # paraphrasing a PromptTemplate (the prompt-sensitivity audit) would not reach them
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "llm_backend"})
 
     # -- fitting ---------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:

@@ -398,9 +398,6 @@ class FlowRecommender(AgentRecommender):
     config: FlowConfig
     _guardrail: Guardrail | None  # set on the copies with_guardrail makes (not saved)
     _guardrail_settings: dict[str, Any]
-    # not "prompt": the agents' texts are FlowPrompts, so paraphrasing a PromptTemplate (the
-    # prompt-sensitivity audit) would not reach them
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "llm_backend"})
 
     # -- the agents -------------------------------------------------------------------------------
     def _agent_settings(self) -> dict[str, Any]:

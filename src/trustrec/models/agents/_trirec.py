@@ -299,8 +299,6 @@ class TriRecRecommender(AgentRecommender):
     name = "trirec"
     config_class = TriRecConfig
     config: TriRecConfig
-    # not "prompt": the agents' texts are TriRecPrompts, not a PromptTemplate
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "llm_backend"})
 
     def _settings(self) -> dict[str, Any]:
         self._check_fitted()
