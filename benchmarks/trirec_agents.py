@@ -167,6 +167,8 @@ def main() -> None:
             "ad_example": ads[0][0][:300],
             "seconds": seconds,
         }
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=2, default=float) + "\n")  # each finished mode kept
         console.print(
             f"{mode:>8}: stage-1 NDCG@10 {n1.mean():.3f}, stage-2 {n2.mean():.3f}; misleading ads "
             f"{claims['misleading'].mean():.3f}; {seconds:.0f} s"
