@@ -245,7 +245,7 @@ def test_position_bias_with_fewer_users_than_positions_does_not_crash(listers):
 def test_position_bias_not_applicable_to_a_scorer(knn):
     model, split = knn
     res = PositionBiasAudit().run(model, split)
-    assert res.verdict.status == "not_applicable" and "ordered candidate list" in res.verdict.reasons[0]
+    assert res.verdict.status == "not_applicable" and "candidate order" in res.verdict.reasons[0]
 
 
 def _fake_ranker(split, backend, **params):

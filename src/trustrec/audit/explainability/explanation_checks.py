@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -171,13 +171,13 @@ class CatalogFacts:
                 found.append(self.title_items[(key, folded)])
         return found, spans
 
-    def attributes_of(self, items) -> set[int]:
+    def attributes_of(self, items: Collection[int] | np.ndarray) -> set[int]:
         """Indices (into ``attr_names``) of the attribute values any of ``items`` has."""
         if self.attr_matrix is None or not len(items):
             return set()
         return set(np.unique(self.attr_matrix[np.asarray(list(items), np.int64)].indices).tolist())
 
-    def claimed_attributes(self, text: str, skip=()) -> set[int]:
+    def claimed_attributes(self, text: str, skip: Sequence[tuple[int, int]] = ()) -> set[int]:
         """Attribute values named in ``_norm(text)`` outside the character spans ``skip`` (titles)."""
         if self._attr_pattern is None:
             return set()
@@ -187,7 +187,7 @@ class CatalogFacts:
             if not _inside(m.span(), skip)
         }
 
-    def years_of(self, items) -> np.ndarray:
+    def years_of(self, items: Collection[int] | np.ndarray) -> np.ndarray:
         """The known years of ``items`` (unknown ones left out)."""
         y = self.years[np.asarray(list(items), np.int64)] if len(items) else np.empty(0)
         return y[np.isfinite(y)]
