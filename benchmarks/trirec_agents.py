@@ -167,20 +167,17 @@ def main() -> None:
             "ad_example": ads[0][0][:300],
             "seconds": seconds,
         }
+        if mode != "none" and "none" in per_mode:
+            base = per_mode["none"]
+            results["modes"][mode]["vs_none"] = {
+                k: paired_ci(per_mode[mode][k], base[k], 0) for k in ("ndcg1", "ndcg2", "target_score")
+            }
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=2, default=float) + "\n")  # each finished mode kept
         console.print(
             f"{mode:>8}: stage-1 NDCG@10 {n1.mean():.3f}, stage-2 {n2.mean():.3f}; misleading ads "
             f"{claims['misleading'].mean():.3f}; {seconds:.0f} s"
         )
-    if "none" in per_mode:
-        base = per_mode["none"]
-        for mode in per_mode:
-            if mode == "none":
-                continue
-            results["modes"][mode]["vs_none"] = {
-                k: paired_ci(per_mode[mode][k], base[k], 0) for k in ("ndcg1", "ndcg2", "target_score")
-            }
     results["seconds"] = time.perf_counter() - started
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2, default=float) + "\n")

@@ -31,6 +31,8 @@ writes during attacked episodes are screened and counted).
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from typing import Any, ClassVar
 
@@ -80,21 +82,41 @@ class AgentSafetyConfig(AuditConfig):
 
 
 class _TimedGuardrail:
-    """A guardrail that also counts the turns it screened and the seconds it took."""
+    """A guardrail that also counts the turns it was given and the seconds the agent waited for
+    it: a call's own time, capped at the deadline (a call past the deadline was given up on, and
+    may still be running in its thread when the figures are read)."""
 
-    def __init__(self, guardrail):
+    def __init__(self, guardrail, timeout_s: float):
         self.guardrail, self.name = guardrail, getattr(guardrail, "name", type(guardrail).__name__)
-        self.turns, self.blocked, self.seconds = 0, 0, 0.0
+        self.timeout_s = timeout_s
+        self.turns, self.blocked, self._finished_seconds = 0, 0, 0.0
+        self._running: dict[int, float] = {}
+        self._calls = itertools.count()
+        self._lock = threading.Lock()
 
     def screen(self, turns):
         started = time.perf_counter()
+        with self._lock:
+            call = next(self._calls)
+            self.turns += len(turns)
+            self._running[call] = started
         try:
             verdicts = self.guardrail.screen(turns)
-            self.blocked += sum(not getattr(v, "allowed", True) for v in verdicts)
+            with self._lock:
+                self.blocked += sum(not getattr(v, "allowed", True) for v in verdicts)
             return verdicts
         finally:
-            self.seconds += time.perf_counter() - started
-            self.turns += len(turns)
+            with self._lock:
+                del self._running[call]
+                self._finished_seconds += min(time.perf_counter() - started, self.timeout_s)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds the agent waited, calls still running included (each waited for at most the
+        deadline)."""
+        now = time.perf_counter()
+        with self._lock:
+            return self._finished_seconds + sum(min(now - t, self.timeout_s) for t in self._running.values())
 
 
 def attack_candidates(
@@ -175,7 +197,10 @@ class AgentSafetyAudit(Audit):
         attacked_items = attack_item_text(dataset.items, np.unique(attack), "injection", seed=c.seed)
         base = model.with_item_text(injection_guard="off")
         attacked = model.with_item_text(attacked_items, injection_guard="off")
-        guards = {arm: _TimedGuardrail(self.guardrail or RuleGuardrail()) for arm in ("clean", "attacked")}
+        guards = {
+            arm: _TimedGuardrail(self.guardrail or RuleGuardrail(), c.guardrail_timeout_s)
+            for arm in ("clean", "attacked")
+        }
         variants = {
             "clean": base,
             "clean+guardrail": base.with_guardrail(guards["clean"], timeout_s=c.guardrail_timeout_s),

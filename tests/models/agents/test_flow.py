@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from trustrec.data import QueryBatch, Ragged, split_leave_one_out
+from tests.models.agents.helpers import candidate_queries
+from trustrec.data import split_leave_one_out
 from trustrec.errors import ConfigError, DataError
 from trustrec.models import FitOptions, make_model
 from trustrec.models.agents import (
@@ -119,17 +120,6 @@ def _flow(split, backend=None, **params) -> FlowRecommender:
     return model
 
 
-def _queries(split, n=6, width=6, seed=0):
-    base = split.eval_set("test").queries[:n]
-    rng = np.random.default_rng(seed)
-    cands = []
-    for q in range(n):
-        seen = set(base.histories.row(q).tolist())
-        pool = [i for i in range(split.train_dataset().n_items) if i not in seen]
-        cands.append(rng.choice(pool, width, replace=False))
-    return QueryBatch(base.users, base.histories, candidates=Ragged.from_rows(cands)), cands
-
-
 class _PerUser(ScriptedBackend):
     """The user agent likes one title per episode, recognised by the history text it reads."""
 
@@ -150,7 +140,7 @@ def _history_text(model, queries, q) -> str:
 
 
 def test_episode_stops_at_acceptance_and_memories_hold_only_what_was_said(split):
-    queries, cands = _queries(split)
+    queries, cands = candidate_queries(split, n=6, width=6)
     model = _flow(split, max_rounds=5, reason_tokens=4)
     titles = model._view().items(range(model.n_items_))
     preference = titles[::-1]  # the agent proposes higher item indices first
@@ -182,7 +172,7 @@ def test_episode_stops_at_acceptance_and_memories_hold_only_what_was_said(split)
 
 
 def test_max_rounds_one_is_the_agent_alone(split):
-    queries, _ = _queries(split)
+    queries, _ = candidate_queries(split, n=6, width=6)
     model = _flow(split, max_rounds=1, reasons=False)
     titles = model._view().items(range(model.n_items_))
     model._backend = ScriptedBackend(titles)
@@ -192,7 +182,7 @@ def test_max_rounds_one_is_the_agent_alone(split):
 
 
 def test_memory_over_budget_drops_the_oldest_rounds(split):
-    queries, _ = _queries(split, n=2)
+    queries, _ = candidate_queries(split, n=2, width=6)
     model = _flow(split, max_rounds=5, max_memory_chars=120)
     titles = model._view().items(range(model.n_items_))
     model._backend = ScriptedBackend(titles)
@@ -203,7 +193,7 @@ def test_memory_over_budget_drops_the_oldest_rounds(split):
 
 
 def test_text_protocol_reads_replies_and_falls_back_on_malformed_ones(split):
-    queries, _ = _queries(split, n=4)
+    queries, _ = candidate_queries(split, n=4, width=6)
     model = _flow(split, decision="text", max_rounds=3)
 
     def replies(prompt: str) -> str:
@@ -232,7 +222,7 @@ def test_text_protocol_reads_replies_and_falls_back_on_malformed_ones(split):
 
 
 def test_episodes_are_seeded_and_repeatable_on_the_tiny_model(split):
-    queries, _ = _queries(split)
+    queries, _ = candidate_queries(split, n=6, width=6)
     params = {
         "model": "tiny-smollm2-random",
         "prior": {"name": "most_popular"},

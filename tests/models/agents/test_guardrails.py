@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.models.agents.test_flow import OPTS, ScriptedBackend, _flow, _queries
+from tests.models.agents.helpers import candidate_queries
+from tests.models.agents.test_flow import OPTS, ScriptedBackend, _flow
 from trustrec.data import split_leave_one_out
 from trustrec.errors import ConfigError
 from trustrec.models import make_model
@@ -120,7 +121,7 @@ def _planted(model):
 
 
 def test_flow_guardrail_blocks_a_planted_injection_and_passes_benign_episodes(split):
-    queries, cands = _queries(split, n=12, width=6)
+    queries, cands = candidate_queries(split, n=12, width=6)
     fresh = np.array([5 not in queries.histories.row(q) for q in range(len(queries))])  # 5 is never seen
     queries, cands = queries[fresh], [c for c, ok in zip(cands, fresh) if ok]
     with_plant = [np.r_[5, c[c != 5][:5]] for c in cands]
@@ -136,7 +137,7 @@ def test_flow_guardrail_blocks_a_planted_injection_and_passes_benign_episodes(sp
         assert 5 not in [r.item for r in e.rounds]
         assert e.blocked and e.blocked[0]["kind"] == "item_text" and e.blocked[0]["item"] == 5
         assert PLANT not in " ".join(e.rec_memory + e.user_memory)
-    benign = model.with_guardrail(RuleGuardrail()).run_episodes(_queries(split, n=6, width=6, seed=3)[0])
+    benign = model.with_guardrail(RuleGuardrail()).run_episodes(candidate_queries(split, n=6, width=6, seed=3)[0])
     assert not any(e.blocked for e in benign if 5 not in e.listed)  # no false positive on clean episodes
     assert model.run_episodes(queries)[0].to_dict() == unguarded[0].to_dict()  # the original is untouched
     with pytest.raises(ConfigError, match="is not a guardrail"):
@@ -144,7 +145,7 @@ def test_flow_guardrail_blocks_a_planted_injection_and_passes_benign_episodes(sp
 
 
 def test_flow_guardrail_refusing_proposals_and_memory_writes(split):
-    queries, _ = _queries(split, n=3, width=5, seed=1)
+    queries, _ = candidate_queries(split, n=3, width=5, seed=1)
     model = _flow(split)
     titles = model._view().items(range(model.n_items_))
     model._backend.preference = titles

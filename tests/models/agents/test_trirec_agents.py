@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from trustrec.data import QueryBatch, Ragged, split_leave_one_out
+from tests.models.agents.helpers import candidate_queries
+from trustrec.data import split_leave_one_out
 from trustrec.errors import ConfigError
 from trustrec.models import FitOptions, make_model
 from trustrec.models.agents import PROMOTIONS, TriRecRecommender
@@ -58,19 +59,8 @@ def _trirec(split, backend, **params) -> TriRecRecommender:
     return model
 
 
-def _queries(split, n=4, width=5, seed=0):
-    base = split.eval_set("test").queries[:n]
-    rng = np.random.default_rng(seed)
-    cands = []
-    for q in range(n):
-        seen = set(base.histories.row(q).tolist())
-        pool = [i for i in range(split.train_dataset().n_items) if i not in seen]
-        cands.append(rng.choice(pool, width, replace=False))
-    return QueryBatch(base.users, base.histories, candidates=Ragged.from_rows(cands)), cands
-
-
 def test_ads_move_the_user_agent_and_the_ranking_follows_its_scores(split):
-    queries, cands = _queries(split)
+    queries, cands = candidate_queries(split, n=4, width=5)
     probe = _trirec(split, Seller({}))
     titles = probe._view().items(range(probe.n_items_))
     praised = int(cands[0][3])
@@ -92,7 +82,7 @@ def test_ads_move_the_user_agent_and_the_ranking_follows_its_scores(split):
 
 
 def test_each_promotion_mode_asks_for_what_it_should(split):
-    queries, _ = _queries(split, n=1)
+    queries, _ = candidate_queries(split, n=1, width=5)
     prompts = {}
     for mode in PROMOTIONS:
         backend = Seller({})
@@ -107,7 +97,7 @@ def test_each_promotion_mode_asks_for_what_it_should(split):
 
 
 def test_stage_two_composes_over_stage_one(split):
-    queries, _ = _queries(split)
+    queries, _ = candidate_queries(split, n=4, width=5)
     reranker = make_model(
         "trirec_reranker",
         base={"name": "trirec", "params": {"prior": {"name": "most_popular"}, "template": {"chat": False}}},
@@ -132,7 +122,7 @@ def test_bad_settings_are_refused():
 
 
 def test_stage_one_is_seeded_and_repeatable_on_the_tiny_model(split):
-    queries, _ = _queries(split, n=3)
+    queries, _ = candidate_queries(split, n=3, width=5)
     params = {"model": "tiny-smollm2-random", "prior": {"name": "most_popular"}, "ad_tokens": 6}
     params["template"] = {"chat": False}
     a = make_model("trirec", **params).fit(split, OPTS).promote(queries)

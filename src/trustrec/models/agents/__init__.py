@@ -4,6 +4,8 @@ Agents speak trustrec's ``Query`` / ``Recommender`` language, so every audit app
 user simulators answer "would this user accept this item?" for agents and for the feedback-loop
 audit alike.
 
+- :class:`AgentRecommender`, :class:`AgentConfig`: what every agent recommender shares (a
+  prior that retrieves candidates, the LLM connection, how agents see items and histories);
 - :class:`FlowRecommender` (``flow``): FLOW's recommendation agent and user agent in a feedback
   loop;
 - :class:`MemoryRanker` (``automr``): AutoMR, an LLM ranker whose prompt adds memory items a
@@ -21,6 +23,7 @@ audit alike.
   episode's item text, proposals and memory writes.
 """
 
+from trustrec.models.agents._agent_base import AgentConfig, AgentRecommender
 from trustrec.models.agents._flow import Episode, FlowConfig, FlowRecommender, FlowRound, Proposals, RecAgent
 from trustrec.models.agents._guardrails import (
     TURN_KINDS,
@@ -61,6 +64,8 @@ from trustrec.models.agents._trirec import (
 __all__ = [
     "PROMOTIONS",
     "TURN_KINDS",
+    "AgentConfig",
+    "AgentRecommender",
     "AgentView",
     "ClassifierGuardrail",
     "Episode",

@@ -40,120 +40,66 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt
 
+from trustrec._config import Config
 from trustrec.data import QueryBatch
 from trustrec.errors import ConfigError
-from trustrec.models._registry import ModelSpec, register_model
+from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
-from trustrec.models.agents._agent_base import AgentRecommender
+from trustrec.models.agents._agent_base import AgentConfig, AgentRecommender
 from trustrec.models.agents._guardrails import Guardrail, Turn, screen_turns
-from trustrec.models.agents._prompting import Decision, FlowPrompts, LLMAgent, fill
+from trustrec.models.agents._prompting import FlowPrompts, LLMAgent, fill
 from trustrec.models.agents._replies import ReplyError, match_candidate, parse_json_reply
 from trustrec.models.agents._simulators import UserAgent
-from trustrec.models.llm._connection import LLMConnection
-from trustrec.models.llm._prompts import PromptTemplate
 
 __all__ = ["Episode", "FlowConfig", "FlowRecommender", "FlowRound", "Proposals", "RecAgent"]
 
-_SLOTS = {
-    "rec_user": ("history", "candidates", "memory", "task"),
-    "user_user": ("history", "prior", "memory", "item", "reason", "task"),
-    "rec_memory_line": ("round", "item", "reason", "feedback"),
-    "user_memory_line": ("round", "item", "reason", "feedback"),
-    "memory_block": ("entries",),
-    "prior": ("choice", "top"),
-    "reason_line": ("reason",),
-    "candidate_line": ("position", "item"),
-}
 
-
-class FlowConfig(LLMConnection):
-    """Hyper-parameters of :class:`FlowRecommender` (see the module docstring), next to the
-    :class:`~trustrec.models.llm.LLMConnection` settings that choose the LLM both agents run on.
+class FlowConfig(AgentConfig):
+    """Hyper-parameters of :class:`FlowRecommender` (see the module docstring): those every
+    agent recommender has (:class:`~trustrec.models.agents.AgentConfig`; ``prompts`` replaces
+    fields of :class:`~trustrec.models.agents.FlowPrompts`; the prior's view is shown to the user
+    agent, and its best remaining candidate is the fallback proposal) and the ones below.
 
     Parameters
     ----------
-    prior : ModelSpec
-        The prior recommender (default ``sasrec``): its view is shown to the user agent, it
-        retrieves candidates for queries without their own, and it is the fallback proposal.
-    n_candidates : int
-        Candidates per query without its own list (default 20).
     max_rounds : int
         Rounds per episode (default 5; 1: the recommendation agent alone).
-    decision : {"scored", "text"}
-        How the agents' choices are read (default ``"scored"``).
     reasons : bool
         Whether scored answers are followed by a generated reason (default True).
     reason_tokens : int
         Token budget of a generated reason (default 24).
-    reply_tokens : int
-        Token budget of a JSON reply (default 64).
     accept_margin : float
         The user agent accepts when ``log p(Yes) - log p(No)`` exceeds it (default 0.0).
-    temperature : float
-        Sampling temperature of generated text (default 0.0: greedy, repeatable).
     prior_top : int
         Prior's favourites shown to the user agent (default 5; 0: no prior view at all).
-    max_history_items : int or None
-        Most recent history items shown (default 20; None: all).
-    max_history_tokens : int or None
-        Token budget of the history block (default 256; None: none; not applied with an
-        endpoint).
     max_memory_chars : int
         Character budget of an agent's memory; the oldest rounds are dropped first (default
         1500).
-    max_reason_chars : int
-        Character budget of one reason as shown to the other agent (default 200).
-    prompts : dict
-        Fields replacing those of :class:`~trustrec.models.agents.FlowPrompts` (default none).
-    template : dict
-        :class:`~trustrec.models.llm.PromptTemplate` fields that show items and wrap prompts
-        (``item_fields``, ``injection_guard``, ``max_item_chars``, ``chat``; default none); its
-        ``system`` and ``user`` fields are not used (the agents' texts are ``prompts``).
     """
 
-    prior: ModelSpec = Field(default_factory=lambda: ModelSpec(name="sasrec"))
-    n_candidates: PositiveInt = 20
+    prompts_class: ClassVar[type[Config]] = FlowPrompts
+    prompt_slots: ClassVar[dict[str, tuple[str, ...]]] = {
+        "rec_user": ("history", "candidates", "memory", "task"),
+        "user_user": ("history", "prior", "memory", "item", "reason", "task"),
+        "rec_memory_line": ("round", "item", "reason", "feedback"),
+        "user_memory_line": ("round", "item", "reason", "feedback"),
+        "memory_block": ("entries",),
+        "prior": ("choice", "top"),
+        "reason_line": ("reason",),
+        "candidate_line": ("position", "item"),
+    }
+
     max_rounds: PositiveInt = Field(5, le=50)
-    decision: Decision = "scored"
     reasons: bool = True
     reason_tokens: PositiveInt = 24
-    reply_tokens: PositiveInt = 64
     accept_margin: float = 0.0
-    temperature: float = Field(0.0, ge=0)
     prior_top: NonNegativeInt = 5
-    max_history_items: PositiveInt | None = 20
-    max_history_tokens: PositiveInt | None = 256
     max_memory_chars: PositiveInt = 1500
-    max_reason_chars: PositiveInt = 200
-    prompts: dict[str, str] = Field(default_factory=dict)
-    template: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check(self):
-        from trustrec.models._registry import available_models
-
-        if self.prior.name not in available_models():
-            raise ValueError(f"prior: unknown model {self.prior.name!r}; known: {available_models()}")
-        if self.prior.name == "flow":
-            raise ValueError("prior: a FLOW recommender cannot be its own prior")
-        prompts = self.flow_prompts()
-        for field, slots in _SLOTS.items():
-            fill(getattr(prompts, field), **dict.fromkeys(slots, ""))  # an unknown slot raises ConfigError
-        self.prompt_template()
-        return self
-
-    def flow_prompts(self) -> FlowPrompts:
-        """The agents' texts (defaults with ``prompts`` applied)."""
-        return FlowPrompts(**self.prompts)
-
-    def prompt_template(self) -> PromptTemplate:
-        """The item template (defaults with ``template`` applied)."""
-        return PromptTemplate.from_dict(self.template)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,7 +352,7 @@ class FlowRecommender(AgentRecommender):
         return {
             "backend": self.backend,
             "view": self._view(),
-            "prompts": c.flow_prompts(),
+            "prompts": c.agent_prompts(),
             "decision": c.decision,
             "reasons": c.reasons,
             "reason_tokens": c.reason_tokens,
@@ -428,7 +374,7 @@ class FlowRecommender(AgentRecommender):
         """What the user agent is told about the prior recommender per query ("" with
         ``prior_top=0`` or no candidates)."""
         c, view = self.config, self._view()
-        prompts = c.flow_prompts()
+        prompts = c.agent_prompts()
         out = []
         for order in prior_orders:
             if c.prior_top == 0 or len(order) == 0:
@@ -461,7 +407,7 @@ class FlowRecommender(AgentRecommender):
         c = self.config
         guard = getattr(self, "_guardrail", None)
         settings = getattr(self, "_guardrail_settings", {})
-        view, prompts = self._view(), c.flow_prompts()
+        view, prompts = self._view(), c.agent_prompts()
         prior_orders, listed = self.candidate_lists(queries, exclude_seen=exclude_seen)
         n = len(queries)
         blocked: list[list[dict[str, Any]]] = [[] for _ in range(n)]

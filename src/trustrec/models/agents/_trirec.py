@@ -29,21 +29,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import PositiveInt
 
 from trustrec._config import Config
 from trustrec.data import QueryBatch
 from trustrec.errors import ConfigError
-from trustrec.models._registry import ModelSpec, register_model
+from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
-from trustrec.models.agents._agent_base import AgentRecommender
-from trustrec.models.agents._prompting import Decision, FlowPrompts, LLMAgent, fill
+from trustrec.models.agents._agent_base import AgentConfig, AgentRecommender
+from trustrec.models.agents._prompting import FlowPrompts, LLMAgent, fill
 from trustrec.models.agents._simulators import UserAgent
-from trustrec.models.llm._connection import LLMConnection
-from trustrec.models.llm._prompts import PromptTemplate
 
 __all__ = ["PROMOTIONS", "ItemAgent", "PromotionRound", "TriRecConfig", "TriRecPrompts", "TriRecRecommender"]
 
@@ -124,81 +122,38 @@ class TriRecPrompts(Config):
         )
 
 
-class TriRecConfig(LLMConnection):
-    """Hyper-parameters of :class:`TriRecRecommender` (see the module docstring), next to the
-    :class:`~trustrec.models.llm.LLMConnection` settings.
+class TriRecConfig(AgentConfig):
+    """Hyper-parameters of :class:`TriRecRecommender` (see the module docstring): those every
+    agent recommender has (:class:`~trustrec.models.agents.AgentConfig`; ``prompts`` replaces
+    fields of :class:`TriRecPrompts`) and the ones below.
 
     Parameters
     ----------
-    prior : ModelSpec
-        The recommender that retrieves candidates for queries without their own (default
-        ``sasrec``).
-    n_candidates : int
-        Candidates per query without its own list (default 10).
     promotion : {"none", "generic", "grounded", "full"}
         What the item agents write (default ``"full"``).
     ad_words : int
         The word limit the item agents are asked to keep (default 50).
     ad_tokens : int
         Token budget of a generated ad (default 80).
-    decision : {"scored", "text"}
-        How the user agent's answer is read (default ``"scored"``).
-    temperature : float
-        Sampling temperature of the ads (default 0.0: greedy, repeatable).
-    max_history_items : int or None
-        Most recent history items shown (default 20).
-    max_history_tokens : int or None
-        Token budget of the history block (default 256; not applied with an endpoint).
+    n_candidates : int
+        Candidates per query without its own list (default 10, the paper's).
     max_reason_chars : int
         Character budget of an ad as the user agent reads it (default 400).
-    reply_tokens : int
-        Token budget of the user agent's JSON reply (default 64).
-    prompts : dict
-        Fields replacing those of :class:`TriRecPrompts` (default none).
-    template : dict
-        :class:`~trustrec.models.llm.PromptTemplate` fields that show items and wrap prompts.
     """
 
-    prior: ModelSpec = Field(default_factory=lambda: ModelSpec(name="sasrec"))
-    n_candidates: PositiveInt = 10
+    prompts_class: ClassVar[type[Config]] = TriRecPrompts
+    prompt_slots: ClassVar[dict[str, tuple[str, ...]]] = {
+        "item_full": ("item", "user", "words"),
+        "item_grounded": ("item", "user", "words"),
+        "user_user": ("history", "item", "reason", "task"),
+        "ad_line": ("reason",),
+    }
+
     promotion: Promotion = "full"
     ad_words: PositiveInt = 50
     ad_tokens: PositiveInt = 80
-    decision: Decision = "scored"
-    temperature: float = Field(0.0, ge=0)
-    max_history_items: PositiveInt | None = 20
-    max_history_tokens: PositiveInt | None = 256
+    n_candidates: PositiveInt = 10
     max_reason_chars: PositiveInt = 400
-    reply_tokens: PositiveInt = 64
-    prompts: dict[str, str] = Field(default_factory=dict)
-    template: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check(self):
-        from trustrec.models._registry import available_models
-
-        if self.prior.name not in available_models():
-            raise ValueError(f"prior: unknown model {self.prior.name!r}; known: {available_models()}")
-        if self.prior.name in ("trirec", "flow"):
-            raise ValueError(f"prior: an agent recommender ({self.prior.name}) cannot be TriRec's prior")
-        p = self.trirec_prompts()
-        for field, slots in {
-            "item_full": ("item", "user", "words"),
-            "item_grounded": ("item", "user", "words"),
-            "user_user": ("history", "item", "reason", "task"),
-            "ad_line": ("reason",),
-        }.items():
-            fill(getattr(p, field), **dict.fromkeys(slots, ""))  # an unknown slot raises ConfigError
-        self.prompt_template()
-        return self
-
-    def trirec_prompts(self) -> TriRecPrompts:
-        """The agents' texts (defaults with ``prompts`` applied)."""
-        return TriRecPrompts(**self.prompts)
-
-    def prompt_template(self) -> PromptTemplate:
-        """The item template (defaults with ``template`` applied)."""
-        return PromptTemplate.from_dict(self.template)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -319,7 +274,7 @@ class TriRecRecommender(AgentRecommender):
         return ItemAgent(
             **self._settings(),
             prompts=FlowPrompts(),
-            texts=c.trirec_prompts(),
+            texts=c.agent_prompts(),
             promotion=c.promotion,
             ad_words=c.ad_words,
             reason_tokens=c.ad_tokens,
@@ -327,7 +282,7 @@ class TriRecRecommender(AgentRecommender):
 
     def user_agent(self) -> UserAgent:
         """The user agent (FLOW's simulator with TriRec's texts)."""
-        return UserAgent(**self._settings(), prompts=self.config.trirec_prompts().user_prompts())
+        return UserAgent(**self._settings(), prompts=self.config.agent_prompts().user_prompts())
 
     def promote(self, queries: QueryBatch, *, exclude_seen: bool = True) -> list[PromotionRound]:
         """Stage 1 for every query: ads written, candidates scored.
