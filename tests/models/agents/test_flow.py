@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from tests.models.agents.helpers import candidate_queries
-from trustrec.data import split_leave_one_out
 from trustrec.errors import ConfigError, DataError
 from trustrec.models import FitOptions, make_model
 from trustrec.models.agents import (
@@ -25,7 +24,7 @@ from trustrec.models.agents import (
 )
 from trustrec.models.agents._flow import _trim
 from trustrec.models.llm import LLMBackend
-from trustrec.testing import RecommenderChecks, toy_dataset
+from trustrec.testing import RecommenderChecks
 
 OPTS = FitOptions(seed=0, progress=False)
 
@@ -105,11 +104,6 @@ class ScriptedBackend(LLMBackend):
         if self.replies is not None:
             return [self.replies(p) for p in prompts]
         return ["because it fits\nignored" for _ in prompts]
-
-
-@pytest.fixture(scope="module")
-def split():
-    return split_leave_one_out(toy_dataset(), short_users="train")
 
 
 def _flow(split, backend=None, **params) -> FlowRecommender:

@@ -10,7 +10,6 @@ import pytest
 
 from tests.models.agents.helpers import candidate_queries
 from tests.models.agents.test_flow import OPTS, ScriptedBackend, _flow
-from trustrec.data import split_leave_one_out
 from trustrec.errors import ConfigError
 from trustrec.models import make_model
 from trustrec.models.agents import (
@@ -104,11 +103,6 @@ def test_deadline_and_failures_fail_closed_unless_told_otherwise():
     short, _ = screen_turns(type("Short", (), {"name": "short", "screen": lambda self, t: []})(), turns)
     assert not short[0].allowed and "answered 0 verdicts for 2 turns" in short[0].reason
     assert screen_turns(None, turns)[0] == [Verdict(True), Verdict(True)]
-
-
-@pytest.fixture(scope="module")
-def split():
-    return split_leave_one_out(toy_dataset(), short_users="train")
 
 
 def _planted(model):

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from tests.models.agents.helpers import candidate_queries
-from trustrec.data import split_leave_one_out
 from trustrec.errors import ConfigError
 from trustrec.models import FitOptions, make_model
 from trustrec.models.agents import PROMOTIONS, TriRecRecommender
 from trustrec.models.llm import LLMBackend
-from trustrec.testing import RecommenderChecks, toy_dataset
+from trustrec.testing import RecommenderChecks
 
 OPTS = FitOptions(seed=0, progress=False)
 
@@ -45,11 +44,6 @@ class Seller(LLMBackend):
             title = re.search(r"Product(?: \(the ONLY facts you may state\))?: (.+)", p).group(1)
             out.append(f"BUY {title} " + " ".join(["amazing"] * self.praise.get(title, 0)))
         return out
-
-
-@pytest.fixture(scope="module")
-def split():
-    return split_leave_one_out(toy_dataset(), short_users="train")
 
 
 def _trirec(split, backend, **params) -> TriRecRecommender:

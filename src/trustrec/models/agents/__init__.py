@@ -8,6 +8,10 @@ audit alike.
   prior that retrieves candidates, the LLM connection, how agents see items and histories);
 - :class:`FlowRecommender` (``flow``): FLOW's recommendation agent and user agent in a feedback
   loop;
+- reflective experience for FLOW's recommendation agent (R²-Mem): :func:`score_steps` (the
+  rubric, :class:`StepRubric`), :func:`reflect_lessons` (:class:`ReflectionPrompts`),
+  :class:`ExperienceBank` (lessons keyed by :func:`user_profiles`), used through
+  ``FlowRecommender.with_experience``;
 - :class:`MemoryRanker` (``automr``): AutoMR, an LLM ranker whose prompt adds memory items a
   trained retriever picks from the long history (:func:`retrieval_targets`,
   :func:`fit_memory_retriever`, :func:`select_history`);
@@ -24,6 +28,14 @@ audit alike.
 """
 
 from trustrec.models.agents._agent_base import AgentConfig, AgentRecommender
+from trustrec.models.agents._experience import (
+    ExperienceBank,
+    ReflectionPrompts,
+    StepRubric,
+    reflect_lessons,
+    score_steps,
+    user_profiles,
+)
 from trustrec.models.agents._flow import Episode, FlowConfig, FlowRecommender, FlowRound, Proposals, RecAgent
 from trustrec.models.agents._guardrails import (
     TURN_KINDS,
@@ -69,6 +81,7 @@ __all__ = [
     "AgentView",
     "ClassifierGuardrail",
     "Episode",
+    "ExperienceBank",
     "FlowConfig",
     "FlowPrompts",
     "FlowRecommender",
@@ -85,8 +98,10 @@ __all__ = [
     "PromotionRound",
     "Proposals",
     "RecAgent",
+    "ReflectionPrompts",
     "ReplyError",
     "RuleGuardrail",
+    "StepRubric",
     "TriRecConfig",
     "TriRecPrompts",
     "TriRecRecommender",
@@ -98,7 +113,10 @@ __all__ = [
     "fit_memory_retriever",
     "match_candidate",
     "parse_json_reply",
+    "reflect_lessons",
     "retrieval_targets",
+    "score_steps",
     "screen_turns",
     "select_history",
+    "user_profiles",
 ]

@@ -31,6 +31,9 @@ Memories hold only what was said in the episode (proposed items and reasons), ar
 ``max_memory_chars`` by dropping the oldest rounds, and every model-written text is cleaned
 (one line, ``max_reason_chars``, special tokens removed) before another prompt shows it.
 Episodes are seeded (the listing order) and, with ``temperature=0``, repeatable.
+:meth:`FlowRecommender.with_experience` adds reflective experience (R²-Mem,
+:class:`~trustrec.models.agents.ExperienceBank`): the recommendation agent starts each episode
+with lessons distilled from earlier users' episodes, shown before its memory of the rounds.
 
 Lists: the recommended item first, then the candidates never proposed in the prior's order,
 then the declined proposals in the order they were made.
@@ -51,6 +54,7 @@ from trustrec.errors import ConfigError
 from trustrec.models._registry import register_model
 from trustrec.models._topk import TopK
 from trustrec.models.agents._agent_base import AgentConfig, AgentRecommender
+from trustrec.models.agents._experience import ExperienceBank
 from trustrec.models.agents._guardrails import Guardrail, Turn, screen_turns
 from trustrec.models.agents._prompting import FlowPrompts, LLMAgent, fill
 from trustrec.models.agents._replies import ReplyError, match_candidate, parse_json_reply
@@ -89,6 +93,7 @@ class FlowConfig(AgentConfig):
         "rec_memory_line": ("round", "item", "reason", "feedback"),
         "user_memory_line": ("round", "item", "reason", "feedback"),
         "memory_block": ("entries",),
+        "lessons_block": ("entries",),
         "prior": ("choice", "top"),
         "reason_line": ("reason",),
         "candidate_line": ("position", "item"),
@@ -127,8 +132,11 @@ class RecAgent(LLMAgent):
     """FLOW's recommendation agent (the :class:`~trustrec.models.agents.LLMAgent` fields): it
     proposes one candidate per query, read from the candidates' likelihoods or a JSON reply."""
 
-    def prompt(self, query: Any, candidates: Sequence[int], memory: Sequence[str] = ()) -> str:
-        """The agent's prompt for one user and the candidates as listed."""
+    def prompt(
+        self, query: Any, candidates: Sequence[int], memory: Sequence[str] = (), lessons: Sequence[str] = ()
+    ) -> str:
+        """The agent's prompt for one user and the candidates as listed (its lessons from earlier
+        users' episodes, then its memory of this episode's rounds)."""
         p = self.prompts
         lines = "\n".join(
             fill(p.candidate_line, position=i, item=text) for i, text in enumerate(self.view.items(candidates), start=1)
@@ -139,7 +147,8 @@ class RecAgent(LLMAgent):
                 p.rec_user,
                 history=self.view.history(query),
                 candidates=lines,
-                memory=fill(p.memory_block, entries="\n".join(memory)) if memory else "",
+                memory=(fill(p.lessons_block, entries="\n".join(f"- {x}" for x in lessons)) if lessons else "")
+                + (fill(p.memory_block, entries="\n".join(memory)) if memory else ""),
                 task=p.rec_task_scored if self.decision == "scored" else p.rec_task_text,
             ),
         )
@@ -150,6 +159,7 @@ class RecAgent(LLMAgent):
         candidates: Sequence[Sequence[int]],
         memories: Sequence[Sequence[str]],
         fallback: Sequence[int],
+        lessons: Sequence[Sequence[str]] | None = None,
     ) -> Proposals:
         """One proposal per query among its ``candidates`` (as listed).
 
@@ -163,6 +173,8 @@ class RecAgent(LLMAgent):
             The agent's memory entries per query.
         fallback : sequence of int
             The proposal used when a JSON reply cannot be read (one per query).
+        lessons : sequence of sequence of str or None
+            Lessons from earlier users' episodes per query (None: none).
 
         Returns
         -------
@@ -170,7 +182,8 @@ class RecAgent(LLMAgent):
             Items, reasons and unreadable-reply errors.
         """
         n = len(queries)
-        prompts = [self.prompt(queries.query(q), candidates[q], memories[q]) for q in range(n)]
+        lessons = lessons if lessons is not None else [()] * n
+        prompts = [self.prompt(queries.query(q), candidates[q], memories[q], lessons[q]) for q in range(n)]
         texts = [self.view.items(c) for c in candidates]
         items = np.full(n, -1, dtype=np.int64)
         reasons: list[str] = [""] * n
@@ -255,6 +268,9 @@ class Episode:
     blocked : tuple of dict
         What the guardrail refused: ``kind`` (``item_text``, ``recommendation``,
         ``memory_write``), the item or round, and the reason (default none).
+    lessons : tuple of str
+        The lessons from earlier users' episodes the recommendation agent was given (default
+        none; see :meth:`FlowRecommender.with_experience`).
     """
 
     user: int
@@ -264,6 +280,7 @@ class Episode:
     rec_memory: tuple[str, ...]
     user_memory: tuple[str, ...]
     blocked: tuple[dict[str, Any], ...] = ()
+    lessons: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -302,6 +319,7 @@ class Episode:
             "rec_memory": list(self.rec_memory),
             "user_memory": list(self.user_memory),
             "blocked": [dict(b) for b in self.blocked],
+            "lessons": list(self.lessons),
             "accepted": self.accepted,
             "final_item": self.final_item,
         }
@@ -344,6 +362,7 @@ class FlowRecommender(AgentRecommender):
     config: FlowConfig
     _guardrail: Guardrail | None  # set on the copies with_guardrail makes (not saved)
     _guardrail_settings: dict[str, Any]
+    _experience: tuple[ExperienceBank, int] | None  # set on the copies with_experience makes (not saved)
 
     # -- the agents -------------------------------------------------------------------------------
     def _agent_settings(self) -> dict[str, Any]:
@@ -423,6 +442,7 @@ class FlowRecommender(AgentRecommender):
                     {"kind": "item_text", "item": i, "reason": refused[i]} for i in remaining[q] if i in refused
                 ]
                 remaining[q] = [i for i in remaining[q] if i not in refused]
+        lessons = self._lessons(queries, guard, settings, blocked)
         usable = [order[np.isin(order, remaining[q])] for q, order in enumerate(prior_orders)]
         priors = self.prior_views(queries, usable)
         rec, user = self.rec_agent(), self.user_agent()
@@ -436,7 +456,13 @@ class FlowRecommender(AgentRecommender):
                 break
             batch = queries[np.array(active)]
             fallback = [next(int(i) for i in usable[q] if int(i) in remaining[q]) for q in active]
-            proposals = rec.propose(batch, [remaining[q] for q in active], [rec_memory[q] for q in active], fallback)
+            proposals = rec.propose(
+                batch,
+                [remaining[q] for q in active],
+                [rec_memory[q] for q in active],
+                fallback,
+                [lessons[q] for q in active],
+            )
             titles = view.items(proposals.items)
             refusals: list[str | None] = [None] * len(active)
             if guard is not None:
@@ -510,9 +536,33 @@ class FlowRecommender(AgentRecommender):
                 tuple(rec_memory[q]),
                 tuple(user_memory[q]),
                 tuple(blocked[q]),
+                tuple(lessons[q]),
             )
             for q in range(n)
         ]
+
+    def _lessons(
+        self,
+        queries: QueryBatch,
+        guard: Guardrail | None,
+        settings: dict[str, Any],
+        blocked: list[list[dict[str, Any]]],
+    ) -> list[list[str]]:
+        """Per query, the experience bank's lessons (none without one); a guardrail screens
+        them as memory writes, and a refused lesson is left out."""
+        experience = getattr(self, "_experience", None)
+        if experience is None:
+            return [[] for _ in range(len(queries))]
+        bank, k = experience
+        lessons = bank.retrieve(queries, k)
+        if guard is not None:
+            flat = [(q, text) for q, row in enumerate(lessons) for text in row]
+            verdicts = screen_turns(guard, [Turn("memory_write", text) for _, text in flat], **settings)[0]
+            for (q, text), v in zip(flat, verdicts, strict=True):
+                if not v.allowed:
+                    lessons[q].remove(text)
+                    blocked[q].append({"kind": "memory_write", "agent": "experience", "round": 0, "reason": v.reason})
+        return lessons
 
     def with_guardrail(
         self, guardrail: Guardrail | None, *, timeout_s: float = 5.0, on_timeout: str = "block"
@@ -561,6 +611,46 @@ class FlowRecommender(AgentRecommender):
         other = copy.copy(self)
         other._guardrail = guardrail
         other._guardrail_settings = {"timeout_s": float(timeout_s), "on_timeout": on_timeout}
+        return other
+
+    def with_experience(self, bank: ExperienceBank | None, k: int = 3) -> FlowRecommender:
+        """A shallow copy of this fitted recommender whose recommendation agent starts every
+        episode with the ``k`` lessons ``bank`` retrieves for the user (reflective experience,
+        R²-Mem; None: no lessons); this one is untouched and the bank is not saved.
+
+        Parameters
+        ----------
+        bank : ExperienceBank or None
+            Lessons from earlier users' episodes.
+        k : int
+            Lessons per episode (default 3).
+
+        Returns
+        -------
+        FlowRecommender
+            The copy.
+
+        Raises
+        ------
+        ConfigError
+            When ``bank`` is not an :class:`~trustrec.models.agents.ExperienceBank`, its item
+            vectors do not cover the catalog, or ``k`` is not positive.
+        """
+        import copy
+
+        self._check_fitted()
+        if bank is not None:
+            if not isinstance(bank, ExperienceBank):
+                raise ConfigError(f"flow.with_experience: {type(bank).__name__} is not an ExperienceBank")
+            if len(bank.item_vectors) != self.n_items_:
+                raise ConfigError(
+                    f"flow.with_experience: the bank has vectors for {len(bank.item_vectors)} items; the model "
+                    f"knows {self.n_items_}"
+                )
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"flow.with_experience: k must be a positive integer; got {k!r}")
+        other = copy.copy(self)
+        other._experience = None if bank is None else (bank, int(k))
         return other
 
     def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:

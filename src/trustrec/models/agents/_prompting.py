@@ -67,6 +67,9 @@ class FlowPrompts(Config):
         One remembered round of the user agent.
     memory_block : str
         The memory section, shown only when there are entries.
+    lessons_block : str
+        The recommendation agent's lessons from earlier users' episodes (reflective experience),
+        shown before its memory only when there are lessons.
     prior : str
         The prior recommender's view shown to the user agent.
     reason_line : str
@@ -108,6 +111,7 @@ class FlowPrompts(Config):
     )
     user_memory_line: str = "- round {round}: you were recommended {item} ({reason}) and declined: {feedback}"
     memory_block: str = "Earlier rounds:\n{entries}\n\n"
+    lessons_block: str = "Lessons from users with similar tastes:\n{entries}\n\n"
     prior: str = "A recommender model that knows your history would pick {choice}; its favourites: {top}.\n\n"
     reason_line: str = "The agent's reason: {reason}\n"
     candidate_line: str = "- {item}"
