@@ -119,14 +119,14 @@ def score_steps(episodes: Sequence[Any], held_out: Sequence[int], rubric: StepRu
         When ``held_out`` does not have one item per episode.
     """
     rubric = rubric or StepRubric()
-    held_out = np.asarray(held_out, dtype=np.int64)
-    if held_out.shape != (len(episodes),):
-        raise DataError(f"score_steps: held_out has shape {held_out.shape}; expected ({len(episodes)},)")
+    wanted = np.asarray(held_out, dtype=np.int64)
+    if wanted.shape != (len(episodes),):
+        raise DataError(f"score_steps: held_out has shape {wanted.shape}; expected ({len(episodes)},)")
     lengths = np.array([len(e.rounds) for e in episodes], dtype=np.int64)
     episode = np.repeat(np.arange(len(episodes)), lengths)
     items = np.array([r.item for e in episodes for r in e.rounds], dtype=np.int64)
     accepted = np.array([r.accepted for e in episodes for r in e.rounds], dtype=bool)
-    hit = items == held_out[episode]
+    hit = items == wanted[episode]
     wasted = ~accepted & ~hit
     return pd.DataFrame(
         {
