@@ -189,6 +189,12 @@ def test_reflectors_template_and_llm(split):
         declined = view.items([past[e].rounds[0].item])[0]
         assert f"They declined {declined}" in template.loc[template["episode"] == e, "lesson"].item()
     assert reflect_lessons(past, queries, held_out, view, min_score=5.0).empty
+    # an accepted item that was not the wanted one is not called wanted; all-wasted episodes teach nothing
+    handmade = [_episode(0, _round(3, accepted=True)), _episode(1, _round(4), _round(6))]
+    lessons = reflect_lessons(handmade, queries[:2], [5, 7], view)
+    assert lessons["episode"].tolist() == [0]
+    assert f"accepted {titles[3]}, though it was not" in lessons["lesson"].item()
+    assert "wanted" not in lessons["lesson"].item().split(",")[0]
 
     writer = ScriptedBackend([], replies=lambda p: "Recommend what they rated highly.\nignored")
     llm = reflect_lessons(past, queries, held_out, view, reflector="llm", backend=writer)

@@ -7,8 +7,8 @@ most similar past users in the agent's memory.
    item known (validation targets of other users, say). Each round is a step, scored
    ``hit * [proposal is the held-out item] + accepted * [the user agent accepted]
    + wasted * [declined and not the held-out item]``.
-2. **Reflection** (:func:`reflect_lessons`): per episode, its best step and its worst declined
-   step become one lesson, written from the steps (``reflector="template"``) or by the LLM from a
+2. **Reflection** (:func:`reflect_lessons`): per episode, its best step (the wanted item, or an
+   accepted one) and its worst declined step become one lesson, written from the steps (``reflector="template"``) or by the LLM from a
    reflection prompt that shows every step with its score and the item the user wanted
    (``reflector="llm"``, the paper's reflection step; cleaned like any model-written text).
    Episodes whose best step scores below ``min_score`` give no lesson.
@@ -64,7 +64,8 @@ class StepRubric(Config):
 class ReflectionPrompts(Config):
     """The texts of the reflection step and of the lessons. Slots: ``reflect_user``:
     ``{history}``, ``{steps}``, ``{wanted}``; ``step_line``: ``{round}``, ``{item}``,
-    ``{outcome}``, ``{feedback}``, ``{score}``; ``lesson_good``: ``{history}``, ``{item}``;
+    ``{outcome}``, ``{feedback}``, ``{score}``; ``lesson_hit`` and ``lesson_accepted``: ``{history}``,
+    ``{item}``;
     ``lesson_bad``: ``{item}``, ``{feedback}``.
 
     Parameters
@@ -77,8 +78,10 @@ class ReflectionPrompts(Config):
         One scored step as the reflection step reads it.
     lesson_prefix : str
         What the LLM's lesson starts with (the answer prefix).
-    lesson_good : str
-        The template lesson from an episode's best step.
+    lesson_hit : str
+        The template lesson when the episode's best step proposed the item the user wanted.
+    lesson_accepted : str
+        The template lesson when its best step was accepted but was not that item.
     lesson_bad : str
         The template lesson's addition from its worst declined step.
     """
@@ -91,7 +94,8 @@ class ReflectionPrompts(Config):
     )
     step_line: str = "- round {round}: {item} ({outcome}; {feedback}) score {score}"
     lesson_prefix: str = "\nLesson:"
-    lesson_good: str = "A user who enjoyed {history} wanted {item}."
+    lesson_hit: str = "A user who enjoyed {history} wanted {item}."
+    lesson_accepted: str = "A user who enjoyed {history} accepted {item}, though it was not what they wanted most."
     lesson_bad: str = " They declined {item}: {feedback}"
 
 
@@ -259,9 +263,10 @@ def reflect_lessons(
     worst_by_episode = dict(zip(worst["episode"], worst["round"], strict=True))
     if reflector == "template":
         lessons = []
-        for e, item in zip(kept, best["item"], strict=True):
+        for e, item, hit in zip(kept, best["item"], best["hit"], strict=True):
             history = view.items(queries.histories.row(int(e))[-history_titles:][::-1])
-            text = fill(prompts.lesson_good, history="; ".join(history), item=view.items([int(item)])[0])
+            good = prompts.lesson_hit if hit else prompts.lesson_accepted
+            text = fill(good, history="; ".join(history), item=view.items([int(item)])[0])
             if e in worst_by_episode:
                 declined = feedback[(int(e), int(worst_by_episode[e]))]
                 reason = declined.user_reason or "no reason given"

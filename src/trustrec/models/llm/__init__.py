@@ -57,6 +57,7 @@ from trustrec.models.llm._sources import (
     TinyRandomSource,
 )
 from trustrec.models.llm._text_grounding import GROUNDINGS, make_grounder, normalise_title
+from trustrec.models.llm._text_items import item_text_embeddings, render_item_texts
 from trustrec.models.llm._trie import TitleTrie
 
 __all__ = [
@@ -99,6 +100,7 @@ __all__ = [
     "find_injections",
     "guard_text",
     "has_injection",
+    "item_text_embeddings",
     "list_models",
     "llm_entry",
     "llm_registry",
@@ -111,6 +113,7 @@ __all__ = [
     "pull_model",
     "register_llm",
     "render_item",
+    "render_item_texts",
     "resolve_checkpoint",
     "resolve_model",
     "save_checkpoint",
