@@ -1,5 +1,11 @@
 """Trust-motivated changes to a trained LLM recommender (DESIGN.md "Wave 2 seams").
 
+- :mod:`~trustrec.mitigate.training.alignment`: list-level alignment pieces (issue 22): rewards
+  from trustrec's metrics (:class:`ListReward`), :func:`best_of_n`, static Best-of-N targets
+  (:func:`bon_weights`), BLADE's adaptive target (:class:`BladeTarget`), RISER's routing
+  (:func:`route_groups`, :func:`group_advantages`, :func:`capped_policy_loss`,
+  :func:`first_occurrences`) and preference pairs (:func:`preference_pairs`).
+
 - :mod:`~trustrec.mitigate.training.steering`: activation steering of a local LLM, NullSteer
   (null-space constrained, benign activations left unchanged) and plain difference-of-means
   steering: :func:`fit_steering`, :class:`ActivationSteering`, :func:`steered`.
@@ -27,6 +33,21 @@
   over-refusal rates, with or without a steering.
 """
 
+from trustrec.mitigate.training.alignment import (
+    BladeTarget,
+    ListReward,
+    ListRewardConfig,
+    best_of_n,
+    bon_weights,
+    capped_policy_loss,
+    effective_supervision,
+    first_occurrences,
+    group_advantages,
+    midpoint_cdf,
+    preference_pairs,
+    route_groups,
+    weighted_nll,
+)
 from trustrec.mitigate.training.cft import (
     CFT_BETA,
     CFT_EFFECT_WEIGHT,
@@ -74,9 +95,12 @@ __all__ = [
     "CFT_EFFECT_WEIGHT",
     "RECICL_DEMONSTRATIONS",
     "ActivationSteering",
+    "BladeTarget",
     "CFTConfig",
     "CounterfactualEffectLoss",
     "CounterfactualGenerativeRecommender",
+    "ListReward",
+    "ListRewardConfig",
     "PrunedConfig",
     "PrunedRecommender",
     "PruningPlan",
@@ -86,24 +110,34 @@ __all__ = [
     "SteeredRecommender",
     "YesLogitLoss",
     "apply_plan",
+    "best_of_n",
+    "bon_weights",
+    "capped_policy_loss",
     "cft_losses",
     "channel_importance",
     "collect_activations",
     "counterfactual_examples",
     "decoder_layers",
+    "effective_supervision",
+    "first_occurrences",
     "fit_null_space_steering",
     "fit_steering",
+    "group_advantages",
     "head_importance",
     "layer_removal_order",
     "liked_by_rating",
     "load_pruned",
     "masked_forward",
+    "midpoint_cdf",
     "null_space_projector",
     "plan_from_scores",
+    "preference_pairs",
     "recicl_example",
     "recicl_prompt",
+    "route_groups",
     "save_pruned",
     "steered",
+    "weighted_nll",
     "yes_logits",
     "yes_token_id",
 ]

@@ -21,6 +21,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from trustrec._cache import atomic_write_bytes, cache_dir
 from trustrec.errors import ConfigError, DataError
 from trustrec.models.llm._loading import TextEncoder, load_text_encoder
 from trustrec.models.llm._prompts import clean_text, render_item
+
+if TYPE_CHECKING:
+    from trustrec.data import Dataset
 
 __all__ = ["item_text_embeddings", "render_item_texts"]
 
@@ -46,7 +50,9 @@ def _items_table(dataset_or_items) -> tuple[pd.DataFrame, str]:
     return items, getattr(dataset_or_items, "name", "dataset")
 
 
-def render_item_texts(dataset_or_items, fields: Sequence[str] = (), *, max_chars: int = 200) -> list[str]:
+def render_item_texts(
+    dataset_or_items: Dataset | pd.DataFrame, fields: Sequence[str] = (), *, max_chars: int = 200
+) -> list[str]:
     """The text of every item, in item-index order (see :func:`render_item`).
 
     Raises ``DataError`` for a field that is not a column, and when no item has any text to
@@ -118,7 +124,7 @@ def _write_cached(path, matrix: np.ndarray) -> None:
 
 
 def item_text_embeddings(
-    dataset_or_items,
+    dataset_or_items: Dataset | pd.DataFrame,
     encoder: str | os.PathLike | TextEncoder = "all-minilm-l6-v2",
     fields: Sequence[str] = (),
     max_chars: int = 200,
