@@ -166,3 +166,105 @@ def test_preference_pairs_and_the_dpo_loss():
     assert preference_loss(chosen, rejected, ref_c, ref_r, beta=0.1).item() == pytest.approx(by_hand, rel=1e-6)
     with pytest.raises(DataError, match="do not match"):
         preference_pairs([1], [[1, 2], [3, 4]])
+
+
+# -- the loss terms on the tiny random model ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny():
+    from trustrec.models.llm import load_causal_lm
+
+    return load_causal_lm("tiny-smollm2-random")
+
+
+def _setup(tiny):
+    from trustrec.models.training import PromptVariant, TrainingExample
+
+    model, tok = tiny
+
+    def enc(text):
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    eos = tok.eos_token_id
+    examples = [
+        TrainingExample((PromptVariant(enc(f"Watched {h}. Next:"), [*enc(" " + t), eos]),))
+        for h, t in [("Alien", "Heat"), ("Casino", "Fargo")]
+    ]
+    answers = {"Heat": [*enc(" Heat"), eos], "Fargo": [*enc(" Fargo"), eos], "Babe": [*enc(" Babe"), eos]}
+    return model, tok, examples, answers
+
+
+def _sequence_logp(model, prompt, answers):
+    from trustrec.models.training import collate_examples, sequence_logprobs
+
+    batch = collate_examples([(list(prompt), a) for a in answers], 0)
+    return sequence_logprobs(
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+    )
+
+
+def test_best_of_n_target_loss_equals_the_weighted_nll_by_hand(tiny):
+    from functools import partial
+
+    from trustrec.mitigate.training import BestOfNTargetLoss
+    from trustrec.models.training import LLMTrainer
+
+    model, tok, examples, answers = _setup(tiny)
+    rollouts = [answers["Heat"], answers["Babe"], answers["Fargo"]]
+    rewards = {0: [1.0, 0.0, 0.0], 1: [0.0, 0.0, 1.0]}
+    reference = [0.0, 0.0, 0.0, 1.0]
+    term = BestOfNTargetLoss(
+        sample=lambda e: rollouts,
+        reward=lambda e, r: rewards[examples.index(e)],
+        target=partial(bon_weights, reference=reference, n=4),
+    )
+    trainer = LLMTrainer(model, pad_id=tok.eos_token_id, losses=[term])
+    got = float(trainer.batch_loss(examples))
+    with torch.no_grad():
+        logp = torch.stack([_sequence_logp(model, e.variants[0].prompt_ids, rollouts) for e in examples])
+    weights = bon_weights(np.array([rewards[0], rewards[1]]), reference, 4)
+    assert got == pytest.approx(float(-(torch.as_tensor(weights, dtype=logp.dtype) * logp).sum(1).mean()), rel=1e-4)
+    assert term.supervision == [pytest.approx(float(effective_supervision(weights).mean()))]
+    blade = BestOfNTargetLoss(
+        sample=lambda e: rollouts,
+        reward=lambda e, r: rewards[examples.index(e)],
+        target=BladeTarget(reference, n=4).weights,
+    )
+    LLMTrainer(model, pad_id=tok.eos_token_id, losses=[blade]).batch_loss(examples)
+    assert len(blade.supervision) == 1 and blade.supervision[0] > 0
+    uneven = BestOfNTargetLoss(
+        sample=lambda e: rollouts[: 1 + examples.index(e)], reward=lambda e, r: [0.0] * len(r), target=lambda r: r
+    )
+    with pytest.raises(DataError, match="same, positive number"):
+        LLMTrainer(model, pad_id=tok.eos_token_id, losses=[uneven]).batch_loss(examples)
+
+
+def test_riser_loss_routes_groups_to_the_policy_or_the_pairwise_loss(tiny):
+    from trustrec.mitigate.training import RiserLoss
+    from trustrec.models.training import LLMTrainer, preference_loss
+
+    model, tok, examples, answers = _setup(tiny)
+    sampled = [(answers["Babe"], 2), (answers["Heat"], 0), (answers["Babe"], 2)]  # a duplicate of item 2
+    seen = []
+
+    def reward(example, items):
+        seen.append(list(items))
+        return [1.0 if i == 0 else 0.0 for i in items]
+
+    learnable = RiserLoss(sample=lambda e: sampled, reward=reward)
+    loss = LLMTrainer(model, pad_id=tok.eos_token_id, losses=[learnable]).batch_loss(examples)
+    assert np.isfinite(float(loss)) and learnable.stats == [{"non_learnable_share": 0.0, "pairs": 0.0}]
+    assert seen[0] == [2, 0, 2]
+    # ratio 1 at the first update: the capped loss is -mean(A) = 0 over the two distinct rollouts
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
+
+    flat = RiserLoss(sample=lambda e: sampled, reward=lambda e, items: [0.0] * len(items), beta=0.5)
+    got = float(LLMTrainer(model, pad_id=tok.eos_token_id, losses=[flat]).batch_loss(examples))
+    assert flat.stats == [{"non_learnable_share": 1.0, "pairs": 3.0}]  # Babe for both, Heat for Fargo's user
+    with torch.no_grad():
+        parts = []
+        for e in examples:
+            chosen = list(e.variants[0].answer_ids)
+            rejected = [a for a in (answers["Babe"], answers["Heat"]) if a != chosen]
+            logp = _sequence_logp(model, e.variants[0].prompt_ids, [chosen, *rejected])
+            parts.append(float(preference_loss(logp[:1].expand(len(rejected)), logp[1:], beta=0.5)))
+    assert got == pytest.approx(np.mean(parts), rel=1e-4)

@@ -4,7 +4,8 @@
   from trustrec's metrics (:class:`ListReward`), :func:`best_of_n`, static Best-of-N targets
   (:func:`bon_weights`), BLADE's adaptive target (:class:`BladeTarget`), RISER's routing
   (:func:`route_groups`, :func:`group_advantages`, :func:`capped_policy_loss`,
-  :func:`first_occurrences`) and preference pairs (:func:`preference_pairs`).
+  :func:`first_occurrences`) and preference pairs (:func:`preference_pairs`); the loss terms
+  :class:`BestOfNTargetLoss` (static BoN alignment, BLADE) and :class:`RiserLoss`.
 
 - :mod:`~trustrec.mitigate.training.steering`: activation steering of a local LLM, NullSteer
   (null-space constrained, benign activations left unchanged) and plain difference-of-means
@@ -34,9 +35,11 @@
 """
 
 from trustrec.mitigate.training.alignment import (
+    BestOfNTargetLoss,
     BladeTarget,
     ListReward,
     ListRewardConfig,
+    RiserLoss,
     best_of_n,
     bon_weights,
     capped_policy_loss,
@@ -95,6 +98,7 @@ __all__ = [
     "CFT_EFFECT_WEIGHT",
     "RECICL_DEMONSTRATIONS",
     "ActivationSteering",
+    "BestOfNTargetLoss",
     "BladeTarget",
     "CFTConfig",
     "CounterfactualEffectLoss",
@@ -105,6 +109,7 @@ __all__ = [
     "PrunedRecommender",
     "PruningPlan",
     "RecICLPrompt",
+    "RiserLoss",
     "SteeredBackend",
     "SteeredConfig",
     "SteeredRecommender",

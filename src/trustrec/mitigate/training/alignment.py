@@ -1,6 +1,7 @@
 """List-level alignment of an LLM recommender: rewards from trustrec's own metrics, Best-of-N,
 static Best-of-N alignment, BLADE's adaptive target, RISER's routing of rollout groups and its
-capped policy loss, and DPO pairs (issue 22; BLADE arXiv 2605.04559 and RISER arXiv 2602.00632
+capped policy loss, DPO pairs, and the loss terms that train them (:class:`BestOfNTargetLoss`,
+:class:`RiserLoss`) (issue 22; BLADE arXiv 2605.04559 and RISER arXiv 2602.00632
 have no readable code, so the choices each paper leaves open are written down here).
 
 **Rewards** (:class:`ListReward`): per list, a weighted sum of
@@ -47,7 +48,8 @@ every user.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
@@ -56,14 +58,17 @@ from pydantic import Field, PositiveInt, model_validator
 
 from trustrec._config import Config, validate_config
 from trustrec.errors import ConfigError, DataError
+from trustrec.models.training import LossTerm
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "BestOfNTargetLoss",
     "BladeTarget",
     "ListReward",
     "ListRewardConfig",
+    "RiserLoss",
     "best_of_n",
     "bon_weights",
     "capped_policy_loss",
@@ -528,3 +533,169 @@ def preference_pairs(held_out: npt.ArrayLike, sampled: npt.ArrayLike) -> np.ndar
     keep = first_occurrences(items) & (items != target[:, None])
     users, slots = np.nonzero(keep)
     return np.stack([users, target[users], items[users, slots]], axis=1).astype(np.int64)
+
+
+# -- loss terms for the LLM trainer ----------------------------------------------------------------
+def _rollout_logprobs(trainer: Any, prompt: Sequence[int], answers: Sequence[Sequence[int]]) -> tuple:
+    """``(R, T)`` token log-probabilities of each answer after ``prompt`` under the trainer's
+    model, the ``(R, T)`` answer mask, and the batch (for a reference model)."""
+    import torch
+
+    from trustrec.models.training import IGNORE, collate_examples
+
+    batch = trainer.to_device(collate_examples([(list(prompt), list(a)) for a in answers], trainer.pad_id))
+    logits = trainer.forward(batch).logits
+    return _token_logprobs(logits, batch["labels"]), (batch["labels"][:, 1:] != IGNORE).to(torch.float32), batch
+
+
+def _token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    from trustrec.models.training import IGNORE
+
+    target = labels[:, 1:]
+    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
+    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked * (target != IGNORE)
+
+
+@dataclass
+class BestOfNTargetLoss(LossTerm):
+    """Static Best-of-N alignment or BLADE as a loss term: per example, ``sample(example)`` gives
+    ``G`` rollouts (answer token ids; the same ``G`` for every example), ``reward(example,
+    rollouts)`` one reward each; ``target`` maps the batch's ``(n, G)`` rewards to target weights
+    (``functools.partial(bon_weights, reference=..., n=N)``, or a :class:`BladeTarget`'s
+    ``weights``); the loss is :func:`weighted_nll` of the rollouts' summed log-likelihoods.
+    ``supervision`` collects the batch's mean :func:`effective_supervision` per step.
+
+    Parameters
+    ----------
+    sample : callable
+        Maps an example to its rollouts' answer token ids.
+    reward : callable
+        Maps an example and its rollouts to one reward per rollout.
+    target : callable
+        Maps ``(n, G)`` rewards to ``(n, G)`` weights.
+    weight : float
+        Factor of the term in the summed loss.
+    supervision : list of float
+        Filled with the effective supervision of each step (default empty).
+    """
+
+    sample: Callable[[Any], list]
+    reward: Callable[[Any, list], Sequence[float]]
+    target: Callable[[np.ndarray], np.ndarray]
+    weight: float = 1.0
+    supervision: list[float] = field(default_factory=list)
+
+    def compute(self, ctx: Any) -> torch.Tensor | None:
+        import torch
+
+        rollouts = [[list(r) for r in self.sample(e)] for e in ctx.examples]
+        sizes = {len(r) for r in rollouts}
+        if len(sizes) != 1 or 0 in sizes:
+            raise DataError(
+                f"BestOfNTargetLoss: every example needs the same, positive number of rollouts; got {sizes}"
+            )
+        rewards = np.array([self.reward(e, r) for e, r in zip(ctx.examples, rollouts, strict=True)], dtype=np.float64)
+        if rewards.shape != (len(rollouts), len(rollouts[0])) or not np.isfinite(rewards).all():
+            raise DataError(f"BestOfNTargetLoss: rewards must be finite, shape {(len(rollouts), len(rollouts[0]))}")
+        weights = np.asarray(self.target(rewards), dtype=np.float64)
+        self.supervision.append(float(effective_supervision(weights).mean()))
+        logp = torch.stack(
+            [
+                _rollout_logprobs(ctx.trainer, e.variants[0].prompt_ids, r)[0].sum(1)
+                for e, r in zip(ctx.examples, rollouts, strict=True)
+            ]
+        )
+        return weighted_nll(logp, weights)
+
+
+@dataclass
+class RiserLoss(LossTerm):
+    """RISER as a loss term: per example, ``sample(example)`` gives item rollouts as ``(answer
+    token ids, item)`` pairs, de-duplicated by item (:func:`first_occurrences`); ``reward(example,
+    items)`` one reward per rollout. A learnable group (:func:`route_groups`) gets
+    :func:`capped_policy_loss` with :func:`group_advantages`; the log-ratio is taken to
+    ``old_policy(batch)``'s logits (the policy that sampled; None: the current model detached, so
+    a single update per rollout batch starts at ratio 1). A non-learnable group becomes DPO pairs:
+    the example's own answer (the held-out item) over each distinct sampled answer that differs
+    from it, against ``reference(batch)``'s logits (:func:`~trustrec.models.training.preference_loss`).
+    ``stats`` collects, per step, the share of non-learnable groups and the pairs used.
+
+    Parameters
+    ----------
+    sample : callable
+        Maps an example to ``(answer token ids, item)`` rollouts.
+    reward : callable
+        Maps an example and its rollouts' items to one reward per rollout.
+    reference : callable or None
+        Maps a batch to a frozen reference's logits (DPO's reference; None: no reference).
+    old_policy : callable or None
+        Maps a batch to the sampling policy's logits (None: the current model, detached).
+    cap : float
+        Per-token log-ratio cap (default 0.2).
+    beta : float
+        DPO's inverse temperature (default 0.1).
+    weight : float
+        Factor of the term in the summed loss.
+    stats : list of dict
+        Filled with ``non_learnable_share`` and ``pairs`` per step (default empty).
+    """
+
+    sample: Callable[[Any], list]
+    reward: Callable[[Any, list[int]], Sequence[float]]
+    reference: Callable[[dict], Any] | None = None
+    old_policy: Callable[[dict], Any] | None = None
+    cap: float = 0.2
+    beta: float = 0.1
+    weight: float = 1.0
+    stats: list[dict[str, float]] = field(default_factory=list)
+
+    def compute(self, ctx: Any) -> torch.Tensor | None:
+        import torch
+
+        from trustrec.models.training import preference_loss
+
+        terms, non_learnable, n_pairs = [], 0, 0
+        for example in ctx.examples:
+            rollouts = list(self.sample(example))
+            if not rollouts:
+                continue
+            answers = [list(ids) for ids, _ in rollouts]
+            items = np.array([[int(item) for _, item in rollouts]], dtype=np.int64)
+            valid = first_occurrences(items)
+            rewards = np.asarray(self.reward(example, items[0].tolist()), dtype=np.float64)[None, :]
+            if rewards.shape != items.shape or not np.isfinite(rewards).all():
+                raise DataError(f"RiserLoss: reward must give {items.shape[1]} finite rewards")
+            prompt = example.variants[0].prompt_ids
+            if route_groups(rewards, valid)[0]:
+                keep = np.flatnonzero(valid[0])
+                new, mask, batch = _rollout_logprobs(ctx.trainer, prompt, [answers[j] for j in keep])
+                with torch.no_grad():
+                    old = (
+                        new.detach()
+                        if self.old_policy is None
+                        else _token_logprobs(self.old_policy(batch), batch["labels"])
+                    )
+                adv = torch.as_tensor(group_advantages(rewards, valid)[0, keep], dtype=new.dtype, device=new.device)
+                terms.append(capped_policy_loss(new, old, adv, mask, cap=self.cap))
+                continue
+            non_learnable += 1
+            chosen = list(example.variants[0].answer_ids)
+            rejected = [answers[j] for j in np.flatnonzero(valid[0]) if answers[j] != chosen]
+            if not rejected:
+                continue
+            n_pairs += len(rejected)
+            logp, _, batch = _rollout_logprobs(ctx.trainer, prompt, [chosen, *rejected])
+            seq = logp.sum(1)
+            ref_c = ref_r = None
+            if self.reference is not None:
+                with torch.no_grad():
+                    ref = _token_logprobs(self.reference(batch), batch["labels"]).sum(1)
+                ref_c, ref_r = ref[:1].expand(len(rejected)), ref[1:]
+            terms.append(preference_loss(seq[:1].expand(len(rejected)), seq[1:], ref_c, ref_r, beta=self.beta))
+        self.stats.append({"non_learnable_share": non_learnable / max(len(ctx.examples), 1), "pairs": float(n_pairs)})
+        if not terms:
+            return None
+        return cast("torch.Tensor", sum(terms) / len(terms))
