@@ -128,8 +128,8 @@ def calibrate(flow, split, n_users: int, seed: int) -> tuple[float, dict]:
     return float(mids[best]), {"accuracy": float(accuracy[best]), "users": len(targets), "threshold": float(mids[best])}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_flow_arguments(ap: argparse.ArgumentParser) -> None:
+    """The FLOW settings every FLOW benchmark takes."""
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
@@ -141,13 +141,36 @@ def main() -> None:
     ap.add_argument("--sasrec-epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
+
+
+def calibrated_flow(split, args) -> tuple[Any, dict]:
+    """SASRec as the prior, the user agent's threshold calibrated on validation users, and the
+    fitted FLOW recommender that uses both; with the calibration record."""
+    from trustrec.models import FitOptions, make_model
+    from trustrec.models.agents import FlowRecommender
+
+    options = FitOptions(seed=args.seed, progress=False)
+    prior = make_model("sasrec", epochs=args.sasrec_epochs).fit(split, options)
+    settings = {
+        "model": args.model,
+        "max_rounds": args.rounds,
+        "reason_tokens": args.reason_tokens,
+        "max_history_items": args.history_items,
+    }
+    calibrating = FlowRecommender(**settings).with_fitted(prior=prior).fit(split, options)
+    threshold, calibration = calibrate(calibrating, split, args.calibration_users, args.seed)
+    flow = FlowRecommender(**settings, accept_margin=threshold).with_fitted(prior=prior).fit(split, options)
+    return flow, calibration
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_flow_arguments(ap)
     args = ap.parse_args()
 
     import torch
 
     from trustrec.data import load_dataset, split_leave_one_out
-    from trustrec.models import FitOptions, make_model
-    from trustrec.models.agents import FlowRecommender
 
     torch.set_num_threads(args.threads)
     out_path = args.out or ROOT / "benchmarks" / "results" / f"flow_{args.dataset}.json"
@@ -160,20 +183,9 @@ def main() -> None:
     n_items = train.n_items
     queries, candidates, negatives = balanced_pairs(queries, targets, n_items, rng)
     console.print(f"[bold]{args.dataset}[/]: {len(queries)} users, 20 candidates each; fitting SASRec")
-    prior = make_model("sasrec", epochs=args.sasrec_epochs).fit(split, FitOptions(seed=args.seed, progress=False))
-    settings = {
-        "model": args.model,
-        "max_rounds": args.rounds,
-        "reason_tokens": args.reason_tokens,
-        "max_history_items": args.history_items,
-    }
-    options = FitOptions(seed=args.seed, progress=False)
-    calibrating = FlowRecommender(**settings).with_fitted(prior=prior)
-    calibrating.fit(split, options)
-    threshold, calibration = calibrate(calibrating, split, args.calibration_users, args.seed)
+    flow, calibration = calibrated_flow(split, args)
+    threshold = calibration["threshold"]
     console.print(f"user agent threshold {threshold:.3f} (validation accuracy {calibration['accuracy']:.3f})")
-    flow = FlowRecommender(**settings, accept_margin=threshold).with_fitted(prior=prior)
-    flow.fit(split, options)
     t0 = time.perf_counter()
     _, episodes = flow.recommend_with_episodes(queries, 20)
     episode_seconds = time.perf_counter() - t0

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from _command import command_line
 from _estimates import mean_ci, paired_ci
-from flow_agents import balanced_pairs, calibrate, sample_users
+from flow_agents import add_flow_arguments, balanced_pairs, calibrated_flow, sample_users
 from rich.console import Console
 from rich.table import Table
 
@@ -49,28 +49,17 @@ def episode_figures(episodes, targets: np.ndarray) -> dict[str, np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--users", type=int, default=200)
+    add_flow_arguments(ap)
     ap.add_argument("--experience-users", type=int, default=200)
     ap.add_argument("--lessons", type=int, default=3)
     ap.add_argument("--reflector", choices=("template", "llm"), default="template")
     ap.add_argument("--encoder", default="all-minilm-l6-v2")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--reason-tokens", type=int, default=12)
-    ap.add_argument("--history-items", type=int, default=10)
-    ap.add_argument("--calibration-users", type=int, default=100)
-    ap.add_argument("--sasrec-epochs", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
     import torch
 
     from trustrec.data import load_dataset, split_leave_one_out
-    from trustrec.models import FitOptions, make_model
-    from trustrec.models.agents import ExperienceBank, FlowRecommender
+    from trustrec.models.agents import ExperienceBank
     from trustrec.models.llm import item_text_embeddings
 
     torch.set_num_threads(args.threads)
@@ -89,18 +78,8 @@ def main() -> None:
         f"[bold]{args.dataset}[/]: {len(queries)} test users, {len(past_queries)} experience users (validation "
         "part, disjoint), 20 candidates each; fitting SASRec"
     )
-    options = FitOptions(seed=args.seed, progress=False)
-    prior = make_model("sasrec", epochs=args.sasrec_epochs).fit(split, options)
-    settings = {
-        "model": args.model,
-        "max_rounds": args.rounds,
-        "reason_tokens": args.reason_tokens,
-        "max_history_items": args.history_items,
-    }
-    calibrating = FlowRecommender(**settings).with_fitted(prior=prior).fit(split, options)
-    threshold, calibration = calibrate(calibrating, split, args.calibration_users, args.seed)
-    flow = FlowRecommender(**settings, accept_margin=threshold).with_fitted(prior=prior).fit(split, options)
-    console.print(f"user agent threshold {threshold:.3f}; experience episodes")
+    flow, calibration = calibrated_flow(split, args)
+    console.print(f"user agent threshold {calibration['threshold']:.3f}; experience episodes")
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
