@@ -36,6 +36,7 @@ import pandas as pd
 from trustrec._config import Config
 from trustrec.data import QueryBatch, Ragged
 from trustrec.errors import ConfigError, DataError
+from trustrec.models.agents._memory import _memory_layout, _recent_queries
 from trustrec.models.agents._prompting import AgentView, fill
 
 __all__ = ["ExperienceBank", "ReflectionPrompts", "StepRubric", "reflect_lessons", "score_steps", "user_profiles"]
@@ -171,18 +172,11 @@ def user_profiles(histories: Ragged, item_vectors: np.ndarray, recent: int = 10)
     vectors = np.asarray(item_vectors, dtype=np.float64)
     if vectors.ndim != 2 or not np.isfinite(vectors).all():
         raise DataError("user_profiles: item_vectors must be a finite (n_items, d) matrix")
-    lengths = np.asarray(histories.lengths, dtype=np.int64)
-    take = np.minimum(lengths, recent)
-    ends = np.asarray(histories.indptr[1:], dtype=np.int64)
-    rows = np.repeat(np.arange(len(lengths)), take)
-    positions = np.repeat(ends, take) - (np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)) - 1
-    items = np.asarray(histories.values, dtype=np.int64)[positions]
+    items = np.asarray(histories.values, dtype=np.int64)
     if len(items) and (items.min() < 0 or items.max() >= len(vectors)):
         raise DataError(f"user_profiles: a history item index is outside the {len(vectors)} item vectors")
-    sums = np.zeros((len(lengths), vectors.shape[1]))
-    np.add.at(sums, rows, vectors[items])
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
+    rows, is_recent, _ = _memory_layout(histories, recent, 0)  # AutoMR's query: the same profile
+    return _recent_queries(vectors, histories, rows, is_recent)
 
 
 def reflect_lessons(
@@ -274,9 +268,10 @@ def reflect_lessons(
             lessons.append(view.clean(text))
     else:
         asks = []
+        by_episode = dict(tuple(steps.groupby("episode")))
         for e in kept:
             e = int(e)
-            rows = steps[steps["episode"] == e]
+            rows = by_episode[e]
             lines = [
                 fill(
                     prompts.step_line,
