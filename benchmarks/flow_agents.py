@@ -136,6 +136,7 @@ def add_flow_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reason-tokens", type=int, default=12)
+    ap.add_argument("--reasons", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--history-items", type=int, default=10)
     ap.add_argument("--calibration-users", type=int, default=100)
     ap.add_argument("--sasrec-epochs", type=int, default=20)
@@ -154,6 +155,7 @@ def calibrated_flow(split, args) -> tuple[Any, dict]:
     settings = {
         "model": args.model,
         "max_rounds": args.rounds,
+        "reasons": args.reasons,
         "reason_tokens": args.reason_tokens,
         "max_history_items": args.history_items,
     }

@@ -100,6 +100,23 @@ def test_retrieval_takes_the_most_similar_other_users_lessons():
         ExperienceBank(lessons, keys[:, :3], vectors)
 
 
+def test_written_lessons_are_filed_under_their_histories():
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(30, 5))
+    histories = Ragged.from_rows([rng.choice(30, size=6, replace=False) for _ in range(4)])
+    bank = ExperienceBank.from_lessons([f"note {i}" for i in range(4)], histories, vectors, owners=[9, -1, -1, -1])
+    assert list(bank.lessons.lesson) == [f"note {i}" for i in range(4)] and (bank.lessons.score == 0).all()
+    np.testing.assert_allclose(bank.keys, user_profiles(histories, vectors))
+    readers = QueryBatch(np.array([5, 9]), Ragged.from_rows([histories.row(2), histories.row(0)]))
+    got = bank.retrieve(readers, k=1)
+    assert got[0] == ["note 2"]  # filed under the reader's own history: the most similar
+    assert got[1] != ["note 0"]  # user 9 wrote note 0 and never reads it
+    with pytest.raises(DataError, match="one of each per lesson"):
+        ExperienceBank.from_lessons(["a"], histories, vectors)
+    with pytest.raises(DataError, match="empty"):
+        ExperienceBank.from_lessons(["a", " ", "b", "c"], histories, vectors)
+
+
 # -- FLOW with lessons --------------------------------------------------------------------------
 class LessonFollower(_PerUser):
     """The recommendation agent proposes the candidate its first lesson naming one names;

@@ -373,6 +373,59 @@ class ExperienceBank:
         profiles = user_profiles(queries.histories, item_vectors, recent)
         return cls(lessons, profiles[lessons["episode"].to_numpy(dtype=np.int64)], np.asarray(item_vectors), recent)
 
+    @classmethod
+    def from_lessons(
+        cls,
+        lessons: Sequence[str],
+        histories: Ragged,
+        item_vectors: np.ndarray,
+        *,
+        owners: Sequence[int] | None = None,
+        recent: int = 10,
+    ) -> ExperienceBank:
+        """A bank of written lessons (curated, imported, or an attacker's), each keyed by the
+        profile of the history it is filed under.
+
+        Parameters
+        ----------
+        lessons : sequence of str
+            The lessons.
+        histories : Ragged
+            One history per lesson, oldest first: the lesson is retrieved for users whose
+            profile is close to this history's.
+        item_vectors : numpy.ndarray
+            ``(n_items, d)`` item vectors.
+        owners : sequence of int or None
+            The user each lesson came from; a user is never given their own lessons (None: -1,
+            no user).
+        recent : int
+            Most recent items a profile averages (default 10).
+
+        Returns
+        -------
+        ExperienceBank
+            The bank (every lesson scored 0).
+
+        Raises
+        ------
+        DataError
+            When ``lessons``, ``histories`` and ``owners`` differ in length or a lesson is empty.
+        """
+        texts = [str(x) for x in lessons]
+        owners = [-1] * len(texts) if owners is None else [int(u) for u in owners]
+        if not len(texts) == len(histories) == len(owners):
+            raise DataError(
+                f"ExperienceBank.from_lessons: {len(texts)} lessons, {len(histories)} histories and "
+                f"{len(owners)} owners; one of each per lesson"
+            )
+        empty = [i for i, text in enumerate(texts) if not text.strip()]
+        if empty:
+            raise DataError(f"ExperienceBank.from_lessons: lessons {empty[:5]} are empty")
+        table = pd.DataFrame(
+            {"episode": np.arange(len(texts)), "user": owners, "lesson": texts, "score": 0.0, "rounds": 0}
+        )
+        return cls(table, user_profiles(histories, item_vectors, recent), np.asarray(item_vectors), recent)
+
     def __len__(self) -> int:
         return len(self.lessons)
 

@@ -3,9 +3,10 @@
 Each query is one episode over its candidates (the query's own candidate list, or the prior
 recommender's top ``n_candidates``):
 
-1. the **recommendation agent** reads the user's history, the remaining candidates (listed in a
-   seeded shuffle of the candidates, so the held-out item has no fixed place) and its memory of
-   earlier rounds, and proposes one candidate with a reason;
+1. the **recommendation agent** reads the user's history, the user's own message when the
+   query has one (``Query.text``, e.g. a request; up to ``max_request_chars``), the remaining
+   candidates (listed in a seeded shuffle of the candidates, so the held-out item has no fixed
+   place) and its memory of earlier rounds, and proposes one candidate with a reason;
 2. the **user agent** (:class:`~trustrec.models.agents.UserAgent`) reads the user's history,
    the prior recommender's view (its pick among the candidates and its top ``prior_top``), its
    own memory, and the proposal with its reason, and accepts or declines with a reason;
@@ -34,6 +35,9 @@ Episodes are seeded (the listing order) and, with ``temperature=0``, repeatable.
 :meth:`FlowRecommender.with_experience` adds reflective experience (R²-Mem,
 :class:`~trustrec.models.agents.ExperienceBank`): the recommendation agent starts each episode
 with lessons distilled from earlier users' episodes, shown before its memory of the rounds.
+
+With a guardrail (:meth:`FlowRecommender.with_guardrail`) the user's message is screened
+first: a refused message declines the request (no round is played, the list is empty).
 
 Lists: the recommended item first, then the candidates never proposed in the prior's order,
 then the declined proposals in the order they were made.
@@ -84,11 +88,14 @@ class FlowConfig(AgentConfig):
     max_memory_chars : int
         Character budget of an agent's memory; the oldest rounds are dropped first (default
         1500).
+    max_request_chars : int
+        Character budget of the user's message shown to the recommendation agent (default 500).
     """
 
     prompts_class: ClassVar[type[Config]] = FlowPrompts
     prompt_slots: ClassVar[dict[str, tuple[str, ...]]] = {
-        "rec_user": ("history", "candidates", "memory", "task"),
+        "rec_user": ("history", "request", "candidates", "memory", "task"),
+        "request_block": ("request",),
         "user_user": ("history", "prior", "memory", "item", "reason", "task"),
         "rec_memory_line": ("round", "item", "reason", "feedback"),
         "user_memory_line": ("round", "item", "reason", "feedback"),
@@ -105,6 +112,7 @@ class FlowConfig(AgentConfig):
     accept_margin: float = 0.0
     prior_top: NonNegativeInt = 5
     max_memory_chars: PositiveInt = 1500
+    max_request_chars: PositiveInt = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,10 +141,16 @@ class RecAgent(LLMAgent):
     proposes one candidate per query, read from the candidates' likelihoods or a JSON reply."""
 
     def prompt(
-        self, query: Any, candidates: Sequence[int], memory: Sequence[str] = (), lessons: Sequence[str] = ()
+        self,
+        query: Any,
+        candidates: Sequence[int],
+        memory: Sequence[str] = (),
+        lessons: Sequence[str] = (),
+        request: str = "",
     ) -> str:
-        """The agent's prompt for one user and the candidates as listed (its lessons from earlier
-        users' episodes, then its memory of this episode's rounds)."""
+        """The agent's prompt for one user and the candidates as listed (the user's cleaned
+        message, its lessons from earlier users' episodes, then its memory of this episode's
+        rounds)."""
         p = self.prompts
         lines = "\n".join(
             fill(p.candidate_line, position=i, item=text) for i, text in enumerate(self.view.items(candidates), start=1)
@@ -146,6 +160,7 @@ class RecAgent(LLMAgent):
             fill(
                 p.rec_user,
                 history=self.view.history(query),
+                request=fill(p.request_block, request=request) if request else "",
                 candidates=lines,
                 memory=(fill(p.lessons_block, entries="\n".join(f"- {x}" for x in lessons)) if lessons else "")
                 + (fill(p.memory_block, entries="\n".join(memory)) if memory else ""),
@@ -160,6 +175,7 @@ class RecAgent(LLMAgent):
         memories: Sequence[Sequence[str]],
         fallback: Sequence[int],
         lessons: Sequence[Sequence[str]] | None = None,
+        requests: Sequence[str] | None = None,
     ) -> Proposals:
         """One proposal per query among its ``candidates`` (as listed).
 
@@ -175,6 +191,8 @@ class RecAgent(LLMAgent):
             The proposal used when a JSON reply cannot be read (one per query).
         lessons : sequence of sequence of str or None
             Lessons from earlier users' episodes per query (None: none).
+        requests : sequence of str or None
+            The user's cleaned message per query ("" or None: none).
 
         Returns
         -------
@@ -183,7 +201,8 @@ class RecAgent(LLMAgent):
         """
         n = len(queries)
         lessons = lessons if lessons is not None else [()] * n
-        prompts = [self.prompt(queries.query(q), candidates[q], memories[q], lessons[q]) for q in range(n)]
+        requests = requests if requests is not None else [""] * n
+        prompts = [self.prompt(queries.query(q), candidates[q], memories[q], lessons[q], requests[q]) for q in range(n)]
         texts = [self.view.items(c) for c in candidates]
         items = np.full(n, -1, dtype=np.int64)
         reasons: list[str] = [""] * n
@@ -266,8 +285,9 @@ class Episode:
     user_memory : tuple of str
         The user agent's memory at the end.
     blocked : tuple of dict
-        What the guardrail refused: ``kind`` (``item_text``, ``recommendation``,
-        ``memory_write``), the item or round, and the reason (default none).
+        What the guardrail refused: ``kind`` (``user_message``, ``item_text``,
+        ``recommendation``, ``memory_write``), the item or round, and the reason (default
+        none).
     lessons : tuple of str
         The lessons from earlier users' episodes the recommendation agent was given (default
         none; see :meth:`FlowRecommender.with_experience`).
@@ -288,6 +308,12 @@ class Episode:
         return bool(self.rounds) and self.rounds[-1].accepted
 
     @property
+    def refused(self) -> bool:
+        """Whether the guardrail refused the user's message, so the request was declined: no
+        round was played and the episode recommends nothing."""
+        return any(b.get("kind") == "user_message" for b in self.blocked)
+
+    @property
     def final_item(self) -> int:
         """The recommended item: the accepted one, or the last proposal (-1: no round)."""
         return self.rounds[-1].item if self.rounds else -1
@@ -299,7 +325,10 @@ class Episode:
 
     def ranking(self) -> np.ndarray:
         """The episode's list: the recommended item, the never-proposed candidates in the prior's
-        order, then the declined proposals in the order they were made."""
+        order, then the declined proposals in the order they were made; empty for a refused
+        request."""
+        if self.refused:
+            return np.empty(0, dtype=np.int64)
         if not self.rounds:
             return self.prior_order.copy()
         proposed = np.array([r.item for r in self.rounds], dtype=np.int64)  # distinct: a declined item leaves
@@ -320,6 +349,7 @@ class Episode:
             "user_memory": list(self.user_memory),
             "blocked": [dict(b) for b in self.blocked],
             "lessons": list(self.lessons),
+            "refused": self.refused,
             "accepted": self.accepted,
             "final_item": self.final_item,
         }
@@ -442,6 +472,14 @@ class FlowRecommender(AgentRecommender):
                     {"kind": "item_text", "item": i, "reason": refused[i]} for i in remaining[q] if i in refused
                 ]
                 remaining[q] = [i for i in remaining[q] if i not in refused]
+        requests = [view.user_text(queries.query(q).text, c.max_request_chars) for q in range(n)]
+        asked = [q for q in range(n) if requests[q]]
+        if guard is not None and asked:  # a refused message is a refused request: no round is played
+            verdicts, _ = screen_turns(guard, [Turn("user_message", requests[q]) for q in asked], **settings)
+            for q, v in zip(asked, verdicts, strict=True):
+                if not v.allowed:
+                    blocked[q].append({"kind": "user_message", "reason": v.reason})
+                    remaining[q] = []
         lessons = self._lessons(queries, guard, settings, blocked)
         usable = [order[np.isin(order, remaining[q])] for q, order in enumerate(prior_orders)]
         priors = self.prior_views(queries, usable)
@@ -462,6 +500,7 @@ class FlowRecommender(AgentRecommender):
                 [rec_memory[q] for q in active],
                 fallback,
                 [lessons[q] for q in active],
+                [requests[q] for q in active],
             )
             titles = view.items(proposals.items)
             refusals: list[str | None] = [None] * len(active)
@@ -570,11 +609,13 @@ class FlowRecommender(AgentRecommender):
         """A shallow copy of this fitted recommender whose episodes are screened by
         ``guardrail`` (None: unscreened); this one is untouched and the guardrail is not saved.
 
-        Screened turns: every candidate's text before it is listed (a refused item is dropped
-        from the episode and from the prior's view), every proposal with its reason before the
-        user agent sees it (a refused proposal leaves the candidates; the user is not asked),
-        and every memory entry before it is written (a refused entry is replaced by a note that
-        it was withheld). Each refusal is recorded in :attr:`Episode.blocked`.
+        Screened turns: the user's message before the episode (a refused message declines the
+        request: no round is played and the list is empty), every candidate's text before it is
+        listed (a refused item is dropped from the episode and from the prior's view), every
+        proposal with its reason before the user agent sees it (a refused proposal leaves the
+        candidates; the user is not asked), and every memory entry before it is written (a
+        refused entry is replaced by a note that it was withheld; a refused lesson is left out).
+        Each refusal is recorded in :attr:`Episode.blocked`.
 
         Parameters
         ----------

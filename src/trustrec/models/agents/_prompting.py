@@ -49,6 +49,9 @@ class FlowPrompts(Config):
         System message of the recommendation agent.
     rec_user : str
         The recommendation agent's request.
+    request_block : str
+        The user's own message (the query's ``text``) as the recommendation agent sees it,
+        shown only when the query has one.
     rec_task_scored : str
         Its question when its choice is read from the candidates' likelihoods.
     rec_task_text : str
@@ -89,8 +92,10 @@ class FlowPrompts(Config):
         "Recommend one candidate the user will like."
     )
     rec_user: str = (
-        "The user interacted with these items, oldest first:\n{history}\n\nCandidates:\n{candidates}\n\n{memory}{task}"
+        "The user interacted with these items, oldest first:\n{history}\n\n{request}"
+        "Candidates:\n{candidates}\n\n{memory}{task}"
     )
+    request_block: str = "The user's message: {request}\n\n"
     rec_task_scored: str = "Which candidate should the user be recommended? Answer with its title."
     rec_task_text: str = (
         "Which candidate should the user be recommended? Reply with JSON only: "
@@ -172,6 +177,13 @@ class AgentView:
     def clean(self, text: str) -> str:
         """Model-written text (a reason) made fit for another prompt."""
         return clean_text(text, self.max_reason_chars, remove=self._remove()) or "no reason given"
+
+    def user_text(self, text: Any, max_chars: int) -> str:
+        """A user's own message made fit for a prompt: one line of at most ``max_chars``
+        characters, special tokens removed ("" for a missing or empty message)."""
+        if isinstance(text, str) and len(text) > 4 * max_chars:  # hostile sizes: cut before cleaning
+            text = text[: 4 * max_chars]
+        return clean_text(text, max_chars, remove=self._remove())
 
     def prompt(self, system: str, user: str, answer_prefix: str = "") -> str:
         """The full prompt of one agent turn."""
