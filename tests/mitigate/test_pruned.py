@@ -70,7 +70,7 @@ def test_recovery_by_distillation_lowers_the_loss_and_survives_save_and_load(spl
 
     # the student moved toward the teacher: KL on the answer tokens of the calibration texts fell
     tok, teacher = ranker.tokenizer, ranker.answer_backend.model
-    _, prompts, answers = plain._calibration(split.train_dataset())
+    _, (prompts, _), (answers, _) = plain._calibration(split.train_dataset())
     kl = np.zeros(2)
     with torch.no_grad():
         for prompt, answer in zip(prompts, answers):
@@ -90,11 +90,48 @@ def test_recovery_by_distillation_lowers_the_loss_and_survives_save_and_load(spl
     assert not np.allclose(_scores(loaded, queries), _scores(plain, queries))
 
 
+def test_layer_stage_removes_the_layer_validation_perplexity_spares_and_round_trips(split, ranker, tmp_path):
+    params = {k: v for k, v in PRUNED.items() if k != "base"}
+    width = PrunedRecommender.from_fitted(ranker, split, **params)
+    deeper = PrunedRecommender.from_fitted(ranker, split, **params, layer_ratio=0.5)
+    info = deeper.pruning_info_
+    assert deeper.language_model.config.num_hidden_layers == 1 and len(info["removed_layers"]) == 1
+    assert info["layer_validation"] == "other training users" and info["n_validation_texts"] > 0
+    assert deeper.plan.kept_layers == tuple(i for i in (0, 1) if i not in info["removed_layers"])
+    assert deeper.plan.query_heads == width.plan.query_heads  # the width stage is the same
+    assert info["kept_share"] < width.pruning_info_["kept_share"]
+    # the removed layer is the one whose removal gives the lower validation NLL, applied for real
+    from trustrec.mitigate.training import drop_layers
+
+    _, (_, valid_prompts), (_, valid_answers) = deeper._calibration(split.train_dataset())
+    texts = [p + a for p, a in zip(valid_prompts, valid_answers)]
+    tok = ranker.tokenizer
+    nll = {}
+    with torch.no_grad():
+        for layer in (0, 1):
+            model = drop_layers(width.language_model, [layer])
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            logits, valid = model(**enc).logits[:, :-1], enc["attention_mask"][:, 1:].bool()
+            nll[layer] = float(torch.nn.functional.cross_entropy(logits[valid], enc["input_ids"][:, 1:][valid]))
+    assert info["removed_layers"] == [min(nll, key=nll.get)]
+    with masked_forward(ranker.answer_backend.model, deeper.plan):
+        masked = _scores(ranker, split.eval_set("test").queries)
+    np.testing.assert_allclose(_scores(deeper, split.eval_set("test").queries), masked, rtol=1e-4, atol=1e-5)
+    deeper.save(tmp_path / "deeper")
+    loaded = Recommender.load(tmp_path / "deeper")
+    assert loaded.plan == deeper.plan
+    np.testing.assert_allclose(_scores(loaded, split.eval_set("test").queries), masked, rtol=1e-4, atol=1e-5)
+    recovered = PrunedRecommender.from_fitted(ranker, split, **params, layer_ratio=0.5, recovery_epochs=1)
+    assert len(recovered.pruning_info_["layer_recovery_losses"]) == 1
+
+
 def test_pruned_refuses_what_it_cannot_prune(split):
     with pytest.raises(ConfigError, match="answer_likelihood"):
         PrunedRecommender(base={"name": "most_popular"}).fit(split, QUIET)
     with pytest.raises(ConfigError, match="head_ratio"):
         PrunedRecommender(head_ratio=1.0)
+    with pytest.raises(ConfigError, match="layer_ratio"):
+        PrunedRecommender(layer_ratio=1.0)
 
 
 def test_ranker_with_another_language_model_is_a_copy(split, ranker):

@@ -16,6 +16,7 @@ from trustrec.mitigate.training.pruning import (
     PruningPlan,
     apply_plan,
     channel_importance,
+    drop_layers,
     head_importance,
     layer_removal_order,
     load_pruned,
@@ -323,3 +324,35 @@ def test_layer_removal_order(deep):
     with pytest.raises(DataError, match="non-empty"):
         layer_removal_order(model, tokenizer, [], plan, n_remove=1)
     assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+
+
+def test_drop_layers_from_an_unpruned_and_a_pruned_model(deep):
+    model, tokenizer = deep
+    enc = _batch(tokenizer)
+    heads = {3: ((2,), (1,))}
+    pruned = apply_plan(model, _plan(model.config, layers=(0, 1, 3), heads=heads))
+    dropped = drop_layers(pruned, [1])
+    assert dropped.config.num_hidden_layers == 2 and PruningPlan.of(dropped).kept_layers == (0, 3)
+    assert pruned.config.num_hidden_layers == 3 and PruningPlan.of(pruned).kept_layers == (0, 1, 3)  # untouched
+    with masked_forward(model, _plan(model.config, layers=(0, 3), heads=heads)):
+        masked = _logits(model, enc)
+    torch.testing.assert_close(_logits(dropped, enc), masked, atol=1e-5, rtol=1e-4)
+    layer_ids = [m.layer_idx for layer in dropped.model.layers for m in layer.modules() if hasattr(m, "layer_idx")]
+    assert sorted(set(layer_ids)) == [0, 1]
+    direct = drop_layers(model, [1, 2])  # unpruned: the full plan without those layers
+    assert PruningPlan.of(direct).kept_layers == (0, 3) and PruningPlan.of(model) == PruningPlan.full(model.config)
+    with pytest.raises(ConfigError, match="not kept"):
+        drop_layers(dropped, [1])
+    with pytest.raises(ConfigError, match="one must stay"):
+        drop_layers(dropped, [0, 3])
+
+
+def test_layer_removal_order_on_a_pruned_model_as_it_is(deep):
+    model, tokenizer = deep
+    pruned = apply_plan(model, _plan(model.config, layers=(0, 1, 3), channels={0: _channels(4)}))
+    order = layer_removal_order(pruned, tokenizer, CALIBRATION, n_remove=2)
+    nll = {i: _mean_nll(drop_layers(pruned, [i]), tokenizer) for i in (0, 1, 3)}
+    assert order[0] == min(nll, key=nll.get) and len(set(order)) == 2 and set(order) <= {0, 1, 3}
+    nll_2 = {i: _mean_nll(drop_layers(pruned, [order[0], i]), tokenizer) for i in {0, 1, 3} - {order[0]}}
+    assert order[1] == min(nll_2, key=nll_2.get)
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in pruned.modules())

@@ -16,8 +16,9 @@
 - :mod:`~trustrec.mitigate.training.pruning`: PruneRec's structural pruning (arXiv 2507.07064):
   :class:`PruningPlan` (what each layer keeps, grouped-query attention pruned evenly per
   key/value group), :func:`apply_plan` (a physically smaller copy), :func:`masked_forward` (the
-  same computation on the unpruned model), :func:`save_pruned` / :func:`load_pruned`, and the
-  criteria :func:`head_importance`, :func:`channel_importance`, :func:`plan_from_scores`,
+  same computation on the unpruned model), :func:`drop_layers` (whole layers out of a pruned or
+  unpruned model), :func:`save_pruned` / :func:`load_pruned`, and the criteria
+  :func:`head_importance`, :func:`channel_importance`, :func:`plan_from_scores`,
   :func:`layer_removal_order`.
 - :mod:`~trustrec.mitigate.training.pruned`: :class:`PrunedRecommender` (registered as
   ``pruned``), a fitted LLM recommender answering through its pruned model, with PruneRec's
@@ -65,6 +66,7 @@ from trustrec.mitigate.training.pruning import (
     PruningPlan,
     apply_plan,
     channel_importance,
+    drop_layers,
     head_importance,
     layer_removal_order,
     load_pruned,
@@ -123,6 +125,7 @@ __all__ = [
     "collect_activations",
     "counterfactual_examples",
     "decoder_layers",
+    "drop_layers",
     "effective_supervision",
     "first_occurrences",
     "fit_null_space_steering",

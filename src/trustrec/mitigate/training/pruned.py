@@ -19,18 +19,26 @@ Fitting (after the base is fitted):
    through :class:`~trustrec.models.training.LLMTrainer` with
    :class:`~trustrec.models.training.CausalLMLoss` and
    :class:`~trustrec.models.training.DistillationLoss`.
+4. **Whole layers** (``layer_ratio`` > 0): ``layer_ratio`` of the layers are removed from the
+   (recovered) pruned model one at a time, each time the layer whose removal gives the lowest
+   perplexity on validation texts
+   (:func:`~trustrec.mitigate.training.pruning.layer_removal_order` on the model as it is, then
+   :func:`~trustrec.mitigate.training.pruning.drop_layers`), and recovery runs again. The
+   validation texts are built as the calibration texts from other training users (a disjoint
+   draw of up to ``n_calibration_users``; the calibration texts when no user is left, said in
+   ``pruning_info_``).
 
 The pruned recommender answers as the base does, through the smaller model (the base's
 ``with_language_model``): its lists, and every call an audit makes through its
 ``answer_backend``, so the audits need no change. The base and its language model are never
 modified. Saved: the plan (JSON) and the pruned weights (safetensors, beside the base's state).
 
-Not built here (PruneRec's other stages): hidden-dimension pruning by gradient x activation, and
-greedy layer removal (:func:`~trustrec.mitigate.training.pruning.layer_removal_order` scores it).
+Not built here (PruneRec's other stage): hidden-dimension pruning by gradient x activation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -45,7 +53,9 @@ from trustrec.mitigate.training.pruning import (
     PruningPlan,
     apply_plan,
     channel_importance,
+    drop_layers,
     head_importance,
+    layer_removal_order,
     plan_from_scores,
 )
 from trustrec.models import ModelSpec, TopK, has_capability, register_model
@@ -70,8 +80,11 @@ class PrunedConfig(Config):
         Share of MLP channels pruned in every layer, in [0, 1).
     n_calibration_users : int
         Training users whose prompts score the heads and channels and train the recovery.
+    layer_ratio : float
+        Share of the layers removed whole after the width stage, in [0, 1) (rounded half up to
+        whole layers; one always stays; default 0: none).
     recovery_epochs : int
-        Epochs of distillation recovery (0: none; PruneRec uses 3).
+        Epochs of distillation recovery after each stage (0: none; PruneRec uses 3).
     learning_rate : float
         AdamW's learning rate for the recovery.
     ce_weight : float
@@ -89,6 +102,7 @@ class PrunedConfig(Config):
     base: ModelSpec = Field(default_factory=lambda: ModelSpec(name="llm_ranker"))
     head_ratio: float = Field(1 / 3, ge=0, lt=1)
     channel_ratio: float = Field(0.25, ge=0, lt=1)
+    layer_ratio: float = Field(0.0, ge=0, lt=1)
     n_calibration_users: PositiveInt = 64
     recovery_epochs: NonNegativeInt = 0
     learning_rate: float = Field(1e-4, gt=0)
@@ -150,8 +164,10 @@ class PrunedRecommender(LLMWrapperRecommender):
         return backend.model, backend.tokenizer
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _calibration(self, train: Dataset) -> tuple[np.ndarray, list[str], list[str]]:
-        """Sampled users, their prompts (history without its last item) and the answer texts (that item)."""
+    def _calibration(self, train: Dataset) -> tuple[np.ndarray, list[list[str]], list[list[str]]]:
+        """Sampled calibration users, then per part (calibration, validation: a disjoint draw of
+        other users, empty when none is left) the prompts (history without its last item) and the
+        answer texts (that item)."""
         histories = train.histories()
         eligible = np.flatnonzero(np.diff(histories.indptr) >= 2)
         if len(eligible) < 2:
@@ -159,57 +175,85 @@ class PrunedRecommender(LLMWrapperRecommender):
                 f"pruned: fewer than 2 training users of '{train.name}' have 2 or more interactions "
                 "(calibration asks about a history without its last item)"
             )
-        rng = np.random.default_rng(self.config.seed)
-        users = np.sort(rng.choice(eligible, min(self.config.n_calibration_users, len(eligible)), replace=False))
-        rows = [np.asarray(histories.row(int(u))) for u in users]
-        queries = QueryBatch.from_histories([r[:-1] for r in rows], users=users)
+        n = self.config.n_calibration_users
+        drawn = np.random.default_rng(self.config.seed).permutation(eligible)
+        parts = [np.sort(drawn[:n]), np.sort(drawn[n : 2 * n])]
         base: Any = self.base_  # checked by _teacher
-        prompts = [p.text for p in base.answer_prompts(queries, base.answer_candidates(queries, 0))]
-        answers = list(base.answer_texts(np.asarray([int(r[-1]) for r in rows])))
-        return users, prompts, answers
+        prompts, answers = [], []
+        for users in parts:
+            rows = [np.asarray(histories.row(int(u))) for u in users]
+            queries = QueryBatch.from_histories([r[:-1] for r in rows], users=users)
+            prompts.append(
+                [p.text for p in base.answer_prompts(queries, base.answer_candidates(queries, 0))] if rows else []
+            )
+            answers.append(list(base.answer_texts(np.asarray([int(r[-1]) for r in rows], np.int64))) if rows else [])
+        return parts[0], prompts, answers
 
-    def _setup(self, train: Dataset) -> None:
+    def _recover(
+        self, student: Any, teacher: Any, tokenizer: Any, prompts: list[str], answers: list[str]
+    ) -> list[float]:
+        """PruneRec's recovery of ``student`` by distillation from ``teacher`` (module docstring, step 3)."""
         from trustrec.models.training import CausalLMLoss, DistillationLoss, LLMTrainer, TrainingExample
 
         c = self.config
+        encode = lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+        examples = [TrainingExample.single(encode(p), encode(a)) for p, a in zip(prompts, answers)]
+        if any(not e.variants[0].answer_ids for e in examples):
+            raise DataError("pruned: an answer text has no token; recovery needs answer tokens")
+        teacher.eval()
+
+        def teacher_logits(batch: dict) -> Any:
+            return teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        trainer = LLMTrainer(
+            student,
+            pad_id=int(pad),
+            losses=[
+                CausalLMLoss(weight=c.ce_weight),
+                DistillationLoss(teacher_logits, temperature=c.temperature, weight=c.kl_weight),
+            ],
+            learning_rate=c.learning_rate,
+            batch_size=c.batch_size,
+        )
+        loop = trainer.fit(examples, np.random.default_rng(c.seed), c.recovery_epochs)
+        return [float(x) for x in loop.losses]
+
+    def _setup(self, train: Dataset) -> None:
+        c = self.config
         teacher, tokenizer = self._teacher()
-        users, prompts, answers = self._calibration(train)
+        users, (prompts, valid_prompts), (answers, valid_answers) = self._calibration(train)
         texts = [p + a for p, a in zip(prompts, answers)]
         heads = head_importance(teacher, tokenizer, texts, batch_size=c.batch_size)
         channels = channel_importance(teacher, tokenizer, texts, batch_size=c.batch_size)
         plan = plan_from_scores(teacher.config, heads, channels, head_ratio=c.head_ratio, channel_ratio=c.channel_ratio)
         student = apply_plan(teacher, plan)
-        kept, total = plan.non_embedding_parameters(teacher.config)
         info: dict[str, Any] = {
-            "non_embedding_parameters": int(total),
-            "non_embedding_parameters_kept": int(kept),
-            "kept_share": float(kept / total),
             "n_calibration_texts": len(texts),
             "recovery_losses": [],
+            "removed_layers": [],
+            "layer_recovery_losses": [],
         }
         if c.recovery_epochs:
-            encode = lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-            examples = [TrainingExample.single(encode(p), encode(a)) for p, a in zip(prompts, answers)]
-            if any(not e.variants[0].answer_ids for e in examples):
-                raise DataError("pruned: an answer text has no token; recovery needs answer tokens")
-            teacher.eval()
-
-            def teacher_logits(batch: dict) -> Any:
-                return teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-            trainer = LLMTrainer(
-                student,
-                pad_id=int(pad),
-                losses=[
-                    CausalLMLoss(weight=c.ce_weight),
-                    DistillationLoss(teacher_logits, temperature=c.temperature, weight=c.kl_weight),
-                ],
-                learning_rate=c.learning_rate,
-                batch_size=c.batch_size,
+            info["recovery_losses"] = self._recover(student, teacher, tokenizer, prompts, answers)
+        n_layers = len(plan.kept_layers)
+        n_remove = min(n_layers - 1, math.floor(c.layer_ratio * n_layers + 0.5))
+        if n_remove:
+            validation = [p + a for p, a in zip(valid_prompts, valid_answers)] or texts
+            info["layer_validation"] = (
+                "other training users" if valid_prompts else "the calibration texts (no user left)"
             )
-            loop = trainer.fit(examples, np.random.default_rng(c.seed), c.recovery_epochs)
-            info["recovery_losses"] = [float(x) for x in loop.losses]
+            info["n_validation_texts"] = len(validation)
+            removed = layer_removal_order(student, tokenizer, validation, n_remove=n_remove, batch_size=c.batch_size)
+            student = drop_layers(student, removed)
+            info["removed_layers"] = [int(i) for i in removed]
+            if c.recovery_epochs:
+                info["layer_recovery_losses"] = self._recover(student, teacher, tokenizer, prompts, answers)
+        plan = PruningPlan.of(student)
+        kept, total = plan.non_embedding_parameters(teacher.config)
+        info.update(
+            non_embedding_parameters=int(total), non_embedding_parameters_kept=int(kept), kept_share=kept / total
+        )
         student.eval()
         self.student_lm_ = student
         self.pruning_plan_ = plan.to_dict()

@@ -29,6 +29,7 @@ __all__ = [
     "PruningPlan",
     "apply_plan",
     "channel_importance",
+    "drop_layers",
     "head_importance",
     "layer_removal_order",
     "load_pruned",
@@ -147,6 +148,26 @@ class PruningPlan:
         n, widths = s["num_layers"], (s["num_heads"], s["num_kv_heads"], s["intermediate_size"])
         per_layer = {name: (tuple(range(w)),) * n for name, w in zip(_PER_LAYER, widths)}
         return cls(**s, kept_layers=tuple(range(n)), **per_layer)
+
+    @classmethod
+    def of(cls, model: Any) -> PruningPlan:
+        """What ``model`` keeps: the plan its config records when it was pruned here, else the full plan.
+
+        Parameters
+        ----------
+        model : transformers.PreTrainedModel
+
+        Returns
+        -------
+        PruningPlan
+
+        Raises
+        ------
+        ConfigError, DataError
+            When the config is not Llama-style; when the recorded plan is malformed.
+        """
+        recorded = getattr(model.config, _PLAN_KEY, None)
+        return cls.from_dict(recorded) if isinstance(recorded, Mapping) else cls.full(model.config)
 
     def validate(self, config: Any) -> None:
         """Check that the plan fits the (original, for a pruned model's) architecture ``config`` describes.
@@ -280,15 +301,22 @@ def _prune_in_place(model: Any, plan: PruningPlan) -> Any:
         _slice_linear(mlp.up_proj, rows=channels)
         _slice_linear(mlp.down_proj, cols=channels)
         mlp.intermediate_size = len(plan.channels[i])
-    model.model.layers = torch.nn.ModuleList([layers[i] for i in plan.kept_layers])
+    config.head_dim = plan.head_dim  # pinned so nothing derives it from the (upper-bound) head count
+    return _keep_layers(model, list(plan.kept_layers), plan)
+
+
+def _keep_layers(model: Any, positions: Sequence[int], plan: PruningPlan) -> Any:
+    """Keep the decoder layers at ``positions`` of ``model`` (in place) and record ``plan`` (what is now kept)."""
+    layers = model.model.layers
+    model.model.layers = _torch().nn.ModuleList([layers[p] for p in positions])
     for new_index, layer in enumerate(model.model.layers):
         for module in layer.modules():  # the KV cache is indexed by layer_idx: the kept layers are 0..n-1
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index
     # the forward runs layers[:num_hidden_layers] and the cache makes a slot per layer; head counts and MLP width stay
-    # the original (upper-bound) sizes as layers differ; head_dim is pinned so nothing derives it from the head count
-    config.num_hidden_layers, config.head_dim = len(plan.kept_layers), plan.head_dim
-    setattr(config, _PLAN_KEY, plan.to_dict())
+    # the original (upper-bound) sizes as layers differ
+    model.config.num_hidden_layers = len(positions)
+    setattr(model.config, _PLAN_KEY, plan.to_dict())
     return model
 
 
@@ -313,6 +341,37 @@ def apply_plan(model: Any, plan: PruningPlan) -> Any:
     """
     _check_unpruned(model, plan)
     return _prune_in_place(copy.deepcopy(model), plan)
+
+
+def drop_layers(model: Any, layers: Sequence[int]) -> Any:
+    """A copy of ``model`` (pruned here or unpruned; left untouched) without the decoder ``layers``.
+
+    Parameters
+    ----------
+    model : transformers.LlamaForCausalLM
+    layers : sequence of int
+        Original layer indices, among the layers ``model`` keeps (:meth:`PruningPlan.of`).
+
+    Returns
+    -------
+    transformers.PreTrainedModel
+        The copy; its config records the plan with the layers gone.
+
+    Raises
+    ------
+    ConfigError
+        When a layer is not kept by ``model`` or no layer would stay.
+    """
+    plan, drop = PruningPlan.of(model), {int(i) for i in layers}
+    if drop - set(plan.kept_layers):
+        raise ConfigError(f"drop_layers: layers {sorted(drop - set(plan.kept_layers))} are not kept by this model")
+    kept = tuple(i for i in plan.kept_layers if i not in drop)
+    if not kept:
+        raise ConfigError("drop_layers: every kept layer would go; one must stay")
+    if getattr(model.config, _PLAN_KEY, None) is None:
+        return apply_plan(model, replace(plan, kept_layers=kept))
+    positions = [p for p, i in enumerate(plan.kept_layers) if i in kept]
+    return _keep_layers(copy.deepcopy(model), positions, replace(plan, kept_layers=kept))
 
 
 def _skip_layer(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
@@ -664,19 +723,28 @@ def _mean_nll(model: Any, batches: Sequence[Any]) -> float:
 
 
 def layer_removal_order(
-    model: Any, tokenizer: Any, texts: Sequence[str], plan: PruningPlan, *, n_remove: int, batch_size: int = 8
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    plan: PruningPlan | None = None,
+    *,
+    n_remove: int,
+    batch_size: int = 8,
 ) -> list[int]:
     """Greedy layer removal: each step drops the kept layer whose removal least raises perplexity.
 
-    Candidates run through :func:`masked_forward` (no copy); lowest mean per-token NLL of ``texts`` goes (ties: lower).
+    Candidates run without a copy: through :func:`masked_forward` with ``plan`` on an unpruned model, or, without a
+    plan, on ``model`` as it is (pruned here or not), its layers skipped by hooks. The lowest mean per-token NLL of
+    ``texts`` goes (ties: lower index).
 
     Parameters
     ----------
     model, tokenizer : transformers.LlamaForCausalLM, transformers.PreTrainedTokenizerBase
         The unpruned Llama-style causal LM and its tokenizer.
     texts : list of str
-    plan : PruningPlan
-        The starting plan (e.g. from :func:`plan_from_scores`); its head and channel choices apply.
+    plan : PruningPlan or None
+        The starting plan for an unpruned ``model`` (e.g. from :func:`plan_from_scores`; its head and channel choices
+        apply), or None: the model as it is (:meth:`PruningPlan.of`).
     n_remove, batch_size : int
         Layers to remove, fewer than ``len(plan.kept_layers)``; texts per forward pass.
 
@@ -692,15 +760,24 @@ def layer_removal_order(
     """
     if isinstance(n_remove, bool) or not isinstance(n_remove, (int, np.integer)) or n_remove < 0:
         raise ConfigError(f"layer_removal_order: n_remove must be a non-negative integer; got {n_remove!r}")
-    if n_remove >= len(plan.kept_layers):
+    start = PruningPlan.of(model) if plan is None else plan
+    if n_remove >= len(start.kept_layers):
         raise ConfigError(f"layer_removal_order: n_remove={n_remove} would remove all the kept layers; one must stay")
-    batches, removed = _batches(model, tokenizer, texts, batch_size), list[int]()
+    position = {layer: p for p, layer in enumerate(start.kept_layers)}
+
+    def without(kept: set[int]) -> Any:
+        if plan is not None:
+            return masked_forward(model, replace(plan, kept_layers=tuple(kept)))
+        skipped = [i for i in start.kept_layers if i not in kept]
+        return _hooks((), [(model.model.layers[position[i]], _skip_layer) for i in skipped])
+
+    batches, removed, kept = _batches(model, tokenizer, texts, batch_size), list[int](), set(start.kept_layers)
     with _torch().no_grad():
         for _ in range(int(n_remove)):
             losses = {}
-            for layer in plan.kept_layers:
-                with masked_forward(model, replace(plan, kept_layers=tuple(set(plan.kept_layers) - {layer}))):
+            for layer in sorted(kept):
+                with without(kept - {layer}):
                     losses[layer] = _mean_nll(model, batches)
             removed.append(min(losses, key=lambda i: (losses[i], i)))
-            plan = replace(plan, kept_layers=tuple(set(plan.kept_layers) - {removed[-1]}))
+            kept.discard(removed[-1])
     return removed
