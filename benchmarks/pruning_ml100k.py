@@ -5,8 +5,9 @@ The recommender is trustrec's ``llm_ranker`` (SmolLM2-135M-Instruct re-ranking I
 into a top 10). The pruned arms are ``PrunedRecommender.from_fitted`` over the SAME fitted ranker:
 query heads (evenly per key/value group) and MLP channels scored on ``--calibration-users``
 training users' own prompts (``head_importance``, ``channel_importance``), pruned at
-``--head-ratio`` / ``--channel-ratio``, then ``--layer-ratio`` of the layers removed whole
-(greedily, by validation perplexity); the recovery arm then distils the unpruned model into the
+``--head-ratio`` / ``--channel-ratio``, then ``--hidden-ratio`` of the hidden dimensions (by
+|gradient x activation|) and ``--layer-ratio`` of the layers removed whole (greedily, by validation
+perplexity); the recovery arm then distils the unpruned model into the
 pruned one on those prompts (0.2 CE + 0.8 KL on the answer tokens, ``--recovery-epochs``).
 
 Each arm on the same sampled test users (leave-one-out by time):
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--calibration-users", type=int, default=16)
     parser.add_argument("--head-ratio", type=float, default=1 / 3)
     parser.add_argument("--channel-ratio", type=float, default=0.25)
+    parser.add_argument("--hidden-ratio", type=float, default=0.0, help="share of hidden dimensions then removed")
     parser.add_argument("--layer-ratio", type=float, default=0.0, help="share of layers then removed whole")
     parser.add_argument("--recovery-epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
@@ -88,6 +90,7 @@ def main() -> None:
     pruning = {
         "head_ratio": args.head_ratio,
         "channel_ratio": args.channel_ratio,
+        "hidden_ratio": args.hidden_ratio,
         "layer_ratio": args.layer_ratio,
         "n_calibration_users": args.calibration_users,
         "learning_rate": args.learning_rate,

@@ -125,6 +125,31 @@ def test_layer_stage_removes_the_layer_validation_perplexity_spares_and_round_tr
     assert len(recovered.pruning_info_["layer_recovery_losses"]) == 1
 
 
+def test_hidden_stage_keeps_the_highest_scoring_dimensions_and_round_trips(split, ranker, tmp_path):
+    from trustrec.mitigate.training import hidden_importance, prune_hidden
+
+    params = {k: v for k, v in PRUNED.items() if k != "base"}
+    width = PrunedRecommender.from_fitted(ranker, split, **params)
+    slim = PrunedRecommender.from_fitted(ranker, split, **params, hidden_ratio=0.25)
+    assert slim.pruning_info_["removed_hidden"] == 16 and len(slim.plan.hidden) == 48
+    assert (
+        slim.plan.channels == width.plan.channels
+        and slim.pruning_info_["kept_share"] < 0.8 * width.pruning_info_["kept_share"]
+    )
+    _, (prompts, _), (answers, _) = slim._calibration(split.train_dataset())
+    scores = hidden_importance(width.language_model, ranker.tokenizer, [p + a for p, a in zip(prompts, answers)])
+    assert set(slim.plan.hidden) == set(np.argsort(-scores, kind="stable")[:48].tolist())
+    expected = prune_hidden(width.language_model, slim.plan.hidden)
+    queries = split.eval_set("test").queries
+    np.testing.assert_allclose(
+        _scores(slim, queries), _scores(ranker.with_language_model(expected), queries), rtol=1e-5, atol=1e-6
+    )
+    slim.save(tmp_path / "slim")
+    loaded = Recommender.load(tmp_path / "slim")
+    assert loaded.plan == slim.plan
+    np.testing.assert_allclose(_scores(loaded, queries), _scores(slim, queries), rtol=1e-5, atol=1e-6)
+
+
 def test_pruned_refuses_what_it_cannot_prune(split):
     with pytest.raises(ConfigError, match="answer_likelihood"):
         PrunedRecommender(base={"name": "most_popular"}).fit(split, QUIET)

@@ -5,6 +5,7 @@ random SmolLM2-architecture model (4 query heads over 2 key/value heads, head_di
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -18,10 +19,12 @@ from trustrec.mitigate.training.pruning import (
     channel_importance,
     drop_layers,
     head_importance,
+    hidden_importance,
     layer_removal_order,
     load_pruned,
     masked_forward,
     plan_from_scores,
+    prune_hidden,
     save_pruned,
 )
 from trustrec.models.llm import load_causal_lm
@@ -356,3 +359,82 @@ def test_layer_removal_order_on_a_pruned_model_as_it_is(deep):
     nll_2 = {i: _mean_nll(drop_layers(pruned, [order[0], i]), tokenizer) for i in {0, 1, 3} - {order[0]}}
     assert order[1] == min(nll_2, key=nll_2.get)
     assert not any(m._forward_pre_hooks or m._forward_hooks for m in pruned.modules())
+
+
+# -- hidden dimensions -----------------------------------------------------------------------------------------------
+def _hidden_plan(config, keep, **kwargs):
+    return dataclasses.replace(_plan(config, **kwargs), hidden_size=config.hidden_size, hidden=keep)
+
+
+def test_hidden_pruning_slices_the_residual_stream_and_round_trips(tiny, tmp_path):
+    model, tokenizer = tiny
+    enc = _batch(tokenizer)
+    keep = (*range(0, 64, 2), 1, 3)
+    plan = _hidden_plan(model.config, keep, heads={0: ((0, 2), (0, 1))})
+    pruned = apply_plan(model, plan)
+    assert pruned.model.embed_tokens.embedding_dim == len(keep) and pruned.model.norm.weight.shape == (len(keep),)
+    assert pruned.lm_head.weight is pruned.model.embed_tokens.weight  # still tied
+    torch.testing.assert_close(pruned.model.embed_tokens.weight, model.model.embed_tokens.weight[:, sorted(keep)])
+    assert pruned.model.layers[0].self_attn.q_proj.in_features == len(keep)
+    assert pruned.model.layers[1].mlp.down_proj.out_features == len(keep)
+    assert torch.isfinite(_logits(pruned, enc)).all()
+    kept, _ = plan.non_embedding_parameters(model.config)
+    assert kept == _non_embedding(pruned)
+    assert PruningPlan.of(pruned) == plan and PruningPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    loaded, _ = load_pruned(save_pruned(pruned, None, tmp_path / "h"))
+    torch.testing.assert_close(_logits(loaded, enc), _logits(pruned, enc), atol=0, rtol=0)
+    with pytest.raises(ConfigError, match="no exact masked form"), masked_forward(model, plan):
+        pass
+    with pytest.raises(ConfigError, match="hidden needs hidden_size"):
+        dataclasses.replace(_plan(model.config), hidden_size=None, hidden=(0,))
+    with pytest.raises(ConfigError, match="out of range"):
+        _hidden_plan(model.config, (0, 64))
+
+
+def test_prune_hidden_on_a_pruned_model_equals_one_plan_on_the_unpruned(tiny):
+    model, tokenizer = tiny
+    enc = _batch(tokenizer)
+    width = apply_plan(model, _plan(model.config, channels={1: _channels(5)}))
+    keep = tuple(range(10, 60))
+    twice = prune_hidden(prune_hidden(width, range(5, 64)), keep)
+    once = apply_plan(model, _hidden_plan(model.config, keep, channels={1: _channels(5)}))
+    torch.testing.assert_close(_logits(twice, enc), _logits(once, enc), atol=1e-6, rtol=1e-5)
+    assert PruningPlan.of(twice) == PruningPlan.of(once)
+    assert width.model.embed_tokens.embedding_dim == 64  # the input is untouched
+    with pytest.raises(ConfigError, match="not kept"):
+        prune_hidden(twice, [0])
+    with pytest.raises(ConfigError, match="keep at least one"):
+        prune_hidden(twice, [])
+
+
+def test_hidden_importance_is_the_first_order_loss_change(tiny):
+    model, tokenizer = tiny
+    texts = CALIBRATION[:3]
+    scores = hidden_importance(model, tokenizer, texts, batch_size=2)
+    assert scores.shape == (64,) and (scores >= 0).all() and scores.max() > 0
+
+    def loss_with(d, factor):  # the last layer's output dimension d scaled by factor
+        def scale(module, args, kwargs, output):
+            h = output[0] if isinstance(output, tuple) else output
+            h = h.clone()
+            h[..., d] *= factor
+            return (h, *output[1:]) if isinstance(output, tuple) else h
+
+        handle = model.model.layers[-1].register_forward_hook(scale, with_kwargs=True)
+        try:
+            total, count = 0.0, 0
+            with torch.no_grad():
+                for text in texts:
+                    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+                    logits = model(input_ids=ids).logits[0, :-1].double()
+                    total += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+                    count += ids.shape[1] - 1
+            return total / count
+        finally:
+            handle.remove()
+
+    eps = 1e-3
+    for d in (int(np.argmax(scores)), 7, 33):
+        derivative = (loss_with(d, 1 + eps) - loss_with(d, 1 - eps)) / (2 * eps)  # = sum_t g_td h_td
+        assert abs(derivative) == pytest.approx(scores[d], rel=2e-2, abs=1e-6)
+    assert not any(p.grad is not None for p in model.parameters())

@@ -16,10 +16,10 @@
 - :mod:`~trustrec.mitigate.training.pruning`: PruneRec's structural pruning (arXiv 2507.07064):
   :class:`PruningPlan` (what each layer keeps, grouped-query attention pruned evenly per
   key/value group), :func:`apply_plan` (a physically smaller copy), :func:`masked_forward` (the
-  same computation on the unpruned model), :func:`drop_layers` (whole layers out of a pruned or
-  unpruned model), :func:`save_pruned` / :func:`load_pruned`, and the criteria
-  :func:`head_importance`, :func:`channel_importance`, :func:`plan_from_scores`,
-  :func:`layer_removal_order`.
+  same computation on the unpruned model), :func:`drop_layers` and :func:`prune_hidden` (whole
+  layers and hidden dimensions out of a pruned or unpruned model), :func:`save_pruned` /
+  :func:`load_pruned`, and the criteria :func:`head_importance`, :func:`channel_importance`,
+  :func:`hidden_importance`, :func:`plan_from_scores`, :func:`layer_removal_order`.
 - :mod:`~trustrec.mitigate.training.pruned`: :class:`PrunedRecommender` (registered as
   ``pruned``), a fitted LLM recommender answering through its pruned model, with PruneRec's
   distillation recovery.
@@ -68,10 +68,12 @@ from trustrec.mitigate.training.pruning import (
     channel_importance,
     drop_layers,
     head_importance,
+    hidden_importance,
     layer_removal_order,
     load_pruned,
     masked_forward,
     plan_from_scores,
+    prune_hidden,
     save_pruned,
 )
 from trustrec.mitigate.training.recicl import (
@@ -132,6 +134,7 @@ __all__ = [
     "fit_steering",
     "group_advantages",
     "head_importance",
+    "hidden_importance",
     "layer_removal_order",
     "liked_by_rating",
     "load_pruned",
@@ -140,6 +143,7 @@ __all__ = [
     "null_space_projector",
     "plan_from_scores",
     "preference_pairs",
+    "prune_hidden",
     "recicl_example",
     "recicl_prompt",
     "route_groups",

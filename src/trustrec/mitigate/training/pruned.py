@@ -19,7 +19,12 @@ Fitting (after the base is fitted):
    through :class:`~trustrec.models.training.LLMTrainer` with
    :class:`~trustrec.models.training.CausalLMLoss` and
    :class:`~trustrec.models.training.DistillationLoss`.
-4. **Whole layers** (``layer_ratio`` > 0): ``layer_ratio`` of the layers are removed from the
+4. **Hidden dimensions** (``hidden_ratio`` > 0): ``hidden_ratio`` of the hidden
+   (residual-stream) dimensions are removed from the (recovered) pruned model, the lowest by
+   :func:`~trustrec.mitigate.training.pruning.hidden_importance` (``|gradient x activation|`` of
+   the last layer on the calibration texts), through
+   :func:`~trustrec.mitigate.training.pruning.prune_hidden`, and recovery runs again.
+5. **Whole layers** (``layer_ratio`` > 0): ``layer_ratio`` of the layers are removed from the
    (recovered) pruned model one at a time, each time the layer whose removal gives the lowest
    perplexity on validation texts
    (:func:`~trustrec.mitigate.training.pruning.layer_removal_order` on the model as it is, then
@@ -33,7 +38,9 @@ The pruned recommender answers as the base does, through the smaller model (the 
 ``answer_backend``, so the audits need no change. The base and its language model are never
 modified. Saved: the plan (JSON) and the pruned weights (safetensors, beside the base's state).
 
-Not built here (PruneRec's other stage): hidden-dimension pruning by gradient x activation.
+PruneRec prunes heads, hidden dimensions and channels in three stages, each recovered; here heads
+and channels are one stage (both scored on the unpruned model), then hidden dimensions, then
+layers.
 """
 
 from __future__ import annotations
@@ -55,8 +62,10 @@ from trustrec.mitigate.training.pruning import (
     channel_importance,
     drop_layers,
     head_importance,
+    hidden_importance,
     layer_removal_order,
     plan_from_scores,
+    prune_hidden,
 )
 from trustrec.models import ModelSpec, TopK, has_capability, register_model
 
@@ -80,8 +89,11 @@ class PrunedConfig(Config):
         Share of MLP channels pruned in every layer, in [0, 1).
     n_calibration_users : int
         Training users whose prompts score the heads and channels and train the recovery.
+    hidden_ratio : float
+        Share of the hidden dimensions removed after the width stage, in [0, 1) (rounded half up;
+        one always stays; default 0: none).
     layer_ratio : float
-        Share of the layers removed whole after the width stage, in [0, 1) (rounded half up to
+        Share of the layers removed whole after the width and hidden stages, in [0, 1) (rounded half up to
         whole layers; one always stays; default 0: none).
     recovery_epochs : int
         Epochs of distillation recovery after each stage (0: none; PruneRec uses 3).
@@ -102,6 +114,7 @@ class PrunedConfig(Config):
     base: ModelSpec = Field(default_factory=lambda: ModelSpec(name="llm_ranker"))
     head_ratio: float = Field(1 / 3, ge=0, lt=1)
     channel_ratio: float = Field(0.25, ge=0, lt=1)
+    hidden_ratio: float = Field(0.0, ge=0, lt=1)
     layer_ratio: float = Field(0.0, ge=0, lt=1)
     n_calibration_users: PositiveInt = 64
     recovery_epochs: NonNegativeInt = 0
@@ -231,11 +244,23 @@ class PrunedRecommender(LLMWrapperRecommender):
         info: dict[str, Any] = {
             "n_calibration_texts": len(texts),
             "recovery_losses": [],
+            "removed_hidden": 0,
+            "hidden_recovery_losses": [],
             "removed_layers": [],
             "layer_recovery_losses": [],
         }
         if c.recovery_epochs:
             info["recovery_losses"] = self._recover(student, teacher, tokenizer, prompts, answers)
+        current = PruningPlan.of(student)
+        dims = current.hidden or tuple(range(int(current.hidden_size or student.config.hidden_size)))
+        n_drop = min(len(dims) - 1, math.floor(c.hidden_ratio * len(dims) + 0.5))
+        if n_drop:
+            scores = hidden_importance(student, tokenizer, texts, batch_size=c.batch_size)
+            order = np.lexsort((np.arange(len(dims)), -scores))  # best first; ties keep the lower index
+            student = prune_hidden(student, [dims[j] for j in order[: len(dims) - n_drop]])
+            info["removed_hidden"] = int(n_drop)
+            if c.recovery_epochs:
+                info["hidden_recovery_losses"] = self._recover(student, teacher, tokenizer, prompts, answers)
         n_layers = len(plan.kept_layers)
         n_remove = min(n_layers - 1, math.floor(c.layer_ratio * n_layers + 0.5))
         if n_remove:

@@ -1,7 +1,9 @@
 """Structural pruning of Llama-architecture causal LMs: the core of PruneRec (arXiv 2507.07064).
 
-A :class:`PruningPlan` names, in original indices, what each layer keeps; :func:`apply_plan` returns a physically
-smaller copy, :func:`masked_forward` makes the unpruned model compute exactly what it computes without changing a shape.
+A :class:`PruningPlan` names, in original indices, what each layer keeps and which hidden dimensions stay;
+:func:`apply_plan` returns a physically smaller copy, :func:`masked_forward` makes the unpruned model compute exactly
+what it computes without changing a shape (for plans that keep every hidden dimension: RMSNorm normalises over the
+kept dimensions, so hidden-dimension pruning has no exact masked form).
 
 GQA rule (the one rule a plan obeys): query head ``h`` is in key/value group ``h // (num_heads // num_kv_heads)``.
 Query heads are pruned evenly per group: every kept key/value head keeps the same number ``r >= 1`` of its own query
@@ -31,10 +33,12 @@ __all__ = [
     "channel_importance",
     "drop_layers",
     "head_importance",
+    "hidden_importance",
     "layer_removal_order",
     "load_pruned",
     "masked_forward",
     "plan_from_scores",
+    "prune_hidden",
     "save_pruned",
 ]
 
@@ -83,6 +87,10 @@ class PruningPlan:
         The decoder layers that stay (at least one).
     query_heads, kv_heads, channels : tuple of tuple of int
         Per original layer, the kept query heads, key/value heads and MLP channels.
+    hidden_size : int or None
+        The unpruned hidden size; needed with ``hidden`` (default None).
+    hidden : tuple of int or None
+        The kept hidden (residual-stream) dimensions (default None: all).
 
     Raises
     ------
@@ -99,6 +107,8 @@ class PruningPlan:
     query_heads: tuple[tuple[int, ...], ...]
     kv_heads: tuple[tuple[int, ...], ...]
     channels: tuple[tuple[int, ...], ...]
+    hidden_size: int | None = None
+    hidden: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in _SIZES:
@@ -126,6 +136,18 @@ class PruningPlan:
                 raise ConfigError(f"PruningPlan: layer {layer} kv_heads {list(kv)} != query groups {list(counts)}")
             if len(set(counts.values())) > 1:
                 raise ConfigError(f"PruningPlan: layer {layer} keeps uneven query heads per key/value group {counts}")
+        if self.hidden_size is not None:
+            if isinstance(self.hidden_size, bool) or not isinstance(self.hidden_size, (int, np.integer)):
+                raise ConfigError(f"PruningPlan: hidden_size must be a positive integer; got {self.hidden_size!r}")
+            object.__setattr__(self, "hidden_size", int(self.hidden_size))
+            if self.hidden_size < 1:
+                raise ConfigError(f"PruningPlan: hidden_size must be a positive integer; got {self.hidden_size}")
+        if self.hidden is not None:
+            if self.hidden_size is None:
+                raise ConfigError("PruningPlan: hidden needs hidden_size, the unpruned hidden size")
+            object.__setattr__(self, "hidden", _indices(self.hidden, "hidden", self.hidden_size))
+            if not self.hidden:
+                raise ConfigError("PruningPlan: hidden is empty; a plan must keep at least one hidden dimension")
 
     @classmethod
     def full(cls, config: Any) -> PruningPlan:
@@ -147,7 +169,10 @@ class PruningPlan:
         s = _original_sizes(config)
         n, widths = s["num_layers"], (s["num_heads"], s["num_kv_heads"], s["intermediate_size"])
         per_layer = {name: (tuple(range(w)),) * n for name, w in zip(_PER_LAYER, widths)}
-        return cls(**s, kept_layers=tuple(range(n)), **per_layer)
+        recorded = getattr(config, _PLAN_KEY, None)
+        hidden = recorded.get("hidden_size") if isinstance(recorded, Mapping) else None
+        hidden = int(hidden) if hidden is not None else getattr(config, "hidden_size", None)
+        return cls(**s, kept_layers=tuple(range(n)), **per_layer, hidden_size=hidden)
 
     @classmethod
     def of(cls, model: Any) -> PruningPlan:
@@ -195,6 +220,7 @@ class PruningPlan:
         """
         out: dict[str, Any] = {k: getattr(self, k) for k in _SIZES}
         out["kept_layers"] = list(self.kept_layers)
+        out["hidden_size"], out["hidden"] = self.hidden_size, None if self.hidden is None else list(self.hidden)
         return out | {k: [list(v) for v in getattr(self, k)] for k in _PER_LAYER}
 
     @classmethod
@@ -217,8 +243,8 @@ class PruningPlan:
         fields = (*_SIZES, "kept_layers", *_PER_LAYER)
         if any(k not in data for k in fields):
             raise DataError(f"PruningPlan.from_dict: missing fields {[k for k in fields if k not in data]}")
-        try:
-            return cls(**{k: data[k] for k in fields})
+        try:  # plans written before hidden-dimension pruning keep every hidden dimension
+            return cls(**{k: data[k] for k in fields}, hidden_size=data.get("hidden_size"), hidden=data.get("hidden"))
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:
@@ -241,16 +267,18 @@ class PruningPlan:
             When the plan does not fit the config.
         """
         self.validate(config)
-        d, hd = int(config.hidden_size), self.head_dim
+        hd = self.head_dim
+        d = int(self.hidden_size or config.hidden_size)
+        kept_d = d if self.hidden is None else len(self.hidden)
         attn_bias, mlp_bias = bool(getattr(config, "attention_bias", False)), bool(getattr(config, "mlp_bias", False))
 
-        def layer(nq: int, nkv: int, ch: int) -> int:
+        def layer(nq: int, nkv: int, ch: int, d: int) -> int:
             attention = 2 * d * hd * (nq + nkv) + attn_bias * (hd * (nq + 2 * nkv) + d)
             return attention + 3 * d * ch + mlp_bias * (2 * ch + d) + 2 * d
 
-        full = d + self.num_layers * layer(self.num_heads, self.num_kv_heads, self.intermediate_size)
+        full = d + self.num_layers * layer(self.num_heads, self.num_kv_heads, self.intermediate_size, d)
         sizes = [(len(self.query_heads[i]), len(self.kv_heads[i]), len(self.channels[i])) for i in self.kept_layers]
-        return d + sum(layer(*s) for s in sizes), full
+        return kept_d + sum(layer(*s, kept_d) for s in sizes), full
 
 
 def _check_unpruned(model: Any, plan: PruningPlan) -> Any:
@@ -302,7 +330,39 @@ def _prune_in_place(model: Any, plan: PruningPlan) -> Any:
         _slice_linear(mlp.down_proj, cols=channels)
         mlp.intermediate_size = len(plan.channels[i])
     config.head_dim = plan.head_dim  # pinned so nothing derives it from the (upper-bound) head count
-    return _keep_layers(model, list(plan.kept_layers), plan)
+    model = _keep_layers(model, list(plan.kept_layers), plan)
+    if plan.hidden is not None:
+        _slice_hidden(model, torch.tensor(plan.hidden))
+    return model
+
+
+def _slice_hidden(model: Any, keep: Any) -> None:
+    """Keep the hidden dimensions at positions ``keep`` everywhere the residual stream is read or written, in place."""
+    parameter, inner = _torch().nn.Parameter, model.model
+    tied = model.lm_head.weight is inner.embed_tokens.weight
+    embedding = inner.embed_tokens.weight
+    inner.embed_tokens.weight = parameter(
+        embedding.detach()[:, keep].contiguous(), requires_grad=embedding.requires_grad
+    )
+    inner.embed_tokens.embedding_dim = len(keep)
+    if tied:
+        model.lm_head.weight = inner.embed_tokens.weight
+        model.lm_head.in_features = len(keep)
+    else:
+        _slice_linear(model.lm_head, cols=keep)
+    norms = [inner.norm]
+    for layer in inner.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        for linear in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj):
+            _slice_linear(linear, cols=keep)
+        for linear in (attn.o_proj, mlp.down_proj):
+            _slice_linear(linear, rows=keep)
+        mlp.hidden_size = len(keep)
+        norms += [layer.input_layernorm, layer.post_attention_layernorm]
+    for norm in norms:
+        norm.weight = parameter(norm.weight.detach()[keep.to(norm.weight.device)].contiguous())
+    # config.hidden_size stays the original (upper-bound) size, as head counts and MLP width do: the forward never
+    # reads it, and Hugging Face configs require it to be a multiple of the head count
 
 
 def _keep_layers(model: Any, positions: Sequence[int], plan: PruningPlan) -> Any:
@@ -374,6 +434,48 @@ def drop_layers(model: Any, layers: Sequence[int]) -> Any:
     return _keep_layers(copy.deepcopy(model), positions, replace(plan, kept_layers=kept))
 
 
+def prune_hidden(model: Any, hidden: Sequence[int]) -> Any:
+    """A copy of ``model`` (pruned here or unpruned; left untouched) keeping only the ``hidden`` dimensions.
+
+    Every read and write of the residual stream is sliced: the embedding (and a tied ``lm_head``), the attention and MLP
+    input and output projections, and the RMSNorm weights; RMSNorm then normalises over the kept dimensions, so the
+    pruned model does not compute what the unpruned one does (PruneRec recovers by distillation).
+
+    Parameters
+    ----------
+    model : transformers.LlamaForCausalLM
+    hidden : sequence of int
+        Original hidden-dimension indices to keep, among the ones ``model`` keeps (:meth:`PruningPlan.of`).
+
+    Returns
+    -------
+    transformers.PreTrainedModel
+        The copy; its config records the plan with the dimensions gone.
+
+    Raises
+    ------
+    ConfigError
+        When a dimension is not kept by ``model`` or none would stay.
+    """
+    plan = PruningPlan.of(model)
+    current = (
+        plan.hidden if plan.hidden is not None else tuple(range(int(plan.hidden_size or model.config.hidden_size)))
+    )
+    keep = sorted({int(i) for i in hidden})
+    if set(keep) - set(current):
+        raise ConfigError(f"prune_hidden: dimensions {sorted(set(keep) - set(current))[:5]} are not kept by this model")
+    if not keep:
+        raise ConfigError("prune_hidden: no hidden dimension would stay; keep at least one")
+    new_plan = replace(plan, hidden_size=plan.hidden_size or len(current), hidden=tuple(keep))
+    if getattr(model.config, _PLAN_KEY, None) is None:
+        return apply_plan(model, new_plan)
+    out = copy.deepcopy(model)
+    position = {d: p for p, d in enumerate(current)}
+    _slice_hidden(out, _torch().tensor([position[d] for d in keep]))
+    setattr(out.config, _PLAN_KEY, new_plan.to_dict())
+    return out
+
+
 def _skip_layer(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
     # the computed output is dropped: the residual stream passes the layer unchanged
     hidden = args[0] if args else kwargs["hidden_states"]
@@ -428,6 +530,11 @@ def masked_forward(model: Any, plan: PruningPlan) -> Iterator[Any]:
     ConfigError
         When the model is not Llama-style, is already pruned or does not fit the plan.
     """
+    if plan.hidden is not None and len(plan.hidden) < (plan.hidden_size or 0):
+        raise ConfigError(
+            "masked_forward: the plan prunes hidden dimensions, which have no exact masked form (RMSNorm normalises "
+            "over the kept dimensions); use apply_plan"
+        )
     torch, layers, kept, width = _torch(), _check_unpruned(model, plan), plan.kept_layers, plan.intermediate_size
     heads = {i: torch.isin(torch.arange(plan.num_heads), torch.tensor(plan.query_heads[i])) for i in kept}
     channels = {i: torch.isin(torch.arange(width), torch.tensor(plan.channels[i])) for i in kept}
@@ -654,6 +761,62 @@ def channel_importance(
             model.model(input_ids=ids, attention_mask=mask, use_cache=False)
     n_tokens = sum(int(mask.sum()) for _, mask in batches)
     return [(c / n_tokens).numpy() for c in counts]
+
+
+def hidden_importance(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 8) -> np.ndarray:
+    """PruneRec's hidden-dimension score: ``|gradient x activation|`` of the last decoder layer's output.
+
+    Per dimension ``d``, ``|sum_t g_td h_td|`` over the predicted positions ``t`` of ``texts``, ``g`` the gradient of
+    the mean next-token NLL: the first-order change of that loss when the dimension is removed (Taylor importance).
+
+    Parameters
+    ----------
+    model, tokenizer : transformers.LlamaForCausalLM, transformers.PreTrainedTokenizerBase
+        A Llama-style causal LM (pruned here or not) and its tokenizer.
+    texts : list of str
+    batch_size : int
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(hidden_size,)`` scores of the model's current hidden dimensions, in order; higher is more important.
+
+    Raises
+    ------
+    DataError
+        When ``texts`` has nothing to predict.
+    """
+    torch = _torch()
+    batches = _batches(model, tokenizer, texts, batch_size)
+    n_tokens = sum(int((mask[:, 1:] * mask[:, :-1]).sum()) for _, mask in batches)
+    if n_tokens == 0:
+        raise DataError("hidden_importance: the texts have no token to predict; give texts of two tokens or more")
+    scores = torch.zeros(int(model.model.embed_tokens.embedding_dim), dtype=torch.float64)
+    captured: dict[str, Any] = {}
+
+    def keep_output(module: Any, args: Any, kwargs: Any, output: Any) -> Any:
+        # a leaf in place of the layer's output: its gradient exists even when the weights are frozen
+        hidden = (output[0] if isinstance(output, tuple) else output).detach().requires_grad_(True)
+        captured["hidden"] = hidden
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad(), _hooks((), [(model.model.layers[-1], keep_output)]):
+            for ids, mask in batches:
+                valid = (mask[:, 1:] * mask[:, :-1]).bool()
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][valid]
+                loss = torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][valid], reduction="sum") / n_tokens
+                model.zero_grad(set_to_none=True)
+                loss.backward()
+                hidden = captured.pop("hidden")
+                product = (hidden.grad * hidden.detach())[:, :-1][valid]
+                scores += product.sum(0).double().cpu()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return scores.abs().numpy()
 
 
 def _top(scores: np.ndarray, candidates: Sequence[int], n: int) -> tuple[int, ...]:
