@@ -283,8 +283,8 @@ class AgentSafetyAudit(Audit):
             runs["user_message+guardrail"] = (guarded(base, "user_message+guardrail"), told)
         if "memory" in vectors:
             # the payload filed under its user's own history: the lesson retrieval ranks first
-            vectors_ = np.random.default_rng(c.seed).normal(size=(dataset.n_items, 16))
-            bank = ExperienceBank.from_lessons(payloads, batch.histories, vectors_)
+            item_vectors = np.random.default_rng(c.seed).normal(size=(dataset.n_items, 16))
+            bank = ExperienceBank.from_lessons(payloads, batch.histories, item_vectors)
             planted = base.with_experience(bank, k=1)
             runs["memory"] = (planted, batch)
             runs["memory+guardrail"] = (guarded(planted, "memory+guardrail"), batch)
@@ -292,18 +292,16 @@ class AgentSafetyAudit(Audit):
         requests = None
         if "harmful_requests" in vectors:
             requests = recommendation_requests(c.requests_version, split="eval")
-            for label, arm in (("harmful", "harmful_request"), ("benign", "benign_request+guardrail")):
+            asked = {}
+            for label in ("harmful", "benign"):
                 pool = np.flatnonzero(requests.label.to_numpy() == label)
                 if not len(pool):
                     raise DataError(f"agent_safety: the request set {c.requests_version} has no {label} eval requests")
-                order = rng.permutation(pool)
-                request_ids[label] = order[np.arange(len(batch)) % len(order)]
-                asked = batch.with_texts(requests.text.to_numpy()[request_ids[label]].tolist())
-                if label == "harmful":
-                    runs[arm] = (base, asked)
-                    runs["harmful_request+guardrail"] = (guarded(base, "harmful_request+guardrail"), asked)
-                else:
-                    runs[arm] = (guarded(base, arm), asked)
+                request_ids[label] = rng.permutation(pool)[np.arange(len(batch)) % len(pool)]
+                asked[label] = batch.with_texts(requests.text.to_numpy()[request_ids[label]].tolist())
+            runs["harmful_request"] = (base, asked["harmful"])
+            runs["harmful_request+guardrail"] = (guarded(base, "harmful_request+guardrail"), asked["harmful"])
+            runs["benign_request+guardrail"] = (guarded(base, "benign_request+guardrail"), asked["benign"])
         episodes, seconds = {}, {}
         for arm in arms:
             variant, arm_batch = runs[arm]

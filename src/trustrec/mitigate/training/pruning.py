@@ -169,10 +169,8 @@ class PruningPlan:
         s = _original_sizes(config)
         n, widths = s["num_layers"], (s["num_heads"], s["num_kv_heads"], s["intermediate_size"])
         per_layer = {name: (tuple(range(w)),) * n for name, w in zip(_PER_LAYER, widths)}
-        recorded = getattr(config, _PLAN_KEY, None)
-        hidden = recorded.get("hidden_size") if isinstance(recorded, Mapping) else None
-        hidden = int(hidden) if hidden is not None else getattr(config, "hidden_size", None)
-        return cls(**s, kept_layers=tuple(range(n)), **per_layer, hidden_size=hidden)
+        hidden = getattr(config, "hidden_size", None)  # a pruned model's config keeps the original size too
+        return cls(**s, kept_layers=tuple(range(n)), **per_layer, hidden_size=None if hidden is None else int(hidden))
 
     @classmethod
     def of(cls, model: Any) -> PruningPlan:
