@@ -5,7 +5,7 @@ full-ranking rank of targets, top-K lists in batches) and ``_text_edits`` the it
 
 # the import order is the registration order (history_perturbation, poisoning, text_attack)
 from trustrec.audit.robustness._common import target_item_indices, target_ranks
-from trustrec.audit.robustness._text_edits import injection_instruction
+from trustrec.audit.robustness._text_edits import injection_instruction, neutral_twin
 from trustrec.audit.robustness.history_perturbation import (
     PERTURBATIONS,
     HistoryPerturbationAudit,
@@ -43,6 +43,7 @@ __all__ = [
     "fake_profiles",
     "inject_fake_users",
     "injection_instruction",
+    "neutral_twin",
     "perturb_histories",
     "rank_biased_overlap",
     "target_item_indices",
