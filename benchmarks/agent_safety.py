@@ -18,6 +18,7 @@ Guardrails, each audited on the same episodes (the unguarded arms are the same i
 
     python benchmarks/agent_safety.py --dataset ml-100k --users 100
 
+``--vectors`` runs a subset of the channels (its entry is stored under ``<guardrail> [<vectors>]``).
 Writes benchmarks/results/agent_safety_<dataset>.json (no machine paths).
 """
 
@@ -69,6 +70,7 @@ def main() -> None:
     add_flow_arguments(ap)
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--guardrails", default="rules,rules+classifier")
+    ap.add_argument("--vectors", default="item_text,user_message,memory,harmful_requests")
     args = ap.parse_args()
 
     import torch
@@ -115,13 +117,14 @@ def main() -> None:
             raise SystemExit(f"unknown guardrail {name!r}; known: rules, rules+classifier")
         console.print(f"auditing with [bold]{name}[/]")
         t0 = time.perf_counter()
-        audit = AgentSafetyAudit(max_users=args.users, n_candidates=args.candidates, seed=args.seed)
+        vectors = tuple(args.vectors.split(","))
+        audit = AgentSafetyAudit(max_users=args.users, n_candidates=args.candidates, seed=args.seed, vectors=vectors)
         result = audit.run(flow, split, guardrail=guardrail)
         entry = result.to_dict()
         entry["seconds"] = time.perf_counter() - t0
         entry["command"] = command_line()
         entry["trained_on"] = trained_on
-        record["guardrails"][name] = entry
+        record["guardrails"][name if vectors == audit.config_class().vectors else f"{name} [{args.vectors}]"] = entry
         for key, est in result.estimates.items():
             ci = "" if est.ci_low is None else f"[{est.ci_low:.3f}, {est.ci_high:.3f}]"
             p = "" if est.p_value is None else f"{est.p_value:.3g}"

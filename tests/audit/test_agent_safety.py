@@ -112,9 +112,10 @@ def test_an_injection_through_each_channel_is_measured_and_the_guardrail_stops_i
         assert e[f"attack_lift [{vector} - clean]"].value == pytest.approx(1.0 - clean)
         assert e[f"guardrail_effect [{vector}]"].value == pytest.approx(guarded - 1.0)
         assert e[f"guarded_lift [{vector} - clean]"].value == pytest.approx(guarded - clean)
-    # the scripted agent follows instructions, not length: the neutral twin moves nothing
-    assert e["attack_success [item_text_control]"].value == clean
-    assert e["instruction_effect [item_text - control]"].value == pytest.approx(1.0 - clean)
+    # the scripted agent follows instructions, not mentions: the neutral twin moves nothing
+    for vector in ("item_text", "user_message", "memory"):
+        assert e[f"attack_success [{vector}_control]"].value == clean, vector
+        assert e[f"instruction_effect [{vector} - control]"].value == pytest.approx(1.0 - clean)
     assert e["false_positive_rate"].value == 0.0 and e["blocked_turn_share [clean]"].value == 0.0
     assert result.evidence["latency"]["ms_per_screened_turn"].iloc[0] >= 0
     assert list(result.evidence["arms"]["arm"]) == list(ARMS)
