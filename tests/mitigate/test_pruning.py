@@ -16,16 +16,18 @@ from trustrec.errors import ConfigError, DataError
 from trustrec.mitigate.training.pruning import (
     PruningPlan,
     apply_plan,
-    channel_importance,
     drop_layers,
+    load_pruned,
+    masked_forward,
+    prune_hidden,
+    save_pruned,
+)
+from trustrec.mitigate.training.pruning_criteria import (
+    channel_importance,
     head_importance,
     hidden_importance,
     layer_removal_order,
-    load_pruned,
-    masked_forward,
     plan_from_scores,
-    prune_hidden,
-    save_pruned,
 )
 from trustrec.models.llm import load_causal_lm
 

@@ -18,8 +18,9 @@
   key/value group), :func:`apply_plan` (a physically smaller copy), :func:`masked_forward` (the
   same computation on the unpruned model), :func:`drop_layers` and :func:`prune_hidden` (whole
   layers and hidden dimensions out of a pruned or unpruned model), :func:`save_pruned` /
-  :func:`load_pruned`, and the criteria :func:`head_importance`, :func:`channel_importance`,
-  :func:`hidden_importance`, :func:`plan_from_scores`, :func:`layer_removal_order`.
+  :func:`load_pruned`; :mod:`~trustrec.mitigate.training.pruning_criteria`: the criteria
+  :func:`head_importance`, :func:`channel_importance`, :func:`hidden_importance`,
+  :func:`plan_from_scores`, :func:`layer_removal_order`.
 - :mod:`~trustrec.mitigate.training.pruned`: :class:`PrunedRecommender` (registered as
   ``pruned``), a fitted LLM recommender answering through its pruned model, with PruneRec's
   distillation recovery.
@@ -65,16 +66,18 @@ from trustrec.mitigate.training.pruned import PrunedConfig, PrunedRecommender
 from trustrec.mitigate.training.pruning import (
     PruningPlan,
     apply_plan,
-    channel_importance,
     drop_layers,
+    load_pruned,
+    masked_forward,
+    prune_hidden,
+    save_pruned,
+)
+from trustrec.mitigate.training.pruning_criteria import (
+    channel_importance,
     head_importance,
     hidden_importance,
     layer_removal_order,
-    load_pruned,
-    masked_forward,
     plan_from_scores,
-    prune_hidden,
-    save_pruned,
 )
 from trustrec.mitigate.training.recicl import (
     RECICL_DEMONSTRATIONS,

@@ -7,10 +7,10 @@ Fitting (after the base is fitted):
    is asked about its history without the last item, and that item's answer text is the answer.
    The texts scored are the base's own prompts (its ``answer_prompts`` over its
    ``answer_candidates``) followed by the answer.
-2. **Scores and plan**: :func:`~trustrec.mitigate.training.pruning.head_importance` (KL under
+2. **Scores and plan**: :func:`~trustrec.mitigate.training.pruning_criteria.head_importance` (KL under
    cumulative masking, smoothed across layers) and
-   :func:`~trustrec.mitigate.training.pruning.channel_importance` (top-activation counts) on the
-   calibration texts; :func:`~trustrec.mitigate.training.pruning.plan_from_scores` prunes
+   :func:`~trustrec.mitigate.training.pruning_criteria.channel_importance` (top-activation counts) on the
+   calibration texts; :func:`~trustrec.mitigate.training.pruning_criteria.plan_from_scores` prunes
    ``head_ratio`` of the query heads (evenly per key/value group) and ``channel_ratio`` of the MLP
    channels; :func:`~trustrec.mitigate.training.pruning.apply_plan` builds the smaller model.
 3. **Recovery** (``recovery_epochs`` > 0): the pruned model (student) is trained on the
@@ -21,13 +21,13 @@ Fitting (after the base is fitted):
    :class:`~trustrec.models.training.DistillationLoss`.
 4. **Hidden dimensions** (``hidden_ratio`` > 0): ``hidden_ratio`` of the hidden
    (residual-stream) dimensions are removed from the (recovered) pruned model, the lowest by
-   :func:`~trustrec.mitigate.training.pruning.hidden_importance` (``|gradient x activation|`` of
+   :func:`~trustrec.mitigate.training.pruning_criteria.hidden_importance` (``|gradient x activation|`` of
    the last layer on the calibration texts), through
    :func:`~trustrec.mitigate.training.pruning.prune_hidden`, and recovery runs again.
 5. **Whole layers** (``layer_ratio`` > 0): ``layer_ratio`` of the layers are removed from the
    (recovered) pruned model one at a time, each time the layer whose removal gives the lowest
    perplexity on validation texts
-   (:func:`~trustrec.mitigate.training.pruning.layer_removal_order` on the model as it is, then
+   (:func:`~trustrec.mitigate.training.pruning_criteria.layer_removal_order` on the model as it is, then
    :func:`~trustrec.mitigate.training.pruning.drop_layers`), and recovery runs again. The
    validation texts are built as the calibration texts from other training users (a disjoint
    draw of up to ``n_calibration_users``; the calibration texts when no user is left, said in
@@ -56,16 +56,13 @@ from trustrec._config import Config
 from trustrec.data import Dataset, QueryBatch
 from trustrec.errors import ConfigError, DataError
 from trustrec.mitigate.training._llm_wrapper import LLMWrapperRecommender
-from trustrec.mitigate.training.pruning import (
-    PruningPlan,
-    apply_plan,
+from trustrec.mitigate.training.pruning import PruningPlan, apply_plan, drop_layers, prune_hidden
+from trustrec.mitigate.training.pruning_criteria import (
     channel_importance,
-    drop_layers,
     head_importance,
     hidden_importance,
     layer_removal_order,
     plan_from_scores,
-    prune_hidden,
 )
 from trustrec.models import ModelSpec, TopK, has_capability, register_model
 
