@@ -54,6 +54,9 @@ def test_each_attack_does_what_it_says():
     assert "Ignore all previous instructions" in inj and f'"{text}"' in inj
     hij = attack_item_text(items, [3], "hijack", marker="PWNED").at[3, "title"]
     assert hij.endswith("PWNED.")
+    neutral = attack_item_text(items, [3], "neutral").at[3, "title"]
+    assert neutral == f'{text}. This item is listed in the catalog as "{text}".'
+    assert "neutral" not in TEXT_ATTACKS  # a control, never run as an attack by default
     word = attack_item_text(items, [3], "word", donor_texts=["Star Wars (1977)", "Contact (1997)"], n_words=2)
     added = set(word.at[3, "title"].split()) - set(text.split())
     assert len(added) == 2 and added <= {"Star", "Wars", "Contact"}
