@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trustrec.report._compare import VERDICT_RANK, base_comparison
 from trustrec.report._data import (
     STATUS_ORDER,
     AuditEntry,
@@ -27,9 +28,11 @@ from trustrec.report._plots import RenderedPlot, render_plot
 __all__ = [
     "EVIDENCE_ROWS",
     "STATUS_ORDER",
+    "VERDICT_RANK",
     "AuditEntry",
     "RenderedPlot",
     "RunContents",
+    "base_comparison",
     "build_report",
     "collect_run",
     "render_plot",
@@ -40,7 +43,9 @@ __all__ = [
 EVIDENCE_ROWS = 20  # rows of each evidence table shown in the page and kept in report.json
 
 
-def build_report(run_dir: str | Path, *, evidence_rows: int = EVIDENCE_ROWS) -> tuple[dict[str, Any], str]:
+def build_report(
+    run_dir: str | Path, *, evidence_rows: int = EVIDENCE_ROWS, base: str | Path | None = None
+) -> tuple[dict[str, Any], str]:
     """The report of ``run_dir``, without writing anything.
 
     Parameters
@@ -49,6 +54,9 @@ def build_report(run_dir: str | Path, *, evidence_rows: int = EVIDENCE_ROWS) -> 
         The run directory (what ``trustrec run`` wrote).
     evidence_rows : int
         Rows of each evidence table shown in the page and kept in the data.
+    base : str, Path or None
+        A run to show this one next to (the model it was pruned, steered or otherwise changed
+        from): accuracy paired user by user, and each audit's verdict and estimates in both runs.
 
     Returns
     -------
@@ -59,15 +67,24 @@ def build_report(run_dir: str | Path, *, evidence_rows: int = EVIDENCE_ROWS) -> 
 
     Raises
     ------
+    ConfigError
+        If ``base`` is the run itself.
     DataError
-        If ``run_dir`` is missing or not a finished run (no ``metrics.json``).
+        If ``run_dir`` or ``base`` is missing or not a finished run (no ``metrics.json``), or the
+        two runs are on different datasets.
     """
     contents = collect_run(run_dir)
-    data = report_data(contents, evidence_rows=evidence_rows)
+    data = report_data(contents, evidence_rows=evidence_rows, base=None if base is None else collect_run(base))
     return data, render_html(contents, data)
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, *, evidence_rows: int = EVIDENCE_ROWS) -> Path:
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    evidence_rows: int = EVIDENCE_ROWS,
+    base: str | Path | None = None,
+) -> Path:
     """Write the report of ``run_dir`` and return the HTML file's path.
 
     ``out`` is the HTML file (default ``RUN_DIR/report.html``); ``report.json`` goes beside it
@@ -82,6 +99,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, evidence
         The HTML file to write; None: ``RUN_DIR/report.html``.
     evidence_rows : int
         Rows of each evidence table shown in the page and kept in ``report.json``.
+    base : str, Path or None
+        A run to show this one next to (see :func:`build_report`).
 
     Returns
     -------
@@ -91,9 +110,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, evidence
     Raises
     ------
     ConfigError
-        If ``out`` names a ``.json`` file.
+        If ``out`` names a ``.json`` file, or ``base`` is the run itself.
     DataError
-        If ``run_dir`` is missing or not a finished run (no ``metrics.json``).
+        If ``run_dir`` or ``base`` is missing or not a finished run (no ``metrics.json``), or the
+        two runs are on different datasets.
     """
     from trustrec._cache import atomic_write_text
 
@@ -102,7 +122,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, evidence
         from trustrec.errors import ConfigError
 
         raise ConfigError(f"out={str(out)!r}: name the HTML file (e.g. report.html); the JSON goes beside it")
-    data, html = build_report(run_dir, evidence_rows=evidence_rows)
+    data, html = build_report(run_dir, evidence_rows=evidence_rows, base=base)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=1, allow_nan=False))
     atomic_write_text(out, html)

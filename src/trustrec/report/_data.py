@@ -197,8 +197,9 @@ def dimensions_of(contents: RunContents) -> list[str]:
     return list(DIMENSIONS) + list(dict.fromkeys(extra))
 
 
-def report_data(contents: RunContents, *, evidence_rows: int = 20) -> dict[str, Any]:
-    """The report as plain data (what ``report.json`` holds)."""
+def report_data(contents: RunContents, *, evidence_rows: int = 20, base: RunContents | None = None) -> dict[str, Any]:
+    """The report as plain data (what ``report.json`` holds); with ``base``, the run next to that
+    base run (``data["base"]``, :func:`trustrec.report.base_comparison`)."""
     m, index = contents.metrics, contents.index
     audited = index is not None
     created = (index or {}).get("created")
@@ -256,6 +257,7 @@ def report_data(contents: RunContents, *, evidence_rows: int = 20) -> dict[str, 
         },
         "evaluation_bias": evaluation_bias(m),
         "scorecard": scorecard,
+        "base": None,
         "audits": audits,
         "trail": (index or {}).get("trail") or {},
         "environment": contents.environment,
@@ -265,6 +267,10 @@ def report_data(contents: RunContents, *, evidence_rows: int = 20) -> dict[str, 
             "timings_s": m.get("timings_s") or {},
         },
     }
+    if base is not None:
+        from trustrec.report._compare import base_comparison
+
+        data["base"] = base_comparison(contents, base)
     return finite_json(data)
 
 

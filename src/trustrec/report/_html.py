@@ -40,7 +40,14 @@ def render_html(contents: RunContents, data: dict[str, Any]) -> str:
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(
-        num=_num, ci=_ci, pval=_pval, count=_count, cell=_cell, label=_label, bdi=lambda v: Markup("<bdi>%s</bdi>") % v
+        num=_num,
+        signed=_signed,
+        ci=_ci,
+        pval=_pval,
+        count=_count,
+        cell=_cell,
+        label=_label,
+        bdi=lambda v: Markup("<bdi>%s</bdi>") % v,
     )
     anchors = _anchors([a["audit"] for a in data["audits"]])
     audits = []
@@ -96,6 +103,10 @@ def _num(v, digits: int = 4) -> str:
             return str(v)
         return f"{int(v):,}" if v == int(v) and abs(v) < 1e15 else f"{v:.{digits}g}"
     return _cell(v)
+
+
+def _signed(v) -> str:
+    return "\u2013" if _is_missing(v) else f"{v:+.4g}"
 
 
 def _ci(lo, hi) -> str:
@@ -237,7 +248,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <p>{{ d.model|bdi }} on {{ d.dataset|bdi }} &middot; {{ d.date|bdi }}</p>
 </header>
 <nav>
-<a href="#summary">Summary</a><a href="#accuracy">Accuracy</a>{% if d.evaluation_bias %}<a href="#evaluation-bias">Evaluation bias</a>{% endif %}<a href="#scorecard">Scorecard</a>
+<a href="#summary">Summary</a>{% if d.base %}<a href="#base">Next to its base</a>{% endif %}<a href="#accuracy">Accuracy</a>{% if d.evaluation_bias %}<a href="#evaluation-bias">Evaluation bias</a>{% endif %}<a href="#scorecard">Scorecard</a>
 {% for row in dims %}<a href="#dim-{{ row.dimension }}">{{ row.dimension|capitalize }}</a>{% endfor %}
 <a href="#trail">Audit trail</a><a href="#settings">Settings</a>
 </nav>
@@ -256,6 +267,58 @@ _TEMPLATE = """<!DOCTYPE html>
 </table>
 {% for note in d.notes %}<p class="callout">{{ note|bdi }}</p>{% endfor %}
 </section>
+
+{% if d.base %}{% set b = d.base %}
+<section id="base">
+<h2>Next to its base</h2>
+<p>{{ b.run|bdi }} ({{ b.model|bdi }}) next to its base {{ b.base_run|bdi }} ({{ b.base_model|bdi }}).
+{% if b.accuracy.paired %}Accuracy is paired on the users both runs evaluated (paired t and Wilcoxon tests).{% endif %}
+Audit estimates come from each run's own audit: their CIs, not a paired test, say whether a change is more than noise.</p>
+{% for note in b.notes %}<p class="callout">{{ note|bdi }}</p>{% endfor %}
+<h4>Accuracy</h4>
+{% if b.accuracy.rows %}
+<div class="scroll"><table>
+<thead><tr><th>metric</th><th class="num">users</th><th class="num">base (95% CI)</th><th class="num">this run (95% CI)</th><th class="num">change</th><th class="num">p (t)</th><th class="num">p (Wilcoxon)</th></tr></thead>
+<tbody>
+{% for r in b.accuracy.rows %}
+<tr><td>{{ r.metric|bdi }}</td><td class="num">{{ r.users|count }}</td>
+<td class="num">{{ r.base.mean|num }} {{ r.base.ci_low|ci(r.base.ci_high) }}</td>
+<td class="num">{{ r.run.mean|num }} {{ r.run.ci_low|ci(r.run.ci_high) }}</td>
+<td class="num">{{ r.change|signed }}</td><td class="num">{{ r.p_t|pval }}</td><td class="num">{{ r.p_wilcoxon|pval }}</td></tr>
+{% endfor %}
+</tbody></table></div>
+{% else %}<p class="note">The two runs share no metric.</p>{% endif %}
+{% if b.scorecard %}
+<h4>Scorecard</h4>
+<table>
+<thead><tr><th>dimension</th><th>base</th><th>this run</th><th>change</th></tr></thead>
+<tbody>
+{% for r in b.scorecard %}
+<tr><td>{{ r.dimension|bdi }}</td><td><span class="badge {{ r.base }}">{{ r.base|label }}</span></td>
+<td><span class="badge {{ r.run }}">{{ r.run|label }}</span></td><td>{{ r.direction }}</td></tr>
+{% endfor %}
+</tbody></table>
+{% endif %}
+{% if b.audits %}
+<h4>Audits</h4>
+<div class="scroll"><table>
+<thead><tr><th>audit</th><th>estimate</th><th class="num">base (95% CI)</th><th class="num">this run (95% CI)</th><th class="num">change</th></tr></thead>
+<tbody>
+{% for a in b.audits %}
+<tr><td><b>{{ a.audit|bdi }}</b></td><td>verdict ({{ a.direction }})</td>
+<td class="num"><span class="badge {{ a.base_status }}">{{ a.base_status|label }}</span></td>
+<td class="num"><span class="badge {{ a.status }}">{{ a.status|label }}</span></td><td></td></tr>
+{% for e in a.estimates %}
+<tr><td></td><td>{{ e.name|bdi }}</td>
+<td class="num">{{ e.base.mean|num }} {{ e.base.ci_low|ci(e.base.ci_high) }}</td>
+<td class="num">{{ e.run.mean|num }} {{ e.run.ci_low|ci(e.run.ci_high) }}</td>
+<td class="num">{{ e.change|signed }}</td></tr>
+{% endfor %}
+{% endfor %}
+</tbody></table></div>
+{% endif %}
+</section>
+{% endif %}
 
 <section id="accuracy">
 <h2>Accuracy</h2>
