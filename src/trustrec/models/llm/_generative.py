@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +92,9 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         }
     )
     devices = ("cpu", "cuda", "mps")
+    #: Fitted models that travel with this one (fitted on the same data, saved under their own
+    #: prefix): attribute -> the config field holding the model's spec (None: not used).
+    sub_models: ClassVar[dict[str, str]] = {"assistant_": "assistant"}
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:
@@ -107,11 +110,14 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         self.catalog_ = PromptCatalog.from_items(train.items, self._template().item_fields).columns
         self._load_lm(options.device, options.progress)
         self.popularity_ = np.bincount(train.interactions.item, minlength=train.n_items).astype(np.float64)
-        if c.assistant is not None:
-            from trustrec.models import make_model
+        for attribute, field in self.sub_models.items():
+            spec = getattr(c, field)
+            if spec is not None:
+                from trustrec.models import make_model
 
-            self.assistant_ = make_model(c.assistant["name"], **dict(c.assistant.get("params") or {}))
-            self.assistant_.fit(train, FitOptions(seed=options.seed, device=options.device, progress=options.progress))
+                sub_model = make_model(spec["name"], **dict(spec.get("params") or {}))
+                sub_model.fit(train, FitOptions(seed=options.seed, device=options.device, progress=options.progress))
+                setattr(self, attribute, sub_model)
         if c.epochs == 0:  # zero-shot: the base LM as it is
             self.history_ = {"loss": [], "n_examples": 0, "epochs_run": 0, "valid": [], "best_epoch": 0}
             return
@@ -701,16 +707,17 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     def _state(self):
         arrays, values = {}, {}
         for key, value in vars(self).items():
-            if not key.endswith("_") or key in ("lm_", "tokenizer_", "trie_", "assistant_"):
+            if not key.endswith("_") or key in ("lm_", "tokenizer_", "trie_", *self.sub_models):
                 continue
             if isinstance(value, np.ndarray):
                 arrays[key] = value
             else:
                 values[key] = value
-        if "assistant_" in vars(self):  # D3's assistant travels with the model, under its own prefix
-            assistant_arrays, assistant_values = self.assistant_._state()
-            arrays.update({f"assistant_/{key}": value for key, value in assistant_arrays.items()})
-            values["assistant_fitted_"] = assistant_values
+        for attribute in self.sub_models:  # e.g. D3's assistant, under its own prefix
+            if attribute in vars(self):
+                sub_arrays, sub_values = getattr(self, attribute)._state()
+                arrays.update({f"{attribute}/{key}": value for key, value in sub_arrays.items()})
+                values[f"{attribute}fitted_"] = sub_values
         if hasattr(self, "lm_"):
             for name, tensor in self._trainable_state().items():
                 # numpy has no bfloat16: saved as float32, cast back to the LM's dtype on load
@@ -720,32 +727,32 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     def _restore(self, arrays, values) -> None:
         import torch
 
-        assistant_values = values.pop("assistant_fitted_", None)
+        sub_values = {attribute: values.pop(f"{attribute}fitted_", None) for attribute in self.sub_models}
         for key, value in values.items():
             setattr(self, key, value)
         for key, value in arrays.items():
-            if not key.startswith(("lm_/", "assistant_/")):
+            if not key.startswith(("lm_/", *(f"{attribute}/" for attribute in self.sub_models))):
                 setattr(self, key, value)
-        if self.config.assistant is not None:
-            self._restore_assistant(assistant_values, arrays)
+        for attribute, field in self.sub_models.items():
+            if getattr(self.config, field) is not None:
+                self._restore_sub_model(attribute, field, sub_values[attribute], arrays)
         self._load_lm()
         self._load_trainable_state(
             {k[len("lm_/") :]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("lm_/")}
         )
         self.lm_.eval()
 
-    def _restore_assistant(self, values: Any, arrays: dict[str, np.ndarray]) -> None:
+    def _restore_sub_model(self, attribute: str, field: str, values: Any, arrays: dict[str, np.ndarray]) -> None:
         from trustrec.models import make_model
 
         if not isinstance(values, dict):
-            raise DataError("the model is configured with an assistant but its fitted state was not saved")
-        spec = self.config.assistant
-        assert spec is not None
-        assistant = make_model(spec["name"], **dict(spec.get("params") or {}))
-        prefix = "assistant_/"
-        assistant._restore({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, values)
-        assistant._check_restored()
-        self.assistant_ = assistant
+            raise DataError(f"the model is configured with {field!r} but its fitted state was not saved")
+        spec = getattr(self.config, field)
+        sub_model = make_model(spec["name"], **dict(spec.get("params") or {}))
+        prefix = f"{attribute}/"
+        sub_model._restore({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, values)
+        sub_model._check_restored()
+        setattr(self, attribute, sub_model)
 
 
 class _ExtraLoss(LossTerm):
