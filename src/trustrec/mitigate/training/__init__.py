@@ -30,7 +30,8 @@
   the LLM trainer.
 - :mod:`~trustrec.mitigate.training.recicl`: RecICL (arXiv 2410.23136): :func:`recicl_prompt`
   (k demonstrations from the user's most recent earlier interactions, never the query item or
-  the future), :func:`yes_logits` and the loss :class:`YesLogitLoss` (BCE on the raw Yes logit).
+  the future), :func:`yes_logits` and the loss :class:`YesLogitLoss` (BCE on the raw Yes logit);
+  :class:`RecICLRecommender` (``llm_recicl``), the recommender trained and asked that way.
 - :mod:`~trustrec.mitigate.training.refusal`: the conversational safety use, replies of a
   recommendation assistant to the shipped harmful / benign request sets, refusal and
   over-refusal rates, with or without a steering.
@@ -81,7 +82,9 @@ from trustrec.mitigate.training.pruning_criteria import (
 )
 from trustrec.mitigate.training.recicl import (
     RECICL_DEMONSTRATIONS,
+    RecICLConfig,
     RecICLPrompt,
+    RecICLRecommender,
     YesLogitLoss,
     liked_by_rating,
     recicl_example,
@@ -115,7 +118,9 @@ __all__ = [
     "PrunedConfig",
     "PrunedRecommender",
     "PruningPlan",
+    "RecICLConfig",
     "RecICLPrompt",
+    "RecICLRecommender",
     "RiserLoss",
     "SteeredBackend",
     "SteeredConfig",

@@ -26,12 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+import pandas as pd
+from pydantic import Field, NonNegativeInt, PositiveInt
 
+from trustrec.data import Dataset, QueryBatch
 from trustrec.errors import DataError
 from trustrec.mitigate.training.steering import _prompt_batches
+from trustrec.models import FitOptions, TopK, register_model
+from trustrec.models.llm import GenerativeConfig, GenerativeRecommender
 from trustrec.models.training import IGNORE, LossContext, LossTerm, TrainingExample
 
 if TYPE_CHECKING:
@@ -39,7 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RECICL_DEMONSTRATIONS",
+    "RecICLConfig",
     "RecICLPrompt",
+    "RecICLRecommender",
     "YesLogitLoss",
     "liked_by_rating",
     "recicl_example",
@@ -310,3 +317,281 @@ class YesLogitLoss(LossTerm):
             [float(ctx.examples[int(i)].meta["label"]) for i in example], device=logit.device, dtype=logit.dtype
         )
         return F.binary_cross_entropy_with_logits(logit, target)
+
+
+# -- the recommender ------------------------------------------------------------------------------------
+class RecICLConfig(GenerativeConfig):
+    """Settings of :class:`RecICLRecommender`: those of ``llm_generative`` (the LM, LoRA and the
+    training schedule; the decoding settings are not used) plus
+
+    Parameters
+    ----------
+    demonstrations : int
+        Demonstrations per prompt (RecICL: 4; 0 gives TALLRec-style prompts without any, the
+        paper's no-demonstration baseline trained on the same budget).
+    max_titles : int
+        Most liked titles listed per question (RecICL: 10).
+    noun : str
+        What an item is called in the prompt ("movie", "product", ...).
+    labels : {"rating", "interaction"}
+        Where Yes / No come from: ``"rating"``, rating >= ``like_threshold`` (TALLRec's rule;
+        the data needs ratings); ``"interaction"``, for data without ratings: every interaction
+        is a Yes, and one item the user never interacted with, drawn uniformly, is a No at the
+        same time (there are no observed dislikes to use).
+    like_threshold : float
+        The lowest liked rating (default 4 of 5).
+    retriever : dict
+        The model whose top ``n_candidates`` the Yes logit re-ranks (``{"name", "params"}``;
+        default MostPopular); fitted on the same data and saved with this model. A query's own
+        candidates, when it has them, are what is ranked.
+    n_candidates : int
+        Candidates scored per query (one prompt each).
+    """
+
+    demonstrations: NonNegativeInt = RECICL_DEMONSTRATIONS
+    max_titles: PositiveInt = 10
+    noun: str = Field("item", min_length=1, max_length=40)
+    labels: Literal["rating", "interaction"] = "rating"
+    like_threshold: float = LIKED_RATING
+    retriever: dict[str, Any] = Field(default_factory=lambda: {"name": "most_popular"})
+    n_candidates: PositiveInt = 20
+
+
+@register_model
+class RecICLRecommender(GenerativeRecommender):
+    """An LLM recommender trained and asked in RecICL's in-context form (module docstring).
+
+    Training: one example per sampled interaction of the training data (at most
+    ``max_train_examples``), its prompt built from the user's earlier interactions
+    (:func:`recicl_prompt`), the loss BCE on the Yes logit (:class:`YesLogitLoss`). ``epochs=0``
+    keeps the base LLM (the paper's "same demonstrations, no fine-tuning" arm).
+
+    Asking: :meth:`predict` scores (user, item, time) events with demonstrations drawn from a log
+    the caller gives (e.g. a later time window, RecICL's adaptation without updates);
+    :meth:`recommend` re-ranks the retriever's candidates by the Yes logit of one prompt per
+    candidate, whose demonstrations are the last items of the query's history, labelled by the
+    training data's labels (an item without one counts as liked).
+
+    Fitted state adds ``recicl_counts_`` (``n_examples``, ``n_positive``, ``n_fewer_than_k``,
+    ``n_without_demonstrations``) and the training labels (``label_keys_``, ``label_values_``).
+
+    Parameters
+    ----------
+    config : RecICLConfig, mapping or None
+        The settings; None: build them from the keyword arguments instead.
+    **kwargs : object
+        The settings (:class:`RecICLConfig` fields) as keyword arguments.
+    """
+
+    name = "llm_recicl"
+    config_class = RecICLConfig
+    config: RecICLConfig
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates"})
+    sub_models: ClassVar[dict[str, str]] = {**GenerativeRecommender.sub_models, "retriever_": "retriever"}
+    retriever_: Any
+
+    # -- training --------------------------------------------------------------------------------
+    def _fit(self, train: Dataset, options: FitOptions) -> None:
+        # the labels are kept even without training: recommend() labels history items with them
+        log = self._training_log = self.label_log(train, options.rng())
+        keys = log["user"].to_numpy(np.int64) * train.n_items + log["item"].to_numpy(np.int64)
+        order = np.argsort(keys, kind="stable")
+        self.label_keys_, self.label_values_ = keys[order], log["label"].to_numpy(bool)[order]
+        try:
+            super()._fit(train, options)
+        finally:
+            vars(self).pop("_training_log", None)
+
+    def label_log(self, train: Dataset, rng: np.random.Generator) -> pd.DataFrame:
+        """Every labelled event of ``train`` by the ``labels`` rule: ``user``, ``item``,
+        ``timestamp``, ``label``, sorted by user and time (a sampled No follows its Yes).
+
+        Parameters
+        ----------
+        train : Dataset
+            The training data.
+        rng : numpy.random.Generator
+            Draws the No items of the ``"interaction"`` rule.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The events.
+
+        Raises
+        ------
+        DataError
+            When ``labels="rating"`` and the data has no ratings.
+        """
+        c = self.config
+        frame = train.interactions.to_frame()
+        if c.labels == "rating":
+            if "rating" not in frame:
+                raise DataError(
+                    f"{type(self).__name__}: labels='rating' needs ratings and {train.name!r} has none; "
+                    "use labels='interaction' (interactions are Yes, sampled unobserved items No)"
+                )
+            frame["label"] = liked_by_rating(frame.pop("rating").to_numpy(), c.like_threshold)
+        else:
+            frame = frame.drop(columns="rating", errors="ignore").assign(label=True)
+            negatives = frame.assign(item=_unobserved_items(frame, train.n_items, rng), label=False)
+            frame = pd.concat([frame, negatives.loc[negatives.item >= 0]], ignore_index=True)
+        order = np.lexsort((~frame["label"].to_numpy(), frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
+        return frame.iloc[order].reset_index(drop=True)
+
+    def training_examples(self, train: Dataset, rng: np.random.Generator) -> list[Any]:
+        """One RecICL example per sampled labelled event (:meth:`label_log`), its demonstrations
+        from the same user's earlier events."""
+        c = self.config
+        log = vars(self).get("_training_log")
+        if log is None:
+            log = self.label_log(train, rng)
+        picked = np.arange(len(log))
+        if c.max_train_examples is not None and len(log) > c.max_train_examples:
+            picked = np.sort(rng.choice(len(log), c.max_train_examples, replace=False))
+        prompts = self._event_prompts(log.iloc[picked], log)
+        labels = log["label"].to_numpy(bool)[picked]
+        shown = np.array([p.n_demonstrations for p in prompts])
+        self.recicl_counts_ = {
+            "n_examples": len(prompts),
+            "n_positive": int(labels.sum()),
+            "n_fewer_than_k": int((shown < c.demonstrations).sum()),
+            "n_without_demonstrations": int((shown == 0).sum()),
+        }
+        return [recicl_example(p, self.tokenizer_, bool(y)) for p, y in zip(prompts, labels)]
+
+    def _loss_terms(self) -> list:
+        return [YesLogitLoss(yes_token_id(self.tokenizer_))]
+
+    # -- asking ----------------------------------------------------------------------------------
+    def _event_prompts(self, events: pd.DataFrame, log: pd.DataFrame) -> list[RecICLPrompt]:
+        """The prompt of each event, its demonstrations from the same user's events in ``log``."""
+        c = self.config
+        titles = self.titles()
+        by_user = {int(u): g for u, g in log.groupby("user", sort=False)}
+        empty = log.iloc[:0]
+        prompts = []
+        for user, item, time in zip(events["user"], events["item"], events["timestamp"]):
+            past = by_user.get(int(user), empty)
+            prompts.append(
+                recicl_prompt(
+                    past["item"].to_numpy(),
+                    past["timestamp"].to_numpy(float),
+                    past["label"].to_numpy(bool),
+                    int(item),
+                    float(time),
+                    titles,
+                    k=c.demonstrations,
+                    max_titles=c.max_titles,
+                    noun=c.noun,
+                )
+            )
+        return prompts
+
+    def predict(self, events: pd.DataFrame, log: pd.DataFrame) -> np.ndarray:
+        """The Yes logit of each event, its demonstrations drawn from ``log`` (the same user's
+        events strictly before it, never its own item).
+
+        Parameters
+        ----------
+        events : pandas.DataFrame
+            ``user``, ``item`` (indices) and ``timestamp`` per event to score.
+        log : pandas.DataFrame
+            ``user``, ``item``, ``timestamp`` and ``label`` (bool): where demonstrations come from.
+
+        Returns
+        -------
+        numpy.ndarray
+            One logit per event (higher: more likely liked).
+
+        Raises
+        ------
+        DataError
+            When a column is missing, an index is outside the fitted catalog or users, or a
+            timestamp is not finite.
+        """
+        self._check_fitted()
+        for name, frame, columns in (("events", events, ("user", "item", "timestamp")), ("log", log, _LOG_COLUMNS)):
+            missing = [col for col in columns if col not in frame.columns]
+            if missing:
+                raise DataError(f"{type(self).__name__}.predict: {name} has no column(s) {missing}")
+            items = frame["item"].to_numpy()
+            if len(items) and (items.min() < 0 or items.max() >= self.n_items_):
+                raise DataError(
+                    f"{type(self).__name__}.predict: {name} names item indices outside the catalog of "
+                    f"{self.n_items_} items"
+                )
+        prompts = self._event_prompts(events, log)
+        return self._yes_logits([p.text for p in prompts])
+
+    def _yes_logits(self, texts: list[str]) -> np.ndarray:
+        return yes_logits(self.lm_, self.tokenizer_, texts, batch_size=self.config.inference_batch_size)
+
+    def recommend(self, queries: QueryBatch, k: int = 10, *, exclude_seen: bool = True) -> TopK:
+        from trustrec.errors import ConfigError
+        from trustrec.models import topk_from_scores
+
+        if k < 0:
+            raise ConfigError(f"{type(self).__name__}.recommend: k must be >= 0, got {k}")
+        self._check_fitted()
+        queries = self._prepare(queries)
+        c = self.config
+        width = c.n_candidates
+        if queries.candidates is not None and len(queries):
+            width = max(width, int(queries.candidates.lengths.max()))
+        retrieved = self.retriever_.recommend(queries, max(k, width), exclude_seen=exclude_seen)
+        head = retrieved.items[:, :width]
+        lengths = queries.histories.lengths
+        owner = np.repeat(np.arange(len(queries)), lengths)
+        log = pd.DataFrame(
+            {
+                "user": owner,  # the query's row: an anonymous query has its own history too
+                "item": queries.histories.values,
+                "timestamp": np.arange(len(owner)) - queries.histories.indptr[:-1][owner],
+                "label": self._known_labels(np.asarray(queries.users)[owner], queries.histories.values),
+            }
+        )
+        rows, cols = np.nonzero(head >= 0)
+        events = pd.DataFrame({"user": rows, "item": head[rows, cols], "timestamp": lengths[rows]})
+        scores = np.full(head.shape, -np.inf)
+        if len(events):
+            scores[rows, cols] = self._yes_logits([p.text for p in self._event_prompts(events, log)])
+        ranked = topk_from_scores(scores, head.shape[1])
+        items = np.where(ranked.items >= 0, np.take_along_axis(head, np.maximum(ranked.items, 0), 1), -1)
+        top = TopK(items, ranked.scores)
+        tail = retrieved.items[:, width:]
+        if tail.shape[1] and k > width:  # beyond the scored candidates: the retriever's order, below them
+            floor = np.where(np.isfinite(top.scores), top.scores, np.inf).min(1, initial=np.inf)
+            floor = np.where(np.isfinite(floor), floor, 0.0)[:, None] - np.arange(1, tail.shape[1] + 1)
+            items = np.concatenate([top.items, tail], 1)
+            scores = np.concatenate([top.scores, np.where(tail >= 0, floor, -np.inf)], 1)
+            last = np.argsort(items < 0, axis=1, kind="stable")  # padding after every item
+            top = TopK(np.take_along_axis(items, last, 1), np.take_along_axis(scores, last, 1))
+        return top.truncate(k)
+
+    def _known_labels(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The training label of each (user, item); True where training had none (or no user)."""
+        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        if not len(self.label_keys_):
+            return np.ones(len(items), bool)
+        keys = users * self.n_items_ + items
+        at = np.minimum(np.searchsorted(self.label_keys_, keys), len(self.label_keys_) - 1)
+        found = (self.label_keys_[at] == keys) & (users >= 0)
+        return np.where(found, self.label_values_[at], True)
+
+
+_LOG_COLUMNS = ("user", "item", "timestamp", "label")
+
+
+def _unobserved_items(frame: pd.DataFrame, n_items: int, rng: np.random.Generator) -> np.ndarray:
+    """For each row of ``frame`` (``user``, ``item``) an item its user never interacted with,
+    drawn uniformly; -1 for a user who interacted with every item."""
+    users = frame["user"].to_numpy(np.int64)
+    seen = np.unique(users * n_items + frame["item"].to_numpy(np.int64))
+    full = (np.bincount(seen // n_items, minlength=users.max(initial=0) + 1) >= n_items)[users]
+    drawn = rng.integers(n_items, size=len(users))
+    todo = np.isin(users * n_items + drawn, seen) & ~full
+    while todo.any():  # rejection sampling: each redraw finds an unseen item with p >= 1 / n_items
+        drawn[todo] = rng.integers(n_items, size=int(todo.sum()))
+        todo[todo] = np.isin(users[todo] * n_items + drawn[todo], seen)
+    return np.where(full, -1, drawn)
