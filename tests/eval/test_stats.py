@@ -122,6 +122,28 @@ def test_stratified_rows_keep_class_sizes():
     assert rows.shape == (50, 13) and (y[rows].sum(1) == 4).all()
 
 
+def test_grouped_auc_against_sklearn_per_group():
+    from sklearn.metrics import roc_auc_score
+
+    from trustrec.eval import grouped_auc
+
+    groups = RNG.integers(0, 12, 300)
+    s = np.round(RNG.normal(size=300), 1)  # ties within groups
+    y = RNG.random(300) < 0.2 + 0.4 * (s > 0)
+    y[groups == 3] = True  # one group with a single label
+    out = grouped_auc(s, y, groups)
+    assert out["group"].tolist() == sorted(set(groups.tolist()))
+    for g, auc, n_pos, n_neg in out.itertuples(index=False):
+        m = groups == g
+        assert (n_pos, n_neg) == (y[m].sum(), (~y[m]).sum())
+        if g == 3:
+            assert np.isnan(auc)
+        else:
+            assert auc == pytest.approx(roc_auc_score(y[m], s[m]))
+    with pytest.raises(ValueError, match="must be equal 1-d"):
+        grouped_auc(s, y, groups[:-1])
+
+
 def test_auc_and_tpr_at_fpr_against_sklearn():
     from sklearn.metrics import roc_auc_score, roc_curve
 

@@ -2,7 +2,7 @@
 audit uses: estimate builders with bootstrap CIs and tests (one convention each, see
 ``trustrec.eval._stats``), list similarity (RBO) and classification (AUC, TPR at FPR)."""
 
-from trustrec.eval._classification import auc_rows, macro_ovr_auc, roc_auc, roc_points, tpr_at_fpr
+from trustrec.eval._classification import auc_rows, grouped_auc, macro_ovr_auc, roc_auc, roc_points, tpr_at_fpr
 from trustrec.eval._evaluator import (
     DEFAULT_METRICS,
     TARGET_SEGMENTS,
@@ -150,6 +150,7 @@ __all__ = [
     "fit_ground_truth",
     "gini",
     "group_distribution",
+    "grouped_auc",
     "hit_rate",
     "hits_matrix",
     "intra_list_diversity",
