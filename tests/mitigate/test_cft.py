@@ -63,6 +63,43 @@ def test_uniform_token_weights_reproduce_plain_sft_exactly(tiny):
     assert not torch.allclose(a, c)
 
 
+def test_critical_token_weights_follow_the_log_probability_gap(tiny):
+    import copy
+
+    from trustrec.models.training import critical_token_weights
+
+    reference = copy.deepcopy(tiny)
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    examples = [TrainingExample.single(p, a) for p, a in zip(FACTUAL, ANSWERS)]
+    weighted = critical_token_weights(tiny, reference, examples, pad_id=0, mix=0.5, batch_size=1)
+    for example, (prompt, answer) in zip(weighted, zip(FACTUAL, ANSWERS)):
+        with torch.no_grad():
+            gap = [
+                torch.log_softmax(_answer_logits(m, prompt, answer), -1)[range(len(answer)), answer]
+                for m in (tiny, reference)
+            ]
+        delta = (gap[0] - gap[1]).abs().double().numpy()
+        expected = 0.5 + 0.5 * delta / delta.mean()  # the module's formula, by hand
+        assert example.variants[0].weights == pytest.approx(expected.tolist(), rel=1e-4)
+        assert np.mean(example.variants[0].weights) == pytest.approx(1.0)
+    # batching does not change them; the same model as reference, or mix 0, gives uniform weights
+    batched = critical_token_weights(tiny, reference, examples, pad_id=0, mix=0.5, batch_size=2)
+    for a, b in zip(batched, weighted):
+        assert a.variants[0].weights == pytest.approx(b.variants[0].weights, rel=1e-4)
+    same = critical_token_weights(tiny, tiny, examples, pad_id=0)
+    assert all(e.variants[0].weights == [1.0] * len(a) for e, a in zip(same, ANSWERS))
+    flat = critical_token_weights(tiny, reference, examples, pad_id=0, mix=0.0)
+    assert all(e.variants[0].weights == pytest.approx([1.0] * len(a)) for e, a in zip(flat, ANSWERS))
+    # the trainer keeps a row's own weights: the loss is the weighted one
+    trainer = LLMTrainer(tiny, pad_id=0, losses=[CausalLMLoss()], token_weights="uniform")
+    with torch.no_grad():
+        assert not torch.allclose(trainer.batch_loss(weighted), trainer.batch_loss(examples))
+    with pytest.raises(ValueError, match="mix must be in"):
+        critical_token_weights(tiny, reference, examples, pad_id=0, mix=1.5)
+
+
 def _answer_logits(model, prompt, answer):
     """Logits predicting each answer token, from one unpadded forward pass."""
     ids = torch.tensor([list(prompt) + list(answer)])

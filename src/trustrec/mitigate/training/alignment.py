@@ -58,7 +58,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from trustrec._config import Config, validate_config
 from trustrec.errors import ConfigError, DataError
-from trustrec.models.training import LossTerm
+from trustrec.models.training import LossTerm, token_logprobs
 
 if TYPE_CHECKING:
     import torch
@@ -545,18 +545,7 @@ def _rollout_logprobs(trainer: Any, prompt: Sequence[int], answers: Sequence[Seq
 
     batch = trainer.to_device(collate_examples([(list(prompt), list(a)) for a in answers], trainer.pad_id))
     logits = trainer.forward(batch).logits
-    return _token_logprobs(logits, batch["labels"]), (batch["labels"][:, 1:] != IGNORE).to(torch.float32), batch
-
-
-def _token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    from trustrec.models.training import IGNORE
-
-    target = labels[:, 1:]
-    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
-    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return picked * (target != IGNORE)
+    return token_logprobs(logits, batch["labels"]), (batch["labels"][:, 1:] != IGNORE).to(torch.float32), batch
 
 
 @dataclass
@@ -676,7 +665,7 @@ class RiserLoss(LossTerm):
                     old = (
                         new.detach()
                         if self.old_policy is None
-                        else _token_logprobs(self.old_policy(batch), batch["labels"])
+                        else token_logprobs(self.old_policy(batch), batch["labels"])
                     )
                 adv = torch.as_tensor(group_advantages(rewards, valid)[0, keep], dtype=new.dtype, device=new.device)
                 terms.append(capped_policy_loss(new, old, adv, mask, cap=self.cap))
@@ -692,7 +681,7 @@ class RiserLoss(LossTerm):
             ref_c = ref_r = None
             if self.reference is not None:
                 with torch.no_grad():
-                    ref = _token_logprobs(self.reference(batch), batch["labels"]).sum(1)
+                    ref = token_logprobs(self.reference(batch), batch["labels"]).sum(1)
                 ref_c, ref_r = ref[:1].expand(len(rejected)), ref[1:]
             terms.append(preference_loss(seq[:1].expand(len(rejected)), seq[1:], ref_c, ref_r, beta=self.beta))
         self.stats.append({"non_learnable_share": non_learnable / max(len(ctx.examples), 1), "pairs": float(n_pairs)})

@@ -22,6 +22,7 @@ from trustrec.models.training.llm import (
     preference_loss,
     reinforce_loss,
     sequence_logprobs,
+    token_logprobs,
 )
 from trustrec.models.training.loop import (
     Callback,
@@ -36,6 +37,7 @@ from trustrec.models.training.loop import (
 from trustrec.models.training.rollout import Rollout, RolloutSampler
 from trustrec.models.training.token_weights import (
     TOKEN_WEIGHT_SCHEMES,
+    critical_token_weights,
     linear_decay_token_weights,
     token_weight_scheme,
     uniform_token_weights,
@@ -64,6 +66,7 @@ __all__ = [
     "approximate_unlearn",
     "causal_lm_loss",
     "collate_examples",
+    "critical_token_weights",
     "distillation_loss",
     "early_stopping_from",
     "linear_decay_token_weights",
@@ -73,6 +76,7 @@ __all__ = [
     "reinforce_loss",
     "sequence_logprobs",
     "supports_approximate_unlearning",
+    "token_logprobs",
     "token_weight_scheme",
     "uniform_token_weights",
 ]

@@ -151,9 +151,33 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Te
     return (ce * w).sum() / w.sum().clamp(min=1e-12)
 
 
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per position, the next-token log-probability of the label (0 where the label is -100):
+    column ``t`` is ``log p(labels[t + 1] | ... t)``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        (batch, length, vocabulary) model outputs.
+    labels : torch.Tensor
+        (batch, length) target token ids, -100 outside the answer.
+
+    Returns
+    -------
+    torch.Tensor
+        (batch, length - 1) log-probabilities, 0 off the answer.
+    """
+    import torch
+
+    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
+    target = labels[:, 1:]
+    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked * (target != IGNORE)
+
+
 def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, *, average: bool = False) -> torch.Tensor:
     """Per row, the log-likelihood of its answer (the tokens whose label is not -100): the sum of
-    the next-token log-probabilities, or their mean with ``average``.
+    the next-token log-probabilities (:func:`token_logprobs`), or their mean with ``average``.
 
     Parameters
     ----------
@@ -169,14 +193,9 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, *, average: bo
     torch.Tensor
         (batch,) log-likelihood of each row's answer.
     """
-    import torch
-
-    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
-    target = labels[:, 1:]
-    valid = target != IGNORE
-    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid
-    total = picked.sum(1)
-    return total / valid.sum(1).clamp(min=1) if average else total
+    total = token_logprobs(logits, labels).sum(1)
+    n = (labels[:, 1:] != IGNORE).sum(1).clamp(min=1)
+    return total / n if average else total
 
 
 def preference_loss(
