@@ -12,7 +12,12 @@ import pytest
 
 from trustrec.data import Dataset, split_leave_one_out
 from trustrec.errors import DataError
-from trustrec.mitigate.training.recicl import RecICLRecommender, recicl_prompt, yes_logits
+from trustrec.mitigate.training.recicl import (
+    RecICLRecommender,
+    recicl_prompt,
+    shared_prefix_yes_logits,
+    yes_logits,
+)
 from trustrec.models import FitOptions, Recommender, make_model
 from trustrec.testing import RecommenderChecks, toy_dataset
 
@@ -88,6 +93,25 @@ def test_predict_reads_demonstrations_from_the_given_log(fitted):
         fitted.predict(events.drop(columns="timestamp"), log)
     with pytest.raises(DataError, match="outside the catalog"):
         fitted.predict(events.assign(item=[5, 6, 99]), log)
+
+
+def test_shared_prefix_logits_equal_the_plain_forward(fitted):
+    titles = fitted.titles()
+    stem = recicl_prompt([1, 2, 3], [1, 2, 3], [True, False, True], 5, 9, titles, k=4).text
+    groups = [
+        [stem.replace("Film 5", f"Film {i}") for i in (5, 6, 10, 11, 12)],  # one stem, other titles
+        [stem],  # a group of one: its prompt keeps one token of its own
+        ["#Question: short", "A different start and a longer prompt #Answer:"],  # nothing shared
+        [],
+    ]
+    shared = shared_prefix_yes_logits(fitted.lm_, fitted.tokenizer_, groups, batch_size=2)
+    assert [len(v) for v in shared] == [5, 1, 2, 0]
+    for values, prompts in zip(shared, groups):
+        if prompts:
+            plain = yes_logits(fitted.lm_, fitted.tokenizer_, prompts)
+            np.testing.assert_allclose(values, plain, rtol=1e-4, atol=1e-4)
+    with pytest.raises(DataError, match="empty prompt"):
+        shared_prefix_yes_logits(fitted.lm_, fitted.tokenizer_, [["fine", ""]])
 
 
 def test_recommend_reranks_the_retriever_candidates_by_the_yes_logit(split, fitted):

@@ -89,6 +89,7 @@ from trustrec.mitigate.training.recicl import (
     liked_by_rating,
     recicl_example,
     recicl_prompt,
+    shared_prefix_yes_logits,
     yes_logits,
     yes_token_id,
 )
@@ -154,6 +155,7 @@ __all__ = [
     "prune_hidden",
     "recicl_example",
     "recicl_prompt",
+    "shared_prefix_yes_logits",
     "route_groups",
     "save_pruned",
     "steered",

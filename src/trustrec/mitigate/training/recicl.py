@@ -51,6 +51,7 @@ __all__ = [
     "liked_by_rating",
     "recicl_example",
     "recicl_prompt",
+    "shared_prefix_yes_logits",
     "yes_logits",
     "yes_token_id",
 ]
@@ -283,6 +284,93 @@ def yes_logits(model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size
             hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
             last = hidden[torch.arange(len(rows), device=hidden.device), mask.sum(1) - 1]
             out[rows] = model.lm_head(last)[:, yes].float().cpu().numpy()
+    return out
+
+
+def shared_prefix_yes_logits(
+    model: Any, tokenizer: Any, groups: Sequence[Sequence[str]], *, batch_size: int = 8
+) -> list[np.ndarray]:
+    """:func:`yes_logits` of each group's prompts, the group's longest common token prefix run
+    once and its KV cache reused for every prompt of the group (a query's candidates share the
+    demonstrations and differ only in the asked title). Equal to :func:`yes_logits` on the same
+    prompts up to float rounding.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        The causal LM.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Its tokenizer.
+    groups : sequence of sequence of str
+        Prompts grouped by what they share (each ending at ``#Answer:``).
+    batch_size : int
+        Prompts per forward pass after the shared prefix.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Per group, one logit per prompt.
+
+    Raises
+    ------
+    DataError
+        When a prompt is empty, or a group's prompts are longer than the model's context.
+    """
+    import copy
+
+    import torch
+
+    from trustrec.models.llm import cache_kwargs, output_cache
+
+    yes = yes_token_id(tokenizer)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    limit = int(getattr(model.config, "max_position_embeddings", 2048))
+    out = []
+    for g, prompts in enumerate(groups):
+        if not len(prompts):
+            out.append(np.empty(0))
+            continue
+        encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        if any(not ids for ids in encoded) or max(len(ids) for ids in encoded) > limit:
+            raise DataError(
+                f"shared_prefix_yes_logits: group {g} has an empty prompt or one over the model's {limit} tokens"
+            )
+        n = min(len(ids) for ids in encoded) - 1  # every prompt keeps at least one token of its own
+        first = encoded[0]
+        for ids in encoded[1:]:
+            n = next((j for j in range(n) if ids[j] != first[j]), n)
+        values = np.empty(len(prompts))
+        with torch.inference_mode():
+            prefix_cache = None
+            if n:
+                prefix = model(input_ids=torch.tensor([first[:n]], device=device), use_cache=True, logits_to_keep=1)
+                prefix_cache = output_cache(prefix)
+            for start in range(0, len(encoded), batch_size):
+                rows = list(range(start, min(start + batch_size, len(encoded))))
+                rest = [encoded[r][n:] for r in rows]
+                width = max(len(x) for x in rest)
+                ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), n + width), dtype=torch.long)
+                mask[:, :n] = 1
+                for j, x in enumerate(rest):
+                    ids[j, : len(x)] = torch.tensor(x)
+                    mask[j, n : n + len(x)] = 1
+                kwargs: dict[str, Any] = {}
+                if prefix_cache is not None:
+                    cache = copy.deepcopy(prefix_cache)
+                    cache.batch_repeat_interleave(len(rows))
+                    kwargs = cache_kwargs(model, cache)
+                logits = model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=torch.arange(n, n + width, device=device).expand(len(rows), width),
+                    use_cache=prefix_cache is not None,
+                    **kwargs,
+                ).logits
+                last = torch.tensor([len(x) - 1 for x in rest], device=device)
+                values[rows] = logits[torch.arange(len(rows), device=device), last, yes].float().cpu().numpy()
+        out.append(values)
     return out
 
 
@@ -555,7 +643,14 @@ class RecICLRecommender(GenerativeRecommender):
         events = pd.DataFrame({"user": rows, "item": head[rows, cols], "timestamp": lengths[rows]})
         scores = np.full(head.shape, -np.inf)
         if len(events):
-            scores[rows, cols] = self._yes_logits([p.text for p in self._event_prompts(events, log)])
+            # a query's prompts share its demonstrations: their common prefix runs once per query
+            texts = np.array([p.text for p in self._event_prompts(events, log)], dtype=object)
+            bounds = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(head)))]
+            groups = [list(texts[bounds[q] : bounds[q + 1]]) for q in range(len(head))]
+            logits = shared_prefix_yes_logits(
+                self.lm_, self.tokenizer_, groups, batch_size=self.config.inference_batch_size
+            )
+            scores[rows, cols] = np.concatenate(logits)
         ranked = topk_from_scores(scores, head.shape[1])
         items = np.where(ranked.items >= 0, np.take_along_axis(head, np.maximum(ranked.items, 0), 1), -1)
         top = TopK(items, ranked.scores)

@@ -10,6 +10,8 @@ from trustrec.models.llm._backend import (
     LLMBackend,
     LocalBackend,
     LocalBackendConfig,
+    cache_kwargs,
+    output_cache,
 )
 from trustrec.models.llm._connection import LLMConnection
 from trustrec.models.llm._constrained import constrained_beam_search
@@ -92,6 +94,7 @@ __all__ = [
     "build_prompt",
     "build_prompts",
     "build_tiny_random",
+    "cache_kwargs",
     "clean_text",
     "constrained_beam_search",
     "convert_gguf",
@@ -109,6 +112,7 @@ __all__ = [
     "make_grounder",
     "model_cache_folder",
     "normalise_title",
+    "output_cache",
     "position_bias",
     "pull_model",
     "register_llm",

@@ -38,7 +38,7 @@ from trustrec.models.llm._backend_base import ContextLengthError, LLMBackend, _c
 if TYPE_CHECKING:
     from trustrec.models.llm._trie import TitleTrie
 
-__all__ = ["ContextLengthError", "LLMBackend", "LocalBackend", "LocalBackendConfig"]
+__all__ = ["ContextLengthError", "LLMBackend", "LocalBackend", "LocalBackendConfig", "cache_kwargs", "output_cache"]
 
 
 @functools.cache
@@ -46,17 +46,41 @@ def _cache_keyword(model_class: type[Any]) -> str:
     return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
-def cache_kwargs(model, cache) -> dict:
+def cache_kwargs(model: Any, cache: Any) -> dict:
     """The forward keyword that passes a KV cache: ``cache`` in recent transformers, which warn on
     every call that still uses the older ``past_key_values``; older 5.x versions know only that.
-    Looked up once per model class (this runs on every decoding step)."""
+    Looked up once per model class (this runs on every decoding step).
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        The model (a peft wrapper is looked through).
+    cache : transformers.Cache
+        The KV cache to pass.
+
+    Returns
+    -------
+    dict
+        ``{keyword: cache}`` for the model's forward.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps forward
     base_class: type = type(base)  # (mypy takes type(<Any>) for unhashable)
     return {_cache_keyword(base_class): cache}
 
 
-def output_cache(out):
-    """The KV cache a forward returned, under either name (see :func:`cache_kwargs`)."""
+def output_cache(out: Any) -> Any:
+    """The KV cache a forward returned, under either name (see :func:`cache_kwargs`).
+
+    Parameters
+    ----------
+    out : transformers.modeling_outputs.ModelOutput
+        A forward's output (run with ``use_cache=True``).
+
+    Returns
+    -------
+    transformers.Cache
+        Its KV cache.
+    """
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 
