@@ -54,7 +54,8 @@ from trustrec.models._topk import TopK
 from trustrec.models.llm._generative_config import GenerativeConfig, LoraConfig
 from trustrec.models.llm._prompts import PromptCatalog, ReadsItemText
 from trustrec.models.llm._text_grounding import GROUNDINGS, make_grounder, normalise_title
-from trustrec.models.training.llm import IGNORE, LossTerm, causal_lm_loss, collate_examples
+from trustrec.models.training.llm import LossTerm
+from trustrec.models.training.objectives import IGNORE, causal_lm_loss, collate_examples
 
 if TYPE_CHECKING:
     from trustrec.models.llm._backend import LLMBackend

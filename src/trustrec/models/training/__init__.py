@@ -1,12 +1,12 @@
 """The training layer: one epoch loop with callbacks (early stopping, progress, checkpoints)
 shared by the torch classic models and the LLM recommenders; the LLM trainer (prompt variants
 per example, per-token weights, composable loss terms: causal LM, pairwise preference,
-distillation, list-level reward given by the caller; per-token weight schemes); the rollout sampler (seeded samples per
+distillation, list-level reward given by the caller; the plain objectives under them;
+per-token weight schemes); the rollout sampler (seeded samples per
 query through an LLM backend, free or trie-constrained); approximate unlearning as a training
 method."""
 
 from trustrec.models.training.llm import (
-    IGNORE,
     CausalLMLoss,
     DistillationLoss,
     ListRewardLoss,
@@ -16,13 +16,6 @@ from trustrec.models.training.llm import (
     PairwisePreferenceLoss,
     PromptVariant,
     TrainingExample,
-    causal_lm_loss,
-    collate_examples,
-    distillation_loss,
-    preference_loss,
-    reinforce_loss,
-    sequence_logprobs,
-    token_logprobs,
 )
 from trustrec.models.training.loop import (
     Callback,
@@ -33,6 +26,16 @@ from trustrec.models.training.loop import (
     early_stopping_from,
     load_checkpoint,
     progress_from,
+)
+from trustrec.models.training.objectives import (
+    IGNORE,
+    causal_lm_loss,
+    collate_examples,
+    distillation_loss,
+    preference_loss,
+    reinforce_loss,
+    sequence_logprobs,
+    token_logprobs,
 )
 from trustrec.models.training.rollout import Rollout, RolloutSampler
 from trustrec.models.training.token_weights import (

@@ -160,7 +160,7 @@ def critical_token_weights(
 
     import torch
 
-    from trustrec.models.training.llm import IGNORE, collate_examples, token_logprobs
+    from trustrec.models.training.objectives import IGNORE, collate_examples, token_logprobs
 
     if not 0 <= mix <= 1:
         raise ValueError(f"critical_token_weights: mix must be in [0, 1], got {mix}")
