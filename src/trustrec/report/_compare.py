@@ -68,7 +68,7 @@ def base_comparison(contents: RunContents, base: RunContents) -> dict[str, Any]:
     for dim in dict.fromkeys(dimensions_of(base) + dimensions_of(contents)):
         statuses = [[e.status for e in c.audits if e.dimension == dim] for c in (base, contents)]
         if any(statuses):
-            base_worst, worst = (worst_status(s) if s else "not_audited" for s in statuses)
+            base_worst, worst = ((worst_status(s) or "error") if s else "not_audited" for s in statuses)
             scorecard.append(
                 {"dimension": dim, "base": base_worst, "run": worst, "direction": _direction(base_worst, worst)}
             )

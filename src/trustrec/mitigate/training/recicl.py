@@ -488,7 +488,7 @@ class RecICLRecommender(GenerativeRecommender):
         try:
             super()._fit(train, options)
         finally:
-            vars(self).pop("_training_log", None)
+            self.__dict__.pop("_training_log", None)
 
     def label_log(self, train: Dataset, rng: np.random.Generator) -> pd.DataFrame:
         """Every labelled event of ``train`` by the ``labels`` rule: ``user``, ``item``,

@@ -96,6 +96,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
     #: Fitted models that travel with this one (fitted on the same data, saved under their own
     #: prefix): attribute -> the config field holding the model's spec (None: not used).
     sub_models: ClassVar[dict[str, str]] = {"assistant_": "assistant"}
+    assistant_: Recommender  # D3's assistant, when configured (set by fit or load)
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, train: Dataset, options: FitOptions) -> None:
