@@ -93,6 +93,9 @@ def test_predict_reads_demonstrations_from_the_given_log(fitted):
         fitted.predict(events.drop(columns="timestamp"), log)
     with pytest.raises(DataError, match="outside the catalog"):
         fitted.predict(events.assign(item=[5, 6, 99]), log)
+    with pytest.raises(DataError, match="must be True/False"):
+        fitted.predict(events, log.assign(label=[1.0, np.nan, 0.0, 1.0]))
+    np.testing.assert_allclose(fitted.predict(events, log.assign(label=[1, 0, 1, 1])), scores, rtol=1e-6)
 
 
 def test_shared_prefix_logits_equal_the_plain_forward(fitted):

@@ -18,8 +18,14 @@ Labels: ``rating >= 4`` (the TALLRec convention) where the data has ratings
 explicitly (e.g. sampled unobserved items as ``No``); the builder never invents them.
 
 The model answers through the logit of the first token of ``" Yes"`` at the position after the
-prompt (:func:`yes_logits`); training is binary cross-entropy on that raw logit
-(:class:`YesLogitLoss`), on the query's answer only.
+prompt (:func:`yes_logits`; :func:`shared_prefix_yes_logits` runs a group's shared prefix once);
+training is binary cross-entropy on that raw logit (:class:`YesLogitLoss`), on the query's answer
+only.
+
+:class:`RecICLRecommender` (``llm_recicl``) is the recommender trained and asked this way: its
+training examples are sampled labelled events of the training data, ``predict`` scores events
+with demonstrations from a log the caller gives (a later window: adaptation without updates), and
+its lists re-rank a retriever's candidates by the Yes logit.
 """
 
 from __future__ import annotations
@@ -609,7 +615,10 @@ class RecICLRecommender(GenerativeRecommender):
                     f"{type(self).__name__}.predict: {name} names item indices outside the catalog of "
                     f"{self.n_items_} items"
                 )
-        prompts = self._event_prompts(events, log)
+        labels = log["label"]
+        if not (labels.dtype == bool or labels.isin([0, 1]).all()):
+            raise DataError(f"{type(self).__name__}.predict: log's 'label' must be True/False (or 1/0)")
+        prompts = self._event_prompts(events, log.assign(label=labels.astype(bool)))
         return self._yes_logits([p.text for p in prompts])
 
     def _yes_logits(self, texts: list[str]) -> np.ndarray:
