@@ -137,6 +137,9 @@ def add_flow_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reason-tokens", type=int, default=12)
     ap.add_argument("--reasons", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument(
+        "--score-reduction", choices=("mean", "sum"), default="mean", help="how a candidate's likelihood is read"
+    )
     ap.add_argument("--history-items", type=int, default=10)
     ap.add_argument("--calibration-users", type=int, default=100)
     ap.add_argument("--sasrec-epochs", type=int, default=20)
@@ -158,6 +161,7 @@ def calibrated_flow(split, args) -> tuple[Any, dict]:
         "reasons": args.reasons,
         "reason_tokens": args.reason_tokens,
         "max_history_items": args.history_items,
+        "score_reduction": args.score_reduction,
     }
     calibrating = FlowRecommender(**settings).with_fitted(prior=prior).fit(split, options)
     threshold, calibration = calibrate(calibrating, split, args.calibration_users, args.seed)

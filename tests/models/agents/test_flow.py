@@ -286,3 +286,30 @@ class TestFlowChecks(RecommenderChecks):
             "template": {"chat": False},
         }
     ]
+
+
+class _LengthBackend(ScriptedBackend):
+    """Every candidate text scores -0.5 per token, a token per character: long texts win on the
+    mean and lose on the sum."""
+
+    def _score_pairs(self, prompts, continuations):
+        if all(c not in ("Yes", "No") for c in continuations):
+            return [-0.5 * len(c) for c in continuations], [len(c) for c in continuations]
+        return super()._score_pairs(prompts, continuations)
+
+
+def test_score_reduction_chooses_how_a_candidate_likelihood_is_read(split):
+    queries, cands = candidate_queries(split, n=3, width=4)
+    cands = np.asarray(cands)
+    for reduction in ("mean", "sum"):
+        model = _flow(split, _LengthBackend([]), max_rounds=1, reasons=False, score_reduction=reduction)
+        titles = model._view().items(range(model.n_items_))
+        proposed = model.rec_agent().propose(queries, cands, [[] for _ in range(len(queries))], cands[:, 0]).items
+        lengths = [[len(titles[i]) for i in row] for row in cands]
+        assert any(len(set(lens)) > 1 for lens in lengths)  # the sum has something to tell apart
+        if reduction == "mean":  # every candidate scores -0.5 per token: the first listed wins the tie
+            assert proposed.tolist() == cands[:, 0].tolist()
+        else:  # the shortest text wins (ties: the first listed)
+            assert proposed.tolist() == [int(row[int(np.argmin(lens))]) for row, lens in zip(cands, lengths)]
+    with pytest.raises(ConfigError):
+        FlowRecommender(score_reduction="max")

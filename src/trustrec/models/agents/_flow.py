@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt
@@ -90,6 +90,10 @@ class FlowConfig(AgentConfig):
         1500).
     max_request_chars : int
         Character budget of the user's message shown to the recommendation agent (default 500).
+    score_reduction : {"mean", "sum"}
+        How the scored recommendation agent reads a candidate's likelihood: mean token
+        log-probability (default) or the sum, which does not favour long item texts the agent can
+        copy (the agent-safety audit's neutral twin measured that preference under "mean").
     """
 
     prompts_class: ClassVar[type[Config]] = FlowPrompts
@@ -113,6 +117,7 @@ class FlowConfig(AgentConfig):
     prior_top: NonNegativeInt = 5
     max_memory_chars: PositiveInt = 1500
     max_request_chars: PositiveInt = 500
+    score_reduction: Literal["mean", "sum"] = "mean"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +143,16 @@ class Proposals:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RecAgent(LLMAgent):
     """FLOW's recommendation agent (the :class:`~trustrec.models.agents.LLMAgent` fields): it
-    proposes one candidate per query, read from the candidates' likelihoods or a JSON reply."""
+    proposes one candidate per query, read from the candidates' likelihoods or a JSON reply.
+
+    Parameters
+    ----------
+    score_reduction : {"mean", "sum"}
+        How a scored answer reads a candidate's likelihood: the mean token log-probability of
+        its text (default; no penalty for long titles) or the sum (longer texts score lower).
+    """
+
+    score_reduction: Literal["mean", "sum"] = "mean"
 
     def prompt(
         self,
@@ -208,7 +222,7 @@ class RecAgent(LLMAgent):
         reasons: list[str] = [""] * n
         errors: list[str | None] = [None] * n
         if self.decision == "scored":
-            scores = self.backend.score_continuations(prompts, texts, reduction="mean")
+            scores = self.backend.score_continuations(prompts, texts, reduction=self.score_reduction)
             chosen = [int(np.argmax(s)) if len(s) else -1 for s in scores]
             for q, j in enumerate(chosen):
                 items[q] = candidates[q][j] if j >= 0 else -1
@@ -412,7 +426,7 @@ class FlowRecommender(AgentRecommender):
 
     def rec_agent(self) -> RecAgent:
         """The recommendation agent."""
-        return RecAgent(**self._agent_settings())
+        return RecAgent(**self._agent_settings(), score_reduction=self.config.score_reduction)
 
     def user_agent(self) -> UserAgent:
         """The user agent: also a :class:`~trustrec.models.agents.UserSimulator` on its own."""
