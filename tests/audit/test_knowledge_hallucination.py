@@ -224,3 +224,20 @@ def test_end_to_end_on_the_tiny_model(tmp_path):
         assert total == pytest.approx(1.0)
     back = AuditResult.load(result.save(tmp_path / "audit"))
     assert back.estimates == result.estimates
+
+
+@pytest.mark.parametrize("name", ["llm_generative", "llm_recicl"])
+def test_runs_on_fine_tunable_llm_recommenders(name):
+    """The generative (and RecICL) recommenders answer through their own fitted LM's backend."""
+    pytest.importorskip("transformers")
+    from trustrec.models import has_capability, make_model
+
+    _ds, split = dataset()
+    params = {"model": "tiny-smollm2-random", "epochs": 0, "template": {"chat": False}}
+    if name == "llm_recicl":
+        params = {"model": "tiny-smollm2-random", "epochs": 0, "labels": "interaction"}
+    model = make_model(name, **params).fit(split, QUIET)
+    assert has_capability(model, "llm_backend") and model.tokenizer is model.tokenizer_
+    result = KnowledgeHallucinationAudit(n_boot=20, max_new_tokens=4).run(model, split)
+    assert result.verdict.status != "not_applicable"
+    assert len(result.evidence["answers"]) == 9

@@ -480,7 +480,7 @@ class RecICLRecommender(GenerativeRecommender):
     name = "llm_recicl"
     config_class = RecICLConfig
     config: RecICLConfig
-    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates"})
+    capabilities = frozenset({"uses_history", "stochastic_training", "text", "candidates", "llm_backend"})
     sub_models: ClassVar[dict[str, str]] = {**GenerativeRecommender.sub_models, "retriever_": "retriever"}
     retriever_: Any
 

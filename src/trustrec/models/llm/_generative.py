@@ -90,6 +90,7 @@ class GenerativeRecommender(ReadsItemText, Recommender):
             "prompt",
             "answer_likelihood",
             "sequence_likelihood",
+            "llm_backend",
         }
     )
     devices = ("cpu", "cuda", "mps")
@@ -299,6 +300,12 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         from trustrec.models.llm._backend import LocalBackend
 
         return LocalBackend.from_model(self.lm_, self.tokenizer_)
+
+    @property
+    def tokenizer(self):
+        """The fitted LM's tokenizer (with :attr:`backend`, the ``llm_backend`` capability)."""
+        self._check_fitted()
+        return self.tokenizer_
 
     def use_backend(self, backend: LLMBackend | None) -> GenerativeRecommender:
         """Route generation through ``backend`` (e.g. an OpenAI-compatible endpoint serving the
