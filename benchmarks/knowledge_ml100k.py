@@ -7,8 +7,9 @@ and genres, before and after fine-tuning it as a generative recommender?
 The ``knowledge_hallucination`` audit (factuality) asks the model behind ``llm_generative`` one
 question per attribute for a seeded sample of catalog items ("In what year was "<title>"
 released?", "What genre or category is "<title>"?"; the title's trailing "(YYYY)" removed) and
-judges each greedy answer against the item table: correct, contradicts, or no answer. The
-zero-shot arm is SmolLM2 as it is (``epochs: 0``); ``--fine-tune N`` adds the model fine-tuned on N
+judges each greedy answer against the item table: correct, contradicts, or no answer. ``--chat`` asks
+through the model's chat template instead of a plain completion prompt. The zero-shot arm is
+SmolLM2 as it is (``epochs: 0``); ``--fine-tune N`` adds the model fine-tuned on N
 next-title examples of the leave-one-out training data (1 epoch, lr 3e-4, the BIGRec prompt), so
 the table shows what recommendation fine-tuning does to the model's catalog knowledge. Rates with
 95% bootstrap CIs over the questioned items.
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--fine-tune", type=int, default=0, help="next-title examples of the fine-tuned arm (0: none)")
+    parser.add_argument("--chat", action="store_true", help="ask through the model's chat template")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None)
@@ -49,7 +51,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     split = split_leave_one_out(load_dataset("ml-100k"))
-    audit = audit_class("knowledge_hallucination")(n_items=args.items, n_boot=args.n_boot, seed=args.seed)
+    audit = audit_class("knowledge_hallucination")(
+        n_items=args.items, n_boot=args.n_boot, seed=args.seed, chat=args.chat
+    )
     base = {
         "model": args.model,
         "template": {"preset": "bigrec"},
@@ -61,19 +65,23 @@ def main() -> None:
         "length_bucketing": True,
         "autocast": "auto",
     }
-    arms = {"SmolLM2 zero-shot": {**base, "epochs": 0}}
+    asked = ", chat template" if args.chat else ""
+    arms = {f"SmolLM2 zero-shot{asked}": {**base, "epochs": 0}}
     if args.fine_tune:
-        arms[f"SmolLM2 fine-tuned ({args.fine_tune} examples)"] = {
+        arms[f"SmolLM2 fine-tuned ({args.fine_tune} examples){asked}"] = {
             **base,
             "epochs": 1,
             "max_train_examples": args.fine_tune,
             "targets_per_user": None,
         }
-    report: dict = {
-        "command": command_line(),
+    report: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if report.get("items") != args.items:  # another item sample: its arms are not comparable
+        report = {}
+    report = {
+        "commands": [*report.get("commands", []), command_line()],
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
         "items": args.items,
-        "arms": {},
+        "arms": report.get("arms", {}),  # arms of earlier commands are kept
     }
     rates = ("correct_rate", "contradiction_rate", "no_answer_rate")
     print(f"{'arm':<36} {'attribute':<10} " + " ".join(f"{r:>24}" for r in rates))
