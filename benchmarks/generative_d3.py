@@ -62,6 +62,7 @@ from trustrec.models import FitOptions, Recommender, make_model
 
 KS = (1, 3, 5, 10)
 STAGES = ("base", "switches", "factuality", "popularity", "seeds")
+SWITCHES = ("sum", "mean", "assistant", "grounding")
 # The settings that change what an evaluation measures: stored results are reused only under these.
 PROTOCOL_SETTINGS = (
     "dataset",
@@ -169,6 +170,20 @@ def main() -> None:
     parser.add_argument("--gen-beams", type=int, default=5)
     parser.add_argument("--guidance", type=float, default=0.5)
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument(
+        "--switches",
+        nargs="+",
+        default=list(SWITCHES),
+        choices=SWITCHES,
+        help="decoding switches compared (and chosen from on validation); grounding decodes free text, the slowest",
+    )
+    parser.add_argument(
+        "--seed-switches",
+        nargs="*",
+        default=[],
+        choices=SWITCHES,
+        help="switches evaluated on every seed besides sum and the one chosen on validation",
+    )
     parser.add_argument("--models", type=Path, default=None, help="where fitted models are kept between runs")
     parser.add_argument("--retrain", action="store_true", help="fit again even where a saved model exists")
     parser.add_argument("--threads", type=int, default=None)
@@ -279,44 +294,64 @@ def main() -> None:
         record(sasrec0, lambda: tuned(0).assistant_)
         record(sum0, lambda: tuned(0))
         record(zero_label, zero_shot)
-    if "switches" in args.stages:
-        mean_label = "SmolLM2 fine-tuned, BIGRec mean (seed 0)"
-        guided_label = f"SmolLM2 fine-tuned, assistant g={args.guidance} (seed 0)"
-        record(mean_label, lambda: tuned(0).with_decoding(length_penalty=1.0))
-        record(guided_label, lambda: tuned(0).with_decoding(guidance=args.guidance))
-        gamma = report["stages"].get("grounding_gamma_chosen")
-        if gamma is None:
-            table = tuned(0).tune_grounding(valid.queries, valid.targets.values)
-            gamma = tuned(0).config.grounding_gamma
-            report["stages"]["grounding_gamma"] = table.to_dict(orient="records")
-            report["stages"]["grounding_gamma_chosen"] = gamma
-            save()
 
-        def grounded():
-            return tuned(0).with_decoding(decoding="unconstrained", grounding="hidden_state", grounding_gamma=gamma)
-
-        record("SmolLM2 fine-tuned, BIGRec grounding (seed 0)", grounded)
-        choices = {
-            "sum": lambda: tuned(0).with_decoding(grounding_gamma=0.0),
-            "mean": lambda: tuned(0).with_decoding(length_penalty=1.0),
-            "assistant": lambda: tuned(0).with_decoding(guidance=args.guidance),
-            "grounding": grounded,
+    def label(key: str, seed: int) -> str:
+        names = {
+            "sum": "D3 sum",
+            "mean": "BIGRec mean",
+            "assistant": f"assistant g={args.guidance}",
+            "grounding": "BIGRec grounding",
         }
+        return f"SmolLM2 fine-tuned, {names[key]} (seed {seed})"
+
+    def grounding_gamma(seed: int) -> float:
+        """BIGRec's popularity gamma for ``seed``'s model, tuned on the validation rows once."""
+        key = "grounding_gamma_chosen" if seed == 0 else f"grounding_gamma_chosen_seed{seed}"
+        if report["stages"].get(key) is None:
+            table = tuned(seed).tune_grounding(valid.queries, valid.targets.values)
+            report["stages"][key.replace("_chosen", "")] = table.to_dict(orient="records")
+            report["stages"][key] = tuned(seed).config.grounding_gamma
+            save()
+        return report["stages"][key]
+
+    def switch(key: str, seed: int):
+        """The fine-tuned model of ``seed`` under one of the decoding switches."""
+        if key == "sum":
+            return tuned(seed).with_decoding(guidance=1.0, grounding_gamma=0.0)
+        if key == "mean":
+            return tuned(seed).with_decoding(guidance=1.0, length_penalty=1.0)
+        if key == "assistant":
+            return tuned(seed).with_decoding(guidance=args.guidance)
+        return tuned(seed).with_decoding(
+            decoding="unconstrained", grounding="hidden_state", grounding_gamma=grounding_gamma(seed)
+        )
+
+    switch_keys = tuple(k for k in SWITCHES if k in args.switches)
+    if "switches" in args.stages:
+        for key in switch_keys:
+            record(label(key, 0), lambda key=key: switch(key, 0))
         valid_scores = {
-            key: record(f"{key} (validation rows, seed 0)", make, valid)["metrics"]["ndcg@10"]["mean"]
-            for key, make in choices.items()
+            key: record(f"{key} (validation rows, seed 0)", lambda key=key: switch(key, 0), valid)["metrics"][
+                "ndcg@10"
+            ]["mean"]
+            for key in switch_keys
         }
         chosen = max(valid_scores, key=valid_scores.get)
-        sw = {
-            "valid_ndcg@10": valid_scores,
-            "chosen_on_valid": chosen,
-            "sum_minus_mean": _paired(per_row(sum0), per_row(mean_label), 1, "NDCG@10, D3 sum minus BIGRec mean"),
-            "assistant_minus_none": _paired(per_row(guided_label), per_row(sum0), 2, "NDCG@10, assistant minus g=1"),
-        }
+        sw: dict = {"valid_ndcg@10": valid_scores, "chosen_on_valid": chosen, "compared": list(switch_keys)}
+        if {"sum", "mean"} <= set(switch_keys):
+            sw["sum_minus_mean"] = _paired(
+                per_row(sum0), per_row(label("mean", 0)), 1, "NDCG@10, D3 sum minus BIGRec mean"
+            )
+        if {"sum", "assistant"} <= set(switch_keys):
+            sw["assistant_minus_none"] = _paired(
+                per_row(label("assistant", 0)), per_row(sum0), 2, "NDCG@10, assistant minus g=1"
+            )
         report["stages"]["switches"] = sw
         save()
         print("validation NDCG@10 per switch:", {k: round(v, 4) for k, v in valid_scores.items()}, "->", chosen)
         for key in ("sum_minus_mean", "assistant_minus_none"):
+            if key not in sw:
+                continue
             e = sw[key]
             print(f"{key}: {e['value']:+.4f} [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}] p={e.get('p_value')}")
     if "factuality" in args.stages:
@@ -346,12 +381,12 @@ def main() -> None:
         popularity = np.bincount(split.train.item, minlength=dataset.n_items).astype(np.float64)
         rows = test.queries.histories.rows()
         top_lists = {"training data": np.concatenate(rows)[:, None] if rows else np.zeros((0, 1), np.int64)}
-        for key, label, make in (
+        for key, stored, make in (
             ("zero-shot", zero_label, zero_shot),
             ("fine-tuned", sum0, lambda: tuned(0)),
             ("SASRec", sasrec0, lambda: tuned(0).assistant_),
         ):
-            top_lists[key] = np.asarray(record(label, make)["top10"], np.int64)
+            top_lists[key] = np.asarray(record(stored, make)["top10"], np.int64)
         pop_report = _popularity(top_lists, rows, popularity, dataset.n_items)
         groups = popularity_groups(popularity, 5)
         targets = test.targets.values
@@ -369,22 +404,30 @@ def main() -> None:
         for key, value in pop_report.items():
             print(key, value)
     if "seeds" in args.stages:
-        labels = [f"SmolLM2 fine-tuned, D3 sum (seed {seed})" for seed in args.seeds]
-        for seed, label in zip(args.seeds, labels):
-            record(label, lambda seed=seed: tuned(seed).with_decoding(guidance=1.0), seed=seed)
-        means = [accuracy[k]["metrics"]["ndcg@10"]["mean"] for k in labels]
+        # The sum decoding for every seed, and the switch chosen on seed 0's validation rows:
+        # the target is the chosen switch's NDCG@10 over seeds against MostPopular.
+        chosen = report["stages"].get("switches", {}).get("chosen_on_valid")
+        keys = ["sum"] + ([chosen] if chosen not in (None, "sum") else [])
+        keys += [k for k in args.seed_switches if k not in keys]
+        for seed in args.seeds:
+            for key in keys:
+                record(label(key, seed), lambda key=key, seed=seed: switch(key, seed), seed=seed)
         mp_res = record(
             "MostPopular", lambda: make_model("most_popular").fit(split, FitOptions(progress=False, seed=0))
         )
         mp = mp_res["metrics"]["ndcg@10"]["mean"]
-        report["stages"]["over_seeds"] = {
-            "ndcg@10_per_seed": dict(zip(labels, means)),
-            "mean": float(np.mean(means)),
-            "ci_over_seeds": list(t_interval(means)),
-            "ratio_to_mostpopular": float(np.mean(means) / mp) if mp > 0 else None,
-        }
+        over: dict = {"chosen_on_valid": chosen, "mostpopular_ndcg@10": mp}
+        for key in keys:
+            means = [accuracy[label(key, seed)]["metrics"]["ndcg@10"]["mean"] for seed in args.seeds]
+            over[key] = {
+                "ndcg@10_per_seed": dict(zip(map(str, args.seeds), means)),
+                "mean": float(np.mean(means)),
+                "ci_over_seeds": list(t_interval(means)),
+                "ratio_to_mostpopular": float(np.mean(means) / mp) if mp > 0 else None,
+            }
+            print(f"fine-tuned ({key}) NDCG@10 over seeds:", [round(m, 4) for m in means], "MostPopular:", round(mp, 4))
+        report["stages"]["over_seeds"] = over
         save()
-        print("fine-tuned NDCG@10 over seeds:", [round(m, 4) for m in means], "MostPopular:", round(mp, 4))
     print(f"wrote {out_path.relative_to(RESULTS.parent.parent)}")
 
 
