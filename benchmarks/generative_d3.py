@@ -44,9 +44,10 @@ from pathlib import Path
 
 import numpy as np
 from _command import command_line
+from _d3_protocol import d3_generative, d3_split, load_data, sampled_rows
 
-from trustrec.audit._factuality import category_rates, classify_generations, per_user_rates
-from trustrec.data import load_dataset, load_path, make_split, position_eval_set
+from trustrec.audit import category_rates, classify_generations, per_user_rates
+from trustrec.data import position_eval_set
 from trustrec.eval import (
     bootstrap_ci,
     evaluate,
@@ -76,34 +77,6 @@ PROTOCOL_SETTINGS = (
     "guidance",
 )
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _load(name: str):
-    path = Path(name)
-    return load_path(path) if path.exists() else load_dataset(name)
-
-
-def _generative(args, seed: int, *, epochs: int, assistant: bool):
-    params = {
-        "template": {"preset": "bigrec"},
-        "answer_format": '"{title}"\n',
-        "targets_per_user": None,
-        "max_history_items": 10,
-        "max_history_tokens": args.history_tokens,
-        "max_train_examples": args.train_examples,
-        "epochs": epochs,
-        "learning_rate": 3e-4,
-        "warmup_steps": 20,
-        "batch_size": 8,
-        "autocast": "auto",
-        "length_bucketing": True,
-        "num_beams": 10,
-        "inference_batch_size": 8,
-        "max_new_tokens": args.max_new_tokens,
-    }
-    if assistant:
-        params["assistant"] = {"name": "sasrec", "params": {}}
-    return make_model("llm_generative", **params)
 
 
 def _evaluate(model, eval_set, classes, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -216,14 +189,14 @@ def main() -> None:
     def save():
         out_path.write_text(json.dumps(report, indent=1, default=float))
 
-    dataset = _load(args.dataset)
-    split = make_split(dataset, "global_positions")
+    dataset = load_data(args.dataset)
+    split = d3_split(dataset)
     classes = title_classes(dataset.items["title"].tolist() if "title" in dataset.items else [None] * dataset.n_items)
     rng = np.random.default_rng(0)
-    test_all, valid_all = position_eval_set(split, "test"), position_eval_set(split, "valid")
-    test = test_all[np.sort(rng.choice(len(test_all), min(args.test_rows, len(test_all)), replace=False))]
-    valid = valid_all[np.sort(rng.choice(len(valid_all), min(args.valid_rows, len(valid_all)), replace=False))]
-    fact_rows = test_all[np.sort(rng.choice(len(test_all), min(args.fact_rows, len(test_all)), replace=False))]
+    test = sampled_rows(split, "test", args.test_rows, rng)
+    valid = sampled_rows(split, "valid", args.valid_rows, rng)
+    fact_rows = sampled_rows(split, "test", args.fact_rows, rng)
+    test_all = position_eval_set(split, "test")
     report["split"] = split.describe()
     report["sample"] = {
         "test_rows": len(test),
@@ -242,7 +215,7 @@ def main() -> None:
         if seed in fitted:
             return fitted[seed]
         folder = models_dir / f"seed{seed}"
-        wanted = _generative(args, seed, epochs=1, assistant=True)
+        wanted = d3_generative(args, epochs=1, assistant=True)
         model = None
         if folder.exists() and not args.retrain:
             model = Recommender.load(folder)
@@ -265,7 +238,7 @@ def main() -> None:
 
     def zero_shot():
         if "zero" not in fitted:
-            model = _generative(args, 0, epochs=0, assistant=False).fit(split, FitOptions(progress=False, seed=0))
+            model = d3_generative(args, epochs=0, assistant=False).fit(split, FitOptions(progress=False, seed=0))
             fitted["zero"] = model.cast("auto")
         return fitted["zero"]
 

@@ -10,6 +10,7 @@ from trustrec.audit._base import (
     available_audits,
     register_audit,
 )
+from trustrec.audit._factuality import category_rates, classify_generations, per_user_rates
 from trustrec.audit._result import (
     DIMENSIONS,
     AuditResult,
@@ -46,12 +47,15 @@ __all__ = [
     "attribute",
     "audit_class",
     "available_audits",
+    "category_rates",
     "check_explanations",
+    "classify_generations",
     "deletion_test",
     "explain",
     "explanation_requests",
     "generate_explanations",
     "judge",
+    "per_user_rates",
     "register_audit",
 ]
 

@@ -5,7 +5,11 @@
   (:func:`bon_weights`), BLADE's adaptive target (:class:`BladeTarget`), RISER's routing
   (:func:`route_groups`, :func:`group_advantages`, :func:`capped_policy_loss`,
   :func:`first_occurrences`) and preference pairs (:func:`preference_pairs`); the loss terms
-  :class:`BestOfNTargetLoss` (static BoN alignment, BLADE) and :class:`RiserLoss`.
+  :class:`BestOfNTargetLoss` (static BoN alignment, BLADE) and :class:`RiserLoss`;
+  :mod:`~trustrec.mitigate.training.aligned`: :class:`AlignedGenerativeRecommender`
+  (``llm_generative_aligned``), the generative recommender after SFT and one of static BoN,
+  BLADE, RISER, GRPO or DPO over its own sampled lists, and Best-of-N at inference
+  (:func:`best_of_n_lists`, :func:`sample_lists`, :func:`sample_items`).
 
 - :mod:`~trustrec.mitigate.training.steering`: activation steering of a local LLM, NullSteer
   (null-space constrained, benign activations left unchanged) and plain difference-of-means
@@ -37,6 +41,15 @@
   over-refusal rates, with or without a steering.
 """
 
+from trustrec.mitigate.training.aligned import (
+    ALIGNMENT_METHODS,
+    AlignedConfig,
+    AlignedGenerativeRecommender,
+    AlignmentConfig,
+    best_of_n_lists,
+    sample_items,
+    sample_lists,
+)
 from trustrec.mitigate.training.alignment import (
     BestOfNTargetLoss,
     BladeTarget,
@@ -105,10 +118,14 @@ from trustrec.mitigate.training.steering import (
 )
 
 __all__ = [
+    "ALIGNMENT_METHODS",
     "CFT_BETA",
     "CFT_EFFECT_WEIGHT",
     "RECICL_DEMONSTRATIONS",
     "ActivationSteering",
+    "AlignedConfig",
+    "AlignedGenerativeRecommender",
+    "AlignmentConfig",
     "BestOfNTargetLoss",
     "BladeTarget",
     "CFTConfig",
@@ -129,6 +146,7 @@ __all__ = [
     "YesLogitLoss",
     "apply_plan",
     "best_of_n",
+    "best_of_n_lists",
     "bon_weights",
     "capped_policy_loss",
     "cft_losses",
@@ -156,6 +174,8 @@ __all__ = [
     "recicl_example",
     "recicl_prompt",
     "route_groups",
+    "sample_items",
+    "sample_lists",
     "save_pruned",
     "shared_prefix_yes_logits",
     "steered",

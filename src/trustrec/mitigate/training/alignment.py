@@ -58,10 +58,12 @@ from pydantic import Field, PositiveInt, model_validator
 
 from trustrec._config import Config, validate_config
 from trustrec.errors import ConfigError, DataError
-from trustrec.models.training import LossTerm, token_logprobs
+from trustrec.models.training import LossTerm, shared_prompt_logprobs, token_logprobs
 
 if TYPE_CHECKING:
     import torch
+
+    from trustrec.data import Dataset
 
 __all__ = [
     "BestOfNTargetLoss",
@@ -169,7 +171,55 @@ class ListReward:
         self.item_user_counts = None if item_user_counts is None else np.asarray(item_user_counts, dtype=np.float64)
         self.n_users = n_users
 
-    def components(self, lists: npt.ArrayLike, targets: Sequence[Sequence[int]] | np.ndarray) -> dict[str, np.ndarray]:
+    @classmethod
+    def from_dataset(
+        cls, config: ListRewardConfig | Mapping[str, Any] | None, train: Dataset, *, popularity_groups: int = 5
+    ) -> ListReward:
+        """The reward over ``train``'s catalog, each term fed from the training data as the
+        evaluator and the audits feed theirs: the fairness term's groups are
+        :func:`~trustrec.eval.popularity_groups` of the training interactions (target shares: each
+        group's share of the catalog), the diversity term's vectors the multi-hot of the items'
+        group column (:func:`~trustrec.eval.item_vectors_from_groups`, the evaluator's ILD) and
+        novelty's users per item the distinct training users. Only the terms with a weight are
+        built.
+
+        Parameters
+        ----------
+        config : ListRewardConfig, mapping or None
+            The weights.
+        train : Dataset
+            The training data.
+        popularity_groups : int
+            Groups of the fairness term (default 5, equal interaction mass).
+
+        Returns
+        -------
+        ListReward
+            The reward.
+        """
+        from trustrec.eval import item_vectors_from_groups
+        from trustrec.eval import popularity_groups as groups_of
+
+        c = cast(ListRewardConfig, validate_config(ListRewardConfig, config or {}, "ListReward"))
+        inter = train.interactions
+        pairs = np.unique(inter.user.astype(np.int64) * train.n_items + inter.item)
+        user_counts = np.bincount(pairs % train.n_items, minlength=train.n_items).astype(np.float64)
+        membership = vectors = None
+        if c.fairness > 0:
+            group = groups_of(np.bincount(inter.item, minlength=train.n_items), popularity_groups)
+            membership = np.eye(popularity_groups)[group]
+        if c.diversity > 0:
+            vectors = item_vectors_from_groups(train.items)[0]
+        return cls(
+            c,
+            n_items=train.n_items,
+            membership=membership,
+            item_vectors=vectors,
+            item_user_counts=user_counts,
+            n_users=train.n_users,
+        )
+
+    def components(self, lists: npt.ArrayLike, targets: Sequence[npt.ArrayLike] | np.ndarray) -> dict[str, np.ndarray]:
         """Each term per list (unweighted).
 
         Parameters
@@ -212,7 +262,7 @@ class ListReward:
             out["novelty"] = np.nan_to_num(values, nan=0.0) / np.log2(float(self.n_users or 2))
         return out
 
-    def __call__(self, lists: npt.ArrayLike, targets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    def __call__(self, lists: npt.ArrayLike, targets: Sequence[npt.ArrayLike] | np.ndarray) -> np.ndarray:
         """``(n,)`` weighted reward per list (see :meth:`components`)."""
         c = self.config
         weights = {"accuracy": c.accuracy, "fairness": c.fairness, "diversity": c.diversity, "novelty": c.novelty}
@@ -536,6 +586,16 @@ def preference_pairs(held_out: npt.ArrayLike, sampled: npt.ArrayLike) -> np.ndar
 
 
 # -- loss terms for the LLM trainer ----------------------------------------------------------------
+def _answers_of(rollout: Sequence[Any]) -> list[list[int]]:
+    """A rollout's answers: itself when it is one answer (token ids), else its answers."""
+    if len(rollout) and isinstance(rollout[0], (int, np.integer)):
+        return [[int(t) for t in rollout]]
+    answers = [[int(t) for t in answer] for answer in rollout]
+    if not answers or any(not a for a in answers):
+        raise DataError("BestOfNTargetLoss: a rollout has no answer, or an empty one")
+    return answers
+
+
 def _rollout_logprobs(trainer: Any, prompt: Sequence[int], answers: Sequence[Sequence[int]]) -> tuple:
     """``(R, T)`` token log-probabilities of each answer after ``prompt`` under the trainer's
     model, the ``(R, T)`` answer mask, and the batch (for a reference model)."""
@@ -551,11 +611,14 @@ def _rollout_logprobs(trainer: Any, prompt: Sequence[int], answers: Sequence[Seq
 @dataclass
 class BestOfNTargetLoss(LossTerm):
     """Static Best-of-N alignment or BLADE as a loss term: per example, ``sample(example)`` gives
-    ``G`` rollouts (answer token ids; the same ``G`` for every example), ``reward(example,
-    rollouts)`` one reward each; ``target`` maps the batch's ``(n, G)`` rewards to target weights
-    (``functools.partial(bon_weights, reference=..., n=N)``, or a :class:`BladeTarget`'s
-    ``weights``); the loss is :func:`weighted_nll` of the rollouts' summed log-likelihoods.
-    ``supervision`` collects the batch's mean :func:`effective_supervision` per step.
+    ``G`` rollouts (the same ``G`` for every example), each one answer (its token ids) or a list
+    of answers (a list of token-id lists: a recommendation list, whose log-likelihood is the sum
+    of its answers'; the example's prompt is run once for all of them,
+    :func:`~trustrec.models.training.shared_prompt_logprobs`); ``reward(example, rollouts)`` gives one reward each; ``target`` maps the
+    batch's ``(n, G)`` rewards to target weights (``functools.partial(bon_weights,
+    reference=..., n=N)``, or a :class:`BladeTarget`'s ``weights``); the loss is
+    :func:`weighted_nll` of the rollouts' log-likelihoods. ``supervision`` collects the batch's
+    mean :func:`effective_supervision` per step.
 
     Parameters
     ----------
@@ -572,7 +635,7 @@ class BestOfNTargetLoss(LossTerm):
     """
 
     sample: Callable[[Any], list]
-    reward: Callable[[Any, list], Sequence[float]]
+    reward: Callable[[Any, list], npt.ArrayLike]
     target: Callable[[np.ndarray], np.ndarray]
     weight: float = 1.0
     supervision: list[float] = field(default_factory=list)
@@ -580,7 +643,7 @@ class BestOfNTargetLoss(LossTerm):
     def compute(self, ctx: Any) -> torch.Tensor | None:
         import torch
 
-        rollouts = [[list(r) for r in self.sample(e)] for e in ctx.examples]
+        rollouts = [[_answers_of(r) for r in self.sample(e)] for e in ctx.examples]
         sizes = {len(r) for r in rollouts}
         if len(sizes) != 1 or 0 in sizes:
             raise DataError(
@@ -591,13 +654,14 @@ class BestOfNTargetLoss(LossTerm):
             raise DataError(f"BestOfNTargetLoss: rewards must be finite, shape {(len(rollouts), len(rollouts[0]))}")
         weights = np.asarray(self.target(rewards), dtype=np.float64)
         self.supervision.append(float(effective_supervision(weights).mean()))
-        logp = torch.stack(
-            [
-                _rollout_logprobs(ctx.trainer, e.variants[0].prompt_ids, r)[0].sum(1)
-                for e, r in zip(ctx.examples, rollouts, strict=True)
-            ]
-        )
-        return weighted_nll(logp, weights)
+        rows = []
+        for example, group in zip(ctx.examples, rollouts, strict=True):
+            answers = [a for rollout in group for a in rollout]
+            owner = torch.as_tensor(np.repeat(np.arange(len(group)), [len(r) for r in group]))
+            per_answer = shared_prompt_logprobs(ctx.model, example.variants[0].prompt_ids, answers, ctx.trainer.pad_id)
+            row = torch.zeros(len(group), dtype=per_answer.dtype, device=per_answer.device)
+            rows.append(row.index_add(0, owner.to(per_answer.device), per_answer))
+        return weighted_nll(torch.stack(rows), weights)
 
 
 @dataclass
@@ -609,8 +673,9 @@ class RiserLoss(LossTerm):
     ``old_policy(batch)``'s logits (the policy that sampled; None: the current model detached, so
     a single update per rollout batch starts at ratio 1). A non-learnable group becomes DPO pairs:
     the example's own answer (the held-out item) over each distinct sampled answer that differs
-    from it, against ``reference(batch)``'s logits (:func:`~trustrec.models.training.preference_loss`).
-    ``stats`` collects, per step, the share of non-learnable groups and the pairs used.
+    from it, against ``reference(batch)``'s logits (:func:`~trustrec.models.training.preference_loss`);
+    with ``pairwise=False`` it is skipped (plain GRPO, RISER's ablation). ``stats`` collects, per
+    step, the share of non-learnable groups and the pairs used.
 
     Parameters
     ----------
@@ -626,6 +691,8 @@ class RiserLoss(LossTerm):
         Per-token log-ratio cap (default 0.2).
     beta : float
         DPO's inverse temperature (default 0.1).
+    pairwise : bool
+        Turn non-learnable groups into preference pairs (default True; False: plain GRPO).
     weight : float
         Factor of the term in the summed loss.
     stats : list of dict
@@ -633,11 +700,12 @@ class RiserLoss(LossTerm):
     """
 
     sample: Callable[[Any], list]
-    reward: Callable[[Any, list[int]], Sequence[float]]
+    reward: Callable[[Any, list[int]], npt.ArrayLike]
     reference: Callable[[dict], Any] | None = None
     old_policy: Callable[[dict], Any] | None = None
     cap: float = 0.2
     beta: float = 0.1
+    pairwise: bool = True
     weight: float = 1.0
     stats: list[dict[str, float]] = field(default_factory=list)
 
@@ -671,6 +739,8 @@ class RiserLoss(LossTerm):
                 terms.append(capped_policy_loss(new, old, adv, mask, cap=self.cap))
                 continue
             non_learnable += 1
+            if not self.pairwise:
+                continue
             chosen = list(example.variants[0].answer_ids)
             rejected = [answers[j] for j in np.flatnonzero(valid[0]) if answers[j] != chosen]
             if not rejected:

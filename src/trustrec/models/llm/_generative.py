@@ -216,16 +216,21 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         prompt_ids = self.tokenizer_(self._prompts(queries), add_special_tokens=True)["input_ids"]
         return [(list(p), a) for p, a in zip(prompt_ids, self._answer_ids(targets))]
 
-    def training_queries(self, train: Dataset, rng: np.random.Generator) -> tuple[QueryBatch, np.ndarray]:
+    def training_queries(
+        self, train: Dataset, rng: np.random.Generator, *, targets_per_user: int | None = -1, limit: int | None = -1
+    ) -> tuple[QueryBatch, np.ndarray]:
         """The training examples as queries and their target items: the last ``targets_per_user``
         positions (all with None) of every user's sequence, history cut to ``max_history_items``,
-        at most ``max_train_examples`` of them (sampled with ``rng``)."""
+        at most ``limit`` of them (sampled with ``rng``); -1 (the default) takes each from the
+        config (``targets_per_user``, ``max_train_examples``)."""
         from trustrec.data import Ragged
 
         c = self.config
+        per_user = c.targets_per_user if targets_per_user == -1 else targets_per_user
+        limit = c.max_train_examples if limit == -1 else limit
         sequences = train.histories()
         lengths = sequences.lengths
-        first = 1 if c.targets_per_user is None else np.maximum(1, lengths - c.targets_per_user)
+        first = 1 if per_user is None else np.maximum(1, lengths - per_user)
         n_per_user = np.maximum(0, lengths - first)
         # Flat index of every (user, position) example, in user order.
         user = np.repeat(np.arange(len(lengths)), n_per_user)
@@ -233,8 +238,8 @@ class GenerativeRecommender(ReadsItemText, Recommender):
         position = np.repeat(np.broadcast_to(first, lengths.shape), n_per_user) + (
             np.arange(offsets[-1]) - np.repeat(offsets[:-1], n_per_user)
         )
-        if c.max_train_examples is not None and len(user) > c.max_train_examples:
-            keep = np.sort(rng.choice(len(user), c.max_train_examples, replace=False))
+        if limit is not None and len(user) > limit:
+            keep = np.sort(rng.choice(len(user), limit, replace=False))
             user, position = user[keep], position[keep]
         start = sequences.indptr[user]
         history_len = position if c.max_history_items is None else np.minimum(position, c.max_history_items)

@@ -37,7 +37,7 @@ from trustrec.models.training.objectives import (
     sequence_logprobs,
     token_logprobs,
 )
-from trustrec.models.training.rollout import Rollout, RolloutSampler
+from trustrec.models.training.rollout import Rollout, RolloutSampler, shared_prompt_logprobs
 from trustrec.models.training.token_weights import (
     TOKEN_WEIGHT_SCHEMES,
     critical_token_weights,
@@ -78,6 +78,7 @@ __all__ = [
     "progress_from",
     "reinforce_loss",
     "sequence_logprobs",
+    "shared_prompt_logprobs",
     "supports_approximate_unlearning",
     "token_logprobs",
     "token_weight_scheme",

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from trustrec.models.llm._backend import LLMBackend
     from trustrec.models.llm._trie import TitleTrie
     from trustrec.models.training.llm import TrainingExample
 
-__all__ = ["Rollout", "RolloutSampler"]
+__all__ = ["Rollout", "RolloutSampler", "shared_prompt_logprobs"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +164,62 @@ class RolloutSampler:
                 ids.append(tok.eos_token_id)
             rows.append(ids)
         return rows
+
+
+def shared_prompt_logprobs(
+    model: Any, prompt: Sequence[int], answers: Sequence[Sequence[int]], pad_id: int
+) -> torch.Tensor:
+    """Summed log-likelihood of each answer after one shared prompt, the prompt run once and its
+    KV cache repeated for the answers (gradients flow through both passes): the rollouts of one
+    user share their prompt, which is most of each row. Equal to scoring every ``prompt +
+    answer`` row on its own, up to float rounding.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        The causal LM (a peft wrapper too).
+    prompt : sequence of int
+        The prompt's token ids (at least one).
+    answers : sequence of sequence of int
+        Each answer's token ids (each at least one).
+    pad_id : int
+        Token id padding the shorter answers (masked out).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(len(answers),)`` summed answer log-likelihoods.
+
+    Raises
+    ------
+    ValueError
+        When the prompt or an answer is empty.
+    """
+    import torch
+
+    from trustrec.models.llm import cache_kwargs, output_cache
+
+    if not len(prompt) or not answers or any(not len(a) for a in answers):
+        raise ValueError("shared_prompt_logprobs: the prompt and every answer need at least one token")
+    device = next(model.parameters()).device
+    n, rows, width = len(prompt), len(answers), max(len(a) for a in answers)
+    head = model(input_ids=torch.tensor([list(prompt)], device=device), use_cache=True, logits_to_keep=1)
+    cache = output_cache(head)
+    cache.batch_repeat_interleave(rows)
+    ids = torch.full((rows, width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.bool)
+    for r, answer in enumerate(answers):
+        ids[r, : len(answer)] = torch.tensor(list(answer))
+        mask[r, : len(answer)] = True
+    ids, mask = ids.to(device), mask.to(device)
+    attention = torch.cat([torch.ones((rows, n), dtype=torch.long, device=device), mask.long()], 1)
+    tail = model(
+        input_ids=ids,
+        attention_mask=attention,
+        position_ids=torch.arange(n, n + width, device=device).expand(rows, width),
+        **cache_kwargs(model, cache),
+    )
+    # Answer token t is predicted at position t - 1: the prompt's last position for t = 0.
+    logits = torch.cat([head.logits[:, -1:, :].expand(rows, 1, -1), tail.logits[:, :-1, :]], 1).float()
+    picked = torch.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(1)
