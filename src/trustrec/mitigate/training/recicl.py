@@ -322,11 +322,10 @@ def shared_prefix_yes_logits(
     DataError
         When a prompt is empty, or a group's prompts are longer than the model's context.
     """
-    import copy
 
     import torch
 
-    from trustrec.models.llm import cache_kwargs, output_cache
+    from trustrec.models.llm import forward_after_prefix, output_cache
 
     yes = yes_token_id(tokenizer)
     device = next(model.parameters()).device
@@ -355,25 +354,7 @@ def shared_prefix_yes_logits(
             for start in range(0, len(encoded), batch_size):
                 rows = list(range(start, min(start + batch_size, len(encoded))))
                 rest = [encoded[r][n:] for r in rows]
-                width = max(len(x) for x in rest)
-                ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(rows), n + width), dtype=torch.long)
-                mask[:, :n] = 1
-                for j, x in enumerate(rest):
-                    ids[j, : len(x)] = torch.tensor(x)
-                    mask[j, n : n + len(x)] = 1
-                kwargs: dict[str, Any] = {}
-                if prefix_cache is not None:
-                    cache = copy.deepcopy(prefix_cache)
-                    cache.batch_repeat_interleave(len(rows))
-                    kwargs = cache_kwargs(model, cache)
-                logits = model(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    position_ids=torch.arange(n, n + width, device=device).expand(len(rows), width),
-                    use_cache=prefix_cache is not None,
-                    **kwargs,
-                ).logits
+                logits, _, _ = forward_after_prefix(model, prefix_cache, n, rest, pad)
                 last = torch.tensor([len(x) - 1 for x in rest], device=device)
                 values[rows] = logits[torch.arange(len(rows), device=device), last, yes].float().cpu().numpy()
         out.append(values)

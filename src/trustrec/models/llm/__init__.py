@@ -10,8 +10,6 @@ from trustrec.models.llm._backend import (
     LLMBackend,
     LocalBackend,
     LocalBackendConfig,
-    cache_kwargs,
-    output_cache,
 )
 from trustrec.models.llm._connection import LLMConnection
 from trustrec.models.llm._constrained import constrained_beam_search
@@ -19,6 +17,7 @@ from trustrec.models.llm._convert import build_tiny_random, convert_gguf, save_c
 from trustrec.models.llm._grounding import HiddenStateGrounder
 from trustrec.models.llm._http import EndpointError, OpenAIBackend, OpenAIBackendConfig
 from trustrec.models.llm._injection import InjectionMatch, find_injections, guard_text, has_injection
+from trustrec.models.llm._kv_cache import cache_kwargs, forward_after_prefix, output_cache
 from trustrec.models.llm._loading import (
     TextEncoder,
     load_causal_lm,
@@ -101,6 +100,7 @@ __all__ = [
     "cyclic_orders",
     "fill_template",
     "find_injections",
+    "forward_after_prefix",
     "guard_text",
     "has_injection",
     "item_text_embeddings",

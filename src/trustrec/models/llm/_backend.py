@@ -22,8 +22,6 @@ Importing this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,55 +32,12 @@ from pydantic import PositiveInt
 from trustrec._config import Config, validate_config
 from trustrec.errors import ConfigError
 from trustrec.models.llm._backend_base import ContextLengthError, LLMBackend, _check_strings
+from trustrec.models.llm._kv_cache import cache_kwargs, forward_after_prefix, output_cache
 
 if TYPE_CHECKING:
     from trustrec.models.llm._trie import TitleTrie
 
-__all__ = ["ContextLengthError", "LLMBackend", "LocalBackend", "LocalBackendConfig", "cache_kwargs", "output_cache"]
-
-
-@functools.cache
-def _cache_keyword(model_class: type[Any]) -> str:
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
-
-
-def cache_kwargs(model: Any, cache: Any) -> dict:
-    """The forward keyword that passes a KV cache: ``cache`` in recent transformers, which warn on
-    every call that still uses the older ``past_key_values``; older 5.x versions know only that.
-    Looked up once per model class (this runs on every decoding step).
-
-    Parameters
-    ----------
-    model : transformers.PreTrainedModel
-        The model (a peft wrapper is looked through).
-    cache : transformers.Cache
-        The KV cache to pass.
-
-    Returns
-    -------
-    dict
-        ``{keyword: cache}`` for the model's forward.
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps forward
-    base_class: type = type(base)  # (mypy takes type(<Any>) for unhashable)
-    return {_cache_keyword(base_class): cache}
-
-
-def output_cache(out: Any) -> Any:
-    """The KV cache a forward returned, under either name (see :func:`cache_kwargs`).
-
-    Parameters
-    ----------
-    out : transformers.modeling_outputs.ModelOutput
-        A forward's output (run with ``use_cache=True``).
-
-    Returns
-    -------
-    transformers.Cache
-        Its KV cache.
-    """
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+__all__ = ["ContextLengthError", "LLMBackend", "LocalBackend", "LocalBackendConfig"]
 
 
 def _sum_logprobs(logits, ids, rows: np.ndarray, cols: np.ndarray, n_rows: int, offset: int = 0) -> np.ndarray:
@@ -473,29 +428,12 @@ class LocalBackend(LLMBackend):
             del first
             for start in range(0, len(order), self.config.batch_size):
                 idx = order[start : start + self.config.batch_size]
-                width = max(len(conts[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), n_ctx + width), dtype=torch.long)
-                mask[:, :n_ctx] = 1
-                for r, i in enumerate(idx):
-                    ids[r, : len(conts[i])] = torch.tensor(conts[i])
-                    mask[r, n_ctx : n_ctx + len(conts[i])] = 1
-                cache = copy.deepcopy(prompt_cache)
-                cache.batch_repeat_interleave(len(idx))
-                positions = torch.arange(n_ctx, n_ctx + width).expand(len(idx), width)
-                logits = model(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    position_ids=positions.to(device),
-                    use_cache=True,
-                    **cache_kwargs(model, cache),
-                ).logits
-                del cache
+                logits, ids, _ = forward_after_prefix(model, prompt_cache, n_ctx, [conts[i] for i in idx], pad)
                 # token 0 is predicted by the context's last position, token t by continuation t - 1
                 rows = np.repeat(np.arange(len(idx)), [len(conts[i]) - 1 for i in idx])
                 cols = np.concatenate([np.arange(1, len(conts[i])) for i in idx])
                 first = first_lp[[conts[i][0] for i in idx]].double().numpy()
-                out[idx] = first + _sum_logprobs(logits, ids.to(device), rows, cols, len(idx))
+                out[idx] = first + _sum_logprobs(logits, ids, rows, cols, len(idx))
         return out
 
     # -- generation --------------------------------------------------------------------------

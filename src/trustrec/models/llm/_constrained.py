@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from trustrec.models.llm._backend import cache_kwargs, output_cache
+from trustrec.models.llm._kv_cache import cache_kwargs, output_cache
 from trustrec.models.llm._trie import TitleTrie
 
 __all__ = ["ASSISTANT_FLOOR", "assistant_token_logprobs", "constrained_beam_search"]

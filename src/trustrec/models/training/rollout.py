@@ -197,29 +197,14 @@ def shared_prompt_logprobs(
     """
     import torch
 
-    from trustrec.models.llm import cache_kwargs, output_cache
+    from trustrec.models.llm import forward_after_prefix, output_cache
 
     if not len(prompt) or not answers or any(not len(a) for a in answers):
         raise ValueError("shared_prompt_logprobs: the prompt and every answer need at least one token")
     device = next(model.parameters()).device
-    n, rows, width = len(prompt), len(answers), max(len(a) for a in answers)
     head = model(input_ids=torch.tensor([list(prompt)], device=device), use_cache=True, logits_to_keep=1)
-    cache = output_cache(head)
-    cache.batch_repeat_interleave(rows)
-    ids = torch.full((rows, width), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((rows, width), dtype=torch.bool)
-    for r, answer in enumerate(answers):
-        ids[r, : len(answer)] = torch.tensor(list(answer))
-        mask[r, : len(answer)] = True
-    ids, mask = ids.to(device), mask.to(device)
-    attention = torch.cat([torch.ones((rows, n), dtype=torch.long, device=device), mask.long()], 1)
-    tail = model(
-        input_ids=ids,
-        attention_mask=attention,
-        position_ids=torch.arange(n, n + width, device=device).expand(rows, width),
-        **cache_kwargs(model, cache),
-    )
+    tail, ids, mask = forward_after_prefix(model, output_cache(head), len(prompt), answers, pad_id, keep_cache=False)
     # Answer token t is predicted at position t - 1: the prompt's last position for t = 0.
-    logits = torch.cat([head.logits[:, -1:, :].expand(rows, 1, -1), tail.logits[:, :-1, :]], 1).float()
+    logits = torch.cat([head.logits[:, -1:, :].expand(len(answers), 1, -1), tail[:, :-1, :]], 1).float()
     picked = torch.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
     return (picked * mask).sum(1)
