@@ -102,7 +102,7 @@ def _shown(value: float | None) -> float:
     return np.nan if value is None else value
 
 
-def _model(args, seed: int, *, demonstrations: int, epochs: int):
+def _model(args, *, demonstrations: int, epochs: int):
     return make_model(
         "llm_recicl",
         model=args.model,
@@ -202,13 +202,13 @@ def main() -> None:
         )
         return entry
 
-    base = _model(args, 0, demonstrations=4, epochs=0).fit(split, FitOptions(seed=0, progress=False))
+    base = _model(args, demonstrations=4, epochs=0).fit(split, FitOptions(seed=0, progress=False))
     run("base + demonstrations (seed 0)", base, later_log, 0, None)
     del base
     for seed in args.seeds:
         for name, k in (("recicl", 4), ("tallrec", 0)):
             t0 = time.perf_counter()
-            model = _model(args, seed, demonstrations=k, epochs=1).fit(split, FitOptions(seed=seed, progress=True))
+            model = _model(args, demonstrations=k, epochs=1).fit(split, FitOptions(seed=seed, progress=True))
             fit_seconds = time.perf_counter() - t0
             run(f"{name} (seed {seed})", model, later_log, seed, fit_seconds)
             if name == "recicl":

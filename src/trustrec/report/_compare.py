@@ -11,11 +11,10 @@ estimate carries no test of its own: its two CIs are what the report shows.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from trustrec.errors import ConfigError, DataError
-from trustrec.report._data import RunContents
+from trustrec.report._data import RunContents, finite_number
 
 __all__ = ["VERDICT_RANK", "base_comparison"]
 
@@ -104,9 +103,9 @@ def _accuracy(contents: RunContents, base: RunContents, notes: list[str]) -> tup
                 "users": int(r.n_users),
                 "base": _mean(r.a_mean, r.a_ci_low, r.a_ci_high),
                 "run": _mean(r.b_mean, r.b_ci_low, r.b_ci_high),
-                "change": _finite(r.diff_b_minus_a),
-                "p_t": _finite(r.t_pvalue),
-                "p_wilcoxon": _finite(r.wilcoxon_pvalue),
+                "change": finite_number(r.diff_b_minus_a),
+                "p_t": finite_number(r.t_pvalue),
+                "p_wilcoxon": finite_number(r.wilcoxon_pvalue),
             }
             for metric, r in frame.iterrows()
         ]
@@ -115,7 +114,7 @@ def _accuracy(contents: RunContents, base: RunContents, notes: list[str]) -> tup
     rows = []
     for metric in (m for m in stored[1] if m in stored[0]):
         b, r = (s[metric] if isinstance(s[metric], dict) else {} for s in stored)
-        bm, rm = _finite(b.get("mean")), _finite(r.get("mean"))
+        bm, rm = finite_number(b.get("mean")), finite_number(r.get("mean"))
         rows.append(
             {
                 "metric": metric,
@@ -145,7 +144,7 @@ def _audits(contents: RunContents, base: RunContents) -> list[dict]:
                 other = theirs.get(key)
                 if other is None:
                     continue
-                value, base_value = _finite(est.value), _finite(other.value)
+                value, base_value = finite_number(est.value), finite_number(other.value)
                 estimates.append(
                     {
                         "name": key,
@@ -176,13 +175,4 @@ def _direction(base_status: str, status: str) -> str:
 
 
 def _mean(value: Any, low: Any, high: Any) -> dict[str, float | None]:
-    return {"mean": _finite(value), "ci_low": _finite(low), "ci_high": _finite(high)}
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)  # numpy scalars
-        except (TypeError, ValueError):
-            return None
-    return float(value) if math.isfinite(value) else None
+    return {"mean": finite_number(value), "ci_low": finite_number(low), "ci_high": finite_number(high)}

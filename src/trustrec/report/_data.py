@@ -319,7 +319,19 @@ def finite_json(value: Any) -> Any:
     if kind in ("i", "u"):
         return int(value)
     try:
-        number = float(value)
+        float(value)
     except (TypeError, ValueError):
         return str(value)
+    return finite_number(value)
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float (numpy scalars too); None for NaN, inf, booleans and what is not
+    a number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
     return number if math.isfinite(number) else None
