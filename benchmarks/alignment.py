@@ -86,6 +86,35 @@ def _row(name: str, m: dict) -> str:
     return f"{name:<26} " + "  ".join(cells) + f"   NDCG CI [{ci[0]:.4f}, {ci[1]:.4f}]"
 
 
+def _figure(arms: dict, path: Path) -> None:
+    """Per training step: the effective supervision of static BoN and BLADE, the mean rollout
+    reward, and the share of RISER / GRPO groups without a learning signal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    panels = (("supervision", "effective supervision (TV from uniform)"), ("reward", "mean rollout reward"))
+    for ax, (key, title) in zip(axes, panels):
+        for label, arm in arms.items():
+            values = arm.get("alignment", {}).get(key)
+            if values:
+                ax.plot(range(1, len(values) + 1), [np.nan if v is None else v for v in values], label=label)
+        ax.set(title=title, xlabel="update")
+    for label, arm in arms.items():
+        values = arm.get("alignment", {}).get("non_learnable_share")
+        if values:
+            axes[2].plot(range(1, len(values) + 1), values, label=label)
+    axes[2].set(title="groups without learning signal", xlabel="update", ylim=(-0.05, 1.05))
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="amazon-industrial")
@@ -105,7 +134,11 @@ def main() -> None:
     parser.add_argument("--bon-n", type=int, default=4, help="N of Best-of-N at inference (0: skip)")
     parser.add_argument("--models", type=Path, default=None, help="where aligned models are saved")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="only draw the figure of a stored result")
     args = parser.parse_args()
+    if args.plot:
+        _figure(json.loads(args.plot.read_text())["arms"], args.plot.with_suffix(".png"))
+        return
 
     import torch
 
@@ -227,7 +260,9 @@ def main() -> None:
             if args.models:
                 model.save(args.models / f"{name}_{method}_seed{seed}")
             save()
-    print(f"written {out_path}")
+    figure = out_path.with_suffix(".png")
+    _figure(arms, figure)
+    print(f"written {out_path} and {figure.name}")
 
 
 if __name__ == "__main__":
