@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import PositiveInt
 
@@ -153,22 +154,35 @@ def classify_generations(
     ground: Callable[[str], tuple[int, str]],
     histories: Sequence[Sequence[int]],
     *,
-    users=None,
+    users: npt.ArrayLike | None = None,
     max_chars: int = 200,
     scaffolding: Sequence[str] = DEFAULT_SCAFFOLDING,
 ) -> pd.DataFrame:
     """One row per generated output, categorised (see the module docstring for the order).
 
-    ``texts[u]``: user ``u``'s outputs, best first; ``ground(text) -> (item, how)`` with ``how``
-    in ``"exact"``/``"near"``/``"none"`` (e.g. ``GenerativeRecommender.grounder()``);
-    ``histories[u]``: the item indices the user already has; ``users``: labels for the ``user``
-    column (default ``0..n-1``). ``malformed`` follows :func:`malformed_reason` with
-    ``max_chars`` and ``scaffolding``.
+    Parameters
+    ----------
+    texts : sequence of sequence of str
+        ``texts[u]``: user ``u``'s outputs, best first.
+    ground : callable
+        ``ground(text) -> (item, how)`` with ``how`` in ``"exact"``/``"near"``/``"none"`` (e.g.
+        ``GenerativeRecommender.grounder()``).
+    histories : sequence of sequence of int
+        ``histories[u]``: the item indices the user already has.
+    users : array_like or None
+        Labels for the ``user`` column (default ``0..n-1``).
+    max_chars : int
+        Longest output that is not malformed (:func:`malformed_reason`).
+    scaffolding : sequence of str
+        Prompt scaffolding whose echo makes an output malformed (:func:`malformed_reason`).
 
-    Columns: ``user``, ``rank`` (1 = first output), ``text``, ``category``, ``detail`` (the
-    malformed reason, or how the item was grounded), ``item`` (-1 when none).
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``user``, ``rank`` (1 = first output), ``text``, ``category``, ``detail`` (the
+        malformed reason, or how the item was grounded), ``item`` (-1 when none).
     """
-    users = _check_aligned("classify_generations", texts, histories, users)
+    labels = _check_aligned("classify_generations", texts, histories, users)
     records = []
     for u, (row, history) in enumerate(zip(texts, histories)):
         seen = {int(i) for i in np.asarray(history).ravel()}
@@ -189,7 +203,7 @@ def classify_generations(
             if item >= 0:
                 named.add(item)
             records.append(
-                {"user": users[u], "rank": rank, "text": text, "category": category, "detail": detail, "item": item}
+                {"user": labels[u], "rank": rank, "text": text, "category": category, "detail": detail, "item": item}
             )
     return _frame(records)
 
@@ -234,15 +248,38 @@ def classify_items(
 
 
 def category_rates(table: pd.DataFrame) -> pd.Series:
-    """Share of outputs in each category (indexed by :data:`CATEGORIES`; NaN when no output)."""
+    """Share of outputs in each category.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`classify_generations`' table.
+
+    Returns
+    -------
+    pandas.Series
+        One rate per category (indexed by :data:`CATEGORIES`; NaN when there is no output).
+    """
     counts = table["category"].value_counts().reindex(list(CATEGORIES), fill_value=0)
     total = int(counts.sum())
     return (counts / total if total else counts * np.nan).astype(np.float64).rename("rate")
 
 
-def per_user_rates(table: pd.DataFrame, users=None) -> pd.DataFrame:
-    """Per user (rows; ``users`` adds users without output, as NaN), the share of the user's
-    outputs in each category (columns :data:`CATEGORIES`)."""
+def per_user_rates(table: pd.DataFrame, users: npt.ArrayLike | None = None) -> pd.DataFrame:
+    """Per user, the share of the user's outputs in each category.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`classify_generations`' table.
+    users : array_like or None
+        Every user to report (those without output get NaN rows); None: the users in ``table``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per user, one column per category (:data:`CATEGORIES`).
+    """
     counts = pd.crosstab(table["user"], pd.Categorical(table["category"], categories=CATEGORIES), dropna=False)
     counts = counts.reindex(columns=list(CATEGORIES), fill_value=0)
     rates = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).astype(np.float64)
