@@ -48,6 +48,9 @@ from trustrec.mitigate.training import ALIGNMENT_METHODS, ListReward, best_of_n_
 from trustrec.models import FitOptions, Recommender, make_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Arguments that choose what runs, not what a measurement means: a stored result made under the
+# other arguments is reused (its arms are not measured again).
+NOT_SETTINGS = ("start_from", "models", "dataset", "methods", "seeds", "bon_n", "threads", "plot")
 K = 10
 
 
@@ -176,24 +179,35 @@ def main() -> None:
         "dataset": name,
         "start_from": start_from.name,
         "test_rows": len(test),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("start_from", "models", "dataset")},
+        "settings": {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS},
         "reward": reward_config,
         "ild": f"items' {column!r} column" if column else "not measured: the items have no group column",
         "arms": {},
     }
     RESULTS.mkdir(exist_ok=True)
     out_path = RESULTS / f"alignment_{name}.json"
+    if out_path.exists():
+        stored = json.loads(out_path.read_text())
+        if {k: stored.get(k) for k in ("settings", "reward", "start_from", "test_rows")} == {
+            k: report[k] for k in ("settings", "reward", "start_from", "test_rows")
+        }:
+            report["arms"] = stored["arms"]
+            report["command"] = [*np.atleast_1d(stored["command"]).tolist(), report["command"]]
 
     def save() -> None:
         out_path.write_text(json.dumps(report, indent=1, default=float))
 
     print(f"{len(test)} test rows of {name}; SFT from {start_from}")
     print(f"{'arm':<26} {'NDCG@10':>6} {'HR@10':>6} {'Gini':>6} {'APLT':>6} {'ILD':>6}")
-    t0 = time.time()
-    sft_items = sft.recommend(test.queries, K, exclude_seen=False).items
     arms = report["arms"]
-    arms["SFT"] = {**_list_metrics(sft_items, test, context), "eval_seconds": round(time.time() - t0, 1)}
-    print(_row("SFT", arms["SFT"]), flush=True)
+    if "SFT" in arms:
+        sft_items = np.asarray(arms["SFT"]["top10"])
+        print(_row("SFT", arms["SFT"]), "(stored)", flush=True)
+    else:
+        t0 = time.time()
+        sft_items = sft.recommend(test.queries, K, exclude_seen=False).items
+        arms["SFT"] = {**_list_metrics(sft_items, test, context), "eval_seconds": round(time.time() - t0, 1)}
+        print(_row("SFT", arms["SFT"]), flush=True)
     save()
     base_rows = np.asarray(arms["SFT"]["per_row_ndcg@10"])
 
@@ -212,7 +226,7 @@ def main() -> None:
             "sft_ndcg@10": float(base_rows[most].mean()),
         }
 
-    if args.bon_n >= 2:
+    if args.bon_n >= 2 and f"BoN@{args.bon_n} inference (oracle)" not in arms:
         reward = ListReward.from_dataset({**reward_config, "k": K}, train)
         t0 = time.time()
         best, cost = best_of_n_lists(sft, test.queries, test.targets, reward, args.bon_n, K, seed=0)
@@ -224,6 +238,9 @@ def main() -> None:
     for seed in args.seeds:
         for method in args.methods:
             label = f"{method} (seed {seed})"
+            if label in arms:
+                print(_row(label, arms[label]), "(stored)", flush=True)
+                continue
             sft_params = sft.config.model_dump()
             model = make_model(
                 "llm_generative_aligned",

@@ -638,7 +638,6 @@ class LocalBackend(LLMBackend):
         where every step may only take a token the trie allows after the tokens so far, up to
         the trie's end marker; same seed, prompts and batch size give the same samples.
         Prompts are left padded and tokenized with the tokenizer's special tokens."""
-        import torch
 
         owner = f"{type(self).__name__}.sample_constrained"
         prompts = _check_strings(prompts, "prompts", owner)
@@ -648,49 +647,16 @@ class LocalBackend(LLMBackend):
             raise ConfigError(f"{owner}: temperature must be >= 0 and top_p in (0, 1]; got {temperature}, {top_p}")
         if not prompts or trie.n_sequences == 0:
             return [[] for _ in prompts]
-        model, tok = self.model, self.tokenizer
-        pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        device = next(model.parameters()).device
-        depth = max(len(seq) for seq in trie.sequences.values())
-        sample = temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": depth,
-            "do_sample": sample,
-            "num_beams": 1,
-            "num_return_sequences": int(n),
-            "pad_token_id": pad,
-            "eos_token_id": trie.end_id,
-        }
-        kwargs.update(temperature=temperature, top_p=top_p, top_k=0) if sample else kwargs.update(
-            temperature=None, top_p=None, top_k=None
+        from trustrec.models.llm._constrained_sampling import constrained_sample
+
+        return constrained_sample(
+            self.model,
+            self.tokenizer,
+            prompts,
+            trie,
+            int(n),
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            batch_size=batch_size,
         )
-        results: list[list[tuple[list[int], int]]] = []
-        old_side = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            with torch.inference_mode(), torch.random.fork_rng(devices=[] if device.type == "cpu" else None):
-                torch.manual_seed(seed)
-                for start in range(0, len(prompts), batch_size):
-                    chunk = prompts[start : start + batch_size]
-                    enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True)
-                    enc = {key: v.to(device) for key, v in enc.items()}
-                    width = enc["input_ids"].shape[1]
-
-                    def allowed(_batch_id, ids, width=width):
-                        tokens = trie.allowed_tokens(ids[width:].tolist())
-                        return tokens or [trie.end_id]  # a finished row: anything, it is cut below
-
-                    out = model.generate(**enc, prefix_allowed_tokens_fn=allowed, **kwargs)
-                    new = out[:, width:].cpu().tolist()
-                    for b in range(len(chunk)):
-                        row = []
-                        for j in range(int(n)):
-                            ids = new[b * int(n) + j]
-                            if trie.end_id in ids:
-                                ids = ids[: ids.index(trie.end_id) + 1]
-                            items = trie.items_of(ids)
-                            row.append((ids, items[0] if items else -1))
-                        results.append(row)
-        finally:
-            tok.padding_side = old_side
-        return results
