@@ -259,3 +259,24 @@ class TestAlignedChecks(RecommenderChecks):
     configs: ClassVar[list[dict[str, Any]]] = [
         {**SFT, "max_train_examples": 8, "alignment": {**ALIGN, "users": 4, "method": "riser"}}
     ]
+
+
+def test_batches_without_a_learning_signal_are_skipped_not_trained():
+    import torch
+
+    from trustrec.models.llm import load_causal_lm
+    from trustrec.models.training import LLMTrainer, LossTerm, PromptVariant, TrainingExample
+
+    class NoSignal(LossTerm):
+        def compute(self, ctx):
+            return None
+
+    model, _ = load_causal_lm("tiny-smollm2-random")
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    examples = [TrainingExample((PromptVariant([5, 6, 7], [9, 2]),)) for _ in range(4)]
+    trainer = LLMTrainer(model, pad_id=0, losses=[NoSignal()], batch_size=2, skip_empty=True)
+    assert np.isnan(trainer.train_epoch(examples, np.random.default_rng(0)))
+    assert trainer.skipped_batches == 2
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    with pytest.raises(ValueError, match="no loss term contributed"):
+        LLMTrainer(model, pad_id=0, losses=[NoSignal()], batch_size=2).train_epoch(examples, np.random.default_rng(0))

@@ -486,7 +486,12 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
             term = PairwisePreferenceLoss(reference=reference, beta=a.beta)
 
         trainer = LLMTrainer(
-            self.lm_, pad_id=self._pad_id(), losses=[term], learning_rate=a.learning_rate, batch_size=a.batch_size
+            self.lm_,
+            pad_id=self._pad_id(),
+            losses=[term],
+            learning_rate=a.learning_rate,
+            batch_size=a.batch_size,
+            skip_empty=True,  # a batch whose rollouts all carry no signal (GRPO) is no update
         )
         bar = progress_from(
             options,
@@ -502,7 +507,8 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
 
         loop = trainer.fit(examples, rng, a.epochs, [bar, _CountSteps()])
         self.lm_.eval()
-        record["loss"] = loop.losses
+        record["loss"] = [loss if np.isfinite(loss) else None for loss in loop.losses]
+        record["skipped_updates"] = trainer.skipped_batches
         record["reward"] = [float(np.mean(r)) if r else None for r in step_rewards]
         record["steps"] = step[0]
         if isinstance(term, BestOfNTargetLoss):

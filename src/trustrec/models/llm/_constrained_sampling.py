@@ -148,10 +148,10 @@ def _sample_chunk(
         )
         cache, logits, position = output_cache(out), out.logits[:, -1], position + 1
     samples = []
-    for r in range(n_rows):
-        leaf = -1 - int(node[r]) if node[r] < 0 else -1
+    for row, generated in enumerate(tokens):
+        leaf = -1 - int(node[row]) if node[row] < 0 else -1
         items = trie.items_at(leaf) if leaf >= 0 else []
-        samples.append((tokens[r], items[0] if items else -1))
+        samples.append((generated, items[0] if items else -1))
     return samples
 
 

@@ -165,19 +165,22 @@ class LossContext:
         The batch's examples.
     batch : dict
         The collated variant rows, on the device.
-    outputs : object
-        The model's forward pass over ``batch`` (with ``logits``).
+    outputs : object or None
+        The model's forward pass over ``batch`` (with ``logits``); None: run on first use (terms
+        that score their own rows, such as rollouts, never pay for it).
     """
 
-    def __init__(self, trainer: LLMTrainer, examples: list[TrainingExample], batch: dict, outputs: Any):
-        self.trainer, self.model, self.examples, self.batch, self.outputs = (
-            trainer,
-            trainer.model,
-            examples,
-            batch,
-            outputs,
-        )
+    def __init__(self, trainer: LLMTrainer, examples: list[TrainingExample], batch: dict, outputs: Any = None):
+        self.trainer, self.model, self.examples, self.batch = trainer, trainer.model, examples, batch
+        self._outputs = outputs
         self._rejected = None
+
+    @property
+    def outputs(self) -> Any:
+        """The model's forward pass over ``batch`` (run on first use)."""
+        if self._outputs is None:
+            self._outputs = self.trainer.forward(self.batch)
+        return self._outputs
 
     def _forward_rejected(self):
         if self._rejected is None:
@@ -394,6 +397,10 @@ class LLMTrainer:
         Per-answer-token weights for rows that carry none: a scheme of
         :mod:`~trustrec.models.training.token_weights` (``"uniform"``, ``"linear_decay"``) or
         ``n_answer_tokens -> weights``; None (default): unweighted.
+    skip_empty : bool
+        A batch to which no loss term contributes is skipped (no update; counted in
+        ``skipped_batches``, the epoch loss averages the other batches, NaN when none) instead of
+        raising (default False): rollout terms whose batch carried no learning signal.
 
     Raises
     ------
@@ -417,6 +424,7 @@ class LLMTrainer:
         warmup_steps: int = 0,
         total_steps: int | None = None,
         token_weights: str | Callable[[int], Sequence[float]] | None = None,
+        skip_empty: bool = False,
     ):
         import torch
 
@@ -429,6 +437,7 @@ class LLMTrainer:
         if warmup_steps < 0:
             raise ValueError(f"LLMTrainer: warmup_steps must be >= 0, got {warmup_steps}")
         self.autocast, self.length_bucketing = autocast, bool(length_bucketing)
+        self.skip_empty, self.skipped_batches = bool(skip_empty), 0
         self.token_weights = None if token_weights is None else token_weight_scheme(token_weights)
         self.model, self.pad_id, self.batch_size = model, int(pad_id), int(batch_size)
         self.losses = list(losses) if losses is not None else [CausalLMLoss()]
@@ -482,9 +491,9 @@ class LLMTrainer:
         batch["variant_index"] = torch.tensor([j for e in examples for j in range(len(e.variants))], dtype=torch.long)
         return batch
 
-    def batch_loss(self, examples: Sequence[TrainingExample], batch: dict | None = None) -> torch.Tensor:
+    def batch_loss(self, examples: Sequence[TrainingExample], batch: dict | None = None) -> torch.Tensor | None:
         """The summed loss terms of one batch of examples (``loss_fn(batch)`` instead when the
-        trainer was given one)."""
+        trainer was given one); None when no term contributed and ``skip_empty`` is set."""
         examples = [_as_example(e) for e in examples]
         if batch is None:
             batch = self.to_device(self.collate(examples))
@@ -500,16 +509,16 @@ class LLMTrainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
-    def _loss(self, examples: list[TrainingExample], batch: dict) -> torch.Tensor:
+    def _loss(self, examples: list[TrainingExample], batch: dict) -> torch.Tensor | None:
         if self.loss_fn is not None:
             return self.loss_fn(batch)
-        ctx = LossContext(self, examples, batch, self.forward(batch))
+        ctx = LossContext(self, examples, batch)
         total = None
         for term in self.losses:
             value = term(ctx)
             if value is not None:
                 total = value if total is None else total + value
-        if total is None:
+        if total is None and not self.skip_empty:
             raise ValueError("LLMTrainer: no loss term contributed to the batch")
         return total
 
@@ -543,6 +552,11 @@ class LLMTrainer:
         for idx in self.batch_order(examples, rng):
             chosen = [examples[i] for i in idx]
             loss = self.batch_loss(chosen)
+            if loss is None:  # no term had a signal (skip_empty): no update
+                self.skipped_batches += 1
+                if on_step is not None:
+                    on_step()
+                continue
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -552,7 +566,7 @@ class LLMTrainer:
             count += len(idx)
             if on_step is not None:
                 on_step()
-        return total / count
+        return total / count if count else float("nan")
 
     def fit(self, examples: Sequence, rng: np.random.Generator, epochs: int, callbacks: Sequence = ()) -> EpochLoop:
         """Runs ``epochs`` epochs under an :class:`EpochLoop` with ``callbacks``; returns the loop."""
