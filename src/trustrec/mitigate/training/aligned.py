@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -72,6 +72,7 @@ from trustrec.mitigate.training.alignment import (
 )
 from trustrec.models import FitOptions, register_model
 from trustrec.models.llm import GenerativeConfig, GenerativeRecommender
+from trustrec.models.training import LossTerm
 
 __all__ = [
     "ALIGNMENT_METHODS",
@@ -385,13 +386,15 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
         record: dict[str, Any] = {"method": a.method, "users": len(examples), "titles_sampled": 0}
         step = [0]
 
-        def rows(example: TrainingExample) -> QueryBatch:
-            return queries[[example.meta["index"]]]
+        drawn: dict[int, np.ndarray] = {}  # this update's samples, by example index
 
-        def draw(example: TrainingExample, n: int) -> np.ndarray:
-            record["titles_sampled"] += n
-            seed = options.seed + 1_000_003 * (step[0] + 1) + example.meta["index"]
-            return sample_items(self, rows(example), n, temperature=a.temperature, seed=seed)[0]
+        def draw_for(batch: list[TrainingExample], n: int, seed: int) -> None:
+            """``n`` samples for every example of ``batch`` in one batched call."""
+            index = [e.meta["index"] for e in batch]
+            record["titles_sampled"] += n * len(index)
+            items = sample_items(self, queries[index], n, temperature=a.temperature, seed=seed)
+            drawn.clear()
+            drawn.update(zip(index, items, strict=True))
 
         step_rewards: list[list[float]] = []
 
@@ -406,9 +409,9 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
         reference_lists: dict[int, np.ndarray] = {}
         if a.method in ("bon", "blade", "dpo"):
             n = a.n_rollouts * (a.list_length if a.method != "dpo" else 1)
-            for example in examples:
-                drawn = draw(example, n)
-                reference_lists[example.meta["index"]] = _distinct_first(drawn.reshape(-1, n // a.n_rollouts))
+            draw_for(examples, n, options.seed)
+            for index, items in drawn.items():
+                reference_lists[index] = _distinct_first(items.reshape(a.n_rollouts, -1))
         frozen = None
         if a.method in ("riser", "grpo", "dpo"):
             frozen = copy.deepcopy(self.lm_).eval()
@@ -435,7 +438,7 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
                 if a.method == "bon":
                     lists = reference_lists[index]
                 else:
-                    lists = _distinct_first(draw(example, a.n_rollouts * a.list_length).reshape(a.n_rollouts, -1))
+                    lists = _distinct_first(drawn[index].reshape(a.n_rollouts, -1))
                 current[index] = lists
                 return as_answers(lists)
 
@@ -452,7 +455,7 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
         elif a.method in ("riser", "grpo"):
 
             def items_of(example: TrainingExample) -> list:
-                items = draw(example, a.n_rollouts)
+                items = drawn[example.meta["index"]]
                 items = items[items >= 0]
                 return list(zip(self._answer_ids(items), items.tolist(), strict=True))
 
@@ -485,6 +488,11 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
             examples = paired
             term = PairwisePreferenceLoss(reference=reference, beta=a.beta)
 
+        if a.method in ("blade", "riser", "grpo"):  # on-policy: each update samples its users at once
+            n_update = a.n_rollouts * (a.list_length if a.method == "blade" else 1)
+            term = _SampledFirst(
+                term, lambda batch: draw_for(batch, n_update, options.seed + 1_000_003 * (step[0] + 1))
+            )
         trainer = LLMTrainer(
             self.lm_,
             pad_id=self._pad_id(),
@@ -511,6 +519,7 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
         record["skipped_updates"] = trainer.skipped_batches
         record["reward"] = [float(np.mean(r)) if r else None for r in step_rewards]
         record["steps"] = step[0]
+        term = term.inner if isinstance(term, _SampledFirst) else term
         if isinstance(term, BestOfNTargetLoss):
             record["supervision"] = term.supervision
         if isinstance(term, RiserLoss):
@@ -518,3 +527,14 @@ class AlignedGenerativeRecommender(GenerativeRecommender):
             record["pairs"] = [s["pairs"] for s in term.stats]
         record["seconds"] = time.perf_counter() - start
         return record
+
+
+class _SampledFirst(LossTerm):
+    """A rollout loss term whose batch's rollouts are drawn in one call before it runs."""
+
+    def __init__(self, inner: LossTerm, draw: Callable[[list], None]):
+        self.inner, self.draw = inner, draw
+
+    def compute(self, ctx: Any) -> Any:
+        self.draw(ctx.examples)
+        return self.inner(ctx)
