@@ -643,13 +643,14 @@ class BestOfNTargetLoss(LossTerm):
     def compute(self, ctx: Any) -> torch.Tensor | None:
         import torch
 
-        rollouts = [[_answers_of(r) for r in self.sample(e)] for e in ctx.examples]
+        given = [list(self.sample(e)) for e in ctx.examples]  # the reward reads them as sampled
+        rollouts = [[_answers_of(r) for r in group] for group in given]
         sizes = {len(r) for r in rollouts}
         if len(sizes) != 1 or 0 in sizes:
             raise DataError(
                 f"BestOfNTargetLoss: every example needs the same, positive number of rollouts; got {sizes}"
             )
-        rewards = np.array([self.reward(e, r) for e, r in zip(ctx.examples, rollouts, strict=True)], dtype=np.float64)
+        rewards = np.array([self.reward(e, r) for e, r in zip(ctx.examples, given, strict=True)], dtype=np.float64)
         if rewards.shape != (len(rollouts), len(rollouts[0])) or not np.isfinite(rewards).all():
             raise DataError(f"BestOfNTargetLoss: rewards must be finite, shape {(len(rollouts), len(rollouts[0]))}")
         weights = np.asarray(self.target(rewards), dtype=np.float64)
