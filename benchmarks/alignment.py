@@ -38,6 +38,7 @@ from trustrec.eval import (
     hit_rate,
     hits_matrix,
     intra_list_diversity,
+    item_user_counts,
     item_vectors_from_groups,
     long_tail_mask,
     ndcg,
@@ -157,13 +158,12 @@ def main() -> None:
     train = split.train_dataset()
     test = sampled_rows(split, "test", args.test_rows, np.random.default_rng(0))  # generative_d3's rows
     popularity = np.bincount(train.interactions.item, minlength=train.n_items).astype(np.float64)
-    pairs = np.unique(train.interactions.user.astype(np.int64) * train.n_items + train.interactions.item)
     column = guess_item_group_column(train.items)
     context = {
         "n_items": train.n_items,
         "n_users": train.n_users,
         "tail": long_tail_mask(popularity),
-        "user_counts": np.bincount(pairs % train.n_items, minlength=train.n_items).astype(np.float64),
+        "user_counts": item_user_counts(train.interactions.user, train.interactions.item, train.n_items),
         "vectors": item_vectors_from_groups(train.items, column)[0] if column else None,
     }
     reward_config = {

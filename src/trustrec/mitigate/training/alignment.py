@@ -197,13 +197,12 @@ class ListReward:
         ListReward
             The reward.
         """
-        from trustrec.eval import item_vectors_from_groups
+        from trustrec.eval import item_user_counts, item_vectors_from_groups
         from trustrec.eval import popularity_groups as groups_of
 
         c = cast(ListRewardConfig, validate_config(ListRewardConfig, config or {}, "ListReward"))
         inter = train.interactions
-        pairs = np.unique(inter.user.astype(np.int64) * train.n_items + inter.item)
-        user_counts = np.bincount(pairs % train.n_items, minlength=train.n_items).astype(np.float64)
+        user_counts = item_user_counts(inter.user, inter.item, train.n_items).astype(np.float64)
         membership = vectors = None
         if c.fairness > 0:
             group = groups_of(np.bincount(inter.item, minlength=train.n_items), popularity_groups)
